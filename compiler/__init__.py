@@ -1,0 +1,1 @@
+"""ttcl.compiler: .ttc source -> AST -> checks -> DAG -> budget analysis."""

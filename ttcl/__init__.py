@@ -1,0 +1,3 @@
+"""ttcl: the test-time compute language."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,234 @@
+"""`arith`: multi-step integer arithmetic with an exact outcome and step checker.
+
+A question is a chain of operations applied left to right, written
+`37 +12 *3 -5` (no operator precedence: each operation applies to the running
+value). The chain-of-thought answer writes one operation per line and ends
+with a GSM8K-style final-answer marker:
+
+    37+12=49
+    49*3=147
+    147-5=142
+    #### 142
+
+The difficulty knob is `steps`, the number of operations. Values stay in
+0..999, so more steps mean more (and larger) intermediate results to carry.
+The checkers recompute everything from the question itself, so they need no
+gold label and never raise on malformed text.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+ANSWER_MARKER = "####"
+PROMPT_SEPARATOR = "\n"  # the prompt is `question + PROMPT_SEPARATOR`
+VALUE_MAX = 999
+ADD_MAX = 99  # largest operand of + and -
+MUL_MAX = 9  # largest factor of *
+START_MAX = 99
+
+_QUESTION_RE = re.compile(r"^\s*(\d+)((?:\s*[+\-*]\s*\d+)+)\s*=?\s*$")
+_OP_RE = re.compile(r"([+\-*])\s*(\d+)")
+_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
+_ANSWER_LINE_RE = re.compile(r"^\s*####\s*(-?\d+)\s*$")
+_INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$")
+
+
+def apply_op(value: int, op: str, operand: int) -> int:
+    """One step of the chain."""
+    if op == "+":
+        return value + operand
+    if op == "-":
+        return value - operand
+    if op == "*":
+        return value * operand
+    raise ValueError(f"unknown operator {op!r}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One arith problem: a start value and the operations applied to it in order."""
+
+    start: int
+    ops: tuple[tuple[str, int], ...]
+
+    @property
+    def steps(self) -> int:
+        return len(self.ops)
+
+    @property
+    def question(self) -> str:
+        return " ".join([str(self.start), *(f"{op}{x}" for op, x in self.ops)])
+
+    @property
+    def prompt(self) -> str:
+        return self.question + PROMPT_SEPARATOR
+
+    @property
+    def values(self) -> list[int]:
+        """The running value before the first and after every step (len = steps + 1)."""
+        out = [self.start]
+        for op, x in self.ops:
+            out.append(apply_op(out[-1], op, x))
+        return out
+
+    @property
+    def answer(self) -> int:
+        return self.values[-1]
+
+    def step_lines(self) -> list[str]:
+        vals = self.values
+        return [f"{vals[i]}{op}{x}={vals[i + 1]}" for i, (op, x) in enumerate(self.ops)]
+
+    @property
+    def solution(self) -> str:
+        """The reference chain-of-thought completion (without end-of-sequence)."""
+        return "\n".join([*self.step_lines(), f"{ANSWER_MARKER} {self.answer}"])
+
+    def to_json(self) -> dict[str, object]:
+        return {"question": self.question, "answer": self.solution, "steps": self.steps}
+
+
+def _valid_ops(value: int) -> list[tuple[str, int, int]]:
+    """(op, lowest operand, highest operand) choices that keep the value in 0..VALUE_MAX."""
+    out: list[tuple[str, int, int]] = []
+    if value < VALUE_MAX:
+        out.append(("+", 1, min(ADD_MAX, VALUE_MAX - value)))
+    if value > 0:
+        out.append(("-", 1, min(ADD_MAX, value)))
+    if value > 0 and VALUE_MAX // value >= 2:
+        out.append(("*", 2, min(MUL_MAX, VALUE_MAX // value)))
+    return out
+
+
+def generate(steps: int, rng: random.Random) -> Problem:
+    """One problem of `steps` operations drawn from `rng`."""
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    value = rng.randint(2, START_MAX)
+    start = value
+    ops: list[tuple[str, int]] = []
+    for _ in range(steps):
+        op, lo, hi = rng.choice(_valid_ops(value))
+        x = rng.randint(lo, hi)
+        ops.append((op, x))
+        value = apply_op(value, op, x)
+    return Problem(start, tuple(ops))
+
+
+def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
+    """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
+    levels = [steps] if isinstance(steps, int) else list(steps)
+    if not levels:
+        raise ValueError("no difficulty levels given")
+    rng = random.Random(seed)
+    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+
+
+def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
+    """GSM8K-style JSONL lines: question, answer (solution ending in `#### N`), steps."""
+    for p in problems:
+        yield json.dumps(p.to_json())
+
+
+def parse_question(question: str) -> Problem | None:
+    """The problem a question states, or None when the text is not an arith question."""
+    if not isinstance(question, str):
+        return None
+    m = _QUESTION_RE.match(question.strip())
+    if m is None:
+        return None
+    ops = tuple((op, int(x)) for op, x in _OP_RE.findall(m.group(2)))
+    return Problem(int(m.group(1)), ops)
+
+
+def parse_steps_spec(spec: str) -> list[int]:
+    """`"3"` -> [3]; `"1..8"` -> [1, ..., 8]. Raises ValueError on anything else."""
+    text = spec.strip()
+    m = re.fullmatch(r"(\d+)\s*(?:\.\.\s*(\d+))?", text)
+    if m is None:
+        raise ValueError(f"steps must be an integer N or a range A..B, got {spec!r}")
+    lo = int(m.group(1))
+    hi = int(m.group(2)) if m.group(2) is not None else lo
+    if lo < 1 or hi < lo:
+        raise ValueError(f"steps range must satisfy 1 <= A <= B, got {spec!r}")
+    return list(range(lo, hi + 1))
+
+
+class ArithChecker:
+    """Exact outcome and step checker for `arith` (the `check("arith")` verifier)."""
+
+    name = "arith"
+    answer_marker = ANSWER_MARKER
+    step_separator = "\n"
+
+    def solve(self, question: str) -> str | None:
+        """The exact final answer, as a string, or None if the question does not parse."""
+        p = parse_question(question)
+        return None if p is None else str(p.answer)
+
+    def extract(self, completion: str) -> str | None:
+        """Text after the first `####`, up to the end of its line; None if missing or empty."""
+        if not isinstance(completion, str):
+            return None
+        at = completion.find(ANSWER_MARKER)
+        if at < 0:
+            return None
+        rest = completion[at + len(ANSWER_MARKER) :].split("\n", 1)[0].strip()
+        return rest or None
+
+    def outcome(self, question: str, completion: str) -> float:
+        p = parse_question(question)
+        got = self.extract(completion)
+        if p is None or got is None:
+            return 0.0
+        m = _INT_RE.match(got)
+        return 1.0 if m is not None and int(m.group(1)) == p.answer else 0.0
+
+    def split_steps(self, completion: str) -> list[str]:
+        """Non-empty lines, stripped. The `#### N` line is the last step."""
+        if not isinstance(completion, str):
+            return []
+        return [line.strip() for line in completion.split("\n") if line.strip()]
+
+    def steps(self, question: str, completion: str) -> list[float]:
+        """Step i (0-based, i < steps) must be exactly `v_i op x_i = v_{i+1}`; step `steps`
+        must be `#### answer`; any line after that is wrong. Scores are 1.0 up to the
+        first wrong step and 0.0 from it on."""
+        lines = self.split_steps(completion)
+        p = parse_question(question)
+        if p is None:
+            return [0.0] * len(lines)
+        vals = p.values
+        scores: list[float] = []
+        ok = True
+        for i, line in enumerate(lines):
+            ok = ok and self._line_ok(p, vals, i, line)
+            scores.append(1.0 if ok else 0.0)
+        return scores
+
+    def first_error(self, question: str, completion: str) -> int | None:
+        """Index of the first wrong step, or None when every step is right."""
+        scores = self.steps(question, completion)
+        return scores.index(0.0) if 0.0 in scores else None
+
+    @staticmethod
+    def _line_ok(p: Problem, vals: list[int], i: int, line: str) -> bool:
+        if i < p.steps:
+            m = _STEP_RE.match(line)
+            if m is None:
+                return False
+            op, x = p.ops[i]
+            got = (int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)))
+            return got == (vals[i], op, x, vals[i + 1])
+        if i == p.steps:
+            m = _ANSWER_LINE_RE.match(line)
+            return m is not None and int(m.group(1)) == p.answer
+        return False
+
+
+checker = ArithChecker()

@@ -1,0 +1,353 @@
+"""The accountant: the run-time half of the budget guarantee.
+
+`ttcl check` proves a worst case fits; the accountant makes sure the actual
+run never spends more. Before a node runs the scheduler asks for an
+*allowance* sized to the node's worst case (computed from the real prompt
+lengths, so it is usually far below the static bound). The allowance is
+reserved until the node is charged, so nodes of one item (or items of one
+pooled budget) that run in the same batch can never jointly overspend.
+After the node runs its actual spend is charged and the unused part of the
+reservation goes back.
+
+Limits come from three places, all enforced the same way:
+  * the per-item budget (`budget per item { ... }`);
+  * the pooled budget over the whole run (`budget pooled { ... }`);
+  * the node's static bound from `ttcl check`, so "actual <= bound" holds
+    per node, hence per item, even for inputs longer than declared.
+
+Seconds cannot be known before a node runs: they are checked before each
+node (is there time left?) and charged after. A node that starts with time
+left may overrun by at most its own duration; every other unit is hard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+from ttcl.compiler.costmodel import Cost, Unit
+from ttcl.runtime.hooks import NodeHook
+
+from ttcl.errors import TtclRuntimeError
+
+OnExhaust = Literal["shrink", "stop"]
+
+# Recomputes a node's worst case for a smaller (n, max_tokens): how `shrink` finds what fits.
+Resize = Callable[[int, int], Cost]
+
+# Float slack for FLOPs sums (exact integers below 2**53, but sums of floats may round).
+_EPS = 1e-9
+
+
+class AccountingError(TtclRuntimeError):
+    """A node spent more than its allowance: a bug in cost reporting, never user error."""
+
+
+class Limits(BaseModel):
+    """Upper limits per unit; None means unlimited."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: float | None = None
+    prompt_tokens: float | None = None
+    gen_tokens: float | None = None
+    tokens: float | None = None
+    flops: float | None = None
+    seconds: float | None = None
+
+    def get(self, unit: Unit | str) -> float | None:
+        return getattr(self, Unit(unit).value)
+
+    def is_empty(self) -> bool:
+        return all(self.get(u) is None for u in Unit)
+
+    def as_dict(self) -> dict[str, float]:
+        return {u.value: v for u in Unit if (v := self.get(u)) is not None}
+
+    @classmethod
+    def from_cost(cls, cost: Cost, *, units: tuple[Unit, ...] | None = None) -> Limits:
+        """A cost (e.g. a static bound) used as a limit on the given units (all static ones by default)."""
+        chosen = units or (Unit.calls, Unit.prompt_tokens, Unit.gen_tokens, Unit.tokens, Unit.flops)
+        return cls(**{u.value: cost.get(u) for u in chosen})
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What the accountant granted one node of one item.
+
+    `granted` False means the node must not run (the `stop` policy, or
+    nothing fits). `n`/`max_tokens` are what the node may use; under
+    `shrink` they may be smaller than requested.
+    """
+
+    item: int
+    node_id: str
+    granted: bool
+    worst_case: Cost
+    n: int | None = None
+    max_tokens: int | None = None
+    shrunk: bool = False
+    reason: str = ""
+    ticket: int = 0
+
+
+@dataclass
+class LedgerEntry:
+    """One node of one item: what was allowed and what was actually spent."""
+
+    item: int
+    node_id: str
+    allowance: Cost
+    actual: Cost = field(default_factory=Cost)
+    status: str = "reserved"  # reserved | charged | refused | skipped
+    n: int | None = None
+    max_tokens: int | None = None
+    shrunk: bool = False
+    reason: str = ""
+
+
+def _zero() -> Cost:
+    return Cost()
+
+
+def _sub(a: Cost, b: Cost) -> Cost:
+    return a + b.scale(-1)
+
+
+def over_units(have: Cost, need: Cost, limits: Limits) -> list[Unit]:
+    """Units where `have + need` would break `limits` (seconds: only whether time is already up)."""
+    out: list[Unit] = []
+    total = have + need
+    for unit in Unit:
+        limit = limits.get(unit)
+        if limit is None:
+            continue
+        if unit is Unit.seconds:
+            if have.seconds >= limit:
+                out.append(unit)
+        elif total.get(unit) > limit * (1 + _EPS) + _EPS:
+            out.append(unit)
+    return out
+
+
+class Accountant:
+    """Per-item and pooled budgets, node static bounds, reservations and a ledger.
+
+    `static_bounds` maps node ids to their bound from `ttcl check`; a node
+    with no entry is limited by the budgets alone.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_item: Limits | None = None,
+        pooled: Limits | None = None,
+        on_exhaust: OnExhaust = "stop",
+        static_bounds: dict[str, Cost] | None = None,
+    ) -> None:
+        self.per_item = per_item or Limits()
+        self.pooled = pooled or Limits()
+        self.on_exhaust: OnExhaust = on_exhaust
+        self.static_bounds = dict(static_bounds or {})
+        self.ledger: dict[tuple[int, str], LedgerEntry] = {}
+        self._spent: dict[int, Cost] = {}
+        self._reserved: dict[int, Cost] = {}
+        self._pool_spent = _zero()
+        self._pool_reserved = _zero()
+        self._tickets = 0
+
+    # ------------------------------------------------------------ queries
+
+    def spent(self, item: int) -> Cost:
+        return self._spent.get(item, _zero())
+
+    def pool_spent(self) -> Cost:
+        return self._pool_spent
+
+    def remaining(self, item: int) -> dict[str, float]:
+        """What is left for `item` per limited unit: the tighter of its own and the pooled budget."""
+        out: dict[str, float] = {}
+        have_item = self.spent(item) + self._reserved.get(item, _zero())
+        have_pool = self._pool_spent + self._pool_reserved
+        for unit in Unit:
+            lefts = []
+            if (lim := self.per_item.get(unit)) is not None:
+                lefts.append(lim - have_item.get(unit))
+            if (lim := self.pooled.get(unit)) is not None:
+                lefts.append(lim - have_pool.get(unit))
+            if lefts:
+                out[unit.value] = max(0.0, min(lefts))
+        return out
+
+    def entries(self, item: int) -> list[LedgerEntry]:
+        return [e for (i, _), e in self.ledger.items() if i == item]
+
+    # ------------------------------------------------------------ protocol
+
+    def _blocked(self, item: int, node_id: str, need: Cost) -> list[str]:
+        reasons: list[str] = []
+        have_item = self.spent(item) + self._reserved.get(item, _zero())
+        for u in over_units(have_item, need, self.per_item):
+            reasons.append(f"per-item {u.value}")
+        have_pool = self._pool_spent + self._pool_reserved
+        for u in over_units(have_pool, need, self.pooled):
+            reasons.append(f"pooled {u.value}")
+        bound = self.static_bounds.get(node_id)
+        if bound is not None:
+            for u in over_units(_zero(), need, Limits.from_cost(bound)):
+                reasons.append(f"static bound {u.value}")
+        return reasons
+
+    def request(
+        self,
+        item: int,
+        node_id: str,
+        worst_case: Cost,
+        *,
+        n: int | None = None,
+        max_tokens: int | None = None,
+        resize: Resize | None = None,
+    ) -> Allowance:
+        """Grant `worst_case` if it fits everything left; otherwise apply `on_exhaust`.
+
+        Under `shrink` (and with a `resize` callback) the largest n that fits
+        is chosen, and failing that n=1 with the largest max_tokens that fits.
+        """
+        reasons = self._blocked(item, node_id, worst_case)
+        if not reasons:
+            return self._reserve(item, node_id, worst_case, n, max_tokens, shrunk=False, reason="")
+        if self.on_exhaust == "shrink" and resize is not None and n is not None and max_tokens is not None:
+            fit = self._shrink(item, node_id, n, max_tokens, resize)
+            if fit is not None:
+                n2, m2, cost = fit
+                why = f"shrunk to n={n2}, max_tokens={m2} ({', '.join(reasons)})"
+                return self._reserve(item, node_id, cost, n2, m2, shrunk=True, reason=why)
+        why = "budget exhausted: " + ", ".join(reasons)
+        self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="refused", reason=why)
+        return Allowance(item, node_id, False, _zero(), n, max_tokens, reason=why)
+
+    def _shrink(self, item: int, node_id: str, n: int, max_tokens: int, resize: Resize) -> tuple[int, int, Cost] | None:
+        def fits(nn: int, mm: int) -> Cost | None:
+            cost = resize(nn, mm)
+            return None if self._blocked(item, node_id, cost) else cost
+
+        best_n = _largest(1, n - 1, lambda k: fits(k, max_tokens) is not None)
+        if best_n is not None:
+            return best_n, max_tokens, fits(best_n, max_tokens)  # type: ignore[return-value]
+        best_m = _largest(1, max_tokens - 1, lambda m: fits(1, m) is not None)
+        if best_m is not None:
+            return 1, best_m, fits(1, best_m)  # type: ignore[return-value]
+        return None
+
+    def _reserve(
+        self, item: int, node_id: str, cost: Cost, n: int | None, max_tokens: int | None, *, shrunk: bool, reason: str
+    ) -> Allowance:
+        held = Cost(calls=cost.calls, prompt_tokens=cost.prompt_tokens, gen_tokens=cost.gen_tokens, flops=cost.flops)
+        self._reserved[item] = self._reserved.get(item, _zero()) + held
+        self._pool_reserved = self._pool_reserved + held
+        self._tickets += 1
+        self.ledger[(item, node_id)] = LedgerEntry(item, node_id, held, n=n, max_tokens=max_tokens, shrunk=shrunk, reason=reason)
+        return Allowance(item, node_id, True, held, n, max_tokens, shrunk, reason, self._tickets)
+
+    def charge(self, allowance: Allowance, actual: Cost) -> None:
+        """Book what a granted node spent and release the rest of its reservation.
+
+        Spend above the allowance is a cost-reporting bug: it is still booked
+        (the ledger stays honest) and then raised as AccountingError.
+        """
+        if not allowance.granted:
+            raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) was charged without an allowance")
+        key = (allowance.item, allowance.node_id)
+        entry = self.ledger.get(key)
+        if entry is None or entry.status != "reserved":
+            raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) charged twice")
+        item = allowance.item
+        self._reserved[item] = _sub(self._reserved[item], allowance.worst_case)
+        self._pool_reserved = _sub(self._pool_reserved, allowance.worst_case)
+        self._spent[item] = self.spent(item) + actual
+        self._pool_spent = self._pool_spent + actual
+        entry.actual = actual
+        entry.status = "charged"
+        over = [u.value for u in over_units(_zero(), actual, Limits.from_cost(allowance.worst_case))]
+        if over:
+            raise AccountingError(
+                f"node {allowance.node_id!r} (item {item}) spent more than its allowance in {', '.join(over)}: "
+                f"actual {actual.as_dict()} > allowance {allowance.worst_case.as_dict()}"
+            )
+
+    def release(self, allowance: Allowance, actual: Cost | None = None) -> None:
+        """A granted node failed: charge whatever it spent (zero if nothing ran)."""
+        if allowance.granted:
+            entry = self.ledger.get((allowance.item, allowance.node_id))
+            if entry is not None and entry.status == "reserved":
+                self.charge(allowance, actual or _zero())
+
+    def skip(self, item: int, node_id: str, reason: str) -> None:
+        """Record a node that never ran (untaken arm, after `until`/`break`): charged nothing."""
+        self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="skipped", reason=reason)
+
+    def restore(self, item: int, entries: list[LedgerEntry]) -> None:
+        """Re-book a finished item read back from a trace (`--resume`)."""
+        for e in entries:
+            self.ledger[(item, e.node_id)] = e
+            if e.status == "charged":
+                self._spent[item] = self.spent(item) + e.actual
+                self._pool_spent = self._pool_spent + e.actual
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
+    """Largest k in [lo, hi] with ok(k), for ok monotone (true then false); None if none."""
+    if hi < lo or not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class AccountantHook(NodeHook):
+    """Puts an Accountant in the scheduler's lifecycle: request before a node, charge after, record skips."""
+
+    def __init__(self, accountant: Accountant) -> None:
+        self.accountant = accountant
+
+    def before_node(
+        self,
+        *,
+        item: int,
+        node_id: str,
+        op: str,
+        worst_case: Cost,
+        n: int | None,
+        max_tokens: int | None,
+        resize: Resize | None,
+        **future: object,
+    ) -> Allowance:
+        return self.accountant.request(item, node_id, worst_case, n=n, max_tokens=max_tokens, resize=resize)
+
+    def after_node(
+        self,
+        *,
+        item: int,
+        node_id: str,
+        op: str,
+        allowance: Allowance | None,
+        actual: Cost,
+        outputs: object,
+        error: str | None,
+        **future: object,
+    ) -> None:
+        if allowance is None or not allowance.granted:
+            return
+        if error is None:
+            self.accountant.charge(allowance, actual)
+        else:
+            self.accountant.release(allowance, actual)
+
+    def skip_node(self, *, item: int, node_id: str, op: str, reason: str, **future: object) -> None:
+        self.accountant.skip(item, node_id, reason)

@@ -1,0 +1,99 @@
+"""JSONL datasets: one item per line with `question` and (optionally) `answer`.
+
+GSM8K style: the gold answer is the text after `####` in `answer` when there
+is one, else the whole field. Extra fields are kept (a task may use them).
+Any bad line stops the run before a model is loaded, with `file:line: what
+is wrong` and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from ttcl.runtime.extract import gold_answer
+
+from ttcl.errors import TtclRuntimeError
+
+
+class DatasetError(TtclRuntimeError):
+    """A dataset file that cannot be read, or a line that is not a valid item."""
+
+
+class Item(BaseModel):
+    """One input: its index in the dataset, the question, and the normalised gold answer if known."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    question: str
+    gold: str | None = None
+    answer_text: str | None = None
+    line: int = 0
+    extra: dict[str, Any] = {}
+
+
+def _bad(path: str, line: int, message: str) -> DatasetError:
+    return DatasetError(f"{path}:{line}: error: {message}")
+
+
+def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
+    """One JSONL line to an Item; raises DatasetError naming file:line and the problem."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad(path, line, f"not valid JSON ({e.msg} at column {e.colno})") from e
+    if not isinstance(obj, dict):
+        raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
+    if "question" not in obj:
+        keys = ", ".join(sorted(obj)) or "none"
+        raise _bad(path, line, f"missing field \"question\" (fields present: {keys})")
+    question = obj["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise _bad(path, line, "field \"question\" must be a non-empty string")
+    answer = obj.get("answer")
+    if answer is not None and not isinstance(answer, str | int | float):
+        raise _bad(path, line, f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
+    gold = gold_answer(answer) if answer is not None else None
+    if answer is not None and gold is None:
+        raise _bad(path, line, "field \"answer\" has nothing after \"####\"")
+    extra = {k: v for k, v in obj.items() if k not in ("question", "answer")}
+    text_answer = answer if isinstance(answer, str) else (None if answer is None else str(answer))
+    return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra)
+
+
+def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Item]:
+    """Every item of a JSONL file (blank lines skipped), at most `limit` of them."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"{p}: error: dataset file not found")
+    if p.is_dir():
+        raise DatasetError(f"{p}: error: is a directory, expected a .jsonl file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DatasetError(f"{p}: error: cannot read: {e.strerror}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise _bad(str(p), line, "not valid UTF-8") from e
+    items: list[Item] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if limit is not None and len(items) >= limit:
+            break
+        items.append(parse_line(line, path=str(p), line=lineno, index=len(items)))
+    if not items:
+        raise DatasetError(f"{p}: error: the dataset has no items")
+    return items
+
+
+def single_item(question: str) -> list[Item]:
+    """`--input TEXT` as a one-item dataset."""
+    if not question.strip():
+        raise DatasetError("--input: error: the input text is empty")
+    return [Item(index=0, question=question)]

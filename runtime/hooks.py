@@ -1,0 +1,63 @@
+"""Lifecycle hooks around every node the scheduler runs.
+
+Accounting, tracing and progress reporting are hooks, not code inlined in
+the scheduler (STYLE.md: Hamilton's `lifecycle/`). Every method takes
+keyword-only arguments and a `**future` catch-all, so the scheduler can pass
+more context later without breaking a hook someone else wrote.
+
+The one hook whose return value matters is `before_node`: a hook that gates
+execution (the accountant) returns an `Allowance`; the others return None.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ttcl.compiler.costmodel import Cost
+
+if TYPE_CHECKING:
+    from ttcl.runtime.accountant import Allowance, Resize
+
+
+class NodeHook:
+    """Base class: every method is a no-op, override what you need."""
+
+    def before_run(self, *, items: int, **future: Any) -> None:
+        return None
+
+    def before_node(
+        self,
+        *,
+        item: int,
+        node_id: str,
+        op: str,
+        worst_case: Cost,
+        n: int | None,
+        max_tokens: int | None,
+        resize: Resize | None,
+        **future: Any,
+    ) -> Allowance | None:
+        return None
+
+    def after_node(
+        self,
+        *,
+        item: int,
+        node_id: str,
+        op: str,
+        allowance: Allowance | None,
+        actual: Cost,
+        outputs: Any,
+        error: str | None,
+        **future: Any,
+    ) -> None:
+        return None
+
+    def skip_node(self, *, item: int, node_id: str, op: str, reason: str, **future: Any) -> None:
+        return None
+
+    def after_item(self, *, item: int, result: Any, **future: Any) -> None:
+        return None
+
+    def after_run(self, *, results: list[Any], **future: Any) -> None:
+        return None

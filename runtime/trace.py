@@ -1,0 +1,214 @@
+"""The run trace: JSONL, one header, then per item its node records and a closing item record.
+
+A finished item is written in one go (its node records, then its item
+record) and flushed to disk, so a crash never loses a finished item and
+never leaves half of one that `--resume` would trust: an item counts as
+done only when its item record is there. The header pins what the run was
+(program hash, params, models, seed, dataset), and `--resume` refuses a
+trace written by a different run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ttcl.errors import TtclRuntimeError
+
+TRACE_VERSION = 1
+
+# Header fields that must match for `--resume` to continue a trace.
+_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget")
+
+
+class TraceError(TtclRuntimeError):
+    """A trace that cannot be written, read, or resumed."""
+
+
+def digest(value: Any) -> str:
+    """A short stable digest of any JSON-able value: what the trace records for a node's inputs."""
+    blob = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.blake2b(blob, digest_size=8).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class RunHeader(BaseModel):
+    """What a run was: enough to reproduce it and to tell whether a trace may be resumed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["header"] = "header"
+    version: int = TRACE_VERSION
+    ttcl_version: str = ""
+    program: str
+    program_hash: str
+    params: dict[str, Any] = {}
+    models: dict[str, str] = {}
+    seed: int = 0
+    dataset: str | None = None
+    dataset_hash: str | None = None
+    items: int = 0
+    budget: dict[str, Any] = {}
+    flops_formula: str = ""
+    device: str = ""
+    dtype: str = ""
+
+
+class NodeRecord(BaseModel):
+    """One node of one item: where it is in the source, what went in and out, what it cost."""
+
+    type: Literal["node"] = "node"
+    item: int
+    node_id: str
+    op: str
+    line: int = 0
+    status: str = "ok"  # ok | shrunk | skipped | refused | failed
+    inputs_digest: str = ""
+    outputs: Any = None
+    cost: dict[str, float] = {}
+    allowance: dict[str, float] = {}
+    n: int | None = None
+    max_tokens: int | None = None
+    started: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+    reason: str | None = None
+
+
+class ItemRecord(BaseModel):
+    """The end of one item: its answer, whether it is right, its total cost, and any failures."""
+
+    type: Literal["item"] = "item"
+    item: int
+    question: str = ""
+    gold: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    status: str = "ok"  # ok | stopped | failed
+    error: str | None = None
+    failures: dict[str, str] = {}
+    cost: dict[str, float] = {}
+    seconds: float = 0.0
+
+
+class TraceWriter:
+    """Appends records to a trace file; `write_item` is atomic per item and flushed."""
+
+    def __init__(self, path: str | Path, header: RunHeader, *, resume: bool = False) -> None:
+        self.path = Path(path)
+        self._f: IO[str] | None = None
+        try:
+            if resume and self.path.exists() and self.path.stat().st_size > 0:
+                _drop_torn_tail(self.path)
+                self._f = open(self.path, "a", encoding="utf-8")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "w", encoding="utf-8")
+                self._write([header.model_dump(mode="json")])
+        except OSError as e:
+            raise TraceError(f"{self.path}: error: cannot write the trace: {e.strerror}") from e
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
+        assert self._f is not None
+        blob = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+        self._f.write(blob)
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def write_item(self, nodes: list[NodeRecord], item: ItemRecord) -> None:
+        self._write([*(n.model_dump(mode="json") for n in nodes), item.model_dump(mode="json")])
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line left half-written by a crash, so appends start on a fresh line."""
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return
+    cut = data.rfind(b"\n") + 1
+    with open(path, "r+b") as f:
+        f.truncate(cut)
+
+
+class Trace(BaseModel):
+    """A trace read back: its header, and for each finished item its item and node records."""
+
+    header: RunHeader
+    items: dict[int, ItemRecord] = {}
+    nodes: dict[int, list[NodeRecord]] = {}
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Parse a trace. Node records of items with no item record (a crash mid-item) are dropped."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise TraceError(f"{p}: error: cannot read the trace: {e.strerror}") from e
+    if not lines:
+        raise TraceError(f"{p}:1: error: the trace is empty (no run header)")
+    header: RunHeader | None = None
+    items: dict[int, ItemRecord] = {}
+    pending: dict[int, list[NodeRecord]] = {}
+    nodes: dict[int, list[NodeRecord]] = {}
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):  # torn by a crash: everything before it stands
+                break
+            raise TraceError(f"{p}:{lineno}: error: not valid JSON ({e.msg})") from e
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        try:
+            if kind == "header":
+                header = RunHeader.model_validate(obj)
+            elif kind == "node":
+                rec = NodeRecord.model_validate(obj)
+                pending.setdefault(rec.item, []).append(rec)
+            elif kind == "item":
+                done = ItemRecord.model_validate(obj)
+                items[done.item] = done
+                nodes[done.item] = pending.pop(done.item, [])
+            else:
+                raise TraceError(f"{p}:{lineno}: error: unknown record type {kind!r}")
+        except ValidationError as e:
+            raise TraceError(f"{p}:{lineno}: error: malformed {kind} record: {e.errors()[0]['msg']}") from e
+    if header is None:
+        raise TraceError(f"{p}:1: error: no run header; is this a ttcl trace?")
+    return Trace(header=header, items=items, nodes=nodes)
+
+
+def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
+    """Refuse to resume a trace written by a different run: the results would not mean anything."""
+    old = trace.header.model_dump()
+    new = header.model_dump()
+    for key in _RESUME_KEYS:
+        if old.get(key) != new.get(key):
+            raise TraceError(
+                f"{path}: error: cannot --resume: the trace was written with a different {key.replace('_', ' ')} "
+                f"({old.get(key)!r}, now {new.get(key)!r})\n  hint: drop --resume to start over, or use another --trace file"
+            )

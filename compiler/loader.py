@@ -1,0 +1,256 @@
+"""Load a program: the root module and, recursively, every module it imports.
+
+`import "best_of_n.ttc" as bon` is resolved relative to the importing file.
+Each file is read and parsed once, however many modules import it. Problems
+with imports (a missing file, a cycle, a file that cannot be read or does
+not parse) become diagnostics at the `import` statement, kept on
+`Program.diagnostics`. `check_program` reports them together with its own,
+so one run shows every problem. Only a root that cannot be read or parsed
+raises here, since nothing can be checked without it.
+
+Sources are kept by file name, so that any later stage can render a
+diagnostic with its source line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ttcl.compiler.ast import Import, Module, Span
+from ttcl.compiler.diagnostics import (
+    Diagnostic,
+    DiagnosticError,
+    SemanticDiagnosticError,
+    SyntaxDiagnosticError,
+    did_you_mean,
+)
+
+STDIN_NAME = "<input>"
+
+
+@dataclass(frozen=True)
+class LoadedModule:
+    """One parsed file.
+
+    `key` identifies the file (its resolved path, or the display name for
+    text given directly); `file` is the name its spans and diagnostics use.
+    `imports` maps each alias to the key of the module it names, or to None
+    when that import failed (the failure is in `Program.diagnostics`).
+    """
+
+    key: str
+    file: str
+    module: Module
+    source: str
+    imports: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A module as reached from the root through a chain of aliases (`""`, `"bon"`, `"bon.inner"`).
+
+    The same file imported twice is two instances: each can get its own `--set alias.x=...`.
+    """
+
+    path: str
+    module: LoadedModule
+
+    def qualify(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
+@dataclass(frozen=True)
+class Program:
+    """The root module and every module it imports, transitively."""
+
+    root_key: str
+    modules: dict[str, LoadedModule]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    syntax_failed: bool = False  # some imported file did not parse
+
+    @property
+    def root(self) -> LoadedModule:
+        return self.modules[self.root_key]
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """Source text by file name, for rendering diagnostics."""
+        return {m.file: m.source for m in self.modules.values()} | dict(self.extra_sources)
+
+    extra_sources: tuple[tuple[str, str], ...] = ()
+
+    def imported(self, importer: LoadedModule, alias: str) -> LoadedModule | None:
+        key = importer.imports.get(alias)
+        return None if key is None else self.modules.get(key)
+
+    def instances(self) -> Iterator[Instance]:
+        """Every module instance, root first, depth first; cycles were cut by the loader."""
+        yield from self._walk("", self.root, ())
+
+    def _walk(self, path: str, mod: LoadedModule, stack: tuple[str, ...]) -> Iterator[Instance]:
+        yield Instance(path, mod)
+        for alias, key in mod.imports.items():
+            if key is None or key in stack or key == mod.key or key not in self.modules:
+                continue
+            yield from self._walk(f"{path}.{alias}" if path else alias, self.modules[key], (*stack, mod.key))
+
+    def error(self, extra: list[Diagnostic] | None = None) -> DiagnosticError:
+        """The error reporting the loader's diagnostics plus `extra`, of the right class."""
+        diags = [*self.diagnostics, *(extra or [])]
+        cls = SyntaxDiagnosticError if self.syntax_failed else SemanticDiagnosticError
+        return cls(diags, self.sources)
+
+
+class _ReadFailure(Exception):
+    def __init__(self, message: str, hint: str | None = None, span: Span | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.span = span
+
+
+def _read(path: Path, shown: str) -> str:
+    """The file's text, or _ReadFailure with a user-facing reason (never an OSError traceback)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _ReadFailure(f"no such file `{shown}`", _sibling_hint(path)) from None
+    except IsADirectoryError:
+        raise _ReadFailure(f"`{shown}` is a directory, not a .ttc file") from None
+    except PermissionError:
+        raise _ReadFailure(f"cannot read `{shown}`: permission denied") from None
+    except OSError as e:
+        raise _ReadFailure(f"cannot read `{shown}`: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        span = Span(file=shown, line=line, column=column, end_line=line, end_column=column + 1, start_pos=e.start, end_pos=e.start + 1)
+        raise _ReadFailure(
+            f"`{shown}` is not UTF-8 text (byte 0x{data[e.start]:02x} at line {line}, column {column})",
+            "save the file as UTF-8",
+            span,
+        ) from None
+
+
+def _sibling_hint(path: Path) -> str | None:
+    try:
+        names = [p.name for p in path.parent.iterdir() if p.suffix == ".ttc"]
+    except OSError:
+        return None
+    return did_you_mean(path.name, names)
+
+
+def _parse(source: str, file: str) -> Module:
+    from ttcl.compiler.parse import parse
+
+    return parse(source, file)
+
+
+def _display_join(importer_file: str, rel: str) -> str:
+    if importer_file == STDIN_NAME or os.path.isabs(rel):
+        return os.path.normpath(rel)
+    return os.path.normpath(os.path.join(os.path.dirname(importer_file), rel))
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.modules: dict[str, LoadedModule] = {}
+        self.diagnostics: list[Diagnostic] = []
+        self.syntax_failed = False
+        self.failed_sources: dict[str, str] = {}
+        self._bad_keys: dict[str, str] = {}  # key -> why it failed (reported at the first import)
+
+    def load_root(self, key: str, file: str, source: str, base: Path) -> str:
+        module = _parse(source, file)  # a root that does not parse raises SyntaxDiagnosticError
+        self._add(key, file, module, source, base, stack=[(key, file)])
+        return key
+
+    def _add(self, key: str, file: str, module: Module, source: str, base: Path, stack: list[tuple[str, str]]) -> None:
+        imports: dict[str, str | None] = {}
+        loaded = LoadedModule(key, file, module, source, imports)
+        self.modules[key] = loaded
+        for imp in module.imports:
+            if imp.alias in imports:
+                continue  # a duplicate alias: the checks report it
+            imports[imp.alias] = self._import(imp, file, base, stack)
+
+    def _import(self, imp: Import, importer_file: str, base: Path, stack: list[tuple[str, str]]) -> str | None:
+        target = (base / imp.path) if not os.path.isabs(imp.path) else Path(imp.path)
+        shown = _display_join(importer_file, imp.path)
+        key = str(target.resolve()) if target.exists() else str(target.absolute())
+        on_stack = [k for k, _ in stack]
+        if key in on_stack:
+            cycle = [f for _, f in stack[on_stack.index(key):]] + [shown]
+            self.diagnostics.append(Diagnostic(
+                span=imp.span,
+                message="import cycle: " + " -> ".join(cycle),
+                expected="imports that form a tree (no module may import itself, directly or through others)",
+                hint="move what both modules need into a third module that each imports",
+            ))
+            return None
+        if key in self.modules:
+            return key
+        if key in self._bad_keys:
+            return None
+        if not imp.path.endswith(".ttc"):
+            self._fail(imp, key, f"cannot import `{imp.path}`: imports name .ttc files", None)
+            return None
+        try:
+            source = _read(target, shown)
+        except _ReadFailure as e:
+            self._fail(imp, key, f"cannot import `{imp.path}`: {e.message}", e.hint)
+            return None
+        try:
+            module = _parse(source, shown)
+        except SyntaxDiagnosticError as e:
+            self.syntax_failed = True
+            self.failed_sources[shown] = source
+            self.diagnostics.extend(e.diagnostics)
+            self._bad_keys[key] = "syntax"
+            return None
+        self._add(key, shown, module, source, target.parent, [*stack, (key, shown)])
+        return key
+
+    def _fail(self, imp: Import, key: str, message: str, hint: str | None) -> None:
+        self._bad_keys[key] = message
+        self.diagnostics.append(Diagnostic(span=imp.span, message=message, expected="a readable .ttc file, relative to the importing file", hint=hint))
+
+
+def load_program(path: Path | str | None = None, *, source: str | None = None, file: str | None = None) -> Program:
+    """Read and parse `path` (or `source`) and everything it imports.
+
+    `file` is the name diagnostics use; it defaults to `path` as given, or `<input>` for
+    `source`. Imports in `source` resolve relative to `file`'s directory, or to the current
+    directory for `<input>`. Raises SyntaxDiagnosticError / SemanticDiagnosticError only when
+    the root itself cannot be parsed or read; import problems land on `Program.diagnostics`.
+    """
+    loader = _Loader()
+    if source is None:
+        if path is None:
+            raise ValueError("load_program needs a path or a source")
+        p = Path(path)
+        shown = file or str(path)
+        try:
+            source = _read(p, shown)
+        except _ReadFailure as e:
+            span = e.span or Span(file=shown, line=1, column=1, end_line=1, end_column=1)
+            raise SemanticDiagnosticError([Diagnostic(span=span, message=e.message, hint=e.hint)]) from None
+        key = str(p.resolve())
+        base = p.resolve().parent
+    else:
+        shown = file or (str(path) if path is not None else STDIN_NAME)
+        key = str(Path(shown).resolve()) if shown != STDIN_NAME else STDIN_NAME
+        base = Path(shown).resolve().parent if shown != STDIN_NAME else Path.cwd()
+    root = loader.load_root(key, shown, source, base)
+    return Program(
+        root_key=root,
+        modules=loader.modules,
+        diagnostics=tuple(loader.diagnostics),
+        syntax_failed=loader.syntax_failed,
+        extra_sources=tuple(loader.failed_sources.items()),
+    )

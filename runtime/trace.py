@@ -113,6 +113,8 @@ class TraceWriter:
             if resume and self.path.exists() and self.path.stat().st_size > 0:
                 _drop_torn_tail(self.path)
                 self._f = open(self.path, "a", encoding="utf-8")
+                # Node records left by a crashed attempt belong to no item; the marker retires them.
+                self._write([{"type": "resume"}])
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._f = open(self.path, "w", encoding="utf-8")
@@ -186,6 +188,8 @@ def read_trace(path: str | Path) -> Trace:
         try:
             if kind == "header":
                 header = RunHeader.model_validate(obj)
+            elif kind == "resume":
+                pending.clear()
             elif kind == "node":
                 rec = NodeRecord.model_validate(obj)
                 pending.setdefault(rec.item, []).append(rec)

@@ -1,0 +1,181 @@
+"""Runtime values and the cheap operations on them.
+
+A strategy's values are text, numbers, bools, answers and candidates. A
+candidate is one generated sequence plus what the runtime learned about it
+(its extracted answer, its verifier score). The selection and statistics
+built-ins (`vote`, `best`, `top`, `filter`, `agreement`, ...) are pure
+functions here: they cost no model call, so the scheduler runs them inline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One sequence. `text` is everything generated after `prompt` (all steps, for `extend`)."""
+
+    prompt: str
+    text: str
+    answer: str | None = None
+    score: float | None = None
+    step_scores: tuple[float, ...] | None = None
+    tokens: int = 0
+    finish: str = ""
+
+    def with_score(self, score: float | None, steps: tuple[float, ...] | None = None) -> Candidate:
+        return replace(self, score=score, step_scores=steps if steps is not None else self.step_scores)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, "answer": self.answer}
+        if self.score is not None:
+            out["score"] = self.score
+        if self.step_scores is not None:
+            out["step_scores"] = list(self.step_scores)
+        out["tokens"] = self.tokens
+        if self.finish:
+            out["finish"] = self.finish
+        return out
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """An ordered list of candidates (the `candidates` type)."""
+
+    items: tuple[Candidate, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __add__(self, other: Candidates) -> Candidates:
+        return Candidates(self.items + other.items)
+
+    def first(self) -> Candidate | None:
+        return self.items[0] if self.items else None
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [c.to_json() for c in self.items]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A final answer (`answer` type); None when no candidate gave one."""
+
+    value: str | None
+    support: float = 0.0  # votes or summed score behind it
+    of: int = 0  # candidates it was chosen from
+
+
+Value = str | float | int | bool | Answer | Candidates | None
+
+
+def to_json(value: Value) -> Any:
+    """What the trace records for a value."""
+    if isinstance(value, Candidates):
+        return value.to_json()
+    if isinstance(value, Answer):
+        return {"answer": value.value, "support": value.support, "of": value.of}
+    return value
+
+
+@dataclass
+class _Tally:
+    weight: float = 0.0
+    first: int = 0
+    votes: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def vote(cands: Candidates, *, weighted: bool = False) -> Answer:
+    """Majority vote over extracted answers (score-weighted when `weighted`); ties go to the earliest answer."""
+    tally: dict[str, _Tally] = {}
+    for i, c in enumerate(cands.items):
+        if c.answer is None:
+            continue
+        t = tally.setdefault(c.answer, _Tally(first=i))
+        t.weight += (c.score or 0.0) if weighted else 1.0
+        t.votes += 1
+    if not tally:
+        return Answer(None, 0.0, len(cands))
+    ans, t = max(tally.items(), key=lambda kv: (kv[1].weight, kv[1].votes, -kv[1].first))
+    return Answer(ans, t.weight, len(cands))
+
+
+def _ranked(cands: Candidates) -> list[Candidate]:
+    """Highest score first; unscored last; stable, so ties keep generation order."""
+    return sorted(cands.items, key=lambda c: -(c.score if c.score is not None else -math.inf))
+
+
+def best(cands: Candidates) -> Answer:
+    """The answer of the highest-scored candidate that has one."""
+    for c in _ranked(cands):
+        if c.answer is not None:
+            return Answer(c.answer, c.score or 0.0, len(cands))
+    return Answer(None, 0.0, len(cands))
+
+
+def top(cands: Candidates, k: int) -> Candidates:
+    return Candidates(tuple(_ranked(cands)[: max(0, int(k))]))
+
+
+def filter_cands(cands: Candidates, pred: Callable[[Candidate], bool]) -> Candidates:
+    return Candidates(tuple(c for c in cands.items if pred(c)))
+
+
+def agreement(cands: Candidates) -> float:
+    """Share of all candidates whose answer is the most common one (no answer never agrees)."""
+    if not cands.items:
+        return 0.0
+    counts = Counter(c.answer for c in cands.items if c.answer is not None)
+    if not counts:
+        return 0.0
+    return max(counts.values()) / len(cands.items)
+
+
+def best_score(cands: Candidates) -> float:
+    scores = [c.score for c in cands.items if c.score is not None]
+    return max(scores) if scores else 0.0
+
+
+def mean_score(cands: Candidates) -> float:
+    scores = [c.score for c in cands.items if c.score is not None]
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def count(cands: Candidates) -> float:
+    return float(len(cands.items))
+
+
+def entropy(cands: Candidates) -> float:
+    """Entropy (nats) of the answer distribution; a missing answer counts as its own outcome."""
+    if not cands.items:
+        return 0.0
+    counts = Counter(c.answer for c in cands.items)
+    n = len(cands.items)
+    return -sum((k / n) * math.log(k / n) for k in counts.values())
+
+
+STATS: dict[str, Callable[[Candidates], float]] = {
+    "agreement": agreement,
+    "best_score": best_score,
+    "mean_score": mean_score,
+    "count": count,
+    "entropy": entropy,
+}
+
+
+def fallback_answer(values: list[Value]) -> Answer:
+    """The best answer so far for an item stopped early: the latest answer, else a vote over the latest candidates."""
+    for v in reversed(values):
+        if isinstance(v, Answer) and v.value is not None:
+            return v
+    for v in reversed(values):
+        if isinstance(v, Candidates) and len(v):
+            scored = any(c.score is not None for c in v.items)
+            return vote(v, weighted=scored)
+    return Answer(None)

@@ -1,0 +1,129 @@
+"""Datasets, answer extraction and traces: exact messages and round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ttcl.runtime.dataset import DatasetError, load_dataset, single_item
+from ttcl.runtime.extract import ExtractError, gold_answer, make_extractor, normalize_answer
+from ttcl.runtime.trace import (
+    ItemRecord,
+    NodeRecord,
+    RunHeader,
+    TraceError,
+    TraceWriter,
+    check_resumable,
+    read_trace,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [("1,234", "1234"), ("1,234.0", "1234"), ("$12", "12"), ("-5", "-5"), ("0.50", "0.5"), ("007", "7"), ("-0", "0"), ("42.", "42"), (" abc ", "abc"), ("", None)],
+)
+def test_normalize_answer(raw: str, norm: str | None) -> None:
+    assert normalize_answer(raw) == norm
+
+
+def test_extractors() -> None:
+    assert make_extractor("####")("3+4=7\n#### 7\nmore") == "7"
+    assert make_extractor("boxed")(r"so \boxed{\frac{1}{2}} and \boxed{12}") == "12"
+    assert make_extractor("boxed")(r"\boxed{\frac{1}{2}}") == r"\frac{1}{2}"
+    assert make_extractor("last_number")("a 3 then 1,250.") == "1250"
+    assert make_extractor(r"answer: (\d+)")("answer: 4, answer: 5") == "5"
+    assert make_extractor(None)("no marker 17 then 18") == "18"
+    assert make_extractor(None, lambda t: t.split("=")[-1])("1+1=2") == "2"
+    assert make_extractor("####")("nothing here") is None
+    with pytest.raises(ExtractError, match="must have exactly one group, it has 0"):
+        make_extractor(r"\d+")
+    with pytest.raises(ExtractError, match="is not a valid regex"):
+        make_extractor(r"(\d+")
+
+
+def test_gold_answer() -> None:
+    assert gold_answer("Natalia sold 48/2 = 24 clips.\n#### 72") == "72"
+    assert gold_answer(72) == "72"
+    assert gold_answer(72.0) == "72"
+    assert gold_answer("1,000") == "1000"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "d.jsonl"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_load_dataset_gsm8k_style(tmp_path: Path) -> None:
+    p = _write(tmp_path, '{"question": "1 +2", "answer": "1+2=3\\n#### 3"}\n\n{"question": "5 *2", "answer": 10, "steps": 1}\n')
+    items = load_dataset(p)
+    assert [(i.index, i.question, i.gold, i.line) for i in items] == [(0, "1 +2", "3", 1), (1, "5 *2", "10", 3)]
+    assert items[1].extra == {"steps": 1}
+    assert len(load_dataset(p, limit=1)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"question": "a"}\n{"question": "b"\n', "d.jsonl:2: error: not valid JSON (Expecting ',' delimiter at column 17)"),
+        ('["a"]\n', 'd.jsonl:1: error: expected a JSON object with a "question" field, got list'),
+        ('{"q": "a", "answer": 1}\n', 'd.jsonl:1: error: missing field "question" (fields present: answer, q)'),
+        ('{"question": ""}\n', 'd.jsonl:1: error: field "question" must be a non-empty string'),
+        ('{"question": "a", "answer": [1]}\n', 'd.jsonl:1: error: field "answer" must be a string or a number, got list'),
+        ('{"question": "a", "answer": "x ####"}\n', 'd.jsonl:1: error: field "answer" has nothing after "####"'),
+        ("\n\n", "d.jsonl: error: the dataset has no items"),
+    ],
+)
+def test_bad_dataset_lines(tmp_path: Path, text: str, message: str) -> None:
+    p = _write(tmp_path, text)
+    with pytest.raises(DatasetError) as e:
+        load_dataset(p)
+    assert str(e.value) == f"{tmp_path}/{message}"
+
+
+def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="nope.jsonl: error: dataset file not found"):
+        load_dataset(tmp_path / "nope.jsonl")
+    with pytest.raises(DatasetError, match="--input: error: the input text is empty"):
+        single_item("  ")
+
+
+def _header(**kw: object) -> RunHeader:
+    base = {"program": "p.ttc", "program_hash": "abc", "params": {"n": 4}, "models": {"policy": "ttcl:arith-s"}, "seed": 0}
+    base.update(kw)
+    return RunHeader(**base)
+
+
+def test_trace_round_trip_and_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    with TraceWriter(path, _header()) as w:
+        w.write_item([NodeRecord(item=0, node_id="drafts", op="sample", line=7)], ItemRecord(item=0, answer="3"))
+    # a crash mid-item leaves node records without their item record, and a torn line
+    with open(path, "a") as f:
+        f.write(json.dumps(NodeRecord(item=1, node_id="drafts", op="sample").model_dump()) + "\n")
+        f.write('{"type": "item", "ite')
+    t = read_trace(path)
+    assert list(t.items) == [0]
+    assert [n.node_id for n in t.nodes[0]] == ["drafts"]
+    with TraceWriter(path, _header(), resume=True) as w:
+        w.write_item([], ItemRecord(item=1, answer="5"))
+    t = read_trace(path)
+    assert sorted(t.items) == [0, 1]
+    assert t.nodes[1] == []
+
+
+def test_resume_refuses_another_run(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    TraceWriter(path, _header()).close()
+    t = read_trace(path)
+    check_resumable(t, _header(), path)
+    with pytest.raises(TraceError, match=r"cannot --resume: the trace was written with a different seed \(0, now 1\)"):
+        check_resumable(t, _header(seed=1), path)
+
+
+def test_bad_trace(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"type": "node", "item": 0, "node_id": "a", "op": "x"}\n')
+    with pytest.raises(TraceError, match="t.jsonl:1: error: no run header; is this a ttcl trace"):
+        read_trace(path)

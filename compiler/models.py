@@ -1,0 +1,193 @@
+"""Model specs for the cost model: what `ttcl check` needs to know about each model.
+
+The static bound counts FLOPs with `costmodel.forward_flops`, which needs a
+model's non-embedding parameter count N, its depth and width. They come,
+in this order, from:
+
+1. options declared in the program: `model big = "..." (params = 8G,
+   n_layer = 32, d_model = 4096, n_ctx = 8192)`. Declared options win, so a
+   program can be checked against a model that is not on this machine;
+2. a `ttcl:NAME` ref, resolved to a directory by `ttcl.zoo.registry`;
+3. a local Hugging Face directory: its `ttcl_meta.json`
+   (`non_embedding_params`) if present, else its `config.json`, from which N
+   is computed exactly for the GPT-2 and Llama families.
+
+No torch import here: `ttcl check` must start fast. Specs are cached per
+(ref, options) because a program names the same model many times and `auto`
+solving rebuilds the bound repeatedly.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ttcl.compiler.costmodel import ModelSpec
+
+from ttcl.errors import TtclSemanticError
+
+# Option names a model declaration may carry, and the ModelSpec field each sets.
+OPTION_FIELDS: dict[str, str] = {
+    "params": "non_embedding_params",
+    "n_layer": "n_layer",
+    "d_model": "d_model",
+    "n_ctx": "n_ctx",
+}
+
+
+class ModelSpecError(TtclSemanticError):
+    """A model's cost spec cannot be found; the caller turns it into a diagnostic at the declaration."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        self.message = message
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+_PARAMS_HINT = "add `(params = ...)` to the model declaration, e.g. `(params = 7G, n_layer = 32, d_model = 4096)`"
+
+
+def model_spec(ref: str, options: dict[str, float] | None = None, *, base_dir: Path | None = None) -> ModelSpec:
+    """The ModelSpec of a model ref; declared options override whatever is read from disk."""
+    opts = tuple(sorted((options or {}).items()))
+    return _model_spec_cached(ref, opts, str(base_dir) if base_dir is not None else None)
+
+
+@lru_cache(maxsize=256)
+def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: str | None) -> ModelSpec:
+    options = dict(opts)
+    unknown = sorted(set(options) - set(OPTION_FIELDS))
+    if unknown:
+        raise ModelSpecError(
+            f"unknown model option `{unknown[0]}`",
+            f"model options are {', '.join(OPTION_FIELDS)}",
+        )
+    declared = {OPTION_FIELDS[k]: _as_int(k, v) for k, v in options.items()}
+    if "non_embedding_params" in declared:
+        return ModelSpec(**declared)
+    on_disk = _spec_from_ref(ref, base_dir)
+    return on_disk.model_copy(update=declared) if declared else on_disk
+
+
+def clear_cache() -> None:
+    """Forget cached specs (tests that write model directories call this)."""
+    _model_spec_cached.cache_clear()
+
+
+def _as_int(name: str, value: float) -> int:
+    if value < 0 or value != int(value):
+        raise ModelSpecError(f"model option `{name}` must be a non-negative whole number, got {value:g}")
+    return int(value)
+
+
+def _spec_from_ref(ref: str, base_dir: str | None) -> ModelSpec:
+    if ref.startswith("ttcl:"):
+        return spec_from_dir(_resolve_zoo(ref))
+    path = Path(ref).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if path.is_dir():
+        return spec_from_dir(path)
+    raise ModelSpecError(f"model `{ref}` is not a local model directory, so its size is unknown", _PARAMS_HINT)
+
+
+def _resolve_zoo(ref: str) -> Path:
+    try:
+        from ttcl.zoo.registry import resolve_model
+    except ImportError as e:
+        raise ModelSpecError(
+            f"cannot resolve `{ref}`: the model zoo (ttcl.zoo.registry) is not available",
+            _PARAMS_HINT,
+        ) from e
+    try:
+        return Path(resolve_model(ref))
+    except Exception as e:  # the registry's own errors: unknown name, missing files
+        raise ModelSpecError(f"cannot resolve `{ref}`: {e}", _PARAMS_HINT) from e
+
+
+def spec_from_dir(path: Path) -> ModelSpec:
+    """Read a model directory: ttcl_meta.json's count if present, else config.json."""
+    config = _read_json(path / "config.json")
+    meta_path = path / "ttcl_meta.json"
+    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    if config is None and not meta:
+        raise ModelSpecError(f"model directory `{path}` has no config.json", _PARAMS_HINT)
+    config = config or {}
+    arch = _architecture(config)
+    n_layer = int(config.get(arch.layers, meta.get("n_layer", 0)) or 0)
+    d_model = int(config.get(arch.width, meta.get("d_model", 0)) or 0)
+    n_ctx = config.get(arch.positions)
+    if isinstance(meta.get("non_embedding_params"), int):
+        n_params = int(meta["non_embedding_params"])
+    else:
+        n_params = arch.count(config)
+    return ModelSpec(non_embedding_params=n_params, n_layer=n_layer, d_model=d_model, n_ctx=int(n_ctx) if n_ctx else None)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelSpecError(f"cannot read `{path}`: {e}", _PARAMS_HINT) from e
+    if not isinstance(data, dict):
+        raise ModelSpecError(f"`{path}` is not a JSON object", _PARAMS_HINT)
+    return data
+
+
+class _Arch:
+    """Config key names and the exact non-embedding parameter count of one model family."""
+
+    def __init__(self, layers: str, width: str, positions: str, count: Any):
+        self.layers = layers
+        self.width = width
+        self.positions = positions
+        self.count = count
+
+
+def gpt2_non_embedding_params(config: dict[str, Any]) -> int:
+    """GPT-2 blocks: fused qkv and output projections, a 2-layer MLP, two LayerNorms, plus ln_f; all with biases."""
+    d = int(config["n_embd"])
+    inner = int(config.get("n_inner") or 4 * d)
+    per_layer = (d * 3 * d + 3 * d) + (d * d + d) + (d * inner + inner) + (inner * d + d) + 2 * (2 * d)
+    return int(config["n_layer"]) * per_layer + 2 * d
+
+
+def llama_non_embedding_params(config: dict[str, Any]) -> int:
+    """Llama blocks: q/k/v/o projections (grouped KV heads), a gated 3-matrix MLP, two RMSNorms, plus the final norm."""
+    h = int(config["hidden_size"])
+    inter = int(config["intermediate_size"])
+    heads = int(config["num_attention_heads"])
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or h // heads)
+    q, kv = heads * head_dim, kv_heads * head_dim
+    attn = h * q + 2 * h * kv + q * h
+    if config.get("attention_bias"):
+        attn += q + 2 * kv + h
+    mlp = 3 * h * inter
+    if config.get("mlp_bias"):
+        mlp += 2 * inter + h
+    per_layer = attn + mlp + 2 * h
+    return int(config["num_hidden_layers"]) * per_layer + h
+
+
+_GPT2 = _Arch("n_layer", "n_embd", "n_positions", gpt2_non_embedding_params)
+_LLAMA = _Arch("num_hidden_layers", "hidden_size", "max_position_embeddings", llama_non_embedding_params)
+
+
+def _architecture(config: dict[str, Any]) -> _Arch:
+    if "n_embd" in config:
+        return _GPT2
+    if "hidden_size" in config and "intermediate_size" in config:
+        return _LLAMA
+
+    def unknown(_: dict[str, Any]) -> int:
+        raise ModelSpecError(
+            f"cannot count the parameters of model type `{config.get('model_type', '?')}` from config.json",
+            "add `non_embedding_params` to its ttcl_meta.json, or " + _PARAMS_HINT,
+        )
+
+    return _Arch("num_hidden_layers", "hidden_size", "max_position_embeddings", unknown)

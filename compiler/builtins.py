@@ -319,7 +319,6 @@ VERIFIERS: dict[str, VerifierSig] = {
             (
                 ParamSpec("model", kind=ArgKind.model, required=True),
                 ParamSpec("rubric", kind=ArgKind.template, type=Ty.text, required=True, template_fields=("c", "question")),
-                ParamSpec("max_tokens", static=True, default=1, min_value=1, max_value=MAX_TOKENS),
             ),
             doc="a prompted model; the score is P(yes) after the rubric",
         ),
@@ -341,3 +340,18 @@ EXTRACT_FORMATS: tuple[str, ...] = ("####", "boxed", "last_number")
 def all_builtin_names() -> tuple[str, ...]:
     """Every name a strategy body may call without declaring it."""
     return tuple(BUILTINS)
+
+
+def _param_text(p: ParamSpec) -> str:
+    if p.required:
+        return p.name
+    if p.default is None:
+        return f"{p.name} = none"
+    if isinstance(p.default, str):
+        return f"{p.name} = {p.default!r}".replace("'", '"')
+    return f"{p.name} = {p.default}"
+
+
+def signature_text(sig: BuiltinSig | VerifierSig) -> str:
+    """`sample(model, prompt, n = 1, ...)`: how diagnostics show what a call accepts."""
+    return f"{sig.name}(" + ", ".join(_param_text(p) for p in sig.params) + ")"

@@ -162,7 +162,6 @@ class VerifierRef(BaseModel):
     model: ModelRef | None = None  # reward/prm/judge: the scoring model
     agg: str | None = None  # prm: last | min | prod
     rubric: list[PromptPart] | None = None  # judge: the prompt, with per-candidate fields
-    max_tokens: int | None = None  # judge: tokens read after the rubric (1: the yes/no token)
     span: Span
 
 
@@ -222,6 +221,7 @@ class Dag:
         self.output = output
         self.inputs = inputs
         self.entry = entry
+        self.calls: list[Any] = []  # dag_build.CallSite per inlined strategy call, in order
         self.graph = nx.DiGraph()
         for node in nodes.values():
             self.graph.add_node(node.id, node=node)

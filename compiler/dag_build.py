@@ -114,6 +114,17 @@ class Frame:
     returns: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class CallSite:
+    """An inlined strategy call: its namespace, the callee's module instance and the call's span."""
+
+    ns: str
+    label: str
+    inst: str
+    module: Module
+    span: Span
+
+
 @dataclass
 class BlockResult:
     escapes: list[Escape]
@@ -141,6 +152,7 @@ class Builder:
         self.call_counts: dict[tuple[str, str], int] = {}
         self.var_counts: dict[tuple[str, str], int] = {}
         self.param_nodes: dict[tuple[str, str], str] = {}
+        self.calls: list[CallSite] = []
 
     # ------------------------------------------------------------ entry
 
@@ -158,7 +170,9 @@ class Builder:
             frame.env[inp.name] = node
             inputs.append(node)
         output = self.inline_body(strat, frame, None)
-        return Dag(self.nodes, output, inputs, strat.name)
+        dag = Dag(self.nodes, output, inputs, strat.name)
+        dag.calls = self.calls
+        return dag
 
     def inline_body(self, strat: Strategy, frame: Frame, ctx: GuardCond | None) -> str:
         res = self.block(strat.body, frame, ctx)
@@ -216,7 +230,8 @@ class Builder:
 
     # ------------------------------------------------------------ statements
 
-    def block(self, stmts: list[Stmt], frame: Frame, ctx: GuardCond | None) -> BlockResult:
+    def block(self, stmts: list[Stmt], frame: Frame, ctx: GuardCond | None, *, need_end: bool = False) -> BlockResult:
+        """Build a statement list; with `need_end`, the result's `end` guard holds iff no exit was taken (loop bodies)."""
         escapes: list[Escape] = []
         for idx, stmt in enumerate(stmts):
             res = self.stmt(stmt, frame, ctx)
@@ -226,11 +241,13 @@ class Builder:
             if not res.escapes:
                 continue
             rest = stmts[idx + 1:]
-            if not rest:
+            if not rest and not need_end:
                 return BlockResult(escapes, False, ctx)
             guard = self.exit_guard(res.escapes, frame, ctx, stmt.span)
+            if not rest:
+                return BlockResult(escapes, False, GuardCond(node=guard, arm=False))
             before = dict(frame.env)
-            sub = self.block(rest, frame, GuardCond(node=guard, arm=False))
+            sub = self.block(rest, frame, GuardCond(node=guard, arm=False), need_end=need_end)
             self.merge(frame, ctx, before, [frame.env], stmts[-1].span)
             escapes.extend(sub.escapes)
             return BlockResult(escapes, False, sub.end)
@@ -283,7 +300,7 @@ class Builder:
         it_ctx = ctx
         for i in range(max(count, 0)):
             frame.ns = f"{outer_ns}/repeat@{stmt.span.line}[{i}]"
-            res = self.block(stmt.body, frame, it_ctx)
+            res = self.block(stmt.body, frame, it_ctx, need_end=True)
             ends.append(dict(frame.env))
             escapes.extend(e for e in res.escapes if e.kind == "return")
             if res.always or i == count - 1:
@@ -496,6 +513,7 @@ class Builder:
         if self.call_counts[key] > 10_000 or frame.ns.count("/") > 64:
             self.fail(call.span, f"calls to `{label}` nest too deeply")
         sub = Frame(ModuleInfo(info.module, params, info.imports, info.inst), f"{frame.ns}/{label}#{self.call_counts[key]}")
+        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span))
         for inp, node in zip(strat.inputs, args, strict=False):
             sub.env[inp.name] = node
         return self.inline_body(strat, sub, ctx)
@@ -625,7 +643,6 @@ class Builder:
             fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
         if kind == "judge":
             fields["rubric"] = self.prompt_parts(bound["rubric"], frame, ctx, per_candidate=True)
-            fields["max_tokens"] = self.static_int(bound["max_tokens"], frame, "`max_tokens`") if "max_tokens" in bound else 1
         return VerifierRef(name=name, kind=kind, span=decl.span, **fields)
 
     # ------------------------------------------------------------ static values
@@ -813,6 +830,7 @@ def build(
     model_overrides: Mapping[str, str] | None = None,
     max_input_tokens: int | None = None,
     strategy: str | None = None,
+    sources: dict[str, str] | None = None,
 ) -> Dag:
     """The DAG of a checked program (or of explicit module `instances`, for tests and the `auto` solver).
 
@@ -820,8 +838,7 @@ def build(
     """
     if instances is None:
         instances, sources = instances_of(checked)
-    else:
-        sources = {}
+        strategy = strategy or checked.entry.name
     if params:
         root = instances[""]
         instances = {**instances, "": ModuleInfo(root.module, {**root.params, **params}, root.imports, "")}

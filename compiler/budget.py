@@ -1,0 +1,320 @@
+"""The static worst-case bound: per DAG node and in total, in every static unit.
+
+The runtime accountant charges actual spend with the same formulas
+(`costmodel.forward_flops`), so for every item actual <= this bound. The
+rules, per node (C = candidate count bound of the input, L = a candidate's
+length bound, prompt + generated, in tokens; fwd = forward_flops):
+
+- `sample(model, prompt, n, max_tokens=M)`, prompt bound P: the prompt is
+  prefilled once and shared by the n samples. calls n, prompt_tokens P,
+  gen_tokens n·M, flops fwd(0, P) + n·fwd(P, P+M). Output: n candidates of
+  prompt length P and generated length M.
+- `extend(model, cands, n, M)`: each candidate's whole context is
+  re-prefilled (worst case: no cache kept), then continued n ways. calls
+  C·n, prompt_tokens C·L, gen_tokens C·n·M, flops C·(fwd(0, L) +
+  n·fwd(L, L+M)). Output: C·n candidates, generated length + M.
+- `verify(v, cands)`: a checker costs nothing. A reward model or PRM reads
+  each candidate (prompt + text) once: calls C, prompt_tokens C·L, flops
+  C·fwd_rm(0, L). A judge makes one forward pass per candidate over its
+  filled rubric (the candidate's prompt + text appended when the rubric
+  names no `{c...}` field), bound J, and reads P(yes) from the last
+  position: calls C, prompt_tokens C·J, flops C·fwd(0, J).
+- `revise(model, cands, prompt, feedback, rounds, M)`: per round, the
+  feedback verifier's pass (as verify), then each candidate's rewrite prompt
+  (bound R, from the current candidates) is prefilled and M tokens are
+  generated: calls C, prompt_tokens C·R, gen_tokens C·M, flops
+  C·(fwd(0, R) + fwd(R, R+M)). Output: C candidates of prompt length R and
+  generated length M.
+- Everything else (vote, best, top, filter, statistics, arithmetic, guards,
+  phi) costs nothing.
+
+Length bounds: a text input is bounded by its declaration (`text[<=256]`,
+in tokens) or `--max-input-tokens`; literal template text by its UTF-8 byte
+count (sound for char- and byte-level BPE tokenizers); a number or bool
+filled into a template by `NUMBER_TEXT_TOKENS` (the runtime formats numbers
+with `NUMBER_FORMAT`); `{c.text}` / `{c.answer}` by a candidate's generated
+length, `{c.prompt}` by its prompt length. Every sequence fed to a model
+adds `SPECIAL_TOKENS` (a BOS). A template's bound is the sum of its parts'
+(token counts are assumed subadditive under concatenation).
+
+Totals follow the guard tree: the sum over a sequence, the max over the two
+arms of each guard, so unrolled loops sum naturally and a branch costs its
+dearest arm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttcl.compiler.costmodel import STATIC_UNITS, Cost, ModelSpec, Unit, forward_flops
+from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef
+from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
+from ttcl.compiler.models import ModelSpecError, model_spec
+
+SPECIAL_TOKENS = 1
+NUMBER_FORMAT = ".6g"
+NUMBER_TEXT_TOKENS = 13  # len("-1.23457e+308"): the longest `.6g` rendering of a float
+BOOL_TEXT_TOKENS = 5  # "false"
+
+
+@dataclass(frozen=True)
+class ValueBound:
+    """What is known statically about a value: candidate count and per-candidate lengths, or a text length."""
+
+    count: int = 0
+    prompt_len: int = 0
+    gen_len: int = 0
+    length: int = 0  # text / answer: tokens, no specials
+
+    @property
+    def seq_len(self) -> int:
+        """A candidate's whole sequence: prompt + generated."""
+        return self.prompt_len + self.gen_len
+
+    def join(self, other: ValueBound) -> ValueBound:
+        return ValueBound(
+            max(self.count, other.count), max(self.prompt_len, other.prompt_len),
+            max(self.gen_len, other.gen_len), max(self.length, other.length),
+        )
+
+
+class NoInputBound(SemanticDiagnosticError):
+    """A text input without a length bound: nothing can be proved about the prompts built from it."""
+
+
+def text_tokens(text: str) -> int:
+    """The token bound of literal text: its UTF-8 byte count."""
+    return len(text.encode("utf-8"))
+
+
+@dataclass
+class NodeBounds:
+    """The bound pass's result: per node the value bound and the cost bound."""
+
+    values: dict[str, ValueBound]
+    costs: dict[str, Cost]
+
+
+SpecLookup = Callable[[ModelRef], ModelSpec]
+
+
+def bound_nodes(dag: Dag, spec_of: SpecLookup) -> NodeBounds:
+    """Value and cost bounds for every node, in topological order."""
+    values: dict[str, ValueBound] = {}
+    costs: dict[str, Cost] = {}
+    question = _question_bound(dag)
+    for node in dag.topological_order():
+        value, cost = _bound_node(node, values, spec_of, question)
+        values[node.id] = value
+        if cost is not None:
+            costs[node.id] = cost
+    return NodeBounds(values, costs)
+
+
+def _question_bound(dag: Dag) -> int:
+    for node_id in dag.inputs:
+        node = dag.nodes[node_id]
+        if node.type == "text":
+            return node.args.max_len or 0
+    return 0
+
+
+def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost | None]:
+    a = node.args
+    first = values[node.inputs[0].node] if node.inputs else ValueBound()
+    match node.op:
+        case "input":
+            if node.type == "text" and a.max_len is None:
+                raise NoInputBound([Diagnostic(
+                    span=node.span, message=f"input `{a.name}` has no length bound",
+                    expected="`text[<=N]`", hint=f"declare `{a.name}: text[<=256]`, or pass --max-input-tokens N")])
+            return ValueBound(length=a.max_len or 0), None
+        case "const" | "param":
+            return ValueBound(length=_static_text_len(a.value)), None
+        case "template":
+            return ValueBound(length=_template_len(a.prompt or [], values, None, question)), None
+        case "sample":
+            return _sample(node, values, spec_of, question)
+        case "extend":
+            return _extend(node, first, spec_of)
+        case "verify":
+            assert a.verifier is not None
+            return first, _verify_cost(a.verifier, first, spec_of, values, question)
+        case "revise":
+            return _revise(node, first, values, spec_of, question)
+        case "vote" | "best":
+            return ValueBound(length=first.gen_len), None
+        case "top":
+            return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len), None
+        case "filter":
+            return first, None
+        case "concat":
+            left, right = values[node.inputs[0].node], values[node.inputs[1].node]
+            joined = left.join(right)
+            return ValueBound(left.count + right.count, joined.prompt_len, joined.gen_len), None
+        case "phi" | "return":
+            out = ValueBound()
+            for port in node.inputs:
+                out = out.join(values[port.node])
+            return out, None
+    return ValueBound(length=NUMBER_TEXT_TOKENS), None
+
+
+def _static_text_len(value: object) -> int:
+    if isinstance(value, str):
+        return text_tokens(value)
+    if isinstance(value, bool):
+        return BOOL_TEXT_TOKENS
+    return NUMBER_TEXT_TOKENS
+
+
+def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], cand: ValueBound | None, question: int) -> int:
+    """The token bound of a filled template (no specials)."""
+    total = 0
+    for part in parts:
+        if part.text is not None:
+            total += text_tokens(part.text)
+        elif part.source is not None:
+            total += _field_len(values[part.source], part.path[1:], is_cands=values[part.source].count > 0)
+        elif part.path[0] == "c" and cand is not None:
+            total += _field_len(cand, part.path[1:], is_cands=True)
+        elif part.path[0] == "question":
+            total += question
+        else:  # {feedback}: a score, formatted
+            total += NUMBER_TEXT_TOKENS
+    return total
+
+
+def _field_len(value: ValueBound, attrs: list[str], *, is_cands: bool) -> int:
+    if not is_cands:
+        return value.length
+    field = attrs[0] if attrs else "text"
+    if field == "prompt":
+        return value.prompt_len
+    if field == "score":
+        return NUMBER_TEXT_TOKENS
+    return value.gen_len
+
+
+def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int) -> Cost:
+    """`seqs` prompts of length `prompt`, each prefilled once and continued `n` ways by `max_tokens`."""
+    return Cost(
+        calls=seqs * n,
+        prompt_tokens=seqs * prompt,
+        gen_tokens=seqs * n * max_tokens,
+        flops=seqs * (forward_flops(spec, 0, prompt) + n * forward_flops(spec, prompt, prompt + max_tokens)),
+    )
+
+
+def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
+    a = node.args
+    assert a.model is not None and a.n is not None and a.max_tokens is not None
+    prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS
+    cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens)
+    return ValueBound(a.n, prompt, a.max_tokens), cost
+
+
+def _extend(node: DagNode, cands: ValueBound, spec_of: SpecLookup) -> tuple[ValueBound, Cost]:
+    a = node.args
+    assert a.model is not None and a.n is not None and a.max_tokens is not None
+    cost = _gen_cost(spec_of(a.model), cands.count, cands.seq_len, a.n, a.max_tokens)
+    return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens), cost
+
+
+def _verify_cost(v: VerifierRef, cands: ValueBound, spec_of: SpecLookup, values: dict[str, ValueBound], question: int) -> Cost:
+    if v.kind == "check" or v.model is None:
+        return Cost()
+    spec = spec_of(v.model)
+    if v.kind == "judge":
+        rubric = judge_prompt_len(v, cands, values, question)
+        return Cost(calls=cands.count, prompt_tokens=cands.count * rubric, flops=cands.count * forward_flops(spec, 0, rubric))
+    length = cands.seq_len
+    return Cost(calls=cands.count, prompt_tokens=cands.count * length, flops=cands.count * forward_flops(spec, 0, length))
+
+
+def judge_prompt_len(v: VerifierRef, cands: ValueBound, values: dict[str, ValueBound], question: int) -> int:
+    """The judge's input per candidate: the filled rubric, plus the candidate itself if the rubric names no `{c...}` field."""
+    rubric = v.rubric or []
+    names_candidate = any(p.source is None and p.path[:1] == ["c"] for p in rubric)
+    extra = 0 if names_candidate else cands.seq_len
+    return _template_len(rubric, values, cands, question) + extra + SPECIAL_TOKENS
+
+
+def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
+    a = node.args
+    assert a.model is not None and a.max_tokens is not None
+    spec = spec_of(a.model)
+    cost = Cost()
+    current = cands
+    for _ in range(a.rounds or 1):
+        if a.feedback is not None:
+            cost = cost + _verify_cost(a.feedback, current, spec_of, values, question)
+        prompt = _template_len(a.prompt or [], values, current, question) + SPECIAL_TOKENS
+        cost = cost + _gen_cost(spec, current.count, prompt, 1, a.max_tokens)
+        current = ValueBound(current.count, prompt, a.max_tokens)
+    return current, cost
+
+
+# ---------------------------------------------------------------- totals
+
+
+def total_cost(dag: Dag, costs: dict[str, Cost], include: Callable[[DagNode], bool] | None = None) -> Cost:
+    """The worst case over the guard tree: sum over a sequence, unit-wise max over the two arms of each guard."""
+    direct: dict[GuardCond | None, Cost] = {}
+    guards_under: dict[GuardCond | None, list[str]] = {}
+    for node in dag.topological_order():
+        if node.op == "guard":
+            guards_under.setdefault(node.guard, []).append(node.id)
+        cost = costs.get(node.id)
+        if cost is not None and (include is None or include(node)):
+            direct[node.guard] = direct.get(node.guard, Cost()) + cost
+    arm_total: dict[GuardCond, Cost] = {}
+    guard_ids = [n.id for n in dag.topological_order() if n.op == "guard"]
+    for gid in reversed(guard_ids):  # inner guards are created after outer ones
+        for arm in (True, False):
+            cond = GuardCond(node=gid, arm=arm)
+            arm_total[cond] = _ctx_total(cond, direct, guards_under, arm_total)
+    return _ctx_total(None, direct, guards_under, arm_total)
+
+
+def _ctx_total(ctx: GuardCond | None, direct: dict[GuardCond | None, Cost], guards_under: dict[GuardCond | None, list[str]],
+               arm_total: dict[GuardCond, Cost]) -> Cost:
+    total = direct.get(ctx, Cost())
+    for gid in guards_under.get(ctx, []):
+        total = total + arm_total[GuardCond(node=gid, arm=True)].max(arm_total[GuardCond(node=gid, arm=False)])
+    return total
+
+
+def spec_lookup(diagnostics: list[Diagnostic]) -> SpecLookup:
+    """A spec resolver that records a diagnostic per failing declaration (once) and returns a zero spec."""
+    failed: set[tuple[str, str, int]] = set()
+
+    def spec_of(ref: ModelRef) -> ModelSpec:
+        try:
+            return model_spec(ref.ref, ref.options, base_dir=_module_dir(ref.module))
+        except ModelSpecError as e:
+            key = (ref.span.file, ref.name, ref.span.line)
+            if key not in failed:
+                failed.add(key)
+                diagnostics.append(Diagnostic(span=ref.span, message=f"model `{ref.name}`: {e.message}", hint=e.hint))
+            return ModelSpec(non_embedding_params=0)
+
+    return spec_of
+
+
+def _module_dir(module: str) -> Path | None:
+    if module.startswith("<"):
+        return None
+    return Path(module).parent
+
+
+def unit_value(cost: Cost, unit: Unit) -> float:
+    return cost.tokens if unit is Unit.tokens else cost.get(unit)
+
+
+def cost_row(cost: Cost) -> dict[str, float]:
+    """The static units of a cost, as the report shows them."""
+    return {u.value: unit_value(cost, u) for u in STATIC_UNITS}
+

@@ -1,0 +1,86 @@
+"""Solving `auto` params: the largest value in range whose worst case fits every per-item budget.
+
+The bound is monotone in every numeric param (a larger n, max_tokens, k,
+rounds or repeat count never costs less), so the values that fit form a
+prefix of the range and a binary search finds its end: about log2(range)
+DAG builds. Several `auto` params are solved in declaration order; while
+one is searched, the later ones sit at their lowest value, so each is as
+large as it can be given the ones before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ttcl.compiler.ast import ParamDecl
+from ttcl.compiler.budget_report import AutoChoice, BudgetReport, LimitCheck
+from ttcl.compiler.diagnostics import BudgetDiagnosticError, Diagnostic
+from ttcl.compiler.params import param_range
+
+Evaluate = Callable[[dict[str, int]], BudgetReport]
+
+
+def describe_over(report: BudgetReport) -> str | None:
+    """`calls 65 > 64`: the first limit a report breaks (None if it fits)."""
+    over = report.over()
+    return None if not over else ", ".join(_limit_text(lim) for lim in over)
+
+
+def _limit_text(lim: LimitCheck) -> str:
+    return f"{lim.unit} {lim.bound:.4g} > {lim.limit:.4g}"
+
+
+def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, str] | None = None) -> tuple[dict[str, int], list[AutoChoice]]:
+    """Values for the `auto` params `decls`, in order; BudgetDiagnosticError when one cannot fit at all."""
+    chosen: dict[str, int] = {}
+    choices: list[AutoChoice] = []
+    lows = {d.name: _range(d)[0] for d in decls}
+    for i, decl in enumerate(decls):
+        low, high = _range(decl)
+        rest = {d.name: lows[d.name] for d in decls[i + 1:]}
+
+        def report_at(value: int, name: str = decl.name, rest: dict[str, int] = rest) -> BudgetReport:
+            return evaluate({**chosen, name: value, **rest})
+
+        first = report_at(low)
+        if first.verdict == "no budget":
+            raise BudgetDiagnosticError([Diagnostic(
+                span=decl.default.span, message=f"`auto` param `{decl.name}` needs a budget to fit",
+                expected="a `budget per item { ... }` with calls, tokens or flops",
+                hint=f"declare a per-item budget, or give `{decl.name}` a value",
+            )], sources)
+        if first.verdict == "over":
+            raise BudgetDiagnosticError([Diagnostic(
+                span=decl.default.span,
+                message=f"no value of `{decl.name}` in {low}..{high} fits the budget: with {decl.name} = {low}, {describe_over(first)}",
+                hint="raise the budget, or lower the other params and max_tokens",
+            )], sources)
+        value, next_report = _largest_fit(low, high, report_at)
+        chosen[decl.name] = value
+        choices.append(AutoChoice(
+            param=decl.name, value=value, low=low, high=high,
+            next_over=describe_over(next_report) if next_report is not None else None,
+        ))
+    return chosen, choices
+
+
+def _largest_fit(low: int, high: int, report_at: Callable[[int], BudgetReport]) -> tuple[int, BudgetReport | None]:
+    """The largest v in low..high that fits (low is known to fit), and the report at v + 1."""
+    top = report_at(high)
+    if top.fits:
+        return high, None
+    lo, hi, hi_report = low, high, top  # invariant: lo fits, hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        rep = report_at(mid)
+        if rep.fits:
+            lo = mid
+        else:
+            hi, hi_report = mid, rep
+    return lo, hi_report
+
+
+def _range(decl: ParamDecl) -> tuple[int, int]:
+    low, high = param_range(decl)
+    assert low is not None and high is not None, "the checks allow `auto` only on ranged ints"
+    return int(low), int(high)

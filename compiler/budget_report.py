@@ -1,0 +1,208 @@
+"""The budget report: per-node bounds, totals, every budget limit against its bound, and a verdict.
+
+`analyze(dag, module, ...)` runs the bound pass (`budget.py`) and compares
+the totals with the root module's `budget per item` and with the sub-budget
+of every inlined call whose module declares its own. `seconds` and pooled
+budgets are reported as enforced at run time: nothing static bounds wall
+time, and a pooled budget depends on the dataset's size.
+
+The report is what `ttcl check` prints (and `--json` dumps) and what the
+runtime shows beside actual spend, so it is a typed pydantic model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+from ttcl.compiler.ast import BudgetDecl, Module
+from ttcl.compiler.budget import NodeBounds, SpecLookup, bound_nodes, cost_row, total_cost
+from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
+from ttcl.compiler.dag import MODEL_OPS, Dag, DagNode
+
+RUNTIME_NOTE = "enforced at run time"
+POOLED_NOTE = "pooled over a dataset run: enforced at run time"
+MAX_DOMINATORS = 3
+
+Status = Literal["fits", "over", "run time"]
+
+
+class Row(BaseModel):
+    """One node that can spend: its place and its bound per unit."""
+
+    node: str
+    op: str
+    file: str
+    line: int
+    column: int
+    model: str | None = None
+    guarded: bool = False
+    bound: dict[str, float]
+
+
+class Dominator(BaseModel):
+    """A node that makes up a large part of an over-budget unit."""
+
+    node: str
+    op: str
+    line: int
+    amount: float
+    share: float  # of the unit's total bound
+
+
+class LimitCheck(BaseModel):
+    """One declared limit against the bound."""
+
+    scope: Literal["item", "pooled"]
+    unit: str
+    limit: float
+    bound: float | None  # None for seconds (no static bound)
+    status: Status
+    over_by: float = 0.0
+    note: str | None = None
+    dominating: list[Dominator] = []
+
+
+class SubBudget(BaseModel):
+    """A called strategy's own `budget per item`, checked against the nodes inlined for that call."""
+
+    call: str  # the call's namespace, e.g. main/bon.main#1
+    module: str
+    line: int
+    total: dict[str, float]
+    limits: list[LimitCheck]
+
+    @property
+    def fits(self) -> bool:
+        return all(lim.status != "over" for lim in self.limits)
+
+
+class AutoChoice(BaseModel):
+    """The value the solver picked for an `auto` param, and why one more does not fit."""
+
+    param: str
+    value: int
+    low: int
+    high: int
+    next_over: str | None = None  # "calls 65 > 64" for value + 1; None when value is the top of the range
+
+
+class BudgetReport(BaseModel):
+    """What `ttcl check` reports."""
+
+    file: str
+    entry: str
+    formula: str = FORMULA
+    rows: list[Row]
+    total: dict[str, float]
+    limits: list[LimitCheck]
+    sub_budgets: list[SubBudget] = []
+    params: dict[str, int | float | bool | str] = {}
+    auto: list[AutoChoice] = []
+    on_exhaust: str | None = None
+    verdict: Literal["fits", "over", "no budget"]
+
+    @property
+    def fits(self) -> bool:
+        return self.verdict != "over"
+
+    def over(self) -> list[LimitCheck]:
+        """Every limit that the worst case breaks, the entry's first, then the sub-budgets'."""
+        out = [lim for lim in self.limits if lim.status == "over"]
+        for sub in self.sub_budgets:
+            out.extend(lim for lim in sub.limits if lim.status == "over")
+        return out
+
+    def row(self, node: str) -> Row | None:
+        return next((r for r in self.rows if r.node == node), None)
+
+
+def analyze(dag: Dag, module: Module, spec_of: SpecLookup, *, bounds: NodeBounds | None = None) -> BudgetReport:
+    """Bound every node and check the totals against the declared budgets."""
+    bounds = bounds or bound_nodes(dag, spec_of)
+    total = total_cost(dag, bounds.costs)
+    limits = check_limits(module.budgets, total, dag, bounds)
+    subs = [_sub_budget(dag, bounds, call) for call in dag.calls if _item_budgets(call.module.budgets)]
+    has_static = any(lim.status != "run time" for lim in limits) or bool(subs)
+    over = any(lim.status == "over" for lim in limits) or any(not s.fits for s in subs)
+    verdict: Literal["fits", "over", "no budget"] = "over" if over else ("fits" if has_static else "no budget")
+    on_exhaust = next((b.on_exhaust for b in module.budgets if b.on_exhaust), None)
+    return BudgetReport(
+        file=module.path, entry=dag.entry, rows=rows(dag, bounds), total=cost_row(total),
+        limits=limits, sub_budgets=subs, verdict=verdict, on_exhaust=on_exhaust,
+    )
+
+
+def rows(dag: Dag, bounds: NodeBounds) -> list[Row]:
+    out = []
+    for node in dag.topological_order():
+        if node.op not in MODEL_OPS:
+            continue
+        cost = bounds.costs.get(node.id, Cost())
+        out.append(Row(
+            node=node.id, op=node.op, file=node.span.file, line=node.span.line, column=node.span.column,
+            model=_model_name(node), guarded=node.guard is not None, bound=cost_row(cost),
+        ))
+    return out
+
+
+def _model_name(node: DagNode) -> str | None:
+    if node.args.model is not None:
+        return node.args.model.name
+    if node.args.verifier is not None:
+        return node.args.verifier.name
+    return None
+
+
+def _item_budgets(budgets: list[BudgetDecl]) -> list[BudgetDecl]:
+    return [b for b in budgets if b.scope == "item"]
+
+
+def check_limits(budgets: list[BudgetDecl], total: Cost, dag: Dag, bounds: NodeBounds, ns: str | None = None) -> list[LimitCheck]:
+    """Each declared limit against the total bound; pooled limits and seconds are left to run time."""
+    out: list[LimitCheck] = []
+    for decl in budgets:
+        for lim in decl.limits:
+            unit = Unit(lim.unit)
+            limit = float(lim.value.value)
+            if decl.scope == "pooled" or unit not in STATIC_UNITS:
+                note = POOLED_NOTE if decl.scope == "pooled" else RUNTIME_NOTE
+                bound = total.get(unit) if unit in STATIC_UNITS else None
+                out.append(LimitCheck(scope=decl.scope, unit=unit.value, limit=limit, bound=bound, status="run time", note=note))
+                continue
+            bound = total.get(unit)
+            if bound <= limit:
+                out.append(LimitCheck(scope="item", unit=unit.value, limit=limit, bound=bound, status="fits"))
+            else:
+                out.append(LimitCheck(
+                    scope="item", unit=unit.value, limit=limit, bound=bound, status="over",
+                    over_by=bound - limit, dominating=dominators(dag, bounds, unit, bound, ns),
+                ))
+    return out
+
+
+def dominators(dag: Dag, bounds: NodeBounds, unit: Unit, total: float, ns: str | None = None) -> list[Dominator]:
+    """The nodes with the largest bound in `unit` (within namespace `ns`, when given)."""
+    ranked = []
+    for node_id, cost in bounds.costs.items():
+        if ns is not None and not node_id.startswith(ns + "/"):
+            continue
+        amount = cost.get(unit)
+        if amount > 0:
+            ranked.append((amount, node_id))
+    ranked.sort(key=lambda t: (-t[0], t[1]))
+    out = []
+    for amount, node_id in ranked[:MAX_DOMINATORS]:
+        node = dag.nodes[node_id]
+        out.append(Dominator(node=node_id, op=node.op, line=node.span.line, amount=amount,
+                             share=amount / total if total else 0.0))
+    return out
+
+
+def _sub_budget(dag: Dag, bounds: NodeBounds, call: object) -> SubBudget:
+    ns: str = call.ns  # type: ignore[attr-defined]
+    module: Module = call.module  # type: ignore[attr-defined]
+    prefix = ns + "/"
+    total = total_cost(dag, bounds.costs, include=lambda n: n.id.startswith(prefix))
+    limits = check_limits(_item_budgets(module.budgets), total, dag, bounds, ns)
+    return SubBudget(call=ns, module=module.path, line=call.span.line, total=cost_row(total), limits=limits)  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 from ttcl.compiler.costmodel import Cost, Unit
+from ttcl.compiler.dag import DagNode
 from ttcl.runtime.hooks import NodeHook
 
 from ttcl.errors import TtclRuntimeError
@@ -116,6 +117,10 @@ def _sub(a: Cost, b: Cost) -> Cost:
     return a + b.scale(-1)
 
 
+def _spends(cost: Cost) -> bool:
+    return any(cost.get(u) > 0 for u in (Unit.calls, Unit.prompt_tokens, Unit.gen_tokens, Unit.flops))
+
+
 def over_units(have: Cost, need: Cost, limits: Limits) -> list[Unit]:
     """Units where `have + need` would break `limits` (seconds: only whether time is already up)."""
     out: list[Unit] = []
@@ -125,7 +130,8 @@ def over_units(have: Cost, need: Cost, limits: Limits) -> list[Unit]:
         if limit is None:
             continue
         if unit is Unit.seconds:
-            if have.seconds >= limit:
+            # Only a node that spends compute is stopped by the clock: a free vote may still run.
+            if have.seconds >= limit and _spends(need):
                 out.append(unit)
         elif total.get(unit) > limit * (1 + _EPS) + _EPS:
             out.append(unit)
@@ -156,7 +162,9 @@ class Accountant:
         self._reserved: dict[int, Cost] = {}
         self._pool_spent = _zero()
         self._pool_reserved = _zero()
+        self._node: dict[tuple[int, str], Cost] = {}  # spent + reserved per node (a node may request per round)
         self._tickets = 0
+        self._open: dict[int, Cost] = {}  # ticket -> reservation not yet charged
 
     # ------------------------------------------------------------ queries
 
@@ -196,7 +204,8 @@ class Accountant:
             reasons.append(f"pooled {u.value}")
         bound = self.static_bounds.get(node_id)
         if bound is not None:
-            for u in over_units(_zero(), need, Limits.from_cost(bound)):
+            have_node = self._node.get((item, node_id), _zero())
+            for u in over_units(have_node, need, Limits.from_cost(bound)):
                 reasons.append(f"static bound {u.value}")
         return reasons
 
@@ -218,14 +227,19 @@ class Accountant:
         reasons = self._blocked(item, node_id, worst_case)
         if not reasons:
             return self._reserve(item, node_id, worst_case, n, max_tokens, shrunk=False, reason="")
-        if self.on_exhaust == "shrink" and resize is not None and n is not None and max_tokens is not None:
-            fit = self._shrink(item, node_id, n, max_tokens, resize)
+        if self.on_exhaust == "shrink" and resize is not None and max_tokens is not None:
+            fit = self._shrink(item, node_id, n or 1, max_tokens, resize)
             if fit is not None:
                 n2, m2, cost = fit
-                why = f"shrunk to n={n2}, max_tokens={m2} ({', '.join(reasons)})"
-                return self._reserve(item, node_id, cost, n2, m2, shrunk=True, reason=why)
+                what = f"n={n2}, max_tokens={m2}" if n is not None else f"max_tokens={m2}"
+                why = f"shrunk to {what} ({', '.join(reasons)})"
+                return self._reserve(item, node_id, cost, n2 if n is not None else None, m2, shrunk=True, reason=why)
         why = "budget exhausted: " + ", ".join(reasons)
-        self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="refused", reason=why)
+        entry = self.ledger.get((item, node_id))
+        if entry is None:
+            self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="refused", reason=why)
+        else:  # a later round of a node that already ran: what it spent stands
+            entry.status, entry.reason = "refused", why
         return Allowance(item, node_id, False, _zero(), n, max_tokens, reason=why)
 
     def _shrink(self, item: int, node_id: str, n: int, max_tokens: int, resize: Resize) -> tuple[int, int, Cost] | None:
@@ -245,10 +259,19 @@ class Accountant:
         self, item: int, node_id: str, cost: Cost, n: int | None, max_tokens: int | None, *, shrunk: bool, reason: str
     ) -> Allowance:
         held = Cost(calls=cost.calls, prompt_tokens=cost.prompt_tokens, gen_tokens=cost.gen_tokens, flops=cost.flops)
+        key = (item, node_id)
         self._reserved[item] = self._reserved.get(item, _zero()) + held
         self._pool_reserved = self._pool_reserved + held
+        self._node[key] = self._node.get(key, _zero()) + held
         self._tickets += 1
-        self.ledger[(item, node_id)] = LedgerEntry(item, node_id, held, n=n, max_tokens=max_tokens, shrunk=shrunk, reason=reason)
+        entry = self.ledger.get(key)
+        if entry is None:
+            entry = self.ledger[key] = LedgerEntry(item, node_id, _zero())
+        entry.allowance = entry.allowance + held
+        entry.status, entry.n, entry.max_tokens = "reserved", n, max_tokens
+        entry.shrunk = entry.shrunk or shrunk
+        entry.reason = reason or entry.reason
+        self._open[self._tickets] = held
         return Allowance(item, node_id, True, held, n, max_tokens, shrunk, reason, self._tickets)
 
     def charge(self, allowance: Allowance, actual: Cost) -> None:
@@ -259,16 +282,16 @@ class Accountant:
         """
         if not allowance.granted:
             raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) was charged without an allowance")
-        key = (allowance.item, allowance.node_id)
-        entry = self.ledger.get(key)
-        if entry is None or entry.status != "reserved":
+        if self._open.pop(allowance.ticket, None) is None:
             raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) charged twice")
-        item = allowance.item
+        item, key = allowance.item, (allowance.item, allowance.node_id)
+        entry = self.ledger[key]
         self._reserved[item] = _sub(self._reserved[item], allowance.worst_case)
         self._pool_reserved = _sub(self._pool_reserved, allowance.worst_case)
+        self._node[key] = _sub(self._node[key], allowance.worst_case) + actual
         self._spent[item] = self.spent(item) + actual
         self._pool_spent = self._pool_spent + actual
-        entry.actual = actual
+        entry.actual = entry.actual + actual
         entry.status = "charged"
         over = [u.value for u in over_units(_zero(), actual, Limits.from_cost(allowance.worst_case))]
         if over:
@@ -279,10 +302,8 @@ class Accountant:
 
     def release(self, allowance: Allowance, actual: Cost | None = None) -> None:
         """A granted node failed: charge whatever it spent (zero if nothing ran)."""
-        if allowance.granted:
-            entry = self.ledger.get((allowance.item, allowance.node_id))
-            if entry is not None and entry.status == "reserved":
-                self.charge(allowance, actual or _zero())
+        if allowance.granted and allowance.ticket in self._open:
+            self.charge(allowance, actual or _zero())
 
     def skip(self, item: int, node_id: str, reason: str) -> None:
         """Record a node that never ran (untaken arm, after `until`/`break`): charged nothing."""
@@ -292,9 +313,9 @@ class Accountant:
         """Re-book a finished item read back from a trace (`--resume`)."""
         for e in entries:
             self.ledger[(item, e.node_id)] = e
-            if e.status == "charged":
-                self._spent[item] = self.spent(item) + e.actual
-                self._pool_spent = self._pool_spent + e.actual
+            self._node[(item, e.node_id)] = e.actual
+            self._spent[item] = self.spent(item) + e.actual
+            self._pool_spent = self._pool_spent + e.actual
 
 
 def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
@@ -330,24 +351,22 @@ class AccountantHook(NodeHook):
     ) -> Allowance:
         return self.accountant.request(item, node_id, worst_case, n=n, max_tokens=max_tokens, resize=resize)
 
-    def after_node(
+    def after_phase(
         self,
         *,
         item: int,
         node_id: str,
-        op: str,
-        allowance: Allowance | None,
+        allowance: Allowance,
         actual: Cost,
-        outputs: object,
         error: str | None,
         **future: object,
     ) -> None:
-        if allowance is None or not allowance.granted:
+        if not allowance.granted:
             return
         if error is None:
             self.accountant.charge(allowance, actual)
         else:
             self.accountant.release(allowance, actual)
 
-    def skip_node(self, *, item: int, node_id: str, op: str, reason: str, **future: object) -> None:
-        self.accountant.skip(item, node_id, reason)
+    def skip_node(self, *, item: int, node: DagNode, reason: str, **future: object) -> None:
+        self.accountant.skip(item, node.id, reason)

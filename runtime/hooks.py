@@ -7,6 +7,8 @@ more context later without breaking a hook someone else wrote.
 
 The one hook whose return value matters is `before_node`: a hook that gates
 execution (the accountant) returns an `Allowance`; the others return None.
+`before_node`/`after_phase` come in pairs, once per allowance (a revise node
+asks once per round); `after_node` or `skip_node` comes once per node and item.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ttcl.compiler.costmodel import Cost
 
 if TYPE_CHECKING:
+    from ttcl.compiler.dag import DagNode
     from ttcl.runtime.accountant import Allowance, Resize
 
 
@@ -39,21 +42,38 @@ class NodeHook:
     ) -> Allowance | None:
         return None
 
-    def after_node(
+    def after_phase(
         self,
         *,
         item: int,
         node_id: str,
-        op: str,
-        allowance: Allowance | None,
+        allowance: Allowance,
         actual: Cost,
-        outputs: Any,
         error: str | None,
         **future: Any,
     ) -> None:
+        """A granted allowance was used (a node runs one phase per allowance; revise one per round)."""
         return None
 
-    def skip_node(self, *, item: int, node_id: str, op: str, reason: str, **future: Any) -> None:
+    def after_node(
+        self,
+        *,
+        item: int,
+        node: DagNode,
+        status: str,
+        actual: Cost,
+        inputs: dict[str, Any],
+        outputs: Any,
+        error: str | None,
+        reason: str | None,
+        started: float,
+        seconds: float,
+        **future: Any,
+    ) -> None:
+        """A node finished for one item (ok, shrunk, refused or failed), with its total spend."""
+        return None
+
+    def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
         return None
 
     def after_item(self, *, item: int, result: Any, **future: Any) -> None:

@@ -98,8 +98,8 @@ def test_hook_charges_and_skips() -> None:
     acc = Accountant(per_item=Limits(calls=4))
     hook = AccountantHook(acc)
     allow = hook.before_node(item=3, node_id="n", op="sample", worst_case=Cost(calls=2), n=2, max_tokens=5, resize=None)
-    hook.after_node(item=3, node_id="n", op="sample", allowance=allow, actual=Cost(calls=2), outputs=None, error=None)
-    hook.skip_node(item=3, node_id="m", op="sample", reason="untaken arm")
+    hook.after_phase(item=3, node_id="n", allowance=allow, actual=Cost(calls=2), error=None)
+    hook.accountant.skip(3, "m", "untaken arm")
     assert acc.spent(3).calls == 2
     assert acc.ledger[(3, "m")].status == "skipped"
     assert acc.ledger[(3, "m")].actual == Cost()

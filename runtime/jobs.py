@@ -1,0 +1,348 @@
+"""Model ops as jobs: one job per (item, node) that runs a model or a verifier.
+
+A job turns its node into backend calls, phase by phase (sample, extend and
+verify have one phase; revise has one per round, plus a scoring phase per
+round when it takes verifier feedback). Before each phase it asks the
+scheduler's gate for an allowance sized to that phase's worst case,
+computed from the real prompt lengths with the shared cost model; under
+`shrink` the allowance may cut n or max_tokens. The scheduler collects the
+calls of every job of every item, sends each model's calls as one batch,
+and hands the results back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttcl.compiler.costmodel import Cost, ModelSpec, forward_flops
+from ttcl.compiler.dag import DagNode, PromptPart
+from ttcl.runtime.accountant import Allowance, Resize
+from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest, GenResult, SamplingParams
+from ttcl.runtime.ops import OpError, fmt_number, render
+from ttcl.runtime.scoring import Scored, Scorer
+from ttcl.runtime.values import Candidate, Candidates, Value
+
+from ttcl.errors import TtclRuntimeError
+
+_M63 = (1 << 63) - 1
+
+
+def derive_seed(seed: int, item: int, node_id: str, extra: int = 0) -> int:
+    """The random stream of one (item, node, part): independent of order, batching and resume."""
+    key = f"{seed}\x00{item}\x00{node_id}\x00{extra}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") & _M63
+
+
+@dataclass
+class GenCall:
+    """One generation request for the model `model`; `result` or `error` is filled by the scheduler."""
+
+    model: str
+    request: GenRequest | ExtendRequest
+    result: GenResult | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class ScoreCall:
+    """Score one item's candidates with verifier `verifier`."""
+
+    verifier: str
+    question: str
+    cands: Candidates
+    result: Scored | None = None
+    error: Exception | None = None
+
+
+Call = GenCall | ScoreCall
+
+# gate(job, worst_case, n, max_tokens, resize) -> Allowance: the scheduler's hook chain.
+Gate = Callable[["Job", Cost, "int | None", "int | None", "Resize | None"], Allowance]
+
+
+@dataclass
+class JobContext:
+    """What a job needs from the run: models, verifiers, answer extraction, the seed and the item."""
+
+    backends: dict[str, Backend]
+    scorers: dict[str, Scorer]
+    extract: Callable[[str], str | None]
+    seed: int
+    item: int
+    question: str
+    values: dict[str, Value]
+    default_revise: list[PromptPart] = field(default_factory=list)
+
+
+def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int) -> Cost:
+    """Worst case of drawing n samples of at most max_tokens from one prompt, prefilled once."""
+    p = prompt_tokens
+    return Cost(
+        calls=n,
+        prompt_tokens=p,
+        gen_tokens=n * max_tokens,
+        flops=forward_flops(spec, 0, p) + n * forward_flops(spec, p, p + max_tokens),
+    )
+
+
+def _params(node: DagNode, max_tokens: int, values: dict[str, Value]) -> SamplingParams:
+    a = node.args
+    temp = a.temperature
+    if temp is None:
+        ids = node.input_nodes("temperature")
+        temp = float(values.get(ids[0]) or 0.0) if ids else 1.0  # type: ignore[arg-type]
+    top_p = a.top_p
+    if top_p is None:
+        ids = node.input_nodes("top_p")
+        top_p = float(values.get(ids[0]) or 1.0) if ids else 1.0  # type: ignore[arg-type]
+    return SamplingParams(temperature=temp, top_p=top_p, max_tokens=max_tokens, stop=tuple(a.stop or ()))
+
+
+class Job:
+    """One model node of one item. Subclasses define the phases."""
+
+    def __init__(self, node: DagNode, ctx: JobContext) -> None:
+        self.node = node
+        self.ctx = ctx
+        self.value: Value = None
+        self.actual = Cost()
+        self.allowance: Allowance | None = None
+        self.refused: Allowance | None = None
+        self.error: str | None = None
+        self.phases = 0
+        self.calls: list[Call] = []
+
+    @property
+    def done(self) -> bool:
+        return not self.calls
+
+    def start(self, gate: Gate) -> None:
+        """Begin phase one: ask for an allowance and queue its calls (or stop, refused)."""
+        self.calls = self._phase(gate)
+
+    def collect(self) -> Cost:
+        """Consume the current phase's results (or its error). Returns what the phase spent."""
+        spent = Cost()
+        for c in self.calls:
+            if c.error is not None:
+                self.error = str(c.error)
+            elif isinstance(c, GenCall) and c.result is not None:
+                spent = spent + c.result.usage.to_cost()
+            elif isinstance(c, ScoreCall) and c.result is not None:
+                spent = spent + c.result.cost
+        self.actual = self.actual + spent
+        calls, self.calls = self.calls, []
+        if self.error is None:
+            try:
+                self._consume(calls)
+            except (OpError, TtclRuntimeError) as e:
+                self.error = str(e)
+        return spent
+
+    def next_phase(self, gate: Gate) -> None:
+        """Queue the next phase's calls, if any (after the last phase was charged)."""
+        if self.error is None:
+            try:
+                self.calls = self._phase(gate)
+            except (OpError, TtclRuntimeError) as e:
+                self.error = str(e)
+                self.calls = []
+
+    def _ask(self, gate: Gate, worst: Cost, n: int | None, m: int | None, resize: Resize | None) -> Allowance | None:
+        allow = gate(self, worst, n, m, resize)
+        self.phases += 1
+        if not allow.granted:
+            self.refused = allow
+            return None
+        self.allowance = allow
+        return allow
+
+    def _phase(self, gate: Gate) -> list[Call]:
+        raise NotImplementedError
+
+    def _consume(self, calls: list[Call]) -> None:
+        raise NotImplementedError
+
+    def backend(self, role: str = "model") -> tuple[str, Backend]:
+        ref = self.node.args.model
+        if ref is None:
+            raise OpError(f"{self.node.op}: no model")
+        return ref.ref, self.ctx.backends[ref.ref]
+
+    def cands_in(self) -> Candidates:
+        ids = self.node.input_nodes("cands")
+        v = self.ctx.values.get(ids[0]) if ids else None
+        return v if isinstance(v, Candidates) else Candidates()
+
+
+class SampleJob(Job):
+    def _phase(self, gate: Gate) -> list[Call]:
+        if self.phases:
+            return []
+        a = self.node.args
+        key, be = self.backend()
+        prompt = render(a.prompt or [], self.ctx.values)
+        if not prompt:
+            raise OpError("sample: the prompt is empty")
+        self.prompt = prompt
+        p = be.count_tokens(prompt)
+        n, m = a.n or 1, a.max_tokens or 256
+        allow = self._ask(gate, gen_worst(be.spec, p, n, m), n, m, lambda nn, mm: gen_worst(be.spec, p, nn, mm))
+        if allow is None:
+            return []
+        seed = derive_seed(a.seed if a.seed is not None else self.ctx.seed, self.ctx.item, self.node.id)
+        req = GenRequest(prompt=prompt, n=allow.n or n, params=_params(self.node, allow.max_tokens or m, self.ctx.values), seed=seed)
+        return [GenCall(key, req)]
+
+    def _consume(self, calls: list[Call]) -> None:
+        (call,) = calls
+        assert isinstance(call, GenCall) and call.result is not None
+        ex = self.ctx.extract
+        self.value = Candidates(
+            tuple(
+                Candidate(self.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason)
+                for s in call.result.samples
+            )
+        )
+
+
+class ExtendJob(Job):
+    def _phase(self, gate: Gate) -> list[Call]:
+        if self.phases:
+            return []
+        a = self.node.args
+        key, be = self.backend()
+        self.parents = self.cands_in()
+        lengths = [be.count_tokens(c.prompt + c.text) for c in self.parents.items]
+        n, m = a.n or 1, a.max_tokens or 64
+
+        def worst(nn: int, mm: int) -> Cost:
+            return sum((gen_worst(be.spec, L, nn, mm) for L in lengths), Cost())
+
+        if not lengths:
+            self.value = Candidates()
+            return []
+        allow = self._ask(gate, worst(n, m), n, m, worst)
+        if allow is None:
+            return []
+        params = _params(self.node, allow.max_tokens or m, self.ctx.values)
+        return [
+            GenCall(key, ExtendRequest(prompt=c.prompt, partial=c.text, n=allow.n or n, params=params,
+                                       seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, j)))
+            for j, c in enumerate(self.parents.items)
+        ]
+
+    def _consume(self, calls: list[Call]) -> None:
+        ex = self.ctx.extract
+        out: list[Candidate] = []
+        for parent, call in zip(self.parents.items, calls, strict=True):
+            assert isinstance(call, GenCall) and call.result is not None
+            for s in call.result.samples:
+                text = parent.text + s.text
+                out.append(Candidate(parent.prompt, text, ex(text), tokens=parent.tokens + len(s.token_ids), finish=s.finish_reason))
+        self.value = Candidates(tuple(out))
+
+
+class VerifyJob(Job):
+    def _phase(self, gate: Gate) -> list[Call]:
+        if self.phases:
+            return []
+        ref = self.node.args.verifier
+        if ref is None:
+            raise OpError("verify: no verifier")
+        self.cands = self.cands_in()
+        if not len(self.cands):
+            self.value = self.cands
+            return []
+        scorer = self.ctx.scorers[ref.name]
+        if self._ask(gate, scorer.worst_case(self.ctx.question, self.cands), None, None, None) is None:
+            return []
+        return [ScoreCall(ref.name, self.ctx.question, self.cands)]
+
+    def _consume(self, calls: list[Call]) -> None:
+        (call,) = calls
+        assert isinstance(call, ScoreCall) and call.result is not None
+        r = call.result
+        if len(r.scores) != len(self.cands):
+            raise OpError(f"verifier returned {len(r.scores)} scores for {len(self.cands)} candidates")
+        self.value = Candidates(
+            tuple(c.with_score(s, st) for c, s, st in zip(self.cands.items, r.scores, r.steps, strict=True))
+        )
+
+
+class ReviseJob(Job):
+    """`rounds` rounds; each optionally scores the current candidates for feedback, then rewrites them all."""
+
+    def _phase(self, gate: Gate) -> list[Call]:
+        a = self.node.args
+        if self.phases == 0:
+            self.current = self.cands_in()
+            self.round = 0
+            self.feedback: list[str] = [""] * len(self.current)
+            self.scoring = a.feedback is not None
+            self.value = self.current
+        if not len(self.current) or self.round >= (a.rounds or 1):
+            return []
+        if self.scoring:
+            ref = a.feedback
+            assert ref is not None
+            scorer = self.ctx.scorers[ref.name]
+            if self._ask(gate, scorer.worst_case(self.ctx.question, self.current), None, None, None) is None:
+                return []
+            return [ScoreCall(ref.name, self.ctx.question, self.current)]
+        key, be = self.backend()
+        template = a.prompt or self.ctx.default_revise
+        self.prompts = [
+            render(template, self.ctx.values, {"c": c, "feedback": fb, "question": self.ctx.question})
+            for c, fb in zip(self.current.items, self.feedback, strict=True)
+        ]
+        lengths = [be.count_tokens(p) for p in self.prompts]
+        m = a.max_tokens or 256
+
+        def worst(_n: int, mm: int) -> Cost:
+            return sum((gen_worst(be.spec, L, 1, mm) for L in lengths), Cost())
+
+        allow = self._ask(gate, worst(1, m), None, m, worst)
+        if allow is None:
+            return []
+        params = SamplingParams(temperature=a.temperature if a.temperature is not None else 0.7,
+                                max_tokens=allow.max_tokens or m, stop=tuple(a.stop or ()))
+        return [
+            GenCall(key, GenRequest(prompt=p, n=1, params=params,
+                                    seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, self.round * 65536 + j)))
+            for j, p in enumerate(self.prompts)
+        ]
+
+    def _consume(self, calls: list[Call]) -> None:
+        if self.scoring:
+            (call,) = calls
+            assert isinstance(call, ScoreCall) and call.result is not None
+            self.feedback = [fmt_number(s) for s in call.result.scores]
+            self.scoring = False
+            return
+        ex = self.ctx.extract
+        out: list[Candidate] = []
+        for c, call in zip(self.current.items, calls, strict=True):
+            assert isinstance(call, GenCall) and call.result is not None
+            s = call.result.samples[0]
+            out.append(Candidate(c.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason))
+        self.current = Candidates(tuple(out))
+        self.value = self.current
+        self.round += 1
+        self.scoring = self.node.args.feedback is not None
+
+
+JOBS: dict[str, type[Job]] = {"sample": SampleJob, "extend": ExtendJob, "verify": VerifyJob, "revise": ReviseJob}
+
+
+def make_job(node: DagNode, ctx: JobContext) -> Job:
+    return JOBS[node.op](node, ctx)
+
+
+def trace_outputs(value: Any) -> Any:
+    from ttcl.runtime.values import to_json
+
+    return to_json(value)

@@ -1,0 +1,193 @@
+"""`ttcl check` and `ttcl graph`: the static budget report and the DAG drawing.
+
+Exit codes of `ttcl check`: 0 when the worst case fits every budget (or no
+budget is declared), 1 when it is over (the report names the dominating
+nodes and the amount over per unit), 2 when the program is invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ttcl.compiler.budget_report import BudgetReport, LimitCheck
+from ttcl.compiler.diagnostics import DiagnosticError
+from ttcl.compiler.pipeline import Compiled, compile_program
+from ttcl.errors import TtclError, TtclSemanticError
+
+EXIT_FITS = 0
+EXIT_OVER = 1
+EXIT_INVALID = 2
+
+
+class OptionError(TtclSemanticError):
+    """A malformed command-line option value (exit 2)."""
+
+
+def parse_model_overrides(items: list[str]) -> dict[str, str]:
+    """`["policy=/models/x"]` -> `{"policy": "/models/x"}`."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, path = item.partition("=")
+        if not eq or not name.strip() or not path.strip():
+            raise OptionError(f"--model {item!r}: expected NAME=PATH, e.g. --model policy=/models/llama-1b")
+        out[name.strip()] = path.strip()
+    return out
+
+
+def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None) -> Compiled:
+    """Parse the shared options and compile; every problem is a TtclError."""
+    from ttcl.compiler.params import parse_set_overrides
+
+    if max_input_tokens is not None and max_input_tokens < 0:
+        raise OptionError("--max-input-tokens must be a non-negative number of tokens")
+    return compile_program(
+        program, overrides=parse_set_overrides(sets), model_overrides=parse_model_overrides(models),
+        max_input_tokens=max_input_tokens,
+    )
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if x == int(x) and abs(x) < 1e15 else f"{x:.3e}"
+
+
+def _flops(x: float) -> str:
+    return "0" if x == 0 else f"{x:.3e}"
+
+
+def _limit_text(lim: LimitCheck) -> str:
+    fmt = _flops if lim.unit == "flops" else _num
+    if lim.status == "run time":
+        return f"{lim.unit} <= {fmt(lim.limit)} ({lim.note})"
+    mark = "ok" if lim.status == "fits" else f"OVER by {fmt(lim.over_by)}"
+    return f"{lim.unit} {fmt(lim.bound or 0)} / {fmt(lim.limit)} {mark}"
+
+
+def print_report(report: BudgetReport, console: Console) -> None:
+    table = Table(title=f"{report.file}: worst case per item ({report.entry})", show_lines=False)
+    for col, justify in (("line", "right"), ("node", "left"), ("op", "left"), ("calls", "right"),
+                         ("prompt_tokens", "right"), ("gen_tokens", "right"), ("tokens", "right"), ("flops", "right")):
+        table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for row in report.rows:
+        b = row.bound
+        table.add_row(str(row.line), row.node + (" ?" if row.guarded else ""), row.op, _num(b["calls"]),
+                      _num(b["prompt_tokens"]), _num(b["gen_tokens"]), _num(b["tokens"]), _flops(b["flops"]))
+    t = report.total
+    table.add_section()
+    table.add_row("", "total", "", _num(t["calls"]), _num(t["prompt_tokens"]), _num(t["gen_tokens"]),
+                  _num(t["tokens"]), _flops(t["flops"]), style="bold")
+    console.print(table)
+    console.print("? = guarded (runs only on some paths); totals take the dearer arm of each branch")
+    console.print(f"FLOPs: {report.formula}")
+    if report.params:
+        console.print("params: " + ", ".join(f"{k} = {v}" for k, v in report.params.items()))
+    for choice in report.auto:
+        why = f" ({choice.param} = {choice.value + 1} would give {choice.next_over})" if choice.next_over else " (top of its range)"
+        console.print(f"auto: {choice.param} = {choice.value} in {choice.low}..{choice.high}{why}")
+    for scope in ("item", "pooled"):
+        lims = [lim for lim in report.limits if lim.scope == scope]
+        if lims:
+            console.print(f"budget {'per item' if scope == 'item' else 'pooled'}: " + "; ".join(_limit_text(lim) for lim in lims))
+    for sub in report.sub_budgets:
+        console.print(f"sub-budget of {sub.call} ({sub.module}:{sub.line}): " + "; ".join(_limit_text(lim) for lim in sub.limits))
+    _print_verdict(report, console)
+
+
+def _print_verdict(report: BudgetReport, console: Console) -> None:
+    if report.verdict == "fits":
+        console.print("[bold green]verdict: fits[/] the worst case is within every per-item budget")
+        return
+    if report.verdict == "no budget":
+        console.print("verdict: no per-item budget declared; nothing to prove")
+        return
+    console.print("[bold red]verdict: OVER BUDGET[/]")
+    for lim in report.over():
+        fmt = _flops if lim.unit == "flops" else _num
+        console.print(f"  {lim.unit}: bound {fmt(lim.bound or 0)} > limit {fmt(lim.limit)}, over by {fmt(lim.over_by)}")
+        for dom in lim.dominating:
+            console.print(f"    {dom.node} ({dom.op}, line {dom.line}): {fmt(dom.amount)} ({dom.share:.0%})")
+    console.print("  fix: lower params with --set (e.g. n, max_tokens), or raise the budget")
+
+
+def _diagnostics_json(err: TtclError) -> dict[str, object]:
+    if isinstance(err, DiagnosticError):
+        diags = [d.model_dump(mode="json") | {"rendered": d.render(err.sources.get(d.span.file))} for d in err.diagnostics]
+    else:
+        diags = [{"message": str(err)}]
+    return {"verdict": "invalid" if err.exit_code == EXIT_INVALID else "over", "exit_code": err.exit_code, "diagnostics": diags}
+
+
+ProgramArg = Annotated[Path, typer.Argument(help="The .ttc program.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable; bon.n=8 for an import).")]
+ModelOpt = Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH (repeatable).")]
+MaxInputOpt = Annotated[int | None, typer.Option("--max-input-tokens", help="Length bound for inputs declared without one.")]
+
+
+def check(
+    program: ProgramArg,
+    set_: SetOpt = None,
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    max_input_tokens: MaxInputOpt = None,
+) -> None:
+    """Prove that the worst case fits the budget: one row per node, totals, verdict (exit 0 fits, 1 over, 2 invalid)."""
+    try:
+        compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens)
+    except TtclError as e:
+        if not as_json:
+            raise
+        typer.echo(json.dumps(_diagnostics_json(e), indent=2))
+        raise typer.Exit(e.exit_code) from None
+    report = compiled.report
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        print_report(report, Console(width=None if sys.stdout.isatty() else 200))
+    raise typer.Exit(EXIT_OVER if report.verdict == "over" else EXIT_FITS)
+
+
+def graph(
+    program: ProgramArg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="dot | mermaid | png")] = "dot",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout; PROGRAM.png for png).")] = None,
+    set_: SetOpt = None,
+    model: ModelOpt = None,
+    max_input_tokens: MaxInputOpt = None,
+) -> None:
+    """Draw the compiled DAG with each node's op, line and cost bound (guards drawn dashed)."""
+    from ttcl.compiler.render import to_dot, to_mermaid, to_png
+
+    if fmt not in ("dot", "mermaid", "png"):
+        raise OptionError(f"--format {fmt!r}: expected dot, mermaid or png")
+    compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens)
+    dag, report = compiled.dag, compiled.report
+    if fmt == "png":
+        data = to_png(to_dot(dag, report))
+        target = output or program.with_suffix(".png")
+        _write(target, data)
+        typer.echo(f"wrote {target}", err=True)
+        return
+    text = to_dot(dag, report) if fmt == "dot" else to_mermaid(dag, report)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _write(output, text.encode())
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise OptionError(f"cannot write `{path}`: {e.strerror or e}") from e
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+    app.command("graph")(graph)

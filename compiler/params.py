@@ -208,8 +208,11 @@ def check_param_decl(decl: ParamDecl) -> list[Diagnostic]:
         out.append(Diagnostic(span=span, message=f"param `{decl.name}` is {decl.type}; only int and float params take a range",
                               hint="remove the `in LOW..HIGH` range"))
         has_range = False
+    bad_range = False
     if has_range:
-        out.extend(_check_bounds(decl))
+        bound_problems = _check_bounds(decl)
+        bad_range = bool(bound_problems)
+        out.extend(bound_problems)
     default = _literal(decl.default)
     if isinstance(decl.default, Auto):
         if decl.type != "int" or not has_range:
@@ -227,7 +230,7 @@ def check_param_decl(decl: ParamDecl) -> list[Diagnostic]:
                               hint=_literal_hint(decl.type)))
         return out
     low, high = param_range(decl)
-    if isinstance(default, int | float) and not isinstance(default, bool) and not _in_range(default, low, high):
+    if not bad_range and isinstance(default, int | float) and not isinstance(default, bool) and not _in_range(default, low, high):
         out.append(Diagnostic(
             span=decl.default.span,
             message=f"default {_fmt(default)} of param `{decl.name}` is outside its range {_range_text(decl)}",

@@ -1,0 +1,103 @@
+"""An LRU cache of KV states keyed by token ids, with longest-prefix lookup.
+
+Entries hold the per-layer keys and values of one sequence. Lookup walks a
+token trie: any cached sequence that shares the first k tokens with the query
+serves those k positions (a prompt shares its system preamble with another
+prompt; an extended candidate shares everything but its new step). Eviction
+is least-recently-used under a byte budget.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, H, T, hd]
+
+
+@dataclass
+class _Node:
+    children: dict[int, _Node] = field(default_factory=dict)
+    ref: int | None = None  # id of a live entry whose key passes through this node
+
+
+@dataclass
+class _Entry:
+    key: tuple[int, ...]
+    kv: KV
+    nbytes: int
+
+
+class PrefixCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._by_key: dict[tuple[int, ...], int] = {}
+        self._root = _Node()
+        self._next_id = 0
+        self.hits = 0
+        self.hit_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self.__init__(self.max_bytes)
+
+    def lookup(self, ids: tuple[int, ...]) -> tuple[int, KV | None]:
+        """Longest cached prefix of `ids`: (its length, per-layer KV covering at least that many positions)."""
+        node, best_len, best_ref = self._root, 0, None
+        for depth, tok in enumerate(ids, start=1):
+            node = node.children.get(tok)
+            if node is None:
+                break
+            if node.ref is not None and node.ref in self._entries:
+                best_len, best_ref = depth, node.ref
+        if best_ref is None:
+            return 0, None
+        self._entries.move_to_end(best_ref)
+        self.hits += 1
+        self.hit_tokens += best_len
+        return best_len, self._entries[best_ref].kv
+
+    def insert(self, ids: tuple[int, ...], kv: KV) -> None:
+        if not ids or self.max_bytes <= 0:
+            return
+        old = self._by_key.get(ids)
+        if old is not None:
+            self._entries.move_to_end(old)
+            return
+        nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if nbytes > self.max_bytes:
+            return
+        eid = self._next_id
+        self._next_id += 1
+        self._entries[eid] = _Entry(ids, kv, nbytes)
+        self._by_key[ids] = eid
+        self.nbytes += nbytes
+        node = self._root
+        for tok in ids:
+            node = node.children.setdefault(tok, _Node())
+            node.ref = eid
+        while self.nbytes > self.max_bytes:
+            self._evict(next(iter(self._entries)))
+
+    def _evict(self, eid: int) -> None:
+        entry = self._entries.pop(eid)
+        del self._by_key[entry.key]
+        self.nbytes -= entry.nbytes
+        path = [self._root]
+        for tok in entry.key:
+            nxt = path[-1].children.get(tok)
+            if nxt is None:
+                break
+            path.append(nxt)
+        for depth in range(len(path) - 1, 0, -1):  # prune dead leaves bottom-up
+            node = path[depth]
+            if node.ref == eid:
+                node.ref = None
+            if not node.children and (node.ref is None or node.ref not in self._entries):
+                del path[depth - 1].children[entry.key[depth - 1]]

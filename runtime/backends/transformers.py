@@ -1,0 +1,342 @@
+"""The default backend: a local transformers causal LM on CPU or CUDA.
+
+Loading is the ordinary `from_pretrained` (local files only). A call to
+`generate` or `extend` is one batched job: every distinct context is
+prefilled once (minus whatever the prefix cache already holds), its KV cache is
+shared by its n samples, and all rows decode together whatever their sampling
+settings (temperature, top-p, max_tokens and stop strings are per row).
+
+Accounting (per request, with `ttcl.compiler.costmodel.forward_flops`):
+  prompt_tokens  new prefill positions actually computed; a context shared by
+                 several requests in one call is charged to the first of them,
+                 positions served by the prefix cache and padding are not charged
+  flops          forward_flops(c, L) for that prefill (c cached, L context length)
+                 plus forward_flops(L, L + g) for each sample of g tokens
+  gen_tokens     tokens sampled (an EOS included); finished rows are not charged
+  seconds        the call's wall time (after a device sync), split by FLOPs share
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from ttcl.compiler.costmodel import ModelSpec, forward_flops
+from ttcl.runtime.backends.base import (
+    ExtendRequest,
+    GenRequest,
+    GenResult,
+    Sample,
+    SamplingParams,
+    Usage,
+    resolve_ref,
+)
+from ttcl.runtime.backends.decode import Context, ModelCall, Row, RowOut, run_batch, trim_at_stop
+from ttcl.runtime.backends.prefix_cache import PrefixCache
+from ttcl.runtime.backends.sampling import stream_key
+
+from ttcl.errors import TtclRuntimeError
+
+OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
+    {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
+)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise TtclRuntimeError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TtclRuntimeError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def pick_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in names:
+        raise TtclRuntimeError(f"unknown dtype {dtype!r} (use auto, {', '.join(names)})")
+    return names[dtype]
+
+
+def model_dir(ref_or_path: str | Path) -> Path:
+    path = Path(resolve_ref(str(ref_or_path)))
+    if not path.is_dir():
+        raise TtclRuntimeError(f"model {str(ref_or_path)!r}: no such directory {str(path)!r}")
+    if not (path / "config.json").is_file():
+        raise TtclRuntimeError(f"model {str(ref_or_path)!r}: {str(path)!r} has no config.json")
+    return path
+
+
+def model_spec(model: torch.nn.Module) -> ModelSpec:
+    """Non-embedding parameters: all weights minus token and position embeddings (tied weights once)."""
+    embed_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in {"wpe", "embed_positions", "position_embeddings"}:
+            embed_ids |= {id(p) for p in module.parameters()}
+    n = sum(p.numel() for p in model.parameters() if id(p) not in embed_ids)
+    cfg = model.config
+    n_ctx = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return ModelSpec(
+        non_embedding_params=n,
+        n_layer=getattr(cfg, "num_hidden_layers", 0) or 0,
+        d_model=getattr(cfg, "hidden_size", 0) or 0,
+        n_ctx=n_ctx,
+    )
+
+
+@dataclass
+class _Job:
+    """Samples `indices` of request `req`, all from one context."""
+
+    req: int
+    ids: tuple[int, ...]
+    indices: list[int]
+    params: SamplingParams
+    seed: int
+    keep_kv: bool
+
+
+class TransformersBackend:
+    """Batched sampling on one local causal LM. See the module docstring for the accounting."""
+
+    def __init__(
+        self,
+        ref_or_path: str | Path,
+        device: str = "auto",
+        dtype: str | torch.dtype = "auto",
+        *,
+        prefix_cache_bytes: int = 512 << 20,
+        max_batch_rows: int | None = None,
+        simulate_oom_rows: int | None = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.path = model_dir(ref_or_path)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
+            raise TtclRuntimeError(f"cannot load model from {str(self.path)!r}: {e}") from e
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.spec = model_spec(self.model)
+        self.call = ModelCall(self.model)
+        tok = self.tokenizer
+        self.eos_id: int | None = tok.eos_token_id
+        self.pad_id: int = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
+        self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows
+        self.oom_splits = 0
+        self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
+        self._piece = self._token_pieces()
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _encode_uncached(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text)["input_ids"])
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._encode(text))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._encode(text))
+
+    def _token_pieces(self):
+        """Per-token strings for incremental stop detection; exact for tokenizers that decode by concatenation."""
+        tok = self.tokenizer
+        table = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=True)
+        return table.__getitem__
+
+    # -- public API ------------------------------------------------------------------------
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        jobs = [
+            self._job(k, r.prompt, r.n, r.params, r.seed, r.keep_kv, r.max_prompt_tokens)
+            for k, r in enumerate(requests)
+        ]
+        return self._results(len(requests), jobs)
+
+    def extend(self, requests: list[ExtendRequest]) -> list[GenResult]:
+        jobs = [
+            self._job(
+                k, r.prompt + r.partial, r.n, r.params, r.seed, r.keep_kv, r.max_prompt_tokens
+            )
+            for k, r in enumerate(requests)
+        ]
+        return self._results(len(requests), jobs)
+
+    def clear_cache(self) -> None:
+        """Forget cached KV prefixes (so a fresh run charges every prefill again)."""
+        self.prefix_cache.clear()
+
+    # -- batching ----------------------------------------------------------------------------
+
+    def _job(self, k, text, n, params, seed, keep_kv, max_prompt_tokens) -> _Job:
+        ids = self._encode(text)
+        if not ids:
+            raise TtclRuntimeError(f"request {k}: empty prompt")
+        if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+            raise TtclRuntimeError(
+                f"request {k}: prompt has {len(ids)} tokens, more than the declared {max_prompt_tokens}"
+            )
+        if self.spec.n_ctx is not None and len(ids) >= self.spec.n_ctx:
+            raise TtclRuntimeError(
+                f"request {k}: prompt has {len(ids)} tokens; model {self.path.name} has a context of "
+                f"{self.spec.n_ctx}, leaving no room to generate"
+            )
+        return _Job(k, ids, list(range(n)), params, seed, keep_kv)
+
+    def _results(self, n_requests: int, jobs: list[_Job]) -> list[GenResult]:
+        samples: list[dict[int, Sample]] = [{} for _ in range(n_requests)]
+        usage = [Usage() for _ in range(n_requests)]
+        if jobs:
+            for job, got, use in self._run_split(jobs):
+                samples[job.req].update(zip(job.indices, got, strict=True))
+                usage[job.req] = usage[job.req] + use
+        return [
+            GenResult([s[j] for j in sorted(s)], u) for s, u in zip(samples, usage, strict=True)
+        ]
+
+    def _run_split(self, jobs: list[_Job]) -> list[tuple[_Job, list[Sample], Usage]]:
+        """Run jobs as one batch; on out-of-memory split the rows in halves and retry each."""
+        rows = sum(len(j.indices) for j in jobs)
+        if self.max_batch_rows is not None and rows > self.max_batch_rows:
+            first, second = _halve(jobs)
+            return self._run_split(first) + self._run_split(second)
+        try:
+            return self._run(jobs)
+        except OOM_ERRORS as e:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if rows <= 1:
+                raise TtclRuntimeError(
+                    f"out of memory on {self.device} with a single sequence; use a smaller "
+                    f"max_tokens or a smaller dtype"
+                ) from e
+            self.oom_splits += 1
+            self.max_batch_rows = max(1, rows // 2)  # remember: later calls start split
+            first, second = _halve(jobs)
+            return self._run_split(first) + self._run_split(second)
+
+    def _run(self, jobs: list[_Job]) -> list[tuple[_Job, list[Sample], Usage]]:
+        rows_total = sum(len(j.indices) for j in jobs)
+        if self.simulate_oom_rows is not None and rows_total > self.simulate_oom_rows:
+            raise torch.cuda.OutOfMemoryError(
+                f"simulated: {rows_total} rows > {self.simulate_oom_rows}"
+            )
+        _sync(self.device)
+        t0 = time.perf_counter()
+
+        ctx_index: dict[tuple[int, ...], int] = {}
+        contexts: list[Context] = []
+        charged_to: dict[int, int] = {}  # context -> first job that pays its prefill
+        rows: list[Row] = []
+        row_job: list[tuple[int, int]] = []  # row -> (job, position in job)
+        for jn, job in enumerate(jobs):
+            c = ctx_index.get(job.ids)
+            if c is None:
+                c = ctx_index[job.ids] = len(contexts)
+                cached, kv = self.prefix_cache.lookup(job.ids)
+                contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
+                charged_to[c] = jn
+            p = job.params
+            for pos, j in enumerate(job.indices):
+                rows.append(
+                    Row(
+                        c,
+                        stream_key(job.seed, j),
+                        p.temperature,
+                        p.top_p,
+                        p.max_tokens,
+                        p.stop,
+                        job.keep_kv,
+                    )
+                )
+                row_job.append((jn, pos))
+
+        outs, ctx_kv = run_batch(
+            self.call,
+            contexts,
+            rows,
+            pad_id=self.pad_id,
+            eos_id=self.eos_id,
+            n_ctx=self.spec.n_ctx,
+            device=self.device,
+            piece=self._piece,
+        )
+        for ctx, kv in zip(contexts, ctx_kv, strict=True):
+            if kv is not None:
+                self.prefix_cache.insert(ctx.ids, kv)
+        texts = self.tokenizer.batch_decode([o.token_ids for o in outs], skip_special_tokens=True)
+        _sync(self.device)
+        seconds = time.perf_counter() - t0
+
+        per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
+        for c, jn in charged_to.items():
+            ctx, use = contexts[c], per_job[jn][1]
+            use.prompt_tokens += len(ctx.ids) - ctx.cached
+            use.flops += forward_flops(self.spec, ctx.cached, len(ctx.ids))
+        for row, out, text, (jn, pos) in zip(rows, outs, texts, row_job, strict=True):
+            sample, use = self._sample(row, out, text), per_job[jn][1]
+            per_job[jn][0][pos] = sample
+            n_ctx_row = len(contexts[row.ctx].ids)
+            use.gen_tokens += len(out.token_ids)
+            use.flops += forward_flops(self.spec, n_ctx_row, n_ctx_row + len(out.token_ids))
+            if out.kv is not None:
+                self.prefix_cache.insert(contexts[row.ctx].ids + tuple(out.token_ids[:-1]), out.kv)
+        total = sum(u.flops for _, u in per_job) or 1.0
+        for _, use in per_job:
+            use.seconds = seconds * use.flops / total
+        return [(job, got, use) for job, (got, use) in zip(jobs, per_job, strict=True)]
+
+    @staticmethod
+    def _sample(row: Row, out: RowOut, text: str) -> Sample:
+        reason = out.finish_reason
+        if row.stop and reason != "eos":
+            cut = trim_at_stop(text, row.stop)
+            if cut is not None:
+                text, reason = cut, "stop"
+        return Sample(text=text, token_ids=list(out.token_ids), finish_reason=reason)
+
+
+def _halve(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
+    """Split the rows of `jobs` into two halves, splitting one job's sample indices if needed."""
+    flat = [(jn, j) for jn, job in enumerate(jobs) for j in job.indices]
+    half = len(flat) // 2
+
+    def build(part: list[tuple[int, int]]) -> list[_Job]:
+        out: dict[int, _Job] = {}
+        for jn, j in part:
+            if jn not in out:
+                src = jobs[jn]
+                out[jn] = _Job(src.req, src.ids, [], src.params, src.seed, src.keep_kv)
+            out[jn].indices.append(j)
+        return list(out.values())
+
+    return build(flat[:half]), build(flat[half:])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,353 @@
+"""One run of a compiled program over a list of items: models, budgets, trace, resume, results.
+
+This is the layer `ttcl run`, `ttcl eval` and `ttcl.run(...)` share. It
+loads each model once, builds the accountant from the program's budgets
+and the static bound of every node, wires the hooks (accountant, trace,
+progress), skips items a resumed trace already finished (restoring their
+spend into the pooled budget), and returns typed results plus the
+per-node table of bound against actual.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
+from ttcl.compiler.dag import DagNode
+from ttcl.compiler.pipeline import Compiled
+from ttcl.runtime.accountant import Accountant, AccountantHook, LedgerEntry, Limits
+from ttcl.runtime.dataset import Item
+from ttcl.runtime.extract import make_extractor
+from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.scheduler import ItemResult, Scheduler
+from ttcl.runtime.scoring import Scorer, make_scorer
+from ttcl.runtime.trace import (
+    ItemRecord,
+    NodeRecord,
+    RunHeader,
+    TraceWriter,
+    check_resumable,
+    digest,
+    read_trace,
+)
+
+from ttcl import __version__
+
+COST_UNITS: tuple[Unit, ...] = (*STATIC_UNITS, Unit.seconds)
+
+
+@dataclass
+class RunOptions:
+    """How to run: the knobs `ttcl run` exposes besides the program and its inputs."""
+
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "auto"
+    trace: Path | None = None
+    resume: bool = False
+    dataset: Path | None = None
+    max_batch_items: int | None = None
+
+
+class NodeRow(BaseModel):
+    """One row of the cost table: a node of `ttcl check`'s report with its bound and actual spend."""
+
+    node: str
+    op: str
+    line: int
+    bound: dict[str, float]
+    actual_max: dict[str, float]  # the most any one item spent (what the bound promises)
+    actual_mean: dict[str, float]  # per item, over the items run
+    ran: int  # items on which the node ran
+    skipped: int
+    refused: int
+    shrunk: int
+
+
+class RunSummary(BaseModel):
+    """Everything a run reports."""
+
+    program: str
+    header: dict[str, Any]
+    items: int
+    answered: int
+    accuracy: float | None
+    correct: int
+    graded: int
+    stopped: int
+    failed: int
+    rows: list[NodeRow]
+    bound_total: dict[str, float]
+    actual_total: dict[str, float]  # summed over items
+    actual_mean: dict[str, float]  # per item
+    actual_max: dict[str, float]  # per item
+    budget_item: dict[str, float]
+    budget_pooled: dict[str, float]
+    on_exhaust: str
+    wall_seconds: float
+    batches: int
+    results: list[dict[str, Any]]
+
+
+def _limits(module: Any, scope: str) -> Limits:
+    vals: dict[str, float] = {}
+    for b in module.budgets:
+        if b.scope == scope:
+            for lim in b.limits:
+                vals[lim.unit] = float(lim.value.value)
+    return Limits(**vals)
+
+
+def program_hash(compiled: Compiled) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(compiled.sources):
+        h.update(name.encode() + b"\x00" + compiled.sources[name].encode() + b"\x00")
+    return h.hexdigest()
+
+
+def models_of(compiled: Compiled) -> dict[str, str]:
+    """Model name -> ref after overrides, for every model a node runs (verifier models included)."""
+    out: dict[str, str] = {}
+    for node in compiled.dag:
+        a = node.args
+        for ref in (a.model, a.verifier.model if a.verifier else None, a.feedback.model if a.feedback else None):
+            if ref is not None:
+                out[ref.name if ref.module == compiled.program.root.key else f"{ref.module}:{ref.name}"] = ref.ref
+    return out
+
+
+def static_bounds(compiled: Compiled) -> dict[str, Cost]:
+    return {
+        r.node: Cost(calls=r.bound["calls"], prompt_tokens=r.bound["prompt_tokens"], gen_tokens=r.bound["gen_tokens"],
+                     flops=r.bound["flops"])
+        for r in compiled.report.rows
+    }
+
+
+class TraceHook(NodeHook):
+    """Collects an item's node records and writes them with its item record, flushed, when it ends."""
+
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+        self.records: dict[int, list[NodeRecord]] = {}
+        self.ledger: Accountant | None = None
+
+    def after_node(self, *, item: int, node: DagNode, status: str, actual: Cost, inputs: dict[str, Any],
+                   outputs: Any, error: str | None, reason: str | None, started: float, seconds: float,
+                   **future: Any) -> None:
+        allowance: dict[str, float] = {}
+        entry = self.ledger.ledger.get((item, node.id)) if self.ledger else None
+        if entry is not None:
+            allowance = entry.allowance.as_dict()
+        self.records.setdefault(item, []).append(NodeRecord(
+            item=item, node_id=node.id, op=node.op, line=node.span.line, status=status,
+            inputs_digest=digest(inputs), outputs=outputs, cost=actual.as_dict(), allowance=allowance,
+            n=entry.n if entry else None, max_tokens=entry.max_tokens if entry else None,
+            started=round(started, 6), seconds=seconds, error=error, reason=reason,
+        ))
+
+    def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
+        self.records.setdefault(item, []).append(
+            NodeRecord(item=item, node_id=node.id, op=node.op, line=node.span.line, status="skipped", reason=reason)
+        )
+
+    def after_item(self, *, item: int, result: ItemResult, **future: Any) -> None:
+        self.writer.write_item(self.records.pop(item, []), item_record(result))
+
+
+def item_record(r: ItemResult) -> ItemRecord:
+    return ItemRecord(item=r.index, question=r.question, gold=r.gold, answer=r.answer, correct=r.correct,
+                      status=r.status, error=r.error, failures=r.failures, cost=r.cost.as_dict(), seconds=r.cost.seconds)
+
+
+def result_from_record(rec: ItemRecord) -> ItemResult:
+    c = rec.cost
+    cost = Cost(calls=c.get("calls", 0), prompt_tokens=c.get("prompt_tokens", 0), gen_tokens=c.get("gen_tokens", 0),
+                flops=c.get("flops", 0), seconds=c.get("seconds", 0))
+    return ItemResult(index=rec.item, question=rec.question, gold=rec.gold, answer=rec.answer, correct=rec.correct,
+                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost)
+
+
+def _cost_of(d: dict[str, float]) -> Cost:
+    return Cost(**{k: d.get(k, 0.0) for k in ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
+
+
+def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
+    out = []
+    for n in nodes:
+        status = {"ok": "charged", "shrunk": "charged", "failed": "charged"}.get(n.status, n.status)
+        out.append(LedgerEntry(n.item, n.node_id, _cost_of(n.allowance), _cost_of(n.cost), status=status,
+                               n=n.n, max_tokens=n.max_tokens, shrunk=n.status == "shrunk", reason=n.reason or ""))
+    return out
+
+
+_LOADED: dict[tuple[str, str, str], Any] = {}
+
+
+def load_backend(ref: str, device: str, dtype: str) -> Any:
+    """A model loaded once per process (an eval sweep runs many configurations on the same weights)."""
+    key = (ref, device, dtype)
+    if key not in _LOADED:
+        from transformers.utils import logging as hf_logging
+        from ttcl.runtime.backends.transformers import TransformersBackend
+
+        hf_logging.disable_progress_bar()  # the run's own progress bar is the only one on stderr
+
+        _LOADED[key] = TransformersBackend(ref, device=device, dtype=dtype)
+    return _LOADED[key]
+
+
+class Runner:
+    """Loads what a compiled program needs once, then runs item lists (a dataset, or one input)."""
+
+    def __init__(self, compiled: Compiled, options: RunOptions) -> None:
+        self.compiled = compiled
+        self.options = options
+        module = compiled.module
+        self.per_item = _limits(module, "item")
+        self.pooled = _limits(module, "pooled")
+        self.on_exhaust = compiled.report.on_exhaust or "stop"
+        self.backends = self._load_backends()
+        self.scorers = self._load_scorers()
+        self.extract = self._extractor()
+
+    def _load_backends(self) -> dict[str, Any]:
+        refs = sorted({n.args.model.ref for n in self.compiled.dag if n.args.model is not None})
+        return {ref: load_backend(ref, self.options.device, self.options.dtype) for ref in refs}
+
+    def _load_scorers(self) -> dict[str, Scorer]:
+        out: dict[str, Scorer] = {}
+        for n in self.compiled.dag:
+            for ref in (n.args.verifier, n.args.feedback):
+                if ref is not None and ref.name not in out:
+                    out[ref.name] = make_scorer(ref, self._model_scorer)
+        return out
+
+    def _model_scorer(self, ref: Any) -> Scorer:
+        from ttcl.runtime.verifier_adapter import model_scorer
+
+        return model_scorer(ref, self.backends, device=self.options.device, dtype=self.options.dtype)
+
+    def _extractor(self) -> Callable[[str], str | None]:
+        decl = self.compiled.module.extract
+        checker_extract = None
+        for n in self.compiled.dag:
+            v = n.args.verifier
+            if v is not None and v.kind == "check" and v.checker:
+                from ttcl.runtime.tasks import get_checker
+
+                checker_extract = get_checker(v.checker).extract
+                break
+        return make_extractor(decl.pattern if decl else None, checker_extract)
+
+    def header(self, items: list[Item]) -> RunHeader:
+        o = self.options
+        ds_hash = None
+        if o.dataset is not None:
+            from ttcl.runtime.trace import file_digest
+
+            ds_hash = file_digest(o.dataset)
+        budget = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(), "on_exhaust": self.on_exhaust}
+        device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
+        dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""
+        return RunHeader(
+            ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
+            params={k: v for k, v in self.compiled.report.params.items()}, models=models_of(self.compiled), seed=o.seed,
+            dataset=str(o.dataset) if o.dataset else (items[0].question if len(items) == 1 else None),
+            dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
+        )
+
+    def run(self, items: list[Item], *, progress: NodeHook | None = None,
+            on_result: Callable[[ItemResult], None] | None = None) -> RunSummary:
+        o = self.options
+        t0 = time.perf_counter()
+        for be in self.backends.values():  # a KV cache left by an earlier run must not make this one cheaper
+            be.clear_cache()
+        bounds = static_bounds(self.compiled)
+        acc = Accountant(per_item=self.per_item, pooled=self.pooled, on_exhaust=self.on_exhaust,  # type: ignore[arg-type]
+                         static_bounds=bounds)
+        header = self.header(items)
+        done: dict[int, ItemResult] = {}
+        writer: TraceWriter | None = None
+        hooks: list[NodeHook] = [AccountantHook(acc)]
+        if o.trace is not None:
+            if o.resume and o.trace.exists():
+                old = read_trace(o.trace)
+                check_resumable(old, header, o.trace)
+                for idx, rec in old.items.items():
+                    done[idx] = result_from_record(rec)
+                    acc.restore(idx, ledger_from_records(old.nodes.get(idx, [])))
+            writer = TraceWriter(o.trace, header, resume=o.resume)
+            trace_hook = TraceHook(writer)
+            trace_hook.ledger = acc
+            hooks.append(trace_hook)
+        if progress is not None:
+            hooks.append(progress)
+        todo = [it for it in items if it.index not in done]
+        sched = Scheduler(
+            self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract, seed=o.seed,
+            hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),
+            max_batch_items=o.max_batch_items,
+        )
+        try:
+            fresh = sched.run(todo, on_result=on_result)
+        finally:
+            if writer is not None:
+                writer.close()
+        for r in fresh:
+            done[r.index] = r
+        results = [done[it.index] for it in items]
+        return self._summary(header, results, acc, time.perf_counter() - t0, len(sched.batches))
+
+    def _summary(self, header: RunHeader, results: list[ItemResult], acc: Accountant, wall: float,
+                 batches: int) -> RunSummary:
+        report = self.compiled.report
+        n = max(1, len(results))
+        rows: list[NodeRow] = []
+        for r in report.rows:
+            spent = [acc.ledger.get((res.index, r.node)) for res in results]
+            actuals = [e.actual for e in spent if e is not None]
+            rows.append(NodeRow(
+                node=r.node, op=r.op, line=r.line, bound=r.bound,
+                actual_max=_unitwise(actuals, max), actual_mean=_unitwise(actuals, lambda xs: sum(xs) / n),
+                ran=sum(1 for e in spent if e is not None and e.status == "charged"),
+                skipped=sum(1 for e in spent if e is not None and e.status == "skipped"),
+                refused=sum(1 for e in spent if e is not None and e.status == "refused"),
+                shrunk=sum(1 for e in spent if e is not None and e.shrunk),
+            ))
+        costs = [r.cost for r in results]
+        graded = [r for r in results if r.correct is not None]
+        correct = sum(1 for r in graded if r.correct)
+        return RunSummary(
+            program=str(report.file), header=header.model_dump(mode="json"), items=len(results),
+            answered=sum(1 for r in results if r.answer is not None),
+            accuracy=(correct / len(graded)) if graded else None, correct=correct, graded=len(graded),
+            stopped=sum(1 for r in results if r.status == "stopped"),
+            failed=sum(1 for r in results if r.status == "failed"),
+            rows=rows, bound_total=dict(report.total), actual_total=_unitwise(costs, sum),
+            actual_mean=_unitwise(costs, lambda xs: sum(xs) / n), actual_max=_unitwise(costs, max),
+            budget_item=self.per_item.as_dict(), budget_pooled=self.pooled.as_dict(), on_exhaust=self.on_exhaust,
+            wall_seconds=wall, batches=batches, results=[_result_json(r) for r in results],
+        )
+
+
+def _unitwise(costs: list[Cost], agg: Callable[[list[float]], float]) -> dict[str, float]:
+    if not costs:
+        return {u.value: 0.0 for u in COST_UNITS}
+    return {u.value: float(agg([c.get(u) for c in costs])) for u in COST_UNITS}
+
+
+def _result_json(r: ItemResult) -> dict[str, Any]:
+    return {
+        "item": r.index, "question": r.question, "gold": r.gold, "answer": r.answer, "correct": r.correct,
+        "status": r.status, "error": r.error, "failures": r.failures, "cost": r.cost.as_dict(),
+    }
+
+
+__all__ = ["NodeRow", "RunOptions", "RunSummary", "Runner", "TraceHook"]

@@ -1,0 +1,302 @@
+"""`ttcl run` and `ttcl eval`: run a strategy on real models, with its cost counted and capped.
+
+`ttcl run` prints the answer (one input) or the accuracy (a dataset), then
+one row per spending node, the same rows as `ttcl check`, with the actual
+spend beside the static bound, and the totals against the budget.
+`ttcl eval` runs a sweep of configurations and reports accuracy against
+compute (mean FLOPs and tokens per item) as a table, JSON and a plot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ttcl.errors import TtclRuntimeError, TtclSemanticError
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class RunOptionError(TtclSemanticError):
+    """A malformed `ttcl run` / `ttcl eval` option (exit 2)."""
+
+
+def _num(x: float) -> str:
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.1f}"
+
+
+def _flops(x: float) -> str:
+    return "0" if x == 0 else f"{x:.3e}"
+
+
+def _fmt(unit: str, x: float) -> str:
+    return _flops(x) if unit == "flops" else (f"{x:.2f}" if unit == "seconds" else _num(x))
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed and not (name == "--device" and value.startswith("cuda:")):
+        raise RunOptionError(f"{name} {value!r}: expected one of {', '.join(allowed)}")
+
+
+def _load_items(input_: str | None, dataset: Path | None, limit: int | None) -> list[Any]:
+    from ttcl.runtime.dataset import load_dataset, single_item
+
+    if limit is not None and limit < 1:
+        raise RunOptionError(f"--limit {limit}: expected a positive number of items")
+    if (input_ is None) == (dataset is None):
+        raise RunOptionError("give exactly one of --input TEXT or --dataset FILE.jsonl")
+    if input_ is not None:
+        return single_item(input_)
+    assert dataset is not None
+    return load_dataset(dataset, limit=limit)
+
+
+class _Progress:
+    """A rich progress bar over items, on stderr (a NodeHook: advanced as each item finishes)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.progress.add_task(label, total=total)
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self, *_: Any) -> None:
+        self.progress.advance(self.task)
+
+
+def _run_once(
+    program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
+    trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
+) -> Any:
+    from ttcl.commands.compile import compile_from_cli
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    compiled = compile_from_cli(program, sets, models, None)
+    opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset)
+    runner = Runner(compiled, opts)
+    if not show_progress:
+        return runner.run(items)
+    with _Progress(len(items), label) as bar:
+        if resume and trace is not None and trace.exists():
+            from ttcl.runtime.trace import read_trace
+
+            bar.progress.advance(bar.task, len([i for i in read_trace(trace).items if i < len(items)]))
+        return runner.run(items, on_result=bar.advance)
+
+
+def print_summary(summary: Any, console: Console, *, single: bool) -> None:
+    if single:
+        r = summary.results[0]
+        console.print(f"[bold]answer:[/] {r['answer'] if r['answer'] is not None else '(none)'}")
+        if r["status"] != "ok" or r["failures"]:
+            console.print(f"status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
+            for node, why in r["failures"].items():
+                console.print(f"  {node}: {why}")
+    else:
+        acc = "n/a (no gold answers)" if summary.accuracy is None else f"{summary.accuracy:.3f} ({summary.correct}/{summary.graded})"
+        console.print(f"[bold]accuracy:[/] {acc}   items {summary.items}, answered {summary.answered}, "
+                      f"stopped {summary.stopped}, failed {summary.failed}")
+        bad = [r for r in summary.results if r["status"] != "ok"]
+        for r in bad[:5]:
+            console.print(f"  item {r['item']}: {r['status']}: {r['error'] or '; '.join(r['failures'].values())}")
+        if len(bad) > 5:
+            console.print(f"  ... {len(bad) - 5} more (see --trace / --json)")
+    what = "actual" if single else "actual (max per item)"
+    table = Table(title=f"{summary.program}: cost per node, {what} / bound")
+    units = ("calls", "prompt_tokens", "gen_tokens", "flops")
+    for col, justify in (("line", "right"), ("node", "left"), ("op", "left"), *((u, "right") for u in units),
+                         ("ran", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for row in summary.rows:
+        cells = [f"{_fmt(u, row.actual_max[u])} / {_fmt(u, row.bound[u])}" for u in units]
+        ran = f"{row.ran}/{summary.items}" + (f" ({row.shrunk} shrunk)" if row.shrunk else "") + (
+            f" ({row.refused} refused)" if row.refused else "")
+        table.add_row(str(row.line), row.node, row.op, *cells, ran)
+    table.add_section()
+    table.add_row("", "total per item", "", *(f"{_fmt(u, summary.actual_max[u])} / {_fmt(u, summary.bound_total[u])}"
+                                              for u in units), "", style="bold")
+    if not single:
+        table.add_row("", "mean per item", "", *(_fmt(u, summary.actual_mean[u]) for u in units), "")
+    console.print(table)
+    for scope, limits in (("per item", summary.budget_item), ("pooled", summary.budget_pooled)):
+        if limits:
+            spent = summary.actual_max if scope == "per item" else summary.actual_total
+            parts = [f"{u} {_fmt(u, spent[u])} / {_fmt(u, lim)}" for u, lim in limits.items()]
+            console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
+    console.print(f"wall {summary.wall_seconds:.2f}s, {summary.batches} batched backend calls, "
+                  f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
+
+
+def run(
+    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
+    input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help="A JSONL file with question/answer fields.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
+    trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
+) -> None:
+    """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
+    model, set_ = model or [], set_ or []
+    _check_choice("--device", device, DEVICES)
+    _check_choice("--dtype", dtype, DTYPES)
+    if resume and trace is None:
+        raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
+    items = _load_items(input_, dataset, limit)
+    summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
+                        resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1)
+    if as_json:
+        typer.echo(summary.model_dump_json(indent=2))
+    else:
+        print_summary(summary, Console(width=max(120, Console().width)), single=input_ is not None)
+
+
+# ---------------------------------------------------------------- eval
+
+
+def parse_sweep(items: list[str]) -> list[list[tuple[str, str]]]:
+    """`["n=1,4,16", "temperature=0.5,1"]` -> every combination as (param, value) pairs, in order."""
+    axes: list[list[tuple[str, str]]] = []
+    for item in items:
+        name, eq, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not eq or not name.strip() or not vals:
+            raise RunOptionError(f"--sweep {item!r}: expected NAME=V1,V2,..., e.g. --sweep n=1,4,16")
+        axes.append([(name.strip(), v) for v in vals])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
+    """`["policy=ttcl:arith-l"]` -> series label and the --model overrides it adds."""
+    out = []
+    for item in items:
+        binds = [b.strip() for b in item.split(",") if b.strip()]
+        if not binds or any("=" not in b or not b.split("=", 1)[1] for b in binds):
+            raise RunOptionError(f"--compare {item!r}: expected NAME=MODEL[,NAME=MODEL], e.g. --compare policy=ttcl:arith-l")
+        out.append((item, binds))
+    return out
+
+
+def eval_(
+    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="A JSONL file with question/answer fields.")],
+    sweep: Annotated[list[str] | None, typer.Option("--sweep", help="A param and its values: --sweep n=1,4,16 (repeatable).")] = None,
+    compare: Annotated[list[str] | None, typer.Option("--compare", help="An extra series with other models: --compare policy=ttcl:arith-l.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param in every configuration.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N dataset items.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x) as a PNG.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
+) -> None:
+    """Accuracy against compute over a sweep of configurations (and other models at equal FLOPs)."""
+    sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
+    _check_choice("--device", device, DEVICES)
+    _check_choice("--dtype", dtype, DTYPES)
+    configs = parse_sweep(sweep)
+    series = [("program models", [])] + parse_compare(compare)
+    items = _load_items(None, dataset, limit)
+    rows: list[dict[str, Any]] = []
+    for label, binds in series:
+        for config in configs:
+            sets = list(set_) + [f"{k}={v}" for k, v in config]
+            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
+            summary = _run_once(program, sets, list(model) + binds, items, seed=seed, device=device, dtype=dtype,
+                                trace=None, resume=False, dataset=dataset, show_progress=not as_json,
+                                label=f"{label}: {name}")
+            rows.append({
+                "series": label, "config": dict(config), "accuracy": summary.accuracy, "correct": summary.correct,
+                "items": summary.items, "flops_per_item": summary.actual_mean["flops"],
+                "tokens_per_item": summary.actual_mean["tokens"], "calls_per_item": summary.actual_mean["calls"],
+                "seconds_per_item": summary.actual_mean["seconds"], "wall_seconds": summary.wall_seconds,
+                "failed": summary.failed, "stopped": summary.stopped, "models": summary.header["models"],
+            })
+    if plot is not None:
+        write_plot(rows, plot, title=f"{program.name} on {dataset.name}")
+    if as_json:
+        typer.echo(json.dumps({"program": str(program), "dataset": str(dataset), "rows": rows}, indent=2))
+        return
+    console = Console(width=max(120, Console().width))
+    table = Table(title=f"{program.name}: accuracy against compute ({len(items)} items)")
+    for col in ("series", "config", "accuracy", "FLOPs/item", "tokens/item", "calls/item", "wall s"):
+        table.add_column(col, justify="left" if col in ("series", "config") else "right")
+    for r in rows:
+        acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        table.add_row(r["series"], ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults", acc,
+                      _flops(r["flops_per_item"]), f"{r['tokens_per_item']:.1f}", f"{r['calls_per_item']:.1f}",
+                      f"{r['wall_seconds']:.2f}")
+    console.print(table)
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+def write_plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> None:
+    """Accuracy against mean FLOPs per item, one line per series, log x (Agg: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label in dict.fromkeys(r["series"] for r in rows):
+        pts = sorted((r["flops_per_item"], r["accuracy"] or 0.0, r["config"]) for r in rows if r["series"] == label)
+        xs = [max(p[0], 1.0) for p in pts]
+        ax.plot(xs, [p[1] for p in pts], marker="o", label=label)
+        for x, (_, y, cfg) in zip(xs, pts, strict=True):
+            ax.annotate(",".join(f"{k}={v}" for k, v in cfg.items()), (x, y), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per item (mean, actual)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise TtclRuntimeError(f"{path}: error: cannot write the plot: {e.strerror}") from e
+    finally:
+        plt.close(fig)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("eval")(eval_)
+
+
+__all__ = ["register", "parse_sweep", "parse_compare", "write_plot"]
+

@@ -43,6 +43,7 @@ from ttcl.compiler.checks_flow import FlowChecker, assigned_names
 from ttcl.compiler.checks_scope import CallTarget, CheckContext, ModuleScope, StrategyKey, Symbol
 from ttcl.compiler.loader import LoadedModule, Program
 from ttcl.compiler.params import (
+    AUTO,
     ParamValue,
     resolve_params,
     split_overrides,
@@ -101,11 +102,13 @@ def check_program(program: Program, overrides: Mapping[str, str] | None = None) 
         check_declarations(ctx, scope)
     instance_params = _resolve_all(ctx, program, overrides or {})
     for inst in program.instances():
-        ctx.module_params.setdefault(inst.module.key, instance_params.get(inst.path, {}))
+        # a param whose declaration is invalid is still static: `Auto()` stands in for its value
+        unknown = {d.name: AUTO for d in inst.module.module.params}
+        ctx.module_params.setdefault(inst.module.key, unknown | instance_params.get(inst.path, {}))
     order: list[StrategyKey] = []
     names: dict[StrategyKey, str] = {}
     for key, scope in ctx.scopes.items():
-        params = ctx.module_params.get(key, {})
+        params = ctx.module_params.get(key) or {d.name: AUTO for d in scope.loaded.module.params}
         for decl in scope.loaded.module.verifiers:
             _check_verifier(ctx, scope, params, decl)
         for strategy in scope.loaded.module.strategies:

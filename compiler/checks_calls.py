@@ -83,6 +83,8 @@ class CallMixin:
                 return self._fallback_args(call)
             scope, name = target
             return self.strategy_call(call, scope, scope.strategies[name], f"{func.value.id}.{name}")
+        if isinstance(func, Attribute) and isinstance(func.value, Name) and self._unknown_head(func.value):
+            return self._fallback_args(call)
         if not isinstance(func, Name):
             self.ctx.error(func.span, "only built-ins and strategies can be called", expected="`name(...)` or `alias.strategy(...)`")
             return self._fallback_args(call)
@@ -108,6 +110,17 @@ class CallMixin:
             return self._fallback_args(call)
         self.ctx.error(func.span, f"unknown function `{name}`", hint=did_you_mean(name, [*BUILTINS, *self.scope.strategies]))
         return self._fallback_args(call)
+
+    def _unknown_head(self, head: Name) -> bool:
+        """`helpr.main(...)` with no such import: report the alias (with a suggestion) and stop."""
+        name = head.id
+        if name in self.extra or name in self.env.types or self.scope.kind_of(name) is not None or name in BUILTINS:
+            return False
+        aliases = list(self.scope.imports)
+        self.ctx.error(head.span, f"unknown import alias `{name}`",
+                       expected=("an import alias: " + ", ".join(f"`{a}`" for a in aliases)) if aliases else "an `import \"file.ttc\" as alias` first",
+                       hint=did_you_mean(name, aliases))
+        return True
 
     def _not_callable(self, call: Call, name: str, kind: str) -> Ty:
         hints = {

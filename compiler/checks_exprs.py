@@ -67,7 +67,7 @@ class Env:
     """
 
     types: dict[str, Ty] = field(default_factory=dict)
-    partial: dict[str, str] = field(default_factory=dict)
+    partial: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> ("if" | "repeat", line)
     assigned_at: dict[str, Span] = field(default_factory=dict)
 
     def copy(self) -> Env:
@@ -77,6 +77,16 @@ class Env:
         self.types[name] = ty
         self.partial.pop(name, None)
         self.assigned_at[name] = span
+
+
+def unbound_message(name: str, why: tuple[str, int]) -> tuple[str, str]:
+    """The message and hint for a name that is bound on some paths only."""
+    kind, line = why
+    if kind == "if":
+        return (f"`{name}` may be unbound here: it is assigned in only one arm of the `if` at line {line}",
+                f"assign `{name}` before the `if`, or in both arms")
+    return (f"`{name}` is not visible after the `repeat` at line {line}, where it is first assigned",
+            f"assign `{name}` before the loop to carry its value out of it")
 
 
 def type_hint(expected: Ty, got: Ty) -> str | None:
@@ -165,8 +175,8 @@ class ExprChecker(CallMixin):
             if name in self.env.partial:
                 if name not in self._reported_partial:
                     self._reported_partial.add(name)
-                    self.ctx.error(node.span, f"`{name}` may be unbound here: {self.env.partial[name]}",
-                                   hint=f"assign `{name}` before the `if`/`repeat` so every path binds it")
+                    message, hint = unbound_message(name, self.env.partial[name])
+                    self.ctx.error(node.span, message, hint=hint)
                 return Ty.error
             self.ctx.symbols[id(node)] = Symbol("var", name, self.scope.key)
             return self.env.types[name]
@@ -277,9 +287,11 @@ class ExprChecker(CallMixin):
             return Ty.error
         else:
             names = [*self.extra, *(n for n in self.env.types if n not in self.env.partial), *self.scope.params]
-            why = f": {self.env.partial[head]}" if head in self.env.partial else ""
-            message = f"template field `{{{head}}}` may be unbound{why}" if why else f"unknown template field `{{{head}}}`"
-            self.ctx.error(span, message, hint=did_you_mean(head, names) or 'write `{{` for a literal brace')
+            if head in self.env.partial:
+                message, hint = unbound_message(head, self.env.partial[head])
+                self.ctx.error(span, f"template field `{{{head}}}`: {message}", hint=hint)
+                return Ty.error
+            self.ctx.error(span, f"unknown template field `{{{head}}}`", hint=did_you_mean(head, names) or "write `{{` for a literal brace")
             return Ty.error
         if not rest:
             return ty

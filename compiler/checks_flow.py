@@ -143,7 +143,7 @@ class FlowChecker:
             else:
                 src = a if in_a else b
                 out.types[name] = src.types[name]
-                out.partial[name] = f"it is assigned in only one arm of the `if` at line {st.span.line}"
+                out.partial[name] = ("if", st.span.line)
                 if name in src.assigned_at:
                     out.assigned_at[name] = src.assigned_at[name]
         return out
@@ -183,9 +183,10 @@ class FlowChecker:
             if name in before.types and name not in before.partial:
                 out.types[name] = ty if ty == before.types[name] else Ty.error
                 out.assigned_at[name] = body.assigned_at.get(name, before.assigned_at.get(name, st.span))
-            elif name not in before.types or name in before.partial:
+            else:
                 out.types[name] = ty
-                out.partial[name] = f"it is first assigned inside the `repeat` at line {st.span.line}"
+                if name not in before.partial:
+                    out.partial[name] = ("repeat", st.span.line)
         self.x.env = out
 
     def _count(self, expr: Expr) -> int | None:

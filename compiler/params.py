@@ -374,13 +374,11 @@ def resolve_params(
         if isinstance(typed, ValueProblem):
             sink.append(Diagnostic(span=decl.span, message=f"`--set {prefix}{name}={raw}`: {typed}", expected=_expected(decl),
                                    hint=f"param `{name}` is declared here"))
-            values.pop(name, None)
-            continue
+            continue  # keep the default, so later checks do not report the same mistake again
         low, high = param_range(decl)
         if isinstance(typed, int | float) and not isinstance(typed, bool) and not _in_range(typed, low, high):
             sink.append(Diagnostic(span=decl.span, message=f"`--set {prefix}{name}={raw}`: {_fmt(typed)} is outside the range {_range_text(decl)} of param `{name}`",
                                    expected=_expected(decl), hint=f"param `{name}` is declared here"))
-            values.pop(name, None)
             continue
         values[name] = typed
     if diagnostics is None and len(sink) > before:

@@ -22,7 +22,7 @@ def char_tokenizer(chars: str = DEFAULT_CHARS):  # -> PreTrainedTokenizerFast
     for ch in chars:
         vocab.setdefault(ch, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
@@ -62,4 +62,41 @@ def save_random_gpt2(
     model = GPT2LMHeadModel(config)
     model.save_pretrained(path)
     tok.save_pretrained(path)
+    return path
+
+
+def save_random_classifier(
+    path: str | Path,
+    *,
+    token_level: bool,
+    n_positions: int = 256,
+    meta: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    """A random GPT-2 reward model (sequence- or token-classification head, 1 label), with meta."""
+    import json
+
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2ForTokenClassification
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tok = char_tokenizer()
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=n_positions,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        num_labels=1,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        initializer_range=0.3,
+    )
+    torch.manual_seed(seed)
+    cls = GPT2ForTokenClassification if token_level else GPT2ForSequenceClassification
+    cls(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    if meta is not None:
+        (path / "ttcl_meta.json").write_text(json.dumps(meta))
     return path

@@ -34,7 +34,16 @@ from ttcl.runtime.backends.base import (
     Usage,
     resolve_ref,
 )
-from ttcl.runtime.backends.decode import Context, ModelCall, Row, RowOut, run_batch, trim_at_stop
+from ttcl.runtime.backends.decode import (
+    Context,
+    ModelCall,
+    Row,
+    RowOut,
+    prefill,
+    row_kv,
+    run_batch,
+    trim_at_stop,
+)
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
 
@@ -185,6 +194,40 @@ class TransformersBackend:
             for k, r in enumerate(requests)
         ]
         return self._results(len(requests), jobs)
+
+    @torch.no_grad()
+    def next_token_logprobs(
+        self, prompts: list[str], token_ids: list[int]
+    ) -> tuple[list[list[float]], Usage]:
+        """Log-probabilities of `token_ids` as the next token after each prompt, in one batched prefill.
+
+        Distinct prompts are prefilled once; the prefix cache serves what it holds.
+        """
+        if not prompts:
+            return [], Usage()
+        _sync(self.device)
+        t0 = time.perf_counter()
+        jobs = [self._job(k, p, 1, SamplingParams(), 0, False, None) for k, p in enumerate(prompts)]
+        index: dict[tuple[int, ...], int] = {}
+        contexts: list[Context] = []
+        for job in jobs:
+            if job.ids not in index:
+                index[job.ids] = len(contexts)
+                cached, kv = self.prefix_cache.lookup(job.ids)
+                contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
+        logits, cache, mask, _ = prefill(self.call, contexts, self.pad_id, self.device, room=0)
+        for i, ctx in enumerate(contexts):
+            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i))
+        cand = torch.tensor(token_ids, dtype=torch.long, device=self.device)
+        picked = torch.log_softmax(logits.float(), dim=-1)[:, cand].tolist()  # [D, K]
+        _sync(self.device)
+        usage = Usage(
+            calls=len(prompts),
+            prompt_tokens=sum(len(c.ids) - c.cached for c in contexts),
+            flops=sum(forward_flops(self.spec, c.cached, len(c.ids)) for c in contexts),
+            seconds=time.perf_counter() - t0,
+        )
+        return [picked[index[job.ids]] for job in jobs], usage
 
     def clear_cache(self) -> None:
         """Forget cached KV prefixes (so a fresh run charges every prefill again)."""

@@ -1,0 +1,361 @@
+"""Model verifiers behind one batch interface: `score(items) -> (scores, usage)`.
+
+An item is (question, completion). Every verifier scores a whole list in one
+batched pass and reports what it spent with the shared cost model: calls are
+sequences scored, prompt_tokens the tokens pushed through, flops
+`forward_flops(spec, 0, len)` per sequence (a judge reuses the policy's
+prefix cache, so it is charged only what it computes).
+
+How a reward model reads its input and turns logits into a score is taken
+from the model's `ttcl_meta.json` when present:
+  input_template   "{question}\\n{completion}" (ORM) / "{question}\\n{steps}" (PRM)
+  score            starts with "sigmoid" | "softmax" | "logit"; default: sigmoid for
+                   1 label, softmax over labels otherwise
+  positive_label   the label read after softmax (default: the last)
+  step_end_token   PRM: the step delimiter whose positions carry the step scores ("\\n")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ttcl.compiler.costmodel import ModelSpec, forward_flops
+from ttcl.runtime.backends.base import Usage, resolve_ref
+
+from ttcl.errors import TtclRuntimeError
+
+Item = tuple[str, str]  # (question or prompt, completion)
+AGGREGATES = ("last", "min", "prod")
+
+
+class Verifier(Protocol):
+    def score(self, items: list[Item]) -> tuple[list[float], Usage]: ...
+
+
+class ItemFailures(TtclRuntimeError):
+    """Some items could not be scored. `scores` holds NaN for them; `failures` maps index -> cause."""
+
+    def __init__(
+        self, scores: list[float], failures: dict[int, BaseException], usage: Usage
+    ) -> None:
+        first = next(iter(failures.items()))
+        super().__init__(
+            f"{len(failures)} of {len(scores)} items failed; item {first[0]}: {first[1]}"
+        )
+        self.scores, self.failures, self.usage = scores, failures, usage
+
+
+def aggregate(steps: list[float], agg: str) -> float:
+    """One score from step scores; a completion with no steps scores 0."""
+    if not steps:
+        return 0.0
+    if agg == "last":
+        return steps[-1]
+    if agg == "min":
+        return min(steps)
+    if agg == "prod":
+        return math.prod(steps)
+    raise TtclRuntimeError(f"unknown step aggregate {agg!r} (use {', '.join(AGGREGATES)})")
+
+
+# -- checkers ----------------------------------------------------------------------------------
+
+
+class CheckerVerifier:
+    """A registered Python checker (`ttcl.runtime.tasks.get_checker`): exact scores, no model, no cost."""
+
+    def __init__(self, checker: str | Any) -> None:
+        if isinstance(checker, str):
+            from ttcl.runtime.tasks import get_checker
+
+            checker = get_checker(checker)
+        self.checker = checker
+
+    def _each(self, items: list[Item], fn) -> tuple[list, Usage]:
+        out: list = []
+        failures: dict[int, BaseException] = {}
+        for i, (q, c) in enumerate(items):
+            try:
+                out.append(fn(q, c))
+            except Exception as e:  # a plugin checker may raise anything; it fails its item only
+                failures[i] = e
+                out.append(math.nan)
+        if failures:
+            raise ItemFailures(out, failures, Usage())
+        return out, Usage()
+
+    def score(self, items: list[Item]) -> tuple[list[float], Usage]:
+        return self._each(items, lambda q, c: float(self.checker.outcome(q, c)))
+
+    def step_scores(self, items: list[Item]) -> list[list[float]]:
+        return self._each(items, lambda q, c: [float(x) for x in self.checker.steps(q, c)])[0]
+
+
+# -- reward models ---------------------------------------------------------------------------
+
+
+def read_meta(path: Path) -> dict:
+    f = path / "ttcl_meta.json"
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise TtclRuntimeError(f"{f}: invalid JSON: {e}") from e
+
+
+@dataclass
+class _Loaded:
+    path: Path
+    meta: dict
+    tokenizer: Any
+    model: Any
+    spec: ModelSpec
+    device: Any
+
+
+def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
+    import transformers
+    from ttcl.runtime.backends.transformers import model_dir, model_spec, pick_device, pick_dtype
+
+    path = model_dir(resolve_ref(ref))
+    dev = pick_device(device)
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = getattr(transformers, auto_cls).from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
+    model = model.to(device=dev, dtype=pick_dtype(dtype, dev)).eval()
+    return _Loaded(path, read_meta(path), tok, model, model_spec(model), dev)
+
+
+def _score_fn(meta: dict, num_labels: int):
+    """logits [..., num_labels] -> scores [...], as the model's meta says."""
+    import torch
+
+    how = str(meta.get("score", "")).strip().lower()
+    pos = int(meta.get("positive_label", num_labels - 1))
+    if how.startswith("logit"):
+        return lambda z: z[..., pos].float()
+    if how.startswith("softmax") or (not how.startswith("sigmoid") and num_labels > 1):
+        return lambda z: torch.softmax(z.float(), dim=-1)[..., pos]
+    return lambda z: torch.sigmoid(z[..., pos].float())
+
+
+class _ClassifierVerifier:
+    """Shared batching for reward models: right padding, sorted by length, chunked."""
+
+    auto_cls = "AutoModelForSequenceClassification"
+    default_template = "{question}\n{completion}"
+
+    def __init__(
+        self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64
+    ) -> None:
+        self.ref = ref
+        self.m = _load(ref, self.auto_cls, device, dtype)
+        self.spec = self.m.spec
+        self.template = self.m.meta.get("input_template", self.default_template)
+        self.read = _score_fn(self.m.meta, self.m.model.config.num_labels)
+        self.batch_size = batch_size
+        self.pad_id = next(
+            i
+            for i in (self.m.tokenizer.pad_token_id, self.m.tokenizer.eos_token_id, 0)
+            if i is not None
+        )
+        n_ctx = self.spec.n_ctx
+        self.n_ctx = n_ctx
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        enc = self.m.tokenizer(texts)["input_ids"]
+        if self.n_ctx is not None:
+            for i, ids in enumerate(enc):
+                if len(ids) > self.n_ctx:
+                    raise TtclRuntimeError(
+                        f"verifier {self.ref}: item {i} has {len(ids)} tokens, more than the "
+                        f"model's context of {self.n_ctx}"
+                    )
+        return enc
+
+    def _forward(self, enc: list[list[int]]):
+        """Yield (index, logits [T, num_labels] at the real positions) for each sequence."""
+        import torch
+
+        order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+        with torch.no_grad():
+            for s in range(0, len(order), self.batch_size):
+                chunk = order[s : s + self.batch_size]
+                width = max(len(enc[i]) for i in chunk)
+                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for r, i in enumerate(chunk):
+                    ids[r, : len(enc[i])] = torch.tensor(enc[i])
+                    mask[r, : len(enc[i])] = 1
+                logits = self._logits(ids.to(self.m.device), mask.to(self.m.device))
+                for r, i in enumerate(chunk):
+                    yield i, logits[r, : len(enc[i])]
+
+    def _logits(self, ids, mask):
+        raise NotImplementedError
+
+    def _usage(self, enc: list[list[int]], seconds: float) -> Usage:
+        return Usage(
+            calls=len(enc),
+            prompt_tokens=sum(len(e) for e in enc),
+            flops=sum(forward_flops(self.spec, 0, len(e)) for e in enc),
+            seconds=seconds,
+        )
+
+    def item_tokens(self, question: str, completion: str) -> int:
+        """Tokens one item pushes through the model (for worst-case bounds)."""
+        return len(self._encode([self._text(question, completion)])[0])
+
+    def _text(self, question: str, completion: str) -> str:
+        return self.template.format(question=question, completion=completion)
+
+
+class RewardModelVerifier(_ClassifierVerifier):
+    """An outcome reward model (`AutoModelForSequenceClassification`): one score per completion,
+    read at the last real token."""
+
+    def _logits(self, ids, mask):
+        import torch
+
+        # Pool at the last real token ourselves: right padding, so that is mask.sum - 1.
+        out = self.m.model(input_ids=ids, attention_mask=mask, output_hidden_states=False)
+        z = out.logits  # [B, num_labels] pooled by the model, or [B, T, L] for some heads
+        if z.dim() == 3:
+            z = z[torch.arange(z.shape[0]), mask.sum(-1) - 1]
+        return z.unsqueeze(1)  # [B, 1, L]
+
+    def __init__(
+        self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64
+    ) -> None:
+        super().__init__(ref, device, dtype, batch_size)
+        cfg = self.m.model.config
+        if (
+            getattr(cfg, "pad_token_id", None) is None
+        ):  # the head finds the last real token by pad id
+            cfg.pad_token_id = self.pad_id
+
+    def score(self, items: list[Item]) -> tuple[list[float], Usage]:
+        if not items:
+            return [], Usage()
+        t0 = time.perf_counter()
+        enc = self._encode([self._text(q, c) for q, c in items])
+        scores = [0.0] * len(items)
+        for i, z in self._forward([e for e in enc]):
+            scores[i] = float(self.read(z[0]))
+        return scores, self._usage(enc, time.perf_counter() - t0)
+
+
+class ProcessRewardVerifier(_ClassifierVerifier):
+    """A process reward model (`AutoModelForTokenClassification`): a score at the end of every step.
+
+    The completion is normalised to its non-empty stripped lines (split on the
+    meta's `step_end_token`, default "\\n"), each followed by that token; step
+    i's score is read at the i-th step-end token after the question part of
+    the template. `agg` turns step scores into one: last, min or prod.
+    """
+
+    auto_cls = "AutoModelForTokenClassification"
+    default_template = "{question}\n{steps}"
+
+    def __init__(
+        self,
+        ref: str,
+        agg: str = "last",
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 64,
+    ) -> None:
+        if agg not in AGGREGATES:
+            raise TtclRuntimeError(f"unknown step aggregate {agg!r} (use {', '.join(AGGREGATES)})")
+        super().__init__(ref, device, dtype, batch_size)
+        self.agg = agg
+        self.step_end = self.m.meta.get("step_end_token", "\n")
+        end_ids = self.m.tokenizer(self.step_end, add_special_tokens=False)["input_ids"]
+        if len(end_ids) != 1:
+            raise TtclRuntimeError(
+                f"verifier {ref}: step_end_token {self.step_end!r} is not one token"
+            )
+        self.end_id = end_ids[0]
+
+    def _steps(self, completion: str) -> list[str]:
+        return [s.strip() for s in completion.split(self.step_end) if s.strip()]
+
+    def _text(self, question: str, completion: str) -> str:
+        steps = "".join(s + self.step_end for s in self._steps(completion))
+        return self.template.format(question=question, steps=steps, completion=steps)
+
+    def _head_len(self, question: str) -> int:
+        head = self.template.split("{steps}")[0].format(question=question)
+        return len(self.m.tokenizer(head)["input_ids"])
+
+    def _logits(self, ids, mask):
+        return self.m.model(input_ids=ids, attention_mask=mask).logits  # [B, T, L]
+
+    def step_scores(self, items: list[Item]) -> list[list[float]]:
+        return self._step_scores(items)[0]
+
+    def _step_scores(self, items: list[Item]) -> tuple[list[list[float]], Usage]:
+        if not items:
+            return [], Usage()
+        t0 = time.perf_counter()
+        enc = self._encode([self._text(q, c) for q, c in items])
+        heads = [self._head_len(q) for q, _ in items]
+        out: list[list[float]] = [[] for _ in items]
+        for i, z in self._forward(enc):
+            at = [p for p in range(heads[i], len(enc[i])) if enc[i][p] == self.end_id]
+            out[i] = self.read(z[at]).tolist() if at else []
+        return out, self._usage(enc, time.perf_counter() - t0)
+
+    def score(self, items: list[Item]) -> tuple[list[float], Usage]:
+        steps, usage = self._step_scores(items)
+        return [aggregate(s, self.agg) for s in steps], usage
+
+
+# -- LLM judge -------------------------------------------------------------------------------
+
+YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes")
+NO_WORDS = ("no", "No", "NO", " no", " No")
+
+
+class JudgeVerifier:
+    """The probability that a prompted model answers "yes": P(yes) / (P(yes) + P(no)) at the next token.
+
+    `rubric_template` is formatted with {question} and {completion}. The yes
+    (no) tokens are the first tokens of "yes", "Yes", " yes", ... that no "no"
+    word starts with (and vice versa), so a char-level model compares "y"/"Y"
+    with "n"/"N". One batched forward pass over all items, through the
+    backend (its prefix cache serves a shared rubric preamble).
+    """
+
+    def __init__(self, backend: Any, rubric_template: str) -> None:
+        if "{completion}" not in rubric_template:
+            raise TtclRuntimeError("judge rubric template must contain {completion}")
+        self.backend = backend
+        self.template = rubric_template
+        first = lambda w: backend.encode(w)[0] if backend.encode(w) else None  # noqa: E731
+        yes = {first(w) for w in YES_WORDS} - {None}
+        no = {first(w) for w in NO_WORDS} - {None}
+        self.yes, self.no = sorted(yes - no), sorted(no - yes)
+        if not self.yes or not self.no:
+            raise TtclRuntimeError("judge: the tokenizer gives no distinct yes/no tokens")
+
+    def score(self, items: list[Item]) -> tuple[list[float], Usage]:
+        if not items:
+            return [], Usage()
+        prompts = [self.template.format(question=q, completion=c) for q, c in items]
+        logprobs, usage = self.backend.next_token_logprobs(prompts, self.yes + self.no)
+        k = len(self.yes)
+        scores = []
+        for lp in logprobs:
+            p_yes = sum(math.exp(x) for x in lp[:k])
+            p_no = sum(math.exp(x) for x in lp[k:])
+            scores.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+        return scores, usage

@@ -1,0 +1,132 @@
+"""Verifiers: batch interface, step-score reading, aggregation and usage accounting.
+
+Mechanics run on tiny random models (what is read where, what is charged);
+behaviour on the shipped arith verifiers runs when they are present.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from ttcl.compiler.costmodel import forward_flops
+from ttcl.runtime.backends.random_model import save_random_classifier, save_random_gpt2
+from ttcl.runtime.backends.transformers import TransformersBackend
+from ttcl.runtime.verifiers import (
+    CheckerVerifier,
+    ItemFailures,
+    JudgeVerifier,
+    ProcessRewardVerifier,
+    RewardModelVerifier,
+    aggregate,
+)
+
+from ttcl.errors import TtclRuntimeError
+
+ITEMS = [("1+2=?", "1+2=3\n#### 3"), ("5*6=?", "5*6=31\n\n #### 31 \n"), ("7-1=?", "#### 6")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def orm_dir(tmp_path_factory):
+    meta = {"input_template": "Q: {question}\nA: {completion}", "score": "sigmoid(logits[0])"}
+    return save_random_classifier(tmp_path_factory.mktemp("orm"), token_level=False, meta=meta)
+
+
+@pytest.fixture(scope="module")
+def prm_dir(tmp_path_factory):
+    meta = {"input_template": "{question}\n{steps}", "step_end_token": "\n"}
+    return save_random_classifier(tmp_path_factory.mktemp("prm"), token_level=True, meta=meta)
+
+
+def test_reward_model_scores_and_usage(orm_dir):
+    v = RewardModelVerifier(str(orm_dir), device="cpu")
+    scores, usage = v.score(ITEMS)
+    assert len(scores) == 3 and all(0 < s < 1 for s in scores)
+    texts = [f"Q: {q}\nA: {c}" for q, c in ITEMS]
+    lens = [len(t) for t in texts]  # char tokenizer
+    assert (usage.calls, usage.prompt_tokens, usage.gen_tokens) == (3, sum(lens), 0)
+    assert usage.flops == sum(forward_flops(v.spec, 0, n) for n in lens)
+    # batching and padding do not change a score
+    alone = [v.score([it])[0][0] for it in ITEMS]
+    assert alone == pytest.approx(scores, abs=1e-5)
+    # the score is sigmoid of the head's logit at the last token
+    ids = torch.tensor([v.m.tokenizer(texts[0])["input_ids"]])
+    with torch.no_grad():
+        logit = v.m.model(input_ids=ids).logits[0, 0]
+    assert scores[0] == pytest.approx(float(torch.sigmoid(logit)), abs=1e-5)
+
+
+def test_prm_step_scores_and_aggregates(prm_dir):
+    v = ProcessRewardVerifier(str(prm_dir), agg="min", device="cpu")
+    steps = v.step_scores(ITEMS)
+    assert [len(s) for s in steps] == [2, 2, 1]  # blank lines dropped, lines stripped
+    # step i is read at the i-th "\n" after the question
+    text = "5*6=?\n5*6=31\n#### 31\n"
+    ids = torch.tensor([v.m.tokenizer(text)["input_ids"]])
+    with torch.no_grad():
+        z = torch.sigmoid(v.m.model(input_ids=ids).logits[0, :, 0])
+    assert steps[1] == pytest.approx([float(z[12]), float(z[20])], abs=1e-5)
+    mins, usage = v.score(ITEMS)
+    assert mins == pytest.approx([min(s) for s in steps])
+    assert usage.calls == 3
+    last = ProcessRewardVerifier(str(prm_dir), agg="last", device="cpu").score(ITEMS)[0]
+    assert last == pytest.approx([s[-1] for s in steps])
+    assert aggregate([0.5, 0.4], "prod") == pytest.approx(0.2)
+    assert aggregate([], "min") == 0.0
+    with pytest.raises(TtclRuntimeError, match="unknown step aggregate"):
+        ProcessRewardVerifier(str(prm_dir), agg="mean")
+
+
+def test_judge_is_normalised_yes_probability(tmp_path):
+    backend = TransformersBackend(save_random_gpt2(tmp_path / "lm"), device="cpu")
+    judge = JudgeVerifier(backend, "Question: {question}\nAnswer: {completion}\nCorrect? ")
+    assert judge.yes == sorted({backend.encode("y")[0], backend.encode("Y")[0]})
+    scores, usage = judge.score(ITEMS)
+    assert all(0 < s < 1 for s in scores)
+    prompt = f"Question: {ITEMS[0][0]}\nAnswer: {ITEMS[0][1]}\nCorrect? "
+    with torch.no_grad():
+        logits = backend.model(torch.tensor([backend.encode(prompt)])).logits[0, -1]
+    p = torch.softmax(logits, -1)
+    py, pn = p[judge.yes].sum(), p[judge.no].sum()
+    assert scores[0] == pytest.approx(float(py / (py + pn)), abs=1e-5)
+    assert usage.calls == 3
+    # the shared rubric preamble is served by the prefix cache on a second pass
+    again, usage2 = judge.score(ITEMS)
+    assert again == pytest.approx(scores, abs=1e-5)
+    assert usage2.prompt_tokens == 3 < usage.prompt_tokens
+
+
+class _Flaky:
+    def outcome(self, question: str, completion: str) -> float:
+        if "boom" in completion:
+            raise ValueError("boom")
+        return 1.0 if completion.endswith("3") else 0.0
+
+    def steps(self, question: str, completion: str) -> list[float]:
+        return [1.0, 0.0]
+
+
+def test_checker_verifier_isolates_failures():
+    v = CheckerVerifier(_Flaky())
+    assert v.score([("q", "#### 3"), ("q", "#### 4")]) == ([1.0, 0.0], v.score([])[1])
+    with pytest.raises(ItemFailures) as info:
+        v.score([("q", "#### 3"), ("q", "boom"), ("q", "x")])
+    assert info.value.scores[0] == 1.0 and math.isnan(info.value.scores[1])
+    assert list(info.value.failures) == [1]
+    assert v.step_scores([("q", "a\nb")]) == [[1.0, 0.0]]
+    usage = v.score([("q", "#### 3")])[1]
+    assert (usage.calls, usage.flops) == (0, 0.0)
+
+
+def test_missing_verifier_model_is_a_clear_error(tmp_path):
+    with pytest.raises(TtclRuntimeError, match="no such directory"):
+        RewardModelVerifier(str(tmp_path / "nope"))

@@ -298,7 +298,8 @@ def spec_lookup(diagnostics: list[Diagnostic]) -> SpecLookup:
             key = (ref.span.file, ref.name, ref.span.line)
             if key not in failed:
                 failed.add(key)
-                diagnostics.append(Diagnostic(span=ref.span, message=f"model `{ref.name}`: {e.message}", hint=e.hint))
+                message = e.message if ref.name == ref.ref else f"model `{ref.name}`: {e.message}"
+                diagnostics.append(Diagnostic(span=ref.span, message=message, hint=e.hint))
             return ModelSpec(non_embedding_params=0)
 
     return spec_of

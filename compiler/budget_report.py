@@ -122,7 +122,7 @@ def analyze(dag: Dag, module: Module, spec_of: SpecLookup, *, bounds: NodeBounds
     bounds = bounds or bound_nodes(dag, spec_of)
     total = total_cost(dag, bounds.costs)
     limits = check_limits(module.budgets, total, dag, bounds)
-    subs = [_sub_budget(dag, bounds, call) for call in dag.calls if _item_budgets(call.module.budgets)]
+    subs = [_sub_budget(dag, bounds, call) for call in dag.calls if call.imported and _item_budgets(call.module.budgets)]
     has_static = any(lim.status != "run time" for lim in limits) or bool(subs)
     over = any(lim.status == "over" for lim in limits) or any(not s.fits for s in subs)
     verdict: Literal["fits", "over", "no budget"] = "over" if over else ("fits" if has_static else "no budget")

@@ -123,6 +123,7 @@ class CallSite:
     inst: str
     module: Module
     span: Span
+    imported: bool  # the callee lives in another module instance (its own budgets apply as a sub-budget)
 
 
 @dataclass
@@ -513,7 +514,7 @@ class Builder:
         if self.call_counts[key] > 10_000 or frame.ns.count("/") > 64:
             self.fail(call.span, f"calls to `{label}` nest too deeply")
         sub = Frame(ModuleInfo(info.module, params, info.imports, info.inst), f"{frame.ns}/{label}#{self.call_counts[key]}")
-        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span))
+        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span, info.inst != frame.info.inst))
         for inp, node in zip(strat.inputs, args, strict=False):
             sub.env[inp.name] = node
         return self.inline_body(strat, sub, ctx)

@@ -118,7 +118,8 @@ def models_of(compiled: Compiled) -> dict[str, str]:
         a = node.args
         for ref in (a.model, a.verifier.model if a.verifier else None, a.feedback.model if a.feedback else None):
             if ref is not None:
-                out[ref.name if ref.module == compiled.program.root.key else f"{ref.module}:{ref.name}"] = ref.ref
+                root = compiled.program.root
+                out[ref.name if ref.module in (root.key, root.file) else f"{ref.module}:{ref.name}"] = ref.ref
     return out
 
 
@@ -259,7 +260,8 @@ class Runner:
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
             params={k: v for k, v in self.compiled.report.params.items()}, models=models_of(self.compiled), seed=o.seed,
-            dataset=str(o.dataset) if o.dataset else (items[0].question if len(items) == 1 else None),
+            dataset=str(o.dataset) if o.dataset else None,
+            input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
         )
 

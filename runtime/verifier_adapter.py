@@ -1,0 +1,121 @@
+"""Model verifiers (reward, PRM, judge) as scheduler `Scorer`s.
+
+`ttcl.runtime.verifiers` scores a flat batch of (question, completion) pairs
+and reports one Usage for the whole batch. The scheduler needs one cost per
+item (so each item's ledger is honest), so the batch's usage is split over
+the groups in proportion to each group's worst case, unit by unit. The
+worst case of a group is exact for reward models and PRMs (every token is
+computed, nothing cached), so the split gives each item exactly its own
+cost; for a judge, whose prefix cache may serve part of a prompt, each item
+gets its share of the saving and never more than its worst case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ttcl.compiler.costmodel import Cost, forward_flops
+from ttcl.compiler.dag import VerifierRef
+from ttcl.runtime.ops import render
+from ttcl.runtime.scoring import Scored, Scorer
+from ttcl.runtime.values import Candidates
+
+from ttcl.errors import TtclRuntimeError
+
+_UNITS = ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")
+
+
+def split_usage(total: Cost, worsts: list[Cost]) -> list[Cost]:
+    """`total` shared out in proportion to each part's worst case, per unit (seconds: by FLOPs)."""
+    out: list[dict[str, float]] = [{} for _ in worsts]
+    for unit in _UNITS:
+        key = "flops" if unit == "seconds" else unit
+        weights = [getattr(w, key) for w in worsts]
+        s = sum(weights)
+        amount = getattr(total, unit)
+        for i, w in enumerate(weights):
+            out[i][unit] = amount * w / s if s > 0 else (amount / len(worsts) if unit == "seconds" else 0.0)
+    return [Cost(**d) for d in out]
+
+
+class _PairScorer:
+    """A verifier over (question, completion) pairs; one batched `score` call for every group."""
+
+    def __init__(self, name: str, verifier: Any) -> None:
+        self.name = name
+        self.v = verifier
+
+    def pairs(self, question: str, cands: Candidates) -> list[tuple[str, str]]:
+        return [(question, c.text) for c in cands.items]
+
+    def item_worst(self, q: str, c: str) -> Cost:
+        L = self.v.item_tokens(q, c)
+        return Cost(calls=1, prompt_tokens=L, flops=forward_flops(self.v.spec, 0, L))
+
+    def worst_case(self, question: str, cands: Candidates) -> Cost:
+        return sum((self.item_worst(q, c) for q, c in self.pairs(question, cands)), Cost())
+
+    def score(self, groups: list[tuple[str, Candidates]]) -> list[Scored | Exception]:
+        flat: list[tuple[str, str]] = []
+        spans: list[tuple[int, int]] = []
+        for q, cands in groups:
+            p = self.pairs(q, cands)
+            spans.append((len(flat), len(flat) + len(p)))
+            flat.extend(p)
+        try:
+            scores, usage = self.v.score(flat)
+            failed: dict[int, BaseException] = {}
+        except TtclRuntimeError as e:
+            if not hasattr(e, "failures"):
+                raise
+            scores, usage, failed = e.scores, e.usage, e.failures  # type: ignore[attr-defined]
+        worsts = [self.worst_case(q, c) for q, c in groups]
+        costs = split_usage(usage.to_cost(), worsts)
+        out: list[Scored | Exception] = []
+        for (lo, hi), cost in zip(spans, costs, strict=True):
+            bad = [i for i in range(lo, hi) if i in failed]
+            if bad:
+                out.append(TtclRuntimeError(f"verifier {self.name!r}: {failed[bad[0]]}"))
+            else:
+                out.append(Scored([float(s) for s in scores[lo:hi]], [None] * (hi - lo), cost))
+        return out
+
+
+class _JudgeScorer(_PairScorer):
+    """A judge: the rubric is filled per candidate here; the candidate is appended when it names none."""
+
+    def __init__(self, name: str, verifier: Any, backend: Any, ref: VerifierRef) -> None:
+        super().__init__(name, verifier)
+        self.backend = backend
+        self.rubric = ref.rubric or []
+        self.names_candidate = any(p.source is None and p.path[:1] == ["c"] for p in self.rubric)
+
+    def pairs(self, question: str, cands: Candidates) -> list[tuple[str, str]]:
+        out = []
+        for c in cands.items:
+            text = render(self.rubric, {}, {"c": c, "question": question})
+            if not self.names_candidate:
+                text = text + c.prompt + c.text
+            out.append((question, text))
+        return out
+
+    def item_worst(self, q: str, c: str) -> Cost:
+        L = self.backend.count_tokens(c)
+        return Cost(calls=1, prompt_tokens=L, flops=forward_flops(self.backend.spec, 0, L))
+
+
+def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dtype: str) -> Scorer:
+    from ttcl.runtime import verifiers as V
+
+    if ref.model is None:
+        raise TtclRuntimeError(f"verifier {ref.name!r}: no model")
+    if ref.kind == "reward":
+        return _PairScorer(ref.name, V.RewardModelVerifier(ref.model.ref, device=device, dtype=dtype))
+    if ref.kind == "prm":
+        return _PairScorer(ref.name, V.ProcessRewardVerifier(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
+    if ref.kind == "judge":
+        from ttcl.runtime.runner import load_backend
+
+        be = backends.get(ref.model.ref) or load_backend(ref.model.ref, device, dtype)
+        return _JudgeScorer(ref.name, V.JudgeVerifier(be, "{completion}"), be, ref)
+    raise TtclRuntimeError(f"verifier {ref.name!r}: unknown kind {ref.kind!r}")

@@ -136,6 +136,7 @@ class TransformersBackend:
         prefix_cache_bytes: int = 512 << 20,
         max_batch_rows: int | None = None,
         simulate_oom_rows: int | None = None,
+        share_prefix: bool = True,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -157,6 +158,9 @@ class TransformersBackend:
         self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
         self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows
         self.oom_splits = 0
+        self.share_prefix = (
+            share_prefix  # False: every sample prefills its own prompt (ablation only)
+        )
         self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
         self._piece = self._token_pieces()
 
@@ -297,14 +301,16 @@ class TransformersBackend:
         rows: list[Row] = []
         row_job: list[tuple[int, int]] = []  # row -> (job, position in job)
         for jn, job in enumerate(jobs):
-            c = ctx_index.get(job.ids)
-            if c is None:
-                c = ctx_index[job.ids] = len(contexts)
-                cached, kv = self.prefix_cache.lookup(job.ids)
-                contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
-                charged_to[c] = jn
+            c = ctx_index.get(job.ids) if self.share_prefix else None
             p = job.params
             for pos, j in enumerate(job.indices):
+                if c is None:
+                    c = ctx_index[job.ids] = len(contexts)
+                    cached, kv = (
+                        self.prefix_cache.lookup(job.ids) if self.share_prefix else (0, None)
+                    )
+                    contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
+                    charged_to[c] = jn
                 rows.append(
                     Row(
                         c,
@@ -317,6 +323,8 @@ class TransformersBackend:
                     )
                 )
                 row_job.append((jn, pos))
+                if not self.share_prefix:
+                    c = None
 
         outs, ctx_kv = run_batch(
             self.call,
@@ -327,6 +335,7 @@ class TransformersBackend:
             n_ctx=self.spec.n_ctx,
             device=self.device,
             piece=self._piece,
+            keep_ctx_kv=self.share_prefix,
         )
         for ctx, kv in zip(contexts, ctx_kv, strict=True):
             if kv is not None:

@@ -1,0 +1,197 @@
+"""Generation benchmarks for the transformers backend, measured side by side in one run.
+
+(a) best-of-n over many items: TransformersBackend.generate (one call) vs a
+    hand-written batched transformers loop doing the same sampling (and, for
+    reference, `model.generate(num_return_sequences=n)` on the whole batch).
+(b) the same job vs a naive loop calling `model.generate` once per sample.
+(c) one long prompt sampled n times: shared prefix vs unshared (every sample
+    prefills its own copy), same backend; prompt tokens computed and wall time.
+
+Timings alternate the contenders and report the median of --repeats runs after a
+warm-up. The backend's prefix cache is cleared before every timed run.
+
+    python bench/bench_generate.py                      # all three, default model
+    python bench/bench_generate.py --only a --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baselines import handwritten_batched, hf_generate_batched, naive_loop  # noqa: E402
+from ttcl.runtime.backends import GenRequest, SamplingParams  # noqa: E402
+from ttcl.runtime.backends.transformers import TransformersBackend  # noqa: E402
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def prompts_for(items: int, steps: list[int], seed: int) -> list[str]:
+    from ttcl.runtime.tasks.arith import make_problems
+
+    return [p.prompt for p in make_problems(items, steps, seed)]
+
+
+def bench_a_b(args) -> None:
+    be = TransformersBackend(args.model, device="cpu")
+    model, tok = be.model, be.tokenizer
+    prompts = prompts_for(args.items, args.steps, args.seed)
+    n, m, temp = args.n, args.max_tokens, args.temperature
+    params = SamplingParams(temperature=temp, max_tokens=m)
+    reqs = [GenRequest(p, n, params, seed=i) for i, p in enumerate(prompts)]
+
+    def ours():
+        be.clear_cache()
+        return be.generate(reqs)
+
+    def hand():
+        return handwritten_batched(model, tok, prompts, n, m, temp)
+
+    def hfgen():
+        return hf_generate_batched(model, tok, prompts, n, m, temp)
+
+    print(
+        f"model {args.model}: {be.spec.non_embedding_params:,} non-embedding params, "
+        f"n_layer {be.spec.n_layer}, d_model {be.spec.d_model}, n_ctx {be.spec.n_ctx}"
+    )
+    print(
+        f"job: {len(prompts)} items x n={n}, max_tokens={m}, temperature={temp}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    ours(), hand()  # warm-up
+    t_ours, t_hand, t_hf = [], [], []
+    for _ in range(args.repeats):
+        dt, res = timed(ours)
+        t_ours.append(dt)
+        t_hand.append(timed(hand)[0])
+        if not args.skip_hf_generate:
+            t_hf.append(timed(hfgen)[0])
+    gen = sum(r.usage.gen_tokens for r in res)
+    ptok = sum(r.usage.prompt_tokens for r in res)
+    med = statistics.median
+    print(
+        f"  ttcl backend          {med(t_ours):7.2f} s  (runs {', '.join(f'{t:.2f}' for t in t_ours)});"
+        f" {gen} gen tokens, {ptok} prompt tokens, {gen / med(t_ours):,.0f} tok/s"
+    )
+    print(
+        f"  hand-written batched  {med(t_hand):7.2f} s  (runs {', '.join(f'{t:.2f}' for t in t_hand)})"
+    )
+    if t_hf:
+        print(
+            f"  hf generate batched   {med(t_hf):7.2f} s  (runs {', '.join(f'{t:.2f}' for t in t_hf)})"
+        )
+    print(f"(a) ttcl / hand-written = {med(t_ours) / med(t_hand):.3f}   (target <= 1.10)")
+    if t_hf:
+        print(f"    ttcl / hf generate batched = {med(t_ours) / med(t_hf):.3f}")
+    if "b" in args.only:
+        sub = prompts[: args.naive_items]
+        t_naive, naive_gen = timed(lambda: naive_loop(model, tok, sub, n, m, temp))
+        scale = len(prompts) / len(sub)
+        est = t_naive * scale
+        note = "" if scale == 1 else f" (measured on {len(sub)} items, x{scale:g})"
+        print(f"  naive generate loop   {est:7.2f} s{note}; {naive_gen} gen tokens measured")
+        print(f"(b) naive loop / ttcl = {est / med(t_ours):.1f}x   (target >= 10x)")
+
+
+def bench_c(args) -> None:
+    ref = TransformersBackend(args.model, device="cpu")
+    cfg = ref.model.config
+    need = args.long_prompt + args.long_gen
+    if (ref.spec.n_ctx or 0) >= need:
+        path, what = args.model, args.model
+    else:
+        from ttcl.runtime.backends.random_model import save_random_gpt2
+
+        tmp = tempfile.mkdtemp(prefix="ttcl-bench-c-")
+        path = save_random_gpt2(
+            Path(tmp) / "wide",
+            n_layer=cfg.n_layer,
+            n_embd=cfg.n_embd,
+            n_head=cfg.n_head,
+            n_positions=1024,
+            tokenizer=ref.tokenizer,
+        )
+        what = (
+            f"random-init GPT-2 of {args.model}'s shape (n_layer {cfg.n_layer}, d_model "
+            f"{cfg.n_embd}, n_head {cfg.n_head}) with n_positions 1024; {args.model} has n_ctx "
+            f"{ref.spec.n_ctx} < {need}"
+        )
+    shared = TransformersBackend(path, device="cpu")
+    unshared = TransformersBackend(path, device="cpu", share_prefix=False)
+    prompt = " ".join(prompts_for(200, args.steps, args.seed + 1)).replace("\n", " ")
+    ids = shared.encode(prompt)[: args.long_prompt]
+    prompt = shared.tokenizer.decode(ids)
+    assert shared.count_tokens(prompt) == args.long_prompt
+    params = SamplingParams(temperature=args.temperature, max_tokens=args.long_gen)
+    req = [GenRequest(prompt, args.n, params, seed=0)]
+
+    def run(be):
+        be.clear_cache()
+        return be.generate(req)[0]
+
+    run(shared), run(unshared)
+    ts, tu = [], []
+    for _ in range(args.repeats):
+        dt, rs = timed(lambda: run(shared))
+        ts.append(dt)
+        dt, ru = timed(lambda: run(unshared))
+        tu.append(dt)
+    assert [s.token_ids for s in rs.samples] == [s.token_ids for s in ru.samples]
+    med = statistics.median
+    print(f"(c) model: {what}")
+    print(f"    prompt {args.long_prompt} tokens, n={args.n}, max_tokens={args.long_gen}")
+    print(
+        f"    shared   : prompt tokens computed {rs.usage.prompt_tokens:6d} "
+        f"({rs.usage.prompt_tokens / args.long_prompt:.0f}x prompt), {med(ts):.2f} s, "
+        f"{rs.usage.flops:.3e} FLOPs"
+    )
+    print(
+        f"    unshared : prompt tokens computed {ru.usage.prompt_tokens:6d} "
+        f"({ru.usage.prompt_tokens / args.long_prompt:.0f}x prompt), {med(tu):.2f} s, "
+        f"{ru.usage.flops:.3e} FLOPs"
+    )
+    print(f"    wall unshared / shared = {med(tu) / med(ts):.2f}x; samples identical: True")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default="ttcl:arith-s")
+    ap.add_argument("--only", default="abc", help="which benchmarks: any of a, b, c")
+    ap.add_argument("--items", type=int, default=64)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=0.8)
+    ap.add_argument("--steps", default="2,3,4", help="arith difficulty levels of the items")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
+    ap.add_argument("--naive-items", type=int, default=64, help="(b): items the naive loop runs")
+    ap.add_argument("--skip-hf-generate", action="store_true")
+    ap.add_argument("--long-prompt", type=int, default=512)
+    ap.add_argument("--long-gen", type=int, default=32)
+    args = ap.parse_args()
+    args.steps = [int(s) for s in args.steps.split(",")]
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {args.threads}, python {sys.version.split()[0]}")
+    if "a" in args.only or "b" in args.only:
+        bench_a_b(args)
+    if "c" in args.only:
+        bench_c(args)
+
+
+if __name__ == "__main__":
+    main()

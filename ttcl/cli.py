@@ -59,7 +59,9 @@ _register_all()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ttcl errors into clean messages and exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int):  # a command's `raise typer.Exit(code)` comes back as its code here
+            return result
     except TtclError as e:
         typer.echo(str(e), err=True)
         return e.exit_code

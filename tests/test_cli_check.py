@@ -1,0 +1,144 @@
+"""`ttcl check` / `ttcl graph` from the command line: exit codes, --set, --model, --json, drawings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ttcl.cli import main
+
+GOLDEN = Path(__file__).parent / "golden" / "valid"
+PROGRAM = """ttcl 1
+model policy = "/nonexistent/p" (params = 1M, n_layer = 2, d_model = 64)
+param n: int = 8 in 1..64
+budget per item { calls <= 4; gen_tokens <= 1k }
+strategy main(question: text[<=20]) -> answer {
+    drafts = sample(policy, question, n = n, max_tokens = 100)
+    return vote(drafts)
+}
+"""
+
+
+@pytest.fixture
+def prog(tmp_path: Path) -> Path:
+    path = tmp_path / "p.ttc"
+    path.write_text(PROGRAM)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_over_budget_exits_1_and_names_the_node(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", str(prog))
+    assert code == 1
+    assert "verdict: OVER BUDGET" in out
+    assert "  calls: bound 8 > limit 4, over by 4" in out
+    assert "    main/drafts (sample, line 6): 8 (100%)" in out
+
+
+def test_set_fixes_over_budget(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", str(prog), "--set", "n=4")
+    assert code == 0
+    assert "verdict: fits" in out
+    assert "budget per item: calls 4 / 4 ok; gen_tokens 400 / 1,000 ok" in out
+
+
+def test_invalid_program_exits_2_with_a_positioned_diagnostic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.ttc"
+    bad.write_text(PROGRAM.replace("vote(drafts)", "vote(draft)"))
+    code, out, err = run(capsys, "check", str(bad))
+    assert code == 2
+    assert f"{bad}:7:17: error:" in err
+    assert "Traceback" not in err + out
+
+
+def test_bad_set_value_exits_2(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", str(prog), "--set", "n=5000")
+    assert code == 2
+    assert "outside the range 1..64" in err
+
+
+def test_bad_model_option_exits_2(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", str(prog), "--model", "policy")
+    assert code == 2
+    assert "expected NAME=PATH" in err
+
+
+def test_model_override_reads_the_directory(prog: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 64}))
+    code, out, _ = run(capsys, "check", str(prog), "--set", "n=1", "--model", f"policy={model}", "--json")
+    assert code == 0
+    report = json.loads(out)
+    # GPT-2 block with d=8: 12·64 + 13·8 = 872 per layer, + ln_f 16 -> N = 888; prompt 21, 100 generated.
+    n_params, ld = 888, 1 * 8
+    flops = sum(2 * n_params + 2 * ld * p for p in range(1, 122))
+    assert report["total"]["flops"] == flops
+
+
+def test_json_report(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", str(prog), "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["verdict"] == "over"
+    assert report["total"]["calls"] == 8
+    assert [r["node"] for r in report["rows"]] == ["main/drafts"]
+    assert report["limits"][0]["dominating"][0]["node"] == "main/drafts"
+
+
+def test_json_invalid_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.ttc"
+    bad.write_text("ttcl 1\nstrategy main( -> answer {}\n")
+    code, out, _ = run(capsys, "check", str(bad), "--json")
+    assert code == 2
+    data = json.loads(out)
+    assert data["verdict"] == "invalid"
+    assert data["diagnostics"][0]["span"]["line"] == 2
+
+
+def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", str(tmp_path / "nope.ttc"))
+    assert code == 2
+    assert "no such file" in err
+
+
+def test_graph_dot_and_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "graph", str(GOLDEN / "branch.ttc"))
+    assert code == 0
+    assert out.startswith('digraph "main" {')
+    assert '"main/if@13" [label="guard L13", shape=diamond' in out
+    assert '"main/if@13" -> "main/extra" [style=dashed, color=orange, label="T"];' in out
+    assert 'calls≤12' in out
+    code, out, _ = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "mermaid")
+    assert code == 0
+    assert out.startswith("flowchart TD\n")
+    assert "-.->|F|" in out
+
+
+def test_graph_bad_format(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "svg")
+    assert code == 2
+    assert "expected dot, mermaid or png" in err
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
+def test_graph_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "g.png"
+    code, _, _ = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "png", "-o", str(out_file))
+    assert code == 0
+    assert out_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_without_dot_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code, _, err = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "png", "-o", str(tmp_path / "g.png"))
+    assert code == 2
+    assert "Graphviz `dot` program is not installed" in err

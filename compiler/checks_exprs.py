@@ -291,6 +291,10 @@ class ExprChecker(CallMixin):
                 message, hint = unbound_message(head, self.env.partial[head])
                 self.ctx.error(span, f"template field `{{{head}}}`: {message}", hint=hint)
                 return Ty.error
+            if head in self.assigned_later:
+                self.ctx.error(span, f"template field `{{{head}}}`: `{head}` is used before it is assigned",
+                               hint=f"move the assignment to `{head}` above this line")
+                return Ty.error
             self.ctx.error(span, f"unknown template field `{{{head}}}`", hint=did_you_mean(head, names) or "write `{{` for a literal brace")
             return Ty.error
         if not rest:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import pytest
-
-from ttcl.compiler.ast import Auto, BinOp, Bool, Module, Name, Number, ParamDecl, Span, String, TemplateText, UnaryOp
+from ttcl.compiler.ast import (
+    Auto,
+    BinOp,
+    Bool,
+    Module,
+    Name,
+    Number,
+    ParamDecl,
+    Span,
+    String,
+    TemplateText,
+    UnaryOp,
+)
 from ttcl.compiler.diagnostics import SemanticDiagnosticError
 from ttcl.compiler.params import (
     AUTO,

@@ -1,0 +1,581 @@
+"""Expressions, built-in calls, declarations and static values for the DAG builder (`dag_build.py`).
+
+Kept apart from the statement walk so each half reads at a sitting. The
+mixin relies on the builder's `add`, `fail`, `inline_body` and its maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttcl.compiler import builtins as B
+from ttcl.compiler.ast import (
+    Attribute,
+    Auto,
+    BinOp,
+    Bool,
+    BoolOp,
+    Call,
+    Compare,
+    Expr,
+    ListExpr,
+    ModelDecl,
+    Module,
+    Name,
+    Number,
+    Span,
+    Strategy,
+    String,
+    TemplateField,
+    TemplateText,
+    UnaryOp,
+)
+from ttcl.compiler.dag import (
+    DagNode,
+    GuardCond,
+    ModelRef,
+    NodeArgs,
+    Port,
+    PromptPart,
+    ValueType,
+    VerifierRef,
+)
+from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
+
+StaticValue = int | float | bool | str
+ParamMap = Mapping[str, Any]
+
+
+
+# The prompt `revise` builds for each candidate when the program gives none.
+DEFAULT_REVISE_PROMPT: tuple[PromptPart, ...] = (
+    PromptPart(path=["c", "prompt"]),
+    PromptPart(path=["c", "text"]),
+    PromptPart(text="\n"),
+)
+DEFAULT_REVISE_FEEDBACK_PROMPT: tuple[PromptPart, ...] = (
+    PromptPart(path=["c", "prompt"]),
+    PromptPart(path=["c", "text"]),
+    PromptPart(text="\nFeedback: "),
+    PromptPart(path=["feedback"]),
+    PromptPart(text="\n"),
+)
+
+_STAT_OPS = ("agreement", "best_score", "mean_score", "count", "entropy")
+
+
+class BuildError(SemanticDiagnosticError):
+    """The checked program cannot be turned into a DAG (too large, or something the checks let through)."""
+
+
+
+@dataclass
+class ModuleInfo:
+    """What the builder needs about one module instance."""
+
+    module: Module
+    params: dict[str, Any]
+    imports: dict[str, str]  # alias -> instance path of the imported module
+    inst: str  # instance path ("" for the root, "bon", "bon.inner")
+
+
+
+@dataclass
+class Frame:
+    """One inlined strategy call."""
+
+    info: ModuleInfo
+    ns: str
+    env: dict[str, str] = field(default_factory=dict)
+    returns: list[str] = field(default_factory=list)
+
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """An inlined strategy call: its namespace, the callee's module instance and the call's span."""
+
+    ns: str
+    label: str
+    inst: str
+    module: Module
+    span: Span
+    imported: bool  # the callee lives in another module instance (its own budgets apply as a sub-budget)
+
+
+
+class ExprMixin:
+    """Builds nodes for expressions and calls; mixed into `dag_build.Builder`."""
+
+    nodes: dict[str, DagNode]
+    static: dict[str, StaticValue]
+    instances: dict[str, ModuleInfo]
+    model_overrides: dict[str, str]
+    param_nodes: dict[tuple[str, str], str]
+    call_counts: dict[tuple[str, str], int]
+    calls: list[CallSite]
+
+    def add(self, frame: Frame, op: str, vtype: str, span: Span, ctx: GuardCond | None, **kw: Any) -> str:
+        raise NotImplementedError
+
+    def fail(self, span: Span, message: str, hint: str | None = None) -> None:
+        raise NotImplementedError
+
+    def inline_body(self, strat: Strategy, frame: Frame, ctx: GuardCond | None) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ expressions
+
+    def expr(self, expr: Expr, frame: Frame, ctx: GuardCond | None, *, var: str | None = None) -> str:
+        static = self.try_static(expr, frame)
+        if static is not None and not isinstance(expr, Name | String):
+            vtype = "bool" if isinstance(static, bool) else "text" if isinstance(static, str) else "number"
+            return self.add(frame, "const", vtype, expr.span, ctx, args=NodeArgs(value=static), var=var, static=static)
+        match expr:
+            case Name():
+                return self.name(expr, frame, ctx, var)
+            case String():
+                return self.template(expr, frame, ctx, var)
+            case Call():
+                return self.call(expr, frame, ctx, var)
+            case Attribute():
+                return self.attribute(expr, frame, ctx, var)
+            case BinOp():
+                return self.binop(expr, frame, ctx, var)
+            case UnaryOp():
+                operand = self.expr(expr.operand, frame, ctx)
+                op, vtype, symbol = ("bool", "bool", "not") if expr.op == "not" else ("arith", "number", "neg")
+                return self.add(frame, op, vtype, expr.span, ctx, args=NodeArgs(symbol=symbol),
+                                inputs=[Port(role="operand", node=operand)], var=var)
+            case Compare() | BoolOp():
+                left = self.expr(expr.left, frame, ctx)
+                right = self.expr(expr.right, frame, ctx)
+                op = "compare" if isinstance(expr, Compare) else "bool"
+                return self.add(frame, op, "bool", expr.span, ctx, args=NodeArgs(symbol=expr.op),
+                                inputs=[Port(role="left", node=left), Port(role="right", node=right)], var=var)
+        self.fail(expr.span, "this expression has no value at run time")
+        raise AssertionError  # pragma: no cover
+
+    def name(self, expr: Name, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        if expr.id in frame.env:
+            return frame.env[expr.id]
+        params = frame.info.params
+        cached = self.param_nodes.get((frame.ns, expr.id))
+        if cached is not None and var is None:
+            return cached
+        if expr.id in params:
+            value = params[expr.id]
+            if isinstance(value, Auto):
+                self.fail(expr.span, f"param `{expr.id}` is `auto` and has no value yet")
+            vtype = "bool" if isinstance(value, bool) else "text" if isinstance(value, str) else "number"
+            node = self.add(frame, "param", vtype, expr.span, None, args=NodeArgs(name=expr.id, value=value),
+                            var=var, name=None if var else f"param:{expr.id}", static=value)
+            if var is None:
+                self.param_nodes[(frame.ns, expr.id)] = node
+            return node
+        self.fail(expr.span, f"unknown name `{expr.id}`")
+        raise AssertionError  # pragma: no cover
+
+    def attribute(self, expr: Attribute, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        inner = expr.value
+        if isinstance(inner, Attribute) and inner.attr == B.BUDGET_LEFT and isinstance(inner.value, Name) and inner.value.id == B.BUDGET_NAME:
+            if expr.attr not in B.BUDGET_LEFT_UNITS:
+                self.fail(expr.span, f"no budget unit `{expr.attr}`")
+            return self.add(frame, "budget_left", "number", expr.span, ctx, args=NodeArgs(name=expr.attr), var=var)
+        self.fail(expr.span, "this attribute has no value at run time")
+        raise AssertionError  # pragma: no cover
+
+    def binop(self, expr: BinOp, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        left = self.expr(expr.left, frame, ctx)
+        right = self.expr(expr.right, frame, ctx)
+        ltype, rtype = self.nodes[left].type, self.nodes[right].type
+        ports = [Port(role="left", node=left), Port(role="right", node=right)]
+        if expr.op == "+" and ltype == "candidates" and rtype == "candidates":
+            return self.add(frame, "concat", "candidates", expr.span, ctx, inputs=ports, var=var)
+        if expr.op == "+" and ltype in ("text", "answer") and rtype in ("text", "answer"):
+            parts = [PromptPart(path=["left"], source=left), PromptPart(path=["right"], source=right)]
+            return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs(prompt=parts),
+                            inputs=[Port(role="prompt", node=left), Port(role="prompt", node=right)], var=var)
+        return self.add(frame, "arith", "number", expr.span, ctx, args=NodeArgs(symbol=expr.op), inputs=ports, var=var)
+
+    def template(self, expr: String, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        parts = self.prompt_parts(expr, frame, ctx, per_candidate=False)
+        if all(p.text is not None for p in parts):
+            text = "".join(p.text or "" for p in parts)
+            return self.add(frame, "const", "text", expr.span, ctx, args=NodeArgs(value=text), var=var, static=text)
+        return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs(prompt=parts),
+                        inputs=_source_ports(parts), var=var)
+
+    def prompt_parts(self, expr: Expr, frame: Frame, ctx: GuardCond | None, *, per_candidate: bool) -> list[PromptPart]:
+        """A prompt argument as template parts: literal text, fields reading nodes, per-candidate fields."""
+        if not isinstance(expr, String):
+            node = self.expr(expr, frame, ctx)
+            value = self.static.get(node)
+            if isinstance(value, str):
+                return [PromptPart(text=value)]
+            return [PromptPart(path=[_name_of(expr)], source=node)]
+        parts: list[PromptPart] = []
+        for part in expr.parts:
+            if isinstance(part, TemplateText):
+                _append_text(parts, part.text)
+                continue
+            assert isinstance(part, TemplateField)
+            head = part.path[0]
+            if per_candidate and head in ("c", "feedback") and (head == "feedback" or head not in frame.env):
+                parts.append(PromptPart(path=list(part.path)))
+            elif per_candidate and head == "question" and head not in frame.env:
+                parts.append(PromptPart(path=list(part.path)))
+            elif head in frame.env:
+                parts.append(PromptPart(path=list(part.path), source=frame.env[head]))
+            elif head in frame.info.params:
+                value = frame.info.params[head]
+                if isinstance(value, Auto):
+                    self.fail(part.span, f"param `{head}` is `auto` and has no value yet")
+                _append_text(parts, _format_static(value))
+            else:
+                self.fail(part.span, f"unknown name `{head}` in template")
+        return parts
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, expr: Call, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        func = expr.func
+        if isinstance(func, Name) and func.id in B.BUILTINS and func.id not in _local_strategies(frame.info.module):
+            return self.builtin(B.BUILTINS[func.id], expr, frame, ctx, var)
+        if isinstance(func, Name):
+            strat = _find_strategy(frame.info.module, func.id)
+            if strat is None:
+                self.fail(func.span, f"unknown function `{func.id}`")
+            assert strat is not None
+            return self.inline(strat, frame.info, func.id, expr, frame, ctx, var)
+        if isinstance(func, Attribute) and isinstance(func.value, Name):
+            inst = frame.info.imports.get(func.value.id)
+            callee = self.instances.get(inst) if inst is not None else None
+            strat = _find_strategy(callee.module, func.attr) if callee else None
+            if callee is None or strat is None:
+                self.fail(func.span, f"unknown strategy `{func.value.id}.{func.attr}`")
+            assert callee is not None and strat is not None
+            return self.inline(strat, callee, f"{func.value.id}.{func.attr}", expr, frame, ctx, var)
+        self.fail(expr.span, "this is not a callable")
+        raise AssertionError  # pragma: no cover
+
+    def inline(self, strat: Strategy, info: ModuleInfo, label: str, call: Call, frame: Frame,
+               ctx: GuardCond | None, var: str | None) -> str:
+        args = [self.expr(a, frame, ctx) for a in call.args]
+        params = dict(info.params)
+        for kw in call.keywords:
+            params[kw.name] = self.static_value(kw.value, frame, f"`{kw.name}`")
+        key = (frame.ns, label)
+        self.call_counts[key] = self.call_counts.get(key, 0) + 1
+        if self.call_counts[key] > 10_000 or frame.ns.count("/") > 64:
+            self.fail(call.span, f"calls to `{label}` nest too deeply")
+        sub = Frame(ModuleInfo(info.module, params, info.imports, info.inst), f"{frame.ns}/{label}#{self.call_counts[key]}")
+        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span, info.inst != frame.info.inst))
+        for inp, node in zip(strat.inputs, args, strict=False):
+            sub.env[inp.name] = node
+        return self.inline_body(strat, sub, ctx)
+
+    def builtin(self, sig: B.BuiltinSig, call: Call, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
+        bound = _bind(sig, call)
+        op = sig.name
+        if op in _STAT_OPS:
+            cands = self.expr(bound["c"], frame, ctx)
+            return self.add(frame, op, "number", call.span, ctx, inputs=[Port(role="cands", node=cands)], var=var)
+        ports: list[Port] = []
+        values: dict[str, Any] = {}
+        if op == "sample":
+            parts = self.prompt_parts(bound["prompt"], frame, ctx, per_candidate=False)
+            values["prompt"] = parts
+            ports.extend(_source_ports(parts))
+        if "cands" in bound and op != "revise":
+            ports.append(Port(role="cands", node=self.expr(bound["cands"], frame, ctx)))
+        if op == "revise":
+            ports.append(Port(role="cands", node=self.expr(bound["cands"], frame, ctx)))
+            self.revise_args(bound, frame, ctx, values, ports)
+        if "model" in bound:
+            values["model"] = self.model_ref(bound["model"], frame)
+        if "verifier" in bound:
+            values["verifier"] = self.verifier_ref(bound["verifier"], frame, ctx)
+        for pname in ("n", "max_tokens", "k", "rounds"):
+            if sig.param(pname) is not None:
+                values[pname] = self.static_int(bound[pname], frame, f"`{pname}`") if pname in bound else sig.param(pname).default
+        for pname in ("temperature", "top_p"):
+            if sig.param(pname) is not None:
+                self.number_arg(pname, bound.get(pname), sig.param(pname).default, frame, ctx, values, ports)
+        if sig.param("stop") is not None:
+            values["stop"] = self.stop_arg(bound.get("stop"), sig.param("stop").default, frame)
+        if "seed" in bound:
+            values["seed"] = self.static_int(bound["seed"], frame, "`seed`")
+        if "weight" in bound:
+            values["weight"] = _name_of(bound["weight"])
+        if "pred" in bound:
+            values["predicate"] = bound["pred"]
+        return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs(**values), inputs=ports, var=var)
+
+    def revise_args(self, bound: dict[str, Expr], frame: Frame, ctx: GuardCond | None,
+                    values: dict[str, Any], ports: list[Port]) -> None:
+        feedback = bound.get("feedback")
+        if feedback is not None:
+            if isinstance(feedback, Name) and _find_verifier(frame.info.module, feedback.id) is not None:
+                values["feedback"] = self.verifier_ref(feedback, frame, ctx)
+            else:
+                self.fail(feedback.span, "revise feedback must name a verifier")
+        if "prompt" in bound:
+            parts = self.prompt_parts(bound["prompt"], frame, ctx, per_candidate=True)
+        else:
+            parts = list(DEFAULT_REVISE_FEEDBACK_PROMPT if feedback is not None else DEFAULT_REVISE_PROMPT)
+        values["prompt"] = parts
+        ports.extend(_source_ports(parts))
+
+    def number_arg(self, pname: str, expr: Expr | None, default: Any, frame: Frame, ctx: GuardCond | None,
+                   values: dict[str, Any], ports: list[Port]) -> None:
+        if expr is None:
+            values[pname] = float(default)
+            return
+        value = self.try_static(expr, frame)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[pname] = float(value)
+        else:
+            ports.append(Port(role=pname, node=self.expr(expr, frame, ctx)))
+
+    def stop_arg(self, expr: Expr | None, default: Any, frame: Frame) -> list[str] | None:
+        if expr is None:
+            return [default] if isinstance(default, str) else None
+        items = expr.items if isinstance(expr, ListExpr) else [expr]
+        out = []
+        for item in items:
+            value = self.try_static(item, frame)
+            if not isinstance(value, str):
+                self.fail(item.span, "a stop string must be a plain string")
+            out.append(str(value))
+        return out
+
+    # ------------------------------------------------------------ declarations
+
+    def model_ref(self, expr: Expr, frame: Frame) -> ModelRef:
+        module = frame.info.module
+        if isinstance(expr, Name):
+            decl = _find_model(module, expr.id)
+            if decl is None:
+                self.fail(expr.span, f"unknown model `{expr.id}`")
+            assert decl is not None
+            return self.decl_ref(decl, frame.info)
+        if isinstance(expr, String) and not expr.is_template:
+            ref = "".join(p.text for p in expr.parts if isinstance(p, TemplateText))
+            return ModelRef(name=ref, ref=self.model_overrides.get(ref, ref), module=module.path, span=expr.span)
+        self.fail(expr.span, "expected a model name or a model reference string")
+        raise AssertionError  # pragma: no cover
+
+    def decl_ref(self, decl: ModelDecl, info: ModuleInfo) -> ModelRef:
+        qualified = f"{info.inst}.{decl.name}" if info.inst else decl.name
+        ref = self.model_overrides.get(qualified, decl.ref)
+        options: dict[str, float] = {}
+        for kw in decl.options:
+            value = _literal_number(kw.value)
+            if value is None:
+                self.fail(kw.value.span, f"model option `{kw.name}` must be a number")
+            options[kw.name] = float(value)  # type: ignore[arg-type]
+        if qualified in self.model_overrides:
+            options = {}
+        return ModelRef(name=decl.name, ref=ref, module=info.module.path, options=options, span=decl.span)
+
+    def verifier_ref(self, expr: Expr, frame: Frame, ctx: GuardCond | None) -> VerifierRef:
+        name = _name_of(expr)
+        decl = _find_verifier(frame.info.module, name)
+        if decl is None:
+            self.fail(expr.span, f"unknown verifier `{name}`")
+        assert decl is not None
+        kind = _name_of(decl.call.func)
+        sig = B.VERIFIERS.get(kind)
+        if sig is None:
+            self.fail(decl.call.span, f"unknown verifier kind `{kind}`")
+        assert sig is not None
+        bound = _bind(sig, decl.call)
+        fields: dict[str, Any] = {}
+        if kind == "check":
+            fields["checker"] = str(self.try_static(bound["name"], frame))
+        else:
+            fields["model"] = self.model_ref(bound["model"], frame)
+        if kind == "prm":
+            fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
+        if kind == "judge":
+            fields["rubric"] = self.prompt_parts(bound["rubric"], frame, ctx, per_candidate=True)
+        return VerifierRef(name=name, kind=kind, span=decl.span, **fields)
+
+    # ------------------------------------------------------------ static values
+
+    def try_static(self, expr: Expr, frame: Frame) -> StaticValue | None:
+        try:
+            return _static(expr, frame, self.static)
+        except (_NotStatic, OverflowError, ZeroDivisionError):
+            return None
+
+    def static_value(self, expr: Expr, frame: Frame, what: str) -> StaticValue:
+        try:
+            return _static(expr, frame, self.static)
+        except (_NotStatic, OverflowError, ZeroDivisionError) as e:
+            self.fail(expr.span, f"{what} must be static (a literal, a param, or arithmetic on those): {e}")
+            raise AssertionError from e  # pragma: no cover
+
+    def static_int(self, expr: Expr, frame: Frame, what: str) -> int:
+        value = self.static_value(expr, frame, what)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            self.fail(expr.span, f"{what} must be a whole number, got {value!r}")
+        return int(value)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _NotStatic(Exception):
+    pass
+
+
+def _static(expr: Expr, frame: Frame, known: Mapping[str, StaticValue]) -> StaticValue:
+    """Literals, params, variables bound to those, and arithmetic/comparison on them."""
+    match expr:
+        case Number():
+            return int(expr.value) if expr.is_int else float(expr.value)
+        case Bool():
+            return expr.value
+        case String() if not expr.is_template:
+            return "".join(p.text for p in expr.parts if isinstance(p, TemplateText))
+        case Name():
+            if expr.id in frame.env:
+                node = frame.env[expr.id]
+                if node in known:
+                    return known[node]
+                raise _NotStatic(f"`{expr.id}` is a run-time value")
+            if expr.id in frame.info.params:
+                value = frame.info.params[expr.id]
+                if isinstance(value, Auto):
+                    raise _NotStatic(f"param `{expr.id}` is `auto`")
+                return value
+            raise _NotStatic(f"unknown name `{expr.id}`")
+        case UnaryOp(op="-"):
+            v = _static(expr.operand, frame, known)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise _NotStatic("not a number")
+            return -v
+        case UnaryOp(op="not"):
+            v = _static(expr.operand, frame, known)
+            if not isinstance(v, bool):
+                raise _NotStatic("not a bool")
+            return not v
+        case BinOp():
+            return _arith(expr.op, _static(expr.left, frame, known), _static(expr.right, frame, known))
+        case Compare():
+            return _compare(expr.op, _static(expr.left, frame, known), _static(expr.right, frame, known))
+        case BoolOp():
+            a, b = _static(expr.left, frame, known), _static(expr.right, frame, known)
+            if not isinstance(a, bool) or not isinstance(b, bool):
+                raise _NotStatic("not a bool")
+            return (a and b) if expr.op == "and" else (a or b)
+    raise _NotStatic("not a literal or a param")
+
+
+def _compare(op: str, a: StaticValue, b: StaticValue) -> bool:
+    if isinstance(a, str) != isinstance(b, str) or isinstance(a, bool) != isinstance(b, bool):
+        raise _NotStatic("comparison of different types")
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    if isinstance(a, bool | str):
+        raise _NotStatic("ordering on a non-number")
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
+
+
+def _arith(op: str, a: StaticValue, b: StaticValue) -> int | float:
+    if isinstance(a, bool | str) or isinstance(b, bool | str):
+        raise _NotStatic("arithmetic on a non-number")
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        raise _NotStatic("division by zero")
+    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
+        return a // b
+    return a / b
+
+
+def _format_static(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _append_text(parts: list[PromptPart], text: str) -> None:
+    if not text:
+        return
+    if parts and parts[-1].text is not None:
+        parts[-1] = PromptPart(text=(parts[-1].text or "") + text)
+    else:
+        parts.append(PromptPart(text=text))
+
+
+def _source_ports(parts: list[PromptPart]) -> list[Port]:
+    seen = dict.fromkeys(p.source for p in parts if p.source is not None)
+    return [Port(role="prompt", node=s) for s in seen]
+
+
+def _name_of(expr: Expr) -> str:
+    if isinstance(expr, Name):
+        return expr.id
+    if isinstance(expr, Attribute):
+        return f"{_name_of(expr.value)}.{expr.attr}"
+    return "value"
+
+
+def _literal_number(expr: Expr) -> float | None:
+    if isinstance(expr, Number):
+        return expr.value
+    return None
+
+
+def _vtype(name: str) -> ValueType:
+    return name if name in ("text", "candidates", "number", "answer", "bool") else "text"  # type: ignore[return-value]
+
+
+def _bind(sig: B.BuiltinSig | B.VerifierSig, call: Call) -> dict[str, Expr]:
+    """Positional and keyword arguments by parameter name (defaults are applied by the caller)."""
+    names = sig.param_names
+    bound: dict[str, Expr] = dict(zip(names, call.args, strict=False))
+    for kw in call.keywords:
+        bound[kw.name] = kw.value
+    return bound
+
+def _entry_strategy(module: Module, name: str | None) -> Strategy:
+    wanted = name or "main"
+    for strat in module.strategies:
+        if strat.name == wanted:
+            return strat
+    if name is None and module.strategies:
+        return module.strategies[-1]
+    span = Span(file=module.path, line=1, column=1, end_line=1, end_column=1)
+    raise BuildError([Diagnostic(span=span, message=f"no strategy `{wanted}` to run",
+                                 hint="define `strategy main(question: text[<=256]) -> answer { ... }`")])
+
+
+def _find_strategy(module: Module, name: str) -> Strategy | None:
+    return next((s for s in module.strategies if s.name == name), None)
+
+
+def _local_strategies(module: Module) -> set[str]:
+    return {s.name for s in module.strategies}
+
+
+def _find_model(module: Module, name: str) -> ModelDecl | None:
+    return next((m for m in module.models if m.name == name), None)
+
+
+def _find_verifier(module: Module, name: str) -> Any:
+    return next((v for v in module.verifiers if v.name == name), None)
+

@@ -1,0 +1,72 @@
+"""The strategy library: every program checks, cites its source, and fits its declared budget.
+
+The budget bounds on calls and generated tokens do not depend on the model's
+size, so they are asserted exactly; FLOPs need the bundled models' specs and
+are only required to fit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ttcl.compiler.checks import check_program
+from ttcl.compiler.loader import load_program
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+NAMES = sorted(p.stem for p in PROGRAMS.glob("*.ttc"))
+
+# name -> (calls, gen_tokens) worst case per item with the default params
+BOUNDS = {
+    "adaptive": (36, 4000),
+    "beam_search": (320, 3840),
+    "best_of_n": (16, 1600),
+    "dvts": (320, 3840),
+    "revision": (10, 1000),
+    "self_consistency": (16, 3200),
+    "weighted_best_of_n": (32, 3200),
+}
+
+
+def test_the_library_is_complete() -> None:
+    assert NAMES == sorted(BOUNDS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_program_checks(name: str) -> None:
+    checked = check_program(load_program(PROGRAMS / f"{name}.ttc"))
+    module = checked.root.module
+    assert checked.entry.name == "main"
+    assert module.docstring and re.search(r"\b(19|20)\d\d\b", module.docstring), "the docstring cites its source with a year"
+    assert [b.scope for b in module.budgets] == ["item"]
+    assert {lim.unit for lim in module.budgets[0].limits} >= {"calls", "gen_tokens"}
+
+
+def test_adaptive_imports_weighted_best_of_n() -> None:
+    checked = check_program(load_program(PROGRAMS / "adaptive.ttc"), {"wbon.n": "8"})
+    assert [i.path for i in checked.program.instances()] == ["", "wbon"]
+    assert checked.params["wbon"]["n"] == 8
+
+
+def _models_installed() -> bool:
+    try:
+        from ttcl.zoo.registry import resolve_model
+
+        for ref in ("ttcl:arith-s", "ttcl:arith-orm", "ttcl:arith-prm", "ttcl:arith-revise"):
+            resolve_model(ref)
+    except Exception:  # the zoo's models are trained separately; without them FLOPs cannot be bounded
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _models_installed(), reason="the bundled ttcl:arith-* models are not installed")
+@pytest.mark.parametrize("name", NAMES)
+def test_program_fits_its_budget(name: str) -> None:
+    from ttcl.compiler.pipeline import compile_program
+
+    compiled = compile_program(PROGRAMS / f"{name}.ttc")
+    assert compiled.report.verdict == "fits"
+    total = compiled.report.total
+    assert (total["calls"], total["gen_tokens"]) == BOUNDS[name]

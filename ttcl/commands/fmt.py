@@ -1,0 +1,84 @@
+"""`ttcl fmt`: rewrite .ttc files in canonical form (compiler/fmt.py).
+
+Exit codes: 0 when every file is (now) canonical; 1 with `--check` when some
+file would change (for CI); 2 when some file cannot be read or parsed. The
+other files are still processed, so one run reports every problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttcl.compiler.diagnostics import DiagnosticError
+from ttcl.compiler.fmt import format_source
+from ttcl.compiler.parse import read_source
+
+EXIT_OK = 0
+EXIT_WOULD_CHANGE = 1
+EXIT_INVALID = 2
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Files as given; a directory stands for every .ttc file below it."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if p != "-" and path.is_dir():
+            out.extend(str(f) for f in sorted(path.rglob("*.ttc")))
+        else:
+            out.append(p)
+    return out
+
+
+def _diff(old: str, new: str, name: str) -> str:
+    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                 fromfile=f"{name} (original)", tofile=f"{name} (formatted)")
+    return "".join(lines)
+
+
+def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
+    """Format each file (or stdin for `-`) and return the exit code."""
+    status = EXIT_OK
+    for name in _expand(paths):
+        try:
+            old = sys.stdin.read() if name == "-" else read_source(name)
+            new = format_source(old, "<stdin>" if name == "-" else name)
+        except DiagnosticError as e:
+            typer.echo(str(e), err=True)
+            status = EXIT_INVALID
+            continue
+        if name == "-" and not check and not diff:
+            sys.stdout.write(new)
+            continue
+        if new == old:
+            continue
+        if diff:
+            sys.stdout.write(_diff(old, new, name))
+        if check or diff:
+            if check:
+                typer.echo(f"would reformat {name}", err=True)
+                status = max(status, EXIT_WOULD_CHANGE)
+            continue
+        Path(name).write_text(new, encoding="utf-8")
+        typer.echo(f"reformatted {name}", err=True)
+    return status
+
+
+def register(app: typer.Typer) -> None:
+    """Add `ttcl fmt` to the CLI."""
+
+    @app.command("fmt")
+    def fmt_command(
+        files: Annotated[list[str], typer.Argument(help="Files or directories to format; `-` reads stdin and writes stdout.")],
+        check: Annotated[bool, typer.Option("--check", help="Change nothing; exit 1 and list the files that would change.")] = False,
+        diff: Annotated[bool, typer.Option("--diff", help="Change nothing; print a unified diff of what would change.")] = False,
+    ) -> None:
+        """Rewrite .ttc files in canonical form (in place unless --check or --diff)."""
+        code = fmt_files(files, check=check, diff=diff)
+        if code:
+            raise typer.Exit(code)

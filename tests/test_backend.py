@@ -35,9 +35,15 @@ def tiny_dir(tmp_path_factory):
     return save_random_gpt2(tmp_path_factory.mktemp("tiny") / "gpt2", n_positions=128)
 
 
-@pytest.fixture
-def backend(tiny_dir):
+@pytest.fixture(scope="module")
+def shared_backend(tiny_dir):
     return TransformersBackend(tiny_dir, device="cpu")
+
+
+@pytest.fixture
+def backend(shared_backend):
+    shared_backend.clear_cache()
+    return shared_backend
 
 
 def ids(results):
@@ -183,11 +189,11 @@ def test_prompt_limits(backend):
 
 
 def test_bad_paths_are_clear_errors(tmp_path):
-    with pytest.raises(TtclRuntimeError, match="no such directory"):
+    with pytest.raises(TtclRuntimeError, match="missing.* nor a local directory|no such directory"):
         TransformersBackend(tmp_path / "missing")
     with pytest.raises(TtclRuntimeError, match="has no config.json"):
         TransformersBackend(tmp_path)
-    with pytest.raises(TtclRuntimeError):
+    with pytest.raises(TtclRuntimeError, match="ttcl:no-such-model"):
         TransformersBackend("ttcl:no-such-model")
     with pytest.raises(TtclRuntimeError, match="n must be >= 1"):
         GenRequest("x", 0)
@@ -201,3 +207,6 @@ def test_spec_counts_non_embedding_params(backend):
     embed = cfg.vocab_size * cfg.n_embd + cfg.n_positions * cfg.n_embd
     assert backend.spec.non_embedding_params == total - embed
     assert (backend.spec.n_layer, backend.spec.d_model, backend.spec.n_ctx) == (2, 64, 128)
+    from ttcl.compiler.models import spec_from_dir
+
+    assert spec_from_dir(backend.path) == backend.spec  # the static bound counts the same N

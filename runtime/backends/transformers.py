@@ -96,8 +96,12 @@ def model_dir(ref_or_path: str | Path) -> Path:
 
 
 def model_spec(model: torch.nn.Module) -> ModelSpec:
-    """Non-embedding parameters: all weights minus token and position embeddings (tied weights once)."""
+    """Kaplan's N: all weights minus the token, position and output embeddings (tied weights once),
+    the same count `ttcl check` derives from config.json, so bound and spend agree."""
     embed_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if out is not None:
+        embed_ids |= {id(p) for p in out.parameters()}
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] in {"wpe", "embed_positions", "position_embeddings"}:
             embed_ids |= {id(p) for p in module.parameters()}

@@ -146,26 +146,26 @@ class CallMixin:
         """Map arguments to parameters, reporting extra positional, unknown, repeated and missing ones."""
         params = sig.params
         bound: dict[str, Expr] = {}
-        expected = f"`{signature_text(sig)}`"
+        expected = _LazySignature(sig)
         for i, arg in enumerate(call.args):
             if i >= len(params):
                 self.ctx.error(arg.span, f"`{sig.name}` takes at most {len(params)} positional argument{'s' if len(params) != 1 else ''}, got {len(call.args)}",
-                               expected=expected)
+                               expected=str(expected))
                 self.check(arg)
                 break
             bound[params[i].name] = arg
         for kw in call.keywords:
             if sig.param(kw.name) is None:
-                self.ctx.error(kw.span, f"`{sig.name}` has no argument `{kw.name}`", expected=expected, hint=did_you_mean(kw.name, sig.param_names))
+                self.ctx.error(kw.span, f"`{sig.name}` has no argument `{kw.name}`", expected=str(expected), hint=did_you_mean(kw.name, sig.param_names))
                 self._check_loose(kw)
             elif kw.name in bound:
-                self.ctx.error(kw.span, f"argument `{kw.name}` of `{sig.name}` is given twice", expected=expected, hint="keep one")
+                self.ctx.error(kw.span, f"argument `{kw.name}` of `{sig.name}` is given twice", expected=str(expected), hint="keep one")
             else:
                 bound[kw.name] = kw.value
         missing = [p.name for p in params if p.required and p.name not in bound]
         if missing:
             names = ", ".join(f"`{m}`" for m in missing)
-            self.ctx.error(call.span, f"`{sig.name}` is missing {'its argument' if len(missing) == 1 else 'arguments'} {names}", expected=expected)
+            self.ctx.error(call.span, f"`{sig.name}` is missing {'its argument' if len(missing) == 1 else 'arguments'} {names}", expected=str(expected))
         return bound
 
     def _check_loose(self, kw: Keyword) -> None:
@@ -353,6 +353,16 @@ class CallMixin:
         literal = (isinstance(kw.value, String) and not kw.value.is_template) or type(kw.value).__name__ == "Bool"
         if not literal and (sym is None or sym.kind != "param"):
             self.ctx.error(kw.value.span, f"{what} must be static", expected=f"a {decl.type} literal or a {decl.type} param")
+
+
+class _LazySignature:
+    """`sample(model, prompt, ...)`, formatted only when a diagnostic needs it."""
+
+    def __init__(self, sig: BuiltinSig | VerifierSig):
+        self.sig = sig
+
+    def __str__(self) -> str:
+        return f"`{signature_text(self.sig)}`"
 
 
 def _plain(s: String) -> str:

@@ -9,9 +9,10 @@ diagnostic. Calls are checked in `checks_calls.CallMixin`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ttcl.compiler.ast import (
     Attribute,
@@ -125,12 +126,18 @@ class ExprChecker(CallMixin):
         self.extra_kind = "template"
         self.assigned_later = assigned_later
         self._reported_partial: set[str] = set()
+        self._dispatch: dict[type, Callable[[Any], Ty]] = {}
 
     # ------------------------------------------------------------ entry points
 
     def check(self, expr: Expr) -> Ty:
-        method = getattr(self, f"visit_{type(expr).__name__}")
-        return self.ctx.record(expr, method(expr))
+        cls = type(expr)
+        method = self._dispatch.get(cls)
+        if method is None:
+            method = self._dispatch[cls] = getattr(self, f"visit_{cls.__name__}")
+        ty = method(expr)
+        self.ctx.types[id(expr)] = ty
+        return ty
 
     def value(self, expr: Expr) -> Ty:
         """The type of an expression used as a value: model/verifier/strategy names are errors here."""

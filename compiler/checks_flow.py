@@ -127,8 +127,9 @@ class FlowChecker:
         return False
 
     def _merge(self, before: Env, a: Env, b: Env, st: If) -> Env:
-        out = before.copy()
-        for name in sorted(set(a.types) | set(b.types)):
+        out = before
+        changed = assigned_names(st.then) | assigned_names(st.orelse)  # only these can differ from `before`
+        for name in sorted(n for n in changed if n in a.types or n in b.types):
             in_a = name in a.types and name not in a.partial
             in_b = name in b.types and name not in b.partial
             if in_a and in_b:
@@ -178,8 +179,11 @@ class FlowChecker:
                 self.ctx.error(span, f"`{name}` is {old.value} before the `repeat` but {body.types[name].value} after an iteration",
                                hint="a value carried from one iteration to the next keeps its type; use a new name for the other value")
         self.rebinds = saved_rebinds
-        out = before.copy()
-        for name, ty in body.types.items():
+        out = before
+        for name in sorted(assigned_names(st.body)):
+            if name not in body.types:
+                continue
+            ty = body.types[name]
             if name in before.types and name not in before.partial:
                 out.types[name] = ty if ty == before.types[name] else Ty.error
                 out.assigned_at[name] = body.assigned_at.get(name, before.assigned_at.get(name, st.span))

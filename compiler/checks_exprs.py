@@ -281,6 +281,10 @@ class ExprChecker(CallMixin):
     def template_field(self, part: TemplateField, string_span: Span) -> Ty:
         span = part.span if part.span.line > 0 else string_span
         head, rest = part.path[0], part.path[1:]
+        if head in self.extra and head in self.env.types:
+            self.ctx.error(span, f"template field `{{{head}}}` is ambiguous: `{head}` here is the candidate, but a variable `{head}` is also bound",
+                           hint=f"rename the variable `{head}`")
+            return Ty.error
         if head in self.extra:
             ty = self.extra[head]
         elif head in self.env.types and head not in self.env.partial:

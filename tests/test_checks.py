@@ -153,6 +153,8 @@ def test_valid_bodies(body: str) -> None:
         ("    return vote(sample(policy, question)) + 1", ["`+` needs two numbers, two texts or two candidates; got answer and number"]),
         ("    c = count\n    return vote(sample(policy, question))", ["`count` is a built-in function, not a value"]),
         ("    count = 1\n    return vote(sample(policy, question))", ["cannot assign to `count`: it is a built-in function"]),
+        ('    c = sample(policy, question)\n    return best(revise(policy, c, prompt = "{c.text}"))',
+         ["template field `{c}` is ambiguous: `c` here is the candidate, but a variable `c` is also bound"]),
     ],
 )
 def test_invalid_bodies(body: str, expected: list[str] | None) -> None:

@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ttcl.compiler.costmodel import STATIC_UNITS, Cost, ModelSpec, Unit, forward_flops
+from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
 from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
 from ttcl.compiler.models import ModelSpecError, model_spec
@@ -198,9 +198,17 @@ def _field_len(value: ValueBound, attrs: list[str], *, is_cands: bool) -> int:
     return value.gen_len
 
 
+ZERO = Cost()
+
+
+def make_cost(calls: float = 0, prompt_tokens: float = 0, gen_tokens: float = 0, flops: float = 0) -> Cost:
+    """A Cost without pydantic validation (the bound pass makes one per node, for every `auto` trial)."""
+    return Cost.model_construct(calls=calls, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, flops=flops, seconds=0)
+
+
 def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int) -> Cost:
     """`seqs` prompts of length `prompt`, each prefilled once and continued `n` ways by `max_tokens`."""
-    return Cost(
+    return make_cost(
         calls=seqs * n,
         prompt_tokens=seqs * prompt,
         gen_tokens=seqs * n * max_tokens,
@@ -225,13 +233,13 @@ def _extend(node: DagNode, cands: ValueBound, spec_of: SpecLookup) -> tuple[Valu
 
 def _verify_cost(v: VerifierRef, cands: ValueBound, spec_of: SpecLookup, values: dict[str, ValueBound], question: int) -> Cost:
     if v.kind == "check" or v.model is None:
-        return Cost()
+        return ZERO
     spec = spec_of(v.model)
     if v.kind == "judge":
         rubric = judge_prompt_len(v, cands, values, question)
-        return Cost(calls=cands.count, prompt_tokens=cands.count * rubric, flops=cands.count * forward_flops(spec, 0, rubric))
+        return make_cost(calls=cands.count, prompt_tokens=cands.count * rubric, flops=cands.count * forward_flops(spec, 0, rubric))
     length = cands.seq_len
-    return Cost(calls=cands.count, prompt_tokens=cands.count * length, flops=cands.count * forward_flops(spec, 0, length))
+    return make_cost(calls=cands.count, prompt_tokens=cands.count * length, flops=cands.count * forward_flops(spec, 0, length))
 
 
 def judge_prompt_len(v: VerifierRef, cands: ValueBound, values: dict[str, ValueBound], question: int) -> int:
@@ -246,13 +254,13 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
     a = node.args
     assert a.model is not None and a.max_tokens is not None
     spec = spec_of(a.model)
-    cost = Cost()
+    cost = ZERO
     current = cands
     for _ in range(a.rounds or 1):
         if a.feedback is not None:
-            cost = cost + _verify_cost(a.feedback, current, spec_of, values, question)
+            cost = _add(cost, _verify_cost(a.feedback, current, spec_of, values, question))
         prompt = _template_len(a.prompt or [], values, current, question) + SPECIAL_TOKENS
-        cost = cost + _gen_cost(spec, current.count, prompt, 1, a.max_tokens)
+        cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
         current = ValueBound(current.count, prompt, a.max_tokens)
     return current, cost
 
@@ -260,30 +268,48 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
 # ---------------------------------------------------------------- totals
 
 
+def _add(a: Cost, b: Cost) -> Cost:
+    return make_cost(a.calls + b.calls, a.prompt_tokens + b.prompt_tokens, a.gen_tokens + b.gen_tokens, a.flops + b.flops)
+
+
+_Vec = tuple[float, float, float, float]
+_ZERO_VEC: _Vec = (0.0, 0.0, 0.0, 0.0)
+
+
+def _vadd(a: _Vec, b: _Vec) -> _Vec:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
+
+
+def _vmax(a: _Vec, b: _Vec) -> _Vec:
+    return (max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
 def total_cost(dag: Dag, costs: dict[str, Cost], include: Callable[[DagNode], bool] | None = None) -> Cost:
     """The worst case over the guard tree: sum over a sequence, unit-wise max over the two arms of each guard."""
-    direct: dict[GuardCond | None, Cost] = {}
+    direct: dict[GuardCond | None, _Vec] = {}
     guards_under: dict[GuardCond | None, list[str]] = {}
+    guard_ids: list[str] = []
     for node in dag.topological_order():
         if node.op == "guard":
             guards_under.setdefault(node.guard, []).append(node.id)
+            guard_ids.append(node.id)
         cost = costs.get(node.id)
         if cost is not None and (include is None or include(node)):
-            direct[node.guard] = direct.get(node.guard, Cost()) + cost
-    arm_total: dict[GuardCond, Cost] = {}
-    guard_ids = [n.id for n in dag.topological_order() if n.op == "guard"]
+            vec = (cost.calls, cost.prompt_tokens, cost.gen_tokens, cost.flops)
+            direct[node.guard] = _vadd(direct.get(node.guard, _ZERO_VEC), vec)
+    arm_total: dict[tuple[str, bool], _Vec] = {}
     for gid in reversed(guard_ids):  # inner guards are created after outer ones
         for arm in (True, False):
-            cond = GuardCond(node=gid, arm=arm)
-            arm_total[cond] = _ctx_total(cond, direct, guards_under, arm_total)
-    return _ctx_total(None, direct, guards_under, arm_total)
+            arm_total[(gid, arm)] = _ctx_total(GuardCond.make(node=gid, arm=arm), direct, guards_under, arm_total)
+    c = _ctx_total(None, direct, guards_under, arm_total)
+    return make_cost(*c)
 
 
-def _ctx_total(ctx: GuardCond | None, direct: dict[GuardCond | None, Cost], guards_under: dict[GuardCond | None, list[str]],
-               arm_total: dict[GuardCond, Cost]) -> Cost:
-    total = direct.get(ctx, Cost())
-    for gid in guards_under.get(ctx, []):
-        total = total + arm_total[GuardCond(node=gid, arm=True)].max(arm_total[GuardCond(node=gid, arm=False)])
+def _ctx_total(ctx: GuardCond | None, direct: dict[GuardCond | None, _Vec], guards_under: dict[GuardCond | None, list[str]],
+               arm_total: dict[tuple[str, bool], _Vec]) -> _Vec:
+    total = direct.get(ctx, _ZERO_VEC)
+    for gid in guards_under.get(ctx, ()):
+        total = _vadd(total, _vmax(arm_total[(gid, True)], arm_total[(gid, False)]))
     return total
 
 
@@ -317,5 +343,8 @@ def unit_value(cost: Cost, unit: Unit) -> float:
 
 def cost_row(cost: Cost) -> dict[str, float]:
     """The static units of a cost, as the report shows them."""
-    return {u.value: unit_value(cost, u) for u in STATIC_UNITS}
+    return {
+        "calls": float(cost.calls), "prompt_tokens": float(cost.prompt_tokens), "gen_tokens": float(cost.gen_tokens),
+        "tokens": float(cost.prompt_tokens + cost.gen_tokens), "flops": float(cost.flops),
+    }
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from ttcl.compiler.ast import BudgetDecl, Module
-from ttcl.compiler.budget import NodeBounds, SpecLookup, bound_nodes, cost_row, total_cost
+from ttcl.compiler.budget import ZERO, NodeBounds, SpecLookup, bound_nodes, cost_row, total_cost
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
 from ttcl.compiler.dag import MODEL_OPS, Dag, DagNode
 
@@ -138,8 +138,8 @@ def rows(dag: Dag, bounds: NodeBounds) -> list[Row]:
     for node in dag.topological_order():
         if node.op not in MODEL_OPS:
             continue
-        cost = bounds.costs.get(node.id, Cost())
-        out.append(Row(
+        cost = bounds.costs.get(node.id, ZERO)
+        out.append(Row.model_construct(
             node=node.id, op=node.op, file=node.span.file, line=node.span.line, column=node.span.column,
             model=_model_name(node), guarded=node.guard is not None, bound=cost_row(cost),
         ))

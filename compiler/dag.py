@@ -103,7 +103,37 @@ MODEL_OPS: frozenset[str] = frozenset({"sample", "extend", "verify", "revise"})
 ValueType = Literal["text", "candidates", "number", "answer", "bool"]
 
 
-class GuardCond(BaseModel):
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+class _Fast(BaseModel):
+    """Base of the DAG's models: `make` builds an instance without validation.
+
+    The builder creates thousands of nodes per compile (and again for each
+    trial value of an `auto` param) from values it already typed, and
+    `model_construct` resolves every field default on each call, which
+    dominated the build time. `make` copies precomputed defaults instead.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def make(cls, **values: Any) -> Any:
+        defaults = _DEFAULTS.get(cls)
+        if defaults is None:
+            defaults = {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items() if not f.is_required()}
+            _DEFAULTS[cls] = defaults
+        obj = cls.__new__(cls)
+        data = dict(defaults)
+        data.update(values)
+        object.__setattr__(obj, "__dict__", data)
+        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
+
+
+class GuardCond(_Fast):
     """The node runs only if guard node `node` ran and its condition was `arm`."""
 
     model_config = ConfigDict(frozen=True)
@@ -112,7 +142,7 @@ class GuardCond(BaseModel):
     arm: bool
 
 
-class Port(BaseModel):
+class Port(_Fast):
     """One data input of a node: the producing node and the role it plays."""
 
     model_config = ConfigDict(frozen=True)
@@ -121,7 +151,7 @@ class Port(BaseModel):
     node: str
 
 
-class PromptPart(BaseModel):
+class PromptPart(_Fast):
     """One piece of a prompt template.
 
     Literal text has `text`. A field has `path`: with `source`, the value of
@@ -139,7 +169,7 @@ class PromptPart(BaseModel):
     source: str | None = None
 
 
-class ModelRef(BaseModel):
+class ModelRef(_Fast):
     """A model declaration as used by a node: its name, the ref after `--model` overrides, and its options."""
 
     model_config = ConfigDict(frozen=True)
@@ -151,7 +181,7 @@ class ModelRef(BaseModel):
     span: Span
 
 
-class VerifierRef(BaseModel):
+class VerifierRef(_Fast):
     """A verifier declaration: `check("arith")`, `reward(ref)`, `prm(ref, agg)`, `judge(model, rubric)`."""
 
     model_config = ConfigDict(frozen=True)
@@ -165,7 +195,7 @@ class VerifierRef(BaseModel):
     span: Span
 
 
-class NodeArgs(BaseModel):
+class NodeArgs(_Fast):
     """The static arguments of a node; which fields are set depends on `op`."""
 
     model_config = ConfigDict(frozen=True)
@@ -190,7 +220,7 @@ class NodeArgs(BaseModel):
     max_len: int | None = None  # input: its length bound in tokens
 
 
-class DagNode(BaseModel):
+class DagNode(_Fast):
     """One operation of the compiled program."""
 
     model_config = ConfigDict(frozen=True)
@@ -222,13 +252,21 @@ class Dag:
         self.inputs = inputs
         self.entry = entry
         self.calls: list[Any] = []  # dag_build.CallSite per inlined strategy call, in order
-        self.graph = nx.DiGraph()
-        for node in nodes.values():
-            self.graph.add_node(node.id, node=node)
-            for port in node.inputs:
-                self.graph.add_edge(port.node, node.id, kind="data", role=port.role)
-            if node.guard is not None and not self.graph.has_edge(node.guard.node, node.id):
-                self.graph.add_edge(node.guard.node, node.id, kind="guard", arm=node.guard.arm)
+        self._graph: nx.DiGraph | None = None
+
+    @property
+    def graph(self) -> nx.DiGraph:
+        """The networkx view (built on first use: `ttcl check` itself never needs it)."""
+        if self._graph is None:
+            graph = nx.DiGraph()
+            for node in self.nodes.values():
+                graph.add_node(node.id, node=node)
+                for port in node.inputs:
+                    graph.add_edge(port.node, node.id, kind="data", role=port.role)
+                if node.guard is not None and not graph.has_edge(node.guard.node, node.id):
+                    graph.add_edge(node.guard.node, node.id, kind="guard", arm=node.guard.arm)
+            self._graph = graph
+        return self._graph
 
     def __len__(self) -> int:
         return len(self.nodes)

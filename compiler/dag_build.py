@@ -48,7 +48,7 @@ from ttcl.compiler.dag_exprs import (
 )
 from ttcl.compiler.diagnostics import Diagnostic
 
-MAX_NODES = 200_000  # a DAG larger than this is refused with a diagnostic, not built
+MAX_NODES = 50_000  # a DAG larger than this is refused with a diagnostic, not built
 
 
 @dataclass
@@ -86,7 +86,8 @@ class Builder(ExprMixin):
         self.nodes: dict[str, DagNode] = {}
         self.static: dict[str, StaticValue] = {}
         self.call_counts: dict[tuple[str, str], int] = {}
-        self.var_counts: dict[tuple[str, str], int] = {}
+        self.id_counts: dict[str, int] = {}
+        self.refs: dict[tuple[str, str, str], object] = {}  # (kind, instance, name) -> ModelRef / VerifierRef
         self.param_nodes: dict[tuple[str, str], str] = {}
         self.calls: list[CallSite] = []
 
@@ -101,7 +102,7 @@ class Builder(ExprMixin):
             max_len = inp.type.max_len if inp.type.max_len is not None else self.max_input_tokens
             node = self.add(
                 frame, "input", inp.type.name, inp.span, None,
-                args=NodeArgs(name=inp.name, max_len=max_len), var=inp.name,
+                args=NodeArgs.make(name=inp.name, max_len=max_len), var=inp.name,
             )
             frame.env[inp.name] = node
             inputs.append(node)
@@ -120,19 +121,21 @@ class Builder(ExprMixin):
         first = self.nodes[frame.returns[0]]
         return self.add(
             frame, "phi", first.type, strat.span, ctx,
-            inputs=[Port(role="value", node=r) for r in frame.returns], name="result",
+            inputs=[Port.make(role="value", node=r) for r in frame.returns], name="result",
         )
 
     # ------------------------------------------------------------ nodes
 
     def fresh_id(self, ns: str, base: str) -> str:
+        """`ns/base`, then `ns/base#2`, `#3`... for each re-binding."""
         node_id = f"{ns}/{base}"
-        if node_id not in self.nodes:
-            return node_id
-        k = 2
-        while f"{node_id}#{k}" in self.nodes:
+        k = self.id_counts.get(node_id, 1)
+        candidate = node_id if k == 1 else f"{node_id}#{k}"
+        while candidate in self.nodes:
             k += 1
-        return f"{node_id}#{k}"
+            candidate = f"{node_id}#{k}"
+        self.id_counts[node_id] = k + 1
+        return candidate
 
     def add(
         self,
@@ -153,8 +156,8 @@ class Builder(ExprMixin):
                       hint="lower the repeat counts or the params that set them")
         base = var or name or f"{op}@{span.line}:{span.column}"
         node_id = self.fresh_id(frame.ns, base)
-        self.nodes[node_id] = DagNode(
-            id=node_id, op=op, type=_vtype(vtype), args=args or NodeArgs(), inputs=inputs or [],
+        self.nodes[node_id] = DagNode.make(
+            id=node_id, op=op, type=_vtype(vtype), args=args or NodeArgs.make(), inputs=inputs or [],
             guard=ctx, span=span, module=frame.info.module.path, ns=frame.ns, var=var,
         )
         if static is not None:
@@ -181,9 +184,9 @@ class Builder(ExprMixin):
                 return BlockResult(escapes, False, ctx)
             guard = self.exit_guard(res.escapes, frame, ctx, stmt.span)
             if not rest:
-                return BlockResult(escapes, False, GuardCond(node=guard, arm=False))
+                return BlockResult(escapes, False, GuardCond.make(node=guard, arm=False))
             before = dict(frame.env)
-            sub = self.block(rest, frame, GuardCond(node=guard, arm=False), need_end=need_end)
+            sub = self.block(rest, frame, GuardCond.make(node=guard, arm=False), need_end=need_end)
             self.merge(frame, ctx, before, [frame.env], stmts[-1].span)
             escapes.extend(sub.escapes)
             return BlockResult(escapes, False, sub.end)
@@ -198,7 +201,7 @@ class Builder(ExprMixin):
                 value = self.expr(stmt.value, frame, ctx)
                 vtype = self.nodes[value].type
                 ret = self.add(frame, "return", vtype, stmt.span, ctx,
-                               inputs=[Port(role="value", node=value)], name=f"return@{stmt.span.line}")
+                               inputs=[Port.make(role="value", node=value)], name=f"return@{stmt.span.line}")
                 frame.returns.append(ret)
                 return BlockResult([Escape("return", ctx)], True, ctx)
             case Break():
@@ -213,12 +216,12 @@ class Builder(ExprMixin):
     def if_stmt(self, stmt: If, frame: Frame, ctx: GuardCond | None) -> BlockResult:
         cond = self.expr(stmt.cond, frame, ctx)
         guard = self.add(frame, "guard", "bool", stmt.span, ctx,
-                         inputs=[Port(role="cond", node=cond)], name=f"if@{stmt.span.line}")
+                         inputs=[Port.make(role="cond", node=cond)], name=f"if@{stmt.span.line}")
         before = dict(frame.env)
-        then = self.block(stmt.then, frame, GuardCond(node=guard, arm=True))
+        then = self.block(stmt.then, frame, GuardCond.make(node=guard, arm=True))
         env_then = frame.env
         frame.env = dict(before)
-        orelse = self.block(stmt.orelse, frame, GuardCond(node=guard, arm=False))
+        orelse = self.block(stmt.orelse, frame, GuardCond.make(node=guard, arm=False))
         env_else = frame.env
         frame.env = dict(before)
         self.merge(frame, ctx, before, [env_then, env_else], stmt.span)
@@ -244,8 +247,8 @@ class Builder(ExprMixin):
             stop = self.stop_flag(stmt, res, frame, it_ctx)
             if stop is not None:
                 guard = self.add(frame, "guard", "bool", stmt.span, it_ctx,
-                                 inputs=[Port(role="cond", node=stop)], name="stop")
-                it_ctx = GuardCond(node=guard, arm=False)
+                                 inputs=[Port.make(role="cond", node=stop)], name="stop")
+                it_ctx = GuardCond.make(node=guard, arm=False)
         frame.ns = outer_ns
         frame.env = dict(before)
         self.merge_loop(frame, ctx, before, ends, stmt.span)
@@ -257,23 +260,23 @@ class Builder(ExprMixin):
         if not res.escapes:
             return until
         span = stmt.span
-        true = self.add(frame, "const", "bool", span, it_ctx, args=NodeArgs(value=True), name="exited", static=True)
+        true = self.add(frame, "const", "bool", span, it_ctx, args=NodeArgs.make(value=True), name="exited", static=True)
         if until is None:
-            until = self.add(frame, "const", "bool", span, res.end, args=NodeArgs(value=False), name="continued", static=False)
+            until = self.add(frame, "const", "bool", span, res.end, args=NodeArgs.make(value=False), name="continued", static=False)
         return self.add(frame, "phi", "bool", span, it_ctx,
-                        inputs=[Port(role="value", node=true), Port(role="value", node=until)], name="stop_flag")
+                        inputs=[Port.make(role="value", node=true), Port.make(role="value", node=until)], name="stop_flag")
 
     def exit_guard(self, escapes: list[Escape], frame: Frame, ctx: GuardCond | None, span: Span) -> str:
         """A guard that is true when one of `escapes` happened; the rest of the block runs under its False arm."""
-        false = self.add(frame, "const", "bool", span, ctx, args=NodeArgs(value=False), name=f"exit@{span.line}.no", static=False)
+        false = self.add(frame, "const", "bool", span, ctx, args=NodeArgs.make(value=False), name=f"exit@{span.line}.no", static=False)
         markers = [self.marker(e, frame, span) for e in escapes]
         flag = self.add(frame, "phi", "bool", span, ctx,
-                        inputs=[Port(role="value", node=n) for n in [false, *markers]], name=f"exit@{span.line}.flag")
-        return self.add(frame, "guard", "bool", span, ctx, inputs=[Port(role="cond", node=flag)], name=f"exit@{span.line}")
+                        inputs=[Port.make(role="value", node=n) for n in [false, *markers]], name=f"exit@{span.line}.flag")
+        return self.add(frame, "guard", "bool", span, ctx, inputs=[Port.make(role="cond", node=flag)], name=f"exit@{span.line}")
 
     def marker(self, esc: Escape, frame: Frame, span: Span) -> str:
         if esc.marker is None:
-            esc.marker = self.add(frame, "const", "bool", span, esc.ctx, args=NodeArgs(value=True),
+            esc.marker = self.add(frame, "const", "bool", span, esc.ctx, args=NodeArgs.make(value=True),
                                   name=f"{esc.kind}@{span.line}", static=True)
         return esc.marker
 
@@ -301,7 +304,7 @@ class Builder(ExprMixin):
 
     def phi(self, frame: Frame, ctx: GuardCond | None, var: str, values: list[str], span: Span) -> str:
         vtype = self.nodes[values[0]].type
-        return self.add(frame, "phi", vtype, span, ctx, inputs=[Port(role="value", node=v) for v in values], var=var)
+        return self.add(frame, "phi", vtype, span, ctx, inputs=[Port.make(role="value", node=v) for v in values], var=var)
 
 
 def build(

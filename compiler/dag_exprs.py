@@ -53,14 +53,14 @@ ParamMap = Mapping[str, Any]
 DEFAULT_REVISE_PROMPT: tuple[PromptPart, ...] = (
     PromptPart(path=["c", "prompt"]),
     PromptPart(path=["c", "text"]),
-    PromptPart(text="\n"),
+    PromptPart.make(text="\n"),
 )
 DEFAULT_REVISE_FEEDBACK_PROMPT: tuple[PromptPart, ...] = (
     PromptPart(path=["c", "prompt"]),
     PromptPart(path=["c", "text"]),
-    PromptPart(text="\nFeedback: "),
+    PromptPart.make(text="\nFeedback: "),
     PromptPart(path=["feedback"]),
-    PromptPart(text="\n"),
+    PromptPart.make(text="\n"),
 )
 
 _STAT_OPS = ("agreement", "best_score", "mean_score", "count", "entropy")
@@ -116,6 +116,7 @@ class ExprMixin:
     param_nodes: dict[tuple[str, str], str]
     call_counts: dict[tuple[str, str], int]
     calls: list[CallSite]
+    refs: dict[tuple[str, str, str], object]
 
     def add(self, frame: Frame, op: str, vtype: str, span: Span, ctx: GuardCond | None, **kw: Any) -> str:
         raise NotImplementedError
@@ -132,7 +133,7 @@ class ExprMixin:
         static = self.try_static(expr, frame)
         if static is not None and not isinstance(expr, Name | String):
             vtype = "bool" if isinstance(static, bool) else "text" if isinstance(static, str) else "number"
-            return self.add(frame, "const", vtype, expr.span, ctx, args=NodeArgs(value=static), var=var, static=static)
+            return self.add(frame, "const", vtype, expr.span, ctx, args=NodeArgs.make(value=static), var=var, static=static)
         match expr:
             case Name():
                 return self.name(expr, frame, ctx, var)
@@ -147,14 +148,14 @@ class ExprMixin:
             case UnaryOp():
                 operand = self.expr(expr.operand, frame, ctx)
                 op, vtype, symbol = ("bool", "bool", "not") if expr.op == "not" else ("arith", "number", "neg")
-                return self.add(frame, op, vtype, expr.span, ctx, args=NodeArgs(symbol=symbol),
-                                inputs=[Port(role="operand", node=operand)], var=var)
+                return self.add(frame, op, vtype, expr.span, ctx, args=NodeArgs.make(symbol=symbol),
+                                inputs=[Port.make(role="operand", node=operand)], var=var)
             case Compare() | BoolOp():
                 left = self.expr(expr.left, frame, ctx)
                 right = self.expr(expr.right, frame, ctx)
                 op = "compare" if isinstance(expr, Compare) else "bool"
-                return self.add(frame, op, "bool", expr.span, ctx, args=NodeArgs(symbol=expr.op),
-                                inputs=[Port(role="left", node=left), Port(role="right", node=right)], var=var)
+                return self.add(frame, op, "bool", expr.span, ctx, args=NodeArgs.make(symbol=expr.op),
+                                inputs=[Port.make(role="left", node=left), Port.make(role="right", node=right)], var=var)
         self.fail(expr.span, "this expression has no value at run time")
         raise AssertionError  # pragma: no cover
 
@@ -170,7 +171,7 @@ class ExprMixin:
             if isinstance(value, Auto):
                 self.fail(expr.span, f"param `{expr.id}` is `auto` and has no value yet")
             vtype = "bool" if isinstance(value, bool) else "text" if isinstance(value, str) else "number"
-            node = self.add(frame, "param", vtype, expr.span, None, args=NodeArgs(name=expr.id, value=value),
+            node = self.add(frame, "param", vtype, expr.span, None, args=NodeArgs.make(name=expr.id, value=value),
                             var=var, name=None if var else f"param:{expr.id}", static=value)
             if var is None:
                 self.param_nodes[(frame.ns, expr.id)] = node
@@ -183,7 +184,7 @@ class ExprMixin:
         if isinstance(inner, Attribute) and inner.attr == B.BUDGET_LEFT and isinstance(inner.value, Name) and inner.value.id == B.BUDGET_NAME:
             if expr.attr not in B.BUDGET_LEFT_UNITS:
                 self.fail(expr.span, f"no budget unit `{expr.attr}`")
-            return self.add(frame, "budget_left", "number", expr.span, ctx, args=NodeArgs(name=expr.attr), var=var)
+            return self.add(frame, "budget_left", "number", expr.span, ctx, args=NodeArgs.make(name=expr.attr), var=var)
         self.fail(expr.span, "this attribute has no value at run time")
         raise AssertionError  # pragma: no cover
 
@@ -191,21 +192,21 @@ class ExprMixin:
         left = self.expr(expr.left, frame, ctx)
         right = self.expr(expr.right, frame, ctx)
         ltype, rtype = self.nodes[left].type, self.nodes[right].type
-        ports = [Port(role="left", node=left), Port(role="right", node=right)]
+        ports = [Port.make(role="left", node=left), Port.make(role="right", node=right)]
         if expr.op == "+" and ltype == "candidates" and rtype == "candidates":
             return self.add(frame, "concat", "candidates", expr.span, ctx, inputs=ports, var=var)
         if expr.op == "+" and ltype in ("text", "answer") and rtype in ("text", "answer"):
-            parts = [PromptPart(path=["left"], source=left), PromptPart(path=["right"], source=right)]
-            return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs(prompt=parts),
-                            inputs=[Port(role="prompt", node=left), Port(role="prompt", node=right)], var=var)
-        return self.add(frame, "arith", "number", expr.span, ctx, args=NodeArgs(symbol=expr.op), inputs=ports, var=var)
+            parts = [PromptPart.make(path=["left"], source=left), PromptPart.make(path=["right"], source=right)]
+            return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs.make(prompt=parts),
+                            inputs=[Port.make(role="prompt", node=left), Port.make(role="prompt", node=right)], var=var)
+        return self.add(frame, "arith", "number", expr.span, ctx, args=NodeArgs.make(symbol=expr.op), inputs=ports, var=var)
 
     def template(self, expr: String, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
         parts = self.prompt_parts(expr, frame, ctx, per_candidate=False)
         if all(p.text is not None for p in parts):
             text = "".join(p.text or "" for p in parts)
-            return self.add(frame, "const", "text", expr.span, ctx, args=NodeArgs(value=text), var=var, static=text)
-        return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs(prompt=parts),
+            return self.add(frame, "const", "text", expr.span, ctx, args=NodeArgs.make(value=text), var=var, static=text)
+        return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs.make(prompt=parts),
                         inputs=_source_ports(parts), var=var)
 
     def prompt_parts(self, expr: Expr, frame: Frame, ctx: GuardCond | None, *, per_candidate: bool) -> list[PromptPart]:
@@ -214,8 +215,8 @@ class ExprMixin:
             node = self.expr(expr, frame, ctx)
             value = self.static.get(node)
             if isinstance(value, str):
-                return [PromptPart(text=value)]
-            return [PromptPart(path=[_name_of(expr)], source=node)]
+                return [PromptPart.make(text=value)]
+            return [PromptPart.make(path=[_name_of(expr)], source=node)]
         parts: list[PromptPart] = []
         for part in expr.parts:
             if isinstance(part, TemplateText):
@@ -224,11 +225,11 @@ class ExprMixin:
             assert isinstance(part, TemplateField)
             head = part.path[0]
             if per_candidate and head in ("c", "feedback") and (head == "feedback" or head not in frame.env):
-                parts.append(PromptPart(path=list(part.path)))
+                parts.append(PromptPart.make(path=list(part.path)))
             elif per_candidate and head == "question" and head not in frame.env:
-                parts.append(PromptPart(path=list(part.path)))
+                parts.append(PromptPart.make(path=list(part.path)))
             elif head in frame.env:
-                parts.append(PromptPart(path=list(part.path), source=frame.env[head]))
+                parts.append(PromptPart.make(path=list(part.path), source=frame.env[head]))
             elif head in frame.info.params:
                 value = frame.info.params[head]
                 if isinstance(value, Auto):
@@ -282,7 +283,7 @@ class ExprMixin:
         op = sig.name
         if op in _STAT_OPS:
             cands = self.expr(bound["c"], frame, ctx)
-            return self.add(frame, op, "number", call.span, ctx, inputs=[Port(role="cands", node=cands)], var=var)
+            return self.add(frame, op, "number", call.span, ctx, inputs=[Port.make(role="cands", node=cands)], var=var)
         ports: list[Port] = []
         values: dict[str, Any] = {}
         if op == "sample":
@@ -290,29 +291,30 @@ class ExprMixin:
             values["prompt"] = parts
             ports.extend(_source_ports(parts))
         if "cands" in bound and op != "revise":
-            ports.append(Port(role="cands", node=self.expr(bound["cands"], frame, ctx)))
+            ports.append(Port.make(role="cands", node=self.expr(bound["cands"], frame, ctx)))
         if op == "revise":
-            ports.append(Port(role="cands", node=self.expr(bound["cands"], frame, ctx)))
+            ports.append(Port.make(role="cands", node=self.expr(bound["cands"], frame, ctx)))
             self.revise_args(bound, frame, ctx, values, ports)
         if "model" in bound:
             values["model"] = self.model_ref(bound["model"], frame)
         if "verifier" in bound:
             values["verifier"] = self.verifier_ref(bound["verifier"], frame, ctx)
+        specs = _sig_params(sig)
         for pname in ("n", "max_tokens", "k", "rounds"):
-            if sig.param(pname) is not None:
-                values[pname] = self.static_int(bound[pname], frame, f"`{pname}`") if pname in bound else sig.param(pname).default
+            if pname in specs:
+                values[pname] = self.static_int(bound[pname], frame, f"`{pname}`") if pname in bound else specs[pname].default
         for pname in ("temperature", "top_p"):
-            if sig.param(pname) is not None:
-                self.number_arg(pname, bound.get(pname), sig.param(pname).default, frame, ctx, values, ports)
-        if sig.param("stop") is not None:
-            values["stop"] = self.stop_arg(bound.get("stop"), sig.param("stop").default, frame)
+            if pname in specs:
+                self.number_arg(pname, bound.get(pname), specs[pname].default, frame, ctx, values, ports)
+        if "stop" in specs:
+            values["stop"] = self.stop_arg(bound.get("stop"), specs["stop"].default, frame)
         if "seed" in bound:
             values["seed"] = self.static_int(bound["seed"], frame, "`seed`")
         if "weight" in bound:
             values["weight"] = _name_of(bound["weight"])
         if "pred" in bound:
             values["predicate"] = bound["pred"]
-        return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs(**values), inputs=ports, var=var)
+        return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs.make(**values), inputs=ports, var=var)
 
     def revise_args(self, bound: dict[str, Expr], frame: Frame, ctx: GuardCond | None,
                     values: dict[str, Any], ports: list[Port]) -> None:
@@ -338,7 +340,7 @@ class ExprMixin:
         if isinstance(value, int | float) and not isinstance(value, bool):
             values[pname] = float(value)
         else:
-            ports.append(Port(role=pname, node=self.expr(expr, frame, ctx)))
+            ports.append(Port.make(role=pname, node=self.expr(expr, frame, ctx)))
 
     def stop_arg(self, expr: Expr | None, default: Any, frame: Frame) -> list[str] | None:
         if expr is None:
@@ -369,6 +371,13 @@ class ExprMixin:
         raise AssertionError  # pragma: no cover
 
     def decl_ref(self, decl: ModelDecl, info: ModuleInfo) -> ModelRef:
+        key = ("model", info.inst, decl.name)
+        cached = self.refs.get(key)
+        if cached is None:
+            cached = self.refs[key] = self._decl_ref(decl, info)
+        return cached  # type: ignore[return-value]
+
+    def _decl_ref(self, decl: ModelDecl, info: ModuleInfo) -> ModelRef:
         qualified = f"{info.inst}.{decl.name}" if info.inst else decl.name
         ref = self.model_overrides.get(qualified, decl.ref)
         options: dict[str, float] = {}
@@ -382,6 +391,15 @@ class ExprMixin:
         return ModelRef(name=decl.name, ref=ref, module=info.module.path, options=options, span=decl.span)
 
     def verifier_ref(self, expr: Expr, frame: Frame, ctx: GuardCond | None) -> VerifierRef:
+        key = ("verifier", frame.info.inst, _name_of(expr))
+        cached = self.refs.get(key)
+        if cached is None:
+            cached = self._verifier_ref(expr, frame, ctx)
+            if cached.kind != "judge":  # a judge's rubric reads the frame's `question`
+                self.refs[key] = cached
+        return cached  # type: ignore[return-value]
+
+    def _verifier_ref(self, expr: Expr, frame: Frame, ctx: GuardCond | None) -> VerifierRef:
         name = _name_of(expr)
         decl = _find_verifier(frame.info.module, name)
         if decl is None:
@@ -516,14 +534,14 @@ def _append_text(parts: list[PromptPart], text: str) -> None:
     if not text:
         return
     if parts and parts[-1].text is not None:
-        parts[-1] = PromptPart(text=(parts[-1].text or "") + text)
+        parts[-1] = PromptPart.make(text=(parts[-1].text or "") + text)
     else:
-        parts.append(PromptPart(text=text))
+        parts.append(PromptPart.make(text=text))
 
 
 def _source_ports(parts: list[PromptPart]) -> list[Port]:
     seen = dict.fromkeys(p.source for p in parts if p.source is not None)
-    return [Port(role="prompt", node=s) for s in seen]
+    return [Port.make(role="prompt", node=s) for s in seen]
 
 
 def _name_of(expr: Expr) -> str:
@@ -544,9 +562,21 @@ def _vtype(name: str) -> ValueType:
     return name if name in ("text", "candidates", "number", "answer", "bool") else "text"  # type: ignore[return-value]
 
 
+_SIG_PARAMS: dict[str, dict[str, B.ParamSpec]] = {}
+
+
+def _sig_params(sig: B.BuiltinSig | B.VerifierSig) -> dict[str, B.ParamSpec]:
+    """A signature's parameters by name (cached: the builder asks for them on every call)."""
+    key = f"{type(sig).__name__}:{sig.name}"
+    found = _SIG_PARAMS.get(key)
+    if found is None:
+        found = _SIG_PARAMS[key] = {p.name: p for p in sig.params}
+    return found
+
+
 def _bind(sig: B.BuiltinSig | B.VerifierSig, call: Call) -> dict[str, Expr]:
     """Positional and keyword arguments by parameter name (defaults are applied by the caller)."""
-    names = sig.param_names
+    names = tuple(_sig_params(sig))
     bound: dict[str, Expr] = dict(zip(names, call.args, strict=False))
     for kw in call.keywords:
         bound[kw.name] = kw.value

@@ -92,12 +92,14 @@ class _Progress:
 def _run_once(
     program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
+    batch_items: int | None = None,
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli
     from ttcl.runtime.runner import Runner, RunOptions
 
     compiled = compile_from_cli(program, sets, models, None)
-    opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset)
+    opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
+                      max_batch_items=batch_items)
     runner = Runner(compiled, opts)
     if not show_progress:
         return runner.run(items)
@@ -164,6 +166,7 @@ def run(
     trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
+    batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
@@ -172,9 +175,12 @@ def run(
     _check_choice("--dtype", dtype, DTYPES)
     if resume and trace is None:
         raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
+    if batch_items is not None and batch_items < 1:
+        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     items = _load_items(input_, dataset, limit)
     summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
-                        resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1)
+                        resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
+                        batch_items=batch_items)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
     else:

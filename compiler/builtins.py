@@ -53,7 +53,6 @@ class ArgKind(StrEnum):
     choice = "choice"  # a string literal from `choices` (`agg = "min"`)
     weight = "weight"  # a bare name from `choices` (`weight = score`)
     stop = "stop"  # a string or a list of strings
-    feedback = "feedback"  # a verifier name or a text template
     predicate = "predicate"  # a bool expression over `score` and `length` (and the enclosing scope)
     template = "template"  # a text template whose fields may also name per-candidate values
 
@@ -103,8 +102,6 @@ class ParamSpec:
                 return "one of " + ", ".join(f"`{c}`" if self.kind is ArgKind.weight else f'"{c}"' for c in self.choices)
             case ArgKind.stop:
                 return "a string or a list of strings"
-            case ArgKind.feedback:
-                return "a verifier name or a text template"
             case ArgKind.predicate:
                 return "a bool expression over `score` and `length`"
             case ArgKind.template:
@@ -227,7 +224,7 @@ BUILTINS: dict[str, BuiltinSig] = {
                 ParamSpec("model", kind=ArgKind.model, required=True),
                 _cands(),
                 ParamSpec("prompt", kind=ArgKind.template, type=Ty.text, template_fields=("c", "feedback")),
-                ParamSpec("feedback", kind=ArgKind.feedback, template_fields=("c",)),
+                ParamSpec("feedback", kind=ArgKind.verifier, doc="a verifier whose score (or a judge's verdict) the reviser sees as `{feedback}`"),
                 ParamSpec("rounds", static=True, default=1, min_value=1, max_value=MAX_REPEAT),
                 _max_tokens(256),
                 ParamSpec("temperature", type=Ty.number, default=0.7, min_value=0.0),

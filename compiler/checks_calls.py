@@ -210,12 +210,6 @@ class CallMixin:
                 ty = self.value(expr)
                 if ty not in (Ty.error, Ty.text, Ty.text_list):
                     self.ctx.error(expr.span, f"{what} must be text or a list of texts, got {ty.value}", expected='`stop = "\\n"` or `stop = ["\\n", "####"]`')
-            case ArgKind.feedback:
-                if isinstance(expr, Name) and self.scope.kind_of(expr.id) == "verifier" and expr.id not in self.env.types:
-                    self.check(expr)
-                else:
-                    with self.with_extra({"c": Ty.candidates}, "template"):
-                        self.expect(expr, Ty.text, what)
             case ArgKind.predicate:
                 with self.with_extra({"score": Ty.number, "length": Ty.number}, "predicate"):
                     self.expect(expr, Ty.bool, what)

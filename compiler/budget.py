@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
-from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef
+from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef, construct
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
 from ttcl.compiler.models import ModelSpecError, model_spec
 
@@ -203,7 +203,7 @@ ZERO = Cost()
 
 def make_cost(calls: float = 0, prompt_tokens: float = 0, gen_tokens: float = 0, flops: float = 0) -> Cost:
     """A Cost without pydantic validation (the bound pass makes one per node, for every `auto` trial)."""
-    return Cost.model_construct(calls=calls, prompt_tokens=prompt_tokens, gen_tokens=gen_tokens, flops=flops, seconds=0)
+    return construct(Cost, {"calls": calls, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "flops": flops, "seconds": 0})
 
 
 def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int) -> Cost:
@@ -317,9 +317,16 @@ def spec_lookup(diagnostics: list[Diagnostic]) -> SpecLookup:
     """A spec resolver that records a diagnostic per failing declaration (once) and returns a zero spec."""
     failed: set[tuple[str, str, int]] = set()
 
+    seen: dict[tuple[str, str, tuple[tuple[str, float], ...]], ModelSpec] = {}
+
     def spec_of(ref: ModelRef) -> ModelSpec:
+        key = (ref.ref, ref.module, tuple(sorted(ref.options.items())))
+        found = seen.get(key)
+        if found is not None:
+            return found
         try:
-            return model_spec(ref.ref, ref.options, base_dir=_module_dir(ref.module))
+            found = seen[key] = model_spec(ref.ref, ref.options, base_dir=_module_dir(ref.module))
+            return found
         except ModelSpecError as e:
             key = (ref.span.file, ref.name, ref.span.line)
             if key not in failed:

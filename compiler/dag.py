@@ -123,14 +123,19 @@ class _Fast(BaseModel):
         if defaults is None:
             defaults = {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items() if not f.is_required()}
             _DEFAULTS[cls] = defaults
-        obj = cls.__new__(cls)
         data = dict(defaults)
         data.update(values)
-        object.__setattr__(obj, "__dict__", data)
-        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
-        return obj
+        return construct(cls, data, set(values))
+
+
+def construct(cls: type[BaseModel], data: dict[str, Any], fields_set: set[str] | None = None) -> Any:
+    """An instance of pydantic model `cls` holding `data` (every field, already typed), unvalidated."""
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", data)
+    object.__setattr__(obj, "__pydantic_fields_set__", fields_set if fields_set is not None else set(data))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 class GuardCond(_Fast):

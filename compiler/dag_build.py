@@ -48,7 +48,8 @@ from ttcl.compiler.dag_exprs import (
 )
 from ttcl.compiler.diagnostics import Diagnostic
 
-MAX_NODES = 50_000  # a DAG larger than this is refused with a diagnostic, not built
+MAX_NODES = 50_000
+_NO_ARGS = NodeArgs()  # a DAG larger than this is refused with a diagnostic, not built
 
 
 @dataclass
@@ -157,7 +158,7 @@ class Builder(ExprMixin):
         base = var or name or f"{op}@{span.line}:{span.column}"
         node_id = self.fresh_id(frame.ns, base)
         self.nodes[node_id] = DagNode.make(
-            id=node_id, op=op, type=_vtype(vtype), args=args or NodeArgs.make(), inputs=inputs or [],
+            id=node_id, op=op, type=_vtype(vtype), args=args or _NO_ARGS, inputs=inputs or [],
             guard=ctx, span=span, module=frame.info.module.path, ns=frame.ns, var=var,
         )
         if static is not None:

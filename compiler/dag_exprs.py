@@ -130,8 +130,9 @@ class ExprMixin:
     # ------------------------------------------------------------ expressions
 
     def expr(self, expr: Expr, frame: Frame, ctx: GuardCond | None, *, var: str | None = None) -> str:
-        static = self.try_static(expr, frame)
-        if static is not None and not isinstance(expr, Name | String):
+        foldable = isinstance(expr, Number | Bool | UnaryOp | BinOp | Compare | BoolOp)
+        static = self.try_static(expr, frame) if foldable else None
+        if static is not None:
             vtype = "bool" if isinstance(static, bool) else "text" if isinstance(static, str) else "number"
             return self.add(frame, "const", vtype, expr.span, ctx, args=NodeArgs.make(value=static), var=var, static=static)
         match expr:

@@ -12,6 +12,7 @@ unbounded.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ttcl.compiler.ast import (
@@ -398,7 +399,9 @@ def check_verifier_call(checker: CallMixin, ctor: VerifierSig, call: Call) -> No
                               hint=did_you_mean(_plain(name_arg), known) or "checkers register under the `ttcl.verifiers` entry-point group")
 
 
+@functools.cache
 def _registered_checkers() -> list[str] | None:
+    """Names of the registered checkers (scanning entry points is slow, so once per process)."""
     try:
         from ttcl.runtime.tasks import available_checkers
     except ImportError:

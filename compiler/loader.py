@@ -124,6 +124,8 @@ def _read(path: Path, shown: str) -> str:
         raise _ReadFailure(f"cannot read `{shown}`: permission denied") from None
     except OSError as e:
         raise _ReadFailure(f"cannot read `{shown}`: {e.strerror or e}") from None
+    except ValueError:  # a NUL byte in the path
+        raise _ReadFailure(f"`{_printable(shown)}` is not a valid file name") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -137,10 +139,15 @@ def _read(path: Path, shown: str) -> str:
         ) from None
 
 
+def _printable(text: str) -> str:
+    """A path as a message can show it: control characters escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _sibling_hint(path: Path) -> str | None:
     try:
         names = [p.name for p in path.parent.iterdir() if p.suffix == ".ttc"]
-    except OSError:
+    except (OSError, ValueError):
         return None
     return did_you_mean(path.name, names)
 
@@ -182,7 +189,10 @@ class _Loader:
     def _import(self, imp: Import, importer_file: str, base: Path, stack: list[tuple[str, str]]) -> str | None:
         target = (base / imp.path) if not os.path.isabs(imp.path) else Path(imp.path)
         shown = _display_join(importer_file, imp.path)
-        key = str(target.resolve()) if target.exists() else str(target.absolute())
+        try:
+            key = str(target.resolve()) if target.exists() else str(target.absolute())
+        except (OSError, ValueError):  # a NUL byte, a name too long for the file system
+            key = str(target.absolute())
         on_stack = [k for k, _ in stack]
         if key in on_stack:
             cycle = [f for _, f in stack[on_stack.index(key):]] + [shown]
@@ -198,12 +208,12 @@ class _Loader:
         if key in self._bad_keys:
             return None
         if not imp.path.endswith(".ttc"):
-            self._fail(imp, key, f"cannot import `{imp.path}`: imports name .ttc files", None)
+            self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: imports name .ttc files", None)
             return None
         try:
             source = _read(target, shown)
         except _ReadFailure as e:
-            self._fail(imp, key, f"cannot import `{imp.path}`: {e.message}", e.hint)
+            self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: {e.message}", e.hint)
             return None
         try:
             module = _parse(source, shown)

@@ -161,3 +161,11 @@ def test_syntax_error_in_the_root_raises(tmp_path: Path) -> None:
     root = write(tmp_path / "root.ttc", "ttcl 1\nstrategy (\n")
     with pytest.raises(SyntaxDiagnosticError):
         load_program(root, file="root.ttc")
+
+
+def test_unusable_import_names_are_diagnostics(tmp_path: Path) -> None:
+    long_name = "a" * 300 + ".ttc"
+    root = write(tmp_path / "root.ttc", main_importing(("a\x00b.ttc", "x"), (long_name, "y"), call="x"))
+    first, second = load_program(root, file="root.ttc").diagnostics
+    assert first.message == "cannot import `a\\x00b.ttc`: `a\\x00b.ttc` is not a valid file name"
+    assert second.message == f"cannot import `{long_name}`: cannot read `{long_name}`: File name too long"

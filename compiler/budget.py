@@ -67,6 +67,7 @@ class ValueBound:
     prompt_len: int = 0
     gen_len: int = 0
     length: int = 0  # text / answer: tokens, no specials
+    is_cands: bool = False
 
     @property
     def seq_len(self) -> int:
@@ -76,7 +77,7 @@ class ValueBound:
     def join(self, other: ValueBound) -> ValueBound:
         return ValueBound(
             max(self.count, other.count), max(self.prompt_len, other.prompt_len),
-            max(self.gen_len, other.gen_len), max(self.length, other.length),
+            max(self.gen_len, other.gen_len), max(self.length, other.length), self.is_cands or other.is_cands,
         )
 
 
@@ -147,13 +148,13 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
         case "vote" | "best":
             return ValueBound(length=first.gen_len), None
         case "top":
-            return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len), None
+            return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True), None
         case "filter":
             return first, None
         case "concat":
             left, right = values[node.inputs[0].node], values[node.inputs[1].node]
             joined = left.join(right)
-            return ValueBound(left.count + right.count, joined.prompt_len, joined.gen_len), None
+            return ValueBound(left.count + right.count, joined.prompt_len, joined.gen_len, is_cands=True), None
         case "phi" | "return":
             out = ValueBound()
             for port in node.inputs:
@@ -177,7 +178,7 @@ def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], ca
         if part.text is not None:
             total += text_tokens(part.text)
         elif part.source is not None:
-            total += _field_len(values[part.source], part.path[1:], is_cands=values[part.source].count > 0)
+            total += _field_len(values[part.source], part.path[1:], is_cands=values[part.source].is_cands)
         elif part.path[0] == "c" and cand is not None:
             total += _field_len(cand, part.path[1:], is_cands=True)
         elif part.path[0] == "question":
@@ -221,14 +222,14 @@ def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, q
     assert a.model is not None and a.n is not None and a.max_tokens is not None
     prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS
     cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens)
-    return ValueBound(a.n, prompt, a.max_tokens), cost
+    return ValueBound(a.n, prompt, a.max_tokens, is_cands=True), cost
 
 
 def _extend(node: DagNode, cands: ValueBound, spec_of: SpecLookup) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
     cost = _gen_cost(spec_of(a.model), cands.count, cands.seq_len, a.n, a.max_tokens)
-    return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens), cost
+    return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens, is_cands=True), cost
 
 
 def _verify_cost(v: VerifierRef, cands: ValueBound, spec_of: SpecLookup, values: dict[str, ValueBound], question: int) -> Cost:
@@ -261,7 +262,7 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
             cost = _add(cost, _verify_cost(a.feedback, current, spec_of, values, question))
         prompt = _template_len(a.prompt or [], values, current, question) + SPECIAL_TOKENS
         cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
-        current = ValueBound(current.count, prompt, a.max_tokens)
+        current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True)
     return current, cost
 
 

@@ -228,3 +228,11 @@ def test_total_cost_nests_max_over_arms_inside_sums() -> None:
     costs = {"a": Cost(calls=1), "t": Cost(calls=2, gen_tokens=1), "f": Cost(calls=10), "tt": Cost(calls=5, gen_tokens=7)}
     total = total_cost(dag, costs)
     assert (total.calls, total.gen_tokens) == (1 + max(2 + 5, 10), 8)
+
+
+def test_candidate_fields_in_a_prompt_use_generated_and_prompt_lengths() -> None:
+    b = bounds(
+        '    d = sample(policy, question, n = 2, max_tokens = 10)\n'
+        '    e = sample(policy, "Fix: {d.text} / {d.prompt}", max_tokens = 1)\n    return vote(e)'
+    )
+    assert b["main/e"]["prompt_tokens"] == len("Fix: ") + 10 + len(" / ") + 41 + SPECIAL_TOKENS

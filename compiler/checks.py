@@ -41,7 +41,7 @@ from ttcl.compiler.checks_decls import build_scope, check_declarations, check_ve
 from ttcl.compiler.checks_exprs import ExprChecker
 from ttcl.compiler.checks_flow import FlowChecker, assigned_names
 from ttcl.compiler.checks_scope import CallTarget, CheckContext, ModuleScope, StrategyKey, Symbol
-from ttcl.compiler.loader import LoadedModule, Program
+from ttcl.compiler.loader import Instance, LoadedModule, Program
 from ttcl.compiler.params import (
     AUTO,
     ParamValue,
@@ -53,6 +53,7 @@ from ttcl.compiler.params import (
 __all__ = ["CheckedProgram", "check_program", "entry_strategy_name"]
 
 ENTRY_NAME = "main"
+MAX_INSTANCES = 1000
 
 
 @dataclass
@@ -100,8 +101,9 @@ def check_program(program: Program, overrides: Mapping[str, str] | None = None) 
         ctx.scopes[key] = build_scope(ctx, loaded)
     for scope in ctx.scopes.values():
         check_declarations(ctx, scope)
-    instance_params = _resolve_all(ctx, program, overrides or {})
-    for inst in program.instances():
+    instances = _instances(ctx, program)
+    instance_params = _resolve_all(ctx, instances, overrides or {})
+    for inst in instances:
         # a param whose declaration is invalid is still static: `Auto()` stands in for its value
         unknown = {d.name: AUTO for d in inst.module.module.params}
         ctx.module_params.setdefault(inst.module.key, unknown | instance_params.get(inst.path, {}))
@@ -132,11 +134,23 @@ def check_program(program: Program, overrides: Mapping[str, str] | None = None) 
     )
 
 
-def _resolve_all(ctx: CheckContext, program: Program, overrides: Mapping[str, str]) -> dict[str, dict[str, ParamValue]]:
+def _instances(ctx: CheckContext, program: Program) -> list[Instance]:
+    """Every module instance, refusing import trees that expand past MAX_INSTANCES (each is inlined)."""
+    out: list[Instance] = []
+    for inst in program.instances():
+        if len(out) == MAX_INSTANCES:
+            ctx.error(program.root.module.imports[0].span, f"the imports expand to more than {MAX_INSTANCES} module instances",
+                      hint="a module imported under several aliases is instantiated once per alias path; import it once")
+            break
+        out.append(inst)
+    return out
+
+
+def _resolve_all(ctx: CheckContext, instances: list[Instance], overrides: Mapping[str, str]) -> dict[str, dict[str, ParamValue]]:
     """Param values per instance path: defaults, then `--set` (`n=..` for the root, `bon.n=..` below it)."""
     by_path: dict[str, Mapping[str, str]] = {"": overrides}
     out: dict[str, dict[str, ParamValue]] = {}
-    for inst in program.instances():
+    for inst in instances:
         mine = by_path.get(inst.path, {})
         own, nested = split_overrides(mine)
         module = inst.module.module

@@ -178,3 +178,16 @@ def test_strategy_keyword_params() -> None:
         "param `n` of `helper` must be static"
     ]
     assert messages("    return helper(question, t = t * question)", extra=extra) == ["`*` needs numbers; got number and text"]
+
+
+def test_import_trees_that_explode_are_refused(tmp_path: Path) -> None:
+    last = 11
+    for i in range(last):
+        (tmp_path / f"m{i}.ttc").write_text(
+            f'ttcl 1\nimport "m{i + 1}.ttc" as a\nimport "m{i + 1}.ttc" as b\n'
+            "strategy main(q: text) -> answer {\n    return a.main(q)\n}\n"
+        )
+    (tmp_path / f"m{last}.ttc").write_text('ttcl 1\nmodel p = "ttcl:arith-s"\nstrategy main(q: text) -> answer {\n    return vote(sample(p, q))\n}\n')
+    with pytest.raises(SemanticDiagnosticError) as e:
+        check_program(load_program(tmp_path / "m0.ttc", file="m0.ttc"))
+    assert [d.message for d in e.value.diagnostics] == ["the imports expand to more than 1000 module instances"]

@@ -1,0 +1,129 @@
+"""`ttcl models`, `ttcl zoo train` and `ttcl data`: the bundled model family and its task data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttcl.errors import TtclError, TtclRuntimeError
+
+
+class ZooArgumentError(TtclError):
+    """A bad command-line argument to a zoo or data command."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"error: invalid value for {option}: {message}")
+
+zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*).", no_args_is_help=True)
+data_app = typer.Typer(help="Synthetic task data as GSM8K-style JSONL.", no_args_is_help=True)
+
+
+def _fmt_params(n: object) -> str:
+    if not isinstance(n, int):
+        return "?"
+    return f"{n / 1e6:.2f}M" if n >= 1_000_000 else f"{n / 1e3:.0f}k"
+
+
+def _headline(meta: dict) -> str:
+    h = meta.get("headline")
+    if not isinstance(h, dict) or "value" not in h:
+        return "-"
+    v = float(h["value"])
+    metric = str(h.get("metric", ""))
+    return f"AUROC {v:.3f}" if "auroc" in metric else f"{100 * v:.1f}% greedy"
+
+
+def models() -> None:
+    """List the bundled models: size, task, kind, training FLOPs and headline accuracy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ttcl.zoo.registry import list_models
+
+    cards = list_models()
+    if not cards:
+        raise TtclRuntimeError("no bundled models are installed (train them with `ttcl zoo train`)")
+    table = Table(title="bundled models (ttcl:NAME)")
+    for col in ("name", "params", "non-emb", "task", "kind", "train FLOPs", "train s", "headline"):
+        table.add_column(col, justify="right" if col in ("params", "non-emb", "train FLOPs", "train s") else "left")
+    for m in cards:
+        flops = m.get("training_flops")
+        table.add_row(
+            f"ttcl:{m.get('name')}",
+            _fmt_params(m.get("params_total")),
+            _fmt_params(m.get("params_non_embedding")),
+            str(m.get("task", "?")),
+            str(m.get("kind", "?")),
+            f"{flops:.2e}" if isinstance(flops, int | float) else "?",
+            f"{m.get('wall_seconds', '?')}",
+            _headline(m),
+        )
+    Console().print(table)
+
+
+@zoo_app.command("train")
+def train(
+    only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A few steps per model: checks the pipeline, not for shipping.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write models here instead of the package's models directory.")] = None,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
+) -> None:
+    """Reproduce the bundled models from their seeds (CPU; about an hour for all of them)."""
+    from ttcl.zoo.family import ALL, train_one
+    from ttcl.zoo.registry import MODELS_DIR
+
+    names = list(only) if only else list(ALL)
+    unknown = [n.removeprefix("ttcl:") for n in names if n.removeprefix("ttcl:") not in ALL]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], ALL, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ZooArgumentError("--only", f"no model named {unknown[0]!r}{hint} (known: {', '.join(ALL)})")
+    root = out if out is not None else MODELS_DIR
+    if quick and out is None:
+        raise ZooArgumentError("--quick", "quick models are not for shipping: give --out DIR")
+    for name in names:
+        name = name.removeprefix("ttcl:")
+        meta = train_one(name, root, is_quick=quick, evaluate=not no_eval,
+                         log=lambda s: typer.echo(s, err=True))
+        typer.echo(f"{name}: {meta['params_total']:,} params, {meta['wall_seconds']} s, headline {_headline(meta)}")
+
+
+@data_app.command("arith")
+def data_arith(
+    steps: Annotated[str, typer.Option("--steps", help="Number of operations: N or A..B (cycled evenly).")] = "1..8",
+    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+) -> None:
+    """Arith problems as JSONL lines {"question", "answer" (steps then '#### N'), "steps"} on stdout."""
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems, parse_steps_spec
+
+    try:
+        levels = parse_steps_spec(steps)
+    except ValueError as e:
+        raise ZooArgumentError("--steps", str(e)) from e
+    count = _int_option("--n", n, minimum=0)
+    seed_value = _int_option("--seed", seed)
+    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
+        sys.stdout.write(line + "\n")
+
+
+def _int_option(option: str, text: str, minimum: int | None = None) -> int:
+    # Parsed here, not by typer, so a bad value is a one-line ttcl error, never a traceback.
+    try:
+        value = int(text)
+    except ValueError:
+        raise ZooArgumentError(option, f"expected an integer, got {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise ZooArgumentError(option, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.add_typer(zoo_app, name="zoo")
+    app.add_typer(data_app, name="data")

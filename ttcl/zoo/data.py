@@ -1,0 +1,158 @@
+"""Character vocabulary, tokenizer files and training batches for the zoo models.
+
+The tokenizer is a `PreTrainedTokenizerFast` over a `tokenizers` WordLevel
+model that splits text into single characters, so `AutoTokenizer` loads it
+from a model directory with no custom code. Training encodes with the same
+table directly (`encode`), which is faster than the tokenizer and identical
+to it (tests check both agree).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ttcl.runtime.tasks.arith import Problem, generate
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+SPECIALS = (PAD, EOS, UNK)
+CHARS = "0123456789+-*/=#:?.,()<>[]!;'\"_ \n" + string.ascii_lowercase + string.ascii_uppercase
+VOCAB: dict[str, int] = {t: i for i, t in enumerate((*SPECIALS, *CHARS))}
+PAD_ID, EOS_ID, UNK_ID = VOCAB[PAD], VOCAB[EOS], VOCAB[UNK]
+
+# `revise` prompt: the runtime fills it and the model writes a corrected solution.
+REVISE_TEMPLATE = "{question}\nattempt:\n{attempt}\nfix:\n"
+
+
+def encode(text: str) -> list[int]:
+    return [VOCAB.get(ch, UNK_ID) for ch in text]
+
+
+def build_tokenizer(model_max_length: int, padding_side: str = "left"):  # -> PreTrainedTokenizerFast
+    """The HF tokenizer for the character vocabulary (left padding for batched generation;
+    the reward models pad on the right)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(vocab=dict(VOCAB), unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        padding_side=padding_side,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+    return fast
+
+
+def save_tokenizer(out: Path, model_max_length: int, padding_side: str = "left") -> None:
+    build_tokenizer(model_max_length, padding_side).save_pretrained(str(out))
+
+
+# ---------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True)
+class Example:
+    """A prompt and the target completion (the loss covers the completion and EOS only)."""
+
+    prompt: str
+    completion: str
+
+
+def cot_example(p: Problem) -> Example:
+    return Example(p.prompt, p.solution)
+
+
+def direct_example(p: Problem) -> Example:
+    return Example(p.prompt, f"#### {p.answer}")
+
+
+def corrupt_solution(p: Problem, rng: random.Random) -> str:
+    """A plausible wrong attempt: one step gets a wrong result (or is skipped) and the
+    chain continues correctly from the wrong value, as a policy's slip would."""
+    vals = p.values
+    k = rng.randrange(p.steps)
+    lines = [f"{vals[i]}{op}{x}={vals[i + 1]}" for i, (op, x) in enumerate(p.ops[:k])]
+    kind = rng.random()
+    op, x = p.ops[k]
+    right = vals[k + 1]
+    if kind < 0.6:
+        wrong = right + rng.choice([-10, -2, -1, 1, 2, 10, 100, -100])
+        if wrong < 0 or wrong == right:
+            wrong = right + 1
+    elif kind < 0.8 and right >= 10:
+        digits = list(str(right))
+        i = rng.randrange(len(digits))
+        digits[i] = str((int(digits[i]) + rng.randint(1, 9)) % 10)
+        wrong = int("".join(digits)) if digits[0] != "0" else right + 1
+        if wrong == right:
+            wrong = right + 1
+    else:
+        wrong = right + rng.randint(1, 30)
+    lines.append(f"{vals[k]}{op}{x}={wrong}")
+    v = wrong
+    for op2, x2 in p.ops[k + 1 :]:
+        nv = v + x2 if op2 == "+" else v - x2 if op2 == "-" else v * x2
+        lines.append(f"{v}{op2}{x2}={nv}")
+        v = nv
+    if rng.random() < 0.15 and len(lines) > 1:  # sometimes the attempt stops early
+        lines = lines[: rng.randrange(1, len(lines))]
+    lines.append(f"#### {v}")
+    return "\n".join(lines)
+
+
+def revise_example(p: Problem, rng: random.Random, p_correct: float = 0.25) -> Example:
+    attempt = p.solution if rng.random() < p_correct else corrupt_solution(p, rng)
+    return Example(REVISE_TEMPLATE.format(question=p.question, attempt=attempt), p.solution)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model trains on. `revise_frac` of the examples are revision pairs."""
+
+    kind: str = "policy"  # policy | direct | revise
+    steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    revise_frac: float = 0.5
+
+
+def draw_examples(spec: DataSpec, rng: random.Random, n: int) -> list[Example]:
+    out: list[Example] = []
+    for _ in range(n):
+        p = generate(rng.choice(spec.steps), rng)
+        if spec.kind == "direct":
+            out.append(direct_example(p))
+        elif spec.kind == "revise" and rng.random() < spec.revise_frac:
+            out.append(revise_example(p, rng))
+        else:
+            out.append(cot_example(p))
+    return out
+
+
+def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """Right-padded (input_ids, attention_mask, labels) and the number of target tokens."""
+    seqs = []
+    for ex in examples:
+        prompt, target = encode(ex.prompt), [*encode(ex.completion), EOS_ID]
+        seqs.append((prompt, target))
+    width = max(len(a) + len(b) for a, b in seqs)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    n_target = 0
+    for i, (a, b) in enumerate(seqs):
+        row = a + b
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        labels[i, len(a) : len(row)] = torch.tensor(b)
+        n_target += len(b)
+    return ids, mask, labels, n_target

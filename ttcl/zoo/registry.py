@@ -1,0 +1,99 @@
+"""Where the bundled models live, and what their cards say.
+
+`ttcl:NAME` refers to a model shipped in this package (`ttcl/zoo/models/NAME/`).
+Any other reference must be an existing local directory. Nothing here touches
+the network or imports torch: the compiler reads model sizes from here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+from ttcl.errors import TtclRuntimeError
+
+PREFIX = "ttcl:"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+META_FILE = "ttcl_meta.json"
+
+
+def shipped_names() -> list[str]:
+    """Names of the bundled models that have a meta file (sorted by kind, then size)."""
+    if not MODELS_DIR.is_dir():
+        return []
+    names = [d.name for d in MODELS_DIR.iterdir() if (d / META_FILE).is_file()]
+    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4}
+
+    def key(name: str) -> tuple[int, int, str]:
+        meta = _read_meta(MODELS_DIR / name)
+        return (order.get(str(meta.get("kind")), 9), int(meta.get("params_total", 0)), name)
+
+    return sorted(names, key=key)
+
+
+def resolve_model(ref: str) -> Path:
+    """The local directory for a model reference: `ttcl:NAME` or a directory path."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise TtclRuntimeError("empty model reference; use ttcl:NAME (see `ttcl models`) or a local directory")
+    ref = ref.strip()
+    if ref.startswith(PREFIX):
+        name = ref[len(PREFIX) :]
+        path = MODELS_DIR / name
+        if name and "/" not in name and (path / META_FILE).is_file():
+            return path
+        known = shipped_names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{PREFIX}{close[0]}'?" if close else ""
+        listing = ", ".join(PREFIX + k for k in known) or "none are installed"
+        raise TtclRuntimeError(f"unknown bundled model '{ref}'{hint} (bundled: {listing})")
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    close = difflib.get_close_matches(ref, [PREFIX + k for k in shipped_names()] + [k for k in shipped_names()], n=1)
+    if close:
+        name = close[0] if close[0].startswith(PREFIX) else PREFIX + close[0]
+        hint = f"; did you mean '{name}'?"
+    else:
+        hint = ""
+    raise TtclRuntimeError(
+        f"model '{ref}' is not a bundled model (ttcl:NAME) nor a local directory{hint}. "
+        "ttcl never downloads models: pass the path of a local Hugging Face model directory."
+    )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / META_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def model_card(ref: str) -> dict[str, Any]:
+    """The model's `ttcl_meta.json` (sizes, task, kind, training cost, accuracy), plus its path.
+
+    A local directory without a meta file gets what its `config.json` says."""
+    path = resolve_model(ref)
+    meta = _read_meta(path)
+    if not meta:
+        try:
+            cfg = json.loads((path / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            cfg = {}
+        meta = {
+            "name": path.name,
+            "n_layer": cfg.get("n_layer", cfg.get("num_hidden_layers")),
+            "d_model": cfg.get("n_embd", cfg.get("hidden_size")),
+            "n_ctx": cfg.get("n_positions", cfg.get("max_position_embeddings")),
+        }
+    meta["path"] = str(path)
+    return meta
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Cards of every bundled model."""
+    return [model_card(PREFIX + name) for name in shipped_names()]
+
+
+__all__ = ["MODELS_DIR", "PREFIX", "list_models", "model_card", "resolve_model", "shipped_names"]

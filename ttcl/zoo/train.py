@@ -1,0 +1,176 @@
+"""Training the zoo's causal LMs (policies, the revise and direct variants).
+
+Every model trains for a fixed number of optimizer steps on data drawn from a
+seeded generator, with a fixed thread count, so a retrain from the same seed
+reproduces it. Wall time varies with the machine; accuracy does not.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ttcl.zoo.data import EOS_ID, PAD_ID, VOCAB, DataSpec, collate, draw_examples, save_tokenizer
+
+Log = Callable[[str], None]
+THREADS = 1  # fixed, so a retrain is bit-for-bit the same on any machine; run models in parallel
+
+
+@dataclass(frozen=True)
+class LMRecipe:
+    """Everything that determines one trained causal LM."""
+
+    name: str
+    kind: str  # policy | revise | direct
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_ctx: int
+    train_steps: int
+    batch_size: int = 64
+    lr: float = 3e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    init_std: float = 0.02
+    data: DataSpec = field(default_factory=DataSpec)
+
+
+def gpt2_config(r: LMRecipe, **extra: object):  # -> GPT2Config
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        vocab_size=len(VOCAB),
+        n_positions=r.n_ctx,
+        n_embd=r.n_embd,
+        n_layer=r.n_layer,
+        n_head=r.n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=EOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=PAD_ID,
+        initializer_range=r.init_std,
+        **extra,
+    )
+
+
+def param_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, non-embedding) parameters; embeddings are the token and position tables."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = sum(m.weight.numel() for n, m in model.named_modules() if n.endswith(("wte", "wpe")))
+    return total, total - emb
+
+
+def lr_at(step: int, r: LMRecipe) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak."""
+    if step < r.warmup:
+        return r.lr * (step + 1) / r.warmup
+    t = (step - r.warmup) / max(1, r.train_steps - r.warmup)
+    return r.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def make_optimizer(model: torch.nn.Module, r: LMRecipe) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=r.lr, betas=(0.9, 0.98))
+
+
+BUCKET = 8  # batches drawn at once and sorted by length, to cut padding
+
+
+def length_buckets(r: LMRecipe, rng: random.Random) -> list:
+    """BUCKET batches of similar-length examples, in a seeded random order."""
+    pool = draw_examples(r.data, rng, r.batch_size * BUCKET)
+    pool.sort(key=lambda e: len(e.prompt) + len(e.completion))
+    chunks = [pool[i * r.batch_size : (i + 1) * r.batch_size] for i in range(BUCKET)]
+    rng.shuffle(chunks)
+    return [collate(c) for c in chunks]
+
+
+def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 100) -> tuple[torch.nn.Module, dict]:
+    """Train one causal LM; save it (weights, config, tokenizer) to `out` when given."""
+    from transformers import GPT2LMHeadModel
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(r.seed)
+    rng = random.Random(r.seed)
+    model = GPT2LMHeadModel(gpt2_config(r))
+    model.config._attn_implementation = "sdpa"
+    opt = make_optimizer(model, r)
+    total, non_emb = param_counts(model)
+    log(f"[{r.name}] params total={total:,} non-embedding={non_emb:,} steps={r.train_steps}")
+    t0 = time.time()
+    tokens = 0
+    target_tokens = 0
+    losses: list[float] = []
+    model.train()
+    batches: list = []
+    for step in range(r.train_steps):
+        if not batches:
+            batches = length_buckets(r, rng)
+        ids, mask, labels, n_target = batches.pop()
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, r)
+        # Right padding under a causal mask: no real token ever sees a pad, so no mask
+        # is needed and sdpa takes its fast causal path.
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens += int(mask.sum())
+        target_tokens += n_target
+        losses.append(float(loss))
+        if log_every and (step + 1) % log_every == 0:
+            avg = sum(losses[-log_every:]) / len(losses[-log_every:])
+            el = time.time() - t0
+            log(f"[{r.name}] step {step + 1}/{r.train_steps} loss {avg:.4f} {tokens / el:,.0f} tok/s {el:.0f}s")
+    wall = time.time() - t0
+    model.eval()
+    meta = {
+        "name": r.name,
+        "kind": r.kind,
+        "task": "arith",
+        "architecture": "GPT2LMHeadModel",
+        "params_total": total,
+        "params_non_embedding": non_emb,
+        "n_layer": r.n_layer,
+        "d_model": r.n_embd,
+        "n_head": r.n_head,
+        "n_ctx": r.n_ctx,
+        "seed": r.seed,
+        "train_steps": r.train_steps,
+        "batch_size": r.batch_size,
+        "training_tokens": tokens,
+        "training_target_tokens": target_tokens,
+        "training_flops": 6 * non_emb * tokens,
+        "training_flops_formula": "6*N*D (N non-embedding params, D tokens processed)",
+        "wall_seconds": round(wall, 1),
+        "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 5),
+        "first_loss": round(losses[0], 5),
+        "recipe": {k: v for k, v in asdict(r).items() if k != "data"} | {"data": asdict(r.data)},
+    }
+    if out is not None:
+        save_lm(model, out, r.n_ctx, meta)
+    return model, meta
+
+
+def save_lm(model: torch.nn.Module, out: Path, n_ctx: int, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    save_tokenizer(out, n_ctx)
+    write_meta(out, meta)
+
+
+def write_meta(out: Path, meta: dict) -> None:
+    (out / "ttcl_meta.json").write_text(json.dumps(meta, indent=2) + "\n")

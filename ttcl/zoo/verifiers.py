@@ -1,0 +1,261 @@
+"""Learned verifiers: an outcome reward model (ORM) and a process reward model (PRM).
+
+Both are trained on the policies' own samples, labelled by the exact arith
+checkers, starting from a policy's transformer weights:
+
+- ORM: `GPT2ForSequenceClassification`, 1 label. Input `question + "\n" + completion`;
+  score = sigmoid(logit) at the last real token = P(final answer is right).
+- PRM: `GPT2ForTokenClassification`, 1 label. Input `question + "\n" + lines`, where the
+  completion is normalised to its non-empty stripped lines, each followed by "\n";
+  the score of step i = sigmoid(logit) at the i-th "\n" after the prompt =
+  P(steps 1..i are all right).
+
+The saved tokenizers pad on the right, so `model(**tok(texts, padding=True))` is correct
+as is; left padding needs `position_ids = attention_mask.cumsum(-1) - 1`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ttcl.runtime.tasks.arith import checker, make_problems
+from ttcl.zoo.data import PAD_ID, encode, save_tokenizer
+from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
+
+
+@dataclass(frozen=True)
+class VerifierRecipe:
+    name: str
+    kind: str  # orm | prm
+    init_from: str  # policy whose transformer weights start the verifier
+    train_steps: int = 600
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """Which policies sample the verifier data, on which problems."""
+
+    policies: tuple[str, ...] = ("arith-s", "arith-m")
+    problems_per_policy: int = 1200
+    samples_per_problem: int = 4
+    temperature: float = 1.0
+    holdout_frac: float = 0.2
+    seed: int = 7
+
+
+def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log = print) -> list[dict]:
+    """Labelled samples: question, completion, outcome, step labels, split (train/heldout)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.evaluate import max_new_tokens
+    from ttcl.zoo.sampling import generate
+
+    torch.set_num_threads(THREADS)
+    rows: list[dict] = []
+    for pi, name in enumerate(spec.policies):
+        t0 = time.time()
+        model = AutoModelForCausalLM.from_pretrained(str(model_dirs[name])).eval()
+        tok = AutoTokenizer.from_pretrained(str(model_dirs[name]))
+        problems = make_problems(spec.problems_per_policy, range(1, 9), spec.seed + 101 * pi)
+        n_hold = int(len(problems) * spec.holdout_frac)
+        by_level: dict[int, list[int]] = {}
+        for i, p in enumerate(problems):
+            by_level.setdefault(p.steps, []).append(i)
+        for steps, idx in sorted(by_level.items()):
+            outs = generate(model, tok, [problems[i].prompt for i in idx], n=spec.samples_per_problem,
+                            temperature=spec.temperature, max_new_tokens=max_new_tokens(steps),
+                            batch_size=512, seed=spec.seed + steps)
+            for i, comps in zip(idx, outs, strict=True):
+                q = problems[i].question
+                for c in comps:
+                    rows.append({
+                        "policy": name, "question": q, "completion": c, "steps": steps,
+                        "outcome": checker.outcome(q, c), "step_labels": checker.steps(q, c),
+                        "split": "heldout" if i < n_hold else "train",
+                    })
+        acc = sum(r["outcome"] for r in rows if r["policy"] == name) / (len(problems) * spec.samples_per_problem)
+        log(f"[verifier data] {name}: {len(problems) * spec.samples_per_problem} samples, "
+            f"{acc:.1%} correct, {time.time() - t0:.0f}s")
+    return rows
+
+
+def _orm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    seqs = [encode(r["question"] + "\n" + r["completion"]) for r in rows]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    y = torch.tensor([r["outcome"] for r in rows], dtype=torch.float)
+    return ids, mask, y
+
+
+def _prm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ttcl.zoo.sampling import prm_completion
+
+    newline = encode("\n")[0]
+    seqs, targets = [], []
+    for r in rows:
+        prompt = encode(r["question"] + "\n")
+        body = encode(prm_completion(r["completion"]))
+        seqs.append(prompt + body)
+        t = [-1.0] * len(prompt + body)
+        ends = [len(prompt) + j for j, tid in enumerate(body) if tid == newline]
+        for pos, lab in zip(ends, r["step_labels"], strict=False):
+            t[pos] = lab
+        targets.append(t)
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    y = torch.full((len(seqs), width), -1.0)
+    for i, (s, t) in enumerate(zip(seqs, targets, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+        y[i, : len(t)] = torch.tensor(t)
+    return ids, mask, y
+
+
+def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Path | None,
+                   log: Log = print, log_every: int = 100) -> tuple[torch.nn.Module, dict]:
+    from transformers import GPT2ForSequenceClassification, GPT2ForTokenClassification
+
+    from ttcl.zoo.evaluate import auroc
+    from ttcl.zoo.sampling import score_sequences, score_steps
+    from ttcl.zoo.train import LMRecipe, lr_at, make_optimizer
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(r.seed)
+    rng = random.Random(r.seed)
+    cls = GPT2ForSequenceClassification if r.kind == "orm" else GPT2ForTokenClassification
+    model = cls.from_pretrained(str(init_dir), num_labels=1, pad_token_id=PAD_ID)
+    model.config._attn_implementation = "sdpa"
+    train = [x for x in rows if x["split"] == "train"]
+    held = [x for x in rows if x["split"] == "heldout"]
+    sched = LMRecipe(r.name, r.kind, 0, 0, 0, 0, r.train_steps, lr=r.lr, warmup=50)
+    opt = make_optimizer(model, sched)
+    total, non_emb = param_counts(model)
+    log(f"[{r.name}] params total={total:,} non-embedding={non_emb:,} train={len(train)} heldout={len(held)}")
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    t0, tokens, losses = time.time(), 0, []
+    model.train()
+    order: list[int] = []
+    for step in range(r.train_steps):
+        if len(order) < r.batch_size:
+            order = list(range(len(train)))
+            rng.shuffle(order)
+        batch = [train[order.pop()] for _ in range(r.batch_size)]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, sched)
+        if r.kind == "orm":
+            ids, mask, y = _orm_batch(batch)
+            logits = model(input_ids=ids).logits[:, 0]  # right padding: last non-pad token
+            loss = bce(logits, y).mean()
+        else:
+            ids, mask, y = _prm_batch(batch)
+            logits = model(input_ids=ids).logits[..., 0]
+            keep = y >= 0
+            loss = (bce(logits, y.clamp(min=0)) * keep).sum() / keep.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens += int(mask.sum())
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            log(f"[{r.name}] step {step + 1}/{r.train_steps} loss {sum(losses[-log_every:]) / log_every:.4f} "
+                f"{time.time() - t0:.0f}s")
+    wall = time.time() - t0
+    model.eval()
+    from ttcl.zoo.data import build_tokenizer
+
+    tok = build_tokenizer(model.config.n_positions)
+    if r.kind == "orm":
+        scores = score_sequences(model, tok, [x["question"] + "\n" + x["completion"] for x in held])
+        au = auroc(scores, [x["outcome"] for x in held])
+        extra = {"auroc_outcome": round(au, 4)}
+    else:
+        step_scores = score_steps(model, tok, [x["question"] + "\n" for x in held], [x["completion"] for x in held])
+        flat_s = [s for ss in step_scores for s in ss]
+        flat_y = [y for x in held for y in x["step_labels"]][: len(flat_s)]
+        flat_y = [y for x, ss in zip(held, step_scores, strict=True) for y in x["step_labels"][: len(ss)]]
+        au = auroc(flat_s, flat_y)
+        mins = [min(ss) if ss else 0.0 for ss in step_scores]
+        lasts = [ss[-1] if ss else 0.0 for ss in step_scores]
+        extra = {"auroc_steps": round(au, 4),
+                 "auroc_outcome_min_step": round(auroc(mins, [x["outcome"] for x in held]), 4),
+                 "auroc_outcome_last_step": round(auroc(lasts, [x["outcome"] for x in held]), 4)}
+    log(f"[{r.name}] held-out {extra}")
+    meta = {
+        "name": r.name,
+        "kind": r.kind,
+        "task": "arith",
+        "architecture": cls.__name__,
+        "params_total": total,
+        "params_non_embedding": non_emb,
+        "n_layer": model.config.n_layer,
+        "d_model": model.config.n_embd,
+        "n_head": model.config.n_head,
+        "n_ctx": model.config.n_positions,
+        "seed": r.seed,
+        "init_from": r.init_from,
+        "train_steps": r.train_steps,
+        "batch_size": r.batch_size,
+        "training_tokens": tokens,
+        "training_flops": 6 * non_emb * tokens,
+        "training_flops_formula": "6*N*D (N non-embedding params, D tokens processed; excludes the init policy and sampling)",
+        "wall_seconds": round(wall, 1),
+        "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 5),
+        "heldout_samples": len(held),
+        "train_samples": len(train),
+        "heldout_positive_rate": round(sum(x["outcome"] for x in held) / max(1, len(held)), 4),
+        "recipe": asdict(r),
+        **extra,
+    }
+    meta |= VERIFIER_USAGE[r.kind]
+    meta["headline"] = {"metric": "auroc_outcome" if r.kind == "orm" else "auroc_steps", "value": round(au, 4)}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out), safe_serialization=True)
+        save_tokenizer(out, model.config.n_positions, padding_side="right")
+        write_meta(out, meta)
+    return model, meta
+
+
+VERIFIER_USAGE: dict[str, dict] = {
+    "orm": {
+        "num_labels": 1,
+        "input_template": "{question}\n{completion}",
+        "score": "sigmoid(logits[0]) at the last non-pad token (AutoModelForSequenceClassification does this)",
+        "score_meaning": "P(final answer is correct)",
+        "padding_side": "right",
+    },
+    "prm": {
+        "num_labels": 1,
+        "input_template": "{question}\n{steps}",
+        "steps_format": "the completion's non-empty lines, each stripped and followed by '\\n' (the '#### N' line is the last step)",
+        "step_end_token": "\n",
+        "score": "sigmoid(logits[pos, 0]) at each step_end_token position after the prompt '{question}\\n' (AutoModelForTokenClassification)",
+        "score_meaning": "P(every step up to and including this one is correct)",
+        "aggregate": "min over steps (or the last step) scores a whole solution",
+        "padding_side": "right",
+    },
+}
+
+
+def save_rows(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def load_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -107,7 +107,6 @@ class CheckContext:
     symbols: dict[int, Symbol] = field(default_factory=dict)
     calls: dict[int, CallTarget] = field(default_factory=dict)
     edges: list[CallEdge] = field(default_factory=list)
-    keep_alive: list[Node] = field(default_factory=list)
 
     def error(self, span: Span, message: str, *, expected: str | None = None, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(span=span, message=message, expected=expected, hint=hint))

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from ttcl.compiler.checks import check_program
 from ttcl.compiler.loader import load_program
 

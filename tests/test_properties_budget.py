@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+from gen_budget_programs import PARAM_HIGH, budget_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.diagnostics import BudgetDiagnosticError
 from ttcl.compiler.pipeline import compile_program
 
-from gen_budget_programs import PARAM_HIGH, budget_programs
-
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 def _total(source: str, **overrides: int) -> dict[str, float]:
@@ -55,3 +54,13 @@ def test_auto_value_fits_and_the_next_does_not(prog) -> None:  # type: ignore[no
     if value < PARAM_HIGH:
         nxt = compile_program(source=prog.source, file="gen.ttc", overrides={"p0": str(value + 1)}).report
         assert nxt.verdict == "over"
+
+
+SLOW = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.slow
+@SLOW
+@given(prog=budget_programs(), data=st.data())
+def test_bound_is_monotone_many(prog, data) -> None:  # type: ignore[no-untyped-def]
+    test_bound_is_monotone_in_every_int_param.hypothesis.inner_test(prog, data)  # type: ignore[attr-defined]

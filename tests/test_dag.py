@@ -1,0 +1,97 @@
+"""DAG schema and control-flow encoding: ids, guards, phis, line lookup, JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ttcl.compiler.dag import GuardCond
+from ttcl.compiler.diagnostics import SemanticDiagnosticError
+from ttcl.compiler.pipeline import compile_program
+
+GOLDEN = Path(__file__).parent / "golden" / "valid"
+HEAD = 'ttcl 1\nmodel policy = "/nonexistent/p" (params = 1M, n_layer = 2, d_model = 64)\n'
+
+
+def dag_of(body: str, decls: str = "", **kw: object):  # type: ignore[no-untyped-def]
+    src = f"{HEAD}{decls}strategy main(q: text[<=8]) -> answer {{\n{body}\n}}\n"
+    return compile_program(source=src, file="t.ttc", **kw).dag  # type: ignore[arg-type]
+
+
+def test_loop_iterations_are_namespaced_and_chained_by_stop_guards() -> None:
+    dag = dag_of(
+        "    c = sample(policy, q)\n    repeat 3 {\n        c = extend(policy, c)\n    } until best_score(c) > 0.5\n    return vote(c)"
+    )
+    assert [n.id for n in dag if n.op == "extend"] == ["main/repeat@5[0]/c", "main/repeat@5[1]/c", "main/repeat@5[2]/c"]
+    assert dag["main/repeat@5[0]/c"].guard is None
+    assert dag["main/repeat@5[1]/c"].guard == GuardCond(node="main/repeat@5[0]/stop", arm=False)
+    assert [g.node for g in dag.guard_chain("main/repeat@5[2]/c")] == ["main/repeat@5[0]/stop", "main/repeat@5[1]/stop"]
+    merged = dag["main/c#2"]
+    assert merged.op == "phi"
+    assert merged.input_nodes() == ["main/c", "main/repeat@5[0]/c", "main/repeat@5[1]/c", "main/repeat@5[2]/c"]
+
+
+def test_branch_arms_sit_behind_one_guard_and_merge_in_a_phi() -> None:
+    dag = dag_of(
+        "    c = sample(policy, q)\n    if count(c) > 1 {\n        c = sample(policy, q, n = 2)\n    } else {\n"
+        "        c = sample(policy, q, n = 3)\n    }\n    return vote(c)"
+    )
+    guard = dag["main/if@5"]
+    assert guard.op == "guard" and dag[guard.input_nodes("cond")[0]].op == "compare"
+    assert dag["main/c#2"].guard == GuardCond(node="main/if@5", arm=True)
+    assert dag["main/c#3"].guard == GuardCond(node="main/if@5", arm=False)
+    assert dag["main/c#4"].input_nodes() == ["main/c#2", "main/c#3"]
+
+
+def test_break_guards_the_rest_of_the_iteration() -> None:
+    dag = dag_of(
+        "    c = sample(policy, q)\n    repeat 2 {\n        if agreement(c) > 0.9 {\n            break\n        }\n"
+        "        c = extend(policy, c)\n    }\n    return vote(c)"
+    )
+    first = dag["main/repeat@5[0]/c"]
+    assert first.guard == GuardCond(node="main/repeat@5[0]/exit@6", arm=False)
+    flag = dag["main/repeat@5[0]/exit@6.flag"]
+    assert flag.op == "phi"
+    assert [dag[i].args.value for i in flag.input_nodes()] == [False, True]
+    assert dag[flag.input_nodes()[1]].guard == GuardCond(node="main/repeat@5[0]/if@6", arm=True)
+
+
+def test_imported_calls_are_inlined_with_call_path_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(GOLDEN)
+    dag = compile_program(Path("import_call.ttc")).dag
+    assert "main/bon.main#1/drafts" in dag.nodes and "main/bon.main#2/drafts" in dag.nodes
+    assert dag["main/bon.main#2/drafts"].args.n == 3  # keyword argument sets the callee's param
+    assert dag["main/bon.main#1/drafts"].args.n == 4
+    assert dag["main/bon.main#1/drafts"].module == "sub_budget.ttc"
+    assert [c.ns for c in dag.calls] == ["main/bon.main#1", "main/bon.main#2", "main/polish#1"]
+
+
+def test_nodes_at_line_and_static_args() -> None:
+    dag = dag_of(
+        '    d = sample(policy, "Q: {q} n={k}", n = k * 2, max_tokens = 7, temperature = 0.5, stop = ["\\n", "##"])\n'
+        "    return vote(d)",
+        decls="param k: int = 3 in 1..10\n",
+    )
+    (node,) = [n for n in dag.nodes_at_line(5) if n.op == "sample"]
+    a = node.args
+    assert (a.n, a.max_tokens, a.temperature, a.top_p, a.stop, a.model.name) == (6, 7, 0.5, 1.0, ["\n", "##"], "policy")
+    assert [(p.text, p.path, p.source) for p in a.prompt] == [("Q: ", [], None), (None, ["q"], "main/q"), (" n=3", [], None)]
+    assert node.span.line == 5 and node.span.file == "t.ttc"
+    data = dag.to_json()
+    assert data["output"] == dag.output and data["nodes"][0]["id"] == "main/q"
+
+
+def test_dynamic_temperature_becomes_an_input() -> None:
+    dag = dag_of("    d = sample(policy, q, temperature = 1.0 - agreement(sample(policy, q)))\n    return vote(d)")
+    node = dag["main/d"]
+    assert node.args.temperature is None
+    assert dag[node.input_nodes("temperature")[0]].op == "arith"
+
+
+def test_too_many_nodes_is_a_diagnostic(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ttcl.compiler import dag_build
+
+    monkeypatch.setattr(dag_build, "MAX_NODES", 20)
+    with pytest.raises(SemanticDiagnosticError) as err:
+        dag_of("    c = sample(policy, q)\n    repeat 30 {\n        c = extend(policy, c)\n    }\n    return vote(c)")
+    assert "the program unrolls to more than 20 DAG nodes" in str(err.value)

@@ -69,3 +69,11 @@ def test_program_fits_its_budget(name: str) -> None:
     assert compiled.report.verdict == "fits"
     total = compiled.report.total
     assert (total["calls"], total["gen_tokens"]) == BOUNDS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_program_is_canonically_formatted(name: str) -> None:
+    from ttcl.compiler.fmt import format_source
+
+    source = (PROGRAMS / f"{name}.ttc").read_text(encoding="utf-8")
+    assert format_source(source, f"{name}.ttc") == source

@@ -97,9 +97,16 @@ def test_shared_prefix_charged_once(backend):
     backend.clear_cache()
     a, b = backend.generate([GenRequest(p, 4, HOT, seed=0), GenRequest(p, 4, HOT, seed=1)])
     assert (a.usage.prompt_tokens, b.usage.prompt_tokens) == (backend.count_tokens(p), 0)
-    # a later call finds the prompt in the prefix cache: only the last token is recomputed
+    # a later call finds the prompt and its next-token logits in the prefix cache: no prefill
     again = backend.generate([GenRequest(p, 2, HOT, seed=0)])[0]
-    assert again.usage.prompt_tokens == 1
+    assert (again.usage.prompt_tokens, again.usage.flops) == (
+        0,
+        sum(forward_flops(backend.spec, len(p), len(p) + len(s.token_ids)) for s in again.samples),
+    )
+    assert ids([again])[0] == ids([a])[0][:2]
+    # a prompt that extends a cached one computes only its new tokens
+    longer = backend.generate([GenRequest(p + "12", 1, HOT, seed=0)])[0]
+    assert longer.usage.prompt_tokens == 2
 
 
 def test_flops_are_forward_flops_sums(backend):
@@ -169,7 +176,10 @@ def test_oom_split_gives_identical_results(tiny_dir, backend):
     assert ids(split) == ids(whole)
     for w, s in zip(whole, split, strict=True):
         assert (s.usage.calls, s.usage.gen_tokens) == (w.usage.calls, w.usage.gen_tokens)
-        assert s.usage.prompt_tokens >= w.usage.prompt_tokens  # halves may prefill again
+    # a prompt split across halves is prefilled once: the second half finds it (and its
+    # next-token logits) in the prefix cache, so usage stays within the unsplit bound
+    assert [s.usage.prompt_tokens for s in split] == [w.usage.prompt_tokens for w in whole]
+    assert [s.usage.flops for s in split] == [w.usage.flops for w in whole]
 
 
 def test_single_row_oom_is_a_clear_error(tiny_dir):

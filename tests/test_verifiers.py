@@ -99,10 +99,13 @@ def test_judge_is_normalised_yes_probability(tmp_path):
     py, pn = p[judge.yes].sum(), p[judge.no].sum()
     assert scores[0] == pytest.approx(float(py / (py + pn)), abs=1e-5)
     assert usage.calls == 3
-    # the shared rubric preamble is served by the prefix cache on a second pass
+    # the prefix cache serves what was computed before: all of it, or the shared head
     again, usage2 = judge.score(ITEMS)
     assert again == pytest.approx(scores, abs=1e-5)
-    assert usage2.prompt_tokens == 3 < usage.prompt_tokens
+    assert (usage2.calls, usage2.prompt_tokens, usage2.flops) == (3, 0, 0.0)
+    q, c = ITEMS[0]
+    usage3 = judge.score([(q, c + "!")])[1]
+    assert usage3.prompt_tokens == len("!\nCorrect? ")
 
 
 class _Flaky:

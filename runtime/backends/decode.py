@@ -28,8 +28,16 @@ from ttcl.runtime.backends.sampling import key_tensor, sample, uniforms
 @dataclass
 class Context:
     ids: tuple[int, ...]
-    cached: int = 0  # leading positions served by `kv`
+    cached: int = 0  # leading positions served by `kv`; all of them when `logits` is set
     kv: KV | None = None
+    logits: torch.Tensor | None = None  # [V] next-token logits of a fully cached context
+
+    @classmethod
+    def from_hit(cls, ids: tuple[int, ...], hit) -> Context:
+        """Use a prefix-cache hit; without stored logits the last token is recomputed for them."""
+        if hit.logits is not None:
+            return cls(ids, len(ids), hit.kv, hit.logits)
+        return cls(ids, min(hit.length, len(ids) - 1), hit.kv)
 
 
 @dataclass
@@ -96,7 +104,8 @@ def prefill(call: ModelCall, contexts: list[Context], pad_id: int, device: torch
     """Prefill the uncached part of every context once.
 
     Returns logits [D, V] at each context's last token, the cache, the
-    attention mask [D, C + R] and the next position [D].
+    attention mask [D, C + R] and the next position [D]. A fully cached
+    context (stored logits) has no new tokens: its new segment is all padding.
     """
     past, width = _past_tensors(contexts, device)
     new = [c.ids[c.cached :] for c in contexts]
@@ -113,7 +122,13 @@ def prefill(call: ModelCall, contexts: list[Context], pad_id: int, device: torch
     if past is not None:
         for layer, (k, v) in enumerate(past):
             cache.update(k, v, layer)
-    logits = call(input_ids, mask, positions[:, width:], cache)  # [D, V]
+    if r_max:
+        logits = call(input_ids, mask, positions[:, width:], cache)  # [D, V]
+    else:  # everything was cached: nothing to compute
+        logits = torch.stack([c.logits for c in contexts]).to(device)
+    for i, c in enumerate(contexts):
+        if c.logits is not None:
+            logits[i] = c.logits
     next_pos = mask.sum(-1)  # [D]
     return logits, cache, mask, next_pos
 
@@ -173,7 +188,7 @@ def run_batch(
     device: torch.device,
     piece: Callable[[int], str],
     keep_ctx_kv: bool = True,
-) -> tuple[list[RowOut], list[KV | None]]:
+) -> tuple[list[RowOut], list[tuple[KV, torch.Tensor] | None]]:
     """Prefill contexts once, expand to rows, decode until every row finishes."""
     limit = []
     for r in rows:
@@ -182,7 +197,10 @@ def run_batch(
         )
         limit.append(max(room, 1))
     logits, cache, mask, pos = prefill(call, contexts, pad_id, device, max(limit))
-    ctx_kv = [row_kv(cache, mask[i], i) if keep_ctx_kv else None for i in range(len(contexts))]
+    ctx_kv = [
+        (row_kv(cache, mask[i], i), logits[i].clone()) if keep_ctx_kv else None
+        for i in range(len(contexts))
+    ]
 
     select = torch.tensor([r.ctx for r in rows], dtype=torch.long, device=device)  # [B]
     cache.batch_select_indices(select)

@@ -28,6 +28,19 @@ class _Entry:
     key: tuple[int, ...]
     kv: KV
     nbytes: int
+    logits: torch.Tensor | None = (
+        None  # [V] at the last position: a full hit needs no prefill at all
+    )
+
+
+@dataclass
+class Hit:
+    """A lookup result: `length` leading positions are served by `kv`; `logits` is set when the
+    whole query was cached together with its next-token logits."""
+
+    length: int = 0
+    kv: KV | None = None
+    logits: torch.Tensor | None = None
 
 
 class PrefixCache:
@@ -47,8 +60,8 @@ class PrefixCache:
     def clear(self) -> None:
         self.__init__(self.max_bytes)
 
-    def lookup(self, ids: tuple[int, ...]) -> tuple[int, KV | None]:
-        """Longest cached prefix of `ids`: (its length, per-layer KV covering at least that many positions)."""
+    def lookup(self, ids: tuple[int, ...]) -> Hit:
+        """The longest cached prefix of `ids`, with KV covering at least that many positions."""
         node, best_len, best_ref = self._root, 0, None
         for depth, tok in enumerate(ids, start=1):
             node = node.children.get(tok)
@@ -57,25 +70,31 @@ class PrefixCache:
             if node.ref is not None and node.ref in self._entries:
                 best_len, best_ref = depth, node.ref
         if best_ref is None:
-            return 0, None
+            return Hit()
         self._entries.move_to_end(best_ref)
         self.hits += 1
         self.hit_tokens += best_len
-        return best_len, self._entries[best_ref].kv
+        entry = self._entries[best_ref]
+        exact = best_len == len(ids) and len(entry.key) == len(ids)
+        return Hit(best_len, entry.kv, entry.logits if exact else None)
 
-    def insert(self, ids: tuple[int, ...], kv: KV) -> None:
+    def insert(self, ids: tuple[int, ...], kv: KV, logits: torch.Tensor | None = None) -> None:
         if not ids or self.max_bytes <= 0:
             return
         old = self._by_key.get(ids)
         if old is not None:
             self._entries.move_to_end(old)
+            if logits is not None and self._entries[old].logits is None:
+                self._entries[old].logits = logits
             return
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+        if logits is not None:
+            nbytes += logits.numel() * logits.element_size()
         if nbytes > self.max_bytes:
             return
         eid = self._next_id
         self._next_id += 1
-        self._entries[eid] = _Entry(ids, kv, nbytes)
+        self._entries[eid] = _Entry(ids, kv, nbytes, logits)
         self._by_key[ids] = eid
         self.nbytes += nbytes
         node = self._root

@@ -183,7 +183,8 @@ class TransformersBackend:
         """Per-token strings for incremental stop detection; exact for tokenizers that decode by concatenation."""
         tok = self.tokenizer
         table = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=True)
-        return table.__getitem__
+        size = len(table)
+        return lambda i: table[i] if 0 <= i < size else ""  # the model may pad its vocab
 
     # -- public API ------------------------------------------------------------------------
 
@@ -221,11 +222,10 @@ class TransformersBackend:
         for job in jobs:
             if job.ids not in index:
                 index[job.ids] = len(contexts)
-                cached, kv = self.prefix_cache.lookup(job.ids)
-                contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
+                contexts.append(Context.from_hit(job.ids, self.prefix_cache.lookup(job.ids)))
         logits, cache, mask, _ = prefill(self.call, contexts, self.pad_id, self.device, room=0)
         for i, ctx in enumerate(contexts):
-            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i))
+            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i), logits[i].clone())
         cand = torch.tensor(token_ids, dtype=torch.long, device=self.device)
         picked = torch.log_softmax(logits.float(), dim=-1)[:, cand].tolist()  # [D, K]
         _sync(self.device)
@@ -310,10 +310,12 @@ class TransformersBackend:
             for pos, j in enumerate(job.indices):
                 if c is None:
                     c = ctx_index[job.ids] = len(contexts)
-                    cached, kv = (
-                        self.prefix_cache.lookup(job.ids) if self.share_prefix else (0, None)
-                    )
-                    contexts.append(Context(job.ids, min(cached, len(job.ids) - 1), kv))
+                    if self.share_prefix:
+                        contexts.append(
+                            Context.from_hit(job.ids, self.prefix_cache.lookup(job.ids))
+                        )
+                    else:
+                        contexts.append(Context(job.ids))
                     charged_to[c] = jn
                 rows.append(
                     Row(
@@ -341,9 +343,9 @@ class TransformersBackend:
             piece=self._piece,
             keep_ctx_kv=self.share_prefix,
         )
-        for ctx, kv in zip(contexts, ctx_kv, strict=True):
-            if kv is not None:
-                self.prefix_cache.insert(ctx.ids, kv)
+        for ctx, kept in zip(contexts, ctx_kv, strict=True):
+            if kept is not None:
+                self.prefix_cache.insert(ctx.ids, *kept)
         texts = self.tokenizer.batch_decode([o.token_ids for o in outs], skip_special_tokens=True)
         _sync(self.device)
         seconds = time.perf_counter() - t0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import difflib
 from importlib.metadata import entry_points
 
-from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.tasks.base import Checker
+
+from ttcl.errors import TtclRuntimeError
 
 ENTRY_POINT_GROUP = "ttcl.verifiers"
 

@@ -72,7 +72,7 @@ def train(
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
 ) -> None:
     """Reproduce the bundled models from their seeds (CPU; about an hour for all of them)."""
-    from ttcl.zoo.family import ALL, train_one
+    from ttcl.zoo.registry import FAMILY as ALL
     from ttcl.zoo.registry import MODELS_DIR
 
     names = list(only) if only else list(ALL)
@@ -86,6 +86,8 @@ def train(
     root = out if out is not None else MODELS_DIR
     if quick and out is None:
         raise ZooArgumentError("--quick", "quick models are not for shipping: give --out DIR")
+    from ttcl.zoo.family import train_one  # torch and transformers load only from here
+
     for name in names:
         name = name.removeprefix("ttcl:")
         meta = train_one(name, root, is_quick=quick, evaluate=not no_eval,

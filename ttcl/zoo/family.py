@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ttcl.zoo.data import REVISE_TEMPLATE, DataSpec
-from ttcl.zoo.registry import MODELS_DIR
+from ttcl.zoo.registry import FAMILY, MODELS_DIR
 from ttcl.zoo.train import LMRecipe, Log, train_lm, write_meta
 from ttcl.zoo.verifiers import SampleSpec, VerifierRecipe
 
@@ -24,7 +24,7 @@ def _std(d: int) -> float:
 LM_RECIPES: dict[str, LMRecipe] = {
     "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 192, 2000, lr=3e-3, init_std=_std(32), seed=1),
     "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 192, 2000, lr=3e-3, init_std=_std(64), seed=2),
-    "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 192, 2000, batch_size=48, lr=2e-3, init_std=_std(128), seed=3),
+    "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 192, 1500, batch_size=32, lr=2e-3, init_std=_std(128), seed=3),
     "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 192, 2000, lr=3e-3, init_std=_std(64),
                              seed=4, data=DataSpec(kind="direct")),
     "arith-revise": LMRecipe("arith-revise", "revise", 64, 2, 2, 384, 2000, lr=3e-3, init_std=_std(64),
@@ -36,7 +36,8 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=800, seed=6),
     "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=800, seed=7),
 }
-ALL = (*LM_RECIPES, *VERIFIER_RECIPES)
+ALL = FAMILY
+assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}
 
 # Evaluation for the cards: a fixed problem set, greedy plus k samples at this temperature.
 CARD_PER_LEVEL = 50

@@ -17,6 +17,8 @@ from ttcl.errors import TtclRuntimeError
 PREFIX = "ttcl:"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 META_FILE = "ttcl_meta.json"
+# Every model `ttcl zoo train` builds, in build order (the verifiers need the policies).
+FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm")
 
 
 def shipped_names() -> list[str]:
@@ -96,4 +98,4 @@ def list_models() -> list[dict[str, Any]]:
     return [model_card(PREFIX + name) for name in shipped_names()]
 
 
-__all__ = ["MODELS_DIR", "PREFIX", "list_models", "model_card", "resolve_model", "shipped_names"]
+__all__ = ["FAMILY", "MODELS_DIR", "PREFIX", "list_models", "model_card", "resolve_model", "shipped_names"]

@@ -1,0 +1,309 @@
+"""The bundled model family: registry, tokenizer, a training smoke test, and offline loading
+of every shipped model through the ordinary transformers path."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from ttcl.runtime.tasks.arith import checker, make_problems  # noqa: E402
+
+from ttcl.errors import TtclRuntimeError  # noqa: E402
+from ttcl.zoo import registry  # noqa: E402
+from ttcl.zoo.registry import MODELS_DIR, list_models, model_card, resolve_model  # noqa: E402
+
+SHIPPED = ("arith-s", "arith-m", "arith-l", "arith-revise", "arith-direct", "arith-orm", "arith-prm")
+POLICIES = ("arith-s", "arith-m", "arith-l", "arith-revise")
+
+
+# ------------------------------------------------------------------ registry (no torch)
+
+
+def test_registry_does_not_import_torch() -> None:
+    code = "import sys, ttcl.zoo.registry as r; r.list_models(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_model_is_shipped_and_resolves(name: str) -> None:
+    path = resolve_model(f"ttcl:{name}")
+    assert path == MODELS_DIR / name
+    for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+              "ttcl_meta.json", "README.md"):
+        assert (path / f).is_file(), f
+    meta = model_card(f"ttcl:{name}")
+    assert meta["name"] == name
+    assert meta["task"] == "arith"
+    for key in ("params_total", "params_non_embedding", "n_layer", "d_model", "n_ctx", "kind",
+                "training_tokens", "training_flops", "wall_seconds", "seed", "headline"):
+        assert key in meta, key
+    assert meta["training_flops"] == 6 * meta["params_non_embedding"] * meta["training_tokens"]
+    assert "| steps |" in (path / "README.md").read_text()
+
+
+def test_weights_are_small_safetensors() -> None:
+    total = sum(f.stat().st_size for f in MODELS_DIR.rglob("*") if f.is_file())
+    assert total <= 25 * 2**20
+    assert not list(MODELS_DIR.rglob("*.bin"))
+
+
+def test_family_spans_sixteen_times_in_parameters() -> None:
+    s, l_ = model_card("ttcl:arith-s"), model_card("ttcl:arith-l")
+    assert l_["params_non_embedding"] >= 16 * s["params_non_embedding"]
+    assert l_["params_total"] >= 16 * s["params_total"]
+
+
+def test_list_models_lists_all() -> None:
+    names = [m["name"] for m in list_models()]
+    assert set(SHIPPED) <= set(names)
+
+
+def test_revise_template_is_documented() -> None:
+    meta = model_card("ttcl:arith-revise")
+    assert meta["revise_template"].format(question="1 +1", attempt="#### 3").startswith("1 +1\n")
+    assert set(meta["revise_template_fields"]) == {"question", "attempt"}
+    assert "{question}" in meta["revise_template"] and "{attempt}" in meta["revise_template"]
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("ttcl:arith-xl", r"unknown bundled model 'ttcl:arith-xl'; did you mean 'ttcl:arith-"),
+        ("ttcl:", r"unknown bundled model 'ttcl:'"),
+        ("ttcl:../arith-s", r"unknown bundled model"),
+        ("arith-s", r"not a bundled model \(ttcl:NAME\) nor a local directory; did you mean 'ttcl:arith-s'\?"),
+        ("gpt2", r"ttcl never downloads models"),
+        ("", r"empty model reference"),
+    ],
+)
+def test_resolve_errors(ref: str, message: str) -> None:
+    with pytest.raises(TtclRuntimeError, match=message):
+        resolve_model(ref)
+
+
+def test_resolve_local_directory(tmp_path: Path) -> None:
+    assert resolve_model(str(tmp_path)) == tmp_path
+    (tmp_path / "config.json").write_text(json.dumps({"n_layer": 2, "n_embd": 8, "n_positions": 16}))
+    card = model_card(str(tmp_path))
+    assert (card["n_layer"], card["d_model"], card["n_ctx"]) == (2, 8, 16)
+
+
+def test_registry_with_no_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(registry, "MODELS_DIR", tmp_path / "none")
+    assert registry.list_models() == []
+    with pytest.raises(TtclRuntimeError, match="none are installed"):
+        registry.resolve_model("ttcl:arith-s")
+
+
+# ------------------------------------------------------------------ tokenizer and data
+
+
+def test_tokenizer_matches_training_encoding_and_pads_left() -> None:
+    from ttcl.zoo.data import EOS_ID, PAD_ID, build_tokenizer, encode
+
+    tok = build_tokenizer(64)
+    text = "37 +12 *3\n37+12=49\n#### 49"
+    assert tok(text)["input_ids"] == encode(text)
+    assert tok.decode(encode(text)) == text
+    assert (tok.pad_token_id, tok.eos_token_id) == (PAD_ID, EOS_ID)
+    enc = tok(["1 +1\n", "12 +3 -4\n"], padding=True)
+    assert enc["input_ids"][0][:4] == [PAD_ID] * 4
+    assert enc["attention_mask"][0][:4] == [0] * 4
+    assert tok.decode(encode("héllo")) == "h<unk>llo"
+
+
+def test_collate_masks_the_prompt() -> None:
+    from ttcl.zoo.data import EOS_ID, PAD_ID, collate, cot_example, encode
+
+    ps = make_problems(2, [1, 3], seed=0)
+    ids, mask, labels, n_target = collate([cot_example(p) for p in ps])
+    p0 = encode(ps[0].prompt)
+    assert (labels[0, : len(p0)] == -100).all()
+    assert labels[0, len(p0)] == ids[0, len(p0)]
+    row_len = int(mask[0].sum())
+    assert int(ids[0, row_len - 1]) == EOS_ID
+    assert (ids[0, row_len:] == PAD_ID).all()
+    assert n_target == sum(len(p.solution) + 1 for p in ps)
+
+
+def test_corrupted_attempts_are_wrong_and_revise_targets_right() -> None:
+    from ttcl.zoo.data import REVISE_TEMPLATE, corrupt_solution, revise_example
+
+    rng = random.Random(0)
+    for p in make_problems(200, range(1, 9), seed=5):
+        bad = corrupt_solution(p, rng)
+        assert 0.0 in checker.steps(p.question, bad)
+        ex = revise_example(p, rng)
+        assert ex.completion == p.solution
+        assert ex.prompt.startswith(REVISE_TEMPLATE.split("{attempt}")[0].format(question=p.question))
+
+
+# ------------------------------------------------------------------ training smoke test
+
+
+def test_training_smoke_lowers_loss(tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.train import LMRecipe, train_lm
+
+    r = LMRecipe("tiny", "policy", n_embd=16, n_layer=1, n_head=2, n_ctx=64, train_steps=60,
+                 batch_size=16, lr=1e-2, warmup=5, init_std=0.15, seed=0)
+    r = r.__class__(**{**r.__dict__, "data": r.data.__class__(steps=(1, 2))})
+    lines: list[str] = []
+    _, meta = train_lm(r, tmp_path / "tiny", log=lines.append, log_every=10)
+    losses = [float(x.split("loss ")[1].split()[0]) for x in lines if " loss " in x]
+    assert losses[-1] < 0.75 * losses[0]
+    assert meta["final_loss"] < meta["first_loss"]
+    assert meta["training_flops"] == 6 * meta["params_non_embedding"] * meta["training_tokens"]
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "tiny"))
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tiny"))
+    assert model.config.n_embd == 16 and tok.padding_side == "left"
+
+
+# ------------------------------------------------------------------ offline loading
+
+
+@pytest.fixture(scope="module")
+def easy() -> list:
+    return make_problems(16, [1, 2], seed=99)
+
+
+def _load_lm(name: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(f"ttcl:{name}")
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    return model, tok
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_policy_loads_offline_and_writes_well_formed_answers(name: str, easy: list) -> None:
+    import torch
+
+    model, tok = _load_lm(name)
+    assert type(model).__name__ == "GPT2LMHeadModel"
+    assert tok.padding_side == "left"
+    enc = tok([p.prompt for p in easy], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tok.pad_token_id)
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    well_formed = [checker.extract(t) is not None and checker.split_steps(t)[-1].startswith("####") for t in texts]
+    assert sum(well_formed) >= 0.9 * len(texts)
+    if name == "arith-l":
+        right = sum(checker.outcome(p.question, t) for p, t in zip(easy, texts, strict=True))
+        assert right >= 0.75 * len(easy)
+
+
+def test_left_padding_matches_unpadded_generation(easy: list) -> None:
+    import torch
+
+    model, tok = _load_lm("arith-m")
+    prompts = [easy[0].prompt, easy[1].prompt + ""]
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        batched = model.generate(**enc, max_new_tokens=30, do_sample=False, pad_token_id=tok.pad_token_id)
+        one = model.generate(**tok(prompts[1:], return_tensors="pt"), max_new_tokens=30, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    a = tok.decode(batched[1, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    b = tok.decode(one[0, len(tok(prompts[1])["input_ids"]) :], skip_special_tokens=True)
+    assert a == b
+
+
+def test_direct_policy_answers_without_steps(easy: list) -> None:
+    from ttcl.zoo.sampling import generate
+
+    model, tok = _load_lm("arith-direct")
+    texts = [c[0] for c in generate(model, tok, [p.prompt for p in easy], max_new_tokens=12)]
+    assert all(t.startswith("#### ") and len(checker.split_steps(t)) == 1 for t in texts)
+
+
+def test_revise_policy_follows_the_revision_template(easy: list) -> None:
+    from ttcl.zoo.sampling import generate
+
+    model, tok = _load_lm("arith-revise")
+    template = model_card("ttcl:arith-revise")["revise_template"]
+    p = easy[0]
+    wrong = p.solution.replace(f"#### {p.answer}", f"#### {p.answer + 1}")
+    out = generate(model, tok, [template.format(question=p.question, attempt=wrong)], max_new_tokens=40)[0][0]
+    assert checker.extract(out) is not None
+
+
+def test_reward_models_load_offline_and_score() -> None:
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    ps = make_problems(8, [2, 3], seed=3)
+    right = [p.question + "\n" + p.solution for p in ps]
+    wrong = [p.question + "\n" + p.solution.replace("=", "=1", 1) for p in ps]
+
+    orm_dir = resolve_model("ttcl:arith-orm")
+    orm = AutoModelForSequenceClassification.from_pretrained(str(orm_dir), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(orm_dir), local_files_only=True)
+    assert tok.padding_side == "right" and orm.config.num_labels == 1
+    with torch.no_grad():
+        s_right = torch.sigmoid(orm(**tok(right, return_tensors="pt", padding=True)).logits[:, 0])
+        s_wrong = torch.sigmoid(orm(**tok(wrong, return_tensors="pt", padding=True)).logits[:, 0])
+    assert s_right.mean() > s_wrong.mean()
+
+    prm_dir = resolve_model("ttcl:arith-prm")
+    prm = AutoModelForTokenClassification.from_pretrained(str(prm_dir), local_files_only=True).eval()
+    meta = model_card("ttcl:arith-prm")
+    assert meta["step_end_token"] == "\n"
+    from ttcl.zoo.sampling import score_steps
+
+    steps_right = score_steps(prm, tok, [p.question + "\n" for p in ps], [p.solution for p in ps])
+    assert [len(s) for s in steps_right] == [p.steps + 1 for p in ps]
+    assert all(0.0 <= x <= 1.0 for s in steps_right for x in s)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def _ttcl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ttcl.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_models_table() -> None:
+    out = _ttcl("models")
+    assert out.returncode == 0, out.stderr
+    for name in SHIPPED:
+        assert f"ttcl:{name}" in out.stdout
+
+
+def test_cli_data_arith() -> None:
+    out = _ttcl("data", "arith", "--steps", "2..3", "--n", "4", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["steps"] for r in rows] == [2, 3, 2, 3]
+    assert all(checker.outcome(r["question"], r["answer"]) == 1.0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("data", "arith", "--steps", "0..3"), "invalid value for --steps"),
+        (("data", "arith", "--n", "many"), "invalid value for --n: expected an integer, got 'many'"),
+        (("zoo", "train", "--only", "arith-xs"), "no model named 'arith-xs'; did you mean"),
+        (("zoo", "train", "--quick"), "give --out DIR"),
+    ],
+)
+def test_cli_bad_arguments(args: tuple[str, ...], message: str) -> None:
+    out = _ttcl(*args)
+    assert out.returncode != 0
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr

@@ -20,6 +20,7 @@ from ttcl.compiler.ast import (
     Call,
     Expr,
     Keyword,
+    ListExpr,
     Name,
     ParamDecl,
     Strategy,
@@ -208,9 +209,7 @@ class CallMixin:
                     self.ctx.error(expr.span, f"{what} must be " + " or ".join(f"`{c}`" for c in spec.choices),
                                    hint="omit `weight` for a plain majority vote")
             case ArgKind.stop:
-                ty = self.value(expr)
-                if ty not in (Ty.error, Ty.text, Ty.text_list):
-                    self.ctx.error(expr.span, f"{what} must be text or a list of texts, got {ty.value}", expected='`stop = "\\n"` or `stop = ["\\n", "####"]`')
+                self._stop(expr, what)
             case ArgKind.predicate:
                 with self.with_extra({"score": Ty.number, "length": Ty.number}, "predicate"):
                     self.expect(expr, Ty.bool, what)
@@ -218,6 +217,21 @@ class CallMixin:
                 extra = {n: (Ty.candidates if n == "c" else Ty.text) for n in spec.template_fields}
                 with self.with_extra(extra, "template"):
                     self.expect(expr, Ty.text, what)
+
+    def _stop(self, expr: Expr, what: str) -> None:
+        """Stop strings are fixed before the run: string literals, a list of them, or a text param."""
+        ty = self.value(expr)
+        if ty is Ty.error:
+            return
+        items = expr.items if isinstance(expr, ListExpr) else [expr]
+        for item in items:
+            literal = isinstance(item, String) and not item.is_template
+            sym = self.ctx.symbols.get(id(item))
+            if not literal and not (sym is not None and sym.kind == "param" and self.ctx.types.get(id(item)) is Ty.text):
+                self.ctx.error(item.span, f"{what} must be a plain string, a list of them, or a text param",
+                               expected='`stop = "\\n"` or `stop = ["\\n", "####"]`',
+                               hint="stop strings are fixed before the run; templates and variables are not")
+                return
 
     def decl_ref(self, expr: Expr, kind: str, what: str, *, allow_string: bool = False) -> None:
         """`expr` must name a `model` (or `verifier`) declaration of this module."""

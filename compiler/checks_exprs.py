@@ -274,9 +274,8 @@ class ExprChecker(CallMixin):
         return Ty.text
 
     def visit_ListExpr(self, node: ListExpr) -> Ty:
-        for item in node.items:
-            self.expect(item, Ty.text, "a list item")
-        return Ty.text_list
+        items = [self.expect(item, Ty.text, "a list item") for item in node.items]
+        return Ty.error if Ty.error in items else Ty.text_list
 
     def template_field(self, part: TemplateField, string_span: Span) -> Ty:
         span = part.span if part.span.line > 0 else string_span

@@ -92,6 +92,9 @@ class FlowChecker:
             what = f"a {kind}" if kind else "a built-in function"
             self.ctx.error(st.span, f"cannot assign to `{name}`: it is {what}", hint=f"use another name, for example `{name}_value`")
             return
+        if ty is Ty.text_list:
+            self.ctx.error(st.value.span, "a list can only be written as an argument (`stop = [...]`)", hint="pass the list where it is used")
+            ty = Ty.error
         env = self.x.env
         if name in env.types and name not in env.partial and ty not in (Ty.error, env.types[name]) and env.types[name] is not Ty.error:
             self.rebinds.setdefault(name, (env.types[name], st.span))

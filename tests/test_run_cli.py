@@ -1,0 +1,183 @@
+"""`ttcl run` / `ttcl eval` from the command line: errors, output, resume, sweeps, the bundled models."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ttcl.cli import main
+
+PROG = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+verifier exact = check("arith")
+param n: int = 3 in 1..64
+budget per item { calls <= 32; gen_tokens <= 400 }
+strategy main(question: text[<=32]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = n, max_tokens = 8, temperature = 1.0)
+    return vote(verify(exact, drafts))
+}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from ttcl.runtime.backends.random_model import save_random_gpt2
+
+    root = tmp_path_factory.mktemp("cli")
+    model = save_random_gpt2(root / "rand", n_positions=128)
+    prog = root / "p.ttc"
+    prog.write_text(PROG)
+    ds = root / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{i + 2} +{i}", "answer": f"#### {2 * i + 2}"}) + "\n" for i in range(6)))
+    return {"root": root, "model": model, "prog": prog, "ds": ds}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "1 +1", "--device", "tpu"], "--device 'tpu': expected one of auto, cpu, cuda"),
+        (["--input", "1 +1", "--dtype", "int8"], "--dtype 'int8': expected one of auto, float32, bfloat16, float16"),
+        ([], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
+        (["--input", "x", "--dataset", "d.jsonl"], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
+        (["--input", "x", "--resume"], "--resume needs --trace FILE (the trace to resume from)"),
+        (["--input", "x", "--limit", "0"], "--limit 0: expected a positive number of items"),
+        (["--input", "x", "--model", "policy"], "--model 'policy': expected NAME=PATH"),
+        (["--input", "x", "--model", "policy=/no/such/dir"], "model `policy`: model `/no/such/dir` is not a local model directory"),
+        (["--dataset", "missing.jsonl"], "missing.jsonl: error: dataset file not found"),
+    ],
+)
+def test_cli_errors(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], args: list[str], message: str) -> None:
+    code, out, err = cli(capsys, "run", str(setup["prog"]), *args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in out + err
+
+
+def test_malformed_dataset_line(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    bad = setup["root"] / "bad.jsonl"
+    bad.write_text('{"question": "1 +1", "answer": "#### 2"}\n{"question": "2 +2", "answer": "#### 4",}\n')
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(bad), "--model", f"policy={setup['model']}")
+    assert code == 2
+    assert err.strip() == f"{bad}:2: error: not valid JSON (Expecting property name enclosed in double quotes at column 41)"
+
+
+def test_missing_program(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    code, out, err = cli(capsys, "run", str(setup["root"] / "nope.ttc"), "--input", "1 +1")
+    assert code == 2 and "nope.ttc" in err and "Traceback" not in err
+
+
+def test_run_single_input_table(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--input", "3 +4", "--model", f"policy={setup['model']}")
+    assert code == 0, err
+    assert out.startswith("answer: (none)\n")
+    lines = out.splitlines()
+    assert any("main/drafts" in ln and "sample" in ln and "3 / 3" in ln for ln in lines)  # calls: actual / bound
+    assert any(ln.startswith("budget per item (on_exhaust = stop): calls 3 / 32; gen_tokens ") for ln in lines)
+
+
+def test_run_json_rows_match_check(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    m = f"policy={setup['model']}"
+    code, out, _ = cli(capsys, "check", str(setup["prog"]), "--model", m, "--json")
+    check_rows = [(r["node"], r["line"], r["bound"]) for r in json.loads(out)["rows"]]
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--limit", "2", "--model", m, "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert [(r["node"], r["line"], r["bound"]) for r in summary["rows"]] == check_rows
+    assert summary["items"] == 2 and summary["accuracy"] == 0.0
+    assert summary["rows"][0]["actual_max"]["calls"] == 3
+
+
+def _results(path: Path) -> list[dict]:
+    from ttcl.runtime.trace import read_trace
+
+    t = read_trace(path)
+    out = []
+    for i in sorted(t.items):
+        rec = t.items[i].model_dump()
+        rec["cost"] = {k: v for k, v in rec["cost"].items() if k != "seconds"}
+        rec.pop("seconds")
+        out.append(rec)
+    return out
+
+
+def test_resume_after_crash_matches_uninterrupted(setup: dict[str, Path], tmp_path: Path) -> None:
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.runtime.dataset import load_dataset
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    compiled = compile_program(setup["prog"], model_overrides={"policy": str(setup["model"])})
+    items = load_dataset(setup["ds"])
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    Runner(compiled, RunOptions(device="cpu", trace=full, dataset=setup["ds"])).run(items)
+    # a crash after two items, in the middle of writing the third
+    lines = full.read_text().splitlines(keepends=True)
+    ends = [i for i, ln in enumerate(lines) if '"type": "item"' in ln]
+    part.write_text("".join(lines[: ends[1] + 1]) + lines[ends[1] + 1] + lines[ends[1] + 2][:25])
+    summary = Runner(compiled, RunOptions(device="cpu", trace=part, resume=True, dataset=setup["ds"])).run(items)
+    assert _results(part) == _results(full)
+    assert summary.items == 6
+    with pytest.raises(Exception, match="cannot --resume: the trace was written with a different seed"):
+        Runner(compiled, RunOptions(device="cpu", trace=part, resume=True, seed=9, dataset=setup["ds"])).run(items)
+
+
+def test_eval_sweep_json_and_plot(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    plot = setup["root"] / "plot.png"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--limit", "2",
+                         "--sweep", "n=1,2", "--model", f"policy={setup['model']}", "--plot", str(plot), "--json")
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    assert [(r["series"], r["config"], r["calls_per_item"]) for r in rows] == [
+        ("program models", {"n": "1"}, 1.0), ("program models", {"n": "2"}, 2.0)]
+    assert rows[0]["flops_per_item"] < rows[1]["flops_per_item"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_bad_sweep(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n")
+    assert code == 2 and "--sweep 'n': expected NAME=V1,V2,..., e.g. --sweep n=1,4,16" in err
+
+
+@pytest.mark.slow
+def test_kill_and_resume_subprocess(setup: dict[str, Path], tmp_path: Path) -> None:
+    """A real `ttcl run` killed mid-dataset, then `--resume`d, ends with the uninterrupted results."""
+    base = [sys.executable, "-m", "ttcl.cli", "run", str(setup["prog"]), "--dataset", str(setup["ds"]),
+            "--model", f"policy={setup['model']}", "--batch-items", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    subprocess.run([*base, "--trace", str(full)], check=True, capture_output=True, env=env, timeout=600)
+    proc = subprocess.Popen([*base, "--trace", str(part)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if part.exists() and part.read_text().count('"type": "item"') >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = part.read_text().count('"type": "item"')
+    assert 2 <= done < 6
+    subprocess.run([*base, "--trace", str(part), "--resume"], check=True, capture_output=True, env=env, timeout=600)
+    assert _results(part) == _results(full)

@@ -152,8 +152,12 @@ class Accountant:
         pooled: Limits | None = None,
         on_exhaust: OnExhaust = "stop",
         static_bounds: dict[str, Cost] | None = None,
+        sub_budgets: dict[str, Limits] | None = None,
     ) -> None:
         self.per_item = per_item or Limits()
+        # A called strategy's own `budget per item`: limits on the nodes under its namespace (`main/bon.main#1/`).
+        self.sub_budgets = {ns.rstrip("/") + "/": lim for ns, lim in (sub_budgets or {}).items()}
+        self._sub: dict[tuple[int, str], Cost] = {}
         self.pooled = pooled or Limits()
         self.on_exhaust: OnExhaust = on_exhaust
         self.static_bounds = dict(static_bounds or {})
@@ -194,6 +198,9 @@ class Accountant:
 
     # ------------------------------------------------------------ protocol
 
+    def _subs_of(self, node_id: str) -> list[str]:
+        return [ns for ns in self.sub_budgets if node_id.startswith(ns)]
+
     def _blocked(self, item: int, node_id: str, need: Cost) -> list[str]:
         reasons: list[str] = []
         have_item = self.spent(item) + self._reserved.get(item, _zero())
@@ -202,6 +209,10 @@ class Accountant:
         have_pool = self._pool_spent + self._pool_reserved
         for u in over_units(have_pool, need, self.pooled):
             reasons.append(f"pooled {u.value}")
+        for ns, lim in self.sub_budgets.items():
+            if node_id.startswith(ns):
+                for u in over_units(self._sub.get((item, ns), _zero()), need, lim):
+                    reasons.append(f"sub-budget of {ns.rstrip('/')} {u.value}")
         bound = self.static_bounds.get(node_id)
         if bound is not None:
             have_node = self._node.get((item, node_id), _zero())
@@ -263,6 +274,8 @@ class Accountant:
         self._reserved[item] = self._reserved.get(item, _zero()) + held
         self._pool_reserved = self._pool_reserved + held
         self._node[key] = self._node.get(key, _zero()) + held
+        for ns in self._subs_of(node_id):
+            self._sub[(item, ns)] = self._sub.get((item, ns), _zero()) + held
         self._tickets += 1
         entry = self.ledger.get(key)
         if entry is None:
@@ -289,6 +302,8 @@ class Accountant:
         self._reserved[item] = _sub(self._reserved[item], allowance.worst_case)
         self._pool_reserved = _sub(self._pool_reserved, allowance.worst_case)
         self._node[key] = _sub(self._node[key], allowance.worst_case) + actual
+        for ns in self._subs_of(allowance.node_id):
+            self._sub[(item, ns)] = _sub(self._sub[(item, ns)], allowance.worst_case) + actual
         self._spent[item] = self.spent(item) + actual
         self._pool_spent = self._pool_spent + actual
         entry.actual = entry.actual + actual
@@ -314,6 +329,8 @@ class Accountant:
         for e in entries:
             self.ledger[(item, e.node_id)] = e
             self._node[(item, e.node_id)] = e.actual
+            for ns in self._subs_of(e.node_id):
+                self._sub[(item, ns)] = self._sub.get((item, ns), _zero()) + e.actual
             self._spent[item] = self.spent(item) + e.actual
             self._pool_spent = self._pool_spent + e.actual
 

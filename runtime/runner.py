@@ -131,6 +131,16 @@ def static_bounds(compiled: Compiled) -> dict[str, Cost]:
     }
 
 
+def sub_budgets(compiled: Compiled) -> dict[str, Limits]:
+    """Each inlined call's own `budget per item`, keyed by the call's namespace."""
+    out: dict[str, Limits] = {}
+    for sub in compiled.report.sub_budgets:
+        vals = {lim.unit: lim.limit for lim in sub.limits if lim.scope == "item"}
+        if vals:
+            out[sub.call] = Limits(**vals)
+    return out
+
+
 class TraceHook(NodeHook):
     """Collects an item's node records and writes them with its item record, flushed, when it ends."""
 
@@ -273,7 +283,7 @@ class Runner:
             be.clear_cache()
         bounds = static_bounds(self.compiled)
         acc = Accountant(per_item=self.per_item, pooled=self.pooled, on_exhaust=self.on_exhaust,  # type: ignore[arg-type]
-                         static_bounds=bounds)
+                         static_bounds=bounds, sub_budgets=sub_budgets(self.compiled))
         header = self.header(items)
         done: dict[int, ItemResult] = {}
         writer: TraceWriter | None = None

@@ -125,6 +125,8 @@ class Scheduler:
         self.t0 = time.perf_counter()
         self.batches: list[tuple[str, int]] = []  # (model or verifier, requests) per backend call
         self._order = [n.id for n in dag.topological_order()]
+        # Only hooks that look at node inputs/outputs (the trace) pay for turning them into JSON.
+        self._want_io = any(type(h).after_node is not NodeHook.after_node for h in self.hooks)
         self._input_names = [dag[i].args.name or "" for i in dag.inputs]
 
     # ------------------------------------------------------------ public
@@ -225,6 +227,8 @@ class Scheduler:
             h.skip_node(item=run.index, node=node, reason=reason)
 
     def _inputs_json(self, run: _ItemRun, node: DagNode) -> dict[str, Any]:
+        if not self._want_io:
+            return {}
         return {p.role + ":" + p.node: to_json(run.values.get(p.node)) for p in node.inputs}
 
     def _budget_left(self, run: _ItemRun) -> Callable[[str], float]:
@@ -339,7 +343,7 @@ class Scheduler:
         for h in self.hooks:
             h.after_node(
                 item=run.index, node=node, status=status, actual=actual, inputs=self._inputs_json(run, node),
-                outputs=to_json(value) if error is None else None, error=error,
+                outputs=to_json(value) if error is None and self._want_io else None, error=error,
                 reason=allow.reason if allow is not None and allow.shrunk else None,
                 started=started, seconds=actual.seconds,
             )

@@ -141,3 +141,13 @@ def test_actual_never_exceeds_budget_or_bound(budget, pooled, policy, nodes) -> 
     for u in UNITS:
         if pool.get(u) is not None:
             assert acc.pool_spent().get(u) <= pool.get(u) + 1e-6
+
+
+def test_sub_budget_limits_the_nodes_of_one_call() -> None:
+    acc = Accountant(per_item=Limits(calls=100), sub_budgets={"main/bon.main#1": Limits(calls=5)})
+    a = acc.request(0, "main/bon.main#1/drafts", Cost(calls=4))
+    assert a.granted
+    acc.charge(a, Cost(calls=4))
+    b = acc.request(0, "main/bon.main#1/more", Cost(calls=2))
+    assert not b.granted and b.reason == "budget exhausted: sub-budget of main/bon.main#1 calls"
+    assert acc.request(0, "main/other", Cost(calls=2)).granted

@@ -210,20 +210,25 @@ class SampleJob(Job):
 
 
 class ExtendJob(Job):
+    """Continue each candidate by one step, n ways. A candidate that already ended (EOS) is carried
+    over once, unchanged and uncharged: there is nothing left to continue."""
+
     def _phase(self, gate: Gate) -> list[Call]:
         if self.phases:
             return []
         a = self.node.args
         key, be = self.backend()
         self.parents = self.cands_in()
-        lengths = [be.count_tokens(c.prompt + c.text) for c in self.parents.items]
+        self.open = [c for c in self.parents.items if c.finish != "eos"]
+        lengths = [be.count_tokens(c.prompt + c.text) for c in self.open]
         n, m = a.n or 1, a.max_tokens or 64
 
         def worst(nn: int, mm: int) -> Cost:
             return sum((gen_worst(be.spec, L, nn, mm) for L in lengths), Cost())
 
         if not lengths:
-            self.value = Candidates()
+            self.value = self.parents
+            self.phases = 1
             return []
         allow = self._ask(gate, worst(n, m), n, m, worst)
         if allow is None:
@@ -232,13 +237,18 @@ class ExtendJob(Job):
         return [
             GenCall(key, ExtendRequest(prompt=c.prompt, partial=c.text, n=allow.n or n, params=params,
                                        seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, j)))
-            for j, c in enumerate(self.parents.items)
+            for j, c in enumerate(self.open)
         ]
 
     def _consume(self, calls: list[Call]) -> None:
         ex = self.ctx.extract
+        results = iter(calls)
         out: list[Candidate] = []
-        for parent, call in zip(self.parents.items, calls, strict=True):
+        for parent in self.parents.items:
+            if parent.finish == "eos":
+                out.append(parent)
+                continue
+            call = next(results)
             assert isinstance(call, GenCall) and call.result is not None
             for s in call.result.samples:
                 text = parent.text + s.text

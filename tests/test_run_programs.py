@@ -1,0 +1,87 @@
+"""Every program in programs/ runs end to end on the bundled models, with honest costs.
+
+Small settings (`--set`) keep each run to a few seconds on a CPU; the test
+checks the run completes for every item, that nothing spent more than the
+static bound or the budget, and that the answers are real answers.
+Skipped when the bundled models are not installed (`ttcl zoo train`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ttcl.compiler.costmodel import STATIC_UNITS
+
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+
+# Small, fast settings per program (the library defaults are sized for real runs).
+SETTINGS: dict[str, dict[str, str]] = {
+    "self_consistency.ttc": {"n": "4"},
+    "best_of_n.ttc": {"n": "4"},
+    "weighted_best_of_n.ttc": {"n": "4"},
+    "revision.ttc": {"rounds": "2"},
+    "beam_search.ttc": {"beams": "2", "width": "2"},
+    "dvts.ttc": {"trees": "2", "width": "2"},
+    "adaptive.ttc": {"probe": "3", "hard_n": "4"},
+}
+
+
+def _models_present(path: Path) -> bool:
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.errors import TtclError
+    from ttcl.runtime.backends.base import resolve_ref
+
+    try:
+        compiled = compile_program(path)
+        for node in compiled.dag:
+            for ref in (node.args.model, node.args.verifier.model if node.args.verifier else None):
+                if ref is not None and not Path(resolve_ref(ref.ref)).is_dir():
+                    return False
+    except TtclError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    path = tmp_path_factory.mktemp("ds") / "arith.jsonl"
+    path.write_text("\n".join(iter_jsonl(make_problems(3, [1, 2, 3], seed=11))) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_program_runs_end_to_end(name: str, dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ttcl.cli import main
+
+    path = PROGRAMS / name
+    if not path.exists():
+        pytest.skip(f"{name} is not in programs/")
+    if not _models_present(path):
+        pytest.skip(f"bundled models for {name} are not installed")
+    sets = [a for k, v in SETTINGS[name].items() for a in ("--set", f"{k}={v}")]
+    code = main(["run", str(path), "--dataset", str(dataset), "--device", "cpu", "--json", *sets])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    summary = json.loads(out.out)
+    assert summary["items"] == 3 and summary["failed"] == 0
+    for r in summary["results"]:
+        for unit in STATIC_UNITS:
+            assert r["cost"][unit.value] <= summary["bound_total"][unit.value] + 1e-6
+            if unit.value in summary["budget_item"]:
+                assert r["cost"][unit.value] <= summary["budget_item"][unit.value] + 1e-6
+    assert summary["actual_total"]["calls"] > 0

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from ttcl.compiler.costmodel import STATIC_UNITS
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
@@ -31,8 +30,9 @@ SETTINGS: dict[str, dict[str, str]] = {
 
 def _models_present(path: Path) -> bool:
     from ttcl.compiler.pipeline import compile_program
-    from ttcl.errors import TtclError
     from ttcl.runtime.backends.base import resolve_ref
+
+    from ttcl.errors import TtclError
 
     try:
         compiled = compile_program(path)

@@ -145,3 +145,20 @@ def test_many_mutants_compile_or_diagnose() -> None:
 def test_many_mutants_through_the_cli(library_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name, text in cases(seed=4, count=500):
         run_cli(library_copy, name, text, capsys)
+
+
+@pytest.mark.slow
+def test_random_syntactically_valid_programs_compile_or_diagnose() -> None:
+    """FRONTEND's generator covers the whole syntax; most of its programs fail the checks, none may crash.
+
+    Slow because generating these programs is (minutes for 40 on a loaded machine), not compiling them.
+    """
+    gen = pytest.importorskip("gen_programs")
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(gen.programs())
+    def run(text: str) -> None:
+        assert_compiles_or_diagnoses("generated.ttc", text)
+
+    run()

@@ -24,7 +24,9 @@ Every node is a `DagNode` with
   template), `cands` (extend, verify, revise, vote, best, top, filter and
   the statistics), `left`/`right` (concat, arith, compare, and/or),
   `operand` (neg, not), `value` (phi, in order; return), `cond` (guard),
-  `temperature`/`top_p` (when not static). A prompt's `PromptPart.source`
+  `temperature`/`top_p` (when not static), `pred:<name>` (a variable a
+  filter predicate reads; the predicate's params are already folded to
+  literals, so it needs no other scope). A prompt's `PromptPart.source`
   names the input node each field reads.
 - `guard`: `GuardCond(node, arm)` or None. A node runs iff its guard holds;
   `(g, arm)` holds iff guard node g ran and its condition evaluated to

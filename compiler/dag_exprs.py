@@ -314,8 +314,33 @@ class ExprMixin:
         if "weight" in bound:
             values["weight"] = _name_of(bound["weight"])
         if "pred" in bound:
-            values["predicate"] = bound["pred"]
+            values["predicate"] = self.predicate(bound["pred"], frame, ports)
         return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs.make(**values), inputs=ports, var=var)
+
+    def predicate(self, expr: Expr, frame: Frame, ports: list[Port]) -> Expr:
+        """A filter predicate with this call's params folded in; variables it reads become `pred:<name>` ports."""
+        def fold(node: Any) -> Any:
+            if isinstance(node, Name):
+                if node.id in B.PREDICATE_NAMES:
+                    return node
+                if node.id in frame.env:
+                    port = Port.make(role=f"pred:{node.id}", node=frame.env[node.id])
+                    if port not in ports:
+                        ports.append(port)
+                    return node
+                value = frame.info.params.get(node.id)
+                if isinstance(value, bool):
+                    return Bool(value=value, span=node.span)
+                if isinstance(value, int | float):
+                    return Number(value=float(value), text=_format_static(value), is_int=isinstance(value, int), span=node.span)
+                return node
+            if isinstance(node, BinOp | Compare | BoolOp):
+                return node.model_copy(update={"left": fold(node.left), "right": fold(node.right)})
+            if isinstance(node, UnaryOp):
+                return node.model_copy(update={"operand": fold(node.operand)})
+            return node
+
+        return fold(expr)
 
     def revise_args(self, bound: dict[str, Expr], frame: Frame, ctx: GuardCond | None,
                     values: dict[str, Any], ports: list[Port]) -> None:

@@ -95,3 +95,14 @@ def test_too_many_nodes_is_a_diagnostic(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(SemanticDiagnosticError) as err:
         dag_of("    c = sample(policy, q)\n    repeat 30 {\n        c = extend(policy, c)\n    }\n    return vote(c)")
     assert "the program unrolls to more than 20 DAG nodes" in str(err.value)
+
+
+def test_filter_predicate_folds_params_and_wires_variables() -> None:
+    dag = dag_of(
+        "    c = sample(policy, q, n = 4)\n    m = mean_score(c)\n    f = filter(c, score >= m and length < cap)\n    return vote(f)",
+        decls="param cap: int = 50 in 1..100\n",
+    )
+    node = dag["main/f"]
+    assert node.input_nodes("pred:m") == ["main/m"]
+    pred = node.args.predicate
+    assert pred.right.right.value == 50.0 and pred.right.right.is_int

@@ -67,7 +67,8 @@ class SubBudget(BaseModel):
     """A called strategy's own `budget per item`, checked against the nodes inlined for that call."""
 
     call: str  # the call's namespace, e.g. main/bon.main#1
-    module: str
+    module: str  # the callee's module, whose `budget per item` this is
+    file: str  # where the call is
     line: int
     total: dict[str, float]
     limits: list[LimitCheck]
@@ -205,4 +206,5 @@ def _sub_budget(dag: Dag, bounds: NodeBounds, call: object) -> SubBudget:
     prefix = ns + "/"
     total = total_cost(dag, bounds.costs, include=lambda n: n.id.startswith(prefix))
     limits = check_limits(_item_budgets(module.budgets), total, dag, bounds, ns)
-    return SubBudget(call=ns, module=module.path, line=call.span.line, total=cost_row(total), limits=limits)  # type: ignore[attr-defined]
+    span = call.span  # type: ignore[attr-defined]
+    return SubBudget(call=ns, module=module.path, file=span.file, line=span.line, total=cost_row(total), limits=limits)

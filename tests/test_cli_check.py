@@ -142,3 +142,29 @@ def test_png_without_dot_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     code, _, err = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "png", "-o", str(tmp_path / "g.png"))
     assert code == 2
     assert "Graphviz `dot` program is not installed" in err
+
+
+def test_auto_that_cannot_fit_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.ttc"
+    path.write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param n: int = auto in 5..64"))
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 1
+    assert f"{path}:3:16: error: no value of `n` in 5..64 fits the budget: with n = 5, calls 5 > 4" in err
+
+
+def test_auto_choice_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.ttc"
+    path.write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param n: int = auto in 1..64"))
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0
+    assert "auto: n = 4 in 1..64 (n = 5 would give calls 5 > 4)" in out
+
+
+def test_imported_sub_budget_over(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(GOLDEN)
+    code, out, _ = run(capsys, "check", "import_call.ttc", "--set", "bon.n=5")
+    assert code == 1
+    assert ("sub-budget of main/bon.main#1 (called at import_call.ttc:15, declared in sub_budget.ttc): "
+            "calls 10 / 8 OVER by 2") in out
+    assert "  sub-budget of main/bon.main#1: calls: bound 10 > limit 8, over by 2" in out
+    assert "    main/bon.main#1/drafts (sample, line 13): 5 (50%)" in out

@@ -95,7 +95,8 @@ def print_report(report: BudgetReport, console: Console) -> None:
         if lims:
             console.print(f"budget {'per item' if scope == 'item' else 'pooled'}: " + "; ".join(_limit_text(lim) for lim in lims))
     for sub in report.sub_budgets:
-        console.print(f"sub-budget of {sub.call} ({sub.module}:{sub.line}): " + "; ".join(_limit_text(lim) for lim in sub.limits))
+        console.print(f"sub-budget of {sub.call} (called at {sub.file}:{sub.line}, declared in {sub.module}): "
+                      + "; ".join(_limit_text(lim) for lim in sub.limits))
     _print_verdict(report, console)
 
 
@@ -107,11 +108,15 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
         console.print("verdict: no per-item budget declared; nothing to prove")
         return
     console.print("[bold red]verdict: OVER BUDGET[/]")
-    for lim in report.over():
-        fmt = _flops if lim.unit == "flops" else _num
-        console.print(f"  {lim.unit}: bound {fmt(lim.bound or 0)} > limit {fmt(lim.limit)}, over by {fmt(lim.over_by)}")
-        for dom in lim.dominating:
-            console.print(f"    {dom.node} ({dom.op}, line {dom.line}): {fmt(dom.amount)} ({dom.share:.0%})")
+    groups = [("", report.limits)] + [(f"sub-budget of {sub.call}: ", sub.limits) for sub in report.sub_budgets]
+    for prefix, limits in groups:
+        for lim in limits:
+            if lim.status != "over":
+                continue
+            fmt = _flops if lim.unit == "flops" else _num
+            console.print(f"  {prefix}{lim.unit}: bound {fmt(lim.bound or 0)} > limit {fmt(lim.limit)}, over by {fmt(lim.over_by)}")
+            for dom in lim.dominating:
+                console.print(f"    {dom.node} ({dom.op}, line {dom.line}): {fmt(dom.amount)} ({dom.share:.0%})")
     console.print("  fix: lower params with --set (e.g. n, max_tokens), or raise the budget")
 
 

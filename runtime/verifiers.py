@@ -167,25 +167,26 @@ class _ClassifierVerifier:
             for i in (self.m.tokenizer.pad_token_id, self.m.tokenizer.eos_token_id, 0)
             if i is not None
         )
-        n_ctx = self.spec.n_ctx
-        self.n_ctx = n_ctx
+        self.n_ctx = self.spec.n_ctx
 
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def _encode(self, texts: list[str]) -> tuple[list[list[int]], dict[int, BaseException]]:
+        """Token ids per text; a text longer than the model's context fails its item only."""
         enc = self.m.tokenizer(texts)["input_ids"]
+        failures: dict[int, BaseException] = {}
         if self.n_ctx is not None:
             for i, ids in enumerate(enc):
                 if len(ids) > self.n_ctx:
-                    raise TtclRuntimeError(
+                    failures[i] = TtclRuntimeError(
                         f"verifier {self.ref}: item {i} has {len(ids)} tokens, more than the "
                         f"model's context of {self.n_ctx}"
                     )
-        return enc
+        return enc, failures
 
-    def _forward(self, enc: list[list[int]]):
-        """Yield (index, logits [T, num_labels] at the real positions) for each sequence."""
+    def _forward(self, enc: list[list[int]], skip: dict[int, BaseException]):
+        """Yield (index, logits [T, num_labels] at the real positions) for each sequence not skipped."""
         import torch
 
-        order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
+        order = sorted((i for i in range(len(enc)) if i not in skip), key=lambda i: len(enc[i]))
         with torch.no_grad():
             for s in range(0, len(order), self.batch_size):
                 chunk = order[s : s + self.batch_size]
@@ -202,17 +203,18 @@ class _ClassifierVerifier:
     def _logits(self, ids, mask):
         raise NotImplementedError
 
-    def _usage(self, enc: list[list[int]], seconds: float) -> Usage:
+    def _usage(self, enc: list[list[int]], skip: dict[int, BaseException], seconds: float) -> Usage:
+        run = [e for i, e in enumerate(enc) if i not in skip]
         return Usage(
-            calls=len(enc),
-            prompt_tokens=sum(len(e) for e in enc),
-            flops=sum(forward_flops(self.spec, 0, len(e)) for e in enc),
+            calls=len(run),
+            prompt_tokens=sum(len(e) for e in run),
+            flops=sum(forward_flops(self.spec, 0, len(e)) for e in run),
             seconds=seconds,
         )
 
     def item_tokens(self, question: str, completion: str) -> int:
         """Tokens one item pushes through the model (for worst-case bounds)."""
-        return len(self._encode([self._text(question, completion)])[0])
+        return len(self.m.tokenizer(self._text(question, completion))["input_ids"])
 
     def _text(self, question: str, completion: str) -> str:
         return self.template.format(question=question, completion=completion)
@@ -237,20 +239,21 @@ class RewardModelVerifier(_ClassifierVerifier):
     ) -> None:
         super().__init__(ref, device, dtype, batch_size)
         cfg = self.m.model.config
-        if (
-            getattr(cfg, "pad_token_id", None) is None
-        ):  # the head finds the last real token by pad id
+        if getattr(cfg, "pad_token_id", None) is None:  # the head finds the last token by pad id
             cfg.pad_token_id = self.pad_id
 
     def score(self, items: list[Item]) -> tuple[list[float], Usage]:
         if not items:
             return [], Usage()
         t0 = time.perf_counter()
-        enc = self._encode([self._text(q, c) for q, c in items])
-        scores = [0.0] * len(items)
-        for i, z in self._forward([e for e in enc]):
+        enc, failed = self._encode([self._text(q, c) for q, c in items])
+        scores = [math.nan] * len(items)
+        for i, z in self._forward(enc, failed):
             scores[i] = float(self.read(z[0]))
-        return scores, self._usage(enc, time.perf_counter() - t0)
+        usage = self._usage(enc, failed, time.perf_counter() - t0)
+        if failed:
+            raise ItemFailures(scores, failed, usage)
+        return scores, usage
 
 
 class ProcessRewardVerifier(_ClassifierVerifier):
@@ -300,23 +303,29 @@ class ProcessRewardVerifier(_ClassifierVerifier):
         return self.m.model(input_ids=ids, attention_mask=mask).logits  # [B, T, L]
 
     def step_scores(self, items: list[Item]) -> list[list[float]]:
-        return self._step_scores(items)[0]
+        steps, usage, failed = self._step_scores(items)
+        if failed:
+            raise ItemFailures(steps, failed, usage)
+        return steps
 
-    def _step_scores(self, items: list[Item]) -> tuple[list[list[float]], Usage]:
+    def _step_scores(self, items: list[Item]):
         if not items:
-            return [], Usage()
+            return [], Usage(), {}
         t0 = time.perf_counter()
-        enc = self._encode([self._text(q, c) for q, c in items])
+        enc, failed = self._encode([self._text(q, c) for q, c in items])
         heads = [self._head_len(q) for q, _ in items]
         out: list[list[float]] = [[] for _ in items]
-        for i, z in self._forward(enc):
+        for i, z in self._forward(enc, failed):
             at = [p for p in range(heads[i], len(enc[i])) if enc[i][p] == self.end_id]
             out[i] = self.read(z[at]).tolist() if at else []
-        return out, self._usage(enc, time.perf_counter() - t0)
+        return out, self._usage(enc, failed, time.perf_counter() - t0), failed
 
     def score(self, items: list[Item]) -> tuple[list[float], Usage]:
-        steps, usage = self._step_scores(items)
-        return [aggregate(s, self.agg) for s in steps], usage
+        steps, usage, failed = self._step_scores(items)
+        scores = [math.nan if i in failed else aggregate(s, self.agg) for i, s in enumerate(steps)]
+        if failed:
+            raise ItemFailures(scores, failed, usage)
+        return scores, usage
 
 
 # -- LLM judge -------------------------------------------------------------------------------

@@ -130,6 +130,24 @@ def test_checker_verifier_isolates_failures():
     assert (usage.calls, usage.flops) == (0, 0.0)
 
 
+def test_over_long_item_fails_alone(orm_dir, prm_dir):
+    items = [ITEMS[0], ("1+1=?", "9" * 300), ITEMS[2]]
+    for v in (
+        RewardModelVerifier(str(orm_dir), device="cpu"),
+        ProcessRewardVerifier(str(prm_dir), device="cpu"),
+    ):
+        with pytest.raises(
+            ItemFailures, match="item 1 has .* tokens, more than the model's context of 256"
+        ) as info:
+            v.score(items)
+        good = v.score([ITEMS[0], ITEMS[2]])
+        assert math.isnan(info.value.scores[1])
+        assert [info.value.scores[0], info.value.scores[2]] == pytest.approx(good[0], abs=1e-5)
+        assert (
+            info.value.usage.calls == 2 and info.value.usage.prompt_tokens == good[1].prompt_tokens
+        )
+
+
 def test_missing_verifier_model_is_a_clear_error(tmp_path):
     with pytest.raises(TtclRuntimeError, match="nope.* nor a local directory|no such directory"):
         RewardModelVerifier(str(tmp_path / "nope"))

@@ -43,6 +43,8 @@ def test_imports_resolve_relative_to_the_importing_file(tmp_path: Path) -> None:
     assert set(program.sources) == {"root.ttc", "lib/mid.ttc", "lib/inner.ttc"}
     mid = program.imported(program.root, "a")
     assert mid is not None and mid.key == str((tmp_path / "lib" / "mid.ttc").resolve())
+    checked = check_program(program, {"a.a.n": "9"})
+    assert checked.params == {"": {}, "a": {}, "a.a": {"n": 9}}
 
 
 def test_a_file_imported_twice_is_loaded_once_but_is_two_instances(tmp_path: Path) -> None:

@@ -382,7 +382,8 @@ class ExprMixin:
 
     # ------------------------------------------------------------ declarations
 
-    def model_ref(self, expr: Expr, frame: Frame) -> ModelRef:
+    def model_ref(self, expr: Expr, frame: Frame, owner: str | None = None) -> ModelRef:
+        """A model named by a declaration, or by a ref string inside a verifier `owner` (`--model owner=PATH` rebinds it)."""
         module = frame.info.module
         if isinstance(expr, Name):
             decl = _find_model(module, expr.id)
@@ -392,7 +393,9 @@ class ExprMixin:
             return self.decl_ref(decl, frame.info)
         if isinstance(expr, String) and not expr.is_template:
             ref = "".join(p.text for p in expr.parts if isinstance(p, TemplateText))
-            return ModelRef(name=ref, ref=self.model_overrides.get(ref, ref), module=module.path, span=expr.span)
+            qualified = f"{frame.info.inst}.{owner}" if owner and frame.info.inst else owner
+            bound = self.model_overrides.get(qualified or "", self.model_overrides.get(ref, ref))
+            return ModelRef(name=owner or ref, ref=bound, module=module.path, span=expr.span)
         self.fail(expr.span, "expected a model name or a model reference string")
         raise AssertionError  # pragma: no cover
 
@@ -441,7 +444,7 @@ class ExprMixin:
         if kind == "check":
             fields["checker"] = str(self.try_static(bound["name"], frame))
         else:
-            fields["model"] = self.model_ref(bound["model"], frame)
+            fields["model"] = self.model_ref(bound["model"], frame, owner=name)
         if kind == "prm":
             fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
         if kind == "judge":

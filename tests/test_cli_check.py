@@ -168,3 +168,16 @@ def test_imported_sub_budget_over(capsys: pytest.CaptureFixture[str], monkeypatc
             "calls 10 / 8 OVER by 2") in out
     assert "  sub-budget of main/bon.main#1: calls: bound 10 > limit 8, over by 2" in out
     assert "    main/bon.main#1/drafts (sample, line 13): 5 (50%)" in out
+
+
+def test_model_overrides_bind_library_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model policy=DIR --model orm=DIR`: a declared model and a verifier's model ref, rebound to local dirs."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 64}))
+    program = Path(__file__).resolve().parent.parent / "programs" / "weighted_best_of_n.ttc"
+    code, out, err = run(capsys, "check", str(program), "--model", f"policy={model}", "--model", f"orm={model}", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {r["op"] for r in report["rows"]} == {"sample", "verify"}
+    assert report["verdict"] == "fits"

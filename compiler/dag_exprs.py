@@ -42,9 +42,9 @@ from ttcl.compiler.dag import (
     ValueType,
     VerifierRef,
 )
+from ttcl.compiler.dag_static import NotStatic, StaticValue, format_static, static_eval
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
 
-StaticValue = int | float | bool | str
 ParamMap = Mapping[str, Any]
 
 
@@ -235,7 +235,7 @@ class ExprMixin:
                 value = frame.info.params[head]
                 if isinstance(value, Auto):
                     self.fail(part.span, f"param `{head}` is `auto` and has no value yet")
-                _append_text(parts, _format_static(value))
+                _append_text(parts, format_static(value))
             else:
                 self.fail(part.span, f"unknown name `{head}` in template")
         return parts
@@ -332,7 +332,7 @@ class ExprMixin:
                 if isinstance(value, bool):
                     return Bool(value=value, span=node.span)
                 if isinstance(value, int | float):
-                    return Number(value=float(value), text=_format_static(value), is_int=isinstance(value, int), span=node.span)
+                    return Number(value=float(value), text=format_static(value), is_int=isinstance(value, int), span=node.span)
                 return node
             if isinstance(node, BinOp | Compare | BoolOp):
                 return node.model_copy(update={"left": fold(node.left), "right": fold(node.right)})
@@ -455,14 +455,14 @@ class ExprMixin:
 
     def try_static(self, expr: Expr, frame: Frame) -> StaticValue | None:
         try:
-            return _static(expr, frame, self.static)
-        except (_NotStatic, OverflowError, ZeroDivisionError):
+            return static_eval(expr, frame, self.static)
+        except (NotStatic, OverflowError, ZeroDivisionError):
             return None
 
     def static_value(self, expr: Expr, frame: Frame, what: str) -> StaticValue:
         try:
-            return _static(expr, frame, self.static)
-        except (_NotStatic, OverflowError, ZeroDivisionError) as e:
+            return static_eval(expr, frame, self.static)
+        except (NotStatic, OverflowError, ZeroDivisionError) as e:
             self.fail(expr.span, f"{what} must be static (a literal, a param, or arithmetic on those): {e}")
             raise AssertionError from e  # pragma: no cover
 
@@ -474,89 +474,6 @@ class ExprMixin:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class _NotStatic(Exception):
-    pass
-
-
-def _static(expr: Expr, frame: Frame, known: Mapping[str, StaticValue]) -> StaticValue:
-    """Literals, params, variables bound to those, and arithmetic/comparison on them."""
-    match expr:
-        case Number():
-            return int(expr.value) if expr.is_int else float(expr.value)
-        case Bool():
-            return expr.value
-        case String() if not expr.is_template:
-            return "".join(p.text for p in expr.parts if isinstance(p, TemplateText))
-        case Name():
-            if expr.id in frame.env:
-                node = frame.env[expr.id]
-                if node in known:
-                    return known[node]
-                raise _NotStatic(f"`{expr.id}` is a run-time value")
-            if expr.id in frame.info.params:
-                value = frame.info.params[expr.id]
-                if isinstance(value, Auto):
-                    raise _NotStatic(f"param `{expr.id}` is `auto`")
-                return value
-            raise _NotStatic(f"unknown name `{expr.id}`")
-        case UnaryOp(op="-"):
-            v = _static(expr.operand, frame, known)
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise _NotStatic("not a number")
-            return -v
-        case UnaryOp(op="not"):
-            v = _static(expr.operand, frame, known)
-            if not isinstance(v, bool):
-                raise _NotStatic("not a bool")
-            return not v
-        case BinOp():
-            return _arith(expr.op, _static(expr.left, frame, known), _static(expr.right, frame, known))
-        case Compare():
-            return _compare(expr.op, _static(expr.left, frame, known), _static(expr.right, frame, known))
-        case BoolOp():
-            a, b = _static(expr.left, frame, known), _static(expr.right, frame, known)
-            if not isinstance(a, bool) or not isinstance(b, bool):
-                raise _NotStatic("not a bool")
-            return (a and b) if expr.op == "and" else (a or b)
-    raise _NotStatic("not a literal or a param")
-
-
-def _compare(op: str, a: StaticValue, b: StaticValue) -> bool:
-    if isinstance(a, str) != isinstance(b, str) or isinstance(a, bool) != isinstance(b, bool):
-        raise _NotStatic("comparison of different types")
-    if op == "==":
-        return a == b
-    if op == "!=":
-        return a != b
-    if isinstance(a, bool | str):
-        raise _NotStatic("ordering on a non-number")
-    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]  # type: ignore[operator]
-
-
-def _arith(op: str, a: StaticValue, b: StaticValue) -> int | float:
-    if isinstance(a, bool | str) or isinstance(b, bool | str):
-        raise _NotStatic("arithmetic on a non-number")
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if b == 0:
-        raise _NotStatic("division by zero")
-    if isinstance(a, int) and isinstance(b, int) and a % b == 0:
-        return a // b
-    return a / b
-
-
-def _format_static(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _append_text(parts: list[PromptPart], text: str) -> None:

@@ -236,3 +236,19 @@ def test_candidate_fields_in_a_prompt_use_generated_and_prompt_lengths() -> None
         '    e = sample(policy, "Fix: {d.text} / {d.prompt}", max_tokens = 1)\n    return vote(e)'
     )
     assert b["main/e"]["prompt_tokens"] == len("Fix: ") + 10 + len(" / ") + 41 + SPECIAL_TOKENS
+
+
+def test_several_autos_are_solved_in_order() -> None:
+    src = HEAD + "param a: int = auto in 1..10\nparam b: int = auto in 1..10\nbudget per item { gen_tokens <= 200 }\n" \
+        "strategy main(q: text[<=5]) -> answer {\n    return vote(sample(policy, q, n = a, max_tokens = b * 10))\n}\n"
+    compiled = compile_program(source=src, file="t.ttc")
+    assert (compiled.params["a"], compiled.params["b"]) == (10, 2)
+    assert [(c.param, c.value, c.next_over) for c in compiled.report.auto] == [
+        ("a", 10, None), ("b", 2, "gen_tokens 300 > 200"),
+    ]
+
+
+def test_auto_set_from_the_command_line() -> None:
+    src = HEAD + "param n: int = 3 in 1..50\nbudget per item { calls <= 7 }\nstrategy main(q: text[<=5]) -> answer {\n" \
+        "    return vote(sample(policy, q, n = n))\n}\n"
+    assert compile_program(source=src, file="t.ttc", overrides={"n": "auto"}).params["n"] == 7

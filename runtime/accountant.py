@@ -109,31 +109,47 @@ class LedgerEntry:
     reason: str = ""
 
 
+_ZERO = Cost()
+
+
 def _zero() -> Cost:
-    return Cost()
+    return _ZERO
 
 
 def _sub(a: Cost, b: Cost) -> Cost:
     return a + b.scale(-1)
 
 
+def _val(cost: Cost, unit: Unit) -> float:
+    if unit is Unit.tokens:
+        return cost.prompt_tokens + cost.gen_tokens
+    return getattr(cost, unit.value)
+
+
 def _spends(cost: Cost) -> bool:
-    return any(cost.get(u) > 0 for u in (Unit.calls, Unit.prompt_tokens, Unit.gen_tokens, Unit.flops))
+    return cost.calls > 0 or cost.prompt_tokens > 0 or cost.gen_tokens > 0 or cost.flops > 0
+
+
+_STATIC = (Unit.calls, Unit.prompt_tokens, Unit.gen_tokens, Unit.tokens, Unit.flops)
+
+
+def _exceeds(amount: Cost, limit: Cost) -> list[str]:
+    """Static units in which `amount` is above `limit` (a bound or an allowance)."""
+    return [u.value for u in _STATIC if _val(amount, u) > _val(limit, u) * (1 + _EPS) + _EPS]
 
 
 def over_units(have: Cost, need: Cost, limits: Limits) -> list[Unit]:
     """Units where `have + need` would break `limits` (seconds: only whether time is already up)."""
     out: list[Unit] = []
-    total = have + need
     for unit in Unit:
-        limit = limits.get(unit)
+        limit = getattr(limits, unit.value)
         if limit is None:
             continue
         if unit is Unit.seconds:
             # Only a node that spends compute is stopped by the clock: a free vote may still run.
             if have.seconds >= limit and _spends(need):
                 out.append(unit)
-        elif total.get(unit) > limit * (1 + _EPS) + _EPS:
+        elif _val(have, unit) + _val(need, unit) > limit * (1 + _EPS) + _EPS:
             out.append(unit)
     return out
 
@@ -216,8 +232,8 @@ class Accountant:
         bound = self.static_bounds.get(node_id)
         if bound is not None:
             have_node = self._node.get((item, node_id), _zero())
-            for u in over_units(have_node, need, Limits.from_cost(bound)):
-                reasons.append(f"static bound {u.value}")
+            for u in _exceeds(have_node + need, bound):
+                reasons.append(f"static bound {u}")
         return reasons
 
     def request(
@@ -235,6 +251,10 @@ class Accountant:
         Under `shrink` (and with a `resize` callback) the largest n that fits
         is chosen, and failing that n=1 with the largest max_tokens that fits.
         """
+        if not _spends(worst_case):  # a free node (vote, compare, a checker): nothing to reserve or refuse
+            if node_id in self.static_bounds and (item, node_id) not in self.ledger:  # a row of the cost table
+                self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _ZERO, _ZERO, status="charged")
+            return Allowance(item, node_id, True, _ZERO, n, max_tokens)
         reasons = self._blocked(item, node_id, worst_case)
         if not reasons:
             return self._reserve(item, node_id, worst_case, n, max_tokens, shrunk=False, reason="")
@@ -295,6 +315,12 @@ class Accountant:
         """
         if not allowance.granted:
             raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) was charged without an allowance")
+        if allowance.ticket == 0:  # a free node's allowance: it must have spent nothing but time
+            if _spends(actual):
+                raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) spent {actual.as_dict()} "
+                                      "on a zero allowance")
+            self._free(allowance, actual)
+            return
         if self._open.pop(allowance.ticket, None) is None:
             raise AccountingError(f"node {allowance.node_id!r} (item {allowance.item}) charged twice")
         item, key = allowance.item, (allowance.item, allowance.node_id)
@@ -308,16 +334,25 @@ class Accountant:
         self._pool_spent = self._pool_spent + actual
         entry.actual = entry.actual + actual
         entry.status = "charged"
-        over = [u.value for u in over_units(_zero(), actual, Limits.from_cost(allowance.worst_case))]
+        over = _exceeds(actual, allowance.worst_case)
         if over:
             raise AccountingError(
                 f"node {allowance.node_id!r} (item {item}) spent more than its allowance in {', '.join(over)}: "
                 f"actual {actual.as_dict()} > allowance {allowance.worst_case.as_dict()}"
             )
 
+    def _free(self, allowance: Allowance, actual: Cost) -> None:
+        if actual.seconds:
+            item = allowance.item
+            self._spent[item] = self.spent(item) + actual
+            self._pool_spent = self._pool_spent + actual
+            key = (item, allowance.node_id)
+            entry = self.ledger.setdefault(key, LedgerEntry(item, allowance.node_id, _zero()))
+            entry.actual, entry.status = entry.actual + actual, "charged"
+
     def release(self, allowance: Allowance, actual: Cost | None = None) -> None:
         """A granted node failed: charge whatever it spent (zero if nothing ran)."""
-        if allowance.granted and allowance.ticket in self._open:
+        if allowance.granted and (allowance.ticket in self._open or allowance.ticket == 0):
             self.charge(allowance, actual or _zero())
 
     def skip(self, item: int, node_id: str, reason: str) -> None:

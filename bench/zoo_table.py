@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--per-level", type=int, default=50)
     ap.add_argument("--models", default="arith-s,arith-m,arith-l,arith-direct")
     ap.add_argument("--verifiers", default="orm,prm")
+    ap.add_argument("--revise-sources", default="arith-s,arith-m,arith-revise",
+                    help="policies whose greedy attempts arith-revise revises ('' to skip)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     k = max(NS)
@@ -101,6 +103,47 @@ def main() -> None:
                     else:
                         row.append(f"{100 * mean_metric(rs, n, method):.1f}")
             print(f"| {name} | {params / 1e3:.0f}k | {steps} | " + " | ".join(row) + " |", flush=True)
+    if args.revise_sources:
+        revision_table(args.per_level, args.revise_sources.split(","))
+
+
+def _pick(d: dict[object, list[float]], steps: object) -> list[float]:
+    return [x for v in d.values() for x in v] if steps == "all" else d[steps]
+
+
+def revision_table(per_level: int, sources: list[str]) -> None:
+    """Greedy accuracy of each source policy's greedy attempt, before and after one greedy
+    revision by ttcl:arith-revise (prompt from its meta's `revise_template`), next to
+    arith-revise solving from scratch."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ttcl.runtime.tasks.arith import checker
+
+    from ttcl.zoo.evaluate import max_new_tokens
+    from ttcl.zoo.sampling import generate
+
+    path = resolve_model("ttcl:arith-revise")
+    template = model_card("ttcl:arith-revise")["revise_template"]
+    model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    own = policy_records("arith-revise", per_level, 16)
+    print()
+    print("| attempt by | steps | attempt greedy | after 1 revision | arith-revise from scratch |")
+    print("|---|---|---|---|---|")
+    for src in sources:
+        recs = own if src == "arith-revise" else policy_records(src, per_level, 16)
+        before: dict[object, list[float]] = {}
+        after: dict[object, list[float]] = {}
+        scratch: dict[object, list[float]] = {}
+        for steps, rs in by_level(recs).items():
+            prompts = [template.format(question=r.problem.question, attempt=(r.greedy or "").strip()) for r in rs]
+            outs = generate(model, tok, prompts, max_new_tokens=max_new_tokens(steps), batch_size=256)
+            before[steps] = [checker.outcome(r.problem.question, r.greedy or "") for r in rs]
+            after[steps] = [checker.outcome(r.problem.question, o[0]) for r, o in zip(rs, outs, strict=True)]
+            scratch[steps] = [checker.outcome(o.problem.question, o.greedy or "") for o in by_level(own)[steps]]
+        for steps in [*before, "all"]:
+            b, a, c = (_pick(d, steps) for d in (before, after, scratch))
+            print(f"| {src} | {steps} | {100 * sum(b) / len(b):.1f} | {100 * sum(a) / len(a):.1f} | "
+                  f"{100 * sum(c) / len(c):.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ with a GSM8K-style final-answer marker:
     147-5=142
     #### 142
 
-The difficulty knob is `steps`, the number of operations. Values stay in
-0..999, so more steps mean more (and larger) intermediate results to carry.
+The difficulty knob is `steps`, the number of operations; `value_max` (99 by
+default, what the bundled models learn) bounds every running value, and a
+larger one (e.g. 999) makes each step harder.
 The checkers recompute everything from the question itself, so they need no
 gold label and never raise on malformed text.
 """
@@ -26,10 +27,13 @@ from dataclasses import dataclass
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"  # the prompt is `question + PROMPT_SEPARATOR`
-VALUE_MAX = 999
-ADD_MAX = 99  # largest operand of + and -
+VALUE_MAX = 99  # default bound on every running value
 MUL_MAX = 9  # largest factor of *
-START_MAX = 99
+
+
+def add_max(value_max: int) -> int:
+    """Largest operand of + and -: 19 at the default bound, a tenth of the bound above it."""
+    return max(19, value_max // 10)
 
 _QUESTION_RE = re.compile(r"^\s*(\d+)((?:\s*[+\-*]\s*\d+)+)\s*=?\s*$")
 _OP_RE = re.compile(r"([+\-*])\s*(\d+)")
@@ -93,40 +97,42 @@ class Problem:
         return {"question": self.question, "answer": self.solution, "steps": self.steps}
 
 
-def _valid_ops(value: int) -> list[tuple[str, int, int]]:
-    """(op, lowest operand, highest operand) choices that keep the value in 0..VALUE_MAX."""
+def _valid_ops(value: int, value_max: int) -> list[tuple[str, int, int]]:
+    """(op, lowest operand, highest operand) choices that keep the value in 0..value_max."""
     out: list[tuple[str, int, int]] = []
-    if value < VALUE_MAX:
-        out.append(("+", 1, min(ADD_MAX, VALUE_MAX - value)))
+    if value < value_max:
+        out.append(("+", 1, min(add_max(value_max), value_max - value)))
     if value > 0:
-        out.append(("-", 1, min(ADD_MAX, value)))
-    if value > 0 and VALUE_MAX // value >= 2:
-        out.append(("*", 2, min(MUL_MAX, VALUE_MAX // value)))
+        out.append(("-", 1, min(add_max(value_max), value)))
+    if value > 0 and value_max // value >= 2:
+        out.append(("*", 2, min(MUL_MAX, value_max // value)))
     return out
 
 
-def generate(steps: int, rng: random.Random) -> Problem:
+def generate(steps: int, rng: random.Random, value_max: int = VALUE_MAX) -> Problem:
     """One problem of `steps` operations drawn from `rng`."""
     if steps < 1:
         raise ValueError("steps must be >= 1")
-    value = rng.randint(2, START_MAX)
+    if value_max < 9:
+        raise ValueError("value_max must be >= 9")
+    value = rng.randint(2, min(99, value_max))
     start = value
     ops: list[tuple[str, int]] = []
     for _ in range(steps):
-        op, lo, hi = rng.choice(_valid_ops(value))
+        op, lo, hi = rng.choice(_valid_ops(value, value_max))
         x = rng.randint(lo, hi)
         ops.append((op, x))
         value = apply_op(value, op, x)
     return Problem(start, tuple(ops))
 
 
-def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
+def make_problems(n: int, steps: int | Iterable[int], seed: int, value_max: int = VALUE_MAX) -> list[Problem]:
     """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
     levels = [steps] if isinstance(steps, int) else list(steps)
     if not levels:
         raise ValueError("no difficulty levels given")
     rng = random.Random(seed)
-    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+    return [generate(levels[i % len(levels)], rng, value_max) for i in range(n)]
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:

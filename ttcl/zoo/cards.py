@@ -131,11 +131,11 @@ def _table(rows: list[dict]) -> str:
 
 
 _KIND_TEXT = {
-    "policy": "chain-of-thought policy: writes one operation per line, then `#### N`, then `<eos>`",
-    "revise": "chain-of-thought policy also trained to revise: given a question and an attempt it writes a corrected solution",
-    "direct": "direct-answer policy: writes `#### N` with no chain of thought",
-    "orm": "outcome reward model (sequence classification, 1 label)",
-    "prm": "process reward model (token classification, 1 label, read at each step end)",
+    "policy": "a chain-of-thought policy: writes one operation per line, then `#### N`, then `<eos>`",
+    "revise": "a chain-of-thought policy also trained to revise: given a question and an attempt it writes a corrected solution",
+    "direct": "a direct-answer policy: writes `#### N` with no chain of thought",
+    "orm": "an outcome reward model (sequence classification, 1 label)",
+    "prm": "a process reward model (token classification, 1 label, read at each step end)",
 }
 
 
@@ -144,8 +144,10 @@ def write_card(out: Path, meta: dict) -> None:
     lines = [
         f"# {name}",
         "",
-        f"Part of ttcl's embedded default model family (`ttcl:{name}`): a {_KIND_TEXT.get(meta['kind'], meta['kind'])}, "
-        "trained from scratch on the synthetic `arith` task (`ttcl data arith`), which ships an exact checker "
+        f"Part of ttcl's embedded default model family (`ttcl:{name}`): {_KIND_TEXT.get(meta['kind'], meta['kind'])}, "
+        + ("fine-tuned from a policy on that policy family's own samples, labelled by the exact checker, "
+           if meta["kind"] in ("orm", "prm") else "trained from scratch ")
+        + "on the synthetic `arith` task (`ttcl data arith`), which ships an exact checker "
         "(`check(\"arith\")`). Loads offline with the ordinary transformers `from_pretrained` path.",
         "",
         "| field | value |",

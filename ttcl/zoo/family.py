@@ -22,12 +22,12 @@ def _std(d: int) -> float:
 
 
 LM_RECIPES: dict[str, LMRecipe] = {
-    "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 192, 2000, lr=3e-3, init_std=_std(32), seed=1),
-    "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 192, 2000, lr=3e-3, init_std=_std(64), seed=2),
-    "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 192, 1500, batch_size=32, lr=2e-3, init_std=_std(128), seed=3),
-    "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 192, 2000, lr=3e-3, init_std=_std(64),
+    "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 2000, lr=3e-3, init_std=_std(32), seed=1),
+    "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 160, 1500, lr=3e-3, init_std=_std(64), seed=2),
+    "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 160, 1200, batch_size=32, lr=2e-3, init_std=_std(128), seed=3),
+    "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 160, 1000, lr=3e-3, init_std=_std(64),
                              seed=4, data=DataSpec(kind="direct")),
-    "arith-revise": LMRecipe("arith-revise", "revise", 64, 2, 2, 384, 2000, lr=3e-3, init_std=_std(64),
+    "arith-revise": LMRecipe("arith-revise", "revise", 64, 2, 2, 320, 1500, lr=3e-3, init_std=_std(64),
                              seed=5, data=DataSpec(kind="revise", revise_frac=0.5)),
 }
 

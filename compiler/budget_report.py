@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from ttcl.compiler.ast import BudgetDecl, Module
 from ttcl.compiler.budget import ZERO, NodeBounds, SpecLookup, bound_nodes, cost_row, total_cost
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
-from ttcl.compiler.dag import MODEL_OPS, Dag, DagNode
+from ttcl.compiler.dag import MODEL_OPS, Dag, DagNode, construct
 
 RUNTIME_NOTE = "enforced at run time"
 POOLED_NOTE = "pooled over a dataset run: enforced at run time"
@@ -140,10 +140,10 @@ def rows(dag: Dag, bounds: NodeBounds) -> list[Row]:
         if node.op not in MODEL_OPS:
             continue
         cost = bounds.costs.get(node.id, ZERO)
-        out.append(Row.model_construct(
-            node=node.id, op=node.op, file=node.span.file, line=node.span.line, column=node.span.column,
-            model=_model_name(node), guarded=node.guard is not None, bound=cost_row(cost),
-        ))
+        out.append(construct(Row, {
+            "node": node.id, "op": node.op, "file": node.span.file, "line": node.span.line, "column": node.span.column,
+            "model": _model_name(node), "guarded": node.guard is not None, "bound": cost_row(cost),
+        }))
     return out
 
 

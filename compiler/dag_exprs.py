@@ -386,6 +386,9 @@ class ExprMixin:
         """A model named by a declaration, or by a ref string inside a verifier `owner` (`--model owner=PATH` rebinds it)."""
         module = frame.info.module
         if isinstance(expr, Name):
+            cached = self.refs.get(("model", frame.info.inst, expr.id))
+            if cached is not None:
+                return cached  # type: ignore[return-value]
             decl = _find_model(module, expr.id)
             if decl is None:
                 self.fail(expr.span, f"unknown model `{expr.id}`")
@@ -544,8 +547,17 @@ def _find_strategy(module: Module, name: str) -> Strategy | None:
     return next((s for s in module.strategies if s.name == name), None)
 
 
-def _local_strategies(module: Module) -> set[str]:
-    return {s.name for s in module.strategies}
+_LOCAL: dict[int, tuple[Module, frozenset[str]]] = {}
+
+
+def _local_strategies(module: Module) -> frozenset[str]:
+    """Strategy names of a module (cached by identity; the entry keeps the module alive so ids stay unique)."""
+    hit = _LOCAL.get(id(module))
+    if hit is None or hit[0] is not module:
+        if len(_LOCAL) > 256:
+            _LOCAL.clear()
+        hit = _LOCAL[id(module)] = (module, frozenset(s.name for s in module.strategies))
+    return hit[1]
 
 
 def _find_model(module: Module, name: str) -> ModelDecl | None:

@@ -101,6 +101,7 @@ class BudgetReport(BaseModel):
     params: dict[str, int | float | bool | str] = {}
     auto: list[AutoChoice] = []
     on_exhaust: str | None = None
+    warnings: list[str] = []  # e.g. a worst-case sequence longer than the model's context
     verdict: Literal["fits", "over", "no budget"]
 
     @property
@@ -131,7 +132,30 @@ def analyze(dag: Dag, module: Module, spec_of: SpecLookup, *, bounds: NodeBounds
     return BudgetReport(
         file=module.path, entry=dag.entry, rows=rows(dag, bounds), total=cost_row(total),
         limits=limits, sub_budgets=subs, verdict=verdict, on_exhaust=on_exhaust,
+        warnings=context_warnings(dag, bounds, spec_of),
     )
+
+
+def context_warnings(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[str]:
+    """Nodes whose worst-case sequence is longer than their model's context window (the bound still holds)."""
+    out: list[str] = []
+    for node in dag.topological_order():
+        if node.op not in MODEL_OPS:
+            continue
+        a = node.args
+        if node.op == "verify":
+            if a.verifier is None or a.verifier.model is None:
+                continue
+            model, seq = a.verifier.model, bounds.values[node.input_nodes("cands")[0]].seq_len
+        else:
+            if a.model is None:
+                continue
+            model, seq = a.model, bounds.values[node.id].seq_len
+        n_ctx = spec_of(model).n_ctx
+        if n_ctx is not None and seq > n_ctx:
+            out.append(f"{node.span.file}:{node.span.line}: {node.id} ({node.op}) may need {seq} tokens of context; "
+                       f"model `{model.name}` has {n_ctx}")
+    return out
 
 
 def rows(dag: Dag, bounds: NodeBounds) -> list[Row]:

@@ -181,3 +181,11 @@ def test_model_overrides_bind_library_models(tmp_path: Path, capsys: pytest.Capt
     report = json.loads(out)
     assert {r["op"] for r in report["rows"]} == {"sample", "verify"}
     assert report["verdict"] == "fits"
+
+
+def test_context_overflow_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.ttc"
+    path.write_text(PROGRAM.replace("(params = 1M, n_layer = 2, d_model = 64)", "(params = 1M, n_layer = 2, d_model = 64, n_ctx = 100)"))
+    code, out, _ = run(capsys, "check", str(path), "--set", "n=1")
+    assert code == 0
+    assert f"warning: {path}:6: main/drafts (sample) may need 121 tokens of context; model `policy` has 100" in out

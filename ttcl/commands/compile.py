@@ -97,6 +97,8 @@ def print_report(report: BudgetReport, console: Console) -> None:
     for sub in report.sub_budgets:
         console.print(f"sub-budget of {sub.call} (called at {sub.file}:{sub.line}, declared in {sub.module}): "
                       + "; ".join(_limit_text(lim) for lim in sub.limits))
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     _print_verdict(report, console)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from string import Formatter
 from typing import Any
 
 from ttcl.compiler import builtins as B
@@ -44,6 +46,7 @@ from ttcl.compiler.dag import (
 )
 from ttcl.compiler.dag_static import NotStatic, StaticValue, format_static, static_eval
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
+from ttcl.compiler.models import revise_template
 
 ParamMap = Mapping[str, Any]
 
@@ -353,9 +356,25 @@ class ExprMixin:
         if "prompt" in bound:
             parts = self.prompt_parts(bound["prompt"], frame, ctx, per_candidate=True)
         else:
-            parts = list(DEFAULT_REVISE_FEEDBACK_PROMPT if feedback is not None else DEFAULT_REVISE_PROMPT)
+            parts = self.card_revise_prompt(self.model_ref(bound["model"], frame)) or list(
+                DEFAULT_REVISE_FEEDBACK_PROMPT if feedback is not None else DEFAULT_REVISE_PROMPT)
         values["prompt"] = parts
         ports.extend(_source_ports(parts))
+
+    def card_revise_prompt(self, model: ModelRef) -> list[PromptPart] | None:
+        """The model card's `revise_template` as parts: `{question}` is the item's question, `{attempt}` the candidate's text."""
+        base = None if model.module.startswith("<") else Path(model.module).parent
+        template = revise_template(model.ref, base)
+        if template is None:
+            return None
+        parts: list[PromptPart] = []
+        for literal, name, _, _ in Formatter().parse(template):
+            _append_text(parts, literal)
+            if name == "attempt":
+                parts.append(PromptPart.make(path=["c", "text"]))
+            elif name is not None:
+                parts.append(PromptPart.make(path=[name]))
+        return parts
 
     def number_arg(self, pname: str, expr: Expr | None, default: Any, frame: Frame, ctx: GuardCond | None,
                    values: dict[str, Any], ports: list[Port]) -> None:

@@ -74,6 +74,7 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
 def clear_cache() -> None:
     """Forget cached specs (tests that write model directories call this)."""
     _model_spec_cached.cache_clear()
+    _revise_template_cached.cache_clear()
 
 
 def _as_int(name: str, value: float) -> int:
@@ -119,11 +120,35 @@ def spec_from_dir(path: Path) -> ModelSpec:
     n_layer = int(config.get(arch.layers, meta.get("n_layer", 0)) or 0)
     d_model = int(config.get(arch.width, meta.get("d_model", 0)) or 0)
     n_ctx = config.get(arch.positions)
-    if isinstance(meta.get("non_embedding_params"), int):
-        n_params = int(meta["non_embedding_params"])
-    else:
-        n_params = arch.count(config)
+    declared = meta.get("non_embedding_params", meta.get("params_non_embedding"))
+    n_params = int(declared) if isinstance(declared, int) else arch.count(config)
     return ModelSpec(non_embedding_params=n_params, n_layer=n_layer, d_model=d_model, n_ctx=int(n_ctx) if n_ctx else None)
+
+
+def revise_template(ref: str, base_dir: Path | None = None) -> str | None:
+    """The model card's default rewrite prompt (`ttcl_meta.json` field `revise_template`), if the model has one.
+
+    Fields `{question}` (the item's question) and `{attempt}` (the candidate's
+    text). None when the model is not on disk or has no template: `revise`
+    then uses the compiler's generic default.
+    """
+    return _revise_template_cached(ref, str(base_dir) if base_dir is not None else None)
+
+
+@lru_cache(maxsize=64)
+def _revise_template_cached(ref: str, base_dir: str | None) -> str | None:
+    try:
+        if ref.startswith("ttcl:"):
+            path = _resolve_zoo(ref)
+        else:
+            path = Path(ref).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+        meta = _read_json(path / "ttcl_meta.json") or {}
+    except ModelSpecError:
+        return None
+    template = meta.get("revise_template")
+    return template if isinstance(template, str) else None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from ttcl.compiler.ast import Span
 from ttcl.compiler.budget import NUMBER_TEXT_TOKENS, SPECIAL_TOKENS, text_tokens, total_cost
@@ -252,3 +255,19 @@ def test_auto_set_from_the_command_line() -> None:
     src = HEAD + "param n: int = 3 in 1..50\nbudget per item { calls <= 7 }\nstrategy main(q: text[<=5]) -> answer {\n" \
         "    return vote(sample(policy, q, n = n))\n}\n"
     assert compile_program(source=src, file="t.ttc", overrides={"n": "auto"}).params["n"] == 7
+
+
+def test_revise_without_prompt_uses_the_model_card_template(tmp_path: Path) -> None:
+    model = tmp_path / "reviser"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 512}))
+    (model / "ttcl_meta.json").write_text(json.dumps({"revise_template": "{question}\nattempt:\n{attempt}\nfix:\n"}))
+    src = f'ttcl 1\nmodel r = "{model}"\nstrategy main(question: text[<=30]) -> answer {{\n' \
+        "    d = sample(r, question, max_tokens = 10)\n    return vote(revise(r, d, max_tokens = 5))\n}\n"
+    compiled = compile_program(source=src, file="t.ttc")
+    node = next(n for n in compiled.dag if n.op == "revise")
+    assert [(p.text, p.path) for p in node.args.prompt] == [
+        (None, ["question"]), ("\nattempt:\n", []), (None, ["c", "text"]), ("\nfix:\n", []),
+    ]
+    row = compiled.report.row(node.id)
+    assert row is not None and row.bound["prompt_tokens"] == 30 + len("\nattempt:\n") + 10 + len("\nfix:\n") + 1

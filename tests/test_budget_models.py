@@ -86,3 +86,10 @@ def test_specs_are_cached_per_ref(tmp_path: Path) -> None:
     first = model_spec(str(path), {})
     (path / "config.json").write_text(json.dumps({**GPT2, "n_layer": 3}))
     assert model_spec(str(path), {}) is first
+
+
+def test_zoo_meta_key_and_revise_template(tmp_path: Path) -> None:
+    path = _write(tmp_path / "z", GPT2, {"params_non_embedding": 777, "revise_template": "{question}\nattempt:\n{attempt}\nfix:\n"})
+    assert model_spec(str(path), {}).non_embedding_params == 777
+    assert models.revise_template(str(path)) == "{question}\nattempt:\n{attempt}\nfix:\n"
+    assert models.revise_template("/nonexistent") is None

@@ -56,6 +56,13 @@ Control flow
   single unguarded return or a phi over them (`<ns>/result`). `Dag.output`
   is the entry strategy's value.
 
+Prompts are always explicit parts (`PromptPart`). `revise` without a
+`prompt` gets the model card's `revise_template` (`{question}` -> the
+item's question, `{attempt}` -> the candidate's text), else
+`{c.prompt}{c.text}\n` (with `Feedback: {feedback}\n` when a feedback
+verifier is given); a judge's rubric is read as-is, with the candidate's
+prompt and text appended when it names no `{c...}` field.
+
 Strategy calls are inlined: the callee's inputs are bound to the argument
 nodes, and keyword arguments set the callee module's params for that call.
 

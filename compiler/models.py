@@ -110,6 +110,13 @@ def _resolve_zoo(ref: str) -> Path:
 
 def spec_from_dir(path: Path) -> ModelSpec:
     """Read a model directory: ttcl_meta.json's count if present, else config.json."""
+    try:
+        return _spec_from_dir(path)
+    except (KeyError, TypeError, ValueError) as e:  # a config with missing or non-numeric sizes
+        raise ModelSpecError(f"cannot read the model size from `{path}`: bad or missing config field {e}", _PARAMS_HINT) from e
+
+
+def _spec_from_dir(path: Path) -> ModelSpec:
     config = _read_json(path / "config.json")
     meta_path = path / "ttcl_meta.json"
     meta = _read_json(meta_path) if meta_path.is_file() else {}

@@ -93,3 +93,9 @@ def test_zoo_meta_key_and_revise_template(tmp_path: Path) -> None:
     assert model_spec(str(path), {}).non_embedding_params == 777
     assert models.revise_template(str(path)) == "{question}\nattempt:\n{attempt}\nfix:\n"
     assert models.revise_template("/nonexistent") is None
+
+
+def test_malformed_config_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelSpecError) as err:
+        model_spec(str(_write(tmp_path / "bad", {"n_layer": "x", "n_embd": 8})), {})
+    assert err.value.message.startswith("cannot read the model size from")

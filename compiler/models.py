@@ -65,6 +65,8 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
             f"model options are {', '.join(OPTION_FIELDS)}",
         )
     declared = {OPTION_FIELDS[k]: _as_int(k, v) for k, v in options.items()}
+    if declared.get("n_ctx") == 0:
+        raise ModelSpecError("model option `n_ctx` must be at least 1")
     if "non_embedding_params" in declared:
         return ModelSpec(**declared)
     on_disk = _spec_from_ref(ref, base_dir)

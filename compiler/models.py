@@ -20,6 +20,7 @@ solving rebuilds the bound repeatedly.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def clear_cache() -> None:
 
 
 def _as_int(name: str, value: float) -> int:
-    if value < 0 or value != int(value):
+    if not math.isfinite(value) or value < 0 or value != int(value):
         raise ModelSpecError(f"model option `{name}` must be a non-negative whole number, got {value:g}")
     return int(value)
 

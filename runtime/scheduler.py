@@ -72,6 +72,7 @@ class _ItemRun:
     cost: Cost = field(default_factory=Cost)
     status: str = "ok"
     error: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # node -> why it did not run
 
     @property
     def index(self) -> int:
@@ -213,8 +214,8 @@ class Scheduler:
         g = node.guard
         if g is None:
             return None
-        if run.state.get(g.node) != "done":
-            return "guard did not run"
+        if run.state.get(g.node) != "done":  # the whole region is off for the reason its guard is
+            return run.skipped.get(g.node, "guard did not run")
         if bool(run.values.get(g.node)) == g.arm:
             return None
         if g.node.endswith("/stop"):
@@ -223,6 +224,7 @@ class Scheduler:
 
     def _skip(self, run: _ItemRun, node: DagNode, reason: str) -> None:
         run.state[node.id] = "skipped"
+        run.skipped[node.id] = reason
         for h in self.hooks:
             h.skip_node(item=run.index, node=node, reason=reason)
 

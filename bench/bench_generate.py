@@ -31,7 +31,6 @@ from baselines import handwritten_batched, hf_generate_batched, naive_loop  # no
 from ttcl.runtime.backends import GenRequest, SamplingParams  # noqa: E402
 from ttcl.runtime.backends.transformers import TransformersBackend  # noqa: E402
 
-
 CPU: list[tuple[str, float]] = []  # (label, process CPU seconds) of the last timed() calls
 
 

@@ -91,6 +91,9 @@ def flaky_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ttcl-flaky-checker\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[ttcl.verifiers]\nflaky = ttcl_flaky_checker:checker\n")
     sys.path.insert(0, str(root))
+    from ttcl.compiler import checks_calls
+
+    checks_calls._registered_checkers.cache_clear()  # the checks cache the registered names per process
     return root
 
 

@@ -127,7 +127,7 @@ def _read(path: Path, shown: str) -> str:
     except ValueError:  # a NUL byte in the path
         raise _ReadFailure(f"`{_printable(shown)}` is not a valid file name") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows may add a byte-order mark
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1

@@ -171,3 +171,9 @@ def test_unusable_import_names_are_diagnostics(tmp_path: Path) -> None:
     first, second = load_program(root, file="root.ttc").diagnostics
     assert first.message == "cannot import `a\\x00b.ttc`: `a\\x00b.ttc` is not a valid file name"
     assert second.message == f"cannot import `{long_name}`: cannot read `{long_name}`: File name too long"
+
+
+def test_a_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    root = tmp_path / "bom.ttc"
+    root.write_bytes(b"\xef\xbb\xbf" + HELPER.encode())
+    assert check_program(load_program(root)).entry.name == "main"

@@ -196,7 +196,13 @@ class Builder(ExprMixin):
     def stmt(self, stmt: Stmt, frame: Frame, ctx: GuardCond | None) -> BlockResult:
         match stmt:
             case Assign():
-                frame.env[stmt.target] = self.expr(stmt.value, frame, ctx, var=stmt.target)
+                node = self.expr(stmt.value, frame, ctx, var=stmt.target)
+                if self.nodes[node].guard != ctx:
+                    # An alias (`x = y`) or a param: bind a copy that runs here, so a phi after
+                    # this branch or loop sees this binding only when this arm ran.
+                    node = self.add(frame, "phi", self.nodes[node].type, stmt.span, ctx,
+                                    inputs=[Port.make(role="value", node=node)], var=stmt.target)
+                frame.env[stmt.target] = node
                 return BlockResult([], False, ctx)
             case Return():
                 value = self.expr(stmt.value, frame, ctx)

@@ -100,6 +100,7 @@ def data_arith(
     steps: Annotated[str, typer.Option("--steps", help="Number of operations: N or A..B (cycled evenly).")] = "1..8",
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+    max_value: Annotated[str, typer.Option("--max-value", help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
 ) -> None:
     """Arith problems as JSONL lines {"question", "answer" (steps then '#### N'), "steps"} on stdout."""
     from ttcl.runtime.tasks.arith import iter_jsonl, make_problems, parse_steps_spec
@@ -110,7 +111,8 @@ def data_arith(
         raise ZooArgumentError("--steps", str(e)) from e
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
-    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
+    bound = _int_option("--max-value", max_value, minimum=9)
+    for line in iter_jsonl(make_problems(count, levels, seed_value, bound) if count else []):
         sys.stdout.write(line + "\n")
 
 

@@ -22,7 +22,7 @@ def _std(d: int) -> float:
 
 
 LM_RECIPES: dict[str, LMRecipe] = {
-    "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 2000, lr=3e-3, init_std=_std(32), seed=1),
+    "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 4000, batch_size=96, lr=3e-3, init_std=_std(32), seed=1),
     "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 160, 1500, lr=3e-3, init_std=_std(64), seed=2),
     "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 160, 1200, batch_size=32, lr=2e-3, init_std=_std(128), seed=3),
     "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 160, 1000, lr=3e-3, init_std=_std(64),
@@ -31,10 +31,10 @@ LM_RECIPES: dict[str, LMRecipe] = {
                              seed=5, data=DataSpec(kind="revise", revise_frac=0.5)),
 }
 
-VERIFIER_SAMPLES = SampleSpec(policies=("arith-s", "arith-m"), problems_per_policy=1000, samples_per_problem=4)
+VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)
 VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
-    "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=800, seed=6),
-    "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=800, seed=7),
+    "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=600, seed=6),
+    "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=600, seed=7),
 }
 ALL = FAMILY
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}

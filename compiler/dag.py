@@ -44,7 +44,9 @@ Control flow
   `phi` node after the `if`.
 - `phi`: the value of the *last* input, in `inputs` order, that ran (none
   if none ran). It is how a variable merges after branches, after an early
-  exit and after a loop; it costs nothing.
+  exit and after a loop; it costs nothing. An assignment inside an arm or a
+  loop body always binds a node that runs there (`x = y` gets a one-input
+  phi copying y), so "ran" identifies the path taken.
 - `repeat K { body } until u`: the body is copied K times. After iteration
   i, a guard node `.../repeat@L[i]/stop` evaluates "u_i, or a break/return
   happened"; iteration i+1 is guarded by `(stop_i, False)`. Variables

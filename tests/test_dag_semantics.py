@@ -77,8 +77,16 @@ def _block(draw: st.DrawFn, depth: int, in_loop: bool, indent: str) -> list[str]
 
 @st.composite
 def flow_programs(draw: st.DrawFn) -> str:
-    body = ["    a = q", "    b = q + 1", "    c = 2 * q"] + draw(_block(0, False, "    ")) + ["    return a * 10000 + b * 100 + c"]
-    return "ttcl 1\nstrategy main(q: number) -> number {\n" + "\n".join(body) + "\n}\n"
+    """`main`, and sometimes a helper with its own control flow that main calls (inlined in the DAG)."""
+    helper = ""
+    calls: list[str] = []
+    if draw(st.booleans()):
+        hbody = ["    a = q", "    b = q - 1", "    c = q * q"] + draw(_block(1, False, "    ")) + ["    return a + b + c"]
+        helper = "strategy h(q: number) -> number {\n" + "\n".join(hbody) + "\n}\n"
+        calls = [f"    {draw(st.sampled_from(VARS))} = h({draw(_num())})"]
+    body = ["    a = q", "    b = q + 1", "    c = 2 * q"] + calls + draw(_block(0, False, "    ")) + calls
+    body.append("    return a * 10000 + b * 100 + c")
+    return "ttcl 1\n" + helper + "strategy main(q: number) -> number {\n" + "\n".join(body) + "\n}\n"
 
 
 # ---------------------------------------------------------------- AST interpreter
@@ -95,6 +103,8 @@ class _Return(Exception):
 
 def _eval(e: A.Expr, env: dict[str, Any]) -> Any:
     match e:
+        case A.Call():
+            return _call(env["__module__"], e.func.id, _eval(e.args[0], env))  # type: ignore[union-attr]
         case A.Number():
             return int(e.value) if e.is_int else e.value
         case A.Name():
@@ -138,12 +148,17 @@ def _exec(stmts: list[A.Stmt], env: dict[str, Any]) -> None:
                         break
 
 
-def run_ast(module: A.Module, q: int) -> Any:
+def _call(module: A.Module, name: str, q: int) -> Any:
+    strat = next(s for s in module.strategies if s.name == name)
     try:
-        _exec(module.strategies[0].body, {"q": q})
+        _exec(strat.body, {"q": q, "__module__": module})
     except _Return as r:
         return r.value
     raise AssertionError("no return")
+
+
+def run_ast(module: A.Module, q: int) -> Any:
+    return _call(module, "main", q)
 
 
 # ---------------------------------------------------------------- DAG executor (the contract in dag.py)
@@ -192,6 +207,8 @@ def check_same(source: str, q: int) -> None:
     module = parse(source, "flow.ttc")
     dag = build(instances={"": ModuleInfo(module, {}, {}, "")}, strategy="main")
     assert run_dag(dag, q) == run_ast(module, q), source
+    if "h(" in source:
+        assert any("/h#" in node.id for node in dag)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

@@ -31,7 +31,10 @@ INDENT = "    "
 
 # Binding strength; a child binding looser than its parent needs parentheses.
 _PREC = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6, "neg": 7, "postfix": 8, "atom": 9}
-_ESCAPE_AFTER_BACKSLASH = set('nt"\\')
+# A backslash is written `\\` when the next character would otherwise make an
+# escape with it: a letter of one, or a character that is itself printed escaped.
+_ESCAPE_AFTER_BACKSLASH = frozenset('nt"\\\n\t')
+_DOC_ESCAPE_AFTER_BACKSLASH = frozenset('nt"\\')
 
 
 def format_source(source: str, file: str = "<input>") -> str:
@@ -150,7 +153,7 @@ def docstring_literal(text: str) -> str:
     for i, ch in enumerate(text):
         nxt = text[i + 1] if i + 1 < len(text) else ""
         if ch == "\\":
-            out.append("\\\\" if nxt in _ESCAPE_AFTER_BACKSLASH or nxt == "" else "\\")
+            out.append("\\\\" if nxt in _DOC_ESCAPE_AFTER_BACKSLASH or nxt == "" else "\\")
         elif ch == '"' and nxt in ('"', ""):
             out.append('\\"')
         else:
@@ -197,6 +200,7 @@ def _extent(node: ast.Node) -> tuple[int, int, int]:
     return s.start_pos, s.end_pos, s.end_line
 
 
+_COMMENT = re.compile(r"#[^\n]*")
 _SKIP = re.compile(r'#[^\n]*|"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"')
 
 
@@ -240,17 +244,18 @@ class _Printer:
         self.trail(head)
         return [c for c in comments if c not in head]
 
-    def find(self, pattern: str, start: int, end: int) -> int | None:
+    def find(self, pattern: str, start: int, end: int, skip: re.Pattern[str] | None = None) -> int | None:
         """Where `pattern` first occurs in source[start:end] outside comments and strings."""
         if self.source is None:
             return None
         text = self.source
         pos = start
         target = re.compile(pattern)
+        skipping = skip or _SKIP
         while pos < end:
-            skip = _SKIP.match(text, pos)
-            if skip:
-                pos = skip.end()
+            skip_match = skipping.match(text, pos)
+            if skip_match:
+                pos = skip_match.end()
                 continue
             if target.match(text, pos):
                 return pos
@@ -269,16 +274,23 @@ class _Printer:
         decls = sorted((d for g in groups for d in g), key=lambda d: d.span.start_pos)
         header_end = m.span.start_pos + 1 if m.span.end_pos else 0
         header_item = (m.span.start_pos, header_end, m.span.line)
-        shares, tail = _split(comments, [header_item] + [_extent(d) for d in decls])
-        share_of = {id(d): s for d, s in zip(decls, shares[1:], strict=True)}
+        doc_item = self._docstring_extent(header_end, decls)
+        items = [header_item] + ([doc_item] if doc_item else []) + [_extent(d) for d in decls]
+        shares, tail = _split(comments, items)
+        share_of = {id(d): s for d, s in zip(decls, shares[-len(decls):] if decls else [], strict=True)}
         occupied = self._occupied(decls, comments)
+        if doc_item:
+            occupied.update(range(self._line_of(doc_item[0]), doc_item[2] + 1))
 
         head = shares[0]
         self.own_line(0, head.leading + head.inner)
         self.emit(0, f"ttcl {m.version}")
         self.trail(head.trailing)
         if m.docstring is not None:
+            doc = shares[1] if doc_item else _Share([], [], [])
+            self.own_line(0, doc.leading + doc.inner)
             self.emit(0, docstring_literal(m.docstring))
+            self.trail(doc.trailing)
         for g, group in enumerate(groups):
             for i, decl in enumerate(group):
                 share = share_of[id(decl)]
@@ -292,6 +304,17 @@ class _Printer:
                 self.blank()
             self.own_line(0, tail)
         return "\n".join(self.lines) + "\n"
+
+    def _docstring_extent(self, header_end: int, decls: list[Any]) -> tuple[int, int, int] | None:
+        """Where the module docstring sits in the source (the AST keeps only its text)."""
+        if self.module.docstring is None or self.source is None:
+            return None
+        limit = decls[0].span.start_pos if decls else len(self.source)
+        start = self.find('"', header_end, limit, _COMMENT)
+        match = _SKIP.match(self.source, start) if start is not None else None
+        if start is None or match is None:
+            return None
+        return start, match.end(), self._line_of(match.end())
 
     def _occupied(self, decls: list[Any], comments: list[ast.Comment]) -> set[int]:
         lines = {self.module.span.line}
@@ -429,11 +452,15 @@ class _Printer:
         cond_end = st.cond.span.end_pos
         self.own_line(depth + (1 if prefix else 0), [c for c in inner if c.span.start_pos < cond_end])
         rest = [c for c in inner if c.span.start_pos >= cond_end]
-        chain = len(st.orelse) == 1 and isinstance(st.orelse[0], ast.If)
         else_start = st.orelse[0].span.start_pos if st.orelse else None
         then_close = self._close_after(st.then, cond_end, else_start) if st.orelse else st.span.end_pos - 1
         then_comments = [c for c in rest if then_close is None or c.span.start_pos < then_close]
         else_comments = [c for c in rest if then_close is not None and c.span.start_pos >= then_close]
+        # `else { if ... }` prints as `else if ...` unless a comment sits in the else block outside the inner if.
+        nested = st.orelse[0] if len(st.orelse) == 1 and isinstance(st.orelse[0], ast.If) else None
+        chain = nested is not None and all(
+            nested.span.start_pos <= c.span.start_pos < nested.span.end_pos for c in else_comments
+        )
         self.emit(depth, f"{prefix}if {expr(st.cond)} {{")
         if not st.then and not then_comments and not st.orelse:
             self.lines[-1] += "}"

@@ -11,7 +11,7 @@ safe" compares.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -104,7 +104,7 @@ class TemplateField(Node):
     path: list[str]
 
 
-TemplatePart = Annotated[Union[TemplateText, TemplateField], Field(discriminator="kind")]
+TemplatePart = Annotated[TemplateText | TemplateField, Field(discriminator="kind")]
 
 
 class String(Node):
@@ -177,7 +177,7 @@ class BoolOp(Node):
 
 
 Expr = Annotated[
-    Union[Name, Attribute, Number, Bool, String, ListExpr, Call, BinOp, UnaryOp, Compare, BoolOp],
+    Name | Attribute | Number | Bool | String | ListExpr | Call | BinOp | UnaryOp | Compare | BoolOp,
     Field(discriminator="kind"),
 ]
 
@@ -220,7 +220,7 @@ class Break(Node):
     kind: Literal["break"] = "break"
 
 
-Stmt = Annotated[Union[Assign, Return, If, Repeat, Break], Field(discriminator="kind")]
+Stmt = Annotated[Assign | Return | If | Repeat | Break, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------- declarations
@@ -283,7 +283,7 @@ class ParamDecl(Node):
 
     name: str
     type: Literal["int", "float", "bool", "text"]
-    default: Annotated[Union[Auto, Name, Attribute, Number, Bool, String, ListExpr, Call, BinOp, UnaryOp, Compare, BoolOp], Field(discriminator="kind")]
+    default: Annotated[Auto | Name | Attribute | Number | Bool | String | ListExpr | Call | BinOp | UnaryOp | Compare | BoolOp, Field(discriminator="kind")]
     low: Expr | None = None
     high: Expr | None = None
 

@@ -192,12 +192,14 @@ def parse(source: str, file: str = "<input>") -> ast.Module:
         raise parse_errors.bad_character(e, source, state) from None
     except LexicalError as e:
         raise SyntaxDiagnosticError(
-            [Diagnostic(span=e.span, message=e.message, expected=e.expected, hint=e.hint, code="E001")], {file: source}
+            [Diagnostic(span=e.span, message=e.message, expected=e.expected, hint=e.hint, code="E001")],
+            {file: parse_errors.display_source(source)},
         ) from None
     except RecursionError:
         span = ast.Span(file=file, line=1, column=1, end_line=1, end_column=1)
         raise SyntaxDiagnosticError(
-            [Diagnostic(span=span, message="program nested too deeply to parse", code="E001")], {file: source}
+            [Diagnostic(span=span, message="program nested too deeply to parse", code="E001")],
+            {file: parse_errors.display_source(source)},
         ) from None
     comments = [ast.Comment.model_construct(span=builder.span(c, c), text=c.value.rstrip()) for c in state.comments]
     return module.model_copy(update={"comments": comments})

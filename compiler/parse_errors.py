@@ -27,7 +27,7 @@ _WORDS = {
     "NAME": "a name",
     "NUMBER": "a number",
     "STRING": "a string",
-    "_NL": "a newline or `;`",
+    "_NL": "end of statement (newline or `;`)",
     "$END": "end of file",
 }
 _EXPR_START = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE", "BUDGET"}
@@ -91,13 +91,22 @@ def _end_of_file(source: str, file: str) -> ast.Span:
                     start_pos=len(body), end_pos=len(body))
 
 
+def display_source(source: str) -> str:
+    """The source as diagnostics show it: control characters (and line breaks other than
+    `\n`, which would shift line numbers) become U+FFFD, one for one, so columns stay right."""
+    text = source.replace("\r\n", "\n")
+    if text.isprintable() or all(ch.isprintable() or ch in "\n\t" for ch in text):
+        return text
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
 def _diag(span: ast.Span, message: str, expected: str | None = None, hint: str | None = None) -> Diagnostic:
     return Diagnostic(span=span, message=message, expected=expected, hint=hint, code="E001")
 
 
 def bad_character(e: BadCharacter, source: str, state: ParseState) -> SyntaxDiagnosticError:
     """No token starts here: an unclosed string or a stray character."""
-    return SyntaxDiagnosticError([_bad_character(e, source, state.file)], {state.file: source})
+    return SyntaxDiagnosticError([_bad_character(e, source, state.file)], {state.file: display_source(source)})
 
 
 def _bad_character(e: BadCharacter, source: str, file: str) -> Diagnostic:
@@ -160,7 +169,7 @@ def _accepts(states: list[int], term: str) -> bool:
 
 def unexpected_token(e: ParseFailure, source: str, state: ParseState) -> SyntaxDiagnosticError:
     """A token that does not fit the grammar where it stands."""
-    return SyntaxDiagnosticError([_unexpected_token(e, source, state)], {state.file: source})
+    return SyntaxDiagnosticError([_unexpected_token(e, source, state)], {state.file: display_source(source)})
 
 
 def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagnostic:

@@ -1,0 +1,162 @@
+"""`ttcl fmt`: golden identity files, exact output for messy input, comments, and the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ttcl.compiler.ast import same_shape
+from ttcl.compiler.fmt import format_module, format_source
+from ttcl.compiler.parse import parse
+
+from ttcl.cli import main
+
+GOLDEN = sorted((Path(__file__).parent / "golden" / "parse").glob("*.ttc"))
+PROGRAMS = sorted((Path(__file__).parent.parent / "programs").glob("*.ttc"))
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=[p.stem for p in GOLDEN])
+def test_golden_files_are_fixed_points(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    assert format_source(source, str(path)) == source
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=[p.stem for p in PROGRAMS])
+def test_library_programs_format_idempotently_and_safely(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    once = format_source(source)
+    assert format_source(once) == once
+    assert same_shape(parse(once), parse(source))
+
+
+MESSY = '''ttcl 1
+"""Doc."""
+strategy main( question : text[ <= 64 ], ) -> answer
+{
+  drafts=sample( policy,
+                 question,   # the prompt
+                 n=4 ) ; x = ((1+2))*3
+  if agreement(drafts)>=0.5 { return vote(drafts) }
+  else { drafts = drafts+drafts }
+  repeat 2 { drafts=top(drafts,1) }
+  until best_score(drafts)>0.9
+
+
+  return best( drafts )
+}
+param n : int=auto in 1 .. 8
+budget per item { calls<=8;gen_tokens<=1k }
+model policy="ttcl:arith-s"
+'''
+
+CANONICAL = '''ttcl 1
+"""Doc."""
+
+model policy = "ttcl:arith-s"
+
+param n: int = auto in 1..8
+
+budget per item {
+    calls <= 8
+    gen_tokens <= 1k
+}
+
+strategy main(question: text[<=64]) -> answer {
+    # the prompt
+    drafts = sample(policy, question, n = 4)
+    x = (1 + 2) * 3
+    if agreement(drafts) >= 0.5 {
+        return vote(drafts)
+    } else {
+        drafts = drafts + drafts
+    }
+    repeat 2 {
+        drafts = top(drafts, 1)
+    } until best_score(drafts) > 0.9
+
+    return best(drafts)
+}
+'''
+
+
+def test_messy_program_formats_exactly() -> None:
+    assert format_source(MESSY) == CANONICAL
+    assert format_source(CANONICAL) == CANONICAL
+    assert same_shape(parse(MESSY).model_copy(update={"comments": []}), parse(CANONICAL).model_copy(update={"comments": []}))
+
+
+def test_strings_are_reescaped_canonically() -> None:
+    source = 'ttcl 1\nstrategy m() -> answer {\n    x = "tab\there \\d+ {{a}} \\\\n {c.text}"\n}\n'
+    assert format_source(source) == 'ttcl 1\n\nstrategy m() -> answer {\n    x = "tab\\there \\d+ {{a}} \\\\n {c.text}"\n}\n'
+
+
+def test_numbers_keep_their_spelling() -> None:
+    source = "ttcl 1\nbudget per item { flops <= 2E12; gen_tokens <= 8k; calls <= 0064 }\n"
+    assert "flops <= 2E12\n    gen_tokens <= 8k\n    calls <= 0064\n" in format_source(source)
+
+
+def test_format_module_without_source_keeps_comments_in_order() -> None:
+    source = "ttcl 1\n# a\nmodel p = \"x\"  # b\nstrategy m() -> answer {\n    # c\n    return p\n}\n"
+    module = parse(source)
+    text = format_module(module)
+    assert [line.strip() for line in text.splitlines() if "#" in line] == ["# a", 'model p = "x"  # b', "# c"]
+    assert format_source(text) == text
+
+
+def test_reordered_declarations_take_their_comments() -> None:
+    source = 'ttcl 1\n# the strategy\nstrategy m() -> answer {\n    return 1\n}\n# the model\nmodel p = "x"\n'
+    assert format_source(source) == (
+        'ttcl 1\n\n# the model\nmodel p = "x"\n\n# the strategy\nstrategy m() -> answer {\n    return 1\n}\n'
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_rewrites_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.ttc"
+    path.write_text(MESSY)
+    assert main(["fmt", str(path)]) == 0
+    assert path.read_text() == CANONICAL
+    assert capsys.readouterr().err == f"reformatted {path}\n"
+    assert main(["fmt", str(path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_check_lists_files_that_would_change(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    messy, clean = tmp_path / "a.ttc", tmp_path / "b.ttc"
+    messy.write_text(MESSY)
+    clean.write_text(CANONICAL)
+    assert main(["fmt", "--check", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"would reformat {messy}\n"
+    assert messy.read_text() == MESSY
+    assert main(["fmt", "--check", str(clean)]) == 0
+
+
+def test_cli_diff(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.ttc"
+    path.write_text('ttcl 1\nmodel p="x"\n')
+    assert main(["fmt", "--diff", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"--- {path} (original)\n+++ {path} (formatted)\n" in out
+    assert '-model p="x"\n+\n+model p = "x"\n' in out
+    assert path.read_text() == 'ttcl 1\nmodel p="x"\n'
+
+
+def test_cli_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO('ttcl 1\nmodel   p="x"\n'))
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr().out == 'ttcl 1\n\nmodel p = "x"\n'
+
+
+def test_cli_syntax_error_exits_2_and_continues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad, good = tmp_path / "a.ttc", tmp_path / "b.ttc"
+    bad.write_text("ttcl 1\nmodel p = \n")
+    good.write_text('ttcl 1\nmodel p="x"\n')
+    assert main(["fmt", str(bad), str(good)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}:2:10: error: unexpected end of file\n")
+    assert f"reformatted {good}" in err
+    assert good.read_text() == 'ttcl 1\n\nmodel p = "x"\n'

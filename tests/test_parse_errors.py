@@ -1,0 +1,138 @@
+"""Syntax errors: the exact diagnostic text for common mistakes, and no traceback for any input."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from ttcl.compiler.diagnostics import SyntaxDiagnosticError
+from ttcl.compiler.parse import parse, parse_file, read_source
+
+CASES = [
+    ('missing_header', 'model p = "x"\n',
+     'prog.ttc:1:1: error: missing version header `ttcl 1`\n   1 | model p = "x"\n       ^^^^^\n  expected: `ttcl 1` as the first line\n  hint: start the file with the line `ttcl 1`'),
+    ('assign_in_condition', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if count(q) = 3 {\n        return q\n    }\n}\n',
+     'prog.ttc:3:17: error: `=` assigns a name; a comparison uses `==`\n   3 |     if count(q) = 3 {\n                       ^\n  expected: an operator, `(`, `.` or `{`\n  hint: write `==` to compare'),
+    ('missing_open_brace', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if x > 3\n        return q\n    }\n}\n',
+     'prog.ttc:3:13: error: missing `{` to open a block\n   3 |     if x > 3\n                   ^\n  expected: an operator, `(`, `.` or `{`\n  hint: write the block as `{ ... }`'),
+    ('unclosed_string', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = "abc\n    return x\n}\n',
+     'prog.ttc:3:9: error: unclosed string\n   3 |     x = "abc\n               ^^^^\n  expected: `"` before the end of the line\n  hint: close the string on the same line; use `"""..."""` for text over several lines or `\\n` for a newline'),
+    ('unclosed_docstring', 'ttcl 1\n"""abc\n',
+     'prog.ttc:2:1: error: unclosed string\n   2 | """abc\n       ^^^\n  expected: `"""` to close the string\n  hint: a `"""` string ends with `"""`'),
+    ('repeat_without_count', 'ttcl 1\nstrategy main(q: text) -> answer {\n    repeat {\n        break\n    }\n}\n',
+     'prog.ttc:3:12: error: `repeat` needs a count\n   3 |     repeat {\n                  ^\n  expected: a count, as in `repeat 3 {` or `repeat n {`\n  hint: a loop needs a static bound: an integer literal, an int param, or arithmetic on those'),
+    ('keyword_as_name', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if = 3\n}\n',
+     'prog.ttc:3:5: error: `if` is a reserved word and cannot be used as a name\n   3 |     if = 3\n           ^^\n  expected: an expression\n  hint: choose another name, such as `if_`'),
+    ('keyword_as_strategy_name', 'ttcl 1\nstrategy if(q: text) -> answer {}\n',
+     'prog.ttc:2:10: error: `if` is a reserved word and cannot be used as a name\n   2 | strategy if(q: text) -> answer {}\n                ^^\n  expected: a name\n  hint: choose another name, such as `if_`'),
+    ('missing_close_brace', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if x {\n        return q\n',
+     'prog.ttc:3:10: error: missing `}`: this block is not closed before the end of the file\n   3 |     if x {\n                ^\n  expected: `}`\n  hint: add `}` to close the block'),
+    ('python_def', 'ttcl 1\ndef main(q):\n    return q\n',
+     'prog.ttc:2:1: error: ttcl has no `def`\n   2 | def main(q):\n       ^^^\n  expected: a declaration (`import`, `model`, `verifier`, `param`, `extract`, `budget`, `strategy`)\n  hint: declare a strategy with `strategy name(input: text) -> answer { ... }`'),
+    ('python_colon', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if x > 3:\n        return q\n}\n',
+     'prog.ttc:3:13: error: blocks are written in braces, not with `:`\n   3 |     if x > 3:\n                   ^\n  expected: `{`\n  hint: write `if cond { ... }`; indentation has no meaning in ttcl'),
+    ('bad_suffix', 'ttcl 1\nbudget per item { calls <= 8x }\n',
+     'prog.ttc:2:28: error: bad number suffix `x` in `8x`\n   2 | budget per item { calls <= 8x }\n                                  ^^\n  expected: a number such as `16`, `0.8`, `2e12`, or one with a suffix k, M, G or T (`8k`, `2.5M`)\n  hint: the suffixes are k (1e3), M (1e6), G (1e9) and T (1e12), case-sensitive'),
+    ('huge_number', 'ttcl 1\nparam n: int = 1e999\n',
+     'prog.ttc:2:16: error: number `1e999` is too large\n   2 | param n: int = 1e999\n                      ^^^^^\n  hint: numbers must fit a 64-bit float (below about 1.8e308)'),
+    ('nul_byte', 'ttcl 1\nmodel p = \x00\n',
+     'prog.ttc:2:11: error: unexpected character `\\x00`\n   2 | model p = �\n                 ^\n  expected: a string'),
+    ('unclosed_paren', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = f(a, (b)\n}\n',
+     'prog.ttc:3:10: error: unclosed `(`\n   3 |     x = f(a, (b)\n                ^\n  expected: `)`\n  hint: add `)` to close it'),
+    ('unknown_unit', 'ttcl 1\nbudget per item { gen_token <= 8k }\n',
+     'prog.ttc:2:19: error: unknown budget unit `gen_token`\n   2 | budget per item { gen_token <= 8k }\n                         ^^^^^^^^^\n  expected: `calls`, `prompt_tokens`, `gen_tokens`, `tokens`, `flops` or `seconds`\n  hint: did you mean `gen_tokens`?'),
+    ('unknown_type', 'ttcl 1\nstrategy m(q: txt) -> answer { return q }\n',
+     'prog.ttc:2:15: error: unknown type `txt`\n   2 | strategy m(q: txt) -> answer { return q }\n                     ^^^\n  expected: `text`, `candidates`, `number`, `answer` or `bool`\n  hint: did you mean `text`?'),
+    ('bad_template', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return "a {b c} d"\n}\n',
+     'prog.ttc:3:15: error: bad template field in string\n   3 |     return "a {b c} d"\n                     ^^^^^\n  expected: a field such as `{question}` or `{c.text}`\n  hint: write `{{` and `}}` for literal braces'),
+    ('two_statements', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = 1 y = 2\n}\n',
+     'prog.ttc:3:11: error: unexpected `y`\n   3 |     x = 1 y = 2\n                 ^\n  expected: end of statement (newline or `;`), an operator, `(`, `.` or `}`\n  hint: put one statement per line, or separate them with `;`'),
+    ('elif', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if x { } elif y { }\n}\n',
+     'prog.ttc:3:14: error: ttcl has no `elif`\n   3 |     if x { } elif y { }\n                    ^^^^\n  hint: write `else if cond { ... }`'),
+    ('single_quotes', "ttcl 1\nstrategy main(q: text) -> answer {\n    x = 'a'\n}\n",
+     'prog.ttc:3:9: error: unexpected character `\'`\n   3 |     x = \'a\'\n               ^\n  expected: an expression\n  hint: strings use double quotes: "..."'),
+    ('version_2', 'ttcl 2\n',
+     'prog.ttc:1:6: error: unsupported language version `2`\n   1 | ttcl 2\n            ^\n  expected: `ttcl 1`\n  hint: this ttcl reads version 1 programs'),
+    ('positional_after_keyword', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return f(a = 1, b)\n}\n',
+     'prog.ttc:3:21: error: positional argument after a keyword argument\n   3 |     return f(a = 1, b)\n                           ^\n  hint: put positional arguments first, or name this one (`name = value`)'),
+    ('unmatched_close', 'ttcl 1\n}\n',
+     'prog.ttc:2:1: error: unmatched `}`\n   2 | }\n       ^\n  expected: end of statement (newline or `;`) or end of file\n  hint: remove it, or add the `{` it closes'),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_syntax_error_text(name: str, source: str, expected: str) -> None:
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        parse(source, "prog.ttc")
+    assert str(info.value) == expected
+    assert len(info.value.diagnostics) == 1
+
+
+def test_not_utf8_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ttc"
+    path.write_bytes(b"ttcl 1\nmodel p = \"caf\xe9\"\n")
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        parse_file(path)
+    assert str(info.value) == (
+        f"{path}:2:15: error: file is not valid UTF-8 (byte 0xe9)\n"
+        '   2 | model p = "caf\n'
+        "                     ^\n"
+        "  hint: save the file as UTF-8"
+    )
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        read_source(tmp_path / "nope.ttc")
+    assert str(info.value) == f"{tmp_path / 'nope.ttc'}:0:0: error: cannot read file: No such file or directory"
+
+
+def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "win.ttc"
+    path.write_bytes(b"\xef\xbb\xbfttcl 1\r\nmodel p = \"x\"\r\n")
+    module = parse_file(path)
+    assert module.models[0].ref == "x"
+    assert module.models[0].span.line == 2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_bytes_give_a_positioned_diagnostic(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(200):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+        text = data.decode("utf-8", errors="replace")
+        for source in (text, "ttcl 1\n" + text, "ttcl 1\nstrategy m() -> answer {\n" + text):
+            try:
+                parse(source)
+            except SyntaxDiagnosticError as e:
+                span = e.diagnostics[0].span
+                assert span.line >= 1 and span.column >= 1
+                assert str(e).startswith(f"<input>:{span.line}:{span.column}: error: ")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "ttcl 1\nstrategy m() -> answer {\n    return " + "(" * 5000 + "x" + ")" * 5000 + "\n}\n",
+        "ttcl 1\nstrategy m() -> answer {\n    return " + " + ".join(["x"] * 5000) + "\n}\n",
+        "ttcl 1\nstrategy m() -> answer {\n    return " + "-" * 5000 + "x\n}\n",
+        "ttcl 1\nstrategy m() -> answer {\n" + "if x {\n" * 3000 + "}\n" * 3000 + "}\n",
+        "ttcl 1\nparam n: int = " + "9" * 5000 + "\n",
+        "ttcl 1\nstrategy m() -> answer {\n" + "{" * 3000,
+    ],
+    ids=["parens", "long_sum", "unary_chain", "deep_ifs", "huge_int", "open_braces"],
+)
+def test_pathological_input_gives_a_diagnostic(source: str) -> None:
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        parse(source)
+    assert info.value.diagnostics[0].span.line >= 1
+
+
+def test_every_truncation_of_a_program_parses_or_fails_cleanly() -> None:
+    source = (Path(__file__).parent / "golden" / "parse" / "everything.ttc").read_text()
+    for end in range(len(source)):
+        try:
+            parse(source[:end])
+        except SyntaxDiagnosticError as e:
+            assert e.diagnostics[0].span.line >= 1

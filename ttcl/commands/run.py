@@ -277,7 +277,8 @@ def write_plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label in dict.fromkeys(r["series"] for r in rows):
-        pts = sorted((r["flops_per_item"], r["accuracy"] or 0.0, r["config"]) for r in rows if r["series"] == label)
+        pts = sorted(((r["flops_per_item"], r["accuracy"] or 0.0, r["config"]) for r in rows if r["series"] == label),
+                     key=lambda p: (p[0], p[1]))
         xs = [max(p[0], 1.0) for p in pts]
         ax.plot(xs, [p[1] for p in pts], marker="o", label=label)
         for x, (_, y, cfg) in zip(xs, pts, strict=True):

@@ -1,6 +1,6 @@
 """Benchmark: `ttcl check` stages on a generated program of 500+ DAG nodes, in one process.
 
-    python bench/bench_check.py [--runs 15] [--blocks 40]
+    python bench/bench_check.py [--runs 15] [--blocks 20]
 
 Prints the DAG size and the median time of each stage (parse+load, check,
 DAG build, bound) and of the whole, over `--runs` runs after one warm-up,
@@ -82,7 +82,7 @@ def _stages(source: str, clock: Callable[[], float]) -> tuple[dict[str, float], 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--blocks", type=int, default=40)
+    ap.add_argument("--blocks", type=int, default=20, help="20 blocks: 604 DAG nodes")
     args = ap.parse_args()
     source = program(args.blocks)
     gc.collect()

@@ -1,6 +1,6 @@
 """The headline table of the bundled family: accuracy by model, difficulty and method.
 
-    python bench/zoo_table.py [--per-level 50] [--models arith-s,arith-m,arith-l,arith-direct]
+    python bench/zoo_table.py [--per-level 50] [--models arith-s,arith-m,arith-l,arith-revise,arith-direct]
 
 Methods, from 16 samples per problem at T=0.8 (n < 16 averages the 16/n disjoint groups):
 greedy; maj@n (majority vote over extracted answers); orm@n (votes weighted by
@@ -75,7 +75,7 @@ def score(recs: list[Record], kind: str) -> list[list[float]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-level", type=int, default=50)
-    ap.add_argument("--models", default="arith-s,arith-m,arith-l,arith-direct")
+    ap.add_argument("--models", default="arith-s,arith-m,arith-l,arith-revise,arith-direct")
     ap.add_argument("--verifiers", default="orm,prm")
     ap.add_argument("--revise-sources", default="arith-s,arith-m,arith-revise",
                     help="policies whose greedy attempts arith-revise revises ('' to skip)")

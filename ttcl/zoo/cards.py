@@ -80,12 +80,15 @@ def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, temper
     return extra
 
 
+CARD_POLICY = "arith-m"  # whose card samples the verifier cards vote over
+
+
 def evaluate_verifier(model, out: Path, meta: dict, out_root: Path, is_quick: bool, log: Log = print) -> dict:
-    """Verifier-weighted voting over arith-s's card samples, by difficulty."""
+    """Verifier-weighted voting over a policy's card samples (CARD_POLICY), by difficulty."""
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_sequences, score_steps
 
-    path = _cache_path(out, "arith-s")
+    path = _cache_path(out, CARD_POLICY)
     if not path.is_file():
         write_card(out, meta)
         return {}
@@ -112,8 +115,8 @@ def evaluate_verifier(model, out: Path, meta: dict, out_root: Path, is_quick: bo
                      f"weighted@{k}": round(mean_metric(rs, k, "weighted"), 4),
                      f"best@{k}": round(mean_metric(rs, k, "best"), 4),
                      f"pass@{k}": round(mean_metric(rs, k, "pass"), 4)})
-    extra = {"eval": {"policy": "arith-s", "samples": k, "by_steps": rows}}
-    log(f"[{meta['name']}] weighted@{k} on arith-s: " + " ".join(f"{r['steps']}:{r[f'weighted@{k}']:.2f}" for r in rows))
+    extra = {"eval": {"policy": CARD_POLICY, "samples": k, "by_steps": rows}}
+    log(f"[{meta['name']}] weighted@{k} on {CARD_POLICY}: " + " ".join(f"{r['steps']}:{r[f'weighted@{k}']:.2f}" for r in rows))
     write_card(out, meta | extra)
     return extra
 

@@ -25,7 +25,7 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 4000, batch_size=96, lr=3e-3, init_std=_std(32), seed=1),
     "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 160, 1500, lr=3e-3, init_std=_std(64), seed=2),
     "arith-l": LMRecipe("arith-l", "policy", 128, 3, 4, 160, 1200, batch_size=32, lr=2e-3, init_std=_std(128), seed=3),
-    "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 160, 1000, lr=3e-3, init_std=_std(64),
+    "arith-direct": LMRecipe("arith-direct", "direct", 64, 2, 2, 160, 3000, lr=3e-3, init_std=_std(64),
                              seed=4, data=DataSpec(kind="direct")),
     "arith-revise": LMRecipe("arith-revise", "revise", 64, 2, 2, 320, 1500, lr=3e-3, init_std=_std(64),
                              seed=5, data=DataSpec(kind="revise", revise_frac=0.5)),

@@ -19,13 +19,13 @@ NAMES = sorted(p.stem for p in PROGRAMS.glob("*.ttc"))
 
 # name -> (calls, gen_tokens) worst case per item with the default params
 BOUNDS = {
-    "adaptive": (36, 2400),
-    "beam_search": (320, 1920),
-    "best_of_n": (16, 960),
-    "dvts": (320, 1920),
-    "revision": (10, 600),
-    "self_consistency": (16, 1920),
-    "weighted_best_of_n": (32, 1920),
+    "adaptive": (36, 2240),
+    "beam_search": (320, 1760),
+    "best_of_n": (16, 896),
+    "dvts": (320, 1760),
+    "revision": (10, 560),
+    "self_consistency": (16, 1792),
+    "weighted_best_of_n": (32, 1792),
 }
 
 

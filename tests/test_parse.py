@@ -137,7 +137,7 @@ def test_spans_of_multiline_strings_and_comments() -> None:
     assert span(string) == (3, 9, 4, 9, 40, 53)
     assert [p.text if isinstance(p, ast.TemplateText) else p.path for p in string.parts] == ["a\nb ", ["c"]]
     assert span(string.parts[1]) == (4, 3, 4, 6, 47, 50)
-    assert [(c.text, span(c)) for c in m.comments] == [("# note", (4, 12, 4, 18, 55, 61))]
+    assert [(c.text, span(c)) for c in m.comments] == [("# note", (4, 11, 4, 17, 55, 61))]
 
 
 def test_declarations() -> None:

@@ -90,6 +90,7 @@ class RunSummary(BaseModel):
     budget_item: dict[str, float]
     budget_pooled: dict[str, float]
     on_exhaust: str
+    verdict: str  # `ttcl check`'s verdict on the static worst case
     wall_seconds: float
     batches: int
     results: list[dict[str, Any]]
@@ -345,6 +346,7 @@ class Runner:
             rows=rows, bound_total=dict(report.total), actual_total=_unitwise(costs, sum),
             actual_mean=_unitwise(costs, lambda xs: sum(xs) / n), actual_max=_unitwise(costs, max),
             budget_item=self.per_item.as_dict(), budget_pooled=self.pooled.as_dict(), on_exhaust=self.on_exhaust,
+            verdict=report.verdict,
             wall_seconds=wall, batches=batches, results=[_result_json(r) for r in results],
         )
 

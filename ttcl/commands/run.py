@@ -128,6 +128,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"  item {r['item']}: {r['status']}: {r['error'] or '; '.join(r['failures'].values())}")
         if len(bad) > 5:
             console.print(f"  ... {len(bad) - 5} more (see --trace / --json)")
+    if summary.verdict == "over":
+        console.print(f"note: the static worst case is over budget; on_exhaust = {summary.on_exhaust} kept every item within it")
     what = "actual" if single else "actual (max per item)"
     table = Table(title=f"{summary.program}: cost per node, {what} / bound")
     units = ("calls", "prompt_tokens", "gen_tokens", "flops")
@@ -232,7 +234,7 @@ def eval_(
     _check_choice("--device", device, DEVICES)
     _check_choice("--dtype", dtype, DTYPES)
     configs = parse_sweep(sweep)
-    series = [("program models", [])] + parse_compare(compare)
+    series = [(", ".join(model) or "as declared", [])] + parse_compare(compare)
     items = _load_items(None, dataset, limit)
     rows: list[dict[str, Any]] = []
     for label, binds in series:
@@ -248,6 +250,7 @@ def eval_(
                 "tokens_per_item": summary.actual_mean["tokens"], "calls_per_item": summary.actual_mean["calls"],
                 "seconds_per_item": summary.actual_mean["seconds"], "wall_seconds": summary.wall_seconds,
                 "failed": summary.failed, "stopped": summary.stopped, "models": summary.header["models"],
+                "shrunk_nodes": sum(r.shrunk for r in summary.rows), "verdict": summary.verdict,
             })
     if plot is not None:
         write_plot(rows, plot, title=f"{program.name} on {dataset.name}")
@@ -256,16 +259,30 @@ def eval_(
         return
     console = Console(width=max(120, Console().width))
     table = Table(title=f"{program.name}: accuracy against compute ({len(items)} items)")
-    for col in ("series", "config", "accuracy", "FLOPs/item", "tokens/item", "calls/item", "wall s"):
+    for col in ("series", "config", "accuracy", "FLOPs/item", "tokens/item", "calls/item", "wall s", "note"):
         table.add_column(col, justify="left" if col in ("series", "config") else "right")
     for r in rows:
         acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         table.add_row(r["series"], ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults", acc,
                       _flops(r["flops_per_item"]), f"{r['tokens_per_item']:.1f}", f"{r['calls_per_item']:.1f}",
-                      f"{r['wall_seconds']:.2f}")
+                      f"{r['wall_seconds']:.2f}", _note(r))
     console.print(table)
     if plot is not None:
         console.print(f"plot: {plot}")
+
+
+def _note(row: dict[str, Any]) -> str:
+    """Why a configuration spent less than asked: the accountant shrank or stopped it."""
+    parts = []
+    if row["verdict"] == "over":
+        parts.append("over budget statically")
+    if row["shrunk_nodes"]:
+        parts.append(f"{row['shrunk_nodes']} nodes shrunk")
+    if row["stopped"]:
+        parts.append(f"{row['stopped']} items stopped")
+    if row["failed"]:
+        parts.append(f"{row['failed']} items failed")
+    return "; ".join(parts)
 
 
 def write_plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> None:

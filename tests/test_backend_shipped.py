@@ -73,7 +73,7 @@ def test_step_by_step_extend_rebuilds_the_greedy_solution(policy, problems):
     whole = policy.generate([GenRequest(p.prompt, 1, greedy)])[0].samples[0]
     step = SamplingParams(temperature=0.0, max_tokens=40, stop=("\n",))
     policy.clear_cache()
-    first = policy.generate([GenRequest(p.prompt, 1, step, keep_kv=True)])[0]
+    first = policy.generate([GenRequest(p.prompt, 1, step)])[0]  # stop strings: KV kept
     partial, charged = first.samples[0].text, [first.usage.prompt_tokens]
     reason = first.samples[0].finish_reason
     while reason == "stop":

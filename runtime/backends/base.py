@@ -51,7 +51,8 @@ class GenRequest:
     Sample j uses a random stream derived from (seed, j) only, so a sample does
     not depend on what else is in the batch, nor on how the batch is split.
     `keep_kv` asks the backend to keep each finished sample's KV cache in its
-    prefix cache, for a later `extend` of the same candidates.
+    prefix cache, for a later `extend` of the same candidates; None (default)
+    keeps it when the request has stop strings, i.e. when it samples a step.
     """
 
     prompt: str
@@ -59,7 +60,11 @@ class GenRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
     max_prompt_tokens: int | None = None
-    keep_kv: bool = False
+    keep_kv: bool | None = None
+
+    @property
+    def keeps_kv(self) -> bool:
+        return bool(self.params.stop) if self.keep_kv is None else self.keep_kv
 
     def __post_init__(self) -> None:
         if self.n < 1:

@@ -190,7 +190,7 @@ class TransformersBackend:
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         jobs = [
-            self._job(k, r.prompt, r.n, r.params, r.seed, r.keep_kv, r.max_prompt_tokens)
+            self._job(k, r.prompt, r.n, r.params, r.seed, r.keeps_kv, r.max_prompt_tokens)
             for k, r in enumerate(requests)
         ]
         return self._results(len(requests), jobs)

@@ -226,9 +226,9 @@ class ExtendJob(Job):
         def worst(nn: int, mm: int) -> Cost:
             return sum((gen_worst(be.spec, L, nn, mm) for L in lengths), Cost())
 
-        if not lengths:
+        if not lengths:  # every candidate has ended: the node runs, free
+            self._ask(gate, Cost(), None, None, None)
             self.value = self.parents
-            self.phases = 1
             return []
         allow = self._ask(gate, worst(n, m), n, m, worst)
         if allow is None:

@@ -65,9 +65,22 @@ def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return idx.clamp_(max=probs.shape[-1] - 1)
 
 
+_NUCLEUS_K = 256  # try the top-k first: a full sort of a 50k vocabulary is rarely needed
+
+
 def _nucleus(probs: torch.Tensor, top_p: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     # Keep the smallest set of most likely tokens whose mass reaches top_p (the first always kept).
+    k = min(_NUCLEUS_K, probs.shape[-1])
+    if k < probs.shape[-1]:
+        top, order = probs.topk(k, dim=-1)  # [B, k], sorted descending
+        enough = top.sum(-1) >= top_p
+        if bool(enough.all()):
+            return _cut_and_draw(top, order, top_p, u)
     sorted_p, order = probs.sort(dim=-1, descending=True)  # [B, V]
+    return _cut_and_draw(sorted_p, order, top_p, u)
+
+
+def _cut_and_draw(sorted_p, order, top_p, u) -> torch.Tensor:
     before = sorted_p.cumsum(dim=-1) - sorted_p  # mass strictly above each token
     sorted_p = sorted_p.masked_fill(before >= top_p.unsqueeze(-1), 0.0)
     return order.gather(-1, _inverse_cdf(sorted_p, u).unsqueeze(-1)).squeeze(-1)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,8 @@ class Tables:
     handler_names: frozenset[str]
     lexer: Lexer
     literals: dict[str, str]  # terminal name -> its literal text, for error messages
+    # (state below, top state, lookahead) -> top state after a run of unit reductions; filled as met.
+    unit_chains: dict[tuple[int, int, str], int] = field(default_factory=dict)
 
 
 class _Keep:
@@ -117,7 +119,7 @@ def reserved_words() -> frozenset[str]:
 
 def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
     """The LALR(1) loop: shift tokens, reduce rules through the builder's handlers."""
-    states, plan, end = t.states, t.plan, t.end
+    states, plan, end, chains = t.states, t.plan, t.end, t.unit_chains
     handlers = {name: getattr(builder, name) for name in t.handler_names}
     state_stack = [t.start]
     values: list[Any] = []
@@ -145,8 +147,23 @@ def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
             if before is None:
                 before = state_stack[:]
             size, goto, mode, arg, flatten = plan[action[1]]
-            if mode == 0 and size == 1:  # a unit rule of the precedence chain: only the state changes
-                state_stack[-1] = states[state_stack[-2]][goto][1]
+            if mode == 0 and size == 1:
+                # A unit rule of the precedence chain (`sum: product`): only the top state
+                # changes, and the whole chain depends on (state below, top state, token).
+                key = (state_stack[-2], state_stack[-1], kind)
+                top = chains.get(key)
+                if top is None:
+                    below, top = key[0], key[1]
+                    while True:
+                        top = states[below][goto][1]
+                        nxt = states[top].get(kind)
+                        if nxt is None or nxt[0] is Shift:
+                            break
+                        size, goto, mode = plan[nxt[1]][:3]
+                        if not (mode == 0 and size == 1):
+                            break
+                    chains[key] = top
+                state_stack[-1] = top
             else:
                 if size:
                     children = values[-size:]
@@ -155,8 +172,11 @@ def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
                 else:
                     children = []
                 if flatten:
-                    flat: list[Any] = []
-                    for child in children:
+                    # A left-recursive list rule (`stmts: stmts _NL stmt`) gets its own list back
+                    # first: grow it in place, or every statement would copy all the ones before it.
+                    first = children[0] if mode == 1 and children else None
+                    flat: list[Any] = first if type(first) is list else []
+                    for child in children[1:] if flat is first else children:
                         if type(child) is list:
                             flat.extend(child)
                         else:

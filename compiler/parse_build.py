@@ -32,19 +32,22 @@ _object_setattr = object.__setattr__
 
 
 def _maker(cls: type[ast.Node]) -> Any:
-    """A fast constructor for trusted field values (what `model_construct` does, without its per-field loop)."""
+    """A fast constructor for trusted field values: what `model_construct` does, minus its per-field loop.
+
+    Every instance shares one fields-set object; pydantic copies that set before
+    changing it (`model_copy`), and frozen nodes never change it in place.
+    """
     defaults = {
         name: f.default for name, f in cls.model_fields.items()
         if not f.is_required() and isinstance(f.default, (str, int, float, bool, type(None), ast.Span))
     }
-    names = frozenset(cls.model_fields)
+    fields_set = set(cls.model_fields)
+    new = cls.__new__
 
     def make(**values: Any) -> Any:
-        obj = cls.__new__(cls)
-        data = dict(defaults)
-        data.update(values)
-        _object_setattr(obj, "__dict__", data)
-        _object_setattr(obj, "__pydantic_fields_set__", set(names))
+        obj = new(cls)
+        _object_setattr(obj, "__dict__", {**defaults, **values} if defaults else values)
+        _object_setattr(obj, "__pydantic_fields_set__", fields_set)
         _object_setattr(obj, "__pydantic_extra__", None)
         _object_setattr(obj, "__pydantic_private__", None)
         return obj
@@ -116,8 +119,14 @@ class Builder:
         self.depth: dict[int, int] = {}
 
     def span(self, first: Any, last: Any) -> ast.Span:
-        line, column, start = _start(first)
-        end_line, end_column, end = _end(last)
+        if type(first) is Tok:
+            line, column, start = first.line, first.column, first.start_pos
+        else:
+            line, column, start = _start(first)
+        if type(last) is Tok:
+            end_line, end_column, end = last.end_line, last.end_column, last.end_pos
+        else:
+            end_line, end_column, end = _end(last)
         return _Span(file=self.file, line=line, column=column, end_line=end_line, end_column=end_column,
                      start_pos=start, end_pos=end)
 

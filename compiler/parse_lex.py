@@ -116,37 +116,47 @@ class Lexer:
             else:
                 punct.append((name, value))
         punct.sort(key=lambda p: -len(p[1]))
-        order = [n for n in _REGEX_ORDER if n in regexes] + sorted(set(regexes) - set(_REGEX_ORDER))
+        order = [n for n in _REGEX_ORDER if n in regexes] + sorted(set(regexes) - set(_REGEX_ORDER) - ignore)
         groups = [f"(?P<{n}>{regexes[n]})" for n in order]
         groups += [f"(?P<{n}>{re.escape(v)})" for n, v in punct]
-        self.master = re.compile("|".join(groups))
-        self.ignore = frozenset(ignore)
+        # Blanks before a token are matched with it, so they cost no extra round of the loop.
+        blank = "|".join(f"(?:{regexes[n]})" for n in sorted(ignore)) or "(?!)"
+        # Possessive (`*+`): a run of blanks is never backtracked into, so no input is slow to reject.
+        self.blank = re.compile(f"(?:{blank})*+")
+        self.master = re.compile(f"(?:{blank})*+(?:" + "|".join(groups) + ")")
 
     def lex(self, text: str) -> Iterator[Tok]:
         match = self.master.match
         keywords = self.keywords
-        ignore = self.ignore
         pos, line, line_start, end = 0, 1, 0, len(text)
         while pos < end:
             m = match(text, pos)
             if m is None:
+                pos = self.blank.match(text, pos).end()  # type: ignore[union-attr]
+                if pos >= end:
+                    return
                 raise BadCharacter(pos, line, pos - line_start + 1)
             kind = m.lastgroup
-            value = m.group()
+            pos = m.start(kind)  # type: ignore[arg-type]
             stop = m.end()
-            nl = value.count("\n") if kind in ("_NL", "STRING", "COMMENT") or kind in ignore else 0
-            if kind not in ignore:
-                if kind == "NAME":
-                    kind = keywords.get(value, "NAME")
-                if nl:
-                    new_start = pos + value.rfind("\n") + 1
-                    tok = Tok(kind, value, pos, stop, line, pos - line_start + 1, line + nl, stop - new_start + 1)
-                else:
-                    tok = Tok(kind, value, pos, stop, line, pos - line_start + 1, line, stop - line_start + 1)
-                yield tok
-            if nl:
+            value = text[pos:stop]
+            if kind == "NAME":
+                kind = keywords.get(value, "NAME")
+            elif kind == "_NL":
+                yield Tok("_NL", value, pos, stop, line, pos - line_start + 1, line, pos - line_start + 2)
+                line += 1
+                line_start = stop
+                pos = stop
+                continue
+            elif kind == "STRING" and "\n" in value:
+                nl = value.count("\n")
+                new_start = pos + value.rfind("\n") + 1
+                yield Tok(kind, value, pos, stop, line, pos - line_start + 1, line + nl, stop - new_start + 1)  # type: ignore[arg-type]
                 line += nl
-                line_start = pos + value.rfind("\n") + 1
+                line_start = new_start
+                pos = stop
+                continue
+            yield Tok(kind, value, pos, stop, line, pos - line_start + 1, line, stop - line_start + 1)  # type: ignore[arg-type]
             pos = stop
 
 

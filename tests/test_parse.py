@@ -204,3 +204,13 @@ def test_same_source_same_tree() -> None:
     source = (Path(__file__).parent / "golden" / "parse" / "everything.ttc").read_text()
     assert parse(source) == parse(source)
     assert ast.same_shape(parse(source, "a.ttc"), parse("\n\n" + source, "a.ttc"))
+
+
+def test_grammar_is_conflict_free_in_strict_mode() -> None:
+    """Lark's strict mode rejects shift/reduce conflicts and colliding terminals (it needs `interegular`)."""
+    pytest.importorskip("interegular")
+    from lark import Lark
+    from ttcl.compiler.parse import _Keep
+
+    grammar = (Path(__file__).parent.parent / "grammar" / "ttcl.lark").read_text()
+    Lark(grammar, parser="lalr", lexer="basic", strict=True, postlex=_Keep(), maybe_placeholders=False)

@@ -220,3 +220,30 @@ def test_spec_counts_non_embedding_params(backend):
     from ttcl.compiler.models import spec_from_dir
 
     assert spec_from_dir(backend.path) == backend.spec  # the static bound counts the same N
+
+
+def test_sampler_follows_the_distribution():
+    from ttcl.runtime.backends import sampling as S
+
+    n = 20000
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(n, 1)
+    keys = S.key_tensor([S.stream_key(3, j) for j in range(n)], torch.device("cpu"))
+    ones = torch.ones(n)
+    freq = torch.bincount(S.sample(logits, ones, ones, S.uniforms(keys, 0)), minlength=3) / n
+    assert freq.tolist() == pytest.approx([0.5, 0.3, 0.2], abs=0.015)
+    cut = S.sample(logits, ones, torch.full((n,), 0.7), S.uniforms(keys, 1))
+    assert (torch.bincount(cut, minlength=3) / n).tolist() == pytest.approx(
+        [0.625, 0.375, 0], abs=0.015
+    )
+    greedy = S.sample(logits, torch.zeros(n), ones, S.uniforms(keys, 2))
+    assert set(greedy.tolist()) == {0}
+    # a wide vocabulary: the top-k shortcut draws exactly what a full sort draws
+    wide = torch.randn(64, 5000) * 4
+    keys = keys[:64]
+    fast = S.sample(wide, ones[:64], torch.full((64,), 0.9), S.uniforms(keys, 3))
+    k, S._NUCLEUS_K = S._NUCLEUS_K, 10**9
+    try:
+        full = S.sample(wide, ones[:64], torch.full((64,), 0.9), S.uniforms(keys, 3))
+    finally:
+        S._NUCLEUS_K = k
+    assert torch.equal(fast, full)

@@ -30,7 +30,7 @@ _WORDS = {
     "_NL": "end of statement (newline or `;`)",
     "$END": "end of file",
 }
-_EXPR_START = {"NAME", "NUMBER", "STRING", "LPAR", "LSQB", "MINUS", "NOT", "TRUE", "FALSE", "BUDGET"}
+_EXPR_START_WORDS = {"(", "[", "-", "not", "true", "false", "budget"}
 _OPERATORS = {"+", "-", "*", "/", "<", "<=", ">", ">=", "==", "!=", "and", "or"}
 _DECLS = ("import", "model", "verifier", "param", "extract", "budget", "strategy")
 _PY_DEFS = {"def", "fn", "func", "function", "class", "let", "var", "const"}
@@ -42,17 +42,24 @@ def _terminal_values() -> dict[str, str]:
     return tables().literals
 
 
+def _expression_start() -> set[str]:
+    """The terminals that can begin an expression."""
+    values = _terminal_values()
+    return {"NAME", "NUMBER", "STRING"} | {n for n, v in values.items() if v in _EXPR_START_WORDS}
+
+
 def describe_expected(names: Iterable[str]) -> str:
     """Terminal names -> a readable list, with expression starts and operators grouped."""
     values = _terminal_values()
     names = {n for n in names if n not in ("COMMENT", "SEMICOLON")}
     words: list[str] = []
-    if {"IMPORT", "STRATEGY", "MODEL"} <= names:
-        names -= {values.get(n, "").upper() for n in names if values.get(n) in _DECLS}
-        names -= {"IMPORT", "MODEL", "VERIFIER", "PARAM", "EXTRACT", "BUDGET", "STRATEGY"}
+    decls = {n for n in names if values.get(n) in _DECLS}
+    if len(decls) == len(_DECLS):
+        names -= decls
         words.append(_DECLARATION_HINT)
-    if _EXPR_START <= names:
-        names -= _EXPR_START
+    expr_start = _expression_start()
+    if expr_start <= names:
+        names -= expr_start
         words.append("an expression")
     ops = {n for n in names if values.get(n) in _OPERATORS}
     if len(ops) >= 6:
@@ -196,7 +203,7 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
     if at_eof and "RBRACE" in expected and state.open_braces:
         return named("missing `}`: this block is not closed before the end of the file", "`}`",
                      "add `}` to close the block", where=token_span(state.open_braces[-1], file))
-    if value in reserved and tok.type != "NAME" and "NAME" in expected and value not in ("not", "true", "false", "budget"):
+    if value in reserved and tok.type != "NAME" and "NAME" in expected and value not in _EXPR_START_WORDS:
         return named(f"`{value}` is a reserved word and cannot be used as a name", hint=f"choose another name, such as `{value}_`")
     if prev is not None and prev_value in reserved and tok.type == "EQUAL" and prev_value not in ("true", "false", "auto"):
         return named(f"`{prev_value}` is a reserved word and cannot be used as a name",

@@ -45,6 +45,17 @@ def test_generator_is_seeded_and_in_range() -> None:
         assert checker.steps(p.question, p.solution) == [1.0] * (p.steps + 1)
 
 
+def test_value_bound_knob() -> None:
+    hard = make_problems(300, range(1, 9), seed=0, value_max=999)
+    assert max(max(p.values) for p in hard) > 99
+    assert all(0 <= v <= 999 for p in hard for v in p.values)
+    assert all(checker.outcome(p.question, p.solution) == 1.0 for p in hard)
+    with pytest.raises(ValueError):
+        make_problems(1, 3, seed=0, value_max=5)
+    with pytest.raises(ValueError):
+        make_problems(1, 0, seed=0)
+
+
 def test_generator_goes_beyond_eight_steps() -> None:
     p = make_problems(1, 12, seed=0)[0]
     assert p.steps == 12

@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # click usage errors come through here
         import click
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
+        # typer >= 0.20 raises its vendored click's exceptions (`typer._click`), not `click`'s.
+        if isinstance(e, click.ClickException) or any(c.__name__ == "ClickException" for c in type(e).__mro__):
+            e.show()  # type: ignore[attr-defined]
+            return e.exit_code  # type: ignore[attr-defined]
         raise
     return 0
 

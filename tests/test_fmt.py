@@ -160,3 +160,10 @@ def test_cli_syntax_error_exits_2_and_continues(tmp_path: Path, capsys: pytest.C
     assert err.startswith(f"{bad}:2:10: error: unexpected end of file\n")
     assert f"reformatted {good}" in err
     assert good.read_text() == 'ttcl 1\n\nmodel p = "x"\n'
+
+
+def test_cli_usage_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fmt"]) == 2
+    assert "Missing argument 'files'" in capsys.readouterr().err
+    assert main(["fmt", "--bogus", "x.ttc"]) == 2
+    assert "No such option: --bogus" in capsys.readouterr().err

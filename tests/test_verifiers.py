@@ -106,6 +106,14 @@ def test_judge_is_normalised_yes_probability(tmp_path):
     q, c = ITEMS[0]
     usage3 = judge.score([(q, c + "!")])[1]
     assert usage3.prompt_tokens == len("!\nCorrect? ")
+    # out of memory on the batch: halves are scored separately, same scores
+    backend.clear_cache()
+    backend.simulate_oom_rows = 1
+    split, usage4 = judge.score(ITEMS)
+    assert split == pytest.approx(scores, abs=1e-5) and backend.oom_splits == 2
+    assert (
+        usage4.calls == 3 and usage4.prompt_tokens <= usage.prompt_tokens
+    )  # later halves reuse prefixes
 
 
 class _Flaky:

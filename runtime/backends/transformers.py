@@ -162,9 +162,8 @@ class TransformersBackend:
         self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
         self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows
         self.oom_splits = 0
-        self.share_prefix = (
-            share_prefix  # False: every sample prefills its own prompt (ablation only)
-        )
+        # False: every sample prefills its own prompt (an ablation for benchmark (c))
+        self.share_prefix = share_prefix
         self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
         self._piece = self._token_pieces()
 
@@ -214,6 +213,26 @@ class TransformersBackend:
         """
         if not prompts:
             return [], Usage()
+        try:
+            return self._logprobs(prompts, token_ids)
+        except OOM_ERRORS as e:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(prompts) == 1:
+                raise TtclRuntimeError(f"out of memory on {self.device} scoring one prompt") from e
+            self.oom_splits += 1
+            half = len(prompts) // 2
+            a, ua = self.next_token_logprobs(prompts[:half], token_ids)
+            b, ub = self.next_token_logprobs(prompts[half:], token_ids)
+            return a + b, ua + ub
+
+    def _logprobs(
+        self, prompts: list[str], token_ids: list[int]
+    ) -> tuple[list[list[float]], Usage]:
+        if self.simulate_oom_rows is not None and len(prompts) > self.simulate_oom_rows:
+            raise torch.cuda.OutOfMemoryError(
+                f"simulated: {len(prompts)} rows > {self.simulate_oom_rows}"
+            )
         _sync(self.device)
         t0 = time.perf_counter()
         jobs = [self._job(k, p, 1, SamplingParams(), 0, False, None) for k, p in enumerate(prompts)]

@@ -52,14 +52,14 @@ class ParseFailure(Exception):
 class Tables:
     """Everything the driver needs from Lark, built once per process."""
 
-    states: dict[int, dict[str, tuple[Any, Any]]]
+    # state -> {terminal: action, nonterminal: goto state}. An action is the state to shift
+    # to (an int) or a reduction (size, goto, mode, arg, flatten): how many stack values the
+    # rule takes, the nonterminal it reduces to, and what it does with them. mode 0: hand up
+    # child `arg` (a `?rule` with one meaningful child); 1: hand up the list (an inlined
+    # `_rule`, flattened into its parent); 2: call the builder's handler named `arg`.
+    actions: dict[int, dict[str, Any]]
     start: int
     end: int
-    # rule -> (size, goto, mode, arg, flatten): how many stack values the rule takes, the
-    # nonterminal it reduces to, and what it does with them. mode 0: hand up child `arg`
-    # (a `?rule` with one meaningful child); 1: hand up the list (an inlined `_rule`,
-    # flattened into its parent); 2: call the builder's handler named `arg`.
-    plan: dict[Any, tuple[int, str, int, Any, bool]]
     handler_names: frozenset[str]
     lexer: Lexer
     literals: dict[str, str]  # terminal name -> its literal text, for error messages
@@ -97,9 +97,14 @@ def tables() -> Tables:
     terminals = [(t.name, t.pattern.to_regexp() if t.pattern.type == "re" else t.pattern.value, t.pattern.type == "str")
                  for t in lark.terminals]
     literals = {t.name: t.pattern.value for t in lark.terminals if t.pattern.type == "str"}
+    actions = {
+        state: {sym: (arg if what is Shift else plan[arg]) for sym, (what, arg) in row.items()}
+        for state, row in table.states.items()
+    }
     return Tables(
-        states=table.states, start=table.start_states["start"], end=table.end_states["start"],
-        plan=plan, handler_names=frozenset(p[3] for p in plan.values() if p[2] == 2), lexer=Lexer(terminals, lark.lexer_conf.ignore), literals=literals,
+        actions=actions, start=table.start_states["start"], end=table.end_states["start"],
+        handler_names=frozenset(p[3] for p in plan.values() if p[2] == 2),
+        lexer=Lexer(terminals, lark.lexer_conf.ignore), literals=literals,
     )
 
 
@@ -119,7 +124,7 @@ def reserved_words() -> frozenset[str]:
 
 def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
     """The LALR(1) loop: shift tokens, reduce rules through the builder's handlers."""
-    states, plan, end, chains = t.states, t.plan, t.end, t.unit_chains
+    actions, end, chains = t.actions, t.end, t.unit_chains
     handlers = {name: getattr(builder, name) for name in t.handler_names}
     state_stack = [t.start]
     values: list[Any] = []
@@ -137,31 +142,29 @@ def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
         kind = tok.type
         before = None
         while True:
-            action = states[state_stack[-1]].get(kind)
-            if action is None:
-                raise ParseFailure(tok, last, before or state_stack)
-            if action[0] is Shift:
-                state_stack.append(action[1])
+            action = actions[state_stack[-1]].get(kind)
+            if type(action) is int:
+                state_stack.append(action)
                 values.append(tok)
                 break
+            if action is None:
+                raise ParseFailure(tok, last, before or state_stack)
             if before is None:
                 before = state_stack[:]
-            size, goto, mode, arg, flatten = plan[action[1]]
+            size, goto, mode, arg, flatten = action
             if mode == 0 and size == 1:
                 # A unit rule of the precedence chain (`sum: product`): only the top state
                 # changes, and the whole chain depends on (state below, top state, token).
                 key = (state_stack[-2], state_stack[-1], kind)
                 top = chains.get(key)
                 if top is None:
-                    below, top = key[0], key[1]
+                    below = key[0]
                     while True:
-                        top = states[below][goto][1]
-                        nxt = states[top].get(kind)
-                        if nxt is None or nxt[0] is Shift:
+                        top = actions[below][goto]
+                        nxt = actions[top].get(kind)
+                        if nxt is None or type(nxt) is int or not (nxt[2] == 0 and nxt[0] == 1):
                             break
-                        size, goto, mode = plan[nxt[1]][:3]
-                        if not (mode == 0 and size == 1):
-                            break
+                        goto = nxt[1]
                     chains[key] = top
                 state_stack[-1] = top
             else:
@@ -188,7 +191,7 @@ def _drive(tokens: Iterator[Tok], builder: Builder, t: Tables) -> Any:
                     value = children
                 else:
                     value = handlers[arg](children)
-                state_stack.append(states[state_stack[-1]][goto][1])
+                state_stack.append(actions[state_stack[-1]][goto])
                 values.append(value)
             if kind == "$END" and state_stack[-1] == end:
                 return values[-1]

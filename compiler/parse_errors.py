@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lark.parsers.lalr_analysis import Shift
 from ttcl.compiler import ast
 from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError
 from ttcl.compiler.parse import ParseFailure, reserved_words, tables
@@ -154,22 +153,22 @@ def expected_after(states: list[int]) -> set[str]:
     reductions it triggers (LALR merges lookaheads), so each is tried on a copy.
     """
     t = tables()
-    return {term for term in t.states[states[-1]] if term.isupper() and _accepts(states, term)}
+    return {term for term in t.actions[states[-1]] if term.isupper() and _accepts(states, term)}
 
 
 def _accepts(states: list[int], term: str) -> bool:
     t = tables()
     stack = list(states)
     while True:
-        action = t.states[stack[-1]].get(term)
+        action = t.actions[stack[-1]].get(term)
         if action is None:
             return False
-        if action[0] is Shift:
+        if type(action) is int:
             return True
-        size, goto = t.plan[action[1]][:2]
+        size, goto = action[0], action[1]
         if size:
             del stack[-size:]
-        stack.append(t.states[stack[-1]][goto][1])
+        stack.append(t.actions[stack[-1]][goto])
         if term == "$END" and stack[-1] == t.end:
             return True
 

@@ -61,7 +61,10 @@ def models() -> None:
             f"{m.get('wall_seconds', '?')}",
             _headline(m),
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
 
 
 @zoo_app.command("train")

@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import handwritten_batched, hf_generate_batched, naive_loop  # noqa: E402
+
 from ttcl.runtime.backends import GenRequest, SamplingParams  # noqa: E402
 from ttcl.runtime.backends.transformers import TransformersBackend  # noqa: E402
 

@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
-from ttcl.runtime.backends.base import Usage, resolve_ref
-
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.backends.base import Usage, resolve_ref
 
 Item = tuple[str, str]  # (question or prompt, completion)
 AGGREGATES = ("last", "min", "prod")
@@ -121,6 +120,7 @@ class _Loaded:
 
 def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
     import transformers
+
     from ttcl.runtime.backends.transformers import model_dir, model_spec, pick_device, pick_dtype
 
     path = model_dir(resolve_ref(ref))

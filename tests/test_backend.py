@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ttcl.compiler.costmodel import forward_flops
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends import ExtendRequest, GenRequest, SamplingParams
 from ttcl.runtime.backends.random_model import save_random_gpt2
 from ttcl.runtime.backends.transformers import TransformersBackend
-
-from ttcl.errors import TtclRuntimeError
 
 PROMPTS = ["12+3=", "4*5-6=", "7", "(8+9)*2-11=?", "hello world, 12345"]
 GREEDY = SamplingParams(temperature=0.0, max_tokens=12)

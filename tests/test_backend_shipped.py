@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ttcl.runtime.backends import ExtendRequest, GenRequest, SamplingParams
 
 

@@ -10,7 +10,9 @@ import math
 
 import pytest
 import torch
+
 from ttcl.compiler.costmodel import forward_flops
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends.random_model import save_random_classifier, save_random_gpt2
 from ttcl.runtime.backends.transformers import TransformersBackend
 from ttcl.runtime.verifiers import (
@@ -21,8 +23,6 @@ from ttcl.runtime.verifiers import (
     RewardModelVerifier,
     aggregate,
 )
-
-from ttcl.errors import TtclRuntimeError
 
 ITEMS = [("1+2=?", "1+2=3\n#### 3"), ("5*6=?", "5*6=31\n\n #### 31 \n"), ("7-1=?", "#### 6")]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ttcl.compiler.costmodel import forward_flops
 
 
@@ -63,8 +64,8 @@ def auroc(scores: list[float], labels: list[float]) -> float:
 
 def test_orm_reads_as_the_zoo_scores_and_ranks_samples(samples):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    from ttcl.runtime.verifiers import RewardModelVerifier
 
+    from ttcl.runtime.verifiers import RewardModelVerifier
     from ttcl.zoo.registry import resolve_model
     from ttcl.zoo.sampling import score_sequences
 
@@ -87,8 +88,8 @@ def test_orm_reads_as_the_zoo_scores_and_ranks_samples(samples):
 
 def test_prm_reads_as_the_zoo_scores_and_ranks_samples(samples):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
-    from ttcl.runtime.verifiers import ProcessRewardVerifier
 
+    from ttcl.runtime.verifiers import ProcessRewardVerifier
     from ttcl.zoo.registry import resolve_model
     from ttcl.zoo.sampling import score_steps
 

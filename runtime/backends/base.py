@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ttcl.compiler.costmodel import Cost, ModelSpec
-
 from ttcl.errors import TtclRuntimeError
 
 FINISH_REASONS = ("stop", "length", "eos")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
 from ttcl.runtime.backends.kv import new_cache
 from ttcl.runtime.backends.prefix_cache import KV
 from ttcl.runtime.backends.sampling import key_tensor, sample, uniforms

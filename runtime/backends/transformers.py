@@ -24,7 +24,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends.base import (
     ExtendRequest,
     GenRequest,
@@ -46,8 +48,6 @@ from ttcl.runtime.backends.decode import (
 )
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
-
-from ttcl.errors import TtclRuntimeError
 
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}

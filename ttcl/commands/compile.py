@@ -104,7 +104,7 @@ def print_report(report: BudgetReport, console: Console) -> None:
 
 def _print_verdict(report: BudgetReport, console: Console) -> None:
     if report.verdict == "fits":
-        console.print("[bold green]verdict: fits[/] the worst case is within every per-item budget")
+        console.print("[bold green]verdict: fits[/]: the worst case is within every per-item budget")
         return
     if report.verdict == "no budget":
         console.print("verdict: no per-item budget declared; nothing to prove")

@@ -33,8 +33,8 @@ LM_RECIPES: dict[str, LMRecipe] = {
 
 VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)
 VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
-    "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=1500, seed=6),
-    "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=1500, seed=7),
+    "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=600, seed=6),
+    "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=600, seed=7),
 }
 ALL = FAMILY
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}

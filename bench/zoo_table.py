@@ -116,8 +116,8 @@ def revision_table(per_level: int, sources: list[str]) -> None:
     revision by ttcl:arith-revise (prompt from its meta's `revise_template`), next to
     arith-revise solving from scratch."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from ttcl.runtime.tasks.arith import checker
 
+    from ttcl.runtime.tasks.arith import checker
     from ttcl.zoo.evaluate import max_new_tokens
     from ttcl.zoo.sampling import generate
 

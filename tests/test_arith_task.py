@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.tasks import Checker, available_checkers, get_checker
 from ttcl.runtime.tasks.arith import (
     VALUE_MAX,
@@ -14,8 +16,6 @@ from ttcl.runtime.tasks.arith import (
     parse_question,
     parse_steps_spec,
 )
-
-from ttcl.errors import TtclRuntimeError
 
 Q = "37 +12 *3 -5"
 RIGHT = "37+12=49\n49*3=147\n147-5=142\n#### 142"

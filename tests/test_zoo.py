@@ -15,9 +15,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from ttcl.runtime.tasks.arith import checker, make_problems  # noqa: E402
-
 from ttcl.errors import TtclRuntimeError  # noqa: E402
+from ttcl.runtime.tasks.arith import checker, make_problems  # noqa: E402
 from ttcl.zoo import registry  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR, list_models, model_card, resolve_model  # noqa: E402
 

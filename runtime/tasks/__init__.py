@@ -5,9 +5,8 @@ from __future__ import annotations
 import difflib
 from importlib.metadata import entry_points
 
-from ttcl.runtime.tasks.base import Checker
-
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.tasks.base import Checker
 
 ENTRY_POINT_GROUP = "ttcl.verifiers"
 

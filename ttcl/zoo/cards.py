@@ -58,12 +58,9 @@ def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, temper
     tok = AutoTokenizer.from_pretrained(str(out))
     problems = eval_problems(per_level)
     t0 = time.time()
-    prompt_fn = None
-    if meta["kind"] == "revise":
-        # The card measures the revise model as a plain policy (its data is half plain CoT);
-        # revision itself is measured by bench/zoo_table.py.
-        prompt_fn = None
-    recs = run_policy(model, tok, problems, k=k, temperature=temperature, prompt_fn=prompt_fn)
+    # The revise model is carded as a plain policy (half its data is plain CoT);
+    # revision itself is measured by bench/zoo_table.py.
+    recs = run_policy(model, tok, problems, k=k, temperature=temperature)
     rows = card_table(recs, k)
     save_records(recs, _cache_path(out, meta["name"]))
     acc = greedy_acc(recs)

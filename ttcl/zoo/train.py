@@ -130,7 +130,7 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
         opt.step()
         tokens += int(mask.sum())
         target_tokens += n_target
-        losses.append(float(loss))
+        losses.append(loss.item())
         if log_every and (step + 1) % log_every == 0:
             avg = sum(losses[-log_every:]) / len(losses[-log_every:])
             el = time.time() - t0

@@ -186,7 +186,6 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     else:
         step_scores = score_steps(model, tok, [x["question"] + "\n" for x in held], [x["completion"] for x in held])
         flat_s = [s for ss in step_scores for s in ss]
-        flat_y = [y for x in held for y in x["step_labels"]][: len(flat_s)]
         flat_y = [y for x, ss in zip(held, step_scores, strict=True) for y in x["step_labels"][: len(ss)]]
         au = auroc(flat_s, flat_y)
         mins = [min(ss) if ss else 0.0 for ss in step_scores]

@@ -161,6 +161,7 @@ def main() -> None:
         rows = t_hand.add(hand)
     assert summary is not None
     assert summary.items == len(prompts) and summary.failed == 0 and summary.stopped == 0, summary
+    assert not any(r.shrunk or r.refused for r in summary.rows), "the budget must not shrink the job"
     hand_gen = sum(len(r) for item in rows for r in item)
     gen = summary.actual_total["gen_tokens"]
     print(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel
+
 from ttcl.compiler.ast import BudgetDecl, Module
 from ttcl.compiler.budget import ZERO, NodeBounds, SpecLookup, bound_nodes, cost_row, total_cost
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit

@@ -78,6 +78,7 @@ from typing import Any, Literal
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict
+
 from ttcl.compiler.ast import Expr, Span
 
 Op = Literal[

@@ -13,8 +13,8 @@ from difflib import get_close_matches
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from ttcl.compiler.ast import Span
 
+from ttcl.compiler.ast import Span
 from ttcl.errors import TtclBudgetError, TtclError, TtclSemanticError, TtclSyntaxError
 
 Severity = Literal["error", "warning", "note"]

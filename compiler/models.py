@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.compiler.costmodel import ModelSpec
-
 from ttcl.errors import TtclSemanticError
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.

@@ -36,7 +36,6 @@ from ttcl.compiler.ast import (
     UnaryOp,
 )
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError, did_you_mean
-
 from ttcl.errors import TtclError
 
 ParamValue = int | float | bool | str | Auto

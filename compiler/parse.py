@@ -27,6 +27,7 @@ from typing import Any
 
 from lark import Lark
 from lark.parsers.lalr_analysis import Shift
+
 from ttcl.compiler import ast
 from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError
 from ttcl.compiler.parse_build import Builder, Part

@@ -12,7 +12,6 @@ import subprocess
 
 from ttcl.compiler.budget_report import BudgetReport
 from ttcl.compiler.dag import Dag, DagNode
-
 from ttcl.errors import TtclError
 
 

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
 from ttcl.compiler.costmodel import Cost, Unit
 from ttcl.compiler.dag import DagNode
-from ttcl.runtime.hooks import NodeHook
-
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.hooks import NodeHook
 
 OnExhaust = Literal["shrink", "stop"]
 

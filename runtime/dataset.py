@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from ttcl.runtime.extract import gold_answer
 
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.extract import gold_answer
 
 
 class DatasetError(TtclRuntimeError):

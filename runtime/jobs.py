@@ -19,13 +19,12 @@ from typing import Any
 
 from ttcl.compiler.costmodel import Cost, ModelSpec, forward_flops
 from ttcl.compiler.dag import DagNode, PromptPart
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Allowance, Resize
 from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest, GenResult, SamplingParams
 from ttcl.runtime.ops import OpError, fmt_number, render
 from ttcl.runtime.scoring import Scored, Scorer
 from ttcl.runtime.values import Candidate, Candidates, Value
-
-from ttcl.errors import TtclRuntimeError
 
 _M63 = (1 << 63) - 1
 

@@ -15,10 +15,9 @@ from typing import Any
 from ttcl.compiler import ast
 from ttcl.compiler.budget import NUMBER_FORMAT
 from ttcl.compiler.dag import DagNode, PromptPart
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime import values as V
 from ttcl.runtime.values import Answer, Candidate, Candidates, Value
-
-from ttcl.errors import TtclRuntimeError
 
 
 class OpError(TtclRuntimeError):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
+
+from ttcl import __version__
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
 from ttcl.compiler.dag import DagNode
 from ttcl.compiler.pipeline import Compiled
@@ -36,8 +38,6 @@ from ttcl.runtime.trace import (
     digest,
     read_trace,
 )
-
-from ttcl import __version__
 
 COST_UNITS: tuple[Unit, ...] = (*STATIC_UNITS, Unit.seconds)
 
@@ -207,6 +207,7 @@ def load_backend(ref: str, device: str, dtype: str) -> Any:
     key = (ref, device, dtype)
     if key not in _LOADED:
         from transformers.utils import logging as hf_logging
+
         from ttcl.runtime.backends.transformers import TransformersBackend
 
         hf_logging.disable_progress_bar()  # the run's own progress bar is the only one on stderr

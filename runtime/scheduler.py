@@ -29,6 +29,7 @@ from typing import Any
 
 from ttcl.compiler.costmodel import Cost
 from ttcl.compiler.dag import Dag, DagNode
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Accountant, AccountingError, Allowance, Resize
 from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest
 from ttcl.runtime.dataset import Item
@@ -37,8 +38,6 @@ from ttcl.runtime.jobs import GenCall, Job, JobContext, ScoreCall, make_job
 from ttcl.runtime.ops import OpError, run_cheap
 from ttcl.runtime.scoring import Scorer
 from ttcl.runtime.values import Answer, Candidates, Value, best, fallback_answer, to_json, vote
-
-from ttcl.errors import TtclRuntimeError
 
 MODEL_OPS = frozenset({"sample", "extend", "verify", "revise"})
 

@@ -17,9 +17,8 @@ from typing import Protocol
 
 from ttcl.compiler.costmodel import Cost
 from ttcl.compiler.dag import VerifierRef
-from ttcl.runtime.values import Candidates
-
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.values import Candidates
 
 
 @dataclass

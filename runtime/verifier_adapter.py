@@ -16,11 +16,10 @@ from typing import Any
 
 from ttcl.compiler.costmodel import Cost, forward_flops
 from ttcl.compiler.dag import VerifierRef
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.ops import render
 from ttcl.runtime.scoring import Scored, Scorer
 from ttcl.runtime.values import Candidates
-
-from ttcl.errors import TtclRuntimeError
 
 _UNITS = ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
+
 from ttcl.compiler import ast
 from ttcl.compiler.fmt import docstring_literal, format_module
 from ttcl.compiler.parse import reserved_words

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ttcl.compiler.costmodel import Cost, Unit
 from ttcl.runtime.accountant import Accountant, AccountantHook, AccountingError, Limits
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.ast import Span
 from ttcl.compiler.budget import NUMBER_TEXT_TOKENS, SPECIAL_TOKENS, text_tokens, total_cost
 from ttcl.compiler.costmodel import Cost, ModelSpec, forward_flops

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler import models
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.models import ModelSpecError, model_spec

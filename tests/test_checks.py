@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.ast import (
     Assign,
     Auto,

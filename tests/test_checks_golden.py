@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.checks import check_program
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.loader import load_program

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.dag import GuardCond
 from ttcl.compiler.diagnostics import SemanticDiagnosticError
 from ttcl.compiler.pipeline import compile_program

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+
 from ttcl.compiler.pipeline import compile_program
 
 GOLDEN = Path(__file__).parent / "golden" / "valid"

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ttcl.compiler import ast as A
 from ttcl.compiler.dag import Dag
 from ttcl.compiler.dag_build import ModuleInfo, build

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from ttcl.cli import main
 from ttcl.compiler.ast import same_shape
 from ttcl.compiler.fmt import format_module, format_source
 from ttcl.compiler.parse import parse
-
-from ttcl.cli import main
 
 GOLDEN = sorted((Path(__file__).parent / "golden" / "parse").glob("*.ttc"))
 PROGRAMS = sorted((Path(__file__).parent.parent / "programs").glob("*.ttc"))

@@ -14,6 +14,7 @@ import pytest
 from gen_programs import layouts, modules
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ttcl.compiler import ast
 from ttcl.compiler.diagnostics import SyntaxDiagnosticError
 from ttcl.compiler.fmt import format_module, format_source

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.checks import check_program
 from ttcl.compiler.diagnostics import SemanticDiagnosticError, SyntaxDiagnosticError
 from ttcl.compiler.loader import load_program

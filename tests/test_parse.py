@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler import ast
 from ttcl.compiler.parse import parse, reserved_words
 from ttcl.compiler.parse_lex import MAX_DEPTH
@@ -210,6 +211,7 @@ def test_grammar_is_conflict_free_in_strict_mode() -> None:
     """Lark's strict mode rejects shift/reduce conflicts and colliding terminals (it needs `interegular`)."""
     pytest.importorskip("interegular")
     from lark import Lark
+
     from ttcl.compiler.parse import _Keep
 
     grammar = (Path(__file__).parent.parent / "grammar" / "ttcl.lark").read_text()

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.diagnostics import SyntaxDiagnosticError
 from ttcl.compiler.parse import parse, parse_file, read_source
 

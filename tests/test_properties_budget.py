@@ -6,6 +6,7 @@ import pytest
 from gen_budget_programs import PARAM_HIGH, budget_programs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.diagnostics import BudgetDiagnosticError
 from ttcl.compiler.pipeline import compile_program

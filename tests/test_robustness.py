@@ -15,11 +15,11 @@ import re
 from pathlib import Path
 
 import pytest
+
+from ttcl.cli import main
 from ttcl.compiler import models
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import compile_program
-
-from ttcl.cli import main
 from ttcl.errors import TtclError
 
 PROGRAMS_DIR = Path(__file__).resolve().parent.parent / "programs"

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.costmodel import STATIC_UNITS
 
 PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
@@ -30,9 +31,8 @@ SETTINGS: dict[str, dict[str, str]] = {
 
 def _models_present(path: Path) -> bool:
     from ttcl.compiler.pipeline import compile_program
-    from ttcl.runtime.backends.base import resolve_ref
-
     from ttcl.errors import TtclError
+    from ttcl.runtime.backends.base import resolve_ref
 
     try:
         compiled = compile_program(path)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from ttcl.runtime.dataset import DatasetError, load_dataset, single_item
 from ttcl.runtime.extract import ExtractError, gold_answer, make_extractor, normalize_answer
 from ttcl.runtime.trace import (

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.pipeline import compile_program
 from ttcl.runtime.dataset import Item
@@ -28,6 +29,7 @@ MODEL_DIR = Path("/tmp/ttcl-test-models/rand512")
 @pytest.fixture(scope="module", autouse=True)
 def model_dir():
     import torch
+
     from ttcl.runtime.backends.random_model import save_random_gpt2
 
     if not (MODEL_DIR / "config.json").exists():

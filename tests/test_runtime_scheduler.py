@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.pipeline import compile_program
 from ttcl.runtime.dataset import Item

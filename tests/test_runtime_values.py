@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from ttcl.compiler import ast
 from ttcl.compiler.dag import PromptPart
 from ttcl.runtime.ops import OpError, eval_predicate, fmt_number, render

@@ -109,17 +109,10 @@ class ParamSpec:
         return "a value"  # pragma: no cover
 
 
-@dataclass(frozen=True)
-class BuiltinSig:
-    """The signature of one built-in function."""
+class _Params:
+    """Parameter lookup shared by built-in and verifier signatures."""
 
-    name: str
     params: tuple[ParamSpec, ...]
-    returns: Ty
-    count: CountRule = CountRule.none
-    doc: str = ""
-    generates: bool = False  # runs a model (the DAG charges generation cost)
-    scores: bool = False  # runs a verifier
 
     def param(self, name: str) -> ParamSpec | None:
         for p in self.params:
@@ -130,6 +123,20 @@ class BuiltinSig:
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+
+@dataclass(frozen=True)
+class BuiltinSig(_Params):
+    """The signature of one built-in function."""
+
+    name: str
+    params: tuple[ParamSpec, ...]
+    returns: Ty
+    count: CountRule = CountRule.none
+    doc: str = ""
+    generates: bool = False  # runs a model (the DAG charges generation cost)
+    scores: bool = False  # runs a verifier
+
 
     @property
     def max_positional(self) -> int:
@@ -265,7 +272,7 @@ BUILTINS: dict[str, BuiltinSig] = {
 
 
 @dataclass(frozen=True)
-class VerifierSig:
+class VerifierSig(_Params):
     """A verifier constructor (`check`, `reward`, `prm`, `judge`) used in `verifier` declarations."""
 
     name: str
@@ -274,15 +281,6 @@ class VerifierSig:
     runs_model: bool = True  # charged as a model pass
     doc: str = ""
 
-    def param(self, name: str) -> ParamSpec | None:
-        for p in self.params:
-            if p.name == name:
-                return p
-        return None
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
 
 
 PRM_AGGREGATES: tuple[str, ...] = ("last", "min", "prod")

@@ -21,15 +21,6 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=12)
 HOT = SamplingParams(temperature=1.0, max_tokens=16)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny matmuls: extra threads only add contention on a shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return save_random_gpt2(tmp_path_factory.mktemp("tiny") / "gpt2", n_positions=128)

@@ -7,32 +7,13 @@ mechanics on a random model meanwhile).
 from __future__ import annotations
 
 import pytest
-import torch
+from shipped import available
 
 from ttcl.runtime.backends import ExtendRequest, GenRequest, SamplingParams
 
-
-def _available(ref: str) -> bool:
-    try:
-        from ttcl.zoo.registry import resolve_model
-
-        resolve_model(ref)
-    except Exception:
-        return False
-    return True
-
-
 # the default policy; a larger sibling while the zoo is still training it
-POLICY = next((r for r in ("ttcl:arith-s", "ttcl:arith-m", "ttcl:arith-l") if _available(r)), None)
+POLICY = next((r for r in ("ttcl:arith-s", "ttcl:arith-m", "ttcl:arith-l") if available(r)), None)
 pytestmark = pytest.mark.skipif(POLICY is None, reason="no arith policy is shipped yet")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

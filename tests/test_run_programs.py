@@ -54,16 +54,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", sorted(SETTINGS))
 def test_program_runs_end_to_end(name: str, dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ttcl.cli import main

@@ -39,17 +39,6 @@ strategy main(question: text[<=32]) -> answer {{
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than fighting for a shared CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def rand_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ttcl.runtime.backends.random_model import save_random_gpt2

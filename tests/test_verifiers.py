@@ -27,14 +27,6 @@ from ttcl.runtime.verifiers import (
 ITEMS = [("1+2=?", "1+2=3\n#### 3"), ("5*6=?", "5*6=31\n\n #### 31 \n"), ("7-1=?", "#### 6")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def orm_dir(tmp_path_factory):
     meta = {"input_template": "Q: {question}\nA: {completion}", "score": "sigmoid(logits[0])"}

@@ -6,33 +6,14 @@ Skipped until the zoo ships `ttcl:arith-orm` / `ttcl:arith-prm` (and `ttcl:arith
 from __future__ import annotations
 
 import pytest
-import torch
+from shipped import available
 
 from ttcl.compiler.costmodel import forward_flops
 
-
-def _available(ref: str) -> bool:
-    try:
-        from ttcl.zoo.registry import resolve_model
-
-        resolve_model(ref)
-    except Exception:
-        return False
-    return True
-
-
 ORM, PRM, POLICY = "ttcl:arith-orm", "ttcl:arith-prm", "ttcl:arith-s"
 pytestmark = pytest.mark.skipif(
-    not all(_available(r) for r in (ORM, PRM, POLICY)), reason="arith-orm/prm/s not shipped yet"
+    not all(available(r) for r in (ORM, PRM, POLICY)), reason="arith-orm/prm/s not shipped yet"
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

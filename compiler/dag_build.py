@@ -14,7 +14,8 @@ what only unrolling reveals, such as a DAG too large to build.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,10 @@ class Builder(ExprMixin):
         self.refs: dict[tuple[str, str, str], object] = {}  # (kind, instance, name) -> ModelRef / VerifierRef
         self.param_nodes: dict[tuple[str, str], str] = {}
         self.calls: list[CallSite] = []
+        # The statement an anonymous expression belongs to (`drafts`, `return`, `if`, `until`): its id is
+        # `owner.op`, so an edit elsewhere in the file never renames it (no line or column in ids).
+        self.owner = ""
+        self.loop_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------ entry
 
@@ -155,7 +160,7 @@ class Builder(ExprMixin):
         if len(self.nodes) >= MAX_NODES:
             self.fail(span, f"the program unrolls to more than {MAX_NODES} DAG nodes",
                       hint="lower the repeat counts or the params that set them")
-        base = var or name or f"{op}@{span.line}:{span.column}"
+        base = var or name or (f"{self.owner}.{op}" if self.owner else op)
         node_id = self.fresh_id(frame.ns, base)
         self.nodes[node_id] = DagNode.make(
             id=node_id, op=op, type=_vtype(vtype), args=args or _NO_ARGS, inputs=inputs or [],
@@ -164,6 +169,15 @@ class Builder(ExprMixin):
         if static is not None:
             self.static[node_id] = static
         return node_id
+
+    @contextmanager
+    def owned(self, owner: str) -> Iterator[None]:
+        """Name anonymous expressions built inside after `owner` (the statement they belong to)."""
+        saved, self.owner = self.owner, owner
+        try:
+            yield
+        finally:
+            self.owner = saved
 
     def fail(self, span: Span, message: str, hint: str | None = None) -> None:
         raise BuildError([Diagnostic(span=span, message=message, hint=hint)], self.sources)
@@ -196,7 +210,8 @@ class Builder(ExprMixin):
     def stmt(self, stmt: Stmt, frame: Frame, ctx: GuardCond | None) -> BlockResult:
         match stmt:
             case Assign():
-                node = self.expr(stmt.value, frame, ctx, var=stmt.target)
+                with self.owned(stmt.target):
+                    node = self.expr(stmt.value, frame, ctx, var=stmt.target)
                 if self.nodes[node].guard != ctx:
                     # An alias (`x = y`) or a param: bind a copy that runs here, so a phi after
                     # this branch or loop sees this binding only when this arm ran.
@@ -205,10 +220,11 @@ class Builder(ExprMixin):
                 frame.env[stmt.target] = node
                 return BlockResult([], False, ctx)
             case Return():
-                value = self.expr(stmt.value, frame, ctx)
+                with self.owned("return"):
+                    value = self.expr(stmt.value, frame, ctx)
                 vtype = self.nodes[value].type
                 ret = self.add(frame, "return", vtype, stmt.span, ctx,
-                               inputs=[Port.make(role="value", node=value)], name=f"return@{stmt.span.line}")
+                               inputs=[Port.make(role="value", node=value)], name="return")
                 frame.returns.append(ret)
                 return BlockResult([Escape("return", ctx)], True, ctx)
             case Break():
@@ -221,9 +237,10 @@ class Builder(ExprMixin):
         raise AssertionError  # pragma: no cover
 
     def if_stmt(self, stmt: If, frame: Frame, ctx: GuardCond | None) -> BlockResult:
-        cond = self.expr(stmt.cond, frame, ctx)
+        with self.owned("if"):
+            cond = self.expr(stmt.cond, frame, ctx)
         guard = self.add(frame, "guard", "bool", stmt.span, ctx,
-                         inputs=[Port.make(role="cond", node=cond)], name=f"if@{stmt.span.line}")
+                         inputs=[Port.make(role="cond", node=cond)], name="if")
         before = dict(frame.env)
         then = self.block(stmt.then, frame, GuardCond.make(node=guard, arm=True))
         env_then = frame.env
@@ -244,8 +261,10 @@ class Builder(ExprMixin):
         ends: list[dict[str, str]] = []
         escapes: list[Escape] = []
         it_ctx = ctx
+        k = self.loop_counts[outer_ns] = self.loop_counts.get(outer_ns, 0) + 1
+        loop = "repeat" if k == 1 else f"repeat#{k}"
         for i in range(max(count, 0)):
-            frame.ns = f"{outer_ns}/repeat@{stmt.span.line}[{i}]"
+            frame.ns = f"{outer_ns}/{loop}[{i}]"
             res = self.block(stmt.body, frame, it_ctx, need_end=True)
             ends.append(dict(frame.env))
             escapes.extend(e for e in res.escapes if e.kind == "return")
@@ -263,7 +282,8 @@ class Builder(ExprMixin):
 
     def stop_flag(self, stmt: Repeat, res: BlockResult, frame: Frame, it_ctx: GuardCond | None) -> str | None:
         """The node whose truth ends the loop after this iteration: `until`, or an exit taken."""
-        until = self.expr(stmt.until, frame, res.end) if stmt.until is not None else None
+        with self.owned("until"):
+            until = self.expr(stmt.until, frame, res.end) if stmt.until is not None else None
         if not res.escapes:
             return until
         span = stmt.span
@@ -275,16 +295,16 @@ class Builder(ExprMixin):
 
     def exit_guard(self, escapes: list[Escape], frame: Frame, ctx: GuardCond | None, span: Span) -> str:
         """A guard that is true when one of `escapes` happened; the rest of the block runs under its False arm."""
-        false = self.add(frame, "const", "bool", span, ctx, args=NodeArgs.make(value=False), name=f"exit@{span.line}.no", static=False)
+        false = self.add(frame, "const", "bool", span, ctx, args=NodeArgs.make(value=False), name="exit.no", static=False)
         markers = [self.marker(e, frame, span) for e in escapes]
         flag = self.add(frame, "phi", "bool", span, ctx,
-                        inputs=[Port.make(role="value", node=n) for n in [false, *markers]], name=f"exit@{span.line}.flag")
-        return self.add(frame, "guard", "bool", span, ctx, inputs=[Port.make(role="cond", node=flag)], name=f"exit@{span.line}")
+                        inputs=[Port.make(role="value", node=n) for n in [false, *markers]], name="exit.flag")
+        return self.add(frame, "guard", "bool", span, ctx, inputs=[Port.make(role="cond", node=flag)], name="exit")
 
     def marker(self, esc: Escape, frame: Frame, span: Span) -> str:
         if esc.marker is None:
             esc.marker = self.add(frame, "const", "bool", span, esc.ctx, args=NodeArgs.make(value=True),
-                                  name=f"{esc.kind}@{span.line}", static=True)
+                                  name=esc.kind, static=True)
         return esc.marker
 
     def merge(self, frame: Frame, ctx: GuardCond | None, before: dict[str, str], arms: list[dict[str, str]], span: Span) -> None:

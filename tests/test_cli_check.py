@@ -114,8 +114,8 @@ def test_graph_dot_and_mermaid(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "graph", str(GOLDEN / "branch.ttc"))
     assert code == 0
     assert out.startswith('digraph "main" {')
-    assert '"main/if@13" [label="guard L13", shape=diamond' in out
-    assert '"main/if@13" -> "main/extra" [style=dashed, color=orange, label="T"];' in out
+    assert '"main/if" [label="guard L13", shape=diamond' in out
+    assert '"main/if" -> "main/extra" [style=dashed, color=orange, label="T"];' in out
     assert 'calls≤12' in out
     code, out, _ = run(capsys, "graph", str(GOLDEN / "branch.ttc"), "--format", "mermaid")
     assert code == 0

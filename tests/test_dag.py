@@ -23,13 +23,13 @@ def test_loop_iterations_are_namespaced_and_chained_by_stop_guards() -> None:
     dag = dag_of(
         "    c = sample(policy, q)\n    repeat 3 {\n        c = extend(policy, c)\n    } until best_score(c) > 0.5\n    return vote(c)"
     )
-    assert [n.id for n in dag if n.op == "extend"] == ["main/repeat@5[0]/c", "main/repeat@5[1]/c", "main/repeat@5[2]/c"]
-    assert dag["main/repeat@5[0]/c"].guard is None
-    assert dag["main/repeat@5[1]/c"].guard == GuardCond(node="main/repeat@5[0]/stop", arm=False)
-    assert [g.node for g in dag.guard_chain("main/repeat@5[2]/c")] == ["main/repeat@5[0]/stop", "main/repeat@5[1]/stop"]
+    assert [n.id for n in dag if n.op == "extend"] == ["main/repeat[0]/c", "main/repeat[1]/c", "main/repeat[2]/c"]
+    assert dag["main/repeat[0]/c"].guard is None
+    assert dag["main/repeat[1]/c"].guard == GuardCond(node="main/repeat[0]/stop", arm=False)
+    assert [g.node for g in dag.guard_chain("main/repeat[2]/c")] == ["main/repeat[0]/stop", "main/repeat[1]/stop"]
     merged = dag["main/c#2"]
     assert merged.op == "phi"
-    assert merged.input_nodes() == ["main/c", "main/repeat@5[0]/c", "main/repeat@5[1]/c", "main/repeat@5[2]/c"]
+    assert merged.input_nodes() == ["main/c", "main/repeat[0]/c", "main/repeat[1]/c", "main/repeat[2]/c"]
 
 
 def test_branch_arms_sit_behind_one_guard_and_merge_in_a_phi() -> None:
@@ -37,10 +37,10 @@ def test_branch_arms_sit_behind_one_guard_and_merge_in_a_phi() -> None:
         "    c = sample(policy, q)\n    if count(c) > 1 {\n        c = sample(policy, q, n = 2)\n    } else {\n"
         "        c = sample(policy, q, n = 3)\n    }\n    return vote(c)"
     )
-    guard = dag["main/if@5"]
+    guard = dag["main/if"]
     assert guard.op == "guard" and dag[guard.input_nodes("cond")[0]].op == "compare"
-    assert dag["main/c#2"].guard == GuardCond(node="main/if@5", arm=True)
-    assert dag["main/c#3"].guard == GuardCond(node="main/if@5", arm=False)
+    assert dag["main/c#2"].guard == GuardCond(node="main/if", arm=True)
+    assert dag["main/c#3"].guard == GuardCond(node="main/if", arm=False)
     assert dag["main/c#4"].input_nodes() == ["main/c#2", "main/c#3"]
 
 
@@ -49,12 +49,12 @@ def test_break_guards_the_rest_of_the_iteration() -> None:
         "    c = sample(policy, q)\n    repeat 2 {\n        if agreement(c) > 0.9 {\n            break\n        }\n"
         "        c = extend(policy, c)\n    }\n    return vote(c)"
     )
-    first = dag["main/repeat@5[0]/c"]
-    assert first.guard == GuardCond(node="main/repeat@5[0]/exit@6", arm=False)
-    flag = dag["main/repeat@5[0]/exit@6.flag"]
+    first = dag["main/repeat[0]/c"]
+    assert first.guard == GuardCond(node="main/repeat[0]/exit", arm=False)
+    flag = dag["main/repeat[0]/exit.flag"]
     assert flag.op == "phi"
     assert [dag[i].args.value for i in flag.input_nodes()] == [False, True]
-    assert dag[flag.input_nodes()[1]].guard == GuardCond(node="main/repeat@5[0]/if@6", arm=True)
+    assert dag[flag.input_nodes()[1]].guard == GuardCond(node="main/repeat[0]/if", arm=True)
 
 
 def test_imported_calls_are_inlined_with_call_path_ids(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,3 +107,21 @@ def test_filter_predicate_folds_params_and_wires_variables() -> None:
     assert node.input_nodes("pred:m") == ["main/m"]
     pred = node.args.predicate
     assert pred.right.right.value == 50.0 and pred.right.right.is_int
+
+
+def test_node_ids_carry_no_positions_so_edits_elsewhere_do_not_rename_nodes() -> None:
+    decls = 'verifier v = check("arith")\n'
+    body = "    d = sample(policy, q, n = 4)\n    return vote(verify(v, d), weight = score)"
+    before = [n.id for n in dag_of(body, decls)]
+    # Lines and an unrelated statement added above: every existing node keeps its id.
+    edited = [n.id for n in dag_of("    # a comment\n\n    e = sample(policy, q, n = 2)\n" + body, decls)]
+    assert "main/return.verify" in before and "main/return.vote" in before and "main/return" in before
+    assert set(before) <= set(edited)
+    assert not any("@" in i for i in before + edited)
+
+
+def test_two_loops_in_one_strategy_get_distinct_namespaces() -> None:
+    dag = dag_of("    c = sample(policy, q)\n    repeat 2 {\n        c = extend(policy, c)\n    }\n"
+                 "    repeat 2 {\n        c = extend(policy, c)\n    }\n    return vote(c)")
+    assert [n.id for n in dag if n.op == "extend"] == [
+        "main/repeat[0]/c", "main/repeat[1]/c", "main/repeat#2[0]/c", "main/repeat#2[1]/c"]

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ttcl.compiler.ast import Auto, Module
+from ttcl.compiler.ast import Auto, Module, Span, String, TemplateText
 from ttcl.compiler.budget import spec_lookup
 from ttcl.compiler.budget_auto import solve_autos
 from ttcl.compiler.budget_report import BudgetReport, analyze
 from ttcl.compiler.checks import CheckedProgram, check_program
 from ttcl.compiler.dag import Dag
 from ttcl.compiler.dag_build import ModuleInfo, build, instances_of
-from ttcl.compiler.diagnostics import DiagnosticError, SemanticDiagnosticError
+from ttcl.compiler.diagnostics import (
+    Diagnostic,
+    DiagnosticError,
+    SemanticDiagnosticError,
+    did_you_mean,
+)
 from ttcl.compiler.loader import Program, load_program
 
 
@@ -85,10 +90,53 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def model_override_names(instances: Mapping[str, ModuleInfo]) -> dict[str, set[str]]:
+    """What `--model NAME=...` may name: each model, and each verifier that names its model by reference.
+
+    Keys are qualified by the instance path (`bon.policy` for a model of the
+    module imported `as bon`); the value is the set of model refs a key may
+    also be given as (`--model ttcl:arith-orm=PATH` rebinds that reference).
+    """
+    out: dict[str, set[str]] = {}
+    for inst, info in instances.items():
+        prefix = f"{inst}." if inst else ""
+        for m in info.module.models:
+            out.setdefault(prefix + m.name, set()).add(m.ref)
+        for v in info.module.verifiers:
+            for arg in [*v.call.args, *(kw.value for kw in v.call.keywords)]:
+                if isinstance(arg, String) and not arg.is_template:
+                    ref = "".join(p.text for p in arg.parts if isinstance(p, TemplateText))
+                    out.setdefault(prefix + v.name, set()).add(ref)
+                    break
+    return out
+
+
+def check_model_overrides(instances: Mapping[str, ModuleInfo], overrides: Mapping[str, str], sources: dict[str, str]) -> None:
+    """An unknown `--model NAME=...` is an error (a typo must not silently run the declared model)."""
+    names = model_override_names(instances)
+    refs = {r for rs in names.values() for r in rs}
+    root = instances[""].module
+    diags = []
+    for key, path in overrides.items():
+        if key in names or key in refs:
+            continue
+        anchor = root.models[0].span if root.models else Span(file=root.path, line=1, column=1, end_line=1, end_column=1)
+        known = sorted(names)
+        diags.append(Diagnostic(
+            span=anchor, message=f"`--model {key}={path}`: no model or verifier `{key}` in {root.path}",
+            expected=("one of: " + ", ".join(known)) if known else "this program declares no model",
+            hint=did_you_mean(key, known),
+        ))
+    if diags:
+        raise SemanticDiagnosticError(diags, sources)
+
+
 def _compile_checked(
     program: Program, checked: CheckedProgram, model_overrides: Mapping[str, str] | None, max_input_tokens: int | None,
 ) -> Compiled:
     instances, sources = instances_of(checked)
+    if model_overrides:
+        check_model_overrides(instances, model_overrides, sources)
     module = program.root.module
     root_params = dict(instances[""].params)
     autos = [d for d in module.params if isinstance(root_params.get(d.name), Auto)]

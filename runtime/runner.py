@@ -23,6 +23,7 @@ from ttcl import __version__
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
 from ttcl.compiler.dag import DagNode
 from ttcl.compiler.pipeline import Compiled
+from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Accountant, AccountantHook, LedgerEntry, Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
@@ -33,6 +34,7 @@ from ttcl.runtime.trace import (
     ItemRecord,
     NodeRecord,
     RunHeader,
+    TraceError,
     TraceWriter,
     check_resumable,
     digest,
@@ -53,6 +55,7 @@ class RunOptions:
     resume: bool = False
     dataset: Path | None = None
     max_batch_items: int | None = None
+    overwrite: bool = False  # start `trace` over even when it already holds a run
 
 
 class NodeRow(BaseModel):
@@ -199,6 +202,23 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
     return out
 
 
+def refuse_existing_trace(path: Path) -> None:
+    """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+    except OSError:
+        return
+    try:
+        done = f"{len(read_trace(path).items)} finished items"
+    except TtclRuntimeError:
+        done = "it is not a ttcl trace"
+    raise TraceError(
+        f"{path}: error: the trace file already exists ({done}); refusing to overwrite it\n"
+        "  hint: add --resume to continue that run, --overwrite to start it over, or use another --trace file"
+    )
+
+
 _LOADED: dict[tuple[str, str, str], Any] = {}
 
 
@@ -291,6 +311,8 @@ class Runner:
         writer: TraceWriter | None = None
         hooks: list[NodeHook] = [AccountantHook(acc)]
         if o.trace is not None:
+            if not o.resume and not o.overwrite:
+                refuse_existing_trace(o.trace)
             if o.resume and o.trace.exists():
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)

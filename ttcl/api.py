@@ -43,11 +43,13 @@ def run(
     dtype: str = "auto",
     trace: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     limit: int | None = None,
 ) -> RunResult:
     """Compile `path` and run it on `inputs` (texts) or a JSONL `dataset`."""
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
+    from ttcl.programs import resolve_program
     from ttcl.runtime.dataset import Item, load_dataset
     from ttcl.runtime.runner import Runner, RunOptions
 
@@ -59,9 +61,9 @@ def run(
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         items = [Item(index=i, question=t) for i, t in enumerate(texts)][:limit]
     overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in (set or {}).items()])
-    compiled = compile_program(path, overrides=overrides, model_overrides=dict(models or {}))
+    compiled = compile_program(resolve_program(path), overrides=overrides, model_overrides=dict(models or {}))
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=Path(trace) if trace else None, resume=resume,
-                      dataset=Path(dataset) if dataset else None)
+                      overwrite=overwrite, dataset=Path(dataset) if dataset else None)
     summary = Runner(compiled, opts).run(items)
     return RunResult(answers=[r["answer"] for r in summary.results], summary=summary)
 

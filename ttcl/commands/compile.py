@@ -44,7 +44,9 @@ def parse_model_overrides(items: list[str]) -> dict[str, str]:
 def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None) -> Compiled:
     """Parse the shared options and compile; every problem is a TtclError."""
     from ttcl.compiler.params import parse_set_overrides
+    from ttcl.programs import resolve_program
 
+    program = resolve_program(program)
     if max_input_tokens is not None and max_input_tokens < 0:
         raise OptionError("--max-input-tokens must be a non-negative number of tokens")
     return compile_program(
@@ -122,7 +124,7 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
     console.print("  fix: lower params with --set (e.g. n, max_tokens), or raise the budget")
 
 
-def _diagnostics_json(err: TtclError) -> dict[str, object]:
+def diagnostics_json(err: TtclError) -> dict[str, object]:
     if isinstance(err, DiagnosticError):
         diags = [d.model_dump(mode="json") | {"rendered": d.render(err.sources.get(d.span.file))} for d in err.diagnostics]
     else:
@@ -149,7 +151,7 @@ def check(
     except TtclError as e:
         if not as_json:
             raise
-        typer.echo(json.dumps(_diagnostics_json(e), indent=2))
+        typer.echo(json.dumps(diagnostics_json(e), indent=2))
         raise typer.Exit(e.exit_code) from None
     report = compiled.report
     if as_json:
@@ -176,7 +178,7 @@ def graph(
     dag, report = compiled.dag, compiled.report
     if fmt == "png":
         data = to_png(to_dot(dag, report))
-        target = output or program.with_suffix(".png")
+        target = output or Path(str(program).rpartition(":")[2]).with_suffix(".png")
         _write(target, data)
         typer.echo(f"wrote {target}", err=True)
         return

@@ -17,6 +17,7 @@ import typer
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.fmt import format_source
 from ttcl.compiler.parse import read_source
+from ttcl.programs import ProgramNameError, is_bundled_ref, resolve_program
 
 EXIT_OK = 0
 EXIT_WOULD_CHANGE = 1
@@ -46,9 +47,12 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
     status = EXIT_OK
     for name in _expand(paths):
         try:
-            old = sys.stdin.read() if name == "-" else read_source(name)
+            if is_bundled_ref(name) and not check and not diff:
+                raise ProgramNameError(f"{name}: error: a bundled program is read-only; use --check or --diff, "
+                                       "or copy it first (`ttcl programs --show NAME > mine.ttc`)")
+            old = sys.stdin.read() if name == "-" else read_source(str(resolve_program(name)))
             new = format_source(old, "<stdin>" if name == "-" else name)
-        except DiagnosticError as e:
+        except (DiagnosticError, ProgramNameError) as e:
             typer.echo(str(e), err=True)
             status = EXIT_INVALID
             continue

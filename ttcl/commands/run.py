@@ -21,6 +21,8 @@ from rich.table import Table
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 
 DEVICES = ("auto", "cpu", "cuda")
+# `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
+EXIT_ITEMS_NOT_OK = 3
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -92,14 +94,21 @@ class _Progress:
 def _run_once(
     program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
-    batch_items: int | None = None,
+    batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
 ) -> Any:
-    from ttcl.commands.compile import compile_from_cli
+    from ttcl.commands.compile import compile_from_cli, diagnostics_json
+    from ttcl.errors import TtclError
     from ttcl.runtime.runner import Runner, RunOptions
 
-    compiled = compile_from_cli(program, sets, models, None)
+    try:
+        compiled = compile_from_cli(program, sets, models, None)
+    except TtclError as e:
+        if not json_errors:
+            raise
+        typer.echo(json.dumps(diagnostics_json(e), indent=2))
+        raise typer.Exit(e.exit_code) from None
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
-                      max_batch_items=batch_items)
+                      max_batch_items=batch_items, overwrite=overwrite)
     runner = Runner(compiled, opts)
     if not show_progress:
         return runner.run(items)
@@ -167,6 +176,8 @@ def run(
     dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
     trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the --trace file over if it already holds a run.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help=f"Exit {EXIT_ITEMS_NOT_OK} if any item failed or was stopped (for CI).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
@@ -177,16 +188,22 @@ def run(
     _check_choice("--dtype", dtype, DTYPES)
     if resume and trace is None:
         raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
+    if resume and overwrite:
+        raise RunOptionError("--resume and --overwrite contradict each other: keep one")
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     items = _load_items(input_, dataset, limit)
     summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                         resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
-                        batch_items=batch_items)
+                        batch_items=batch_items, overwrite=overwrite, json_errors=as_json)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
     else:
         print_summary(summary, Console(width=max(120, Console().width)), single=input_ is not None)
+    if strict and (summary.failed or summary.stopped):
+        typer.echo(f"--strict: {summary.failed} items failed and {summary.stopped} were stopped; "
+                   f"exit {EXIT_ITEMS_NOT_OK}", err=True)
+        raise typer.Exit(EXIT_ITEMS_NOT_OK)
 
 
 # ---------------------------------------------------------------- eval

@@ -1,0 +1,175 @@
+"""Work never lost and nothing silently ignored (issue 11): `--model` typos, trace overwrites,
+`--strict`, `run --json` diagnostics, bundled programs by name (also from an installed wheel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ttcl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROG = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+verifier exact = check("arith")
+budget per item { calls <= 8; gen_tokens <= 400 }
+strategy main(question: text[<=32]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = 2, max_tokens = 24, temperature = 1.0)
+    return vote(verify(exact, drafts))
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from ttcl.runtime.backends.random_model import save_random_gpt2
+
+    root = tmp_path_factory.mktemp("trust")
+    model = save_random_gpt2(root / "rand", n_positions=128)
+    prog = root / "p.ttc"
+    prog.write_text(PROG)
+    ds = root / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{i + 2} +{i}", "answer": f"#### {2 * i + 2}"}) + "\n" for i in range(3)))
+    return {"root": root, "model": model, "prog": prog, "ds": ds}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_unknown_model_name_is_an_error_with_a_suggestion(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                          command: str) -> None:
+    extra = ["--input", "1 +1"] if command == "run" else []
+    code, out, err = cli(capsys, command, str(setup["prog"]), "--model", f"polcy={setup['model']}", *extra)
+    assert code == 2
+    assert f"`--model polcy={setup['model']}`: no model or verifier `polcy`" in err
+    assert "did you mean `policy`?" in err and "Traceback" not in err
+
+
+def test_unknown_model_name_in_the_python_api(setup: dict[str, Path]) -> None:
+    import ttcl
+    from ttcl.errors import TtclError
+
+    with pytest.raises(TtclError, match="no model or verifier `polcy`"):
+        ttcl.run(setup["prog"], inputs="1 +1", models={"polcy": str(setup["model"])})
+
+
+def test_model_names_that_exist_are_accepted(capsys: pytest.CaptureFixture[str]) -> None:
+    # a declared model, a verifier named by its reference, and the reference itself
+    code, _, err = cli(capsys, "check", "ttcl:weighted_best_of_n", "--model", "policy=ttcl:arith-m",
+                       "--model", "orm=ttcl:arith-orm")
+    assert code == 0, err
+    code, _, err = cli(capsys, "check", "ttcl:adaptive", "--model", "wbon.policy=ttcl:arith-m")
+    assert code in (0, 1), err
+    code, _, err = cli(capsys, "check", "ttcl:adaptive", "--model", "wbon.polcy=ttcl:arith-m")
+    assert code == 2 and "did you mean `wbon.policy`?" in err
+
+
+def test_trace_is_never_wiped_without_overwrite(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    trace = setup["root"] / "t.jsonl"
+    base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+            "--device", "cpu", "--trace", str(trace)]
+    code, _, err = cli(capsys, *base)
+    assert code == 0, err
+    before = trace.read_bytes()
+    code, _, err = cli(capsys, *base)
+    assert code == 2
+    assert "the trace file already exists (3 finished items); refusing to overwrite it" in err
+    assert "--resume" in err and "--overwrite" in err
+    assert trace.read_bytes() == before
+    code, _, err = cli(capsys, *base, "--resume", "--overwrite")
+    assert code == 2 and "contradict" in err
+    code, _, err = cli(capsys, *base, "--overwrite")
+    assert code == 0, err
+    assert trace.read_text().count('"type": "item"') == 3
+
+
+def test_strict_exit_code_when_items_stop(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    # calls <= 1 stops every item at its first sample(n=2); without --strict the run itself succeeds
+    base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+            "--device", "cpu"]
+    tight = setup["root"] / "tight.ttc"
+    tight.write_text(PROG.replace("calls <= 8", "calls <= 8; tokens <= 20"))
+    base[1] = str(tight)
+    code, out, err = cli(capsys, *base)
+    assert code == 0, err
+    assert "stopped 3" in out
+    code, out, err = cli(capsys, *base, "--strict")
+    assert code == 3
+    assert "--strict: 0 items failed and 3 were stopped; exit 3" in err
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model",
+                         f"policy={setup['model']}", "--device", "cpu", "--strict")
+    assert code == 0, err
+
+
+def test_run_json_on_an_invalid_program_prints_json_diagnostics(capsys: pytest.CaptureFixture[str],
+                                                                setup: dict[str, Path]) -> None:
+    bad = setup["root"] / "bad.ttc"
+    bad.write_text(PROG.replace("n = 2", "n = nn"))
+    code, out, err = cli(capsys, "check", str(bad), "--json")
+    want = json.loads(out)
+    code2, out2, err2 = cli(capsys, "run", str(bad), "--input", "1 +1", "--json")
+    assert code2 == code == 2
+    got = json.loads(out2)
+    assert got == want
+    assert got["verdict"] == "invalid" and "unknown" in got["diagnostics"][0]["message"]
+
+
+def test_bundled_programs_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "programs")
+    assert code == 0
+    names = [ln.split()[0] for ln in out.splitlines() if ln.startswith("ttcl:")]
+    assert names == sorted(f"ttcl:{p.stem}" for p in (ROOT / "programs").glob("*.ttc"))
+    code, out, _ = cli(capsys, "programs", "--show", "weighted_best_of_n")
+    assert out == (ROOT / "programs" / "weighted_best_of_n.ttc").read_text()
+    code, out, err = cli(capsys, "check", "ttcl:weighted_best_of")
+    assert code == 2 and "did you mean `ttcl:weighted_best_of_n`?" in err
+    code, out, err = cli(capsys, "check", "ttcl:../tests/conftest")
+    assert code == 2 and "no bundled program named '../tests/conftest'" in err
+    code, out, err = cli(capsys, "fmt", "--check", "ttcl:revision")
+    assert code == 0, err
+    code, out, err = cli(capsys, "fmt", "ttcl:revision")
+    assert code == 2 and "read-only" in err
+
+
+def test_bundled_program_by_name_runs_in_the_python_api() -> None:
+    import ttcl
+
+    out = ttcl.run("ttcl:self_consistency", inputs="3 +4", set={"n": 2}, device="cpu")
+    assert len(out.answers) == 1 and out.summary.items == 1
+
+
+def test_bundled_programs_after_a_wheel_install(tmp_path: Path) -> None:
+    """Build the wheel, install it into a bare directory and use it from elsewhere: no checkout in sight."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "whl"), str(ROOT)], capture_output=True, text=True, env=env)
+    assert build.returncode == 0, build.stderr
+    wheel = next((tmp_path / "whl").glob("ttcl-*.whl"))
+    site = tmp_path / "site"
+    inst = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                          capture_output=True, text=True, env=env)
+    assert inst.returncode == 0, inst.stderr
+    env["PYTHONPATH"] = str(site)
+    where = subprocess.run([sys.executable, "-c", "import ttcl.programs as p; print(p.BUNDLED_DIR)"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert Path(where.stdout.strip()).is_relative_to(site.resolve()), where.stderr
+    listed = subprocess.run([sys.executable, "-m", "ttcl.cli", "programs"], capture_output=True, text=True, env=env,
+                            cwd=tmp_path)
+    assert listed.returncode == 0 and "ttcl:weighted_best_of_n" in listed.stdout, listed.stderr
+    run = subprocess.run([sys.executable, "-m", "ttcl.cli", "run", "ttcl:self_consistency", "--input", "3 +4",
+                          "--set", "n=2", "--device", "cpu", "--json"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert summary["program"].startswith(str(site.resolve())) and summary["items"] == 1

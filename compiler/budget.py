@@ -6,7 +6,9 @@ rules, per node (C = candidate count bound of the input, L = a candidate's
 length bound, prompt + generated, in tokens; fwd = forward_flops):
 
 - `sample(model, prompt, n, max_tokens=M)`, prompt bound P: the prompt is
-  prefilled once and shared by the n samples. calls n, prompt_tokens P,
+  prefilled once and shared by the n samples (on an endpoint whose ref
+  declares no engine that shares it, each sample prefills its own: n·P
+  and n·fwd(0, P) below). calls n, prompt_tokens P,
   gen_tokens n·M, flops fwd(0, P) + n·fwd(P, P+M). Output: n candidates of
   prompt length P and generated length M.
 - `extend(model, cands, n, M)`: each candidate's whole context is
@@ -51,7 +53,8 @@ from pathlib import Path
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
 from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef, construct
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
-from ttcl.compiler.models import ModelSpecError, model_spec
+from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
+from ttcl.compiler.models import ModelSpecError, UnknownSizeError, model_spec
 
 SPECIAL_TOKENS = 1
 NUMBER_FORMAT = ".6g"
@@ -207,28 +210,39 @@ def make_cost(calls: float = 0, prompt_tokens: float = 0, gen_tokens: float = 0,
     return construct(Cost, {"calls": calls, "prompt_tokens": prompt_tokens, "gen_tokens": gen_tokens, "flops": flops, "seconds": 0})
 
 
-def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int) -> Cost:
-    """`seqs` prompts of length `prompt`, each prefilled once and continued `n` ways by `max_tokens`."""
+def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int, *, shared: bool = True) -> Cost:
+    """`seqs` prompts of length `prompt`, each prefilled once (n times unless `shared`) and continued `n` ways."""
+    prefills = 1 if shared else n
     return make_cost(
         calls=seqs * n,
-        prompt_tokens=seqs * prompt,
+        prompt_tokens=seqs * prefills * prompt,
         gen_tokens=seqs * n * max_tokens,
-        flops=seqs * (forward_flops(spec, 0, prompt) + n * forward_flops(spec, prompt, prompt + max_tokens)),
+        flops=seqs * (prefills * forward_flops(spec, 0, prompt) + n * forward_flops(spec, prompt, prompt + max_tokens)),
     )
+
+
+def shares_prefill(ref: ModelRef) -> bool:
+    """A local model shares one prefill among n samples; an endpoint only when its ref declares an engine that does."""
+    if not is_endpoint(ref.ref):
+        return True
+    try:
+        return parse_endpoint(ref.ref).shares_prefill
+    except EndpointError:
+        return False
 
 
 def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
     prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS
-    cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens)
+    cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens, shared=shares_prefill(a.model))
     return ValueBound(a.n, prompt, a.max_tokens, is_cands=True), cost
 
 
 def _extend(node: DagNode, cands: ValueBound, spec_of: SpecLookup) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
-    cost = _gen_cost(spec_of(a.model), cands.count, cands.seq_len, a.n, a.max_tokens)
+    cost = _gen_cost(spec_of(a.model), cands.count, cands.seq_len, a.n, a.max_tokens, shared=shares_prefill(a.model))
     return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens, is_cands=True), cost
 
 
@@ -314,8 +328,12 @@ def _ctx_total(ctx: GuardCond | None, direct: dict[GuardCond | None, _Vec], guar
     return total
 
 
-def spec_lookup(diagnostics: list[Diagnostic]) -> SpecLookup:
-    """A spec resolver that records a diagnostic per failing declaration (once) and returns a zero spec."""
+def spec_lookup(diagnostics: list[Diagnostic], *, needs_flops: bool = True) -> SpecLookup:
+    """A spec resolver that records a diagnostic per failing declaration (once) and returns a zero spec.
+
+    An endpoint whose size is unknown is an error only when `needs_flops` (a
+    budget limits FLOPs); otherwise its FLOPs count as zero and say so nowhere
+    else than in the run's header (`flops_known`)."""
     failed: set[tuple[str, str, int]] = set()
 
     seen: dict[tuple[str, str, tuple[tuple[str, float], ...]], ModelSpec] = {}
@@ -329,6 +347,9 @@ def spec_lookup(diagnostics: list[Diagnostic]) -> SpecLookup:
             found = seen[key] = model_spec(ref.ref, ref.options, base_dir=_module_dir(ref.module))
             return found
         except ModelSpecError as e:
+            if isinstance(e, UnknownSizeError) and not needs_flops:
+                found = seen[key] = ModelSpec(non_embedding_params=0)
+                return found
             key = (ref.span.file, ref.name, ref.span.line)
             if key not in failed:
                 failed.add(key)

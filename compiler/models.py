@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.compiler.costmodel import ModelSpec
+from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
 from ttcl.errors import TtclSemanticError
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
@@ -44,6 +45,10 @@ class ModelSpecError(TtclSemanticError):
         self.message = message
         self.hint = hint
         super().__init__(message if hint is None else f"{message} ({hint})")
+
+
+class UnknownSizeError(ModelSpecError):
+    """An endpoint whose model is not on this machine and declares no size: FLOPs cannot be counted."""
 
 
 _PARAMS_HINT = "add `(params = ...)` to the model declaration, e.g. `(params = 7G, n_layer = 32, d_model = 4096)`"
@@ -86,6 +91,8 @@ def _as_int(name: str, value: float) -> int:
 
 
 def _spec_from_ref(ref: str, base_dir: str | None) -> ModelSpec:
+    if is_endpoint(ref):
+        return _spec_from_endpoint(ref, base_dir)
     if ref.startswith("ttcl:"):
         return spec_from_dir(_resolve_zoo(ref))
     path = Path(ref).expanduser()
@@ -94,6 +101,38 @@ def _spec_from_ref(ref: str, base_dir: str | None) -> ModelSpec:
     if path.is_dir():
         return spec_from_dir(path)
     raise ModelSpecError(f"model `{ref}` is not a local model directory, so its size is unknown", _PARAMS_HINT)
+
+
+def local_of(ref: str, base_dir: str | None = None) -> str | None:
+    """The local twin of an endpoint ref (its `local=` ref, else its served model id when that is
+    `ttcl:NAME` or an existing directory), or None."""
+    ep = parse_endpoint(ref)
+    for cand in (ep.local, ep.model):
+        if cand is None:
+            continue
+        if cand.startswith("ttcl:"):
+            return cand
+        path = Path(cand).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        if path.is_dir():
+            return str(path)
+        if cand == ep.local:
+            raise ModelSpecError(f"endpoint `{ref}`: `local={cand}` is not a local model directory")
+    return None
+
+
+def _spec_from_endpoint(ref: str, base_dir: str | None) -> ModelSpec:
+    try:
+        local = local_of(ref, base_dir)
+    except EndpointError as e:
+        raise ModelSpecError(str(e)) from e
+    if local is None:
+        raise UnknownSizeError(
+            f"endpoint `{ref}` serves a model that is not on this machine, so its FLOPs cannot be counted",
+            "add `(params = ..., n_layer = ..., d_model = ...)` to the model declaration, or `local=DIR` to the URL",
+        )
+    return _spec_from_ref(local, base_dir)
 
 
 def _resolve_zoo(ref: str) -> Path:

@@ -9,7 +9,7 @@ still compiles; its report's verdict says so, and the command decides.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from ttcl.compiler.diagnostics import (
     SemanticDiagnosticError,
     did_you_mean,
 )
+from ttcl.compiler.endpoints import untrusted_remote
 from ttcl.compiler.loader import Program, load_program
 
 
@@ -58,14 +59,22 @@ def compile_program(
     overrides: Mapping[str, str] | None = None,
     model_overrides: Mapping[str, str] | None = None,
     max_input_tokens: int | None = None,
+    allow_remote: Iterable[str] = (),
 ) -> Compiled:
-    """Compile `path` (or `source`, shown as `file`) with `--set` overrides and `--model NAME=PATH` overrides."""
+    """Compile `path` (or `source`, shown as `file`) with `--set` overrides and `--model NAME=PATH` overrides.
+
+    An endpoint written in the program text that points off this machine is
+    an error unless its host is in `allow_remote`; one given in
+    `model_overrides` (the user's own command line) is trusted.
+    """
     with paused_gc():
         program = load_program(path, source=source, file=file)
         checked = check_program(program, dict(overrides or {}))
         sources = program.sources
         try:
-            return _compile_checked(program, checked, model_overrides, max_input_tokens)
+            compiled = _compile_checked(program, checked, model_overrides, max_input_tokens)
+            _check_remote(compiled, set((model_overrides or {}).values()), frozenset(allow_remote))
+            return compiled
         except DiagnosticError as e:
             if not e.sources:
                 e.sources = sources
@@ -140,12 +149,13 @@ def _compile_checked(
     module = program.root.module
     root_params = dict(instances[""].params)
     autos = [d for d in module.params if isinstance(root_params.get(d.name), Auto)]
+    needs_flops = any(lim.unit == "flops" for b in module.budgets for lim in b.limits)
 
     def evaluate(values: Mapping[str, Any]) -> tuple[Dag, BudgetReport]:
         dag = build(instances=instances, params=dict(values), model_overrides=model_overrides,
                     max_input_tokens=max_input_tokens, strategy=checked.entry.name, sources=sources)
         diagnostics: list = []
-        report = analyze(dag, module, spec_lookup(diagnostics))
+        report = analyze(dag, module, spec_lookup(diagnostics, needs_flops=needs_flops))
         if diagnostics:
             raise SemanticDiagnosticError(diagnostics, sources)
         return dag, report
@@ -156,6 +166,29 @@ def _compile_checked(
     report.params = {k: v for k, v in params.items() if not isinstance(v, Auto)}
     report.auto = choices
     return Compiled(program=program, checked=checked, params=params, dag=dag, report=report)
+
+
+def _check_remote(compiled: Compiled, user_refs: set[str], allowed: frozenset[str]) -> None:
+    """Program text may come from anyone: it may not send data off this machine unless the user allows the host."""
+    diagnostics: list[Diagnostic] = []
+    seen: set[tuple[str, int]] = set()
+    for node in compiled.dag:
+        a = node.args
+        for ref in (a.model, a.verifier.model if a.verifier else None, a.feedback.model if a.feedback else None):
+            if ref is None or ref.ref in user_refs or (ref.ref, ref.span.line) in seen:
+                continue
+            host = untrusted_remote(ref.ref, allowed)
+            if host is not None:
+                seen.add((ref.ref, ref.span.line))
+                diagnostics.append(Diagnostic(
+                    span=ref.span,
+                    message=f"model `{ref.name}` points at `{host}`, which is not this machine; "
+                            "a program may only name a remote endpoint the user allows",
+                    hint=f"run with `--allow-remote {host}`, add it to `allow_remote` in your ttcl config, "
+                         "or give the endpoint yourself with `--model NAME=URL`",
+                ))
+    if diagnostics:
+        raise SemanticDiagnosticError(diagnostics, compiled.sources)
 
 
 def root_info(compiled: Compiled) -> ModuleInfo:

@@ -76,14 +76,16 @@ class JobContext:
     default_revise: list[PromptPart] = field(default_factory=list)
 
 
-def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int) -> Cost:
-    """Worst case of drawing n samples of at most max_tokens from one prompt, prefilled once."""
+def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int, shared: bool = True) -> Cost:
+    """Worst case of drawing n samples of at most max_tokens from one prompt, prefilled once
+    (n times when not `shared`: a server that takes each sample as its own request)."""
     p = prompt_tokens
+    prefills = 1 if shared else n
     return Cost(
         calls=n,
-        prompt_tokens=p,
+        prompt_tokens=prefills * p,
         gen_tokens=n * max_tokens,
-        flops=forward_flops(spec, 0, p) + n * forward_flops(spec, p, p + max_tokens),
+        flops=prefills * forward_flops(spec, 0, p) + n * forward_flops(spec, p, p + max_tokens),
     )
 
 
@@ -128,6 +130,9 @@ class Job:
         for c in self.calls:
             if c.error is not None:
                 self.error = str(c.error)
+                charged = getattr(c.error, "usage", None)  # a request whose outcome is unknown: its worst case
+                if charged is not None:
+                    spent = spent + charged.to_cost()
             elif isinstance(c, GenCall) and c.result is not None:
                 spent = spent + c.result.usage.to_cost()
             elif isinstance(c, ScoreCall) and c.result is not None:
@@ -189,7 +194,8 @@ class SampleJob(Job):
         self.prompt = prompt
         p = be.count_tokens(prompt)
         n, m = a.n or 1, a.max_tokens or 256
-        allow = self._ask(gate, gen_worst(be.spec, p, n, m), n, m, lambda nn, mm: gen_worst(be.spec, p, nn, mm))
+        sh = getattr(be, "shares_prefill", True)
+        allow = self._ask(gate, gen_worst(be.spec, p, n, m, sh), n, m, lambda nn, mm: gen_worst(be.spec, p, nn, mm, sh))
         if allow is None:
             return []
         seed = derive_seed(a.seed if a.seed is not None else self.ctx.seed, self.ctx.item, self.node.id)
@@ -222,8 +228,10 @@ class ExtendJob(Job):
         lengths = [be.count_tokens(c.prompt + c.text) for c in self.open]
         n, m = a.n or 1, a.max_tokens or 64
 
+        sh = getattr(be, "shares_prefill", True)
+
         def worst(nn: int, mm: int) -> Cost:
-            return sum((gen_worst(be.spec, L, nn, mm) for L in lengths), Cost())
+            return sum((gen_worst(be.spec, L, nn, mm, sh) for L in lengths), Cost())
 
         if not lengths:  # every candidate has ended: the node runs, free
             self._ask(gate, Cost(), None, None, None)

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from ttcl import __version__
 from ttcl.compiler.costmodel import FORMULA, STATIC_UNITS, Cost, Unit
 from ttcl.compiler.dag import DagNode
+from ttcl.compiler.endpoints import is_endpoint
 from ttcl.compiler.pipeline import Compiled
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Accountant, AccountantHook, LedgerEntry, Limits
@@ -222,8 +223,18 @@ def refuse_existing_trace(path: Path) -> None:
 _LOADED: dict[tuple[str, str, str], Any] = {}
 
 
-def load_backend(ref: str, device: str, dtype: str) -> Any:
-    """A model loaded once per process (an eval sweep runs many configurations on the same weights)."""
+def load_backend(ref: str, device: str, dtype: str, options: dict[str, float] | None = None,
+                 base_dir: str | None = None) -> Any:
+    """A model loaded once per process (an eval sweep runs many configurations on the same weights).
+
+    A ref that is a URL connects to that OpenAI-compatible server instead."""
+    if is_endpoint(ref):
+        ekey = (ref, repr(sorted((options or {}).items())), base_dir or "")
+        if ekey not in _LOADED:
+            from ttcl.runtime.backends.endpoint import open_endpoint
+
+            _LOADED[ekey] = open_endpoint(ref, options, base_dir)
+        return _LOADED[ekey]
     key = (ref, device, dtype)
     if key not in _LOADED:
         from transformers.utils import logging as hf_logging
@@ -251,8 +262,16 @@ class Runner:
         self.extract = self._extractor()
 
     def _load_backends(self) -> dict[str, Any]:
-        refs = sorted({n.args.model.ref for n in self.compiled.dag if n.args.model is not None})
-        return {ref: load_backend(ref, self.options.device, self.options.dtype) for ref in refs}
+        refs = {n.args.model.ref: n.args.model for n in self.compiled.dag if n.args.model is not None}
+        out = {}
+        for ref in sorted(refs):
+            mref = refs[ref]
+            base = None if mref.module.startswith("<") else str(Path(mref.module).parent)
+            out[ref] = load_backend(ref, self.options.device, self.options.dtype, dict(mref.options), base)
+        from ttcl.runtime.endpoint_checks import check_capabilities
+
+        check_capabilities(self.compiled.dag, out)
+        return out
 
     def _load_scorers(self) -> dict[str, Scorer]:
         out: dict[str, Scorer] = {}
@@ -289,12 +308,14 @@ class Runner:
         budget = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(), "on_exhaust": self.on_exhaust}
         device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
         dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""
+        engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
             params={k: v for k, v in self.compiled.report.params.items()}, models=models_of(self.compiled), seed=o.seed,
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
+            **({"engines": engines} if engines else {}),
         )
 
     def run(self, items: list[Item], *, progress: NodeHook | None = None,
@@ -339,6 +360,9 @@ class Runner:
         for r in fresh:
             done[r.index] = r
         results = [done[it.index] for it in items]
+        engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
+        if engines:  # now with the system_fingerprints the servers reported
+            header = header.model_copy(update={"engines": engines})
         return self._summary(header, results, acc, time.perf_counter() - t0, len(sched.batches))
 
     def _summary(self, header: RunHeader, results: list[ItemResult], acc: Accountant, wall: float,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,14 @@ class _ItemRun:
 
     def ran(self, node_id: str) -> bool:
         return self.state.get(node_id) == "done"
+
+
+def settle_future(call: GenCall, future: Future) -> None:
+    """Wait for one submitted request and put its result (or its error) on the call."""
+    try:
+        call.result = future.result()
+    except TtclRuntimeError as e:
+        call.error = e
 
 
 def final_answer(value: Value) -> Answer:
@@ -395,6 +404,11 @@ class Scheduler:
     def _run_gen(self, model: str, kind: str, calls: list[GenCall]) -> None:
         be = self.backends[model]
         self.batches.append((model, len(calls)))
+        if hasattr(be, "submit"):  # a server: every request on its own, its failure its own
+            futures = [be.submit(c.request) for c in calls]
+            for c, f in zip(calls, futures, strict=True):
+                settle_future(c, f)
+            return
         try:
             results = self._call_gen(be, kind, [c.request for c in calls])
         except (TtclRuntimeError, ValueError, RuntimeError) as e:

@@ -41,7 +41,8 @@ def parse_model_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None) -> Compiled:
+def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
+                     allow_remote: list[str] | None = None) -> Compiled:
     """Parse the shared options and compile; every problem is a TtclError."""
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
@@ -50,9 +51,28 @@ def compile_from_cli(program: Path, sets: list[str], models: list[str], max_inpu
     if max_input_tokens is not None and max_input_tokens < 0:
         raise OptionError("--max-input-tokens must be a non-negative number of tokens")
     return compile_program(
-        program, overrides=parse_set_overrides(sets), model_overrides=parse_model_overrides(models),
-        max_input_tokens=max_input_tokens,
+        program, overrides=parse_set_overrides(sets), model_overrides=pin_endpoints(parse_model_overrides(models)),
+        max_input_tokens=max_input_tokens, allow_remote=allowed_hosts(allow_remote),
     )
+
+
+def pin_endpoints(overrides: dict[str, str]) -> dict[str, str]:
+    """A `--model NAME=URL` whose server serves one model that is on this machine names it (`?model=ID`),
+    so `ttcl check` counts its FLOPs from the local config. Only the user's own refs are looked up."""
+    from ttcl.compiler.endpoints import is_endpoint
+
+    if not any(is_endpoint(v) for v in overrides.values()):
+        return overrides
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    return {k: pin_served_model(v) if is_endpoint(v) else v for k, v in overrides.items()}
+
+
+def allowed_hosts(cli: list[str] | None) -> list[str]:
+    """Hosts a program's endpoints may name: `--allow-remote HOST` plus `allow_remote` in the user's config."""
+    from ttcl.config import user_config
+
+    return [*(cli or []), *user_config().allow_remote]
 
 
 def _num(x: float) -> str:
@@ -134,8 +154,9 @@ def diagnostics_json(err: TtclError) -> dict[str, object]:
 
 ProgramArg = Annotated[Path, typer.Argument(help="The .ttc program.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable; bon.n=8 for an import).")]
-ModelOpt = Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH (repeatable).")]
+ModelOpt = Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")]
 MaxInputOpt = Annotated[int | None, typer.Option("--max-input-tokens", help="Length bound for inputs declared without one.")]
+AllowRemoteOpt = Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")]
 
 
 def check(
@@ -144,10 +165,11 @@ def check(
     model: ModelOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     max_input_tokens: MaxInputOpt = None,
+    allow_remote: AllowRemoteOpt = None,
 ) -> None:
     """Prove that the worst case fits the budget: one row per node, totals, verdict (exit 0 fits, 1 over, 2 invalid)."""
     try:
-        compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens)
+        compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
     except TtclError as e:
         if not as_json:
             raise
@@ -168,13 +190,14 @@ def graph(
     set_: SetOpt = None,
     model: ModelOpt = None,
     max_input_tokens: MaxInputOpt = None,
+    allow_remote: AllowRemoteOpt = None,
 ) -> None:
     """Draw the compiled DAG with each node's op, line and cost bound (guards drawn dashed)."""
     from ttcl.compiler.render import to_dot, to_mermaid, to_png
 
     if fmt not in ("dot", "mermaid", "png"):
         raise OptionError(f"--format {fmt!r}: expected dot, mermaid or png")
-    compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens)
+    compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
     dag, report = compiled.dag, compiled.report
     if fmt == "png":
         data = to_png(to_dot(dag, report))

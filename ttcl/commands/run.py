@@ -95,13 +95,14 @@ def _run_once(
     program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
+    allow_remote: list[str] | None = None,
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
     from ttcl.runtime.runner import Runner, RunOptions
 
     try:
-        compiled = compile_from_cli(program, sets, models, None)
+        compiled = compile_from_cli(program, sets, models, None, allow_remote)
     except TtclError as e:
         if not json_errors:
             raise
@@ -169,7 +170,7 @@ def run(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="A JSONL file with question/answer fields.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
@@ -181,6 +182,7 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
+    allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
@@ -195,7 +197,7 @@ def run(
     items = _load_items(input_, dataset, limit)
     summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                         resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
-                        batch_items=batch_items, overwrite=overwrite, json_errors=as_json)
+                        batch_items=batch_items, overwrite=overwrite, json_errors=as_json, allow_remote=allow_remote)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
     else:
@@ -245,6 +247,7 @@ def eval_(
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N dataset items.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x) as a PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
+    allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
 ) -> None:
     """Accuracy against compute over a sweep of configurations (and other models at equal FLOPs)."""
     sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
@@ -260,7 +263,7 @@ def eval_(
             name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
             summary = _run_once(program, sets, list(model) + binds, items, seed=seed, device=device, dtype=dtype,
                                 trace=None, resume=False, dataset=dataset, show_progress=not as_json,
-                                label=f"{label}: {name}")
+                                label=f"{label}: {name}", allow_remote=allow_remote)
             rows.append({
                 "series": label, "config": dict(config), "accuracy": summary.accuracy, "correct": summary.correct,
                 "items": summary.items, "flops_per_item": summary.actual_mean["flops"],

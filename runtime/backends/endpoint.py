@@ -1,0 +1,457 @@
+"""A backend on an OpenAI-compatible server (vLLM, SGLang, `transformers serve`, any other).
+
+Selected by a model ref that is a URL (see `ttcl.compiler.endpoints` for the
+syntax). It implements the backend protocol (`generate`, `extend`,
+`count_tokens`, `spec`) and adds `submit`, which sends one request and
+returns a future, so the scheduler can keep many requests in flight and
+let each item advance as soon as its own calls return.
+
+Requests go through the official async `openai` client on one background
+event loop, at most `concurrency` at once per endpoint. The client's own
+retries are off; ttcl's are:
+  * a request that never reached the server (connection refused, connect
+    timeout) or that it refused to start (429) is retried with exponential
+    backoff, charged nothing;
+  * a request whose outcome is unknown (read timeout, dropped connection,
+    5xx, a malformed answer) is NOT retried: the server may have computed
+    it, so it is charged at its worst case and fails its item (a retry
+    would need a second allowance that the node's static bound has no room
+    for);
+  * a request the server rejects (other 4xx) fails its item, charged nothing.
+Every failure is an `EndpointCallError` carrying what it charged.
+
+Accounting: prompt tokens and generated tokens are the server's `usage`,
+cross-checked against the local tokenizer (a mismatch means the local twin
+is not the served model, and is an error); `cached_tokens` is subtracted
+only where the engine's figure is trustworthy (vLLM, one prompt, n = 1).
+FLOPs use the shared cost model with the model's declared or local config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from ttcl.compiler.costmodel import ModelSpec, forward_flops
+from ttcl.compiler.endpoints import API_KEY_VARS, Endpoint, parse_endpoint
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.backends.base import (
+    ExtendRequest,
+    GenRequest,
+    GenResult,
+    Sample,
+    SamplingParams,
+    Usage,
+    resolve_ref,
+)
+from ttcl.runtime.backends.decode import trim_at_stop
+from ttcl.runtime.backends.profiles import Profile, detect_engine, profile
+
+ATTEMPTS = 4  # tries of a request that never reached the server
+BACKOFF_S = 0.25  # first wait; doubles per try
+TIMEOUT_S = 600.0
+
+
+class EndpointCallError(TtclRuntimeError):
+    """One request failed; `usage` is what it was charged (its worst case when the outcome is unknown)."""
+
+    def __init__(self, message: str, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
+
+
+def api_key() -> str:
+    for var in API_KEY_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    return "EMPTY"
+
+
+def scrub(text: str) -> str:
+    """An error text with the API key, if it ever appears, blanked."""
+    key = api_key()
+    return text.replace(key, "***") if key != "EMPTY" and len(key) >= 4 else text
+
+
+class _Loop:
+    """One background event loop for every endpoint in the process."""
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None or cls._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="ttcl-endpoints", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+    @classmethod
+    def submit(cls, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, cls.get())
+
+
+_SEMAPHORES: dict[str, asyncio.Semaphore] = {}
+
+
+def _semaphore(ep: Endpoint) -> asyncio.Semaphore:
+    """Per endpoint (scheme://host:port/path), shared by every model on it; created on the loop."""
+    sem = _SEMAPHORES.get(ep.base_url)
+    if sem is None:
+        sem = _SEMAPHORES[ep.base_url] = asyncio.Semaphore(ep.concurrency)
+    return sem
+
+
+def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """GET (or POST `body`) and parse JSON; (status, None) when the answer is not JSON."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {api_key()}",
+                                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - an http(s) URL by construction
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", None) or e
+        raise TtclRuntimeError(f"cannot reach {url}: {scrub(str(why))}; is the server running?") from None
+    try:
+        return status, json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return status, None
+
+
+def _get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    return _http_json(url, None, timeout)
+
+
+def sample_seed(seed: int, j: int) -> int:
+    """Sample j's own seed when samples are separate requests (31 bits: every engine accepts it)."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x00{j}".encode(), digest_size=4).digest(), "big") & 0x7FFFFFFF
+
+
+class EndpointBackend:
+    """The backend protocol on an OpenAI-compatible server. See the module docstring."""
+
+    def __init__(self, ref: str, spec: ModelSpec, *, flops_known: bool = True, local: str | None = None) -> None:
+        self.ref = ref
+        self.ep = parse_endpoint(ref)
+        self.spec = spec
+        self.flops_known = flops_known
+        self.device = _Remote()
+        self.dtype = "remote"
+        self.model_id, self.engine, self.version = self._connect()
+        self.profile: Profile = profile(self.engine)
+        self.shares_prefill = self.profile.native_n
+        self.fingerprints: set[str] = set()
+        self.local = local
+        self.local_cfg: dict[str, Any] = {}
+        self.tokenizer: Any = None
+        if local is not None:
+            self._load_local(local)
+        elif self.profile.engine != "vllm":
+            raise TtclRuntimeError(
+                f"endpoint {self.ep.base_url} ({self.engine}): cannot count prompt tokens without the model's "
+                f"tokenizer; add `local=DIR` (the served model's directory or a ttcl:NAME) to the URL"
+            )
+        self._client: Any = None
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _connect(self) -> tuple[str, str, str | None]:
+        status, models = _get_json(self.ep.base_url + "/models")
+        if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
+            raise TtclRuntimeError(
+                f"endpoint {self.ep.base_url}: GET /models answered {status} without a model list; "
+                f"is this an OpenAI-compatible server (the URL usually ends in /v1)?"
+            )
+        ids = [str(m.get("id")) for m in models["data"] if isinstance(m, dict) and m.get("id")]
+        if self.ep.model is not None:
+            if self.ep.model not in ids:
+                raise TtclRuntimeError(f"endpoint {self.ep.base_url} does not serve model {self.ep.model!r} "
+                                       f"(it serves {', '.join(ids) or 'nothing'})")
+            model_id = self.ep.model
+        elif len(ids) == 1:
+            model_id = ids[0]
+        else:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url} serves {len(ids)} models "
+                                   f"({', '.join(ids) or 'none'}); name one with ?model=ID")
+        version_status, version = _get_json(self.ep.root_url + "/version")
+        version_json = version if version_status == 200 and isinstance(version, dict) else None
+        detected = detect_engine(models, version_json)
+        engine = self.ep.engine or detected
+        if self.ep.engine not in (None, "generic") and detected != "generic" and detected != self.ep.engine:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: declared engine={self.ep.engine} "
+                                   f"but the server is {detected}")
+        ver = str(version_json["version"]) if version_json and "version" in version_json else None
+        return model_id, engine, ver
+
+    def _load_local(self, local: str) -> None:
+        from transformers import AutoTokenizer
+
+        path = Path(resolve_ref(local))
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            self.local_cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError) as e:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: cannot load the local twin {local!r}: {e}") from e
+
+    def info(self) -> dict[str, Any]:
+        """What the trace header records about this endpoint."""
+        return {"url": self.ep.base_url, "model": self.model_id, "engine": self.engine, "version": self.version,
+                "system_fingerprint": sorted(self.fingerprints) or None, "local": self.local,
+                "flops_known": self.flops_known, "concurrency": self.ep.concurrency}
+
+    def client(self) -> Any:
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            self._client = AsyncOpenAI(base_url=self.ep.base_url, api_key=api_key(), max_retries=0, timeout=TIMEOUT_S)
+        return self._client
+
+    # -- tokens -------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        if self.tokenizer is not None:
+            return len(self.tokenizer(text)["input_ids"])
+        return self._remote_count(text)
+
+    def _remote_count(self, text: str) -> int:
+        status, got = _http_json(self.ep.root_url + "/tokenize", {"model": self.model_id, "prompt": text}, 30.0)
+        if status != 200 or not isinstance(got, dict) or not isinstance(got.get("count"), int):
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: /tokenize answered {status} without a count")
+        return got["count"]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text)["input_ids"]) if self.tokenizer is not None else []
+
+    def clear_cache(self) -> None:
+        """Nothing to clear here: a server's prefix cache is its own, and `cached_tokens` reports what it saved."""
+
+    # -- the protocol -------------------------------------------------------------------
+
+    def submit(self, request: GenRequest | ExtendRequest) -> concurrent.futures.Future:
+        if isinstance(request, ExtendRequest):
+            prompt = request.prompt + request.partial
+        else:
+            prompt = request.prompt
+        return _Loop.submit(self._generate(prompt, request.n, request.params, request.seed,
+                                           request.max_prompt_tokens))
+
+    def generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        return self._all([self.submit(r) for r in requests])
+
+    def extend(self, requests: list[ExtendRequest]) -> list[GenResult]:
+        return self._all([self.submit(r) for r in requests])
+
+    @staticmethod
+    def _all(futures: list[concurrent.futures.Future]) -> list[GenResult]:
+        concurrent.futures.wait(futures)
+        return [f.result() for f in futures]
+
+    # -- one request ------------------------------------------------------------------
+
+    async def _generate(self, prompt: str, n: int, params: SamplingParams, seed: int,
+                        max_prompt_tokens: int | None) -> GenResult:
+        L = self.count_tokens(prompt)
+        if L == 0:
+            raise EndpointCallError("empty prompt")
+        if max_prompt_tokens is not None and L > max_prompt_tokens:
+            raise EndpointCallError(f"prompt has {L} tokens, more than the declared {max_prompt_tokens}")
+        m = params.max_tokens
+        if self.spec.n_ctx is not None:
+            if L >= self.spec.n_ctx:
+                raise EndpointCallError(f"prompt has {L} tokens; the model has a context of {self.spec.n_ctx}, "
+                                        "leaving no room to generate")
+            m = min(m, self.spec.n_ctx - L)
+        if params.stop and not self.profile.keeps_stop:
+            raise EndpointCallError(f"endpoint {self.ep.base_url} ({self.engine}) cannot keep stop strings")
+        if self.profile.native_n:
+            parts = [(n, seed & 0x7FFFFFFF)]
+        else:
+            parts = [(1, sample_seed(seed, j)) for j in range(n)]
+        got = await asyncio.gather(*(self._request(prompt, L, k, m, params, s) for k, s in parts),
+                                   return_exceptions=True)
+        samples: list[Sample] = []
+        usage = Usage()
+        errors: list[BaseException] = []
+        for g in got:
+            if isinstance(g, BaseException):
+                errors.append(g)
+                usage = usage + (g.usage if isinstance(g, EndpointCallError) else self._worst(L, 1, m))
+            else:
+                samples.extend(g.samples)
+                usage = usage + g.usage
+        if errors:
+            first = errors[0]
+            msg = str(first) if isinstance(first, TtclRuntimeError) else f"{type(first).__name__}: {first}"
+            raise EndpointCallError(scrub(msg), usage)
+        return GenResult(samples, usage)
+
+    def _worst(self, L: int, k: int, m: int) -> Usage:
+        return Usage(calls=k, prompt_tokens=L, gen_tokens=k * m,
+                     flops=forward_flops(self.spec, 0, L) + k * forward_flops(self.spec, L, L + m))
+
+    async def _request(self, prompt: str, L: int, k: int, m: int, params: SamplingParams, seed: int) -> GenResult:
+        import openai
+
+        worst = self._worst(L, k, m)
+        where = f"endpoint {self.ep.base_url}"
+        async with _semaphore(self.ep):
+            for attempt in range(ATTEMPTS):
+                t0 = time.perf_counter()
+                try:
+                    resp = await self.client().completions.create(
+                        model=self.model_id, prompt=prompt, n=k, max_tokens=m, temperature=params.temperature,
+                        top_p=params.top_p, stop=list(params.stop) or None, seed=seed,
+                        extra_body=self.profile.extra_body(SamplingParams(params.temperature, params.top_p, m,
+                                                                          params.stop), self.local_cfg),
+                    )
+                except openai.APIConnectionError as e:  # APITimeoutError included
+                    if type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout"):  # never reached the server
+                        if attempt + 1 < ATTEMPTS:
+                            await asyncio.sleep(BACKOFF_S * 2 ** attempt)
+                            continue
+                        raise EndpointCallError(f"{where} unreachable after {ATTEMPTS} tries "
+                                                f"({type(e.__cause__).__name__}); nothing was charged") from None
+                    kind = "timed out" if isinstance(e, openai.APITimeoutError) else "lost the connection"
+                    raise EndpointCallError(f"{where} {kind} mid-request; outcome unknown, charged at its "
+                                            "worst case", worst) from None
+                except openai.RateLimitError:
+                    if attempt + 1 < ATTEMPTS:
+                        await asyncio.sleep(BACKOFF_S * 2 ** attempt)
+                        continue
+                    raise EndpointCallError(f"{where} rate-limited (429) {ATTEMPTS} times; nothing was charged") from None
+                except openai.APIStatusError as e:
+                    detail = scrub(_detail(e))
+                    if e.status_code >= 500:
+                        raise EndpointCallError(f"{where} failed with {e.status_code} ({detail}); outcome unknown, "
+                                                "charged at its worst case", worst) from None
+                    raise EndpointCallError(f"{where} rejected the request with {e.status_code}: {detail}") from None
+                return self._parse(resp, L, k, m, params, worst, time.perf_counter() - t0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse(self, resp: Any, L: int, k: int, m: int, params: SamplingParams, worst: Usage,
+               seconds: float) -> GenResult:
+        where = f"endpoint {self.ep.base_url}"
+
+        def bad(why: str) -> EndpointCallError:
+            return EndpointCallError(f"{where} sent a malformed completion ({why}); charged at its worst case", worst)
+
+        choices = sorted(getattr(resp, "choices", None) or [], key=lambda c: getattr(c, "index", 0) or 0)
+        u = getattr(resp, "usage", None)
+        if len(choices) != k:
+            raise bad(f"{len(choices)} choices for n = {k}")
+        if u is None or not isinstance(u.prompt_tokens, int) or not isinstance(u.completion_tokens, int):
+            raise bad("no usage")
+        if getattr(resp, "system_fingerprint", None):
+            self.fingerprints.add(str(resp.system_fingerprint))
+        if u.prompt_tokens != L:
+            raise EndpointCallError(
+                f"{where} counted {u.prompt_tokens} prompt tokens where the local tokenizer counts {L}: "
+                f"the local twin ({self.local}) is not the served model ({self.model_id}); charged at its worst case",
+                worst)
+        if u.completion_tokens > k * m:
+            raise bad(f"{u.completion_tokens} tokens generated, more than n x max_tokens = {k * m}")
+        eos = self.local_cfg.get("eos_token_id")
+        samples: list[Sample] = []
+        lengths: list[int] = []
+        for c in choices:
+            text = c.text if isinstance(c.text, str) else None
+            if text is None:
+                raise bad("a choice without text")
+            reason = "length" if c.finish_reason == "length" else "eos"
+            cut = trim_at_stop(text, params.stop) if params.stop else None
+            if cut is not None:  # a server's "stop" is an EOS or a stop string: the kept string tells which
+                text, reason = cut, "stop"
+            ids = getattr(c, "token_ids", None) or (c.model_extra or {}).get("token_ids")
+            if not isinstance(ids, list):
+                ids = self._encode(text) + ([eos] if reason == "eos" and isinstance(eos, int) else [])
+            samples.append(Sample(text=text, token_ids=[int(i) for i in ids], finish_reason=reason))
+            lengths.append(len(ids))
+        if k == 1:
+            lengths = [u.completion_tokens]
+        elif sum(lengths) != u.completion_tokens:  # no per-sample counts from the server: the last takes the difference
+            lengths[-1] = max(0, min(m, lengths[-1] + u.completion_tokens - sum(lengths)))
+        cached = 0
+        details = getattr(u, "prompt_tokens_details", None)
+        if self.profile.trust_cached and k == 1 and details is not None:
+            cached = min(L, int(getattr(details, "cached_tokens", 0) or 0))
+        usage = Usage(
+            calls=k, prompt_tokens=L - cached, gen_tokens=u.completion_tokens,
+            flops=forward_flops(self.spec, cached, L) + sum(forward_flops(self.spec, L, L + g) for g in lengths),
+            seconds=seconds,
+        )
+        return GenResult(samples, usage)
+
+
+def open_endpoint(ref: str, options: dict[str, float] | None = None, base_dir: str | None = None) -> EndpointBackend:
+    """Connect to an endpoint ref: its cost spec from declared options or its local twin, as `ttcl check` has it."""
+    from ttcl.compiler.models import ModelSpecError, UnknownSizeError, local_of, model_spec
+
+    try:
+        local = local_of(ref, base_dir)
+        try:
+            spec, known = model_spec(ref, options, base_dir=Path(base_dir) if base_dir else None), True
+        except UnknownSizeError:
+            spec, known = ModelSpec(non_embedding_params=0), False
+    except ModelSpecError as e:
+        raise TtclRuntimeError(str(e)) from e
+    return EndpointBackend(ref, spec, flops_known=known, local=local)
+
+
+def pin_served_model(ref: str) -> str:
+    """`URL` -> `URL?model=ID` when the server's only model is ID and ID is a model on this machine
+    (a directory or `ttcl:NAME`), so its config gives FLOPs and its tokenizer counts tokens.
+
+    For refs the user gave on the command line: they are trusted, so asking the server is fine."""
+    from urllib.parse import quote
+
+    from ttcl.compiler.models import ModelSpecError, local_of
+
+    ep = parse_endpoint(ref)
+    if ep.model is not None or ep.local is not None:
+        return ref
+    status, models = _get_json(ep.base_url + "/models")
+    data = models.get("data") if status == 200 and isinstance(models, dict) else None
+    ids = [str(m.get("id")) for m in data or [] if isinstance(m, dict) and m.get("id")]
+    if len(ids) != 1:
+        return ref  # the backend reports the problem when it connects
+    pinned = ref + ("&" if "?" in ref else "?") + "model=" + quote(ids[0], safe="/:")
+    engine = detect_engine(models, None)
+    if ep.engine is None and engine != "generic":
+        pinned += "&engine=" + engine
+    try:
+        return pinned if local_of(pinned) is not None else ref
+    except ModelSpecError:
+        return ref
+
+
+class _Remote:
+    """Stands where a local backend has its torch device."""
+
+    type = "remote"
+
+
+def _detail(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        msg = body.get("message") or body.get("detail") or body.get("error")
+        if isinstance(msg, dict):
+            msg = msg.get("message")
+        if msg:
+            return str(msg)[:300]
+    return str(getattr(e, "message", e))[:300]

@@ -1,0 +1,158 @@
+"""The endpoint backend against a real `transformers serve` process (started here, killed by pid)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from servers import ZOO, free_port, server, transformers_serve_cmd
+
+from ttcl.compiler.pipeline import compile_program
+from ttcl.errors import TtclError, TtclRuntimeError
+from ttcl.runtime.dataset import Item
+from ttcl.runtime.runner import Runner, RunOptions
+
+pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+
+MODEL = ZOO / "arith-s"
+
+PROGRAM = """ttcl 1
+model policy = "ttcl:arith-s"
+param n: int = 2 in 1..8
+budget per item { calls <= 8; gen_tokens <= 400; flops <= 1e9 }
+strategy main(question: text[<=40]) -> answer {
+    paths = sample(policy, "{question}\\n", n = n, max_tokens = 60, temperature = 0.8)
+    return vote(paths)
+}
+"""
+
+STEPS = """ttcl 1
+model policy = "ttcl:arith-s"
+strategy main(question: text[<=40]) -> answer {
+    first = sample(policy, "{question}\\n", n = 1, max_tokens = 20, temperature = 0.0, stop = ["\\n"])
+    rest = extend(policy, first, n = 1, max_tokens = 40, temperature = 0.0)
+    return vote(rest)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def ts_url(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("ts") / "serve.log"
+    with server(transformers_serve_cmd(MODEL, port), port, log, timeout=180):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def _run(source: str, ref: str, questions: list[str], **kw):
+    compiled = compile_program(source=source, file="t.ttc", model_overrides={"policy": ref}, **kw)
+    runner = Runner(compiled, RunOptions(seed=0))
+    return runner, runner.run([Item(index=i, question=q) for i, q in enumerate(questions)])
+
+
+def test_sample_charges_server_usage_and_fits_budget(ts_url):
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url)
+    assert "model=" in ref and "engine=transformers-serve" in ref
+    runner, summary = _run(PROGRAM, ref, ["35 *2 -10", "4 +5"])
+    be = runner.backends[ref]
+    assert be.engine == "transformers-serve" and not be.shares_prefill
+    assert summary.failed == 0 and summary.answered == 2
+    for r, q in zip(summary.results, ["35 *2 -10", "4 +5"], strict=True):
+        c = r["cost"]
+        # n = 2 separate requests, each prefilling the prompt the server counted (cross-checked locally)
+        assert c["calls"] == 2
+        assert c["prompt_tokens"] == 2 * be.count_tokens(q + "\n")
+        assert 2 <= c["gen_tokens"] <= 2 * 60
+        assert c["flops"] > 0
+        for unit, limit in summary.budget_item.items():
+            assert c[unit] <= limit
+    assert summary.header["engines"][ref]["engine"] == "transformers-serve"
+    # a greedy step stops at its stop string, kept in the text; extend continues it by text
+    _, steps = _run(STEPS, ref, ["35 *2 -10"])
+    assert steps.failed == 0, steps.results
+    assert steps.results[0]["answer"] is not None
+
+
+def test_an_item_too_long_fails_alone(ts_url):
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url)
+    long_q = " ".join(["1 +1"] * 60)  # over the model's 160-token context
+    _, summary = _run(PROGRAM.replace("text[<=40]", "text[<=400]"), ref, [long_q, "4 +5"])
+    bad, good = summary.results
+    assert bad["status"] == "failed" and "context" in bad["error"]
+    assert good["status"] == "ok" and good["answer"] is not None
+    assert bad["cost"]["calls"] == 0  # refused before it was sent: nothing charged
+
+
+def test_missing_capability_is_a_start_error(ts_url):
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url).replace("engine=transformers-serve", "engine=generic")
+    with pytest.raises(TtclRuntimeError, match=r"line 4: `sample`.*stop strings"):
+        _run(STEPS, ref, ["1 +1"])
+
+
+def test_unknown_size_only_matters_with_a_flops_budget(ts_url):
+    no_flops = PROGRAM.replace("; flops <= 1e9", "")
+    with pytest.raises(TtclError, match="FLOPs cannot be counted"):
+        compile_program(source=PROGRAM, file="t.ttc", model_overrides={"policy": ts_url})
+    # the server's model id is its directory: the backend finds its tokenizer there; FLOPs are not counted
+    runner, summary = _run(no_flops, ts_url + "?local=" + str(MODEL), ["4 +5"])
+    assert summary.failed == 0
+
+
+def test_dead_and_wrong_endpoints_are_clear_errors(tmp_path):
+    port = free_port()
+    ref = f"http://127.0.0.1:{port}/v1?local={MODEL}"
+    with pytest.raises(TtclRuntimeError, match="cannot reach .* is the server running"):
+        _run(PROGRAM, ref, ["1 +1"])
+    # a real HTTP server that is not an inference server
+    (tmp_path / "v1").mkdir()
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    from servers import server as run_server
+
+    with run_server(cmd, port, tmp_path / "http.log", health="/", timeout=30):
+        with pytest.raises(TtclRuntimeError, match="without a model list"):
+            _run(PROGRAM, ref, ["1 +1"])
+
+
+def test_program_text_may_not_name_a_remote_host():
+    remote = PROGRAM.replace('"ttcl:arith-s"', '"http://198.51.100.7:8000/v1?local=ttcl:arith-s"')
+    with pytest.raises(TtclError, match="198.51.100.7.*not this machine"):
+        compile_program(source=remote, file="t.ttc")
+    # the user allows the host, or gives the endpoint on the command line: trusted (nothing is contacted here)
+    compile_program(source=remote, file="t.ttc", allow_remote=["198.51.100.7"])
+    compile_program(source=PROGRAM, file="t.ttc",
+                    model_overrides={"policy": "http://198.51.100.7:8000/v1?local=ttcl:arith-s"})
+    with pytest.raises(TtclError, match="credentials in the URL"):
+        compile_program(source=PROGRAM, file="t.ttc",
+                        model_overrides={"policy": "http://user:sk-secret@127.0.0.1:1/v1?local=ttcl:arith-s"})
+
+
+def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
+    prog = tmp_path / "p.ttc"
+    prog.write_text(PROGRAM.replace('"ttcl:arith-s"', '"http://203.0.113.9:1/v1?local=ttcl:arith-s"'))
+    exe = [sys.executable, "-m", "ttcl.cli"]
+    env = {**os.environ, "TTCL_API_KEY": "sk-very-secret-123", "TTCL_CONFIG": str(tmp_path / "none.toml")}
+    out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env=env)
+    assert out.returncode == 2 and "--allow-remote 203.0.113.9" in out.stderr
+    out = subprocess.run([*exe, "check", str(prog), "--allow-remote", "203.0.113.9"], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('allow_remote = ["203.0.113.9"]\n')
+    out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env={**env, "TTCL_CONFIG": str(cfg)})
+    assert out.returncode == 0, out.stderr
+    # a dead loopback endpoint with a key in the environment: a clear error, exit 2, no traceback, no key
+    port = free_port()
+    out = subprocess.run([*exe, "run", str(prog), "--input", "1 +1", "--model",
+                          f"policy=http://127.0.0.1:{port}/v1?local=ttcl:arith-s"], capture_output=True, text=True,
+                         env=env)
+    assert out.returncode == 2 and "is the server running" in out.stderr
+    assert "Traceback" not in out.stderr and "sk-very-secret" not in out.stderr + out.stdout

@@ -370,6 +370,11 @@ class Accountant:
             self._pool_spent = self._pool_spent + e.actual
 
 
+    def restore_pooled(self, cost: Cost) -> None:
+        """Book spend that belongs to no finished item (a lost attempt of a wide run) into the pool."""
+        self._pool_spent = self._pool_spent + cost
+
+
 def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
     """Largest k in [lo, hi] with ok(k), for ok monotone (true then false); None if none."""
     if hi < lo or not ok(lo):

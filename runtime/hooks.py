@@ -76,6 +76,10 @@ class NodeHook:
     def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
         return None
 
+    def before_calls(self, *, step: int, **future: Any) -> None:
+        """Once per scheduler step, after every allowance of the step is granted, before any model call."""
+        return None
+
     def after_item(self, *, item: int, result: Any, **future: Any) -> None:
         return None
 

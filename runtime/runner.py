@@ -98,6 +98,7 @@ class RunSummary(BaseModel):
     wall_seconds: float
     batches: int
     results: list[dict[str, Any]]
+    distributed: dict[str, Any] | None = None  # a wide run (`--ray`): workers, shards, pool calls, restarts, lost spend
 
 
 def _limits(module: Any, scope: str) -> Limits:
@@ -250,15 +251,16 @@ def load_backend(ref: str, device: str, dtype: str, options: dict[str, float] | 
 class Runner:
     """Loads what a compiled program needs once, then runs item lists (a dataset, or one input)."""
 
-    def __init__(self, compiled: Compiled, options: RunOptions) -> None:
+    def __init__(self, compiled: Compiled, options: RunOptions, *, load_models: bool = True) -> None:
+        """`load_models=False`: a runner that only plans and summarises (a sharded run's driver)."""
         self.compiled = compiled
         self.options = options
         module = compiled.module
         self.per_item = _limits(module, "item")
         self.pooled = _limits(module, "pooled")
         self.on_exhaust = compiled.report.on_exhaust or "stop"
-        self.backends = self._load_backends()
-        self.scorers = self._load_scorers()
+        self.backends = self._load_backends() if load_models else {}
+        self.scorers = self._load_scorers() if load_models else {}
         self.extract = self._extractor()
 
     def _load_backends(self) -> dict[str, Any]:
@@ -324,9 +326,7 @@ class Runner:
         t0 = time.perf_counter()
         for be in self.backends.values():  # a KV cache left by an earlier run must not make this one cheaper
             be.clear_cache()
-        bounds = static_bounds(self.compiled)
-        acc = Accountant(per_item=self.per_item, pooled=self.pooled, on_exhaust=self.on_exhaust,  # type: ignore[arg-type]
-                         static_bounds=bounds, sub_budgets=sub_budgets(self.compiled))
+        acc = self.accountant()
         header = self.header(items)
         done: dict[int, ItemResult] = {}
         writer: TraceWriter | None = None
@@ -340,6 +340,8 @@ class Runner:
                 for idx, rec in old.items.items():
                     done[idx] = result_from_record(rec)
                     acc.restore(idx, ledger_from_records(old.nodes.get(idx, [])))
+                for lost in old.lost:  # attempts a wide run lost with a worker: their spend still counts
+                    acc.restore_pooled(_cost_of(lost.cost))
             writer = TraceWriter(o.trace, header, resume=o.resume)
             trace_hook = TraceHook(writer)
             trace_hook.ledger = acc
@@ -347,11 +349,7 @@ class Runner:
         if progress is not None:
             hooks.append(progress)
         todo = [it for it in items if it.index not in done]
-        sched = Scheduler(
-            self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract, seed=o.seed,
-            hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),
-            max_batch_items=o.max_batch_items,
-        )
+        sched = self.scheduler(acc, hooks)
         try:
             fresh = sched.run(todo, on_result=on_result)
         finally:
@@ -363,9 +361,23 @@ class Runner:
         engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
         if engines:  # now with the system_fingerprints the servers reported
             header = header.model_copy(update={"engines": engines})
-        return self._summary(header, results, acc, time.perf_counter() - t0, len(sched.batches))
+        return self.summary(header, results, acc, time.perf_counter() - t0, len(sched.batches))
 
-    def _summary(self, header: RunHeader, results: list[ItemResult], acc: Accountant, wall: float,
+    def accountant(self, *, pooled: Limits | None = None, cls: type[Accountant] = Accountant,
+                   **extra: Any) -> Accountant:
+        """The run's accountant; a shard of a wide run passes its own pooled quota and subclass."""
+        return cls(per_item=self.per_item, pooled=self.pooled if pooled is None else pooled,
+                   on_exhaust=self.on_exhaust, static_bounds=static_bounds(self.compiled),  # type: ignore[arg-type]
+                   sub_budgets=sub_budgets(self.compiled), **extra)
+
+    def scheduler(self, acc: Accountant, hooks: list[NodeHook]) -> Scheduler:
+        return Scheduler(
+            self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract,
+            seed=self.options.seed, hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),
+            max_batch_items=self.options.max_batch_items,
+        )
+
+    def summary(self, header: RunHeader, results: list[ItemResult], acc: Accountant, wall: float,
                  batches: int) -> RunSummary:
         report = self.compiled.report
         n = max(1, len(results))
@@ -411,4 +423,5 @@ def _result_json(r: ItemResult) -> dict[str, Any]:
     }
 
 
-__all__ = ["NodeRow", "RunOptions", "RunSummary", "Runner", "TraceHook"]
+__all__ = ["NodeRow", "RunOptions", "RunSummary", "Runner", "TraceHook", "item_record", "ledger_from_records",
+           "result_from_record"]

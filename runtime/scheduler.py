@@ -133,6 +133,7 @@ class Scheduler:
         self.max_batch_items = max_batch_items
         self.t0 = time.perf_counter()
         self.batches: list[tuple[str, int]] = []  # (model or verifier, requests) per backend call
+        self.steps = 0
         self._order = [n.id for n in dag.topological_order()]
         # Only hooks that look at node inputs/outputs (the trace) pay for turning them into JSON.
         self._want_io = any(type(h).after_node is not NodeHook.after_node for h in self.hooks)
@@ -379,6 +380,9 @@ class Scheduler:
     def _execute(self, runs: list[_ItemRun]) -> None:
         """Send every queued call of every job, grouped by model / verifier, one batch per group."""
         pending: list[tuple[_ItemRun, Job]] = [(r, j) for r in runs for j in list(r.jobs.values()) if j.calls]
+        self.steps += 1
+        for h in self.hooks:  # e.g. a sharded run's accountant sends the step's reservations in one call
+            h.before_calls(step=self.steps)
         gen: dict[tuple[str, str], list[GenCall]] = defaultdict(list)
         score: dict[str, list[ScoreCall]] = defaultdict(list)
         for _, job in pending:

@@ -103,6 +103,21 @@ class ItemRecord(BaseModel):
     seconds: float = 0.0
 
 
+class LostRecord(BaseModel):
+    """Spend of an attempt whose worker died before finishing the item (a wide run, `--ray`).
+
+    The item runs again elsewhere; what the lost attempt spent (its open
+    reservations charged in full) still counts against the pooled budget,
+    so `--resume` books it too.
+    """
+
+    type: Literal["lost"] = "lost"
+    item: int
+    worker: str = ""
+    shard: int | None = None
+    cost: dict[str, float] = {}
+
+
 class TraceWriter:
     """Appends records to a trace file; `write_item` is atomic per item and flushed."""
 
@@ -132,6 +147,10 @@ class TraceWriter:
     def write_item(self, nodes: list[NodeRecord], item: ItemRecord) -> None:
         self._write([*(n.model_dump(mode="json") for n in nodes), item.model_dump(mode="json")])
 
+    def write_raw(self, records: list[dict[str, Any]]) -> None:
+        """Records already in trace form (a wide run's workers send them), written and flushed together."""
+        self._write(records)
+
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
@@ -160,6 +179,7 @@ class Trace(BaseModel):
     header: RunHeader
     items: dict[int, ItemRecord] = {}
     nodes: dict[int, list[NodeRecord]] = {}
+    lost: list[LostRecord] = []
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -175,6 +195,7 @@ def read_trace(path: str | Path) -> Trace:
     items: dict[int, ItemRecord] = {}
     pending: dict[int, list[NodeRecord]] = {}
     nodes: dict[int, list[NodeRecord]] = {}
+    lost: list[LostRecord] = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -193,6 +214,8 @@ def read_trace(path: str | Path) -> Trace:
             elif kind == "node":
                 rec = NodeRecord.model_validate(obj)
                 pending.setdefault(rec.item, []).append(rec)
+            elif kind == "lost":
+                lost.append(LostRecord.model_validate(obj))
             elif kind == "item":
                 done = ItemRecord.model_validate(obj)
                 items[done.item] = done
@@ -203,7 +226,7 @@ def read_trace(path: str | Path) -> Trace:
             raise TraceError(f"{p}:{lineno}: error: malformed {kind} record: {e.errors()[0]['msg']}") from e
     if header is None:
         raise TraceError(f"{p}:1: error: no run header; is this a ttcl trace?")
-    return Trace(header=header, items=items, nodes=nodes)
+    return Trace(header=header, items=items, nodes=nodes, lost=lost)
 
 
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:

@@ -1,0 +1,363 @@
+"""A run that outgrows one machine: items sharded over Ray worker actors, one pooled budget, nothing lost.
+
+Ray wraps what exists; it re-implements none of it:
+
+  * `ShardWorker` (an actor per worker) loads the models once and runs
+    `runtime.shard.run_shard`: today's Runner, Scheduler and Accountant on
+    its shard, so cross-item batching happens inside each worker;
+  * `PoolService` (one actor, pinned to the driver's node, no CPU) wraps
+    `runtime.pool.PoolLedger`: the pooled budget, fed one batched call per
+    scheduler step per worker. It also collects finished items and writes
+    the ONE merged trace, so an item is in the trace exactly when the
+    ledger holds its charges;
+  * `RayRunner` (the driver) shards the items, hands shards to workers,
+    and when a worker dies (killed, out of memory, a pool call timed out)
+    settles its reservations in full, records the lost spend in the trace,
+    and runs the shard's unfinished items again on a fresh worker.
+
+Sharding: item k of the list goes to shard k mod S (S = `shards`,
+default the number of workers). Each shard's pooled quota is fixed up
+front, in proportion to its items (see runtime/pool.py), so the answers
+depend on S and the seed, never on timing or on which worker ran what.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ttcl.compiler.costmodel import Cost
+from ttcl.compiler.pipeline import Compiled
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.accountant import Limits
+from ttcl.runtime.dataset import Item
+from ttcl.runtime.pool import Key, PoolLedger, split_quota
+from ttcl.runtime.runner import (
+    Runner,
+    RunOptions,
+    RunSummary,
+    ledger_from_records,
+    result_from_record,
+)
+from ttcl.runtime.trace import (
+    ItemRecord,
+    LostRecord,
+    NodeRecord,
+    RunHeader,
+    TraceWriter,
+    check_resumable,
+    read_trace,
+)
+
+LOCAL = "local"
+MAX_ATTEMPTS = 3  # per shard: a worker may die twice; a third failure is the run's error
+POOL_TIMEOUT_S = 60.0  # a pool call this slow counts as lost: the worker stops, its reservations settle in full
+
+
+class DistributedError(TtclRuntimeError):
+    """A wide run that cannot start (no Ray, no cluster) or cannot finish (a shard keeps failing)."""
+
+
+def _ray() -> Any:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError as e:
+        raise DistributedError('--ray needs Ray: pip install "ttcl[ray]"') from e
+    return ray
+
+
+def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
+    """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    try:
+        if address == LOCAL:
+            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
+    return True
+
+
+def shutdown() -> None:
+    ray = _ray()
+    _WORKERS.clear()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+# ---------------------------------------------------------------- the actors' classes (wrapped by ray.remote)
+
+
+class PoolService:
+    """The accountant actor: the pooled ledger, the finished items, and the merged trace."""
+
+    def __init__(self, limits: Limits, quotas: dict[int, Limits], header: dict[str, Any] | None,
+                 trace: str | None, resume: bool) -> None:
+        self.ledger = PoolLedger(limits, quotas)
+        self.items: dict[int, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+        self.writer = TraceWriter(trace, RunHeader.model_validate(header), resume=resume) if trace else None
+        self.seconds = 0.0  # time inside step(): the accountant's own cost
+        self.lost = Cost()  # what attempts lost with their workers spent (charged, or reserved in full)
+
+    def step(self, worker: str, ops: list[tuple[str, Key, int, dict[str, float]]],
+             finished: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> list[bool]:
+        t = time.perf_counter()
+        granted = self.ledger.step(worker, ops)
+        records: list[dict[str, Any]] = []
+        for nodes, item in finished:
+            if item["item"] in self.items:  # a retried call: the item is already in
+                continue
+            self.items[item["item"]] = (nodes, item)
+            records.extend([*nodes, item])
+        if records and self.writer is not None:
+            self.writer.write_raw(records)
+        self.seconds += time.perf_counter() - t
+        return granted
+
+    def settle(self, worker: str, shard: int) -> dict[int, dict[str, float]]:
+        lost = self.ledger.settle_worker(worker, set(self.items))
+        for c in lost.values():
+            self.lost = self.lost + c
+        if self.writer is not None and lost:
+            self.writer.write_raw([LostRecord(item=i, worker=worker, shard=shard, cost=c.as_dict()).model_dump()
+                                   for i, c in sorted(lost.items())])
+        return {i: c.as_dict() for i, c in lost.items()}
+
+    def restore(self, spends: list[tuple[int | None, dict[str, float]]]) -> None:
+        for shard, cost in spends:
+            self.ledger.restore(shard, Cost(**cost))
+
+    def shard_left(self, shard: int) -> Limits:
+        return self.ledger.shard_left(shard)
+
+    def done(self) -> list[int]:
+        return list(self.items)
+
+    def count(self) -> int:
+        return len(self.items)
+
+    def results(self) -> dict[int, tuple[list[dict[str, Any]], dict[str, Any]]]:
+        return self.items
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.ledger.stats(), "pool_seconds": self.seconds, "lost_spend": self.lost.as_dict()}
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ShardWorker:
+    """A worker actor: loads a program's models once and runs shards of it."""
+
+    def __init__(self) -> None:
+        self.runners: dict[tuple[str, str], Runner] = {}
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def load(self, compiled: Compiled, options: RunOptions) -> dict[str, str]:
+        from ttcl.runtime.runner import program_hash
+
+        key = (program_hash(compiled) + repr(sorted(compiled.report.params.items())),
+               f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}")
+        if key not in self.runners:
+            self.runners.clear()
+            self.runners[key] = Runner(compiled, options)
+        self.key = key
+        be = next(iter(self.runners[key].backends.values()), None)
+        return {"device": be.device.type if be is not None else "cpu",
+                "dtype": str(be.dtype).removeprefix("torch.") if be is not None else ""}
+
+    def run(self, items: list[Item], pool: Any, worker: str, shard: int, attempt: int,
+            quota: Limits) -> dict[str, Any]:
+        import ray
+
+        from ttcl.runtime.shard import run_shard
+
+        def client(w: str, ops: list[Any], finished: list[Any]) -> list[bool]:
+            ref = pool.step.remote(w, ops, finished)
+            try:
+                return ray.get(ref, timeout=POOL_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError as e:
+                # The outcome is unknown: stop here; the driver settles this worker's reservations in full.
+                raise TtclRuntimeError(f"pool call timed out after {POOL_TIMEOUT_S:.0f}s") from e
+
+        return run_shard(self.runners[self.key], items, client=client, worker=worker, shard=shard,
+                         attempt=attempt, quota=quota)
+
+
+_WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
+
+
+def _worker_actor() -> Any:
+    ray = _ray()
+    return ray.remote(num_cpus=1, max_restarts=0)(ShardWorker).remote()
+
+
+def workers(n: int) -> list[Any]:
+    """`n` live worker actors (started once per process, replaced when one dies)."""
+    while len(_WORKERS) < n:
+        _WORKERS.append(_worker_actor())
+    return _WORKERS[:n]
+
+
+def worker_pids(n: int) -> list[int]:
+    ray = _ray()
+    return ray.get([w.pid.remote() for w in workers(n)])
+
+
+# ---------------------------------------------------------------- the driver
+
+
+@dataclass
+class _Task:
+    shard: int
+    items: list[Item]
+    attempt: int = 0
+
+
+def shard_of(position: int, shards: int) -> int:
+    return position % shards
+
+
+class RayRunner:
+    """`Runner.run` over a Ray cluster: same inputs, same RunSummary, one merged trace."""
+
+    def __init__(self, compiled: Compiled, options: RunOptions, *, workers: int = 2, shards: int | None = None) -> None:
+        if workers < 1:
+            raise DistributedError(f"--workers {workers}: expected a positive number of workers")
+        if shards is not None and shards < 1:
+            raise DistributedError(f"--shards {shards}: expected a positive number of shards")
+        self.compiled = compiled
+        self.options = options
+        self.n_workers = workers
+        self.shards = shards or workers
+        self.planner = Runner(compiled, options, load_models=False)
+        self.restarts = 0
+        self.stats: dict[str, Any] = {}
+
+    def run(self, items: list[Item], *, progress: Callable[[int], None] | None = None,
+            on_workers: Callable[[list[int]], None] | None = None) -> RunSummary:
+        ray = _ray()
+        if not ray.is_initialized():
+            raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
+        o = self.options
+        t0 = time.perf_counter()
+        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items)
+        pool_limits = self.planner.pooled
+        header = self.planner.header(items)
+        done_before: dict[int, ItemRecord] = {}
+        nodes_before: dict[int, list[NodeRecord]] = {}
+        spends: list[tuple[int | None, dict[str, float]]] = []
+        shards = self.shards
+        if o.resume and o.trace is not None and o.trace.exists():
+            old = read_trace(o.trace)
+            check_resumable(old, header, o.trace)
+            shards = int(getattr(old.header, "shards", None) or shards)  # the shard plan is part of the run
+            done_before, nodes_before = dict(old.items), dict(old.nodes)
+            spends += [(lost.shard, lost.cost) for lost in old.lost]
+        position = {it.index: k for k, it in enumerate(items)}
+        spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
+                   for i, rec in done_before.items()]
+        header = header.model_copy(update={"shards": shards, "workers": self.n_workers})
+        ws = workers(self.n_workers)
+        info = ray.get(ws[0].load.remote(self.compiled, worker_opts))
+        ray.get([w.load.remote(self.compiled, worker_opts) for w in ws[1:]])
+        header = header.model_copy(update=info)
+        if on_workers is not None:
+            on_workers(ray.get([w.pid.remote() for w in ws]))
+        weights = {s: sum(1 for k in range(len(items)) if shard_of(k, shards) == s) for s in range(shards)}
+        quotas = split_quota(pool_limits, weights) if not pool_limits.is_empty() else {}
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        pool = ray.remote(num_cpus=0)(PoolService).options(scheduling_strategy=here).remote(
+            pool_limits, quotas, header.model_dump(mode="json"), str(o.trace) if o.trace else None, o.resume)
+        try:
+            ray.get(pool.restore.remote(spends))
+            todo = [_Task(s, [it for k, it in enumerate(items)
+                              if shard_of(k, shards) == s and it.index not in done_before])
+                    for s in range(shards)]
+            batches, steps = self._drive(pool, [t for t in todo if t.items], progress, len(done_before))
+            found = ray.get(pool.results.remote())
+            self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
+        finally:
+            ray.get(pool.close.remote())
+            ray.kill(pool)
+        acc = self.planner.accountant()
+        results = []
+        for it in items:
+            if it.index in done_before:
+                rec, nodes = done_before[it.index], nodes_before.get(it.index, [])
+            elif it.index in found:
+                raw_nodes, raw_item = found[it.index]
+                rec, nodes = ItemRecord.model_validate(raw_item), [NodeRecord.model_validate(n) for n in raw_nodes]
+            else:
+                raise DistributedError(f"item {it.index} was never finished: a bug in the shard bookkeeping")
+            results.append(result_from_record(rec))
+            acc.restore(it.index, ledger_from_records(nodes))
+        summary = self.planner.summary(header, results, acc, time.perf_counter() - t0, batches)
+        summary.distributed = {"workers": self.n_workers, "shards": shards, **self.stats}
+        return summary
+
+    def _drive(self, pool: Any, tasks: list[_Task], progress: Callable[[int], None] | None,
+               done_before: int) -> tuple[int, int]:
+        """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
+        ray = _ray()
+        o = self.options
+        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items)
+        idle = list(range(self.n_workers))
+        running: dict[Any, tuple[int, _Task, str]] = {}
+        generation = [0] * self.n_workers
+        batches = steps = 0
+        queue = list(tasks)
+        while queue or running:
+            while queue and idle:
+                slot, task = idle.pop(0), queue.pop(0)
+                name = f"w{slot}.{generation[slot]}"
+                quota = ray.get(pool.shard_left.remote(task.shard))
+                ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota)
+                running[ref] = (slot, task, name)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            if progress is not None:
+                progress(done_before + ray.get(pool.count.remote()))
+            for ref in ready:
+                slot, task, name = running.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+                    ray.get(pool.settle.remote(name, task.shard))
+                    finished = set(ray.get(pool.done.remote()))
+                    rest = [it for it in task.items if it.index not in finished]
+                    if task.attempt + 1 >= MAX_ATTEMPTS:
+                        raise DistributedError(f"shard {task.shard} failed {MAX_ATTEMPTS} times; last error: "
+                                               f"{_first_line(e)}") from e
+                    self.restarts += 1
+                    ray.kill(_WORKERS[slot], no_restart=True)
+                    _WORKERS[slot] = _worker_actor()
+                    generation[slot] += 1
+                    ray.get(_WORKERS[slot].load.remote(self.compiled, worker_opts))
+                    if rest:
+                        queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
+                else:
+                    batches += out["batches"]
+                    steps += out["steps"]
+                idle.append(slot)
+        return batches, steps
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[-1] if text else type(e).__name__
+
+
+__all__ = ["DistributedError", "PoolService", "RayRunner", "ShardWorker", "connect", "shutdown", "worker_pids"]

@@ -1,0 +1,131 @@
+"""One shard of a wide run, on one worker: today's Runner and Scheduler, linked to the pooled ledger.
+
+The worker runs its items exactly as `ttcl run` does on one machine (one
+scheduler, cross-item batching, the same Accountant for per-item budgets,
+static bounds and `shrink`), with two differences:
+
+  * its local accountant's pooled limit is the shard's fixed quota, and every
+    reservation and charge it makes is also queued for the pooled ledger;
+  * once per scheduler step, before the step's model calls go out, the
+    queued operations and the items finished since the last step travel to
+    the ledger in ONE call (`ShardLink.sync`). A reservation the ledger does
+    not confirm is never spent; an item counts as finished only once the
+    ledger has its charges, so a worker that dies loses nothing it reported.
+
+No Ray here: `client` is any callable with the ledger's `step` signature
+(the Ray actor in runtime/distributed.py, or a PoolLedger in tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ttcl.compiler.costmodel import Cost
+from ttcl.runtime.accountant import Accountant, AccountantHook, Allowance, Limits
+from ttcl.runtime.dataset import Item
+from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.pool import Key, PoolError
+from ttcl.runtime.runner import Runner, TraceHook
+from ttcl.runtime.trace import ItemRecord, NodeRecord
+
+Op = tuple[str, Key, int, dict[str, float]]
+# (worker, ops, finished items as (node record dicts, item record dict)) -> one grant flag per reserve op
+Client = Callable[[str, list[Op], list[tuple[list[dict[str, Any]], dict[str, Any]]]], list[bool]]
+
+
+@dataclass
+class ShardLink(NodeHook):
+    """Queues a shard's pool operations and finished items; sends them once per scheduler step."""
+
+    client: Client
+    worker: str
+    shard: int
+    attempt: int
+    ops: list[Op] = field(default_factory=list)
+    finished: list[tuple[list[dict[str, Any]], dict[str, Any]]] = field(default_factory=list)
+    calls: int = 0
+    seconds: float = 0.0  # wall time spent in pool calls (the accountant's cost, for BENCHMARKS.md)
+
+    # TraceHook's writer interface: a finished item waits here for the next sync.
+    def write_item(self, nodes: list[NodeRecord], item: ItemRecord) -> None:
+        self.finished.append(([n.model_dump(mode="json") for n in nodes], item.model_dump(mode="json")))
+
+    def sync(self) -> None:
+        if not self.ops and not self.finished:
+            return
+        ops, done = self.ops, self.finished
+        self.ops, self.finished = [], []
+        t = time.perf_counter()
+        granted = self.client(self.worker, ops, done)
+        self.seconds += time.perf_counter() - t
+        self.calls += 1
+        if not all(granted):
+            # The local accountant enforces the shard's quota, which the ledger set aside for it:
+            # a refusal here means the two disagree, and spending anyway would break the pooled promise.
+            refused = [op[1] for op, ok in zip([o for o in ops if o[0] == "reserve"], granted, strict=True) if not ok]
+            raise PoolError(f"the pooled ledger refused reservations the shard's quota allowed: {refused[:3]}")
+
+    def before_calls(self, *, step: int, **future: Any) -> None:
+        self.sync()
+
+    def after_run(self, *, results: list[Any], **future: Any) -> None:
+        self.sync()
+
+
+class ShardAccountant(Accountant):
+    """The local Accountant, with every reservation and charge also queued for the pooled ledger."""
+
+    def __init__(self, *, link: ShardLink, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.link = link
+        self._keys: dict[int, Key] = {}
+        self._rounds: dict[tuple[int, str], int] = {}
+        self._free_rounds = 0
+
+    def _key(self, item: int, node_id: str) -> Key:
+        k = self._rounds.get((item, node_id), 0)
+        self._rounds[(item, node_id)] = k + 1
+        return (self.link.worker, item, node_id, self.link.attempt, k)
+
+    def _reserve(self, item: int, node_id: str, cost: Cost, n: int | None, max_tokens: int | None, *,
+                 shrunk: bool, reason: str) -> Allowance:
+        a = super()._reserve(item, node_id, cost, n, max_tokens, shrunk=shrunk, reason=reason)
+        key = self._key(item, node_id)
+        self._keys[a.ticket] = key
+        self.link.ops.append(("reserve", key, self.link.shard, a.worst_case.as_dict()))
+        return a
+
+    def charge(self, allowance: Allowance, actual: Cost) -> None:
+        if allowance.granted:
+            if allowance.ticket:
+                key = self._keys.pop(allowance.ticket, None)
+                if key is not None:
+                    self.link.ops.append(("charge", key, self.link.shard, actual.as_dict()))
+            elif actual.seconds:  # a free node's time: booked without a reservation
+                self._free_rounds += 1
+                key = (self.link.worker, allowance.item, allowance.node_id, self.link.attempt, -self._free_rounds)
+                self.link.ops.append(("charge", key, self.link.shard, actual.as_dict()))
+        super().charge(allowance, actual)
+
+
+def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str, shard: int, attempt: int,
+              quota: Limits) -> dict[str, Any]:
+    """Run `items` with the shard's pooled `quota`; finished items reach the ledger through `client`."""
+    link = ShardLink(client, worker, shard, attempt)
+    for be in runner.backends.values():
+        be.clear_cache()
+    acc = runner.accountant(pooled=quota, cls=ShardAccountant, link=link)
+    trace = TraceHook(link)  # type: ignore[arg-type]  # the link is the writer: items go to the ledger
+    trace.ledger = acc
+    sched = runner.scheduler(acc, [AccountantHook(acc), trace, link])
+    t0 = time.perf_counter()
+    sched.run(items)
+    return {"worker": worker, "shard": shard, "items": len(items), "batches": len(sched.batches),
+            "steps": sched.steps, "pool_calls": link.calls, "pool_seconds": link.seconds,
+            "wall": time.perf_counter() - t0}
+
+
+__all__ = ["Client", "ShardAccountant", "ShardLink", "run_shard"]

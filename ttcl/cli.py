@@ -56,10 +56,29 @@ def _register_all() -> None:
 _register_all()
 
 
+def _ray_option(argv: list[str]) -> list[str]:
+    """`--ray` alone means a local cluster, `--ray ADDRESS` joins one: click has no optional-value option."""
+    out: list[str] = []
+    k = 0
+    while k < len(argv):
+        tok = argv[k]
+        if tok == "--ray":
+            nxt = argv[k + 1] if k + 1 < len(argv) else ""
+            if nxt and not nxt.startswith("-") and (":" in nxt or nxt in ("auto", "local")):
+                out.append(f"--ray={nxt}")
+                k += 2
+                continue
+            out.append("--ray=local")
+        else:
+            out.append(tok)
+        k += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ttcl errors into clean messages and exit codes."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=_ray_option(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
         if isinstance(result, int):  # a command's `raise typer.Exit(code)` comes back as its code here
             return result
     except TtclError as e:

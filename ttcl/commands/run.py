@@ -30,6 +30,11 @@ class RunOptionError(TtclSemanticError):
     """A malformed `ttcl run` / `ttcl eval` option (exit 2)."""
 
 
+RAY_HELP = "Shard the items over Ray workers: --ray starts a local cluster (127.0.0.1), --ray ADDRESS joins one."
+SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed share of a pooled budget, so fix it "
+               "to get the same answers with any number of workers.")
+
+
 def _num(x: float) -> str:
     if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
@@ -91,11 +96,46 @@ class _Progress:
         self.progress.advance(self.task)
 
 
+class Wide:
+    """`--ray [ADDRESS] --workers N [--shards K]`: where a run's items go (None: this process)."""
+
+    def __init__(self, address: str | None, workers: int | None, shards: int | None) -> None:
+        if address is None and (workers is not None or shards is not None):
+            raise RunOptionError("--workers/--shards shard a run over Ray workers: add --ray (a local cluster) "
+                                 "or --ray ADDRESS")
+        for name, v in (("--workers", workers), ("--shards", shards)):
+            if v is not None and v < 1:
+                raise RunOptionError(f"{name} {v}: expected a positive number")
+        self.address = address
+        self.workers = workers or 2
+        self.shards = shards
+        self.started = False
+
+    def __enter__(self) -> Wide:
+        if self.address is not None:
+            from ttcl.runtime.distributed import connect
+
+            typer.echo(f"ray: {'starting a local cluster' if self.address == 'local' else 'joining ' + self.address}"
+                       f" ({self.workers} workers)", err=True)
+            self.started = connect(self.address, num_cpus=self.workers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.address is not None:
+            from ttcl.runtime.distributed import shutdown
+
+            shutdown()  # a local cluster stops with it; a joined one only loses this driver and its actors
+
+
+def _show_workers(pids: list[int]) -> None:
+    typer.echo(f"ray: worker pids {', '.join(map(str, pids))}", err=True)
+
+
 def _run_once(
     program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
-    allow_remote: list[str] | None = None,
+    allow_remote: list[str] | None = None, wide: Wide | None = None,
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
@@ -110,6 +150,15 @@ def _run_once(
         raise typer.Exit(e.exit_code) from None
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
                       max_batch_items=batch_items, overwrite=overwrite)
+    if wide is not None and wide.address is not None:
+        from ttcl.runtime.distributed import RayRunner
+
+        ray_runner = RayRunner(compiled, opts, workers=wide.workers, shards=wide.shards)
+        if not show_progress:
+            return ray_runner.run(items, on_workers=_show_workers)
+        with _Progress(len(items), label) as bar:
+            return ray_runner.run(items, on_workers=_show_workers,
+                                  progress=lambda n: bar.progress.update(bar.task, completed=n))
     runner = Runner(compiled, opts)
     if not show_progress:
         return runner.run(items)
@@ -164,6 +213,11 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
     console.print(f"wall {summary.wall_seconds:.2f}s, {summary.batches} batched backend calls, "
                   f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
+    if summary.distributed:
+        d = summary.distributed
+        lost = {u: v for u, v in d["lost_spend"].items() if v and u != "seconds"}
+        console.print(f"ray: {d['workers']} workers, {d['shards']} shards, {d['calls']} pooled-ledger calls, "
+                      f"{d['restarts']} worker restarts" + (f", lost attempts spent {lost}" if lost else ""))
 
 
 def run(
@@ -183,6 +237,9 @@ def run(
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
+    shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
@@ -194,10 +251,13 @@ def run(
         raise RunOptionError("--resume and --overwrite contradict each other: keep one")
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+    wide = Wide(ray, workers, shards)
     items = _load_items(input_, dataset, limit)
-    summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
-                        resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
-                        batch_items=batch_items, overwrite=overwrite, json_errors=as_json, allow_remote=allow_remote)
+    with wide:
+        summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
+                            resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
+                            batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
+                            allow_remote=allow_remote, wide=wide)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
     else:
@@ -248,6 +308,10 @@ def eval_(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x) as a PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
+    batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
+    shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
 ) -> None:
     """Accuracy against compute over a sweep of configurations (and other models at equal FLOPs)."""
     sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
@@ -255,23 +319,15 @@ def eval_(
     _check_choice("--dtype", dtype, DTYPES)
     configs = parse_sweep(sweep)
     series = [(", ".join(model) or "as declared", [])] + parse_compare(compare)
+    if batch_items is not None and batch_items < 1:
+        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+    wide = Wide(ray, workers, shards)
     items = _load_items(None, dataset, limit)
     rows: list[dict[str, Any]] = []
-    for label, binds in series:
-        for config in configs:
-            sets = list(set_) + [f"{k}={v}" for k, v in config]
-            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
-            summary = _run_once(program, sets, list(model) + binds, items, seed=seed, device=device, dtype=dtype,
-                                trace=None, resume=False, dataset=dataset, show_progress=not as_json,
-                                label=f"{label}: {name}", allow_remote=allow_remote)
-            rows.append({
-                "series": label, "config": dict(config), "accuracy": summary.accuracy, "correct": summary.correct,
-                "items": summary.items, "flops_per_item": summary.actual_mean["flops"],
-                "tokens_per_item": summary.actual_mean["tokens"], "calls_per_item": summary.actual_mean["calls"],
-                "seconds_per_item": summary.actual_mean["seconds"], "wall_seconds": summary.wall_seconds,
-                "failed": summary.failed, "stopped": summary.stopped, "models": summary.header["models"],
-                "shrunk_nodes": sum(r.shrunk for r in summary.rows), "verdict": summary.verdict,
-            })
+    with wide:
+        rows = _sweep(program, series, configs, set_, model, items, seed=seed, device=device, dtype=dtype,
+                      dataset=dataset, as_json=as_json, batch_items=batch_items, wide=wide,
+                      allow_remote=allow_remote)
     if plot is not None:
         write_plot(rows, plot, title=f"{program.name} on {dataset.name}")
     if as_json:
@@ -289,6 +345,30 @@ def eval_(
     console.print(table)
     if plot is not None:
         console.print(f"plot: {plot}")
+
+
+def _sweep(program: Path, series: list[tuple[str, list[str]]], configs: list[list[tuple[str, str]]],
+           set_: list[str], model: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
+           dataset: Path, as_json: bool, batch_items: int | None, wide: Wide,
+           allow_remote: list[str] | None = None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for label, binds in series:
+        for config in configs:
+            sets = list(set_) + [f"{k}={v}" for k, v in config]
+            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
+            summary = _run_once(program, sets, list(model) + binds, items, seed=seed, device=device, dtype=dtype,
+                                trace=None, resume=False, dataset=dataset, show_progress=not as_json,
+                                label=f"{label}: {name}", batch_items=batch_items, wide=wide,
+                                allow_remote=allow_remote)
+            rows.append({
+                "series": label, "config": dict(config), "accuracy": summary.accuracy, "correct": summary.correct,
+                "items": summary.items, "flops_per_item": summary.actual_mean["flops"],
+                "tokens_per_item": summary.actual_mean["tokens"], "calls_per_item": summary.actual_mean["calls"],
+                "seconds_per_item": summary.actual_mean["seconds"], "wall_seconds": summary.wall_seconds,
+                "failed": summary.failed, "stopped": summary.stopped, "models": summary.header["models"],
+                "shrunk_nodes": sum(r.shrunk for r in summary.rows), "verdict": summary.verdict,
+            })
+    return rows
 
 
 def _note(row: dict[str, Any]) -> str:

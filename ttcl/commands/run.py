@@ -121,7 +121,7 @@ class Wide:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.address is not None:
+        if self.started:  # only what this command started (a cluster a caller holds stays up)
             from ttcl.runtime.distributed import shutdown
 
             shutdown()  # a local cluster stops with it; a joined one only loses this driver and its actors

@@ -70,8 +70,26 @@ def _ray() -> Any:
     return ray
 
 
+def _loopback_only() -> None:
+    """A local cluster lives on 127.0.0.1: every Ray server listens there and every address it dials is there.
+
+    Ray (2.60) takes the node address from the interface that routes outward
+    and listens on all interfaces, even with `_node_ip_address="127.0.0.1"`.
+    Its single-machine mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when
+    ray is imported) binds everything to loopback instead.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import sys
+
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:  # ray was imported before the variable was set: same effect, set where it is read
+        consts.ENABLE_RAY_CLUSTER = False
+
+
 def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
+    if address == LOCAL:
+        _loopback_only()
     ray = _ray()
     if ray.is_initialized():
         return False

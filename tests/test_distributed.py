@@ -1,0 +1,173 @@
+"""A wide run on a real local Ray cluster: 2 worker actors, the bundled models, one pooled budget.
+
+One cluster (2 CPUs, bound to 127.0.0.1, usage stats off) serves the whole
+module and is shut down at its end; the worker actors are reused from test
+to test, as `ttcl eval` reuses them across a sweep. A worker is killed by
+its pid with SIGKILL mid-run, the way an operator or the OOM killer would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ttcl.cli import main  # noqa: E402
+from ttcl.compiler.pipeline import compile_program  # noqa: E402
+from ttcl.runtime import distributed  # noqa: E402
+from ttcl.runtime.dataset import load_dataset  # noqa: E402
+from ttcl.runtime.runner import Runner, RunOptions  # noqa: E402
+from ttcl.runtime.trace import read_trace  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).parent.parent
+ADAPTIVE = ROOT / "programs" / "adaptive.ttc"
+
+POOLED = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+param n: int = 4 in 1..64
+budget per item { calls <= 4; gen_tokens <= 400 }
+budget pooled { calls <= 22; on_exhaust = shrink }
+strategy main(question: text[<=40]) -> answer {
+    paths = sample(policy, "{question}\\n", n = n, max_tokens = 40, temperature = 0.8)
+    return vote(paths)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    started = distributed.connect(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        if started:
+            distributed.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    root = tmp_path_factory.mktemp("wide")
+    ds = root / "arith.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [1, 2, 3, 4], 3))))
+    prog = root / "pooled.ttc"
+    prog.write_text(POOLED)
+    return {"root": root, "ds": ds, "pooled": prog}
+
+
+def _static(cost: dict[str, float]) -> dict[str, float]:
+    return {u: v for u, v in cost.items() if u != "seconds"}  # wall time is the one thing allowed to differ
+
+
+def _answers(summary: Any) -> list[tuple[Any, ...]]:
+    return [(r["item"], r["answer"], r["status"], _static(r["cost"])) for r in summary.results]
+
+
+@pytest.fixture(scope="module")
+def reference(data: dict[str, Path]) -> Any:
+    """adaptive.ttc on the dataset in this process, without Ray."""
+    compiled = compile_program(ADAPTIVE)
+    return Runner(compiled, RunOptions(device="cpu")).run(load_dataset(data["ds"]))
+
+
+def test_eval_with_ray_matches_eval_without(cluster: Any, data: dict[str, Path], reference: Any,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's command: `ttcl eval programs/adaptive.ttc --dataset arith.jsonl --ray --workers 2`."""
+    rows = []
+    for extra in ([], ["--ray", "--workers", "2"]):
+        assert main(["eval", str(ADAPTIVE), "--dataset", str(data["ds"]), "--device", "cpu", "--json", *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        rows.append({k: v for k, v in out["rows"][0].items() if k not in ("wall_seconds", "seconds_per_item")})
+    assert rows[0] == rows[1]
+    assert rows[0]["accuracy"] == reference.accuracy
+
+
+def test_one_and_two_workers_give_the_same_answers_under_a_pooled_budget(cluster: Any, data: dict[str, Path]) -> None:
+    compiled = compile_program(data["pooled"])
+    items = load_dataset(data["ds"])
+    runs = [distributed.RayRunner(compiled, RunOptions(device="cpu"), workers=w, shards=2).run(items) for w in (1, 2)]
+    assert _answers(runs[0]) == _answers(runs[1])
+    for s in runs:
+        assert s.actual_total["calls"] <= 22  # the pool holds across the shards
+        assert s.distributed is not None and s.distributed["spent"]["calls"] == s.actual_total["calls"]
+    assert any(row.shrunk for row in runs[0].rows)  # the pool binds: the shards' fixed quotas decided it
+
+
+def _items_in(path: Path) -> list[int]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # being written
+        if rec.get("type") == "item":
+            out.append(rec["item"])
+    return out
+
+
+def test_a_worker_killed_by_pid_mid_run_loses_no_item(cluster: Any, data: dict[str, Path], reference: Any) -> None:
+    compiled = compile_program(ADAPTIVE)
+    items = load_dataset(data["ds"])
+    trace = data["root"] / "killed.jsonl"
+    opts = RunOptions(device="cpu", trace=trace, max_batch_items=1)  # one item at a time: the shard takes a while
+    pids: list[int] = []
+    out: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            out["summary"] = distributed.RayRunner(compiled, opts, workers=2).run(items, on_workers=pids.extend)
+        except BaseException as e:  # surfaced by the assertions below
+            out["error"] = e
+
+    t = threading.Thread(target=drive)
+    t.start()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any(i % 2 == 0 for i in _items_in(trace)):
+        time.sleep(0.05)  # shard 0 (the even items) has finished its first item: kill its worker mid-shard
+    assert pids and t.is_alive(), out.get("error")
+    os.kill(pids[0], signal.SIGKILL)
+    t.join(timeout=300)
+    assert not t.is_alive() and "error" not in out, out.get("error")
+    summary = out["summary"]
+    assert summary.distributed["restarts"] == 1
+    # Same answers as the run without a kill. Charged prompt tokens may differ: the rerun starts
+    # with a cold prefix cache (docs/runtime.md, "Running wide").
+    assert [(r["item"], r["answer"], r["status"]) for r in summary.results] == [
+        (r["item"], r["answer"], r["status"]) for r in reference.results]
+    back = read_trace(trace)
+    assert sorted(back.items) == [it.index for it in items]
+    lost_calls = sum(rec.cost.get("calls", 0) for rec in back.lost)
+    # The pool counted every attempt: the finished items plus whatever the killed attempt spent.
+    assert summary.distributed["spent"]["calls"] == pytest.approx(summary.actual_total["calls"] + lost_calls)
+
+
+def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, Path]) -> None:
+    compiled = compile_program(data["pooled"])
+    items = load_dataset(data["ds"])
+    full = data["root"] / "full.jsonl"
+    whole = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=full), workers=2).run(items)
+    lines = full.read_text().splitlines(keepends=True)
+    cut = [k for k, line in enumerate(lines) if json.loads(line)["type"] == "item"][2]  # keep 3 items
+    part = data["root"] / "part.jsonl"
+    part.write_text("".join(lines[: cut + 1]))
+    resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=part, resume=True), workers=2).run(items)
+    assert _answers(resumed) == _answers(whole)
+    kept = sum(rec.cost["calls"] for rec in read_trace(part).items.values() if rec.item in _items_in(full)[:3])
+    assert resumed.distributed["spent"]["calls"] == pytest.approx(resumed.actual_total["calls"])
+    assert resumed.distributed["spent"]["calls"] >= kept  # restored spend was booked before the rest ran
+    assert sorted(read_trace(part).items) == [it.index for it in items]

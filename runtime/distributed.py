@@ -40,6 +40,7 @@ from ttcl.runtime.runner import (
     RunOptions,
     RunSummary,
     ledger_from_records,
+    refuse_existing_trace,
     result_from_record,
 )
 from ttcl.runtime.trace import (
@@ -277,6 +278,8 @@ class RayRunner:
         nodes_before: dict[int, list[NodeRecord]] = {}
         spends: list[tuple[int | None, dict[str, float]]] = []
         shards = self.shards
+        if o.trace is not None and not o.resume and not o.overwrite:
+            refuse_existing_trace(o.trace)
         if o.resume and o.trace is not None and o.trace.exists():
             old = read_trace(o.trace)
             check_resumable(old, header, o.trace)

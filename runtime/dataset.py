@@ -33,6 +33,9 @@ class Item(BaseModel):
     answer_text: str | None = None
     line: int = 0
     extra: dict[str, Any] = {}
+    # This item's own run seed (a `ttcl serve` request's `seed`). When set, its random streams are
+    # keyed by (seed, node) alone, so its samples do not depend on what else runs with it.
+    seed: int | None = None
 
 
 def _bad(path: str, line: int, message: str) -> DatasetError:

@@ -1,0 +1,111 @@
+"""`ttcl serve` as a real process, called with the official openai client."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from servers import free_port, server
+
+openai = pytest.importorskip("openai")
+pytest.importorskip("fastapi")
+
+PROGRAM = """ttcl 1
+model policy = "ttcl:arith-s"
+verifier orm = reward("ttcl:arith-orm")
+param n: int = 4 in 1..64
+budget per item { calls <= 16; gen_tokens <= 1k; flops <= 1e9 }
+strategy main(question: text[<=40]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = n, max_tokens = 80, temperature = 0.8)
+    return vote(verify(orm, drafts), weight = score)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    prog = d / "wbon.ttc"
+    prog.write_text(PROGRAM)
+    port = free_port()
+    cmd = [sys.executable, "-m", "ttcl.cli", "serve", str(prog), "--port", str(port), "--preset", "two:n=2",
+           "--key-budget", "calls=40", "--batch-window-ms", "300"]
+    with server(cmd, port, d / "serve.log", timeout=180):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def client(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0)
+
+
+def ask(c: openai.OpenAI, q: str, **kw):
+    return c.chat.completions.create(model=kw.pop("model", "wbon"), messages=[
+        {"role": "system", "content": "ignored"}, {"role": "user", "content": "not this"},
+        {"role": "assistant", "content": "..."}, {"role": "user", "content": q}], **kw)
+
+
+def test_answer_and_usage(url):
+    c = client(url, "k-usage")
+    assert {m.id for m in c.models.list().data} == {"wbon", "wbon:two"}
+    r = ask(c, "35 *2 -10", seed=7)
+    answer = r.choices[0].message.content
+    assert answer == "60"  # arith-s with 4 weighted samples gets this one (checked against `ttcl run`)
+    u = r.usage
+    t = u.model_extra["ttcl"]
+    assert t["status"] == "ok" and t["calls"] == 8  # 4 samples + 4 verifier passes
+    assert u.completion_tokens > 0 and u.total_tokens == u.prompt_tokens + u.completion_tokens
+    # everything generated except the answer's own tokens (char-level: "60" is 2)
+    assert u.completion_tokens_details.reasoning_tokens == u.completion_tokens - 2
+    for unit in ("calls", "flops"):
+        assert t[unit] <= t["static_bound"][unit] <= t["budget"][unit]
+    assert u.completion_tokens <= t["static_bound"]["gen_tokens"]
+    # the same request with the same seed, now alongside three others: same answer, same cost
+    with ThreadPoolExecutor(4) as pool:
+        rs = list(pool.map(lambda q: ask(client(url, "k-batch"), q, seed=7), ["35 *2 -10", "4 +5", "9 *3", "2 +2 *2"]))
+    assert rs[0].choices[0].message.content == answer
+    assert rs[0].usage.completion_tokens == u.completion_tokens and rs[0].usage.prompt_tokens == u.prompt_tokens
+    assert max(x.usage.model_extra["ttcl"]["batch"] for x in rs) > 1  # concurrent requests shared a batch
+
+
+def test_overrides_admission_and_errors(url):
+    c = client(url, "k-errors")
+    r = ask(c, "4 +5", model="wbon:two", seed=1, extra_body={"ttcl": {"set": {"n": 1}}})
+    assert r.usage.model_extra["ttcl"]["calls"] == 2 and r.usage.model_extra["ttcl"]["params"]["n"] == 1
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(c, "4 +5", extra_body={"ttcl": {"set": {"n": 64}}})
+    assert e.value.body["code"] == "over_budget" and "calls: worst case 128 > limit 16 (over by 112)" in e.value.body["message"]
+    with pytest.raises(openai.BadRequestError, match="not_a_param|unknown param"):
+        ask(c, "4 +5", extra_body={"ttcl": {"set": {"not_a_param": 1}}})
+    with pytest.raises(openai.NotFoundError):
+        ask(c, "4 +5", model="nope")
+    with pytest.raises(openai.BadRequestError, match="empty"):
+        ask(c, "   ")
+
+
+def test_completions_and_stream(url):
+    c = client(url, "k-stream")
+    r = c.completions.create(model="wbon:two", prompt="9 *3", seed=3)
+    assert r.choices[0].text and r.usage.model_extra["ttcl"]["calls"] == 4
+    chunks = list(c.chat.completions.create(model="wbon:two", messages=[{"role": "user", "content": "9 *3"}], seed=3,
+                                            stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == r.choices[0].text  # same program, input and seed
+    assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["ttcl"]["calls"] == 4
+    # the raw stream opens with a keep-alive comment before the answer
+    body = json.dumps({"model": "wbon:two", "messages": [{"role": "user", "content": "9 *3"}], "stream": True}).encode()
+    req = urllib.request.Request(url + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
+    raw = urllib.request.urlopen(req, timeout=60).read().decode()
+    assert raw.startswith(": keep-alive") and raw.rstrip().endswith("data: [DONE]")
+
+
+def test_key_budget(url):
+    c = client(url, "k-pooled")  # 40 calls per key; a request's worst case (and actual) is 8 calls
+    for k in range(5):
+        ask(c, f"1 +{k}", seed=1)
+    with pytest.raises(openai.RateLimitError) as e:
+        ask(c, "1 +9", seed=1)
+    assert "pooled budget" in e.value.body["message"]
+    ask(client(url, "k-other"), "1 +3", seed=1)  # another key has its own

@@ -1,0 +1,85 @@
+"""`ttcl serve`: serve strategies as an OpenAI-compatible endpoint (see `ttcl.serve`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ttcl.errors import TtclSemanticError
+
+
+class ServeOptionError(TtclSemanticError):
+    """A malformed `ttcl serve` option (exit 2)."""
+
+
+def parse_presets(items: list[str]) -> list[tuple[str, list[str]]]:
+    """`["fast:n=4,temperature=0.5"]` -> [("fast", ["n=4", "temperature=0.5"])]."""
+    out = []
+    for item in items:
+        name, colon, sets = item.partition(":")
+        binds = [b.strip() for b in sets.split(",") if b.strip()]
+        if not colon or not name.strip() or not binds or any("=" not in b for b in binds):
+            raise ServeOptionError(f"--preset {item!r}: expected NAME:PARAM=VALUE[,PARAM=VALUE], e.g. --preset fast:n=4")
+        out.append((name.strip(), binds))
+    return out
+
+
+def parse_key_budget(items: list[str]) -> dict[str, float]:
+    units = ("calls", "prompt_tokens", "gen_tokens", "tokens", "flops")
+    out: dict[str, float] = {}
+    for item in items:
+        unit, eq, value = item.partition("=")
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if not eq or unit not in units or limit <= 0:
+            raise ServeOptionError(f"--key-budget {item!r}: expected UNIT=LIMIT with UNIT one of {', '.join(units)}")
+        out[unit] = limit
+    return out
+
+
+def serve(
+    programs: Annotated[list[Path], typer.Argument(help="The .ttc programs to serve (each is a model id: its file stem).")],
+    host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Listen port.")] = 8000,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or URL (repeatable).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="A param for every served program (repeatable).")] = None,
+    preset: Annotated[list[str] | None, typer.Option("--preset", help="An extra model id STEM:NAME with params: --preset fast:n=4 (repeatable; applies to the first program).")] = None,
+    allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the programs' own endpoints may name.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
+    key_budget: Annotated[list[str] | None, typer.Option("--key-budget", help="A pooled budget per API key: --key-budget flops=1e12 (repeatable).")] = None,
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to gather concurrent requests into one batch.")] = 20.0,
+) -> None:
+    """Serve strategies as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/completions, /v1/models, /health."""
+    from ttcl.programs import resolve_program
+    from ttcl.serve import Server, Strategy, create_app
+
+    if not programs:
+        raise ServeOptionError("give at least one program to serve")
+    strategies: list[Strategy] = []
+    for p in programs:
+        path = resolve_program(p)
+        if not path.is_file():
+            raise ServeOptionError(f"{p}: error: no such program file")
+        strategies.append(Strategy(path.stem, path, list(set_ or [])))
+    for name, binds in parse_presets(preset or []):
+        first = strategies[0]
+        strategies.append(Strategy(f"{first.id}:{name}", first.program, [*first.sets, *binds]))
+    if len({s.id for s in strategies}) != len(strategies):
+        raise ServeOptionError("two served strategies have the same id (file stem or preset name)")
+    server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
+                    key_budget=parse_key_budget(key_budget or []), batch_window_s=batch_window_ms / 1000)
+    for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
+        server.admit(s.id, {})
+    import uvicorn
+
+    typer.echo(f"ttcl serve: {', '.join(s.id for s in strategies)} on http://{host}:{port}/v1", err=True)
+    uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

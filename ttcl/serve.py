@@ -1,0 +1,376 @@
+"""`ttcl serve`: strategies as an OpenAI-compatible endpoint (FastAPI + uvicorn).
+
+Each served program (and each `--preset` of one) is a model id. A request's
+input is the last user message (chat) or the prompt (completions);
+`extra_body={"ttcl": {"set": {...}}}` overrides params and `seed` sets the
+run seed. A request is compiled with its overrides and admitted only when
+`ttcl check` proves its worst case fits the program's per-item budget (and
+what is left of the caller's pooled budget, with `--key-budget`); otherwise
+it gets an OpenAI-style 400 (429 for a spent key budget) naming the
+overshoot.
+
+Admitted requests queue for one worker thread, which gathers whatever
+arrives within a short window and runs each group of requests for the same
+compiled program as one batch through the ordinary runner and scheduler,
+so concurrent requests share batched model calls as dataset items do.
+
+`usage` is the ledger: prompt_tokens the prefill actually computed,
+completion_tokens every generated token (reasoning_tokens: all but the
+answer's), and a `ttcl` object with calls, FLOPs, seconds, the budget and
+the static bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import queue
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ttcl.errors import TtclError
+
+KEEPALIVE_S = 1.0
+
+
+class ApiError(Exception):
+    """An OpenAI-style error response."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass
+class Strategy:
+    """One served model id: a program and the preset params it runs with."""
+
+    id: str
+    program: Path
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Admitted:
+    runner: Any
+    compiled: Any
+    key: tuple[str, ...]
+
+
+@dataclass
+class _Pending:
+    admitted: Admitted
+    question: str
+    seed: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class KeyBudgets:
+    """Optional pooled budgets per API key: a request reserves its static worst case, then is charged its actual."""
+
+    def __init__(self, limits: dict[str, float]) -> None:
+        self.limits = limits
+        self.spent: dict[str, dict[str, float]] = {}
+        self.reserved: dict[str, dict[str, float]] = {}
+        self.lock = threading.Lock()
+
+    def reserve(self, key: str, bound: dict[str, float]) -> None:
+        if not self.limits:
+            return
+        with self.lock:
+            spent, held = self.spent.setdefault(key, {}), self.reserved.setdefault(key, {})
+            over = []
+            for unit, limit in self.limits.items():
+                have = spent.get(unit, 0.0) + held.get(unit, 0.0)
+                if have + bound.get(unit, 0.0) > limit:
+                    over.append(f"{unit}: worst case {bound.get(unit, 0.0):g} but {max(0.0, limit - have):g} "
+                                f"of {limit:g} left")
+            if over:
+                raise ApiError(429, "this API key's pooled budget cannot cover the request's worst case: "
+                               + "; ".join(over), type_="insufficient_quota", code="key_budget_exhausted")
+            for unit in self.limits:
+                held[unit] = held.get(unit, 0.0) + bound.get(unit, 0.0)
+
+    def settle(self, key: str, bound: dict[str, float], actual: dict[str, float]) -> None:
+        if not self.limits:
+            return
+        with self.lock:
+            spent, held = self.spent.setdefault(key, {}), self.reserved.setdefault(key, {})
+            for unit in self.limits:
+                held[unit] = held.get(unit, 0.0) - bound.get(unit, 0.0)
+                spent[unit] = spent.get(unit, 0.0) + actual.get(unit, 0.0)
+
+
+class Server:
+    """Compiled strategies (cached per overrides), admission, and the batching worker."""
+
+    def __init__(self, strategies: list[Strategy], *, models: list[str], allow_remote: list[str] | None = None,
+                 device: str = "auto", dtype: str = "auto", key_budget: dict[str, float] | None = None,
+                 batch_window_s: float = 0.02) -> None:
+        self.strategies = {s.id: s for s in strategies}
+        self.models = models
+        self.allow_remote = allow_remote
+        self.device, self.dtype = device, dtype
+        self.budgets = KeyBudgets(key_budget or {})
+        self.window = batch_window_s
+        self.cache: dict[tuple[str, ...], Admitted] = {}
+        self.queue: queue.Queue[_Pending | None] = queue.Queue()
+        self.batches: list[int] = []  # requests per scheduler run (for tests and benchmarks)
+        self.worker = threading.Thread(target=self._work, name="ttcl-serve", daemon=True)
+        self.worker.start()
+
+    # -- admission ----------------------------------------------------------------------
+
+    def admit(self, model: Any, sets: Any) -> Admitted:
+        if not isinstance(model, str) or model not in self.strategies:
+            raise ApiError(404, f"model {model!r} is not served here (served: {', '.join(self.strategies)})",
+                           param="model", code="model_not_found")
+        if not isinstance(sets, dict) or not all(isinstance(k, str) for k in sets):
+            raise ApiError(400, "ttcl.set must be an object of param names to values", param="ttcl.set")
+        strat = self.strategies[model]
+        merged = dict(b.split("=", 1) for b in strat.sets)  # the request's own values win over a preset's
+        merged.update({k: _text(v) for k, v in sets.items()})
+        overrides = [f"{k}={v}" for k, v in sorted(merged.items())]
+        key = (model, *overrides)
+        if key in self.cache:
+            return self.cache[key]
+        from ttcl.commands.compile import compile_from_cli
+        from ttcl.runtime.runner import Runner, RunOptions
+
+        try:
+            compiled = compile_from_cli(strat.program, overrides, self.models, None, self.allow_remote)
+        except TtclError as e:
+            raise ApiError(400, str(e), param="ttcl.set", code="invalid_program") from None
+        report = compiled.report
+        if report.verdict == "over":
+            over = [f"{lim.unit}: worst case {lim.bound:g} > limit {lim.limit:g} (over by {lim.over_by:g})"
+                    for lim in report.limits if lim.status == "over"]
+            raise ApiError(400, f"{model} with {', '.join(overrides) or 'its defaults'} cannot fit its budget: "
+                           + "; ".join(over), param="ttcl.set", code="over_budget")
+        admitted = Admitted(Runner(compiled, RunOptions(device=self.device, dtype=self.dtype)), compiled, key)
+        self.cache[key] = admitted
+        return admitted
+
+    # -- the worker -----------------------------------------------------------------------
+
+    def submit(self, admitted: Admitted, question: str, seed: int) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.queue.put(_Pending(admitted, question, seed, fut, loop))
+        return fut
+
+    def close(self) -> None:
+        self.queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.window
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    nxt = self.queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            groups: dict[tuple[str, ...], list[_Pending]] = {}
+            for p in batch:
+                groups.setdefault(p.admitted.key, []).append(p)
+            for group in groups.values():
+                self._run_group(group)
+
+    def _run_group(self, group: list[_Pending]) -> None:
+        from ttcl.runtime.dataset import Item
+
+        runner = group[0].admitted.runner
+        items = [Item(index=k, question=p.question, seed=p.seed) for k, p in enumerate(group)]
+        self.batches.append(len(items))
+        try:
+            summary = runner.run(items)
+            outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
+        except Exception as e:  # a failed run fails its requests, never the server
+            msg = str(e) if isinstance(e, TtclError) else f"internal error: {type(e).__name__}: {e}"
+            outs = [ApiError(500, msg, type_="server_error") for _ in group]
+        for p, out in zip(group, outs, strict=True):
+            p.loop.call_soon_threadsafe(_resolve, p.future, out)
+
+
+def _resolve(fut: asyncio.Future, out: Any) -> None:
+    if fut.done():
+        return
+    if isinstance(out, Exception):
+        fut.set_exception(out)
+    else:
+        fut.set_result(out)
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def usage_of(admitted: Admitted, summary: Any, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    cost = result["cost"]
+    prompt, gen = int(cost["prompt_tokens"]), int(cost["gen_tokens"])
+    answer = result["answer"] or ""
+    backends = list(admitted.runner.backends.values())
+    answer_tokens = min(gen, backends[0].count_tokens(answer)) if answer and backends else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": gen,
+        "total_tokens": prompt + gen,
+        "completion_tokens_details": {"reasoning_tokens": gen - answer_tokens},
+        "ttcl": {
+            "calls": int(cost["calls"]), "flops": cost["flops"], "seconds": cost["seconds"],
+            "wall_seconds": seconds, "status": result["status"], "error": result["error"],
+            "failures": result["failures"], "budget": summary.budget_item, "static_bound": summary.bound_total,
+            "params": dict(admitted.compiled.report.params), "engines": summary.header.get("engines"),
+            "batch": result.get("batch", 1),  # requests run in the same scheduler batch
+        },
+    }
+
+
+def _question(body: dict[str, Any], chat: bool) -> str:
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ApiError(400, "messages must be a non-empty list", param="messages")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            raise ApiError(400, "no user message: the last user message is the strategy's input", param="messages")
+        content = users[-1].get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    else:
+        content = body.get("prompt")
+        if isinstance(content, list) and len(content) == 1:
+            content = content[0]
+    if not isinstance(content, str) or not content.strip():
+        raise ApiError(400, "the input text is empty or not text", param="messages" if chat else "prompt")
+    return content
+
+
+def create_app(server: Server) -> Any:
+    app = FastAPI(title="ttcl serve")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [
+            {"id": s.id, "object": "model", "created": 0, "owned_by": "ttcl", "program": str(s.program),
+             "params": s.sets} for s in server.strategies.values()]}
+
+    async def handle(request: Request, chat: bool) -> Any:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ApiError(400, "the request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        question = _question(body, chat)
+        ttcl = body.get("ttcl") or {}
+        if not isinstance(ttcl, dict):
+            raise ApiError(400, "ttcl must be an object", param="ttcl")
+        seed = body.get("seed")
+        if seed is None:
+            seed = secrets.randbits(31)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ApiError(400, "seed must be an integer", param="seed")
+        admitted = await asyncio.to_thread(server.admit, body.get("model"), ttcl.get("set", {}))
+        auth = request.headers.get("authorization", "")
+        key = hashlib.sha256(auth.encode()).hexdigest()
+        bound = dict(admitted.compiled.report.total)
+        server.budgets.reserve(key, bound)
+        t0 = time.perf_counter()
+        fut = server.submit(admitted, question, seed)
+        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+
+        async def finish() -> tuple[Any, dict[str, Any], dict[str, Any]]:
+            try:
+                summary, result = await fut
+            finally:
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    server.budgets.settle(key, bound, fut.result()[1]["cost"])
+                else:
+                    server.budgets.settle(key, bound, bound)  # unknown outcome: the worst case stays spent
+            return summary, result, usage_of(admitted, summary, result, time.perf_counter() - t0)
+
+        if body.get("stream"):
+            return StreamingResponse(_stream(rid, body["model"], chat, fut, finish), media_type="text/event-stream")
+        _, result, usage = await finish()
+        answer = result["answer"] or ""
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": answer}
+        else:
+            choice["text"] = answer
+        return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+                "model": body["model"], "system_fingerprint": None, "choices": [choice], "usage": usage}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        return await handle(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Any:
+        return await handle(request, chat=False)
+
+    return app
+
+
+async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish: Any) -> AsyncIterator[str]:
+    """SSE: keep-alive comments while the strategy runs, then the answer, then a usage chunk, then [DONE]."""
+    while not fut.done():
+        yield ": keep-alive\n\n"
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), KEEPALIVE_S)
+        except TimeoutError:
+            continue
+        except Exception:  # the outcome is read (and reported) below
+            break
+    obj = "chat.completion.chunk" if chat else "text_completion"
+    base = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "system_fingerprint": None}
+    try:
+        _, result, usage = await finish()
+    except ApiError as e:
+        yield f"data: {json.dumps(e.body())}\n\n"
+        return
+    answer = result["answer"] or ""
+    if chat:
+        first = {"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}
+        last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+    else:
+        first = {"index": 0, "text": answer, "finish_reason": None}
+        last = {"index": 0, "text": "", "finish_reason": "stop"}
+    yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
+    yield f"data: {json.dumps({**base, 'choices': [last]})}\n\n"
+    yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"

@@ -152,8 +152,10 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
             return ValueBound(length=first.gen_len), None
         case "top":
             return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True), None
-        case "filter":
+        case "filter" | "backup":
             return first, None
+        case "balance":  # at most n copies of its input candidates
+            return ValueBound(a.n or 0, first.prompt_len, first.gen_len, is_cands=True), None
         case "concat":
             left, right = values[node.inputs[0].node], values[node.inputs[1].node]
             joined = left.join(right)

@@ -53,14 +53,14 @@ class ArgKind(StrEnum):
     choice = "choice"  # a string literal from `choices` (`agg = "min"`)
     weight = "weight"  # a bare name from `choices` (`weight = score`)
     stop = "stop"  # a string or a list of strings
-    predicate = "predicate"  # a bool expression over `score` and `length` (and the enclosing scope)
+    predicate = "predicate"  # a bool expression over `score`, `length`, `finished` (and the enclosing scope)
     template = "template"  # a text template whose fields may also name per-candidate values
 
 
 class CountRule(StrEnum):
     """How many candidates a built-in returns, for the DAG builder's size bounds."""
 
-    arg_n = "arg_n"  # exactly n (sample)
+    arg_n = "arg_n"  # exactly n (sample), at most n (balance)
     input_times_n = "input_times_n"  # count(cands) * n (extend)
     same = "same"  # count(cands) (verify, revise)
     arg_k = "arg_k"  # at most k (top)
@@ -103,7 +103,7 @@ class ParamSpec:
             case ArgKind.stop:
                 return "a string or a list of strings"
             case ArgKind.predicate:
-                return "a bool expression over `score` and `length`"
+                return "a bool expression over `score`, `length` and `finished`"
             case ArgKind.template:
                 return "text (a string template)"
         return "a value"  # pragma: no cover
@@ -150,8 +150,8 @@ class BuiltinSig(_Params):
 # Fields a template may read from a candidates value: `{c.text}`.
 CANDIDATE_FIELDS: tuple[str, ...] = ("text", "prompt", "answer", "score")
 
-# Names bound inside a `filter` predicate, both numbers.
-PREDICATE_NAMES: tuple[str, ...] = ("score", "length")
+# Names bound inside a `filter` predicate: `score` and `length` are numbers, `finished` a bool.
+PREDICATE_NAMES: tuple[str, ...] = ("score", "length", "finished")
 
 # `budget.left.<unit>`: the unspent per-item allowance, a number.
 BUDGET_NAME = "budget"
@@ -267,6 +267,31 @@ BUILTINS: dict[str, BuiltinSig] = {
         _stat("mean_score", "the mean score"),
         _stat("count", "the number of candidates"),
         _stat("entropy", "entropy of the answer distribution, in nats"),
+        BuiltinSig(
+            "all_finished",
+            (ParamSpec("c", type=Ty.candidates, required=True),),
+            Ty.bool,
+            doc="true when every candidate has ended (the model emitted end-of-sequence); true for none",
+        ),
+        BuiltinSig(
+            "backup",
+            (_cands(), ParamSpec("rollouts", type=Ty.candidates, required=True)),
+            Ty.candidates,
+            CountRule.same,
+            doc="each candidate takes the highest score among the rollouts that continue it (its own score if none)",
+        ),
+        BuiltinSig(
+            "balance",
+            (
+                _cands(),
+                ParamSpec("n", static=True, required=True, min_value=1, max_value=MAX_N),
+                ParamSpec("total", type=Ty.number, min_value=0.0, doc="how many to hand out at run time, at most n"),
+                ParamSpec("temperature", type=Ty.number, default=1.0, min_value=0.0, doc="softmax temperature over scores"),
+            ),
+            Ty.candidates,
+            CountRule.arg_n,
+            doc="copies of the candidates, `total` (default n) in all, shared in proportion to softmax(score / temperature)",
+        ),
     )
 }
 

@@ -211,7 +211,7 @@ class CallMixin:
             case ArgKind.stop:
                 self._stop(expr, what)
             case ArgKind.predicate:
-                with self.with_extra({"score": Ty.number, "length": Ty.number}, "predicate"):
+                with self.with_extra({"score": Ty.number, "length": Ty.number, "finished": Ty.bool}, "predicate"):
                     self.expect(expr, Ty.bool, what)
             case ArgKind.template:
                 extra = {n: (Ty.candidates if n == "c" else Ty.text) for n in spec.template_fields}

@@ -101,6 +101,9 @@ Op = Literal[
     "mean_score",
     "count",
     "entropy",
+    "all_finished",  # bool: every candidate ended
+    "backup",  # candidates scored by their best rollout
+    "balance",  # copies of candidates shared out by softmax(score / temperature)
     "arith",  # + - * / on numbers, `neg`
     "compare",  # < <= > >= == !=
     "bool",  # and / or / not
@@ -230,9 +233,9 @@ class NodeArgs(_Fast):
     rounds: int | None = None  # revise
     k: int | None = None  # top
     weight: str | None = None  # vote
-    predicate: Expr | None = None  # filter: a bool expression over `score` and `length`
+    predicate: Expr | None = None  # filter: a bool expression over `score`, `length` and `finished`
     symbol: str | None = None  # arith/compare/bool: + - * / neg < <= ... and or not
-    value: int | float | bool | str | None = None  # const, param
+    value: int | float | bool | str | None = None  # const, param; balance: a static `total`
     name: str | None = None  # input/param name; budget_left unit
     max_len: int | None = None  # input: its length bound in tokens
 

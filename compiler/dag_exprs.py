@@ -285,9 +285,9 @@ class ExprMixin:
     def builtin(self, sig: B.BuiltinSig, call: Call, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
         bound = _bind(sig, call)
         op = sig.name
-        if op in _STAT_OPS:
+        if op in _STAT_OPS or op == "all_finished":
             cands = self.expr(bound["c"], frame, ctx)
-            return self.add(frame, op, "number", call.span, ctx, inputs=[Port.make(role="cands", node=cands)], var=var)
+            return self.add(frame, op, sig.returns.value, call.span, ctx, inputs=[Port.make(role="cands", node=cands)], var=var)
         ports: list[Port] = []
         values: dict[str, Any] = {}
         if op == "sample":
@@ -318,6 +318,12 @@ class ExprMixin:
             values["weight"] = _name_of(bound["weight"])
         if "pred" in bound:
             values["predicate"] = self.predicate(bound["pred"], frame, ports)
+        if "rollouts" in bound:
+            ports.append(Port.make(role="rollouts", node=self.expr(bound["rollouts"], frame, ctx)))
+        if "total" in bound:  # balance: a static count is folded, a runtime one is an input port
+            total: dict[str, Any] = {}
+            self.number_arg("total", bound["total"], None, frame, ctx, total, ports)
+            values["value"] = total.get("total")
         return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs.make(**values), inputs=ports, var=var)
 
     def predicate(self, expr: Expr, frame: Frame, ports: list[Port]) -> Expr:

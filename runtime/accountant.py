@@ -107,6 +107,7 @@ class LedgerEntry:
     max_tokens: int | None = None
     shrunk: bool = False
     reason: str = ""
+    reused: int = 0  # verify: candidates whose score was reused from earlier in the item, uncharged
 
 
 _ZERO = Cost()
@@ -424,6 +425,13 @@ class AccountantHook(NodeHook):
             self.accountant.charge(allowance, actual)
         else:
             self.accountant.release(allowance, actual)
+
+    def after_node(self, *, item: int, node: DagNode, reused: int = 0, **future: object) -> None:
+        if reused:
+            entry = self.accountant.ledger.get((item, node.id))
+            if entry is None:
+                entry = self.accountant.ledger[(item, node.id)] = LedgerEntry(item, node.id, _zero(), status="charged")
+            entry.reused += reused
 
     def skip_node(self, *, item: int, node: DagNode, reason: str, **future: object) -> None:
         self.accountant.skip(item, node.id, reason)

@@ -74,6 +74,8 @@ class JobContext:
     question: str
     values: dict[str, Value]
     default_revise: list[PromptPart] = field(default_factory=list)
+    # This item's verifier scores so far: (verifier, prompt, text) -> (score, step scores).
+    scores: dict[tuple[str, str, str], tuple[float, tuple[float, ...] | None]] = field(default_factory=dict)
 
 
 def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int, shared: bool = True) -> Cost:
@@ -115,6 +117,7 @@ class Job:
         self.error: str | None = None
         self.phases = 0
         self.calls: list[Call] = []
+        self.reused = 0  # candidates whose verifier score came from this item's cache, uncharged
 
     @property
     def done(self) -> bool:
@@ -206,10 +209,11 @@ class SampleJob(Job):
         (call,) = calls
         assert isinstance(call, GenCall) and call.result is not None
         ex = self.ctx.extract
+        uid = self.node.id
         self.value = Candidates(
             tuple(
-                Candidate(self.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason)
-                for s in call.result.samples
+                Candidate(self.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason, uid=f"{uid}#{j}")
+                for j, s in enumerate(call.result.samples)
             )
         )
 
@@ -257,37 +261,58 @@ class ExtendJob(Job):
                 continue
             call = next(results)
             assert isinstance(call, GenCall) and call.result is not None
+            lineage = (*parent.ancestors, parent.uid) if parent.uid else parent.ancestors
             for s in call.result.samples:
                 text = parent.text + s.text
-                out.append(Candidate(parent.prompt, text, ex(text), tokens=parent.tokens + len(s.token_ids), finish=s.finish_reason))
+                out.append(Candidate(parent.prompt, text, ex(text), tokens=parent.tokens + len(s.token_ids),
+                                     finish=s.finish_reason, uid=f"{self.node.id}#{len(out)}", ancestors=lineage))
         self.value = Candidates(tuple(out))
 
 
 class VerifyJob(Job):
+    """Score candidates. A candidate this verifier already scored for this item (same prompt and text:
+    a beam carried over unchanged, a duplicate sample) reuses that score and is not charged again."""
+
     def _phase(self, gate: Gate) -> list[Call]:
         if self.phases:
             return []
         ref = self.node.args.verifier
         if ref is None:
             raise OpError("verify: no verifier")
+        self.name = ref.name
         self.cands = self.cands_in()
         if not len(self.cands):
             self.value = self.cands
             return []
-        scorer = self.ctx.scorers[ref.name]
-        if self._ask(gate, scorer.worst_case(self.ctx.question, self.cands), None, None, None) is None:
+        fresh: dict[tuple[str, str, str], Candidate] = {}
+        for c in self.cands.items:
+            key = (ref.name, c.prompt, c.text)
+            if key not in self.ctx.scores:
+                fresh.setdefault(key, c)
+        self.reused = len(self.cands) - len(fresh)
+        if not fresh:  # every score is known: the node runs, free
+            self._ask(gate, Cost(), None, None, None)
+            self._assemble()
             return []
-        return [ScoreCall(ref.name, self.ctx.question, self.cands)]
+        self.fresh = Candidates(tuple(fresh.values()))
+        scorer = self.ctx.scorers[ref.name]
+        if self._ask(gate, scorer.worst_case(self.ctx.question, self.fresh), None, None, None) is None:
+            return []
+        return [ScoreCall(ref.name, self.ctx.question, self.fresh)]
 
     def _consume(self, calls: list[Call]) -> None:
         (call,) = calls
         assert isinstance(call, ScoreCall) and call.result is not None
         r = call.result
-        if len(r.scores) != len(self.cands):
-            raise OpError(f"verifier returned {len(r.scores)} scores for {len(self.cands)} candidates")
-        self.value = Candidates(
-            tuple(c.with_score(s, st) for c, s, st in zip(self.cands.items, r.scores, r.steps, strict=True))
-        )
+        if len(r.scores) != len(self.fresh):
+            raise OpError(f"verifier returned {len(r.scores)} scores for {len(self.fresh)} candidates")
+        for c, s, st in zip(self.fresh.items, r.scores, r.steps, strict=True):
+            self.ctx.scores[(self.name, c.prompt, c.text)] = (s, st)
+        self._assemble()
+
+    def _assemble(self) -> None:
+        got = self.ctx.scores
+        self.value = Candidates(tuple(c.with_score(*got[(self.name, c.prompt, c.text)]) for c in self.cands.items))
 
 
 class ReviseJob(Job):
@@ -342,10 +367,12 @@ class ReviseJob(Job):
             return
         ex = self.ctx.extract
         out: list[Candidate] = []
-        for c, call in zip(self.current.items, calls, strict=True):
+        for j, (c, call) in enumerate(zip(self.current.items, calls, strict=True)):
             assert isinstance(call, GenCall) and call.result is not None
             s = call.result.samples[0]
-            out.append(Candidate(c.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason))
+            lineage = (*c.ancestors, c.uid) if c.uid else c.ancestors
+            out.append(Candidate(c.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason,
+                                 uid=f"{self.node.id}@{self.round}#{j}", ancestors=lineage))
         self.current = Candidates(tuple(out))
         self.value = self.current
         self.round += 1

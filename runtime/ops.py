@@ -224,7 +224,8 @@ def run_cheap(
             pred = a.predicate
 
             def keep(c: Candidate) -> bool:
-                local = {**scope, "score": c.score if c.score is not None else 0.0, "length": float(c.tokens)}
+                local = {**scope, "score": c.score if c.score is not None else 0.0, "length": float(c.tokens),
+                         "finished": c.finished}
                 return bool(eval_predicate(pred, local))
 
             return V.filter_cands(_cands(node, values), keep)
@@ -232,6 +233,16 @@ def run_cheap(
             return _cands(node, values, "left") + _cands(node, values, "right")
         case "agreement" | "best_score" | "mean_score" | "count" | "entropy":
             return V.STATS[node.op](_cands(node, values))
+        case "all_finished":
+            return V.all_finished(_cands(node, values))
+        case "backup":
+            return V.backup(_cands(node, values), _cands(node, values, "rollouts"))
+        case "balance":
+            n = a.n or 1
+            total = a.value if node.input_nodes("total") == [] else _num(_one(node, values, "total"))
+            want = n if total is None or math.isnan(float(total)) else min(n, max(0, math.floor(float(total) + 1e-9)))
+            temp = a.temperature if a.temperature is not None else _num(_one(node, values, "temperature"))
+            return V.balance(_cands(node, values), want, temp)
         case "arith":
             sym = a.symbol or "+"
             if sym == "neg":

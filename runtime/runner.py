@@ -72,6 +72,7 @@ class NodeRow(BaseModel):
     skipped: int
     refused: int
     shrunk: int
+    reused: int = 0  # verifier scores reused (not charged again), summed over items
 
 
 class RunSummary(BaseModel):
@@ -157,7 +158,7 @@ class TraceHook(NodeHook):
 
     def after_node(self, *, item: int, node: DagNode, status: str, actual: Cost, inputs: dict[str, Any],
                    outputs: Any, error: str | None, reason: str | None, started: float, seconds: float,
-                   **future: Any) -> None:
+                   reused: int = 0, **future: Any) -> None:
         allowance: dict[str, float] = {}
         entry = self.ledger.ledger.get((item, node.id)) if self.ledger else None
         if entry is not None:
@@ -166,7 +167,7 @@ class TraceHook(NodeHook):
             item=item, node_id=node.id, op=node.op, line=node.span.line, status=status,
             inputs_digest=digest(inputs), outputs=outputs, cost=actual.as_dict(), allowance=allowance,
             n=entry.n if entry else None, max_tokens=entry.max_tokens if entry else None,
-            started=round(started, 6), seconds=seconds, error=error, reason=reason,
+            started=round(started, 6), seconds=seconds, error=error, reason=reason, reused=reused,
         ))
 
     def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
@@ -200,7 +201,8 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
     for n in nodes:
         status = {"ok": "charged", "shrunk": "charged", "failed": "charged"}.get(n.status, n.status)
         out.append(LedgerEntry(n.item, n.node_id, _cost_of(n.allowance), _cost_of(n.cost), status=status,
-                               n=n.n, max_tokens=n.max_tokens, shrunk=n.status == "shrunk", reason=n.reason or ""))
+                               n=n.n, max_tokens=n.max_tokens, shrunk=n.status == "shrunk", reason=n.reason or "",
+                               reused=n.reused))
     return out
 
 
@@ -392,6 +394,7 @@ class Runner:
                 skipped=sum(1 for e in spent if e is not None and e.status == "skipped"),
                 refused=sum(1 for e in spent if e is not None and e.status == "refused"),
                 shrunk=sum(1 for e in spent if e is not None and e.shrunk),
+                reused=sum(e.reused for e in spent if e is not None),
             ))
         costs = [r.cost for r in results]
         graded = [r for r in results if r.correct is not None]

@@ -73,6 +73,7 @@ class _ItemRun:
     status: str = "ok"
     error: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # node -> why it did not run
+    scores: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # verifier score cache (jobs.JobContext)
 
     @property
     def index(self) -> int:
@@ -277,6 +278,7 @@ class Scheduler:
             question=run.item.question,
             values=run.values,
             default_revise=self.default_revise,
+            scores=run.scores,
         )
         job = make_job(node, ctx)
         run.started[node.id] = self._now()
@@ -325,7 +327,8 @@ class Scheduler:
                 return
             self._stop(run, job.node, job.refused, run.started[job.node.id])
             return
-        self._settle(run, job.node, job.value, job.actual, job.error, job.allowance, run.started[job.node.id])
+        self._settle(run, job.node, job.value, job.actual, job.error, job.allowance, run.started[job.node.id],
+                     reused=job.reused)
 
     def _stop(self, run: _ItemRun, node: DagNode, allow: Allowance, started: float) -> None:
         run.state[node.id] = "failed"
@@ -337,7 +340,7 @@ class Scheduler:
 
     def _settle(
         self, run: _ItemRun, node: DagNode, value: Value, actual: Cost, error: str | None,
-        allow: Allowance | None, started: float,
+        allow: Allowance | None, started: float, *, reused: int = 0,
     ) -> None:
         run.cost = run.cost + actual
         if error is not None:
@@ -356,7 +359,7 @@ class Scheduler:
                 item=run.index, node=node, status=status, actual=actual, inputs=self._inputs_json(run, node),
                 outputs=to_json(value) if error is None and self._want_io else None, error=error,
                 reason=allow.reason if allow is not None and allow.shrunk else None,
-                started=started, seconds=actual.seconds,
+                started=started, seconds=actual.seconds, reused=reused,
             )
 
     def _result(self, run: _ItemRun) -> ItemResult:

@@ -85,6 +85,7 @@ class NodeRecord(BaseModel):
     seconds: float = 0.0
     error: str | None = None
     reason: str | None = None
+    reused: int = 0  # verify: candidates scored earlier in the item, reused and not charged
 
 
 class ItemRecord(BaseModel):

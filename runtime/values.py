@@ -27,6 +27,16 @@ class Candidate:
     step_scores: tuple[float, ...] | None = None
     tokens: int = 0
     finish: str = ""
+    uid: str = ""  # who made it: "<node id>#<index>"; kept by selection, scoring and carrying over
+    ancestors: tuple[str, ...] = ()  # uids of the candidates it continues (extend) or rewrites (revise)
+
+    @property
+    def finished(self) -> bool:
+        """The model ended this sequence (end-of-sequence): nothing is left to continue."""
+        return self.finish == "eos"
+
+    def descends_from(self, other: Candidate) -> bool:
+        return bool(other.uid) and (self.uid == other.uid or other.uid in self.ancestors)
 
     def with_score(self, score: float | None, steps: tuple[float, ...] | None = None) -> Candidate:
         return replace(self, score=score, step_scores=steps if steps is not None else self.step_scores)
@@ -145,6 +155,56 @@ def best_score(cands: Candidates) -> float:
 def mean_score(cands: Candidates) -> float:
     scores = [c.score for c in cands.items if c.score is not None]
     return sum(scores) / len(scores) if scores else 0.0
+
+
+def all_finished(cands: Candidates) -> bool:
+    """Every candidate has ended; vacuously true for none."""
+    return all(c.finished for c in cands.items)
+
+
+def backup(cands: Candidates, rollouts: Candidates) -> Candidates:
+    """Each candidate scored by the best-scored rollout that continues it (lookahead search).
+
+    Lineage is exact (candidate uids, not text prefixes). A candidate with no
+    scored rollout keeps its own score.
+    """
+    out: list[Candidate] = []
+    for c in cands.items:
+        below = [d for d in rollouts.items if d.score is not None and d.descends_from(c)]
+        if not below:
+            out.append(c)
+            continue
+        top_d = max(below, key=lambda d: d.score)  # type: ignore[arg-type,return-value]
+        out.append(c.with_score(top_d.score, top_d.step_scores))
+    return Candidates(tuple(out))
+
+
+def balance(cands: Candidates, total: int, temperature: float) -> Candidates:
+    """`total` copies of the candidates, shared in proportion to softmax(score / temperature).
+
+    REBASE's expansion widths (Wu et al. 2024). Shares are rounded by the
+    largest-remainder rule, so they add up to exactly `total`; ties go to the
+    earlier candidate. An unscored candidate counts as score 0; temperature 0
+    gives everything to the best. Copies keep their candidate's position.
+    """
+    items = cands.items
+    if not items or total <= 0:
+        return Candidates()
+    scores = [c.score if c.score is not None else 0.0 for c in items]
+    hi = max(scores)
+    if temperature <= 0:
+        best_i = scores.index(hi)
+        weights = [1.0 if i == best_i else 0.0 for i in range(len(items))]
+    else:
+        weights = [math.exp((s - hi) / temperature) for s in scores]
+    z = sum(weights)
+    exact = [total * w / z for w in weights]
+    counts = [math.floor(x) for x in exact]
+    spare = total - sum(counts)
+    order = sorted(range(len(items)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[:spare]:
+        counts[i] += 1
+    return Candidates(tuple(c for c, k in zip(items, counts, strict=True) for _ in range(k)))
 
 
 def count(cands: Candidates) -> float:

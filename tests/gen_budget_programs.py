@@ -3,7 +3,8 @@
 Each program declares int params `p0..pk` (range 1..6) and uses them, alone
 or in small static arithmetic, for `n`, `max_tokens`, `k`, `rounds` and
 repeat counts, across samples, extends, verifies, revisions, concatenations,
-branches and loops. New variables are introduced only at the top level and
+the search built-ins (`balance`, `backup`, `filter` on `finished`), branches
+and loops (`until all_finished(...)` among the exits). New variables are introduced only at the top level and
 only re-bound inside blocks, so every use is defined on every path.
 """
 
@@ -44,7 +45,8 @@ def _value(draw: st.DrawFn, params: list[str], cands: list[str]) -> str:
     """A candidates-valued expression over the existing variables."""
     e = lambda: draw(static_expr(params))  # noqa: E731
     src = draw(st.sampled_from(cands))
-    kind = draw(st.sampled_from(["sample", "sample_t", "extend", "verify", "top", "concat", "revise"]))
+    kind = draw(st.sampled_from(["sample", "sample_t", "extend", "verify", "top", "concat", "revise",
+                                 "balance", "backup", "filter"]))
     if kind == "sample":
         return f"sample(policy, question, n = {e()}, max_tokens = {e()})"
     if kind == "sample_t":
@@ -57,6 +59,13 @@ def _value(draw: st.DrawFn, params: list[str], cands: list[str]) -> str:
         return f"top({src}, k = {e()})"
     if kind == "concat":
         return f"{src} + {draw(st.sampled_from(cands))}"
+    if kind == "balance":
+        total = draw(st.sampled_from(["", f", total = count({draw(st.sampled_from(cands))})", f", total = {e()}"]))
+        return f"balance({src}, n = {e()}{total}, temperature = {draw(st.sampled_from(['0.0', '0.5', '2']))})"
+    if kind == "backup":
+        return f"backup({src}, {draw(st.sampled_from(cands))})"
+    if kind == "filter":
+        return f"filter({src}, {draw(st.sampled_from(['finished', 'not finished', 'finished or score > 0.5']))})"
     return f"revise(policy, top({src}, k = 2), rounds = {e()}, max_tokens = {e()})"
 
 
@@ -82,7 +91,7 @@ def _block(draw: st.DrawFn, params: list[str], cands: list[str], depth: int, ind
                 lines.append(f"{indent}    if best_score({target}) > 0.9 {{")
                 lines.append(f"{indent}        break")
                 lines.append(f"{indent}    }}")
-            until = f" until mean_score({target}) > 0.5" if draw(st.booleans()) else ""
+            until = draw(st.sampled_from(["", f" until mean_score({target}) > 0.5", f" until all_finished({target})"]))
             lines.append(f"{indent}}}{until}")
     return lines
 

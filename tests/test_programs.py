@@ -24,6 +24,8 @@ BOUNDS = {
     "beam_search": (320, 1760),
     "best_of_n": (16, 896),
     "dvts": (320, 1760),
+    "lookahead": (512, 4224),
+    "rebase": (320, 1760),
     "revision": (10, 560),
     "self_consistency": (16, 1792),
     "weighted_best_of_n": (32, 1792),

@@ -25,6 +25,8 @@ SETTINGS: dict[str, dict[str, str]] = {
     "revision.ttc": {"rounds": "2"},
     "beam_search.ttc": {"beams": "2", "width": "2"},
     "dvts.ttc": {"trees": "2", "width": "2"},
+    "lookahead.ttc": {"beams": "2", "width": "2", "lookahead": "1"},
+    "rebase.ttc": {"width": "4"},
     "adaptive.ttc": {"probe": "3", "hard_n": "4"},
 }
 

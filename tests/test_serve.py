@@ -55,7 +55,8 @@ def test_answer_and_usage(url):
     assert answer == "60"  # arith-s with 4 weighted samples gets this one (checked against `ttcl run`)
     u = r.usage
     t = u.model_extra["ttcl"]
-    assert t["status"] == "ok" and t["calls"] == 8  # 4 samples + 4 verifier passes
+    # 4 samples + one verifier pass per distinct sample (identical samples are scored once: docs/runtime.md)
+    assert t["status"] == "ok" and 4 < t["calls"] <= 8
     assert u.completion_tokens > 0 and u.total_tokens == u.prompt_tokens + u.completion_tokens
     # everything generated except the answer's own tokens (char-level: "60" is 2)
     assert u.completion_tokens_details.reasoning_tokens == u.completion_tokens - 2

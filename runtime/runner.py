@@ -57,6 +57,9 @@ class RunOptions:
     dataset: Path | None = None
     max_batch_items: int | None = None
     overwrite: bool = False  # start `trace` over even when it already holds a run
+    # lockstep: each step waits for every item's calls; stream: an item advances as soon as its own
+    # calls to a server return; auto: stream when any model is a server (docs/endpoints.md)
+    schedule: str = "auto"
 
 
 class NodeRow(BaseModel):
@@ -373,7 +376,15 @@ class Runner:
                    sub_budgets=sub_budgets(self.compiled), **extra)
 
     def scheduler(self, acc: Accountant, hooks: list[NodeHook]) -> Scheduler:
-        return Scheduler(
+        cls = Scheduler
+        mode = self.options.schedule
+        if mode not in ("auto", "lockstep", "stream"):
+            raise TtclRuntimeError(f"schedule {mode!r}: expected auto, lockstep or stream")
+        if mode == "stream" or mode == "auto" and any(hasattr(be, "submit") for be in self.backends.values()):
+            from ttcl.runtime.scheduler_stream import StreamScheduler
+
+            cls = StreamScheduler
+        return cls(
             self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract,
             seed=self.options.seed, hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),
             max_batch_items=self.options.max_batch_items,

@@ -155,22 +155,27 @@ class Scheduler:
             for run in active:
                 self._advance(run)
             self._execute(active)
-            still: list[_ItemRun] = []
-            for run in active:
-                if self._finished(run):
-                    res = self._result(run)
-                    results[run.index] = res
-                    for h in self.hooks:
-                        h.after_item(item=run.index, result=res)
-                    if on_result is not None:
-                        on_result(res)
-                else:
-                    still.append(run)
-            active = still
+            active = self._retire(active, results, on_result)
         ordered = [results[i.index] for i in items]
         for h in self.hooks:
             h.after_run(results=ordered)
         return ordered
+
+    def _retire(self, active: list[_ItemRun], results: dict[int, ItemResult],
+                on_result: Callable[[ItemResult], None] | None) -> list[_ItemRun]:
+        """Record every finished item; return the ones still running."""
+        still: list[_ItemRun] = []
+        for run in active:
+            if self._finished(run):
+                res = self._result(run)
+                results[run.index] = res
+                for h in self.hooks:
+                    h.after_item(item=run.index, result=res)
+                if on_result is not None:
+                    on_result(res)
+            else:
+                still.append(run)
+        return still
 
     # ------------------------------------------------------------ per item
 
@@ -382,10 +387,9 @@ class Scheduler:
 
     def _execute(self, runs: list[_ItemRun]) -> None:
         """Send every queued call of every job, grouped by model / verifier, one batch per group."""
-        pending: list[tuple[_ItemRun, Job]] = [(r, j) for r in runs for j in list(r.jobs.values()) if j.calls]
-        self.steps += 1
-        for h in self.hooks:  # e.g. a sharded run's accountant sends the step's reservations in one call
-            h.before_calls(step=self.steps)
+        self._execute_jobs([(r, j) for r in runs for j in list(r.jobs.values()) if j.calls])
+
+    def _execute_jobs(self, pending: list[tuple[_ItemRun, Job]]) -> None:
         gen: dict[tuple[str, str], list[GenCall]] = defaultdict(list)
         score: dict[str, list[ScoreCall]] = defaultdict(list)
         for _, job in pending:
@@ -400,13 +404,17 @@ class Scheduler:
         for name, calls in score.items():
             self._run_score(name, calls)
         for run, job in pending:
-            allow = job.allowance
-            spent = job.collect()
-            if allow is not None:
-                self._after_phase(run, job.node, allow, spent, job.error)
-            job.next_phase(self._gate(run))
-            if job.done:
-                self._finish_job(run, job)
+            self._complete(run, job)
+
+    def _complete(self, run: _ItemRun, job: Job) -> None:
+        """A job's phase has its results: charge it, queue its next phase or finish its node."""
+        allow = job.allowance
+        spent = job.collect()
+        if allow is not None:
+            self._after_phase(run, job.node, allow, spent, job.error)
+        job.next_phase(self._gate(run))
+        if job.done:
+            self._finish_job(run, job)
 
     def _run_gen(self, model: str, kind: str, calls: list[GenCall]) -> None:
         be = self.backends[model]

@@ -156,3 +156,23 @@ def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
                          env=env)
     assert out.returncode == 2 and "is the server running" in out.stderr
     assert "Traceback" not in out.stderr and "sk-very-secret" not in out.stderr + out.stdout
+
+
+def test_stream_schedule_matches_lockstep(ts_url):
+    """Items advancing on their own (stream) give the same answers and ledger as lockstep (greedy: deterministic)."""
+    from ttcl.runtime.backends.endpoint import pin_served_model
+    from ttcl.runtime.scheduler_stream import StreamScheduler
+
+    ref = pin_served_model(ts_url)
+    compiled = compile_program(source=STEPS, file="t.ttc", model_overrides={"policy": ref})
+    items = [Item(index=i, question=q) for i, q in enumerate(["35 *2 -10", "4 +5 *2", "9 -3"])]
+    out = {}
+    for mode in ("lockstep", "stream"):
+        runner = Runner(compiled, RunOptions(seed=0, schedule=mode))
+        assert isinstance(runner.scheduler(runner.accountant(), []), StreamScheduler) == (mode == "stream")
+        out[mode] = runner.run(items)
+    a, b = out["lockstep"], out["stream"]
+    assert [r["answer"] for r in a.results] == [r["answer"] for r in b.results]
+    assert [r["cost"]["gen_tokens"] for r in a.results] == [r["cost"]["gen_tokens"] for r in b.results]
+    assert [r["cost"]["prompt_tokens"] for r in a.results] == [r["cost"]["prompt_tokens"] for r in b.results]
+    assert b.failed == 0

@@ -135,7 +135,7 @@ def _run_once(
     program: Path, sets: list[str], models: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
-    allow_remote: list[str] | None = None, wide: Wide | None = None,
+    allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
@@ -149,7 +149,7 @@ def _run_once(
         typer.echo(json.dumps(diagnostics_json(e), indent=2))
         raise typer.Exit(e.exit_code) from None
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
-                      max_batch_items=batch_items, overwrite=overwrite)
+                      max_batch_items=batch_items, overwrite=overwrite, schedule=schedule)
     if wide is not None and wide.address is not None:
         from ttcl.runtime.distributed import RayRunner
 
@@ -240,6 +240,7 @@ def run(
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
     shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
+    schedule: Annotated[str, typer.Option("--schedule", help="auto | lockstep | stream (stream: items advance as their own server calls return; auto: stream on a server).")] = "auto",
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
@@ -251,13 +252,14 @@ def run(
         raise RunOptionError("--resume and --overwrite contradict each other: keep one")
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+    _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     wide = Wide(ray, workers, shards)
     items = _load_items(input_, dataset, limit)
     with wide:
         summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                             resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                             batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
-                            allow_remote=allow_remote, wide=wide)
+                            allow_remote=allow_remote, wide=wide, schedule=schedule)
     if as_json:
         typer.echo(summary.model_dump_json(indent=2))
     else:

@@ -1,0 +1,74 @@
+"""Scheduling against a server: each item advances as soon as its own calls return.
+
+The lockstep scheduler suits one local batch: each step waits for its
+slowest request. A server batches continuously, so here every request of a
+model node on an endpoint backend (one with `submit`) is sent the moment
+its job asks, up to the endpoint's concurrency limit, and each job is
+completed (charged, next phase queued, node settled) as soon as its own
+requests are back; its item then runs its next ready nodes right away. One
+long generation holds only its own item.
+
+Everything else is the lockstep scheduler's: jobs, gates and the
+accountant (allowances are reserved before a request is sent, so items in
+flight together can never jointly overspend), per-sample seeds (derived
+from (seed, item, node, sample) only), failures isolated per item. Calls to
+local backends and verifiers still run as batches, over whatever is ready.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+from ttcl.runtime.dataset import Item
+from ttcl.runtime.jobs import GenCall, Job
+from ttcl.runtime.scheduler import ItemResult, Scheduler, _ItemRun, settle_future
+
+
+class StreamScheduler(Scheduler):
+    """The scheduler with per-item progress against endpoint backends."""
+
+    def _remote(self, job: Job) -> bool:
+        return all(isinstance(c, GenCall) and hasattr(self.backends[c.model], "submit") for c in job.calls)
+
+    def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+        for h in self.hooks:
+            h.before_run(items=len(items))
+        results: dict[int, ItemResult] = {}
+        queue = list(items)
+        active: list[_ItemRun] = []
+        flying: dict[Future, tuple[_ItemRun, Job, GenCall]] = {}
+        open_calls: dict[int, int] = {}  # id(job) -> its requests still in flight
+        while queue or active:
+            while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
+                active.append(self._new_run(queue.pop(0)))
+            for run in active:
+                self._advance(run)
+            local: list[tuple[_ItemRun, Job]] = []
+            for run in active:
+                for job in list(run.jobs.values()):
+                    if not job.calls or id(job) in open_calls:
+                        continue
+                    if self._remote(job):
+                        open_calls[id(job)] = len(job.calls)
+                        for call in job.calls:
+                            self.batches.append((call.model, 1))
+                            flying[self.backends[call.model].submit(call.request)] = (run, job, call)
+                    else:
+                        local.append((run, job))
+            if local:
+                self._execute_jobs(local)
+            elif flying:
+                done, _ = wait(list(flying), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run, job, call = flying.pop(fut)
+                    settle_future(call, fut)
+                    open_calls[id(job)] -= 1
+                    if open_calls[id(job)] == 0:
+                        del open_calls[id(job)]
+                        self._complete(run, job)
+            active = self._retire(active, results, on_result)
+        ordered = [results[i.index] for i in items]
+        for h in self.hooks:
+            h.after_run(results=ordered)
+        return ordered

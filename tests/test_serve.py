@@ -89,12 +89,13 @@ def test_overrides_admission_and_errors(url):
 def test_completions_and_stream(url):
     c = client(url, "k-stream")
     r = c.completions.create(model="wbon:two", prompt="9 *3", seed=3)
-    assert r.choices[0].text and r.usage.model_extra["ttcl"]["calls"] == 4
+    calls = r.usage.model_extra["ttcl"]["calls"]
+    assert r.choices[0].text and 2 < calls <= 4  # 2 samples + a PRM pass per distinct sample
     chunks = list(c.chat.completions.create(model="wbon:two", messages=[{"role": "user", "content": "9 *3"}], seed=3,
                                             stream=True, stream_options={"include_usage": True}))
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == r.choices[0].text  # same program, input and seed
-    assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["ttcl"]["calls"] == 4
+    assert chunks[-1].usage is not None and chunks[-1].usage.model_extra["ttcl"]["calls"] == calls
     # the raw stream opens with a keep-alive comment before the answer
     body = json.dumps({"model": "wbon:two", "messages": [{"role": "user", "content": "9 *3"}], "stream": True}).encode()
     req = urllib.request.Request(url + "/chat/completions", data=body, headers={"Content-Type": "application/json"})
@@ -103,10 +104,17 @@ def test_completions_and_stream(url):
 
 
 def test_key_budget(url):
-    c = client(url, "k-pooled")  # 40 calls per key; a request's worst case (and actual) is 8 calls
-    for k in range(5):
-        ask(c, f"1 +{k}", seed=1)
-    with pytest.raises(openai.RateLimitError) as e:
-        ask(c, "1 +9", seed=1)
-    assert "pooled budget" in e.value.body["message"]
-    ask(client(url, "k-other"), "1 +3", seed=1)  # another key has its own
+    c = client(url, "k-pooled")  # 40 calls per key; a request reserves its worst case, 8 calls
+    spent = 0.0
+    for k in range(20):
+        try:
+            r = ask(c, f"1 +{k}", seed=1)
+        except openai.RateLimitError as e:
+            assert "pooled budget" in e.body["message"]
+            break
+        spent += r.usage.model_extra["ttcl"]["calls"]
+    else:
+        pytest.fail("the key's pooled budget never ran out")
+    # actual calls vary (identical samples are scored once), but a request is refused only when its worst case no
+    # longer fits what is left, and what was spent never exceeds the key's budget
+    assert 40 - 8 < spent <= 40

@@ -196,6 +196,7 @@ class SampleJob(Job):
             raise OpError("sample: the prompt is empty")
         self.prompt = prompt
         p = be.count_tokens(prompt)
+        self.prompt_len, self.spec = p, be.spec
         n, m = a.n or 1, a.max_tokens or 256
         sh = getattr(be, "shares_prefill", True)
         allow = self._ask(gate, gen_worst(be.spec, p, n, m, sh), n, m, lambda nn, mm: gen_worst(be.spec, p, nn, mm, sh))
@@ -210,9 +211,11 @@ class SampleJob(Job):
         assert isinstance(call, GenCall) and call.result is not None
         ex = self.ctx.extract
         uid = self.node.id
+        p = self.prompt_len
         self.value = Candidates(
             tuple(
-                Candidate(self.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason, uid=f"{uid}#{j}")
+                Candidate(self.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason, uid=f"{uid}#{j}",
+                          flops=forward_flops(self.spec, p, p + len(s.token_ids)))
                 for j, s in enumerate(call.result.samples)
             )
         )
@@ -230,6 +233,7 @@ class ExtendJob(Job):
         self.parents = self.cands_in()
         self.open = [c for c in self.parents.items if c.finish != "eos"]
         lengths = [be.count_tokens(c.prompt + c.text) for c in self.open]
+        self.lengths, self.spec = lengths, be.spec
         n, m = a.n or 1, a.max_tokens or 64
 
         sh = getattr(be, "shares_prefill", True)
@@ -254,18 +258,20 @@ class ExtendJob(Job):
     def _consume(self, calls: list[Call]) -> None:
         ex = self.ctx.extract
         results = iter(calls)
+        lengths = iter(self.lengths)
         out: list[Candidate] = []
         for parent in self.parents.items:
             if parent.finish == "eos":
                 out.append(parent)
                 continue
-            call = next(results)
+            call, L = next(results), next(lengths)
             assert isinstance(call, GenCall) and call.result is not None
             lineage = (*parent.ancestors, parent.uid) if parent.uid else parent.ancestors
             for s in call.result.samples:
                 text = parent.text + s.text
                 out.append(Candidate(parent.prompt, text, ex(text), tokens=parent.tokens + len(s.token_ids),
-                                     finish=s.finish_reason, uid=f"{self.node.id}#{len(out)}", ancestors=lineage))
+                                     finish=s.finish_reason, uid=f"{self.node.id}#{len(out)}", ancestors=lineage,
+                                     flops=parent.flops + forward_flops(self.spec, L, L + len(s.token_ids))))
         self.value = Candidates(tuple(out))
 
 
@@ -295,6 +301,7 @@ class VerifyJob(Job):
             self._assemble()
             return []
         self.fresh = Candidates(tuple(fresh.values()))
+        self.shares: dict[tuple[str, str], float] = {}
         scorer = self.ctx.scorers[ref.name]
         if self._ask(gate, scorer.worst_case(self.ctx.question, self.fresh), None, None, None) is None:
             return []
@@ -306,13 +313,16 @@ class VerifyJob(Job):
         r = call.result
         if len(r.scores) != len(self.fresh):
             raise OpError(f"verifier returned {len(r.scores)} scores for {len(self.fresh)} candidates")
+        share = r.cost.flops / len(self.fresh)  # every candidate scored here is one verifier sequence
         for c, s, st in zip(self.fresh.items, r.scores, r.steps, strict=True):
             self.ctx.scores[(self.name, c.prompt, c.text)] = (s, st)
+            self.shares[(c.prompt, c.text)] = share
         self._assemble()
 
     def _assemble(self) -> None:
-        got = self.ctx.scores
-        self.value = Candidates(tuple(c.with_score(*got[(self.name, c.prompt, c.text)]) for c in self.cands.items))
+        got, shares = self.ctx.scores, getattr(self, "shares", {})
+        self.value = Candidates(tuple(c.with_score(*got[(self.name, c.prompt, c.text)], flops=shares.get((c.prompt, c.text), 0.0))
+                                      for c in self.cands.items))
 
 
 class ReviseJob(Job):
@@ -342,6 +352,7 @@ class ReviseJob(Job):
             for c, fb in zip(self.current.items, self.feedback, strict=True)
         ]
         lengths = [be.count_tokens(p) for p in self.prompts]
+        self.lengths, self.spec = lengths, be.spec
         m = a.max_tokens or 256
 
         def worst(_n: int, mm: int) -> Cost:
@@ -367,12 +378,13 @@ class ReviseJob(Job):
             return
         ex = self.ctx.extract
         out: list[Candidate] = []
-        for j, (c, call) in enumerate(zip(self.current.items, calls, strict=True)):
+        for j, (c, call, L) in enumerate(zip(self.current.items, calls, self.lengths, strict=True)):
             assert isinstance(call, GenCall) and call.result is not None
             s = call.result.samples[0]
             lineage = (*c.ancestors, c.uid) if c.uid else c.ancestors
             out.append(Candidate(c.prompt, s.text, ex(s.text), tokens=len(s.token_ids), finish=s.finish_reason,
-                                 uid=f"{self.node.id}@{self.round}#{j}", ancestors=lineage))
+                                 uid=f"{self.node.id}@{self.round}#{j}", ancestors=lineage,
+                                 flops=c.flops + forward_flops(self.spec, L, L + len(s.token_ids))))
         self.current = Candidates(tuple(out))
         self.value = self.current
         self.round += 1

@@ -184,7 +184,8 @@ class TraceHook(NodeHook):
 
 def item_record(r: ItemResult) -> ItemRecord:
     return ItemRecord(item=r.index, question=r.question, gold=r.gold, answer=r.answer, correct=r.correct,
-                      status=r.status, error=r.error, failures=r.failures, cost=r.cost.as_dict(), seconds=r.cost.seconds)
+                      status=r.status, error=r.error, failures=r.failures, cost=r.cost.as_dict(), seconds=r.cost.seconds,
+                      fields=r.fields)
 
 
 def result_from_record(rec: ItemRecord) -> ItemResult:
@@ -192,7 +193,7 @@ def result_from_record(rec: ItemRecord) -> ItemResult:
     cost = Cost(calls=c.get("calls", 0), prompt_tokens=c.get("prompt_tokens", 0), gen_tokens=c.get("gen_tokens", 0),
                 flops=c.get("flops", 0), seconds=c.get("seconds", 0))
     return ItemResult(index=rec.item, question=rec.question, gold=rec.gold, answer=rec.answer, correct=rec.correct,
-                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost)
+                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost, fields=dict(rec.fields))
 
 
 def _cost_of(d: dict[str, float]) -> Cost:
@@ -433,7 +434,7 @@ def _unitwise(costs: list[Cost], agg: Callable[[list[float]], float]) -> dict[st
 def _result_json(r: ItemResult) -> dict[str, Any]:
     return {
         "item": r.index, "question": r.question, "gold": r.gold, "answer": r.answer, "correct": r.correct,
-        "status": r.status, "error": r.error, "failures": r.failures, "cost": r.cost.as_dict(),
+        "status": r.status, "error": r.error, "failures": r.failures, "cost": r.cost.as_dict(), "fields": r.fields,
     }
 
 

@@ -56,6 +56,7 @@ class ItemResult:
     error: str | None = None
     failures: dict[str, str] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
+    fields: dict[str, Any] = field(default_factory=dict)  # the dataset line's other fields (e.g. steps)
 
 
 @dataclass
@@ -380,7 +381,7 @@ class Scheduler:
         correct = None if gold is None else (ans.value == gold)
         return ItemResult(
             index=run.index, question=run.item.question, gold=gold, answer=ans.value, correct=correct,
-            status=run.status, error=run.error, failures=failures, cost=run.cost,
+            status=run.status, error=run.error, failures=failures, cost=run.cost, fields=dict(run.item.extra),
         )
 
     # ------------------------------------------------------------ batched execution

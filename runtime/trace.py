@@ -102,6 +102,7 @@ class ItemRecord(BaseModel):
     failures: dict[str, str] = {}
     cost: dict[str, float] = {}
     seconds: float = 0.0
+    fields: dict[str, Any] = {}  # the dataset line's other fields (e.g. steps), for breakdowns
 
 
 class LostRecord(BaseModel):

@@ -37,9 +37,15 @@ class Candidate:
 
     def descends_from(self, other: Candidate) -> bool:
         return bool(other.uid) and (self.uid == other.uid or other.uid in self.ancestors)
+    # FLOPs this candidate alone caused: its decode (and, for extend/revise, its own context),
+    # plus its share of each verifier pass over it. A prompt prefilled once for many samples
+    # is not in any candidate's share; the node record's cost minus the shares is that prefix.
+    flops: float = 0.0
 
-    def with_score(self, score: float | None, steps: tuple[float, ...] | None = None) -> Candidate:
-        return replace(self, score=score, step_scores=steps if steps is not None else self.step_scores)
+    def with_score(self, score: float | None, steps: tuple[float, ...] | None = None,
+                   flops: float = 0.0) -> Candidate:
+        return replace(self, score=score, step_scores=steps if steps is not None else self.step_scores,
+                       flops=self.flops + flops)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text, "answer": self.answer}
@@ -48,6 +54,7 @@ class Candidate:
         if self.step_scores is not None:
             out["step_scores"] = list(self.step_scores)
         out["tokens"] = self.tokens
+        out["flops"] = self.flops
         if self.finish:
             out["finish"] = self.finish
         return out

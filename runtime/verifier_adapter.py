@@ -61,8 +61,12 @@ class _PairScorer:
             p = self.pairs(q, cands)
             spans.append((len(flat), len(flat) + len(p)))
             flat.extend(p)
+        steps: list[list[float]] | None = None
         try:
-            scores, usage = self.v.score(flat)
+            if hasattr(self.v, "score_steps"):  # a PRM: keep its step scores for the trace
+                scores, steps, usage = self.v.score_steps(flat)
+            else:
+                scores, usage = self.v.score(flat)
             failed: dict[int, BaseException] = {}
         except TtclRuntimeError as e:
             if not hasattr(e, "failures"):
@@ -76,7 +80,8 @@ class _PairScorer:
             if bad:
                 out.append(TtclRuntimeError(f"verifier {self.name!r}: {failed[bad[0]]}"))
             else:
-                out.append(Scored([float(s) for s in scores[lo:hi]], [None] * (hi - lo), cost))
+                st = [tuple(float(x) for x in steps[i]) for i in range(lo, hi)] if steps is not None else [None] * (hi - lo)
+                out.append(Scored([float(s) for s in scores[lo:hi]], st, cost))
         return out
 
 

@@ -321,11 +321,16 @@ class ProcessRewardVerifier(_ClassifierVerifier):
         return out, self._usage(enc, failed, time.perf_counter() - t0), failed
 
     def score(self, items: list[Item]) -> tuple[list[float], Usage]:
+        scores, _, usage = self.score_steps(items)
+        return scores, usage
+
+    def score_steps(self, items: list[Item]) -> tuple[list[float], list[list[float]], Usage]:
+        """The aggregate score and the step scores behind it, per item (one forward pass)."""
         steps, usage, failed = self._step_scores(items)
         scores = [math.nan if i in failed else aggregate(s, self.agg) for i, s in enumerate(steps)]
         if failed:
             raise ItemFailures(scores, failed, usage)
-        return scores, usage
+        return scores, steps, usage
 
 
 # -- LLM judge -------------------------------------------------------------------------------

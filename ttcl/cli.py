@@ -26,7 +26,7 @@ app = typer.Typer(
 
 # Modules that define `register(app)`; a missing one is skipped so a partial
 # checkout still gives a working CLI.
-_COMMAND_MODULES = ("compile", "fmt", "run", "zoo", "programs", "serve")
+_COMMAND_MODULES = ("compile", "fmt", "run", "eval", "zoo", "programs", "serve")
 
 
 def _version(value: bool) -> None:

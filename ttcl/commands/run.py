@@ -1,16 +1,14 @@
-"""`ttcl run` and `ttcl eval`: run a strategy on real models, with its cost counted and capped.
+"""`ttcl run`: run a strategy on real models, with its cost counted and capped.
 
 `ttcl run` prints the answer (one input) or the accuracy (a dataset), then
 one row per spending node, the same rows as `ttcl check`, with the actual
 spend beside the static bound, and the totals against the budget.
-`ttcl eval` runs a sweep of configurations and reports accuracy against
-compute (mean FLOPs and tokens per item) as a table, JSON and a plot.
+`ttcl eval` (ttcl/commands/eval.py) reuses the run helpers here.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.errors import TtclRuntimeError, TtclSemanticError
+from ttcl.errors import TtclSemanticError
 
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
@@ -270,7 +268,7 @@ def run(
         raise typer.Exit(EXIT_ITEMS_NOT_OK)
 
 
-# ---------------------------------------------------------------- eval
+# ---------------------------------------------------------------- sweeps (used by `ttcl eval`)
 
 
 def parse_sweep(items: list[str]) -> list[list[tuple[str, str]]]:
@@ -285,144 +283,9 @@ def parse_sweep(items: list[str]) -> list[list[tuple[str, str]]]:
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 
 
-def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
-    """`["policy=ttcl:arith-l"]` -> series label and the --model overrides it adds."""
-    out = []
-    for item in items:
-        binds = [b.strip() for b in item.split(",") if b.strip()]
-        if not binds or any("=" not in b or not b.split("=", 1)[1] for b in binds):
-            raise RunOptionError(f"--compare {item!r}: expected NAME=MODEL[,NAME=MODEL], e.g. --compare policy=ttcl:arith-l")
-        out.append((item, binds))
-    return out
-
-
-def eval_(
-    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
-    dataset: Annotated[Path, typer.Option("--dataset", help="A JSONL file with question/answer fields.")],
-    sweep: Annotated[list[str] | None, typer.Option("--sweep", help="A param and its values: --sweep n=1,4,16 (repeatable).")] = None,
-    compare: Annotated[list[str] | None, typer.Option("--compare", help="An extra series with other models: --compare policy=ttcl:arith-l.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param in every configuration.")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
-    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N dataset items.")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x) as a PNG.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the sweep as JSON.")] = False,
-    allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
-    batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
-    shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
-) -> None:
-    """Accuracy against compute over a sweep of configurations (and other models at equal FLOPs)."""
-    sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
-    _check_choice("--device", device, DEVICES)
-    _check_choice("--dtype", dtype, DTYPES)
-    configs = parse_sweep(sweep)
-    series = [(", ".join(model) or "as declared", [])] + parse_compare(compare)
-    if batch_items is not None and batch_items < 1:
-        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
-    wide = Wide(ray, workers, shards)
-    items = _load_items(None, dataset, limit)
-    rows: list[dict[str, Any]] = []
-    with wide:
-        rows = _sweep(program, series, configs, set_, model, items, seed=seed, device=device, dtype=dtype,
-                      dataset=dataset, as_json=as_json, batch_items=batch_items, wide=wide,
-                      allow_remote=allow_remote)
-    if plot is not None:
-        write_plot(rows, plot, title=f"{program.name} on {dataset.name}")
-    if as_json:
-        typer.echo(json.dumps({"program": str(program), "dataset": str(dataset), "rows": rows}, indent=2))
-        return
-    console = Console(width=max(120, Console().width))
-    table = Table(title=f"{program.name}: accuracy against compute ({len(items)} items)")
-    for col in ("series", "config", "accuracy", "FLOPs/item", "tokens/item", "calls/item", "wall s", "note"):
-        table.add_column(col, justify="left" if col in ("series", "config") else "right")
-    for r in rows:
-        acc = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        table.add_row(r["series"], ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults", acc,
-                      _flops(r["flops_per_item"]), f"{r['tokens_per_item']:.1f}", f"{r['calls_per_item']:.1f}",
-                      f"{r['wall_seconds']:.2f}", _note(r))
-    console.print(table)
-    if plot is not None:
-        console.print(f"plot: {plot}")
-
-
-def _sweep(program: Path, series: list[tuple[str, list[str]]], configs: list[list[tuple[str, str]]],
-           set_: list[str], model: list[str], items: list[Any], *, seed: int, device: str, dtype: str,
-           dataset: Path, as_json: bool, batch_items: int | None, wide: Wide,
-           allow_remote: list[str] | None = None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for label, binds in series:
-        for config in configs:
-            sets = list(set_) + [f"{k}={v}" for k, v in config]
-            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
-            summary = _run_once(program, sets, list(model) + binds, items, seed=seed, device=device, dtype=dtype,
-                                trace=None, resume=False, dataset=dataset, show_progress=not as_json,
-                                label=f"{label}: {name}", batch_items=batch_items, wide=wide,
-                                allow_remote=allow_remote)
-            rows.append({
-                "series": label, "config": dict(config), "accuracy": summary.accuracy, "correct": summary.correct,
-                "items": summary.items, "flops_per_item": summary.actual_mean["flops"],
-                "tokens_per_item": summary.actual_mean["tokens"], "calls_per_item": summary.actual_mean["calls"],
-                "seconds_per_item": summary.actual_mean["seconds"], "wall_seconds": summary.wall_seconds,
-                "failed": summary.failed, "stopped": summary.stopped, "models": summary.header["models"],
-                "shrunk_nodes": sum(r.shrunk for r in summary.rows), "verdict": summary.verdict,
-            })
-    return rows
-
-
-def _note(row: dict[str, Any]) -> str:
-    """Why a configuration spent less than asked: the accountant shrank or stopped it."""
-    parts = []
-    if row["verdict"] == "over":
-        parts.append("over budget statically")
-    if row["shrunk_nodes"]:
-        parts.append(f"{row['shrunk_nodes']} nodes shrunk")
-    if row["stopped"]:
-        parts.append(f"{row['stopped']} items stopped")
-    if row["failed"]:
-        parts.append(f"{row['failed']} items failed")
-    return "; ".join(parts)
-
-
-def write_plot(rows: list[dict[str, Any]], path: Path, *, title: str) -> None:
-    """Accuracy against mean FLOPs per item, one line per series, log x (Agg: no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label in dict.fromkeys(r["series"] for r in rows):
-        pts = sorted(((r["flops_per_item"], r["accuracy"] or 0.0, r["config"]) for r in rows if r["series"] == label),
-                     key=lambda p: (p[0], p[1]))
-        xs = [max(p[0], 1.0) for p in pts]
-        ax.plot(xs, [p[1] for p in pts], marker="o", label=label)
-        for x, (_, y, cfg) in zip(xs, pts, strict=True):
-            ax.annotate(",".join(f"{k}={v}" for k, v in cfg.items()), (x, y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs per item (mean, actual)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as e:
-        raise TtclRuntimeError(f"{path}: error: cannot write the plot: {e.strerror}") from e
-    finally:
-        plt.close(fig)
-
-
 def register(app: typer.Typer) -> None:
     app.command("run")(run)
-    app.command("eval")(eval_)
 
 
-__all__ = ["register", "parse_sweep", "parse_compare", "write_plot"]
+__all__ = ["register", "parse_sweep"]
 

@@ -1,0 +1,74 @@
+"""Read one-pool data back from a run trace: per item, its dataset fields and its pool of candidates.
+
+The pool is the output of one `sample` node; every `verify` node over that
+node adds one score per candidate (reward models and PRMs become selection
+signals; an exact `check(...)` verifier gives the step scores behind strict
+pass@k). Correctness compares each candidate's extracted answer with the
+item's gold answer, the same test the run applies to its final answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ttcl.runtime.analysis.pool import Pool
+from ttcl.runtime.trace import Trace
+
+
+@dataclass
+class PoolNodes:
+    """Where the pool lives in a program: the sample node and the verify nodes over it."""
+
+    sample: str
+    verifiers: dict[str, tuple[str, str]]  # verify node id -> (verifier name, kind: check | reward | prm | judge)
+
+
+@dataclass
+class PooledItem:
+    index: int
+    fields: dict[str, Any]
+    correct: bool | None  # the program's own answer
+    pool: Pool
+
+
+def find_pool_nodes(dag: Any) -> PoolNodes:
+    """The sample node most verify nodes read (the first sample node when none is verified)."""
+    samples = [n for n in dag if n.op == "sample"]
+    if not samples:
+        raise ValueError("the program has no sample node to draw a pool from")
+    readers: dict[str, dict[str, tuple[str, str]]] = {s.id: {} for s in samples}
+    for n in dag:
+        if n.op == "verify" and n.args.verifier is not None:
+            src = n.input_nodes("cands")
+            if src and src[0] in readers:
+                readers[src[0]][n.id] = (n.args.verifier.name, n.args.verifier.kind)
+    best = max(samples, key=lambda s: len(readers[s.id]))
+    return PoolNodes(best.id, readers[best.id])
+
+
+def pools_from_trace(trace: Trace, nodes: PoolNodes) -> list[PooledItem]:
+    out: list[PooledItem] = []
+    for idx in sorted(trace.items):
+        rec = trace.items[idx]
+        by_id = {r.node_id: r for r in trace.nodes.get(idx, [])}
+        src = by_id.get(nodes.sample)
+        cands = src.outputs if src is not None and isinstance(src.outputs, list) else []
+        answers = [c.get("answer") for c in cands]
+        correct = [rec.gold is not None and a == rec.gold for a in answers]
+        gen = [float(c.get("flops", 0.0)) for c in cands]
+        shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
+        pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared))
+        for node_id, (name, kind) in nodes.verifiers.items():
+            r = by_id.get(node_id)
+            if r is None or not isinstance(r.outputs, list) or len(r.outputs) != len(cands):
+                continue
+            if kind == "check":
+                steps = [c.get("step_scores") or [] for c in r.outputs]
+                pool.strict = [ok and bool(st) and all(x == 1.0 for x in st) for ok, st in zip(correct, steps, strict=True)]
+                continue
+            pool.scores[name] = [float(c["score"]) if c.get("score") is not None else float("nan") for c in r.outputs]
+            # each candidate's share of this pass (a duplicate scored once shares its twin's cost)
+            pool.verifier_flops[name] = sum(float(v.get("flops", 0.0)) - g for v, g in zip(r.outputs, gen, strict=True))
+        out.append(PooledItem(idx, dict(rec.fields), rec.correct, pool))
+    return out

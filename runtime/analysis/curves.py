@@ -1,0 +1,93 @@
+"""Accuracy-against-FLOPs curves with 95% intervals, per difficulty bin, from per-item estimates.
+
+`ItemTable` holds, for one series (a model and a program), each item's
+expected accuracy and FLOPs under every (signal, k), averaged over seeds.
+Breakdowns group items by a dataset field (`--by steps`) plus "all".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ttcl.runtime.analysis.collect import PooledItem
+from ttcl.runtime.analysis.intervals import interval
+from ttcl.runtime.analysis.pool import Pool, estimate, flops_at_k, signals_of
+
+ALL = "all"
+
+
+@dataclass
+class ItemTable:
+    """Per-item accuracy and FLOPs for each (signal, k) of one series; items in dataset order."""
+
+    label: str
+    fields: list[dict[str, Any]]
+    seeds: int
+    ks: list[int]
+    acc: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    flops: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    pools: list[Pool] = field(default_factory=list)  # the first seed's pools (probe bins read them)
+
+    @property
+    def signals(self) -> list[str]:
+        return list(dict.fromkeys(s for s, _ in self.acc))
+
+
+def item_table(label: str, runs: Sequence[Sequence[PooledItem]], ks: Sequence[int] | None = None) -> ItemTable:
+    """Estimates for every signal the pools support at each k (every k <= N by default), seeds averaged."""
+    if not runs or not runs[0]:
+        raise ValueError(f"{label}: no items")
+    first = runs[0]
+    n = min(p.pool.n for run in runs for p in run)
+    use = [k for k in (ks or range(1, n + 1)) if 1 <= k <= n]
+    t = ItemTable(label, [p.fields for p in first], len(runs), use, pools=[p.pool for p in first])
+    for signal in signals_of(first[0].pool):
+        for k in use:
+            acc = np.array([[estimate(p.pool, signal, k, seed=p.index) for p in run] for run in runs])
+            fl = np.array([[flops_at_k(p.pool, signal, k) for p in run] for run in runs])
+            t.acc[(signal, k)], t.flops[(signal, k)] = acc.mean(axis=0), fl.mean(axis=0)
+    return t
+
+
+def bin_values(fields: Sequence[dict[str, Any]], by: str | None) -> list[Any]:
+    """The sorted values of field `by` (numbers numerically), then "all"."""
+    if by is None:
+        return [ALL]
+    vals = list(dict.fromkeys(f.get(by) for f in fields))
+    try:
+        vals.sort(key=lambda v: (v is None, float(v) if v is not None else 0.0))
+    except (TypeError, ValueError):
+        vals.sort(key=lambda v: str(v))
+    return [*vals, ALL]
+
+
+def in_bin(fields: Sequence[dict[str, Any]], by: str | None, value: Any) -> np.ndarray:
+    if value == ALL or by is None:
+        return np.ones(len(fields), dtype=bool)
+    return np.array([f.get(by) == value for f in fields], dtype=bool)
+
+
+def summarize(acc: np.ndarray, flops: np.ndarray, *, one_run: bool, seed: int = 0) -> dict[str, float]:
+    """Mean accuracy with its 95% interval (Wilson for one run's 0/1 outcomes, else bootstrap) and mean FLOPs."""
+    if acc.size == 0:
+        return {"items": 0, "accuracy": math.nan, "lo": math.nan, "hi": math.nan, "flops": math.nan}
+    binary = one_run and bool(np.all((acc == 0) | (acc == 1)))
+    lo, hi = interval(acc, binary_one_run=binary, seed=seed)
+    return {"items": int(acc.size), "accuracy": float(acc.mean()), "lo": lo, "hi": hi,
+            "flops": float(flops.mean()), "interval": "wilson" if binary else "bootstrap"}
+
+
+def curve_rows(table: ItemTable, by: str | None) -> list[dict[str, Any]]:
+    """One row per (bin, signal, k): accuracy, interval, FLOPs per item."""
+    rows = []
+    for value in bin_values(table.fields, by):
+        mask = in_bin(table.fields, by, value)
+        for (signal, k), acc in table.acc.items():
+            s = summarize(acc[mask], table.flops[(signal, k)][mask], one_run=table.seeds == 1)
+            rows.append({"series": table.label, "bin": value, "signal": signal, "k": k, **s})
+    return rows

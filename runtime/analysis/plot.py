@@ -1,0 +1,85 @@
+"""The figure `ttcl eval --plot` writes: accuracy against FLOPs per item (log x), one panel per bin plus "all",
+95% error bars, one line per (series, signal), greedy points of each model as markers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SIGNAL_COLORS = {"pass": "black", "strict": "dimgray", "maj": "tab:blue"}
+PALETTE = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+STYLES = ["-", "--", ":", "-."]
+MARKERS = ["X", "^", "*", "s", "D", "P", "v", "o"]
+
+
+def _color(signal: str, seen: dict[str, str]) -> str:
+    if signal in SIGNAL_COLORS:
+        return SIGNAL_COLORS[signal]
+    if signal not in seen:
+        seen[signal] = PALETTE[len(seen) % len(PALETTE)]
+    return seen[signal]
+
+
+def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]],
+                 bins: Sequence[Any], by: str | None, title: str) -> None:
+    """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal);
+    `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    n = len(bins)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.9), squeeze=False)
+    series = list(dict.fromkeys(r["series"] for r in curves))
+    labels = list(dict.fromkeys(p["label"] for p in points))
+    colors: dict[str, str] = {}
+    handles: dict[str, Any] = {}
+    for ax, value in zip(axes.flat, bins, strict=False):
+        for r_series in series:
+            style = STYLES[series.index(r_series) % len(STYLES)]
+            for signal in dict.fromkeys(r["signal"] for r in curves if r["series"] == r_series):
+                pts = sorted((r for r in curves if r["series"] == r_series and r["signal"] == signal
+                              and r["bin"] == value and r["items"]), key=lambda r: r["flops"])
+                if not pts:
+                    continue
+                xs, ys = [p["flops"] for p in pts], [p["accuracy"] for p in pts]
+                err = [[y - p["lo"] for y, p in zip(ys, pts, strict=True)], [p["hi"] - y for y, p in zip(ys, pts, strict=True)]]
+                h = ax.errorbar(xs, ys, yerr=err, color=_color(signal, colors), linestyle=style, marker=".",
+                                markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
+                handles.setdefault(f"{r_series} {signal}", h)
+        for p in points:
+            if p["bin"] != value or not p.get("items"):
+                continue
+            m = MARKERS[labels.index(p["label"]) % len(MARKERS)]
+            h = ax.errorbar([p["flops"]], [p["accuracy"]], yerr=[[p["accuracy"] - p["lo"]], [p["hi"] - p["accuracy"]]],
+                            color="red", marker=m, markersize=9, linestyle="none", capsize=2)
+            handles.setdefault(p["label"], h)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=80))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.set_title(f"{by} = {value}" if by else str(value), fontsize=10)
+        ax.set_xlabel("FLOPs per item (ttcl ledger)", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle(title, fontsize=11)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, max(1, len(handles))),
+               fontsize=7, frameon=True)
+    legend_rows = math.ceil(len(handles) / 6)
+    fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.97))
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise OSError(f"{path}: cannot write the plot: {e.strerror}") from e
+    finally:
+        plt.close(fig)

@@ -1,0 +1,173 @@
+"""One-pool estimators: every k <= N from one pool of N samples per item.
+
+For an item with a pool of N candidates (answer, correct, verifier scores)
+the estimators give the *expected* accuracy of a rule that draws k of the N
+uniformly without replacement:
+
+- pass@k: some drawn candidate is right. Unbiased closed form of Chen et al.
+  2021: 1 - C(N-c, k) / C(N, k) with c right candidates.
+- strict pass@k: the same with c counting candidates whose every step the
+  task's step checker accepts (and whose answer is right).
+- best@k (per verifier): the answer of the highest-scored drawn candidate that
+  has one. Exact: the drawn top score level is L with probability
+  [C(N-A_L, k) - C(N-A_L-s_L, k)] / C(N, k) (A_L answered candidates score
+  above L, s_L score exactly L), and a tie within L is a uniform draw.
+- maj@k and weighted@k: the majority (score-weighted) answer of the drawn k
+  (Wang et al. 2022). Exact by enumerating the C(N, k) subsets when there are
+  at most `ENUMERATE` of them, else a Monte Carlo mean over `SAMPLES` subsets
+  from a seeded generator. A tie between t answers credits 1/t to each (a
+  uniform tie break), so the estimate does not depend on candidate order.
+
+FLOPs at k (expected over the draw) come from the ledger: the prompt
+prefill shared by the pool is paid once, each drawn candidate pays its own
+decode, and a verifier pass costs its per-candidate share:
+shared + k * mean(gen) + k * (verifier node FLOPs / N).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ENUMERATE = 5000
+SAMPLES = 2000
+RULES = ("pass", "strict", "maj", "weighted", "best")
+
+
+@dataclass
+class Pool:
+    """One item's pool: per candidate its answer, correctness, own FLOPs; per verifier its scores and cost."""
+
+    answers: list[str | None]
+    correct: list[bool]
+    gen_flops: list[float]  # each candidate's own decode FLOPs
+    shared_flops: float = 0.0  # the prefill the whole pool shared (paid once)
+    scores: dict[str, list[float]] = field(default_factory=dict)  # verifier name -> score per candidate
+    verifier_flops: dict[str, float] = field(default_factory=dict)  # verifier name -> FLOPs over the pool
+    strict: list[bool] | None = None  # every step right (a task step checker), where there is one
+
+    @property
+    def n(self) -> int:
+        return len(self.answers)
+
+
+def comb(n: int, k: int) -> int:
+    return math.comb(n, k) if 0 <= k <= n else 0
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Chen et al. 2021's unbiased pass@k from n samples with c correct."""
+    if k > n:
+        raise ValueError(f"k = {k} > n = {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def best_at_k(scores: Sequence[float], answers: Sequence[str | None], correct: Sequence[bool], k: int) -> float:
+    """Expected correctness of the top-scored answered candidate among k drawn (exact, ties uniform)."""
+    n = len(scores)
+    total = comb(n, k)
+    levels: dict[float, list[bool]] = {}
+    for s, a, ok in zip(scores, answers, correct, strict=True):
+        if a is not None and not math.isnan(s):
+            levels.setdefault(float(s), []).append(bool(ok))
+    above, out = 0, 0.0
+    for s in sorted(levels, reverse=True):
+        group = levels[s]
+        p_top = (comb(n - above, k) - comb(n - above - len(group), k)) / total
+        out += p_top * (sum(group) / len(group))
+        above += len(group)
+    return out
+
+
+def _vote_credit(subsets: np.ndarray, ids: np.ndarray, right: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Credit of each subset (rows of candidate indices): the right winners' share of the tied winners."""
+    a = right.size
+    picked, w = ids[subsets], weights[subsets]  # [M, k]
+    tally = np.zeros((subsets.shape[0], a + 1))
+    np.add.at(tally, (np.arange(subsets.shape[0])[:, None], np.where(picked < 0, a, picked)), w)
+    tally = tally[:, :a]  # column a collects candidates without an answer
+    top = tally.max(axis=1, keepdims=True)
+    win = (tally == top) & (top > 0)
+    n_win = win.sum(axis=1)
+    return np.where(n_win > 0, (win & right[None, :]).sum(axis=1) / np.maximum(n_win, 1), 0.0)
+
+
+def vote_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int,
+              weights: Sequence[float] | None = None, seed: int = 0) -> float:
+    """Expected correctness of the (weighted) majority answer of k drawn candidates."""
+    n = len(answers)
+    if k > n:
+        raise ValueError(f"k = {k} > n = {n}")
+    keys = list(dict.fromkeys(a for a in answers if a is not None))
+    right = np.array([any(ok for a2, ok in zip(answers, correct, strict=True) if a2 == a) for a in keys], dtype=bool)
+    if not right.any():
+        return 0.0
+    ids = np.array([keys.index(a) if a is not None else -1 for a in answers])
+    w = np.ones(n) if weights is None else np.nan_to_num(np.asarray(weights, dtype=float), nan=0.0)
+    if comb(n, k) <= ENUMERATE:
+        subsets = np.array(list(itertools.combinations(range(n), k)), dtype=int).reshape(-1, k)
+    else:
+        rng = np.random.default_rng(seed)
+        subsets = np.argsort(rng.random((SAMPLES, n)), axis=1)[:, :k]
+    return float(_vote_credit(subsets, ids, right, w).mean())
+
+
+def rule_verifier(signal: str) -> tuple[str, str | None]:
+    """`maj` -> ("maj", None); `orm_w` -> ("weighted", "orm"); `orm_best` -> ("best", "orm")."""
+    if signal in ("pass", "strict", "maj"):
+        return signal, None
+    if signal.endswith("_w"):
+        return "weighted", signal[:-2]
+    if signal.endswith("_best"):
+        return "best", signal[:-5]
+    raise ValueError(f"unknown signal {signal!r}")
+
+
+def signals_of(pool: Pool) -> list[str]:
+    """Every rule this pool supports: pass, strict (with a step checker), maj, and per verifier _w and _best."""
+    out = ["pass"] + (["strict"] if pool.strict is not None else []) + ["maj"]
+    for v in pool.scores:
+        out += [f"{v}_w", f"{v}_best"]
+    return out
+
+
+def estimate(pool: Pool, signal: str, k: int, seed: int = 0) -> float:
+    """Expected accuracy of `signal` at k for this item."""
+    rule, v = rule_verifier(signal)
+    if rule == "pass":
+        return pass_at_k(pool.n, sum(pool.correct), k)
+    if rule == "strict":
+        if pool.strict is None:
+            raise ValueError("strict pass@k needs a step checker")
+        return pass_at_k(pool.n, sum(pool.strict), k)
+    if rule == "maj":
+        return vote_at_k(pool.answers, pool.correct, k, seed=seed)
+    assert v is not None
+    scores = pool.scores[v]
+    if rule == "weighted":
+        return vote_at_k(pool.answers, pool.correct, k, weights=scores, seed=seed)
+    return best_at_k(scores, pool.answers, pool.correct, k)
+
+
+def flops_at_k(pool: Pool, signal: str, k: int) -> float:
+    """Expected FLOPs of drawing k (prefill once) and, for verifier rules, scoring the k drawn."""
+    n = pool.n
+    gen = pool.shared_flops + k * (sum(pool.gen_flops) / n if n else 0.0)
+    _, v = rule_verifier(signal)
+    return gen + (k * pool.verifier_flops.get(v, 0.0) / n if v is not None and n else 0.0)
+
+
+def default_ks(n: int) -> list[int]:
+    """Powers of two up to n, and n."""
+    ks = [1 << i for i in range(max(1, n).bit_length()) if 1 << i <= n]
+    return ks if ks and ks[-1] == n else [*ks, n]
+
+
+__all__ = ["Pool", "RULES", "best_at_k", "default_ks", "estimate", "flops_at_k", "pass_at_k",
+           "rule_verifier", "signals_of", "vote_at_k"]

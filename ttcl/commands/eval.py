@@ -1,0 +1,280 @@
+"""`ttcl eval`: accuracy against compute, per item, per difficulty bin, with 95% intervals.
+
+Two modes share the options:
+
+- a sweep (`--sweep n=1,4,16`): one run per configuration and series; per
+  item rows, `--by FIELD` breakdowns, Wilson (one seed) or bootstrap (several)
+  intervals, and paired-bootstrap differences against the first series;
+- one pool (`--pool n=16`): one run per series draws N samples per item, and
+  every k <= N is estimated from it (pass@k, strict pass@k, maj@k, weighted@k
+  and best@k per verifier) with its FLOPs from the ledger; each series' model
+  and every `--greedy` model adds a greedy point; then the exchange rate at
+  equal FLOPs, Snell's total-compute accounting, and (`--allocate`) the
+  compute-optimal policy chosen on half the items and scored on the other.
+
+Runs write traces (`--traces DIR` keeps them; a rerun reuses finished items).
+The analysis itself lives in `ttcl.runtime.analysis`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
+from ttcl.commands.run import (
+    DEVICES,
+    DTYPES,
+    RunOptionError,
+    _check_choice,
+    _load_items,
+    _run_once,
+    parse_sweep,
+)
+from ttcl.errors import TtclRuntimeError
+
+
+def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
+    """`["policy=ttcl:arith-l"]` -> series label (the model's short name) and the --model overrides it adds."""
+    out = []
+    for item in items:
+        binds = [b.strip() for b in item.split(",") if b.strip()]
+        if not binds or any("=" not in b or not b.split("=", 1)[1] for b in binds):
+            raise RunOptionError(f"--compare {item!r}: expected NAME=MODEL[,NAME=MODEL], e.g. --compare policy=ttcl:arith-l")
+        out.append((", ".join(short_name(b.split("=", 1)[1]) for b in binds), binds))
+    return out
+
+
+def short_name(ref: str) -> str:
+    return ref.removeprefix("ttcl:").rstrip("/").rsplit("/", 1)[-1]
+
+
+def parse_seeds(seeds: str | None, seed: int) -> list[int]:
+    if seeds is None:
+        return [seed]
+    try:
+        out = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        out = []
+    if not out or len(set(out)) != len(out):
+        raise RunOptionError(f"--seeds {seeds!r}: expected distinct integers, e.g. --seeds 0,1,2")
+    return out
+
+
+def parse_pool(pool: str) -> tuple[str, int]:
+    name, eq, value = pool.partition("=")
+    if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+        raise RunOptionError(f"--pool {pool!r}: expected PARAM=N, the param that sets the samples per item, e.g. --pool n=16")
+    return name.strip(), int(value)
+
+
+def parse_ks(ks: str | None, n: int) -> list[int] | None:
+    from ttcl.runtime.analysis.pool import default_ks
+
+    if ks is None:
+        return default_ks(n)
+    if ks == "all":
+        return list(range(1, n + 1))
+    try:
+        out = sorted({int(k) for k in ks.split(",") if k.strip()})
+    except ValueError:
+        out = []
+    if not out or out[0] < 1 or out[-1] > n:
+        raise RunOptionError(f"--ks {ks!r}: expected `all` or k values in 1..{n}, e.g. --ks 1,2,4,8,16")
+    return out
+
+
+def parse_pretrain(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, eq, value = item.partition("=")
+        try:
+            out[short_name(name.strip())] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq:
+            raise RunOptionError(f"--pretrain-flops {item!r}: expected MODEL=FLOPS, e.g. --pretrain-flops ttcl:arith-s=3.7e12")
+    return out
+
+
+def parse_allocate(spec: str | None, by: str | None) -> tuple[str, int] | None:
+    if spec is None:
+        return None
+    m = re.fullmatch(r"(field|probe)(?::(\d+))?", spec)
+    if m is None:
+        raise RunOptionError(f"--allocate {spec!r}: expected `field` (bins from --by, oracle) or `probe[:M]` "
+                             "(bins from the agreement of the first M pool samples, charged)")
+    if m.group(1) == "field" and by is None:
+        raise RunOptionError("--allocate field needs --by FIELD (the dataset field that bins the items)")
+    return m.group(1), int(m.group(2) or 4)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_") or "run"
+
+
+class Runs:
+    """Runs one configuration of one series per seed, each with a trace in `root` (reused when finished)."""
+
+    def __init__(self, program: Path, dataset: Path, items: list[Any], root: Path, *, device: str, dtype: str,
+                 quiet: bool, batch_items: int | None = None, wide: Wide | None = None,
+                 allow_remote: list[str] | None = None) -> None:
+        self.program, self.dataset, self.items, self.root = program, dataset, items, root
+        self.device, self.dtype, self.quiet = device, dtype, quiet
+        self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
+
+    def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
+        trace = self.root / f"{slug(label)}__{slug(tag)}__seed{seed}.jsonl"
+        summary = _run_once(self.program, sets, binds, self.items, seed=seed, device=self.device, dtype=self.dtype,
+                            trace=trace, resume=trace.exists(), dataset=self.dataset, show_progress=not self.quiet,
+                            label=f"{label}: {tag} (seed {seed})")
+        return summary, trace
+
+
+def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None = None) -> str:
+    """The short names of the models the program samples from (after overrides)."""
+    from ttcl.commands.compile import compile_from_cli
+
+    dag = compile_from_cli(program, sets, binds, None, allow_remote).dag
+    refs = dict.fromkeys(n.args.model.ref for n in dag if n.op in ("sample", "extend", "revise") and n.args.model)
+    return ", ".join(short_name(r) for r in refs) or program.stem
+
+
+def eval_(
+    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="A JSONL file with question/answer fields.")],
+    sweep: Annotated[list[str] | None, typer.Option("--sweep", help="A param and its values: --sweep n=1,4,16 (repeatable).")] = None,
+    pool: Annotated[str | None, typer.Option("--pool", help="One pool per item: --pool n=16 sets param n to 16 and estimates every k <= 16 from it.")] = None,
+    ks: Annotated[str | None, typer.Option("--ks", help="With --pool: the k values (1,2,4,... by default; `all`).")] = None,
+    compare: Annotated[list[str] | None, typer.Option("--compare", help="Another series with other models: --compare policy=ttcl:arith-l.")] = None,
+    greedy: Annotated[list[str] | None, typer.Option("--greedy", help="With --pool: a greedy point for another model: --greedy policy=ttcl:arith-m.")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Break results down by a dataset field, e.g. --by steps.")] = None,
+    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M]`.")] = None,
+    baseline: Annotated[str, typer.Option("--baseline", help="With --allocate: the best-of-N signal to match (e.g. orm_w, maj).")] = "maj",
+    pretrain_flops: Annotated[list[str] | None, typer.Option("--pretrain-flops", help="Override a model's pretraining FLOPs: MODEL=FLOPS.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param in every configuration.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="The run seed (see --seeds).")] = 0,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="Repeat every run over these seeds: --seeds 0,1,2.")] = None,
+    split_seed: Annotated[int, typer.Option("--split-seed", help="With --allocate: the seed of the select/report split.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
+    limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N dataset items.")] = None,
+    traces: Annotated[Path | None, typer.Option("--traces", help="Keep every run's trace in this directory (reused on rerun).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x), a panel per bin, as a PNG.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print everything (per-item rows included) as JSON.")] = False,
+    allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
+    batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
+    shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
+) -> None:
+    """Accuracy against compute: sweeps or one-pool estimators, per difficulty bin, with intervals."""
+    sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
+    _check_choice("--device", device, DEVICES)
+    _check_choice("--dtype", dtype, DTYPES)
+    seed_list = parse_seeds(seeds, seed)
+    if pool is not None and sweep:
+        raise RunOptionError("give --sweep or --pool, not both (a pool already covers every k <= N)")
+    for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks)):
+        if val and pool is None:
+            raise RunOptionError(f"{opt} needs --pool PARAM=N")
+    if batch_items is not None and batch_items < 1:
+        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+    wide = Wide(ray, workers, shards)
+    alloc = parse_allocate(allocate, by)
+    pretrain = parse_pretrain(pretrain_flops or [])
+    greedy_series = parse_compare(greedy or [])
+    compare_series = parse_compare(compare)
+    items = _load_items(None, dataset, limit)
+    if by is not None and not any(by in it.extra for it in items):
+        fields = sorted({k for it in items for k in it.extra}) or ["none"]
+        raise RunOptionError(f"--by {by!r}: no item of {dataset} has that field (fields: {', '.join(fields)})")
+    base = [(policy_label(program, set_, model, allow_remote), [])]
+    series = base + [(label, binds) for label, binds in compare_series]
+    with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
+        root = traces if traces is not None else Path(tmp)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TtclRuntimeError(f"{root}: error: cannot create the traces directory: {e.strerror}") from e
+        runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=as_json,
+                    batch_items=batch_items, wide=wide, allow_remote=allow_remote)
+        title = f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))})"
+        if pool is None:
+            report = sweep_report(runs, series, parse_sweep(sweep), set_, model, seed_list, by)
+            report.update(program=str(program), dataset=str(dataset), title=title)
+            if plot is not None:
+                _plot_sweep(report, plot, by, title)
+            _emit(report, as_json, plot, print_sweep)
+            return
+        param, n = parse_pool(pool)
+        report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
+                             ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
+                             split_seed=split_seed)
+        report.update(program=str(program), dataset=str(dataset), title=title)
+        if plot is not None:
+            from ttcl.runtime.analysis.plot import write_figure
+
+            _write(lambda: write_figure(plot, curves=report["curves"], points=report["greedy"], bins=report["bins"],
+                                        by=by, title=title), plot)
+        _emit(report, as_json, plot, print_pool)
+
+
+def _write(fn: Any, path: Path) -> None:
+    try:
+        fn()
+    except OSError as e:
+        raise TtclRuntimeError(f"{path}: error: cannot write the plot: {e}") from e
+
+
+def _plot_sweep(report: dict[str, Any], plot: Path, by: str | None, title: str) -> None:
+    from ttcl.runtime.analysis.plot import write_figure
+
+    curves = []
+    for r in report["rows"]:
+        config = ", ".join(f"{k}={v}" for k, v in r["config"].items())
+        for b in r["bins"]:
+            curves.append({**b, "series": r["series"], "signal": "", "config": config})
+    _write(lambda: write_figure(plot, curves=curves, points=[], bins=report["bins"], by=by, title=title), plot)
+
+
+def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any) -> None:
+    if as_json:
+        typer.echo(json.dumps(_finite(report), indent=1, default=_json_default))
+        return
+    console = Console(width=max(120, Console().width))
+    printer(report, console)
+    if plot is not None:
+        console.print(f"plot: {plot}")
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN or infinity: they print as null (an interval that does not exist, a target never reached)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json_default(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    return str(x)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_)
+
+
+__all__ = ["register", "parse_compare", "parse_seeds", "parse_pool"]

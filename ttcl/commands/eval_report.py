@@ -1,0 +1,330 @@
+"""What `ttcl eval` computes from its runs and prints: the sweep report and the one-pool report."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from ttcl.errors import TtclRuntimeError
+
+
+def _f(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2e}"
+
+
+def _acc(r: dict[str, Any]) -> str:
+    a = r.get("accuracy")
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return "n/a"
+    return f"{a:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+
+
+def item_rows(summary: Any, seed: int) -> list[dict[str, Any]]:
+    """Per-item rows of one run: dataset fields, answer, correctness, cost per unit."""
+    return [{"item": r["item"], "seed": seed, "fields": r.get("fields", {}), "answer": r["answer"], "gold": r["gold"],
+             "correct": r["correct"], "status": r["status"], "cost": r["cost"]} for r in summary.results]
+
+
+# ------------------------------------------------------------------ sweep
+
+
+def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[list[tuple[str, str]]],
+                 sets: list[str], models: list[str], seeds: list[int], by: str | None) -> dict[str, Any]:
+    from ttcl.runtime.analysis.curves import bin_values, in_bin, summarize
+    from ttcl.runtime.analysis.intervals import paired_diff
+
+    rows: list[dict[str, Any]] = []
+    per_item: dict[tuple[str, str], np.ndarray] = {}
+    fields: list[dict[str, Any]] = []
+    for label, binds in series:
+        for config in configs:
+            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
+            sums, items = [], []
+            for s in seeds:
+                summary, _ = runs.run(label, list(sets) + [f"{k}={v}" for k, v in config], list(models) + binds, s, name)
+                sums.append(summary)
+                items += item_rows(summary, s)
+            fields = [r.get("fields", {}) for r in sums[0].results]
+            graded = all(r["correct"] is not None for su in sums for r in su.results)
+            acc = np.array([[1.0 if r["correct"] else 0.0 for r in su.results] for su in sums]).mean(axis=0)
+            fl = np.array([[r["cost"]["flops"] for r in su.results] for su in sums]).mean(axis=0)
+            per_item[(label, name)] = acc
+            bins = []
+            for value in bin_values(fields, by):
+                m = in_bin(fields, by, value)
+                bins.append({"bin": value, **summarize(acc[m], fl[m], one_run=len(seeds) == 1)})
+            allrow = bins[-1]
+            rows.append({
+                "series": label, "config": dict(config), "seeds": seeds, "graded": graded,
+                "accuracy": allrow["accuracy"] if graded else None, "lo": allrow["lo"], "hi": allrow["hi"],
+                "interval": allrow.get("interval"), "items": len(acc),
+                "flops_per_item": float(fl.mean()),
+                "tokens_per_item": float(np.mean([su.actual_mean["tokens"] for su in sums])),
+                "calls_per_item": float(np.mean([su.actual_mean["calls"] for su in sums])),
+                "wall_seconds": float(sum(su.wall_seconds for su in sums)),
+                "failed": sum(su.failed for su in sums), "stopped": sum(su.stopped for su in sums),
+                "models": sums[0].header["models"], "shrunk_nodes": sum(r.shrunk for su in sums for r in su.rows),
+                "verdict": sums[0].verdict, "bins": bins, "item_rows": items,
+            })
+    diffs = []
+    first = series[0][0]
+    for label, _ in series[1:]:
+        for config in configs:
+            name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
+            diffs.append({"a": label, "b": first, "config": name,
+                          **paired_diff(per_item[(label, name)], per_item[(first, name)])})
+    return {"mode": "sweep", "by": by, "bins": bin_values(fields, by), "rows": rows, "paired_differences": diffs}
+
+
+def print_sweep(report: dict[str, Any], console: Console) -> None:
+    rows = report["rows"]
+    table = Table(title=f"{report['title']}: accuracy against compute (95% intervals)")
+    for col in ("series", "config", "accuracy [95% CI]", "FLOPs/item", "tokens/item", "calls/item", "wall s", "note"):
+        table.add_column(col, justify="left" if col in ("series", "config") else "right")
+    for r in rows:
+        table.add_row(r["series"], ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults",
+                      _acc(r) if r["graded"] else "n/a", _f(r["flops_per_item"]), f"{r['tokens_per_item']:.1f}",
+                      f"{r['calls_per_item']:.1f}", f"{r['wall_seconds']:.2f}", _note(r))
+    console.print(table)
+    if report["by"]:
+        t = Table(title=f"by {report['by']}: accuracy [95% CI] / FLOPs per item")
+        t.add_column("series / config")
+        for b in report["bins"]:
+            t.add_column(f"{report['by']}={b}" if b != "all" else "all", justify="right")
+        for r in rows:
+            name = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
+            t.add_row(f"{r['series']} {name}", *(f"{_acc(b)}\n{_f(b['flops'])}" for b in r["bins"]))
+        console.print(t)
+    for d in report["paired_differences"]:
+        console.print(f"{d['a']} - {d['b']} ({d['config']}): {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
+                      f"paired over {d['items']} items")
+
+
+def _note(row: dict[str, Any]) -> str:
+    parts = []
+    if row["verdict"] == "over":
+        parts.append("over budget statically")
+    if row["shrunk_nodes"]:
+        parts.append(f"{row['shrunk_nodes']} nodes shrunk")
+    if row["stopped"]:
+        parts.append(f"{row['stopped']} items stopped")
+    if row["failed"]:
+        parts.append(f"{row['failed']} items failed")
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ pool
+
+
+def model_meta(ref_label: str, refs: dict[str, str]) -> dict[str, Any]:
+    from ttcl.runtime.backends.base import resolve_ref
+
+    ref = refs.get(ref_label)
+    if ref is None:
+        return {}
+    try:
+        path = resolve_ref(ref)
+        with open(f"{path}/ttcl_meta.json", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, TtclRuntimeError):
+        return {}
+
+
+def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], greedy: list[tuple[str, list[str]]],
+                sets: list[str], models: list[str], seeds: list[int], by: str | None, *, param: str, n: int,
+                ks: list[int] | None, alloc: tuple[str, int] | None, baseline: str, pretrain: dict[str, float],
+                split_seed: int) -> dict[str, Any]:
+    from ttcl.commands.compile import compile_from_cli
+    from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
+    from ttcl.runtime.analysis.compare import exchange, total_compute
+    from ttcl.runtime.analysis.curves import bin_values, curve_rows, in_bin, item_table, summarize
+    from ttcl.runtime.analysis.intervals import paired_diff
+    from ttcl.runtime.trace import read_trace
+
+    def pooled(label: str, binds: list[str], extra_sets: list[str], tag: str) -> tuple[list[Any], list[Any], dict[str, str]]:
+        all_sets = list(sets) + extra_sets
+        nodes = find_pool_nodes(compile_from_cli(program, all_sets, list(models) + binds, None, runs.allow_remote).dag)
+        out, items, refs = [], [], {}
+        for s in seeds:
+            summary, trace = runs.run(label, all_sets, list(models) + binds, s, tag)
+            out.append(pools_from_trace(read_trace(trace), nodes))
+            items += item_rows(summary, s)
+            refs = summary.header["models"]
+        return out, items, refs
+
+    greedy_sets = [f"{param}=1", "temperature=0"]
+    tables, greedy_tables, item_out, refs_of = {}, {}, {}, {}
+    for label, binds in series:
+        pools, items, refs = pooled(label, binds, [f"{param}={n}"], f"pool {param}={n}")
+        tables[label] = item_table(label, pools, ks)
+        item_out[f"{label} pool"] = items
+        refs_of[label] = refs
+    for label, binds in series + greedy:
+        pools, items, refs = pooled(label, binds, greedy_sets, "greedy")
+        greedy_tables[label] = item_table(label, pools, [1])
+        item_out[f"{label} greedy"] = items
+        refs_of.setdefault(label, refs)
+    first = next(iter(tables.values()))
+    fields = first.fields
+    bins = bin_values(fields, by)
+    curves = [row for t in tables.values() for row in curve_rows(t, by)]
+    greedy_rows = []
+    for label, t in greedy_tables.items():
+        for value in bins:
+            m = in_bin(fields, by, value)
+            greedy_rows.append({"label": f"{label} greedy", "model": label, "bin": value,
+                                **summarize(t.acc[("maj", 1)][m], t.flops[("maj", 1)][m], one_run=len(seeds) == 1)})
+    # Does compute help? Each signal at the largest k against the same model's greedy answer, paired.
+    diffs = []
+    for label, t in tables.items():
+        g = greedy_tables[label].acc[("maj", 1)]
+        for signal in t.signals:
+            diffs.append({"series": label, "signal": signal, "k": t.ks[-1], "vs": f"{label} greedy",
+                          **paired_diff(t.acc[(signal, t.ks[-1])], g)})
+    # Exchange: each series' signals against every other model's greedy point, per bin.
+    exch = []
+    for label, t in tables.items():
+        for other, g in greedy_tables.items():
+            if other == label:
+                continue
+            for value in bins:
+                m = in_bin(fields, by, value)
+                for signal in t.signals:
+                    e = exchange([t.acc[(signal, k)][m] for k in t.ks], [t.flops[(signal, k)][m] for k in t.ks],
+                                 g.acc[("maj", 1)][m], g.flops[("maj", 1)][m])
+                    exch.append({"series": label, "signal": signal, "reference": f"{other} greedy", "bin": value, **e})
+    # Snell's total compute: each series against every other model's greedy point, all items.
+    totals = []
+    for label, t in tables.items():
+        meta_a = model_meta("policy", refs_of[label])
+        pa = pretrain.get(label, meta_a.get("training_flops"))
+        for other, g in greedy_tables.items():
+            if other == label:
+                continue
+            meta_b = model_meta("policy", refs_of[other])
+            pb = pretrain.get(other, meta_b.get("training_flops"))
+            tokens_b = meta_b.get("training_tokens")
+            if pa is None or pb is None or not tokens_b:
+                continue
+            per_query = float(np.mean([r["cost"]["tokens"] for r in item_out[f"{other} greedy"]]))
+            for signal in t.signals:
+                curve = ([float(t.flops[(signal, k)].mean()) for k in t.ks], [float(t.acc[(signal, k)].mean()) for k in t.ks])
+                for row in total_compute(curve, pa, (float(g.flops[("maj", 1)].mean()), float(g.acc[("maj", 1)].mean())),
+                                         pb, tokens_b, per_query):
+                    totals.append({"series": label, "signal": signal, "reference": f"{other} greedy",
+                                   "pretrain_flops_a": pa, "pretrain_flops_b": pb, **row})
+    report: dict[str, Any] = {
+        "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "ks": first.ks}, "seeds": seeds,
+        "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "exchange": exch, "total_compute": totals,
+        "item_rows": item_out,
+    }
+    if alloc is not None:
+        report["allocation"] = _allocation(first, alloc, baseline, by, fields, split_seed)
+    return report
+
+
+def _allocation(table: Any, alloc: tuple[str, int], baseline: str, by: str | None,
+                fields: list[dict[str, Any]], split_seed: int) -> dict[str, Any]:
+    from ttcl.runtime.analysis.allocate import allocate, probe_bins, split_halves
+
+    if baseline not in table.signals:
+        raise TtclRuntimeError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(table.signals)})")
+    select = split_halves(len(fields), split_seed)
+    kind, probe = alloc
+    if kind == "field":
+        bins, extra = np.array([str(f.get(by)) for f in fields]), None
+        source = f"oracle: dataset field {by}"
+    else:
+        bins, extra = probe_bins(table.pools, probe, select)
+        source = f"predicted: agreement of the first {probe} pool samples (their FLOPs charged to every item)"
+    out = allocate(table, bins, select, baseline=baseline, extra=extra)
+    out.update(bins_from=source, series=table.label, split_seed=split_seed)
+    return out
+
+
+def print_pool(report: dict[str, Any], console: Console) -> None:
+    pool = report["pool"]
+    t = Table(title=f"{report['title']}: one pool of {pool['n']} per item; accuracy [95% CI] @ FLOPs per item (all items)")
+    t.add_column("series")
+    t.add_column("signal")
+    for k in pool["ks"]:
+        t.add_column(f"k={k}", justify="right")
+    for series in dict.fromkeys(r["series"] for r in report["curves"]):
+        for signal in dict.fromkeys(r["signal"] for r in report["curves"] if r["series"] == series):
+            cells = {r["k"]: r for r in report["curves"]
+                     if r["series"] == series and r["signal"] == signal and r["bin"] == "all"}
+            t.add_row(series, signal, *(f"{_acc(cells[k])}\n@ {_f(cells[k]['flops'])}" for k in pool["ks"]))
+    console.print(t)
+    g = Table(title="greedy points: accuracy [95% CI] @ FLOPs per item")
+    g.add_column("model")
+    for b in report["bins"]:
+        g.add_column(f"{report['by']}={b}" if b != "all" else "all", justify="right")
+    for label in dict.fromkeys(r["label"] for r in report["greedy"]):
+        g.add_row(label, *(f"{_acc(r)}\n@ {_f(r['flops'])}" for r in report["greedy"] if r["label"] == label))
+    console.print(g)
+    if report["by"]:
+        b = Table(title=f"by {report['by']}, at k = {pool['ks'][-1]}: accuracy [95% CI]")
+        b.add_column("series / signal")
+        for v in report["bins"]:
+            b.add_column(f"{report['by']}={v}" if v != "all" else "all", justify="right")
+        kmax = pool["ks"][-1]
+        for series in dict.fromkeys(r["series"] for r in report["curves"]):
+            for signal in dict.fromkeys(r["signal"] for r in report["curves"] if r["series"] == series):
+                cells = [r for r in report["curves"] if r["series"] == series and r["signal"] == signal and r["k"] == kmax]
+                b.add_row(f"{series} {signal}", *(_acc(r) for r in cells))
+        console.print(b)
+    for d in report["greedy_vs_pool"]:
+        console.print(f"{d['series']} {d['signal']}@{d['k']} - {d['vs']}: {d['diff']:+.3f} "
+                      f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {d['items']} items")
+    if report["exchange"]:
+        e = Table(title="exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, "
+                        "over the reference's FLOPs [95% CI]; - = not reached within k <= N")
+        e.add_column("series signal vs reference")
+        for v in report["bins"]:
+            e.add_column(f"{report['by']}={v}" if v != "all" else "all", justify="right")
+        keys = list(dict.fromkeys((r["series"], r["signal"], r["reference"]) for r in report["exchange"]))
+        for key in keys:
+            cells = [r for r in report["exchange"] if (r["series"], r["signal"], r["reference"]) == key]
+            e.add_row(f"{key[0]} {key[1]} vs {key[2]}", *(_ratio(r) for r in cells))
+        console.print(e)
+    if report["total_compute"]:
+        tc = Table(title="total compute (Snell et al. 2024): pretraining + inference at R = inference/pretraining "
+                         "tokens; the series' inference budget that matches the reference's total")
+        for col in ("series signal vs reference", "R", "budget FLOPs/query", "x one sample", "series acc", "reference acc"):
+            tc.add_column(col, justify="left" if col.startswith("series signal") else "right")
+        for r in report["total_compute"]:
+            tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}", f"{r['R']:g}", _f(r["a_budget_flops"]),
+                       f"{r['multiplier']:.3g}" if r["a_budget_flops"] > 0 else "none left",
+                       "-" if math.isnan(r["a_accuracy"]) else f"{r['a_accuracy']:.3f}", f"{r['b_accuracy']:.3f}")
+        console.print(tc)
+    if "allocation" in report:
+        a = report["allocation"]
+        console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
+                      f"{a['select_items']} items, reported on the other {a['report_items']}, split seed {a['split_seed']})")
+        at = Table()
+        for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "choice per bin"):
+            at.add_column(col, justify="left" if col == "choice per bin" else "right")
+        for r in a["curve"]:
+            at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
+        console.print(at)
+        b = a["baseline"]
+        fp = a["policy_flops_to_match"]
+        if math.isfinite(fp):
+            console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
+                          f"FLOPs/item; the compute-optimal policy matches it at {_f(fp)} FLOPs/item: "
+                          f"{a['saving']:.2f}x less [95% CI {a['saving_lo']:.2f}, {a['saving_hi']:.2f}]")
+        else:
+            console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
+                          "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    if not math.isfinite(r["ratio"]):
+        return "-"
+    hi = "inf" if not math.isfinite(r["ratio_hi"]) else f"{r['ratio_hi']:.2g}"
+    return f"{r['ratio']:.2g} [{r['ratio_lo']:.2g}, {hi}]"

@@ -1,9 +1,10 @@
 """Compute-optimal allocation as an analysis (Snell et al. 2024, section 3.2).
 
 Given one series' per-item accuracy and FLOPs for many configurations
-(signal, k), and a difficulty bin per item, the policy picks for each bin
-the configuration with the best accuracy whose mean FLOPs (plus what
-estimating the bin cost) fit the budget. It is chosen on the selection half
+(signal, k), and a difficulty bin per item, the policy picks one
+configuration per bin so that accuracy is best while the mean FLOPs per
+item (plus what estimating the bin cost) fit the budget: compute moves from
+bins where it does not pay to bins where it does. It is chosen on the selection half
 of the items and scored on the other half, so the choice never sees the
 items it is judged on. Oracle bins come from a dataset field and cost
 nothing; predicted bins come from a probe (the first few pool samples'
@@ -20,7 +21,7 @@ import numpy as np
 
 from ttcl.runtime.analysis.compare import flops_to_reach
 from ttcl.runtime.analysis.curves import ItemTable
-from ttcl.runtime.analysis.intervals import boot_indices, bootstrap_mean
+from ttcl.runtime.analysis.intervals import boot_indices, bootstrap_mean, percentile_interval
 from ttcl.runtime.analysis.pool import Pool
 
 ORACLE_SIGNALS = ("pass", "strict")  # need the gold answer: never a deployable choice
@@ -51,20 +52,38 @@ def configs_of(table: ItemTable) -> list[tuple[str, int]]:
     return [key for key in table.acc if key[0] not in ORACLE_SIGNALS]
 
 
-def choose(table: ItemTable, bins: np.ndarray, mask: np.ndarray, budget: float, extra: np.ndarray) -> dict[Any, tuple[str, int]]:
-    """Per bin, the best configuration on `mask`'s items whose mean FLOPs fit `budget` (the cheapest when none fits)."""
-    out: dict[Any, tuple[str, int]] = {}
+def policies(table: ItemTable, bins: np.ndarray, mask: np.ndarray, extra: np.ndarray) -> list[tuple[float, float, dict[Any, tuple[str, int]]]]:
+    """The policies on the accuracy-against-mean-FLOPs frontier of `mask`'s items: (FLOPs, accuracy, choice).
+
+    A policy picks one configuration per bin; its cost is the item-weighted mean. The frontier's
+    corners are the Lagrangian choices (per bin, maximise accuracy - lam * FLOPs) over lam >= 0.
+    """
+    configs = configs_of(table)
+    stats = []
     for b in np.unique(bins):
         m = mask & (bins == b)
         if not m.any():
             m = bins == b
-        costs = {c: float(table.flops[c][m].mean() + extra[m].mean()) for c in configs_of(table)}
-        fits = [c for c in costs if costs[c] <= budget]
-        if fits:
-            out[b] = max(fits, key=lambda c: (float(table.acc[c][m].mean()), -costs[c]))
-        else:
-            out[b] = min(costs, key=lambda c: costs[c])
-    return out
+        w = float((mask & (bins == b)).sum()) / max(1, int(mask.sum()))
+        stats.append((b, w, {c: (float(table.acc[c][m].mean()), float(table.flops[c][m].mean() + extra[m].mean()))
+                             for c in configs}))
+    scale = max(cost for _, _, st in stats for _, cost in st.values()) or 1.0
+    out: dict[tuple[Any, ...], tuple[float, float, dict[Any, tuple[str, int]]]] = {}
+    for lam in [0.0, *np.geomspace(1e-4, 1e4, 400) / scale]:
+        choice = {b: max(st, key=lambda c: (st[c][0] - lam * st[c][1], -st[c][1])) for b, _, st in stats}
+        key = tuple(choice[b] for b, _, _ in stats)
+        cost = sum(w * st[choice[b]][1] for b, w, st in stats)
+        acc = sum(w * st[choice[b]][0] for b, w, st in stats)
+        out[key] = (cost, acc, choice)
+    return sorted(out.values(), key=lambda p: p[0])
+
+
+def choose(table: ItemTable, bins: np.ndarray, mask: np.ndarray, budget: float, extra: np.ndarray) -> dict[Any, tuple[str, int]]:
+    """The frontier policy with the best accuracy on `mask`'s items whose mean FLOPs fit `budget`
+    (the cheapest policy when none fits)."""
+    front = policies(table, bins, mask, extra)
+    fits = [p for p in front if p[0] <= budget * (1 + 1e-9)]
+    return max(fits, key=lambda p: (p[1], -p[0]))[2] if fits else front[0][2]
 
 
 def _apply(table: ItemTable, bins: np.ndarray, choice: dict[Any, tuple[str, int]], extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +97,8 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     """The compute-optimal curve on the report half, and the FLOPs it needs to match `baseline` at its largest k."""
     extra = np.zeros(len(bins)) if extra is None else extra
     test = ~select
-    costs = [float(table.flops[c].mean() + extra.mean()) for c in configs_of(table)]
-    grid = np.geomspace(min(costs), max(costs), points)
+    front = policies(table, bins, select, extra)
+    grid = np.geomspace(front[0][0], front[-1][0], points)
     curve: list[dict[str, Any]] = []
     applied: list[tuple[np.ndarray, np.ndarray]] = []
     for budget in grid:
@@ -104,7 +123,7 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     target, fb, fp = ratio(idx)
     boots = np.array([(lambda t: t[1] / t[2] if t[2] > 0 else math.inf)(ratio(idx[ix]))
                       for ix in boot_indices(idx.size, reps, 1)]) if idx.size else np.array([math.nan])
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = percentile_interval(boots)
     return {"curve": curve, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ttcl.runtime.analysis.intervals import boot_indices
+from ttcl.runtime.analysis.intervals import boot_indices, percentile_interval
 
 SNELL_R = (0.16, 0.79, 22.0)
 
@@ -73,7 +73,7 @@ def exchange(a_acc: Sequence[np.ndarray], a_flops: Sequence[np.ndarray], b_acc: 
 
     target, fb, fa, r = ratio(None)
     boots = np.array([ratio(ix)[3] for ix in boot_indices(n, reps, seed)]) if n else np.array([math.inf])
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    lo, hi = percentile_interval(boots)
     reached = float(np.mean(np.isfinite(boots)))
     return {"target_accuracy": target, "reference_flops": fb, "flops_to_reach": fa, "ratio": r,
             "ratio_lo": float(lo), "ratio_hi": float(hi), "reached_share": reached, "items": int(n)}

@@ -55,6 +55,15 @@ def interval(values: Sequence[float] | np.ndarray, *, binary_one_run: bool, seed
     return bootstrap_mean(v, seed=seed)
 
 
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles by rank (infinite values, e.g. "never reached", sort last)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    if v.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = round(0.025 * (v.size - 1)), round(0.975 * (v.size - 1))
+    return (float(v[lo]), float(v[hi]))
+
+
 def paired_diff(a: Sequence[float], b: Sequence[float], reps: int = BOOT, seed: int = 0) -> dict[str, float]:
     """Mean of a - b over the same items, with a paired percentile bootstrap interval."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)

@@ -131,10 +131,18 @@ class Runs:
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
 
     def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
+        from ttcl.runtime.trace import TraceError
+
         trace = self.root / f"{slug(label)}__{slug(tag)}__seed{seed}.jsonl"
-        summary = _run_once(self.program, sets, binds, self.items, seed=seed, device=self.device, dtype=self.dtype,
-                            trace=trace, resume=trace.exists(), dataset=self.dataset, show_progress=not self.quiet,
-                            label=f"{label}: {tag} (seed {seed})")
+        kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
+                                  show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})")
+        try:  # a finished trace of the same run is reused; a killed one is continued
+            summary = _run_once(self.program, sets, binds, self.items, resume=trace.exists(), **kw)
+        except TraceError as e:
+            if "cannot --resume" not in str(e):
+                raise
+            typer.echo(f"{trace}: the program, params or models changed since this trace; running afresh", err=True)
+            summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True, **kw)
         return summary, trace
 
 

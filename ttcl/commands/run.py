@@ -9,6 +9,7 @@ spend beside the static bound, and the totals against the budget.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Annotated, Any
 

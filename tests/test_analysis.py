@@ -1,0 +1,204 @@
+"""The eval estimators on hand-made pools with known answers: pass@k, maj@k, weighted@k, best@k,
+FLOPs at k, intervals, interpolation at equal FLOPs, exchange, total compute and allocation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ttcl.runtime.analysis.allocate import allocate, choose, probe_bins, split_halves
+from ttcl.runtime.analysis.compare import acc_at, exchange, flops_to_reach, total_compute
+from ttcl.runtime.analysis.curves import ItemTable, curve_rows
+from ttcl.runtime.analysis.intervals import bootstrap_mean, paired_diff, wilson
+from ttcl.runtime.analysis.pool import (
+    Pool,
+    best_at_k,
+    default_ks,
+    estimate,
+    flops_at_k,
+    pass_at_k,
+    signals_of,
+    vote_at_k,
+)
+
+
+def brute(answers, correct, k, rule, scores=None):  # type: ignore[no-untyped-def]
+    """Mean over every k-subset, written independently of the estimators."""
+    right = {a for a, ok in zip(answers, correct, strict=True) if ok}
+    vals = []
+    for sub in itertools.combinations(range(len(answers)), k):
+        if rule == "pass":
+            vals.append(float(any(correct[i] for i in sub)))
+        elif rule == "best":
+            got = [i for i in sub if answers[i] is not None]
+            if not got:
+                vals.append(0.0)
+                continue
+            top = max(scores[i] for i in got)
+            tied = [i for i in got if scores[i] == top]
+            vals.append(sum(answers[i] in right for i in tied) / len(tied))
+        else:
+            tally: Counter[str] = Counter()
+            for i in sub:
+                if answers[i] is not None:
+                    tally[answers[i]] += 1.0 if rule == "maj" else scores[i]
+            if not tally:
+                vals.append(0.0)
+                continue
+            top = max(tally.values())
+            win = [a for a, w in tally.items() if w == top]
+            vals.append(sum(a in right for a in win) / len(win))
+    return sum(vals) / len(vals)
+
+
+POOL = Pool(
+    answers=["7", "7", "9", None, "9", "3"],
+    correct=[True, True, False, False, False, False],
+    gen_flops=[10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+    shared_flops=100.0,
+    scores={"orm": [0.9, 0.2, 0.8, 0.99, 0.8, 0.1]},
+    verifier_flops={"orm": 600.0},
+    strict=[True, False, False, False, False, False],
+)
+
+
+def test_pass_at_k_is_chens_closed_form_and_matches_enumeration() -> None:
+    assert pass_at_k(6, 2, 1) == pytest.approx(2 / 6)
+    assert pass_at_k(6, 2, 2) == pytest.approx(1 - math.comb(4, 2) / math.comb(6, 2))  # 0.6
+    assert pass_at_k(6, 2, 5) == 1.0 and pass_at_k(6, 0, 3) == 0.0
+    for k in range(1, 7):
+        assert estimate(POOL, "pass", k) == pytest.approx(brute(POOL.answers, POOL.correct, k, "pass"))
+        assert estimate(POOL, "strict", k) == pytest.approx(brute(POOL.answers, POOL.strict, k, "pass"))
+    with pytest.raises(ValueError):
+        pass_at_k(3, 1, 4)
+
+
+@pytest.mark.parametrize("k", range(1, 7))
+def test_maj_weighted_and_best_at_k_match_enumeration_of_every_subset(k: int) -> None:
+    a, c, s = POOL.answers, POOL.correct, POOL.scores["orm"]
+    assert estimate(POOL, "maj", k) == pytest.approx(brute(a, c, k, "maj"))
+    assert estimate(POOL, "orm_w", k) == pytest.approx(brute(a, c, k, "weighted", s))
+    assert estimate(POOL, "orm_best", k) == pytest.approx(brute(a, c, k, "best", s))
+
+
+def test_hand_computed_values() -> None:
+    # maj@3 of [1, 1, 2, 3, None] with 1 right: 3 subsets hold both 1s (win), each 1 alone
+    # ties with {2,3} (1/3), {2,None} (1/2), {3,None} (1/2): (3 + 2 * 4/3) / 10.
+    assert vote_at_k(["1", "1", "2", "3", None], [True, True, False, False, False], 3) == pytest.approx(17 / 30)
+    # best@2: the drawn top answered score decides; hand count 4/10.
+    assert best_at_k([0.9, 0.1, 0.5, 0.95, 0.99], ["1", "1", "2", "3", None],
+                     [True, True, False, False, False], 2) == pytest.approx(0.4)
+    assert vote_at_k(["5"] * 4, [True] * 4, 2) == 1.0 and vote_at_k(["5", None], [False, False], 1) == 0.0
+
+
+def test_large_pools_use_a_seeded_monte_carlo_close_to_the_exact_value() -> None:
+    rng = np.random.default_rng(3)
+    answers = [str(x) for x in rng.integers(0, 4, size=16)]
+    correct = [a == "0" for a in answers]
+    got = vote_at_k(answers, correct, 8, seed=5)  # C(16, 8) = 12870 > ENUMERATE
+    assert got == vote_at_k(answers, correct, 8, seed=5)
+    assert got == pytest.approx(brute(answers, correct, 8, "maj"), abs=0.03)
+
+
+def test_flops_at_k_counts_the_shared_prefill_once() -> None:
+    mean_gen = sum(POOL.gen_flops) / 6
+    assert flops_at_k(POOL, "maj", 1) == pytest.approx(100 + mean_gen)
+    assert flops_at_k(POOL, "maj", 4) == pytest.approx(100 + 4 * mean_gen)
+    assert flops_at_k(POOL, "orm_w", 3) == pytest.approx(100 + 3 * mean_gen + 3 * 100.0)
+    assert flops_at_k(POOL, "pass", 6) == pytest.approx(100 + sum(POOL.gen_flops))
+    # the expectation over the actual draws of 3 candidates agrees
+    draws = [100 + sum(POOL.gen_flops[i] for i in sub) for sub in itertools.combinations(range(6), 3)]
+    assert flops_at_k(POOL, "maj", 3) == pytest.approx(sum(draws) / len(draws))
+    assert signals_of(POOL) == ["pass", "strict", "maj", "orm_w", "orm_best"]
+    assert default_ks(16) == [1, 2, 4, 8, 16] and default_ks(6) == [1, 2, 4, 6]
+
+
+def test_intervals() -> None:
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)  # Wilson 1927, z = 1.96
+    assert wilson(0, 20)[0] == 0.0 and wilson(20, 20)[1] == 1.0
+    v = np.r_[np.ones(60), np.zeros(40)]
+    lo, hi = bootstrap_mean(v)
+    assert lo < 0.6 < hi and hi - lo == pytest.approx(2 * 1.96 * math.sqrt(0.24 / 100), rel=0.15)
+    d = paired_diff(np.r_[np.ones(30), np.zeros(70)], np.zeros(100))
+    assert d["diff"] == pytest.approx(0.3) and 0.2 < d["lo"] < 0.3 < d["hi"] < 0.4
+    same = paired_diff(v, v)
+    assert same["lo"] == same["hi"] == 0.0
+
+
+def test_interpolation_at_equal_flops_and_exchange() -> None:
+    flops, acc = [1e6, 1e7, 1e8], [0.2, 0.5, 0.8]
+    assert acc_at(flops, acc, 1e7) == pytest.approx(0.5)
+    assert acc_at(flops, acc, math.sqrt(1e6 * 1e7)) == pytest.approx(0.35)  # halfway in log FLOPs
+    assert math.isnan(acc_at(flops, acc, 1e9))
+    assert flops_to_reach(flops, acc, 0.35) == pytest.approx(math.sqrt(1e13))
+    assert flops_to_reach(flops, acc, 0.1) == 1e6 and flops_to_reach(flops, acc, 0.9) == math.inf
+    n = 50
+    a_acc = [np.full(n, 0.2), np.full(n, 0.5), np.full(n, 0.8)]
+    a_fl = [np.full(n, f) for f in flops]
+    e = exchange(a_acc, a_fl, np.full(n, 0.5), np.full(n, 2e7), reps=50)
+    assert e["flops_to_reach"] == pytest.approx(1e7) and e["ratio"] == pytest.approx(0.5)
+    assert e["ratio_lo"] == pytest.approx(0.5) and e["reached_share"] == 1.0
+
+
+def test_total_compute_follows_snells_accounting() -> None:
+    rows = total_compute(([1e6, 1e8], [0.3, 0.9]), 1e12, (1e7, 0.6), 1e13, 1e9, 100.0, ratios=(1.0,))
+    q = 1.0 * 1e9 / 100.0  # queries served
+    assert rows[0]["queries"] == q
+    assert rows[0]["a_budget_flops"] == pytest.approx((1e13 - 1e12) / q + 1e7)
+    assert rows[0]["b_total_per_query"] == pytest.approx(1e13 / q + 1e7)
+    assert rows[0]["a_accuracy"] == pytest.approx(acc_at([1e6, 1e8], [0.3, 0.9], rows[0]["a_budget_flops"]))
+
+
+def _table(n: int) -> tuple[ItemTable, np.ndarray]:
+    """Easy items (bin 0) are solved by maj@1; hard ones (bin 1) only by maj@4, which costs 4x."""
+    bins = np.array([i % 2 for i in range(n)])
+    t = ItemTable("m", [{"steps": int(b) + 1} for b in bins], 1, [1, 4])
+    t.acc[("maj", 1)] = np.where(bins == 0, 1.0, 0.0)
+    t.acc[("maj", 4)] = np.ones(n)
+    t.flops[("maj", 1)] = np.full(n, 10.0)
+    t.flops[("maj", 4)] = np.full(n, 40.0)
+    t.acc[("pass", 4)] = np.ones(n)  # an oracle: never chosen
+    t.flops[("pass", 4)] = np.full(n, 1.0)
+    return t, bins
+
+
+def test_allocation_spends_where_it_pays_and_is_chosen_on_the_other_half() -> None:
+    t, bins = _table(40)
+    select = split_halves(40, 0)
+    assert select.sum() == 20
+    assert choose(t, bins, select, 25.0, np.zeros(40)) == {0: ("maj", 1), 1: ("maj", 4)}
+    out = allocate(t, bins, select, baseline="maj", points=8, reps=100)
+    # uniform maj@4 costs 40 per item; the policy reaches its accuracy (1.0) paying 10 on easy items
+    # and 40 on hard ones, measured on the report half
+    report = ~select
+    need = float(np.where(bins[report] == 0, 10.0, 40.0).mean())
+    assert out["baseline"]["accuracy"] == 1.0 and out["baseline"]["flops"] == 40.0
+    assert out["policy_flops_to_match"] == pytest.approx(need)
+    assert out["saving"] == pytest.approx(40.0 / need)
+    rows = curve_rows(t, "steps")
+    assert {r["bin"] for r in rows} == {1, 2, "all"}
+
+
+def test_allocation_does_not_depend_on_item_order() -> None:
+    t, bins = _table(40)
+    select = split_halves(40, 0)
+    perm = np.random.default_rng(1).permutation(40)
+    tp = ItemTable("m", [t.fields[i] for i in perm], 1, t.ks,
+                   acc={k: v[perm] for k, v in t.acc.items()}, flops={k: v[perm] for k, v in t.flops.items()})
+    a = allocate(t, bins, select, baseline="maj", points=8, reps=50)
+    b = allocate(tp, bins[perm], select[perm], baseline="maj", points=8, reps=50)
+    assert [r["choice"] for r in a["curve"]] == [r["choice"] for r in b["curve"]]
+    assert a["policy_flops_to_match"] == pytest.approx(b["policy_flops_to_match"])
+
+
+def test_probe_bins_charge_the_probe_and_rank_by_agreement() -> None:
+    easy = Pool(["4"] * 4, [True] * 4, [5.0] * 4, shared_flops=1.0)
+    hard = Pool(["1", "2", "3", "4"], [False, False, False, True], [5.0] * 4, shared_flops=1.0)
+    bins, cost = probe_bins([easy, hard] * 4, 2, np.array([True, False] * 4), n_bins=2)
+    assert list(cost) == [11.0] * 8  # shared prefill + 2 probe samples
+    assert bins[0] < bins[1]  # 0 = easiest

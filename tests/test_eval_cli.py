@@ -1,0 +1,120 @@
+"""`ttcl eval` end to end on the bundled arith-s: per-item rows, --by, intervals, --seeds, one pool,
+greedy points, exchange, allocation and the plot; every figure checked against the traces by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.shipped import available
+from ttcl.cli import main
+from ttcl.runtime.trace import read_trace
+
+pytestmark = pytest.mark.skipif(not available("ttcl:arith-s"), reason="bundled arith-s not installed")
+
+PROG = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+verifier exact = check("arith")
+param n: int = 4 in 1..64
+param temperature: float = 1.0 in 0.0..2.0
+budget per item { calls <= 64; gen_tokens <= 4k }
+strategy main(question: text[<=40]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = n, max_tokens = 60, temperature = temperature)
+    checked = verify(exact, drafts)
+    return vote(drafts)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    root = tmp_path_factory.mktemp("eval")
+    prog = root / "p.ttc"
+    prog.write_text(PROG)
+    ds = root / "d.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [1, 3], seed=77))))
+    return {"root": root, "prog": prog, "ds": ds}
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_pool_estimates_agree_with_the_traces(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    traces, plot = setup["root"] / "traces", setup["root"] / "fig.png"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                         "--by", "steps", "--traces", str(traces), "--plot", str(plot), "--allocate", "probe:2",
+                         "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["bins"] == [1, 3, "all"] and rep["pool"]["ks"] == [1, 2, 4]
+    trace = read_trace(traces / "arith-s__pool_n=4__seed0.jsonl")
+    # by hand from the trace: pass@4 = share of items with a right candidate; FLOPs at k = prefill + k * mean decode
+    right, fl1, fl4 = [], [], []
+    for idx, rec in trace.items.items():
+        node = next(r for r in trace.nodes[idx] if r.node_id == "main/drafts")
+        cands = node.outputs
+        right.append(any(c["answer"] == rec.gold for c in cands))
+        gen = [c["flops"] for c in cands]
+        shared = node.cost["flops"] - sum(gen)
+        fl1.append(shared + sum(gen) / 4)
+        fl4.append(node.cost["flops"])
+    row = {(r["signal"], r["k"]): r for r in rep["curves"] if r["bin"] == "all"}
+    assert row[("pass", 4)]["accuracy"] == pytest.approx(sum(right) / len(right))
+    assert row[("pass", 4)]["interval"] == "wilson"  # one run, 0/1 outcomes
+    assert row[("maj", 1)]["flops"] == pytest.approx(sum(fl1) / len(fl1))
+    assert row[("maj", 4)]["flops"] == pytest.approx(sum(fl4) / len(fl4))
+    assert {s for s, _ in row} == {"pass", "strict", "maj"}
+    assert row[("strict", 4)]["accuracy"] <= row[("pass", 4)]["accuracy"]
+    # per-item rows keep the dataset fields; a greedy point per model; allocation reported on half
+    items = rep["item_rows"]["arith-s pool"]
+    assert len(items) == 8 and {it["fields"]["steps"] for it in items} == {1, 3}
+    assert all("flops" in it["cost"] for it in items)
+    assert {g["label"] for g in rep["greedy"]} == {"arith-s greedy"}
+    assert rep["allocation"]["report_items"] == 4
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a rerun reuses the traces (no new sampling) and prints the same figures
+    code, out2, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                          "--by", "steps", "--traces", str(traces), "--allocate", "probe:2", "--device", "cpu", "--json")
+    assert code == 0 and json.loads(out2)["curves"] == rep["curves"]
+
+
+def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1,2",
+                         "--by", "steps", "--seeds", "0,1", "--compare", "policy=ttcl:arith-s", "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    first = rep["rows"][0]
+    assert first["seeds"] == [0, 1] and first["interval"] == "bootstrap"
+    assert [b["bin"] for b in first["bins"]] == [1, 3, "all"]
+    assert len(first["item_rows"]) == 16 and first["item_rows"][0]["fields"]["steps"] in (1, 3)
+    acc = sum(r["correct"] for r in first["item_rows"]) / 16
+    assert first["accuracy"] == pytest.approx(acc)
+    # the same model under another name: the paired difference is exactly zero
+    d = rep["paired_differences"][0]
+    assert d["diff"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pool", "n"], "--pool 'n': expected PARAM=N"),
+        (["--greedy", "policy=ttcl:arith-m"], "--greedy needs --pool PARAM=N"),
+        (["--seeds", "0,x"], "--seeds '0,x': expected distinct integers"),
+        (["--by", "level"], "--by 'level': no item of"),
+        (["--pool", "n=4", "--allocate", "field"], "--allocate field needs --by FIELD"),
+        (["--pool", "n=4", "--ks", "9"], "--ks '9': expected `all` or k values in 1..4"),
+        (["--pool", "n=4", "--sweep", "n=1"], "give --sweep or --pool, not both"),
+    ],
+)
+def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], args: list[str],
+                                      message: str) -> None:
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), *args)
+    assert code == 2 and message in err and "Traceback" not in err

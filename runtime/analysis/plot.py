@@ -56,9 +56,11 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
         for p in points:
             if p["bin"] != value or not p.get("items"):
                 continue
-            m = MARKERS[labels.index(p["label"]) % len(MARKERS)]
+            i = labels.index(p["label"])
+            greedy = p["label"].endswith("greedy")
             h = ax.errorbar([p["flops"]], [p["accuracy"]], yerr=[[p["accuracy"] - p["lo"]], [p["hi"] - p["accuracy"]]],
-                            color="red", marker=m, markersize=9, linestyle="none", capsize=2)
+                            color="red" if greedy else PALETTE[-1 - i % len(PALETTE)],
+                            marker=MARKERS[i % len(MARKERS)], markersize=9 if greedy else 7, linestyle="none", capsize=2)
             handles.setdefault(p["label"], h)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
@@ -76,7 +78,8 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, max(1, len(handles))),
                fontsize=7, frameon=True)
     legend_rows = math.ceil(len(handles) / 6)
-    fig.tight_layout(rect=(0, 0.035 * legend_rows + 0.02, 1, 0.97))
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1, 1 - 0.35 / height))
     try:
         fig.savefig(path, dpi=110)
     except OSError as e:

@@ -32,7 +32,10 @@ from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, swee
 from ttcl.commands.run import (
     DEVICES,
     DTYPES,
+    RAY_HELP,
+    SHARDS_HELP,
     RunOptionError,
+    Wide,
     _check_choice,
     _load_items,
     _run_once,
@@ -131,9 +134,12 @@ class Runs:
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
 
     def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
+        import hashlib
+
         from ttcl.runtime.trace import TraceError
 
-        trace = self.root / f"{slug(label)}__{slug(tag)}__seed{seed}.jsonl"
+        key = hashlib.blake2b("\x00".join([*sets, "|", *binds]).encode(), digest_size=4).hexdigest()
+        trace = self.root / f"{slug(label)}__{slug(tag)}__{key}__seed{seed}.jsonl"  # one file per distinct run
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
                                   show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})")
         try:  # a finished trace of the same run is reused; a killed one is continued
@@ -178,6 +184,7 @@ def eval_(
     traces: Annotated[Path | None, typer.Option("--traces", help="Keep every run's trace in this directory (reused on rerun).")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x), a panel per bin, as a PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything (per-item rows included) as JSON.")] = False,
+    overlay: Annotated[list[Path] | None, typer.Option("--overlay", help="With --pool: put the rows of a sweep's --json output (same dataset) on the same plane, read at equal FLOPs.")] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
@@ -191,7 +198,7 @@ def eval_(
     seed_list = parse_seeds(seeds, seed)
     if pool is not None and sweep:
         raise RunOptionError("give --sweep or --pool, not both (a pool already covers every k <= N)")
-    for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks)):
+    for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks), ("--overlay", overlay)):
         if val and pool is None:
             raise RunOptionError(f"{opt} needs --pool PARAM=N")
     if batch_items is not None and batch_items < 1:
@@ -228,12 +235,31 @@ def eval_(
                              ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
                              split_seed=split_seed)
         report.update(program=str(program), dataset=str(dataset), title=title)
+        if overlay:
+            from ttcl.commands.eval_report import overlay_points
+
+            report["overlay"] = overlay_points(report, [_read_sweep(p, len(items)) for p in overlay])
         if plot is not None:
             from ttcl.runtime.analysis.plot import write_figure
 
-            _write(lambda: write_figure(plot, curves=report["curves"], points=report["greedy"], bins=report["bins"],
+            points = report["greedy"] + [o for o in report.get("overlay", []) if o["signal"] is None]
+            _write(lambda: write_figure(plot, curves=report["curves"], points=points, bins=report["bins"],
                                         by=by, title=title), plot)
         _emit(report, as_json, plot, print_pool)
+
+
+def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunOptionError(f"--overlay {path}: cannot read it as JSON ({e})") from e
+    if not isinstance(data, dict) or data.get("mode") != "sweep":
+        raise RunOptionError(f"--overlay {path}: expected the --json output of a `ttcl eval --sweep` run")
+    counts = {r.get("items") for r in data.get("rows", [])}
+    if counts != {n_items}:
+        raise RunOptionError(f"--overlay {path}: its rows cover {sorted(counts)} items, this eval {n_items}; "
+                             "use the same dataset and --limit")
+    return data
 
 
 def _write(fn: Any, path: Path) -> None:

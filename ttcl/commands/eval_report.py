@@ -247,6 +247,29 @@ def _allocation(table: Any, alloc: tuple[str, int], baseline: str, by: str | Non
     return out
 
 
+def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each sweep row as a point per bin, and every pool curve read at the point's FLOPs (log-linear)."""
+    from ttcl.runtime.analysis.compare import acc_at
+
+    out: list[dict[str, Any]] = []
+    for data in sweeps:
+        for r in data["rows"]:
+            label = f"{r['series']} {', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'}"
+            for b in r["bins"]:
+                if b["bin"] not in report["bins"]:
+                    continue
+                point = {"label": label, "bin": b["bin"], "items": b["items"], "accuracy": b["accuracy"], "lo": b["lo"],
+                         "hi": b["hi"], "flops": b["flops"], "signal": None}
+                out.append(point)
+                for series in dict.fromkeys(c["series"] for c in report["curves"]):
+                    for signal in dict.fromkeys(c["signal"] for c in report["curves"] if c["series"] == series):
+                        pts = [c for c in report["curves"] if c["series"] == series and c["signal"] == signal
+                               and c["bin"] == b["bin"]]
+                        out.append({**point, "series": series, "signal": signal,
+                                    "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"])})
+    return out
+
+
 def print_pool(report: dict[str, Any], console: Console) -> None:
     pool = report["pool"]
     t = Table(title=f"{report['title']}: one pool of {pool['n']} per item; accuracy [95% CI] @ FLOPs per item (all items)")
@@ -302,6 +325,20 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
                        f"{r['multiplier']:.3g}" if r["a_budget_flops"] > 0 else "none left",
                        "-" if math.isnan(r["a_accuracy"]) else f"{r['a_accuracy']:.3f}", f"{r['b_accuracy']:.3f}")
         console.print(tc)
+    if report.get("overlay"):
+        o = Table(title="overlaid runs against the pool at equal FLOPs (all items): the pool signal's accuracy "
+                        "read at the run's FLOPs (- = outside the pool's range)")
+        o.add_column("run")
+        o.add_column("accuracy [95% CI] @ FLOPs", justify="right")
+        sigs = list(dict.fromkeys((p["series"], p["signal"]) for p in report["overlay"] if p["signal"] is not None))
+        for series, signal in sigs:
+            o.add_column(f"{series} {signal}", justify="right")
+        for p in [p for p in report["overlay"] if p["signal"] is None and p["bin"] == "all"]:
+            reads = {(q["series"], q["signal"]): q["pool_accuracy"] for q in report["overlay"]
+                     if q["signal"] is not None and q["label"] == p["label"] and q["bin"] == "all"}
+            o.add_row(p["label"], f"{_acc(p)} @ {_f(p['flops'])}",
+                      *("-" if math.isnan(reads[s]) else f"{reads[s]:.3f}" for s in sigs))
+        console.print(o)
     if "allocation" in report:
         a = report["allocation"]
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "

@@ -15,6 +15,7 @@ diagnostic with its source line.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from ttcl.compiler.diagnostics import (
     SyntaxDiagnosticError,
     did_you_mean,
 )
+from ttcl.safeio import PROGRAM_LIMIT, UnsafeRead, is_within, program_target, read_bounded
 
 STDIN_NAME = "<input>"
 
@@ -112,10 +114,20 @@ class _ReadFailure(Exception):
         self.span = span
 
 
+_HEADER = re.compile(r"\A(?:[ \t\r]*(?:#[^\n]*)?\n)*[ \t]*ttcl(?![A-Za-z0-9_])")
+MAX_IMPORT_DEPTH = 64  # a chain of imports deeper than this is refused, not recursed into
+
+
 def _read(path: Path, shown: str) -> str:
-    """The file's text, or _ReadFailure with a user-facing reason (never an OSError traceback)."""
+    """The file's text, or _ReadFailure with a user-facing reason (never an OSError traceback).
+
+    Only a regular `.ttc` file (after symlinks) of at most PROGRAM_LIMIT bytes is read; a file
+    that does not begin with the `ttcl` header is refused without quoting any of its bytes.
+    """
     try:
-        data = path.read_bytes()
+        data = read_bounded(program_target(path), PROGRAM_LIMIT, what=".ttc program")
+    except UnsafeRead as e:
+        raise _ReadFailure(f"`{shown}` {e.reason}") from None
     except FileNotFoundError:
         raise _ReadFailure(f"no such file `{shown}`", _sibling_hint(path)) from None
     except IsADirectoryError:
@@ -127,7 +139,7 @@ def _read(path: Path, shown: str) -> str:
     except ValueError:  # a NUL byte in the path
         raise _ReadFailure(f"`{_printable(shown)}` is not a valid file name") from None
     try:
-        return data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows may add a byte-order mark
+        text = data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows may add a byte-order mark
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
@@ -137,6 +149,12 @@ def _read(path: Path, shown: str) -> str:
             "save the file as UTF-8",
             span,
         ) from None
+    if not _HEADER.match(text):
+        raise _ReadFailure(
+            f"`{shown}` is not a ttcl program: it does not begin with the header `ttcl 1`",
+            "a .ttc file starts with the line `ttcl 1` (its content is not shown, since it may not be a program)",
+        )
+    return text
 
 
 def _printable(text: str) -> str:
@@ -164,8 +182,13 @@ def _display_join(importer_file: str, rel: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(importer_file), rel))
 
 
+IMPORT_PATH_ENV = "TTCL_IMPORT_PATH"
+MAX_INSTANCES = 10_000  # module instances reached from the root (a file imported twice counts twice)
+
+
 class _Loader:
-    def __init__(self) -> None:
+    def __init__(self, import_roots: list[Path]) -> None:
+        self.import_roots = import_roots
         self.modules: dict[str, LoadedModule] = {}
         self.diagnostics: list[Diagnostic] = []
         self.syntax_failed = False
@@ -210,6 +233,20 @@ class _Loader:
         if not imp.path.endswith(".ttc"):
             self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: imports name .ttc files", None)
             return None
+        if len(stack) > MAX_IMPORT_DEPTH:
+            self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: the chain of imports is more than "
+                       f"{MAX_IMPORT_DEPTH} files deep", "flatten the imports: a module may import several others")
+            return None
+        try:
+            program_target(target)
+        except UnsafeRead as e:
+            self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: `{shown}` {e.reason}", None)
+            return None
+        if self.import_roots and not is_within(Path(key), self.import_roots):
+            self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: it resolves to `{_printable(key)}`, "
+                       f"outside the program's directory `{self.import_roots[0]}`",
+                       "imports stay inside the root program's directory tree; list another directory in $TTCL_IMPORT_PATH to allow it")
+            return None
         try:
             source = _read(target, shown)
         except _ReadFailure as e:
@@ -231,15 +268,21 @@ class _Loader:
         self.diagnostics.append(Diagnostic(span=imp.span, message=message, expected="a readable .ttc file, relative to the importing file", hint=hint))
 
 
-def load_program(path: Path | str | None = None, *, source: str | None = None, file: str | None = None) -> Program:
+def load_program(
+    path: Path | str | None = None, *, source: str | None = None, file: str | None = None,
+    import_paths: list[Path | str] | None = None,
+) -> Program:
     """Read and parse `path` (or `source`) and everything it imports.
 
     `file` is the name diagnostics use; it defaults to `path` as given, or `<input>` for
     `source`. Imports in `source` resolve relative to `file`'s directory, or to the current
     directory for `<input>`. Raises SyntaxDiagnosticError / SemanticDiagnosticError only when
     the root itself cannot be parsed or read; import problems land on `Program.diagnostics`.
+
+    Imports must lie inside the root's directory tree (the current directory for `<input>`),
+    or inside one of `import_paths` (default: the directories in $TTCL_IMPORT_PATH, separated
+    by `:`): a program checked in CI cannot reach files elsewhere.
     """
-    loader = _Loader()
     if source is None:
         if path is None:
             raise ValueError("load_program needs a path or a source")
@@ -256,11 +299,65 @@ def load_program(path: Path | str | None = None, *, source: str | None = None, f
         shown = file or (str(path) if path is not None else STDIN_NAME)
         key = str(Path(shown).resolve()) if shown != STDIN_NAME else STDIN_NAME
         base = Path(shown).resolve().parent if shown != STDIN_NAME else Path.cwd()
+        source = _encodable(source, shown)
+    if import_paths is None:
+        import_paths = [d for d in os.environ.get(IMPORT_PATH_ENV, "").split(os.pathsep) if d]
+    roots = [base, *(Path(d).resolve() for d in import_paths)]
+    loader = _Loader(roots)
     root = loader.load_root(key, shown, source, base)
+    diagnostics = loader.diagnostics
+    too_many = _instance_overflow(loader.modules, root)
+    if too_many is not None:
+        diagnostics = [*diagnostics, too_many]
     return Program(
         root_key=root,
         modules=loader.modules,
-        diagnostics=tuple(loader.diagnostics),
+        diagnostics=tuple(diagnostics),
         syntax_failed=loader.syntax_failed,
         extra_sources=tuple(loader.failed_sources.items()),
+    )
+
+
+def _encodable(source: str, shown: str) -> str:
+    """`source`, if UTF-8 can encode it; a lone surrogate (which no file can hold) is a syntax error at its place."""
+    try:
+        source.encode("utf-8")
+        return source
+    except UnicodeEncodeError as e:
+        line = source.count("\n", 0, e.start) + 1
+        column = e.start - (source.rfind("\n", 0, e.start) + 1) + 1
+        span = Span(file=shown, line=line, column=column, end_line=line, end_column=column + 1)
+        raise SyntaxDiagnosticError([Diagnostic(
+            span=span, message=f"the source holds a lone surrogate U+{ord(source[e.start]):04X}, which is not text",
+            hint="pass the program as valid Unicode text (as read from a UTF-8 file)",
+        )]) from None
+
+
+def _instance_overflow(modules: dict[str, LoadedModule], root: str) -> Diagnostic | None:
+    """A diagnostic when the import tree unfolds into more than MAX_INSTANCES module instances.
+
+    Each import of a file is its own instance, so a chain of files that each import the next
+    twice doubles at every level; counted bottom-up, never unfolded.
+    """
+    counts: dict[str, int] = {}
+
+    def count(key: str, stack: frozenset[str]) -> int:
+        if key in counts:
+            return counts[key]
+        mod = modules[key]
+        total = 1
+        for target in mod.imports.values():
+            if target is None or target in stack or target == key or target not in modules:
+                continue
+            total = min(total + count(target, stack | {key}), MAX_INSTANCES + 1)
+        counts[key] = total
+        return total
+
+    if count(root, frozenset()) <= MAX_INSTANCES:
+        return None
+    imp = next(iter(modules[root].module.imports))
+    return Diagnostic(
+        span=imp.span, message=f"the imports unfold into more than {MAX_INSTANCES:,} module instances "
+        "(each import of a file is its own instance)",
+        hint="import a shared module once and pass what it needs, rather than importing it from every level",
     )

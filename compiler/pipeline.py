@@ -60,15 +60,17 @@ def compile_program(
     model_overrides: Mapping[str, str] | None = None,
     max_input_tokens: int | None = None,
     allow_remote: Iterable[str] = (),
+    import_paths: list[Path | str] | None = None,
 ) -> Compiled:
     """Compile `path` (or `source`, shown as `file`) with `--set` overrides and `--model NAME=PATH` overrides.
 
     An endpoint written in the program text that points off this machine is
     an error unless its host is in `allow_remote`; one given in
     `model_overrides` (the user's own command line) is trusted.
+    `import_paths`: directories besides the root's own tree that imports may reach (see `load_program`).
     """
     with paused_gc():
-        program = load_program(path, source=source, file=file)
+        program = load_program(path, source=source, file=file, import_paths=import_paths)
         checked = check_program(program, dict(overrides or {}))
         sources = program.sources
         try:

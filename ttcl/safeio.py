@@ -1,0 +1,106 @@
+"""Bounded reads of files a user names: programs, imports, datasets, model metadata.
+
+A path in a program or on the command line may be a symlink to a device
+(`/dev/zero`, `/dev/urandom`: a read that never ends), a FIFO (an open that
+blocks forever), or a file far larger than any input ttcl needs. Every read
+here opens without blocking, checks that the file is a regular file and no
+larger than a limit, and reads at most limit + 1 bytes, so none of these can
+hang a check or exhaust memory.
+
+`program_target` adds the rule for `.ttc` files: the file actually read
+(after following symlinks) must itself be a `.ttc` file outside `/proc`,
+`/sys` and `/dev`, so that a symlink named `x.ttc` cannot make ttcl read,
+and then quote in a diagnostic, `/proc/self/environ` or `/etc/passwd`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from ttcl.errors import TtclError
+
+MiB = 1 << 20
+PROGRAM_LIMIT = 1 * MiB  # a .ttc file; the largest shipped program is about 2 KB
+JSON_LIMIT = 16 * MiB  # a model's config.json / ttcl_meta.json / tokenizer.json
+_SYSTEM_DIRS = ("/proc", "/sys", "/dev")
+
+
+class UnsafeRead(TtclError):
+    """A file that is not a regular file, or is larger than its limit; `reason` is the user-facing text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _size_text(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n:,} bytes"
+
+
+def read_bounded(path: Path | str, limit: int, *, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes.
+
+    Raises UnsafeRead for a FIFO, socket, device or directory, or a file over
+    the limit; OSError (not found, permission denied) passes through for the
+    caller's own message.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(21, "Is a directory", str(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeRead(f"is not a regular file (a {_kind(st.st_mode)}), so ttcl does not read it as a {what}")
+        if st.st_size > limit:
+            raise UnsafeRead(f"is {_size_text(st.st_size)}, more than the {_size_text(limit)} a {what} may be")
+        chunks: list[bytes] = []
+        got = 0
+        while got <= limit:
+            chunk = os.read(fd, min(limit + 1 - got, MiB))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:  # a file that grows while read, or a /proc file whose size reads 0
+            raise UnsafeRead(f"is more than the {_size_text(limit)} a {what} may be")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def program_target(path: Path) -> Path:
+    """The file a `.ttc` path really names; UnsafeRead when that is not a `.ttc` file a program may be.
+
+    A missing file resolves to itself (the read then reports it missing).
+    """
+    if "\x00" in str(path):
+        return path  # the read reports the invalid name
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
+        raise UnsafeRead("is a symlink that cannot be resolved (a loop?)") from None
+    if real.suffix != ".ttc":
+        raise UnsafeRead(f"is a link to `{real.name}`, which is not a .ttc file")
+    if any(str(real) == d or str(real).startswith(d + "/") for d in _SYSTEM_DIRS):
+        raise UnsafeRead("is a link into a system directory (/proc, /sys or /dev)")
+    return real
+
+
+def is_within(path: Path, roots: list[Path]) -> bool:
+    """Whether the resolved `path` lies inside one of the resolved `roots`."""
+    return any(path == r or r in path.parents for r in roots)

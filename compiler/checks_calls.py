@@ -426,29 +426,67 @@ def _registered_checkers() -> list[str] | None:
 # ---------------------------------------------------------------- recursion
 
 
+MAX_CALL_DEPTH = 64  # strategy calls nested deeper than this are refused (each call is inlined)
+
+
 def report_recursion(ctx: CheckContext, order: list[StrategyKey], names: dict[StrategyKey, str]) -> None:
-    """One diagnostic per call cycle, at the call that closes it, naming the whole cycle."""
+    """One diagnostic per call cycle, at the call that closes it, naming the whole cycle; and one
+    when calls nest more than MAX_CALL_DEPTH deep. Iterative, so no chain of calls can exhaust
+    Python's stack."""
     graph: dict[StrategyKey, list[CallEdge]] = {}
     for edge in ctx.edges:
         graph.setdefault(edge.caller, []).append(edge)
     state: dict[StrategyKey, int] = {}  # 1 on the stack, 2 done
+    depth: dict[StrategyKey, int] = {}  # the longest chain of calls below a strategy (done ones)
     stack: list[tuple[StrategyKey, CallEdge | None]] = []
     seen_cycles: set[frozenset[StrategyKey]] = set()
 
-    def visit(node: StrategyKey, via: CallEdge | None) -> None:
-        state[node] = 1
-        stack.append((node, via))
-        for edge in graph.get(node, []):
-            if state.get(edge.callee) == 1:
-                _report_cycle(ctx, stack, edge, names, seen_cycles)
-            elif edge.callee not in state:
-                visit(edge.callee, edge)
-        stack.pop()
-        state[node] = 2
+    for root in order:
+        if root in state:
+            continue
+        state[root] = 1
+        stack.append((root, None))
+        work: list[tuple[StrategyKey, int]] = [(root, 0)]  # (strategy, next edge to follow)
+        while work:
+            node, i = work[-1]
+            edges = graph.get(node, [])
+            if i < len(edges):
+                work[-1] = (node, i + 1)
+                edge = edges[i]
+                if state.get(edge.callee) == 1:
+                    _report_cycle(ctx, stack, edge, names, seen_cycles)
+                elif edge.callee not in state:
+                    state[edge.callee] = 1
+                    stack.append((edge.callee, edge))
+                    work.append((edge.callee, 0))
+                continue
+            work.pop()
+            stack.pop()
+            state[node] = 2
+            depth[node] = 1 + max((depth.get(e.callee, 0) for e in edges), default=0)
+    for root in order:
+        if depth.get(root, 0) > MAX_CALL_DEPTH:
+            _report_depth(ctx, root, graph, depth, names)
+            return
 
-    for node in order:
-        if node not in state:
-            visit(node, None)
+
+def _report_depth(ctx: CheckContext, root: StrategyKey, graph: dict[StrategyKey, list[CallEdge]],
+                  depth: dict[StrategyKey, int], names: dict[StrategyKey, str]) -> None:
+    chain = [names.get(root, root.name)]
+    node, first = root, None
+    while graph.get(node):
+        edge = max(graph[node], key=lambda e: depth.get(e.callee, 0))
+        first = first or edge
+        chain.append(edge.shown)
+        node = edge.callee
+    shown = " -> ".join(chain[:4] + ["..."] + chain[-2:]) if len(chain) > 8 else " -> ".join(chain)
+    assert first is not None
+    ctx.error(
+        first.span,
+        f"strategy calls nest {depth[root]} deep, more than {MAX_CALL_DEPTH}: {shown}",
+        expected=f"at most {MAX_CALL_DEPTH} strategies in a chain of calls",
+        hint="calls are inlined; merge the strategies of the chain, or loop with `repeat K { ... }`",
+    )
 
 
 def _report_cycle(ctx: CheckContext, stack: list[tuple[StrategyKey, CallEdge | None]], closing: CallEdge,

@@ -19,6 +19,7 @@ caused them.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 
 from ttcl.compiler.ast import (
@@ -317,6 +318,14 @@ def param_default(decl: ParamDecl) -> ParamValue | None:
 # ---------------------------------------------------------------- overrides
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
+def _short(raw: str, limit: int = 40) -> str:
+    """A `--set` value as a message shows it: at most `limit` characters."""
+    return raw if len(raw) <= limit else f"{raw[:limit]}... ({len(raw)} characters)"
+
+
 class ValueProblem(str):
     """Why a `--set` value was rejected; a distinct type, so it is never mistaken for a text value."""
 
@@ -335,7 +344,9 @@ def parse_param_value(decl: ParamDecl, raw: str) -> ParamValue | ValueProblem:
         return ValueProblem("`auto` is only allowed on an int param with a range")
     value = parse_number(raw)
     if value is None:
-        return ValueProblem(f"`{raw}` is not {'an' if decl.type == 'int' else 'a'} {decl.type}")
+        return ValueProblem(f"`{_short(raw)}` is not {'an' if decl.type == 'int' else 'a'} {decl.type}")
+    if not -_FLOAT_MAX <= value <= _FLOAT_MAX:  # exact for ints of any size; false for inf and nan
+        return ValueProblem(f"`{_short(raw)}` is past the range of a 64-bit float")
     if decl.type == "int":
         if not isinstance(value, int):
             return ValueProblem(f"`{raw}` is not a whole number")

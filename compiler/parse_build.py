@@ -14,6 +14,7 @@ from ttcl.compiler import ast
 from ttcl.compiler.diagnostics import did_you_mean
 from ttcl.compiler.parse_lex import (
     MAX_DEPTH,
+    MAX_ELSE_IF_ARMS,
     LexicalError,
     Tok,
     decode_string,
@@ -117,6 +118,7 @@ class Builder:
     def __init__(self, file: str):
         self.file = file
         self.depth: dict[int, int] = {}
+        self.elif_arms: dict[int, int] = {}  # id(If) -> arms in its `else if` chain
 
     def span(self, first: Any, last: Any) -> ast.Span:
         if type(first) is Tok:
@@ -328,7 +330,23 @@ class Builder:
             arm = c[4]
             orelse = [arm] if isinstance(arm, ast.If) else arm.value
         node = ast.If.model_construct(span=self._all(c), cond=cond, then=then, orelse=orelse)
+        if len(c) == 5 and isinstance(c[4], ast.If):
+            return self._else_if(node, c[4], cond, then)
         return self._nest(node, cond, then, orelse)
+
+    def _else_if(self, node: ast.If, arm: ast.If, cond: Any, then: list[Any]) -> ast.If:
+        """`if ... else if ...`: a flat chain of arms, so the next arm does not count as a nesting level."""
+        self._nest(node, cond, then)
+        depth = self.depth
+        depth[id(node)] = max(depth[id(node)], depth.get(id(arm), 0))
+        arms = self.elif_arms.get(id(arm), 1) + 1
+        if arms > MAX_ELSE_IF_ARMS:
+            raise LexicalError(
+                f"an `if` with more than {MAX_ELSE_IF_ARMS} `else if` arms", node.span,
+                hint="select with a param or split the choice over strategies",
+            )
+        self.elif_arms[id(node)] = arms
+        return node
 
     def repeat_stmt(self, c: list[Any]) -> ast.Repeat:
         count, body = c[1], c[2].value

@@ -21,6 +21,7 @@ from ttcl.compiler import ast
 # The deepest nesting of expressions and blocks a program may have. Later
 # passes recurse over the tree; this keeps them far from Python's stack limit.
 MAX_DEPTH = 64
+MAX_ELSE_IF_ARMS = 1024  # an `if ... else if ...` chain is flat, but later passes walk it recursively
 
 _SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _NUMBER_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)([A-Za-z0-9_]*)")

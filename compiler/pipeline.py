@@ -9,6 +9,7 @@ still compiles; its report's verdict says so, and the command decides.
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,18 +70,40 @@ def compile_program(
     `model_overrides` (the user's own command line) is trusted.
     `import_paths`: directories besides the root's own tree that imports may reach (see `load_program`).
     """
-    with paused_gc():
-        program = load_program(path, source=source, file=file, import_paths=import_paths)
-        checked = check_program(program, dict(overrides or {}))
-        sources = program.sources
+    with paused_gc(), _deep_stack():
         try:
-            compiled = _compile_checked(program, checked, model_overrides, max_input_tokens)
-            _check_remote(compiled, set((model_overrides or {}).values()), frozenset(allow_remote))
-            return compiled
-        except DiagnosticError as e:
-            if not e.sources:
-                e.sources = sources
-            raise
+            program = load_program(path, source=source, file=file, import_paths=import_paths)
+            checked = check_program(program, dict(overrides or {}))
+            sources = program.sources
+            try:
+                compiled = _compile_checked(program, checked, model_overrides, max_input_tokens)
+                _check_remote(compiled, set((model_overrides or {}).values()), frozenset(allow_remote))
+                return compiled
+            except DiagnosticError as e:
+                if not e.sources:
+                    e.sources = sources
+                raise
+        except RecursionError:
+            shown = file or (str(path) if path is not None else "<input>")
+            raise SemanticDiagnosticError([Diagnostic(
+                span=Span(file=shown, line=1, column=1, end_line=1, end_column=1),
+                message="the program nests too deeply to compile (blocks inside strategy calls inside blocks ...)",
+                hint="flatten it: fewer nested `if`/`repeat` blocks, shorter chains of strategy calls",
+            )]) from None
+
+
+RECURSION_LIMIT = 20_000  # passes recurse over the AST and the inlined calls; nesting is capped well below
+
+
+@contextmanager
+def _deep_stack() -> Iterator[None]:
+    """Room for the recursive passes; anything deeper still ends in a diagnostic, not a crash."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, RECURSION_LIMIT))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 @contextmanager

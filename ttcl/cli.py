@@ -2,19 +2,21 @@
 
 Each area registers its commands from its own module in `ttcl.commands`,
 so the compiler, runtime and zoo commands evolve independently. Every
-`TtclError` is printed as a diagnostic with its exit code; a Python
-traceback means a bug in ttcl, never bad input.
+`TtclError` is printed as a diagnostic with its exit code. Anything else
+is a bug in ttcl: one line says so and where to report it, the exit code
+is EXIT_INTERNAL (70), and the traceback is printed only with `--debug`.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
 
 from ttcl import __version__
-from ttcl.errors import TtclError
+from ttcl.errors import BUG_REPORT, EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError
 
 app = typer.Typer(
     name="ttcl",
@@ -38,6 +40,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="On an internal error (a bug in ttcl), print its traceback."),
 ) -> None:
     """ttcl: the test-time compute language."""
 
@@ -88,19 +91,37 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        return 130
-    except Exception as e:  # click usage errors come through here
+        return EXIT_INTERRUPTED
+    except Exception as e:  # click usage errors come through here, and bugs
         import click
 
         # typer >= 0.20 raises its vendored click's exceptions (`typer._click`), not `click`'s.
         if isinstance(e, click.ClickException) or any(c.__name__ == "ClickException" for c in type(e).__mro__):
             e.show()  # type: ignore[attr-defined]
             return e.exit_code  # type: ignore[attr-defined]
-        raise
+        return _internal_error(e, argv)
     return 0
+
+
+def _internal_error(e: BaseException, argv: list[str] | None) -> int:
+    """A bug in ttcl: one line (what and where to report), the traceback only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--debug" in args or os.environ.get("TTCL_DEBUG"):
+        import traceback
+
+        traceback.print_exception(e)
+    where = ""
+    tb = e.__traceback__
+    while tb is not None:
+        where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    what = str(e).splitlines()[0][:200] if str(e) else ""
+    typer.echo(f"ttcl: internal error (a bug in ttcl, not in your input): {type(e).__name__}{where}"
+               f"{': ' + what if what else ''}; {BUG_REPORT}", err=True)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
 """One exception root for everything ttcl raises on purpose.
 
-The CLI catches `TtclError` and prints it; anything else is a bug and
-keeps its traceback.
+The CLI catches `TtclError` and prints it with its exit code; anything
+else is a bug in ttcl, reported in one line with EXIT_INTERNAL (the
+traceback only behind `--debug`), so CI can tell a crash from a verdict.
 """
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_OVER = 1  # a budget verdict: the worst case (or an `auto` param) does not fit
+EXIT_INVALID = 2  # bad input: a program, option, dataset or model that ttcl cannot use
+EXIT_INTERNAL = 70  # a bug in ttcl itself (sysexits' EX_SOFTWARE): never bad input, never a verdict
+EXIT_INTERRUPTED = 130  # Ctrl-C
+BUG_REPORT = "please report it on the ttcl issue tracker with the command you ran and the output of `ttcl --debug ...`"
 
 
 class TtclError(Exception):

@@ -6,8 +6,6 @@ These need nothing from strategy bodies, so they run first and build the
 
 from __future__ import annotations
 
-import re
-
 from ttcl.compiler.ast import BudgetDecl, ModelDecl, Node, Number, Span, Strategy, VerifierDecl
 from ttcl.compiler.builtins import (
     BUDGET_NAME,
@@ -21,6 +19,7 @@ from ttcl.compiler.checks_scope import CheckContext, DeclKind, ModuleScope, decl
 from ttcl.compiler.diagnostics import did_you_mean
 from ttcl.compiler.loader import LoadedModule
 from ttcl.compiler.params import check_param_decl
+from ttcl.compiler.regex_engine import PatternError, compile_pattern
 
 RESERVED = frozenset({BUDGET_NAME, *BUILTINS})
 _WHOLE_UNITS = ("calls", "prompt_tokens", "gen_tokens", "tokens")
@@ -140,9 +139,9 @@ def _check_extract(ctx: CheckContext, pattern: str, span: Span) -> None:
         return
     expected = "one of " + ", ".join(f'"{f}"' for f in EXTRACT_FORMATS) + ", or a regex with exactly one group"
     try:
-        groups = re.compile(pattern).groups
-    except re.error as e:
-        ctx.error(span, f"extract pattern is not a valid regex: {e}", expected=expected, hint=did_you_mean(pattern, EXTRACT_FORMATS))
+        groups = compile_pattern(pattern).groups
+    except PatternError as e:
+        ctx.error(span, f"extract pattern is not a valid regex: {e.reason}", expected=expected, hint=did_you_mean(pattern, EXTRACT_FORMATS))
         return
     if groups != 1:
         ctx.error(span, f"extract regex has {groups} groups", expected=expected,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ttcl.compiler.regex_engine import PatternError, compile_pattern
 from ttcl.errors import TtclRuntimeError
 
 Extractor = Callable[[str], "str | None"]
@@ -80,9 +81,9 @@ def last_number(text: str) -> str | None:
 
 def regex_extractor(pattern: str) -> Extractor:
     try:
-        rx = re.compile(pattern)
-    except re.error as e:
-        raise ExtractError(f"extract pattern {pattern!r} is not a valid regex: {e}") from e
+        rx = compile_pattern(pattern)  # RE2: linear time, so no sampled text can hang a run
+    except PatternError as e:
+        raise ExtractError(f"extract pattern {pattern!r} is not a valid regex: {e.reason}") from e
     if rx.groups != 1:
         raise ExtractError(f"extract pattern {pattern!r} must have exactly one group, it has {rx.groups}")
 

@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict
 
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.extract import gold_answer
+from ttcl.safeio import MiB, UnsafeRead, read_bounded
+
+# Bounds on what a dataset may hold, so no file can exhaust memory or reach a tokenizer at any size:
+# a line longer than this is an error before anything tokenizes it.
+MAX_LINE_CHARS = 1 * MiB
+MAX_DATASET_BYTES = 1024 * MiB
 
 
 class DatasetError(TtclRuntimeError):
@@ -44,10 +50,14 @@ def _bad(path: str, line: int, message: str) -> DatasetError:
 
 def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
     """One JSONL line to an Item; raises DatasetError naming file:line and the problem."""
+    if len(text) > MAX_LINE_CHARS:
+        raise _bad(path, line, f"the line is {len(text):,} characters, more than the {MAX_LINE_CHARS:,} an item may be")
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise _bad(path, line, f"not valid JSON ({e.msg} at column {e.colno})") from e
+    except RecursionError:
+        raise _bad(path, line, "not a dataset item: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
     if "question" not in obj:
@@ -75,7 +85,9 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Item]:
     if p.is_dir():
         raise DatasetError(f"{p}: error: is a directory, expected a .jsonl file")
     try:
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_DATASET_BYTES, what="dataset")
+    except UnsafeRead as e:
+        raise DatasetError(f"{p}: error: {e.reason}") from None
     except OSError as e:
         raise DatasetError(f"{p}: error: cannot read: {e.strerror}") from e
     try:
@@ -99,4 +111,6 @@ def single_item(question: str) -> list[Item]:
     """`--input TEXT` as a one-item dataset."""
     if not question.strip():
         raise DatasetError("--input: error: the input text is empty")
+    if len(question) > MAX_LINE_CHARS:
+        raise DatasetError(f"--input: error: the input is {len(question):,} characters, more than {MAX_LINE_CHARS:,}")
     return [Item(index=0, question=question)]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from string import Formatter
 from typing import Any
 
 from ttcl.compiler import builtins as B
@@ -46,7 +45,7 @@ from ttcl.compiler.dag import (
 )
 from ttcl.compiler.dag_static import NotStatic, StaticValue, format_static, static_eval
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
-from ttcl.compiler.models import revise_template
+from ttcl.compiler.models import MetaTemplateError, meta_template_parts, revise_template
 
 ParamMap = Mapping[str, Any]
 
@@ -373,12 +372,17 @@ class ExprMixin:
         template = revise_template(model.ref, base)
         if template is None:
             return None
+        try:
+            card = meta_template_parts(template, ("question", "attempt"))
+        except MetaTemplateError as e:
+            self.fail(model.span, f"model `{model.name}`: ttcl_meta.json `revise_template`: {e}")
         parts: list[PromptPart] = []
-        for literal, name, _, _ in Formatter().parse(template):
-            _append_text(parts, literal)
-            if name == "attempt":
+        for literal, name in card:
+            if name is None:
+                _append_text(parts, literal)
+            elif name == "attempt":
                 parts.append(PromptPart.make(path=["c", "text"]))
-            elif name is not None:
+            else:
                 parts.append(PromptPart.make(path=[name]))
         return parts
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
 from ttcl.errors import TtclSemanticError
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
 OPTION_FIELDS: dict[str, str] = {
@@ -203,9 +205,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelSpecError(f"cannot read `{path}`: {e}", _PARAMS_HINT) from e
+        data = json.loads(read_bounded(path, JSON_LIMIT, what="model file").decode("utf-8"))
+    except UnsafeRead as e:
+        raise ModelSpecError(f"cannot read `{path}`: it {e.reason}", _PARAMS_HINT) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelSpecError(f"cannot read `{path}`: {type(e).__name__}: {str(e)[:200]}", _PARAMS_HINT) from None
     if not isinstance(data, dict):
         raise ModelSpecError(f"`{path}` is not a JSON object", _PARAMS_HINT)
     return data
@@ -264,3 +268,42 @@ def _architecture(config: dict[str, Any]) -> _Arch:
         )
 
     return _Arch("num_hidden_layers", "hidden_size", "max_position_embeddings", unknown)
+
+
+_META_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
+
+
+class MetaTemplateError(ValueError):
+    """A model-card template (`ttcl_meta.json`) with a field that is not one of the allowed names."""
+
+
+def meta_template_parts(template: str, allowed: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """A `ttcl_meta.json` template as (literal text, None) and ("", field) parts.
+
+    Only `{name}` for a name in `allowed`, and `{{` / `}}` for braces, mean anything: model
+    metadata is data, so nothing like Python's `str.format` (attribute access, indexing,
+    format specs) is ever applied to it.
+    """
+    parts: list[tuple[str, str | None]] = []
+    at = 0
+    for m in _META_FIELD.finditer(template):
+        if m.start() > at:
+            parts.append((template[at:m.start()], None))
+        tok = m.group(0)
+        if tok in ("{{", "}}"):
+            parts.append((tok[0], None))
+        elif m.group(1) in allowed:
+            parts.append(("", m.group(1)))
+        else:
+            end = template.find("}", m.start())
+            shown = template[m.start():end + 1] if 0 <= end - m.start() < 60 else template[m.start():m.start() + 20] + "..."
+            raise MetaTemplateError(f"template field `{shown}` is not one of {', '.join('{' + a + '}' for a in allowed)}")
+        at = m.end()
+    if at < len(template):
+        parts.append((template[at:], None))
+    return parts
+
+
+def fill_meta_template(parts: list[tuple[str, str | None]], values: dict[str, str]) -> str:
+    """The text of parsed template `parts` with each field replaced by its value (values are never re-read)."""
+    return "".join(text if name is None else values[name] for text, name in parts)

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
+from ttcl.compiler.models import MetaTemplateError, fill_meta_template, meta_template_parts
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends.base import Usage, resolve_ref
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
 
 Item = tuple[str, str]  # (question or prompt, completion)
 AGGREGATES = ("last", "min", "prod")
@@ -103,9 +105,14 @@ def read_meta(path: Path) -> dict:
     if not f.is_file():
         return {}
     try:
-        return json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise TtclRuntimeError(f"{f}: invalid JSON: {e}") from e
+        meta = json.loads(read_bounded(f, JSON_LIMIT, what="ttcl_meta.json"))
+    except UnsafeRead as e:
+        raise TtclRuntimeError(f"{f}: {e.reason}") from None
+    except (OSError, ValueError, RecursionError) as e:
+        raise TtclRuntimeError(f"{f}: invalid JSON: {str(e)[:200]}") from None
+    if not isinstance(meta, dict):
+        raise TtclRuntimeError(f"{f}: not a JSON object")
+    return meta
 
 
 @dataclass
@@ -127,7 +134,7 @@ def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
     dev = pick_device(device)
     try:
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = getattr(transformers, auto_cls).from_pretrained(path, local_files_only=True)
+        model = getattr(transformers, auto_cls).from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
         raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
     model = model.to(device=dev, dtype=pick_dtype(dtype, dev)).eval()
@@ -152,6 +159,7 @@ class _ClassifierVerifier:
 
     auto_cls = "AutoModelForSequenceClassification"
     default_template = "{question}\n{completion}"
+    fields: tuple[str, ...] = ("question", "completion")
 
     def __init__(
         self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64
@@ -160,6 +168,12 @@ class _ClassifierVerifier:
         self.m = _load(ref, self.auto_cls, device, dtype)
         self.spec = self.m.spec
         self.template = self.m.meta.get("input_template", self.default_template)
+        if not isinstance(self.template, str):
+            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `input_template` is not a string")
+        try:
+            self.parts = meta_template_parts(self.template, self.fields)
+        except MetaTemplateError as e:
+            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `input_template`: {e}") from None
         self.read = _score_fn(self.m.meta, self.m.model.config.num_labels)
         self.batch_size = batch_size
         self.pad_id = next(
@@ -217,7 +231,7 @@ class _ClassifierVerifier:
         return len(self.m.tokenizer(self._text(question, completion))["input_ids"])
 
     def _text(self, question: str, completion: str) -> str:
-        return self.template.format(question=question, completion=completion)
+        return fill_meta_template(self.parts, {"question": question, "completion": completion})
 
 
 class RewardModelVerifier(_ClassifierVerifier):
@@ -267,6 +281,7 @@ class ProcessRewardVerifier(_ClassifierVerifier):
 
     auto_cls = "AutoModelForTokenClassification"
     default_template = "{question}\n{steps}"
+    fields = ("question", "steps", "completion")
 
     def __init__(
         self,
@@ -293,10 +308,11 @@ class ProcessRewardVerifier(_ClassifierVerifier):
 
     def _text(self, question: str, completion: str) -> str:
         steps = "".join(s + self.step_end for s in self._steps(completion))
-        return self.template.format(question=question, steps=steps, completion=steps)
+        return fill_meta_template(self.parts, {"question": question, "steps": steps, "completion": steps})
 
     def _head_len(self, question: str) -> int:
-        head = self.template.split("{steps}")[0].format(question=question)
+        cut = next((i for i, (_, name) in enumerate(self.parts) if name in ("steps", "completion")), len(self.parts))
+        head = fill_meta_template(self.parts[:cut], {"question": question})
         return len(self.m.tokenizer(head)["input_ids"])
 
     def _logits(self, ids, mask):
@@ -350,7 +366,11 @@ class JudgeVerifier:
     """
 
     def __init__(self, backend: Any, rubric_template: str) -> None:
-        if "{completion}" not in rubric_template:
+        try:
+            self.parts = meta_template_parts(rubric_template, ("question", "completion"))
+        except MetaTemplateError as e:
+            raise TtclRuntimeError(f"judge rubric template: {e}") from None
+        if not any(name == "completion" for _, name in self.parts):
             raise TtclRuntimeError("judge rubric template must contain {completion}")
         self.backend = backend
         self.template = rubric_template
@@ -364,7 +384,7 @@ class JudgeVerifier:
     def score(self, items: list[Item]) -> tuple[list[float], Usage]:
         if not items:
             return [], Usage()
-        prompts = [self.template.format(question=q, completion=c) for q, c in items]
+        prompts = [fill_meta_template(self.parts, {"question": q, "completion": c}) for q, c in items]
         logprobs, usage = self.backend.next_token_logprobs(prompts, self.yes + self.no)
         k = len(self.yes)
         scores = []

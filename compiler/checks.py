@@ -40,7 +40,16 @@ from ttcl.compiler.checks_calls import check_verifier_call, report_recursion
 from ttcl.compiler.checks_decls import build_scope, check_declarations, check_verifier_heads
 from ttcl.compiler.checks_exprs import ExprChecker
 from ttcl.compiler.checks_flow import FlowChecker, assigned_names
-from ttcl.compiler.checks_scope import CallTarget, CheckContext, ModuleScope, StrategyKey, Symbol
+from ttcl.compiler.checks_scope import (
+    MAX_ERRORS,
+    CallTarget,
+    CheckContext,
+    ModuleScope,
+    StrategyKey,
+    Symbol,
+    TooManyErrors,
+)
+from ttcl.compiler.diagnostics import Diagnostic
 from ttcl.compiler.loader import Instance, LoadedModule, Program
 from ttcl.compiler.params import (
     AUTO,
@@ -97,6 +106,16 @@ def entry_strategy_name(strategies: list[Strategy]) -> str | None:
 def check_program(program: Program, overrides: Mapping[str, str] | None = None) -> CheckedProgram:
     """Run every check over `program`; raise one DiagnosticError with every problem, or return the checked program."""
     ctx = CheckContext(program)
+    try:
+        return _check(ctx, program, overrides)
+    except TooManyErrors:
+        span = ctx.diagnostics[-1].span
+        ctx.diagnostics.append(Diagnostic(span=span, message=f"stopped after {MAX_ERRORS} errors",
+                                          hint="fix these and check again", severity="note"))
+        raise program.error(ctx.diagnostics) from None
+
+
+def _check(ctx: CheckContext, program: Program, overrides: Mapping[str, str] | None) -> CheckedProgram:
     for key, loaded in program.modules.items():
         ctx.scopes[key] = build_scope(ctx, loaded)
     for scope in ctx.scopes.values():

@@ -95,6 +95,13 @@ class ModuleScope:
         return entry[0] if entry else None
 
 
+MAX_ERRORS = 200  # the checks stop here: every further error would cost time and help no one
+
+
+class TooManyErrors(Exception):
+    """Raised by CheckContext.error at MAX_ERRORS; `check_program` reports what it has, and says it stopped."""
+
+
 @dataclass
 class CheckContext:
     """Everything the passes share: the program, scopes, resolved params, the diagnostics sink, and the maps they fill."""
@@ -110,6 +117,8 @@ class CheckContext:
 
     def error(self, span: Span, message: str, *, expected: str | None = None, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(span=span, message=message, expected=expected, hint=hint))
+        if len(self.diagnostics) >= MAX_ERRORS:
+            raise TooManyErrors()
 
     def record(self, node: Node, ty: Ty) -> Ty:
         self.types[id(node)] = ty

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from difflib import get_close_matches
+from functools import lru_cache
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ttcl.compiler.ast import Span
 from ttcl.errors import TtclBudgetError, TtclError, TtclSemanticError, TtclSyntaxError
+
+MAX_RENDERED = 100  # diagnostics printed; the rest are counted (JSON output keeps them all)
+MAX_SUGGESTION_POOL = 256  # names a "did you mean" hint compares against
 
 Severity = Literal["error", "warning", "note"]
 
@@ -52,10 +56,15 @@ class Diagnostic(BaseModel):
         return "\n".join(out)
 
 
+@lru_cache(maxsize=8)
+def _lines(source: str) -> list[str]:
+    return source.splitlines()  # split once per source, not once per diagnostic
+
+
 def _source_line(source: str | None, line: int) -> str | None:
     if source is None or line < 1:
         return None
-    lines = source.splitlines()
+    lines = _lines(source)
     if line > len(lines):
         return "" if line == len(lines) + 1 else None
     return lines[line - 1].expandtabs(1)
@@ -63,7 +72,10 @@ def _source_line(source: str | None, line: int) -> str | None:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A fix hint naming the closest known name, if any is close."""
-    match = get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    pool = set(candidates)
+    if len(pool) > MAX_SUGGESTION_POOL:  # keep each hint cheap however many names are in scope
+        pool = set(sorted(pool, key=lambda c: (abs(len(c) - len(name)), c[:1].lower() != name[:1].lower(), c))[:MAX_SUGGESTION_POOL])
+    match = get_close_matches(name, sorted(pool), n=1, cutoff=0.6)
     return f"did you mean `{match[0]}`?" if match else None
 
 
@@ -79,7 +91,11 @@ class DiagnosticError(TtclError):
         super().__init__(self.render())
 
     def render(self) -> str:
-        parts = [d.render(self.sources.get(d.span.file)) for d in self.diagnostics]
+        shown = self.diagnostics[:MAX_RENDERED]
+        parts = [d.render(self.sources.get(d.span.file)) for d in shown]
+        if len(self.diagnostics) > len(shown):
+            parts.append(f"... and {len(self.diagnostics) - len(shown):,} more (the first {MAX_RENDERED} are shown)")
+            parts.extend(d.render() for d in self.diagnostics[MAX_RENDERED:] if d.severity == "note")
         errors = sum(1 for d in self.diagnostics if d.severity == "error")
         if errors > 1:
             parts.append(f"{errors} errors")

@@ -32,6 +32,7 @@ from ttcl.compiler import ast
 from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError
 from ttcl.compiler.parse_build import Builder, Part
 from ttcl.compiler.parse_lex import BadCharacter, Lexer, LexicalError, ParseState, Tok, layout
+from ttcl.safeio import PROGRAM_LIMIT, UnsafeRead, program_target, read_bounded
 
 
 class ParseFailure(Exception):
@@ -232,13 +233,15 @@ def parse(source: str, file: str = "<input>") -> ast.Module:
 def read_source(path: str | Path) -> str:
     """Read a .ttc file as UTF-8; bytes that are not UTF-8 give a diagnostic at the first bad byte."""
     name = str(path)
+    span0 = ast.Span(file=name, line=0, column=0)
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        span = ast.Span(file=name, line=0, column=0)
+        data = read_bounded(program_target(Path(path)), PROGRAM_LIMIT, what=".ttc program")
+    except UnsafeRead as e:
+        raise SyntaxDiagnosticError([Diagnostic(span=span0, message=f"cannot read file: it {e.reason}", code="E000")]) from None
+    except (OSError, ValueError) as e:
         raise SyntaxDiagnosticError(
-            [Diagnostic(span=span, message=f"cannot read file: {e.strerror or e}", code="E000")]
-        ) from e
+            [Diagnostic(span=span0, message=f"cannot read file: {getattr(e, 'strerror', None) or e}", code="E000")]
+        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -286,9 +286,13 @@ class _Spans:
         self.base_pos = tok.start_pos + q
         self.base_line = tok.line
         self.base_col = tok.column + q
+        self._at, self._line, self._col = 0, self.base_line, self.base_col  # the last start asked for
 
     def __call__(self, a: int, b: int) -> ast.Span:
-        line, col = _advance(self.base_line, self.base_col, self.raw[:a])
+        if a < self._at:  # parts are asked for in order; advancing from the last one keeps a template linear
+            self._at, self._line, self._col = 0, self.base_line, self.base_col
+        line, col = _advance(self._line, self._col, self.raw[self._at:a])
+        self._at, self._line, self._col = a, line, col
         end_line, end_col = _advance(line, col, self.raw[a:b])
         return ast.Span.model_construct(
             file=self.file, line=line, column=col, end_line=end_line, end_column=end_col,

@@ -14,10 +14,12 @@ from typing import Annotated
 
 import typer
 
-from ttcl.compiler.diagnostics import DiagnosticError
+from ttcl.compiler.ast import Span
+from ttcl.compiler.diagnostics import Diagnostic, DiagnosticError, SyntaxDiagnosticError
 from ttcl.compiler.fmt import format_source
 from ttcl.compiler.parse import read_source
 from ttcl.programs import ProgramNameError, is_bundled_ref, resolve_program
+from ttcl.safeio import PROGRAM_LIMIT
 
 EXIT_OK = 0
 EXIT_WOULD_CHANGE = 1
@@ -42,6 +44,15 @@ def _diff(old: str, new: str, name: str) -> str:
     return "".join(lines)
 
 
+def _read_stdin() -> str:
+    """Standard input, at most a program's size limit."""
+    text = sys.stdin.read(PROGRAM_LIMIT + 1)
+    if len(text) > PROGRAM_LIMIT:
+        raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=0, column=0),
+                                                message=f"standard input is more than {PROGRAM_LIMIT:,} characters")])
+    return text
+
+
 def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
     """Format each file (or stdin for `-`) and return the exit code."""
     status = EXIT_OK
@@ -50,7 +61,7 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
             if is_bundled_ref(name) and not check and not diff:
                 raise ProgramNameError(f"{name}: error: a bundled program is read-only; use --check or --diff, "
                                        "or copy it first (`ttcl programs --show NAME > mine.ttc`)")
-            old = sys.stdin.read() if name == "-" else read_source(str(resolve_program(name)))
+            old = _read_stdin() if name == "-" else read_source(str(resolve_program(name)))
             new = format_source(old, "<stdin>" if name == "-" else name)
         except (DiagnosticError, ProgramNameError) as e:
             typer.echo(str(e), err=True)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclRuntimeError
 
 PREFIX = "ttcl:"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a bundled model's name: one directory, never a path
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 META_FILE = "ttcl_meta.json"
 # Every model `ttcl zoo train` builds, in build order (the verifiers need the policies).
@@ -43,7 +45,7 @@ def resolve_model(ref: str) -> Path:
     if ref.startswith(PREFIX):
         name = ref[len(PREFIX) :]
         path = MODELS_DIR / name
-        if name and "/" not in name and (path / META_FILE).is_file():
+        if _PLAIN_NAME.fullmatch(name) and ".." not in name and (path / META_FILE).is_file():  # never `..` or a path
             return path
         known = shipped_names()
         close = difflib.get_close_matches(name, known, n=1)

@@ -197,11 +197,16 @@ class Builder(ExprMixin):
             rest = stmts[idx + 1:]
             if not rest and not need_end:
                 return BlockResult(escapes, False, ctx)
-            guard = self.exit_guard(res.escapes, frame, ctx, stmt.span)
+            if res.end != ctx:
+                # `if c { ...; return } rest`: the rest runs exactly on the other arm, so it goes under
+                # that arm and the bound takes the max of the two (as for `else`), not their sum.
+                after = res.end
+            else:
+                after = GuardCond.make(node=self.exit_guard(res.escapes, frame, ctx, stmt.span), arm=False)
             if not rest:
-                return BlockResult(escapes, False, GuardCond.make(node=guard, arm=False))
+                return BlockResult(escapes, False, after)
             before = dict(frame.env)
-            sub = self.block(rest, frame, GuardCond.make(node=guard, arm=False), need_end=need_end)
+            sub = self.block(rest, frame, after, need_end=need_end)
             self.merge(frame, ctx, before, [frame.env], stmts[-1].span)
             escapes.extend(sub.escapes)
             return BlockResult(escapes, False, sub.end)
@@ -250,7 +255,12 @@ class Builder(ExprMixin):
         frame.env = dict(before)
         self.merge(frame, ctx, before, [env_then, env_else], stmt.span)
         always = then.always and orelse.always and bool(stmt.orelse)
-        return BlockResult(then.escapes + orelse.escapes, always, ctx)
+        end = ctx
+        if then.always and not orelse.escapes:
+            end = GuardCond.make(node=guard, arm=False)  # only the else arm (or no arm) falls through
+        elif orelse.always and stmt.orelse and not then.escapes:
+            end = GuardCond.make(node=guard, arm=True)
+        return BlockResult(then.escapes + orelse.escapes, always, end)
 
     def repeat(self, stmt: Repeat, frame: Frame, ctx: GuardCond | None) -> BlockResult:
         count = self.static_int(stmt.count, frame, "repeat count")

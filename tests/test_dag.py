@@ -50,11 +50,21 @@ def test_break_guards_the_rest_of_the_iteration() -> None:
         "        c = extend(policy, c)\n    }\n    return vote(c)"
     )
     first = dag["main/repeat[0]/c"]
+    # the `if` arm always breaks, so the rest of the iteration is its other arm (no exit flag needed)
+    assert first.guard == GuardCond(node="main/repeat[0]/if", arm=False)
+    assert "main/repeat[0]/exit.flag" not in dag.nodes
+
+
+def test_a_break_inside_a_nested_if_guards_the_rest_with_an_exit_flag() -> None:
+    dag = dag_of(
+        "    c = sample(policy, q)\n    repeat 2 {\n        if agreement(c) > 0.5 {\n            if agreement(c) > 0.9 {\n"
+        "                break\n            }\n        }\n        c = extend(policy, c)\n    }\n    return vote(c)"
+    )
+    first = dag["main/repeat[0]/c"]
     assert first.guard == GuardCond(node="main/repeat[0]/exit", arm=False)
     flag = dag["main/repeat[0]/exit.flag"]
     assert flag.op == "phi"
     assert [dag[i].args.value for i in flag.input_nodes()] == [False, True]
-    assert dag[flag.input_nodes()[1]].guard == GuardCond(node="main/repeat[0]/if", arm=True)
 
 
 def test_imported_calls_are_inlined_with_call_path_ids(monkeypatch: pytest.MonkeyPatch) -> None:

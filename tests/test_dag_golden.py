@@ -56,3 +56,12 @@ def test_golden_dag_invariants(name: str, monkeypatch: pytest.MonkeyPatch) -> No
             inner = {(g.node, g.arm) for g in dag.guard_chain(port.node)}
             assert inner <= chain, (node.id, port.node)
     assert dag.output in dag.nodes
+
+
+def test_an_if_arm_that_returns_costs_the_same_as_the_else_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: `if c { ...; return x }` then more work was bounded as the sum of both (31 calls, "over")."""
+    monkeypatch.chdir(GOLDEN)
+    early = compile_program(Path("if_return.ttc")).report
+    with_else = compile_program(Path("if_else_return.ttc")).report
+    assert early.total == with_else.total
+    assert early.total["calls"] == 16 and early.verdict == "fits"

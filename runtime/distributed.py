@@ -67,7 +67,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as e:
-        raise DistributedError('--ray needs Ray: pip install "ttcl[ray]"') from e
+        raise DistributedError('--ray needs Ray: pip install "ttcl[ray]" (from a checkout: pip install -e ".[ray]")') from e
     return ray
 
 
@@ -217,9 +217,15 @@ class ShardWorker:
 _WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
 
 
+def _gpus_per_worker() -> float:
+    """One GPU per worker when the cluster has GPUs (a worker's models then sit on its own device)."""
+    ray = _ray()
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+
+
 def _worker_actor() -> Any:
     ray = _ray()
-    return ray.remote(num_cpus=1, max_restarts=0)(ShardWorker).remote()
+    return ray.remote(num_cpus=1, num_gpus=_gpus_per_worker(), max_restarts=0)(ShardWorker).remote()
 
 
 def workers(n: int) -> list[Any]:

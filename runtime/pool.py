@@ -30,7 +30,7 @@ from typing import Any
 
 from ttcl.compiler.costmodel import Cost, Unit
 from ttcl.errors import TtclRuntimeError
-from ttcl.runtime.accountant import Limits, over_units
+from ttcl.runtime.accountant import Limits
 
 # (worker, item, node, attempt, round): round counts a node's reservations within one attempt of an item.
 Key = tuple[str, int, str, int, int]
@@ -40,11 +40,50 @@ class PoolError(TtclRuntimeError):
     """A pooled-budget protocol violation: a fenced worker, a reservation over quota, a bad key."""
 
 
+# Inside the ledger a cost is a plain list of floats in this order: building a pydantic Cost per
+# operation made the actor's work per op about 2-3x slower (bench/bench_ray.py, part 3).
+_UNITS = ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")
+_SECONDS = 4
+_EPS = 1e-9
+Vec = list[float]
+
+
+def _vec(d: dict[str, float]) -> Vec:
+    return [float(d.get(u, 0.0)) for u in _UNITS]
+
+
+def _cost(v: Vec) -> Cost:
+    return Cost(**dict(zip(_UNITS, v, strict=True)))
+
+
+def _add(a: Vec, b: Vec, k: float = 1.0) -> None:
+    for i in range(5):
+        a[i] += k * b[i]
+
+
+def _checks(limits: Limits) -> list[tuple[tuple[int, ...], float]]:
+    """Each limited unit as (the vector positions it sums, its limit); `tokens` is prompt + gen."""
+    pos = {"calls": (0,), "prompt_tokens": (1,), "gen_tokens": (2,), "tokens": (1, 2), "flops": (3,),
+           "seconds": (_SECONDS,)}
+    return [(pos[u.value], float(v)) for u in Unit if (v := limits.get(u)) is not None]
+
+
+def _over(have: Vec, need: Vec, checks: list[tuple[tuple[int, ...], float]]) -> bool:
+    """As accountant.over_units: static units are hard; time only stops spending once it is up."""
+    for idx, lim in checks:
+        if idx == (_SECONDS,):
+            if have[_SECONDS] >= lim and (need[0] > 0 or need[1] > 0 or need[2] > 0 or need[3] > 0):
+                return True
+        elif sum(have[i] + need[i] for i in idx) > lim * (1 + _EPS) + _EPS:
+            return True
+    return False
+
+
 @dataclass
 class Reservation:
     shard: int
-    held: Cost
-    actual: Cost | None = None  # None while open
+    held: Vec
+    actual: Vec | None = None  # None while open
     lost: bool = False  # settled in full because its outcome is unknown
 
 
@@ -82,16 +121,33 @@ class PoolLedger:
 
     def __init__(self, limits: Limits, quotas: dict[int, Limits] | None = None) -> None:
         self.limits = limits
-        self.quotas = dict(quotas or {})
+        self._checks = _checks(limits)
+        self.quotas: dict[int, Limits] = {}
+        self._quota_checks: dict[int, list[tuple[tuple[int, ...], float]]] = {}
+        self.set_quotas(quotas or {})
         self.reservations: dict[Key, Reservation] = {}
         self.decisions: dict[Key, bool] = {}  # every reserve ever answered (a retried batch gets the same answer)
-        self.spent = Cost()  # charged, settled-in-full and restored spend
-        self.held = Cost()  # open reservations
-        self.shard_spent: dict[int, Cost] = {}
-        self.shard_held: dict[int, Cost] = {}
+        self._spent: Vec = [0.0] * 5  # charged, settled-in-full and restored spend
+        self._held: Vec = [0.0] * 5  # open reservations
+        self._shard_spent: dict[int, Vec] = {}
+        self._shard_held: dict[int, Vec] = {}
         self.fenced: set[str] = set()
         self.calls = 0  # batched calls served
         self.ops = 0  # reserve/charge operations in them
+
+    @property
+    def spent(self) -> Cost:
+        return _cost(self._spent)
+
+    @property
+    def held(self) -> Cost:
+        return _cost(self._held)
+
+    def _shard(self, table: dict[int, Vec], shard: int) -> Vec:
+        v = table.get(shard)
+        if v is None:
+            v = table[shard] = [0.0] * 5
+        return v
 
     # ------------------------------------------------------------ the batched call
 
@@ -109,55 +165,58 @@ class PoolLedger:
         for kind, key, shard, cost in ops:
             if key[0] != worker:
                 raise PoolError(f"worker {worker} sent a key of worker {key[0]}: {key}")
-            c = Cost(**cost)
             if kind == "reserve":
-                out.append(self._reserve(key, shard, c))
+                out.append(self._reserve(key, shard, _vec(cost)))
             elif kind == "charge":
-                self._charge(key, shard, c)
+                self._charge(key, shard, _vec(cost))
             else:
                 raise PoolError(f"unknown pool operation {kind!r}")
         return out
 
-    def _fits(self, shard: int, need: Cost) -> bool:
-        if over_units(self.spent + self.held, need, self.limits):
+    def _fits(self, shard: int, need: Vec) -> bool:
+        have = [a + b for a, b in zip(self._spent, self._held, strict=True)]
+        if _over(have, need, self._checks):
             return False
-        quota = self.quotas.get(shard)
-        if quota is None:
+        checks = self._quota_checks.get(shard)
+        if checks is None:
             return True
-        have = self.shard_spent.get(shard, Cost()) + self.shard_held.get(shard, Cost())
-        return not over_units(have, need, quota)
+        sp, hd = self._shard(self._shard_spent, shard), self._shard(self._shard_held, shard)
+        return not _over([a + b for a, b in zip(sp, hd, strict=True)], need, checks)
 
-    def _reserve(self, key: Key, shard: int, cost: Cost) -> bool:
+    def _reserve(self, key: Key, shard: int, cost: Vec) -> bool:
         if key in self.decisions:
             return self.decisions[key]
         ok = self._fits(shard, cost)
         self.decisions[key] = ok
         if ok:
             self.reservations[key] = Reservation(shard, cost)
-            self.held = self.held + cost
-            self.shard_held[shard] = self.shard_held.get(shard, Cost()) + cost
+            _add(self._held, cost)
+            _add(self._shard(self._shard_held, shard), cost)
         return ok
 
-    def _book(self, shard: int, cost: Cost) -> None:
-        self.spent = self.spent + cost
-        self.shard_spent[shard] = self.shard_spent.get(shard, Cost()) + cost
+    def _book(self, shard: int, cost: Vec) -> None:
+        _add(self._spent, cost)
+        _add(self._shard(self._shard_spent, shard), cost)
 
-    def _charge(self, key: Key, shard: int, actual: Cost) -> None:
+    def _release(self, res: Reservation) -> None:
+        _add(self._held, res.held, -1.0)
+        _add(self._shard(self._shard_held, res.shard), res.held, -1.0)
+
+    def _charge(self, key: Key, shard: int, actual: Vec) -> None:
         res = self.reservations.get(key)
         if res is None:
             if key in self.decisions:  # a charge of a refused reservation: nothing ran
                 return
             # Spend with no reservation: only time (a free node's seconds) may be booked this way.
-            if actual.calls or actual.prompt_tokens or actual.gen_tokens or actual.flops:
-                raise PoolError(f"charge without a reservation: {key} {actual.as_dict()}")
-            self.reservations[key] = Reservation(shard, Cost(), actual)
+            if any(actual[:_SECONDS]):
+                raise PoolError(f"charge without a reservation: {key} {_cost(actual).as_dict()}")
+            self.reservations[key] = Reservation(shard, [0.0] * 5, actual)
             self._book(shard, actual)
             return
         if res.actual is not None:  # already charged: a retried batch
             return
         res.actual = actual
-        self.held = self.held + res.held.scale(-1)
-        self.shard_held[res.shard] = self.shard_held[res.shard] + res.held.scale(-1)
+        self._release(res)
         self._book(res.shard, actual)
 
     # ------------------------------------------------------------ faults and resume
@@ -169,35 +228,41 @@ class PoolLedger:
         lost attempt spent: this is written to the trace, so `--resume` counts it.
         """
         self.fenced.add(worker)
-        lost: dict[int, Cost] = {}
+        lost: dict[int, Vec] = {}
         for key, res in self.reservations.items():
             if key[0] != worker:
                 continue
             if res.actual is None:
-                res.actual, res.lost = res.held, True
-                self.held = self.held + res.held.scale(-1)
-                self.shard_held[res.shard] = self.shard_held[res.shard] + res.held.scale(-1)
+                res.actual, res.lost = list(res.held), True
+                self._release(res)
                 self._book(res.shard, res.held)
             if key[1] not in finished:
-                lost[key[1]] = lost.get(key[1], Cost()) + res.actual
-        return lost
+                _add(lost.setdefault(key[1], [0.0] * 5), res.actual)
+        return {i: _cost(v) for i, v in lost.items()}
 
     def restore(self, shard: int | None, cost: Cost) -> None:
         """Book spend read back from a trace (a finished item, or a lost attempt) on `--resume`."""
-        self.spent = self.spent + cost
+        v = _vec(cost.as_dict())
+        _add(self._spent, v)
         if shard is not None:
-            self.shard_spent[shard] = self.shard_spent.get(shard, Cost()) + cost
+            _add(self._shard(self._shard_spent, shard), v)
 
     def set_quotas(self, quotas: dict[int, Limits]) -> None:
         self.quotas.update(quotas)
+        self._quota_checks.update({s: _checks(q) for s, q in quotas.items()})
+
+    def shard_spent(self, shard: int) -> Cost:
+        return _cost(self._shard_spent.get(shard, [0.0] * 5))
 
     def shard_left(self, shard: int) -> Limits:
         """What shard `shard` may still reserve: its quota less its spent and held."""
         quota = self.quotas.get(shard, self.limits)
-        return left_of(quota, self.shard_spent.get(shard, Cost()) + self.shard_held.get(shard, Cost()))
+        used = [a + b for a, b in zip(self._shard(self._shard_spent, shard), self._shard(self._shard_held, shard),
+                                      strict=True)]
+        return left_of(quota, _cost(used))
 
     def pool_left(self) -> Limits:
-        return left_of(self.limits, self.spent + self.held)
+        return left_of(self.limits, _cost([a + b for a, b in zip(self._spent, self._held, strict=True)]))
 
     def stats(self) -> dict[str, Any]:
         open_ = sum(1 for r in self.reservations.values() if r.actual is None)

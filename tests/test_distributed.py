@@ -174,3 +174,22 @@ def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, P
     assert resumed.distributed["spent"]["calls"] == pytest.approx(resumed.actual_total["calls"])
     assert resumed.distributed["spent"]["calls"] >= kept  # restored spend was booked before the rest ran
     assert sorted(read_trace(part).items) == [it.index for it in items]
+
+
+def test_ray_option_takes_an_optional_address() -> None:
+    from ttcl.cli import _ray_option
+
+    assert _ray_option(["eval", "p.ttc", "--ray", "--workers", "2"]) == ["eval", "p.ttc", "--ray=local", "--workers", "2"]
+    assert _ray_option(["run", "p.ttc", "--ray", "127.0.0.1:6379"]) == ["run", "p.ttc", "--ray=127.0.0.1:6379"]
+    assert _ray_option(["run", "p.ttc", "--ray"]) == ["run", "p.ttc", "--ray=local"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2"], "add --ray"),
+    (["--ray", "--workers", "0"], "--workers 0: expected a positive number"),
+    (["--ray", "--shards", "-1"], "--shards -1: expected a positive number"),
+])
+def test_bad_wide_options_are_clean_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", str(ADAPTIVE), "--input", "3 +4", *args])
+    assert code == 2
+    assert message in capsys.readouterr().err

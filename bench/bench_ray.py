@@ -19,7 +19,13 @@
     for batches of 16, 128 and 1,024 operations per call (half reserves, then
     the matching charges in the next call): what the actor's CPU pays.
 
+(4) What fixed shard quotas cost (`--quota-cost`): bench/programs/pooled_adaptive.ttc,
+    whose pooled budget binds, on the same 96 items, in one process (one pool)
+    and wide with 1, 2 and 4 shards on 2 workers: accuracy, items shrunk,
+    calls spent of the pool.
+
     python bench/bench_ray.py --job-items 96 --items 10000 --repeats 3
+    python bench/bench_ray.py --quota-cost --job-items 96
 """
 
 from __future__ import annotations
@@ -106,13 +112,15 @@ def _retag(calls: list[tuple[list[Any], list[Any]]], worker: str, offset: int) -
 
 
 def accountant_cost(calls: list[tuple[list[Any], list[Any]]], per_chunk: int, total: int, workers: int,
-                    *, with_items: bool = True) -> dict[str, Any]:
+                    *, with_items: bool = True, trace: Path | None = None) -> dict[str, Any]:
     import ray
 
     from ttcl.compiler.pipeline import compile_program as _compile
 
-    pooled = Runner(_compile(PROGRAM), RunOptions(device="cpu"), load_models=False).pooled
-    pool = ray.remote(num_cpus=0)(distributed.PoolService).remote(pooled, {}, None, None, False)
+    planner = Runner(_compile(PROGRAM), RunOptions(device="cpu"), load_models=False)
+    header = planner.header([]).model_dump(mode="json") if trace else None
+    pool = ray.remote(num_cpus=0)(distributed.PoolService).remote(planner.pooled, {}, header,
+                                                                  str(trace) if trace else None, False)
     chunks = total // per_chunk
     waited = [0.0] * workers
     n_calls = [0] * workers
@@ -159,6 +167,28 @@ def ledger_per_op(per_call: int, total_ops: int = 40_000) -> float:
     return 1e6 * (time.perf_counter() - t) / (2 * rounds * per_call)
 
 
+def quota_cost(items: list[Item]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    compiled = compile_program(ROOT / "bench" / "programs" / "pooled_adaptive.ttc")
+    opts = RunOptions(device="cpu")
+    rows = [("in-process, one pool", Runner(compiled, opts).run(items))]
+    distributed.connect(num_cpus=2)
+    for shards in (1, 2, 4):
+        rows.append((f"ray, 2 workers, {shards} shard(s)",
+                     distributed.RayRunner(compiled, opts, workers=2, shards=shards).run(items)))
+    print(f"(4) pooled_adaptive.ttc (pooled calls <= 576), {len(items)} items:")
+    base = rows[0][1]
+    for name, s in rows:
+        shrunk = sum(r.shrunk for r in s.rows)
+        differ = sum(1 for a, b in zip(base.results, s.results, strict=True) if a["answer"] != b["answer"])
+        moved = sum(1 for a, b in zip(base.results, s.results, strict=True) if a["status"] != b["status"])
+        print(f"    {name:28s} accuracy {s.accuracy:.3f} ({s.correct}/{s.graded}), nodes shrunk {shrunk:3d}, "
+              f"stopped {s.stopped:3d}, calls spent {s.actual_total['calls']:.0f} / 576; vs one pool: "
+              f"{moved} items stopped/not swapped, {differ} answers differ")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--job-items", type=int, default=96)
@@ -168,7 +198,14 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--quota-cost", action="store_true", help="only part (4)")
     a = ap.parse_args()
+    if a.quota_cost:
+        try:
+            quota_cost(items_of(a.job_items, a.seed))
+        finally:
+            distributed.shutdown()
+        return
     try:
         if not a.skip_overhead:
             r = overhead(items_of(a.job_items, a.seed), a.repeats)
@@ -182,9 +219,14 @@ def main() -> None:
         else:
             distributed.connect(num_cpus=2)
         calls = record(items_of(a.record, a.seed))
-        for with_items in (False, True):
-            r2 = accountant_cost(calls, a.record, a.items, a.workers, with_items=with_items)
-            what = "reservations/charges AND finished items (node records)" if with_items else "reservations/charges only"
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+        for with_items, trace in ((False, None), (True, None), (True, tmp / "trace.jsonl")):
+            r2 = accountant_cost(calls, a.record, a.items, a.workers, with_items=with_items, trace=trace)
+            what = ("reservations/charges only" if not with_items else
+                    "reservations/charges AND finished items (node records)" +
+                    (", the actor writing the merged trace (fsync per call)" if trace else ", no trace"))
             print(f"(2) pooled-ledger actor, {r2['items']} items replayed from a real {a.record}-item shard "
                   f"({len(calls)} calls per {a.record} items), {a.workers} worker threads, {what}:")
             print(f"    {r2['calls']} calls, {r2['ops']} ops ({r2['ops_per_call']:.1f} per call), "

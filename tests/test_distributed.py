@@ -193,3 +193,71 @@ def test_bad_wide_options_are_clean_errors(args: list[str], message: str, capsys
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pooled_budget_holds_under_real_worker_kills(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Random programs and budgets, a worker SIGKILLed after a random delay: every item done, pool held."""
+    import random
+    import sys
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gen_budget_programs import budget_programs
+    from test_pool import MODEL_DIR, budgets
+
+    from ttcl.compiler.costmodel import STATIC_UNITS
+    from ttcl.runtime.dataset import Item
+
+    if not (MODEL_DIR / "config.json").exists():
+        from ttcl.runtime.backends.random_model import save_random_gpt2
+
+        save_random_gpt2(MODEL_DIR, n_positions=512)
+
+    @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(prog=budget_programs(), budget=budgets(), delay=st.floats(0.0, 3.0), victim=st.integers(0, 1))
+    def check(prog: Any, budget: tuple[str, str], delay: float, victim: int) -> None:
+        src = prog.source.replace('model policy = "/nonexistent/policy" (params = 1M, n_layer = 2, d_model = 64)',
+                                  f'model policy = "{MODEL_DIR}"').replace("verifier orm = reward(rm)",
+                                                                           'verifier orm = check("arith")')
+        src = src.replace("\nstrategy main", "\n" + budget[0] + budget[1] + "strategy main", 1)
+        path = tmp_path_factory.mktemp("k") / "prog.ttc"
+        path.write_text(src)
+        compiled = compile_program(path)
+        items = [Item(index=i, question=q) for i, q in enumerate(["12 +7 *2", "5 -3", "9 *2", "40 -1 +3", "7 +7"])]
+        trace = path.parent / f"t{random.randrange(10**9)}.jsonl"
+        pids: list[int] = []
+        out: dict[str, Any] = {}
+
+        def drive() -> None:
+            try:
+                out["s"] = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1),
+                                                 workers=2).run(items, on_workers=pids.extend)
+            except BaseException as e:
+                out["e"] = e
+
+        t = threading.Thread(target=drive)
+        t.start()
+        while not pids and t.is_alive():
+            time.sleep(0.02)
+        time.sleep(delay)
+        if pids and t.is_alive():
+            try:
+                os.kill(pids[victim], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        t.join(timeout=300)
+        assert "e" not in out, out.get("e")
+        s = out["s"]
+        assert [r["item"] for r in s.results] == list(range(len(items)))
+        pooled, per_item = s.budget_pooled, s.budget_item
+        for unit in STATIC_UNITS:
+            u = unit.value
+            if u in pooled:  # everything spent, every attempt, lost ones in full
+                assert s.distributed["spent"][u] <= pooled[u] * (1 + 1e-9) + 1e-9, (u, s.distributed)
+            if u in per_item:
+                assert s.actual_max[u] <= per_item[u] * (1 + 1e-9) + 1e-9, u
+
+    check()

@@ -8,8 +8,10 @@ spend beside the static bound, and the totals against the budget.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -153,11 +155,13 @@ def _run_once(
         from ttcl.runtime.distributed import RayRunner
 
         ray_runner = RayRunner(compiled, opts, workers=wide.workers, shards=wide.shards)
-        if not show_progress:
-            return ray_runner.run(items, on_workers=_show_workers)
-        with _Progress(len(items), label) as bar:
-            return ray_runner.run(items, on_workers=_show_workers,
-                                  progress=lambda n: bar.progress.update(bar.task, completed=n))
+        # Ray prints cluster events (a worker died) on stdout: they go to stderr, stdout stays the result.
+        with contextlib.redirect_stdout(sys.stderr):
+            if not show_progress:
+                return ray_runner.run(items, on_workers=_show_workers)
+            with _Progress(len(items), label) as bar:
+                return ray_runner.run(items, on_workers=_show_workers,
+                                      progress=lambda n: bar.progress.update(bar.task, completed=n))
     runner = Runner(compiled, opts)
     if not show_progress:
         return runner.run(items)

@@ -186,7 +186,7 @@ def quota_cost(items: list[Item]) -> None:
         moved = sum(1 for a, b in zip(base.results, s.results, strict=True) if a["status"] != b["status"])
         print(f"    {name:28s} accuracy {s.accuracy:.3f} ({s.correct}/{s.graded}), nodes shrunk {shrunk:3d}, "
               f"stopped {s.stopped:3d}, calls spent {s.actual_total['calls']:.0f} / 576; vs one pool: "
-              f"{moved} items stopped/not swapped, {differ} answers differ")
+              f"{moved} items with another status, {differ} answers differ")
 
 
 def main() -> None:

@@ -276,7 +276,6 @@ class RayRunner:
         if not ray.is_initialized():
             raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
         o = self.options
-        t0 = time.perf_counter()
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items)
         pool_limits = self.planner.pooled
         header = self.planner.header(items)
@@ -302,6 +301,7 @@ class RayRunner:
         header = header.model_copy(update=info)
         if on_workers is not None:
             on_workers(ray.get([w.pid.remote() for w in ws]))
+        t0 = time.perf_counter()  # like Runner.run, the wall time excludes loading the models
         weights = {s: sum(1 for k in range(len(items)) if shard_of(k, shards) == s) for s in range(shards)}
         quotas = split_quota(pool_limits, weights) if not pool_limits.is_empty() else {}
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

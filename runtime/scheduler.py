@@ -390,7 +390,14 @@ class Scheduler:
         """Send every queued call of every job, grouped by model / verifier, one batch per group."""
         self._execute_jobs([(r, j) for r in runs for j in list(r.jobs.values()) if j.calls])
 
+    def _before_calls(self) -> None:
+        """Every allowance of this step is granted and no call has gone out yet (a wide run syncs its ledger)."""
+        self.steps += 1
+        for h in self.hooks:
+            h.before_calls(step=self.steps)
+
     def _execute_jobs(self, pending: list[tuple[_ItemRun, Job]]) -> None:
+        self._before_calls()
         gen: dict[tuple[str, str], list[GenCall]] = defaultdict(list)
         score: dict[str, list[ScoreCall]] = defaultdict(list)
         for _, job in pending:

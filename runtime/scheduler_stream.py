@@ -45,6 +45,7 @@ class StreamScheduler(Scheduler):
             for run in active:
                 self._advance(run)
             local: list[tuple[_ItemRun, Job]] = []
+            self._before_calls()  # this round's reservations reach a wide run's ledger before any request
             for run in active:
                 for job in list(run.jobs.values()):
                     if not job.calls or id(job) in open_calls:

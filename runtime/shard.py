@@ -46,6 +46,7 @@ class ShardLink(NodeHook):
     attempt: int
     ops: list[Op] = field(default_factory=list)
     finished: list[tuple[list[dict[str, Any]], dict[str, Any]]] = field(default_factory=list)
+    unconfirmed: set[Key] = field(default_factory=set)  # reserved here, not yet sent to the ledger
     calls: int = 0
     seconds: float = 0.0  # wall time spent in pool calls (the accountant's cost, for BENCHMARKS.md)
 
@@ -58,6 +59,7 @@ class ShardLink(NodeHook):
             return
         ops, done = self.ops, self.finished
         self.ops, self.finished = [], []
+        self.unconfirmed.clear()
         t = time.perf_counter()
         granted = self.client(self.worker, ops, done)
         self.seconds += time.perf_counter() - t
@@ -96,12 +98,18 @@ class ShardAccountant(Accountant):
         key = self._key(item, node_id)
         self._keys[a.ticket] = key
         self.link.ops.append(("reserve", key, self.link.shard, a.worst_case.as_dict()))
+        self.link.unconfirmed.add(key)
         return a
 
     def charge(self, allowance: Allowance, actual: Cost) -> None:
         if allowance.granted:
             if allowance.ticket:
                 key = self._keys.pop(allowance.ticket, None)
+                if key in self.link.unconfirmed and (actual.calls or actual.gen_tokens or actual.prompt_tokens
+                                                     or actual.flops):
+                    # The scheduler must call `before_calls` before model calls go out; spending on a
+                    # reservation the ledger never saw would let the shards jointly overspend the pool.
+                    raise PoolError(f"{key}: spent before the pooled ledger confirmed the reservation")
                 if key is not None:
                     self.link.ops.append(("charge", key, self.link.shard, actual.as_dict()))
             elif actual.seconds:  # a free node's time: booked without a reservation

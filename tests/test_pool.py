@@ -90,6 +90,7 @@ def run_wide(compiled, items: list[Item], *, shards: int, kill_at: int | None, a
     led = PoolLedger(pool, split_quota(pool, weights) if not pool.is_empty() else {})
     done: dict[int, dict] = {}
     restarts = 0
+    log: list[list] = []  # every batch the ledger received, in order
     for s in range(shards):
         todo, attempt = list(items[s::shards]), 0
         while todo:
@@ -101,6 +102,7 @@ def run_wide(compiled, items: list[Item], *, shards: int, kill_at: int | None, a
                 if dies and not after:
                     raise Died
                 granted = led.step(w, ops)
+                log.append(ops)
                 for _nodes, item in finished:
                     done[item["item"]] = item
                 if dies and after:
@@ -114,7 +116,20 @@ def run_wide(compiled, items: list[Item], *, shards: int, kill_at: int | None, a
                 restarts += 1
             todo = [it for it in todo if it.index not in done]
             attempt += 1
+    run_wide.log = log  # type: ignore[attr-defined]
     return led, done, restarts
+
+
+def reserved_before_spent(log: list[list]) -> bool:
+    """Every charge arrives in a later call than its reservation: nothing was spent before the ledger agreed."""
+    seen: set = set()
+    for ops in log:
+        for kind, key, _shard, cost in ops:
+            if kind == "charge" and any(cost[u] for u in ("calls", "prompt_tokens", "gen_tokens", "flops")):
+                if key not in seen:
+                    return False
+        seen |= {key for kind, key, _s, _c in ops if kind == "reserve"}
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +146,7 @@ def test_two_shards_in_process_match_one_runner(arith_items: list[Item]) -> None
     assert restarts == 1 and set(done) == {it.index for it in arith_items}
     assert [done[i]["answer"] for i in range(len(arith_items))] == [r["answer"] for r in ref.results]
     assert led.stats()["open"] == 0
+    assert reserved_before_spent(run_wide.log)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +185,7 @@ def check_pooled_property(prog, budget: tuple[str, str], kill_at: int, after: bo
     led, done, _ = run_wide(compiled, items, shards=2, kill_at=kill_at, after=after)
     assert set(done) == {0, 1, 2, 3}  # no item lost, whoever died
     assert led.stats()["open"] == 0
+    assert reserved_before_spent(run_wide.log)  # type: ignore[attr-defined]
     pooled = Runner(compiled, RunOptions(device="cpu"), load_models=False).pooled
     per_item = Runner(compiled, RunOptions(device="cpu"), load_models=False).per_item
     for unit in STATIC_UNITS:  # every attempt counts, the lost ones in full

@@ -119,3 +119,17 @@ def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup:
                                       message: str) -> None:
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--by", "steps",
+                         "--set", "n=1", "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert [r["fields"]["steps"] for r in rep["results"]] == [1, 3] * 4
+    bins = {b["bin"]: b for b in rep["by"]["bins"]}
+    for steps in (1, 3):
+        rows = [r for r in rep["results"] if r["fields"]["steps"] == steps]
+        assert bins[steps]["items"] == 4
+        assert bins[steps]["accuracy"] == sum(r["correct"] for r in rows) / 4
+    assert bins["all"]["accuracy"] == rep["accuracy"]

@@ -186,11 +186,19 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         for signal in t.signals:
             diffs.append({"series": label, "signal": signal, "k": t.ks[-1], "vs": f"{label} greedy",
                           **paired_diff(t.acc[(signal, t.ks[-1])], g)})
-    # Exchange: each series' signals against every other model's greedy point, per bin.
+    # Exchange: each series' signals against every larger model's greedy point, per bin
+    # (larger: more pretraining FLOPs when both are known; every other model otherwise).
+    def pretrain_of(label: str) -> float | None:
+        return pretrain.get(label, model_meta("policy", refs_of[label]).get("training_flops"))
+
+    def larger(other: str, label: str) -> bool:
+        a, b = pretrain_of(label), pretrain_of(other)
+        return other != label and (a is None or b is None or b > a)
+
     exch = []
     for label, t in tables.items():
         for other, g in greedy_tables.items():
-            if other == label:
+            if not larger(other, label):
                 continue
             for value in bins:
                 m = in_bin(fields, by, value)
@@ -204,7 +212,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         meta_a = model_meta("policy", refs_of[label])
         pa = pretrain.get(label, meta_a.get("training_flops"))
         for other, g in greedy_tables.items():
-            if other == label:
+            if not larger(other, label):
                 continue
             meta_b = model_meta("policy", refs_of[other])
             pb = pretrain.get(other, meta_b.get("training_flops"))

@@ -239,6 +239,7 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
+    by: Annotated[str | None, typer.Option("--by", help="Accuracy and mean cost per value of a dataset field, e.g. --by steps.")] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
@@ -263,14 +264,44 @@ def run(
                             resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                             batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
                             allow_remote=allow_remote, wide=wide, schedule=schedule)
+    if by is not None and not any(by in it.extra for it in items):
+        raise RunOptionError(f"--by {by!r}: no item has that field")
+    breakdown = by_field(summary.results, by) if by is not None else None
     if as_json:
-        typer.echo(summary.model_dump_json(indent=2))
+        out = json.loads(summary.model_dump_json())
+        if breakdown is not None:
+            out["by"] = {"field": by, "bins": breakdown}
+        typer.echo(json.dumps(out, indent=2))
     else:
-        print_summary(summary, Console(width=max(120, Console().width)), single=input_ is not None)
+        console = Console(width=max(120, Console().width))
+        print_summary(summary, console, single=input_ is not None)
+        if breakdown is not None:
+            for b in breakdown:
+                acc = "n/a" if b["accuracy"] is None else f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}]"
+                console.print(f"{by} = {b['bin']}: accuracy {acc} (95% Wilson) over {b['items']} items, "
+                              f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
     if strict and (summary.failed or summary.stopped):
         typer.echo(f"--strict: {summary.failed} items failed and {summary.stopped} were stopped; "
                    f"exit {EXIT_ITEMS_NOT_OK}", err=True)
         raise typer.Exit(EXIT_ITEMS_NOT_OK)
+
+
+def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Accuracy (95% Wilson) and mean cost per value of a dataset field, then "all"."""
+    from ttcl.runtime.analysis.curves import bin_values
+    from ttcl.runtime.analysis.intervals import wilson
+
+    fields = [r.get("fields", {}) for r in results]
+    out = []
+    for value in bin_values(fields, by):
+        rows = [r for r, f in zip(results, fields, strict=True) if value == "all" or f.get(by) == value]
+        graded = [r for r in rows if r["correct"] is not None]
+        right = sum(1 for r in graded if r["correct"])
+        lo, hi = wilson(right, len(graded)) if graded else (None, None)
+        out.append({"bin": value, "items": len(rows), "accuracy": right / len(graded) if graded else None,
+                    "lo": lo, "hi": hi, "flops": sum(r["cost"]["flops"] for r in rows) / max(1, len(rows)),
+                    "tokens": sum(r["cost"]["tokens"] for r in rows) / max(1, len(rows))})
+    return out
 
 
 # ---------------------------------------------------------------- sweeps (used by `ttcl eval`)

@@ -360,15 +360,16 @@ class Accountant:
         """Record a node that never ran (untaken arm, after `until`/`break`): charged nothing."""
         self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="skipped", reason=reason)
 
-    def restore(self, item: int, entries: list[LedgerEntry]) -> None:
-        """Re-book a finished item read back from a trace (`--resume`)."""
+    def restore(self, item: int, entries: list[LedgerEntry], *, pool: bool = True) -> None:
+        """Re-book finished nodes read back from a trace (`--resume`); `pool=False` when `restore_pooled` books the pool."""
         for e in entries:
             self.ledger[(item, e.node_id)] = e
             self._node[(item, e.node_id)] = e.actual
             for ns in self._subs_of(e.node_id):
                 self._sub[(item, ns)] = self._sub.get((item, ns), _zero()) + e.actual
             self._spent[item] = self.spent(item) + e.actual
-            self._pool_spent = self._pool_spent + e.actual
+            if pool:
+                self._pool_spent = self._pool_spent + e.actual
 
 
     def restore_pooled(self, cost: Cost) -> None:

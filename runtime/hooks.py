@@ -42,6 +42,10 @@ class NodeHook:
     ) -> Allowance | None:
         return None
 
+    def granted(self, *, item: int, node_id: str, allowance: Allowance, **future: Any) -> None:
+        """An allowance that spends was granted; the calls it pays for run next (the trace records it first)."""
+        return None
+
     def after_phase(
         self,
         *,

@@ -29,18 +29,21 @@ from ttcl.runtime.accountant import Accountant, AccountantHook, LedgerEntry, Lim
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
 from ttcl.runtime.hooks import NodeHook
-from ttcl.runtime.scheduler import ItemResult, Scheduler
+from ttcl.runtime.scheduler import MODEL_OPS, ItemResult, Scheduler
 from ttcl.runtime.scoring import Scorer, make_scorer
 from ttcl.runtime.trace import (
     ItemRecord,
     NodeRecord,
     RunHeader,
+    SpendRecord,
+    Trace,
     TraceError,
     TraceWriter,
     check_resumable,
     digest,
     read_trace,
 )
+from ttcl.runtime.values import from_json, replayable
 
 COST_UNITS: tuple[Unit, ...] = (*STATIC_UNITS, Unit.seconds)
 
@@ -152,12 +155,35 @@ def sub_budgets(compiled: Compiled) -> dict[str, Limits]:
 
 
 class TraceHook(NodeHook):
-    """Collects an item's node records and writes them with its item record, flushed, when it ends."""
+    """Writes the trace as the run goes: grants before calls, spend after, node records as nodes finish.
+
+    Each record reaches the OS as soon as it exists, so a killed run keeps
+    every finished node (`--resume` replays them) and knows what its lost
+    calls may have spent (the pooled budget is charged for them).
+    """
 
     def __init__(self, writer: TraceWriter) -> None:
         self.writer = writer
-        self.records: dict[int, list[NodeRecord]] = {}
         self.ledger: Accountant | None = None
+        # A writer without `write_progress` (a wide run's shard link) takes an item's node records with its item.
+        self.streaming = hasattr(writer, "write_progress")
+        self.records: dict[int, list[NodeRecord]] = {}
+
+    def _emit(self, rec: NodeRecord) -> None:
+        if self.streaming:
+            self.writer.write_progress([rec])
+        else:
+            self.records.setdefault(rec.item, []).append(rec)
+
+    def granted(self, *, item: int, node_id: str, allowance: Any, **future: Any) -> None:
+        if self.streaming:
+            self.writer.write_progress([SpendRecord(type="grant", item=item, node_id=node_id,
+                                                    cost=allowance.worst_case.as_dict())])
+
+    def after_phase(self, *, item: int, node_id: str, allowance: Any, actual: Cost, error: str | None,
+                    **future: Any) -> None:
+        if self.streaming and allowance.granted and allowance.ticket:
+            self.writer.write_progress([SpendRecord(type="spend", item=item, node_id=node_id, cost=actual.as_dict())])
 
     def after_node(self, *, item: int, node: DagNode, status: str, actual: Cost, inputs: dict[str, Any],
                    outputs: Any, error: str | None, reason: str | None, started: float, seconds: float,
@@ -166,7 +192,7 @@ class TraceHook(NodeHook):
         entry = self.ledger.ledger.get((item, node.id)) if self.ledger else None
         if entry is not None:
             allowance = entry.allowance.as_dict()
-        self.records.setdefault(item, []).append(NodeRecord(
+        self._emit(NodeRecord(
             item=item, node_id=node.id, op=node.op, line=node.span.line, status=status,
             inputs_digest=digest(inputs), outputs=outputs, cost=actual.as_dict(), allowance=allowance,
             n=entry.n if entry else None, max_tokens=entry.max_tokens if entry else None,
@@ -174,9 +200,8 @@ class TraceHook(NodeHook):
         ))
 
     def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
-        self.records.setdefault(item, []).append(
-            NodeRecord(item=item, node_id=node.id, op=node.op, line=node.span.line, status="skipped", reason=reason)
-        )
+        self._emit(NodeRecord(item=item, node_id=node.id, op=node.op, line=node.span.line, status="skipped",
+                              reason=reason))
 
     def after_item(self, *, item: int, result: ItemResult, **future: Any) -> None:
         self.writer.write_item(self.records.pop(item, []), item_record(result))
@@ -225,6 +250,34 @@ def refuse_existing_trace(path: Path) -> None:
         f"{path}: error: the trace file already exists ({done}); refusing to overwrite it\n"
         "  hint: add --resume to continue that run, --overwrite to start it over, or use another --trace file"
     )
+
+
+def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult],
+                       wanted: set[int]) -> dict[int, list[tuple[str, Any, Cost]]]:
+    """Book a stopped run back into `acc`: finished items as results, finished nodes of the rest to replay.
+
+    The pool is charged every phase any attempt spent plus every grant a
+    kill cut short (its worst case), so kill + `--resume` never spends more
+    than a pooled budget; an item's own budget holds what its recorded nodes spent.
+    """
+    replay: dict[int, list[tuple[str, Any, Cost]]] = {}
+    legacy = old.spent is None  # written before grant/spend records: the pool holds finished items only
+    cheap_seconds = 0.0
+    for idx, rec in old.items.items():
+        done[idx] = result_from_record(rec)
+        acc.restore(idx, ledger_from_records(old.nodes.get(idx, [])), pool=legacy)
+        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in old.nodes.get(idx, []) if n.op not in MODEL_OPS)
+    for idx, recs in old.partial.items():
+        keep = [r for r in recs if idx in wanted and r.status in ("ok", "shrunk") and replayable(r.outputs)]
+        if keep:
+            acc.restore(idx, ledger_from_records(keep), pool=False)
+            replay[idx] = [(r.node_id, from_json(r.outputs), _cost_of(r.cost)) for r in keep]
+        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
+    if not legacy:
+        acc.restore_pooled(_cost_of(old.spent or {}) + _cost_of(old.cut_short or {}) + Cost(seconds=cheap_seconds))
+    for lost in old.lost:  # attempts a wide run lost with a worker: their spend still counts
+        acc.restore_pooled(_cost_of(lost.cost))
+    return replay
 
 
 _LOADED: dict[tuple[str, str, str], Any] = {}
@@ -327,7 +380,8 @@ class Runner:
         )
 
     def run(self, items: list[Item], *, progress: NodeHook | None = None,
-            on_result: Callable[[ItemResult], None] | None = None) -> RunSummary:
+            on_result: Callable[[ItemResult], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> RunSummary:
         o = self.options
         t0 = time.perf_counter()
         for be in self.backends.values():  # a KV cache left by an earlier run must not make this one cheaper
@@ -335,6 +389,7 @@ class Runner:
         acc = self.accountant()
         header = self.header(items)
         done: dict[int, ItemResult] = {}
+        replay: dict[int, list[tuple[str, Any, Cost]]] = {}
         writer: TraceWriter | None = None
         hooks: list[NodeHook] = [AccountantHook(acc)]
         if o.trace is not None:
@@ -343,11 +398,7 @@ class Runner:
             if o.resume and o.trace.exists():
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)
-                for idx, rec in old.items.items():
-                    done[idx] = result_from_record(rec)
-                    acc.restore(idx, ledger_from_records(old.nodes.get(idx, [])))
-                for lost in old.lost:  # attempts a wide run lost with a worker: their spend still counts
-                    acc.restore_pooled(_cost_of(lost.cost))
+                replay = restore_from_trace(old, acc, done, {it.index for it in items})
             writer = TraceWriter(o.trace, header, resume=o.resume)
             trace_hook = TraceHook(writer)
             trace_hook.ledger = acc
@@ -357,7 +408,7 @@ class Runner:
         todo = [it for it in items if it.index not in done]
         sched = self.scheduler(acc, hooks)
         try:
-            fresh = sched.run(todo, on_result=on_result)
+            fresh = sched.run(todo, on_result=on_result, replay=replay, should_stop=should_stop)
         finally:
             if writer is not None:
                 writer.close()

@@ -43,6 +43,10 @@ from ttcl.runtime.values import Answer, Candidates, Value, best, fallback_answer
 MODEL_OPS = frozenset({"sample", "extend", "verify", "revise"})
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run stopped between two steps at the user's request (Ctrl-C): everything finished is recorded."""
+
+
 @dataclass
 class ItemResult:
     """The outcome of one item."""
@@ -143,10 +147,19 @@ class Scheduler:
 
     # ------------------------------------------------------------ public
 
-    def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
-        """Run every item; results in item order. `on_result` sees each item as it finishes."""
+    def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
+            replay: Mapping[int, list[tuple[str, Value, Cost]]] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
+        """Run every item; results in item order. `on_result` sees each item as it finishes.
+
+        `replay` gives, per item, nodes a stopped run already finished (id, value, cost):
+        they are restored as done, not run again (`--resume`; the accountant already holds their spend).
+        `should_stop` is asked after every step; True ends the run there with RunInterrupted, after
+        the hooks saw every node and item that finished, so no finished call is lost.
+        """
+        self.replay = dict(replay or {})
         for h in self.hooks:
-            h.before_run(items=len(items))
+            h.before_run(items=len(items), nodes=len(self.dag), replayed=sum(len(r) for r in self.replay.values()))
         results: dict[int, ItemResult] = {}
         queue = list(items)
         active: list[_ItemRun] = []
@@ -157,6 +170,8 @@ class Scheduler:
                 self._advance(run)
             self._execute(active)
             active = self._retire(active, results, on_result)
+            if should_stop is not None and (queue or active) and should_stop():
+                raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")
         ordered = [results[i.index] for i in items]
         for h in self.hooks:
             h.after_run(results=ordered)
@@ -187,7 +202,17 @@ class Scheduler:
                 inputs[name] = item.question
             elif name in item.extra:
                 inputs[name] = item.extra[name]
-        return _ItemRun(item=item, inputs=inputs, pending=list(self._order))
+        run = _ItemRun(item=item, inputs=inputs, pending=list(self._order))
+        for node_id, value, cost in self.replay.pop(item.index, []):
+            if node_id in run.state or node_id not in self.dag.nodes:
+                continue
+            run.state[node_id] = "done"
+            run.values[node_id] = value
+            run.completed.append(node_id)
+            run.cost = run.cost + cost
+        if run.state:
+            run.pending = [n for n in run.pending if n not in run.state]
+        return run
 
     def _finished(self, run: _ItemRun) -> bool:
         return not run.pending and not run.jobs
@@ -311,7 +336,12 @@ class Scheduler:
             got = h.before_node(item=item, node_id=node.id, op=node.op, worst_case=worst, n=n, max_tokens=m, resize=resize)
             if got is not None and allow is None:
                 allow = got
-        return allow if allow is not None else Allowance(item, node.id, True, worst, n, m)
+        if allow is None:
+            return Allowance(item, node.id, True, worst, n, m)
+        if allow.granted and allow.ticket:
+            for h in self.hooks:
+                h.granted(item=item, node_id=node.id, allowance=allow)
+        return allow
 
     def _after_phase(self, run: _ItemRun, node: DagNode, allow: Allowance | None, actual: Cost, error: str | None) -> None:
         if allow is None or not allow.granted:

@@ -17,12 +17,14 @@ local backends and verifiers still run as batches, over whatever is ready.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
+from ttcl.compiler.costmodel import Cost
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.jobs import GenCall, Job
-from ttcl.runtime.scheduler import ItemResult, Scheduler, _ItemRun, settle_future
+from ttcl.runtime.scheduler import ItemResult, RunInterrupted, Scheduler, _ItemRun, settle_future
+from ttcl.runtime.values import Value
 
 
 class StreamScheduler(Scheduler):
@@ -31,9 +33,14 @@ class StreamScheduler(Scheduler):
     def _remote(self, job: Job) -> bool:
         return all(isinstance(c, GenCall) and hasattr(self.backends[c.model], "submit") for c in job.calls)
 
-    def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None) -> list[ItemResult]:
+    def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
+            replay: Mapping[int, list[tuple[str, Value, Cost]]] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
+        """As `Scheduler.run`; a stop request ends the run at once (calls still in flight are lost,
+        and `--resume` charges the pool their grants)."""
+        self.replay = dict(replay or {})
         for h in self.hooks:
-            h.before_run(items=len(items))
+            h.before_run(items=len(items), nodes=len(self.dag), replayed=sum(len(r) for r in self.replay.values()))
         results: dict[int, ItemResult] = {}
         queue = list(items)
         active: list[_ItemRun] = []
@@ -69,6 +76,8 @@ class StreamScheduler(Scheduler):
                         del open_calls[id(job)]
                         self._complete(run, job)
             active = self._retire(active, results, on_result)
+            if should_stop is not None and (queue or active) and should_stop():
+                raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")
         ordered = [results[i.index] for i in items]
         for h in self.hooks:
             h.after_run(results=ordered)

@@ -1,11 +1,19 @@
-"""The run trace: JSONL, one header, then per item its node records and a closing item record.
+"""The run trace: JSONL, one header, then node records as nodes finish and an item record per item.
 
-A finished item is written in one go (its node records, then its item
-record) and flushed to disk, so a crash never loses a finished item and
-never leaves half of one that `--resume` would trust: an item counts as
-done only when its item record is there. The header pins what the run was
-(program hash, params, models, seed, dataset), and `--resume` refuses a
-trace written by a different run.
+Work reaches the file as it finishes, not when the run ends: each node
+record is written (and handed to the OS) when its node settles, so a kill
+loses at most the batch that was running. An item counts as done only when
+its item record is there (written with an fsync); `--resume` skips done
+items and replays the finished nodes of the others from their recorded
+outputs, so their work is not paid for twice.
+
+Two small records keep a pooled budget sound across a kill: `grant` is
+written before a spending node's calls run (the most they may spend) and
+`spend` after (what they spent). On resume the pool is charged everything
+spent in every attempt plus every grant that never saw its spend (calls a
+kill cut short): the worst case of work that was done and lost. The header
+pins what the run was (program hash, params, models, seed, dataset), and
+`--resume` refuses a trace written by a different run.
 """
 
 from __future__ import annotations
@@ -120,6 +128,15 @@ class LostRecord(BaseModel):
     cost: dict[str, float] = {}
 
 
+class SpendRecord(BaseModel):
+    """`grant`: a spending allowance about to be used; `spend`: what one phase of a node actually cost."""
+
+    type: Literal["grant", "spend"]
+    item: int
+    node_id: str
+    cost: dict[str, float] = {}
+
+
 class TraceWriter:
     """Appends records to a trace file; `write_item` is atomic per item and flushed."""
 
@@ -153,6 +170,13 @@ class TraceWriter:
         """Records already in trace form (a wide run's workers send them), written and flushed together."""
         self._write(records)
 
+    def write_progress(self, records: list[BaseModel]) -> None:
+        """Node, grant and spend records: handed to the OS at once (a killed process loses none), not fsynced."""
+        assert self._f is not None
+        self._f.write("".join(json.dumps(r.model_dump(mode="json"), ensure_ascii=False, default=str) + "\n"
+                              for r in records))
+        self._f.flush()
+
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
@@ -176,16 +200,25 @@ def _drop_torn_tail(path: Path) -> None:
 
 
 class Trace(BaseModel):
-    """A trace read back: its header, and for each finished item its item and node records."""
+    """A trace read back: its header, each finished item's item and node records, and the rest of the work.
+
+    `partial` holds the node records of items with no item record yet (a
+    run stopped mid-item); `spent` sums every `spend` record and `cut_short`
+    every `grant` with no `spend` after it (None: a trace written before these
+    records); `lost` lists the attempts a wide run lost with a worker.
+    """
 
     header: RunHeader
     items: dict[int, ItemRecord] = {}
     nodes: dict[int, list[NodeRecord]] = {}
     lost: list[LostRecord] = []
+    partial: dict[int, list[NodeRecord]] = {}
+    spent: dict[str, float] | None = None
+    cut_short: dict[str, float] | None = None
 
 
 def read_trace(path: str | Path) -> Trace:
-    """Parse a trace. Node records of items with no item record (a crash mid-item) are dropped."""
+    """Parse a trace. Node records of items with no item record (a run stopped mid-item) go to `partial`."""
     p = Path(path)
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
@@ -195,9 +228,11 @@ def read_trace(path: str | Path) -> Trace:
         raise TraceError(f"{p}:1: error: the trace is empty (no run header)")
     header: RunHeader | None = None
     items: dict[int, ItemRecord] = {}
-    pending: dict[int, list[NodeRecord]] = {}
+    pending: dict[int, dict[str, NodeRecord]] = {}  # item -> node id -> its latest record (a resumed node reruns)
     nodes: dict[int, list[NodeRecord]] = {}
     lost: list[LostRecord] = []
+    spent: dict[str, float] | None = None
+    open_grants: dict[tuple[int, str], list[dict[str, float]]] = {}
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -212,23 +247,42 @@ def read_trace(path: str | Path) -> Trace:
             if kind == "header":
                 header = RunHeader.model_validate(obj)
             elif kind == "resume":
-                pending.clear()
+                pass
             elif kind == "node":
                 rec = NodeRecord.model_validate(obj)
-                pending.setdefault(rec.item, []).append(rec)
+                pending.setdefault(rec.item, {})[rec.node_id] = rec
             elif kind == "lost":
                 lost.append(LostRecord.model_validate(obj))
+            elif kind in ("grant", "spend"):
+                sp = SpendRecord.model_validate(obj)
+                spent = spent if spent is not None else {}
+                key = (sp.item, sp.node_id)
+                if kind == "grant":
+                    open_grants.setdefault(key, []).append(sp.cost)
+                else:
+                    if open_grants.get(key):
+                        open_grants[key].pop(0)
+                    for u, v in sp.cost.items():
+                        spent[u] = spent.get(u, 0.0) + v
             elif kind == "item":
                 done = ItemRecord.model_validate(obj)
                 items[done.item] = done
-                nodes[done.item] = pending.pop(done.item, [])
+                nodes[done.item] = list(pending.pop(done.item, {}).values())
             else:
                 raise TraceError(f"{p}:{lineno}: error: unknown record type {kind!r}")
         except ValidationError as e:
             raise TraceError(f"{p}:{lineno}: error: malformed {kind} record: {e.errors()[0]['msg']}") from e
     if header is None:
         raise TraceError(f"{p}:1: error: no run header; is this a ttcl trace?")
-    return Trace(header=header, items=items, nodes=nodes, lost=lost)
+    cut_short: dict[str, float] | None = None
+    if spent is not None:
+        cut_short = {}
+        for grants in open_grants.values():
+            for g in grants:
+                for u, v in g.items():
+                    cut_short[u] = cut_short.get(u, 0.0) + v
+    partial = {i: list(recs.values()) for i, recs in pending.items() if i not in items}
+    return Trace(header=header, items=items, nodes=nodes, partial=partial, spent=spent, cut_short=cut_short, lost=lost)
 
 
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:

@@ -48,7 +48,7 @@ class Candidate:
                        flops=self.flops + flops)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "answer": self.answer}
+        out: dict[str, Any] = {"prompt": self.prompt, "text": self.text, "answer": self.answer}
         if self.score is not None:
             out["score"] = self.score
         if self.step_scores is not None:
@@ -98,6 +98,25 @@ def to_json(value: Value) -> Any:
     if isinstance(value, Answer):
         return {"answer": value.value, "support": value.support, "of": value.of}
     return value
+
+
+def from_json(data: Any) -> Value:
+    """A value back from its trace form (`to_json`): what `--resume` replays for a finished node."""
+    if isinstance(data, list):
+        return Candidates(tuple(
+            Candidate(prompt=c.get("prompt", ""), text=c.get("text", ""), answer=c.get("answer"), score=c.get("score"),
+                      step_scores=tuple(c["step_scores"]) if c.get("step_scores") is not None else None,
+                      tokens=int(c.get("tokens", 0)), finish=c.get("finish", ""))
+            for c in data
+        ))
+    if isinstance(data, dict) and set(data) == {"answer", "support", "of"}:
+        return Answer(data["answer"], float(data["support"]), int(data["of"]))
+    return data  # type: ignore[no-any-return]
+
+
+def replayable(data: Any) -> bool:
+    """Whether a recorded output holds everything `from_json` needs (candidates written before 0.1 lack prompts)."""
+    return not (isinstance(data, list) and any(not isinstance(c, dict) or "prompt" not in c for c in data))
 
 
 @dataclass

@@ -100,18 +100,22 @@ def test_trace_round_trip_and_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     with TraceWriter(path, _header()) as w:
         w.write_item([NodeRecord(item=0, node_id="drafts", op="sample", line=7)], ItemRecord(item=0, answer="3"))
-    # a crash mid-item leaves node records without their item record, and a torn line
+    # a crash mid-item leaves finished nodes of an unfinished item, and a torn line
     with open(path, "a") as f:
         f.write(json.dumps(NodeRecord(item=1, node_id="drafts", op="sample").model_dump()) + "\n")
         f.write('{"type": "item", "ite')
     t = read_trace(path)
     assert list(t.items) == [0]
     assert [n.node_id for n in t.nodes[0]] == ["drafts"]
+    assert [n.node_id for n in t.partial[1]] == ["drafts"]  # kept: --resume replays it
     with TraceWriter(path, _header(), resume=True) as w:
+        w.write_progress([NodeRecord(item=1, node_id="drafts", op="sample", status="failed"),
+                          NodeRecord(item=1, node_id="vote", op="vote")])
         w.write_item([], ItemRecord(item=1, answer="5"))
     t = read_trace(path)
-    assert sorted(t.items) == [0, 1]
-    assert t.nodes[1] == []
+    assert sorted(t.items) == [0, 1] and t.partial == {}
+    # a node run again after the resume replaces its earlier record
+    assert [(n.node_id, n.status) for n in t.nodes[1]] == [("drafts", "failed"), ("vote", "ok")]
 
 
 def test_resume_refuses_another_run(tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.errors import TtclSemanticError
+from ttcl.errors import TtclRuntimeError, TtclSemanticError
+from ttcl.runtime.hooks import NodeHook
 
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
 EXIT_ITEMS_NOT_OK = 3
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -68,23 +70,38 @@ def _load_items(input_: str | None, dataset: Path | None, limit: int | None) -> 
     return load_dataset(dataset, limit=limit)
 
 
-class _Progress:
-    """A rich progress bar over items, on stderr (a NodeHook: advanced as each item finishes)."""
+class _Progress(NodeHook):
+    """Progress on stderr that moves as work finishes: node steps of all items, and items done.
 
-    def __init__(self, total: int, label: str) -> None:
+    With every item in flight the items finish together at the end, so the
+    bar counts each node of each item as it finishes (run, skipped, refused);
+    the items column counts finished items.
+    """
+
+    def __init__(self, total: int, label: str, done: int = 0) -> None:
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
+        self.items, self.done = total, done
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[items]}"),
+            TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
-        self.task = self.progress.add_task(label, total=total)
+        self.task = self.progress.add_task(label, total=None, items=self._items_text())
+
+    def items_done(self, n: int) -> None:
+        """Progress counted in items only (a wide run reports finished items)."""
+        self.done = n
+        self.progress.update(self.task, total=self.items, completed=n, items=self._items_text())
+
+    def _items_text(self) -> str:
+        return f"{self.done}/{self.items} items"
 
     def __enter__(self) -> _Progress:
         self.progress.start()
@@ -93,8 +110,19 @@ class _Progress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def advance(self, *_: Any) -> None:
+    def before_run(self, *, items: int, nodes: int = 0, replayed: int = 0, **future: Any) -> None:
+        total = (items + self.done) * max(1, nodes)
+        self.progress.update(self.task, total=total, completed=self.done * max(1, nodes) + replayed)
+
+    def after_node(self, **_: Any) -> None:
         self.progress.advance(self.task)
+
+    def skip_node(self, **_: Any) -> None:
+        self.progress.advance(self.task)
+
+    def after_item(self, **_: Any) -> None:
+        self.done += 1
+        self.progress.update(self.task, items=self._items_text())
 
 
 class Wide:
@@ -160,17 +188,82 @@ def _run_once(
             if not show_progress:
                 return ray_runner.run(items, on_workers=_show_workers)
             with _Progress(len(items), label) as bar:
-                return ray_runner.run(items, on_workers=_show_workers,
-                                      progress=lambda n: bar.progress.update(bar.task, completed=n))
+                return ray_runner.run(items, on_workers=_show_workers, progress=bar.items_done)
     runner = Runner(compiled, opts)
-    if not show_progress:
-        return runner.run(items)
-    with _Progress(len(items), label) as bar:
-        if resume and trace is not None and trace.exists():
-            from ttcl.runtime.trace import read_trace
+    with _StopOnCtrlC() as stop:
+        if not show_progress:
+            return runner.run(items, should_stop=stop)
+        return _run_with_progress(runner, items, label, resume=resume, trace=trace, stop=stop)
 
-            bar.progress.advance(bar.task, len([i for i in read_trace(trace).items if i < len(items)]))
-        return runner.run(items, on_result=bar.advance)
+
+def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: bool, trace: Path | None,
+                       stop: Any) -> Any:
+    done = 0
+    if resume and trace is not None and trace.exists():
+        from ttcl.runtime.trace import read_trace
+
+        wanted = {it.index for it in items}
+        done = len([i for i in read_trace(trace).items if i in wanted])
+    with _Progress(len(items), label, done=done) as bar:
+        return runner.run(items, progress=bar, should_stop=stop)
+
+
+class _StopOnCtrlC:
+    """The first Ctrl-C asks the run to stop after the running step (nothing finished is lost);
+    a second one stops at once (the running batch is lost; `--resume` charges the pool for it)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._before: Any = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        import sys
+
+        sys.stderr.write("\nCtrl-C: stopping after the running step, keeping its work (Ctrl-C again to stop now)\n")
+
+    def __enter__(self) -> _StopOnCtrlC:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._before = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._before is not None:
+            signal.signal(signal.SIGINT, self._before)
+
+
+def interrupted_message(trace: Path | None, total: int) -> str:
+    """What Ctrl-C kept, read back from the trace on disk, and the command that continues the run."""
+    import shlex
+    import sys
+
+    if trace is None:
+        return ("interrupted: nothing was saved (no --trace)\n"
+                "  hint: run with --trace FILE.jsonl so that Ctrl-C keeps finished work and --resume continues it")
+    from ttcl.runtime.trace import read_trace
+
+    try:
+        t = read_trace(trace)
+    except TtclRuntimeError:
+        return f"interrupted: {trace} holds no finished work yet"
+    steps = sum(1 for recs in t.partial.values() for r in recs if r.status in ("ok", "shrunk"))
+    args = sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", "PROGRAM", "...same options..."]
+    args = [a for a in args if a != "--overwrite"]
+    if "--resume" not in args:
+        args.append("--resume")
+    return (f"interrupted: {len(t.items)} of {total} items finished and saved to {trace}, and {steps} finished steps "
+            f"of {len(t.partial)} unfinished items (--resume replays them)\n"
+            f"  resume with: ttcl {shlex.join(args)}")
 
 
 def print_summary(summary: Any, console: Console, *, single: bool) -> None:
@@ -259,11 +352,15 @@ def run(
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     wide = Wide(ray, workers, shards)
     items = _load_items(input_, dataset, limit)
-    with wide:
-        summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
-                            resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
-                            batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
-                            allow_remote=allow_remote, wide=wide, schedule=schedule)
+    try:
+        with wide:
+            summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
+                                resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
+                                batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
+                                allow_remote=allow_remote, wide=wide, schedule=schedule)
+    except KeyboardInterrupt:
+        typer.echo(interrupted_message(trace, len(items)), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if by is not None and not any(by in it.extra for it in items):
         raise RunOptionError(f"--by {by!r}: no item has that field")
     breakdown = by_field(summary.results, by) if by is not None else None

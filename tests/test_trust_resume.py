@@ -1,0 +1,161 @@
+"""Ctrl-C and kill loses nothing, `--resume` gives the uninterrupted results, and a pooled budget
+holds across a kill (issue 11). Real `ttcl run` subprocesses on the shipped models, every item in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from shipped import available
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not all(available(m) for m in ("ttcl:arith-s", "ttcl:arith-revise", "ttcl:arith-orm")),
+                                reason="needs the shipped arith models")
+ITEMS = 24
+POOL_CALLS = 228  # 24 items x 10 calls would need 240: the last step stops half of them
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _program(tmp: Path, pooled: bool) -> Path:
+    text = (ROOT / "programs" / "revision.ttc").read_text()
+    if pooled:
+        text = text.replace("budget per item {", f"budget pooled {{\n    calls <= {POOL_CALLS}\n}}\n\nbudget per item {{")
+    path = tmp / ("pooled.ttc" if pooled else "per_item.ttc")
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    ds = tmp_path_factory.mktemp("resume") / "d.jsonl"
+    ds.write_text("".join(line if line.endswith("\n") else line + "\n"
+                          for line in iter_jsonl(make_problems(ITEMS, [2, 3], seed=11))))
+    return ds
+
+
+def _base(prog: Path, ds: Path, trace: Path) -> list[str]:
+    return [sys.executable, "-m", "ttcl.cli", "run", str(prog), "--dataset", str(ds), "--set", "threshold=1.0",
+            "--device", "cpu", "--trace", str(trace)]
+
+
+def _results(path: Path) -> list[dict]:
+    from ttcl.runtime.trace import read_trace
+
+    t = read_trace(path)
+    out = []
+    for i in sorted(t.items):
+        rec = t.items[i].model_dump()
+        rec["cost"] = {k: v for k, v in rec["cost"].items() if k != "seconds"}
+        rec.pop("seconds")
+        out.append(rec)
+    return out
+
+
+def _interrupt_when(proc: subprocess.Popen, trace: Path, nodes: int, sig: int) -> None:
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if trace.exists() and trace.read_text().count('"type": "node"') >= nodes:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(sig)
+
+
+def _pool_spent(path: Path) -> float:
+    """Calls the pool was charged across every attempt: spent, plus grants a kill cut short."""
+    from ttcl.runtime.trace import read_trace
+
+    t = read_trace(path)
+    assert t.spent is not None and t.lost is not None
+    return t.spent.get("calls", 0.0) + t.lost.get("calls", 0.0)
+
+
+def _check_interrupted_then_resume(prog: Path, ds: Path, tmp: Path, sig: int) -> tuple[list[dict], list[dict], Path]:
+    full, part = tmp / "full.jsonl", tmp / "part.jsonl"
+    subprocess.run(_base(prog, ds, full), check=True, capture_output=True, env=ENV, timeout=900)
+    proc = subprocess.Popen(_base(prog, ds, part), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, text=True)
+    _interrupt_when(proc, part, nodes=3 * ITEMS, sig=sig)
+    _, err = proc.communicate(timeout=600)
+    from ttcl.runtime.trace import read_trace
+
+    cut = read_trace(part)
+    assert len(cut.items) < ITEMS, "interrupted too late to test anything"
+    assert sum(len(v) for v in cut.partial.values()) >= 2 * ITEMS  # finished steps reached the trace as they finished
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130
+        assert f"of {ITEMS} items finished and saved to {part}" in err
+        assert "resume with: ttcl run " in err and err.rstrip().endswith("--resume")
+        assert "Traceback" not in err
+    resumed = subprocess.run([*_base(prog, ds, part), "--resume"], capture_output=True, env=ENV, timeout=900, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    return _results(full), _results(part), part
+
+
+def test_sigint_all_items_in_flight_pooled_resume_is_identical(data: Path, tmp_path: Path) -> None:
+    """Ctrl-C stops after the running step: nothing is lost, the message says how to resume, and the
+    resumed run ends with exactly the uninterrupted results, even though the pool stops some items."""
+    full, resumed, part = _check_interrupted_then_resume(_program(tmp_path, pooled=True), data, tmp_path, signal.SIGINT)
+    assert len(resumed) == ITEMS
+    assert resumed == full
+    stopped = sum(1 for r in full if r["status"] == "stopped")
+    assert 0 < stopped < ITEMS  # the pool really bound
+    assert sum(r["cost"]["calls"] for r in resumed) <= POOL_CALLS
+    assert _pool_spent(part) <= POOL_CALLS
+
+
+@pytest.mark.slow
+def test_sigkill_per_item_resume_is_identical(data: Path, tmp_path: Path) -> None:
+    full, resumed, _ = _check_interrupted_then_resume(_program(tmp_path, pooled=False), data, tmp_path, signal.SIGKILL)
+    assert resumed == full
+    assert all(r["cost"]["calls"] <= 10 for r in resumed)
+
+
+@pytest.mark.slow
+def test_sigkill_pooled_never_exceeds_the_pool(data: Path, tmp_path: Path) -> None:
+    """A kill mid-batch loses that batch's calls: `--resume` charges the pool their worst case, so the
+    calls of every attempt together stay within the pool; no item is lost."""
+    full, resumed, part = _check_interrupted_then_resume(_program(tmp_path, pooled=True), data, tmp_path, signal.SIGKILL)
+    assert [r["item"] for r in resumed] == list(range(ITEMS))
+    assert _pool_spent(part) <= POOL_CALLS
+    assert sum(r["cost"]["calls"] for r in resumed) <= POOL_CALLS
+    from ttcl.runtime.trace import read_trace
+
+    lost = (read_trace(part).lost or {}).get("calls", 0.0)
+    if lost == 0:  # the kill fell between two batches: nothing to pay twice
+        assert resumed == full
+    else:  # the lost batch was paid for, so the pool runs out earlier than without the kill
+        assert sum(r["status"] == "stopped" for r in resumed) >= sum(r["status"] == "stopped" for r in full)
+        assert sum(r["cost"]["calls"] for r in resumed) + lost <= POOL_CALLS
+
+
+def test_progress_moves_before_any_item_finishes(data: Path) -> None:
+    """With every item in flight, the progress counts node steps as they finish, long before the items do."""
+    from ttcl.commands.run import _Progress
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.programs import resolve_program
+    from ttcl.runtime.dataset import load_dataset
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    compiled = compile_program(resolve_program("ttcl:revision"), overrides={"threshold": "1.0"})
+    items = load_dataset(data, limit=6)
+    seen: list[tuple[float, int]] = []
+
+    class Watch(_Progress):
+        def after_item(self, **kw: object) -> None:
+            seen.append((self.progress.tasks[0].completed, self.done))
+            super().after_item(**kw)
+
+    with Watch(len(items), "items") as bar:
+        Runner(compiled, RunOptions(device="cpu")).run(items, progress=bar)
+        task = bar.progress.tasks[0]
+        assert task.completed == task.total == len(items) * len(compiled.dag)
+    assert seen[0][1] == 0 and seen[0][0] >= len(items) * 9  # nine steps of every item done before the first item ends
+    assert json.dumps(bar.done) == str(len(items))

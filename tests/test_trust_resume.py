@@ -74,8 +74,8 @@ def _pool_spent(path: Path) -> float:
     from ttcl.runtime.trace import read_trace
 
     t = read_trace(path)
-    assert t.spent is not None and t.lost is not None
-    return t.spent.get("calls", 0.0) + t.lost.get("calls", 0.0)
+    assert t.spent is not None and t.cut_short is not None
+    return t.spent.get("calls", 0.0) + t.cut_short.get("calls", 0.0)
 
 
 def _check_interrupted_then_resume(prog: Path, ds: Path, tmp: Path, sig: int) -> tuple[list[dict], list[dict], Path]:
@@ -128,7 +128,7 @@ def test_sigkill_pooled_never_exceeds_the_pool(data: Path, tmp_path: Path) -> No
     assert sum(r["cost"]["calls"] for r in resumed) <= POOL_CALLS
     from ttcl.runtime.trace import read_trace
 
-    lost = (read_trace(part).lost or {}).get("calls", 0.0)
+    lost = (read_trace(part).cut_short or {}).get("calls", 0.0)
     if lost == 0:  # the kill fell between two batches: nothing to pay twice
         assert resumed == full
     else:  # the lost batch was paid for, so the pool runs out earlier than without the kill

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not all(available(m) for m in ("ttcl:arith-s", "ttcl:arith-revise", "ttcl:arith-orm")),
                                 reason="needs the shipped arith models")
 ITEMS = 24
-POOL_CALLS = 228  # 24 items x 10 calls would need 240: the last step stops half of them
+POOL_CALLS = 100  # 24 items x (up to) 10 calls: about 176 unpooled; the pool stops items in the later rounds
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -106,7 +106,7 @@ def test_sigint_all_items_in_flight_pooled_resume_is_identical(data: Path, tmp_p
     assert len(resumed) == ITEMS
     assert resumed == full
     stopped = sum(1 for r in full if r["status"] == "stopped")
-    assert 0 < stopped < ITEMS  # the pool really bound
+    assert stopped > 0  # the pool really bound
     assert sum(r["cost"]["calls"] for r in resumed) <= POOL_CALLS
     assert _pool_spent(part) <= POOL_CALLS
 

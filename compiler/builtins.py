@@ -309,16 +309,22 @@ class VerifierSig(_Params):
 
 
 PRM_AGGREGATES: tuple[str, ...] = ("last", "min", "prod")
+CHECK_AGGREGATES: tuple[str, ...] = ("outcome", *PRM_AGGREGATES)
 
 VERIFIERS: dict[str, VerifierSig] = {
     sig.name: sig
     for sig in (
         VerifierSig(
             "check",
-            (ParamSpec("name", kind=ArgKind.string_literal, required=True),),
+            (
+                ParamSpec("name", kind=ArgKind.string_literal, required=True),
+                ParamSpec("agg", kind=ArgKind.choice, default="outcome", choices=CHECK_AGGREGATES),
+            ),
             step_scores=True,
             runs_model=False,
-            doc="a registered Python checker (entry-point group `ttcl.verifiers`)",
+            doc="a registered Python checker (entry-point group `ttcl.verifiers`); score: the exact outcome, "
+            "or with agg = last | min | prod its exact step scores aggregated (an oracle process scorer "
+            "that also scores partial solutions)",
         ),
         VerifierSig(
             "reward",

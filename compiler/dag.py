@@ -210,7 +210,7 @@ class VerifierRef(_Fast):
     kind: Literal["check", "reward", "prm", "judge"]
     checker: str | None = None  # check: the registered checker's name
     model: ModelRef | None = None  # reward/prm/judge: the scoring model
-    agg: str | None = None  # prm: last | min | prod
+    agg: str | None = None  # prm: last | min | prod; check: None (the outcome) or last | min | prod
     rubric: list[PromptPart] | None = None  # judge: the prompt, with per-candidate fields
     span: Span
 

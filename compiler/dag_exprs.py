@@ -475,6 +475,9 @@ class ExprMixin:
         fields: dict[str, Any] = {}
         if kind == "check":
             fields["checker"] = str(self.try_static(bound["name"], frame))
+            agg = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "outcome"
+            if agg != "outcome":
+                fields["agg"] = agg
         else:
             fields["model"] = self.model_ref(bound["model"], frame, owner=name)
         if kind == "prm":

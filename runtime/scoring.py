@@ -19,6 +19,7 @@ from ttcl.compiler.costmodel import Cost
 from ttcl.compiler.dag import VerifierRef
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.values import Candidates
+from ttcl.runtime.verifiers import aggregate
 
 
 @dataclass
@@ -42,12 +43,16 @@ def check_cost(n_cands: int) -> Cost:
 
 
 class CheckScorer:
-    """A registered Python checker (`check("arith")`): exact outcome and step scores."""
+    """A registered Python checker (`check("arith")`): exact outcome and step scores.
 
-    def __init__(self, name: str) -> None:
+    The score is the outcome, or with `agg` (last | min | prod) the step scores aggregated,
+    which scores a partial solution by whether it is right so far (an oracle PRM)."""
+
+    def __init__(self, name: str, agg: str | None = None) -> None:
         from ttcl.runtime.tasks import get_checker
 
         self.name = name
+        self.agg = agg
         self.checker = get_checker(name)
 
     def worst_case(self, question: str, cands: Candidates) -> Cost:
@@ -60,8 +65,12 @@ class CheckScorer:
                 scores: list[float] = []
                 steps: list[tuple[float, ...] | None] = []
                 for c in cands.items:
-                    scores.append(float(self.checker.outcome(question, c.text)))
-                    steps.append(tuple(float(x) for x in self.checker.steps(question, c.text)))
+                    st = tuple(float(x) for x in self.checker.steps(question, c.text))
+                    if self.agg is None:
+                        scores.append(float(self.checker.outcome(question, c.text)))
+                    else:
+                        scores.append(aggregate(list(st), self.agg))
+                    steps.append(st)
                 out.append(Scored(scores, steps, check_cost(len(cands))))
             except Exception as e:  # a plugin checker may raise anything; it fails this item only
                 out.append(TtclRuntimeError(f"checker {self.name!r} raised {type(e).__name__}: {e}"))
@@ -76,7 +85,7 @@ def make_scorer(ref: VerifierRef, model_scorer: ScorerFactory | None = None) -> 
     if ref.kind == "check":
         if not ref.checker:
             raise TtclRuntimeError(f"verifier {ref.name!r}: check() names no checker")
-        return CheckScorer(ref.checker)
+        return CheckScorer(ref.checker, ref.agg)
     if model_scorer is None:
         raise TtclRuntimeError(f"verifier {ref.name!r}: {ref.kind} verifiers need a model backend")
     return model_scorer(ref)

@@ -298,7 +298,11 @@ def test_cli_data_arith() -> None:
         (("data", "arith", "--steps", "0..3"), "invalid value for --steps"),
         (("data", "arith", "--n", "many"), "invalid value for --n: expected an integer, got 'many'"),
         (("zoo", "train", "--only", "arith-xs"), "no model named 'arith-xs'; did you mean"),
-        (("zoo", "train", "--quick"), "give --out DIR"),
+        (("zoo", "train", "--quick", "--into-package"), "quick models are not for shipping"),
+        (("zoo", "train", "--out", "x", "--into-package"), "not both"),
+        (("data", "expr", "--steps", "1..3"), "invalid value for --steps"),
+        (("data", "expr", "--steps", "2..13"), "2 to 12 operations"),
+        (("data", "expr", "--seed", "x"), "invalid value for --seed"),
     ],
 )
 def test_cli_bad_arguments(args: tuple[str, ...], message: str) -> None:
@@ -306,6 +310,30 @@ def test_cli_bad_arguments(args: tuple[str, ...], message: str) -> None:
     assert out.returncode != 0
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_cli_data_expr() -> None:
+    from ttcl.runtime.tasks.expr import checker as expr_checker
+
+    out = _ttcl("data", "expr", "--steps", "2..4", "--n", "6", "--seed", "1")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["steps"] for r in rows] == [2, 3, 4, 2, 3, 4]
+    assert all(expr_checker.strict(r["question"], r["answer"]) for r in rows)
+    assert _ttcl("data", "expr", "--steps", "2..4", "--n", "6", "--seed", "1").stdout == out.stdout
+
+
+def test_zoo_train_never_writes_into_the_package_by_default(tmp_path) -> None:
+    """Issue 11: a plain `ttcl zoo train` writes under ./ttcl-zoo, not over the shipped weights."""
+    from ttcl.zoo.registry import MODELS_DIR
+
+    shipped = (MODELS_DIR / "arith-s" / "model.safetensors").read_bytes()
+    out = subprocess.run([sys.executable, "-m", "ttcl.cli", "zoo", "train", "--only", "arith-s", "--quick",
+                          "--no-eval"], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "TTCL_ZOO_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "ttcl-zoo" / "arith-s" / "model.safetensors").is_file()
+    assert (MODELS_DIR / "arith-s" / "model.safetensors").read_bytes() == shipped
 
 
 def test_training_is_deterministic_in_the_seed() -> None:

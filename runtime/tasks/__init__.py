@@ -13,8 +13,9 @@ ENTRY_POINT_GROUP = "ttcl.verifiers"
 
 def _builtins() -> dict[str, Checker]:
     from ttcl.runtime.tasks.arith import checker as arith
+    from ttcl.runtime.tasks.expr import checker as expr
 
-    return {"arith": arith}
+    return {"arith": arith, "expr": expr}
 
 
 def available_checkers() -> list[str]:

@@ -17,6 +17,8 @@ class ZooArgumentError(TtclError):
     def __init__(self, option: str, message: str) -> None:
         super().__init__(f"error: invalid value for {option}: {message}")
 
+DEFAULT_OUT = "ttcl-zoo"  # relative to the working directory
+
 zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*).", no_args_is_help=True)
 data_app = typer.Typer(help="Synthetic task data as GSM8K-style JSONL.", no_args_is_help=True)
 
@@ -71,10 +73,13 @@ def models() -> None:
 def train(
     only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few steps per model: checks the pipeline, not for shipping.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write models here instead of the package's models directory.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).")] = None,
+    into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
 ) -> None:
-    """Reproduce the bundled models from their seeds (CPU; about an hour for all of them)."""
+    """Reproduce the bundled models from their seeds (CPU, one thread per model; see ttcl/zoo/README.md
+    for the time). Writes to ./ttcl-zoo unless told otherwise; never touches the shipped models
+    without --into-package."""
     from ttcl.zoo.registry import FAMILY as ALL
     from ttcl.zoo.registry import MODELS_DIR
 
@@ -86,9 +91,14 @@ def train(
         close = difflib.get_close_matches(unknown[0], ALL, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ZooArgumentError("--only", f"no model named {unknown[0]!r}{hint} (known: {', '.join(ALL)})")
-    root = out if out is not None else MODELS_DIR
-    if quick and out is None:
-        raise ZooArgumentError("--quick", "quick models are not for shipping: give --out DIR")
+    if into_package and out is not None:
+        raise ZooArgumentError("--into-package", "give either --out DIR or --into-package, not both")
+    if quick and into_package:
+        raise ZooArgumentError("--quick", "quick models are not for shipping: drop --into-package")
+    root = MODELS_DIR if into_package else (out if out is not None else Path(DEFAULT_OUT))
+    if root.exists() and not root.is_dir():
+        raise ZooArgumentError("--out", f"{str(root)!r} exists and is not a directory")
+    typer.echo(f"writing models to {root.resolve()}", err=True)
     from ttcl.zoo.family import train_one  # torch and transformers load only from here
 
     for name in names:
@@ -116,6 +126,30 @@ def data_arith(
     seed_value = _int_option("--seed", seed)
     bound = _int_option("--max-value", max_value, minimum=9)
     for line in iter_jsonl(make_problems(count, levels, seed_value, bound) if count else []):
+        sys.stdout.write(line + "\n")
+
+
+@data_app.command("expr")
+def data_expr(
+    steps: Annotated[str, typer.Option("--steps", help="Number of operations: N or A..B (cycled evenly), at most 12.")] = "1..6",
+    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+) -> None:
+    """Expr problems (precedence and parentheses, values up to 9999) as JSONL lines
+    {"question", "answer" (one reduction per line, then '#### N'), "steps"} on stdout."""
+    from ttcl.runtime.tasks.arith import parse_steps_spec
+    from ttcl.runtime.tasks.expr import MAX_STEPS, MIN_STEPS, iter_jsonl, make_problems
+
+    try:
+        levels = parse_steps_spec(steps)
+    except ValueError as e:
+        raise ZooArgumentError("--steps", str(e)) from e
+    if levels[0] < MIN_STEPS or levels[-1] > MAX_STEPS:
+        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} operations (one per expression, two "
+                               f"expressions at least), got {steps!r}")
+    count = _int_option("--n", n, minimum=0)
+    seed_value = _int_option("--seed", seed)
+    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
         sys.stdout.write(line + "\n")
 
 

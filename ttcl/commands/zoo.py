@@ -131,7 +131,7 @@ def data_arith(
 
 @data_app.command("expr")
 def data_expr(
-    steps: Annotated[str, typer.Option("--steps", help="Number of operations: N or A..B (cycled evenly), at most 12.")] = "1..6",
+    steps: Annotated[str, typer.Option("--steps", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
 ) -> None:

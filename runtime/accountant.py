@@ -246,6 +246,7 @@ class Accountant:
         n: int | None = None,
         max_tokens: int | None = None,
         resize: Resize | None = None,
+        op: str = "",
     ) -> Allowance:
         """Grant `worst_case` if it fits everything left; otherwise apply `on_exhaust`.
 
@@ -266,13 +267,37 @@ class Accountant:
                 what = f"n={n2}, max_tokens={m2}" if n is not None else f"max_tokens={m2}"
                 why = f"shrunk to {what} ({', '.join(reasons)})"
                 return self._reserve(item, node_id, cost, n2 if n is not None else None, m2, shrunk=True, reason=why)
-        why = "budget exhausted: " + ", ".join(reasons)
+        why = self._refusal(item, node_id, worst_case, reasons, op)
         entry = self.ledger.get((item, node_id))
         if entry is None:
             self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="refused", reason=why)
         else:  # a later round of a node that already ran: what it spent stands
             entry.status, entry.reason = "refused", why
         return Allowance(item, node_id, False, _zero(), n, max_tokens, reason=why)
+
+    def _refusal(self, item: int, node_id: str, need: Cost, reasons: list[str], op: str) -> str:
+        """Why a node may not run, naming the real cause.
+
+        A budget that ran out is "budget exhausted". A call over its node's
+        static bound while every budget still has room is not: its input is
+        longer than `ttcl check` assumed (an input over its declared
+        `text[<=N]`, or a verifier whose template and tokenizer count more
+        tokens than the bound did), and it says so with the numbers.
+        """
+        budget = [r for r in reasons if not r.startswith("static bound ")]
+        if budget:
+            return "budget exhausted: " + ", ".join(reasons)
+        bound = self.static_bounds.get(node_id, _zero())
+        have = self._node.get((item, node_id), _zero())
+        units = [r.removeprefix("static bound ") for r in reasons]
+        if need.prompt_tokens + have.prompt_tokens > bound.prompt_tokens * (1 + _EPS) + _EPS:
+            where = ("the verifier's input (its own template, through its own tokenizer)" if op == "verify"
+                     else "its prompt (the input with the node's template)")
+            return (f"input longer than its declared bound: {where} is {need.prompt_tokens:g} tokens, "
+                    f"over the {bound.prompt_tokens - have.prompt_tokens:g} prompt tokens `ttcl check` bounded "
+                    f"this node at (over in {', '.join(units)}); the budget itself was not exhausted")
+        parts = [f"{u} needs {_val(have + need, Unit(u)):g} > bound {_val(bound, Unit(u)):g}" for u in units]
+        return "over the node's static bound from `ttcl check`: " + "; ".join(parts) + " (the budget itself was not exhausted)"
 
     def _shrink(self, item: int, node_id: str, n: int, max_tokens: int, resize: Resize) -> tuple[int, int, Cost] | None:
         def fits(nn: int, mm: int) -> Cost | None:
@@ -408,7 +433,7 @@ class AccountantHook(NodeHook):
         resize: Resize | None,
         **future: object,
     ) -> Allowance:
-        return self.accountant.request(item, node_id, worst_case, n=n, max_tokens=max_tokens, resize=resize)
+        return self.accountant.request(item, node_id, worst_case, n=n, max_tokens=max_tokens, resize=resize, op=op)
 
     def after_phase(
         self,

@@ -73,7 +73,9 @@ def test_static_bound_caps_each_node() -> None:
     # a prompt longer than the declared input bound cannot be shrunk away
     b = acc.request(1, "d", gen_cost(1, 1, prompt=11), n=1, max_tokens=1, resize=lambda n, m: gen_cost(n, m, prompt=11))
     assert not b.granted
-    assert b.reason == "budget exhausted: static bound prompt_tokens"
+    assert b.reason == ("input longer than its declared bound: its prompt (the input with the node's template) is 11 "
+                        "tokens, over the 10 prompt tokens `ttcl check` bounded this node at (over in prompt_tokens); "
+                        "the budget itself was not exhausted")
 
 
 def test_seconds_checked_before_and_charged_after() -> None:

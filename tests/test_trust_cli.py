@@ -173,3 +173,48 @@ def test_bundled_programs_after_a_wheel_install(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["program"].startswith(str(site.resolve())) and summary["items"] == 1
+
+
+LONG = "12 +3 -4 *2 +7 -1 +9 -3 *2 +5 -8 +1 *3 -2 +4"  # far over text[<=8] in arith-s tokens
+
+
+def test_refusal_names_an_input_over_its_declared_bound(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    prog = tmp_path / "short.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\n'
+                    "strategy main(question: text[<=8]) -> answer {\n"
+                    '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 16))\n}\n')
+    code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
+    out = " ".join(out.split())  # the table console wraps long lines
+    assert code == 0, err
+    assert "answer: (none)" in out and "status: stopped" in out
+    assert "input longer than its declared bound: its prompt (the input with the node's template) is" in out
+    assert "the budget itself was not exhausted" in out and "budget exhausted" not in out
+    code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu", "--strict")
+    assert code == 3
+
+
+def test_refusal_names_a_verifier_input_over_the_bound(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # the sample's prompt ignores the question; the ORM reads "{question}\n{completion}", so only it is too long
+    prog = tmp_path / "orm.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier orm = reward("ttcl:arith-orm")\n'
+                    "budget per item { calls <= 8 }\n"
+                    "strategy main(question: text[<=8]) -> answer {\n"
+                    '    drafts = sample(policy, "3 +4\\n", n = 2, max_tokens = 16)\n'
+                    "    return vote(verify(orm, drafts), weight = score)\n}\n")
+    code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
+    out = " ".join(out.split())
+    assert code == 0, err
+    assert "input longer than its declared bound: the verifier's input (its own template, through its own tokenizer)" in out
+
+
+def test_refusal_names_true_exhaustion(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    prog = tmp_path / "tight.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 3 }\n'
+                    "strategy main(question: text[<=40]) -> answer {\n"
+                    '    a = sample(policy, "{question}\\n", n = 2, max_tokens = 16)\n'
+                    '    b = sample(policy, "{question}\\n", n = 2, max_tokens = 16, temperature = 0.5)\n'
+                    "    return vote(a + b)\n}\n")
+    code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu")
+    out = " ".join(out.split())
+    assert code == 0, err
+    assert "budget exhausted: per-item calls" in out and "input longer" not in out

@@ -85,6 +85,11 @@ def test_pool_estimates_agree_with_the_traces(capsys: pytest.CaptureFixture[str]
     code, out2, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
                           "--by", "steps", "--traces", str(traces), "--allocate", "probe:2", "--device", "cpu", "--json")
     assert code == 0 and json.loads(out2)["curves"] == rep["curves"]
+    # a shorter eval on the same traces uses only its own items
+    code, out3, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                          "--limit", "4", "--traces", str(traces), "--device", "cpu", "--json")
+    assert code == 0, err
+    assert {r["items"] for r in json.loads(out3)["curves"]} == {4}
 
 
 def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:

@@ -47,9 +47,12 @@ def find_pool_nodes(dag: Any) -> PoolNodes:
     return PoolNodes(best.id, readers[best.id])
 
 
-def pools_from_trace(trace: Trace, nodes: PoolNodes) -> list[PooledItem]:
+def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = None) -> list[PooledItem]:
+    """One pooled item per finished item of the trace (only the items in `only`, when given)."""
     out: list[PooledItem] = []
     for idx in sorted(trace.items):
+        if only is not None and idx not in only:
+            continue
         rec = trace.items[idx]
         by_id = {r.node_id: r for r in trace.nodes.get(idx, [])}
         src = by_id.get(nodes.sample)

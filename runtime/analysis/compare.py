@@ -83,7 +83,8 @@ def total_compute(a_curve: tuple[Sequence[float], Sequence[float]], a_pretrain: 
                   b_point: tuple[float, float], b_pretrain: float, b_pretrain_tokens: float,
                   b_tokens_per_query: float, ratios: Sequence[float] = SNELL_R) -> list[dict[str, float]]:
     """Snell's accounting at each R: the inference FLOPs per query A may spend to match B's total compute,
-    A's accuracy there (NaN when that budget lies outside A's measured curve) and B's accuracy."""
+    A's accuracy there (NaN below A's cheapest point; A's last point, flagged `a_beyond_curve`, when the
+    budget lies past its largest k) and B's accuracy."""
     fb, ab = b_point
     out = []
     for r in ratios:
@@ -91,8 +92,10 @@ def total_compute(a_curve: tuple[Sequence[float], Sequence[float]], a_pretrain: 
         budget = (b_pretrain - a_pretrain) / queries + fb
         flops, acc = a_curve
         a_acc = acc_at(flops, acc, budget) if budget > 0 else math.nan
-        if math.isnan(a_acc) and budget > 0 and flops and budget > max(flops):
-            a_acc = float(np.asarray(acc)[int(np.argmax(flops))])  # A's best measured point fits the budget
+        beyond = bool(budget > 0 and flops and budget > max(flops))
+        if beyond:  # the budget lies past A's largest k: its last measured point fits it (a lower bound)
+            a_acc = float(np.asarray(acc)[int(np.argmax(flops))])
         out.append({"R": r, "queries": queries, "a_budget_flops": budget, "multiplier": budget / min(flops),
-                    "a_accuracy": a_acc, "b_accuracy": ab, "b_total_per_query": b_pretrain / queries + fb})
+                    "a_accuracy": a_acc, "a_beyond_curve": beyond, "b_accuracy": ab,
+                    "b_total_per_query": b_pretrain / queries + fb})
     return out

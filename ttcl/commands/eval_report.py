@@ -152,7 +152,8 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         out, items, refs = [], [], {}
         for s in seeds:
             summary, trace = runs.run(label, all_sets, list(models) + binds, s, tag)
-            out.append(pools_from_trace(read_trace(trace), nodes))
+            # a trace kept from a longer run (a larger --limit) holds more items than this eval uses
+            out.append(pools_from_trace(read_trace(trace), nodes, only={r["item"] for r in summary.results}))
             items += item_rows(summary, s)
             refs = summary.header["models"]
         return out, items, refs
@@ -331,7 +332,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         for r in report["total_compute"]:
             tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}", f"{r['R']:g}", _f(r["a_budget_flops"]),
                        f"{r['multiplier']:.3g}" if r["a_budget_flops"] > 0 else "none left",
-                       "-" if math.isnan(r["a_accuracy"]) else f"{r['a_accuracy']:.3f}", f"{r['b_accuracy']:.3f}")
+                       "-" if math.isnan(r["a_accuracy"]) else ("≥" if r["a_beyond_curve"] else "") + f"{r['a_accuracy']:.3f}",
+                       f"{r['b_accuracy']:.3f}")
         console.print(tc)
     if report.get("overlay"):
         o = Table(title="overlaid runs against the pool at equal FLOPs (all items): the pool signal's accuracy "

@@ -106,6 +106,10 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
     # the same model under another name: the paired difference is exactly zero
     d = rep["paired_differences"][0]
     assert d["diff"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0
+    # within a series, n=2 against n=1 on the same items
+    (within,) = [d for d in rep["paired_differences"] if d["a"] == "arith-s n=2" and d["b"] == "arith-s n=1"][:1]
+    second = rep["rows"][1]
+    assert within["diff"] == pytest.approx(second["accuracy"] - first["accuracy"])
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,11 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
             name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
             diffs.append({"a": label, "b": first, "config": name,
                           **paired_diff(per_item[(label, name)], per_item[(first, name)])})
+    for label, _ in series:  # within a series: every configuration against the first one
+        names = [", ".join(f"{k}={v}" for k, v in config) or "defaults" for config in configs]
+        for name in names[1:]:
+            diffs.append({"a": f"{label} {name}", "b": f"{label} {names[0]}", "config": "same items",
+                          **paired_diff(per_item[(label, name)], per_item[(label, names[0])])})
     return {"mode": "sweep", "by": by, "bins": bin_values(fields, by), "rows": rows, "paired_differences": diffs}
 
 
@@ -101,7 +106,8 @@ def print_sweep(report: dict[str, Any], console: Console) -> None:
             t.add_row(f"{r['series']} {name}", *(f"{_acc(b)}\n{_f(b['flops'])}" for b in r["bins"]))
         console.print(t)
     for d in report["paired_differences"]:
-        console.print(f"{d['a']} - {d['b']} ({d['config']}): {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
+        where = "" if d["config"] == "same items" else f" ({d['config']})"
+        console.print(f"{d['a']} - {d['b']}{where}: {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
                       f"paired over {d['items']} items")
 
 
@@ -188,12 +194,13 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
             diffs.append({"series": label, "signal": signal, "k": t.ks[-1], "vs": f"{label} greedy",
                           **paired_diff(t.acc[(signal, t.ks[-1])], g)})
     # Exchange: each series' signals against every larger model's greedy point, per bin
-    # (larger: more pretraining FLOPs when both are known; every other model otherwise).
+    # (larger: more non-embedding parameters when both are known; every other model otherwise).
     def pretrain_of(label: str) -> float | None:
         return pretrain.get(label, model_meta("policy", refs_of[label]).get("training_flops"))
 
-    def larger(other: str, label: str) -> bool:
-        a, b = pretrain_of(label), pretrain_of(other)
+    def larger(other: str, label: str) -> bool:  # by non-embedding parameters
+        a = model_meta("policy", refs_of[label]).get("params_non_embedding")
+        b = model_meta("policy", refs_of[other]).get("params_non_embedding")
         return other != label and (a is None or b is None or b > a)
 
     exch = []

@@ -93,6 +93,7 @@ class RunSummary(BaseModel):
     graded: int
     stopped: int
     failed: int
+    degraded: int = 0  # items on_exhaust changed (a node shrunk or refused); see each result's `degraded`
     rows: list[NodeRow]
     bound_total: dict[str, float]
     actual_total: dict[str, float]  # summed over items
@@ -210,7 +211,7 @@ class TraceHook(NodeHook):
 def item_record(r: ItemResult) -> ItemRecord:
     return ItemRecord(item=r.index, question=r.question, gold=r.gold, answer=r.answer, correct=r.correct,
                       status=r.status, error=r.error, failures=r.failures, cost=r.cost.as_dict(), seconds=r.cost.seconds,
-                      fields=r.fields)
+                      fields=r.fields, degraded=r.degraded)
 
 
 def result_from_record(rec: ItemRecord) -> ItemResult:
@@ -218,7 +219,8 @@ def result_from_record(rec: ItemRecord) -> ItemResult:
     cost = Cost(calls=c.get("calls", 0), prompt_tokens=c.get("prompt_tokens", 0), gen_tokens=c.get("gen_tokens", 0),
                 flops=c.get("flops", 0), seconds=c.get("seconds", 0))
     return ItemResult(index=rec.item, question=rec.question, gold=rec.gold, answer=rec.answer, correct=rec.correct,
-                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost, fields=dict(rec.fields))
+                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost, fields=dict(rec.fields),
+                      degraded=list(rec.degraded))
 
 
 def _cost_of(d: dict[str, float]) -> Cost:
@@ -253,14 +255,14 @@ def refuse_existing_trace(path: Path) -> None:
 
 
 def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult],
-                       wanted: set[int]) -> dict[int, list[tuple[str, Any, Cost]]]:
+                       wanted: set[int]) -> dict[int, list[tuple[str, Any, Cost, str | None]]]:
     """Book a stopped run back into `acc`: finished items as results, finished nodes of the rest to replay.
 
     The pool is charged every phase any attempt spent plus every grant a
     kill cut short (its worst case), so kill + `--resume` never spends more
     than a pooled budget; an item's own budget holds what its recorded nodes spent.
     """
-    replay: dict[int, list[tuple[str, Any, Cost]]] = {}
+    replay: dict[int, list[tuple[str, Any, Cost, str | None]]] = {}
     legacy = old.spent is None  # written before grant/spend records: the pool holds finished items only
     cheap_seconds = 0.0
     for idx, rec in old.items.items():
@@ -271,7 +273,8 @@ def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult],
         keep = [r for r in recs if idx in wanted and r.status in ("ok", "shrunk") and replayable(r.outputs)]
         if keep:
             acc.restore(idx, ledger_from_records(keep), pool=False)
-            replay[idx] = [(r.node_id, from_json(r.outputs), _cost_of(r.cost)) for r in keep]
+            replay[idx] = [(r.node_id, from_json(r.outputs), _cost_of(r.cost), r.reason if r.status == "shrunk" else None)
+                           for r in keep]
         cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
     if not legacy:
         acc.restore_pooled(_cost_of(old.spent or {}) + _cost_of(old.cut_short or {}) + Cost(seconds=cheap_seconds))
@@ -389,7 +392,7 @@ class Runner:
         acc = self.accountant()
         header = self.header(items)
         done: dict[int, ItemResult] = {}
-        replay: dict[int, list[tuple[str, Any, Cost]]] = {}
+        replay: dict[int, list[tuple[str, Any, Cost, str | None]]] = {}
         writer: TraceWriter | None = None
         hooks: list[NodeHook] = [AccountantHook(acc)]
         if o.trace is not None:
@@ -468,6 +471,7 @@ class Runner:
             accuracy=(correct / len(graded)) if graded else None, correct=correct, graded=len(graded),
             stopped=sum(1 for r in results if r.status == "stopped"),
             failed=sum(1 for r in results if r.status == "failed"),
+            degraded=sum(1 for r in results if r.degraded),
             rows=rows, bound_total=dict(report.total), actual_total=_unitwise(costs, sum),
             actual_mean=_unitwise(costs, lambda xs: sum(xs) / n), actual_max=_unitwise(costs, max),
             budget_item=self.per_item.as_dict(), budget_pooled=self.pooled.as_dict(), on_exhaust=self.on_exhaust,
@@ -486,6 +490,7 @@ def _result_json(r: ItemResult) -> dict[str, Any]:
     return {
         "item": r.index, "question": r.question, "gold": r.gold, "answer": r.answer, "correct": r.correct,
         "status": r.status, "error": r.error, "failures": r.failures, "cost": r.cost.as_dict(), "fields": r.fields,
+        "degraded": r.degraded,
     }
 
 

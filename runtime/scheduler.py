@@ -34,6 +34,7 @@ from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Accountant, AccountingError, Allowance, Resize
 from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest
 from ttcl.runtime.dataset import Item
+from ttcl.runtime.degraded import describe as describe_degraded
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.jobs import GenCall, Job, JobContext, ScoreCall, make_job
 from ttcl.runtime.ops import OpError, run_cheap
@@ -61,6 +62,7 @@ class ItemResult:
     failures: dict[str, str] = field(default_factory=dict)
     cost: Cost = field(default_factory=Cost)
     fields: dict[str, Any] = field(default_factory=dict)  # the dataset line's other fields (e.g. steps)
+    degraded: list[str] = field(default_factory=list)  # what on_exhaust changed (runtime/degraded.py); [] if nothing
 
 
 @dataclass
@@ -78,6 +80,8 @@ class _ItemRun:
     status: str = "ok"
     error: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # node -> why it did not run
+    shrunk: dict[str, str] = field(default_factory=dict)  # node -> how the accountant shrank it
+    refused: dict[str, str] = field(default_factory=dict)  # node -> why the accountant refused it
     scores: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # verifier score cache (jobs.JobContext)
 
     @property
@@ -148,11 +152,11 @@ class Scheduler:
     # ------------------------------------------------------------ public
 
     def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
-            replay: Mapping[int, list[tuple[str, Value, Cost]]] | None = None,
+            replay: Mapping[int, list[tuple[str, Value, Cost, str | None]]] | None = None,
             should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
         """Run every item; results in item order. `on_result` sees each item as it finishes.
 
-        `replay` gives, per item, nodes a stopped run already finished (id, value, cost):
+        `replay` gives, per item, nodes a stopped run already finished (id, value, cost, how it was shrunk):
         they are restored as done, not run again (`--resume`; the accountant already holds their spend).
         `should_stop` is asked after every step; True ends the run there with RunInterrupted, after
         the hooks saw every node and item that finished, so no finished call is lost.
@@ -203,9 +207,11 @@ class Scheduler:
             elif name in item.extra:
                 inputs[name] = item.extra[name]
         run = _ItemRun(item=item, inputs=inputs, pending=list(self._order))
-        for node_id, value, cost in self.replay.pop(item.index, []):
+        for node_id, value, cost, shrunk in self.replay.pop(item.index, []):
             if node_id in run.state or node_id not in self.dag.nodes:
                 continue
+            if shrunk:
+                run.shrunk[node_id] = shrunk
             run.state[node_id] = "done"
             run.values[node_id] = value
             run.completed.append(node_id)
@@ -360,6 +366,7 @@ class Scheduler:
                 self._settle(run, job.node, job.value, job.actual, None, job.refused, run.started[job.node.id])
                 run.status = "stopped"
                 run.failures[job.node.id] = job.refused.reason
+                run.refused[job.node.id] = job.refused.reason
                 return
             self._stop(run, job.node, job.refused, run.started[job.node.id])
             return
@@ -370,6 +377,7 @@ class Scheduler:
         run.state[node.id] = "failed"
         run.status = "stopped"
         run.failures[node.id] = allow.reason
+        run.refused[node.id] = allow.reason
         for h in self.hooks:
             h.after_node(item=run.index, node=node, status="refused", actual=Cost(), inputs=self._inputs_json(run, node),
                          outputs=None, error=None, reason=allow.reason, started=started, seconds=0.0)
@@ -390,6 +398,8 @@ class Scheduler:
             run.values[node.id] = value
             run.completed.append(node.id)
             status = "shrunk" if allow is not None and allow.shrunk else "ok"
+            if status == "shrunk":
+                run.shrunk[node.id] = allow.reason  # type: ignore[union-attr]
         for h in self.hooks:
             h.after_node(
                 item=run.index, node=node, status=status, actual=actual, inputs=self._inputs_json(run, node),
@@ -409,9 +419,13 @@ class Scheduler:
             failures.setdefault(out, "no answer could be extracted from the output")
         gold = run.item.gold
         correct = None if gold is None else (ans.value == gold)
+        degraded = describe_degraded(self.dag, shrunk=run.shrunk, refused=run.refused, skipped=run.skipped,
+                                     output_done=run.state.get(out) == "done", completed=run.completed,
+                                     values=run.values) if run.shrunk or run.refused else []
         return ItemResult(
             index=run.index, question=run.item.question, gold=gold, answer=ans.value, correct=correct,
             status=run.status, error=run.error, failures=failures, cost=run.cost, fields=dict(run.item.extra),
+            degraded=degraded,
         )
 
     # ------------------------------------------------------------ batched execution

@@ -34,7 +34,7 @@ class StreamScheduler(Scheduler):
         return all(isinstance(c, GenCall) and hasattr(self.backends[c.model], "submit") for c in job.calls)
 
     def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
-            replay: Mapping[int, list[tuple[str, Value, Cost]]] | None = None,
+            replay: Mapping[int, list[tuple[str, Value, Cost, str | None]]] | None = None,
             should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
         """As `Scheduler.run`; a stop request ends the run at once (calls still in flight are lost,
         and `--resume` charges the pool their grants)."""

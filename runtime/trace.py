@@ -110,6 +110,7 @@ class ItemRecord(BaseModel):
     failures: dict[str, str] = {}
     cost: dict[str, float] = {}
     seconds: float = 0.0
+    degraded: list[str] = []  # what on_exhaust changed for this item (shrunk or refused nodes, the fallback)
     fields: dict[str, Any] = {}  # the dataset line's other fields (e.g. steps), for breakdowns
 
 

@@ -218,3 +218,60 @@ def test_refusal_names_true_exhaustion(capsys: pytest.CaptureFixture[str], tmp_p
     out = " ".join(out.split())
     assert code == 0, err
     assert "budget exhausted: per-item calls" in out and "input longer" not in out
+
+
+SHRINK = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+verifier orm = reward("ttcl:arith-orm")
+param n: int = 64 in 1..64
+budget per item { tokens <= 300; on_exhaust = shrink }
+strategy main(question: text[<=40]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = n, max_tokens = 8, temperature = 0.8)
+    return vote(verify(orm, drafts), weight = score)
+}
+"""
+
+
+def test_shrink_reports_what_it_dropped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Shrunk sampling leaves no tokens for the verifier: the weighted vote becomes a plain vote, and the run says so."""
+    prog = tmp_path / "shrink.ttc"
+    prog.write_text(SHRINK)
+    code, out, err = cli(capsys, "run", str(prog), "--input", "12 +7 *2", "--device", "cpu", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    r = summary["results"][0]
+    assert summary["degraded"] == 1 and summary["verdict"] == "over"
+    lines = r["degraded"]
+    assert lines[0].startswith("main/drafts: shrunk to n=")
+    assert any(ln.startswith("main/return.verify (verify) did not run: budget exhausted: per-item tokens") for ln in lines)
+    assert lines[-1] == "the answer is a plain (unweighted) vote over main/drafts, not the strategy's own result"
+    code, out, err = cli(capsys, "run", str(prog), "--input", "12 +7 *2", "--device", "cpu")
+    flat = " ".join(out.split())
+    assert "degraded by on_exhaust = shrink:" in flat
+    assert "kept every item within" not in flat
+    # the same program with room for everything is not degraded
+    code, out, err = cli(capsys, "run", str(prog), "--input", "12 +7 *2", "--device", "cpu", "--set", "n=2", "--json")
+    assert json.loads(out)["degraded"] == 0 and json.loads(out)["results"][0]["degraded"] == []
+
+
+def test_eval_marks_degraded_points(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ttcl.runtime.analysis.plot import write_figure
+
+    prog = tmp_path / "shrink.ttc"
+    prog.write_text(SHRINK)
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": q, "answer": f"#### {a}"}) + "\n"
+                          for q, a in (("12 +7 *2", 38), ("5 -3", 2))))
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(ds), "--sweep", "n=2,64", "--device", "cpu", "--json")
+    assert code == 0, err
+    rows = {r["config"]["n"]: r for r in json.loads(out)["rows"]}
+    assert rows["2"]["degraded"] == 0 and rows["64"]["degraded"] == 2
+    assert rows["64"]["flops_per_item"] != rows["2"]["flops_per_item"]  # plotted at what it actually spent
+    curves = [{"series": "s", "signal": "", "bin": "all", "items": 2, "flops": r["flops_per_item"],
+               "accuracy": r["accuracy"], "lo": r["lo"], "hi": r["hi"], "config": f"n={n}", "degraded": r["degraded"]}
+              for n, r in rows.items()]
+    marked, plain = tmp_path / "marked.png", tmp_path / "plain.png"
+    write_figure(marked, curves=curves, points=[], bins=["all"], by=None, title="t")
+    write_figure(plain, curves=[{**c, "degraded": 0} for c in curves], points=[], bins=["all"], by=None, title="t")
+    assert marked.read_bytes() != plain.read_bytes()

@@ -24,7 +24,8 @@ def _color(signal: str, seen: dict[str, str]) -> str:
 
 def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]],
                  bins: Sequence[Any], by: str | None, title: str) -> None:
-    """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal);
+    """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal), and
+    optionally `degraded` (items on_exhaust shrank or stopped: the point is ringed and labelled with `config`);
     `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label)."""
     import matplotlib
 
@@ -53,6 +54,14 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                 h = ax.errorbar(xs, ys, yerr=err, color=_color(signal, colors), linestyle=style, marker=".",
                                 markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
                 handles.setdefault(f"{r_series} {signal}", h)
+                shrunk = [p for p in pts if p.get("degraded")]
+                if shrunk:  # on_exhaust changed these configurations: drawn at their actual cost, ringed
+                    hs = ax.scatter([p["flops"] for p in shrunk], [p["accuracy"] for p in shrunk], s=90,
+                                    facecolors="none", edgecolors="crimson", linewidths=1.4, zorder=5)
+                    for p in shrunk:
+                        ax.annotate(p.get("config", ""), (p["flops"], p["accuracy"]), textcoords="offset points",
+                                    xytext=(5, -10), fontsize=6, color="crimson")
+                    handles.setdefault("degraded by on_exhaust (shrunk/stopped), at actual cost", hs)
         for p in points:
             if p["bin"] != value or not p.get("items"):
                 continue

@@ -276,7 +276,7 @@ def _plot_sweep(report: dict[str, Any], plot: Path, by: str | None, title: str) 
     for r in report["rows"]:
         config = ", ".join(f"{k}={v}" for k, v in r["config"].items())
         for b in r["bins"]:
-            curves.append({**b, "series": r["series"], "signal": "", "config": config})
+            curves.append({**b, "series": r["series"], "signal": "", "config": config, "degraded": r.get("degraded", 0)})
     _write(lambda: write_figure(plot, curves=curves, points=[], bins=report["bins"], by=by, title=title), plot)
 
 

@@ -68,6 +68,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 "calls_per_item": float(np.mean([su.actual_mean["calls"] for su in sums])),
                 "wall_seconds": float(sum(su.wall_seconds for su in sums)),
                 "failed": sum(su.failed for su in sums), "stopped": sum(su.stopped for su in sums),
+                "degraded": sum(su.degraded for su in sums),
                 "models": sums[0].header["models"], "shrunk_nodes": sum(r.shrunk for su in sums for r in su.rows),
                 "verdict": sums[0].verdict, "bins": bins, "item_rows": items,
             })
@@ -115,6 +116,8 @@ def _note(row: dict[str, Any]) -> str:
     parts = []
     if row["verdict"] == "over":
         parts.append("over budget statically")
+    if row.get("degraded"):
+        parts.append(f"{row['degraded']} items degraded")
     if row["shrunk_nodes"]:
         parts.append(f"{row['shrunk_nodes']} nodes shrunk")
     if row["stopped"]:

@@ -274,6 +274,10 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
             for node, why in r["failures"].items():
                 console.print(f"  {node}: {why}")
+        if r.get("degraded"):
+            console.print(f"[yellow]degraded[/] by on_exhaust = {summary.on_exhaust}:", highlight=False)
+            for line in r["degraded"]:
+                console.print(f"  {line}", highlight=False)
     else:
         acc = "n/a (no gold answers)" if summary.accuracy is None else f"{summary.accuracy:.3f} ({summary.correct}/{summary.graded})"
         console.print(f"[bold]accuracy:[/] {acc}   items {summary.items}, answered {summary.answered}, "
@@ -283,8 +287,19 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"  item {r['item']}: {r['status']}: {r['error'] or '; '.join(r['failures'].values())}")
         if len(bad) > 5:
             console.print(f"  ... {len(bad) - 5} more (see --trace / --json)")
+        degraded = [r for r in summary.results if r.get("degraded")]
+        if degraded:
+            console.print(f"[yellow]degraded[/]: {len(degraded)} of {summary.items} items ran a smaller strategy "
+                          f"than the program's (on_exhaust = {summary.on_exhaust}):", highlight=False)
+            for r in degraded[:3]:
+                console.print(f"  item {r['item']}: " + "; ".join(r["degraded"]), highlight=False)
+            if len(degraded) > 3:
+                console.print(f"  ... {len(degraded) - 3} more (each result's `degraded` in --json / --trace)")
     if summary.verdict == "over":
-        console.print(f"note: the static worst case is over budget; on_exhaust = {summary.on_exhaust} kept every item within it")
+        n = summary.degraded
+        kept = ("no item needed it" if not n else
+                f"it kept the spend within the budget by degrading {n} of {summary.items} items (above)")
+        console.print(f"note: the static worst case is over budget; on_exhaust = {summary.on_exhaust}: {kept}")
     what = "actual" if single else "actual (max per item)"
     table = Table(title=f"{summary.program}: cost per node, {what} / bound")
     units = ("calls", "prompt_tokens", "gen_tokens", "flops")

@@ -132,11 +132,28 @@ def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
 
     path = model_dir(resolve_ref(ref))
     dev = pick_device(device)
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its "MISSING score.weight" report is replaced by the error below
     try:
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = getattr(transformers, auto_cls).from_pretrained(path, local_files_only=True, use_safetensors=True)
+        model, info = getattr(transformers, auto_cls).from_pretrained(
+            path, local_files_only=True, use_safetensors=True, output_loading_info=True)
     except (OSError, ValueError, KeyError) as e:
         raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(before)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        archs = ", ".join(getattr(model.config, "architectures", None) or ["unknown"])
+        head = auto_cls.removeprefix("AutoModelFor")
+        raise TtclRuntimeError(
+            f"verifier model {ref!r} ({path}) is not a trained {head} model: its weights have no "
+            f"{', '.join(missing[:4])}, which transformers would fill with random numbers (its config says {archs})\n"
+            f"  hint: give `reward(...)`/`prm(...)` a model trained with a {head} head (as ttcl:arith-orm, "
+            "ttcl:arith-prm); a causal LM belongs in `model NAME = ...`"
+        )
     model = model.to(device=dev, dtype=pick_dtype(dtype, dev)).eval()
     return _Loaded(path, read_meta(path), tok, model, model_spec(model), dev)
 

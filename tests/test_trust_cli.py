@@ -275,3 +275,35 @@ def test_eval_marks_degraded_points(capsys: pytest.CaptureFixture[str], tmp_path
     write_figure(marked, curves=curves, points=[], bins=["all"], by=None, title="t")
     write_figure(plain, curves=[{**c, "degraded": 0} for c in curves], points=[], bins=["all"], by=None, title="t")
     assert marked.read_bytes() != plain.read_bytes()
+
+
+def test_a_causal_lm_as_reward_model_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    prog = tmp_path / "bad_orm.ttc"
+    prog.write_text(PROG.replace('verifier exact = check("arith")', 'verifier orm = reward("ttcl:arith-s")')
+                    .replace("vote(verify(exact, drafts))", "vote(verify(orm, drafts), weight = score)"))
+    code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu")
+    assert code == 2, out
+    assert "verifier model 'ttcl:arith-s'" in err and "is not a trained SequenceClassification model" in err
+    assert "score.weight" in err and "random" in err and "Traceback" not in err
+    assert "MISSING" not in out + err  # transformers' own report is replaced, not shown next to a result
+
+
+def test_a_model_without_eos_is_warned_about(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import shutil
+
+    from ttcl.zoo.registry import resolve_model
+
+    model = tmp_path / "no-eos"
+    shutil.copytree(resolve_model("ttcl:arith-s"), model)
+    cfg = json.loads((model / "tokenizer_config.json").read_text())
+    for key in ("eos_token", "pad_token"):
+        cfg.pop(key)
+    (model / "tokenizer_config.json").write_text(json.dumps(cfg))
+    prog = tmp_path / "p.ttc"
+    prog.write_text(PROG)
+    code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu", "--model", f"policy={model}",
+                         "--json")
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert len(warnings) == 1 and "has no end-of-sequence token" in warnings[0] and "token id 0" in warnings[0]
+    assert json.loads(cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu", "--json")[1])["warnings"] == []

@@ -189,6 +189,12 @@ class TransformersBackend:
         tok = self.tokenizer
         self.eos_id: int | None = tok.eos_token_id
         self.pad_id: int = next(i for i in (tok.pad_token_id, tok.eos_token_id, 0) if i is not None)
+        self.warnings: list[str] = []
+        if self.eos_id is None:
+            self.warnings.append(
+                f"model {ref_or_path} has no end-of-sequence token (tokenizer eos_token is unset): a sample ends only "
+                "at max_tokens or a `stop =` string, so every sample costs its full max_tokens"
+                + ("; padding uses token id 0 (no pad token either)" if tok.pad_token_id is None else ""))
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
         self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows

@@ -322,6 +322,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             spent = summary.actual_max if scope == "per item" else summary.actual_total
             parts = [f"{u} {_fmt(u, spent[u])} / {_fmt(u, lim)}" for u, lim in limits.items()]
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
+    for w in summary.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
     console.print(f"wall {summary.wall_seconds:.2f}s, {summary.batches} batched backend calls, "
                   f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
     if summary.distributed:

@@ -47,14 +47,22 @@ dearest arm.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
 from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef, construct
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
-from ttcl.compiler.models import ModelSpecError, UnknownSizeError, model_spec
+from ttcl.compiler.models import (
+    MetaTemplateError,
+    ModelSpecError,
+    UnknownSizeError,
+    meta_template_parts,
+    model_dir_of,
+    model_spec,
+)
+from ttcl.compiler.tokenizer_facts import TextFacts, facts_of_dir
 
 SPECIAL_TOKENS = 1
 NUMBER_FORMAT = ".6g"
@@ -71,6 +79,8 @@ class ValueBound:
     gen_len: int = 0
     length: int = 0  # text / answer: tokens, no specials
     is_cands: bool = False
+    # the tokenizers whose tokens measure prompt_len / gen_len (the models that wrote the candidates)
+    toks: tuple[TextFacts | None, ...] = ()
 
     @property
     def seq_len(self) -> int:
@@ -81,6 +91,7 @@ class ValueBound:
         return ValueBound(
             max(self.count, other.count), max(self.prompt_len, other.prompt_len),
             max(self.gen_len, other.gen_len), max(self.length, other.length), self.is_cands or other.is_cands,
+            tuple(dict.fromkeys(self.toks + other.toks)),
         )
 
 
@@ -99,6 +110,8 @@ class NodeBounds:
 
     values: dict[str, ValueBound]
     costs: dict[str, Cost]
+    verifier_len: dict[str, int] = field(default_factory=dict)  # per verify node: one input, in the verifier's tokens
+    notes: list[str] = field(default_factory=list)  # what the bound could not know (shown by `ttcl check`)
 
 
 SpecLookup = Callable[[ModelRef], ModelSpec]
@@ -108,13 +121,21 @@ def bound_nodes(dag: Dag, spec_of: SpecLookup) -> NodeBounds:
     """Value and cost bounds for every node, in topological order."""
     values: dict[str, ValueBound] = {}
     costs: dict[str, Cost] = {}
+    out = NodeBounds(values, costs)
     question = _question_bound(dag)
     for node in dag.topological_order():
-        value, cost = _bound_node(node, values, spec_of, question)
+        _CURRENT.append((out, node))
+        try:
+            value, cost = _bound_node(node, values, spec_of, question)
+        finally:
+            _CURRENT.pop()
         values[node.id] = value
         if cost is not None:
             costs[node.id] = cost
-    return NodeBounds(values, costs)
+    return out
+
+
+_CURRENT: list[tuple[NodeBounds, DagNode]] = []  # the node being bounded, for verifier lengths and notes
 
 
 def _question_bound(dag: Dag) -> int:
@@ -151,15 +172,15 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
         case "vote" | "best":
             return ValueBound(length=first.gen_len), None
         case "top":
-            return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True), None
+            return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True, toks=first.toks), None
         case "filter" | "backup":
             return first, None
         case "balance":  # at most n copies of its input candidates
-            return ValueBound(a.n or 0, first.prompt_len, first.gen_len, is_cands=True), None
+            return ValueBound(a.n or 0, first.prompt_len, first.gen_len, is_cands=True, toks=first.toks), None
         case "concat":
             left, right = values[node.inputs[0].node], values[node.inputs[1].node]
             joined = left.join(right)
-            return ValueBound(left.count + right.count, joined.prompt_len, joined.gen_len, is_cands=True), None
+            return ValueBound(left.count + right.count, joined.prompt_len, joined.gen_len, is_cands=True, toks=joined.toks), None
         case "phi" | "return":
             out = ValueBound()
             for port in node.inputs:
@@ -238,25 +259,105 @@ def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, q
     assert a.model is not None and a.n is not None and a.max_tokens is not None
     prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS
     cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens, shared=shares_prefill(a.model))
-    return ValueBound(a.n, prompt, a.max_tokens, is_cands=True), cost
+    return ValueBound(a.n, prompt, a.max_tokens, is_cands=True, toks=(facts_of_ref(a.model),)), cost
 
 
 def _extend(node: DagNode, cands: ValueBound, spec_of: SpecLookup) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
+    facts = facts_of_ref(a.model)
+    cands = _in_tokens_of(cands, facts, f"extend with model `{a.model.name}`")
     cost = _gen_cost(spec_of(a.model), cands.count, cands.seq_len, a.n, a.max_tokens, shared=shares_prefill(a.model))
-    return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens, is_cands=True), cost
+    return ValueBound(cands.count * a.n, cands.prompt_len, cands.gen_len + a.max_tokens, is_cands=True, toks=(facts,)), cost
 
 
 def _verify_cost(v: VerifierRef, cands: ValueBound, spec_of: SpecLookup, values: dict[str, ValueBound], question: int) -> Cost:
     if v.kind == "check" or v.model is None:
         return ZERO
     spec = spec_of(v.model)
+    facts = facts_of_ref(v.model)
     if v.kind == "judge":
-        rubric = judge_prompt_len(v, cands, values, question)
-        return make_cost(calls=cands.count, prompt_tokens=cands.count * rubric, flops=cands.count * forward_flops(spec, 0, rubric))
-    length = cands.seq_len
+        mine = _in_tokens_of(cands, facts, f"judge `{v.name}`")
+        length = judge_prompt_len(v, mine, values, _convert(question, cands.toks, facts) or question)
+    else:
+        length = reward_input_len(v, cands, facts, question)
+    if _CURRENT:
+        bounds, node = _CURRENT[-1]
+        bounds.verifier_len[node.id] = max(bounds.verifier_len.get(node.id, 0), length)
     return make_cost(calls=cands.count, prompt_tokens=cands.count * length, flops=cands.count * forward_flops(spec, 0, length))
+
+
+DEFAULT_INPUT_TEMPLATES = {"reward": "{question}\n{completion}", "prm": "{question}\n{steps}"}
+
+
+def reward_input_len(v: VerifierRef, cands: ValueBound, facts: TextFacts | None, question: int) -> int:
+    """One reward-model or PRM input, in the verifier's own tokens: its own template (`ttcl_meta.json`
+    `input_template`, default `{question}\n{completion}`) filled with the item's question and the
+    candidate's text (a PRM re-joins the text's lines, each ending in a newline: one more token at most)."""
+    template = (facts.input_template if facts is not None else None) or DEFAULT_INPUT_TEMPLATES[v.kind]
+    try:
+        parts = meta_template_parts(template, ("question", "completion", "steps"))
+    except MetaTemplateError:
+        parts = meta_template_parts(DEFAULT_INPUT_TEMPLATES[v.kind], ("question", "steps"))
+    text = _convert(cands.gen_len, cands.toks, facts)
+    q = _convert(question, cands.toks, facts)
+    if text is None or q is None:
+        _note(f"verifier `{v.name}`: cannot relate its tokenizer to the one that wrote the candidates "
+              "(no tokenizer.json, or one that may lengthen text); its input is bounded as if they were the same")
+        text, q = cands.gen_len, question
+    if v.kind == "prm":
+        text += 1
+    total = sum(text_tokens(lit) if name is None else (q if name == "question" else text) for lit, name in parts)
+    extra = facts.extra if facts is not None else 0
+    return total + max(extra, SPECIAL_TOKENS)
+
+
+def _convert(length: int, src: tuple[TextFacts | None, ...], dst: TextFacts | None) -> int | None:
+    """A length measured in the tokens of the models `src`, in the tokens of `dst`; None when unknowable.
+
+    Same tokenizer: the same count. Otherwise each source token decodes to at most `token_bytes`
+    bytes, and a per-byte tokenizer makes at most one token per byte (plus its fixed extras).
+    """
+    worst = 0
+    for f in src or (dst,):
+        if f is not None and dst is not None and f.tok_id == dst.tok_id and (f.stable or not dst.per_byte or f.token_bytes is None):
+            worst = max(worst, length)
+        elif f is None and dst is None:
+            worst = max(worst, length)  # neither is known: the program's own figures are all there is
+        elif f is not None and dst is not None and f.token_bytes is not None and dst.per_byte:
+            worst = max(worst, length * f.token_bytes)
+        else:
+            return None
+    return worst
+
+
+def _in_tokens_of(cands: ValueBound, facts: TextFacts | None, who: str) -> ValueBound:
+    """`cands` with prompt and generated lengths in the tokens of the model with `facts`."""
+    if not cands.toks or all(f == facts and (f is None or f.stable) for f in cands.toks):
+        return cands
+    same = facts is not None and all(f is not None and f.tok_id == facts.tok_id for f in cands.toks)
+    # a prompt is a canonical encoding (the text was tokenized), so the same tokenizer keeps its count;
+    # sampled text need not be, so it converts through bytes
+    prompt = cands.prompt_len if same else _convert(cands.prompt_len, cands.toks, facts)
+    gen = _convert(cands.gen_len, cands.toks, facts)
+    if prompt is None or gen is None:
+        _note(f"{who}: cannot relate its tokenizer to the one that wrote its candidates; "
+              "their lengths are bounded as if the tokenizers were the same")
+        return cands
+    return ValueBound(cands.count, prompt, gen, cands.length, cands.is_cands, (facts,))
+
+
+def _note(text: str) -> None:
+    if _CURRENT:
+        bounds, node = _CURRENT[-1]
+        line = f"{node.span.file}:{node.span.line}: {node.id}: {text}"
+        if line not in bounds.notes:
+            bounds.notes.append(line)
+
+
+def facts_of_ref(ref: ModelRef) -> TextFacts | None:
+    """The tokenizer facts of a model declaration's directory, if it is on this machine."""
+    return facts_of_dir(model_dir_of(ref.ref, _module_dir(ref.module)))
 
 
 def judge_prompt_len(v: VerifierRef, cands: ValueBound, values: dict[str, ValueBound], question: int) -> int:
@@ -271,14 +372,16 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
     a = node.args
     assert a.model is not None and a.max_tokens is not None
     spec = spec_of(a.model)
+    facts = facts_of_ref(a.model)
     cost = ZERO
     current = cands
     for _ in range(a.rounds or 1):
         if a.feedback is not None:
             cost = _add(cost, _verify_cost(a.feedback, current, spec_of, values, question))
-        prompt = _template_len(a.prompt or [], values, current, question) + SPECIAL_TOKENS
+        mine = _in_tokens_of(current, facts, f"revise with model `{a.model.name}`")
+        prompt = _template_len(a.prompt or [], values, mine, _convert(question, current.toks, facts) or question) + SPECIAL_TOKENS
         cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
-        current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True)
+        current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True, toks=(facts,))
     return current, cost
 
 

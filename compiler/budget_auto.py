@@ -21,9 +21,9 @@ Evaluate = Callable[[dict[str, int]], BudgetReport]
 
 
 def describe_over(report: BudgetReport) -> str | None:
-    """`calls 65 > 64`: the first limit a report breaks (None if it fits)."""
-    over = report.over()
-    return None if not over else ", ".join(_limit_text(lim) for lim in over)
+    """`calls 65 > 64`: the limits a report breaks, and the contexts it overflows (None if it fits)."""
+    over = [_limit_text(lim) for lim in report.over()] + [c.text() for c in report.context_over]
+    return None if not over else ", ".join(over)
 
 
 def _limit_text(lim: LimitCheck) -> str:
@@ -49,7 +49,7 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                 expected="a `budget per item { ... }` with calls, tokens or flops",
                 hint=f"declare a per-item budget, or give `{decl.name}` a value",
             )], sources)
-        if first.verdict == "over":
+        if first.verdict == "over" or first.context_over:
             raise BudgetDiagnosticError([Diagnostic(
                 span=decl.default.span,
                 message=f"no value of `{decl.name}` in {low}..{high} fits the budget: with {decl.name} = {low}, {describe_over(first)}",

@@ -89,6 +89,19 @@ class AutoChoice(BaseModel):
     next_over: str | None = None  # "calls 65 > 64" for value + 1; None when value is the top of the range
 
 
+class ContextOverflow(BaseModel):
+    """A model node whose worst-case sequence is longer than its model's context window."""
+
+    node: str
+    op: str
+    model: str
+    need: int
+    n_ctx: int
+
+    def text(self) -> str:
+        return f"{self.node} ({self.op}) may need {self.need} tokens of context; model `{self.model}` has {self.n_ctx}"
+
+
 class BudgetReport(BaseModel):
     """What `ttcl check` reports."""
 
@@ -102,12 +115,13 @@ class BudgetReport(BaseModel):
     params: dict[str, int | float | bool | str] = {}
     auto: list[AutoChoice] = []
     on_exhaust: str | None = None
-    warnings: list[str] = []  # e.g. a worst-case sequence longer than the model's context
+    warnings: list[str] = []
+    context_over: list[ContextOverflow] = []  # worst-case sequences longer than their model's context: errors
     verdict: Literal["fits", "over", "no budget"]
 
     @property
     def fits(self) -> bool:
-        return self.verdict != "over"
+        return self.verdict != "over" and not self.context_over
 
     def over(self) -> list[LimitCheck]:
         """Every limit that the worst case breaks, the entry's first, then the sub-budgets'."""
@@ -133,13 +147,17 @@ def analyze(dag: Dag, module: Module, spec_of: SpecLookup, *, bounds: NodeBounds
     return BudgetReport(
         file=module.path, entry=dag.entry, rows=rows(dag, bounds), total=cost_row(total),
         limits=limits, sub_budgets=subs, verdict=verdict, on_exhaust=on_exhaust,
-        warnings=context_warnings(dag, bounds, spec_of),
+        context_over=context_overflows(dag, bounds, spec_of), warnings=list(bounds.notes),
     )
 
 
-def context_warnings(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[str]:
-    """Nodes whose worst-case sequence is longer than their model's context window (the bound still holds)."""
-    out: list[str] = []
+def context_overflows(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[ContextOverflow]:
+    """Nodes whose worst-case sequence is longer than their model's context window.
+
+    The runtime cannot run such a sequence (a reward model fails the item, a policy cannot
+    attend past its positions), so `check` reports each as an error rather than promising a bound.
+    """
+    out: list[ContextOverflow] = []
     for node in dag.topological_order():
         if node.op not in MODEL_OPS:
             continue
@@ -147,15 +165,15 @@ def context_warnings(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[
         if node.op == "verify":
             if a.verifier is None or a.verifier.model is None:
                 continue
-            model, seq = a.verifier.model, bounds.values[node.input_nodes("cands")[0]].seq_len
+            model = a.verifier.model
+            seq = bounds.verifier_len.get(node.id, bounds.values[node.input_nodes("cands")[0]].seq_len)
         else:
             if a.model is None:
                 continue
             model, seq = a.model, bounds.values[node.id].seq_len
         n_ctx = spec_of(model).n_ctx
         if n_ctx is not None and seq > n_ctx:
-            out.append(f"{node.span.file}:{node.span.line}: {node.id} ({node.op}) may need {seq} tokens of context; "
-                       f"model `{model.name}` has {n_ctx}")
+            out.append(ContextOverflow(node=node.id, op=node.op, model=model.name, need=int(seq), n_ctx=n_ctx))
     return out
 
 

@@ -79,6 +79,7 @@ class ParamSpec:
     default: int | float | str | bool | None = None  # None: absent (stop, seed, prompt, feedback)
     static: bool = False  # must be a static int (literal, param or arithmetic on those)
     min_value: float | None = None  # inclusive lower bound, checked when the value is known
+    min_exclusive: bool = False  # the lower bound itself is not allowed (top_p > 0)
     max_value: float | None = None  # inclusive upper bound
     choices: tuple[str, ...] = ()
     template_fields: tuple[str, ...] = ()  # extra names a template argument may use (`c`, `feedback`)
@@ -166,7 +167,7 @@ MAX_TOKENS = 1_000_000
 
 _N = ParamSpec("n", static=True, default=1, min_value=1, max_value=MAX_N, doc="samples per prompt")
 _TEMP = ParamSpec("temperature", type=Ty.number, default=1.0, min_value=0.0, doc="sampling temperature")
-_TOP_P = ParamSpec("top_p", type=Ty.number, default=1.0, min_value=0.0, max_value=1.0, doc="nucleus mass")
+_TOP_P = ParamSpec("top_p", type=Ty.number, default=1.0, min_value=0.0, min_exclusive=True, max_value=1.0, doc="nucleus mass")
 
 
 def _max_tokens(default: int) -> ParamSpec:

@@ -179,7 +179,21 @@ class CallMixin:
         for spec in sig.params:
             if spec.name in bound:
                 self.check_arg(sig.name, spec, bound[spec.name])
+        if sig.name == "revise" and "feedback" not in bound:
+            self._feedback_needs_verifier(bound.get("prompt"))
         return sig.returns
+
+    def _feedback_needs_verifier(self, prompt: Expr | None) -> None:
+        """A revise prompt naming `{feedback}` with no `feedback` verifier would render it as empty text."""
+        if not isinstance(prompt, String):
+            return
+        for part in prompt.parts:
+            path = getattr(part, "path", None)
+            if path and path[0] == "feedback":
+                self.ctx.error(part.span, "`{feedback}` in a revise prompt needs a feedback verifier",
+                               expected="`revise(..., feedback = VERIFIER)`",
+                               hint="pass `feedback = v` with a verifier declared as `verifier v = ...`, or drop `{feedback}`")
+                return
 
     # ------------------------------------------------------------ arguments
 
@@ -191,7 +205,7 @@ class CallMixin:
                     if self.expect(expr, Ty.number, what) is Ty.number:
                         self.static_int(expr, what, spec.min_value, spec.max_value, why=spec.name)
                 elif spec.type is not None and self.expect(expr, spec.type, what) is Ty.number:
-                    self._literal_bounds(expr, what, spec.min_value, spec.max_value)
+                    self._literal_bounds(expr, what, spec.min_value, spec.max_value, open_low=spec.min_exclusive)
             case ArgKind.model | ArgKind.verifier:
                 self.decl_ref(expr, spec.kind.value, what)
             case ArgKind.model_ref:
@@ -232,6 +246,10 @@ class CallMixin:
                                expected='`stop = "\\n"` or `stop = ["\\n", "####"]`',
                                hint="stop strings are fixed before the run; templates and variables are not")
                 return
+            value = _plain(item) if isinstance(item, String) else self.params.get(getattr(item, "id", ""))
+            if value == "":
+                self.ctx.error(item.span, f"{what}: a stop string must not be empty", expected='a non-empty string such as `"\\n"`',
+                               hint="omit `stop` to sample to max_tokens or the end of sequence")
 
     def decl_ref(self, expr: Expr, kind: str, what: str, *, allow_string: bool = False) -> None:
         """`expr` must name a `model` (or `verifier`) declaration of this module."""
@@ -289,13 +307,18 @@ class CallMixin:
             return None
         return self._bounds(expr, what, int(value), low, high)
 
-    def _literal_bounds(self, expr: Expr, what: str, low: float | None, high: float | None) -> None:
+    def _literal_bounds(self, expr: Expr, what: str, low: float | None, high: float | None, *, open_low: bool = False) -> None:
         try:
             value = static_value(expr, self.params)
         except StaticEvalError:
             return
-        if isinstance(value, int | float):
-            self._bounds(expr, what, value, low, high)
+        if not isinstance(value, int | float):
+            return
+        if open_low and low is not None and value == low:
+            rng = f"({_num(low)}..{_num(high)}]"
+            self.ctx.error(expr.span, f"{what} is {_num(value)}, outside {rng}", expected=f"a value above {_num(low)}, at most {_num(high)}")
+            return
+        self._bounds(expr, what, value, low, high)
 
     def _bounds(self, expr: Expr, what: str, value: float, low: float | None, high: float | None) -> int | None:
         if (low is not None and value < low) or (high is not None and value > high):

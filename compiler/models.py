@@ -75,9 +75,51 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
     if declared.get("n_ctx") == 0:
         raise ModelSpecError("model option `n_ctx` must be at least 1")
     if "non_embedding_params" in declared:
+        _check_against_disk(ref, base_dir, options, declared)
         return ModelSpec(**declared)
     on_disk = _spec_from_ref(ref, base_dir)
+    _contradictions(ref, options, declared, on_disk)
     return on_disk.model_copy(update=declared) if declared else on_disk
+
+
+def _check_against_disk(ref: str, base_dir: str | None, options: dict[str, float], declared: dict[str, int]) -> None:
+    """Declared options for a model that IS on disk must agree with its config (a typo would go unseen)."""
+    if model_dir_of(ref, base_dir) is None:
+        return  # not on this machine: the declaration is all there is
+    try:
+        on_disk = _spec_from_ref(ref, base_dir)
+    except ModelSpecError:
+        return  # a config ttcl cannot count: the declaration supplies what is missing
+    _contradictions(ref, options, declared, on_disk)
+
+
+def _contradictions(ref: str, options: dict[str, float], declared: dict[str, int], on_disk: ModelSpec) -> None:
+    for option, field in OPTION_FIELDS.items():
+        if option not in options:
+            continue
+        have = getattr(on_disk, field)
+        if have not in (None, 0) and have != declared[field]:
+            raise ModelSpecError(
+                f"model option `{option} = {options[option]:g}` contradicts `{ref}` on disk, whose config gives {have:,}",
+                f"drop `{option}` (the config on disk is read), or fix it to {have}",
+            )
+
+
+def model_dir_of(ref: str, base_dir: str | Path | None = None) -> Path | None:
+    """The local directory a model ref names (a `ttcl:` name or a path), or None (an endpoint, or not on disk)."""
+    try:
+        if is_endpoint(ref):
+            local = local_of(ref, None if base_dir is None else str(base_dir))
+            return None if local is None else model_dir_of(local, base_dir)
+        path = _resolve_zoo(ref) if ref.startswith("ttcl:") else Path(ref).expanduser()
+    except (ModelSpecError, EndpointError, OSError, ValueError):
+        return None
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    try:
+        return path if path.is_dir() else None
+    except (OSError, ValueError):
+        return None
 
 
 def clear_cache() -> None:

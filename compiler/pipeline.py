@@ -19,7 +19,7 @@ from typing import Any
 from ttcl.compiler.ast import Auto, Module, Span, String, TemplateText
 from ttcl.compiler.budget import spec_lookup
 from ttcl.compiler.budget_auto import solve_autos
-from ttcl.compiler.budget_report import BudgetReport, analyze
+from ttcl.compiler.budget_report import BudgetReport, ContextOverflow, analyze
 from ttcl.compiler.checks import CheckedProgram, check_program
 from ttcl.compiler.dag import Dag
 from ttcl.compiler.dag_build import ModuleInfo, build, instances_of
@@ -187,6 +187,8 @@ def _compile_checked(
 
     chosen, choices = solve_autos(autos, lambda v: evaluate(v)[1], sources) if autos else ({}, [])
     dag, report = evaluate(chosen)
+    if report.context_over:
+        raise SemanticDiagnosticError([_context_diagnostic(dag, c) for c in report.context_over], sources)
     params = {**root_params, **chosen}
     report.params = {k: v for k, v in params.items() if not isinstance(v, Auto)}
     report.auto = choices
@@ -214,6 +216,16 @@ def _check_remote(compiled: Compiled, user_refs: set[str], allowed: frozenset[st
                 ))
     if diagnostics:
         raise SemanticDiagnosticError(diagnostics, compiled.sources)
+
+
+def _context_diagnostic(dag: Dag, over: ContextOverflow) -> Diagnostic:
+    node = dag.nodes[over.node]
+    return Diagnostic(
+        span=node.span,
+        message=f"{over.node} ({over.op}) may need {over.need:,} tokens of context; model `{over.model}` has {over.n_ctx:,}",
+        expected=f"a worst-case sequence of at most {over.n_ctx:,} tokens (prompt bound + max_tokens)",
+        hint="lower max_tokens or the input's `text[<=N]` bound, or use a model with a longer context",
+    )
 
 
 def root_info(compiled: Compiled) -> ModuleInfo:

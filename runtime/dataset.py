@@ -58,6 +58,8 @@ def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
         raise _bad(path, line, f"not valid JSON ({e.msg} at column {e.colno})") from e
     except RecursionError:
         raise _bad(path, line, "not a dataset item: JSON nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts (4,300)
+        raise _bad(path, line, f"not a dataset item: {str(e).split(';')[0]}") from None
     if not isinstance(obj, dict):
         raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
     if "question" not in obj:

@@ -79,7 +79,8 @@ def test_reward_model_reads_each_candidate_once() -> None:
         '    d = sample(policy, question, n = 4, max_tokens = 9)\n    return vote(verify(orm, d))',
         "verifier orm = reward(rm)\n",
     )
-    assert b["verify"] == {"calls": 4, "prompt_tokens": 4 * 50, "gen_tokens": 0, "tokens": 200, "flops": 4 * fwd(RM, 0, 50)}
+    # the reward model's own template `{question}\n{completion}`: 40 + 1 + 9, plus one special token
+    assert b["verify"] == {"calls": 4, "prompt_tokens": 4 * 51, "gen_tokens": 0, "tokens": 204, "flops": 4 * fwd(RM, 0, 51)}
 
 
 def test_checker_costs_nothing() -> None:
@@ -113,12 +114,14 @@ def test_revise_rounds_with_feedback_chain_lengths() -> None:
     fb = len("\nFeedback: ") + NUMBER_TEXT_TOKENS + len("\n")
     r1 = 41 + 10 + fb + SPECIAL_TOKENS
     r2 = r1 + 5 + fb + SPECIAL_TOKENS
-    want_prompt = 2 * 51 + 2 * r1 + 2 * (r1 + 5) + 2 * r2
+    # the reward model reads `{question}\n{completion}`: the question (40), a newline, the candidate's text, a special
+    rm1, rm2 = 40 + 1 + 10 + SPECIAL_TOKENS, 40 + 1 + 5 + SPECIAL_TOKENS
+    want_prompt = 2 * rm1 + 2 * r1 + 2 * rm2 + 2 * r2
     assert b["main/r"]["calls"] == 8
     assert b["main/r"]["prompt_tokens"] == want_prompt
     assert b["main/r"]["gen_tokens"] == 2 * 5 * 2
-    flops = 2 * fwd(RM, 0, 51) + 2 * (fwd(POLICY, 0, r1) + fwd(POLICY, r1, r1 + 5))
-    flops += 2 * fwd(RM, 0, r1 + 5) + 2 * (fwd(POLICY, 0, r2) + fwd(POLICY, r2, r2 + 5))
+    flops = 2 * fwd(RM, 0, rm1) + 2 * (fwd(POLICY, 0, r1) + fwd(POLICY, r1, r1 + 5))
+    flops += 2 * fwd(RM, 0, rm2) + 2 * (fwd(POLICY, 0, r2) + fwd(POLICY, r2, r2 + 5))
     assert b["main/r"]["flops"] == flops
 
 

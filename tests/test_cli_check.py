@@ -74,7 +74,7 @@ def test_bad_model_option_exits_2(prog: Path, capsys: pytest.CaptureFixture[str]
 def test_model_override_reads_the_directory(prog: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tmp_path / "m"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 64}))
+    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 256}))
     code, out, _ = run(capsys, "check", str(prog), "--set", "n=1", "--model", f"policy={model}", "--json")
     assert code == 0
     report = json.loads(out)
@@ -174,7 +174,7 @@ def test_model_overrides_bind_library_models(tmp_path: Path, capsys: pytest.Capt
     """`--model policy=DIR --model orm=DIR`: a declared model and a verifier's model ref, rebound to local dirs."""
     model = tmp_path / "m"
     model.mkdir()
-    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 64}))
+    (model / "config.json").write_text(json.dumps({"n_layer": 1, "n_embd": 8, "n_positions": 256}))
     program = Path(__file__).resolve().parent.parent / "programs" / "weighted_best_of_n.ttc"
     code, out, err = run(capsys, "check", str(program), "--model", f"policy={model}", "--model", f"orm={model}", "--json")
     assert code == 0, err
@@ -183,9 +183,10 @@ def test_model_overrides_bind_library_models(tmp_path: Path, capsys: pytest.Capt
     assert report["verdict"] == "fits"
 
 
-def test_context_overflow_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_context_overflow_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11: the runtime cannot run a sequence past the context, so `check` must not accept it."""
     path = tmp_path / "p.ttc"
     path.write_text(PROGRAM.replace("(params = 1M, n_layer = 2, d_model = 64)", "(params = 1M, n_layer = 2, d_model = 64, n_ctx = 100)"))
-    code, out, _ = run(capsys, "check", str(path), "--set", "n=1")
-    assert code == 0
-    assert f"warning: {path}:6: main/drafts (sample) may need 121 tokens of context; model `policy` has 100" in out
+    code, _, err = run(capsys, "check", str(path), "--set", "n=1")
+    assert code == 2
+    assert f"{path}:6:14: error: main/drafts (sample) may need 121 tokens of context; model `policy` has 100" in err

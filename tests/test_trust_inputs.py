@@ -290,3 +290,11 @@ def test_fmt_refuses_devices(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_diagnostic_errors_are_ttcl_errors() -> None:
     assert issubclass(DiagnosticError, Exception)
+
+
+def test_an_integer_past_pythons_digit_limit_is_a_line_error(tmp_path: Path) -> None:
+    """Found by tests/test_trust_fuzz.py: a 4,759-digit answer raised ValueError from the JSON decoder."""
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"question": "1+1", "answer": ' + "9" * 4759 + "}\n")
+    with pytest.raises(DatasetError, match=r"d.jsonl:1: error: not a dataset item: Exceeds the limit \(4300 digits\)"):
+        load_dataset(path)

@@ -6,9 +6,8 @@ rules, per node (C = candidate count bound of the input, L = a candidate's
 length bound, prompt + generated, in tokens; fwd = forward_flops):
 
 - `sample(model, prompt, n, max_tokens=M)`, prompt bound P: the prompt is
-  prefilled once and shared by the n samples (on an endpoint whose ref
-  declares no engine that shares it, each sample prefills its own: n·P
-  and n·fwd(0, P) below). calls n, prompt_tokens P,
+  prefilled once and shared by the n samples (on a server each sample
+  prefills its own: n·P and n·fwd(0, P) below). calls n, prompt_tokens P,
   gen_tokens n·M, flops fwd(0, P) + n·fwd(P, P+M). Output: n candidates of
   prompt length P and generated length M.
 - `extend(model, cands, n, M)`: each candidate's whole context is
@@ -53,7 +52,7 @@ from pathlib import Path
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
 from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef, construct
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
-from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
+from ttcl.compiler.endpoints import is_endpoint
 from ttcl.compiler.models import (
     MetaTemplateError,
     ModelSpecError,
@@ -245,13 +244,8 @@ def _gen_cost(spec: ModelSpec, seqs: int, prompt: int, n: int, max_tokens: int, 
 
 
 def shares_prefill(ref: ModelRef) -> bool:
-    """A local model shares one prefill among n samples; an endpoint only when its ref declares an engine that does."""
-    if not is_endpoint(ref.ref):
-        return True
-    try:
-        return parse_endpoint(ref.ref).shares_prefill
-    except EndpointError:
-        return False
+    """A local model shares one prefill among n samples; a server is not known to (`Endpoint.shares_prefill`)."""
+    return not is_endpoint(ref.ref)
 
 
 def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:

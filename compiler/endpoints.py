@@ -28,8 +28,6 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from ttcl.errors import TtclSemanticError
 
 ENGINES = ("vllm", "sglang", "transformers-serve", "generic")
-# Engines that draw n samples from one prefill natively; elsewhere each sample is its own request.
-NATIVE_N = frozenset({"vllm", "sglang"})
 QUERY_KEYS = ("model", "engine", "local", "concurrency")
 DEFAULT_CONCURRENCY = 16
 API_KEY_VARS = ("TTCL_API_KEY", "OPENAI_API_KEY")
@@ -63,8 +61,10 @@ class Endpoint:
 
     @property
     def shares_prefill(self) -> bool:
-        """Whether n samples share one prefill, as far as the ref alone says (an undeclared engine: no)."""
-        return self.engine in NATIVE_N
+        """Whether n samples are known to share one prefill: never on a server. Even vLLM's native `n` fans
+        out into n requests that each prefill the prompt (its own `vllm:prompt_tokens_total` counts them
+        all) unless its prefix cache serves them, which cannot be promised in advance."""
+        return False
 
 
 def is_endpoint(ref: str) -> bool:

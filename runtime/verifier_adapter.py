@@ -12,11 +12,14 @@ gets its share of the saving and never more than its worst case.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ttcl.compiler.costmodel import Cost, forward_flops
 from ttcl.compiler.dag import VerifierRef
+from ttcl.compiler.endpoints import is_endpoint
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.backends.base import Usage
 from ttcl.runtime.ops import render
 from ttcl.runtime.scoring import Scored, Scorer
 from ttcl.runtime.values import Candidates
@@ -69,7 +72,10 @@ class _PairScorer:
                 scores, usage = self.v.score(flat)
             failed: dict[int, BaseException] = {}
         except TtclRuntimeError as e:
-            if not hasattr(e, "failures"):
+            charged = getattr(e, "usage", None)
+            if charged is not None and not hasattr(e, "failures"):  # a server call that failed as a whole
+                scores, usage, failed = [math.nan] * len(flat), charged, dict.fromkeys(range(len(flat)), e)
+            elif not hasattr(e, "failures"):
                 raise
             scores, usage, failed = e.scores, e.usage, e.failures  # type: ignore[attr-defined]
         worsts = [self.worst_case(q, c) for q, c in groups]
@@ -78,7 +84,10 @@ class _PairScorer:
         for (lo, hi), cost in zip(spans, costs, strict=True):
             bad = [i for i in range(lo, hi) if i in failed]
             if bad:
-                out.append(TtclRuntimeError(f"verifier {self.name!r}: {failed[bad[0]]}"))
+                err = TtclRuntimeError(f"verifier {self.name!r}: {failed[bad[0]]}")
+                err.usage = Usage(calls=cost.calls, prompt_tokens=cost.prompt_tokens, gen_tokens=cost.gen_tokens,  # type: ignore[attr-defined]
+                                  flops=cost.flops, seconds=cost.seconds)  # what its share of the batch was charged
+                out.append(err)
             else:
                 st = [tuple(float(x) for x in steps[i]) for i in range(lo, hi)] if steps is not None else [None] * (hi - lo)
                 out.append(Scored([float(s) for s in scores[lo:hi]], st, cost))
@@ -113,6 +122,13 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
 
     if ref.model is None:
         raise TtclRuntimeError(f"verifier {ref.name!r}: no model")
+    if is_endpoint(ref.model.ref):
+        if ref.kind != "reward":
+            raise TtclRuntimeError(f"verifier {ref.name!r}: a {ref.kind} verifier on a server is not supported "
+                                   "(only reward models, on vLLM's /classify); use a local model")
+        from ttcl.runtime.endpoint_reward import reward_on_endpoint
+
+        return _PairScorer(ref.name, reward_on_endpoint(ref.model))
     if ref.kind == "reward":
         return _PairScorer(ref.name, V.RewardModelVerifier(ref.model.ref, device=device, dtype=dtype))
     if ref.kind == "prm":

@@ -155,7 +155,7 @@ class EndpointBackend:
         self.dtype = "remote"
         self.model_id, self.engine, self.version = self._connect()
         self.profile: Profile = profile(self.engine)
-        self.shares_prefill = self.profile.native_n
+        self.shares_prefill = False  # see Endpoint.shares_prefill
         self.fingerprints: set[str] = set()
         self.local = local
         self.local_cfg: dict[str, Any] = {}
@@ -302,8 +302,8 @@ class EndpointBackend:
         return GenResult(samples, usage)
 
     def _worst(self, L: int, k: int, m: int) -> Usage:
-        return Usage(calls=k, prompt_tokens=L, gen_tokens=k * m,
-                     flops=forward_flops(self.spec, 0, L) + k * forward_flops(self.spec, L, L + m))
+        return Usage(calls=k, prompt_tokens=k * L, gen_tokens=k * m,
+                     flops=k * (forward_flops(self.spec, 0, L) + forward_flops(self.spec, L, L + m)))
 
     async def _request(self, prompt: str, L: int, k: int, m: int, params: SamplingParams, seed: int) -> GenResult:
         import openai
@@ -390,9 +390,11 @@ class EndpointBackend:
         details = getattr(u, "prompt_tokens_details", None)
         if self.profile.trust_cached and k == 1 and details is not None:
             cached = min(L, int(getattr(details, "cached_tokens", 0) or 0))
+        # each of the k samples prefilled the prompt (vLLM fans `n` out into k requests); usage says L once
         usage = Usage(
-            calls=k, prompt_tokens=L - cached, gen_tokens=u.completion_tokens,
-            flops=forward_flops(self.spec, cached, L) + sum(forward_flops(self.spec, L, L + g) for g in lengths),
+            calls=k, prompt_tokens=k * L - cached, gen_tokens=u.completion_tokens,
+            flops=forward_flops(self.spec, cached, L) + (k - 1) * forward_flops(self.spec, 0, L)
+            + sum(forward_flops(self.spec, L, L + g) for g in lengths),
             seconds=seconds,
         )
         return GenResult(samples, usage)

@@ -1,0 +1,92 @@
+"""Benchmark: the same strategy on the local backend and on a vLLM server, same bundled model.
+
+Best-of-16 by majority vote (bench/programs/best_of_16.ttc) over 64 arith
+items (`make_problems(64, [2, 3, 4], seed)`), with policy = arith-m:
+  local     the in-process transformers backend (one batched call per step)
+  vllm      the endpoint backend on vLLM, --schedule stream (items advance on their own)
+  vllm-ls   the same, --schedule lockstep (every step waits for the slowest request)
+Contenders alternate; the median wall time of --repeats runs is reported with
+accuracy and the ledger's totals. vLLM is started here from --vllm-python
+(killed at the end), or an already running one is given with --vllm-url.
+
+    python bench/bench_endpoint.py --vllm-python /path/to/vllm-venv/bin/python --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import ZOO, free_port, server  # noqa: E402
+
+from ttcl.compiler.pipeline import compile_program  # noqa: E402
+from ttcl.runtime.dataset import load_dataset  # noqa: E402
+from ttcl.runtime.runner import Runner, RunOptions  # noqa: E402
+from ttcl.runtime.tasks.arith import iter_jsonl, make_problems  # noqa: E402
+
+PROGRAM = ROOT / "bench" / "programs" / "best_of_16.ttc"
+MODEL = ZOO / "arith-m"
+
+
+def vllm_cmd(py: str, port: int) -> list[str]:
+    return [py, "-m", "vllm.entrypoints.openai.api_server", "--model", str(MODEL), "--host", "127.0.0.1", "--port",
+            str(port), "--dtype", "float32", "--enable-prompt-tokens-details", "--no-enable-chunked-prefill",
+            "--no-async-scheduling"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vllm-url", help="a running vLLM serving ttcl/zoo/models/arith-m (http://127.0.0.1:PORT/v1)")
+    ap.add_argument("--vllm-python", help="start vLLM with this interpreter instead")
+    ap.add_argument("--items", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        url = args.vllm_url
+        if url is None:
+            if not args.vllm_python:
+                ap.error("give --vllm-url or --vllm-python")
+            port = free_port()
+            stack.enter_context(server(vllm_cmd(args.vllm_python, port), port, Path(tmp) / "vllm.log", timeout=900,
+                                       env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
+            url = f"http://127.0.0.1:{port}/v1"
+        url = url.rstrip("/") + f"?model={MODEL}&engine=vllm"
+        data = Path(tmp) / "arith.jsonl"
+        data.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(args.items, [2, 3, 4], args.seed))))
+        items = load_dataset(data)
+        contenders = {"local": (str(MODEL), "lockstep"), "vllm": (url, "stream"), "vllm-ls": (url, "lockstep")}
+        runners = {}
+        for name, (ref, mode) in contenders.items():
+            compiled = compile_program(PROGRAM, model_overrides={"policy": ref})
+            runners[name] = Runner(compiled, RunOptions(seed=args.seed, device="cpu", schedule=mode))
+            runners[name].run(items[:2])  # warm-up (model load, server compile)
+        walls: dict[str, list[float]] = {k: [] for k in runners}
+        last = {}
+        for _ in range(args.repeats):
+            for name, runner in runners.items():
+                t0 = time.perf_counter()
+                last[name] = runner.run(items)
+                walls[name].append(time.perf_counter() - t0)
+        out = {}
+        for name in runners:
+            s = last[name]
+            out[name] = {"wall_median_s": statistics.median(walls[name]), "walls": walls[name],
+                         "accuracy": s.accuracy, "correct": s.correct, "items": s.items, "failed": s.failed,
+                         "prompt_tokens": s.actual_total["prompt_tokens"], "gen_tokens": s.actual_total["gen_tokens"],
+                         "calls": s.actual_total["calls"]}
+        print(json.dumps({"program": str(PROGRAM.relative_to(ROOT)), "model": "arith-m", "items": args.items,
+                          "seed": args.seed, "repeats": args.repeats, "results": out}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Benchmark: `ttcl serve` under concurrent clients vs calling the strategy in-process.
+
+The strategy is bench/programs/best_of_16.ttc on the bundled arith-s (local
+backend). `ttcl serve` runs as its own process; --clients threads (official
+openai client) each send --per-client chat requests back to back, every one
+with its own arith question and seed. Reported: requests/s over the whole
+burst and the p50/p99 of per-request latency. In-process: the same inputs
+through `Runner.run`, in batches of --clients (what the server can batch at
+best), and one at a time; requests/s and per-request latency likewise.
+
+    python bench/bench_serve.py --clients 32 --per-client 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import free_port, server  # noqa: E402
+
+from ttcl.compiler.pipeline import compile_program  # noqa: E402
+from ttcl.runtime.dataset import Item  # noqa: E402
+from ttcl.runtime.runner import Runner, RunOptions  # noqa: E402
+from ttcl.runtime.tasks.arith import make_problems  # noqa: E402
+
+PROGRAM = ROOT / "bench" / "programs" / "best_of_16.ttc"
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--per-client", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    from openai import OpenAI
+
+    total = args.clients * args.per_client
+    questions = [p.question for p in make_problems(total, [2, 3, 4], args.seed)]
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        cmd = [sys.executable, "-m", "ttcl.cli", "serve", str(PROGRAM), "--port", str(port), "--device", "cpu"]
+        with server(cmd, port, Path(tmp) / "serve.log", timeout=300):
+            url = f"http://127.0.0.1:{port}/v1"
+
+            def one(k: int) -> float:
+                c = OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600)
+                t0 = time.perf_counter()
+                c.chat.completions.create(model="best_of_16", seed=k, messages=[{"role": "user", "content": questions[k]}])
+                return time.perf_counter() - t0
+
+            one(0)  # warm-up
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                lat = list(pool.map(one, range(total)))
+            wall = time.perf_counter() - t0
+            out["serve"] = {"requests": total, "wall_s": wall, "req_per_s": total / wall,
+                            "p50_s": statistics.median(lat), "p99_s": pct(lat, 0.99)}
+    runner = Runner(compile_program(PROGRAM), RunOptions(seed=args.seed, device="cpu"))
+    runner.run([Item(index=0, question=questions[0], seed=0)])  # warm-up
+    lat, t0 = [], time.perf_counter()
+    for s in range(0, total, args.clients):
+        b0 = time.perf_counter()
+        runner.run([Item(index=k, question=questions[k], seed=k) for k in range(s, min(total, s + args.clients))])
+        lat += [time.perf_counter() - b0] * min(args.clients, total - s)
+    wall = time.perf_counter() - t0
+    out["in_process_batched"] = {"requests": total, "wall_s": wall, "req_per_s": total / wall,
+                                 "p50_s": statistics.median(lat), "p99_s": pct(lat, 0.99)}
+    lat, t0 = [], time.perf_counter()
+    for k in range(min(total, 32)):
+        b0 = time.perf_counter()
+        runner.run([Item(index=k, question=questions[k], seed=k)])
+        lat.append(time.perf_counter() - b0)
+    wall = time.perf_counter() - t0
+    out["in_process_one_at_a_time"] = {"requests": len(lat), "wall_s": wall, "req_per_s": len(lat) / wall,
+                                       "p50_s": statistics.median(lat), "p99_s": pct(lat, 0.99)}
+    print(json.dumps({"program": str(PROGRAM.relative_to(ROOT)), "clients": args.clients,
+                      "per_client": args.per_client, "seed": args.seed, "results": out}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -160,6 +160,7 @@ class EndpointBackend:
         self.local = local
         self.local_cfg: dict[str, Any] = {}
         self.tokenizer: Any = None
+        self._tok_lock = threading.Lock()
         if local is not None:
             self._load_local(local)
         elif self.profile.engine != "vllm":
@@ -226,7 +227,7 @@ class EndpointBackend:
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is not None:
-            return len(self.tokenizer(text)["input_ids"])
+            return len(self._encode(text))
         return self._remote_count(text)
 
     def _remote_count(self, text: str) -> int:
@@ -236,7 +237,10 @@ class EndpointBackend:
         return got["count"]
 
     def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text)["input_ids"]) if self.tokenizer is not None else []
+        if self.tokenizer is None:
+            return []
+        with self._tok_lock:  # the scheduler's thread and the request loop share one tokenizer
+            return list(self.tokenizer(text)["input_ids"])
 
     def clear_cache(self) -> None:
         """Nothing to clear here: a server's prefix cache is its own, and `cached_tokens` reports what it saved."""

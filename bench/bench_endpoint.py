@@ -6,7 +6,10 @@ items (`make_problems(64, [2, 3, 4], seed)`), with policy = arith-m:
   vllm      the endpoint backend on vLLM, --schedule stream (items advance on their own)
   vllm-ls   the same, --schedule lockstep (every step waits for the slowest request)
 Contenders alternate; the median wall time of --repeats runs is reported with
-accuracy and the ledger's totals. vLLM is started here from --vllm-python
+accuracy and the ledger's totals. A second job measures stream against
+lockstep where it matters, multi-step strategies over --beam-items items:
+programs/adaptive.ttc (every call on vLLM) and programs/beam_search.ttc
+(policy on vLLM, its PRM local). vLLM is started here from --vllm-python
 (killed at the end), or an already running one is given with --vllm-url.
 
     python bench/bench_endpoint.py --vllm-python /path/to/vllm-venv/bin/python --repeats 3
@@ -50,6 +53,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--beam-items", type=int, default=32)
     args = ap.parse_args()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         url = args.vllm_url
@@ -77,8 +81,22 @@ def main() -> None:
                 t0 = time.perf_counter()
                 last[name] = runner.run(items)
                 walls[name].append(time.perf_counter() - t0)
+        beam_items = items[: args.beam_items]
+        multi = {}
+        for prog in ("adaptive", "beam_search"):
+            for mode in ("stream", "lockstep"):
+                compiled = compile_program(ROOT / "programs" / f"{prog}.ttc", model_overrides={"policy": url})
+                multi[f"{prog}-{mode}"] = Runner(compiled, RunOptions(seed=args.seed, device="cpu", schedule=mode))
+                multi[f"{prog}-{mode}"].run(beam_items[:2])
+        for name in multi:
+            walls[name] = []
+        for _ in range(args.repeats):
+            for name, runner in multi.items():
+                t0 = time.perf_counter()
+                last[name] = runner.run(beam_items)
+                walls[name].append(time.perf_counter() - t0)
         out = {}
-        for name in runners:
+        for name in [*runners, *multi]:
             s = last[name]
             out[name] = {"wall_median_s": statistics.median(walls[name]), "walls": walls[name],
                          "accuracy": s.accuracy, "correct": s.correct, "items": s.items, "failed": s.failed,

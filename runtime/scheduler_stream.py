@@ -46,14 +46,17 @@ class StreamScheduler(Scheduler):
         active: list[_ItemRun] = []
         flying: dict[Future, tuple[_ItemRun, Job, GenCall]] = {}
         open_calls: dict[int, int] = {}  # id(job) -> its requests still in flight
+        touched: list[_ItemRun] = []  # items whose state changed: only they can have new work
         while queue or active:
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
-                active.append(self._new_run(queue.pop(0)))
-            for run in active:
+                run = self._new_run(queue.pop(0))
+                active.append(run)
+                touched.append(run)
+            for run in touched:
                 self._advance(run)
             local: list[tuple[_ItemRun, Job]] = []
             self._before_calls()  # this round's reservations reach a wide run's ledger before any request
-            for run in active:
+            for run in touched:
                 for job in list(run.jobs.values()):
                     if not job.calls or id(job) in open_calls:
                         continue
@@ -64,6 +67,7 @@ class StreamScheduler(Scheduler):
                             flying[self.backends[call.model].submit(call.request)] = (run, job, call)
                     else:
                         local.append((run, job))
+            touched = [run for run, _ in local]
             if local:
                 self._execute_jobs(local)
             elif flying:
@@ -75,6 +79,10 @@ class StreamScheduler(Scheduler):
                     if open_calls[id(job)] == 0:
                         del open_calls[id(job)]
                         self._complete(run, job)
+                        touched.append(run)
+            elif not touched:  # nothing in flight and nothing new: every remaining item is settled or stuck
+                touched = list(active)
+            touched = list({id(r): r for r in touched}.values())
             active = self._retire(active, results, on_result)
             if should_stop is not None and (queue or active) and should_stop():
                 raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")

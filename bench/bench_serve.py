@@ -18,6 +18,7 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,10 +58,16 @@ def main() -> None:
         with server(cmd, port, Path(tmp) / "serve.log", timeout=300):
             url = f"http://127.0.0.1:{port}/v1"
 
+            local = threading.local()
+            batches: list[int] = []
+
             def one(k: int) -> float:
-                c = OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600)
+                if not hasattr(local, "client"):  # one client per client thread, reused
+                    local.client = OpenAI(base_url=url, api_key="bench", max_retries=0, timeout=600)
                 t0 = time.perf_counter()
-                c.chat.completions.create(model="best_of_16", seed=k, messages=[{"role": "user", "content": questions[k]}])
+                r = local.client.chat.completions.create(model="best_of_16", seed=k,
+                                                         messages=[{"role": "user", "content": questions[k]}])
+                batches.append(r.usage.model_extra["ttcl"]["batch"])
                 return time.perf_counter() - t0
 
             one(0)  # warm-up
@@ -69,7 +76,8 @@ def main() -> None:
                 lat = list(pool.map(one, range(total)))
             wall = time.perf_counter() - t0
             out["serve"] = {"requests": total, "wall_s": wall, "req_per_s": total / wall,
-                            "p50_s": statistics.median(lat), "p99_s": pct(lat, 0.99)}
+                            "p50_s": statistics.median(lat), "p99_s": pct(lat, 0.99),
+                            "mean_batch": statistics.mean(batches[1:])}
     runner = Runner(compile_program(PROGRAM), RunOptions(seed=args.seed, device="cpu"))
     runner.run([Item(index=0, question=questions[0], seed=0)])  # warm-up
     lat, t0 = [], time.perf_counter()

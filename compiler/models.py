@@ -156,11 +156,11 @@ def local_of(ref: str, base_dir: str | None = None) -> str | None:
             continue
         if cand.startswith("ttcl:"):
             return cand
-        path = Path(cand).expanduser()
-        if not path.is_absolute() and base_dir is not None:
+        path = Path(cand).expanduser()  # a served id is as the server's own command line named it (cwd)
+        if not path.is_dir() and not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
         if path.is_dir():
-            return str(path)
+            return str(path.resolve())
         if cand == ep.local:
             raise ModelSpecError(f"endpoint `{ref}`: `local={cand}` is not a local model directory")
     return None

@@ -123,9 +123,13 @@ class DataSpec:
     kind: str = "policy"  # policy | direct | revise
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
+    task: str = "arith"  # arith | expr
 
 
-def draw_examples(spec: DataSpec, rng: random.Random, n: int) -> list[Example]:
+def draw_examples(spec: DataSpec, rng: random.Random, n: int,
+                  attempts: Sequence[tuple[str, str]] | None = None) -> list[Example]:
+    if spec.task == "expr":
+        return _draw_expr(spec, rng, n, attempts)
     out: list[Example] = []
     for _ in range(n):
         p = generate(rng.choice(spec.steps), rng)
@@ -135,6 +139,30 @@ def draw_examples(spec: DataSpec, rng: random.Random, n: int) -> list[Example]:
             out.append(revise_example(p, rng))
         else:
             out.append(cot_example(p))
+    return out
+
+
+def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
+               attempts: Sequence[tuple[str, str]] | None = None) -> list[Example]:
+    """Expr policies see every question with a uniformly random valid reduction order, so the
+    data shows several chains per question. Revise data (`revise_frac` of it) pairs a policy's
+    own sampled attempt (`attempts`: question, completion) with a right solution."""
+    from ttcl.runtime.tasks import expr
+
+    if spec.kind not in ("policy", "revise"):
+        raise ValueError(f"expr data has no kind {spec.kind!r}")
+    if spec.kind == "revise" and not attempts:
+        raise ValueError("expr revise data needs the policy's own attempts")
+    out: list[Example] = []
+    for _ in range(n):
+        if spec.kind == "revise" and rng.random() < spec.revise_frac:
+            q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
+            p = expr.parse_question(q)
+            assert p is not None
+            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt.strip()), p.solution(rng)))
+            continue
+        p = expr.generate(rng.choice(spec.steps), rng)
+        out.append(Example(p.prompt, p.solution(rng)))
     return out
 
 

@@ -21,6 +21,8 @@ def _std(d: int) -> float:
     return round(0.6 / math.sqrt(d), 4)
 
 
+EXPR_DATA = DataSpec(task="expr", steps=(2, 3, 4, 5, 6, 7, 8))
+
 LM_RECIPES: dict[str, LMRecipe] = {
     "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 4000, batch_size=96, lr=3e-3, init_std=_std(32), seed=1),
     "arith-m": LMRecipe("arith-m", "policy", 64, 2, 2, 160, 1500, lr=3e-3, init_std=_std(64), seed=2),
@@ -29,13 +31,34 @@ LM_RECIPES: dict[str, LMRecipe] = {
                              seed=4, data=DataSpec(kind="direct")),
     "arith-revise": LMRecipe("arith-revise", "revise", 64, 2, 2, 320, 1500, lr=3e-3, init_std=_std(64),
                              seed=5, data=DataSpec(kind="revise", revise_frac=0.5)),
+    # expr (testbed v2): >= 16x apart in parameters, training FLOPs (6*N*D) growing with size,
+    # head_dim >= 32 (vLLM's CPU kernels), sized for one thread of a shared 2-core CPU.
+    "expr-s": LMRecipe("expr-s", "policy", 64, 2, 2, 160, 3600, batch_size=64, lr=3e-3, init_std=_std(64),
+                       seed=11, data=EXPR_DATA),
+    "expr-m": LMRecipe("expr-m", "policy", 128, 3, 4, 160, 1500, batch_size=64, lr=2e-3, init_std=_std(128),
+                       seed=12, data=EXPR_DATA),
+    # revision trained on expr-s's own sampled attempts (the expr-prm training split), from expr-s's weights
+    "expr-revise": LMRecipe("expr-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
+                            init_std=_std(64), seed=14, init_from="expr-s",
+                            data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
+    "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
+                       init_std=_std(256), seed=13, data=EXPR_DATA),
 }
 
 VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)
+# expr: 8 samples per question at T=1.0 from the smallest and the middle policy (64,000 labelled
+# samples, 10x the arith verifiers'), so that batches hold whole questions for the ranking loss.
+EXPR_SAMPLES = SampleSpec(policies=("expr-s", "expr-m"), problems=(5000, 3000), samples_per_problem=8,
+                          holdout_frac=0.1, seed=31, task="expr", steps=EXPR_DATA.steps)
 VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=600, seed=6),
     "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=600, seed=7),
+    # no larger than the smallest policy it scores: initialised from expr-s
+    "expr-prm": VerifierRecipe("expr-prm", "prm", init_from="expr-s", train_steps=900, batch_size=64, lr=1e-3,
+                               seed=32, group=8, pairwise=1.0, task="expr"),
 }
+VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
+                                                "expr-prm": EXPR_SAMPLES}
 ALL = FAMILY
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}
 
@@ -57,13 +80,29 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
     if name in LM_RECIPES:
         r = LM_RECIPES[name]
         r = quick(r) if is_quick else r
-        model, meta = train_lm(r, out, log=log)
+        attempts, init_dir = None, None
+        if r.init_from:
+            init_dir = out_root / r.init_from
+            if not (init_dir / "config.json").is_file():
+                from ttcl.errors import TtclRuntimeError
+
+                raise TtclRuntimeError(f"{name} needs {r.init_from} in {out_root}: train it first")
+        if r.data.kind == "revise" and r.data.task == "expr":
+            attempts = _own_attempts(r.init_from or "expr-s", out_root, is_quick, log)
+        model, meta = train_lm(r, out, log=log, attempts=attempts, init_dir=init_dir)
         if r.kind == "revise":
             meta["revise_template"] = REVISE_TEMPLATE
             meta["revise_template_fields"] = ["question", "attempt"]
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"
-        if evaluate:
+        meta["build"] = build_environment()
+        if evaluate and r.data.task == "expr":
+            from ttcl.zoo import expr_cards
+
+            per_level = 4 if is_quick else expr_cards.CARD_PER_LEVEL
+            k = 4 if is_quick else expr_cards.CARD_SAMPLES
+            meta |= expr_cards.evaluate_policy(model, out, meta, per_level, k, log=log)
+        elif evaluate:
             from ttcl.zoo.cards import evaluate_policy
 
             per_level = 4 if is_quick else CARD_PER_LEVEL
@@ -75,10 +114,10 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         from ttcl.zoo.verifiers import load_rows, sample_verifier_data, save_rows, train_verifier
 
         r = VERIFIER_RECIPES[name]
-        spec = VERIFIER_SAMPLES
+        spec = VERIFIER_SAMPLE_SPECS[name]
         if is_quick:
             r = quick(r)
-            spec = replace(spec, problems_per_policy=40, samples_per_problem=2)
+            spec = replace(spec, problems_per_policy=40, problems=(), samples_per_problem=min(4, spec.samples_per_problem))
         dirs = {p: out_root / p for p in spec.policies}
         missing = [p for p in [*spec.policies, r.init_from] if not (out_root / p / "config.json").is_file()]
         if missing:
@@ -87,7 +126,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             raise TtclRuntimeError(f"{name} needs {', '.join(missing)} in {out_root}: train them first")
         from ttcl.zoo.cards import _cache_path
 
-        cache = _cache_path(out, f"verifier_samples{'_quick' if is_quick else ''}")
+        tag = "" if spec.task == "arith" else f"_{spec.task}"
+        cache = _cache_path(out, f"verifier_samples{tag}{'_quick' if is_quick else ''}")
         if cache.is_file():
             rows = load_rows(cache)
         else:
@@ -98,7 +138,12 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         model, meta = train_verifier(r, rows, out_root / r.init_from, out, log=log)
         meta["sampled_from"] = list(spec.policies)
         meta["sample_temperature"] = spec.temperature
-        if evaluate:
+        meta["build"] = build_environment()
+        if evaluate and spec.task == "expr":
+            from ttcl.zoo import expr_cards
+
+            meta |= expr_cards.evaluate_verifier(model, out, meta, list(spec.policies), log=log)
+        elif evaluate:
             from ttcl.zoo.cards import evaluate_verifier
 
             meta |= evaluate_verifier(model, out, meta, out_root, is_quick, log=log)
@@ -107,6 +152,36 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
     from ttcl.errors import TtclRuntimeError
 
     raise TtclRuntimeError(f"no recipe named {name!r}; known: {', '.join(ALL)}")
+
+
+def _own_attempts(policy: str, out_root: Path, is_quick: bool, log: Log) -> list[tuple[str, str]]:
+    """The policy's own sampled attempts from the expr verifier data (its training split)."""
+    from ttcl.zoo.cards import _cache_path
+    from ttcl.zoo.verifiers import load_rows, sample_verifier_data, save_rows
+
+    spec = VERIFIER_SAMPLE_SPECS["expr-prm"]
+    if is_quick:
+        spec = replace(spec, problems_per_policy=40, problems=(), samples_per_problem=4)
+    cache = _cache_path(out_root / "expr-prm", f"verifier_samples_expr{'_quick' if is_quick else ''}")
+    if cache.is_file():
+        rows = load_rows(cache)
+    else:
+        rows = sample_verifier_data(spec, {p: out_root / p for p in spec.policies}, log=log)
+        save_rows(rows, cache)
+    return [(x["question"], x["completion"]) for x in rows if x["policy"] == policy and x["split"] == "train"]
+
+
+def build_environment() -> dict:
+    """What a bit-for-bit rebuild must match: float results of the training kernels depend on
+    the torch and transformers versions and on the CPU's vector instruction set."""
+    import platform
+
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "machine": platform.machine()}
 
 
 def dump(meta: dict) -> str:

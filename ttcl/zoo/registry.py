@@ -20,7 +20,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a bundled model's nam
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 META_FILE = "ttcl_meta.json"
 # Every model `ttcl zoo train` builds, in build order (the verifiers need the policies).
-FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm")
+FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm",
+          "expr-s", "expr-m", "expr-prm", "expr-revise", "expr-l")
 
 
 def shipped_names() -> list[str]:

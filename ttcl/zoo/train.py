@@ -41,6 +41,7 @@ class LMRecipe:
     seed: int = 0
     init_std: float = 0.02
     data: DataSpec = field(default_factory=DataSpec)
+    init_from: str | None = None  # a trained LM of the same shape (its weights; positions beyond its n_ctx copy its last)
 
 
 def gpt2_config(r: LMRecipe, **extra: object):  # -> GPT2Config
@@ -88,17 +89,19 @@ def make_optimizer(model: torch.nn.Module, r: LMRecipe) -> torch.optim.Optimizer
 BUCKET = 8  # batches drawn at once and sorted by length, to cut padding
 
 
-def length_buckets(r: LMRecipe, rng: random.Random) -> list:
+def length_buckets(r: LMRecipe, rng: random.Random, attempts: list[tuple[str, str]] | None = None) -> list:
     """BUCKET batches of similar-length examples, in a seeded random order."""
-    pool = draw_examples(r.data, rng, r.batch_size * BUCKET)
+    pool = draw_examples(r.data, rng, r.batch_size * BUCKET, attempts)
     pool.sort(key=lambda e: len(e.prompt) + len(e.completion))
     chunks = [pool[i * r.batch_size : (i + 1) * r.batch_size] for i in range(BUCKET)]
     rng.shuffle(chunks)
     return [collate(c) for c in chunks]
 
 
-def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 100) -> tuple[torch.nn.Module, dict]:
-    """Train one causal LM; save it (weights, config, tokenizer) to `out` when given."""
+def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 100,
+             attempts: list[tuple[str, str]] | None = None, init_dir: Path | None = None) -> tuple[torch.nn.Module, dict]:
+    """Train one causal LM; save it (weights, config, tokenizer) to `out` when given. `attempts`
+    ((question, completion) pairs) feed revise data; `init_dir` holds `r.init_from`'s weights."""
     from transformers import GPT2LMHeadModel
 
     torch.set_num_threads(THREADS)
@@ -106,6 +109,8 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
     rng = random.Random(r.seed)
     model = GPT2LMHeadModel(gpt2_config(r))
     model.config._attn_implementation = "sdpa"
+    if init_dir is not None:
+        _load_init(model, init_dir)
     opt = make_optimizer(model, r)
     total, non_emb = param_counts(model)
     log(f"[{r.name}] params total={total:,} non-embedding={non_emb:,} steps={r.train_steps}")
@@ -117,7 +122,7 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
     batches: list = []
     for step in range(r.train_steps):
         if not batches:
-            batches = length_buckets(r, rng)
+            batches = length_buckets(r, rng, attempts)
         ids, mask, labels, n_target = batches.pop()
         for g in opt.param_groups:
             g["lr"] = lr_at(step, r)
@@ -140,7 +145,7 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
     meta = {
         "name": r.name,
         "kind": r.kind,
-        "task": "arith",
+        "task": r.data.task,
         "architecture": "GPT2LMHeadModel",
         "params_total": total,
         "params_non_embedding": non_emb,
@@ -159,10 +164,31 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
         "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 5),
         "first_loss": round(losses[0], 5),
         "recipe": {k: v for k, v in asdict(r).items() if k != "data"} | {"data": asdict(r.data)},
+        **({"init_from": r.init_from} if r.init_from else {}),
     }
     if out is not None:
         save_lm(model, out, r.n_ctx, meta)
     return model, meta
+
+
+def _load_init(model: torch.nn.Module, init_dir: Path) -> None:
+    from safetensors.torch import load_file
+
+    src = load_file(str(init_dir / "model.safetensors"))
+    own = model.state_dict()
+    for k, v in src.items():
+        k2 = k if k in own else f"transformer.{k}" if f"transformer.{k}" in own else None
+        if k2 is None:
+            continue
+        if k2.endswith("wpe.weight") and v.shape[0] < own[k2].shape[0]:
+            w = own[k2].clone()
+            w[: v.shape[0]] = v
+            w[v.shape[0] :] = v[-1]
+            v = w
+        own[k2] = v
+    if "lm_head.weight" in own and "transformer.wte.weight" in own:
+        own["lm_head.weight"] = own["transformer.wte.weight"]
+    model.load_state_dict(own)
 
 
 def save_lm(model: torch.nn.Module, out: Path, n_ctx: int, meta: dict) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from ttcl.runtime.tasks.arith import checker, make_problems
 from ttcl.zoo.data import PAD_ID, encode, save_tokenizer
 from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
 
@@ -38,6 +37,9 @@ class VerifierRecipe:
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
+    group: int = 0  # > 0: each batch holds batch_size // group whole questions, `group` samples each
+    pairwise: float = 0.0  # weight of the within-question ranking loss (needs group > 0)
+    task: str = "arith"
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,36 @@ class SampleSpec:
     temperature: float = 1.0
     holdout_frac: float = 0.2
     seed: int = 7
+    task: str = "arith"
+    steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    problems: tuple[int, ...] = ()  # per policy, overriding problems_per_policy
 
 
-def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log = print) -> list[dict]:
+def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log = print,
+                         only: str | None = None) -> list[dict]:
     """Labelled samples: question, completion, outcome, step labels, split (train/heldout)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ttcl.zoo.evaluate import max_new_tokens
     from ttcl.zoo.sampling import generate
+
+    if spec.task == "expr":
+        from ttcl.runtime.tasks import expr as task
+        from ttcl.zoo.testbed import max_new_tokens
+    else:
+        from ttcl.runtime.tasks import arith as task  # type: ignore[no-redef]
+        from ttcl.zoo.evaluate import max_new_tokens  # type: ignore[no-redef]
+    check = task.checker
 
     torch.set_num_threads(THREADS)
     rows: list[dict] = []
     for pi, name in enumerate(spec.policies):
+        if only is not None and name != only:  # one policy's share, exactly as the full run draws it
+            continue
         t0 = time.time()
         model = AutoModelForCausalLM.from_pretrained(str(model_dirs[name])).eval()
         tok = AutoTokenizer.from_pretrained(str(model_dirs[name]))
-        problems = make_problems(spec.problems_per_policy, range(1, 9), spec.seed + 101 * pi)
+        count = spec.problems[pi] if spec.problems else spec.problems_per_policy
+        problems = task.make_problems(count, spec.steps, spec.seed + 101 * pi)
         n_hold = int(len(problems) * spec.holdout_frac)
         by_level: dict[int, list[int]] = {}
         for i, p in enumerate(problems):
@@ -78,8 +94,8 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
                 q = problems[i].question
                 for c in comps:
                     rows.append({
-                        "policy": name, "question": q, "completion": c, "steps": steps,
-                        "outcome": checker.outcome(q, c), "step_labels": checker.steps(q, c),
+                        "policy": name, "qid": f"{name}/{i}", "question": q, "completion": c, "steps": steps,
+                        "outcome": check.outcome(q, c), "step_labels": check.steps(q, c),
                         "split": "heldout" if i < n_hold else "train",
                     })
         acc = sum(r["outcome"] for r in rows if r["policy"] == name) / (len(problems) * spec.samples_per_problem)
@@ -100,17 +116,18 @@ def _orm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return ids, mask, y
 
 
-def _prm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _prm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     from ttcl.zoo.sampling import prm_completion
 
     newline = encode("\n")[0]
-    seqs, targets = [], []
+    seqs, targets, lasts = [], [], []
     for r in rows:
         prompt = encode(r["question"] + "\n")
         body = encode(prm_completion(r["completion"]))
         seqs.append(prompt + body)
         t = [-1.0] * len(prompt + body)
         ends = [len(prompt) + j for j, tid in enumerate(body) if tid == newline]
+        lasts.append(ends[-1] if ends else len(prompt) - 1)
         for pos, lab in zip(ends, r["step_labels"], strict=False):
             t[pos] = lab
         targets.append(t)
@@ -122,7 +139,25 @@ def _prm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         ids[i, : len(s)] = torch.tensor(s)
         mask[i, : len(s)] = 1
         y[i, : len(t)] = torch.tensor(t)
-    return ids, mask, y
+    return ids, mask, y, torch.tensor(lasts)
+
+
+def _pairwise_loss(final: torch.Tensor, batch: list[dict]) -> torch.Tensor:
+    """Within-question ranking: mean over (right, wrong) sample pairs of one question of
+    softplus(z_wrong - z_right), on the whole-solution logit."""
+    terms = []
+    by_q: dict[str, list[int]] = {}
+    for i, x in enumerate(batch):
+        by_q.setdefault(x.get("qid", x["question"]), []).append(i)
+    for idx in by_q.values():
+        pos = [i for i in idx if batch[i]["outcome"] > 0.5]
+        neg = [i for i in idx if batch[i]["outcome"] <= 0.5]
+        if pos and neg:
+            zp, zn = final[pos], final[neg]
+            terms.append(torch.nn.functional.softplus(zn[None, :] - zp[:, None]).flatten())
+    if not terms:
+        return final.sum() * 0.0
+    return torch.cat(terms).mean()
 
 
 def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Path | None,
@@ -149,22 +184,35 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     t0, tokens, losses = time.time(), 0, []
     model.train()
     order: list[int] = []
+    groups: dict[str, list[dict]] = {}
+    for x in train:
+        groups.setdefault(x.get("qid", x["question"]), []).append(x)
+    qids = sorted(groups)
     for step in range(r.train_steps):
-        if len(order) < r.batch_size:
-            order = list(range(len(train)))
+        per = r.batch_size // r.group if r.group else r.batch_size
+        pool = len(qids) if r.group else len(train)
+        if len(order) < per:
+            order = list(range(pool))
             rng.shuffle(order)
-        batch = [train[order.pop()] for _ in range(r.batch_size)]
+        if r.group:
+            batch = [x for _ in range(per) for x in groups[qids[order.pop()]][: r.group]]
+        else:
+            batch = [train[order.pop()] for _ in range(per)]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, sched)
         if r.kind == "orm":
             ids, mask, y = _orm_batch(batch)
             logits = model(input_ids=ids).logits[:, 0]  # right padding: last non-pad token
             loss = bce(logits, y).mean()
+            final = logits
         else:
-            ids, mask, y = _prm_batch(batch)
+            ids, mask, y, last = _prm_batch(batch)
             logits = model(input_ids=ids).logits[..., 0]
             keep = y >= 0
             loss = (bce(logits, y.clamp(min=0)) * keep).sum() / keep.sum().clamp(min=1)
+            final = logits[torch.arange(len(batch)), last]
+        if r.pairwise and r.group:
+            loss = loss + r.pairwise * _pairwise_loss(final, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,11 +241,13 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
         extra = {"auroc_steps": round(au, 4),
                  "auroc_outcome_min_step": round(auroc(mins, [x["outcome"] for x in held]), 4),
                  "auroc_outcome_last_step": round(auroc(lasts, [x["outcome"] for x in held]), 4)}
+        if r.group:
+            extra["auroc_within_question_last_step"] = round(_within_auroc(lasts, held), 4)
     log(f"[{r.name}] held-out {extra}")
     meta = {
         "name": r.name,
         "kind": r.kind,
-        "task": "arith",
+        "task": r.task,
         "architecture": cls.__name__,
         "params_total": total,
         "params_non_embedding": non_emb,
@@ -249,6 +299,21 @@ VERIFIER_USAGE: dict[str, dict] = {
         "padding_side": "right",
     },
 }
+
+
+def _within_auroc(scores: list[float], rows: list[dict]) -> float:
+    """Mean AUROC inside each question that has both right and wrong samples."""
+    from ttcl.zoo.evaluate import auroc
+
+    by_q: dict[str, list[int]] = {}
+    for i, x in enumerate(rows):
+        by_q.setdefault(x.get("qid", x["question"]), []).append(i)
+    vals = []
+    for idx in by_q.values():
+        ys = [rows[i]["outcome"] for i in idx]
+        if 0 < sum(ys) < len(ys):
+            vals.append(auroc([scores[i] for i in idx], ys))
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def save_rows(rows: list[dict], path: Path) -> None:

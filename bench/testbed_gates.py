@@ -1,0 +1,184 @@
+"""Testbed v2 gates on the `expr` task, per difficulty bin, on held-out items, with 95% intervals.
+
+    python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-prm \
+        [--large ttcl:expr-l] [--per-level 150] [--seed 777001] [--k 16] [--json out.json]
+
+Per bin (number of operations): the question-blind guesser's pass@64 bound;
+greedy, maj@k, verifier-weighted@k, verifier-best@k, pass@k and strict@k
+(Wilson intervals); the verifier's pooled and within-question AUROC; the mean
+number of distinct strictly-right chains among the k samples; and the gates
+of issue 7 as paired differences with percentile-bootstrap intervals:
+
+  (a) maj@k - greedy of the policy;
+  (b) weighted@k - maj@k;
+  (c) the policy plus the verifier at the smallest n whose weighted@n reaches
+      the large policy's greedy accuracy, and the FLOPs of both per item
+      (policy sampling with a shared prefill plus one verifier pass per sample,
+      against one greedy decode of the large model).
+
+Samples at T=0.7 (`--temperature`; chosen on the dev seed 555). The seed names the dataset: items are
+`ttcl.runtime.tasks.expr.make_problems(per_level * 7, 2..8, seed)`; the
+guesser's reference answers come from seed + 1. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
+from ttcl.zoo import testbed as T  # noqa: E402
+from ttcl.zoo.registry import resolve_model  # noqa: E402
+
+
+def _meta(path) -> dict:
+    return json.loads((path / "ttcl_meta.json").read_text())
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(v: float, lo: float, hi: float) -> str:
+    return f"{_pct(v)} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def _prop(vals: list[float]) -> str:
+    n = len(vals)
+    s = sum(vals)
+    lo, hi = T.wilson(s, n)
+    return _ci(s / n, lo, hi)
+
+
+def _diff(a: list[float], b: list[float], seed: int) -> tuple[float, float, float]:
+    return T.mean_ci([x - y for x, y in zip(a, b, strict=True)], seed=seed)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default="ttcl:expr-s")
+    ap.add_argument("--verifier", default="ttcl:expr-prm")
+    ap.add_argument("--large", default=None)
+    ap.add_argument("--per-level", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=T.EVAL_SEED)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+
+    from ttcl.zoo.data import build_tokenizer
+    from ttcl.zoo.sampling import score_steps
+
+    problems = T.eval_problems(a.per_level, seed=a.seed)
+    pdir = resolve_model(a.policy)
+    pmeta = _meta(pdir)
+    t0 = time.time()
+    model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
+    items = T.run_policy(model, AutoTokenizer.from_pretrained(str(pdir)), problems, k=a.k,
+                         temperature=a.temperature, seed=a.seed)
+    print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
+    vdir = resolve_model(a.verifier)
+    vmeta = _meta(vdir)
+    vmodel = AutoModelForTokenClassification.from_pretrained(str(vdir)).eval()
+    vtok = build_tokenizer(vmodel.config.n_positions, padding_side="right")
+    steps = score_steps(vmodel, vtok, [it.problem.prompt for it in items for _ in it.samples],
+                        [c for it in items for c in it.samples])
+    flat = [s[-1] if s else 0.0 for s in steps]
+    for i, it in enumerate(items):
+        it.scores = flat[i * a.k : (i + 1) * a.k]
+    large: dict[int, list[float]] = {}
+    large_flops: dict[int, float] = {}
+    if a.large:
+        ldir = resolve_model(a.large)
+        lmeta = _meta(ldir)
+        lmodel = AutoModelForCausalLM.from_pretrained(str(ldir)).eval()
+        litems = T.run_policy(lmodel, AutoTokenizer.from_pretrained(str(ldir)), problems, k=0)
+        for st, its in T.by_steps(litems).items():
+            large[st] = [T.greedy_right(x) for x in its]
+            large_flops[st] = sum(T.policy_flops(lmeta, x.problem.prompt, [x.greedy]) for x in its) / len(its)
+    k = a.k
+    out: dict = {"seed": a.seed, "policy": a.policy, "verifier": a.verifier, "large": a.large, "k": k,
+                 "temperature": a.temperature, "per_level": a.per_level, "bins": []}
+    print(f"dataset: expr make_problems({a.per_level * 7}, 2..8, seed={a.seed}); policy {a.policy} "
+          f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
+          f"PRM last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
+    print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "
+          f"pooled AUROC | within-q AUROC (questions) | distinct correct chains / {k} |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    gates = []
+    for st, its in T.by_steps(items).items():
+        ref = make_problems(20000, st, a.seed + 1)
+        guess = guess_pass_bound(ref, 64)
+        g = [T.greedy_right(x) for x in its]
+        maj = [T.method_right(x, "maj", k) for x in its]
+        wtd = [T.method_right(x, "weighted", k) for x in its]
+        best = [T.method_right(x, "best", k) for x in its]
+        pas = [T.method_right(x, "pass", k) for x in its]
+        strict = [T.method_right(x, "strict", k) for x in its]
+        wq, nq = T.within_question_auroc(its)
+        chains = sum(T.distinct_correct_chains(x) for x in its) / len(its)
+        print(f"| {st} | {_pct(guess)} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
+              f"{_prop(strict)} | {T.pooled_auroc(its):.3f} | {wq:.3f} ({nq}) | {chains:.2f} |")
+        ga = _diff(maj, g, a.seed + st)
+        gb = _diff(wtd, maj, a.seed + st)
+        row = {"steps": st, "n": len(its), "guess_pass64_bound": guess, "greedy": sum(g) / len(g),
+               f"maj@{k}": sum(maj) / len(maj), f"weighted@{k}": sum(wtd) / len(wtd), f"best@{k}": sum(best) / len(best),
+               f"pass@{k}": sum(pas) / len(pas), f"strict@{k}": sum(strict) / len(strict),
+               "pooled_auroc": T.pooled_auroc(its), "within_auroc": wq, "within_questions": nq,
+               "distinct_correct_chains": chains, "gate_a": ga, "gate_b": gb}
+        if st in large:
+            pol_sample = sum(T.policy_flops(pmeta, x.problem.prompt, x.samples) for x in its) / (len(its) * k)
+            ver_sample = sum(T.verifier_flops(vmeta, x.problem.question, x.samples) for x in its) / (len(its) * k)
+            target = sum(large[st]) / len(large[st])
+            reach = None
+            for n in (1, 2, 4, 8, 16):
+                if n > k:
+                    break
+                w = [T.method_right(x, "weighted", n) for x in its]
+                if sum(w) / len(w) >= target:
+                    reach = (n, w)
+                    break
+            gc = {"large_greedy": target, "large_greedy_ci": T.wilson(sum(large[st]), len(large[st])),
+                  "large_flops": large_flops[st]}
+            if reach is not None:
+                n, w = reach
+                gc |= {"n": n, "weighted": sum(w) / len(w), "diff": _diff(w, large[st], a.seed + st),
+                       "small_flops": n * (pol_sample + ver_sample)}
+            row["gate_c"] = gc
+        gates.append(row)
+        out["bins"].append(row)
+    print("\ngates (paired differences, 95% bootstrap intervals over items; met = interval above 0):\n")
+    print(f"| steps | (a) maj@{k} - greedy | (b) weighted@{k} - maj@{k} | (c) small+verifier vs large greedy |")
+    print("|---|---|---|---|")
+    for r in gates:
+        ga, gb = r["gate_a"], r["gate_b"]
+        c = r.get("gate_c")
+        if c is None:
+            ctext = "not measured (no --large)"
+        elif "n" not in c:
+            ctext = (f"missed: weighted@n < large greedy {_pct(c['large_greedy'])} for every n <= {k}")
+        else:
+            d = c["diff"]
+            ok = c["small_flops"] <= c["large_flops"]
+            ctext = (f"weighted@{c['n']} {_pct(c['weighted'])} vs large greedy {_pct(c['large_greedy'])} "
+                     f"(diff {_ci(*d)}); FLOPs {c['small_flops']:.3g} vs {c['large_flops']:.3g}: "
+                     f"{'met' if ok else 'missed (more FLOPs)'}")
+        print(f"| {r['steps']} | {_ci(*ga)}{' met' if ga[1] > 0 else ''} | {_ci(*gb)}{' met' if gb[1] > 0 else ''} "
+              f"| {ctext} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Cards for the `expr` family (testbed v2): evaluation on the held-out card set and README.md.
+
+The card set is `ttcl.zoo.testbed.eval_problems(CARD_PER_LEVEL)` (seed
+`testbed.EVAL_SEED`, never drawn by training). A policy card reports greedy,
+maj@16, pass@16 and strict coverage per difficulty with 95% Wilson
+intervals; a verifier card reports its pooled and within-question AUROC and
+weighted/best-of-16 on each policy's card samples (cached by the policy
+builds, so the verifier card needs no new sampling).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ttcl.zoo.train import Log
+
+CARD_PER_LEVEL = 100
+CARD_SAMPLES = 16
+CARD_TEMPERATURE = 0.7  # chosen on the dev set (seed 555, steps 3..5: maj@16 and pass@16 vs 0.5 and 1.0), not on the card set
+
+
+def _cache(out: Path, name: str) -> Path:
+    from ttcl.zoo.cards import _cache_path
+
+    return _cache_path(out, f"expr_{name}")
+
+
+def save_items(items, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"question": it.problem.question, "greedy": it.greedy,
+                                        "samples": it.samples}) + "\n" for it in items))
+
+
+def load_items(path: Path):
+    from ttcl.runtime.tasks.expr import parse_question
+    from ttcl.zoo.testbed import Item
+
+    out = []
+    for line in path.read_text().splitlines():
+        d = json.loads(line)
+        p = parse_question(d["question"])
+        assert p is not None
+        out.append(Item(p, d["greedy"], d["samples"]))
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def policy_rows(items, k: int) -> list[dict]:
+    from ttcl.zoo.testbed import (
+        by_steps,
+        distinct_correct_chains,
+        greedy_right,
+        method_right,
+        wilson,
+    )
+
+    rows = []
+    for steps, its in by_steps(items).items():
+        n = len(its)
+        g = sum(greedy_right(it) for it in its)
+        row: dict = {"steps": steps, "n": n, "greedy": g / n, "greedy_ci": wilson(g, n)}
+        if k:
+            for m in ("maj", "pass", "strict"):
+                v = sum(method_right(it, m, k) for it in its)
+                row[f"{m}@{k}"] = v / n
+                row[f"{m}@{k}_ci"] = wilson(v, n)
+            row["sample_acc"] = sum(sum(it.right()) for it in its) / (n * k)
+            row["distinct_correct_chains"] = sum(distinct_correct_chains(it) for it in its) / n
+        rows.append(row)
+    return rows
+
+
+def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, log: Log = print) -> dict:
+    from transformers import AutoTokenizer
+
+    from ttcl.zoo.testbed import EVAL_SEED, eval_problems, greedy_right, run_policy
+
+    tok = AutoTokenizer.from_pretrained(str(out))
+    t0 = time.time()
+    items = run_policy(model, tok, eval_problems(per_level), k=k, temperature=CARD_TEMPERATURE)
+    save_items(items, _cache(out, meta["name"]))
+    rows = policy_rows(items, k)
+    acc = sum(greedy_right(it) for it in items) / len(items)
+    log(f"[{meta['name']}] eval {time.time() - t0:.0f}s greedy {acc:.1%} "
+        + " ".join(f"{r['steps']}:{r['greedy']:.2f}" for r in rows))
+    extra = {
+        "headline": {"metric": "greedy accuracy, steps 2..8", "value": round(acc, 4)},
+        "eval": {"per_level": per_level, "samples": k, "temperature": CARD_TEMPERATURE, "seed": EVAL_SEED,
+                 "by_steps": [_rounded(r) for r in rows]},
+    }
+    write_card(out, meta | extra)
+    return extra
+
+
+def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Log = print) -> dict:
+    """AUROCs and weighted/best-of-k of this PRM (last-step score) on each policy's card samples."""
+    from ttcl.zoo.data import build_tokenizer
+    from ttcl.zoo.sampling import score_steps
+    from ttcl.zoo.testbed import (
+        EVAL_SEED,
+        MIDDLE,
+        by_steps,
+        method_right,
+        pooled_auroc,
+        within_question_auroc,
+    )
+
+    tok = build_tokenizer(model.config.n_positions, padding_side="right")
+    per_policy = []
+    for name in policies:
+        path = _cache(out.parent / name, name)
+        if not path.is_file():
+            log(f"[{meta['name']}] no card samples of {name} at {path}: skipped")
+            continue
+        items = load_items(path)
+        qs = [it.problem.question + "\n" for it in items for _ in it.samples]
+        cs = [c for it in items for c in it.samples]
+        steps = score_steps(model, tok, qs, cs)
+        flat = [s[-1] if s else 0.0 for s in steps]
+        i = 0
+        for it in items:
+            it.scores = flat[i : i + len(it.samples)]
+            i += len(it.samples)
+        k = len(items[0].samples)
+        rows = []
+        for st, its in by_steps(items).items():
+            wq, nq = within_question_auroc(its)
+            rows.append({"steps": st, "n": len(its), "pooled_auroc": round(pooled_auroc(its), 4),
+                         "within_auroc": round(wq, 4), "within_questions": nq,
+                         f"maj@{k}": round(sum(method_right(x, "maj", k) for x in its) / len(its), 4),
+                         f"weighted@{k}": round(sum(method_right(x, "weighted", k) for x in its) / len(its), 4),
+                         f"best@{k}": round(sum(method_right(x, "best", k) for x in its) / len(its), 4),
+                         f"pass@{k}": round(sum(method_right(x, "pass", k) for x in its) / len(its), 4)})
+        mid = [it for it in items if it.problem.steps in MIDDLE]
+        wq, nq = within_question_auroc(mid)
+        per_policy.append({"policy": name, "samples": k, "pooled_auroc": round(pooled_auroc(items), 4),
+                           "within_auroc_middle": round(wq, 4), "within_questions_middle": nq,
+                           "by_steps": rows})
+        log(f"[{meta['name']}] on {name}: pooled AUROC {pooled_auroc(items):.3f}, within-question "
+            f"(steps {MIDDLE[0]}..{MIDDLE[-1]}) {wq:.3f} over {nq} questions")
+    extra: dict = {"eval": {"seed": EVAL_SEED, "policies": per_policy}}
+    if per_policy:
+        first = per_policy[0]
+        extra["headline"] = {"metric": f"within-question auroc on {first['policy']}, steps "
+                                       f"{MIDDLE[0]}..{MIDDLE[-1]}", "value": first["within_auroc_middle"]}
+    write_card(out, meta | extra)
+    return extra
+
+
+def _rounded(r: dict) -> dict:
+    out = {}
+    for k, v in r.items():
+        if isinstance(v, float):
+            out[k] = round(v, 4)
+        elif isinstance(v, tuple):
+            out[k] = [round(x, 4) for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+def _ci(r: dict, key: str) -> str:
+    lo, hi = r[f"{key}_ci"]
+    return f"{_pct(r[key])} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def write_card(out: Path, meta: dict) -> None:
+    name, kind = meta["name"], meta["kind"]
+    what = {"policy": "a chain-of-thought policy: one reduction per line, then `#### v1,v2,...`, then `<eos>`",
+            "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
+                   "its policies' own samples labelled by the exact `expr` checker, with a within-question "
+                   "ranking loss on the last step's score"}.get(kind, kind)
+    lines = [
+        f"# {name}", "",
+        f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `expr` (`ttcl data expr`), whose exact "
+        "checker is `check(\"expr\")` (outcome, steps, and with `agg` a process scorer). Loads offline "
+        "with the ordinary transformers `from_pretrained` path.", "",
+        "| field | value |", "|---|---|",
+        f"| architecture | `{meta.get('architecture')}` |",
+        f"| parameters | {meta.get('params_total'):,} total, {meta.get('params_non_embedding'):,} non-embedding |",
+        f"| shape | {meta.get('n_layer')} layers, d_model {meta.get('d_model')}, {meta.get('n_head')} heads "
+        f"(head_dim {meta.get('d_model', 0) // max(1, meta.get('n_head', 1))}), n_ctx {meta.get('n_ctx')} |",
+        "| tokenizer | characters (`PreTrainedTokenizerFast`, WordLevel), `<pad>` and `<eos>` |",
+        f"| training | {meta.get('train_steps')} steps of {meta.get('batch_size')} sequences, "
+        f"{meta.get('training_tokens'):,} tokens, {meta.get('training_flops'):.3g} FLOPs (6·N·D), "
+        f"{meta.get('wall_seconds')} s on one thread of a shared 2-core CPU, seed {meta.get('seed')} |",
+    ]
+    if meta.get("init_from"):
+        lines.append(f"| initialised from | `ttcl:{meta['init_from']}` |")
+    if meta.get("sampled_from"):
+        lines.append(f"| trained on samples of | {', '.join('`ttcl:' + p + '`' for p in meta['sampled_from'])} "
+                     f"({meta.get('train_samples'):,} labelled samples) |")
+    lines.append("")
+    ev = meta.get("eval") or {}
+    if kind == "policy":
+        lines += ["## Prompt format", "",
+                  "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
+                  "one operation per line in any valid order and ends with the values in question order: "
+                  "`12+7=19\\n30-4=26\\n19*3=57\\n57-26=31\\n5*8=40\\n#### 31,40<eos>`.", ""]
+        if ev:
+            k = ev["samples"]
+            lines += ["## Accuracy by difficulty (held-out card set)", "",
+                      f"`ttcl.zoo.testbed.eval_problems({ev['per_level']})` (seed {ev['seed']}), "
+                      f"{ev['per_level']} items per number of operations; {k} samples at T={ev['temperature']}. "
+                      "In %, with 95% Wilson intervals. `strict`: some sample right with every step right.", "",
+                      f"| steps | greedy | maj@{k} | pass@{k} | strict@{k} | sample acc | distinct correct chains / {k} |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in ev["by_steps"]:
+                lines.append(f"| {r['steps']} | {_ci(r, 'greedy')} | {_ci(r, f'maj@{k}')} | {_ci(r, f'pass@{k}')} | "
+                             f"{_ci(r, f'strict@{k}')} | {_pct(r['sample_acc'])} | {r['distinct_correct_chains']:.2f} |")
+            lines.append("")
+    else:
+        lines += ["## How to score", "", "- input: `{question}\\n{steps}`, the completion's non-empty stripped "
+                  "lines each followed by `\\n`", "- score: sigmoid(logit) at each step-end `\\n` after the "
+                  "question = P(every step so far is right); the last step's score ranks whole solutions",
+                  "- padding: right", ""]
+        au = {k: v for k, v in meta.items() if k.startswith("auroc")}
+        if au:
+            lines += [f"On its own held-out split ({meta.get('heldout_samples'):,} samples of questions never "
+                      "trained on):", ""]
+            lines += [f"- {k}: {v:.3f}" for k, v in au.items()]
+            lines.append("")
+        for pol in ev.get("policies", []):
+            k = pol["samples"]
+            lines += [f"## On `ttcl:{pol['policy']}` samples (held-out card set, seed {ev['seed']})", "",
+                      f"Pooled AUROC {pol['pooled_auroc']:.3f}; within-question AUROC at the middle difficulties "
+                      f"{pol['within_auroc_middle']:.3f} over {pol['within_questions_middle']} questions "
+                      "with both right and wrong samples. Accuracy in %:", "",
+                      f"| steps | pooled AUROC | within-question AUROC | maj@{k} | weighted@{k} | best@{k} | pass@{k} |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in pol["by_steps"]:
+                lines.append(f"| {r['steps']} | {r['pooled_auroc']:.3f} | {r['within_auroc']:.3f} | "
+                             f"{_pct(r[f'maj@{k}'])} | {_pct(r[f'weighted@{k}'])} | {_pct(r[f'best@{k}'])} | "
+                             f"{_pct(r[f'pass@{k}'])} |")
+            lines.append("")
+    lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
+    (out / "README.md").write_text("\n".join(lines))

@@ -1,0 +1,221 @@
+"""Testbed v2 measurements on the `expr` task: what test-time compute buys a policy.
+
+Per difficulty bin (number of operations) on held-out items: greedy, maj@n,
+verifier-weighted@n, verifier-best@n, pass@n, strict coverage (a sample
+right with every step right), distinct correct chains among the samples,
+pooled and within-question AUROC of a verifier, revision flips, and the
+FLOPs each method spends (`ttcl.compiler.costmodel.forward_flops`, the same
+cost model as `ttcl check` and the runtime ledger). Intervals are 95%:
+Wilson for a proportion, a paired percentile bootstrap over items for a
+difference.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ttcl.runtime.tasks.expr import Problem, checker, make_problems
+
+EVAL_SEED = 777001  # held-out items: never drawn by training (the recipes draw from their own seeds)
+EVAL_STEPS = tuple(range(2, 9))
+MIDDLE = (4, 5, 6)
+
+
+def eval_problems(per_level: int, seed: int = EVAL_SEED, steps: Sequence[int] = EVAL_STEPS) -> list[Problem]:
+    return make_problems(per_level * len(steps), steps, seed)
+
+
+def max_new_tokens(steps: int) -> int:
+    """Room for `steps` lines of up to 9 characters and the answer line, with slack."""
+    return 10 * steps + 20
+
+
+@dataclass
+class Item:
+    """One question with a policy's greedy completion, k samples, and verifier scores."""
+
+    problem: Problem
+    greedy: str = ""
+    samples: list[str] = field(default_factory=list)
+    scores: list[float] | None = None  # verifier score per sample
+    greedy_tokens: int = 0
+    sample_tokens: list[int] = field(default_factory=list)
+
+    def right(self) -> list[bool]:
+        return [checker.outcome(self.problem.question, s) == 1.0 for s in self.samples]
+
+
+def answer_of(text: str) -> str | None:
+    got = checker.extract(text)
+    if got is None:
+        return None
+    return ",".join(x.strip().lstrip("+") for x in got.split(","))
+
+
+def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
+    tally: Counter[str] = Counter()
+    for i, a in enumerate(answers):
+        if a is not None:
+            tally[a] += 1.0 if weights is None else weights[i]
+    if not tally:
+        return None
+    best = max(tally.values())
+    return next(a for a in tally if tally[a] == best)
+
+
+def method_right(item: Item, method: str, n: int) -> float:
+    """Correctness of one method on the first n samples (mean over the k // n disjoint groups)."""
+    k = len(item.samples)
+    groups = max(1, k // n)
+    truth = item.problem.answer
+    answers = [answer_of(s) for s in item.samples]
+    total = 0.0
+    for g in range(groups):
+        sl = slice(g * n, (g + 1) * n)
+        if method == "pass":
+            total += float(truth in answers[sl])
+        elif method == "strict":
+            total += float(any(checker.strict(item.problem.question, s) for s in item.samples[sl]))
+        elif method == "maj":
+            total += float(vote(answers[sl]) == truth)
+        elif method == "weighted":
+            assert item.scores is not None
+            total += float(vote(answers[sl], item.scores[sl]) == truth)
+        elif method == "best":
+            assert item.scores is not None
+            sc = item.scores[sl]
+            total += float(answers[sl][sc.index(max(sc))] == truth)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+    return total / groups
+
+
+def greedy_right(item: Item) -> float:
+    return checker.outcome(item.problem.question, item.greedy)
+
+
+def distinct_correct_chains(item: Item) -> int:
+    """Distinct step sequences among the samples that are strictly right."""
+    return len({tuple(checker.split_steps(s)) for s in item.samples if checker.strict(item.problem.question, s)})
+
+
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = successes / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def mean_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and a 95% percentile-bootstrap interval (items resampled)."""
+    n = len(values)
+    if n == 0:
+        return (float("nan"),) * 3
+    m = sum(values) / n
+    rng = random.Random(seed)
+    boots = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
+    return (m, boots[int(0.025 * reps)], boots[int(0.975 * reps) - 1])
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """P(a random positive outscores a random negative), ties counted half."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    if not pos or not neg:
+        return float("nan")
+    order = sorted([(s, 1) for s in pos] + [(s, 0) for s in neg])
+    rank_sum, i = 0.0, 0
+    while i < len(order):
+        j = i
+        while j < len(order) and order[j][0] == order[i][0]:
+            j += 1
+        rank_sum += (i + j + 1) / 2 * sum(1 for t in range(i, j) if order[t][1])
+        i = j
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def within_question_auroc(items: Sequence[Item]) -> tuple[float, int]:
+    """Mean over questions that have both right and wrong samples of the AUROC inside the
+    question, and how many such questions there are."""
+    vals = []
+    for it in items:
+        assert it.scores is not None
+        r = it.right()
+        if any(r) and not all(r):
+            vals.append(auroc(it.scores, r))
+    return (sum(vals) / len(vals) if vals else float("nan"), len(vals))
+
+
+def pooled_auroc(items: Sequence[Item]) -> float:
+    scores = [s for it in items for s in (it.scores or [])]
+    labels = [y for it in items for y in it.right()]
+    return auroc(scores, labels)
+
+
+def by_steps(items: Sequence[Item]) -> dict[int, list[Item]]:
+    out: dict[int, list[Item]] = {}
+    for it in items:
+        out.setdefault(it.problem.steps, []).append(it)
+    return dict(sorted(out.items()))
+
+
+# ---------------------------------------------------------------- running models
+
+
+def run_policy(model, tok, problems: Sequence[Problem], k: int, temperature: float = 1.0, seed: int = 0,
+               batch_size: int = 512, prompt_fn: Callable[[Problem], str] | None = None) -> list[Item]:
+    """Greedy plus k samples per problem, batched per difficulty, with generated token counts."""
+    from ttcl.zoo.sampling import generate
+
+    prompt_fn = prompt_fn or (lambda p: p.prompt)
+    items = [Item(p) for p in problems]
+    levels: dict[int, list[int]] = {}
+    for i, p in enumerate(problems):
+        levels.setdefault(p.steps, []).append(i)
+    for steps, idx in sorted(levels.items()):
+        prompts = [prompt_fn(problems[i]) for i in idx]
+        mnt = max_new_tokens(steps)
+        for i, g in zip(idx, generate(model, tok, prompts, n=1, max_new_tokens=mnt, batch_size=batch_size),
+                        strict=True):
+            items[i].greedy = g[0]
+        if k:
+            outs = generate(model, tok, prompts, n=k, temperature=temperature, max_new_tokens=mnt,
+                            batch_size=batch_size, seed=seed + 1000 * steps)
+            for i, s in zip(idx, outs, strict=True):
+                items[i].samples = s
+    return items
+
+
+def gen_tokens(text: str) -> int:
+    """Generated tokens of a completion under the character tokenizer, with its <eos>."""
+    return len(text) + 1
+
+
+def policy_flops(meta: dict, prompt: str, completions: Sequence[str]) -> float:
+    """FLOPs to prefill the prompt once and decode every completion (the runtime shares the prefix)."""
+    from ttcl.compiler.costmodel import ModelSpec, forward_flops
+
+    spec = ModelSpec(non_embedding_params=meta["params_non_embedding"], n_layer=meta["n_layer"],
+                     d_model=meta["d_model"])
+    p = len(prompt)
+    total = forward_flops(spec, 0, p)
+    for c in completions:
+        total += forward_flops(spec, p, p + gen_tokens(c) - 1)
+    return total
+
+
+def verifier_flops(meta: dict, question: str, completions: Sequence[str]) -> float:
+    """FLOPs of one verifier pass over each completion (`{question}\\n{steps}`, nothing cached)."""
+    from ttcl.compiler.costmodel import ModelSpec, forward_flops
+    from ttcl.zoo.sampling import prm_completion
+
+    spec = ModelSpec(non_embedding_params=meta["params_non_embedding"], n_layer=meta["n_layer"],
+                     d_model=meta["d_model"])
+    return sum(forward_flops(spec, 0, len(question) + 1 + len(prm_completion(c))) for c in completions)

@@ -1,0 +1,144 @@
+"""The expr family (testbed v2): shipped models load offline, generate and are checked; the
+training data shows several chains; the ranking loss and revise data behave; testbed metrics
+are right on hand-made items. No test retrains a shipped model."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ttcl.runtime.tasks.expr import checker, make_problems, parse_question  # noqa: E402
+from ttcl.zoo import testbed as T  # noqa: E402
+from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
+
+EXPR_POLICIES = ("expr-s", "expr-m", "expr-l", "expr-revise")
+EXPR_SHIPPED = tuple(n for n in (*EXPR_POLICIES, "expr-prm") if (MODELS_DIR / n / "ttcl_meta.json").is_file())
+
+
+def _meta(name: str) -> dict:
+    return json.loads((MODELS_DIR / name / "ttcl_meta.json").read_text())
+
+
+@pytest.mark.parametrize("name", [n for n in EXPR_SHIPPED if n in EXPR_POLICIES])
+def test_shipped_expr_policy_loads_generates_and_is_checked(name: str) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.sampling import generate
+
+    path = MODELS_DIR / name
+    meta = _meta(name)
+    assert meta["task"] == "expr" and meta["d_model"] // meta["n_head"] >= 32  # vLLM CPU kernels
+    assert meta["training_flops"] == 6 * meta["params_non_embedding"] * meta["training_tokens"]
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    problems = make_problems(8, 2, seed=5)
+    outs = generate(model, tok, [p.prompt for p in problems], n=1, max_new_tokens=T.max_new_tokens(2))
+    scores = [checker.outcome(p.question, o[0]) for p, o in zip(problems, outs, strict=True)]
+    assert all(o[0].strip() for o in outs)
+    if name != "expr-revise":  # two-operation questions are easy for every policy of the family
+        assert sum(scores) >= 4, outs
+    assert "| steps |" in (path / "README.md").read_text()
+
+
+def test_shipped_family_spans_sixteen_times_with_growing_training_flops() -> None:
+    names = [n for n in ("expr-s", "expr-m", "expr-l") if n in EXPR_SHIPPED]
+    if len(names) < 3:
+        pytest.skip("the expr family is not fully shipped")
+    metas = [_meta(n) for n in names]
+    assert metas[2]["params_total"] >= 16 * metas[0]["params_total"]
+    assert metas[0]["training_flops"] < metas[1]["training_flops"] < metas[2]["training_flops"]
+
+
+@pytest.mark.skipif("expr-prm" not in EXPR_SHIPPED, reason="expr-prm not shipped")
+def test_shipped_prm_ranks_right_above_wrong_in_the_runtime() -> None:
+    from ttcl.runtime.verifiers import ProcessRewardVerifier
+
+    v = ProcessRewardVerifier("ttcl:expr-prm", agg="last", device="cpu", dtype="float32")
+    assert v.spec.non_embedding_params <= _meta("expr-s")["params_non_embedding"] + 64  # no larger than expr-s
+    q = "12+7; 30-4"
+    right, wrong = "12+7=19\n30-4=26\n#### 19,26", "12+7=19\n30-4=36\n#### 19,36"
+    scores, usage = v.score([(q, right), (q, wrong)])
+    assert scores[0] > scores[1]
+    steps = v.step_scores([(q, right), (q, "12+7=19")])
+    assert len(steps[0]) == 3 and len(steps[1]) == 1
+    assert usage.calls == 2
+
+
+# ------------------------------------------------------------------ training data and losses
+
+
+def test_expr_training_data_shows_several_chains_and_is_right() -> None:
+    from ttcl.zoo.data import DataSpec, draw_examples
+
+    spec = DataSpec(task="expr", steps=(4,))
+    ex = draw_examples(spec, random.Random(0), 200)
+    assert all(checker.strict(e.prompt.strip(), e.completion) for e in ex)
+    q = ex[0].prompt.strip()
+    p = parse_question(q)
+    assert p is not None
+    chains = {p.solution(random.Random(s)) for s in range(50)}
+    assert len(chains) == p.n_chains() > 1
+
+
+def test_expr_revise_data_pairs_own_attempts_with_right_solutions() -> None:
+    from ttcl.zoo.data import REVISE_TEMPLATE, DataSpec, draw_examples
+
+    q = "12+7; 30-4"
+    attempts = [(q, "12+7=19\n30-4=36\n#### 19,36")]
+    ex = draw_examples(DataSpec(kind="revise", task="expr", steps=(3,), revise_frac=1.0), random.Random(1), 5, attempts)
+    assert all(e.prompt == REVISE_TEMPLATE.format(question=q, attempt=attempts[0][1]) for e in ex)
+    assert all(checker.strict(q, e.completion) for e in ex)
+    with pytest.raises(ValueError, match="own attempts"):
+        draw_examples(DataSpec(kind="revise", task="expr"), random.Random(1), 1, None)
+
+
+def test_pairwise_loss_prefers_right_over_wrong_within_a_question() -> None:
+    from ttcl.zoo.verifiers import _pairwise_loss
+
+    batch = [{"qid": "a", "question": "x", "outcome": 1.0}, {"qid": "a", "question": "x", "outcome": 0.0},
+             {"qid": "b", "question": "y", "outcome": 0.0}]  # b has no pair: contributes nothing
+    good = _pairwise_loss(torch.tensor([3.0, -3.0, 9.0]), batch)
+    bad = _pairwise_loss(torch.tensor([-3.0, 3.0, -9.0]), batch)
+    assert float(good) < 0.01 < 6.0 < float(bad)
+    assert float(_pairwise_loss(torch.tensor([1.0]), batch[:1])) == 0.0
+
+
+# ------------------------------------------------------------------ testbed metrics on hand-made items
+
+
+def _item(samples: list[str], scores: list[float] | None = None, greedy: str = "") -> T.Item:
+    p = parse_question("12+7; 30-4")
+    assert p is not None
+    return T.Item(p, greedy, samples, scores)
+
+
+RIGHT_A = "12+7=19\n30-4=26\n#### 19,26"
+RIGHT_B = "30-4=26\n12+7=19\n#### 19,26"
+WRONG = "12+7=19\n30-4=36\n#### 19,36"
+
+
+def test_testbed_methods_and_auroc() -> None:
+    it = _item([WRONG, WRONG, RIGHT_A, RIGHT_B], scores=[0.1, 0.2, 0.9, 0.8], greedy=WRONG)
+    assert T.greedy_right(it) == 0.0
+    assert T.method_right(it, "maj", 4) == 0.0  # 2 vs 2: the first-seen answer (wrong) wins ties
+    assert T.method_right(it, "weighted", 4) == 1.0
+    assert T.method_right(it, "best", 4) == 1.0
+    assert T.method_right(it, "pass", 4) == 1.0
+    assert T.method_right(it, "pass", 2) == 0.5  # groups [W, W] and [A, B]
+    assert T.distinct_correct_chains(it) == 2
+    assert T.within_question_auroc([it]) == (1.0, 1)
+    assert T.auroc([0.1, 0.9], [False, True]) == 1.0 and T.auroc([0.5, 0.5], [False, True]) == 0.5
+    lo, hi = T.wilson(50, 100)
+    assert lo < 0.5 < hi and hi - lo < 0.21
+
+
+def test_flops_grow_with_completion_length() -> None:
+    meta = {"params_non_embedding": 1000, "n_layer": 2, "d_model": 8}
+    one = T.policy_flops(meta, "12+7; 30-4\n", [RIGHT_A])
+    two = T.policy_flops(meta, "12+7; 30-4\n", [RIGHT_A, RIGHT_A])
+    assert 0 < one < two < 2 * one  # the prompt is prefilled once
+    assert T.verifier_flops(meta, "12+7; 30-4", [RIGHT_A]) > 0

@@ -174,7 +174,10 @@ def write_card(out: Path, meta: dict) -> None:
     what = {"policy": "a chain-of-thought policy: one reduction per line, then `#### v1,v2,...`, then `<eos>`",
             "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
                    "its policies' own samples labelled by the exact `expr` checker, with a within-question "
-                   "ranking loss on the last step's score"}.get(kind, kind)
+                   "ranking loss on the last step's score",
+            "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
+                      "trained from `ttcl:expr-s`'s weights on expr-s's own sampled attempts (half the data) and "
+                      "plain solutions (the other half); `revise_template` in `ttcl_meta.json`"}.get(kind, kind)
     lines = [
         f"# {name}", "",
         f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `expr` (`ttcl data expr`), whose exact "
@@ -197,7 +200,7 @@ def write_card(out: Path, meta: dict) -> None:
                      f"({meta.get('train_samples'):,} labelled samples) |")
     lines.append("")
     ev = meta.get("eval") or {}
-    if kind == "policy":
+    if kind in ("policy", "revise"):
         lines += ["## Prompt format", "",
                   "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
                   "one operation per line in any valid order and ends with the values in question order: "

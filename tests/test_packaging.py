@@ -30,5 +30,5 @@ def test_package_data_globs_match_shipped_files() -> None:
     assert list((ROOT / "grammar").glob(data["ttcl.grammar"][0])) == [ROOT / "grammar" / "ttcl.lark"]
     assert len(list((ROOT / "programs").glob(data["ttcl.programs"][0]))) >= 7
     weights = list((ROOT / "ttcl" / "zoo").glob("models/*/model.safetensors"))
-    assert len(weights) == 7
+    assert len(weights) >= 7  # the arith family and the expr testbed
     assert sum(w.stat().st_size for w in weights) <= 25 * 2**20

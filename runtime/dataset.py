@@ -1,4 +1,10 @@
-"""JSONL datasets: one item per line with `question` and (optionally) `answer`.
+"""Datasets: items with a `question` and (optionally) an `answer`.
+
+Sources: a JSONL file (one item per line), `-` (JSONL on stdin), and Hugging
+Face `datasets` from local disk only (the `datasets` extra): a directory
+written by `save_to_disk`, a `.parquet` or `.arrow` file, or `hf:NAME[:SPLIT]`
+read from the local Hugging Face cache with the hub switched off.
+`fields` maps the item's names to the source's (`question=problem`).
 
 GSM8K style: the gold answer is the text after `####` in `answer` when there
 is one, else the whole field. Extra fields are kept (a task may use them).
@@ -48,7 +54,7 @@ def _bad(path: str, line: int, message: str) -> DatasetError:
     return DatasetError(f"{path}:{line}: error: {message}")
 
 
-def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
+def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str, str] | None = None) -> Item:
     """One JSONL line to an Item; raises DatasetError naming file:line and the problem."""
     if len(text) > MAX_LINE_CHARS:
         raise _bad(path, line, f"the line is {len(text):,} characters, more than the {MAX_LINE_CHARS:,} an item may be")
@@ -60,8 +66,20 @@ def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
         raise _bad(path, line, "not a dataset item: JSON nested too deeply") from None
     except ValueError as e:  # an integer of more digits than Python converts (4,300)
         raise _bad(path, line, f"not a dataset item: {str(e).split(';')[0]}") from None
+    return parse_obj(obj, path=path, line=line, index=index, fields=fields)
+
+
+def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, str] | None = None) -> Item:
+    """One record (a JSON object, a dataset row) to an Item, after renaming `fields` (item name -> source name)."""
     if not isinstance(obj, dict):
         raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
+    if fields:
+        missing = [src for src in fields.values() if src not in obj]
+        if missing:
+            raise _bad(path, line, f"--field: no field \"{missing[0]}\" (fields present: {', '.join(sorted(obj)) or 'none'})")
+        renamed = {k: v for k, v in obj.items() if k not in fields.values()}
+        renamed.update({name: obj[src] for name, src in fields.items()})
+        obj = renamed
     if "question" not in obj:
         keys = ", ".join(sorted(obj)) or "none"
         raise _bad(path, line, f"missing field \"question\" (fields present: {keys})")
@@ -79,8 +97,28 @@ def parse_line(text: str, *, path: str, line: int, index: int) -> Item:
     return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra)
 
 
-def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Item]:
-    """Every item of a JSONL file (blank lines skipped), at most `limit` of them."""
+def parse_fields(items: list[str]) -> dict[str, str]:
+    """`["question=problem", "answer=solution"]` -> {"question": "problem", "answer": "solution"}."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, eq, src = item.partition("=")
+        if not eq or not name.strip() or not src.strip():
+            raise DatasetError(f"--field {item!r}: error: expected NAME=SOURCE_FIELD, e.g. --field question=problem")
+        if name.strip() in out:
+            raise DatasetError(f"--field {name.strip()} is given twice; keep one")
+        out[name.strip()] = src.strip()
+    return out
+
+
+def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str, str] | None = None) -> list[Item]:
+    """Every item of a dataset (see the module docstring for the sources), at most `limit` of them."""
+    text_path = str(path)
+    if text_path == "-":
+        return _from_text(_read_stdin(), "<stdin>", limit, fields)
+    if text_path.startswith("hf:") or Path(path).is_dir() or text_path.endswith((".parquet", ".arrow")):
+        from ttcl.runtime.dataset_hf import load_hf
+
+        return _from_rows(load_hf(text_path, limit), text_path, limit, fields)
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"{p}: error: dataset file not found")
@@ -92,21 +130,52 @@ def load_dataset(path: str | Path, *, limit: int | None = None) -> list[Item]:
         raise DatasetError(f"{p}: error: {e.reason}") from None
     except OSError as e:
         raise DatasetError(f"{p}: error: cannot read: {e.strerror}") from e
+    return _from_text(raw, str(p), limit, fields)
+
+
+def _read_stdin() -> bytes:
+    import sys
+
+    data = sys.stdin.buffer.read(MAX_DATASET_BYTES + 1)
+    if len(data) > MAX_DATASET_BYTES:
+        raise DatasetError(f"<stdin>: error: more than {MAX_DATASET_BYTES // MiB} MiB of dataset")
+    return data
+
+
+def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str] | None) -> list[Item]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise _bad(str(p), line, "not valid UTF-8") from e
+        raise _bad(shown, line, "not valid UTF-8") from e
     items: list[Item] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if limit is not None and len(items) >= limit:
             break
-        items.append(parse_line(line, path=str(p), line=lineno, index=len(items)))
+        items.append(parse_line(line, path=shown, line=lineno, index=len(items), fields=fields))
     if not items:
-        raise DatasetError(f"{p}: error: the dataset has no items")
+        raise DatasetError(f"{shown}: error: the dataset has no items")
     return items
+
+
+def _from_rows(rows: list[dict[str, Any]], shown: str, limit: int | None, fields: dict[str, str] | None) -> list[Item]:
+    items = [parse_obj(row, path=f"{shown} row", line=i, index=i, fields=fields)
+             for i, row in enumerate(rows[:limit] if limit is not None else rows)]
+    if not items:
+        raise DatasetError(f"{shown}: error: the dataset has no items")
+    return items
+
+
+def items_digest(items: list[Item]) -> str:
+    """A digest of what a dataset held (for sources that are not one file: stdin, a dataset directory)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for it in items:
+        h.update(json.dumps([it.question, it.answer_text, it.extra], sort_keys=True, default=str).encode() + b"\n")
+    return h.hexdigest()
 
 
 def single_item(question: str) -> list[Item]:

@@ -367,9 +367,11 @@ class Runner:
         o = self.options
         ds_hash = None
         if o.dataset is not None:
+            from ttcl.runtime.dataset import items_digest
             from ttcl.runtime.trace import file_digest
 
-            ds_hash = file_digest(o.dataset)
+            regular = str(o.dataset) != "-" and o.dataset.is_file() and o.dataset.suffix not in (".parquet", ".arrow")
+            ds_hash = file_digest(o.dataset) if regular else items_digest(items)
         budget = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(), "on_exhaust": self.on_exhaust}
         device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
         dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""

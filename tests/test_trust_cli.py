@@ -307,3 +307,59 @@ def test_a_model_without_eos_is_warned_about(capsys: pytest.CaptureFixture[str],
     warnings = json.loads(out)["warnings"]
     assert len(warnings) == 1 and "has no end-of-sequence token" in warnings[0] and "token id 0" in warnings[0]
     assert json.loads(cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu", "--json")[1])["warnings"] == []
+
+
+ROWS = [{"problem": f"{i + 2} +{i}", "solution": f"#### {2 * i + 2}", "level": i % 2} for i in range(3)]
+
+
+def _answers(summary: dict) -> list[tuple[str, str | None, str | None]]:
+    return [(r["question"], r["gold"], r["answer"]) for r in summary["results"]]
+
+
+@pytest.mark.slow  # five runs and the datasets import: minutes on a shared 2-core machine
+def test_datasets_from_local_disk_with_field_mapping(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """JSONL, save_to_disk, parquet and arrow give the same items (and the same answers); nothing is downloaded."""
+    import datasets
+
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    ds = datasets.Dataset.from_list(ROWS)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "dict"))
+    ds.to_parquet(str(tmp_path / "rows.parquet"))
+    arrow = next((tmp_path / "saved").glob("*.arrow"))
+    base = ["run", str(setup["prog"]), "--model", f"policy={setup['model']}", "--device", "cpu", "--json",
+            "--field", "question=problem", "--field", "answer=solution"]
+    got = {}
+    for name, source in (("jsonl", jsonl), ("saved", tmp_path / "saved"), ("dict", tmp_path / "dict"),
+                         ("parquet", tmp_path / "rows.parquet"), ("arrow", arrow)):
+        code, out, err = cli(capsys, *base, "--dataset", str(source))
+        assert code == 0, (name, err)
+        got[name] = _answers(json.loads(out))
+    assert all(v == got["jsonl"] for v in got.values())
+    assert [g for _, g, _ in got["jsonl"]] == ["2", "4", "6"]
+    assert json.loads(out)["results"][0]["fields"] == {"level": 0}
+    code, out, err = cli(capsys, *base[:-4], "--dataset", str(jsonl))
+    assert code == 2 and 'missing field "question" (fields present: level, problem, solution)' in err
+    code, out, err = cli(capsys, *base[:-2], "--field", "answer=answr", "--dataset", str(jsonl))
+    assert code == 2 and '--field: no field "answr"' in err
+    code, out, err = cli(capsys, *base, "--dataset", "hf:ttcl-no-such-dataset-xyz")
+    assert code == 2 and "hf:ttcl-no-such-dataset-xyz: error:" in err and "Traceback" not in err
+
+
+def test_dataset_from_stdin_resumes_like_a_file(setup: dict[str, Path], tmp_path: Path) -> None:
+    text = "".join(json.dumps({"question": r["problem"], "answer": r["solution"]}) + "\n" for r in ROWS)
+    trace = tmp_path / "t.jsonl"
+    cmd = [sys.executable, "-m", "ttcl.cli", "run", str(setup["prog"]), "--dataset", "-", "--model",
+           f"policy={setup['model']}", "--device", "cpu", "--json", "--trace", str(trace)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(cmd, input=text, capture_output=True, text=True, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert [r["gold"] for r in json.loads(first.stdout)["results"]] == ["2", "4", "6"]
+    again = subprocess.run([*cmd, "--resume"], input=text, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert _answers(json.loads(again.stdout)) == _answers(json.loads(first.stdout))
+    other = subprocess.run([*cmd, "--resume"], input=text.replace("2 +0", "9 +0"), capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert other.returncode == 2 and "different dataset hash" in other.stderr

@@ -45,6 +45,7 @@ def run(
     resume: bool = False,
     overwrite: bool = False,
     limit: int | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Compile `path` and run it on `inputs` (texts) or a JSONL `dataset`."""
     from ttcl.compiler.params import parse_set_overrides
@@ -56,7 +57,7 @@ def run(
     if (inputs is None) == (dataset is None):
         raise TtclError("ttcl.run: give exactly one of inputs= or dataset=")
     if dataset is not None:
-        items = load_dataset(dataset, limit=limit)
+        items = load_dataset(dataset, limit=limit, fields=dict(fields or {}))
     else:
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         items = [Item(index=i, question=t) for i, t in enumerate(texts)][:limit]

@@ -57,8 +57,13 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise RunOptionError(f"{name} {value!r}: expected one of {', '.join(allowed)}")
 
 
-def _load_items(input_: str | None, dataset: Path | None, limit: int | None) -> list[Any]:
-    from ttcl.runtime.dataset import load_dataset, single_item
+DATASET_HELP = ("A dataset: FILE.jsonl (question/answer per line), - (JSONL on stdin), or from local disk a "
+                "Hugging Face dataset DIR (save_to_disk), FILE.parquet, FILE.arrow, hf:NAME[:SPLIT] (the local cache).")
+FIELD_HELP = "Map an item field to the dataset's: --field question=problem --field answer=solution (repeatable)."
+
+
+def _load_items(input_: str | None, dataset: Path | None, limit: int | None, fields: list[str] | None = None) -> list[Any]:
+    from ttcl.runtime.dataset import load_dataset, parse_fields, single_item
 
     if limit is not None and limit < 1:
         raise RunOptionError(f"--limit {limit}: expected a positive number of items")
@@ -67,7 +72,7 @@ def _load_items(input_: str | None, dataset: Path | None, limit: int | None) -> 
     if input_ is not None:
         return single_item(input_)
     assert dataset is not None
-    return load_dataset(dataset, limit=limit)
+    return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []))
 
 
 class _Progress(NodeHook):
@@ -336,7 +341,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
 def run(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
-    dataset: Annotated[Path | None, typer.Option("--dataset", help="A JSONL file with question/answer fields.")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
+    field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
@@ -368,7 +374,7 @@ def run(
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     wide = Wide(ray, workers, shards)
-    items = _load_items(input_, dataset, limit)
+    items = _load_items(input_, dataset, limit, field)
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,

@@ -377,3 +377,33 @@ def test_readme_example_is_the_bundled_program() -> None:
     assert [(r.node, r.bound) for r in readme.report.rows] == [(r.node, r.bound) for r in shipped.report.rows]
     assert readme.report.limits == shipped.report.limits and readme.report.on_exhaust == shipped.report.on_exhaust
     assert readme.report.warnings == [] and shipped.report.warnings == []
+
+
+def test_user_checker_from_the_command_line_only(tmp_path: Path) -> None:
+    """`--verifier NAME=module:function` runs the user's own function; the program text can only name it."""
+    (tmp_path / "my_checks.py").write_text(
+        "def score(question, completion):\n    return (len(completion) % 7) / 7.0\n")
+    prog = tmp_path / "p.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier mine = check("mine")\n'
+                    "strategy main(question: text[<=40]) -> answer {\n"
+                    '    drafts = sample(policy, "{question}\\n", n = 3, max_tokens = 24)\n'
+                    "    return vote(verify(mine, drafts), weight = score)\n}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "ttcl.cli", "run", str(prog), "--input", "3 +4", "--device", "cpu"]
+    trace = tmp_path / "t.jsonl"
+    ok = subprocess.run([*base, "--verifier", "mine=my_checks:score", "--trace", str(trace)], capture_output=True,
+                        text=True, env=env, cwd=tmp_path, timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    from ttcl.runtime.trace import read_trace
+
+    scored = next(n for n in read_trace(trace).nodes[0] if n.op == "verify").outputs
+    assert scored and all(c["score"] == pytest.approx((len(c["text"]) % 7) / 7.0) for c in scored)
+    missing = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert missing.returncode == 2 and 'no checker named "mine"' in missing.stderr
+    # a program cannot name code: a module path in check(...) is just an unknown checker name
+    prog.write_text(prog.read_text().replace('check("mine")', 'check("my_checks:score")'))
+    code_in_text = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert code_in_text.returncode == 2 and 'no checker named "my_checks:score"' in code_in_text.stderr
+    bad = subprocess.run([*base, "--verifier", "mine=no_such_module:score"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert bad.returncode == 2 and "no module 'no_such_module'" in bad.stderr and "Traceback" not in bad.stderr

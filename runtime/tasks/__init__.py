@@ -18,14 +18,77 @@ def _builtins() -> dict[str, Checker]:
     return {"arith": arith, "expr": expr}
 
 
+# Checkers the user named on the command line (`--verifier NAME=module:function`), for this process only:
+# a program can still only say `check("NAME")`; which code NAME runs is never in the program text.
+_CLI: dict[str, Checker] = {}
+
+
+class FunctionChecker:
+    """A user's `(question, completion) -> score` function as a checker: the whole completion is one step."""
+
+    def __init__(self, name: str, fn: object) -> None:
+        self.name, self.fn = name, fn
+
+    def extract(self, completion: str) -> str | None:
+        from ttcl.runtime.extract import after_marker, last_number
+
+        return after_marker(completion) or last_number(completion)
+
+    def outcome(self, question: str, completion: str) -> float:
+        try:
+            return float(self.fn(question, completion))  # type: ignore[operator]
+        except Exception as e:  # the user's code: its failure is that item's failure, named
+            raise TtclRuntimeError(f"verifier {self.name!r}: the user's function raised {type(e).__name__}: {e}") from e
+
+    def steps(self, question: str, completion: str) -> list[float]:
+        return [self.outcome(question, completion)]
+
+    def split_steps(self, completion: str) -> list[str]:
+        return [completion]
+
+
+def register_cli_checker(name: str, target: str) -> Checker:
+    """`--verifier NAME=module:function`: import it (the current directory first) and register it under NAME."""
+    import importlib
+    import os
+    import sys
+
+    module, _, attr = target.partition(":")
+    if not name.isidentifier() or not module or not attr:
+        raise TtclRuntimeError(f"--verifier {name}={target}: error: expected NAME=module:function, "
+                               "e.g. --verifier mine=my_checks:score")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as e:
+        raise TtclRuntimeError(f"--verifier {name}={target}: error: no module {e.name!r} (looked in the current "
+                               "directory and the Python path)") from None
+    except AttributeError:
+        raise TtclRuntimeError(f"--verifier {name}={target}: error: module {module!r} has no {attr!r}") from None
+    except Exception as e:  # importing the user's module ran their code
+        raise TtclRuntimeError(f"--verifier {name}={target}: error: importing {module!r} raised "
+                               f"{type(e).__name__}: {e}") from None
+    if isinstance(obj, type):
+        obj = obj()
+    checker = obj if isinstance(obj, Checker) else FunctionChecker(name, obj) if callable(obj) else None
+    if checker is None:
+        raise TtclRuntimeError(f"--verifier {name}={target}: error: {attr!r} is neither a function "
+                               "(question, completion) -> score nor a checker")
+    _CLI[name] = checker
+    return checker
+
+
 def available_checkers() -> list[str]:
-    names = set(_builtins())
+    names = set(_builtins()) | set(_CLI)
     names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     return sorted(names)
 
 
 def get_checker(name: str) -> Checker:
-    """The checker registered under `name` (entry point first, built-ins as fallback)."""
+    """The checker registered under `name` (the command line's, then entry points, built-ins as fallback)."""
+    if name in _CLI:
+        return _CLI[name]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == name:
             try:
@@ -45,4 +108,5 @@ def get_checker(name: str) -> Checker:
     raise TtclRuntimeError(f"unknown checker {name!r}{hint} (known: {', '.join(known)})")
 
 
-__all__ = ["Checker", "ENTRY_POINT_GROUP", "available_checkers", "get_checker"]
+__all__ = ["Checker", "ENTRY_POINT_GROUP", "FunctionChecker", "available_checkers", "get_checker",
+           "register_cli_checker"]

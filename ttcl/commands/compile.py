@@ -41,6 +41,26 @@ def parse_model_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
+def register_verifiers(items: list[str]) -> None:
+    """`--verifier NAME=module:function`: the user's own checker, named on the command line only."""
+    if not items:
+        return
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime.tasks import register_cli_checker
+
+    for item in items:
+        name, eq, target = item.partition("=")
+        if not eq:
+            raise OptionError(f"--verifier {item!r}: expected NAME=module:function, e.g. --verifier mine=my_checks:score")
+        register_cli_checker(name.strip(), target.strip())
+    checks_calls._registered_checkers.cache_clear()
+
+
+VerifierOpt = Annotated[list[str] | None, typer.Option(
+    "--verifier", help="Your own checker for check(\"NAME\"): --verifier NAME=module:function (repeatable; "
+    "command line only, never from a program).")]
+
+
 def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
                      allow_remote: list[str] | None = None) -> Compiled:
     """Parse the shared options and compile; every problem is a TtclError."""
@@ -166,8 +186,10 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     max_input_tokens: MaxInputOpt = None,
     allow_remote: AllowRemoteOpt = None,
+    verifier: VerifierOpt = None,
 ) -> None:
     """Prove that the worst case fits the budget: one row per node, totals, verdict (exit 0 fits, 1 over, 2 invalid)."""
+    register_verifiers(verifier or [])
     try:
         compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
     except TtclError as e:

@@ -28,6 +28,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from ttcl.commands.compile import VerifierOpt, register_verifiers
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.run import (
     DATASET_HELP,
@@ -167,6 +168,7 @@ def eval_(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
+    verifier: VerifierOpt = None,
     sweep: Annotated[list[str] | None, typer.Option("--sweep", help="A param and its values: --sweep n=1,4,16 (repeatable).")] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="One pool per item: --pool n=16 sets param n to 16 and estimates every k <= 16 from it.")] = None,
     ks: Annotated[str | None, typer.Option("--ks", help="With --pool: the k values (1,2,4,... by default; `all`).")] = None,
@@ -211,6 +213,7 @@ def eval_(
     pretrain = parse_pretrain(pretrain_flops or [])
     greedy_series = parse_compare(greedy or [])
     compare_series = parse_compare(compare)
+    register_verifiers(verifier or [])
     items = _load_items(None, dataset, limit, field)
     if by is not None and not any(by in it.extra for it in items):
         fields = sorted({k for it in items for k in it.extra}) or ["none"]

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ttcl.commands.compile import VerifierOpt, register_verifiers
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 
@@ -343,6 +344,7 @@ def run(
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
+    verifier: VerifierOpt = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
@@ -374,6 +376,7 @@ def run(
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     wide = Wide(ray, workers, shards)
+    register_verifiers(verifier or [])
     items = _load_items(input_, dataset, limit, field)
     try:
         with wide:

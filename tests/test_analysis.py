@@ -202,3 +202,27 @@ def test_probe_bins_charge_the_probe_and_rank_by_agreement() -> None:
     bins, cost = probe_bins([easy, hard] * 4, 2, np.array([True, False] * 4), n_bins=2)
     assert list(cost) == [11.0] * 8  # shared prefill + 2 probe samples
     assert bins[0] < bins[1]  # 0 = easiest
+
+
+def test_pools_from_a_trace_read_shares_scores_and_steps() -> None:
+    from ttcl.runtime.analysis.collect import PoolNodes, pools_from_trace
+    from ttcl.runtime.trace import ItemRecord, NodeRecord, RunHeader, Trace
+
+    gen = [{"text": "a", "answer": "5", "flops": 10.0}, {"text": "b", "answer": "6", "flops": 30.0}]
+    checked = [{**gen[0], "score": 1.0, "step_scores": [1.0, 1.0]}, {**gen[1], "score": 0.0, "step_scores": [1.0, 0.0]}]
+    orm = [{**gen[0], "score": 0.9, "flops": 10.0 + 7.0}, {**gen[1], "score": 0.2, "flops": 30.0 + 7.0}]
+    trace = Trace(
+        header=RunHeader(program="p.ttc", program_hash="h"),
+        items={0: ItemRecord(item=0, gold="5", fields={"steps": 2}), 1: ItemRecord(item=1, gold="6")},
+        nodes={0: [NodeRecord(item=0, node_id="main/d", op="sample", outputs=gen, cost={"flops": 100.0}),
+                   NodeRecord(item=0, node_id="main/c", op="verify", outputs=checked, cost={"flops": 0.0}),
+                   NodeRecord(item=0, node_id="main/o", op="verify", outputs=orm, cost={"flops": 14.0})]},
+    )
+    nodes = PoolNodes("main/d", {"main/c": ("exact", "check"), "main/o": ("orm", "reward")})
+    (item,) = pools_from_trace(trace, nodes, only={0})
+    p = item.pool
+    assert item.fields == {"steps": 2}
+    assert p.correct == [True, False] and p.strict == [True, False]
+    assert p.shared_flops == 60.0 and p.gen_flops == [10.0, 30.0]
+    assert p.scores == {"orm": [0.9, 0.2]} and p.verifier_flops == {"orm": 14.0}
+    assert flops_at_k(p, "orm_best", 1) == pytest.approx(60 + 20 + 7)

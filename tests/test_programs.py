@@ -25,6 +25,7 @@ BOUNDS = {
     "best_of_n": (16, 896),
     "dvts": (320, 1760),
     "lookahead": (512, 4224),
+    "pool": (48, 1792),
     "rebase": (320, 1760),
     "revision": (10, 560),
     "self_consistency": (16, 1792),

@@ -296,11 +296,13 @@ class BudgetLimit(Node):
 
 
 class BudgetDecl(Node):
-    """`budget per item { ... }` or `budget pooled { ... }`, with an optional `on_exhaust = shrink|stop`."""
+    """`budget per item { ... }` or `budget pooled { ... }`, with an optional `on_exhaust = shrink|stop`
+    and, on a pooled budget, `split = first_come|even|need` (how the pool is shared among items)."""
 
     scope: Literal["item", "pooled"]
     limits: list[BudgetLimit]
     on_exhaust: Literal["shrink", "stop"] | None = None
+    split: Literal["first_come", "even", "need"] | None = None
 
 
 class ExtractDecl(Node):

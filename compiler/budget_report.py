@@ -211,6 +211,9 @@ def check_limits(budgets: list[BudgetDecl], total: Cost, dag: Dag, bounds: NodeB
             limit = float(lim.value.value)
             if decl.scope == "pooled" or unit not in STATIC_UNITS:
                 note = POOLED_NOTE if decl.scope == "pooled" else RUNTIME_NOTE
+                split = getattr(decl, "split", None)
+                if decl.scope == "pooled" and split not in (None, "first_come"):
+                    note = f"pooled over a dataset run, shared {'evenly' if split == 'even' else 'by need at allot'}: enforced at run time"
                 bound = total.get(unit) if unit in STATIC_UNITS else None
                 out.append(LimitCheck(scope=decl.scope, unit=unit.value, limit=limit, bound=bound, status="run time", note=note))
                 continue

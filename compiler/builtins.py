@@ -154,9 +154,11 @@ CANDIDATE_FIELDS: tuple[str, ...] = ("text", "prompt", "answer", "score")
 # Names bound inside a `filter` predicate: `score` and `length` are numbers, `finished` a bool.
 PREDICATE_NAMES: tuple[str, ...] = ("score", "length", "finished")
 
-# `budget.left.<unit>`: the unspent per-item allowance, a number.
+# `budget.left.<unit>`: what this item may still spend, a number (the tighter of its per-item budget and its
+# share of the pool). `budget.pool.<unit>`: the pooled budget's balance (see docs/language.md, "Pooled budgets").
 BUDGET_NAME = "budget"
 BUDGET_LEFT = "left"
+BUDGET_POOL = "pool"
 BUDGET_LEFT_UNITS: tuple[str, ...] = ("calls", "prompt_tokens", "gen_tokens", "tokens", "flops", "seconds")
 
 # Guards against programs whose unrolled DAG would not fit in memory.
@@ -268,6 +270,13 @@ BUILTINS: dict[str, BuiltinSig] = {
         _stat("mean_score", "the mean score"),
         _stat("count", "the number of candidates"),
         _stat("entropy", "entropy of the answer distribution, in nats"),
+        BuiltinSig(
+            "allot",
+            (ParamSpec("need", type=Ty.number, required=True, doc="this item's claim on the rest of the pool, >= 0"),),
+            Ty.number,
+            doc="wait until every item has reached this point, then share the rest of the pooled budget in "
+                "proportion to need; returns this item's share (0..1). Needs `budget pooled { split = need }`",
+        ),
         BuiltinSig(
             "all_finished",
             (ParamSpec("c", type=Ty.candidates, required=True),),

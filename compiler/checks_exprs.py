@@ -34,6 +34,7 @@ from ttcl.compiler.builtins import (
     BUDGET_LEFT,
     BUDGET_LEFT_UNITS,
     BUDGET_NAME,
+    BUDGET_POOL,
     BUILTINS,
     CANDIDATE_FIELDS,
     VALUE_TYPES,
@@ -231,8 +232,8 @@ class ExprChecker(CallMixin):
 
     def _budget_left(self, node: Attribute) -> Ty:
         assert isinstance(node.value, Attribute)
-        if node.value.attr != BUDGET_LEFT:
-            self.ctx.error(node.value.span, f"`budget` has no field `{node.value.attr}`", expected="budget.left.<unit>", hint=did_you_mean(node.value.attr, [BUDGET_LEFT]))
+        if node.value.attr not in (BUDGET_LEFT, BUDGET_POOL):
+            self.ctx.error(node.value.span, f"`budget` has no field `{node.value.attr}`", expected="budget.left.<unit> or budget.pool.<unit>", hint=did_you_mean(node.value.attr, [BUDGET_LEFT, BUDGET_POOL]))
             return Ty.error
         if node.attr not in BUDGET_LEFT_UNITS:
             self.ctx.error(node.span, f"unknown budget unit `{node.attr}`", expected="one of " + ", ".join(BUDGET_LEFT_UNITS), hint=did_you_mean(node.attr, BUDGET_LEFT_UNITS))

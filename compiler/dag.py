@@ -85,7 +85,10 @@ Op = Literal[
     "input",  # a strategy input of the entry strategy
     "param",  # a param's value (static)
     "const",  # a literal
-    "budget_left",  # budget.left.<unit>: the unspent per-item allowance at run time
+    "budget_left",  # budget.left.<unit>: what the item may still spend (its budget, its share of the pool);
+    # budget_left/budget_pool carry an `after` port: the latest model node or `allot` before them in the source
+    "budget_pool",  # budget.pool.<unit>: the pooled budget's balance (at the last allotment under a split)
+    "allot",  # waits for every item, then shares the rest of the pool by need; the item's share
     "template",  # text built from a string template
     "sample",
     "extend",

@@ -31,6 +31,7 @@ from ttcl.compiler.ast import (
     Strategy,
 )
 from ttcl.compiler.dag import (
+    MODEL_OPS,
     Dag,
     DagNode,
     GuardCond,
@@ -86,6 +87,7 @@ class Builder(ExprMixin):
         self.max_input_tokens = max_input_tokens
         self.sources = sources or {}
         self.nodes: dict[str, DagNode] = {}
+        self.last_effect: str | None = None  # the latest model node or `allot`, in program order
         self.static: dict[str, StaticValue] = {}
         self.call_counts: dict[tuple[str, str], int] = {}
         self.id_counts: dict[str, int] = {}
@@ -113,9 +115,26 @@ class Builder(ExprMixin):
             frame.env[inp.name] = node
             inputs.append(node)
         output = self.inline_body(strat, frame, None)
+        self.check_allot(info)
         dag = Dag(self.nodes, output, inputs, strat.name)
         dag.calls = self.calls
         return dag
+
+    def check_allot(self, info: ModuleInfo) -> None:
+        """`allot` is the pool's one synchronisation point: once per item, and only under `split = need`."""
+        allots = [n for n in self.nodes.values() if n.op == "allot"]
+        pooled = next((b for b in info.module.budgets if b.scope == "pooled"), None)
+        split = getattr(pooled, "split", None)
+        if allots and split != "need":
+            self.fail(allots[0].span, "`allot` shares a pooled budget by need, but the program declares no "
+                      "`budget pooled { ...; split = need }`", hint="add `split = need` to the pooled budget, or drop `allot`")
+        if len(allots) > 1:
+            self.fail(allots[1].span, f"`allot` runs {len(allots)} times per item (in a loop, in two places or "
+                      "through two calls); the pool is shared out once", hint="call `allot` once, outside any `repeat`")
+        if split == "need" and not allots:
+            assert pooled is not None
+            self.fail(pooled.span, "`split = need` shares the pool at an `allot(need)` call, and the program has none",
+                      hint="after a cheap probe, call `share = allot(1 - agreement(probe))`; or use `split = even`")
 
     def inline_body(self, strat: Strategy, frame: Frame, ctx: GuardCond | None) -> str:
         res = self.block(strat.body, frame, ctx)
@@ -161,11 +180,16 @@ class Builder(ExprMixin):
             self.fail(span, f"the program unrolls to more than {MAX_NODES} DAG nodes",
                       hint="lower the repeat counts or the params that set them")
         base = var or name or (f"{self.owner}.{op}" if self.owner else op)
+        if op in ("budget_left", "budget_pool") and self.last_effect is not None:
+            # read the budget after the model call (or `allot`) written before it, not whenever the scheduler can
+            inputs = [*(inputs or []), Port.make(role="after", node=self.last_effect)]
         node_id = self.fresh_id(frame.ns, base)
         self.nodes[node_id] = DagNode.make(
             id=node_id, op=op, type=_vtype(vtype), args=args or _NO_ARGS, inputs=inputs or [],
             guard=ctx, span=span, module=frame.info.module.path, ns=frame.ns, var=var,
         )
+        if op in MODEL_OPS or op == "allot":
+            self.last_effect = node_id
         if static is not None:
             self.static[node_id] = static
         return node_id

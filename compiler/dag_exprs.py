@@ -184,10 +184,11 @@ class ExprMixin:
 
     def attribute(self, expr: Attribute, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
         inner = expr.value
-        if isinstance(inner, Attribute) and inner.attr == B.BUDGET_LEFT and isinstance(inner.value, Name) and inner.value.id == B.BUDGET_NAME:
+        if isinstance(inner, Attribute) and inner.attr in (B.BUDGET_LEFT, B.BUDGET_POOL) and isinstance(inner.value, Name) and inner.value.id == B.BUDGET_NAME:
             if expr.attr not in B.BUDGET_LEFT_UNITS:
                 self.fail(expr.span, f"no budget unit `{expr.attr}`")
-            return self.add(frame, "budget_left", "number", expr.span, ctx, args=NodeArgs.make(name=expr.attr), var=var)
+            op = "budget_left" if inner.attr == B.BUDGET_LEFT else "budget_pool"
+            return self.add(frame, op, "number", expr.span, ctx, args=NodeArgs.make(name=expr.attr), var=var)
         self.fail(expr.span, "this attribute has no value at run time")
         raise AssertionError  # pragma: no cover
 
@@ -317,6 +318,8 @@ class ExprMixin:
             values["weight"] = _name_of(bound["weight"])
         if "pred" in bound:
             values["predicate"] = self.predicate(bound["pred"], frame, ports)
+        if "need" in bound:
+            ports.append(Port.make(role="need", node=self.expr(bound["need"], frame, ctx)))
         if "rollouts" in bound:
             ports.append(Port.make(role="rollouts", node=self.expr(bound["rollouts"], frame, ctx)))
         if "total" in bound:  # balance: a static count is folded, a runtime one is an input port

@@ -363,6 +363,9 @@ class _Printer:
             line = self._line_of(policy_at) if policy_at is not None else 0
             ext = (policy_at, policy_at + 1, line) if policy_at is not None else (b.span.end_pos, b.span.end_pos, 0)
             entries.append((ext, f"on_exhaust = {b.on_exhaust}"))
+        split_at = self.find(r"split\b", head_end, b.span.end_pos) if getattr(b, "split", None) else None
+        if split_at is not None:
+            entries.append(((split_at, split_at + 1, self._line_of(split_at)), f"split = {b.split}"))
         ordered = sorted(range(len(entries)), key=lambda i: entries[i][0][0])
         shares, tail = _split(inner, [entries[i][0] for i in ordered])
         share_of = dict(zip(ordered, shares, strict=True))

@@ -26,6 +26,8 @@ from ttcl.compiler.parse_lex import (
 
 BUDGET_UNITS = ("calls", "prompt_tokens", "gen_tokens", "tokens", "flops", "seconds")
 EXHAUST_POLICIES = ("shrink", "stop")
+POOL_SPLITS = ("first_come", "even", "need")
+BUDGET_SETTINGS = {"on_exhaust": (EXHAUST_POLICIES, "on_exhaust policy"), "split": (POOL_SPLITS, "pool split")}
 PARAM_TYPES = ("int", "float", "bool", "text")
 VALUE_TYPES = ("text", "candidates", "number", "answer", "bool")
 
@@ -247,16 +249,21 @@ class Builder:
         lbrace = next(i for i, x in enumerate(c) if isinstance(x, Tok) and x.type == "LBRACE")
         scope = self._scope(c[1:lbrace])
         limits: list[ast.BudgetLimit] = []
-        policy: str | None = None
+        settings: dict[str, str] = {}
         for entry in c[lbrace + 1 : -1]:
             if isinstance(entry, ast.BudgetLimit):
                 limits.append(entry)
             elif isinstance(entry, Part):
-                if policy is not None:
-                    raise LexicalError("`on_exhaust` is given twice in one budget", self.span(entry, entry),
-                                       hint="keep one `on_exhaust` line")
-                policy = entry.value
-        return ast.BudgetDecl.model_construct(span=self._all(c), scope=scope, limits=limits, on_exhaust=policy)
+                setting, value = entry.value
+                if setting in settings:
+                    raise LexicalError(f"`{setting}` is given twice in one budget", self.span(entry, entry),
+                                       hint=f"keep one `{setting}` line")
+                if setting == "split" and scope != "pooled":
+                    raise LexicalError("`split` shares a pooled budget among items; a per-item budget has nothing to share",
+                                       self.span(entry, entry), hint="move `split = ...` into `budget pooled { ... }`")
+                settings[setting] = value
+        return ast.BudgetDecl.model_construct(span=self._all(c), scope=scope, limits=limits,
+                                              on_exhaust=settings.get("on_exhaust"), split=settings.get("split"))
 
     def _scope(self, words: list[Tok]) -> str:
         spelled = " ".join(w.value for w in words)
@@ -275,8 +282,9 @@ class Builder:
         return ast.BudgetLimit.model_construct(span=self._all(c), unit=unit, value=self._number(c[2]))
 
     def budget_policy(self, c: list[Tok]) -> Part:
-        self._word(c[0], ("on_exhaust",), "budget setting")
-        return Part(self._word(c[2], EXHAUST_POLICIES, "on_exhaust policy"), c[0], c[-1])
+        setting = self._word(c[0], tuple(BUDGET_SETTINGS), "budget setting")
+        words, what = BUDGET_SETTINGS[setting]
+        return Part((setting, self._word(c[2], words, what)), c[0], c[-1])
 
     def strategy(self, c: list[Any]) -> ast.Strategy:
         inputs = [x for x in c if isinstance(x, ast.Input)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,6 +32,9 @@ from ttcl.compiler.costmodel import Cost, Unit
 from ttcl.compiler.dag import DagNode
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.hooks import NodeHook
+
+if TYPE_CHECKING:
+    from ttcl.runtime.pool_split import PoolShares
 
 OnExhaust = Literal["shrink", "stop"]
 
@@ -186,6 +189,8 @@ class Accountant:
         self._node: dict[tuple[int, str], Cost] = {}  # spent + reserved per node (a node may request per round)
         self._tickets = 0
         self._open: dict[int, Cost] = {}  # ticket -> reservation not yet charged
+        # `split = even | need`: each item's own cap on the pool replaces the first-come pool (runtime/pool_split.py).
+        self.shares: PoolShares | None = None
 
     # ------------------------------------------------------------ queries
 
@@ -196,19 +201,35 @@ class Accountant:
         return self._pool_spent
 
     def remaining(self, item: int) -> dict[str, float]:
-        """What is left for `item` per limited unit: the tighter of its own and the pooled budget."""
+        """What `item` may still spend per limited unit (`budget.left`): the tighter of its per-item budget
+        and its share of the pool (under `first_come`, what is left of the whole pool)."""
         out: dict[str, float] = {}
         have_item = self.spent(item) + self._reserved.get(item, _zero())
         have_pool = self._pool_spent + self._pool_reserved
+        share = self.shares.cap(item) if self.shares is not None else None
         for unit in Unit:
             lefts = []
             if (lim := self.per_item.get(unit)) is not None:
                 lefts.append(lim - have_item.get(unit))
-            if (lim := self.pooled.get(unit)) is not None:
+            if share is not None and (lim := share.get(unit)) is not None:
+                lefts.append(lim - have_item.get(unit))
+            elif share is None and (lim := self.pooled.get(unit)) is not None:
                 lefts.append(lim - have_pool.get(unit))
             if lefts:
                 out[unit.value] = max(0.0, min(lefts))
         return out
+
+    def pool_left(self) -> dict[str, float]:
+        """`budget.pool`: the pooled budget's balance. Under a split, as of the last allotment (the whole
+        pool before `allot`, the remainder it shared out after), so no item reads another's progress."""
+        if self.shares is not None:
+            return dict(self.shares.balance)
+        have = self._pool_spent + self._pool_reserved
+        return {u.value: max(0.0, lim - have.get(u)) for u in Unit if (lim := self.pooled.get(u)) is not None}
+
+    def used(self, item: int) -> Cost:
+        """Spent plus reserved (what an allotment counts as used)."""
+        return self.spent(item) + self._reserved.get(item, _zero())
 
     def entries(self, item: int) -> list[LedgerEntry]:
         return [e for (i, _), e in self.ledger.items() if i == item]
@@ -223,9 +244,13 @@ class Accountant:
         have_item = self.spent(item) + self._reserved.get(item, _zero())
         for u in over_units(have_item, need, self.per_item):
             reasons.append(f"per-item {u.value}")
-        have_pool = self._pool_spent + self._pool_reserved
-        for u in over_units(have_pool, need, self.pooled):
-            reasons.append(f"pooled {u.value}")
+        if self.shares is not None:  # the item's own share of the pool; the shares add up to the pool
+            for u in over_units(have_item, need, self.shares.cap(item)):
+                reasons.append(f"pooled {u.value} (this item's share)")
+        else:
+            have_pool = self._pool_spent + self._pool_reserved
+            for u in over_units(have_pool, need, self.pooled):
+                reasons.append(f"pooled {u.value}")
         for ns, lim in self.sub_budgets.items():
             if node_id.startswith(ns):
                 for u in over_units(self._sub.get((item, ns), _zero()), need, lim):

@@ -267,6 +267,9 @@ class RayRunner:
         self.n_workers = workers
         self.shards = shards or workers
         self.planner = Runner(compiled, options, load_models=False)
+        if self.planner.split != "first_come":
+            raise DistributedError(f"`split = {self.planner.split}`: a wide run shares its pool by fixed shard quotas; "
+                                   "allocating splits run on one machine (drop --ray)")
         self.restarts = 0
         self.stats: dict[str, Any] = {}
 

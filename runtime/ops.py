@@ -197,6 +197,7 @@ def run_cheap(
     inputs: Mapping[str, Value],
     budget_left: Callable[[str], float],
     scope: Mapping[str, Any],
+    budget_pool: Callable[[str], float] | None = None,
 ) -> Value:
     """The value of one cheap node for one item. `ran(id)` says whether an input node ran (for phi)."""
     a = node.args
@@ -210,6 +211,8 @@ def run_cheap(
             return a.value
         case "budget_left":
             return budget_left(a.name or "")
+        case "budget_pool":
+            return budget_pool(a.name or "") if budget_pool is not None else math.inf
         case "template":
             return render(a.prompt or [], values)
         case "vote":

@@ -110,6 +110,29 @@ class RunSummary(BaseModel):
     distributed: dict[str, Any] | None = None  # a wide run (`--ray`): workers, shards, pool calls, restarts, lost spend
 
 
+def pool_split(module: Any) -> str:
+    """How the program's pooled budget is shared: first_come (the default), even or need."""
+    return next((b.split for b in module.budgets if b.scope == "pooled" and getattr(b, "split", None)), "first_come")
+
+
+def content_seeded(items: list[Item], seed: int) -> list[Item]:
+    """Items whose random streams follow their content (question, and which repeat of it), not their position.
+
+    An allocating pool promises results independent of the dataset's order; this makes the samples keep
+    that promise too. An item that already carries its own seed (a `ttcl serve` request) keeps it.
+    """
+    seen: dict[str, int] = {}
+    out: list[Item] = []
+    for it in items:
+        k = seen.get(it.question, 0)
+        seen[it.question] = k + 1
+        if it.seed is None:
+            key = hashlib.blake2b(f"{seed}\x00{it.question}\x00{k}".encode(), digest_size=8).digest()
+            it = it.model_copy(update={"seed": int.from_bytes(key, "big") & ((1 << 63) - 1)})
+        out.append(it)
+    return out
+
+
 def _limits(module: Any, scope: str) -> Limits:
     vals: dict[str, float] = {}
     for b in module.budgets:
@@ -322,6 +345,7 @@ class Runner:
         self.per_item = _limits(module, "item")
         self.pooled = _limits(module, "pooled")
         self.on_exhaust = compiled.report.on_exhaust or "stop"
+        self.split = pool_split(module) if not self.pooled.is_empty() else "first_come"
         self.backends = self._load_backends() if load_models else {}
         self.scorers = self._load_scorers() if load_models else {}
         self.extract = self._extractor()
@@ -372,7 +396,10 @@ class Runner:
 
             regular = str(o.dataset) != "-" and o.dataset.is_file() and o.dataset.suffix not in (".parquet", ".arrow")
             ds_hash = file_digest(o.dataset) if regular else items_digest(items)
-        budget = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(), "on_exhaust": self.on_exhaust}
+        budget: dict[str, Any] = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(),
+                                  "on_exhaust": self.on_exhaust}
+        if self.split != "first_come":
+            budget["split"] = self.split
         device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
         dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""
         engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
@@ -412,7 +439,17 @@ class Runner:
         if progress is not None:
             hooks.append(progress)
         todo = [it for it in items if it.index not in done]
+        if self.split != "first_come":
+            if self.split == "need" and done and todo:
+                raise TtclRuntimeError("--resume: `split = need` shares the pool among all items at once, and this "
+                                       f"trace already holds {len(done)} finished items; rerun with --overwrite")
+            from ttcl.runtime.pool_split import PoolShares
+
+            acc.shares = PoolShares(self.pooled, self.split)
+            acc.shares.begin(it.index for it in items)
+            todo = [it for it in content_seeded(items, o.seed) if it.index not in done]
         sched = self.scheduler(acc, hooks)
+        sched.isolate_items = self.split != "first_come"
         try:
             fresh = sched.run(todo, on_result=on_result, replay=replay, should_stop=should_stop)
         finally:
@@ -438,7 +475,10 @@ class Runner:
         mode = self.options.schedule
         if mode not in ("auto", "lockstep", "stream"):
             raise TtclRuntimeError(f"schedule {mode!r}: expected auto, lockstep or stream")
-        if mode == "stream" or mode == "auto" and any(hasattr(be, "submit") for be in self.backends.values()):
+        if self.split == "need" and mode == "stream":
+            raise TtclRuntimeError("--schedule stream: `split = need` waits for every item at `allot`; use lockstep")
+        if self.split != "need" and (
+                mode == "stream" or mode == "auto" and any(hasattr(be, "submit") for be in self.backends.values())):
             from ttcl.runtime.scheduler_stream import StreamScheduler
 
             cls = StreamScheduler

@@ -83,6 +83,7 @@ class _ItemRun:
     shrunk: dict[str, str] = field(default_factory=dict)  # node -> how the accountant shrank it
     refused: dict[str, str] = field(default_factory=dict)  # node -> why the accountant refused it
     scores: dict[tuple[str, str, str], Any] = field(default_factory=dict)  # verifier score cache (jobs.JobContext)
+    need: float | None = None  # set while the item waits at `allot` for the other items
 
     @property
     def index(self) -> int:
@@ -144,6 +145,10 @@ class Scheduler:
         self.t0 = time.perf_counter()
         self.batches: list[tuple[str, int]] = []  # (model or verifier, requests) per backend call
         self.steps = 0
+        self._allotted: dict[int, float] | None = None  # each item's share, once every item reached `allot`
+        # An allocating pool: no KV prefix carried from one backend call to the next, so what an item is
+        # charged never depends on which other items ran before it (runtime/pool_split.py).
+        self.isolate_items = False
         self._order = [n.id for n in dag.topological_order()]
         # Only hooks that look at node inputs/outputs (the trace) pay for turning them into JSON.
         self._want_io = any(type(h).after_node is not NodeHook.after_node for h in self.hooks)
@@ -165,13 +170,20 @@ class Scheduler:
         for h in self.hooks:
             h.before_run(items=len(items), nodes=len(self.dag), replayed=sum(len(r) for r in self.replay.values()))
         results: dict[int, ItemResult] = {}
-        queue = list(items)
+        queue: list[Item | _ItemRun] = list(items)
         active: list[_ItemRun] = []
-        while queue or active:
+        parked: list[_ItemRun] = []  # waiting at `allot` (runs in item order once released)
+        while queue or active or parked:
+            if not queue and not active:  # every item is at `allot` or finished: share the pool out
+                self._release(parked)
+                queue, parked = list(sorted(parked, key=lambda r: r.index)), []
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
-                active.append(self._new_run(queue.pop(0)))
+                nxt = queue.pop(0)
+                active.append(nxt if isinstance(nxt, _ItemRun) else self._new_run(nxt))
             for run in active:
                 self._advance(run)
+            parked += [r for r in active if r.need is not None and not r.jobs and self._allotted is None]
+            active = [r for r in active if not (r.need is not None and not r.jobs and self._allotted is None)]
             self._execute(active)
             active = self._retire(active, results, on_result)
             if should_stop is not None and (queue or active) and should_stop():
@@ -180,6 +192,19 @@ class Scheduler:
         for h in self.hooks:
             h.after_run(results=ordered)
         return ordered
+
+    def _release(self, parked: list[_ItemRun]) -> None:
+        """The `allot` barrier: every item has reached it or finished. Share the rest of the pool by need."""
+        needs = {r.index: float(r.need or 0.0) for r in parked}
+        acc = self.accountant
+        if acc is not None and acc.shares is not None and acc.shares.split == "need":
+            self._allotted = acc.shares.allot(needs, acc.used)
+        else:  # no allocating pool (a bare scheduler): the shares are reported, nothing is capped
+            from ttcl.runtime.pool_split import fractions
+
+            self._allotted = fractions(needs)
+        for r in parked:
+            r.need = None
 
     def _retire(self, active: list[_ItemRun], results: dict[int, ItemResult],
                 on_result: Callable[[ItemResult], None] | None) -> list[_ItemRun]:
@@ -242,6 +267,10 @@ class Scheduler:
                     left.append(node_id)
                     continue
                 reason = self._guard_blocks(run, node)
+                if reason is None and node.op == "allot" and self._allotted is None:
+                    run.need = self._need(run, node)  # wait here until every item arrives
+                    left.append(node_id)
+                    continue
                 if reason is not None:
                     self._skip(run, node, reason)
                 elif node.op in MODEL_OPS:
@@ -288,6 +317,17 @@ class Scheduler:
 
         return left
 
+    def _budget_pool(self, unit: str) -> float:
+        if self.accountant is None:
+            return float("inf")
+        return self.accountant.pool_left().get(unit, float("inf"))
+
+    @staticmethod
+    def _need(run: _ItemRun, node: DagNode) -> float:
+        ids = node.input_nodes("need")
+        v = run.values.get(ids[0]) if ids else None
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
+
     def _run_cheap(self, run: _ItemRun, node: DagNode) -> None:
         started = self._now()
         allow = self._gate_raw(run.index, node, Cost(), None, None, None)
@@ -297,9 +337,11 @@ class Scheduler:
             self._stop(run, node, allow, started)
             return
         try:
-            value = run_cheap(
-                node, run.values, run.ran, inputs=run.inputs, budget_left=self._budget_left(run), scope=self.scope
-            )
+            if node.op == "allot":
+                value = (self._allotted or {}).get(run.index, 0.0)
+            else:
+                value = run_cheap(node, run.values, run.ran, inputs=run.inputs, budget_left=self._budget_left(run),
+                                  scope=self.scope, budget_pool=self._budget_pool)
         except (OpError, TtclRuntimeError) as e:
             error = str(e)
         self._after_phase(run, node, allow, Cost(), error)
@@ -470,6 +512,9 @@ class Scheduler:
 
     def _run_gen(self, model: str, kind: str, calls: list[GenCall]) -> None:
         be = self.backends[model]
+        if self.isolate_items:
+            for b in self.backends.values():
+                b.clear_cache()
         self.batches.append((model, len(calls)))
         if hasattr(be, "submit"):  # a server: every request on its own, its failure its own
             futures = [be.submit(c.request) for c in calls]
@@ -495,6 +540,9 @@ class Scheduler:
         return be.generate(reqs)  # type: ignore[arg-type]
 
     def _run_score(self, name: str, calls: list[ScoreCall]) -> None:
+        if self.isolate_items:  # a judge reads through the policy's prefix cache
+            for b in self.backends.values():
+                b.clear_cache()
         self.batches.append((name, len(calls)))
         try:
             out = self.scorers[name].score([(c.question, c.cands) for c in calls])

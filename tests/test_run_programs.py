@@ -27,6 +27,7 @@ SETTINGS: dict[str, dict[str, str]] = {
     "dvts.ttc": {"trees": "2", "width": "2"},
     "lookahead.ttc": {"beams": "2", "width": "2", "lookahead": "1"},
     "rebase.ttc": {"width": "4"},
+    "pooled_adaptive.ttc": {"probe": "2", "more": "4"},
     "adaptive.ttc": {"probe": "3", "hard_n": "4"},
 }
 
@@ -76,4 +77,6 @@ def test_program_runs_end_to_end(name: str, dataset: Path, capsys: pytest.Captur
             assert r["cost"][unit.value] <= summary["bound_total"][unit.value] + 1e-6
             if unit.value in summary["budget_item"]:
                 assert r["cost"][unit.value] <= summary["budget_item"][unit.value] + 1e-6
+    for unit, limit in summary["budget_pooled"].items():
+        assert summary["actual_total"][unit] <= limit + 1e-6
     assert summary["actual_total"]["calls"] > 0

@@ -1,0 +1,164 @@
+"""Pooled budgets that allocate: `budget pooled { ...; split = even | need }` and `allot(need)`.
+
+The shares' arithmetic, the accountant enforcing them, the compile-time rules for `allot`, and, on the
+bundled model, that the allocation does not depend on the dataset's order or on batching.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from shipped import available
+
+from ttcl.compiler.costmodel import STATIC_UNITS, Cost
+from ttcl.compiler.diagnostics import DiagnosticError
+from ttcl.compiler.pipeline import compile_program
+from ttcl.runtime.accountant import Accountant, Limits
+from ttcl.runtime.pool_split import PoolShares, fractions
+
+
+def test_even_caps_add_up_to_the_pool() -> None:
+    shares = PoolShares(Limits(calls=10, flops=3e9), "even")
+    shares.begin([4, 1, 2])
+    assert {i: shares.cap(i).as_dict() for i in (1, 2, 4)} == {i: {"calls": 10 / 3, "flops": 1e9} for i in (1, 2, 4)}
+    assert shares.cap(9).as_dict() == {"calls": 0.0, "flops": 0.0}  # an unannounced item has no share
+
+
+def test_allot_shares_the_rest_by_need_and_returns_what_finished_items_left() -> None:
+    shares = PoolShares(Limits(gen_tokens=1000), "need")
+    shares.begin(range(4))  # 250 each
+    spent = {0: Cost(gen_tokens=100), 1: Cost(gen_tokens=50), 2: Cost(gen_tokens=250), 3: Cost(gen_tokens=0)}
+    frac = shares.allot({0: 3.0, 1: 1.0, 3: 0.0}, spent.__getitem__)  # item 2 finished before `allot`
+    assert frac == {0: 0.75, 1: 0.25, 3: 0.0}
+    rest = 1000 - 400
+    assert shares.balance == {"gen_tokens": rest}
+    caps = {i: shares.cap(i).get("gen_tokens") for i in range(4)}
+    assert caps == {0: 100 + 0.75 * rest, 1: 50 + 0.25 * rest, 2: 250, 3: 0}
+    assert sum(caps.values()) == pytest.approx(1000)
+
+
+def test_fractions_ignore_bad_needs() -> None:
+    assert fractions({1: float("nan"), 2: -4.0, 3: 2.0}) == {1: 0.0, 2: 0.0, 3: 1.0}
+    assert fractions({1: 0.0, 2: 0.0}) == {1: 0.5, 2: 0.5}
+
+
+def test_accountant_enforces_each_items_share() -> None:
+    acc = Accountant(pooled=Limits(calls=10), on_exhaust="stop")
+    acc.shares = PoolShares(acc.pooled, "even")
+    acc.shares.begin([0, 1])
+    assert acc.remaining(0) == {"calls": 5.0}
+    a = acc.request(0, "n", Cost(calls=4))
+    assert a.granted
+    acc.charge(a, Cost(calls=4))
+    assert not acc.request(0, "m", Cost(calls=2)).granted  # item 0's share is spent, though the pool has 6 left
+    assert acc.remaining(0) == {"calls": 1.0} and acc.remaining(1) == {"calls": 5.0}
+    assert acc.pool_left() == {"calls": 10.0}  # the balance as of the last allotment (the start)
+    b = acc.request(1, "n", Cost(calls=5))
+    assert b.granted
+
+
+PROGRAM = """ttcl 1
+model policy = "ttcl:arith-s"
+
+budget pooled {
+    gen_tokens <= GEN
+    flops <= 1e9
+    on_exhaust = shrink
+    split = SPLIT
+}
+
+strategy main(question: text[<=40]) -> answer {
+    probe = sample(policy, "{question}\\n", n = 3, max_tokens = 112, temperature = 0.8)
+    share = ALLOT
+    if budget.left.gen_tokens >= 112 {
+        more = sample(policy, "{question}\\n", n = 16, max_tokens = 112, temperature = 0.8)
+        return vote(probe + more)
+    }
+    return vote(probe)
+}
+"""
+
+
+def _program(tmp: Path, split: str, gen: int = 3000, allot: str = "allot(1 - agreement(probe))") -> Path:
+    path = tmp / f"pool_{split}.ttc"
+    text = PROGRAM.replace("GEN", str(gen)).replace("SPLIT", split)
+    path.write_text(text.replace("ALLOT", allot) if split == "need" else text.replace("    share = ALLOT\n", ""))
+    return path
+
+
+def _fails(tmp: Path, source: str) -> str:
+    path = tmp / "bad.ttc"
+    path.write_text(source)
+    with pytest.raises(DiagnosticError) as e:
+        compile_program(path)
+    return e.value.render()
+
+
+def test_allot_rules(tmp_path: Path) -> None:
+    need = _program(tmp_path, "need").read_text()
+    assert "declares no `budget pooled { ...; split = need }`" in _fails(tmp_path, need.replace("split = need", "split = even"))
+    assert "the program has none" in _fails(tmp_path, need.replace("    share = allot(1 - agreement(probe))\n", ""))
+    looped = need.replace("    share = allot(1 - agreement(probe))\n", "    repeat 2 {\n        share = allot(1)\n    }\n")
+    assert "`allot` runs 2 times per item" in _fails(tmp_path, looped)
+    assert "`split` shares a pooled budget among items" in _fails(
+        tmp_path, need.replace("budget pooled {", "budget per item {\n    split = even\n}\nbudget pooled {", 1))
+    assert "unknown pool split `greedy`" in _fails(tmp_path, need.replace("split = need", "split = greedy"))
+    assert "`budget` has no field `pol`" in _fails(tmp_path, need.replace("budget.left.gen_tokens", "budget.pol.gen_tokens"))
+
+
+def test_budget_pool_reads_the_balance(tmp_path: Path) -> None:
+    prog = _program(tmp_path, "need", allot="allot(1)\n    left = budget.pool.gen_tokens")
+    dag = compile_program(prog).dag
+    pool = next(n for n in dag if n.op == "budget_pool")
+    left = next(n for n in dag if n.op == "budget_left")
+    assert [p.node for p in pool.inputs] == ["main/share"]  # read after `allot`, the latest effect before it
+    assert [p.node for p in left.inputs] == ["main/share"]
+
+
+needs_model = pytest.mark.skipif(not available("ttcl:arith-s"), reason="the bundled ttcl:arith-s is not installed")
+
+
+def _run(prog: Path, questions: list[tuple[str, str]], batch: int | None) -> dict:
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    items = [Item(index=i, question=q, gold=g) for i, (q, g) in enumerate(questions)]
+    return Runner(compile_program(prog), RunOptions(device="cpu", seed=3, max_batch_items=batch)).run(items).model_dump()
+
+
+def _by_question(summary: dict) -> dict[str, tuple]:
+    return {r["question"]: (r["answer"], r["status"], tuple(r["cost"][u.value] for u in STATIC_UNITS))
+            for r in summary["results"]}
+
+
+@needs_model
+@pytest.mark.parametrize("split", ["need", "even"])
+def test_allocation_ignores_order_and_batching(tmp_path: Path, split: str) -> None:
+    from ttcl.runtime.tasks.arith import make_problems
+
+    questions = [(p.question, str(p.answer)) for p in make_problems(9, [1, 2, 3, 4, 5, 6], 21)]
+    prog = _program(tmp_path, split)
+    ref = _run(prog, questions, None)
+    shuffled = list(questions)
+    random.Random(5).shuffle(shuffled)
+    for order, batch in ((list(reversed(questions)), 2), (shuffled, 4), (questions, 1)):
+        got = _run(prog, order, batch)
+        assert _by_question(got) == _by_question(ref), (split, batch)
+    pool = ref["budget_pooled"]
+    for unit, limit in pool.items():
+        assert ref["actual_total"][unit] <= limit * (1 + 1e-9)
+    spend = [r["cost"]["gen_tokens"] for r in ref["results"]]
+    even = pool["gen_tokens"] / len(questions)
+    assert all(s <= even * (1 + 1e-9) for s in spend) if split == "even" else max(spend) > even  # need: some got more
+
+
+def test_fmt_keeps_the_split(tmp_path: Path) -> None:
+    from ttcl.compiler.fmt import format_source
+
+    src = _program(tmp_path, "need").read_text().replace("    split = need\n", "").replace("    on_exhaust = shrink\n", "")
+    src = src.replace("budget pooled {", "budget pooled {  # shared\n    split = need   # by need\n    on_exhaust = shrink", 1)
+    once = format_source(src, "p.ttc")
+    assert "    split = need   # by need\n" in once and "# shared" in once  # comments keep their column
+    assert format_source(once, "p.ttc") == once

@@ -440,9 +440,10 @@ class Runner:
             hooks.append(progress)
         todo = [it for it in items if it.index not in done]
         if self.split != "first_come":
-            if self.split == "need" and done and todo:
+            if self.split == "need" and (done or replay) and todo:
                 raise TtclRuntimeError("--resume: `split = need` shares the pool among all items at once, and this "
-                                       f"trace already holds {len(done)} finished items; rerun with --overwrite")
+                                       f"trace already holds {len(done)} finished and {len(replay)} partly run "
+                                       "items; rerun with --overwrite")
             from ttcl.runtime.pool_split import PoolShares
 
             acc.shares = PoolShares(self.pooled, self.split)

@@ -17,6 +17,12 @@ isolated to its item: a batch that raises is retried request by request,
 the failing item is recorded as failed with its best answer so far, and
 every other item carries on. A refused allowance (`on_exhaust = stop`, or
 nothing fits under `shrink`) stops that item with its best answer so far.
+
+`allot(need)` (a pooled budget with `split = need`) is the one barrier: an
+item that reaches it with nothing else in flight is parked, freeing its
+batch slot; when every item is parked there or finished, the accountant
+shares the rest of the pool by need and the parked items run on, in item
+order (runtime/pool_split.py).
 """
 
 from __future__ import annotations

@@ -162,3 +162,20 @@ def test_fmt_keeps_the_split(tmp_path: Path) -> None:
     once = format_source(src, "p.ttc")
     assert "    split = need   # by need\n" in once and "# shared" in once  # comments keep their column
     assert format_source(once, "p.ttc") == once
+
+
+@needs_model
+def test_resume_of_a_need_split_with_finished_items_is_refused(tmp_path: Path) -> None:
+    from ttcl.errors import TtclRuntimeError
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    compiled = compile_program(_program(tmp_path, "need"))
+    items = [Item(index=i, question=q) for i, q in enumerate(["5 +3", "7 *2", "9 -4"])]
+    trace = tmp_path / "t.jsonl"
+    Runner(compiled, RunOptions(device="cpu", trace=trace)).run(items)
+    lines = trace.read_text().splitlines()
+    first_item_end = next(i for i, line in enumerate(lines) if '"type": "item"' in line or '"type":"item"' in line)
+    trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")  # as if killed after the first item
+    with pytest.raises(TtclRuntimeError, match="split = need"):
+        Runner(compiled, RunOptions(device="cpu", trace=trace, resume=True)).run(items)

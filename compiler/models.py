@@ -29,7 +29,7 @@ from typing import Any
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
 from ttcl.errors import TtclSemanticError
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, is_file, read_bounded
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
 OPTION_FIELDS: dict[str, str] = {
@@ -142,7 +142,7 @@ def _spec_from_ref(ref: str, base_dir: str | None) -> ModelSpec:
     path = Path(ref).expanduser()
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    if path.is_dir():
+    if is_dir(path):
         return spec_from_dir(path)
     raise ModelSpecError(f"model `{ref}` is not a local model directory, so its size is unknown", _PARAMS_HINT)
 
@@ -157,9 +157,9 @@ def local_of(ref: str, base_dir: str | None = None) -> str | None:
         if cand.startswith("ttcl:"):
             return cand
         path = Path(cand).expanduser()  # a served id is as the server's own command line named it (cwd)
-        if not path.is_dir() and not path.is_absolute() and base_dir is not None:
+        if not is_dir(path) and not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
-        if path.is_dir():
+        if is_dir(path):
             return str(path.resolve())
         if cand == ep.local:
             raise ModelSpecError(f"endpoint `{ref}`: `local={cand}` is not a local model directory")
@@ -204,7 +204,7 @@ def spec_from_dir(path: Path) -> ModelSpec:
 def _spec_from_dir(path: Path) -> ModelSpec:
     config = _read_json(path / "config.json")
     meta_path = path / "ttcl_meta.json"
-    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    meta = _read_json(meta_path) if is_file(meta_path) else {}
     if config is None and not meta:
         raise ModelSpecError(f"model directory `{path}` has no config.json", _PARAMS_HINT)
     config = config or {}
@@ -244,7 +244,7 @@ def _revise_template_cached(ref: str, base_dir: str | None) -> str | None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
+    if not is_file(path):
         return None
     try:
         data = json.loads(read_bounded(path, JSON_LIMIT, what="model file").decode("utf-8"))

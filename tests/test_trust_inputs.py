@@ -298,3 +298,12 @@ def test_an_integer_past_pythons_digit_limit_is_a_line_error(tmp_path: Path) -> 
     path.write_text('{"question": "1+1", "answer": ' + "9" * 4759 + "}\n")
     with pytest.raises(DatasetError, match=r"d.jsonl:1: error: not a dataset item: Exceeds the limit \(4300 digits\)"):
         load_dataset(path)
+
+
+def test_a_model_name_too_long_for_the_file_system_is_a_diagnostic() -> None:
+    """Found by tests/test_trust_fuzz.py: `Path.is_dir()` raised OSError (ENAMETOOLONG) from the bound pass."""
+    long_ref = "a" * 5000
+    src = (f'ttcl 1\nmodel p = "{long_ref}"\n'
+           "strategy main(question: text[<=5]) -> answer {\n    return vote(sample(p, question, n = 2, max_tokens = 3))\n}\n")
+    with pytest.raises(SemanticDiagnosticError, match="is not a local model directory, so its size is unknown"):
+        compile_program(source=src)

@@ -104,3 +104,19 @@ def program_target(path: Path) -> Path:
 def is_within(path: Path, roots: list[Path]) -> bool:
     """Whether the resolved `path` lies inside one of the resolved `roots`."""
     return any(path == r or r in path.parents for r in roots)
+
+
+def is_dir(path: Path) -> bool:
+    """`path.is_dir()`, False (not an exception) for a name too long or otherwise unusable."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_file(path: Path) -> bool:
+    """`path.is_file()`, False (not an exception) for a name too long or otherwise unusable."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False

@@ -49,7 +49,7 @@ from ttcl.runtime.backends.decode import (
 )
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, read_bounded
 
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
@@ -90,7 +90,7 @@ def pick_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
 
 def model_dir(ref_or_path: str | Path) -> Path:
     path = Path(resolve_ref(str(ref_or_path)))
-    if not path.is_dir():
+    if not is_dir(path):
         raise TtclRuntimeError(f"model {str(ref_or_path)!r}: no such directory {str(path)!r}")
     if not (path / "config.json").is_file():
         raise TtclRuntimeError(f"model {str(ref_or_path)!r}: {str(path)!r} has no config.json")

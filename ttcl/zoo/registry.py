@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclRuntimeError
+from ttcl.safeio import is_dir, is_file
 
 PREFIX = "ttcl:"
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a bundled model's name: one directory, never a path
@@ -46,7 +47,7 @@ def resolve_model(ref: str) -> Path:
     if ref.startswith(PREFIX):
         name = ref[len(PREFIX) :]
         path = MODELS_DIR / name
-        if _PLAIN_NAME.fullmatch(name) and ".." not in name and (path / META_FILE).is_file():  # never `..` or a path
+        if _PLAIN_NAME.fullmatch(name) and ".." not in name and is_file(path / META_FILE):  # never `..` or a path
             return path
         known = shipped_names()
         close = difflib.get_close_matches(name, known, n=1)
@@ -54,7 +55,7 @@ def resolve_model(ref: str) -> Path:
         listing = ", ".join(PREFIX + k for k in known) or "none are installed"
         raise TtclRuntimeError(f"unknown bundled model '{ref}'{hint} (bundled: {listing})")
     path = Path(ref).expanduser()
-    if path.is_dir():
+    if is_dir(path):
         return path
     close = difflib.get_close_matches(ref, [PREFIX + k for k in shipped_names()] + [k for k in shipped_names()], n=1)
     if close:

@@ -34,7 +34,7 @@ from ttcl.compiler.pipeline import Compiled
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
-from ttcl.runtime.pool import Key, PoolLedger, split_quota
+from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
 from ttcl.runtime.runner import (
     Runner,
     RunOptions,
@@ -108,6 +108,7 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
 def shutdown() -> None:
     ray = _ray()
     _WORKERS.clear()
+    _POOL.clear()
     if ray.is_initialized():
         ray.shutdown()
 
@@ -120,6 +121,13 @@ class PoolService:
 
     def __init__(self, limits: Limits, quotas: dict[int, Limits], header: dict[str, Any] | None,
                  trace: str | None, resume: bool) -> None:
+        self.writer: TraceWriter | None = None
+        self.start(limits, quotas, header, trace, resume)
+
+    def start(self, limits: Limits, quotas: dict[int, Limits], header: dict[str, Any] | None,
+              trace: str | None, resume: bool) -> None:
+        """A new run on this actor (one actor serves every run of a driver process, as the workers do)."""
+        self.close()
         self.ledger = PoolLedger(limits, quotas)
         self.items: dict[int, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         self.writer = TraceWriter(trace, RunHeader.model_validate(header), resume=resume) if trace else None
@@ -215,6 +223,7 @@ class ShardWorker:
 
 
 _WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
+_POOL: list[Any] = []  # the accountant actor, likewise reused (its state is reset per run)
 
 
 def _gpus_per_worker() -> float:
@@ -286,6 +295,7 @@ class RayRunner:
         nodes_before: dict[int, list[NodeRecord]] = {}
         spends: list[tuple[int | None, dict[str, float]]] = []
         shards = self.shards
+        unattributed = Cost()
         if o.trace is not None and not o.resume and not o.overwrite:
             refuse_existing_trace(o.trace)
         if o.resume and o.trace is not None and o.trace.exists():
@@ -294,6 +304,13 @@ class RayRunner:
             shards = int(getattr(old.header, "shards", None) or shards)  # the shard plan is part of the run
             done_before, nodes_before = dict(old.items), dict(old.nodes)
             spends += [(lost.shard, lost.cost) for lost in old.lost]
+            if old.spent is not None:  # a single-machine trace: its unfinished attempts spent too
+                prior = Cost(**{u: v for u, v in old.spent.items() if u != "tokens"}) + Cost(
+                    **{u: v for u, v in (old.cut_short or {}).items() if u != "tokens"})
+                for rec in old.items.values():
+                    prior = prior + Cost(**{u: -v for u, v in rec.cost.items() if u != "tokens"})
+                unattributed = Cost(**{u: max(0.0, prior.get(u)) for u in
+                                       ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]
@@ -306,12 +323,18 @@ class RayRunner:
             on_workers(ray.get([w.pid.remote() for w in ws]))
         t0 = time.perf_counter()  # like Runner.run, the wall time excludes loading the models
         weights = {s: sum(1 for k in range(len(items)) if shard_of(k, shards) == s) for s in range(shards)}
-        quotas = split_quota(pool_limits, weights) if not pool_limits.is_empty() else {}
+        # Spend no shard owns (attempts of a single-machine run cut short) comes off the top before the split.
+        quotas = split_quota(left_of(pool_limits, unattributed), weights) if not pool_limits.is_empty() else {}
+        spends.append((None, unattributed.as_dict()))
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-        pool = ray.remote(num_cpus=0)(PoolService).options(scheduling_strategy=here).remote(
-            pool_limits, quotas, header.model_dump(mode="json"), str(o.trace) if o.trace else None, o.resume)
+        if not _POOL:
+            _POOL.append(ray.remote(num_cpus=0, max_restarts=0)(PoolService).options(scheduling_strategy=here).remote(
+                Limits(), {}, None, None, False))
+        pool = _POOL[0]
+        ray.get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
+                                  str(o.trace) if o.trace else None, o.resume))
         try:
             ray.get(pool.restore.remote(spends))
             todo = [_Task(s, [it for k, it in enumerate(items)
@@ -321,8 +344,10 @@ class RayRunner:
             found = ray.get(pool.results.remote())
             self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
         finally:
-            ray.get(pool.close.remote())
-            ray.kill(pool)
+            try:
+                ray.get(pool.close.remote())
+            except ray.exceptions.RayActorError:  # the accountant actor itself died: start a new one next run
+                _POOL.clear()
         acc = self.planner.accountant()
         results = []
         for it in items:

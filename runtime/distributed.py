@@ -94,14 +94,18 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
-    try:
-        if address == LOCAL:
-            ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
+    for attempt in (1, 2):
+        try:
+            if address == LOCAL:
+                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+                         log_to_driver=False, configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            return True
+        except Exception as e:  # ray raises a bare Exception when its raylet misses a fixed 30 s start window
+            ray.shutdown()
+            if attempt == 2 or address != LOCAL or "timed out during startup" not in str(e):
+                raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
     return True
 
 

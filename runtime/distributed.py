@@ -320,8 +320,15 @@ class RayRunner:
                    for i, rec in done_before.items()]
         header = header.model_copy(update={"shards": shards, "workers": self.n_workers})
         ws = workers(self.n_workers)
-        info = ray.get(ws[0].load.remote(self.compiled, worker_opts))
-        ray.get([w.load.remote(self.compiled, worker_opts) for w in ws[1:]])
+        infos = []
+        for k in range(len(ws)):  # a cached worker may have died since the last run: replace it
+            try:
+                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts)))
+            except ray.exceptions.RayActorError:
+                _WORKERS[k] = _worker_actor()
+                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts)))
+        ws = _WORKERS[: self.n_workers]
+        info = infos[0]
         header = header.model_copy(update=info)
         if on_workers is not None:
             on_workers(ray.get([w.pid.remote() for w in ws]))

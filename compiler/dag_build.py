@@ -46,8 +46,8 @@ from ttcl.compiler.dag_exprs import (
     ModuleInfo,
     StaticValue,
     _entry_strategy,
-    _vtype,
 )
+from ttcl.compiler.dag_util import _vtype
 from ttcl.compiler.diagnostics import Diagnostic
 
 MAX_NODES = 50_000

@@ -40,15 +40,25 @@ from ttcl.compiler.dag import (
     NodeArgs,
     Port,
     PromptPart,
-    ValueType,
     VerifierRef,
 )
 from ttcl.compiler.dag_static import NotStatic, StaticValue, format_static, static_eval
+from ttcl.compiler.dag_util import (
+    _append_text,
+    _bind,
+    _find_model,
+    _find_strategy,
+    _find_verifier,
+    _literal_number,
+    _local_strategies,
+    _name_of,
+    _sig_params,
+    _source_ports,
+)
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
 from ttcl.compiler.models import MetaTemplateError, meta_template_parts, revise_template
 
 ParamMap = Mapping[str, Any]
-
 
 
 # The prompt `revise` builds for each candidate when the program gives none.
@@ -511,60 +521,8 @@ class ExprMixin:
         return int(value)
 
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- module lookups
 
-
-def _append_text(parts: list[PromptPart], text: str) -> None:
-    if not text:
-        return
-    if parts and parts[-1].text is not None:
-        parts[-1] = PromptPart.make(text=(parts[-1].text or "") + text)
-    else:
-        parts.append(PromptPart.make(text=text))
-
-
-def _source_ports(parts: list[PromptPart]) -> list[Port]:
-    seen = dict.fromkeys(p.source for p in parts if p.source is not None)
-    return [Port.make(role="prompt", node=s) for s in seen]
-
-
-def _name_of(expr: Expr) -> str:
-    if isinstance(expr, Name):
-        return expr.id
-    if isinstance(expr, Attribute):
-        return f"{_name_of(expr.value)}.{expr.attr}"
-    return "value"
-
-
-def _literal_number(expr: Expr) -> float | None:
-    if isinstance(expr, Number):
-        return expr.value
-    return None
-
-
-def _vtype(name: str) -> ValueType:
-    return name if name in ("text", "candidates", "number", "answer", "bool") else "text"  # type: ignore[return-value]
-
-
-_SIG_PARAMS: dict[str, dict[str, B.ParamSpec]] = {}
-
-
-def _sig_params(sig: B.BuiltinSig | B.VerifierSig) -> dict[str, B.ParamSpec]:
-    """A signature's parameters by name (cached: the builder asks for them on every call)."""
-    key = f"{type(sig).__name__}:{sig.name}"
-    found = _SIG_PARAMS.get(key)
-    if found is None:
-        found = _SIG_PARAMS[key] = {p.name: p for p in sig.params}
-    return found
-
-
-def _bind(sig: B.BuiltinSig | B.VerifierSig, call: Call) -> dict[str, Expr]:
-    """Positional and keyword arguments by parameter name (defaults are applied by the caller)."""
-    names = tuple(_sig_params(sig))
-    bound: dict[str, Expr] = dict(zip(names, call.args, strict=False))
-    for kw in call.keywords:
-        bound[kw.name] = kw.value
-    return bound
 
 def _entry_strategy(module: Module, name: str | None) -> Strategy:
     wanted = name or "main"
@@ -576,29 +534,3 @@ def _entry_strategy(module: Module, name: str | None) -> Strategy:
     span = Span(file=module.path, line=1, column=1, end_line=1, end_column=1)
     raise BuildError([Diagnostic(span=span, message=f"no strategy `{wanted}` to run",
                                  hint="define `strategy main(question: text[<=256]) -> answer { ... }`")])
-
-
-def _find_strategy(module: Module, name: str) -> Strategy | None:
-    return next((s for s in module.strategies if s.name == name), None)
-
-
-_LOCAL: dict[int, tuple[Module, frozenset[str]]] = {}
-
-
-def _local_strategies(module: Module) -> frozenset[str]:
-    """Strategy names of a module (cached by identity; the entry keeps the module alive so ids stay unique)."""
-    hit = _LOCAL.get(id(module))
-    if hit is None or hit[0] is not module:
-        if len(_LOCAL) > 256:
-            _LOCAL.clear()
-        hit = _LOCAL[id(module)] = (module, frozenset(s.name for s in module.strategies))
-    return hit[1]
-
-
-def _find_model(module: Module, name: str) -> ModelDecl | None:
-    return next((m for m in module.models if m.name == name), None)
-
-
-def _find_verifier(module: Module, name: str) -> Any:
-    return next((v for v in module.verifiers if v.name == name), None)
-

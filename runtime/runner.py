@@ -402,6 +402,9 @@ class Runner:
             budget["split"] = self.split
         device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
         dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""
+        for be in self.backends.values():
+            if hasattr(be, "probe"):  # a server: its system_fingerprint comes only in a response
+                be.probe()
         engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),

@@ -177,3 +177,28 @@ def test_stream_schedule_matches_lockstep(ts_url):
     assert [r["cost"]["gen_tokens"] for r in a.results] == [r["cost"]["gen_tokens"] for r in b.results]
     assert [r["cost"]["prompt_tokens"] for r in a.results] == [r["cost"]["prompt_tokens"] for r in b.results]
     assert b.failed == 0
+
+
+def test_trace_header_records_engine_version_and_fingerprint(ts_url, tmp_path):
+    """The header is written before any item's request; the start-up probe gives it the fingerprint."""
+    import openai
+
+    from ttcl.runtime.backends.endpoint import PROBE_PROMPT, pin_served_model
+    from ttcl.runtime.trace import read_trace
+
+    ref = pin_served_model(ts_url)
+    compiled = compile_program(source=PROGRAM, file="t.ttc", model_overrides={"policy": ref})
+    trace = tmp_path / "run.jsonl"
+    runner = Runner(compiled, RunOptions(seed=0, trace=trace))
+    summary = runner.run([Item(index=0, question="4 +5")])
+    assert summary.failed == 0
+    header = read_trace(trace).header.model_dump()
+    eng = header["engines"][ref]
+    # what the server itself answers to a completion, asked here with the plain client
+    direct = openai.OpenAI(base_url=ts_url, api_key="EMPTY").completions.create(
+        model=runner.backends[ref].model_id, prompt=PROBE_PROMPT, max_tokens=1)
+    assert "system_fingerprint" in eng and eng["system_fingerprint"] == (direct.system_fingerprint or None)
+    assert eng["engine"] == "transformers-serve" and "version" in eng
+    assert eng["probe"] == {"prompt_tokens": runner.backends[ref].count_tokens(PROBE_PROMPT), "gen_tokens": 1}
+    # the probe is charged to no item: the item's prompt tokens are its own request's, n = 2 of them
+    assert summary.results[0]["cost"]["prompt_tokens"] == 2 * runner.backends[ref].count_tokens("4 +5\n")

@@ -58,6 +58,7 @@ from ttcl.runtime.backends.profiles import Profile, detect_engine, profile
 ATTEMPTS = 4  # tries of a request that never reached the server
 BACKOFF_S = 0.25  # first wait; doubles per try
 TIMEOUT_S = 600.0
+PROBE_PROMPT = "1"  # the start-up probe's prompt: one token in any tokenizer worth serving
 
 
 class EndpointCallError(TtclRuntimeError):
@@ -157,6 +158,7 @@ class EndpointBackend:
         self.profile: Profile = profile(self.engine)
         self.shares_prefill = False  # see Endpoint.shares_prefill
         self.fingerprints: set[str] = set()
+        self.start_fingerprint: str | None = None
         self.local = local
         self.local_cfg: dict[str, Any] = {}
         self.tokenizer: Any = None
@@ -169,6 +171,7 @@ class EndpointBackend:
                 f"tokenizer; add `local=DIR` (the served model's directory or a ttcl:NAME) to the URL"
             )
         self._client: Any = None
+        self.probe_usage: dict[str, int] | None = None
 
     # -- connection ---------------------------------------------------------------------
 
@@ -200,6 +203,36 @@ class EndpointBackend:
         ver = str(version_json["version"]) if version_json and "version" in version_json else None
         return model_id, engine, ver
 
+    def probe(self) -> None:
+        """One greedy 1-token completion at the start of a run: the server's `system_fingerprint` is only in a
+        response, and the trace header (written before any item's request) must record it. It also proves the
+        server can complete before any item is sent. Its usage is in the header (`probe`), charged to no item."""
+        async def one() -> Any:
+            async with _semaphore(self.ep):
+                return await self.client().completions.create(
+                    model=self.model_id, prompt=PROBE_PROMPT, n=1, max_tokens=1, temperature=0.0, seed=0,
+                    extra_body=self.profile.extra_body(SamplingParams(0.0, 1.0, 1, ()), self.local_cfg))
+
+        import openai
+
+        try:
+            resp = _Loop.submit(one()).result(timeout=TIMEOUT_S)
+        except openai.APIStatusError as e:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) failed "
+                                   f"with {e.status_code}: {scrub(_detail(e))}") from None
+        except (openai.APIError, concurrent.futures.TimeoutError) as e:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) "
+                                   f"failed: {scrub(type(e).__name__ + ': ' + str(e))}") from None
+        u = getattr(resp, "usage", None)
+        if u is None or not isinstance(u.prompt_tokens, int) or not isinstance(u.completion_tokens, int):
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe's completion has no usage; "
+                                   "ttcl charges tokens from the server's usage, so it cannot use this server")
+        self.probe_usage = {"prompt_tokens": u.prompt_tokens, "gen_tokens": u.completion_tokens}
+        fp = getattr(resp, "system_fingerprint", None)
+        self.start_fingerprint = str(fp) if fp else None
+        if fp:
+            self.fingerprints.add(str(fp))
+
     def _load_local(self, local: str) -> None:
         from transformers import AutoTokenizer
 
@@ -213,8 +246,11 @@ class EndpointBackend:
     def info(self) -> dict[str, Any]:
         """What the trace header records about this endpoint."""
         return {"url": self.ep.base_url, "model": self.model_id, "engine": self.engine, "version": self.version,
-                "system_fingerprint": sorted(self.fingerprints) or None, "local": self.local,
-                "flops_known": self.flops_known, "concurrency": self.ep.concurrency}
+                "system_fingerprint": self.start_fingerprint if self.probe_usage is not None
+                else (sorted(self.fingerprints) or [None])[0], "local": self.local,
+                "flops_known": self.flops_known, "concurrency": self.ep.concurrency, "probe": self.probe_usage,
+                **({"fingerprints_seen": sorted(self.fingerprints)} if self.fingerprints - {self.start_fingerprint}
+                   else {})}
 
     def client(self) -> Any:
         if self._client is None:

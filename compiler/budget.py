@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
 from ttcl.compiler.dag import Dag, DagNode, GuardCond, ModelRef, PromptPart, VerifierRef, construct
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
@@ -251,7 +252,7 @@ def shares_prefill(ref: ModelRef) -> bool:
 def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
-    prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS
+    prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS + chat_tokens(a.model)
     cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens, shared=shares_prefill(a.model))
     return ValueBound(a.n, prompt, a.max_tokens, is_cands=True, toks=(facts_of_ref(a.model),)), cost
 
@@ -354,6 +355,20 @@ def facts_of_ref(ref: ModelRef) -> TextFacts | None:
     return facts_of_dir(model_dir_of(ref.ref, _module_dir(ref.module)))
 
 
+def chat_tokens(ref: ModelRef) -> int:
+    """What a chat model's template adds to each prompt (its fixed text, counted as literal text); 0 otherwise."""
+    if not ref.options.get("chat"):
+        return 0
+    path = model_dir_of(ref.ref, _module_dir(ref.module))
+    if path is None:
+        _note(f"model `{ref.name}` (chat = true) is not on this machine: its chat template's length is not counted")
+        return 0
+    try:
+        return text_tokens(chat_overhead(path))
+    except ChatTemplateError:
+        return 0  # reported at the declaration by the model-spec lookup
+
+
 def judge_prompt_len(v: VerifierRef, cands: ValueBound, values: dict[str, ValueBound], question: int) -> int:
     """The judge's input per candidate: the filled rubric, plus the candidate itself if the rubric names no `{c...}` field."""
     rubric = v.rubric or []
@@ -373,7 +388,8 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
         if a.feedback is not None:
             cost = _add(cost, _verify_cost(a.feedback, current, spec_of, values, question))
         mine = _in_tokens_of(current, facts, f"revise with model `{a.model.name}`")
-        prompt = _template_len(a.prompt or [], values, mine, _convert(question, current.toks, facts) or question) + SPECIAL_TOKENS
+        prompt = (_template_len(a.prompt or [], values, mine, _convert(question, current.toks, facts) or question)
+                  + SPECIAL_TOKENS + chat_tokens(a.model))
         cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
         current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True, toks=(facts,))
     return current, cost

@@ -367,7 +367,9 @@ MODEL_OPTIONS: dict[str, str] = {
     "n_layer": "number of layers",
     "d_model": "hidden size",
     "n_ctx": "context length",
+    "chat": "apply the tokenizer's chat template to prompts (`true` or `false`)",
 }
+BOOL_MODEL_OPTIONS: tuple[str, ...] = ("chat",)
 
 # Named answer formats for `extract`; anything else must be a regex with exactly one group.
 EXTRACT_FORMATS: tuple[str, ...] = ("####", "boxed", "last_number")

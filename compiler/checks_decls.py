@@ -6,8 +6,18 @@ These need nothing from strategy bodies, so they run first and build the
 
 from __future__ import annotations
 
-from ttcl.compiler.ast import BudgetDecl, ModelDecl, Node, Number, Span, Strategy, VerifierDecl
+from ttcl.compiler.ast import (
+    Bool,
+    BudgetDecl,
+    ModelDecl,
+    Node,
+    Number,
+    Span,
+    Strategy,
+    VerifierDecl,
+)
 from ttcl.compiler.builtins import (
+    BOOL_MODEL_OPTIONS,
     BUDGET_NAME,
     BUILTINS,
     EXTRACT_FORMATS,
@@ -104,6 +114,10 @@ def _check_model(ctx: CheckContext, model: ModelDecl) -> None:
             continue
         seen.add(opt.name)
         value = opt.value
+        if opt.name in BOOL_MODEL_OPTIONS:
+            if not isinstance(value, Bool):
+                ctx.error(value.span, f"model option `{opt.name}` ({MODEL_OPTIONS[opt.name]}) must be `true` or `false`")
+            continue
         if not isinstance(value, Number) or value.value < 1 or not float(value.value).is_integer():
             ctx.error(value.span, f"model option `{opt.name}` ({MODEL_OPTIONS[opt.name]}) must be a positive whole number",
                       expected="a number such as `8G` or `32`")

@@ -456,6 +456,10 @@ class ExprMixin:
         ref = self.model_overrides.get(qualified, decl.ref)
         options: dict[str, float] = {}
         for kw in decl.options:
+            if isinstance(kw.value, Bool):  # `chat = true`: kept as 1.0, `false` as absent
+                if kw.value.value:
+                    options[kw.name] = 1.0
+                continue
             value = _literal_number(kw.value)
             if value is None:
                 self.fail(kw.value.span, f"model option `{kw.name}` must be a number")

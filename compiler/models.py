@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
 from ttcl.errors import TtclSemanticError
@@ -65,6 +66,8 @@ def model_spec(ref: str, options: dict[str, float] | None = None, *, base_dir: P
 @lru_cache(maxsize=256)
 def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: str | None) -> ModelSpec:
     options = dict(opts)
+    if options.pop("chat", 0.0):
+        _check_chat(ref, base_dir)
     unknown = sorted(set(options) - set(OPTION_FIELDS))
     if unknown:
         raise ModelSpecError(
@@ -80,6 +83,21 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
     on_disk = _spec_from_ref(ref, base_dir)
     _contradictions(ref, options, declared, on_disk)
     return on_disk.model_copy(update=declared) if declared else on_disk
+
+
+def _check_chat(ref: str, base_dir: str | None) -> None:
+    """`chat = true` needs a local model whose tokenizer has a chat template the bound can measure."""
+    if is_endpoint(ref):
+        raise ModelSpecError(f"`chat = true` applies a local tokenizer's chat template, but `{ref}` is an endpoint",
+                             "drop `chat = true` (a server applies its own template to chat requests)")
+    path = model_dir_of(ref, base_dir)
+    if path is None:
+        return  # not on this machine: its size error (if any) is reported instead; the run checks the template
+    try:
+        chat_overhead(path)
+    except ChatTemplateError as e:
+        raise ModelSpecError(f"model `{ref}` is declared with `chat = true`, but {e}",
+                             "add a `chat_template` to its tokenizer_config.json, or drop `chat = true`") from None
 
 
 def _check_against_disk(ref: str, base_dir: str | None, options: dict[str, float], declared: dict[str, int]) -> None:

@@ -185,6 +185,17 @@ class Job:
         return v if isinstance(v, Candidates) else Candidates()
 
 
+def as_chat(node: DagNode, be: Backend, prompt: str) -> str:
+    """The prompt a `chat = true` model is sent: its tokenizer's chat template around one user message."""
+    ref = node.args.model
+    if ref is None or not ref.options.get("chat"):
+        return prompt
+    apply = getattr(be, "chat_prompt", None)
+    if apply is None:
+        raise TtclRuntimeError(f"model `{ref.name}` is declared with `chat = true`, but its backend cannot apply a chat template")
+    return str(apply(prompt))
+
+
 class SampleJob(Job):
     def _phase(self, gate: Gate) -> list[Call]:
         if self.phases:
@@ -194,6 +205,7 @@ class SampleJob(Job):
         prompt = render(a.prompt or [], self.ctx.values)
         if not prompt:
             raise OpError("sample: the prompt is empty")
+        prompt = as_chat(self.node, be, prompt)
         self.prompt = prompt
         p = be.count_tokens(prompt)
         self.prompt_len, self.spec = p, be.spec
@@ -351,6 +363,7 @@ class ReviseJob(Job):
             render(template, self.ctx.values, {"c": c, "feedback": fb, "question": self.ctx.question})
             for c, fb in zip(self.current.items, self.feedback, strict=True)
         ]
+        self.prompts = [as_chat(self.node, be, p) for p in self.prompts]
         lengths = [be.count_tokens(p) for p in self.prompts]
         self.lengths, self.spec = lengths, be.spec
         m = a.max_tokens or 256

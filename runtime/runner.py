@@ -356,7 +356,19 @@ class Runner:
         for ref in sorted(refs):
             mref = refs[ref]
             base = None if mref.module.startswith("<") else str(Path(mref.module).parent)
-            out[ref] = load_backend(ref, self.options.device, self.options.dtype, dict(mref.options), base)
+            out[ref] = load_backend(ref, self.options.device, self.options.dtype,
+                                    {k: v for k, v in mref.options.items() if k != "chat"}, base)
+        for n in self.compiled.dag:  # a chat model without a template fails here, before any item runs
+            mref = n.args.model
+            if mref is not None and mref.options.get("chat"):
+                apply = getattr(out[mref.ref], "chat_prompt", None)
+                if apply is None:
+                    raise TtclRuntimeError(f"{mref.span.file}:{mref.span.line}: model `{mref.name}` is declared with "
+                                           "`chat = true`, but its backend cannot apply a chat template")
+                try:
+                    apply("")
+                except TtclRuntimeError as e:
+                    raise TtclRuntimeError(f"{mref.span.file}:{mref.span.line}: model `{mref.name}` (chat = true): {e}") from None
         from ttcl.runtime.endpoint_checks import check_capabilities
 
         check_capabilities(self.compiled.dag, out)

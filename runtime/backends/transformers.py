@@ -215,6 +215,13 @@ class TransformersBackend:
     def count_tokens(self, text: str) -> int:
         return len(self._encode(text))
 
+    def chat_prompt(self, text: str) -> str:
+        """`text` as one user message in the tokenizer's chat template, ready for the assistant's reply."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise TtclRuntimeError(f"model {self.path.name} has no chat template (tokenizer_config.json `chat_template`)")
+        out = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        return str(out)
+
     def _token_pieces(self):
         """Per-token strings for incremental stop detection; exact for tokenizers that decode by concatenation."""
         tok = self.tokenizer

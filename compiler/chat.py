@@ -1,0 +1,87 @@
+"""Chat models (`model m = "..." (chat = true)`): the fixed text a tokenizer's chat template adds.
+
+A chat model's prompt is the tokenizer's chat template (`tokenizer_config.json`
+`chat_template`, or a `chat_template.jinja` file beside it) rendered around one
+user message holding the rendered prompt, with the generation prompt added, as
+transformers' `apply_chat_template(..., add_generation_prompt=True)` does at run
+time. The static bound adds the template's own text to the prompt's bound: the
+template is rendered once around a marker message, the marker must appear exactly
+once (a template that drops, repeats or rewrites the message cannot be bounded this
+way and is refused), and what surrounds it counts as literal text (its UTF-8 bytes,
+as every literal in a prompt does). Rendering uses Jinja's sandbox; no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_file, read_bounded
+
+_MARK = "\x00ttcl-chat-message\x00"
+
+
+class ChatTemplateError(ValueError):
+    """A chat model whose template is missing or cannot be bounded."""
+
+
+def chat_overhead(model_dir: Path) -> str:
+    """The text the chat template adds around a message (the marker removed); raises ChatTemplateError."""
+    return _overhead(str(model_dir.resolve()))
+
+
+@lru_cache(maxsize=64)
+def _overhead(path: str) -> str:
+    template, config = _template(Path(path))
+    try:
+        from jinja2.exceptions import TemplateError
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+    except ImportError as e:  # pragma: no cover - jinja2 comes with transformers
+        raise ChatTemplateError("rendering a chat template needs jinja2 (`pip install jinja2`)") from e
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    specials = {k: _token_text(config.get(k)) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    try:
+        text = env.from_string(template).render(
+            messages=[{"role": "user", "content": _MARK}], add_generation_prompt=True, **specials)
+    except Exception as e:  # a template is data: any failure to render is the model's defect, not ours
+        raise ChatTemplateError(f"its chat template does not render: {type(e).__name__}: {str(e)[:200]}") from None
+    if text.count(_MARK) != 1:
+        raise ChatTemplateError("its chat template does not contain the user's message exactly once, "
+                                "so the prompt's length cannot be bounded")
+    return text.replace(_MARK, "")
+
+
+def _token_text(value: Any) -> str:
+    if isinstance(value, dict):  # an AddedToken written out as {"content": ...}
+        value = value.get("content")
+    return value if isinstance(value, str) else ""
+
+
+def _template(path: Path) -> tuple[str, dict[str, Any]]:
+    config: dict[str, Any] = {}
+    if is_file(path / "tokenizer_config.json"):
+        try:
+            loaded = json.loads(read_bounded(path / "tokenizer_config.json", JSON_LIMIT, what="tokenizer_config.json"))
+        except (OSError, UnsafeRead, ValueError, RecursionError) as e:
+            raise ChatTemplateError(f"cannot read its tokenizer_config.json: {e}") from None
+        config = loaded if isinstance(loaded, dict) else {}
+    template: Any = config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    if template is None and is_file(path / "chat_template.jinja"):
+        try:
+            template = read_bounded(path / "chat_template.jinja", JSON_LIMIT, what="chat_template.jinja").decode("utf-8")
+        except (OSError, UnsafeRead, UnicodeDecodeError) as e:
+            raise ChatTemplateError(f"cannot read its chat_template.jinja: {e}") from None
+    if not isinstance(template, str) or not template.strip():
+        raise ChatTemplateError("it has no chat template (no `chat_template` in tokenizer_config.json, "
+                                "no chat_template.jinja)")
+    return template, config

@@ -1,0 +1,81 @@
+"""Chat models (issue 11): `model m = "..." (chat = true)` sends each prompt through the tokenizer's chat
+template; the static bound counts the template's own text; a model without a template is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ttcl.cli import main
+from ttcl.zoo.registry import resolve_model
+
+# Characters the bundled character-level vocabulary knows, so the template costs real tokens.
+TEMPLATE = ("{% for m in messages %}USER: {{ m['content'] }}\n{% endfor %}"
+            "{% if add_generation_prompt %}ASSISTANT: {% endif %}")
+
+
+def _program(model: Path, *, chat: str = "true", bound: int = 12) -> str:
+    return (f'ttcl 1\nmodel policy = "{model}" (chat = {chat})\nbudget per item {{ calls <= 4 }}\n'
+            f"strategy main(question: text[<={bound}]) -> answer {{\n"
+            '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 24, temperature = 0.0))\n}\n')
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chat")
+    src = Path(resolve_model("ttcl:arith-s"))
+    chat = root / "arith-chat"
+    shutil.copytree(src, chat)
+    config = json.loads((chat / "tokenizer_config.json").read_text())
+    config["chat_template"] = TEMPLATE
+    (chat / "tokenizer_config.json").write_text(json.dumps(config))
+    plain = root / "arith-plain"
+    shutil.copytree(src, plain)
+    return {"chat": chat, "plain": plain, "root": root}
+
+
+def test_a_chat_prompt_carries_the_template_and_fits_its_bound(capsys: pytest.CaptureFixture[str],
+                                                               models: dict[str, Path]) -> None:
+    prog = models["root"] / "chat.ttc"
+    prog.write_text(_program(models["chat"]))
+    trace = models["root"] / "chat.jsonl"
+    question = "12 + 30 = ?"  # 11 characters, near the declared bound of 12: the template must not be charged to it
+    code = main(["run", str(prog), "--input", question, "--device", "cpu", "--trace", str(trace), "--strict"])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err
+    text = trace.read_text()
+    assert "status: stopped" not in out.out and "longer than its declared bound" not in out.out
+    assert json.dumps(f"USER: {question}\n\nASSISTANT: ")[1:-1] in text, text[:2000]
+
+
+def test_the_bound_counts_the_template(capsys: pytest.CaptureFixture[str], models: dict[str, Path]) -> None:
+    from ttcl.compiler.pipeline import compile_program
+
+    with_chat = compile_program(source=_program(models["chat"]))
+    without = compile_program(source=_program(models["chat"], chat="false"))
+    overhead = len("USER: \nASSISTANT: ")
+    assert with_chat.report.total["prompt_tokens"] == without.report.total["prompt_tokens"] + overhead
+
+
+def test_a_model_without_a_chat_template_is_refused(capsys: pytest.CaptureFixture[str], models: dict[str, Path]) -> None:
+    prog = models["root"] / "plain.ttc"
+    prog.write_text(_program(models["plain"]))
+    for command in (["check", str(prog)], ["run", str(prog), "--input", "1 + 1", "--device", "cpu"]):
+        code = main(command)
+        out = capsys.readouterr()
+        assert code == 2, out.out + out.err
+        said = " ".join((out.out + out.err).split())
+        assert "plain.ttc:2" in said and "chat = true" in said and "has no chat template" in said
+        assert "Traceback" not in said
+
+
+def test_chat_must_be_a_boolean(capsys: pytest.CaptureFixture[str], models: dict[str, Path]) -> None:
+    prog = models["root"] / "num.ttc"
+    prog.write_text(_program(models["chat"], chat="1"))
+    code = main(["check", str(prog)])
+    out = capsys.readouterr()
+    said = " ".join((out.out + out.err).split())
+    assert code == 2 and "must be `true` or `false`" in said

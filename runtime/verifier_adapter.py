@@ -13,6 +13,7 @@ gets its share of the saving and never more than its worst case.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from ttcl.compiler.costmodel import Cost, forward_flops
@@ -122,10 +123,21 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
 
     if ref.model is None:
         raise TtclRuntimeError(f"verifier {ref.name!r}: no model")
+    if is_endpoint(ref.model.ref) and ref.kind == "judge":  # next-token log-probabilities on vLLM
+        from ttcl.runtime.runner import load_backend
+
+        base = None if ref.model.module.startswith("<") else str(Path(ref.model.module).parent)
+        be = backends.get(ref.model.ref) or load_backend(ref.model.ref, device, dtype, dict(ref.model.options), base)
+        try:
+            be.require_logprobs()
+        except TtclRuntimeError as e:
+            raise TtclRuntimeError(f"verifier {ref.name!r}: {e}") from None
+        return _JudgeScorer(ref.name, V.JudgeVerifier(be, "{completion}"), be, ref)
     if is_endpoint(ref.model.ref):
         if ref.kind != "reward":
             raise TtclRuntimeError(f"verifier {ref.name!r}: a {ref.kind} verifier on a server is not supported "
-                                   "(only reward models, on vLLM's /classify); use a local model")
+                                   "(reward models on vLLM's /classify and judges on vLLM's logprobs are); "
+                                   "use a local model")
         from ttcl.runtime.endpoint_reward import reward_on_endpoint
 
         return _PairScorer(ref.name, reward_on_endpoint(ref.model))

@@ -202,3 +202,26 @@ def test_trace_header_records_engine_version_and_fingerprint(ts_url, tmp_path):
     assert eng["probe"] == {"prompt_tokens": runner.backends[ref].count_tokens(PROBE_PROMPT), "gen_tokens": 1}
     # the probe is charged to no item: the item's prompt tokens are its own request's, n = 2 of them
     assert summary.results[0]["cost"]["prompt_tokens"] == 2 * runner.backends[ref].count_tokens("4 +5\n")
+
+
+JUDGED = """ttcl 1
+model policy = "ttcl:arith-s"
+verifier critic = judge(policy, "{c.text} Is this right? Answer yes or no:")
+budget per item { calls <= 8; gen_tokens <= 400 }
+strategy main(question: text[<=40]) -> answer {
+    paths = sample(policy, "{question}\\n", n = 2, max_tokens = 20, temperature = 0.8)
+    return best(verify(critic, paths))
+}
+"""
+
+
+def test_judge_on_transformers_serve_is_refused_at_start(ts_url):
+    """`transformers serve` ignores `logprobs`: a judge on it is a clear error before any item runs."""
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url)
+    compiled = compile_program(source=JUDGED, file="t.ttc", model_overrides={"policy": ref})
+    with pytest.raises(TtclRuntimeError) as e:
+        Runner(compiled, RunOptions(seed=0))
+    msg = str(e.value)
+    assert "verifier 'critic'" in msg and "transformers-serve" in msg and "log-probabilities" in msg

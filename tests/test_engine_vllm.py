@@ -188,3 +188,34 @@ def test_server_killed_mid_run_loses_no_item_and_keeps_the_budget(tmp_path):
     for r in summary.results:
         for unit in ("calls", "prompt_tokens", "gen_tokens", "flops"):
             assert r["cost"][unit] <= bound[unit] * (1 + 1e-9)
+
+
+def test_judge_on_vllm_logprobs_matches_local(policy_url):
+    """A judge on vLLM (`logprob_token_ids`) scores as the local judge on the same weights, and runs in budget."""
+    from ttcl.runtime.backends.endpoint import open_endpoint
+    from ttcl.runtime.runner import load_backend
+    from ttcl.runtime.verifiers import JudgeVerifier
+
+    pairs = [(it.question, it.question + "\n" + str(it.gold)) for it in items(8, seed=3)]
+    pairs += [(it.question, it.question + "\n7") for it in items(4, seed=4)]
+    remote, _ = JudgeVerifier(open_endpoint(policy_url), "{completion} ok?").score(pairs)
+    local, _ = JudgeVerifier(load_backend(str(POLICY), "cpu", "float32"), "{completion} ok?").score(pairs)
+    assert max(abs(a - b) for a, b in zip(remote, local, strict=True)) < 1e-4, (remote, local)
+    src = """ttcl 1
+model policy = "ttcl:arith-m"
+verifier critic = judge(policy, "{c.text} ok?")
+budget per item { calls <= 8; gen_tokens <= 400 }
+strategy main(question: text[<=40]) -> answer {
+    paths = sample(policy, "{question}\\n", n = 3, max_tokens = 30, temperature = 0.8)
+    return best(verify(critic, paths))
+}
+"""
+    compiled = compile_program(source=src, file="j.ttc", model_overrides={"policy": policy_url})
+    summary = Runner(compiled, RunOptions(seed=0)).run(items(6, seed=12))
+    assert summary.failed == 0, summary.results
+    # the header names vLLM's fingerprint, taken by the start-up probe
+    (eng,) = summary.header["engines"].values()
+    assert eng["engine"] == "vllm" and str(eng["system_fingerprint"]).startswith(f"vllm-{eng['version']}")
+    for r in summary.results:
+        for unit, limit in summary.budget_item.items():
+            assert r["cost"][unit] <= limit

@@ -297,6 +297,99 @@ class EndpointBackend:
     def extend(self, requests: list[ExtendRequest]) -> list[GenResult]:
         return self._all([self.submit(r) for r in requests])
 
+    # -- judges: next-token log-probabilities -----------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids by the local twin's tokenizer (a judge picks its yes/no tokens with it)."""
+        if self.tokenizer is None:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: a judge needs the served model's tokenizer; "
+                                   "add `local=DIR` (the served model's directory or a ttcl:NAME) to the URL")
+        return self._encode(text)
+
+    def require_logprobs(self) -> None:
+        """A judge on this server: refused at start unless the engine returns chosen tokens' log-probabilities."""
+        if not (self.profile.logprobs and self.profile.engine == "vllm"):
+            raise TtclRuntimeError(
+                f"endpoint {self.ep.base_url} ({self.engine}): a judge reads next-token log-probabilities, which "
+                "this engine does not return for chosen tokens (only vLLM's `logprob_token_ids` is supported); "
+                "serve the judge on vLLM or use a local model")
+        self.encode("")  # the tokenizer is there
+
+    def next_token_logprobs(self, prompts: list[str], token_ids: list[int]) -> tuple[list[list[float]], Usage]:
+        """Log-probabilities of `token_ids` as the next token after each prompt: one 1-token greedy request
+        per prompt with vLLM's `logprob_token_ids` (raw log-softmax of the prefill's last logits, as the
+        local backend computes). Charged its prefill (prompt tokens less trustworthy `cached_tokens`); the
+        one token the server samples is read off the same logits, no decode step runs, so no gen tokens."""
+        self.require_logprobs()
+        if not prompts:
+            return [], Usage()
+        futures = [_Loop.submit(self._logprobs_one(p, token_ids)) for p in prompts]
+        concurrent.futures.wait(futures)
+        out: list[list[float]] = []
+        usage = Usage()
+        first: BaseException | None = None
+        for f in futures:
+            e = f.exception()
+            if e is not None:
+                first = first or e
+                usage = usage + (e.usage if isinstance(e, EndpointCallError) else Usage())
+                continue
+            lp, u = f.result()
+            out.append(lp)
+            usage = usage + u
+        if first is not None:
+            raise EndpointCallError(scrub(str(first)), usage)
+        return out, usage
+
+    async def _logprobs_one(self, prompt: str, token_ids: list[int]) -> tuple[list[float], Usage]:
+        import openai
+
+        L = self.count_tokens(prompt)
+        worst = Usage(calls=1, prompt_tokens=L, flops=forward_flops(self.spec, 0, L))
+        where = f"endpoint {self.ep.base_url}"
+        if self.spec.n_ctx is not None and L >= self.spec.n_ctx:
+            raise EndpointCallError(f"judge prompt has {L} tokens; the model has a context of {self.spec.n_ctx}")
+        async with _semaphore(self.ep):
+            t0 = time.perf_counter()
+            for attempt in range(ATTEMPTS):
+                try:
+                    resp = await self.client().completions.create(
+                        model=self.model_id, prompt=prompt, n=1, max_tokens=1, temperature=0.0, logprobs=1,
+                        extra_body={"logprob_token_ids": list(token_ids), "return_tokens_as_token_ids": True})
+                    break
+                except openai.APIConnectionError as e:
+                    if type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout") and attempt + 1 < ATTEMPTS:
+                        await asyncio.sleep(BACKOFF_S * 2 ** attempt)
+                        continue
+                    raise EndpointCallError(f"{where}: judge request failed ({type(e).__name__}); charged at its "
+                                            "worst case", worst) from None
+                except openai.RateLimitError:
+                    if attempt + 1 < ATTEMPTS:
+                        await asyncio.sleep(BACKOFF_S * 2 ** attempt)
+                        continue
+                    raise EndpointCallError(f"{where} rate-limited (429) {ATTEMPTS} times; nothing was charged") from None
+                except openai.APIStatusError as e:
+                    charged = worst if e.status_code >= 500 else Usage()
+                    raise EndpointCallError(f"{where}: judge request failed with {e.status_code}: "
+                                            f"{scrub(_detail(e))}", charged) from None
+        seconds = time.perf_counter() - t0
+        try:
+            top = resp.choices[0].logprobs.top_logprobs[0]
+            got = {int(str(k).removeprefix("token_id:")): float(v) for k, v in top.items()}
+            lps = [got[t] for t in token_ids]
+            if resp.usage.prompt_tokens != L:
+                raise ValueError(f"the server counted {resp.usage.prompt_tokens} prompt tokens, the local "
+                                 f"tokenizer {L}")
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+            raise EndpointCallError(f"{where} sent a malformed judge answer ({type(e).__name__}: {e}); charged at "
+                                    "its worst case", worst) from None
+        cached = 0
+        details = getattr(resp.usage, "prompt_tokens_details", None)
+        if self.profile.trust_cached and details is not None:
+            cached = min(L, int(getattr(details, "cached_tokens", 0) or 0))
+        return lps, Usage(calls=1, prompt_tokens=L - cached, flops=forward_flops(self.spec, cached, L),
+                          seconds=seconds)
+
     @staticmethod
     def _all(futures: list[concurrent.futures.Future]) -> list[GenResult]:
         concurrent.futures.wait(futures)

@@ -280,9 +280,6 @@ class RayRunner:
         self.n_workers = workers
         self.shards = shards or workers
         self.planner = Runner(compiled, options, load_models=False)
-        if self.planner.split != "first_come":
-            raise DistributedError(f"`split = {self.planner.split}`: a wide run shares its pool by fixed shard quotas; "
-                                   "allocating splits run on one machine (drop --ray)")
         self.restarts = 0
         self.stats: dict[str, Any] = {}
 
@@ -315,6 +312,9 @@ class RayRunner:
                     prior = prior + Cost(**{u: -v for u, v in rec.cost.items() if u != "tokens"})
                 unattributed = Cost(**{u: max(0.0, prior.get(u)) for u in
                                        ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
+        if self.planner.split == "need" and done_before and any(it.index not in done_before for it in items):
+            raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "
+                                   f"this trace already holds {len(done_before)} finished items; rerun with --overwrite")
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]

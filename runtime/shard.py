@@ -28,7 +28,7 @@ from ttcl.runtime.accountant import Accountant, AccountantHook, Allowance, Limit
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.pool import Key, PoolError
-from ttcl.runtime.runner import Runner, TraceHook
+from ttcl.runtime.runner import Runner, TraceHook, content_seeded
 from ttcl.runtime.trace import ItemRecord, NodeRecord
 
 Op = tuple[str, Key, int, dict[str, float]]
@@ -126,9 +126,18 @@ def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str,
     for be in runner.backends.values():
         be.clear_cache()
     acc = runner.accountant(pooled=quota, cls=ShardAccountant, link=link)
+    if runner.split != "first_come":
+        # `split = even | need` shares the SHARD's fixed quota among the shard's items, exactly as one machine
+        # shares the whole pool: `even` gives each item pool/N either way; `need` ranks items within a shard.
+        from ttcl.runtime.pool_split import PoolShares
+
+        acc.shares = PoolShares(quota, runner.split)
+        acc.shares.begin(it.index for it in items)
+        items = content_seeded(items, runner.options.seed)
     trace = TraceHook(link)  # type: ignore[arg-type]  # the link is the writer: items go to the ledger
     trace.ledger = acc
     sched = runner.scheduler(acc, [AccountantHook(acc), trace, link])
+    sched.isolate_items = runner.split != "first_come"
     t0 = time.perf_counter()
     sched.run(items)
     return {"worker": worker, "shard": shard, "items": len(items), "batches": len(sched.batches),

@@ -109,6 +109,22 @@ def test_one_and_two_workers_give_the_same_answers_under_a_pooled_budget(cluster
     assert any(row.shrunk for row in runs[0].rows)  # the pool binds: the shards' fixed quotas decided it
 
 
+def test_allocating_splits_run_wide_within_each_shards_quota(cluster: Any, data: dict[str, Path]) -> None:
+    """`split = even` gives each item pool/N on one machine and on two workers alike; `need` ranks within shards."""
+    even = data["root"] / "even.ttc"
+    even.write_text(POOLED.replace("on_exhaust = shrink }", "on_exhaust = shrink; split = even }"))
+    items = load_dataset(data["ds"])
+    compiled = compile_program(even)
+    one = Runner(compiled, RunOptions(device="cpu")).run(items)
+    wide = distributed.RayRunner(compiled, RunOptions(device="cpu"), workers=2, shards=2).run(items)
+    assert _answers(wide) == _answers(one)
+    assert any(row.shrunk for row in one.rows)  # the even share binds
+    need = compile_program(ROOT / "programs" / "pooled_adaptive.ttc", overrides={"probe": "2", "more": "2"})
+    s = distributed.RayRunner(need, RunOptions(device="cpu"), workers=2, shards=2).run(items)
+    assert len(s.results) == len(items)
+    assert s.actual_total["flops"] <= 3e9
+
+
 def _items_in(path: Path) -> list[int]:
     if not path.exists():
         return []

@@ -219,3 +219,22 @@ strategy main(question: text[<=40]) -> answer {
     for r in summary.results:
         for unit, limit in summary.budget_item.items():
             assert r["cost"][unit] <= limit
+
+
+def test_extend_sends_token_ids_and_continues_as_text_does(policy_url):
+    """On vLLM `extend` sends the local tokenizer's ids of prompt + partial: greedy, it continues exactly as
+    the same text sent as text does, and charges the prompt tokens the server counted."""
+    from ttcl.runtime.backends.base import ExtendRequest, GenRequest, SamplingParams
+    from ttcl.runtime.backends.endpoint import open_endpoint
+
+    be = open_endpoint(policy_url)
+    assert be.profile.token_ids and be.tokenizer is not None  # so the ids path is the one taken
+    greedy = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=24, stop=())
+    for q in ("35 *2 -10\n", "4 +5 *3\n"):
+        partial = q.split(" ")[0] + " "
+        (ext,) = be.extend([ExtendRequest(prompt=q, partial=partial, n=1, params=greedy, seed=0)])
+        (txt,) = be.generate([GenRequest(prompt=q + partial, n=1, params=greedy, seed=0)])
+        assert [s.text for s in ext.samples] == [s.text for s in txt.samples]
+        assert [s.token_ids for s in ext.samples] == [s.token_ids for s in txt.samples]
+        assert ext.usage.calls == 1 and 0 < ext.usage.prompt_tokens <= be.count_tokens(q + partial)
+        assert ext.usage.gen_tokens == txt.usage.gen_tokens

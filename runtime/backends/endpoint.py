@@ -284,12 +284,15 @@ class EndpointBackend:
     # -- the protocol -------------------------------------------------------------------
 
     def submit(self, request: GenRequest | ExtendRequest) -> concurrent.futures.Future:
+        ids: list[int] | None = None
         if isinstance(request, ExtendRequest):
             prompt = request.prompt + request.partial
+            if self.profile.token_ids and self.tokenizer is not None:  # the ids the ledger counts, as sent
+                ids = self._encode(prompt)
         else:
             prompt = request.prompt
         return _Loop.submit(self._generate(prompt, request.n, request.params, request.seed,
-                                           request.max_prompt_tokens))
+                                           request.max_prompt_tokens, ids))
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         return self._all([self.submit(r) for r in requests])
@@ -398,8 +401,8 @@ class EndpointBackend:
     # -- one request ------------------------------------------------------------------
 
     async def _generate(self, prompt: str, n: int, params: SamplingParams, seed: int,
-                        max_prompt_tokens: int | None) -> GenResult:
-        L = self.count_tokens(prompt)
+                        max_prompt_tokens: int | None, ids: list[int] | None = None) -> GenResult:
+        L = len(ids) if ids is not None else self.count_tokens(prompt)
         if L == 0:
             raise EndpointCallError("empty prompt")
         if max_prompt_tokens is not None and L > max_prompt_tokens:
@@ -416,7 +419,8 @@ class EndpointBackend:
             parts = [(n, seed & 0x7FFFFFFF)]
         else:
             parts = [(1, sample_seed(seed, j)) for j in range(n)]
-        got = await asyncio.gather(*(self._request(prompt, L, k, m, params, s) for k, s in parts),
+        got = await asyncio.gather(*(self._request(ids if ids is not None else prompt, L, k, m, params, s)
+                                     for k, s in parts),
                                    return_exceptions=True)
         samples: list[Sample] = []
         usage = Usage()
@@ -438,7 +442,7 @@ class EndpointBackend:
         return Usage(calls=k, prompt_tokens=k * L, gen_tokens=k * m,
                      flops=k * (forward_flops(self.spec, 0, L) + forward_flops(self.spec, L, L + m)))
 
-    async def _request(self, prompt: str, L: int, k: int, m: int, params: SamplingParams, seed: int) -> GenResult:
+    async def _request(self, prompt: str | list[int], L: int, k: int, m: int, params: SamplingParams, seed: int) -> GenResult:
         import openai
 
         worst = self._worst(L, k, m)

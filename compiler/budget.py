@@ -159,7 +159,8 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
         case "const" | "param":
             return ValueBound(length=_static_text_len(a.value)), None
         case "template":
-            return ValueBound(length=_template_len(a.prompt or [], values, None, question)), None
+            parts = a.prompt or []
+            return ValueBound(length=_template_len(parts, values, None, question), toks=_template_toks(parts, values)), None
         case "sample":
             return _sample(node, values, spec_of, question)
         case "extend":
@@ -170,7 +171,7 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
         case "revise":
             return _revise(node, first, values, spec_of, question)
         case "vote" | "best":
-            return ValueBound(length=first.gen_len), None
+            return ValueBound(length=first.gen_len, toks=first.toks), None
         case "top":
             return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True, toks=first.toks), None
         case "filter" | "backup":
@@ -197,14 +198,17 @@ def _static_text_len(value: object) -> int:
     return NUMBER_TEXT_TOKENS
 
 
-def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], cand: ValueBound | None, question: int) -> int:
-    """The token bound of a filled template (no specials)."""
+def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], cand: ValueBound | None, question: int,
+                  reader: tuple[TextFacts | None, str] | None = None) -> int:
+    """The token bound of a filled template (no specials). `reader`: the facts of the model that reads
+    the prompt, and who it is; text another model wrote is converted into the reader's tokens."""
     total = 0
     for part in parts:
         if part.text is not None:
             total += text_tokens(part.text)
         elif part.source is not None:
-            total += _field_len(values[part.source], part.path[1:], is_cands=values[part.source].is_cands)
+            value = values[part.source] if reader is None else _read_by(values[part.source], *reader)
+            total += _field_len(value, part.path[1:], is_cands=value.is_cands)
         elif part.path[0] == "c" and cand is not None:
             total += _field_len(cand, part.path[1:], is_cands=True)
         elif part.path[0] == "question":
@@ -212,6 +216,30 @@ def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], ca
         else:  # {feedback}: a score, formatted
             total += NUMBER_TEXT_TOKENS
     return total
+
+
+def _read_by(value: ValueBound, facts: TextFacts | None, who: str) -> ValueBound:
+    """`value` (text some models wrote) in the tokens of the model with `facts`; unchanged when the same tokenizer wrote it."""
+    if not value.toks or all(f is None and facts is None or f is not None and facts is not None and f.tok_id == facts.tok_id
+                             for f in value.toks):
+        return value
+    if value.is_cands:
+        return _in_tokens_of(value, facts, who)
+    length = _convert(value.length, value.toks, facts)
+    if length is None:
+        _note(f"{who}: cannot relate its tokenizer to the one that wrote the text in its prompt; "
+              "its length is bounded as if the tokenizers were the same")
+        return value
+    return ValueBound(length=length, toks=(facts,))
+
+
+def _template_toks(parts: Iterable[PromptPart], values: dict[str, ValueBound]) -> tuple[TextFacts | None, ...]:
+    """The tokenizers that wrote the text a template interpolates (none for inputs, params, literals)."""
+    found: dict[TextFacts | None, None] = {}
+    for part in parts:
+        if part.source is not None:
+            found.update(dict.fromkeys(values[part.source].toks))
+    return tuple(found)
 
 
 def _field_len(value: ValueBound, attrs: list[str], *, is_cands: bool) -> int:
@@ -252,7 +280,8 @@ def shares_prefill(ref: ModelRef) -> bool:
 def _sample(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
     a = node.args
     assert a.model is not None and a.n is not None and a.max_tokens is not None
-    prompt = _template_len(a.prompt or [], values, None, question) + SPECIAL_TOKENS + chat_tokens(a.model)
+    reader = (facts_of_ref(a.model), f"sample with model `{a.model.name}`")
+    prompt = _template_len(a.prompt or [], values, None, question, reader) + SPECIAL_TOKENS + chat_tokens(a.model)
     cost = _gen_cost(spec_of(a.model), 1, prompt, a.n, a.max_tokens, shared=shares_prefill(a.model))
     return ValueBound(a.n, prompt, a.max_tokens, is_cands=True, toks=(facts_of_ref(a.model),)), cost
 
@@ -374,7 +403,8 @@ def judge_prompt_len(v: VerifierRef, cands: ValueBound, values: dict[str, ValueB
     rubric = v.rubric or []
     names_candidate = any(p.source is None and p.path[:1] == ["c"] for p in rubric)
     extra = 0 if names_candidate else cands.seq_len
-    return _template_len(rubric, values, cands, question) + extra + SPECIAL_TOKENS
+    reader = (facts_of_ref(v.model), f"judge `{v.name}`") if v.model is not None else None
+    return _template_len(rubric, values, cands, question, reader) + extra + SPECIAL_TOKENS
 
 
 def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spec_of: SpecLookup, question: int) -> tuple[ValueBound, Cost]:
@@ -388,7 +418,8 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
         if a.feedback is not None:
             cost = _add(cost, _verify_cost(a.feedback, current, spec_of, values, question))
         mine = _in_tokens_of(current, facts, f"revise with model `{a.model.name}`")
-        prompt = (_template_len(a.prompt or [], values, mine, _convert(question, current.toks, facts) or question)
+        prompt = (_template_len(a.prompt or [], values, mine, _convert(question, current.toks, facts) or question,
+                                (facts, f"revise with model `{a.model.name}`"))
                   + SPECIAL_TOKENS + chat_tokens(a.model))
         cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
         current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True, toks=(facts,))

@@ -220,8 +220,9 @@ def _template_len(parts: Iterable[PromptPart], values: dict[str, ValueBound], ca
 
 def _read_by(value: ValueBound, facts: TextFacts | None, who: str) -> ValueBound:
     """`value` (text some models wrote) in the tokens of the model with `facts`; unchanged when the same tokenizer wrote it."""
-    if not value.toks or all(f is None and facts is None or f is not None and facts is not None and f.tok_id == facts.tok_id
-                             for f in value.toks):
+    # Unchanged only when the reader wrote it with a tokenizer whose re-encoding is canonical (WordLevel): a
+    # BPE model's sampled text can re-encode to more tokens than it sampled, even in its own prompt.
+    if not value.toks or all(f == facts and (f is None or f.stable) for f in value.toks):
         return value
     if value.is_cands:
         return _in_tokens_of(value, facts, who)

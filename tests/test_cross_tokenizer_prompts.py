@@ -51,3 +51,14 @@ def test_a_run_is_never_refused_for_the_writers_text(capsys: pytest.CaptureFixtu
     said = " ".join((out.out + out.err).split())
     assert code == 0, said
     assert "longer than its declared bound" not in said
+
+
+def test_a_bpe_models_own_sampled_text_is_converted_in_its_own_prompt(models: dict[str, Path]) -> None:
+    """Sampled BPE text need not re-encode to as few tokens as were sampled, even by the model that wrote it."""
+    facts = facts_of_dir(models["bpe"])
+    assert facts is not None and not facts.stable and facts.token_bytes is not None and facts.token_bytes > 1
+    report = compile_program(source=_program(models["bpe"], models["bpe"])).report
+    reader = [r for r in report.rows if r.op == "sample" and r.node.endswith("again")]
+    assert len(reader) == 1
+    # {question} (4) + ":" + 4 sampled tokens through bytes + "\n", one special; not 4 + 1 + 4 + 1 + 1
+    assert reader[0].bound["prompt_tokens"] == 4 + 1 + 4 * facts.token_bytes + 1 + SPECIAL_TOKENS

@@ -25,6 +25,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ttcl.runtime.tasks.base import text_after_marker
+
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"  # the prompt is `question + PROMPT_SEPARATOR`
 VALUE_MAX = 99  # default bound on every running value
@@ -179,13 +181,7 @@ class ArithChecker:
 
     def extract(self, completion: str) -> str | None:
         """Text after the first `####`, up to the end of its line; None if missing or empty."""
-        if not isinstance(completion, str):
-            return None
-        at = completion.find(ANSWER_MARKER)
-        if at < 0:
-            return None
-        rest = completion[at + len(ANSWER_MARKER) :].split("\n", 1)[0].strip()
-        return rest or None
+        return text_after_marker(completion, ANSWER_MARKER)
 
     def outcome(self, question: str, completion: str) -> float:
         p = parse_question(question)

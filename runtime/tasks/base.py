@@ -32,3 +32,14 @@ class Checker(Protocol):
     def split_steps(self, completion: str) -> list[str]:
         """How the completion divides into steps."""
         ...
+
+
+def text_after_marker(completion: object, marker: str) -> str | None:
+    """Text after the first `marker`, up to the end of its line; None if missing, empty, or not text."""
+    if not isinstance(completion, str):
+        return None
+    at = completion.find(marker)
+    if at < 0:
+        return None
+    rest = completion[at + len(marker) :].split("\n", 1)[0].strip()
+    return rest or None

@@ -40,6 +40,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
+from ttcl.runtime.tasks.base import text_after_marker
+
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
 PART_SEPARATOR = "; "
@@ -369,13 +371,7 @@ class ExprChecker:
 
     def extract(self, completion: object) -> str | None:
         """Text after the first `####`, up to the end of its line; None if missing or empty."""
-        if not isinstance(completion, str):
-            return None
-        at = completion.find(ANSWER_MARKER)
-        if at < 0:
-            return None
-        rest = completion[at + len(ANSWER_MARKER) :].split("\n", 1)[0].strip()
-        return rest or None
+        return text_after_marker(completion, ANSWER_MARKER)
 
     def outcome(self, question: object, completion: object) -> float:
         p = parse_question(question)

@@ -123,13 +123,15 @@ class DataSpec:
     kind: str = "policy"  # policy | direct | revise
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
-    task: str = "arith"  # arith | expr
+    task: str = "arith"  # arith | expr | countdown
 
 
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,
                   attempts: Sequence[tuple[str, str]] | None = None) -> list[Example]:
     if spec.task == "expr":
         return _draw_expr(spec, rng, n, attempts)
+    if spec.task == "countdown":
+        return _draw_countdown(spec, rng, n)
     out: list[Example] = []
     for _ in range(n):
         p = generate(rng.choice(spec.steps), rng)
@@ -163,6 +165,20 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
             continue
         p = expr.generate(rng.choice(spec.steps), rng)
         out.append(Example(p.prompt, p.solution(rng)))
+    return out
+
+
+def _draw_countdown(spec: DataSpec, rng: random.Random, n: int) -> list[Example]:
+    """Countdown policies see each question with the random derivation that made its target
+    (any two available numbers at each step), so the data shows many different chains."""
+    from ttcl.runtime.tasks import countdown
+
+    if spec.kind != "policy":
+        raise ValueError(f"countdown data has no kind {spec.kind!r}")
+    out: list[Example] = []
+    for _ in range(n):
+        p = countdown.generate(rng.choice(spec.steps), rng)
+        out.append(Example(p.prompt, p.solution()))
     return out
 
 

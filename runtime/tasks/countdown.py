@@ -1,0 +1,413 @@
+"""`countdown`: reach a target from a handful of numbers; checking is much easier than solving.
+
+A question lists three to six numbers and a target, `3 7 5 2 -> 22`. A
+solution combines the numbers with `+ - * /`, each number used exactly once,
+every intermediate value a positive integer of at most VALUE_MAX (division
+only where exact). The chain of thought writes one combination per line and
+ends with the whole expression after a GSM8K-style marker:
+
+    7-3=4
+    4*5=20
+    20+2=22
+    #### (7-3)*5+2
+
+Any two available numbers may be combined at each step, so a question has
+many valid derivations and, usually, several right expressions; most
+derivations reach a dead end. Solving is a search; checking a proposed
+expression is one evaluation (`outcome`), which is where sampling many
+candidates and keeping a checked one pays. The difficulty knob is `steps`,
+the number of combinations (the count of numbers minus one, 2..5).
+
+The step checker is also an exact value function: a derivation line is right
+when it is valid arithmetic on available numbers *and* the target is still
+reachable from what remains (`reachable`, exhaustive over sub-multisets), so
+`check("countdown", agg = "last")` scores partial solutions exactly, as an
+oracle process scorer for step-level search. The checkers need no gold label
+and never raise on malformed text.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+from ttcl.runtime.tasks.base import text_after_marker
+
+ANSWER_MARKER = "####"
+PROMPT_SEPARATOR = "\n"
+TARGET_SEPARATOR = " -> "
+VALUE_MAX = 99  # every intermediate value of a derivation lies in 1..VALUE_MAX
+NUMBER_MIN, NUMBER_MAX = 1, 10  # the given numbers
+MIN_STEPS, MAX_STEPS = 2, 5  # combinations: three to six numbers
+OPS = "+-*/"
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+_QUESTION_RE = re.compile(r"^\s*(\d{1,3}(?: \d{1,3}){2,5}) -> (\d{1,3})\s*$")
+_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*$")
+_TOKEN_RE = re.compile(r"\s*(?:(\d{1,6})|([+\-*/()]))")
+
+
+def combine(a: int, op: str, b: int) -> int | None:
+    """The value of `a op b` under the rules (a positive integer <= VALUE_MAX, exact division), or None."""
+    if op == "+":
+        v = a + b
+    elif op == "-":
+        v = a - b
+    elif op == "*":
+        v = a * b
+    elif op == "/":
+        if b == 0 or a % b:
+            return None
+        v = a // b
+    else:
+        return None
+    return v if 1 <= v <= VALUE_MAX else None
+
+
+@lru_cache(maxsize=65536)
+def _values(pool: tuple[int, ...]) -> frozenset[int]:
+    """Every value an expression using each number of the sorted `pool` exactly once can take,
+    with every intermediate value within the rules."""
+    if len(pool) == 1:
+        return frozenset(pool) if 1 <= pool[0] <= VALUE_MAX else frozenset()
+    out: set[int] = set()
+    n = len(pool)
+    seen: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+    for mask in range(1, (1 << n) - 1):
+        if not mask & 1:  # each split once: the left side holds the first number
+            continue
+        left = tuple(pool[i] for i in range(n) if mask >> i & 1)
+        right = tuple(pool[i] for i in range(n) if not mask >> i & 1)
+        if (left, right) in seen:
+            continue
+        seen.add((left, right))
+        for a in _values(left):
+            for b in _values(right):
+                for x, y in ((a, b), (b, a)):
+                    for op in OPS:
+                        v = combine(x, op, y)
+                        if v is not None:
+                            out.add(v)
+    return frozenset(out)
+
+
+def reachable(pool: Iterable[int], target: int) -> bool:
+    """Whether the numbers in `pool`, each used exactly once, can still make `target`."""
+    key = tuple(sorted(pool))
+    if not key or len(key) > MAX_STEPS + 1:
+        return False
+    return target in _values(key)
+
+
+# ---------------------------------------------------------------- problems
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A derivation's expression tree: a number (`op` None) or `left op right`."""
+
+    value: int
+    op: str | None = None
+    left: Expr | None = None
+    right: Expr | None = None
+
+    def text(self) -> str:
+        """Infix with the fewest parentheses that parse back to this tree."""
+        if self.op is None:
+            return str(self.value)
+        assert self.left is not None and self.right is not None
+        p = _PREC[self.op]
+        lt, rt = self.left.text(), self.right.text()
+        if self.left.op is not None and _PREC[self.left.op] < p:
+            lt = f"({lt})"
+        if self.right.op is not None and _PREC[self.right.op] <= p:
+            rt = f"({rt})"
+        return f"{lt}{self.op}{rt}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One countdown problem: the numbers, in the order the question gives them, and the target."""
+
+    numbers: tuple[int, ...]
+    target: int
+    made_by: tuple[tuple[int, str, int, int], ...] = field(default=(), compare=False, repr=False)
+    """The derivation the generator drew the target with (empty for a parsed question)."""
+
+    @property
+    def steps(self) -> int:
+        return len(self.numbers) - 1
+
+    @property
+    def question(self) -> str:
+        return " ".join(map(str, self.numbers)) + TARGET_SEPARATOR + str(self.target)
+
+    @property
+    def prompt(self) -> str:
+        return self.question + PROMPT_SEPARATOR
+
+    def derivation(self, rng: random.Random | None = None, tries: int = 2000) -> list[tuple[int, str, int, int]] | None:
+        """A derivation reaching the target, as (a, op, b, value) lines, drawn at random (every step
+        keeps the target reachable, so it never backtracks); the first one found without `rng`."""
+        r = rng or random.Random(0)
+        pool = list(self.numbers)
+        lines: list[tuple[int, str, int, int]] = []
+        while len(pool) > 1:
+            moves = []
+            for i in range(len(pool)):
+                for j in range(len(pool)):
+                    if i == j:
+                        continue
+                    for op in OPS:
+                        v = combine(pool[i], op, pool[j])
+                        if v is None:
+                            continue
+                        rest = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
+                        if reachable(rest, self.target):
+                            moves.append((i, j, op, v))
+            if not moves:
+                return None
+            i, j, op, v = r.choice(moves) if rng is not None else moves[0]
+            lines.append((pool[i], op, pool[j], v))
+            pool = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
+        return lines
+
+    def solution(self, rng: random.Random | None = None) -> str:
+        """A chain-of-thought completion (without end-of-sequence), then its expression: the
+        derivation the generator drew (a random one) unless `rng` asks for a fresh random search."""
+        lines = list(self.made_by) if self.made_by and rng is None else self.derivation(rng)
+        if lines is None:
+            raise ValueError(f"unsolvable: {self.question}")
+        return "\n".join([*(f"{a}{op}{b}={v}" for a, op, b, v in lines), f"{ANSWER_MARKER} {expression_of(self.numbers, lines)}"])
+
+    def to_json(self) -> dict[str, object]:
+        return {"question": self.question, "answer": self.solution(), "steps": self.steps}
+
+
+def expression_of(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]) -> str:
+    """The expression a derivation builds (its last line's tree)."""
+    pool = [Expr(n) for n in numbers]
+    for a, op, b, v in lines:
+        i = next(k for k, e in enumerate(pool) if e.value == a)
+        left = pool.pop(i)
+        j = next(k for k, e in enumerate(pool) if e.value == b)
+        right = pool.pop(j)
+        pool.append(Expr(v, op, left, right))
+    return pool[-1].text()
+
+
+def generate(steps: int, rng: random.Random) -> Problem:
+    """A problem with `steps` + 1 numbers in NUMBER_MIN..NUMBER_MAX and a target made by a random
+    derivation over all of them (so it is solvable), every value within the rules."""
+    if not MIN_STEPS <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be in {MIN_STEPS}..{MAX_STEPS}")
+    while True:
+        numbers = [rng.randint(NUMBER_MIN, NUMBER_MAX) for _ in range(steps + 1)]
+        pool = list(numbers)
+        lines: list[tuple[int, str, int, int]] = []
+        while len(pool) > 1:
+            i, j = rng.sample(range(len(pool)), 2)
+            ops = [op for op in OPS if combine(pool[i], op, pool[j]) is not None]
+            if not ops:
+                break
+            op = rng.choice(ops)
+            v = combine(pool[i], op, pool[j])
+            assert v is not None
+            lines.append((pool[i], op, pool[j], v))
+            pool = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
+        if len(pool) == 1 and pool[0] not in numbers:  # a target that is one of the numbers is too easy
+            return Problem(tuple(numbers), pool[0], tuple(lines))
+
+
+def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
+    """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
+    levels = [steps] if isinstance(steps, int) else list(steps)
+    if not levels:
+        raise ValueError("no difficulty levels given")
+    rng = random.Random(seed)
+    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+
+
+def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
+    """GSM8K-style JSONL lines: question, answer (a solution ending in `#### EXPR`), steps."""
+    for p in problems:
+        yield json.dumps(p.to_json())
+
+
+def parse_question(question: object) -> Problem | None:
+    """The problem a question states (`N N N [N ...] -> T`), or None when it is not one."""
+    if not isinstance(question, str):
+        return None
+    m = _QUESTION_RE.match(question)
+    if m is None:
+        return None
+    return Problem(tuple(int(x) for x in m.group(1).split()), int(m.group(2)))
+
+
+# ---------------------------------------------------------------- answer expressions
+
+
+def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
+    """(exact value, the numbers it uses) of an expression over integers with `+ - * /` and
+    parentheses; None when it does not parse or divides by zero."""
+    toks: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        toks.append(m.group(1) or m.group(2))
+        pos = m.end()
+    if not toks or len(toks) > 64:
+        return None
+    used: list[int] = []
+    i = 0
+
+    def peek() -> str | None:
+        return toks[i] if i < len(toks) else None
+
+    def take() -> str:
+        nonlocal i
+        if i >= len(toks):
+            raise ValueError("end")
+        i += 1
+        return toks[i - 1]
+
+    def expr(depth: int) -> Fraction:
+        v = term(depth)
+        while peek() in ("+", "-"):
+            v = v + term(depth) if take() == "+" else v - term(depth)
+        return v
+
+    def term(depth: int) -> Fraction:
+        v = atom(depth)
+        while peek() in ("*", "/"):
+            op, w = take(), atom(depth)
+            if op == "/" and w == 0:
+                raise ValueError("division by zero")
+            v = v * w if op == "*" else v / w
+        return v
+
+    def atom(depth: int) -> Fraction:
+        t = take()
+        if t == "(":
+            if depth > 8:
+                raise ValueError("deep")
+            v = expr(depth + 1)
+            if take() != ")":
+                raise ValueError(")")
+            return v
+        if t.isdigit():
+            used.append(int(t))
+            return Fraction(int(t))
+        raise ValueError(t)
+
+    try:
+        value = expr(0)
+    except ValueError:
+        return None
+    if i != len(toks):
+        return None
+    return value, used
+
+
+# ---------------------------------------------------------------- checker
+
+
+class CountdownChecker:
+    """Exact outcome, step and process checker for `countdown` (the `check("countdown")` verifier).
+
+    `outcome`: the expression after `####` evaluates exactly to the target and uses every
+    given number exactly once. A step is one non-empty line. A derivation line `a op b = v`
+    is right when every earlier step is right, a and b are among the numbers still
+    available, v is the value under the rules, and the target is still reachable from
+    what remains (so a dead end is a wrong step, even with correct arithmetic). The answer
+    line is right when the outcome is; anything after it is wrong. Step scores are 1.0 up
+    to the first wrong step and 0.0 from it on."""
+
+    name = "countdown"
+    answer_marker = ANSWER_MARKER
+    step_separator = "\n"
+
+    def solve(self, question: str) -> str | None:
+        p = parse_question(question)
+        if p is None or not reachable(p.numbers, p.target):
+            return None
+        return p.solution().rsplit(ANSWER_MARKER, 1)[1].strip()
+
+    def extract(self, completion: object) -> str | None:
+        got = text_after_marker(completion, ANSWER_MARKER)
+        return None if got is None else got.replace(" ", "")
+
+    def outcome(self, question: object, completion: object) -> float:
+        p = parse_question(question)
+        got = self.extract(completion)
+        if p is None or got is None:
+            return 0.0
+        ev = evaluate(got)
+        if ev is None:
+            return 0.0
+        value, used = ev
+        return 1.0 if value == p.target and Counter(used) == Counter(p.numbers) else 0.0
+
+    def split_steps(self, completion: object) -> list[str]:
+        if not isinstance(completion, str):
+            return []
+        return [line.strip() for line in completion.split("\n") if line.strip()]
+
+    def steps(self, question: object, completion: object) -> list[float]:
+        lines = self.split_steps(completion)
+        p = parse_question(question)
+        if p is None:
+            return [0.0] * len(lines)
+        pool = list(p.numbers)
+        ok, finished, scores = True, False, []
+        for line in lines:
+            if ok:
+                if finished:
+                    ok = False
+                elif line.startswith(ANSWER_MARKER):
+                    ok = self.outcome(p.question, line) == 1.0
+                    finished = True
+                else:
+                    ok = _apply_step(line, pool, p.target)
+            scores.append(1.0 if ok else 0.0)
+        return scores
+
+    def strict(self, question: object, completion: object) -> bool:
+        """Right answer with every step right (and at least one derivation line)."""
+        s = self.steps(question, completion)
+        return self.outcome(question, completion) == 1.0 and len(s) > 1 and min(s) == 1.0
+
+    def first_error(self, question: object, completion: object) -> int | None:
+        scores = self.steps(question, completion)
+        return scores.index(0.0) if 0.0 in scores else None
+
+
+def _apply_step(line: str, pool: list[int], target: int) -> bool:
+    """Check one derivation line against the available numbers; on success, update `pool`."""
+    m = _STEP_RE.match(line)
+    if m is None:
+        return False
+    a, op, b, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    rest = list(pool)
+    for x in (a, b):
+        if x not in rest:
+            return False
+        rest.remove(x)
+    if combine(a, op, b) != v:
+        return False
+    rest.append(v)
+    if not reachable(rest, target):
+        return False
+    pool[:] = rest
+    return True
+
+
+checker = CountdownChecker()

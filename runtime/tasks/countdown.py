@@ -3,12 +3,14 @@
 A question lists three to six numbers and a target, `3 7 5 2 -> 22`. A
 solution combines the numbers with `+ - * /`, each number used exactly once,
 every intermediate value a positive integer of at most VALUE_MAX (division
-only where exact). The chain of thought writes one combination per line and
-ends with the whole expression after a GSM8K-style marker:
+only where exact). The chain of thought writes one combination per line,
+with the numbers still available after it in brackets (the state is written
+down, as a scratchpad, not remembered), and ends with the whole expression
+after a GSM8K-style marker:
 
-    7-3=4
-    4*5=20
-    20+2=22
+    7-3=4 [5 2 4]
+    4*5=20 [2 20]
+    20+2=22 [22]
     #### (7-3)*5+2
 
 Any two available numbers may be combined at each step, so a question has
@@ -49,7 +51,7 @@ OPS = "+-*/"
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 _QUESTION_RE = re.compile(r"^\s*(\d{1,3}(?: \d{1,3}){2,5}) -> (\d{1,3})\s*$")
-_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*$")
+_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*(?:\[([\d ]{0,40})\])?\s*$")
 _TOKEN_RE = re.compile(r"\s*(?:(\d{1,6})|([+\-*/()]))")
 
 
@@ -184,10 +186,22 @@ class Problem:
         lines = list(self.made_by) if self.made_by and rng is None else self.derivation(rng)
         if lines is None:
             raise ValueError(f"unsolvable: {self.question}")
-        return "\n".join([*(f"{a}{op}{b}={v}" for a, op, b, v in lines), f"{ANSWER_MARKER} {expression_of(self.numbers, lines)}"])
+        return "\n".join([*step_lines(self.numbers, lines), f"{ANSWER_MARKER} {expression_of(self.numbers, lines)}"])
 
     def to_json(self) -> dict[str, object]:
         return {"question": self.question, "answer": self.solution(), "steps": self.steps}
+
+
+def step_lines(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]) -> list[str]:
+    """Derivation lines with the numbers still available after each: `7-3=4 [5 2 4]` (the
+    question's order, each new value appended), so the state is written down, not remembered."""
+    pool, out = list(numbers), []
+    for a, op, b, v in lines:
+        pool.remove(a)
+        pool.remove(b)
+        pool.append(v)
+        out.append(f"{a}{op}{b}={v} [{' '.join(map(str, pool))}]")
+    return out
 
 
 def expression_of(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]) -> str:
@@ -325,8 +339,9 @@ class CountdownChecker:
 
     `outcome`: the expression after `####` evaluates exactly to the target and uses every
     given number exactly once. A step is one non-empty line. A derivation line `a op b = v`
-    is right when every earlier step is right, a and b are among the numbers still
-    available, v is the value under the rules, and the target is still reachable from
+    (optionally followed by `[numbers left]`) is right when every earlier step is right,
+    a and b are among the numbers still available, v is the value under the rules, the
+    bracket, if written, holds exactly the numbers left, and the target is still reachable from
     what remains (so a dead end is a wrong step, even with correct arithmetic). The answer
     line is right when the outcome is; anything after it is wrong. Step scores are 1.0 up
     to the first wrong step and 0.0 from it on."""
@@ -404,6 +419,8 @@ def _apply_step(line: str, pool: list[int], target: int) -> bool:
     if combine(a, op, b) != v:
         return False
     rest.append(v)
+    if m.group(5) is not None and Counter(int(x) for x in m.group(5).split()) != Counter(rest):
+        return False  # the written state must be the numbers left
     if not reachable(rest, target):
         return False
     pool[:] = rest

@@ -50,9 +50,10 @@ MIN_STEPS, MAX_STEPS = 2, 5  # combinations: three to six numbers
 OPS = "+-*/"
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
-_QUESTION_RE = re.compile(r"^\s*(\d{1,3}(?: \d{1,3}){2,5}) -> (\d{1,3})\s*$")
-_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*(?:\[([\d ]{0,40})\])?\s*$")
-_TOKEN_RE = re.compile(r"\s*(?:(\d{1,6})|([+\-*/()]))")
+# ASCII: `\d` would otherwise match any Unicode digit, and int() reads those too.
+_QUESTION_RE = re.compile(r"^\s*(\d{1,3}(?: \d{1,3}){2,5}) -> (\d{1,3})\s*$", re.ASCII)
+_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*(?:\[([\d ]{0,40})\])?\s*$", re.ASCII)
+_TOKEN_RE = re.compile(r"\s*(?:(\d{1,6})|([+\-*/()]))", re.ASCII)
 
 
 def combine(a: int, op: str, b: int) -> int | None:
@@ -157,28 +158,35 @@ class Problem:
     def derivation(self, rng: random.Random | None = None, tries: int = 2000) -> list[tuple[int, str, int, int]] | None:
         """A derivation reaching the target, as (a, op, b, value) lines, drawn at random (every step
         keeps the target reachable, so it never backtracks); the first one found without `rng`."""
-        r = rng or random.Random(0)
         pool = list(self.numbers)
         lines: list[tuple[int, str, int, int]] = []
         while len(pool) > 1:
-            moves = []
-            for i in range(len(pool)):
-                for j in range(len(pool)):
-                    if i == j:
-                        continue
-                    for op in OPS:
-                        v = combine(pool[i], op, pool[j])
-                        if v is None:
-                            continue
-                        rest = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
-                        if reachable(rest, self.target):
-                            moves.append((i, j, op, v))
-            if not moves:
+            found = self._live_moves(pool)
+            if rng is None:  # the first live move: no need to test the others
+                move = next(found, None)
+            else:
+                moves = list(found)
+                move = rng.choice(moves) if moves else None
+            if move is None:
                 return None
-            i, j, op, v = r.choice(moves) if rng is not None else moves[0]
+            i, j, op, v = move
             lines.append((pool[i], op, pool[j], v))
             pool = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
         return lines
+
+    def _live_moves(self, pool: list[int]) -> Iterator[tuple[int, int, str, int]]:
+        """Every (i, j, op, value) combining pool[i] op pool[j] after which the target is still reachable."""
+        for i in range(len(pool)):
+            for j in range(len(pool)):
+                if i == j:
+                    continue
+                for op in OPS:
+                    v = combine(pool[i], op, pool[j])
+                    if v is None:
+                        continue
+                    rest = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
+                    if reachable(rest, self.target):
+                        yield i, j, op, v
 
     def solution(self, rng: random.Random | None = None) -> str:
         """A chain-of-thought completion (without end-of-sequence), then its expression: the
@@ -267,9 +275,11 @@ def parse_question(question: object) -> Problem | None:
 # ---------------------------------------------------------------- answer expressions
 
 
-def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
+def evaluate(text: str, rules: bool = False) -> tuple[Fraction, list[int]] | None:
     """(exact value, the numbers it uses) of an expression over integers with `+ - * /` and
-    parentheses; None when it does not parse or divides by zero."""
+    parentheses; None when it does not parse or divides by zero, and with `rules` also when
+    any operation's value is not a positive integer of at most VALUE_MAX (what a derivation
+    line may write: `10*10-1`, `2-5+10` and `8/(3-8/3)` break the rules)."""
     toks: list[str] = []
     pos, text = 0, text.strip()
     while pos < len(text):
@@ -277,8 +287,10 @@ def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
         if m is None or m.end() == pos:
             return None
         toks.append(m.group(1) or m.group(2))
+        if len(toks) > 64:  # longer than any expression over six numbers: stop reading
+            return None
         pos = m.end()
-    if not toks or len(toks) > 64:
+    if not toks:
         return None
     used: list[int] = []
     i = 0
@@ -293,10 +305,15 @@ def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
         i += 1
         return toks[i - 1]
 
+    def ruled(v: Fraction) -> Fraction:
+        if rules and not (v.denominator == 1 and 1 <= v <= VALUE_MAX):
+            raise ValueError("outside the rules")
+        return v
+
     def expr(depth: int) -> Fraction:
         v = term(depth)
         while peek() in ("+", "-"):
-            v = v + term(depth) if take() == "+" else v - term(depth)
+            v = ruled(v + term(depth) if take() == "+" else v - term(depth))
         return v
 
     def term(depth: int) -> Fraction:
@@ -305,7 +322,7 @@ def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
             op, w = take(), atom(depth)
             if op == "/" and w == 0:
                 raise ValueError("division by zero")
-            v = v * w if op == "*" else v / w
+            v = ruled(v * w if op == "*" else v / w)
         return v
 
     def atom(depth: int) -> Fraction:
@@ -337,11 +354,13 @@ def evaluate(text: str) -> tuple[Fraction, list[int]] | None:
 class CountdownChecker:
     """Exact outcome, step and process checker for `countdown` (the `check("countdown")` verifier).
 
-    `outcome`: the expression after `####` evaluates exactly to the target and uses every
-    given number exactly once. A step is one non-empty line. A derivation line `a op b = v`
-    (optionally followed by `[numbers left]`) is right when every earlier step is right,
-    a and b are among the numbers still available, v is the value under the rules, the
-    bracket, if written, holds exactly the numbers left, and the target is still reachable from
+    `outcome`: the expression after `####` evaluates exactly to the target, uses every
+    given number exactly once, and keeps every operation's value within the rules (a
+    positive integer of at most VALUE_MAX, so division only where exact). A step is one
+    non-empty line. A derivation line `a op b = v` (optionally followed by `[numbers left]`)
+    is right when every earlier step is right, a and b are among the numbers still
+    available, v is the value under the rules, the bracket, if written, holds exactly the
+    numbers left, and the target is still reachable from
     what remains (so a dead end is a wrong step, even with correct arithmetic). The answer
     line is right when the outcome is; anything after it is wrong. Step scores are 1.0 up
     to the first wrong step and 0.0 from it on."""
@@ -365,7 +384,7 @@ class CountdownChecker:
         got = self.extract(completion)
         if p is None or got is None:
             return 0.0
-        ev = evaluate(got)
+        ev = evaluate(got, rules=True)
         if ev is None:
             return 0.0
         value, used = ev

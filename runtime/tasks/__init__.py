@@ -13,9 +13,10 @@ ENTRY_POINT_GROUP = "ttcl.verifiers"
 
 def _builtins() -> dict[str, Checker]:
     from ttcl.runtime.tasks.arith import checker as arith
+    from ttcl.runtime.tasks.countdown import checker as countdown
     from ttcl.runtime.tasks.expr import checker as expr
 
-    return {"arith": arith, "expr": expr}
+    return {"arith": arith, "countdown": countdown, "expr": expr}
 
 
 # Checkers the user named on the command line (`--verifier NAME=module:function`), for this process only:

@@ -153,6 +153,30 @@ def data_expr(
         sys.stdout.write(line + "\n")
 
 
+@data_app.command("countdown")
+def data_countdown(
+    steps: Annotated[str, typer.Option("--steps", help="Number of combinations (numbers given minus one): N or A..B (cycled evenly), 2..5.")] = "2..5",
+    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+) -> None:
+    """Countdown problems (reach a target from 3-6 numbers with + - * /) as JSONL lines
+    {"question", "answer" (one combination per line, then '#### EXPRESSION'), "steps"} on stdout."""
+    from ttcl.runtime.tasks.arith import parse_steps_spec
+    from ttcl.runtime.tasks.countdown import MAX_STEPS, MIN_STEPS, iter_jsonl, make_problems
+
+    try:
+        levels = parse_steps_spec(steps)
+    except ValueError as e:
+        raise ZooArgumentError("--steps", str(e)) from e
+    if levels[0] < MIN_STEPS or levels[-1] > MAX_STEPS:
+        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} combinations ({MIN_STEPS + 1} to "
+                               f"{MAX_STEPS + 1} numbers), got {steps!r}")
+    count = _int_option("--n", n, minimum=0)
+    seed_value = _int_option("--seed", seed)
+    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
+        sys.stdout.write(line + "\n")
+
+
 def _int_option(option: str, text: str, minimum: int | None = None) -> int:
     # Parsed here, not by typer, so a bad value is a one-line ttcl error, never a traceback.
     try:

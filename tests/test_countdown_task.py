@@ -34,11 +34,14 @@ from ttcl.runtime.tasks.countdown import (
 from ttcl.runtime.values import Candidate, Candidates
 
 Q = "3 7 5 2 -> 22"
-RIGHT = "7-3=4\n4*5=20\n20+2=22\n#### (7-3)*5+2"
+# each derivation line carries the numbers left in brackets, as the generator writes it
+RIGHT = "7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2"
 # another derivation, and another expression, for the same question
-RIGHT_OTHER = "7*2=14\n14+5=19\n19+3=22\n#### 7*2+5+3"
+RIGHT_OTHER = "7*2=14 [3 5 14]\n14+5=19 [3 19]\n19+3=22 [22]\n#### 7*2+5+3"
 # the same expression as RIGHT_OTHER, reached in another order (two independent sub-steps)
-RIGHT_OTHER_ORDER = "5+3=8\n7*2=14\n14+8=22\n#### 7*2+(5+3)"
+RIGHT_OTHER_ORDER = "5+3=8 [7 2 8]\n7*2=14 [8 14]\n14+8=22 [22]\n#### 7*2+(5+3)"
+# the bracket is optional
+RIGHT_BARE = "7-3=4\n4*5=20\n20+2=22\n#### (7-3)*5+2"
 
 
 # ------------------------------------------------------------------ generator
@@ -57,7 +60,7 @@ def test_generator_draws_are_pinned() -> None:
     draws changes their data, so it must be deliberate (and retrain them)."""
     first = make_problems(2, range(MIN_STEPS, MAX_STEPS + 1), seed=0)
     assert [p.question for p in first] == ["7 7 1 -> 49", "10 4 9 3 -> 61"]
-    assert first[1].solution() == "9+10=19\n19*3=57\n4+57=61\n#### 4+(9+10)*3"
+    assert first[1].solution() == "9+10=19 [4 3 19]\n19*3=57 [4 57]\n4+57=61 [61]\n#### 4+(9+10)*3"
 
 
 @pytest.mark.parametrize("steps", range(MIN_STEPS, MAX_STEPS + 1))
@@ -216,7 +219,18 @@ def test_outcome_within_the_rules_is_reachable() -> None:
         (RIGHT, [1.0] * 4),
         (RIGHT_OTHER, [1.0] * 4),
         (RIGHT_OTHER_ORDER, [1.0] * 4),
+        (RIGHT_BARE, [1.0] * 4),
         (" 7 - 3 = 4 \n\n3+... \n", [1.0, 0.0]),
+        # the bracket, when written, must hold exactly the numbers left (in any order)
+        ("7-3=4 [4 5 2]", [1.0]),
+        ("7-3=4 [5 2]", [0.0]),
+        ("7-3=4 [5 2 4 4]", [0.0]),
+        ("7-3=4 [5 2 3]", [0.0]),
+        ("7-3=4 []", [0.0]),
+        ("7-3=4 [5 2 4]\n4*5=20 [2 20 5]", [1.0, 0.0]),
+        ("7-3=4 [5 2 4", [0.0]),
+        ("7-3=4 [5,2,4]", [0.0]),
+        ("7-3=4 [5 2 4] and so on", [0.0]),
         ("3+7=10", [0.0]),  # right arithmetic, but a dead end: 10, 5, 2 cannot make 22
         ("7-3=4\n4*5=20\n2+20=22\n#### (7-3)*5+2", [1.0] * 4),  # operands in either order
         ("7-3=5", [0.0]),  # arithmetic slip
@@ -257,7 +271,7 @@ def test_dead_end_is_a_dead_end() -> None:
 
 
 def test_strict_and_first_error() -> None:
-    for right in (RIGHT, RIGHT_OTHER, RIGHT_OTHER_ORDER):
+    for right in (RIGHT, RIGHT_OTHER, RIGHT_OTHER_ORDER, RIGHT_BARE):
         assert checker.strict(Q, right)
         assert checker.first_error(Q, right) is None
     assert not checker.strict(Q, "#### (7-3)*5+2")  # right answer, no derivation shown
@@ -343,7 +357,7 @@ def _prefixes(solution: str) -> list[str]:
 
 @pytest.mark.parametrize("agg", ["last", "min", "prod"])
 def test_prefixes_of_a_right_solution_score_one(agg: str) -> None:
-    for right in (RIGHT, RIGHT_OTHER, RIGHT_OTHER_ORDER):
+    for right in (RIGHT, RIGHT_OTHER, RIGHT_OTHER_ORDER, RIGHT_BARE):
         prefixes = _prefixes(right)
         [scored] = CheckScorer("countdown", agg).score([(Q, _cands(*prefixes))])
         assert not isinstance(scored, Exception)
@@ -353,9 +367,9 @@ def test_prefixes_of_a_right_solution_score_one(agg: str) -> None:
 
 
 def test_check_as_exact_process_scorer() -> None:
-    dead_end = "7-3=4\n4*2=8"  # right arithmetic; 8 and 5 cannot make 22
+    dead_end = "7-3=4 [5 2 4]\n4*2=8 [5 8]"  # right arithmetic and bracket; 8 and 5 cannot make 22
     assert not reachable([8, 5], 22)
-    cands = _cands("7-3=4", dead_end, dead_end + "\n8+5=13", "7-3=4\n4*5=21", RIGHT, "#### (7-3)*5+2")
+    cands = _cands("7-3=4 [5 2 4]", dead_end, dead_end + "\n8+5=13 [13]", "7-3=4\n4*5=21", RIGHT, "#### (7-3)*5+2")
     [outcome] = CheckScorer("countdown").score([(Q, cands)])
     [last] = CheckScorer("countdown", "last").score([(Q, cands)])
     [smin] = CheckScorer("countdown", "min").score([(Q, cands)])

@@ -1,7 +1,10 @@
-"""Testbed v2 gates on the `expr` task, per difficulty bin, on held-out items, with 95% intervals.
+"""Testbed v2 gates on the `expr` or `countdown` task, per difficulty bin, on held-out items, with
+95% intervals.
 
     python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-prm \
-        [--large ttcl:expr-l] [--per-level 150] [--seed 777001] [--k 16] [--json out.json]
+        [--large ttcl:expr-m] [--per-level 150] [--seed 777001] [--k 16] [--json out.json]
+    python bench/testbed_gates.py --task countdown --policy ttcl:countdown-s \
+        --verifier ttcl:countdown-prm --large ttcl:countdown-l
 
 Per bin (number of operations): the question-blind guesser's pass@64 bound;
 greedy, maj@k, verifier-weighted@k, verifier-best@k, pass@k and strict@k
@@ -17,8 +20,9 @@ of issue 7 as paired differences with percentile-bootstrap intervals:
       against one greedy decode of the large model).
 
 Samples at T=0.7 (`--temperature`; chosen on the dev seed 555). The seed names the dataset: items are
-`ttcl.runtime.tasks.expr.make_problems(per_level * 7, 2..8, seed)`; the
-guesser's reference answers come from seed + 1. Not a test.
+`ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)` (expr: 2..8 operations; countdown:
+2..5 combinations); the guesser's reference answers (expr only: a countdown answer is an
+expression over the question's own numbers) come from seed + 1. Not a test.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ def _diff(a: list[float], b: list[float], seed: int) -> tuple[float, float, floa
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
     ap.add_argument("--policy", default="ttcl:expr-s")
     ap.add_argument("--verifier", default="ttcl:expr-prm")
     ap.add_argument("--large", default=None)
@@ -78,7 +83,8 @@ def main() -> int:
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps
 
-    problems = T.eval_problems(a.per_level, seed=a.seed)
+    bed = T.BEDS[a.task]
+    problems = bed.problems(a.per_level, seed=a.seed)
     pdir = resolve_model(a.policy)
     pmeta = _meta(pdir)
     t0 = time.time()
@@ -108,7 +114,8 @@ def main() -> int:
     k = a.k
     out: dict = {"seed": a.seed, "policy": a.policy, "verifier": a.verifier, "large": a.large, "k": k,
                  "temperature": a.temperature, "per_level": a.per_level, "bins": []}
-    print(f"dataset: expr make_problems({a.per_level * 7}, 2..8, seed={a.seed}); policy {a.policy} "
+    print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
+          f"seed={a.seed}); policy {a.policy} "
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
           f"PRM last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
     print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "
@@ -116,8 +123,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     gates = []
     for st, its in T.by_steps(items).items():
-        ref = make_problems(20000, st, a.seed + 1)
-        guess = guess_pass_bound(ref, 64)
+        guess = guess_pass_bound(make_problems(20000, st, a.seed + 1), 64) if a.task == "expr" else float("nan")
         g = [T.greedy_right(x) for x in its]
         maj = [T.method_right(x, "maj", k) for x in its]
         wtd = [T.method_right(x, "weighted", k) for x in its]
@@ -126,7 +132,7 @@ def main() -> int:
         strict = [T.method_right(x, "strict", k) for x in its]
         wq, nq = T.within_question_auroc(its)
         chains = sum(T.distinct_correct_chains(x) for x in its) / len(its)
-        print(f"| {st} | {_pct(guess)} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
+        print(f"| {st} | {_pct(guess) if guess == guess else '-'} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
               f"{_prop(strict)} | {T.pooled_auroc(its):.3f} | {wq:.3f} ({nq}) | {chains:.2f} |")
         ga = _diff(maj, g, a.seed + st)
         gb = _diff(wtd, maj, a.seed + st)

@@ -1,9 +1,9 @@
 """`countdown`: reach a target from a handful of numbers; checking is much easier than solving.
 
 A question lists three to six numbers and a target, `3 7 5 2 -> 22`. A
-solution combines the numbers with `+ - * /`, each number used exactly once,
-every intermediate value a positive integer of at most VALUE_MAX (division
-only where exact). The chain of thought writes one combination per line,
+solution combines some of the numbers with `+ - * /`, each number used at most
+once (as in the TV game), every intermediate value a positive integer of at
+most VALUE_MAX (division only where exact), and stops once the target is made. The chain of thought writes one combination per line,
 with the numbers still available after it in brackets (the state is written
 down, as a scratchpad, not remembered), and ends with the whole expression
 after a GSM8K-style marker:
@@ -18,7 +18,8 @@ many valid derivations and, usually, several right expressions; most
 derivations reach a dead end. Solving is a search; checking a proposed
 expression is one evaluation (`outcome`), which is where sampling many
 candidates and keeping a checked one pays. The difficulty knob is `steps`,
-the number of combinations (the count of numbers minus one, 2..5).
+the count of numbers minus one (2..5): the target is the value of a random
+derivation over all the numbers, though a shorter solution may exist.
 
 The step checker is also an exact value function: a derivation line is right
 when it is valid arithmetic on available numbers *and* the target is still
@@ -100,12 +101,22 @@ def _values(pool: tuple[int, ...]) -> frozenset[int]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=65536)
+def _values_any(pool: tuple[int, ...]) -> frozenset[int]:
+    """Every value an expression over some of the sorted `pool`'s numbers, each at most once, can take."""
+    n = len(pool)
+    out: set[int] = set()
+    for sub in {tuple(pool[i] for i in range(n) if mask >> i & 1) for mask in range(1, 1 << n)}:
+        out |= _values(sub)
+    return frozenset(out)
+
+
 def reachable(pool: Iterable[int], target: int) -> bool:
-    """Whether the numbers in `pool`, each used exactly once, can still make `target`."""
+    """Whether some of the numbers in `pool`, each used at most once, can still make `target`."""
     key = tuple(sorted(pool))
     if not key or len(key) > MAX_STEPS + 1:
         return False
-    return target in _values(key)
+    return target in _values_any(key)
 
 
 # ---------------------------------------------------------------- problems
@@ -160,7 +171,7 @@ class Problem:
         keeps the target reachable, so it never backtracks); the first one found without `rng`."""
         pool = list(self.numbers)
         lines: list[tuple[int, str, int, int]] = []
-        while len(pool) > 1:
+        while not lines or lines[-1][3] != self.target:  # until the target is made
             found = self._live_moves(pool)
             if rng is None:  # the first live move: no need to test the others
                 move = next(found, None)
@@ -226,7 +237,8 @@ def expression_of(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]
 
 def generate(steps: int, rng: random.Random) -> Problem:
     """A problem with `steps` + 1 numbers in NUMBER_MIN..NUMBER_MAX and a target made by a random
-    derivation over all of them (so it is solvable), every value within the rules."""
+    derivation over all of them (so it is solvable), every value within the rules. The recorded
+    derivation (`made_by`, the training data's solution) stops where it first makes the target."""
     if not MIN_STEPS <= steps <= MAX_STEPS:
         raise ValueError(f"steps must be in {MIN_STEPS}..{MAX_STEPS}")
     while True:
@@ -244,7 +256,9 @@ def generate(steps: int, rng: random.Random) -> Problem:
             lines.append((pool[i], op, pool[j], v))
             pool = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
         if len(pool) == 1 and pool[0] not in numbers:  # a target that is one of the numbers is too easy
-            return Problem(tuple(numbers), pool[0], tuple(lines))
+            target = pool[0]
+            first = next(k for k, line in enumerate(lines) if line[3] == target)
+            return Problem(tuple(numbers), target, tuple(lines[: first + 1]))  # it stops once the target is made
 
 
 def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
@@ -354,8 +368,8 @@ def evaluate(text: str, rules: bool = False) -> tuple[Fraction, list[int]] | Non
 class CountdownChecker:
     """Exact outcome, step and process checker for `countdown` (the `check("countdown")` verifier).
 
-    `outcome`: the expression after `####` evaluates exactly to the target, uses every
-    given number exactly once, and keeps every operation's value within the rules (a
+    `outcome`: the expression after `####` evaluates exactly to the target, uses given
+    numbers only, each at most once, and keeps every operation's value within the rules (a
     positive integer of at most VALUE_MAX, so division only where exact). A step is one
     non-empty line. A derivation line `a op b = v` (optionally followed by `[numbers left]`)
     is right when every earlier step is right, a and b are among the numbers still
@@ -388,7 +402,7 @@ class CountdownChecker:
         if ev is None:
             return 0.0
         value, used = ev
-        return 1.0 if value == p.target and Counter(used) == Counter(p.numbers) else 0.0
+        return 1.0 if value == p.target and not Counter(used) - Counter(p.numbers) else 0.0
 
     def split_steps(self, completion: object) -> list[str]:
         if not isinstance(completion, str):

@@ -1,6 +1,7 @@
-"""Cards for the `expr` family (testbed v2): evaluation on the held-out card set and README.md.
+"""Cards for the testbed v2 families (`expr-*`, `countdown-*`): evaluation on the held-out card
+set and README.md.
 
-The card set is `ttcl.zoo.testbed.eval_problems(CARD_PER_LEVEL)` (seed
+The card set is `ttcl.zoo.testbed.BEDS[task].problems(CARD_PER_LEVEL)` (seed
 `testbed.EVAL_SEED`, never drawn by training). A policy card reports greedy,
 maj@16, pass@16 and strict coverage per difficulty with 95% Wilson
 intervals; a verifier card reports its pooled and within-question AUROC and
@@ -33,10 +34,10 @@ def save_items(items, path: Path) -> None:
                                         "samples": it.samples}) + "\n" for it in items))
 
 
-def load_items(path: Path):
-    from ttcl.runtime.tasks.expr import parse_question
-    from ttcl.zoo.testbed import Item
+def load_items(path: Path, task: str = "expr"):
+    from ttcl.zoo.testbed import BEDS, Item
 
+    parse_question = BEDS[task].module.parse_question
     out = []
     for line in path.read_text().splitlines():
         d = json.loads(line)
@@ -78,18 +79,19 @@ def policy_rows(items, k: int) -> list[dict]:
 def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, log: Log = print) -> dict:
     from transformers import AutoTokenizer
 
-    from ttcl.zoo.testbed import EVAL_SEED, eval_problems, greedy_right, run_policy
+    from ttcl.zoo.testbed import BEDS, EVAL_SEED, greedy_right, run_policy
 
+    bed = BEDS[meta.get("task", "expr")]
     tok = AutoTokenizer.from_pretrained(str(out))
     t0 = time.time()
-    items = run_policy(model, tok, eval_problems(per_level), k=k, temperature=CARD_TEMPERATURE)
+    items = run_policy(model, tok, bed.problems(per_level), k=k, temperature=CARD_TEMPERATURE)
     save_items(items, _cache(out, meta["name"]))
     rows = policy_rows(items, k)
     acc = sum(greedy_right(it) for it in items) / len(items)
     log(f"[{meta['name']}] eval {time.time() - t0:.0f}s greedy {acc:.1%} "
         + " ".join(f"{r['steps']}:{r['greedy']:.2f}" for r in rows))
     extra = {
-        "headline": {"metric": "greedy accuracy, steps 2..8", "value": round(acc, 4)},
+        "headline": {"metric": f"greedy accuracy, steps {bed.steps[0]}..{bed.steps[-1]}", "value": round(acc, 4)},
         "eval": {"per_level": per_level, "samples": k, "temperature": CARD_TEMPERATURE, "seed": EVAL_SEED,
                  "by_steps": [_rounded(r) for r in rows]},
     }
@@ -102,14 +104,16 @@ def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Lo
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps
     from ttcl.zoo.testbed import (
+        BEDS,
         EVAL_SEED,
-        MIDDLE,
         by_steps,
         method_right,
         pooled_auroc,
         within_question_auroc,
     )
 
+    task = meta.get("task", "expr")
+    MIDDLE = BEDS[task].middle  # noqa: N806
     tok = build_tokenizer(model.config.n_positions, padding_side="right")
     per_policy = []
     for name in policies:
@@ -117,7 +121,7 @@ def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Lo
         if not path.is_file():
             log(f"[{meta['name']}] no card samples of {name} at {path}: skipped")
             continue
-        items = load_items(path)
+        items = load_items(path, task)
         qs = [it.problem.question + "\n" for it in items for _ in it.samples]
         cs = [c for it in items for c in it.samples]
         steps = score_steps(model, tok, qs, cs)
@@ -169,19 +173,35 @@ def _ci(r: dict, key: str) -> str:
     return f"{_pct(r[key])} [{_pct(lo)}, {_pct(hi)}]"
 
 
+_POLICY_TEXT = {
+    "expr": "a chain-of-thought policy: one reduction per line, then `#### v1,v2,...`, then `<eos>`",
+    "countdown": "a chain-of-thought policy: one combination of two available numbers per line, then "
+                 "`#### EXPRESSION`, then `<eos>`",
+}
+_PROMPT_TEXT = {
+    "expr": "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
+            "one operation per line in any valid order and ends with the values in question order: "
+            "`12+7=19\\n30-4=26\\n19*3=57\\n57-26=31\\n5*8=40\\n#### 31,40<eos>`.",
+    "countdown": "The prompt is the question and a newline, e.g. `3 7 5 2 -> 22\\n`. The model combines two "
+                 "available numbers per line and ends with the whole expression, which must use every number "
+                 "once and equal the target: `7-3=4\\n4*5=20\\n20+2=22\\n#### (7-3)*5+2<eos>`.",
+}
+
+
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
-    what = {"policy": "a chain-of-thought policy: one reduction per line, then `#### v1,v2,...`, then `<eos>`",
+    task = meta.get("task", "expr")
+    what = {"policy": _POLICY_TEXT[task],
             "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
-                   "its policies' own samples labelled by the exact `expr` checker, with a within-question "
+                   f"its policies' own samples labelled by the exact `{task}` checker, with a within-question "
                    "ranking loss on the last step's score",
             "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
                       "trained from `ttcl:expr-s`'s weights on expr-s's own sampled attempts (half the data) and "
                       "plain solutions (the other half); `revise_template` in `ttcl_meta.json`"}.get(kind, kind)
     lines = [
         f"# {name}", "",
-        f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `expr` (`ttcl data expr`), whose exact "
-        "checker is `check(\"expr\")` (outcome, steps, and with `agg` a process scorer). Loads offline "
+        f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "
+        f"checker is `check(\"{task}\")` (outcome, steps, and with `agg` a process scorer). Loads offline "
         "with the ordinary transformers `from_pretrained` path.", "",
         "| field | value |", "|---|---|",
         f"| architecture | `{meta.get('architecture')}` |",
@@ -201,10 +221,7 @@ def write_card(out: Path, meta: dict) -> None:
     lines.append("")
     ev = meta.get("eval") or {}
     if kind in ("policy", "revise"):
-        lines += ["## Prompt format", "",
-                  "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
-                  "one operation per line in any valid order and ends with the values in question order: "
-                  "`12+7=19\\n30-4=26\\n19*3=57\\n57-26=31\\n5*8=40\\n#### 31,40<eos>`.", ""]
+        lines += ["## Prompt format", "", _PROMPT_TEXT[task], ""]
         if ev:
             k = ev["samples"]
             lines += ["## Accuracy by difficulty (held-out card set)", "",

@@ -22,6 +22,7 @@ def _std(d: int) -> float:
 
 
 EXPR_DATA = DataSpec(task="expr", steps=(2, 3, 4, 5, 6, 7, 8))
+COUNTDOWN_DATA = DataSpec(task="countdown", steps=(2, 3, 4, 5))
 
 LM_RECIPES: dict[str, LMRecipe] = {
     "arith-s": LMRecipe("arith-s", "policy", 32, 2, 2, 160, 4000, batch_size=96, lr=3e-3, init_std=_std(32), seed=1),
@@ -43,6 +44,14 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
+    # countdown (testbed v2, checking easier than solving): 21x apart in parameters, training FLOPs
+    # growing with size (s < m < l in 6*N*D), head_dim 32.
+    "countdown-s": LMRecipe("countdown-s", "policy", 64, 2, 2, 160, 3000, batch_size=64, lr=3e-3,
+                            init_std=_std(64), seed=21, data=COUNTDOWN_DATA),
+    "countdown-m": LMRecipe("countdown-m", "policy", 128, 3, 4, 160, 2000, batch_size=64, lr=2e-3,
+                            init_std=_std(128), seed=22, data=COUNTDOWN_DATA),
+    "countdown-l": LMRecipe("countdown-l", "policy", 256, 3, 8, 160, 1500, batch_size=64, lr=1.5e-3,
+                            init_std=_std(256), seed=23, data=COUNTDOWN_DATA),
 }
 
 VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)
@@ -50,15 +59,21 @@ VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_poli
 # samples, 10x the arith verifiers'), so that batches hold whole questions for the ranking loss.
 EXPR_SAMPLES = SampleSpec(policies=("expr-s", "expr-m"), problems=(5000, 3000), samples_per_problem=8,
                           holdout_frac=0.1, seed=31, task="expr", steps=EXPR_DATA.steps)
+# countdown: 8 samples per question at T=1.0 from the smallest and the middle policy (64,000 labelled samples)
+COUNTDOWN_SAMPLES = SampleSpec(policies=("countdown-s", "countdown-m"), problems=(5000, 3000), samples_per_problem=8,
+                               holdout_frac=0.1, seed=41, task="countdown", steps=COUNTDOWN_DATA.steps)
 VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "arith-orm": VerifierRecipe("arith-orm", "orm", init_from="arith-m", train_steps=600, seed=6),
     "arith-prm": VerifierRecipe("arith-prm", "prm", init_from="arith-m", train_steps=600, seed=7),
     # no larger than the smallest policy it scores: initialised from expr-s
     "expr-prm": VerifierRecipe("expr-prm", "prm", init_from="expr-s", train_steps=900, batch_size=64, lr=1e-3,
                                seed=32, group=8, pairwise=1.0, task="expr"),
+    # no larger than the smallest policy it scores: initialised from countdown-s
+    "countdown-prm": VerifierRecipe("countdown-prm", "prm", init_from="countdown-s", train_steps=900, batch_size=64,
+                                    lr=1e-3, seed=42, group=8, pairwise=1.0, task="countdown"),
 }
 VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
-                                                "expr-prm": EXPR_SAMPLES}
+                                                "expr-prm": EXPR_SAMPLES, "countdown-prm": COUNTDOWN_SAMPLES}
 ALL = FAMILY
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}
 
@@ -96,7 +111,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"
         meta["build"] = build_environment()
-        if evaluate and r.data.task == "expr":
+        if evaluate and r.data.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
             per_level = 4 if is_quick else expr_cards.CARD_PER_LEVEL
@@ -139,7 +154,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         meta["sampled_from"] = list(spec.policies)
         meta["sample_temperature"] = spec.temperature
         meta["build"] = build_environment()
-        if evaluate and spec.task == "expr":
+        if evaluate and spec.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
             meta |= expr_cards.evaluate_verifier(model, out, meta, list(spec.policies), log=log)

@@ -22,7 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 META_FILE = "ttcl_meta.json"
 # Every model `ttcl zoo train` builds, in build order (the verifiers need the policies).
 FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm",
-          "expr-s", "expr-m", "expr-prm", "expr-revise", "expr-l")
+          "expr-s", "expr-m", "expr-prm", "expr-revise", "expr-l",
+          "countdown-s", "countdown-m", "countdown-l", "countdown-prm")
 
 
 def shipped_names() -> list[str]:

@@ -17,12 +17,50 @@ import random
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
+from ttcl.runtime.tasks import countdown, expr
 from ttcl.runtime.tasks.expr import Problem, checker, make_problems
 
 EVAL_SEED = 777001  # held-out items: never drawn by training (the recipes draw from their own seeds)
 EVAL_STEPS = tuple(range(2, 9))
 MIDDLE = (4, 5, 6)
+
+
+@dataclass(frozen=True)
+class Bed:
+    """What the measurements need of one task: its module (generator, parser, checker), the
+    difficulty bins of the card set, the middle bins, and room for a solution's tokens."""
+
+    name: str
+    module: ModuleType
+    steps: tuple[int, ...]
+    middle: tuple[int, ...]
+    tokens_per_step: int
+    tokens_extra: int
+
+    @property
+    def checker(self) -> Any:
+        return self.module.checker
+
+    def max_new_tokens(self, steps: int) -> int:
+        return self.tokens_per_step * steps + self.tokens_extra
+
+    def problems(self, per_level: int, seed: int = EVAL_SEED) -> list:
+        return self.module.make_problems(per_level * len(self.steps), self.steps, seed)
+
+
+BEDS = {
+    # expr: lines of up to 9 characters and the answer line, with slack
+    "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20),
+    # countdown: `a op b = v` lines of up to 9 characters, the expression, with slack
+    "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 10, 40),
+}
+
+
+def bed_of(problem: object) -> Bed:
+    return BEDS["countdown"] if isinstance(problem, countdown.Problem) else BEDS["expr"]
 
 
 def eval_problems(per_level: int, seed: int = EVAL_SEED, steps: Sequence[int] = EVAL_STEPS) -> list[Problem]:
@@ -31,29 +69,39 @@ def eval_problems(per_level: int, seed: int = EVAL_SEED, steps: Sequence[int] = 
 
 def max_new_tokens(steps: int) -> int:
     """Room for `steps` lines of up to 9 characters and the answer line, with slack."""
-    return 10 * steps + 20
+    return BEDS["expr"].max_new_tokens(steps)
 
 
 @dataclass
 class Item:
     """One question with a policy's greedy completion, k samples, and verifier scores."""
 
-    problem: Problem
+    problem: Any  # an expr or countdown Problem
     greedy: str = ""
     samples: list[str] = field(default_factory=list)
     scores: list[float] | None = None  # verifier score per sample
     greedy_tokens: int = 0
     sample_tokens: list[int] = field(default_factory=list)
 
+    @property
+    def checker(self) -> Any:
+        return bed_of(self.problem).checker
+
     def right(self) -> list[bool]:
-        return [checker.outcome(self.problem.question, s) == 1.0 for s in self.samples]
+        return [self.checker.outcome(self.problem.question, s) == 1.0 for s in self.samples]
+
+    def answer_right(self, answer: str | None) -> bool:
+        """Whether a (voted) final answer is right: checked, so that countdown's many right
+        expressions all count."""
+        return answer is not None and self.checker.outcome(self.problem.question, f"#### {answer}") == 1.0
 
 
-def answer_of(text: str) -> str | None:
-    got = checker.extract(text)
+def answer_of(text: str, check: Any = checker) -> str | None:
+    """The final answer, normalised for voting (no spaces; expr's `+` signs dropped)."""
+    got = check.extract(text)
     if got is None:
         return None
-    return ",".join(x.strip().lstrip("+") for x in got.split(","))
+    return ",".join(x.strip().lstrip("+") for x in got.split(",")).replace(" ", "")
 
 
 def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
@@ -71,36 +119,37 @@ def method_right(item: Item, method: str, n: int) -> float:
     """Correctness of one method on the first n samples (mean over the k // n disjoint groups)."""
     k = len(item.samples)
     groups = max(1, k // n)
-    truth = item.problem.answer
-    answers = [answer_of(s) for s in item.samples]
+    answers = [answer_of(s, item.checker) for s in item.samples]
+    right = item.right()
     total = 0.0
     for g in range(groups):
         sl = slice(g * n, (g + 1) * n)
         if method == "pass":
-            total += float(truth in answers[sl])
+            total += float(any(right[sl]))
         elif method == "strict":
-            total += float(any(checker.strict(item.problem.question, s) for s in item.samples[sl]))
+            total += float(any(item.checker.strict(item.problem.question, s) for s in item.samples[sl]))
         elif method == "maj":
-            total += float(vote(answers[sl]) == truth)
+            total += float(item.answer_right(vote(answers[sl])))
         elif method == "weighted":
             assert item.scores is not None
-            total += float(vote(answers[sl], item.scores[sl]) == truth)
+            total += float(item.answer_right(vote(answers[sl], item.scores[sl])))
         elif method == "best":
             assert item.scores is not None
             sc = item.scores[sl]
-            total += float(answers[sl][sc.index(max(sc))] == truth)
+            total += float(right[sl][sc.index(max(sc))])
         else:
             raise ValueError(f"unknown method {method!r}")
     return total / groups
 
 
 def greedy_right(item: Item) -> float:
-    return checker.outcome(item.problem.question, item.greedy)
+    return item.checker.outcome(item.problem.question, item.greedy)
 
 
 def distinct_correct_chains(item: Item) -> int:
     """Distinct step sequences among the samples that are strictly right."""
-    return len({tuple(checker.split_steps(s)) for s in item.samples if checker.strict(item.problem.question, s)})
+    check = item.checker
+    return len({tuple(check.split_steps(s)) for s in item.samples if check.strict(item.problem.question, s)})
 
 
 def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -181,7 +230,7 @@ def run_policy(model, tok, problems: Sequence[Problem], k: int, temperature: flo
         levels.setdefault(p.steps, []).append(i)
     for steps, idx in sorted(levels.items()):
         prompts = [prompt_fn(problems[i]) for i in idx]
-        mnt = max_new_tokens(steps)
+        mnt = bed_of(problems[idx[0]]).max_new_tokens(steps)
         for i, g in zip(idx, generate(model, tok, prompts, n=1, max_new_tokens=mnt, batch_size=batch_size),
                         strict=True):
             items[i].greedy = g[0]

@@ -64,12 +64,14 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
 
     from ttcl.zoo.sampling import generate
 
-    if spec.task == "expr":
-        from ttcl.runtime.tasks import expr as task
-        from ttcl.zoo.testbed import max_new_tokens
+    if spec.task == "arith":
+        from ttcl.runtime.tasks import arith as task
+        from ttcl.zoo.evaluate import max_new_tokens
     else:
-        from ttcl.runtime.tasks import arith as task  # type: ignore[no-redef]
-        from ttcl.zoo.evaluate import max_new_tokens  # type: ignore[no-redef]
+        from ttcl.zoo.testbed import BEDS
+
+        task = BEDS[spec.task].module  # type: ignore[assignment]
+        max_new_tokens = BEDS[spec.task].max_new_tokens  # type: ignore[assignment]
     check = task.checker
 
     torch.set_num_threads(THREADS)

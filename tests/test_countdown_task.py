@@ -222,6 +222,9 @@ def test_outcome_within_the_rules_is_reachable() -> None:
         (RIGHT_OTHER, [1.0] * 4),
         (RIGHT_OTHER_ORDER, [1.0] * 4),
         (RIGHT_BARE, [1.0] * 4),
+        # some of the numbers are enough: a shorter solution leaves 2 unused
+        ("5*3=15 [7 2 15]\n15+7=22 [2 22]\n#### 5*3+7", [1.0] * 3),
+        ("5*3=15\n15+7=22\n22/2=11", [1.0, 1.0, 0.0]),  # going on past the target loses it
         (" 7 - 3 = 4 \n\n3+... \n", [1.0, 0.0]),
         # the bracket, when written, must hold exactly the numbers left (in any order)
         ("7-3=4 [4 5 2]", [1.0]),
@@ -431,9 +434,9 @@ def test_cli_data_countdown(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--steps", "1..3"), "invalid value for --steps: 2 to 5 combinations (3 to 6 numbers), got '1..3'"),
-        (("--steps", "2..6"), "invalid value for --steps: 2 to 5 combinations"),
-        (("--steps", "6"), "invalid value for --steps: 2 to 5 combinations"),
+        (("--steps", "1..3"), "invalid value for --steps: 2 to 5 (the count of numbers given minus one: 3 to 6 numbers), got '1..3'"),
+        (("--steps", "2..6"), "invalid value for --steps: 2 to 5 (the count of numbers"),
+        (("--steps", "6"), "invalid value for --steps: 2 to 5 (the count of numbers"),
         (("--steps", "five"), "invalid value for --steps: steps must be an integer N or a range A..B"),
         (("--steps", "5..2"), "invalid value for --steps"),
         (("--n", "many"), "invalid value for --n: expected an integer, got 'many'"),

@@ -155,7 +155,7 @@ def data_expr(
 
 @data_app.command("countdown")
 def data_countdown(
-    steps: Annotated[str, typer.Option("--steps", help="Number of combinations (numbers given minus one): N or A..B (cycled evenly), 2..5.")] = "2..5",
+    steps: Annotated[str, typer.Option("--steps", help="Difficulty: the count of numbers given minus one, N or A..B (cycled evenly), 2..5.")] = "2..5",
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
 ) -> None:
@@ -169,8 +169,8 @@ def data_countdown(
     except ValueError as e:
         raise ZooArgumentError("--steps", str(e)) from e
     if levels[0] < MIN_STEPS or levels[-1] > MAX_STEPS:
-        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} combinations ({MIN_STEPS + 1} to "
-                               f"{MAX_STEPS + 1} numbers), got {steps!r}")
+        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} (the count of numbers given minus one: "
+                               f"{MIN_STEPS + 1} to {MAX_STEPS + 1} numbers), got {steps!r}")
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
     for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):

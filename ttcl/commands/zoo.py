@@ -19,7 +19,7 @@ class ZooArgumentError(TtclError):
 
 DEFAULT_OUT = "ttcl-zoo"  # relative to the working directory
 
-zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*).", no_args_is_help=True)
+zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*, ttcl:expr-*).", no_args_is_help=True)
 data_app = typer.Typer(help="Synthetic task data as GSM8K-style JSONL.", no_args_is_help=True)
 
 
@@ -71,41 +71,83 @@ def models() -> None:
 
 @zoo_app.command("train")
 def train(
-    only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable); what it needs must be in --out already or named too. Also builds the experimental recipes, which the default build leaves out (expr-l).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few steps per model: checks the pipeline, not for shipping.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).")] = None,
     into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
+    jobs: Annotated[str | None, typer.Option("--jobs", "-j", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the shipped models' recorded training seconds; train nothing.")] = False,
 ) -> None:
-    """Reproduce the bundled models from their seeds (CPU, one thread per model; see ttcl/zoo/README.md
-    for the time). Writes to ./ttcl-zoo unless told otherwise; never touches the shipped models
-    without --into-package."""
-    from ttcl.zoo.registry import FAMILY as ALL
-    from ttcl.zoo.registry import MODELS_DIR
+    """Reproduce the bundled models from their seeds on the CPU. Independent models train in
+    parallel (--jobs), each in its own process on one thread; a model starts when the models it
+    reads (the policies a verifier samples, an init_from) are written. Writes to ./ttcl-zoo
+    unless told otherwise; never touches the shipped models without --into-package. Times:
+    ttcl/zoo/README.md, "Reproducing"."""
+    import os
 
-    names = list(only) if only else list(ALL)
-    unknown = [n.removeprefix("ttcl:") for n in names if n.removeprefix("ttcl:") not in ALL]
+    from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
+
+    known = FAMILY + EXPERIMENTAL
+    names = list(dict.fromkeys(n.removeprefix("ttcl:") for n in only)) if only else list(FAMILY)
+    unknown = [n for n in names if n not in known]
     if unknown:
         import difflib
 
-        close = difflib.get_close_matches(unknown[0], ALL, n=1)
+        close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ZooArgumentError("--only", f"no model named {unknown[0]!r}{hint} (known: {', '.join(ALL)})")
+        raise ZooArgumentError("--only", f"no model named {unknown[0]!r}{hint} (known: {', '.join(FAMILY)}; "
+                               f"experimental: {', '.join(EXPERIMENTAL)})")
     if into_package and out is not None:
         raise ZooArgumentError("--into-package", "give either --out DIR or --into-package, not both")
     if quick and into_package:
         raise ZooArgumentError("--quick", "quick models are not for shipping: drop --into-package")
+    from ttcl.zoo import build
+
+    n_jobs = build.default_jobs() if jobs is None else _int_option("--jobs", jobs, minimum=1)
     root = MODELS_DIR if into_package else (out if out is not None else Path(DEFAULT_OUT))
     if root.exists() and not root.is_dir():
         raise ZooArgumentError("--out", f"{str(root)!r} exists and is not a directory")
-    typer.echo(f"writing models to {root.resolve()}", err=True)
-    from ttcl.zoo.family import train_one  # torch and transformers load only from here
+    from ttcl.zoo.family import dependencies  # torch and transformers load only from here
 
-    for name in names:
-        name = name.removeprefix("ttcl:")
-        meta = train_one(name, root, is_quick=quick, evaluate=not no_eval,
-                         log=lambda s: typer.echo(s, err=True))
+    graph = build.subgraph(build.recipe_graph(known, dependencies), names)
+    if plan:
+        _print_plan(graph, n_jobs)
+        return
+    missing = build.missing_outside(build.recipe_graph(known, dependencies), names, root)
+    if missing:
+        n, m = next(iter(missing.items()))
+        raise TtclRuntimeError(f"{n} needs {', '.join(m)} in {root}: train {'it' if len(m) == 1 else 'them'} "
+                               f"first, or add {' '.join(f'--only {d}' for d in m)}")
+    typer.echo(f"writing models to {root.resolve()} ({min(n_jobs, len(names))} at a time)", err=True)
+
+    def done(name: str, meta: dict) -> None:
         typer.echo(f"{name}: {meta['params_total']:,} params, {meta['wall_seconds']} s, headline {_headline(meta)}")
+
+    build.build(graph, root, jobs=n_jobs, is_quick=quick, evaluate=not no_eval, on_done=done,
+                log=lambda s: typer.echo(s, err=True), debug="--debug" in sys.argv or bool(os.environ.get("TTCL_DEBUG")))
+
+
+def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
+    from ttcl.zoo import build
+
+    seconds = build.recorded_seconds(list(graph))
+    slots = build.simulate(graph, seconds, jobs)
+    typer.echo(f"{'model':<14} {'needs':<24} {'recorded s':>10} {'worker':>6} {'start min':>9} {'end min':>8}")
+    for s in slots:
+        sec = seconds[s.name]
+        typer.echo(f"{s.name:<14} {', '.join(graph[s.name]) or '-':<24} {f'{sec:.0f}' if sec is not None else '?':>10} "
+                   f"{s.worker:>6} {s.start / 60:>9.1f} {s.end / 60:>8.1f}")
+    total = sum(v or 0.0 for v in seconds.values())
+    chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)
+    span = max((s.end for s in slots), default=0.0)
+    typer.echo(f"estimate from recorded training seconds (ttcl_meta.json wall_seconds of the shipped models): "
+               f"{span / 60:.1f} min with {jobs} worker(s); {total / 60:.1f} min one after another; "
+               f"longest dependency chain {chain / 60:.1f} min. Not included: sampling verifier data, "
+               f"card evaluation, process start.")
+    unknown = [n for n, v in seconds.items() if v is None]
+    if unknown:
+        typer.echo(f"no recorded time (counted as 0): {', '.join(unknown)}")
 
 
 @data_app.command("arith")

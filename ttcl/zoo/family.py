@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import replace
 from pathlib import Path
 
 from ttcl.zoo.data import REVISE_TEMPLATE, DataSpec
-from ttcl.zoo.registry import FAMILY, MODELS_DIR
+from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
 from ttcl.zoo.train import LMRecipe, Log, train_lm, write_meta
 from ttcl.zoo.verifiers import SampleSpec, VerifierRecipe
 
@@ -74,8 +73,8 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
 }
 VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
                                                 "expr-prm": EXPR_SAMPLES, "countdown-prm": COUNTDOWN_SAMPLES}
-ALL = FAMILY
-assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES}
+ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
+assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)
 
 # Evaluation for the cards: a fixed problem set, greedy plus k samples at this temperature.
 CARD_PER_LEVEL = 50
@@ -102,8 +101,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
                 from ttcl.errors import TtclRuntimeError
 
                 raise TtclRuntimeError(f"{name} needs {r.init_from} in {out_root}: train it first")
-        if r.data.kind == "revise" and r.data.task == "expr":
-            attempts = _own_attempts(r.init_from or "expr-s", out_root, is_quick, log)
+        if (source := attempts_source(name)) is not None:
+            attempts = _own_attempts(r.init_from or VERIFIER_SAMPLE_SPECS[source].policies[0], source, out_root, is_quick, log)
         model, meta = train_lm(r, out, log=log, attempts=attempts, init_dir=init_dir)
         if r.kind == "revise":
             meta["revise_template"] = REVISE_TEMPLATE
@@ -126,13 +125,12 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         write_meta(out, meta)
         return meta
     if name in VERIFIER_RECIPES:
-        from ttcl.zoo.verifiers import load_rows, sample_verifier_data, save_rows, train_verifier
+        from ttcl.zoo.verifiers import cached_rows, sample_verifier_data, train_verifier
 
         r = VERIFIER_RECIPES[name]
-        spec = VERIFIER_SAMPLE_SPECS[name]
+        spec = sample_spec(name, is_quick)
         if is_quick:
             r = quick(r)
-            spec = replace(spec, problems_per_policy=40, problems=(), samples_per_problem=min(4, spec.samples_per_problem))
         dirs = {p: out_root / p for p in spec.policies}
         missing = [p for p in [*spec.policies, r.init_from] if not (out_root / p / "config.json").is_file()]
         if missing:
@@ -141,15 +139,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             raise TtclRuntimeError(f"{name} needs {', '.join(missing)} in {out_root}: train them first")
         from ttcl.zoo.cards import _cache_path
 
-        tag = "" if spec.task == "arith" else f"_{spec.task}"
-        cache = _cache_path(out, f"verifier_samples{tag}{'_quick' if is_quick else ''}")
-        if cache.is_file():
-            rows = load_rows(cache)
-        else:
-            t0 = time.time()
-            rows = sample_verifier_data(spec, dirs, log=log)
-            save_rows(rows, cache)
-            log(f"[verifier data] {len(rows)} samples in {time.time() - t0:.0f}s -> {cache}")
+        cache = _cache_path(out, _samples_cache_name(spec, is_quick))
+        rows = cached_rows(cache, lambda: sample_verifier_data(spec, dirs, log=log), log)
         model, meta = train_verifier(r, rows, out_root / r.init_from, out, log=log)
         meta["sampled_from"] = list(spec.policies)
         meta["sample_temperature"] = spec.temperature
@@ -169,21 +160,54 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
     raise TtclRuntimeError(f"no recipe named {name!r}; known: {', '.join(ALL)}")
 
 
-def _own_attempts(policy: str, out_root: Path, is_quick: bool, log: Log) -> list[tuple[str, str]]:
-    """The policy's own sampled attempts from the expr verifier data (its training split)."""
+def _own_attempts(policy: str, source: str, out_root: Path, is_quick: bool, log: Log) -> list[tuple[str, str]]:
+    """The policy's own sampled attempts from the verifier `source`'s data (its training split)."""
     from ttcl.zoo.cards import _cache_path
-    from ttcl.zoo.verifiers import load_rows, sample_verifier_data, save_rows
+    from ttcl.zoo.verifiers import cached_rows, sample_verifier_data
 
-    spec = VERIFIER_SAMPLE_SPECS["expr-prm"]
-    if is_quick:
-        spec = replace(spec, problems_per_policy=40, problems=(), samples_per_problem=4)
-    cache = _cache_path(out_root / "expr-prm", f"verifier_samples_expr{'_quick' if is_quick else ''}")
-    if cache.is_file():
-        rows = load_rows(cache)
-    else:
-        rows = sample_verifier_data(spec, {p: out_root / p for p in spec.policies}, log=log)
-        save_rows(rows, cache)
+    spec = sample_spec(source, is_quick)
+    cache = _cache_path(out_root / source, _samples_cache_name(spec, is_quick))
+    rows = cached_rows(cache, lambda: sample_verifier_data(spec, {p: out_root / p for p in spec.policies}, log=log), log)
     return [(x["question"], x["completion"]) for x in rows if x["policy"] == policy and x["split"] == "train"]
+
+
+def sample_spec(verifier: str, is_quick: bool = False) -> SampleSpec:
+    """Which samples train `verifier` (a few per policy under --quick)."""
+    spec = VERIFIER_SAMPLE_SPECS[verifier]
+    if is_quick:
+        spec = replace(spec, problems_per_policy=40, problems=(), samples_per_problem=min(4, spec.samples_per_problem))
+    return spec
+
+
+def _samples_cache_name(spec: SampleSpec, is_quick: bool) -> str:
+    tag = "" if spec.task == "arith" else f"_{spec.task}"
+    return f"verifier_samples{tag}{'_quick' if is_quick else ''}"
+
+
+def attempts_source(name: str) -> str | None:
+    """The verifier whose sampled data feeds revise model `name` its own attempts: for a task
+    other than arith, the verifier sampling that task (expr-revise: expr-prm's samples)."""
+    r = LM_RECIPES.get(name)
+    if r is None or r.data.kind != "revise" or r.data.task == "arith":
+        return None
+    return next((v for v, s in VERIFIER_SAMPLE_SPECS.items() if s.task == r.data.task), None)
+
+
+def dependencies(name: str) -> tuple[str, ...]:
+    """The models `name`'s build reads, straight from its recipe: an LM's `init_from` and, for a
+    revise model trained on sampled attempts, the policies those samples come from; a verifier's
+    sampled policies and its `init_from`."""
+    if name in LM_RECIPES:
+        r = LM_RECIPES[name]
+        source = attempts_source(name)
+        deps = [*([r.init_from] if r.init_from else []), *(VERIFIER_SAMPLE_SPECS[source].policies if source else ())]
+    elif name in VERIFIER_RECIPES:
+        deps = [*VERIFIER_SAMPLE_SPECS[name].policies, VERIFIER_RECIPES[name].init_from]
+    else:
+        from ttcl.errors import TtclRuntimeError
+
+        raise TtclRuntimeError(f"no recipe named {name!r}; known: {', '.join(ALL)}")
+    return tuple(dict.fromkeys(deps))
 
 
 def build_environment() -> dict:

@@ -17,12 +17,19 @@ as is; left padding needs `position_ids = attention_mask.cumsum(-1) - 1`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: parallel builds then must not share a cache
+    fcntl = None  # type: ignore[assignment]
 
 from ttcl.zoo.data import PAD_ID, encode, save_tokenizer
 from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
@@ -319,8 +326,29 @@ def _within_auroc(scores: list[float], rows: list[dict]) -> float:
 
 
 def save_rows(rows: list[dict], path: Path) -> None:
+    """Written whole or not at all (a temporary file renamed into place): an interrupted build
+    never leaves a truncated cache for the next one to read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def cached_rows(path: Path, make: Callable[[], list[dict]], log: Log = print) -> list[dict]:
+    """The rows cached at `path`, made (and saved) by `make()` when absent. Builds running in
+    parallel share one cache (arith-orm and arith-prm; expr-prm and expr-revise): an exclusive
+    lock on `path`.lock makes the first one sample while the others wait for its file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        if path.is_file():
+            return load_rows(path)
+        t0 = time.time()
+        rows = make()
+        save_rows(rows, path)
+        log(f"[verifier data] {len(rows)} samples in {time.time() - t0:.0f}s -> {path}")
+        return rows
 
 
 def load_rows(path: Path) -> list[dict]:

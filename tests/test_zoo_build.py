@@ -1,0 +1,141 @@
+"""`ttcl zoo train`'s build: the dependency graph read from the recipes, the parallel schedule,
+bytes that do not depend on --jobs, and a failing model reported by name. Only `--quick`
+models are trained here (30 steps each, in real worker processes)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from ttcl.zoo import build  # noqa: E402
+from ttcl.zoo.family import ALL, LM_RECIPES, VERIFIER_RECIPES, VERIFIER_SAMPLE_SPECS, dependencies  # noqa: E402
+from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR  # noqa: E402
+
+
+def _main(capfd, *args: str) -> tuple[int, str]:
+    """The CLI in this process (its workers are real processes); exit code and stderr."""
+    from ttcl.cli import main
+
+    capfd.readouterr()
+    code = main(list(args))
+    return code, capfd.readouterr().err
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ the graph (no training)
+
+
+def test_every_model_builds_after_what_its_recipe_reads() -> None:
+    graph = build.recipe_graph(ALL, dependencies)
+    order = build.topological_order(graph)
+    assert sorted(order) == sorted(ALL)
+    at = {n: i for i, n in enumerate(order)}
+    for name, r in VERIFIER_RECIPES.items():  # a verifier after the policies it samples and its init_from
+        needs = {*VERIFIER_SAMPLE_SPECS[name].policies, r.init_from}
+        assert set(graph[name]) == needs
+        assert all(at[d] < at[name] for d in needs)
+    for name, r in LM_RECIPES.items():
+        if r.init_from:
+            assert r.init_from in graph[name] and at[r.init_from] < at[name]
+    # expr-revise trains on the expr verifier's samples: it needs every policy they come from
+    assert set(graph["expr-revise"]) == {"expr-s", "expr-m"}
+    assert graph["arith-s"] == () and graph["arith-revise"] == ()  # arith revise data is synthetic
+
+
+def test_a_cycle_or_an_unknown_dependency_is_an_error() -> None:
+    with pytest.raises(build.ZooGraphError, match="dependency cycle: a -> b -> c -> a"):
+        build.topological_order({"a": ("b",), "b": ("c",), "c": ("a",), "d": ()})
+    with pytest.raises(build.ZooGraphError, match="'v' needs 'p9', which has no recipe"):
+        build.recipe_graph(["p", "v"], lambda n: ("p9",) if n == "v" else ())
+    with pytest.raises(build.ZooGraphError, match="'v' needs 'x'"):
+        build.topological_order({"v": ("x",)})
+
+
+def test_schedule_keeps_dependencies_and_the_worker_count() -> None:
+    graph = build.subgraph(build.recipe_graph(ALL, dependencies), FAMILY)
+    seconds = {n: 100.0 + 10 * i for i, n in enumerate(graph)}
+    for jobs in (1, 2, 3):
+        slots = build.simulate(graph, seconds, jobs)
+        assert sorted(s.name for s in slots) == sorted(graph)
+        end = {s.name: s.end for s in slots}
+        for s in slots:
+            assert all(end[d] <= s.start for d in graph[s.name])
+        for t in {s.start for s in slots}:  # never more than `jobs` at once
+            assert sum(s.start <= t < s.end for s in slots) <= jobs
+    one = max(s.end for s in build.simulate(graph, seconds, 1))
+    two = max(s.end for s in build.simulate(graph, seconds, 2))
+    assert one == pytest.approx(sum(seconds.values()))
+    assert max(sum(seconds.values()) / 2, max(build.chain_seconds(graph, seconds).values())) <= two < one
+
+
+def test_only_builds_the_named_models_and_names_what_is_missing(tmp_path: Path, capfd) -> None:
+    graph = build.recipe_graph(ALL, dependencies)
+    assert build.subgraph(graph, ["expr-prm", "expr-s"]) == {"expr-prm": ("expr-s",), "expr-s": ()}
+    assert build.missing_outside(graph, ["expr-prm", "expr-s"], tmp_path) == {"expr-prm": ["expr-m"]}
+    code, err = _main(capfd, "zoo", "train", "--only", "expr-prm", "--quick", "--out", str(tmp_path / "z"))
+    assert code == 2
+    assert "expr-prm needs expr-s, expr-m in" in err and "--only expr-s --only expr-m" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "z").exists()
+
+
+def test_expr_l_is_experimental_built_only_when_named() -> None:
+    assert "expr-l" in EXPERIMENTAL and "expr-l" not in FAMILY and "expr-l" in LM_RECIPES
+    assert not (MODELS_DIR / "expr-l").exists()
+    from typer.testing import CliRunner
+
+    from ttcl.cli import app
+
+    plan = CliRunner().invoke(app, ["zoo", "train", "--only", "expr-l", "--plan"])
+    assert plan.exit_code == 0, plan.output
+    assert plan.output.split("\n")[1].startswith("expr-l ")
+    default = CliRunner().invoke(app, ["zoo", "train", "--plan", "--jobs", "2"])
+    assert default.exit_code == 0 and "expr-l" not in default.output and "2 worker(s)" in default.output
+    assert "expr-l" in CliRunner().invoke(app, ["zoo", "train", "--help"]).output
+
+
+# ------------------------------------------------------------------ real (quick) builds
+
+
+def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path, monkeypatch) -> None:
+    """Two independent models in two workers at once, against the same two trained one after the
+    other in this process (what a one-worker build runs in its worker)."""
+    from ttcl.zoo.family import train_one
+
+    monkeypatch.setenv("TTCL_ZOO_CACHE", str(tmp_path / "cache"))
+    graph = build.subgraph(build.recipe_graph(ALL, dependencies), ["arith-m", "expr-s"])  # independent
+    logs: list[str] = []
+    done = build.build(graph, tmp_path / "par", jobs=2, is_quick=True, evaluate=False, log=logs.append)
+    assert sorted(done) == sorted(graph)
+    assert any("2 running" in line for line in logs)  # both ran at once
+    for n in graph:
+        train_one(n, tmp_path / "seq", is_quick=True, evaluate=False, log=lambda s: None)
+        assert _sha(tmp_path / "par" / n / "model.safetensors") == _sha(tmp_path / "seq" / n / "model.safetensors")
+    assert _sha(tmp_path / "par" / "arith-m" / "model.safetensors") != _sha(tmp_path / "par" / "expr-s" / "model.safetensors")
+
+
+def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd, monkeypatch) -> None:
+    """A real failure: the directory arith-m must be written to is a file. arith-orm, which
+    needs arith-m, is not started; what it also needs (arith-l) is a real model in --out."""
+    root = tmp_path / "z"
+    root.mkdir()
+    shutil.copytree(MODELS_DIR / "arith-l", root / "arith-l")
+    (root / "arith-m").write_text("not a model directory")
+    monkeypatch.setenv("TTCL_ZOO_CACHE", str(tmp_path / "cache"))
+    code, err = _main(capfd, "zoo", "train", "--only", "arith-m", "--only", "arith-orm", "--quick", "--no-eval",
+                      "--jobs", "2", "--out", str(root))
+    assert code == 2, err
+    assert "1 model(s) failed, 1 not built" in err
+    assert "[zoo] arith-m: FAILED: FileExistsError" in err and "arith-m: FileExistsError" in err.split("not built")[1]
+    assert "arith-orm: not built (needs arith-m, which failed)" in err
+    assert "[zoo] arith-orm: started" not in err
+    assert "Traceback" not in err
+    assert not (root / "arith-orm").exists()

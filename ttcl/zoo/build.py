@@ -1,0 +1,318 @@
+"""`ttcl zoo train`'s build: the models' dependency graph, read from the recipes
+(`ttcl.zoo.family.dependencies`), and a scheduler that trains independent models at once,
+each in a fresh worker process on one thread (`--jobs N`).
+
+A model's bytes do not depend on the schedule: every model trains in its own spawned process
+(never forked: torch's threads do not survive a fork) that fixes its thread count and seeds,
+exactly as a `--only NAME` build would. A model starts once every model it reads is written;
+the one with the longest chain of work behind it (by the shipped models' recorded training
+seconds) goes first. A failure names the model and stops only what depends on it; Ctrl-C
+(or SIGTERM) stops the workers and keeps every model already written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttcl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError, TtclRuntimeError
+from ttcl.zoo.registry import META_FILE, MODELS_DIR
+
+Log = Callable[[str], None]
+Graph = Mapping[str, Sequence[str]]
+
+
+class ZooGraphError(TtclRuntimeError):
+    """The recipes' dependencies are not a DAG of known models."""
+
+
+class ZooBuildFailed(TtclRuntimeError):
+    """Some models failed (or were not built because a model they need failed)."""
+
+    def __init__(self, message: str, internal: bool) -> None:
+        super().__init__(message)
+        self.exit_code = EXIT_INTERNAL if internal else 2
+
+
+class ZooBuildInterrupted(TtclError):
+    exit_code = EXIT_INTERRUPTED
+
+
+def default_jobs() -> int:
+    """The CPU cores this process may run on."""
+    cores = os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)))
+    return max(1, cores)
+
+
+def recipe_graph(names: Sequence[str], deps: Callable[[str], Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Every recipe's dependencies; one on a model without a recipe is an error."""
+    graph = {n: tuple(deps(n)) for n in names}
+    for n, ds in graph.items():
+        for d in ds:
+            if d not in graph:
+                raise ZooGraphError(f"recipe {n!r} needs {d!r}, which has no recipe (known: {', '.join(graph)})")
+    topological_order(graph)
+    return graph
+
+
+def topological_order(graph: Graph) -> list[str]:
+    """The names, each after everything it needs (ties in the graph's order). A dependency
+    outside the graph or a cycle is an error that names it."""
+    for n, ds in graph.items():
+        unknown = [d for d in ds if d not in graph]
+        if unknown:
+            raise ZooGraphError(f"{n!r} needs {unknown[0]!r}, which is not a model of this build")
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: placed
+
+    def visit(n: str, path: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = path[path.index(n):] + [n]
+            raise ZooGraphError(f"dependency cycle: {' -> '.join(cycle)}")
+        state[n] = 1
+        for d in graph[n]:
+            visit(d, [*path, n])
+        state[n] = 2
+        order.append(n)
+
+    for n in graph:
+        visit(n, [])
+    return order
+
+
+def subgraph(graph: Graph, names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The build of `names` only: dependencies outside it must already be built."""
+    keep = set(names)
+    return {n: tuple(d for d in graph[n] if d in keep) for n in names}
+
+
+def missing_outside(graph: Graph, names: Sequence[str], root: Path) -> dict[str, list[str]]:
+    """For each of `names`, what it needs that this build does not make and `root` lacks."""
+    keep = set(names)
+    missing = {n: [d for d in graph[n] if d not in keep and not (root / d / "config.json").is_file()] for n in names}
+    return {n: m for n, m in missing.items() if m}
+
+
+def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR) -> dict[str, float | None]:
+    """Each shipped model's recorded training seconds (`wall_seconds` in its ttcl_meta.json)."""
+    out: dict[str, float | None] = {}
+    for n in names:
+        try:
+            v = json.loads((models_dir / n / META_FILE).read_text()).get("wall_seconds")
+        except (OSError, ValueError):
+            v = None
+        out[n] = float(v) if isinstance(v, int | float) else None
+    return out
+
+
+def chain_seconds(graph: Graph, seconds: Mapping[str, float | None]) -> dict[str, float]:
+    """A model's seconds plus the longest chain of models that need it (0 s where unknown)."""
+    needed_by: dict[str, list[str]] = {n: [] for n in graph}
+    for n, ds in graph.items():
+        for d in ds:
+            needed_by[d].append(n)
+    out: dict[str, float] = {}
+    for n in reversed(topological_order(graph)):
+        out[n] = (seconds.get(n) or 0.0) + max((out[c] for c in needed_by[n]), default=0.0)
+    return out
+
+
+def priority(graph: Graph, seconds: Mapping[str, float | None]) -> list[str]:
+    """Which ready model to start first: longest chain behind it, then the graph's order."""
+    chain = chain_seconds(graph, seconds)
+    index = {n: i for i, n in enumerate(graph)}
+    return sorted(graph, key=lambda n: (-chain[n], index[n]))
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str
+    worker: int
+    start: float
+    end: float
+
+
+def simulate(graph: Graph, seconds: Mapping[str, float | None], jobs: int) -> list[Slot]:
+    """The schedule `build` follows if every model takes its recorded seconds (0 where unknown)."""
+    rank = priority(graph, seconds)
+    free = [0.0] * max(1, jobs)
+    end: dict[str, float] = {}
+    slots: list[Slot] = []
+    pending = list(rank)
+    while pending:
+        w = min(range(len(free)), key=lambda i: free[i])
+        ready = [n for n in pending if all(d in end and end[d] <= free[w] for d in graph[n])]
+        if not ready:  # wait for the earliest dependency to finish
+            free[w] = min(end[d] for n in pending for d in graph[n] if d in end and end[d] > free[w])
+            continue
+        n = ready[0]
+        pending.remove(n)
+        end[n] = free[w] + (seconds.get(n) or 0.0)
+        slots.append(Slot(n, w + 1, free[w], end[n]))
+        free[w] = end[n]
+    return slots
+
+
+@dataclass
+class Outcome:
+    name: str
+    meta: dict | None = None
+    error: str | None = None
+    internal: bool = False
+    trace: str | None = None
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+
+
+def _build_one(name: str, root: str, is_quick: bool, evaluate: bool) -> Outcome:
+    """One model, in a worker process: its log lines are prefixed with its name."""
+    prefix = f"[{name}]"
+
+    def log(s: str) -> None:
+        print(s if s.startswith(prefix) else f"{prefix} {s}", file=sys.stderr, flush=True)
+
+    try:
+        import logging
+
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # progress bars of parallel workers overwrite each other
+        hf_logging.get_logger("transformers")  # sets up the library's handler, to prefix its lines too
+        for h in logging.getLogger("transformers").handlers:
+            fmt = h.formatter._fmt if h.formatter is not None and h.formatter._fmt else "%(message)s"
+            h.setFormatter(logging.Formatter(f"{prefix} {fmt}"))
+        from ttcl.zoo.family import train_one
+
+        return Outcome(name, meta=train_one(name, Path(root), is_quick=is_quick, log=log, evaluate=evaluate))
+    except TtclError as e:
+        return Outcome(name, error=str(e))
+    except OSError as e:  # a file it could not read or write: the machine's state, not a bug
+        return Outcome(name, error=f"{type(e).__name__}: {e}", trace=traceback.format_exc())
+    except Exception as e:  # a bug or a broken input model: one line now, the traceback under --debug
+        return Outcome(name, error=f"{type(e).__name__}: {e}", internal=True, trace=traceback.format_exc())
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM to the build stops it like Ctrl-C does (the workers are stopped, not orphaned)."""
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _stop_workers(ex: ProcessPoolExecutor) -> None:
+    # ProcessPoolExecutor has no public way to stop running workers before Python 3.14
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+    ex.shutdown(wait=True, cancel_futures=True)
+
+
+def build(graph: Graph, root: Path, *, jobs: int, is_quick: bool = False, evaluate: bool = True,
+          log: Log = print, on_done: Callable[[str, dict], None] | None = None,
+          debug: bool = False) -> list[str]:
+    """Build every model of `graph` (its dependencies inside the graph first) into `root`,
+    at most `jobs` at a time; return the names in the order they finished."""
+    rank = priority(graph, recorded_seconds(list(graph)))
+    pending = list(rank)
+    done: list[str] = []
+    failed: dict[str, Outcome] = {}
+    blocked: dict[str, str] = {}
+    running: dict[Future, str] = {}
+    ctx = multiprocessing.get_context("spawn")
+    jobs = max(1, min(jobs, len(graph)))
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, max_tasks_per_child=1)
+
+    ex = new_pool()
+    try:
+        with _sigterm_interrupts():
+            while pending or running:
+                for n in list(pending):
+                    bad = [d for d in graph[n] if d in failed or d in blocked]
+                    if bad:
+                        blocked[n] = bad[0]
+                        pending.remove(n)
+                for n in [n for n in pending if all(d in done for d in graph[n])]:
+                    if len(running) >= jobs:
+                        break
+                    pending.remove(n)
+                    running[ex.submit(_build_one, n, str(root), is_quick, evaluate)] = n
+                    log(f"[zoo] {n}: started ({len(done) + len(running)}/{len(graph)}, {len(running)} running)")
+                if not running:
+                    break
+                finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+                broken = False
+                for f in finished:
+                    n = running.pop(f)
+                    try:
+                        out = f.result()
+                    except BrokenProcessPool as e:
+                        out, broken = Outcome(n, error=f"its worker process died ({e})", internal=True), True
+                    if out.error is None and out.meta is not None:
+                        done.append(n)
+                        log(f"[zoo] {n}: done ({len(done)}/{len(graph)})")
+                        if on_done is not None:
+                            on_done(n, out.meta)
+                    else:
+                        failed[n] = out
+                        log(f"[zoo] {n}: FAILED: {out.error}")
+                        if debug and out.trace:
+                            log(out.trace.rstrip())
+                if broken:  # a killed worker breaks the pool: what ran in it failed, start a new one
+                    for f, n in list(running.items()):
+                        failed[n] = Outcome(n, error="its worker process died", internal=True)
+                        del running[f]
+                    ex.shutdown(wait=True, cancel_futures=True)
+                    ex = new_pool()
+    except KeyboardInterrupt:
+        stopped = sorted(running.values())
+        _stop_workers(ex)
+        not_built = [n for n in graph if n not in done]
+        msg = f"interrupted: built {', '.join(done) or 'nothing'} (kept in {root})"
+        if stopped:
+            msg += f"; stopped {', '.join(stopped)} (their directories may be incomplete)"
+        if not_built:
+            msg += "; to finish: ttcl zoo train " + " ".join(f"--only {n}" for n in not_built)
+        raise ZooBuildInterrupted(msg) from None
+    ex.shutdown(wait=True)
+    if failed or blocked:
+        lines = [f"  {n}: {o.error}" for n, o in failed.items()]
+        lines += [f"  {n}: not built (needs {d}, which {'failed' if d in failed else 'was not built'})"
+                  for n, d in blocked.items()]
+        internal = any(o.internal for o in failed.values())
+        head = f"error: {len(failed)} model(s) failed, {len(blocked)} not built; built: {', '.join(done) or 'none'}"
+        tail = "" if debug or not internal else "\n(run with --debug for the traceback)"
+        raise ZooBuildFailed("\n".join([head, *lines]) + tail, internal)
+    return done

@@ -410,6 +410,15 @@ class CountdownChecker:
         return [line.strip() for line in completion.split("\n") if line.strip()]
 
     def steps(self, question: object, completion: object) -> list[float]:
+        return self._scores(question, completion, live=True)
+
+    def local_steps(self, question: object, completion: object) -> list[float]:
+        """Like `steps`, but a derivation line needs only be valid (available numbers, right value,
+        right bracket), not keep the target reachable: step correctness as a reader checks it line
+        by line (PRM800K-style labels), without the search `steps` does."""
+        return self._scores(question, completion, live=False)
+
+    def _scores(self, question: object, completion: object, live: bool) -> list[float]:
         lines = self.split_steps(completion)
         p = parse_question(question)
         if p is None:
@@ -424,7 +433,7 @@ class CountdownChecker:
                     ok = self.outcome(p.question, line) == 1.0
                     finished = True
                 else:
-                    ok = _apply_step(line, pool, p.target)
+                    ok = _apply_step(line, pool, p.target if live else None)
             scores.append(1.0 if ok else 0.0)
         return scores
 
@@ -438,8 +447,9 @@ class CountdownChecker:
         return scores.index(0.0) if 0.0 in scores else None
 
 
-def _apply_step(line: str, pool: list[int], target: int) -> bool:
-    """Check one derivation line against the available numbers; on success, update `pool`."""
+def _apply_step(line: str, pool: list[int], target: int | None) -> bool:
+    """Check one derivation line against the available numbers (and, given a target, that it stays
+    reachable); on success, update `pool`."""
     m = _STEP_RE.match(line)
     if m is None:
         return False
@@ -454,7 +464,7 @@ def _apply_step(line: str, pool: list[int], target: int) -> bool:
     rest.append(v)
     if m.group(5) is not None and Counter(int(x) for x in m.group(5).split()) != Counter(rest):
         return False  # the written state must be the numbers left
-    if not reachable(rest, target):
+    if target is not None and not reachable(rest, target):
         return False
     pool[:] = rest
     return True

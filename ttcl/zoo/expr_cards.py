@@ -178,13 +178,15 @@ _POLICY_TEXT = {
     "countdown": "a chain-of-thought policy: one combination of two available numbers per line, then "
                  "`#### EXPRESSION`, then `<eos>`",
 }
+_STEPS_TEXT = {"expr": "operations over all expressions", "countdown": "the count of numbers minus one"}
 _PROMPT_TEXT = {
     "expr": "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
             "one operation per line in any valid order and ends with the values in question order: "
             "`12+7=19\\n30-4=26\\n19*3=57\\n57-26=31\\n5*8=40\\n#### 31,40<eos>`.",
     "countdown": "The prompt is the question and a newline, e.g. `3 7 5 2 -> 22\\n`. The model combines two "
-                 "available numbers per line and ends with the whole expression, which must use every number "
-                 "once and equal the target: `7-3=4\\n4*5=20\\n20+2=22\\n#### (7-3)*5+2<eos>`.",
+                 "available numbers per line, writing the numbers left in brackets, stops once it has made the "
+                 "target, and ends with the whole expression, which must use given numbers at most once each and "
+                 "equal the target: `7-3=4 [5 2 4]\\n4*5=20 [2 20]\\n20+2=22 [22]\\n#### (7-3)*5+2<eos>`.",
 }
 
 
@@ -225,8 +227,9 @@ def write_card(out: Path, meta: dict) -> None:
         if ev:
             k = ev["samples"]
             lines += ["## Accuracy by difficulty (held-out card set)", "",
-                      f"`ttcl.zoo.testbed.eval_problems({ev['per_level']})` (seed {ev['seed']}), "
-                      f"{ev['per_level']} items per number of operations; {k} samples at T={ev['temperature']}. "
+                      f"`ttcl.zoo.testbed.BEDS[\"{task}\"].problems({ev['per_level']})` (seed {ev['seed']}), "
+                      f"{ev['per_level']} items per difficulty (`steps`: {_STEPS_TEXT[task]}); {k} samples at "
+                      f"T={ev['temperature']}. "
                       "In %, with 95% Wilson intervals. `strict`: some sample right with every step right.", "",
                       f"| steps | greedy | maj@{k} | pass@{k} | strict@{k} | sample acc | distinct correct chains / {k} |",
                       "|---|---|---|---|---|---|---|"]

@@ -1,0 +1,103 @@
+"""The countdown family (testbed v2): shipped models load offline, generate and are checked by the
+exact checker; the family spans 16x with growing training FLOPs; the PRM scores through the
+runtime; training data is right and stops once the target is made. No test retrains a model."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ttcl.runtime.tasks.countdown import checker, make_problems  # noqa: E402
+from ttcl.zoo import testbed as T  # noqa: E402
+from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
+
+POLICIES = ("countdown-s", "countdown-m", "countdown-l")
+SHIPPED = tuple(n for n in (*POLICIES, "countdown-prm") if (MODELS_DIR / n / "ttcl_meta.json").is_file())
+
+
+def _meta(name: str) -> dict:
+    return json.loads((MODELS_DIR / name / "ttcl_meta.json").read_text())
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n in POLICIES])
+def test_shipped_countdown_policy_loads_generates_and_is_checked(name: str) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.sampling import generate
+
+    path = MODELS_DIR / name
+    meta = _meta(name)
+    assert meta["task"] == "countdown" and meta["d_model"] // meta["n_head"] >= 32  # vLLM CPU kernels
+    assert meta["training_flops"] == 6 * meta["params_non_embedding"] * meta["training_tokens"]
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    problems = make_problems(8, 2, seed=5)
+    outs = generate(model, tok, [p.prompt for p in problems], n=8, temperature=1.0, seed=0,
+                    max_new_tokens=T.BEDS["countdown"].max_new_tokens(2))
+    # every completion is checked; well-formed derivation lines, and some question solved by some sample
+    assert all(o.strip() for row in outs for o in row)
+    assert sum(checker.outcome(p.question, o) for p, row in zip(problems, outs, strict=True) for o in row) >= 1, outs
+    for p, row in zip(problems, outs, strict=True):
+        for o in row:
+            s = checker.steps(p.question, o)
+            assert len(s) == len(checker.split_steps(o)) and set(s) <= {0.0, 1.0}
+    assert "| steps |" in (path / "README.md").read_text()
+
+
+def test_shipped_family_spans_sixteen_times_with_growing_training_flops() -> None:
+    if len([n for n in POLICIES if n in SHIPPED]) < 3:
+        pytest.skip("the countdown family is not fully shipped")
+    metas = [_meta(n) for n in POLICIES]
+    assert metas[2]["params_total"] >= 16 * metas[0]["params_total"]
+    assert metas[0]["training_flops"] < metas[1]["training_flops"] < metas[2]["training_flops"]
+
+
+@pytest.mark.skipif("countdown-prm" not in SHIPPED, reason="countdown-prm not shipped")
+def test_shipped_prm_scores_through_the_runtime() -> None:
+    """It loads and scores steps through the runtime's PRM verifier, at countdown-s's cost per token.
+    How well it ranks is measured on its card, not claimed here."""
+    from ttcl.runtime.verifiers import ProcessRewardVerifier
+
+    v = ProcessRewardVerifier("ttcl:countdown-prm", agg="last", device="cpu", dtype="float32")
+    assert v.spec.non_embedding_params <= _meta("countdown-s")["params_non_embedding"] + 64 + 1
+    q = "3 7 5 2 -> 22"
+    right = "7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2"
+    wrong = "7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+5=22 [22]\n#### (7-3)*5+5"
+    scores, usage = v.score([(q, right), (q, wrong)])
+    assert all(0.0 < x < 1.0 for x in scores)
+    steps = v.step_scores([(q, right), (q, "7-3=4 [5 2 4]")])
+    assert len(steps[0]) == 4 and len(steps[1]) == 1
+    assert usage.calls == 2
+
+
+def test_countdown_training_data_is_right_varied_and_stops_at_the_target() -> None:
+    from ttcl.zoo.data import DataSpec, draw_examples
+
+    examples = draw_examples(DataSpec(task="countdown", steps=(2, 3, 4, 5)), random.Random(3), 300)
+    assert all(checker.strict(e.prompt.strip(), e.completion) for e in examples)
+    # a derivation stops at the first line that makes the target
+    for e in examples:
+        target = int(e.prompt.split("->")[1])
+        values = [int(line.split("=")[1].split()[0]) for line in e.completion.splitlines()[:-1]]
+        assert values[-1] == target and target not in values[:-1]
+    # many different first moves: the data shows many chains, not one canonical order
+    assert len({e.completion.splitlines()[0].split("=")[0] for e in examples}) > 100
+
+
+def test_voted_answers_are_checked_not_compared_to_one_gold_expression() -> None:
+    """Countdown has several right expressions per question: maj/weighted count any right one."""
+    p = make_problems(1, 3, seed=11)[0]
+    right = p.solution()
+    other = p.solution(random.Random(5))
+    item = T.Item(p, greedy=right, samples=[right, other, "#### 1+1", "garbage"])
+    item.scores = [0.1, 0.9, 0.5, 0.2]
+    assert item.right()[:2] == [True, True] and item.right()[2:] == [False, False]
+    assert T.method_right(item, "pass", 4) == 1.0
+    assert T.method_right(item, "best", 4) == 1.0  # the best-scored sample is a right one
+    item.scores = [0.1, 0.2, 0.9, 0.3]
+    assert T.method_right(item, "best", 4) == 0.0
+    assert T.greedy_right(item) == 1.0

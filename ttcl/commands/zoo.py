@@ -76,7 +76,7 @@ def train(
     out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).")] = None,
     into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
-    jobs: Annotated[str | None, typer.Option("--jobs", "-j", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
+    jobs: Annotated[str | None, typer.Option("--jobs", "-j", metavar="N", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the shipped models' recorded training seconds; train nothing.")] = False,
 ) -> None:
     """Reproduce the bundled models from their seeds on the CPU. Independent models train in

@@ -139,3 +139,42 @@ def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd,
     assert "[zoo] arith-orm: started" not in err
     assert "Traceback" not in err
     assert not (root / "arith-orm").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_keeps_what_is_written(tmp_path: Path) -> None:
+    """Ctrl-C to the whole process group (as a terminal sends it) while two full-size models
+    train: exit 130, a message saying what to rerun, no process of the build left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TTCL_ZOO_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    code = "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); " \
+           "from ttcl.cli import main; sys.exit(main(sys.argv[1:]))"  # SIGINT as in a terminal
+    proc = subprocess.Popen([sys.executable, "-c", code, "zoo", "train", "--only", "arith-s", "--only", "arith-m",
+                             "--no-eval", "--jobs", "2", "--out", str(tmp_path / "z")],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.time() + 600
+    while time.time() < deadline:  # until both workers train
+        lines.append(proc.stderr.readline())
+        if sum("params total=" in line for line in lines) == 2:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, rest
+    assert "interrupted: built nothing" in rest and "--only arith-s --only arith-m" in rest
+    assert "Traceback" not in rest
+    left = True
+    for _ in range(30):  # nobody left in the build's process group (workers, resource tracker)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            left = False
+            break
+        time.sleep(0.5)
+    assert not left

@@ -159,12 +159,18 @@ def main() -> int:
                 n, w = reach
                 gc |= {"n": n, "weighted": sum(w) / len(w), "diff": _diff(w, large[st], a.seed + st),
                        "small_flops": n * (pol_sample + ver_sample)}
+            for n in (1, 2, 4, 8, 16):  # for reference: the exact checker (a program, no FLOPs) as the selector
+                if n <= k and sum(T.method_right(x, "pass", n) for x in its) / len(its) >= target:
+                    gc["checker"] = {"n": n, "pass": sum(T.method_right(x, "pass", n) for x in its) / len(its),
+                                     "small_flops": n * pol_sample}
+                    break
             row["gate_c"] = gc
         gates.append(row)
         out["bins"].append(row)
     print("\ngates (paired differences, 95% bootstrap intervals over items; met = interval above 0):\n")
-    print(f"| steps | (a) maj@{k} - greedy | (b) weighted@{k} - maj@{k} | (c) small+verifier vs large greedy |")
-    print("|---|---|---|---|")
+    print(f"| steps | (a) maj@{k} - greedy | (b) weighted@{k} - maj@{k} | (c) small+verifier vs large greedy | "
+          "for reference: small + exact checker |")
+    print("|---|---|---|---|---|")
     for r in gates:
         ga, gb = r["gate_a"], r["gate_b"]
         c = r.get("gate_c")
@@ -178,8 +184,16 @@ def main() -> int:
             ctext = (f"weighted@{c['n']} {_pct(c['weighted'])} vs large greedy {_pct(c['large_greedy'])} "
                      f"(diff {_ci(*d)}); FLOPs {c['small_flops']:.3g} vs {c['large_flops']:.3g}: "
                      f"{'met' if ok else 'missed (more FLOPs)'}")
+            if c["large_greedy"] < 0.05:
+                ctext += " (uninformative: the large policy's greedy is below 5%)"
+        ref = "-"
+        if c is not None and "checker" in c:
+            x = c["checker"]
+            ref = (f"pass@{x['n']} {_pct(x['pass'])}, FLOPs {x['small_flops']:.3g} vs {c['large_flops']:.3g}")
+        elif c is not None:
+            ref = f"pass@n < large greedy for every n <= {k}"
         print(f"| {r['steps']} | {_ci(*ga)}{' met' if ga[1] > 0 else ''} | {_ci(*gb)}{' met' if gb[1] > 0 else ''} "
-              f"| {ctext} |")
+              f"| {ctext} | {ref} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

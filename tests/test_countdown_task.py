@@ -382,8 +382,10 @@ def test_check_as_exact_process_scorer() -> None:
     for s in (outcome, last, smin, prod):
         assert not isinstance(s, Exception)
     assert outcome.scores == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # partial solutions have no answer yet
-    assert last.scores == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # the answer line alone is right
-    assert smin.scores == prod.scores == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    # the answer line alone has the right expression but no chain of thought: not a right step
+    assert last.scores == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert smin.scores == prod.scores == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert not checker.strict(Q, "7-3=4 [5 2 4]\n#### (7-3)*5+2")  # a partial derivation: not strict
     assert last.steps[1] == (1.0, 0.0)  # the dead-end step scores 0
     assert last.steps[2] == (1.0, 0.0, 0.0)
 

@@ -376,7 +376,8 @@ class CountdownChecker:
     available, v is the value under the rules, the bracket, if written, holds exactly the
     numbers left, and the target is still reachable from
     what remains (so a dead end is a wrong step, even with correct arithmetic). The answer
-    line is right when the outcome is; anything after it is wrong. Step scores are 1.0 up
+    line is right when the outcome is and the derivation's last line made the target (a
+    complete chain of thought); anything after it is wrong. Step scores are 1.0 up
     to the first wrong step and 0.0 from it on."""
 
     name = "countdown"
@@ -424,16 +425,17 @@ class CountdownChecker:
         if p is None:
             return [0.0] * len(lines)
         pool = list(p.numbers)
-        ok, finished, scores = True, False, []
+        ok, finished, made, scores = True, False, False, []
         for line in lines:
             if ok:
                 if finished:
                     ok = False
-                elif line.startswith(ANSWER_MARKER):
-                    ok = self.outcome(p.question, line) == 1.0
+                elif line.startswith(ANSWER_MARKER):  # right once the derivation has made the target
+                    ok = made and self.outcome(p.question, line) == 1.0
                     finished = True
                 else:
                     ok = _apply_step(line, pool, p.target if live else None)
+                    made = ok and pool[-1] == p.target
             scores.append(1.0 if ok else 0.0)
         return scores
 

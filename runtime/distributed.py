@@ -199,7 +199,7 @@ class ShardWorker:
         from ttcl.runtime.runner import program_hash
 
         key = (program_hash(compiled) + repr(sorted(compiled.report.params.items())),
-               f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}")
+               f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}/{options.judge}")
         if key not in self.runners:
             self.runners.clear()
             self.runners[key] = Runner(compiled, options)
@@ -289,7 +289,8 @@ class RayRunner:
         if not ray.is_initialized():
             raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
         o = self.options
-        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items)
+        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
+                                 judge=o.judge)
         pool_limits = self.planner.pooled
         header = self.planner.header(items)
         done_before: dict[int, ItemRecord] = {}
@@ -380,7 +381,8 @@ class RayRunner:
         """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
         ray = _ray()
         o = self.options
-        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items)
+        worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
+                                 judge=o.judge)
         idle = list(range(self.n_workers))
         running: dict[Any, tuple[int, _Task, str]] = {}
         generation = [0] * self.n_workers

@@ -29,6 +29,7 @@ from ttcl.runtime.accountant import Accountant, AccountantHook, LedgerEntry, Lim
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
 from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.judge import make_judge
 from ttcl.runtime.scheduler import MODEL_OPS, ItemResult, Scheduler
 from ttcl.runtime.scoring import Scorer, make_scorer
 from ttcl.runtime.trace import (
@@ -63,6 +64,8 @@ class RunOptions:
     # lockstep: each step waits for every item's calls; stream: an item advances as soon as its own
     # calls to a server return; auto: stream when any model is a server (docs/endpoints.md)
     schedule: str = "auto"
+    # how an answer is judged right: None (gold equality) or a registered checker's name (runtime/judge.py)
+    judge: str | None = None
 
 
 class NodeRow(BaseModel):
@@ -349,6 +352,7 @@ class Runner:
         self.backends = self._load_backends() if load_models else {}
         self.scorers = self._load_scorers() if load_models else {}
         self.extract = self._extractor()
+        self.judge = make_judge(options.judge)
 
     def _load_backends(self) -> dict[str, Any]:
         refs = {n.args.model.ref: n.args.model for n in self.compiled.dag if n.args.model is not None}
@@ -424,6 +428,7 @@ class Runner:
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
+            judge=self.judge.name,
             **({"engines": engines} if engines else {}),
         )
 
@@ -501,7 +506,7 @@ class Runner:
         return cls(
             self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract,
             seed=self.options.seed, hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),
-            max_batch_items=self.options.max_batch_items,
+            max_batch_items=self.options.max_batch_items, judge=self.judge,
         )
 
     def summary(self, header: RunHeader, results: list[ItemResult], acc: Accountant, wall: float,

@@ -43,6 +43,7 @@ from ttcl.runtime.dataset import Item
 from ttcl.runtime.degraded import describe as describe_degraded
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.jobs import GenCall, Job, JobContext, ScoreCall, make_job
+from ttcl.runtime.judge import Judge, JudgeError
 from ttcl.runtime.ops import OpError, run_cheap
 from ttcl.runtime.scoring import Scorer
 from ttcl.runtime.values import Answer, Candidates, Value, best, fallback_answer, to_json, vote
@@ -137,8 +138,10 @@ class Scheduler:
         scope: Mapping[str, Any] | None = None,
         default_revise: list | None = None,
         max_batch_items: int | None = None,
+        judge: Judge | None = None,
     ) -> None:
         self.dag = dag
+        self.judge = judge or Judge()  # gold equality unless the run names a checker (runtime/judge.py)
         self.backends = backends
         self.scorers = scorers
         self.extract = extract
@@ -466,7 +469,11 @@ class Scheduler:
         if ans.value is None and run.status == "ok":
             failures.setdefault(out, "no answer could be extracted from the output")
         gold = run.item.gold
-        correct = None if gold is None else (ans.value == gold)
+        try:
+            correct = self.judge(run.item.question, gold, ans.value)
+        except JudgeError as e:  # a user's checker raised: this item is not graded, the rest carry on
+            correct = None
+            failures["judge"] = str(e)
         degraded = describe_degraded(self.dag, shrunk=run.shrunk, refused=run.refused, skipped=run.skipped,
                                      output_done=run.state.get(out) == "done", completed=run.completed,
                                      values=run.values) if run.shrunk or run.refused else []

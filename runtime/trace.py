@@ -31,7 +31,7 @@ from ttcl.errors import TtclRuntimeError
 TRACE_VERSION = 1
 
 # Header fields that must match for `--resume` to continue a trace.
-_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget")
+_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge")
 
 
 class TraceError(TtclRuntimeError):
@@ -72,6 +72,7 @@ class RunHeader(BaseModel):
     flops_formula: str = ""
     device: str = ""
     dtype: str = ""
+    judge: str = "gold"  # how answers were judged right: gold equality, or a checker's name (--judge)
 
 
 class NodeRecord(BaseModel):

@@ -46,8 +46,11 @@ def run(
     overwrite: bool = False,
     limit: int | None = None,
     fields: Mapping[str, str] | None = None,
+    judge: str | None = None,
 ) -> RunResult:
-    """Compile `path` and run it on `inputs` (texts) or a JSONL `dataset`."""
+    """Compile `path` and run it on `inputs` (texts) or a JSONL `dataset`.
+
+    `judge`: how answers are judged right, as `ttcl run --judge` (None: equality with the gold answer)."""
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
     from ttcl.programs import resolve_program
@@ -64,7 +67,7 @@ def run(
     overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in (set or {}).items()])
     compiled = compile_program(resolve_program(path), overrides=overrides, model_overrides=dict(models or {}))
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=Path(trace) if trace else None, resume=resume,
-                      overwrite=overwrite, dataset=Path(dataset) if dataset else None)
+                      overwrite=overwrite, dataset=Path(dataset) if dataset else None, judge=judge)
     summary = Runner(compiled, opts).run(items)
     return RunResult(answers=[r["answer"] for r in summary.results], summary=summary)
 

@@ -3,8 +3,10 @@
 The pool is the output of one `sample` node; every `verify` node over that
 node adds one score per candidate (reward models and PRMs become selection
 signals; an exact `check(...)` verifier gives the step scores behind strict
-pass@k). Correctness compares each candidate's extracted answer with the
-item's gold answer, the same test the run applies to its final answer.
+pass@k). Each candidate's extracted answer is judged right by the run's own
+judge, named in the trace header: equality with the item's gold answer by
+default, or a registered checker's outcome (`--judge countdown`, on a task
+with several right answers), the same test the run applied to its final answer.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttcl.runtime.analysis.pool import Pool
+from ttcl.runtime.judge import GOLD, Judge, make_judge
 from ttcl.runtime.trace import Trace
 
 
@@ -47,8 +50,13 @@ def find_pool_nodes(dag: Any) -> PoolNodes:
     return PoolNodes(best.id, readers[best.id])
 
 
-def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = None) -> list[PooledItem]:
-    """One pooled item per finished item of the trace (only the items in `only`, when given)."""
+def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = None,
+                     judge: Judge | None = None) -> list[PooledItem]:
+    """One pooled item per finished item of the trace (only the items in `only`, when given).
+
+    Candidates are judged by `judge`, by default the one the trace header names (the run's own)."""
+    if judge is None:
+        judge = make_judge(getattr(trace.header, "judge", GOLD))
     out: list[PooledItem] = []
     for idx in sorted(trace.items):
         if only is not None and idx not in only:
@@ -58,7 +66,11 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
         src = by_id.get(nodes.sample)
         cands = src.outputs if src is not None and isinstance(src.outputs, list) else []
         answers = [c.get("answer") for c in cands]
-        correct = [rec.gold is not None and a == rec.gold for a in answers]
+        verdicts: dict[str | None, bool] = {}  # a pool repeats answers: each distinct one is judged once
+        for a in answers:
+            if a not in verdicts:
+                verdicts[a] = bool(judge(rec.question, rec.gold, a))
+        correct = [verdicts[a] for a in answers]
         gen = [float(c.get("flops", 0.0)) for c in cands]
         shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
         pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared))

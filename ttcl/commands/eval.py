@@ -37,11 +37,14 @@ from ttcl.commands.run import (
     FIELD_HELP,
     RAY_HELP,
     SHARDS_HELP,
+    JudgeOpt,
     RunOptionError,
     Wide,
     _check_choice,
+    _judged_by,
     _load_items,
     _run_once,
+    check_judge,
     parse_sweep,
 )
 from ttcl.errors import TtclRuntimeError
@@ -131,8 +134,9 @@ class Runs:
 
     def __init__(self, program: Path, dataset: Path, items: list[Any], root: Path, *, device: str, dtype: str,
                  quiet: bool, batch_items: int | None = None, wide: Wide | None = None,
-                 allow_remote: list[str] | None = None) -> None:
+                 allow_remote: list[str] | None = None, judge: str | None = None) -> None:
         self.program, self.dataset, self.items, self.root = program, dataset, items, root
+        self.judge = judge
         self.device, self.dtype, self.quiet = device, dtype, quiet
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
 
@@ -144,13 +148,14 @@ class Runs:
         key = hashlib.blake2b("\x00".join([*sets, "|", *binds]).encode(), digest_size=4).hexdigest()
         trace = self.root / f"{slug(label)}__{slug(tag)}__{key}__seed{seed}.jsonl"  # one file per distinct run
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
-                                  show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})")
+                                  show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})", judge=self.judge)
         try:  # a finished trace of the same run is reused; a killed one is continued
             summary = _run_once(self.program, sets, binds, self.items, resume=trace.exists(), **kw)
         except TraceError as e:
             if "cannot --resume" not in str(e):
                 raise
-            typer.echo(f"{trace}: the program, params or models changed since this trace; running afresh", err=True)
+            typer.echo(f"{trace}: the program, params, models or judge changed since this trace; running afresh",
+                       err=True)
             summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True, **kw)
         return summary, trace
 
@@ -169,6 +174,7 @@ def eval_(
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,
+    judge: JudgeOpt = None,
     sweep: Annotated[list[str] | None, typer.Option("--sweep", help="A param and its values: --sweep n=1,4,16 (repeatable).")] = None,
     pool: Annotated[str | None, typer.Option("--pool", help="One pool per item: --pool n=16 sets param n to 16 and estimates every k <= 16 from it.")] = None,
     ks: Annotated[str | None, typer.Option("--ks", help="With --pool: the k values (1,2,4,... by default; `all`).")] = None,
@@ -214,6 +220,7 @@ def eval_(
     greedy_series = parse_compare(greedy or [])
     compare_series = parse_compare(compare)
     register_verifiers(verifier or [])
+    check_judge(judge)
     items = _load_items(None, dataset, limit, field)
     if by is not None and not any(by in it.extra for it in items):
         fields = sorted({k for it in items for k in it.extra}) or ["none"]
@@ -227,11 +234,12 @@ def eval_(
         except OSError as e:
             raise TtclRuntimeError(f"{root}: error: cannot create the traces directory: {e.strerror}") from e
         runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=as_json,
-                    batch_items=batch_items, wide=wide, allow_remote=allow_remote)
-        title = f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))})"
+                    batch_items=batch_items, wide=wide, allow_remote=allow_remote, judge=judge)
+        title = (f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))}; "
+                 f"judged by {_judged_by(judge or 'gold')})")
         if pool is None:
             report = sweep_report(runs, series, parse_sweep(sweep), set_, model, seed_list, by)
-            report.update(program=str(program), dataset=str(dataset), title=title)
+            report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
             if plot is not None:
                 _plot_sweep(report, plot, by, title)
             _emit(report, as_json, plot, print_sweep)
@@ -240,7 +248,7 @@ def eval_(
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
                              ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
                              split_seed=split_seed)
-        report.update(program=str(program), dataset=str(dataset), title=title)
+        report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
         if overlay:
             from ttcl.commands.eval_report import overlay_points
 

@@ -60,6 +60,10 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 DATASET_HELP = ("A dataset: FILE.jsonl (question/answer per line), - (JSONL on stdin), or from local disk a "
                 "Hugging Face dataset DIR (save_to_disk), FILE.parquet, FILE.arrow, hf:NAME[:SPLIT] (the local cache).")
+JUDGE_HELP = ("How an answer is judged right: `gold` (the default: equal to the dataset's gold answer) or a "
+              "registered checker, --judge countdown (its outcome on the answer; for tasks with several right "
+              "answers; items without gold are judged too). Your own: --verifier NAME=module:function --judge NAME.")
+JudgeOpt = Annotated[str | None, typer.Option("--judge", help=JUDGE_HELP)]
 FIELD_HELP = "Map an item field to the dataset's: --field question=problem --field answer=solution (repeatable)."
 
 
@@ -171,6 +175,7 @@ def _run_once(
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
     allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
+    judge: str | None = None,
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
@@ -184,7 +189,7 @@ def _run_once(
         typer.echo(json.dumps(diagnostics_json(e), indent=2))
         raise typer.Exit(e.exit_code) from None
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
-                      max_batch_items=batch_items, overwrite=overwrite, schedule=schedule)
+                      max_batch_items=batch_items, overwrite=overwrite, schedule=schedule, judge=judge)
     if wide is not None and wide.address is not None:
         from ttcl.runtime.distributed import RayRunner
 
@@ -272,10 +277,20 @@ def interrupted_message(trace: Path | None, total: int) -> str:
             f"  resume with: ttcl {shlex.join(args)}")
 
 
+def check_judge(judge: str | None) -> None:
+    """`--judge NAME`: refuse an unknown checker before any model loads (exit 2, naming the known ones)."""
+    from ttcl.runtime.judge import make_judge
+
+    make_judge(judge)
+
+
 def print_summary(summary: Any, console: Console, *, single: bool) -> None:
+    judge = summary.header.get("judge", "gold")
     if single:
         r = summary.results[0]
         console.print(f"[bold]answer:[/] {r['answer'] if r['answer'] is not None else '(none)'}")
+        if r["correct"] is not None:
+            console.print(f"judged {'right' if r['correct'] else 'wrong'} by {_judged_by(judge)}")
         if r["status"] != "ok" or r["failures"]:
             console.print(f"status: {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
             for node, why in r["failures"].items():
@@ -286,7 +301,7 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                 console.print(f"  {line}", highlight=False)
     else:
         acc = "n/a (no gold answers)" if summary.accuracy is None else f"{summary.accuracy:.3f} ({summary.correct}/{summary.graded})"
-        console.print(f"[bold]accuracy:[/] {acc}   items {summary.items}, answered {summary.answered}, "
+        console.print(f"[bold]accuracy:[/] {acc} judged by {_judged_by(judge)}   items {summary.items}, answered {summary.answered}, "
                       f"stopped {summary.stopped}, failed {summary.failed}")
         bad = [r for r in summary.results if r["status"] != "ok"]
         for r in bad[:5]:
@@ -339,12 +354,17 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                       f"{d['restarts']} worker restarts" + (f", lost attempts spent {lost}" if lost else ""))
 
 
+def _judged_by(judge: str) -> str:
+    return "equality with the gold answer" if judge == "gold" else f"check({judge!r})"
+
+
 def run(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,
+    judge: JudgeOpt = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
@@ -377,13 +397,14 @@ def run(
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     wide = Wide(ray, workers, shards)
     register_verifiers(verifier or [])
+    check_judge(judge)
     items = _load_items(input_, dataset, limit, field)
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                                 resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                                 batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
-                                allow_remote=allow_remote, wide=wide, schedule=schedule)
+                                allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge)
     except KeyboardInterrupt:
         typer.echo(interrupted_message(trace, len(items)), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -1,0 +1,68 @@
+"""How a run decides that an item's answer is right: gold equality, or a registered exact checker.
+
+By default an answer is right when it equals the dataset's gold answer
+(both normalised by `runtime/extract.py`). That is the wrong test on a task
+with several right answers: on `countdown` every right expression but the
+gold one would count as wrong. `--judge NAME` judges with the checker
+registered under NAME instead (`countdown`, `expr`, `arith`, or a user's
+`--verifier NAME=module:function`): the answer is right when
+`checker.outcome(question, "#### " + answer) == 1.0`. The checker reads the
+question alone, so items without a gold answer are judged too, and an item
+without an answer is wrong.
+
+The same judge applies to the program's own answer (the scheduler), to every
+candidate of a pool (`runtime/analysis/collect.py`), and to every baseline
+`ttcl eval` runs; the trace header records its name, so a result always says
+how it was judged and a trace is never resumed under another judge.
+"""
+
+from __future__ import annotations
+
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.tasks.base import Checker
+
+GOLD = "gold"  # the default: equality with the dataset's gold answer
+MARKER = "#### "  # what a checker's outcome reads the answer after
+
+
+class JudgeError(TtclRuntimeError):
+    """A judge that cannot be used (no checker under that name), or a user's checker that raised."""
+
+
+class Judge:
+    """`judge(question, gold, answer)`: True (right), False (wrong), or None (cannot be judged: no gold)."""
+
+    def __init__(self, name: str = GOLD, checker: Checker | None = None) -> None:
+        self.name, self.checker = name, checker
+
+    def __call__(self, question: str, gold: str | None, answer: str | None) -> bool | None:
+        if self.checker is None:
+            return None if gold is None else answer == gold
+        if answer is None:
+            return False
+        try:
+            return self.checker.outcome(question, MARKER + answer) == 1.0
+        except TtclRuntimeError as e:  # a user's checker raised (FunctionChecker names it)
+            raise JudgeError(f"--judge {self.name}: {e}") from None
+        except Exception as e:  # a plugin checker broke its promise never to raise
+            raise JudgeError(f"--judge {self.name}: the checker raised {type(e).__name__}: {e}") from None
+
+
+def make_judge(name: str | None) -> Judge:
+    """The judge named `name` (None or "gold": gold equality); an unknown name is a JudgeError naming the known ones."""
+    if name is None or name == GOLD:
+        return Judge()
+    import difflib
+
+    from ttcl.runtime.tasks import available_checkers, get_checker
+
+    known = [GOLD, *available_checkers()]
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise JudgeError(f"--judge {name!r}: error: no checker of that name{hint} (known: {', '.join(known)}; "
+                         "add your own with --verifier NAME=module:function)")
+    return Judge(name, get_checker(name))
+
+
+__all__ = ["GOLD", "Judge", "JudgeError", "make_judge"]

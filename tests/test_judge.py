@@ -1,0 +1,177 @@
+"""`--judge NAME`: answers judged right by a registered exact checker instead of equality with the gold answer.
+
+A countdown question usually has several right expressions; the dataset holds
+one. Judged by `check("countdown")`, every right expression counts. The
+end-to-end tests run the shipped `ttcl:countdown-s` on `ttcl data countdown`
+items and check each verdict in the report against `checker.outcome` by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.shipped import available
+from ttcl.cli import main
+from ttcl.runtime.judge import JudgeError, make_judge
+from ttcl.runtime.tasks import get_checker
+from ttcl.runtime.trace import read_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "programs" / "countdown_pool.ttc"
+needs_model = pytest.mark.skipif(not available("ttcl:countdown-s"), reason="bundled countdown-s not installed")
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def passes(question: str, answer: str | None) -> bool:
+    return answer is not None and get_checker("countdown").outcome(question, "#### " + answer) == 1.0
+
+
+# ---------------------------------------------------------------- the judge itself
+
+
+def test_gold_judge_is_equality_and_needs_gold() -> None:
+    judge = make_judge(None)
+    assert judge.name == "gold" and make_judge("gold").name == "gold"
+    assert judge("7 3 1 -> 10", "1*3+7", "1*3+7") is True
+    assert judge("7 3 1 -> 10", "1*3+7", "3+1*7") is False  # right, but not the gold string
+    assert judge("7 3 1 -> 10", None, "1*3+7") is None
+
+
+def test_checker_judge_accepts_every_right_expression() -> None:
+    judge = make_judge("countdown")
+    q = "7 3 1 -> 10"
+    for right in ("1*3+7", "3+1*7", "7+3*1", "(7+3)/1", "7+3"):
+        assert judge(q, "1*3+7", right) is True, right
+        assert judge(q, None, right) is True, right  # no gold needed
+    for wrong in ("7+3+1", "7*3", "1+(7+3)", "3+(1+7)", "10", "", None):
+        assert judge(q, "1*3+7", wrong) is False, wrong
+    assert make_judge("arith")("3 +4", None, "7") is True and make_judge("arith")("3 +4", None, "8") is False
+
+
+def test_unknown_judge_names_the_known_ones() -> None:
+    with pytest.raises(JudgeError) as e:
+        make_judge("countdwn")
+    assert e.value.exit_code == 2
+    msg = str(e.value)
+    assert "\n" not in msg and "did you mean 'countdown'?" in msg and "gold" in msg and "arith" in msg
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_bad_judge_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str) -> None:
+    ds = tmp_path / "d.jsonl"
+    ds.write_text('{"question": "7 3 1 -> 10", "answer": "#### 1*3+7"}\n')
+    extra = ["--pool", "n=2"] if command == "eval" else []
+    code, out, err = cli(capsys, command, str(PROGRAM), "--dataset", str(ds), "--judge", "nope", *extra)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--judge 'nope'" in lines[0] and "countdown" in lines[0]
+    assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------- end to end on countdown-s
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ttcl.runtime.tasks.countdown import iter_jsonl, make_problems
+
+    path = tmp_path_factory.mktemp("judge") / "cd.jsonl"
+    path.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [2, 3], seed=8080))))
+    return path
+
+
+@needs_model
+def test_run_judges_by_the_checker(capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    args = ["run", str(PROGRAM), "--dataset", str(data), "--set", "n=8", "--device", "cpu", "--json"]
+    code, out, err = cli(capsys, *args, "--judge", "countdown", "--trace", str(trace))
+    assert code == 0, err
+    judged = json.loads(out)
+    assert judged["header"]["judge"] == "countdown" and read_trace(trace).header.judge == "countdown"
+    for r in judged["results"]:
+        assert r["correct"] == passes(r["question"], r["answer"]), r
+    assert judged["correct"] == sum(passes(r["question"], r["answer"]) for r in judged["results"])
+    assert judged["graded"] == len(judged["results"]) == 8
+    # the same run judged by gold equality: the same answers, right only where they equal the gold string
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    gold = json.loads(out)
+    assert gold["header"]["judge"] == "gold"
+    assert [r["answer"] for r in gold["results"]] == [r["answer"] for r in judged["results"]]
+    assert all(r["correct"] == (r["answer"] == r["gold"]) for r in gold["results"])
+    # every pooled candidate of the judged trace, judged by hand: some right expression is not the gold one
+    pools = [n.outputs for recs in read_trace(trace).nodes.values() for n in recs if n.node_id == "main/pool"]
+    questions = {r["item"]: (r["question"], r["gold"]) for r in judged["results"]}
+    right_not_gold = [c["answer"] for i, recs in read_trace(trace).nodes.items() for n in recs
+                      if n.node_id == "main/pool" for c in n.outputs
+                      if passes(questions[i][0], c["answer"]) and c["answer"] != questions[i][1]]
+    assert len(pools) == 8 and right_not_gold, "no right non-gold expression among 64 samples"
+    # a trace is never resumed under another judge
+    code, out, err = cli(capsys, *args, "--trace", str(trace), "--resume")
+    assert code == 2 and "different judge" in err and "'countdown', now 'gold'" in err
+
+
+@needs_model
+def test_eval_pool_pass_at_k_counts_every_right_expression(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                           data: Path) -> None:
+    traces = tmp_path / "traces"
+    code, out, err = cli(capsys, "eval", str(PROGRAM), "--dataset", str(data), "--pool", "n=4", "--by", "steps",
+                         "--judge", "countdown", "--traces", str(traces), "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["judge"] == "countdown" and "judged by check('countdown')" in rep["title"]
+    assert rep["bins"] == [2, 3, "all"] and rep["pool"]["ks"] == [1, 2, 4]
+    (pool_path,) = traces.glob("countdown-s__pool_n=4__*__seed0.jsonl")
+    (greedy_path,) = traces.glob("countdown-s__greedy__*__seed0.jsonl")
+    for path in (pool_path, greedy_path):
+        assert read_trace(path).header.judge == "countdown"
+    trace = read_trace(pool_path)
+    some_right: dict[int, bool] = {}
+    for idx, rec in trace.items.items():
+        cands = next(n.outputs for n in trace.nodes[idx] if n.node_id == "main/pool")
+        assert len(cands) == 4
+        some_right[idx] = any(passes(rec.question, c["answer"]) for c in cands)
+    steps = {idx: rec.fields["steps"] for idx, rec in trace.items.items()}
+    for b in (2, 3, "all"):
+        want = [some_right[i] for i in some_right if b == "all" or steps[i] == b]
+        (row,) = [c for c in rep["curves"] if c["signal"] == "pass" and c["k"] == 4 and c["bin"] == b]
+        assert row["accuracy"] == pytest.approx(sum(want) / len(want)), b
+    # the greedy baseline is judged the same way
+    g = read_trace(greedy_path)
+    greedy_right = [passes(rec.question, rec.answer) for rec in g.items.values()]
+    (row,) = [r for r in rep["greedy"] if r["bin"] == "all"]
+    assert row["accuracy"] == pytest.approx(sum(greedy_right) / len(greedy_right))
+    assert all(r["correct"] == passes(g.items[r["item"]].question, r["answer"])
+               for r in rep["item_rows"]["countdown-s greedy"])
+
+
+@needs_model
+def test_a_users_checker_judges(capsys: pytest.CaptureFixture[str], tmp_path: Path, data: Path,
+                                monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime import tasks
+
+    request.addfinalizer(checks_calls._registered_checkers.cache_clear)  # forget the names registered here
+    (tmp_path / "judge_checks_i8.py").write_text(
+        "def even(question, completion):\n    return 1.0 if len(completion) % 2 == 0 else 0.0\n\n"
+        "def boom(question, completion):\n    raise ValueError('boom')\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    args = ["run", str(PROGRAM), "--dataset", str(data), "--set", "n=2", "--device", "cpu", "--json"]
+    code, out, err = cli(capsys, *args, "--verifier", "even=judge_checks_i8:even", "--judge", "even")
+    assert code == 0, err
+    res = json.loads(out)["results"]
+    assert all(r["correct"] == (r["answer"] is not None and len("#### " + r["answer"]) % 2 == 0) for r in res)
+    code, out, err = cli(capsys, *args, "--verifier", "boom=judge_checks_i8:boom", "--judge", "boom")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["graded"] == 0 and summary["accuracy"] is None
+    assert all(r["correct"] is None and "ValueError: boom" in r["failures"]["judge"] for r in summary["results"])

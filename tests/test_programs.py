@@ -23,7 +23,7 @@ BOUNDS = {
     "adaptive": (36, 2240),
     "beam_search": (320, 1760),
     "best_of_n": (16, 896),
-    "countdown_pool": (16, 1888),
+    "countdown_pool": (32, 1872),
     "dvts": (320, 1760),
     "lookahead": (512, 4224),
     "pool": (48, 1792),

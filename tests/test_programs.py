@@ -23,6 +23,8 @@ BOUNDS = {
     "adaptive": (36, 2240),
     "beam_search": (320, 1760),
     "best_of_n": (16, 896),
+    "countdown_beam": (80, 2080),
+    "countdown_beam_prm": (160, 2080),
     "countdown_pool": (32, 1872),
     "dvts": (320, 1760),
     "lookahead": (512, 4224),

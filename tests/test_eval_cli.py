@@ -142,3 +142,18 @@ def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixt
         assert bins[steps]["items"] == 4
         assert bins[steps]["accuracy"] == sum(r["correct"] for r in rows) / 4
     assert bins["all"]["accuracy"] == rep["accuracy"]
+
+
+def test_eval_runs_pass_batch_items_and_remote_options_to_each_run(setup: dict[str, Path], tmp_path: Path) -> None:
+    """`ttcl eval --batch-items/--ray/--allow-remote` reach every run (they were once dropped silently)."""
+    from ttcl.commands.eval import Runs
+    from ttcl.commands.run import Wide, _load_items
+
+    items = _load_items(None, setup["ds"], 4, None)
+    common = dict(device="cpu", dtype="auto", quiet=True, wide=Wide(None, None, None), allow_remote=[])
+    one = Runs(setup["prog"], setup["ds"], items, tmp_path / "one", batch_items=1, **common)
+    summary, _ = one.run("arith-s", ["n=2"], [], 0, "b1")
+    together = Runs(setup["prog"], setup["ds"], items, tmp_path / "all", batch_items=None, **common)
+    summary2, _ = together.run("arith-s", ["n=2"], [], 0, "ball")
+    assert summary.batches == 4 * summary2.batches  # one item per batch, against all four at once
+    assert [r["answer"] for r in summary.results] == [r["answer"] for r in summary2.results]

@@ -148,7 +148,8 @@ class Runs:
         key = hashlib.blake2b("\x00".join([*sets, "|", *binds]).encode(), digest_size=4).hexdigest()
         trace = self.root / f"{slug(label)}__{slug(tag)}__{key}__seed{seed}.jsonl"  # one file per distinct run
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
-                                  show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})", judge=self.judge)
+                                  show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})", judge=self.judge,
+                                  batch_items=self.batch_items, wide=self.wide, allow_remote=self.allow_remote)
         try:  # a finished trace of the same run is reused; a killed one is continued
             summary = _run_once(self.program, sets, binds, self.items, resume=trace.exists(), **kw)
         except TraceError as e:

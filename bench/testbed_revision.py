@@ -1,9 +1,11 @@
-"""Revision on the `expr` testbed: flips per round, and revision against a fresh sample (gate d).
+"""Revision on the `expr` or `countdown` testbed: flips per round, and revision against a fresh
+sample (gate d).
 
     python bench/testbed_revision.py --policy ttcl:expr-s --reviser ttcl:expr-revise \
         [--per-level 150] [--seed 777001] [--rounds 2]
+    python bench/testbed_revision.py --task countdown --policy ttcl:countdown-s --reviser ttcl:countdown-revise
 
-Per item of the held-out set (`make_problems(per_level * 7, 2..8, seed)`):
+Per item of the held-out set (`ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)`):
 the policy draws two independent samples at T=0.7. Round 1 revises the first
 sample greedily with the reviser (prompt `{question}\\nattempt:\\n{attempt}\\nfix:\\n`,
 the previous attempt in context); round r revises round r-1's output. Reported
@@ -25,7 +27,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from ttcl.runtime.tasks.expr import checker  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
@@ -36,6 +37,7 @@ def _pct(x: float) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
     ap.add_argument("--policy", default="ttcl:expr-s")
     ap.add_argument("--reviser", default="ttcl:expr-revise")
     ap.add_argument("--per-level", type=int, default=150)
@@ -49,7 +51,9 @@ def main() -> int:
     from ttcl.zoo.data import REVISE_TEMPLATE
     from ttcl.zoo.sampling import generate
 
-    problems = T.eval_problems(a.per_level, seed=a.seed)
+    bed = T.BEDS[a.task]
+    checker = bed.checker
+    problems = bed.problems(a.per_level, seed=a.seed)
     pdir, rdir = resolve_model(a.policy), resolve_model(a.reviser)
     pmeta = json.loads((pdir / "ttcl_meta.json").read_text())
     rmeta = json.loads((rdir / "ttcl_meta.json").read_text())
@@ -66,10 +70,11 @@ def main() -> int:
             by.setdefault(it.problem.steps, []).append(i)
         for st, idx in by.items():
             prompts = [REVISE_TEMPLATE.format(question=items[i].problem.question, attempt=prev[i].strip()) for i in idx]
-            for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=T.max_new_tokens(st)), strict=True):
+            for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=bed.max_new_tokens(st)), strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
-    print(f"dataset: expr make_problems({a.per_level * 7}, 2..8, seed={a.seed}); attempts by {a.policy} at T=0.7, "
+    print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
+          f"seed={a.seed}); attempts by {a.policy} at T=0.7, "
           f"revisions by {a.reviser} (greedy); 95% intervals\n")
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))

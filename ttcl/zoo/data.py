@@ -131,7 +131,7 @@ def draw_examples(spec: DataSpec, rng: random.Random, n: int,
     if spec.task == "expr":
         return _draw_expr(spec, rng, n, attempts)
     if spec.task == "countdown":
-        return _draw_countdown(spec, rng, n)
+        return _draw_countdown(spec, rng, n, attempts)
     out: list[Example] = []
     for _ in range(n):
         p = generate(rng.choice(spec.steps), rng)
@@ -168,15 +168,28 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
     return out
 
 
-def _draw_countdown(spec: DataSpec, rng: random.Random, n: int) -> list[Example]:
+def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
+                    attempts: Sequence[tuple[str, str]] | None = None) -> list[Example]:
     """Countdown policies see each question with the random derivation that made its target
-    (any two available numbers at each step), so the data shows many different chains."""
+    (any two available numbers at each step), so the data shows many different chains. Revise
+    data (`revise_frac` of it) pairs a policy's own sampled attempt with the attempt itself when
+    it is strictly right (keep what is right) and otherwise a random right solution."""
     from ttcl.runtime.tasks import countdown
 
-    if spec.kind != "policy":
+    if spec.kind not in ("policy", "revise"):
         raise ValueError(f"countdown data has no kind {spec.kind!r}")
+    if spec.kind == "revise" and not attempts:
+        raise ValueError("countdown revise data needs the policy's own attempts")
     out: list[Example] = []
     for _ in range(n):
+        if spec.kind == "revise" and rng.random() < spec.revise_frac:
+            q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
+            attempt = attempt.strip()
+            parsed = countdown.parse_question(q)
+            assert parsed is not None
+            target = attempt if countdown.checker.strict(q, attempt) else parsed.solution(rng)
+            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), target))
+            continue
         p = countdown.generate(rng.choice(spec.steps), rng)
         out.append(Example(p.prompt, p.solution()))
     return out

@@ -198,8 +198,11 @@ def write_card(out: Path, meta: dict) -> None:
                    f"its policies' own samples labelled by the exact `{task}` checker, with a within-question "
                    "ranking loss on the last step's score",
             "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
-                      "trained from `ttcl:expr-s`'s weights on expr-s's own sampled attempts (half the data) and "
-                      "plain solutions (the other half); `revise_template` in `ttcl_meta.json`"}.get(kind, kind)
+                      f"trained from `ttcl:{meta.get('init_from')}`'s weights on {meta.get('init_from')}'s own sampled "
+                      "attempts (half the data) and plain solutions (the other half)"
+                      + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
+                         "solution" if task == "countdown" else "")
+                      + "; `revise_template` in `ttcl_meta.json`"}.get(kind, kind)
     lines = [
         f"# {name}", "",
         f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "

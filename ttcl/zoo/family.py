@@ -51,6 +51,10 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             init_std=_std(128), seed=22, data=COUNTDOWN_DATA),
     "countdown-l": LMRecipe("countdown-l", "policy", 256, 3, 8, 160, 1500, batch_size=64, lr=1.5e-3,
                             init_std=_std(256), seed=23, data=COUNTDOWN_DATA),
+    # revision trained on countdown-s's own sampled attempts (the countdown-prm training split), from its weights
+    "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
+                                 init_std=_std(64), seed=24, init_from="countdown-s",
+                                 data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.5)),
 }
 
 VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)

@@ -143,3 +143,12 @@ def test_shipped_reviser_loads_and_revises_into_checkable_solutions() -> None:
     for p, o in zip(problems, outs, strict=True):
         lines = checker.split_steps(o[0])
         assert lines and lines[-1].startswith("####") and len(checker.steps(p.question, o[0])) == len(lines), o
+
+
+def test_the_token_budget_holds_every_gold_solution() -> None:
+    """Evaluation and verifier sampling stop at `max_new_tokens`: it must never cut a right solution."""
+    bed = T.BEDS["countdown"]
+    for steps in bed.steps:
+        longest = max(len(p.solution()) + 1 for p in make_problems(500, steps, seed=99))  # + <eos>
+        assert longest <= bed.max_new_tokens(steps), (steps, longest)
+        assert 24 + bed.max_new_tokens(steps) <= 160  # the longest prompt plus the budget fit the models' context

@@ -54,8 +54,9 @@ class Bed:
 BEDS = {
     # expr: lines of up to 9 characters and the answer line, with slack
     "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20),
-    # countdown: `a op b = v` lines of up to 9 characters, the expression, with slack
-    "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 10, 40),
+    # countdown: `a op b = v [numbers left]` lines of up to ~20 characters, then the expression: the
+    # longest gold solutions of 3000 per bin are 47 / 70 / 92 / 122 tokens at 2 / 3 / 4 / 5 combinations
+    "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 20, 30),
 }
 
 

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.pipeline import compile_program
+from ttcl.errors import TtclError
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.runner import Runner, RunOptions
 
@@ -68,7 +69,13 @@ def _source(src: str, pooled: str, allot: str) -> str:
 def check_pool(source: str, tmp: Path, seed: int, batch: int | None) -> None:
     path = tmp / "prog.ttc"
     path.write_text(source)
-    summary = Runner(compile_program(path), RunOptions(device="cpu", seed=seed, max_batch_items=batch)).run(
+    try:
+        compiled = compile_program(path)
+    except TtclError as e:
+        # a worst case past the model's context (a long revise chain): the compiler rightly refuses it
+        assume("tokens of context" not in str(e))
+        raise
+    summary = Runner(compiled, RunOptions(device="cpu", seed=seed, max_batch_items=batch)).run(
         [Item(index=i, question=q) for i, q in enumerate(QUESTIONS)])
     for unit, limit in summary.budget_pooled.items():
         assert summary.actual_total[unit] <= limit * (1 + 1e-9) + 1e-9, (unit, summary.actual_total, limit)

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ttcl.compiler.costmodel import STATIC_UNITS
 from ttcl.compiler.pipeline import compile_program
+from ttcl.errors import TtclError
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.runner import Runner, RunOptions
 
@@ -61,7 +62,12 @@ def _source(src: str) -> str:
 def check_invariants(source: str, tmp: Path, seed: int) -> None:
     path = tmp / "prog.ttc"
     path.write_text(source)
-    compiled = compile_program(path)
+    try:
+        compiled = compile_program(path)
+    except TtclError as e:
+        # a worst case past the model's context (a long revise chain): the compiler rightly refuses it
+        assume("tokens of context" not in str(e))
+        raise
     summary = Runner(compiled, RunOptions(device="cpu", seed=seed)).run(
         [Item(index=0, question="12 +7 *2"), Item(index=1, question="5 -3")]
     )

@@ -8,7 +8,10 @@ text scores 0.0.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import json
+import random
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable
@@ -43,3 +46,20 @@ def text_after_marker(completion: object, marker: str) -> str | None:
         return None
     rest = completion[at + len(marker) :].split("\n", 1)[0].strip()
     return rest or None
+
+
+def cycle_problems(generate: Callable[[int, random.Random], Any], n: int, steps: int | Iterable[int],
+                   seed: int) -> list[Any]:
+    """`n` problems from `generate(steps, rng)`, deterministic in `seed`, with difficulties cycling
+    evenly over `steps`."""
+    levels = [steps] if isinstance(steps, int) else list(steps)
+    if not levels:
+        raise ValueError("no difficulty levels given")
+    rng = random.Random(seed)
+    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+
+
+def jsonl_lines(problems: Iterable[Any]) -> Iterator[str]:
+    """GSM8K-style JSONL lines, one `problem.to_json()` each."""
+    for p in problems:
+        yield json.dumps(p.to_json())

@@ -31,7 +31,6 @@ and never raise on malformed text.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections import Counter
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
-from ttcl.runtime.tasks.base import text_after_marker
+from ttcl.runtime.tasks.base import cycle_problems, jsonl_lines, text_after_marker
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
@@ -166,7 +165,7 @@ class Problem:
     def prompt(self) -> str:
         return self.question + PROMPT_SEPARATOR
 
-    def derivation(self, rng: random.Random | None = None, tries: int = 2000) -> list[tuple[int, str, int, int]] | None:
+    def derivation(self, rng: random.Random | None = None) -> list[tuple[int, str, int, int]] | None:
         """A derivation reaching the target, as (a, op, b, value) lines, drawn at random (every step
         keeps the target reachable, so it never backtracks); the first one found without `rng`."""
         pool = list(self.numbers)
@@ -263,17 +262,12 @@ def generate(steps: int, rng: random.Random) -> Problem:
 
 def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
     """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
-    levels = [steps] if isinstance(steps, int) else list(steps)
-    if not levels:
-        raise ValueError("no difficulty levels given")
-    rng = random.Random(seed)
-    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+    return cycle_problems(generate, n, steps, seed)
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
     """GSM8K-style JSONL lines: question, answer (a solution ending in `#### EXPR`), steps."""
-    for p in problems:
-        yield json.dumps(p.to_json())
+    return jsonl_lines(problems)
 
 
 def parse_question(question: object) -> Problem | None:

@@ -33,14 +33,13 @@ itself, so they need no gold label and never raise on malformed text.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from ttcl.runtime.tasks.base import text_after_marker
+from ttcl.runtime.tasks.base import cycle_problems, jsonl_lines, text_after_marker
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
@@ -247,17 +246,12 @@ def generate(steps: int, rng: random.Random) -> Problem:
 
 def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
     """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
-    levels = [steps] if isinstance(steps, int) else list(steps)
-    if not levels:
-        raise ValueError("no difficulty levels given")
-    rng = random.Random(seed)
-    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+    return cycle_problems(generate, n, steps, seed)
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
     """GSM8K-style JSONL lines: question, answer (a solution ending in `#### N,N,...`), steps."""
-    for p in problems:
-        yield json.dumps(p.to_json())
+    return jsonl_lines(problems)
 
 
 # ---------------------------------------------------------------- parser

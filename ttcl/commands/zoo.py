@@ -179,20 +179,9 @@ def data_expr(
 ) -> None:
     """Expr problems (precedence and parentheses, values up to 9999) as JSONL lines
     {"question", "answer" (one reduction per line, then '#### N'), "steps"} on stdout."""
-    from ttcl.runtime.tasks.arith import parse_steps_spec
-    from ttcl.runtime.tasks.expr import MAX_STEPS, MIN_STEPS, iter_jsonl, make_problems
+    from ttcl.runtime.tasks import expr
 
-    try:
-        levels = parse_steps_spec(steps)
-    except ValueError as e:
-        raise ZooArgumentError("--steps", str(e)) from e
-    if levels[0] < MIN_STEPS or levels[-1] > MAX_STEPS:
-        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} operations (one per expression, two "
-                               f"expressions at least), got {steps!r}")
-    count = _int_option("--n", n, minimum=0)
-    seed_value = _int_option("--seed", seed)
-    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
-        sys.stdout.write(line + "\n")
+    _write_task_jsonl(expr, steps, n, seed, "operations (one per expression, two expressions at least)")
 
 
 @data_app.command("countdown")
@@ -203,19 +192,28 @@ def data_countdown(
 ) -> None:
     """Countdown problems (reach a target from 3-6 numbers with + - * /) as JSONL lines
     {"question", "answer" (one combination per line, then '#### EXPRESSION'), "steps"} on stdout."""
-    from ttcl.runtime.tasks.arith import parse_steps_spec
-    from ttcl.runtime.tasks.countdown import MAX_STEPS, MIN_STEPS, iter_jsonl, make_problems
+    from ttcl.runtime.tasks import countdown
 
+    _write_task_jsonl(countdown, steps, n, seed, "(the count of numbers given minus one: "
+                      f"{countdown.MIN_STEPS + 1} to {countdown.MAX_STEPS + 1} numbers)")
+
+
+def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str) -> None:
+    """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
+    make_problems and iter_jsonl) as JSONL on stdout."""
+    from ttcl.runtime.tasks.arith import parse_steps_spec
+
+    lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
     try:
         levels = parse_steps_spec(steps)
     except ValueError as e:
         raise ZooArgumentError("--steps", str(e)) from e
-    if levels[0] < MIN_STEPS or levels[-1] > MAX_STEPS:
-        raise ZooArgumentError("--steps", f"{MIN_STEPS} to {MAX_STEPS} (the count of numbers given minus one: "
-                               f"{MIN_STEPS + 1} to {MAX_STEPS + 1} numbers), got {steps!r}")
+    if levels[0] < lo or levels[-1] > hi:
+        raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
-    for line in iter_jsonl(make_problems(count, levels, seed_value) if count else []):
+    problems = task.make_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
+    for line in task.iter_jsonl(problems):  # type: ignore[attr-defined]
         sys.stdout.write(line + "\n")
 
 

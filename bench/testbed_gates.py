@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
+from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
@@ -94,10 +95,19 @@ def main() -> int:
     print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)
-    vmodel = AutoModelForTokenClassification.from_pretrained(str(vdir)).eval()
-    vtok = build_tokenizer(vmodel.config.n_positions, padding_side="right")
-    steps = score_steps(vmodel, vtok, [it.problem.prompt for it in items for _ in it.samples],
-                        [c for it in items for c in it.samples])
+    ver_flops: dict[int, float] = {}  # per sample, by item, when the verifier reports what it spent
+    if is_generative(vmeta):  # a generative step checker, through the runtime's `prm(...)` scorer
+        gv = GenerativeStepVerifier(str(vdir), device="cpu", dtype="float32")
+        steps = []
+        for it in items:
+            _, s, u = gv.score_steps([(it.problem.question, c) for c in it.samples])
+            steps += s
+            ver_flops[id(it)] = u.flops / max(1, len(it.samples))
+    else:
+        vmodel = AutoModelForTokenClassification.from_pretrained(str(vdir)).eval()
+        vtok = build_tokenizer(vmodel.config.n_positions, padding_side="right")
+        steps = score_steps(vmodel, vtok, [it.problem.prompt for it in items for _ in it.samples],
+                            [c for it in items for c in it.samples])
     flat = [s[-1] if s else 0.0 for s in steps]
     for i, it in enumerate(items):
         it.scores = flat[i * a.k : (i + 1) * a.k]
@@ -117,7 +127,7 @@ def main() -> int:
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"seed={a.seed}); policy {a.policy} "
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
-          f"PRM last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
+          f"{'generative step checker' if is_generative(vmeta) else 'PRM'} last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
     print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "
           f"pooled AUROC | within-q AUROC (questions) | distinct correct chains / {k} |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -143,7 +153,10 @@ def main() -> int:
                "distinct_correct_chains": chains, "gate_a": ga, "gate_b": gb}
         if st in large:
             pol_sample = sum(T.policy_flops(pmeta, x.problem.prompt, x.samples) for x in its) / (len(its) * k)
-            ver_sample = sum(T.verifier_flops(vmeta, x.problem.question, x.samples) for x in its) / (len(its) * k)
+            if ver_flops:
+                ver_sample = sum(ver_flops[id(x)] for x in its) / len(its)
+            else:
+                ver_sample = sum(T.verifier_flops(vmeta, x.problem.question, x.samples) for x in its) / (len(its) * k)
             target = sum(large[st]) / len(large[st])
             reach = None
             for n in (1, 2, 4, 8, 16):

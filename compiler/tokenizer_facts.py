@@ -81,7 +81,12 @@ def _meta_template(path: Path) -> str | None:
     except (OSError, UnsafeRead, ValueError, RecursionError):
         return None
     template = meta.get("input_template") if isinstance(meta, dict) else None
-    return template if isinstance(template, str) else None
+    if not isinstance(template, str):
+        return None
+    verdict = meta.get("verdict_prompt") if str(meta.get("verifier", "")).lower() == "generative" else None
+    if isinstance(verdict, str):  # a generative step checker reads its verdict after the steps (runtime/verifier_gen.py)
+        template += verdict.replace("{", "{{").replace("}", "}}")
+    return template
 
 
 def _type(part: Any) -> str | None:

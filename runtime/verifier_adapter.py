@@ -144,7 +144,10 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
     if ref.kind == "reward":
         return _PairScorer(ref.name, V.RewardModelVerifier(ref.model.ref, device=device, dtype=dtype))
     if ref.kind == "prm":
-        return _PairScorer(ref.name, V.ProcessRewardVerifier(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
+        from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative
+
+        cls = GenerativeStepVerifier if is_generative(V.model_meta(ref.model.ref)) else V.ProcessRewardVerifier
+        return _PairScorer(ref.name, cls(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
     if ref.kind == "judge":
         from ttcl.runtime.runner import load_backend
 

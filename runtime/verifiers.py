@@ -115,6 +115,13 @@ def read_meta(path: Path) -> dict:
     return meta
 
 
+def model_meta(ref: str) -> dict:
+    """The `ttcl_meta.json` of a local model reference (`ttcl:NAME` or a directory), {} if none."""
+    from ttcl.runtime.backends.transformers import model_dir
+
+    return read_meta(model_dir(resolve_ref(ref)))
+
+
 @dataclass
 class _Loaded:
     path: Path

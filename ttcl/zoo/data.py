@@ -120,7 +120,7 @@ def revise_example(p: Problem, rng: random.Random, p_correct: float = 0.25) -> E
 class DataSpec:
     """What a model trains on. `revise_frac` of the examples are revision pairs."""
 
-    kind: str = "policy"  # policy | direct | revise
+    kind: str = "policy"  # policy | direct | revise | check (countdown's generative step checker)
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
@@ -176,10 +176,12 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
     it is strictly right (keep what is right) and otherwise a random right solution."""
     from ttcl.runtime.tasks import countdown
 
-    if spec.kind not in ("policy", "revise"):
+    if spec.kind not in ("policy", "revise", "check"):
         raise ValueError(f"countdown data has no kind {spec.kind!r}")
     if spec.kind == "revise" and not attempts:
         raise ValueError("countdown revise data needs the policy's own attempts")
+    if spec.kind == "check":
+        return [countdown_check_example(rng.choice(spec.steps), rng) for _ in range(n)]
     out: list[Example] = []
     for _ in range(n):
         if spec.kind == "revise" and rng.random() < spec.revise_frac:
@@ -193,6 +195,48 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
         p = countdown.generate(rng.choice(spec.steps), rng)
         out.append(Example(p.prompt, p.solution()))
     return out
+
+
+# The generative step checker's verdict: after a completion, VERDICT_PROMPT, then YES or NO.
+VERDICT_PROMPT, VERDICT_YES, VERDICT_NO = "?", "y", "n"
+
+
+def countdown_check_example(steps: int, rng: random.Random) -> Example:
+    """Training text for a generative step checker of countdown (`kind="check"`): a random walk
+    of valid combinations (1..`steps` of them, no goal), its expression, then a verdict on
+    whether the walk's last value is the question's target. Half the questions take the walk's
+    end as the target (the first time the walk makes it), half another target, so a line's
+    result tells nothing of the target: the model learns the arithmetic and the bookkeeping of
+    each line, not the policy's pull towards claiming the target."""
+    from ttcl.runtime.tasks import countdown as C
+
+    while True:
+        numbers = [rng.randint(C.NUMBER_MIN, C.NUMBER_MAX) for _ in range(steps + 1)]
+        pool, lines = list(numbers), []
+        for _ in range(rng.randint(1, steps)):
+            i, j = rng.sample(range(len(pool)), 2)
+            ops = [op for op in C.OPS if C.combine(pool[i], op, pool[j]) is not None]
+            if not ops:
+                break
+            op = rng.choice(ops)
+            v = C.combine(pool[i], op, pool[j])
+            assert v is not None
+            lines.append((pool[i], op, pool[j], v))
+            pool = [x for k, x in enumerate(pool) if k not in (i, j)] + [v]
+        if not lines:
+            continue
+        end = lines[-1][3]
+        made = {line[3] for line in lines[:-1]}
+        if rng.random() < 0.5 and end not in numbers and end not in made:
+            target, verdict = end, VERDICT_YES
+        else:
+            target = C.generate(steps, rng).target
+            if target == end:
+                continue
+            verdict = VERDICT_NO
+        question = " ".join(map(str, numbers)) + C.TARGET_SEPARATOR + str(target)
+        body = "\n".join([*C.step_lines(numbers, lines), f"{C.ANSWER_MARKER} {C.expression_of(numbers, lines)}"])
+        return Example(question + C.PROMPT_SEPARATOR, f"{body}\n{VERDICT_PROMPT}{verdict}")
 
 
 def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:

@@ -99,10 +99,43 @@ def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, log: L
     return extra
 
 
-def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Log = print) -> dict:
-    """AUROCs and weighted/best-of-k of this PRM (last-step score) on each policy's card samples."""
+def _card_items(policy_dir: Path, name: str, task: str, log: Log):
+    """The policy's card samples: those its build saved, else drawn again from the policy in
+    `policy_dir` exactly as its card draws them (same problems, seed and temperature)."""
+    path = _cache(policy_dir, name)
+    if path.is_file():
+        return load_items(path, task)
+    if not (policy_dir / "config.json").is_file():
+        return None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.testbed import BEDS, run_policy
+
+    log(f"[{name}] drawing its card samples again (none saved in {policy_dir})")
+    model = AutoModelForCausalLM.from_pretrained(str(policy_dir), local_files_only=True).eval()
+    items = run_policy(model, AutoTokenizer.from_pretrained(str(policy_dir)), BEDS[task].problems(CARD_PER_LEVEL),
+                       k=CARD_SAMPLES, temperature=CARD_TEMPERATURE)
+    save_items(items, path)
+    return items
+
+
+def _step_scores(model, meta: dict, questions: list[str], completions: list[str]) -> list[list[float]]:
+    """Per-step scores: a PRM's token-classifier head, or (`model` the directory of a generative
+    step checker) the runtime's `prm(...)` scorer, exactly as a program would score."""
+    from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative
+
+    if is_generative(meta):
+        v = GenerativeStepVerifier(str(model), device="cpu", dtype="float32")
+        return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps
+
+    return score_steps(model, build_tokenizer(model.config.n_positions, padding_side="right"), questions, completions)
+
+
+def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Log = print) -> dict:
+    """AUROCs and weighted/best-of-k of this verifier (last-step score) on each policy's card samples;
+    `model` is a PRM, or the directory of a generative step checker."""
     from ttcl.zoo.testbed import (
         BEDS,
         EVAL_SEED,
@@ -114,17 +147,15 @@ def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Lo
 
     task = meta.get("task", "expr")
     MIDDLE = BEDS[task].middle  # noqa: N806
-    tok = build_tokenizer(model.config.n_positions, padding_side="right")
     per_policy = []
     for name in policies:
-        path = _cache(out.parent / name, name)
-        if not path.is_file():
-            log(f"[{meta['name']}] no card samples of {name} at {path}: skipped")
+        items = _card_items(out.parent / name, name, task, log)
+        if items is None:
+            log(f"[{meta['name']}] no card samples of {name} and no {name} in {out.parent}: skipped")
             continue
-        items = load_items(path, task)
         qs = [it.problem.question + "\n" for it in items for _ in it.samples]
         cs = [c for it in items for c in it.samples]
-        steps = score_steps(model, tok, qs, cs)
+        steps = _step_scores(model, meta, qs, cs)
         flat = [s[-1] if s else 0.0 for s in steps]
         i = 0
         for it in items:
@@ -202,7 +233,11 @@ def write_card(out: Path, meta: dict) -> None:
                       "attempts (half the data) and plain solutions (the other half)"
                       + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
                          "solution" if task == "countdown" else "")
-                      + "; `revise_template` in `ttcl_meta.json`"}.get(kind, kind)
+                      + "; `revise_template` in `ttcl_meta.json`",
+            "check": "a generative step checker (a causal LM used as a process verifier): trained from "
+                     f"`ttcl:{meta.get('init_from')}`'s weights to write random valid combinations (no goal) and "
+                     "a verdict on whether the last value is the target; `prm(\"ttcl:" + name + "\")` scores each "
+                     "line by the probability it gives what the policy wrote"}.get(kind, kind)
     lines = [
         f"# {name}", "",
         f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "
@@ -240,6 +275,14 @@ def write_card(out: Path, meta: dict) -> None:
                 lines.append(f"| {r['steps']} | {_ci(r, 'greedy')} | {_ci(r, f'maj@{k}')} | {_ci(r, f'pass@{k}')} | "
                              f"{_ci(r, f'strict@{k}')} | {_pct(r['sample_acc'])} | {r['distinct_correct_chains']:.2f} |")
             lines.append("")
+    elif kind == "check":
+        lines += ["## How to score", "", "- input: `{question}\\n{steps}` (the completion's non-empty stripped "
+                  "lines each followed by `\\n`), then `?` when the completion has a `####` line",
+                  "- step score: the product over steps so far of the probability of the tokens after `=` "
+                  "(the value and the numbers left); the `####` line scores all its tokens; the verdict "
+                  "P(`y`) / (P(`y`) + P(`n`)) after `?` is the last factor. The last score ranks whole "
+                  "solutions (runtime/verifier_gen.py, `ttcl_meta.json` says how)",
+                  "- one forward pass per completion, the cost of a PRM of the same size", ""]
     else:
         lines += ["## How to score", "", "- input: `{question}\\n{steps}`, the completion's non-empty stripped "
                   "lines each followed by `\\n`", "- score: sigmoid(logit) at each step-end `\\n` after the "
@@ -251,6 +294,7 @@ def write_card(out: Path, meta: dict) -> None:
                       "trained on):", ""]
             lines += [f"- {k}: {v:.3f}" for k, v in au.items()]
             lines.append("")
+    if kind not in ("policy", "revise"):
         for pol in ev.get("policies", []):
             k = pol["samples"]
             lines += [f"## On `ttcl:{pol['policy']}` samples (held-out card set, seed {ev['seed']})", "",

@@ -8,7 +8,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from ttcl.zoo.data import REVISE_TEMPLATE, DataSpec
+from ttcl.zoo.data import REVISE_TEMPLATE, VERDICT_NO, VERDICT_PROMPT, VERDICT_YES, DataSpec
 from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
 from ttcl.zoo.train import LMRecipe, Log, train_lm, write_meta
 from ttcl.zoo.verifiers import SampleSpec, VerifierRecipe
@@ -55,7 +55,17 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
                                  init_std=_std(64), seed=24, init_from="countdown-s",
                                  data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.5)),
+    # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
+    # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
+    # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)
+    "countdown-check": LMRecipe("countdown-check", "check", 64, 2, 2, 160, 4000, batch_size=64, lr=2e-3,
+                                init_std=_std(64), seed=43, init_from="countdown-s",
+                                data=replace(COUNTDOWN_DATA, kind="check")),
 }
+# What `prm(...)` needs to read a generative step checker (runtime/verifier_gen.py), in its ttcl_meta.json.
+GENERATIVE_CHECK_META = {"verifier": "generative", "input_template": "{question}\n{steps}", "step_end_token": "\n",
+                         "result_marker": "=", "answer_marker": "####", "verdict_prompt": VERDICT_PROMPT,
+                         "verdict_yes": VERDICT_YES, "verdict_no": VERDICT_NO}
 
 VERIFIER_SAMPLES = SampleSpec(policies=("arith-m", "arith-l"), problems_per_policy=1000, samples_per_problem=4)
 # expr: 8 samples per question at T=1.0 from the smallest and the middle policy (64,000 labelled
@@ -114,7 +124,15 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"
         meta["build"] = build_environment()
-        if evaluate and r.data.task in ("expr", "countdown"):
+        if r.kind == "check":
+            meta |= GENERATIVE_CHECK_META
+            write_meta(out, meta)  # the runtime verifier that scores the card reads it
+            if evaluate:
+                from ttcl.zoo import expr_cards
+
+                policies = [p for p in COUNTDOWN_SAMPLES.policies if (out_root / p / "config.json").is_file()]
+                meta |= expr_cards.evaluate_verifier(out, out, meta, policies, log=log)
+        elif evaluate and r.data.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
             per_level = 4 if is_quick else expr_cards.CARD_PER_LEVEL
@@ -205,6 +223,8 @@ def dependencies(name: str) -> tuple[str, ...]:
         r = LM_RECIPES[name]
         source = attempts_source(name)
         deps = [*([r.init_from] if r.init_from else []), *(VERIFIER_SAMPLE_SPECS[source].policies if source else ())]
+        if r.kind == "check":  # its card scores the policies' card samples
+            deps += [p for s in VERIFIER_SAMPLE_SPECS.values() if s.task == r.data.task for p in s.policies]
     elif name in VERIFIER_RECIPES:
         deps = [*VERIFIER_SAMPLE_SPECS[name].policies, VERIFIER_RECIPES[name].init_from]
     else:

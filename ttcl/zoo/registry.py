@@ -25,7 +25,7 @@ META_FILE = "ttcl_meta.json"
 FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm",
           "expr-s", "expr-m", "expr-prm", "expr-revise",
           "countdown-s", "countdown-m", "countdown-l", "countdown-prm",
-          "countdown-revise")
+          "countdown-revise", "countdown-check")
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
 # become a working model on this compute (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l",)
@@ -36,7 +36,7 @@ def shipped_names() -> list[str]:
     if not MODELS_DIR.is_dir():
         return []
     names = [d.name for d in MODELS_DIR.iterdir() if (d / META_FILE).is_file()]
-    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4}
+    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4, "check": 5}
 
     def key(name: str) -> tuple[int, int, str]:
         meta = _read_meta(MODELS_DIR / name)

@@ -1,0 +1,106 @@
+"""A generative process verifier: a causal LM that re-derives each step and scores what was written.
+
+Where a process reward model reads a learned score at each step end, a
+generative step checker is a plain causal LM trained to *write* right steps
+(`ttcl:countdown-check` writes random valid combinations, never aiming at the
+target). Scoring a completion is one teacher-forced forward pass:
+
+- step i's own score is the probability the checker gives the tokens the
+  policy wrote after the step's `result_marker` (a combination's value and
+  the numbers left, `=56 [3 56]`), or the whole step when it has no marker
+  (the answer line `#### EXPR`): a fabricated value gets a small probability;
+- when the completion holds `answer_marker`, `verdict_prompt` follows it and
+  the verdict is P(yes) / (P(yes) + P(no)) at the next token (did the
+  derivation end at the question's target);
+- the step scores reported are *cumulative*: score i is the product of the
+  own scores of steps 1..i (and the verdict, as a last step), the checker's
+  probability that everything so far is right. So `agg = "last"` (the default
+  of `prm`) and `"min"` give the whole product, and a partial derivation (in
+  step-level search) is scored by the probability that it is right so far.
+
+The model's `ttcl_meta.json` says it is one (`"verifier": "generative"`) and
+carries step_end_token ("\\n"), result_marker ("="), answer_marker,
+verdict_prompt, verdict_yes, verdict_no and input_template
+("{question}\\n{steps}"). `prm(ref)` picks this class for such a model.
+Cost: one forward pass per item, as a PRM (`forward_flops(spec, 0, len)`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.verifiers import Item, ProcessRewardVerifier, aggregate
+
+
+def is_generative(meta: dict) -> bool:
+    return str(meta.get("verifier", "")).lower() == "generative"
+
+
+class GenerativeStepVerifier(ProcessRewardVerifier):
+    """`prm(ref)` over a causal LM whose meta says `"verifier": "generative"` (see the module doc)."""
+
+    auto_cls = "AutoModelForCausalLM"
+
+    def __init__(self, ref: str, agg: str = "last", device: str = "auto", dtype: str = "auto",
+                 batch_size: int = 64) -> None:
+        super().__init__(ref, agg=agg, device=device, dtype=dtype, batch_size=batch_size)
+        meta = self.m.meta
+        if not is_generative(meta):
+            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json does not say \"verifier\": \"generative\"")
+        self.marker_id = self._one_token(meta.get("result_marker", "="), "result_marker")
+        self.answer_marker = meta.get("answer_marker")
+        self.verdict_prompt = meta.get("verdict_prompt", "")
+        self.yes_id = self._one_token(meta.get("verdict_yes", "y"), "verdict_yes")
+        self.no_id = self._one_token(meta.get("verdict_no", "n"), "verdict_no")
+        if self.answer_marker is not None and not isinstance(self.answer_marker, str):
+            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `answer_marker` is not a string")
+        if not isinstance(self.verdict_prompt, str):
+            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `verdict_prompt` is not a string")
+
+    def _one_token(self, text: object, what: str) -> int:
+        ids = self.m.tokenizer(text, add_special_tokens=False)["input_ids"] if isinstance(text, str) else []
+        if len(ids) != 1:
+            raise TtclRuntimeError(f"verifier {self.ref}: ttcl_meta.json `{what}` {text!r} is not one token")
+        return ids[0]
+
+    def _answered(self, completion: str) -> bool:
+        return bool(self.answer_marker) and any(s.startswith(self.answer_marker) for s in self._steps(completion))
+
+    def _text(self, question: str, completion: str) -> str:
+        text = super()._text(question, completion)
+        return text + self.verdict_prompt if self._answered(completion) else text
+
+    def _logits(self, ids, mask):
+        import torch
+
+        return torch.log_softmax(self.m.model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+
+    def _step_scores(self, items: list[Item]):
+        if not items:
+            return [], self._usage([], {}, 0.0), {}
+        t0 = time.perf_counter()
+        texts = [self._text(q, c) for q, c in items]
+        enc, failed = self._encode(texts)
+        heads = [self._head_len(q) for q, _ in items]
+        verdicts = [self._answered(c) for _, c in items]
+        out: list[list[float]] = [[] for _ in items]
+        for i, lp in self._forward(enc, failed):
+            ids = enc[i]
+            total, steps, start = 0.0, [], heads[i]
+            for p in range(heads[i], len(ids)):
+                if ids[p] != self.end_id:
+                    continue
+                span = range(start, p + 1)
+                at = next((q for q in span if ids[q] == self.marker_id), None)
+                scored = range(at + 1, p + 1) if at is not None else span
+                total += sum(float(lp[q - 1, ids[q]]) for q in scored if q >= 1)
+                steps.append(math.exp(total))
+                start = p + 1
+            if verdicts[i]:
+                y, n = math.exp(float(lp[-1, self.yes_id])), math.exp(float(lp[-1, self.no_id]))
+                total += math.log(y / (y + n)) if y + n > 0 else math.log(0.5)
+                steps.append(math.exp(total))
+            out[i] = steps
+        return out, self._usage(enc, failed, time.perf_counter() - t0), failed

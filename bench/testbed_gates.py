@@ -8,7 +8,8 @@
 
 Per bin (number of operations): the question-blind guesser's pass@64 bound;
 greedy, maj@k, verifier-weighted@k, verifier-best@k, pass@k and strict@k
-(Wilson intervals); the verifier's pooled and within-question AUROC; the mean
+(Wilson intervals); the verifier's pooled and within-question AUROC (also against strict
+labels: a right answer after a broken derivation counts as wrong); the mean
 number of distinct strictly-right chains among the k samples; and the gates
 of issue 7 as paired differences with percentile-bootstrap intervals:
 
@@ -129,8 +130,9 @@ def main() -> int:
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
           f"{'generative step checker' if is_generative(vmeta) else 'PRM'} last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
     print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "
-          f"pooled AUROC | within-q AUROC (questions) | distinct correct chains / {k} |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          f"pooled AUROC | within-q AUROC (questions) | within-q AUROC, strict labels (questions) | "
+          f"distinct correct chains / {k} |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     gates = []
     for st, its in T.by_steps(items).items():
         guess = guess_pass_bound(make_problems(20000, st, a.seed + 1), 64) if a.task == "expr" else float("nan")
@@ -141,15 +143,17 @@ def main() -> int:
         pas = [T.method_right(x, "pass", k) for x in its]
         strict = [T.method_right(x, "strict", k) for x in its]
         wq, nq = T.within_question_auroc(its)
+        wqs, nqs = T.within_question_auroc(its, strict=True)
         chains = sum(T.distinct_correct_chains(x) for x in its) / len(its)
         print(f"| {st} | {_pct(guess) if guess == guess else '-'} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
-              f"{_prop(strict)} | {T.pooled_auroc(its):.3f} | {wq:.3f} ({nq}) | {chains:.2f} |")
+              f"{_prop(strict)} | {T.pooled_auroc(its):.3f} | {wq:.3f} ({nq}) | {wqs:.3f} ({nqs}) | {chains:.2f} |")
         ga = _diff(maj, g, a.seed + st)
         gb = _diff(wtd, maj, a.seed + st)
         row = {"steps": st, "n": len(its), "guess_pass64_bound": guess, "greedy": sum(g) / len(g),
                f"maj@{k}": sum(maj) / len(maj), f"weighted@{k}": sum(wtd) / len(wtd), f"best@{k}": sum(best) / len(best),
                f"pass@{k}": sum(pas) / len(pas), f"strict@{k}": sum(strict) / len(strict),
                "pooled_auroc": T.pooled_auroc(its), "within_auroc": wq, "within_questions": nq,
+               "within_auroc_strict": wqs, "within_questions_strict": nqs,
                "distinct_correct_chains": chains, "gate_a": ga, "gate_b": gb}
         if st in large:
             pol_sample = sum(T.policy_flops(pmeta, x.problem.prompt, x.samples) for x in its) / (len(its) * k)

@@ -9,9 +9,10 @@ target). Scoring a completion is one teacher-forced forward pass:
   policy wrote after the step's `result_marker` (a combination's value and
   the numbers left, `=56 [3 56]`), or the whole step when it has no marker
   (the answer line `#### EXPR`): a fabricated value gets a small probability;
-- when the completion holds `answer_marker`, `verdict_prompt` follows it and
-  the verdict is P(yes) / (P(yes) + P(no)) at the next token (did the
-  derivation end at the question's target);
+- when the completion holds `answer_marker` and the meta has a
+  `verdict_prompt`, that prompt follows the steps and the verdict is
+  P(yes) / (P(yes) + P(no)) at the next token (did the derivation end at
+  the question's target); with no `verdict_prompt` only the steps count;
 - the step scores reported are *cumulative*: score i is the product of the
   own scores of steps 1..i (and the verdict, as a last step), the checker's
   probability that everything so far is right. So `agg = "last"` (the default
@@ -51,13 +52,14 @@ class GenerativeStepVerifier(ProcessRewardVerifier):
             raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json does not say \"verifier\": \"generative\"")
         self.marker_id = self._one_token(meta.get("result_marker", "="), "result_marker")
         self.answer_marker = meta.get("answer_marker")
-        self.verdict_prompt = meta.get("verdict_prompt", "")
-        self.yes_id = self._one_token(meta.get("verdict_yes", "y"), "verdict_yes")
-        self.no_id = self._one_token(meta.get("verdict_no", "n"), "verdict_no")
+        self.verdict_prompt = meta.get("verdict_prompt")  # None: no verdict, the steps only
         if self.answer_marker is not None and not isinstance(self.answer_marker, str):
             raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `answer_marker` is not a string")
-        if not isinstance(self.verdict_prompt, str):
-            raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `verdict_prompt` is not a string")
+        if self.verdict_prompt is not None:
+            if not isinstance(self.verdict_prompt, str):
+                raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json `verdict_prompt` is not a string")
+            self.yes_id = self._one_token(meta.get("verdict_yes", "y"), "verdict_yes")
+            self.no_id = self._one_token(meta.get("verdict_no", "n"), "verdict_no")
 
     def _one_token(self, text: object, what: str) -> int:
         ids = self.m.tokenizer(text, add_special_tokens=False)["input_ids"] if isinstance(text, str) else []
@@ -66,11 +68,14 @@ class GenerativeStepVerifier(ProcessRewardVerifier):
         return ids[0]
 
     def _answered(self, completion: str) -> bool:
+        """Whether the verdict is read: the completion has its answer line (and the model a verdict)."""
+        if self.verdict_prompt is None:
+            return False
         return bool(self.answer_marker) and any(s.startswith(self.answer_marker) for s in self._steps(completion))
 
     def _text(self, question: str, completion: str) -> str:
         text = super()._text(question, completion)
-        return text + self.verdict_prompt if self._answered(completion) else text
+        return text + str(self.verdict_prompt) if self._answered(completion) else text
 
     def _logits(self, ids, mask):
         import torch

@@ -366,14 +366,14 @@ def test_dataset_from_stdin_resumes_like_a_file(setup: dict[str, Path], tmp_path
 
 
 def test_readme_example_is_the_bundled_program() -> None:
-    """The README's program compiles to the same DAG and bound as programs/weighted_best_of_n.ttc, with no warning."""
+    """The README's program compiles to the same DAG and bound as programs/countdown_best_of_n.ttc, with no warning."""
     from ttcl.compiler.pipeline import compile_program
 
     text = (ROOT / "README.md").read_text()
     block = text[text.index("```\nttcl 1\n") + 4:]
     block = block[: block.index("```\n")]
     readme = compile_program(source=block, file="README.md")
-    shipped = compile_program(ROOT / "programs" / "weighted_best_of_n.ttc")
+    shipped = compile_program(ROOT / "programs" / "countdown_best_of_n.ttc")
     assert [(r.node, r.bound) for r in readme.report.rows] == [(r.node, r.bound) for r in shipped.report.rows]
     assert readme.report.limits == shipped.report.limits and readme.report.on_exhaust == shipped.report.on_exhaust
     assert readme.report.warnings == [] and shipped.report.warnings == []

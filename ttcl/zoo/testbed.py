@@ -91,6 +91,10 @@ class Item:
     def right(self) -> list[bool]:
         return [self.checker.outcome(self.problem.question, s) == 1.0 for s in self.samples]
 
+    def strictly_right(self) -> list[bool]:
+        """Right with every step right (the answer follows from a right derivation)."""
+        return [self.checker.strict(self.problem.question, s) for s in self.samples]
+
     def answer_right(self, answer: str | None) -> bool:
         """Whether a (voted) final answer is right: checked, so that countdown's many right
         expressions all count."""
@@ -191,13 +195,14 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def within_question_auroc(items: Sequence[Item]) -> tuple[float, int]:
+def within_question_auroc(items: Sequence[Item], strict: bool = False) -> tuple[float, int]:
     """Mean over questions that have both right and wrong samples of the AUROC inside the
-    question, and how many such questions there are."""
+    question, and how many such questions there are. `strict`: a sample counts as right only
+    when every step is right too (a right answer after a broken derivation counts as wrong)."""
     vals = []
     for it in items:
         assert it.scores is not None
-        r = it.right()
+        r = it.strictly_right() if strict else it.right()
         if any(r) and not all(r):
             vals.append(auroc(it.scores, r))
     return (sum(vals) / len(vals) if vals else float("nan"), len(vals))

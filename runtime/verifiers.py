@@ -159,7 +159,8 @@ def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
             f"verifier model {ref!r} ({path}) is not a trained {head} model: its weights have no "
             f"{', '.join(missing[:4])}, which transformers would fill with random numbers (its config says {archs})\n"
             f"  hint: give `reward(...)`/`prm(...)` a model trained with a {head} head (as ttcl:arith-orm, "
-            "ttcl:arith-prm); a causal LM belongs in `model NAME = ...`"
+            "ttcl:arith-prm), or `prm(...)` a causal LM whose ttcl_meta.json says \"verifier\": \"generative\" "
+            "(as ttcl:countdown-check); any other causal LM belongs in `model NAME = ...`"
         )
     model = model.to(device=dev, dtype=pick_dtype(dtype, dev)).eval()
     return _Loaded(path, read_meta(path), tok, model, model_spec(model), dev)

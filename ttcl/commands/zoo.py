@@ -133,10 +133,12 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
 
     seconds = build.recorded_seconds(list(graph))
     slots = build.simulate(graph, seconds, jobs)
-    typer.echo(f"{'model':<14} {'needs':<24} {'recorded s':>10} {'worker':>6} {'start min':>9} {'end min':>8}")
+    w = max([14, *(len(n) for n in graph)])
+    wn = max([24, *(len(", ".join(d)) for d in graph.values())])
+    typer.echo(f"{'model':<{w}} {'needs':<{wn}} {'recorded s':>10} {'worker':>6} {'start min':>9} {'end min':>8}")
     for s in slots:
         sec = seconds[s.name]
-        typer.echo(f"{s.name:<14} {', '.join(graph[s.name]) or '-':<24} {f'{sec:.0f}' if sec is not None else '?':>10} "
+        typer.echo(f"{s.name:<{w}} {', '.join(graph[s.name]) or '-':<{wn}} {f'{sec:.0f}' if sec is not None else '?':>10} "
                    f"{s.worker:>6} {s.start / 60:>9.1f} {s.end / 60:>8.1f}")
     total = sum(v or 0.0 for v in seconds.values())
     chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)

@@ -126,3 +126,22 @@ def test_bad_generative_metadata_is_a_clear_error(tmp_path: Path) -> None:
     (d / "ttcl_meta.json").write_text(json.dumps(meta))
     with pytest.raises(TtclRuntimeError, match="verdict_yes"):
         GenerativeStepVerifier(str(d), device="cpu")
+
+
+@needs_model
+def test_the_bound_counts_the_verdict_prompt() -> None:
+    """The checker reads `verdict_prompt` after the steps: one more token per pass than a PRM with the
+    same tokenizer and template, which the static bound must count (else a tight run could exceed it)."""
+    from ttcl.compiler.pipeline import compile_program
+
+    def verify_row(ref: str):
+        src = (f'ttcl 1\nmodel policy = "ttcl:countdown-s"\nverifier v = prm("{ref}")\n'
+               "budget per item {\n    calls <= 64\n}\n"
+               "strategy main(question: text[<=30]) -> answer {\n"
+               '    pool = sample(policy, "{question}\\n", n = 8, max_tokens = 100)\n'
+               "    return best(verify(v, pool))\n}\n")
+        rows = compile_program(source=src, file="t.ttc").report.rows
+        return next(r for r in rows if r.op == "verify")
+
+    gen, prm = verify_row("ttcl:countdown-check"), verify_row("ttcl:countdown-prm")
+    assert gen.bound["prompt_tokens"] == prm.bound["prompt_tokens"] + 8  # "?" once per candidate

@@ -5,7 +5,12 @@ models are trained here (30 steps each, in real worker processes)."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +18,15 @@ import pytest
 pytest.importorskip("torch")
 
 from ttcl.zoo import build  # noqa: E402
-from ttcl.zoo.family import ALL, LM_RECIPES, VERIFIER_RECIPES, VERIFIER_SAMPLE_SPECS, dependencies  # noqa: E402
-from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR  # noqa: E402
+from ttcl.zoo.family import (  # noqa: E402
+    ALL,
+    LM_RECIPES,
+    VERIFIER_RECIPES,
+    VERIFIER_SAMPLE_SPECS,
+    cpu_capability,
+    dependencies,
+)
+from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, META_FILE, MODELS_DIR  # noqa: E402
 
 
 def _main(capfd, *args: str) -> tuple[int, str]:
@@ -106,10 +118,8 @@ def test_expr_l_is_experimental_built_only_when_named() -> None:
 
 
 def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path, monkeypatch) -> None:
-    """Two independent models in two workers at once, against the same two trained one after the
-    other in this process (what a one-worker build runs in its worker)."""
-    from ttcl.zoo.family import train_one
-
+    """Two independent models in two workers at once, against the same two built one after the
+    other by a one-worker build; each worker runs the CPU kernels its model shipped from."""
     monkeypatch.setenv("TTCL_ZOO_CACHE", str(tmp_path / "cache"))
     graph = build.subgraph(build.recipe_graph(ALL, dependencies), ["arith-m", "expr-s"])  # independent
     logs: list[str] = []
@@ -117,9 +127,18 @@ def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path,
     assert sorted(done) == sorted(graph)
     assert any("2 running" in line for line in logs)  # both ran at once
     for n in graph:
-        train_one(n, tmp_path / "seq", is_quick=True, evaluate=False, log=lambda s: None)
+        one = build.subgraph(graph, [n])
+        assert build.build(one, tmp_path / "seq", jobs=1, is_quick=True, evaluate=False, log=lambda s: None) == [n]
         assert _sha(tmp_path / "par" / n / "model.safetensors") == _sha(tmp_path / "seq" / n / "model.safetensors")
     assert _sha(tmp_path / "par" / "arith-m" / "model.safetensors") != _sha(tmp_path / "par" / "expr-s" / "model.safetensors")
+    if platform.machine() in ("x86_64", "AMD64"):
+        built = {n: json.loads((tmp_path / "par" / n / META_FILE).read_text())["build"]["cpu_capability"] for n in graph}
+        assert built["arith-m"] == cpu_capability("arith-m") == "AVX2"  # the kernels the shipped arith came from
+        best = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                              capture_output=True, text=True, check=True,
+                              env={k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}).stdout.strip()
+        if best == "AVX512":
+            assert built["expr-s"] == cpu_capability("expr-s") == "AVX512"
 
 
 def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd, monkeypatch) -> None:

@@ -123,7 +123,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             meta["revise_template_fields"] = ["question", "attempt"]
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"
-        meta["build"] = build_environment()
+        _record_build(name, meta, log)
         if r.kind == "check":
             meta |= GENERATIVE_CHECK_META
             write_meta(out, meta)  # the runtime verifier that scores the card reads it
@@ -166,7 +166,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         model, meta = train_verifier(r, rows, out_root / r.init_from, out, log=log)
         meta["sampled_from"] = list(spec.policies)
         meta["sample_temperature"] = spec.temperature
-        meta["build"] = build_environment()
+        _record_build(name, meta, log)
         if evaluate and spec.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
@@ -232,6 +232,30 @@ def dependencies(name: str) -> tuple[str, ...]:
 
         raise TtclRuntimeError(f"no recipe named {name!r}; known: {', '.join(ALL)}")
     return tuple(dict.fromkeys(deps))
+
+
+# The CPU kernels (torch's ATEN_CPU_CAPABILITY) each shipped model was trained with. Float results
+# differ between AVX2 and AVX512 kernels, so `ttcl zoo train` runs each build on the kernels its
+# shipped file came from (the arith family was trained on an AVX2 machine, the rest on AVX512);
+# a CPU that lacks them cannot rebuild that model bit for bit.
+SHIPPED_CPU_CAPABILITY = {"arith": "AVX2"}
+DEFAULT_CPU_CAPABILITY = "AVX512"
+
+
+def cpu_capability(name: str) -> str:
+    """The CPU kernels `name`'s shipped weights were trained with."""
+    r = LM_RECIPES.get(name)
+    task = r.data.task if r is not None else VERIFIER_RECIPES[name].task if name in VERIFIER_RECIPES else None
+    return SHIPPED_CPU_CAPABILITY.get(task or "", DEFAULT_CPU_CAPABILITY)
+
+
+def _record_build(name: str, meta: dict, log: Log) -> None:
+    meta["build"] = build_environment()
+    want, got = cpu_capability(name), meta["build"]["cpu_capability"]
+    if got != want:
+        log(f"warning: {name} was shipped from {want} CPU kernels and this build ran on {got}: "
+            "its weights will differ from the shipped file's, and so may its card figures (a different, "
+            "equally valid model; see 'Reproducing' in ttcl/zoo/README.md)")
 
 
 def build_environment() -> dict:

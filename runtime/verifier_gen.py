@@ -32,7 +32,7 @@ import math
 import time
 
 from ttcl.errors import TtclRuntimeError
-from ttcl.runtime.verifiers import Item, ProcessRewardVerifier, aggregate
+from ttcl.runtime.verifiers import Item, ProcessRewardVerifier
 
 
 def is_generative(meta: dict) -> bool:

@@ -28,6 +28,7 @@ BOUNDS = {
     "countdown_beam_prm": (160, 2080),
     "countdown_best_of_n": (32, 1872),
     "countdown_pool": (48, 1872),
+    "countdown_revision": (2, 234),
     "dvts": (320, 1760),
     "lookahead": (512, 4224),
     "pool": (48, 1792),

@@ -221,6 +221,13 @@ _PROMPT_TEXT = {
 }
 
 
+def _share(meta: dict) -> str:
+    frac = meta.get("recipe", {}).get("data", {}).get("revise_frac", 0.5)
+    if frac == 0.5:
+        return "half the data) and plain solutions (the other half"
+    return f"{round(100 * frac)}% of the data) and plain solutions (the rest"
+
+
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
     task = meta.get("task", "expr")
@@ -230,7 +237,7 @@ def write_card(out: Path, meta: dict) -> None:
                    "ranking loss on the last step's score",
             "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
                       f"trained from `ttcl:{meta.get('init_from')}`'s weights on {meta.get('init_from')}'s own sampled "
-                      "attempts (half the data) and plain solutions (the other half)"
+                      f"attempts ({_share(meta)})"
                       + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
                          "solution" if task == "countdown" else "")
                       + "; `revise_template` in `ttcl_meta.json`",

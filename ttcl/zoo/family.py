@@ -52,9 +52,9 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "countdown-l": LMRecipe("countdown-l", "policy", 256, 3, 8, 160, 1500, batch_size=64, lr=1.5e-3,
                             init_std=_std(256), seed=23, data=COUNTDOWN_DATA),
     # revision trained on countdown-s's own sampled attempts (the countdown-prm training split), from its weights
-    "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
+    "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 3000, batch_size=64, lr=1e-3,
                                  init_std=_std(64), seed=24, init_from="countdown-s",
-                                 data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.5)),
+                                 data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7)),
     # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
     # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
     # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)

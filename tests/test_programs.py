@@ -29,6 +29,7 @@ BOUNDS = {
     "countdown_best_of_n": (32, 1872),
     "countdown_pool": (48, 1872),
     "countdown_revision": (2, 234),
+    "countdown_revision_check": (8, 468),
     "dvts": (320, 1760),
     "lookahead": (512, 4224),
     "pool": (48, 1792),

@@ -221,11 +221,12 @@ _PROMPT_TEXT = {
 }
 
 
-def _share(meta: dict) -> str:
+def _revise_mix(meta: dict) -> str:
+    """How a reviser's data splits between its own attempts and plain solutions."""
     frac = meta.get("recipe", {}).get("data", {}).get("revise_frac", 0.5)
     if frac == 0.5:
-        return "half the data) and plain solutions (the other half"
-    return f"{round(100 * frac)}% of the data) and plain solutions (the rest"
+        return "attempts (half the data) and plain solutions (the other half)"
+    return f"attempts ({round(100 * frac)}% of the data) and plain solutions (the rest)"
 
 
 def write_card(out: Path, meta: dict) -> None:
@@ -237,7 +238,7 @@ def write_card(out: Path, meta: dict) -> None:
                    "ranking loss on the last step's score",
             "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
                       f"trained from `ttcl:{meta.get('init_from')}`'s weights on {meta.get('init_from')}'s own sampled "
-                      f"attempts ({_share(meta)})"
+                      f"{_revise_mix(meta)}"
                       + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
                          "solution" if task == "countdown" else "")
                       + "; `revise_template` in `ttcl_meta.json`",

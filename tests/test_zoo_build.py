@@ -95,8 +95,31 @@ def test_only_builds_the_named_models_and_names_what_is_missing(tmp_path: Path, 
     code, err = _main(capfd, "zoo", "train", "--only", "expr-prm", "--quick", "--out", str(tmp_path / "z"))
     assert code == 2
     assert "expr-prm needs expr-s, expr-m in" in err and "--only expr-s --only expr-m" in err
+    assert "--shipped-deps" in err
     assert "Traceback" not in err
     assert not (tmp_path / "z").exists()
+
+
+def test_shipped_deps_copies_what_the_model_reads_and_builds_it(tmp_path: Path, capfd, monkeypatch) -> None:
+    """`--only NAME --shipped-deps`: the shipped models NAME reads are copied (byte for byte) into
+    --out, and NAME is built on them; nothing else is trained."""
+    monkeypatch.setenv("TTCL_ZOO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "z"
+    code, err = _main(capfd, "zoo", "train", "--only", "expr-prm", "--quick", "--no-eval", "--shipped-deps",
+                      "--jobs", "1", "--out", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["expr-m", "expr-prm", "expr-s"]
+    for dep in ("expr-s", "expr-m"):
+        assert f"copied the shipped {dep}" in err
+        assert _sha(out / dep / "model.safetensors") == _sha(MODELS_DIR / dep / "model.safetensors")
+    assert (out / "expr-prm" / "model.safetensors").is_file()
+    assert "[zoo] expr-s: started" not in err  # copied, not trained
+
+
+def test_shipped_deps_refuses_a_half_written_directory(tmp_path: Path, capfd) -> None:
+    (tmp_path / "z" / "expr-s").mkdir(parents=True)  # no config.json: a build that did not finish
+    code, err = _main(capfd, "zoo", "train", "--only", "expr-prm", "--quick", "--shipped-deps", "--out", str(tmp_path / "z"))
+    assert code == 2 and "holds no trained model" in err and "Traceback" not in err
 
 
 def test_expr_l_is_experimental_built_only_when_named() -> None:

@@ -78,6 +78,7 @@ def train(
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
     jobs: Annotated[str | None, typer.Option("--jobs", "-j", metavar="N", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the shipped models' recorded training seconds; train nothing.")] = False,
+    shipped_deps: Annotated[bool, typer.Option("--shipped-deps", help="Copy the shipped models that the named ones read (an init_from, the policies a verifier samples) into --out where it lacks them, instead of training them first: `ttcl zoo train --only countdown-revise --shipped-deps` rebuilds that one model.")] = False,
 ) -> None:
     """Reproduce the bundled models from their seeds on the CPU. Independent models train in
     parallel (--jobs), each in its own process on one thread; a model starts when the models it
@@ -115,10 +116,14 @@ def train(
         _print_plan(graph, n_jobs)
         return
     missing = build.missing_outside(build.recipe_graph(known, dependencies), names, root)
+    if missing and shipped_deps:
+        _copy_shipped(sorted({d for m in missing.values() for d in m}), root)
+        missing = build.missing_outside(build.recipe_graph(known, dependencies), names, root)
     if missing:
         n, m = next(iter(missing.items()))
         raise TtclRuntimeError(f"{n} needs {', '.join(m)} in {root}: train {'it' if len(m) == 1 else 'them'} "
-                               f"first, or add {' '.join(f'--only {d}' for d in m)}")
+                               f"first, add {' '.join(f'--only {d}' for d in m)}, or use the shipped "
+                               f"{'one' if len(m) == 1 else 'ones'} with --shipped-deps")
     typer.echo(f"writing models to {root.resolve()} ({min(n_jobs, len(names))} at a time)", err=True)
 
     def done(name: str, meta: dict) -> None:
@@ -126,6 +131,23 @@ def train(
 
     build.build(graph, root, jobs=n_jobs, is_quick=quick, evaluate=not no_eval, on_done=done,
                 log=lambda s: typer.echo(s, err=True), debug="--debug" in sys.argv or bool(os.environ.get("TTCL_DEBUG")))
+
+
+def _copy_shipped(names: list[str], root: Path) -> None:
+    """Copy the shipped models `names` into `root` (a directory that lacks them)."""
+    import shutil
+
+    from ttcl.zoo.registry import META_FILE, MODELS_DIR
+
+    for n in names:
+        src, dst = MODELS_DIR / n, root / n
+        if not (src / META_FILE).is_file():
+            raise TtclRuntimeError(f"--shipped-deps: {n} is not shipped in this installation ({MODELS_DIR})")
+        if dst.exists():
+            raise TtclRuntimeError(f"--shipped-deps: {dst} exists but holds no trained model; remove it or train {n}")
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst)
+        typer.echo(f"copied the shipped {n} into {dst}", err=True)
 
 
 def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:

@@ -111,14 +111,15 @@ def train(
         raise ZooArgumentError("--out", f"{str(root)!r} exists and is not a directory")
     from ttcl.zoo.family import dependencies  # torch and transformers load only from here
 
-    graph = build.subgraph(build.recipe_graph(known, dependencies), names)
+    full = build.recipe_graph(known, dependencies)
+    graph = build.subgraph(full, names)
     if plan:
         _print_plan(graph, n_jobs)
         return
-    missing = build.missing_outside(build.recipe_graph(known, dependencies), names, root)
+    missing = build.missing_outside(full, names, root)
     if missing and shipped_deps:
         _copy_shipped(sorted({d for m in missing.values() for d in m}), root)
-        missing = build.missing_outside(build.recipe_graph(known, dependencies), names, root)
+        missing = build.missing_outside(full, names, root)
     if missing:
         n, m = next(iter(missing.items()))
         raise TtclRuntimeError(f"{n} needs {', '.join(m)} in {root}: train {'it' if len(m) == 1 else 'them'} "

@@ -238,7 +238,7 @@ def write_card(out: Path, meta: dict) -> None:
                    "ranking loss on the last step's score",
             "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
                       f"trained from `ttcl:{meta.get('init_from')}`'s weights on {meta.get('init_from')}'s own sampled "
-                      f"{_revise_mix(meta)}"
+                      + _revise_mix(meta)
                       + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
                          "solution" if task == "countdown" else "")
                       + "; `revise_template` in `ttcl_meta.json`",

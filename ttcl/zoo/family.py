@@ -244,9 +244,13 @@ DEFAULT_CPU_CAPABILITY = "AVX512"
 
 def cpu_capability(name: str) -> str:
     """The CPU kernels `name`'s shipped weights were trained with."""
-    r = LM_RECIPES.get(name)
-    task = r.data.task if r is not None else VERIFIER_RECIPES[name].task if name in VERIFIER_RECIPES else None
-    return SHIPPED_CPU_CAPABILITY.get(task or "", DEFAULT_CPU_CAPABILITY)
+    if name in LM_RECIPES:
+        task = LM_RECIPES[name].data.task
+    elif name in VERIFIER_RECIPES:
+        task = VERIFIER_RECIPES[name].task
+    else:
+        return DEFAULT_CPU_CAPABILITY
+    return SHIPPED_CPU_CAPABILITY.get(task, DEFAULT_CPU_CAPABILITY)
 
 
 def _record_build(name: str, meta: dict, log: Log) -> None:

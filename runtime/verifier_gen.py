@@ -16,7 +16,7 @@ target). Scoring a completion is one teacher-forced forward pass:
 - the step scores reported are *cumulative*: score i is the product of the
   own scores of steps 1..i (and the verdict, as a last step), the checker's
   probability that everything so far is right. So `agg = "last"` (the default
-  of `prm`) and `"min"` give the whole product, and a partial derivation (in
+  of `prm`), `"min"` and `"prod"` give the whole product, and a partial derivation (in
   step-level search) is scored by the probability that it is right so far.
 
 The model's `ttcl_meta.json` says it is one (`"verifier": "generative"`) and
@@ -47,6 +47,10 @@ class GenerativeStepVerifier(ProcessRewardVerifier):
     def __init__(self, ref: str, agg: str = "last", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 64) -> None:
         super().__init__(ref, agg=agg, device=device, dtype=dtype, batch_size=batch_size)
+        # The step scores are cumulative products already: the product of the steps' own scores
+        # is the last one (multiplying the cumulative scores would count step 1 n times).
+        if self.agg == "prod":
+            self.agg = "last"
         meta = self.m.meta
         if not is_generative(meta):
             raise TtclRuntimeError(f"verifier {ref}: ttcl_meta.json does not say \"verifier\": \"generative\"")

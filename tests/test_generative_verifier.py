@@ -75,6 +75,11 @@ def test_generative_scores_rank_a_fabricated_step_below_the_right_one() -> None:
     # the fabricated line itself is where the score falls
     assert steps[1][2] < 0.1 * steps[1][1]
     assert usage.calls == 3 and usage.flops > 0
+    # every aggregate is the whole product: the cumulative scores are never multiplied again
+    for agg in ("min", "prod"):
+        again, _, _ = GenerativeStepVerifier("ttcl:countdown-check", agg=agg, device="cpu",
+                                             dtype="float32").score_steps([(Q, RIGHT), (Q, fabricated)])
+        assert again == pytest.approx([s[-1] for s in steps[:2]], rel=1e-6), agg
 
 
 @needs_model

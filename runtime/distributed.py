@@ -43,6 +43,7 @@ from ttcl.runtime.runner import (
     refuse_existing_trace,
     result_from_record,
 )
+from ttcl.runtime.tasks import cli_checker_specs
 from ttcl.runtime.trace import (
     ItemRecord,
     LostRecord,
@@ -195,11 +196,18 @@ class ShardWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def load(self, compiled: Compiled, options: RunOptions) -> dict[str, str]:
+    def load(self, compiled: Compiled, options: RunOptions,
+             checkers: list[tuple[str, str, str]] | None = None) -> dict[str, str]:
+        """Build (or reuse) the runner; `checkers` are the driver's `--verifier` checkers
+        (`tasks.cli_checker_specs()`), registered here too, since this is another process."""
         from ttcl.runtime.runner import program_hash
+        from ttcl.runtime.tasks import register_cli_checker
 
+        for name, target, where in checkers or []:
+            register_cli_checker(name, target, where)
         key = (program_hash(compiled) + repr(sorted(compiled.report.params.items())),
-               f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}/{options.judge}")
+               f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}/{options.judge}"
+               f"/{checkers}")
         if key not in self.runners:
             self.runners.clear()
             self.runners[key] = Runner(compiled, options)
@@ -291,6 +299,7 @@ class RayRunner:
         o = self.options
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
                                  judge=o.judge)
+        checkers = cli_checker_specs()
         pool_limits = self.planner.pooled
         header = self.planner.header(items)
         done_before: dict[int, ItemRecord] = {}
@@ -324,10 +333,10 @@ class RayRunner:
         infos = []
         for k in range(len(ws)):  # a cached worker may have died since the last run: replace it
             try:
-                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts)))
+                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
             except ray.exceptions.RayActorError:
                 _WORKERS[k] = _worker_actor()
-                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts)))
+                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
         ws = _WORKERS[: self.n_workers]
         info = infos[0]
         header = header.model_copy(update=info)
@@ -383,6 +392,7 @@ class RayRunner:
         o = self.options
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
                                  judge=o.judge)
+        checkers = cli_checker_specs()
         idle = list(range(self.n_workers))
         running: dict[Any, tuple[int, _Task, str]] = {}
         generation = [0] * self.n_workers
@@ -413,7 +423,7 @@ class RayRunner:
                     ray.kill(_WORKERS[slot], no_restart=True)
                     _WORKERS[slot] = _worker_actor()
                     generation[slot] += 1
-                    ray.get(_WORKERS[slot].load.remote(self.compiled, worker_opts))
+                    ray.get(_WORKERS[slot].load.remote(self.compiled, worker_opts, checkers))
                     if rest:
                         queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
                 else:

@@ -282,3 +282,42 @@ def test_pooled_budget_holds_under_real_worker_kills(cluster: Any, tmp_path_fact
                 assert s.actual_max[u] <= per_item[u] * (1 + 1e-9) + 1e-9, u
 
     check()
+
+
+USERS_CHECKER = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+verifier mine = check("longest")
+budget per item { calls <= 4; gen_tokens <= 400 }
+strategy main(question: text[<=40]) -> answer {
+    paths = sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8)
+    return best(verify(mine, paths))
+}
+"""
+
+
+def test_a_users_checker_reaches_the_workers(cluster: Any, data: dict[str, Path], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                            request: pytest.FixtureRequest) -> None:
+    """`--verifier NAME=module:function` is registered in each worker process too (the module is
+    imported there from the directory the command ran in), so `check("NAME")` scores the same with
+    and without Ray."""
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime import tasks
+
+    request.addfinalizer(checks_calls._registered_checkers.cache_clear)
+    (tmp_path / "wide_checks_r7.py").write_text(
+        "def longest(question, completion):\n    return min(1.0, len(completion) / 100)\n")
+    prog = tmp_path / "mine.ttc"
+    prog.write_text(USERS_CHECKER)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    answers = []
+    for extra in ([], ["--ray", "--workers", "2"]):
+        code = main(["run", str(prog), "--dataset", str(data["ds"]), "--device", "cpu", "--json",
+                     "--verifier", "longest=wide_checks_r7:longest", *extra])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        answers.append([(r["item"], r["answer"], r["status"]) for r in json.loads(out)["results"]])
+    assert answers[0] == answers[1] and all(s == "ok" for _, _, s in answers[0])

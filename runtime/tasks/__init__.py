@@ -22,6 +22,9 @@ def _builtins() -> dict[str, Checker]:
 # Checkers the user named on the command line (`--verifier NAME=module:function`), for this process only:
 # a program can still only say `check("NAME")`; which code NAME runs is never in the program text.
 _CLI: dict[str, Checker] = {}
+# ... and where each came from (NAME -> (module:function, the directory searched first)), so that Ray
+# workers, which are other processes, register the same ones (runtime/distributed.py)
+_CLI_SPECS: dict[str, tuple[str, str]] = {}
 
 
 class FunctionChecker:
@@ -48,8 +51,9 @@ class FunctionChecker:
         return [completion]
 
 
-def register_cli_checker(name: str, target: str) -> Checker:
-    """`--verifier NAME=module:function`: import it (the current directory first) and register it under NAME."""
+def register_cli_checker(name: str, target: str, search_dir: str | None = None) -> Checker:
+    """`--verifier NAME=module:function`: import it (`search_dir`, by default the current directory,
+    first) and register it under NAME."""
     import importlib
     import os
     import sys
@@ -58,8 +62,9 @@ def register_cli_checker(name: str, target: str) -> Checker:
     if not name.isidentifier() or not module or not attr:
         raise TtclRuntimeError(f"--verifier {name}={target}: error: expected NAME=module:function, "
                                "e.g. --verifier mine=my_checks:score")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    search_dir = search_dir or os.getcwd()
+    if search_dir not in sys.path:
+        sys.path.insert(0, search_dir)
     try:
         obj = getattr(importlib.import_module(module), attr)
     except ModuleNotFoundError as e:
@@ -77,7 +82,14 @@ def register_cli_checker(name: str, target: str) -> Checker:
         raise TtclRuntimeError(f"--verifier {name}={target}: error: {attr!r} is neither a function "
                                "(question, completion) -> score nor a checker")
     _CLI[name] = checker
+    _CLI_SPECS[name] = (target, search_dir)
     return checker
+
+
+def cli_checker_specs() -> list[tuple[str, str, str]]:
+    """(NAME, module:function, directory) of every `--verifier` checker registered in this process
+    that is still registered, to register the same ones in another process."""
+    return [(n, t, d) for n, (t, d) in sorted(_CLI_SPECS.items()) if n in _CLI]
 
 
 def available_checkers() -> list[str]:
@@ -110,4 +122,4 @@ def get_checker(name: str) -> Checker:
 
 
 __all__ = ["Checker", "ENTRY_POINT_GROUP", "FunctionChecker", "available_checkers", "get_checker",
-           "register_cli_checker"]
+           "register_cli_checker", "cli_checker_specs"]

@@ -92,7 +92,7 @@ def main() -> int:
     t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
     items = T.run_policy(model, AutoTokenizer.from_pretrained(str(pdir)), problems, k=a.k,
-                         temperature=a.temperature, seed=a.seed)
+                         temperature=a.temperature, seed=a.seed, style=T.chain_style(pmeta))
     print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)
@@ -118,7 +118,8 @@ def main() -> int:
         ldir = resolve_model(a.large)
         lmeta = _meta(ldir)
         lmodel = AutoModelForCausalLM.from_pretrained(str(ldir)).eval()
-        litems = T.run_policy(lmodel, AutoTokenizer.from_pretrained(str(ldir)), problems, k=0)
+        litems = T.run_policy(lmodel, AutoTokenizer.from_pretrained(str(ldir)), problems, k=0,
+                              style=T.chain_style(lmeta))
         for st, its in T.by_steps(litems).items():
             large[st] = [T.greedy_right(x) for x in its]
             large_flops[st] = sum(T.policy_flops(lmeta, x.problem.prompt, [x.greedy]) for x in its) / len(its)

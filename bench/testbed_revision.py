@@ -58,7 +58,8 @@ def main() -> int:
     pmeta = json.loads((pdir / "ttcl_meta.json").read_text())
     rmeta = json.loads((rdir / "ttcl_meta.json").read_text())
     pol = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
-    items = T.run_policy(pol, AutoTokenizer.from_pretrained(str(pdir)), problems, k=2, temperature=0.7, seed=a.seed)
+    items = T.run_policy(pol, AutoTokenizer.from_pretrained(str(pdir)), problems, k=2, temperature=0.7, seed=a.seed,
+                         style=T.chain_style(pmeta))
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
     attempts = [[it.samples[0] for it in items]]
@@ -70,7 +71,8 @@ def main() -> int:
             by.setdefault(it.problem.steps, []).append(i)
         for st, idx in by.items():
             prompts = [REVISE_TEMPLATE.format(question=items[i].problem.question, attempt=prev[i].strip()) for i in idx]
-            for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=bed.max_new_tokens(st)), strict=True):
+            budget = bed.max_new_tokens(st, T.chain_style(rmeta))
+            for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=budget), strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "

@@ -247,3 +247,85 @@ strategy main(question: text[<=40]) -> answer {
     refs = {n.args.verifier.name: n.args.verifier for n in compiled.dag.nodes.values() if n.args.verifier is not None}
     assert refs["oracle"].kind == "check" and refs["oracle"].checker == "expr" and refs["oracle"].agg == "last"
     assert refs["exact"].agg is None
+
+
+# ---------------------------------------------------------------- the `state` chain style
+
+RIGHT_STATE = "19*3-(30-4); 5*8\n19*3-26; 5*8\n57-26; 5*8\n31; 5*8\n31; 40\n#### 31,40"
+
+
+def test_state_style_solutions_are_right_in_every_valid_order() -> None:
+    rng = random.Random(5)
+    for p in make_problems(140, range(2, 9), seed=11):
+        sol = p.solution(rng, style="state")
+        lines = sol.split("\n")
+        assert len(lines) == p.steps + 1 and lines[-2].count(";") == len(p.parts) - 1
+        assert checker.strict(p.question, sol), sol
+        # the last state holds the values alone
+        assert lines[-2].replace(" ", "").split(";") == p.answer.split(",")
+    p = parse_question(Q)
+    assert p is not None
+    seen = {p.solution(random.Random(s), style="state") for s in range(200)}
+    assert RIGHT_STATE in seen and len(seen) > 5  # several orders, each one written in full
+    with pytest.raises(ValueError, match="style"):
+        p.solution(style="tree")
+
+
+@pytest.mark.parametrize(
+    ("completion", "scores"),
+    [
+        (RIGHT_STATE, [1.0] * 6),
+        ("(12+7)*3-(30-4); 40\n(12+7)*3-26; 40\n19*3-26; 40\n57-26; 40\n31; 40\n#### 31,40", [1.0] * 6),
+        ("12+7=19\n19*3-(30-4); 5*8\n19*3-26; 5*8", [1.0, 0.0, 0.0]),  # a line that restates, not reduces
+        ("12+7=19\n(12+7)*3-26; 5*8", [1.0, 0.0]),  # the state forgets the first reduction
+        ("(19)*3-(30-4) ; 5*8", [1.0]),  # redundant parentheses and spaces parse to the same state
+        ("19*3-(30-4); 5*8\n30-4=26\n57-26; 5*8\n31; 5*8", [1.0] * 4),  # the styles may mix
+        ("19*3-(30-4); 5*8\n30-4=26\n31; 5*8", [1.0, 1.0, 0.0]),  # two reductions on one line
+        ("20*3-(30-4); 5*8", [0.0]),  # a wrong value
+        ("19*3-(30-4)", [0.0]),  # an expression dropped
+        ("19*3-(30-4); 5*8; 1+1", [0.0]),  # an expression added
+        ("19*3-26; 5*8", [0.0]),  # two reductions on one line
+        ("19*3-30-4; 5*8", [0.0]),  # the parentheses lost: another tree
+        ("19*3-(30-4); 5*8\n19*3-(30-4); 5*8", [1.0, 0.0]),  # no reduction
+        ("31; 40\n#### 31,40", [0.0, 0.0]),
+        ("19*3-(30-4); 5*8;", [0.0]),
+        ("19*3-(30-4" + ")" * 30 + "; 5*8", [0.0]),
+    ],
+)
+def test_state_style_steps(completion: str, scores: list[float]) -> None:
+    assert checker.steps(Q, completion) == scores
+
+
+RIGHT_TRACE = ("30-4=26 -> (12+7)*3-26; 5*8\n5*8=40 -> (12+7)*3-26; 40\n12+7=19 -> 19*3-26; 40\n"
+               "19*3=57 -> 57-26; 40\n57-26=31 -> 31; 40\n#### 31,40")
+
+
+@pytest.mark.parametrize(
+    ("completion", "scores"),
+    [
+        (RIGHT_TRACE, [1.0] * 6),
+        ("12+7=19->19*3-(30-4);5*8", [1.0]),  # spacing is free
+        ("12+7=18 -> 19*3-(30-4); 5*8", [0.0]),  # a wrong value in the operation
+        ("12+7=19 -> 18*3-(30-4); 5*8", [0.0]),  # ... or in the state
+        ("30-4=26 -> 19*3-(30-4); 5*8", [0.0]),  # the operation is not the one the state reduces
+        ("12+7=19 -> 19*3-(30-4); 40", [0.0]),  # the state reduces two
+        ("12+7=19 -> ", [0.0]),
+        (" -> 19*3-(30-4); 5*8", [0.0]),
+        ("12+7=19 -> 19*3-(30-4); 5*8 -> 19*3-(30-4); 5*8", [0.0]),
+    ],
+)
+def test_trace_style_steps(completion: str, scores: list[float]) -> None:
+    assert checker.steps(Q, completion) == scores
+
+
+def test_trace_style_solutions_are_right() -> None:
+    p = parse_question(Q)
+    assert p is not None
+    assert RIGHT_TRACE in {p.solution(random.Random(s), style="trace") for s in range(200)}
+    for i, p in enumerate(make_problems(140, range(2, 9), seed=12)):
+        sol = p.solution(random.Random(i), style="trace")
+        assert checker.strict(p.question, sol), sol
+        # the same order as style `ops` with the same rng, each operation followed by its state
+        ops = p.solution(random.Random(i), style="ops").split("\n")
+        assert [ln.split(" -> ")[0] for ln in sol.split("\n")] == ops[:-1] + [ops[-1]]
+        assert sol.split("\n")[-2].split(" -> ")[1].replace(" ", "").split(";") == p.answer.split(",")

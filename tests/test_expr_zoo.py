@@ -88,6 +88,41 @@ def test_expr_training_data_shows_several_chains_and_is_right() -> None:
     assert len(chains) == p.n_chains() > 1
 
 
+@pytest.mark.parametrize("style", ["state", "trace"])
+def test_expr_data_in_the_styles_that_write_the_state_down_fits_the_budget(style: str) -> None:
+    """expr-s-state and expr-s-trace (not shipped) train on these: every example strictly right, in
+    its style, and prompt plus completion inside the recipe's context; the token budget of the
+    testbed covers the longest completion."""
+    from ttcl.zoo.data import draw_examples
+    from ttcl.zoo.family import LM_RECIPES
+
+    r = LM_RECIPES[f"expr-s-{style}"]
+    assert r.data.style == style and T.chain_style({"recipe": {"data": {"style": style}}}) == style
+    ex = draw_examples(r.data, random.Random(2), 700)
+    for e in ex:
+        p = parse_question(e.prompt.strip())
+        assert p is not None and checker.strict(p.question, e.completion)
+        assert ("->" in e.completion) == (style == "trace") and ("=" in e.completion) == (style == "trace")
+        assert len(e.prompt) + len(e.completion) + 1 <= r.n_ctx
+        assert len(e.completion) + 1 <= T.BEDS["expr"].max_new_tokens(p.steps, style)
+
+
+@pytest.mark.skipif("expr-s" not in EXPR_SHIPPED, reason="expr-s not shipped")
+def test_generation_never_runs_past_the_context() -> None:
+    """A budget larger than the room left (expr-s's context is 160 tokens) stops at the context's end
+    instead of failing on a position the model does not have."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.sampling import generate
+
+    path = MODELS_DIR / "expr-s"
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    prompt = "+".join(["1"] * 12) + "; 2*3\n"  # 29 tokens
+    outs = generate(model, tok, [prompt], n=3, temperature=3.0, max_new_tokens=1000, seed=4)
+    assert max(len(o) for o in outs[0]) == 160 - len(prompt), outs  # (at this seed) one ran to the end
+
+
 def test_expr_revise_data_pairs_own_attempts_with_right_solutions() -> None:
     from ttcl.zoo.data import REVISE_TEMPLATE, DataSpec, draw_examples
 

@@ -303,6 +303,7 @@ def test_cli_data_arith() -> None:
         (("data", "expr", "--steps", "1..3"), "invalid value for --steps"),
         (("data", "expr", "--steps", "2..13"), "2 to 12 operations"),
         (("data", "expr", "--seed", "x"), "invalid value for --seed"),
+        (("data", "expr", "--style", "tree"), "invalid value for --style: one of ops, state"),
     ],
 )
 def test_cli_bad_arguments(args: tuple[str, ...], message: str) -> None:
@@ -321,6 +322,10 @@ def test_cli_data_expr() -> None:
     assert [r["steps"] for r in rows] == [2, 3, 4, 2, 3, 4]
     assert all(expr_checker.strict(r["question"], r["answer"]) for r in rows)
     assert _ttcl("data", "expr", "--steps", "2..4", "--n", "6", "--seed", "1").stdout == out.stdout
+    state = _ttcl("data", "expr", "--steps", "2..4", "--n", "6", "--seed", "1", "--style", "state")
+    srows = [json.loads(x) for x in state.stdout.splitlines()]
+    assert [r["question"] for r in srows] == [r["question"] for r in rows]  # the same problems
+    assert all(expr_checker.strict(r["question"], r["answer"]) and "=" not in r["answer"] for r in srows)
 
 
 def test_zoo_train_never_writes_into_the_package_by_default(tmp_path) -> None:

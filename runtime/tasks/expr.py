@@ -22,24 +22,31 @@ operation whose operands are both known (literals or earlier results) is a
 valid step, so a question has many valid chains, and the training data shows
 them in random valid orders.
 
+That is chain style `ops`. Style `state` writes, instead, the question with
+the reduced operation replaced by its value (`19*3-(30-4); 45-8-9; 6*(9+4)`),
+and style `trace` writes both (`12+7=19 -> 19*3-(30-4); 45-8-9; 6*(9+4)`), so
+that where each result goes is written down rather than remembered. The
+checker accepts every style, line by line.
+
 Every value, intermediate and final, lies in 0..99, which is what a model of
 ~100k parameters learns to compute on a CPU in minutes; the answer space is
 still wide, because the answer is the tuple of values (about 100^k
 possibilities), so a question-blind guesser cannot cover it
-(`guess_pass_at`). The difficulty knob is `steps`, the number of operations
+(`guess_pass_bound`). The difficulty knob is `steps`, the number of operations
 over all expressions. The checkers recompute everything from the question
 itself, so they need no gold label and never raise on malformed text.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-from ttcl.runtime.tasks.base import cycle_problems, jsonl_lines, text_after_marker
+from ttcl.runtime.tasks.base import cycle_problems, text_after_marker
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
@@ -51,6 +58,8 @@ MAX_PARTS = 3
 MIN_STEPS = 2  # one operation per expression, two expressions at least
 MAX_STEPS = 12  # the parser refuses more operations than this (questions stay short)
 _PREC = {"+": 1, "-": 1, "*": 2}
+STYLES = ("ops", "state", "trace")  # how a chain of thought writes a reduction (Problem.solution)
+TRACE_SEPARATOR = " -> "  # style `trace`: the operation, then the state it leaves
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+)|([+\-*()]))")
 _STEP_RE = re.compile(r"^\s*(\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
@@ -152,9 +161,41 @@ class Problem:
             out.append(nodes[i])
         return out
 
-    def solution(self, rng: random.Random | None = None) -> str:
-        """A chain-of-thought completion (without end-of-sequence); see `chain` for the order."""
-        return "\n".join([*(step_line(n) for n in self.chain(rng)), f"{ANSWER_MARKER} {self.answer}"])
+    def solution(self, rng: random.Random | None = None, style: str = "ops") -> str:
+        """A chain-of-thought completion (without end-of-sequence); see `chain` for the order.
+        Style `ops` writes the operation reduced on each line (`12+7=19`); style `state`
+        rewrites the whole question with that operation replaced by its value
+        (`19*3-(30-4); 5*8`), so that where each result goes is written down, not remembered;
+        style `trace` writes both (`12+7=19 -> 19*3-(30-4); 5*8`)."""
+        if style not in STYLES:
+            raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
+        chain = self.chain(rng)
+        if style == "ops":
+            lines = [step_line(n) for n in chain]
+        else:
+            done: set[int] = set()
+            lines = []
+            for n in chain:
+                done.add(id(n))
+                state = self.state_text(done)
+                lines.append(state if style == "state" else step_line(n) + TRACE_SEPARATOR + state)
+        return "\n".join([*lines, f"{ANSWER_MARKER} {self.answer}"])
+
+    def state(self, done: set[int]) -> tuple[Node, ...]:
+        """The expressions with every operation whose `id` is in `done` replaced by its value."""
+
+        def sub(n: Node) -> Node:
+            if n.op is None:
+                return n
+            if id(n) in done:
+                return leaf(n.value)
+            assert n.left is not None and n.right is not None
+            return Node(n.op, sub(n.left), sub(n.right))
+
+        return tuple(sub(part) for part in self.parts)
+
+    def state_text(self, done: set[int]) -> str:
+        return PART_SEPARATOR.join(part.text() for part in self.state(done))
 
     def n_chains(self) -> int:
         """How many distinct valid reduction orders there are (linear extensions of the forest)."""
@@ -175,8 +216,8 @@ class Problem:
             orders *= o * comb(total, k)
         return orders
 
-    def to_json(self) -> dict[str, object]:
-        return {"question": self.question, "answer": self.solution(), "steps": self.steps}
+    def to_json(self, style: str = "ops") -> dict[str, object]:
+        return {"question": self.question, "answer": self.solution(style=style), "steps": self.steps}
 
 
 def _ready(n: Node, nodes: list[Node], done: set[int]) -> bool:
@@ -249,9 +290,13 @@ def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem
     return cycle_problems(generate, n, steps, seed)
 
 
-def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
-    """GSM8K-style JSONL lines: question, answer (a solution ending in `#### N,N,...`), steps."""
-    return jsonl_lines(problems)
+def iter_jsonl(problems: Iterable[Problem], style: str = "ops") -> Iterator[str]:
+    """GSM8K-style JSONL lines: question, answer (a solution in `style` ending in `#### N,N,...`),
+    steps."""
+    if style not in STYLES:
+        raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
+    for p in problems:
+        yield json.dumps(p.to_json(style))
 
 
 # ---------------------------------------------------------------- parser
@@ -349,7 +394,9 @@ class ExprChecker:
     A step is one non-empty line. Step i is right when every earlier step is right and
     either (a) some operations are still unreduced and the line is `a op b = v` for an
     operation whose operands are both known (literals or earlier results) and whose
-    operand values are a and b, with v its exact value, or (b) every operation is reduced
+    operand values are a and b, with v its exact value (style `ops`; style `state`: the
+    question rewritten with exactly that operation replaced by v; style `trace`: both,
+    joined by `->`, naming the same operation), or (b) every operation is reduced
     and the line is `#### answer`. Anything after the answer line is wrong. Step scores
     are 1.0 up to the first wrong step and 0.0 from it on; on a partial solution they
     say whether the solution is right so far, which makes the checker an exact process
@@ -398,7 +445,7 @@ class ExprChecker:
                         line[len(ANSWER_MARKER) :]) == [part.value for part in p.parts]
                     finished = True
                 else:
-                    hit = _match_step(line, nodes, done)
+                    hit = _match_step(line, nodes, done, p)
                     ok = hit is not None
                     if hit is not None:
                         done.add(hit)
@@ -422,17 +469,48 @@ def _answer_values(text: str) -> list[int] | None:
     return [int(x) for x in text.split(",")]
 
 
-def _match_step(line: str, nodes: list[Node], done: set[int]) -> int | None:
+def _match_step(line: str, nodes: list[Node], done: set[int], p: Problem) -> int | None:
+    """The index of the operation a right step reduces, or None: `a op b = v` (style `ops`),
+    the question rewritten with one ready operation replaced by its value (style `state`), or
+    both, joined by ` -> ` (style `trace`)."""
+    if TRACE_SEPARATOR.strip() in line:
+        op_text, _, state_text = line.partition(TRACE_SEPARATOR.strip())
+        i = _match_state(state_text, nodes, done, p)
+        m = _STEP_RE.match(op_text)
+        return i if i is not None and m is not None and _op_of(m) == _op_of(nodes[i]) else None
     m = _STEP_RE.match(line)
     if m is None:
-        return None
-    a, op, b, v = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+        return _match_state(line, nodes, done, p)
+    a, op, b, v = _op_of(m)
     for i, n in enumerate(nodes):
         if i in done or n.op != op or not _ready(n, nodes, done):
             continue
         assert n.left is not None and n.right is not None
         if (n.left.value, n.right.value) == (a, b):
             return i if v == n.value else None
+    return None
+
+
+def _op_of(x: re.Match[str] | Node) -> tuple[int, str, int, int]:
+    """(a, op, b, value) of a step line's match or of an operation node."""
+    if isinstance(x, Node):
+        assert x.left is not None and x.right is not None and x.op is not None
+        return x.left.value, x.op, x.right.value, x.value
+    return int(x.group(1)), x.group(2), int(x.group(3)), int(x.group(4))
+
+
+def _match_state(line: str, nodes: list[Node], done: set[int], p: Problem) -> int | None:
+    texts = line.split(";")
+    if len(texts) != len(p.parts) or len(line) > 400:
+        return None
+    try:
+        got = tuple(_parse_part(t) for t in texts)
+    except ValueError:
+        return None
+    ids = {id(nodes[j]) for j in done}
+    for i, n in enumerate(nodes):
+        if i not in done and _ready(n, nodes, done) and p.state(ids | {id(n)}) == got:
+            return i
     return None
 
 

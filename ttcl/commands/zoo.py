@@ -201,12 +201,17 @@ def data_expr(
     steps: Annotated[str, typer.Option("--steps", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+    style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line) or 'state' (the question rewritten with one operation reduced per line).")] = "ops",
 ) -> None:
-    """Expr problems (precedence and parentheses, values up to 9999) as JSONL lines
-    {"question", "answer" (one reduction per line, then '#### N'), "steps"} on stdout."""
+    """Expr problems (two or three expressions with precedence and parentheses, every value in
+    0..99) as JSONL lines {"question", "answer" (one reduction per line, then '#### N,N'), "steps"}
+    on stdout."""
     from ttcl.runtime.tasks import expr
 
-    _write_task_jsonl(expr, steps, n, seed, "operations (one per expression, two expressions at least)")
+    if style not in expr.STYLES:
+        raise ZooArgumentError("--style", f"one of {', '.join(expr.STYLES)}, got {style!r}")
+    _write_task_jsonl(expr, steps, n, seed, "operations (one per expression, two expressions at least)",
+                      style=style)
 
 
 @data_app.command("countdown")
@@ -223,9 +228,9 @@ def data_countdown(
                       f"{countdown.MIN_STEPS + 1} to {countdown.MAX_STEPS + 1} numbers)")
 
 
-def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str) -> None:
+def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **jsonl: str) -> None:
     """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
-    make_problems and iter_jsonl) as JSONL on stdout."""
+    make_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout."""
     from ttcl.runtime.tasks.arith import parse_steps_spec
 
     lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
@@ -238,7 +243,7 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str) ->
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
     problems = task.make_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
-    for line in task.iter_jsonl(problems):  # type: ignore[attr-defined]
+    for line in task.iter_jsonl(problems, **jsonl):  # type: ignore[attr-defined]
         sys.stdout.write(line + "\n")
 
 

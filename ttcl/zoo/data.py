@@ -124,6 +124,7 @@ class DataSpec:
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
+    style: str = "ops"  # expr's chain of thought: ops (`12+7=19` per line) | state (the rewritten question)
 
 
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,
@@ -161,10 +162,11 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
             q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
             p = expr.parse_question(q)
             assert p is not None
-            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt.strip()), p.solution(rng)))
+            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt.strip()),
+                               p.solution(rng, spec.style)))
             continue
         p = expr.generate(rng.choice(spec.steps), rng)
-        out.append(Example(p.prompt, p.solution(rng)))
+        out.append(Example(p.prompt, p.solution(rng, spec.style)))
     return out
 
 

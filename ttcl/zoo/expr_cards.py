@@ -79,12 +79,13 @@ def policy_rows(items, k: int) -> list[dict]:
 def evaluate_policy(model, out: Path, meta: dict, per_level: int, k: int, log: Log = print) -> dict:
     from transformers import AutoTokenizer
 
-    from ttcl.zoo.testbed import BEDS, EVAL_SEED, greedy_right, run_policy
+    from ttcl.zoo.testbed import BEDS, EVAL_SEED, chain_style, greedy_right, run_policy
 
     bed = BEDS[meta.get("task", "expr")]
     tok = AutoTokenizer.from_pretrained(str(out))
     t0 = time.time()
-    items = run_policy(model, tok, bed.problems(per_level), k=k, temperature=CARD_TEMPERATURE)
+    items = run_policy(model, tok, bed.problems(per_level), k=k, temperature=CARD_TEMPERATURE,
+                       style=chain_style(meta))
     save_items(items, _cache(out, meta["name"]))
     rows = policy_rows(items, k)
     acc = sum(greedy_right(it) for it in items) / len(items)
@@ -109,12 +110,13 @@ def _card_items(policy_dir: Path, name: str, task: str, log: Log):
         return None
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ttcl.zoo.testbed import BEDS, run_policy
+    from ttcl.zoo.testbed import BEDS, chain_style, run_policy
 
     log(f"[{name}] drawing its card samples again (none saved in {policy_dir})")
     model = AutoModelForCausalLM.from_pretrained(str(policy_dir), local_files_only=True).eval()
+    style = chain_style(json.loads((policy_dir / "ttcl_meta.json").read_text()))
     items = run_policy(model, AutoTokenizer.from_pretrained(str(policy_dir)), BEDS[task].problems(CARD_PER_LEVEL),
-                       k=CARD_SAMPLES, temperature=CARD_TEMPERATURE)
+                       k=CARD_SAMPLES, temperature=CARD_TEMPERATURE, style=style)
     save_items(items, path)
     return items
 

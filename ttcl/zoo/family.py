@@ -43,6 +43,12 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
+    # expr-s's recipe on chains that write the state down (runtime/tasks/expr.py, styles `state` and
+    # `trace`): tried and not shipped, both worse than expr-s (ttcl/zoo/README.md)
+    "expr-s-state": LMRecipe("expr-s-state", "policy", 64, 2, 2, 320, 3600, batch_size=64, lr=3e-3,
+                             init_std=_std(64), seed=11, data=replace(EXPR_DATA, style="state")),
+    "expr-s-trace": LMRecipe("expr-s-trace", "policy", 64, 2, 2, 384, 3600, batch_size=64, lr=3e-3,
+                             init_std=_std(64), seed=11, data=replace(EXPR_DATA, style="trace")),
     # countdown (testbed v2, checking easier than solving): 21x apart in parameters, training FLOPs
     # growing with size (s < m < l in 6*N*D), head_dim 32.
     "countdown-s": LMRecipe("countdown-s", "policy", 64, 2, 2, 160, 3000, batch_size=64, lr=3e-3,

@@ -23,7 +23,8 @@ def generate(
     batch_size: int = 256,
     seed: int = 0,
 ) -> list[list[str]]:
-    """`n` completions per prompt (greedy when temperature == 0), decoded without special tokens."""
+    """`n` completions per prompt (greedy when temperature == 0), decoded without special tokens;
+    never past the model's context (`n_positions`), whatever `max_new_tokens` asks."""
     tok.padding_side = "left"
     out: list[list[str]] = []
     per_batch = max(1, batch_size // n)
@@ -32,9 +33,11 @@ def generate(
         enc = tok(chunk, return_tensors="pt", padding=True)
         torch.manual_seed(seed + start)
         kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
+        room = getattr(model.config, "n_positions", None)
+        room = max_new_tokens if room is None else min(max_new_tokens, room - enc["input_ids"].shape[1])
         gen = model.generate(
             **enc,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max(1, room),
             num_return_sequences=n,
             pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id,

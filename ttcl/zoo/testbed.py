@@ -39,25 +39,35 @@ class Bed:
     middle: tuple[int, ...]
     tokens_per_step: int
     tokens_extra: int
+    # expr's `state` and `trace` chains rewrite the question on every line: their own budgets
+    style_tokens_per_step: tuple[tuple[str, int], ...] = ()
 
     @property
     def checker(self) -> Any:
         return self.module.checker
 
-    def max_new_tokens(self, steps: int) -> int:
-        return self.tokens_per_step * steps + self.tokens_extra
+    def max_new_tokens(self, steps: int, style: str = "ops") -> int:
+        per_step = dict(self.style_tokens_per_step).get(style, self.tokens_per_step)
+        return per_step * steps + self.tokens_extra
 
     def problems(self, per_level: int, seed: int = EVAL_SEED) -> list:
         return self.module.make_problems(per_level * len(self.steps), self.steps, seed)
 
 
 BEDS = {
-    # expr: lines of up to 9 characters and the answer line, with slack
-    "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20),
+    # expr: lines of up to 9 characters and the answer line, with slack; `state` and `trace` lines
+    # rewrite the question: the longest gold solutions of 3000 per bin are 27 / 42 / 79 / 108 / 138 /
+    # 175 / 211 tokens at 2..8 operations (state) and 51 / 78 / 127 / 167 / 212 / 257 / 305 (trace)
+    "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20, style_tokens_per_step=(("state", 28), ("trace", 40))),
     # countdown: `a op b = v [numbers left]` lines of up to ~20 characters, then the expression: the
     # longest gold solutions of 3000 per bin are 47 / 70 / 92 / 122 tokens at 2 / 3 / 4 / 5 combinations
     "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 20, 30),
 }
+
+
+def chain_style(meta: dict) -> str:
+    """How a policy writes its chain of thought (`expr`: ops or state), from its ttcl_meta.json."""
+    return str(meta.get("recipe", {}).get("data", {}).get("style", "ops"))
 
 
 def bed_of(problem: object) -> Bed:
@@ -225,8 +235,10 @@ def by_steps(items: Sequence[Item]) -> dict[int, list[Item]]:
 
 
 def run_policy(model, tok, problems: Sequence[Problem], k: int, temperature: float = 1.0, seed: int = 0,
-               batch_size: int = 512, prompt_fn: Callable[[Problem], str] | None = None) -> list[Item]:
-    """Greedy plus k samples per problem, batched per difficulty, with generated token counts."""
+               batch_size: int = 512, prompt_fn: Callable[[Problem], str] | None = None,
+               style: str = "ops") -> list[Item]:
+    """Greedy plus k samples per problem, batched per difficulty, with generated token counts
+    (`style`: the policy's chain style, `chain_style(meta)`, which sets the token budget)."""
     from ttcl.zoo.sampling import generate
 
     prompt_fn = prompt_fn or (lambda p: p.prompt)
@@ -236,7 +248,7 @@ def run_policy(model, tok, problems: Sequence[Problem], k: int, temperature: flo
         levels.setdefault(p.steps, []).append(i)
     for steps, idx in sorted(levels.items()):
         prompts = [prompt_fn(problems[i]) for i in idx]
-        mnt = bed_of(problems[idx[0]]).max_new_tokens(steps)
+        mnt = bed_of(problems[idx[0]]).max_new_tokens(steps, style)
         for i, g in zip(idx, generate(model, tok, prompts, n=1, max_new_tokens=mnt, batch_size=batch_size),
                         strict=True):
             items[i].greedy = g[0]

@@ -79,6 +79,7 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
 
         task = BEDS[spec.task].module  # type: ignore[assignment]
         max_new_tokens = BEDS[spec.task].max_new_tokens  # type: ignore[assignment]
+        from ttcl.zoo.testbed import chain_style
     check = task.checker
 
     torch.set_num_threads(THREADS)
@@ -90,6 +91,8 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
         model = AutoModelForCausalLM.from_pretrained(str(model_dirs[name])).eval()
         tok = AutoTokenizer.from_pretrained(str(model_dirs[name]))
         count = spec.problems[pi] if spec.problems else spec.problems_per_policy
+        budget_kw = {} if spec.task == "arith" else {
+            "style": chain_style(json.loads((model_dirs[name] / "ttcl_meta.json").read_text()))}
         problems = task.make_problems(count, spec.steps, spec.seed + 101 * pi)
         n_hold = int(len(problems) * spec.holdout_frac)
         by_level: dict[int, list[int]] = {}
@@ -97,7 +100,7 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
             by_level.setdefault(p.steps, []).append(i)
         for steps, idx in sorted(by_level.items()):
             outs = generate(model, tok, [problems[i].prompt for i in idx], n=spec.samples_per_problem,
-                            temperature=spec.temperature, max_new_tokens=max_new_tokens(steps),
+                            temperature=spec.temperature, max_new_tokens=max_new_tokens(steps, **budget_kw),
                             batch_size=512, seed=spec.seed + steps)
             for i, comps in zip(idx, outs, strict=True):
                 q = problems[i].question

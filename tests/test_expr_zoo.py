@@ -181,3 +181,17 @@ def test_flops_grow_with_completion_length() -> None:
     two = T.policy_flops(meta, "12+7; 30-4\n", [RIGHT_A, RIGHT_A])
     assert 0 < one < two < 2 * one  # the prompt is prefilled once
     assert T.verifier_flops(meta, "12+7; 30-4", [RIGHT_A]) > 0
+
+
+@pytest.mark.skipif("expr-s" not in EXPR_SHIPPED, reason="expr-s not shipped")
+@pytest.mark.parametrize("style", ["ops", "state", "trace"])
+def test_a_policy_card_shows_its_chain_style(style: str, tmp_path) -> None:
+    from ttcl.zoo.expr_cards import write_card
+
+    meta = _meta("expr-s")
+    meta["recipe"]["data"]["style"] = style
+    write_card(tmp_path, meta)
+    card = (tmp_path / "README.md").read_text()
+    assert ("12+7=19\\n30-4=26" in card) == (style == "ops")
+    assert (f"chain style `{style}`" in card) == (style != "ops")
+    assert "| steps | greedy |" in card

@@ -211,6 +211,21 @@ _POLICY_TEXT = {
     "countdown": "a chain-of-thought policy: one combination of two available numbers per line, then "
                  "`#### EXPRESSION`, then `<eos>`",
 }
+# expr policies trained on the chain styles that write the state down (runtime/tasks/expr.py)
+_STYLE_TEXT = {
+    "state": ("a chain-of-thought policy: per line, the question rewritten with one operation reduced, then "
+              "`#### v1,v2,...`, then `<eos>`",
+              "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. Each line rewrites the "
+              "question with one operation replaced by its value (chain style `state`), in any valid order, and "
+              "the model ends with the values in question order: `19*3-(30-4); 5*8\\n19*3-26; 5*8\\n57-26; 5*8"
+              "\\n31; 5*8\\n31; 40\\n#### 31,40<eos>`."),
+    "trace": ("a chain-of-thought policy: per line, one operation and the question rewritten with it reduced, "
+              "then `#### v1,v2,...`, then `<eos>`",
+              "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. Each line writes one "
+              "operation and the question rewritten with it replaced by its value (chain style `trace`), in any "
+              "valid order, and the model ends with the values in question order: `12+7=19 -> 19*3-(30-4); "
+              "5*8\\n30-4=26 -> 19*3-26; 5*8\\n...\\n5*8=40 -> 31; 40\\n#### 31,40<eos>`."),
+}
 _STEPS_TEXT = {"expr": "operations over all expressions", "countdown": "the count of numbers minus one"}
 _PROMPT_TEXT = {
     "expr": "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. The model reduces "
@@ -234,7 +249,9 @@ def _revise_mix(meta: dict) -> str:
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
     task = meta.get("task", "expr")
-    what = {"policy": _POLICY_TEXT[task],
+    style = meta.get("recipe", {}).get("data", {}).get("style", "ops")
+    policy_text, prompt_text = _STYLE_TEXT.get(style, (_POLICY_TEXT[task], _PROMPT_TEXT[task]))
+    what = {"policy": policy_text,
             "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
                    f"its policies' own samples labelled by the exact `{task}` checker, with a within-question "
                    "ranking loss on the last step's score",
@@ -271,7 +288,7 @@ def write_card(out: Path, meta: dict) -> None:
     lines.append("")
     ev = meta.get("eval") or {}
     if kind in ("policy", "revise"):
-        lines += ["## Prompt format", "", _PROMPT_TEXT[task], ""]
+        lines += ["## Prompt format", "", prompt_text, ""]
         if ev:
             k = ev["samples"]
             lines += ["## Accuracy by difficulty (held-out card set)", "",

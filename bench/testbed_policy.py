@@ -1,0 +1,81 @@
+"""One policy on the testbed, without a verifier: greedy, maj@k, pass@k and strict@k per difficulty
+bin, with 95% intervals, and gate (a) (maj@k - greedy) as a paired difference.
+
+    python bench/testbed_policy.py --policy ttcl:expr-s [--task expr] [--per-level 60] \
+        [--seed 555] [--k 16] [--temperature 0.7]
+    python bench/testbed_policy.py --policy ttcl-zoo/expr-s-trace --seed 555 --per-level 60
+
+This is how a candidate recipe is judged on the dev seed (555) before anything is measured on the
+held-out one (777001): `--policy` takes `ttcl:NAME` or the directory a `ttcl zoo train --out`
+wrote, and the policy's chain style (its ttcl_meta.json) sets the token budget. The seed names
+the dataset: items are `ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)`. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from ttcl.zoo import testbed as T  # noqa: E402
+from ttcl.zoo.registry import resolve_model  # noqa: E402
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(successes: float, n: int) -> str:
+    lo, hi = T.wilson(successes, n)
+    return f"{_pct(successes / n)} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
+    ap.add_argument("--policy", default="ttcl:expr-s")
+    ap.add_argument("--per-level", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=555)
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--temperature", type=float, default=0.7)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    bed = T.BEDS[a.task]
+    pdir = resolve_model(a.policy)
+    meta = json.loads((pdir / "ttcl_meta.json").read_text())
+    style = T.chain_style(meta)
+    t0 = time.time()
+    model = AutoModelForCausalLM.from_pretrained(str(pdir), local_files_only=True).eval()
+    items = T.run_policy(model, AutoTokenizer.from_pretrained(str(pdir), local_files_only=True),
+                         bed.problems(a.per_level, seed=a.seed), k=a.k, temperature=a.temperature,
+                         seed=a.seed, style=style)
+    print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
+    print(f"dataset: {a.task} BEDS[{a.task!r}].problems({a.per_level}, seed={a.seed}); policy {a.policy} "
+          f"(chain style {style}), {a.k} samples at T={a.temperature}; in %, 95% intervals\n")
+    print(f"| steps | greedy | maj@{a.k} | pass@{a.k} | strict@{a.k} | sample acc | "
+          f"distinct correct chains / {a.k} | (a) maj@{a.k} - greedy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for st, its in T.by_steps(items).items():
+        n = len(its)
+        g = [T.greedy_right(x) for x in its]
+        maj = [T.method_right(x, "maj", a.k) for x in its]
+        cover = sum(T.method_right(x, "pass", a.k) for x in its)
+        strict = sum(T.method_right(x, "strict", a.k) for x in its)
+        sample_acc = sum(sum(x.right()) / len(x.samples) for x in its) / n
+        chains = sum(T.distinct_correct_chains(x) for x in its) / n
+        d, lo, hi = T.mean_ci([m - y for m, y in zip(maj, g, strict=True)], seed=a.seed + st)
+        print(f"| {st} | {_ci(sum(g), n)} | {_ci(sum(maj), n)} | {_ci(cover, n)} | {_ci(strict, n)} | "
+              f"{_pct(sample_acc)} | {chains:.2f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

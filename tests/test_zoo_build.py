@@ -98,6 +98,11 @@ def test_only_builds_the_named_models_and_names_what_is_missing(tmp_path: Path, 
     assert "--shipped-deps" in err
     assert "Traceback" not in err
     assert not (tmp_path / "z").exists()
+    # what only a card reads is not needed without one: countdown-check trains from countdown-s alone
+    assert dependencies("countdown-check") == ("countdown-s", "countdown-m")
+    assert dependencies("countdown-check", evaluate=False) == ("countdown-s",)
+    code, err = _main(capfd, "zoo", "train", "--only", "countdown-check", "--no-eval", "--out", str(tmp_path / "z"))
+    assert code == 2 and "countdown-check needs countdown-s in" in err, err
 
 
 def test_shipped_deps_copies_what_the_model_reads_and_builds_it(tmp_path: Path, capfd, monkeypatch) -> None:

@@ -111,7 +111,7 @@ def train(
         raise ZooArgumentError("--out", f"{str(root)!r} exists and is not a directory")
     from ttcl.zoo.family import dependencies  # torch and transformers load only from here
 
-    full = build.recipe_graph(known, dependencies)
+    full = build.recipe_graph(known, lambda n: dependencies(n, evaluate=not no_eval))
     graph = build.subgraph(full, names)
     if plan:
         _print_plan(graph, n_jobs)

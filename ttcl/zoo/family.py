@@ -221,15 +221,15 @@ def attempts_source(name: str) -> str | None:
     return next((v for v, s in VERIFIER_SAMPLE_SPECS.items() if s.task == r.data.task), None)
 
 
-def dependencies(name: str) -> tuple[str, ...]:
+def dependencies(name: str, evaluate: bool = True) -> tuple[str, ...]:
     """The models `name`'s build reads, straight from its recipe: an LM's `init_from` and, for a
     revise model trained on sampled attempts, the policies those samples come from; a verifier's
-    sampled policies and its `init_from`."""
+    sampled policies and its `init_from`; with `evaluate`, what its card reads too."""
     if name in LM_RECIPES:
         r = LM_RECIPES[name]
         source = attempts_source(name)
         deps = [*([r.init_from] if r.init_from else []), *(VERIFIER_SAMPLE_SPECS[source].policies if source else ())]
-        if r.kind == "check":  # its card scores the policies' card samples
+        if r.kind == "check" and evaluate:  # its card scores the policies' card samples
             deps += [p for s in VERIFIER_SAMPLE_SPECS.values() if s.task == r.data.task for p in s.policies]
     elif name in VERIFIER_RECIPES:
         deps = [*VERIFIER_SAMPLE_SPECS[name].policies, VERIFIER_RECIPES[name].init_from]

@@ -167,8 +167,7 @@ class Problem:
         rewrites the whole question with that operation replaced by its value
         (`19*3-(30-4); 5*8`), so that where each result goes is written down, not remembered;
         style `trace` writes both (`12+7=19 -> 19*3-(30-4); 5*8`)."""
-        if style not in STYLES:
-            raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
+        _check_style(style)
         chain = self.chain(rng)
         if style == "ops":
             lines = [step_line(n) for n in chain]
@@ -218,6 +217,11 @@ class Problem:
 
     def to_json(self, style: str = "ops") -> dict[str, object]:
         return {"question": self.question, "answer": self.solution(style=style), "steps": self.steps}
+
+
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
 
 
 def _ready(n: Node, nodes: list[Node], done: set[int]) -> bool:
@@ -293,8 +297,7 @@ def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem
 def iter_jsonl(problems: Iterable[Problem], style: str = "ops") -> Iterator[str]:
     """GSM8K-style JSONL lines: question, answer (a solution in `style` ending in `#### N,N,...`),
     steps."""
-    if style not in STYLES:
-        raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
+    _check_style(style)
     for p in problems:
         yield json.dumps(p.to_json(style))
 

@@ -249,8 +249,9 @@ def _revise_mix(meta: dict) -> str:
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
     task = meta.get("task", "expr")
-    style = meta.get("recipe", {}).get("data", {}).get("style", "ops")
-    policy_text, prompt_text = _STYLE_TEXT.get(style, (_POLICY_TEXT[task], _PROMPT_TEXT[task]))
+    from ttcl.zoo.testbed import chain_style
+
+    policy_text, prompt_text = _STYLE_TEXT.get(chain_style(meta), (_POLICY_TEXT[task], _PROMPT_TEXT[task]))
     what = {"policy": policy_text,
             "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
                    f"its policies' own samples labelled by the exact `{task}` checker, with a within-question "

@@ -66,7 +66,7 @@ BEDS = {
 
 
 def chain_style(meta: dict) -> str:
-    """How a policy writes its chain of thought (`expr`: ops or state), from its ttcl_meta.json."""
+    """How a policy writes its chain of thought (`expr`: ops, state or trace), from its ttcl_meta.json."""
     return str(meta.get("recipe", {}).get("data", {}).get("style", "ops"))
 
 

@@ -329,3 +329,45 @@ def test_trace_style_solutions_are_right() -> None:
         ops = p.solution(random.Random(i), style="ops").split("\n")
         assert [ln.split(" -> ")[0] for ln in sol.split("\n")] == ops[:-1] + [ops[-1]]
         assert sol.split("\n")[-2].split(" -> ")[1].replace(" ", "").split(";") == p.answer.split(",")
+
+
+# ---------------------------------------------------------------- the `subst` chain style
+
+RIGHT_SUBST = "30-4=26\n12+7=19\n(12+7)*3=19*3=57\n(12+7)*3-(30-4)=57-26=31\n5*8=40\n#### 31,40"
+
+
+@pytest.mark.parametrize(
+    ("completion", "scores"),
+    [
+        (RIGHT_SUBST, [1.0] * 6),
+        ("12+7=19\n( 12+7 ) * 3 = 19*3 = 57", [1.0, 1.0]),  # spacing and redundant parentheses are free
+        ("12+7=19\n(12+7)*3=19*3=57\n30-4=26\n57-26=31", [1.0] * 4),  # the styles may mix
+        ("12+7=19\n(12+7)*3=18*3=54", [1.0, 0.0]),  # a wrong value substituted
+        ("12+7=19\n(12+7)*3=19*3=58", [1.0, 0.0]),  # a wrong value
+        ("12+7=19\n(12+7)*3=3*19=57", [1.0, 0.0]),  # operands swapped
+        ("12+7=19\n12+7*3=19*3=57", [1.0, 0.0]),  # the parentheses lost: not a sub-expression here
+        ("12+7=19\n(30-4)*3=19*3=57", [1.0, 0.0]),  # a sub-expression the question does not have
+        ("(12+7)*3=19*3=57", [0.0]),  # 12+7 is not reduced yet
+        ("12+7=19\n(12+7)*3=19*3=57\n(12+7)*3=19*3=57", [1.0, 1.0, 0.0]),  # reduced twice
+        ("12+7=12+7=19", [1.0]),  # a literal operation may name itself
+        ("12+7=19\n(12+7)*3==57", [1.0, 0.0]),
+        ("12+7=19\n=19*3=57", [1.0, 0.0]),
+        ("12+7=19\n(12+7)*3=19*3=57=57", [1.0, 0.0]),
+        ("12+7=19\n(12+7" + ")" * 30 + "*3=19*3=57", [1.0, 0.0]),
+    ],
+)
+def test_subst_style_steps(completion: str, scores: list[float]) -> None:
+    assert checker.steps(Q, completion) == scores
+
+
+def test_subst_style_solutions_are_right() -> None:
+    p = parse_question(Q)
+    assert p is not None
+    assert RIGHT_SUBST in {p.solution(random.Random(s), style="subst") for s in range(200)}
+    for i, p in enumerate(make_problems(140, range(2, 9), seed=13)):
+        sol = p.solution(random.Random(i), style="subst")
+        assert checker.strict(p.question, sol), sol
+        # the same order and values as style `ops` with the same rng, each line ending in its operation
+        ops = p.solution(random.Random(i), style="ops").split("\n")
+        assert [ln.split("=", ln.count("=") - 1)[-1] for ln in sol.split("\n")[:-1]] == ops[:-1]
+        assert sol.split("\n")[-1] == ops[-1]

@@ -26,7 +26,10 @@ That is chain style `ops`. Style `state` writes, instead, the question with
 the reduced operation replaced by its value (`19*3-(30-4); 45-8-9; 6*(9+4)`),
 and style `trace` writes both (`12+7=19 -> 19*3-(30-4); 45-8-9; 6*(9+4)`), so
 that where each result goes is written down rather than remembered. The
-checker accepts every style, line by line.
+checker accepts every style, line by line. Style `subst` writes an operation whose
+operands are not both literals as the sub-expression it reduces, that sub-expression with its
+operands' values substituted, and the value (`(12+7)*3-(30-4)=57-26=31`; `12+7=19` as in `ops`):
+each earlier result is found by the text that produced it, not by where it was written.
 
 Every value, intermediate and final, lies in 0..99, which is what a model of
 ~100k parameters learns to compute on a CPU in minutes; the answer space is
@@ -58,7 +61,7 @@ MAX_PARTS = 3
 MIN_STEPS = 2  # one operation per expression, two expressions at least
 MAX_STEPS = 12  # the parser refuses more operations than this (questions stay short)
 _PREC = {"+": 1, "-": 1, "*": 2}
-STYLES = ("ops", "state", "trace")  # how a chain of thought writes a reduction (Problem.solution)
+STYLES = ("ops", "state", "trace", "subst")  # how a chain of thought writes a reduction (Problem.solution)
 TRACE_SEPARATOR = " -> "  # style `trace`: the operation, then the state it leaves
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+)|([+\-*()]))")
@@ -117,6 +120,14 @@ def step_line(node: Node) -> str:
     return f"{node.left.value}{node.op}{node.right.value}={node.value}"
 
 
+def subst_line(node: Node) -> str:
+    """Style `subst`: `39-(12+4)=39-16=23`; an operation on two literals as in `ops`."""
+    assert node.left is not None and node.right is not None
+    if node.left.is_leaf and node.right.is_leaf:
+        return step_line(node)
+    return f"{node.text()}={step_line(node)}"
+
+
 @dataclass(frozen=True)
 class Problem:
     """One expr problem: its expressions (trees), in order."""
@@ -171,6 +182,8 @@ class Problem:
         chain = self.chain(rng)
         if style == "ops":
             lines = [step_line(n) for n in chain]
+        elif style == "subst":
+            lines = [subst_line(n) for n in chain]
         else:
             done: set[int] = set()
             lines = []
@@ -399,7 +412,8 @@ class ExprChecker:
     operation whose operands are both known (literals or earlier results) and whose
     operand values are a and b, with v its exact value (style `ops`; style `state`: the
     question rewritten with exactly that operation replaced by v; style `trace`: both,
-    joined by `->`, naming the same operation), or (b) every operation is reduced
+    joined by `->`, naming the same operation; style `subst`: `sub-expression = a op b = v`,
+    the sub-expression being that operation's own), or (b) every operation is reduced
     and the line is `#### answer`. Anything after the answer line is wrong. Step scores
     are 1.0 up to the first wrong step and 0.0 from it on; on a partial solution they
     say whether the solution is right so far, which makes the checker an exact process
@@ -482,6 +496,8 @@ def _match_step(line: str, nodes: list[Node], done: set[int], p: Problem) -> int
         m = _STEP_RE.match(op_text)
         return i if i is not None and m is not None and _op_of(m) == _op_of(nodes[i]) else None
     m = _STEP_RE.match(line)
+    if m is None and line.count("=") == 2:  # style `subst`: the sub-expression, then `a op b = v`
+        return _match_subst(line, nodes, done)
     if m is None:
         return _match_state(line, nodes, done, p)
     a, op, b, v = _op_of(m)
@@ -491,6 +507,21 @@ def _match_step(line: str, nodes: list[Node], done: set[int], p: Problem) -> int
         assert n.left is not None and n.right is not None
         if (n.left.value, n.right.value) == (a, b):
             return i if v == n.value else None
+    return None
+
+
+def _match_subst(line: str, nodes: list[Node], done: set[int]) -> int | None:
+    sub_text, _, op_text = line.partition("=")
+    m = _STEP_RE.match(op_text)
+    if m is None or len(sub_text) > 400:
+        return None
+    try:
+        sub = _parse_part(sub_text)
+    except ValueError:
+        return None
+    for i, n in enumerate(nodes):
+        if i not in done and n == sub and _ready(n, nodes, done):
+            return i if _op_of(m) == _op_of(n) else None
     return None
 
 

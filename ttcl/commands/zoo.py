@@ -201,7 +201,7 @@ def data_expr(
     steps: Annotated[str, typer.Option("--steps", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
-    style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line) or 'trace' (both: `12+7=19 -> 19*3; 5*8`).")] = "ops",
+    style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line), 'trace' (both: `12+7=19 -> 19*3; 5*8`) or 'subst' (the sub-expression, its operands' values, its value: `(12+7)*3=19*3=57`).")] = "ops",
 ) -> None:
     """Expr problems (two or three expressions with precedence and parentheses, every value in
     0..99) as JSONL lines {"question", "answer" (one reduction per line, then '#### N,N'), "steps"}

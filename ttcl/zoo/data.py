@@ -124,7 +124,7 @@ class DataSpec:
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
-    style: str = "ops"  # expr's chain of thought: ops | state | trace (runtime/tasks/expr.py, STYLES)
+    style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES)
 
 
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,

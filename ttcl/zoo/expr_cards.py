@@ -225,6 +225,13 @@ _STYLE_TEXT = {
               "operation and the question rewritten with it replaced by its value (chain style `trace`), in any "
               "valid order, and the model ends with the values in question order: `12+7=19 -> 19*3-(30-4); "
               "5*8\\n30-4=26 -> 19*3-26; 5*8\\n...\\n5*8=40 -> 31; 40\\n#### 31,40<eos>`."),
+    "subst": ("a chain-of-thought policy: per line, one operation, written as the sub-expression it reduces "
+              "and that sub-expression with its operands' values, then `#### v1,v2,...`, then `<eos>`",
+              "The prompt is the question and a newline, e.g. `(12+7)*3-(30-4); 5*8\\n`. Each line reduces one "
+              "operation (chain style `subst`), in any valid order: an operation on two literals as `12+7=19`, "
+              "any other as its sub-expression, the values substituted, and its value (`(12+7)*3=19*3=57`); "
+              "the model ends with the values in question order: `30-4=26\\n12+7=19\\n(12+7)*3=19*3=57\\n"
+              "(12+7)*3-(30-4)=57-26=31\\n5*8=40\\n#### 31,40<eos>`."),
 }
 _STEPS_TEXT = {"expr": "operations over all expressions", "countdown": "the count of numbers minus one"}
 _PROMPT_TEXT = {

@@ -43,6 +43,13 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
+    # expr-m's shape on expr-s's 3,600 steps (the shipped expr-m sees 1,500): is the middle size
+    # better when it processes as many tokens as the small one?
+    "expr-m-long": LMRecipe("expr-m-long", "policy", 128, 3, 4, 160, 3600, batch_size=64, lr=2e-3,
+                            init_std=_std(128), seed=12, data=EXPR_DATA),
+    # expr-s's recipe on chains that name each sub-expression a line reduces (style `subst`)
+    "expr-s-subst": LMRecipe("expr-s-subst", "policy", 64, 2, 2, 224, 3600, batch_size=64, lr=3e-3,
+                             init_std=_std(64), seed=11, data=replace(EXPR_DATA, style="subst")),
     # expr-s's recipe on chains that write the state down (runtime/tasks/expr.py, styles `state` and
     # `trace`): tried and not shipped, both worse than expr-s (ttcl/zoo/README.md)
     "expr-s-state": LMRecipe("expr-s-state", "policy", 64, 2, 2, 320, 3600, batch_size=64, lr=3e-3,

@@ -29,7 +29,7 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
 # become a working model on this compute, and expr-s on chains that write the state down
 # (expr-s-state, expr-s-trace) was worse than expr-s (ttcl/zoo/README.md).
-EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace")
+EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-m-long", "expr-s-subst")
 
 
 def shipped_names() -> list[str]:

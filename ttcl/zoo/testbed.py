@@ -58,7 +58,7 @@ BEDS = {
     # expr: lines of up to 9 characters and the answer line, with slack; `state` and `trace` lines
     # rewrite the question: the longest gold solutions of 3000 per bin are 27 / 42 / 79 / 108 / 138 /
     # 175 / 211 tokens at 2..8 operations (state) and 51 / 78 / 127 / 167 / 212 / 257 / 305 (trace)
-    "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20, style_tokens_per_step=(("state", 28), ("trace", 40))),
+    "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20, style_tokens_per_step=(("state", 28), ("trace", 40), ("subst", 20))),
     # countdown: `a op b = v [numbers left]` lines of up to ~20 characters, then the expression: the
     # longest gold solutions of 3000 per bin are 47 / 70 / 92 / 122 tokens at 2 / 3 / 4 / 5 combinations
     "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 20, 30),

@@ -1,5 +1,7 @@
 """One policy on the testbed, without a verifier: greedy, maj@k, pass@k and strict@k per difficulty
-bin, with 95% intervals, and gate (a) (maj@k - greedy) as a paired difference.
+bin, with 95% intervals, how the wrong samples spread (distinct wrong answers per question, and the
+largest of them in samples, against the right samples per question), and gate (a) (maj@k - greedy)
+as a paired difference.
 
     python bench/testbed_policy.py --policy ttcl:expr-s [--task expr] [--per-level 60] \
         [--seed 555] [--k 16] [--temperature 0.7]
@@ -18,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,6 +37,14 @@ def _pct(x: float) -> str:
 def _ci(successes: float, n: int) -> str:
     lo, hi = T.wilson(successes, n)
     return f"{_pct(successes / n)} [{_pct(lo)}, {_pct(hi)}]"
+
+
+def _wrong_spread(item: T.Item) -> tuple[int, int, int, int]:
+    """(right samples, wrong samples, distinct wrong answers, samples of the most common wrong answer);
+    a sample without an answer counts as a wrong answer of its own kind (None)."""
+    right = item.right()
+    wrong = Counter(T.answer_of(s, item.checker) for s, r in zip(item.samples, right, strict=True) if not r)
+    return sum(right), sum(wrong.values()), len(wrong), max(wrong.values(), default=0)
 
 
 def main() -> int:
@@ -61,8 +72,9 @@ def main() -> int:
     print(f"dataset: {a.task} BEDS[{a.task!r}].problems({a.per_level}, seed={a.seed}); policy {a.policy} "
           f"(chain style {style}), {a.k} samples at T={a.temperature}; in %, 95% intervals\n")
     print(f"| steps | greedy | maj@{a.k} | pass@{a.k} | strict@{a.k} | sample acc | "
-          f"distinct correct chains / {a.k} | (a) maj@{a.k} - greedy |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"distinct correct chains / {a.k} | right / wrong samples | distinct wrong answers | largest wrong answer | "
+          f"(a) maj@{a.k} - greedy |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for st, its in T.by_steps(items).items():
         n = len(its)
         g = [T.greedy_right(x) for x in its]
@@ -71,9 +83,11 @@ def main() -> int:
         strict = sum(T.method_right(x, "strict", a.k) for x in its)
         sample_acc = sum(sum(x.right()) / len(x.samples) for x in its) / n
         chains = sum(T.distinct_correct_chains(x) for x in its) / n
+        spread = [_wrong_spread(x) for x in its]
+        right_n, wrong_n, distinct, largest = (sum(v[j] for v in spread) / n for j in range(4))
         d, lo, hi = T.mean_ci([m - y for m, y in zip(maj, g, strict=True)], seed=a.seed + st)
         print(f"| {st} | {_ci(sum(g), n)} | {_ci(sum(maj), n)} | {_ci(cover, n)} | {_ci(strict, n)} | "
-              f"{_pct(sample_acc)} | {chains:.2f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
+              f"{_pct(sample_acc)} | {chains:.2f} | {right_n:.1f} / {wrong_n:.1f} | {distinct:.1f} | {largest:.1f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
     return 0
 
 

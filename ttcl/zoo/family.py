@@ -35,7 +35,7 @@ LM_RECIPES: dict[str, LMRecipe] = {
     # head_dim >= 32 (vLLM's CPU kernels), sized for one thread of a shared 2-core CPU.
     "expr-s": LMRecipe("expr-s", "policy", 64, 2, 2, 160, 3600, batch_size=64, lr=3e-3, init_std=_std(64),
                        seed=11, data=EXPR_DATA),
-    "expr-m": LMRecipe("expr-m", "policy", 128, 3, 4, 160, 1500, batch_size=64, lr=2e-3, init_std=_std(128),
+    "expr-m": LMRecipe("expr-m", "policy", 128, 3, 4, 160, 3600, batch_size=64, lr=2e-3, init_std=_std(128),
                        seed=12, data=EXPR_DATA),
     # revision trained on expr-s's own sampled attempts (the expr-prm training split), from expr-s's weights
     "expr-revise": LMRecipe("expr-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
@@ -43,10 +43,9 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
-    # expr-m's shape on expr-s's 3,600 steps (the shipped expr-m sees 1,500): is the middle size
-    # better when it processes as many tokens as the small one?
-    "expr-m-long": LMRecipe("expr-m-long", "policy", 128, 3, 4, 160, 3600, batch_size=64, lr=2e-3,
-                            init_std=_std(128), seed=12, data=EXPR_DATA),
+    # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
+    "expr-s-long": LMRecipe("expr-s-long", "policy", 64, 2, 2, 160, 9000, batch_size=64, lr=3e-3,
+                            init_std=_std(64), seed=11, data=EXPR_DATA),
     # expr-s's recipe on chains that name each sub-expression a line reduces (style `subst`)
     "expr-s-subst": LMRecipe("expr-s-subst", "policy", 64, 2, 2, 224, 3600, batch_size=64, lr=3e-3,
                              init_std=_std(64), seed=11, data=replace(EXPR_DATA, style="subst")),

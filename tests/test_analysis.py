@@ -226,3 +226,26 @@ def test_pools_from_a_trace_read_shares_scores_and_steps() -> None:
     assert p.shared_flops == 60.0 and p.gen_flops == [10.0, 30.0]
     assert p.scores == {"orm": [0.9, 0.2]} and p.verifier_flops == {"orm": 14.0}
     assert flops_at_k(p, "orm_best", 1) == pytest.approx(60 + 20 + 7)
+
+
+def test_wilson_holds_the_estimate_at_every_count() -> None:
+    """At 0 or n successes the textbook formula can miss p by a rounding step (wilson(0, 50) gave a lower
+    bound of 7e-18): a figure then asks matplotlib for a negative error bar and `ttcl eval --plot` failed."""
+    for n in range(1, 400):
+        for c in {0, 1, n // 2, n - 1, n}:
+            lo, hi = wilson(c, n)
+            assert 0.0 <= lo <= c / n <= hi <= 1.0, (c, n, lo, hi)
+
+
+def test_figure_draws_points_at_the_ends_of_the_scale(tmp_path) -> None:
+    """A greedy point at 0% (Wilson, 50 items) and a curve point a rounding step outside its bootstrap
+    interval: both are drawn, the bar on that side has length zero."""
+    from ttcl.runtime.analysis.plot import write_figure
+
+    lo, hi = wilson(0, 50)
+    curves = [{"series": "s", "signal": "maj", "bin": "all", "items": 50, "flops": f, "accuracy": a, "lo": a + 1e-17,
+               "hi": a + 0.1} for f, a in ((1e6, 0.3), (2e6, 0.5))]
+    points = [{"label": "m greedy", "bin": "all", "items": 50, "flops": 3e6, "accuracy": 0.0, "lo": lo, "hi": hi}]
+    out = tmp_path / "f.png"
+    write_figure(out, curves=curves, points=points, bins=["all"], by=None, title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

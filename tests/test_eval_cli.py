@@ -157,3 +157,13 @@ def test_eval_runs_pass_batch_items_and_remote_options_to_each_run(setup: dict[s
     summary2, _ = together.run("arith-s", ["n=2"], [], 0, "ball")
     assert summary.batches == 4 * summary2.batches  # one item per batch, against all four at once
     assert [r["answer"] for r in summary.results] == [r["answer"] for r in summary2.results]
+
+
+def test_the_report_is_out_before_the_figure(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """A figure that cannot be written (here: its folder does not exist) fails with a clear error and exit 2,
+    after the measured table has been printed: nothing measured is lost to the plot."""
+    plot = setup["root"] / "no-such-dir" / "fig.png"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                         "--traces", str(setup["root"] / "traces2"), "--plot", str(plot), "--device", "cpu")
+    assert code == 2 and "cannot write the plot" in err and "Traceback" not in err
+    assert "maj" in out and "pass" in out  # the pool's table came first

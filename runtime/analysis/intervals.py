@@ -20,7 +20,8 @@ def wilson(correct: float, n: int, z: float = Z95) -> tuple[float, float]:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    # the interval holds p exactly; at 0 or n successes mid - half (mid + half) can miss it by a rounding step
+    return (min(p, max(0.0, mid - half)), max(p, min(1.0, mid + half)))
 
 
 def rng_for(seed: int) -> np.random.Generator:

@@ -22,6 +22,12 @@ def _color(signal: str, seen: dict[str, str]) -> str:
     return seen[signal]
 
 
+def _bar(length: float) -> float:
+    """An error bar's length, never negative: a bootstrap interval of a mean can miss the mean by a rounding
+    step (all resamples equal), and matplotlib refuses a negative length."""
+    return max(0.0, length) if length == length else length
+
+
 def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]],
                  bins: Sequence[Any], by: str | None, title: str) -> None:
     """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal), and
@@ -50,7 +56,8 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                 if not pts:
                     continue
                 xs, ys = [p["flops"] for p in pts], [p["accuracy"] for p in pts]
-                err = [[y - p["lo"] for y, p in zip(ys, pts, strict=True)], [p["hi"] - y for y, p in zip(ys, pts, strict=True)]]
+                err = [[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)],
+                       [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]]
                 h = ax.errorbar(xs, ys, yerr=err, color=_color(signal, colors), linestyle=style, marker=".",
                                 markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
                 handles.setdefault(f"{r_series} {signal}", h)
@@ -67,7 +74,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                 continue
             i = labels.index(p["label"])
             greedy = p["label"].endswith("greedy")
-            h = ax.errorbar([p["flops"]], [p["accuracy"]], yerr=[[p["accuracy"] - p["lo"]], [p["hi"] - p["accuracy"]]],
+            h = ax.errorbar([p["flops"]], [p["accuracy"]], yerr=[[_bar(p["accuracy"] - p["lo"])], [_bar(p["hi"] - p["accuracy"])]],
                             color="red" if greedy else PALETTE[-1 - i % len(PALETTE)],
                             marker=MARKERS[i % len(MARKERS)], markersize=9 if greedy else 7, linestyle="none", capsize=2)
             handles.setdefault(p["label"], h)

@@ -241,9 +241,7 @@ def eval_(
         if pool is None:
             report = sweep_report(runs, series, parse_sweep(sweep), set_, model, seed_list, by)
             report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
-            if plot is not None:
-                _plot_sweep(report, plot, by, title)
-            _emit(report, as_json, plot, print_sweep)
+            _emit(report, as_json, plot, print_sweep, lambda: _plot_sweep(report, plot, by, title))
             return
         param, n = parse_pool(pool)
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
@@ -254,13 +252,15 @@ def eval_(
             from ttcl.commands.eval_report import overlay_points
 
             report["overlay"] = overlay_points(report, [_read_sweep(p, len(items)) for p in overlay])
-        if plot is not None:
+
+        def draw() -> None:
             from ttcl.runtime.analysis.plot import write_figure
 
             points = report["greedy"] + [o for o in report.get("overlay", []) if o["signal"] is None]
             _write(lambda: write_figure(plot, curves=report["curves"], points=points, bins=report["bins"],
                                         by=by, title=title), plot)
-        _emit(report, as_json, plot, print_pool)
+
+        _emit(report, as_json, plot, print_pool, draw)
 
 
 def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
@@ -295,13 +295,18 @@ def _plot_sweep(report: dict[str, Any], plot: Path, by: str | None, title: str) 
     _write(lambda: write_figure(plot, curves=curves, points=[], bins=report["bins"], by=by, title=title), plot)
 
 
-def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any) -> None:
+def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any, draw: Any) -> None:
+    """Print the report, then draw the figure (`draw`, when there is a --plot): what was measured is out
+    before anything can go wrong with the figure."""
     if as_json:
         typer.echo(json.dumps(_finite(report), indent=1, default=_json_default))
+    else:
+        console = Console(width=max(120, Console().width))
+        printer(report, console)
+    if plot is None:
         return
-    console = Console(width=max(120, Console().width))
-    printer(report, console)
-    if plot is not None:
+    draw()
+    if not as_json:
         console.print(f"plot: {plot}")
 
 

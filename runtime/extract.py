@@ -4,7 +4,8 @@ A program names its format with `extract "..."` (`####`, `boxed`,
 `last_number`, or a regex with one group); without one, the task checker's
 own `extract` is used, and failing that `####` then the last number.
 Answers are normalised (`1,234.0` -> `1234`) so votes over equal numbers
-agree and accuracy compares like with like.
+agree and accuracy compares like with like; a comma that does not separate
+thousands is kept (`19,26`, a tuple of values, stays a tuple).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from ttcl.errors import TtclRuntimeError
 Extractor = Callable[[str], "str | None"]
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_NUMERIC = re.compile(r"^[-+]?\$?\s*(\d[\d,]*(?:\.\d+)?|\.\d+)\s*%?\.?$")
+# a number, with commas only as thousands separators (`1,234`): `19,26` is a tuple (expr's answer), kept as written
+_NUMERIC = re.compile(r"^[-+]?\$?\s*(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)\s*%?\.?$")
 
 
 class ExtractError(TtclRuntimeError):

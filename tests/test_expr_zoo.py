@@ -216,3 +216,25 @@ def test_a_policy_card_shows_its_chain_style(style: str, tmp_path) -> None:
     assert ("12+7=19\\n30-4=26" in card) == (style == "ops")
     assert (f"chain style `{style}`" in card) == (style != "ops")
     assert "| steps | greedy |" in card
+
+
+@pytest.mark.skipif("expr-m" not in EXPR_SHIPPED, reason="expr-m not shipped")
+def test_expr_pool_program_answers_tuples_judged_by_the_checker(tmp_path, capsys) -> None:
+    """Through the language: programs/expr_pool.ttc votes expr-m's samples; the answer is the tuple as
+    written (`19,26`, not the number 1926, which the GSM8K comma rule used to make of it) and the exact
+    checker judges it right."""
+    from pathlib import Path
+
+    from ttcl.cli import main
+    from ttcl.runtime.tasks.expr import iter_jsonl
+
+    ds = tmp_path / "e.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(4, 2, seed=31))))
+    prog = Path(__file__).resolve().parents[1] / "programs" / "expr_pool.ttc"
+    code = main(["run", str(prog), "--dataset", str(ds), "--set", "n=4", "--judge", "expr", "--device", "cpu",
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    results = out["results"]
+    assert all("," in r["answer"] for r in results)
+    assert sum(bool(r["correct"]) for r in results) >= 3, results

@@ -63,6 +63,12 @@ LM_RECIPES: dict[str, LMRecipe] = {
                             init_std=_std(128), seed=22, data=COUNTDOWN_DATA),
     "countdown-l": LMRecipe("countdown-l", "policy", 256, 3, 8, 160, 1500, batch_size=64, lr=1.5e-3,
                             init_std=_std(256), seed=23, data=COUNTDOWN_DATA),
+    # countdown-s on 3x its steps and countdown-m on expr-m's 3,600: are the countdown policies undertrained as
+    # expr-m was? (experimental)
+    "countdown-s-long": LMRecipe("countdown-s-long", "policy", 64, 2, 2, 160, 9000, batch_size=64, lr=3e-3,
+                                 init_std=_std(64), seed=21, data=COUNTDOWN_DATA),
+    "countdown-m-long": LMRecipe("countdown-m-long", "policy", 128, 3, 4, 160, 3600, batch_size=64, lr=2e-3,
+                                 init_std=_std(128), seed=22, data=COUNTDOWN_DATA),
     # revision trained on countdown-s's own sampled attempts (the countdown-prm training split), from its weights
     "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 3000, batch_size=64, lr=1e-3,
                                  init_std=_std(64), seed=24, init_from="countdown-s",

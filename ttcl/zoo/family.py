@@ -46,6 +46,11 @@ LM_RECIPES: dict[str, LMRecipe] = {
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
     "expr-s-long": LMRecipe("expr-s-long", "policy", 64, 2, 2, 160, 9000, batch_size=64, lr=3e-3,
                             init_std=_std(64), seed=11, data=EXPR_DATA),
+    # expr-s's width on expr-m's depth and deeper: is depth what expr-s lacks? (experimental)
+    "expr-s-deep3": LMRecipe("expr-s-deep3", "policy", 64, 3, 2, 160, 3600, batch_size=64, lr=3e-3,
+                             init_std=_std(64), seed=11, data=EXPR_DATA),
+    "expr-s-deep4": LMRecipe("expr-s-deep4", "policy", 64, 4, 2, 160, 3600, batch_size=64, lr=3e-3,
+                             init_std=_std(64), seed=11, data=EXPR_DATA),
     # expr-s's recipe on chains that name each sub-expression a line reduces (style `subst`)
     "expr-s-subst": LMRecipe("expr-s-subst", "policy", 64, 2, 2, 224, 3600, batch_size=64, lr=3e-3,
                              init_std=_std(64), seed=11, data=replace(EXPR_DATA, style="subst")),

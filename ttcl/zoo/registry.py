@@ -29,9 +29,11 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
 # become a working model on this compute; expr-s on chains that write the state down
 # (expr-s-state, expr-s-trace) was worse than expr-s, and on chains that name each sub-expression
-# (expr-s-subst) or on 2.5x its steps (expr-s-long) no better; countdown-s and countdown-m on more
+# (expr-s-subst), on 2.5x its steps (expr-s-long) or on 3 and 4 layers (expr-s-deep3, expr-s-deep4)
+# no better than a few points; countdown-s and countdown-m on more
 # steps (countdown-s-long, countdown-m-long) are dev-seed trials (ttcl/zoo/README.md).
-EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "countdown-s-long", "countdown-m-long")
+EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
+                "countdown-s-long", "countdown-m-long")
 
 
 def shipped_names() -> list[str]:

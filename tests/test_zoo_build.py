@@ -127,6 +127,49 @@ def test_shipped_deps_refuses_a_half_written_directory(tmp_path: Path, capfd) ->
     assert code == 2 and "holds no trained model" in err and "Traceback" not in err
 
 
+def test_a_rebuild_is_compared_with_the_shipped_bytes(tmp_path: Path) -> None:
+    """What `ttcl zoo train` prints after each model: byte-identical to the shipped file, or
+    which two sha256 differ (on another processor every model differs; ttcl/zoo/README.md)."""
+    shipped = build.weights_digest(MODELS_DIR / "arith-s")
+    assert shipped == _sha(MODELS_DIR / "arith-s" / "model.safetensors")
+    same = tmp_path / "same"
+    same.mkdir()
+    shutil.copyfile(MODELS_DIR / "arith-s" / "model.safetensors", same / "model.safetensors")
+    ok, phrase = build.compare_with_shipped(same, shipped)
+    assert ok is True and "byte-identical" in phrase and shipped[:8] in phrase
+    other = tmp_path / "other"
+    other.mkdir()
+    data = bytearray((same / "model.safetensors").read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (other / "model.safetensors").write_bytes(bytes(data))
+    ok, phrase = build.compare_with_shipped(other, shipped)
+    assert ok is False and "differs" in phrase and shipped[:8] in phrase and _sha(other / "model.safetensors")[:8] in phrase
+    ok, phrase = build.compare_with_shipped(tmp_path / "empty", shipped)
+    assert ok is False and "no model.safetensors" in phrase
+    assert build.compare_with_shipped(same, None)[0] is None  # an experimental recipe: nothing shipped
+    assert build.weights_digest(tmp_path / "empty") is None
+
+
+def test_a_build_records_the_processor_it_ran_on() -> None:
+    from ttcl.zoo.family import build_environment, cpu_identity
+
+    info = """processor\t: 0
+vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 143
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_tile
+
+processor\t: 1
+vendor_id\t: SomethingElse
+"""
+    assert cpu_identity(info) == {"vendor": "GenuineIntel", "model_name": "Intel(R) Xeon(R) Platinum 8480+",
+                                  "family_model": "6/143", "flags": ["avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"]}
+    assert set(cpu_identity("")) == {"processor"}  # no /proc/cpuinfo (macOS): what platform says
+    env = build_environment()
+    assert env["threads"] >= 1 and env["cpu"] and env["cpu_capability"]
+
+
 def test_expr_l_is_experimental_built_only_when_named() -> None:
     assert "expr-l" in EXPERIMENTAL and "expr-l" not in FAMILY and "expr-l" in LM_RECIPES
     assert not (MODELS_DIR / "expr-l").exists()

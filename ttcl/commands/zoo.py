@@ -126,12 +126,24 @@ def train(
                                f"first, add {' '.join(f'--only {d}' for d in m)}, or use the shipped "
                                f"{'one' if len(m) == 1 else 'ones'} with --shipped-deps")
     typer.echo(f"writing models to {root.resolve()} ({min(n_jobs, len(names))} at a time)", err=True)
+    # what a rebuild is compared with: read before training, since --into-package overwrites it
+    shipped = {} if quick else {n: build.weights_digest(MODELS_DIR / n) for n in graph}
+    same: dict[str, bool | None] = {}
 
     def done(name: str, meta: dict) -> None:
-        typer.echo(f"{name}: {meta['params_total']:,} params, {meta['wall_seconds']} s, headline {_headline(meta)}")
+        line = f"{name}: {meta['params_total']:,} params, {meta['wall_seconds']} s, headline {_headline(meta)}"
+        if not quick:
+            same[name], phrase = build.compare_with_shipped(root / name, shipped.get(name))
+            line += f"; {phrase}"
+        typer.echo(line)
 
     build.build(graph, root, jobs=n_jobs, is_quick=quick, evaluate=not no_eval, on_done=done,
                 log=lambda s: typer.echo(s, err=True), debug="--debug" in sys.argv or bool(os.environ.get("TTCL_DEBUG")))
+    compared = [n for n, v in same.items() if v is not None]
+    if compared:
+        differ = [n for n in compared if not same[n]]
+        typer.echo(f"{len(compared) - len(differ)} of {len(compared)} shipped models rebuilt byte-identical"
+                   + (f"; differ: {', '.join(differ)} (see 'Reproducing' in ttcl/zoo/README.md)" if differ else ""))
 
 
 def _copy_shipped(names: list[str], root: Path) -> None:

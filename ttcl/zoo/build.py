@@ -56,6 +56,37 @@ def default_jobs() -> int:
     return max(1, cores)
 
 
+WEIGHTS = "model.safetensors"
+
+
+def weights_digest(model_dir: Path) -> str | None:
+    """sha256 of a model directory's weights, or None if it has none."""
+    import hashlib
+
+    path = model_dir / WEIGHTS
+    if not path.is_file():
+        return None
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def compare_with_shipped(built: Path, shipped: str | None) -> tuple[bool | None, str]:
+    """Whether the weights in `built` are the shipped ones (`shipped`: their sha256, or None
+    when the model is not shipped), and a phrase that says so."""
+    if shipped is None:
+        return None, "not shipped: nothing to compare"
+    got = weights_digest(built)
+    if got is None:
+        return False, f"no {WEIGHTS} written"
+    if got == shipped:
+        return True, f"byte-identical to the shipped file (sha256 {got[:8]}...)"
+    return False, (f"differs from the shipped file (sha256 {got[:8]}... against {shipped[:8]}...): "
+                   "other CPU kernels, processor or library versions; see 'Reproducing' in ttcl/zoo/README.md")
+
+
 def recipe_graph(names: Sequence[str], deps: Callable[[str], Sequence[str]]) -> dict[str, tuple[str, ...]]:
     """Every recipe's dependencies; one on a model without a recipe is an error."""
     graph = {n: tuple(deps(n)) for n in names}

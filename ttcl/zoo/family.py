@@ -285,9 +285,39 @@ def _record_build(name: str, meta: dict, log: Log) -> None:
             "equally valid model; see 'Reproducing' in ttcl/zoo/README.md)")
 
 
+# cpuinfo flags that change which kernels torch's BLAS (MKL) and oneDNN pick, so float results
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile")
+
+
+def cpu_identity(cpuinfo: str | None = None) -> dict:
+    """The processor a build ran on: vendor, model and the vector flags that matter. Matching
+    ATEN_CPU_CAPABILITY is not enough for the same bytes: MKL picks its own kernels per processor
+    (measured: every model differs when rebuilt on a processor with AMX; ttcl/zoo/README.md)."""
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first processor's block describes them all
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    if not first:
+        return {"processor": platform.processor() or platform.machine()}
+    flags = set(first.get("flags", "").split())
+    return {"vendor": first.get("vendor_id", "?"), "model_name": first.get("model name", "?"),
+            "family_model": f"{first.get('cpu family', '?')}/{first.get('model', '?')}",
+            "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 def build_environment() -> dict:
     """What a bit-for-bit rebuild must match: float results of the training kernels depend on
-    the torch and transformers versions and on the CPU's vector instruction set."""
+    the torch and transformers versions, on the CPU's vector instruction set and on the processor
+    (MKL's own kernel choice)."""
     import platform
 
     import torch
@@ -295,7 +325,7 @@ def build_environment() -> dict:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-            "machine": platform.machine()}
+            "machine": platform.machine(), "cpu": cpu_identity()}
 
 
 def dump(meta: dict) -> str:

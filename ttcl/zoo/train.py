@@ -1,8 +1,10 @@
 """Training the zoo's causal LMs (policies, the revise and direct variants).
 
 Every model trains for a fixed number of optimizer steps on data drawn from a
-seeded generator, with a fixed thread count, so a retrain from the same seed
-reproduces it. Wall time varies with the machine; accuracy does not.
+seeded generator, with a fixed thread count, so a retrain from the same seed on
+the same kind of machine reproduces it byte for byte. Another processor or
+kernel set gives a different, equally valid model (its float rounding differs
+and grows through training); wall time varies with the machine too.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from ttcl.zoo.data import EOS_ID, PAD_ID, VOCAB, DataSpec, collate, draw_examples, save_tokenizer
 
 Log = Callable[[str], None]
-THREADS = 1  # fixed, so a retrain is bit-for-bit the same on any machine; run models in parallel
+THREADS = 1  # fixed: a retrain is bit-for-bit the same on the same kind of machine; run models in parallel
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ class ZooArgumentError(TtclError):
 
 DEFAULT_OUT = "ttcl-zoo"  # relative to the working directory
 
-zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*, ttcl:expr-*).", no_args_is_help=True)
+zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*, ttcl:expr-*, ttcl:countdown-*).", no_args_is_help=True)
 data_app = typer.Typer(help="Synthetic task data as GSM8K-style JSONL.", no_args_is_help=True)
 
 
@@ -80,11 +80,9 @@ def train(
     plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the shipped models' recorded training seconds; train nothing.")] = False,
     shipped_deps: Annotated[bool, typer.Option("--shipped-deps", help="Copy the shipped models that the named ones read (an init_from, the policies a verifier samples) into --out where it lacks them, instead of training them first: `ttcl zoo train --only countdown-revise --shipped-deps` rebuilds that one model.")] = False,
 ) -> None:
-    """Reproduce the bundled models from their seeds on the CPU. Independent models train in
-    parallel (--jobs), each in its own process on one thread; a model starts when the models it
-    reads (the policies a verifier samples, an init_from) are written. Writes to ./ttcl-zoo
-    unless told otherwise; never touches the shipped models without --into-package. Times:
-    ttcl/zoo/README.md, "Reproducing"."""
+    """Reproduce the bundled models from their seeds on the CPU.
+
+    Independent models train in parallel (--jobs), each in its own process on one thread; a model starts when the models it reads (the policies a verifier samples, an init_from) are written. Writes to ./ttcl-zoo unless told otherwise; never touches the shipped models without --into-package. After each model it says whether the weights are byte-identical to the shipped file: they are on the kind of processor that file was built on, and another processor gives another, equally valid training run. Times and hashes: ttcl/zoo/README.md, "Reproducing"."""
     import os
 
     from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
@@ -194,7 +192,9 @@ def data_arith(
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
     max_value: Annotated[str, typer.Option("--max-value", help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
 ) -> None:
-    """Arith problems as JSONL lines {"question", "answer" (steps then '#### N'), "steps"} on stdout."""
+    """Arith problems: a chain of + - * on small numbers, as JSONL.
+
+    Each line is {"question", "answer" (steps then '#### N'), "steps"}, on stdout."""
     from ttcl.runtime.tasks.arith import iter_jsonl, make_problems, parse_steps_spec
 
     try:
@@ -215,9 +215,9 @@ def data_expr(
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
     style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line), 'trace' (both: `12+7=19 -> 19*3; 5*8`) or 'subst' (the sub-expression, its operands' values, its value: `(12+7)*3=19*3=57`).")] = "ops",
 ) -> None:
-    """Expr problems (two or three expressions with precedence and parentheses, every value in
-    0..99) as JSONL lines {"question", "answer" (one reduction per line, then '#### N,N'), "steps"}
-    on stdout."""
+    """Expr problems: two or three expressions with precedence and parentheses, as JSONL.
+
+    Every value stays in 0..99; each line is {"question", "answer" (one reduction per line, then '#### N,N'), "steps"}, on stdout."""
     from ttcl.runtime.tasks import expr
 
     if style not in expr.STYLES:
@@ -232,8 +232,9 @@ def data_countdown(
     n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
 ) -> None:
-    """Countdown problems (reach a target from 3-6 numbers with + - * /) as JSONL lines
-    {"question", "answer" (one combination per line, then '#### EXPRESSION'), "steps"} on stdout."""
+    """Countdown problems: reach a target from 3-6 numbers with + - * /, as JSONL.
+
+    Each line is {"question", "answer" (one combination per line, then '#### EXPRESSION'), "steps"}, on stdout."""
     from ttcl.runtime.tasks import countdown
 
     _write_task_jsonl(countdown, steps, n, seed, "(the count of numbers given minus one: "

@@ -5,6 +5,7 @@
         [--large ttcl:expr-m] [--per-level 150] [--seed 777001] [--k 16] [--json out.json]
     python bench/testbed_gates.py --task countdown --policy ttcl:countdown-s \
         --verifier ttcl:countdown-prm --large ttcl:countdown-l
+    python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-m --likelihood
 
 Per bin (number of operations): the question-blind guesser's pass@64 bound;
 greedy, maj@k, verifier-weighted@k, verifier-best@k, pass@k and strict@k
@@ -39,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
-from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative  # noqa: E402
+from ttcl.runtime.verifier_gen import GenerativeStepVerifier, LikelihoodVerifier, is_generative  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
@@ -78,6 +79,9 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--likelihood", action="store_true",
+                    help="score with likelihood(VERIFIER): the verifier is any causal LM, and a sample's "
+                         "score is its probability of the sample's lines")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
@@ -97,8 +101,10 @@ def main() -> int:
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)
     ver_flops: dict[int, float] = {}  # per sample, by item, when the verifier reports what it spent
-    if is_generative(vmeta):  # a generative step checker, through the runtime's `prm(...)` scorer
-        gv = GenerativeStepVerifier(str(vdir), device="cpu", dtype="float32")
+    kind = "likelihood" if a.likelihood else "generative step checker" if is_generative(vmeta) else "PRM"
+    if kind != "PRM":  # through the runtime's `likelihood(...)` or `prm(...)` scorer
+        cls = LikelihoodVerifier if a.likelihood else GenerativeStepVerifier
+        gv = cls(str(vdir), device="cpu", dtype="float32")
         steps = []
         for it in items:
             _, s, u = gv.score_steps([(it.problem.question, c) for c in it.samples])
@@ -129,7 +135,7 @@ def main() -> int:
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"seed={a.seed}); policy {a.policy} "
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
-          f"{'generative step checker' if is_generative(vmeta) else 'PRM'} last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
+          f"{kind} last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
     print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "
           f"pooled AUROC | within-q AUROC (questions) | within-q AUROC, strict labels (questions) | "
           f"distinct correct chains / {k} |")

@@ -312,7 +312,8 @@ def _verify_cost(v: VerifierRef, cands: ValueBound, spec_of: SpecLookup, values:
     return make_cost(calls=cands.count, prompt_tokens=cands.count * length, flops=cands.count * forward_flops(spec, 0, length))
 
 
-DEFAULT_INPUT_TEMPLATES = {"reward": "{question}\n{completion}", "prm": "{question}\n{steps}"}
+DEFAULT_INPUT_TEMPLATES = {"reward": "{question}\n{completion}", "prm": "{question}\n{steps}",
+                           "likelihood": "{question}\n{steps}"}
 
 
 def reward_input_len(v: VerifierRef, cands: ValueBound, facts: TextFacts | None, question: int) -> int:
@@ -330,7 +331,7 @@ def reward_input_len(v: VerifierRef, cands: ValueBound, facts: TextFacts | None,
         _note(f"verifier `{v.name}`: cannot relate its tokenizer to the one that wrote the candidates "
               "(no tokenizer.json, or one that may lengthen text); its input is bounded as if they were the same")
         text, q = cands.gen_len, question
-    if v.kind == "prm":
+    if v.kind in ("prm", "likelihood"):  # the lines re-joined, each ending in the step token
         text += 1
     total = sum(text_tokens(lit) if name is None else (q if name == "question" else text) for lit, name in parts)
     extra = facts.extra if facts is not None else 0

@@ -308,7 +308,7 @@ BUILTINS: dict[str, BuiltinSig] = {
 
 @dataclass(frozen=True)
 class VerifierSig(_Params):
-    """A verifier constructor (`check`, `reward`, `prm`, `judge`) used in `verifier` declarations."""
+    """A verifier constructor (`check`, `reward`, `prm`, `likelihood`, `judge`) used in `verifier` declarations."""
 
     name: str
     params: tuple[ParamSpec, ...]
@@ -349,6 +349,13 @@ VERIFIERS: dict[str, VerifierSig] = {
             ),
             step_scores=True,
             doc="a process reward model: one score per step, aggregated by last | min | prod",
+        ),
+        VerifierSig(
+            "likelihood",
+            (ParamSpec("model", kind=ArgKind.model_ref, required=True),),
+            step_scores=True,
+            doc="any causal LM: the probability it gives the candidate's lines (cumulative per step; "
+            "the score is the whole text's probability)",
         ),
         VerifierSig(
             "judge",

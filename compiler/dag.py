@@ -205,14 +205,15 @@ class ModelRef(_Fast):
 
 
 class VerifierRef(_Fast):
-    """A verifier declaration: `check("arith")`, `reward(ref)`, `prm(ref, agg)`, `judge(model, rubric)`."""
+    """A verifier declaration: `check("arith")`, `reward(ref)`, `prm(ref, agg)`, `likelihood(ref)`,
+    `judge(model, rubric)`."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
-    kind: Literal["check", "reward", "prm", "judge"]
+    kind: Literal["check", "reward", "prm", "likelihood", "judge"]
     checker: str | None = None  # check: the registered checker's name
-    model: ModelRef | None = None  # reward/prm/judge: the scoring model
+    model: ModelRef | None = None  # reward/prm/likelihood/judge: the scoring model
     agg: str | None = None  # prm: last | min | prod; check: None (the outcome) or last | min | prod
     rubric: list[PromptPart] | None = None  # judge: the prompt, with per-candidate fields
     span: Span

@@ -148,6 +148,10 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
 
         cls = GenerativeStepVerifier if is_generative(V.model_meta(ref.model.ref)) else V.ProcessRewardVerifier
         return _PairScorer(ref.name, cls(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
+    if ref.kind == "likelihood":
+        from ttcl.runtime.verifier_gen import LikelihoodVerifier
+
+        return _PairScorer(ref.name, LikelihoodVerifier(ref.model.ref, device=device, dtype=dtype))
     if ref.kind == "judge":
         from ttcl.runtime.runner import load_backend
 

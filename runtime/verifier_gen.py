@@ -43,6 +43,7 @@ class GenerativeStepVerifier(ProcessRewardVerifier):
     """`prm(ref)` over a causal LM whose meta says `"verifier": "generative"` (see the module doc)."""
 
     auto_cls = "AutoModelForCausalLM"
+    score_last_line_unended = False  # LikelihoodVerifier: the text ends as the policy's did
 
     def __init__(self, ref: str, agg: str = "last", device: str = "auto", dtype: str = "auto",
                  batch_size: int = 64) -> None:
@@ -107,9 +108,46 @@ class GenerativeStepVerifier(ProcessRewardVerifier):
                 total += sum(float(lp[q - 1, ids[q]]) for q in scored if q >= 1)
                 steps.append(math.exp(total))
                 start = p + 1
+            if start < len(ids) and not verdicts[i] and self.score_last_line_unended:
+                total += sum(float(lp[q - 1, ids[q]]) for q in range(start, len(ids)) if q >= 1)
+                steps.append(math.exp(total))
             if verdicts[i]:
                 y, n = math.exp(float(lp[-1, self.yes_id])), math.exp(float(lp[-1, self.no_id]))
                 total += math.log(y / (y + n)) if y + n > 0 else math.log(0.5)
                 steps.append(math.exp(total))
             out[i] = steps
         return out, self._usage(enc, failed, time.perf_counter() - t0), failed
+
+
+class LikelihoodVerifier(GenerativeStepVerifier):
+    """`likelihood(ref)`: any causal LM scores what the policy wrote by its own probability of it.
+
+    The completion's lines (stripped, non-empty, joined by `step_end_token`, "\\n" by default,
+    with none after the last line, as the policy wrote them) follow the model's input template (its `ttcl_meta.json` `input_template`, default
+    `{question}\\n{steps}`: the bundled policies' prompt); step i's own score is the probability
+    of all the tokens of line i, and the step scores are cumulative, as a generative checker's
+    (step i: lines 1..i), so the score is the probability of the whole written text. No result
+    marker and no verdict: the model needs no training as a verifier. A larger policy of the same
+    family (`likelihood("ttcl:expr-m")` on expr-s's samples) ranks a small one's samples well
+    where the small one's errors are steps the larger one would not write (ttcl/zoo/README.md).
+    Cost: one forward pass per candidate, as a PRM of the model's size.
+    """
+
+    def __init__(self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> None:
+        ProcessRewardVerifier.__init__(self, ref, agg="last", device=device, dtype=dtype, batch_size=batch_size)
+        archs = list(getattr(self.m.model.config, "architectures", None) or [])
+        if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+            # a classifier with tied embeddings loads as a causal LM without a missing weight
+            raise TtclRuntimeError(
+                f"verifier {ref}: likelihood(...) needs a causal language model, and its config says "
+                f"{', '.join(archs)}\n  hint: a reward model or PRM goes in reward(...) or prm(...)")
+        self.marker_id = None  # every token of a line is scored
+        self.answer_marker = None
+        self.verdict_prompt = None
+
+    score_last_line_unended = True
+
+    def _text(self, question: str, completion: str) -> str:
+        # what the policy wrote: no newline after its last line (a finished policy wrote <eos>
+        # there, and a newline it never writes would cost each candidate an arbitrary amount)
+        return super()._text(question, completion).removesuffix(self.step_end)

@@ -1,0 +1,120 @@
+"""`likelihood(MODEL)`: any causal LM scores a candidate by its probability of the candidate's lines
+(runtime/verifier_gen.py, LikelihoodVerifier). Tested with the shipped expr policies on hand-made
+right, wrong and malformed solutions, through the runtime and the language, with the compiled
+bound. How well it ranks is measured by bench/testbed_gates.py --likelihood, not claimed here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ttcl.errors import TtclRuntimeError  # noqa: E402
+from ttcl.runtime.tasks import expr as E  # noqa: E402
+from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (MODELS_DIR / "expr-m" / "ttcl_meta.json").is_file(), reason="expr-m not shipped")
+Q = "(12+7)*3-(30-4); 5*8"
+RIGHT = "12+7=19\n30-4=26\n19*3=57\n57-26=31\n5*8=40\n#### 31,40"
+# the arithmetic of every line is right, but 7*3 is not a reduction of this question (precedence):
+# expr-s's commonest first error (ttcl/zoo/README.md)
+ILLEGAL = "7*3=21\n12+21=33\n30-4=26\n33-26=7\n5*8=40\n#### 7,40"
+WRONG_VALUE = "12+7=19\n30-4=26\n19*3=56\n56-26=30\n5*8=40\n#### 30,40"
+
+
+def _verifier(ref: str = "ttcl:expr-m"):
+    from ttcl.runtime.verifier_gen import LikelihoodVerifier
+
+    return LikelihoodVerifier(ref, device="cpu", dtype="float32")
+
+
+def test_the_hand_made_solutions_are_what_they_say() -> None:
+    c = E.ExprChecker()
+    assert c.strict(Q, RIGHT)
+    assert c.outcome(Q, ILLEGAL) == 0.0 and c.first_error(Q, ILLEGAL) == 0
+    assert c.outcome(Q, WRONG_VALUE) == 0.0 and c.first_error(Q, WRONG_VALUE) == 2
+
+
+def test_a_larger_policy_scores_the_right_solution_above_wrong_ones() -> None:
+    scores, steps, usage = _verifier().score_steps([(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE)])
+    assert scores[0] > 10 * scores[1] and scores[0] > 10 * scores[2], scores
+    for s in steps:  # cumulative: one score per line, never rising, the last one the score
+        assert len(s) == 6 and all(0.0 <= b <= a <= 1.0 for a, b in zip(s, s[1:], strict=False))
+    assert scores == [s[-1] for s in steps]
+    # where it falls: the illegal first line, and the wrong product on line 3
+    assert steps[1][0] < 0.1 * steps[0][0]
+    assert steps[2][2] < 0.1 * steps[2][1] and steps[2][1] == pytest.approx(steps[0][1], rel=1e-5)
+    assert usage.calls == 3 and usage.flops > 0
+
+
+def test_it_is_the_models_own_probability_of_the_text() -> None:
+    """The score of a whole solution is the product of the model's next-token probabilities over
+    every token after the prompt (the lines joined by newlines, none after the last), computed here by hand."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(MODELS_DIR / "expr-s")
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
+    head = tok(Q + "\n", add_special_tokens=False)["input_ids"]
+    body = tok(RIGHT, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([head + body])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(ids).logits[0].float(), -1)
+    by_hand = sum(float(lp[p - 1, ids[0, p]]) for p in range(len(head), ids.shape[1]))
+    (score,), _ = _verifier("ttcl:expr-s").score([(Q, RIGHT)])
+    assert math.log(score) == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_partial_and_malformed_completions_score_without_raising() -> None:
+    v = _verifier()
+    items = [(Q, "12+7=19"), (Q, ""), (Q, "garbage\n\n####"), (Q, "٣+٤=٧"), ("not a question", RIGHT)]
+    scores, steps, _ = v.score_steps(items)
+    assert len(steps[0]) == 1 and steps[1] == [] and scores[1] == 0.0
+    assert all(0.0 <= s <= 1.0 and not math.isnan(s) for s in scores)
+
+
+def test_a_model_that_is_not_a_causal_lm_is_a_clear_error() -> None:
+    with pytest.raises(TtclRuntimeError, match="needs a causal language model.*GPT2ForTokenClassification"):
+        _verifier("ttcl:expr-prm")
+
+
+def test_a_program_ranks_with_it_within_the_compiled_bound(tmp_path: Path) -> None:
+    """`likelihood("ttcl:expr-m")` in a program: it compiles, runs, and every node's spend per item
+    stays within `ttcl check`'s bound (one forward pass of expr-m per candidate)."""
+    import ttcl
+    from ttcl.compiler.pipeline import compile_program
+
+    src = ('ttcl 1\nmodel policy = "ttcl:expr-s"\nverifier lik = likelihood("ttcl:expr-m")\n'
+           "budget per item {\n    flops <= 1e10\n}\n"
+           "strategy main(question: text[<=48]) -> answer {\n"
+           '    pool = sample(policy, "{question}\\n", n = 4, max_tokens = 100, temperature = 0.7)\n'
+           "    return vote(verify(lik, pool), weight = score)\n}\n")
+    prog = tmp_path / "rerank.ttc"
+    prog.write_text(src)
+    rows = compile_program(source=src, file="t.ttc").report.rows
+    verify_row = next(r for r in rows if r.op == "verify")
+    assert verify_row.bound["calls"] == 4 and verify_row.bound["flops"] > 0
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(line + "\n" for line in E.iter_jsonl(E.make_problems(4, 4, seed=3))))
+    out = ttcl.run(prog, dataset=data, judge="expr", device="cpu")
+    s = out.summary
+    assert s.items == 4 and s.failed == 0 and len(out.answers) == 4
+    for row in s.rows:
+        for unit, spent in row.actual_max.items():
+            assert spent <= row.bound.get(unit, math.inf) + 1e-6, (row.node, unit)
+
+
+def test_a_bad_likelihood_declaration_names_the_line() -> None:
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.errors import TtclError
+
+    src = ('ttcl 1\nmodel policy = "ttcl:expr-s"\nverifier lik = likelihood()\n'
+           "strategy main(question: text[<=48]) -> answer {\n"
+           '    pool = sample(policy, "{question}\\n", n = 4, max_tokens = 100)\n'
+           "    return best(verify(lik, pool))\n}\n")
+    with pytest.raises(TtclError) as e:
+        compile_program(source=src, file="t.ttc")
+    assert "t.ttc:3" in str(e.value) and "likelihood(model)" in str(e.value)

@@ -118,3 +118,25 @@ def test_a_bad_likelihood_declaration_names_the_line() -> None:
     with pytest.raises(TtclError) as e:
         compile_program(source=src, file="t.ttc")
     assert "t.ttc:3" in str(e.value) and "likelihood(model)" in str(e.value)
+
+
+def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tmp_path: Path, capsys) -> None:
+    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's and expr-s's likelihoods, expr-prm
+    and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
+    import json
+
+    from ttcl.cli import main
+
+    ds = tmp_path / "e.jsonl"
+    ds.write_text("".join(line + "\n" for line in E.iter_jsonl(E.make_problems(3, 2, seed=31))))
+    prog = Path(__file__).resolve().parents[1] / "programs" / "expr_rerank.ttc"
+    code = main(["run", str(prog), "--dataset", str(ds), "--set", "n=4", "--judge", "expr", "--device", "cpu",
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["items"] == 3 and out["failed"] == 0
+    assert all("," in r["answer"] for r in out["results"])
+    verify = [r for r in out["rows"] if r["op"] == "verify"]
+    assert len(verify) == 4 and all(r["ran"] == 3 for r in verify)
+    for r in out["rows"]:
+        for unit, spent in r["actual_max"].items():
+            assert spent <= r["bound"].get(unit, math.inf) + 1e-6, (r["node"], unit)

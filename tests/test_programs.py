@@ -32,6 +32,7 @@ BOUNDS = {
     "countdown_revision_check": (8, 468),
     "dvts": (320, 1760),
     "expr_pool": (32, 1600),
+    "expr_rerank": (64, 1600),
     "lookahead": (512, 4224),
     "pool": (48, 1792),
     "pooled_adaptive": (20, 2240),

@@ -155,15 +155,16 @@ def _run(source: Path, dataset: Path) -> dict:
     return result.summary.model_dump()
 
 
-@pytest.mark.parametrize("kind", ["template", "bpe"])
+@pytest.mark.parametrize("kind", ["template", "bpe", "likelihood"])
 def test_run_never_stops_an_item_that_check_said_fits(tmp_path: Path, kind: str) -> None:
     if kind == "template":
         orm = write_orm_with_template(MODELS_DIR / "arith-orm", tmp_path / "orm", "Question: {question}\nSolution: {completion}\nOK?")
         policy, bound, max_tokens = "ttcl:arith-s", 16, 40
-    else:
+    else:  # a BPE policy's text scored by a character-level model: lengths converted across tokenizers
         orm, policy, bound, max_tokens = "ttcl:arith-orm", str(write_bpe_policy(tmp_path / "bpe")), 3, 3
+    scorer = 'likelihood("ttcl:arith-s")' if kind == "likelihood" else f'reward("{orm}")'
     path = tmp_path / "p.ttc"
-    path.write_text(f'ttcl 1\nmodel policy = "{policy}"\nverifier orm = reward("{orm}")\n'
+    path.write_text(f'ttcl 1\nmodel policy = "{policy}"\nverifier orm = {scorer}\n'
                     "budget per item { calls <= 8 }\n"
                     f"strategy main(question: text[<={bound}]) -> answer {{\n"
                     f'    d = sample(policy, "{{question}}\\n", n = 4, max_tokens = {max_tokens}, temperature = 1.0)\n'

@@ -123,15 +123,18 @@ class LikelihoodVerifier(GenerativeStepVerifier):
     """`likelihood(ref)`: any causal LM scores what the policy wrote by its own probability of it.
 
     The completion's lines (stripped, non-empty, joined by `step_end_token`, "\\n" by default,
-    with none after the last line, as the policy wrote them) follow the model's input template (its `ttcl_meta.json` `input_template`, default
-    `{question}\\n{steps}`: the bundled policies' prompt); step i's own score is the probability
-    of all the tokens of line i, and the step scores are cumulative, as a generative checker's
-    (step i: lines 1..i), so the score is the probability of the whole written text. No result
-    marker and no verdict: the model needs no training as a verifier. A larger policy of the same
-    family (`likelihood("ttcl:expr-m")` on expr-s's samples) ranks a small one's samples well
-    where the small one's errors are steps the larger one would not write (ttcl/zoo/README.md).
-    Cost: one forward pass per candidate, as a PRM of the model's size.
+    none after the last line, as the policy wrote them) follow the model's input template (its
+    `ttcl_meta.json` `input_template`, default `{question}\\n{steps}`: the bundled policies'
+    prompt). Step i's own score is the probability of all the tokens of line i, and the step
+    scores are cumulative, as a generative checker's (step i: lines 1..i), so the score is the
+    probability of the whole written text. No result marker and no verdict: the model needs no
+    training as a verifier. A larger policy of the same family (`likelihood("ttcl:expr-m")` on
+    expr-s's samples) ranks a small one's samples well where the small one's errors are steps the
+    larger one would not write (ttcl/zoo/README.md). Cost: one forward pass per candidate, as a
+    PRM of the model's size.
     """
+
+    score_last_line_unended = True
 
     def __init__(self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> None:
         ProcessRewardVerifier.__init__(self, ref, agg="last", device=device, dtype=dtype, batch_size=batch_size)
@@ -144,8 +147,6 @@ class LikelihoodVerifier(GenerativeStepVerifier):
         self.marker_id = None  # every token of a line is scored
         self.answer_marker = None
         self.verdict_prompt = None
-
-    score_last_line_unended = True
 
     def _text(self, question: str, completion: str) -> str:
         # what the policy wrote: no newline after its last line (a finished policy wrote <eos>

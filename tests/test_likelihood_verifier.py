@@ -140,3 +140,16 @@ def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tm
     for r in out["rows"]:
         for unit, spent in r["actual_max"].items():
             assert spent <= r["bound"].get(unit, math.inf) + 1e-6, (r["node"], unit)
+
+
+def test_likelihood_on_a_server_is_refused_before_anything_runs(tmp_path: Path, capfd) -> None:
+    from ttcl.cli import main
+
+    prog = tmp_path / "ep.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:expr-s"\nverifier lik = likelihood("http://127.0.0.1:9/v1?model=x")\n'
+                    "strategy main(question: text[<=48]) -> answer {\n"
+                    '    pool = sample(policy, "{question}\\n", n = 2, max_tokens = 100)\n'
+                    "    return best(verify(lik, pool))\n}\n")
+    code = main(["run", str(prog), "--input", "1+2; 3*4", "--device", "cpu"])
+    err = capfd.readouterr().err
+    assert code == 2 and "a likelihood verifier on a server is not supported" in err and "Traceback" not in err

@@ -147,6 +147,14 @@ def test_a_rebuild_is_compared_with_the_shipped_bytes(tmp_path: Path) -> None:
     ok, phrase = build.compare_with_shipped(tmp_path / "empty", shipped)
     assert ok is False and "no model.safetensors" in phrase
     assert build.compare_with_shipped(same, None)[0] is None  # an experimental recipe: nothing shipped
+    # what the two recorded build environments say
+    env = {"torch": "2.13.0+cpu", "transformers": "5.24.0", "cpu_capability": "AVX512"}
+    _, phrase = build.compare_with_shipped(other, shipped, env, env | {"cpu": {"model_name": "x"}})
+    assert "same torch, transformers and kernels, so another processor" in phrase
+    _, phrase = build.compare_with_shipped(other, shipped, env, env | {"cpu_capability": "AVX2"})
+    assert "other cpu_capability AVX512 there, AVX2 here" in phrase
+    _, phrase = build.compare_with_shipped(other, shipped, None, env)
+    assert "records no build environment" in phrase
     assert build.weights_digest(tmp_path / "empty") is None
 
 

@@ -73,9 +73,11 @@ def weights_digest(model_dir: Path) -> str | None:
     return h.hexdigest()
 
 
-def compare_with_shipped(built: Path, shipped: str | None) -> tuple[bool | None, str]:
+def compare_with_shipped(built: Path, shipped: str | None, shipped_build: dict | None = None,
+                         this_build: dict | None = None) -> tuple[bool | None, str]:
     """Whether the weights in `built` are the shipped ones (`shipped`: their sha256, or None
-    when the model is not shipped), and a phrase that says so."""
+    when the model is not shipped), and a phrase that says so and, when they differ, what in
+    the two builds' recorded environments (`ttcl_meta.json` `build`) differs."""
     if shipped is None:
         return None, "not shipped: nothing to compare"
     got = weights_digest(built)
@@ -84,7 +86,18 @@ def compare_with_shipped(built: Path, shipped: str | None) -> tuple[bool | None,
     if got == shipped:
         return True, f"byte-identical to the shipped file (sha256 {got[:8]}...)"
     return False, (f"differs from the shipped file (sha256 {got[:8]}... against {shipped[:8]}...): "
-                   "other CPU kernels, processor or library versions; see 'Reproducing' in ttcl/zoo/README.md")
+                   f"{why_different(shipped_build, this_build)}; see 'Reproducing' in ttcl/zoo/README.md")
+
+
+def why_different(shipped: dict | None, here: dict | None) -> str:
+    """What the recorded build environments say about two builds whose bytes differ."""
+    if not isinstance(shipped, dict) or not isinstance(here, dict):
+        return "the shipped file records no build environment (other CPU kernels, processor or library versions)"
+    keys = ("torch", "transformers", "cpu_capability")
+    other = [f"{k} {shipped.get(k)} there, {here.get(k)} here" for k in keys if shipped.get(k) != here.get(k)]
+    if other:
+        return "other " + "; ".join(other)
+    return "same torch, transformers and kernels, so another processor (MKL picks its own kernels per processor)"
 
 
 def recipe_graph(names: Sequence[str], deps: Callable[[str], Sequence[str]]) -> dict[str, tuple[str, ...]]:

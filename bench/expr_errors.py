@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -35,7 +34,6 @@ from ttcl.runtime.tasks import expr as E  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
-STEP = re.compile(r"^\s*(\d+)\s*([-+*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
 KINDS = ("right", "illegal reduction, right arithmetic", "illegal reduction, wrong value", "arithmetic",
          "answer line", "answer too early", "malformed")
 
@@ -53,10 +51,10 @@ def first_failure(p: E.Problem, sample: str, check: E.ExprChecker) -> str:
     line = lines[at]
     if line.startswith(E.ANSWER_MARKER):
         return "answer line" if len(done) == len(nodes) else "answer too early"
-    m = STEP.match(line)
+    m = E._STEP_RE.match(line)  # the checker's own reading of `a op b = v`
     if m is None:
         return "malformed"
-    a, op, b, v = int(m[1]), m[2], int(m[3]), int(m[4])
+    a, op, b, v = E._op_of(m)
     ready = [n for i, n in enumerate(nodes) if i not in done and n.op == op and E._ready(n, nodes, done)
              and n.left is not None and n.right is not None and (n.left.value, n.right.value) == (a, b)]
     if ready:

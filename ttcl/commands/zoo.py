@@ -126,7 +126,7 @@ def train(
     typer.echo(f"writing models to {root.resolve()} ({min(n_jobs, len(names))} at a time)", err=True)
     # what a rebuild is compared with: read before training, since --into-package overwrites it
     shipped = {} if quick else {n: build.weights_digest(MODELS_DIR / n) for n in graph}
-    shipped_env = {} if quick else {n: _shipped_build(n) for n in graph}
+    shipped_env = {} if quick else {n: build.shipped_build(n) for n in graph}
     same: dict[str, bool | None] = {}
 
     def done(name: str, meta: dict) -> None:
@@ -144,19 +144,6 @@ def train(
         differ = [n for n in compared if not same[n]]
         typer.echo(f"{len(compared) - len(differ)} of {len(compared)} shipped models rebuilt byte-identical"
                    + (f"; differ: {', '.join(differ)} (see 'Reproducing' in ttcl/zoo/README.md)" if differ else ""))
-
-
-def _shipped_build(name: str) -> dict | None:
-    """The build environment the shipped model recorded (`ttcl_meta.json` `build`), if any."""
-    import json
-
-    from ttcl.zoo.registry import META_FILE, MODELS_DIR
-
-    try:
-        env = json.loads((MODELS_DIR / name / META_FILE).read_text()).get("build")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return env if isinstance(env, dict) else None
 
 
 def _copy_shipped(names: list[str], root: Path) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttcl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError, TtclRuntimeError
-from ttcl.zoo.registry import META_FILE, MODELS_DIR
+from ttcl.zoo.registry import META_FILE, MODELS_DIR, _read_meta
 
 Log = Callable[[str], None]
 Graph = Mapping[str, Sequence[str]]
@@ -71,6 +71,12 @@ def weights_digest(model_dir: Path) -> str | None:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def shipped_build(name: str) -> dict | None:
+    """The build environment the shipped model `name` recorded (`ttcl_meta.json` `build`), if any."""
+    env = _read_meta(MODELS_DIR / name).get("build")
+    return env if isinstance(env, dict) else None
 
 
 def compare_with_shipped(built: Path, shipped: str | None, shipped_build: dict | None = None,

@@ -74,8 +74,38 @@ class JobContext:
     question: str
     values: dict[str, Value]
     default_revise: list[PromptPart] = field(default_factory=list)
+    # Nodes whose samples a later `revise` or `extend` of the same model continues (`in_context`).
+    keep_kv: frozenset[str] = frozenset()
     # This item's verifier scores so far: (verifier, prompt, text) -> (score, step scores).
     scores: dict[tuple[str, str, str], tuple[float, tuple[float, ...] | None]] = field(default_factory=dict)
+
+
+def in_context(nodes: Any) -> frozenset[str]:
+    """Ids of the `sample`, `revise` and `extend` nodes whose outputs a later `revise` or `extend`
+    of the same model reads (directly or through a loop's phi): their samples' KV caches are worth
+    keeping, because a revision prompt that restates the draft after its own prompt (an in-context
+    revision template) is then served from the prefix cache and only what follows is computed."""
+    by_id = {n.id: n for n in nodes}
+
+    def producers(node_id: str, seen: set[str]) -> list[Any]:
+        n = by_id.get(node_id)
+        if n is None or node_id in seen:
+            return []
+        seen.add(node_id)
+        if n.op == "phi":
+            return [p for i in n.input_nodes() for p in producers(i, seen)]
+        return [n] if n.op in ("sample", "revise", "extend") else []
+
+    keep: set[str] = set()
+    for n in by_id.values():
+        if n.op not in ("revise", "extend") or n.args.model is None:
+            continue
+        if n.op == "revise" and (n.args.rounds or 1) > 1:
+            keep.add(n.id)
+        for src in n.input_nodes("cands"):
+            keep.update(p.id for p in producers(src, set())
+                        if p.args.model is not None and p.args.model.ref == n.args.model.ref)
+    return frozenset(keep)
 
 
 def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int, shared: bool = True) -> Cost:
@@ -215,7 +245,8 @@ class SampleJob(Job):
         if allow is None:
             return []
         seed = derive_seed(a.seed if a.seed is not None else self.ctx.seed, self.ctx.item, self.node.id)
-        req = GenRequest(prompt=prompt, n=allow.n or n, params=_params(self.node, allow.max_tokens or m, self.ctx.values), seed=seed)
+        req = GenRequest(prompt=prompt, n=allow.n or n, params=_params(self.node, allow.max_tokens or m, self.ctx.values),
+                         seed=seed, keep_kv=True if self.node.id in self.ctx.keep_kv else None)
         return [GenCall(key, req)]
 
     def _consume(self, calls: list[Call]) -> None:
@@ -378,7 +409,8 @@ class ReviseJob(Job):
                                 max_tokens=allow.max_tokens or m, stop=tuple(a.stop or ()))
         return [
             GenCall(key, GenRequest(prompt=p, n=1, params=params,
-                                    seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, self.round * 65536 + j)))
+                                    seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, self.round * 65536 + j),
+                                    keep_kv=True if self.node.id in self.ctx.keep_kv else None))
             for j, p in enumerate(self.prompts)
         ]
 

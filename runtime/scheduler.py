@@ -42,7 +42,7 @@ from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.degraded import describe as describe_degraded
 from ttcl.runtime.hooks import NodeHook
-from ttcl.runtime.jobs import GenCall, Job, JobContext, ScoreCall, make_job
+from ttcl.runtime.jobs import GenCall, Job, JobContext, ScoreCall, in_context, make_job
 from ttcl.runtime.judge import Judge, JudgeError
 from ttcl.runtime.ops import OpError, run_cheap
 from ttcl.runtime.scoring import Scorer
@@ -159,6 +159,7 @@ class Scheduler:
         # charged never depends on which other items ran before it (runtime/pool_split.py).
         self.isolate_items = False
         self._order = [n.id for n in dag.topological_order()]
+        self._keep_kv = in_context(dag.nodes.values())
         # Only hooks that look at node inputs/outputs (the trace) pay for turning them into JSON.
         self._want_io = any(type(h).after_node is not NodeHook.after_node for h in self.hooks)
         self._input_names = [dag[i].args.name or "" for i in dag.inputs]
@@ -367,6 +368,7 @@ class Scheduler:
             values=run.values,
             default_revise=self.default_revise,
             scores=run.scores,
+            keep_kv=self._keep_kv,
         )
         job = make_job(node, ctx)
         run.started[node.id] = self._now()

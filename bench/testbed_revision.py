@@ -14,6 +14,15 @@ right->wrong and wrong->right counts of each round, and gate (d): revision
 (round 1) minus the fresh second sample, a paired difference with a 95%
 bootstrap interval, beside the FLOPs of each (a revision call prefills the
 attempt too). Not a test.
+
+With --inline (a reviser whose card template extends its own draft, such as
+expr-revise-inline), the reviser drafts its own attempts and revises each in
+the draft's context: a runtime with a prefix cache computes only the marker
+and the revision, so both revision and a fresh sample are charged what they
+add to the draft (FLOPs revise / fresh counts that, not the draft).
+--fresh K draws K fresh samples per item and takes their mean accuracy as the
+fresh-sample column (a lower-variance estimate of one fresh sample's
+accuracy; the difference is still paired per item).
 """
 
 from __future__ import annotations
@@ -43,11 +52,17 @@ def main() -> int:
     ap.add_argument("--per-level", type=int, default=150)
     ap.add_argument("--seed", type=int, default=T.EVAL_SEED)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--inline", action="store_true",
+                    help="the reviser drafts its own attempts and revises in the draft's context (no --policy)")
+    ap.add_argument("--fresh", type=int, default=1, help="fresh samples per item, their mean accuracy reported")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if a.inline:
+        a.policy, a.rounds = a.reviser, 1
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ttcl.compiler.costmodel import ModelSpec, forward_flops
     from ttcl.zoo.data import REVISE_TEMPLATE
     from ttcl.zoo.sampling import generate
 
@@ -58,8 +73,9 @@ def main() -> int:
     pmeta = json.loads((pdir / "ttcl_meta.json").read_text())
     rmeta = json.loads((rdir / "ttcl_meta.json").read_text())
     pol = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
-    items = T.run_policy(pol, AutoTokenizer.from_pretrained(str(pdir)), problems, k=2, temperature=0.7, seed=a.seed,
-                         style=T.chain_style(pmeta))
+    items = T.run_policy(pol, AutoTokenizer.from_pretrained(str(pdir)), problems, k=1 + a.fresh, temperature=0.7,
+                         seed=a.seed, style=T.chain_style(pmeta))
+    template = rmeta.get("revise_template", REVISE_TEMPLATE)
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
     attempts = [[it.samples[0] for it in items]]
@@ -70,23 +86,44 @@ def main() -> int:
         for i, it in enumerate(items):
             by.setdefault(it.problem.steps, []).append(i)
         for st, idx in by.items():
-            prompts = [REVISE_TEMPLATE.format(question=items[i].problem.question, attempt=prev[i].strip()) for i in idx]
+            prompts = [template.format(question=items[i].problem.question, attempt=prev[i].strip()) for i in idx]
             budget = bed.max_new_tokens(st, T.chain_style(rmeta))
             for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=budget), strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"seed={a.seed}); attempts by {a.policy} at T=0.7, "
-          f"revisions by {a.reviser} (greedy); 95% intervals\n")
+          f"revisions by {a.reviser} (greedy{', in the draft context' if a.inline else ''}); "
+          f"fresh sample: mean of {a.fresh} per item; 95% intervals\n")
+    rspec = ModelSpec(non_embedding_params=rmeta["params_non_embedding"], n_layer=rmeta["n_layer"],
+                      d_model=rmeta["d_model"])
+
+    def revise_flops(i: int) -> float:
+        """A revision's FLOPs; inline, the draft's context (its prompt and text) is cached."""
+        prompt = template.format(question=problems[i].question, attempt=attempts[0][i].strip())
+        if not a.inline:
+            return T.policy_flops(rmeta, prompt, [attempts[1][i]])
+        draft = problems[i].prompt + attempts[0][i]
+        cached = len(os.path.commonprefix([draft, prompt]))
+        end = len(prompt) + T.gen_tokens(attempts[1][i]) - 1
+        return forward_flops(rspec, cached, len(prompt)) + forward_flops(rspec, len(prompt), end)
+
+    def fresh_flops(i: int) -> float:
+        fresh = items[i].samples[1:]
+        if not a.inline:
+            return T.policy_flops(pmeta, problems[i].prompt, fresh[:1])
+        p = len(problems[i].prompt)  # cached with the draft
+        return forward_flops(rspec, p, p + T.gen_tokens(fresh[0]) - 1)
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))
     print(head + " | fresh sample | (d) round 1 - fresh | FLOPs revise / fresh |")
     print("|" + "---|" * (3 + 3 * a.rounds + 3))
-    out = {"seed": a.seed, "policy": a.policy, "reviser": a.reviser, "bins": []}
+    out = {"seed": a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
+           "bins": []}
     for st in sorted({p.steps for p in problems}):
         idx = [i for i, p in enumerate(problems) if p.steps == st]
         right = [[checker.outcome(problems[i].question, att[i]) for i in idx] for att in attempts]
-        fresh = [checker.outcome(problems[i].question, items[i].samples[1]) for i in idx]
+        fresh = [sum(checker.outcome(problems[i].question, x) for x in items[i].samples[1:]) / a.fresh for i in idx]
         cells = [str(st), str(len(idx)), _pct(sum(right[0]) / len(idx))]
         row: dict = {"steps": st, "n": len(idx), "attempt": sum(right[0]) / len(idx), "rounds": []}
         for r in range(1, a.rounds + 1):
@@ -95,10 +132,8 @@ def main() -> int:
             cells += [_pct(sum(right[r]) / len(idx)), str(rw), str(wr)]
             row["rounds"].append({"acc": sum(right[r]) / len(idx), "right_to_wrong": rw, "wrong_to_right": wr})
         d = T.mean_ci([x - y for x, y in zip(right[1], fresh, strict=True)], seed=a.seed + st)
-        f_rev = sum(T.policy_flops(rmeta, REVISE_TEMPLATE.format(question=problems[i].question,
-                                                                 attempt=attempts[0][i].strip()), [attempts[1][i]])
-                    for i in idx) / len(idx)
-        f_fresh = sum(T.policy_flops(pmeta, problems[i].prompt, [items[i].samples[1]]) for i in idx) / len(idx)
+        f_rev = sum(revise_flops(i) for i in idx) / len(idx)
+        f_fresh = sum(fresh_flops(i) for i in idx) / len(idx)
         cells += [_pct(sum(fresh) / len(idx)), f"{_pct(d[0])} [{_pct(d[1])}, {_pct(d[2])}]{' met' if d[1] > 0 else ''}",
                   f"{f_rev:.3g} / {f_fresh:.3g}"]
         row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "flops_revise": f_rev, "flops_fresh": f_fresh}

@@ -122,6 +122,23 @@ def test_countdown_revise_data_keeps_right_attempts_and_fixes_wrong_ones() -> No
         draw_examples(spec, random.Random(0), 2)  # revise data needs the policy's own attempts
 
 
+def test_countdown_inline_revise_data_restates_a_right_answer_and_fixes_a_wrong_one() -> None:
+    from ttcl.zoo.data import REVISE_INLINE_TEMPLATE, DataSpec, draw_examples
+
+    p = make_problems(1, 3, seed=21)[0]
+    right = p.solution()
+    wrong = right.replace("####", "7+7=14 [1]\n####", 1)
+    spec = DataSpec(task="countdown", kind="revise", revise_frac=1.0, steps=(3,), revise_style="inline")
+    for attempt in (right, wrong):
+        for e in draw_examples(spec, random.Random(0), 10, attempts=[(p.question, attempt)]):
+            assert e.prompt == REVISE_INLINE_TEMPLATE.format(question=p.question, attempt=attempt)
+            assert e.prompt.startswith(p.prompt + attempt)
+            if attempt == right:
+                assert e.completion == right.splitlines()[-1] and e.completion.startswith("#### ")
+            else:
+                assert checker.strict(p.question, e.completion)
+
+
 @pytest.mark.skipif("countdown-revise" not in SHIPPED, reason="countdown-revise not shipped")
 def test_shipped_reviser_loads_and_revises_into_checkable_solutions() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -156,6 +156,25 @@ def test_expr_revise_data_pairs_own_attempts_with_right_solutions() -> None:
         draw_examples(DataSpec(kind="revise", task="expr"), random.Random(1), 1, None)
 
 
+def test_inline_revise_data_continues_the_draft_and_restates_a_right_answer() -> None:
+    """In-context revision data: the attempt sits where the model wrote it (a prompt that extends
+    the draft's own context); a strictly right attempt is answered by its answer line, any other
+    by a whole right solution."""
+    from ttcl.zoo.data import REVISE_INLINE_TEMPLATE, DataSpec, draw_examples
+
+    q = "12+7; 30-4"
+    right, wrong = "12+7=19\n30-4=26\n#### 19,26", "12+7=19\n30-4=36\n#### 19,36"
+    spec = DataSpec(kind="revise", task="expr", steps=(2,), revise_frac=1.0, revise_style="inline")
+    for attempt in (right, wrong):
+        for e in draw_examples(spec, random.Random(2), 6, [(q, attempt)]):
+            assert e.prompt == f"{q}\n{attempt}\nfix:\n" == REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt)
+            assert e.prompt.startswith(parse_question(q).prompt + attempt)  # the draft's context, then the marker
+            if attempt == right:
+                assert e.completion == "#### 19,26"
+            else:
+                assert checker.strict(q, e.completion) and e.completion.count("\n") == 2
+
+
 def test_pairwise_loss_prefers_right_over_wrong_within_a_question() -> None:
     from ttcl.zoo.verifiers import _pairwise_loss
 

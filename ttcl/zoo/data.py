@@ -27,6 +27,11 @@ PAD_ID, EOS_ID, UNK_ID = VOCAB[PAD], VOCAB[EOS], VOCAB[UNK]
 
 # `revise` prompt: the runtime fills it and the model writes a corrected solution.
 REVISE_TEMPLATE = "{question}\nattempt:\n{attempt}\nfix:\n"
+# In-context revision (`DataSpec.revise_style="inline"`): the attempt stays where the model wrote
+# it, right after the question, so the prompt extends the draft's own context and a runtime with a
+# prefix cache computes only the marker and the revision. A strictly right attempt is answered by
+# restating its answer line (a few tokens); any other by a whole right solution.
+REVISE_INLINE_TEMPLATE = "{question}\n{attempt}\nfix:\n"
 
 
 def encode(text: str) -> list[int]:
@@ -124,6 +129,7 @@ class DataSpec:
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
+    revise_style: str = "apart"  # apart: REVISE_TEMPLATE | inline: REVISE_INLINE_TEMPLATE (expr)
     style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES)
 
 
@@ -162,8 +168,13 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
             q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
             p = expr.parse_question(q)
             assert p is not None
-            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt.strip()),
-                               p.solution(rng, spec.style)))
+            attempt = attempt.strip()
+            if spec.revise_style == "inline":
+                kept = expr.checker.strict(q, attempt)
+                target = attempt.splitlines()[-1].strip() if kept else p.solution(rng, spec.style)
+                out.append(Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target))
+                continue
+            out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), p.solution(rng, spec.style)))
             continue
         p = expr.generate(rng.choice(spec.steps), rng)
         out.append(Example(p.prompt, p.solution(rng, spec.style)))
@@ -191,7 +202,12 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
             attempt = attempt.strip()
             parsed = countdown.parse_question(q)
             assert parsed is not None
-            target = attempt if countdown.checker.strict(q, attempt) else parsed.solution(rng)
+            kept = countdown.checker.strict(q, attempt)
+            if spec.revise_style == "inline":
+                target = attempt.splitlines()[-1].strip() if kept else parsed.solution(rng)
+                out.append(Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target))
+                continue
+            target = attempt if kept else parsed.solution(rng)
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), target))
             continue
         p = countdown.generate(rng.choice(spec.steps), rng)

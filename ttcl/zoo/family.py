@@ -8,7 +8,14 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from ttcl.zoo.data import REVISE_TEMPLATE, VERDICT_NO, VERDICT_PROMPT, VERDICT_YES, DataSpec
+from ttcl.zoo.data import (
+    REVISE_INLINE_TEMPLATE,
+    REVISE_TEMPLATE,
+    VERDICT_NO,
+    VERDICT_PROMPT,
+    VERDICT_YES,
+    DataSpec,
+)
 from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
 from ttcl.zoo.train import LMRecipe, Log, train_lm, write_meta
 from ttcl.zoo.verifiers import SampleSpec, VerifierRecipe
@@ -41,6 +48,14 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "expr-revise": LMRecipe("expr-revise", "revise", 64, 2, 2, 320, 800, batch_size=64, lr=1e-3,
                             init_std=_std(64), seed=14, init_from="expr-s",
                             data=replace(EXPR_DATA, kind="revise", revise_frac=0.5)),
+    # in-context revision (data.REVISE_INLINE_TEMPLATE): drafts and revises in one context, so a
+    # revision reuses the draft's KV cache; keeps a right attempt by restating its answer (experimental)
+    "expr-revise-inline": LMRecipe("expr-revise-inline", "revise", 64, 2, 2, 320, 2000, batch_size=64, lr=1e-3,
+                                   init_std=_std(64), seed=14, init_from="expr-s",
+                                   data=replace(EXPR_DATA, kind="revise", revise_frac=0.5, revise_style="inline")),
+    "expr-revise-inline-long": LMRecipe("expr-revise-inline-long", "revise", 64, 2, 2, 320, 4000, batch_size=64,
+                                        lr=1e-3, init_std=_std(64), seed=14, init_from="expr-s",
+                                        data=replace(EXPR_DATA, kind="revise", revise_frac=0.5, revise_style="inline")),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
@@ -78,6 +93,11 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 3000, batch_size=64, lr=1e-3,
                                  init_std=_std(64), seed=24, init_from="countdown-s",
                                  data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7)),
+    # countdown-revise in its own draft's context (data.REVISE_INLINE_TEMPLATE; experimental)
+    "countdown-revise-inline": LMRecipe("countdown-revise-inline", "revise", 64, 2, 2, 320, 3000, batch_size=64,
+                                        lr=1e-3, init_std=_std(64), seed=24, init_from="countdown-s",
+                                        data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
+                                                     revise_style="inline")),
     # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
     # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
     # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)
@@ -142,7 +162,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             attempts = _own_attempts(r.init_from or VERIFIER_SAMPLE_SPECS[source].policies[0], source, out_root, is_quick, log)
         model, meta = train_lm(r, out, log=log, attempts=attempts, init_dir=init_dir)
         if r.kind == "revise":
-            meta["revise_template"] = REVISE_TEMPLATE
+            meta["revise_template"] = REVISE_INLINE_TEMPLATE if r.data.revise_style == "inline" else REVISE_TEMPLATE
             meta["revise_template_fields"] = ["question", "attempt"]
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"

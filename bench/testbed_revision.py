@@ -22,7 +22,9 @@ and the revision, so both revision and a fresh sample are charged what they
 add to the draft (FLOPs revise / fresh counts that, not the draft).
 --fresh K draws K fresh samples per item and takes their mean accuracy as the
 fresh-sample column (a lower-variance estimate of one fresh sample's
-accuracy; the difference is still paired per item).
+accuracy; the difference is still paired per item). Inline, the last column
+counts the drafts whose revision restates the answer (keeps the draft),
+among right and among wrong drafts: how well the reviser tells them apart.
 """
 
 from __future__ import annotations
@@ -116,8 +118,10 @@ def main() -> int:
         return forward_flops(rspec, p, p + T.gen_tokens(fresh[0]) - 1)
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))
-    print(head + " | fresh sample | (d) round 1 - fresh | FLOPs revise / fresh |")
-    print("|" + "---|" * (3 + 3 * a.rounds + 3))
+    kept_head = " | kept: right / wrong drafts" if a.inline else ""
+    print(head + f" | fresh sample | (d) round 1 - fresh | FLOPs revise / fresh{kept_head} |")
+    print("|" + "---|" * (3 + 3 * a.rounds + 3 + bool(a.inline)))
+    marker = bed.module.ANSWER_MARKER
     out = {"seed": a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
            "bins": []}
     for st in sorted({p.steps for p in problems}):
@@ -137,6 +141,13 @@ def main() -> int:
         cells += [_pct(sum(fresh) / len(idx)), f"{_pct(d[0])} [{_pct(d[1])}, {_pct(d[2])}]{' met' if d[1] > 0 else ''}",
                   f"{f_rev:.3g} / {f_fresh:.3g}"]
         row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "flops_revise": f_rev, "flops_fresh": f_fresh}
+        if a.inline:  # a revision that restates the answer (starts with the answer marker) keeps its draft
+            kept = [attempts[1][i].lstrip().startswith(marker) for i in idx]
+            kr = sum(k for k, r in zip(kept, right[0], strict=True) if r)
+            kw = sum(k for k, r in zip(kept, right[0], strict=True) if not r)
+            nr = sum(1 for r in right[0] if r)
+            cells.append(f"{kr}/{nr} / {kw}/{len(idx) - nr}")
+            row |= {"kept_right": [kr, nr], "kept_wrong": [kw, len(idx) - nr]}
         out["bins"].append(row)
         print("| " + " | ".join(cells) + " |")
     if a.json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +130,23 @@ class DataSpec:
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
     revise_style: str = "apart"  # apart: REVISE_TEMPLATE | inline: REVISE_INLINE_TEMPLATE (expr)
+    revise_right_frac: float | None = None  # share of revision attempts that are strictly right (None: as sampled)
     style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES)
+
+
+def _pick_attempt(spec: DataSpec, rng: random.Random, attempts: Sequence[tuple[str, str]],
+                  strict: Callable[[str, str], bool]) -> tuple[str, str]:
+    """A random attempt; with `spec.revise_right_frac`, a strictly right one with that probability
+    (drawn by rejection, so the pool needs no index; at most 10,000 draws, else any)."""
+    q, attempt = attempts[rng.randrange(len(attempts))]
+    if spec.revise_right_frac is None:
+        return q, attempt
+    want = rng.random() < spec.revise_right_frac
+    for _ in range(10_000):
+        if strict(q, attempt.strip()) == want:
+            break
+        q, attempt = attempts[rng.randrange(len(attempts))]
+    return q, attempt
 
 
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,
@@ -165,7 +181,7 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
     out: list[Example] = []
     for _ in range(n):
         if spec.kind == "revise" and rng.random() < spec.revise_frac:
-            q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
+            q, attempt = _pick_attempt(spec, rng, attempts, expr.checker.strict)  # type: ignore[arg-type]
             p = expr.parse_question(q)
             assert p is not None
             attempt = attempt.strip()
@@ -198,7 +214,7 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
     out: list[Example] = []
     for _ in range(n):
         if spec.kind == "revise" and rng.random() < spec.revise_frac:
-            q, attempt = attempts[rng.randrange(len(attempts))]  # type: ignore[index]
+            q, attempt = _pick_attempt(spec, rng, attempts, countdown.checker.strict)  # type: ignore[arg-type]
             attempt = attempt.strip()
             parsed = countdown.parse_question(q)
             assert parsed is not None

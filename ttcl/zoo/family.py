@@ -56,6 +56,10 @@ LM_RECIPES: dict[str, LMRecipe] = {
     "expr-revise-inline-long": LMRecipe("expr-revise-inline-long", "revise", 64, 2, 2, 320, 4000, batch_size=64,
                                         lr=1e-3, init_std=_std(64), seed=14, init_from="expr-s",
                                         data=replace(EXPR_DATA, kind="revise", revise_frac=0.5, revise_style="inline")),
+    "expr-revise-inline-bal": LMRecipe("expr-revise-inline-bal", "revise", 64, 2, 2, 320, 2000, batch_size=64,
+                                       lr=1e-3, init_std=_std(64), seed=14, init_from="expr-s",
+                                       data=replace(EXPR_DATA, kind="revise", revise_frac=0.5, revise_style="inline",
+                                                    revise_right_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
@@ -98,6 +102,12 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                         lr=1e-3, init_std=_std(64), seed=24, init_from="countdown-s",
                                         data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
                                                      revise_style="inline")),
+    # the same with half the revision attempts strictly right (the sampled pool holds 7.5%)
+    "countdown-revise-inline-bal": LMRecipe("countdown-revise-inline-bal", "revise", 64, 2, 2, 320, 3000,
+                                            batch_size=64, lr=1e-3, init_std=_std(64), seed=24,
+                                            init_from="countdown-s",
+                                            data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
+                                                         revise_style="inline", revise_right_frac=0.5)),
     # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
     # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
     # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)

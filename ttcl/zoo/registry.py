@@ -31,11 +31,11 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # (expr-s-state, expr-s-trace) was worse than expr-s, and on chains that name each sub-expression
 # (expr-s-subst), on 2.5x its steps (expr-s-long) or on 3 and 4 layers (expr-s-deep3, expr-s-deep4)
 # no better than a few points; countdown-s and countdown-m on more
-# steps (countdown-s-long, countdown-m-long) are dev-seed trials; expr-revise-inline revises in its
-# own draft's context (ttcl/zoo/README.md).
+# steps (countdown-s-long, countdown-m-long) are dev-seed trials; the *-revise-inline* recipes revise
+# in their own draft's context, level with a fresh sample, not better (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
-                "countdown-revise-inline")
+                "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal")
 
 
 def shipped_names() -> list[str]:

@@ -108,6 +108,12 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                             init_from="countdown-s",
                                             data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
                                                          revise_style="inline", revise_right_frac=0.5)),
+    # the same from countdown-check's weights (which learned to check a line's arithmetic), on countdown-s's attempts
+    "countdown-revise-inline-chk": LMRecipe("countdown-revise-inline-chk", "revise", 64, 2, 2, 320, 3000,
+                                            batch_size=64, lr=1e-3, init_std=_std(64), seed=24,
+                                            init_from="countdown-check", attempts_from="countdown-s",
+                                            data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
+                                                         revise_style="inline")),
     # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
     # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
     # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)
@@ -169,7 +175,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
 
                 raise TtclRuntimeError(f"{name} needs {r.init_from} in {out_root}: train it first")
         if (source := attempts_source(name)) is not None:
-            attempts = _own_attempts(r.init_from or VERIFIER_SAMPLE_SPECS[source].policies[0], source, out_root, is_quick, log)
+            policy = r.attempts_from or r.init_from or VERIFIER_SAMPLE_SPECS[source].policies[0]
+            attempts = _own_attempts(policy, source, out_root, is_quick, log)
         model, meta = train_lm(r, out, log=log, attempts=attempts, init_dir=init_dir)
         if r.kind == "revise":
             meta["revise_template"] = REVISE_INLINE_TEMPLATE if r.data.revise_style == "inline" else REVISE_TEMPLATE

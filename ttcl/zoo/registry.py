@@ -35,7 +35,8 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # in their own draft's context, level with a fresh sample, not better (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
-                "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal")
+                "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
+                "countdown-revise-inline-chk")
 
 
 def shipped_names() -> list[str]:

@@ -44,6 +44,7 @@ class LMRecipe:
     init_std: float = 0.02
     data: DataSpec = field(default_factory=DataSpec)
     init_from: str | None = None  # a trained LM of the same shape (its weights; positions beyond its n_ctx copy its last)
+    attempts_from: str | None = None  # revise: whose sampled attempts it reads (default: init_from's)
 
 
 def gpt2_config(r: LMRecipe, **extra: object):  # -> GPT2Config

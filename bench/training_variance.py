@@ -26,16 +26,6 @@ from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
 
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    from statistics import NormalDist
-
-    z = NormalDist().inv_cdf(0.975)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
-    return centre - half, centre + half
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="expr-s")
@@ -81,7 +71,7 @@ def main() -> int:
         for b in bins:
             got = [bed.checker.outcome(it.problem.question, it.greedy) for it in items if it.problem.steps == b]
             k, n = int(sum(got)), len(got)
-            lo, hi = _wilson(k, n)
+            lo, hi = T.wilson(k, n)
             cells.append(f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]")
             table.setdefault(name, {})[b] = k / n
         print(f"| {name} | {meta.get('final_loss', float('nan')):.3f} | " + " | ".join(cells) + " |")

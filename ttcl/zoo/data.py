@@ -149,6 +149,13 @@ def _pick_attempt(spec: DataSpec, rng: random.Random, attempts: Sequence[tuple[s
     return q, attempt
 
 
+def _inline_revise(q: str, attempt: str, right: bool, solve: Callable[[], str]) -> Example:
+    """An in-context revision example: a strictly right attempt is kept by restating its answer
+    line; any other is answered by a whole right solution (`solve()`, drawn only then)."""
+    target = attempt.splitlines()[-1].strip() if right else solve()
+    return Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target)
+
+
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,
                   attempts: Sequence[tuple[str, str]] | None = None) -> list[Example]:
     if spec.task == "expr":
@@ -186,9 +193,8 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
             assert p is not None
             attempt = attempt.strip()
             if spec.revise_style == "inline":
-                kept = expr.checker.strict(q, attempt)
-                target = attempt.splitlines()[-1].strip() if kept else p.solution(rng, spec.style)
-                out.append(Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target))
+                out.append(_inline_revise(q, attempt, expr.checker.strict(q, attempt),
+                                          lambda p=p: p.solution(rng, spec.style)))
                 continue
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), p.solution(rng, spec.style)))
             continue
@@ -220,8 +226,7 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
             assert parsed is not None
             kept = countdown.checker.strict(q, attempt)
             if spec.revise_style == "inline":
-                target = attempt.splitlines()[-1].strip() if kept else parsed.solution(rng)
-                out.append(Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target))
+                out.append(_inline_revise(q, attempt, kept, lambda parsed=parsed: parsed.solution(rng)))
                 continue
             target = attempt if kept else parsed.solution(rng)
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), target))

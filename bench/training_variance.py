@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
-from ttcl.zoo.registry import resolve_model  # noqa: E402
+from ttcl.zoo.registry import resolve_model, shipped_names  # noqa: E402
 
 
 def main() -> int:
@@ -52,7 +52,8 @@ def main() -> int:
             r = replace(base, seed=s, name=f"{a.recipe}-seed{s}")
             _, meta = train_lm(r, out / r.name, log=print)
             write_meta(out / r.name, meta)
-    runs = [(f"{a.recipe} (shipped, seed {base.seed})", resolve_model(f"ttcl:{a.recipe}"))]
+    # an experimental recipe has no shipped model: its runs are all in DIR (the recipe's own seed as DIR/NAME-seedS too)
+    runs = [(f"{a.recipe} (shipped, seed {base.seed})", resolve_model(f"ttcl:{a.recipe}"))] if a.recipe in shipped_names() else []
     runs += sorted((p.name, p) for p in out.glob(f"{a.recipe}-seed*") if (p / "config.json").is_file())
     bed = T.BEDS[base.data.task]
     problems = bed.problems(a.per_level, seed=a.seed)

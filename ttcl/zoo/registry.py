@@ -30,13 +30,14 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # become a working model on this compute; expr-s on chains that write the state down
 # (expr-s-state, expr-s-trace) was worse than expr-s, and on chains that name each sub-expression
 # (expr-s-subst), on 2.5x its steps (expr-s-long) or on 3 and 4 layers (expr-s-deep3, expr-s-deep4)
-# no better than a few points; countdown-s and countdown-m on more
+# no better than a few points, nor on questions of 2-6 or 2-5 operations only (expr-s-mid6,
+# expr-s-mid5); countdown-s and countdown-m on more
 # steps (countdown-s-long, countdown-m-long) are dev-seed trials; the *-revise-inline* recipes revise
 # in their own draft's context, level with a fresh sample, not better (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
-                "countdown-revise-inline-chk")
+                "countdown-revise-inline-chk", "expr-s-mid6", "expr-s-mid5")
 
 
 def shipped_names() -> list[str]:

@@ -3,6 +3,7 @@
 
     python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-prm \
         [--large ttcl:expr-m] [--per-level 150] [--seed 777001] [--k 16] [--json out.json]
+    python bench/testbed_gates.py --task countdown ... --seed 777001,20261203,20261204
     python bench/testbed_gates.py --task countdown --policy ttcl:countdown-s \
         --verifier ttcl:countdown-prm --large ttcl:countdown-l
     python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-m --likelihood
@@ -23,7 +24,8 @@ of issue 7 as paired differences with percentile-bootstrap intervals:
 
 Samples at T=0.7 (`--temperature`; chosen on the dev seed 555). The seed names the dataset: items are
 `ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)` (expr: 2..8 operations; countdown:
-2..5 combinations); the guesser's reference answers (expr only: a countdown answer is an
+2..5 combinations). Several comma-separated seeds pool their items into one table (each set
+sampled with its own seed), so a gate's interval covers all of them; the guesser's reference answers (expr only: a countdown answer is an
 expression over the question's own numbers) come from seed + 1. Not a test.
 """
 
@@ -75,7 +77,7 @@ def main() -> int:
     ap.add_argument("--verifier", default="ttcl:expr-prm")
     ap.add_argument("--large", default=None)
     ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=T.EVAL_SEED)
+    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, pooled")
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--json", default=None)
@@ -89,14 +91,26 @@ def main() -> int:
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps
 
+    try:
+        seeds = [int(x) for x in a.seed.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        print(f"--seed: expected an integer or comma-separated integers, got {a.seed!r}", file=sys.stderr)
+        return 2
+    a.seed = seeds[0]  # the guesser's reference answers and the bootstrap draws
     bed = T.BEDS[a.task]
-    problems = bed.problems(a.per_level, seed=a.seed)
     pdir = resolve_model(a.policy)
     pmeta = _meta(pdir)
     t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
-    items = T.run_policy(model, AutoTokenizer.from_pretrained(str(pdir)), problems, k=a.k,
-                         temperature=a.temperature, seed=a.seed, style=T.chain_style(pmeta))
+    ptok = AutoTokenizer.from_pretrained(str(pdir))
+    problems, items = [], []
+    for s in seeds:  # each evaluation set sampled with its own seed, as when it is run alone
+        ps = bed.problems(a.per_level, seed=s)
+        problems += ps
+        items += T.run_policy(model, ptok, ps, k=a.k, temperature=a.temperature, seed=s,
+                              style=T.chain_style(pmeta))
     print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)
@@ -130,10 +144,11 @@ def main() -> int:
             large[st] = [T.greedy_right(x) for x in its]
             large_flops[st] = sum(T.policy_flops(lmeta, x.problem.prompt, [x.greedy]) for x in its) / len(its)
     k = a.k
-    out: dict = {"seed": a.seed, "policy": a.policy, "verifier": a.verifier, "large": a.large, "k": k,
+    out: dict = {"seed": seeds if len(seeds) > 1 else a.seed, "policy": a.policy, "verifier": a.verifier, "large": a.large, "k": k,
                  "temperature": a.temperature, "per_level": a.per_level, "bins": []}
+    sets = f"seed={a.seed}" if len(seeds) == 1 else f"seed in {seeds}, pooled"
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
-          f"seed={a.seed}); policy {a.policy} "
+          f"{sets}); policy {a.policy} "
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "
           f"{kind} last-step score); {k} samples at T={a.temperature}; 95% intervals\n")
     print(f"| steps | guess pass@64 bound | greedy | maj@{k} | weighted@{k} | best@{k} | pass@{k} | strict@{k} | "

@@ -41,12 +41,9 @@ def main() -> int:
     ap.add_argument("--temperature", type=float, default=0.7)
     a = ap.parse_args()
     try:
-        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    except ValueError:
-        print(f"--seeds: expected comma-separated integers, got {a.seeds!r}", file=sys.stderr)
-        return 2
-    if not seeds:
-        print("--seeds: name at least one evaluation seed", file=sys.stderr)
+        seeds = T.seed_list(a.seeds)
+    except ValueError as e:
+        print(f"--seeds: {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer

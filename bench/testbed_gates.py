@@ -25,8 +25,9 @@ of issue 7 as paired differences with percentile-bootstrap intervals:
 Samples at T=0.7 (`--temperature`; chosen on the dev seed 555). The seed names the dataset: items are
 `ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)` (expr: 2..8 operations; countdown:
 2..5 combinations). Several comma-separated seeds pool their items into one table (each set
-sampled with its own seed), so a gate's interval covers all of them; the guesser's reference answers (expr only: a countdown answer is an
-expression over the question's own numbers) come from seed + 1. Not a test.
+sampled with its own seed), so a gate's interval covers all of them. The guesser's reference
+answers (expr only: a countdown answer is an expression over the question's own numbers) come
+from the first seed + 1. Not a test.
 """
 
 from __future__ import annotations
@@ -92,11 +93,9 @@ def main() -> int:
     from ttcl.zoo.sampling import score_steps
 
     try:
-        seeds = [int(x) for x in a.seed.split(",") if x.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds:
-        print(f"--seed: expected an integer or comma-separated integers, got {a.seed!r}", file=sys.stderr)
+        seeds = T.seed_list(a.seed)
+    except ValueError as e:
+        print(f"--seed: {e}", file=sys.stderr)
         return 2
     a.seed = seeds[0]  # the guesser's reference answers and the bootstrap draws
     bed = T.BEDS[a.task]
@@ -105,12 +104,12 @@ def main() -> int:
     t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
     ptok = AutoTokenizer.from_pretrained(str(pdir))
+    style = T.chain_style(pmeta)
     problems, items = [], []
     for s in seeds:  # each evaluation set sampled with its own seed, as when it is run alone
         ps = bed.problems(a.per_level, seed=s)
         problems += ps
-        items += T.run_policy(model, ptok, ps, k=a.k, temperature=a.temperature, seed=s,
-                              style=T.chain_style(pmeta))
+        items += T.run_policy(model, ptok, ps, k=a.k, temperature=a.temperature, seed=s, style=style)
     print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)

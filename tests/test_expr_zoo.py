@@ -257,3 +257,12 @@ def test_expr_pool_program_answers_tuples_judged_by_the_checker(tmp_path, capsys
     results = out["results"]
     assert all("," in r["answer"] for r in results)
     assert sum(bool(r["correct"]) for r in results) >= 3, results
+
+
+def test_seed_list_reads_one_or_several_seeds_and_names_bad_input() -> None:
+    assert T.seed_list("777001") == [777001]
+    assert T.seed_list("777001, 20261203,") == [777001, 20261203]
+    with pytest.raises(ValueError, match="'5,x'"):
+        T.seed_list("5,x")
+    with pytest.raises(ValueError, match="at least one"):
+        T.seed_list(" , ")

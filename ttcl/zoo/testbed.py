@@ -65,6 +65,17 @@ BEDS = {
 }
 
 
+def seed_list(text: str) -> list[int]:
+    """Evaluation-set seeds from a comma-separated list ("777001,20261203"); ValueError names what is wrong."""
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected an integer or comma-separated integers, got {text!r}") from None
+    if not seeds:
+        raise ValueError("name at least one evaluation seed")
+    return seeds
+
+
 def chain_style(meta: dict) -> str:
     """How a policy writes its chain of thought (`expr`: ops, state or trace), from its ttcl_meta.json."""
     return str(meta.get("recipe", {}).get("data", {}).get("style", "ops"))

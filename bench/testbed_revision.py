@@ -3,6 +3,7 @@ sample (gate d).
 
     python bench/testbed_revision.py --policy ttcl:expr-s --reviser ttcl:expr-revise \
         [--per-level 150] [--seed 777001] [--rounds 2]
+    python bench/testbed_revision.py --task countdown --inline --reviser DIR --seed 20261203,20261204 --fresh 4
     python bench/testbed_revision.py --task countdown --policy ttcl:countdown-s --reviser ttcl:countdown-revise
 
 Per item of the held-out set (`ttcl.zoo.testbed.BEDS[task].problems(per_level, seed)`):
@@ -25,6 +26,14 @@ fresh-sample column (a lower-variance estimate of one fresh sample's
 accuracy; the difference is still paired per item). Inline, the last column
 counts the drafts whose revision restates the answer (keeps the draft),
 among right and among wrong drafts: how well the reviser tells them apart.
+The attempt and the fresh samples are draws from one distribution (the same model, prompt and
+temperature), so round 1 - attempt (column "(d) flips": wrong->right minus right->wrong, per
+item) estimates the same difference as round 1 - fresh. It leaves out the luck of the one draft
+each item gets against its fresh samples, which round 1 - fresh carries; its own noise is the
+answers revision changes. Both are printed: where they disagree, the drafts were lucky or
+unlucky against the fresh samples, and a larger evaluation decides.
+Several comma-separated seeds pool their items into one table (each set sampled with its own
+seed, as when it is run alone), so the interval of (d) covers all of them.
 """
 
 from __future__ import annotations
@@ -46,19 +55,29 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _gate(d: tuple[float, float, float]) -> str:
+    return f"{_pct(d[0])} [{_pct(d[1])}, {_pct(d[2])}]{' met' if d[1] > 0 else ''}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
     ap.add_argument("--policy", default="ttcl:expr-s")
     ap.add_argument("--reviser", default="ttcl:expr-revise")
     ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--seed", type=int, default=T.EVAL_SEED)
+    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, pooled")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--inline", action="store_true",
                     help="the reviser drafts its own attempts and revises in the draft's context (no --policy)")
     ap.add_argument("--fresh", type=int, default=1, help="fresh samples per item, their mean accuracy reported")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    try:
+        seeds = T.seed_list(a.seed)
+    except ValueError as e:
+        print(f"--seed: {e}", file=sys.stderr)
+        return 2
+    a.seed = seeds[0]  # the bootstrap draws
     if a.inline:
         a.policy, a.rounds = a.reviser, 1
     torch.set_num_threads(1)
@@ -70,13 +89,16 @@ def main() -> int:
 
     bed = T.BEDS[a.task]
     checker = bed.checker
-    problems = bed.problems(a.per_level, seed=a.seed)
     pdir, rdir = resolve_model(a.policy), resolve_model(a.reviser)
     pmeta = json.loads((pdir / "ttcl_meta.json").read_text())
     rmeta = json.loads((rdir / "ttcl_meta.json").read_text())
     pol = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
-    items = T.run_policy(pol, AutoTokenizer.from_pretrained(str(pdir)), problems, k=1 + a.fresh, temperature=0.7,
-                         seed=a.seed, style=T.chain_style(pmeta))
+    ptok = AutoTokenizer.from_pretrained(str(pdir))
+    problems, items = [], []
+    for s in seeds:  # each evaluation set sampled with its own seed, as when it is run alone
+        ps = bed.problems(a.per_level, seed=s)
+        problems += ps
+        items += T.run_policy(pol, ptok, ps, k=1 + a.fresh, temperature=0.7, seed=s, style=T.chain_style(pmeta))
     template = rmeta.get("revise_template", REVISE_TEMPLATE)
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
@@ -93,8 +115,9 @@ def main() -> int:
             for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=budget), strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
+    sets = f"seed={a.seed}" if len(seeds) == 1 else f"seed in {seeds}, pooled"
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
-          f"seed={a.seed}); attempts by {a.policy} at T=0.7, "
+          f"{sets}); attempts by {a.policy} at T=0.7, "
           f"revisions by {a.reviser} (greedy{', in the draft context' if a.inline else ''}); "
           f"fresh sample: mean of {a.fresh} per item; 95% intervals\n")
     rspec = ModelSpec(non_embedding_params=rmeta["params_non_embedding"], n_layer=rmeta["n_layer"],
@@ -119,10 +142,10 @@ def main() -> int:
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))
     kept_head = " | kept: right / wrong drafts" if a.inline else ""
-    print(head + f" | fresh sample | (d) round 1 - fresh | FLOPs revise / fresh{kept_head} |")
-    print("|" + "---|" * (3 + 3 * a.rounds + 3 + bool(a.inline)))
+    print(head + f" | fresh sample | (d) round 1 - fresh | (d) flips: round 1 - attempt | FLOPs revise / fresh{kept_head} |")
+    print("|" + "---|" * (3 + 3 * a.rounds + 4 + bool(a.inline)))
     marker = bed.module.ANSWER_MARKER
-    out = {"seed": a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
+    out = {"seed": seeds if len(seeds) > 1 else a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
            "bins": []}
     for st in sorted({p.steps for p in problems}):
         idx = [i for i, p in enumerate(problems) if p.steps == st]
@@ -136,11 +159,12 @@ def main() -> int:
             cells += [_pct(sum(right[r]) / len(idx)), str(rw), str(wr)]
             row["rounds"].append({"acc": sum(right[r]) / len(idx), "right_to_wrong": rw, "wrong_to_right": wr})
         d = T.mean_ci([x - y for x, y in zip(right[1], fresh, strict=True)], seed=a.seed + st)
+        flips = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], right[0], strict=True)], seed=a.seed + st)
         f_rev = sum(revise_flops(i) for i in idx) / len(idx)
         f_fresh = sum(fresh_flops(i) for i in idx) / len(idx)
-        cells += [_pct(sum(fresh) / len(idx)), f"{_pct(d[0])} [{_pct(d[1])}, {_pct(d[2])}]{' met' if d[1] > 0 else ''}",
-                  f"{f_rev:.3g} / {f_fresh:.3g}"]
-        row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "flops_revise": f_rev, "flops_fresh": f_fresh}
+        cells += [_pct(sum(fresh) / len(idx)), _gate(d), _gate(flips), f"{f_rev:.3g} / {f_fresh:.3g}"]
+        row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "gate_d_flips": flips, "flops_revise": f_rev,
+                "flops_fresh": f_fresh}
         if a.inline:  # a revision that restates the answer (starts with the answer marker) keeps its draft
             kept = [attempts[1][i].lstrip().startswith(marker) for i in idx]
             kr = sum(k for k, r in zip(kept, right[0], strict=True) if r)

@@ -16,7 +16,7 @@ from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
 
 POLICIES = ("countdown-s", "countdown-m", "countdown-l")
-SHIPPED = tuple(n for n in (*POLICIES, "countdown-prm", "countdown-revise") if (MODELS_DIR / n / "ttcl_meta.json").is_file())
+SHIPPED = tuple(n for n in (*POLICIES, "countdown-prm", "countdown-revise", "countdown-revise-inline-chk") if (MODELS_DIR / n / "ttcl_meta.json").is_file())
 
 
 def _meta(name: str) -> dict:
@@ -160,6 +160,37 @@ def test_shipped_reviser_loads_and_revises_into_checkable_solutions() -> None:
     for p, o in zip(problems, outs, strict=True):
         lines = checker.split_steps(o[0])
         assert lines and lines[-1].startswith("####") and len(checker.steps(p.question, o[0])) == len(lines), o
+
+
+@pytest.mark.skipif("countdown-revise-inline-chk" not in SHIPPED, reason="countdown-revise-inline-chk not shipped")
+def test_shipped_in_context_reviser_drafts_and_keeps_or_rewrites_in_its_own_context() -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ttcl.zoo.data import REVISE_INLINE_TEMPLATE
+    from ttcl.zoo.sampling import generate
+
+    name = "countdown-revise-inline-chk"
+    meta = _meta(name)
+    assert meta["revise_template"] == REVISE_INLINE_TEMPLATE and meta["init_from"] == "countdown-check"
+    assert meta["recipe"]["attempts_from"] == "countdown-s" and meta["recipe"]["data"]["revise_style"] == "inline"
+    path = MODELS_DIR / name
+    model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    problems = make_problems(8, 2, seed=7)
+    # as a policy it drafts in the task's format, which the checker reads line by line
+    drafts = [o[0] for o in generate(model, tok, [p.prompt for p in problems], n=1, max_new_tokens=60)]
+    for p, d in zip(problems, drafts, strict=True):
+        lines = checker.split_steps(d)
+        assert lines and lines[-1].startswith("####") and len(checker.steps(p.question, d)) == len(lines), d
+    # after its draft and `fix:` it either restates an answer line (keeps the draft) or writes a whole
+    # solution; the revision prompt extends the draft's own context, so a prefix cache serves it
+    prompts = [REVISE_INLINE_TEMPLATE.format(question=p.question, attempt=d.strip()) for p, d in
+               zip(problems, drafts, strict=True)]
+    assert all(q.startswith(p.prompt + d.strip()) for q, p, d in zip(prompts, problems, drafts, strict=True))
+    for p, o in zip(problems, generate(model, tok, prompts, n=1, max_new_tokens=60), strict=True):
+        lines = checker.split_steps(o[0])
+        assert lines and lines[-1].startswith("####"), o
+        assert len(lines) == 1 or len(checker.steps(p.question, o[0])) == len(lines), o
 
 
 def test_the_token_budget_holds_every_gold_solution() -> None:

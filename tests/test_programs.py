@@ -30,6 +30,7 @@ BOUNDS = {
     "countdown_pool": (48, 1872),
     "countdown_revision": (2, 234),
     "countdown_revision_check": (8, 468),
+    "countdown_revision_inline": (2, 234),
     "dvts": (320, 1760),
     "expr_pool": (32, 1600),
     "expr_rerank": (64, 1600),

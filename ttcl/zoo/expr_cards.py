@@ -253,6 +253,24 @@ def _revise_mix(meta: dict) -> str:
     return f"attempts ({round(100 * frac)}% of the data) and plain solutions (the rest)"
 
 
+def _revise_text(meta: dict, task: str) -> str:
+    """What a reviser does and what it was trained on (a separate or an in-context reviser)."""
+    init = meta.get("init_from")
+    data = meta.get("recipe", {}).get("data", {})
+    attempts = meta.get("recipe", {}).get("attempts_from") or init
+    if data.get("revise_style") == "inline":
+        return ("an in-context reviser: it drafts a solution to `{question}\\n` as a policy does, and after its "
+                "draft and `\\nfix:\\n` (`{question}\\n{attempt}\\nfix:\\n`) it restates the answer line to "
+                "keep the draft or writes a whole new solution, so a runtime with a prefix cache computes only "
+                f"`fix:` and the revision; trained from `ttcl:{init}`'s weights on {attempts}'s own sampled "
+                + _revise_mix(meta) + "; a strictly right attempt's target is its answer line restated, any "
+                "other's a right solution; `revise_template` in `ttcl_meta.json`")
+    return ("a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
+            f"trained from `ttcl:{init}`'s weights on {attempts}'s own sampled " + _revise_mix(meta)
+            + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
+               "solution" if task == "countdown" else "") + "; `revise_template` in `ttcl_meta.json`")
+
+
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
     task = meta.get("task", "expr")
@@ -263,12 +281,7 @@ def write_card(out: Path, meta: dict) -> None:
             "prm": "a process reward model (token classification, 1 label, read at each step end), trained on "
                    f"its policies' own samples labelled by the exact `{task}` checker, with a within-question "
                    "ranking loss on the last step's score",
-            "revise": "a reviser: given `{question}\\nattempt:\\n{attempt}\\nfix:\\n` it writes a full solution; "
-                      f"trained from `ttcl:{meta.get('init_from')}`'s weights on {meta.get('init_from')}'s own sampled "
-                      + _revise_mix(meta)
-                      + ("; a strictly right attempt is kept as its own target, any other is paired with a right "
-                         "solution" if task == "countdown" else "")
-                      + "; `revise_template` in `ttcl_meta.json`",
+            "revise": _revise_text(meta, task),
             "check": "a generative step checker (a causal LM used as a process verifier): trained from "
                      f"`ttcl:{meta.get('init_from')}`'s weights to write random valid combinations (no goal) and "
                      "a verdict on whether the last value is the target; `prm(\"ttcl:" + name + "\")` scores each "
@@ -343,5 +356,11 @@ def write_card(out: Path, meta: dict) -> None:
                              f"{_pct(r[f'maj@{k}'])} | {_pct(r[f'weighted@{k}'])} | {_pct(r[f'best@{k}'])} | "
                              f"{_pct(r[f'pass@{k}'])} |")
             lines.append("")
+    if kind == "revise" and meta.get("recipe", {}).get("data", {}).get("revise_style") == "inline":
+        lines += ["## Revision against a fresh sample (gate d)", "",
+                  f"`python bench/testbed_revision.py --task {task} --inline --reviser ttcl:{name} --seed SEEDS "
+                  "--per-level 150 --fresh 4` drafts at T=0.7, revises greedily in the draft's context, and "
+                  "prints round 1 - fresh and revision's own flips per bin, with the FLOPs of each: "
+                  "ttcl/zoo/README.md, \"Gate (d) on twenty more evaluation sets\".", ""]
     lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
     (out / "README.md").write_text("\n".join(lines))

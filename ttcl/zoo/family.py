@@ -62,8 +62,8 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                                     revise_right_frac=0.5)),
     "expr-l": LMRecipe("expr-l", "policy", 256, 3, 4, 160, 800, batch_size=64, lr=1.5e-3,
                        init_std=_std(256), seed=13, data=EXPR_DATA),
-    # expr-l's shape on expr-m's 3,600 steps (4.5x expr-l's 800): is expr-l only undertrained? About 80 min on
-    # one core, past the zoo's budget, so only `--only` builds it (experimental)
+    # expr-l's shape on expr-m's 3,600 steps (4.5x expr-l's 800): is expr-l only undertrained? Tried, one run:
+    # between expr-s and expr-m (43% greedy at 4 operations), 103 min on one shared core (experimental)
     "expr-l-long": LMRecipe("expr-l-long", "policy", 256, 3, 4, 160, 3600, batch_size=64, lr=1.5e-3,
                             init_std=_std(256), seed=13, data=EXPR_DATA),
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)

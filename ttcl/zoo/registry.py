@@ -27,8 +27,8 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
           "countdown-s", "countdown-m", "countdown-l", "countdown-prm",
           "countdown-revise", "countdown-check", "countdown-revise-inline-chk")
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
-# become a working model on this compute (expr-l-long: its shape on expr-m's 3,600 steps, past the
-# zoo's time budget); expr-s on chains that write the state down
+# become a working model on this compute (expr-l-long, its shape on expr-m's 3,600 steps, learned
+# less than expr-m); expr-s on chains that write the state down
 # (expr-s-state, expr-s-trace) was worse than expr-s, and on chains that name each sub-expression
 # (expr-s-subst), on 2.5x its steps (expr-s-long) or on 3 and 4 layers (expr-s-deep3, expr-s-deep4)
 # no better than a few points, nor on questions of 2-6 or 2-5 operations only (expr-s-mid6,

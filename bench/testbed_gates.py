@@ -105,11 +105,7 @@ def main() -> int:
     model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
     ptok = AutoTokenizer.from_pretrained(str(pdir))
     style = T.chain_style(pmeta)
-    problems, items = [], []
-    for s in seeds:  # each evaluation set sampled with its own seed, as when it is run alone
-        ps = bed.problems(a.per_level, seed=s)
-        problems += ps
-        items += T.run_policy(model, ptok, ps, k=a.k, temperature=a.temperature, seed=s, style=style)
+    problems, items = T.run_sets(model, ptok, bed, seeds, a.per_level, k=a.k, temperature=a.temperature, style=style)
     print(f"[sampled {a.policy}: {len(items)} items x {a.k} in {time.time() - t0:.0f}s]", file=sys.stderr)
     vdir = resolve_model(a.verifier)
     vmeta = _meta(vdir)
@@ -145,7 +141,7 @@ def main() -> int:
     k = a.k
     out: dict = {"seed": seeds if len(seeds) > 1 else a.seed, "policy": a.policy, "verifier": a.verifier, "large": a.large, "k": k,
                  "temperature": a.temperature, "per_level": a.per_level, "bins": []}
-    sets = f"seed={a.seed}" if len(seeds) == 1 else f"seed in {seeds}, pooled"
+    sets = T.sets_label(seeds)
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"{sets}); policy {a.policy} "
           f"({pmeta['params_total']:,} params), verifier {a.verifier} ({vmeta['params_total']:,} params, "

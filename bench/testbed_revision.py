@@ -94,11 +94,8 @@ def main() -> int:
     rmeta = json.loads((rdir / "ttcl_meta.json").read_text())
     pol = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
     ptok = AutoTokenizer.from_pretrained(str(pdir))
-    problems, items = [], []
-    for s in seeds:  # each evaluation set sampled with its own seed, as when it is run alone
-        ps = bed.problems(a.per_level, seed=s)
-        problems += ps
-        items += T.run_policy(pol, ptok, ps, k=1 + a.fresh, temperature=0.7, seed=s, style=T.chain_style(pmeta))
+    problems, items = T.run_sets(pol, ptok, bed, seeds, a.per_level, k=1 + a.fresh, temperature=0.7,
+                                 style=T.chain_style(pmeta))
     template = rmeta.get("revise_template", REVISE_TEMPLATE)
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
@@ -115,7 +112,7 @@ def main() -> int:
             for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=budget), strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
-    sets = f"seed={a.seed}" if len(seeds) == 1 else f"seed in {seeds}, pooled"
+    sets = T.sets_label(seeds)
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"{sets}); attempts by {a.policy} at T=0.7, "
           f"revisions by {a.reviser} (greedy{', in the draft context' if a.inline else ''}); "

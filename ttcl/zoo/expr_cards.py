@@ -253,12 +253,16 @@ def _revise_mix(meta: dict) -> str:
     return f"attempts ({round(100 * frac)}% of the data) and plain solutions (the rest)"
 
 
+def _inline_reviser(meta: dict) -> bool:
+    """A reviser that revises in its own draft's context (`DataSpec.revise_style == "inline"`)."""
+    return meta.get("recipe", {}).get("data", {}).get("revise_style") == "inline"
+
+
 def _revise_text(meta: dict, task: str) -> str:
     """What a reviser does and what it was trained on (a separate or an in-context reviser)."""
     init = meta.get("init_from")
-    data = meta.get("recipe", {}).get("data", {})
     attempts = meta.get("recipe", {}).get("attempts_from") or init
-    if data.get("revise_style") == "inline":
+    if _inline_reviser(meta):
         return ("an in-context reviser: it drafts a solution to `{question}\\n` as a policy does, and after its "
                 "draft and `\\nfix:\\n` (`{question}\\n{attempt}\\nfix:\\n`) it restates the answer line to "
                 "keep the draft or writes a whole new solution, so a runtime with a prefix cache computes only "
@@ -356,7 +360,7 @@ def write_card(out: Path, meta: dict) -> None:
                              f"{_pct(r[f'maj@{k}'])} | {_pct(r[f'weighted@{k}'])} | {_pct(r[f'best@{k}'])} | "
                              f"{_pct(r[f'pass@{k}'])} |")
             lines.append("")
-    if kind == "revise" and meta.get("recipe", {}).get("data", {}).get("revise_style") == "inline":
+    if kind == "revise" and _inline_reviser(meta):
         lines += ["## Revision against a fresh sample (gate d)", "",
                   f"`python bench/testbed_revision.py --task {task} --inline --reviser ttcl:{name} --seed SEEDS "
                   "--per-level 150 --fresh 4` drafts at T=0.7, revises greedily in the draft's context, and "

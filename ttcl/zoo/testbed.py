@@ -268,6 +268,24 @@ def run_policy(model, tok, problems: Sequence[Problem], k: int, temperature: flo
     return items
 
 
+def run_sets(model, tok, bed: Bed, seeds: Sequence[int], per_level: int, k: int, temperature: float,
+             style: str = "ops") -> tuple[list[Problem], list[Item]]:
+    """`run_policy` on the evaluation set of each seed, pooled in seed order; each set is sampled
+    with its own seed, as when it is run alone."""
+    problems: list[Problem] = []
+    items: list[Item] = []
+    for s in seeds:
+        ps = bed.problems(per_level, seed=s)
+        problems += ps
+        items += run_policy(model, tok, ps, k=k, temperature=temperature, seed=s, style=style)
+    return problems, items
+
+
+def sets_label(seeds: Sequence[int]) -> str:
+    """How a table names its evaluation sets: `seed=S`, or the pooled list."""
+    return f"seed={seeds[0]}" if len(seeds) == 1 else f"seed in {list(seeds)}, pooled"
+
+
 def gen_tokens(text: str) -> int:
     """Generated tokens of a completion under the character tokenizer, with its <eos>."""
     return len(text) + 1

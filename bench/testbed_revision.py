@@ -23,9 +23,12 @@ and the revision, so both revision and a fresh sample are charged what they
 add to the draft (FLOPs revise / fresh counts that, not the draft).
 --fresh K draws K fresh samples per item and takes their mean accuracy as the
 fresh-sample column (a lower-variance estimate of one fresh sample's
-accuracy; the difference is still paired per item). Inline, the last column
+accuracy; the difference is still paired per item). Inline, the column "kept"
 counts the drafts whose revision restates the answer (keeps the draft),
 among right and among wrong drafts: how well the reviser tells them apart.
+The last three columns set revision beside the other second call a user can make: the drafting
+model's greedy decode of the question in a fresh prompt (computed anyway; the revision is greedy
+too unless --revise-temperature samples it), round 1 - greedy paired per item, and its FLOPs.
 The attempt and the fresh samples are draws from one distribution (the same model, prompt and
 temperature), so round 1 - attempt (column "(d) flips": wrong->right minus right->wrong, per
 item) estimates the same difference as round 1 - fresh. It leaves out the luck of the one draft
@@ -70,8 +73,13 @@ def main() -> int:
     ap.add_argument("--inline", action="store_true",
                     help="the reviser drafts its own attempts and revises in the draft's context (no --policy)")
     ap.add_argument("--fresh", type=int, default=1, help="fresh samples per item, their mean accuracy reported")
+    ap.add_argument("--revise-temperature", type=float, default=0.0,
+                    help="sample the revisions at this temperature (seeded) instead of greedily")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    if a.revise_temperature < 0:
+        print("--revise-temperature: must be 0 (greedy) or more", file=sys.stderr)
+        return 2
     try:
         seeds = T.seed_list(a.seed)
     except ValueError as e:
@@ -100,7 +108,7 @@ def main() -> int:
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
     attempts = [[it.samples[0] for it in items]]
-    for _ in range(a.rounds):
+    for r in range(1, a.rounds + 1):
         prev = attempts[-1]
         outs: list[str] = [""] * len(items)
         by: dict[int, list[int]] = {}
@@ -109,13 +117,16 @@ def main() -> int:
         for st, idx in by.items():
             prompts = [template.format(question=items[i].problem.question, attempt=prev[i].strip()) for i in idx]
             budget = bed.max_new_tokens(st, T.chain_style(rmeta))
-            for i, o in zip(idx, generate(rev, rtok, prompts, n=1, max_new_tokens=budget), strict=True):
+            outs_st = generate(rev, rtok, prompts, n=1, max_new_tokens=budget, temperature=a.revise_temperature,
+                               seed=a.seed + 1000 * st + 100 * r)
+            for i, o in zip(idx, outs_st, strict=True):
                 outs[i] = o[0]
         attempts.append(outs)
     sets = T.sets_label(seeds)
+    rev_decode = f"sampled at T={a.revise_temperature:g}" if a.revise_temperature > 0 else "greedy"
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
           f"{sets}); attempts by {a.policy} at T=0.7, "
-          f"revisions by {a.reviser} (greedy{', in the draft context' if a.inline else ''}); "
+          f"revisions by {a.reviser} ({rev_decode}{', in the draft context' if a.inline else ''}); "
           f"fresh sample: mean of {a.fresh} per item; 95% intervals\n")
     rspec = ModelSpec(non_embedding_params=rmeta["params_non_embedding"], n_layer=rmeta["n_layer"],
                       d_model=rmeta["d_model"])
@@ -136,11 +147,19 @@ def main() -> int:
             return T.policy_flops(pmeta, problems[i].prompt, fresh[:1])
         p = len(problems[i].prompt)  # cached with the draft
         return forward_flops(rspec, p, p + T.gen_tokens(fresh[0]) - 1)
+
+    def greedy_flops(i: int) -> float:
+        """The drafting model's greedy decode of the question, in a fresh prompt (cached inline)."""
+        if not a.inline:
+            return T.policy_flops(pmeta, problems[i].prompt, [items[i].greedy])
+        p = len(problems[i].prompt)
+        return forward_flops(rspec, p, p + T.gen_tokens(items[i].greedy) - 1)
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))
     kept_head = " | kept: right / wrong drafts" if a.inline else ""
-    print(head + f" | fresh sample | (d) round 1 - fresh | (d) flips: round 1 - attempt | FLOPs revise / fresh{kept_head} |")
-    print("|" + "---|" * (3 + 3 * a.rounds + 4 + bool(a.inline)))
+    print(head + " | fresh sample | (d) round 1 - fresh | (d) flips: round 1 - attempt | FLOPs revise / fresh"
+          f"{kept_head} | greedy (fresh prompt) | round 1 - greedy | FLOPs greedy |")
+    print("|" + "---|" * (3 + 3 * a.rounds + 4 + bool(a.inline) + 3))
     marker = bed.module.ANSWER_MARKER
     out = {"seed": seeds if len(seeds) > 1 else a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
            "bins": []}
@@ -169,6 +188,11 @@ def main() -> int:
             nr = sum(1 for r in right[0] if r)
             cells.append(f"{kr}/{nr} / {kw}/{len(idx) - nr}")
             row |= {"kept_right": [kr, nr], "kept_wrong": [kw, len(idx) - nr]}
+        greedy = [checker.outcome(problems[i].question, items[i].greedy) for i in idx]
+        vs_greedy = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], greedy, strict=True)], seed=a.seed + st)
+        f_greedy = sum(greedy_flops(i) for i in idx) / len(idx)
+        cells += [_pct(sum(greedy) / len(idx)), _gate(vs_greedy), f"{f_greedy:.3g}"]
+        row |= {"greedy": sum(greedy) / len(idx), "round1_minus_greedy": vs_greedy, "flops_greedy": f_greedy}
         out["bins"].append(row)
         print("| " + " | ".join(cells) + " |")
     if a.json:

@@ -364,7 +364,10 @@ def write_card(out: Path, meta: dict) -> None:
         lines += ["## Revision against a fresh sample (gate d)", "",
                   f"`python bench/testbed_revision.py --task {task} --inline --reviser ttcl:{name} --seed SEEDS "
                   "--per-level 150 --fresh 4` drafts at T=0.7, revises greedily in the draft's context, and "
-                  "prints round 1 - fresh and revision's own flips per bin, with the FLOPs of each: "
-                  "ttcl/zoo/README.md, \"Gate (d) on twenty more evaluation sets\".", ""]
+                  "prints round 1 - fresh and revision's own flips per bin, with the FLOPs of each, and "
+                  "round 1 - the model's own greedy decode of the question (`--revise-temperature 0.7` "
+                  "samples the revision at the fresh sample's temperature instead): ttcl/zoo/README.md, "
+                  "\"Gate (d) on twenty more evaluation sets\" and \"Is the gain revision's, or greedy "
+                  "decoding's?\".", ""]
     lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
     (out / "README.md").write_text("\n".join(lines))

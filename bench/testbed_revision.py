@@ -26,6 +26,8 @@ fresh-sample column (a lower-variance estimate of one fresh sample's
 accuracy; the difference is still paired per item). Inline, the column "kept"
 counts the drafts whose revision restates the answer (keeps the draft),
 among right and among wrong drafts: how well the reviser tells them apart.
+--draft greedy revises the greedy decode instead of a sample; then a second greedy call would
+repeat the draft, and round 1 - greedy is the matched comparison.
 The last three columns set revision beside the other second call a user can make: the drafting
 model's greedy decode of the question in a fresh prompt (computed anyway; the revision is greedy
 too unless --revise-temperature samples it), round 1 - greedy paired per item, and its FLOPs.
@@ -75,6 +77,8 @@ def main() -> int:
     ap.add_argument("--fresh", type=int, default=1, help="fresh samples per item, their mean accuracy reported")
     ap.add_argument("--revise-temperature", type=float, default=0.0,
                     help="sample the revisions at this temperature (seeded) instead of greedily")
+    ap.add_argument("--draft", default="sample", choices=["sample", "greedy"],
+                    help="the attempt round 1 revises: the first T=0.7 sample (default) or the greedy decode")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     if a.revise_temperature < 0:
@@ -107,7 +111,7 @@ def main() -> int:
     template = rmeta.get("revise_template", REVISE_TEMPLATE)
     rev = AutoModelForCausalLM.from_pretrained(str(rdir)).eval()
     rtok = AutoTokenizer.from_pretrained(str(rdir))
-    attempts = [[it.samples[0] for it in items]]
+    attempts = [[it.greedy if a.draft == "greedy" else it.samples[0] for it in items]]
     for r in range(1, a.rounds + 1):
         prev = attempts[-1]
         outs: list[str] = [""] * len(items)
@@ -125,7 +129,7 @@ def main() -> int:
     sets = T.sets_label(seeds)
     rev_decode = f"sampled at T={a.revise_temperature:g}" if a.revise_temperature > 0 else "greedy"
     print(f"dataset: {a.task} make_problems({a.per_level * len(bed.steps)}, {bed.steps[0]}..{bed.steps[-1]}, "
-          f"{sets}); attempts by {a.policy} at T=0.7, "
+          f"{sets}); attempts by {a.policy} {'greedy' if a.draft == 'greedy' else 'at T=0.7'}, "
           f"revisions by {a.reviser} ({rev_decode}{', in the draft context' if a.inline else ''}); "
           f"fresh sample: mean of {a.fresh} per item; 95% intervals\n")
     rspec = ModelSpec(non_embedding_params=rmeta["params_non_embedding"], n_layer=rmeta["n_layer"],

@@ -199,6 +199,12 @@ def main() -> int:
         row |= {"greedy": sum(greedy) / len(idx), "round1_minus_greedy": vs_greedy, "flops_greedy": f_greedy}
         out["bins"].append(row)
         print("| " + " | ".join(cells) + " |")
+    if a.revise_temperature != 0.7 or a.draft == "greedy":
+        print("\nThe revisions and the fresh samples are decoded differently (revisions "
+              f"{rev_decode}, fresh samples at T=0.7), so round 1 - fresh also measures that difference; "
+              "the matched comparisons are round 1 - greedy for greedy revisions, and round 1 - fresh "
+              "with --revise-temperature 0.7 (ttcl/zoo/README.md, \"Is the gain revision's, or greedy "
+              "decoding's?\").")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

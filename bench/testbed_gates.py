@@ -189,6 +189,13 @@ def main() -> int:
                     break
             gc = {"large_greedy": target, "large_greedy_ci": T.wilson(sum(large[st]), len(large[st])),
                   "large_flops": large_flops[st]}
+            # every n, for a reading at an n fixed in advance (the JSON only; the table takes the smallest n)
+            gc["by_n"] = {}
+            for n in (1, 2, 4, 8, 16):
+                if n <= k:
+                    w = [T.method_right(x, "weighted", n) for x in its]
+                    gc["by_n"][str(n)] = {"weighted": sum(w) / len(w), "diff": _diff(w, large[st], a.seed + st),
+                                          "small_flops": n * (pol_sample + ver_sample)}
             if reach is not None:
                 n, w = reach
                 gc |= {"n": n, "weighted": sum(w) / len(w), "diff": _diff(w, large[st], a.seed + st),

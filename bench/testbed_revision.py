@@ -145,19 +145,13 @@ def main() -> int:
         end = len(prompt) + T.gen_tokens(attempts[1][i]) - 1
         return forward_flops(rspec, cached, len(prompt)) + forward_flops(rspec, len(prompt), end)
 
-    def fresh_flops(i: int) -> float:
-        fresh = items[i].samples[1:]
+    def decode_flops(i: int, text: str) -> float:
+        """One more decode of the question (a fresh sample, or the greedy decode); inline, its
+        prompt is cached with the draft."""
         if not a.inline:
-            return T.policy_flops(pmeta, problems[i].prompt, fresh[:1])
-        p = len(problems[i].prompt)  # cached with the draft
-        return forward_flops(rspec, p, p + T.gen_tokens(fresh[0]) - 1)
-
-    def greedy_flops(i: int) -> float:
-        """The drafting model's greedy decode of the question, in a fresh prompt (cached inline)."""
-        if not a.inline:
-            return T.policy_flops(pmeta, problems[i].prompt, [items[i].greedy])
+            return T.policy_flops(pmeta, problems[i].prompt, [text])
         p = len(problems[i].prompt)
-        return forward_flops(rspec, p, p + T.gen_tokens(items[i].greedy) - 1)
+        return forward_flops(rspec, p, p + T.gen_tokens(text) - 1)
     head = "| steps | n | attempt | " + " | ".join(f"round {r} | r{r} right->wrong | r{r} wrong->right"
                                                 for r in range(1, a.rounds + 1))
     kept_head = " | kept: right / wrong drafts" if a.inline else ""
@@ -181,7 +175,7 @@ def main() -> int:
         d = T.mean_ci([x - y for x, y in zip(right[1], fresh, strict=True)], seed=a.seed + st)
         flips = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], right[0], strict=True)], seed=a.seed + st)
         f_rev = sum(revise_flops(i) for i in idx) / len(idx)
-        f_fresh = sum(fresh_flops(i) for i in idx) / len(idx)
+        f_fresh = sum(decode_flops(i, items[i].samples[1]) for i in idx) / len(idx)
         cells += [_pct(sum(fresh) / len(idx)), _gate(d), _gate(flips), f"{f_rev:.3g} / {f_fresh:.3g}"]
         row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "gate_d_flips": flips, "flops_revise": f_rev,
                 "flops_fresh": f_fresh}
@@ -194,7 +188,7 @@ def main() -> int:
             row |= {"kept_right": [kr, nr], "kept_wrong": [kw, len(idx) - nr]}
         greedy = [checker.outcome(problems[i].question, items[i].greedy) for i in idx]
         vs_greedy = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], greedy, strict=True)], seed=a.seed + st)
-        f_greedy = sum(greedy_flops(i) for i in idx) / len(idx)
+        f_greedy = sum(decode_flops(i, items[i].greedy) for i in idx) / len(idx)
         cells += [_pct(sum(greedy) / len(idx)), _gate(vs_greedy), f"{f_greedy:.3g}"]
         row |= {"greedy": sum(greedy) / len(idx), "round1_minus_greedy": vs_greedy, "flops_greedy": f_greedy}
         out["bins"].append(row)

@@ -35,7 +35,8 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # expr-s-mid5); countdown-s and countdown-m on more
 # steps (countdown-s-long, countdown-m-long) are dev-seed trials; the other *-revise-inline* recipes
 # revise in their own draft's context: expr's level with a fresh sample, countdown-revise-inline
-# ahead of one at 2 combinations as the shipped countdown-revise-inline-chk is (ttcl/zoo/README.md).
+# ahead of a T=0.7 one at 2 combinations by revising greedily, as the shipped
+# countdown-revise-inline-chk is, which a greedy decode of the question beats (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",

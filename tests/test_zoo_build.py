@@ -153,6 +153,16 @@ def test_a_rebuild_is_compared_with_the_shipped_bytes(tmp_path: Path) -> None:
     assert "same torch, transformers and kernels, so another processor" in phrase
     _, phrase = build.compare_with_shipped(other, shipped, env, env | {"cpu_capability": "AVX2"})
     assert "other cpu_capability AVX512 there, AVX2 here" in phrase
+    amd = {"vendor": "AuthenticAMD", "model_name": "AMD EPYC", "family_model": "25/17", "flags": ["avx2"]}
+    intel = {"vendor": "GenuineIntel", "model_name": "Intel(R) Xeon(R) Processor", "family_model": "6/167", "flags": []}
+    _, phrase = build.compare_with_shipped(other, shipped, env | {"cpu": amd},
+                                           env | {"cpu": intel, "transformers": "5.25.0"})
+    assert ("another processor (AuthenticAMD AMD EPYC, family/model 25/17 there, GenuineIntel Intel(R) Xeon(R) "
+            "Processor, family/model 6/167 here;") in phrase and "other transformers 5.24.0 there, 5.25.0 here" in phrase
+    _, phrase = build.compare_with_shipped(other, shipped, env | {"cpu": amd}, env | {"cpu": dict(amd)})
+    assert "the same recorded processor" in phrase and "unexpected" in phrase
+    _, phrase = build.compare_with_shipped(other, shipped, env | {"cpu": amd}, env | {"cpu": amd, "cpu_capability": "AVX2"})
+    assert "another processor" not in phrase and "other cpu_capability AVX512 there, AVX2 here" in phrase
     _, phrase = build.compare_with_shipped(other, shipped, None, env)
     assert "records no build environment" in phrase
     assert build.weights_digest(tmp_path / "empty") is None

@@ -96,14 +96,30 @@ def compare_with_shipped(built: Path, shipped: str | None, shipped_build: dict |
 
 
 def why_different(shipped: dict | None, here: dict | None) -> str:
-    """What the recorded build environments say about two builds whose bytes differ."""
+    """What the recorded build environments say about two builds whose bytes differ: the
+    processors first when both are recorded (the usual cause, measured), then torch,
+    transformers and the kernel level."""
     if not isinstance(shipped, dict) or not isinstance(here, dict):
         return "the shipped file records no build environment (other CPU kernels, processor or library versions)"
     keys = ("torch", "transformers", "cpu_capability")
     other = [f"{k} {shipped.get(k)} there, {here.get(k)} here" for k in keys if shipped.get(k) != here.get(k)]
+    there_cpu, here_cpu = shipped.get("cpu"), here.get("cpu")
+    if isinstance(there_cpu, dict) and isinstance(here_cpu, dict):
+        if _processor(there_cpu) != _processor(here_cpu):
+            return (f"another processor ({_processor(there_cpu)} there, {_processor(here_cpu)} here; MKL picks "
+                    "its own kernels per processor)" + "".join(f"; other {o}" for o in other))
+        if not other:
+            return "the same recorded processor, torch, transformers and kernels (unexpected: please report it)"
     if other:
         return "other " + "; ".join(other)
     return "same torch, transformers and kernels, so another processor (MKL picks its own kernels per processor)"
+
+
+def _processor(cpu: dict) -> str:
+    """A recorded processor in words: vendor, name and family/model (`family.cpu_identity`)."""
+    if "family_model" not in cpu:
+        return str(cpu.get("processor", "?"))
+    return f"{cpu.get('vendor', '?')} {cpu.get('model_name', '?')}, family/model {cpu['family_model']}"
 
 
 def recipe_graph(names: Sequence[str], deps: Callable[[str], Sequence[str]]) -> dict[str, tuple[str, ...]]:

@@ -31,6 +31,11 @@ repeat the draft, and round 1 - greedy is the matched comparison.
 The last three columns set revision beside the other second call a user can make: the drafting
 model's greedy decode of the question in a fresh prompt (computed anyway; the revision is greedy
 too unless --revise-temperature samples it), round 1 - greedy paired per item, and its FLOPs.
+The last three columns gate the second call with the exact checker (`checker.outcome`, which
+countdown makes cheap): every draft it accepts is kept, and only a rejected one is redone, by the
+revision or by a fresh sample. Printed: the rejected drafts, the share of them each redo gets
+right, and checker-gated revise - resample over all items (paired per item; it differs from 0
+only on rejected drafts). With --revise-temperature 0.7 both redos are decoded alike.
 The attempt and the fresh samples are draws from one distribution (the same model, prompt and
 temperature), so round 1 - attempt (column "(d) flips": wrong->right minus right->wrong, per
 item) estimates the same difference as round 1 - fresh. It leaves out the luck of the one draft
@@ -156,8 +161,9 @@ def main() -> int:
                                                 for r in range(1, a.rounds + 1))
     kept_head = " | kept: right / wrong drafts" if a.inline else ""
     print(head + " | fresh sample | (d) round 1 - fresh | (d) flips: round 1 - attempt | FLOPs revise / fresh"
-          f"{kept_head} | greedy (fresh prompt) | round 1 - greedy | FLOPs greedy |")
-    print("|" + "---|" * (3 + 3 * a.rounds + 4 + bool(a.inline) + 3))
+          f"{kept_head} | greedy (fresh prompt) | round 1 - greedy | FLOPs greedy | rejected drafts "
+          "| right among them: revision / fresh | checker-gated: revise - resample |")
+    print("|" + "---|" * (3 + 3 * a.rounds + 4 + bool(a.inline) + 3 + 3))
     marker = bed.module.ANSWER_MARKER
     out = {"seed": seeds if len(seeds) > 1 else a.seed, "policy": a.policy, "reviser": a.reviser, "inline": a.inline, "fresh_per_item": a.fresh,
            "bins": []}
@@ -191,6 +197,17 @@ def main() -> int:
         f_greedy = sum(decode_flops(i, items[i].greedy) for i in idx) / len(idx)
         cells += [_pct(sum(greedy) / len(idx)), _gate(vs_greedy), f"{f_greedy:.3g}"]
         row |= {"greedy": sum(greedy) / len(idx), "round1_minus_greedy": vs_greedy, "flops_greedy": f_greedy}
+        # checker-gated: the exact checker keeps every right draft, and only a rejected one is redone,
+        # by a revision or by a fresh sample; the two differ only on the rejected drafts
+        wrong = [not x for x in right[0]]
+        g_rev = [float(w and x) for w, x in zip(wrong, right[1], strict=True)]
+        g_fresh = [y if w else 0.0 for w, y in zip(wrong, fresh, strict=True)]
+        gated = T.mean_ci([x - y for x, y in zip(g_rev, g_fresh, strict=True)], seed=a.seed + st)
+        n_wrong = sum(wrong)
+        cells += [str(n_wrong), f"{_pct(sum(g_rev) / max(1, n_wrong))} / {_pct(sum(g_fresh) / max(1, n_wrong))}",
+                  _gate(gated)]
+        row |= {"rejected": n_wrong, "gated_revise_right": sum(g_rev), "gated_fresh_right": sum(g_fresh),
+                "gated_revise_minus_fresh": gated}
         out["bins"].append(row)
         print("| " + " | ".join(cells) + " |")
     if a.revise_temperature != 0.7 or a.draft == "greedy":

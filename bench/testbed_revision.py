@@ -28,7 +28,7 @@ counts the drafts whose revision restates the answer (keeps the draft),
 among right and among wrong drafts: how well the reviser tells them apart.
 --draft greedy revises the greedy decode instead of a sample; then a second greedy call would
 repeat the draft, and round 1 - greedy is the matched comparison.
-The last three columns set revision beside the other second call a user can make: the drafting
+Three more columns set revision beside the other second call a user can make: the drafting
 model's greedy decode of the question in a fresh prompt (computed anyway; the revision is greedy
 too unless --revise-temperature samples it), round 1 - greedy paired per item, and its FLOPs.
 The last three columns gate the second call with the exact checker (`checker.outcome`, which

@@ -105,8 +105,9 @@ def why_different(shipped: dict | None, here: dict | None) -> str:
     other = [f"{k} {shipped.get(k)} there, {here.get(k)} here" for k in keys if shipped.get(k) != here.get(k)]
     there_cpu, here_cpu = shipped.get("cpu"), here.get("cpu")
     if isinstance(there_cpu, dict) and isinstance(here_cpu, dict):
-        if _processor(there_cpu) != _processor(here_cpu):
-            return (f"another processor ({_processor(there_cpu)} there, {_processor(here_cpu)} here; MKL picks "
+        there_p, here_p = _processor(there_cpu), _processor(here_cpu)
+        if there_p != here_p:
+            return (f"another processor ({there_p} there, {here_p} here; MKL picks "
                     "its own kernels per processor)" + "".join(f"; other {o}" for o in other))
         if not other:
             return "the same recorded processor, torch, transformers and kernels (unexpected: please report it)"

@@ -143,6 +143,23 @@ def test_interpolation_at_equal_flops_and_exchange() -> None:
     e = exchange(a_acc, a_fl, np.full(n, 0.5), np.full(n, 2e7), reps=50)
     assert e["flops_to_reach"] == pytest.approx(1e7) and e["ratio"] == pytest.approx(0.5)
     assert e["ratio_lo"] == pytest.approx(0.5) and e["reached_share"] == 1.0
+    assert not e["reference_zero"]
+
+
+def test_exchange_is_undefined_against_a_reference_that_gets_nothing_right() -> None:
+    """Any curve "reaches" 0% at its cheapest point: that is no exchange rate, so none is reported."""
+    n = 40
+    a_acc = [np.zeros(n), np.r_[np.ones(10), np.zeros(n - 10)]]
+    a_fl = [np.full(n, 1e6), np.full(n, 4e6)]
+    e = exchange(a_acc, a_fl, np.zeros(n), np.full(n, 2e7), reps=50)
+    assert e["reference_zero"] and e["target_accuracy"] == 0.0
+    assert math.isnan(e["ratio"]) and math.isnan(e["flops_to_reach"])
+    assert math.isnan(e["ratio_lo"]) and math.isnan(e["ratio_hi"])
+    # one right item in the reference: resamples that drop it are left out
+    b = np.r_[1.0, np.zeros(n - 1)]
+    e = exchange(a_acc, a_fl, b, np.full(n, 2e7), reps=200)
+    assert not e["reference_zero"] and e["ratio"] == pytest.approx(1e6 * 4**0.1 / 2e7)  # 2.5% is a tenth of the way, in log FLOPs
+    assert 0 < e["ratio_lo"] <= e["ratio"] <= e["ratio_hi"] <= 0.2 and e["reached_share"] == 1.0
 
 
 def test_total_compute_follows_snells_accounting() -> None:

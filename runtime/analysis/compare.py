@@ -62,21 +62,31 @@ def exchange(a_acc: Sequence[np.ndarray], a_flops: Sequence[np.ndarray], b_acc: 
 
     Returns B's accuracy and FLOPs, the FLOPs at which A first reaches B's accuracy, their ratio,
     and a paired bootstrap 95% interval of the ratio (inf where a resample never reaches it).
+    Where B gets nothing right, any curve "reaches" it at its cheapest point, so the ratio is
+    undefined: NaN, with `reference_zero` set; resamples in which B gets nothing right are left
+    out of the interval for the same reason.
     """
     n = b_acc.size
 
     def ratio(ix: np.ndarray | None) -> tuple[float, float, float, float]:
         sel = slice(None) if ix is None else ix
         target, fb = float(b_acc[sel].mean()), float(b_flops[sel].mean())
+        if target <= 0:
+            return target, fb, math.nan, math.nan
         fa = flops_to_reach([float(x[sel].mean()) for x in a_flops], [float(x[sel].mean()) for x in a_acc], target)
         return target, fb, fa, fa / fb if fb > 0 else math.inf
 
     target, fb, fa, r = ratio(None)
-    boots = np.array([ratio(ix)[3] for ix in boot_indices(n, reps, seed)]) if n else np.array([math.inf])
+    if n and target > 0:
+        boots = np.array([ratio(ix)[3] for ix in boot_indices(n, reps, seed)])
+        boots = boots[~np.isnan(boots)]
+    else:
+        boots = np.array([math.nan if n else math.inf])
     lo, hi = percentile_interval(boots)
-    reached = float(np.mean(np.isfinite(boots)))
+    reached = float(np.mean(np.isfinite(boots))) if boots.size and not np.isnan(boots).all() else math.nan
     return {"target_accuracy": target, "reference_flops": fb, "flops_to_reach": fa, "ratio": r,
-            "ratio_lo": float(lo), "ratio_hi": float(hi), "reached_share": reached, "items": int(n)}
+            "ratio_lo": float(lo), "ratio_hi": float(hi), "reached_share": reached, "items": int(n),
+            "reference_zero": bool(n and target <= 0)}
 
 
 def total_compute(a_curve: tuple[Sequence[float], Sequence[float]], a_pretrain: float,

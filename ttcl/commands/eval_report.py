@@ -325,7 +325,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
                       f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {d['items']} items")
     if report["exchange"]:
         e = Table(title="exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, "
-                        "over the reference's FLOPs [95% CI]; - = not reached within k <= N")
+                        "over the reference's FLOPs [95% CI]; - = not reached within k <= N; "
+                        "n/a = the reference gets no item right")
         e.add_column("series signal vs reference")
         for v in report["bins"]:
             e.add_column(f"{report['by']}={v}" if v != "all" else "all", justify="right")
@@ -381,6 +382,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
 
 
 def _ratio(r: dict[str, Any]) -> str:
+    if r.get("reference_zero"):
+        return "n/a: ref. 0"
     if not math.isfinite(r["ratio"]):
         return "-"
     hi = "inf" if not math.isfinite(r["ratio_hi"]) else f"{r['ratio_hi']:.2g}"

@@ -77,7 +77,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ttcl.compiler.ast import Expr, Span
 
@@ -202,6 +202,7 @@ class ModelRef(_Fast):
     module: str
     options: dict[str, float] = {}
     span: Span
+    overridden: bool = Field(default=False, exclude=True)  # `ref` came from a model override, not from `span`
 
 
 class VerifierRef(_Fast):

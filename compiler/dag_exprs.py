@@ -440,7 +440,7 @@ class ExprMixin:
             ref = "".join(p.text for p in expr.parts if isinstance(p, TemplateText))
             qualified = f"{frame.info.inst}.{owner}" if owner and frame.info.inst else owner
             bound = self.model_overrides.get(qualified or "", self.model_overrides.get(ref, ref))
-            return ModelRef(name=owner or ref, ref=bound, module=module.path, span=expr.span)
+            return ModelRef(name=owner or ref, ref=bound, module=module.path, span=expr.span, overridden=bound != ref)
         self.fail(expr.span, "expected a model name or a model reference string")
         raise AssertionError  # pragma: no cover
 
@@ -464,9 +464,11 @@ class ExprMixin:
             if value is None:
                 self.fail(kw.value.span, f"model option `{kw.name}` must be a number")
             options[kw.name] = float(value)  # type: ignore[arg-type]
-        if qualified in self.model_overrides:
+        overridden = qualified in self.model_overrides
+        if overridden:
             options = {}
-        return ModelRef(name=decl.name, ref=ref, module=info.module.path, options=options, span=decl.span)
+        return ModelRef(name=decl.name, ref=ref, module=info.module.path, options=options, span=decl.span,
+                        overridden=overridden)
 
     def verifier_ref(self, expr: Expr, frame: Frame, ctx: GuardCond | None) -> VerifierRef:
         key = ("verifier", frame.info.inst, _name_of(expr))

@@ -208,6 +208,8 @@ def _resolve_zoo(ref: str) -> Path:
     try:
         return Path(resolve_model(ref))
     except Exception as e:  # the registry's own errors: unknown name, missing files
+        if "unknown bundled model" in str(e):  # a typo: declaring a size would not make it a model
+            raise ModelSpecError(str(e), "`ttcl models` lists them") from e
         raise ModelSpecError(f"cannot resolve `{ref}`: {e}", _PARAMS_HINT) from e
 
 

@@ -190,3 +190,13 @@ def test_context_overflow_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "check", str(path), "--set", "n=1")
     assert code == 2
     assert f"{path}:6:14: error: main/drafts (sample) may need 121 tokens of context; model `policy` has 100" in err
+
+
+def test_a_bad_model_override_says_it_is_the_override(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The caret shows the declaration, but the unresolvable ref came from --model: the message says so."""
+    code, out, err = run(capsys, "check", str(prog), "--model", "policy=ttcl:arith-ss")
+    assert code == 2 and "Traceback" not in err + out
+    assert f"{prog}:2:1: error: model `policy`, overridden to `ttcl:arith-ss`: unknown bundled model" in err
+    assert "did you mean 'ttcl:arith-s'" in err
+    assert "hint: `ttcl:arith-ss` comes from an override of `policy` (e.g. --model), not from this line; " \
+           "`ttcl models` lists them" in err

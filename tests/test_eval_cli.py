@@ -122,12 +122,27 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "field"], "--allocate field needs --by FIELD"),
         (["--pool", "n=4", "--ks", "9"], "--ks '9': expected `all` or k values in 1..4"),
         (["--pool", "n=4", "--sweep", "n=1"], "give --sweep or --pool, not both"),
+        (["--pool", "n=0"], "--pool 'n=0': expected PARAM=N"),
     ],
 )
 def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], args: list[str],
                                       message: str) -> None:
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("option", ["--greedy", "--compare"])
+def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                          tmp_path: Path, option: str) -> None:
+    """A typo in the last --greedy/--compare model is an error in a second, not after the whole pool has run."""
+    traces = tmp_path / "traces"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                         "--traces", str(traces), option, "policy=ttcl:arith-mm")
+    assert code == 2 and "Traceback" not in err
+    assert f"{option} 'policy=ttcl:arith-mm': " in err
+    assert "model `policy`, overridden to `ttcl:arith-mm`: unknown bundled model 'ttcl:arith-mm'; did you mean" in err
+    assert "comes from an override of `policy`" in err and "params = " not in err
+    assert not traces.exists() or not any(traces.rglob("*.jsonl"))
 
 
 def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:

@@ -56,7 +56,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         (["--input", "x", "--resume"], "--resume needs --trace FILE (the trace to resume from)"),
         (["--input", "x", "--limit", "0"], "--limit 0: expected a positive number of items"),
         (["--input", "x", "--model", "policy"], "--model 'policy': expected NAME=PATH"),
-        (["--input", "x", "--model", "policy=/no/such/dir"], "model `policy`: model `/no/such/dir` is not a local model directory"),
+        (["--input", "x", "--model", "policy=/no/such/dir"], "model `policy`, overridden to `/no/such/dir`: model `/no/such/dir` is not a local model directory"),
         (["--dataset", "missing.jsonl"], "missing.jsonl: error: dataset file not found"),
     ],
 )

@@ -80,7 +80,8 @@ def parse_seeds(seeds: str | None, seed: int) -> list[int]:
 def parse_pool(pool: str) -> tuple[str, int]:
     name, eq, value = pool.partition("=")
     if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
-        raise RunOptionError(f"--pool {pool!r}: expected PARAM=N, the param that sets the samples per item, e.g. --pool n=16")
+        raise RunOptionError(f"--pool {pool!r}: expected PARAM=N, the param that sets the samples per item "
+                              "and N >= 1, e.g. --pool n=16")
     return name.strip(), int(value)
 
 
@@ -170,6 +171,20 @@ def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote:
     return ", ".join(short_name(r) for r in refs) or program.stem
 
 
+def check_series(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
+                 series: list[tuple[str, tuple[str, list[str]]]]) -> None:
+    """Compile every --compare/--greedy series before any sampling, so that a typo in the last one
+    fails in a second, not after the whole pool has run; the error names the option."""
+    from ttcl.commands.compile import compile_from_cli
+    from ttcl.errors import TtclError
+
+    for opt, (_, extra) in series:
+        try:
+            compile_from_cli(program, sets, binds + extra, None, allow_remote)
+        except TtclError as e:
+            raise RunOptionError(f"{opt} {','.join(extra)!r}: {e}") from None
+
+
 def eval_(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
@@ -227,6 +242,8 @@ def eval_(
         fields = sorted({k for it in items for k in it.extra}) or ["none"]
         raise RunOptionError(f"--by {by!r}: no item of {dataset} has that field (fields: {', '.join(fields)})")
     base = [(policy_label(program, set_, model, allow_remote), [])]
+    check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
+                 + [("--greedy", g) for g in greedy_series])
     series = base + [(label, binds) for label, binds in compare_series]
     with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
         root = traces if traces is not None else Path(tmp)

@@ -139,6 +139,35 @@ def test_countdown_inline_revise_data_restates_a_right_answer_and_fixes_a_wrong_
                 assert checker.strict(p.question, e.completion)
 
 
+def test_countdown_history_revise_data_shows_earlier_wrong_attempts_then_the_last() -> None:
+    """Sequential-revision data: 1-3 attempts at one question in context, the earlier ones strictly
+    wrong attempts at that question, the last as sampled; answered as an inline revision of the last."""
+    from ttcl.zoo.data import HISTORY_CTX, HISTORY_JOIN, HISTORY_MAX, REVISE_INLINE_TEMPLATE, DataSpec, draw_examples
+
+    p, other = make_problems(2, 3, seed=21)
+    right = p.solution()
+    wrongs = [right.replace("####", f"{k}+{k}={2 * k} [1]\n####", 1) for k in (3, 4, 5)]
+    pool = [(p.question, right), *((p.question, w) for w in wrongs), (other.question, other.solution())]
+    spec = DataSpec(task="countdown", kind="revise", revise_frac=1.0, steps=(3,), revise_style="history")
+    seen = set()
+    for e in draw_examples(spec, random.Random(0), 200, attempts=pool):
+        assert e.prompt.endswith("\nfix:\n") and len(e.prompt) + len(e.completion) < HISTORY_CTX
+        q = e.prompt.split("\n", 1)[0]
+        shown = e.prompt[len(q) + 1 : -len("\nfix:\n")].split(HISTORY_JOIN)
+        assert e.prompt == REVISE_INLINE_TEMPLATE.format(question=q, attempt=HISTORY_JOIN.join(shown))
+        assert 1 <= len(shown) <= HISTORY_MAX
+        seen.add(len(shown))
+        if q == other.question:  # its only attempt: nothing earlier to show
+            assert shown == [other.solution()]
+            continue
+        assert all(a in wrongs for a in shown[:-1]) and len(set(shown[:-1])) == len(shown) - 1
+        if shown[-1] == right:
+            assert e.completion == right.splitlines()[-1]
+        else:
+            assert checker.strict(p.question, e.completion)
+    assert seen == {1, 2, 3}
+
+
 @pytest.mark.skipif("countdown-revise" not in SHIPPED, reason="countdown-revise not shipped")
 def test_shipped_reviser_loads_and_revises_into_checkable_solutions() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer

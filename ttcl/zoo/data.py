@@ -32,6 +32,10 @@ REVISE_TEMPLATE = "{question}\nattempt:\n{attempt}\nfix:\n"
 # prefix cache computes only the marker and the revision. A strictly right attempt is answered by
 # restating its answer line (a few tokens); any other by a whole right solution.
 REVISE_INLINE_TEMPLATE = "{question}\n{attempt}\nfix:\n"
+# Sequential revision with history (`revise_style="history"`, countdown): the same template, whose
+# {attempt} holds every attempt so far joined by HISTORY_JOIN, so each revision extends the last one's
+# context; up to HISTORY_MAX attempts, the earliest dropped first beyond HISTORY_CTX tokens.
+HISTORY_JOIN, HISTORY_MAX, HISTORY_CTX = "\nfix:\n", 3, 512
 
 
 def encode(text: str) -> list[int]:
@@ -129,7 +133,7 @@ class DataSpec:
     steps: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
     revise_frac: float = 0.5
     task: str = "arith"  # arith | expr | countdown
-    revise_style: str = "apart"  # apart: REVISE_TEMPLATE | inline: REVISE_INLINE_TEMPLATE (expr)
+    revise_style: str = "apart"  # apart: REVISE_TEMPLATE | inline: REVISE_INLINE_TEMPLATE | history (countdown)
     revise_right_frac: float | None = None  # share of revision attempts that are strictly right (None: as sampled)
     style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES)
 
@@ -154,6 +158,35 @@ def _inline_revise(q: str, attempt: str, right: bool, solve: Callable[[], str]) 
     line; any other is answered by a whole right solution (`solve()`, drawn only then)."""
     target = attempt.splitlines()[-1].strip() if right else solve()
     return Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target)
+
+
+_GROUPS: dict[int, tuple[Sequence[tuple[str, str]], dict[str, list[str]]]] = {}
+
+
+def _attempts_by_question(attempts: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Each question's attempts, in pool order (kept for the one pool being trained on)."""
+    hit = _GROUPS.get(id(attempts))
+    if hit is None or hit[0] is not attempts:
+        groups: dict[str, list[str]] = {}
+        for q, a in attempts:
+            groups.setdefault(q, []).append(a.strip())
+        _GROUPS.clear()
+        hit = _GROUPS[id(attempts)] = (attempts, groups)
+    return hit[1]
+
+
+def _history_revise(q: str, last: str, others: list[str], rng: random.Random, strict: Callable[[str, str], bool],
+                    solve: Callable[[], str]) -> Example:
+    """A revision after 1..HISTORY_MAX attempts at one question: the earlier ones drawn from the
+    question's wrong attempts (a checker-gated chain revises only rejected attempts), the last one
+    as sampled; answered as an inline revision of the last (restate a strictly right one)."""
+    wrong = [a for a in others if not strict(q, a)]
+    k = rng.randint(1, HISTORY_MAX)
+    earlier = rng.sample(wrong, min(k - 1, len(wrong)))
+    target = last.splitlines()[-1].strip() if strict(q, last) else solve()
+    while earlier and len(q) + sum(len(a) + len(HISTORY_JOIN) for a in earlier) + len(last) + len(target) + 8 > HISTORY_CTX:
+        earlier.pop(0)
+    return Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=HISTORY_JOIN.join([*earlier, last])), target)
 
 
 def draw_examples(spec: DataSpec, rng: random.Random, n: int,
@@ -225,6 +258,12 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
             parsed = countdown.parse_question(q)
             assert parsed is not None
             kept = countdown.checker.strict(q, attempt)
+            if spec.revise_style == "history":
+                group = list(_attempts_by_question(attempts)[q])  # type: ignore[arg-type]
+                group.remove(attempt)
+                out.append(_history_revise(q, attempt, group, rng, countdown.checker.strict,
+                                           lambda parsed=parsed: parsed.solution(rng)))
+                continue
             if spec.revise_style == "inline":
                 out.append(_inline_revise(q, attempt, kept, lambda parsed=parsed: parsed.solution(rng)))
                 continue

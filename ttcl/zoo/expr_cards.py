@@ -255,7 +255,7 @@ def _revise_mix(meta: dict) -> str:
 
 def _inline_reviser(meta: dict) -> bool:
     """A reviser that revises in its own draft's context (`DataSpec.revise_style == "inline"`)."""
-    return meta.get("recipe", {}).get("data", {}).get("revise_style") == "inline"
+    return meta.get("recipe", {}).get("data", {}).get("revise_style") in ("inline", "history")
 
 
 def _revise_text(meta: dict, task: str) -> str:

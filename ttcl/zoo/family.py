@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ttcl.zoo.data import (
+    HISTORY_CTX,
     REVISE_INLINE_TEMPLATE,
     REVISE_TEMPLATE,
     VERDICT_NO,
@@ -126,6 +127,13 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                             init_from="countdown-check", attempts_from="countdown-s",
                                             data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
                                                          revise_style="inline")),
+    # countdown-revise-inline-chk with up to 3 attempts in context, the earlier ones wrong (data.HISTORY_*):
+    # sequential revision as Snell et al. train it, each revision extending the chain's context (experimental)
+    "countdown-revise-hist": LMRecipe("countdown-revise-hist", "revise", 64, 2, 2, HISTORY_CTX, 3000, batch_size=64,
+                                      lr=1e-3, init_std=_std(64), seed=24, init_from="countdown-check",
+                                      attempts_from="countdown-s",
+                                      data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
+                                                   revise_style="history")),
     # a generative step checker for countdown (a verifier, the smallest policy's size): from countdown-s's
     # weights, trained to write random valid combinations and a verdict on the target, never aiming at it;
     # `prm("ttcl:countdown-check")` scores what a policy wrote by its probability (runtime/verifier_gen.py)
@@ -191,7 +199,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             attempts = _own_attempts(policy, source, out_root, is_quick, log)
         model, meta = train_lm(r, out, log=log, attempts=attempts, init_dir=init_dir)
         if r.kind == "revise":
-            meta["revise_template"] = REVISE_INLINE_TEMPLATE if r.data.revise_style == "inline" else REVISE_TEMPLATE
+            inline = r.data.revise_style in ("inline", "history")
+            meta["revise_template"] = REVISE_INLINE_TEMPLATE if inline else REVISE_TEMPLATE
             meta["revise_template_fields"] = ["question", "attempt"]
         meta["prompt_template"] = "{question}\n"
         meta["stop"] = "<eos>"

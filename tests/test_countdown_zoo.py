@@ -142,7 +142,14 @@ def test_countdown_inline_revise_data_restates_a_right_answer_and_fixes_a_wrong_
 def test_countdown_history_revise_data_shows_earlier_wrong_attempts_then_the_last() -> None:
     """Sequential-revision data: 1-3 attempts at one question in context, the earlier ones strictly
     wrong attempts at that question, the last as sampled; answered as an inline revision of the last."""
-    from ttcl.zoo.data import HISTORY_CTX, HISTORY_JOIN, HISTORY_MAX, REVISE_INLINE_TEMPLATE, DataSpec, draw_examples
+    from ttcl.zoo.data import (
+        HISTORY_CTX,
+        HISTORY_JOIN,
+        HISTORY_MAX,
+        REVISE_INLINE_TEMPLATE,
+        DataSpec,
+        draw_examples,
+    )
 
     p, other = make_problems(2, 3, seed=21)
     right = p.solution()

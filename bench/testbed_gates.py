@@ -52,12 +52,8 @@ def _meta(path) -> dict:
     return json.loads((path / "ttcl_meta.json").read_text())
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
 def _ci(v: float, lo: float, hi: float) -> str:
-    return f"{_pct(v)} [{_pct(lo)}, {_pct(hi)}]"
+    return f"{T.pct(v)} [{T.pct(lo)}, {T.pct(hi)}]"
 
 
 def _prop(vals: list[float]) -> str:
@@ -162,7 +158,7 @@ def main() -> int:
         wq, nq = T.within_question_auroc(its)
         wqs, nqs = T.within_question_auroc(its, strict=True)
         chains = sum(T.distinct_correct_chains(x) for x in its) / len(its)
-        print(f"| {st} | {_pct(guess) if guess == guess else '-'} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
+        print(f"| {st} | {T.pct(guess) if guess == guess else '-'} | {_prop(g)} | {_prop(maj)} | {_prop(wtd)} | {_prop(best)} | {_prop(pas)} | "
               f"{_prop(strict)} | {T.pooled_auroc(its):.3f} | {wq:.3f} ({nq}) | {wqs:.3f} ({nqs}) | {chains:.2f} |")
         ga = _diff(maj, g, a.seed + st)
         gb = _diff(wtd, maj, a.seed + st)
@@ -209,11 +205,11 @@ def main() -> int:
         if c is None:
             ctext = "not measured (no --large)"
         elif "n" not in c:
-            ctext = (f"missed: weighted@n < large greedy {_pct(c['large_greedy'])} for every n <= {k}")
+            ctext = (f"missed: weighted@n < large greedy {T.pct(c['large_greedy'])} for every n <= {k}")
         else:
             d = c["diff"]
             ok = c["small_flops"] <= c["large_flops"]
-            ctext = (f"weighted@{c['n']} {_pct(c['weighted'])} vs large greedy {_pct(c['large_greedy'])} "
+            ctext = (f"weighted@{c['n']} {T.pct(c['weighted'])} vs large greedy {T.pct(c['large_greedy'])} "
                      f"(diff {_ci(*d)}); FLOPs {c['small_flops']:.3g} vs {c['large_flops']:.3g}: "
                      f"{'met' if ok else 'missed (more FLOPs)'}")
             if c["large_greedy"] < 0.05:
@@ -221,7 +217,7 @@ def main() -> int:
         ref = "-"
         if c is not None and "checker" in c:
             x = c["checker"]
-            ref = (f"pass@{x['n']} {_pct(x['pass'])}, FLOPs {x['small_flops']:.3g} vs {c['large_flops']:.3g}")
+            ref = (f"pass@{x['n']} {T.pct(x['pass'])}, FLOPs {x['small_flops']:.3g} vs {c['large_flops']:.3g}")
         elif c is not None:
             ref = f"pass@n < large greedy for every n <= {k}"
         print(f"| {r['steps']} | {_ci(*ga)}{' met' if ga[1] > 0 else ''} | {_ci(*gb)}{' met' if gb[1] > 0 else ''} "

@@ -30,13 +30,9 @@ from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
 def _ci(successes: float, n: int) -> str:
     lo, hi = T.wilson(successes, n)
-    return f"{_pct(successes / n)} [{_pct(lo)}, {_pct(hi)}]"
+    return f"{T.pct(successes / n)} [{T.pct(lo)}, {T.pct(hi)}]"
 
 
 def _wrong_spread(item: T.Item) -> tuple[int, int, int, int]:
@@ -87,7 +83,7 @@ def main() -> int:
         right_n, wrong_n, distinct, largest = (sum(v[j] for v in spread) / n for j in range(4))
         d, lo, hi = T.mean_ci([m - y for m, y in zip(maj, g, strict=True)], seed=a.seed + st)
         print(f"| {st} | {_ci(sum(g), n)} | {_ci(sum(maj), n)} | {_ci(cover, n)} | {_ci(strict, n)} | "
-              f"{_pct(sample_acc)} | {chains:.2f} | {right_n:.1f} / {wrong_n:.1f} | {distinct:.1f} | {largest:.1f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
+              f"{T.pct(sample_acc)} | {chains:.2f} | {right_n:.1f} / {wrong_n:.1f} | {distinct:.1f} | {largest:.1f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
     return 0
 
 

@@ -61,12 +61,8 @@ from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
 def _gate(d: tuple[float, float, float]) -> str:
-    return f"{_pct(d[0])} [{_pct(d[1])}, {_pct(d[2])}]{' met' if d[1] > 0 else ''}"
+    return f"{T.pct(d[0])} [{T.pct(d[1])}, {T.pct(d[2])}]{' met' if d[1] > 0 else ''}"
 
 
 def main() -> int:
@@ -171,18 +167,18 @@ def main() -> int:
         idx = [i for i, p in enumerate(problems) if p.steps == st]
         right = [[checker.outcome(problems[i].question, att[i]) for i in idx] for att in attempts]
         fresh = [sum(checker.outcome(problems[i].question, x) for x in items[i].samples[1:]) / a.fresh for i in idx]
-        cells = [str(st), str(len(idx)), _pct(sum(right[0]) / len(idx))]
+        cells = [str(st), str(len(idx)), T.pct(sum(right[0]) / len(idx))]
         row: dict = {"steps": st, "n": len(idx), "attempt": sum(right[0]) / len(idx), "rounds": []}
         for r in range(1, a.rounds + 1):
             rw = sum(1 for x, y in zip(right[r - 1], right[r], strict=True) if x and not y)
             wr = sum(1 for x, y in zip(right[r - 1], right[r], strict=True) if not x and y)
-            cells += [_pct(sum(right[r]) / len(idx)), str(rw), str(wr)]
+            cells += [T.pct(sum(right[r]) / len(idx)), str(rw), str(wr)]
             row["rounds"].append({"acc": sum(right[r]) / len(idx), "right_to_wrong": rw, "wrong_to_right": wr})
         d = T.mean_ci([x - y for x, y in zip(right[1], fresh, strict=True)], seed=a.seed + st)
         flips = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], right[0], strict=True)], seed=a.seed + st)
         f_rev = sum(revise_flops(i) for i in idx) / len(idx)
         f_fresh = sum(decode_flops(i, items[i].samples[1]) for i in idx) / len(idx)
-        cells += [_pct(sum(fresh) / len(idx)), _gate(d), _gate(flips), f"{f_rev:.3g} / {f_fresh:.3g}"]
+        cells += [T.pct(sum(fresh) / len(idx)), _gate(d), _gate(flips), f"{f_rev:.3g} / {f_fresh:.3g}"]
         row |= {"fresh": sum(fresh) / len(idx), "gate_d": d, "gate_d_flips": flips, "flops_revise": f_rev,
                 "flops_fresh": f_fresh}
         if a.inline:  # a revision that restates the answer (starts with the answer marker) keeps its draft
@@ -195,7 +191,7 @@ def main() -> int:
         greedy = [checker.outcome(problems[i].question, items[i].greedy) for i in idx]
         vs_greedy = T.mean_ci([float(x) - float(y) for x, y in zip(right[1], greedy, strict=True)], seed=a.seed + st)
         f_greedy = sum(decode_flops(i, items[i].greedy) for i in idx) / len(idx)
-        cells += [_pct(sum(greedy) / len(idx)), _gate(vs_greedy), f"{f_greedy:.3g}"]
+        cells += [T.pct(sum(greedy) / len(idx)), _gate(vs_greedy), f"{f_greedy:.3g}"]
         row |= {"greedy": sum(greedy) / len(idx), "round1_minus_greedy": vs_greedy, "flops_greedy": f_greedy}
         # checker-gated: the exact checker keeps every right draft, and only a rejected one is redone,
         # by a revision or by a fresh sample; the two differ only on the rejected drafts
@@ -204,7 +200,7 @@ def main() -> int:
         g_fresh = [y if w else 0.0 for w, y in zip(wrong, fresh, strict=True)]
         gated = T.mean_ci([x - y for x, y in zip(g_rev, g_fresh, strict=True)], seed=a.seed + st)
         n_wrong = sum(wrong)
-        cells += [str(n_wrong), f"{_pct(sum(g_rev) / max(1, n_wrong))} / {_pct(sum(g_fresh) / max(1, n_wrong))}",
+        cells += [str(n_wrong), f"{T.pct(sum(g_rev) / max(1, n_wrong))} / {T.pct(sum(g_fresh) / max(1, n_wrong))}",
                   _gate(gated)]
         row |= {"rejected": n_wrong, "gated_revise_right": sum(g_rev), "gated_fresh_right": sum(g_fresh),
                 "gated_revise_minus_fresh": gated}

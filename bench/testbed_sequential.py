@@ -38,11 +38,7 @@ from ttcl.zoo.registry import resolve_model  # noqa: E402
 TEMPERATURE = 0.7
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def _gate(d: tuple[float, float, float]) -> str:
+def _diff(d: tuple[float, float, float]) -> str:
     return f"{100 * d[0]:+.1f} [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]"
 
 
@@ -161,7 +157,7 @@ def main() -> int:
             fs = sum(seq_flops[r][i] for i in idx) / len(idx)
             fp = sum(par_flops[r][i] for i in idx) / len(idx)
             live = len(idx) if r == 0 else sum(not seq_ok[r - 1][i] for i in idx)
-            print(f"| {st} | {len(idx)} | {r} | {_pct(s)} | {_pct(q)} | {_gate(d) if r else '-'} | {fs:.3g} / {fp:.3g} "
+            print(f"| {st} | {len(idx)} | {r} | {T.pct(s)} | {T.pct(q)} | {_diff(d) if r else '-'} | {fs:.3g} / {fp:.3g} "
                   f"| {live if r else '-'} |")
             rows.append({"round": r, "sequential": s, "parallel": q, "diff": d, "flops_sequential": fs,
                          "flops_parallel": fp, "sequential_live": live})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +237,39 @@ def test_the_token_budget_holds_every_gold_solution() -> None:
         longest = max(len(p.solution()) + 1 for p in make_problems(500, steps, seed=99))  # + <eos>
         assert longest <= bed.max_new_tokens(steps), (steps, longest)
         assert 24 + bed.max_new_tokens(steps) <= 160  # the longest prompt plus the budget fit the models' context
+
+
+@pytest.mark.skipif("countdown-revise-inline-chk" not in SHIPPED, reason="countdown-revise-inline-chk not shipped")
+def test_sequential_bench_bookkeeping(tmp_path: Path) -> None:
+    """bench/testbed_sequential.py on a few items: both arms share the draft, stop at the first accepted
+    attempt (so accuracy never falls and FLOPs never shrink round to round), and the per-item record
+    agrees with the table's rates."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "seq.json"
+    bench = Path(__file__).resolve().parents[1] / "bench" / "testbed_sequential.py"
+    proc = subprocess.run([sys.executable, str(bench), "--reviser", "ttcl:countdown-revise-inline-chk", "--seed", "555",
+                           "--per-level", "6", "--rounds", "2", "--context", "history", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    items = rep["items"]
+    seq, par = items["sequential"], items["parallel"]
+    assert len(seq) == len(par) == 3 and seq[0] == par[0]  # rounds 0..2; round 0 is the shared draft
+    for arm in (seq, par):
+        for r in (1, 2):
+            assert all(b >= a for a, b in zip(arm[r - 1], arm[r], strict=True))
+    for b in rep["bins"]:
+        idx = [i for i, s in enumerate(items["steps"]) if s == b["steps"]]
+        assert b["n"] == len(idx) == 6
+        for row in b["rounds"]:
+            r = row["round"]
+            assert row["sequential"] == pytest.approx(sum(seq[r][i] for i in idx) / 6)
+            assert row["parallel"] == pytest.approx(sum(par[r][i] for i in idx) / 6)
+            assert row["diff"][0] == pytest.approx(row["sequential"] - row["parallel"])
+            if r:
+                prev = b["rounds"][r - 1]
+                assert row["flops_sequential"] >= prev["flops_sequential"] and row["flops_parallel"] >= prev["flops_parallel"]
+                assert row["sequential_live"] == sum(1 - seq[r - 1][i] for i in idx)
+    assert "| steps | n | round | sequential | parallel |" in proc.stdout

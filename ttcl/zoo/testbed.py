@@ -185,6 +185,11 @@ def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return intervals.wilson(successes, n, z)
 
 
+def pct(x: float) -> str:
+    """A share as the benches print it: percent, one decimal."""
+    return f"{100 * x:.1f}"
+
+
 def mean_ci(values: Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """Mean and a 95% percentile-bootstrap interval (items resampled)."""
     n = len(values)

@@ -89,6 +89,13 @@ def main() -> int:
     # sequential: chains[i] = the attempts so far; context[i] = the text the model has computed (cached)
     chains = [[it.samples[0]] for it in items]
     context = [problems[i].prompt + chains[i][0] for i in range(n)]
+    marker = bed.module.ANSWER_MARKER
+
+    def answer(text: str) -> str | None:
+        lines = [x.strip() for x in text.strip().splitlines() if x.strip().startswith(marker)]
+        return lines[-1] if lines else None
+
+    repeats = [[False] * n for _ in range(a.rounds + 1)]  # a revision proposing an answer already rejected
     seq_flops = [[0.0] * n for _ in range(a.rounds + 1)]
     seq_ok = [[False] * n for _ in range(a.rounds + 1)]
     for i in range(n):
@@ -120,6 +127,7 @@ def main() -> int:
             cached = len(os.path.commonprefix([context[i], prompt]))
             seq_flops[r][i] += forward_flops(spec, cached, len(prompt)) + forward_flops(
                 spec, len(prompt), len(prompt) + T.gen_tokens(out) - 1)
+            repeats[r][i] = answer(out) is not None and answer(out) in {answer(x) for x in chains[i]}
             chains[i].append(out)
             context[i] = prompt + out
             seq_ok[r][i] = right(i, out)
@@ -143,8 +151,8 @@ def main() -> int:
           f"T={TEMPERATURE:g}; checker-gated: each arm stops at the first attempt check(\"{a.task}\") accepts; "
           "95% intervals\n")
     print("| steps | n | round | sequential | parallel | sequential - parallel | FLOPs sequential / parallel | "
-          "rejected before the round |")
-    print("|---|---|---|---|---|---|---|---|")
+          "rejected before the round | revisions repeating a rejected answer |")
+    print("|---|---|---|---|---|---|---|---|---|")
     out = {"seed": seeds if len(seeds) > 1 else seeds[0], "reviser": a.reviser, "context": a.context,
            "rounds": a.rounds, "temperature": TEMPERATURE, "bins": []}
     for st in sorted({p.steps for p in problems}):
@@ -157,10 +165,11 @@ def main() -> int:
             fs = sum(seq_flops[r][i] for i in idx) / len(idx)
             fp = sum(par_flops[r][i] for i in idx) / len(idx)
             live = len(idx) if r == 0 else sum(not seq_ok[r - 1][i] for i in idx)
+            rep = sum(repeats[r][i] for i in idx)
             print(f"| {st} | {len(idx)} | {r} | {T.pct(s)} | {T.pct(q)} | {_diff(d) if r else '-'} | {fs:.3g} / {fp:.3g} "
-                  f"| {live if r else '-'} |")
+                  f"| {live if r else '-'} | {rep if r else '-'} |")
             rows.append({"round": r, "sequential": s, "parallel": q, "diff": d, "flops_sequential": fs,
-                         "flops_parallel": fp, "sequential_live": live})
+                         "flops_parallel": fp, "sequential_live": live, "repeats": rep})
         out["bins"].append({"steps": st, "n": len(idx), "rounds": rows})
     # per item, in the pooled sets' order, so two runs on the same sets can be paired afterwards
     out["items"] = {"steps": [p.steps for p in problems], "sequential": [[int(x) for x in row] for row in seq_ok],

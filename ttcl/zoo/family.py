@@ -128,7 +128,8 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                             data=replace(COUNTDOWN_DATA, kind="revise", revise_frac=0.7,
                                                          revise_style="inline")),
     # countdown-revise-inline-chk with up to 3 attempts in context, the earlier ones wrong (data.HISTORY_*):
-    # sequential revision as Snell et al. train it, each revision extending the chain's context (experimental)
+    # sequential revision as Snell et al. train it, each revision extending the chain's context (experimental):
+    # tried, checker-gated chains lose to parallel samples and the history does not help (bench/testbed_sequential.py)
     "countdown-revise-hist": LMRecipe("countdown-revise-hist", "revise", 64, 2, 2, HISTORY_CTX, 3000, batch_size=64,
                                       lr=1e-3, init_std=_std(64), seed=24, init_from="countdown-check",
                                       attempts_from="countdown-s",

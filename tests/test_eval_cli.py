@@ -4,6 +4,7 @@ greedy points, exchange, allocation and the plot; every figure checked against t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,11 @@ def test_the_report_is_out_before_the_figure(capsys: pytest.CaptureFixture[str],
                          "--traces", str(setup["root"] / "traces2"), "--plot", str(plot), "--device", "cpu")
     assert code == 2 and "cannot write the plot" in err and "Traceback" not in err
     assert "maj" in out and "pass" in out  # the pool's table came first
+
+
+def test_exchange_cells_say_when_the_reference_gets_nothing_right() -> None:
+    from ttcl.commands.eval_report import _ratio
+
+    assert _ratio({"reference_zero": True, "ratio": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}) == "n/a: ref. 0"
+    assert _ratio({"reference_zero": False, "ratio": math.inf, "ratio_lo": 0.5, "ratio_hi": math.inf}) == "-"
+    assert _ratio({"reference_zero": False, "ratio": 0.25, "ratio_lo": 0.2, "ratio_hi": math.inf}) == "0.25 [0.2, inf]"

@@ -95,7 +95,13 @@ def main() -> int:
         lines = [x.strip() for x in text.strip().splitlines() if x.strip().startswith(marker)]
         return lines[-1] if lines else None
 
+    def first_line(text: str) -> str:
+        return next((x.strip() for x in text.strip().splitlines() if x.strip()), "")
+
     repeats = [[False] * n for _ in range(a.rounds + 1)]  # a revision proposing an answer already rejected
+    # a call whose first line (countdown: its first combination) is one an earlier rejected attempt began with
+    seq_same_start = [[False] * n for _ in range(a.rounds + 1)]
+    par_same_start = [[False] * n for _ in range(a.rounds + 1)]
     seq_flops = [[0.0] * n for _ in range(a.rounds + 1)]
     seq_ok = [[False] * n for _ in range(a.rounds + 1)]
     for i in range(n):
@@ -128,6 +134,7 @@ def main() -> int:
             seq_flops[r][i] += forward_flops(spec, cached, len(prompt)) + forward_flops(
                 spec, len(prompt), len(prompt) + T.gen_tokens(out) - 1)
             repeats[r][i] = answer(out) is not None and answer(out) in {answer(x) for x in chains[i]}
+            seq_same_start[r][i] = first_line(out) in {first_line(x) for x in chains[i]}
             chains[i].append(out)
             context[i] = prompt + out
             seq_ok[r][i] = right(i, out)
@@ -143,6 +150,7 @@ def main() -> int:
             par_flops[r][i], par_ok[r][i] = par_flops[r - 1][i], par_ok[r - 1][i]
             if not par_ok[r][i]:
                 s = it.samples[r]
+                par_same_start[r][i] = first_line(s) in {first_line(x) for x in it.samples[:r]}
                 par_flops[r][i] += forward_flops(spec, p, p + T.gen_tokens(s) - 1)
                 par_ok[r][i] = right(i, s)
 
@@ -151,8 +159,9 @@ def main() -> int:
           f"T={TEMPERATURE:g}; checker-gated: each arm stops at the first attempt check(\"{a.task}\") accepts; "
           "95% intervals\n")
     print("| steps | n | round | sequential | parallel | sequential - parallel | FLOPs sequential / parallel | "
-          "rejected before the round | revisions repeating a rejected answer |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "rejected before the round | revisions repeating a rejected answer | same first line as a rejected "
+          "attempt: revisions / samples |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     out = {"seed": seeds if len(seeds) > 1 else seeds[0], "reviser": a.reviser, "context": a.context,
            "rounds": a.rounds, "temperature": TEMPERATURE, "bins": []}
     for st in sorted({p.steps for p in problems}):
@@ -166,10 +175,14 @@ def main() -> int:
             fp = sum(par_flops[r][i] for i in idx) / len(idx)
             live = len(idx) if r == 0 else sum(not seq_ok[r - 1][i] for i in idx)
             rep = sum(repeats[r][i] for i in idx)
+            par_live = len(idx) if r == 0 else sum(not par_ok[r - 1][i] for i in idx)
+            ss, ps = sum(seq_same_start[r][i] for i in idx), sum(par_same_start[r][i] for i in idx)
+            same = f"{T.pct(ss / max(1, live))}% / {T.pct(ps / max(1, par_live))}%" if r else "-"
             print(f"| {st} | {len(idx)} | {r} | {T.pct(s)} | {T.pct(q)} | {_diff(d) if r else '-'} | {fs:.3g} / {fp:.3g} "
-                  f"| {live if r else '-'} | {rep if r else '-'} |")
+                  f"| {live if r else '-'} | {rep if r else '-'} | {same} |")
             rows.append({"round": r, "sequential": s, "parallel": q, "diff": d, "flops_sequential": fs,
-                         "flops_parallel": fp, "sequential_live": live, "repeats": rep})
+                         "flops_parallel": fp, "sequential_live": live, "repeats": rep, "parallel_live": par_live,
+                         "same_start_sequential": ss, "same_start_parallel": ps})
         out["bins"].append({"steps": st, "n": len(idx), "rounds": rows})
     # per item, in the pooled sets' order, so two runs on the same sets can be paired afterwards
     out["items"] = {"steps": [p.steps for p in problems], "sequential": [[int(x) for x in row] for row in seq_ok],

@@ -273,4 +273,7 @@ def test_sequential_bench_bookkeeping(tmp_path: Path) -> None:
                 assert row["flops_sequential"] >= prev["flops_sequential"] and row["flops_parallel"] >= prev["flops_parallel"]
                 assert row["sequential_live"] == sum(1 - seq[r - 1][i] for i in idx)
                 assert 0 <= row["repeats"] <= row["sequential_live"]
+                assert row["parallel_live"] == sum(1 - par[r - 1][i] for i in idx)
+                assert 0 <= row["same_start_sequential"] <= row["sequential_live"]
+                assert 0 <= row["same_start_parallel"] <= row["parallel_live"]
     assert "| steps | n | round | sequential | parallel |" in proc.stdout

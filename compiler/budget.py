@@ -501,12 +501,13 @@ def spec_lookup(diagnostics: list[Diagnostic], *, needs_flops: bool = True) -> S
             key = (ref.span.file, ref.name, ref.span.line)
             if key not in failed:
                 failed.add(key)
-                message = e.message if ref.name == ref.ref else f"model `{ref.name}`: {e.message}"
-                hint = e.hint
                 if ref.overridden:  # the caret shows the declaration; the bad ref is the override's
                     message = f"model `{ref.name}`, overridden to `{ref.ref}`: {e.message}"
                     hint = f"`{ref.ref}` comes from an override of `{ref.name}` (e.g. --model), not from this line" + (
                         f"; {e.hint}" if e.hint else "")
+                else:
+                    message = e.message if ref.name == ref.ref else f"model `{ref.name}`: {e.message}"
+                    hint = e.hint
                 diagnostics.append(Diagnostic(span=ref.span, message=message, hint=hint))
             return ModelSpec(non_embedding_params=0)
 

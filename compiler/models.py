@@ -199,7 +199,7 @@ def _spec_from_endpoint(ref: str, base_dir: str | None) -> ModelSpec:
 
 def _resolve_zoo(ref: str) -> Path:
     try:
-        from ttcl.zoo.registry import resolve_model
+        from ttcl.zoo.registry import UnknownModelError, resolve_model
     except ImportError as e:
         raise ModelSpecError(
             f"cannot resolve `{ref}`: the model zoo (ttcl.zoo.registry) is not available",
@@ -207,9 +207,9 @@ def _resolve_zoo(ref: str) -> Path:
         ) from e
     try:
         return Path(resolve_model(ref))
-    except Exception as e:  # the registry's own errors: unknown name, missing files
-        if "unknown bundled model" in str(e):  # a typo: declaring a size would not make it a model
-            raise ModelSpecError(str(e), "`ttcl models` lists them") from e
+    except UnknownModelError as e:  # a typo: declaring a size would not make it a model
+        raise ModelSpecError(str(e), "`ttcl models` lists them") from e
+    except Exception as e:  # the registry's other errors: missing files
         raise ModelSpecError(f"cannot resolve `{ref}`: {e}", _PARAMS_HINT) from e
 
 

@@ -77,13 +77,15 @@ def exchange(a_acc: Sequence[np.ndarray], a_flops: Sequence[np.ndarray], b_acc: 
         return target, fb, fa, fa / fb if fb > 0 else math.inf
 
     target, fb, fa, r = ratio(None)
-    if n and target > 0:
+    if not n:
+        boots = np.array([math.inf])
+    elif target > 0:
         boots = np.array([ratio(ix)[3] for ix in boot_indices(n, reps, seed)])
         boots = boots[~np.isnan(boots)]
     else:
-        boots = np.array([math.nan if n else math.inf])
+        boots = np.array([])  # no ratio to resample
     lo, hi = percentile_interval(boots)
-    reached = float(np.mean(np.isfinite(boots))) if boots.size and not np.isnan(boots).all() else math.nan
+    reached = float(np.mean(np.isfinite(boots))) if boots.size else math.nan
     return {"target_accuracy": target, "reference_flops": fb, "flops_to_reach": fa, "ratio": r,
             "ratio_lo": float(lo), "ratio_hi": float(hi), "reached_share": reached, "items": int(n),
             "reference_zero": bool(n and target <= 0)}

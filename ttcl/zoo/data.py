@@ -160,30 +160,32 @@ def _inline_revise(q: str, attempt: str, right: bool, solve: Callable[[], str]) 
     return Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=attempt), target)
 
 
-_GROUPS: dict[int, tuple[Sequence[tuple[str, str]], dict[str, list[str]]]] = {}
+_WRONG: dict[int, tuple[Sequence[tuple[str, str]], dict[str, list[str]]]] = {}
 
 
-def _attempts_by_question(attempts: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
-    """Each question's attempts, in pool order (kept for the one pool being trained on)."""
-    hit = _GROUPS.get(id(attempts))
+def _wrong_attempts_by_question(attempts: Sequence[tuple[str, str]],
+                                strict: Callable[[str, str], bool]) -> dict[str, list[str]]:
+    """Each question's strictly wrong attempts, in pool order, checked once per pool (kept for the
+    one pool being trained on)."""
+    hit = _WRONG.get(id(attempts))
     if hit is None or hit[0] is not attempts:
         groups: dict[str, list[str]] = {}
         for q, a in attempts:
-            groups.setdefault(q, []).append(a.strip())
-        _GROUPS.clear()
-        hit = _GROUPS[id(attempts)] = (attempts, groups)
+            if not strict(q, a.strip()):
+                groups.setdefault(q, []).append(a.strip())
+        _WRONG.clear()
+        hit = _WRONG[id(attempts)] = (attempts, groups)
     return hit[1]
 
 
-def _history_revise(q: str, last: str, others: list[str], rng: random.Random, strict: Callable[[str, str], bool],
+def _history_revise(q: str, last: str, right: bool, wrong: list[str], rng: random.Random,
                     solve: Callable[[], str]) -> Example:
     """A revision after 1..HISTORY_MAX attempts at one question: the earlier ones drawn from the
-    question's wrong attempts (a checker-gated chain revises only rejected attempts), the last one
-    as sampled; answered as an inline revision of the last (restate a strictly right one)."""
-    wrong = [a for a in others if not strict(q, a)]
+    question's other wrong attempts (a checker-gated chain revises only rejected attempts), the last
+    one as sampled; answered as an inline revision of the last (restate a strictly right one)."""
     k = rng.randint(1, HISTORY_MAX)
     earlier = rng.sample(wrong, min(k - 1, len(wrong)))
-    target = last.splitlines()[-1].strip() if strict(q, last) else solve()
+    target = _inline_revise(q, last, right, solve).completion
     while earlier and len(q) + sum(len(a) + len(HISTORY_JOIN) for a in earlier) + len(last) + len(target) + 8 > HISTORY_CTX:
         earlier.pop(0)
     return Example(REVISE_INLINE_TEMPLATE.format(question=q, attempt=HISTORY_JOIN.join([*earlier, last])), target)
@@ -259,10 +261,10 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
             assert parsed is not None
             kept = countdown.checker.strict(q, attempt)
             if spec.revise_style == "history":
-                group = list(_attempts_by_question(attempts)[q])  # type: ignore[arg-type]
-                group.remove(attempt)
-                out.append(_history_revise(q, attempt, group, rng, countdown.checker.strict,
-                                           lambda parsed=parsed: parsed.solution(rng)))
+                wrong = list(_wrong_attempts_by_question(attempts, countdown.checker.strict).get(q, []))  # type: ignore[arg-type]
+                if not kept:
+                    wrong.remove(attempt)  # the others: this draw is the last attempt
+                out.append(_history_revise(q, attempt, kept, wrong, rng, lambda parsed=parsed: parsed.solution(rng)))
                 continue
             if spec.revise_style == "inline":
                 out.append(_inline_revise(q, attempt, kept, lambda parsed=parsed: parsed.solution(rng)))

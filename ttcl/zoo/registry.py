@@ -57,6 +57,10 @@ def shipped_names() -> list[str]:
     return sorted(names, key=key)
 
 
+class UnknownModelError(TtclRuntimeError):
+    """A `ttcl:NAME` that no bundled model has (declaring its size would not make it one)."""
+
+
 def resolve_model(ref: str) -> Path:
     """The local directory for a model reference: `ttcl:NAME` or a directory path."""
     if not isinstance(ref, str) or not ref.strip():
@@ -71,7 +75,7 @@ def resolve_model(ref: str) -> Path:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean '{PREFIX}{close[0]}'?" if close else ""
         listing = ", ".join(PREFIX + k for k in known) or "none are installed"
-        raise TtclRuntimeError(f"unknown bundled model '{ref}'{hint} (bundled: {listing})")
+        raise UnknownModelError(f"unknown bundled model '{ref}'{hint} (bundled: {listing})")
     path = Path(ref).expanduser()
     if is_dir(path):
         return path
@@ -120,4 +124,5 @@ def list_models() -> list[dict[str, Any]]:
     return [model_card(PREFIX + name) for name in shipped_names()]
 
 
-__all__ = ["EXPERIMENTAL", "FAMILY", "MODELS_DIR", "PREFIX", "list_models", "model_card", "resolve_model", "shipped_names"]
+__all__ = ["EXPERIMENTAL", "FAMILY", "MODELS_DIR", "PREFIX", "UnknownModelError", "list_models", "model_card", "resolve_model",
+           "shipped_names"]

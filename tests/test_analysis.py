@@ -221,6 +221,22 @@ def test_probe_bins_charge_the_probe_and_rank_by_agreement() -> None:
     assert bins[0] < bins[1]  # 0 = easiest
 
 
+def test_probe_bins_by_a_verifier_rank_by_mean_score_and_charge_its_passes() -> None:
+    """Snell et al.'s predicted difficulty: the mean verifier score of the first M samples (a missing
+    score counts 0); the probe pays its M decodes and M of the pool's verifier passes."""
+    def pool(scores: list[float]) -> Pool:
+        return Pool(["1", "2", "3", "4"], [True] * 4, [5.0] * 4, shared_flops=1.0,
+                    scores={"v": scores}, verifier_flops={"v": 40.0})
+
+    sure, unsure, blank = pool([0.9, 0.8, 0.0, 0.0]), pool([0.3, 0.1, 1.0, 1.0]), pool([math.nan, 0.1, 1.0, 1.0])
+    bins, cost = probe_bins([sure, unsure, blank] * 4, 2, np.array([True] * 12), n_bins=3, verifier="v")
+    assert list(cost) == [1.0 + 2 * 5.0 + 2 * 10.0] * 12  # prefill + 2 decodes + 2 of 4 passes (40 FLOPs per pool)
+    assert bins[0] < bins[1] < bins[2]  # 0.85 (easiest), 0.2, 0.05: only the first two samples count
+    # the agreement probe on the same pools ignores the scores: every answer differs, one bin
+    same, _ = probe_bins([sure, unsure, blank] * 4, 2, np.array([True] * 12), n_bins=3)
+    assert len(set(same)) == 1
+
+
 def test_pools_from_a_trace_read_shares_scores_and_steps() -> None:
     from ttcl.runtime.analysis.collect import PoolNodes, pools_from_trace
     from ttcl.runtime.trace import ItemRecord, NodeRecord, RunHeader, Trace

@@ -124,6 +124,14 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--ks", "9"], "--ks '9': expected `all` or k values in 1..4"),
         (["--pool", "n=4", "--sweep", "n=1"], "give --sweep or --pool, not both"),
         (["--pool", "n=0"], "--pool 'n=0': expected PARAM=N"),
+        (["--pool", "n=4", "--allocate", "field:3", "--by", "steps"], "--allocate 'field:3': expected `field`"),
+        (["--pool", "n=4", "--allocate", "probe:exact"], "--allocate 'probe:exact': expected `field`"),
+        (["--pool", "n=4", "--allocate", "probe:0"], "the probe needs M >= 1 samples"),
+        (["--pool", "n=4", "--allocate", "probe:8"], "--allocate probe:8: the probe needs 8 samples, the pool draws 4"),
+        (["--pool", "n=4", "--allocate", "probe:2:orm"], "--allocate probe:2:orm: no verifier 'orm' scores the pool "
+                                                         "(verifiers: none)"),
+        (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
+         "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],
 )
 def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], args: list[str],
@@ -144,6 +152,34 @@ def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.Captur
     assert "model `policy`, overridden to `ttcl:arith-mm`: unknown bundled model 'ttcl:arith-mm'; did you mean" in err
     assert "comes from an override of `policy`" in err and "params = " not in err
     assert not traces.exists() or not any(traces.rglob("*.jsonl"))
+
+
+def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """`--allocate probe:M:VERIFIER` bins items by the verifier's mean score over the first M samples and
+    charges those decodes and passes to every item; the bins come from the trace's own scores."""
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.runtime.analysis.allocate import probe_bins, split_halves
+    from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
+
+    prog = setup["root"] / "orm.ttc"
+    prog.write_text(PROG.replace('verifier exact = check("arith")', 'verifier orm = reward("ttcl:arith-orm")')
+                    .replace("checked = verify(exact, drafts)", "checked = verify(orm, drafts)"))
+    traces = setup["root"] / "traces-orm"
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", "n=4", "--traces",
+                         str(traces), "--allocate", "probe:2:orm", "--baseline", "orm_best", "--device", "cpu", "--json")
+    assert code == 0, err
+    a = json.loads(out)["allocation"]
+    assert a["bins_from"].startswith("predicted: mean orm score of the first 2 pool samples")
+    assert a["baseline"]["signal"] == "orm_best" and a["baseline"]["k"] == 4 and a["report_items"] == 4
+    (path,) = traces.glob("arith-s__pool_n=4__*__seed0.jsonl")
+    pools = [p.pool for p in pools_from_trace(read_trace(path), find_pool_nodes(compile_program(prog).dag))]
+    _, cost = probe_bins(pools, 2, split_halves(8, 0), verifier="orm")
+    # the probe's charge: each item's prefill, its first two decodes and half of its four ORM passes
+    for p, c in zip(pools, cost, strict=True):
+        assert c == pytest.approx(p.shared_flops + p.gen_flops[0] + p.gen_flops[1] + p.verifier_flops["orm"] / 2)
+        assert p.verifier_flops["orm"] > 0
+    cheapest = a["curve"][0]
+    assert cheapest["flops"] >= min(cost)  # every policy pays the probe on top
 
 
 def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:

@@ -8,7 +8,7 @@ bins where it does not pay to bins where it does. It is chosen on the selection 
 of the items and scored on the other half, so the choice never sees the
 items it is judged on. Oracle bins come from a dataset field and cost
 nothing; predicted bins come from a probe (the first few pool samples'
-agreement) whose FLOPs every item pays on top.
+agreement, or their mean verifier score) whose FLOPs every item pays on top.
 """
 
 from __future__ import annotations
@@ -34,18 +34,31 @@ def split_halves(n: int, seed: int) -> np.ndarray:
     return sel
 
 
-def probe_bins(pools: Sequence[Pool], probe: int, select: np.ndarray, n_bins: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Predicted difficulty: agreement of the first `probe` candidates, cut at selection-half quantiles.
-    Returns (bin per item, 0 = easiest, and the probe's FLOPs per item)."""
-    agree = np.array([_agreement(p.answers[:probe]) for p in pools])
-    cost = np.array([p.shared_flops + sum(p.gen_flops[:probe]) for p in pools])
-    edges = np.unique(np.quantile(agree[select], np.linspace(0, 1, n_bins + 1)[1:-1])) if select.any() else np.array([])
-    return (len(edges) - np.searchsorted(edges, agree, side="right")).astype(int), cost
+def probe_bins(pools: Sequence[Pool], probe: int, select: np.ndarray, n_bins: int = 4,
+               verifier: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted difficulty from the first `probe` candidates, cut at selection-half quantiles: their
+    answer agreement, or with `verifier` their mean score under it (Snell et al.'s "model-predicted
+    difficulty"). Returns (bin per item, 0 = easiest; the probe's FLOPs per item: its decodes, and
+    with `verifier` its passes over them)."""
+    if verifier is None:
+        signal = np.array([_agreement(p.answers[:probe]) for p in pools])
+    else:
+        signal = np.array([_mean_score(p.scores.get(verifier, [])[:probe]) for p in pools])
+    cost = np.array([p.shared_flops + sum(p.gen_flops[:probe])
+                     + (min(probe, p.n) * p.verifier_flops.get(verifier, 0.0) / p.n if verifier is not None and p.n else 0.0)
+                     for p in pools])
+    edges = np.unique(np.quantile(signal[select], np.linspace(0, 1, n_bins + 1)[1:-1])) if select.any() else np.array([])
+    return (len(edges) - np.searchsorted(edges, signal, side="right")).astype(int), cost
 
 
 def _agreement(answers: Sequence[str | None]) -> float:
     got = [a for a in answers if a is not None]
     return max(got.count(a) for a in set(got)) / len(answers) if got else 0.0
+
+
+def _mean_score(scores: Sequence[float]) -> float:
+    """A score that is missing (NaN: the candidate had no answer to score) counts as 0."""
+    return float(np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0).mean()) if len(scores) else 0.0
 
 
 def configs_of(table: ItemTable) -> list[tuple[str, int]]:

@@ -50,6 +50,14 @@ def find_pool_nodes(dag: Any) -> PoolNodes:
     return PoolNodes(best.id, readers[best.id])
 
 
+def pool_signals(nodes: PoolNodes) -> tuple[list[str], list[str]]:
+    """What a pool of these nodes will offer, before any run: (its signals, the verifiers that score it).
+    The same names as `signals_of` gives a pool read back from a trace."""
+    scorers = list(dict.fromkeys(name for name, kind in nodes.verifiers.values() if kind != "check"))
+    strict = ["strict"] if any(kind == "check" for _, kind in nodes.verifiers.values()) else []
+    return ["pass", *strict, "maj", *(f"{v}{suffix}" for v in scorers for suffix in ("_w", "_best"))], scorers
+
+
 def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = None,
                      judge: Judge | None = None) -> list[PooledItem]:
     """One pooled item per finished item of the trace (only the items in `only`, when given).

@@ -114,16 +114,21 @@ def parse_pretrain(items: list[str]) -> dict[str, float]:
     return out
 
 
-def parse_allocate(spec: str | None, by: str | None) -> tuple[str, int] | None:
+def parse_allocate(spec: str | None, by: str | None) -> tuple[str, int, str | None] | None:
+    """`field`, `probe[:M]` or `probe:M:VERIFIER` -> (kind, M, verifier or None)."""
     if spec is None:
         return None
-    m = re.fullmatch(r"(field|probe)(?::(\d+))?", spec)
-    if m is None:
-        raise RunOptionError(f"--allocate {spec!r}: expected `field` (bins from --by, oracle) or `probe[:M]` "
-                             "(bins from the agreement of the first M pool samples, charged)")
+    m = re.fullmatch(r"(field|probe)(?::(\d+))?(?::([A-Za-z_]\w*))?", spec)
+    if m is None or (m.group(1) == "field" and (m.group(2) or m.group(3))) or (m.group(3) and not m.group(2)):
+        raise RunOptionError(f"--allocate {spec!r}: expected `field` (bins from --by, oracle), `probe[:M]` "
+                             "(bins from the agreement of the first M pool samples, charged) or `probe:M:VERIFIER` "
+                             "(bins from their mean VERIFIER score, samples and verifier passes charged)")
     if m.group(1) == "field" and by is None:
         raise RunOptionError("--allocate field needs --by FIELD (the dataset field that bins the items)")
-    return m.group(1), int(m.group(2) or 4)
+    probe = int(m.group(2) or 4)
+    if m.group(1) == "probe" and probe < 1:
+        raise RunOptionError(f"--allocate {spec!r}: the probe needs M >= 1 samples")
+    return m.group(1), probe, m.group(3)
 
 
 def slug(text: str) -> str:
@@ -185,6 +190,27 @@ def check_series(program: Path, sets: list[str], binds: list[str], allow_remote:
             raise RunOptionError(f"{opt} {','.join(extra)!r}: {e}") from None
 
 
+def check_allocation(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
+                     alloc: tuple[str, int, str | None], baseline: str, n: int) -> None:
+    """`--baseline` and a probe's verifier must be signals of the pool the program draws: say so
+    before sampling, not after it."""
+    from ttcl.commands.compile import compile_from_cli
+    from ttcl.runtime.analysis.collect import find_pool_nodes, pool_signals
+
+    try:
+        signals, scorers = pool_signals(find_pool_nodes(compile_from_cli(program, sets, binds, None, allow_remote).dag))
+    except ValueError as e:
+        raise RunOptionError(f"--pool: {e}") from None
+    if baseline not in signals:
+        raise RunOptionError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(signals)})")
+    kind, probe, verifier = alloc
+    if kind == "probe" and probe > n:
+        raise RunOptionError(f"--allocate probe:{probe}: the probe needs {probe} samples, the pool draws {n}")
+    if verifier is not None and verifier not in scorers:
+        raise RunOptionError(f"--allocate probe:{probe}:{verifier}: no verifier {verifier!r} scores the pool "
+                             f"(verifiers: {', '.join(scorers) or 'none'})")
+
+
 def eval_(
     program: Annotated[Path, typer.Argument(help="The .ttc program.")],
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
@@ -197,7 +223,7 @@ def eval_(
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another series with other models: --compare policy=ttcl:arith-l.")] = None,
     greedy: Annotated[list[str] | None, typer.Option("--greedy", help="With --pool: a greedy point for another model: --greedy policy=ttcl:arith-m.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break results down by a dataset field, e.g. --by steps.")] = None,
-    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M]`.")] = None,
+    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by), `probe[:M]` (answer agreement) or `probe:M:VERIFIER` (mean score).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="With --allocate: the best-of-N signal to match (e.g. orm_w, maj).")] = "maj",
     pretrain_flops: Annotated[list[str] | None, typer.Option("--pretrain-flops", help="Override a model's pretraining FLOPs: MODEL=FLOPS.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,
@@ -245,6 +271,8 @@ def eval_(
     check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
                  + [("--greedy", g) for g in greedy_series])
     series = base + [(label, binds) for label, binds in compare_series]
+    if alloc is not None and pool is not None:
+        check_allocation(program, set_, model, allow_remote, alloc, baseline, parse_pool(pool)[1])
     with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
         root = traces if traces is not None else Path(tmp)
         try:

@@ -247,20 +247,24 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     return report
 
 
-def _allocation(table: Any, alloc: tuple[str, int], baseline: str, by: str | None,
+def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,
                 fields: list[dict[str, Any]], split_seed: int) -> dict[str, Any]:
     from ttcl.runtime.analysis.allocate import allocate, probe_bins, split_halves
 
     if baseline not in table.signals:
         raise TtclRuntimeError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(table.signals)})")
     select = split_halves(len(fields), split_seed)
-    kind, probe = alloc
+    kind, probe, verifier = alloc
     if kind == "field":
         bins, extra = np.array([str(f.get(by)) for f in fields]), None
         source = f"oracle: dataset field {by}"
-    else:
+    elif verifier is None:
         bins, extra = probe_bins(table.pools, probe, select)
         source = f"predicted: agreement of the first {probe} pool samples (their FLOPs charged to every item)"
+    else:
+        bins, extra = probe_bins(table.pools, probe, select, verifier=verifier)
+        source = (f"predicted: mean {verifier} score of the first {probe} pool samples (their FLOPs and "
+                  f"{verifier}'s passes charged to every item)")
     out = allocate(table, bins, select, baseline=baseline, extra=extra)
     out.update(bins_from=source, series=table.label, split_seed=split_seed)
     return out

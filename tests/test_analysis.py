@@ -201,6 +201,24 @@ def test_allocation_spends_where_it_pays_and_is_chosen_on_the_other_half() -> No
     assert {r["bin"] for r in rows} == {1, 2, "all"}
 
 
+def test_each_budget_is_compared_with_the_best_uniform_configuration() -> None:
+    """Snell et al.'s view: at each budget, the FLOPs the best one-configuration-for-all policy needs to
+    reach the allocated policy's accuracy on the report half, over the policy's own FLOPs."""
+    t, bins = _table(40)
+    select = split_halves(40, 0)
+    report = ~select
+    out = allocate(t, bins, select, baseline="maj", points=8, reps=100)
+    by_choice = {tuple(sorted(r["choice"].items())): r for r in out["curve"]}
+    cheap = by_choice[(("0", "maj@1"), ("1", "maj@1"))]
+    assert cheap["uniform_flops"] == pytest.approx(10.0) and cheap["vs_uniform"] == pytest.approx(1.0)
+    split = by_choice[(("0", "maj@1"), ("1", "maj@4"))]
+    need = float(np.where(bins[report] == 0, 10.0, 40.0).mean())
+    # uniform maj@4 (40 per item) is the only uniform way to 100%: the split saves 40 / need, on every resample
+    assert split["uniform_flops"] == pytest.approx(40.0) and split["vs_uniform"] == pytest.approx(40.0 / need)
+    assert split["vs_uniform_lo"] <= split["vs_uniform"] <= split["vs_uniform_hi"]
+    assert split["uniform_max_flops"] == pytest.approx(40.0)
+
+
 def test_allocation_does_not_depend_on_item_order() -> None:
     t, bins = _table(40)
     select = split_halves(40, 0)

@@ -180,6 +180,9 @@ def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setu
         assert p.verifier_flops["orm"] > 0
     cheapest = a["curve"][0]
     assert cheapest["flops"] >= min(cost)  # every policy pays the probe on top
+    # each budget against the best uniform configuration (no probe to pay): never cheaper than it at the bottom
+    assert all({"uniform_flops", "vs_uniform", "vs_uniform_lo", "vs_uniform_hi"} <= r.keys() for r in a["curve"])
+    assert cheapest["vs_uniform"] < 1.0
 
 
 def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:

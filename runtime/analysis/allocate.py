@@ -105,6 +105,33 @@ def _apply(table: ItemTable, bins: np.ndarray, choice: dict[Any, tuple[str, int]
     return acc, fl
 
 
+def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str, Any]],
+                     applied: list[tuple[np.ndarray, np.ndarray]], reps: int) -> None:
+    """Each budget's policy against the best *uniform* configuration (one (rule, k) for every item, chosen
+    on the selection half the same way): the FLOPs the uniform frontier needs on the report half to reach
+    the policy's accuracy, over the policy's FLOPs (Snell et al.'s comparison with best-of-N at each
+    budget), with a paired bootstrap interval; inf where no uniform configuration with k <= N reaches it."""
+    one = np.zeros(len(select), dtype=int)
+    zero = np.zeros(len(select))
+    uniform = [_apply(table, one, choice, zero) for _, _, choice in policies(table, one, select, zero)]
+    idx = np.flatnonzero(~select)
+    if not idx.size:
+        return
+    samples = boot_indices(idx.size, reps, 2)
+    u_acc = np.array([a[idx] for a, _ in uniform])
+    u_fl = np.array([f[idx] for _, f in uniform])
+    u_boot_acc, u_boot_fl = u_acc[:, samples].mean(axis=2).T, u_fl[:, samples].mean(axis=2).T  # [reps, configs]
+    for row, (acc, fl) in zip(curve, applied, strict=True):
+        pa, pf = acc[idx], fl[idx]
+        need = flops_to_reach(u_fl.mean(axis=1), u_acc.mean(axis=1), float(pa.mean()))
+        boot_pa, boot_pf = pa[samples].mean(axis=1), pf[samples].mean(axis=1)
+        boots = np.array([flops_to_reach(u_boot_fl[r], u_boot_acc[r], float(boot_pa[r])) / boot_pf[r]
+                          for r in range(samples.shape[0])])
+        lo, hi = percentile_interval(boots)
+        row.update(uniform_flops=need, vs_uniform=need / float(pf.mean()), vs_uniform_lo=float(lo), vs_uniform_hi=float(hi),
+                   uniform_max_flops=float(u_fl.mean(axis=1).max()))
+
+
 def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline: str,
              extra: np.ndarray | None = None, points: int = 24, reps: int = 1000) -> dict[str, Any]:
     """The compute-optimal curve on the report half, and the FLOPs it needs to match `baseline` at its largest k."""
@@ -137,6 +164,7 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     boots = np.array([(lambda t: t[1] / t[2] if t[2] > 0 else math.inf)(ratio(idx[ix]))
                       for ix in boot_indices(idx.size, reps, 1)]) if idx.size else np.array([math.nan])
     lo, hi = percentile_interval(boots)
+    _against_uniform(table, select, curve, applied, reps)
     return {"curve": curve, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,

@@ -369,11 +369,19 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
                       f"{a['select_items']} items, reported on the other {a['report_items']}, split seed {a['split_seed']})")
         at = Table()
-        for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "choice per bin"):
+        for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]",
+                    "choice per bin"):
             at.add_column(col, justify="left" if col == "choice per bin" else "right")
+        shown = None
         for r in a["curve"]:
-            at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
+            if r["choice"] == shown:  # a larger budget that buys nothing more: the same row again
+                continue
+            shown = r["choice"]
+            at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), _f(r["uniform_flops"]) if math.isfinite(r["uniform_flops"]) else "-",
+                       _saving(r), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
         console.print(at)
+        console.print("uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
+                      "chosen on the same half) reaches the row's accuracy; - = no k <= N does (the saving is then more than the largest uniform FLOPs over the row's)")
         b = a["baseline"]
         fp = a["policy_flops_to_match"]
         if math.isfinite(fp):
@@ -383,6 +391,13 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+
+
+def _saving(r: dict[str, Any]) -> str:
+    if not math.isfinite(r["vs_uniform"]):  # beyond every uniform configuration: more than its largest over ours
+        return f"> {r['uniform_max_flops'] / r['flops']:.2f}x"
+    hi = "inf" if not math.isfinite(r["vs_uniform_hi"]) else f"{r['vs_uniform_hi']:.2f}"
+    return f"{r['vs_uniform']:.2f}x [{r['vs_uniform_lo']:.2f}, {hi}]"
 
 
 def _ratio(r: dict[str, Any]) -> str:

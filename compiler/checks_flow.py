@@ -145,7 +145,8 @@ class FlowChecker:
                 out.partial.pop(name, None)
                 out.assigned_at[name] = b.assigned_at.get(name) or a.assigned_at[name]
             else:
-                src = a if in_a else b
+                # bound in full on one arm, or (a nested `if`) only partly on one arm and not at all on the other
+                src = a if in_a else b if in_b else a if name in a.types else b
                 out.types[name] = src.types[name]
                 out.partial[name] = ("if", st.span.line)
                 if name in src.assigned_at:

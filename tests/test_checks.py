@@ -146,6 +146,13 @@ def test_valid_bodies(body: str) -> None:
         ("    d = sample(policy, question)\n    repeat 100 { repeat 100 { d = d + d } }\n    return vote(d)", None),
         ("    d = sample(policy, question)\n    if t > 1 { d = vote(d) } else { d = d + d }\n    return vote(d)",
          ["`d` is answer after one arm of the `if` and candidates after the other"]),
+        # a name bound in one arm of an inner `if` and in neither arm of the outer one (found by the slow fuzz
+        # in its explore mode: it was an internal error)
+        ("    d = sample(policy, question)\n    if t > 1 {\n        if t > 2 { } else { e = sample(policy, question) }\n"
+         "    } else { }\n    return vote(d + e)",
+         ["`e` may be unbound here: it is assigned in only one arm of the `if` at line 8"]),
+        ("    d = sample(policy, question)\n    if t > 1 { } else {\n        if t > 2 { e = sample(policy, question) }\n"
+         "    }\n    return vote(d)", None),
         ("    d = sample(policy, question)\n    return best(revise(policy, d, feedback = policy))",
          ["`feedback` of `revise` must be a verifier, but `policy` is a model"]),
         ('    d = sample(policy, "{d.text}")\n    d = d + d\n    return vote(d)', ["template field `{d}`: `d` is used before it is assigned"]),

@@ -288,6 +288,23 @@ def test_wilson_holds_the_estimate_at_every_count() -> None:
             assert 0.0 <= lo <= c / n <= hi <= 1.0, (c, n, lo, hi)
 
 
+def test_figure_gets_an_allocation_panel(tmp_path) -> None:
+    """With `--allocate`, a last panel draws the compute-optimal policy against the best uniform configuration."""
+    from ttcl.runtime.analysis.plot import write_figure
+
+    t, bins = _table(40)
+    alloc = allocate(t, bins, split_halves(40, 0), baseline="maj", points=8, reps=50)
+    assert [u["choice"] for u in alloc["uniform"]] == ["maj@1", "maj@4"]  # the uniform frontier, cheapest first
+    assert alloc["uniform"][1]["accuracy"] == 1.0 and alloc["uniform"][1]["flops"] == 40.0
+    curves = [{"series": "s", "signal": "maj", "bin": "all", "items": 40, "flops": f, "accuracy": a, "lo": a - 0.1,
+               "hi": a + 0.1} for f, a in ((10.0, 0.5), (40.0, 1.0))]
+    with_panel, without = tmp_path / "a.png", tmp_path / "b.png"
+    titles = write_figure(with_panel, curves=curves, points=[], bins=["all"], by=None, title="t", allocation=alloc)
+    assert titles == ["all", "allocation (20 report items)"]
+    assert write_figure(without, curves=curves, points=[], bins=["all"], by=None, title="t") == ["all"]
+    assert with_panel.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and with_panel.read_bytes() != without.read_bytes()
+
+
 def test_figure_draws_points_at_the_ends_of_the_scale(tmp_path) -> None:
     """A greedy point at 0% (Wilson, 50 items) and a curve point a rounding step outside its bootstrap
     interval: both are drawn, the bar on that side has length zero."""

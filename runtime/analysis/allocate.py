@@ -106,17 +106,18 @@ def _apply(table: ItemTable, bins: np.ndarray, choice: dict[Any, tuple[str, int]
 
 
 def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str, Any]],
-                     applied: list[tuple[np.ndarray, np.ndarray]], reps: int) -> None:
+                     applied: list[tuple[np.ndarray, np.ndarray]], reps: int) -> list[dict[str, Any]]:
     """Each budget's policy against the best *uniform* configuration (one (rule, k) for every item, chosen
     on the selection half the same way): the FLOPs the uniform frontier needs on the report half to reach
     the policy's accuracy, over the policy's FLOPs (Snell et al.'s comparison with best-of-N at each
     budget), with a paired bootstrap interval; inf where no uniform configuration with k <= N reaches it."""
     one = np.zeros(len(select), dtype=int)
     zero = np.zeros(len(select))
-    uniform = [_apply(table, one, choice, zero) for _, _, choice in policies(table, one, select, zero)]
+    front = policies(table, one, select, zero)
+    uniform = [_apply(table, one, choice, zero) for _, _, choice in front]
     idx = np.flatnonzero(~select)
     if not idx.size:
-        return
+        return []
     samples = boot_indices(idx.size, reps, 2)
     u_acc = np.array([a[idx] for a, _ in uniform])
     u_fl = np.array([f[idx] for _, f in uniform])
@@ -130,6 +131,12 @@ def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str,
         lo, hi = percentile_interval(boots)
         row.update(uniform_flops=need, vs_uniform=need / float(pf.mean()), vs_uniform_lo=float(lo), vs_uniform_hi=float(hi),
                    uniform_max_flops=float(u_fl.mean(axis=1).max()))
+    out = []
+    for (_, _, choice), a, f in zip(front, u_acc, u_fl, strict=True):
+        lo, hi = bootstrap_mean(a)
+        out.append({"flops": float(f.mean()), "accuracy": float(a.mean()), "lo": lo, "hi": hi,
+                    "choice": "{}@{}".format(*choice[0])})
+    return out
 
 
 def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline: str,
@@ -164,8 +171,8 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     boots = np.array([(lambda t: t[1] / t[2] if t[2] > 0 else math.inf)(ratio(idx[ix]))
                       for ix in boot_indices(idx.size, reps, 1)]) if idx.size else np.array([math.nan])
     lo, hi = percentile_interval(boots)
-    _against_uniform(table, select, curve, applied, reps)
-    return {"curve": curve, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
+    uniform = _against_uniform(table, select, curve, applied, reps)
+    return {"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,
             "saving_lo": float(lo), "saving_hi": float(hi), "select_items": int(select.sum()), "report_items": int(test.sum())}

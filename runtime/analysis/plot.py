@@ -1,5 +1,6 @@
 """The figure `ttcl eval --plot` writes: accuracy against FLOPs per item (log x), one panel per bin plus "all",
-95% error bars, one line per (series, signal), greedy points of each model as markers."""
+95% error bars, one line per (series, signal), greedy points of each model as markers; with `--allocate`, a
+last panel with the compute-optimal policy against the best uniform configuration."""
 
 from __future__ import annotations
 
@@ -29,17 +30,18 @@ def _bar(length: float) -> float:
 
 
 def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]],
-                 bins: Sequence[Any], by: str | None, title: str) -> None:
+                 bins: Sequence[Any], by: str | None, title: str, allocation: dict[str, Any] | None = None) -> list[str]:
     """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal), and
     optionally `degraded` (items on_exhaust shrank or stopped: the point is ringed and labelled with `config`);
-    `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label)."""
+    `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label); `allocation`: `ttcl eval
+    --allocate`'s result, drawn in a panel of its own (the compute-optimal policy against the best uniform
+    configuration, both on the report half: Snell et al.'s comparison). Returns the panels' titles."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, NullFormatter
 
-    n = len(bins)
+    n = len(bins) + (1 if allocation else 0)
     cols = min(3, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.9), squeeze=False)
@@ -78,16 +80,23 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                             color="red" if greedy else PALETTE[-1 - i % len(PALETTE)],
                             marker=MARKERS[i % len(MARKERS)], markersize=9 if greedy else 7, linestyle="none", capsize=2)
             handles.setdefault(p["label"], h)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
-        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=80))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylim(0, 1.02)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.set_title(f"{by} = {value}" if by else str(value), fontsize=10)
-        ax.set_xlabel("FLOPs per item (ttcl ledger)", fontsize=8)
-        ax.set_ylabel("accuracy", fontsize=8)
-        ax.tick_params(labelsize=8)
+        _axes(ax, f"{by} = {value}" if by else str(value))
+    titles = [ax.get_title() for ax in list(axes.flat)[: len(bins)]]
+    if allocation:
+        ax = list(axes.flat)[len(bins)]
+        for rows, label, color, style in ((allocation.get("uniform") or [], "best uniform (report half)", "dimgray", "--"),
+                                          (allocation["curve"], f"compute-optimal, bins {allocation.get('bins_from', 'given').split(':')[0]} "
+                                           "(report half)", "magenta", "-")):
+            pts = sorted(rows, key=lambda r: r["flops"])
+            if not pts:
+                continue
+            ys = [p["accuracy"] for p in pts]
+            h = ax.errorbar([p["flops"] for p in pts], ys, yerr=[[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)],
+                                                                 [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]],
+                            color=color, linestyle=style, marker=".", markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
+            handles.setdefault(label, h)
+        _axes(ax, f"allocation ({allocation['report_items']} report items)")
+        titles.append(ax.get_title())
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)
@@ -102,3 +111,19 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
         raise OSError(f"{path}: cannot write the plot: {e.strerror}") from e
     finally:
         plt.close(fig)
+    return titles
+
+
+def _axes(ax: Any, title: str) -> None:
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
+    ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=80))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0, 1.02)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("FLOPs per item (ttcl ledger)", fontsize=8)
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.tick_params(labelsize=8)

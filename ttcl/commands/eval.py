@@ -303,7 +303,7 @@ def eval_(
 
             points = report["greedy"] + [o for o in report.get("overlay", []) if o["signal"] is None]
             _write(lambda: write_figure(plot, curves=report["curves"], points=points, bins=report["bins"],
-                                        by=by, title=title), plot)
+                                        by=by, title=title, allocation=report.get("allocation")), plot)
 
         _emit(report, as_json, plot, print_pool, draw)
 

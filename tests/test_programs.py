@@ -23,6 +23,7 @@ BOUNDS = {
     "adaptive": (36, 2240),
     "beam_search": (320, 1760),
     "best_of_n": (16, 896),
+    "countdown_adaptive": (32, 1872),
     "countdown_beam": (80, 2080),
     "countdown_beam_check": (160, 2080),
     "countdown_beam_prm": (160, 2080),

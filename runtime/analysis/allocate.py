@@ -119,13 +119,17 @@ def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str,
     if not idx.size:
         return []
     samples = boot_indices(idx.size, reps, 2)
+    counts = np.zeros((samples.shape[0], idx.size))  # how often each report item is drawn, per resample
+    np.add.at(counts, (np.arange(samples.shape[0])[:, None], samples), 1.0)
+    counts /= idx.size  # a resample's mean of x is then counts @ x, without a [configs, reps, items] array
     u_acc = np.array([a[idx] for a, _ in uniform])
     u_fl = np.array([f[idx] for _, f in uniform])
-    u_boot_acc, u_boot_fl = u_acc[:, samples].mean(axis=2).T, u_fl[:, samples].mean(axis=2).T  # [reps, configs]
+    # accuracies rounded past float noise, so that a row equal to a uniform configuration reaches it in every resample
+    u_boot_acc, u_boot_fl = np.round(counts @ u_acc.T, 12), counts @ u_fl.T  # [reps, configs]
     for row, (acc, fl) in zip(curve, applied, strict=True):
         pa, pf = acc[idx], fl[idx]
         need = flops_to_reach(u_fl.mean(axis=1), u_acc.mean(axis=1), float(pa.mean()))
-        boot_pa, boot_pf = pa[samples].mean(axis=1), pf[samples].mean(axis=1)
+        boot_pa, boot_pf = np.round(counts @ pa, 12), counts @ pf
         boots = np.array([flops_to_reach(u_boot_fl[r], u_boot_acc[r], float(boot_pa[r])) / boot_pf[r]
                           for r in range(samples.shape[0])])
         lo, hi = percentile_interval(boots)

@@ -211,6 +211,8 @@ def test_each_budget_is_compared_with_the_best_uniform_configuration() -> None:
     by_choice = {tuple(sorted(r["choice"].items())): r for r in out["curve"]}
     cheap = by_choice[(("0", "maj@1"), ("1", "maj@1"))]
     assert cheap["uniform_flops"] == pytest.approx(10.0) and cheap["vs_uniform"] == pytest.approx(1.0)
+    # a row that is a uniform configuration reaches it in every resample, whatever the float rounding
+    assert cheap["vs_uniform_lo"] == pytest.approx(1.0) and cheap["vs_uniform_hi"] == pytest.approx(1.0)
     split = by_choice[(("0", "maj@1"), ("1", "maj@4"))]
     need = float(np.where(bins[report] == 0, 10.0, 40.0).mean())
     # uniform maj@4 (40 per item) is the only uniform way to 100%: the split saves 40 / need, on every resample

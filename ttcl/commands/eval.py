@@ -223,7 +223,7 @@ def eval_(
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another series with other models: --compare policy=ttcl:arith-l.")] = None,
     greedy: Annotated[list[str] | None, typer.Option("--greedy", help="With --pool: a greedy point for another model: --greedy policy=ttcl:arith-m.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break results down by a dataset field, e.g. --by steps.")] = None,
-    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by), `probe[:M]` (answer agreement) or `probe:M:VERIFIER` (mean score).")] = None,
+    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M[:VERIFIER]]` (the first M samples' answer agreement, or their mean VERIFIER score).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="With --allocate: the best-of-N signal to match (e.g. orm_w, maj).")] = "maj",
     pretrain_flops: Annotated[list[str] | None, typer.Option("--pretrain-flops", help="Override a model's pretraining FLOPs: MODEL=FLOPS.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,

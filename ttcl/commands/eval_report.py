@@ -369,9 +369,10 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
                       f"{a['select_items']} items, reported on the other {a['report_items']}, split seed {a['split_seed']})")
         at = Table()
-        for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]",
-                    "choice per bin"):
-            at.add_column(col, justify="left" if col == "choice per bin" else "right")
+        choice_col = "choice per bin" + (" (0 = easiest)" if a["bins_from"].startswith("predicted") else "")
+        for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]"):
+            at.add_column(col, justify="right")
+        at.add_column(choice_col)
         shown = None
         for r in a["curve"]:
             if r["choice"] == shown:  # a larger budget that buys nothing more: the same row again

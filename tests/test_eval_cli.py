@@ -54,7 +54,8 @@ def test_pool_estimates_agree_with_the_traces(capsys: pytest.CaptureFixture[str]
                          "--by", "steps", "--traces", str(traces), "--plot", str(plot), "--allocate", "probe:2",
                          "--device", "cpu", "--json")
     assert code == 0, err
-    rep = json.loads(out)
+    rep = json.loads(out)  # stdout is the report alone; progress went to stderr
+    assert "arith-s: pool n=4 (seed 0)" in err and "8/8 items" in err
     assert rep["bins"] == [1, 3, "all"] and rep["pool"]["ks"] == [1, 2, 4]
     (path,) = traces.glob("arith-s__pool_n=4__*__seed0.jsonl")
     trace = read_trace(path)

@@ -279,7 +279,8 @@ def eval_(
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TtclRuntimeError(f"{root}: error: cannot create the traces directory: {e.strerror}") from e
-        runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=as_json,
+        # progress goes to stderr, so `--json` keeps it: stdout is the report alone, as with `ttcl run --json`
+        runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=False,
                     batch_items=batch_items, wide=wide, allow_remote=allow_remote, judge=judge)
         title = (f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))}; "
                  f"judged by {_judged_by(judge or 'gold')})")

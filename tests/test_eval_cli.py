@@ -131,6 +131,7 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "probe:8"], "--allocate probe:8: the probe needs 8 samples, the pool draws 4"),
         (["--pool", "n=4", "--allocate", "probe:2:orm"], "--allocate probe:2:orm: no verifier 'orm' scores the pool "
                                                          "(verifiers: none)"),
+        (["--pool", "n=4", "--allocate", "probe:2", "--limit", "1"], "--allocate needs at least 2 items"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],

@@ -272,6 +272,9 @@ def eval_(
                  + [("--greedy", g) for g in greedy_series])
     series = base + [(label, binds) for label, binds in compare_series]
     if alloc is not None and pool is not None:
+        if len(items) < 2:
+            raise RunOptionError(f"--allocate needs at least 2 items (half to choose the policy on, half to report it "
+                                 f"on); {dataset} gives {len(items)}")
         check_allocation(program, set_, model, allow_remote, alloc, baseline, parse_pool(pool)[1])
     with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
         root = traces if traces is not None else Path(tmp)

@@ -388,7 +388,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         if math.isfinite(fp):
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           f"FLOPs/item; the compute-optimal policy matches it at {_f(fp)} FLOPs/item: "
-                          f"{a['saving']:.2f}x less [95% CI {a['saving_lo']:.2f}, {a['saving_hi']:.2f}]")
+                          f"a saving of {a['saving']:.2f}x [95% CI {a['saving_lo']:.2f}, {a['saving_hi']:.2f}]"
+                          + (" (below 1x: it costs more than the baseline)" if a["saving"] < 1 else ""))
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -278,37 +277,3 @@ def test_sequential_bench_bookkeeping(tmp_path: Path) -> None:
                 assert 0 <= row["same_start_sequential"] <= row["sequential_live"]
                 assert 0 <= row["same_start_parallel"] <= row["parallel_live"]
     assert "| steps | n | round | sequential | parallel |" in proc.stdout
-
-
-@pytest.mark.skipif(not (MODELS_DIR / "countdown-check" / "ttcl_meta.json").is_file(), reason="countdown-check not shipped")
-def test_adaptive_program_stops_after_the_probe_only_when_its_scores_decide(tmp_path: Path,
-                                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    """programs/countdown_adaptive.ttc: an item that stops spends the probe's samples and checks only; one that
-    goes on draws the rest; `accept` above 1 and `give_up = 0` never stop (plain best-of-n)."""
-    from ttcl.cli import main
-    from ttcl.runtime.tasks.countdown import iter_jsonl
-    from ttcl.runtime.trace import read_trace
-
-    ds = tmp_path / "cd.jsonl"
-    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(6, [2, 4], seed=31))))
-    prog = Path(__file__).resolve().parent.parent / "programs" / "countdown_adaptive.ttc"
-
-    def run(accept: str, give_up: str) -> tuple[dict[int, list[str]], Any]:
-        trace = tmp_path / f"t-{accept}-{give_up}.jsonl"
-        code = main(["run", str(prog), "--dataset", str(ds), "--device", "cpu", "--set", "n=4", "--set", "probe=2",
-                     "--set", f"accept={accept}", "--set", f"give_up={give_up}", "--trace", str(trace), "--json"])
-        assert code == 0, capsys.readouterr().err
-        capsys.readouterr()
-        t = read_trace(trace)
-        return {i: [r.node_id for r in t.nodes.get(i, []) if r.status == "ok"] for i in t.items}, t  # not "skipped"
-
-    never, _ = run("1.5", "0")
-    assert len(never) == 6 and all("main/rest" in ids for ids in never.values())
-    always, _ = run("0", "0")  # every best score reaches 0: the probe decides every item
-    assert all("main/rest" not in ids for ids in always.values())
-    default, t = run("0.5", "1e-10")
-    for i, ids in default.items():
-        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
-        best = max((c["score"] for c in first.outputs if c.get("score") is not None), default=float("nan"))
-        stopped = "main/rest" not in ids
-        assert stopped == (best >= 0.5 or best < 1e-10), (i, best, ids)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,42 @@ def test_program_runs_end_to_end(name: str, dataset: Path, capsys: pytest.Captur
     for unit, limit in summary["budget_pooled"].items():
         assert summary["actual_total"][unit] <= limit + 1e-6
     assert summary["actual_total"]["calls"] > 0
+
+
+@pytest.mark.parametrize(("name", "task"), [("countdown_adaptive.ttc", "countdown"), ("expr_adaptive.ttc", "expr")])
+def test_adaptive_programs_stop_after_the_probe_only_when_its_scores_decide(name: str, task: str, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """countdown_adaptive.ttc and expr_adaptive.ttc: an item that stops spends the probe's samples and
+    verifier passes only; one that goes on draws the rest; `accept` above 1 and `give_up = 0` never stop
+    (plain best-of-n on the same draws)."""
+    import importlib
+
+    from ttcl.cli import main
+    from ttcl.runtime.trace import read_trace
+
+    path = PROGRAMS / name
+    if not _models_present(path):
+        pytest.skip(f"bundled models for {name} are not installed")
+    gen = importlib.import_module(f"ttcl.runtime.tasks.{task}")
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(line + "\n" for line in gen.iter_jsonl(gen.make_problems(6, [2, 4], seed=31))))
+
+    def run(accept: str, give_up: str) -> tuple[dict[int, list[str]], Any]:
+        trace = tmp_path / f"t-{accept}-{give_up}.jsonl"
+        code = main(["run", str(path), "--dataset", str(ds), "--device", "cpu", "--set", "n=4", "--set", "probe=2",
+                     "--set", f"accept={accept}", "--set", f"give_up={give_up}", "--trace", str(trace), "--json"])
+        assert code == 0, capsys.readouterr().err
+        capsys.readouterr()
+        t = read_trace(trace)
+        return {i: [r.node_id for r in t.nodes.get(i, []) if r.status == "ok"] for i in t.items}, t  # not "skipped"
+
+    never, _ = run("1.5", "0")
+    assert len(never) == 6 and all("main/rest" in ids for ids in never.values())
+    always, _ = run("0", "0")  # every best score reaches 0: the probe decides every item
+    assert all("main/rest" not in ids for ids in always.values())
+    accept, give_up = (0.5, 1e-10) if task == "countdown" else (0.3, 1e-12)
+    default, t = run(str(accept), str(give_up))
+    for i, ids in default.items():
+        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
+        best = max((c["score"] for c in first.outputs if c.get("score") is not None), default=float("nan"))
+        assert ("main/rest" not in ids) == (best >= accept or best < give_up), (i, best, ids)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ttcl.runtime.analysis.pool import Pool
+from ttcl.runtime.analysis.pool import Pool, signal_names
 from ttcl.runtime.judge import GOLD, Judge, make_judge
 from ttcl.runtime.trace import Trace
 
@@ -51,11 +51,9 @@ def find_pool_nodes(dag: Any) -> PoolNodes:
 
 
 def pool_signals(nodes: PoolNodes) -> tuple[list[str], list[str]]:
-    """What a pool of these nodes will offer, before any run: (its signals, the verifiers that score it).
-    The same names as `signals_of` gives a pool read back from a trace."""
+    """What a pool of these nodes will offer, before any run: (its signals, the verifiers that score it)."""
     scorers = list(dict.fromkeys(name for name, kind in nodes.verifiers.values() if kind != "check"))
-    strict = ["strict"] if any(kind == "check" for _, kind in nodes.verifiers.values()) else []
-    return ["pass", *strict, "maj", *(f"{v}{suffix}" for v in scorers for suffix in ("_w", "_best"))], scorers
+    return signal_names(any(kind == "check" for _, kind in nodes.verifiers.values()), scorers), scorers
 
 
 def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = None,

@@ -57,12 +57,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                               and r["bin"] == value and r["items"]), key=lambda r: r["flops"])
                 if not pts:
                     continue
-                xs, ys = [p["flops"] for p in pts], [p["accuracy"] for p in pts]
-                err = [[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)],
-                       [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]]
-                h = ax.errorbar(xs, ys, yerr=err, color=_color(signal, colors), linestyle=style, marker=".",
-                                markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
-                handles.setdefault(f"{r_series} {signal}", h)
+                handles.setdefault(f"{r_series} {signal}", _line(ax, pts, _color(signal, colors), style))
                 shrunk = [p for p in pts if p.get("degraded")]
                 if shrunk:  # on_exhaust changed these configurations: drawn at their actual cost, ringed
                     hs = ax.scatter([p["flops"] for p in shrunk], [p["accuracy"] for p in shrunk], s=90,
@@ -87,14 +82,8 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
         for rows, label, color, style in ((allocation.get("uniform") or [], "best uniform (report half)", "dimgray", "--"),
                                           (allocation["curve"], f"compute-optimal, bins {allocation.get('bins_from', 'given').split(':')[0]} "
                                            "(report half)", "magenta", "-")):
-            pts = sorted(rows, key=lambda r: r["flops"])
-            if not pts:
-                continue
-            ys = [p["accuracy"] for p in pts]
-            h = ax.errorbar([p["flops"] for p in pts], ys, yerr=[[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)],
-                                                                 [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]],
-                            color=color, linestyle=style, marker=".", markersize=4, capsize=2, linewidth=1.3, elinewidth=0.8)
-            handles.setdefault(label, h)
+            if rows:
+                handles.setdefault(label, _line(ax, sorted(rows, key=lambda r: r["flops"]), color, style))
         _axes(ax, f"allocation ({allocation['report_items']} report items)")
         titles.append(ax.get_title())
     for ax in list(axes.flat)[n:]:
@@ -112,6 +101,14 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     finally:
         plt.close(fig)
     return titles
+
+
+def _line(ax: Any, pts: Sequence[dict[str, Any]], color: str, style: str) -> Any:
+    """One curve (points sorted by FLOPs) with its 95% error bars."""
+    ys = [p["accuracy"] for p in pts]
+    err = [[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)], [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]]
+    return ax.errorbar([p["flops"] for p in pts], ys, yerr=err, color=color, linestyle=style, marker=".", markersize=4,
+                       capsize=2, linewidth=1.3, elinewidth=0.8)
 
 
 def _axes(ax: Any, title: str) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,12 +129,14 @@ def rule_verifier(signal: str) -> tuple[str, str | None]:
     raise ValueError(f"unknown signal {signal!r}")
 
 
+def signal_names(strict: bool, verifiers: Iterable[str]) -> list[str]:
+    """The rules of a pool: pass, strict (with a step checker), maj, and per scoring verifier _w and _best."""
+    return ["pass", *(["strict"] if strict else []), "maj", *(f"{v}{suffix}" for v in verifiers for suffix in ("_w", "_best"))]
+
+
 def signals_of(pool: Pool) -> list[str]:
-    """Every rule this pool supports: pass, strict (with a step checker), maj, and per verifier _w and _best."""
-    out = ["pass"] + (["strict"] if pool.strict is not None else []) + ["maj"]
-    for v in pool.scores:
-        out += [f"{v}_w", f"{v}_best"]
-    return out
+    """Every rule this pool supports."""
+    return signal_names(pool.strict is not None, pool.scores)
 
 
 def estimate(pool: Pool, signal: str, k: int, seed: int = 0) -> float:
@@ -170,4 +172,4 @@ def default_ks(n: int) -> list[int]:
 
 
 __all__ = ["Pool", "RULES", "best_at_k", "default_ks", "estimate", "flops_at_k", "pass_at_k",
-           "rule_verifier", "signals_of", "vote_at_k"]
+           "rule_verifier", "signal_names", "signals_of", "vote_at_k"]

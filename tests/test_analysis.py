@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ttcl.runtime.analysis.allocate import allocate, choose, probe_bins, split_halves
+from ttcl.runtime.analysis.allocate import allocate, choose, keeping_table, probe_bins, split_halves
 from ttcl.runtime.analysis.compare import acc_at, exchange, flops_to_reach, total_compute
 from ttcl.runtime.analysis.curves import ItemTable, curve_rows
 from ttcl.runtime.analysis.intervals import bootstrap_mean, paired_diff, wilson
@@ -19,7 +19,9 @@ from ttcl.runtime.analysis.pool import (
     best_at_k,
     default_ks,
     estimate,
+    estimate_keeping,
     flops_at_k,
+    flops_keeping,
     pass_at_k,
     signals_of,
     vote_at_k,
@@ -255,6 +257,80 @@ def test_probe_bins_by_a_verifier_rank_by_mean_score_and_charge_its_passes() -> 
     # the agreement probe on the same pools ignores the scores: every answer differs, one bin
     same, _ = probe_bins([sure, unsure, blank] * 4, 2, np.array([True] * 12), n_bins=3)
     assert len(set(same)) == 1
+
+
+def brute_keeping(pool: Pool, signal: str, k: int, first: int) -> float:
+    """The rule on every draw of k that holds the first `first` candidates, written independently."""
+    rule = {"pass": "pass", "maj": "maj"}.get(signal, "weighted" if signal.endswith("_w") else "best")
+    scores = pool.scores.get(signal.rsplit("_", 1)[0]) if rule in ("weighted", "best") else None
+    vals = []
+    for tail in itertools.combinations(range(first, pool.n), k - first):
+        sub = [*range(first), *tail]
+        vals.append(brute([pool.answers[i] for i in sub], [pool.correct[i] for i in sub], k, rule,
+                          [scores[i] for i in sub] if scores else None))
+    return sum(vals) / len(vals)
+
+
+KEEP_POOL = Pool(
+    answers=["5", "6", None, "5", "7", "6", "5", "8"],
+    correct=[True, False, False, True, False, False, True, False],
+    gen_flops=[10.0, 20.0, 5.0, 10.0, 30.0, 10.0, 10.0, 10.0], shared_flops=100.0,
+    scores={"v": [0.2, 0.9, 0.5, 0.7, 0.9, 0.1, 0.4, 0.3]}, verifier_flops={"v": 80.0},
+)
+
+
+@pytest.mark.parametrize("first", [0, 1, 3])
+def test_keeping_the_probe_matches_enumeration_of_every_draw_that_holds_it(first: int) -> None:
+    """A rule that continues from a probe's first M samples: the mean over every draw of k that holds them
+    (at M = 0 it is the ordinary estimator; at k = M it is the rule on the first M alone)."""
+    for signal in ("pass", "maj", "v_w", "v_best"):
+        for k in range(max(first, 1), KEEP_POOL.n + 1):
+            got = estimate_keeping(KEEP_POOL, signal, k, first)
+            assert got == pytest.approx(brute_keeping(KEEP_POOL, signal, k, first)), (signal, k)
+            if first == 0:
+                assert got == pytest.approx(estimate(KEEP_POOL, signal, k)), (signal, k)
+    # the probe's samples hold 5 (right), 6 (scored 0.9) and nothing: best-of-3 kept picks 6, which is wrong
+    assert estimate_keeping(KEEP_POOL, "v_best", 3, 3) == 0.0
+    assert estimate_keeping(KEEP_POOL, "pass", 3, 3) == 1.0
+    with pytest.raises(ValueError, match="first"):
+        estimate_keeping(KEEP_POOL, "maj", 2, 3)
+
+
+def test_keeping_the_probe_costs_its_decodes_once_and_its_verifier_passes_once() -> None:
+    """The M probe decodes are what they cost; the k - M more cost the rest's mean; the rule's verifier
+    pays k passes, and the probe's verifier its M passes only when the rule does not use it."""
+    p = KEEP_POOL  # rest after 3: mean decode (10 + 30 + 10 + 10 + 10) / 5 = 14; a pass of v costs 80 / 8 = 10
+    assert flops_keeping(p, "maj", 3, 3) == pytest.approx(100 + 35)
+    assert flops_keeping(p, "maj", 5, 3, "v") == pytest.approx(100 + 35 + 2 * 14 + 3 * 10)
+    assert flops_keeping(p, "v_best", 5, 3, "v") == pytest.approx(100 + 35 + 2 * 14 + 5 * 10)
+    # keeping everything is the whole pool, as the ordinary estimator costs it
+    assert flops_keeping(p, "v_w", 8, 3, "v") == pytest.approx(flops_at_k(p, "v_w", 8))
+
+
+def test_allocation_keeping_the_probe_is_judged_against_the_plain_pool() -> None:
+    """With the probe's samples kept, easy items (their 2 probe samples agree and are right) stop at k = 2
+    and hard ones draw all 4: the policy matches uniform maj@4 paying only the easy items' 2 decodes, and
+    the baseline and uniform frontier are the plain pool's, never the kept configurations'."""
+    from ttcl.runtime.analysis.collect import PooledItem
+    from ttcl.runtime.analysis.curves import item_table
+
+    easy = Pool(["4"] * 4, [True] * 4, [5.0] * 4, shared_flops=1.0)
+    hard = Pool(["1", "2", "3", "3"], [False, False, True, True], [5.0] * 4, shared_flops=1.0)
+    pools = [easy, hard] * 20
+    items = [PooledItem(index=i, fields={"steps": 1 if p is easy else 2}, correct=None, pool=p) for i, p in enumerate(pools)]
+    table = item_table("m", [items], [1, 2, 4])
+    select = split_halves(40, 0)
+    bins, _ = probe_bins(pools, 2, select, n_bins=2)
+    kept = keeping_table(table, 2)
+    assert kept.ks == [2, 4] and kept.acc[("maj", 2)][0] == 1.0
+    assert kept.flops[("maj", 2)][0] == pytest.approx(11.0) and kept.flops[("maj", 4)][0] == pytest.approx(21.0)
+    out = allocate(kept, bins, select, baseline="maj", points=8, reps=50, reference=table)
+    assert out["baseline"]["k"] == 4 and out["baseline"]["flops"] == pytest.approx(21.0)
+    report = ~select
+    need = float(np.where(bins[report] == bins[0], 11.0, 21.0).mean())
+    assert out["policy_flops_to_match"] == pytest.approx(need)
+    assert out["saving"] == pytest.approx(21.0 / need) and out["saving"] > 1.0
+    assert any(u["choice"] == "maj@1" for u in out["uniform"])  # the plain pool's k = 1, not a kept configuration
 
 
 def test_pools_from_a_trace_read_shares_scores_and_steps() -> None:

@@ -131,6 +131,8 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "probe:8"], "--allocate probe:8: the probe needs 8 samples, the pool draws 4"),
         (["--pool", "n=4", "--allocate", "probe:2:orm"], "--allocate probe:2:orm: no verifier 'orm' scores the pool "
                                                          "(verifiers: none)"),
+        (["--pool", "n=4", "--allocate", "keep:8"], "--allocate keep:8: the probe needs 8 samples, the pool draws 4"),
+        (["--pool", "n=4", "--allocate", "keep:0"], "the probe needs M >= 1 samples"),
         (["--pool", "n=4", "--allocate", "probe:2", "--limit", "1"], "--allocate needs at least 2 items"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
@@ -156,11 +158,10 @@ def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.Captur
     assert not traces.exists() or not any(traces.rglob("*.jsonl"))
 
 
-def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
-    """`--allocate probe:M:VERIFIER` bins items by the verifier's mean score over the first M samples and
-    charges those decodes and passes to every item; the bins come from the trace's own scores."""
+def _orm_allocation(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], spec: str) -> tuple[dict, list]:
+    """`ttcl eval --allocate SPEC --baseline orm_best` on a pool of 4 scored by arith-orm: the allocation
+    report and the pools read back from the run's own trace."""
     from ttcl.compiler.pipeline import compile_program
-    from ttcl.runtime.analysis.allocate import probe_bins, split_halves
     from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
 
     prog = setup["root"] / "orm.ttc"
@@ -168,13 +169,21 @@ def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setu
                     .replace("checked = verify(exact, drafts)", "checked = verify(orm, drafts)"))
     traces = setup["root"] / "traces-orm"
     code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", "n=4", "--traces",
-                         str(traces), "--allocate", "probe:2:orm", "--baseline", "orm_best", "--device", "cpu", "--json")
+                         str(traces), "--allocate", spec, "--baseline", "orm_best", "--device", "cpu", "--json")
     assert code == 0, err
-    a = json.loads(out)["allocation"]
-    assert a["bins_from"].startswith("predicted: mean orm score of the first 2 pool samples")
-    assert a["baseline"]["signal"] == "orm_best" and a["baseline"]["k"] == 4 and a["report_items"] == 4
     (path,) = traces.glob("arith-s__pool_n=4__*__seed0.jsonl")
     pools = [p.pool for p in pools_from_trace(read_trace(path), find_pool_nodes(compile_program(prog).dag))]
+    return json.loads(out)["allocation"], pools
+
+
+def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """`--allocate probe:M:VERIFIER` bins items by the verifier's mean score over the first M samples and
+    charges those decodes and passes to every item; the bins come from the trace's own scores."""
+    from ttcl.runtime.analysis.allocate import probe_bins, split_halves
+
+    a, pools = _orm_allocation(capsys, setup, "probe:2:orm")
+    assert a["bins_from"].startswith("predicted: mean orm score of the first 2 pool samples")
+    assert a["baseline"]["signal"] == "orm_best" and a["baseline"]["k"] == 4 and a["report_items"] == 4
     _, cost = probe_bins(pools, 2, split_halves(8, 0), verifier="orm")
     # the probe's charge: each item's prefill, its first two decodes and half of its four ORM passes
     for p, c in zip(pools, cost, strict=True):
@@ -185,6 +194,24 @@ def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setu
     # each budget against the best uniform configuration (no probe to pay): never cheaper than it at the bottom
     assert all({"uniform_flops", "vs_uniform", "vs_uniform_lo", "vs_uniform_hi"} <= r.keys() for r in a["curve"])
     assert cheapest["vs_uniform"] < 1.0
+
+
+def test_allocation_keeping_the_probe(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """`--allocate keep:M:VERIFIER` bins as `probe:M:VERIFIER` does, but every configuration continues from the
+    M probe samples (k >= M) and pays their decodes and passes once: the cheapest policy is k = M everywhere,
+    costing exactly the probe, and the baseline is the plain pool's."""
+    from ttcl.runtime.analysis.allocate import split_halves
+
+    a, pools = _orm_allocation(capsys, setup, "keep:2:orm")  # the same pool as the probe's test (its trace reused)
+    assert "which every configuration keeps (k >= 2" in a["bins_from"]
+    assert all(int(c.split("@")[1]) >= 2 for r in a["curve"] for c in r["choice"].values())
+    report = [p for p, s in zip(pools, split_halves(8, 0), strict=True) if not s]
+    probe = [p.shared_flops + p.gen_flops[0] + p.gen_flops[1] + p.verifier_flops["orm"] / 2 for p in report]
+    cheapest = a["curve"][0]
+    assert set(cheapest["choice"].values()) <= {"maj@2", "orm_w@2", "orm_best@2"}
+    assert cheapest["flops"] == pytest.approx(sum(probe) / len(probe))
+    full = [p.shared_flops + sum(p.gen_flops) + p.verifier_flops["orm"] for p in report]
+    assert a["baseline"]["k"] == 4 and a["baseline"]["flops"] == pytest.approx(sum(full) / len(full))
 
 
 def test_run_keeps_item_fields_and_breaks_down_by_one(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
@@ -232,3 +259,13 @@ def test_exchange_cells_say_when_the_reference_gets_nothing_right() -> None:
     assert _ratio({"reference_zero": True, "ratio": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}) == "n/a: ref. 0"
     assert _ratio({"reference_zero": False, "ratio": math.inf, "ratio_lo": 0.5, "ratio_hi": math.inf}) == "-"
     assert _ratio({"reference_zero": False, "ratio": 0.25, "ratio_lo": 0.2, "ratio_hi": math.inf}) == "0.25 [0.2, inf]"
+
+
+def test_the_saving_line_says_no_saving_within_float_noise_of_1x() -> None:
+    """A policy that matches the baseline only at k = N costs the baseline's FLOPs up to float rounding:
+    that is no saving, not "below 1x"."""
+    from ttcl.commands.eval_report import _saving_note
+
+    assert _saving_note(1.0 - 1e-15) == " (no saving)"
+    assert _saving_note(0.8) == " (below 1x: it costs more than the baseline)"
+    assert _saving_note(1.3) == ""

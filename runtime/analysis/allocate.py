@@ -8,7 +8,10 @@ bins where it does not pay to bins where it does. It is chosen on the selection 
 of the items and scored on the other half, so the choice never sees the
 items it is judged on. Oracle bins come from a dataset field and cost
 nothing; predicted bins come from a probe (the first few pool samples'
-agreement, or their mean verifier score) whose FLOPs every item pays on top.
+agreement, or their mean verifier score) whose FLOPs every item pays on top,
+or, when the probe's samples are kept (`keeping_table`), whose samples every
+configuration continues from: only k >= M, costed with the decodes and
+passes the probe already made.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import numpy as np
 from ttcl.runtime.analysis.compare import flops_to_reach
 from ttcl.runtime.analysis.curves import ItemTable
 from ttcl.runtime.analysis.intervals import boot_indices, bootstrap_mean, percentile_interval
-from ttcl.runtime.analysis.pool import Pool
+from ttcl.runtime.analysis.pool import Pool, estimate_keeping, flops_keeping
 
 ORACLE_SIGNALS = ("pass", "strict")  # need the gold answer: never a deployable choice
 
@@ -49,6 +52,19 @@ def probe_bins(pools: Sequence[Pool], probe: int, select: np.ndarray, n_bins: in
                      for p in pools])
     edges = np.unique(np.quantile(signal[select], np.linspace(0, 1, n_bins + 1)[1:-1])) if select.any() else np.array([])
     return (len(edges) - np.searchsorted(edges, signal, side="right")).astype(int), cost
+
+
+def keeping_table(table: ItemTable, probe: int, verifier: str | None = None) -> ItemTable:
+    """`table`'s configurations for a policy that keeps the probe's first `probe` samples: every k >= probe
+    of its k values (and `probe` itself), each draw holding those samples, its FLOPs counting the probe's
+    decodes and, with `verifier`, the probe's passes (from the first seed's pools, as the bins are)."""
+    ks = sorted({probe, *(k for k in table.ks if k >= probe)})
+    out = ItemTable(f"{table.label} (keeping the probe's {probe})", table.fields, 1, ks, pools=table.pools)
+    for signal in table.signals:
+        for k in ks:
+            out.acc[(signal, k)] = np.array([estimate_keeping(p, signal, k, probe, seed=i) for i, p in enumerate(table.pools)])
+            out.flops[(signal, k)] = np.array([flops_keeping(p, signal, k, probe, verifier) for p in table.pools])
+    return out
 
 
 def _agreement(answers: Sequence[str | None]) -> float:
@@ -144,9 +160,13 @@ def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str,
 
 
 def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline: str,
-             extra: np.ndarray | None = None, points: int = 24, reps: int = 1000) -> dict[str, Any]:
-    """The compute-optimal curve on the report half, and the FLOPs it needs to match `baseline` at its largest k."""
+             extra: np.ndarray | None = None, points: int = 24, reps: int = 1000,
+             reference: ItemTable | None = None) -> dict[str, Any]:
+    """The compute-optimal curve on the report half, and the FLOPs it needs to match `baseline` at its largest k.
+    The policy picks among `table`'s configurations; the baseline and the uniform frontier are `reference`'s
+    (default: `table`), so a policy over derived configurations (`keeping_table`) is judged against plain ones."""
     extra = np.zeros(len(bins)) if extra is None else extra
+    ref = table if reference is None else reference
     test = ~select
     front = policies(table, bins, select, extra)
     grid = np.geomspace(front[0][0], front[-1][0], points)
@@ -160,10 +180,10 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
         curve.append({"budget": float(budget), "accuracy": float(acc[test].mean()), "lo": lo, "hi": hi,
                       "flops": float(fl[test].mean()),
                       "choice": {str(b): f"{s}@{k}" for b, (s, k) in sorted(choice.items(), key=lambda kv: str(kv[0]))}})
-    kmax = max(k for s, k in table.acc if s == baseline)
-    b_acc, b_fl = table.acc[(baseline, kmax)], table.flops[(baseline, kmax)]
-    base_curve = [(float(table.flops[(baseline, k)][test].mean()), float(table.acc[(baseline, k)][test].mean()))
-                  for k in table.ks]
+    kmax = max(k for s, k in ref.acc if s == baseline)
+    b_acc, b_fl = ref.acc[(baseline, kmax)], ref.flops[(baseline, kmax)]
+    base_curve = [(float(ref.flops[(baseline, k)][test].mean()), float(ref.acc[(baseline, k)][test].mean()))
+                  for k in ref.ks]
 
     def ratio(ix: np.ndarray) -> tuple[float, float, float]:
         target, fb = float(b_acc[ix].mean()), float(b_fl[ix].mean())
@@ -175,7 +195,7 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     boots = np.array([(lambda t: t[1] / t[2] if t[2] > 0 else math.inf)(ratio(idx[ix]))
                       for ix in boot_indices(idx.size, reps, 1)]) if idx.size else np.array([math.nan])
     lo, hi = percentile_interval(boots)
-    uniform = _against_uniform(table, select, curve, applied, reps)
+    uniform = _against_uniform(ref, select, curve, applied, reps)
     return {"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,

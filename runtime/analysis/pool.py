@@ -18,6 +18,12 @@ uniformly without replacement:
   from a seeded generator. A tie between t answers credits 1/t to each (a
   uniform tie break), so the estimate does not depend on candidate order.
 
+A rule that continues from a probe (the pool's first M samples, already
+drawn and scored to estimate the item's difficulty) draws k >= M that keep
+those M: `estimate_keeping` averages the rule over every such draw (or
+SAMPLES seeded ones when there are more than ENUMERATE), and
+`flops_keeping` charges the M decodes actually made plus k - M more.
+
 FLOPs at k (expected over the draw) come from the ledger: the prompt
 prefill shared by the pool is paid once, each drawn candidate pays its own
 decode, and a verifier pass costs its per-candidate share:
@@ -98,24 +104,50 @@ def _vote_credit(subsets: np.ndarray, ids: np.ndarray, right: np.ndarray, weight
     return np.where(n_win > 0, (win & right[None, :]).sum(axis=1) / np.maximum(n_win, 1), 0.0)
 
 
+def _draws(n: int, k: int, first: int = 0, seed: int = 0) -> np.ndarray:
+    """Candidate subsets of size k (rows of indices) that hold the first `first` candidates and k - first
+    of the others: every such subset when there are at most ENUMERATE, else SAMPLES seeded uniform draws."""
+    extra, rest = k - first, n - first
+    if comb(rest, extra) <= ENUMERATE:
+        combos = list(itertools.combinations(range(first, n), extra))
+        tails = np.array(combos, dtype=int).reshape(len(combos), extra)
+    else:
+        tails = first + np.argsort(np.random.default_rng(seed).random((SAMPLES, rest)), axis=1)[:, :extra]
+    return np.concatenate([np.broadcast_to(np.arange(first), (tails.shape[0], first)), tails], axis=1)
+
+
+def _vote_on(subsets: np.ndarray, answers: Sequence[str | None], correct: Sequence[bool],
+             weights: Sequence[float] | None) -> float:
+    """Mean credit of the (weighted) majority answer over the given subsets."""
+    keys = list(dict.fromkeys(a for a in answers if a is not None))
+    right = np.array([any(ok for a2, ok in zip(answers, correct, strict=True) if a2 == a) for a in keys], dtype=bool)
+    if not right.any():
+        return 0.0
+    ids = np.array([keys.index(a) if a is not None else -1 for a in answers])
+    w = np.ones(len(answers)) if weights is None else np.nan_to_num(np.asarray(weights, dtype=float), nan=0.0)
+    return float(_vote_credit(subsets, ids, right, w).mean())
+
+
 def vote_at_k(answers: Sequence[str | None], correct: Sequence[bool], k: int,
               weights: Sequence[float] | None = None, seed: int = 0) -> float:
     """Expected correctness of the (weighted) majority answer of k drawn candidates."""
     n = len(answers)
     if k > n:
         raise ValueError(f"k = {k} > n = {n}")
-    keys = list(dict.fromkeys(a for a in answers if a is not None))
-    right = np.array([any(ok for a2, ok in zip(answers, correct, strict=True) if a2 == a) for a in keys], dtype=bool)
-    if not right.any():
-        return 0.0
-    ids = np.array([keys.index(a) if a is not None else -1 for a in answers])
-    w = np.ones(n) if weights is None else np.nan_to_num(np.asarray(weights, dtype=float), nan=0.0)
-    if comb(n, k) <= ENUMERATE:
-        subsets = np.array(list(itertools.combinations(range(n), k)), dtype=int).reshape(-1, k)
-    else:
-        rng = np.random.default_rng(seed)
-        subsets = np.argsort(rng.random((SAMPLES, n)), axis=1)[:, :k]
-    return float(_vote_credit(subsets, ids, right, w).mean())
+    return _vote_on(_draws(n, k, 0, seed), answers, correct, weights)
+
+
+def _best_on(subsets: np.ndarray, scores: Sequence[float], answers: Sequence[str | None],
+             correct: Sequence[bool]) -> float:
+    """Mean correctness of the top-scored answered candidate of each subset (ties uniform)."""
+    s = np.asarray(scores, dtype=float)
+    usable = np.array([a is not None for a in answers]) & ~np.isnan(s)
+    valid, got = usable[subsets], np.where(usable, s, -np.inf)[subsets]
+    top = np.where(valid, got, -np.inf).max(axis=1, keepdims=True)
+    tie = valid & (got == top)
+    n_tie = tie.sum(axis=1)
+    ok = (tie & np.asarray(correct, dtype=bool)[subsets]).sum(axis=1)
+    return float(np.where(n_tie > 0, ok / np.maximum(n_tie, 1), 0.0).mean())
 
 
 def rule_verifier(signal: str) -> tuple[str, str | None]:
@@ -165,11 +197,46 @@ def flops_at_k(pool: Pool, signal: str, k: int) -> float:
     return gen + (k * pool.verifier_flops.get(v, 0.0) / n if v is not None and n else 0.0)
 
 
+def estimate_keeping(pool: Pool, signal: str, k: int, first: int, seed: int = 0) -> float:
+    """Expected accuracy of `signal` over k candidates that keep the pool's first `first` (a probe's
+    samples) and draw the other k - first uniformly from the rest: a rule that continues from a probe."""
+    if not 0 <= first <= k <= pool.n:
+        raise ValueError(f"need 0 <= first ({first}) <= k ({k}) <= n ({pool.n})")
+    subsets = _draws(pool.n, k, first, seed)
+    rule, v = rule_verifier(signal)
+    if rule in ("pass", "strict"):
+        ok = pool.correct if rule == "pass" else pool.strict
+        if ok is None:
+            raise ValueError("strict pass@k needs a step checker")
+        return float(np.asarray(ok, dtype=bool)[subsets].any(axis=1).mean())
+    if rule == "maj":
+        return _vote_on(subsets, pool.answers, pool.correct, None)
+    assert v is not None
+    if rule == "weighted":
+        return _vote_on(subsets, pool.answers, pool.correct, pool.scores[v])
+    return _best_on(subsets, pool.scores[v], pool.answers, pool.correct)
+
+
+def flops_keeping(pool: Pool, signal: str, k: int, first: int, probe_verifier: str | None = None) -> float:
+    """FLOPs of `estimate_keeping`'s rule: the shared prefill, the first `first` decodes, k - first more at
+    the mean decode cost of the rest, k passes of the rule's verifier, and `probe_verifier`'s passes over
+    the first `first` when the rule does not use that verifier."""
+    n = pool.n
+    rest = pool.gen_flops[first:]
+    gen = pool.shared_flops + sum(pool.gen_flops[:first]) + (k - first) * (sum(rest) / len(rest) if rest else 0.0)
+    _, v = rule_verifier(signal)
+
+    def per_pass(name: str | None) -> float:
+        return pool.verifier_flops.get(name, 0.0) / n if name is not None and n else 0.0
+
+    return gen + k * per_pass(v) + (first * per_pass(probe_verifier) if probe_verifier != v else 0.0)
+
+
 def default_ks(n: int) -> list[int]:
     """Powers of two up to n, and n."""
     ks = [1 << i for i in range(max(1, n).bit_length()) if 1 << i <= n]
     return ks if ks and ks[-1] == n else [*ks, n]
 
 
-__all__ = ["Pool", "RULES", "best_at_k", "default_ks", "estimate", "flops_at_k", "pass_at_k",
-           "rule_verifier", "signal_names", "signals_of", "vote_at_k"]
+__all__ = ["Pool", "RULES", "best_at_k", "default_ks", "estimate", "estimate_keeping", "flops_at_k", "flops_keeping",
+           "pass_at_k", "rule_verifier", "signal_names", "signals_of", "vote_at_k"]

@@ -115,18 +115,19 @@ def parse_pretrain(items: list[str]) -> dict[str, float]:
 
 
 def parse_allocate(spec: str | None, by: str | None) -> tuple[str, int, str | None] | None:
-    """`field`, `probe[:M]` or `probe:M:VERIFIER` -> (kind, M, verifier or None)."""
+    """`field`, `probe[:M]`, `probe:M:VERIFIER`, `keep[:M]` or `keep:M:VERIFIER` -> (kind, M, verifier or None)."""
     if spec is None:
         return None
-    m = re.fullmatch(r"(field|probe)(?::(\d+))?(?::([A-Za-z_]\w*))?", spec)
+    m = re.fullmatch(r"(field|probe|keep)(?::(\d+))?(?::([A-Za-z_]\w*))?", spec)
     if m is None or (m.group(1) == "field" and (m.group(2) or m.group(3))) or (m.group(3) and not m.group(2)):
         raise RunOptionError(f"--allocate {spec!r}: expected `field` (bins from --by, oracle), `probe[:M]` "
                              "(bins from the agreement of the first M pool samples, charged) or `probe:M:VERIFIER` "
-                             "(bins from their mean VERIFIER score, samples and verifier passes charged)")
+                             "(bins from their mean VERIFIER score, samples and verifier passes charged); `keep` "
+                             "instead of `probe` keeps the M samples in every configuration (k >= M)")
     if m.group(1) == "field" and by is None:
         raise RunOptionError("--allocate field needs --by FIELD (the dataset field that bins the items)")
     probe = int(m.group(2) or 4)
-    if m.group(1) == "probe" and probe < 1:
+    if m.group(1) != "field" and probe < 1:
         raise RunOptionError(f"--allocate {spec!r}: the probe needs M >= 1 samples")
     return m.group(1), probe, m.group(3)
 
@@ -204,10 +205,10 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
     if baseline not in signals:
         raise RunOptionError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(signals)})")
     kind, probe, verifier = alloc
-    if kind == "probe" and probe > n:
-        raise RunOptionError(f"--allocate probe:{probe}: the probe needs {probe} samples, the pool draws {n}")
+    if kind != "field" and probe > n:
+        raise RunOptionError(f"--allocate {kind}:{probe}: the probe needs {probe} samples, the pool draws {n}")
     if verifier is not None and verifier not in scorers:
-        raise RunOptionError(f"--allocate probe:{probe}:{verifier}: no verifier {verifier!r} scores the pool "
+        raise RunOptionError(f"--allocate {kind}:{probe}:{verifier}: no verifier {verifier!r} scores the pool "
                              f"(verifiers: {', '.join(scorers) or 'none'})")
 
 
@@ -223,7 +224,7 @@ def eval_(
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another series with other models: --compare policy=ttcl:arith-l.")] = None,
     greedy: Annotated[list[str] | None, typer.Option("--greedy", help="With --pool: a greedy point for another model: --greedy policy=ttcl:arith-m.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break results down by a dataset field, e.g. --by steps.")] = None,
-    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M[:VERIFIER]]` (the first M samples' answer agreement, or their mean VERIFIER score).")] = None,
+    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M[:VERIFIER]]` (the first M samples' answer agreement, or their mean VERIFIER score, charged on top); `keep[:M[:VERIFIER]]` bins the same way and keeps those M samples in every configuration (k >= M).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="With --allocate: the best-of-N signal to match (e.g. orm_w, maj).")] = "maj",
     pretrain_flops: Annotated[list[str] | None, typer.Option("--pretrain-flops", help="Override a model's pretraining FLOPs: MODEL=FLOPS.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,

@@ -249,23 +249,27 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 
 def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,
                 fields: list[dict[str, Any]], split_seed: int) -> dict[str, Any]:
-    from ttcl.runtime.analysis.allocate import allocate, probe_bins, split_halves
+    from ttcl.runtime.analysis.allocate import allocate, keeping_table, probe_bins, split_halves
 
     if baseline not in table.signals:
         raise TtclRuntimeError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(table.signals)})")
     select = split_halves(len(fields), split_seed)
     kind, probe, verifier = alloc
+    policy = table
     if kind == "field":
         bins, extra = np.array([str(f.get(by)) for f in fields]), None
         source = f"oracle: dataset field {by}"
-    elif verifier is None:
-        bins, extra = probe_bins(table.pools, probe, select)
-        source = f"predicted: agreement of the first {probe} pool samples (their FLOPs charged to every item)"
     else:
         bins, extra = probe_bins(table.pools, probe, select, verifier=verifier)
-        source = (f"predicted: mean {verifier} score of the first {probe} pool samples (their FLOPs and "
-                  f"{verifier}'s passes charged to every item)")
-    out = allocate(table, bins, select, baseline=baseline, extra=extra)
+        signal = f"mean {verifier} score" if verifier is not None else "agreement"
+        if kind == "keep":
+            policy, extra = keeping_table(table, probe, verifier), None
+            source = (f"predicted: {signal} of the first {probe} pool samples, which every configuration keeps "
+                      f"(k >= {probe}; their decodes{f' and {verifier} passes' if verifier else ''} counted once)")
+        else:
+            source = (f"predicted: {signal} of the first {probe} pool samples (their FLOPs"
+                      f"{f' and {verifier} passes' if verifier else ''} charged to every item)")
+    out = allocate(policy, bins, select, baseline=baseline, extra=extra, reference=table)
     out.update(bins_from=source, series=table.label, split_seed=split_seed)
     return out
 
@@ -389,10 +393,17 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           f"FLOPs/item; the compute-optimal policy matches it at {_f(fp)} FLOPs/item: "
                           f"a saving of {a['saving']:.2f}x [95% CI {a['saving_lo']:.2f}, {a['saving_hi']:.2f}]"
-                          + (" (below 1x: it costs more than the baseline)" if a["saving"] < 1 else ""))
+                          + _saving_note(a["saving"]))
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+
+
+def _saving_note(saving: float) -> str:
+    """Below 1x says so; within float noise of 1x (the policy is k = N where it matches) is no saving."""
+    if abs(saving - 1.0) <= 1e-9:
+        return " (no saving)"
+    return " (below 1x: it costs more than the baseline)" if saving < 1 else ""
 
 
 def _saving(r: dict[str, Any]) -> str:

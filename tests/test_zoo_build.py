@@ -230,6 +230,31 @@ def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path,
             assert built["expr-s"] == cpu_capability("expr-s") == "AVX512"
 
 
+def _tunables() -> str | None:
+    return os.environ.get("GLIBC_TUNABLES")
+
+
+def test_workers_start_with_the_allocator_setting_and_a_users_own_is_kept(monkeypatch) -> None:
+    """A build's workers (spawned processes) start with ALLOCATOR_TUNABLES, which glibc reads only at a
+    process's start; the build's own environment is restored after it, and a GLIBC_TUNABLES the user set
+    wins. (That the setting leaves the weights alone: bench/zoo_malloc.py.)"""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    def in_a_worker() -> str | None:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            return ex.submit(_tunables).result()
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    with build._worker_allocator():
+        assert in_a_worker() == build.ALLOCATOR_TUNABLES
+    assert "GLIBC_TUNABLES" not in os.environ
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    with build._worker_allocator():
+        assert in_a_worker() == "glibc.malloc.arena_max=2"
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+
+
 def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd, monkeypatch) -> None:
     """A real failure: the directory arith-m must be written to is a file. arith-orm, which
     needs arith-m, is not started; what it also needs (arith-l) is a real model in --out."""

@@ -58,6 +58,12 @@ def default_jobs() -> int:
 
 WEIGHTS = "model.safetensors"
 
+# glibc's malloc for the workers: blocks up to 256 MiB come from the heap and the heap is not trimmed, so
+# a training step reuses the memory of the last one instead of mapping fresh zeroed pages for every large
+# tensor (measured: bench/zoo_malloc.py). It moves memory, not arithmetic: torch aligns every tensor itself,
+# and the weights come out the same. A GLIBC_TUNABLES the user set is left alone.
+ALLOCATOR_TUNABLES = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824"
+
 
 def weights_digest(model_dir: Path) -> str | None:
     """sha256 of a model directory's weights, or None if it has none."""
@@ -281,6 +287,20 @@ def _build_one(name: str, root: str, is_quick: bool, evaluate: bool) -> Outcome:
 
 
 @contextlib.contextmanager
+def _worker_allocator() -> Iterator[None]:
+    """ALLOCATOR_TUNABLES in the environment the workers are spawned with (each reads it at its start), for
+    the build only; a GLIBC_TUNABLES already set is kept."""
+    if "GLIBC_TUNABLES" in os.environ:
+        yield
+        return
+    os.environ["GLIBC_TUNABLES"] = ALLOCATOR_TUNABLES
+    try:
+        yield
+    finally:
+        os.environ.pop("GLIBC_TUNABLES", None)
+
+
+@contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """SIGTERM to the build stops it like Ctrl-C does (the workers are stopped, not orphaned)."""
     def raise_interrupt(signum: int, frame: object) -> None:
@@ -329,7 +349,7 @@ def build(graph: Graph, root: Path, *, jobs: int, is_quick: bool = False, evalua
 
     ex = new_pool()
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), _worker_allocator():
             while pending or running:
                 for n in list(pending):
                     bad = [d for d in graph[n] if d in failed or d in blocked]

@@ -1,0 +1,77 @@
+"""Does the C allocator's setting change how fast the zoo trains, or what it trains? Train the first
+steps of zoo recipes in fresh processes, alternating glibc's default malloc with the setting that
+`ttcl zoo train` gives its workers (`ttcl.zoo.build.ALLOCATOR_TUNABLES`: large blocks stay in the heap
+instead of being mapped and unmapped on every step), and print each run's training seconds, system
+seconds, and a digest of the trained weights, then the ratio of the medians side by side.
+
+    python bench/zoo_malloc.py [--recipes expr-s:300,countdown-m:60,arith-s:400] [--rounds 2]
+
+Each run is one process on one thread, on the kernels the shipped model was trained with, one at a
+time. The digests must agree between the two settings: the allocator moves memory, not arithmetic
+(torch aligns every tensor to 64 bytes itself). Not a test; glibc (Linux) only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+CHILD = r"""
+import hashlib, json, resource, sys, dataclasses
+from ttcl.zoo import family
+from ttcl.zoo.train import train_lm
+name, steps = sys.argv[1], int(sys.argv[2])
+r = dataclasses.replace(family.LM_RECIPES[name], train_steps=steps)
+model, meta = train_lm(r, None, log=lambda s: None, log_every=0)
+h = hashlib.sha256()
+for k, v in sorted(model.state_dict().items()):
+    h.update(k.encode()); h.update(v.detach().contiguous().numpy().tobytes())
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"train_s": meta["wall_seconds"], "sys_s": u.ru_stime, "digest": h.hexdigest()[:16]}))
+"""
+
+
+def run(name: str, steps: int, tuned: bool) -> dict:
+    from ttcl.zoo.build import ALLOCATOR_TUNABLES
+    from ttcl.zoo.family import cpu_capability
+
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=cpu_capability(name).lower(), HF_HUB_OFFLINE="1")
+    env.pop("GLIBC_TUNABLES", None)
+    if tuned:
+        env["GLIBC_TUNABLES"] = ALLOCATOR_TUNABLES
+    out = subprocess.run([sys.executable, "-c", CHILD, name, str(steps)], env=env, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", default="expr-s:300,countdown-m:60,arith-s:400", help="NAME:STEPS,...")
+    ap.add_argument("--rounds", type=int, default=2, help="runs per setting and recipe, alternating")
+    a = ap.parse_args()
+    rows = []
+    for item in a.recipes.split(","):
+        name, steps = item.split(":")
+        got: dict[bool, list[dict]] = {False: [], True: []}
+        for _ in range(a.rounds):
+            for tuned in (False, True):
+                r = run(name, int(steps), tuned)
+                got[tuned].append(r)
+                print(f"{name} {steps} steps, {'tuned  ' if tuned else 'default'}: {r['train_s']:.1f} s training, "
+                      f"{r['sys_s']:.2f} s system, weights {r['digest']}", flush=True)
+        d = statistics.median(r["train_s"] for r in got[False])
+        t = statistics.median(r["train_s"] for r in got[True])
+        same = len({r["digest"] for r in got[False] + got[True]}) == 1
+        rows.append((name, steps, d, t, same))
+    print("\nrecipe      steps  default s  tuned s  default/tuned  same weights")
+    for name, steps, d, t, same in rows:
+        print(f"{name:<11} {steps:>5}  {d:9.1f}  {t:7.1f}  {d / t:13.2f}  {'yes' if same else 'NO'}")
+    return 0 if all(r[4] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

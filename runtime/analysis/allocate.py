@@ -25,7 +25,7 @@ import numpy as np
 from ttcl.runtime.analysis.compare import flops_to_reach
 from ttcl.runtime.analysis.curves import ItemTable
 from ttcl.runtime.analysis.intervals import boot_indices, bootstrap_mean, percentile_interval
-from ttcl.runtime.analysis.pool import Pool, estimate_keeping, flops_keeping
+from ttcl.runtime.analysis.pool import Pool, estimate_keeping, flops_keeping, pass_flops
 
 ORACLE_SIGNALS = ("pass", "strict")  # need the gold answer: never a deployable choice
 
@@ -48,7 +48,7 @@ def probe_bins(pools: Sequence[Pool], probe: int, select: np.ndarray, n_bins: in
     else:
         signal = np.array([_mean_score(p.scores.get(verifier, [])[:probe]) for p in pools])
     cost = np.array([p.shared_flops + sum(p.gen_flops[:probe])
-                     + (min(probe, p.n) * p.verifier_flops.get(verifier, 0.0) / p.n if verifier is not None and p.n else 0.0)
+                     + pass_flops(p, verifier, min(probe, p.n))
                      for p in pools])
     edges = np.unique(np.quantile(signal[select], np.linspace(0, 1, n_bins + 1)[1:-1])) if select.any() else np.array([])
     return (len(edges) - np.searchsorted(edges, signal, side="right")).astype(int), cost

@@ -143,7 +143,7 @@ def _best_on(subsets: np.ndarray, scores: Sequence[float], answers: Sequence[str
     s = np.asarray(scores, dtype=float)
     usable = np.array([a is not None for a in answers]) & ~np.isnan(s)
     valid, got = usable[subsets], np.where(usable, s, -np.inf)[subsets]
-    top = np.where(valid, got, -np.inf).max(axis=1, keepdims=True)
+    top = got.max(axis=1, keepdims=True)
     tie = valid & (got == top)
     n_tie = tie.sum(axis=1)
     ok = (tie & np.asarray(correct, dtype=bool)[subsets]).sum(axis=1)
@@ -189,12 +189,16 @@ def estimate(pool: Pool, signal: str, k: int, seed: int = 0) -> float:
     return best_at_k(scores, pool.answers, pool.correct, k)
 
 
+def pass_flops(pool: Pool, verifier: str | None, k: int) -> float:
+    """FLOPs of `verifier` passes over k candidates (their share of the pool's); 0 without a verifier."""
+    return k * pool.verifier_flops.get(verifier, 0.0) / pool.n if verifier is not None and pool.n else 0.0
+
+
 def flops_at_k(pool: Pool, signal: str, k: int) -> float:
     """Expected FLOPs of drawing k (prefill once) and, for verifier rules, scoring the k drawn."""
     n = pool.n
     gen = pool.shared_flops + k * (sum(pool.gen_flops) / n if n else 0.0)
-    _, v = rule_verifier(signal)
-    return gen + (k * pool.verifier_flops.get(v, 0.0) / n if v is not None and n else 0.0)
+    return gen + pass_flops(pool, rule_verifier(signal)[1], k)
 
 
 def estimate_keeping(pool: Pool, signal: str, k: int, first: int, seed: int = 0) -> float:
@@ -221,15 +225,10 @@ def flops_keeping(pool: Pool, signal: str, k: int, first: int, probe_verifier: s
     """FLOPs of `estimate_keeping`'s rule: the shared prefill, the first `first` decodes, k - first more at
     the mean decode cost of the rest, k passes of the rule's verifier, and `probe_verifier`'s passes over
     the first `first` when the rule does not use that verifier."""
-    n = pool.n
     rest = pool.gen_flops[first:]
     gen = pool.shared_flops + sum(pool.gen_flops[:first]) + (k - first) * (sum(rest) / len(rest) if rest else 0.0)
     _, v = rule_verifier(signal)
-
-    def per_pass(name: str | None) -> float:
-        return pool.verifier_flops.get(name, 0.0) / n if name is not None and n else 0.0
-
-    return gen + k * per_pass(v) + (first * per_pass(probe_verifier) if probe_verifier != v else 0.0)
+    return gen + pass_flops(pool, v, k) + (pass_flops(pool, probe_verifier, first) if probe_verifier != v else 0.0)
 
 
 def default_ks(n: int) -> list[int]:
@@ -239,4 +238,4 @@ def default_ks(n: int) -> list[int]:
 
 
 __all__ = ["Pool", "RULES", "best_at_k", "default_ks", "estimate", "estimate_keeping", "flops_at_k", "flops_keeping",
-           "pass_at_k", "rule_verifier", "signal_names", "signals_of", "vote_at_k"]
+           "pass_at_k", "pass_flops", "rule_verifier", "signal_names", "signals_of", "vote_at_k"]

@@ -34,6 +34,7 @@ BOUNDS = {
     "countdown_revision_inline": (2, 234),
     "dvts": (320, 1760),
     "expr_adaptive": (32, 1600),
+    "expr_kept": (20, 800),
     "expr_pool": (32, 1600),
     "expr_rerank": (64, 1600),
     "lookahead": (512, 4224),

@@ -120,3 +120,48 @@ def test_adaptive_programs_stop_after_the_probe_only_when_its_scores_decide(name
         first = next(r for r in t.nodes[i] if r.node_id == "main/first")
         best = max((c["score"] for c in first.outputs if c.get("score") is not None), default=float("nan"))
         assert ("main/rest" not in ids) == (best >= accept or best < give_up), (i, best, ids)
+
+
+def test_expr_kept_routes_each_item_by_the_probes_mean_self_score(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """expr_kept.ttc: the probe's mean self score sends an item down exactly one rule (below `hard`: no
+    expr-m pass and no more samples; at or above `easy`: expr-m scores the probe only; between: the
+    rest are drawn and expr-m scores all `n`); `uniform = 1` runs no self pass."""
+    from ttcl.cli import main
+    from ttcl.runtime.tasks.expr import iter_jsonl, make_problems
+    from ttcl.runtime.trace import read_trace
+
+    path = PROGRAMS / "expr_kept.ttc"
+    if not _models_present(path):
+        pytest.skip("bundled models for expr_kept.ttc are not installed")
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [2, 5], seed=31))))
+
+    def run(*sets: str) -> tuple[dict[int, list[tuple[str, int]]], Any]:
+        """Per item, the (op, candidates) of every sample and verify node that ran."""
+        trace = tmp_path / f"t-{len(list(tmp_path.iterdir()))}.jsonl"
+        args = [a for s in ("n=4", "probe=2", *sets) for a in ("--set", s)]
+        code = main(["run", str(path), "--dataset", str(ds), "--device", "cpu", *args, "--trace", str(trace), "--json"])
+        assert code == 0, capsys.readouterr().err
+        capsys.readouterr()
+        t = read_trace(trace)
+        return {i: sorted((r.op, len(r.outputs)) for r in t.nodes.get(i, []) if r.status == "ok" and r.op in ("sample", "verify"))
+                for i in t.items}, t
+
+    ran, t = run("easy=0.05", "hard=0.001")
+    routes = {"give up": [("sample", 2), ("verify", 2)],
+              "easy": [("sample", 2), ("verify", 2), ("verify", 2)],
+              "middle": [("sample", 2), ("sample", 2), ("verify", 2), ("verify", 4)]}
+    seen = set()
+    for i, ops in ran.items():
+        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
+        mean = sum(c["score"] for c in first.outputs) / len(first.outputs)
+        route = "give up" if mean < 0.001 else "easy" if mean >= 0.05 else "middle"
+        assert ops == routes[route], (i, mean, ops)
+        seen.add(route)
+    assert len(ran) == 8 and len(seen) >= 2, seen
+    hopeless, _ = run("easy=2.0", "hard=2.0")  # no mean score reaches 2: every item stops after the probe
+    assert all(ops == routes["give up"] for ops in hopeless.values())
+    uniform, t = run("uniform=1")
+    assert all(ops == [("sample", 2), ("verify", 2)] for ops in uniform.values())
+    assert all(r.node_id != "main/first" for rs in t.nodes.values() for r in rs if r.status == "ok")

@@ -4,10 +4,11 @@ steps of zoo recipes in fresh processes, alternating glibc's default malloc with
 instead of being mapped and unmapped on every step), and print each run's training seconds, system
 seconds, and a digest of the trained weights, then the ratio of the medians side by side.
 
-    python bench/zoo_malloc.py [--recipes expr-s:300,countdown-m:60,arith-s:400] [--rounds 2]
+    python bench/zoo_malloc.py [--recipes expr-s:300,countdown-m:60,arith-s:400] [--rounds 2] [--concurrent 2]
 
 Each run is one process on one thread, on the kernels the shipped model was trained with, one at a
-time. The digests must agree between the two settings: the allocator moves memory, not arithmetic
+time; `--concurrent 2` starts two identical processes at once instead (as `ttcl zoo train --jobs 2`
+runs two workers) and reports their mean. The digests must agree between the two settings: the allocator moves memory, not arithmetic
 (torch aligns every tensor to 64 bytes itself). Not a test; glibc (Linux) only.
 """
 
@@ -35,7 +36,8 @@ print(json.dumps({"train_s": meta["wall_seconds"], "sys_s": u.ru_stime, "digest"
 """
 
 
-def run(name: str, steps: int, tuned: bool) -> dict:
+def run(name: str, steps: int, tuned: bool, concurrent: int = 1) -> dict:
+    """`concurrent` identical processes at once; their mean seconds and (identical) digest."""
     from ttcl.zoo.build import ALLOCATOR_TUNABLES
     from ttcl.zoo.family import cpu_capability
 
@@ -43,15 +45,25 @@ def run(name: str, steps: int, tuned: bool) -> dict:
     env.pop("GLIBC_TUNABLES", None)
     if tuned:
         env["GLIBC_TUNABLES"] = ALLOCATOR_TUNABLES
-    out = subprocess.run([sys.executable, "-c", CHILD, name, str(steps)], env=env, capture_output=True, text=True,
-                         check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, name, str(steps)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(concurrent)]
+    got = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"{name}: the training process failed:\n{err[-2000:]}")
+        got.append(json.loads(out.strip().splitlines()[-1]))
+    if len({g["digest"] for g in got}) != 1:
+        raise SystemExit(f"{name}: concurrent runs of one setting trained different weights")
+    return {"train_s": statistics.mean(g["train_s"] for g in got), "sys_s": statistics.mean(g["sys_s"] for g in got),
+            "digest": got[0]["digest"]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default="expr-s:300,countdown-m:60,arith-s:400", help="NAME:STEPS,...")
     ap.add_argument("--rounds", type=int, default=2, help="runs per setting and recipe, alternating")
+    ap.add_argument("--concurrent", type=int, default=1, help="identical processes per run, started at once")
     a = ap.parse_args()
     rows = []
     for item in a.recipes.split(","):
@@ -59,7 +71,7 @@ def main() -> int:
         got: dict[bool, list[dict]] = {False: [], True: []}
         for _ in range(a.rounds):
             for tuned in (False, True):
-                r = run(name, int(steps), tuned)
+                r = run(name, int(steps), tuned, a.concurrent)
                 got[tuned].append(r)
                 print(f"{name} {steps} steps, {'tuned  ' if tuned else 'default'}: {r['train_s']:.1f} s training, "
                       f"{r['sys_s']:.2f} s system, weights {r['digest']}", flush=True)
@@ -67,7 +79,8 @@ def main() -> int:
         t = statistics.median(r["train_s"] for r in got[True])
         same = len({r["digest"] for r in got[False] + got[True]}) == 1
         rows.append((name, steps, d, t, same))
-    print("\nrecipe      steps  default s  tuned s  default/tuned  same weights")
+    print(f"\n{a.concurrent} process(es) at once per run; medians of {a.rounds}")
+    print("recipe      steps  default s  tuned s  default/tuned  same weights")
     for name, steps, d, t, same in rows:
         print(f"{name:<11} {steps:>5}  {d:9.1f}  {t:7.1f}  {d / t:13.2f}  {'yes' if same else 'NO'}")
     return 0 if all(r[4] for r in rows) else 1

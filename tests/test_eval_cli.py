@@ -112,6 +112,15 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
     (within,) = [d for d in rep["paired_differences"] if d["a"] == "arith-s n=2" and d["b"] == "arith-s n=1"][:1]
     second = rep["rows"][1]
     assert within["diff"] == pytest.approx(second["accuracy"] - first["accuracy"])
+    assert within["flops_ratio"] == pytest.approx(second["flops_per_item"] / first["flops_per_item"])
+    # and per bin of --by: each bin's difference and FLOPs ratio are its rows' (the bins' items add up)
+    assert [b["bin"] for b in within["bins"]] == [1, 3]
+    for b, r1, r2 in zip(within["bins"], first["bins"], second["bins"], strict=False):
+        assert b["diff"] == pytest.approx(r2["accuracy"] - r1["accuracy"])
+        assert b["flops_ratio"] == pytest.approx(r2["flops"] / r1["flops"])
+        assert b["lo"] <= b["diff"] <= b["hi"]
+    assert sum(b["items"] for b in within["bins"]) == within["items"]
+    assert d["flops_ratio"] == pytest.approx(1.0) and all(b["diff"] == 0.0 for b in d["bins"])
 
 
 @pytest.mark.parametrize(

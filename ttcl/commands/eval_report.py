@@ -40,6 +40,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
 
     rows: list[dict[str, Any]] = []
     per_item: dict[tuple[str, str], np.ndarray] = {}
+    per_flops: dict[tuple[str, str], np.ndarray] = {}
     fields: list[dict[str, Any]] = []
     for label, binds in series:
         for config in configs:
@@ -54,6 +55,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
             acc = np.array([[1.0 if r["correct"] else 0.0 for r in su.results] for su in sums]).mean(axis=0)
             fl = np.array([[r["cost"]["flops"] for r in su.results] for su in sums]).mean(axis=0)
             per_item[(label, name)] = acc
+            per_flops[(label, name)] = fl
             bins = []
             for value in bin_values(fields, by):
                 m = in_bin(fields, by, value)
@@ -72,19 +74,33 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 "models": sums[0].header["models"], "shrunk_nodes": sum(r.shrunk for su in sums for r in su.rows),
                 "verdict": sums[0].verdict, "bins": bins, "item_rows": items,
             })
+    def pair(a: tuple[str, str], b: tuple[str, str]) -> dict[str, Any]:
+        """a - b over the same items, its FLOPs ratio, and the same per bin of `by`."""
+        out: dict[str, Any] = {**paired_diff(per_item[a], per_item[b]), "flops_ratio": _flops_ratio(per_flops[a], per_flops[b])}
+        if by is not None:
+            out["bins"] = [{"bin": v, **paired_diff(per_item[a][m], per_item[b][m]),
+                            "flops_ratio": _flops_ratio(per_flops[a][m], per_flops[b][m])}
+                           for v in bin_values(fields, by)[:-1] for m in [in_bin(fields, by, v)]]
+        return out
+
     diffs = []
     first = series[0][0]
     for label, _ in series[1:]:
         for config in configs:
             name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
-            diffs.append({"a": label, "b": first, "config": name,
-                          **paired_diff(per_item[(label, name)], per_item[(first, name)])})
+            diffs.append({"a": label, "b": first, "config": name, **pair((label, name), (first, name))})
     for label, _ in series:  # within a series: every configuration against the first one
         names = [", ".join(f"{k}={v}" for k, v in config) or "defaults" for config in configs]
         for name in names[1:]:
             diffs.append({"a": f"{label} {name}", "b": f"{label} {names[0]}", "config": "same items",
-                          **paired_diff(per_item[(label, name)], per_item[(label, names[0])])})
+                          **pair((label, name), (label, names[0]))})
     return {"mode": "sweep", "by": by, "bins": bin_values(fields, by), "rows": rows, "paired_differences": diffs}
+
+
+def _flops_ratio(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean FLOPs of a over mean FLOPs of b (nan when b spent nothing)."""
+    den = float(b.mean()) if b.size else 0.0
+    return float(a.mean()) / den if den > 0 else math.nan
 
 
 def print_sweep(report: dict[str, Any], console: Console) -> None:
@@ -109,7 +125,15 @@ def print_sweep(report: dict[str, Any], console: Console) -> None:
     for d in report["paired_differences"]:
         where = "" if d["config"] == "same items" else f" ({d['config']})"
         console.print(f"{d['a']} - {d['b']}{where}: {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
-                      f"paired over {d['items']} items")
+                      f"paired over {d['items']} items, at {_x(d['flops_ratio'])} the FLOPs")
+        if d.get("bins"):
+            console.print("  by " + report["by"] + ": " + "; ".join(
+                f"{b['bin']}: {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}] at {_x(b['flops_ratio'])}"
+                for b in d["bins"]))
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.2f}x" if math.isfinite(ratio) else "-"
 
 
 def _note(row: dict[str, Any]) -> str:

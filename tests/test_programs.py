@@ -28,6 +28,7 @@ BOUNDS = {
     "countdown_beam_check": (160, 2080),
     "countdown_beam_prm": (160, 2080),
     "countdown_best_of_n": (32, 1872),
+    "countdown_kept": (16, 936),
     "countdown_pool": (48, 1872),
     "countdown_revision": (2, 234),
     "countdown_revision_check": (8, 468),

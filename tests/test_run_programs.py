@@ -165,3 +165,39 @@ def test_expr_kept_routes_each_item_by_the_probes_mean_self_score(tmp_path: Path
     uniform, t = run("uniform=1")
     assert all(ops == [("sample", 2), ("verify", 2)] for ops in uniform.values())
     assert all(r.node_id != "main/first" for rs in t.nodes.values() for r in rs if r.status == "ok")
+
+
+def test_countdown_kept_stops_exactly_the_items_whose_probe_mean_is_below_hard(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """countdown_kept.ttc: an item whose probe's mean checker score is below `hard` spends the probe only;
+    every other item draws and checks the rest; `uniform = 1` checks `uniform_n` samples and nothing else."""
+    from ttcl.cli import main
+    from ttcl.runtime.tasks.countdown import iter_jsonl, make_problems
+    from ttcl.runtime.trace import read_trace
+
+    path = PROGRAMS / "countdown_kept.ttc"
+    if not _models_present(path):
+        pytest.skip("bundled models for countdown_kept.ttc are not installed")
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [2, 3], seed=31))))
+
+    def run(*sets: str) -> tuple[dict[int, list[tuple[str, int]]], Any]:
+        trace = tmp_path / f"t-{len(list(tmp_path.iterdir()))}.jsonl"
+        args = [a for s in ("n=4", "probe=2", *sets) for a in ("--set", s)]
+        code = main(["run", str(path), "--dataset", str(ds), "--device", "cpu", *args, "--trace", str(trace), "--json"])
+        assert code == 0, capsys.readouterr().err
+        capsys.readouterr()
+        t = read_trace(trace)
+        return {i: sorted((r.op, len(r.outputs)) for r in t.nodes.get(i, []) if r.status == "ok" and r.op in ("sample", "verify"))
+                for i in t.items}, t
+
+    probe_only, on = [("sample", 2), ("verify", 2)], [("sample", 2), ("sample", 2), ("verify", 2), ("verify", 2)]
+    ran, t = run("hard=1e-6")
+    for i, ops in ran.items():
+        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
+        mean = sum(c["score"] for c in first.outputs) / len(first.outputs)
+        assert ops == (probe_only if mean < 1e-6 else on), (i, mean, ops)
+    assert len(ran) == 8
+    assert all(ops == probe_only for ops in run("hard=2.0")[0].values())
+    assert all(ops == on for ops in run("hard=0")[0].values())
+    assert all(ops == [("sample", 3), ("verify", 3)] for ops in run("uniform=1", "uniform_n=3")[0].values())

@@ -9,6 +9,7 @@ Skipped when the bundled models are not installed (`ttcl zoo train`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,23 +123,23 @@ def test_adaptive_programs_stop_after_the_probe_only_when_its_scores_decide(name
         assert ("main/rest" not in ids) == (best >= accept or best < give_up), (i, best, ids)
 
 
-def test_expr_kept_routes_each_item_by_the_probes_mean_self_score(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """expr_kept.ttc: the probe's mean self score sends an item down exactly one rule (below `hard`: no
-    expr-m pass and no more samples; at or above `easy`: expr-m scores the probe only; between: the
-    rest are drawn and expr-m scores all `n`); `uniform = 1` runs no self pass."""
+def _kept_runner(name: str, task: str, steps: list[int], tmp_path: Path,
+                 capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[dict[int, list[tuple[str, int]]], Any]]:
+    """`run(*sets)` for a kept-probe program on 8 generated items (n=4, probe=2): per item, the (op,
+    candidates) of every sample and verify node that ran, and the trace."""
+    import importlib
+
     from ttcl.cli import main
-    from ttcl.runtime.tasks.expr import iter_jsonl, make_problems
     from ttcl.runtime.trace import read_trace
 
-    path = PROGRAMS / "expr_kept.ttc"
+    path = PROGRAMS / name
     if not _models_present(path):
-        pytest.skip("bundled models for expr_kept.ttc are not installed")
+        pytest.skip(f"bundled models for {name} are not installed")
+    gen = importlib.import_module(f"ttcl.runtime.tasks.{task}")
     ds = tmp_path / "d.jsonl"
-    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [2, 5], seed=31))))
+    ds.write_text("".join(line + "\n" for line in gen.iter_jsonl(gen.make_problems(8, steps, seed=31))))
 
     def run(*sets: str) -> tuple[dict[int, list[tuple[str, int]]], Any]:
-        """Per item, the (op, candidates) of every sample and verify node that ran."""
         trace = tmp_path / f"t-{len(list(tmp_path.iterdir()))}.jsonl"
         args = [a for s in ("n=4", "probe=2", *sets) for a in ("--set", s)]
         code = main(["run", str(path), "--dataset", str(ds), "--device", "cpu", *args, "--trace", str(trace), "--json"])
@@ -148,14 +149,28 @@ def test_expr_kept_routes_each_item_by_the_probes_mean_self_score(tmp_path: Path
         return {i: sorted((r.op, len(r.outputs)) for r in t.nodes.get(i, []) if r.status == "ok" and r.op in ("sample", "verify"))
                 for i in t.items}, t
 
+    return run
+
+
+def _probe_mean(t: Any, item: int) -> float:
+    """The mean score of an item's probe (the `first` node) in a trace."""
+    first = next(r for r in t.nodes[item] if r.node_id == "main/first")
+    return sum(c["score"] for c in first.outputs) / len(first.outputs)
+
+
+def test_expr_kept_routes_each_item_by_the_probes_mean_self_score(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """expr_kept.ttc: the probe's mean self score sends an item down exactly one rule (below `hard`: no
+    expr-m pass and no more samples; at or above `easy`: expr-m scores the probe only; between: the
+    rest are drawn and expr-m scores all `n`); `uniform = 1` runs no self pass."""
+    run = _kept_runner("expr_kept.ttc", "expr", [2, 5], tmp_path, capsys)
     ran, t = run("easy=0.05", "hard=0.001")
     routes = {"give up": [("sample", 2), ("verify", 2)],
               "easy": [("sample", 2), ("verify", 2), ("verify", 2)],
               "middle": [("sample", 2), ("sample", 2), ("verify", 2), ("verify", 4)]}
     seen = set()
     for i, ops in ran.items():
-        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
-        mean = sum(c["score"] for c in first.outputs) / len(first.outputs)
+        mean = _probe_mean(t, i)
         route = "give up" if mean < 0.001 else "easy" if mean >= 0.05 else "middle"
         assert ops == routes[route], (i, mean, ops)
         seen.add(route)
@@ -171,31 +186,11 @@ def test_countdown_kept_stops_exactly_the_items_whose_probe_mean_is_below_hard(t
                                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """countdown_kept.ttc: an item whose probe's mean checker score is below `hard` spends the probe only;
     every other item draws and checks the rest; `uniform = 1` checks `uniform_n` samples and nothing else."""
-    from ttcl.cli import main
-    from ttcl.runtime.tasks.countdown import iter_jsonl, make_problems
-    from ttcl.runtime.trace import read_trace
-
-    path = PROGRAMS / "countdown_kept.ttc"
-    if not _models_present(path):
-        pytest.skip("bundled models for countdown_kept.ttc are not installed")
-    ds = tmp_path / "d.jsonl"
-    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(8, [2, 3], seed=31))))
-
-    def run(*sets: str) -> tuple[dict[int, list[tuple[str, int]]], Any]:
-        trace = tmp_path / f"t-{len(list(tmp_path.iterdir()))}.jsonl"
-        args = [a for s in ("n=4", "probe=2", *sets) for a in ("--set", s)]
-        code = main(["run", str(path), "--dataset", str(ds), "--device", "cpu", *args, "--trace", str(trace), "--json"])
-        assert code == 0, capsys.readouterr().err
-        capsys.readouterr()
-        t = read_trace(trace)
-        return {i: sorted((r.op, len(r.outputs)) for r in t.nodes.get(i, []) if r.status == "ok" and r.op in ("sample", "verify"))
-                for i in t.items}, t
-
+    run = _kept_runner("countdown_kept.ttc", "countdown", [2, 3], tmp_path, capsys)
     probe_only, on = [("sample", 2), ("verify", 2)], [("sample", 2), ("sample", 2), ("verify", 2), ("verify", 2)]
     ran, t = run("hard=1e-6")
     for i, ops in ran.items():
-        first = next(r for r in t.nodes[i] if r.node_id == "main/first")
-        mean = sum(c["score"] for c in first.outputs) / len(first.outputs)
+        mean = _probe_mean(t, i)
         assert ops == (probe_only if mean < 1e-6 else on), (i, mean, ops)
     assert len(ran) == 8
     assert all(ops == probe_only for ops in run("hard=2.0")[0].values())

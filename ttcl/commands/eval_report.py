@@ -74,6 +74,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 "models": sums[0].header["models"], "shrunk_nodes": sum(r.shrunk for su in sums for r in su.rows),
                 "verdict": sums[0].verdict, "bins": bins, "item_rows": items,
             })
+
     def pair(a: tuple[str, str], b: tuple[str, str]) -> dict[str, Any]:
         """a - b over the same items, its FLOPs ratio, and the same per bin of `by`."""
         out: dict[str, Any] = {**paired_diff(per_item[a], per_item[b]), "flops_ratio": _flops_ratio(per_flops[a], per_flops[b])}

@@ -278,3 +278,57 @@ def test_the_saving_line_says_no_saving_within_float_noise_of_1x() -> None:
     assert _saving_note(1.0 - 1e-15) == " (no saving)"
     assert _saving_note(0.8) == " (below 1x: it costs more than the baseline)"
     assert _saving_note(1.3) == ""
+
+
+def test_overlay_pairs_a_sweep_with_the_pool_at_equal_flops(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    """A sweep's rows on the pool's plane: each pool signal read at the row's FLOPs, and the paired
+    difference over the same items, whose mean is exactly the row's accuracy minus that reading."""
+    traces, sweep = tmp_path / "traces", tmp_path / "sweep.json"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1,2",
+                         "--by", "steps", "--traces", str(traces), "--device", "cpu", "--json")
+    assert code == 0, err
+    sweep.write_text(out)
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                         "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    points = [p for p in rep["overlay"] if p["signal"] is None]
+    reads = [p for p in rep["overlay"] if p["signal"] is not None]
+    assert {(p["label"], p["bin"]) for p in points} == {(f"arith-s n={n}", b) for n in (1, 2) for b in (1, 3, "all")}
+    assert {p["signal"] for p in reads} == {"pass", "strict", "maj"}
+    paired = [r for r in reads if not math.isnan(r["pool_accuracy"])]
+    assert paired, "no run fell inside the pool's FLOPs range"
+    for r in paired:
+        d = r["paired"]
+        assert d["diff"] == pytest.approx(r["accuracy"] - r["pool_accuracy"])
+        assert d["lo"] <= d["diff"] <= d["hi"] and d["items"] == r["items"]
+    # n=1 decodes one sample: it sits at the pool's k=1 point, where every signal is the pool's first draw's accuracy
+    one = next(r for r in paired if r["label"] == "arith-s n=1" and r["bin"] == "all" and r["signal"] == "pass")
+    k1 = next(c for c in rep["curves"] if c["signal"] == "pass" and c["k"] == 1 and c["bin"] == "all")
+    assert one["flops"] == pytest.approx(k1["flops"], rel=0.25) and one["pool_accuracy"] == pytest.approx(k1["accuracy"], abs=0.01)
+    # and the printed table carries the paired differences
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                         "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
+    assert code == 0, err
+    assert "overlaid runs against the pool" in out
+    cell = next(r for r in paired if r["label"] == "arith-s n=2" and r["bin"] == "all")
+    assert f"{cell['pool_accuracy']:.3f}" in out and f"{cell['paired']['diff']:+.3f} [" in out
+
+
+def test_an_overlay_from_other_items_is_a_clear_error_before_sampling(capsys: pytest.CaptureFixture[str],
+                                                                     setup: dict[str, Path], tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep.json"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1",
+                         "--limit", "3", "--traces", str(tmp_path / "tr"), "--device", "cpu", "--json")
+    assert code == 0, err
+    sweep.write_text(out)
+    traces = tmp_path / "pool-traces"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                         "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
+    assert code == 2 and "its rows cover [3] items, this eval 8" in err and "Traceback" not in err
+    assert not list(traces.glob("*.jsonl"))  # nothing was sampled
+    (tmp_path / "bad.json").write_text("{}")
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
+                         "--overlay", str(tmp_path / "bad.json"), "--device", "cpu")
+    assert code == 2 and "expected the --json output of a `ttcl eval --sweep` run" in err

@@ -294,14 +294,11 @@ def eval_(
             _emit(report, as_json, plot, print_sweep, lambda: _plot_sweep(report, plot, by, title))
             return
         param, n = parse_pool(pool)
+        sweeps = [_read_sweep(p, len(items)) for p in overlay or []]  # before any sampling: a bad file fails now
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
                              ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
-                             split_seed=split_seed)
+                             split_seed=split_seed, overlays=sweeps)
         report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
-        if overlay:
-            from ttcl.commands.eval_report import overlay_points
-
-            report["overlay"] = overlay_points(report, [_read_sweep(p, len(items)) for p in overlay])
 
         def draw() -> None:
             from ttcl.runtime.analysis.plot import write_figure

@@ -172,7 +172,7 @@ def model_meta(ref_label: str, refs: dict[str, str]) -> dict[str, Any]:
 def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], greedy: list[tuple[str, list[str]]],
                 sets: list[str], models: list[str], seeds: list[int], by: str | None, *, param: str, n: int,
                 ks: list[int] | None, alloc: tuple[str, int] | None, baseline: str, pretrain: dict[str, float],
-                split_seed: int) -> dict[str, Any]:
+                split_seed: int, overlays: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     from ttcl.commands.compile import compile_from_cli
     from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
     from ttcl.runtime.analysis.compare import exchange, total_compute
@@ -269,6 +269,8 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     }
     if alloc is not None:
         report["allocation"] = _allocation(first, alloc, baseline, by, fields, split_seed)
+    if overlays:
+        report["overlay"] = overlay_points(report, overlays, tables)
     return report
 
 
@@ -299,14 +301,23 @@ def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, b
     return out
 
 
-def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each sweep row as a point per bin, and every pool curve read at the point's FLOPs (log-linear)."""
+def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
+                   tables: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Each sweep row as a point per bin, and every pool curve read at the point's FLOPs (log-linear).
+
+    With the pool's item tables, each reading is also a paired difference over the bin's items: the
+    run's accuracy on an item against the pool signal's estimate on the same item at the run's FLOPs
+    (log-linear in FLOPs between the two k that bracket them, with one weight for every item, so the
+    items' mean is the curve's reading), with a paired bootstrap interval."""
     from ttcl.runtime.analysis.compare import acc_at
+    from ttcl.runtime.analysis.curves import in_bin
+    from ttcl.runtime.analysis.intervals import paired_diff
 
     out: list[dict[str, Any]] = []
     for data in sweeps:
         for r in data["rows"]:
             label = f"{r['series']} {', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'}"
+            run_acc = _run_items(r, tables)
             for b in r["bins"]:
                 if b["bin"] not in report["bins"]:
                     continue
@@ -317,9 +328,47 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]]) -> list
                     for signal in dict.fromkeys(c["signal"] for c in report["curves"] if c["series"] == series):
                         pts = [c for c in report["curves"] if c["series"] == series and c["signal"] == signal
                                and c["bin"] == b["bin"]]
-                        out.append({**point, "series": series, "signal": signal,
-                                    "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"])})
+                        read = {**point, "series": series, "signal": signal,
+                                "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"])}
+                        if run_acc is not None and series in tables:
+                            t = tables[series]
+                            m = in_bin(t.fields, report["by"], b["bin"])
+                            pool = _pool_at(t, signal, m, b["flops"])
+                            read["paired"] = (paired_diff(run_acc[m], pool) if pool is not None
+                                              else {"diff": math.nan, "lo": math.nan, "hi": math.nan, "items": int(m.sum())})
+                        out.append(read)
     return out
+
+
+def _run_items(row: dict[str, Any], tables: dict[str, Any] | None) -> np.ndarray | None:
+    """A sweep row's accuracy per item (seeds averaged), in dataset order; None when it cannot pair."""
+    if not tables or not row.get("graded") or not row.get("item_rows"):
+        return None
+    by_item: dict[int, list[float]] = {}
+    for it in row["item_rows"]:
+        by_item.setdefault(int(it["item"]), []).append(1.0 if it["correct"] else 0.0)
+    n = len(next(iter(tables.values())).fields)
+    if sorted(by_item) != list(range(n)):
+        raise TtclRuntimeError(f"--overlay: the run {row['series']!r} covers items {min(by_item)}..{max(by_item)} "
+                               f"({len(by_item)} of them), this eval items 0..{n - 1}; use the same dataset and --limit")
+    return np.array([float(np.mean(by_item[i])) for i in range(n)])
+
+
+def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndarray | None:
+    """The signal's per-item estimate at `flops` (bin mean), log-linear between bracketing k; None outside."""
+    ks = [k for k in table.ks if (signal, k) in table.acc]
+    f = np.array([float(table.flops[(signal, k)][mask].mean()) for k in ks]) if mask.any() else np.array([])
+    order = np.argsort(f, kind="stable")
+    f, ks = f[order], [ks[j] for j in order]
+    if f.size == 0 or not math.isfinite(flops) or flops < f[0] * (1 - 1e-9) or flops > f[-1] * (1 + 1e-9):
+        return None
+    i = int(np.searchsorted(f, flops))
+    if i == 0 or f.size == 1:
+        return table.acc[(signal, ks[0])][mask]
+    i = min(i, f.size - 1)
+    w = (math.log(flops) - math.log(f[i - 1])) / (math.log(f[i]) - math.log(f[i - 1])) if f[i] > f[i - 1] else 1.0
+    w = min(max(w, 0.0), 1.0)
+    return (1 - w) * table.acc[(signal, ks[i - 1])][mask] + w * table.acc[(signal, ks[i])][mask]
 
 
 def print_pool(report: dict[str, Any], console: Console) -> None:
@@ -380,19 +429,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
                        f"{r['b_accuracy']:.3f}")
         console.print(tc)
     if report.get("overlay"):
-        o = Table(title="overlaid runs against the pool at equal FLOPs (all items): the pool signal's accuracy "
-                        "read at the run's FLOPs (- = outside the pool's range)")
-        o.add_column("run")
-        o.add_column("accuracy [95% CI] @ FLOPs", justify="right")
-        sigs = list(dict.fromkeys((p["series"], p["signal"]) for p in report["overlay"] if p["signal"] is not None))
-        for series, signal in sigs:
-            o.add_column(f"{series} {signal}", justify="right")
-        for p in [p for p in report["overlay"] if p["signal"] is None and p["bin"] == "all"]:
-            reads = {(q["series"], q["signal"]): q["pool_accuracy"] for q in report["overlay"]
-                     if q["signal"] is not None and q["label"] == p["label"] and q["bin"] == "all"}
-            o.add_row(p["label"], f"{_acc(p)} @ {_f(p['flops'])}",
-                      *("-" if math.isnan(reads[s]) else f"{reads[s]:.3f}" for s in sigs))
-        console.print(o)
+        _print_overlay(report, console)
     if "allocation" in report:
         a = report["allocation"]
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
@@ -422,6 +459,35 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+
+
+def _print_overlay(report: dict[str, Any], console: Console) -> None:
+    """One row per overlaid run and bin: its accuracy, and each pool signal read at its FLOPs, with the
+    paired difference run - pool over the bin's items."""
+    o = Table(title="overlaid runs against the pool at equal FLOPs: the pool signal's accuracy read at the run's "
+                    "FLOPs, and run - pool paired over the same items [95% CI] (- = outside the pool's range)")
+    o.add_column("run", overflow="fold", min_width=10)
+    if report["by"]:
+        o.add_column(report["by"], justify="right")
+    o.add_column("accuracy [95% CI] @ FLOPs", justify="right")
+    reads = [q for q in report["overlay"] if q["signal"] is not None]
+    sigs = list(dict.fromkeys((q["series"], q["signal"]) for q in reads))
+    for series, signal in sigs:
+        o.add_column(f"{series} {signal}", justify="right")
+    for p in [p for p in report["overlay"] if p["signal"] is None]:
+        got = {(q["series"], q["signal"]): q for q in reads if q["label"] == p["label"] and q["bin"] == p["bin"]}
+        o.add_row(p["label"], *([str(p["bin"])] if report["by"] else []), f"{_acc(p)} @ {_f(p['flops'])}",
+                  *(_read(got[s]) for s in sigs))
+    console.print(o)
+
+
+def _read(q: dict[str, Any]) -> str:
+    if math.isnan(q["pool_accuracy"]):
+        return "-"
+    d = q.get("paired")
+    if d is None or math.isnan(d["diff"]):
+        return f"{q['pool_accuracy']:.3f}"
+    return f"{q['pool_accuracy']:.3f}\n{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
 
 
 def _saving_note(saving: float) -> str:

@@ -332,3 +332,33 @@ def test_an_overlay_from_other_items_is_a_clear_error_before_sampling(capsys: py
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
                          "--overlay", str(tmp_path / "bad.json"), "--device", "cpu")
     assert code == 2 and "expected the --json output of a `ttcl eval --sweep` run" in err
+
+
+def test_the_greedy_point_stays_greedy_under_set_temperature(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """--set temperature=X changes the pool's sampling; the greedy point is still k = 1 at temperature 0."""
+    traces = tmp_path / "traces"
+    runs = {}
+    for extra in ([], ["--set", "temperature=0.5"]):
+        code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                             "--traces", str(traces), "--device", "cpu", "--json", *extra)
+        assert code == 0, err
+        runs[bool(extra)] = json.loads(out)
+    plain, hot = runs[False], runs[True]
+    assert [r["answer"] for r in hot["item_rows"]["arith-s greedy"]] == [r["answer"] for r in plain["item_rows"]["arith-s greedy"]]
+    assert len(list(traces.glob("arith-s__greedy__*"))) == 1  # the same greedy run, reused
+    assert len(list(traces.glob("arith-s__pool_n=2__*"))) == 2  # two pools
+
+
+def test_two_programs_keep_their_own_traces_in_one_directory(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """Same series, params and seed, another program: a trace each, and a rerun reuses its own."""
+    other = tmp_path / "q.ttc"
+    other.write_text(PROG.replace("return vote(drafts)", "return best(checked)"))
+    traces = tmp_path / "traces"
+    for prog in (setup["prog"], other, setup["prog"]):
+        code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--sweep", "n=2",
+                             "--traces", str(traces), "--device", "cpu", "--json")
+        assert code == 0, err
+        assert "running afresh" not in err
+    assert len(list(traces.glob("arith-s__n=2__*__seed0.jsonl"))) == 2

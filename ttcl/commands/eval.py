@@ -152,7 +152,10 @@ class Runs:
 
         from ttcl.runtime.trace import TraceError
 
-        key = hashlib.blake2b("\x00".join([*sets, "|", *binds]).encode(), digest_size=4).hexdigest()
+        # the program's file name is part of the key: two programs with the same series, params and seed
+        # (beam search guided by two verifiers, say) keep a trace each in one --traces directory
+        key = hashlib.blake2b("\x00".join([self.program.name, "|", *sets, "|", *binds]).encode(),
+                              digest_size=4).hexdigest()
         trace = self.root / f"{slug(label)}__{slug(tag)}__{key}__seed{seed}.jsonl"  # one file per distinct run
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
                                   show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})", judge=self.judge,

@@ -180,8 +180,11 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     from ttcl.runtime.analysis.intervals import paired_diff
     from ttcl.runtime.trace import read_trace
 
-    def pooled(label: str, binds: list[str], extra_sets: list[str], tag: str) -> tuple[list[Any], list[Any], dict[str, str]]:
-        all_sets = list(sets) + extra_sets
+    def pooled(label: str, binds: list[str], extra_sets: list[str], tag: str,
+               override: bool = False) -> tuple[list[Any], list[Any], dict[str, str]]:
+        # the greedy point is k = 1 at temperature 0 whatever --set gives the pool (--set temperature=1.0)
+        keys = {x.split("=", 1)[0].strip() for x in extra_sets} if override else set()
+        all_sets = [x for x in sets if x.split("=", 1)[0].strip() not in keys] + extra_sets
         nodes = find_pool_nodes(compile_from_cli(program, all_sets, list(models) + binds, None, runs.allow_remote).dag)
         out, items, refs = [], [], {}
         for s in seeds:
@@ -200,7 +203,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         item_out[f"{label} pool"] = items
         refs_of[label] = refs
     for label, binds in series + greedy:
-        pools, items, refs = pooled(label, binds, greedy_sets, "greedy")
+        pools, items, refs = pooled(label, binds, greedy_sets, "greedy", override=True)
         greedy_tables[label] = item_table(label, pools, [1])
         item_out[f"{label} greedy"] = items
         refs_of.setdefault(label, refs)

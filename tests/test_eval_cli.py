@@ -290,12 +290,16 @@ def test_overlay_pairs_a_sweep_with_the_pool_at_equal_flops(capsys: pytest.Captu
     assert code == 0, err
     sweep.write_text(out)
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
-                         "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json")
+                         "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json",
+                         "--plot", str(tmp_path / "fig.png"))
     assert code == 0, err
+    assert (tmp_path / "fig.png").stat().st_size > 10_000  # the sweep drawn as one dotted line on each panel
     rep = json.loads(out)
     points = [p for p in rep["overlay"] if p["signal"] is None]
+    assert {p["group"] for p in points} == {"p: arith-s"} and {p["config"] for p in points} == {"n=1", "n=2"}
     reads = [p for p in rep["overlay"] if p["signal"] is not None]
-    assert {(p["label"], p["bin"]) for p in points} == {(f"arith-s n={n}", b) for n in (1, 2) for b in (1, 3, "all")}
+    # labelled by program, series and config, so two programs' sweeps of one series stay apart
+    assert {(p["label"], p["bin"]) for p in points} == {(f"p: arith-s n={n}", b) for n in (1, 2) for b in (1, 3, "all")}
     assert {p["signal"] for p in reads} == {"pass", "strict", "maj"}
     paired = [r for r in reads if not math.isnan(r["pool_accuracy"])]
     assert paired, "no run fell inside the pool's FLOPs range"
@@ -304,7 +308,7 @@ def test_overlay_pairs_a_sweep_with_the_pool_at_equal_flops(capsys: pytest.Captu
         assert d["diff"] == pytest.approx(r["accuracy"] - r["pool_accuracy"])
         assert d["lo"] <= d["diff"] <= d["hi"] and d["items"] == r["items"]
     # n=1 decodes one sample: it sits at the pool's k=1 point, where every signal is the pool's first draw's accuracy
-    one = next(r for r in paired if r["label"] == "arith-s n=1" and r["bin"] == "all" and r["signal"] == "pass")
+    one = next(r for r in paired if r["label"] == "p: arith-s n=1" and r["bin"] == "all" and r["signal"] == "pass")
     k1 = next(c for c in rep["curves"] if c["signal"] == "pass" and c["k"] == 1 and c["bin"] == "all")
     assert one["flops"] == pytest.approx(k1["flops"], rel=0.25) and one["pool_accuracy"] == pytest.approx(k1["accuracy"], abs=0.01)
     # and the printed table carries the paired differences
@@ -312,7 +316,7 @@ def test_overlay_pairs_a_sweep_with_the_pool_at_equal_flops(capsys: pytest.Captu
                          "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
     assert code == 0, err
     assert "overlaid runs against the pool" in out
-    cell = next(r for r in paired if r["label"] == "arith-s n=2" and r["bin"] == "all")
+    cell = next(r for r in paired if r["label"] == "p: arith-s n=2" and r["bin"] == "all")
     assert f"{cell['pool_accuracy']:.3f}" in out and f"{cell['paired']['diff']:+.3f} [" in out
 
 

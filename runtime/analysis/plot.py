@@ -13,6 +13,7 @@ SIGNAL_COLORS = {"pass": "black", "strict": "dimgray", "maj": "tab:blue"}
 PALETTE = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 STYLES = ["-", "--", ":", "-."]
 MARKERS = ["X", "^", "*", "s", "D", "P", "v", "o"]
+GROUP_COLORS = ["deeppink", "darkcyan", "goldenrod", "navy", "olive", "slategray"]
 
 
 def _color(signal: str, seen: dict[str, str]) -> str:
@@ -33,7 +34,8 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                  bins: Sequence[Any], by: str | None, title: str, allocation: dict[str, Any] | None = None) -> list[str]:
     """`curves`: rows with series, signal, bin, flops, accuracy, lo, hi (one line per series+signal), and
     optionally `degraded` (items on_exhaust shrank or stopped: the point is ringed and labelled with `config`);
-    `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label); `allocation`: `ttcl eval
+    `points`: rows with label, bin, flops, accuracy, lo, hi (one marker per label; rows that also carry `group`
+    and `config`, an overlaid sweep's, are one dotted line per group); `allocation`: `ttcl eval
     --allocate`'s result, drawn in a panel of its own (the compute-optimal policy against the best uniform
     configuration, both on the report half: Snell et al.'s comparison). Returns the panels' titles."""
     import matplotlib
@@ -47,6 +49,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows + 0.9), squeeze=False)
     series = list(dict.fromkeys(r["series"] for r in curves))
     labels = list(dict.fromkeys(p["label"] for p in points))
+    groups = list(dict.fromkeys(p["group"] for p in points if p.get("group")))
     colors: dict[str, str] = {}
     handles: dict[str, Any] = {}
     for ax, value in zip(axes.flat, bins, strict=False):
@@ -67,7 +70,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                                     xytext=(5, -10), fontsize=6, color="crimson")
                     handles.setdefault("degraded by on_exhaust (shrunk/stopped), at actual cost", hs)
         for p in points:
-            if p["bin"] != value or not p.get("items"):
+            if p["bin"] != value or not p.get("items") or p.get("group"):
                 continue
             i = labels.index(p["label"])
             greedy = p["label"].endswith("greedy")
@@ -75,6 +78,16 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                             color="red" if greedy else PALETTE[-1 - i % len(PALETTE)],
                             marker=MARKERS[i % len(MARKERS)], markersize=9 if greedy else 7, linestyle="none", capsize=2)
             handles.setdefault(p["label"], h)
+        for g in groups:  # a sweep overlaid (--overlay): its configurations joined by a dotted line, one color each
+            pts = sorted((p for p in points if p.get("group") == g and p["bin"] == value and p.get("items")),
+                         key=lambda p: p["flops"])
+            if pts:
+                i = groups.index(g)
+                h = ax.errorbar([p["flops"] for p in pts], [p["accuracy"] for p in pts],
+                                yerr=[[_bar(p["accuracy"] - p["lo"]) for p in pts], [_bar(p["hi"] - p["accuracy"]) for p in pts]],
+                                color=GROUP_COLORS[i % len(GROUP_COLORS)], marker=MARKERS[(i + 1) % len(MARKERS)], markersize=6,
+                                linestyle=":", linewidth=1.6, capsize=2)
+                handles.setdefault(f"{g} ({', '.join(dict.fromkeys(p['config'] for p in points if p.get('group') == g))})", h)
         _axes(ax, f"{by} = {value}" if by else str(value))
     titles = [ax.get_title() for ax in list(axes.flat)[: len(bins)]]
     if allocation:
@@ -89,9 +102,11 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=11)
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=min(6, max(1, len(handles))),
-               fontsize=7, frameon=True)
-    legend_rows = math.ceil(len(handles) / 6)
+    # as many legend columns as the longest entry leaves room for (about 4.2 pt a character at size 7)
+    widest = max((len(k) for k in handles), default=1) * 4.2 + 40
+    ncol = max(1, min(6, len(handles), int(fig.get_figwidth() * 72 // widest)))
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol, fontsize=7, frameon=True)
+    legend_rows = math.ceil(len(handles) / ncol)
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1, 1 - 0.35 / height))
     try:

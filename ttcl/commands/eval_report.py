@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -318,14 +319,18 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
 
     out: list[dict[str, Any]] = []
     for data in sweeps:
+        # the program's name tells apart two sweeps of one series (beam search under two verifiers)
+        prog = f"{Path(data['program']).stem}: " if data.get("program") else ""
         for r in data["rows"]:
-            label = f"{r['series']} {', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'}"
+            label = f"{prog}{r['series']} {', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'}"
             run_acc = _run_items(r, tables)
             for b in r["bins"]:
                 if b["bin"] not in report["bins"]:
                     continue
-                point = {"label": label, "bin": b["bin"], "items": b["items"], "accuracy": b["accuracy"], "lo": b["lo"],
-                         "hi": b["hi"], "flops": b["flops"], "signal": None}
+                point = {"label": label, "group": f"{prog}{r['series']}",
+                         "config": ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults", "bin": b["bin"],
+                         "items": b["items"], "accuracy": b["accuracy"], "lo": b["lo"], "hi": b["hi"], "flops": b["flops"],
+                         "signal": None}
                 out.append(point)
                 for series in dict.fromkeys(c["series"] for c in report["curves"]):
                     for signal in dict.fromkeys(c["signal"] for c in report["curves"] if c["series"] == series):
@@ -477,8 +482,13 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
     sigs = list(dict.fromkeys((q["series"], q["signal"]) for q in reads))
     for series, signal in sigs:
         o.add_column(f"{series} {signal}", justify="right")
-    for p in [p for p in report["overlay"] if p["signal"] is None]:
-        got = {(q["series"], q["signal"]): q for q in reads if q["label"] == p["label"] and q["bin"] == p["bin"]}
+    groups: list[tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]] = []
+    for q in report["overlay"]:  # each point is followed by its readings
+        if q["signal"] is None:
+            groups.append((q, {}))
+        else:
+            groups[-1][1][(q["series"], q["signal"])] = q
+    for p, got in groups:
         o.add_row(p["label"], *([str(p["bin"])] if report["by"] else []), f"{_acc(p)} @ {_f(p['flops'])}",
                   *(_read(got[s]) for s in sigs))
     console.print(o)

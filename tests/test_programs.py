@@ -27,6 +27,8 @@ BOUNDS = {
     "countdown_beam": (80, 2080),
     "countdown_beam_check": (160, 2080),
     "countdown_beam_prm": (160, 2080),
+    "expr_beam": (96, 1536),
+    "expr_beam_prm": (192, 1536),
     "countdown_best_of_n": (32, 1872),
     "countdown_kept": (16, 936),
     "countdown_pool": (48, 1872),

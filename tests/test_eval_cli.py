@@ -143,6 +143,9 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "keep:8"], "--allocate keep:8: the probe needs 8 samples, the pool draws 4"),
         (["--pool", "n=4", "--allocate", "keep:0"], "the probe needs M >= 1 samples"),
         (["--pool", "n=4", "--allocate", "probe:2", "--limit", "1"], "--allocate needs at least 2 items"),
+        (["--pool", "n=4", "--allocate", "keep:2", "--seeds", "0,1"], "--allocate keep:2: a probe bins each item from "
+                                                                      "one run's first samples; give one seed"),
+        (["--pool", "n=4", "--allocate", "probe:2:exact", "--seeds", "0,1"], "give one seed (--seed S), not --seeds 0,1"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],

@@ -262,6 +262,11 @@ def eval_(
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     wide = Wide(ray, workers, shards)
     alloc = parse_allocate(allocate, by)
+    if alloc is not None and alloc[0] != "field" and len(seed_list) > 1:
+        # one run's probe bins an item and (keep) is kept; another seed's pool has its own probe, whose bins
+        # the allocation does not model, so several seeds would mix runs under one run's bins
+        raise RunOptionError(f"--allocate {allocate}: a probe bins each item from one run's first samples; give one "
+                             f"seed (--seed S), not --seeds {seeds} (--allocate field works with several)")
     pretrain = parse_pretrain(pretrain_flops or [])
     greedy_series = parse_compare(greedy or [])
     compare_series = parse_compare(compare)

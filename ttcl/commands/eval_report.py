@@ -175,6 +175,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
                 ks: list[int] | None, alloc: tuple[str, int] | None, baseline: str, pretrain: dict[str, float],
                 split_seed: int, overlays: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     from ttcl.commands.compile import compile_from_cli
+    from ttcl.compiler.params import parse_set_overrides
     from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
     from ttcl.runtime.analysis.compare import exchange, total_compute
     from ttcl.runtime.analysis.curves import bin_values, curve_rows, in_bin, item_table, summarize
@@ -183,9 +184,10 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 
     def pooled(label: str, binds: list[str], extra_sets: list[str], tag: str,
                override: bool = False) -> tuple[list[Any], list[Any], dict[str, str]]:
-        # the greedy point is k = 1 at temperature 0 whatever --set gives the pool (--set temperature=1.0)
-        keys = {x.split("=", 1)[0].strip() for x in extra_sets} if override else set()
-        all_sets = [x for x in sets if x.split("=", 1)[0].strip() not in keys] + extra_sets
+        all_sets = list(sets) + extra_sets
+        if override:  # the greedy point is k = 1 at temperature 0 whatever --set gives the pool (temperature=1.0)
+            fixed = parse_set_overrides(extra_sets)
+            all_sets = [f"{k}={v}" for k, v in parse_set_overrides(sets).items() if k not in fixed] + extra_sets
         nodes = find_pool_nodes(compile_from_cli(program, all_sets, list(models) + binds, None, runs.allow_remote).dag)
         out, items, refs = [], [], {}
         for s in seeds:
@@ -322,14 +324,13 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
         # the program's name tells apart two sweeps of one series (beam search under two verifiers)
         prog = f"{Path(data['program']).stem}: " if data.get("program") else ""
         for r in data["rows"]:
-            label = f"{prog}{r['series']} {', '.join(f'{k}={v}' for k, v in r['config'].items()) or 'defaults'}"
+            config = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
             run_acc = _run_items(r, tables)
             for b in r["bins"]:
                 if b["bin"] not in report["bins"]:
                     continue
-                point = {"label": label, "group": f"{prog}{r['series']}",
-                         "config": ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults", "bin": b["bin"],
-                         "items": b["items"], "accuracy": b["accuracy"], "lo": b["lo"], "hi": b["hi"], "flops": b["flops"],
+                point = {"label": f"{prog}{r['series']} {config}", "group": f"{prog}{r['series']}", "config": config,
+                         "bin": b["bin"], "items": b["items"], "accuracy": b["accuracy"], "lo": b["lo"], "hi": b["hi"], "flops": b["flops"],
                          "signal": None}
                 out.append(point)
                 for series in dict.fromkeys(c["series"] for c in report["curves"]):
@@ -363,20 +364,19 @@ def _run_items(row: dict[str, Any], tables: dict[str, Any] | None) -> np.ndarray
 
 
 def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndarray | None:
-    """The signal's per-item estimate at `flops` (bin mean), log-linear between bracketing k; None outside."""
+    """The signal's per-item estimate at `flops` (bin mean), by the curve's own log-linear rule (`acc_at`):
+    each k's weight is the curve read through a one-hot accuracy, so the items' mean is the curve's reading.
+    None outside the curve's FLOPs range."""
+    from ttcl.runtime.analysis.compare import acc_at
+
     ks = [k for k in table.ks if (signal, k) in table.acc]
-    f = np.array([float(table.flops[(signal, k)][mask].mean()) for k in ks]) if mask.any() else np.array([])
-    order = np.argsort(f, kind="stable")
-    f, ks = f[order], [ks[j] for j in order]
-    if f.size == 0 or not math.isfinite(flops) or flops < f[0] * (1 - 1e-9) or flops > f[-1] * (1 + 1e-9):
+    if not ks or not mask.any():
         return None
-    i = int(np.searchsorted(f, flops))
-    if i == 0 or f.size == 1:
-        return table.acc[(signal, ks[0])][mask]
-    i = min(i, f.size - 1)
-    w = (math.log(flops) - math.log(f[i - 1])) / (math.log(f[i]) - math.log(f[i - 1])) if f[i] > f[i - 1] else 1.0
-    w = min(max(w, 0.0), 1.0)
-    return (1 - w) * table.acc[(signal, ks[i - 1])][mask] + w * table.acc[(signal, ks[i])][mask]
+    f = [float(table.flops[(signal, k)][mask].mean()) for k in ks]
+    weights = [acc_at(f, [float(j == i) for j in range(len(ks))], flops) for i in range(len(ks))]
+    if any(math.isnan(w) for w in weights):
+        return None
+    return sum(w * table.acc[(signal, k)][mask] for w, k in zip(weights, ks, strict=True))
 
 
 def print_pool(report: dict[str, Any], console: Console) -> None:

@@ -7,6 +7,7 @@
     python bench/testbed_gates.py --task countdown --policy ttcl:countdown-s \
         --verifier ttcl:countdown-prm --large ttcl:countdown-l
     python bench/testbed_gates.py --policy ttcl:expr-s --verifier ttcl:expr-m --likelihood
+    python bench/testbed_gates.py --pair A.json B.json    # two verifiers' within-question AUROC, paired
 
 Per bin (number of operations): the question-blind guesser's pass@64 bound;
 greedy, maj@k, verifier-weighted@k, verifier-best@k, pass@k and strict@k
@@ -68,6 +69,11 @@ def _diff(a: list[float], b: list[float], seed: int) -> tuple[float, float, floa
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--pair"]:
+        if len(sys.argv) != 4:
+            print("usage: testbed_gates.py --pair A.json B.json", file=sys.stderr)
+            return 2
+        return pair(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
     ap.add_argument("--policy", default="ttcl:expr-s")
@@ -222,9 +228,54 @@ def main() -> int:
             ref = f"pass@n < large greedy for every n <= {k}"
         print(f"| {r['steps']} | {_ci(*ga)}{' met' if ga[1] > 0 else ''} | {_ci(*gb)}{' met' if gb[1] > 0 else ''} "
               f"| {ctext} | {ref} |")
+    mid = [x for x in items if x.problem.steps in bed.middle]
+    per_q = _within_by_question(mid)
+    m, lo, hi = T.mean_ci(list(per_q.values()), seed=a.seed)
+    print(f"\nwithin-question AUROC at the middle difficulties ({bed.middle[0]}..{bed.middle[-1]}): {m:.3f} "
+          f"[{lo:.3f}, {hi:.3f}] over {len(per_q)} questions with both right and wrong samples "
+          "(95% bootstrap interval over questions)")
+    out["within_auroc_middle"] = {"value": m, "ci": [lo, hi], "questions": len(per_q), "by_question": per_q}
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
+    return 0
+
+
+def _within_by_question(items: list) -> dict[str, float]:
+    """The within-question AUROC of each question that has both right and wrong samples."""
+    out = {}
+    for it in items:
+        r = it.right()
+        if any(r) and not all(r):
+            out[it.problem.question] = T.auroc(it.scores, r)
+    return out
+
+
+def pair(paths: list[str]) -> int:
+    """`--pair A.json B.json`: the within-question AUROC at the middle difficulties of two runs'
+    verifiers on the same samples (the same --policy, --seed, --per-level, --k, --temperature),
+    paired over the questions where both samples had right and wrong ones: B - A with a 95%
+    bootstrap interval."""
+    runs = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                d = json.load(f)
+            runs.append((d, d["within_auroc_middle"]["by_question"]))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"--pair {p}: not a testbed_gates.py --json file with within_auroc_middle ({e})", file=sys.stderr)
+            return 2
+    (da, qa), (db, qb) = runs
+    same = ("policy", "seed", "per_level", "k", "temperature")
+    if any(da.get(k) != db.get(k) for k in same):
+        print(f"--pair: the two runs differ in {', '.join(k for k in same if da.get(k) != db.get(k))}: "
+              "not the same samples", file=sys.stderr)
+        return 2
+    qs = sorted(set(qa) & set(qb))
+    m, lo, hi = T.mean_ci([qb[q] - qa[q] for q in qs], seed=0)
+    print(f"{db['verifier']} - {da['verifier']}: within-question AUROC at the middle difficulties "
+          f"{sum(qb[q] for q in qs) / max(1, len(qs)):.3f} - {sum(qa[q] for q in qs) / max(1, len(qs)):.3f} = "
+          f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] over {len(qs)} questions (95% bootstrap interval)")
     return 0
 
 

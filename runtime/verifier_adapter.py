@@ -141,6 +141,10 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
         from ttcl.runtime.endpoint_reward import reward_on_endpoint
 
         return _PairScorer(ref.name, reward_on_endpoint(ref.model))
+    if ref.kind in ("reward", "prm") and str(V.model_meta(ref.model.ref).get("verifier", "")).lower() == "likelihood":
+        raise TtclRuntimeError(f"verifier {ref.name!r}: {ref.model.ref} is read by its likelihood, not as a "
+                               f"{'reward model' if ref.kind == 'reward' else 'PRM'}\n  hint: "
+                               f"likelihood(\"{ref.model.ref}\")")
     if ref.kind == "reward":
         return _PairScorer(ref.name, V.RewardModelVerifier(ref.model.ref, device=device, dtype=dtype))
     if ref.kind == "prm":

@@ -5,6 +5,7 @@ are right on hand-made items. No test retrains a shipped model."""
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -184,6 +185,33 @@ def test_pairwise_loss_prefers_right_over_wrong_within_a_question() -> None:
     bad = _pairwise_loss(torch.tensor([-3.0, 3.0, -9.0]), batch)
     assert float(good) < 0.01 < 6.0 < float(bad)
     assert float(_pairwise_loss(torch.tensor([1.0]), batch[:1])) == 0.0
+
+
+def test_likelihood_verifier_losses_read_the_lines_before_and_at_the_first_error() -> None:
+    """expr-lik's training losses (ttcl/zoo/verifiers.py): the language-modelling loss covers the lines
+    before a sample's first error, and -log(1 - P(line)) the first wrong line, never a later one."""
+    from ttcl.runtime.tasks.expr import ExprChecker
+    from ttcl.zoo.verifiers import _lik_batch_lines, _lik_losses
+
+    q, check = "12+7; 30-4", ExprChecker()
+    rows = [{"question": q, "completion": c, "step_labels": check.steps(q, c)} for c in (RIGHT_A, WRONG)]
+    assert rows[0]["step_labels"] == [1.0, 1.0, 1.0] and rows[1]["step_labels"][:2] == [1.0, 0.0]
+    ids, mask, scored, lines = _lik_batch_lines(rows)
+    assert [len(x) for x in lines] == [3, 3] and lines[1][1] == range(lines[1][0].stop, lines[1][0].stop + 8)
+    # one nat per token everywhere: the wrong line "30-4=36\n" (8 tokens) has P = e^-8
+    lp = -torch.ones(ids.shape[0], ids.shape[1] - 1) * scored[:, 1:]
+    nll, unlikely = _lik_losses(lp, lines, rows)
+    assert float(nll) == pytest.approx(1.0)
+    assert float(unlikely) == pytest.approx(-math.log(1 - math.exp(-8)), rel=1e-4)
+    # making a line after the first error likelier changes neither loss; the first wrong line does
+    later = lp.clone()
+    later[1, lines[1][2].start - 1: lines[1][2].stop - 1] = -0.01
+    assert [float(x) for x in _lik_losses(later, lines, rows)] == pytest.approx([float(nll), float(unlikely)])
+    first = lp.clone()
+    first[1, lines[1][1].start - 1: lines[1][1].stop - 1] = -0.01
+    assert float(_lik_losses(first, lines, rows)[1]) > 2.0
+    # every line right: no unlikelihood term
+    assert float(_lik_losses(lp[:1], lines[:1], rows[:1])[1]) == 0.0
 
 
 # ------------------------------------------------------------------ testbed metrics on hand-made items

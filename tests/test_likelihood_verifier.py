@@ -153,3 +153,20 @@ def test_likelihood_on_a_server_is_refused_before_anything_runs(tmp_path: Path, 
     code = main(["run", str(prog), "--input", "1+2; 3*4", "--device", "cpu"])
     err = capfd.readouterr().err
     assert code == 2 and "a likelihood verifier on a server is not supported" in err and "Traceback" not in err
+
+
+def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
+    """A `lik` verifier is trained on `_lik_scores` (ttcl/zoo/verifiers.py) and read by
+    `likelihood(...)`: both must be the same number, or the training ranks something else."""
+    from transformers import AutoModelForCausalLM
+
+    from ttcl.zoo.verifiers import _lik_batch, _lik_scores
+
+    items = [(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE), (Q, "  12+7=19\n\n30-4=26  \n")]
+    runtime, _, _ = _verifier("ttcl:expr-s").score_steps(items)
+    model = AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / "expr-s")).eval()
+    rows = [{"question": q, "completion": c} for q, c in items]
+    with torch.no_grad():
+        trained = _lik_scores(model, *_lik_batch(rows))[0].tolist()
+    assert [math.log(s) for s in runtime] == pytest.approx(trained, abs=1e-3)
+    assert trained[0] > trained[1] and trained[0] > trained[2]

@@ -124,8 +124,11 @@ def _card_items(policy_dir: Path, name: str, task: str, log: Log):
 def _step_scores(model, meta: dict, questions: list[str], completions: list[str]) -> list[list[float]]:
     """Per-step scores: a PRM's token-classifier head, or (`model` the directory of a generative
     step checker) the runtime's `prm(...)` scorer, exactly as a program would score."""
-    from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative
+    from ttcl.runtime.verifier_gen import GenerativeStepVerifier, LikelihoodVerifier, is_generative
 
+    if meta.get("kind") == "lik":  # scored as a program scores it: likelihood(...)
+        v = LikelihoodVerifier(str(model), device="cpu", dtype="float32")
+        return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])
     if is_generative(meta):
         v = GenerativeStepVerifier(str(model), device="cpu", dtype="float32")
         return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])
@@ -137,7 +140,7 @@ def _step_scores(model, meta: dict, questions: list[str], completions: list[str]
 
 def evaluate_verifier(model, out: Path, meta: dict, policies: list[str], log: Log = print) -> dict:
     """AUROCs and weighted/best-of-k of this verifier (last-step score) on each policy's card samples;
-    `model` is a PRM, or the directory of a generative step checker."""
+    `model` is a PRM, or the directory of a generative step checker or of a `lik` verifier."""
     from ttcl.zoo.testbed import (
         BEDS,
         EVAL_SEED,
@@ -289,7 +292,13 @@ def write_card(out: Path, meta: dict) -> None:
             "check": "a generative step checker (a causal LM used as a process verifier): trained from "
                      f"`ttcl:{meta.get('init_from')}`'s weights to write random valid combinations (no goal) and "
                      "a verdict on whether the last value is the target; `prm(\"ttcl:" + name + "\")` scores each "
-                     "line by the probability it gives what the policy wrote"}.get(kind, kind)
+                     "line by the probability it gives what the policy wrote",
+            "lik": "a likelihood verifier (a causal LM read by `likelihood(\"ttcl:" + name + "\")`): "
+                   f"`ttcl:{meta.get('init_from')}`'s weights trained on its policies' own samples, labelled by "
+                   f"the exact `{task}` checker, so that within a question the right samples get more probability "
+                   "than the wrong ones (a within-question ranking loss on the whole text's log-probability, "
+                   "-log(1 - P(line)) on each sample's first wrong line, and the language-modelling loss on "
+                   "the lines before it)"}.get(kind, kind)
     lines = [
         f"# {name}", "",
         f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "
@@ -335,6 +344,18 @@ def write_card(out: Path, meta: dict) -> None:
                   "P(`y`) / (P(`y`) + P(`n`)) after `?` is the last factor. The last score ranks whole "
                   "solutions (runtime/verifier_gen.py, `ttcl_meta.json` says how)",
                   "- one forward pass per completion, the cost of a PRM of the same size", ""]
+    elif kind == "lik":
+        lines += ["## How to score", "", f"- `likelihood(\"ttcl:{name}\")` (runtime/verifier_gen.py): input "
+                  "`{question}\\n` then the completion's non-empty stripped lines joined by `\\n` (none after the "
+                  "last); the score is the model's probability of those lines, cumulative per line, so a "
+                  "partial solution is scored too", "- one forward pass per completion, the cost of a pass of "
+                  f"`ttcl:{meta.get('init_from')}`, the policy it was trained from", ""]
+        au = {k: v for k, v in meta.items() if k.startswith("auroc")}
+        if au:
+            lines += [f"On its own held-out split ({meta.get('heldout_samples'):,} samples of questions never "
+                      "trained on):", ""]
+            lines += [f"- {k}: {v:.3f}" for k, v in au.items()]
+            lines.append("")
     else:
         lines += ["## How to score", "", "- input: `{question}\\n{steps}`, the completion's non-empty stripped "
                   "lines each followed by `\\n`", "- score: sigmoid(logit) at each step-end `\\n` after the "

@@ -161,12 +161,17 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     # no larger than the smallest policy it scores: initialised from expr-s
     "expr-prm": VerifierRecipe("expr-prm", "prm", init_from="expr-s", train_steps=900, batch_size=64, lr=1e-3,
                                seed=32, group=8, pairwise=1.0, task="expr"),
+    # a likelihood verifier of expr-s's size: expr-s's own LM, trained on the same samples so that
+    # likelihood("ttcl:expr-lik") ranks a question's right samples above its wrong ones
+    "expr-lik": VerifierRecipe("expr-lik", "lik", init_from="expr-s", train_steps=1000, batch_size=64, lr=2e-4,
+                               seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
     # no larger than the smallest policy it scores: initialised from countdown-s
     "countdown-prm": VerifierRecipe("countdown-prm", "prm", init_from="countdown-s", train_steps=900, batch_size=64,
                                     lr=1e-3, seed=42, group=8, pairwise=1.0, task="countdown"),
 }
 VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
-                                                "expr-prm": EXPR_SAMPLES, "countdown-prm": COUNTDOWN_SAMPLES}
+                                                "expr-prm": EXPR_SAMPLES, "expr-lik": EXPR_SAMPLES,
+                                                "countdown-prm": COUNTDOWN_SAMPLES}
 ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)
 
@@ -252,7 +257,8 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         if evaluate and spec.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
-            meta |= expr_cards.evaluate_verifier(model, out, meta, list(spec.policies), log=log)
+            scorer = out if r.kind == "lik" else model  # a lik verifier is read through likelihood(...)
+            meta |= expr_cards.evaluate_verifier(scorer, out, meta, list(spec.policies), log=log)
         elif evaluate:
             from ttcl.zoo.cards import evaluate_verifier
 

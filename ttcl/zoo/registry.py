@@ -23,7 +23,7 @@ META_FILE = "ttcl_meta.json"
 # Every model `ttcl zoo train` builds (what ships), in recipe order; `ttcl.zoo.family.dependencies`
 # says which need which, and the build orders them by that.
 FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm",
-          "expr-s", "expr-m", "expr-prm", "expr-revise",
+          "expr-s", "expr-m", "expr-prm", "expr-revise", "expr-lik",
           "countdown-s", "countdown-m", "countdown-l", "countdown-prm",
           "countdown-revise", "countdown-check", "countdown-revise-inline-chk")
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
@@ -48,7 +48,7 @@ def shipped_names() -> list[str]:
     if not MODELS_DIR.is_dir():
         return []
     names = [d.name for d in MODELS_DIR.iterdir() if (d / META_FILE).is_file()]
-    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4, "check": 5}
+    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4, "check": 5, "lik": 6}
 
     def key(name: str) -> tuple[int, int, str]:
         meta = _read_meta(MODELS_DIR / name)

@@ -38,7 +38,7 @@ from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
 @dataclass(frozen=True)
 class VerifierRecipe:
     name: str
-    kind: str  # orm | prm
+    kind: str  # orm | prm | lik (a causal LM trained so that likelihood(...) ranks, see _lik_scores)
     init_from: str  # policy whose transformer weights start the verifier
     train_steps: int = 600
     batch_size: int = 64
@@ -46,6 +46,8 @@ class VerifierRecipe:
     seed: int = 0
     group: int = 0  # > 0: each batch holds batch_size // group whole questions, `group` samples each
     pairwise: float = 0.0  # weight of the within-question ranking loss (needs group > 0)
+    lm: float = 0.0  # lik: weight of the language-modelling loss on the lines before a sample's first error
+    unlikely: float = 0.0  # lik: weight of -log(1 - P(line)) on each sample's first wrong line
     task: str = "arith"
 
 
@@ -154,6 +156,71 @@ def _prm_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return ids, mask, y, torch.tensor(lasts)
 
 
+def _lik_batch(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What `likelihood(...)` reads (runtime/verifier_gen.py): `{question}\n` then the completion's
+    stripped non-empty lines joined by "\n", none after the last. Returns ids, the attention mask
+    and the mask of the scored tokens (the completion's)."""
+    ids, mask, scored, _ = _lik_batch_lines(rows)
+    return ids, mask, scored
+
+
+def _lik_batch_lines(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[list[range]]]:
+    """_lik_batch, and per row the token positions of each line (with the "\n" that ends it)."""
+    from ttcl.zoo.sampling import prm_completion
+
+    newline = encode("\n")[0]
+    seqs, starts, lines = [], [], []
+    for r in rows:
+        prompt = encode(r["question"] + "\n")
+        body = encode(prm_completion(r["completion"]).removesuffix("\n"))
+        seqs.append(prompt + body)
+        starts.append(len(prompt))
+        ends = [len(prompt) + j for j, t in enumerate(body) if t == newline] + [len(prompt) + len(body) - 1]
+        lines.append([range(a, b + 1) for a, b in zip([len(prompt)] + [e + 1 for e in ends[:-1]], ends, strict=True)])
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    scored = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for i, (s, a) in enumerate(zip(seqs, starts, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+        scored[i, a: len(s)] = True
+    return ids, mask, scored, lines
+
+
+def _first_error(x: dict) -> int:
+    """The index of the sample's first wrong line (the number of lines when every labelled one is right)."""
+    return next((j for j, lab in enumerate(x["step_labels"]) if lab < 0.5), len(x["step_labels"]))
+
+
+def _lik_losses(lp: torch.Tensor, lines: list[list[range]], batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The language-modelling loss on the lines before each sample's first error (mean per token),
+    and the mean of -log(1 - P(line)) over the first wrong lines (`lp` is _lik_scores's, shifted by one)."""
+    keep = torch.zeros_like(lp, dtype=torch.bool)
+    bad = []
+    for i, x in enumerate(batch):
+        first = _first_error(x)
+        for span in lines[i][:first]:
+            keep[i, span.start - 1: span.stop - 1] = True
+        if first < len(lines[i]) and first < len(x["step_labels"]):
+            span = lines[i][first]
+            bad.append(lp[i, span.start - 1: span.stop - 1].sum())
+    nll = -(lp * keep).sum() / keep.sum().clamp(min=1)
+    if not bad:
+        return nll, lp.sum() * 0.0
+    log_p = torch.stack(bad).clamp(max=-1e-6)
+    return nll, -torch.log(-torch.expm1(log_p)).mean()
+
+
+def _lik_scores(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor,
+                scored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence: the log-probability of its scored tokens (the likelihood score), and the
+    per-token log-probabilities (zero where not scored)."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    lp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0] * scored[:, 1:]
+    return lp.sum(1), lp
+
+
 def _pairwise_loss(final: torch.Tensor, batch: list[dict]) -> torch.Tensor:
     """Within-question ranking: mean over (right, wrong) sample pairs of one question of
     softplus(z_wrong - z_right), on the whole-solution logit."""
@@ -183,8 +250,14 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     torch.set_num_threads(THREADS)
     torch.manual_seed(r.seed)
     rng = random.Random(r.seed)
-    cls = GPT2ForSequenceClassification if r.kind == "orm" else GPT2ForTokenClassification
-    model = cls.from_pretrained(str(init_dir), num_labels=1, pad_token_id=PAD_ID)
+    if r.kind == "lik":  # the policy's own causal LM, trained to rank by its likelihood
+        from transformers import GPT2LMHeadModel
+
+        cls = GPT2LMHeadModel
+        model = cls.from_pretrained(str(init_dir))
+    else:
+        cls = GPT2ForSequenceClassification if r.kind == "orm" else GPT2ForTokenClassification
+        model = cls.from_pretrained(str(init_dir), num_labels=1, pad_token_id=PAD_ID)
     model.config._attn_implementation = "sdpa"
     train = [x for x in rows if x["split"] == "train"]
     held = [x for x in rows if x["split"] == "heldout"]
@@ -212,7 +285,12 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
             batch = [train[order.pop()] for _ in range(per)]
         for g in opt.param_groups:
             g["lr"] = lr_at(step, sched)
-        if r.kind == "orm":
+        if r.kind == "lik":
+            ids, mask, scored, lines = _lik_batch_lines(batch)
+            final, lp = _lik_scores(model, ids, mask, scored)
+            nll, unlikely = _lik_losses(lp, lines, batch)
+            loss = r.lm * nll + r.unlikely * unlikely
+        elif r.kind == "orm":
             ids, mask, y = _orm_batch(batch)
             logits = model(input_ids=ids).logits[:, 0]  # right padding: last non-pad token
             loss = bce(logits, y).mean()
@@ -239,7 +317,14 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     from ttcl.zoo.data import build_tokenizer
 
     tok = build_tokenizer(model.config.n_positions)
-    if r.kind == "orm":
+    if r.kind == "lik":
+        scores = []
+        with torch.no_grad():
+            for i in range(0, len(held), 256):
+                scores += _lik_scores(model, *_lik_batch(held[i: i + 256]))[0].tolist()
+        au = auroc(scores, [x["outcome"] for x in held])
+        extra = {"auroc_outcome": round(au, 4), "auroc_within_question": round(_within_auroc(scores, held), 4)}
+    elif r.kind == "orm":
         scores = score_sequences(model, tok, [x["question"] + "\n" + x["completion"] for x in held])
         au = auroc(scores, [x["outcome"] for x in held])
         extra = {"auroc_outcome": round(au, 4)}
@@ -283,7 +368,7 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
         **extra,
     }
     meta |= VERIFIER_USAGE[r.kind]
-    meta["headline"] = {"metric": "auroc_outcome" if r.kind == "orm" else "auroc_steps", "value": round(au, 4)}
+    meta["headline"] = {"metric": "auroc_steps" if r.kind == "prm" else "auroc_outcome", "value": round(au, 4)}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(out), safe_serialization=True)
@@ -293,6 +378,15 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
 
 
 VERIFIER_USAGE: dict[str, dict] = {
+    "lik": {
+        "verifier": "likelihood",
+        "input_template": "{question}\n{steps}",
+        "steps_format": "the completion's non-empty lines, each stripped, joined by '\\n' (none after the last)",
+        "step_end_token": "\n",
+        "score": "likelihood(MODEL): the causal LM's probability of the steps after '{question}\\n' "
+                 "(runtime/verifier_gen.py, LikelihoodVerifier)",
+        "score_meaning": "ranks a question's candidates: trained so that right ones get more probability than wrong ones",
+    },
     "orm": {
         "num_labels": 1,
         "input_template": "{question}\n{completion}",

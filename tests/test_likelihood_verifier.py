@@ -5,6 +5,7 @@ bound. How well it ranks is measured by bench/testbed_gates.py --likelihood, not
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -163,10 +164,42 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
     from ttcl.zoo.verifiers import _lik_batch, _lik_scores
 
     items = [(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE), (Q, "  12+7=19\n\n30-4=26  \n")]
-    runtime, _, _ = _verifier("ttcl:expr-s").score_steps(items)
-    model = AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / "expr-s")).eval()
-    rows = [{"question": q, "completion": c} for q, c in items]
-    with torch.no_grad():
-        trained = _lik_scores(model, *_lik_batch(rows))[0].tolist()
-    assert [math.log(s) for s in runtime] == pytest.approx(trained, abs=1e-3)
-    assert trained[0] > trained[1] and trained[0] > trained[2]
+    names = ["expr-s"] + (["expr-lik"] if (MODELS_DIR / "expr-lik" / "ttcl_meta.json").is_file() else [])
+    for name in names:  # expr-s's tokenizer pads on the left, expr-lik's (a trained verifier's) on the right
+        runtime, _, _ = _verifier(f"ttcl:{name}").score_steps(items)
+        model = AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / name)).eval()
+        rows = [{"question": q, "completion": c} for q, c in items]
+        with torch.no_grad():
+            trained = _lik_scores(model, *_lik_batch(rows))[0].tolist()
+        assert [math.log(s) for s in runtime] == pytest.approx(trained, abs=1e-3), name
+        assert trained[0] > trained[1] and trained[0] > trained[2], name
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "expr-lik" / "ttcl_meta.json").is_file(), reason="expr-lik not shipped")
+def test_the_shipped_likelihood_verifier_ranks_through_the_language_and_refuses_prm(tmp_path: Path) -> None:
+    """expr-lik loads offline as a causal LM of expr-s's size, `likelihood("ttcl:expr-lik")` in a
+    program scores and ranks the hand-made solutions, and `prm(...)` on it names the fix."""
+    import ttcl
+    from ttcl.compiler.pipeline import compile_program
+
+    meta = json.loads((MODELS_DIR / "expr-lik" / "ttcl_meta.json").read_text())
+    policy = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())
+    assert meta["kind"] == "lik" and meta["verifier"] == "likelihood"
+    assert meta["params_total"] <= policy["params_total"]  # no larger than the policy it scores
+    scores, steps, _ = _verifier("ttcl:expr-lik").score_steps([(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE)])
+    assert scores[0] > 10 * scores[1] and scores[0] > 10 * scores[2], scores
+    src = ('ttcl 1\nmodel policy = "ttcl:expr-s"\nverifier v = {decl}\n'
+           "budget per item {{\n    flops <= 1e10\n}}\n"
+           "strategy main(question: text[<=48]) -> answer {{\n"
+           '    pool = sample(policy, "{{question}}\\n", n = 4, max_tokens = 100, temperature = 0.7)\n'
+           "    return vote(verify(v, pool), weight = score)\n}}\n")
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(line + "\n" for line in E.iter_jsonl(E.make_problems(2, 3, seed=3))))
+    prog = tmp_path / "lik.ttc"
+    prog.write_text(src.format(decl='likelihood("ttcl:expr-lik")'))
+    out = ttcl.run(prog, dataset=data, judge="expr", device="cpu")
+    assert out.summary.items == 2 and out.summary.failed == 0
+    compile_program(source=src.format(decl='prm("ttcl:expr-lik")'), file="t.ttc")
+    prog.write_text(src.format(decl='prm("ttcl:expr-lik")'))
+    with pytest.raises(TtclRuntimeError, match=r"read by its likelihood.*\n  hint: likelihood\(\"ttcl:expr-lik\"\)"):
+        ttcl.run(prog, dataset=data, judge="expr", device="cpu")

@@ -203,3 +203,39 @@ def test_the_shipped_likelihood_verifier_ranks_through_the_language_and_refuses_
     prog.write_text(src.format(decl='prm("ttcl:expr-lik")'))
     with pytest.raises(TtclRuntimeError, match=r"read by its likelihood.*\n  hint: likelihood\(\"ttcl:expr-lik\"\)"):
         ttcl.run(prog, dataset=data, judge="expr", device="cpu")
+
+
+def test_testbed_gates_pairs_two_verifiers_on_the_same_samples(tmp_path: Path) -> None:
+    """bench/testbed_gates.py prints the middle bins' within-question AUROC with an interval and
+    keeps it per question in --json; --pair subtracts two runs over their common questions, and
+    refuses runs on different samples or files it cannot read (exit 2)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "testbed_gates.py"
+    runs = {}
+    for name, ref in (("self", "ttcl:expr-s"), ("m", "ttcl:expr-m")):
+        out = tmp_path / f"{name}.json"
+        p = subprocess.run([sys.executable, str(script), "--policy", "ttcl:expr-s", "--verifier", ref, "--likelihood",
+                            "--per-level", "6", "--k", "4", "--seed", "555", "--json", str(out)],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr
+        assert "within-question AUROC at the middle difficulties (4..6)" in p.stdout
+        runs[name] = json.loads(out.read_text())
+    mid = runs["m"]["within_auroc_middle"]
+    assert mid["questions"] == len(mid["by_question"]) and all(0.0 <= v <= 1.0 for v in mid["by_question"].values())
+    p = subprocess.run([sys.executable, str(script), "--pair", str(tmp_path / "self.json"), str(tmp_path / "m.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    common = set(mid["by_question"]) & set(runs["self"]["within_auroc_middle"]["by_question"])
+    diff = sum(mid["by_question"][q] - runs["self"]["within_auroc_middle"]["by_question"][q] for q in common)
+    if common:
+        assert f"{diff / len(common):+.3f} [" in p.stdout and f"over {len(common)} questions" in p.stdout
+    other = dict(runs["m"], seed=777001)
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    p = subprocess.run([sys.executable, str(script), "--pair", str(tmp_path / "self.json"), str(tmp_path / "other.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "differ in seed" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run([sys.executable, str(script), "--pair", str(tmp_path / "self.json"), str(tmp_path / "none.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "none.json" in p.stderr and "Traceback" not in p.stderr

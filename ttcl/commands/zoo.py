@@ -82,7 +82,7 @@ def train(
 ) -> None:
     """Reproduce the bundled models from their seeds on the CPU.
 
-    Independent models train in parallel (--jobs), each in its own process on one thread; a model starts when the models it reads (the policies a verifier samples, an init_from) are written. Writes to ./ttcl-zoo unless told otherwise; never touches the shipped models without --into-package. After each model it says whether the weights are byte-identical to the shipped file: they are on the kind of processor that file was built on, and another processor gives another, equally valid training run. Times and hashes: ttcl/zoo/README.md, "Reproducing"."""
+    Independent models train in parallel (--jobs), each in its own process on one thread; a model starts when the models it reads (the policies a verifier samples, an init_from) are written. Writes to ./ttcl-zoo unless told otherwise; never touches the shipped models without --into-package. After each model it says whether the weights are byte-identical to the shipped file: they were on the two AMD EPYC kinds measured (the one that built them and a newer one), and an Intel processor gave another, equally valid training run. Times and hashes: ttcl/zoo/README.md, "Reproducing"."""
     import os
 
     from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR

@@ -278,6 +278,15 @@ def _revise_text(meta: dict, task: str) -> str:
                "solution" if task == "countdown" else "") + "; `revise_template` in `ttcl_meta.json`")
 
 
+def _own_split_lines(meta: dict) -> list[str]:
+    """A verifier card's AUROCs on its own held-out split of the sample pool."""
+    au = {k: v for k, v in meta.items() if k.startswith("auroc")}
+    if not au:
+        return []
+    return [f"On its own held-out split ({meta.get('heldout_samples'):,} samples of questions never trained on):",
+            "", *(f"- {k}: {v:.3f}" for k, v in au.items()), ""]
+
+
 def write_card(out: Path, meta: dict) -> None:
     name, kind = meta["name"], meta["kind"]
     task = meta.get("task", "expr")
@@ -350,23 +359,13 @@ def write_card(out: Path, meta: dict) -> None:
                   "last); the score is the model's probability of those lines, cumulative per line, so a "
                   "partial solution is scored too", "- one forward pass per completion, the cost of a pass of "
                   f"`ttcl:{meta.get('init_from')}`, the policy it was trained from", ""]
-        au = {k: v for k, v in meta.items() if k.startswith("auroc")}
-        if au:
-            lines += [f"On its own held-out split ({meta.get('heldout_samples'):,} samples of questions never "
-                      "trained on):", ""]
-            lines += [f"- {k}: {v:.3f}" for k, v in au.items()]
-            lines.append("")
+        lines += _own_split_lines(meta)
     else:
         lines += ["## How to score", "", "- input: `{question}\\n{steps}`, the completion's non-empty stripped "
                   "lines each followed by `\\n`", "- score: sigmoid(logit) at each step-end `\\n` after the "
                   "question = P(every step so far is right); the last step's score ranks whole solutions",
                   "- padding: right", ""]
-        au = {k: v for k, v in meta.items() if k.startswith("auroc")}
-        if au:
-            lines += [f"On its own held-out split ({meta.get('heldout_samples'):,} samples of questions never "
-                      "trained on):", ""]
-            lines += [f"- {k}: {v:.3f}" for k, v in au.items()]
-            lines.append("")
+        lines += _own_split_lines(meta)
     if kind not in ("policy", "revise"):
         for pol in ev.get("policies", []):
             k = pol["samples"]

@@ -229,7 +229,7 @@ def main() -> int:
         print(f"| {r['steps']} | {_ci(*ga)}{' met' if ga[1] > 0 else ''} | {_ci(*gb)}{' met' if gb[1] > 0 else ''} "
               f"| {ctext} | {ref} |")
     mid = [x for x in items if x.problem.steps in bed.middle]
-    per_q = _within_by_question(mid)
+    per_q = dict(T.within_question_aurocs(mid))
     m, lo, hi = T.mean_ci(list(per_q.values()), seed=a.seed)
     print(f"\nwithin-question AUROC at the middle difficulties ({bed.middle[0]}..{bed.middle[-1]}): {m:.3f} "
           f"[{lo:.3f}, {hi:.3f}] over {len(per_q)} questions with both right and wrong samples "
@@ -239,16 +239,6 @@ def main() -> int:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
     return 0
-
-
-def _within_by_question(items: list) -> dict[str, float]:
-    """The within-question AUROC of each question that has both right and wrong samples."""
-    out = {}
-    for it in items:
-        r = it.right()
-        if any(r) and not all(r):
-            out[it.problem.question] = T.auroc(it.scores, r)
-    return out
 
 
 def pair(paths: list[str]) -> int:

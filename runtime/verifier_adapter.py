@@ -141,7 +141,8 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
         from ttcl.runtime.endpoint_reward import reward_on_endpoint
 
         return _PairScorer(ref.name, reward_on_endpoint(ref.model))
-    if ref.kind in ("reward", "prm") and str(V.model_meta(ref.model.ref).get("verifier", "")).lower() == "likelihood":
+    meta = V.model_meta(ref.model.ref) if ref.kind in ("reward", "prm") else {}
+    if str(meta.get("verifier", "")).lower() == "likelihood":
         raise TtclRuntimeError(f"verifier {ref.name!r}: {ref.model.ref} is read by its likelihood, not as a "
                                f"{'reward model' if ref.kind == 'reward' else 'PRM'}\n  hint: "
                                f"likelihood(\"{ref.model.ref}\")")
@@ -150,7 +151,7 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
     if ref.kind == "prm":
         from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative
 
-        cls = GenerativeStepVerifier if is_generative(V.model_meta(ref.model.ref)) else V.ProcessRewardVerifier
+        cls = GenerativeStepVerifier if is_generative(meta) else V.ProcessRewardVerifier
         return _PairScorer(ref.name, cls(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
     if ref.kind == "likelihood":
         from ttcl.runtime.verifier_gen import LikelihoodVerifier

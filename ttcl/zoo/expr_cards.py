@@ -126,11 +126,10 @@ def _step_scores(model, meta: dict, questions: list[str], completions: list[str]
     step checker) the runtime's `prm(...)` scorer, exactly as a program would score."""
     from ttcl.runtime.verifier_gen import GenerativeStepVerifier, LikelihoodVerifier, is_generative
 
-    if meta.get("kind") == "lik":  # scored as a program scores it: likelihood(...)
-        v = LikelihoodVerifier(str(model), device="cpu", dtype="float32")
-        return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])
-    if is_generative(meta):
-        v = GenerativeStepVerifier(str(model), device="cpu", dtype="float32")
+    # a lik verifier is scored as a program scores it, by likelihood(...); a generative checker by prm(...)
+    cls = LikelihoodVerifier if meta.get("kind") == "lik" else GenerativeStepVerifier if is_generative(meta) else None
+    if cls is not None:
+        v = cls(str(model), device="cpu", dtype="float32")
         return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps

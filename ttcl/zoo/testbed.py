@@ -218,16 +218,23 @@ def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
-def within_question_auroc(items: Sequence[Item], strict: bool = False) -> tuple[float, int]:
-    """Mean over questions that have both right and wrong samples of the AUROC inside the
-    question, and how many such questions there are. `strict`: a sample counts as right only
-    when every step is right too (a right answer after a broken derivation counts as wrong)."""
-    vals = []
+def within_question_aurocs(items: Sequence[Item], strict: bool = False) -> list[tuple[str, float]]:
+    """(question, AUROC inside it) for each item whose samples are both right and wrong. `strict`:
+    a sample counts as right only when every step is right too (a right answer after a broken
+    derivation counts as wrong)."""
+    out = []
     for it in items:
         assert it.scores is not None
         r = it.strictly_right() if strict else it.right()
         if any(r) and not all(r):
-            vals.append(auroc(it.scores, r))
+            out.append((it.problem.question, auroc(it.scores, r)))
+    return out
+
+
+def within_question_auroc(items: Sequence[Item], strict: bool = False) -> tuple[float, int]:
+    """Mean over questions that have both right and wrong samples of the AUROC inside the
+    question, and how many such questions there are (see within_question_aurocs)."""
+    vals = [v for _, v in within_question_aurocs(items, strict)]
     return (sum(vals) / len(vals) if vals else float("nan"), len(vals))
 
 

@@ -56,7 +56,12 @@ from ttcl.compiler.dag_util import (
     _source_ports,
 )
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
-from ttcl.compiler.models import MetaTemplateError, meta_template_parts, revise_template
+from ttcl.compiler.models import (
+    MetaTemplateError,
+    meta_template_parts,
+    revise_template,
+    verifier_role,
+)
 
 ParamMap = Mapping[str, Any]
 
@@ -499,11 +504,23 @@ class ExprMixin:
                 fields["agg"] = agg
         else:
             fields["model"] = self.model_ref(bound["model"], frame, owner=name)
+            if kind in ("reward", "prm"):
+                self._check_role(decl, kind, fields["model"])
         if kind == "prm":
             fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
         if kind == "judge":
             fields["rubric"] = self.prompt_parts(bound["rubric"], frame, ctx, per_candidate=True)
         return VerifierRef(name=name, kind=kind, span=decl.span, **fields)
+
+    def _check_role(self, decl: Any, kind: str, model: ModelRef) -> None:
+        """A model whose card says it is read by its likelihood (`ttcl:expr-lik`) has no score head:
+        refuse it in `reward(...)` or `prm(...)` here rather than when the run loads it."""
+        base = None if model.module.startswith("<") else Path(model.module).parent
+        if verifier_role(model.ref, base) == "likelihood":
+            what = "a reward model" if kind == "reward" else "a PRM"
+            self.fail(decl.call.span, f"verifier `{decl.name}`: `{model.ref}` is read by its likelihood, not as {what} "
+                      "(its ttcl_meta.json says \"verifier\": \"likelihood\")",
+                      hint=f'verifier {decl.name} = likelihood("{model.ref}")')
 
     # ------------------------------------------------------------ static values
 

@@ -143,7 +143,7 @@ def model_dir_of(ref: str, base_dir: str | Path | None = None) -> Path | None:
 def clear_cache() -> None:
     """Forget cached specs (tests that write model directories call this)."""
     _model_spec_cached.cache_clear()
-    _revise_template_cached.cache_clear()
+    _card_meta.cache_clear()
 
 
 def _as_int(name: str, value: float) -> int:
@@ -244,11 +244,20 @@ def revise_template(ref: str, base_dir: Path | None = None) -> str | None:
     text). None when the model is not on disk or has no template: `revise`
     then uses the compiler's generic default.
     """
-    return _revise_template_cached(ref, str(base_dir) if base_dir is not None else None)
+    template = _card_meta(ref, str(base_dir) if base_dir is not None else None).get("revise_template")
+    return template if isinstance(template, str) else None
+
+
+def verifier_role(ref: str, base_dir: Path | None = None) -> str | None:
+    """How the model card says the model is read as a verifier (`ttcl_meta.json` field `verifier`:
+    "likelihood", "generative"), lower-cased; None when the model is not on disk or does not say."""
+    role = _card_meta(ref, str(base_dir) if base_dir is not None else None).get("verifier")
+    return role.lower() if isinstance(role, str) else None
 
 
 @lru_cache(maxsize=64)
-def _revise_template_cached(ref: str, base_dir: str | None) -> str | None:
+def _card_meta(ref: str, base_dir: str | None) -> dict[str, Any]:
+    """The model's `ttcl_meta.json`, or {} when the model is not on disk or has none."""
     try:
         if ref.startswith("ttcl:"):
             path = _resolve_zoo(ref)
@@ -256,11 +265,9 @@ def _revise_template_cached(ref: str, base_dir: str | None) -> str | None:
             path = Path(ref).expanduser()
             if not path.is_absolute() and base_dir is not None:
                 path = Path(base_dir) / path
-        meta = _read_json(path / "ttcl_meta.json") or {}
+        return _read_json(path / "ttcl_meta.json") or {}
     except ModelSpecError:
-        return None
-    template = meta.get("revise_template")
-    return template if isinstance(template, str) else None
+        return {}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -176,10 +176,14 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
 
 
 @pytest.mark.skipif(not (MODELS_DIR / "expr-lik" / "ttcl_meta.json").is_file(), reason="expr-lik not shipped")
-def test_the_shipped_likelihood_verifier_ranks_through_the_language_and_refuses_prm(tmp_path: Path) -> None:
+def test_the_shipped_likelihood_verifier_ranks_through_the_language_and_refuses_prm(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """expr-lik loads offline as a causal LM of expr-s's size, `likelihood("ttcl:expr-lik")` in a
-    program scores and ranks the hand-made solutions, and `prm(...)` on it names the fix."""
+    program scores and ranks the hand-made solutions, and `prm(...)` or `reward(...)` on it is refused
+    when the program is compiled (`ttcl check`, exit 2, at the declaration), naming the fix."""
     import ttcl
+    from ttcl.cli import main
+    from ttcl.compiler.diagnostics import SemanticDiagnosticError
     from ttcl.compiler.pipeline import compile_program
 
     meta = json.loads((MODELS_DIR / "expr-lik" / "ttcl_meta.json").read_text())
@@ -199,10 +203,27 @@ def test_the_shipped_likelihood_verifier_ranks_through_the_language_and_refuses_
     prog.write_text(src.format(decl='likelihood("ttcl:expr-lik")'))
     out = ttcl.run(prog, dataset=data, judge="expr", device="cpu")
     assert out.summary.items == 2 and out.summary.failed == 0
-    compile_program(source=src.format(decl='prm("ttcl:expr-lik")'), file="t.ttc")
+    for ctor, what in (("prm", "a PRM"), ("reward", "a reward model")):  # refused when compiled, with the position
+        with pytest.raises(SemanticDiagnosticError) as err:
+            compile_program(source=src.format(decl=f'{ctor}("ttcl:expr-lik")'), file="t.ttc")
+        d = err.value.diagnostics[0]
+        assert (d.span.line, d.span.column) == (3, 14), d
+        assert f"read by its likelihood, not as {what}" in d.message
+        assert d.hint == 'verifier v = likelihood("ttcl:expr-lik")'
     prog.write_text(src.format(decl='prm("ttcl:expr-lik")'))
+    for command in (["check", str(prog)], ["run", str(prog), "--input", "2+3; 4*5", "--device", "cpu"]):
+        code = main(command)
+        out = capsys.readouterr()
+        assert code == 2 and "lik.ttc:3:14: error" in out.err and "Traceback" not in out.out + out.err, out
+    # the run-time guard, for a scorer built from a DAG that did not come through the checks
+    from ttcl.compiler.dag import ModelRef, VerifierRef
+    from ttcl.runtime.verifier_adapter import model_scorer
+
+    span = err.value.diagnostics[0].span
+    ref = VerifierRef(name="v", kind="prm", span=span, agg="last",
+                      model=ModelRef(name="v", ref="ttcl:expr-lik", module="<t>", span=span))
     with pytest.raises(TtclRuntimeError, match=r"read by its likelihood.*\n  hint: likelihood\(\"ttcl:expr-lik\"\)"):
-        ttcl.run(prog, dataset=data, judge="expr", device="cpu")
+        model_scorer(ref, {}, device="cpu", dtype="float32")
 
 
 def test_testbed_gates_pairs_two_verifiers_on_the_same_samples(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ def main() -> int:
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--guess-reference", type=int, default=20000, metavar="N",
+                    help="reference answers per bin for the question-blind guesser's bound (expr; default 20000)")
     ap.add_argument("--likelihood", action="store_true",
                     help="score with likelihood(VERIFIER): the verifier is any causal LM, and a sample's "
                          "score is its probability of the sample's lines")
@@ -154,7 +156,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     gates = []
     for st, its in T.by_steps(items).items():
-        guess = guess_pass_bound(make_problems(20000, st, a.seed + 1), 64) if a.task == "expr" else float("nan")
+        guess = guess_pass_bound(make_problems(a.guess_reference, st, a.seed + 1), 64) if a.task == "expr" else float("nan")
         g = [T.greedy_right(x) for x in its]
         maj = [T.method_right(x, "maj", k) for x in its]
         wtd = [T.method_right(x, "weighted", k) for x in its]

@@ -238,7 +238,8 @@ def test_testbed_gates_pairs_two_verifiers_on_the_same_samples(tmp_path: Path) -
     for name, ref in (("self", "ttcl:expr-s"), ("m", "ttcl:expr-m")):
         out = tmp_path / f"{name}.json"
         p = subprocess.run([sys.executable, str(script), "--policy", "ttcl:expr-s", "--verifier", ref, "--likelihood",
-                            "--per-level", "6", "--k", "4", "--seed", "555", "--json", str(out)],
+                            "--per-level", "6", "--k", "4", "--seed", "555", "--guess-reference", "500",
+                            "--json", str(out)],
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr
         assert "within-question AUROC at the middle difficulties (4..6)" in p.stdout

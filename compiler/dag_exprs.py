@@ -56,12 +56,8 @@ from ttcl.compiler.dag_util import (
     _source_ports,
 )
 from ttcl.compiler.diagnostics import Diagnostic, SemanticDiagnosticError
-from ttcl.compiler.models import (
-    MetaTemplateError,
-    meta_template_parts,
-    revise_template,
-    verifier_role,
-)
+from ttcl.compiler.model_kinds import generator_problem, verifier_problem
+from ttcl.compiler.models import MetaTemplateError, meta_template_parts, revise_template
 
 ParamMap = Mapping[str, Any]
 
@@ -316,6 +312,7 @@ class ExprMixin:
             self.revise_args(bound, frame, ctx, values, ports)
         if "model" in bound:
             values["model"] = self.model_ref(bound["model"], frame)
+            self._check_generator(op, bound["model"].span, values["model"])
         if "verifier" in bound:
             values["verifier"] = self.verifier_ref(bound["verifier"], frame, ctx)
         specs = _sig_params(sig)
@@ -504,23 +501,22 @@ class ExprMixin:
                 fields["agg"] = agg
         else:
             fields["model"] = self.model_ref(bound["model"], frame, owner=name)
-            if kind in ("reward", "prm"):
-                self._check_role(decl, kind, fields["model"])
+            self._check_verifier_model(decl, kind, fields["model"])
         if kind == "prm":
             fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
         if kind == "judge":
             fields["rubric"] = self.prompt_parts(bound["rubric"], frame, ctx, per_candidate=True)
         return VerifierRef(name=name, kind=kind, span=decl.span, **fields)
 
-    def _check_role(self, decl: Any, kind: str, model: ModelRef) -> None:
-        """A model whose card says it is read by its likelihood (`ttcl:expr-lik`) has no score head:
-        refuse it in `reward(...)` or `prm(...)` here rather than when the run loads it."""
-        base = None if model.module.startswith("<") else Path(model.module).parent
-        if verifier_role(model.ref, base) == "likelihood":
-            what = "a reward model" if kind == "reward" else "a PRM"
-            self.fail(decl.call.span, f"verifier `{decl.name}`: `{model.ref}` is read by its likelihood, not as {what} "
-                      "(its ttcl_meta.json says \"verifier\": \"likelihood\")",
-                      hint=f'verifier {decl.name} = likelihood("{model.ref}")')
+    def _check_generator(self, op: str, span: Span, model: ModelRef) -> None:
+        problem = generator_problem(op, model)
+        if problem is not None:
+            self.fail(span, *problem)
+
+    def _check_verifier_model(self, decl: Any, kind: str, model: ModelRef) -> None:
+        problem = verifier_problem(decl.name, kind, model)
+        if problem is not None:
+            self.fail(decl.call.span, *problem)
 
     # ------------------------------------------------------------ static values
 

@@ -143,7 +143,7 @@ def model_dir_of(ref: str, base_dir: str | Path | None = None) -> Path | None:
 def clear_cache() -> None:
     """Forget cached specs (tests that write model directories call this)."""
     _model_spec_cached.cache_clear()
-    _card_meta.cache_clear()
+    _card_json.cache_clear()
 
 
 def _as_int(name: str, value: float) -> int:
@@ -255,9 +255,30 @@ def verifier_role(ref: str, base_dir: Path | None = None) -> str | None:
     return role.lower() if isinstance(role, str) else None
 
 
-@lru_cache(maxsize=64)
+def model_head(ref: str, base_dir: Path | None = None) -> tuple[str | None, str]:
+    """What the model's config.json `architectures` says its head is, and that architecture's name:
+    "lm" (a causal LM: `...ForCausalLM`, `...LMHeadModel`), "sequence" (a reward model,
+    `...ForSequenceClassification`), "token" (a PRM, `...ForTokenClassification`), or None when the
+    model is not on disk or names none of these (the run then decides)."""
+    config = _card_json(ref, str(base_dir) if base_dir is not None else None, "config.json")
+    archs = config.get("architectures")
+    arch = archs[0] if isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) else ""
+    for suffixes, head in ((("ForCausalLM", "LMHeadModel"), "lm"), (("ForSequenceClassification",), "sequence"),
+                           (("ForTokenClassification",), "token")):
+        if arch.endswith(suffixes):
+            return head, arch
+    return None, arch
+
+
 def _card_meta(ref: str, base_dir: str | None) -> dict[str, Any]:
-    """The model's `ttcl_meta.json`, or {} when the model is not on disk or has none."""
+    return _card_json(ref, base_dir, "ttcl_meta.json")
+
+
+@lru_cache(maxsize=128)
+def _card_json(ref: str, base_dir: str | None, name: str) -> dict[str, Any]:
+    """The model's `name` (ttcl_meta.json, config.json), or {} when the model is not on disk or has none."""
+    if is_endpoint(ref):
+        return {}
     try:
         if ref.startswith("ttcl:"):
             path = _resolve_zoo(ref)
@@ -265,7 +286,7 @@ def _card_meta(ref: str, base_dir: str | None) -> dict[str, Any]:
             path = Path(ref).expanduser()
             if not path.is_absolute() and base_dir is not None:
                 path = Path(base_dir) / path
-        return _read_json(path / "ttcl_meta.json") or {}
+        return _read_json(path / name) or {}
     except ModelSpecError:
         return {}
 

@@ -89,6 +89,19 @@ def test_schedule_keeps_dependencies_and_the_worker_count() -> None:
     assert max(sum(seconds.values()) / 2, max(build.chain_seconds(graph, seconds).values())) <= two < one
 
 
+def test_recorded_seconds_prefer_the_last_whole_zoo_build(tmp_path: Path) -> None:
+    """build_times.json (the last whole-zoo build) covers every model of the default build; a model
+    it lacks falls back to its card's wall_seconds, and a broken or missing file to the cards."""
+    times = json.loads(build.BUILD_TIMES.read_text())
+    assert set(times["training_seconds"]) == set(FAMILY) and times["cpu"]
+    got = build.recorded_seconds(["expr-s", "expr-prm-long"])
+    assert got["expr-s"] == times["training_seconds"]["expr-s"] and got["expr-prm-long"] is None
+    card = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())["wall_seconds"]
+    (tmp_path / "t.json").write_text("{not json")
+    for broken in (tmp_path / "t.json", tmp_path / "none.json", None):
+        assert build.recorded_seconds(["expr-s"], times=broken) == {"expr-s": card}
+
+
 def test_only_builds_the_named_models_and_names_what_is_missing(tmp_path: Path, capfd) -> None:
     graph = build.recipe_graph(ALL, dependencies)
     assert build.subgraph(graph, ["expr-prm", "expr-s"]) == {"expr-prm": ("expr-s",), "expr-s": ()}

@@ -77,7 +77,7 @@ def train(
     into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
     jobs: Annotated[str | None, typer.Option("--jobs", "-j", metavar="N", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
-    plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the shipped models' recorded training seconds; train nothing.")] = False,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the build order and the schedule estimated from the last whole-zoo build's training seconds (ttcl/zoo/build_times.json); train nothing.")] = False,
     shipped_deps: Annotated[bool, typer.Option("--shipped-deps", help="Copy the shipped models that the named ones read (an init_from, the policies a verifier samples) into --out where it lacks them, instead of training them first: `ttcl zoo train --only countdown-revise --shipped-deps` rebuilds that one model.")] = False,
 ) -> None:
     """Reproduce the bundled models from their seeds on the CPU.
@@ -178,7 +178,8 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
     total = sum(v or 0.0 for v in seconds.values())
     chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)
     span = max((s.end for s in slots), default=0.0)
-    typer.echo(f"estimate from recorded training seconds (ttcl_meta.json wall_seconds of the shipped models): "
+    typer.echo(f"estimate from recorded training seconds (ttcl/zoo/build_times.json: the last whole-zoo build, "
+               f"AMD EPYC 26/2 on 2026-12-05; else the shipped model's ttcl_meta.json wall_seconds): "
                f"{span / 60:.1f} min with {jobs} worker(s); {total / 60:.1f} min one after another; "
                f"longest dependency chain {chain / 60:.1f} min. Not included: sampling verifier data, "
                f"card evaluation, process start.")

@@ -180,14 +180,26 @@ def missing_outside(graph: Graph, names: Sequence[str], root: Path) -> dict[str,
     return {n: m for n, m in missing.items() if m}
 
 
-def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR) -> dict[str, float | None]:
-    """Each shipped model's recorded training seconds (`wall_seconds` in its ttcl_meta.json)."""
+BUILD_TIMES = Path(__file__).with_name("build_times.json")
+
+
+def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR,
+                     times: Path | None = BUILD_TIMES) -> dict[str, float | None]:
+    """Each model's training seconds: from the last whole-zoo build (`times`, build_times.json),
+    else the shipped model's own `wall_seconds` (ttcl_meta.json; the build that made its bytes,
+    on that day's machine and load), else None."""
+    measured: dict = {}
+    if times is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            measured = json.loads(times.read_text()).get("training_seconds") or {}
     out: dict[str, float | None] = {}
     for n in names:
-        try:
-            v = json.loads((models_dir / n / META_FILE).read_text()).get("wall_seconds")
-        except (OSError, ValueError):
-            v = None
+        v = measured.get(n) if isinstance(measured, dict) else None
+        if not isinstance(v, int | float):
+            try:
+                v = json.loads((models_dir / n / META_FILE).read_text()).get("wall_seconds")
+            except (OSError, ValueError):
+                v = None
         out[n] = float(v) if isinstance(v, int | float) else None
     return out
 

@@ -126,6 +126,23 @@ def test_a_device_as_program_or_import_is_refused_at_once(tmp_path: Path, device
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
+@pytest.mark.parametrize("command", ["check", "fmt"])
+def test_a_program_path_that_is_not_a_link_is_not_called_one(tmp_path: Path, command: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    notes = write(tmp_path / "README.md", "# notes\n")
+    (tmp_path / "dir").mkdir()
+    cases = {str(notes): "is not a .ttc file", "/dev/null": "is not a .ttc file (it is a character device)"}
+    if command == "check":  # fmt formats every .ttc file below a directory
+        cases[str(tmp_path / "dir")] = "is a directory, not a .ttc file"
+    for path, said in cases.items():
+        code, _, err = run(capsys, command, path)
+        assert code == 2 and said in err and "is a link" not in err, (path, err)
+    (tmp_path / "notes").symlink_to(notes)  # a real link keeps its message
+    code, _, err = run(capsys, command, str(tmp_path / "notes"))
+    assert code == 2 and "is a link to `README.md`, which is not a .ttc file" in err
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 def test_a_fifo_import_or_dataset_does_not_block(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     os.mkfifo(tmp_path / "f.ttc")

@@ -95,10 +95,27 @@ def program_target(path: Path) -> Path:
     except (OSError, RuntimeError):  # a symlink loop, a name too long
         raise UnsafeRead("is a symlink that cannot be resolved (a loop?)") from None
     if real.suffix != ".ttc":
-        raise UnsafeRead(f"is a link to `{real.name}`, which is not a .ttc file")
+        if _is_link(path) or real.name != path.name:
+            raise UnsafeRead(f"is a link to `{real.name}`, which is not a .ttc file")
+        if is_dir(path):
+            raise UnsafeRead("is a directory, not a .ttc file")
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return path  # missing or unreadable: the read reports it
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeRead(f"is not a .ttc file (it is a {_kind(st.st_mode)})")
+        raise UnsafeRead("is not a .ttc file: a program's name ends in `.ttc`")
     if any(str(real) == d or str(real).startswith(d + "/") for d in _SYSTEM_DIRS):
         raise UnsafeRead("is a link into a system directory (/proc, /sys or /dev)")
     return real
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return path.is_symlink()
+    except (OSError, ValueError):
+        return False
 
 
 def is_within(path: Path, roots: list[Path]) -> bool:

@@ -157,6 +157,20 @@ def _read(path: Path, shown: str) -> str:
     return text
 
 
+def read_program(path: Path | str, file: str | None = None) -> str:
+    """The text of the `.ttc` file `path`, read as `load_program` reads a root: the same checks and messages.
+
+    Raises SemanticDiagnosticError naming `file` (default: `path` as given) at 1:1, or at the first
+    byte that is not UTF-8; no byte of a file that is not a program is quoted.
+    """
+    shown = file or str(path)
+    try:
+        return _read(Path(path), shown)
+    except _ReadFailure as e:
+        span = e.span or Span(file=shown, line=1, column=1, end_line=1, end_column=1)
+        raise SemanticDiagnosticError([Diagnostic(span=span, message=e.message, hint=e.hint)]) from None
+
+
 def _printable(text: str) -> str:
     """A path as a message can show it: control characters escaped."""
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
@@ -288,11 +302,7 @@ def load_program(
             raise ValueError("load_program needs a path or a source")
         p = Path(path)
         shown = file or str(path)
-        try:
-            source = _read(p, shown)
-        except _ReadFailure as e:
-            span = e.span or Span(file=shown, line=1, column=1, end_line=1, end_column=1)
-            raise SemanticDiagnosticError([Diagnostic(span=span, message=e.message, hint=e.hint)]) from None
+        source = read_program(p, shown)
         key = str(p.resolve())
         base = p.resolve().parent
     else:

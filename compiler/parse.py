@@ -29,10 +29,9 @@ from lark import Lark
 from lark.parsers.lalr_analysis import Shift
 
 from ttcl.compiler import ast
-from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError
+from ttcl.compiler.diagnostics import Diagnostic, DiagnosticError, SyntaxDiagnosticError
 from ttcl.compiler.parse_build import Builder, Part
 from ttcl.compiler.parse_lex import BadCharacter, Lexer, LexicalError, ParseState, Tok, layout
-from ttcl.safeio import PROGRAM_LIMIT, UnsafeRead, program_target, read_bounded
 
 
 class ParseFailure(Exception):
@@ -231,32 +230,16 @@ def parse(source: str, file: str = "<input>") -> ast.Module:
 
 
 def read_source(path: str | Path) -> str:
-    """Read a .ttc file as UTF-8; bytes that are not UTF-8 give a diagnostic at the first bad byte."""
-    name = str(path)
-    span0 = ast.Span(file=name, line=0, column=0)
+    """Read a .ttc file as `ttcl check` reads it (loader.read_program): the same checks, positions and messages.
+
+    Raises SyntaxDiagnosticError at 1:1 for a file that cannot be read, or at the first byte that is not UTF-8.
+    """
+    from ttcl.compiler.loader import read_program
+
     try:
-        data = read_bounded(program_target(Path(path)), PROGRAM_LIMIT, what=".ttc program")
-    except UnsafeRead as e:
-        raise SyntaxDiagnosticError([Diagnostic(span=span0, message=f"cannot read file: it {e.reason}", code="E000")]) from None
-    except (OSError, ValueError) as e:
-        raise SyntaxDiagnosticError(
-            [Diagnostic(span=span0, message=f"cannot read file: {getattr(e, 'strerror', None) or e}", code="E000")]
-        ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        good = data[: e.start].decode("utf-8", errors="replace")
-        line = good.count("\n") + 1
-        column = len(good) - (good.rfind("\n") + 1) + 1
-        span = ast.Span(file=name, line=line, column=column, end_line=line, end_column=column + 1,
-                        start_pos=e.start, end_pos=e.start + 1)
-        diag = Diagnostic(
-            span=span, message=f"file is not valid UTF-8 (byte 0x{data[e.start]:02x})",
-            hint="save the file as UTF-8", code="E000",
-        )
-        shown = good.split("\n")[-1]
-        raise SyntaxDiagnosticError([diag], {name: "\n" * (line - 1) + shown}) from None
-    return text.removeprefix("\ufeff")
+        return read_program(path)
+    except DiagnosticError as e:
+        raise SyntaxDiagnosticError(e.diagnostics, e.sources) from None
 
 
 def parse_file(path: str | Path) -> ast.Module:

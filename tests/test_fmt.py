@@ -167,3 +167,19 @@ def test_cli_usage_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture
     assert "Missing argument 'files'" in capsys.readouterr().err
     assert main(["fmt", "--bogus", "x.ttc"]) == 2
     assert "No such option: --bogus" in capsys.readouterr().err
+
+
+def test_cli_read_errors_match_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    garbage = tmp_path / "garbage.ttc"
+    garbage.write_bytes(b"ttcl 1\n\x01\x1b[31m\xc3\xa9x\xff\x07 rest\n")
+    for path in (garbage, tmp_path / "missing.ttc"):
+        assert main(["check", str(path)]) == 2
+        checked = capsys.readouterr().err
+        assert main(["fmt", "--check", str(path)]) == 2
+        assert capsys.readouterr().err == checked
+        assert ":0:0:" not in checked and "\x1b" not in checked and "\x01" not in checked
+    assert checked.startswith(f"{tmp_path / 'missing.ttc'}:1:1: error: no such file")
+    garbage.unlink()
+    (tmp_path / "dir.ttc").mkdir()  # a directory named like a program is not a file to format
+    assert main(["fmt", "--check", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""

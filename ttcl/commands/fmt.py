@@ -17,9 +17,9 @@ import typer
 from ttcl.compiler.ast import Span
 from ttcl.compiler.diagnostics import Diagnostic, DiagnosticError, SyntaxDiagnosticError
 from ttcl.compiler.fmt import format_source
-from ttcl.compiler.parse import read_source
+from ttcl.compiler.loader import read_program
 from ttcl.programs import ProgramNameError, is_bundled_ref, resolve_program
-from ttcl.safeio import PROGRAM_LIMIT
+from ttcl.safeio import PROGRAM_LIMIT, is_dir
 
 EXIT_OK = 0
 EXIT_WOULD_CHANGE = 1
@@ -32,7 +32,7 @@ def _expand(paths: list[str]) -> list[str]:
     for p in paths:
         path = Path(p)
         if p != "-" and path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*.ttc")))
+            out.extend(str(f) for f in sorted(path.rglob("*.ttc")) if not is_dir(f))
         else:
             out.append(p)
     return out
@@ -61,7 +61,7 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
             if is_bundled_ref(name) and not check and not diff:
                 raise ProgramNameError(f"{name}: error: a bundled program is read-only; use --check or --diff, "
                                        "or copy it first (`ttcl programs --show NAME > mine.ttc`)")
-            old = _read_stdin() if name == "-" else read_source(str(resolve_program(name)))
+            old = _read_stdin() if name == "-" else read_program(resolve_program(name))
             new = format_source(old, "<stdin>" if name == "-" else name)
         except (DiagnosticError, ProgramNameError) as e:
             typer.echo(str(e), err=True)

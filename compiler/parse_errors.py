@@ -199,6 +199,14 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
         closer = ")" if bracket.value == "(" else "]"
         return named(f"unclosed `{bracket.value}`", f"`{closer}`", f"add `{closer}` to close it",
                      where=token_span(bracket, file))
+    if state.open_brackets and prev is not None and not at_eof and tok.line > prev.end_line:
+        bracket = state.open_brackets[-1]  # newlines inside brackets are not separators: it ran on past its line
+        closer = ")" if bracket.value == "(" else "]"
+        if ("RPAR" if closer == ")" else "RSQB") in expected:
+            where = f"{bracket.line}:{bracket.column}"
+            return named(f"unexpected {_describe_token(tok)} while the `{bracket.value}` at {where} is still open",
+                         hint=f"add `{closer}` to close the `{bracket.value}` at {where}"
+                         + (", or a `,` before this line if the list goes on" if "COMMA" in expected else ""))
     if at_eof and "RBRACE" in expected and state.open_braces:
         return named("missing `}`: this block is not closed before the end of the file", "`}`",
                      "add `}` to close the block", where=token_span(state.open_braces[-1], file))

@@ -41,6 +41,12 @@ CASES = [
      'prog.ttc:2:11: error: unexpected character `\\x00`\n   2 | model p = �\n                 ^\n  expected: a string'),
     ('unclosed_paren', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = f(a, (b)\n}\n',
      'prog.ttc:3:10: error: unclosed `(`\n   3 |     x = f(a, (b)\n                ^\n  expected: `)`\n  hint: add `)` to close it'),
+    ('paren_open_at_next_line', 'ttcl 1\nstrategy main(q: text) -> answer {\n    d = sample(p, q, n = 4, max_tokens = 64\n    return d\n}\n',
+     'prog.ttc:4:5: error: unexpected `return` while the `(` at 3:15 is still open\n   4 |     return d\n           ^^^^^^\n'
+     '  expected: an operator, `(`, `)`, `,` or `.`\n  hint: add `)` to close the `(` at 3:15, or a `,` before this line if the list goes on'),
+    ('bracket_open_at_next_line', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = [q,\n    return x\n}\n',
+     'prog.ttc:4:5: error: unexpected `return` while the `[` at 3:9 is still open\n   4 |     return x\n           ^^^^^^\n'
+     '  expected: an expression or `]`\n  hint: add `]` to close the `[` at 3:9'),
     ('unknown_unit', 'ttcl 1\nbudget per item { gen_token <= 8k }\n',
      'prog.ttc:2:19: error: unknown budget unit `gen_token`\n   2 | budget per item { gen_token <= 8k }\n                         ^^^^^^^^^\n  expected: `calls`, `prompt_tokens`, `gen_tokens`, `tokens`, `flops` or `seconds`\n  hint: did you mean `gen_tokens`?'),
     ('unknown_type', 'ttcl 1\nstrategy m(q: txt) -> answer { return q }\n',

@@ -12,11 +12,51 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import Any
 
 import typer
 
 from ttcl import __version__
 from ttcl.errors import BUG_REPORT, EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError
+
+
+def _click_style_help() -> None:
+    """Help that does not misread: typer 0.2x's rich help prints a type after every flag (`--json <bool>`,
+    `--help <bool>`), as if it took a value, `<list[str]>` after a repeatable option or argument, and
+    writes a required argument `{program}` in the usage line.
+
+    A flag shows no type (as typer's plain help already does), a repeated parameter the type of one
+    value, and the usage line names an argument as click does: PROGRAM, [PROGRAM] when optional,
+    FILES... when repeated. A typer without these methods is left as it is.
+    """
+    from typer import core
+
+    option, argument = getattr(core, "TyperOption", None), getattr(core, "TyperArgument", None)
+    for cls in (option, argument):
+        type_of = getattr(cls, "display_type_rich", None)
+        if cls is None or type_of is None or getattr(type_of, "ttcl", False):
+            continue
+
+        def display_type_rich(self: Any, ctx: Any, type_of: Any = type_of) -> str | None:
+            if getattr(self, "is_flag", False):
+                return None
+            shown = type_of(self, ctx)  # a repeated parameter takes one value each time: <str>, not <list[str]>
+            if isinstance(shown, str) and shown.startswith("<list[") and shown.endswith("]>"):
+                return "<" + shown[len("<list["):-len("]>")].lower() + ">"
+            return shown
+
+        display_type_rich.ttcl = True  # type: ignore[attr-defined]
+        cls.display_type_rich = display_type_rich
+    if argument is not None and hasattr(argument, "_usage_display_name"):
+        def _usage_display_name(self: Any) -> str:
+            name = self.metavar or self.name.upper()
+            name = name if self.required else f"[{name}]"
+            return name + ("..." if self.nargs != 1 else "")
+
+        argument._usage_display_name = _usage_display_name
+
+
+_click_style_help()
 
 app = typer.Typer(
     name="ttcl",

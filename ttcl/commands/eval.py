@@ -216,7 +216,7 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
 
 
 def eval_(
-    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
+    program: Annotated[Path, typer.Argument(help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).")],
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,

@@ -359,7 +359,7 @@ def _judged_by(judge: str) -> str:
 
 
 def run(
-    program: Annotated[Path, typer.Argument(help="The .ttc program.")],
+    program: Annotated[Path, typer.Argument(help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).")],
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,

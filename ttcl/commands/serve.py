@@ -42,7 +42,7 @@ def parse_key_budget(items: list[str]) -> dict[str, float]:
 
 
 def serve(
-    programs: Annotated[list[Path], typer.Argument(help="The .ttc programs to serve (each is a model id: its file stem).")],
+    programs: Annotated[list[Path], typer.Argument(help="The .ttc programs to serve, as paths or ttcl:NAME (each is a model id: its file stem).")],
     host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Listen port.")] = 8000,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or URL (repeatable).")] = None,

@@ -18,6 +18,7 @@ class ZooArgumentError(TtclError):
         super().__init__(f"error: invalid value for {option}: {message}")
 
 DEFAULT_OUT = "ttcl-zoo"  # relative to the working directory
+_INT = "<int>"  # the help for an integer option read as text and parsed by _int_option (its own messages)
 
 zoo_app = typer.Typer(help="The bundled tiny model family (ttcl:arith-*, ttcl:expr-*, ttcl:countdown-*).", no_args_is_help=True)
 data_app = typer.Typer(help="Synthetic task data as GSM8K-style JSONL.", no_args_is_help=True)
@@ -190,10 +191,10 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
 
 @data_app.command("arith")
 def data_arith(
-    steps: Annotated[str, typer.Option("--steps", help="Number of operations: N or A..B (cycled evenly).")] = "1..8",
-    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
-    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
-    max_value: Annotated[str, typer.Option("--max-value", help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
+    steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly).")] = "1..8",
+    n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
+    max_value: Annotated[str, typer.Option("--max-value", metavar=_INT, help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
 ) -> None:
     """Arith problems: a chain of + - * on small numbers, as JSONL.
 
@@ -213,9 +214,9 @@ def data_arith(
 
 @data_app.command("expr")
 def data_expr(
-    steps: Annotated[str, typer.Option("--steps", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
-    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
-    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+    steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
+    n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
     style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line), 'trace' (both: `12+7=19 -> 19*3; 5*8`) or 'subst' (the sub-expression, its operands' values, its value: `(12+7)*3=19*3=57`).")] = "ops",
 ) -> None:
     """Expr problems: two or three expressions with precedence and parentheses, as JSONL.
@@ -231,9 +232,9 @@ def data_expr(
 
 @data_app.command("countdown")
 def data_countdown(
-    steps: Annotated[str, typer.Option("--steps", help="Difficulty: the count of numbers given minus one, N or A..B (cycled evenly), 2..5.")] = "2..5",
-    n: Annotated[str, typer.Option("--n", help="How many problems.")] = "500",
-    seed: Annotated[str, typer.Option("--seed", help="Generator seed.")] = "0",
+    steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Difficulty: the count of numbers given minus one, N or A..B (cycled evenly), 2..5.")] = "2..5",
+    n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
+    seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
 ) -> None:
     """Countdown problems: reach a target from 3-6 numbers with + - * /, as JSONL.
 

@@ -255,14 +255,38 @@ def test_eval_runs_pass_batch_items_and_remote_options_to_each_run(setup: dict[s
     assert [r["answer"] for r in summary.results] == [r["answer"] for r in summary2.results]
 
 
-def test_the_report_is_out_before_the_figure(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
-    """A figure that cannot be written (here: its folder does not exist) fails with a clear error and exit 2,
-    after the measured table has been printed: nothing measured is lost to the plot."""
-    plot = setup["root"] / "no-such-dir" / "fig.png"
+def test_an_unwritable_plot_is_refused_before_the_eval(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """A figure that cannot be written (its folder does not exist, or it names a folder) is refused with exit 2
+    before any run (it used to fail only after the whole eval, with its reason printed twice)."""
+    traces = setup["root"] / "traces-refused"
+    for plot, why in ((setup["root"] / "no-such-dir" / "fig.png", "does not exist"), (setup["root"], "is a directory")):
+        code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                             "--traces", str(traces), "--plot", str(plot), "--device", "cpu")
+        assert code == 2 and f"--plot {plot}" in err and why in err and "Traceback" not in err, err
+        assert out == "" and not traces.exists()  # nothing ran
+
+
+def test_the_plot_line_names_the_file_written(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """`--plot NAME` without an image suffix writes NAME.png, and the closing line says so (it said NAME)."""
+    plot = setup["root"] / "myplot"
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
                          "--traces", str(setup["root"] / "traces2"), "--plot", str(plot), "--device", "cpu")
-    assert code == 2 and "cannot write the plot" in err and "Traceback" not in err
-    assert "maj" in out and "pass" in out  # the pool's table came first
+    assert code == 0, err
+    assert f"plot: {plot}.png" in out.replace("\n", "") and (setup["root"] / "myplot.png").is_file()
+    assert not plot.exists()
+
+
+def test_a_late_plot_failure_keeps_the_table_and_says_why_once() -> None:
+    """A figure that fails while it is written (after the checks) is one clear error, its reason said once."""
+    from ttcl.commands.eval import _write
+    from ttcl.errors import TtclRuntimeError
+
+    def fail() -> None:
+        open("/nonexistent-dir/x.png", "wb")
+
+    with pytest.raises(TtclRuntimeError) as e:
+        _write(fail, Path("/nonexistent-dir/x.png"))
+    assert str(e.value) == "/nonexistent-dir/x.png: error: cannot write the plot: No such file or directory"
 
 
 def test_exchange_cells_say_when_the_reference_gets_nothing_right() -> None:

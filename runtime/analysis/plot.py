@@ -110,9 +110,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1, 1 - 0.35 / height))
     try:
-        fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise OSError(f"{path}: cannot write the plot: {e.strerror}") from e
+        fig.savefig(path, dpi=110)  # an OSError goes up as it is: the caller says which path and what
     finally:
         plt.close(fig)
     return titles

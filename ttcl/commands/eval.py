@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -272,6 +273,7 @@ def eval_(
     compare_series = parse_compare(compare)
     register_verifiers(verifier or [])
     check_judge(judge)
+    plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
     items = _load_items(None, dataset, limit, field)
     if by is not None and not any(by in it.extra for it in items):
         fields = sorted({k for it in items for k in it.extra}) or ["none"]
@@ -332,11 +334,31 @@ def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
     return data
 
 
+def plot_destination(plot: Path) -> Path:
+    """The file `--plot` will write, checked before any run: a name without an image suffix gets `.png` (as the
+    figure library would add it, so the path printed is the path written); a folder, a missing folder, or one
+    ttcl cannot write in is refused (exit 2) instead of failing after the whole eval."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if plot.is_dir():
+        raise RunOptionError(f"--plot {plot}: is a directory; give a file name, e.g. --plot {plot / 'plot.png'}")
+    if plot.suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        plot = plot.with_name(plot.name + ".png")
+        if plot.is_dir():
+            raise RunOptionError(f"--plot {plot}: is a directory; give a file name")
+    parent = plot.parent
+    if not parent.is_dir():
+        raise RunOptionError(f"--plot {plot}: the folder {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK) or (plot.exists() and not os.access(plot, os.W_OK)):
+        raise RunOptionError(f"--plot {plot}: cannot write there (permission denied); choose another path")
+    return plot
+
+
 def _write(fn: Any, path: Path) -> None:
     try:
         fn()
     except OSError as e:
-        raise TtclRuntimeError(f"{path}: error: cannot write the plot: {e}") from e
+        raise TtclRuntimeError(f"{path}: error: cannot write the plot: {e.strerror or e}") from e
 
 
 def _plot_sweep(report: dict[str, Any], plot: Path, by: str | None, title: str) -> None:

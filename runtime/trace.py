@@ -295,5 +295,5 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
         if old.get(key) != new.get(key):
             raise TraceError(
                 f"{path}: error: cannot --resume: the trace was written with a different {key.replace('_', ' ')} "
-                f"({old.get(key)!r}, now {new.get(key)!r})\n  hint: drop --resume to start over, or use another --trace file"
+                f"({old.get(key)!r}, now {new.get(key)!r})\n  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )

@@ -94,6 +94,25 @@ def test_trace_is_never_wiped_without_overwrite(capsys: pytest.CaptureFixture[st
     assert trace.read_text().count('"type": "item"') == 3
 
 
+def test_resume_of_another_programs_trace_hints_what_works(capsys: pytest.CaptureFixture[str],
+                                                          setup: dict[str, Path]) -> None:
+    """`--resume` on a trace another program wrote is refused with a hint that works: it said "drop --resume",
+    which the trace-overwrite guard then refused as well; `--overwrite` instead of `--resume` starts it over."""
+    trace = setup["root"] / "other.jsonl"
+    other = setup["root"] / "other.ttc"
+    other.write_text(PROG.replace("max_tokens = 24", "max_tokens = 20"))
+    code, _, err = cli(capsys, "run", str(other), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+                       "--device", "cpu", "--trace", str(trace))
+    assert code == 0, err
+    base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+            "--device", "cpu", "--trace", str(trace)]
+    code, _, err = cli(capsys, *base, "--resume")
+    assert code == 2 and "cannot --resume: the trace was written with a different program hash" in err
+    assert "replace --resume with --overwrite" in err and "drop --resume" not in err
+    code, _, err = cli(capsys, *base, "--overwrite")  # what the hint says
+    assert code == 0, err
+
+
 def test_strict_exit_code_when_items_stop(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
     # calls <= 1 stops every item at its first sample(n=2); without --strict the run itself succeeds
     base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",

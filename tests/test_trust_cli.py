@@ -75,6 +75,30 @@ def test_model_names_that_exist_are_accepted(capsys: pytest.CaptureFixture[str])
     assert code == 2 and "did you mean `wbon.policy`?" in err
 
 
+@pytest.mark.parametrize("command", ["check", "run", "eval", "serve"])
+def test_a_model_bound_twice_is_refused(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], command: str) -> None:
+    """`--model policy=A --model policy=B` is refused like a repeated `--set` (it silently used B); `ttcl serve`
+    refuses it (and a bad --set) with exit 2 before it loads anything, where a bad one used to exit 70."""
+    extra = {"run": ["--input", "1 +1"], "eval": ["--dataset", str(setup["ds"]), "--sweep", "n=1"]}.get(command, [])
+    code, out, err = cli(capsys, command, "ttcl:self_consistency", "--model", "policy=ttcl:arith-s",
+                         "--model", "policy=ttcl:arith-m", *extra)
+    assert code == 2 and "--model policy is given twice ('ttcl:arith-s' and 'ttcl:arith-m'); keep one" in err, err
+    if command == "serve":
+        code, out, err = cli(capsys, "serve", "ttcl:self_consistency", "--set", "nn=1")
+        assert code == 2 and "no param `nn`" in err and "internal error" not in err, err
+
+
+def test_a_compare_series_may_rebind_a_model_every_series_gets() -> None:
+    """`ttcl eval --model policy=A --compare policy=B` is one bind per series, not a name given twice."""
+    from ttcl.commands.compile import rebind_models
+    from ttcl.commands.eval import check_series, policy_label
+
+    assert rebind_models(["policy=ttcl:arith-s", "orm=x"], ["policy=ttcl:arith-m"]) == ["orm=x", "policy=ttcl:arith-m"]
+    prog = ROOT / "programs" / "self_consistency.ttc"
+    check_series(prog, [], ["policy=ttcl:arith-s"], None, [("--compare", ("arith-m", ["policy=ttcl:arith-m"]))])
+    assert policy_label(prog, [], rebind_models(["policy=ttcl:arith-s"], ["policy=ttcl:arith-m"])) == "arith-m"
+
+
 def test_trace_is_never_wiped_without_overwrite(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
     trace = setup["root"] / "t.jsonl"
     base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",

@@ -31,14 +31,24 @@ class OptionError(TtclSemanticError):
 
 
 def parse_model_overrides(items: list[str]) -> dict[str, str]:
-    """`["policy=/models/x"]` -> `{"policy": "/models/x"}`."""
+    """`["policy=/models/x"]` -> `{"policy": "/models/x"}`; a name bound twice is refused, as `--set` does."""
     out: dict[str, str] = {}
     for item in items:
         name, eq, path = item.partition("=")
         if not eq or not name.strip() or not path.strip():
             raise OptionError(f"--model {item!r}: expected NAME=PATH, e.g. --model policy=/models/llama-1b")
+        if name.strip() in out:
+            raise OptionError(f"--model {name.strip()} is given twice ({out[name.strip()]!r} and {path.strip()!r}); "
+                              "keep one")
         out[name.strip()] = path.strip()
     return out
+
+
+def rebind_models(models: list[str], binds: list[str]) -> list[str]:
+    """`--model` items with a series' own binds (`ttcl eval --compare/--greedy`) in place of the ones they rebind:
+    a series may rebind a model every series gets, which is not the same name given twice."""
+    names = {b.partition("=")[0].strip() for b in binds}
+    return [m for m in models if m.partition("=")[0].strip() not in names] + list(binds)
 
 
 def register_verifiers(items: list[str]) -> None:

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ttcl.commands.compile import VerifierOpt, register_verifiers
+from ttcl.commands.compile import VerifierOpt, rebind_models, register_verifiers
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.run import (
     DATASET_HELP,
@@ -190,7 +190,7 @@ def check_series(program: Path, sets: list[str], binds: list[str], allow_remote:
 
     for opt, (_, extra) in series:
         try:
-            compile_from_cli(program, sets, binds + extra, None, allow_remote)
+            compile_from_cli(program, sets, rebind_models(binds, extra), None, allow_remote)
         except TtclError as e:
             raise RunOptionError(f"{opt} {','.join(extra)!r}: {e}") from None
 

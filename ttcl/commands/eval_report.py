@@ -11,6 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from ttcl.commands.compile import rebind_models
 from ttcl.errors import TtclRuntimeError
 
 
@@ -48,7 +49,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
             name = ", ".join(f"{k}={v}" for k, v in config) or "defaults"
             sums, items = [], []
             for s in seeds:
-                summary, _ = runs.run(label, list(sets) + [f"{k}={v}" for k, v in config], list(models) + binds, s, name)
+                summary, _ = runs.run(label, list(sets) + [f"{k}={v}" for k, v in config], rebind_models(models, binds), s, name)
                 sums.append(summary)
                 items += item_rows(summary, s)
             fields = [r.get("fields", {}) for r in sums[0].results]
@@ -188,10 +189,10 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         if override:  # the greedy point is k = 1 at temperature 0 whatever --set gives the pool (temperature=1.0)
             fixed = parse_set_overrides(extra_sets)
             all_sets = [f"{k}={v}" for k, v in parse_set_overrides(sets).items() if k not in fixed] + extra_sets
-        nodes = find_pool_nodes(compile_from_cli(program, all_sets, list(models) + binds, None, runs.allow_remote).dag)
+        nodes = find_pool_nodes(compile_from_cli(program, all_sets, rebind_models(models, binds), None, runs.allow_remote).dag)
         out, items, refs = [], [], {}
         for s in seeds:
-            summary, trace = runs.run(label, all_sets, list(models) + binds, s, tag)
+            summary, trace = runs.run(label, all_sets, rebind_models(models, binds), s, tag)
             # a trace kept from a longer run (a larger --limit) holds more items than this eval uses
             out.append(pools_from_trace(read_trace(trace), nodes, only={r["item"] for r in summary.results}))
             items += item_rows(summary, s)

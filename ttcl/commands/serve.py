@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ttcl.errors import TtclSemanticError
+from ttcl.errors import TtclBudgetError, TtclSemanticError
 
 
 class ServeOptionError(TtclSemanticError):
@@ -55,11 +55,15 @@ def serve(
     batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long to gather concurrent requests into one batch.")] = 20.0,
 ) -> None:
     """Serve strategies as an OpenAI-compatible endpoint: /v1/chat/completions, /v1/completions, /v1/models, /health."""
+    from ttcl.commands.compile import parse_model_overrides
+    from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
-    from ttcl.serve import Server, Strategy, create_app
+    from ttcl.serve import ApiError, Server, Strategy, create_app
 
     if not programs:
         raise ServeOptionError("give at least one program to serve")
+    parse_model_overrides(model or [])  # a malformed or repeated --model/--set fails as in `ttcl run` (exit 2)
+    parse_set_overrides(set_ or [])
     strategies: list[Strategy] = []
     for p in programs:
         path = resolve_program(p)
@@ -74,7 +78,10 @@ def serve(
     server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
                     key_budget=parse_key_budget(key_budget or []), batch_window_s=batch_window_ms / 1000)
     for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
-        server.admit(s.id, {})
+        try:
+            server.admit(s.id, {})
+        except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
+            raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(e.message) from None
     import uvicorn
 
     typer.echo(f"ttcl serve: {', '.join(s.id for s in strategies)} on http://{host}:{port}/v1", err=True)

@@ -9,6 +9,7 @@ is EXIT_INTERNAL (70), and the traceback is printed only with `--debug`.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import typer
 
 from ttcl import __version__
-from ttcl.errors import BUG_REPORT, EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError
+from ttcl.errors import BUG_REPORT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, TtclError
 
 
 def _click_style_help() -> None:
@@ -120,6 +121,17 @@ def _ray_option(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ttcl errors into clean messages and exit codes."""
+    code = _main(argv)
+    try:  # what is still buffered fails here, not in the interpreter's exit (exit 120, "Exception ignored")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _stdout_closed()
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         result = app(args=_ray_option(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
         if isinstance(result, int):  # a command's `raise typer.Exit(code)` comes back as its code here
@@ -135,6 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _stdout_closed()
+    except SystemExit as e:
+        # typer turns an EPIPE from a command into `sys.exit(1)`, and 1 is a budget verdict's code
+        if isinstance(e.__context__, OSError) and e.__context__.errno == errno.EPIPE:
+            return _stdout_closed()
+        raise
     except Exception as e:  # click usage errors come through here, and bugs
         import click
 
@@ -144,6 +163,21 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code  # type: ignore[attr-defined]
         return _internal_error(e, argv)
     return 0
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (`ttcl data ... | head -1`): end quietly with 141, as a Unix tool killed by
+    SIGPIPE does. Whatever is still buffered for stdout goes to /dev/null, so nothing fails again (and prints
+    "Exception ignored") when the interpreter flushes it at exit. A run's trace is written and closed by then:
+    results are printed only after the run."""
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ is not None else 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE
 
 
 def _internal_error(e: BaseException, argv: list[str] | None) -> int:

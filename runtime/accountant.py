@@ -42,6 +42,7 @@ OnExhaust = Literal["shrink", "stop"]
 Resize = Callable[[int, int], Cost]
 
 # Float slack for FLOPs sums (exact integers below 2**53, but sums of floats may round).
+INPUT_OVER_BOUND = "input longer than its declared bound"  # how a refusal for an over-long input begins
 _EPS = 1e-9
 
 
@@ -318,7 +319,7 @@ class Accountant:
         if need.prompt_tokens + have.prompt_tokens > bound.prompt_tokens * (1 + _EPS) + _EPS:
             where = ("the verifier's input (its own template, through its own tokenizer)" if op == "verify"
                      else "its prompt (the input with the node's template)")
-            return (f"input longer than its declared bound: {where} is {need.prompt_tokens:g} tokens, "
+            return (f"{INPUT_OVER_BOUND}: {where} is {need.prompt_tokens:g} tokens, "
                     f"over the {bound.prompt_tokens - have.prompt_tokens:g} prompt tokens `ttcl check` bounded "
                     f"this node at (over in {', '.join(units)}); the budget itself was not exhausted")
         parts = [f"{u} needs {_val(have + need, Unit(u)):g} > bound {_val(bound, Unit(u)):g}" for u in units]

@@ -253,7 +253,7 @@ class _ClassifierVerifier:
 
     def item_tokens(self, question: str, completion: str) -> int:
         """Tokens one item pushes through the model (for worst-case bounds)."""
-        return len(self.m.tokenizer(self._text(question, completion))["input_ids"])
+        return len(self.m.tokenizer(self._text(question, completion), verbose=False)["input_ids"])  # no length warning
 
     def _text(self, question: str, completion: str) -> str:
         return fill_meta_template(self.parts, {"question": question, "completion": completion})
@@ -338,7 +338,7 @@ class ProcessRewardVerifier(_ClassifierVerifier):
     def _head_len(self, question: str) -> int:
         cut = next((i for i, (_, name) in enumerate(self.parts) if name in ("steps", "completion")), len(self.parts))
         head = fill_meta_template(self.parts[:cut], {"question": question})
-        return len(self.m.tokenizer(head)["input_ids"])
+        return len(self.m.tokenizer(head, verbose=False)["input_ids"])
 
     def _logits(self, ids, mask):
         return self.m.model(input_ids=ids, attention_mask=mask).logits  # [B, T, L]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -228,12 +229,32 @@ def test_refusal_names_an_input_over_its_declared_bound(capsys: pytest.CaptureFi
                     '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 16))\n}\n')
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
     out = " ".join(out.split())  # the table console wraps long lines
-    assert code == 0, err
     assert "answer: (none)" in out and "status: stopped" in out
     assert "input longer than its declared bound: its prompt (the input with the node's template) is" in out
     assert "the budget itself was not exhausted" in out and "budget exhausted" not in out
+    # one --input over its bound is bad input (exit 2, with or without --strict), not a run that succeeded (it was 0)
+    assert code == 2 and "--input: error: the input is longer than the strategy's declared bound" in err, err
+    assert re.search(r"so main/\S+ did not run: its prompt \(the input with the node's template\) is \d+ tokens", err)
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu", "--strict")
-    assert code == 3
+    assert code == 2
+
+
+def test_dataset_items_over_the_bound_are_stopped_not_lost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """In a dataset, an item over its declared bound is stopped and counted (exit 0; 3 with --strict), and an input
+    over the model's own length no longer leaks the tokenizer's "will result in indexing errors" warning."""
+    prog = tmp_path / "short.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\n'
+                    "strategy main(question: text[<=8]) -> answer {\n"
+                    '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 16))\n}\n')
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": q, "answer": "#### 1"}) + "\n" for q in ("3 +4", " +".join([LONG] * 4))))
+    code, out, err = cli(capsys, "run", str(prog), "--dataset", str(ds), "--device", "cpu")
+    out = " ".join(out.split())
+    assert code == 0, err
+    assert "items 2, answered 1, stopped 1" in out and "item 1: stopped: input longer than its declared bound" in out
+    assert "indexing errors" not in err and "Token indices" not in err, err
+    code, _, err = cli(capsys, "run", str(prog), "--dataset", str(ds), "--device", "cpu", "--strict")
+    assert code == 3, err
 
 
 def test_refusal_names_a_verifier_input_over_the_bound(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -246,7 +267,7 @@ def test_refusal_names_a_verifier_input_over_the_bound(capsys: pytest.CaptureFix
                     "    return vote(verify(orm, drafts), weight = score)\n}\n")
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
     out = " ".join(out.split())
-    assert code == 0, err
+    assert code == 2 and re.search(r"so main/\S+ did not run: the verifier's input", err), err
     assert "input longer than its declared bound: the verifier's input (its own template, through its own tokenizer)" in out
 
 

@@ -276,7 +276,7 @@ class EndpointBackend:
         if self.tokenizer is None:
             return []
         with self._tok_lock:  # the scheduler's thread and the request loop share one tokenizer
-            return list(self.tokenizer(text)["input_ids"])
+            return list(self.tokenizer(text, verbose=False)["input_ids"])  # counted; no length warning
 
     def clear_cache(self) -> None:
         """Nothing to clear here: a server's prefix cache is its own, and `cached_tokens` reports what it saved."""

@@ -207,7 +207,9 @@ class TransformersBackend:
     # -- text ------------------------------------------------------------------------------
 
     def _encode_uncached(self, text: str) -> tuple[int, ...]:
-        return tuple(self.tokenizer(text)["input_ids"])
+        # verbose=False: a text over the model's length is only counted here (the accountant refuses to feed it),
+        # so the tokenizer's "will result in indexing errors" warning is noise on stderr
+        return tuple(self.tokenizer(text, verbose=False)["input_ids"])
 
     def encode(self, text: str) -> list[int]:
         return list(self._encode(text))

@@ -424,10 +424,27 @@ def run(
                 acc = "n/a" if b["accuracy"] is None else f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}]"
                 console.print(f"{by} = {b['bin']}: accuracy {acc} (95% Wilson) over {b['items']} items, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
+    if input_ is not None:
+        _refuse_over_long_input(summary.results[0])
     if strict and (summary.failed or summary.stopped):
         typer.echo(f"--strict: {summary.failed} items failed and {summary.stopped} were stopped; "
                    f"exit {EXIT_ITEMS_NOT_OK}", err=True)
         raise typer.Exit(EXIT_ITEMS_NOT_OK)
+
+
+def _refuse_over_long_input(result: dict[str, Any]) -> None:
+    """One `--input` longer than the strategy's declared `text[<=N]` is bad input (exit 2), not a run that
+    succeeded: the item was stopped before the node that reads it (reported above). In a dataset such an item
+    is stopped and counted like any other (exit 0, or 3 with --strict), so no item is lost."""
+    from ttcl.runtime.accountant import INPUT_OVER_BOUND
+
+    over = {node: why for node, why in (result.get("failures") or {}).items() if why.startswith(INPUT_OVER_BOUND)}
+    if result.get("status") != "stopped" or not over:
+        return
+    node, why = next(iter(over.items()))
+    raise RunOptionError(f"--input: error: the input is longer than the strategy's declared bound (`text[<=N]`), so "
+                         f"{node} did not run: {why.removeprefix(INPUT_OVER_BOUND + ': ')}\n"
+                         "  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it")
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

@@ -239,6 +239,18 @@ def test_refusal_names_an_input_over_its_declared_bound(capsys: pytest.CaptureFi
     assert code == 2
 
 
+def test_a_huge_budget_prints_compactly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`calls <= 1e30` printed as 1,000,000,000,000,000,019,884,624,838,656.0 in the run's budget line."""
+    prog = tmp_path / "huge.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 1e30; seconds <= 1e30 }\n'
+                    "strategy main(question: text[<=40]) -> answer {\n"
+                    '    return vote(sample(policy, "{question}\\n", n = 1, max_tokens = 16))\n}\n')
+    code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu")
+    out = " ".join(out.split())
+    assert code == 0, err
+    assert "calls 1 / 1.000e+30" in out and "/ 1.000e+30" in out.split("seconds", 1)[1] and ",000,000" not in out
+
+
 def test_dataset_items_over_the_bound_are_stopped_not_lost(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """In a dataset, an item over its declared bound is stopped and counted (exit 0; 3 with --strict), and an input
     over the model's own length no longer leaks the tokenizer's "will result in indexing errors" warning."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,7 +41,10 @@ SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed shar
 
 
 def _num(x: float) -> str:
-    if x == int(x) and abs(x) < 1e15:
+    """Counts with thousands separators; a huge (`calls <= 1e30`) or infinite one compactly, as `ttcl check`."""
+    if not math.isfinite(x) or abs(x) >= 1e15:
+        return f"{x:.3e}"
+    if x == int(x):
         return f"{int(x):,}"
     return f"{x:,.1f}"
 
@@ -50,7 +54,9 @@ def _flops(x: float) -> str:
 
 
 def _fmt(unit: str, x: float) -> str:
-    return _flops(x) if unit == "flops" else (f"{x:.2f}" if unit == "seconds" else _num(x))
+    if unit == "seconds" and abs(x) < 1e15:
+        return f"{x:.2f}"
+    return _flops(x) if unit == "flops" else _num(x)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -321,6 +321,10 @@ class CallMixin:
         self._bounds(expr, what, value, low, high)
 
     def _bounds(self, expr: Expr, what: str, value: float, low: float | None, high: float | None) -> int | None:
+        if high is None and low is not None and value < low:  # a minimum only: "outside >= 0" read badly
+            self.ctx.error(expr.span, f"{what} is {_num(value)}, below the minimum {_num(low)}",
+                           expected=f"a value of at least {_num(low)}")
+            return None
         if (low is not None and value < low) or (high is not None and value > high):
             rng = f"{_num(low)}..{_num(high)}" if high is not None else f">= {_num(low)}"
             self.ctx.error(expr.span, f"{what} is {_num(value)}, outside {rng}", expected=f"a value in {rng}")

@@ -72,7 +72,7 @@ def test_bad_judge_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tm
     code, out, err = cli(capsys, command, str(PROGRAM), "--dataset", str(ds), "--judge", "nope", *extra)
     assert code == 2 and out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "--judge 'nope'" in lines[0] and "countdown" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: --judge 'nope': no checker") and "countdown" in lines[0]
     assert "Traceback" not in err
 
 

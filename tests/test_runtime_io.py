@@ -87,7 +87,7 @@ def test_bad_dataset_lines(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="nope.jsonl: error: dataset file not found"):
         load_dataset(tmp_path / "nope.jsonl")
-    with pytest.raises(DatasetError, match="--input: error: the input text is empty"):
+    with pytest.raises(DatasetError, match="error: --input: the input text is empty"):
         single_item("  ")
 
 

@@ -233,7 +233,7 @@ def test_refusal_names_an_input_over_its_declared_bound(capsys: pytest.CaptureFi
     assert "input longer than its declared bound: its prompt (the input with the node's template) is" in out
     assert "the budget itself was not exhausted" in out and "budget exhausted" not in out
     # one --input over its bound is bad input (exit 2, with or without --strict), not a run that succeeded (it was 0)
-    assert code == 2 and "--input: error: the input is longer than the strategy's declared bound" in err, err
+    assert code == 2 and "error: --input: the input is longer than the strategy's declared bound" in err, err
     assert re.search(r"so main/\S+ did not run: its prompt \(the input with the node's template\) is \d+ tokens", err)
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu", "--strict")
     assert code == 2

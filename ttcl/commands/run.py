@@ -448,7 +448,7 @@ def _refuse_over_long_input(result: dict[str, Any]) -> None:
     if result.get("status") != "stopped" or not over:
         return
     node, why = next(iter(over.items()))
-    raise RunOptionError(f"--input: error: the input is longer than the strategy's declared bound (`text[<=N]`), so "
+    raise RunOptionError(f"error: --input: the input is longer than the strategy's declared bound (`text[<=N]`), so "
                          f"{node} did not run: {why.removeprefix(INPUT_OVER_BOUND + ': ')}\n"
                          "  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it")
 

@@ -203,6 +203,35 @@ def test_allocation_spends_where_it_pays_and_is_chosen_on_the_other_half() -> No
     assert {r["bin"] for r in rows} == {1, 2, "all"}
 
 
+def test_a_saving_whose_resamples_do_not_all_reach_the_baseline_has_no_lower_end() -> None:
+    """A resample in which the policy never reaches the baseline's accuracy has no saving; its ratio (0) made the
+    interval's lower end 0.00x. That end is now undefined (NaN), with the share of such resamples."""
+    from ttcl.commands.eval_report import _saving_ci
+
+    n = 40
+    t, bins = _table(n)
+    select = split_halves(n, 0)
+    ref, _ = _table(n)
+    # on the report half the policy's best is right on one item more than the baseline (maj@4 of the reference),
+    # but on other items: the point estimate reaches it, many paired resamples do not
+    report = np.flatnonzero(~select)
+    half = report.size // 2
+    ref.acc[("maj", 4)] = np.zeros(n)
+    ref.acc[("maj", 4)][report[:half]] = 1.0
+    t.acc[("maj", 4)] = np.ones(n)
+    t.acc[("maj", 4)][report[: half - 1]] = 0.0
+    t.acc[("maj", 1)] = np.zeros(n)
+    out = allocate(t, bins, select, baseline="maj", points=8, reps=200, reference=ref)
+    assert math.isfinite(out["policy_flops_to_match"]) and out["saving"] > 0
+    assert math.isnan(out["saving_lo"]) and 0.2 < out["saving_unreached"] < 0.8
+    shown = _saving_ci(out)
+    assert shown.startswith("n/a, ") and "of the resamples the policy does not reach the baseline" in shown
+    assert "0.00" not in shown
+    good = allocate(*_table(n), select, baseline="maj", points=8, reps=100)  # reached in every resample
+    assert out["saving_unreached"] > 0 and good["saving_unreached"] == 0.0 and math.isfinite(good["saving_lo"])
+    assert _saving_ci(good) == f"{good['saving_lo']:.2f}, {good['saving_hi']:.2f}"
+
+
 def test_each_budget_is_compared_with_the_best_uniform_configuration() -> None:
     """Snell et al.'s view: at each budget, the FLOPs the best one-configuration-for-all policy needs to
     reach the allocated policy's accuracy on the report half, over the policy's own FLOPs."""

@@ -194,9 +194,15 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     target, fb, fp = ratio(idx)
     boots = np.array([(lambda t: t[1] / t[2] if t[2] > 0 else math.inf)(ratio(idx[ix]))
                       for ix in boot_indices(idx.size, reps, 1)]) if idx.size else np.array([math.nan])
+    # a resample in which the policy never reaches the baseline's accuracy has no saving (its FLOPs to match
+    # are infinite, the ratio 0): when the interval's lower end falls on one, that end is undefined (NaN, null
+    # in --json), and `saving_unreached` says in what share of the resamples it happened
+    unreached = float(np.mean(boots == 0.0)) if idx.size else 0.0
     lo, hi = percentile_interval(boots)
+    if lo == 0.0 and unreached > 0:
+        lo = math.nan
     uniform = _against_uniform(ref, select, curve, applied, reps)
     return {"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,
-            "saving_lo": float(lo), "saving_hi": float(hi), "select_items": int(select.sum()), "report_items": int(test.sum())}
+            "saving_lo": float(lo), "saving_hi": float(hi), "saving_unreached": unreached, "select_items": int(select.sum()), "report_items": int(test.sum())}

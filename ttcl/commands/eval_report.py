@@ -463,8 +463,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         if math.isfinite(fp):
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           f"FLOPs/item; the compute-optimal policy matches it at {_f(fp)} FLOPs/item: "
-                          f"a saving of {a['saving']:.2f}x [95% CI {a['saving_lo']:.2f}, {a['saving_hi']:.2f}]"
-                          + _saving_note(a["saving"]))
+                          f"a saving of {a['saving']:.2f}x [95% CI {_saving_ci(a)}]" + _saving_note(a["saving"]))
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
@@ -509,6 +508,16 @@ def _saving_note(saving: float) -> str:
     if abs(saving - 1.0) <= 1e-9:
         return " (no saving)"
     return " (below 1x: it costs more than the baseline)" if saving < 1 else ""
+
+
+def _saving_ci(a: dict[str, Any]) -> str:
+    """The saving's interval; a lower end that falls on resamples where the policy never reaches the baseline
+    is n/a (it used to print 0.00x), with the share of such resamples."""
+    hi = f"{a['saving_hi']:.2f}" if math.isfinite(a["saving_hi"]) else "inf"
+    if math.isfinite(a["saving_lo"]):
+        return f"{a['saving_lo']:.2f}, {hi}"
+    share = a.get("saving_unreached", 0.0)
+    return f"n/a, {hi}; in {share:.0%} of the resamples the policy does not reach the baseline's accuracy"
 
 
 def _saving(r: dict[str, Any]) -> str:

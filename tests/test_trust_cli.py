@@ -358,8 +358,21 @@ def test_a_causal_lm_as_reward_model_is_refused(capsys: pytest.CaptureFixture[st
     prog.write_text(PROG.replace('verifier exact = check("arith")', 'verifier orm = reward("ttcl:arith-s")')
                     .replace("vote(verify(exact, drafts))", "vote(verify(orm, drafts), weight = score)"))
     code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu")
+    assert code == 2, out  # refused when compiled: its config.json names a causal LM (compiler/model_kinds.py)
+    assert "bad_orm.ttc:3:16: error" in err and "`reward(...)` needs a reward model, and `ttcl:arith-s` is a causal" in err
+    # a config that claims the head its weights lack passes the compiler; the run reads the weights and refuses
+    import shutil
+
+    from ttcl.zoo.registry import resolve_model
+
+    fake = tmp_path / "fake-orm"
+    shutil.copytree(resolve_model("ttcl:arith-s"), fake)
+    cfg = json.loads((fake / "config.json").read_text())
+    (fake / "config.json").write_text(json.dumps({**cfg, "architectures": ["GPT2ForSequenceClassification"]}))
+    prog.write_text(prog.read_text().replace('reward("ttcl:arith-s")', f'reward("{fake}")'))
+    code, out, err = cli(capsys, "run", str(prog), "--input", "3 +4", "--device", "cpu")
     assert code == 2, out
-    assert "verifier model 'ttcl:arith-s'" in err and "is not a trained SequenceClassification model" in err
+    assert f"verifier model '{fake}'" in err and "is not a trained SequenceClassification model" in err
     assert "score.weight" in err and "random" in err and "Traceback" not in err
     assert "MISSING" not in out + err  # transformers' own report is replaced, not shown next to a result
 

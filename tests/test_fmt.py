@@ -162,6 +162,12 @@ def test_cli_syntax_error_exits_2_and_continues(tmp_path: Path, capsys: pytest.C
     assert good.read_text() == 'ttcl 1\n\nmodel p = "x"\n'
 
 
+def test_cli_a_directory_without_programs_is_said_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("no programs here\n")
+    assert main(["fmt", "--check", str(tmp_path)]) == 0
+    assert capsys.readouterr().err == f"{tmp_path}: no .ttc files below this directory; nothing to format\n"
+
+
 def test_cli_usage_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fmt"]) == 2
     assert "Missing argument 'files'" in capsys.readouterr().err

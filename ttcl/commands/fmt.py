@@ -32,7 +32,10 @@ def _expand(paths: list[str]) -> list[str]:
     for p in paths:
         path = Path(p)
         if p != "-" and path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*.ttc")) if not is_dir(f))
+            found = [str(f) for f in sorted(path.rglob("*.ttc")) if not is_dir(f)]
+            if not found:  # as ruff and black do: nothing to format is not an error, but it is said
+                typer.echo(f"{p}: no .ttc files below this directory; nothing to format", err=True)
+            out.extend(found)
         else:
             out.append(p)
     return out

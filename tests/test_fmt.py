@@ -188,4 +188,4 @@ def test_cli_read_errors_match_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     garbage.unlink()
     (tmp_path / "dir.ttc").mkdir()  # a directory named like a program is not a file to format
     assert main(["fmt", "--check", str(tmp_path)]) == 0
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err == f"{tmp_path}: no .ttc files below this directory; nothing to format\n"

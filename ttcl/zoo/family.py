@@ -169,12 +169,18 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     # likelihood("ttcl:expr-lik") ranks a question's right samples above its wrong ones
     "expr-lik": VerifierRecipe("expr-lik", "lik", init_from="expr-s", train_steps=1000, batch_size=64, lr=2e-4,
                                seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
+    # expr-lik's recipe on expr-s-deep4 (1.86x expr-s): does training on the policy's samples add to what
+    # depth gives the likelihood? Tried on dev, no (experimental)
+    "expr-s-deep4-lik": VerifierRecipe("expr-s-deep4-lik", "lik", init_from="expr-s-deep4", train_steps=1000,
+                                       batch_size=64, lr=2e-4, seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0,
+                                       task="expr"),
     # no larger than the smallest policy it scores: initialised from countdown-s
     "countdown-prm": VerifierRecipe("countdown-prm", "prm", init_from="countdown-s", train_steps=900, batch_size=64,
                                     lr=1e-3, seed=42, group=8, pairwise=1.0, task="countdown"),
 }
 VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
                                                 "expr-prm": EXPR_SAMPLES, "expr-prm-long": EXPR_SAMPLES, "expr-lik": EXPR_SAMPLES,
+                                                "expr-s-deep4-lik": EXPR_SAMPLES,
                                                 "countdown-prm": COUNTDOWN_SAMPLES}
 ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)

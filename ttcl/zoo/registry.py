@@ -40,7 +40,8 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3", "expr-s-deep4",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
-                "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long")
+                "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long",
+                "expr-s-deep4-lik")
 
 
 def shipped_names() -> list[str]:

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ttcl.commands.compile import VerifierOpt, rebind_models, register_verifiers
+from ttcl.commands.compile import ProgramArg, VerifierOpt, rebind_models, register_verifiers
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.run import (
     DATASET_HELP,
@@ -217,7 +217,7 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
 
 
 def eval_(
-    program: Annotated[Path, typer.Argument(help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).")],
+    program: ProgramArg,
     dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,

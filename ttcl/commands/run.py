@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.commands.compile import VerifierOpt, register_verifiers
+from ttcl.commands.compile import ProgramArg, VerifierOpt, register_verifiers
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 
@@ -365,7 +365,7 @@ def _judged_by(judge: str) -> str:
 
 
 def run(
-    program: Annotated[Path, typer.Argument(help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).")],
+    program: ProgramArg,
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,

@@ -122,8 +122,8 @@ def test_a_bad_likelihood_declaration_names_the_line() -> None:
 
 
 def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tmp_path: Path, capsys) -> None:
-    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's and expr-s's likelihoods, expr-prm
-    and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
+    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's, expr-s's and expr-s-deep4's likelihoods,
+    expr-prm and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
     import json
 
     from ttcl.cli import main
@@ -137,7 +137,7 @@ def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tm
     assert code == 0 and out["items"] == 3 and out["failed"] == 0
     assert all("," in r["answer"] for r in out["results"])
     verify = [r for r in out["rows"] if r["op"] == "verify"]
-    assert len(verify) == 4 and all(r["ran"] == 3 for r in verify)
+    assert len(verify) == 5 and all(r["ran"] == 3 for r in verify)
     for r in out["rows"]:
         for unit, spent in r["actual_max"].items():
             assert spent <= r["bound"].get(unit, math.inf) + 1e-6, (r["node"], unit)
@@ -173,6 +173,18 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
             trained = _lik_scores(model, *_lik_batch(rows))[0].tolist()
         assert [math.log(s) for s in runtime] == pytest.approx(trained, abs=1e-3), name
         assert trained[0] > trained[1] and trained[0] > trained[2], name
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "expr-s-deep4" / "ttcl_meta.json").is_file(), reason="expr-s-deep4 not shipped")
+def test_the_deeper_policy_reads_expr_s_lines_as_a_likelihood_verifier() -> None:
+    """`likelihood("ttcl:expr-s-deep4")`: expr-s's width on 4 layers (1.86x its parameters), the verifier
+    that ranks expr-s's samples on expr (ttcl/zoo/README.md): it loads offline, and gives a right
+    solution far more probability than the same lines with an illegal step or a wrong value."""
+    meta = json.loads((MODELS_DIR / "expr-s-deep4" / "ttcl_meta.json").read_text())
+    small = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())
+    assert meta["n_layer"] == 4 and meta["params_total"] < 2 * small["params_total"]
+    scores, _, _ = _verifier("ttcl:expr-s-deep4").score_steps([(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE)])
+    assert scores[0] > 10 * scores[1] and scores[0] > 10 * scores[2], scores
 
 
 @pytest.mark.skipif(not (MODELS_DIR / "expr-lik" / "ttcl_meta.json").is_file(), reason="expr-lik not shipped")

@@ -39,7 +39,7 @@ BOUNDS = {
     "expr_adaptive": (32, 1600),
     "expr_kept": (20, 800),
     "expr_pool": (32, 1600),
-    "expr_rerank": (64, 1600),
+    "expr_rerank": (80, 1600),
     "lookahead": (512, 4224),
     "pool": (48, 1792),
     "pooled_adaptive": (20, 2240),

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import Cost, ModelSpec, Unit, forward_flops
@@ -383,14 +382,14 @@ def _note(text: str) -> None:
 
 def facts_of_ref(ref: ModelRef) -> TextFacts | None:
     """The tokenizer facts of a model declaration's directory, if it is on this machine."""
-    return facts_of_dir(model_dir_of(ref.ref, _module_dir(ref.module)))
+    return facts_of_dir(model_dir_of(ref.ref, ref.base_dir))
 
 
 def chat_tokens(ref: ModelRef) -> int:
     """What a chat model's template adds to each prompt (its fixed text, counted as literal text); 0 otherwise."""
     if not ref.options.get("chat"):
         return 0
-    path = model_dir_of(ref.ref, _module_dir(ref.module))
+    path = model_dir_of(ref.ref, ref.base_dir)
     if path is None:
         _note(f"model `{ref.name}` (chat = true) is not on this machine: its chat template's length is not counted")
         return 0
@@ -492,7 +491,7 @@ def spec_lookup(diagnostics: list[Diagnostic], *, needs_flops: bool = True) -> S
         if found is not None:
             return found
         try:
-            found = seen[key] = model_spec(ref.ref, ref.options, base_dir=_module_dir(ref.module))
+            found = seen[key] = model_spec(ref.ref, ref.options, base_dir=ref.base_dir)
             return found
         except ModelSpecError as e:
             if isinstance(e, UnknownSizeError) and not needs_flops:
@@ -514,10 +513,6 @@ def spec_lookup(diagnostics: list[Diagnostic], *, needs_flops: bool = True) -> S
     return spec_of
 
 
-def _module_dir(module: str) -> Path | None:
-    if module.startswith("<"):
-        return None
-    return Path(module).parent
 
 
 def unit_value(cost: Cost, unit: Unit) -> float:

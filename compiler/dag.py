@@ -74,6 +74,7 @@ nodes, and keyword arguments set the callee module's params for that call.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import networkx as nx
@@ -203,6 +204,12 @@ class ModelRef(_Fast):
     options: dict[str, float] = {}
     span: Span
     overridden: bool = Field(default=False, exclude=True)  # `ref` came from a model override, not from `span`
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The directory a relative `ref` is read from: the declaring module's, None for a program
+        given as text (`<string>`, `<stdin>`)."""
+        return None if self.module.startswith("<") else Path(self.module).parent
 
 
 class VerifierRef(_Fast):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ttcl.compiler import builtins as B
@@ -383,8 +382,7 @@ class ExprMixin:
 
     def card_revise_prompt(self, model: ModelRef) -> list[PromptPart] | None:
         """The model card's `revise_template` as parts: `{question}` is the item's question, `{attempt}` the candidate's text."""
-        base = None if model.module.startswith("<") else Path(model.module).parent
-        template = revise_template(model.ref, base)
+        template = revise_template(model.ref, model.base_dir)
         if template is None:
             return None
         try:

@@ -12,8 +12,6 @@ endpoint), or whose config names no known head, is left to the run.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ttcl.compiler.dag import ModelRef
 from ttcl.compiler.models import model_head, verifier_role
 
@@ -25,17 +23,13 @@ _CTOR_HEAD = {"reward": "sequence", "prm": "token", "likelihood": "lm"}
 _NEEDS = {"reward": "a reward model", "prm": "a PRM", "likelihood": "a causal language model"}
 
 
-def _base(model: ModelRef) -> Path | None:
-    return None if model.module.startswith("<") else Path(model.module).parent
-
-
 def _overridden(model: ModelRef) -> str:
     return f" (bound by an override of `{model.name}`, e.g. --model)" if model.overridden else ""
 
 
 def generator_problem(op: str, model: ModelRef) -> Problem | None:
     """Why `op` (`sample`, `revise`, `judge`) cannot generate with `model`, or None."""
-    head, arch = model_head(model.ref, _base(model))
+    head, arch = model_head(model.ref, model.base_dir)
     if head not in ("sequence", "token"):
         return None
     ctor = "reward" if head == "sequence" else "prm"
@@ -50,13 +44,12 @@ def verifier_problem(name: str, kind: str, model: ModelRef) -> Problem | None:
         return generator_problem("judge", model)
     if kind not in _CTOR_HEAD:
         return None
-    base = _base(model)
-    role = verifier_role(model.ref, base)
+    role = verifier_role(model.ref, model.base_dir)
     if kind != "likelihood" and role == "likelihood":
         return (f"verifier `{name}`: `{model.ref}` is read by its likelihood, not as {_NEEDS[kind]} "
                 f'(its ttcl_meta.json says "verifier": "likelihood"){_overridden(model)}',
                 f'verifier {name} = likelihood("{model.ref}")')
-    head, arch = model_head(model.ref, base)
+    head, arch = model_head(model.ref, model.base_dir)
     if head is None or head == _CTOR_HEAD[kind] or (kind == "prm" and head == "lm" and role == "generative"):
         return None
     fits = next(c for c, h in _CTOR_HEAD.items() if h == head)

@@ -244,14 +244,14 @@ def revise_template(ref: str, base_dir: Path | None = None) -> str | None:
     text). None when the model is not on disk or has no template: `revise`
     then uses the compiler's generic default.
     """
-    template = _card_meta(ref, str(base_dir) if base_dir is not None else None).get("revise_template")
+    template = _card_json(ref, base_dir, "ttcl_meta.json").get("revise_template")
     return template if isinstance(template, str) else None
 
 
 def verifier_role(ref: str, base_dir: Path | None = None) -> str | None:
     """How the model card says the model is read as a verifier (`ttcl_meta.json` field `verifier`:
     "likelihood", "generative"), lower-cased; None when the model is not on disk or does not say."""
-    role = _card_meta(ref, str(base_dir) if base_dir is not None else None).get("verifier")
+    role = _card_json(ref, base_dir, "ttcl_meta.json").get("verifier")
     return role.lower() if isinstance(role, str) else None
 
 
@@ -260,7 +260,7 @@ def model_head(ref: str, base_dir: Path | None = None) -> tuple[str | None, str]
     "lm" (a causal LM: `...ForCausalLM`, `...LMHeadModel`), "sequence" (a reward model,
     `...ForSequenceClassification`), "token" (a PRM, `...ForTokenClassification`), or None when the
     model is not on disk or names none of these (the run then decides)."""
-    config = _card_json(ref, str(base_dir) if base_dir is not None else None, "config.json")
+    config = _card_json(ref, base_dir, "config.json")
     archs = config.get("architectures")
     arch = archs[0] if isinstance(archs, list) and len(archs) == 1 and isinstance(archs[0], str) else ""
     for suffixes, head in ((("ForCausalLM", "LMHeadModel"), "lm"), (("ForSequenceClassification",), "sequence"),
@@ -270,12 +270,8 @@ def model_head(ref: str, base_dir: Path | None = None) -> tuple[str | None, str]
     return None, arch
 
 
-def _card_meta(ref: str, base_dir: str | None) -> dict[str, Any]:
-    return _card_json(ref, base_dir, "ttcl_meta.json")
-
-
 @lru_cache(maxsize=128)
-def _card_json(ref: str, base_dir: str | None, name: str) -> dict[str, Any]:
+def _card_json(ref: str, base_dir: Path | None, name: str) -> dict[str, Any]:
     """The model's `name` (ttcl_meta.json, config.json), or {} when the model is not on disk or has none."""
     if is_endpoint(ref):
         return {}
@@ -285,7 +281,7 @@ def _card_json(ref: str, base_dir: str | None, name: str) -> dict[str, Any]:
         else:
             path = Path(ref).expanduser()
             if not path.is_absolute() and base_dir is not None:
-                path = Path(base_dir) / path
+                path = base_dir / path
         return _read_json(path / name) or {}
     except ModelSpecError:
         return {}

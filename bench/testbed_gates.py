@@ -44,7 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
-from ttcl.runtime.verifier_gen import GenerativeStepVerifier, LikelihoodVerifier, is_generative  # noqa: E402
+from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative, likelihood_verifier  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
@@ -116,8 +116,10 @@ def main() -> int:
     ver_flops: dict[int, float] = {}  # per sample, by item, when the verifier reports what it spent
     kind = "likelihood" if a.likelihood else "generative step checker" if is_generative(vmeta) else "PRM"
     if kind != "PRM":  # through the runtime's `likelihood(...)` or `prm(...)` scorer
-        cls = LikelihoodVerifier if a.likelihood else GenerativeStepVerifier
-        gv = cls(str(vdir), device="cpu", dtype="float32")
+        if a.likelihood:
+            gv = likelihood_verifier(str(vdir), device="cpu", dtype="float32")
+        else:
+            gv = GenerativeStepVerifier(str(vdir), device="cpu", dtype="float32")
         steps = []
         for it in items:
             _, s, u = gv.score_steps([(it.problem.question, c) for c in it.samples])

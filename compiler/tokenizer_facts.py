@@ -83,6 +83,8 @@ def _meta_template(path: Path) -> str | None:
     template = meta.get("input_template") if isinstance(meta, dict) else None
     if not isinstance(template, str):
         return None
+    if str(meta.get("direction", "")).lower() == "backward":  # a backward checker's <eos> after the question
+        template += "."  # (runtime/verifier_gen.py): one token, bounded as one literal byte
     verdict = meta.get("verdict_prompt") if str(meta.get("verifier", "")).lower() == "generative" else None
     if isinstance(verdict, str):  # a generative step checker reads its verdict after the steps (runtime/verifier_gen.py)
         template += verdict.replace("{", "{{").replace("}", "}}")

@@ -90,5 +90,5 @@ class EndpointRewardVerifier:
 
 
 def reward_on_endpoint(ref: Any) -> EndpointRewardVerifier:
-    base = None if ref.module.startswith("<") else str(Path(ref.module).parent)
+    base = None if ref.base_dir is None else str(ref.base_dir)
     return EndpointRewardVerifier(ref.ref, dict(ref.options), base)

@@ -359,7 +359,7 @@ class Runner:
         out = {}
         for ref in sorted(refs):
             mref = refs[ref]
-            base = None if mref.module.startswith("<") else str(Path(mref.module).parent)
+            base = None if mref.base_dir is None else str(mref.base_dir)
             out[ref] = load_backend(ref, self.options.device, self.options.dtype,
                                     {k: v for k, v in mref.options.items() if k != "chat"}, base)
         for n in self.compiled.dag:  # a chat model without a template fails here, before any item runs

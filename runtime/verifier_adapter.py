@@ -13,7 +13,6 @@ gets its share of the saving and never more than its worst case.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from ttcl.compiler.costmodel import Cost, forward_flops
@@ -126,7 +125,7 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
     if is_endpoint(ref.model.ref) and ref.kind == "judge":  # next-token log-probabilities on vLLM
         from ttcl.runtime.runner import load_backend
 
-        base = None if ref.model.module.startswith("<") else str(Path(ref.model.module).parent)
+        base = None if ref.model.base_dir is None else str(ref.model.base_dir)
         be = backends.get(ref.model.ref) or load_backend(ref.model.ref, device, dtype, dict(ref.model.options), base)
         try:
             be.require_logprobs()
@@ -154,9 +153,9 @@ def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dty
         cls = GenerativeStepVerifier if is_generative(meta) else V.ProcessRewardVerifier
         return _PairScorer(ref.name, cls(ref.model.ref, agg=ref.agg or "last", device=device, dtype=dtype))
     if ref.kind == "likelihood":
-        from ttcl.runtime.verifier_gen import LikelihoodVerifier
+        from ttcl.runtime.verifier_gen import likelihood_verifier
 
-        return _PairScorer(ref.name, LikelihoodVerifier(ref.model.ref, device=device, dtype=dtype))
+        return _PairScorer(ref.name, likelihood_verifier(ref.model.ref, device=device, dtype=dtype))
     if ref.kind == "judge":
         from ttcl.runtime.runner import load_backend
 

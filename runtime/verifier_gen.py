@@ -152,3 +152,61 @@ class LikelihoodVerifier(GenerativeStepVerifier):
         # what the policy wrote: no newline after its last line (a finished policy wrote <eos>
         # there, and a newline it never writes would cost each candidate an arbitrary amount)
         return super()._text(question, completion).removesuffix(self.step_end)
+
+
+def is_backward(meta: dict) -> bool:
+    return str(meta.get("direction", "")).lower() == "backward"
+
+
+class BackwardLikelihoodVerifier(LikelihoodVerifier):
+    """`likelihood(ref)` on a backward checker: a causal LM trained to read a derivation and then
+    write the question it derives (its `ttcl_meta.json` says `"direction": "backward"`, and its
+    `input_template` puts `{question}` after `{steps}`, as `ttcl:`-built ones do: `{steps}?{question}`).
+
+    The score is the model's probability of the question and <eos> after the lines the policy
+    wrote (each stripped, non-empty, followed by `step_end_token`): a derivation that used the
+    wrong operands derives another question. One step score per item (the whole text), so a
+    partial derivation is not scored step by step. Cost: one forward pass per candidate, as
+    `likelihood` (ttcl/zoo/README.md, "A backward checker").
+    """
+
+    def __init__(self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> None:
+        super().__init__(ref, device=device, dtype=dtype, batch_size=batch_size)
+        names = [n for _, n in self.parts if n]
+        if "question" not in names or "steps" not in names or names.index("question") < names.index("steps"):
+            raise TtclRuntimeError(f"verifier {ref}: a backward checker's input_template must hold {{steps}} "
+                                   f"and then {{question}}; it is {self.template!r}")
+        self.eos_id = self.m.tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise TtclRuntimeError(f"verifier {ref}: a backward checker needs an eos token in its tokenizer")
+
+    def _text(self, question: str, completion: str) -> str:
+        return ProcessRewardVerifier._text(self, question, completion)
+
+    def item_tokens(self, question: str, completion: str) -> int:
+        return super().item_tokens(question, completion) + 1  # the <eos> after the question
+
+    def _step_scores(self, items: list[Item]):
+        if not items:
+            return [], self._usage([], {}, 0.0), {}
+        t0 = time.perf_counter()
+        enc = [ids + [self.eos_id] for ids in self.m.tokenizer([self._text(q, c) for q, c in items])["input_ids"]]
+        tails = [len(self.m.tokenizer(q, add_special_tokens=False)["input_ids"]) + 1 for q, _ in items]
+        failed: dict[int, BaseException] = {
+            i: TtclRuntimeError(f"verifier {self.ref}: item {i} has {len(ids)} tokens, more than the model's "
+                                f"context of {self.n_ctx}")
+            for i, ids in enumerate(enc) if self.n_ctx is not None and len(ids) > self.n_ctx}
+        out: list[list[float]] = [[] for _ in items]
+        for i, lp in self._forward(enc, failed):
+            ids, n = enc[i], len(enc[i])
+            out[i] = [math.exp(sum(float(lp[p - 1, ids[p]]) for p in range(max(1, n - tails[i]), n)))]
+        return out, self._usage(enc, failed, time.perf_counter() - t0), failed
+
+
+def likelihood_verifier(ref: str, device: str = "auto", dtype: str = "auto") -> LikelihoodVerifier:
+    """What `likelihood(ref)` reads: a backward checker's probability of the question, or any other
+    causal LM's probability of the lines."""
+    from ttcl.runtime.verifiers import model_meta
+
+    cls = BackwardLikelihoodVerifier if is_backward(model_meta(ref)) else LikelihoodVerifier
+    return cls(ref, device=device, dtype=dtype)

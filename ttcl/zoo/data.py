@@ -31,6 +31,12 @@ REVISE_TEMPLATE = "{question}\nattempt:\n{attempt}\nfix:\n"
 # it, right after the question, so the prompt extends the draft's own context and a runtime with a
 # prefix cache computes only the marker and the revision. A strictly right attempt is answered by
 # restating its answer line (a few tokens); any other by a whole right solution.
+# A backward checker reads a derivation and then writes the question it derives (`backward` data): its
+# probability of the true question, given what a policy wrote, is low where a line used the wrong operands.
+BACKWARD_TEMPLATE = "{steps}\n?"
+# The same text as the runtime's `input_template` fills it (runtime/verifier_gen.py,
+# BackwardLikelihoodVerifier), where {steps} holds every line followed by "\n".
+BACKWARD_INPUT_TEMPLATE = "{steps}?{question}"
 REVISE_INLINE_TEMPLATE = "{question}\n{attempt}\nfix:\n"
 # Sequential revision with history (`revise_style="history"`, countdown): the same template, whose
 # {attempt} holds every attempt so far joined by HISTORY_JOIN, so each revision extends the last one's
@@ -216,7 +222,7 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
     own sampled attempt (`attempts`: question, completion) with a right solution."""
     from ttcl.runtime.tasks import expr
 
-    if spec.kind not in ("policy", "revise"):
+    if spec.kind not in ("policy", "revise", "backward"):
         raise ValueError(f"expr data has no kind {spec.kind!r}")
     if spec.kind == "revise" and not attempts:
         raise ValueError("expr revise data needs the policy's own attempts")
@@ -234,6 +240,9 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), p.solution(rng, spec.style)))
             continue
         p = expr.generate(rng.choice(spec.steps), rng)
+        if spec.kind == "backward":
+            out.append(Example(BACKWARD_TEMPLATE.format(steps=p.solution(rng, spec.style)), p.question))
+            continue
         out.append(Example(p.prompt, p.solution(rng, spec.style)))
     return out
 

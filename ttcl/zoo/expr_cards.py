@@ -124,10 +124,11 @@ def _card_items(policy_dir: Path, name: str, task: str, log: Log):
 def _step_scores(model, meta: dict, questions: list[str], completions: list[str]) -> list[list[float]]:
     """Per-step scores: a PRM's token-classifier head, or (`model` the directory of a generative
     step checker) the runtime's `prm(...)` scorer, exactly as a program would score."""
-    from ttcl.runtime.verifier_gen import GenerativeStepVerifier, LikelihoodVerifier, is_generative
+    from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative, likelihood_verifier
 
     # a lik verifier is scored as a program scores it, by likelihood(...); a generative checker by prm(...)
-    cls = LikelihoodVerifier if meta.get("kind") == "lik" else GenerativeStepVerifier if is_generative(meta) else None
+    lik = meta.get("kind") in ("lik", "blik", "backward")
+    cls = likelihood_verifier if lik else GenerativeStepVerifier if is_generative(meta) else None
     if cls is not None:
         v = cls(str(model), device="cpu", dtype="float32")
         return v.step_scores([(q.removesuffix("\n"), c) for q, c in zip(questions, completions, strict=True)])

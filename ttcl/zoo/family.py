@@ -75,6 +75,19 @@ LM_RECIPES: dict[str, LMRecipe] = {
                              init_std=_std(64), seed=11, data=EXPR_DATA),
     "expr-s-deep4": LMRecipe("expr-s-deep4", "policy", 64, 4, 2, 160, 3600, batch_size=64, lr=3e-3,
                              init_std=_std(64), seed=11, data=EXPR_DATA),
+    # expr-s's parameter count spent on depth instead of width: is it depth or size that lets deep4's likelihood
+    # rank expr-s's samples? d 48 on 4 layers (1 head of 48) and d 32 on 8 layers (1 head of 32), both within
+    # 7% of expr-s's parameters (experimental)
+    "expr-s-narrow4": LMRecipe("expr-s-narrow4", "policy", 48, 4, 1, 160, 3600, batch_size=64, lr=3e-3,
+                               init_std=_std(48), seed=11, data=EXPR_DATA),
+    "expr-s-narrow8": LMRecipe("expr-s-narrow8", "policy", 32, 8, 1, 160, 3600, batch_size=64, lr=3e-3,
+                               init_std=_std(32), seed=11, data=EXPR_DATA),
+    "expr-s-narrow8-long": LMRecipe("expr-s-narrow8-long", "policy", 32, 8, 1, 160, 9000, batch_size=64, lr=3e-3,
+                                    init_std=_std(32), seed=11, data=EXPR_DATA),
+    # a backward checker of expr-s's shape: reads a derivation, then writes the question it derives
+    # (data.BACKWARD_TEMPLATE); its probability of the true question scores a sample (experimental)
+    "expr-back": LMRecipe("expr-back", "backward", 64, 2, 2, 160, 3600, batch_size=64, lr=3e-3,
+                          init_std=_std(64), seed=15, data=replace(EXPR_DATA, kind="backward")),
     # expr-s's recipe on a training mix without the hardest questions (2-6 and 2-5 operations): 40% of the tokens
     # expr-s's loss averages over are in 7- and 8-operation chains it never solves. Tried, no better (experimental)
     "expr-s-mid6": LMRecipe("expr-s-mid6", "policy", 64, 2, 2, 160, 3600, batch_size=64, lr=3e-3,
@@ -174,13 +187,26 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "expr-s-deep4-lik": VerifierRecipe("expr-s-deep4-lik", "lik", init_from="expr-s-deep4", train_steps=1000,
                                        batch_size=64, lr=2e-4, seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0,
                                        task="expr"),
+    # expr-lik's recipe on expr-s-narrow8 (0.95x expr-s's parameters, on 8 layers): a likelihood verifier of the
+    # policy's size, trained on its samples (experimental)
+    "expr-s-narrow8-lik": VerifierRecipe("expr-s-narrow8-lik", "lik", init_from="expr-s-narrow8", train_steps=1000,
+                                         batch_size=64, lr=2e-4, seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0,
+                                         task="expr"),
+    "expr-s-narrow8-long-lik": VerifierRecipe("expr-s-narrow8-long-lik", "lik", init_from="expr-s-narrow8-long",
+                                              train_steps=1000, batch_size=64, lr=2e-4, seed=33, group=8,
+                                              pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
+    # expr-lik's recipe on the backward checker expr-back: trained on the policy's samples so that its probability
+    # of the question after a derivation ranks right derivations first (experimental)
+    "expr-back-lik": VerifierRecipe("expr-back-lik", "blik", init_from="expr-back", train_steps=1000, batch_size=64,
+                                    lr=2e-4, seed=33, group=8, pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
     # no larger than the smallest policy it scores: initialised from countdown-s
     "countdown-prm": VerifierRecipe("countdown-prm", "prm", init_from="countdown-s", train_steps=900, batch_size=64,
                                     lr=1e-3, seed=42, group=8, pairwise=1.0, task="countdown"),
 }
 VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
                                                 "expr-prm": EXPR_SAMPLES, "expr-prm-long": EXPR_SAMPLES, "expr-lik": EXPR_SAMPLES,
-                                                "expr-s-deep4-lik": EXPR_SAMPLES,
+                                                "expr-s-deep4-lik": EXPR_SAMPLES, "expr-s-narrow8-lik": EXPR_SAMPLES,
+                                                "expr-back-lik": EXPR_SAMPLES, "expr-s-narrow8-long-lik": EXPR_SAMPLES,
                                                 "countdown-prm": COUNTDOWN_SAMPLES}
 ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)
@@ -218,8 +244,13 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             inline = r.data.revise_style in ("inline", "history")
             meta["revise_template"] = REVISE_INLINE_TEMPLATE if inline else REVISE_TEMPLATE
             meta["revise_template_fields"] = ["question", "attempt"]
-        meta["prompt_template"] = "{question}\n"
-        meta["stop"] = "<eos>"
+        if r.kind == "backward":  # not a policy: read by likelihood(...), the question after the steps
+            from ttcl.zoo.verifiers import VERIFIER_USAGE
+
+            meta |= {k: v for k, v in VERIFIER_USAGE["blik"].items() if k != "score_meaning"}
+        else:
+            meta["prompt_template"] = "{question}\n"
+            meta["stop"] = "<eos>"
         _record_build(name, meta, log)
         if r.kind == "check":
             meta |= GENERATIVE_CHECK_META
@@ -267,7 +298,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         if evaluate and spec.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards
 
-            scorer = out if r.kind == "lik" else model  # a lik verifier is read through likelihood(...)
+            scorer = out if r.kind in ("lik", "blik") else model  # a lik verifier is read through likelihood(...)
             meta |= expr_cards.evaluate_verifier(scorer, out, meta, list(spec.policies), log=log)
         elif evaluate:
             from ttcl.zoo.cards import evaluate_verifier

@@ -41,7 +41,10 @@ EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
                 "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long",
-                "expr-s-deep4-lik")
+                "expr-s-deep4-lik", "expr-s-narrow4", "expr-s-narrow8",
+                "expr-s-narrow8-long", "expr-s-narrow8-lik",
+                "expr-back", "expr-back-lik",
+                "expr-s-narrow8-long-lik")
 
 
 def shipped_names() -> list[str]:
@@ -49,7 +52,7 @@ def shipped_names() -> list[str]:
     if not MODELS_DIR.is_dir():
         return []
     names = [d.name for d in MODELS_DIR.iterdir() if (d / META_FILE).is_file()]
-    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4, "check": 5, "lik": 6}
+    order = {"policy": 0, "revise": 1, "direct": 2, "orm": 3, "prm": 4, "check": 5, "lik": 6, "backward": 7, "blik": 8}
 
     def key(name: str) -> tuple[int, int, str]:
         meta = _read_meta(MODELS_DIR / name)

@@ -31,14 +31,15 @@ try:
 except ImportError:  # not POSIX: parallel builds then must not share a cache
     fcntl = None  # type: ignore[assignment]
 
-from ttcl.zoo.data import PAD_ID, encode, save_tokenizer
+from ttcl.zoo.data import BACKWARD_INPUT_TEMPLATE, EOS_ID, PAD_ID, encode, save_tokenizer
 from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
 
 
 @dataclass(frozen=True)
 class VerifierRecipe:
     name: str
-    kind: str  # orm | prm | lik (a causal LM trained so that likelihood(...) ranks, see _lik_scores)
+    kind: str  # orm | prm | lik (a causal LM trained so that likelihood(...) ranks, see _lik_scores) | blik (lik
+    # on a backward checker: the probability of the question after the derivation, see _back_batch)
     init_from: str  # policy whose transformer weights start the verifier
     train_steps: int = 600
     batch_size: int = 64
@@ -188,6 +189,44 @@ def _lik_batch_lines(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torc
     return ids, mask, scored, lines
 
 
+def _back_batch(rows: list[dict], n_ctx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a backward checker's likelihood reads (data.BACKWARD_INPUT_TEMPLATE, data.BACKWARD_TEMPLATE's
+    text): the completion's stripped non-empty lines, each followed by "\n", the separator, then the
+    question and <eos>, the scored tokens. A
+    text longer than `n_ctx` loses its first tokens."""
+    from ttcl.zoo.sampling import prm_completion
+
+    seqs, starts = [], []
+    for r in rows:
+        head = encode(BACKWARD_INPUT_TEMPLATE.split("{question}")[0].format(steps=prm_completion(r["completion"])))
+        seq = head + encode(r["question"]) + [EOS_ID]
+        cut = max(0, len(seq) - n_ctx)
+        seqs.append(seq[cut:])
+        starts.append(max(1, len(head) - cut))
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    scored = torch.zeros(len(seqs), width, dtype=torch.bool)
+    for i, (s, a) in enumerate(zip(seqs, starts, strict=True)):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+        scored[i, a: len(s)] = True
+    return ids, mask, scored
+
+
+def _back_losses(final: torch.Tensor, lp: torch.Tensor, scored: torch.Tensor,
+                 batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A backward checker's language-modelling loss on the questions of strictly right samples (mean per
+    token), and the mean of -log(1 - P(question | derivation)) over wrong ones."""
+    good = torch.tensor([x["outcome"] > 0.5 and _first_error(x) == len(x["step_labels"]) for x in batch])
+    bad = torch.tensor([x["outcome"] <= 0.5 for x in batch])
+    keep = scored[:, 1:] & good[:, None]
+    nll = -(lp * keep).sum() / keep.sum().clamp(min=1)
+    if not bad.any():
+        return nll, final.sum() * 0.0
+    return nll, -torch.log(-torch.expm1(final[bad].clamp(max=-1e-6))).mean()
+
+
 def _first_error(x: dict) -> int:
     """The index of the sample's first wrong line (the number of lines when every labelled one is right)."""
     return next((j for j, lab in enumerate(x["step_labels"]) if lab < 0.5), len(x["step_labels"]))
@@ -250,7 +289,7 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     torch.set_num_threads(THREADS)
     torch.manual_seed(r.seed)
     rng = random.Random(r.seed)
-    if r.kind == "lik":  # the policy's own causal LM, trained to rank by its likelihood
+    if r.kind in ("lik", "blik"):  # a causal LM, trained to rank by its likelihood
         from transformers import GPT2LMHeadModel
 
         cls = GPT2LMHeadModel
@@ -290,6 +329,11 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
             final, lp = _lik_scores(model, ids, mask, scored)
             nll, unlikely = _lik_losses(lp, lines, batch)
             loss = r.lm * nll + r.unlikely * unlikely
+        elif r.kind == "blik":
+            ids, mask, scored = _back_batch(batch, model.config.n_positions)
+            final, lp = _lik_scores(model, ids, mask, scored)
+            nll, unlikely = _back_losses(final, lp, scored, batch)
+            loss = r.lm * nll + r.unlikely * unlikely
         elif r.kind == "orm":
             ids, mask, y = _orm_batch(batch)
             logits = model(input_ids=ids).logits[:, 0]  # right padding: last non-pad token
@@ -317,11 +361,13 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     from ttcl.zoo.data import build_tokenizer
 
     tok = build_tokenizer(model.config.n_positions)
-    if r.kind == "lik":
+    if r.kind in ("lik", "blik"):
         scores = []
         with torch.no_grad():
             for i in range(0, len(held), 256):
-                scores += _lik_scores(model, *_lik_batch(held[i: i + 256]))[0].tolist()
+                part = held[i: i + 256]
+                batch = _lik_batch(part) if r.kind == "lik" else _back_batch(part, model.config.n_positions)
+                scores += _lik_scores(model, *batch)[0].tolist()
         au = auroc(scores, [x["outcome"] for x in held])
         extra = {"auroc_outcome": round(au, 4), "auroc_within_question": round(_within_auroc(scores, held), 4)}
     elif r.kind == "orm":
@@ -386,6 +432,16 @@ VERIFIER_USAGE: dict[str, dict] = {
         "score": "likelihood(MODEL): the causal LM's probability of the steps after '{question}\\n' "
                  "(runtime/verifier_gen.py, LikelihoodVerifier)",
         "score_meaning": "ranks a question's candidates: trained so that right ones get more probability than wrong ones",
+    },
+    "blik": {
+        "verifier": "likelihood",
+        "direction": "backward",
+        "input_template": BACKWARD_INPUT_TEMPLATE,
+        "steps_format": "the completion's non-empty lines, each stripped and followed by '\\n'",
+        "step_end_token": "\n",
+        "score": "likelihood(MODEL): the causal LM's probability of the question and <eos> after the steps "
+                 "and the separator (runtime/verifier_gen.py, BackwardLikelihoodVerifier)",
+        "score_meaning": "ranks a question's candidates: a derivation that used the wrong operands derives another question",
     },
     "orm": {
         "num_labels": 1,

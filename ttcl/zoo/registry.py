@@ -36,7 +36,10 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # steps (countdown-s-long, countdown-m-long) are dev-seed trials; the other *-revise-inline* recipes
 # revise in their own draft's context: expr's level with a fresh sample, countdown-revise-inline
 # ahead of a T=0.7 one at 2 combinations by revising greedily, as the shipped
-# countdown-revise-inline-chk is, which a greedy decode of the question beats (ttcl/zoo/README.md).
+# countdown-revise-inline-chk is, which a greedy decode of the question beats; expr-s's parameter count on
+# 4 and 8 layers (expr-s-narrow4, expr-s-narrow8, on 9,000 steps expr-s-narrow8-long, and their -lik
+# verifiers: narrow8-long-lik ranks expr-s's samples at 0.856 on held-out items, a verifier of the
+# policy's size), and backward checkers (expr-back, expr-back-lik) (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",

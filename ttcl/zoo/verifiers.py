@@ -178,31 +178,11 @@ def _lik_batch_lines(rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torc
         starts.append(len(prompt))
         ends = [len(prompt) + j for j, t in enumerate(body) if t == newline] + [len(prompt) + len(body) - 1]
         lines.append([range(a, b + 1) for a, b in zip([len(prompt)] + [e + 1 for e in ends[:-1]], ends, strict=True)])
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    scored = torch.zeros(len(seqs), width, dtype=torch.bool)
-    for i, (s, a) in enumerate(zip(seqs, starts, strict=True)):
-        ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-        scored[i, a: len(s)] = True
-    return ids, mask, scored, lines
+    return (*_padded(seqs, starts), lines)
 
 
-def _back_batch(rows: list[dict], n_ctx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What a backward checker's likelihood reads (data.BACKWARD_INPUT_TEMPLATE, data.BACKWARD_TEMPLATE's
-    text): the completion's stripped non-empty lines, each followed by "\n", the separator, then the
-    question and <eos>, the scored tokens. A
-    text longer than `n_ctx` loses its first tokens."""
-    from ttcl.zoo.sampling import prm_completion
-
-    seqs, starts = [], []
-    for r in rows:
-        head = encode(BACKWARD_INPUT_TEMPLATE.split("{question}")[0].format(steps=prm_completion(r["completion"])))
-        seq = head + encode(r["question"]) + [EOS_ID]
-        cut = max(0, len(seq) - n_ctx)
-        seqs.append(seq[cut:])
-        starts.append(max(1, len(head) - cut))
+def _padded(seqs: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, the attention mask, and the mask of the scored tokens (each sequence's from its start)."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -212,6 +192,22 @@ def _back_batch(rows: list[dict], n_ctx: int) -> tuple[torch.Tensor, torch.Tenso
         mask[i, : len(s)] = 1
         scored[i, a: len(s)] = True
     return ids, mask, scored
+
+
+def _back_batch(rows: list[dict], n_ctx: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a backward checker's likelihood reads (data.BACKWARD_INPUT_TEMPLATE, data.BACKWARD_TEMPLATE's
+    text): the completion's stripped non-empty lines, each followed by "\n", the separator, then the
+    question and <eos>, the scored tokens. A text longer than `n_ctx` loses its first tokens."""
+    from ttcl.zoo.sampling import prm_completion
+
+    seqs, starts = [], []
+    for r in rows:
+        head = encode(BACKWARD_INPUT_TEMPLATE.split("{question}")[0].format(steps=prm_completion(r["completion"])))
+        seq = head + encode(r["question"]) + [EOS_ID]
+        cut = max(0, len(seq) - n_ctx)
+        seqs.append(seq[cut:])
+        starts.append(max(1, len(head) - cut))
+    return _padded(seqs, starts)
 
 
 def _back_losses(final: torch.Tensor, lp: torch.Tensor, scored: torch.Tensor,

@@ -131,3 +131,17 @@ def test_a_program_scores_with_a_backward_checker_within_the_compiled_bound(back
         for unit, spent in row.actual_max.items():
             assert spent <= row.bound.get(unit, math.inf) + 1e-6, (row.node, unit)
     assert json.loads((back / "ttcl_meta.json").read_text())["direction"] == "backward"
+
+
+def test_a_backward_checkers_card_says_how_likelihood_reads_it(back: Path) -> None:
+    """`ttcl zoo train` writes a verifier card for it, not a PRM's or a policy's how-to."""
+    from ttcl.zoo.expr_cards import write_card
+
+    meta = json.loads((back / "ttcl_meta.json").read_text()) | {
+        "params_total": 115968, "params_non_embedding": 100096, "n_layer": 2, "d_model": 64, "n_head": 2,
+        "n_ctx": 160, "train_steps": 1, "batch_size": 64, "training_tokens": 1, "training_flops": 1,
+        "wall_seconds": 1.0, "seed": 15}
+    write_card(back, meta)
+    card = (back / "README.md").read_text()
+    assert '`likelihood("ttcl:tiny-back")`' in card and "then the question and `<eos>`" in card
+    assert "sigmoid" not in card and "greedy" not in card

@@ -360,6 +360,13 @@ def write_card(out: Path, meta: dict) -> None:
                   "partial solution is scored too", "- one forward pass per completion, the cost of a pass of "
                   f"`ttcl:{meta.get('init_from')}`, the policy it was trained from", ""]
         lines += _own_split_lines(meta)
+    elif kind in ("backward", "blik"):
+        lines += ["## How to score", "", f"- `likelihood(\"ttcl:{name}\")` (runtime/verifier_gen.py, a backward "
+                  "checker): input the completion's non-empty stripped lines each followed by `\\n`, then `?`, "
+                  "then the question and `<eos>`; the score is the model's probability of the question and "
+                  "`<eos>`, one score per completion (a partial solution is not scored line by line)",
+                  "- one forward pass per completion, the cost of a pass of a policy of its shape", ""]
+        lines += _own_split_lines(meta) if kind == "blik" else []
     else:
         lines += ["## How to score", "", "- input: `{question}\\n{steps}`, the completion's non-empty stripped "
                   "lines each followed by `\\n`", "- score: sigmoid(logit) at each step-end `\\n` after the "

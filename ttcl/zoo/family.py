@@ -252,13 +252,15 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             meta["prompt_template"] = "{question}\n"
             meta["stop"] = "<eos>"
         _record_build(name, meta, log)
-        if r.kind == "check":
-            meta |= GENERATIVE_CHECK_META
+        if r.kind in ("check", "backward"):  # a verifier's card: it scores the policies' card samples
+            if r.kind == "check":
+                meta |= GENERATIVE_CHECK_META
             write_meta(out, meta)  # the runtime verifier that scores the card reads it
             if evaluate:
                 from ttcl.zoo import expr_cards
 
-                policies = [p for p in COUNTDOWN_SAMPLES.policies if (out_root / p / "config.json").is_file()]
+                source = COUNTDOWN_SAMPLES if r.kind == "check" else EXPR_SAMPLES
+                policies = [p for p in source.policies if (out_root / p / "config.json").is_file()]
                 meta |= expr_cards.evaluate_verifier(out, out, meta, policies, log=log)
         elif evaluate and r.data.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards

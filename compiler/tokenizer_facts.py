@@ -63,28 +63,37 @@ def _facts(path: str) -> TextFacts | None:
         return None
     if not isinstance(tok, dict) or not isinstance(tok.get("model"), dict):
         return None
-    template = _meta_template(Path(path))
+    meta = _meta(Path(path))
+    template = _meta_template(meta)
     special = {t.get("content") for t in tok.get("added_tokens") or [] if isinstance(t, dict) and t.get("special")}
     return TextFacts(
         tok_id=hashlib.sha256(raw).hexdigest(),
         token_bytes=_token_bytes(tok, special),
         per_byte=_per_byte(tok),
-        extra=_prefix_tokens(tok) + _special_tokens(tok),
+        # a backward checker's runtime appends <eos> after the question (runtime/verifier_gen.py)
+        extra=_prefix_tokens(tok) + _special_tokens(tok) + (1 if is_backward(meta) else 0),
         input_template=template,
         stable=tok["model"].get("type") == "WordLevel",
     )
 
 
-def _meta_template(path: Path) -> str | None:
+def is_backward(meta: dict) -> bool:
+    """Whether a model card says the model is a backward checker (read by `likelihood`: the question after the steps)."""
+    return str(meta.get("direction", "")).lower() == "backward"
+
+
+def _meta(path: Path) -> dict:
     try:
         meta = json.loads(read_bounded(path / "ttcl_meta.json", JSON_LIMIT, what="ttcl_meta.json"))
     except (OSError, UnsafeRead, ValueError, RecursionError):
-        return None
-    template = meta.get("input_template") if isinstance(meta, dict) else None
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _meta_template(meta: dict) -> str | None:
+    template = meta.get("input_template")
     if not isinstance(template, str):
         return None
-    if str(meta.get("direction", "")).lower() == "backward":  # a backward checker's <eos> after the question
-        template += "."  # (runtime/verifier_gen.py): one token, bounded as one literal byte
     verdict = meta.get("verdict_prompt") if str(meta.get("verifier", "")).lower() == "generative" else None
     if isinstance(verdict, str):  # a generative step checker reads its verdict after the steps (runtime/verifier_gen.py)
         template += verdict.replace("{", "{{").replace("}", "}}")

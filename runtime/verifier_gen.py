@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 
+from ttcl.compiler.tokenizer_facts import is_backward
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.verifiers import Item, ProcessRewardVerifier
 
@@ -154,10 +155,6 @@ class LikelihoodVerifier(GenerativeStepVerifier):
         return super()._text(question, completion).removesuffix(self.step_end)
 
 
-def is_backward(meta: dict) -> bool:
-    return str(meta.get("direction", "")).lower() == "backward"
-
-
 class BackwardLikelihoodVerifier(LikelihoodVerifier):
     """`likelihood(ref)` on a backward checker: a causal LM trained to read a derivation and then
     write the question it derives (its `ttcl_meta.json` says `"direction": "backward"`, and its
@@ -190,16 +187,21 @@ class BackwardLikelihoodVerifier(LikelihoodVerifier):
         if not items:
             return [], self._usage([], {}, 0.0), {}
         t0 = time.perf_counter()
+        import torch
+
         enc = [ids + [self.eos_id] for ids in self.m.tokenizer([self._text(q, c) for q, c in items])["input_ids"]]
-        tails = [len(self.m.tokenizer(q, add_special_tokens=False)["input_ids"]) + 1 for q, _ in items]
+        questions = self.m.tokenizer([q for q, _ in items], add_special_tokens=False)["input_ids"]
+        tails = [len(ids) + 1 for ids in questions]  # the question's tokens and <eos>
         failed: dict[int, BaseException] = {
             i: TtclRuntimeError(f"verifier {self.ref}: item {i} has {len(ids)} tokens, more than the model's "
                                 f"context of {self.n_ctx}")
             for i, ids in enumerate(enc) if self.n_ctx is not None and len(ids) > self.n_ctx}
         out: list[list[float]] = [[] for _ in items]
         for i, lp in self._forward(enc, failed):
-            ids, n = enc[i], len(enc[i])
-            out[i] = [math.exp(sum(float(lp[p - 1, ids[p]]) for p in range(max(1, n - tails[i]), n)))]
+            n = len(enc[i])
+            start = max(1, n - tails[i])
+            picked = lp[torch.arange(start - 1, n - 1), torch.tensor(enc[i][start:], device=lp.device)]
+            out[i] = [math.exp(float(picked.double().sum()))]
         return out, self._usage(enc, failed, time.perf_counter() - t0), failed
 
 

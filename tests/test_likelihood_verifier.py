@@ -121,26 +121,39 @@ def test_a_bad_likelihood_declaration_names_the_line() -> None:
     assert "t.ttc:3" in str(e.value) and "likelihood(model)" in str(e.value)
 
 
-def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tmp_path: Path, capsys) -> None:
-    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's, expr-s's and expr-s-deep4's likelihoods,
-    expr-prm and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
-    import json
-
+def _run_library_program(name: str, items: int, seed: int, tmp_path: Path, capsys) -> list[dict]:
+    """`ttcl run programs/NAME.ttc --json` on `items` expr questions of 2 operations at n = 4: every item
+    answers a tuple judged by the checker, and no node spends more than its compiled bound. Its verify rows."""
     from ttcl.cli import main
 
     ds = tmp_path / "e.jsonl"
-    ds.write_text("".join(line + "\n" for line in E.iter_jsonl(E.make_problems(3, 2, seed=31))))
-    prog = Path(__file__).resolve().parents[1] / "programs" / "expr_rerank.ttc"
+    ds.write_text("".join(line + "\n" for line in E.iter_jsonl(E.make_problems(items, 2, seed=seed))))
+    prog = Path(__file__).resolve().parents[1] / "programs" / f"{name}.ttc"
     code = main(["run", str(prog), "--dataset", str(ds), "--set", "n=4", "--judge", "expr", "--device", "cpu",
                  "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["items"] == 3 and out["failed"] == 0
+    assert code == 0 and out["items"] == items and out["failed"] == 0
     assert all("," in r["answer"] for r in out["results"])
-    verify = [r for r in out["rows"] if r["op"] == "verify"]
-    assert len(verify) == 5 and all(r["ran"] == 3 for r in verify)
     for r in out["rows"]:
         for unit, spent in r["actual_max"].items():
             assert spent <= r["bound"].get(unit, math.inf) + 1e-6, (r["node"], unit)
+    return [r for r in out["rows"] if r["op"] == "verify"]
+
+
+def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tmp_path: Path, capsys) -> None:
+    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's, expr-s's and expr-s-narrow8-long-lik's likelihoods,
+    expr-prm and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
+    verify = _run_library_program("expr_rerank", 3, 31, tmp_path, capsys)
+    assert len(verify) == 5 and all(r["ran"] == 3 for r in verify)
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "expr-s-narrow8-long-lik" / "ttcl_meta.json").is_file(),
+                    reason="expr-s-narrow8-long-lik not shipped")
+def test_the_library_weighted_program_votes_with_the_same_size_verifier(tmp_path: Path, capsys) -> None:
+    """programs/expr_weighted.ttc: expr-s's samples, each scored once by the verifier of its size; the
+    answer is the likelihood-weighted vote, a tuple judged by the checker, within the compiled bound."""
+    verify = _run_library_program("expr_weighted", 4, 37, tmp_path, capsys)
+    assert len(verify) == 1 and verify[0]["ran"] == 4
 
 
 def test_likelihood_on_a_server_is_refused_before_anything_runs(tmp_path: Path, capfd) -> None:
@@ -164,7 +177,7 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
     from ttcl.zoo.verifiers import _lik_batch, _lik_scores
 
     items = [(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE), (Q, "  12+7=19\n\n30-4=26  \n")]
-    names = ["expr-s"] + (["expr-lik"] if (MODELS_DIR / "expr-lik" / "ttcl_meta.json").is_file() else [])
+    names = ["expr-s"] + [n for n in ("expr-lik", "expr-s-narrow8-long-lik") if (MODELS_DIR / n / "ttcl_meta.json").is_file()]
     for name in names:  # expr-s's tokenizer pads on the left, expr-lik's (a trained verifier's) on the right
         runtime, _, _ = _verifier(f"ttcl:{name}").score_steps(items)
         model = AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / name)).eval()
@@ -175,15 +188,21 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
         assert trained[0] > trained[1] and trained[0] > trained[2], name
 
 
-@pytest.mark.skipif(not (MODELS_DIR / "expr-s-deep4" / "ttcl_meta.json").is_file(), reason="expr-s-deep4 not shipped")
-def test_the_deeper_policy_reads_expr_s_lines_as_a_likelihood_verifier() -> None:
-    """`likelihood("ttcl:expr-s-deep4")`: expr-s's width on 4 layers (1.86x its parameters), the verifier
-    that ranks expr-s's samples on expr (ttcl/zoo/README.md): it loads offline, and gives a right
-    solution far more probability than the same lines with an illegal step or a wrong value."""
-    meta = json.loads((MODELS_DIR / "expr-s-deep4" / "ttcl_meta.json").read_text())
+SAME_SIZE = "expr-s-narrow8-long-lik"
+
+
+@pytest.mark.skipif(not (MODELS_DIR / SAME_SIZE / "ttcl_meta.json").is_file(), reason=f"{SAME_SIZE} not shipped")
+def test_the_same_size_verifier_reads_expr_s_lines_as_a_likelihood_verifier() -> None:
+    """`likelihood("ttcl:expr-s-narrow8-long-lik")`: an LM of expr-s's size on 8 layers, trained on the
+    policies' samples, the verifier of the policy's size that ranks expr-s's samples on expr
+    (ttcl/zoo/README.md): it loads offline with its init model shipped beside it, is no larger than the
+    policy, and gives a right solution far more probability than the same lines with an illegal step or
+    a wrong value."""
+    meta = json.loads((MODELS_DIR / SAME_SIZE / "ttcl_meta.json").read_text())
     small = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())
-    assert meta["n_layer"] == 4 and meta["params_total"] < 2 * small["params_total"]
-    scores, _, _ = _verifier("ttcl:expr-s-deep4").score_steps([(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE)])
+    assert meta["kind"] == "lik" and meta["n_layer"] == 8 and meta["params_total"] <= small["params_total"]
+    assert (MODELS_DIR / meta["init_from"] / "ttcl_meta.json").is_file()  # rebuildable with --shipped-deps
+    scores, _, _ = _verifier(f"ttcl:{SAME_SIZE}").score_steps([(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE)])
     assert scores[0] > 10 * scores[1] and scores[0] > 10 * scores[2], scores
 
 

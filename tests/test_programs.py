@@ -40,6 +40,7 @@ BOUNDS = {
     "expr_kept": (20, 800),
     "expr_pool": (32, 1600),
     "expr_rerank": (80, 1600),
+    "expr_weighted": (32, 1600),
     "lookahead": (512, 4224),
     "pool": (48, 1792),
     "pooled_adaptive": (20, 2240),

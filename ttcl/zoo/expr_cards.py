@@ -316,8 +316,8 @@ def write_card(out: Path, meta: dict) -> None:
         "| field | value |", "|---|---|",
         f"| architecture | `{meta.get('architecture')}` |",
         f"| parameters | {meta.get('params_total'):,} total, {meta.get('params_non_embedding'):,} non-embedding |",
-        f"| shape | {meta.get('n_layer')} layers, d_model {meta.get('d_model')}, {meta.get('n_head')} heads "
-        f"(head_dim {meta.get('d_model', 0) // max(1, meta.get('n_head', 1))}), n_ctx {meta.get('n_ctx')} |",
+        f"| shape | {meta.get('n_layer')} layers, d_model {meta.get('d_model')}, {meta.get('n_head')} "
+        f"head{'s' if meta.get('n_head') != 1 else ''} (head_dim {meta.get('d_model', 0) // max(1, meta.get('n_head', 1))}), n_ctx {meta.get('n_ctx')} |",
         "| tokenizer | characters (`PreTrainedTokenizerFast`, WordLevel), `<pad>` and `<eos>` |",
         f"| training | {meta.get('train_steps')} steps of {meta.get('batch_size')} sequences, "
         f"{meta.get('training_tokens'):,} tokens, {meta.get('training_flops'):.3g} FLOPs (6·N·D), "

@@ -84,6 +84,9 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                init_std=_std(32), seed=11, data=EXPR_DATA),
     "expr-s-narrow8-long": LMRecipe("expr-s-narrow8-long", "policy", 32, 8, 1, 160, 9000, batch_size=64, lr=3e-3,
                                     init_std=_std(32), seed=11, data=EXPR_DATA),
+    # the reader's training length at the policy's size, one step further: narrow8 on 5x expr-s's steps (experimental)
+    "expr-s-narrow8-xlong": LMRecipe("expr-s-narrow8-xlong", "policy", 32, 8, 1, 160, 18000, batch_size=64, lr=3e-3,
+                                     init_std=_std(32), seed=11, data=EXPR_DATA),
     # a backward checker of expr-s's shape: reads a derivation, then writes the question it derives
     # (data.BACKWARD_TEMPLATE); its probability of the true question scores a sample (experimental)
     "expr-back": LMRecipe("expr-back", "backward", 64, 2, 2, 160, 3600, batch_size=64, lr=3e-3,
@@ -195,6 +198,9 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "expr-s-narrow8-long-lik": VerifierRecipe("expr-s-narrow8-long-lik", "lik", init_from="expr-s-narrow8-long",
                                               train_steps=1000, batch_size=64, lr=2e-4, seed=33, group=8,
                                               pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
+    "expr-s-narrow8-xlong-lik": VerifierRecipe("expr-s-narrow8-xlong-lik", "lik", init_from="expr-s-narrow8-xlong",
+                                               train_steps=1000, batch_size=64, lr=2e-4, seed=33, group=8,
+                                               pairwise=1.0, lm=1.0, unlikely=1.0, task="expr"),
     # expr-lik's recipe on the backward checker expr-back: trained on the policy's samples so that its probability
     # of the question after a derivation ranks right derivations first (experimental)
     "expr-back-lik": VerifierRecipe("expr-back-lik", "blik", init_from="expr-back", train_steps=1000, batch_size=64,
@@ -207,6 +213,7 @@ VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "
                                                 "expr-prm": EXPR_SAMPLES, "expr-prm-long": EXPR_SAMPLES, "expr-lik": EXPR_SAMPLES,
                                                 "expr-s-deep4-lik": EXPR_SAMPLES, "expr-s-narrow8-lik": EXPR_SAMPLES,
                                                 "expr-back-lik": EXPR_SAMPLES, "expr-s-narrow8-long-lik": EXPR_SAMPLES,
+                                                "expr-s-narrow8-xlong-lik": EXPR_SAMPLES,
                                                 "countdown-prm": COUNTDOWN_SAMPLES}
 ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)

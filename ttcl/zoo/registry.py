@@ -41,13 +41,15 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # countdown-revise-inline-chk is, which a greedy decode of the question beats; expr-s's parameter count on
 # 4 and 8 layers (expr-s-narrow4, expr-s-narrow8, expr-s-narrow8-lik; on 9,000 steps the shipped
 # expr-s-narrow8-long, whose -lik verifier ranks expr-s's samples at 0.856 on held-out items, a
-# verifier of the policy's size), and backward checkers (expr-back, expr-back-lik) (ttcl/zoo/README.md).
+# verifier of the policy's size; on 18,000 steps expr-s-narrow8-xlong and its -lik), and backward
+# checkers (expr-back, expr-back-lik) (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
                 "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long",
                 "expr-s-deep4", "expr-s-deep4-lik", "expr-s-narrow4", "expr-s-narrow8",
-                "expr-s-narrow8-lik", "expr-back", "expr-back-lik")
+                "expr-s-narrow8-lik", "expr-back", "expr-back-lik", "expr-s-narrow8-xlong",
+                "expr-s-narrow8-xlong-lik")
 
 
 def shipped_names() -> list[str]:

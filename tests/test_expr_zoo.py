@@ -16,7 +16,7 @@ from ttcl.runtime.tasks.expr import checker, make_problems, parse_question  # no
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
 
-EXPR_POLICIES = ("expr-s", "expr-m", "expr-l", "expr-revise", "expr-s-narrow8-long")
+EXPR_POLICIES = ("expr-s", "expr-m", "expr-l", "expr-revise", "expr-s-narrow8-xlong")
 EXPR_SHIPPED = tuple(n for n in (*EXPR_POLICIES, "expr-prm") if (MODELS_DIR / n / "ttcl_meta.json").is_file())
 
 

@@ -17,6 +17,8 @@ from ttcl.errors import TtclRuntimeError  # noqa: E402
 from ttcl.runtime.tasks import expr as E  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
 
+SAME_SIZE = "expr-s-narrow8-xlong-lik"  # the shipped likelihood verifier of expr-s's size
+
 pytestmark = pytest.mark.skipif(not (MODELS_DIR / "expr-m" / "ttcl_meta.json").is_file(), reason="expr-m not shipped")
 Q = "(12+7)*3-(30-4); 5*8"
 RIGHT = "12+7=19\n30-4=26\n19*3=57\n57-26=31\n5*8=40\n#### 31,40"
@@ -141,14 +143,13 @@ def _run_library_program(name: str, items: int, seed: int, tmp_path: Path, capsy
 
 
 def test_the_library_rerank_program_scores_every_candidate_with_each_verifier(tmp_path: Path, capsys) -> None:
-    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's, expr-s's and expr-s-narrow8-long-lik's likelihoods,
+    """programs/expr_rerank.ttc: expr-s's pool, scored by expr-m's, expr-s's and expr-s-narrow8-xlong-lik's likelihoods,
     expr-prm and the exact checker; the answer is the likelihood-weighted vote, a tuple judged by the checker."""
     verify = _run_library_program("expr_rerank", 3, 31, tmp_path, capsys)
     assert len(verify) == 5 and all(r["ran"] == 3 for r in verify)
 
 
-@pytest.mark.skipif(not (MODELS_DIR / "expr-s-narrow8-long-lik" / "ttcl_meta.json").is_file(),
-                    reason="expr-s-narrow8-long-lik not shipped")
+@pytest.mark.skipif(not (MODELS_DIR / SAME_SIZE / "ttcl_meta.json").is_file(), reason=f"{SAME_SIZE} not shipped")
 def test_the_library_weighted_program_votes_with_the_same_size_verifier(tmp_path: Path, capsys) -> None:
     """programs/expr_weighted.ttc: expr-s's samples, each scored once by the verifier of its size; the
     answer is the likelihood-weighted vote, a tuple judged by the checker, within the compiled bound."""
@@ -177,7 +178,7 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
     from ttcl.zoo.verifiers import _lik_batch, _lik_scores
 
     items = [(Q, RIGHT), (Q, ILLEGAL), (Q, WRONG_VALUE), (Q, "  12+7=19\n\n30-4=26  \n")]
-    names = ["expr-s"] + [n for n in ("expr-lik", "expr-s-narrow8-long-lik") if (MODELS_DIR / n / "ttcl_meta.json").is_file()]
+    names = ["expr-s"] + [n for n in ("expr-lik", SAME_SIZE) if (MODELS_DIR / n / "ttcl_meta.json").is_file()]
     for name in names:  # expr-s's tokenizer pads on the left, expr-lik's (a trained verifier's) on the right
         runtime, _, _ = _verifier(f"ttcl:{name}").score_steps(items)
         model = AutoModelForCausalLM.from_pretrained(str(MODELS_DIR / name)).eval()
@@ -188,12 +189,9 @@ def test_the_trained_likelihood_score_is_what_the_runtime_reads() -> None:
         assert trained[0] > trained[1] and trained[0] > trained[2], name
 
 
-SAME_SIZE = "expr-s-narrow8-long-lik"
-
-
 @pytest.mark.skipif(not (MODELS_DIR / SAME_SIZE / "ttcl_meta.json").is_file(), reason=f"{SAME_SIZE} not shipped")
 def test_the_same_size_verifier_reads_expr_s_lines_as_a_likelihood_verifier() -> None:
-    """`likelihood("ttcl:expr-s-narrow8-long-lik")`: an LM of expr-s's size on 8 layers, trained on the
+    """`likelihood("ttcl:expr-s-narrow8-xlong-lik")`: an LM of expr-s's size on 8 layers, trained on the
     policies' samples, the verifier of the policy's size that ranks expr-s's samples on expr
     (ttcl/zoo/README.md): it loads offline with its init model shipped beside it, is no larger than the
     policy, and gives a right solution far more probability than the same lines with an illegal step or

@@ -91,14 +91,14 @@ def test_schedule_keeps_dependencies_and_the_worker_count() -> None:
 
 def test_recorded_seconds_prefer_the_last_whole_zoo_build(tmp_path: Path) -> None:
     """build_times.json (the last whole-zoo build) covers models of the default build; a shipped model
-    it lacks (expr-s-narrow8-long, shipped after that build) falls back to its card's wall_seconds, a recipe
+    it lacks (expr-s-narrow8-xlong, shipped after that build) falls back to its card's wall_seconds, a recipe
     that is not shipped has no time, and a broken or missing file falls back to the cards."""
     times = json.loads(build.BUILD_TIMES.read_text())
     assert set(times["training_seconds"]) <= set(FAMILY) and "expr-s" in times["training_seconds"] and times["cpu"]
-    got = build.recorded_seconds(["expr-s", "expr-s-narrow8-long", "expr-prm-long"])
+    got = build.recorded_seconds(["expr-s", "expr-s-narrow8-xlong", "expr-prm-long"])
     assert got["expr-s"] == times["training_seconds"]["expr-s"] and got["expr-prm-long"] is None
-    later = json.loads((MODELS_DIR / "expr-s-narrow8-long" / "ttcl_meta.json").read_text())["wall_seconds"]
-    assert "expr-s-narrow8-long" not in times["training_seconds"] and got["expr-s-narrow8-long"] == later
+    later = json.loads((MODELS_DIR / "expr-s-narrow8-xlong" / "ttcl_meta.json").read_text())["wall_seconds"]
+    assert "expr-s-narrow8-xlong" not in times["training_seconds"] and got["expr-s-narrow8-xlong"] == later
     card = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())["wall_seconds"]
     (tmp_path / "t.json").write_text("{not json")
     for broken in (tmp_path / "t.json", tmp_path / "none.json", None):

@@ -24,7 +24,7 @@ META_FILE = "ttcl_meta.json"
 # says which need which, and the build orders them by that.
 FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arith-orm", "arith-prm",
           "expr-s", "expr-m", "expr-prm", "expr-revise", "expr-lik",
-          "expr-s-narrow8-long", "expr-s-narrow8-long-lik",
+          "expr-s-narrow8-xlong", "expr-s-narrow8-xlong-lik",
           "countdown-s", "countdown-m", "countdown-l", "countdown-prm",
           "countdown-revise", "countdown-check", "countdown-revise-inline-chk")
 # Recipes that are not shipped and that only `ttcl zoo train --only NAME` builds: expr-l did not
@@ -32,24 +32,24 @@ FAMILY = ("arith-s", "arith-m", "arith-l", "arith-direct", "arith-revise", "arit
 # less than expr-m); expr-s on chains that write the state down
 # (expr-s-state, expr-s-trace) was worse than expr-s, and on chains that name each sub-expression
 # (expr-s-subst), on 2.5x its steps (expr-s-long) or on 3 and 4 layers (expr-s-deep3; expr-s-deep4, shipped
-# from 2026-12-06 to 12-06 as a likelihood verifier of 1.86x expr-s's parameters, until the same-size
-# expr-s-narrow8-long-lik replaced it) no better than a few points, nor on questions of 2-6 or 2-5 operations only (expr-s-mid6,
+# for part of 2026-12-06 as a likelihood verifier of 1.86x expr-s's parameters, until a same-size
+# one replaced it) no better than a few points, nor on questions of 2-6 or 2-5 operations only (expr-s-mid6,
 # expr-s-mid5); countdown-s and countdown-m on more
 # steps (countdown-s-long, countdown-m-long) are dev-seed trials; the other *-revise-inline* recipes
 # revise in their own draft's context: expr's level with a fresh sample, countdown-revise-inline
 # ahead of a T=0.7 one at 2 combinations by revising greedily, as the shipped
 # countdown-revise-inline-chk is, which a greedy decode of the question beats; expr-s's parameter count on
-# 4 and 8 layers (expr-s-narrow4, expr-s-narrow8, expr-s-narrow8-lik; on 9,000 steps the shipped
-# expr-s-narrow8-long, whose -lik verifier ranks expr-s's samples at 0.856 on held-out items, a
-# verifier of the policy's size; on 18,000 steps expr-s-narrow8-xlong and its -lik), and backward
-# checkers (expr-back, expr-back-lik) (ttcl/zoo/README.md).
+# 4 and 8 layers (expr-s-narrow4, expr-s-narrow8, expr-s-narrow8-lik; on 9,000 steps
+# expr-s-narrow8-long and its -lik, at 0.86 on held-out items and shipped for part of 2026-12-06, until
+# the shipped expr-s-narrow8-xlong-lik, on 18,000 steps, ranked higher), and backward checkers
+# (expr-back, expr-back-lik) (ttcl/zoo/README.md).
 EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-s-long", "expr-s-deep3",
                 "countdown-s-long", "countdown-m-long", "expr-revise-inline", "expr-revise-inline-long",
                 "countdown-revise-inline", "expr-revise-inline-bal", "countdown-revise-inline-bal",
                 "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long",
                 "expr-s-deep4", "expr-s-deep4-lik", "expr-s-narrow4", "expr-s-narrow8",
-                "expr-s-narrow8-lik", "expr-back", "expr-back-lik", "expr-s-narrow8-xlong",
-                "expr-s-narrow8-xlong-lik")
+                "expr-s-narrow8-lik", "expr-back", "expr-back-lik", "expr-s-narrow8-long",
+                "expr-s-narrow8-long-lik")
 
 
 def shipped_names() -> list[str]:

@@ -209,12 +209,9 @@ VERIFIER_RECIPES: dict[str, VerifierRecipe] = {
     "countdown-prm": VerifierRecipe("countdown-prm", "prm", init_from="countdown-s", train_steps=900, batch_size=64,
                                     lr=1e-3, seed=42, group=8, pairwise=1.0, task="countdown"),
 }
-VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {"arith-orm": VERIFIER_SAMPLES, "arith-prm": VERIFIER_SAMPLES,
-                                                "expr-prm": EXPR_SAMPLES, "expr-prm-long": EXPR_SAMPLES, "expr-lik": EXPR_SAMPLES,
-                                                "expr-s-deep4-lik": EXPR_SAMPLES, "expr-s-narrow8-lik": EXPR_SAMPLES,
-                                                "expr-back-lik": EXPR_SAMPLES, "expr-s-narrow8-long-lik": EXPR_SAMPLES,
-                                                "expr-s-narrow8-xlong-lik": EXPR_SAMPLES,
-                                                "countdown-prm": COUNTDOWN_SAMPLES}
+SAMPLES_BY_TASK: dict[str, SampleSpec] = {"arith": VERIFIER_SAMPLES, "expr": EXPR_SAMPLES, "countdown": COUNTDOWN_SAMPLES}
+# a verifier trains on its task's pool (the first verifier of a task names the pool a revise model reads)
+VERIFIER_SAMPLE_SPECS: dict[str, SampleSpec] = {n: SAMPLES_BY_TASK[r.task] for n, r in VERIFIER_RECIPES.items()}
 ALL = FAMILY + EXPERIMENTAL  # every recipe: the default build, then what only `--only` builds
 assert set(ALL) == {*LM_RECIPES, *VERIFIER_RECIPES} and not set(FAMILY) & set(EXPERIMENTAL)
 
@@ -266,8 +263,7 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             if evaluate:
                 from ttcl.zoo import expr_cards
 
-                source = COUNTDOWN_SAMPLES if r.kind == "check" else EXPR_SAMPLES
-                policies = [p for p in source.policies if (out_root / p / "config.json").is_file()]
+                policies = [p for p in SAMPLES_BY_TASK[r.data.task].policies if (out_root / p / "config.json").is_file()]
                 meta |= expr_cards.evaluate_verifier(out, out, meta, policies, log=log)
         elif evaluate and r.data.task in ("expr", "countdown"):
             from ttcl.zoo import expr_cards

@@ -156,6 +156,23 @@ def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup:
     assert code == 2 and message in err and "Traceback" not in err
 
 
+def test_items_without_a_gold_answer_are_refused_unless_a_checker_judges(capsys: pytest.CaptureFixture[str],
+                                                                        setup: dict[str, Path], tmp_path: Path) -> None:
+    """An item with no answer cannot be scored against gold: counting it wrong would report a false 0%."""
+    ds = tmp_path / "no_gold.jsonl"
+    lines = setup["ds"].read_text().splitlines()
+    second = json.loads(lines[1])
+    del second["answer"]
+    ds.write_text("\n".join([lines[0], json.dumps(second), *lines[2:]]) + "\n")
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=2")
+    assert code == 2 and "Traceback" not in err and out == ""
+    assert f"{ds}:2: the item has no \"answer\"" in err and "--judge TASK" in err
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=2", "--limit", "2",
+                         "--judge", "arith", "--json")
+    assert code == 0, err
+    assert json.loads(out)["judge"] == "arith"
+
+
 @pytest.mark.parametrize("option", ["--greedy", "--compare"])
 def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
                                                           tmp_path: Path, option: str) -> None:

@@ -275,6 +275,11 @@ def eval_(
     check_judge(judge)
     plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
     items = _load_items(None, dataset, limit, field)
+    ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
+    if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
+        raise RunOptionError(f"{dataset}:{ungraded.line}: the item has no \"answer\", and ttcl eval judges every item "
+                             "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
+                             "a task's exact checker with --judge TASK")
     if by is not None and not any(by in it.extra for it in items):
         fields = sorted({k for it in items for k in it.extra}) or ["none"]
         raise RunOptionError(f"--by {by!r}: no item of {dataset} has that field (fields: {', '.join(fields)})")

@@ -91,14 +91,18 @@ def test_schedule_keeps_dependencies_and_the_worker_count() -> None:
 
 def test_recorded_seconds_prefer_the_last_whole_zoo_build(tmp_path: Path) -> None:
     """build_times.json (the last whole-zoo build) covers models of the default build; a shipped model
-    it lacks (expr-s-narrow8-xlong, shipped after that build) falls back to its card's wall_seconds, a recipe
-    that is not shipped has no time, and a broken or missing file falls back to the cards."""
+    it lacks (one shipped after that build) falls back to its card's wall_seconds, a recipe that is not
+    shipped has no time, and a broken or missing file falls back to the cards."""
     times = json.loads(build.BUILD_TIMES.read_text())
     assert set(times["training_seconds"]) <= set(FAMILY) and "expr-s" in times["training_seconds"] and times["cpu"]
     got = build.recorded_seconds(["expr-s", "expr-s-narrow8-xlong", "expr-prm-long"])
     assert got["expr-s"] == times["training_seconds"]["expr-s"] and got["expr-prm-long"] is None
+    assert got["expr-s-narrow8-xlong"] == times["training_seconds"]["expr-s-narrow8-xlong"]
+    older = tmp_path / "older.json"  # a build from before expr-s-narrow8-xlong shipped
+    older.write_text(json.dumps({"training_seconds": {"expr-s": 1.0}}))
     later = json.loads((MODELS_DIR / "expr-s-narrow8-xlong" / "ttcl_meta.json").read_text())["wall_seconds"]
-    assert "expr-s-narrow8-xlong" not in times["training_seconds"] and got["expr-s-narrow8-xlong"] == later
+    assert build.recorded_seconds(["expr-s", "expr-s-narrow8-xlong"], times=older) == {
+        "expr-s": 1.0, "expr-s-narrow8-xlong": later}
     card = json.loads((MODELS_DIR / "expr-s" / "ttcl_meta.json").read_text())["wall_seconds"]
     (tmp_path / "t.json").write_text("{not json")
     for broken in (tmp_path / "t.json", tmp_path / "none.json", None):
@@ -203,6 +207,20 @@ vendor_id\t: SomethingElse
     assert set(cpu_identity("")) == {"processor"}  # no /proc/cpuinfo (macOS): what platform says
     env = build_environment()
     assert env["threads"] >= 1 and env["cpu"] and env["cpu_capability"]
+
+
+def test_build_times_are_one_whole_build_of_the_default_family(tmp_path: Path) -> None:
+    """`--plan` estimates from build_times.json: it must hold every model of the default build, and
+    say which build it was; an unreadable file falls back to a plain pointer, never an error."""
+    d = json.loads(build.BUILD_TIMES.read_text())
+    assert set(d["training_seconds"]) == set(FAMILY) and d["models"] == len(FAMILY)
+    assert all(v > 0 for v in d["training_seconds"].values())
+    said = build.last_build()
+    assert f"{len(FAMILY)} models on {d['cpu_short']} on {d['date']}" in said
+    assert f"took {d['wall_seconds'] / 60:.1f} min of wall time with {d['jobs']} workers" in said
+    broken = tmp_path / "times.json"
+    broken.write_text("{}")
+    assert build.last_build(broken) == "the last whole-zoo build"
 
 
 def test_expr_l_is_experimental_built_only_when_named() -> None:

@@ -179,8 +179,8 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
     total = sum(v or 0.0 for v in seconds.values())
     chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)
     span = max((s.end for s in slots), default=0.0)
-    typer.echo(f"estimate from recorded training seconds (ttcl/zoo/build_times.json: the last whole-zoo build, "
-               f"AMD EPYC 26/2 on 2026-12-05; else the shipped model's ttcl_meta.json wall_seconds): "
+    typer.echo(f"estimate from recorded training seconds (ttcl/zoo/build_times.json: {build.last_build()}; "
+               f"else the shipped model's ttcl_meta.json wall_seconds): "
                f"{span / 60:.1f} min with {jobs} worker(s); {total / 60:.1f} min one after another; "
                f"longest dependency chain {chain / 60:.1f} min. Not included: sampling verifier data, "
                f"card evaluation, process start.")

@@ -204,6 +204,17 @@ def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR,
     return out
 
 
+def last_build(times: Path = BUILD_TIMES) -> str:
+    """The last whole-zoo build in words (build_times.json: date, processor, models, wall time), or a
+    plain pointer to the file when it cannot be read."""
+    try:
+        d = json.loads(times.read_text())
+        return (f"the last whole-zoo build, {d['models']} models on {d['cpu_short']} on {d['date']}, took "
+                f"{d['wall_seconds'] / 60:.1f} min of wall time with {d['jobs']} workers, sampling and cards included")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "the last whole-zoo build"
+
+
 def chain_seconds(graph: Graph, seconds: Mapping[str, float | None]) -> dict[str, float]:
     """A model's seconds plus the longest chain of models that need it (0 s where unknown)."""
     needed_by: dict[str, list[str]] = {n: [] for n in graph}

@@ -179,14 +179,16 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
     total = sum(v or 0.0 for v in seconds.values())
     chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)
     span = max((s.end for s in slots), default=0.0)
+    unknown = [n for n, v in seconds.items() if v is None]
+    least = "at least " if unknown else ""  # an unknown model counts 0 s: the figures are lower bounds
     typer.echo(f"estimate from recorded training seconds (ttcl/zoo/build_times.json: {build.last_build()}; "
                f"else the shipped model's ttcl_meta.json wall_seconds): "
-               f"{span / 60:.1f} min with {jobs} worker(s); {total / 60:.1f} min one after another; "
-               f"longest dependency chain {chain / 60:.1f} min. Not included: sampling verifier data, "
+               f"{least}{span / 60:.1f} min with {jobs} worker(s); {least}{total / 60:.1f} min one after another; "
+               f"longest dependency chain {least}{chain / 60:.1f} min. Not included: sampling verifier data, "
                f"card evaluation, process start.")
-    unknown = [n for n, v in seconds.items() if v is None]
     if unknown:
-        typer.echo(f"no recorded time (counted as 0): {', '.join(unknown)}")
+        typer.echo(f"no recorded time (counted as 0, so the estimate is a lower bound): {', '.join(unknown)}; "
+                   "the zoo README's family tables give the seconds measured for experimental recipes")
 
 
 @data_app.command("arith")

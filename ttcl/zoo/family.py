@@ -67,6 +67,11 @@ LM_RECIPES: dict[str, LMRecipe] = {
     # between expr-s and expr-m (43% greedy at 4 operations), 103 min on one shared core (experimental)
     "expr-l-long": LMRecipe("expr-l-long", "policy", 256, 3, 4, 160, 3600, batch_size=64, lr=1.5e-3,
                             init_std=_std(256), seed=13, data=EXPR_DATA),
+    # expr-m widened by duplication to expr-l's width (8 heads of 32; grow.py), so that it starts as expr-m, then
+    # trained on 500 more steps of new questions at a quarter of expr-m's peak rate: a third size that costs
+    # 0.56x expr-m's training FLOPs on top of expr-m's, where expr-l from scratch needed more than the build has
+    "expr-l-grown": LMRecipe("expr-l-grown", "policy", 256, 3, 8, 160, 500, batch_size=64, lr=5e-4, warmup=50,
+                             init_std=_std(256), seed=16, init_from="expr-m", init_noise=1e-3, data=EXPR_DATA),
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
     "expr-s-long": LMRecipe("expr-s-long", "policy", 64, 2, 2, 160, 9000, batch_size=64, lr=3e-3,
                             init_std=_std(64), seed=11, data=EXPR_DATA),

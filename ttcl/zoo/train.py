@@ -43,7 +43,9 @@ class LMRecipe:
     seed: int = 0
     init_std: float = 0.02
     data: DataSpec = field(default_factory=DataSpec)
-    init_from: str | None = None  # a trained LM of the same shape (its weights; positions beyond its n_ctx copy its last)
+    init_from: str | None = None  # a trained LM of the same shape (its weights; positions beyond its n_ctx copy its last),
+    # or of a whole fraction of the width with the same head_dim and depth: widened by duplication (grow.py)
+    init_noise: float = 0.0  # std of the seeded noise added to every matrix after widening (breaks the copies' symmetry)
     attempts_from: str | None = None  # revise: whose sampled attempts it reads (default: init_from's)
 
 
@@ -113,7 +115,7 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
     model = GPT2LMHeadModel(gpt2_config(r))
     model.config._attn_implementation = "sdpa"
     if init_dir is not None:
-        _load_init(model, init_dir)
+        _load_init(model, init_dir, r)
     opt = make_optimizer(model, r)
     total, non_emb = param_counts(model)
     log(f"[{r.name}] params total={total:,} non-embedding={non_emb:,} steps={r.train_steps}")
@@ -166,19 +168,39 @@ def train_lm(r: LMRecipe, out: Path | None, log: Log = print, log_every: int = 1
         "wall_seconds": round(wall, 1),
         "final_loss": round(sum(losses[-50:]) / len(losses[-50:]), 5),
         "first_loss": round(losses[0], 5),
-        "recipe": {k: v for k, v in asdict(r).items() if k != "data"} | {"data": asdict(r.data)},
+        "recipe": {k: v for k, v in asdict(r).items() if k != "data" and (k != "init_noise" or v)}
+        | {"data": asdict(r.data)},
         **({"init_from": r.init_from} if r.init_from else {}),
     }
+    if init_dir is not None and meta["d_model"] != _init_width(init_dir):  # grown: its compute includes the source's
+        src_meta = json.loads((init_dir / "ttcl_meta.json").read_text())
+        src_flops = src_meta.get("training_flops_with_init", src_meta["training_flops"])
+        meta["training_flops_with_init"] = meta["training_flops"] + src_flops
+        meta["grown_from"] = {"name": r.init_from, "d_model": src_meta["d_model"], "n_head": src_meta["n_head"],
+                              "training_flops": src_flops, "noise_std": r.init_noise}
     if out is not None:
         save_lm(model, out, r.n_ctx, meta)
     return model, meta
 
 
-def _load_init(model: torch.nn.Module, init_dir: Path) -> None:
+def _load_init(model: torch.nn.Module, init_dir: Path, r: LMRecipe) -> None:
     from safetensors.torch import load_file
+
+    from ttcl.zoo.grow import add_noise, widen_gpt2
 
     src = load_file(str(init_dir / "model.safetensors"))
     own = model.state_dict()
+    cfg = json.loads((init_dir / "config.json").read_text())
+    d_src = int(cfg["n_embd"])
+    if d_src != r.n_embd:  # a narrower model: widen it so that the new one starts computing its function
+        if r.n_embd % d_src or d_src // int(cfg["n_head"]) != r.n_embd // r.n_head:
+            raise ValueError(f"{r.name}: cannot widen {init_dir.name} (d {d_src}) to d {r.n_embd} with "
+                             f"{r.n_head} heads: the width must be a whole multiple and head_dim must stay")
+        if int(cfg["n_layer"]) != r.n_layer:
+            raise ValueError(f"{r.name}: cannot widen {init_dir.name}: it has {cfg['n_layer']} layers, the recipe "
+                             f"{r.n_layer} (widening keeps the depth)")
+        src = widen_gpt2(src, r.n_embd // d_src)
+        add_noise(src, r.init_noise, torch.Generator().manual_seed(r.seed))
     for k, v in src.items():
         k2 = k if k in own else f"transformer.{k}" if f"transformer.{k}" in own else None
         if k2 is None:
@@ -192,6 +214,10 @@ def _load_init(model: torch.nn.Module, init_dir: Path) -> None:
     if "lm_head.weight" in own and "transformer.wte.weight" in own:
         own["lm_head.weight"] = own["transformer.wte.weight"]
     model.load_state_dict(own)
+
+
+def _init_width(init_dir: Path) -> int:
+    return int(json.loads((init_dir / "config.json").read_text())["n_embd"])
 
 
 def save_lm(model: torch.nn.Module, out: Path, n_ctx: int, meta: dict) -> None:

@@ -1,0 +1,98 @@
+"""A policy family side by side: greedy accuracy per difficulty bin for each size on the same items,
+with 95% Wilson intervals, and each size against the next smaller one as a paired difference
+(percentile bootstrap over items). Does "a bigger model" mean a better one at every step of the family?
+
+    python bench/testbed_sizes.py --task expr --policies ttcl:expr-s,ttcl:expr-m,DIR/expr-l-grown \
+        [--per-level 150] [--seed 555] [--json out.json]
+
+`--policies` lists the family from the smallest up (`ttcl:NAME` or a `ttcl zoo train --out` directory);
+each row also gives the size's parameters and its training FLOPs (6·N·D, including the model it was
+grown from, if any). The seed names the dataset: items are `ttcl.zoo.testbed.BEDS[task].problems(per_level,
+seed)`. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from ttcl.zoo import testbed as T  # noqa: E402
+from ttcl.zoo.registry import resolve_model  # noqa: E402
+
+
+def _path(ref: str) -> Path:
+    return resolve_model(ref) if ref.startswith("ttcl:") else Path(ref)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=sorted(T.BEDS), default="expr")
+    ap.add_argument("--policies", required=True, help="comma-separated, smallest first")
+    ap.add_argument("--per-level", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
+    ap.add_argument("--json", help="write the per-item greedy outcomes and the table here")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    refs = [r.strip() for r in a.policies.split(",") if r.strip()]
+    for ref in refs:
+        if not (_path(ref) / "config.json").is_file():
+            print(f"--policies: {ref!r} is not a model directory (no config.json)", file=sys.stderr)
+            return 2
+    bed = T.BEDS[a.task]
+    problems = bed.problems(a.per_level, seed=a.seed)
+    bins = sorted({p.steps for p in problems})
+    right: dict[str, list[float]] = {}
+    metas: dict[str, dict] = {}
+    for ref in refs:
+        path = _path(ref)
+        t0 = time.time()
+        meta = json.loads((path / "ttcl_meta.json").read_text())
+        model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+        items = T.run_policy(model, AutoTokenizer.from_pretrained(str(path)), problems, k=0, seed=a.seed,
+                             style=T.chain_style(meta))
+        right[ref] = [float(bed.checker.outcome(it.problem.question, it.greedy)) for it in items]
+        metas[ref] = meta
+        print(f"[{ref}] {len(items)} greedy decodes in {time.time() - t0:.0f} s", file=sys.stderr)
+    idx = {b: [i for i, p in enumerate(problems) if p.steps == b] for b in bins}
+    print(f"\ndataset: {bed.name}, {a.per_level} items per bin, seed={a.seed}; greedy accuracy in % "
+          f"(95% Wilson intervals); differences in points against the next smaller size (paired bootstrap)\n")
+    print("| policy | params | training FLOPs | " + " | ".join(str(b) for b in bins) + " |")
+    print("|" + "---|" * (3 + len(bins)))
+    table: dict[str, dict] = {}
+    for j, ref in enumerate(refs):
+        m = metas[ref]
+        flops = m.get("training_flops_with_init", m.get("training_flops"))
+        cells, diffs = [], []
+        for b in bins:
+            got = [right[ref][i] for i in idx[b]]
+            lo, hi = T.wilson(sum(got), len(got))
+            cells.append(f"{T.pct(sum(got) / len(got))} [{T.pct(lo)}, {T.pct(hi)}]")
+            table.setdefault(ref, {})[b] = {"greedy": sum(got) / len(got), "ci": [lo, hi]}
+            if j:
+                d = [right[ref][i] - right[refs[j - 1]][i] for i in idx[b]]
+                mean, dlo, dhi = T.mean_ci(d, seed=a.seed + b)
+                diffs.append(f"{100 * mean:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]")
+                table[ref][b]["minus_smaller"] = [mean, dlo, dhi]
+        print(f"| {ref} | {m.get('params_total', 0):,} | {flops:.3g} | " + " | ".join(cells) + " |")
+        if j:
+            print(f"| - {refs[j - 1]} | | | " + " | ".join(diffs) + " |")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"task": a.task, "seed": a.seed, "per_level": a.per_level, "bins": bins,
+                                            "policies": refs, "table": {r: {str(b): v for b, v in t.items()}
+                                                                        for r, t in table.items()},
+                                            "right": right}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

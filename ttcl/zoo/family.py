@@ -72,6 +72,10 @@ LM_RECIPES: dict[str, LMRecipe] = {
     # 0.56x expr-m's training FLOPs on top of expr-m's, where expr-l from scratch needed more than the build has
     "expr-l-grown": LMRecipe("expr-l-grown", "policy", 256, 3, 8, 160, 500, batch_size=64, lr=5e-4, warmup=50,
                              init_std=_std(256), seed=16, init_from="expr-m", init_noise=1e-3, data=EXPR_DATA),
+    # its control: expr-m itself on the same 500 steps (same data seed, rate and schedule), not widened. Is it the
+    # width or the extra steps? (experimental)
+    "expr-m-cont": LMRecipe("expr-m-cont", "policy", 128, 3, 4, 160, 500, batch_size=64, lr=5e-4, warmup=50,
+                            init_std=_std(128), seed=16, init_from="expr-m", data=EXPR_DATA),
     # expr-s's recipe on 2.5x its steps: tried, no better (expr-m jumps at 3,600 steps; expr-s does not)
     "expr-s-long": LMRecipe("expr-s-long", "policy", 64, 2, 2, 160, 9000, batch_size=64, lr=3e-3,
                             init_std=_std(64), seed=11, data=EXPR_DATA),

@@ -223,6 +223,26 @@ def test_build_times_are_one_whole_build_of_the_default_family(tmp_path: Path) -
     assert build.last_build(broken) == "the last whole-zoo build"
 
 
+def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: Path) -> None:
+    """A recipe the package cannot hold (expr-l-grown: the weights are at the 25 MB cap) records the
+    sha256 of a reference build, so that a rebuild can still say whether it came back byte-identical."""
+    data = json.loads(build.REFERENCE_BUILDS.read_text())
+    assert "expr-l-grown" in data["models"]
+    for name, entry in data["models"].items():
+        assert name in LM_RECIPES and name not in FAMILY and not (MODELS_DIR / name).exists()
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) and entry["build"]["torch"]
+        assert build.reference_build(name) == (entry["sha256"], entry["build"])
+    assert build.reference_build("expr-s") == (None, None)  # shipped: compared with its own file
+    built = tmp_path / "m"
+    built.mkdir()
+    (built / "model.safetensors").write_bytes(b"weights")
+    what = "the reference build (ttcl/zoo/reference_builds.json)"
+    ok, phrase = build.compare_with_shipped(built, build.weights_digest(built), what=what)
+    assert ok is True and phrase.startswith(f"byte-identical to {what}")
+    ok, phrase = build.compare_with_shipped(built, "0" * 64, what=what)
+    assert ok is False and phrase.startswith(f"differs from {what}")
+
+
 def test_expr_l_is_experimental_built_only_when_named() -> None:
     assert "expr-l" in EXPERIMENTAL and "expr-l" not in FAMILY and "expr-l" in LM_RECIPES
     assert not (MODELS_DIR / "expr-l").exists()

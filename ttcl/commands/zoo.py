@@ -72,7 +72,7 @@ def models() -> None:
 
 @zoo_app.command("train")
 def train(
-    only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable); what it needs must be in --out already or named too. Also builds the experimental recipes, which the default build leaves out (expr-l).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable); what it needs must be in --out already or named too. Also builds the recipes the default build leaves out: expr-l-grown (the expr family's third size, too large for the package; with --shipped-deps) and the experimental ones.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few steps per model: checks the pipeline, not for shipping.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).")] = None,
     into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
@@ -128,13 +128,16 @@ def train(
     # what a rebuild is compared with: read before training, since --into-package overwrites it
     shipped = {} if quick else {n: build.weights_digest(MODELS_DIR / n) for n in graph}
     shipped_env = {} if quick else {n: build.shipped_build(n) for n in graph}
+    reference = {n: build.reference_build(n) for n in graph if not quick and shipped[n] is None}
     same: dict[str, bool | None] = {}
 
     def done(name: str, meta: dict) -> None:
         line = f"{name}: {meta['params_total']:,} params, {meta['wall_seconds']} s, headline {_headline(meta)}"
         if not quick:
-            same[name], phrase = build.compare_with_shipped(root / name, shipped.get(name), shipped_env.get(name),
-                                                            meta.get("build"))
+            ref_digest, ref_env = reference.get(name, (None, None))
+            same[name], phrase = build.compare_with_shipped(
+                root / name, shipped.get(name) or ref_digest, shipped_env.get(name) or ref_env, meta.get("build"),
+                what="the shipped file" if shipped.get(name) else "the reference build (ttcl/zoo/reference_builds.json)")
             line += f"; {phrase}"
         typer.echo(line)
 
@@ -143,7 +146,8 @@ def train(
     compared = [n for n, v in same.items() if v is not None]
     if compared:
         differ = [n for n in compared if not same[n]]
-        typer.echo(f"{len(compared) - len(differ)} of {len(compared)} shipped models rebuilt byte-identical"
+        typer.echo(f"{len(compared) - len(differ)} of {len(compared)} models rebuilt byte-identical to the shipped "
+                   "(or reference) files"
                    + (f"; differ: {', '.join(differ)} (see 'Reproducing' in ttcl/zoo/README.md)" if differ else ""))
 
 

@@ -85,19 +85,34 @@ def shipped_build(name: str) -> dict | None:
     return env if isinstance(env, dict) else None
 
 
+REFERENCE_BUILDS = Path(__file__).resolve().parent / "reference_builds.json"
+
+
+def reference_build(name: str) -> tuple[str | None, dict | None]:
+    """(sha256, build environment) recorded for a recipe that is built but not shipped, or (None, None)."""
+    try:
+        entry = json.loads(REFERENCE_BUILDS.read_text())["models"].get(name)
+    except (OSError, ValueError, KeyError):
+        return None, None
+    if not isinstance(entry, dict):
+        return None, None
+    return entry.get("sha256"), entry.get("build")
+
+
 def compare_with_shipped(built: Path, shipped: str | None, shipped_build: dict | None = None,
-                         this_build: dict | None = None) -> tuple[bool | None, str]:
+                         this_build: dict | None = None, what: str = "the shipped file") -> tuple[bool | None, str]:
     """Whether the weights in `built` are the shipped ones (`shipped`: their sha256, or None
     when the model is not shipped), and a phrase that says so and, when they differ, what in
-    the two builds' recorded environments (`ttcl_meta.json` `build`) differs."""
+    the two builds' recorded environments (`ttcl_meta.json` `build`) differs. `what` names the
+    file compared with (a recipe built but not shipped is compared with its reference build)."""
     if shipped is None:
         return None, "not shipped: nothing to compare"
     got = weights_digest(built)
     if got is None:
         return False, f"no {WEIGHTS} written"
     if got == shipped:
-        return True, f"byte-identical to the shipped file (sha256 {got[:8]}...)"
-    return False, (f"differs from the shipped file (sha256 {got[:8]}... against {shipped[:8]}...): "
+        return True, f"byte-identical to {what} (sha256 {got[:8]}...)"
+    return False, (f"differs from {what} (sha256 {got[:8]}... against {shipped[:8]}...): "
                    f"{why_different(shipped_build, this_build)}; see 'Reproducing' in ttcl/zoo/README.md")
 
 

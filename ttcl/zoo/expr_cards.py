@@ -15,6 +15,7 @@ import json
 import time
 from pathlib import Path
 
+from ttcl.zoo.registry import FAMILY
 from ttcl.zoo.train import Log
 
 CARD_PER_LEVEL = 100
@@ -45,6 +46,11 @@ def load_items(path: Path, task: str = "expr"):
         assert p is not None
         out.append(Item(p, d["greedy"], d["samples"]))
     return out
+
+
+def _bundled(name: str) -> bool:
+    """Whether the package ships `name` (the default build's models); other recipes are built on request."""
+    return name in FAMILY
 
 
 def _pct(x: float) -> str:
@@ -310,7 +316,7 @@ def write_card(out: Path, meta: dict) -> None:
                    "the lines before it)"}.get(kind, kind)
     lines = [
         f"# {name}", "",
-        f"Part of ttcl's testbed v2 (`ttcl:{name}`): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "
+        f"Part of ttcl's testbed v2 ({'`ttcl:' + name + '`' if _bundled(name) else 'built, not bundled'}): {what}. Task: `{task}` (`ttcl data {task}`), whose exact "
         f"checker is `check(\"{task}\")` (outcome, steps, and with `agg` a process scorer). Loads offline "
         "with the ordinary transformers `from_pretrained` path.", "",
         "| field | value |", "|---|---|",
@@ -323,7 +329,12 @@ def write_card(out: Path, meta: dict) -> None:
         f"{meta.get('training_tokens'):,} tokens, {meta.get('training_flops'):.3g} FLOPs (6·N·D), "
         f"{meta.get('wall_seconds')} s on one thread of a shared 2-core CPU, seed {meta.get('seed')} |",
     ]
-    if meta.get("init_from"):
+    if (g := meta.get("grown_from")):
+        lines.append(f"| grown from | `ttcl:{g['name']}` (d_model {g['d_model']}, {g['n_head']} heads), widened by "
+                     "duplication so that it starts computing that model's function (ttcl/zoo/grow.py), plus "
+                     f"noise of std {g['noise_std']:g}; with {g['name']}'s training, "
+                     f"{meta.get('training_flops_with_init'):.3g} training FLOPs |")
+    elif meta.get("init_from"):
         lines.append(f"| initialised from | `ttcl:{meta['init_from']}` |")
     if meta.get("sampled_from"):
         lines.append(f"| trained on samples of | {', '.join('`ttcl:' + p + '`' for p in meta['sampled_from'])} "
@@ -396,5 +407,10 @@ def write_card(out: Path, meta: dict) -> None:
                   "samples the revision at the fresh sample's temperature instead): ttcl/zoo/README.md, "
                   "\"Gate (d) on twenty more evaluation sets\" and \"Is the gain revision's, or greedy "
                   "decoding's?\".", ""]
-    lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
+    if _bundled(name):
+        lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
+    else:  # a recipe the package does not ship: built where the user asks, from the shipped models it reads
+        lines += [f"Not bundled in the package: build it with `ttcl zoo train --only {name} --shipped-deps` "
+                  f"(writes to `./ttcl-zoo/{name}`) and pass that directory where a model is asked for "
+                  "(`--model policy=./ttcl-zoo/" + name + "`); see ttcl/zoo/README.md.", ""]
     (out / "README.md").write_text("\n".join(lines))

@@ -27,7 +27,7 @@ from ttcl.zoo.family import (  # noqa: E402
     cpu_capability,
     dependencies,
 )
-from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, META_FILE, MODELS_DIR  # noqa: E402
+from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, META_FILE, MODELS_DIR, REFERENCE_BUILDS  # noqa: E402
 
 
 def _main(capfd, *args: str) -> tuple[int, str]:
@@ -226,7 +226,7 @@ def test_build_times_are_one_whole_build_of_the_default_family(tmp_path: Path) -
 def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: Path) -> None:
     """A recipe the package cannot hold (expr-l-grown: the weights are at the 25 MB cap) records the
     sha256 of a reference build, so that a rebuild can still say whether it came back byte-identical."""
-    data = json.loads(build.REFERENCE_BUILDS.read_text())
+    data = json.loads(REFERENCE_BUILDS.read_text())
     assert "expr-l-grown" in data["models"]
     for name, entry in data["models"].items():
         assert name in LM_RECIPES and name not in FAMILY and not (MODELS_DIR / name).exists()
@@ -241,6 +241,13 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
     assert ok is True and phrase.startswith(f"byte-identical to {what}")
     ok, phrase = build.compare_with_shipped(built, "0" * 64, what=what)
     assert ok is False and phrase.startswith(f"differs from {what}")
+    from typer.testing import CliRunner
+
+    from ttcl.cli import app
+
+    listed = CliRunner().invoke(app, ["models"])
+    assert listed.exit_code == 0, listed.output
+    assert "not bundled" in listed.output and "ttcl zoo train --only expr-l-grown --shipped-deps" in listed.output
 
 
 def test_expr_l_is_experimental_built_only_when_named() -> None:

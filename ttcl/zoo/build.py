@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ttcl.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, TtclError, TtclRuntimeError
-from ttcl.zoo.registry import META_FILE, MODELS_DIR, _read_meta
+from ttcl.zoo.registry import META_FILE, MODELS_DIR, _read_meta, reference_builds
 
 Log = Callable[[str], None]
 Graph = Mapping[str, Sequence[str]]
@@ -85,15 +85,9 @@ def shipped_build(name: str) -> dict | None:
     return env if isinstance(env, dict) else None
 
 
-REFERENCE_BUILDS = Path(__file__).resolve().parent / "reference_builds.json"
-
-
 def reference_build(name: str) -> tuple[str | None, dict | None]:
     """(sha256, build environment) recorded for a recipe that is built but not shipped, or (None, None)."""
-    try:
-        entry = json.loads(REFERENCE_BUILDS.read_text())["models"].get(name)
-    except (OSError, ValueError, KeyError):
-        return None, None
+    entry = reference_builds().get(name)
     if not isinstance(entry, dict):
         return None, None
     return entry.get("sha256"), entry.get("build")

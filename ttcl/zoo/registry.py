@@ -54,6 +54,19 @@ EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-
                 "expr-s-narrow8-long-lik", "expr-l-grown", "expr-m-cont")
 
 
+REFERENCE_BUILDS = Path(__file__).resolve().parent / "reference_builds.json"
+
+
+def reference_builds() -> dict[str, dict]:
+    """Recipes built on request but not shipped (the package's weights are at the 25 MB cap), by name:
+    the sha256 and build environment of a reference build, and what the model is (`reference_builds.json`)."""
+    try:
+        models = json.loads(REFERENCE_BUILDS.read_text()).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: v for k, v in models.items() if isinstance(v, dict)} if isinstance(models, dict) else {}
+
+
 def shipped_names() -> list[str]:
     """Names of the bundled models that have a meta file (sorted by kind, then size)."""
     if not MODELS_DIR.is_dir():

@@ -245,6 +245,9 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
 
     from ttcl.cli import app
 
+    plan = CliRunner().invoke(app, ["zoo", "train", "--only", "expr-l-grown", "--plan"])
+    assert plan.exit_code == 0 and "at least" not in plan.output  # its reference build's seconds
+    assert build.recorded_seconds(["expr-l-grown"])["expr-l-grown"] == data["models"]["expr-l-grown"]["training_seconds"]
     listed = CliRunner().invoke(app, ["models"])
     assert listed.exit_code == 0, listed.output
     assert "not bundled" in listed.output and "ttcl zoo train --only expr-l-grown --shipped-deps" in listed.output

@@ -193,7 +193,7 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
     unknown = [n for n, v in seconds.items() if v is None]
     least = "at least " if unknown else ""  # an unknown model counts 0 s: the figures are lower bounds
     typer.echo(f"estimate from recorded training seconds (ttcl/zoo/build_times.json: {build.last_build()}; "
-               f"else the shipped model's ttcl_meta.json wall_seconds): "
+               f"else the shipped model's ttcl_meta.json wall_seconds, or a recipe's reference build): "
                f"{least}{span / 60:.1f} min with {jobs} worker(s); {least}{total / 60:.1f} min one after another; "
                f"longest dependency chain {least}{chain / 60:.1f} min. Not included: sampling verifier data, "
                f"card evaluation, process start.")

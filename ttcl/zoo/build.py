@@ -196,7 +196,7 @@ def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR,
                      times: Path | None = BUILD_TIMES) -> dict[str, float | None]:
     """Each model's training seconds: from the last whole-zoo build (`times`, build_times.json),
     else the shipped model's own `wall_seconds` (ttcl_meta.json; the build that made its bytes,
-    on that day's machine and load), else None."""
+    on that day's machine and load), else a recipe's reference build (reference_builds.json), else None."""
     measured: dict = {}
     if times is not None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -208,7 +208,7 @@ def recorded_seconds(names: Sequence[str], models_dir: Path = MODELS_DIR,
             try:
                 v = json.loads((models_dir / n / META_FILE).read_text()).get("wall_seconds")
             except (OSError, ValueError):
-                v = None
+                v = reference_builds().get(n, {}).get("training_seconds")
         out[n] = float(v) if isinstance(v, int | float) else None
     return out
 

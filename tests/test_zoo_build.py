@@ -250,7 +250,8 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
     assert build.recorded_seconds(["expr-l-grown"])["expr-l-grown"] == data["models"]["expr-l-grown"]["training_seconds"]
     listed = CliRunner().invoke(app, ["models"])
     assert listed.exit_code == 0, listed.output
-    assert "not bundled" in listed.output and "ttcl zoo train --only expr-l-grown --shipped-deps" in listed.output
+    assert "built on request, not bundled: expr-l-grown" in listed.output
+    assert "ttcl zoo train --only expr-l-grown --shipped-deps" in listed.output
 
 
 def test_expr_l_is_experimental_built_only_when_named() -> None:

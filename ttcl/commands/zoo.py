@@ -71,7 +71,7 @@ def models() -> None:
     from ttcl.zoo.registry import reference_builds
 
     for name, ref in reference_builds().items():  # recipes the package cannot hold: built where the user asks
-        console.print(f"not bundled (the package's weights are at the 25 MB cap): {name}, "
+        console.print(f"built on request, not bundled: {name}, "
                       f"{_fmt_params(ref.get('params_total'))} params, {ref.get('task', '?')} {ref.get('kind', '?')}, "
                       f"{ref.get('what', '')}; build it with `ttcl zoo train --only {name} --shipped-deps`",
                       highlight=False, soft_wrap=True)

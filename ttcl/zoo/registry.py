@@ -58,7 +58,7 @@ REFERENCE_BUILDS = Path(__file__).resolve().parent / "reference_builds.json"
 
 
 def reference_builds() -> dict[str, dict]:
-    """Recipes built on request but not shipped (the package's weights are at the 25 MB cap), by name:
+    """Recipes built on request but not shipped (expr-l-grown: the package's weights are at the 25 MB cap), by name:
     the sha256 and build environment of a reference build, and what the model is (`reference_builds.json`)."""
     try:
         models = json.loads(REFERENCE_BUILDS.read_text()).get("models", {})

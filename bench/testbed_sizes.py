@@ -90,7 +90,7 @@ def main() -> int:
         Path(a.json).write_text(json.dumps({"task": a.task, "seed": a.seed, "per_level": a.per_level, "bins": bins,
                                             "policies": refs, "table": {r: {str(b): v for b, v in t.items()}
                                                                         for r, t in table.items()},
-                                            "right": right}, indent=1) + "\n")
+                                            "steps": [p.steps for p in problems], "right": right}, indent=1) + "\n")
     return 0
 
 

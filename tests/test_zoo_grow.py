@@ -84,3 +84,32 @@ def test_the_grown_recipe_keeps_head_dim_and_grows_a_shipped_policy() -> None:
     assert r.n_layer == src.n_layer and r.init_noise > 0
     meta = json.loads((Path(__file__).resolve().parents[1] / "ttcl/zoo/models" / src.name / "ttcl_meta.json").read_text())
     assert meta["d_model"] == src.n_embd
+
+
+def test_the_sizes_bench_compares_a_family_on_the_same_items(tmp_path: Path) -> None:
+    """bench/testbed_sizes.py: each size's greedy accuracy per bin and the paired difference against
+    the next smaller size are computed from the same per-item outcomes it writes out."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "testbed_sizes.py"
+    out = tmp_path / "sizes.json"
+    p = subprocess.run([sys.executable, str(script), "--task", "expr", "--policies", "ttcl:expr-s,ttcl:expr-m",
+                        "--per-level", "10", "--seed", "555", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(out.read_text())
+    assert d["bins"] == [2, 3, 4, 5, 6, 7, 8] and len(d["right"]["ttcl:expr-m"]) == 70
+    s, m = d["right"]["ttcl:expr-s"], d["right"]["ttcl:expr-m"]
+    for b in d["bins"]:
+        idx = [i for i, st in enumerate(d["steps"]) if st == b]
+        assert len(idx) == 10
+        cell = d["table"]["ttcl:expr-m"][str(b)]
+        assert cell["greedy"] == sum(m[i] for i in idx) / 10
+        assert cell["minus_smaller"][0] == sum(m[i] - s[i] for i in idx) / 10
+        assert cell["minus_smaller"][1] <= cell["minus_smaller"][0] <= cell["minus_smaller"][2]
+        assert "minus_smaller" not in d["table"]["ttcl:expr-s"][str(b)]
+    assert "| - ttcl:expr-s |" in p.stdout
+    bad = subprocess.run([sys.executable, str(script), "--policies", f"ttcl:expr-s,{tmp_path / 'nothing'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "nothing" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,8 +6,8 @@ with 95% Wilson intervals, and each size against the next smaller one as a paire
         [--per-level 150] [--seed 555] [--json out.json]
 
 `--policies` lists the family from the smallest up (`ttcl:NAME` or a `ttcl zoo train --out` directory);
-each row also gives the size's parameters and its training FLOPs (6·N·D, including the model it was
-grown from, if any). The seed names the dataset: items are `ttcl.zoo.testbed.BEDS[task].problems(per_level,
+each row also gives the size's parameters and its training FLOPs (6·N·D, including those of the model
+it was grown or trained on from, if any). The seed names the dataset: items are `ttcl.zoo.testbed.BEDS[task].problems(per_level,
 seed)`. Not a test.
 """
 
@@ -25,11 +25,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
-from ttcl.zoo.registry import resolve_model  # noqa: E402
+from ttcl.zoo.registry import MODELS_DIR, resolve_model  # noqa: E402
 
 
 def _path(ref: str) -> Path:
     return resolve_model(ref) if ref.startswith("ttcl:") else Path(ref)
+
+
+def _flops_with_init(meta: dict, path: Path) -> float | None:
+    """Training FLOPs including the model it started from (`init_from`, looked up beside it or among
+    the shipped models), so that a model trained on from another counts that one's training too."""
+    if "training_flops_with_init" in meta or not meta.get("init_from"):
+        return meta.get("training_flops_with_init", meta.get("training_flops"))
+    for d in (path.parent / meta["init_from"], MODELS_DIR / meta["init_from"]):
+        if (d / "ttcl_meta.json").is_file():
+            src = json.loads((d / "ttcl_meta.json").read_text())
+            return meta["training_flops"] + (_flops_with_init(src, d) or 0.0)
+    return None
 
 
 def main() -> int:
@@ -71,7 +83,7 @@ def main() -> int:
     table: dict[str, dict] = {}
     for j, ref in enumerate(refs):
         m = metas[ref]
-        flops = m.get("training_flops_with_init", m.get("training_flops"))
+        flops = _flops_with_init(m, _path(ref))
         cells, diffs = [], []
         for b in bins:
             got = [right[ref][i] for i in idx[b]]
@@ -83,7 +95,8 @@ def main() -> int:
                 mean, dlo, dhi = T.mean_ci(d, seed=a.seed + b)
                 diffs.append(f"{100 * mean:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]")
                 table[ref][b]["minus_smaller"] = [mean, dlo, dhi]
-        print(f"| {ref} | {m.get('params_total', 0):,} | {flops:.3g} | " + " | ".join(cells) + " |")
+        print(f"| {ref} | {m.get('params_total', 0):,} | {'?' if flops is None else f'{flops:.3g}'} | "
+              + " | ".join(cells) + " |")
         if j:
             print(f"| - {refs[j - 1]} | | | " + " | ".join(diffs) + " |")
     if a.json:

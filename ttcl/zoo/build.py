@@ -87,9 +87,7 @@ def shipped_build(name: str) -> dict | None:
 
 def reference_build(name: str) -> tuple[str | None, dict | None]:
     """(sha256, build environment) recorded for a recipe that is built but not shipped, or (None, None)."""
-    entry = reference_builds().get(name)
-    if not isinstance(entry, dict):
-        return None, None
+    entry = reference_builds().get(name, {})  # the registry keeps only dict entries
     return entry.get("sha256"), entry.get("build")
 
 

@@ -299,6 +299,20 @@ def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path,
             assert built["expr-s"] == cpu_capability("expr-s") == "AVX512"
 
 
+def test_the_build_log_drops_two_known_benign_transformers_warnings_and_keeps_the_rest() -> None:
+    """transformers warns on every zoo model that no attention mask is passed (training is right-padded
+    under a causal mask) and that the config names no loss type; the build's log drops those two only."""
+    import logging
+
+    def rec(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1, msg, None, None)
+
+    assert not build._known_benign(rec("We strongly recommend passing in an `attention_mask` since your input_ids may be padded."))
+    assert not build._known_benign(rec("`loss_type=None` was set in the config but it is unrecognized."))
+    assert build._known_benign(rec("Some weights of GPT2ForTokenClassification were not initialized"))
+    assert build._known_benign(rec("an `attention_mask` was passed"))
+
+
 def _tunables() -> str | None:
     return os.environ.get("GLIBC_TUNABLES")
 
@@ -339,7 +353,7 @@ def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd,
     assert "[zoo] arith-m: FAILED: FileExistsError" in err and "arith-m: FileExistsError" in err.split("not built")[1]
     assert "arith-orm: not built (needs arith-m, which failed)" in err
     assert "[zoo] arith-orm: started" not in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "We strongly recommend passing in an `attention_mask`" not in err
     assert not (root / "arith-orm").exists()
 
 

@@ -305,6 +305,7 @@ def _build_one(name: str, root: str, is_quick: bool, evaluate: bool) -> Outcome:
         for h in logging.getLogger("transformers").handlers:
             fmt = h.formatter._fmt if h.formatter is not None and h.formatter._fmt else "%(message)s"
             h.setFormatter(logging.Formatter(f"{prefix} {fmt}"))
+            h.addFilter(_known_benign)
         from ttcl.zoo.family import train_one
 
         return Outcome(name, meta=train_one(name, Path(root), is_quick=is_quick, log=log, evaluate=evaluate))
@@ -314,6 +315,17 @@ def _build_one(name: str, root: str, is_quick: bool, evaluate: bool) -> Outcome:
         return Outcome(name, error=f"{type(e).__name__}: {e}", trace=traceback.format_exc())
     except Exception as e:  # a bug or a broken input model: one line now, the traceback under --debug
         return Outcome(name, error=f"{type(e).__name__}: {e}", internal=True, trace=traceback.format_exc())
+
+
+# transformers' warnings that every zoo model would print, and that do not apply to how the zoo trains:
+# training batches are right-padded under a causal mask, so no real token sees a pad and no mask is
+# passed (train.py); and GPT-2's config names no loss type, so the default causal-LM loss is the one meant.
+_BENIGN = ("We strongly recommend passing in an `attention_mask`", "`loss_type=None` was set in the config")
+
+
+def _known_benign(record: object) -> bool:
+    """A logging filter: False (drop) for the warnings in _BENIGN."""
+    return not str(getattr(record, "msg", "")).startswith(_BENIGN)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException, Underflow, localcontext
 
 from ttcl.compiler import ast
 
@@ -234,14 +234,19 @@ def number_value(text: str) -> tuple[float, bool]:
     if not suffix and mantissa.isdigit() and len(mantissa) < 16:
         return float(int(mantissa)), True
     try:
-        exact = Decimal(mantissa) * _SUFFIXES[suffix]
+        with localcontext() as ctx:  # Overflow and InvalidOperation trap by default; Underflow too, here
+            ctx.traps[Underflow] = True
+            exact = Decimal(mantissa) * _SUFFIXES[suffix]
+            whole = exact == exact.to_integral_value()
         value = float(exact)
-    except (InvalidOperation, OverflowError):
+    except Underflow:  # `1e-999999999k`: a float 0.0, and not a whole number
+        return 0.0, False
+    except (DecimalException, OverflowError):  # `9e999999k` overflows Decimal's own exponent range
         return float("inf"), False
     if value == float("inf"):
         return value, False
     plain = "." not in mantissa and "e" not in mantissa.lower()
-    return value, plain or (bool(suffix) and exact == exact.to_integral_value())
+    return value, plain or (bool(suffix) and whole)
 
 
 # ---------------------------------------------------------------- strings

@@ -37,6 +37,8 @@ CASES = [
      'prog.ttc:2:28: error: bad number suffix `x` in `8x`\n   2 | budget per item { calls <= 8x }\n                                  ^^\n  expected: a number such as `16`, `0.8`, `2e12`, or one with a suffix k, M, G or T (`8k`, `2.5M`)\n  hint: the suffixes are k (1e3), M (1e6), G (1e9) and T (1e12), case-sensitive'),
     ('huge_number', 'ttcl 1\nparam n: int = 1e999\n',
      'prog.ttc:2:16: error: number `1e999` is too large\n   2 | param n: int = 1e999\n                      ^^^^^\n  hint: numbers must fit a 64-bit float (below about 1.8e308)'),
+    ('huge_suffixed_number', 'ttcl 1\nparam n: int = 9e999999k\n',  # past Decimal's own exponent range
+     'prog.ttc:2:16: error: number `9e999999k` is too large\n   2 | param n: int = 9e999999k\n                      ^^^^^^^^^\n  hint: numbers must fit a 64-bit float (below about 1.8e308)'),
     ('nul_byte', 'ttcl 1\nmodel p = \x00\n',
      'prog.ttc:2:11: error: unexpected character `\\x00`\n   2 | model p = �\n                 ^\n  expected: a string'),
     ('unclosed_paren', 'ttcl 1\nstrategy main(q: text) -> answer {\n    x = f(a, (b)\n}\n',
@@ -141,3 +143,15 @@ def test_truncations_of_a_program_parse_or_fail_cleanly() -> None:
             parse(source[:end])
         except SyntaxDiagnosticError as e:
             assert e.diagnostics[0].span.line >= 1
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("9e999999k", (float("inf"), False)), ("1e999999999T", (float("inf"), False)),  # beyond Decimal's Emax
+    ("1e-999999999k", (0.0, False)), ("5e-999999k", (0.0, False)),  # below its Emin: zero, and not whole
+    ("2.5k", (2500.0, True)), ("1.5e3k", (1500000.0, True)), ("2.5", (2.5, False)), ("16", (16.0, True)),
+])
+def test_number_value_of_extreme_exponents_never_raises(text: str, expected: tuple[float, bool]) -> None:
+    """Found by the explore-mode fmt sweep: `9e999999k` raised decimal.Overflow out of the lexer."""
+    from ttcl.compiler.parse_lex import number_value
+
+    assert number_value(text) == expected

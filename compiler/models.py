@@ -162,7 +162,31 @@ def _spec_from_ref(ref: str, base_dir: str | None) -> ModelSpec:
         path = Path(base_dir) / path
     if is_dir(path):
         return spec_from_dir(path)
+    if not _exists(path):
+        raise ModelSpecError(
+            f"model `{ref}` is not a local model directory (no such directory"
+            f"{'' if str(path) == ref else f': {path}'}), so its size is unknown",
+            "check the path (a `--model` path is read from the current directory, one in the program from the "
+            "program's), or name a bundled model as `ttcl:NAME` (`ttcl models`); for a model that is not on this "
+            f"machine, {_PARAMS_HINT}")
     raise ModelSpecError(f"model `{ref}` is not a local model directory, so its size is unknown", _PARAMS_HINT)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def from_here(ref: str) -> str:
+    """A model override's ref (`--model NAME=PATH`, `ttcl.run(models=...)`): a relative local path is read from
+    the current directory, as at a shell prompt, not from the program's; `ttcl:NAME`, URLs and absolute
+    paths are kept as given."""
+    if ref.startswith("ttcl:") or is_endpoint(ref):
+        return ref
+    path = Path(ref).expanduser()
+    return ref if path.is_absolute() else str(Path.cwd() / path)
 
 
 def local_of(ref: str, base_dir: str | None = None) -> str | None:

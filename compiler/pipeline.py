@@ -31,6 +31,7 @@ from ttcl.compiler.diagnostics import (
 )
 from ttcl.compiler.endpoints import untrusted_remote
 from ttcl.compiler.loader import Program, load_program
+from ttcl.compiler.models import from_here
 
 
 @dataclass
@@ -70,6 +71,7 @@ def compile_program(
     `model_overrides` (the user's own command line) is trusted.
     `import_paths`: directories besides the root's own tree that imports may reach (see `load_program`).
     """
+    model_overrides = {name: from_here(ref) for name, ref in (model_overrides or {}).items()}
     with paused_gc(), _deep_stack():
         try:
             program = load_program(path, source=source, file=file, import_paths=import_paths)

@@ -197,8 +197,9 @@ def test_missing_model_size_points_at_the_declaration() -> None:
     with pytest.raises(SemanticDiagnosticError) as err:
         compile_program(source=src, file="t.ttc")
     text = str(err.value)
-    assert text.splitlines()[0] == "t.ttc:2:1: error: model `policy`: model `/nonexistent/x` is not a local model directory, so its size is unknown"
-    assert "hint: add `(params = ...)`" in text
+    assert text.splitlines()[0] == ("t.ttc:2:1: error: model `policy`: model `/nonexistent/x` is not a local model "
+                                    "directory (no such directory), so its size is unknown")
+    assert "hint: check the path" in text and "add `(params = ...)`" in text
 
 
 def test_input_without_bound_needs_max_input_tokens() -> None:

@@ -60,8 +60,22 @@ def test_relative_dir_resolves_against_the_module(tmp_path: Path) -> None:
 def test_missing_dir_without_params_asks_for_params() -> None:
     with pytest.raises(ModelSpecError) as err:
         model_spec("/nonexistent/model", {})
-    assert err.value.message == "model `/nonexistent/model` is not a local model directory, so its size is unknown"
-    assert err.value.hint is not None and "params = " in err.value.hint
+    assert err.value.message == ("model `/nonexistent/model` is not a local model directory (no such directory), "
+                                 "so its size is unknown")
+    assert err.value.hint is not None and "params = " in err.value.hint and "check the path" in err.value.hint
+
+
+def test_a_relative_missing_dir_names_where_it_was_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(ModelSpecError) as err:
+        model_spec("models/typo", {}, base_dir=tmp_path)
+    assert f"(no such directory: {tmp_path / 'models' / 'typo'})" in err.value.message
+
+
+def test_a_file_is_not_a_model_directory_and_is_not_called_missing(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelSpecError) as err:
+        model_spec(str(tmp_path / "weights.bin"), {})
+    assert err.value.message.endswith("is not a local model directory, so its size is unknown")
 
 
 def test_unknown_architecture_is_an_error(tmp_path: Path) -> None:

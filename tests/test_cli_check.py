@@ -200,3 +200,24 @@ def test_a_bad_model_override_says_it_is_the_override(prog: Path, capsys: pytest
     assert "did you mean 'ttcl:arith-s'" in err
     assert "hint: `ttcl:arith-ss` comes from an override of `policy` (e.g. --model), not from this line; " \
            "`ttcl models` lists them" in err
+
+
+def test_a_relative_model_override_is_read_from_the_current_directory(tmp_path: Path, monkeypatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model policy=zoo/arith-s` names ./zoo/arith-s, as at a shell prompt, whatever directory the program
+    is in (it was read from the program's directory, so a freshly built zoo could not be named)."""
+    from ttcl.zoo.registry import MODELS_DIR
+
+    here, elsewhere = tmp_path / "here", tmp_path / "progs"
+    shutil.copytree(MODELS_DIR / "arith-s", here / "zoo" / "arith-s")
+    elsewhere.mkdir()
+    program = elsewhere / "p.ttc"
+    program.write_text(PROGRAM.replace(' (params = 1M, n_layer = 2, d_model = 64)', ''))
+    monkeypatch.chdir(here)
+    code, out, err = run(capsys, "check", str(program), "--model", "policy=zoo/arith-s", "--set", "n=4")
+    assert code == 0, err
+    assert "fits" in out
+    code, _, err = run(capsys, "check", str(program), "--model", "policy=zoo/arith-z", "--set", "n=4")
+    assert code == 2
+    assert f"overridden to `{here / 'zoo' / 'arith-z'}`" in err and "(no such directory)" in err
+    assert "read from the current directory" in err

@@ -179,3 +179,24 @@ def test_resume_of_a_need_split_with_finished_items_is_refused(tmp_path: Path) -
     trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")  # as if killed after the first item
     with pytest.raises(TtclRuntimeError, match="split = need"):
         Runner(compiled, RunOptions(device="cpu", trace=trace, resume=True)).run(items)
+
+
+@needs_model
+def test_ctrl_c_on_a_need_split_does_not_offer_a_resume_it_would_refuse(tmp_path: Path) -> None:
+    """Found by a QA pass: Ctrl-C printed `resume with: ... --resume`, and that command then exited 2."""
+    from ttcl.commands.run import interrupted_message
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    items = [Item(index=i, question=q) for i, q in enumerate(["5 +3", "7 *2", "9 -4"])]
+    for split, resumable in (("need", False), ("even", True)):
+        compiled = compile_program(_program(tmp_path, split))
+        trace = tmp_path / f"{split}.jsonl"
+        Runner(compiled, RunOptions(device="cpu", trace=trace)).run(items)
+        lines = trace.read_text().splitlines()
+        first_item_end = next(i for i, line in enumerate(lines) if '"type": "item"' in line or '"type":"item"' in line)
+        trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")  # as if interrupted after the first item
+        message = interrupted_message(trace, len(items))
+        assert message.startswith(f"interrupted: 1 of 3 items finished and saved to {trace}")
+        assert ("resume with: ttcl" in message) is resumable, message
+        assert ("cannot be resumed" in message) is not resumable, message

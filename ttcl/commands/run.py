@@ -274,11 +274,15 @@ def interrupted_message(trace: Path | None, total: int) -> str:
     except TtclRuntimeError:
         return f"interrupted: {trace} holds no finished work yet"
     steps = sum(1 for recs in t.partial.values() for r in recs if r.status in ("ok", "shrunk"))
+    kept = f"{len(t.items)} of {total} items finished and saved to {trace}"
+    if (t.header.budget or {}).get("split") == "need" and len(t.items) < total and (t.items or t.partial):
+        return (f"interrupted: {kept}; `split = need` shares the pool among all items at once, so a run it "
+                "cut short cannot be resumed\n  hint: rerun with --overwrite (docs/language.md, \"Pooled budgets\")")
     args = sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", "PROGRAM", "...same options..."]
     args = [a for a in args if a != "--overwrite"]
     if "--resume" not in args:
         args.append("--resume")
-    return (f"interrupted: {len(t.items)} of {total} items finished and saved to {trace}, and {steps} finished steps "
+    return (f"interrupted: {kept}, and {steps} finished steps "
             f"of {len(t.partial)} unfinished items (--resume replays them)\n"
             f"  resume with: ttcl {shlex.join(args)}")
 
@@ -306,7 +310,7 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             for line in r["degraded"]:
                 console.print(f"  {line}", highlight=False)
     else:
-        acc = "n/a (no gold answers)" if summary.accuracy is None else f"{summary.accuracy:.3f} ({summary.correct}/{summary.graded})"
+        acc = _accuracy(summary)
         console.print(f"[bold]accuracy:[/] {acc} judged by {_judged_by(judge)}   items {summary.items}, answered {summary.answered}, "
                       f"stopped {summary.stopped}, failed {summary.failed}")
         bad = [r for r in summary.results if r["status"] != "ok"]
@@ -360,6 +364,15 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                       f"{d['restarts']} worker restarts" + (f", lost attempts spent {lost}" if lost else ""))
 
 
+def _accuracy(summary: Any) -> str:
+    """`0.600 (3/5)`, over the graded items only: an item the judge failed on is ungraded, never wrong."""
+    if summary.accuracy is None:
+        return "n/a (judge failed on every item)" if summary.judge_failed else "n/a (no gold answers)"
+    ungraded = summary.items - summary.graded
+    return f"{summary.accuracy:.3f} ({summary.correct}/{summary.graded}" + (
+        f" graded, {ungraded} ungraded)" if ungraded else ")")
+
+
 def _judged_by(judge: str) -> str:
     return "equality with the gold answer" if judge == "gold" else f"check({judge!r})"
 
@@ -379,7 +392,7 @@ def run(
     trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the --trace file over if it already holds a run.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help=f"Exit {EXIT_ITEMS_NOT_OK} if any item failed or was stopped (for CI).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help=f"Exit {EXIT_ITEMS_NOT_OK} if any item failed, was stopped or could not be judged (for CI).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
@@ -427,14 +440,21 @@ def run(
         print_summary(summary, console, single=input_ is not None)
         if breakdown is not None:
             for b in breakdown:
-                acc = "n/a" if b["accuracy"] is None else f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}]"
-                console.print(f"{by} = {b['bin']}: accuracy {acc} (95% Wilson) over {b['items']} items, "
+                acc = ("n/a (no item graded)" if b["accuracy"] is None else
+                       f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] (95% Wilson)")
+                over = f"{b['graded']} graded of {b['items']}" if b["graded"] < b["items"] else f"{b['items']}"
+                console.print(f"{by} = {b['bin']}: accuracy {acc} over {over} items, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
+    from ttcl.runtime.judge import failure_line, judge_failures
+
+    judge_failed = judge_failures(summary.results)
+    if judge_failed:  # those items are ungraded, not wrong: say so where the accuracy is read, --json or not
+        typer.echo(failure_line(judge or "gold", judge_failed, summary.items), err=True)
     if input_ is not None:
         _refuse_over_long_input(summary.results[0])
-    if strict and (summary.failed or summary.stopped):
-        typer.echo(f"--strict: {summary.failed} items failed and {summary.stopped} were stopped; "
-                   f"exit {EXIT_ITEMS_NOT_OK}", err=True)
+    if strict and (summary.failed or summary.stopped or judge_failed):
+        typer.echo(f"--strict: {summary.failed} items failed, {summary.stopped} were stopped and the judge failed on "
+                   f"{len(judge_failed)}; exit {EXIT_ITEMS_NOT_OK}", err=True)
         raise typer.Exit(EXIT_ITEMS_NOT_OK)
 
 
@@ -465,7 +485,8 @@ def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         graded = [r for r in rows if r["correct"] is not None]
         right = sum(1 for r in graded if r["correct"])
         lo, hi = wilson(right, len(graded)) if graded else (None, None)
-        out.append({"bin": value, "items": len(rows), "accuracy": right / len(graded) if graded else None,
+        out.append({"bin": value, "items": len(rows), "graded": len(graded),
+                    "accuracy": right / len(graded) if graded else None,
                     "lo": lo, "hi": hi, "flops": sum(r["cost"]["flops"] for r in rows) / max(1, len(rows)),
                     "tokens": sum(r["cost"]["tokens"] for r in rows) / max(1, len(rows))})
     return out

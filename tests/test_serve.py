@@ -118,3 +118,30 @@ def test_key_budget(url):
     # actual calls vary (identical samples are scored once), but a request is refused only when its worst case no
     # longer fits what is left, and what was spent never exceeds the key's budget
     assert 40 - 8 < spent <= 40
+
+
+def test_input_over_its_bound_is_a_400(url):
+    """An input over `question: text[<=40]` is refused before it runs (as `ttcl run --input` exits 2), not a 200
+    with an empty answer; the key reserves nothing for it."""
+    c = client(url, "k-long")
+    long = "1 +2 " * 100  # 500 characters, 500 tokens for arith-s's character tokenizer
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(c, long, seed=1)
+    body = e.value.body
+    assert body["code"] == "input_too_long" and body["param"] == "messages"
+    assert "500 tokens" in body["message"] and "text[<=40]" in body["message"]
+    with pytest.raises(openai.BadRequestError, match="500 tokens") as e:
+        c.completions.create(model="wbon", prompt=long, seed=1)
+    assert e.value.body["param"] == "prompt"
+    r = ask(c, "1" * 40, seed=1)  # exactly at the bound: runs
+    assert r.usage.model_extra["ttcl"]["status"] == "ok"
+
+
+def test_n_other_than_one_is_a_400(url):
+    """A strategy returns one answer: `n` > 1 is refused by name, not answered with one choice."""
+    c = client(url, "k-n")
+    for n in (2, 0):
+        with pytest.raises(openai.BadRequestError, match="n must be 1") as e:
+            ask(c, "4 +5", seed=1, n=n)
+        assert e.value.body["param"] == "n"
+    assert len(ask(c, "4 +5", seed=1, n=1).choices) == 1

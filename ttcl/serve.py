@@ -1,7 +1,10 @@
 """`ttcl serve`: strategies as an OpenAI-compatible endpoint (FastAPI + uvicorn).
 
 Each served program (and each `--preset` of one) is a model id. A request's
-input is the last user message (chat) or the prompt (completions);
+input is the last user message (chat) or the prompt (completions); one longer
+than the strategy's declared `text[<=N]` is a 400 before anything runs, and so
+is an `n` other than 1 (a strategy returns one answer; the program sets its
+own sampling, so `temperature` and the like are ignored);
 `extra_body={"ttcl": {"set": {...}}}` overrides params and `seed` sets the
 run seed. A request is compiled with its overrides and admitted only when
 `ttcl check` proves its worst case fits the program's per-item budget (and
@@ -27,10 +30,11 @@ import hashlib
 import json
 import queue
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,8 @@ class Admitted:
     runner: Any
     compiled: Any
     key: tuple[str, ...]
+    input_name: str = "question"
+    input_bound: int | None = None  # the entry strategy's first input's `text[<=N]`, in tokens
 
 
 @dataclass
@@ -162,9 +168,30 @@ class Server:
                     for lim in report.limits if lim.status == "over"]
             raise ApiError(400, f"{model} with {', '.join(overrides) or 'its defaults'} cannot fit its budget: "
                            + "; ".join(over), param="ttcl.set", code="over_budget")
-        admitted = Admitted(Runner(compiled, RunOptions(device=self.device, dtype=self.dtype)), compiled, key)
+        admitted = Admitted(Runner(compiled, RunOptions(device=self.device, dtype=self.dtype)), compiled, key,
+                            *_input_bound(compiled))
         self.cache[key] = admitted
         return admitted
+
+    def check_input(self, admitted: Admitted, question: str, param: str) -> None:
+        """An input longer than the strategy's declared `text[<=N]` is refused (400) before anything runs, as
+        `ttcl run --input` refuses it (exit 2): each model counts the input in its own tokens, as `ttcl check`
+        bounded it. A model that cannot count (an endpoint without /tokenize) leaves the check to the run."""
+        if admitted.input_bound is None:
+            return
+        counts: list[tuple[int, str]] = []
+        for ref, be in admitted.runner.backends.items():
+            try:
+                counts.append((int(be.count_tokens(question)), ref))
+            except (TtclError, OSError):  # cannot count here: the run's own check still refuses it
+                continue
+        if not counts:
+            return
+        tokens, ref = max(counts)
+        if tokens > admitted.input_bound:
+            raise ApiError(400, f"the input is {tokens} tokens (model {ref}'s tokenizer), longer than the strategy's "
+                           f"declared bound `{admitted.input_name}: text[<={admitted.input_bound}]`; shorten it",
+                           param=param, code="input_too_long")
 
     # -- the worker -----------------------------------------------------------------------
 
@@ -213,6 +240,15 @@ class Server:
             outs = [ApiError(500, msg, type_="server_error") for _ in group]
         for p, out in zip(group, outs, strict=True):
             p.loop.call_soon_threadsafe(_resolve, p.future, out)
+
+
+def _input_bound(compiled: Any) -> tuple[str, int | None]:
+    """The name and `text[<=N]` of the entry strategy's first input: the one a request's text fills."""
+    dag = compiled.dag
+    if not dag.inputs:
+        return "question", None
+    node = dag.nodes[dag.inputs[0]]
+    return node.args.name or "question", node.args.max_len if node.type == "text" else None
 
 
 def _resolve(fut: asyncio.Future, out: Any) -> None:
@@ -296,6 +332,10 @@ def create_app(server: Server) -> Any:
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
         question = _question(body, chat)
+        n = body.get("n", 1)
+        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != 1):
+            raise ApiError(400, f"n = {json.dumps(n)}: a strategy returns one answer, so n must be 1 (its own "
+                           "sampling is set by the program's params: ttcl.set)", param="n")
         ttcl = body.get("ttcl") or {}
         if not isinstance(ttcl, dict):
             raise ApiError(400, "ttcl must be an object", param="ttcl")
@@ -305,6 +345,7 @@ def create_app(server: Server) -> Any:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ApiError(400, "seed must be an integer", param="seed")
         admitted = await asyncio.to_thread(server.admit, body.get("model"), ttcl.get("set", {}))
+        await asyncio.to_thread(server.check_input, admitted, question, "messages" if chat else "prompt")
         auth = request.headers.get("authorization", "")
         key = hashlib.sha256(auth.encode()).hexdigest()
         bound = dict(admitted.compiled.report.total)
@@ -374,3 +415,55 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
     yield f"data: {json.dumps({**base, 'choices': [last]})}\n\n"
     yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
+
+
+# -- listening ------------------------------------------------------------------------------
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound (not yet listening) to every address `host` resolves to, as asyncio's create_server binds
+    them, so that a port in use or a bad host fails here, as an OSError, before uvicorn starts. Port 0: one free
+    port, the same for every address."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, addr in dict.fromkeys(infos):
+            sock = socket.socket(family, type_, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(socks) > 1:
+                addr = (addr[0], socks[0].getsockname()[1], *addr[2:])
+            sock.bind(addr)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    if not socks:
+        raise OSError(f"{host!r} resolves to no address")
+    return socks
+
+
+def run_uvicorn(server: Server, sockets: list[socket.socket], on_listening: Callable[[], None]) -> bool:
+    """Serve the app on `sockets` until a signal stops it; `on_listening` runs once they accept connections.
+    A SIGINT comes back as KeyboardInterrupt after a graceful shutdown (uvicorn re-raises the signal it caught;
+    `uvicorn.run` would swallow it). Returns whether the server started."""
+    import uvicorn
+
+    class _Uvicorn(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                on_listening()
+
+    userver = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning"))
+    try:
+        userver.run(sockets=sockets)
+    except SystemExit:  # uvicorn's own "startup failed" (a lifespan error): reported by the caller
+        pass
+    finally:
+        server.close()
+        for sock in sockets:
+            sock.close()
+    return userver.started

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ttcl.errors import TtclBudgetError, TtclSemanticError
+from ttcl.errors import EXIT_INTERRUPTED, TtclBudgetError, TtclRuntimeError, TtclSemanticError
 
 
 class ServeOptionError(TtclSemanticError):
@@ -44,7 +44,7 @@ def parse_key_budget(items: list[str]) -> dict[str, float]:
 def serve(
     programs: Annotated[list[Path], typer.Argument(help="The .ttc programs to serve, as paths or ttcl:NAME (each is a model id: its file stem).")],
     host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Listen port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", help="Listen port, 0..65535 (0: any free port).")] = 8000,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or URL (repeatable).")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="A param for every served program (repeatable).")] = None,
     preset: Annotated[list[str] | None, typer.Option("--preset", help="An extra model id STEM:NAME with params: --preset fast:n=4 (repeatable; applies to the first program).")] = None,
@@ -58,10 +58,12 @@ def serve(
     from ttcl.commands.compile import parse_model_overrides
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
-    from ttcl.serve import ApiError, Server, Strategy, create_app
+    from ttcl.serve import ApiError, Server, Strategy, bind, run_uvicorn
 
     if not programs:
         raise ServeOptionError("give at least one program to serve")
+    if not 0 <= port <= 65535:
+        raise ServeOptionError(f"error: --port {port}: expected a port in 0..65535 (0: any free port)")
     parse_model_overrides(model or [])  # a malformed or repeated --model/--set fails as in `ttcl run` (exit 2)
     parse_set_overrides(set_ or [])
     strategies: list[Strategy] = []
@@ -75,17 +77,38 @@ def serve(
         strategies.append(Strategy(f"{first.id}:{name}", first.program, [*first.sets, *binds]))
     if len({s.id for s in strategies}) != len(strategies):
         raise ServeOptionError("two served strategies have the same id (file stem or preset name)")
-    server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
-                    key_budget=parse_key_budget(key_budget or []), batch_window_s=batch_window_ms / 1000)
-    for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
-        try:
-            server.admit(s.id, {})
-        except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
-            raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(e.message) from None
-    import uvicorn
+    budgets = parse_key_budget(key_budget or [])
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:  # bound before the models load, so a port in use or a bad --host fails at once
+        sockets = bind(host, port)
+    except OSError as e:
+        why = e.strerror or str(e)
+        raise ServeOptionError(f"error: cannot listen on {where} (--host, --port): {why[:1].lower()}{why[1:]}") from None
+    try:
+        server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
+                        key_budget=budgets, batch_window_s=batch_window_ms / 1000)
+        for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
+            try:
+                server.admit(s.id, {})
+            except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
+                raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(e.message) from None
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    bound_port = sockets[0].getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{bound_port}/v1"
 
-    typer.echo(f"ttcl serve: {', '.join(s.id for s in strategies)} on http://{host}:{port}/v1", err=True)
-    uvicorn.run(create_app(server), host=host, port=port, log_level="warning")
+    def listening() -> None:
+        typer.echo(f"ttcl serve: {', '.join(s.id for s in strategies)} on {url}", err=True)
+
+    try:
+        started = run_uvicorn(server, sockets, listening)
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn finished the requests in flight and stopped
+        typer.echo("ttcl serve: interrupted, stopped", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not started:
+        raise TtclRuntimeError(f"error: the server on {where} did not start")
 
 
 def register(app: typer.Typer) -> None:

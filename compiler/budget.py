@@ -153,7 +153,7 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
             if node.type == "text" and a.max_len is None:
                 raise NoInputBound([Diagnostic(
                     span=node.span, message=f"input `{a.name}` has no length bound",
-                    expected="`text[<=N]`", hint=f"declare `{a.name}: text[<=256]`, or pass --max-input-tokens N")])
+                    expected="`text[<=N]`", hint=f"declare `{a.name}: text[<=256]`, or pass --max-input-tokens N to check, graph or run")])
             return ValueBound(length=a.max_len or 0), None
         case "const" | "param":
             return ValueBound(length=_static_text_len(a.value)), None

@@ -10,6 +10,11 @@ registered under NAME instead (`countdown`, `expr`, `arith`, or a user's
 question alone, so items without a gold answer are judged too, and an item
 without an answer is wrong.
 
+A checker that raises leaves its item ungraded (`correct: null`, the error
+under `failures["judge"]`), never wrong: every accuracy, interval and paired
+difference is computed over the graded items only, and `failure_line` is the
+line `ttcl run` and `ttcl eval` print about it on stderr.
+
 The same judge applies to the program's own answer (the scheduler), to every
 candidate of a pool (`runtime/analysis/collect.py`), and to every baseline
 `ttcl eval` runs; the trace header records its name, so a result always says
@@ -17,6 +22,8 @@ how it was judged and a trace is never resumed under another judge.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.tasks.base import Checker
@@ -42,10 +49,22 @@ class Judge:
             return False
         try:
             return self.checker.outcome(question, MARKER + answer) == 1.0
-        except TtclRuntimeError as e:  # a user's checker raised (FunctionChecker names it)
-            raise JudgeError(f"--judge {self.name}: {e}") from None
-        except Exception as e:  # a plugin checker broke its promise never to raise
-            raise JudgeError(f"--judge {self.name}: the checker raised {type(e).__name__}: {e}") from None
+        except Exception as e:  # a user's checker raised (FunctionChecker keeps it as the cause), or a plugin
+            cause = e.__cause__ if isinstance(e, TtclRuntimeError) and e.__cause__ is not None else e
+            what = str(e) if cause is e and isinstance(e, TtclRuntimeError) else f"{type(cause).__name__}: {cause}"
+            raise JudgeError(f"--judge {self.name}: {what}") from None
+
+
+def judge_failures(results: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """(item, error) of every result (a run summary's `results`) that the judge failed on, in item order."""
+    return sorted((r["item"], r["failures"]["judge"]) for r in results if "judge" in (r.get("failures") or {}))
+
+
+def failure_line(name: str, failed: list[tuple[int, str]], total: int) -> str:
+    """`judge `NAME` failed on N of M items (first: RuntimeError: boom on item K)`."""
+    item, why = failed[0]
+    return (f"judge `{name}` failed on {len(failed)} of {total} items (first: "
+            f"{why.removeprefix(f'--judge {name}: ')} on item {item}); those items are ungraded, not wrong")
 
 
 def make_judge(name: str | None) -> Judge:
@@ -65,4 +84,4 @@ def make_judge(name: str | None) -> Judge:
     return Judge(name, get_checker(name))
 
 
-__all__ = ["GOLD", "Judge", "JudgeError", "make_judge"]
+__all__ = ["GOLD", "Judge", "JudgeError", "failure_line", "judge_failures", "make_judge"]

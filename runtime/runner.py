@@ -97,6 +97,7 @@ class RunSummary(BaseModel):
     stopped: int
     failed: int
     degraded: int = 0  # items on_exhaust changed (a node shrunk or refused); see each result's `degraded`
+    judge_failed: int = 0  # items the judge raised on: ungraded (`correct: null`), see `failures["judge"]`
     warnings: list[str] = []  # what the models' own files make doubtful (e.g. no end-of-sequence token)
     rows: list[NodeRow]
     bound_total: dict[str, float]
@@ -536,6 +537,7 @@ class Runner:
             stopped=sum(1 for r in results if r.status == "stopped"),
             failed=sum(1 for r in results if r.status == "failed"),
             degraded=sum(1 for r in results if r.degraded),
+            judge_failed=sum(1 for r in results if "judge" in r.failures),
             warnings=[w for be in self.backends.values() for w in getattr(be, "warnings", [])],
             rows=rows, bound_total=dict(report.total), actual_total=_unitwise(costs, sum),
             actual_mean=_unitwise(costs, lambda xs: sum(xs) / n), actual_max=_unitwise(costs, max),

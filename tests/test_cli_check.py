@@ -221,3 +221,24 @@ def test_a_relative_model_override_is_read_from_the_current_directory(tmp_path: 
     assert code == 2
     assert f"overridden to `{here / 'zoo' / 'arith-z'}`" in err and "(no such directory)" in err
     assert "read from the current directory" in err
+
+
+def test_graph_never_writes_over_the_program_it_draws(prog: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ttcl graph p.ttc -o p.ttc` replaced the program with DOT text (found by a QA pass); through a link too."""
+    before = prog.read_text()
+    link = tmp_path / "link.dot"
+    link.symlink_to(prog)
+    for target in (prog, link):
+        code, _, err = run(capsys, "graph", str(prog), "-o", str(target))
+        assert code == 2
+        assert err == (f"error: --output {target}: that is the program this command reads, and writing there would "
+                       "destroy it; give --output another path\n")
+    assert prog.read_text() == before
+    code, _, _ = run(capsys, "graph", str(prog), "-o", str(tmp_path / "g.dot"))
+    assert code == 0 and (tmp_path / "g.dot").read_text().startswith("digraph")
+
+
+def test_an_option_error_reads_error_first(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every bad input starts `error:` (a program's diagnostic as `file:line:col: error:`), options too."""
+    code, _, err = run(capsys, "graph", str(prog), "--format", "svg")
+    assert (code, err) == (2, "error: --format 'svg': expected dot, mermaid or png\n")

@@ -146,6 +146,8 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "keep:2", "--seeds", "0,1"], "--allocate keep:2: a probe bins each item from "
                                                                       "one run's first samples; give one seed"),
         (["--pool", "n=4", "--allocate", "probe:2:exact", "--seeds", "0,1"], "give one seed (--seed S), not --seeds 0,1"),
+        (["--pool", "n=4", "--allocate", "field", "--by", "steps", "--split-seed", "-1"],
+         "--split-seed -1: expected a non-negative integer (0 or more)"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],

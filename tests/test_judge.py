@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +176,127 @@ def test_a_users_checker_judges(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     summary = json.loads(out)
     assert summary["graded"] == 0 and summary["accuracy"] is None
     assert all(r["correct"] is None and "ValueError: boom" in r["failures"]["judge"] for r in summary["results"])
+
+
+# ---------------------------------------------------------------- a judge that raises: ungraded, never wrong
+
+needs_arith = pytest.mark.skipif(not available("ttcl:arith-s"), reason="bundled arith-s not installed")
+FAILING = ("def odd(question, completion):  # raises on odd-length questions, else the exact arith checker\n"
+           "    if len(question) % 2:\n        raise RuntimeError('odd')\n"
+           "    from ttcl.runtime.tasks import get_checker\n"
+           "    return get_checker('arith').outcome(question, completion)\n\n"
+           "def boom(question, completion):\n    raise RuntimeError('boom')\n")
+
+
+@pytest.fixture
+def failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A user's checker module that raises on some items (`odd`) or on all (`boom`), and 8 arith items
+    of which 2 have an even-length question."""
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime import tasks
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    request.addfinalizer(checks_calls._registered_checkers.cache_clear)
+    (tmp_path / "judge_fail_q3.py").write_text(FAILING)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    ds = tmp_path / "a.jsonl"
+    lines = list(iter_jsonl(make_problems(8, [1, 3], seed=77)))
+    ds.write_text("".join(line + "\n" for line in lines))
+    odd = [i for i, line in enumerate(lines) if len(json.loads(line)["question"]) % 2]
+    assert 0 < len(odd) < len(lines)
+    return {"ds": ds, "odd": odd, "n": len(lines), "root": tmp_path}
+
+
+@needs_arith
+def test_run_leaves_items_the_judge_failed_on_ungraded(capsys: pytest.CaptureFixture[str],
+                                                       failing: dict[str, Any]) -> None:
+    args = ["run", str(ROOT / "programs" / "self_consistency.ttc"), "--dataset", str(failing["ds"]), "--set", "n=2",
+            "--device", "cpu"]
+    code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    graded = [r for r in rep["results"] if r["correct"] is not None]
+    assert [r["item"] for r in rep["results"] if r["correct"] is None] == failing["odd"]
+    assert rep["graded"] == len(graded) == failing["n"] - len(failing["odd"]) and rep["judge_failed"] == len(failing["odd"])
+    assert rep["accuracy"] == pytest.approx(sum(r["correct"] for r in graded) / len(graded))
+    assert (f"judge `j` failed on {len(failing['odd'])} of {failing['n']} items (first: RuntimeError: odd on item "
+            f"{failing['odd'][0]})") in err
+    # --strict: an item the judge could not grade fails CI like a failed or stopped one
+    code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j", "--strict")
+    assert code == 3 and f"and the judge failed on {len(failing['odd'])} (ungraded); exit 3" in err
+    assert f"/{failing['n'] - len(failing['odd'])} graded, {len(failing['odd'])} ungraded)" in out
+    # failing on every item: n/a for that reason, not "no gold answers"
+    code, out, err = cli(capsys, *args, "--verifier", "b=judge_fail_q3:boom", "--judge", "b")
+    assert code == 0 and "accuracy: n/a (judge failed on every item)" in out and "no gold answers" not in out
+    assert f"judge `b` failed on {failing['n']} of {failing['n']} items (first: RuntimeError: boom on item 0)" in err
+
+
+@needs_arith
+def test_eval_sweep_counts_no_ungraded_item_as_wrong(capsys: pytest.CaptureFixture[str],
+                                                     failing: dict[str, Any]) -> None:
+    args = ["eval", str(ROOT / "programs" / "best_of_n.ttc"), "--dataset", str(failing["ds"]), "--sweep", "n=1,2",
+            "--by", "steps", "--device", "cpu"]
+    code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    n_graded = failing["n"] - len(failing["odd"])
+    assert err.count(f"judge `j` failed on {len(failing['odd'])} of {failing['n']} items") == 2  # one per run
+    acc = {}
+    for row in rep["rows"]:
+        right = {r["item"]: r["correct"] for r in row["item_rows"]}
+        assert [i for i, c in right.items() if c is None] == failing["odd"]
+        want = sum(bool(c) for c in right.values()) / n_graded
+        assert row["graded"] == n_graded and row["items"] == failing["n"]
+        assert row["accuracy"] == pytest.approx(want) and row["lo"] <= want <= row["hi"]
+        (allbin,) = [b for b in row["bins"] if b["bin"] == "all"]
+        assert allbin["accuracy"] == pytest.approx(want) and allbin["graded"] == n_graded
+        for b in row["bins"]:
+            assert b["accuracy"] is None or b["graded"] > 0
+        acc[row["config"]["n"]] = want
+    (d,) = rep["paired_differences"]
+    assert d["items"] == n_graded and d["of_items"] == failing["n"]
+    assert d["diff"] == pytest.approx(acc["2"] - acc["1"])
+    code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j")
+    assert code == 0 and f"paired over {n_graded} graded items of {failing['n']}" in out
+    # the judge fails on every item: no accuracy, no interval, no difference
+    code, out, err = cli(capsys, *args, "--verifier", "b=judge_fail_q3:boom", "--judge", "b", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    for row in rep["rows"]:
+        assert row["graded"] == 0 and row["accuracy"] is None and row["lo"] is None and row["hi"] is None
+        assert all(b["accuracy"] is None for b in row["bins"])
+    (d,) = rep["paired_differences"]
+    assert d["items"] == 0 and d["diff"] is None and d["lo"] is None
+    code, out, err = cli(capsys, *args, "--verifier", "b=judge_fail_q3:boom", "--judge", "b")
+    assert "n/a: judge failed on every item" in out and "n/a (no item graded in both)" in out
+
+
+@needs_arith
+def test_eval_pool_leaves_ungraded_items_out_of_every_table(capsys: pytest.CaptureFixture[str],
+                                                            failing: dict[str, Any]) -> None:
+    traces = failing["root"] / "traces"
+    args = ["eval", str(ROOT / "programs" / "pool.ttc"), "--dataset", str(failing["ds"]), "--pool", "n=2",
+            "--by", "steps", "--allocate", "field", "--traces", str(traces), "--device", "cpu"]
+    code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    graded = [i for i in range(failing["n"]) if i not in failing["odd"]]
+    assert rep["ungraded_items"] == failing["odd"] and rep["graded"] == len(graded) and rep["items"] == failing["n"]
+    assert f"--pool: judge `j` failed on {len(failing['odd'])} of {failing['n']} items' pools" in err
+    # pass@2 by hand over the graded items only
+    (path,) = traces.glob("arith-s__pool_n=2__*__seed0.jsonl")
+    trace = read_trace(path)
+    check = get_checker("arith")
+    right = [any(check.outcome(trace.items[i].question, "#### " + c["answer"]) == 1.0 for c in cands
+                 if c["answer"] is not None)
+             for i in graded for cands in [next(n.outputs for n in trace.nodes[i] if n.node_id == "main/pool")]]
+    (row,) = [c for c in rep["curves"] if c["signal"] == "pass" and c["k"] == 2 and c["bin"] == "all"]
+    assert row["items"] == len(graded) and row["accuracy"] == pytest.approx(sum(right) / len(right))
+    assert all(g["items"] <= len(graded) for g in rep["greedy"])
+    assert all(d["items"] == len(graded) for d in rep["greedy_vs_pool"])
+    assert rep["allocation"]["select_items"] + rep["allocation"]["report_items"] == len(graded)
+    # every item ungraded: nothing to report, said as bad input
+    code, out, err = cli(capsys, *args, "--verifier", "b=judge_fail_q3:boom", "--judge", "b")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert f"judge `b` failed on {failing['n']} of {failing['n']} items' pools" in err and "no item is graded" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -183,3 +184,33 @@ def test_kill_and_resume_subprocess(setup: dict[str, Path], tmp_path: Path) -> N
         assert all(r["cost"][k] >= u["cost"][k] for k in prefill)
     # one item at a time: the items finished before the kill are items 0..done-1, charged exactly as before
     assert [r["cost"] for r in resumed[:done]] == [u["cost"] for u in uninterrupted[:done]]
+
+
+def test_max_input_tokens_bounds_an_unbounded_input_for_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The 'no length bound' hint named --max-input-tokens, which `ttcl run` did not have."""
+    prog = tmp_path / "nb.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nstrategy main(question: text) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 8))\n}\n')
+    code, _, err = cli(capsys, "run", str(prog), "--input", "1 +2", "--device", "cpu")
+    assert code == 2 and "has no length bound" in err and "--max-input-tokens N to check, graph or run" in err
+    code, out, err = cli(capsys, "run", str(prog), "--input", "1 +2", "--device", "cpu", "--max-input-tokens", "16")
+    assert code == 0, err
+    assert out.startswith("answer: ")
+    code, _, err = cli(capsys, "run", str(prog), "--input", "1 +2 +3 +4 +5 +6", "--device", "cpu", "--max-input-tokens", "4")
+    assert code == 2 and "longer than the strategy's declared bound" in err
+
+
+def test_a_trace_or_plot_never_writes_over_the_dataset_or_program(setup: dict[str, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--trace data.jsonl --overwrite` destroyed the dataset, and `--plot` a dataset named `x.png` (found by a QA
+    pass; `--plot` of any other name writes NAME.png)."""
+    ds, prog = tmp_path / "d.png", tmp_path / "p.ttc"
+    shutil.copy(setup["ds"], ds)
+    shutil.copy(setup["prog"], prog)
+    before = ds.read_text(), prog.read_text()
+    for what, path in (("dataset", ds), ("program", prog)):
+        code, _, err = cli(capsys, "run", str(prog), "--dataset", str(ds), "--trace", str(path), "--overwrite")
+        assert code == 2 and err.startswith(f"error: --trace {path}: that is the {what} this command reads"), err
+    code, _, err = cli(capsys, "eval", str(prog), "--dataset", str(ds), "--plot", str(ds))
+    assert code == 2 and f"--plot {ds}: that is the dataset this command reads" in err, err
+    assert (ds.read_text(), prog.read_text()) == before

@@ -263,6 +263,28 @@ def test_an_internal_error_exits_70_with_one_line(monkeypatch: pytest.MonkeyPatc
     assert code == 70 and "Traceback (most recent call last)" in err
 
 
+@pytest.mark.parametrize(("attr", "why"), [
+    ("BadInit", "constructing it raised RuntimeError: ctor failed"),
+    ("NeedsArg", "constructing it raised TypeError: "),
+])
+def test_a_verifier_class_whose_constructor_fails_is_bad_input(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str], attr: str,
+                                                               why: str) -> None:
+    """`--verifier NAME=module:Class` constructs the class: the user's constructor raising, or needing arguments,
+    is the user's checker at fault (exit 2, named), not a bug in ttcl (exit 70)."""
+    from ttcl.runtime import tasks
+
+    write(tmp_path / "ctor_checks_k5.py", "class BadInit:\n    def __init__(self):\n        raise RuntimeError('ctor failed')\n\n"
+          "class NeedsArg:\n    def __init__(self, x):\n        pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    prog = write(tmp_path / "p.ttc", PROGRAM)
+    code, out, err = run(capsys, "run", str(prog), "--input", "1 +2", "--verifier", f"j=ctor_checks_k5:{attr}")
+    assert code == 2 and out == "" and "Traceback" not in err and "internal error" not in err
+    assert err.startswith(f"error: --verifier j=ctor_checks_k5:{attr}: {why}") and err.count("\n") == 1
+
+
 # ---------------------------------------------------------------- regexes and quadratic passes
 
 

@@ -137,7 +137,7 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(result, int):  # a command's `raise typer.Exit(code)` comes back as its code here
             return result
     except TtclError as e:
-        typer.echo(str(e), err=True)
+        typer.echo(_as_error(str(e)), err=True)
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
@@ -163,6 +163,12 @@ def _main(argv: list[str] | None) -> int:
             return e.exit_code  # type: ignore[attr-defined]
         return _internal_error(e, argv)
     return 0
+
+
+def _as_error(message: str) -> str:
+    """`error: ` before a message whose first line does not already say where and that it is one (a program's
+    diagnostic reads `file:line:col: error: ...`), so every bad input reads alike."""
+    return message if "error:" in message.split("\n", 1)[0] else f"error: {message}"
 
 
 def _stdout_closed() -> int:

@@ -7,6 +7,8 @@ pass@k). Each candidate's extracted answer is judged right by the run's own
 judge, named in the trace header: equality with the item's gold answer by
 default, or a registered checker's outcome (`--judge countdown`, on a task
 with several right answers), the same test the run applied to its final answer.
+An item some candidate of which the judge cannot grade (a user's checker
+raised, or no gold answer) carries `judge_error`: `ttcl eval` leaves it out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ttcl.runtime.analysis.pool import Pool, signal_names
-from ttcl.runtime.judge import GOLD, Judge, make_judge
+from ttcl.runtime.judge import GOLD, Judge, JudgeError, make_judge
 from ttcl.runtime.trace import Trace
 
 
@@ -33,6 +35,7 @@ class PooledItem:
     fields: dict[str, Any]
     correct: bool | None  # the program's own answer
     pool: Pool
+    judge_error: str | None = None  # why the judge could not grade some candidate: the item is ungraded
 
 
 def find_pool_nodes(dag: Any) -> PoolNodes:
@@ -72,11 +75,17 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
         src = by_id.get(nodes.sample)
         cands = src.outputs if src is not None and isinstance(src.outputs, list) else []
         answers = [c.get("answer") for c in cands]
-        verdicts: dict[str | None, bool] = {}  # a pool repeats answers: each distinct one is judged once
+        verdicts: dict[str | None, bool | None] = {}  # a pool repeats answers: each distinct one is judged once
+        error = None
         for a in answers:
             if a not in verdicts:
-                verdicts[a] = bool(judge(rec.question, rec.gold, a))
-        correct = [verdicts[a] for a in answers]
+                try:
+                    verdicts[a] = judge(rec.question, rec.gold, a)
+                except JudgeError as e:  # a user's checker raised: ungraded, never counted wrong
+                    verdicts[a], error = None, error or str(e)
+        if error is None and None in verdicts.values():
+            error = "no gold answer to judge by"
+        correct = [bool(verdicts[a]) for a in answers]
         gen = [float(c.get("flops", 0.0)) for c in cands]
         shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
         pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared))
@@ -91,5 +100,5 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
             pool.scores[name] = [float(c["score"]) if c.get("score") is not None else float("nan") for c in r.outputs]
             # each candidate's share of this pass (a duplicate scored once shares its twin's cost)
             pool.verifier_flops[name] = sum(float(v.get("flops", 0.0)) - g for v, g in zip(r.outputs, gen, strict=True))
-        out.append(PooledItem(idx, dict(rec.fields), rec.correct, pool))
+        out.append(PooledItem(idx, dict(rec.fields), rec.correct, pool, judge_error=error))
     return out

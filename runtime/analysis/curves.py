@@ -32,6 +32,7 @@ class ItemTable:
     acc: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     flops: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     pools: list[Pool] = field(default_factory=list)  # the first seed's pools (probe bins read them)
+    index: list[int] = field(default_factory=list)  # each row's dataset item (ungraded items are left out)
 
     @property
     def signals(self) -> list[str]:
@@ -45,7 +46,8 @@ def item_table(label: str, runs: Sequence[Sequence[PooledItem]], ks: Sequence[in
     first = runs[0]
     n = min(p.pool.n for run in runs for p in run)
     use = [k for k in (ks or range(1, n + 1)) if 1 <= k <= n]
-    t = ItemTable(label, [p.fields for p in first], len(runs), use, pools=[p.pool for p in first])
+    t = ItemTable(label, [p.fields for p in first], len(runs), use, pools=[p.pool for p in first],
+                  index=[p.index for p in first])
     for signal in signals_of(first[0].pool):
         for k in use:
             acc = np.array([[estimate(p.pool, signal, k, seed=p.index) for p in run] for run in runs])

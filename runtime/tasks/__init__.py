@@ -76,7 +76,11 @@ def register_cli_checker(name: str, target: str, search_dir: str | None = None) 
         raise TtclRuntimeError(f"error: --verifier {name}={target}: importing {module!r} raised "
                                f"{type(e).__name__}: {e}") from None
     if isinstance(obj, type):
-        obj = obj()
+        try:
+            obj = obj()
+        except Exception as e:  # constructing the user's class ran their code
+            raise TtclRuntimeError(f"error: --verifier {name}={target}: constructing it raised "
+                                   f"{type(e).__name__}: {e}") from None
     checker = obj if isinstance(obj, Checker) else FunctionChecker(name, obj) if callable(obj) else None
     if checker is None:
         raise TtclRuntimeError(f"error: --verifier {name}={target}: {attr!r} is neither a function "
@@ -106,12 +110,12 @@ def get_checker(name: str) -> Checker:
         if ep.name == name:
             try:
                 obj = ep.load()
-            except Exception as e:  # a broken plugin must not hide the built-in
+                return obj() if isinstance(obj, type) else obj
+            except Exception as e:  # a broken plugin (its import or its constructor) must not hide the built-in
                 builtin = _builtins().get(name)
                 if builtin is not None:
                     return builtin
                 raise TtclRuntimeError(f"verifier {name!r}: entry point {ep.value!r} failed to load: {e}") from e
-            return obj() if isinstance(obj, type) else obj
     builtin = _builtins().get(name)
     if builtin is not None:
         return builtin

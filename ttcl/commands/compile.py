@@ -231,18 +231,45 @@ def graph(
         raise OptionError(f"--format {fmt!r}: expected dot, mermaid or png")
     compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
     dag, report = compiled.dag, compiled.report
+    program_file = Path(str(program).rpartition(":")[2])
     if fmt == "png":
         data = to_png(to_dot(dag, report))
-        target = output or Path(str(program).rpartition(":")[2]).with_suffix(".png")
+        target = output or program_file.with_suffix(".png")
+        refuse_input_as_output(target, "--output", {"program": program_file})
         _write(target, data)
         typer.echo(f"wrote {target}", err=True)
         return
     text = to_dot(dag, report) if fmt == "dot" else to_mermaid(dag, report)
+    refuse_input_as_output(output, "--output", {"program": program_file})
     if output is None:
         sys.stdout.write(text)
     else:
         _write(output, text.encode())
         typer.echo(f"wrote {output}", err=True)
+
+
+def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, Path | None]) -> None:
+    """Exit 2 when the file `option` would write is one of the command's inputs (`ttcl graph p.ttc -o p.ttc`,
+    `--trace data.jsonl --overwrite`): writing it would destroy what the user ran."""
+    if output is None:
+        return
+    out = _same_file_key(output)
+    for what, path in inputs.items():
+        if path is not None and str(path) != "-" and out is not None and out == _same_file_key(path):
+            raise OptionError(f"{option} {output}: that is the {what} this command reads, and writing there would "
+                              f"destroy it; give {option} another path")
+
+
+def _same_file_key(path: Path) -> tuple[int, int] | Path | None:
+    """(device, inode) of an existing file, so links and other spellings of it compare equal; else its absolute
+    path."""
+    try:
+        st = path.stat()
+        return (st.st_dev, st.st_ino)
+    except FileNotFoundError:
+        return path.expanduser().absolute()
+    except (OSError, ValueError):
+        return None
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ttcl.commands.compile import ProgramArg, VerifierOpt, rebind_models, register_verifiers
+from ttcl.commands.compile import ProgramArg, VerifierOpt, rebind_models, refuse_input_as_output, register_verifiers
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.run import (
     DATASET_HELP,
@@ -169,6 +169,12 @@ class Runs:
             typer.echo(f"{trace}: the program, params, models or judge changed since this trace; running afresh",
                        err=True)
             summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True, **kw)
+        from ttcl.runtime.judge import failure_line, judge_failures
+
+        failed = judge_failures(summary.results)
+        if failed:  # those items are ungraded: left out of every accuracy, never counted wrong
+            typer.echo(f"{label}: {tag} (seed {seed}): {failure_line(self.judge or 'gold', failed, summary.items)}",
+                       err=True)
         return summary, trace
 
 
@@ -254,6 +260,9 @@ def eval_(
     _check_choice("--device", device, DEVICES)
     _check_choice("--dtype", dtype, DTYPES)
     seed_list = parse_seeds(seeds, seed)
+    if split_seed < 0:  # numpy's generators take non-negative seeds only
+        raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
+                             "e.g. --split-seed 0")
     if pool is not None and sweep:
         raise RunOptionError("give --sweep or --pool, not both (a pool already covers every k <= N)")
     for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks), ("--overlay", overlay)):
@@ -274,6 +283,7 @@ def eval_(
     register_verifiers(verifier or [])
     check_judge(judge)
     plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
+    refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
     items = _load_items(None, dataset, limit, field)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
     if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word

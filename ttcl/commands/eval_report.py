@@ -41,7 +41,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
     from ttcl.runtime.analysis.intervals import paired_diff
 
     rows: list[dict[str, Any]] = []
-    per_item: dict[tuple[str, str], np.ndarray] = {}
+    per_item: dict[tuple[str, str], np.ndarray] = {}  # NaN where an item is ungraded (the judge failed on it)
     per_flops: dict[tuple[str, str], np.ndarray] = {}
     fields: list[dict[str, Any]] = []
     for label, binds in series:
@@ -53,16 +53,23 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 sums.append(summary)
                 items += item_rows(summary, s)
             fields = [r.get("fields", {}) for r in sums[0].results]
-            graded = all(r["correct"] is not None for su in sums for r in su.results)
+            # an item is graded when the judge graded it under every seed; an ungraded one is never counted wrong
+            ok = np.array([[r["correct"] is not None for r in su.results] for su in sums]).all(axis=0)
             acc = np.array([[1.0 if r["correct"] else 0.0 for r in su.results] for su in sums]).mean(axis=0)
+            acc[~ok] = math.nan
             fl = np.array([[r["cost"]["flops"] for r in su.results] for su in sums]).mean(axis=0)
             per_item[(label, name)] = acc
             per_flops[(label, name)] = fl
             bins = []
             for value in bin_values(fields, by):
                 m = in_bin(fields, by, value)
-                bins.append({"bin": value, **summarize(acc[m], fl[m], one_run=len(seeds) == 1)})
+                # a point on the accuracy-FLOPs plane: both over the bin's graded items (FLOPs over all its
+                # items where none is graded)
+                b = summarize(acc[m & ok], fl[m & ok], one_run=len(seeds) == 1)
+                bins.append({"bin": value, **b, "items": int(m.sum()), "graded": int((m & ok).sum()),
+                             "flops": b["flops"] if (m & ok).any() else float(fl[m].mean()) if m.any() else math.nan})
             allrow = bins[-1]
+            graded = int(ok.sum())
             rows.append({
                 "series": label, "config": dict(config), "seeds": seeds, "graded": graded,
                 "accuracy": allrow["accuracy"] if graded else None, "lo": allrow["lo"], "hi": allrow["hi"],
@@ -78,12 +85,16 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
             })
 
     def pair(a: tuple[str, str], b: tuple[str, str]) -> dict[str, Any]:
-        """a - b over the same items, its FLOPs ratio, and the same per bin of `by`."""
-        out: dict[str, Any] = {**paired_diff(per_item[a], per_item[b]), "flops_ratio": _flops_ratio(per_flops[a], per_flops[b])}
+        """a - b over the same items graded in both, its FLOPs ratio (all items), and the same per bin of `by`."""
+        both = ~np.isnan(per_item[a]) & ~np.isnan(per_item[b])
+
+        def diff(m: np.ndarray) -> dict[str, Any]:
+            return {**paired_diff(per_item[a][m & both], per_item[b][m & both]), "of_items": int(m.sum()),
+                    "flops_ratio": _flops_ratio(per_flops[a][m], per_flops[b][m])}
+
+        out: dict[str, Any] = diff(np.ones(len(both), dtype=bool))
         if by is not None:
-            out["bins"] = [{"bin": v, **paired_diff(per_item[a][m], per_item[b][m]),
-                            "flops_ratio": _flops_ratio(per_flops[a][m], per_flops[b][m])}
-                           for v in bin_values(fields, by)[:-1] for m in [in_bin(fields, by, v)]]
+            out["bins"] = [{"bin": v, **diff(in_bin(fields, by, v))} for v in bin_values(fields, by)[:-1]]
         return out
 
     diffs = []
@@ -113,7 +124,8 @@ def print_sweep(report: dict[str, Any], console: Console) -> None:
         table.add_column(col, justify="left" if col in ("series", "config") else "right")
     for r in rows:
         table.add_row(r["series"], ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults",
-                      _acc(r) if r["graded"] else "n/a", _f(r["flops_per_item"]), f"{r['tokens_per_item']:.1f}",
+                      _acc(r) if r["graded"] else "n/a: judge failed on every item", _f(r["flops_per_item"]),
+                      f"{r['tokens_per_item']:.1f}",
                       f"{r['calls_per_item']:.1f}", f"{r['wall_seconds']:.2f}", _note(r))
     console.print(table)
     if report["by"]:
@@ -127,12 +139,23 @@ def print_sweep(report: dict[str, Any], console: Console) -> None:
         console.print(t)
     for d in report["paired_differences"]:
         where = "" if d["config"] == "same items" else f" ({d['config']})"
-        console.print(f"{d['a']} - {d['b']}{where}: {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
-                      f"paired over {d['items']} items, at {_x(d['flops_ratio'])} the FLOPs")
+        console.print(f"{d['a']} - {d['b']}{where}: {_diff(d)} paired over {_over(d)}, "
+                      f"at {_x(d['flops_ratio'])} the FLOPs")
         if d.get("bins"):
             console.print("  by " + report["by"] + ": " + "; ".join(
-                f"{b['bin']}: {b['diff']:+.3f} [{b['lo']:+.3f}, {b['hi']:+.3f}] at {_x(b['flops_ratio'])}"
-                for b in d["bins"]))
+                f"{b['bin']}: {_diff(b)}" + (f" over {_over(b)}" if 0 < b["items"] < b["of_items"] else "")
+                + f" at {_x(b['flops_ratio'])}" for b in d["bins"]))
+
+
+def _diff(d: dict[str, Any]) -> str:
+    """A paired difference and its interval; n/a when no item is graded in both series."""
+    return f"{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]" if d["items"] else "n/a (no item graded in both)"
+
+
+def _over(d: dict[str, Any]) -> str:
+    """`20 items`, or `10 graded items of 20` when the judge failed on some (they are left out, not wrong)."""
+    of = d.get("of_items") or d["items"]
+    return f"{d['items']} items" if d["items"] == of else f"{d['items']} graded items of {of}"
 
 
 def _x(ratio: float) -> str:
@@ -151,6 +174,8 @@ def _note(row: dict[str, Any]) -> str:
         parts.append(f"{row['stopped']} items stopped")
     if row["failed"]:
         parts.append(f"{row['failed']} items failed")
+    if 0 < row["graded"] < row["items"]:
+        parts.append(f"{row['items'] - row['graded']} items ungraded (judge failed)")
     return "; ".join(parts)
 
 
@@ -201,16 +226,22 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 
     greedy_sets = [f"{param}=1", "temperature=0"]
     tables, greedy_tables, item_out, refs_of = {}, {}, {}, {}
+    pool_runs, greedy_runs = {}, {}
     for label, binds in series:
-        pools, items, refs = pooled(label, binds, [f"{param}={n}"], f"pool {param}={n}")
-        tables[label] = item_table(label, pools, ks)
-        item_out[f"{label} pool"] = items
-        refs_of[label] = refs
+        pool_runs[label], item_out[f"{label} pool"], refs_of[label] = pooled(label, binds, [f"{param}={n}"],
+                                                                            f"pool {param}={n}")
     for label, binds in series + greedy:
-        pools, items, refs = pooled(label, binds, greedy_sets, "greedy", override=True)
-        greedy_tables[label] = item_table(label, pools, [1])
-        item_out[f"{label} greedy"] = items
+        greedy_runs[label], item_out[f"{label} greedy"], refs = pooled(label, binds, greedy_sets, "greedy",
+                                                                       override=True)
         refs_of.setdefault(label, refs)
+    # an item some candidate of which the judge failed on (in any run) is ungraded: it leaves every table,
+    # so that the same items are compared everywhere and none of them counts as wrong
+    total = len(next(iter(pool_runs.values()))[0])
+    ungraded = _ungraded([*pool_runs.values(), *greedy_runs.values()], total, runs.judge or "gold")
+    for label, pools in pool_runs.items():
+        tables[label] = item_table(label, [[p for p in run if p.index not in ungraded] for run in pools], ks)
+    for label, pools in greedy_runs.items():
+        greedy_tables[label] = item_table(label, [[p for p in run if p.index not in ungraded] for run in pools], [1])
     first = next(iter(tables.values()))
     fields = first.fields
     bins = bin_values(fields, by)
@@ -272,13 +303,36 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     report: dict[str, Any] = {
         "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "ks": first.ks}, "seeds": seeds,
         "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "exchange": exch, "total_compute": totals,
-        "item_rows": item_out,
+        "item_rows": item_out, "items": total, "graded": total - len(ungraded), "ungraded_items": sorted(ungraded),
     }
     if alloc is not None:
         report["allocation"] = _allocation(first, alloc, baseline, by, fields, split_seed)
     if overlays:
         report["overlay"] = overlay_points(report, overlays, tables)
     return report
+
+
+def _ungraded(runs: list[list[list[Any]]], total: int, judge: str) -> dict[int, str]:
+    """The items the judge could not grade in some run (item -> the first error), said on stderr; when it graded
+    none, there is nothing to report: an error (exit 2) naming the first failure."""
+    import typer
+
+    from ttcl.runtime.judge import failure_line
+
+    out: dict[int, str] = {}
+    for seeds in runs:
+        for run in seeds:
+            for p in run:
+                if p.judge_error is not None:
+                    out.setdefault(p.index, p.judge_error)
+    if not out:
+        return out
+    line = failure_line(judge, sorted(out.items()), total).replace(" items (first", " items' pools (first", 1)
+    if len(out) >= total:
+        raise TtclRuntimeError(f"error: --pool: {line.split(';')[0]}: no item is graded, so there is no accuracy "
+                               "to report (fix the checker, or judge another way)")
+    typer.echo(f"--pool: {line}: left out of every table, greedy point, exchange and allocation", err=True)
+    return out
 
 
 def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,
@@ -326,7 +380,7 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
         prog = f"{Path(data['program']).stem}: " if data.get("program") else ""
         for r in data["rows"]:
             config = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
-            run_acc = _run_items(r, tables)
+            run_acc = _run_items(r, tables, report.get("items"))
             for b in r["bins"]:
                 if b["bin"] not in report["bins"]:
                     continue
@@ -344,24 +398,27 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
                             t = tables[series]
                             m = in_bin(t.fields, report["by"], b["bin"])
                             pool = _pool_at(t, signal, m, b["flops"])
-                            read["paired"] = (paired_diff(run_acc[m], pool) if pool is not None
+                            both = ~np.isnan(run_acc[m])  # the run's ungraded items leave the pairing
+                            read["paired"] = (paired_diff(run_acc[m][both], pool[both]) if pool is not None
                                               else {"diff": math.nan, "lo": math.nan, "hi": math.nan, "items": int(m.sum())})
                         out.append(read)
     return out
 
 
-def _run_items(row: dict[str, Any], tables: dict[str, Any] | None) -> np.ndarray | None:
-    """A sweep row's accuracy per item (seeds averaged), in dataset order; None when it cannot pair."""
+def _run_items(row: dict[str, Any], tables: dict[str, Any] | None, total: int | None = None) -> np.ndarray | None:
+    """A sweep row's accuracy per item (seeds averaged) on the pool tables' items (`total` in the eval), in
+    dataset order; None when it cannot pair."""
     if not tables or not row.get("graded") or not row.get("item_rows"):
         return None
     by_item: dict[int, list[float]] = {}
-    for it in row["item_rows"]:
-        by_item.setdefault(int(it["item"]), []).append(1.0 if it["correct"] else 0.0)
-    n = len(next(iter(tables.values())).fields)
+    for it in row["item_rows"]:  # an item the judge failed on (under any seed) is NaN: ungraded, not wrong
+        by_item.setdefault(int(it["item"]), []).append(math.nan if it["correct"] is None else float(bool(it["correct"])))
+    table = next(iter(tables.values()))
+    n = total if total is not None else len(table.fields)
     if sorted(by_item) != list(range(n)):
         raise TtclRuntimeError(f"--overlay: the run {row['series']!r} covers items {min(by_item)}..{max(by_item)} "
                                f"({len(by_item)} of them), this eval items 0..{n - 1}; use the same dataset and --limit")
-    return np.array([float(np.mean(by_item[i])) for i in range(n)])
+    return np.array([float(np.mean(by_item[i])) for i in (table.index or range(n))])
 
 
 def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndarray | None:
@@ -382,7 +439,9 @@ def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndar
 
 def print_pool(report: dict[str, Any], console: Console) -> None:
     pool = report["pool"]
-    t = Table(title=f"{report['title']}: one pool of {pool['n']} per item; accuracy [95% CI] @ FLOPs per item (all items)")
+    over = "all items" if report.get("graded", 0) == report.get("items", 0) else \
+        f"{report['graded']} graded items of {report['items']}: the judge failed on the others"
+    t = Table(title=f"{report['title']}: one pool of {pool['n']} per item; accuracy [95% CI] @ FLOPs per item ({over})")
     t.add_column("series")
     t.add_column("signal")
     for k in pool["ks"]:
@@ -413,7 +472,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         console.print(b)
     for d in report["greedy_vs_pool"]:
         console.print(f"{d['series']} {d['signal']}@{d['k']} - {d['vs']}: {d['diff']:+.3f} "
-                      f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {d['items']} items")
+                      f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {_over({**d, 'of_items': report.get('items')})}")
     if report["exchange"]:
         e = Table(title="exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, "
                         "over the reference's FLOPs [95% CI]; - = not reached within k <= N; "

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.commands.compile import ProgramArg, VerifierOpt, register_verifiers
+from ttcl.commands.compile import MaxInputOpt, ProgramArg, VerifierOpt, refuse_input_as_output, register_verifiers
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 
@@ -181,14 +181,14 @@ def _run_once(
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
     allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
-    judge: str | None = None,
+    judge: str | None = None, max_input_tokens: int | None = None,
 ) -> Any:
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
     from ttcl.runtime.runner import Runner, RunOptions
 
     try:
-        compiled = compile_from_cli(program, sets, models, None, allow_remote)
+        compiled = compile_from_cli(program, sets, models, max_input_tokens, allow_remote)
     except TtclError as e:
         if not json_errors:
             raise
@@ -402,6 +402,7 @@ def run(
     workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
     shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
     schedule: Annotated[str, typer.Option("--schedule", help="auto | lockstep | stream (stream: items advance as their own server calls return; auto: stream on a server).")] = "auto",
+    max_input_tokens: MaxInputOpt = None,
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
@@ -414,6 +415,7 @@ def run(
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
+    refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
     wide = Wide(ray, workers, shards)
     register_verifiers(verifier or [])
     check_judge(judge)
@@ -423,7 +425,8 @@ def run(
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                                 resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                                 batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
-                                allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge)
+                                allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge,
+                                max_input_tokens=max_input_tokens)
     except KeyboardInterrupt:
         typer.echo(interrupted_message(trace, len(items)), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -453,8 +456,9 @@ def run(
     if input_ is not None:
         _refuse_over_long_input(summary.results[0])
     if strict and (summary.failed or summary.stopped or judge_failed):
-        typer.echo(f"--strict: {summary.failed} items failed, {summary.stopped} were stopped and the judge failed on "
-                   f"{len(judge_failed)}; exit {EXIT_ITEMS_NOT_OK}", err=True)
+        ungraded = f", and the judge failed on {len(judge_failed)} (ungraded)" if judge_failed else ""
+        typer.echo(f"--strict: {summary.failed} items failed and {summary.stopped} were stopped{ungraded}; "
+                   f"exit {EXIT_ITEMS_NOT_OK}", err=True)
         raise typer.Exit(EXIT_ITEMS_NOT_OK)
 
 

@@ -88,10 +88,29 @@ def _loopback_only() -> None:
         consts.ENABLE_RAY_CLUSTER = False
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a `HOST:PORT` (or `ray://HOST:PORT`) that nothing listens on: Ray itself retries such an address for
+    minutes before it gives up. `auto` and anything without a port are left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise DistributedError(f"--ray {address}: cannot reach a Ray cluster there ({why}); start one with "
+                               "`ray start --head` on that machine, or give --ray alone for a local cluster") from e
+
+
 def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
     if address == LOCAL:
         _loopback_only()
+    else:
+        _reachable(address)
     ray = _ray()
     if ray.is_initialized():
         return False

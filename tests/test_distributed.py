@@ -201,6 +201,20 @@ def test_ray_option_takes_an_optional_address() -> None:
     assert _ray_option(["run", "p.ttc", "--ray"]) == ["run", "p.ttc", "--ray=local"]
 
 
+def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Ray retried 127.0.0.1:1 for minutes, printing a warning every few seconds (found by a QA pass)."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago, and that nothing listens on now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", f"127.0.0.1:{port}"])
+    assert code == 2 and time.monotonic() - t0 < 30
+    assert f"--ray 127.0.0.1:{port}: cannot reach a Ray cluster there" in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
 @pytest.mark.parametrize("args, message", [
     (["--workers", "2"], "add --ray"),
     (["--ray", "--workers", "0"], "--workers 0: expected a positive number"),

@@ -424,3 +424,30 @@ def test_figure_draws_points_at_the_ends_of_the_scale(tmp_path) -> None:
     out = tmp_path / "f.png"
     write_figure(out, curves=curves, points=points, bins=["all"], by=None, title="t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("xs", "least", "minor_labels"), [
+    ((2.1e6, 4.4e6), 2, True),  # half a decade, no power of ten: every minor tick labelled (had none at all)
+    ((1.5e7, 4.5e8), 3, True),  # one power of ten: its label, and the 2s and 5s
+    ((1e6, 1e9), 3, False),  # several powers of ten: those alone
+])
+def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], least: int, minor_labels: bool) -> None:
+    """A panel whose FLOPs span less than a decade showed no x label, or one (found by a QA pass)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ttcl.runtime.analysis.plot import _axes
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot(list(xs), [0.2, 0.8])
+        _axes(ax, "t")
+        fig.canvas.draw()
+        major = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
+        minor = [t.get_text() for t in ax.xaxis.get_ticklabels(minor=True) if t.get_text()]
+        assert len(major) + len(minor) >= least, (major, minor)
+        assert bool(minor) is minor_labels, minor
+    finally:
+        plt.close(fig)

@@ -125,15 +125,30 @@ def _line(ax: Any, pts: Sequence[dict[str, Any]], color: str, style: str) -> Any
 
 
 def _axes(ax: Any, title: str) -> None:
-    from matplotlib.ticker import LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(base=10, numticks=8))
     ax.xaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=80))
     ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_xlim()
+    if 0 < lo < hi and math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:
+        # fewer than two powers of ten in view, so one label or none: label the 2s and 5s between them too, or
+        # every minor tick where the panel spans less than half a decade
+        every = math.log10(hi / lo) < 0.5
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _pos: _minor_label(x, every)))
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("FLOPs per item (ttcl ledger)", fontsize=8)
     ax.set_ylabel("accuracy", fontsize=8)
     ax.tick_params(labelsize=8)
+
+
+def _minor_label(x: float, every: bool) -> str:
+    """A minor tick's label on a log axis, `2×10^7`: every one, or only the 2s and 5s."""
+    if x <= 0:
+        return ""
+    exp = math.floor(math.log10(x) + 1e-9)
+    mantissa = round(x / 10**exp)
+    return rf"${mantissa}\times10^{{{exp}}}$" if every or mantissa in (2, 5) else ""

@@ -35,7 +35,8 @@ def summary(name: str) -> str:
         return ""
     end = text.find('"""', start + 3)
     doc = " ".join(text[start + 3: end if end > 0 else None].split())
-    return re.split(r" \(|[.:] ", doc, maxsplit=1)[0].rstrip(".:")
+    # a full stop ends the summary, except the one in "et al." / "e.g." / "i.e." / "vs."
+    return re.split(r" \(|(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)[.:] ", doc, maxsplit=1)[0].rstrip(".:")
 
 
 def is_bundled_ref(program: str | Path) -> bool:

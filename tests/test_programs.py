@@ -102,3 +102,13 @@ def test_program_is_canonically_formatted(name: str) -> None:
 
     source = (PROGRAMS / f"{name}.ttc").read_text(encoding="utf-8")
     assert format_source(source, f"{name}.ttc") == source
+
+
+def test_every_bundled_programs_summary_is_a_whole_clause() -> None:
+    """`ttcl programs` cut one summary at the full stop of "Snell et al." (found by a QA pass)."""
+    from ttcl.programs import bundled_names, summary
+
+    for name in bundled_names():
+        text = summary(name)
+        assert text and not text.endswith((" al", " et", " e.g", " i.e", " vs", " Snell")), (name, text)
+    assert summary("countdown_revision_check").endswith("compare revisions with parallel samples")

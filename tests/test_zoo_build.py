@@ -247,6 +247,8 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
 
     plan = CliRunner().invoke(app, ["zoo", "train", "--only", "expr-l-grown", "--plan"])
     assert plan.exit_code == 0 and "at least" not in plan.output  # its reference build's seconds
+    # what it is grown from is not built here: the plan names it (it said "-"), marked as read from --out
+    assert re.search(r"^expr-l-grown +expr-m\* ", plan.output, re.M) and "* not built by this command" in plan.output
     assert build.recorded_seconds(["expr-l-grown"])["expr-l-grown"] == data["models"]["expr-l-grown"]["training_seconds"]
     listed = CliRunner().invoke(app, ["models"])
     assert listed.exit_code == 0, listed.output

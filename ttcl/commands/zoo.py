@@ -120,7 +120,7 @@ def train(
     full = build.recipe_graph(known, lambda n: dependencies(n, evaluate=not no_eval))
     graph = build.subgraph(full, names)
     if plan:
-        _print_plan(graph, n_jobs)
+        _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph})
         return
     missing = build.missing_outside(full, names, root)
     if missing and shipped_deps:
@@ -175,18 +175,23 @@ def _copy_shipped(names: list[str], root: Path) -> None:
         typer.echo(f"copied the shipped {n} into {dst}", err=True)
 
 
-def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int) -> None:
+def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str, tuple[str, ...]]) -> None:
+    """The schedule; `outside`: what each model needs that this build does not make (marked `*`: read from --out)."""
     from ttcl.zoo import build
 
     seconds = build.recorded_seconds(list(graph))
     slots = build.simulate(graph, seconds, jobs)
+    needs = {n: ", ".join([*graph[n], *(f"{d}*" for d in outside.get(n, ()))]) or "-" for n in graph}
     w = max([14, *(len(n) for n in graph)])
-    wn = max([24, *(len(", ".join(d)) for d in graph.values())])
+    wn = max([24, *(len(v) for v in needs.values())])
     typer.echo(f"{'model':<{w}} {'needs':<{wn}} {'recorded s':>10} {'worker':>6} {'start min':>9} {'end min':>8}")
     for s in slots:
         sec = seconds[s.name]
-        typer.echo(f"{s.name:<{w}} {', '.join(graph[s.name]) or '-':<{wn}} {f'{sec:.0f}' if sec is not None else '?':>10} "
+        typer.echo(f"{s.name:<{w}} {needs[s.name]:<{wn}} {f'{sec:.0f}' if sec is not None else '?':>10} "
                    f"{s.worker:>6} {s.start / 60:>9.1f} {s.end / 60:>8.1f}")
+    if any(outside.values()):
+        typer.echo("* not built by this command: read from --out, where it must be trained first (add --only NAME), "
+                   "or copied from the shipped models with --shipped-deps")
     total = sum(v or 0.0 for v in seconds.values())
     chain = max(build.chain_seconds(graph, seconds).values(), default=0.0)
     span = max((s.end for s in slots), default=0.0)

@@ -45,7 +45,7 @@ StaticValue = int | float | Auto
 AUTO = Auto()
 
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?([kMGT])?$")
+_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?([kMGT])?$", re.ASCII)  # `٣` is not 3
 _SUFFIX = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
 

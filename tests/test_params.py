@@ -81,7 +81,7 @@ def test_parse_number(text: str, value: float) -> None:
     assert got == value and type(got) is type(value)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "8kb", "1..2", "0x10"])
+@pytest.mark.parametrize("text", ["", "abc", "8kb", "1..2", "0x10", "\u0663", "1\u0660", "\uff18"])  # Arabic-Indic, full-width digits
 def test_parse_number_rejects(text: str) -> None:
     assert parse_number(text) is None
 

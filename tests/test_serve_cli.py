@@ -55,6 +55,12 @@ def test_port_out_of_range(prog, port):
     assert line.startswith("error: ") and f"--port {port}" in line and "0..65535" in line
 
 
+@pytest.mark.parametrize("ms", ["-5", "nan", "inf"])
+def test_batch_window_must_be_zero_or_more_milliseconds(prog, ms):
+    line = one_error_line(serve(prog, "--batch-window-ms", ms))
+    assert line.startswith(f"error: --batch-window-ms {ms}: expected a number of milliseconds, 0 or more"), line
+
+
 def test_port_in_use(prog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -64,6 +64,8 @@ def serve(
         raise ServeOptionError("give at least one program to serve")
     if not 0 <= port <= 65535:
         raise ServeOptionError(f"error: --port {port}: expected a port in 0..65535 (0: any free port)")
+    if not (batch_window_ms >= 0 and batch_window_ms != float("inf")):
+        raise ServeOptionError(f"error: --batch-window-ms {batch_window_ms:g}: expected a number of milliseconds, 0 or more")
     parse_model_overrides(model or [])  # a malformed or repeated --model/--set fails as in `ttcl run` (exit 2)
     parse_set_overrides(set_ or [])
     strategies: list[Strategy] = []

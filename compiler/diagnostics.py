@@ -43,17 +43,27 @@ class Diagnostic(BaseModel):
         line_text = _source_line(source, s.line)
         if line_text is not None:
             gutter = f"{s.line:>4} | "
-            out.append(gutter + line_text)
+            column = s.column
             width = 1
             if s.end_line == s.line and s.end_column > s.column:
                 width = s.end_column - s.column
-            width = max(1, min(width, len(line_text) - s.column + 1))
-            out.append(" " * (len(gutter) + max(s.column - 1, 0)) + "^" * width)
+            if len(line_text) > _WIDE:  # a window of the line around the caret, not thousands of characters
+                start = max(0, min(column - 1 - _WIDE // 2, len(line_text) - _WIDE))
+                shown = line_text[start:start + _WIDE]
+                line_text = ("..." if start else "") + shown + ("..." if start + _WIDE < len(line_text) else "")
+                column = column - start + (3 if start else 0)
+                width = min(width, len(shown) - (column - 1 - (3 if start else 0)))
+            out.append(gutter + line_text)
+            width = max(1, min(width, len(line_text) - column + 1))
+            out.append(" " * (len(gutter) + max(column - 1, 0)) + "^" * width)
         if self.expected:
             out.append(f"  expected: {self.expected}")
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
+
+
+_WIDE = 120  # a source line longer than this is shown as a window of this many characters around the caret
 
 
 @lru_cache(maxsize=8)

@@ -155,3 +155,22 @@ def test_number_value_of_extreme_exponents_never_raises(text: str, expected: tup
     from ttcl.compiler.parse_lex import number_value
 
     assert number_value(text) == expected
+
+
+@pytest.mark.parametrize("src, what", [
+    ("ttcl 1\nstrategy main(q: text[<=5]) -> answer { return " + " + ".join(["q"] * 60) + " + zz }\n", "zz"),
+    ("ttcl 1\nparam n: int = " + "(" * 100 + "1" + ")" * 100 + "\n", "("),
+    ("ttcl 1\nparam n: int = 1x" + " " * 300 + "\n", "1x"),
+])
+def test_a_long_source_line_is_shown_as_a_window_with_the_caret_on_the_culprit(src: str, what: str) -> None:
+    """The 'nested more than 64 deep' error echoed a 4,000-character line (found by a QA pass)."""
+    from ttcl.compiler.diagnostics import DiagnosticError
+    from ttcl.compiler.pipeline import compile_program
+
+    with pytest.raises(DiagnosticError) as e:
+        compile_program(source=src, file="p.ttc")
+    lines = e.value.render().splitlines()
+    shown, caret = lines[1], lines[2]
+    assert len(shown) <= 140 and shown.startswith("   2 | ")
+    at = caret.index("^")
+    assert shown[at:at + len(what)] == what, (shown, caret)

@@ -82,11 +82,17 @@ def _source_line(source: str | None, line: int) -> str | None:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A fix hint naming the closest known name, if any is close."""
+    match = closest(name, candidates)
+    return f"did you mean `{match}`?" if match else None
+
+
+def closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The known name closest to `name`, if any is close."""
     pool = set(candidates)
     if len(pool) > MAX_SUGGESTION_POOL:  # keep each hint cheap however many names are in scope
         pool = set(sorted(pool, key=lambda c: (abs(len(c) - len(name)), c[:1].lower() != name[:1].lower(), c))[:MAX_SUGGESTION_POOL])
     match = get_close_matches(name, sorted(pool), n=1, cutoff=0.6)
-    return f"did you mean `{match[0]}`?" if match else None
+    return match[0] if match else None
 
 
 class DiagnosticError(TtclError):

@@ -26,7 +26,7 @@ from ttcl.compiler.diagnostics import (
     DiagnosticError,
     SemanticDiagnosticError,
     SyntaxDiagnosticError,
-    did_you_mean,
+    closest,
 )
 from ttcl.safeio import PROGRAM_LIMIT, UnsafeRead, is_within, program_target, read_bounded
 
@@ -177,11 +177,14 @@ def _printable(text: str) -> str:
 
 
 def _sibling_hint(path: Path) -> str | None:
+    """The closest `.ttc` file beside the missing one, compared by stem: every name shares `.ttc`, which made
+    `missing.ttc` look like `bin.ttc`."""
     try:
-        names = [p.name for p in path.parent.iterdir() if p.suffix == ".ttc"]
+        stems = {p.stem: p.name for p in path.parent.iterdir() if p.suffix == ".ttc"}
     except (OSError, ValueError):
         return None
-    return did_you_mean(path.name, names)
+    stem = closest(path.stem, stems)
+    return None if stem is None else f"did you mean `{stems[stem]}`?"
 
 
 def _parse(source: str, file: str) -> Module:

@@ -178,3 +178,12 @@ def test_a_byte_order_mark_is_ignored(tmp_path: Path) -> None:
     root = tmp_path / "bom.ttc"
     root.write_bytes(b"\xef\xbb\xbf" + HELPER.encode())
     assert check_program(load_program(root)).entry.name == "main"
+
+
+def test_a_missing_import_suggests_only_a_close_stem(tmp_path: Path) -> None:
+    """`missing.ttc` was 'did you mean `bin.ttc`?': every name shares `.ttc` (found by a QA pass)."""
+    write(tmp_path / "bin.ttc", HELPER)
+    root = write(tmp_path / "root.ttc", main_importing(("missing.ttc", "a")))
+    with pytest.raises(SemanticDiagnosticError) as e:
+        check_program(load_program(root, file="root.ttc"))
+    assert "cannot import `missing.ttc`" in e.value.render() and "did you mean" not in e.value.render()

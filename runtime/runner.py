@@ -30,6 +30,7 @@ from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.judge import make_judge
+from ttcl.runtime.retry import failed_items, kept_nodes, resume_note, retry_records
 from ttcl.runtime.scheduler import MODEL_OPS, ItemResult, Scheduler
 from ttcl.runtime.scoring import Scorer, make_scorer
 from ttcl.runtime.trace import (
@@ -44,7 +45,7 @@ from ttcl.runtime.trace import (
     digest,
     read_trace,
 )
-from ttcl.runtime.values import from_json, replayable
+from ttcl.runtime.values import from_json
 
 COST_UNITS: tuple[Unit, ...] = (*STATIC_UNITS, Unit.seconds)
 
@@ -66,6 +67,7 @@ class RunOptions:
     schedule: str = "auto"
     # how an answer is judged right: None (gold equality) or a registered checker's name (runtime/judge.py)
     judge: str | None = None
+    retry_failed: bool = False  # with `resume`: run the items the trace holds as failed again (runtime/retry.py)
 
 
 class NodeRow(BaseModel):
@@ -282,27 +284,41 @@ def refuse_existing_trace(path: Path) -> None:
     )
 
 
-def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult],
-                       wanted: set[int]) -> dict[int, list[tuple[str, Any, Cost, str | None]]]:
+def _replay_of(keep: list[NodeRecord]) -> list[tuple[str, Any, Cost, str | None]]:
+    return [(r.node_id, from_json(r.outputs), _cost_of(r.cost), r.reason if r.status == "shrunk" else None)
+            for r in keep]
+
+
+def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult], wanted: set[int],
+                       retry: frozenset[int] = frozenset()) -> dict[int, list[tuple[str, Any, Cost, str | None]]]:
     """Book a stopped run back into `acc`: finished items as results, finished nodes of the rest to replay.
 
     The pool is charged every phase any attempt spent plus every grant a
     kill cut short (its worst case), so kill + `--resume` never spends more
     than a pooled budget; an item's own budget holds what its recorded nodes spent.
+    `retry` (`--retry-failed`): failed items run again, their finished nodes replayed like a partial item's.
     """
     replay: dict[int, list[tuple[str, Any, Cost, str | None]]] = {}
     legacy = old.spent is None  # written before grant/spend records: the pool holds finished items only
-    cheap_seconds = 0.0
+    cheap_seconds = sum(n.cost.get("seconds", 0.0) for n in old.retired if n.op not in MODEL_OPS)
     for idx, rec in old.items.items():
+        recs = old.nodes.get(idx, [])
+        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
+        if idx in retry:  # its new attempt's own budget counts the replayed nodes; the pool, all it spent
+            keep = kept_nodes(recs)
+            acc.restore(idx, ledger_from_records(keep), pool=legacy)
+            if legacy:
+                acc.restore_pooled(sum((_cost_of(n.cost) for n in recs if all(n is not k for k in keep)), Cost()))
+            if keep:
+                replay[idx] = _replay_of(keep)
+            continue
         done[idx] = result_from_record(rec)
-        acc.restore(idx, ledger_from_records(old.nodes.get(idx, [])), pool=legacy)
-        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in old.nodes.get(idx, []) if n.op not in MODEL_OPS)
+        acc.restore(idx, ledger_from_records(recs), pool=legacy)
     for idx, recs in old.partial.items():
-        keep = [r for r in recs if idx in wanted and r.status in ("ok", "shrunk") and replayable(r.outputs)]
+        keep = kept_nodes(recs) if idx in wanted else []
         if keep:
             acc.restore(idx, ledger_from_records(keep), pool=False)
-            replay[idx] = [(r.node_id, from_json(r.outputs), _cost_of(r.cost), r.reason if r.status == "shrunk" else None)
-                           for r in keep]
+            replay[idx] = _replay_of(keep)
         cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
     if not legacy:
         acc.restore_pooled(_cost_of(old.spent or {}) + _cost_of(old.cut_short or {}) + Cost(seconds=cheap_seconds))
@@ -435,7 +451,8 @@ class Runner:
 
     def run(self, items: list[Item], *, progress: NodeHook | None = None,
             on_result: Callable[[ItemResult], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> RunSummary:
+            should_stop: Callable[[], bool] | None = None, on_note: Callable[[str], None] | None = None) -> RunSummary:
+        """`on_note` gets the line about failed items a resumed trace holds (kept, or rerun with retry_failed)."""
         o = self.options
         t0 = time.perf_counter()
         for be in self.backends.values():  # a KV cache left by an earlier run must not make this one cheaper
@@ -446,14 +463,24 @@ class Runner:
         replay: dict[int, list[tuple[str, Any, Cost, str | None]]] = {}
         writer: TraceWriter | None = None
         hooks: list[NodeHook] = [AccountantHook(acc)]
+        retry: list[int] = []
+        if o.retry_failed and not o.resume:
+            raise TtclRuntimeError("--retry-failed reruns the failed items of a resumed trace: add --resume")
         if o.trace is not None:
             if not o.resume and not o.overwrite:
                 refuse_existing_trace(o.trace)
             if o.resume and o.trace.exists():
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)
-                replay = restore_from_trace(old, acc, done, {it.index for it in items})
+                wanted = {it.index for it in items}
+                retry = failed_items(old, wanted) if o.retry_failed else []
+                replay = restore_from_trace(old, acc, done, wanted, frozenset(retry))
+                note = resume_note(old, wanted, o.retry_failed)
+                if note is not None and on_note is not None:
+                    on_note(note)
             writer = TraceWriter(o.trace, header, resume=o.resume)
+            if retry:  # before any of their new node records: a later read counts only the kept ones
+                writer.write_raw(retry_records(replay, retry))
             trace_hook = TraceHook(writer)
             trace_hook.ledger = acc
             hooks.append(trace_hook)

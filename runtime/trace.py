@@ -14,6 +14,11 @@ spent in every attempt plus every grant that never saw its spend (calls a
 kill cut short): the worst case of work that was done and lost. The header
 pins what the run was (program hash, params, models, seed, dataset), and
 `--resume` refuses a trace written by a different run.
+
+`retry` (`--resume --retry-failed`) withdraws a failed item's record: the
+item's node records it names as kept are replayed and count towards the
+item's next record; the others are retired (their spend still counts in
+`spend`). A trace without `retry` records reads as before.
 """
 
 from __future__ import annotations
@@ -130,6 +135,14 @@ class LostRecord(BaseModel):
     cost: dict[str, float] = {}
 
 
+class RetryRecord(BaseModel):
+    """`--retry-failed`: the item's failed record is withdrawn; its nodes in `kept` are replayed, the rest retired."""
+
+    type: Literal["retry"] = "retry"
+    item: int
+    kept: list[str] = []
+
+
 class SpendRecord(BaseModel):
     """`grant`: a spending allowance about to be used; `spend`: what one phase of a node actually cost."""
 
@@ -207,7 +220,8 @@ class Trace(BaseModel):
     `partial` holds the node records of items with no item record yet (a
     run stopped mid-item); `spent` sums every `spend` record and `cut_short`
     every `grant` with no `spend` after it (None: a trace written before these
-    records); `lost` lists the attempts a wide run lost with a worker.
+    records); `lost` lists the attempts a wide run lost with a worker; `retired`
+    holds the node records of failed attempts a `retry` replaced (not replayed).
     """
 
     header: RunHeader
@@ -217,6 +231,7 @@ class Trace(BaseModel):
     partial: dict[int, list[NodeRecord]] = {}
     spent: dict[str, float] | None = None
     cut_short: dict[str, float] | None = None
+    retired: list[NodeRecord] = []
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -233,6 +248,7 @@ def read_trace(path: str | Path) -> Trace:
     pending: dict[int, dict[str, NodeRecord]] = {}  # item -> node id -> its latest record (a resumed node reruns)
     nodes: dict[int, list[NodeRecord]] = {}
     lost: list[LostRecord] = []
+    retired: list[NodeRecord] = []
     spent: dict[str, float] | None = None
     open_grants: dict[tuple[int, str], list[dict[str, float]]] = {}
     for lineno, line in enumerate(lines, start=1):
@@ -255,6 +271,15 @@ def read_trace(path: str | Path) -> Trace:
                 pending.setdefault(rec.item, {})[rec.node_id] = rec
             elif kind == "lost":
                 lost.append(LostRecord.model_validate(obj))
+            elif kind == "retry":  # the failed item runs again: its kept nodes count towards its next record
+                rr = RetryRecord.model_validate(obj)
+                items.pop(rr.item, None)
+                open_recs = pending.setdefault(rr.item, {})
+                for rec in nodes.pop(rr.item, []):
+                    if rec.node_id in rr.kept and rec.node_id not in open_recs:
+                        open_recs[rec.node_id] = rec
+                    else:
+                        retired.append(rec)
             elif kind in ("grant", "spend"):
                 sp = SpendRecord.model_validate(obj)
                 spent = spent if spent is not None else {}
@@ -284,7 +309,8 @@ def read_trace(path: str | Path) -> Trace:
                 for u, v in g.items():
                     cut_short[u] = cut_short.get(u, 0.0) + v
     partial = {i: list(recs.values()) for i, recs in pending.items() if i not in items}
-    return Trace(header=header, items=items, nodes=nodes, partial=partial, spent=spent, cut_short=cut_short, lost=lost)
+    return Trace(header=header, items=items, nodes=nodes, partial=partial, spent=spent, cut_short=cut_short, lost=lost,
+                 retired=retired)
 
 
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:

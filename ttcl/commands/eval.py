@@ -29,7 +29,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ttcl.commands.compile import ProgramArg, VerifierOpt, rebind_models, refuse_input_as_output, register_verifiers
+from ttcl.commands.compile import (
+    ProgramArg,
+    VerifierOpt,
+    rebind_models,
+    refuse_input_as_output,
+    register_verifiers,
+)
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.run import (
     DATASET_HELP,
@@ -110,6 +116,9 @@ def parse_pretrain(items: list[str]) -> dict[str, float]:
             out[short_name(name.strip())] = float(value)
         except ValueError:
             eq = ""
+        if eq and not (math.isfinite(out[short_name(name.strip())]) and out[short_name(name.strip())] > 0):
+            raise RunOptionError(f"--pretrain-flops {item!r}: a model's training FLOPs are a positive number, "
+                                 "e.g. --pretrain-flops ttcl:arith-s=3.7e12")
         if not eq:
             raise RunOptionError(f"--pretrain-flops {item!r}: expected MODEL=FLOPS, e.g. --pretrain-flops ttcl:arith-s=3.7e12")
     return out

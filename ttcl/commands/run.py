@@ -20,7 +20,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.commands.compile import MaxInputOpt, ProgramArg, VerifierOpt, refuse_input_as_output, register_verifiers
+from ttcl.commands.compile import (
+    MaxInputOpt,
+    ProgramArg,
+    VerifierOpt,
+    refuse_input_as_output,
+    register_verifiers,
+)
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 
@@ -181,8 +187,9 @@ def _run_once(
     trace: Path | None, resume: bool, dataset: Path | None, show_progress: bool, label: str = "items",
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
     allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
-    judge: str | None = None, max_input_tokens: int | None = None,
+    judge: str | None = None, max_input_tokens: int | None = None, retry_failed: bool | None = None,
 ) -> Any:
+    """`retry_failed`: `ttcl run --retry-failed` (None: a command without that option, which prints no note)."""
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
     from ttcl.runtime.runner import Runner, RunOptions
@@ -195,7 +202,8 @@ def _run_once(
         typer.echo(json.dumps(diagnostics_json(e), indent=2))
         raise typer.Exit(e.exit_code) from None
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
-                      max_batch_items=batch_items, overwrite=overwrite, schedule=schedule, judge=judge)
+                      max_batch_items=batch_items, overwrite=overwrite, schedule=schedule, judge=judge,
+                      retry_failed=bool(retry_failed))
     if wide is not None and wide.address is not None:
         from ttcl.runtime.distributed import RayRunner
 
@@ -209,20 +217,25 @@ def _run_once(
     runner = Runner(compiled, opts)
     with _StopOnCtrlC() as stop:
         if not show_progress:
-            return runner.run(items, should_stop=stop)
-        return _run_with_progress(runner, items, label, resume=resume, trace=trace, stop=stop)
+            note = None if retry_failed is None else (lambda line: typer.echo(line, err=True))
+            return runner.run(items, should_stop=stop, on_note=note)
+        return _run_with_progress(runner, items, label, resume=resume, trace=trace, stop=stop,
+                                  retry_failed=retry_failed)
 
 
 def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: bool, trace: Path | None,
-                       stop: Any) -> Any:
+                       stop: Any, retry_failed: bool | None = None) -> Any:
     done = 0
     if resume and trace is not None and trace.exists():
         from ttcl.runtime.trace import read_trace
 
         wanted = {it.index for it in items}
-        done = len([i for i in read_trace(trace).items if i in wanted])
+        done = len([i for i, r in read_trace(trace).items.items()
+                    if i in wanted and not (retry_failed and r.status == "failed")])
     with _Progress(len(items), label, done=done) as bar:
-        return runner.run(items, progress=bar, should_stop=stop)
+        note = None if retry_failed is None else (
+            lambda line: bar.progress.console.print(line, markup=False, highlight=False, soft_wrap=True))
+        return runner.run(items, progress=bar, should_stop=stop, on_note=note)
 
 
 class _StopOnCtrlC:
@@ -391,6 +404,7 @@ def run(
     dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
     trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: run the items the trace holds as failed again (their finished steps are replayed).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the --trace file over if it already holds a run.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help=f"Exit {EXIT_ITEMS_NOT_OK} if any item failed, was stopped or could not be judged (for CI).")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Run only the first N dataset items.")] = None,
@@ -412,6 +426,11 @@ def run(
         raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
     if resume and overwrite:
         raise RunOptionError("--resume and --overwrite contradict each other: keep one")
+    if retry_failed and not resume:
+        raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
+    if retry_failed and ray is not None:
+        raise RunOptionError("--retry-failed works on one machine only: a wide run (--ray) resumes whole items and "
+                             "cannot replay a failed item's finished steps")
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
@@ -426,7 +445,7 @@ def run(
                                 resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                                 batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
                                 allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge,
-                                max_input_tokens=max_input_tokens)
+                                max_input_tokens=max_input_tokens, retry_failed=retry_failed)
     except KeyboardInterrupt:
         typer.echo(interrupted_message(trace, len(items)), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -507,6 +526,9 @@ def parse_sweep(items: list[str]) -> list[list[tuple[str, str]]]:
         vals = [v.strip() for v in values.split(",") if v.strip()]
         if not eq or not name.strip() or not vals:
             raise RunOptionError(f"--sweep {item!r}: expected NAME=V1,V2,..., e.g. --sweep n=1,4,16")
+        twice = next((v for i, v in enumerate(vals) if v in vals[:i]), None)
+        if twice is not None:
+            raise RunOptionError(f"--sweep {item!r}: {name.strip()} = {twice} is given twice; keep one")
         axes.append([(name.strip(), v) for v in vals])
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
 

@@ -212,7 +212,6 @@ def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.Capt
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", f"127.0.0.1:{port}"])
     assert code == 2 and time.monotonic() - t0 < 30
     assert f"--ray 127.0.0.1:{port}: cannot reach a Ray cluster there" in capsys.readouterr().err
-    assert not ray.is_initialized()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -214,3 +214,10 @@ def test_a_trace_or_plot_never_writes_over_the_dataset_or_program(setup: dict[st
     code, _, err = cli(capsys, "eval", str(prog), "--dataset", str(ds), "--plot", str(ds))
     assert code == 2 and f"--plot {ds}: that is the dataset this command reads" in err, err
     assert (ds.read_text(), prog.read_text()) == before
+
+
+def test_a_trace_that_is_a_directory_is_named_as_one(setup: dict[str, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """It said "the trace file already exists (it is not a ttcl trace)" (found by a QA pass)."""
+    code, _, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--trace", str(tmp_path))
+    assert code == 2 and err.startswith(f"error: --trace {tmp_path}: is a directory; give a file name"), err

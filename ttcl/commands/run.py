@@ -435,6 +435,8 @@ def run(
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
+    if trace is not None and trace.is_dir():
+        raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
     wide = Wide(ray, workers, shards)
     register_verifiers(verifier or [])
     check_judge(judge)

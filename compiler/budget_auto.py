@@ -49,13 +49,18 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                 expected="a `budget per item { ... }` with calls, tokens or flops",
                 hint=f"declare a per-item budget, or give `{decl.name}` a value",
             )], sources)
-        if first.verdict == "over" or first.context_over:
+        fits = _fits
+        if first.context_over and first.verdict != "over" and report_at(high).context_over == first.context_over:
+            # the context overflows whatever this param is: not its fault, and reported where it arises (exit 2)
+            def fits(r: BudgetReport) -> bool:
+                return r.verdict != "over"
+        if not fits(first):
             raise BudgetDiagnosticError([Diagnostic(
                 span=decl.default.span,
                 message=f"no value of `{decl.name}` in {low}..{high} fits the budget: with {decl.name} = {low}, {describe_over(first)}",
                 hint="raise the budget, or lower the other params and max_tokens",
             )], sources)
-        value, next_report = _largest_fit(low, high, report_at)
+        value, next_report = _largest_fit(low, high, report_at, fits)
         chosen[decl.name] = value
         choices.append(AutoChoice(
             param=decl.name, value=value, low=low, high=high,
@@ -64,16 +69,21 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
     return chosen, choices
 
 
-def _largest_fit(low: int, high: int, report_at: Callable[[int], BudgetReport]) -> tuple[int, BudgetReport | None]:
+def _fits(report: BudgetReport) -> bool:
+    return report.fits
+
+
+def _largest_fit(low: int, high: int, report_at: Callable[[int], BudgetReport],
+                 fits: Callable[[BudgetReport], bool] = _fits) -> tuple[int, BudgetReport | None]:
     """The largest v in low..high that fits (low is known to fit), and the report at v + 1."""
     top = report_at(high)
-    if top.fits:
+    if fits(top):
         return high, None
     lo, hi, hi_report = low, high, top  # invariant: lo fits, hi does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
         rep = report_at(mid)
-        if rep.fits:
+        if fits(rep):
             lo = mid
         else:
             hi, hi_report = mid, rep

@@ -192,6 +192,26 @@ def test_auto_lowest_value_not_fitting_is_a_diagnostic() -> None:
     )
 
 
+def test_a_context_overflow_no_auto_value_changes_is_not_blamed_on_the_auto_param() -> None:
+    """docs/language.md's example: an unused `auto` param turned a context error (exit 2, at the sample) into
+    "no value of `k` fits the budget" (exit 1); a param the context does depend on is still blamed."""
+    from ttcl.compiler.diagnostics import DiagnosticError
+
+    head = 'ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 64 }\n'
+    unused = head + "param k: int = auto in 1..64\nstrategy main(q: text[<=256]) -> answer {\n" \
+        "    return vote(sample(policy, q, n = 2, max_tokens = 256))\n}\n"
+    with pytest.raises(DiagnosticError) as err:
+        compile_program(source=unused, file="t.ttc")
+    assert err.value.exit_code == 2
+    assert str(err.value).splitlines()[0].startswith("t.ttc:6:17: error: main/return.sample (sample) may need 513 tokens")
+    used = head + "param k: int = auto in 100..150\nstrategy main(q: text[<=100]) -> answer {\n" \
+        "    return vote(sample(policy, q, n = 2, max_tokens = k))\n}\n"
+    with pytest.raises(BudgetDiagnosticError) as err:
+        compile_program(source=used, file="t.ttc")
+    assert err.value.exit_code == 1
+    assert str(err.value).splitlines()[0].startswith("t.ttc:4:16: error: no value of `k` in 100..150 fits the budget")
+
+
 def test_missing_model_size_points_at_the_declaration() -> None:
     src = 'ttcl 1\nmodel policy = "/nonexistent/x"\nstrategy main(q: text[<=5]) -> answer {\n    return vote(sample(policy, q))\n}\n'
     with pytest.raises(SemanticDiagnosticError) as err:

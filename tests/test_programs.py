@@ -112,3 +112,19 @@ def test_every_bundled_programs_summary_is_a_whole_clause() -> None:
         text = summary(name)
         assert text and not text.endswith((" al", " et", " e.g", " i.e", " vs", " Snell")), (name, text)
     assert summary("countdown_revision_check").endswith("compare revisions with parallel samples")
+
+
+def test_the_language_references_first_example_checks_clean(tmp_path: Path) -> None:
+    """docs/language.md's headline program failed `ttcl check` (a 256-token bound and 256 new tokens against the
+    bundled models' 160-token context), blamed on an unused `auto` param (found by a QA pass)."""
+    import re
+    import shutil
+
+    from ttcl.compiler.pipeline import compile_program
+
+    root = Path(__file__).resolve().parent.parent
+    first = re.findall(r"```\n(.*?)```", (root / "docs" / "language.md").read_text(), re.S)[0]
+    shutil.copy(root / "programs" / "best_of_n.ttc", tmp_path / "best_of_n.ttc")  # what it imports
+    (tmp_path / "doc.ttc").write_text(first)
+    report = compile_program(tmp_path / "doc.ttc").report
+    assert report.verdict == "fits"

@@ -40,7 +40,9 @@ _RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "bud
 
 
 class TraceError(TtclRuntimeError):
-    """A trace that cannot be written, read, or resumed."""
+    """A trace that cannot be written, read, or resumed; `changed`: what differs, when a resume is refused."""
+
+    changed: str | None = None
 
 
 def digest(value: Any) -> str:
@@ -313,13 +315,20 @@ def read_trace(path: str | Path) -> Trace:
                  retired=retired)
 
 
+_WHAT = {"program_hash": "program", "params": "params", "models": "models", "seed": "seed",
+         "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge"}
+
+
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     """Refuse to resume a trace written by a different run: the results would not mean anything."""
     old = trace.header.model_dump()
     new = header.model_dump()
     for key in _RESUME_KEYS:
         if old.get(key) != new.get(key):
-            raise TraceError(
-                f"{path}: error: cannot --resume: the trace was written with a different {key.replace('_', ' ')} "
-                f"({old.get(key)!r}, now {new.get(key)!r})\n  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
+            e = TraceError(
+                f"{path}: error: cannot --resume: the {_WHAT[key]} differs from the one this trace was written with "
+                f"({old.get(key)!r}, now {new.get(key)!r})\n"
+                "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
+            e.changed = _WHAT[key]
+            raise e

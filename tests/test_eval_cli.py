@@ -415,3 +415,16 @@ def test_two_programs_keep_their_own_traces_in_one_directory(capsys: pytest.Capt
         assert code == 0, err
         assert "running afresh" not in err
     assert len(list(traces.glob("arith-s__n=2__*__seed0.jsonl"))) == 2
+
+
+def test_a_changed_dataset_is_named_when_its_trace_is_not_reused(capsys: pytest.CaptureFixture[str],
+                                                                 setup: dict[str, Path], tmp_path: Path) -> None:
+    """The message blamed "the program, params, models or judge" when only the dataset's content had changed."""
+    ds, traces = tmp_path / "d.jsonl", tmp_path / "traces"
+    lines = setup["ds"].read_text().splitlines()
+    for content in (lines, lines[::-1]):
+        ds.write_text("\n".join(content) + "\n")
+        code, _, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--sweep", "n=2",
+                           "--traces", str(traces), "--device", "cpu", "--json")
+        assert code == 0, err
+    assert "the dataset's content changed since this trace was written; running afresh" in err

@@ -117,7 +117,7 @@ def test_run_judges_by_the_checker(capsys: pytest.CaptureFixture[str], tmp_path:
     assert len(pools) == 8 and right_not_gold, "no right non-gold expression among 64 samples"
     # a trace is never resumed under another judge
     code, out, err = cli(capsys, *args, "--trace", str(trace), "--resume")
-    assert code == 2 and "different judge" in err and "'countdown', now 'gold'" in err
+    assert code == 2 and "the judge differs from the one this trace was written with" in err and "'countdown', now 'gold'" in err
 
 
 @needs_model

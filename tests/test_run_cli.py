@@ -131,7 +131,7 @@ def test_resume_after_crash_matches_uninterrupted(setup: dict[str, Path], tmp_pa
     summary = Runner(compiled, RunOptions(device="cpu", trace=part, resume=True, dataset=setup["ds"])).run(items)
     assert _results(part) == _results(full)
     assert summary.items == 6
-    with pytest.raises(Exception, match="cannot --resume: the trace was written with a different seed"):
+    with pytest.raises(Exception, match="cannot --resume: the seed differs from the one this trace was written with"):
         Runner(compiled, RunOptions(device="cpu", trace=part, resume=True, seed=9, dataset=setup["ds"])).run(items)
 
 

@@ -124,7 +124,7 @@ def test_resume_refuses_another_run(tmp_path: Path) -> None:
     TraceWriter(path, _header()).close()
     t = read_trace(path)
     check_resumable(t, _header(), path)
-    with pytest.raises(TraceError, match=r"cannot --resume: the trace was written with a different seed \(0, now 1\)"):
+    with pytest.raises(TraceError, match=r"cannot --resume: the seed differs from the one this trace was written with \(0, now 1\)"):
         check_resumable(t, _header(seed=1), path)
 
 

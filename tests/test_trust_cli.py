@@ -132,7 +132,7 @@ def test_resume_of_another_programs_trace_hints_what_works(capsys: pytest.Captur
     base = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
             "--device", "cpu", "--trace", str(trace)]
     code, _, err = cli(capsys, *base, "--resume")
-    assert code == 2 and "cannot --resume: the trace was written with a different program hash" in err
+    assert code == 2 and "cannot --resume: the program differs from the one this trace was written with" in err
     assert "replace --resume with --overwrite" in err and "drop --resume" not in err
     code, _, err = cli(capsys, *base, "--overwrite")  # what the hint says
     assert code == 0, err
@@ -451,7 +451,7 @@ def test_dataset_from_stdin_resumes_like_a_file(setup: dict[str, Path], tmp_path
     assert _answers(json.loads(again.stdout)) == _answers(json.loads(first.stdout))
     other = subprocess.run([*cmd, "--resume"], input=text.replace("2 +0", "9 +0"), capture_output=True, text=True,
                            env=env, timeout=600)
-    assert other.returncode == 2 and "different dataset hash" in other.stderr
+    assert other.returncode == 2 and "the dataset's content differs from the one this trace was written with" in other.stderr
 
 
 def test_readme_example_is_the_bundled_program() -> None:
@@ -496,3 +496,89 @@ def test_user_checker_from_the_command_line_only(tmp_path: Path) -> None:
     bad = subprocess.run([*base, "--verifier", "mine=no_such_module:score"], capture_output=True, text=True, env=env,
                          cwd=tmp_path, timeout=600)
     assert bad.returncode == 2 and "no module 'no_such_module'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ---------------------------------------------------------------- the Python API checks what `ttcl run` checks
+
+SHORT = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\n'
+         'strategy main(question: text[<=8]) -> answer {\n    return vote(sample(policy, "{question}\\n", n = 2, '
+         'max_tokens = 16))\n}\n')
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"inputs": ["1 +1", "2 +2"], "limit": -1}, "limit=-1: expected a positive number of items"),
+    ({"dataset": "DS", "limit": 0}, "limit=0: expected a positive number of items"),
+    ({"inputs": 123}, "inputs: expected a string or a list of strings, got int"),
+    ({"inputs": [1, 2]}, "inputs[0]: expected a string, got int"),
+    ({"inputs": []}, "inputs: expected at least one input text"),
+    ({"inputs": "  "}, "inputs: the input text is empty"),
+    ({"inputs": "1 +1", "seed": "x"}, "seed: expected an int, got str"),
+    ({"inputs": "1 +1", "set": "n=8"}, "set: expected a mapping of param names to values, e.g. set={'n': 8}"),
+    ({"inputs": "1 +1", "set": {"n": None}}, "set={'n': None}: expected a number, a string or a bool"),
+    ({"inputs": "1 +1", "models": ["policy=ttcl:arith-m"]},
+     "models: expected a mapping of model names to paths or URLs, e.g. models={'policy': 'ttcl:arith-m'}"),
+    ({"path": None, "inputs": "1 +1"}, "path: expected a .ttc path or `ttcl:NAME`, got None"),
+    ({"inputs": "1 +1", "resume": True}, "resume=True needs trace=FILE"),
+    ({"inputs": "1 +1", "resume": True, "overwrite": True, "trace": "TRACE"},
+     "resume=True and overwrite=True contradict each other"),
+    ({"inputs": "1 +1", "device": "gpu"}, "device='gpu': expected one of auto, cpu, cuda"),
+    ({"inputs": "1 +1", "judge": 3}, "judge: expected a checker's name"),
+    ({"inputs": "1 +1", "fields": {"question": "q"}}, "fields= maps a dataset's fields"),
+])
+def test_api_arguments_are_checked_and_named(setup: dict[str, Path], tmp_path: Path, kwargs: dict, message: str) -> None:
+    """A wrong type or value is a TtclError naming the keyword, never a TypeError/ValidationError or a silent
+    drop (`limit=-1` ran all but the last input), and it comes before any model loads."""
+    import ttcl
+    from ttcl.errors import TtclError
+
+    swap = {"DS": str(setup["ds"]), "TRACE": str(tmp_path / "t.jsonl")}
+    kwargs = {k: swap.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
+    with pytest.raises(TtclError, match=re.escape(message)) as raised:
+        ttcl.run(kwargs.pop("path", str(ROOT / "programs" / "self_consistency.ttc")), device=kwargs.pop("device", "cpu"), **kwargs)
+    assert raised.value.exit_code == 2 and not (tmp_path / "t.jsonl").exists()
+
+
+def test_api_trace_never_overwrites_what_it_reads(tmp_path: Path) -> None:
+    import ttcl
+    from ttcl.errors import TtclError
+
+    prog = tmp_path / "p.ttc"
+    prog.write_text(SHORT)
+    with pytest.raises(TtclError, match=r"trace='.*p\.ttc': that is the program this run reads"):
+        ttcl.run(prog, inputs="3 +4", trace=prog, overwrite=True, device="cpu")
+    assert prog.read_text() == SHORT  # the API wrote its trace over the program
+    with pytest.raises(TtclError, match="is a directory; give a file name"):
+        ttcl.run(prog, inputs="3 +4", trace=tmp_path, device="cpu")
+
+
+def test_api_one_input_over_its_bound_raises_like_input_and_a_list_stops_it(tmp_path: Path) -> None:
+    import ttcl
+    from ttcl.errors import TtclError
+
+    prog = tmp_path / "short.ttc"
+    prog.write_text(SHORT)
+    with pytest.raises(TtclError, match=r"inputs: the input is longer than the strategy's declared bound "
+                                        r"\(`text\[<=N\]`\), so main/\S+ did not run: its prompt"):
+        ttcl.run(prog, inputs=LONG, device="cpu")
+    out = ttcl.run(prog, inputs=["3 +4", LONG], device="cpu")  # a list is a dataset: the long item is stopped
+    assert out.answers[1] is None and out.summary.stopped == 1 and out.summary.items == 2
+
+
+def test_api_errors_shared_with_the_cli_say_which_keyword_a_flag_is() -> None:
+    import ttcl
+    from ttcl.errors import TtclError
+
+    with pytest.raises(TtclError, match="`--set n=0`") as raised:
+        ttcl.run("ttcl:self_consistency", inputs="1 +1", set={"n": 0}, device="cpu")
+    assert "in ttcl.run(): --set is set={NAME: VALUE}" in getattr(raised.value, "__notes__", [])
+
+
+def test_api_docstring_example_prints_what_it_shows() -> None:
+    import ttcl.api
+
+    doc = ttcl.api.__doc__ or ""
+    call = re.search(r"out = (ttcl\.run\(.*\))\n", doc)
+    shown = re.search(r"out\.answers +# (\[.*?\])", doc)
+    assert call and shown, doc
+    out = eval(call.group(1), {"ttcl": ttcl})  # noqa: S307 - the module's own docstring
+    assert out.answers == json.loads(shown.group(1))

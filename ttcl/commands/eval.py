@@ -173,10 +173,9 @@ class Runs:
         try:  # a finished trace of the same run is reused; a killed one is continued
             summary = _run_once(self.program, sets, binds, self.items, resume=trace.exists(), **kw)
         except TraceError as e:
-            if "cannot --resume" not in str(e):
+            if e.changed is None:
                 raise
-            typer.echo(f"{trace}: the program, params, models or judge changed since this trace; running afresh",
-                       err=True)
+            typer.echo(f"{trace}: the {e.changed} changed since this trace was written; running afresh", err=True)
             summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True, **kw)
         from ttcl.runtime.judge import failure_line, judge_failures
 

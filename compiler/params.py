@@ -252,8 +252,19 @@ def _default_problem(decl: ParamDecl, value: object) -> str | None:
     if ok:
         return None
     if decl.type == "int" and isinstance(value, float):
+        if value.is_integer():  # `2e3`: whole, but written as a float (an exponent makes a float literal)
+            return (f"param `{decl.name}` is int but its default is written as a float ({value:g}); "
+                    f"write it as an int literal: `{int(value)}` or `{_suffixed(int(value))}`")
         return f"param `{decl.name}` is int but its default {value!r} is not a whole number"
     return f"param `{decl.name}` is {decl.type} but its default is {_kind_of(value)}"
+
+
+def _suffixed(n: int) -> str:
+    """`2000` as `2k`, `3000000` as `3M`: the int spelling with a suffix, where one fits exactly."""
+    for suffix, mult in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if n and n % mult == 0:
+            return f"{n // mult}{suffix}"
+    return str(n)
 
 
 def _kind_of(value: object) -> str:
@@ -349,6 +360,8 @@ def parse_param_value(decl: ParamDecl, raw: str) -> ParamValue | ValueProblem:
         return ValueProblem(f"`{_short(raw)}` is past the range of a 64-bit float")
     if decl.type == "int":
         if not isinstance(value, int):
+            if value.is_integer():
+                return ValueProblem(f"`{raw}` is written as a float; give an int such as `{int(value)}`")
             return ValueProblem(f"`{raw}` is not a whole number")
         return value
     return float(value)

@@ -119,6 +119,7 @@ def test_override_out_of_range_points_at_declaration() -> None:
     [
         ({"n": "abc"}, "`--set n=abc`: `abc` is not an int"),
         ({"n": "2.5"}, "`--set n=2.5`: `2.5` is not a whole number"),
+        ({"n": "2e1"}, "`--set n=2e1`: `2e1` is written as a float; give an int such as `20`"),
         ({"temperature": "auto"}, "`--set temperature=auto`: `auto` is only allowed on an int param with a range"),
         ({"greedy": "yes"}, "`--set greedy=yes`: `yes` is not a bool"),
         ({"temperature": "3"}, "`--set temperature=3`: 3.0 is outside the range 0.0..2.0 of param `temperature`"),
@@ -156,6 +157,8 @@ def test_declarations() -> None:
     ]
     assert _decl_messages(decl("k", "int", Auto())) == ["`auto` is only allowed on an int param with a range; `k` is int without a range"]
     assert _decl_messages(decl("w", "int", num("2.5"))) == ["param `w` is int but its default 2.5 is not a whole number"]
+    assert _decl_messages(decl("w", "int", num("2e3"))) == [
+        "param `w` is int but its default is written as a float (2000); write it as an int literal: `2000` or `2k`"]
     assert _decl_messages(decl("g", "bool", num("1"))) == ["param `g` is bool but its default is a number"]
     assert _decl_messages(decl("s", "int", num("4"), num("10"), num("1"))) == ["empty range 10..1 for param `s`"]
     assert _decl_messages(decl("x", "text", String(parts=[]), num("1"), num("2"))) == ["param `x` is text; only int and float params take a range"]

@@ -22,9 +22,9 @@ left may overrun by at most its own duration; every other unit is hard.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -48,6 +48,19 @@ _EPS = 1e-9
 
 class AccountingError(TtclRuntimeError):
     """A node spent more than its allowance: a bug in cost reporting, never user error."""
+
+
+def input_over_bound(result: Mapping[str, Any], given_as: str) -> str | None:
+    """Why one input given on its own (`ttcl run --input`, `ttcl.run(inputs="...")`, named by `given_as`) is bad
+    input: it is longer than the strategy's declared `text[<=N]`, so its item was stopped before the node that
+    reads it. None when it was not. (In a dataset such an item is stopped and counted like any other.)"""
+    over = {node: why for node, why in (result.get("failures") or {}).items() if why.startswith(INPUT_OVER_BOUND)}
+    if result.get("status") != "stopped" or not over:
+        return None
+    node, why = next(iter(over.items()))
+    return (f"{given_as}: the input is longer than the strategy's declared bound (`text[<=N]`), so {node} did not "
+            f"run: {why.removeprefix(INPUT_OVER_BOUND + ': ')}\n"
+            "  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it")
 
 
 class Limits(BaseModel):

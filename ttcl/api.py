@@ -1,22 +1,34 @@
 """A small public Python API: run a strategy from code, the way `ttcl run` does.
 
     import ttcl
-    out = ttcl.run("programs/self_consistency.ttc", inputs="37 +12 *3", set={"n": 8})
-    out.answers          # ["142"]
+    out = ttcl.run("ttcl:self_consistency", inputs="37 +12 *3", set={"n": 8}, device="cpu")
+    out.answers          # ["97"]: wrong (the answer is 147); the bundled arith-s is a 33k-parameter model
     out.summary.rows     # bound vs actual per node
 
-Everything `ttcl run` checks is checked here too: errors are `TtclError`s
-with the same messages.
+Everything `ttcl run` checks is checked here too, before a model loads: every problem with an argument is a
+`TtclError` (exit code 2 semantics, as a bad `ttcl run` option) naming the keyword and what it expects. Errors
+raised by the compiler and the runtime (a bad param value, a trace that already holds a run) are the ones
+`ttcl run` prints, so they name its flags; a note on the exception says which keyword each flag is.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclError
+
+DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, as `ttcl run --device` (ttcl/commands/run.py)
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # `ttcl run --dtype`'s, and the short names the backend has always taken
+
+
+class RunArgumentError(TtclError):
+    """A `ttcl.run(...)` argument of the wrong type or value (exit code 2, as a bad `ttcl run` option)."""
 
 
 @dataclass
@@ -48,28 +60,198 @@ def run(
     fields: Mapping[str, str] | None = None,
     judge: str | None = None,
 ) -> RunResult:
-    """Compile `path` and run it on `inputs` (texts) or a JSONL `dataset`.
+    """Compile `path` (a .ttc file or `ttcl:NAME`) and run it on `inputs` (texts) or a JSONL `dataset`.
 
-    `judge`: how answers are judged right, as `ttcl run --judge` (None: equality with the gold answer)."""
+    `inputs="TEXT"` (one string) is `ttcl run --input TEXT`: an input longer than the strategy's declared
+    `text[<=N]` raises a `TtclError` naming the node it could not reach. `inputs=[...]` (a list of strings) is a
+    dataset without gold answers: an item over its bound is stopped (its answer None, `summary.stopped` counts
+    it) and the others run, as `ttcl run --dataset` does. `set={"n": 8}` is `--set n=8`, `models={"policy":
+    PATH_OR_URL}` is `--model policy=...`, `trace=FILE` with `resume=True` or `overwrite=True` is `--trace`
+    with `--resume` or `--overwrite`, `limit=N` runs the first N items, `fields={"question": "problem"}` maps a
+    dataset's fields (`--field`). `judge`: how answers are judged right, as `ttcl run --judge` (None: equality
+    with the gold answer). Every problem with an argument raises a `TtclError`; see the module docstring."""
+    try:
+        return _run(path, inputs=inputs, dataset=dataset, sets=set, models=models, seed=seed, device=device,
+                    dtype=dtype, trace=trace, resume=resume, overwrite=overwrite, limit=limit, fields=fields,
+                    judge=judge)
+    except TtclError as e:
+        _note_keywords(e)
+        raise
+
+
+def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: Any, device: Any, dtype: Any,
+         trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any) -> RunResult:
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
     from ttcl.programs import resolve_program
-    from ttcl.runtime.dataset import Item, load_dataset
+    from ttcl.runtime.accountant import input_over_bound
+    from ttcl.runtime.dataset import load_dataset
+    from ttcl.runtime.judge import make_judge
     from ttcl.runtime.runner import Runner, RunOptions
 
-    if (inputs is None) == (dataset is None):
-        raise TtclError("ttcl.run: give exactly one of inputs= or dataset=")
-    if dataset is not None:
-        items = load_dataset(dataset, limit=limit, fields=dict(fields or {}))
+    # the types first, then what `ttcl run` checks, in its order; all of it before a model loads
+    program_text = _path_text("path", path, "a .ttc path or `ttcl:NAME`")
+    data = None if dataset is None else _path_text("dataset", dataset, "a dataset path (FILE.jsonl, -, hf:NAME)")
+    trace_path = None if trace is None else Path(_path_text("trace", trace, "a file path for the JSONL trace"))
+    overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in _set_arg(sets).items()])
+    model_overrides = _models_arg(models)
+    seed = _int("seed", seed)
+    limit = None if limit is None else _int("limit", limit)
+    resume, overwrite = _bool("resume", resume), _bool("overwrite", overwrite)
+    _choice("device", device, DEVICES)
+    _choice("dtype", dtype, DTYPES)
+    if resume and trace_path is None:
+        raise RunArgumentError("resume=True needs trace=FILE (the trace to resume from)")
+    if resume and overwrite:
+        raise RunArgumentError("resume=True and overwrite=True contradict each other: keep one")
+    program = resolve_program(program_text)
+    if trace_path is not None:
+        _refuse_trace_over_input(trace_path, {"program": program, "dataset": Path(data) if data else None})
+        if trace_path.is_dir():
+            raise RunArgumentError(f"trace={str(trace_path)!r}: is a directory; give a file name, "
+                                   f"e.g. trace={str(trace_path / 'run.jsonl')!r}")
+    if judge is not None and not isinstance(judge, str):
+        raise RunArgumentError(f"judge: expected a checker's name (a string) or None, got {_type_name(judge)}")
+    make_judge(judge)  # an unknown checker is refused before any model loads, naming the known ones
+    if limit is not None and limit < 1:
+        raise RunArgumentError(f"limit={limit}: expected a positive number of items")
+    if (inputs is None) == (data is None):
+        raise RunArgumentError("ttcl.run: give exactly one of inputs= or dataset=")
+    if data is not None:
+        items = load_dataset(data, limit=limit, fields=_fields_arg(fields))
     else:
-        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
-        items = [Item(index=i, question=t) for i, t in enumerate(texts)][:limit]
-    overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in (set or {}).items()])
-    compiled = compile_program(resolve_program(path), overrides=overrides, model_overrides=dict(models or {}))
-    opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=Path(trace) if trace else None, resume=resume,
-                      overwrite=overwrite, dataset=Path(dataset) if dataset else None, judge=judge)
+        if fields is not None:
+            raise RunArgumentError("fields= maps a dataset's fields to the item's: give it with dataset=, not inputs=")
+        items = _input_items(inputs, limit)
+    compiled = compile_program(program, overrides=overrides, model_overrides=model_overrides)
+    opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace_path, resume=resume, overwrite=overwrite,
+                      dataset=Path(data) if data else None, judge=judge)
     summary = Runner(compiled, opts).run(items)
+    if isinstance(inputs, str):  # one input, as `--input`: over its declared bound is bad input, not an answer
+        why = input_over_bound(summary.results[0], "inputs")
+        if why is not None:
+            raise RunArgumentError(why)
     return RunResult(answers=[r["answer"] for r in summary.results], summary=summary)
+
+
+def _input_items(inputs: Any, limit: int | None) -> list[Any]:
+    """`inputs="TEXT"`: one item, checked as `--input`; `inputs=[...]`: items, checked as dataset lines."""
+    from ttcl.runtime.dataset import MAX_LINE_CHARS, Item
+
+    if isinstance(inputs, str):
+        texts, names = [inputs], ["inputs"]
+    elif isinstance(inputs, Sequence) and not isinstance(inputs, bytes | bytearray):
+        texts = list(inputs)[:limit]
+        names = [f"inputs[{i}]" for i in range(len(texts))]
+        if not texts:
+            raise RunArgumentError("inputs: expected at least one input text, got an empty list")
+    else:
+        raise RunArgumentError(f"inputs: expected a string or a list of strings, got {_type_name(inputs)}")
+    for name, text in zip(names, texts, strict=True):
+        if not isinstance(text, str):
+            raise RunArgumentError(f"{name}: expected a string, got {_type_name(text)}")
+        if not text.strip():
+            raise RunArgumentError(f"{name}: the input text is empty")
+        if len(text) > MAX_LINE_CHARS:
+            raise RunArgumentError(f"{name}: the input is {len(text):,} characters, more than {MAX_LINE_CHARS:,}")
+    return [Item(index=i, question=t) for i, t in enumerate(texts)]
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _path_text(name: str, value: Any, expected: str) -> str:
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip():
+        got = "an empty string" if isinstance(text, str) else _type_name(value)
+        raise RunArgumentError(f"{name}: expected {expected}, got {got}")
+    return text
+
+
+def _int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise RunArgumentError(f"{name}: expected an int, got {_type_name(value)}")
+    return int(value)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise RunArgumentError(f"{name}: expected True or False, got {_type_name(value)}")
+    return value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or not (value in allowed or (name == "device" and value.startswith("cuda:"))):
+        more = ", cuda:N" if name == "device" else ""
+        raise RunArgumentError(f"{name}={value!r}: expected one of {', '.join(allowed)}{more}")
+
+
+def _mapping(name: str, value: Any, example: str) -> dict[str, Any]:
+    """A mapping with non-empty string keys (without `=`, which would split a `--set`-style item)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and k.strip() and "=" not in k for k in value):
+        raise RunArgumentError(f"{name}: expected {example}" + ("" if isinstance(value, Mapping)
+                                                               else f", got {_type_name(value)}"))
+    return {k.strip(): v for k, v in value.items()}
+
+
+def _set_arg(value: Any) -> dict[str, Any]:
+    out = _mapping("set", value, "a mapping of param names to values, e.g. set={'n': 8}")
+    for k, v in out.items():
+        if v is None:
+            raise RunArgumentError(f"set={{{k!r}: None}}: expected a number, a string or a bool "
+                                   f"(leave {k!r} out to keep the param's default)")
+        if not isinstance(v, str | int | float):
+            raise RunArgumentError(f"set[{k!r}]: expected a number, a string or a bool, got {_type_name(v)}")
+    return out
+
+
+def _models_arg(value: Any) -> dict[str, str]:
+    example = "a mapping of model names to paths or URLs, e.g. models={'policy': 'ttcl:arith-m'}"
+    return {k: _path_text(f"models[{k!r}]", v, "a model path or URL")
+            for k, v in _mapping("models", value, example).items()}
+
+
+def _fields_arg(value: Any) -> dict[str, str]:
+    example = "a mapping of item names to the dataset's field names, e.g. fields={'question': 'problem'}"
+    out = _mapping("fields", value, example)
+    for k, v in out.items():
+        if not isinstance(v, str) or not v.strip():
+            raise RunArgumentError(f"fields[{k!r}]: expected a dataset field name, got "
+                                   f"{'an empty string' if isinstance(v, str) else _type_name(v)}")
+    return {k: v.strip() for k, v in out.items()}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet): compare where they point
+        return a.expanduser().absolute() == b.expanduser().absolute()
+    except ValueError:
+        return False
+
+
+def _refuse_trace_over_input(trace: Path, inputs: dict[str, Path | None]) -> None:
+    """`trace=` naming the program or the dataset it runs: writing the trace would destroy it (as `ttcl run`)."""
+    for what, path in inputs.items():
+        if path is not None and str(path) != "-" and _same_file(trace, path):
+            raise RunArgumentError(f"trace={str(trace)!r}: that is the {what} this run reads, and writing there "
+                                   "would destroy it; give trace= another path")
+
+
+# `ttcl run`'s flags, as the compiler's and runtime's own messages name them, and their keywords here
+_KEYWORDS = {"--set": "set={NAME: VALUE}", "--model": "models={NAME: PATH}", "--trace": "trace=FILE",
+             "--resume": "resume=True", "--overwrite": "overwrite=True", "--judge": "judge=NAME",
+             "--field": "fields={NAME: FIELD}", "--input": "inputs=TEXT", "--limit": "limit=N"}
+
+
+def _note_keywords(e: TtclError) -> None:
+    """An error shared with `ttcl run` names its flags: a note says which keyword of `ttcl.run` each one is."""
+    named = [f"{flag} is {kw}" for flag, kw in _KEYWORDS.items() if re.search(rf"{flag}(?![\w-])", str(e))]
+    if named and not isinstance(e, RunArgumentError):
+        e.add_note("in ttcl.run(): " + ", ".join(named))
 
 
 def _as_text(v: Any) -> str:

@@ -487,15 +487,11 @@ def _refuse_over_long_input(result: dict[str, Any]) -> None:
     """One `--input` longer than the strategy's declared `text[<=N]` is bad input (exit 2), not a run that
     succeeded: the item was stopped before the node that reads it (reported above). In a dataset such an item
     is stopped and counted like any other (exit 0, or 3 with --strict), so no item is lost."""
-    from ttcl.runtime.accountant import INPUT_OVER_BOUND
+    from ttcl.runtime.accountant import input_over_bound
 
-    over = {node: why for node, why in (result.get("failures") or {}).items() if why.startswith(INPUT_OVER_BOUND)}
-    if result.get("status") != "stopped" or not over:
-        return
-    node, why = next(iter(over.items()))
-    raise RunOptionError(f"error: --input: the input is longer than the strategy's declared bound (`text[<=N]`), so "
-                         f"{node} did not run: {why.removeprefix(INPUT_OVER_BOUND + ': ')}\n"
-                         "  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it")
+    why = input_over_bound(result, "--input")
+    if why is not None:
+        raise RunOptionError(f"error: {why}")
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

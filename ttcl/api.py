@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclError
+from ttcl.safeio import same_file
 
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, as `ttcl run --device` (ttcl/commands/run.py)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # `ttcl run --dtype`'s, and the short names the backend has always taken
@@ -224,19 +225,10 @@ def _fields_arg(value: Any) -> dict[str, str]:
     return {k: v.strip() for k, v in out.items()}
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:  # one of them does not exist (yet): compare where they point
-        return a.expanduser().absolute() == b.expanduser().absolute()
-    except ValueError:
-        return False
-
-
 def _refuse_trace_over_input(trace: Path, inputs: dict[str, Path | None]) -> None:
     """`trace=` naming the program or the dataset it runs: writing the trace would destroy it (as `ttcl run`)."""
     for what, path in inputs.items():
-        if path is not None and str(path) != "-" and _same_file(trace, path):
+        if path is not None and str(path) != "-" and same_file(trace, path):
             raise RunArgumentError(f"trace={str(trace)!r}: that is the {what} this run reads, and writing there "
                                    "would destroy it; give trace= another path")
 

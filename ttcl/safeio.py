@@ -137,3 +137,14 @@ def is_file(path: Path) -> bool:
         return path.is_file()
     except (OSError, ValueError):
         return False
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` are one file (links and other spellings included); a path that does not exist yet
+    is compared by where it points."""
+    try:
+        return a.samefile(b)
+    except OSError:  # one of them does not exist (yet)
+        return a.expanduser().absolute() == b.expanduser().absolute()
+    except ValueError:
+        return False

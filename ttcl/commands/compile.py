@@ -20,6 +20,7 @@ from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import Compiled, compile_program
 from ttcl.errors import TtclError, TtclSemanticError
+from ttcl.safeio import same_file
 
 EXIT_FITS = 0
 EXIT_OVER = 1
@@ -253,23 +254,10 @@ def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, P
     `--trace data.jsonl --overwrite`): writing it would destroy what the user ran."""
     if output is None:
         return
-    out = _same_file_key(output)
     for what, path in inputs.items():
-        if path is not None and str(path) != "-" and out is not None and out == _same_file_key(path):
+        if path is not None and str(path) != "-" and same_file(output, path):
             raise OptionError(f"{option} {output}: that is the {what} this command reads, and writing there would "
                               f"destroy it; give {option} another path")
-
-
-def _same_file_key(path: Path) -> tuple[int, int] | Path | None:
-    """(device, inode) of an existing file, so links and other spellings of it compare equal; else its absolute
-    path."""
-    try:
-        st = path.stat()
-        return (st.st_dev, st.st_ino)
-    except FileNotFoundError:
-        return path.expanduser().absolute()
-    except (OSError, ValueError):
-        return None
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -145,3 +145,12 @@ def test_n_other_than_one_is_a_400(url):
             ask(c, "4 +5", seed=1, n=n)
         assert e.value.body["param"] == "n"
     assert len(ask(c, "4 +5", seed=1, n=1).choices) == 1
+
+
+def test_a_batch_of_prompts_is_named_as_one(url):
+    """`prompt=[a, b]` got "the input text is empty or not text"; a one-prompt list still runs."""
+    c = client(url, "k-batch")
+    with pytest.raises(openai.BadRequestError, match="`prompt` is a list of 2 prompts; send one prompt per request") as e:
+        c.completions.create(model="wbon", prompt=["4 +5", "2 +2"], seed=1)
+    assert e.value.body["param"] == "prompt"
+    assert c.completions.create(model="wbon", prompt=["4 +5"], seed=1).choices[0].text

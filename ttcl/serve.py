@@ -302,6 +302,9 @@ def _question(body: dict[str, Any], chat: bool) -> str:
         content = body.get("prompt")
         if isinstance(content, list) and len(content) == 1:
             content = content[0]
+    if isinstance(content, list):  # a batch of prompts: one strategy call answers one input
+        raise ApiError(400, f"`prompt` is a list of {len(content)} prompts; send one prompt per request",
+                       param="prompt")
     if not isinstance(content, str) or not content.strip():
         raise ApiError(400, "the input text is empty or not text", param="messages" if chat else "prompt")
     return content

@@ -104,7 +104,8 @@ def parse_ks(ks: str | None, n: int) -> list[int] | None:
     except ValueError:
         out = []
     if not out or out[0] < 1 or out[-1] > n:
-        raise RunOptionError(f"--ks {ks!r}: expected `all` or k values in 1..{n}, e.g. --ks 1,2,4,8,16")
+        example = ",".join(str(k) for k in (default_ks(n) or [1]))
+        raise RunOptionError(f"--ks {ks!r}: expected `all` or k values in 1..{n} (the pool's size), e.g. --ks {example}")
     return out
 
 
@@ -352,7 +353,8 @@ def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
         raise RunOptionError(f"--overlay {path}: expected the --json output of a `ttcl eval --sweep` run")
     counts = {r.get("items") for r in data.get("rows", [])}
     if counts != {n_items}:
-        raise RunOptionError(f"--overlay {path}: its rows cover {sorted(counts)} items, this eval {n_items}; "
+        raise RunOptionError(f"--overlay {path}: its rows cover {', '.join(str(c) for c in sorted(counts, key=str))} "
+                             f"items, this eval {n_items}; "
                              "use the same dataset and --limit")
     return data
 

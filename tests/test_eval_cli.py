@@ -342,6 +342,7 @@ def test_overlay_pairs_a_sweep_with_the_pool_at_equal_flops(capsys: pytest.Captu
                          "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json",
                          "--plot", str(tmp_path / "fig.png"))
     assert code == 0, err
+    assert "that sweep was run" not in err
     assert (tmp_path / "fig.png").stat().st_size > 10_000  # the sweep drawn as one dotted line on each panel
     rep = json.loads(out)
     points = [p for p in rep["overlay"] if p["signal"] is None]
@@ -379,7 +380,7 @@ def test_an_overlay_from_other_items_is_a_clear_error_before_sampling(capsys: py
     traces = tmp_path / "pool-traces"
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
                          "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
-    assert code == 2 and "its rows cover [3] items, this eval 8" in err and "Traceback" not in err
+    assert code == 2 and "its rows cover 3 items, this eval 8" in err and "Traceback" not in err
     assert not list(traces.glob("*.jsonl"))  # nothing was sampled
     (tmp_path / "bad.json").write_text("{}")
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
@@ -428,3 +429,17 @@ def test_a_changed_dataset_is_named_when_its_trace_is_not_reused(capsys: pytest.
                            "--traces", str(traces), "--device", "cpu", "--json")
         assert code == 0, err
     assert "the dataset's content changed since this trace was written; running afresh" in err
+
+
+def test_an_overlay_swept_without_by_says_only_its_all_rows_overlay(capsys: pytest.CaptureFixture[str],
+                                                                    setup: dict[str, Path], tmp_path: Path) -> None:
+    """The per-bin rows were silently missing when the sweep had no --by (found by a QA pass)."""
+    traces, sweep = tmp_path / "traces", tmp_path / "sweep.json"
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1",
+                         "--traces", str(traces), "--device", "cpu", "--json")
+    assert code == 0, err
+    sweep.write_text(out)
+    code, _, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                       "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json")
+    assert code == 0, err
+    assert f"--overlay {sweep}: that sweep was run without --by, so only its `all` rows are overlaid" in err

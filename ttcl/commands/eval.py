@@ -329,6 +329,11 @@ def eval_(
             return
         param, n = parse_pool(pool)
         sweeps = [_read_sweep(p, len(items)) for p in overlay or []]  # before any sampling: a bad file fails now
+        for path, sw in zip(overlay or [], sweeps, strict=True):
+            if by is not None and sw.get("by") != by:  # its rows hold that field's bins only, or none
+                how = f"with --by {sw['by']}" if sw.get("by") else "without --by"
+                typer.echo(f"--overlay {path}: that sweep was run {how}, so only its `all` rows are overlaid; "
+                           f"rerun it with --by {by} for the per-bin panels", err=True)
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
                              ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
                              split_seed=split_seed, overlays=sweeps)

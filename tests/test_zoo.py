@@ -355,3 +355,28 @@ def test_training_is_deterministic_in_the_seed() -> None:
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize(("task", "steps"), [("arith", "1..8"), ("expr", "2..8"), ("countdown", "2..5")])
+def test_data_streams_the_same_problems_make_problems_builds(task: str, steps: str) -> None:
+    """`ttcl data` writes each line as it is drawn (`--n 3000000 | head -1` took 30 s, building every problem
+    first); the lines are those of the list `make_problems` builds."""
+    import importlib
+    import subprocess
+    import sys
+    import time
+
+    from ttcl.runtime.tasks.arith import parse_steps_spec
+
+    mod = importlib.import_module(f"ttcl.runtime.tasks.{task}")
+    out = _ttcl("data", task, "--steps", steps, "--n", "40", "--seed", "7")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == list(mod.iter_jsonl(mod.make_problems(40, parse_steps_spec(steps), 7)))
+    t0 = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "ttcl.cli", "data", task, "--n", "100000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    assert first.startswith(b'{"question"') and time.monotonic() - t0 < 60

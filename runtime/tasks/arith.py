@@ -130,11 +130,16 @@ def generate(steps: int, rng: random.Random, value_max: int = VALUE_MAX) -> Prob
 
 def make_problems(n: int, steps: int | Iterable[int], seed: int, value_max: int = VALUE_MAX) -> list[Problem]:
     """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
+    return list(iter_problems(n, steps, seed, value_max))
+
+
+def iter_problems(n: int, steps: int | Iterable[int], seed: int, value_max: int = VALUE_MAX) -> Iterator[Problem]:
+    """`make_problems`, one at a time (`ttcl data` writes the first line before drawing the rest)."""
     levels = [steps] if isinstance(steps, int) else list(steps)
     if not levels:
         raise ValueError("no difficulty levels given")
     rng = random.Random(seed)
-    return [generate(levels[i % len(levels)], rng, value_max) for i in range(n)]
+    return (generate(levels[i % len(levels)], rng, value_max) for i in range(n))
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:

@@ -52,11 +52,17 @@ def cycle_problems(generate: Callable[[int, random.Random], Any], n: int, steps:
                    seed: int) -> list[Any]:
     """`n` problems from `generate(steps, rng)`, deterministic in `seed`, with difficulties cycling
     evenly over `steps`."""
+    return list(iter_cycle_problems(generate, n, steps, seed))
+
+
+def iter_cycle_problems(generate: Callable[[int, random.Random], Any], n: int, steps: int | Iterable[int],
+                        seed: int) -> Iterator[Any]:
+    """`cycle_problems`, one at a time (`ttcl data` writes the first line before drawing the rest)."""
     levels = [steps] if isinstance(steps, int) else list(steps)
     if not levels:
         raise ValueError("no difficulty levels given")
     rng = random.Random(seed)
-    return [generate(levels[i % len(levels)], rng) for i in range(n)]
+    return (generate(levels[i % len(levels)], rng) for i in range(n))
 
 
 def jsonl_lines(problems: Iterable[Any]) -> Iterator[str]:

@@ -39,7 +39,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 
-from ttcl.runtime.tasks.base import cycle_problems, jsonl_lines, text_after_marker
+from ttcl.runtime.tasks.base import (
+    cycle_problems,
+    iter_cycle_problems,
+    jsonl_lines,
+    text_after_marker,
+)
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
@@ -263,6 +268,11 @@ def generate(steps: int, rng: random.Random) -> Problem:
 def make_problems(n: int, steps: int | Iterable[int], seed: int) -> list[Problem]:
     """`n` problems, deterministic in `seed`, with difficulties cycling evenly over `steps`."""
     return cycle_problems(generate, n, steps, seed)
+
+
+def iter_problems(n: int, steps: int | Iterable[int], seed: int) -> Iterator[Problem]:
+    """`make_problems`, one at a time."""
+    return iter_cycle_problems(generate, n, steps, seed)
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:

@@ -217,7 +217,7 @@ def data_arith(
     """Arith problems: a chain of + - * on small numbers, as JSONL.
 
     Each line is {"question", "answer" (steps then '#### N'), "steps"}, on stdout."""
-    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems, parse_steps_spec
+    from ttcl.runtime.tasks.arith import iter_jsonl, iter_problems, parse_steps_spec
 
     try:
         levels = parse_steps_spec(steps)
@@ -226,7 +226,7 @@ def data_arith(
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
     bound = _int_option("--max-value", max_value, minimum=9)
-    for line in iter_jsonl(make_problems(count, levels, seed_value, bound) if count else []):
+    for line in iter_jsonl(iter_problems(count, levels, seed_value, bound) if count else []):
         sys.stdout.write(line + "\n")
 
 
@@ -265,7 +265,7 @@ def data_countdown(
 
 def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **jsonl: str) -> None:
     """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
-    make_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout."""
+    iter_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout."""
     from ttcl.runtime.tasks.arith import parse_steps_spec
 
     lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
@@ -277,7 +277,7 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
         raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
-    problems = task.make_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
+    problems = task.iter_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
     for line in task.iter_jsonl(problems, **jsonl):  # type: ignore[attr-defined]
         sys.stdout.write(line + "\n")
 

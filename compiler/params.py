@@ -261,7 +261,7 @@ def _default_problem(decl: ParamDecl, value: object) -> str | None:
 
 def _suffixed(n: int) -> str:
     """`2000` as `2k`, `3000000` as `3M`: the int spelling with a suffix, where one fits exactly."""
-    for suffix, mult in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3)):
+    for suffix, mult in sorted(_SUFFIX.items(), key=lambda kv: -kv[1]):
         if n and n % mult == 0:
             return f"{n // mult}{suffix}"
     return str(n)

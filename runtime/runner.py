@@ -478,6 +478,11 @@ class Runner:
                 note = resume_note(old, wanted, o.retry_failed)
                 if note is not None and on_note is not None:
                     on_note(note)
+            if self.split == "need" and (done or replay) and any(it.index not in done for it in items):
+                # refused before the writer opens: a refused resume leaves the trace as it was
+                raise TtclRuntimeError("--resume: `split = need` shares the pool among all items at once, and this "
+                                       f"trace already holds {len(done)} finished and {len(replay)} partly run "
+                                       "items; rerun with --overwrite")
             writer = TraceWriter(o.trace, header, resume=o.resume)
             if retry:  # before any of their new node records: a later read counts only the kept ones
                 writer.write_raw(retry_records(replay, retry))
@@ -488,10 +493,6 @@ class Runner:
             hooks.append(progress)
         todo = [it for it in items if it.index not in done]
         if self.split != "first_come":
-            if self.split == "need" and (done or replay) and todo:
-                raise TtclRuntimeError("--resume: `split = need` shares the pool among all items at once, and this "
-                                       f"trace already holds {len(done)} finished and {len(replay)} partly run "
-                                       "items; rerun with --overwrite")
             from ttcl.runtime.pool_split import PoolShares
 
             acc.shares = PoolShares(self.pooled, self.split)

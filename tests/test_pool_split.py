@@ -177,8 +177,11 @@ def test_resume_of_a_need_split_with_finished_items_is_refused(tmp_path: Path) -
     lines = trace.read_text().splitlines()
     first_item_end = next(i for i, line in enumerate(lines) if '"type": "item"' in line or '"type":"item"' in line)
     trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")  # as if killed after the first item
-    with pytest.raises(TtclRuntimeError, match="split = need"):
-        Runner(compiled, RunOptions(device="cpu", trace=trace, resume=True)).run(items)
+    before = trace.read_bytes()
+    for retry in (False, True):
+        with pytest.raises(TtclRuntimeError, match="split = need"):
+            Runner(compiled, RunOptions(device="cpu", trace=trace, resume=True, retry_failed=retry)).run(items)
+        assert trace.read_bytes() == before  # refused before the trace is opened for writing
 
 
 @needs_model

@@ -221,3 +221,11 @@ def test_a_trace_that_is_a_directory_is_named_as_one(setup: dict[str, Path], tmp
     """It said "the trace file already exists (it is not a ttcl trace)" (found by a QA pass)."""
     code, _, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--trace", str(tmp_path))
     assert code == 2 and err.startswith(f"error: --trace {tmp_path}: is a directory; give a file name"), err
+
+
+def test_a_trace_name_too_long_for_the_file_system_is_bad_input(setup: dict[str, Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`Path.is_dir()` raised ENAMETOOLONG: exit 70 (found by a review of the change that added the check)."""
+    code, _, err = cli(capsys, "run", str(setup["prog"]), "--input", "1 +2", "--model", f"policy={setup['model']}",
+                       "--device", "cpu", "--trace", str(tmp_path / ("a" * 300)))
+    assert code == 2 and "File name too long" in err and "internal error" not in err, err

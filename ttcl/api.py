@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclError
-from ttcl.safeio import same_file
+from ttcl.safeio import is_dir, same_file
 
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, as `ttcl run --device` (ttcl/commands/run.py)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # `ttcl run --dtype`'s, and the short names the backend has always taken
@@ -108,7 +108,7 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
     program = resolve_program(program_text)
     if trace_path is not None:
         _refuse_trace_over_input(trace_path, {"program": program, "dataset": Path(data) if data else None})
-        if trace_path.is_dir():
+        if is_dir(trace_path):
             raise RunArgumentError(f"trace={str(trace_path)!r}: is a directory; give a file name, "
                                    f"e.g. trace={str(trace_path / 'run.jsonl')!r}")
     if judge is not None and not isinstance(judge, str):

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ttcl.runtime.tasks.base import text_after_marker
+from ttcl.runtime.tasks.base import iter_cycle_problems, text_after_marker
 
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"  # the prompt is `question + PROMPT_SEPARATOR`
@@ -135,11 +135,7 @@ def make_problems(n: int, steps: int | Iterable[int], seed: int, value_max: int 
 
 def iter_problems(n: int, steps: int | Iterable[int], seed: int, value_max: int = VALUE_MAX) -> Iterator[Problem]:
     """`make_problems`, one at a time (`ttcl data` writes the first line before drawing the rest)."""
-    levels = [steps] if isinstance(steps, int) else list(steps)
-    if not levels:
-        raise ValueError("no difficulty levels given")
-    rng = random.Random(seed)
-    return (generate(levels[i % len(levels)], rng, value_max) for i in range(n))
+    return iter_cycle_problems(lambda s, rng: generate(s, rng, value_max), n, steps, seed)
 
 
 def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:

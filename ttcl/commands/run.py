@@ -29,6 +29,7 @@ from ttcl.commands.compile import (
 )
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
+from ttcl.safeio import is_dir
 
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
@@ -435,7 +436,7 @@ def run(
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
     refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
-    if trace is not None and trace.is_dir():
+    if trace is not None and is_dir(trace):
         raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
     wide = Wide(ray, workers, shards)
     register_verifiers(verifier or [])

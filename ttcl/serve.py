@@ -43,6 +43,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ttcl.errors import TtclError
+from ttcl.runtime.accountant import input_over_bound
 
 KEEPALIVE_S = 1.0
 
@@ -370,6 +371,9 @@ def create_app(server: Server) -> Any:
         if body.get("stream"):
             return StreamingResponse(_stream(rid, body["model"], chat, fut, finish), media_type="text/event-stream")
         _, result, usage = await finish()
+        why = input_over_bound(result, "messages" if chat else "prompt")
+        if why is not None:  # over the bound in a way the counts before the run could not see (a template, a server)
+            raise ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
         answer = result["answer"] or ""
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
         if chat:
@@ -431,7 +435,10 @@ def bind(host: str, port: int) -> list[socket.socket]:
     socks: list[socket.socket] = []
     try:
         for family, type_, proto, _, addr in dict.fromkeys(infos):
-            sock = socket.socket(family, type_, proto)
+            try:
+                sock = socket.socket(family, type_, proto)
+            except OSError:  # a family this machine cannot open (IPv6 disabled): skipped, as asyncio does
+                continue
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:

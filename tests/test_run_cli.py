@@ -51,7 +51,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     ("args", "message"),
     [
         (["--input", "1 +1", "--device", "tpu"], "--device 'tpu': expected one of auto, cpu, cuda"),
-        (["--input", "1 +1", "--dtype", "int8"], "--dtype 'int8': expected one of auto, float32, bfloat16, float16"),
+        (["--input", "1 +1", "--dtype", "int8"], "--dtype 'int8': expected one of auto, float32, bfloat16, float16, fp32, bf16, fp16"),
         ([], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
         (["--input", "x", "--dataset", "d.jsonl"], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
         (["--input", "x", "--resume"], "--resume needs --trace FILE (the trace to resume from)"),

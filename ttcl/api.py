@@ -25,7 +25,7 @@ from ttcl.errors import TtclError
 from ttcl.safeio import is_dir, same_file
 
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, as `ttcl run --device` (ttcl/commands/run.py)
-DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # `ttcl run --dtype`'s, and the short names the backend has always taken
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # as `ttcl run --dtype`
 
 
 class RunArgumentError(TtclError):

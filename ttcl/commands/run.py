@@ -35,7 +35,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
 EXIT_ITEMS_NOT_OK = 3
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # the short names: as the backend takes them
 
 
 class RunOptionError(TtclSemanticError):

@@ -49,8 +49,8 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                 expected="a `budget per item { ... }` with calls, tokens or flops",
                 hint=f"declare a per-item budget, or give `{decl.name}` a value",
             )], sources)
-        fits = _fits
-        if first.context_over and first.verdict != "over" and report_at(high).context_over == first.context_over:
+        fits, top = _fits, None
+        if first.context_over and first.verdict != "over" and (top := report_at(high)).context_over == first.context_over:
             # the context overflows whatever this param is: not its fault, and reported where it arises (exit 2)
             def fits(r: BudgetReport) -> bool:
                 return r.verdict != "over"
@@ -60,7 +60,7 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                 message=f"no value of `{decl.name}` in {low}..{high} fits the budget: with {decl.name} = {low}, {describe_over(first)}",
                 hint="raise the budget, or lower the other params and max_tokens",
             )], sources)
-        value, next_report = _largest_fit(low, high, report_at, fits)
+        value, next_report = _largest_fit(low, high, report_at, fits, top)
         chosen[decl.name] = value
         choices.append(AutoChoice(
             param=decl.name, value=value, low=low, high=high,
@@ -74,9 +74,11 @@ def _fits(report: BudgetReport) -> bool:
 
 
 def _largest_fit(low: int, high: int, report_at: Callable[[int], BudgetReport],
-                 fits: Callable[[BudgetReport], bool] = _fits) -> tuple[int, BudgetReport | None]:
-    """The largest v in low..high that fits (low is known to fit), and the report at v + 1."""
-    top = report_at(high)
+                 fits: Callable[[BudgetReport], bool] = _fits, top: BudgetReport | None = None,
+                 ) -> tuple[int, BudgetReport | None]:
+    """The largest v in low..high that fits (low is known to fit), and the report at v + 1 (`top`: the report at
+    `high`, when the caller has it)."""
+    top = report_at(high) if top is None else top
     if fits(top):
         return high, None
     lo, hi, hi_report = low, high, top  # invariant: lo fits, hi does not

@@ -186,7 +186,10 @@ def from_here(ref: str) -> str:
     if ref.startswith("ttcl:") or is_endpoint(ref):
         return ref
     path = Path(ref).expanduser()
-    return ref if path.is_absolute() else str(Path.cwd() / path)
+    try:
+        return ref if path.is_absolute() else str(Path.cwd() / path)
+    except OSError:  # the current directory was removed under us: nothing to read it from
+        return ref
 
 
 def local_of(ref: str, base_dir: str | None = None) -> str | None:

@@ -96,6 +96,8 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit() or not host:
         return
+    if not 1 <= int(port) <= 65535:
+        raise DistributedError(f"--ray {address}: the port must be in 1..65535")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return

@@ -212,6 +212,8 @@ def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.Capt
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", f"127.0.0.1:{port}"])
     assert code == 2 and time.monotonic() - t0 < 30
     assert f"--ray 127.0.0.1:{port}: cannot reach a Ray cluster there" in capsys.readouterr().err
+    assert main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", "127.0.0.1:99999"]) == 2
+    assert "--ray 127.0.0.1:99999: the port must be in 1..65535" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [

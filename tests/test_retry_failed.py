@@ -212,3 +212,26 @@ def test_retry_failed_needs_resume_and_one_machine(capsys: pytest.CaptureFixture
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_the_python_api_retries_failed_items_too(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path) -> None:
+    """`ttcl.run(..., resume=True, retry_failed=True)` is `--resume --retry-failed`."""
+    import ttcl
+    from ttcl.commands.compile import register_verifiers
+    from ttcl.errors import TtclError
+
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    assert run(capsys, work, "per_item", full)[0] == 0
+    (work / "server_down").touch()
+    try:
+        code, down, _ = run(capsys, work, "per_item", part)
+        assert code == 0 and down["failed"] == 6
+    finally:
+        (work / "server_down").unlink()
+    register_verifiers(["rfj=rf_flaky_checks:score"])
+    with pytest.raises(TtclError, match="retry_failed=True reruns the failed items of a resumed trace: add resume=True"):
+        ttcl.run(work / "per_item.ttc", dataset=work / "d.jsonl", trace=part, retry_failed=True, device="cpu")
+    out = ttcl.run(work / "per_item.ttc", dataset=work / "d.jsonl", trace=part, resume=True, retry_failed=True,
+                   device="cpu")
+    assert out.summary.failed == 0
+    assert results(part) == results(full)

@@ -60,6 +60,7 @@ def run(
     limit: int | None = None,
     fields: Mapping[str, str] | None = None,
     judge: str | None = None,
+    retry_failed: bool = False,
 ) -> RunResult:
     """Compile `path` (a .ttc file or `ttcl:NAME`) and run it on `inputs` (texts) or a JSONL `dataset`.
 
@@ -70,18 +71,19 @@ def run(
     PATH_OR_URL}` is `--model policy=...`, `trace=FILE` with `resume=True` or `overwrite=True` is `--trace`
     with `--resume` or `--overwrite`, `limit=N` runs the first N items, `fields={"question": "problem"}` maps a
     dataset's fields (`--field`). `judge`: how answers are judged right, as `ttcl run --judge` (None: equality
-    with the gold answer). Every problem with an argument raises a `TtclError`; see the module docstring."""
+    with the gold answer). `retry_failed=True` with `resume=True` runs again the items the trace holds as failed
+    (`--retry-failed`). Every problem with an argument raises a `TtclError`; see the module docstring."""
     try:
         return _run(path, inputs=inputs, dataset=dataset, sets=set, models=models, seed=seed, device=device,
                     dtype=dtype, trace=trace, resume=resume, overwrite=overwrite, limit=limit, fields=fields,
-                    judge=judge)
+                    judge=judge, retry_failed=retry_failed)
     except TtclError as e:
         _note_keywords(e)
         raise
 
 
 def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: Any, device: Any, dtype: Any,
-         trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any) -> RunResult:
+         trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any, retry_failed: Any) -> RunResult:
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
     from ttcl.programs import resolve_program
@@ -99,6 +101,9 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
     seed = _int("seed", seed)
     limit = None if limit is None else _int("limit", limit)
     resume, overwrite = _bool("resume", resume), _bool("overwrite", overwrite)
+    retry_failed = _bool("retry_failed", retry_failed)
+    if retry_failed and not resume:
+        raise RunArgumentError("retry_failed=True reruns the failed items of a resumed trace: add resume=True")
     _choice("device", device, DEVICES)
     _choice("dtype", dtype, DTYPES)
     if resume and trace_path is None:
@@ -126,7 +131,7 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
         items = _input_items(inputs, limit)
     compiled = compile_program(program, overrides=overrides, model_overrides=model_overrides)
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace_path, resume=resume, overwrite=overwrite,
-                      dataset=Path(data) if data else None, judge=judge)
+                      dataset=Path(data) if data else None, judge=judge, retry_failed=retry_failed)
     summary = Runner(compiled, opts).run(items)
     if isinstance(inputs, str):  # one input, as `--input`: over its declared bound is bad input, not an answer
         why = input_over_bound(summary.results[0], "inputs")
@@ -236,6 +241,7 @@ def _refuse_trace_over_input(trace: Path, inputs: dict[str, Path | None]) -> Non
 # `ttcl run`'s flags, as the compiler's and runtime's own messages name them, and their keywords here
 _KEYWORDS = {"--set": "set={NAME: VALUE}", "--model": "models={NAME: PATH}", "--trace": "trace=FILE",
              "--resume": "resume=True", "--overwrite": "overwrite=True", "--judge": "judge=NAME",
+             "--retry-failed": "retry_failed=True",
              "--field": "fields={NAME: FIELD}", "--input": "inputs=TEXT", "--limit": "limit=N"}
 
 

@@ -43,7 +43,7 @@ def resume_note(old: Trace, wanted: set[int], retry: bool) -> str | None:
         return None
     if retry:
         steps = sum(len(kept_nodes(old.nodes.get(i, []))) for i in failed)
-        return f"--retry-failed: rerunning {len(failed)} failed items ({steps} finished steps replayed)"
+        return f"rerunning the {len(failed)} items that failed in the earlier run ({steps} finished steps replayed)"
     return (f"{len(failed)} items failed in the earlier run and are kept as failed; "
             "add --retry-failed to run them again")
 

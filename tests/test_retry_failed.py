@@ -123,7 +123,7 @@ def fail_then_retry(capsys: pytest.CaptureFixture[str], work: Path, prog: str, t
     code, retried, err = run(capsys, work, prog, part, "--resume", "--retry-failed")
     assert code == 0, err
     # each item's finished steps (its input, the drafts and the `if`'s constant) are replayed
-    assert "--retry-failed: rerunning 6 failed items (18 finished steps replayed)" in err.splitlines()
+    assert "rerunning the 6 items that failed in the earlier run (18 finished steps replayed)" in err.splitlines()
     return full, part, retried
 
 
@@ -235,3 +235,31 @@ def test_the_python_api_retries_failed_items_too(capsys: pytest.CaptureFixture[s
                    device="cpu")
     assert out.summary.failed == 0
     assert results(part) == results(full)
+
+
+def test_eval_reusing_its_traces_runs_failed_items_again(capsys: pytest.CaptureFixture[str], work: Path,
+                                                         tmp_path: Path) -> None:
+    """`ttcl eval --traces DIR` reuses a finished trace: items that failed while a server was down used to stay
+    failed (and count as wrong) on every rerun; they run again, and the figures equal a run that never failed."""
+    def evaluate(traces: Path) -> tuple[dict, str]:
+        code = main(["eval", str(work / "per_item.ttc"), "--dataset", str(work / "d.jsonl"), "--verifier",
+                     "rfj=rf_flaky_checks:score", "--device", "cpu", "--traces", str(traces), "--json"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out), out.err
+
+    clean, _ = evaluate(tmp_path / "clean")
+    (work / "server_down").touch()
+    try:
+        down, _ = evaluate(tmp_path / "flaky")
+    finally:
+        (work / "server_down").unlink()
+    assert down["rows"][0]["failed"] == 6
+    again, err = evaluate(tmp_path / "flaky")
+    assert "rerunning the 6 items that failed in the earlier run" in err
+    assert again["rows"][0]["failed"] == 0
+    keep = ("accuracy", "lo", "hi", "items", "calls_per_item")
+    assert {k: again["rows"][0][k] for k in keep} == {k: clean["rows"][0][k] for k in keep}
+    # the second sample's prompt is no longer in the prefix cache (the drafts were replayed, not run): its prefill
+    # is computed, and charged, again
+    assert again["rows"][0]["flops_per_item"] >= clean["rows"][0]["flops_per_item"]

@@ -171,8 +171,12 @@ class Runs:
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,
                                   show_progress=not self.quiet, label=f"{label}: {tag} (seed {seed})", judge=self.judge,
                                   batch_items=self.batch_items, wide=self.wide, allow_remote=self.allow_remote)
-        try:  # a finished trace of the same run is reused; a killed one is continued
-            summary = _run_once(self.program, sets, binds, self.items, resume=trace.exists(), **kw)
+        # a finished trace of the same run is reused, a killed one continued, and its failed items (a server that
+        # was down) run again; a wide run (--ray) cannot replay single steps, so keeps them
+        again = trace.exists()
+        try:
+            summary = _run_once(self.program, sets, binds, self.items, resume=again,
+                                retry_failed=again and (self.wide is None or self.wide.address is None), **kw)
         except TraceError as e:
             if e.changed is None:
                 raise

@@ -114,14 +114,15 @@ def parse_pretrain(items: list[str]) -> dict[str, float]:
     for item in items:
         name, eq, value = item.partition("=")
         try:
-            out[short_name(name.strip())] = float(value)
+            flops = float(value)
         except ValueError:
             eq = ""
-        if eq and not (math.isfinite(out[short_name(name.strip())]) and out[short_name(name.strip())] > 0):
-            raise RunOptionError(f"--pretrain-flops {item!r}: a model's training FLOPs are a positive number, "
-                                 "e.g. --pretrain-flops ttcl:arith-s=3.7e12")
         if not eq:
             raise RunOptionError(f"--pretrain-flops {item!r}: expected MODEL=FLOPS, e.g. --pretrain-flops ttcl:arith-s=3.7e12")
+        if not (math.isfinite(flops) and flops > 0):
+            raise RunOptionError(f"--pretrain-flops {item!r}: a model's training FLOPs are a positive number, "
+                                 "e.g. --pretrain-flops ttcl:arith-s=3.7e12")
+        out[short_name(name.strip())] = flops
     return out
 
 

@@ -329,7 +329,7 @@ def _ungraded(runs: list[list[list[Any]]], total: int, judge: str) -> dict[int, 
         return out
     line = failure_line(judge, sorted(out.items()), total).replace(" items (first", " items' pools (first", 1)
     if len(out) >= total:
-        raise TtclRuntimeError(f"error: --pool: {line.split(';')[0]}: no item is graded, so there is no accuracy "
+        raise TtclRuntimeError(f"--pool: {line.split(';')[0]}: no item is graded, so there is no accuracy "
                                "to report (fix the checker, or judge another way)")
     typer.echo(f"--pool: {line}: left out of every table, greedy point, exchange and allocation", err=True)
     return out

@@ -492,7 +492,7 @@ def _refuse_over_long_input(result: dict[str, Any]) -> None:
 
     why = input_over_bound(result, "--input")
     if why is not None:
-        raise RunOptionError(f"error: {why}")
+        raise RunOptionError(f"{why}")
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

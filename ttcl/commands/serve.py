@@ -63,9 +63,9 @@ def serve(
     if not programs:
         raise ServeOptionError("give at least one program to serve")
     if not 0 <= port <= 65535:
-        raise ServeOptionError(f"error: --port {port}: expected a port in 0..65535 (0: any free port)")
+        raise ServeOptionError(f"--port {port}: expected a port in 0..65535 (0: any free port)")
     if not (batch_window_ms >= 0 and batch_window_ms != float("inf")):
-        raise ServeOptionError(f"error: --batch-window-ms {batch_window_ms:g}: expected a number of milliseconds, 0 or more")
+        raise ServeOptionError(f"--batch-window-ms {batch_window_ms:g}: expected a number of milliseconds, 0 or more")
     parse_model_overrides(model or [])  # a malformed or repeated --model/--set fails as in `ttcl run` (exit 2)
     parse_set_overrides(set_ or [])
     strategies: list[Strategy] = []
@@ -85,7 +85,7 @@ def serve(
         sockets = bind(host, port)
     except OSError as e:
         why = e.strerror or str(e)
-        raise ServeOptionError(f"error: cannot listen on {where} (--host, --port): {why[:1].lower()}{why[1:]}") from None
+        raise ServeOptionError(f"cannot listen on {where} (--host, --port): {why[:1].lower()}{why[1:]}") from None
     try:
         server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
                         key_budget=budgets, batch_window_s=batch_window_ms / 1000)
@@ -110,7 +110,7 @@ def serve(
         typer.echo("ttcl serve: interrupted, stopped", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if not started:
-        raise TtclRuntimeError(f"error: the server on {where} did not start")
+        raise TtclRuntimeError(f"the server on {where} did not start")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,12 +15,16 @@ value is not the target"). Kinds, first failure wins:
 - right derivation, wrong expression: the lines made the target, the `####` expression is wrong;
 - right: the outcome checker accepts the expression.
 
+For a search trace (chain styles `search*`), only its last attempt, the one after the last line
+marked DEAD_MARK, is replayed: abandoned attempts do not make the answer.
+
 Samples at T=1.0 (`--temperature`). Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -39,7 +43,9 @@ KINDS = ("right", "arithmetic, claims the target", "arithmetic", "unavailable", 
 def first_failure(problem: C.Problem, completion: str) -> str:
     pool = list(problem.numbers)
     made = False
-    for line in C.checker.split_steps(completion):
+    lines = C.checker.split_steps(completion)
+    dead = [i for i, line in enumerate(lines) if line.endswith(C.DEAD_MARK) and not line.startswith(C.ANSWER_MARKER)]
+    for line in lines[dead[-1] + 1 if dead else 0 :]:  # a search trace: the attempt the answer comes from
         if line.startswith(C.ANSWER_MARKER):
             break
         m = C._STEP_RE.match(line)
@@ -72,12 +78,13 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttcl.zoo.sampling import generate
-    from ttcl.zoo.testbed import BEDS
+    from ttcl.zoo.testbed import BEDS, chain_style
 
     bed = BEDS["countdown"]
     path = resolve_model(a.policy)
     model = AutoModelForCausalLM.from_pretrained(str(path)).eval()
     tok = AutoTokenizer.from_pretrained(str(path))
+    style = chain_style(json.loads((path / "ttcl_meta.json").read_text()))
     print(f"{a.policy}: {a.k} samples at T={a.temperature} per item, {a.per_level} items per bin, "
           f"countdown make_problems seed {a.seed}; share of samples by first failure, in %\n")
     print("| steps | " + " | ".join(KINDS) + " |")
@@ -85,7 +92,7 @@ def main() -> int:
     for steps in bed.steps:
         problems = C.make_problems(a.per_level, steps, a.seed + steps)
         outs = generate(model, tok, [p.prompt for p in problems], n=a.k, temperature=a.temperature,
-                        max_new_tokens=bed.max_new_tokens(steps), seed=a.seed)
+                        max_new_tokens=bed.max_new_tokens(steps, style), seed=a.seed)
         tally = Counter(first_failure(p, o) for p, row in zip(problems, outs, strict=True) for o in row)
         n = sum(tally.values())
         print(f"| {steps} | " + " | ".join(f"{100 * tally[k] / n:.1f}" for k in KINDS) + " |")

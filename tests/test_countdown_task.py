@@ -453,3 +453,85 @@ def test_cli_data_countdown_bad_arguments(args: tuple[str, ...], message: str,
     assert err.out == ""
     assert message in err.err and len(err.err.strip().splitlines()) == 1
     assert "Traceback" not in err.err
+
+
+# ---------------------------------------------------------------- search traces (chain style `search`)
+
+# a failed attempt marked dead, then one that repeats its live prefix and makes the target
+SEARCH = "7-3=4 [5 2 4]\n4+5=9 [2 9]\n9*2=18 [18] x\n7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2"
+
+
+@pytest.mark.parametrize(("completion", "scores"), [
+    (SEARCH, [1.0] * 7),
+    # the target restated after each state, as style `search-target` writes it
+    ("7-3=4 [5 2 4] -> 22\n4+5=9 [2 9] -> 22\n9*2=18 [18] -> 22 x\n7*2=14 [3 5 14] -> 22\n14+5=19 [3 19] -> 22\n"
+     "19+3=22 [22] -> 22\n#### 7*2+5+3", [1.0] * 7),
+    # a restated target that is not the question's
+    ("7-3=4 [5 2 4] -> 21\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2", [0.0] * 4),
+    # marked dead while the target is still reachable from what is left
+    ("7-3=4 [5 2 4]\n4*5=20 [2 20] x\n7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2",
+     [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+    # marked dead on the line that makes the target
+    ("7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22] x\n#### (7-3)*5+2", [1.0, 1.0, 0.0, 0.0]),
+    # an abandoned attempt with wrong arithmetic stays wrong
+    ("7-3=4 [5 2 4]\n4+5=10 [2 10]\n10*2=20 [20] x\n7-3=4 [5 2 4]\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2",
+     [1.0] + [0.0] * 6),
+    # a dead end not yet marked scores 0 (the attempt is lost), and so does answering from it
+    ("7-3=4 [5 2 4]\n4+5=9 [2 9]\n9*2=18 [18]\n#### (7-3+5)*2", [1.0, 0.0, 0.0, 0.0]),
+    # the attempt after a dead mark starts from the question's numbers, not from what was left
+    ("7-3=4 [5 2 4]\n4+5=9 [2 9]\n9*2=18 [18] x\n4*5=20 [2 20]\n20+2=22 [22]\n#### (7-3)*5+2",
+     [1.0, 1.0, 1.0, 0.0, 0.0, 0.0]),
+])
+def test_search_trace_steps(completion: str, scores: list[float]) -> None:
+    assert checker.steps(Q, completion) == scores
+    assert checker.strict(Q, completion) == (min(scores) == 1.0)
+
+
+def test_search_trace_prefixes_score_as_a_value_function() -> None:
+    """A prefix ending inside an attempt that has gone dead scores 0 until the dead mark, then 1."""
+    lines = SEARCH.split("\n")
+    last = [checker.steps(Q, "\n".join(lines[: i + 1]))[-1] for i in range(len(lines))]
+    assert last == [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("style", ["search", "search-target", "search-retry"])
+@pytest.mark.parametrize("steps", range(MIN_STEPS, MAX_STEPS + 1))
+def test_search_traces_are_strictly_right(style: str, steps: int) -> None:
+    rng = random.Random(steps)
+    dead = 0
+    for _ in range(60):
+        p = generate(steps, rng)
+        text = p.solution(rng, style)
+        assert checker.strict(p.question, text), text
+        assert (" -> " in text) == (style == "search-target")
+        dead += text.count(" x\n")
+    assert dead > 0  # the traces show failed attempts
+
+
+def test_search_style_needs_an_rng_and_a_known_name() -> None:
+    p = generate(3, random.Random(0))
+    with pytest.raises(ValueError, match="rng"):
+        p.solution(None, "search")
+    with pytest.raises(ValueError, match="chain style"):
+        p.solution(random.Random(0), "bogus")
+
+
+def test_search_retry_never_repeats_a_failed_move_while_another_is_left() -> None:
+    from ttcl.runtime.tasks.countdown_search import _key, _moves, search_trace
+
+    rng = random.Random(7)
+    for steps in (2, 3):
+        for _ in range(40):
+            p = generate(steps, rng)
+            attempts = search_trace(p, rng, guide_range=(0.0, 0.3), max_chars=560, retry=0.7)
+            failed: dict[tuple, set] = {}
+            for lines in attempts[:-1]:
+                node, last = tuple(lines[:-1]), _key(lines[-1])
+                pool = list(p.numbers)
+                for a, _, b, v in node:
+                    pool.remove(a)
+                    pool.remove(b)
+                    pool.append(v)
+                every = {_key((pool[i], op, pool[j], v)) for i, j, op, v in _moves(pool)}
+                assert last not in failed.get(node, set()) or failed[node] >= every
+                failed.setdefault(node, set()).add(last)

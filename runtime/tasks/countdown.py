@@ -49,6 +49,7 @@ from ttcl.runtime.tasks.base import (
 ANSWER_MARKER = "####"
 PROMPT_SEPARATOR = "\n"
 TARGET_SEPARATOR = " -> "
+DEAD_MARK = " x"  # ends a search trace's failed attempt (countdown_search.py): its last number is not the target
 VALUE_MAX = 99  # every intermediate value of a derivation lies in 1..VALUE_MAX
 NUMBER_MIN, NUMBER_MAX = 1, 10  # the given numbers
 MIN_STEPS, MAX_STEPS = 2, 5  # combinations: three to six numbers
@@ -57,7 +58,8 @@ _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 
 # ASCII: `\d` would otherwise match any Unicode digit, and int() reads those too.
 _QUESTION_RE = re.compile(r"^\s*(\d{1,3}(?: \d{1,3}){2,5}) -> (\d{1,3})\s*$", re.ASCII)
-_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*(?:\[([\d ]{0,40})\])?\s*$", re.ASCII)
+_STEP_RE = re.compile(r"^\s*(\d{1,4})\s*([+\-*/])\s*(\d{1,4})\s*=\s*(-?\d{1,6})\s*(?:\[([\d ]{0,40})\])?"
+                      r"(?:\s*->\s*(\d{1,4}))?\s*$", re.ASCII)  # `-> T`: a search trace restates the target
 _TOKEN_RE = re.compile(r"\s*(?:(\d{1,6})|([+\-*/()]))", re.ASCII)
 
 
@@ -203,9 +205,19 @@ class Problem:
                     if reachable(rest, self.target):
                         yield i, j, op, v
 
-    def solution(self, rng: random.Random | None = None) -> str:
+    def solution(self, rng: random.Random | None = None, style: str = "path") -> str:
         """A chain-of-thought completion (without end-of-sequence), then its expression: the
-        derivation the generator drew (a random one) unless `rng` asks for a fresh random search."""
+        derivation the generator drew (a random one) unless `rng` asks for a fresh random search;
+        with `style="search"` (and `rng`), a search trace (`search_trace`) ending in the expression
+        of its last, successful attempt."""
+        if style in ("search", "search-target", "search-retry"):
+            if rng is None:
+                raise ValueError("a search trace needs an rng")
+            from ttcl.runtime.tasks.countdown_search import search_solution
+
+            return search_solution(self, rng, style)
+        if style != "path":
+            raise ValueError(f"countdown has no chain style {style!r} (path | search | search-target | search-retry)")
         lines = list(self.made_by) if self.made_by and rng is None else self.derivation(rng)
         if lines is None:
             raise ValueError(f"unsolvable: {self.question}")
@@ -215,15 +227,17 @@ class Problem:
         return {"question": self.question, "answer": self.solution(), "steps": self.steps}
 
 
-def step_lines(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]) -> list[str]:
+def step_lines(numbers: Iterable[int], lines: list[tuple[int, str, int, int]], target: int | None = None) -> list[str]:
     """Derivation lines with the numbers still available after each: `7-3=4 [5 2 4]` (the
-    question's order, each new value appended), so the state is written down, not remembered."""
+    question's order, each new value appended), so the state is written down, not remembered;
+    with `target`, each state is followed by it, as the question writes it (`[5 2 4] -> 22`)."""
     pool, out = list(numbers), []
+    tail = "" if target is None else f"{TARGET_SEPARATOR}{target}"
     for a, op, b, v in lines:
         pool.remove(a)
         pool.remove(b)
         pool.append(v)
-        out.append(f"{a}{op}{b}={v} [{' '.join(map(str, pool))}]")
+        out.append(f"{a}{op}{b}={v} [{' '.join(map(str, pool))}]{tail}")
     return out
 
 
@@ -382,7 +396,13 @@ class CountdownChecker:
     what remains (so a dead end is a wrong step, even with correct arithmetic). The answer
     line is right when the outcome is and the derivation's last line made the target (a
     complete chain of thought); anything after it is wrong. Step scores are 1.0 up
-    to the first wrong step and 0.0 from it on."""
+    to the first wrong step and 0.0 from it on.
+
+    A search trace (chain style `search`) abandons an attempt with a line that ends in
+    DEAD_MARK; that line is right when it is valid, does not make the target, and leaves one
+    number or none from which the target is reachable. The next line starts again from the
+    question's numbers, and the lines of the abandoned attempt that left the target out of reach
+    count as right (a search may try a dead end if it notices)."""
 
     name = "countdown"
     answer_marker = ANSWER_MARKER
@@ -430,6 +450,7 @@ class CountdownChecker:
             return [0.0] * len(lines)
         pool = list(p.numbers)
         ok, finished, made, scores = True, False, False, []
+        pending: list[int] = []  # this attempt's lines after which the target is out of reach
         for line in lines:
             if ok:
                 if finished:
@@ -437,10 +458,21 @@ class CountdownChecker:
                 elif line.startswith(ANSWER_MARKER):  # right once the derivation has made the target
                     ok = made and self.outcome(p.question, line) == 1.0
                     finished = True
+                elif line.endswith(DEAD_MARK):  # a search trace abandons this attempt: right if it is dead
+                    ok = _apply_step(line[: -len(DEAD_MARK)], pool, None, p.target) and pool[-1] != p.target and (
+                        len(pool) == 1 or not reachable(pool, p.target))
+                    if ok:
+                        for i in pending:
+                            scores[i] = 1.0
+                        pending, pool, made = [], list(p.numbers), False
                 else:
-                    ok = _apply_step(line, pool, p.target if live else None)
+                    ok = _apply_step(line, pool, None, p.target)
                     made = ok and pool[-1] == p.target
-            scores.append(1.0 if ok else 0.0)
+                    if ok and live and not reachable(pool, p.target):
+                        pending.append(len(scores))  # wrong unless the attempt is marked dead
+                        scores.append(0.0)
+                        continue
+            scores.append(1.0 if ok and not pending else 0.0)
         return scores
 
     def strict(self, question: object, completion: object) -> bool:
@@ -453,9 +485,9 @@ class CountdownChecker:
         return scores.index(0.0) if 0.0 in scores else None
 
 
-def _apply_step(line: str, pool: list[int], target: int | None) -> bool:
+def _apply_step(line: str, pool: list[int], target: int | None, goal: int | None = None) -> bool:
     """Check one derivation line against the available numbers (and, given a target, that it stays
-    reachable); on success, update `pool`."""
+    reachable; a restated target `-> T` must be `goal`); on success, update `pool`."""
     m = _STEP_RE.match(line)
     if m is None:
         return False
@@ -470,6 +502,8 @@ def _apply_step(line: str, pool: list[int], target: int | None) -> bool:
     rest.append(v)
     if m.group(5) is not None and Counter(int(x) for x in m.group(5).split()) != Counter(rest):
         return False  # the written state must be the numbers left
+    if m.group(6) is not None and int(m.group(6)) != goal:
+        return False  # a restated target must be the question's
     if target is not None and not reachable(rest, target):
         return False
     pool[:] = rest

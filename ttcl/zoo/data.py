@@ -141,7 +141,8 @@ class DataSpec:
     task: str = "arith"  # arith | expr | countdown
     revise_style: str = "apart"  # apart: REVISE_TEMPLATE | inline: REVISE_INLINE_TEMPLATE | history (countdown)
     revise_right_frac: float | None = None  # share of revision attempts that are strictly right (None: as sampled)
-    style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES)
+    style: str = "ops"  # expr's chain of thought: ops | state | trace | subst (runtime/tasks/expr.py, STYLES);
+    # countdown's: search (runtime/tasks/countdown.py, search_trace), any other the plain derivation
 
 
 def _pick_attempt(spec: DataSpec, rng: random.Random, attempts: Sequence[tuple[str, str]],
@@ -282,7 +283,7 @@ def _draw_countdown(spec: DataSpec, rng: random.Random, n: int,
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), target))
             continue
         p = countdown.generate(rng.choice(spec.steps), rng)
-        out.append(Example(p.prompt, p.solution()))
+        out.append(Example(p.prompt, p.solution(rng, spec.style) if spec.style.startswith("search") else p.solution()))
     return out
 
 

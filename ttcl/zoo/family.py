@@ -129,6 +129,21 @@ LM_RECIPES: dict[str, LMRecipe] = {
                                  init_std=_std(64), seed=21, data=COUNTDOWN_DATA),
     "countdown-m-long": LMRecipe("countdown-m-long", "policy", 128, 3, 4, 160, 3600, batch_size=64, lr=2e-3,
                                  init_std=_std(128), seed=22, data=COUNTDOWN_DATA),
+    # countdown-s's shape on search traces (failed attempts marked, then retried from their last live prefix;
+    # Gandhi et al. 2024's "stream of search"), in a 512-token context (experimental)
+    "countdown-s-search": LMRecipe("countdown-s-search", "policy", 64, 2, 2, 512, 3000, batch_size=64, lr=3e-3,
+                                   init_std=_std(64), seed=21, data=replace(COUNTDOWN_DATA, style="search")),
+    # the same with the target restated after every state (`[5 2 4] -> 22`) and more failed attempts
+    "countdown-s-search-t": LMRecipe("countdown-s-search-t", "policy", 64, 2, 2, 640, 3000, batch_size=64, lr=3e-3,
+                                     init_std=_std(64), seed=21, data=replace(COUNTDOWN_DATA, style="search-target")),
+    # countdown-m's recipe on the search-target traces: does searching in context pay at 5x the parameters?
+    "countdown-m-search-t": LMRecipe("countdown-m-search-t", "policy", 128, 3, 4, 640, 2000, batch_size=64, lr=2e-3,
+                                     init_std=_std(128), seed=22, data=replace(COUNTDOWN_DATA, style="search-target")),
+    # search traces without an oracle choosing where to go back to: retry the failed line's numbers
+    # (or a random shorter prefix), never a failed move twice while another is left, more failures
+    "countdown-s-search-retry": LMRecipe("countdown-s-search-retry", "policy", 64, 2, 2, 640, 3000, batch_size=64,
+                                         lr=3e-3, init_std=_std(64), seed=21,
+                                         data=replace(COUNTDOWN_DATA, style="search-retry")),
     # revision trained on countdown-s's own sampled attempts (the countdown-prm training split), from its weights
     "countdown-revise": LMRecipe("countdown-revise", "revise", 64, 2, 2, 320, 3000, batch_size=64, lr=1e-3,
                                  init_std=_std(64), seed=24, init_from="countdown-s",

@@ -51,7 +51,8 @@ EXPERIMENTAL = ("expr-l", "expr-s-state", "expr-s-trace", "expr-s-subst", "expr-
                 "expr-s-mid6", "expr-s-mid5", "expr-l-long", "countdown-revise-hist", "expr-prm-long",
                 "expr-s-deep4", "expr-s-deep4-lik", "expr-s-narrow4", "expr-s-narrow8",
                 "expr-s-narrow8-lik", "expr-back", "expr-back-lik", "expr-s-narrow8-long",
-                "expr-s-narrow8-long-lik", "expr-l-grown", "expr-m-cont")
+                "expr-s-narrow8-long-lik", "expr-l-grown", "expr-m-cont", "countdown-s-search", "countdown-s-search-t",
+                "countdown-s-search-retry", "countdown-m-search-t")
 
 
 REFERENCE_BUILDS = Path(__file__).resolve().parent / "reference_builds.json"

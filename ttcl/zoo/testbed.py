@@ -61,7 +61,8 @@ BEDS = {
     "expr": Bed("expr", expr, EVAL_STEPS, MIDDLE, 10, 20, style_tokens_per_step=(("state", 28), ("trace", 40), ("subst", 20))),
     # countdown: `a op b = v [numbers left]` lines of up to ~20 characters, then the expression: the
     # longest gold solutions of 3000 per bin are 47 / 70 / 92 / 122 tokens at 2 / 3 / 4 / 5 combinations
-    "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 20, 30),
+    # (`search` traces run until they succeed or fill the context: the model's n_positions bounds them)
+    "countdown": Bed("countdown", countdown, (2, 3, 4, 5), (3, 4), 20, 30, style_tokens_per_step=(("search", 120), ("search-target", 150), ("search-retry", 150))),
 }
 
 

@@ -53,13 +53,19 @@ def _key(line: tuple[int, str, int, int]) -> tuple[int, str, int]:
     return (min(a, b), op, max(a, b)) if op in "+*" else (a, op, b)
 
 
-def _exhausted(p: Problem, prefix: list[tuple[int, str, int, int]], failed: dict[tuple, set]) -> bool:
-    """Whether every move from the numbers `prefix` leaves has failed (as `failed` records them)."""
-    pool = list(p.numbers)
-    for a, _, b, v in prefix:
+def _pool_after(numbers: Iterable[int], lines: list[tuple[int, str, int, int]]) -> list[int]:
+    """The numbers left after a derivation's lines."""
+    pool = list(numbers)
+    for a, _, b, v in lines:
         pool.remove(a)
         pool.remove(b)
         pool.append(v)
+    return pool
+
+
+def _exhausted(p: Problem, prefix: list[tuple[int, str, int, int]], failed: dict[tuple, set]) -> bool:
+    """Whether every move from the numbers `prefix` leaves has failed (as `failed` records them)."""
+    pool = _pool_after(p.numbers, prefix)
     done = failed.get(tuple(prefix), set())
     return all(_key((pool[i], op, pool[j], v)) in done for i, j, op, v in _moves(pool))
 
@@ -87,11 +93,7 @@ def search_trace(p: Problem, rng: random.Random, guide: float | None = None,
         failed: dict[tuple, set[tuple[int, str, int]]] = {}  # prefix -> last moves that failed from it
         chars = 0
         while True:
-            lines, pool = list(prefix), list(p.numbers)
-            for a, _, b, v in prefix:
-                pool.remove(a)
-                pool.remove(b)
-                pool.append(v)
+            lines, pool = list(prefix), _pool_after(p.numbers, prefix)
             while not (lines and lines[-1][3] == p.target) and len(pool) > 1:
                 live = list(p._live_moves(pool))
                 moves = _moves(pool)

@@ -459,14 +459,14 @@ class CountdownChecker:
                     ok = made and self.outcome(p.question, line) == 1.0
                     finished = True
                 elif line.endswith(DEAD_MARK):  # a search trace abandons this attempt: right if it is dead
-                    ok = _apply_step(line[: -len(DEAD_MARK)], pool, None, p.target) and pool[-1] != p.target and (
+                    ok = _apply_step(line[: -len(DEAD_MARK)], pool, p.target) and pool[-1] != p.target and (
                         len(pool) == 1 or not reachable(pool, p.target))
                     if ok:
                         for i in pending:
                             scores[i] = 1.0
                         pending, pool, made = [], list(p.numbers), False
                 else:
-                    ok = _apply_step(line, pool, None, p.target)
+                    ok = _apply_step(line, pool, p.target)
                     made = ok and pool[-1] == p.target
                     if ok and live and not reachable(pool, p.target):
                         pending.append(len(scores))  # wrong unless the attempt is marked dead
@@ -485,9 +485,9 @@ class CountdownChecker:
         return scores.index(0.0) if 0.0 in scores else None
 
 
-def _apply_step(line: str, pool: list[int], target: int | None, goal: int | None = None) -> bool:
-    """Check one derivation line against the available numbers (and, given a target, that it stays
-    reachable; a restated target `-> T` must be `goal`); on success, update `pool`."""
+def _apply_step(line: str, pool: list[int], target: int) -> bool:
+    """Check one derivation line against the available numbers (a restated target `-> T` must be
+    `target`; whether it stays reachable is the caller's to ask); on success, update `pool`."""
     m = _STEP_RE.match(line)
     if m is None:
         return False
@@ -502,10 +502,8 @@ def _apply_step(line: str, pool: list[int], target: int | None, goal: int | None
     rest.append(v)
     if m.group(5) is not None and Counter(int(x) for x in m.group(5).split()) != Counter(rest):
         return False  # the written state must be the numbers left
-    if m.group(6) is not None and int(m.group(6)) != goal:
+    if m.group(6) is not None and int(m.group(6)) != target:
         return False  # a restated target must be the question's
-    if target is not None and not reachable(rest, target):
-        return False
     pool[:] = rest
     return True
 

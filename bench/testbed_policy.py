@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from ttcl.runtime.tasks.base import text_after_marker  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
 
@@ -84,7 +85,34 @@ def main() -> int:
         d, lo, hi = T.mean_ci([m - y for m, y in zip(maj, g, strict=True)], seed=a.seed + st)
         print(f"| {st} | {_ci(sum(g), n)} | {_ci(sum(maj), n)} | {_ci(cover, n)} | {_ci(strict, n)} | "
               f"{T.pct(sample_acc)} | {chains:.2f} | {right_n:.1f} / {wrong_n:.1f} | {distinct:.1f} | {largest:.1f} | {100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] |")
+    if a.task == "countdown":
+        _as_written(items, a.k, a.seed)
     return 0
+
+
+def _maj_as_written(item: T.Item, k: int) -> float:
+    """maj@k with each expression voted as the policy wrote it (spaces dropped): how countdown was
+    voted before its checker read answers canonically (`countdown_answers.canonical`)."""
+    groups = max(1, len(item.samples) // k)
+    written = [None if (t := text_after_marker(s, "####")) is None else t.replace(" ", "") for s in item.samples]
+    return sum(float(item.answer_right(T.vote(written[g * k:(g + 1) * k]))) for g in range(groups)) / groups
+
+
+def _as_written(items: list[T.Item], k: int, seed: int) -> None:
+    """The vote over canonical answers (the table above) beside the vote over answers as written."""
+    print(f"\nmaj@{k}: one computation written in another order is one answer (above), or each text its own "
+          "(as written); paired differences\n")
+    print(f"| steps | greedy | maj@{k} as written | maj@{k} | maj@{k} - as written | as written - greedy |")
+    print("|---|---|---|---|---|---|")
+    for st, its in T.by_steps(items).items():
+        n = len(its)
+        g = [T.greedy_right(x) for x in its]
+        raw = [_maj_as_written(x, k) for x in its]
+        maj = [T.method_right(x, "maj", k) for x in its]
+        d, lo, hi = T.mean_ci([m - r for m, r in zip(maj, raw, strict=True)], seed=seed + st)
+        e, elo, ehi = T.mean_ci([r - y for r, y in zip(raw, g, strict=True)], seed=seed + st)
+        print(f"| {st} | {_ci(sum(g), n)} | {_ci(sum(raw), n)} | {_ci(sum(maj), n)} | "
+              f"{100 * d:+.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {100 * e:+.1f} [{100 * elo:.1f}, {100 * ehi:.1f}] |")
 
 
 if __name__ == "__main__":

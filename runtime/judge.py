@@ -23,6 +23,7 @@ how it was judged and a trace is never resumed under another judge.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ttcl.errors import TtclRuntimeError
@@ -37,14 +38,26 @@ class JudgeError(TtclRuntimeError):
 
 
 class Judge:
-    """`judge(question, gold, answer)`: True (right), False (wrong), or None (cannot be judged: no gold)."""
+    """`judge(question, gold, answer)`: True (right), False (wrong), or None (cannot be judged: no gold).
 
-    def __init__(self, name: str = GOLD, checker: Checker | None = None) -> None:
-        self.name, self.checker = name, checker
+    `read_gold` reads a gold answer as the run reads its answers, where that is not the plain
+    normalisation: a program whose answers come from a task checker's extractor (countdown's are
+    canonical expressions) compares them with the gold read by the same extractor. It must be
+    idempotent: a trace records the gold as read, and a later judge reads it again."""
+
+    def __init__(self, name: str = GOLD, checker: Checker | None = None,
+                 read_gold: Callable[[str], str | None] | None = None) -> None:
+        self.name, self.checker, self.read_gold = name, checker, read_gold
+
+    def gold_of(self, gold: str | None) -> str | None:
+        """The gold answer as this judge compares it (and as a result records it)."""
+        if gold is None or self.read_gold is None:
+            return gold
+        return self.read_gold(gold) or gold
 
     def __call__(self, question: str, gold: str | None, answer: str | None) -> bool | None:
         if self.checker is None:
-            return None if gold is None else answer == gold
+            return None if gold is None else answer == self.gold_of(gold)
         if answer is None:
             return False
         try:

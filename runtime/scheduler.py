@@ -470,7 +470,7 @@ class Scheduler:
         failures = dict(run.failures)
         if ans.value is None and run.status == "ok":
             failures.setdefault(out, "no answer could be extracted from the output")
-        gold = run.item.gold
+        gold = self.judge.gold_of(run.item.gold)
         try:
             correct = self.judge(run.item.question, gold, ans.value)
         except JudgeError as e:  # a user's checker raised: this item is not graded, the rest carry on

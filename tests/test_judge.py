@@ -18,6 +18,7 @@ from tests.shipped import available
 from ttcl.cli import main
 from ttcl.runtime.judge import JudgeError, make_judge
 from ttcl.runtime.tasks import get_checker
+from ttcl.runtime.tasks.countdown_answers import canonical
 from ttcl.runtime.trace import read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,20 @@ def test_gold_judge_is_equality_and_needs_gold() -> None:
     assert judge("7 3 1 -> 10", "1*3+7", "1*3+7") is True
     assert judge("7 3 1 -> 10", "1*3+7", "3+1*7") is False  # right, but not the gold string
     assert judge("7 3 1 -> 10", None, "1*3+7") is None
+
+
+def test_gold_read_as_the_answers_are() -> None:
+    """A run whose answers come from countdown's extractor (canonical expressions) reads the gold
+    the same way, so one computation written in another order equals the gold; reading twice is
+    reading once (a trace records the gold as read)."""
+    judge = make_judge(None)
+    judge.read_gold = lambda g: get_checker("countdown").extract("#### " + g)
+    q = "7 3 1 -> 10"
+    answer = get_checker("countdown").extract("#### 7+1*3")
+    assert judge(q, "1*3+7", answer) is True
+    assert judge.gold_of("1*3+7") == answer == judge.gold_of(judge.gold_of("1*3+7"))
+    assert judge(q, "1*3+7", get_checker("countdown").extract("#### 7+3")) is False  # right, another computation
+    assert judge(q, None, answer) is None
 
 
 def test_checker_judge_accepts_every_right_expression() -> None:
@@ -108,6 +123,9 @@ def test_run_judges_by_the_checker(capsys: pytest.CaptureFixture[str], tmp_path:
     assert gold["header"]["judge"] == "gold"
     assert [r["answer"] for r in gold["results"]] == [r["answer"] for r in judged["results"]]
     assert all(r["correct"] == (r["answer"] == r["gold"]) for r in gold["results"])
+    # the program reads answers with check("countdown")'s extractor: the gold is recorded as read
+    golds = [json.loads(line)["answer"].rsplit("#### ", 1)[1] for line in data.read_text().splitlines()]
+    assert [r["gold"] for r in gold["results"]] == [canonical(g) for g in golds]
     # every pooled candidate of the judged trace, judged by hand: some right expression is not the gold one
     pools = [n.outputs for recs in read_trace(trace).nodes.values() for n in recs if n.node_id == "main/pool"]
     questions = {r["item"]: (r["question"], r["gold"]) for r in judged["results"]}

@@ -415,8 +415,12 @@ class CountdownChecker:
         return p.solution().rsplit(ANSWER_MARKER, 1)[1].strip()
 
     def extract(self, completion: object) -> str | None:
+        """The expression after `####`, in its canonical text (`countdown_answers.canonical`), so that one
+        computation written in another order is one answer to a vote."""
+        from ttcl.runtime.tasks.countdown_answers import canonical
+
         got = text_after_marker(completion, ANSWER_MARKER)
-        return None if got is None else got.replace(" ", "")
+        return None if got is None else canonical(got)
 
     def outcome(self, question: object, completion: object) -> float:
         p = parse_question(question)

@@ -1,0 +1,120 @@
+"""One text per countdown answer: expressions that are the same computation vote together.
+
+A majority vote counts equal answers. On `countdown` the answer is an expression, and
+one computation can be written many ways: `(7-3)*5+2`, `2+(7-3)*5` and `2+5*(7-3)` are one
+solution, reached by the same combinations in another order. Voted as written they split
+their votes, as `1,234.0` and `1234` would on a numeric task (`runtime/extract.py` normalises
+those). `canonical` writes each such class one way: a chain of `+` (or of `*`) is flattened
+and its operands sorted, and every parenthesis the order needs is kept.
+
+Only commutativity and associativity of `+` and of `*` are used, never rewriting across `-`
+or `/` (`8-(3-1)` and `8-3+1` stay two answers). So the canonical text uses the same numbers,
+has the same value, and keeps the game's rules whenever the written one does (every
+intermediate value a positive integer of at most VALUE_MAX): the partial sums of positive
+terms, and the partial products of positive factors, lie between the operands and the whole.
+`outcome` is the same for both texts; a text that does not parse is returned as given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ttcl.runtime.tasks.countdown import _PREC, _TOKEN_RE
+
+_MAX_TOKENS = 64  # longer than any expression over six numbers: not an answer, leave it as written
+_MAX_DEPTH = 8
+
+
+@dataclass(frozen=True)
+class _Node:
+    """A number (`op` None, `args` empty), a chain `op` over 2+ args (`+`, `*`), or a binary `-` or `/`."""
+
+    op: str | None
+    args: tuple[_Node, ...] = ()
+    number: str = ""
+
+
+def canonical(text: str) -> str:
+    """The one text of `text`'s class of expressions (spaces dropped); unparseable text as given."""
+    tree = _parse(text)
+    return text.replace(" ", "") if tree is None else _render(_normal(tree))
+
+
+def _parse(text: str) -> _Node | None:
+    toks: list[str] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _TOKEN_RE.match(text, pos)
+        if m is None or m.end() == pos or len(toks) >= _MAX_TOKENS:
+            return None
+        toks.append(m.group(1) or m.group(2))
+        pos = m.end()
+    i = 0
+
+    def take() -> str:
+        nonlocal i
+        if i >= len(toks):
+            raise ValueError("end")
+        i += 1
+        return toks[i - 1]
+
+    def binary(ops: str, operand, depth: int) -> _Node:
+        v = operand(depth)
+        while i < len(toks) and toks[i] in ops:
+            v = _Node(take(), (v, operand(depth)))
+        return v
+
+    def expr(depth: int) -> _Node:
+        return binary("+-", term, depth)
+
+    def term(depth: int) -> _Node:
+        return binary("*/", atom, depth)
+
+    def atom(depth: int) -> _Node:
+        t = take()
+        if t == "(":
+            if depth >= _MAX_DEPTH:
+                raise ValueError("deep")
+            v = expr(depth + 1)
+            if take() != ")":
+                raise ValueError(")")
+            return v
+        if t.isdigit():
+            return _Node(None, number=str(int(t)))
+        raise ValueError(t)
+
+    try:
+        tree = expr(0)
+    except ValueError:
+        return None
+    return tree if i == len(toks) else None
+
+
+def _normal(node: _Node) -> _Node:
+    """Flatten chains of `+` and of `*`, and sort each chain's operands by their text."""
+    if node.op is None:
+        return node
+    args = tuple(_normal(a) for a in node.args)
+    if node.op in "-/":
+        return _Node(node.op, args)
+    flat: list[_Node] = []
+    for a in args:
+        flat.extend(a.args if a.op == node.op else (a,))
+    return _Node(node.op, tuple(sorted(flat, key=_render)))
+
+
+def _render(node: _Node) -> str:
+    if node.op is None:
+        return node.number
+    p = _PREC[node.op]
+    parts = []
+    for k, a in enumerate(node.args):
+        s = _render(a)
+        if a.op is not None:
+            q = _PREC[a.op]
+            # an operand of lower precedence always needs brackets; one of equal precedence does
+            # unless it is the leftmost (read left to right, `a-b+c` is `(a-b)+c`)
+            if q < p or (q == p and k > 0):
+                s = f"({s})"
+        parts.append(s)
+    return node.op.join(parts)

@@ -30,7 +30,7 @@ from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
 from ttcl.errors import TtclSemanticError
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, is_file, read_bounded
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, is_file, read_bounded, unsafe_model_files
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
 OPTION_FIELDS: dict[str, str] = {
@@ -66,6 +66,7 @@ def model_spec(ref: str, options: dict[str, float] | None = None, *, base_dir: P
 @lru_cache(maxsize=256)
 def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: str | None) -> ModelSpec:
     options = dict(opts)
+    _refuse_unsafe(ref, base_dir)
     if options.pop("chat", 0.0):
         _check_chat(ref, base_dir)
     unknown = sorted(set(options) - set(OPTION_FIELDS))
@@ -83,6 +84,18 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
     on_disk = _spec_from_ref(ref, base_dir)
     _contradictions(ref, options, declared, on_disk)
     return on_disk.model_copy(update=declared) if declared else on_disk
+
+
+def _refuse_unsafe(ref: str, base_dir: str | None) -> None:
+    """A local model the run would refuse to load (pickled weights, custom code) is refused here too, so
+    that `ttcl check` never says a program fits that `ttcl run` cannot start. An endpoint's model is
+    the server's to load: its local twin is read for sizes only."""
+    if is_endpoint(ref):
+        return
+    path = model_dir_of(ref, base_dir)
+    why = None if path is None else unsafe_model_files(path, need_weights=False)
+    if why is not None:
+        raise ModelSpecError(f"model `{ref}`: {why}")
 
 
 def _check_chat(ref: str, base_dir: str | None) -> None:

@@ -97,6 +97,33 @@ def test_custom_model_code_is_refused(tmp_path: Path) -> None:
         model_dir(d)
 
 
+def _using(d: Path, options: str = "") -> str:
+    return (f'ttcl 1\nmodel policy = "{d}"{options}\nmodel unused = "{d}"\n'
+            "strategy main(question: text[<=20]) -> answer {\n"
+            '    return vote(sample(policy, "{question}", n = 2, max_tokens = 10))\n}\n')
+
+
+@pytest.mark.parametrize("options", ["", " (params = 100096)"])
+def test_check_refuses_what_the_run_would_refuse_at_the_declaration(tmp_path: Path, options: str) -> None:
+    """`ttcl check` never says a program fits that `ttcl run` cannot start: a model with pickled
+    weights, or with custom code, is refused at its declaration with the run's own words, with
+    declared sizes too. A declared model the strategy never uses is not loaded by a run either."""
+    d = _model_copy(tmp_path)
+    compile_program(source=_using(d, options))  # as shipped: fits
+    (d / "model.safetensors").rename(d / "pytorch_model.bin")
+    models.clear_cache()
+    with pytest.raises(SemanticDiagnosticError, match=r"only pickled weights \(pytorch_model.bin\)") as e:
+        compile_program(source=_using(d, options))
+    (diag,) = e.value.diagnostics
+    assert diag.span.line == 2
+    (d / "pytorch_model.bin").rename(d / "model.safetensors")
+    config = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Evil"}}))
+    models.clear_cache()
+    with pytest.raises(SemanticDiagnosticError, match="names custom model code"):
+        compile_program(source=_using(d, options))
+
+
 @pytest.mark.parametrize("ref", ["ttcl:..", "ttcl:../zoo", "ttcl:arith-s/../arith-m", "ttcl:.", "ttcl:/etc"])
 def test_bundled_names_cannot_escape_the_zoo(ref: str) -> None:
     with pytest.raises(TtclRuntimeError, match="unknown bundled model"):

@@ -15,6 +15,7 @@ and then quote in a diagnostic, `/proc/self/environ` or `/etc/passwd`.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -148,3 +149,36 @@ def same_file(a: Path, b: Path) -> bool:
         return a.expanduser().absolute() == b.expanduser().absolute()
     except ValueError:
         return False
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def unsafe_model_files(path: Path, *, need_weights: bool = True) -> str | None:
+    """Why a local model directory could run code when loaded, or None: pickled weights, or custom
+    model code. `ttcl run` refuses such a model before loading it and `ttcl check` refuses it at its
+    declaration, with the same words (this function is what both read). Without `need_weights`
+    (`ttcl check`, which reads sizes only), a directory with no weights at all is fine: a config
+    is enough to bound a model that is not on this machine.
+
+    Unpickling a `pytorch_model.bin` can execute anything the file says, so only safetensors
+    weights are loaded; a config that names its own Python classes (`auto_map`,
+    trust_remote_code) is refused the same way."""
+    try:
+        names = [p.name for p in path.iterdir()] if is_dir(path) else []
+    except OSError as e:
+        return f"cannot list its directory: {e}"
+    if not any(n.endswith(".safetensors") for n in names):
+        pickled = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        if not pickled and not need_weights:
+            return None
+        found = f"it has only pickled weights ({', '.join(pickled[:3])})" if pickled else "it has no .safetensors weights"
+        return (f"{found}; ttcl loads safetensors only, since unpickling can run arbitrary code "
+                "(convert with `model.save_pretrained(dir, safe_serialization=True)` where you trust the file)")
+    try:
+        config = json.loads(read_bounded(path / "config.json", JSON_LIMIT, what="config.json"))
+    except (OSError, UnsafeRead, ValueError) as e:
+        return f"cannot read config.json: {e}"
+    if isinstance(config, dict) and config.get("auto_map"):
+        return "its config.json names custom model code (auto_map); ttcl never runs a model's own code"
+    return None

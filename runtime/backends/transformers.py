@@ -18,7 +18,6 @@ Accounting (per request, with `ttcl.compiler.costmodel.forward_flops`):
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +48,7 @@ from ttcl.runtime.backends.decode import (
 )
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, read_bounded
+from ttcl.safeio import is_dir, unsafe_model_files
 
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
@@ -98,32 +97,12 @@ def model_dir(ref_or_path: str | Path) -> Path:
     return path
 
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
 def refuse_unsafe_weights(path: Path, shown: str) -> None:
-    """Refuse a model that could run code when loaded: pickled weights, or custom model code.
-
-    Unpickling a `pytorch_model.bin` can execute anything the file says, so only
-    safetensors weights are loaded; a config that names its own Python classes
-    (`auto_map`, trust_remote_code) is refused the same way.
-    """
-    names = [p.name for p in path.iterdir()] if path.is_dir() else []
-    if not any(n.endswith(".safetensors") for n in names):
-        pickled = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-        found = f"it has only pickled weights ({', '.join(pickled[:3])})" if pickled else "it has no .safetensors weights"
-        raise TtclRuntimeError(
-            f"model {shown!r}: {found}; ttcl loads safetensors only, since unpickling can run arbitrary code "
-            "(convert with `model.save_pretrained(dir, safe_serialization=True)` where you trust the file)"
-        )
-    try:
-        config = json.loads(read_bounded(path / "config.json", JSON_LIMIT, what="config.json"))
-    except (OSError, UnsafeRead, ValueError) as e:
-        raise TtclRuntimeError(f"model {shown!r}: cannot read config.json: {e}") from e
-    if isinstance(config, dict) and config.get("auto_map"):
-        raise TtclRuntimeError(
-            f"model {shown!r}: its config.json names custom model code (auto_map); ttcl never runs a model's own code"
-        )
+    """Refuse a model that could run code when loaded: pickled weights, or custom model code
+    (`ttcl.safeio.unsafe_model_files`, which `ttcl check` reads too)."""
+    why = unsafe_model_files(path)
+    if why is not None:
+        raise TtclRuntimeError(f"model {shown!r}: {why}")
 
 
 def model_spec(model: torch.nn.Module) -> ModelSpec:

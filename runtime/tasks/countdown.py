@@ -26,7 +26,9 @@ when it is valid arithmetic on available numbers *and* the target is still
 reachable from what remains (`reachable`, exhaustive over sub-multisets), so
 `check("countdown", agg = "last")` scores partial solutions exactly, as an
 oracle process scorer for step-level search. The checkers need no gold label
-and never raise on malformed text.
+and never raise on malformed text. `extract` writes the answer canonically
+(`countdown_answers.canonical`), so that one computation written in another
+order is one answer to a vote.
 """
 
 from __future__ import annotations

@@ -309,35 +309,50 @@ def parse_question(question: object) -> Problem | None:
 # ---------------------------------------------------------------- answer expressions
 
 
+class Tokens:
+    """An expression's tokens (numbers, `+ - * /`, brackets), read left to right by a parser."""
+
+    MAX = 64  # longer than any expression over six numbers: not read
+
+    def __init__(self, toks: list[str]) -> None:
+        self.toks, self.i = toks, 0
+
+    @classmethod
+    def of(cls, text: str) -> Tokens | None:
+        """None when `text` is not made of tokens, is empty, or is longer than MAX tokens."""
+        toks: list[str] = []
+        pos, text = 0, text.strip()
+        while pos < len(text):
+            m = _TOKEN_RE.match(text, pos)
+            if m is None or m.end() == pos or len(toks) >= cls.MAX:
+                return None
+            toks.append(m.group(1) or m.group(2))
+            pos = m.end()
+        return cls(toks) if toks else None
+
+    def peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> str:
+        if self.i >= len(self.toks):
+            raise ValueError("end")
+        self.i += 1
+        return self.toks[self.i - 1]
+
+    def done(self) -> bool:
+        return self.i == len(self.toks)
+
+
 def evaluate(text: str, rules: bool = False) -> tuple[Fraction, list[int]] | None:
     """(exact value, the numbers it uses) of an expression over integers with `+ - * /` and
     parentheses; None when it does not parse or divides by zero, and with `rules` also when
     any operation's value is not a positive integer of at most VALUE_MAX (what a derivation
     line may write: `10*10-1`, `2-5+10` and `8/(3-8/3)` break the rules)."""
-    toks: list[str] = []
-    pos, text = 0, text.strip()
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None or m.end() == pos:
-            return None
-        toks.append(m.group(1) or m.group(2))
-        if len(toks) > 64:  # longer than any expression over six numbers: stop reading
-            return None
-        pos = m.end()
-    if not toks:
+    tk = Tokens.of(text)
+    if tk is None:
         return None
+    peek, take = tk.peek, tk.take
     used: list[int] = []
-    i = 0
-
-    def peek() -> str | None:
-        return toks[i] if i < len(toks) else None
-
-    def take() -> str:
-        nonlocal i
-        if i >= len(toks):
-            raise ValueError("end")
-        i += 1
-        return toks[i - 1]
 
     def ruled(v: Fraction) -> Fraction:
         if rules and not (v.denominator == 1 and 1 <= v <= VALUE_MAX):
@@ -377,7 +392,7 @@ def evaluate(text: str, rules: bool = False) -> tuple[Fraction, list[int]] | Non
         value = expr(0)
     except ValueError:
         return None
-    if i != len(toks):
+    if not tk.done():
         return None
     return value, used
 

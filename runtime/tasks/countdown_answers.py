@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ttcl.runtime.tasks.countdown import _PREC, _TOKEN_RE
+from ttcl.runtime.tasks.countdown import _PREC, Tokens
 
-_MAX_TOKENS = 64  # longer than any expression over six numbers: not an answer, leave it as written
 _MAX_DEPTH = 8
 
 
@@ -41,27 +40,14 @@ def canonical(text: str) -> str:
 
 
 def _parse(text: str) -> _Node | None:
-    toks: list[str] = []
-    pos, text = 0, text.strip()
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None or m.end() == pos or len(toks) >= _MAX_TOKENS:
-            return None
-        toks.append(m.group(1) or m.group(2))
-        pos = m.end()
-    i = 0
-
-    def take() -> str:
-        nonlocal i
-        if i >= len(toks):
-            raise ValueError("end")
-        i += 1
-        return toks[i - 1]
+    tk = Tokens.of(text)
+    if tk is None:
+        return None
 
     def binary(ops: str, operand, depth: int) -> _Node:
         v = operand(depth)
-        while i < len(toks) and toks[i] in ops:
-            v = _Node(take(), (v, operand(depth)))
+        while (t := tk.peek()) is not None and t in ops:
+            v = _Node(tk.take(), (v, operand(depth)))
         return v
 
     def expr(depth: int) -> _Node:
@@ -71,12 +57,12 @@ def _parse(text: str) -> _Node | None:
         return binary("*/", atom, depth)
 
     def atom(depth: int) -> _Node:
-        t = take()
+        t = tk.take()
         if t == "(":
-            if depth >= _MAX_DEPTH:
+            if depth > _MAX_DEPTH:  # as deep as `countdown.evaluate` reads
                 raise ValueError("deep")
             v = expr(depth + 1)
-            if take() != ")":
+            if tk.take() != ")":
                 raise ValueError(")")
             return v
         if t.isdigit():
@@ -87,7 +73,7 @@ def _parse(text: str) -> _Node | None:
         tree = expr(0)
     except ValueError:
         return None
-    return tree if i == len(toks) else None
+    return tree if tk.done() else None
 
 
 def _normal(node: _Node) -> _Node:

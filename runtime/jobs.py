@@ -78,6 +78,9 @@ class JobContext:
     keep_kv: frozenset[str] = frozenset()
     # This item's verifier scores so far: (verifier, prompt, text) -> (score, step scores).
     scores: dict[tuple[str, str, str], tuple[float, tuple[float, ...] | None]] = field(default_factory=dict)
+    # Who its model calls work for (the item's index in the run): a backend charges each owner's prefill
+    # as if it ran alone, however much another item's prompts left in the prefix cache.
+    owner: object = None
 
 
 def in_context(nodes: Any) -> frozenset[str]:
@@ -246,7 +249,7 @@ class SampleJob(Job):
             return []
         seed = derive_seed(a.seed if a.seed is not None else self.ctx.seed, self.ctx.item, self.node.id)
         req = GenRequest(prompt=prompt, n=allow.n or n, params=_params(self.node, allow.max_tokens or m, self.ctx.values),
-                         seed=seed, keep_kv=True if self.node.id in self.ctx.keep_kv else None)
+                         seed=seed, keep_kv=True if self.node.id in self.ctx.keep_kv else None, owner=self.ctx.owner)
         return [GenCall(key, req)]
 
     def _consume(self, calls: list[Call]) -> None:
@@ -294,7 +297,8 @@ class ExtendJob(Job):
         params = _params(self.node, allow.max_tokens or m, self.ctx.values)
         return [
             GenCall(key, ExtendRequest(prompt=c.prompt, partial=c.text, n=allow.n or n, params=params,
-                                       seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, j)))
+                                       seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, j),
+                                       owner=self.ctx.owner))
             for j, c in enumerate(self.open)
         ]
 
@@ -410,7 +414,8 @@ class ReviseJob(Job):
         return [
             GenCall(key, GenRequest(prompt=p, n=1, params=params,
                                     seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, self.round * 65536 + j),
-                                    keep_kv=True if self.node.id in self.ctx.keep_kv else None))
+                                    keep_kv=True if self.node.id in self.ctx.keep_kv else None,
+                                    owner=self.ctx.owner))
             for j, p in enumerate(self.prompts)
         ]
 

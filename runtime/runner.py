@@ -114,6 +114,9 @@ class RunSummary(BaseModel):
     batches: int
     results: list[dict[str, Any]]
     distributed: dict[str, Any] | None = None  # a wide run (`--ray`): workers, shards, pool calls, restarts, lost spend
+    # Prefill charged to items (each as if it ran alone) that the prefix cache served from another item's
+    # work: the run computed this much less than `actual_total` says ({"prompt_tokens": .., "flops": ..}).
+    shared_across_items: dict[str, float] = {}
 
 
 def pool_split(module: Any) -> str:
@@ -576,7 +579,15 @@ class Runner:
             budget_item=self.per_item.as_dict(), budget_pooled=self.pooled.as_dict(), on_exhaust=self.on_exhaust,
             verdict=report.verdict,
             wall_seconds=wall, batches=batches, results=[_result_json(r) for r in results],
+            shared_across_items=self.shared_across_items(),
         )
+
+    def shared_across_items(self) -> dict[str, float]:
+        """What the local backends charged items as if alone but computed once, for another item."""
+        bes = self.backends.values()
+        tokens = float(sum(getattr(be, "shared_prompt_tokens", 0) for be in bes))
+        flops = float(sum(getattr(be, "shared_flops", 0.0) for be in bes))
+        return {"prompt_tokens": tokens, "flops": flops} if tokens or flops else {}
 
 
 def _unitwise(costs: list[Cost], agg: Callable[[list[float]], float]) -> dict[str, float]:

@@ -369,6 +369,7 @@ class Scheduler:
             default_revise=self.default_revise,
             scores=run.scores,
             keep_kv=self._keep_kv,
+            owner=run.index,
         )
         job = make_job(node, ctx)
         run.started[node.id] = self._now()

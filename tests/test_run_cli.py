@@ -174,16 +174,43 @@ def test_kill_and_resume_subprocess(setup: dict[str, Path], tmp_path: Path) -> N
     done = part.read_text().count('"type": "item"')
     assert 2 <= done < 40
     subprocess.run([*base, "--trace", str(part), "--resume"], check=True, capture_output=True, env=env, timeout=600)
-    # The same answers and calls; prompt tokens (and with them tokens and FLOPs) may be higher for the items
-    # after the kill, whose prompts begin like an earlier item's: the resumed run's prefix cache starts cold.
-    prefill = ("prompt_tokens", "tokens", "flops")
-    resumed, uninterrupted = _results(part), _results(full)
-    for r, u in zip(resumed, uninterrupted, strict=True):
-        assert {k: v for k, v in r.items() if k != "cost"} == {k: v for k, v in u.items() if k != "cost"}
-        assert {k: v for k, v in r["cost"].items() if k not in prefill} == {k: v for k, v in u["cost"].items() if k not in prefill}
-        assert all(r["cost"][k] >= u["cost"][k] for k in prefill)
-    # one item at a time: the items finished before the kill are items 0..done-1, charged exactly as before
-    assert [r["cost"] for r in resumed[:done]] == [u["cost"] for u in uninterrupted[:done]]
+    # The same answers, and the same costs: the items after the kill begin like earlier items, and the resumed
+    # run's prefix cache starts cold, but each item is charged its prefill as if it ran alone.
+    assert _results(part) == _results(full)
+
+
+def test_an_items_cost_does_not_depend_on_what_ran_beside_it(capsys: pytest.CaptureFixture[str],
+                                                              setup: dict[str, Path], tmp_path: Path) -> None:
+    """Questions that begin alike share a long prefix in the prefix cache. Each item is charged its
+    prefill as if it ran alone, so its cost is the same in one batch with the others, one item per
+    batch, or alone; the summary says how much of that the cache served from other items."""
+    preamble = "Solve the sum below and write only the answer after the marker. "  # 64 tokens
+    ds = tmp_path / "alike.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{preamble}{i + 2} +{i}", "answer": f"#### {2 * i + 2}"}) + "\n"
+                          for i in range(6)))
+    prog = tmp_path / "p.ttc"
+    prog.write_text(PROG.replace("text[<=32]", "text[<=100]"))
+    base = ["run", str(prog), "--dataset", str(ds), "--model", f"policy={setup['model']}", "--device", "cpu", "--json"]
+
+    def run(*extra: str) -> dict:
+        code, out, err = cli(capsys, *base, *extra)
+        assert code == 0, err
+        return json.loads(out)
+
+    together, apart = run(), run("--batch-items", "1")
+    alone = [run("--limit", str(i + 1))["results"][i] for i in (0, 3)]  # the first item, and the fourth after three
+
+    def costs(results: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r["cost"].items() if k != "seconds"} for r in results]
+
+    assert costs(together["results"]) == costs(apart["results"])
+    assert costs(alone) == [costs(together["results"])[i] for i in (0, 3)]
+    # one item per batch: every item after the first found the preamble in the cache, charged to it,
+    # computed once; the run's total says what it charged, the summary how much less it computed
+    shared = apart["shared_across_items"]
+    assert shared["prompt_tokens"] >= 5 * 60 and shared["flops"] > 0
+    assert apart["actual_total"]["prompt_tokens"] == together["actual_total"]["prompt_tokens"] > shared["prompt_tokens"]
+    assert run("--limit", "1")["shared_across_items"] == {}  # one item shares with no one
 
 
 def test_max_input_tokens_bounds_an_unbounded_input_for_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,6 +60,7 @@ class GenRequest:
     seed: int = 0
     max_prompt_tokens: int | None = None
     keep_kv: bool | None = None
+    owner: object = None  # the run's item it works for: its prefill is charged as if that item ran alone
 
     @property
     def keeps_kv(self) -> bool:
@@ -87,6 +88,7 @@ class ExtendRequest:
     seed: int = 0
     max_prompt_tokens: int | None = None
     keep_kv: bool = True
+    owner: object = None  # as GenRequest's
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -106,8 +108,9 @@ class Sample:
 
 @dataclass
 class Usage:
-    """Spend of one request. prompt_tokens counts prefill actually computed
-    (a shared or cached prefix is charged once; padding never)."""
+    """Spend of one request. prompt_tokens counts prefill as if the request's owner (its item) ran
+    alone: a prefix shared or cached within one owner is charged once, one another owner computed
+    is charged again (a backend counts those apart, `shared_prompt_tokens`); padding never."""
 
     calls: int = 0
     prompt_tokens: int = 0

@@ -5,6 +5,11 @@ token trie: any cached sequence that shares the first k tokens with the query
 serves those k positions (a prompt shares its system preamble with another
 prompt; an extended candidate shares everything but its new step). Eviction
 is least-recently-used under a byte budget.
+
+Each trie node remembers which owners (a run's items) inserted a sequence
+through it, so `own_length` tells how much of a query the owner's own earlier
+work would have left in the cache: what it would find running alone. The
+backend computes with every hit and charges each item as if alone.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, H, T
 class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
     ref: int | None = None  # id of a live entry whose key passes through this node
+    owners: set[object] = field(default_factory=set)  # who inserted a key through this node
 
 
 @dataclass
@@ -78,7 +84,20 @@ class PrefixCache:
         exact = best_len == len(ids) and len(entry.key) == len(ids)
         return Hit(best_len, entry.kv, entry.logits if exact else None)
 
-    def insert(self, ids: tuple[int, ...], kv: KV, logits: torch.Tensor | None = None) -> None:
+    def own_length(self, ids: tuple[int, ...], owner: object) -> int:
+        """How many leading positions of `ids` a live entry covers on a path `owner` inserted through
+        (at most `lookup(ids).length`); with owner None, every owner's entries count."""
+        node, best = self._root, 0
+        for depth, tok in enumerate(ids, start=1):
+            node = node.children.get(tok)
+            if node is None or (owner is not None and owner not in node.owners):
+                break
+            if node.ref is not None and node.ref in self._entries:
+                best = depth
+        return best
+
+    def insert(self, ids: tuple[int, ...], kv: KV, logits: torch.Tensor | None = None,
+               owners: frozenset[object] = frozenset()) -> None:
         if not ids or self.max_bytes <= 0:
             return
         old = self._by_key.get(ids)
@@ -86,6 +105,8 @@ class PrefixCache:
             self._entries.move_to_end(old)
             if logits is not None and self._entries[old].logits is None:
                 self._entries[old].logits = logits
+            if owners:
+                self._tag(ids, owners)
             return
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
         if logits is not None:
@@ -101,8 +122,17 @@ class PrefixCache:
         for tok in ids:
             node = node.children.setdefault(tok, _Node())
             node.ref = eid
+            node.owners |= owners
         while self.nbytes > self.max_bytes:
             self._evict(next(iter(self._entries)))
+
+    def _tag(self, ids: tuple[int, ...], owners: frozenset[object]) -> None:
+        node: _Node | None = self._root
+        for tok in ids:
+            node = node.children.get(tok) if node is not None else None
+            if node is None:
+                return
+            node.owners |= owners
 
     def _evict(self, eid: int) -> None:
         entry = self._entries.pop(eid)

@@ -7,9 +7,14 @@ shared by its n samples, and all rows decode together whatever their sampling
 settings (temperature, top-p, max_tokens and stop strings are per row).
 
 Accounting (per request, with `ttcl.compiler.costmodel.forward_flops`):
-  prompt_tokens  new prefill positions actually computed; a context shared by
-                 several requests in one call is charged to the first of them,
-                 positions served by the prefix cache and padding are not charged
+  prompt_tokens  new prefill positions, as if the request's owner (its item) ran
+                 alone: a context shared by several requests of one owner in one
+                 call is charged to the first of them, positions the prefix cache
+                 holds from that owner's own earlier calls are not charged, and
+                 positions it holds only from other owners' calls are charged
+                 but not computed (counted in `shared_prompt_tokens` and
+                 `shared_flops`); padding never. A request without an owner
+                 shares with everyone, as one owner.
   flops          forward_flops(c, L) for that prefill (c cached, L context length)
                  plus forward_flops(L, L + g) for each sample of g tokens
   gen_tokens     tokens sampled (an EOS included); finished rows are not charged
@@ -136,6 +141,7 @@ class _Job:
     params: SamplingParams
     seed: int
     keep_kv: bool
+    owner: object = None  # the run's item this job works for (None: anyone's)
 
 
 class TransformersBackend:
@@ -178,6 +184,8 @@ class TransformersBackend:
         self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
         self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows
         self.oom_splits = 0
+        # charged to items as if each ran alone but computed once, for another item (module docstring)
+        self.shared_prompt_tokens, self.shared_flops = 0, 0.0
         # False: every sample prefills its own prompt (an ablation for benchmark (c))
         self.share_prefix = share_prefix
         self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
@@ -214,7 +222,7 @@ class TransformersBackend:
 
     def generate(self, requests: list[GenRequest]) -> list[GenResult]:
         jobs = [
-            self._job(k, r.prompt, r.n, r.params, r.seed, r.keeps_kv, r.max_prompt_tokens)
+            self._job(k, r.prompt, r.n, r.params, r.seed, r.keeps_kv, r.max_prompt_tokens, r.owner)
             for k, r in enumerate(requests)
         ]
         return self._results(len(requests), jobs)
@@ -222,7 +230,7 @@ class TransformersBackend:
     def extend(self, requests: list[ExtendRequest]) -> list[GenResult]:
         jobs = [
             self._job(
-                k, r.prompt + r.partial, r.n, r.params, r.seed, r.keep_kv, r.max_prompt_tokens
+                k, r.prompt + r.partial, r.n, r.params, r.seed, r.keep_kv, r.max_prompt_tokens, r.owner
             )
             for k, r in enumerate(requests)
         ]
@@ -284,10 +292,11 @@ class TransformersBackend:
     def clear_cache(self) -> None:
         """Forget cached KV prefixes (so a fresh run charges every prefill again)."""
         self.prefix_cache.clear()
+        self.shared_prompt_tokens, self.shared_flops = 0, 0.0
 
     # -- batching ----------------------------------------------------------------------------
 
-    def _job(self, k, text, n, params, seed, keep_kv, max_prompt_tokens) -> _Job:
+    def _job(self, k, text, n, params, seed, keep_kv, max_prompt_tokens, owner=None) -> _Job:
         ids = self._encode(text)
         if not ids:
             raise TtclRuntimeError(f"request {k}: empty prompt")
@@ -300,7 +309,7 @@ class TransformersBackend:
                 f"request {k}: prompt has {len(ids)} tokens; model {self.path.name} has a context of "
                 f"{self.spec.n_ctx}, leaving no room to generate"
             )
-        return _Job(k, ids, list(range(n)), params, seed, keep_kv)
+        return _Job(k, ids, list(range(n)), params, seed, keep_kv, owner)
 
     def _results(self, n_requests: int, jobs: list[_Job]) -> list[GenResult]:
         samples: list[dict[int, Sample]] = [{} for _ in range(n_requests)]
@@ -345,7 +354,10 @@ class TransformersBackend:
 
         ctx_index: dict[tuple[int, ...], int] = {}
         contexts: list[Context] = []
-        charged_to: dict[int, int] = {}  # context -> first job that pays its prefill
+        # (context, owner) -> (the owner's first job on it, which pays its prefill; positions the owner's own
+        # earlier work left cached): each item pays as if it ran alone, whatever other items cached
+        payers: dict[tuple[int, object], tuple[int, int]] = {}
+        ctx_owners: dict[int, set[object]] = {}
         rows: list[Row] = []
         row_job: list[tuple[int, int]] = []  # row -> (job, position in job)
         for jn, job in enumerate(jobs):
@@ -360,7 +372,13 @@ class TransformersBackend:
                         )
                     else:
                         contexts.append(Context(job.ids))
-                    charged_to[c] = jn
+                if (c, job.owner) not in payers:
+                    cached = contexts[c].cached
+                    if self.share_prefix and job.owner is not None:
+                        cached = min(cached, self.prefix_cache.own_length(job.ids, job.owner))
+                    payers[(c, job.owner)] = (jn, cached)
+                    if job.owner is not None:
+                        ctx_owners.setdefault(c, set()).add(job.owner)
                 rows.append(
                     Row(
                         c,
@@ -387,18 +405,21 @@ class TransformersBackend:
             piece=self._piece,
             keep_ctx_kv=self.share_prefix,
         )
-        for ctx, kept in zip(contexts, ctx_kv, strict=True):
+        for c, (ctx, kept) in enumerate(zip(contexts, ctx_kv, strict=True)):
             if kept is not None:
-                self.prefix_cache.insert(ctx.ids, *kept)
+                self.prefix_cache.insert(ctx.ids, *kept, owners=frozenset(ctx_owners.get(c, ())))
         texts = self.tokenizer.batch_decode([o.token_ids for o in outs], skip_special_tokens=True)
         _sync(self.device)
         seconds = time.perf_counter() - t0
 
         per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
-        for c, jn in charged_to.items():
+        for (c, _), (jn, cached) in payers.items():
             ctx, use = contexts[c], per_job[jn][1]
-            use.prompt_tokens += len(ctx.ids) - ctx.cached
-            use.flops += forward_flops(self.spec, ctx.cached, len(ctx.ids))
+            use.prompt_tokens += len(ctx.ids) - cached
+            use.flops += forward_flops(self.spec, cached, len(ctx.ids))
+            self.shared_prompt_tokens += ctx.cached - cached  # charged here, computed for another item
+            self.shared_flops += forward_flops(self.spec, cached, len(ctx.ids)) - forward_flops(
+                self.spec, ctx.cached, len(ctx.ids))
         for row, out, text, (jn, pos) in zip(rows, outs, texts, row_job, strict=True):
             sample, use = self._sample(row, out, text), per_job[jn][1]
             per_job[jn][0][pos] = sample
@@ -406,7 +427,9 @@ class TransformersBackend:
             use.gen_tokens += len(out.token_ids)
             use.flops += forward_flops(self.spec, n_ctx_row, n_ctx_row + len(out.token_ids))
             if out.kv is not None:
-                self.prefix_cache.insert(contexts[row.ctx].ids + tuple(out.token_ids[:-1]), out.kv)
+                owner = jobs[jn].owner
+                self.prefix_cache.insert(contexts[row.ctx].ids + tuple(out.token_ids[:-1]), out.kv,
+                                         owners=frozenset(() if owner is None else (owner,)))
         total = sum(u.flops for _, u in per_job) or 1.0
         for _, use in per_job:
             use.seconds = seconds * use.flops / total
@@ -432,7 +455,7 @@ def _halve(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:
         for jn, j in part:
             if jn not in out:
                 src = jobs[jn]
-                out[jn] = _Job(src.req, src.ids, [], src.params, src.seed, src.keep_kv)
+                out[jn] = _Job(src.req, src.ids, [], src.params, src.seed, src.keep_kv, src.owner)
             out[jn].indices.append(j)
         return list(out.values())
 

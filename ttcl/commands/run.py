@@ -369,6 +369,11 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if summary.shared_across_items:
+        sh = summary.shared_across_items
+        console.print(f"each item is charged its prefill as if it ran alone; the prefix cache served "
+                      f"{_fmt('prompt_tokens', sh['prompt_tokens'])} of those prompt tokens "
+                      f"({_fmt('flops', sh['flops'])} FLOPs) from other items' prompts, so the run computed that much less")
     console.print(f"wall {summary.wall_seconds:.2f}s, {summary.batches} batched backend calls, "
                   f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
     if summary.distributed:

@@ -434,14 +434,14 @@ def check_verifier_call(checker: CallMixin, ctor: VerifierSig, call: Call) -> No
             checker.check_arg(ctor.name, spec, bound[spec.name])
     name_arg = bound.get("name")
     if ctor.name == "check" and isinstance(name_arg, String) and not name_arg.is_template:
-        known = _registered_checkers()
+        known = registered_checkers()
         if known is not None and _plain(name_arg) not in known:
             checker.ctx.error(name_arg.span, f'no checker named "{_plain(name_arg)}"', expected="one of " + ", ".join(f'"{k}"' for k in known),
                               hint=did_you_mean(_plain(name_arg), known) or "checkers register under the `ttcl.verifiers` entry-point group")
 
 
 @functools.cache
-def _registered_checkers() -> list[str] | None:
+def registered_checkers() -> list[str] | None:
     """Names of the registered checkers (scanning entry points is slow, so once per process)."""
     try:
         from ttcl.runtime.tasks import available_checkers

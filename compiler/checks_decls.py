@@ -25,6 +25,7 @@ from ttcl.compiler.builtins import (
     VERIFIERS,
     signature_text,
 )
+from ttcl.compiler.checks_calls import registered_checkers
 from ttcl.compiler.checks_scope import CheckContext, DeclKind, ModuleScope, decl_phrase
 from ttcl.compiler.diagnostics import did_you_mean
 from ttcl.compiler.loader import LoadedModule
@@ -149,17 +150,20 @@ def _check_budgets(ctx: CheckContext, budgets: list[BudgetDecl]) -> None:
 
 
 def _check_extract(ctx: CheckContext, pattern: str, span: Span) -> None:
-    if pattern in EXTRACT_FORMATS:
-        return
-    expected = "one of " + ", ".join(f'"{f}"' for f in EXTRACT_FORMATS) + ", or a regex with exactly one group"
+    if pattern in EXTRACT_FORMATS or pattern in (registered_checkers() or ()):
+        return  # a format, or a task whose checker reads the answers (`extract "countdown"`)
+    expected = ("one of " + ", ".join(f'"{f}"' for f in EXTRACT_FORMATS)
+                + ", a registered checker's name (its task's extractor), or a regex with exactly one group")
     try:
         groups = compile_pattern(pattern).groups
     except PatternError as e:
-        ctx.error(span, f"extract pattern is not a valid regex: {e.reason}", expected=expected, hint=did_you_mean(pattern, EXTRACT_FORMATS))
+        ctx.error(span, f"extract pattern is not a valid regex: {e.reason}", expected=expected,
+                  hint=did_you_mean(pattern, [*EXTRACT_FORMATS, *(registered_checkers() or ())]))
         return
     if groups != 1:
+        close = did_you_mean(pattern, list(registered_checkers() or ()))
         ctx.error(span, f"extract regex has {groups} groups", expected=expected,
-                  hint="wrap the answer in one group, for example `answer: (-?\\d+)`; make other groups non-capturing `(?:...)`")
+                  hint=close or "wrap the answer in one group, for example `answer: (-?\\d+)`; make other groups non-capturing `(?:...)`")
 
 
 def _check_signature(ctx: CheckContext, scope: ModuleScope, strategy: Strategy) -> None:

@@ -412,17 +412,20 @@ class Runner:
         return model_scorer(ref, self.backends, device=self.options.device, dtype=self.options.dtype)
 
     def _extractor(self) -> Callable[[str], str | None]:
+        from ttcl.runtime.tasks import available_checkers, get_checker
+
         decl = self.compiled.module.extract
+        pattern = decl.pattern if decl else None
         checker_extract = None
+        if pattern is not None and pattern in available_checkers():  # `extract "countdown"`: that task's reading
+            checker_extract, pattern = get_checker(pattern).extract, None
         for n in self.compiled.dag:
             v = n.args.verifier
-            if v is not None and v.kind == "check" and v.checker:
-                from ttcl.runtime.tasks import get_checker
-
+            if decl is None and v is not None and v.kind == "check" and v.checker:
                 checker_extract = get_checker(v.checker).extract
                 break
-        extract = make_extractor(decl.pattern if decl else None, checker_extract)
-        if decl is None and checker_extract is not None:
+        extract = make_extractor(pattern, checker_extract)
+        if pattern is None and checker_extract is not None:
             # answers read by a task's checker (countdown's canonical expressions) meet the gold read alike
             self.judge.read_gold = lambda g: extract(MARKER + g)
         return extract

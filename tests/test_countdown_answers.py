@@ -4,12 +4,16 @@ changes, and a vote over a pool counts a class of expressions together."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.shipped import available
+from ttcl.cli import main as ttcl_main
 from ttcl.runtime.tasks.countdown import Expr, checker, evaluate, make_problems
 from ttcl.runtime.tasks.countdown_answers import canonical
 from ttcl.runtime.values import Candidate, Candidates, vote
@@ -119,3 +123,41 @@ def test_a_vote_counts_one_computation_written_three_ways_together() -> None:
     won = vote(read).value
     assert won == canonical("(7-3)*5+2")
     assert checker.outcome(Q, f"#### {won}") == 1.0
+
+
+needs_model = pytest.mark.skipif(not available("ttcl:countdown-s"), reason="bundled countdown-s not installed")
+
+VOTE = """ttcl 1
+model policy = "ttcl:countdown-s"
+{extract}
+strategy main(question: text[<=30]) -> answer {{
+    return vote(sample(policy, "{{question}}\\n", n = 8, max_tokens = 117, temperature = 0.7))
+}}
+"""
+
+
+@needs_model
+def test_a_program_votes_with_the_tasks_extractor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`extract "countdown"` reads a program's answers with the countdown checker: the vote counts
+    one computation's spellings together, and the gold is read the same way. Without it the vote
+    is over the text as written."""
+    from ttcl.runtime.tasks.countdown import iter_jsonl
+
+    data = tmp_path / "cd.jsonl"
+    data.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(12, [2, 3], seed=4242))))
+    runs = {}
+    for name, extract in (("task", 'extract "countdown"'), ("written", 'extract "####"')):
+        prog = tmp_path / f"{name}.ttc"
+        prog.write_text(VOTE.format(extract=extract))
+        code = ttcl_main(["run", str(prog), "--dataset", str(data), "--device", "cpu", "--json"])
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        runs[name] = json.loads(out.out)["results"]
+    golds = [json.loads(line)["answer"].rsplit("#### ", 1)[1] for line in data.read_text().splitlines()]
+    task = runs["task"]
+    assert [r["gold"] for r in task] == [canonical(g) for g in golds]
+    assert all(r["answer"] is None or canonical(r["answer"]) == r["answer"] for r in task)
+    assert all(r["correct"] == (r["answer"] == r["gold"]) for r in task)
+    # the same samples (same seed): as written, the gold is as the dataset has it
+    assert [r["gold"] for r in runs["written"]] == golds
+    assert any(r["answer"] != canonical(r["answer"]) for r in runs["written"] if r["answer"]), "every text already canonical"

@@ -319,7 +319,7 @@ def test_a_users_checker_reaches_the_workers(cluster: Any, data: dict[str, Path]
     from ttcl.compiler import checks_calls
     from ttcl.runtime import tasks
 
-    request.addfinalizer(checks_calls._registered_checkers.cache_clear)
+    request.addfinalizer(checks_calls.registered_checkers.cache_clear)
     (tmp_path / "wide_checks_r7.py").write_text(
         "def longest(question, completion):\n    return min(1.0, len(completion) / 100)\n")
     prog = tmp_path / "mine.ttc"

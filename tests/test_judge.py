@@ -178,7 +178,7 @@ def test_a_users_checker_judges(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     from ttcl.compiler import checks_calls
     from ttcl.runtime import tasks
 
-    request.addfinalizer(checks_calls._registered_checkers.cache_clear)  # forget the names registered here
+    request.addfinalizer(checks_calls.registered_checkers.cache_clear)  # forget the names registered here
     (tmp_path / "judge_checks_i8.py").write_text(
         "def even(question, completion):\n    return 1.0 if len(completion) % 2 == 0 else 0.0\n\n"
         "def boom(question, completion):\n    raise ValueError('boom')\n")
@@ -214,7 +214,7 @@ def failing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fix
     from ttcl.runtime import tasks
     from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
 
-    request.addfinalizer(checks_calls._registered_checkers.cache_clear)
+    request.addfinalizer(checks_calls.registered_checkers.cache_clear)
     (tmp_path / "judge_fail_q3.py").write_text(FAILING)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tasks, "_CLI", {})

@@ -83,7 +83,7 @@ def flaky_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sys.path.insert(0, str(root))
     from ttcl.compiler import checks_calls
 
-    checks_calls._registered_checkers.cache_clear()  # the checks cache the registered names per process
+    checks_calls.registered_checkers.cache_clear()  # the checks cache the registered names per process
     return root
 
 

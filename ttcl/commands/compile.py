@@ -64,7 +64,7 @@ def register_verifiers(items: list[str]) -> None:
         if not eq:
             raise OptionError(f"--verifier {item!r}: expected NAME=module:function, e.g. --verifier mine=my_checks:score")
         register_cli_checker(name.strip(), target.strip())
-    checks_calls._registered_checkers.cache_clear()
+    checks_calls.registered_checkers.cache_clear()
 
 
 VerifierOpt = Annotated[list[str] | None, typer.Option(

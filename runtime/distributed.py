@@ -35,14 +35,8 @@ from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
-from ttcl.runtime.runner import (
-    Runner,
-    RunOptions,
-    RunSummary,
-    ledger_from_records,
-    refuse_existing_trace,
-    result_from_record,
-)
+from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
+from ttcl.runtime.runner import Runner, RunOptions, RunSummary
 from ttcl.runtime.tasks import cli_checker_specs
 from ttcl.runtime.trace import (
     ItemRecord,
@@ -404,6 +398,7 @@ class RayRunner:
             acc.restore(it.index, ledger_from_records(nodes))
         summary = self.planner.summary(header, results, acc, time.perf_counter() - t0, batches)
         summary.distributed = {"workers": self.n_workers, "shards": shards, **self.stats}
+        summary.shared_across_items = dict(self.shared)  # what the workers' caches served across items
         return summary
 
     def _drive(self, pool: Any, tasks: list[_Task], progress: Callable[[int], None] | None,
@@ -418,6 +413,7 @@ class RayRunner:
         running: dict[Any, tuple[int, _Task, str]] = {}
         generation = [0] * self.n_workers
         batches = steps = 0
+        self.shared: dict[str, float] = {}
         queue = list(tasks)
         while queue or running:
             while queue and idle:
@@ -450,6 +446,8 @@ class RayRunner:
                 else:
                     batches += out["batches"]
                     steps += out["steps"]
+                    for unit, v in out["shared"].items():
+                        self.shared[unit] = self.shared.get(unit, 0.0) + v
                 idle.append(slot)
         return batches, steps
 

@@ -28,7 +28,8 @@ from ttcl.runtime.accountant import Accountant, AccountantHook, Allowance, Limit
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.pool import Key, PoolError
-from ttcl.runtime.runner import Runner, TraceHook, content_seeded
+from ttcl.runtime.run_trace import TraceHook
+from ttcl.runtime.runner import Runner, content_seeded, shared_across_items
 from ttcl.runtime.trace import ItemRecord, NodeRecord
 
 Op = tuple[str, Key, int, dict[str, float]]
@@ -142,7 +143,7 @@ def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str,
     sched.run(items)
     return {"worker": worker, "shard": shard, "items": len(items), "batches": len(sched.batches),
             "steps": sched.steps, "pool_calls": link.calls, "pool_seconds": link.seconds,
-            "wall": time.perf_counter() - t0}
+            "wall": time.perf_counter() - t0, "shared": shared_across_items(runner.backends.values())}
 
 
 __all__ = ["Client", "ShardAccountant", "ShardLink", "run_shard"]

@@ -335,3 +335,16 @@ def test_a_users_checker_reaches_the_workers(cluster: Any, data: dict[str, Path]
         assert code == 0, out
         answers.append([(r["item"], r["answer"], r["status"]) for r in json.loads(out)["results"]])
     assert answers[0] == answers[1] and all(s == "ok" for _, _, s in answers[0])
+
+
+def test_a_wide_run_charges_items_as_alone_and_says_what_its_caches_shared(cluster: Any, data: dict[str, Path]) -> None:
+    """One item at a time per shard, so that later items find earlier items' prompts in their worker's
+    prefix cache: each item is charged as on one machine, and the summary adds up what the workers'
+    caches served across items."""
+    compiled = compile_program(ADAPTIVE)
+    items = load_dataset(data["ds"])
+    one = Runner(compiled, RunOptions(device="cpu", max_batch_items=1)).run(items)
+    wide = distributed.RayRunner(compiled, RunOptions(device="cpu", max_batch_items=1), workers=2, shards=2).run(items)
+    assert _answers(wide) == _answers(one)
+    assert one.shared_across_items["prompt_tokens"] > 0
+    assert 0 < wide.shared_across_items["prompt_tokens"] <= one.shared_across_items["prompt_tokens"]

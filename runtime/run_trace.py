@@ -1,0 +1,174 @@
+"""A run's trace as the run goes, and read back: the hook that writes grants, spend and node records
+as they happen, and what `--resume` (and a wide run's driver) rebuilds from a trace: finished
+items, the ledger, and the finished nodes of items cut short, to replay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ttcl.compiler.costmodel import Cost
+from ttcl.compiler.dag import DagNode
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.accountant import Accountant, LedgerEntry
+from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.retry import kept_nodes
+from ttcl.runtime.scheduler import MODEL_OPS, ItemResult
+from ttcl.runtime.trace import (
+    ItemRecord,
+    NodeRecord,
+    SpendRecord,
+    Trace,
+    TraceError,
+    TraceWriter,
+    digest,
+    read_trace,
+)
+from ttcl.runtime.values import from_json
+
+
+class TraceHook(NodeHook):
+    """Writes the trace as the run goes: grants before calls, spend after, node records as nodes finish.
+
+    Each record reaches the OS as soon as it exists, so a killed run keeps
+    every finished node (`--resume` replays them) and knows what its lost
+    calls may have spent (the pooled budget is charged for them).
+    """
+
+    def __init__(self, writer: TraceWriter) -> None:
+        self.writer = writer
+        self.ledger: Accountant | None = None
+        # A writer without `write_progress` (a wide run's shard link) takes an item's node records with its item.
+        self.streaming = hasattr(writer, "write_progress")
+        self.records: dict[int, list[NodeRecord]] = {}
+
+    def _emit(self, rec: NodeRecord) -> None:
+        if self.streaming:
+            self.writer.write_progress([rec])
+        else:
+            self.records.setdefault(rec.item, []).append(rec)
+
+    def granted(self, *, item: int, node_id: str, allowance: Any, **future: Any) -> None:
+        if self.streaming:
+            self.writer.write_progress([SpendRecord(type="grant", item=item, node_id=node_id,
+                                                    cost=allowance.worst_case.as_dict())])
+
+    def after_phase(self, *, item: int, node_id: str, allowance: Any, actual: Cost, error: str | None,
+                    **future: Any) -> None:
+        if self.streaming and allowance.granted and allowance.ticket:
+            self.writer.write_progress([SpendRecord(type="spend", item=item, node_id=node_id, cost=actual.as_dict())])
+
+    def after_node(self, *, item: int, node: DagNode, status: str, actual: Cost, inputs: dict[str, Any],
+                   outputs: Any, error: str | None, reason: str | None, started: float, seconds: float,
+                   reused: int = 0, **future: Any) -> None:
+        allowance: dict[str, float] = {}
+        entry = self.ledger.ledger.get((item, node.id)) if self.ledger else None
+        if entry is not None:
+            allowance = entry.allowance.as_dict()
+        self._emit(NodeRecord(
+            item=item, node_id=node.id, op=node.op, line=node.span.line, status=status,
+            inputs_digest=digest(inputs), outputs=outputs, cost=actual.as_dict(), allowance=allowance,
+            n=entry.n if entry else None, max_tokens=entry.max_tokens if entry else None,
+            started=round(started, 6), seconds=seconds, error=error, reason=reason, reused=reused,
+        ))
+
+    def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
+        self._emit(NodeRecord(item=item, node_id=node.id, op=node.op, line=node.span.line, status="skipped",
+                              reason=reason))
+
+    def after_item(self, *, item: int, result: ItemResult, **future: Any) -> None:
+        self.writer.write_item(self.records.pop(item, []), item_record(result))
+
+
+def item_record(r: ItemResult) -> ItemRecord:
+    return ItemRecord(item=r.index, question=r.question, gold=r.gold, answer=r.answer, correct=r.correct,
+                      status=r.status, error=r.error, failures=r.failures, cost=r.cost.as_dict(), seconds=r.cost.seconds,
+                      fields=r.fields, degraded=r.degraded)
+
+
+def result_from_record(rec: ItemRecord) -> ItemResult:
+    c = rec.cost
+    cost = Cost(calls=c.get("calls", 0), prompt_tokens=c.get("prompt_tokens", 0), gen_tokens=c.get("gen_tokens", 0),
+                flops=c.get("flops", 0), seconds=c.get("seconds", 0))
+    return ItemResult(index=rec.item, question=rec.question, gold=rec.gold, answer=rec.answer, correct=rec.correct,
+                      status=rec.status, error=rec.error, failures=dict(rec.failures), cost=cost, fields=dict(rec.fields),
+                      degraded=list(rec.degraded))
+
+
+def _cost_of(d: dict[str, float]) -> Cost:
+    return Cost(**{k: d.get(k, 0.0) for k in ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
+
+
+def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
+    out = []
+    for n in nodes:
+        status = {"ok": "charged", "shrunk": "charged", "failed": "charged"}.get(n.status, n.status)
+        out.append(LedgerEntry(n.item, n.node_id, _cost_of(n.allowance), _cost_of(n.cost), status=status,
+                               n=n.n, max_tokens=n.max_tokens, shrunk=n.status == "shrunk", reason=n.reason or "",
+                               reused=n.reused))
+    return out
+
+
+def refuse_existing_trace(path: Path) -> None:
+    """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it."""
+    try:
+        if not path.exists() or path.stat().st_size == 0:
+            return
+    except OSError:
+        return
+    try:
+        done = f"{len(read_trace(path).items)} finished items"
+    except TtclRuntimeError:
+        done = "it is not a ttcl trace"
+    raise TraceError(
+        f"{path}: error: the trace file already exists ({done}); refusing to overwrite it\n"
+        "  hint: add --resume to continue that run, --overwrite to start it over, or use another --trace file"
+    )
+
+
+def _replay_of(keep: list[NodeRecord]) -> list[tuple[str, Any, Cost, str | None]]:
+    return [(r.node_id, from_json(r.outputs), _cost_of(r.cost), r.reason if r.status == "shrunk" else None)
+            for r in keep]
+
+
+def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult], wanted: set[int],
+                       retry: frozenset[int] = frozenset()) -> dict[int, list[tuple[str, Any, Cost, str | None]]]:
+    """Book a stopped run back into `acc`: finished items as results, finished nodes of the rest to replay.
+
+    The pool is charged every phase any attempt spent plus every grant a
+    kill cut short (its worst case), so kill + `--resume` never spends more
+    than a pooled budget; an item's own budget holds what its recorded nodes spent.
+    `retry` (`--retry-failed`): failed items run again, their finished nodes replayed like a partial item's.
+    """
+    replay: dict[int, list[tuple[str, Any, Cost, str | None]]] = {}
+    legacy = old.spent is None  # written before grant/spend records: the pool holds finished items only
+    cheap_seconds = sum(n.cost.get("seconds", 0.0) for n in old.retired if n.op not in MODEL_OPS)
+    for idx, rec in old.items.items():
+        recs = old.nodes.get(idx, [])
+        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
+        if idx in retry:  # its new attempt's own budget counts the replayed nodes; the pool, all it spent
+            keep = kept_nodes(recs)
+            acc.restore(idx, ledger_from_records(keep), pool=legacy)
+            if legacy:
+                acc.restore_pooled(sum((_cost_of(n.cost) for n in recs if all(n is not k for k in keep)), Cost()))
+            if keep:
+                replay[idx] = _replay_of(keep)
+            continue
+        done[idx] = result_from_record(rec)
+        acc.restore(idx, ledger_from_records(recs), pool=legacy)
+    for idx, recs in old.partial.items():
+        keep = kept_nodes(recs) if idx in wanted else []
+        if keep:
+            acc.restore(idx, ledger_from_records(keep), pool=False)
+            replay[idx] = _replay_of(keep)
+        cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
+    if not legacy:
+        acc.restore_pooled(_cost_of(old.spent or {}) + _cost_of(old.cut_short or {}) + Cost(seconds=cheap_seconds))
+    for lost in old.lost:  # attempts a wide run lost with a worker: their spend still counts
+        acc.restore_pooled(_cost_of(lost.cost))
+    return replay
+
+
+__all__ = ["TraceHook", "item_record", "ledger_from_records", "refuse_existing_trace", "restore_from_trace",
+           "result_from_record"]

@@ -22,11 +22,25 @@ import torch
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [1, H, T, hd]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
     children: dict[int, _Node] = field(default_factory=dict)
     ref: int | None = None  # id of a live entry whose key passes through this node
-    owners: set[object] = field(default_factory=set)  # who inserted a key through this node
+    # who inserted a key through this node: None, one owner, or a set of two or more (most nodes have
+    # one owner, along an item's own continuation, and an empty set alone is 216 bytes)
+    owners: object = None
+
+    def add(self, owners: frozenset[object]) -> None:
+        for o in owners:
+            if self.owners is None:
+                self.owners = o
+            elif isinstance(self.owners, set):
+                self.owners.add(o)
+            elif self.owners != o:
+                self.owners = {self.owners, o}
+
+    def owned_by(self, owner: object) -> bool:
+        return owner in self.owners if isinstance(self.owners, set) else self.owners == owner
 
 
 @dataclass
@@ -90,7 +104,7 @@ class PrefixCache:
         node, best = self._root, 0
         for depth, tok in enumerate(ids, start=1):
             node = node.children.get(tok)
-            if node is None or (owner is not None and owner not in node.owners):
+            if node is None or (owner is not None and not node.owned_by(owner)):
                 break
             if node.ref is not None and node.ref in self._entries:
                 best = depth
@@ -122,7 +136,7 @@ class PrefixCache:
         for tok in ids:
             node = node.children.setdefault(tok, _Node())
             node.ref = eid
-            node.owners |= owners
+            node.add(owners)
         while self.nbytes > self.max_bytes:
             self._evict(next(iter(self._entries)))
 
@@ -132,7 +146,7 @@ class PrefixCache:
             node = node.children.get(tok) if node is not None else None
             if node is None:
                 return
-            node.owners |= owners
+            node.add(owners)
 
     def _evict(self, eid: int) -> None:
         entry = self._entries.pop(eid)

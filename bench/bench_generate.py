@@ -6,11 +6,14 @@
 (b) the same job vs a naive loop calling `model.generate` once per sample.
 (c) one long prompt sampled n times: shared prefix vs unshared (every sample
     prefills its own copy), same backend; prompt tokens computed and wall time.
+(d) many items whose prompts begin with one long preamble, in one call: the
+    preamble prefilled once for all vs once per item; same charges, computed
+    prompt tokens and wall time.
 
 Timings alternate the contenders and report the median of --repeats runs after a
 warm-up. The backend's prefix cache is cleared before every timed run.
 
-    python bench/bench_generate.py                      # all three, default model
+    python bench/bench_generate.py                      # all four, default model
     python bench/bench_generate.py --only a --repeats 5
 """
 
@@ -131,10 +134,10 @@ def bench_a_b(args) -> None:
         )
 
 
-def bench_c(args) -> None:
+def long_model(args, need: int) -> tuple[object, str]:
+    """args.model when its context holds `need` tokens, else a random GPT-2 of its shape that does."""
     ref = TransformersBackend(args.model, device="cpu")
     cfg = ref.model.config
-    need = args.long_prompt + args.long_gen
     if (ref.spec.n_ctx or 0) >= need:
         path, what = args.model, args.model
     else:
@@ -154,6 +157,11 @@ def bench_c(args) -> None:
             f"{cfg.n_embd}, n_head {cfg.n_head}) with n_positions 1024; {args.model} has n_ctx "
             f"{ref.spec.n_ctx} < {need}"
         )
+    return path, what
+
+
+def bench_c(args) -> None:
+    path, what = long_model(args, args.long_prompt + args.long_gen)
     shared = TransformersBackend(path, device="cpu")
     unshared = TransformersBackend(path, device="cpu", share_prefix=False)
     prompt = " ".join(prompts_for(200, args.steps, args.seed + 1)).replace("\n", " ")
@@ -194,12 +202,50 @@ def bench_c(args) -> None:
     )
 
 
+def bench_d(args) -> None:
+    """Many items whose prompts begin with one long preamble, in one call: the preamble prefilled
+    once for all (warm) against once per item (cold, `warm_shared=False`). Each item is charged its
+    whole prompt either way; what was computed is the charge minus what the cache served."""
+    question = 24
+    path, what = long_model(args, args.long_prompt + question + args.long_gen)
+    warm = TransformersBackend(path, device="cpu")
+    cold = TransformersBackend(path, device="cpu", warm_shared=False)
+    text = " ".join(prompts_for(200, args.steps, args.seed + 1)).replace("\n", " ")
+    preamble = warm.tokenizer.decode(warm.encode(text)[: args.long_prompt])
+    questions = [q.replace("\n", " ") for q in prompts_for(args.items, args.steps, args.seed)]
+    params = SamplingParams(temperature=args.temperature, max_tokens=args.long_gen)
+    reqs = [GenRequest(f"{preamble} {q}", 4, params, seed=k, owner=k) for k, q in enumerate(questions)]
+
+    def run(be):
+        be.clear_cache()
+        return be.generate(reqs)
+
+    run(warm), run(cold)
+    tw, tc = [], []
+    for _ in range(args.repeats):
+        dt, rw = timed(lambda: run(warm), "warm")
+        tw.append(dt)
+        dt, rc = timed(lambda: run(cold), "cold")
+        tc.append(dt)
+    same = [[s.token_ids for s in r.samples] for r in rw] == [[s.token_ids for s in r.samples] for r in rc]
+    charged = sum(r.usage.prompt_tokens for r in rw)
+    assert charged == sum(r.usage.prompt_tokens for r in rc)
+    med = statistics.median
+    print(f"(d) model: {what}")
+    print(f"    {args.items} items, a {args.long_prompt}-token preamble then the question, n=4, max_tokens={args.long_gen}")
+    for name, be, ts in (("warm", warm, tw), ("cold", cold, tc)):
+        print(f"    {name} : prompt tokens charged {charged:7d}, computed {charged - be.shared_prompt_tokens:7d}, "
+              f"{med(ts):.2f} s")
+    print(f"    cold / warm = {med(tc) / med(tw):.2f}x wall, {cpu_median('cold') / cpu_median('warm'):.2f}x CPU; "
+          f"samples identical: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--model", default="ttcl:arith-s")
-    ap.add_argument("--only", default="abc", help="which benchmarks: any of a, b, c")
+    ap.add_argument("--only", default="abcd", help="which benchmarks: any of a, b, c, d")
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=64)
@@ -220,6 +266,8 @@ def main() -> None:
         bench_a_b(args)
     if "c" in args.only:
         bench_c(args)
+    if "d" in args.only:
+        bench_d(args)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,37 @@ def test_extend_shares_prefix_with_other_prompts(backend):
     assert ids([res]) == ids([fresh])
 
 
+def test_an_item_is_charged_as_if_alone_whatever_others_cached(backend):
+    """Requests of different owners (a run's items): one finds the other's prompt in the cache, and
+    is charged its whole prefill anyway; the backend counts what it did not compute."""
+    p = PROMPTS[3]
+    first = backend.generate([GenRequest(p, 2, HOT, seed=0, owner=1)])[0]
+    other = backend.generate([GenRequest(p + "12", 2, HOT, seed=0, owner=2)])[0]
+    own = backend.generate([GenRequest(p + "12", 2, HOT, seed=1, owner=1)])[0]
+    n = backend.count_tokens(p)
+    assert first.usage.prompt_tokens == n and other.usage.prompt_tokens == n + 2
+    assert own.usage.prompt_tokens == 2  # its own earlier prompt is what it would find alone
+    # owner 2's first n tokens were served from owner 1's work, and owner 1's last 2 from owner 2's
+    assert backend.shared_prompt_tokens == n + 2
+
+
+def test_contexts_that_begin_alike_prefill_their_common_part_once(tiny_dir, backend):
+    preamble = "You are a careful calculator; answer with one number only. "
+    reqs = [GenRequest(preamble + q, 2, HOT, seed=k, owner=k) for k, q in enumerate(["1+1=", "2+3=", "7*6="])]
+    enc = [backend._encode(r.prompt) for r in reqs]
+    common = next(i for i in range(min(map(len, enc))) if len({e[i] for e in enc}) > 1)
+    assert common >= 16
+    warm = backend.generate(reqs)
+    cold_backend = TransformersBackend(tiny_dir, device="cpu", warm_shared=False)
+    cold = cold_backend.generate(reqs)
+    assert ids(warm) == ids(cold)
+    # each item is charged its whole prompt either way; the common part was computed once, not three times
+    assert [(w.usage.prompt_tokens, w.usage.gen_tokens, w.usage.flops) for w in warm] == [
+        (c.usage.prompt_tokens, c.usage.gen_tokens, c.usage.flops) for c in cold]
+    assert [r.usage.prompt_tokens for r in warm] == [len(e) for e in enc]
+    assert backend.shared_prompt_tokens == 2 * common and cold_backend.shared_prompt_tokens == 0
+
+
 def test_oom_split_gives_identical_results(tiny_dir, backend):
     reqs = [GenRequest(p, 3, HOT, seed=k) for k, p in enumerate(PROMPTS[:3])]
     whole = backend.generate(reqs)

@@ -157,6 +157,7 @@ class TransformersBackend:
         max_batch_rows: int | None = None,
         simulate_oom_rows: int | None = None,
         share_prefix: bool = True,
+        warm_shared: bool = True,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -188,6 +189,8 @@ class TransformersBackend:
         self.shared_prompt_tokens, self.shared_flops = 0, 0.0
         # False: every sample prefills its own prompt (an ablation for benchmark (c))
         self.share_prefix = share_prefix
+        # False: contexts of one call that begin alike prefill their common part each (ablation, benchmark (d))
+        self.warm_shared = warm_shared
         self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
         self._piece = self._token_pieces()
 
@@ -351,6 +354,8 @@ class TransformersBackend:
             )
         _sync(self.device)
         t0 = time.perf_counter()
+        if self.share_prefix and self.warm_shared and self.prefix_cache.max_bytes > 0:
+            self._warm_shared_prefixes({job.ids for job in jobs})
 
         ctx_index: dict[tuple[int, ...], int] = {}
         contexts: list[Context] = []
@@ -435,6 +440,22 @@ class TransformersBackend:
             use.seconds = seconds * use.flops / total
         return [(job, got, use) for job, (got, use) in zip(jobs, per_job, strict=True)]
 
+    def _warm_shared_prefixes(self, contexts: set[tuple[int, ...]]) -> None:
+        """Prefill, once, each prefix that two or more of a call's contexts begin with (a shared system
+        prompt or few-shot preamble) and is not yet cached, so that their own prefills start from it.
+        Nobody owns it: every item is still charged its whole prompt as if it ran alone, and the
+        positions computed here count against what the cache saved (`shared_prompt_tokens`)."""
+        todo = [p for p in shared_prefixes(contexts, MIN_SHARED_PREFIX)
+                if self.prefix_cache.own_length(p, None) < len(p)]
+        if not todo:
+            return
+        warm = [Context.from_hit(p, self.prefix_cache.lookup(p)) for p in todo]
+        logits, cache, mask, _ = prefill(self.call, warm, self.pad_id, self.device, room=0)
+        for i, ctx in enumerate(warm):
+            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i), logits[i].clone())
+            self.shared_prompt_tokens -= len(ctx.ids) - ctx.cached
+            self.shared_flops -= forward_flops(self.spec, ctx.cached, len(ctx.ids))
+
     @staticmethod
     def _sample(row: Row, out: RowOut, text: str) -> Sample:
         reason = out.finish_reason
@@ -443,6 +464,29 @@ class TransformersBackend:
             if cut is not None:
                 text, reason = cut, "stop"
         return Sample(text=text, token_ids=list(out.token_ids), finish_reason=reason)
+
+
+MIN_SHARED_PREFIX = 16  # tokens: a shorter common beginning is not worth a prefill of its own
+
+
+def shared_prefixes(contexts: set[tuple[int, ...]], min_len: int) -> list[tuple[int, ...]]:
+    """For each group of two or more `contexts` that begin with the same `min_len` tokens or more, the
+    prefix they all share (a system prompt, a few-shot preamble). Sorted, such a group is a run of
+    neighbours, and its common prefix is its first and last context's. Longer prefixes shared within
+    a group (two questions that begin alike after the preamble) are left out: each would need a
+    prefill round of its own, for a few tokens."""
+    order = sorted(contexts)
+    out, start = [], 0
+    for i in range(1, len(order) + 1):
+        if i == len(order) or _common(order[i - 1], order[i]) < min_len:
+            if i - start >= 2:
+                out.append(order[start][: _common(order[start], order[i - 1])])
+            start = i
+    return out
+
+
+def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    return next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _halve(jobs: list[_Job]) -> tuple[list[_Job], list[_Job]]:

@@ -134,6 +134,19 @@ def bench_a_b(args) -> None:
         )
 
 
+def alternate(run, contenders: dict[str, object], repeats: int) -> list[tuple[list[float], object]]:
+    """One warm-up run of each, then `repeats` rounds alternating them: per contender, its wall times
+    and its last result (CPU seconds recorded under its label)."""
+    for be in contenders.values():
+        run(be)
+    out: dict[str, tuple[list[float], object]] = {k: ([], None) for k in contenders}
+    for _ in range(repeats):
+        for label, be in contenders.items():
+            dt, res = timed(lambda be=be: run(be), label)
+            out[label] = (out[label][0] + [dt], res)
+    return list(out.values())
+
+
 def long_model(args, need: int) -> tuple[object, str]:
     """args.model when its context holds `need` tokens, else a random GPT-2 of its shape that does."""
     ref = TransformersBackend(args.model, device="cpu")
@@ -175,13 +188,7 @@ def bench_c(args) -> None:
         be.clear_cache()
         return be.generate(req)[0]
 
-    run(shared), run(unshared)
-    ts, tu = [], []
-    for _ in range(args.repeats):
-        dt, rs = timed(lambda: run(shared), "shared")
-        ts.append(dt)
-        dt, ru = timed(lambda: run(unshared), "unshared")
-        tu.append(dt)
+    (ts, rs), (tu, ru) = alternate(run, {"shared": shared, "unshared": unshared}, args.repeats)
     assert [s.token_ids for s in rs.samples] == [s.token_ids for s in ru.samples]
     med = statistics.median
     print(f"(c) model: {what}")
@@ -220,13 +227,7 @@ def bench_d(args) -> None:
         be.clear_cache()
         return be.generate(reqs)
 
-    run(warm), run(cold)
-    tw, tc = [], []
-    for _ in range(args.repeats):
-        dt, rw = timed(lambda: run(warm), "warm")
-        tw.append(dt)
-        dt, rc = timed(lambda: run(cold), "cold")
-        tc.append(dt)
+    (tw, rw), (tc, rc) = alternate(run, {"warm": warm, "cold": cold}, args.repeats)
     same = [[s.token_ids for s in r.samples] for r in rw] == [[s.token_ids for s in r.samples] for r in rc]
     charged = sum(r.usage.prompt_tokens for r in rw)
     assert charged == sum(r.usage.prompt_tokens for r in rc)

@@ -6,8 +6,9 @@ item (so each item's ledger is honest), so the batch's usage is split over
 the groups in proportion to each group's worst case, unit by unit. The
 worst case of a group is exact for reward models and PRMs (every token is
 computed, nothing cached), so the split gives each item exactly its own
-cost; for a judge, whose prefix cache may serve part of a prompt, each item
-gets its share of the saving and never more than its worst case.
+cost. A judge on a local model reads through the policy's prefix cache, so
+there each item is charged its worst case, its whole pass as if it ran
+alone, and what the cache saved is counted as prefill served across items.
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ class _PairScorer:
             elif not hasattr(e, "failures"):
                 raise
             scores, usage, failed = e.scores, e.usage, e.failures  # type: ignore[attr-defined]
-        worsts = [self.worst_case(q, c) for q, c in groups]
-        costs = split_usage(usage.to_cost(), worsts)
+        costs = self.charges(usage, [self.worst_case(q, c) for q, c in groups])
         out: list[Scored | Exception] = []
         for (lo, hi), cost in zip(spans, costs, strict=True):
             bad = [i for i in range(lo, hi) if i in failed]
@@ -92,6 +92,11 @@ class _PairScorer:
                 st = [tuple(float(x) for x in steps[i]) for i in range(lo, hi)] if steps is not None else [None] * (hi - lo)
                 out.append(Scored([float(s) for s in scores[lo:hi]], st, cost))
         return out
+
+
+    def charges(self, usage: Usage, worsts: list[Cost]) -> list[Cost]:
+        """Each group's cost: the batch's usage shared out in proportion to the groups' worst cases."""
+        return split_usage(usage.to_cost(), worsts)
 
 
 class _JudgeScorer(_PairScorer):
@@ -115,6 +120,21 @@ class _JudgeScorer(_PairScorer):
     def item_worst(self, q: str, c: str) -> Cost:
         L = self.backend.count_tokens(c)
         return Cost(calls=1, prompt_tokens=L, flops=forward_flops(self.backend.spec, 0, L))
+
+    def charges(self, usage: Usage, worsts: list[Cost]) -> list[Cost]:
+        """On a local model, each item pays its whole pass, as if it ran alone: the judge reads through
+        the policy's prefix cache, where another item's prompt must not make this one's cheaper. What the
+        cache saved goes to the backend's count of prefill served across items. (A server reports each
+        call's own prompt tokens: its usage is shared out as for any verifier.)"""
+        be = self.backend
+        if not hasattr(be, "shared_prompt_tokens"):
+            return super().charges(usage, worsts)
+        flops = sum(w.flops for w in worsts)
+        be.shared_prompt_tokens += sum(w.prompt_tokens for w in worsts) - usage.prompt_tokens
+        be.shared_flops += flops - usage.flops
+        return [Cost(calls=w.calls, prompt_tokens=w.prompt_tokens, flops=w.flops,
+                     seconds=usage.seconds * w.flops / flops if flops > 0 else usage.seconds / len(worsts))
+                for w in worsts]
 
 
 def model_scorer(ref: VerifierRef, backends: dict[str, Any], *, device: str, dtype: str) -> Scorer:

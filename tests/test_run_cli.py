@@ -213,6 +213,28 @@ def test_an_items_cost_does_not_depend_on_what_ran_beside_it(capsys: pytest.Capt
     assert run("--limit", "1")["shared_across_items"] == {}  # one item shares with no one
 
 
+def test_a_judges_charge_does_not_depend_on_what_ran_beside_it(capsys: pytest.CaptureFixture[str],
+                                                               setup: dict[str, Path], tmp_path: Path) -> None:
+    """A judge reads through the policy's prefix cache, where the rubric's preamble and other items'
+    prompts are cached: each item is still charged its whole pass, in one batch or one item per batch."""
+    rubric = "Check this sum carefully and say whether the answer is right, yes or no. "
+    ds = tmp_path / "alike.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{i + 2} +{i}", "answer": f"#### {2 * i + 2}"}) + "\n"
+                          for i in range(6)))
+    prog = tmp_path / "judged.ttc"
+    prog.write_text(PROG.replace('verifier exact = check("arith")', f'verifier j = judge(policy, "{rubric}{{c.text}} Right?")')
+                    .replace("vote(verify(exact, drafts))", "best(verify(j, drafts))"))
+    base = ["run", str(prog), "--dataset", str(ds), "--model", f"policy={setup['model']}", "--device", "cpu", "--json"]
+    runs = []
+    for extra in ([], ["--batch-items", "1"]):
+        code, out, err = cli(capsys, *base, *extra)
+        assert code == 0, err
+        runs.append(json.loads(out))
+    together, apart = ([{k: v for k, v in r["cost"].items() if k != "seconds"} for r in run["results"]] for run in runs)
+    assert together == apart
+    assert runs[0]["shared_across_items"]["prompt_tokens"] > 0  # the rubric's preamble, computed once per batch
+
+
 def test_max_input_tokens_bounds_an_unbounded_input_for_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The 'no length bound' hint named --max-input-tokens, which `ttcl run` did not have."""
     prog = tmp_path / "nb.ttc"

@@ -272,6 +272,8 @@ class TransformersBackend:
         _sync(self.device)
         t0 = time.perf_counter()
         jobs = [self._job(k, p, 1, SamplingParams(), 0, False, None) for k, p in enumerate(prompts)]
+        if self.warm_shared and self.prefix_cache.max_bytes > 0:  # a judge's rubric before each candidate
+            self._warm_shared_prefixes({job.ids for job in jobs})
         index: dict[tuple[int, ...], int] = {}
         contexts: list[Context] = []
         for job in jobs:

@@ -69,6 +69,13 @@ def test_answer_and_usage(url):
     assert rs[0].choices[0].message.content == answer
     assert rs[0].usage.completion_tokens == u.completion_tokens and rs[0].usage.prompt_tokens == u.prompt_tokens
     assert max(x.usage.model_extra["ttcl"]["batch"] for x in rs) > 1  # concurrent requests shared a batch
+    # the same request four times at once: where they share a batch its prompt is computed once, and each
+    # is still charged its own prefill, as if it ran alone
+    with ThreadPoolExecutor(4) as pool:
+        twins = list(pool.map(lambda _: ask(client(url, "k-twins"), "35 *2 -10", seed=7), range(4)))
+    assert [(x.usage.prompt_tokens, x.usage.completion_tokens) for x in twins] == [
+        (u.prompt_tokens, u.completion_tokens)] * 4
+    assert max(x.usage.model_extra["ttcl"]["batch"] for x in twins) > 1
 
 
 def test_overrides_admission_and_errors(url):

@@ -267,14 +267,17 @@ class Runner:
 
         decl = self.compiled.module.extract
         pattern = decl.pattern if decl else None
-        checker_extract = None
+        reader = None
         if pattern is not None and pattern in available_checkers():  # `extract "countdown"`: that task's reading
-            checker_extract, pattern = get_checker(pattern).extract, None
+            reader, pattern = get_checker(pattern), None
         for n in self.compiled.dag:
             v = n.args.verifier
             if decl is None and v is not None and v.kind == "check" and v.checker:
-                checker_extract = get_checker(v.checker).extract
+                reader = get_checker(v.checker)
                 break
+        checker_extract = None if reader is None else reader.extract
+        reading = getattr(reader, "answer_reading", "")
+        self.answers = f"{reader.name} {reading}" if reader is not None and reading else ""
         extract = make_extractor(pattern, checker_extract)
         if pattern is None and checker_extract is not None:
             # answers read by a task's checker (countdown's canonical expressions) meet the gold read alike
@@ -306,7 +309,7 @@ class Runner:
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
-            judge=self.judge.name,
+            judge=self.judge.name, answers=self.answers,
             **({"engines": engines} if engines else {}),
         )
 

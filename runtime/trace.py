@@ -36,7 +36,7 @@ from ttcl.errors import TtclRuntimeError
 TRACE_VERSION = 1
 
 # Header fields that must match for `--resume` to continue a trace.
-_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge")
+_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge", "answers")
 
 
 class TraceError(TtclRuntimeError):
@@ -80,6 +80,9 @@ class RunHeader(BaseModel):
     device: str = ""
     dtype: str = ""
     judge: str = "gold"  # how answers were judged right: gold equality, or a checker's name (--judge)
+    # how answers were read, where a task's checker reads them a way of its own ("countdown canonical 1":
+    # one computation written in another order is one answer); "" otherwise, and in older traces
+    answers: str = ""
 
 
 class NodeRecord(BaseModel):
@@ -316,7 +319,8 @@ def read_trace(path: str | Path) -> Trace:
 
 
 _WHAT = {"program_hash": "program", "params": "params", "models": "models", "seed": "seed",
-         "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge"}
+         "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
+         "answers": "way answers are read"}
 
 
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:

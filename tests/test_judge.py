@@ -139,6 +139,26 @@ def test_run_judges_by_the_checker(capsys: pytest.CaptureFixture[str], tmp_path:
 
 
 @needs_model
+def test_a_trace_whose_answers_were_read_as_written_is_never_resumed(capsys: pytest.CaptureFixture[str],
+                                                                     tmp_path: Path, data: Path) -> None:
+    """A trace records how its answers were read; one written before countdown's answers were read
+    canonically (its header has no `answers`) is not resumed, since its votes counted other answers,
+    and `ttcl eval` runs it afresh instead of reusing it."""
+    trace = tmp_path / "t.jsonl"
+    args = ["run", str(PROGRAM), "--dataset", str(data), "--set", "n=4", "--device", "cpu", "--judge", "countdown"]
+    code, _, err = cli(capsys, *args, "--trace", str(trace), "--limit", "2")
+    assert code == 0, err
+    assert read_trace(trace).header.answers == "countdown canonical 1"
+    lines = trace.read_text().splitlines()
+    old = json.loads(lines[0])
+    del old["answers"]  # as a trace written before the canonical reading
+    trace.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    code, _, err = cli(capsys, *args, "--trace", str(trace), "--resume")
+    assert code == 2 and "the way answers are read differs from the one this trace was written with" in err
+    assert "('', now 'countdown canonical 1')" in err
+
+
+@needs_model
 def test_eval_pool_pass_at_k_counts_every_right_expression(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                            data: Path) -> None:
     traces = tmp_path / "traces"

@@ -423,6 +423,9 @@ class CountdownChecker:
 
     name = "countdown"
     answer_marker = ANSWER_MARKER
+    # `extract` writes answers canonically (countdown_answers); a trace records it, so that a run never
+    # resumes one whose answers were read as written (before 2026-12-06)
+    answer_reading = "canonical 1"
     step_separator = "\n"
 
     def solve(self, question: str) -> str | None:

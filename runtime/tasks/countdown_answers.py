@@ -12,7 +12,8 @@ or `/` (`8-(3-1)` and `8-3+1` stay two answers). So the canonical text uses the 
 has the same value, and keeps the game's rules whenever the written one does (every
 intermediate value a positive integer of at most VALUE_MAX): the partial sums of positive
 terms, and the partial products of positive factors, lie between the operands and the whole.
-`outcome` is the same for both texts; a text that does not parse is returned as given.
+`outcome` is the same for both texts; a text that does not parse is returned as given, its
+spaces dropped (as the checker always read answers).
 """
 
 from __future__ import annotations

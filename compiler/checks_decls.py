@@ -154,16 +154,21 @@ def _check_extract(ctx: CheckContext, pattern: str, span: Span) -> None:
         return  # a format, or a task whose checker reads the answers (`extract "countdown"`)
     expected = ("one of " + ", ".join(f'"{f}"' for f in EXTRACT_FORMATS)
                 + ", a registered checker's name (its task's extractor), or a regex with exactly one group")
+    checkers = list(registered_checkers() or ())
+    if pattern.isidentifier() and checkers:  # a bare name: meant as a format or a checker, not as a regex
+        ctx.error(span, f'no extract format or checker named "{pattern}"', expected=expected,
+                  hint=did_you_mean(pattern, [*EXTRACT_FORMATS, *checkers]) or "checkers register under the "
+                  "`ttcl.verifiers` entry-point group; a regex needs exactly one group")
+        return
     try:
         groups = compile_pattern(pattern).groups
     except PatternError as e:
         ctx.error(span, f"extract pattern is not a valid regex: {e.reason}", expected=expected,
-                  hint=did_you_mean(pattern, [*EXTRACT_FORMATS, *(registered_checkers() or ())]))
+                  hint=did_you_mean(pattern, [*EXTRACT_FORMATS, *checkers]))
         return
     if groups != 1:
-        close = did_you_mean(pattern, list(registered_checkers() or ()))
         ctx.error(span, f"extract regex has {groups} groups", expected=expected,
-                  hint=close or "wrap the answer in one group, for example `answer: (-?\\d+)`; make other groups non-capturing `(?:...)`")
+                  hint="wrap the answer in one group, for example `answer: (-?\\d+)`; make other groups non-capturing `(?:...)`")
 
 
 def _check_signature(ctx: CheckContext, scope: ModuleScope, strategy: Strategy) -> None:

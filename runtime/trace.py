@@ -329,9 +329,11 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     new = header.model_dump()
     for key in _RESUME_KEYS:
         if old.get(key) != new.get(key):
+            was = old.get(key)
+            shown = "as written, before 2026-12-06" if key == "answers" and not was else repr(was)
             e = TraceError(
                 f"{path}: error: cannot --resume: the {_WHAT[key]} differs from the one this trace was written with "
-                f"({old.get(key)!r}, now {new.get(key)!r})\n"
+                f"({shown}, now {new.get(key)!r})\n"
                 "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
             e.changed = _WHAT[key]

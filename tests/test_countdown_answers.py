@@ -45,7 +45,20 @@ def test_another_computation_is_another_answer(a: str, b: str) -> None:
 
 @pytest.mark.parametrize("text", ["abc", "7-", "(7-3", "7-3)", "7 3", "", "((((((((((1))))))))))", "1+" * 80 + "1"])
 def test_text_that_does_not_parse_is_kept_as_written(text: str) -> None:
-    assert canonical(text) == text.replace(" ", "")
+    assert canonical(text) == text.strip()
+
+
+@pytest.mark.parametrize(("question", "answer"), [("10 5 7 -> 3", "1 0-7"), ("3 4 5 -> 48", "3+4 5")])
+def test_inner_spaces_never_join_numbers(question: str, answer: str) -> None:
+    """Found by QA: an unparseable answer lost its spaces and became another, right, expression."""
+    assert checker.outcome(question, f"#### {answer}") == 0.0
+    assert checker.extract(f"#### {answer}") == answer
+
+
+def test_a_literal_zero_keeps_its_place_after_the_positive_terms() -> None:
+    """Found by QA: `5+0+0` sorted to `0+0+5`, whose first partial sum 0 breaks the rules."""
+    assert canonical("5+0+0") == "5+0+0" and canonical("0+5+0") == "5+0+0"
+    assert checker.outcome("5 0 0 -> 5", "#### 0+5+0") == checker.outcome("5 0 0 -> 5", "#### " + canonical("0+5+0"))
 
 
 def _shuffled(e: Expr, rng: random.Random) -> Expr:

@@ -155,7 +155,7 @@ def test_a_trace_whose_answers_were_read_as_written_is_never_resumed(capsys: pyt
     trace.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
     code, _, err = cli(capsys, *args, "--trace", str(trace), "--resume")
     assert code == 2 and "the way answers are read differs from the one this trace was written with" in err
-    assert "('', now 'countdown canonical 1')" in err
+    assert "(as written, before 2026-12-06, now 'countdown canonical 1')" in err
 
 
 @needs_model

@@ -213,6 +213,37 @@ def test_an_items_cost_does_not_depend_on_what_ran_beside_it(capsys: pytest.Capt
     assert run("--limit", "1")["shared_across_items"] == {}  # one item shares with no one
 
 
+def test_two_prompts_of_one_item_that_begin_alike_charge_their_common_part_once(
+        capsys: pytest.CaptureFixture[str], setup: dict[str, Path], tmp_path: Path) -> None:
+    """One item's two samples whose prompts share a long beginning: its common part is prefilled once
+    and charged to the item once, alone or beside items that share less of it (found by QA: the item
+    was charged the common part twice, and told it had shared it with other items)."""
+    prog = tmp_path / "two.ttc"
+    prog.write_text(
+        "ttcl 1\n"
+        f'model policy = "{setup["model"]}"\n'
+        "strategy main(question: text[<=40]) -> answer {\n"
+        '    a = sample(policy, "Solve carefully, step by step, then answer: {question}\\n", n = 3, max_tokens = 8)\n'
+        '    b = sample(policy, "Solve carefully, step by step, then answer: {question}\\nAgain:", n = 2, max_tokens = 8)\n'
+        "    return vote(a)\n}\n")
+    ds = tmp_path / "q.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"what is {i} +{i}", "answer": str(2 * i)}) + "\n" for i in range(5)))
+    base = ["run", str(prog), "--model", f"policy={setup['model']}", "--device", "cpu", "--json"]
+
+    def run(*extra: str) -> dict:
+        code, out, err = cli(capsys, *base, *extra)
+        assert code == 0, err
+        return json.loads(out)
+
+    one = run("--input", "what is 1 +1")
+    assert one["shared_across_items"] == {}  # one item shares with no other
+    costs = [[{k: v for k, v in r["cost"].items() if k != "seconds"} for r in run("--dataset", str(ds), *b)["results"]]
+             for b in ([], ["--batch-items", "1"], ["--batch-items", "2"])]
+    assert costs[0] == costs[1] == costs[2]
+    alone = run("--dataset", str(ds), "--limit", "4")["results"][3]
+    assert {k: v for k, v in alone["cost"].items() if k != "seconds"} == costs[0][3]
+
+
 def test_a_judges_charge_does_not_depend_on_what_ran_beside_it(capsys: pytest.CaptureFixture[str],
                                                                setup: dict[str, Path], tmp_path: Path) -> None:
     """A judge reads through the policy's prefix cache, where the rubric's preamble and other items'

@@ -122,6 +122,10 @@ def test_check_refuses_what_the_run_would_refuse_at_the_declaration(tmp_path: Pa
     models.clear_cache()
     with pytest.raises(SemanticDiagnosticError, match="names custom model code"):
         compile_program(source=_using(d, options))
+    (d / "model.safetensors").unlink()  # a config alone still names that code: refused too (found by QA)
+    models.clear_cache()
+    with pytest.raises(SemanticDiagnosticError, match="names custom model code"):
+        compile_program(source=_using(d, options))
 
 
 @pytest.mark.parametrize("ref", ["ttcl:..", "ttcl:../zoo", "ttcl:arith-s/../arith-m", "ttcl:.", "ttcl:/etc"])

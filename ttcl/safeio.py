@@ -170,15 +170,16 @@ def unsafe_model_files(path: Path, *, need_weights: bool = True) -> str | None:
         return f"cannot list its directory: {e}"
     if not any(n.endswith(".safetensors") for n in names):
         pickled = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-        if not pickled and not need_weights:
-            return None
-        found = f"it has only pickled weights ({', '.join(pickled[:3])})" if pickled else "it has no .safetensors weights"
-        return (f"{found}; ttcl loads safetensors only, since unpickling can run arbitrary code "
-                "(convert with `model.save_pretrained(dir, safe_serialization=True)` where you trust the file)")
+        if pickled:
+            return (f"it has only pickled weights ({', '.join(pickled[:3])}); ttcl loads safetensors only, since "
+                    "unpickling can run arbitrary code (convert with `model.save_pretrained(dir, "
+                    "safe_serialization=True)` where you trust the file)")
+        if need_weights:
+            return "it has no weights (no .safetensors file)"
     try:
         config = json.loads(read_bounded(path / "config.json", JSON_LIMIT, what="config.json"))
     except (OSError, UnsafeRead, ValueError) as e:
-        return f"cannot read config.json: {e}"
+        return None if not need_weights else f"cannot read config.json: {e}"  # check reports a bad config itself
     if isinstance(config, dict) and config.get("auto_map"):
         return "its config.json names custom model code (auto_map); ttcl never runs a model's own code"
     return None

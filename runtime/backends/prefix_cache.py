@@ -110,6 +110,16 @@ class PrefixCache:
                 best = depth
         return best
 
+    def own_hit(self, ids: tuple[int, ...], owner: object) -> int:
+        """The positions of `ids` a prefill would take from `owner`'s own entries: all of them when an
+        exact entry holds the next-token logits, else at most len(ids) - 1 (the last position is
+        recomputed for its logits), as `Context.from_hit` reads a hit."""
+        n = self.own_length(ids, owner)
+        if n < len(ids):
+            return n
+        eid = self._by_key.get(ids)
+        return n if eid is not None and self._entries[eid].logits is not None else n - 1
+
     def insert(self, ids: tuple[int, ...], kv: KV, logits: torch.Tensor | None = None,
                owners: frozenset[object] = frozenset()) -> None:
         if not ids or self.max_bytes <= 0:

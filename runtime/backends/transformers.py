@@ -273,7 +273,7 @@ class TransformersBackend:
         t0 = time.perf_counter()
         jobs = [self._job(k, p, 1, SamplingParams(), 0, False, None) for k, p in enumerate(prompts)]
         if self.warm_shared and self.prefix_cache.max_bytes > 0:  # a judge's rubric before each candidate
-            self._warm_shared_prefixes({job.ids for job in jobs})
+            self._warm_shared_prefixes({job.ids: {None} for job in jobs})  # the judge's adapter charges items
         index: dict[tuple[int, ...], int] = {}
         contexts: list[Context] = []
         for job in jobs:
@@ -356,13 +356,17 @@ class TransformersBackend:
             )
         _sync(self.device)
         t0 = time.perf_counter()
+        alone, warmed = self._alone(jobs)  # before this call changes the cache
         if self.share_prefix and self.warm_shared and self.prefix_cache.max_bytes > 0:
-            self._warm_shared_prefixes({job.ids for job in jobs})
+            owners_of: dict[tuple[int, ...], set[object]] = {}
+            for job in jobs:
+                owners_of.setdefault(job.ids, set()).add(job.owner)
+            self._warm_shared_prefixes(owners_of)
 
         ctx_index: dict[tuple[int, ...], int] = {}
         contexts: list[Context] = []
-        # (context, owner) -> (the owner's first job on it, which pays its prefill; positions the owner's own
-        # earlier work left cached): each item pays as if it ran alone, whatever other items cached
+        # (context, owner) -> (the owner's first job on it, which pays its prefill; the positions the owner would
+        # find cached running alone): each item pays as if it ran alone, whatever other items cached
         payers: dict[tuple[int, object], tuple[int, int]] = {}
         ctx_owners: dict[int, set[object]] = {}
         rows: list[Row] = []
@@ -380,10 +384,7 @@ class TransformersBackend:
                     else:
                         contexts.append(Context(job.ids))
                 if (c, job.owner) not in payers:
-                    cached = contexts[c].cached
-                    if self.share_prefix and job.owner is not None:
-                        cached = min(cached, self.prefix_cache.own_length(job.ids, job.owner))
-                    payers[(c, job.owner)] = (jn, cached)
+                    payers[(c, job.owner)] = (jn, alone[(job.ids, job.owner)])
                     if job.owner is not None:
                         ctx_owners.setdefault(c, set()).add(job.owner)
                 rows.append(
@@ -420,6 +421,12 @@ class TransformersBackend:
         seconds = time.perf_counter() - t0
 
         per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
+        for owner, (tokens, flops) in warmed.items():  # a warmed prefix: each owner's share, on its first job
+            use = per_job[next(jn for jn, j in enumerate(jobs) if j.owner == owner)][1]
+            use.prompt_tokens += int(tokens)
+            use.flops += flops
+            self.shared_prompt_tokens += int(tokens)
+            self.shared_flops += flops
         for (c, _), (jn, cached) in payers.items():
             ctx, use = contexts[c], per_job[jn][1]
             use.prompt_tokens += len(ctx.ids) - cached
@@ -442,21 +449,48 @@ class TransformersBackend:
             use.seconds = seconds * use.flops / total
         return [(job, got, use) for job, (got, use) in zip(jobs, per_job, strict=True)]
 
-    def _warm_shared_prefixes(self, contexts: set[tuple[int, ...]]) -> None:
+    def _alone(self, jobs: list[_Job]) -> tuple[dict[tuple[tuple[int, ...], object], int], dict[object, list[float]]]:
+        """What each owner (item) would find cached for each of its contexts if it ran this call alone, and
+        what it would pay to warm the prefixes its own contexts share: (context, owner) -> cached positions,
+        owner -> [prompt tokens, FLOPs]. Charges follow these, not what this call computes."""
+        mine: dict[object, set[tuple[int, ...]]] = {}
+        for job in jobs:
+            mine.setdefault(job.owner, set()).add(job.ids)
+        cached: dict[tuple[tuple[int, ...], object], int] = {}
+        warm: dict[object, list[float]] = {}
+        for owner, contexts in mine.items():
+            if not self.share_prefix:
+                cached.update({(c, owner): 0 for c in contexts})
+                continue
+            own = [q for q in (shared_prefixes(contexts, MIN_SHARED_PREFIX) if self.warm_shared else [])
+                   if self.prefix_cache.own_length(q, owner) < len(q)]
+            for q in own:
+                have = self.prefix_cache.own_hit(q, owner)
+                pay = warm.setdefault(owner, [0, 0.0])
+                pay[0] += len(q) - have
+                pay[1] += forward_flops(self.spec, have, len(q))
+            for c in contexts:
+                cover = max((len(q) for q in own if c[: len(q)] == q), default=0)
+                cached[(c, owner)] = len(c) if cover == len(c) else max(
+                    self.prefix_cache.own_hit(c, owner), min(cover, len(c) - 1))
+        return cached, warm
+
+    def _warm_shared_prefixes(self, owners_of: dict[tuple[int, ...], set[object]]) -> None:
         """Prefill, once, each prefix that two or more of a call's contexts begin with (a shared system
-        prompt or few-shot preamble) and is not yet cached, so that their own prefills start from it.
-        Nobody owns it: every item is still charged its whole prompt as if it ran alone, and the
-        positions computed here count against what the cache saved (`shared_prompt_tokens`)."""
-        todo = [p for p in shared_prefixes(contexts, MIN_SHARED_PREFIX)
+        prompt or few-shot preamble) and is not yet cached, so that their own prefills start from it;
+        tagged with the owners of those contexts. What it computes counts against what the cache
+        saved (`shared_prompt_tokens`); charges are set apart (`_alone`)."""
+        todo = [p for p in shared_prefixes(set(owners_of), MIN_SHARED_PREFIX)
                 if self.prefix_cache.own_length(p, None) < len(p)]
         if not todo:
             return
         warm = [Context.from_hit(p, self.prefix_cache.lookup(p)) for p in todo]
         logits, cache, mask, _ = prefill(self.call, warm, self.pad_id, self.device, room=0)
-        for i, ctx in enumerate(warm):
-            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i), logits[i].clone())
-            self.shared_prompt_tokens -= len(ctx.ids) - ctx.cached
-            self.shared_flops -= forward_flops(self.spec, ctx.cached, len(ctx.ids))
+        for i, (p, ctx) in enumerate(zip(todo, warm, strict=True)):
+            who = frozenset(o for c, os in owners_of.items() if c[: len(p)] == p for o in os if o is not None)
+            self.prefix_cache.insert(ctx.ids, row_kv(cache, mask[i], i), logits[i].clone(), owners=who)
+            self.shared_prompt_tokens -= len(p) - ctx.cached  # computed once, here
+            self.shared_flops -= forward_flops(self.spec, ctx.cached, len(p))
 
     @staticmethod
     def _sample(row: Row, out: RowOut, text: str) -> Sample:

@@ -12,8 +12,10 @@ or `/` (`8-(3-1)` and `8-3+1` stay two answers). So the canonical text uses the 
 has the same value, and keeps the game's rules whenever the written one does (every
 intermediate value a positive integer of at most VALUE_MAX): the partial sums of positive
 terms, and the partial products of positive factors, lie between the operands and the whole.
-`outcome` is the same for both texts; a text that does not parse is returned as given, its
-spaces dropped (as the checker always read answers).
+`outcome` is the same for both texts, for any expression over at most six numbers (every
+countdown answer; a longer one may come out past `evaluate`'s 64 tokens or 8 brackets deep).
+A literal `0` goes last in its chain, so that a partial sum is never 0. A text that does not
+parse is returned as given, trimmed.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class _Node:
 
 
 def canonical(text: str) -> str:
-    """The one text of `text`'s class of expressions (spaces dropped); unparseable text as given."""
+    """The one text of `text`'s class of expressions (spaces dropped); unparseable text as given, trimmed
+    (never with inner spaces dropped: `1 0-7` is not `10-7`)."""
     tree = _parse(text)
-    return text.replace(" ", "") if tree is None else _render(_normal(tree))
+    return text.strip() if tree is None else _render(_normal(tree))
 
 
 def _parse(text: str) -> _Node | None:
@@ -87,7 +90,7 @@ def _normal(node: _Node) -> _Node:
     flat: list[_Node] = []
     for a in args:
         flat.extend(a.args if a.op == node.op else (a,))
-    return _Node(node.op, tuple(sorted(flat, key=_render)))
+    return _Node(node.op, tuple(sorted(flat, key=lambda a: (a.number == "0", _render(a)))))
 
 
 def _render(node: _Node) -> str:

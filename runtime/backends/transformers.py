@@ -356,11 +356,11 @@ class TransformersBackend:
             )
         _sync(self.device)
         t0 = time.perf_counter()
-        alone, warmed = self._alone(jobs)  # before this call changes the cache
+        owners_of: dict[tuple[int, ...], set[object]] = {}  # each distinct context -> the items it works for
+        for job in jobs:
+            owners_of.setdefault(job.ids, set()).add(job.owner)
+        alone, warmed = self._alone(owners_of)  # before this call changes the cache
         if self.share_prefix and self.warm_shared and self.prefix_cache.max_bytes > 0:
-            owners_of: dict[tuple[int, ...], set[object]] = {}
-            for job in jobs:
-                owners_of.setdefault(job.ids, set()).add(job.owner)
             self._warm_shared_prefixes(owners_of)
 
         ctx_index: dict[tuple[int, ...], int] = {}
@@ -368,7 +368,7 @@ class TransformersBackend:
         # (context, owner) -> (the owner's first job on it, which pays its prefill; the positions the owner would
         # find cached running alone): each item pays as if it ran alone, whatever other items cached
         payers: dict[tuple[int, object], tuple[int, int]] = {}
-        ctx_owners: dict[int, set[object]] = {}
+        first_job: dict[object, int] = {}  # owner -> its first job in this call
         rows: list[Row] = []
         row_job: list[tuple[int, int]] = []  # row -> (job, position in job)
         for jn, job in enumerate(jobs):
@@ -385,8 +385,7 @@ class TransformersBackend:
                         contexts.append(Context(job.ids))
                 if (c, job.owner) not in payers:
                     payers[(c, job.owner)] = (jn, alone[(job.ids, job.owner)])
-                    if job.owner is not None:
-                        ctx_owners.setdefault(c, set()).add(job.owner)
+                    first_job.setdefault(job.owner, jn)
                 rows.append(
                     Row(
                         c,
@@ -413,16 +412,16 @@ class TransformersBackend:
             piece=self._piece,
             keep_ctx_kv=self.share_prefix,
         )
-        for c, (ctx, kept) in enumerate(zip(contexts, ctx_kv, strict=True)):
+        for ctx, kept in zip(contexts, ctx_kv, strict=True):
             if kept is not None:
-                self.prefix_cache.insert(ctx.ids, *kept, owners=frozenset(ctx_owners.get(c, ())))
+                self.prefix_cache.insert(ctx.ids, *kept, owners=frozenset(owners_of[ctx.ids] - {None}))
         texts = self.tokenizer.batch_decode([o.token_ids for o in outs], skip_special_tokens=True)
         _sync(self.device)
         seconds = time.perf_counter() - t0
 
         per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
         for owner, (tokens, flops) in warmed.items():  # a warmed prefix: each owner's share, on its first job
-            use = per_job[next(jn for jn, j in enumerate(jobs) if j.owner == owner)][1]
+            use = per_job[first_job[owner]][1]
             use.prompt_tokens += int(tokens)
             use.flops += flops
             self.shared_prompt_tokens += int(tokens)
@@ -449,13 +448,15 @@ class TransformersBackend:
             use.seconds = seconds * use.flops / total
         return [(job, got, use) for job, (got, use) in zip(jobs, per_job, strict=True)]
 
-    def _alone(self, jobs: list[_Job]) -> tuple[dict[tuple[tuple[int, ...], object], int], dict[object, list[float]]]:
+    def _alone(self, owners_of: dict[tuple[int, ...], set[object]]
+               ) -> tuple[dict[tuple[tuple[int, ...], object], int], dict[object, list[float]]]:
         """What each owner (item) would find cached for each of its contexts if it ran this call alone, and
         what it would pay to warm the prefixes its own contexts share: (context, owner) -> cached positions,
         owner -> [prompt tokens, FLOPs]. Charges follow these, not what this call computes."""
         mine: dict[object, set[tuple[int, ...]]] = {}
-        for job in jobs:
-            mine.setdefault(job.owner, set()).add(job.ids)
+        for ids, owners in owners_of.items():
+            for owner in owners:
+                mine.setdefault(owner, set()).add(ids)
         cached: dict[tuple[tuple[int, ...], object], int] = {}
         warm: dict[object, list[float]] = {}
         for owner, contexts in mine.items():

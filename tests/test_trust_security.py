@@ -87,6 +87,14 @@ def test_pickled_weights_are_refused_before_loading(tmp_path: Path) -> None:
         model_dir(d)
 
 
+def test_a_run_without_loadable_weights_says_what_it_found(tmp_path: Path) -> None:
+    d = _model_copy(tmp_path)
+    (d / "model.safetensors").rename(d / "adapter_model.safetensors")
+    with pytest.raises(TtclRuntimeError, match=r"it has no weights \(no model.safetensors or "
+                       r"model.safetensors.index.json\); found adapter_model.safetensors"):
+        model_dir(d)
+
+
 def test_custom_model_code_is_refused(tmp_path: Path) -> None:
     d = _model_copy(tmp_path)
     config = json.loads((d / "config.json").read_text())
@@ -116,6 +124,13 @@ def test_check_refuses_what_the_run_would_refuse_at_the_declaration(tmp_path: Pa
         compile_program(source=_using(d, options))
     (diag,) = e.value.diagnostics
     assert diag.span.line == 2
+    (d / "adapter.safetensors").write_bytes(b"")  # a stray safetensors file is not what from_pretrained reads
+    models.clear_cache()
+    with pytest.raises(SemanticDiagnosticError, match=r"only pickled weights \(pytorch_model.bin\) beside adapter.safetensors, which from_pretrained does not read; ttcl loads safetensors only"):
+        compile_program(source=_using(d, options))
+    with pytest.raises(TtclRuntimeError, match="only pickled weights"):
+        model_dir(d)
+    (d / "adapter.safetensors").unlink()
     (d / "pytorch_model.bin").rename(d / "model.safetensors")
     config = json.loads((d / "config.json").read_text())
     (d / "config.json").write_text(json.dumps({**config, "auto_map": {"AutoModelForCausalLM": "evil.Evil"}}))

@@ -154,6 +154,10 @@ def same_file(a: Path, b: Path) -> bool:
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
+# What `from_pretrained(..., use_safetensors=True)` reads: one file, or the index of a sharded save.
+LOADABLE_SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
+
+
 def unsafe_model_files(path: Path, *, need_weights: bool = True) -> str | None:
     """Why a local model directory could run code when loaded, or None: pickled weights, or custom
     model code. `ttcl run` refuses such a model before loading it and `ttcl check` refuses it at its
@@ -168,14 +172,17 @@ def unsafe_model_files(path: Path, *, need_weights: bool = True) -> str | None:
         names = [p.name for p in path.iterdir()] if is_dir(path) else []
     except OSError as e:
         return f"cannot list its directory: {e}"
-    if not any(n.endswith(".safetensors") for n in names):
+    if not any(n in LOADABLE_SAFETENSORS for n in names):
         pickled = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
+        stray = sorted(n for n in names if n.endswith(".safetensors"))
+        beside = f" beside {', '.join(stray[:3])}, which from_pretrained does not read" if stray else ""
         if pickled:
-            return (f"it has only pickled weights ({', '.join(pickled[:3])}); ttcl loads safetensors only, since "
-                    "unpickling can run arbitrary code (convert with `model.save_pretrained(dir, "
-                    "safe_serialization=True)` where you trust the file)")
+            return (f"it has only pickled weights ({', '.join(pickled[:3])}){beside}; ttcl loads "
+                    "safetensors only, since unpickling can run arbitrary code (convert with "
+                    "`model.save_pretrained(dir, safe_serialization=True)` where you trust the file)")
         if need_weights:
-            return "it has no weights (no .safetensors file)"
+            return (f"it has no weights (no {' or '.join(LOADABLE_SAFETENSORS)})"
+                    + (f"; found {', '.join(stray[:3])}, which from_pretrained does not read" if stray else ""))
     try:
         config = json.loads(read_bounded(path / "config.json", JSON_LIMIT, what="config.json"))
     except (OSError, UnsafeRead, ValueError) as e:

@@ -91,7 +91,9 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
         raise _bad(path, line, f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
     gold = gold_answer(answer) if answer is not None else None
     if answer is not None and gold is None:
-        raise _bad(path, line, "field \"answer\" has nothing after \"####\"")
+        empty = isinstance(answer, str) and not answer.strip()
+        raise _bad(path, line, "field \"answer\" is empty (leave it out for an item without a gold answer)"
+                   if empty else "field \"answer\" has nothing after \"####\"")
     extra = {k: v for k, v in obj.items() if k not in ("question", "answer")}
     text_answer = answer if isinstance(answer, str) else (None if answer is None else str(answer))
     return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra)

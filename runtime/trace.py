@@ -303,7 +303,10 @@ def read_trace(path: str | Path) -> Trace:
             else:
                 raise TraceError(f"{p}:{lineno}: error: unknown record type {kind!r}")
         except ValidationError as e:
-            raise TraceError(f"{p}:{lineno}: error: malformed {kind} record: {e.errors()[0]['msg']}") from e
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            field = f"field {where!r}: " if where else ""
+            raise TraceError(f"{p}:{lineno}: error: malformed {kind} record: {field}{first['msg']}") from e
     if header is None:
         raise TraceError(f"{p}:1: error: no run header; is this a ttcl trace?")
     cut_short: dict[str, float] | None = None

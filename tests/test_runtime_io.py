@@ -74,6 +74,8 @@ def test_load_dataset_gsm8k_style(tmp_path: Path) -> None:
         ('{"question": ""}\n', 'd.jsonl:1: error: field "question" must be a non-empty string'),
         ('{"question": "a", "answer": [1]}\n', 'd.jsonl:1: error: field "answer" must be a string or a number, got list'),
         ('{"question": "a", "answer": "x ####"}\n', 'd.jsonl:1: error: field "answer" has nothing after "####"'),
+        ('{"question": "a", "answer": " "}\n',
+         'd.jsonl:1: error: field "answer" is empty (leave it out for an item without a gold answer)'),
         ("\n\n", "d.jsonl: error: the dataset has no items"),
     ],
 )
@@ -132,4 +134,8 @@ def test_bad_trace(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text('{"type": "node", "item": 0, "node_id": "a", "op": "x"}\n')
     with pytest.raises(TraceError, match="t.jsonl:1: error: no run header; is this a ttcl trace"):
+        read_trace(path)
+    header = _header().model_dump() | {"answers": None}
+    path.write_text(json.dumps(header) + "\n")
+    with pytest.raises(TraceError, match="t.jsonl:1: error: malformed header record: field 'answers': Input should be a valid string"):
         read_trace(path)

@@ -60,7 +60,9 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                               and r["bin"] == value and r["items"]), key=lambda r: r["flops"])
                 if not pts:
                     continue
-                handles.setdefault(f"{r_series} {signal}", _line(ax, pts, _color(signal, colors), style))
+                # a verifier's best@k is dashed, so that where it equals its weighted@k both stay visible
+                dash = (0, (4, 2)) if signal.endswith("_best") and style == "-" else style
+                handles.setdefault(f"{r_series} {signal}", _line(ax, pts, _color(signal, colors), dash))
                 shrunk = [p for p in pts if p.get("degraded")]
                 if shrunk:  # on_exhaust changed these configurations: drawn at their actual cost, ringed
                     hs = ax.scatter([p["flops"] for p in shrunk], [p["accuracy"] for p in shrunk], s=90,

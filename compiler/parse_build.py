@@ -120,6 +120,7 @@ class Builder:
     def __init__(self, file: str):
         self.file = file
         self.depth: dict[int, int] = {}
+        self.deepest: dict[int, Any] = {}  # per node, its innermost descendant on its deepest path
         self.elif_arms: dict[int, int] = {}  # id(If) -> arms in its `else if` chain
 
     def span(self, first: Any, last: Any) -> ast.Span:
@@ -139,20 +140,20 @@ class Builder:
 
     def _nest(self, node: Any, *children: Any) -> Any:
         """Record how deep `node` sits above its leaves; refuse trees deeper than MAX_DEPTH."""
-        depth = self.depth
-        d = 0
+        depth, deepest = self.depth, self.deepest
+        d, inner = 0, node
         for child in children:
-            if type(child) is list:
-                for item in child:
-                    d = max(d, depth.get(id(item), 0))
-            elif child is not None:
-                d = max(d, depth.get(id(child), 0))
-        if d >= MAX_DEPTH:
+            for item in (child if type(child) is list else () if child is None else (child,)):
+                if depth.get(id(item), 0) > d:
+                    d, inner = depth[id(item)], deepest.get(id(item), item)
+        if d >= MAX_DEPTH:  # shown at the innermost construct of the deepest path, where splitting helps
             raise LexicalError(
-                f"program nested more than {MAX_DEPTH} levels deep", node.span,
+                f"program nested more than {MAX_DEPTH} levels deep (blocks, expressions and the statements "
+                "that hold them each count); the innermost level is here", inner.span,
                 hint="split the expression or block into named steps or separate strategies",
             )
         depth[id(node)] = d + 1
+        deepest[id(node)] = inner
         return node
 
     def _word(self, tok: Tok, allowed: tuple[str, ...], what: str) -> str:
@@ -346,9 +347,11 @@ class Builder:
         """`if ... else if ...`: a flat chain of arms, so the next arm does not count as a nesting level."""
         self._nest(node, cond, then)
         depth = self.depth
-        depth[id(node)] = max(depth[id(node)], depth.get(id(arm), 0))
+        if depth.get(id(arm), 0) > depth[id(node)]:
+            depth[id(node)] = depth[id(arm)]
+            self.deepest[id(node)] = self.deepest.get(id(arm), arm)
         arms = self.elif_arms.get(id(arm), 1) + 1
-        if arms > MAX_ELSE_IF_ARMS:
+        if arms - 1 > MAX_ELSE_IF_ARMS:  # `arms` counts the first `if` too
             raise LexicalError(
                 f"an `if` with more than {MAX_ELSE_IF_ARMS} `else if` arms", node.span,
                 hint="select with a param or split the choice over strategies",

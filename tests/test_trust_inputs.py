@@ -239,10 +239,28 @@ def test_a_flat_chain_of_else_if_arms_is_not_nesting() -> None:
     arms = " else ".join(f"if threshold == {i} {{\n        x = {i} + 1 + 2 + 3 + 4\n    }}" for i in range(200))
     src = ("ttcl 1\n" + BODY.replace("    drafts =", f"    x = 0\n    {arms}\n    drafts =", 1))
     assert compile_program(source=src).report.verdict == "no budget"
+    exactly = " else ".join(f"if threshold == {i} {{ x = {i} }}" for i in range(1025))  # 1,024 `else if` arms: allowed
+    compile_program(source="ttcl 1\n" + BODY.replace("    drafts =", f"    x = 0\n    {exactly}\n    drafts =", 1))
     too_many = " else ".join(f"if threshold == {i} {{\n        x = {i}\n    }}" for i in range(1100))
     src = ("ttcl 1\n" + BODY.replace("    drafts =", f"    x = 0\n    {too_many}\n    drafts =", 1))
     with pytest.raises(SyntaxDiagnosticError, match="an `if` with more than 1024 `else if` arms"):
         compile_program(source=src)
+
+
+@pytest.mark.parametrize("deep", ["blocks", "minus"])
+def test_a_program_nested_too_deep_is_shown_where_it_is_deepest(deep: str) -> None:
+    """The error points at the innermost construct of the deepest path (it pointed at the strategy's first line)."""
+    inner = "    return vote(drafts)"
+    if deep == "blocks":
+        nested = "    " + "if threshold > 0 { " * 64 + "x = 1" + " }" * 64
+    else:
+        nested = "    y = " + "-" * 70 + "threshold"
+    src = "ttcl 1\n" + BODY.replace(inner, nested + "\n" + inner, 1)
+    with pytest.raises(SyntaxDiagnosticError, match="nested more than 64 levels deep") as e:
+        compile_program(source=src)
+    (diag,) = e.value.diagnostics
+    assert diag.span.line == 6  # the nesting's line, not the strategy's (4)
+    assert diag.span.column > 60
 
 
 def test_an_internal_error_exits_70_with_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -267,10 +267,14 @@ class CallMixin:
             ty = self.check(expr)
             if ty is Ty.error:
                 return
-            got = {"model": "a model", "verifier": "a verifier", "module": "an imported module", "strategy": "a strategy", "param": "a param"}.get(
-                self.scope.kind_of(expr.id) or "", ty.value)
+            if expr.id in self.env.types or expr.id in self.extra:  # an input or variable, shadowing or not
+                got, hint = f"a {ty.value} value here (an input or variable)", None
+            else:
+                got = {"model": "a model", "verifier": "a verifier", "module": "an imported module", "strategy": "a strategy",
+                       "param": "a param"}.get(self.scope.kind_of(expr.id) or "", ty.value)
+                hint = did_you_mean(expr.id, table)
             self.ctx.error(expr.span, f"{what} must be a {kind}, but `{expr.id}` is {got}", expected=expected,
-                           hint=_swap_hint(kind, expr.id) or did_you_mean(expr.id, table))
+                           hint=_swap_hint(kind, expr.id) or hint)
             return
         if isinstance(expr, String) and not allow_string:
             self.ctx.error(expr.span, f"{what} must name a declared {kind}, not a string", expected=expected, hint=_declare_hint(kind))
@@ -314,7 +318,7 @@ class CallMixin:
             return
         if not isinstance(value, int | float):
             return
-        if open_low and low is not None and value == low:
+        if open_low and low is not None and (value <= low or (high is not None and value > high)):
             rng = f"({_num(low)}..{_num(high)}]"
             self.ctx.error(expr.span, f"{what} is {_num(value)}, outside {rng}", expected=f"a value above {_num(low)}, at most {_num(high)}")
             return

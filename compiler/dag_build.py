@@ -129,8 +129,9 @@ class Builder(ExprMixin):
             self.fail(allots[0].span, "`allot` shares a pooled budget by need, but the program declares no "
                       "`budget pooled { ...; split = need }`", hint="add `split = need` to the pooled budget, or drop `allot`")
         if len(allots) > 1:
-            self.fail(allots[1].span, f"`allot` runs {len(allots)} times per item (in a loop, in two places or "
-                      "through two calls); the pool is shared out once", hint="call `allot` once, outside any `repeat`")
+            self.fail(allots[1].span, f"`allot` runs {len(allots)} times per item (in a loop, in two places, "
+                      "two arms of an `if` included, or through two calls); the pool is shared out once",
+                      hint="call `allot` once, outside any `repeat`: set the need in each arm, then `allot(need)` after them")
         if split == "need" and not allots:
             assert pooled is not None
             self.fail(pooled.span, "`split = need` shares the pool at an `allot(need)` call, and the program has none",

@@ -210,7 +210,10 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
     if at_eof and "RBRACE" in expected and state.open_braces:
         return named("missing `}`: this block is not closed before the end of the file", "`}`",
                      "add `}` to close the block", where=token_span(state.open_braces[-1], file))
-    if value in reserved and tok.type != "NAME" and "NAME" in expected and value not in _EXPR_START_WORDS:
+    # a word that can begin an expression (`not`, `true`, `budget`) is misused as a name only where no expression
+    # may begin: where one may, the error is elsewhere
+    if value in reserved and tok.type != "NAME" and "NAME" in expected and (
+            value not in _EXPR_START_WORDS or "NUMBER" not in expected):
         return named(f"`{value}` is a reserved word and cannot be used as a name", hint=f"choose another name, such as `{value}_`")
     if prev is not None and prev_value in reserved and tok.type == "EQUAL" and prev_value not in ("true", "false", "auto"):
         return named(f"`{prev_value}` is a reserved word and cannot be used as a name",

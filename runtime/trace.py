@@ -321,7 +321,7 @@ def read_trace(path: str | Path) -> Trace:
                  retired=retired)
 
 
-_WHAT = {"program_hash": "program", "params": "params", "models": "models", "seed": "seed",
+_WHAT = {"program_hash": "program", "params": "set of params", "models": "set of models", "seed": "seed",
          "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
          "answers": "way answers are read"}
 

@@ -151,6 +151,7 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--sweep", "n=1,2,1"], "--sweep 'n=1,2,1': n = 1 is given twice; keep one"),
         (["--pool", "n=4", "--pretrain-flops", "policy=-1"], "--pretrain-flops 'policy=-1': a model's training FLOPs are a positive"),
         (["--pool", "n=4", "--pretrain-flops", "policy=nan"], "--pretrain-flops 'policy=nan': a model's training FLOPs are a positive"),
+        (["--pool", "m=4"], "--pool m=4: p.ttc has no param `m` (the samples per item); its params: n, temperature"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],
@@ -159,6 +160,18 @@ def test_bad_options_are_clear_errors(capsys: pytest.CaptureFixture[str], setup:
                                       message: str) -> None:
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), *args)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_pool_over_a_program_without_temperature_is_refused_before_sampling(capsys: pytest.CaptureFixture[str],
+                                                                               setup: dict[str, Path]) -> None:
+    """Each series' greedy point runs at temperature=0: a program without that param is told so at once, in
+    words about --pool (it failed after the pool had run, blaming a `--set temperature=0` never given)."""
+    prog = setup["root"] / "notemp.ttc"
+    prog.write_text(PROG.replace("param temperature: float = 1.0 in 0.0..2.0\n", "").replace(", temperature = temperature", ""))
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", "n=2")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == ("error: --pool n=2: notemp.ttc has no param `temperature` (each series' greedy point (k = 1) "
+                           "runs the program at temperature=0); its params: n")
 
 
 def test_items_without_a_gold_answer_are_refused_unless_a_checker_judges(capsys: pytest.CaptureFixture[str],

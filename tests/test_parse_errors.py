@@ -27,6 +27,12 @@ CASES = [
      'prog.ttc:3:5: error: `if` is a reserved word and cannot be used as a name\n   3 |     if = 3\n           ^^\n  expected: an expression\n  hint: choose another name, such as `if_`'),
     ('keyword_as_strategy_name', 'ttcl 1\nstrategy if(q: text) -> answer {}\n',
      'prog.ttc:2:10: error: `if` is a reserved word and cannot be used as a name\n   2 | strategy if(q: text) -> answer {}\n                ^^\n  expected: a name\n  hint: choose another name, such as `if_`'),
+    ('true_as_name', 'ttcl 1\nstrategy main(q: text) -> answer {\n    true = 3\n}\n',
+     'prog.ttc:3:5: error: `true` is a reserved word and cannot be used as a name\n   3 |     true = 3\n           ^^^^\n'
+     '  expected: a name, a string, `break`, `if`, `repeat`, `return` or `}`\n  hint: choose another name, such as `true_`'),
+    ('budget_as_param_name', 'ttcl 1\nparam budget: int = 1\n',
+     'prog.ttc:2:7: error: `budget` is a reserved word and cannot be used as a name\n   2 | param budget: int = 1\n             ^^^^^^\n'
+     '  expected: a name\n  hint: choose another name, such as `budget_`'),
     ('missing_close_brace', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if x {\n        return q\n',
      'prog.ttc:3:10: error: missing `}`: this block is not closed before the end of the file\n   3 |     if x {\n                ^\n  expected: `}`\n  hint: add `}` to close the block'),
     ('python_def', 'ttcl 1\ndef main(q):\n    return q\n',

@@ -128,6 +128,8 @@ def test_resume_refuses_another_run(tmp_path: Path) -> None:
     check_resumable(t, _header(), path)
     with pytest.raises(TraceError, match=r"cannot --resume: the seed differs from the one this trace was written with \(0, now 1\)"):
         check_resumable(t, _header(seed=1), path)
+    with pytest.raises(TraceError, match=r"cannot --resume: the set of params differs from the one this trace was written with"):
+        check_resumable(t, _header(params={"n": 8}), path)
 
 
 def test_bad_trace(tmp_path: Path) -> None:

@@ -44,6 +44,21 @@ def errors(source: str) -> list[str]:
 def test_top_p_zero_is_an_error() -> None:
     assert errors(prog("    return vote(sample(policy, question, n = 2, max_tokens = 5, top_p = 0.0))")) == [
         "`top_p` of `sample` is 0, outside (0..1]"]
+    assert errors(prog("    return vote(sample(policy, question, n = 2, max_tokens = 5, top_p = 1.01))")) == [
+        "`top_p` of `sample` is 1.01, outside (0..1]"]
+
+
+def test_an_input_that_shadows_a_model_is_not_called_a_model() -> None:
+    """Its use as a model says what it is (the message said "`policy` is a model" and suggested `policy`)."""
+    src = ("ttcl 1\n" + POLICY + "strategy helper(policy: text) -> answer {\n"
+           "    return vote(sample(policy, policy, n = 1, max_tokens = 8))\n}\n"
+           "strategy main(question: text[<=20]) -> answer {\n    return helper(question)\n}\n")
+    with pytest.raises(SemanticDiagnosticError) as e:
+        compile_program(source=src)
+    assert [d.message for d in e.value.diagnostics] == [
+        "input `policy` shadows a model of the same name",
+        "`model` of `sample` must be a model, but `policy` is a text value here (an input or variable)"]
+    assert e.value.diagnostics[1].hint is None
 
 
 @pytest.mark.parametrize("stop", ['""', '["x", ""]'])

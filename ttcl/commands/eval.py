@@ -215,6 +215,20 @@ def check_series(program: Path, sets: list[str], binds: list[str], allow_remote:
             raise RunOptionError(f"{opt} {','.join(extra)!r}: {e}") from None
 
 
+def check_pool(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None, pool: str) -> None:
+    """`--pool PARAM=N` sets PARAM, and each series' greedy point runs the program at `temperature=0`:
+    both params must exist, which is said before any sampling, in words about --pool."""
+    from ttcl.commands.compile import compile_from_cli
+
+    param = parse_pool(pool)[0]
+    declared = compile_from_cli(program, sets, binds, None, allow_remote).params
+    for name, why in ((param, "the samples per item"),
+                      ("temperature", "each series' greedy point (k = 1) runs the program at temperature=0")):
+        if name not in declared:
+            raise RunOptionError(f"--pool {pool}: {program.name} has no param `{name}` ({why}); its params: "
+                                 f"{', '.join(declared) or 'none'}")
+
+
 def check_allocation(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
                      alloc: tuple[str, int, str | None], baseline: str, n: int) -> None:
     """`--baseline` and a probe's verifier must be signals of the pool the program draws: say so
@@ -311,6 +325,8 @@ def eval_(
     check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
                  + [("--greedy", g) for g in greedy_series])
     series = base + [(label, binds) for label, binds in compare_series]
+    if pool is not None:
+        check_pool(program, set_, model, allow_remote, pool)
     if alloc is not None and pool is not None:
         if len(items) < 2:
             raise RunOptionError(f"--allocate needs at least 2 items (half to choose the policy on, half to report it "

@@ -491,8 +491,9 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         for col in ("series signal vs reference", "R", "budget FLOPs/query", "x one sample", "series acc", "reference acc"):
             tc.add_column(col, justify="left" if col.startswith("series signal") else "right")
         for r in report["total_compute"]:
-            tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}", f"{r['R']:g}", _f(r["a_budget_flops"]),
-                       f"{r['multiplier']:.3g}" if r["a_budget_flops"] > 0 else "none left",
+            left = r["a_budget_flops"] > 0  # else the series' pretraining alone is over the reference's total
+            tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}", f"{r['R']:g}",
+                       _f(r["a_budget_flops"]) if left else "-", f"{r['multiplier']:.3g}" if left else "none left",
                        "-" if math.isnan(r["a_accuracy"]) else ("≥" if r["a_beyond_curve"] else "") + f"{r['a_accuracy']:.3f}",
                        f"{r['b_accuracy']:.3f}")
         console.print(tc)

@@ -111,6 +111,7 @@ class _Progress(NodeHook):
         )
 
         self.items, self.done = total, done
+        self.started = False  # a run refused before its first step (a trace that cannot be resumed) leaves no bar
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[items]}"),
             TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -120,7 +121,7 @@ class _Progress(NodeHook):
 
     def items_done(self, n: int) -> None:
         """Progress counted in items only (a wide run reports finished items)."""
-        self.done = n
+        self.done, self.started = n, True
         self.progress.update(self.task, total=self.items, completed=n, items=self._items_text())
 
     def _items_text(self) -> str:
@@ -131,9 +132,12 @@ class _Progress(NodeHook):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if not self.started:
+            self.progress.update(self.task, visible=False)
         self.progress.stop()
 
     def before_run(self, *, items: int, nodes: int = 0, replayed: int = 0, **future: Any) -> None:
+        self.started = True
         total = (items + self.done) * max(1, nodes)
         self.progress.update(self.task, total=total, completed=self.done * max(1, nodes) + replayed)
 

@@ -87,6 +87,9 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
     if not isinstance(question, str) or not question.strip():
         raise _bad(path, line, "field \"question\" must be a non-empty string")
     answer = obj.get("answer")
+    for name, value in (("question", question), ("answer", answer)):
+        if isinstance(value, str) and (why := not_unicode(value)) is not None:
+            raise _bad(path, line, f"field \"{name}\" {why}")
     if answer is not None and not isinstance(answer, str | int | float):
         raise _bad(path, line, f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
     gold = gold_answer(answer) if answer is not None else None
@@ -180,10 +183,22 @@ def items_digest(items: list[Item]) -> str:
     return h.hexdigest()
 
 
+def not_unicode(text: str) -> str | None:
+    """Why `text` cannot be encoded for a model, or None: a lone surrogate, which JSON's `\\ud800` escapes
+    and undecodable command-line bytes (Python's surrogateescape) both leave in a str."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid Unicode: a lone surrogate U+{ord(text[e.start]):04X} at character {e.start + 1}"
+    return None
+
+
 def single_item(question: str) -> list[Item]:
     """`--input TEXT` as a one-item dataset."""
     if not question.strip():
         raise DatasetError("error: --input: the input text is empty")
+    if (why := not_unicode(question)) is not None:
+        raise DatasetError(f"error: --input: the input text {why} (bytes that are not UTF-8?)")
     if len(question) > MAX_LINE_CHARS:
         raise DatasetError(f"error: --input: the input is {len(question):,} characters, more than {MAX_LINE_CHARS:,}")
     return [Item(index=0, question=question)]

@@ -76,6 +76,8 @@ def test_load_dataset_gsm8k_style(tmp_path: Path) -> None:
         ('{"question": "a", "answer": "x ####"}\n', 'd.jsonl:1: error: field "answer" has nothing after "####"'),
         ('{"question": "a", "answer": " "}\n',
          'd.jsonl:1: error: field "answer" is empty (leave it out for an item without a gold answer)'),
+        ('{"question": "1 +1 \\ud800"}\n',
+         'd.jsonl:1: error: field "question" is not valid Unicode: a lone surrogate U+D800 at character 6'),
         ("\n\n", "d.jsonl: error: the dataset has no items"),
     ],
 )
@@ -91,6 +93,8 @@ def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:
         load_dataset(tmp_path / "nope.jsonl")
     with pytest.raises(DatasetError, match="error: --input: the input text is empty"):
         single_item("  ")
+    with pytest.raises(DatasetError, match="error: --input: the input text is not valid Unicode: a lone surrogate U"):
+        single_item("1 +1 \udcff")  # a byte that is not UTF-8 on the command line, as Python decodes argv
 
 
 def _header(**kw: object) -> RunHeader:

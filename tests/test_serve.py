@@ -161,3 +161,15 @@ def test_a_batch_of_prompts_is_named_as_one(url):
         c.completions.create(model="wbon", prompt=["4 +5", "2 +2"], seed=1)
     assert e.value.body["param"] == "prompt"
     assert c.completions.create(model="wbon", prompt=["4 +5"], seed=1).choices[0].text
+
+
+def test_an_input_that_is_not_unicode_is_a_400(url):
+    """A lone surrogate (`\\ud800` in the JSON) was a 500 with a traceback on the server's stderr."""
+    body = json.dumps({"model": "wbon", "messages": [{"role": "user", "content": "4 +5 \ud800"}]}).encode()
+    req = urllib.request.Request(f"{url}/chat/completions", data=body, headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=60)
+    assert e.value.code == 400
+    err = json.loads(e.value.read())["error"]
+    assert err["message"] == "the input text is not valid Unicode: a lone surrogate U+D800 at character 6"
+    assert err["param"] == "messages"

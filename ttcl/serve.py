@@ -44,6 +44,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from ttcl.errors import TtclError
 from ttcl.runtime.accountant import input_over_bound
+from ttcl.runtime.dataset import not_unicode
 
 KEEPALIVE_S = 1.0
 
@@ -308,6 +309,8 @@ def _question(body: dict[str, Any], chat: bool) -> str:
                        param="prompt")
     if not isinstance(content, str) or not content.strip():
         raise ApiError(400, "the input text is empty or not text", param="messages" if chat else "prompt")
+    if (why := not_unicode(content)) is not None:
+        raise ApiError(400, f"the input text {why}", param="messages" if chat else "prompt")
     return content
 
 

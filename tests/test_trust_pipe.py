@@ -4,6 +4,7 @@ which is a budget verdict's code, no traceback and no "Exception ignored" at exi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from shipped import available
 
-from ttcl.errors import EXIT_PIPE
+from ttcl.errors import EXIT_IO, EXIT_PIPE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,3 +57,23 @@ def test_a_run_with_a_trace_keeps_it_whole(tmp_path: Path) -> None:
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["items"] == 4
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["data", "countdown", "--n", "3", "--steps", "2"], ["programs"],
+                                  ["check", "ttcl:self_consistency", "--json"], ["models"]])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_74(args: list[str]) -> None:
+    """It was an internal error (exit 70: "a bug in ttcl") from whichever writer met the full disk."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "ttcl.cli", *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+    assert p.returncode == EXIT_IO == 74
+    assert p.stderr == "error: cannot write the output to stdout: No space left on device\n"
+
+
+def test_a_closed_stdout_is_refused_before_any_work() -> None:
+    """`ttcl ... >&-` printed an internal error and then a raw traceback (exit 1)."""
+    p = subprocess.run([sys.executable, "-m", "ttcl.cli", "data", "countdown", "--n", "3"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=300, preexec_fn=lambda: os.close(1))
+    assert p.returncode == 74
+    assert p.stderr == "error: stdout is closed; redirect it to a file (or to /dev/null)\n"

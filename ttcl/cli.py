@@ -18,7 +18,15 @@ from typing import Any
 import typer
 
 from ttcl import __version__
-from ttcl.errors import BUG_REPORT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, TtclError
+from ttcl.errors import (
+    BUG_REPORT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_IO,
+    EXIT_OK,
+    EXIT_PIPE,
+    TtclError,
+)
 
 
 def _click_style_help() -> None:
@@ -121,12 +129,17 @@ def _ray_option(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ttcl errors into clean messages and exit codes."""
+    if sys.stdout is None:  # started with stdout closed (`ttcl ... >&-`): say so before doing any work
+        typer.echo("error: stdout is closed; redirect it to a file (or to /dev/null)", err=True)
+        return EXIT_IO
     code = _main(argv)
     try:  # what is still buffered fails here, not in the interpreter's exit (exit 120, "Exception ignored")
         sys.stdout.flush()
     except BrokenPipeError:
         return _stdout_closed()
-    except (OSError, ValueError):
+    except OSError as e:
+        return code if code != EXIT_OK else _unwritable(e)
+    except ValueError:
         pass
     return code
 
@@ -161,8 +174,33 @@ def _main(argv: list[str] | None) -> int:
         if isinstance(e, click.ClickException) or any(c.__name__ == "ClickException" for c in type(e).__mro__):
             e.show()  # type: ignore[attr-defined]
             return e.exit_code  # type: ignore[attr-defined]
+        if _writing_stdout(e):
+            return _unwritable(e)  # type: ignore[arg-type]
         return _internal_error(e, argv)
     return 0
+
+
+def _writing_stdout(e: Exception) -> bool:
+    """An OSError from writing stdout (a full disk under `> file`, `> /dev/full`): not a bug in ttcl. Seen
+    from the frames it passed through (click's and rich's writers hold the stream), or, for `print`, from
+    an error only a write to an open file gives."""
+    if not isinstance(e, OSError) or isinstance(e, BrokenPipeError):
+        return False
+    streams = {id(sys.stdout), id(getattr(sys.stdout, "buffer", None)), id(sys.__stdout__)}
+    tb = e.__traceback__
+    while tb is not None:
+        if any(id(v) in streams for v in tb.tb_frame.f_locals.values()):
+            return True
+        tb = tb.tb_next
+    return e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _unwritable(e: OSError) -> int:
+    """stdout could not be written: one line on stderr and EX_IOERR; what was buffered is dropped, so that the
+    interpreter's own flush at exit does not fail again."""
+    typer.echo(f"error: cannot write the output to stdout: {e.strerror or e}", err=True)
+    _stdout_closed()
+    return EXIT_IO
 
 
 def _as_error(message: str) -> str:

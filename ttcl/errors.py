@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_OVER = 1  # a budget verdict: the worst case (or an `auto` param) does not fit
 EXIT_INVALID = 2  # bad input: a program, option, dataset or model that ttcl cannot use
 EXIT_INTERNAL = 70  # a bug in ttcl itself (sysexits' EX_SOFTWARE): never bad input, never a verdict
+EXIT_IO = 74  # the output cannot be written (stdout on a full disk, or closed): sysexits' EX_IOERR
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_PIPE = 141  # stdout closed under us (`ttcl ... | head -1`): 128 + SIGPIPE, as a Unix tool killed by it
 BUG_REPORT = "please report it on the ttcl issue tracker with the command you ran and the output of `ttcl --debug ...`"

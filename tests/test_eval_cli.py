@@ -174,6 +174,18 @@ def test_a_pool_over_a_program_without_temperature_is_refused_before_sampling(ca
                            "runs the program at temperature=0); its params: n")
 
 
+@pytest.mark.parametrize("command", [["eval", "--sweep", "n=1,2"], ["run"]])
+def test_by_a_field_holding_a_list_is_refused_before_sampling(capsys: pytest.CaptureFixture[str],
+                                                              setup: dict[str, Path], command: list[str]) -> None:
+    """It was an internal error (exit 70: unhashable type) after the whole run had been sampled."""
+    lines = setup["ds"].read_text().splitlines()
+    ds = setup["root"] / "listed.jsonl"
+    ds.write_text("".join(json.dumps({**json.loads(line), "k": [i % 2]}) + "\n" for i, line in enumerate(lines)))
+    code, out, err = cli(capsys, command[0], str(setup["prog"]), "--dataset", str(ds), *command[1:], "--by", "k")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == f"{ds}:1: error: --by 'k': the field holds a list; --by groups by a string, number or boolean"
+
+
 def test_items_without_a_gold_answer_are_refused_unless_a_checker_judges(capsys: pytest.CaptureFixture[str],
                                                                         setup: dict[str, Path], tmp_path: Path) -> None:
     """An item with no answer cannot be scored against gold: counting it wrong would report a false 0%."""

@@ -51,6 +51,7 @@ from ttcl.commands.run import (
     _judged_by,
     _load_items,
     _run_once,
+    check_by,
     check_judge,
     parse_sweep,
 )
@@ -318,9 +319,8 @@ def eval_(
         raise RunOptionError(f"{dataset}:{ungraded.line}: the item has no \"answer\", and ttcl eval judges every item "
                              "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
                              "a task's exact checker with --judge TASK")
-    if by is not None and not any(by in it.extra for it in items):
-        fields = sorted({k for it in items for k in it.extra}) or ["none"]
-        raise RunOptionError(f"--by {by!r}: no item of {dataset} has that field (fields: {', '.join(fields)})")
+    if by is not None:
+        check_by(items, by, dataset)
     base = [(policy_label(program, set_, model, allow_remote), [])]
     check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
                  + [("--greedy", g) for g in greedy_series])

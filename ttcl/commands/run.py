@@ -451,6 +451,8 @@ def run(
     register_verifiers(verifier or [])
     check_judge(judge)
     items = _load_items(input_, dataset, limit, field)
+    if by is not None:
+        check_by(items, by, dataset)
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
@@ -461,8 +463,6 @@ def run(
     except KeyboardInterrupt:
         typer.echo(interrupted_message(trace, len(items)), err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if by is not None and not any(by in it.extra for it in items):
-        raise RunOptionError(f"--by {by!r}: no item has that field")
     breakdown = by_field(summary.results, by) if by is not None else None
     if as_json:
         out = json.loads(summary.model_dump_json())
@@ -502,6 +502,22 @@ def _refuse_over_long_input(result: dict[str, Any]) -> None:
     why = input_over_bound(result, "--input")
     if why is not None:
         raise RunOptionError(f"{why}")
+
+
+def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
+    """`--by FIELD` groups items by a field's value: say before any sampling that no item has the field, or
+    that a value is not one to group by (a list or an object)."""
+    if not any(by in it.extra for it in items):
+        fields = sorted({k for it in items for k in it.extra}) or ["none"]
+        what = "the question and the gold answer are not fields to group by; " if by in ("question", "answer") else ""
+        raise RunOptionError(f"--by {by!r}: {what}no item of {dataset or '--input'} has that field "
+                             f"(fields: {', '.join(fields)})")
+    for it in items:
+        value = it.extra.get(by)
+        if value is not None and not isinstance(value, str | int | float | bool):
+            where = f"{dataset}:{it.line}: error" if dataset is not None and it.line else "error: --input"
+            raise RunOptionError(f"{where}: --by {by!r}: the field holds a {type(value).__name__}; --by groups by a "
+                                 "string, number or boolean")
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

@@ -322,8 +322,8 @@ class RayRunner:
         spends: list[tuple[int | None, dict[str, float]]] = []
         shards = self.shards
         unattributed = Cost()
-        if o.trace is not None and not o.resume and not o.overwrite:
-            refuse_existing_trace(o.trace)
+        if o.trace is not None and not o.resume:
+            refuse_existing_trace(o.trace, overwrite=o.overwrite)
         if o.resume and o.trace is not None and o.trace.exists():
             old = read_trace(o.trace)
             check_resumable(old, header, o.trace)

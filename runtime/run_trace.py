@@ -110,8 +110,9 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
     return out
 
 
-def refuse_existing_trace(path: Path) -> None:
-    """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it."""
+def refuse_existing_trace(path: Path, *, overwrite: bool = False) -> None:
+    """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it. What is
+    not a trace (a dataset named by mistake) is never overwritten, --overwrite or not."""
     try:
         if not path.exists() or path.stat().st_size == 0:
             return
@@ -120,7 +121,10 @@ def refuse_existing_trace(path: Path) -> None:
     try:
         done = f"{len(read_trace(path).items)} finished items"
     except TtclRuntimeError:
-        done = "it is not a ttcl trace"
+        raise TraceError(f"{path}: error: the file exists and is not a ttcl trace; --overwrite starts over only a "
+                         "trace\n  hint: use another --trace file, or remove this one yourself") from None
+    if overwrite:
+        return
     raise TraceError(
         f"{path}: error: the trace file already exists ({done}); refusing to overwrite it\n"
         "  hint: add --resume to continue that run, --overwrite to start it over, or use another --trace file"

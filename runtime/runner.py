@@ -331,8 +331,8 @@ class Runner:
         if o.retry_failed and not o.resume:
             raise TtclRuntimeError("--retry-failed reruns the failed items of a resumed trace: add --resume")
         if o.trace is not None:
-            if not o.resume and not o.overwrite:
-                refuse_existing_trace(o.trace)
+            if not o.resume:
+                refuse_existing_trace(o.trace, overwrite=o.overwrite)
             if o.resume and o.trace.exists():
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)

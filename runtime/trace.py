@@ -266,6 +266,8 @@ def read_trace(path: str | Path) -> Trace:
                 break
             raise TraceError(f"{p}:{lineno}: error: not valid JSON ({e.msg})") from e
         kind = obj.get("type") if isinstance(obj, dict) else None
+        if header is None and kind != "header":
+            raise TraceError(f"{p}:{lineno}: error: no run header; is this a ttcl trace?")
         try:
             if kind == "header":
                 header = RunHeader.model_validate(obj)

@@ -296,6 +296,20 @@ def test_a_trace_or_plot_never_writes_over_the_dataset_or_program(setup: dict[st
     assert (ds.read_text(), prog.read_text()) == before
 
 
+def test_overwrite_never_replaces_a_file_that_is_not_a_trace(setup: dict[str, Path], tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`--trace mydata.jsonl --overwrite` replaced a dataset with a trace without a word (found by a QA pass)."""
+    other = tmp_path / "mydata.jsonl"
+    other.write_text(setup["ds"].read_text())
+    before = other.read_text()
+    for extra in (["--overwrite"], []):
+        code, _, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--trace", str(other), *extra)
+        assert code == 2 and err.startswith(f"{other}: error: the file exists and is not a ttcl trace"), err
+    code, _, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--trace", str(other), "--resume")
+    assert code == 2 and err.startswith(f"{other}:1: error: no run header; is this a ttcl trace?"), err
+    assert other.read_text() == before
+
+
 def test_a_trace_that_is_a_directory_is_named_as_one(setup: dict[str, Path], tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """It said "the trace file already exists (it is not a ttcl trace)" (found by a QA pass)."""

@@ -111,7 +111,7 @@ class _Progress(NodeHook):
         )
 
         self.items, self.done = total, done
-        self.started = False  # a run refused before its first step (a trace that cannot be resumed) leaves no bar
+        self.started = False
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[items]}"),
             TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -121,23 +121,28 @@ class _Progress(NodeHook):
 
     def items_done(self, n: int) -> None:
         """Progress counted in items only (a wide run reports finished items)."""
-        self.done, self.started = n, True
+        self._start()
+        self.done = n
         self.progress.update(self.task, total=self.items, completed=n, items=self._items_text())
 
     def _items_text(self) -> str:
         return f"{self.done}/{self.items} items"
 
     def __enter__(self) -> _Progress:
-        self.progress.start()
-        return self
+        return self  # the bar starts with the run's first step: a run refused before it (a trace that cannot be
+        # resumed) draws no bar above its error
+
+    def _start(self) -> None:
+        if not self.started:
+            self.started = True
+            self.progress.start()
 
     def __exit__(self, *exc: object) -> None:
-        if not self.started:
-            self.progress.update(self.task, visible=False)
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
     def before_run(self, *, items: int, nodes: int = 0, replayed: int = 0, **future: Any) -> None:
-        self.started = True
+        self._start()
         total = (items + self.done) * max(1, nodes)
         self.progress.update(self.task, total=total, completed=self.done * max(1, nodes) + replayed)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from ttcl.compiler.costmodel import Cost
 from ttcl.compiler.pipeline import Compiled
-from ttcl.errors import TtclRuntimeError
+from ttcl.errors import TtclError, TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
@@ -134,6 +134,19 @@ def shutdown() -> None:
 
 
 # ---------------------------------------------------------------- the actors' classes (wrapped by ray.remote)
+
+
+def _get(ref: Any) -> Any:
+    """`ray.get`, with ttcl's own error raised as itself: a trace that cannot be written or a model that cannot
+    load reads as the same one line as on one machine, not as Ray's remote traceback around it."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(getattr(e, "cause", None), TtclError):
+            raise e.cause from None
+        raise
 
 
 class PoolService:
@@ -348,10 +361,10 @@ class RayRunner:
         infos = []
         for k in range(len(ws)):  # a cached worker may have died since the last run: replace it
             try:
-                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
+                infos.append(_get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
             except ray.exceptions.RayActorError:
                 _WORKERS[k] = _worker_actor()
-                infos.append(ray.get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
+                infos.append(_get(_WORKERS[k].load.remote(self.compiled, worker_opts, checkers)))
         ws = _WORKERS[: self.n_workers]
         info = infos[0]
         header = header.model_copy(update=info)
@@ -369,7 +382,7 @@ class RayRunner:
             _POOL.append(ray.remote(num_cpus=0, max_restarts=0)(PoolService).options(scheduling_strategy=here).remote(
                 Limits(), {}, None, None, False))
         pool = _POOL[0]
-        ray.get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
+        _get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
                                   str(o.trace) if o.trace else None, o.resume))
         try:
             ray.get(pool.restore.remote(spends))

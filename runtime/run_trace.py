@@ -110,6 +110,20 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
     return out
 
 
+def check_trace_writable(path: Path) -> None:
+    """Before a wide run starts its cluster: the trace can be created where it is named (its folders are made as
+    the writer would make them), so that a typo costs a second, not a cluster's start-up."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise TraceError(f"{path}: error: cannot write the trace: {e.strerror}") from e
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def refuse_existing_trace(path: Path, *, overwrite: bool = False) -> None:
     """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it. What is
     not a trace (a dataset named by mistake) is never overwritten, --overwrite or not."""

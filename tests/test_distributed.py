@@ -226,6 +226,24 @@ def test_bad_wide_options_are_clean_errors(args: list[str], message: str, capsys
     assert message in capsys.readouterr().err
 
 
+def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(capsys: pytest.CaptureFixture[str]) -> None:
+    """It started the cluster and then printed Ray's remote traceback around the one-line error (QA pass)."""
+    code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", "--trace", "/proc/nowhere/t.jsonl"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ray: starting" not in err
+    assert err == "/proc/nowhere/t.jsonl: error: cannot write the trace: No such file or directory\n"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_trace_error_in_the_accountant_actor_is_its_own_one_line(cluster: Any, data: dict[str, Path],
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A trace that opens but cannot be written fails in the actor: the error reads as on one machine."""
+    code = main(["run", str(ADAPTIVE), "--dataset", str(data["ds"]), "--ray", "--trace", "/dev/full"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "ray::" not in err, err
+    assert err.splitlines()[-1] == "/dev/full: error: cannot write the trace: No space left on device"
+
+
 @pytest.mark.slow
 def test_pooled_budget_holds_under_real_worker_kills(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Random programs and budgets, a worker SIGKILLed after a random delay: every item done, pool held."""

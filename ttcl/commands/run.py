@@ -458,6 +458,10 @@ def run(
     items = _load_items(input_, dataset, limit, field)
     if by is not None:
         check_by(items, by, dataset)
+    if wide.address is not None and trace is not None:
+        from ttcl.runtime.run_trace import check_trace_writable
+
+        check_trace_writable(trace)
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,

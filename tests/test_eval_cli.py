@@ -186,6 +186,34 @@ def test_by_a_field_holding_a_list_is_refused_before_sampling(capsys: pytest.Cap
     assert err.strip() == f"{ds}:1: error: --by 'k': the field holds a list; --by groups by a string, number or boolean"
 
 
+@pytest.mark.parametrize("keep", [True, False])
+def test_ctrl_c_in_a_runs_last_step_stops_the_sweep(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    """A Ctrl-C the run met only after its last step let the sweep start its next configuration and exit 0
+    (QA pass): the first Ctrl-C is delivered here just as the first configuration's run returns."""
+    import os
+    import signal
+
+    from ttcl.runtime.runner import Runner
+
+    real = Runner.run
+
+    def run_then_ctrl_c(self, *args, **kwargs):
+        summary = real(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # the run's own handler takes it: "stopping after the running step"
+        return summary
+
+    monkeypatch.setattr(Runner, "run", run_then_ctrl_c)
+    traces = ["--traces", str(tmp_path / "tr")] if keep else []
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1,2", *traces)
+    assert code == 130 and out == ""
+    if keep:
+        assert len(list((tmp_path / "tr").iterdir())) == 1  # the second configuration never started
+        assert f"interrupted: every finished run and the finished items of the one stopped are kept in {tmp_path / 'tr'}" in err
+    else:
+        assert "interrupted: nothing was saved (no --traces DIR" in err
+
+
 def test_items_without_a_gold_answer_are_refused_unless_a_checker_judges(capsys: pytest.CaptureFixture[str],
                                                                         setup: dict[str, Path], tmp_path: Path) -> None:
     """An item with no answer cannot be scored against gold: counting it wrong would report a false 0%."""

@@ -55,7 +55,7 @@ from ttcl.commands.run import (
     check_judge,
     parse_sweep,
 )
-from ttcl.errors import TtclRuntimeError
+from ttcl.errors import EXIT_INTERRUPTED, TtclRuntimeError
 
 
 def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -154,11 +154,20 @@ class Runs:
 
     def __init__(self, program: Path, dataset: Path, items: list[Any], root: Path, *, device: str, dtype: str,
                  quiet: bool, batch_items: int | None = None, wide: Wide | None = None,
-                 allow_remote: list[str] | None = None, judge: str | None = None) -> None:
+                 allow_remote: list[str] | None = None, judge: str | None = None, kept: bool = True) -> None:
         self.program, self.dataset, self.items, self.root = program, dataset, items, root
         self.judge = judge
         self.device, self.dtype, self.quiet = device, dtype, quiet
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
+        self.kept = kept  # the traces outlive the command (--traces DIR)
+
+    def interrupted(self) -> str:
+        """What Ctrl-C kept: the finished runs' traces, and a killed run's finished items, where --traces names a
+        directory (a rerun continues from them); nothing without it (the traces were in a temporary one)."""
+        if not self.kept:
+            return "interrupted: nothing was saved (no --traces DIR; with it, a rerun continues where this one stopped)"
+        return (f"interrupted: every finished run and the finished items of the one stopped are kept in {self.root}; "
+                "rerun the same command to continue from them")
 
     def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
         import hashlib
@@ -177,13 +186,18 @@ class Runs:
         # was down) run again; a wide run (--ray) cannot replay single steps, so keeps them
         again = trace.exists()
         try:
-            summary = _run_once(self.program, sets, binds, self.items, resume=again,
-                                retry_failed=again and (self.wide is None or self.wide.address is None), **kw)
-        except TraceError as e:
-            if e.changed is None:
-                raise
-            typer.echo(f"{trace}: the {e.changed} changed since this trace was written; running afresh", err=True)
-            summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True, **kw)
+            try:
+                summary = _run_once(self.program, sets, binds, self.items, resume=again, stop_after=True,
+                                    retry_failed=again and (self.wide is None or self.wide.address is None), **kw)
+            except TraceError as e:
+                if e.changed is None:
+                    raise
+                typer.echo(f"{trace}: the {e.changed} changed since this trace was written; running afresh", err=True)
+                summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True,
+                                    stop_after=True, **kw)
+        except KeyboardInterrupt:
+            typer.echo(self.interrupted(), err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         from ttcl.runtime.judge import failure_line, judge_failures
 
         failed = judge_failures(summary.results)
@@ -340,7 +354,7 @@ def eval_(
             raise TtclRuntimeError(f"{root}: error: cannot create the traces directory: {e.strerror}") from e
         # progress goes to stderr, so `--json` keeps it: stdout is the report alone, as with `ttcl run --json`
         runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=False,
-                    batch_items=batch_items, wide=wide, allow_remote=allow_remote, judge=judge)
+                    batch_items=batch_items, wide=wide, allow_remote=allow_remote, judge=judge, kept=traces is not None)
         title = (f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))}; "
                  f"judged by {_judged_by(judge or 'gold')})")
         if pool is None:

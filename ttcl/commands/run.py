@@ -198,8 +198,11 @@ def _run_once(
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
     allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
     judge: str | None = None, max_input_tokens: int | None = None, retry_failed: bool | None = None,
+    stop_after: bool = False,
 ) -> Any:
-    """`retry_failed`: `ttcl run --retry-failed` (None: a command without that option, which prints no note)."""
+    """`retry_failed`: `ttcl run --retry-failed` (None: a command without that option, which prints no note).
+    `stop_after`: a Ctrl-C during the run's last step still interrupts, after it (`ttcl eval`, whose next
+    configuration must not start), instead of returning the finished run."""
     from ttcl.commands.compile import compile_from_cli, diagnostics_json
     from ttcl.errors import TtclError
     from ttcl.runtime.runner import Runner, RunOptions
@@ -228,9 +231,13 @@ def _run_once(
     with _StopOnCtrlC() as stop:
         if not show_progress:
             note = None if retry_failed is None else (lambda line: typer.echo(line, err=True))
-            return runner.run(items, should_stop=stop, on_note=note)
-        return _run_with_progress(runner, items, label, resume=resume, trace=trace, stop=stop,
-                                  retry_failed=retry_failed)
+            summary = runner.run(items, should_stop=stop, on_note=note)
+        else:
+            summary = _run_with_progress(runner, items, label, resume=resume, trace=trace, stop=stop,
+                                         retry_failed=retry_failed)
+    if stop_after and stop.requested:
+        raise KeyboardInterrupt
+    return summary
 
 
 def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: bool, trace: Path | None,

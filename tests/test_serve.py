@@ -173,3 +173,36 @@ def test_an_input_that_is_not_unicode_is_a_400(url):
     err = json.loads(e.value.read())["error"]
     assert err["message"] == "the input text is not valid Unicode: a lone surrogate U+D800 at character 6"
     assert err["param"] == "messages"
+
+
+def _raw(url: str, data: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(f"{url}/chat/completions", data=data, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_errors_speak_to_an_http_client(url):
+    """No `--set` and no server path in what a client reads; a missing model is named; a huge body is a 413
+    (QA pass: `model None is not served here`, `/work/.../wbon.ttc:4:1: error: --set n=1000`, 50 MB answered)."""
+    code, body = _raw(url, json.dumps({"messages": [{"role": "user", "content": "4 +5"}]}).encode())
+    assert code == 400 and body["error"]["message"].startswith("`model` is required (served: wbon")
+    code, body = _raw(url, json.dumps({"model": "wbon", "messages": [{"role": "user", "content": "4 +5"}],
+                                       "ttcl": {"set": {"n": 1000}}}).encode())
+    assert code == 400 and body["error"]["message"].startswith("wbon:4:1: error: `ttcl.set n=1000`: 1000 is outside")
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+    conn.putrequest("POST", f"{where.path}/chat/completions")
+    conn.putheader("content-type", "application/json")
+    conn.putheader("content-length", str(5 << 20))  # refused on the header, before any of the body is read
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and "is 5,242,880 bytes, more than 4,194,304" in json.loads(resp.read())["error"]["message"]
+    conn.close()
+    listed = json.loads(urllib.request.urlopen(f"{url}/models", timeout=60).read())
+    assert {m["program"] for m in listed["data"]} == {"wbon.ttc"}

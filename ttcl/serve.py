@@ -30,6 +30,7 @@ import hashlib
 import json
 import queue
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -40,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ttcl.errors import TtclError
 from ttcl.runtime.accountant import input_over_bound
 from ttcl.runtime.dataset import not_unicode
 
 KEEPALIVE_S = 1.0
+MAX_BODY_BYTES = 4 << 20  # a request's body; the input itself is bounded far lower, by the strategy's text[<=N]
 
 
 class ApiError(Exception):
@@ -86,6 +88,7 @@ class _Pending:
     seed: int
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
+    gone: bool = False  # its client disconnected: once every request of a batch is gone, the batch stops
 
 
 class KeyBudgets:
@@ -145,6 +148,8 @@ class Server:
     # -- admission ----------------------------------------------------------------------
 
     def admit(self, model: Any, sets: Any) -> Admitted:
+        if model is None:
+            raise ApiError(400, f"`model` is required (served: {', '.join(self.strategies)})", param="model")
         if not isinstance(model, str) or model not in self.strategies:
             raise ApiError(404, f"model {model!r} is not served here (served: {', '.join(self.strategies)})",
                            param="model", code="model_not_found")
@@ -162,8 +167,13 @@ class Server:
 
         try:
             compiled = compile_from_cli(strat.program, overrides, self.models, None, self.allow_remote)
-        except TtclError as e:
-            raise ApiError(400, str(e), param="ttcl.set", code="invalid_program") from None
+        except TtclError as e:  # in a client's words: its model id, not the server's path; ttcl.set, not --set
+            said = str(e).replace(str(strat.program), strat.id).replace("`--set ", "`ttcl.set ")
+            raise ApiError(400, said, param="ttcl.set", code="invalid_program") from None
+        if any(b.scope == "pooled" for b in compiled.module.budgets):
+            raise ApiError(400, f"{model} declares `budget pooled`, a budget shared over the items of one dataset "
+                           "run, and a served request is one item alone: serve a program with a per-item budget "
+                           "(--key-budget bounds what each API key spends)", code="invalid_program")
         report = compiled.report
         if report.verdict == "over":
             over = [f"{lim.unit}: worst case {lim.bound:g} > limit {lim.limit:g} (over by {lim.over_by:g})"
@@ -197,11 +207,11 @@ class Server:
 
     # -- the worker -----------------------------------------------------------------------
 
-    def submit(self, admitted: Admitted, question: str, seed: int) -> asyncio.Future:
+    def submit(self, admitted: Admitted, question: str, seed: int) -> _Pending:
         loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.queue.put(_Pending(admitted, question, seed, fut, loop))
-        return fut
+        pending = _Pending(admitted, question, seed, loop.create_future(), loop)
+        self.queue.put(pending)
+        return pending
 
     def close(self) -> None:
         self.queue.put(None)
@@ -230,13 +240,23 @@ class Server:
 
     def _run_group(self, group: list[_Pending]) -> None:
         from ttcl.runtime.dataset import Item
+        from ttcl.runtime.scheduler import RunInterrupted
 
+        group = [p for p in group if not p.gone]  # hung up while it queued
+        if not group:
+            return
         runner = group[0].admitted.runner
         items = [Item(index=k, question=p.question, seed=p.seed) for k, p in enumerate(group)]
         self.batches.append(len(items))
-        try:
-            summary = runner.run(items)
+        try:  # stopped after the running step once no client of the batch is left to answer
+            summary = runner.run(items, should_stop=lambda: all(p.gone for p in group))
             outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
+        except RunInterrupted:
+            import sys
+
+            sys.stderr.write(f"ttcl serve: stopped a batch of {len(group)} request(s) of {group[0].admitted.key[0]}: "
+                             "every client hung up\n")
+            outs = [ApiError(499, "the client closed the request", type_="server_error") for _ in group]
         except Exception as e:  # a failed run fails its requests, never the server
             msg = str(e) if isinstance(e, TtclError) else f"internal error: {type(e).__name__}: {e}"
             outs = [ApiError(500, msg, type_="server_error") for _ in group]
@@ -328,12 +348,12 @@ def create_app(server: Server) -> Any:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [
-            {"id": s.id, "object": "model", "created": 0, "owned_by": "ttcl", "program": str(s.program),
+            {"id": s.id, "object": "model", "created": 0, "owned_by": "ttcl", "program": s.program.name,
              "params": s.sets} for s in server.strategies.values()]}
 
     async def handle(request: Request, chat: bool) -> Any:
         try:
-            body = await request.json()
+            body = json.loads(await _body(request))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON") from None
         if not isinstance(body, dict):
@@ -358,7 +378,8 @@ def create_app(server: Server) -> Any:
         bound = dict(admitted.compiled.report.total)
         server.budgets.reserve(key, bound)
         t0 = time.perf_counter()
-        fut = server.submit(admitted, question, seed)
+        pending = server.submit(admitted, question, seed)
+        fut = pending.future
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
 
         async def finish() -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -371,8 +392,25 @@ def create_app(server: Server) -> Any:
                     server.budgets.settle(key, bound, bound)  # unknown outcome: the worst case stays spent
             return summary, result, usage_of(admitted, summary, result, time.perf_counter() - t0)
 
+        def hang_up() -> None:
+            """The client went away: its work stops after the running step (once no one else in its batch waits),
+            and its key is charged the worst case, since what it spent is never read."""
+            pending.gone = True
+            if fut.cancel():
+                server.budgets.settle(key, bound, bound)
+
         if body.get("stream"):
-            return StreamingResponse(_stream(rid, body["model"], chat, fut, finish), media_type="text/event-stream")
+            return StreamingResponse(_stream(rid, body["model"], chat, fut, finish, hang_up),
+                                     media_type="text/event-stream")
+        while not fut.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), KEEPALIVE_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    hang_up()
+                    return Response(status_code=499)
+            except Exception:  # the outcome is read (and reported) below
+                break
         _, result, usage = await finish()
         why = input_over_bound(result, "messages" if chat else "prompt")
         if why is not None:  # over the bound in a way the counts before the run could not see (a template, a server)
@@ -397,16 +435,22 @@ def create_app(server: Server) -> Any:
     return app
 
 
-async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish: Any) -> AsyncIterator[str]:
-    """SSE: keep-alive comments while the strategy runs, then the answer, then a usage chunk, then [DONE]."""
-    while not fut.done():
-        yield ": keep-alive\n\n"
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), KEEPALIVE_S)
-        except TimeoutError:
-            continue
-        except Exception:  # the outcome is read (and reported) below
-            break
+async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish: Any,
+                  hang_up: Callable[[], None]) -> AsyncIterator[str]:
+    """SSE: keep-alive comments while the strategy runs, then the answer, then a usage chunk, then [DONE]. A client
+    that hangs up cancels this generator, which hangs its request up."""
+    try:
+        while not fut.done():
+            yield ": keep-alive\n\n"
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), KEEPALIVE_S)
+            except TimeoutError:
+                continue
+            except Exception:  # the outcome is read (and reported) below
+                break
+    except asyncio.CancelledError:
+        hang_up()
+        raise
     obj = "chat.completion.chunk" if chat else "text_completion"
     base = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "system_fingerprint": None}
     try:
@@ -425,6 +469,20 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
     yield f"data: {json.dumps({**base, 'choices': [last]})}\n\n"
     yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, refused with a 413 past MAX_BODY_BYTES (declared or as it streams in)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is {int(declared):,} bytes, more than {MAX_BODY_BYTES:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is more than {MAX_BODY_BYTES:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # -- listening ------------------------------------------------------------------------------
@@ -458,6 +516,20 @@ def bind(host: str, port: int) -> list[socket.socket]:
     return socks
 
 
+def _exit_now() -> None:
+    """End the process now, with the documented Ctrl-C code: the requests in flight are dropped (their connections
+    close), and nothing waits for the worker thread, which may be inside a model call; leaving through the
+    interpreter's shutdown would abort in the C++ runtime under it ("terminate called without an active exception")."""
+    import os
+    import sys
+
+    from ttcl.errors import EXIT_INTERRUPTED
+
+    sys.stderr.write("ttcl serve: interrupted again, stopped at once (requests in flight dropped)\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def run_uvicorn(server: Server, sockets: list[socket.socket], on_listening: Callable[[], None]) -> bool:
     """Serve the app on `sockets` until a signal stops it; `on_listening` runs once they accept connections.
     A SIGINT comes back as KeyboardInterrupt after a graceful shutdown (uvicorn re-raises the signal it caught;
@@ -469,6 +541,11 @@ def run_uvicorn(server: Server, sockets: list[socket.socket], on_listening: Call
             await super().startup(sockets=sockets)
             if self.started:
                 on_listening()
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGINT:  # the second Ctrl-C: stop at once, as promised
+                _exit_now()
+            super().handle_exit(sig, frame)
 
     userver = _Uvicorn(uvicorn.Config(create_app(server), log_level="warning"))
     try:

@@ -77,8 +77,10 @@ def serve(
     for name, binds in parse_presets(preset or []):
         first = strategies[0]
         strategies.append(Strategy(f"{first.id}:{name}", first.program, [*first.sets, *binds]))
-    if len({s.id for s in strategies}) != len(strategies):
-        raise ServeOptionError("two served strategies have the same id (file stem or preset name)")
+    ids = [s.id for s in strategies]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ServeOptionError(f"two served strategies have the same id {', '.join(twice)} (file stem or preset name)")
     budgets = parse_key_budget(key_budget or [])
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:  # bound before the models load, so a port in use or a bad --host fails at once

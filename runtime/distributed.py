@@ -125,6 +125,11 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     return True
 
 
+def connected() -> bool:
+    """Whether this process is already a Ray driver (a cluster it started, or one it joined)."""
+    return bool(_ray().is_initialized())
+
+
 def shutdown() -> None:
     ray = _ray()
     _WORKERS.clear()

@@ -226,6 +226,25 @@ def test_bad_wide_options_are_clean_errors(args: list[str], message: str, capsys
     assert message in capsys.readouterr().err
 
 
+def test_ctrl_c_while_the_cluster_starts_stops_it_whole(tmp_path: Path) -> None:
+    """Ctrl-C inside ray.init left Ray's agents running for a minute and could crash the driver (SIGSEGV, QA
+    pass): it now waits for the start, shuts the cluster down, and exits 130."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a cluster of its own, not this module's
+    proc = subprocess.Popen([sys.executable, "-m", "ttcl.cli", "run", str(ADAPTIVE), "--input", "3 +4", "--ray",
+                             "--trace", str(tmp_path / "t.jsonl")], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("ray: starting a local cluster")  # said once Ctrl-C is deferred
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    assert "Ctrl-C: the cluster is starting; stopping once it has, to shut it down whole" in err
+    assert "Traceback" not in err
+
+
 def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(capsys: pytest.CaptureFixture[str]) -> None:
     """It started the cluster and then printed Ray's remote traceback around the one-line error (QA pass)."""
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", "--trace", "/proc/nowhere/t.jsonl"])

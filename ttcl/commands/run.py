@@ -27,6 +27,7 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
 )
+from ttcl.commands.interrupts import DeferCtrlC, stop_after_the_running_step
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.safeio import is_dir
@@ -174,11 +175,21 @@ class Wide:
 
     def __enter__(self) -> Wide:
         if self.address is not None:
-            from ttcl.runtime.distributed import connect
+            from ttcl.runtime.distributed import connect, connected, shutdown
 
-            typer.echo(f"ray: {'starting a local cluster' if self.address == 'local' else 'joining ' + self.address}"
-                       f" ({self.workers} workers)", err=True)
-            self.started = connect(self.address, num_cpus=self.workers)
+            before = connected()
+            with DeferCtrlC("the cluster is starting; stopping once it has, to shut it down whole") as ctrl_c:
+                typer.echo(f"ray: {'starting a local cluster' if self.address == 'local' else 'joining ' + self.address}"
+                           f" ({self.workers} workers)", err=True)
+                try:
+                    self.started = connect(self.address, num_cpus=self.workers)
+                except BaseException:
+                    if not before:
+                        shutdown()  # whatever part of a cluster this call started
+                    raise
+            if ctrl_c.requested:  # a cluster cut short mid-start left its processes behind, and could crash the driver
+                self.__exit__()
+                raise KeyboardInterrupt
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -228,7 +239,7 @@ def _run_once(
             with _Progress(len(items), label) as bar:
                 return ray_runner.run(items, on_workers=_show_workers, progress=bar.items_done)
     runner = Runner(compiled, opts)
-    with _StopOnCtrlC() as stop:
+    with stop_after_the_running_step() as stop:
         if not show_progress:
             note = None if retry_failed is None else (lambda line: typer.echo(line, err=True))
             summary = runner.run(items, should_stop=stop, on_note=note)
@@ -253,40 +264,6 @@ def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: boo
         note = None if retry_failed is None else (
             lambda line: bar.progress.console.print(line, markup=False, highlight=False, soft_wrap=True))
         return runner.run(items, progress=bar, should_stop=stop, on_note=note)
-
-
-class _StopOnCtrlC:
-    """The first Ctrl-C asks the run to stop after the running step (nothing finished is lost);
-    a second one stops at once (the running batch is lost; `--resume` charges the pool for it)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._before: Any = None
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        import sys
-
-        sys.stderr.write("\nCtrl-C: stopping after the running step, keeping its work (Ctrl-C again to stop now)\n")
-
-    def __enter__(self) -> _StopOnCtrlC:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._before = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import signal
-
-        if self._before is not None:
-            signal.signal(signal.SIGINT, self._before)
 
 
 def interrupted_message(trace: Path | None, total: int) -> str:

@@ -467,6 +467,8 @@ class RayRunner:
                     for unit, v in out["shared"].items():
                         self.shared[unit] = self.shared.get(unit, 0.0) + v
                 idle.append(slot)
+        if progress is not None:  # the last items finish after the last look above
+            progress(done_before + ray.get(pool.count.remote()))
         return batches, steps
 
 

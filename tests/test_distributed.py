@@ -245,6 +245,27 @@ def test_ctrl_c_while_the_cluster_starts_stops_it_whole(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+def test_sigterm_during_a_wide_run_stops_the_cluster_and_exits_143(tmp_path: Path) -> None:
+    """Ray's own handler printed a stack dump (`*** SIGTERM received ... PC: @`) and left with 15 (QA pass)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{k} +{k}", "answer": str(2 * k)}) + "\n" for k in range(40)))
+    proc = subprocess.Popen([sys.executable, "-m", "ttcl.cli", "run", str(ADAPTIVE), "--dataset", str(data), "--ray",
+                             "--batch-items", "1", "--trace", str(tmp_path / "t.jsonl")], stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=env)
+    assert proc.stderr is not None
+    while not (line := proc.stderr.readline()).startswith("ray: worker pids"):
+        assert line, "the run ended before its workers started"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, err
+    assert "terminated: stopping the Ray cluster" in err
+    assert "SIGTERM received" not in err and "Traceback" not in err, err
+
+
 def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(capsys: pytest.CaptureFixture[str]) -> None:
     """It started the cluster and then printed Ray's remote traceback around the one-line error (QA pass)."""
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", "--trace", "/proc/nowhere/t.jsonl"])

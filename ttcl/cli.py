@@ -157,9 +157,11 @@ def _main(argv: list[str] | None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from ttcl.commands.interrupts import exit_code
+
         typer.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
+        return exit_code(e)
     except BrokenPipeError:
         return _stdout_closed()
     except SystemExit as e:

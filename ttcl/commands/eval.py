@@ -37,6 +37,7 @@ from ttcl.commands.compile import (
     register_verifiers,
 )
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
+from ttcl.commands.interrupts import exit_code
 from ttcl.commands.run import (
     DATASET_HELP,
     DEVICES,
@@ -55,7 +56,7 @@ from ttcl.commands.run import (
     check_judge,
     parse_sweep,
 )
-from ttcl.errors import EXIT_INTERRUPTED, TtclRuntimeError
+from ttcl.errors import TtclRuntimeError
 
 
 def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -195,9 +196,9 @@ class Runs:
                 typer.echo(f"{trace}: the {e.changed} changed since this trace was written; running afresh", err=True)
                 summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True,
                                     stop_after=True, **kw)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             typer.echo(self.interrupted(), err=True)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise typer.Exit(exit_code(e)) from None
         from ttcl.runtime.judge import failure_line, judge_failures
 
         failed = judge_failures(summary.results)

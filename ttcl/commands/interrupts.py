@@ -9,6 +9,27 @@ import threading
 from typing import Any
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where a command must clean up first (a wide run's cluster); the command then exits 143,
+    as a process SIGTERM ends."""
+
+    code = 128 + signal.SIGTERM
+
+
+_TERMINATED: list[bool] = []  # set by `terminate`: a library may re-raise the interrupt as a plain one
+
+
+def terminate() -> None:
+    """Raise the SIGTERM interrupt, remembered for `exit_code`."""
+    _TERMINATED.append(True)
+    raise Terminated
+
+
+def exit_code(e: KeyboardInterrupt) -> int:
+    """The exit code of an interrupt: 143 for SIGTERM, else 130 (Ctrl-C)."""
+    return Terminated.code if isinstance(e, Terminated) or _TERMINATED else 130
+
+
 class DeferCtrlC:
     """Within the block, the first Ctrl-C sets `requested` and says `why`; the caller acts on it where it is
     safe (after a run's step, after a cluster's start). A second Ctrl-C raises KeyboardInterrupt at once."""

@@ -27,7 +27,7 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
 )
-from ttcl.commands.interrupts import DeferCtrlC, stop_after_the_running_step
+from ttcl.commands.interrupts import DeferCtrlC, exit_code, stop_after_the_running_step, terminate
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.safeio import is_dir
@@ -172,6 +172,7 @@ class Wide:
         self.workers = workers or 2
         self.shards = shards
         self.started = False
+        self._term: Any = None
 
     def __enter__(self) -> Wide:
         if self.address is not None:
@@ -190,13 +191,30 @@ class Wide:
             if ctrl_c.requested:  # a cluster cut short mid-start left its processes behind, and could crash the driver
                 self.__exit__()
                 raise KeyboardInterrupt
+            if self.started:  # Ray's own SIGTERM handler dumps a stack and leaves the cluster: stop it whole instead
+                import signal
+                import threading
+
+                if threading.current_thread() is threading.main_thread():
+                    self._term = signal.signal(signal.SIGTERM, _terminated)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._term)
+            self._term = None
         if self.started:  # only what this command started (a cluster a caller holds stays up)
             from ttcl.runtime.distributed import shutdown
 
             shutdown()  # a local cluster stops with it; a joined one only loses this driver and its actors
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM during a wide run: leave through the cluster's shutdown, then end as SIGTERM ends a process (143)."""
+    typer.echo("terminated: stopping the Ray cluster", err=True)
+    terminate()
 
 
 def _show_workers(pids: list[int]) -> None:
@@ -453,9 +471,9 @@ def run(
                                 batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
                                 allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge,
                                 max_input_tokens=max_input_tokens, retry_failed=retry_failed)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         typer.echo(interrupted_message(trace, len(items)), err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(exit_code(e)) from None
     breakdown = by_field(summary.results, by) if by is not None else None
     if as_json:
         out = json.loads(summary.model_dump_json())

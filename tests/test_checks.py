@@ -135,7 +135,7 @@ def test_valid_bodies(body: str) -> None:
     ("body", "expected"),
     [
         ("    x = policy\n    return vote(x)", ["`policy` is a model, not a value"]),
-        ("    return vote(sample(policy, question, n = n, seed = t, top_p = 2))", ["`top_p` of `sample` is 2, outside 0..1"]),
+        ("    return vote(sample(policy, question, n = n, seed = t, top_p = 2))", ["`top_p` of `sample` is 2, outside (0..1]"]),
         ("    d = sample(policy, question)\n    return vote(top(d, k = 0))", ["`k` of `top` is 0, outside 1..65536"]),
         ("    d = sample(policy, question)\n    if budget.left.flop > 1 { return vote(d) }\n    return best(d)",
          ["unknown budget unit `flop`"]),

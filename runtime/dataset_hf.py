@@ -31,6 +31,7 @@ def _datasets() -> Any:
     except ModuleNotFoundError:
         raise HFDatasetError('reading Hugging Face datasets needs the `datasets` package: pip install "ttcl[datasets]"') from None
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to read schema" lines: our error says it
     return datasets
 
 

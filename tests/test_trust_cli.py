@@ -437,6 +437,19 @@ def test_datasets_from_local_disk_with_field_mapping(capsys: pytest.CaptureFixtu
     assert code == 2 and "hf:ttcl-no-such-dataset-xyz: error:" in err and "Traceback" not in err
 
 
+def test_a_corrupt_parquet_file_is_one_line(tmp_path: Path) -> None:
+    """The datasets library logged its own "Failed to read schema ..." line above ttcl's error (QA pass)."""
+    pytest.importorskip("datasets")
+    bad = tmp_path / "fake.parquet"
+    bad.write_bytes(b"not a parquet file at all" * 100)
+    p = subprocess.run([sys.executable, "-m", "ttcl.cli", "run", "ttcl:self_consistency", "--dataset", str(bad)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == [f"{bad}: error: cannot read it as a local Hugging Face dataset: Parquet magic "
+                                     "bytes not found in footer. Either the file is corrupted or this is not a "
+                                     "parquet file."], p.stderr
+
+
 def test_dataset_from_stdin_resumes_like_a_file(setup: dict[str, Path], tmp_path: Path) -> None:
     text = "".join(json.dumps({"question": r["problem"], "answer": r["solution"]}) + "\n" for r in ROWS)
     trace = tmp_path / "t.jsonl"

@@ -24,6 +24,8 @@ depend on S and the seed, never on timing or on which worker ran what.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +103,9 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
                                "`ray start --head` on that machine, or give --ray alone for a local cluster") from e
 
 
+_TEMP: list[str] = []  # the session folder of the local cluster this process started
+
+
 def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
     if address == LOCAL:
@@ -112,14 +117,15 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
         return False
     for attempt in (1, 2):
         try:
-            if address == LOCAL:
+            if address == LOCAL:  # its session files in a folder of its own, removed with the cluster
+                _TEMP.append(tempfile.mkdtemp(prefix="ttcl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
                 ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
+                         log_to_driver=False, configure_logging=False, _temp_dir=_TEMP[-1])
             else:
                 ray.init(address=address, log_to_driver=False, configure_logging=False)
             return True
         except Exception as e:  # ray raises a bare Exception when its raylet misses a fixed 30 s start window
-            ray.shutdown()
+            shutdown()
             if attempt == 2 or address != LOCAL or "timed out during startup" not in str(e):
                 raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
     return True
@@ -136,6 +142,8 @@ def shutdown() -> None:
     _POOL.clear()
     if ray.is_initialized():
         ray.shutdown()
+    while _TEMP:  # a local cluster's session folder (Ray keeps every session's under /tmp/ray otherwise)
+        shutil.rmtree(_TEMP.pop(), ignore_errors=True)
 
 
 # ---------------------------------------------------------------- the actors' classes (wrapped by ray.remote)

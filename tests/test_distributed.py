@@ -251,6 +251,7 @@ def test_sigterm_during_a_wide_run_stops_the_cluster_and_exits_143(tmp_path: Pat
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    before = set(Path("/tmp").glob("ttcl-ray-*"))
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"question": f"{k} +{k}", "answer": str(2 * k)}) + "\n" for k in range(40)))
     proc = subprocess.Popen([sys.executable, "-m", "ttcl.cli", "run", str(ADAPTIVE), "--dataset", str(data), "--ray",
@@ -264,6 +265,7 @@ def test_sigterm_during_a_wide_run_stops_the_cluster_and_exits_143(tmp_path: Pat
     assert proc.wait(timeout=120) == 143, err
     assert "terminated: stopping the Ray cluster" in err
     assert "SIGTERM received" not in err and "Traceback" not in err, err
+    assert set(Path("/tmp").glob("ttcl-ray-*")) <= before  # its session folder went with its cluster
 
 
 def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(capsys: pytest.CaptureFixture[str]) -> None:

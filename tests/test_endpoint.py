@@ -78,6 +78,20 @@ def test_sample_charges_server_usage_and_fits_budget(ts_url):
     assert steps.results[0]["answer"] is not None
 
 
+def test_samples_sent_at_once_are_charged_the_time_they_spanned(ts_url):
+    """n samples go to the server as n requests at once: the item was charged the sum of their latencies, so a
+    `seconds` budget stopped it early (8 s charged for a 2.4 s run, found by a QA pass). One item alone cannot
+    have spent more seconds than the run's wall time."""
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url)
+    _, summary = _run(PROGRAM.replace("= 2 in 1..8", "= 8 in 1..8").replace("calls <= 8", "calls <= 16")
+                      .replace("gen_tokens <= 400", "gen_tokens <= 1k"), ref, ["35 *2 -10"])
+    (r,) = summary.results
+    assert r["cost"]["calls"] == 8
+    assert 0 < r["cost"]["seconds"] <= summary.wall_seconds
+
+
 def test_an_item_too_long_fails_alone(ts_url):
     from ttcl.runtime.backends.endpoint import pin_served_model
 

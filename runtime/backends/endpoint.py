@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import os
@@ -419,6 +420,7 @@ class EndpointBackend:
             parts = [(n, seed & 0x7FFFFFFF)]
         else:
             parts = [(1, sample_seed(seed, j)) for j in range(n)]
+        t0 = time.perf_counter()
         got = await asyncio.gather(*(self._request(ids if ids is not None else prompt, L, k, m, params, s)
                                      for k, s in parts),
                                    return_exceptions=True)
@@ -432,6 +434,8 @@ class EndpointBackend:
             else:
                 samples.extend(g.samples)
                 usage = usage + g.usage
+        # the parts ran at once: the request took the wall time they spanned, not the sum of their own times
+        usage = dataclasses.replace(usage, seconds=time.perf_counter() - t0)
         if errors:
             first = errors[0]
             msg = str(first) if isinstance(first, TtclRuntimeError) else f"{type(first).__name__}: {first}"

@@ -209,6 +209,9 @@ def parse(source: str, file: str = "<input>") -> ast.Module:
     try:
         if not isinstance(source, str):
             raise TypeError(f"parse() takes the source text as str, not {type(source).__name__}")
+        # a file saved with Windows line endings means what it means with Unix ones: no `\r` reaches a
+        # prompt (a multi-line string kept it, changing the bound and the answers) or `ttcl fmt`'s output
+        source = source.replace("\r\n", "\n")
         module = _drive(layout(t.lexer.lex(source), state), builder, t)
     except ParseFailure as e:
         raise parse_errors.unexpected_token(e, source, state) from None

@@ -216,3 +216,17 @@ def test_grammar_is_conflict_free_in_strict_mode() -> None:
 
     grammar = (Path(__file__).parent.parent / "grammar" / "ttcl.lark").read_text()
     Lark(grammar, parser="lalr", lexer="basic", strict=True, postlex=_Keep(), maybe_placeholders=False)
+
+
+def test_windows_line_endings_mean_what_unix_ones_mean() -> None:
+    """A CRLF file kept `\\r` inside a multi-line prompt: another bound and other answers (QA pass)."""
+    from ttcl.compiler.fmt import format_source
+    from ttcl.compiler.pipeline import compile_program
+
+    unix = ('ttcl 1\n"""A docstring\nover two lines."""\nmodel policy = "/nonexistent/p" (params = 1M, n_layer = 2, '
+            'd_model = 64)\nstrategy main(question: text[<=20]) -> answer {\n    drafts = sample(policy, """Solve:\n'
+            '{question}\n""", n = 2, max_tokens = 10)\n    return vote(drafts)\n}\n')
+    windows = unix.replace("\n", "\r\n")
+    assert parse(windows, "a.ttc") == parse(unix, "a.ttc")
+    assert compile_program(source=windows).report.total == compile_program(source=unix).report.total
+    assert format_source(windows) == format_source(unix) and "\r" not in format_source(windows)

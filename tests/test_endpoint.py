@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from servers import ZOO, free_port, server, transformers_serve_cmd
@@ -90,6 +91,16 @@ def test_samples_sent_at_once_are_charged_the_time_they_spanned(ts_url):
     (r,) = summary.results
     assert r["cost"]["calls"] == 8
     assert 0 < r["cost"]["seconds"] <= summary.wall_seconds
+
+
+def test_the_python_api_takes_a_server_url_as_the_cli_does(ts_url):
+    """`ttcl.run(models={"policy": URL})` said the served model's FLOPs cannot be counted, where `ttcl run
+    --model policy=URL` asks the server which model it serves (QA pass)."""
+    import ttcl
+
+    res = ttcl.run(str(Path(__file__).resolve().parent.parent / "programs" / "self_consistency.ttc"),
+                   inputs="35 *2 -10", models={"policy": ts_url}, set={"n": 2})
+    assert res.summary.failed == 0 and res.summary.results[0]["cost"]["flops"] > 0
 
 
 def test_an_item_too_long_fails_alone(ts_url):

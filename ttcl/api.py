@@ -129,7 +129,10 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
         if fields is not None:
             raise RunArgumentError("fields= maps a dataset's fields to the item's: give it with dataset=, not inputs=")
         items = _input_items(inputs, limit)
-    compiled = compile_program(program, overrides=overrides, model_overrides=model_overrides)
+    from ttcl.commands.compile import pin_endpoints
+
+    # a server URL names the model it serves, as `ttcl run --model NAME=URL` does, so its FLOPs can be counted
+    compiled = compile_program(program, overrides=overrides, model_overrides=pin_endpoints(model_overrides))
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace_path, resume=resume, overwrite=overwrite,
                       dataset=Path(data) if data else None, judge=judge, retry_failed=retry_failed)
     summary = Runner(compiled, opts).run(items)

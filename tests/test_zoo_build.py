@@ -360,6 +360,15 @@ def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd,
 
 
 @pytest.mark.slow
+def test_an_out_that_cannot_be_written_fails_before_training(tmp_path: Path, capfd) -> None:
+    """It failed after the training, with a raw NotADirectoryError (QA pass)."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    code, err = _main(capfd, "zoo", "train", "--only", "arith-s", "--quick", "--out", str(afile / "x"))
+    assert code == 2 and "params total=" not in err and "Traceback" not in err
+    assert f"error: invalid value for --out: cannot write models to '{afile / 'x'}': Not a directory" in err
+
+
 def test_ctrl_c_stops_the_workers_and_keeps_what_is_written(tmp_path: Path) -> None:
     """Ctrl-C to the whole process group (as a terminal sends it) while two full-size models
     train: exit 130, a message saying what to rerun, no process of the build left."""
@@ -385,7 +394,9 @@ def test_ctrl_c_stops_the_workers_and_keeps_what_is_written(tmp_path: Path) -> N
     os.killpg(proc.pid, signal.SIGINT)
     rest = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, rest
-    assert "interrupted: built nothing" in rest and "--only arith-s --only arith-m" in rest
+    assert "interrupted: built nothing" in rest
+    # the command that finishes it repeats the options (it dropped them: a full build into ./ttcl-zoo, QA pass)
+    assert f"to finish: ttcl zoo train --only arith-s --only arith-m --no-eval --out {tmp_path / 'z'} --jobs 2" in rest
     assert "Traceback" not in rest
     left = True
     for _ in range(30):  # nobody left in the build's process group (workers, resource tracker)

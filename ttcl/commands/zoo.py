@@ -122,11 +122,21 @@ def train(
     if plan:
         _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph})
         return
+    created = not root.exists()
+    try:  # before any training: an --out that cannot be written fails now, not after the compute is spent
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".ttcl-write-check"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise ZooArgumentError("--out", f"cannot write models to {str(root)!r}: {e.strerror or e}") from None
     missing = build.missing_outside(full, names, root)
     if missing and shipped_deps:
         _copy_shipped(sorted({d for m in missing.values() for d in m}), root)
         missing = build.missing_outside(full, names, root)
     if missing:
+        if created:
+            root.rmdir()  # made by the check above, and still empty
         n, m = next(iter(missing.items()))
         raise TtclRuntimeError(f"{n} needs {', '.join(m)} in {root}: train {'it' if len(m) == 1 else 'them'} "
                                f"first, add {' '.join(f'--only {d}' for d in m)}, or use the shipped "
@@ -148,7 +158,12 @@ def train(
             line += f"; {phrase}"
         typer.echo(line)
 
-    build.build(graph, root, jobs=n_jobs, is_quick=quick, evaluate=not no_eval, on_done=done,
+    import shlex
+
+    again = [*(["--quick"] if quick else []), *(["--no-eval"] if no_eval else []),
+             *(["--into-package"] if into_package else []), *(["--out", shlex.quote(str(out))] if out is not None else []),
+             *(["--jobs", str(jobs)] if jobs is not None else [])]
+    build.build(graph, root, jobs=n_jobs, is_quick=quick, evaluate=not no_eval, on_done=done, again=again,
                 log=lambda s: typer.echo(s, err=True), debug="--debug" in sys.argv or bool(os.environ.get("TTCL_DEBUG")))
     compared = [n for n, v in same.items() if v is not None]
     if compared:

@@ -374,9 +374,10 @@ def _stop_workers(ex: ProcessPoolExecutor) -> None:
 
 def build(graph: Graph, root: Path, *, jobs: int, is_quick: bool = False, evaluate: bool = True,
           log: Log = print, on_done: Callable[[str, dict], None] | None = None,
-          debug: bool = False) -> list[str]:
+          debug: bool = False, again: Sequence[str] = ()) -> list[str]:
     """Build every model of `graph` (its dependencies inside the graph first) into `root`,
-    at most `jobs` at a time; return the names in the order they finished."""
+    at most `jobs` at a time; return the names in the order they finished. `again`: the options that the
+    command which finishes an interrupted build repeats (--quick, --out DIR, ...)."""
     rank = priority(graph, recorded_seconds(list(graph)))
     pending = list(rank)
     done: list[str] = []
@@ -438,7 +439,7 @@ def build(graph: Graph, root: Path, *, jobs: int, is_quick: bool = False, evalua
         if stopped:
             msg += f"; stopped {', '.join(stopped)} (their directories may be incomplete)"
         if not_built:
-            msg += "; to finish: ttcl zoo train " + " ".join(f"--only {n}" for n in not_built)
+            msg += "; to finish: ttcl zoo train " + " ".join([*(f"--only {n}" for n in not_built), *again])
         raise ZooBuildInterrupted(msg) from None
     ex.shutdown(wait=True)
     if failed or blocked:

@@ -103,6 +103,35 @@ def test_the_python_api_takes_a_server_url_as_the_cli_does(ts_url):
     assert res.summary.failed == 0 and res.summary.results[0]["cost"]["flops"] > 0
 
 
+def test_a_servers_token_count_is_checked_against_the_text_it_sent(ts_url):
+    """A server that reported 1 completion token for 327 tokens of text was charged 1 (QA pass). Its answer is
+    written by hand here, as such a server would send it, and read by the real backend of a real server."""
+    from types import SimpleNamespace
+
+    from ttcl.runtime.backends.base import SamplingParams
+    from ttcl.runtime.backends.endpoint import EndpointCallError, open_endpoint, pin_served_model
+
+    be = open_endpoint(pin_served_model(ts_url))
+    prompt = "35 *2 -10\n"
+    L, m = be.count_tokens(prompt), 112
+
+    def answer(text: str, reported: int) -> SimpleNamespace:
+        choice = SimpleNamespace(index=0, text=text, finish_reason="length", model_extra={})
+        usage = SimpleNamespace(prompt_tokens=L, completion_tokens=reported, prompt_tokens_details=None)
+        return SimpleNamespace(choices=[choice], usage=usage, system_fingerprint=None)
+
+    worst = be._worst(L, 1, m)
+    held = "35*2=70\n" * 5  # 40 characters: 40 tokens of arith-s's character-level tokenizer
+    got = be._parse(answer(held, 1), L, 1, m, SamplingParams(max_tokens=m), worst, 0.1)
+    assert got.usage.gen_tokens == be.count_tokens(held) == 40
+    with pytest.raises(EndpointCallError, match="its text holds 328 tokens by the local tokenizer, more than n x "
+                                                "max_tokens = 112") as e:
+        be._parse(answer("35*2=70\n" * 41, 1), L, 1, m, SamplingParams(max_tokens=m), worst, 0.1)
+    assert e.value.usage == worst  # charged at its worst case
+    honest = be._parse(answer(held, 40), L, 1, m, SamplingParams(max_tokens=m), worst, 0.1)
+    assert honest.usage.gen_tokens == 40
+
+
 def test_an_item_too_long_fails_alone(ts_url):
     from ttcl.runtime.backends.endpoint import pin_served_model
 

@@ -523,17 +523,23 @@ class EndpointBackend:
                 ids = self._encode(text) + ([eos] if reason == "eos" and isinstance(eos, int) else [])
             samples.append(Sample(text=text, token_ids=[int(i) for i in ids], finish_reason=reason))
             lengths.append(len(ids))
+        # the server's count is checked against the text it sent, read by the local tokenizer (a re-encoded text
+        # may differ from the generated tokens by a few): never charged less than the text holds, up to the bound
+        held = sum(lengths)
+        if held > k * m + max(2, k * m // 10):
+            raise bad(f"its text holds {held} tokens by the local tokenizer, more than n x max_tokens = {k * m}")
+        gen = max(u.completion_tokens, min(held, k * m))
         if k == 1:
-            lengths = [u.completion_tokens]
-        elif sum(lengths) != u.completion_tokens:  # no per-sample counts from the server: the last takes the difference
-            lengths[-1] = max(0, min(m, lengths[-1] + u.completion_tokens - sum(lengths)))
+            lengths = [gen]
+        elif sum(lengths) != gen:  # no per-sample counts from the server: the last takes the difference
+            lengths[-1] = max(0, min(m, lengths[-1] + gen - sum(lengths)))
         cached = 0
         details = getattr(u, "prompt_tokens_details", None)
         if self.profile.trust_cached and k == 1 and details is not None:
             cached = min(L, int(getattr(details, "cached_tokens", 0) or 0))
         # each of the k samples prefilled the prompt (vLLM fans `n` out into k requests); usage says L once
         usage = Usage(
-            calls=k, prompt_tokens=k * L - cached, gen_tokens=u.completion_tokens,
+            calls=k, prompt_tokens=k * L - cached, gen_tokens=gen,
             flops=forward_flops(self.spec, cached, L) + (k - 1) * forward_flops(self.spec, 0, L)
             + sum(forward_flops(self.spec, L, L + g) for g in lengths),
             seconds=seconds,

@@ -291,6 +291,9 @@ def test_parallel_build_gives_the_bytes_of_a_one_at_a_time_build(tmp_path: Path,
         assert build.build(one, tmp_path / "seq", jobs=1, is_quick=True, evaluate=False, log=lambda s: None) == [n]
         assert _sha(tmp_path / "par" / n / "model.safetensors") == _sha(tmp_path / "seq" / n / "model.safetensors")
     assert _sha(tmp_path / "par" / "arith-m" / "model.safetensors") != _sha(tmp_path / "par" / "expr-s" / "model.safetensors")
+    for n in graph:  # the weights are as readable as the config (transformers wrote them 0600; QA pass)
+        d = tmp_path / "par" / n
+        assert (d / "model.safetensors").stat().st_mode & 0o777 == (d / "config.json").stat().st_mode & 0o777
     if platform.machine() in ("x86_64", "AMD64"):
         built = {n: json.loads((tmp_path / "par" / n / META_FILE).read_text())["build"]["cpu_capability"] for n in graph}
         assert built["arith-m"] == cpu_capability("arith-m") == "AVX2"  # the kernels the shipped arith came from

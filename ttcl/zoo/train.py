@@ -222,9 +222,18 @@ def _init_width(init_dir: Path) -> int:
 
 def save_lm(model: torch.nn.Module, out: Path, n_ctx: int, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), safe_serialization=True)
+    save_weights(model, out)
     save_tokenizer(out, n_ctx)
     write_meta(out, meta)
+
+
+def save_weights(model: torch.nn.Module, out: Path) -> None:
+    """`save_pretrained` as safetensors, the weights readable as its config is: transformers writes them through a
+    private temporary file (mode 0600), so another user of a shared --out could read every file but them."""
+    model.save_pretrained(str(out), safe_serialization=True)
+    mode = (out / "config.json").stat().st_mode & 0o777
+    for f in out.glob("*.safetensors"):
+        f.chmod(mode)
 
 
 def write_meta(out: Path, meta: dict) -> None:

@@ -32,7 +32,7 @@ except ImportError:  # not POSIX: parallel builds then must not share a cache
     fcntl = None  # type: ignore[assignment]
 
 from ttcl.zoo.data import BACKWARD_INPUT_TEMPLATE, EOS_ID, PAD_ID, encode, save_tokenizer
-from ttcl.zoo.train import THREADS, Log, param_counts, write_meta
+from ttcl.zoo.train import THREADS, Log, param_counts, save_weights, write_meta
 
 
 @dataclass(frozen=True)
@@ -413,7 +413,7 @@ def train_verifier(r: VerifierRecipe, rows: list[dict], init_dir: Path, out: Pat
     meta["headline"] = {"metric": "auroc_steps" if r.kind == "prm" else "auroc_outcome", "value": round(au, 4)}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out), safe_serialization=True)
+        save_weights(model, out)
         save_tokenizer(out, model.config.n_positions, padding_side="right")
         write_meta(out, meta)
     return model, meta

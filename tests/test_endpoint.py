@@ -200,6 +200,12 @@ def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
     out = subprocess.run([*exe, "check", str(prog), "--allow-remote", "203.0.113.9"], capture_output=True, text=True,
                          env=env)
     assert out.returncode == 0, out.stderr
+    for given in ("http://203.0.113.9:1", "203.0.113.9:1"):  # kept and ignored before (QA pass)
+        out = subprocess.run([*exe, "check", str(prog), "--allow-remote", given], capture_output=True, text=True,
+                             env=env)
+        assert out.returncode == 2 and out.stderr.strip() == (
+            f"error: --allow-remote {given!r}: expected a host name or address, not a URL or host:port; "
+            "give --allow-remote 203.0.113.9")
     cfg = tmp_path / "c.toml"
     cfg.write_text('allow_remote = ["203.0.113.9"]\n')
     out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env={**env, "TTCL_CONFIG": str(cfg)})

@@ -100,9 +100,24 @@ def pin_endpoints(overrides: dict[str, str]) -> dict[str, str]:
 
 
 def allowed_hosts(cli: list[str] | None) -> list[str]:
-    """Hosts a program's endpoints may name: `--allow-remote HOST` plus `allow_remote` in the user's config."""
+    """Hosts a program's endpoints may name: `--allow-remote HOST` plus `allow_remote` in the user's config. A URL
+    or a `host:port` never matches a host, so it is refused rather than kept and ignored."""
+    import ipaddress
+    import re
+
     from ttcl.config import user_config
 
+    for host in cli or []:
+        try:
+            ipaddress.ip_address(host.strip().strip("[]"))
+            continue  # an address, IPv6 ones with their colons included
+        except ValueError:
+            pass
+        m = re.fullmatch(r"(?:[a-z][a-z0-9+.-]*://)?(\[[^\]]*\]|[^/:\[\]]+)(?::\d+)?(?:/.*)?", host.strip(), re.I)
+        if host.strip() and (m is None or m.group(0) != m.group(1)):
+            shown = m.group(1).strip("[]") if m else None
+            raise OptionError(f"--allow-remote {host!r}: expected a host name or address, not a URL or host:port"
+                              + (f"; give --allow-remote {shown}" if shown else ""))
     return [*(cli or []), *user_config().allow_remote]
 
 

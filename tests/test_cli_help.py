@@ -47,3 +47,11 @@ def test_data_integer_options_show_int_and_refuse_other_values(task: str, capsys
         assert "<int>" in line and "<str>" not in line, line
         assert main(["data", task, option, "1.5"]) == 2
         assert f"invalid value for {option}: expected an integer, got '1.5'" in capsys.readouterr().err
+
+
+def test_arith_steps_have_an_upper_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--steps 99999999` grew to 2 GB with no output; 100,000 steps wrote a line `ttcl run` refuses (QA pass)."""
+    assert main(["data", "arith", "--steps", "1001", "--n", "1"]) == 2
+    assert "invalid value for --steps: 1 to 1,000 operations, got '1001'" in capsys.readouterr().err
+    assert main(["data", "arith", "--steps", "1000", "--n", "1", "--max-value", "999"]) == 0
+    assert len(capsys.readouterr().out) < 1 << 20

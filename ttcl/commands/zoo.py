@@ -222,9 +222,12 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str,
                    "the zoo README's family tables give the seconds measured for experimental recipes")
 
 
+ARITH_MAX_STEPS = 1000
+
+
 @data_app.command("arith")
 def data_arith(
-    steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly).")] = "1..8",
+    steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly), 1..1000.")] = "1..8",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
     max_value: Annotated[str, typer.Option("--max-value", metavar=_INT, help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
@@ -238,6 +241,8 @@ def data_arith(
         levels = parse_steps_spec(steps)
     except ValueError as e:
         raise ZooArgumentError("--steps", str(e)) from e
+    if levels[-1] > ARITH_MAX_STEPS:  # a line `ttcl run` can load (at most 1 MiB), made in a blink
+        raise ZooArgumentError("--steps", f"1 to {ARITH_MAX_STEPS:,} operations, got {steps!r}")
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed)
     bound = _int_option("--max-value", max_value, minimum=9)

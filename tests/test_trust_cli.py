@@ -531,6 +531,8 @@ SHORT = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\
     ({"inputs": "1 +1", "models": ["policy=ttcl:arith-m"]},
      "models: expected a mapping of model names to paths or URLs, e.g. models={'policy': 'ttcl:arith-m'}"),
     ({"path": None, "inputs": "1 +1"}, "path: expected a .ttc path or `ttcl:NAME`, got None"),
+    ({"path": "ttcl 1\nmodel policy = \"ttcl:arith-s\"\n", "inputs": "1 +1"},  # said "File name too long" (QA pass)
+     "path: got the text of a program, not a path: save it to a .ttc file"),
     ({"inputs": "1 +1", "resume": True}, "resume=True needs trace=FILE"),
     ({"inputs": "1 +1", "resume": True, "overwrite": True, "trace": "TRACE"},
      "resume=True and overwrite=True contradict each other"),

@@ -94,6 +94,9 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
 
     # the types first, then what `ttcl run` checks, in its order; all of it before a model loads
     program_text = _path_text("path", path, "a .ttc path or `ttcl:NAME`")
+    if "\n" in program_text or program_text.lstrip().startswith("ttcl 1"):
+        raise RunArgumentError("path: got the text of a program, not a path: save it to a .ttc file and give its path "
+                               "(or `ttcl:NAME` for a bundled program)")
     data = None if dataset is None else _path_text("dataset", dataset, "a dataset path (FILE.jsonl, -, hf:NAME)")
     trace_path = None if trace is None else Path(_path_text("trace", trace, "a file path for the JSONL trace"))
     overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in _set_arg(sets).items()])

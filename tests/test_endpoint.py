@@ -132,6 +132,21 @@ def test_a_servers_token_count_is_checked_against_the_text_it_sent(ts_url):
     assert honest.usage.gen_tokens == 40
 
 
+def test_a_wrong_url_or_twin_is_named_as_such(ts_url):
+    """A URL without /v1, an id the server does not serve, and a `local=` twin that is another model all read as
+    "its FLOPs cannot be counted" in `ttcl check`, or (the twin) were accepted with another model's FLOPs (QA pass)."""
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    root = ts_url.removesuffix("/v1")
+    with pytest.raises(TtclRuntimeError, match="GET /models answered 404 without a model list; .* usually ends in /v1"):
+        pin_served_model(root)
+    with pytest.raises(TtclRuntimeError, match=f"does not serve model 'nope' \\(it serves {MODEL}\\)"):
+        pin_served_model(f"{ts_url}?model=nope")
+    with pytest.raises(TtclRuntimeError, match="and `local=ttcl:arith-l` is another model"):
+        pin_served_model(f"{ts_url}?local=ttcl:arith-l")
+    assert pin_served_model(f"{ts_url}?local=ttcl:arith-s") == f"{ts_url}?local=ttcl:arith-s"
+
+
 def test_an_item_too_long_fails_alone(ts_url):
     from ttcl.runtime.backends.endpoint import pin_served_model
 

@@ -177,23 +177,7 @@ class EndpointBackend:
     # -- connection ---------------------------------------------------------------------
 
     def _connect(self) -> tuple[str, str, str | None]:
-        status, models = _get_json(self.ep.base_url + "/models")
-        if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
-            raise TtclRuntimeError(
-                f"endpoint {self.ep.base_url}: GET /models answered {status} without a model list; "
-                f"is this an OpenAI-compatible server (the URL usually ends in /v1)?"
-            )
-        ids = [str(m.get("id")) for m in models["data"] if isinstance(m, dict) and m.get("id")]
-        if self.ep.model is not None:
-            if self.ep.model not in ids:
-                raise TtclRuntimeError(f"endpoint {self.ep.base_url} does not serve model {self.ep.model!r} "
-                                       f"(it serves {', '.join(ids) or 'nothing'})")
-            model_id = self.ep.model
-        elif len(ids) == 1:
-            model_id = ids[0]
-        else:
-            raise TtclRuntimeError(f"endpoint {self.ep.base_url} serves {len(ids)} models "
-                                   f"({', '.join(ids) or 'none'}); name one with ?model=ID")
+        models, model_id = served_model(self.ep)
         version_status, version = _get_json(self.ep.root_url + "/version")
         version_json = version if version_status == 200 and isinstance(version, dict) else None
         detected = detect_engine(models, version_json)
@@ -562,6 +546,27 @@ def open_endpoint(ref: str, options: dict[str, float] | None = None, base_dir: s
     return EndpointBackend(ref, spec, flops_known=known, local=local)
 
 
+def served_model(ep: Any) -> tuple[dict[str, Any], str]:
+    """The server's model list and the id a request names: `?model=ID` when it is served, else its only model.
+    Every way it can be wrong is said as such (a URL without /v1, an id it does not serve)."""
+    status, models = _get_json(ep.base_url + "/models")
+    if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
+        raise TtclRuntimeError(
+            f"endpoint {ep.base_url}: GET /models answered {status} without a model list; "
+            f"is this an OpenAI-compatible server (the URL usually ends in /v1)?"
+        )
+    ids = [str(m.get("id")) for m in models["data"] if isinstance(m, dict) and m.get("id")]
+    if ep.model is not None:
+        if ep.model not in ids:
+            raise TtclRuntimeError(f"endpoint {ep.base_url} does not serve model {ep.model!r} "
+                                   f"(it serves {', '.join(ids) or 'nothing'})")
+        return models, ep.model
+    if len(ids) == 1:
+        return models, ids[0]
+    raise TtclRuntimeError(f"endpoint {ep.base_url} serves {len(ids)} models "
+                           f"({', '.join(ids) or 'none'}); name one with ?model=ID")
+
+
 def pin_served_model(ref: str) -> str:
     """`URL` -> `URL?model=ID` when the server's only model is ID and ID is a model on this machine
     (a directory or `ttcl:NAME`), so its config gives FLOPs and its tokenizer counts tokens.
@@ -572,14 +577,21 @@ def pin_served_model(ref: str) -> str:
     from ttcl.compiler.models import ModelSpecError, local_of
 
     ep = parse_endpoint(ref)
-    if ep.model is not None or ep.local is not None:
+    models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
+    served = ep.base_url + "?model=" + quote(model_id, safe="/:")
+    if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs
+        try:
+            twin, served_dir = local_of(ref), local_of(served)
+        except ModelSpecError:
+            return ref  # the check reports a `local=` that is not a model directory
+        if served_dir is not None and twin is not None and _model_dir(twin) != _model_dir(served_dir):
+            raise TtclRuntimeError(f"endpoint {ep.base_url} serves {model_id}, and `local={ep.local}` is another "
+                                   "model: its FLOPs and tokens would be counted for the wrong one; drop `local=` "
+                                   "or name the served model")
         return ref
-    status, models = _get_json(ep.base_url + "/models")
-    data = models.get("data") if status == 200 and isinstance(models, dict) else None
-    ids = [str(m.get("id")) for m in data or [] if isinstance(m, dict) and m.get("id")]
-    if len(ids) != 1:
-        return ref  # the backend reports the problem when it connects
-    pinned = ref + ("&" if "?" in ref else "?") + "model=" + quote(ids[0], safe="/:")
+    if ep.model is not None:
+        return ref
+    pinned = ref + ("&" if "?" in ref else "?") + "model=" + quote(model_id, safe="/:")
     engine = detect_engine(models, None)
     if ep.engine is None and engine != "generic":
         pinned += "&engine=" + engine
@@ -587,6 +599,11 @@ def pin_served_model(ref: str) -> str:
         return pinned if local_of(pinned) is not None else ref
     except ModelSpecError:
         return ref
+
+
+def _model_dir(ref: str) -> str:
+    """A local twin's directory, `ttcl:NAME` resolved, so that two spellings of one model compare equal."""
+    return str(Path(resolve_ref(ref)).resolve())
 
 
 class _Remote:

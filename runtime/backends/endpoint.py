@@ -34,7 +34,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import os
 import threading
 import time
 from collections.abc import Coroutine
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
-from ttcl.compiler.endpoints import API_KEY_VARS, Endpoint, parse_endpoint
+from ttcl.compiler.endpoints import Endpoint, parse_endpoint
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends.base import (
     ExtendRequest,
@@ -54,6 +53,18 @@ from ttcl.runtime.backends.base import (
     resolve_ref,
 )
 from ttcl.runtime.backends.decode import trim_at_stop
+from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_model: re-exported
+    api_key,
+    pin_served_model,
+    scrub,
+    served_model,
+)
+from ttcl.runtime.backends.endpoint_http import (
+    get_json as _get_json,
+)
+from ttcl.runtime.backends.endpoint_http import (
+    http_json as _http_json,
+)
 from ttcl.runtime.backends.profiles import Profile, detect_engine, profile
 
 ATTEMPTS = 4  # tries of a request that never reached the server
@@ -68,19 +79,6 @@ class EndpointCallError(TtclRuntimeError):
     def __init__(self, message: str, usage: Usage | None = None) -> None:
         super().__init__(message)
         self.usage = usage or Usage()
-
-
-def api_key() -> str:
-    for var in API_KEY_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    return "EMPTY"
-
-
-def scrub(text: str) -> str:
-    """An error text with the API key, if it ever appears, blanked."""
-    key = api_key()
-    return text.replace(key, "***") if key != "EMPTY" and len(key) >= 4 else text
 
 
 class _Loop:
@@ -112,32 +110,6 @@ def _semaphore(ep: Endpoint) -> asyncio.Semaphore:
     if sem is None:
         sem = _SEMAPHORES[ep.base_url] = asyncio.Semaphore(ep.concurrency)
     return sem
-
-
-def _http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, Any]:
-    """GET (or POST `body`) and parse JSON; (status, None) when the answer is not JSON."""
-    import urllib.error
-    import urllib.request
-
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {api_key()}",
-                                                          "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - an http(s) URL by construction
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    except (urllib.error.URLError, OSError) as e:
-        why = getattr(e, "reason", None) or e
-        raise TtclRuntimeError(f"cannot reach {url}: {scrub(str(why))}; is the server running?") from None
-    try:
-        return status, json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return status, None
-
-
-def _get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
-    return _http_json(url, None, timeout)
 
 
 def sample_seed(seed: int, j: int) -> int:
@@ -544,66 +516,6 @@ def open_endpoint(ref: str, options: dict[str, float] | None = None, base_dir: s
     except ModelSpecError as e:
         raise TtclRuntimeError(str(e)) from e
     return EndpointBackend(ref, spec, flops_known=known, local=local)
-
-
-def served_model(ep: Any) -> tuple[dict[str, Any], str]:
-    """The server's model list and the id a request names: `?model=ID` when it is served, else its only model.
-    Every way it can be wrong is said as such (a URL without /v1, an id it does not serve)."""
-    status, models = _get_json(ep.base_url + "/models")
-    if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
-        raise TtclRuntimeError(
-            f"endpoint {ep.base_url}: GET /models answered {status} without a model list; "
-            f"is this an OpenAI-compatible server (the URL usually ends in /v1)?"
-        )
-    ids = [str(m.get("id")) for m in models["data"] if isinstance(m, dict) and m.get("id")]
-    if ep.model is not None:
-        if ep.model not in ids:
-            raise TtclRuntimeError(f"endpoint {ep.base_url} does not serve model {ep.model!r} "
-                                   f"(it serves {', '.join(ids) or 'nothing'})")
-        return models, ep.model
-    if len(ids) == 1:
-        return models, ids[0]
-    raise TtclRuntimeError(f"endpoint {ep.base_url} serves {len(ids)} models "
-                           f"({', '.join(ids) or 'none'}); name one with ?model=ID")
-
-
-def pin_served_model(ref: str) -> str:
-    """`URL` -> `URL?model=ID` when the server's only model is ID and ID is a model on this machine
-    (a directory or `ttcl:NAME`), so its config gives FLOPs and its tokenizer counts tokens.
-
-    For refs the user gave on the command line: they are trusted, so asking the server is fine."""
-    from urllib.parse import quote
-
-    from ttcl.compiler.models import ModelSpecError, local_of
-
-    ep = parse_endpoint(ref)
-    models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
-    served = ep.base_url + "?model=" + quote(model_id, safe="/:")
-    if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs
-        try:
-            twin, served_dir = local_of(ref), local_of(served)
-        except ModelSpecError:
-            return ref  # the check reports a `local=` that is not a model directory
-        if served_dir is not None and twin is not None and _model_dir(twin) != _model_dir(served_dir):
-            raise TtclRuntimeError(f"endpoint {ep.base_url} serves {model_id}, and `local={ep.local}` is another "
-                                   "model: its FLOPs and tokens would be counted for the wrong one; drop `local=` "
-                                   "or name the served model")
-        return ref
-    if ep.model is not None:
-        return ref
-    pinned = ref + ("&" if "?" in ref else "?") + "model=" + quote(model_id, safe="/:")
-    engine = detect_engine(models, None)
-    if ep.engine is None and engine != "generic":
-        pinned += "&engine=" + engine
-    try:
-        return pinned if local_of(pinned) is not None else ref
-    except ModelSpecError:
-        return ref
-
-
-def _model_dir(ref: str) -> str:
-    """A local twin's directory, `ttcl:NAME` resolved, so that two spellings of one model compare equal."""
-    return str(Path(resolve_ref(ref)).resolve())
 
 
 class _Remote:

@@ -1,0 +1,115 @@
+"""Talking to an OpenAI-compatible server outside a run: its JSON endpoints, the API key (never shown), and
+which model a ref names (`pin_served_model`, for the refs a user gives `ttcl check`/`run`/`serve` and `ttcl.run`:
+a URL without /v1, an id the server does not serve and a `local=` twin that is another model are said as such).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ttcl.compiler.endpoints import API_KEY_VARS, parse_endpoint
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.backends.base import resolve_ref
+from ttcl.runtime.backends.profiles import detect_engine
+
+
+def api_key() -> str:
+    for var in API_KEY_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    return "EMPTY"
+
+
+def scrub(text: str) -> str:
+    """An error text with the API key, if it ever appears, blanked."""
+    key = api_key()
+    return text.replace(key, "***") if key != "EMPTY" and len(key) >= 4 else text
+
+
+def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.0) -> tuple[int, Any]:
+    """GET (or POST `body`) and parse JSON; (status, None) when the answer is not JSON."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Authorization": f"Bearer {api_key()}",
+                                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 - an http(s) URL by construction
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        why = getattr(e, "reason", None) or e
+        raise TtclRuntimeError(f"cannot reach {url}: {scrub(str(why))}; is the server running?") from None
+    try:
+        return status, json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return status, None
+
+
+def get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    return http_json(url, None, timeout)
+
+
+def served_model(ep: Any) -> tuple[dict[str, Any], str]:
+    """The server's model list and the id a request names: `?model=ID` when it is served, else its only model.
+    Every way it can be wrong is said as such (a URL without /v1, an id it does not serve)."""
+    status, models = get_json(ep.base_url + "/models")
+    if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
+        raise TtclRuntimeError(
+            f"endpoint {ep.base_url}: GET /models answered {status} without a model list; "
+            f"is this an OpenAI-compatible server (the URL usually ends in /v1)?"
+        )
+    ids = [str(m.get("id")) for m in models["data"] if isinstance(m, dict) and m.get("id")]
+    if ep.model is not None:
+        if ep.model not in ids:
+            raise TtclRuntimeError(f"endpoint {ep.base_url} does not serve model {ep.model!r} "
+                                   f"(it serves {', '.join(ids) or 'nothing'})")
+        return models, ep.model
+    if len(ids) == 1:
+        return models, ids[0]
+    raise TtclRuntimeError(f"endpoint {ep.base_url} serves {len(ids)} models "
+                           f"({', '.join(ids) or 'none'}); name one with ?model=ID")
+
+
+def pin_served_model(ref: str) -> str:
+    """`URL` -> `URL?model=ID` when the server's only model is ID and ID is a model on this machine
+    (a directory or `ttcl:NAME`), so its config gives FLOPs and its tokenizer counts tokens.
+
+    For refs the user gave on the command line: they are trusted, so asking the server is fine."""
+    from urllib.parse import quote
+
+    from ttcl.compiler.models import ModelSpecError, local_of
+
+    ep = parse_endpoint(ref)
+    models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
+    served = ep.base_url + "?model=" + quote(model_id, safe="/:")
+    if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs
+        try:
+            twin, served_dir = local_of(ref), local_of(served)
+        except ModelSpecError:
+            return ref  # the check reports a `local=` that is not a model directory
+        if served_dir is not None and twin is not None and _model_dir(twin) != _model_dir(served_dir):
+            raise TtclRuntimeError(f"endpoint {ep.base_url} serves {model_id}, and `local={ep.local}` is another "
+                                   "model: its FLOPs and tokens would be counted for the wrong one; drop `local=` "
+                                   "or name the served model")
+        return ref
+    if ep.model is not None:
+        return ref
+    pinned = ref + ("&" if "?" in ref else "?") + "model=" + quote(model_id, safe="/:")
+    engine = detect_engine(models, None)
+    if ep.engine is None and engine != "generic":
+        pinned += "&engine=" + engine
+    try:
+        return pinned if local_of(pinned) is not None else ref
+    except ModelSpecError:
+        return ref
+
+
+def _model_dir(ref: str) -> str:
+    """A local twin's directory, `ttcl:NAME` resolved, so that two spellings of one model compare equal."""
+    return str(Path(resolve_ref(ref)).resolve())

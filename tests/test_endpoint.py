@@ -145,6 +145,8 @@ def test_a_wrong_url_or_twin_is_named_as_such(ts_url):
     with pytest.raises(TtclRuntimeError, match="and `local=ttcl:arith-l` is another model"):
         pin_served_model(f"{ts_url}?local=ttcl:arith-l")
     assert pin_served_model(f"{ts_url}?local=ttcl:arith-s") == f"{ts_url}?local=ttcl:arith-s"
+    down = f"http://127.0.0.1:{free_port()}/v1?local=ttcl:arith-s"  # says what it serves: check needs no server
+    assert pin_served_model(down) == down
 
 
 def test_an_item_too_long_fails_alone(ts_url):

@@ -16,6 +16,10 @@ from ttcl.runtime.backends.base import resolve_ref
 from ttcl.runtime.backends.profiles import detect_engine
 
 
+class Unreachable(TtclRuntimeError):
+    """Nothing answered at the URL (refused, timed out, no such host)."""
+
+
 def api_key() -> str:
     for var in API_KEY_VARS:
         if os.environ.get(var):
@@ -44,7 +48,7 @@ def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 10.
         status, raw = e.code, e.read()
     except (urllib.error.URLError, OSError) as e:
         why = getattr(e, "reason", None) or e
-        raise TtclRuntimeError(f"cannot reach {url}: {scrub(str(why))}; is the server running?") from None
+        raise Unreachable(f"cannot reach {url}: {scrub(str(why))}; is the server running?") from None
     try:
         return status, json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -86,7 +90,12 @@ def pin_served_model(ref: str) -> str:
     from ttcl.compiler.models import ModelSpecError, local_of
 
     ep = parse_endpoint(ref)
-    models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
+    try:
+        models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
+    except Unreachable:
+        if ep.model is not None or ep.local is not None:
+            return ref  # the ref says what it serves: `ttcl check` bounds it with the server down; a run says why
+        raise
     served = ep.base_url + "?model=" + quote(model_id, safe="/:")
     if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs
         try:

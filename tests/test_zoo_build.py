@@ -362,7 +362,6 @@ def test_a_failing_model_is_named_and_stops_what_needs_it(tmp_path: Path, capfd,
     assert not (root / "arith-orm").exists()
 
 
-@pytest.mark.slow
 def test_an_out_that_cannot_be_written_fails_before_training(tmp_path: Path, capfd) -> None:
     """It failed after the training, with a raw NotADirectoryError (QA pass)."""
     afile = tmp_path / "afile"
@@ -372,6 +371,7 @@ def test_an_out_that_cannot_be_written_fails_before_training(tmp_path: Path, cap
     assert f"error: invalid value for --out: cannot write models to '{afile / 'x'}': Not a directory" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_keeps_what_is_written(tmp_path: Path) -> None:
     """Ctrl-C to the whole process group (as a terminal sends it) while two full-size models
     train: exit 130, a message saying what to rerun, no process of the build left."""

@@ -496,3 +496,13 @@ def test_an_overlay_swept_without_by_says_only_its_all_rows_overlay(capsys: pyte
                        "--by", "steps", "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu", "--json")
     assert code == 0, err
     assert f"--overlay {sweep}: that sweep was run without --by, so only its `all` rows are overlaid" in err
+
+
+def test_a_series_on_a_server_is_labelled_by_the_model_it_serves() -> None:
+    """It was labelled `arith-s&engine=transforme…`, the tail of the pinned URL (QA pass)."""
+    from ttcl.commands.eval import short_name
+
+    assert short_name("http://127.0.0.1:8000/v1?model=/models/zoo/arith-s&engine=transformers-serve") == "arith-s"
+    assert short_name("http://127.0.0.1:8000/v1?local=ttcl:arith-l") == "arith-l"
+    assert short_name("http://127.0.0.1:8000/v1") == "127.0.0.1:8000/v1"
+    assert short_name("ttcl:expr-m") == "expr-m" and short_name("/models/llama-1b/") == "llama-1b"

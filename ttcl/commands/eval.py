@@ -71,6 +71,13 @@ def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def short_name(ref: str) -> str:
+    """A series' label: a model's name, for a server ref the model it serves (`?model=` or `local=`), else its host."""
+    from ttcl.compiler.endpoints import is_endpoint, parse_endpoint
+
+    if is_endpoint(ref):
+        ep = parse_endpoint(ref)
+        named = ep.model or ep.local
+        return short_name(named) if named else ep.base_url.split("://", 1)[-1]
     return ref.removeprefix("ttcl:").rstrip("/").rsplit("/", 1)[-1]
 
 

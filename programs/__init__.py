@@ -35,8 +35,10 @@ def summary(name: str) -> str:
         return ""
     end = text.find('"""', start + 3)
     doc = " ".join(text[start + 3: end if end > 0 else None].split())
+    while (bare := re.sub(r" ?\([^()]*\)", "", doc)) != doc:  # citations and asides, however nested
+        doc = bare
     # a full stop ends the summary, except the one in "et al." / "e.g." / "i.e." / "vs."
-    return re.split(r" \(|(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)[.:] ", doc, maxsplit=1)[0].rstrip(".:")
+    return re.split(r"(?<!\bal)(?<!e\.g)(?<!i\.e)(?<!\bvs)[.:;] ", doc + " ", maxsplit=1)[0].rstrip(".:; ")
 
 
 def is_bundled_ref(program: str | Path) -> bool:

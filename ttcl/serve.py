@@ -283,6 +283,8 @@ def _resolve(fut: asyncio.Future, out: Any) -> None:
 
 
 def _text(v: Any) -> str:
+    if v is None:  # as the client wrote it: JSON's null
+        return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ from ttcl.compiler.models import ModelSpecError, model_spec
 
 
 @pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
+def _fresh_cache() -> Iterator[None]:
+    """Before and after: a spec read through a stand-in zoo must not outlive its test."""
+    models.clear_cache()
+    yield
     models.clear_cache()
 
 

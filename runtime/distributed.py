@@ -396,7 +396,7 @@ class RayRunner:
                 Limits(), {}, None, None, False))
         pool = _POOL[0]
         _get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
-                                  str(o.trace) if o.trace else None, o.resume))
+                               str(o.trace) if o.trace else None, o.resume))
         try:
             ray.get(pool.restore.remote(spends))
             todo = [_Task(s, [it for k, it in enumerate(items)
@@ -466,7 +466,7 @@ class RayRunner:
                     ray.kill(_WORKERS[slot], no_restart=True)
                     _WORKERS[slot] = _worker_actor()
                     generation[slot] += 1
-                    ray.get(_WORKERS[slot].load.remote(self.compiled, worker_opts, checkers))
+                    _get(_WORKERS[slot].load.remote(self.compiled, worker_opts, checkers))
                     if rest:
                         queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
                 else:

@@ -135,8 +135,8 @@ def train(
         _copy_shipped(sorted({d for m in missing.values() for d in m}), root)
         missing = build.missing_outside(full, names, root)
     if missing:
-        if created:
-            root.rmdir()  # made by the check above, and still empty
+        if created and not any(root.iterdir()):
+            root.rmdir()  # made by the check above, and nothing was copied into it
         n, m = next(iter(missing.items()))
         raise TtclRuntimeError(f"{n} needs {', '.join(m)} in {root}: train {'it' if len(m) == 1 else 'them'} "
                                f"first, add {' '.join(f'--only {d}' for d in m)}, or use the shipped "

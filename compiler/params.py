@@ -354,6 +354,8 @@ def parse_param_value(decl: ParamDecl, raw: str) -> ParamValue | ValueProblem:
             return AUTO
         return ValueProblem("`auto` is only allowed on an int param with a range")
     value = parse_number(raw)
+    if value is None and raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return ValueProblem(f"`{raw}` is not a finite number; a param takes a finite value")
     if value is None:
         return ValueProblem(f"`{_short(raw)}` is not {'an' if decl.type == 'int' else 'a'} {decl.type}")
     if not -_FLOAT_MAX <= value <= _FLOAT_MAX:  # exact for ints of any size; false for inf and nan

@@ -211,7 +211,8 @@ def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
     prog = tmp_path / "p.ttc"
     prog.write_text(PROGRAM.replace('"ttcl:arith-s"', '"http://203.0.113.9:1/v1?local=ttcl:arith-s"'))
     exe = [sys.executable, "-m", "ttcl.cli"]
-    env = {**os.environ, "TTCL_API_KEY": "sk-very-secret-123", "TTCL_CONFIG": str(tmp_path / "none.toml")}
+    (tmp_path / "empty.toml").write_text("")
+    env = {**os.environ, "TTCL_API_KEY": "sk-very-secret-123", "TTCL_CONFIG": str(tmp_path / "empty.toml")}
     out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "--allow-remote 203.0.113.9" in out.stderr
     out = subprocess.run([*exe, "check", str(prog), "--allow-remote", "203.0.113.9"], capture_output=True, text=True,
@@ -227,6 +228,13 @@ def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
     cfg.write_text('allow_remote = ["203.0.113.9"]\n')
     out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env={**env, "TTCL_CONFIG": str(cfg)})
     assert out.returncode == 0, out.stderr
+    # a TTCL_CONFIG that names no file is an error, not an empty config (what it allowed would vanish unseen)
+    missing = tmp_path / "typo.toml"
+    out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True,
+                         env={**env, "TTCL_CONFIG": str(missing)})
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"{missing}: error: TTCL_CONFIG names this ttcl config, which does not exist "
+        "(unset TTCL_CONFIG to use ~/.config/ttcl/config.toml)"), out.stderr
     # a dead loopback endpoint with a key in the environment: a clear error, exit 2, no traceback, no key
     port = free_port()
     out = subprocess.run([*exe, "run", str(prog), "--input", "1 +1", "--model",

@@ -123,6 +123,8 @@ def test_override_out_of_range_points_at_declaration() -> None:
         ({"temperature": "auto"}, "`--set temperature=auto`: `auto` is only allowed on an int param with a range"),
         ({"greedy": "yes"}, "`--set greedy=yes`: `yes` is not a bool"),
         ({"temperature": "3"}, "`--set temperature=3`: 3.0 is outside the range 0.0..2.0 of param `temperature`"),
+        ({"temperature": "nan"}, "`--set temperature=nan`: `nan` is not a finite number; a param takes a finite value"),
+        ({"n": "-inf"}, "`--set n=-inf`: `-inf` is not a finite number; a param takes a finite value"),
     ],
 )
 def test_override_type_errors(override: dict[str, str], message: str) -> None:

@@ -250,6 +250,10 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
     # what it is grown from is not built here: the plan names it (it said "-"), marked as read from --out
     assert re.search(r"^expr-l-grown +expr-m\* ", plan.output, re.M) and "* not built by this command" in plan.output
     assert build.recorded_seconds(["expr-l-grown"])["expr-l-grown"] == data["models"]["expr-l-grown"]["training_seconds"]
+    assert "--quick:" not in plan.output
+    # --plan --quick: the full build's seconds, said to be so (it printed them as the quick build's estimate)
+    quick = CliRunner().invoke(app, ["zoo", "train", "--only", "arith-s", "--plan", "--quick"])
+    assert quick.exit_code == 0 and "--quick: the order above holds, but the times are the full build's" in quick.output
     listed = CliRunner().invoke(app, ["models"])
     assert listed.exit_code == 0, listed.output
     assert "built on request, not bundled: expr-l-grown" in listed.output

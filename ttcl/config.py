@@ -32,6 +32,10 @@ def config_path() -> Path:
 def user_config() -> UserConfig:
     path = config_path()
     if not path.is_file():
+        if os.environ.get("TTCL_CONFIG"):  # named by the user: a typo must not silently drop what it allows
+            what = "is not a file" if path.exists() else "does not exist"
+            raise TtclSemanticError(f"{path}: error: TTCL_CONFIG names this ttcl config, which {what} "
+                                    "(unset TTCL_CONFIG to use ~/.config/ttcl/config.toml)")
         return UserConfig()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

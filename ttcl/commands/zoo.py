@@ -120,7 +120,7 @@ def train(
     full = build.recipe_graph(known, lambda n: dependencies(n, evaluate=not no_eval))
     graph = build.subgraph(full, names)
     if plan:
-        _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph})
+        _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph}, quick=quick)
         return
     created = not root.exists()
     try:  # before any training: an --out that cannot be written fails now, not after the compute is spent
@@ -190,7 +190,8 @@ def _copy_shipped(names: list[str], root: Path) -> None:
         typer.echo(f"copied the shipped {n} into {dst}", err=True)
 
 
-def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str, tuple[str, ...]]) -> None:
+def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str, tuple[str, ...]], *,
+                quick: bool = False) -> None:
     """The schedule; `outside`: what each model needs that this build does not make (marked `*`: read from --out)."""
     from ttcl.zoo import build
 
@@ -217,6 +218,13 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str,
                f"{least}{span / 60:.1f} min with {jobs} worker(s); {least}{total / 60:.1f} min one after another; "
                f"longest dependency chain {least}{chain / 60:.1f} min. Not included: sampling verifier data, "
                f"card evaluation, process start.")
+    if quick:
+        from ttcl.zoo.family import LM_RECIPES
+        from ttcl.zoo.family import quick as quick_recipe
+
+        steps = quick_recipe(next(iter(LM_RECIPES.values()))).train_steps
+        typer.echo(f"--quick: the order above holds, but the times are the full build's; a quick build trains {steps} "
+                   "steps per model and samples and evaluates a few items, so it takes far less (not recorded)")
     if unknown:
         typer.echo(f"no recorded time (counted as 0, so the estimate is a lower bound): {', '.join(unknown)}; "
                    "the zoo README's family tables give the seconds measured for experimental recipes")

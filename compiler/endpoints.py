@@ -12,6 +12,7 @@ Query keys (all optional; they are ttcl's, never sent to the server):
                config gives FLOPs and its tokenizer counts prompt tokens
                (default: the served model id, when it names one)
   concurrency  requests in flight at once to this endpoint (default 16)
+  timeout      seconds to wait for one request's answer (default 600)
 
 Program text is untrusted: `untrusted_remote` says whether an endpoint
 written in a program points off this machine. API keys never appear in a
@@ -28,8 +29,10 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 from ttcl.errors import TtclSemanticError
 
 ENGINES = ("vllm", "sglang", "transformers-serve", "generic")
-QUERY_KEYS = ("model", "engine", "local", "concurrency")
+QUERY_KEYS = ("model", "engine", "local", "concurrency", "timeout")
 DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT_S = 600.0
+MAX_TIMEOUT_S = 86400.0
 API_KEY_VARS = ("TTCL_API_KEY", "OPENAI_API_KEY")
 
 
@@ -48,6 +51,7 @@ class Endpoint:
     engine: str | None = None
     local: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds for one request's answer
 
     @property
     def loopback(self) -> bool:
@@ -115,13 +119,21 @@ def parse_endpoint(ref: str) -> Endpoint:
             concurrency = 0
         if concurrency < 1:
             raise EndpointError(f"endpoint `{ref}`: concurrency must be a positive whole number")
+    timeout = DEFAULT_TIMEOUT_S
+    if "timeout" in query:
+        try:
+            timeout = float(query["timeout"])
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= MAX_TIMEOUT_S:  # false for nan
+            raise EndpointError(f"endpoint `{ref}`: timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}]")
     host = parts.hostname
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc += f":{port}"
     base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     return Endpoint(ref=ref, base_url=base, host=host, model=query.get("model"), engine=engine,
-                    local=query.get("local"), concurrency=concurrency)
+                    local=query.get("local"), concurrency=concurrency, timeout=timeout)
 
 
 def untrusted_remote(ref: str, allowed_hosts: frozenset[str] | set[str]) -> str | None:

@@ -310,3 +310,40 @@ def test_judge_on_transformers_serve_is_refused_at_start(ts_url):
         Runner(compiled, RunOptions(seed=0))
     msg = str(e.value)
     assert "verifier 'critic'" in msg and "transformers-serve" in msg and "log-probabilities" in msg
+
+
+def test_endpoint_timeout_key_is_parsed_and_checked():
+    from ttcl.compiler.endpoints import EndpointError, parse_endpoint
+
+    assert parse_endpoint("http://127.0.0.1:1/v1").timeout == 600.0
+    assert parse_endpoint("http://127.0.0.1:1/v1?timeout=2.5").timeout == 2.5
+    for bad in ("0", "-1", "nan", "inf", "abc", "86401"):
+        with pytest.raises(EndpointError, match=r"timeout must be a number of seconds in \(0, 86400\]"):
+            parse_endpoint(f"http://127.0.0.1:1/v1?timeout={bad}")
+
+
+def test_a_server_that_dies_mid_run_fails_the_rest_without_backoff_and_is_used_again_once_back(tmp_path):
+    """The server is killed when the first item's result arrives. The requests in flight then back off through
+    every try; each request after them tries once, its error says why, so a dead server no longer costs 1.75 s
+    of backoff per request. A server back on the same port answers the next run at once."""
+    from servers import stop
+
+    port = free_port()
+    ref = f"http://127.0.0.1:{port}/v1?local={MODEL}&concurrency=2"
+    cmd = transformers_serve_cmd(MODEL, port)
+    with server(cmd, port, tmp_path / "a.log", timeout=180) as proc:
+        compiled = compile_program(source=PROGRAM, file="t.ttc", model_overrides={"policy": ref})
+        runner = Runner(compiled, RunOptions(seed=0))
+        summary = runner.run([Item(index=i, question=f"{i} +1") for i in range(16)],
+                             on_result=lambda r: stop(proc))
+    failed = [" ".join(r["failures"].values()) for r in summary.results if r["status"] == "failed"]
+    assert len(failed) >= 10, summary.results
+    unreachable = [e for e in failed if "unreachable" in e and "nothing was charged" in e]
+    assert all(e in unreachable or "outcome unknown" in e for e in failed), failed  # in flight at the kill
+    full = [e for e in unreachable if "after 4 tries" in e]
+    fast = [e for e in unreachable if "not retried, since every try of an earlier request found it unreachable" in e]
+    # concurrency 2: at most the two requests in flight back off through every try
+    assert 1 <= len(full) <= 2 and len(fast) >= 8 and len(full) + len(fast) == len(unreachable), failed
+    with server(cmd, port, tmp_path / "b.log", timeout=180):
+        back = runner.run([Item(index=0, question="0 +1")])
+    assert back.results[0]["status"] == "ok", back.results

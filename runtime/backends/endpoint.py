@@ -11,7 +11,10 @@ event loop, at most `concurrency` at once per endpoint. The client's own
 retries are off; ttcl's are:
   * a request that never reached the server (connection refused, connect
     timeout) or that it refused to start (429) is retried with exponential
-    backoff, charged nothing;
+    backoff, charged nothing; once every try of one request found the server
+    unreachable, later requests to it try once, with no backoff, until one
+    gets through (a dead server fails a run's remaining items in moments,
+    not ATTEMPTS backoffs each; a server that is back is used at once);
   * a request whose outcome is unknown (read timeout, dropped connection,
     5xx, a malformed answer) is NOT retried: the server may have computed
     it, so it is charged at its worst case and fails its item (a retry
@@ -69,7 +72,6 @@ from ttcl.runtime.backends.profiles import Profile, detect_engine, profile
 
 ATTEMPTS = 4  # tries of a request that never reached the server
 BACKOFF_S = 0.25  # first wait; doubles per try
-TIMEOUT_S = 600.0
 PROBE_PROMPT = "1"  # the start-up probe's prompt: one token in any tokenizer worth serving
 
 
@@ -102,6 +104,21 @@ class _Loop:
 
 
 _SEMAPHORES: dict[str, asyncio.Semaphore] = {}
+_DOWN: dict[str, float] = {}  # base_url -> wall time at which every try of one request found it unreachable
+
+
+def _unreachable(ep: Endpoint, attempt: int, cause: BaseException | None) -> str | None:
+    """After a request to `ep` never reached it: None to back off and retry, else the error's wording (and the
+    endpoint is marked down, so later requests try once). Runs on the loop's thread only."""
+    name = type(cause).__name__
+    down = _DOWN.get(ep.base_url)
+    if down is not None:
+        return (f"endpoint {ep.base_url} unreachable ({name}); not retried, since every try of an earlier request "
+                f"found it unreachable at {time.strftime('%H:%M:%S', time.localtime(down))}; nothing was charged")
+    if attempt + 1 < ATTEMPTS:
+        return None
+    _DOWN[ep.base_url] = time.time()
+    return f"endpoint {ep.base_url} unreachable after {ATTEMPTS} tries ({name}); nothing was charged"
 
 
 def _semaphore(ep: Endpoint) -> asyncio.Semaphore:
@@ -173,7 +190,7 @@ class EndpointBackend:
         import openai
 
         try:
-            resp = _Loop.submit(one()).result(timeout=TIMEOUT_S)
+            resp = _Loop.submit(one()).result(timeout=self.ep.timeout)
         except openai.APIStatusError as e:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) failed "
                                    f"with {e.status_code}: {scrub(_detail(e))}") from None
@@ -213,7 +230,8 @@ class EndpointBackend:
         if self._client is None:
             from openai import AsyncOpenAI
 
-            self._client = AsyncOpenAI(base_url=self.ep.base_url, api_key=api_key(), max_retries=0, timeout=TIMEOUT_S)
+            self._client = AsyncOpenAI(base_url=self.ep.base_url, api_key=api_key(), max_retries=0,
+                                       timeout=self.ep.timeout)
         return self._client
 
     # -- tokens -------------------------------------------------------------------------
@@ -318,9 +336,12 @@ class EndpointBackend:
                         extra_body={"logprob_token_ids": list(token_ids), "return_tokens_as_token_ids": True})
                     break
                 except openai.APIConnectionError as e:
-                    if type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout") and attempt + 1 < ATTEMPTS:
-                        await asyncio.sleep(BACKOFF_S * 2 ** attempt)
-                        continue
+                    if type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout"):  # never reached the server
+                        why = _unreachable(self.ep, attempt, e.__cause__)
+                        if why is None:
+                            await asyncio.sleep(BACKOFF_S * 2 ** attempt)
+                            continue
+                        raise EndpointCallError(f"judge request: {why}") from None
                     raise EndpointCallError(f"{where}: judge request failed ({type(e).__name__}); charged at its "
                                             "worst case", worst) from None
                 except openai.RateLimitError:
@@ -332,6 +353,7 @@ class EndpointBackend:
                     charged = worst if e.status_code >= 500 else Usage()
                     raise EndpointCallError(f"{where}: judge request failed with {e.status_code}: "
                                             f"{scrub(_detail(e))}", charged) from None
+        _DOWN.pop(self.ep.base_url, None)
         seconds = time.perf_counter() - t0
         try:
             top = resp.choices[0].logprobs.top_logprobs[0]
@@ -419,11 +441,11 @@ class EndpointBackend:
                     )
                 except openai.APIConnectionError as e:  # APITimeoutError included
                     if type(e.__cause__).__name__ in ("ConnectError", "ConnectTimeout"):  # never reached the server
-                        if attempt + 1 < ATTEMPTS:
+                        why = _unreachable(self.ep, attempt, e.__cause__)
+                        if why is None:
                             await asyncio.sleep(BACKOFF_S * 2 ** attempt)
                             continue
-                        raise EndpointCallError(f"{where} unreachable after {ATTEMPTS} tries "
-                                                f"({type(e.__cause__).__name__}); nothing was charged") from None
+                        raise EndpointCallError(why) from None
                     kind = "timed out" if isinstance(e, openai.APITimeoutError) else "lost the connection"
                     raise EndpointCallError(f"{where} {kind} mid-request; outcome unknown, charged at its "
                                             "worst case", worst) from None
@@ -438,6 +460,7 @@ class EndpointBackend:
                         raise EndpointCallError(f"{where} failed with {e.status_code} ({detail}); outcome unknown, "
                                                 "charged at its worst case", worst) from None
                     raise EndpointCallError(f"{where} rejected the request with {e.status_code}: {detail}") from None
+                _DOWN.pop(self.ep.base_url, None)  # it answered: back to retrying with backoff
                 return self._parse(resp, L, k, m, params, worst, time.perf_counter() - t0)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -173,6 +173,72 @@ def train(
                    + (f"; differ: {', '.join(differ)} (see 'Reproducing' in ttcl/zoo/README.md)" if differ else ""))
 
 
+@zoo_app.command("card")
+def card(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The model whose card to evaluate again (e.g. countdown-s or ttcl:countdown-s).")],
+    model: Annotated[Path | None, typer.Option("--model", help="A built model's folder (e.g. ./ttcl-zoo/NAME from `ttcl zoo train`) instead of the shipped one.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the new card (README.md) here.")] = None,
+) -> None:
+    """Evaluate a model's card tables again from its weights, without training, and compare them with its card.
+
+    Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, or that every row came back identical. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
+    import tempfile
+
+    from ttcl.zoo.recard import compare, recard, set_kernels
+    from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
+
+    name = name.removeprefix("ttcl:")
+    if name not in FAMILY + EXPERIMENTAL:
+        raise ZooArgumentError("NAME", f"no zoo model named {name!r}; known: {', '.join(FAMILY)}")
+    source = model if model is not None else MODELS_DIR / name
+    if model is None and name not in FAMILY:
+        raise ZooArgumentError("NAME", f"{name} is not shipped: build it with `ttcl zoo train --only {name}`, then "
+                                       f"give --model ./ttcl-zoo/{name}")
+    if model is not None and not model.is_dir():
+        raise ZooArgumentError("--model", f"{model} is not a folder" if model.exists() else f"{model} does not exist")
+    old_card = source / "README.md"
+    if not old_card.is_file():
+        raise ZooArgumentError("--model" if model is not None else "NAME", f"{source} has no card (README.md)")
+    if out is not None and out.exists() and not out.is_dir():
+        raise ZooArgumentError("--out", f"{out} exists and is not a folder")
+    import os
+
+    def log(line: str) -> None:
+        typer.echo(line, err=True)
+
+    saved = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "TTCL_ZOO_CACHE")}
+    try:
+        set_kernels(name)  # before torch's first kernel call in this process
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # one "Loading weights" bar per model read
+        with tempfile.TemporaryDirectory(prefix="ttcl-card-") as tmp:
+            os.environ["TTCL_ZOO_CACHE"] = str(Path(tmp) / "cache")  # samples drawn here, kept nowhere
+            text = recard(name, source, Path(tmp) / "models", shipped_root=MODELS_DIR, log=log).read_text()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "README.md").write_text(text)
+        log(f"wrote the new card to {out / 'README.md'}")
+    c = compare(old_card.read_text(), text)
+    if c.identical:
+        typer.echo(f"{name}: every table row of its card came back identical ({c.rows} rows; card: {old_card})")
+        return
+    typer.echo(f"{name}: {len(c.differ) + len(c.missing) + len(c.added)} of {c.rows} table rows differ from its card "
+               f"({old_card}):")
+    for a, b in c.differ:
+        typer.echo(f"  card: {a}\n  now:  {b}")
+    for a in c.missing:
+        typer.echo(f"  card: {a}\n  now:  (no such row)")
+    for b in c.added:
+        typer.echo(f"  card: (no such row)\n  now:  {b}")
+
+
 def _copy_shipped(names: list[str], root: Path) -> None:
     """Copy the shipped models `names` into `root` (a directory that lacks them)."""
     import shutil

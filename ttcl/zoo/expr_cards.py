@@ -408,7 +408,9 @@ def write_card(out: Path, meta: dict) -> None:
                   "\"Gate (d) on twenty more evaluation sets\" and \"Is the gain revision's, or greedy "
                   "decoding's?\".", ""]
     if _bundled(name):
-        lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md).", ""]
+        lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md). "
+                  f"Evaluate this card's tables again from the shipped weights, without training: "
+                  f"`ttcl zoo card {name}`.", ""]
     else:  # a recipe the package does not ship: built where the user asks, from the shipped models it reads
         lines += [f"Not bundled in the package: build it with `ttcl zoo train --only {name} --shipped-deps` "
                   f"(writes to `./ttcl-zoo/{name}`) and pass that directory where a model is asked for "

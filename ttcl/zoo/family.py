@@ -280,27 +280,12 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
             meta["prompt_template"] = "{question}\n"
             meta["stop"] = "<eos>"
         _record_build(name, meta, log)
-        if r.kind in ("check", "backward"):  # a verifier's card: it scores the policies' card samples
-            if r.kind == "check":
-                meta |= GENERATIVE_CHECK_META
+        if r.kind == "check":
+            meta |= GENERATIVE_CHECK_META
+        if r.kind in ("check", "backward"):
             write_meta(out, meta)  # the runtime verifier that scores the card reads it
-            if evaluate:
-                from ttcl.zoo import expr_cards
-
-                policies = [p for p in SAMPLES_BY_TASK[r.data.task].policies if (out_root / p / "config.json").is_file()]
-                meta |= expr_cards.evaluate_verifier(out, out, meta, policies, log=log)
-        elif evaluate and r.data.task in ("expr", "countdown"):
-            from ttcl.zoo import expr_cards
-
-            per_level = 4 if is_quick else expr_cards.CARD_PER_LEVEL
-            k = 4 if is_quick else expr_cards.CARD_SAMPLES
-            meta |= expr_cards.evaluate_policy(model, out, meta, per_level, k, log=log)
-        elif evaluate:
-            from ttcl.zoo.cards import evaluate_policy
-
-            per_level = 4 if is_quick else CARD_PER_LEVEL
-            k = 4 if is_quick else CARD_SAMPLES
-            meta |= evaluate_policy(model, out, meta, per_level, k, CARD_TEMPERATURE, log=log)
+        if evaluate:
+            meta |= evaluate_card(name, model, out_root, meta, is_quick=is_quick, log=log)
         write_meta(out, meta)
         return meta
     if name in VERIFIER_RECIPES:
@@ -324,20 +309,48 @@ def train_one(name: str, out_root: Path = MODELS_DIR, *, is_quick: bool = False,
         meta["sampled_from"] = list(spec.policies)
         meta["sample_temperature"] = spec.temperature
         _record_build(name, meta, log)
-        if evaluate and spec.task in ("expr", "countdown"):
-            from ttcl.zoo import expr_cards
-
-            scorer = out if r.kind in ("lik", "blik") else model  # a lik verifier is read through likelihood(...)
-            meta |= expr_cards.evaluate_verifier(scorer, out, meta, list(spec.policies), log=log)
-        elif evaluate:
-            from ttcl.zoo.cards import evaluate_verifier
-
-            meta |= evaluate_verifier(model, out, meta, out_root, is_quick, log=log)
+        if evaluate:
+            meta |= evaluate_card(name, model, out_root, meta, is_quick=is_quick, log=log)
         write_meta(out, meta)
         return meta
     from ttcl.errors import TtclRuntimeError
 
     raise TtclRuntimeError(f"no recipe named {name!r}; known: {', '.join(ALL)}")
+
+
+def evaluate_card(name: str, model, out_root: Path, meta: dict, *, is_quick: bool = False, log: Log = print) -> dict:
+    """Evaluate the trained model `name` in out_root/name (`model`: it, loaded) on its card's fixed set and write
+    its card (README.md); returns what the evaluation adds to its ttcl_meta.json. A verifier's card scores the
+    card samples of the policies in out_root (drawn again where no build saved them)."""
+    out = out_root / name
+    if name in LM_RECIPES:
+        r = LM_RECIPES[name]
+        if r.kind in ("check", "backward"):  # a verifier's card: it scores the policies' card samples
+            from ttcl.zoo import expr_cards
+
+            policies = [p for p in SAMPLES_BY_TASK[r.data.task].policies if (out_root / p / "config.json").is_file()]
+            return expr_cards.evaluate_verifier(out, out, meta, policies, log=log)
+        if r.data.task in ("expr", "countdown"):
+            from ttcl.zoo import expr_cards
+
+            per_level = 4 if is_quick else expr_cards.CARD_PER_LEVEL
+            k = 4 if is_quick else expr_cards.CARD_SAMPLES
+            return expr_cards.evaluate_policy(model, out, meta, per_level, k, log=log)
+        from ttcl.zoo.cards import evaluate_policy
+
+        per_level = 4 if is_quick else CARD_PER_LEVEL
+        k = 4 if is_quick else CARD_SAMPLES
+        return evaluate_policy(model, out, meta, per_level, k, CARD_TEMPERATURE, log=log)
+    r = VERIFIER_RECIPES[name]
+    spec = sample_spec(name, is_quick)
+    if spec.task in ("expr", "countdown"):
+        from ttcl.zoo import expr_cards
+
+        scorer = out if r.kind in ("lik", "blik") else model  # a lik verifier is read through likelihood(...)
+        return expr_cards.evaluate_verifier(scorer, out, meta, list(spec.policies), log=log)
+    from ttcl.zoo.cards import evaluate_verifier
+
+    return evaluate_verifier(model, out, meta, out_root, is_quick, log=log)
 
 
 def _own_attempts(policy: str, source: str, out_root: Path, is_quick: bool, log: Log) -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ from ttcl.runtime.analysis.pool import (
     flops_at_k,
     flops_keeping,
     pass_at_k,
+    pass_flops,
     signals_of,
     vote_at_k,
 )
@@ -268,7 +269,7 @@ def test_probe_bins_charge_the_probe_and_rank_by_agreement() -> None:
     easy = Pool(["4"] * 4, [True] * 4, [5.0] * 4, shared_flops=1.0)
     hard = Pool(["1", "2", "3", "4"], [False, False, False, True], [5.0] * 4, shared_flops=1.0)
     bins, cost = probe_bins([easy, hard] * 4, 2, np.array([True, False] * 4), n_bins=2)
-    assert list(cost) == [11.0] * 8  # shared prefill + 2 probe samples
+    assert list(cost) == [10.0] * 8  # the 2 probe decodes; the prefill is the configuration's (paid once)
     assert bins[0] < bins[1]  # 0 = easiest
 
 
@@ -281,7 +282,7 @@ def test_probe_bins_by_a_verifier_rank_by_mean_score_and_charge_its_passes() -> 
 
     sure, unsure, blank = pool([0.9, 0.8, 0.0, 0.0]), pool([0.3, 0.1, 1.0, 1.0]), pool([math.nan, 0.1, 1.0, 1.0])
     bins, cost = probe_bins([sure, unsure, blank] * 4, 2, np.array([True] * 12), n_bins=3, verifier="v")
-    assert list(cost) == [1.0 + 2 * 5.0 + 2 * 10.0] * 12  # prefill + 2 decodes + 2 of 4 passes (40 FLOPs per pool)
+    assert list(cost) == [2 * 5.0 + 2 * 10.0] * 12  # 2 decodes + 2 of 4 passes (40 FLOPs per pool); no second prefill
     assert bins[0] < bins[1] < bins[2]  # 0.85 (easiest), 0.2, 0.05: only the first two samples count
     # the agreement probe on the same pools ignores the scores: every answer differs, one bin
     same, _ = probe_bins([sure, unsure, blank] * 4, 2, np.array([True] * 12), n_bins=3)
@@ -386,6 +387,48 @@ def test_pools_from_a_trace_read_shares_scores_and_steps() -> None:
     assert flops_at_k(p, "orm_best", 1) == pytest.approx(60 + 20 + 7)
 
 
+DUP_POOL = Pool(  # texts 0, 0, 1, 0, 2, 1: three distinct texts, the runtime scored each once (3 x 20 FLOPs)
+    answers=["5", "5", "6", "5", "7", "6"], correct=[True, True, False, True, False, False],
+    gen_flops=[10.0, 10.0, 20.0, 10.0, 30.0, 20.0], shared_flops=100.0,
+    scores={"v": [0.9, 0.9, 0.2, 0.9, 0.5, 0.2]}, verifier_flops={"v": 60.0}, texts=[0, 0, 1, 0, 2, 1],
+)
+
+
+@pytest.mark.parametrize("first", [0, 1, 2, 4])
+def test_a_verifier_pays_once_per_distinct_text_drawn_as_the_runtime_does(first: int) -> None:
+    """A duplicate sample reuses its twin's score uncharged (VerifyJob): the expected verifier FLOPs at k are the
+    mean over every draw (keeping the first `first`) of 20 per distinct text in it, and at k = N the verify node's
+    own cost (QA: k x a full share per candidate charged 1.84x the ledger on arith-s at k = 8)."""
+    p = DUP_POOL
+    for k in range(max(first, 1), p.n + 1):
+        draws = [(*range(first), *rest) for rest in itertools.combinations(range(first, p.n), k - first)]
+        want = sum(20.0 * len({p.texts[i] for i in d}) for d in draws) / len(draws)
+        assert pass_flops(p, "v", k, first) == pytest.approx(want), (k, first)
+    assert flops_at_k(p, "v_w", 6) == pytest.approx(100 + sum(p.gen_flops) + 60.0)
+    # all distinct (no `texts`): k passes of an equal share, as before
+    plain = Pool(p.answers, p.correct, p.gen_flops, 100.0, p.scores, {"v": 60.0})
+    assert pass_flops(plain, "v", 3) == pytest.approx(30.0) and pass_flops(plain, "v", 3, 3) == pytest.approx(30.0)
+
+
+def test_pools_from_a_trace_charge_a_repeated_text_its_share_once() -> None:
+    from ttcl.runtime.analysis.collect import PoolNodes, pools_from_trace
+    from ttcl.runtime.trace import ItemRecord, NodeRecord, RunHeader, Trace
+
+    gen = [{"prompt": "q", "text": t, "answer": a, "flops": 10.0} for t, a in (("x", "5"), ("x", "5"), ("y", "6"))]
+    # the verify node scored "x" and "y" once each (2 x 7 FLOPs); both copies of "x" carry the same share
+    orm = [{**g, "score": s, "flops": 17.0} for g, s in zip(gen, (0.9, 0.9, 0.2), strict=True)]
+    trace = Trace(
+        header=RunHeader(program="p.ttc", program_hash="h"),
+        items={0: ItemRecord(item=0, gold="5")},
+        nodes={0: [NodeRecord(item=0, node_id="main/d", op="sample", outputs=gen, cost={"flops": 90.0}),
+                   NodeRecord(item=0, node_id="main/o", op="verify", outputs=orm, cost={"flops": 14.0})]},
+    )
+    (item,) = pools_from_trace(trace, PoolNodes("main/d", {"main/o": ("orm", "reward")}))
+    p = item.pool
+    assert p.texts == [0, 0, 1] and p.verifier_flops == {"orm": 14.0}
+    assert flops_at_k(p, "orm_w", 3) == pytest.approx(90.0 + 14.0)  # the two nodes' ledger
+
+
 def test_wilson_holds_the_estimate_at_every_count() -> None:
     """At 0 or n successes the textbook formula can miss p by a rounding step (wilson(0, 50) gave a lower
     bound of 7e-18): a figure then asks matplotlib for a negative error bar and `ttcl eval --plot` failed."""
@@ -451,3 +494,35 @@ def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], leas
         assert bool(minor) is minor_labels, minor
     finally:
         plt.close(fig)
+
+
+def test_interval_method_never_gives_a_zero_width_or_small_sample_bootstrap() -> None:
+    """QA: a deterministic run averaged over seeds (0/1 per item) got a bootstrap [1.000, 1.000]; 3 items of
+    fractional estimates got [0.000, 0.464] beside Wilson's [0.061, 0.792]. Wilson on the mean is conservative
+    for values in [0, 1], so it stands in wherever a percentile bootstrap cannot be trusted."""
+    from ttcl.runtime.analysis.intervals import interval, interval_method
+
+    ones = np.ones(12)
+    assert interval_method(ones) == "wilson" and interval(ones) == wilson(12, 12) and interval(ones)[0] < 1.0
+    few = np.array([0.0, 0.155, 0.31])
+    assert interval_method(few) == "wilson-mean" and interval(few) == pytest.approx(wilson(0.465, 3))
+    alike = np.full(40, 0.5)
+    assert interval_method(alike) == "wilson-mean" and interval(alike)[0] < 0.5 < interval(alike)[1]
+    spread = np.tile([0.25, 0.75], 20)
+    assert interval_method(spread) == "bootstrap" and interval(spread) == bootstrap_mean(spread)
+
+
+def test_weighted_at_k_picks_as_the_runtime_vote_on_zero_and_tied_weights() -> None:
+    """QA: with every weight 0 the estimator credited nothing, and on a weight tie it split 1/t, where the
+    program's own `vote(..., weight = score)` takes the majority, and breaks a weight tie by votes."""
+    from ttcl.runtime.values import Candidate, Candidates, vote
+
+    def runtime(answers: list[str], scores: list[float]) -> str | None:
+        cands = Candidates(tuple(Candidate(prompt="q", text=a, answer=a, score=s) for a, s in zip(answers, scores, strict=True)))
+        return vote(cands, weighted=True).value
+
+    for scores in ([0.0, 0.0, 0.0], [0.5, 0.5, 1.0]):
+        assert runtime(["a", "a", "b"], scores) == "a"
+        assert vote_at_k(["a", "a", "b"], [True, True, False], 3, weights=scores) == 1.0
+    # a tie in weight and votes is still a uniform pick (the runtime takes the earliest; the estimate has no order)
+    assert vote_at_k(["a", "b"], [True, False], 2, weights=[0.4, 0.4]) == 0.5

@@ -100,11 +100,16 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
     assert code == 0, err
     rep = json.loads(out)
     first = rep["rows"][0]
-    assert first["seeds"] == [0, 1] and first["interval"] == "bootstrap"
+    # two seeds' outcomes averaged per item on 16 items: Wilson on the mean (a bootstrap under-covers this few)
+    assert first["seeds"] == [0, 1] and first["interval"] in ("wilson-mean", "wilson")
     assert [b["bin"] for b in first["bins"]] == [1, 3, "all"]
     assert len(first["item_rows"]) == 16 and first["item_rows"][0]["fields"]["steps"] in (1, 3)
     acc = sum(r["correct"] for r in first["item_rows"]) / 16
     assert first["accuracy"] == pytest.approx(acc)
+    from ttcl.runtime.analysis.intervals import wilson
+
+    n = 8  # items (a row per item and seed)
+    assert (first["lo"], first["hi"]) == pytest.approx(wilson(acc * n, n))
     # the same model under another name: the paired difference is exactly zero
     d = rep["paired_differences"][0]
     assert d["diff"] == 0.0 and d["lo"] == 0.0 and d["hi"] == 0.0
@@ -272,9 +277,11 @@ def test_allocation_by_a_verifier_probe(capsys: pytest.CaptureFixture[str], setu
     assert a["bins_from"].startswith("predicted: mean orm score of the first 2 pool samples")
     assert a["baseline"]["signal"] == "orm_best" and a["baseline"]["k"] == 4 and a["report_items"] == 4
     _, cost = probe_bins(pools, 2, split_halves(8, 0), verifier="orm")
-    # the probe's charge: each item's prefill, its first two decodes and half of its four ORM passes
+    # the probe's charge: its first two decodes and the ORM passes over their distinct texts; not the prompt's
+    # prefill, which the configuration run after it pays (QA: it was charged twice)
     for p, c in zip(pools, cost, strict=True):
-        assert c == pytest.approx(p.shared_flops + p.gen_flops[0] + p.gen_flops[1] + p.verifier_flops["orm"] / 2)
+        passes = p.verifier_flops["orm"] * len(set(p.texts[:2])) / len(set(p.texts))
+        assert c == pytest.approx(p.gen_flops[0] + p.gen_flops[1] + passes)
         assert p.verifier_flops["orm"] > 0
     cheapest = a["curve"][0]
     assert cheapest["flops"] >= min(cost)  # every policy pays the probe on top
@@ -293,7 +300,8 @@ def test_allocation_keeping_the_probe(capsys: pytest.CaptureFixture[str], setup:
     assert "which every configuration keeps (k >= 2" in a["bins_from"]
     assert all(int(c.split("@")[1]) >= 2 for r in a["curve"] for c in r["choice"].values())
     report = [p for p, s in zip(pools, split_halves(8, 0), strict=True) if not s]
-    probe = [p.shared_flops + p.gen_flops[0] + p.gen_flops[1] + p.verifier_flops["orm"] / 2 for p in report]
+    probe = [p.shared_flops + p.gen_flops[0] + p.gen_flops[1] + p.verifier_flops["orm"] * len(set(p.texts[:2]))
+             / len(set(p.texts)) for p in report]
     cheapest = a["curve"][0]
     assert set(cheapest["choice"].values()) <= {"maj@2", "orm_w@2", "orm_best@2"}
     assert cheapest["flops"] == pytest.approx(sum(probe) / len(probe))
@@ -506,3 +514,27 @@ def test_a_series_on_a_server_is_labelled_by_the_model_it_serves() -> None:
     assert short_name("http://127.0.0.1:8000/v1?local=ttcl:arith-l") == "arith-l"
     assert short_name("http://127.0.0.1:8000/v1") == "127.0.0.1:8000/v1"
     assert short_name("ttcl:expr-m") == "expr-m" and short_name("/models/llama-1b/") == "llama-1b"
+
+
+def test_an_item_without_a_whole_pool_leaves_the_tables_not_the_curves(capsys: pytest.CaptureFixture[str],
+                                                                       setup: dict[str, Path]) -> None:
+    """One item that fails before sampling (its question is over the program's text[<=40]) has an empty pool: it
+    is left out of every table and said on stderr (QA: it emptied every curve, ks = [], exit 0, not a word)."""
+    lines = setup["ds"].read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["question"] = " ".join(["1 +1"] * 12)
+    ds = setup["root"] / "one_long.jsonl"
+    ds.write_text("\n".join([*lines[:2], json.dumps(bad), *lines[3:]]) + "\n")
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=4", "--device", "cpu",
+                         "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["pool"]["ks"] == [1, 2, 4] and rep["short_pool_items"] == [2]
+    assert {r["k"] for r in rep["curves"]} == {1, 2, 4} and all(r["items"] == 7 for r in rep["curves"])
+    assert ("--pool: 1 of 8 items drew fewer candidates than the pool of 4 (or no greedy answer): they stopped, "
+            "failed or were shrunk by the program's `on_exhaust` (first: item 2, with 0): left out of every table, "
+            "greedy point, exchange and allocation") in err.splitlines()
+    # no item with a whole pool: nothing to report, said as such (exit 2)
+    ds.write_text(json.dumps(bad) + "\n")
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=4", "--device", "cpu")
+    assert code == 2 and "no item has a full pool, so there is no curve to report" in err and "Traceback" not in err

@@ -47,8 +47,10 @@ def probe_bins(pools: Sequence[Pool], probe: int, select: np.ndarray, n_bins: in
         signal = np.array([_agreement(p.answers[:probe]) for p in pools])
     else:
         signal = np.array([_mean_score(p.scores.get(verifier, [])[:probe]) for p in pools])
-    cost = np.array([p.shared_flops + sum(p.gen_flops[:probe])
-                     + pass_flops(p, verifier, min(probe, p.n))
+    # the configuration an item then runs pays the prompt's prefill already (and a second sample on the same
+    # prompt reuses it), so the probe adds its decodes and passes only
+    cost = np.array([sum(p.gen_flops[:probe])
+                     + pass_flops(p, verifier, min(probe, p.n), min(probe, p.n))
                      for p in pools])
     edges = np.unique(np.quantile(signal[select], np.linspace(0, 1, n_bins + 1)[1:-1])) if select.any() else np.array([])
     return (len(edges) - np.searchsorted(edges, signal, side="right")).astype(int), cost
@@ -204,5 +206,7 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     uniform = _against_uniform(ref, select, curve, applied, reps)
     return {"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
-            "policy_flops_to_match": fp, "saving": fb / fp if fp > 0 else math.inf,
+            "policy_flops_to_match": fp,
+            # never reached (fp infinite): no saving, null in --json like policy_flops_to_match (it printed 0.0)
+            "saving": math.nan if math.isinf(fp) else fb / fp if fp > 0 else math.inf,
             "saving_lo": float(lo), "saving_hi": float(hi), "saving_unreached": unreached, "select_items": int(select.sum()), "report_items": int(test.sum())}

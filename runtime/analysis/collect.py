@@ -88,7 +88,9 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
         correct = [bool(verdicts[a]) for a in answers]
         gen = [float(c.get("flops", 0.0)) for c in cands]
         shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
-        pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared))
+        ids: dict[tuple[object, object], int] = {}  # the runtime scores each distinct (prompt, text) once
+        texts = [ids.setdefault((c.get("prompt"), c.get("text")), len(ids)) for c in cands]
+        pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared), texts=texts)
         for node_id, (name, kind) in nodes.verifiers.items():
             r = by_id.get(node_id)
             if r is None or not isinstance(r.outputs, list) or len(r.outputs) != len(cands):
@@ -98,7 +100,10 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
                 pool.strict = [ok and bool(st) and all(x == 1.0 for x in st) for ok, st in zip(correct, steps, strict=True)]
                 continue
             pool.scores[name] = [float(c["score"]) if c.get("score") is not None else float("nan") for c in r.outputs]
-            # each candidate's share of this pass (a duplicate scored once shares its twin's cost)
-            pool.verifier_flops[name] = sum(float(v.get("flops", 0.0)) - g for v, g in zip(r.outputs, gen, strict=True))
+            # the node's cost: each distinct text's share once (a duplicate carries its twin's share, not charged again)
+            share: dict[int, float] = {}
+            for t, v, g in zip(texts, r.outputs, gen, strict=True):
+                share.setdefault(t, float(v.get("flops", 0.0)) - g)
+            pool.verifier_flops[name] = sum(share.values())
         out.append(PooledItem(idx, dict(rec.fields), rec.correct, pool, judge_error=error))
     return out

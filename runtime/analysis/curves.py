@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ttcl.runtime.analysis.collect import PooledItem
-from ttcl.runtime.analysis.intervals import interval
+from ttcl.runtime.analysis.intervals import interval, interval_method
 from ttcl.runtime.analysis.pool import Pool, estimate, flops_at_k, signals_of
 
 ALL = "all"
@@ -74,14 +74,13 @@ def in_bin(fields: Sequence[dict[str, Any]], by: str | None, value: Any) -> np.n
     return np.array([f.get(by) == value for f in fields], dtype=bool)
 
 
-def summarize(acc: np.ndarray, flops: np.ndarray, *, one_run: bool, seed: int = 0) -> dict[str, float]:
-    """Mean accuracy with its 95% interval (Wilson for one run's 0/1 outcomes, else bootstrap) and mean FLOPs."""
+def summarize(acc: np.ndarray, flops: np.ndarray, *, seed: int = 0) -> dict[str, float]:
+    """Mean accuracy with its 95% interval (`intervals.interval_method` says which) and mean FLOPs."""
     if acc.size == 0:
         return {"items": 0, "accuracy": math.nan, "lo": math.nan, "hi": math.nan, "flops": math.nan}
-    binary = one_run and bool(np.all((acc == 0) | (acc == 1)))
-    lo, hi = interval(acc, binary_one_run=binary, seed=seed)
+    lo, hi = interval(acc, seed=seed)
     return {"items": int(acc.size), "accuracy": float(acc.mean()), "lo": lo, "hi": hi,
-            "flops": float(flops.mean()), "interval": "wilson" if binary else "bootstrap"}
+            "flops": float(flops.mean()), "interval": interval_method(acc)}
 
 
 def curve_rows(table: ItemTable, by: str | None) -> list[dict[str, Any]]:
@@ -90,6 +89,6 @@ def curve_rows(table: ItemTable, by: str | None) -> list[dict[str, Any]]:
     for value in bin_values(table.fields, by):
         mask = in_bin(table.fields, by, value)
         for (signal, k), acc in table.acc.items():
-            s = summarize(acc[mask], table.flops[(signal, k)][mask], one_run=table.seeds == 1)
+            s = summarize(acc[mask], table.flops[(signal, k)][mask])
             rows.append({"series": table.label, "bin": value, "signal": signal, "k": k, **s})
     return rows

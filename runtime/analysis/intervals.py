@@ -1,5 +1,5 @@
-"""95% intervals: Wilson for one binomial run, percentile bootstrap over items otherwise, and the
-paired bootstrap for the difference of two series scored on the same items."""
+"""95% intervals: Wilson for 0/1 outcomes and for small bins, percentile bootstrap over items otherwise
+(`interval_method`), and the paired bootstrap for the difference of two series scored on the same items."""
 
 from __future__ import annotations
 
@@ -48,12 +48,31 @@ def bootstrap_stat(n: int, stat: Callable[[np.ndarray], float], reps: int = BOOT
     return np.array([stat(ix) for ix in boot_indices(n, reps, seed)], dtype=float)
 
 
-def interval(values: Sequence[float] | np.ndarray, *, binary_one_run: bool, seed: int = 0) -> tuple[float, float]:
-    """The issue's rule: Wilson when the values are one run's 0/1 outcomes, else bootstrap over items."""
+SMALL = 30  # fewer items than this: a percentile bootstrap under-covers, so the interval is Wilson's on the mean
+
+
+def interval_method(values: Sequence[float] | np.ndarray) -> str:
+    """Which interval `interval` gives these per-item values: "wilson" for 0/1 outcomes (one seed's, or a
+    deterministic run's over several seeds); "wilson-mean" for expected accuracies on fewer than SMALL items or
+    all alike (a percentile bootstrap under-covers there, and has no width when every item is alike); else
+    "bootstrap". Wilson on (sum, n) for values in [0, 1] is conservative: an item's variance p(1-p) is at least
+    the spread of the items' expectations about their mean."""
     v = np.asarray(values, dtype=float)
-    if binary_one_run:
-        return wilson(float(v.sum()), int(v.size))
-    return bootstrap_mean(v, seed=seed)
+    if bool(np.all((v == 0) | (v == 1))):
+        return "wilson"
+    if v.size < SMALL or bool(np.all(v == v.flat[0])):
+        return "wilson-mean"
+    return "bootstrap"
+
+
+def interval(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean of per-item accuracies in [0, 1], by `interval_method`."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return (math.nan, math.nan)
+    if interval_method(v) == "bootstrap":
+        return bootstrap_mean(v, seed=seed)
+    return wilson(float(v.sum()), int(v.size))
 
 
 def percentile_interval(values: np.ndarray) -> tuple[float, float]:

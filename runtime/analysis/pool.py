@@ -15,8 +15,10 @@ uniformly without replacement:
 - maj@k and weighted@k: the majority (score-weighted) answer of the drawn k
   (Wang et al. 2022). Exact by enumerating the C(N, k) subsets when there are
   at most `ENUMERATE` of them, else a Monte Carlo mean over `SAMPLES` subsets
-  from a seeded generator. A tie between t answers credits 1/t to each (a
-  uniform tie break), so the estimate does not depend on candidate order.
+  from a seeded generator. As the runtime's `vote`, a weight tie goes to the
+  answer with more votes (all weights 0 is a plain majority); a tie left
+  between t answers credits 1/t to each (a uniform tie break where the
+  runtime takes the earliest), so the estimate does not depend on order.
 
 A rule that continues from a probe (the pool's first M samples, already
 drawn and scored to estimate the item's difficulty) draws k >= M that keep
@@ -26,8 +28,11 @@ SAMPLES seeded ones when there are more than ENUMERATE), and
 
 FLOPs at k (expected over the draw) come from the ledger: the prompt
 prefill shared by the pool is paid once, each drawn candidate pays its own
-decode, and a verifier pass costs its per-candidate share:
-shared + k * mean(gen) + k * (verifier node FLOPs / N).
+decode, and a verifier scores each distinct text among the drawn once, as
+the runtime does (a duplicate reuses its twin's score, uncharged): text t,
+m_t times in the pool, is scored with probability 1 - C(N-m_t, k)/C(N, k)
+at its share of the verify node's FLOPs. At k = N this is the node's cost.
+shared + k * mean(gen) + sum_t P(t drawn) * share_t.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Pool:
     scores: dict[str, list[float]] = field(default_factory=dict)  # verifier name -> score per candidate
     verifier_flops: dict[str, float] = field(default_factory=dict)  # verifier name -> FLOPs over the pool
     strict: list[bool] | None = None  # every step right (a task step checker), where there is one
+    texts: list[int] | None = None  # per candidate, which distinct text it is (equal ids: one text); None: all distinct
 
     @property
     def n(self) -> int:
@@ -92,14 +98,23 @@ def best_at_k(scores: Sequence[float], answers: Sequence[str | None], correct: S
 
 
 def _vote_credit(subsets: np.ndarray, ids: np.ndarray, right: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Credit of each subset (rows of candidate indices): the right winners' share of the tied winners."""
+    """Credit of each subset (rows of candidate indices) as the runtime's `vote` picks: the answer of the largest
+    weight among those drawn, a weight tie going to more votes (so zero weights everywhere is a plain majority);
+    a tie left after that credits the right winners' share (uniform, where the runtime takes the earliest)."""
     a = right.size
+    rows = np.arange(subsets.shape[0])[:, None]
     picked, w = ids[subsets], weights[subsets]  # [M, k]
+    col = np.where(picked < 0, a, picked)  # column a collects candidates without an answer
     tally = np.zeros((subsets.shape[0], a + 1))
-    np.add.at(tally, (np.arange(subsets.shape[0])[:, None], np.where(picked < 0, a, picked)), w)
-    tally = tally[:, :a]  # column a collects candidates without an answer
-    top = tally.max(axis=1, keepdims=True)
-    win = (tally == top) & (top > 0)
+    votes = np.zeros((subsets.shape[0], a + 1))
+    np.add.at(tally, (rows, col), w)
+    np.add.at(votes, (rows, col), 1.0)
+    tally, votes = tally[:, :a], votes[:, :a]
+    drawn = votes > 0
+    top = np.where(drawn, tally, -np.inf).max(axis=1, keepdims=True)
+    win = drawn & (tally == top)
+    most = np.where(win, votes, -1.0).max(axis=1, keepdims=True)
+    win &= votes == most
     n_win = win.sum(axis=1)
     return np.where(n_win > 0, (win & right[None, :]).sum(axis=1) / np.maximum(n_win, 1), 0.0)
 
@@ -189,9 +204,24 @@ def estimate(pool: Pool, signal: str, k: int, seed: int = 0) -> float:
     return best_at_k(scores, pool.answers, pool.correct, k)
 
 
-def pass_flops(pool: Pool, verifier: str | None, k: int) -> float:
-    """FLOPs of `verifier` passes over k candidates (their share of the pool's); 0 without a verifier."""
-    return k * pool.verifier_flops.get(verifier, 0.0) / pool.n if verifier is not None and pool.n else 0.0
+def pass_flops(pool: Pool, verifier: str | None, k: int, first: int = 0) -> float:
+    """Expected FLOPs of `verifier` scoring a draw of k candidates that keeps the pool's first `first` and draws
+    the rest uniformly from the others: each distinct text drawn is scored once, at its share of the pool's
+    verifier FLOPs (verifier_flops / the number of distinct texts); 0 without a verifier."""
+    n = pool.n
+    if verifier is None or not n or verifier not in pool.verifier_flops:
+        return 0.0
+    if not 0 <= first <= k <= n:
+        raise ValueError(f"need 0 <= first ({first}) <= k ({k}) <= n ({n})")
+    ids = pool.texts if pool.texts is not None else list(range(n))
+    kept = set(ids[:first])
+    rest: dict[int, int] = {}
+    for t in ids[first:]:
+        rest[t] = rest.get(t, 0) + 1
+    texts = kept | set(rest)
+    r, draw = n - first, k - first
+    drawn = len(kept) + sum(1.0 - comb(r - m, draw) / comb(r, draw) for t, m in rest.items() if t not in kept)
+    return pool.verifier_flops[verifier] * drawn / len(texts)
 
 
 def flops_at_k(pool: Pool, signal: str, k: int) -> float:
@@ -228,7 +258,8 @@ def flops_keeping(pool: Pool, signal: str, k: int, first: int, probe_verifier: s
     rest = pool.gen_flops[first:]
     gen = pool.shared_flops + sum(pool.gen_flops[:first]) + (k - first) * (sum(rest) / len(rest) if rest else 0.0)
     _, v = rule_verifier(signal)
-    return gen + pass_flops(pool, v, k) + (pass_flops(pool, probe_verifier, first) if probe_verifier != v else 0.0)
+    return gen + pass_flops(pool, v, k, first) + (pass_flops(pool, probe_verifier, first, first)
+                                                  if probe_verifier != v else 0.0)
 
 
 def default_ks(n: int) -> list[int]:

@@ -65,7 +65,7 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 m = in_bin(fields, by, value)
                 # a point on the accuracy-FLOPs plane: both over the bin's graded items (FLOPs over all its
                 # items where none is graded)
-                b = summarize(acc[m & ok], fl[m & ok], one_run=len(seeds) == 1)
+                b = summarize(acc[m & ok], fl[m & ok])
                 bins.append({"bin": value, **b, "items": int(m.sum()), "graded": int((m & ok).sum()),
                              "flops": b["flops"] if (m & ok).any() else float(fl[m].mean()) if m.any() else math.nan})
             allrow = bins[-1]
@@ -237,11 +237,16 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     # an item some candidate of which the judge failed on (in any run) is ungraded: it leaves every table,
     # so that the same items are compared everywhere and none of them counts as wrong
     total = len(next(iter(pool_runs.values()))[0])
-    ungraded = _ungraded([*pool_runs.values(), *greedy_runs.values()], total, runs.judge or "gold")
+    from ttcl.commands.eval_items import short_pools, ungraded_items
+
+    ungraded = ungraded_items([*pool_runs.values(), *greedy_runs.values()], total, runs.judge or "gold")
+    short = short_pools(pool_runs, greedy_runs, n, total, set(ungraded))
+    out_of_tables = set(ungraded) | set(short)
     for label, pools in pool_runs.items():
-        tables[label] = item_table(label, [[p for p in run if p.index not in ungraded] for run in pools], ks)
+        tables[label] = item_table(label, [[p for p in run if p.index not in out_of_tables] for run in pools], ks)
     for label, pools in greedy_runs.items():
-        greedy_tables[label] = item_table(label, [[p for p in run if p.index not in ungraded] for run in pools], [1])
+        greedy_tables[label] = item_table(label, [[p for p in run if p.index not in out_of_tables] for run in pools],
+                                          [1])
     first = next(iter(tables.values()))
     fields = first.fields
     bins = bin_values(fields, by)
@@ -251,7 +256,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         for value in bins:
             m = in_bin(fields, by, value)
             greedy_rows.append({"label": f"{label} greedy", "model": label, "bin": value,
-                                **summarize(t.acc[("maj", 1)][m], t.flops[("maj", 1)][m], one_run=len(seeds) == 1)})
+                                **summarize(t.acc[("maj", 1)][m], t.flops[("maj", 1)][m])})
     # Does compute help? Each signal at the largest k against the same model's greedy answer, paired.
     diffs = []
     for label, t in tables.items():
@@ -304,35 +309,13 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "ks": first.ks}, "seeds": seeds,
         "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "exchange": exch, "total_compute": totals,
         "item_rows": item_out, "items": total, "graded": total - len(ungraded), "ungraded_items": sorted(ungraded),
+        "short_pool_items": sorted(short),
     }
     if alloc is not None:
         report["allocation"] = _allocation(first, alloc, baseline, by, fields, split_seed)
     if overlays:
         report["overlay"] = overlay_points(report, overlays, tables)
     return report
-
-
-def _ungraded(runs: list[list[list[Any]]], total: int, judge: str) -> dict[int, str]:
-    """The items the judge could not grade in some run (item -> the first error), said on stderr; when it graded
-    none, there is nothing to report: an error (exit 2) naming the first failure."""
-    import typer
-
-    from ttcl.runtime.judge import failure_line
-
-    out: dict[int, str] = {}
-    for seeds in runs:
-        for run in seeds:
-            for p in run:
-                if p.judge_error is not None:
-                    out.setdefault(p.index, p.judge_error)
-    if not out:
-        return out
-    line = failure_line(judge, sorted(out.items()), total).replace(" items (first", " items' pools (first", 1)
-    if len(out) >= total:
-        raise TtclRuntimeError(f"--pool: {line.split(';')[0]}: no item is graded, so there is no accuracy "
-                               "to report (fix the checker, or judge another way)")
-    typer.echo(f"--pool: {line}: left out of every table, greedy point, exchange and allocation", err=True)
-    return out
 
 
 def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,

@@ -1,0 +1,58 @@
+"""Which items `ttcl eval --pool` leaves out of every table, and the line on stderr that says so: items the judge
+could not grade, and items whose pool is not whole. Every table then compares the same items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ttcl.errors import TtclRuntimeError
+
+
+def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, list[list[Any]]], n: int, total: int,
+                 ungraded: set[int]) -> dict[int, int]:
+    """Items whose pool in some run holds fewer candidates than it should (n; 1 for a greedy run): the item stopped,
+    failed or was shrunk by `on_exhaust` before it drew them all. The estimators need every item's full pool (a k
+    above one item's pool has no estimate for it), so such items leave every table, said on stderr, rather than
+    cutting every k above the smallest pool for all items (item -> the fewest candidates it had)."""
+    import typer
+
+    out: dict[int, int] = {}
+    for want, runs in ((n, pool_runs), (1, greedy_runs)):
+        for seeds in runs.values():
+            for run in seeds:
+                for p in run:
+                    if p.pool.n < want and p.index not in ungraded:
+                        out[p.index] = min(out.get(p.index, want), p.pool.n)
+    if not out:
+        return out
+    first, got = min(out.items())
+    line = (f"{len(out)} of {total} items drew fewer candidates than the pool of {n} (or no greedy answer): they "
+            f"stopped, failed or were shrunk by the program's `on_exhaust` (first: item {first}, with {got})")
+    if len(out) + len(ungraded) >= total:
+        raise TtclRuntimeError(f"--pool: {line}; no item has a full pool, so there is no curve to report (give the "
+                               "program a budget that fits the pool, or a smaller --pool n)")
+    typer.echo(f"--pool: {line}: left out of every table, greedy point, exchange and allocation", err=True)
+    return out
+
+
+def ungraded_items(runs: list[list[list[Any]]], total: int, judge: str) -> dict[int, str]:
+    """The items the judge could not grade in some run (item -> the first error), said on stderr; when it graded
+    none, there is nothing to report: an error (exit 2) naming the first failure."""
+    import typer
+
+    from ttcl.runtime.judge import failure_line
+
+    out: dict[int, str] = {}
+    for seeds in runs:
+        for run in seeds:
+            for p in run:
+                if p.judge_error is not None:
+                    out.setdefault(p.index, p.judge_error)
+    if not out:
+        return out
+    line = failure_line(judge, sorted(out.items()), total).replace(" items (first", " items' pools (first", 1)
+    if len(out) >= total:
+        raise TtclRuntimeError(f"--pool: {line.split(';')[0]}: no item is graded, so there is no accuracy "
+                               "to report (fix the checker, or judge another way)")
+    typer.echo(f"--pool: {line}: left out of every table, greedy point, exchange and allocation", err=True)
+    return out

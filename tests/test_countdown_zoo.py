@@ -277,3 +277,27 @@ def test_sequential_bench_bookkeeping(tmp_path: Path) -> None:
                 assert 0 <= row["same_start_sequential"] <= row["sequential_live"]
                 assert 0 <= row["same_start_parallel"] <= row["parallel_live"]
     assert "| steps | n | round | sequential | parallel |" in proc.stdout
+
+
+@pytest.mark.skipif(not {"countdown-s", "countdown-m"} <= set(SHIPPED), reason="needs countdown-s and countdown-m")
+def test_gate_c_charges_the_prompts_prefill_once_however_many_samples(tmp_path: Path) -> None:
+    """bench/testbed_gates.py's small side at n samples: one prefill, n decodes, n verifier passes (it charged n/k
+    of the prefill; the audit of the benches found it)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "gates.json"
+    bench = Path(__file__).resolve().parents[1] / "bench" / "testbed_gates.py"
+    proc = subprocess.run([sys.executable, str(bench), "--task", "countdown", "--policy", "ttcl:countdown-s",
+                           "--verifier", "ttcl:countdown-prm", "--large", "ttcl:countdown-m", "--per-level", "3",
+                           "--k", "4", "--seed", "555", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = _meta("countdown-s")
+    rep = json.loads(out.read_text())
+    for row in rep["bins"]:
+        by_n = {int(n): v["small_flops"] for n, v in row["gate_c"]["by_n"].items()}
+        per_sample = by_n[2] - by_n[1]
+        assert by_n[4] - by_n[2] == pytest.approx(2 * per_sample)
+        prefill = by_n[1] - per_sample
+        prompts = [p.prompt for p in T.BEDS["countdown"].problems(3, seed=555) if p.steps == row["steps"]]
+        assert prefill == pytest.approx(sum(T.policy_flops(meta, q, []) for q in prompts) / len(prompts)) and prefill > 0

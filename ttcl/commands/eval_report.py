@@ -471,7 +471,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     if report["total_compute"]:
         tc = Table(title="total compute (Snell et al. 2024): pretraining + inference at R = inference/pretraining "
                          "tokens; the series' inference budget that matches the reference's total")
-        for col in ("series signal vs reference", "R", "budget FLOPs/query", "x one sample", "series acc", "reference acc"):
+        for col in ("series signal vs reference", "R", "budget FLOPs/query", "x its k = 1", "series acc", "reference acc"):
             tc.add_column(col, justify="left" if col.startswith("series signal") else "right")
         for r in report["total_compute"]:
             left = r["a_budget_flops"] > 0  # else the series' pretraining alone is over the reference's total

@@ -203,3 +203,30 @@ def test_ctrl_c_on_a_need_split_does_not_offer_a_resume_it_would_refuse(tmp_path
         assert message.startswith(f"interrupted: 1 of 3 items finished and saved to {trace}")
         assert ("resume with: ttcl" in message) is resumable, message
         assert ("cannot be resumed" in message) is not resumable, message
+
+
+@needs_model
+def test_a_wide_resume_of_a_need_split_is_refused_before_the_cluster_starts(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """It was refused too, but after a Ray cluster had started (about 6 s); now the trace's header says it first."""
+    import json
+
+    from ttcl.cli import main
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    prog = _program(tmp_path, "need")
+    questions = ["5 +3", "7 *2", "9 -4"]
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": q, "answer": "#### 0"}) + "\n" for q in questions))
+    trace = tmp_path / "t.jsonl"
+    Runner(compile_program(prog), RunOptions(device="cpu", trace=trace)).run(
+        [Item(index=i, question=q) for i, q in enumerate(questions)])
+    lines = trace.read_text().splitlines()
+    first_item_end = next(i for i, line in enumerate(lines) if '"type": "item"' in line or '"type":"item"' in line)
+    trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")
+    code = main(["run", str(prog), "--dataset", str(ds), "--trace", str(trace), "--resume", "--ray", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ray:" not in err, err
+    assert err.strip() == (f"error: --resume: `split = need` shares each shard's quota among its items at once, and "
+                           f"{trace} already holds 1 finished items; rerun with --overwrite")

@@ -158,6 +158,22 @@ class _Progress(NodeHook):
         self.progress.update(self.task, items=self._items_text())
 
 
+def _refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None:
+    """`--resume` of a `split = need` wide run with items left: refused now, as the cluster would refuse it once
+    started (about 6 s later), from the trace's own header (a trace of another program is refused there too)."""
+    from ttcl.runtime.trace import read_trace
+
+    if not trace.exists():
+        return
+    try:
+        t = read_trace(trace)
+    except TtclRuntimeError:
+        return  # the run says what is wrong with it, as before
+    if (t.header.budget or {}).get("split") == "need" and t.items and any(it.index not in t.items for it in items):
+        raise RunOptionError(f"--resume: `split = need` shares each shard's quota among its items at once, and "
+                             f"{trace} already holds {len(t.items)} finished items; rerun with --overwrite")
+
+
 class Wide:
     """`--ray [ADDRESS] --workers N [--shards K]`: where a run's items go (None: this process)."""
 
@@ -464,6 +480,8 @@ def run(
         from ttcl.runtime.run_trace import check_trace_writable
 
         check_trace_writable(trace)
+        if resume:
+            _refuse_need_resume_before_the_cluster(trace, items)
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,

@@ -457,6 +457,8 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
 class AccountantHook(NodeHook):
     """Puts an Accountant in the scheduler's lifecycle: request before a node, charge after, record skips."""
 
+    wants_io = False  # its after_node reads the spend, not the values
+
     def __init__(self, accountant: Accountant) -> None:
         self.accountant = accountant
 

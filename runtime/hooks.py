@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 class NodeHook:
     """Base class: every method is a no-op, override what you need."""
 
+    # Whether `after_node` reads its `inputs` and `outputs` (turned into JSON for it, one dict per candidate): True
+    # for the trace; None (a hook that does not say) means it does when it overrides `after_node`.
+    wants_io: bool | None = None
+
     def before_run(self, *, items: int, **future: Any) -> None:
         return None
 

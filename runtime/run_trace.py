@@ -36,6 +36,8 @@ class TraceHook(NodeHook):
     calls may have spent (the pooled budget is charged for them).
     """
 
+    wants_io = True  # it records every node's outputs and the digest of its inputs
+
     def __init__(self, writer: TraceWriter) -> None:
         self.writer = writer
         self.ledger: Accountant | None = None

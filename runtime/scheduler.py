@@ -161,7 +161,8 @@ class Scheduler:
         self._order = [n.id for n in dag.topological_order()]
         self._keep_kv = in_context(dag.nodes.values())
         # Only hooks that look at node inputs/outputs (the trace) pay for turning them into JSON.
-        self._want_io = any(type(h).after_node is not NodeHook.after_node for h in self.hooks)
+        self._want_io = any(h.wants_io if h.wants_io is not None else type(h).after_node is not NodeHook.after_node
+                            for h in self.hooks)
         self._input_names = [dag[i].args.name or "" for i in dag.inputs]
 
     # ------------------------------------------------------------ public

@@ -102,6 +102,8 @@ class _Progress(NodeHook):
     the items column counts finished items.
     """
 
+    wants_io = False
+
     def __init__(self, total: int, label: str, done: int = 0) -> None:
         from rich.progress import (
             BarColumn,

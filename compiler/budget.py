@@ -98,6 +98,14 @@ class NoInputBound(SemanticDiagnosticError):
     """A text input without a length bound: nothing can be proved about the prompts built from it."""
 
 
+class TooManyCandidates(SemanticDiagnosticError):
+    """A value whose candidate count bound is over MAX_CANDIDATES (concatenation is free in every unit, so no
+    budget stops a list that doubles in a loop: it would fill the memory)."""
+
+
+MAX_CANDIDATES = 65536  # one value's candidates, as one call's n or k (builtins.MAX_N)
+
+
 def text_tokens(text: str) -> int:
     """The token bound of literal text: its UTF-8 byte count."""
     return len(text.encode("utf-8"))
@@ -128,10 +136,20 @@ def bound_nodes(dag: Dag, spec_of: SpecLookup) -> NodeBounds:
             value, cost = _bound_node(node, values, spec_of, question)
         finally:
             _CURRENT.pop()
+        if value.is_cands and value.count > MAX_CANDIDATES:
+            raise TooManyCandidates([Diagnostic(
+                span=node.span, message=f"`{node.var or node.op}` can hold up to {_count(value.count)} candidates, "
+                                        f"over the limit of {MAX_CANDIDATES:,} for one value",
+                hint="a list joined with itself (`c = c + c`) in a loop doubles each round; keep the best with "
+                     "`top(c, k = N)`")])
         values[node.id] = value
         if cost is not None:
             costs[node.id] = cost
     return out
+
+
+def _count(n: int) -> str:
+    return f"{n:,}" if n < 10**9 else f"{float(n):.3g}"
 
 
 _CURRENT: list[tuple[NodeBounds, DagNode]] = []  # the node being bounded, for verifier lengths and notes

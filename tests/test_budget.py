@@ -296,3 +296,18 @@ def test_revise_without_prompt_uses_the_model_card_template(tmp_path: Path) -> N
     ]
     row = compiled.report.row(node.id)
     assert row is not None and row.bound["prompt_tokens"] == 30 + len("\nattempt:\n") + 10 + len("\nfix:\n") + 1
+
+
+def test_a_list_doubled_in_a_loop_is_refused_at_its_line() -> None:
+    """A QA hunt: `c1 = c1 + c1` in two nested loops passed `ttcl check` ("fits": joining lists costs nothing in any
+    unit), and `ttcl run` filled the memory with 2^144 candidates (exit 70 under a cap, the OOM killer without; the
+    slow suite's 24 GB incident, drawn by the budget-program generator). One value holds at most 65,536 candidates."""
+    with pytest.raises(SemanticDiagnosticError) as err:
+        bounds("    c = sample(policy, question, n = 2, max_tokens = 4)\n"
+               "    repeat 12 {\n        repeat 12 {\n            c = c + c\n        }\n    }\n    return vote(c)")
+    (d,) = err.value.diagnostics
+    assert d.message == "`c` can hold up to 131,072 candidates, over the limit of 65,536 for one value"
+    assert d.span.line == 9 and "top(c, k = N)" in (d.hint or "")  # the `c + c` line
+    # 65,536 is allowed: 2 x 2^15
+    assert bounds("    c = sample(policy, question, n = 2, max_tokens = 4)\n"
+                  "    repeat 15 {\n        c = c + c\n    }\n    return vote(c)")

@@ -221,6 +221,7 @@ def sound_with_mixed_tokenizers(source: str, tmp: Path, seed: int) -> None:
         compiled = compile_program(path)
     except TtclError as e:
         assume("context" not in str(e))  # a worst case past the reward model's 160 positions: check refuses it
+        assume("for one value" not in str(e))  # a list doubled in a loop: refused (over 65,536 candidates)
         raise
     summary = Runner(compiled, RunOptions(device="cpu", seed=seed)).run([Item(index=0, question="12 +7"), Item(index=1, question="5 -3")])
     assert summary.stopped == 0 and summary.failed == 0, [r.get("error") or r.get("stopped") for r in summary.results]

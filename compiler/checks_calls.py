@@ -13,6 +13,7 @@ unbounded.
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING
 
 from ttcl.compiler.ast import (
@@ -314,9 +315,14 @@ class CallMixin:
     def _literal_bounds(self, expr: Expr, what: str, low: float | None, high: float | None, *, open_low: bool = False) -> None:
         try:
             value = static_value(expr, self.params)
-        except StaticEvalError:
+        except StaticEvalError as e:
+            if not e.not_static:  # static, and invalid (`1.0 / 0.0`): every item would fail on it
+                self.ctx.error(expr.span, f"{what}: {e}")
             return
         if not isinstance(value, int | float):
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            self.ctx.error(expr.span, f"{what} is {value}, not a finite number", expected="a finite number")
             return
         if open_low and low is not None and (value <= low or (high is not None and value > high)):
             rng = f"({_num(low)}..{_num(high)}]"

@@ -269,3 +269,14 @@ def test_sampler_follows_the_distribution():
     finally:
         S._NUCLEUS_K = k
     assert torch.equal(fast, full)
+
+
+def test_sampling_params_refuse_a_temperature_that_is_not_a_finite_number() -> None:
+    """NaN slipped past `temperature < 0` (a comparison with NaN is false) and sampled as if greedy."""
+    from ttcl.errors import TtclRuntimeError
+    from ttcl.runtime.backends.base import SamplingParams
+
+    for bad in (float("nan"), float("inf"), -0.5):
+        with pytest.raises(TtclRuntimeError, match="temperature must be a finite number >= 0"):
+            SamplingParams(temperature=bad)
+    assert SamplingParams(temperature=0.0).temperature == 0.0

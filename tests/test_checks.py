@@ -163,6 +163,10 @@ def test_valid_bodies(body: str) -> None:
         ('    s = ["a"]\n    return vote(sample(policy, question, stop = s))', ["a list can only be written as an argument (`stop = [...]`)"]),
         ('    return vote(sample(policy, question, stop = ["a", 1]))', ["a list item must be text, got number"]),
         ("    return vote(sample(policy, question, temperature = question))", ["`temperature` of `sample` must be number, got text"]),
+        # a QA hunt: a static temperature that is not a finite number passed `ttcl check` (NaN passed `run --strict`)
+        ("    return vote(sample(policy, question, temperature = 1e308 * 10 - 1e308 * 10))",
+         ["`temperature` of `sample` is nan, not a finite number"]),
+        ("    return vote(sample(policy, question, temperature = 1.0 / 0.0))", ["`temperature` of `sample`: division by zero"]),
         ("    return vote(sample(policy, question)) + 1", ["`+` needs two numbers, two texts or two candidates; got answer and number"]),
         ("    c = count\n    return vote(sample(policy, question))", ["`count` is a built-in function, not a value"]),
         ("    count = 1\n    return vote(sample(policy, question))", ["cannot assign to `count`: it is a built-in function"]),

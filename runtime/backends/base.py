@@ -33,8 +33,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise TtclRuntimeError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < float("inf"):  # false for NaN too
+            raise TtclRuntimeError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise TtclRuntimeError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:

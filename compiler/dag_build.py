@@ -309,6 +309,18 @@ class Builder(ExprMixin):
         count = self.static_int(stmt.count, frame, "repeat count")
         if count > B.MAX_REPEAT:
             self.fail(stmt.count.span, f"repeat count {count} is over the limit of {B.MAX_REPEAT}")
+        rounds = getattr(self, "rounds", 1) * max(count, 1)  # through strategy calls too (each strategy is checked alone)
+        if rounds > B.MAX_UNROLL:
+            self.fail(stmt.count.span, f"nested loops unroll to {rounds:,} rounds here, counting the loops around the "
+                                       f"calls that reach this strategy: over the limit of {B.MAX_UNROLL:,}",
+                      hint="lower the repeat counts, or call this strategy outside the loop")
+        saved_rounds, self.rounds = getattr(self, "rounds", 1), rounds
+        try:
+            return self._repeat(stmt, frame, ctx, count)
+        finally:
+            self.rounds = saved_rounds
+
+    def _repeat(self, stmt: Repeat, frame: Frame, ctx: GuardCond | None, count: int) -> BlockResult:
         outer_ns = frame.ns
         before = self.scope_copy(frame.env, stmt.span)
         body_names = assigned_names(stmt.body)  # only these can differ from `before` after a round

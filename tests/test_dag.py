@@ -155,3 +155,21 @@ def test_two_loops_in_one_strategy_get_distinct_namespaces() -> None:
                  "    repeat 2 {\n        c = extend(policy, c)\n    }\n    return vote(c)")
     assert [n.id for n in dag if n.op == "extend"] == [
         "main/repeat[0]/c", "main/repeat[1]/c", "main/repeat#2[0]/c", "main/repeat#2[1]/c"]
+
+
+def test_loops_through_strategy_calls_count_against_the_unroll_limit(tmp_path) -> None:
+    """Each strategy's nested loops were limited alone, so a strategy looping 65,536 times called from inside another
+    such loop made `ttcl check` unroll 4.3e9 rounds for 42 s before another cap stopped it (a QA hunt)."""
+    from ttcl.compiler.pipeline import compile_program
+
+    src = ("ttcl 1\n\nstrategy g(q: text[<=20]) -> text {\n    x = q\n    repeat 1024 {\n        repeat 64 {\n"
+           "            x = q\n        }\n    }\n    return q\n}\n\nstrategy main(question: text[<=20]) -> text {\n"
+           "    y = question\n    repeat 2 {\n        y = g(question)\n    }\n    return y\n}\n")
+    with pytest.raises(SemanticDiagnosticError) as err:
+        compile_program(source=src, file="t.ttc")
+    (d,) = err.value.diagnostics
+    assert d.span.line == 6 and d.message == ("nested loops unroll to 131,072 rounds here, counting the loops around "
+                                              "the calls that reach this strategy: over the limit of 65,536")
+    # the same call outside a loop is within the limit
+    compile_program(source=src.replace("    repeat 2 {\n        y = g(question)\n    }\n", "    y = g(question)\n"),
+                    file="t.ttc")

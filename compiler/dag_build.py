@@ -88,6 +88,8 @@ class Builder(ExprMixin):
         sources: dict[str, str] | None = None,
     ):
         self.instances = instances
+        self.scope_work = 0  # bindings copied so far (MAX_SCOPE_WORK)
+        self.rounds = 1  # the product of the enclosing loops' counts, through strategy calls (B.MAX_UNROLL)
         self.model_overrides = dict(model_overrides or {})
         self.max_input_tokens = max_input_tokens
         self.sources = sources or {}
@@ -216,7 +218,7 @@ class Builder(ExprMixin):
 
     def scope_read(self, env: dict[str, str], span: Span) -> None:
         """Count reading a whole scope against MAX_SCOPE_WORK; past it, a diagnostic at `span`."""
-        self.scope_work = getattr(self, "scope_work", 0) + len(env)
+        self.scope_work += len(env)
         if self.scope_work > MAX_SCOPE_WORK:
             self.fail(span, f"the program binds {len(env):,} names in scope here, across more branches and loop "
                             f"rounds than ttcl unrolls ({MAX_SCOPE_WORK:,} bindings copied)",
@@ -309,12 +311,12 @@ class Builder(ExprMixin):
         count = self.static_int(stmt.count, frame, "repeat count")
         if count > B.MAX_REPEAT:
             self.fail(stmt.count.span, f"repeat count {count} is over the limit of {B.MAX_REPEAT}")
-        rounds = getattr(self, "rounds", 1) * max(count, 1)  # through strategy calls too (each strategy is checked alone)
+        rounds = self.rounds * max(count, 1)  # through strategy calls too (each strategy is checked alone)
         if rounds > B.MAX_UNROLL:
             self.fail(stmt.count.span, f"nested loops unroll to {rounds:,} rounds here, counting the loops around the "
                                        f"calls that reach this strategy: over the limit of {B.MAX_UNROLL:,}",
                       hint="lower the repeat counts, or call this strategy outside the loop")
-        saved_rounds, self.rounds = getattr(self, "rounds", 1), rounds
+        saved_rounds, self.rounds = self.rounds, rounds
         try:
             return self._repeat(stmt, frame, ctx, count)
         finally:

@@ -184,7 +184,8 @@ def card(
     Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, or that every row came back identical. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
     import tempfile
 
-    from ttcl.zoo.recard import compare, recard, set_kernels
+    from ttcl.zoo.family import set_kernels
+    from ttcl.zoo.recard import compare, recard
     from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
 
     name = name.removeprefix("ttcl:")

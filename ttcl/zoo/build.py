@@ -290,11 +290,10 @@ def _build_one(name: str, root: str, is_quick: bool, evaluate: bool) -> Outcome:
     def log(s: str) -> None:
         print(s if s.startswith(prefix) else f"{prefix} {s}", file=sys.stderr, flush=True)
 
-    from ttcl.zoo.family import cpu_capability
+    from ttcl.zoo.family import set_kernels
 
-    # the kernels the shipped file was trained with; torch reads this at its first kernel call, and
-    # a worker is a fresh process per model (max_tasks_per_child=1), so it holds for the whole build
-    os.environ["ATEN_CPU_CAPABILITY"] = cpu_capability(name).lower()
+    # a worker is a fresh process per model (max_tasks_per_child=1), so the kernels hold for the whole build
+    set_kernels(name)
     try:
         import logging
 

@@ -424,6 +424,14 @@ def cpu_capability(name: str) -> str:
     return SHIPPED_CPU_CAPABILITY.get(task, DEFAULT_CPU_CAPABILITY)
 
 
+def set_kernels(name: str) -> None:
+    """Run this process on the CPU kernels `name`'s shipped file was trained with; torch reads the setting at its
+    first kernel call, so call it before any (a build's worker per model, `ttcl zoo card`)."""
+    import os
+
+    os.environ["ATEN_CPU_CAPABILITY"] = cpu_capability(name).lower()
+
+
 def _record_build(name: str, meta: dict, log: Log) -> None:
     meta["build"] = build_environment()
     want, got = cpu_capability(name), meta["build"]["cpu_capability"]

@@ -12,7 +12,6 @@ new card's table rows against the old card's.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,13 +87,6 @@ def recard(name: str, source: Path, work: Path, *, shipped_root: Path, log: Log 
                           log=log)
     evaluate_card(name, load_for_card(work / name), work, meta, log=log)
     return work / name / "README.md"
-
-
-def set_kernels(name: str) -> None:
-    """The CPU kernels `name`'s build used; torch reads this at its first kernel call, so call it first."""
-    from ttcl.zoo.family import cpu_capability
-
-    os.environ["ATEN_CPU_CAPABILITY"] = cpu_capability(name).lower()
 
 
 @dataclass

@@ -27,6 +27,15 @@ CARD = """# m
 """
 
 
+def test_a_differing_row_is_judged_by_the_cards_intervals() -> None:
+    from ttcl.zoo.recard import outside_intervals
+
+    old = "| 3 | 10.0 [5.5, 17.4] | 11.0 [6.2, 18.6] | 5.8 |"
+    assert outside_intervals(old, "| 3 | 14.0 [8.5, 22.4] | 11.0 [6.2, 18.6] | 5.8 |") == []
+    assert outside_intervals(old, "| 3 | 19.0 [12.0, 27.0] | 11.0 [6.2, 18.6] | 5.8 |") == ["col 2: 10.0 -> 19.0 [5.5, 17.4]"]
+    assert outside_intervals(old, "| 3 | 10.0 [5.5, 17.4] | 11.0 [6.2, 18.6] | 6.1 |") is None  # no interval there
+
+
 def test_table_rows_and_compare() -> None:
     assert table_rows(CARD) == ["| field | value |", "| parameters | 1 |", "| steps | greedy |",
                                 "| 2 | 42.0 [32.8, 51.8] |", "| 3 | 10.0 [5.5, 17.4] |"]
@@ -72,9 +81,10 @@ def test_a_card_evaluated_again_names_the_row_that_differs(tmp_path: Path) -> No
     assert f"  card: {wrong}" in lines
     new_rows = table_rows((out / "README.md").read_text())
     assert len(new_rows) == len(table_rows(card))
+    verdict = f"        (outside the card's 95% interval: col 2: 99.0 -> {greedy.split(' ')[0]} [95.0, 99.9])"
     if _same_processor_kind(json.loads((model / "ttcl_meta.json").read_text())):
         # the kind of processor that built it: the weights give the shipped card's row back, and only it differs
-        assert lines == [lines[0], f"  card: {wrong}", f"  now:  {row}"]
+        assert lines == [lines[0], f"  card: {wrong}", f"  now:  {row}", verdict]
         assert lines[0].startswith("countdown-s: 1 of 11 table rows differ")
         assert new_rows == table_rows(card)
 

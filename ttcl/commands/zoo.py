@@ -181,11 +181,11 @@ def card(
 ) -> None:
     """Evaluate a model's card tables again from its weights, without training, and compare them with its card.
 
-    Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, or that every row came back identical. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
+    Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, with whether its new figures lie within the card's 95% intervals, or that every row came back identical. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
     import tempfile
 
     from ttcl.zoo.family import set_kernels
-    from ttcl.zoo.recard import compare, recard
+    from ttcl.zoo.recard import compare, outside_intervals, recard
     from ttcl.zoo.registry import EXPERIMENTAL, FAMILY, MODELS_DIR
 
     name = name.removeprefix("ttcl:")
@@ -232,8 +232,11 @@ def card(
         return
     typer.echo(f"{name}: {len(c.differ) + len(c.missing) + len(c.added)} of {c.rows} table rows differ from its card "
                f"({old_card}):")
-    for a, b in c.differ:
-        typer.echo(f"  card: {a}\n  now:  {b}")
+    judged = [outside_intervals(a, b) for a, b in c.differ]
+    for (a, b), out in zip(c.differ, judged, strict=True):
+        verdict = ("no interval to judge by" if out is None else "outside the card's 95% interval: " + "; ".join(out)
+                   if out else "within the card's 95% intervals")
+        typer.echo(f"  card: {a}\n  now:  {b}\n        ({verdict})")
     for a in c.missing:
         typer.echo(f"  card: {a}\n  now:  (no such row)")
     for b in c.added:

@@ -12,6 +12,7 @@ new card's table rows against the old card's.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,29 @@ class Comparison:
 def table_rows(card: str) -> list[str]:
     """The card's table rows (lines that start with `|`), separators left out."""
     return [ln.rstrip() for ln in card.splitlines() if ln.startswith("|") and not set(ln) <= set("|-: ")]
+
+
+_CI = re.compile(r"^\s*(-?[\d.]+)\s*\[(-?[\d.]+),\s*(-?[\d.]+)\]\s*$")  # `42.0 [32.8, 51.8]`
+
+
+def outside_intervals(old_row: str, new_row: str) -> list[str] | None:
+    """The cells of `new_row` whose figure lies outside `old_row`'s 95% interval in the same cell (written as
+    `v [lo, hi]`), by the columns' place (`col 3: 10.0 -> 14.0 [5.5, 17.4]`); [] when every differing cell with
+    an interval holds its new figure; None when a differing cell has no interval to judge it by."""
+    a, b = old_row.strip("|").split("|"), new_row.strip("|").split("|")
+    if len(a) != len(b):
+        return None
+    out = []
+    for col, (x, y) in enumerate(zip(a, b, strict=True), start=1):
+        if x.strip() == y.strip():
+            continue
+        mx, my = _CI.match(x), _CI.match(y)
+        if mx is None or my is None:
+            return None
+        lo, hi, v = float(mx[2]), float(mx[3]), float(my[1])
+        if not lo <= v <= hi:
+            out.append(f"col {col}: {mx[1]} -> {my[1]} [{mx[2]}, {mx[3]}]")
+    return out
 
 
 def compare(old: str, new: str) -> Comparison:

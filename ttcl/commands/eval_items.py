@@ -10,23 +10,27 @@ from ttcl.errors import TtclRuntimeError
 
 def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, list[list[Any]]], n: int, total: int,
                  ungraded: set[int]) -> dict[int, int]:
-    """Items whose pool in some run holds fewer candidates than it should (n; 1 for a greedy run): the item stopped,
-    failed or was shrunk by `on_exhaust` before it drew them all. The estimators need every item's full pool (a k
+    """Items whose pool in some run holds fewer candidates than the series' whole pool (the most any item drew:
+    `--pool n` for a program that samples n; 1 for a greedy run): the item stopped, failed or was shrunk by
+    `on_exhaust` before it drew them all. The estimators need every item's full pool (a k
     above one item's pool has no estimate for it), so such items leave every table, said on stderr, rather than
     cutting every k above the smallest pool for all items (item -> the fewest candidates it had)."""
     import typer
 
     out: dict[int, int] = {}
-    for want, runs in ((n, pool_runs), (1, greedy_runs)):
+    whole = n
+    for greedy, runs in ((False, pool_runs), (True, greedy_runs)):
         for seeds in runs.values():
-            for run in seeds:
-                for p in run:
-                    if p.pool.n < want and p.index not in ungraded:
-                        out[p.index] = min(out.get(p.index, want), p.pool.n)
+            pools = [p for run in seeds for p in run]
+            want = 1 if greedy else max([p.pool.n for p in pools] + [1])  # a program may sample other than n
+            whole = whole if greedy else want
+            for p in pools:
+                if p.pool.n < want and p.index not in ungraded:
+                    out[p.index] = min(out.get(p.index, want), p.pool.n)
     if not out:
         return out
     first, got = min(out.items())
-    line = (f"{len(out)} of {total} items drew fewer candidates than the pool of {n} (or no greedy answer): they "
+    line = (f"{len(out)} of {total} items drew fewer candidates than the pool of {whole} (or no greedy answer): they "
             f"stopped, failed or were shrunk by the program's `on_exhaust` (first: item {first}, with {got})")
     if len(out) + len(ungraded) >= total:
         raise TtclRuntimeError(f"--pool: {line}; no item has a full pool, so there is no curve to report (give the "

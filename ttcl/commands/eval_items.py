@@ -8,7 +8,7 @@ from typing import Any
 from ttcl.errors import TtclRuntimeError
 
 
-def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, list[list[Any]]], n: int, total: int,
+def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, list[list[Any]]], total: int,
                  ungraded: set[int]) -> dict[int, int]:
     """Items whose pool in some run holds fewer candidates than the series' whole pool (the most any item drew:
     `--pool n` for a program that samples n; 1 for a greedy run): the item stopped, failed or was shrunk by
@@ -18,12 +18,12 @@ def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, li
     import typer
 
     out: dict[int, int] = {}
-    whole = n
+    whole = 1
     for greedy, runs in ((False, pool_runs), (True, greedy_runs)):
         for seeds in runs.values():
             pools = [p for run in seeds for p in run]
             want = 1 if greedy else max([p.pool.n for p in pools] + [1])  # a program may sample other than n
-            whole = whole if greedy else want
+            whole = max(whole, 1 if greedy else want)
             for p in pools:
                 if p.pool.n < want and p.index not in ungraded:
                     out[p.index] = min(out.get(p.index, want), p.pool.n)

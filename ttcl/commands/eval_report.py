@@ -240,7 +240,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     from ttcl.commands.eval_items import short_pools, ungraded_items
 
     ungraded = ungraded_items([*pool_runs.values(), *greedy_runs.values()], total, runs.judge or "gold")
-    short = short_pools(pool_runs, greedy_runs, n, total, set(ungraded))
+    short = short_pools(pool_runs, greedy_runs, total, set(ungraded))
     out_of_tables = set(ungraded) | set(short)
     for label, pools in pool_runs.items():
         tables[label] = item_table(label, [[p for p in run if p.index not in out_of_tables] for run in pools], ks)

@@ -203,12 +203,12 @@ def card(
     if out is not None and out.exists() and not out.is_dir():
         raise ZooArgumentError("--out", f"{out} exists and is not a folder")
     import os
+    from unittest import mock
 
     def log(line: str) -> None:
         typer.echo(line, err=True)
 
-    saved = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "TTCL_ZOO_CACHE")}
-    try:
+    with mock.patch.dict(os.environ):  # the kernels and the sample cache are this command's only
         set_kernels(name)  # before torch's first kernel call in this process
         from transformers.utils import logging as hf_logging
 
@@ -216,12 +216,6 @@ def card(
         with tempfile.TemporaryDirectory(prefix="ttcl-card-") as tmp:
             os.environ["TTCL_ZOO_CACHE"] = str(Path(tmp) / "cache")  # samples drawn here, kept nowhere
             text = recard(name, source, Path(tmp) / "models", shipped_root=MODELS_DIR, log=log).read_text()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "README.md").write_text(text)

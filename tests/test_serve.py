@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -76,6 +77,24 @@ def test_answer_and_usage(url):
     assert [(x.usage.prompt_tokens, x.usage.completion_tokens) for x in twins] == [
         (u.prompt_tokens, u.completion_tokens)] * 4
     assert max(x.usage.model_extra["ttcl"]["batch"] for x in twins) > 1
+
+
+def test_ids_that_share_a_model_take_turns_and_answer_as_alone(url):
+    """`wbon` and `wbon:two` have a lane each but share arith-s and arith-orm (one copy per process): asked at
+    once, each still gets what it gets alone (a run on a shared model clears its prefix cache and counts what the
+    cache saved, so two at once on one model would read each other's)."""
+    qs = ["35 *2 -10", "4 +5", "9 *3", "2 +2 *2"]
+    jobs = [(m, q) for q in qs for m in ("wbon", "wbon:two")]
+
+    def one(job):  # a key per request: the fixture's key budget is 40 calls
+        r = ask(client(url, f"k-lanes-{uuid.uuid4()}"), job[1], model=job[0], seed=11)
+        return r.choices[0].message.content, r.usage.prompt_tokens, r.usage.completion_tokens, \
+            r.usage.model_extra["ttcl"]["flops"]
+
+    alone = [one(j) for j in jobs]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        together = list(pool.map(one, jobs))
+    assert together == alone
 
 
 def test_overrides_admission_and_errors(url):

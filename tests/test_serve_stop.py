@@ -78,6 +78,26 @@ def test_a_client_that_hangs_up_stops_its_work(programs: list[str], tmp_path: Pa
         assert _post(url, _ask("fast"), timeout=60)["choices"][0]["message"]["content"]
 
 
+def test_a_long_batch_does_not_hold_up_a_model_id_that_shares_no_model(programs: list[str], tmp_path: Path) -> None:
+    """Each model id has its own worker: while `slow` (arith-s) runs, `other` (arith-m) answers. One worker for
+    the whole server made it wait behind `slow` (docs/serve.md said so)."""
+    other = tmp_path / "other.ttc"
+    other.write_text(FAST.replace("ttcl:arith-s", "ttcl:arith-m"))
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with server([sys.executable, "-m", "ttcl.cli", "serve", programs[0], str(other), "--port", str(port)], port, log):
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        req = urllib.request.Request(url, data=json.dumps(_ask("slow", stream=True)).encode(),
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.readline().startswith(b": keep-alive")  # `slow` is admitted and queued: its lane runs it
+            time.sleep(1.0)
+            answer = _post(url, _ask("other"), timeout=60)
+            assert answer["choices"][0]["message"]["content"] and answer["usage"]["ttcl"]["status"] == "ok"
+            assert "stopped a batch" not in log.read_text()  # `slow` was still running all along
+        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of slow: every client hung up", timeout=120)
+
+
 def test_a_second_ctrl_c_stops_at_once_with_130(programs: list[str], tmp_path: Path) -> None:
     """It aborted (SIGABRT, four tracebacks, "terminate called without an active exception") (QA pass)."""
     port = free_port()

@@ -12,10 +12,13 @@ what is left of the caller's pooled budget, with `--key-budget`); otherwise
 it gets an OpenAI-style 400 (429 for a spent key budget) naming the
 overshoot.
 
-Admitted requests queue for one worker thread, which gathers whatever
+Each model id has its own queue and worker thread, which gathers whatever
 arrives within a short window and runs each group of requests for the same
 compiled program as one batch through the ordinary runner and scheduler,
 so concurrent requests share batched model calls as dataset items do.
+Model ids whose programs load no model in common run at the same time; a
+model (a policy or a verifier, loaded once per process) serves one batch at
+a time, so ids that share one take turns, whole batch by whole batch.
 
 `usage` is the ledger: prompt_tokens the prefill actually computed,
 completion_tokens every generated token (reasoning_tokens: all but the
@@ -36,6 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +83,7 @@ class Admitted:
     key: tuple[str, ...]
     input_name: str = "question"
     input_bound: int | None = None  # the entry strategy's first input's `text[<=N]`, in tokens
+    locks: tuple[threading.Lock, ...] = ()  # the shared models its runs hold, in one order for every runner
 
 
 @dataclass
@@ -128,7 +133,7 @@ class KeyBudgets:
 
 
 class Server:
-    """Compiled strategies (cached per overrides), admission, and the batching worker."""
+    """Compiled strategies (cached per overrides), admission, and a batching worker per model id."""
 
     def __init__(self, strategies: list[Strategy], *, models: list[str], allow_remote: list[str] | None = None,
                  device: str = "auto", dtype: str = "auto", key_budget: dict[str, float] | None = None,
@@ -140,10 +145,14 @@ class Server:
         self.budgets = KeyBudgets(key_budget or {})
         self.window = batch_window_s
         self.cache: dict[tuple[str, ...], Admitted] = {}
-        self.queue: queue.Queue[_Pending | None] = queue.Queue()
+        self.admitting = threading.Lock()  # one compile and model load at a time: a model is loaded once
+        self.model_locks: dict[int, threading.Lock] = {}  # id of a loaded backend -> held while a batch runs on it
         self.batches: list[int] = []  # requests per scheduler run (for tests and benchmarks)
-        self.worker = threading.Thread(target=self._work, name="ttcl-serve", daemon=True)
-        self.worker.start()
+        self.queues: dict[str, queue.Queue[_Pending | None]] = {}
+        for sid in self.strategies:  # one lane per model id: a long batch of one never queues another's
+            self.queues[sid] = queue.Queue()
+            threading.Thread(target=self._work, args=(self.queues[sid],), name=f"ttcl-serve:{sid}",
+                             daemon=True).start()
 
     # -- admission ----------------------------------------------------------------------
 
@@ -160,8 +169,12 @@ class Server:
         merged.update({k: _text(v) for k, v in sets.items()})
         overrides = [f"{k}={v}" for k, v in sorted(merged.items())]
         key = (model, *overrides)
-        if key in self.cache:
+        with self.admitting:
+            if key not in self.cache:
+                self.cache[key] = self._compile(strat, model, overrides, key)
             return self.cache[key]
+
+    def _compile(self, strat: Strategy, model: str, overrides: list[str], key: tuple[str, ...]) -> Admitted:
         from ttcl.commands.compile import compile_from_cli
         from ttcl.runtime.runner import Runner, RunOptions
 
@@ -180,10 +193,11 @@ class Server:
                     for lim in report.limits if lim.status == "over"]
             raise ApiError(400, f"{model} with {', '.join(overrides) or 'its defaults'} cannot fit its budget: "
                            + "; ".join(over), param="ttcl.set", code="over_budget")
-        admitted = Admitted(Runner(compiled, RunOptions(device=self.device, dtype=self.dtype)), compiled, key,
-                            *_input_bound(compiled))
-        self.cache[key] = admitted
-        return admitted
+        runner = Runner(compiled, RunOptions(device=self.device, dtype=self.dtype))
+        shared = {id(m): m for m in runner.backends.values()}  # a judge reads through a policy's backend too
+        shared.update({id(m): m for sc in runner.scorers.values() if (m := getattr(sc, "backend", None)) is not None})
+        locks = tuple(self.model_locks.setdefault(k, threading.Lock()) for k in sorted(shared))
+        return Admitted(runner, compiled, key, *_input_bound(compiled), locks=locks)
 
     def check_input(self, admitted: Admitted, question: str, param: str) -> None:
         """An input longer than the strategy's declared `text[<=N]` is refused (400) before anything runs, as
@@ -210,26 +224,27 @@ class Server:
     def submit(self, admitted: Admitted, question: str, seed: int) -> _Pending:
         loop = asyncio.get_running_loop()
         pending = _Pending(admitted, question, seed, loop.create_future(), loop)
-        self.queue.put(pending)
+        self.queues[admitted.key[0]].put(pending)
         return pending
 
     def close(self) -> None:
-        self.queue.put(None)
+        for q in self.queues.values():
+            q.put(None)
 
-    def _work(self) -> None:
+    def _work(self, lane: queue.Queue[_Pending | None]) -> None:
         while True:
-            first = self.queue.get()
+            first = lane.get()
             if first is None:
                 return
             batch = [first]
             deadline = time.monotonic() + self.window
             while (left := deadline - time.monotonic()) > 0:
                 try:
-                    nxt = self.queue.get(timeout=left)
+                    nxt = lane.get(timeout=left)
                 except queue.Empty:
                     break
                 if nxt is None:
-                    self.queue.put(None)
+                    lane.put(None)
                     break
                 batch.append(nxt)
             groups: dict[tuple[str, ...], list[_Pending]] = {}
@@ -245,11 +260,16 @@ class Server:
         group = [p for p in group if not p.gone]  # hung up while it queued
         if not group:
             return
-        runner = group[0].admitted.runner
+        admitted = group[0].admitted
         items = [Item(index=k, question=p.question, seed=p.seed) for k, p in enumerate(group)]
-        self.batches.append(len(items))
         try:  # stopped after the running step once no client of the batch is left to answer
-            summary = runner.run(items, should_stop=lambda: all(p.gone for p in group))
+            with ExitStack() as held:  # every lock in the same order (by model id): no two lanes deadlock
+                for lock in admitted.locks:
+                    held.enter_context(lock)
+                if all(p.gone for p in group):  # hung up while another lane held a model it needs
+                    raise RunInterrupted("every client hung up")
+                self.batches.append(len(items))
+                summary = admitted.runner.run(items, should_stop=lambda: all(p.gone for p in group))
             outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
         except RunInterrupted:
             import sys

@@ -169,6 +169,8 @@ class Server:
         merged.update({k: _text(v) for k, v in sets.items()})
         overrides = [f"{k}={v}" for k, v in sorted(merged.items())]
         key = (model, *overrides)
+        if key in self.cache:  # the common case takes no lock: a first compile elsewhere does not delay it
+            return self.cache[key]
         with self.admitting:
             if key not in self.cache:
                 self.cache[key] = self._compile(strat, model, overrides, key)

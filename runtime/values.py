@@ -57,6 +57,10 @@ class Candidate:
         out["flops"] = self.flops
         if self.finish:
             out["finish"] = self.finish
+        if self.uid:  # lineage: what `backup` and carrying over read after a --resume replays this node
+            out["uid"] = self.uid
+        if self.ancestors:
+            out["ancestors"] = list(self.ancestors)
         return out
 
 
@@ -106,7 +110,8 @@ def from_json(data: Any) -> Value:
         return Candidates(tuple(
             Candidate(prompt=c.get("prompt", ""), text=c.get("text", ""), answer=c.get("answer"), score=c.get("score"),
                       step_scores=tuple(c["step_scores"]) if c.get("step_scores") is not None else None,
-                      tokens=int(c.get("tokens", 0)), finish=c.get("finish", ""))
+                      tokens=int(c.get("tokens", 0)), finish=c.get("finish", ""), uid=str(c.get("uid", "")),
+                      ancestors=tuple(c.get("ancestors", ())), flops=float(c.get("flops", 0.0)))
             for c in data
         ))
     if isinstance(data, dict) and set(data) == {"answer", "support", "of"}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -72,3 +73,16 @@ def test_filter_predicate() -> None:
     assert eval_predicate(expr, {"score": 0.4, "length": 3.0, "cap": 4}) is False
     with pytest.raises(OpError, match="filter predicate: unknown name 'cap'"):
         eval_predicate(expr, {"score": 0.6, "length": 3.0})
+
+
+def test_a_replayed_candidate_keeps_its_lineage_and_flops():
+    """`--resume` replays finished nodes from the trace: `backup` reads uid/ancestors and `ttcl eval --pool` reads
+    each candidate's FLOPs (a resumed eval read verifier rules about 15% cheaper; QA pass)."""
+    from ttcl.runtime.values import Candidate, Candidates, from_json, to_json
+
+    c = Candidate("q\n", "1+2=3\n", "3", score=0.5, step_scores=(0.5,), tokens=6, finish="eos",
+                  uid="main/grown#3", ancestors=("main/first#0", "main/grown#1"), flops=1234.5)
+    bare = Candidate("q\n", "x", None, tokens=1)
+    back = from_json(json.loads(json.dumps(to_json(Candidates((c, bare))))))
+    assert back == Candidates((c, bare))
+    assert "uid" not in to_json(Candidates((bare,)))[0]  # nothing written for a candidate without lineage

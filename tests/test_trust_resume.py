@@ -159,3 +159,35 @@ def test_progress_moves_before_any_item_finishes(data: Path) -> None:
         assert task.completed == task.total == len(items) * len(compiled.dag)
     assert seen[0][1] == 0 and seen[0][0] >= len(items) * 9  # nine steps of every item done before the first item ends
     assert json.dumps(bar.done) == str(len(items))
+
+
+def test_a_resumed_lookahead_search_backs_up_the_same_scores(tmp_path: Path) -> None:
+    """Candidates lost their lineage (and FLOPs) through a replay: resumed after its rollouts were scored,
+    `backup` matched no rollout to its frontier, every score came out None, and 9 of 40 answers changed
+    (QA pass on programs/lookahead.ttc). Cut here just before the first `backup`, as a kill would."""
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(line if line.endswith("\n") else line + "\n"
+                          for line in iter_jsonl(make_problems(3, [3, 4], seed=5))))
+    prog = ROOT / "programs" / "lookahead.ttc"
+    full, cut = tmp_path / "full.jsonl", tmp_path / "cut.jsonl"
+    base = [sys.executable, "-m", "ttcl.cli", "run", str(prog), "--dataset", str(ds), "--device", "cpu", "--trace"]
+    subprocess.run([*base, str(full)], check=True, capture_output=True, env=ENV, timeout=600)
+    lines = full.read_text().splitlines(keepends=True)
+    first = next(k for k, ln in enumerate(lines) if json.loads(ln).get("node_id") == "main/frontier.backup")
+    cut.write_text("".join(lines[:first]))
+    subprocess.run([*base, str(cut), "--resume"], check=True, capture_output=True, env=ENV, timeout=600)
+    resumed, whole = _results(cut), _results(full)
+    assert [{**r, "cost": None} for r in resumed] == [{**r, "cost": None} for r in whole]
+    # a later step prefills again what the replayed steps had (docs/runtime.md): more, never less
+    assert all(r["cost"][u] >= w["cost"][u] for r, w in zip(resumed, whole, strict=True) for u in w["cost"])
+
+    def backups(path: Path) -> dict[int, list]:
+        from ttcl.runtime.trace import read_trace
+
+        return {i: [n.outputs for n in nodes if n.node_id == "main/frontier.backup"]
+                for i, nodes in read_trace(path).nodes.items()}
+
+    assert backups(cut) == backups(full)
+    assert all(c["score"] is not None for outs in backups(cut).values() for out in outs for c in out)

@@ -138,12 +138,51 @@ def connected() -> bool:
 
 def shutdown() -> None:
     ray = _ray()
+    pids = _actor_pids(ray) if _TEMP and ray.is_initialized() else []  # a local cluster this process started
     _WORKERS.clear()
     _POOL.clear()
     if ray.is_initialized():
         ray.shutdown()
+    _reap(pids)
     while _TEMP:  # a local cluster's session folder (Ray keeps every session's under /tmp/ray otherwise)
         shutil.rmtree(_TEMP.pop(), ignore_errors=True)
+
+
+def _actor_pids(ray: Any) -> list[int]:
+    """The processes of this driver's actors. `ray.shutdown` returns while they still run (reparented to init,
+    busy for seconds after the command ended; QA pass), so the shutdown waits for them."""
+    pids = []
+    for actor in [*_WORKERS, *_POOL]:
+        try:
+            pids.append(int(ray.get(actor.pid.remote(), timeout=5)))
+        except Exception:  # an actor that already died, or one that does not answer: nothing to wait for
+            continue
+    return pids
+
+
+def _reap(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait for `pids` to end; kill those still there after `timeout` seconds (the cluster they served is gone)."""
+    import signal
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        try:  # a zombie waits only for its new parent to reap it
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    end = time.monotonic() + timeout
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < end:
+        time.sleep(0.05)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 # ---------------------------------------------------------------- the actors' classes (wrapped by ray.remote)
@@ -169,6 +208,9 @@ class PoolService:
                  trace: str | None, resume: bool) -> None:
         self.writer: TraceWriter | None = None
         self.start(limits, quotas, header, trace, resume)
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def start(self, limits: Limits, quotas: dict[int, Limits], header: dict[str, Any] | None,
               trace: str | None, resume: bool) -> None:

@@ -268,6 +268,33 @@ def test_sigterm_during_a_wide_run_stops_the_cluster_and_exits_143(tmp_path: Pat
     assert set(Path("/tmp").glob("ttcl-ray-*")) <= before  # its session folder went with its cluster
 
 
+def test_a_wide_run_ends_after_its_workers(tmp_path: Path) -> None:
+    """`ray.shutdown` returned while the shard workers still ran, reparented to init and busy for seconds after
+    exit 0 (QA pass); the command now waits for them."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{k} +{k}", "answer": str(2 * k)}) + "\n" for k in range(8)))
+    p = subprocess.run([sys.executable, "-m", "ttcl.cli", "run", str(ADAPTIVE), "--dataset", str(data), "--ray",
+                        "--workers", "2", "--trace", str(tmp_path / "t.jsonl")], capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if ln.startswith("ray: worker pids "))
+    pids = [int(x) for x in line.removeprefix("ray: worker pids ").split(", ")]
+    assert len(pids) == 2
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    assert not [pid for pid in pids if running(pid)]
+
+
 def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(capsys: pytest.CaptureFixture[str]) -> None:
     """It started the cluster and then printed Ray's remote traceback around the one-line error (QA pass)."""
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", "--trace", "/proc/nowhere/t.jsonl"])

@@ -6,6 +6,7 @@ bundled model, that the allocation does not depend on the dataset's order or on 
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -230,3 +231,22 @@ def test_a_wide_resume_of_a_need_split_is_refused_before_the_cluster_starts(tmp_
     assert code == 2 and "ray:" not in err, err
     assert err.strip() == (f"error: --resume: `split = need` shares each shard's quota among its items at once, and "
                            f"{trace} already holds 1 finished items; rerun with --overwrite")
+
+
+@needs_model
+def test_ctrl_c_on_a_wide_run_says_its_unfinished_items_run_again(tmp_path: Path) -> None:
+    """Under --ray the message promised "0 finished steps of 0 unfinished items (--resume replays them)": a wide
+    run keeps whole items, so they run again from the start (QA pass)."""
+    from ttcl.commands.run import interrupted_message
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    items = [Item(index=i, question=q) for i, q in enumerate(["5 +3", "7 *2", "9 -4"])]
+    trace = tmp_path / "wide.jsonl"
+    Runner(compile_program(_program(tmp_path, "even")), RunOptions(device="cpu", trace=trace)).run(items)
+    header = json.loads(trace.read_text().splitlines()[0])
+    trace.write_text(json.dumps({**header, "shards": 2, "workers": 2}) + "\n")  # as a wide run starts its trace
+    message = interrupted_message(trace, len(items))
+    assert message.startswith(f"interrupted: 0 of 3 items finished and saved to {trace}; the 3 unfinished items run "
+                              "again from the start on --resume (a wide run keeps whole items)"), message
+    assert "replays" not in message and "resume with: ttcl" in message

@@ -15,6 +15,7 @@ be recognised, and the robustness fuzzer hits this path thousands of times.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from ttcl.compiler import ast
@@ -178,6 +179,16 @@ def unexpected_token(e: ParseFailure, source: str, state: ParseState) -> SyntaxD
     return SyntaxDiagnosticError([_unexpected_token(e, source, state)], {state.file: display_source(source)})
 
 
+_COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+def _compares_before(source: str, tok: Tok) -> bool:
+    """Whether the line holds a comparison before `tok` (outside strings): `0 < a < 5` is a chain."""
+    line = source.splitlines()[tok.line - 1][: tok.column - 1] if tok.line <= len(source.splitlines()) else ""
+    line = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line)
+    return re.search(r"<|>|==|!=", line) is not None
+
+
 def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagnostic:
     tok, prev, file = e.tok, e.prev, state.file
     expected = expected_after(e.states)
@@ -237,6 +248,8 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
     if tok.type == "NAME" and value == "elif" or prev_is_name and prev_value == "elif" and prev is not None:
         where = span if value == "elif" else token_span(prev, file)  # type: ignore[arg-type]
         return named("ttcl has no `elif`", None, "write `else if cond { ... }`", where=where)
+    if value in _COMPARISONS and not at_eof and _compares_before(source, tok):
+        return named(f"unexpected {_describe_token(tok)}: comparisons do not chain", hint="write `a < b and b < c`")
     if "LBRACE" in expected and tok.type in ("_NL", "$END", "RBRACE"):
         return named("missing `{` to open a block", hint="write the block as `{ ... }`")
     if tok.type == "RBRACE" and not state.open_braces:

@@ -153,6 +153,7 @@ def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str]
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise _bad(shown, line, "not valid UTF-8") from e
+    text = text.removeprefix("\ufeff")  # a byte-order mark (editors on Windows write one): not part of line 1
     items: list[Item] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

@@ -229,7 +229,7 @@ def test_items_without_a_gold_answer_are_refused_unless_a_checker_judges(capsys:
     ds.write_text("\n".join([lines[0], json.dumps(second), *lines[2:]]) + "\n")
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=2")
     assert code == 2 and "Traceback" not in err and out == ""
-    assert f"{ds}:2: the item has no \"answer\"" in err and "--judge TASK" in err
+    assert f"{ds}:2: error: the item has no \"answer\"" in err and "--judge TASK" in err
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=2", "--limit", "2",
                          "--judge", "arith", "--json")
     assert code == 0, err
@@ -538,3 +538,14 @@ def test_an_item_without_a_whole_pool_leaves_the_tables_not_the_curves(capsys: p
     ds.write_text(json.dumps(bad) + "\n")
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=4", "--device", "cpu")
     assert code == 2 and "no item has a full pool, so there is no curve to report" in err and "Traceback" not in err
+
+
+def test_a_sweep_over_an_unknown_param_names_the_sweep(capsys: pytest.CaptureFixture[str],
+                                                       setup: dict[str, Path]) -> None:
+    """`--sweep m=1,2` said "`--set m=1`: no param `m`", an option the user never typed (QA pass); every
+    configuration is now compiled before any sampling."""
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1,2",
+                         "--sweep", "m=1,2")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "error: `--sweep m=1`: no param `m`" in err and "--set" not in err
+    assert "items 100%" not in err  # nothing was sampled first

@@ -71,6 +71,9 @@ CASES = [
      'prog.ttc:1:6: error: unsupported language version `2`\n   1 | ttcl 2\n            ^\n  expected: `ttcl 1`\n  hint: this ttcl reads version 1 programs'),
     ('positional_after_keyword', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return f(a = 1, b)\n}\n',
      'prog.ttc:3:21: error: positional argument after a keyword argument\n   3 |     return f(a = 1, b)\n                           ^\n  hint: put positional arguments first, or name this one (`name = value`)'),
+    ('chained_comparison', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if 0 < a < 5 { }\n}\n',
+     'prog.ttc:3:14: error: unexpected `<`: comparisons do not chain\n   3 |     if 0 < a < 5 { }\n                    ^\n'
+     '  expected: an operator, `(`, `.` or `{`\n  hint: write `a < b and b < c`'),
     ('unmatched_close', 'ttcl 1\n}\n',
      'prog.ttc:2:1: error: unmatched `}`\n   2 | }\n       ^\n  expected: end of statement (newline or `;`) or end of file\n  hint: remove it, or add the `{` it closes'),
 ]

@@ -76,6 +76,27 @@ def test_malformed_dataset_line(capsys: pytest.CaptureFixture[str], setup: dict[
     assert err.strip() == f"{bad}:2: error: not valid JSON (Expecting property name enclosed in double quotes at column 41)"
 
 
+def test_a_dataset_with_a_byte_order_mark_runs(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """A file a Windows editor saved with a BOM was refused as "not valid JSON (Unexpected UTF-8 BOM)" (QA pass)."""
+    bom = setup["root"] / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + setup["ds"].read_bytes())
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(bom), "--model", f"policy={setup['model']}",
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["items"] == 6
+
+
+def test_resume_of_a_trace_that_does_not_exist_says_it_starts_afresh(capsys: pytest.CaptureFixture[str],
+                                                                     setup: dict[str, Path], tmp_path: Path) -> None:
+    """It started a fresh run without a word: a typo in the trace path reran everything silently (QA pass)."""
+    trace = tmp_path / "typo.jsonl"
+    code, _, err = cli(capsys, "run", str(setup["prog"]), "--input", "1 +1", "--model", f"policy={setup['model']}",
+                       "--trace", str(trace), "--resume")
+    assert code == 0, err
+    assert f"note: --resume: {trace} does not exist; starting the run from the beginning" in err
+    assert trace.exists()
+
+
 def test_missing_program(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
     code, out, err = cli(capsys, "run", str(setup["root"] / "nope.ttc"), "--input", "1 +1")
     assert code == 2 and "nope.ttc" in err and "Traceback" not in err

@@ -215,6 +215,23 @@ class Runs:
         return summary, trace
 
 
+def check_sweep(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
+                configs: list[list[tuple[str, str]]]) -> None:
+    """Compile every --sweep configuration before any sampling; an error names `--sweep k=v`, not the `--set k=v`
+    the user never typed."""
+    from ttcl.commands.compile import compile_from_cli
+    from ttcl.errors import TtclError
+
+    for config in configs if any(configs) else []:
+        try:
+            compile_from_cli(program, list(sets) + [f"{k}={v}" for k, v in config], binds, None, allow_remote)
+        except TtclError as e:
+            said = str(e)
+            for k, v in config:
+                said = said.replace(f"`--set {k}={v}`", f"`--sweep {k}={v}`")
+            raise RunOptionError(said) from None
+
+
 def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None = None) -> str:
     """The short names of the models the program samples from (after overrides)."""
     from ttcl.commands.compile import compile_from_cli
@@ -338,7 +355,7 @@ def eval_(
     items = _load_items(None, dataset, limit, field)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
     if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
-        raise RunOptionError(f"{dataset}:{ungraded.line}: the item has no \"answer\", and ttcl eval judges every item "
+        raise RunOptionError(f"{dataset}:{ungraded.line}: error: the item has no \"answer\", and ttcl eval judges every item "
                              "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
                              "a task's exact checker with --judge TASK")
     if by is not None:
@@ -346,6 +363,7 @@ def eval_(
     base = [(policy_label(program, set_, model, allow_remote), [])]
     check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
                  + [("--greedy", g) for g in greedy_series])
+    check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
     series = base + [(label, binds) for label, binds in compare_series]
     if pool is not None:
         check_pool(program, set_, model, allow_remote, pool)

@@ -481,6 +481,8 @@ def run(
     items = _load_items(input_, dataset, limit, field)
     if by is not None:
         check_by(items, by, dataset)
+    if resume and trace is not None and not trace.exists():  # a typo in the path would rerun everything unsaid
+        typer.echo(f"note: --resume: {trace} does not exist; starting the run from the beginning", err=True)
     if wide.address is not None and trace is not None:
         from ttcl.runtime.run_trace import check_trace_writable
 

@@ -128,3 +128,6 @@ def test_the_language_references_first_example_checks_clean(tmp_path: Path) -> N
     (tmp_path / "doc.ttc").write_text(first)
     report = compile_program(tmp_path / "doc.ttc").report
     assert report.verdict == "fits"
+    from ttcl.compiler.fmt import format_source
+
+    assert format_source(first) == first  # shown as `ttcl fmt` writes it (QA pass: it was not)

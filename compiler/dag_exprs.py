@@ -475,8 +475,7 @@ class ExprMixin:
         cached = self.refs.get(key)
         if cached is None:
             cached = self._verifier_ref(expr, frame, ctx)
-            if cached.kind != "judge":  # a judge's rubric reads the frame's `question`
-                self.refs[key] = cached
+            self.refs[key] = cached
         return cached  # type: ignore[return-value]
 
     def _verifier_ref(self, expr: Expr, frame: Frame, ctx: GuardCond | None) -> VerifierRef:
@@ -502,8 +501,11 @@ class ExprMixin:
             self._check_verifier_model(decl, kind, fields["model"])
         if kind == "prm":
             fields["agg"] = str(self.try_static(bound["agg"], frame)) if "agg" in bound else "last"
-        if kind == "judge":
-            fields["rubric"] = self.prompt_parts(bound["rubric"], frame, ctx, per_candidate=True)
+        if kind == "judge":  # declared at module level, its rubric sees no strategy's variables: `{question}` is the
+            # item's question and `{c}` the candidate judged, whatever the calling strategy names its own (a caller's
+            # `question` or `c` rendered empty at run time; QA pass)
+            # (other names are refused before this, by the checks)
+            fields["rubric"] = self.prompt_parts(bound["rubric"], Frame(frame.info, frame.ns), ctx, per_candidate=True)
         return VerifierRef(name=name, kind=kind, span=decl.span, **fields)
 
     def _check_generator(self, op: str, span: Span, model: ModelRef) -> None:

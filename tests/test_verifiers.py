@@ -151,3 +151,40 @@ def test_over_long_item_fails_alone(orm_dir, prm_dir):
 def test_missing_verifier_model_is_a_clear_error(tmp_path):
     with pytest.raises(TtclRuntimeError, match="nope.* nor a local directory|no such directory"):
         RewardModelVerifier(str(tmp_path / "nope"))
+
+
+JUDGED = """ttcl 1
+model policy = "ttcl:arith-s"
+verifier j = judge(policy, "Q={question} A={c.text} ok?")
+
+strategy main(question: text[<=20]) -> answer {
+    c = sample(policy, "{question}\\n", n = 1, max_tokens = 5)
+    d = sample(policy, "{question}\\n", n = 1, max_tokens = 40, temperature = 0)
+    return best(verify(j, d))
+}
+"""
+
+
+def test_a_judge_rubric_reads_the_item_and_the_candidate_whatever_the_caller_names(tmp_path, monkeypatch):
+    """With the caller's input named `question` (as every program names it) the rubric's `{question}` was empty at
+    run time, and a caller's local `c` emptied `{c.text}` (QA pass): the rubric now sees no strategy variable."""
+    import ttcl
+    from ttcl.errors import TtclError
+    from ttcl.runtime import verifiers as V
+
+    seen: list[str] = []
+    real = V.JudgeVerifier.score
+
+    def score(self, items):  # the real judge, recording what it reads
+        seen.extend(c for _, c in items)
+        return real(self, items)
+
+    monkeypatch.setattr(V.JudgeVerifier, "score", score)
+    prog = tmp_path / "j.ttc"
+    prog.write_text(JUDGED)
+    ttcl.run(str(prog), inputs="35 *2 -10", device="cpu")
+    assert len(seen) == 1 and seen[0].startswith("Q=35 *2 -10 A=") and seen[0].endswith(" ok?"), seen
+    assert len(seen[0]) > len("Q=35 *2 -10 A= ok?")  # the candidate's text is in it
+    prog.write_text(JUDGED.replace("{question} A=", "{question} {d} A="))
+    with pytest.raises(TtclError, match="unknown template field `{d}`"):  # nor any other variable of a strategy
+        ttcl.run(str(prog), inputs="35 *2 -10", device="cpu")

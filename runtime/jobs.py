@@ -131,9 +131,10 @@ def _params(node: DagNode, max_tokens: int, values: dict[str, Value]) -> Samplin
         ids = node.input_nodes("temperature")
         temp = float(values.get(ids[0]) or 0.0) if ids else 1.0  # type: ignore[arg-type]
     top_p = a.top_p
-    if top_p is None:
+    if top_p is None:  # a run-time 0 is refused by SamplingParams, not read as "unset" (it ran as 1.0; QA pass)
         ids = node.input_nodes("top_p")
-        top_p = float(values.get(ids[0]) or 1.0) if ids else 1.0  # type: ignore[arg-type]
+        got = values.get(ids[0]) if ids else None
+        top_p = float(got) if got is not None else 1.0  # type: ignore[arg-type]
     return SamplingParams(temperature=temp, top_p=top_p, max_tokens=max_tokens, stop=tuple(a.stop or ()))
 
 
@@ -409,8 +410,11 @@ class ReviseJob(Job):
         allow = self._ask(gate, worst(1, m), None, m, worst)
         if allow is None:
             return []
-        params = SamplingParams(temperature=a.temperature if a.temperature is not None else 0.7,
-                                max_tokens=allow.max_tokens or m, stop=tuple(a.stop or ()))
+        temp = a.temperature  # a run-time temperature comes on a port (it was ignored: 0.7 instead; QA pass)
+        if temp is None:
+            ids = self.node.input_nodes("temperature")
+            temp = float(self.ctx.values.get(ids[0]) or 0.0) if ids else 0.7  # type: ignore[arg-type]
+        params = SamplingParams(temperature=temp, max_tokens=allow.max_tokens or m, stop=tuple(a.stop or ()))
         return [
             GenCall(key, GenRequest(prompt=p, n=1, params=params,
                                     seed=derive_seed(self.ctx.seed, self.ctx.item, self.node.id, self.round * 65536 + j),

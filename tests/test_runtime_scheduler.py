@@ -242,3 +242,42 @@ def test_only_a_trace_pays_for_turning_values_into_json(tmp_path: Path, rand_mod
     assert len(plain.results) == 2 and plain.failed == 0 and calls == []
     _, traced = run(program(tmp_path), rand_model, items(2), trace=tmp_path / "t.jsonl")
     assert calls and [r["answer"] for r in traced.results] == [r["answer"] for r in plain.results]
+
+
+RUNTIME_ARGS = """ttcl 1
+model policy = "ttcl:arith-s"
+param literal: bool = true
+strategy main(question: text[<=20]) -> answer {
+    d = sample(policy, "{question}\\n", n = 1, max_tokens = 8, temperature = 0)
+    zero = count(d) - count(d)
+    if literal {
+        r = revise(policy, d, prompt = "zq", max_tokens = 30, temperature = 0)
+        return vote(r)
+    }
+    r2 = revise(policy, d, prompt = "zq", max_tokens = 30, temperature = zero)
+    return vote(r2)
+}
+"""
+
+
+def test_run_time_sampling_arguments_are_read_not_defaulted(tmp_path: Path) -> None:
+    """A run-time temperature of `revise` was ignored (it sampled at 0.7), and a run-time `top_p` of 0 ran as 1.0
+    where other out-of-range values fail the item (QA pass)."""
+    import ttcl
+    from ttcl.runtime.trace import read_trace
+
+    prog = tmp_path / "p.ttc"
+    prog.write_text(RUNTIME_ARGS)
+
+    def revised(literal: bool, seed: int) -> str:
+        trace = tmp_path / f"{literal}{seed}.jsonl"
+        ttcl.run(str(prog), inputs="19 +9 *2 -4 +11", device="cpu", seed=seed, set={"literal": literal}, trace=trace)
+        nodes = read_trace(trace).nodes[0]
+        return next(n.outputs for n in nodes if n.node_id in ("main/r", "main/r2") and n.outputs)[0]["text"]
+
+    assert {revised(False, s) for s in (0, 1, 2)} == {revised(True, 0)}  # greedy, as the literal 0 is
+    prog.write_text(RUNTIME_ARGS.replace('revise(policy, d, prompt = "zq", max_tokens = 30, temperature = zero)',
+                                         'sample(policy, "zq", n = 2, max_tokens = 20, top_p = zero)'))
+    out = ttcl.run(str(prog), inputs="1 +2", device="cpu", set={"literal": False})
+    assert out.summary.results[0]["status"] == "failed"
+    assert out.summary.results[0]["error"] == "main/r2: top_p must be in (0, 1], got 0.0"

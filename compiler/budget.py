@@ -99,11 +99,13 @@ class NoInputBound(SemanticDiagnosticError):
 
 
 class TooManyCandidates(SemanticDiagnosticError):
-    """A value whose candidate count bound is over MAX_CANDIDATES (concatenation is free in every unit, so no
-    budget stops a list that doubles in a loop: it would fill the memory)."""
+    """A value whose candidate count bound is over MAX_CANDIDATES, or a text whose length bound is over
+    MAX_TEXT_TOKENS (concatenation is free in every unit, so no budget stops a value that doubles in a loop: it
+    would fill the memory)."""
 
 
 MAX_CANDIDATES = 65536  # one value's candidates, as one call's n or k (builtins.MAX_N)
+MAX_TEXT_TOKENS = 1 << 24  # one text value: 16M tokens, far past any model's context
 
 
 def text_tokens(text: str) -> int:
@@ -142,6 +144,11 @@ def bound_nodes(dag: Dag, spec_of: SpecLookup) -> NodeBounds:
                                         f"over the limit of {MAX_CANDIDATES:,} for one value",
                 hint="a list joined with itself (`c = c + c`) in a loop doubles each round; keep the best with "
                      "`top(c, k = N)`")])
+        if not value.is_cands and value.length > MAX_TEXT_TOKENS:  # a text joined with itself ran out of memory
+            raise TooManyCandidates([Diagnostic(
+                span=node.span, message=f"`{node.var or node.op}` can grow to {_count(value.length)} tokens of text, "
+                                        f"over the limit of {MAX_TEXT_TOKENS:,} for one value",
+                hint="a text joined with itself (`t = t + t`) in a loop doubles each round")])
         values[node.id] = value
         if cost is not None:
             costs[node.id] = cost

@@ -311,3 +311,16 @@ def test_a_list_doubled_in_a_loop_is_refused_at_its_line() -> None:
     # 65,536 is allowed: 2 x 2^15
     assert bounds("    c = sample(policy, question, n = 2, max_tokens = 4)\n"
                   "    repeat 15 {\n        c = c + c\n    }\n    return vote(c)")
+
+
+def test_a_text_doubled_in_a_loop_is_refused_at_its_line() -> None:
+    """The same for text (QA pass): `t = t + t` 40 times passed `ttcl check`, and `ttcl run` built a 20 TB string
+    (MemoryError, exit 70 under a 3 GB cap). One text value holds at most 16M tokens."""
+    with pytest.raises(SemanticDiagnosticError) as err:
+        bounds("    t = question\n    repeat 40 {\n        t = t + t\n    }\n    return vote(sample(policy, question, n = 1, max_tokens = 4))",
+               inputs="question: text[<=20]")
+    (d,) = err.value.diagnostics
+    assert d.message == "`t` can grow to 20,971,520 tokens of text, over the limit of 16,777,216 for one value"
+    assert "t = t + t" in (d.hint or "")
+    assert bounds("    t = question\n    repeat 19 {\n        t = t + t\n    }\n    return vote(sample(policy, question, n = 1, max_tokens = 4))",
+                  inputs="question: text[<=20]")

@@ -213,6 +213,9 @@ class ExprMixin:
             parts = [PromptPart.make(path=["left"], source=left), PromptPart.make(path=["right"], source=right)]
             return self.add(frame, "template", "text", expr.span, ctx, args=NodeArgs.make(prompt=parts),
                             inputs=[Port.make(role="prompt", node=left), Port.make(role="prompt", node=right)], var=var)
+        # outside any branch every item would fail here (QA pass: check said fits); a branch may never be taken
+        if expr.op == "/" and ctx is None and self.static.get(right) == 0:
+            self.fail(expr.right.span, "division by zero: this divisor is always 0")
         return self.add(frame, "arith", "number", expr.span, ctx, args=NodeArgs.make(symbol=expr.op), inputs=ports, var=var)
 
     def template(self, expr: String, frame: Frame, ctx: GuardCond | None, var: str | None) -> str:
@@ -302,6 +305,9 @@ class ExprMixin:
         values: dict[str, Any] = {}
         if op == "sample":
             parts = self.prompt_parts(bound["prompt"], frame, ctx, per_candidate=False)
+            if all(p.text is not None for p in parts) and not "".join(p.text or "" for p in parts):
+                self.fail(bound["prompt"].span, "`sample` needs a prompt: this one is always empty",
+                          hint="write the question into it, e.g. \"{question}\\n\"")
             values["prompt"] = parts
             ports.extend(_source_ports(parts))
         if "cands" in bound and op != "revise":

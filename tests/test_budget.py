@@ -324,3 +324,20 @@ def test_a_text_doubled_in_a_loop_is_refused_at_its_line() -> None:
     assert "t = t + t" in (d.hint or "")
     assert bounds("    t = question\n    repeat 19 {\n        t = t + t\n    }\n    return vote(sample(policy, question, n = 1, max_tokens = 4))",
                   inputs="question: text[<=20]")
+
+
+@pytest.mark.parametrize(("body", "message", "line"), [
+    ("    x = 1 / 0\n    return vote(sample(policy, question, n = 1, max_tokens = 4))",
+     "division by zero: this divisor is always 0", 6),
+    ('    d = sample(policy, "", n = 1, max_tokens = 4)\n    return vote(d)',
+     "`sample` needs a prompt: this one is always empty", 6),
+])
+def test_what_fails_every_item_is_refused_by_check(body: str, message: str, line: int) -> None:
+    """`ttcl check` said "fits" and every item then failed (QA pass: "main/x: division by zero", "sample: the
+    prompt is empty"). A division inside a branch is left to the run: the branch may never be taken."""
+    with pytest.raises(SemanticDiagnosticError) as err:
+        bounds(body)
+    (d,) = err.value.diagnostics
+    assert d.message == message and d.span.line == line
+    assert bounds("    d = sample(policy, question, n = 2, max_tokens = 4)\n    if n > 0 {\n        x = count(d) / n\n"
+                  "    }\n    return vote(d)", decls="param n: int = 0 in 0..4\n")

@@ -95,6 +95,7 @@ class Builder(ExprMixin):
         self.sources = sources or {}
         self.nodes: dict[str, DagNode] = {}
         self.last_effect: str | None = None  # the latest model node or `allot`, in program order
+        self.reads: list[str] = []  # `budget.left` / `budget.pool` reads since then: the next effect waits for them
         self.static: dict[str, StaticValue] = {}
         self.call_counts: dict[tuple[str, str], int] = {}
         self.id_counts: dict[str, int] = {}
@@ -191,6 +192,12 @@ class Builder(ExprMixin):
         if op in ("budget_left", "budget_pool") and self.last_effect is not None:
             # read the budget after the model call (or `allot`) written before it, not whenever the scheduler can
             inputs = [*(inputs or []), Port.make(role="after", node=self.last_effect)]
+        if (op in MODEL_OPS or op == "allot") and self.reads:
+            # ... and before the next one under the same guard: a later call reserved first made the read count it
+            # (QA pass); a read in another block (a loop round, a branch) may be skipped, so orders nothing
+            inputs = [*(inputs or []), *(Port.make(role="after", node=r) for r in self.reads
+                                         if self.nodes[r].guard == ctx)]
+            self.reads = []
         node_id = self.fresh_id(frame.ns, base)
         self.nodes[node_id] = DagNode.make(
             id=node_id, op=op, type=_vtype(vtype), args=args or _NO_ARGS, inputs=inputs or [],
@@ -198,6 +205,8 @@ class Builder(ExprMixin):
         )
         if op in MODEL_OPS or op == "allot":
             self.last_effect = node_id
+        elif op in ("budget_left", "budget_pool"):
+            self.reads.append(node_id)
         if static is not None:
             self.static[node_id] = static
         return node_id

@@ -281,3 +281,23 @@ def test_run_time_sampling_arguments_are_read_not_defaulted(tmp_path: Path) -> N
     out = ttcl.run(str(prog), inputs="1 +2", device="cpu", set={"literal": False})
     assert out.summary.results[0]["status"] == "failed"
     assert out.summary.results[0]["error"] == "main/r2: top_p must be in (0, 1], got 0.0"
+
+
+def test_budget_left_is_read_between_the_calls_written_around_it(tmp_path: Path) -> None:
+    """`b` read 5, not 7: the reservation of the later, independent `e` was already counted (QA pass)."""
+    import ttcl
+
+    prog = tmp_path / "left.ttc"
+    prog.write_text("""ttcl 1
+model policy = "ttcl:arith-s"
+budget per item { calls <= 10 }
+strategy main(question: text[<=20]) -> text {
+    a = budget.left.calls
+    d = sample(policy, "{question}\\n", n = 3, max_tokens = 10)
+    b = budget.left.calls
+    e = sample(policy, "{question}\\n", n = 2, max_tokens = 10)
+    c = budget.left.calls
+    return "{a} {b} {c}"
+}
+""")
+    assert ttcl.run(str(prog), inputs="1 +2", device="cpu").answers == ["10 7 5"]

@@ -14,7 +14,12 @@ from collections.abc import Callable
 
 from ttcl.compiler.ast import ParamDecl
 from ttcl.compiler.budget_report import AutoChoice, BudgetReport, LimitCheck
-from ttcl.compiler.diagnostics import BudgetDiagnosticError, Diagnostic
+from ttcl.compiler.diagnostics import (
+    BudgetDiagnosticError,
+    Diagnostic,
+    DiagnosticError,
+    SemanticDiagnosticError,
+)
 from ttcl.compiler.params import param_range
 
 Evaluate = Callable[[dict[str, int]], BudgetReport]
@@ -40,7 +45,12 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
         rest = {d.name: lows[d.name] for d in decls[i + 1:]}
 
         def report_at(value: int, name: str = decl.name, rest: dict[str, int] = rest) -> BudgetReport:
-            return evaluate({**chosen, name: value, **rest})
+            try:
+                return evaluate({**chosen, name: value, **rest})
+            except DiagnosticError as e:  # say which value `auto` was trying (`max_tokens = 96 / k` at k = 64)
+                tried = f" (with `{name}` = {value}, tried by `auto`)"
+                raise type(e)([d.model_copy(update={"message": d.message + tried}) if d.severity == "error" else d
+                               for d in e.diagnostics], e.sources) from None
 
         first = report_at(low)
         if first.verdict == "no budget":
@@ -54,6 +64,14 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
             # the context overflows whatever this param is: not its fault, and reported where it arises (exit 2)
             def fits(r: BudgetReport) -> bool:
                 return r.verdict != "over"
+        if not fits(first) and fits(top := top or report_at(high)):  # the bound falls as the param grows
+            raise SemanticDiagnosticError([Diagnostic(
+                span=decl.default.span,
+                message=f"`auto` takes the largest `{decl.name}` whose worst case fits, assuming a larger value never "
+                        f"costs less; here it does: with {decl.name} = {low}, {describe_over(first)}, but "
+                        f"{decl.name} = {high} fits",
+                hint=f"give `{decl.name}` a value (--set {decl.name}=N), or use it so that more of it spends more",
+            )], sources)
         if not fits(first):
             raise BudgetDiagnosticError([Diagnostic(
                 span=decl.default.span,

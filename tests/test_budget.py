@@ -341,3 +341,18 @@ def test_what_fails_every_item_is_refused_by_check(body: str, message: str, line
     assert d.message == message and d.span.line == line
     assert bounds("    d = sample(policy, question, n = 2, max_tokens = 4)\n    if n > 0 {\n        x = count(d) / n\n"
                   "    }\n    return vote(d)", decls="param n: int = 0 in 0..4\n")
+
+
+def test_auto_says_when_the_bound_falls_as_its_param_grows() -> None:
+    """`n = 70 - k` gave "no value of `k` fits" (exit 1) though every k >= 30 fits, and `max_tokens = 96 / k` an
+    unexplained "got 1.5" (QA pass)."""
+    body = "    d = sample(policy, question, n = 70 - k, max_tokens = 4)\n    return vote(d)"
+    decls = "param k: int = auto in 1..64\nbudget per item { calls <= 40 }\n"
+    with pytest.raises(SemanticDiagnosticError) as err:
+        bounds(body, decls=decls)
+    (d,) = err.value.diagnostics
+    assert d.message == ("`auto` takes the largest `k` whose worst case fits, assuming a larger value never costs "
+                         "less; here it does: with k = 1, calls 69 > 40, but k = 64 fits")
+    with pytest.raises(SemanticDiagnosticError, match=r"got 1.5 \(with `k` = 64, tried by `auto`\)"):
+        bounds("    d = sample(policy, question, n = k, max_tokens = 96 / k)\n    return vote(d)",
+               decls="param k: int = auto in 1..64\nbudget per item { calls <= 20 }\n")

@@ -24,8 +24,8 @@ length bound, prompt + generated, in tokens; fwd = forward_flops):
   feedback verifier's pass (as verify), then each candidate's rewrite prompt
   (bound R, from the current candidates) is prefilled and M tokens are
   generated: calls C, prompt_tokens C·R, gen_tokens C·M, flops
-  C·(fwd(0, R) + fwd(R, R+M)). Output: C candidates of prompt length R and
-  generated length M.
+  C·(fwd(0, R) + fwd(R, R+M)). Output: C candidates of generated length M
+  that keep their drafts' prompts (and its length).
 - Everything else (vote, best, top, filter, statistics, arithmetic, guards,
   phi) costs nothing.
 
@@ -448,7 +448,10 @@ def _revise(node: DagNode, cands: ValueBound, values: dict[str, ValueBound], spe
                                 (facts, f"revise with model `{a.model.name}`"))
                   + SPECIAL_TOKENS + chat_tokens(a.model))
         cost = _add(cost, _gen_cost(spec, current.count, prompt, 1, a.max_tokens))
-        current = ValueBound(current.count, prompt, a.max_tokens, is_cands=True, toks=(facts,))
+        # a revised candidate keeps its draft's prompt (runtime/jobs.py, ReviseJob), which `extend`, a judge or
+        # `{c.prompt}` read later: bounding it by the revise prompt was unsound one way and refused valid programs
+        # the other (QA pass)
+        current = ValueBound(current.count, mine.prompt_len, a.max_tokens, is_cands=True, toks=(facts,))
     return current, cost
 
 

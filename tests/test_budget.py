@@ -113,7 +113,7 @@ def test_revise_rounds_with_feedback_chain_lengths() -> None:
     )
     fb = len("\nFeedback: ") + NUMBER_TEXT_TOKENS + len("\n")
     r1 = 41 + 10 + fb + SPECIAL_TOKENS
-    r2 = r1 + 5 + fb + SPECIAL_TOKENS
+    r2 = 41 + 5 + fb + SPECIAL_TOKENS  # a revision keeps its draft's prompt: round 2 reads it and round 1's text
     # the reward model reads `{question}\n{completion}`: the question (40), a newline, the candidate's text, a special
     rm1, rm2 = 40 + 1 + 10 + SPECIAL_TOKENS, 40 + 1 + 5 + SPECIAL_TOKENS
     want_prompt = 2 * rm1 + 2 * r1 + 2 * rm2 + 2 * r2

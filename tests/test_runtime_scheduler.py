@@ -301,3 +301,26 @@ strategy main(question: text[<=20]) -> text {
 }
 """)
     assert ttcl.run(str(prog), inputs="1 +2", device="cpu").answers == ["10 7 5"]
+
+
+def test_a_revised_candidate_is_bounded_with_the_prompt_it_keeps(tmp_path: Path) -> None:
+    """A revision keeps its draft's prompt; the check bounded it by the revise prompt, so `extend` after `revise`
+    was under-bounded (items stopped, blamed on their input) or over-bounded (a program refused) (QA pass)."""
+    import ttcl
+    from ttcl.compiler.pipeline import compile_program
+
+    prog = tmp_path / "p.ttc"
+    prog.write_text("""ttcl 1
+model policy = "ttcl:arith-s"
+strategy main(question: text[<=20]) -> answer {
+    drafts = sample(policy, "{question}\\n..................................................\\n{question}\\n", n = 2, max_tokens = 16)
+    fixed = revise(policy, drafts, prompt = "{c.text}\\n", max_tokens = 16)
+    more = extend(policy, fixed, max_tokens = 8)
+    return vote(more)
+}
+""")
+    out = ttcl.run(str(prog), inputs=["35 *2 -10", "63 -19 +17 +10", "1 +2 +3 +4 +5 +6 +7"], device="cpu")
+    assert [r["status"] for r in out.summary.results] == ["ok"] * 3, out.summary.results
+    bound = {r.node: r.bound for r in compile_program(prog).report.rows}
+    # each extend reads its draft's prompt (2 x <= 20 tokens, 53 of text, 1 special) and its revision (16)
+    assert bound["main/more"]["prompt_tokens"] == 2 * (2 * 20 + 53 + 1 + 16)

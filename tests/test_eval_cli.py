@@ -549,3 +549,21 @@ def test_a_sweep_over_an_unknown_param_names_the_sweep(capsys: pytest.CaptureFix
     assert code == 2 and out == "" and "Traceback" not in err
     assert "error: `--sweep m=1`: no param `m`" in err and "--set" not in err
     assert "items 100%" not in err  # nothing was sampled first
+
+
+def test_one_traces_directory_keeps_the_runs_of_two_datasets(capsys: pytest.CaptureFixture[str],
+                                                              setup: dict[str, Path], tmp_path: Path) -> None:
+    """The trace file names carried no dataset: a second dataset said "the dataset's content changed ... running
+    afresh" and replaced the first one's traces (QA pass)."""
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(setup["ds"].read_text().splitlines(keepends=True)[:4]))
+    traces = tmp_path / "traces"
+    kept = []
+    for ds in (setup["ds"], other, setup["ds"]):
+        code, _, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--pool", "n=2",
+                           "--traces", str(traces))
+        assert code == 0 and "afresh" not in err, err
+        kept.append({p.name: p.read_bytes() for p in traces.glob("*.jsonl")})
+    assert len(kept[0]) == 2 and len(kept[1]) == 4  # a pool and a greedy point per dataset
+    assert set(kept[2]) == set(kept[1])
+    assert all(kept[2][k].startswith(v) for k, v in kept[0].items())  # the first dataset's runs, kept and reused

@@ -325,12 +325,10 @@ def interrupted_message(trace: Path | None, total: int) -> str:
     args = [a for a in args if a != "--overwrite"]
     if "--resume" not in args:
         args.append("--resume")
-    if getattr(t.header, "shards", None):  # a wide run keeps whole items: no step of an unfinished one is replayed
-        return (f"interrupted: {kept}; the {total - len(t.items)} unfinished items run again from the start on "
-                f"--resume (a wide run keeps whole items)\n  resume with: ttcl {shlex.join(args)}")
-    return (f"interrupted: {kept}, and {steps} finished steps "
-            f"of {len(t.partial)} unfinished items (--resume replays them)\n"
-            f"  resume with: ttcl {shlex.join(args)}")
+    rest = (f"; the {total - len(t.items)} unfinished items run again from the start on --resume (a wide run keeps "
+            "whole items)" if getattr(t.header, "shards", None)  # no step of an unfinished wide item is replayed
+            else f", and {steps} finished steps of {len(t.partial)} unfinished items (--resume replays them)")
+    return f"interrupted: {kept}{rest}\n  resume with: ttcl {shlex.join(args)}"
 
 
 def check_judge(judge: str | None) -> None:

@@ -64,7 +64,7 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
             # the context overflows whatever this param is: not its fault, and reported where it arises (exit 2)
             def fits(r: BudgetReport) -> bool:
                 return r.verdict != "over"
-        if not fits(first) and fits(top := top or report_at(high)):  # the bound falls as the param grows
+        if not fits(first) and fits(top := top if top is not None else report_at(high)):  # the bound falls as the param grows
             raise SemanticDiagnosticError([Diagnostic(
                 span=decl.default.span,
                 message=f"`auto` takes the largest `{decl.name}` whose worst case fits, assuming a larger value never "

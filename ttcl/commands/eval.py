@@ -23,6 +23,7 @@ import math
 import os
 import re
 import tempfile
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,17 +170,16 @@ class Runs:
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
         self.kept = kept  # the traces outlive the command (--traces DIR)
 
+    @cached_property
     def data_key(self) -> str:
         """The dataset's content, as a run's trace header names it: the file's bytes (the whole file, so `--limit`
         reuses a longer run's trace), or the items where there is no plain file."""
-        if not hasattr(self, "_data_key"):
-            from ttcl.runtime.dataset import items_digest
-            from ttcl.runtime.trace import file_digest
+        from ttcl.runtime.dataset import items_digest
+        from ttcl.runtime.trace import file_digest
 
-            d = self.dataset
-            regular = str(d) != "-" and d.is_file() and d.suffix not in (".parquet", ".arrow")
-            self._data_key = file_digest(d) if regular else items_digest(self.items)
-        return self._data_key
+        d = self.dataset
+        regular = str(d) != "-" and d.is_file() and d.suffix not in (".parquet", ".arrow")
+        return file_digest(d) if regular else items_digest(self.items)
 
     def interrupted(self) -> str:
         """What Ctrl-C kept: the finished runs' traces, and a killed run's finished items, where --traces names a
@@ -197,7 +197,7 @@ class Runs:
         # the program's file name is part of the key: two programs with the same series, params and seed
         # (beam search guided by two verifiers, say) keep a trace each in one --traces directory; so is the
         # dataset's content: one directory holds the runs of several datasets (another one overwrote them)
-        key = hashlib.blake2b("\x00".join([self.program.name, "|", *sets, "|", *binds, "|", self.data_key()]).encode(),
+        key = hashlib.blake2b("\x00".join([self.program.name, "|", *sets, "|", *binds, "|", self.data_key]).encode(),
                               digest_size=4).hexdigest()
         trace = self.root / f"{slug(label)}__{slug(tag)}__{key}__seed{seed}.jsonl"  # one file per distinct run
         kw: dict[str, Any] = dict(seed=seed, device=self.device, dtype=self.dtype, trace=trace, dataset=self.dataset,

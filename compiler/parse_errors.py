@@ -184,7 +184,8 @@ _COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 
 def _compares_before(source: str, tok: Tok) -> bool:
     """Whether the line holds a comparison before `tok` (outside strings): `0 < a < 5` is a chain."""
-    line = source.splitlines()[tok.line - 1][: tok.column - 1] if tok.line <= len(source.splitlines()) else ""
+    lines = source.splitlines()
+    line = lines[tok.line - 1][: tok.column - 1] if tok.line <= len(lines) else ""
     line = re.sub(r'"(?:[^"\\]|\\.)*"', '""', line)
     return re.search(r"<|>|==|!=", line) is not None
 

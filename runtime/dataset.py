@@ -174,6 +174,15 @@ def _from_rows(rows: list[dict[str, Any]], shown: str, limit: int | None, fields
     return items
 
 
+def dataset_digest(path: Path, items: list[Item]) -> str:
+    """What a trace header names a dataset's content by: the file's bytes (the whole file, whatever `--limit` kept),
+    or the items where there is no plain file (stdin, a Parquet/Arrow file, a dataset directory)."""
+    from ttcl.runtime.trace import file_digest
+
+    regular = str(path) != "-" and path.is_file() and path.suffix not in (".parquet", ".arrow")
+    return file_digest(path) if regular else items_digest(items)
+
+
 def items_digest(items: list[Item]) -> str:
     """A digest of what a dataset held (for sources that are not one file: stdin, a dataset directory)."""
     import hashlib

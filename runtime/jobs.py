@@ -124,17 +124,20 @@ def gen_worst(spec: ModelSpec, prompt_tokens: int, n: int, max_tokens: int, shar
     )
 
 
+def _port(node: DagNode, role: str, values: dict[str, Value], absent: float, unset: float) -> float:
+    """A sampling argument computed at run time (it comes on a port): `absent` without a port, `unset` where its
+    value is None. A run-time 0 stays 0 (SamplingParams judges it: a top_p of 0 ran as 1.0; QA pass)."""
+    ids = node.input_nodes(role)
+    if not ids:
+        return absent
+    got = values.get(ids[0])
+    return float(got) if got is not None else unset  # type: ignore[arg-type]
+
+
 def _params(node: DagNode, max_tokens: int, values: dict[str, Value]) -> SamplingParams:
     a = node.args
-    temp = a.temperature
-    if temp is None:
-        ids = node.input_nodes("temperature")
-        temp = float(values.get(ids[0]) or 0.0) if ids else 1.0  # type: ignore[arg-type]
-    top_p = a.top_p
-    if top_p is None:  # a run-time 0 is refused by SamplingParams, not read as "unset" (it ran as 1.0; QA pass)
-        ids = node.input_nodes("top_p")
-        got = values.get(ids[0]) if ids else None
-        top_p = float(got) if got is not None else 1.0  # type: ignore[arg-type]
+    temp = a.temperature if a.temperature is not None else _port(node, "temperature", values, 1.0, 0.0)
+    top_p = a.top_p if a.top_p is not None else _port(node, "top_p", values, 1.0, 1.0)
     return SamplingParams(temperature=temp, top_p=top_p, max_tokens=max_tokens, stop=tuple(a.stop or ()))
 
 
@@ -410,10 +413,8 @@ class ReviseJob(Job):
         allow = self._ask(gate, worst(1, m), None, m, worst)
         if allow is None:
             return []
-        temp = a.temperature  # a run-time temperature comes on a port (it was ignored: 0.7 instead; QA pass)
-        if temp is None:
-            ids = self.node.input_nodes("temperature")
-            temp = float(self.ctx.values.get(ids[0]) or 0.0) if ids else 0.7  # type: ignore[arg-type]
+        # a run-time temperature comes on a port (it was ignored: 0.7 instead; QA pass)
+        temp = a.temperature if a.temperature is not None else _port(self.node, "temperature", self.ctx.values, 0.7, 0.0)
         params = SamplingParams(temperature=temp, max_tokens=allow.max_tokens or m, stop=tuple(a.stop or ()))
         return [
             GenCall(key, GenRequest(prompt=p, n=1, params=params,

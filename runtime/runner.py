@@ -288,11 +288,9 @@ class Runner:
         o = self.options
         ds_hash = None
         if o.dataset is not None:
-            from ttcl.runtime.dataset import items_digest
-            from ttcl.runtime.trace import file_digest
+            from ttcl.runtime.dataset import dataset_digest
 
-            regular = str(o.dataset) != "-" and o.dataset.is_file() and o.dataset.suffix not in (".parquet", ".arrow")
-            ds_hash = file_digest(o.dataset) if regular else items_digest(items)
+            ds_hash = dataset_digest(o.dataset, items)
         budget: dict[str, Any] = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(),
                                   "on_exhaust": self.on_exhaust}
         if self.split != "first_come":

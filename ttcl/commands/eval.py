@@ -172,14 +172,10 @@ class Runs:
 
     @cached_property
     def data_key(self) -> str:
-        """The dataset's content, as a run's trace header names it: the file's bytes (the whole file, so `--limit`
-        reuses a longer run's trace), or the items where there is no plain file."""
-        from ttcl.runtime.dataset import items_digest
-        from ttcl.runtime.trace import file_digest
+        """The dataset's content, as a run's trace header names it (the whole file: `--limit` reuses a longer run)."""
+        from ttcl.runtime.dataset import dataset_digest
 
-        d = self.dataset
-        regular = str(d) != "-" and d.is_file() and d.suffix not in (".parquet", ".arrow")
-        return file_digest(d) if regular else items_digest(self.items)
+        return dataset_digest(self.dataset, self.items)
 
     def interrupted(self) -> str:
         """What Ctrl-C kept: the finished runs' traces, and a killed run's finished items, where --traces names a
@@ -235,7 +231,7 @@ def check_sweep(program: Path, sets: list[str], binds: list[str], allow_remote: 
     from ttcl.commands.compile import compile_from_cli
     from ttcl.errors import TtclError
 
-    for config in configs if any(configs) else []:
+    for config in filter(None, configs):  # no --sweep is one empty configuration
         try:
             compile_from_cli(program, list(sets) + [f"{k}={v}" for k, v in config], binds, None, allow_remote)
         except TtclError as e:

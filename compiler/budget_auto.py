@@ -53,8 +53,8 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                                for d in e.diagnostics], e.sources) from None
 
         first = report_at(low)
-        if first.verdict == "no budget":
-            raise BudgetDiagnosticError([Diagnostic(
+        if first.verdict == "no budget":  # bad input (exit 2), not a budget verdict
+            raise SemanticDiagnosticError([Diagnostic(
                 span=decl.default.span, message=f"`auto` param `{decl.name}` needs a budget to fit",
                 expected="a `budget per item { ... }` with calls, tokens or flops",
                 hint=f"declare a per-item budget, or give `{decl.name}` a value",

@@ -14,6 +14,7 @@ what only unrolling reveals, such as a DAG too large to build.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ from ttcl.compiler.dag_util import _vtype
 from ttcl.compiler.diagnostics import Diagnostic
 
 MAX_NODES = 50_000
+_REPEAT_NS = re.compile(r"/repeat(#\d+)?\[")  # a loop round's namespace segment (`_repeat`)
+
 # Bindings copied while unrolling (each `if` arm, loop iteration and merge reads the scope): a program of many
 # names inside long loops costs names x iterations even when it adds no node (an alias adds none). A 1 MiB
 # program of 137,045 aliases and one 1,024-round loop took 4.2 GB and 34 s; nested loops did not finish.
@@ -140,6 +143,9 @@ class Builder(ExprMixin):
             self.fail(allots[1].span, f"`allot` runs {len(allots)} times per item (in a loop, in two places, "
                       "two arms of an `if` included, or through two calls); the pool is shared out once",
                       hint="call `allot` once, outside any `repeat`: set the need in each arm, then `allot(need)` after them")
+        if looped := next((n for n in allots if _REPEAT_NS.search(n.ns)), None):  # `repeat 1` or `repeat k` at k = 1
+            self.fail(looped.span, "`allot` is inside a `repeat`; the pool is shared out once per item",
+                      hint="call `allot(need)` once, after the loop")
         if split == "need" and not allots:
             assert pooled is not None
             self.fail(pooled.span, "`split = need` shares the pool at an `allot(need)` call, and the program has none",

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 
 from ttcl.compiler import ast
-from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError
+from ttcl.compiler.diagnostics import Diagnostic, SyntaxDiagnosticError, closest
 from ttcl.compiler.parse import ParseFailure, reserved_words, tables
 from ttcl.compiler.parse_lex import BadCharacter, ParseState, Tok, token_span
 
@@ -35,6 +35,7 @@ _OPERATORS = {"+", "-", "*", "/", "<", "<=", ">", ">=", "==", "!=", "and", "or"}
 _DECLS = ("import", "model", "verifier", "param", "extract", "budget", "strategy")
 _PY_DEFS = {"def", "fn", "func", "function", "class", "let", "var", "const"}
 _PY_LOOPS = {"for", "while", "loop"}
+_STATEMENT_WORDS = ("return", "repeat", "if", "else", "until")
 _DECLARATION_HINT = "a declaration (`" + "`, `".join(_DECLS) + "`)"
 
 
@@ -190,6 +191,13 @@ def _compares_before(source: str, tok: Tok) -> bool:
     return re.search(r"<|>|==|!=", line) is not None
 
 
+def _starts_statement(source: str, tok: Tok) -> bool:
+    """Whether `tok` is the first word of its statement (after indentation, `{` or `;`)."""
+    lines = source.splitlines()
+    before = lines[tok.line - 1][: tok.column - 1].rstrip() if tok.line <= len(lines) else ""
+    return before == "" or before.endswith(("{", ";"))
+
+
 def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagnostic:
     tok, prev, file = e.tok, e.prev, state.file
     expected = expected_after(e.states)
@@ -243,6 +251,12 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
     if tok.type == "NAME" and value in _PY_DEFS and "STRATEGY" in expected:
         return named(f"ttcl has no `{value}`", _DECLARATION_HINT,
                      "declare a strategy with `strategy name(input: text) -> answer { ... }`")
+    if tok.type == "NAME" and "STRATEGY" in expected and (word := closest(str(value), _DECLS)):
+        return named(f"unexpected {_describe_token(tok)}", hint=f"did you mean `{word}`?")
+    if prev_is_name and prev is not None and "EQUAL" in expected and _starts_statement(source, prev) and (
+            word := closest(str(prev_value), _STATEMENT_WORDS)):  # `retrun vote(d)`, `repet 3 {`
+        return named(f"unexpected {_describe_token(tok)} after `{prev_value}`", hint=f"did you mean `{word}`?",
+                     where=token_span(prev, file))
     if prev_is_name and prev_value in _PY_LOOPS and prev is not None:
         return named(f"ttcl has no `{prev_value}` loop", None, "write a bounded loop: `repeat K { ... } until cond`",
                      where=token_span(prev, file))

@@ -194,6 +194,9 @@ def _compile_checked(
     params = {**root_params, **chosen}
     report.params = {k: v for k, v in params.items() if not isinstance(v, Auto)}
     report.auto = choices
+    if max_input_tokens is not None and all(d.type.max_len is not None for d in checked.entry.inputs):
+        report.warnings.append(f"max_input_tokens {max_input_tokens} is not used: every input of "
+                               f"`{checked.entry.name}` declares its own bound (`text[<=N]`)")
     return Compiled(program=program, checked=checked, params=params, dag=dag, report=report)
 
 

@@ -82,7 +82,8 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
         obj = renamed
     if "question" not in obj:
         keys = ", ".join(sorted(obj)) or "none"
-        raise _bad(path, line, f"missing field \"question\" (fields present: {keys})")
+        moved = next((f" (--field {k}=question reads it as `{k}`)" for k, v in (fields or {}).items() if v == "question"), "")
+        raise _bad(path, line, f"missing field \"question\"{moved} (fields present: {keys})")
     question = obj["question"]
     if not isinstance(question, str) or not question.strip():
         raise _bad(path, line, "field \"question\" must be a non-empty string")

@@ -242,3 +242,29 @@ def test_an_option_error_reads_error_first(prog: Path, capsys: pytest.CaptureFix
     """Every bad input starts `error:` (a program's diagnostic as `file:line:col: error:`), options too."""
     code, _, err = run(capsys, "graph", str(prog), "--format", "svg")
     assert (code, err) == (2, "error: --format 'svg': expected dot, mermaid or png\n")
+
+
+def test_a_budget_of_seconds_alone_is_named_not_called_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.ttc"
+    path.write_text(PROGRAM.replace("calls <= 4; gen_tokens <= 1k", "seconds <= 0.5"))
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0
+    assert "verdict: nothing to prove statically: the per-item budget sets only run-time limits" in out
+    assert "no per-item budget declared" not in out  # said so though one was declared (QA pass)
+
+
+def test_auto_without_a_budget_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.ttc"
+    path.write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param n: int = auto in 1..64")
+                    .replace("budget per item { calls <= 4; gen_tokens <= 1k }\n", ""))
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2  # was 1, the exit of a budget verdict (QA pass)
+    assert "`auto` param `n` needs a budget to fit" in err
+
+
+def test_max_input_tokens_must_be_positive_and_is_said_unused(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "check", str(prog), "--set", "n=4", "--max-input-tokens", "0")
+    assert code == 2 and "--max-input-tokens 0: expected a positive number of tokens" in err
+    code, out, _ = run(capsys, "check", str(prog), "--set", "n=4", "--max-input-tokens", "50")
+    assert code == 0  # the input declares `text[<=20]`: 50 changes nothing, and says so
+    assert "warning: max_input_tokens 50 is not used: every input of `main` declares its own bound" in out

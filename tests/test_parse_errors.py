@@ -74,6 +74,16 @@ CASES = [
     ('chained_comparison', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if 0 < a < 5 { }\n}\n',
      'prog.ttc:3:14: error: unexpected `<`: comparisons do not chain\n   3 |     if 0 < a < 5 { }\n                    ^\n'
      '  expected: an operator, `(`, `.` or `{`\n  hint: write `a < b and b < c`'),
+    ('misspelled_return', 'ttcl 1\nstrategy main(q: text) -> answer {\n    retrun vote(d)\n}\n',
+     'prog.ttc:3:5: error: unexpected `vote` after `retrun`\n   3 |     retrun vote(d)\n           ^^^^^^\n'
+     '  expected: `=`\n  hint: did you mean `return`?'),
+    ('misspelled_repeat', 'ttcl 1\nstrategy main(q: text) -> answer { x = 1; repet 3 { } }\n',
+     'prog.ttc:2:43: error: unexpected `3` after `repet`\n   2 | strategy main(q: text) -> answer { x = 1; repet 3 { } }\n'
+     '                                                 ^^^^^\n  expected: `=`\n  hint: did you mean `repeat`?'),
+    ('misspelled_declaration', 'ttcl 1\nstratgy main(q: text) -> answer { }\n',
+     'prog.ttc:2:1: error: unexpected `stratgy`\n   2 | stratgy main(q: text) -> answer { }\n       ^^^^^^^\n'
+     '  expected: a declaration (`import`, `model`, `verifier`, `param`, `extract`, `budget`, `strategy`) or a string\n'
+     '  hint: did you mean `strategy`?'),
     ('unmatched_close', 'ttcl 1\n}\n',
      'prog.ttc:2:1: error: unmatched `}`\n   2 | }\n       ^\n  expected: end of statement (newline or `;`) or end of file\n  hint: remove it, or add the `{` it closes'),
 ]

@@ -103,6 +103,7 @@ def test_allot_rules(tmp_path: Path) -> None:
     assert "the program has none" in _fails(tmp_path, need.replace("    share = allot(1 - agreement(probe))\n", ""))
     looped = need.replace("    share = allot(1 - agreement(probe))\n", "    repeat 2 {\n        share = allot(1)\n    }\n")
     assert "`allot` runs 2 times per item" in _fails(tmp_path, looped)
+    assert "`allot` is inside a `repeat`" in _fails(tmp_path, looped.replace("repeat 2", "repeat 1"))  # QA pass
     assert "`split` shares a pooled budget among items" in _fails(
         tmp_path, need.replace("budget pooled {", "budget per item {\n    split = even\n}\nbudget pooled {", 1))
     assert "unknown pool split `greedy`" in _fails(tmp_path, need.replace("split = need", "split = greedy"))

@@ -88,6 +88,14 @@ def test_bad_dataset_lines(tmp_path: Path, text: str, message: str) -> None:
     assert str(e.value) == f"{tmp_path}/{message}"
 
 
+def test_a_field_that_renames_the_question_away_is_named(tmp_path: Path) -> None:
+    p = _write(tmp_path, '{"question": "1 +2", "answer": "3"}\n')
+    with pytest.raises(DatasetError) as e:
+        load_dataset(p, fields={"nope": "question"})
+    assert str(e.value) == (f'{tmp_path}/d.jsonl:1: error: missing field "question" (--field nope=question reads it '
+                            'as `nope`) (fields present: answer, nope)')
+
+
 def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="nope.jsonl: error: dataset file not found"):
         load_dataset(tmp_path / "nope.jsonl")

@@ -553,6 +553,18 @@ def test_api_arguments_are_checked_and_named(setup: dict[str, Path], tmp_path: P
     assert raised.value.exit_code == 2 and not (tmp_path / "t.jsonl").exists()
 
 
+def test_api_set_takes_numpy_scalars_as_numbers(tmp_path: Path) -> None:
+    """`set={"n": numpy.int64(2)}` (a sweep over `numpy.arange`) was refused as "got int64" (QA pass)."""
+    import numpy as np
+
+    import ttcl
+
+    out = ttcl.run(ROOT / "programs" / "self_consistency.ttc", inputs="3 +4", device="cpu",
+                   set={"n": np.int64(2), "temperature": np.float32(0.5)})
+    assert out.summary.header["params"]["n"] == 2 and out.summary.header["params"]["temperature"] == 0.5
+    assert out.summary.actual_total["calls"] == 2
+
+
 def test_api_trace_never_overwrites_what_it_reads(tmp_path: Path) -> None:
     import ttcl
     from ttcl.errors import TtclError

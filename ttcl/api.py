@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,11 @@ def _set_arg(value: Any) -> dict[str, Any]:
         if v is None:
             raise RunArgumentError(f"set={{{k!r}: None}}: expected a number, a string or a bool "
                                    f"(leave {k!r} out to keep the param's default)")
-        if not isinstance(v, str | int | float):
+        if isinstance(v, Integral) and not isinstance(v, bool):  # numpy.int64 from a sweep's arange
+            out[k] = int(v)
+        elif isinstance(v, Real) and not isinstance(v, bool):
+            out[k] = float(v)
+        elif not isinstance(v, str | bool):
             raise RunArgumentError(f"set[{k!r}]: expected a number, a string or a bool, got {_type_name(v)}")
     return out
 

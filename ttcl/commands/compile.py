@@ -79,8 +79,8 @@ def compile_from_cli(program: Path, sets: list[str], models: list[str], max_inpu
     from ttcl.programs import resolve_program
 
     program = resolve_program(program)
-    if max_input_tokens is not None and max_input_tokens < 0:
-        raise OptionError("--max-input-tokens must be a non-negative number of tokens")
+    if max_input_tokens is not None and max_input_tokens < 1:  # as `text[<=0]` is refused
+        raise OptionError(f"--max-input-tokens {max_input_tokens}: expected a positive number of tokens")
     return compile_program(
         program, overrides=parse_set_overrides(sets), model_overrides=pin_endpoints(parse_model_overrides(models)),
         max_input_tokens=max_input_tokens, allow_remote=allowed_hosts(allow_remote),
@@ -175,7 +175,10 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
         console.print("[bold green]verdict: fits[/]: the worst case is within every per-item budget")
         return
     if report.verdict == "no budget":
-        console.print("verdict: no per-item budget declared; nothing to prove")
+        if any(lim.scope == "item" for lim in report.limits):  # `seconds` alone: nothing a static bound can prove
+            console.print("verdict: nothing to prove statically: the per-item budget sets only run-time limits")
+        else:
+            console.print("verdict: no per-item budget declared; nothing to prove")
         return
     console.print("[bold red]verdict: OVER BUDGET[/]")
     groups = [("", report.limits)] + [(f"sub-budget of {sub.call}: ", sub.limits) for sub in report.sub_budgets]

@@ -33,8 +33,11 @@ Length bounds: a text input is bounded by its declaration (`text[<=256]`,
 in tokens) or `--max-input-tokens`; literal template text by its UTF-8 byte
 count (sound for char- and byte-level BPE tokenizers); a number or bool
 filled into a template by `NUMBER_TEXT_TOKENS` (the runtime formats numbers
-with `NUMBER_FORMAT`); `{c.text}` / `{c.answer}` by a candidate's generated
-length, `{c.prompt}` by its prompt length. Every sequence fed to a model
+with `NUMBER_FORMAT`); `{c.text}` by a candidate's generated length, an
+answer (`vote`, `best`, `{c.answer}`) by `answer_len` of it (an extractor
+may rewrite what it reads: countdown's canonical form adds parentheses,
+`.5` reads as `0.5`; the runtime holds every extractor to that bound),
+`{c.prompt}` by its prompt length. Every sequence fed to a model
 adds `SPECIAL_TOKENS` (a BOS). A template's bound is the sum of its parts'
 (token counts are assumed subadditive under concatenation).
 
@@ -195,7 +198,7 @@ def _bound_node(node: DagNode, values: dict[str, ValueBound], spec_of: SpecLooku
         case "revise":
             return _revise(node, first, values, spec_of, question)
         case "vote" | "best":
-            return ValueBound(length=first.gen_len, toks=first.toks), None
+            return ValueBound(length=answer_len(first.gen_len), toks=first.toks), None
         case "top":
             return ValueBound(min(first.count, a.k or 0), first.prompt_len, first.gen_len, is_cands=True, toks=first.toks), None
         case "filter" | "backup":
@@ -275,7 +278,13 @@ def _field_len(value: ValueBound, attrs: list[str], *, is_cands: bool) -> int:
         return value.prompt_len
     if field == "score":
         return NUMBER_TEXT_TOKENS
-    return value.gen_len
+    return answer_len(value.gen_len) if field == "answer" else value.gen_len
+
+
+def answer_len(text_len: int) -> int:
+    """The most an answer extracted from a text of `text_len` may be: twice it, plus one (`runtime/extract.py`
+    refuses an extractor's answer over that, in characters and in UTF-8 bytes)."""
+    return 2 * text_len + 1
 
 
 ZERO = Cost()

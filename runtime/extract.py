@@ -118,9 +118,19 @@ def make_extractor(pattern: str | None, checker_extract: Extractor | None = None
     def extract(text: str) -> str | None:
         if not isinstance(text, str):
             return None
-        return normalize_answer(base(text))
+        return _held_to_bound(normalize_answer(base(text)), text)
 
     return extract
+
+
+def _held_to_bound(answer: str | None, text: str) -> str | None:
+    """`ttcl check` bounds an answer by twice the text it was read from, plus one (`compiler.budget.answer_len`):
+    every bundled extractor keeps to it (a substring; `.5` -> `0.5`; countdown's canonical form adds at most one
+    pair of parentheses per operator); a plugin checker's extractor that writes more fails the item."""
+    if answer is None or (len(answer) <= 2 * len(text) + 1 and len(answer.encode()) <= 2 * len(text.encode()) + 1):
+        return answer
+    raise ExtractError(f"the answer extractor returned {len(answer):,} characters from a text of {len(text):,}: "
+                       "an answer may be at most twice the text it is read from, plus one (the bound `ttcl check` proves)")
 
 
 def gold_answer(answer: str | int | float) -> str | None:

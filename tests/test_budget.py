@@ -231,6 +231,16 @@ def test_input_without_bound_needs_max_input_tokens() -> None:
     assert report.total["prompt_tokens"] == 100
 
 
+def test_an_answer_is_bounded_by_twice_its_text_plus_one() -> None:
+    """An extractor may rewrite what it reads (countdown's `9-2+3` votes as `3+(9-2)`; `.5` as `0.5`): an answer
+    fed to a model counts 2 * gen + 1 tokens, which `runtime/extract.py` holds every extractor to (QA pass: it was
+    bounded by the generated length alone)."""
+    b = bounds('    a = vote(sample(policy, question, n = 2, max_tokens = 10))\n    d = sample(policy, "{a}", max_tokens = 5)\n'
+               '    r = revise(policy, d, "{c.answer}")\n    return vote(r)')
+    assert b["main/d"]["prompt_tokens"] == (2 * 10 + 1) + SPECIAL_TOKENS
+    assert b["main/r"]["prompt_tokens"] == (2 * 5 + 1) + SPECIAL_TOKENS
+
+
 def test_seconds_and_pooled_are_run_time_only() -> None:
     src = HEAD + "budget per item { seconds <= 5 }\nbudget pooled { calls <= 1 }\nstrategy main(q: text[<=5]) -> answer {\n" \
         "    return vote(sample(policy, q, n = 3))\n}\n"

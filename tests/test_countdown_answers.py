@@ -61,6 +61,26 @@ def test_a_literal_zero_keeps_its_place_after_the_positive_terms() -> None:
     assert checker.outcome("5 0 0 -> 5", "#### 0+5+0") == checker.outcome("5 0 0 -> 5", "#### " + canonical("0+5+0"))
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789+-*/() ", max_size=40))
+def test_the_canonical_text_keeps_within_the_answer_bound(text: str) -> None:
+    """`ttcl check` bounds an answer by twice its text plus one (compiler.budget.answer_len); the canonical form
+    adds parentheses (`9-2+3` -> `3+(9-2)`), never more than one pair per operator."""
+    assert len(canonical(text)) <= 2 * len(text) + 1
+    assert len(checker.extract("#### " + text) or "") <= 2 * len("#### " + text) + 1
+
+
+def test_an_extractor_that_writes_past_the_bound_fails_the_item() -> None:
+    from ttcl.runtime.extract import ExtractError, make_extractor
+
+    assert canonical("8-2+6-1+5-3") == "5+(6+(8-2)-1)-3"  # 11 characters read as 15: the growth is real
+    assert make_extractor(None, checker.extract)("#### 8-2+6-1+5-3") == "5+(6+(8-2)-1)-3"
+    assert make_extractor(None)(".5") == "0.5"  # 2 characters as 3, within 2 * 2 + 1
+    wordy = make_extractor(None, lambda text: text * 3)  # a plugin's extractor
+    with pytest.raises(ExtractError, match="returned 18 characters from a text of 6"):
+        wordy("#### 7")
+
+
 def _shuffled(e: Expr, rng: random.Random) -> Expr:
     """The same computation with the operands of every `+` and `*` in a random order."""
     if e.op is None:

@@ -285,12 +285,12 @@ class Runner:
         return extract
 
     def header(self, items: list[Item]) -> RunHeader:
-        o = self.options
-        ds_hash = None
-        if o.dataset is not None:
-            from ttcl.runtime.dataset import dataset_digest
+        from ttcl.runtime.dataset import dataset_digest, items_digest
 
-            ds_hash = dataset_digest(o.dataset, items)
+        o = self.options
+        # `--input` and the API's `inputs=` are a dataset too: a resume with other inputs returned the first
+        # run's answers as theirs (QA pass)
+        ds_hash = dataset_digest(o.dataset, items) if o.dataset is not None else items_digest(items)
         budget: dict[str, Any] = {"item": self.per_item.as_dict(), "pooled": self.pooled.as_dict(),
                                   "on_exhaust": self.on_exhaust}
         if self.split != "first_come":

@@ -336,10 +336,13 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
         if old.get(key) != new.get(key):
             was = old.get(key)
             shown = "as written, before 2026-12-06" if key == "answers" and not was else repr(was)
+            what = _WHAT[key]
+            if key == "dataset_hash" and new.get("dataset") is None:  # `--input` / `inputs=`
+                what, shown = "inputs", "not recorded, before 2026-12-07" if was is None else repr(was)
             e = TraceError(
-                f"{path}: error: cannot --resume: the {_WHAT[key]} differs from the one this trace was written with "
+                f"{path}: error: cannot --resume: the {what} {'differ from those' if what == 'inputs' else 'differs from the one'} this trace was written with "
                 f"({shown}, now {new.get(key)!r})\n"
                 "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
-            e.changed = _WHAT[key]
+            e.changed = what
             raise e

@@ -191,3 +191,24 @@ def test_a_resumed_lookahead_search_backs_up_the_same_scores(tmp_path: Path) -> 
 
     assert backups(cut) == backups(full)
     assert all(c["score"] is not None for outs in backups(cut).values() for out in outs for c in out)
+
+
+def test_a_resume_with_other_inputs_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--input` and `inputs=` are a dataset too: resuming a trace with other inputs returned the first run's
+    answers as theirs, exit 0 and no model call (QA pass)."""
+    import ttcl
+    from ttcl.cli import main
+    from ttcl.runtime.trace import TraceError
+
+    trace = tmp_path / "t.jsonl"
+    base = ["run", "ttcl:self_consistency", "--set", "n=2", "--device", "cpu", "--trace", str(trace)]
+    assert main([*base, "--input", "1 +1"]) == 0
+    assert main([*base, "--input", "9 *9", "--resume"]) == 2
+    assert "cannot --resume: the inputs differ from those this trace was written with" in capsys.readouterr().err
+    assert main([*base, "--input", "1 +1", "--resume"]) == 0  # the same input resumes
+
+    kw = {"set": {"n": 2}, "device": "cpu", "trace": tmp_path / "api.jsonl"}
+    first = ttcl.run("ttcl:self_consistency", inputs=["1 +1", "37 +12 *3"], **kw)
+    with pytest.raises(TraceError, match="the inputs differ"):
+        ttcl.run("ttcl:self_consistency", inputs=["9 *9", "5 -3", "4 +4"], resume=True, **kw)
+    assert ttcl.run("ttcl:self_consistency", inputs=["1 +1", "37 +12 *3"], resume=True, **kw).answers == first.answers

@@ -38,7 +38,8 @@ _DOC_ESCAPE_AFTER_BACKSLASH = frozenset('nt"\\')
 
 
 def format_source(source: str, file: str = "<input>") -> str:
-    """Parse and reprint; raises `SyntaxDiagnosticError` when `source` does not parse."""
+    """Parse and reprint (with `\n` line ends); raises `SyntaxDiagnosticError` when `source` does not parse."""
+    source = source.replace("\r\n", "\n")  # as `parse` reads it: the printer finds comments and `split` by its offsets
     return format_module(parse(source, file), source)
 
 

@@ -189,3 +189,39 @@ def test_cli_read_errors_match_check(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "dir.ttc").mkdir()  # a directory named like a program is not a file to format
     assert main(["fmt", "--check", str(tmp_path)]) == 0
     assert capsys.readouterr().err == f"{tmp_path}: no .ttc files below this directory; nothing to format\n"
+
+
+@pytest.mark.parametrize("name", ["pooled_adaptive", "adaptive", "countdown_kept"])
+def test_a_crlf_file_formats_as_its_lf_copy_and_keeps_its_line_ends(name: str, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The printer found `split` and comments by offsets into the LF text inside the CRLF one: `split = need` was
+    dropped (the program then failed to check) and comments moved (QA pass)."""
+    lf = (PROGRAMS[0].parent / f"{name}.ttc").read_text()
+    assert format_source(lf.replace("\n", "\r\n")) == format_source(lf) == lf
+    path = tmp_path / "p.ttc"
+    path.write_bytes(("# padding\n" * 12 + lf).replace("\n", "\r\n").encode())
+    assert main(["fmt", str(path)]) == 0
+    assert path.read_bytes() == ("# padding\n" * 12 + lf).replace("\n", "\r\n").encode()  # canonical as it was
+
+
+def test_cli_a_file_it_cannot_write_is_an_error_and_the_others_are_formatted(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """It was an internal error (exit 70) that left the later files unformatted (QA pass)."""
+    import os
+    import subprocess
+
+    locked, later = tmp_path / "locked.ttc", tmp_path / "later.ttc"
+    for p in (locked, later):
+        p.write_text(MESSY)
+    if os.geteuid() != 0:
+        locked.chmod(0o444)
+    elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("root without chattr: no file here is unwritable")
+    try:
+        assert main(["fmt", str(locked), str(later)]) == 2
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True) if os.geteuid() == 0 else locked.chmod(0o644)
+    err = capsys.readouterr().err
+    assert f"{locked}: error: cannot write the formatted file" in err and "internal error" not in err
+    assert locked.read_text() == MESSY and later.read_text() == format_source(MESSY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["later.ttc", "locked.ttc"]  # no temporary file left

@@ -8,6 +8,8 @@ other files are still processed, so one run reports every problem.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -66,6 +68,8 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
                                        "or copy it first (`ttcl programs --show NAME > mine.ttc`)")
             old = _read_stdin() if name == "-" else read_program(resolve_program(name))
             new = format_source(old, "<stdin>" if name == "-" else name)
+            if old.partition("\n")[0].endswith("\r"):
+                new = new.replace("\n", "\r\n")  # as black does: a file keeps the line ends of its first line
         except (DiagnosticError, ProgramNameError) as e:
             typer.echo(str(e), err=True)
             status = EXIT_INVALID
@@ -82,9 +86,31 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
                 typer.echo(f"would reformat {name}", err=True)
                 status = max(status, EXIT_WOULD_CHANGE)
             continue
-        Path(name).write_text(new, encoding="utf-8")
+        try:
+            _write(Path(name), new)
+        except OSError as e:
+            typer.echo(f"{name}: error: cannot write the formatted file: {e.strerror or e}", err=True)
+            status = EXIT_INVALID
+            continue
         typer.echo(f"reformatted {name}", err=True)
     return status
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` whole or not at all (a full disk or a kill mid-write never leaves half a program); a file
+    the user may not write is refused, not replaced behind its permissions."""
+    if not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "the file is not writable")
+    tmp = path.with_name(f".{path.name}.ttcl-fmt-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def register(app: typer.Typer) -> None:

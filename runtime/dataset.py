@@ -14,6 +14,7 @@ is wrong` and no traceback.
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
     if "question" not in obj:
         keys = ", ".join(sorted(obj)) or "none"
         moved = next((f" (--field {k}=question reads it as `{k}`)" for k, v in (fields or {}).items() if v == "question"), "")
+        if not moved and (typo := difflib.get_close_matches("question", list(fields or {}), n=1, cutoff=0.6)):
+            moved = f" (--field {typo[0]}={(fields or {})[typo[0]]}: did you mean `question`?)"
         raise _bad(path, line, f"missing field \"question\"{moved} (fields present: {keys})")
     question = obj["question"]
     if not isinstance(question, str) or not question.strip():
@@ -142,7 +145,13 @@ def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str
 def _read_stdin() -> bytes:
     import sys
 
-    data = sys.stdin.buffer.read(MAX_DATASET_BYTES + 1)
+    if sys.stdin is None:
+        raise DatasetError("<stdin>: error: this process has no standard input to read a dataset from")
+    raw = getattr(sys.stdin, "buffer", None)  # a notebook's or a test runner's stdin is text only (QA pass)
+    if raw is not None:
+        data = raw.read(MAX_DATASET_BYTES + 1)
+    else:
+        data = sys.stdin.read(MAX_DATASET_BYTES + 1).encode("utf-8", "surrogatepass")
     if len(data) > MAX_DATASET_BYTES:
         raise DatasetError(f"<stdin>: error: more than {MAX_DATASET_BYTES // MiB} MiB of dataset")
     return data

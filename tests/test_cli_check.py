@@ -92,6 +92,9 @@ def test_json_report(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["total"]["calls"] == 8
     assert [r["node"] for r in report["rows"]] == ["main/drafts"]
     assert report["limits"][0]["dominating"][0]["node"] == "main/drafts"
+    assert report["exit_code"] == 1  # as the invalid and `auto` answers carry it (QA pass)
+    code, out, _ = run(capsys, "check", str(prog), "--json", "--set", "n=4")
+    assert (code, json.loads(out)["verdict"], json.loads(out)["exit_code"]) == (0, "fits", 0)
 
 
 def test_json_invalid_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,6 +111,9 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     code, _, err = run(capsys, "check", str(tmp_path / "nope.ttc"))
     assert code == 2
     assert "no such file" in err
+    code, out, _ = run(capsys, "check", "ttcl:nope", "--json")  # no place in a program: the same keys, span null
+    diag = json.loads(out)["diagnostics"][0]
+    assert code == 2 and diag["span"] is None and diag["severity"] == "error" and "ttcl:nope" in diag["rendered"]
 
 
 def test_graph_dot_and_mermaid(capsys: pytest.CaptureFixture[str]) -> None:

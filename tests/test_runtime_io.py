@@ -94,6 +94,9 @@ def test_a_field_that_renames_the_question_away_is_named(tmp_path: Path) -> None
         load_dataset(p, fields={"nope": "question"})
     assert str(e.value) == (f'{tmp_path}/d.jsonl:1: error: missing field "question" (--field nope=question reads it '
                             'as `nope`) (fields present: answer, nope)')
+    p.write_text('{"problem": "1 +2", "answer": "3"}\n')
+    with pytest.raises(DatasetError, match=r"\(--field qestion=problem: did you mean `question`\?\)"):
+        load_dataset(p, fields={"qestion": "problem"})
 
 
 def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:

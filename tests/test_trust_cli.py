@@ -525,6 +525,7 @@ SHORT = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\
     ({"inputs": [1, 2]}, "inputs[0]: expected a string, got int"),
     ({"inputs": []}, "inputs: expected at least one input text"),
     ({"inputs": "  "}, "inputs: the input text is empty"),
+    ({"inputs": ["1 +1", "\udcff +1"]}, "inputs[1]: the input text is not valid Unicode: a lone surrogate U+DCFF"),
     ({"inputs": "1 +1", "seed": "x"}, "seed: expected an int, got str"),
     ({"inputs": "1 +1", "set": "n=8"}, "set: expected a mapping of param names to values, e.g. set={'n': 8}"),
     ({"inputs": "1 +1", "set": {"n": None}}, "set={'n': None}: expected a number, a string or a bool"),
@@ -563,6 +564,52 @@ def test_api_set_takes_numpy_scalars_as_numbers(tmp_path: Path) -> None:
                    set={"n": np.int64(2), "temperature": np.float32(0.5)})
     assert out.summary.header["params"]["n"] == 2 and out.summary.header["params"]["temperature"] == 0.5
     assert out.summary.actual_total["calls"] == 2
+
+
+def test_api_takes_max_input_tokens_and_verifiers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two `ttcl run` flags the API lacked (QA pass): a program whose input is plain `text` could not run from
+    Python, and its error pointed at a flag; a user's checker could not be named."""
+    import ttcl
+    from ttcl.compiler import checks_calls
+    from ttcl.errors import TtclError
+    from ttcl.runtime import tasks
+
+    prog = tmp_path / "plain.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier mine = check("qa_mine")\n'
+                    'strategy main(question: text) -> answer {\n    d = sample(policy, "{question}\\n", n = 2, max_tokens = 16)\n'
+                    '    return vote(verify(mine, d))\n}\n')
+    (tmp_path / "qa_checks.py").write_text("def score(question, completion):\n    return 1.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        with pytest.raises(TtclError) as e:
+            ttcl.run(prog, inputs="1 +1", device="cpu", verifiers={"qa_mine": "qa_checks:score"})
+        assert "input `question` has no length bound" in str(e.value)
+        assert "--max-input-tokens is max_input_tokens=N" in "".join(getattr(e.value, "__notes__", []))
+        out = ttcl.run(prog, inputs="1 +1", device="cpu", max_input_tokens=8, verifiers={"qa_mine": "qa_checks:score"},
+                       judge="qa_mine")
+        assert out.summary.results[0]["correct"] is True  # judged by the user's checker: every answer is right
+        with pytest.raises(TtclError, match="max_input_tokens=0: expected a positive number"):
+            ttcl.run(prog, inputs="1 +1", device="cpu", max_input_tokens=0)
+    finally:
+        tasks._CLI.pop("qa_mine", None)
+        tasks._CLI_SPECS.pop("qa_mine", None)
+        checks_calls.registered_checkers.cache_clear()
+
+
+def test_api_reads_a_dataset_from_a_text_only_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook's or a test runner's `sys.stdin` has no `.buffer`: `dataset="-"` raised AttributeError (QA pass)."""
+    import io
+
+    import ttcl
+    from ttcl.errors import TtclError
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"question": "1 +1", "answer": "2"}\n'))
+    out = ttcl.run(ROOT / "programs" / "self_consistency.ttc", dataset="-", set={"n": 2}, device="cpu")
+    assert len(out.answers) == 1 and out.summary.graded == 1
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(TtclError, match="this process has no standard input"):
+        ttcl.run(ROOT / "programs" / "self_consistency.ttc", dataset="-", set={"n": 2}, device="cpu")
 
 
 def test_api_trace_never_overwrites_what_it_reads(tmp_path: Path) -> None:

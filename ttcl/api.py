@@ -61,6 +61,8 @@ def run(
     fields: Mapping[str, str] | None = None,
     judge: str | None = None,
     retry_failed: bool = False,
+    max_input_tokens: int | None = None,
+    verifiers: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Compile `path` (a .ttc file or `ttcl:NAME`) and run it on `inputs` (texts) or a JSONL `dataset`.
 
@@ -72,18 +74,24 @@ def run(
     with `--resume` or `--overwrite`, `limit=N` runs the first N items, `fields={"question": "problem"}` maps a
     dataset's fields (`--field`). `judge`: how answers are judged right, as `ttcl run --judge` (None: equality
     with the gold answer). `retry_failed=True` with `resume=True` runs again the items the trace holds as failed
-    (`--retry-failed`). Every problem with an argument raises a `TtclError`; see the module docstring."""
+    (`--retry-failed`). `max_input_tokens=N` bounds an input declared as plain `text` (`--max-input-tokens`).
+    `verifiers={"mine": "my_checks:score"}` is `--verifier mine=my_checks:score`: your own checker for
+    `check("mine")` and `judge="mine"`, registered for the rest of this process.
+    Every problem with an argument raises a `TtclError`; see the module docstring."""
     try:
         return _run(path, inputs=inputs, dataset=dataset, sets=set, models=models, seed=seed, device=device,
                     dtype=dtype, trace=trace, resume=resume, overwrite=overwrite, limit=limit, fields=fields,
-                    judge=judge, retry_failed=retry_failed)
+                    judge=judge, retry_failed=retry_failed, max_input_tokens=max_input_tokens,
+                    verifiers=verifiers)
     except TtclError as e:
         _note_keywords(e)
         raise
 
 
 def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: Any, device: Any, dtype: Any,
-         trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any, retry_failed: Any) -> RunResult:
+         trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any, retry_failed: Any,
+         max_input_tokens: Any, verifiers: Any) -> RunResult:
+    from ttcl.commands.compile import register_verifiers
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
     from ttcl.programs import resolve_program
@@ -103,6 +111,9 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
     model_overrides = _models_arg(models)
     seed = _int("seed", seed)
     limit = None if limit is None else _int("limit", limit)
+    max_input_tokens = None if max_input_tokens is None else _int("max_input_tokens", max_input_tokens)
+    if max_input_tokens is not None and max_input_tokens < 1:
+        raise RunArgumentError(f"max_input_tokens={max_input_tokens}: expected a positive number of tokens")
     resume, overwrite = _bool("resume", resume), _bool("overwrite", overwrite)
     retry_failed = _bool("retry_failed", retry_failed)
     if retry_failed and not resume:
@@ -119,6 +130,9 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
         if is_dir(trace_path):
             raise RunArgumentError(f"trace={str(trace_path)!r}: is a directory; give a file name, "
                                    f"e.g. trace={str(trace_path / 'run.jsonl')!r}")
+    example = "a mapping of checker names to module:function, e.g. verifiers={'mine': 'my_checks:score'}"
+    for name, target in _mapping("verifiers", verifiers, example).items():
+        register_verifiers([f"{name}={_path_text(f'verifiers[{name!r}]', target, 'module:function')}"])
     if judge is not None and not isinstance(judge, str):
         raise RunArgumentError(f"judge: expected a checker's name (a string) or None, got {_type_name(judge)}")
     make_judge(judge)  # an unknown checker is refused before any model loads, naming the known ones
@@ -135,7 +149,8 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
     from ttcl.commands.compile import pin_endpoints
 
     # a server URL names the model it serves, as `ttcl run --model NAME=URL` does, so its FLOPs can be counted
-    compiled = compile_program(program, overrides=overrides, model_overrides=pin_endpoints(model_overrides))
+    compiled = compile_program(program, overrides=overrides, model_overrides=pin_endpoints(model_overrides),
+                               max_input_tokens=max_input_tokens)
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace_path, resume=resume, overwrite=overwrite,
                       dataset=Path(data) if data else None, judge=judge, retry_failed=retry_failed)
     summary = Runner(compiled, opts).run(items)
@@ -148,7 +163,7 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
 
 def _input_items(inputs: Any, limit: int | None) -> list[Any]:
     """`inputs="TEXT"`: one item, checked as `--input`; `inputs=[...]`: items, checked as dataset lines."""
-    from ttcl.runtime.dataset import MAX_LINE_CHARS, Item
+    from ttcl.runtime.dataset import MAX_LINE_CHARS, Item, not_unicode
 
     if isinstance(inputs, str):
         texts, names = [inputs], ["inputs"]
@@ -166,6 +181,8 @@ def _input_items(inputs: Any, limit: int | None) -> list[Any]:
             raise RunArgumentError(f"{name}: the input text is empty")
         if len(text) > MAX_LINE_CHARS:
             raise RunArgumentError(f"{name}: the input is {len(text):,} characters, more than {MAX_LINE_CHARS:,}")
+        if (why := not_unicode(text)) is not None:  # a tokenizer's TypeError after the models loaded (QA pass)
+            raise RunArgumentError(f"{name}: the input text {why}")
     return [Item(index=i, question=t) for i, t in enumerate(texts)]
 
 
@@ -252,7 +269,8 @@ def _refuse_trace_over_input(trace: Path, inputs: dict[str, Path | None]) -> Non
 _KEYWORDS = {"--set": "set={NAME: VALUE}", "--model": "models={NAME: PATH}", "--trace": "trace=FILE",
              "--resume": "resume=True", "--overwrite": "overwrite=True", "--judge": "judge=NAME",
              "--retry-failed": "retry_failed=True",
-             "--field": "fields={NAME: FIELD}", "--input": "inputs=TEXT", "--limit": "limit=N"}
+             "--field": "fields={NAME: FIELD}", "--input": "inputs=TEXT", "--limit": "limit=N",
+             "--max-input-tokens": "max_input_tokens=N", "--verifier": "verifiers={NAME: 'module:function'}"}
 
 
 def _note_keywords(e: TtclError) -> None:

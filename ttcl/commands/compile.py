@@ -196,8 +196,9 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
 def diagnostics_json(err: TtclError) -> dict[str, object]:
     if isinstance(err, DiagnosticError):
         diags = [d.model_dump(mode="json") | {"rendered": d.render(err.sources.get(d.span.file))} for d in err.diagnostics]
-    else:
-        diags = [{"message": str(err)}]
+    else:  # an error with no place in a program (a missing file, a bad option): the same keys, span null
+        diags = [{"span": None, "message": str(err), "expected": None, "hint": None, "severity": "error", "code": "E",
+                  "rendered": str(err)}]
     return {"verdict": "invalid" if err.exit_code == EXIT_INVALID else "over", "exit_code": err.exit_code, "diagnostics": diags}
 
 
@@ -227,11 +228,12 @@ def check(
         typer.echo(json.dumps(diagnostics_json(e), indent=2))
         raise typer.Exit(e.exit_code) from None
     report = compiled.report
-    if as_json:
-        typer.echo(report.model_dump_json(indent=2))
+    code = EXIT_OVER if report.verdict == "over" else EXIT_FITS
+    if as_json:  # every --json answer carries `verdict` and `exit_code`, whatever the verdict
+        typer.echo(json.dumps(report.model_dump(mode="json") | {"exit_code": code}, indent=2))
     else:
         print_report(report, Console(width=None if sys.stdout.isatty() else 200))
-    raise typer.Exit(EXIT_OVER if report.verdict == "over" else EXIT_FITS)
+    raise typer.Exit(code)
 
 
 def graph(

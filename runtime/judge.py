@@ -10,7 +10,9 @@ registered under NAME instead (`countdown`, `expr`, `arith`, or a user's
 question alone, so items without a gold answer are judged too, and an item
 without an answer is wrong.
 
-A checker that raises leaves its item ungraded (`correct: null`, the error
+A checker that raises, or one whose `reads(question)` says it cannot read
+the question (a bundled task's checker on another task's items, or on a
+question edited out of its format), leaves its item ungraded (`correct: null`, the error
 under `failures["judge"]`), never wrong: every accuracy, interval and paired
 difference is computed over the graded items only, and `failure_line` is the
 line `ttcl run` and `ttcl eval` print about it on stderr.
@@ -58,6 +60,10 @@ class Judge:
     def __call__(self, question: str, gold: str | None, answer: str | None) -> bool | None:
         if self.checker is None:
             return None if gold is None else answer == self.gold_of(gold)
+        reads = getattr(self.checker, "reads", None)  # optional: a checker that can tell it cannot read the question
+        if reads is not None and not reads(question):  # every answer, the gold one too, scored 0 (QA pass)
+            shown = question if len(question) <= 40 else question[:37] + "..."
+            raise JudgeError(f"--judge {self.name}: the question {shown!r} is not one the `{self.name}` checker reads")
         if answer is None:
             return False
         try:

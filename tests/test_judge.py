@@ -72,6 +72,20 @@ def test_checker_judge_accepts_every_right_expression() -> None:
     assert make_judge("arith")("3 +4", None, "7") is True and make_judge("arith")("3 +4", None, "8") is False
 
 
+@pytest.mark.parametrize(("name", "question"), [
+    ("countdown", "10  5 6 -> 65"),  # one space doubled: the checker's reading of the question fails
+    ("countdown", "3 +4"), ("arith", "10 5 6 -> 65"), ("expr", "10 5 6 -> 65"),  # another task's question
+])
+def test_a_question_the_checker_cannot_read_is_ungraded_not_wrong(name: str, question: str) -> None:
+    """Every answer, the gold one too, was judged wrong: accuracy 0.000 and exit 0 (QA pass)."""
+    from ttcl.runtime.judge import JudgeError
+
+    with pytest.raises(JudgeError, match=f"is not one the `{name}` checker reads"):
+        make_judge(name)(question, "65", "65")
+    assert all(get_checker(n).reads(q) for n, q in [("countdown", "10 5 6 -> 65"), ("arith", "3 +4"),
+                                                     ("expr", "9+49; 28-21+40")])
+
+
 def test_unknown_judge_names_the_known_ones() -> None:
     with pytest.raises(JudgeError) as e:
         make_judge("countdwn")

@@ -300,9 +300,16 @@ def test_cli_data_arith() -> None:
         (("zoo", "train", "--only", "arith-xs"), "no model named 'arith-xs'; did you mean"),
         (("zoo", "train", "--quick", "--into-package"), "quick models are not for shipping"),
         (("zoo", "train", "--out", "x", "--into-package"), "not both"),
+        # the shipped directory as --out, by its path or a link to it, wrote a 30-step model over the shipped one
+        (("zoo", "train", "--only", "arith-direct", "--quick", "--no-eval", "--out", str(MODELS_DIR)),
+         "is the shipped models' directory"),
+        (("zoo", "train", "--only", "arith-direct", "--quick", "--no-eval", "--out",
+          str(MODELS_DIR / "arith-s")), "is the shipped models' directory"),
         (("data", "expr", "--steps", "1..3"), "invalid value for --steps"),
         (("data", "expr", "--steps", "2..13"), "2 to 12 operations"),
         (("data", "expr", "--seed", "x"), "invalid value for --seed"),
+        (("data", "countdown", "--seed", "-7"), "invalid value for --seed: must be >= 0, got -7"),  # drew seed 7's items
+        (("data", "arith", "--seed", "-1"), "invalid value for --seed: must be >= 0, got -1"),
         (("data", "expr", "--style", "tree"), "invalid value for --style: one of ops, state"),
     ],
 )

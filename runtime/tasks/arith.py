@@ -180,6 +180,10 @@ class ArithChecker:
         p = parse_question(question)
         return None if p is None else str(p.answer)
 
+    def reads(self, question: object) -> bool:
+        """Whether `question` states a problem of this task (`--judge` leaves an item it cannot read ungraded)."""
+        return parse_question(question) is not None
+
     def extract(self, completion: str) -> str | None:
         """Text after the first `####`, up to the end of its line; None if missing or empty."""
         return text_after_marker(completion, ANSWER_MARKER)

@@ -61,6 +61,8 @@ def iter_cycle_problems(generate: Callable[[int, random.Random], Any], n: int, s
     levels = [steps] if isinstance(steps, int) else list(steps)
     if not levels:
         raise ValueError("no difficulty levels given")
+    if seed < 0:  # CPython seeds with |seed|: -7 would draw seed 7's items, a held-out set twice (QA pass)
+        raise ValueError(f"seed must be >= 0, got {seed}")
     rng = random.Random(seed)
     return (generate(levels[i % len(levels)], rng) for i in range(n))
 

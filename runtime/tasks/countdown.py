@@ -434,6 +434,10 @@ class CountdownChecker:
             return None
         return p.solution().rsplit(ANSWER_MARKER, 1)[1].strip()
 
+    def reads(self, question: object) -> bool:
+        """Whether `question` states a problem of this task (`--judge` leaves an item it cannot read ungraded)."""
+        return parse_question(question) is not None
+
     def extract(self, completion: object) -> str | None:
         """The expression after `####`, in its canonical text (`countdown_answers.canonical`), so that one
         computation written in another order is one answer to a vote."""

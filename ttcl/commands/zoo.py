@@ -115,6 +115,10 @@ def train(
     root = MODELS_DIR if into_package else (out if out is not None else Path(DEFAULT_OUT))
     if root.exists() and not root.is_dir():
         raise ZooArgumentError("--out", f"{str(root)!r} exists and is not a directory")
+    shipped = MODELS_DIR.resolve()
+    if not into_package and (root.resolve() == shipped or shipped in root.resolve().parents):  # QA pass: it wrote over them
+        raise ZooArgumentError("--out", f"{str(root)!r} is the shipped models' directory: --out writes elsewhere "
+                               "(the default is ./ttcl-zoo); maintainers rebuilding the package use --into-package")
     from ttcl.zoo.family import dependencies  # torch and transformers load only from here
 
     full = build.recipe_graph(known, lambda n: dependencies(n, evaluate=not no_eval))
@@ -316,7 +320,7 @@ def data_arith(
     if levels[-1] > ARITH_MAX_STEPS:  # a line `ttcl run` can load (at most 1 MiB), made in a blink
         raise ZooArgumentError("--steps", f"1 to {ARITH_MAX_STEPS:,} operations, got {steps!r}")
     count = _int_option("--n", n, minimum=0)
-    seed_value = _int_option("--seed", seed)
+    seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     bound = _int_option("--max-value", max_value, minimum=9)
     for line in iter_jsonl(iter_problems(count, levels, seed_value, bound) if count else []):
         sys.stdout.write(line + "\n")
@@ -368,7 +372,7 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
     if levels[0] < lo or levels[-1] > hi:
         raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
     count = _int_option("--n", n, minimum=0)
-    seed_value = _int_option("--seed", seed)
+    seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     problems = task.iter_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
     for line in task.iter_jsonl(problems, **jsonl):  # type: ignore[attr-defined]
         sys.stdout.write(line + "\n")
@@ -377,6 +381,8 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
 def _int_option(option: str, text: str, minimum: int | None = None) -> int:
     # Parsed here, not by typer, so a bad value is a one-line ttcl error, never a traceback.
     try:
+        if not text.isascii():  # int() reads any script's digits (`٣`)
+            raise ValueError
         value = int(text)
     except ValueError:
         raise ZooArgumentError(option, f"expected an integer, got {text!r}") from None

@@ -282,6 +282,20 @@ def test_cli_models_table() -> None:
     assert out.returncode == 0, out.stderr
     for name in SHIPPED:
         assert f"ttcl:{name}" in out.stdout
+    assert "train s: each model's training on one thread" in out.stdout
+
+
+def test_cli_models_json_reads_the_build_times() -> None:
+    """`train s` was the card's wall_seconds, recorded under load: 923 s for arith-direct, which a rebuild trains in
+    about 90 s (QA pass); it is the last whole-zoo build's seconds, as `--plan` reads them. `--json` is new."""
+    from ttcl.zoo.build import recorded_seconds
+
+    out = _ttcl("models", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {m["name"]: m for m in json.loads(out.stdout)["models"]}
+    assert set(SHIPPED) <= set(rows)
+    assert {n: m["train_s"] for n, m in rows.items()} == recorded_seconds(list(rows))
+    assert rows["arith-direct"]["train_s"] < 200 < rows["arith-direct"]["wall_seconds"]
 
 
 def test_cli_data_arith() -> None:
@@ -298,6 +312,7 @@ def test_cli_data_arith() -> None:
         (("data", "arith", "--steps", "0..3"), "invalid value for --steps"),
         (("data", "arith", "--n", "many"), "invalid value for --n: expected an integer, got 'many'"),
         (("zoo", "train", "--only", "arith-xs"), "no model named 'arith-xs'; did you mean"),
+        (("zoo", "train", "--only", "ARITH-DIRECT"), "no model named 'ARITH-DIRECT'; did you mean 'arith-direct'?"),
         (("zoo", "train", "--quick", "--into-package"), "quick models are not for shipping"),
         (("zoo", "train", "--out", "x", "--into-package"), "not both"),
         # the shipped directory as --out, by its path or a link to it, wrote a 30-step model over the shipped one

@@ -92,9 +92,10 @@ def test_a_card_evaluated_again_names_the_row_that_differs(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nosuch",), "error: invalid value for NAME: no zoo model named 'nosuch'; known: "),
+        (("nosuch",), "error: invalid value for NAME: no zoo model named 'nosuch' (known: "),
+        (("expr-lk",), "error: invalid value for NAME: no zoo model named 'expr-lk'; did you mean 'expr-lik'? (known: "),
         (("expr-l-grown",), "error: invalid value for NAME: expr-l-grown is not shipped: build it with "
-                            "`ttcl zoo train --only expr-l-grown`, then give --model ./ttcl-zoo/expr-l-grown"),
+                            "`ttcl zoo train --only expr-l-grown --shipped-deps`, then give --model ./ttcl-zoo/expr-l-grown"),
     ],
 )
 def test_bad_names_are_one_line(args: tuple[str, ...], message: str) -> None:

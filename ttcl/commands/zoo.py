@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -39,21 +40,33 @@ def _headline(meta: dict) -> str:
     return f"AUROC {v:.3f}" if "auroc" in metric else f"{100 * v:.1f}% greedy"
 
 
-def models() -> None:
-    """List the bundled models: size, task, kind, training FLOPs and headline accuracy."""
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON (every card field, and train_s).")] = False,
+) -> None:
+    """List the bundled models: size, task, kind, training FLOPs and seconds, and headline accuracy."""
     from rich.console import Console
     from rich.table import Table
 
-    from ttcl.zoo.registry import list_models
+    from ttcl.zoo.build import last_build, recorded_seconds
+    from ttcl.zoo.registry import list_models, reference_builds
 
     cards = list_models()
     if not cards:
         raise TtclRuntimeError("no bundled models are installed (train them with `ttcl zoo train`)")
+    # one thread's training seconds in the last whole-zoo build, as `ttcl zoo train --plan` reads them: a card's own
+    # wall_seconds was recorded on whatever load its day's machine carried (up to 10x these; QA pass)
+    seconds = recorded_seconds([str(m.get("name")) for m in cards])
+    if as_json:
+        rows = [{**m, "train_s": seconds.get(str(m.get("name")))} for m in cards]
+        typer.echo(json.dumps({"models": rows, "train_s": f"each model's training on one thread, sampling and cards aside; from {last_build()}",
+                               "built_on_request": reference_builds()}, indent=2, default=str))
+        return
     table = Table(title="bundled models (ttcl:NAME)")
     for col in ("name", "params", "non-emb", "task", "kind", "train FLOPs", "train s", "headline"):
         table.add_column(col, justify="right" if col in ("params", "non-emb", "train FLOPs", "train s") else "left")
     for m in cards:
         flops = m.get("training_flops")
+        secs = seconds.get(str(m.get("name")))
         table.add_row(
             f"ttcl:{m.get('name')}",
             _fmt_params(m.get("params_total")),
@@ -61,15 +74,15 @@ def models() -> None:
             str(m.get("task", "?")),
             str(m.get("kind", "?")),
             f"{flops:.2e}" if isinstance(flops, int | float) else "?",
-            f"{m.get('wall_seconds', '?')}",
+            "?" if secs is None else f"{secs:.0f}",
             _headline(m),
         )
     console = Console()
     if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
         console = Console(width=160)
     console.print(table)
-    from ttcl.zoo.registry import reference_builds
-
+    console.print(f"train s: each model's training on one thread, sampling and cards aside; from {last_build()}",
+                  highlight=False, soft_wrap=True)
     for name, ref in reference_builds().items():  # recipes the package cannot hold: built where the user asks
         console.print(f"built on request, not bundled: {name}, "
                       f"{_fmt_params(ref.get('params_total'))} params, {ref.get('task', '?')} {ref.get('kind', '?')}, "
@@ -99,10 +112,7 @@ def train(
     names = list(dict.fromkeys(n.removeprefix("ttcl:") for n in only)) if only else list(FAMILY)
     unknown = [n for n in names if n not in known]
     if unknown:
-        import difflib
-
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = _did_you_mean(unknown[0], known)
         raise ZooArgumentError("--only", f"no model named {unknown[0]!r}{hint} (known: {', '.join(FAMILY)}; "
                                f"experimental: {', '.join(EXPERIMENTAL)})")
     if into_package and out is not None:
@@ -194,11 +204,15 @@ def card(
 
     name = name.removeprefix("ttcl:")
     if name not in FAMILY + EXPERIMENTAL:
-        raise ZooArgumentError("NAME", f"no zoo model named {name!r}; known: {', '.join(FAMILY)}")
+        raise ZooArgumentError("NAME", f"no zoo model named {name!r}{_did_you_mean(name, FAMILY + EXPERIMENTAL)} "
+                                       f"(known: {', '.join(FAMILY)})")
     source = model if model is not None else MODELS_DIR / name
     if model is None and name not in FAMILY:
-        raise ZooArgumentError("NAME", f"{name} is not shipped: build it with `ttcl zoo train --only {name}`, then "
-                                       f"give --model ./ttcl-zoo/{name}")
+        from ttcl.zoo.family import dependencies
+
+        deps = " --shipped-deps" if dependencies(name) else ""
+        raise ZooArgumentError("NAME", f"{name} is not shipped: build it with `ttcl zoo train --only {name}{deps}`, "
+                                       f"then give --model ./ttcl-zoo/{name}")
     if model is not None and not model.is_dir():
         raise ZooArgumentError("--model", f"{model} is not a folder" if model.exists() else f"{model} does not exist")
     old_card = source / "README.md"
@@ -376,6 +390,15 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
     problems = task.iter_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
     for line in task.iter_jsonl(problems, **jsonl):  # type: ignore[attr-defined]
         sys.stdout.write(line + "\n")
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """`; did you mean 'arith-direct'?` for a close name, case aside (`ARITH-DIRECT`, `expr-lk`), else ""."""
+    import difflib
+
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
 
 
 def _int_option(option: str, text: str, minimum: int | None = None) -> int:

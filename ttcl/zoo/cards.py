@@ -213,6 +213,10 @@ def write_card(out: Path, meta: dict) -> None:
                       f"steps; `maj@{ev['samples']}` and `pass@{ev['samples']}` from {ev['samples']} samples at "
                       f"T={ev['temperature']}. Accuracy in %.", ""]
         lines.append(_table(ev["by_steps"]))
-    lines += ["Reproduce: `ttcl zoo train --only " + name + "`. Regenerate the data: `ttcl data arith --steps 1..8 --n 500 --seed 0`. "
+    # a model that reads others rebuilds beside the shipped ones
+    from ttcl.zoo.family import dependencies
+
+    deps = " --shipped-deps" if dependencies(name) else ""
+    lines += ["Reproduce: `ttcl zoo train --only " + name + deps + "`. Regenerate the data: `ttcl data arith --steps 1..8 --n 500 --seed 0`. "
               "Evaluate this card's tables again from the shipped weights, without training: `ttcl zoo card " + name + "`.", ""]
     (out / "README.md").write_text("\n".join(lines))

@@ -408,7 +408,11 @@ def write_card(out: Path, meta: dict) -> None:
                   "\"Gate (d) on twenty more evaluation sets\" and \"Is the gain revision's, or greedy "
                   "decoding's?\".", ""]
     if _bundled(name):
-        lines += [f"Reproduce: `ttcl zoo train --only {name}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md). "
+        # a model that reads others rebuilds beside the shipped ones
+        from ttcl.zoo.family import dependencies
+
+        deps = " --shipped-deps" if dependencies(name) else ""
+        lines += [f"Reproduce: `ttcl zoo train --only {name}{deps}` (writes to `./ttcl-zoo/{name}`; see ttcl/zoo/README.md). "
                   f"Evaluate this card's tables again from the shipped weights, without training: "
                   f"`ttcl zoo card {name}`.", ""]
     else:  # a recipe the package does not ship: built where the user asks, from the shipped models it reads

@@ -352,3 +352,14 @@ def test_eval_pool_leaves_ungraded_items_out_of_every_table(capsys: pytest.Captu
     code, out, err = cli(capsys, *args, "--verifier", "b=judge_fail_q3:boom", "--judge", "b")
     assert code == 2 and out == "" and "Traceback" not in err
     assert f"judge `b` failed on {failing['n']} of {failing['n']} items' pools" in err and "no item is graded" in err
+
+
+def test_every_checker_reads_ascii_digits_only() -> None:
+    """countdown refused `٤٩` (Arabic-Indic digits, which `\\d` and int() read) while arith and expr counted it as
+    49 (QA pass): one rule for the three."""
+    assert get_checker("arith").outcome("51 -2", "#### 49") == 1.0
+    assert get_checker("arith").outcome("51 -2", "#### \u0664\u0669") == 0.0
+    assert get_checker("expr").outcome("9+49; 28-21+40", "#### 58,47") == 1.0
+    assert get_checker("expr").outcome("9+49; 28-21+40", "#### \u0665\u0668,47") == 0.0
+    assert get_checker("countdown").outcome("10 5 6 -> 65", "#### 10*6+5") == 1.0
+    assert get_checker("countdown").outcome("10 5 6 -> 65", "#### \u0661\u0660*6+5") == 0.0

@@ -322,6 +322,7 @@ def test_cli_data_arith() -> None:
           str(MODELS_DIR / "arith-s")), "is the shipped models' directory"),
         (("data", "expr", "--steps", "1..3"), "invalid value for --steps"),
         (("data", "expr", "--steps", "2..13"), "2 to 12 operations"),
+        (("data", "expr", "--steps", "0"), "invalid value for --steps: 2 to 12 operations"),  # said "1 <= A" (QA)
         (("data", "expr", "--seed", "x"), "invalid value for --seed"),
         (("data", "countdown", "--seed", "-7"), "invalid value for --seed: must be >= 0, got -7"),  # drew seed 7's items
         (("data", "arith", "--seed", "-1"), "invalid value for --seed: must be >= 0, got -1"),

@@ -37,11 +37,11 @@ def add_max(value_max: int) -> int:
     """Largest operand of + and -: 19 at the default bound, a tenth of the bound above it."""
     return max(19, value_max // 10)
 
-_QUESTION_RE = re.compile(r"^\s*(\d+)((?:\s*[+\-*]\s*\d+)+)\s*=?\s*$")
-_OP_RE = re.compile(r"([+\-*])\s*(\d+)")
-_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$")
-_ANSWER_LINE_RE = re.compile(r"^\s*####\s*(-?\d+)\s*$")
-_INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$")
+_QUESTION_RE = re.compile(r"^\s*(\d+)((?:\s*[+\-*]\s*\d+)+)\s*=?\s*$", re.ASCII)
+_OP_RE = re.compile(r"([+\-*])\s*(\d+)", re.ASCII)
+_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$", re.ASCII)
+_ANSWER_LINE_RE = re.compile(r"^\s*####\s*(-?\d+)\s*$", re.ASCII)
+_INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$", re.ASCII)
 
 
 def apply_op(value: int, op: str, operand: int) -> int:
@@ -163,8 +163,10 @@ def parse_steps_spec(spec: str) -> list[int]:
         raise ValueError(f"steps must be an integer N or a range A..B, got {spec!r}")
     lo = int(m.group(1))
     hi = int(m.group(2)) if m.group(2) is not None else lo
-    if lo < 1 or hi < lo:
-        raise ValueError(f"steps range must satisfy 1 <= A <= B, got {spec!r}")
+    if hi < lo:
+        raise ValueError(f"a range A..B needs A <= B, got {spec!r}")
+    if lo < 1:
+        raise ValueError(f"steps must be 1 or more, got {spec!r}")
     return list(range(lo, hi + 1))
 
 

@@ -64,9 +64,9 @@ _PREC = {"+": 1, "-": 1, "*": 2}
 STYLES = ("ops", "state", "trace", "subst")  # how a chain of thought writes a reduction (Problem.solution)
 TRACE_SEPARATOR = " -> "  # style `trace`: the operation, then the state it leaves
 
-_TOKEN_RE = re.compile(r"\s*(?:(\d+)|([+\-*()]))")
-_STEP_RE = re.compile(r"^\s*(\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
-_ANSWER_RE = re.compile(r"^\s*\+?\d+(?:\s*,\s*\+?\d+)*\s*$")
+_TOKEN_RE = re.compile(r"\s*(?:(\d+)|([+\-*()]))", re.ASCII)
+_STEP_RE = re.compile(r"^\s*(\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$", re.ASCII)
+_ANSWER_RE = re.compile(r"^\s*\+?\d+(?:\s*,\s*\+?\d+)*\s*$", re.ASCII)
 
 
 @dataclass(frozen=True)

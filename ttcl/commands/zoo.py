@@ -379,6 +379,9 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
     from ttcl.runtime.tasks.arith import parse_steps_spec
 
     lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
+    ends = [int(x) for x in steps.split("..") if x.strip().isascii() and x.strip().isdigit()]
+    if ends and any(not lo <= x <= hi for x in ends):  # `--steps 0` on expr: the task's range, not arith's 1..
+        raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
     try:
         levels = parse_steps_spec(steps)
     except ValueError as e:

@@ -149,7 +149,8 @@ class Builder:
         if d >= MAX_DEPTH:  # shown at the innermost construct of the deepest path, where splitting helps
             raise LexicalError(
                 f"program nested more than {MAX_DEPTH} levels deep (blocks, expressions and the statements "
-                "that hold them each count); the innermost level is here", inner.span,
+                "that hold them each count, and a chain `a + b + c` one level per operator); the innermost level "
+                "is here", inner.span,
                 hint="split the expression or block into named steps or separate strategies",
             )
         depth[id(node)] = d + 1

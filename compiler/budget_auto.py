@@ -72,6 +72,14 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
                         f"{decl.name} = {high} fits",
                 hint=f"give `{decl.name}` a value (--set {decl.name}=N), or use it so that more of it spends more",
             )], sources)
+        if not fits(first) and (inner := _fitting_inside(low, high, report_at, fits)) is not None:
+            raise SemanticDiagnosticError([Diagnostic(  # a bound that dips inside the range (QA pass: "no value fits")
+                span=decl.default.span,
+                message=f"`auto` takes the largest `{decl.name}` whose worst case fits, assuming a larger value never "
+                        f"costs less; here it does: with {decl.name} = {low}, {describe_over(first)}, but "
+                        f"{decl.name} = {inner} fits",
+                hint=f"give `{decl.name}` a value (--set {decl.name}=N), or use it so that more of it spends more",
+            )], sources)
         if not fits(first):
             raise BudgetDiagnosticError([Diagnostic(
                 span=decl.default.span,
@@ -85,6 +93,20 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
             next_over=describe_over(next_report) if next_report is not None else None,
         ))
     return chosen, choices
+
+
+_PROBES = 32  # values inside the range tried before saying that none fits
+
+
+def _fitting_inside(low: int, high: int, report_at: Callable[[int], BudgetReport],
+                    fits: Callable[[BudgetReport], bool]) -> int | None:
+    """A value strictly inside low..high that fits, among up to _PROBES evenly spaced ones (every one when the
+    range is that small), or None: `auto` assumes cost grows with the param, and a dip breaks that silently."""
+    inside = range(low + 1, high)
+    if not inside:
+        return None
+    step = max(1, len(inside) // _PROBES)
+    return next((v for v in inside[::step] if fits(report_at(v))), None)
 
 
 def _fits(report: BudgetReport) -> bool:

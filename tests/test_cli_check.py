@@ -274,3 +274,14 @@ def test_max_input_tokens_must_be_positive_and_is_said_unused(prog: Path, capsys
     code, out, _ = run(capsys, "check", str(prog), "--set", "n=4", "--max-input-tokens", "50")
     assert code == 0  # the input declares `text[<=20]`: 50 changes nothing, and says so
     assert "warning: max_input_tokens 50 is not used: every input of `main` declares its own bound" in out
+
+
+def test_auto_with_a_bound_that_dips_inside_its_range_is_an_error(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Both ends over and k = 38..42 fitting: "no value of `k` fits", exit 1 (QA pass); now the dip is named."""
+    path = tmp_path / "a.ttc"
+    path.write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param k: int = auto in 1..100")
+                    .replace("n = n,", "n = (k - 40) * (k - 40) + 1,"))
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2
+    assert "with k = 1, calls 1522 > 4" in err and ", but k = " in err and "assuming a larger value never costs" in err

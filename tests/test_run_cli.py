@@ -344,3 +344,12 @@ def test_a_trace_name_too_long_for_the_file_system_is_bad_input(setup: dict[str,
     code, _, err = cli(capsys, "run", str(setup["prog"]), "--input", "1 +2", "--model", f"policy={setup['model']}",
                        "--device", "cpu", "--trace", str(tmp_path / ("a" * 300)))
     assert code == 2 and "File name too long" in err and "internal error" not in err, err
+
+
+def test_one_lookahead_item_is_charged_all_it_computes(capsys: pytest.CaptureFixture[str]) -> None:
+    """A context whose whole length a longer key's entry covers (no next-token logits there) computes its last
+    position again; the charge read the exact key's entry instead, and one item was told it had shared -3 prompt
+    tokens with other items, that is, charged less than it computed (QA pass)."""
+    code, out, err = cli(capsys, "run", "ttcl:lookahead", "--input", "35 *2 -10", "--device", "cpu", "--json")
+    assert code == 0, err
+    assert json.loads(out)["shared_across_items"] == {}  # one item shares with no other, in either direction

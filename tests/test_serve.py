@@ -225,3 +225,30 @@ def test_errors_speak_to_an_http_client(url):
     conn.close()
     listed = json.loads(urllib.request.urlopen(f"{url}/models", timeout=60).read())
     assert {m["program"] for m in listed["data"]} == {"wbon.ttc"}
+
+
+def test_malformed_requests_are_400s_not_500s(url):
+    """QA pass: a text part whose `text` is a number, and JSON nested 100,000 deep, were plain 500s with a
+    traceback; a `ttcl` field other than `set` ran the defaults without a word; token ids read as many prompts."""
+    def chat(**extra: object) -> tuple[int, dict]:
+        return _raw(url, json.dumps({"model": "wbon", "messages": [{"role": "user", "content": "4 +5"}], **extra}).encode())
+
+    code, body = _raw(url, json.dumps({"model": "wbon", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": 7}]}]}).encode())
+    assert (code, body["error"]["message"]) == (400, "a text part's `text` must be a string")
+    code, body = _raw(url, b"[" * 100_000 + b"]" * 100_000)
+    assert (code, body["error"]["message"]) == (400, "the request body is JSON nested too deeply")
+    code, body = chat(ttcl={"sett": {"n": 2}})
+    assert code == 400 and body["error"]["message"].startswith("ttcl has no field 'sett'")
+    assert chat(ttcl=None)[0] == 200
+    with pytest.raises(openai.BadRequestError, match="a prompt of token ids is not supported"):
+        client(url, "k-ids").completions.create(model="wbon", prompt=[1, 2, 3], seed=1)
+
+
+def test_an_input_far_over_its_bound_is_refused_by_its_length(url):
+    """A 1 MB input was tokenized whole (seconds of CPU) and kept in the encode cache (100 MB a request) before
+    its 400 (QA pass): past 64 characters per token of the bound, the characters refuse it."""
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(client(url, "k-huge"), "1 +2 " * 200_000, seed=1)
+    assert e.value.body["code"] == "input_too_long"
+    assert e.value.body["message"].startswith("the input is 1,000,000 characters, more than 64 per token of")

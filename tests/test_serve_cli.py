@@ -61,6 +61,14 @@ def test_batch_window_must_be_zero_or_more_milliseconds(prog, ms):
     assert line.startswith(f"error: --batch-window-ms {ms}: expected a number of milliseconds, 0 or more"), line
 
 
+def test_a_bad_set_at_start_up_names_the_users_flag_and_file(prog):
+    """At start-up the error is the user's `--set` in their file, not a client's `ttcl.set` in a model id (QA pass)."""
+    r = serve(prog, "--set", "bogus=1", "--port", "0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"{prog}:") and "`--set bogus=1`: no param `bogus`" in r.stderr
+    assert "ttcl.set" not in r.stderr
+
+
 def test_port_in_use(prog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,3 +109,22 @@ def test_ctrl_c_exits_130(prog, tmp_path):
         assert proc.wait(timeout=30) == 130, (tmp_path / "serve.log").read_text()
     out = (tmp_path / "serve.log").read_text()
     assert "interrupted" in out and "Traceback" not in out
+
+
+def test_the_compiled_programs_kept_are_bounded(tmp_path, monkeypatch):
+    """Every distinct `ttcl.set` (any float temperature, ` n ` beside `n`) compiled a program kept for good: 70 KB
+    each, without end (QA pass). The oldest go first past MAX_COMPILED; a key's spelling is trimmed."""
+    import ttcl.serve as serve_mod
+
+    prog = tmp_path / "tiny.ttc"
+    prog.write_text(PROGRAM.replace("budget per item", "param n: int = 2 in 1..2\nparam temperature: float = 0.8\n"
+                                    "budget per item").replace("n = 2, max_tokens = 20, temperature = 0.8",
+                                                               "n = n, max_tokens = 20, temperature = temperature"))
+    monkeypatch.setattr(serve_mod, "MAX_COMPILED", 3)
+    srv = serve_mod.Server([serve_mod.Strategy("tiny", prog)], models=[], device="cpu")
+    first = srv.admit("tiny", {"n": 2})
+    assert srv.admit("tiny", {" n ": 2}) is first  # one key, however it is spelled
+    for t in (0.1, 0.2, 0.3, 0.4):
+        srv.admit("tiny", {"temperature": t})
+    assert len(srv.cache) == 3 and ("tiny", "n=2") not in srv.cache
+    assert srv.admit("tiny", {"n": 2}) is not first  # compiled again, and it still runs

@@ -76,6 +76,12 @@ class Strategy:
     sets: list[str] = field(default_factory=list)
 
 
+# An input over this many characters per token of its declared bound is refused without being tokenized: no
+# bundled tokenizer has a token longer than a few characters (a BPE vocabulary's longest are about 16-32)
+CHARS_PER_TOKEN = 64
+MAX_COMPILED = 256  # compiled (model id, ttcl.set) pairs kept; about 70 KB each, and 45 ms to compile one again
+
+
 @dataclass
 class Admitted:
     runner: Any
@@ -145,6 +151,7 @@ class Server:
         self.budgets = KeyBudgets(key_budget or {})
         self.window = batch_window_s
         self.cache: dict[tuple[str, ...], Admitted] = {}
+        self.serving = False  # set once every strategy compiled at start-up: errors are then a client's
         self.admitting = threading.Lock()  # one compile and model load at a time: a model is loaded once
         self.model_locks: dict[int, threading.Lock] = {}  # id of a loaded backend -> held while a batch runs on it
         self.batches: list[int] = []  # requests per scheduler run (for tests and benchmarks)
@@ -166,14 +173,16 @@ class Server:
             raise ApiError(400, "ttcl.set must be an object of param names to values", param="ttcl.set")
         strat = self.strategies[model]
         merged = dict(b.split("=", 1) for b in strat.sets)  # the request's own values win over a preset's
-        merged.update({k: _text(v) for k, v in sets.items()})
+        merged.update({k.strip(): _text(v) for k, v in sets.items()})
         overrides = [f"{k}={v}" for k, v in sorted(merged.items())]
         key = (model, *overrides)
-        if key in self.cache:  # the common case takes no lock: a first compile elsewhere does not delay it
-            return self.cache[key]
+        if (hit := self.cache.get(key)) is not None:  # the common case takes no lock: a first compile elsewhere
+            return hit  # does not delay it
         with self.admitting:
             if key not in self.cache:
                 self.cache[key] = self._compile(strat, model, overrides, key)
+                while len(self.cache) > MAX_COMPILED:  # the oldest first; a request holding one keeps its own
+                    self.cache.pop(next(iter(self.cache)))  # (QA pass: every distinct ttcl.set was kept for good)
             return self.cache[key]
 
     def _compile(self, strat: Strategy, model: str, overrides: list[str], key: tuple[str, ...]) -> Admitted:
@@ -183,6 +192,8 @@ class Server:
         try:
             compiled = compile_from_cli(strat.program, overrides, self.models, None, self.allow_remote)
         except TtclError as e:  # in a client's words: its model id, not the server's path; ttcl.set, not --set
+            if not self.serving:  # at start-up the user's own --set and path are what went wrong (QA pass)
+                raise
             said = str(e).replace(str(strat.program), strat.id).replace("`--set ", "`ttcl.set ")
             raise ApiError(400, said, param="ttcl.set", code="invalid_program") from None
         if any(b.scope == "pooled" for b in compiled.module.budgets):
@@ -207,6 +218,11 @@ class Server:
         bounded it. A model that cannot count (an endpoint without /tokenize) leaves the check to the run."""
         if admitted.input_bound is None:
             return
+        if len(question) > admitted.input_bound * CHARS_PER_TOKEN:  # refused before a tokenizer reads it (QA pass: a
+            # 1 MB input took seconds of CPU and stayed in the encode cache, 100 MB of memory per refused request)
+            raise ApiError(400, f"the input is {len(question):,} characters, more than {CHARS_PER_TOKEN} per token of "
+                           f"the strategy's declared bound `{admitted.input_name}: text[<={admitted.input_bound}]`; "
+                           "shorten it", param=param, code="input_too_long")
         counts: list[tuple[int, str]] = []
         for ref, be in admitted.runner.backends.items():
             try:
@@ -343,11 +359,16 @@ def _question(body: dict[str, Any], chat: bool) -> str:
             raise ApiError(400, "no user message: the last user message is the strategy's input", param="messages")
         content = users[-1].get("content")
         if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            if not all(isinstance(t, str) for t in texts):  # `"text": 7` was a TypeError and a plain 500 (QA pass)
+                raise ApiError(400, "a text part's `text` must be a string", param="messages")
+            content = "".join(texts)
     else:
         content = body.get("prompt")
         if isinstance(content, list) and len(content) == 1:
             content = content[0]
+    if isinstance(content, list) and content and all(isinstance(t, int) or isinstance(t, list) for t in content):
+        raise ApiError(400, "a prompt of token ids is not supported: send the prompt as text", param="prompt")
     if isinstance(content, list):  # a batch of prompts: one strategy call answers one input
         raise ApiError(400, f"`prompt` is a list of {len(content)} prompts; send one prompt per request",
                        param="prompt")
@@ -380,6 +401,8 @@ def create_app(server: Server) -> Any:
             body = json.loads(await _body(request))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON") from None
+        except RecursionError:  # `[[[...]]]` 100,000 deep: a plain 500 before (QA pass)
+            raise ApiError(400, "the request body is JSON nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
         question = _question(body, chat)
@@ -387,9 +410,14 @@ def create_app(server: Server) -> Any:
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != 1):
             raise ApiError(400, f"n = {json.dumps(n)}: a strategy returns one answer, so n must be 1 (its own "
                            "sampling is set by the program's params: ttcl.set)", param="n")
-        ttcl = body.get("ttcl") or {}
+        ttcl = body.get("ttcl", {})
+        if ttcl is None:
+            ttcl = {}
         if not isinstance(ttcl, dict):
             raise ApiError(400, "ttcl must be an object", param="ttcl")
+        if unknown := sorted(set(ttcl) - {"set"}):  # `"sett"` ran the defaults without a word (QA pass)
+            raise ApiError(400, f"ttcl has no field {unknown[0]!r}: its one field is `set` (the program's params)",
+                           param="ttcl")
         seed = body.get("seed")
         if seed is None:
             seed = secrets.randbits(31)

@@ -117,8 +117,15 @@ class PrefixCache:
         n = self.own_length(ids, owner)
         if n < len(ids):
             return n
-        eid = self._by_key.get(ids)
-        return n if eid is not None and self._entries[eid].logits is not None else n - 1
+        # the entry `lookup` serves the whole of `ids` from: its last node's, which may be a longer key passing
+        # through (then no logits, and the last position is computed again). Reading the exact key's entry here
+        # charged an item less than was computed (QA pass: lookahead's ledger showed -3 prompt tokens shared)
+        node = self._root
+        for tok in ids:
+            node = node.children[tok]
+        entry = self._entries.get(node.ref) if node.ref is not None else None
+        exact = entry is not None and len(entry.key) == len(ids) and entry.logits is not None
+        return n if exact else n - 1
 
     def insert(self, ids: tuple[int, ...], kv: KV, logits: torch.Tensor | None = None,
                owners: frozenset[object] = frozenset()) -> None:

@@ -55,6 +55,8 @@ from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
 from ttcl.safeio import is_dir, unsafe_model_files
 
+_CACHED_CHARS = 65_536  # texts longer than this are encoded each time they are asked for, never kept
+
 OOM_ERRORS: tuple[type[BaseException], ...] = tuple(
     {getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), torch.cuda.OutOfMemoryError}
 )
@@ -191,10 +193,15 @@ class TransformersBackend:
         self.share_prefix = share_prefix
         # False: contexts of one call that begin alike prefill their common part each (ablation, benchmark (d))
         self.warm_shared = warm_shared
-        self._encode = lru_cache(maxsize=16384)(self._encode_uncached)
+        self._encode_cached = lru_cache(maxsize=16384)(self._encode_uncached)
         self._piece = self._token_pieces()
 
     # -- text ------------------------------------------------------------------------------
+
+    def _encode(self, text: str) -> tuple[int, ...]:
+        # prompts repeat (n samples, a vote's candidates, beams); a text far past any context does not, and caching
+        # it kept it and its tokens for good (QA pass: 100 MB per refused 1 MB input under `ttcl serve`)
+        return self._encode_cached(text) if len(text) <= _CACHED_CHARS else self._encode_uncached(text)
 
     def _encode_uncached(self, text: str) -> tuple[int, ...]:
         # verbose=False: a text over the model's length is only counted here (the accountant refuses to feed it),

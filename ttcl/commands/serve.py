@@ -96,6 +96,7 @@ def serve(
                 server.admit(s.id, {})
             except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
                 raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(e.message) from None
+        server.serving = True
     except BaseException:
         for sock in sockets:
             sock.close()

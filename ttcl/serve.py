@@ -507,6 +507,9 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
     base = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "system_fingerprint": None}
     try:
         _, result, usage = await finish()
+        why = input_over_bound(result, "messages" if chat else "prompt")
+        if why is not None:  # as a whole response says it (QA pass: a stream answered "" with finish_reason stop)
+            raise ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
     except ApiError as e:
         yield f"data: {json.dumps(e.body())}\n\n"
         return

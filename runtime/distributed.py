@@ -38,7 +38,7 @@ from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
 from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
-from ttcl.runtime.runner import Runner, RunOptions, RunSummary
+from ttcl.runtime.runner import Runner, RunOptions, RunSummary, content_seeded
 from ttcl.runtime.tasks import cli_checker_specs
 from ttcl.runtime.trace import (
     ItemRecord,
@@ -300,7 +300,7 @@ class ShardWorker:
                 "dtype": str(be.dtype).removeprefix("torch.") if be is not None else ""}
 
     def run(self, items: list[Item], pool: Any, worker: str, shard: int, attempt: int,
-            quota: Limits) -> dict[str, Any]:
+            quota: Limits, per_item: Limits | None = None) -> dict[str, Any]:
         import ray
 
         from ttcl.runtime.shard import run_shard
@@ -314,7 +314,7 @@ class ShardWorker:
                 raise TtclRuntimeError(f"pool call timed out after {POOL_TIMEOUT_S:.0f}s") from e
 
         return run_shard(self.runners[self.key], items, client=client, worker=worker, shard=shard,
-                         attempt=attempt, quota=quota)
+                         attempt=attempt, quota=quota, per_item=per_item)
 
 
 _WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
@@ -439,6 +439,10 @@ class RayRunner:
         pool = _POOL[0]
         _get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
                                str(o.trace) if o.trace else None, o.resume))
+        self.per_item: Limits | None = None
+        if self.planner.split != "first_come":  # as one machine: random streams follow content over the whole run,
+            items = content_seeded(items, o.seed)  # and each item's even cap is the run's pool / N
+            self.per_item = Limits(**{u: v / max(1, len(items)) for u, v in pool_limits.as_dict().items()})
         try:
             ray.get(pool.restore.remote(spends))
             todo = [_Task(s, [it for k, it in enumerate(items)
@@ -488,7 +492,7 @@ class RayRunner:
                 slot, task = idle.pop(0), queue.pop(0)
                 name = f"w{slot}.{generation[slot]}"
                 quota = ray.get(pool.shard_left.remote(task.shard))
-                ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota)
+                ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota, self.per_item)
                 running[ref] = (slot, task, name)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             if progress is not None:

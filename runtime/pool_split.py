@@ -58,11 +58,13 @@ class PoolShares:
         self.balance: dict[str, float] = pooled.as_dict()  # `budget.pool.<unit>`: before allot, the whole pool
         self.allotted = False
 
-    def begin(self, items: Iterable[int]) -> None:
-        """Even caps over the run's items (all of them, including any a resumed trace already finished)."""
+    def begin(self, items: Iterable[int], per_item: Limits | None = None) -> None:
+        """Even caps over the run's items (all of them, including any a resumed trace already finished); a
+        shard of a wide run gives `per_item`, the whole run's pool / N, since its own items may be a rerun's rest."""
         ids = sorted(set(items))
         n = max(1, len(ids))
-        even = Limits(**{u.value: self.pooled.get(u) / n for u in self.units})  # type: ignore[operator]
+        even = per_item if per_item is not None else Limits(
+            **{u.value: self.pooled.get(u) / n for u in self.units})  # type: ignore[operator]
         self.caps = {i: even for i in ids}
 
     def cap(self, item: int) -> Limits:

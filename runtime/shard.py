@@ -121,8 +121,10 @@ class ShardAccountant(Accountant):
 
 
 def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str, shard: int, attempt: int,
-              quota: Limits) -> dict[str, Any]:
-    """Run `items` with the shard's pooled `quota`; finished items reach the ledger through `client`."""
+              quota: Limits, per_item: Limits | None = None) -> dict[str, Any]:
+    """Run `items` with the shard's pooled `quota`; finished items reach the ledger through `client`. Under
+    `split = even | need`, `per_item` is each item's even cap (the run's pool / N) and the items come seeded
+    by their content over the whole run (`content_seeded`, in the driver)."""
     link = ShardLink(client, worker, shard, attempt)
     for be in runner.backends.values():
         be.clear_cache()
@@ -133,8 +135,10 @@ def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str,
         from ttcl.runtime.pool_split import PoolShares
 
         acc.shares = PoolShares(quota, runner.split)
-        acc.shares.begin(it.index for it in items)
-        items = content_seeded(items, runner.options.seed)
+        # a rerun's rest (a fault, a wide --resume) split its shard's leftover among fewer items: bigger caps, other
+        # answers (QA pass); and repeats of a question counted within a shard drew alike across shards
+        acc.shares.begin((it.index for it in items), per_item)
+        items = content_seeded(items, runner.options.seed)  # keeps the driver's seeds; seeds a direct call's items
     trace = TraceHook(link)  # type: ignore[arg-type]  # the link is the writer: items go to the ledger
     trace.ledger = acc
     sched = runner.scheduler(acc, [AccountantHook(acc), trace, link])

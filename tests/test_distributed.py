@@ -125,6 +125,31 @@ def test_allocating_splits_run_wide_within_each_shards_quota(cluster: Any, data:
     assert s.actual_total["flops"] <= 3e9
 
 
+def test_even_shares_and_random_streams_follow_the_whole_run_across_shards_and_on_a_resume(
+        cluster: Any, data: dict[str, Path]) -> None:
+    """QA pass: a question repeated in two shards drew the same samples in both (each shard counted the repeats
+    of a question among its own items: 6 of 30 answers differed from one machine), and a wide `--resume` split
+    its shard's leftover among the items left (bigger caps: every resumed item differed)."""
+    even = data["root"] / "even_dup.ttc"
+    even.write_text(POOLED.replace("on_exhaust = shrink }", "on_exhaust = shrink; split = even }"))
+    dup = data["root"] / "dup.jsonl"
+    dup.write_text("".join(line + "\n" + line + "\n" for line in data["ds"].read_text().splitlines()))
+    items = load_dataset(dup)  # each question twice, side by side: shard_of is round-robin, so in both shards
+    compiled = compile_program(even)
+    one = Runner(compiled, RunOptions(device="cpu")).run(items)
+    full = data["root"] / "even_full.jsonl"
+    wide = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=full, max_batch_items=1), workers=2,
+                                 shards=2).run(items)
+    assert _answers(wide) == _answers(one)
+    lines = full.read_text().splitlines(keepends=True)
+    cut = [k for k, line in enumerate(lines) if json.loads(line)["type"] == "item"][5]  # keep 6 of 16 items
+    part = data["root"] / "even_part.jsonl"
+    part.write_text("".join(lines[: cut + 1]))
+    resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=part, resume=True, max_batch_items=1),
+                                    workers=2, shards=2).run(items)
+    assert _answers(resumed) == _answers(one)
+
+
 def _items_in(path: Path) -> list[int]:
     if not path.exists():
         return []

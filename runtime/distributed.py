@@ -476,7 +476,6 @@ class RayRunner:
     def _drive(self, pool: Any, tasks: list[_Task], progress: Callable[[int], None] | None,
                done_before: int) -> tuple[int, int]:
         """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
-        ray = _ray()
         o = self.options
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
                                  judge=o.judge)
@@ -484,9 +483,19 @@ class RayRunner:
         idle = list(range(self.n_workers))
         running: dict[Any, tuple[int, _Task, str]] = {}
         generation = [0] * self.n_workers
-        batches = steps = 0
         self.shared: dict[str, float] = {}
         queue = list(tasks)
+        try:
+            return self._loop(pool, queue, idle, running, generation, progress, done_before, worker_opts, checkers)
+        except BaseException:  # Ctrl-C, SIGTERM, a shard that failed for good: nothing in flight goes unrecorded
+            _abandon_shards(pool, running)
+            raise
+
+    def _loop(self, pool: Any, queue: list[_Task], idle: list[int], running: dict[Any, tuple[int, _Task, str]],
+              generation: list[int], progress: Callable[[int], None] | None, done_before: int,
+              worker_opts: RunOptions, checkers: Any) -> tuple[int, int]:
+        ray = _ray()
+        batches = steps = 0
         while queue or running:
             while queue and idle:
                 slot, task = idle.pop(0), queue.pop(0)
@@ -524,6 +533,24 @@ class RayRunner:
         if progress is not None:  # the last items finish after the last look above
             progress(done_before + ray.get(pool.count.remote()))
         return batches, steps
+
+
+def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None:
+    """A run stopped with shards in flight: fence their workers and write what their attempts spent as `lost`
+    records, as a worker's death does, so that `--resume` counts it against the pool (QA pass: a Ctrl-C dropped
+    it, and a resume spent past the pool); then stop them, and read each outcome, so Ray prints no traceback."""
+    import contextlib
+
+    ray = _ray()
+    for _, task, name in running.values():
+        with contextlib.suppress(Exception):
+            ray.get(pool.settle.remote(name, task.shard), timeout=30)
+    for slot, _, _ in running.values():
+        with contextlib.suppress(Exception):
+            ray.kill(_WORKERS[slot], no_restart=True)
+    for ref in running:
+        with contextlib.suppress(Exception):
+            ray.get(ref, timeout=10)
 
 
 def _first_line(e: BaseException) -> str:

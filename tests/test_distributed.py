@@ -150,6 +150,31 @@ def test_even_shares_and_random_streams_follow_the_whole_run_across_shards_and_o
     assert _answers(resumed) == _answers(one)
 
 
+def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: dict[str, Path]) -> None:
+    """Ctrl-C on a wide run (a KeyboardInterrupt in the driver, where the CLI's SIGINT lands) dropped the spend of
+    the attempts in flight: no `lost` record, so a `--resume` could spend past the pool (QA pass: 2.3e8 FLOPs the
+    ledger had charged were in no record). Now each in-flight attempt is settled and written, as a dead worker's."""
+    compiled = compile_program(data["pooled"])
+    items = load_dataset(data["ds"])
+    trace = data["root"] / "ctrl_c.jsonl"
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt  # at the first look: both workers hold items in flight
+
+    runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(items, progress=interrupt)
+    stats = ray.get(distributed._POOL[0].stats.remote())
+    recs = [json.loads(line) for line in trace.read_text().splitlines()]
+    kept = sum(r["cost"]["calls"] for r in recs if r["type"] in ("item", "lost"))
+    assert any(r["type"] == "lost" for r in recs)
+    assert stats["held"]["calls"] == 0 and kept == pytest.approx(stats["spent"]["calls"])  # every charge recorded
+    resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
+    assert sorted(read_trace(trace).items) == [it.index for it in items]
+    lost = sum(r.cost["calls"] for r in read_trace(trace).lost)
+    assert resumed.actual_total["calls"] + lost <= 22  # the pool, with what the interrupted attempts spent
+
+
 def _items_in(path: Path) -> list[int]:
     if not path.exists():
         return []

@@ -27,7 +27,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +137,30 @@ def connected() -> bool:
     return bool(_ray().is_initialized())
 
 
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C ignored within (main thread only): a second Ctrl-C that cut a shutdown or a settlement short left
+    unrecorded spend, the actors' processes and their session folder behind, and a Ray traceback (QA pass);
+    both are bounded (the reaping waits 10 s at most)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def shutdown() -> None:
+    with _uninterrupted():
+        _shutdown()
+
+
+def _shutdown() -> None:
     ray = _ray()
     pids = _actor_pids(ray) if _TEMP and ray.is_initialized() else []  # a local cluster this process started
     _WORKERS.clear()
@@ -539,6 +563,11 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
     """A run stopped with shards in flight: fence their workers and write what their attempts spent as `lost`
     records, as a worker's death does, so that `--resume` counts it against the pool (QA pass: a Ctrl-C dropped
     it, and a resume spent past the pool); then stop them, and read each outcome, so Ray prints no traceback."""
+    with _uninterrupted():
+        _settle_and_stop(pool, running)
+
+
+def _settle_and_stop(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None:
     import contextlib
 
     ray = _ray()

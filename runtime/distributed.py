@@ -394,6 +394,7 @@ class RayRunner:
         self.options = options
         self.n_workers = workers
         self.shards = shards or workers
+        self.shards_given = shards is not None
         self.planner = Runner(compiled, options, load_models=False)
         self.restarts = 0
         self.stats: dict[str, Any] = {}
@@ -419,7 +420,11 @@ class RayRunner:
         if o.resume and o.trace is not None and o.trace.exists():
             old = read_trace(o.trace)
             check_resumable(old, header, o.trace)
-            shards = int(getattr(old.header, "shards", None) or shards)  # the shard plan is part of the run
+            planned = getattr(old.header, "shards", None)
+            if planned and self.shards_given and int(planned) != self.shards:  # it was dropped without a word (QA)
+                raise DistributedError(f"--resume continues this trace's plan of {planned} shards: drop --shards "
+                                       f"{self.shards}, or give --shards {planned}")
+            shards = int(planned or shards)  # the shard plan is part of the run
             done_before, nodes_before = dict(old.items), dict(old.nodes)
             spends += [(lost.shard, lost.cost) for lost in old.lost]
             if old.spent is not None:  # a single-machine trace: its unfinished attempts spent too

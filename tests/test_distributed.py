@@ -240,6 +240,8 @@ def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, P
     assert resumed.distributed["spent"]["calls"] == pytest.approx(resumed.actual_total["calls"])
     assert resumed.distributed["spent"]["calls"] >= kept  # restored spend was booked before the rest ran
     assert sorted(read_trace(part).items) == [it.index for it in items]
+    with pytest.raises(distributed.DistributedError, match="continues this trace's plan of 2 shards"):  # was ignored
+        distributed.RayRunner(compiled, RunOptions(device="cpu", trace=part, resume=True), workers=2, shards=3).run(items)
 
 
 def test_ray_option_takes_an_optional_address() -> None:

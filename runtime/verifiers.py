@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from safetensors import SafetensorError
+
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
 from ttcl.compiler.models import MetaTemplateError, fill_meta_template, meta_template_parts
 from ttcl.errors import TtclRuntimeError
@@ -147,7 +149,7 @@ def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
         tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
         model, info = getattr(transformers, auto_cls).from_pretrained(
             path, local_files_only=True, use_safetensors=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # a corrupt weights file: exit 70 (QA)
         raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
     finally:
         hf_logging.set_verbosity(before)

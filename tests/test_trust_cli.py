@@ -656,3 +656,18 @@ def test_api_docstring_example_prints_what_it_shows() -> None:
     assert call and shown, doc
     out = eval(call.group(1), {"ttcl": ttcl})  # noqa: S307 - the module's own docstring
     assert out.answers == json.loads(shown.group(1))
+
+
+def test_a_corrupt_weights_file_is_bad_input_not_an_internal_error(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated model.safetensors raised SafetensorError: exit 70, "a bug in ttcl" (QA pass)."""
+    import shutil
+
+    from ttcl.zoo.registry import MODELS_DIR
+
+    bad = tmp_path / "arith-s"
+    shutil.copytree(MODELS_DIR / "arith-s", bad)
+    (bad / "model.safetensors").write_bytes((MODELS_DIR / "arith-s" / "model.safetensors").read_bytes()[:5000])
+    code, _, err = cli(capsys, "run", str(ROOT / "programs" / "self_consistency.ttc"), "--model", f"policy={bad}",
+                       "--input", "3 +4", "--device", "cpu")
+    assert code == 2 and f"cannot load model from '{bad}'" in err and "internal error" not in err

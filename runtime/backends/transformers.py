@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
 from ttcl.errors import TtclRuntimeError
@@ -169,7 +170,7 @@ class TransformersBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True, use_safetensors=True)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, SafetensorError) as e:  # a corrupt weights file: exit 70 (QA)
             raise TtclRuntimeError(f"cannot load model from {str(self.path)!r}: {e}") from e
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.spec = model_spec(self.model)

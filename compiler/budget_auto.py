@@ -64,16 +64,10 @@ def solve_autos(decls: list[ParamDecl], evaluate: Evaluate, sources: dict[str, s
             # the context overflows whatever this param is: not its fault, and reported where it arises (exit 2)
             def fits(r: BudgetReport) -> bool:
                 return r.verdict != "over"
-        if not fits(first) and fits(top := top if top is not None else report_at(high)):  # the bound falls as the param grows
+        top = top if top is not None else report_at(high)
+        # the bound falls as the param grows, or dips inside the range (QA pass: "no value fits"): not monotone
+        if not fits(first) and (inner := high if fits(top) else _fitting_inside(low, high, report_at, fits)) is not None:
             raise SemanticDiagnosticError([Diagnostic(
-                span=decl.default.span,
-                message=f"`auto` takes the largest `{decl.name}` whose worst case fits, assuming a larger value never "
-                        f"costs less; here it does: with {decl.name} = {low}, {describe_over(first)}, but "
-                        f"{decl.name} = {high} fits",
-                hint=f"give `{decl.name}` a value (--set {decl.name}=N), or use it so that more of it spends more",
-            )], sources)
-        if not fits(first) and (inner := _fitting_inside(low, high, report_at, fits)) is not None:
-            raise SemanticDiagnosticError([Diagnostic(  # a bound that dips inside the range (QA pass: "no value fits")
                 span=decl.default.span,
                 message=f"`auto` takes the largest `{decl.name}` whose worst case fits, assuming a larger value never "
                         f"costs less; here it does: with {decl.name} = {low}, {describe_over(first)}, but "

@@ -58,7 +58,8 @@ def serve(
     from ttcl.commands.compile import parse_model_overrides
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
-    from ttcl.serve import ApiError, Server, Strategy, bind, run_uvicorn
+    from ttcl.serve import ApiError, Server, Strategy
+    from ttcl.serve_listen import bind, run_uvicorn
 
     if not programs:
         raise ServeOptionError("give at least one program to serve")

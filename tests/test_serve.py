@@ -252,3 +252,19 @@ def test_an_input_far_over_its_bound_is_refused_by_its_length(url):
         ask(client(url, "k-huge"), "1 +2 " * 200_000, seed=1)
     assert e.value.body["code"] == "input_too_long"
     assert e.value.body["message"].startswith("the input is 1,000,000 characters, more than 64 per token of")
+
+
+def test_models_retrieve_and_unknown_routes_speak_openai(url):
+    """`models.retrieve` was a 404, and an unknown route or method answered FastAPI's `{"detail": ...}` (QA pass)."""
+    c = client(url, "k-routes")
+    assert c.models.retrieve("wbon:two").id == "wbon:two"
+    with pytest.raises(openai.NotFoundError) as e:
+        c.models.retrieve("nope")
+    assert e.value.body["code"] == "model_not_found"
+    for method, path, status in (("GET", "/chat/completions", 405), ("POST", "/nothing", 404)):
+        req = urllib.request.Request(f"{url}{path}", method=method, data=b"{}" if method == "POST" else None)
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(req, timeout=60)
+        assert raised.value.code == status
+        err = json.loads(raised.value.read())["error"]
+        assert err["message"].startswith(f"{method} /v1{path}: ") and err["type"] == "invalid_request_error"

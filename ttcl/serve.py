@@ -44,6 +44,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttcl.errors import TtclError
 from ttcl.runtime.accountant import input_over_bound
@@ -384,15 +385,31 @@ def create_app(server: Server) -> Any:
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
         return JSONResponse(e.body(), status_code=e.status)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        """An unknown route or method in OpenAI's error shape, as every other error (QA pass: FastAPI's `detail`)."""
+        why = f"{request.method} {request.url.path}: {str(e.detail).lower()}"
+        return JSONResponse(ApiError(e.status_code, why, code="not_found" if e.status_code == 404 else None).body(),
+                            status_code=e.status_code, headers=getattr(e, "headers", None))
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    def card(s: Strategy) -> dict[str, Any]:
+        return {"id": s.id, "object": "model", "created": 0, "owned_by": "ttcl", "program": s.program.name,
+                "params": s.sets}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [
-            {"id": s.id, "object": "model", "created": 0, "owned_by": "ttcl", "program": s.program.name,
-             "params": s.sets} for s in server.strategies.values()]}
+        return {"object": "list", "data": [card(s) for s in server.strategies.values()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:  # the openai client's `models.retrieve`
+        if model_id not in server.strategies:
+            raise ApiError(404, f"model {model_id!r} is not served here (served: {', '.join(server.strategies)})",
+                           param="model", code="model_not_found")
+        return card(server.strategies[model_id])
 
     async def handle(request: Request, chat: bool) -> Any:
         try:

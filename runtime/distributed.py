@@ -38,6 +38,7 @@ from ttcl.errors import TtclError, TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
+from ttcl.runtime.pool_split import even_share
 from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
 from ttcl.runtime.runner import Runner, RunOptions, RunSummary, content_seeded
 from ttcl.runtime.tasks import cli_checker_specs
@@ -471,7 +472,7 @@ class RayRunner:
         self.per_item: Limits | None = None
         if self.planner.split != "first_come":  # as one machine: random streams follow content over the whole run,
             items = content_seeded(items, o.seed)  # and each item's even cap is the run's pool / N
-            self.per_item = Limits(**{u: v / max(1, len(items)) for u, v in pool_limits.as_dict().items()})
+            self.per_item = even_share(pool_limits, len(items))
         try:
             ray.get(pool.restore.remote(spends))
             todo = [_Task(s, [it for k, it in enumerate(items)
@@ -568,23 +569,19 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
     """A run stopped with shards in flight: fence their workers and write what their attempts spent as `lost`
     records, as a worker's death does, so that `--resume` counts it against the pool (QA pass: a Ctrl-C dropped
     it, and a resume spent past the pool); then stop them, and read each outcome, so Ray prints no traceback."""
-    with _uninterrupted():
-        _settle_and_stop(pool, running)
-
-
-def _settle_and_stop(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None:
     import contextlib
 
     ray = _ray()
-    for _, task, name in running.values():
-        with contextlib.suppress(Exception):
-            ray.get(pool.settle.remote(name, task.shard), timeout=30)
-    for slot, _, _ in running.values():
-        with contextlib.suppress(Exception):
-            ray.kill(_WORKERS[slot], no_restart=True)
-    for ref in running:
-        with contextlib.suppress(Exception):
-            ray.get(ref, timeout=10)
+    with _uninterrupted():
+        for _, task, name in running.values():
+            with contextlib.suppress(Exception):
+                ray.get(pool.settle.remote(name, task.shard), timeout=30)
+        for slot, _, _ in running.values():
+            with contextlib.suppress(Exception):
+                ray.kill(_WORKERS[slot], no_restart=True)
+        for ref in running:
+            with contextlib.suppress(Exception):
+                ray.get(ref, timeout=10)
 
 
 def _first_line(e: BaseException) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from ttcl.compiler.budget import answer_len
 from ttcl.compiler.regex_engine import PatternError, compile_pattern
 from ttcl.errors import TtclRuntimeError
 
@@ -127,7 +128,7 @@ def _held_to_bound(answer: str | None, text: str) -> str | None:
     """`ttcl check` bounds an answer by twice the text it was read from, plus one (`compiler.budget.answer_len`):
     every bundled extractor keeps to it (a substring; `.5` -> `0.5`; countdown's canonical form adds at most one
     pair of parentheses per operator); a plugin checker's extractor that writes more fails the item."""
-    if answer is None or (len(answer) <= 2 * len(text) + 1 and len(answer.encode()) <= 2 * len(text.encode()) + 1):
+    if answer is None or (len(answer) <= answer_len(len(text)) and len(answer.encode()) <= answer_len(len(text.encode()))):
         return answer
     raise ExtractError(f"the answer extractor returned {len(answer):,} characters from a text of {len(text):,}: "
                        "an answer may be at most twice the text it is read from, plus one (the bound `ttcl check` proves)")

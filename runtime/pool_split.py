@@ -45,6 +45,11 @@ def fractions(needs: dict[int, float]) -> dict[int, float]:
     return {i: (w / total if total > 0 else 1.0 / len(clean)) for i, w in clean.items()}
 
 
+def even_share(pooled: Limits, n: int) -> Limits:
+    """Each of `n` items' share of the pool under `split = even` (and before `allot` under `need`)."""
+    return Limits(**{u: v / max(1, n) for u, v in pooled.as_dict().items()})
+
+
 class PoolShares:
     """Each item's cap on the pool, and the pool's balance as of the last allotment."""
 
@@ -62,9 +67,7 @@ class PoolShares:
         """Even caps over the run's items (all of them, including any a resumed trace already finished); a
         shard of a wide run gives `per_item`, the whole run's pool / N, since its own items may be a rerun's rest."""
         ids = sorted(set(items))
-        n = max(1, len(ids))
-        even = per_item if per_item is not None else Limits(
-            **{u.value: self.pooled.get(u) / n for u in self.units})  # type: ignore[operator]
+        even = per_item if per_item is not None else even_share(self.pooled, len(ids))
         self.caps = {i: even for i in ids}
 
     def cap(self, item: int) -> Limits:
@@ -92,4 +95,4 @@ class PoolShares:
         return frac
 
 
-__all__ = ["SPLITS", "PoolShares"]
+__all__ = ["SPLITS", "PoolShares", "even_share"]

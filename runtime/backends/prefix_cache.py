@@ -101,28 +101,29 @@ class PrefixCache:
     def own_length(self, ids: tuple[int, ...], owner: object) -> int:
         """How many leading positions of `ids` a live entry covers on a path `owner` inserted through
         (at most `lookup(ids).length`); with owner None, every owner's entries count."""
+        return self._own(ids, owner)[0]
+
+    def _own(self, ids: tuple[int, ...], owner: object) -> tuple[int, _Node | None]:
+        """`own_length`, and the node it ended on when that is all of `ids`."""
         node, best = self._root, 0
         for depth, tok in enumerate(ids, start=1):
             node = node.children.get(tok)
             if node is None or (owner is not None and not node.owned_by(owner)):
-                break
+                return best, None
             if node.ref is not None and node.ref in self._entries:
                 best = depth
-        return best
+        return best, node
 
     def own_hit(self, ids: tuple[int, ...], owner: object) -> int:
         """The positions of `ids` a prefill would take from `owner`'s own entries: all of them when an
         exact entry holds the next-token logits, else at most len(ids) - 1 (the last position is
         recomputed for its logits), as `Context.from_hit` reads a hit."""
-        n = self.own_length(ids, owner)
-        if n < len(ids):
+        n, node = self._own(ids, owner)
+        if n < len(ids) or node is None:
             return n
         # the entry `lookup` serves the whole of `ids` from: its last node's, which may be a longer key passing
         # through (then no logits, and the last position is computed again). Reading the exact key's entry here
         # charged an item less than was computed (QA pass: lookahead's ledger showed -3 prompt tokens shared)
-        node = self._root
-        for tok in ids:
-            node = node.children[tok]
         entry = self._entries.get(node.ref) if node.ref is not None else None
         exact = entry is not None and len(entry.key) == len(ids) and entry.logits is not None
         return n if exact else n - 1

@@ -355,6 +355,20 @@ def test_a_trace_that_cannot_be_created_is_refused_before_the_cluster_starts(cap
     assert err == "/proc/nowhere/t.jsonl: error: cannot write the trace: No such file or directory\n"
 
 
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_an_error_in_the_program_comes_before_the_cluster_starts(command: str, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`ttcl run --ray` started a cluster (seconds) before it compiled the program (left alone in the last stop's
+    note); `ttcl eval --ray` compiled it first already."""
+    bad = tmp_path / "bad.ttc"
+    bad.write_text(ADAPTIVE.read_text().replace("return vote(", "retrun vote("))
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "3 +4", "answer": "7"}\n')
+    code = main([command, str(bad), "--dataset", str(data), "--ray"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ray: starting" not in err and "bad.ttc:" in err, err
+
+
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_trace_error_in_the_accountant_actor_is_its_own_one_line(cluster: Any, data: dict[str, Path],
                                                                    capsys: pytest.CaptureFixture[str]) -> None:

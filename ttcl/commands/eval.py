@@ -44,11 +44,8 @@ from ttcl.commands.run import (
     DEVICES,
     DTYPES,
     FIELD_HELP,
-    RAY_HELP,
-    SHARDS_HELP,
     JudgeOpt,
     RunOptionError,
-    Wide,
     _check_choice,
     _judged_by,
     _load_items,
@@ -57,6 +54,7 @@ from ttcl.commands.run import (
     check_judge,
     parse_sweep,
 )
+from ttcl.commands.wide import RAY_HELP, SHARDS_HELP, Wide
 from ttcl.errors import TtclRuntimeError
 
 

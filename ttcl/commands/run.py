@@ -27,7 +27,14 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
 )
-from ttcl.commands.interrupts import DeferCtrlC, exit_code, stop_after_the_running_step, terminate
+from ttcl.commands.interrupts import exit_code, stop_after_the_running_step
+from ttcl.commands.wide import (
+    RAY_HELP,
+    SHARDS_HELP,
+    Wide,
+    refuse_need_resume_before_the_cluster,
+    show_workers,
+)
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.safeio import is_dir
@@ -41,11 +48,6 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # t
 
 class RunOptionError(TtclSemanticError):
     """A malformed `ttcl run` / `ttcl eval` option (exit 2)."""
-
-
-RAY_HELP = "Shard the items over Ray workers: --ray starts a local cluster (127.0.0.1), --ray ADDRESS joins one."
-SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed share of a pooled budget, so fix it "
-               "to get the same answers with any number of workers.")
 
 
 def _num(x: float) -> str:
@@ -160,83 +162,19 @@ class _Progress(NodeHook):
         self.progress.update(self.task, items=self._items_text())
 
 
-def _refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None:
-    """`--resume` of a `split = need` wide run with items left: refused now, as the cluster would refuse it once
-    started (about 6 s later), from the trace's own header (a trace of another program is refused there too)."""
-    from ttcl.runtime.trace import read_trace
+def _compile(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
+             allow_remote: list[str] | None, json_errors: bool) -> Any:
+    """The program as the command line binds it; with --json its errors are printed as JSON diagnostics."""
+    from ttcl.commands.compile import compile_from_cli, diagnostics_json
+    from ttcl.errors import TtclError
 
-    if not trace.exists():
-        return
     try:
-        t = read_trace(trace)
-    except TtclRuntimeError:
-        return  # the run says what is wrong with it, as before
-    if (t.header.budget or {}).get("split") == "need" and t.items and any(it.index not in t.items for it in items):
-        raise RunOptionError(f"--resume: `split = need` shares each shard's quota among its items at once, and "
-                             f"{trace} already holds {len(t.items)} finished items; rerun with --overwrite")
-
-
-class Wide:
-    """`--ray [ADDRESS] --workers N [--shards K]`: where a run's items go (None: this process)."""
-
-    def __init__(self, address: str | None, workers: int | None, shards: int | None) -> None:
-        if address is None and (workers is not None or shards is not None):
-            raise RunOptionError("--workers/--shards shard a run over Ray workers: add --ray (a local cluster) "
-                                 "or --ray ADDRESS")
-        for name, v in (("--workers", workers), ("--shards", shards)):
-            if v is not None and v < 1:
-                raise RunOptionError(f"{name} {v}: expected a positive number")
-        self.address = address
-        self.workers = workers or 2
-        self.shards = shards
-        self.started = False
-        self._term: Any = None
-
-    def __enter__(self) -> Wide:
-        if self.address is not None:
-            from ttcl.runtime.distributed import connect, connected, shutdown
-
-            before = connected()
-            with DeferCtrlC("the cluster is starting; stopping once it has, to shut it down whole") as ctrl_c:
-                typer.echo(f"ray: {'starting a local cluster' if self.address == 'local' else 'joining ' + self.address}"
-                           f" ({self.workers} workers)", err=True)
-                try:
-                    self.started = connect(self.address, num_cpus=self.workers)
-                except BaseException:
-                    if not before:
-                        shutdown()  # whatever part of a cluster this call started
-                    raise
-            if ctrl_c.requested:  # a cluster cut short mid-start left its processes behind, and could crash the driver
-                self.__exit__()
-                raise KeyboardInterrupt
-            if self.started:  # Ray's own SIGTERM handler dumps a stack and leaves the cluster: stop it whole instead
-                import signal
-                import threading
-
-                if threading.current_thread() is threading.main_thread():
-                    self._term = signal.signal(signal.SIGTERM, _terminated)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._term is not None:
-            import signal
-
-            signal.signal(signal.SIGTERM, self._term)
-            self._term = None
-        if self.started:  # only what this command started (a cluster a caller holds stays up)
-            from ttcl.runtime.distributed import shutdown
-
-            shutdown()  # a local cluster stops with it; a joined one only loses this driver and its actors
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    """SIGTERM during a wide run: leave through the cluster's shutdown, then end as SIGTERM ends a process (143)."""
-    typer.echo("terminated: stopping the Ray cluster", err=True)
-    terminate()
-
-
-def _show_workers(pids: list[int]) -> None:
-    typer.echo(f"ray: worker pids {', '.join(map(str, pids))}", err=True)
+        return compile_from_cli(program, sets, models, max_input_tokens, allow_remote)
+    except TtclError as e:
+        if not json_errors:
+            raise
+        typer.echo(json.dumps(diagnostics_json(e), indent=2))
+        raise typer.Exit(e.exit_code) from None
 
 
 def _run_once(
@@ -245,22 +183,16 @@ def _run_once(
     batch_items: int | None = None, overwrite: bool = False, json_errors: bool = False,
     allow_remote: list[str] | None = None, wide: Wide | None = None, schedule: str = "auto",
     judge: str | None = None, max_input_tokens: int | None = None, retry_failed: bool | None = None,
-    stop_after: bool = False,
+    stop_after: bool = False, compiled: Any = None,
 ) -> Any:
     """`retry_failed`: `ttcl run --retry-failed` (None: a command without that option, which prints no note).
     `stop_after`: a Ctrl-C during the run's last step still interrupts, after it (`ttcl eval`, whose next
-    configuration must not start), instead of returning the finished run."""
-    from ttcl.commands.compile import compile_from_cli, diagnostics_json
-    from ttcl.errors import TtclError
+    configuration must not start), instead of returning the finished run. `compiled`: the program, already
+    compiled (`ttcl run --ray` compiles it before its cluster starts)."""
     from ttcl.runtime.runner import Runner, RunOptions
 
-    try:
-        compiled = compile_from_cli(program, sets, models, max_input_tokens, allow_remote)
-    except TtclError as e:
-        if not json_errors:
-            raise
-        typer.echo(json.dumps(diagnostics_json(e), indent=2))
-        raise typer.Exit(e.exit_code) from None
+    if compiled is None:
+        compiled = _compile(program, sets, models, max_input_tokens, allow_remote, json_errors)
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace, resume=resume, dataset=dataset,
                       max_batch_items=batch_items, overwrite=overwrite, schedule=schedule, judge=judge,
                       retry_failed=bool(retry_failed))
@@ -271,9 +203,9 @@ def _run_once(
         # Ray prints cluster events (a worker died) on stdout: they go to stderr, stdout stays the result.
         with contextlib.redirect_stdout(sys.stderr):
             if not show_progress:
-                return ray_runner.run(items, on_workers=_show_workers)
+                return ray_runner.run(items, on_workers=show_workers)
             with _Progress(len(items), label) as bar:
-                return ray_runner.run(items, on_workers=_show_workers, progress=bar.items_done)
+                return ray_runner.run(items, on_workers=show_workers, progress=bar.items_done)
     runner = Runner(compiled, opts)
     with stop_after_the_running_step() as stop:
         if not show_progress:
@@ -302,14 +234,27 @@ def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: boo
         return runner.run(items, progress=bar, should_stop=stop, on_note=note)
 
 
-def interrupted_message(trace: Path | None, total: int) -> str:
-    """What Ctrl-C kept, read back from the trace on disk, and the command that continues the run."""
+def _stamp(trace: Path | None) -> tuple[int, int, int] | None:
+    """Which file the trace path names, and when it last changed (None: no file)."""
+    try:
+        st = trace.stat() if trace is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int, int] | None = None) -> str:
+    """What Ctrl-C kept, read back from the trace on disk, and the command that continues the run. `earlier`:
+    with --overwrite, the trace file's stamp before the command began (an earlier run's, not this one's)."""
     import shlex
     import sys
 
     if trace is None:
         return ("interrupted: nothing was saved (no --trace)\n"
                 "  hint: run with --trace FILE.jsonl so that Ctrl-C keeps finished work and --resume continues it")
+    if earlier is not None and _stamp(trace) == earlier:
+        return (f"interrupted before the run began: {trace} still holds the earlier run (--overwrite had not yet "
+                "started it over)\n  hint: run the same command again")
     from ttcl.runtime.trace import read_trace
 
     try:
@@ -486,16 +431,20 @@ def run(
 
         check_trace_writable(trace)
         if resume:
-            _refuse_need_resume_before_the_cluster(trace, items)
+            refuse_need_resume_before_the_cluster(trace, items)
+    # a wide run's program is compiled before its cluster starts (seconds), so that an error in it comes first
+    compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None
+    earlier = _stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,
                                 resume=resume, dataset=dataset, show_progress=dataset is not None and len(items) > 1,
                                 batch_items=batch_items, overwrite=overwrite, json_errors=as_json,
                                 allow_remote=allow_remote, wide=wide, schedule=schedule, judge=judge,
-                                max_input_tokens=max_input_tokens, retry_failed=retry_failed)
+                                max_input_tokens=max_input_tokens, retry_failed=retry_failed,
+                                compiled=compiled)
     except KeyboardInterrupt as e:
-        typer.echo(interrupted_message(trace, len(items)), err=True)
+        typer.echo(interrupted_message(trace, len(items), earlier), err=True)
         raise typer.Exit(exit_code(e)) from None
     breakdown = by_field(summary.results, by) if by is not None else None
     if as_json:

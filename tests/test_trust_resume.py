@@ -212,3 +212,31 @@ def test_a_resume_with_other_inputs_is_refused(tmp_path: Path, capsys: pytest.Ca
     with pytest.raises(TraceError, match="the inputs differ"):
         ttcl.run("ttcl:self_consistency", inputs=["9 *9", "5 -3", "4 +4"], resume=True, **kw)
     assert ttcl.run("ttcl:self_consistency", inputs=["1 +1", "37 +12 *3"], resume=True, **kw).answers == first.answers
+
+
+def test_a_ctrl_c_before_an_overwrite_begins_does_not_offer_the_earlier_run(
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A Ctrl-C while the models load (or a Ray cluster starts) under --overwrite said the earlier run's items
+    were "finished and saved" and offered `--resume`, which would continue that run (left alone last stop)."""
+    from ttcl.cli import main
+    from ttcl.runtime import runner
+
+    trace = tmp_path / "t.jsonl"
+    args = ["run", str(_program(tmp_path, pooled=False)), "--dataset", str(data), "--limit", "2", "--set",
+            "threshold=1.0", "--device", "cpu", "--trace", str(trace)]
+    assert main(args) == 0
+    before = trace.read_bytes()
+    real_init = runner.Runner.__init__
+
+    def ctrl_c_while_loading(self: object, *a: object, **kw: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered before the run opens its trace
+        time.sleep(1)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(runner.Runner, "__init__", ctrl_c_while_loading)
+    capsys.readouterr()
+    assert main([*args, "--overwrite"]) == 130
+    err = capsys.readouterr().err
+    assert trace.read_bytes() == before
+    assert "interrupted before the run began" in err and "still holds the earlier run" in err, err
+    assert "--resume" not in err and "saved" not in err

@@ -94,7 +94,7 @@ def record(items: list[Item]) -> list[tuple[list[Any], list[Any]]]:
     led = PoolLedger(runner.pooled)
     calls: list[tuple[list[Any], list[Any]]] = []
 
-    def client(w: str, ops: list[Any], finished: list[Any]) -> list[bool]:
+    def client(w: str, ops: list[Any], finished: list[Any], nodes: int) -> list[bool]:
         calls.append((ops, finished))
         return led.step(w, ops)
 

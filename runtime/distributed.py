@@ -24,11 +24,8 @@ depend on S and the seed, never on timing or on which worker ran what.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +36,15 @@ from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
 from ttcl.runtime.pool_split import even_share
+from ttcl.runtime.ray_cluster import (
+    _POOL,
+    _WORKERS,
+    DistributedError,
+    _ray,
+    _uninterrupted,
+    connect,
+    shutdown,
+)
 from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
 from ttcl.runtime.runner import Runner, RunOptions, RunSummary, content_seeded
 from ttcl.runtime.tasks import cli_checker_specs
@@ -52,162 +58,8 @@ from ttcl.runtime.trace import (
     read_trace,
 )
 
-LOCAL = "local"
 MAX_ATTEMPTS = 3  # per shard: a worker may die twice; a third failure is the run's error
 POOL_TIMEOUT_S = 60.0  # a pool call this slow counts as lost: the worker stops, its reservations settle in full
-
-
-class DistributedError(TtclRuntimeError):
-    """A wide run that cannot start (no Ray, no cluster) or cannot finish (a shard keeps failing)."""
-
-
-def _ray() -> Any:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    try:
-        import ray
-    except ImportError as e:
-        raise DistributedError('--ray needs Ray: pip install "ttcl[ray]" (from a checkout: pip install -e ".[ray]")') from e
-    return ray
-
-
-def _loopback_only() -> None:
-    """A local cluster lives on 127.0.0.1: every Ray server listens there and every address it dials is there.
-
-    Ray (2.60) takes the node address from the interface that routes outward
-    and listens on all interfaces, even with `_node_ip_address="127.0.0.1"`.
-    Its single-machine mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when
-    ray is imported) binds everything to loopback instead.
-    """
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import sys
-
-    consts = sys.modules.get("ray._private.ray_constants")
-    if consts is not None:  # ray was imported before the variable was set: same effect, set where it is read
-        consts.ENABLE_RAY_CLUSTER = False
-
-
-def _reachable(address: str, timeout: float = 5.0) -> None:
-    """Refuse a `HOST:PORT` (or `ray://HOST:PORT`) that nothing listens on: Ray itself retries such an address for
-    minutes before it gives up. `auto` and anything without a port are left to Ray."""
-    import socket
-
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return
-    if not 1 <= int(port) <= 65535:
-        raise DistributedError(f"--ray {address}: the port must be in 1..65535")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return
-    except (OSError, ValueError) as e:
-        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        raise DistributedError(f"--ray {address}: cannot reach a Ray cluster there ({why}); start one with "
-                               "`ray start --head` on that machine, or give --ray alone for a local cluster") from e
-
-
-_TEMP: list[str] = []  # the session folder of the local cluster this process started
-
-
-def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
-    """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
-    if address == LOCAL:
-        _loopback_only()
-    else:
-        _reachable(address)
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    for attempt in (1, 2):
-        try:
-            if address == LOCAL:  # its session files in a folder of its own, removed with the cluster
-                _TEMP.append(tempfile.mkdtemp(prefix="ttcl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
-                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
-                         log_to_driver=False, configure_logging=False, _temp_dir=_TEMP[-1])
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-            return True
-        except Exception as e:  # ray raises a bare Exception when its raylet misses a fixed 30 s start window
-            shutdown()
-            if attempt == 2 or address != LOCAL or "timed out during startup" not in str(e):
-                raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
-    return True
-
-
-def connected() -> bool:
-    """Whether this process is already a Ray driver (a cluster it started, or one it joined)."""
-    return bool(_ray().is_initialized())
-
-
-@contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Ctrl-C ignored within (main thread only): a second Ctrl-C that cut a shutdown or a settlement short left
-    unrecorded spend, the actors' processes and their session folder behind, and a Ray traceback (QA pass);
-    both are bounded (the reaping waits 10 s at most)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, before)
-
-
-def shutdown() -> None:
-    with _uninterrupted():
-        _shutdown()
-
-
-def _shutdown() -> None:
-    ray = _ray()
-    pids = _actor_pids(ray) if _TEMP and ray.is_initialized() else []  # a local cluster this process started
-    _WORKERS.clear()
-    _POOL.clear()
-    if ray.is_initialized():
-        ray.shutdown()
-    _reap(pids)
-    while _TEMP:  # a local cluster's session folder (Ray keeps every session's under /tmp/ray otherwise)
-        shutil.rmtree(_TEMP.pop(), ignore_errors=True)
-
-
-def _actor_pids(ray: Any) -> list[int]:
-    """The processes of this driver's actors. `ray.shutdown` returns while they still run (reparented to init,
-    busy for seconds after the command ended; QA pass), so the shutdown waits for them."""
-    pids = []
-    for actor in [*_WORKERS, *_POOL]:
-        try:
-            pids.append(int(ray.get(actor.pid.remote(), timeout=5)))
-        except Exception:  # an actor that already died, or one that does not answer: nothing to wait for
-            continue
-    return pids
-
-
-def _reap(pids: list[int], timeout: float = 10.0) -> None:
-    """Wait for `pids` to end; kill those still there after `timeout` seconds (the cluster they served is gone)."""
-    import signal
-
-    def alive(pid: int) -> bool:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        try:  # a zombie waits only for its new parent to reap it
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-        except OSError:
-            return True
-
-    end = time.monotonic() + timeout
-    while (left := [p for p in pids if alive(p)]) and time.monotonic() < end:
-        time.sleep(0.05)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 # ---------------------------------------------------------------- the actors' classes (wrapped by ray.remote)
@@ -246,10 +98,12 @@ class PoolService:
         self.writer = TraceWriter(trace, RunHeader.model_validate(header), resume=resume) if trace else None
         self.seconds = 0.0  # time inside step(): the accountant's own cost
         self.lost = Cost()  # what attempts lost with their workers spent (charged, or reserved in full)
+        self.nodes = 0  # node steps the workers finished (an attempt lost with its worker is redone: counted again)
 
     def step(self, worker: str, ops: list[tuple[str, Key, int, dict[str, float]]],
-             finished: list[tuple[list[dict[str, Any]], dict[str, Any]]]) -> list[bool]:
+             finished: list[tuple[list[dict[str, Any]], dict[str, Any]]], nodes: int = 0) -> list[bool]:
         t = time.perf_counter()
+        self.nodes += nodes
         granted = self.ledger.step(worker, ops)
         records: list[dict[str, Any]] = []
         for nodes, item in finished:
@@ -283,6 +137,10 @@ class PoolService:
 
     def count(self) -> int:
         return len(self.items)
+
+    def progress(self) -> tuple[int, int]:
+        """(finished items, finished node steps) of this run."""
+        return len(self.items), self.nodes
 
     def results(self) -> dict[int, tuple[list[dict[str, Any]], dict[str, Any]]]:
         return self.items
@@ -330,8 +188,8 @@ class ShardWorker:
 
         from ttcl.runtime.shard import run_shard
 
-        def client(w: str, ops: list[Any], finished: list[Any]) -> list[bool]:
-            ref = pool.step.remote(w, ops, finished)
+        def client(w: str, ops: list[Any], finished: list[Any], nodes: int) -> list[bool]:
+            ref = pool.step.remote(w, ops, finished, nodes)
             try:
                 return ray.get(ref, timeout=POOL_TIMEOUT_S)
             except ray.exceptions.GetTimeoutError as e:
@@ -342,8 +200,6 @@ class ShardWorker:
                          attempt=attempt, quota=quota, per_item=per_item)
 
 
-_WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
-_POOL: list[Any] = []  # the accountant actor, likewise reused (its state is reset per run)
 
 
 def _gpus_per_worker() -> float:
@@ -401,7 +257,10 @@ class RayRunner:
         self.stats: dict[str, Any] = {}
 
     def run(self, items: list[Item], *, progress: Callable[[int], None] | None = None,
-            on_workers: Callable[[list[int]], None] | None = None) -> RunSummary:
+            on_workers: Callable[[list[int]], None] | None = None,
+            on_steps: Callable[[int, int], None] | None = None) -> RunSummary:
+        """`progress(items finished)` and `on_steps(node steps finished, of)` are called about twice a second
+        (an item in flight counts its node steps, so a shard's items that finish together show progress)."""
         ray = _ray()
         if not ray.is_initialized():
             raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
@@ -478,7 +337,8 @@ class RayRunner:
             todo = [_Task(s, [it for k, it in enumerate(items)
                               if shard_of(k, shards) == s and it.index not in done_before])
                     for s in range(shards)]
-            batches, steps = self._drive(pool, [t for t in todo if t.items], progress, len(done_before))
+            report = _reporter(pool, progress, on_steps, len(done_before), len(self.compiled.dag), len(items))
+            batches, steps = self._drive(pool, [t for t in todo if t.items], report)
             found = ray.get(pool.results.remote())
             self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
         finally:
@@ -503,8 +363,7 @@ class RayRunner:
         summary.shared_across_items = dict(self.shared)  # what the workers' caches served across items
         return summary
 
-    def _drive(self, pool: Any, tasks: list[_Task], progress: Callable[[int], None] | None,
-               done_before: int) -> tuple[int, int]:
+    def _drive(self, pool: Any, tasks: list[_Task], report: Callable[[], None] | None) -> tuple[int, int]:
         """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
         o = self.options
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
@@ -516,13 +375,13 @@ class RayRunner:
         self.shared: dict[str, float] = {}
         queue = list(tasks)
         try:
-            return self._loop(pool, queue, idle, running, generation, progress, done_before, worker_opts, checkers)
+            return self._loop(pool, queue, idle, running, generation, report, worker_opts, checkers)
         except BaseException:  # Ctrl-C, SIGTERM, a shard that failed for good: nothing in flight goes unrecorded
             _abandon_shards(pool, running)
             raise
 
     def _loop(self, pool: Any, queue: list[_Task], idle: list[int], running: dict[Any, tuple[int, _Task, str]],
-              generation: list[int], progress: Callable[[int], None] | None, done_before: int,
+              generation: list[int], report: Callable[[], None] | None,
               worker_opts: RunOptions, checkers: Any) -> tuple[int, int]:
         ray = _ray()
         batches = steps = 0
@@ -534,8 +393,8 @@ class RayRunner:
                 ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota, self.per_item)
                 running[ref] = (slot, task, name)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            if progress is not None:
-                progress(done_before + ray.get(pool.count.remote()))
+            if report is not None:
+                report()
             for ref in ready:
                 slot, task, name = running.pop(ref)
                 try:
@@ -560,9 +419,27 @@ class RayRunner:
                     for unit, v in out["shared"].items():
                         self.shared[unit] = self.shared.get(unit, 0.0) + v
                 idle.append(slot)
-        if progress is not None:  # the last items finish after the last look above
-            progress(done_before + ray.get(pool.count.remote()))
+        if report is not None:  # the last items finish after the last look above
+            report()
         return batches, steps
+
+
+def _reporter(pool: Any, progress: Callable[[int], None] | None, on_steps: Callable[[int, int], None] | None,
+              before: int, per_item: int, items: int) -> Callable[[], None] | None:
+    """One look at the accountant actor, told to the callbacks; the items a resume found finished count whole."""
+    if progress is None and on_steps is None:
+        return None
+    ray = _ray()
+
+    def report() -> None:
+        finished, nodes = ray.get(pool.progress.remote())
+        if progress is not None:
+            progress(before + finished)
+        if on_steps is not None:
+            total = items * per_item  # a node per step, as one machine's bar counts (a redone attempt: capped)
+            on_steps(min(total, max((before + finished) * per_item, before * per_item + nodes)), total)
+
+    return report
 
 
 def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None:

@@ -33,8 +33,9 @@ from ttcl.runtime.runner import Runner, content_seeded, shared_across_items
 from ttcl.runtime.trace import ItemRecord, NodeRecord
 
 Op = tuple[str, Key, int, dict[str, float]]
-# (worker, ops, finished items as (node record dicts, item record dict)) -> one grant flag per reserve op
-Client = Callable[[str, list[Op], list[tuple[list[dict[str, Any]], dict[str, Any]]]], list[bool]]
+# (worker, ops, finished items as (node record dicts, item record dict), node steps finished since the last call)
+# -> one grant flag per reserve op
+Client = Callable[[str, list[Op], list[tuple[list[dict[str, Any]], dict[str, Any]]], int], list[bool]]
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ShardLink(NodeHook):
     unconfirmed: set[Key] = field(default_factory=set)  # reserved here, not yet sent to the ledger
     calls: int = 0
     seconds: float = 0.0  # wall time spent in pool calls (the accountant's cost, for BENCHMARKS.md)
+    nodes: int = 0  # node steps finished (run, refused or skipped) since the last sync: the driver's progress
 
     # TraceHook's writer interface: a finished item waits here for the next sync.
     def write_item(self, nodes: list[NodeRecord], item: ItemRecord) -> None:
@@ -58,11 +60,11 @@ class ShardLink(NodeHook):
     def sync(self) -> None:
         if not self.ops and not self.finished:
             return
-        ops, done = self.ops, self.finished
-        self.ops, self.finished = [], []
+        ops, done, nodes = self.ops, self.finished, self.nodes
+        self.ops, self.finished, self.nodes = [], [], 0
         self.unconfirmed.clear()
         t = time.perf_counter()
-        granted = self.client(self.worker, ops, done)
+        granted = self.client(self.worker, ops, done, nodes)
         self.seconds += time.perf_counter() - t
         self.calls += 1
         if not all(granted):
@@ -73,6 +75,12 @@ class ShardLink(NodeHook):
 
     def before_calls(self, *, step: int, **future: Any) -> None:
         self.sync()
+
+    def after_node(self, **_: Any) -> None:
+        self.nodes += 1
+
+    def skip_node(self, **_: Any) -> None:
+        self.nodes += 1
 
     def after_run(self, *, results: list[Any], **future: Any) -> None:
         self.sync()

@@ -150,6 +150,23 @@ def test_even_shares_and_random_streams_follow_the_whole_run_across_shards_and_o
     assert _answers(resumed) == _answers(one)
 
 
+def test_progress_counts_the_node_steps_of_items_in_flight(cluster: Any, data: dict[str, Path]) -> None:
+    """With every item of a shard in flight (the default), the items finish together at the end: the bar stood
+    at 0% until then (left alone in the last stop's note). Node steps in flight are counted now, as on one
+    machine, and never past items x DAG nodes (that they arrive before the items finish: tests/test_pool.py)."""
+    compiled = compile_program(ADAPTIVE)
+    items = load_dataset(data["ds"])
+    seen: list[tuple[int, int, int]] = []
+    finished = [0]
+    runner = distributed.RayRunner(compiled, RunOptions(device="cpu"), workers=2)
+    runner.run(items, progress=lambda n: finished.__setitem__(0, n),
+               on_steps=lambda done, total: seen.append((finished[0], done, total)))
+    total = len(items) * len(compiled.dag)
+    assert seen and all(t == total and 0 <= d <= total for _, d, t in seen)
+    assert seen[-1] == (len(items), total, total)
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
+
+
 def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: dict[str, Path]) -> None:
     """Ctrl-C on a wide run (a KeyboardInterrupt in the driver, where the CLI's SIGINT lands) dropped the spend of
     the attempts in flight: no `lost` record, so a `--resume` could spend past the pool (QA pass: 2.3e8 FLOPs the

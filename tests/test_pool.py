@@ -97,7 +97,8 @@ def run_wide(compiled, items: list[Item], *, shards: int, kill_at: int | None, a
         while todo:
             name, calls, first = f"w{s}.{attempt}", [0], s == 0 and attempt == 0  # shard 0's first worker dies
 
-            def client(w: str, ops: list, finished: list, calls: list[int] = calls, first: bool = first) -> list[bool]:
+            def client(w: str, ops: list, finished: list, nodes: int, calls: list[int] = calls,
+                       first: bool = first) -> list[bool]:
                 calls[0] += 1
                 dies = first and calls[0] == kill_at
                 if dies and not after:
@@ -138,6 +139,24 @@ def arith_items() -> list[Item]:
     from ttcl.runtime.tasks.arith import make_problems
 
     return [Item(index=i, question=p.question, gold=str(p.answer)) for i, p in enumerate(make_problems(6, [1, 2, 3], 5))]
+
+
+def test_a_shard_reports_its_node_steps_before_its_items_finish(arith_items: list[Item]) -> None:
+    """The driver's progress bar reads these: with a shard's items all in flight they finish together, so a bar
+    of finished items stood at 0% until the end under --ray. Every node of every item is counted once."""
+    compiled = compile_program(Path(__file__).parent.parent / "programs" / "revision.ttc", overrides={"threshold": "1.0"})
+    runner = Runner(compiled, RunOptions(device="cpu"))
+    led = PoolLedger(runner.pooled)
+    calls: list[tuple[int, int]] = []  # (node steps reported, items finished) per pool call
+
+    def client(w: str, ops: list, finished: list, nodes: int) -> list[bool]:
+        calls.append((nodes, len(finished)))
+        return led.step(w, ops)
+
+    run_shard(runner, arith_items, client=client, worker="w0", shard=0, attempt=0, quota=runner.pooled)
+    assert sum(n for n, _ in calls) == len(arith_items) * len(compiled.dag)
+    first_finished = next(k for k, (_, f) in enumerate(calls) if f)
+    assert sum(n for n, _ in calls[:first_finished]) > 0
 
 
 def test_two_shards_in_process_match_one_runner(arith_items: list[Item]) -> None:

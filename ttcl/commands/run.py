@@ -125,10 +125,15 @@ class _Progress(NodeHook):
         self.task = self.progress.add_task(label, total=None, items=self._items_text())
 
     def items_done(self, n: int) -> None:
-        """Progress counted in items only (a wide run reports finished items)."""
+        """A wide run's finished items (the items column)."""
         self._start()
         self.done = n
-        self.progress.update(self.task, total=self.items, completed=n, items=self._items_text())
+        self.progress.update(self.task, items=self._items_text())
+
+    def steps_done(self, done: int, total: int) -> None:
+        """A wide run's node steps, of all its items, in flight ones included (the bar)."""
+        self._start()
+        self.progress.update(self.task, total=total, completed=done)
 
     def _items_text(self) -> str:
         return f"{self.done}/{self.items} items"
@@ -205,7 +210,8 @@ def _run_once(
             if not show_progress:
                 return ray_runner.run(items, on_workers=show_workers)
             with _Progress(len(items), label) as bar:
-                return ray_runner.run(items, on_workers=show_workers, progress=bar.items_done)
+                return ray_runner.run(items, on_workers=show_workers, progress=bar.items_done,
+                                      on_steps=bar.steps_done)
     runner = Runner(compiled, opts)
     with stop_after_the_running_step() as stop:
         if not show_progress:

@@ -54,7 +54,7 @@ class Wide:
 
     def __enter__(self) -> Wide:
         if self.address is not None:
-            from ttcl.runtime.distributed import connect, connected, shutdown
+            from ttcl.runtime.ray_cluster import connect, connected, shutdown
 
             before = connected()
             with DeferCtrlC("the cluster is starting; stopping once it has, to shut it down whole") as ctrl_c:
@@ -84,7 +84,7 @@ class Wide:
             signal.signal(signal.SIGTERM, self._term)
             self._term = None
         if self.started:  # only what this command started (a cluster a caller holds stays up)
-            from ttcl.runtime.distributed import shutdown
+            from ttcl.runtime.ray_cluster import shutdown
 
             shutdown()  # a local cluster stops with it; a joined one only loses this driver and its actors
 

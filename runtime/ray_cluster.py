@@ -1,0 +1,175 @@
+"""The Ray cluster a wide run uses: started on 127.0.0.1 or joined, and shut down whole.
+
+A local cluster binds every server to loopback and keeps its session files in a folder of its own; a
+shutdown waits for (then kills) the actors' processes, which `ray.shutdown` leaves running, and removes
+that folder. runtime/distributed.py runs shards on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ttcl.errors import TtclRuntimeError
+
+LOCAL = "local"
+
+
+class DistributedError(TtclRuntimeError):
+    """A wide run that cannot start (no Ray, no cluster) or cannot finish (a shard keeps failing)."""
+
+
+def _ray() -> Any:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError as e:
+        raise DistributedError('--ray needs Ray: pip install "ttcl[ray]" (from a checkout: pip install -e ".[ray]")') from e
+    return ray
+
+
+def _loopback_only() -> None:
+    """A local cluster lives on 127.0.0.1: every Ray server listens there and every address it dials is there.
+
+    Ray (2.60) takes the node address from the interface that routes outward
+    and listens on all interfaces, even with `_node_ip_address="127.0.0.1"`.
+    Its single-machine mode (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when
+    ray is imported) binds everything to loopback instead.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import sys
+
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:  # ray was imported before the variable was set: same effect, set where it is read
+        consts.ENABLE_RAY_CLUSTER = False
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a `HOST:PORT` (or `ray://HOST:PORT`) that nothing listens on: Ray itself retries such an address for
+    minutes before it gives up. `auto` and anything without a port are left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    if not 1 <= int(port) <= 65535:
+        raise DistributedError(f"--ray {address}: the port must be in 1..65535")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise DistributedError(f"--ray {address}: cannot reach a Ray cluster there ({why}); start one with "
+                               "`ray start --head` on that machine, or give --ray alone for a local cluster") from e
+
+
+_WORKERS: list[Any] = []  # live worker actors, reused by every run of this process (an eval sweep)
+_POOL: list[Any] = []  # the accountant actor, likewise reused (its state is reset per run)
+_TEMP: list[str] = []  # the session folder of the local cluster this process started
+
+
+def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
+    """Start a local cluster bound to 127.0.0.1, or join `address`. True when this call started Ray."""
+    if address == LOCAL:
+        _loopback_only()
+    else:
+        _reachable(address)
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    for attempt in (1, 2):
+        try:
+            if address == LOCAL:  # its session files in a folder of its own, removed with the cluster
+                _TEMP.append(tempfile.mkdtemp(prefix="ttcl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
+                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
+                         log_to_driver=False, configure_logging=False, _temp_dir=_TEMP[-1])
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+            return True
+        except Exception as e:  # ray raises a bare Exception when its raylet misses a fixed 30 s start window
+            shutdown()
+            if attempt == 2 or address != LOCAL or "timed out during startup" not in str(e):
+                raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
+    return True
+
+
+def connected() -> bool:
+    """Whether this process is already a Ray driver (a cluster it started, or one it joined)."""
+    return bool(_ray().is_initialized())
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C ignored within (main thread only): a second Ctrl-C that cut a shutdown or a settlement short left
+    unrecorded spend, the actors' processes and their session folder behind, and a Ray traceback (QA pass);
+    both are bounded (the reaping waits 10 s at most)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def shutdown() -> None:
+    with _uninterrupted():
+        _shutdown()
+
+
+def _shutdown() -> None:
+    ray = _ray()
+    pids = _actor_pids(ray) if _TEMP and ray.is_initialized() else []  # a local cluster this process started
+    _WORKERS.clear()
+    _POOL.clear()
+    if ray.is_initialized():
+        ray.shutdown()
+    _reap(pids)
+    while _TEMP:  # a local cluster's session folder (Ray keeps every session's under /tmp/ray otherwise)
+        shutil.rmtree(_TEMP.pop(), ignore_errors=True)
+
+
+def _actor_pids(ray: Any) -> list[int]:
+    """The processes of this driver's actors. `ray.shutdown` returns while they still run (reparented to init,
+    busy for seconds after the command ended; QA pass), so the shutdown waits for them."""
+    pids = []
+    for actor in [*_WORKERS, *_POOL]:
+        try:
+            pids.append(int(ray.get(actor.pid.remote(), timeout=5)))
+        except Exception:  # an actor that already died, or one that does not answer: nothing to wait for
+            continue
+    return pids
+
+
+def _reap(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait for `pids` to end; kill those still there after `timeout` seconds (the cluster they served is gone)."""
+    import signal
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        try:  # a zombie waits only for its new parent to reap it
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    end = time.monotonic() + timeout
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < end:
+        time.sleep(0.05)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

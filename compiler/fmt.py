@@ -234,8 +234,16 @@ class _Printer:
         """Append trailing comments to the last line, at their old column when it still fits."""
         for c in comments:
             line = self.lines[-1]
-            pad = max(2, c.span.column - 1 - len(line))
+            pad = max(2, self.column(c) - 1 - len(line))
             self.lines[-1] = line + " " * pad + c.text
+
+    def column(self, c: ast.Comment) -> int:
+        """The comment's column as shown, a tab reaching the next multiple of 4 (fmt's indent: a tab-indented
+        line keeps its comment where it was beside its code; a tab counted one column moved it 3 left)."""
+        if self.source is None:
+            return c.span.column
+        start = self.source.rfind("\n", 0, c.span.start_pos) + 1
+        return len(self.source[start:c.span.start_pos].expandtabs(4)) + 1
 
     def header_trail(self, comments: list[ast.Comment], line: int | None, before: int | None) -> list[ast.Comment]:
         """Comments on a block's opening line (`if x {  # why`) trail that line; the rest are returned."""

@@ -225,3 +225,16 @@ def test_cli_a_file_it_cannot_write_is_an_error_and_the_others_are_formatted(tmp
     assert f"{locked}: error: cannot write the formatted file" in err and "internal error" not in err
     assert locked.read_text() == MESSY and later.read_text() == format_source(MESSY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["later.ttc", "locked.ttc"]  # no temporary file left
+
+
+def test_a_trailing_comment_after_tab_indentation_keeps_its_column_as_shown() -> None:
+    """A tab counted one column, so a comment aligned in a tab-indented file moved 3 columns left (QA pass)."""
+    src = ("ttcl 1\nmodel policy = \"ttcl:arith-s\"\nstrategy main(question: text[<=40]) -> answer {\n"
+           "\tpaths = sample(policy, \"{question}\\n\", n = 4, max_tokens = 40)      # the draws\n"
+           "\treturn vote(paths)                                                 # the answer\n}\n")
+    out = format_source(src).splitlines()
+    shown = [line.expandtabs(4) for line in src.splitlines()]
+    for said in ("# the draws", "# the answer"):
+        was, now = (next(line for line in lines if said in line) for lines in (shown, out))
+        assert now.index(said) == was.index(said), (now, was)
+    assert format_source("\n".join(out) + "\n") == "\n".join(out) + "\n"  # and stays there

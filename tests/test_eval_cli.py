@@ -447,6 +447,21 @@ def test_an_overlay_from_other_items_is_a_clear_error_before_sampling(capsys: py
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",
                          "--overlay", str(tmp_path / "bad.json"), "--device", "cpu")
     assert code == 2 and "expected the --json output of a `ttcl eval --sweep` run" in err
+    # the same number of items, other questions (QA pass: paired "over the same items" and reported, exit 0)
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(3, [1, 3], seed=78))))
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(other), "--pool", "n=4",
+                         "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
+    assert code == 2 and "it was run on other items than this eval's" in err, err
+    old = json.loads(sweep.read_text())
+    del old["items_digest"]  # a file written before the digest: its items' golds tell
+    sweep.write_text(json.dumps(old))
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(other), "--pool", "n=4",
+                         "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
+    assert code == 2 and "it was run on other items than this eval's" in err, err
+    assert not list(traces.glob("*.jsonl"))  # nothing was sampled
 
 
 def test_the_greedy_point_stays_greedy_under_set_temperature(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],

@@ -56,6 +56,7 @@ from ttcl.commands.run import (
 )
 from ttcl.commands.wide import RAY_HELP, SHARDS_HELP, Wide
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.dataset import items_digest
 
 
 def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -392,11 +393,12 @@ def eval_(
                  f"judged by {_judged_by(judge or 'gold')})")
         if pool is None:
             report = sweep_report(runs, series, parse_sweep(sweep), set_, model, seed_list, by)
-            report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
+            report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold",
+                          items_digest=items_digest(items))
             _emit(report, as_json, plot, print_sweep, lambda: _plot_sweep(report, plot, by, title))
             return
         param, n = parse_pool(pool)
-        sweeps = [_read_sweep(p, len(items)) for p in overlay or []]  # before any sampling: a bad file fails now
+        sweeps = [_read_sweep(p, items) for p in overlay or []]  # before any sampling: a bad file fails now
         for path, sw in zip(overlay or [], sweeps, strict=True):
             if by is not None and sw.get("by") != by:  # its rows hold that field's bins only, or none
                 how = f"with --by {sw['by']}" if sw.get("by") else "without --by"
@@ -405,7 +407,8 @@ def eval_(
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
                              ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
                              split_seed=split_seed, overlays=sweeps)
-        report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold")
+        report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold",
+                      items_digest=items_digest(items))
 
         def draw() -> None:
             from ttcl.runtime.analysis.plot import write_figure
@@ -417,7 +420,10 @@ def eval_(
         _emit(report, as_json, plot, print_pool, draw)
 
 
-def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
+def _read_sweep(path: Path, items: list[Any]) -> dict[str, Any]:
+    """A `--json` sweep to overlay, refused unless it ran on these very items (their questions and golds, in this
+    order): paired differences over other questions would look like results (QA pass: a same-sized file passed)."""
+    n_items = len(items)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -429,6 +435,12 @@ def _read_sweep(path: Path, n_items: int) -> dict[str, Any]:
         raise RunOptionError(f"--overlay {path}: its rows cover {', '.join(str(c) for c in sorted(counts, key=str))} "
                              f"items, this eval {n_items}; "
                              "use the same dataset and --limit")
+    golds = {it.index: it.gold for it in items}
+    other = (data["items_digest"] != items_digest(items) if "items_digest" in data else  # a file before the digest:
+             any(golds.get(r.get("item")) != r.get("gold") for row in data["rows"] for r in row.get("item_rows", [])))
+    if other:
+        raise RunOptionError(f"--overlay {path}: it was run on other items than this eval's ({data.get('dataset')} "
+                             f"against {len(items)} items of this --dataset); use the same dataset and --limit")
     return data
 
 

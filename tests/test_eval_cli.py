@@ -585,3 +585,29 @@ def test_one_traces_directory_keeps_the_runs_of_two_datasets(capsys: pytest.Capt
     assert len(kept[0]) == 2 and len(kept[1]) == 4  # a pool and a greedy point per dataset
     assert set(kept[2]) == set(kept[1])
     assert all(kept[2][k].startswith(v) for k, v in kept[0].items())  # the first dataset's runs, kept and reused
+
+
+def test_total_compute_counts_the_references_greedy_decode_per_query(capsys: pytest.CaptureFixture[str],
+                                                                      setup: dict[str, Path], tmp_path: Path) -> None:
+    """Snell's Q = R * D_pretrain(B) / tokens per query of B, whose F_B is its greedy decode's FLOPs: the tokens
+    per query are that decode's too. They were the item's whole tokens, the ORM passes the program made on the
+    greedy answer included (QA pass: Q 2-3x too low on the README's main job)."""
+    prog = tmp_path / "orm.ttc"
+    prog.write_text(PROG.replace('verifier exact = check("arith")', 'verifier orm = reward("ttcl:arith-orm")')
+                    .replace("verify(exact, drafts)", "verify(orm, drafts)"))
+    traces = tmp_path / "traces"
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", "n=2", "--greedy",
+                         "policy=ttcl:arith-m", "--traces", str(traces), "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    trace = read_trace(next(traces.glob("arith-m__greedy__*.jsonl")))
+    decode = [r.cost["tokens"] for i in trace.items for r in trace.nodes[i] if r.op == "sample"]
+    whole = [rec.cost["tokens"] for rec in trace.items.values()]
+    assert len(decode) == len(whole) == 8 and sum(decode) < sum(whole)  # the ORM read the greedy answer too
+    rows = [r for r in rep["total_compute"] if r["reference"] == "arith-m greedy"]
+    assert rows
+    from ttcl.runtime.verifiers import model_meta
+
+    tokens_b = model_meta("ttcl:arith-m")["training_tokens"]
+    for r in rows:
+        assert r["queries"] == pytest.approx(r["R"] * tokens_b / (sum(decode) / len(decode)))

@@ -90,7 +90,8 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
         shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
         ids: dict[tuple[object, object], int] = {}  # the runtime scores each distinct (prompt, text) once
         texts = [ids.setdefault((c.get("prompt"), c.get("text")), len(ids)) for c in cands]
-        pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared), texts=texts)
+        pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared), texts=texts,
+                    tokens=float(src.cost.get("tokens", 0.0)) if src is not None else 0.0)
         for node_id, (name, kind) in nodes.verifiers.items():
             r = by_id.get(node_id)
             if r is None or not isinstance(r.outputs, list) or len(r.outputs) != len(cands):

@@ -61,6 +61,7 @@ class Pool:
     verifier_flops: dict[str, float] = field(default_factory=dict)  # verifier name -> FLOPs over the pool
     strict: list[bool] | None = None  # every step right (a task step checker), where there is one
     texts: list[int] | None = None  # per candidate, which distinct text it is (equal ids: one text); None: all distinct
+    tokens: float = 0.0  # the sample node's tokens, prompt and generated (a greedy pool's: one query's decode)
 
     @property
     def n(self) -> int:

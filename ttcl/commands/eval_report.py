@@ -298,7 +298,10 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
             tokens_b = meta_b.get("training_tokens")
             if pa is None or pb is None or not tokens_b:
                 continue
-            per_query = float(np.mean([r["cost"]["tokens"] for r in item_out[f"{other} greedy"]]))
+            # B's tokens per query: its greedy decode's, as its FLOPs F_B are (QA pass: the item's whole tokens
+            # counted the verifier passes the program made on the greedy answer, 2-3x the decode)
+            per_query = float(np.mean([p.pool.tokens for run in greedy_runs[other] for p in run
+                                       if p.index not in out_of_tables]))
             for signal in t.signals:
                 curve = ([float(t.flops[(signal, k)].mean()) for k in t.ks], [float(t.acc[(signal, k)].mean()) for k in t.ks])
                 for row in total_compute(curve, pa, (float(g.flops[("maj", 1)].mean()), float(g.acc[("maj", 1)].mean())),

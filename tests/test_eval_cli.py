@@ -248,6 +248,11 @@ def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.Captur
     assert "model `policy`, overridden to `ttcl:arith-mm`: unknown bundled model 'ttcl:arith-mm'; did you mean" in err
     assert "comes from an override of `policy`" in err and "params = " not in err
     assert not traces.exists() or not any(traces.rglob("*.jsonl"))
+    # a typo in the model's name (QA pass: the message quoted a `--model` flag no one typed)
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                         "--traces", str(traces), option, "polcy=ttcl:arith-m")
+    assert code == 2 and f"`{option} polcy=ttcl:arith-m`: no model or verifier `polcy`" in err, err
+    assert "--model" not in err
 
 
 def _orm_allocation(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], spec: str) -> tuple[dict, list]:

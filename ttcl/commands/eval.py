@@ -259,8 +259,11 @@ def check_series(program: Path, sets: list[str], binds: list[str], allow_remote:
     for opt, (_, extra) in series:
         try:
             compile_from_cli(program, sets, rebind_models(binds, extra), None, allow_remote)
-        except TtclError as e:
-            raise RunOptionError(f"{opt} {','.join(extra)!r}: {e}") from None
+        except TtclError as e:  # the binding was given as OPT NAME=REF, not --model (QA pass: named --model)
+            said = str(e)
+            for b in extra:
+                said = said.replace(f"`--model {b}`", f"`{opt} {b}`")
+            raise RunOptionError(f"{opt} {','.join(extra)!r}: {said}") from None
 
 
 def check_pool(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None, pool: str) -> None:

@@ -191,6 +191,18 @@ def test_by_a_field_holding_a_list_is_refused_before_sampling(capsys: pytest.Cap
     assert err.strip() == f"{ds}:1: error: --by 'k': the field holds a list; --by groups by a string, number or boolean"
 
 
+def test_by_a_field_some_items_lack_is_a_note(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
+    """Those items form a bin `None`, which was said nowhere (QA pass)."""
+    lines = setup["ds"].read_text().splitlines()
+    ds = setup["root"] / "holes.jsonl"
+    ds.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "steps" or i % 3}) + "\n"
+                          for i, line in enumerate(lines)))
+    code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(ds), "--by", "steps", "--set", "n=1")
+    assert code == 0, err
+    assert f"note: --by 'steps': 3 of 8 items have no value for it (first: {ds}:1); they are grouped as steps=None" in err
+    assert "steps = None: accuracy" in out
+
+
 @pytest.mark.parametrize("keep", [True, False])
 def test_ctrl_c_in_a_runs_last_step_stops_the_sweep(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:

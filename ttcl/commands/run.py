@@ -507,6 +507,11 @@ def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
             where = f"{dataset}:{it.line}: error" if dataset is not None and it.line else "error: --input"
             raise RunOptionError(f"{where}: --by {by!r}: the field holds a {type(value).__name__}; --by groups by a "
                                  "string, number or boolean")
+    missing = [it for it in items if it.extra.get(by) is None]
+    if missing:  # grouped as their own bin, `None`: said, since a typo in one line's field name looks alike
+        first = f"{dataset}:{missing[0].line}" if dataset is not None and missing[0].line else f"item {missing[0].index}"
+        typer.echo(f"note: --by {by!r}: {len(missing)} of {len(items)} items have no value for it (first: {first}); "
+                   f"they are grouped as {by}=None", err=True)
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

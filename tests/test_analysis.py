@@ -496,6 +496,44 @@ def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], leas
         plt.close(fig)
 
 
+@pytest.mark.parametrize("xs", [(5.5e6, 1.6e7), (1.1e8, 1.8e8), (1.4e8, 2.7e8), (2.1e6, 4.4e6), (1.5e7, 4.5e8)])
+def test_flops_labels_neither_repeat_nor_crowd(xs: tuple[float, float]) -> None:
+    """QA pass: 6x10^6 .. 9x10^6 overprinted one another, and a panel under a decade (matplotlib then spaces
+    its minor ticks linearly) read 1x10^8 three times. Labels now differ and keep a fifth of the panel apart."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ttcl.runtime.analysis.plot import _axes
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot(list(xs), [0.2, 0.8])
+        _axes(ax, "t")
+        fig.canvas.draw()
+        lo, hi = ax.get_xlim()
+        shown = sorted((t.get_position()[0], t.get_text()) for minor in (False, True)
+                       for t in ax.xaxis.get_ticklabels(minor=minor) if t.get_text() and lo <= t.get_position()[0] <= hi)
+        assert len(shown) >= 2, shown
+        assert len({text for _, text in shown}) == len(shown), shown
+        gaps = [math.log10(b / a) for (a, _), (b, _) in zip(shown, shown[1:], strict=False)]
+        assert min(gaps) >= 0.2 * math.log10(hi / lo) * 0.999, shown
+    finally:
+        plt.close(fig)
+
+
+def test_a_long_title_is_wrapped_to_a_one_panel_figure() -> None:
+    from ttcl.runtime.analysis.plot import title_lines
+
+    title = "countdown_best_of_n.ttc on countdown.jsonl (90 items, seeds 0; judged by check('countdown'))"
+    lines = title_lines(title, 4.2)  # one panel's width: at about 6.2 pt a character, 48 fit on a line
+    assert len(lines) == 2 and " ".join(lines) == title and max(map(len, lines)) <= 48
+    assert title_lines(title, 12.6) == [title]
+
+
 def test_interval_method_never_gives_a_zero_width_or_small_sample_bootstrap() -> None:
     """QA: a deterministic run averaged over seeds (0/1 per item) got a bootstrap [1.000, 1.000]; 3 items of
     fractional estimates got [0.000, 0.464] beside Wilson's [0.061, 0.792]. Wilson on the mean is conservative

@@ -5,6 +5,7 @@ last panel with the compute-optimal policy against the best uniform configuratio
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,14 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                     continue
                 # a verifier's best@k is dashed, so that where it equals its weighted@k both stay visible
                 dash = (0, (4, 2)) if signal.endswith("_best") and style == "-" else style
-                handles.setdefault(f"{r_series} {signal}", _line(ax, pts, _color(signal, colors), dash))
+                # a sweep's curves (no signal): one color per series, not only a dash (QA pass)
+                color = _color(signal or f"series {r_series}", colors)
+                handles.setdefault(f"{r_series} {signal}".strip(), _line(ax, pts, color, dash))
+                if len({p.get("config") for p in pts}) > 1:  # a sweep: which configuration each point is
+                    for p in pts:
+                        if not p.get("degraded"):
+                            ax.annotate(p["config"], (p["flops"], p["accuracy"]), textcoords="offset points",
+                                        xytext=(4, 4), fontsize=6, color="dimgray")
                 shrunk = [p for p in pts if p.get("degraded")]
                 if shrunk:  # on_exhaust changed these configurations: drawn at their actual cost, ringed
                     hs = ax.scatter([p["flops"] for p in shrunk], [p["accuracy"] for p in shrunk], s=90,
@@ -103,19 +111,27 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
         titles.append(ax.get_title())
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
-    fig.suptitle(title, fontsize=11)
+    lines = title_lines(title, fig.get_figwidth())
+    fig.suptitle("\n".join(lines), fontsize=11)
     # as many legend columns as the longest entry leaves room for (about 4.2 pt a character at size 7)
     widest = max((len(k) for k in handles), default=1) * 4.2 + 40
     ncol = max(1, min(6, len(handles), int(fig.get_figwidth() * 72 // widest)))
     fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol, fontsize=7, frameon=True)
     legend_rows = math.ceil(len(handles) / ncol)
     height = fig.get_figheight()
-    fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1, 1 - 0.35 / height))
+    fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1,
+                           1 - (0.35 + 0.2 * (len(lines) - 1)) / height))
     try:
         fig.savefig(path, dpi=110)  # an OSError goes up as it is: the caller says which path and what
     finally:
         plt.close(fig)
     return titles
+
+
+def title_lines(title: str, width_in: float) -> list[str]:
+    """The figure's title wrapped to its width (about 6.2 pt a character at size 11; QA pass: the one-panel
+    figure cut a one-line title off at both sides, the program's name and the judge)."""
+    return textwrap.wrap(title, max(30, int(width_in * 72 / 6.2))) or [""]
 
 
 def _line(ax: Any, pts: Sequence[dict[str, Any]], color: str, style: str) -> Any:
@@ -135,10 +151,19 @@ def _axes(ax: Any, title: str) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
     lo, hi = ax.get_xlim()
     if 0 < lo < hi and math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:
-        # fewer than two powers of ten in view, so one label or none: label the 2s and 5s between them too, or
-        # every minor tick where the panel spans less than half a decade
-        every = math.log10(hi / lo) < 0.5
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _pos: _minor_label(x, every)))
+        # fewer than two powers of ten in view, so one label or none: label minor ticks too, each at least a
+        # fifth of the panel's width from every other label, a power of ten's included (QA pass: labels
+        # overprinted, and a panel under a decade, whose minor ticks matplotlib spaces linearly, read 1x10^8
+        # three times)
+        gap = 0.2 * math.log10(hi / lo)
+        kept = [x for x in ax.xaxis.get_majorticklocs() if lo <= x <= hi]
+        keep: list[float] = []
+        for x in sorted(x for x in ax.xaxis.get_minorticklocs() if lo <= x <= hi):
+            if all(abs(math.log10(x / k)) >= gap for k in kept):
+                kept.append(x)
+                keep.append(x)
+        ax.xaxis.set_minor_formatter(FuncFormatter(
+            lambda x, _pos: _minor_label(x) if any(math.isclose(x, k, rel_tol=1e-9) for k in keep) else ""))
     ax.set_ylim(0, 1.02)
     ax.grid(True, which="major", alpha=0.3)
     ax.set_title(title, fontsize=10)
@@ -147,10 +172,9 @@ def _axes(ax: Any, title: str) -> None:
     ax.tick_params(labelsize=8)
 
 
-def _minor_label(x: float, every: bool) -> str:
-    """A minor tick's label on a log axis, `2×10^7`: every one, or only the 2s and 5s."""
+def _minor_label(x: float) -> str:
+    """A minor tick's label on a log axis, `2×10^7` or `1.2×10^8` (two significant digits)."""
     if x <= 0:
         return ""
     exp = math.floor(math.log10(x) + 1e-9)
-    mantissa = round(x / 10**exp)
-    return rf"${mantissa}\times10^{{{exp}}}$" if every or mantissa in (2, 5) else ""
+    return rf"${x / 10**exp:.2g}\times10^{{{exp}}}$"

@@ -628,3 +628,23 @@ def test_total_compute_counts_the_references_greedy_decode_per_query(capsys: pyt
     tokens_b = model_meta("ttcl:arith-m")["training_tokens"]
     for r in rows:
         assert r["queries"] == pytest.approx(r["R"] * tokens_b / (sum(decode) / len(decode)))
+
+
+@pytest.mark.parametrize("on_exhaust", ["shrink", "stop"])
+def test_a_pool_the_budget_cuts_is_said(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], tmp_path: Path,
+                                        on_exhaust: str) -> None:
+    """QA pass: --pool n=4 under a budget of 2 calls drew pools of 2 while the title and --json said 4 and
+    k = 4 vanished without a word; a budget that stops every pool was "fewer candidates than the pool of 1"."""
+    prog = tmp_path / "cut.ttc"
+    prog.write_text(PROG.replace("budget per item { calls <= 64; gen_tokens <= 4k }",
+                                 f"budget per item {{ calls <= 2; on_exhaust = {on_exhaust} }}"))
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", "n=4", "--ks", "1,4",
+                         "--device", "cpu", "--json")
+    if on_exhaust == "stop":
+        assert code == 2 and "8 of 8 items drew fewer candidates than the pool of 4" in err, err
+        return
+    assert code == 0, err
+    assert ("note: --pool n=4: every item's pool holds at most 2 candidates, not 4: the program's budget cuts it "
+            "(`on_exhaust`; see `ttcl check --set n=4`), so the curves stop at k = 2 (no estimate for k = 4)") in err
+    rep = json.loads(out)
+    assert rep["pool"]["n"] == 4 and rep["pool"]["drawn"] == 2 and rep["pool"]["ks"] == [1]

@@ -9,7 +9,7 @@ from ttcl.errors import TtclRuntimeError
 
 
 def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, list[list[Any]]], total: int,
-                 ungraded: set[int]) -> dict[int, int]:
+                 ungraded: set[int], n: int) -> dict[int, int]:
     """Items whose pool in some run holds fewer candidates than the series' whole pool (the most any item drew:
     `--pool n` for a program that samples n; 1 for a greedy run): the item stopped, failed or was shrunk by
     `on_exhaust` before it drew them all. The estimators need every item's full pool (a k
@@ -30,6 +30,8 @@ def short_pools(pool_runs: dict[str, list[list[Any]]], greedy_runs: dict[str, li
     if not out:
         return out
     first, got = min(out.items())
+    if whole == 1 and all(c == 0 for c in out.values()):  # no pool drew anything: name the pool asked for, --pool n
+        whole = n  # (QA pass: "fewer candidates than the pool of 1")
     line = (f"{len(out)} of {total} items drew fewer candidates than the pool of {whole} (or no greedy answer): they "
             f"stopped, failed or were shrunk by the program's `on_exhaust` (first: item {first}, with {got})")
     if len(out) + len(ungraded) >= total:

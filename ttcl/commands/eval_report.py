@@ -240,7 +240,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     from ttcl.commands.eval_items import short_pools, ungraded_items
 
     ungraded = ungraded_items([*pool_runs.values(), *greedy_runs.values()], total, runs.judge or "gold")
-    short = short_pools(pool_runs, greedy_runs, total, set(ungraded))
+    short = short_pools(pool_runs, greedy_runs, total, set(ungraded), n)
     out_of_tables = set(ungraded) | set(short)
     for label, pools in pool_runs.items():
         tables[label] = item_table(label, [[p for p in run if p.index not in out_of_tables] for run in pools], ks)
@@ -248,6 +248,15 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         greedy_tables[label] = item_table(label, [[p for p in run if p.index not in out_of_tables] for run in pools],
                                           [1])
     first = next(iter(tables.values()))
+    drawn = min(p.pool.n for runs in pool_runs.values() for run in runs for p in run if p.index not in out_of_tables)
+    if drawn < n:  # the program drew fewer than --pool n for every item (QA pass: said nowhere; k = 16 vanished)
+        import typer
+
+        asked = [k for k in ks or [] if k > drawn]
+        typer.echo(f"note: --pool {param}={n}: every item's pool holds at most {drawn} candidates, not {n}: the "
+                   f"program's budget cuts it (`on_exhaust`; see `ttcl check --set {param}={n}`), so the curves "
+                   f"stop at k = {drawn}" + (f" (no estimate for k = {', '.join(map(str, asked))})" if asked else ""),
+                   err=True)
     fields = first.fields
     bins = bin_values(fields, by)
     curves = [row for t in tables.values() for row in curve_rows(t, by)]
@@ -309,7 +318,8 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
                     totals.append({"series": label, "signal": signal, "reference": f"{other} greedy",
                                    "pretrain_flops_a": pa, "pretrain_flops_b": pb, **row})
     report: dict[str, Any] = {
-        "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "ks": first.ks}, "seeds": seeds,
+        "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "drawn": drawn, "ks": first.ks},
+        "seeds": seeds,
         "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "exchange": exch, "total_compute": totals,
         "item_rows": item_out, "items": total, "graded": total - len(ungraded), "ungraded_items": sorted(ungraded),
         "short_pool_items": sorted(short),
@@ -427,7 +437,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     pool = report["pool"]
     over = "all items" if report.get("graded", 0) == report.get("items", 0) else \
         f"{report['graded']} graded items of {report['items']}: the judge failed on the others"
-    t = Table(title=f"{report['title']}: one pool of {pool['n']} per item; accuracy [95% CI] @ FLOPs per item ({over})")
+    size = pool["n"] if pool.get("drawn", pool["n"]) >= pool["n"] else f"{pool['drawn']} ({pool['param']}={pool['n']}, cut by the budget)"
+    t = Table(title=f"{report['title']}: one pool of {size} per item; accuracy [95% CI] @ FLOPs per item ({over})")
     t.add_column("series")
     t.add_column("signal")
     for k in pool["ks"]:

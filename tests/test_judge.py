@@ -106,6 +106,20 @@ def test_bad_judge_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], tm
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_a_judge_that_reads_no_question_is_refused_before_any_model_loads(capsys: pytest.CaptureFixture[str],
+                                                                          tmp_path: Path, command: str) -> None:
+    """An arith dataset judged by countdown was found only after the whole run, and a sweep exited 0 (QA pass)."""
+    ds = tmp_path / "d.jsonl"
+    ds.write_text('{"question": "19 *2", "answer": "38"}\n{"question": "3 +4", "answer": "7"}\n')
+    extra = ["--sweep", "n=1,2"] if command == "eval" else []
+    code, out, err = cli(capsys, command, str(PROGRAM), "--dataset", str(ds), "--judge", "countdown", *extra)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.strip() == (f"error: --judge countdown: no question of {ds} is one the `countdown` checker reads "
+                           f"(first: {ds}:1, '19 *2'); judge by the gold answer (leave --judge out) or by the "
+                           "dataset's own task")
+
+
 # ---------------------------------------------------------------- end to end on countdown-s
 
 

@@ -360,10 +360,10 @@ def eval_(
     greedy_series = parse_compare(greedy or [])
     compare_series = parse_compare(compare)
     register_verifiers(verifier or [])
-    check_judge(judge)
     plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
     refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
     items = _load_items(None, dataset, limit, field)
+    check_judge(judge, items, dataset)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
     if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
         raise RunOptionError(f"{dataset}:{ungraded.line}: error: the item has no \"answer\", and ttcl eval judges every item "

@@ -282,11 +282,20 @@ def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int,
     return f"interrupted: {kept}{rest}\n  resume with: ttcl {shlex.join(args)}"
 
 
-def check_judge(judge: str | None) -> None:
-    """`--judge NAME`: refuse an unknown checker before any model loads (exit 2, naming the known ones)."""
+def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path | None = None) -> None:
+    """`--judge NAME`: refuse an unknown checker before any model loads (exit 2, naming the known ones), and one
+    that reads none of the items' questions (QA pass: found after all the sampling, and a sweep exited 0)."""
     from ttcl.runtime.judge import make_judge
 
-    make_judge(judge)
+    j = make_judge(judge)
+    reads = getattr(j.checker, "reads", None)
+    if items and reads is not None and not any(reads(it.question) for it in items):
+        it = items[0]
+        where = f"{dataset}:{it.line}" if dataset is not None and it.line else "--input"
+        shown = it.question if len(it.question) <= 40 else it.question[:37] + "..."
+        raise RunOptionError(f"--judge {judge}: no question of {dataset or '--input'} is one the `{judge}` checker "
+                             f"reads (first: {where}, {shown!r}); judge by the gold answer (leave --judge out) or by "
+                             "the dataset's own task")
 
 
 def print_summary(summary: Any, console: Console, *, single: bool) -> None:
@@ -426,8 +435,8 @@ def run(
         raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
     wide = Wide(ray, workers, shards)
     register_verifiers(verifier or [])
-    check_judge(judge)
     items = _load_items(input_, dataset, limit, field)
+    check_judge(judge, items, dataset)
     if by is not None:
         check_by(items, by, dataset)
     if resume and trace is not None and not trace.exists():  # a typo in the path would rerun everything unsaid

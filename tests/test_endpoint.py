@@ -347,3 +347,36 @@ def test_a_server_that_dies_mid_run_fails_the_rest_without_backoff_and_is_used_a
     with server(cmd, port, tmp_path / "b.log", timeout=180):
         back = runner.run([Item(index=0, question="0 +1")])
     assert back.results[0]["status"] == "ok", back.results
+
+
+def test_a_twin_is_checked_against_the_path_the_server_names(tmp_path):
+    """vLLM's model list names the loaded path in `root` when `--served-model-name` hides it from the id (the
+    engine suite starts a real one): the twin's config is compared with that directory's. A copy of the served
+    model in another directory is the same model."""
+    import shutil
+
+    from ttcl.compiler.endpoints import parse_endpoint
+    from ttcl.runtime.backends.endpoint_http import refuse_wrong_twin
+
+    ep = parse_endpoint("http://127.0.0.1:9/v1")
+    listed = {"object": "list", "data": [{"id": "arith", "object": "model", "root": str(ZOO / "arith-m"),
+                                          "max_model_len": 160}]}
+    with pytest.raises(TtclRuntimeError, match=r"serves arith \(.*arith-m\), and `local=ttcl:arith-s` is another "
+                                                r"model \(n_embd 64 there, 32 in the twin\)"):
+        refuse_wrong_twin(ep, "ttcl:arith-s", listed, "arith")
+    refuse_wrong_twin(ep, "ttcl:arith-m", listed, "arith")
+    copy = tmp_path / "copy-of-arith-m"
+    shutil.copytree(ZOO / "arith-m", copy)
+    refuse_wrong_twin(ep, str(copy), listed, "arith")
+    refuse_wrong_twin(ep, "ttcl:arith-s", {"data": [{"id": "arith", "root": "org/not-here"}]}, "arith")  # unknowable
+
+
+def test_a_probe_that_times_out_says_so(ts_url, capsys):
+    """It said "failed: TimeoutError: " and nothing more (QA pass)."""
+    from ttcl.cli import main
+
+    code = main(["run", str(Path(__file__).parent.parent / "programs" / "self_consistency.ttc"), "--model",
+                 f"policy={ts_url}?local=ttcl:arith-s&timeout=0.001", "--input", "4 +5", "--set", "n=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the start-up probe (a 1-token completion) got no answer within the ref's timeout=0.001 s" in err, err

@@ -25,6 +25,7 @@ import pytest
 from servers import ZOO, free_port, server, stop
 
 from ttcl.compiler.pipeline import compile_program
+from ttcl.errors import TtclError
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.runner import Runner, RunOptions
 
@@ -238,3 +239,23 @@ def test_extend_sends_token_ids_and_continues_as_text_does(policy_url):
         assert [s.token_ids for s in ext.samples] == [s.token_ids for s in txt.samples]
         assert ext.usage.calls == 1 and 0 < ext.usage.prompt_tokens <= be.count_tokens(q + partial)
         assert ext.usage.gen_tokens == txt.usage.gen_tokens
+
+
+def test_a_wrong_twin_and_a_shorter_context_are_refused_at_start(tmp_path):
+    """QA pass: under --served-model-name the id named no directory, so `local=ttcl:arith-s` for a served
+    arith-m was taken (an item spent 3.8x the FLOPs it was charged, over its budget); vLLM's `root` names the
+    path. A --max-model-len below the model's context failed every item with a 400 instead of one error."""
+    from ttcl.runtime.backends.endpoint import open_endpoint, pin_served_model
+
+    port = free_port()
+    cmd = vllm_cmd(POLICY, port) + ["--served-model-name", "arith", "--max-model-len", "128"]
+    with server(cmd, port, tmp_path / "named.log", timeout=900, env=ENV):
+        url = f"http://127.0.0.1:{port}/v1"
+        wrong = r"serves arith \(.*arith-m\), and `local=ttcl:arith-s` is another model \(n_embd 64 there, 32"
+        with pytest.raises(TtclError, match=wrong):  # `ttcl check` and `run` on the command line
+            pin_served_model(f"{url}?local=ttcl:arith-s")
+        with pytest.raises(TtclError, match=wrong):  # a URL in a program, or the Python API's
+            open_endpoint(f"{url}?local=ttcl:arith-s&engine=vllm")
+        assert pin_served_model(f"{url}?local=ttcl:arith-m") == f"{url}?local=ttcl:arith-m"
+        with pytest.raises(TtclError, match="with a context of 128 tokens, and the model's is 160.*--max-model-len 160"):
+            open_endpoint(f"{url}?local=ttcl:arith-m&engine=vllm")

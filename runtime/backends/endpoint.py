@@ -59,6 +59,7 @@ from ttcl.runtime.backends.decode import trim_at_stop
 from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_model: re-exported
     api_key,
     pin_served_model,
+    refuse_wrong_twin,
     scrub,
     served_model,
 )
@@ -154,7 +155,9 @@ class EndpointBackend:
         self.tokenizer: Any = None
         self._tok_lock = threading.Lock()
         if local is not None:
+            refuse_wrong_twin(self.ep, local, self.models, self.model_id)  # a program's own URL, or the API's
             self._load_local(local)
+            self._refuse_a_shorter_context()
         elif self.profile.engine != "vllm":
             raise TtclRuntimeError(
                 f"endpoint {self.ep.base_url} ({self.engine}): cannot count prompt tokens without the model's "
@@ -165,8 +168,20 @@ class EndpointBackend:
 
     # -- connection ---------------------------------------------------------------------
 
+    def _refuse_a_shorter_context(self) -> None:
+        """A server whose context (vLLM's `max_model_len`) is shorter than the twin's, which bounds every prompt
+        and `max_tokens`, would refuse requests item by item (QA pass: every item failed with a 400)."""
+        entry = next((m for m in self.models.get("data", []) if isinstance(m, dict) and m.get("id") == self.model_id), {})
+        served = entry.get("max_model_len")
+        if isinstance(served, int) and self.spec.n_ctx is not None and served < self.spec.n_ctx:
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url} serves {self.model_id} with a context of {served} "
+                                   f"tokens, and the model's is {self.spec.n_ctx}, which ttcl bounds prompts and "
+                                   f"max_tokens by: start the server with its full context (vLLM: --max-model-len "
+                                   f"{self.spec.n_ctx})")
+
     def _connect(self) -> tuple[str, str, str | None]:
         models, model_id = served_model(self.ep)
+        self.models = models
         version_status, version = _get_json(self.ep.root_url + "/version")
         version_json = version if version_status == 200 and isinstance(version, dict) else None
         detected = detect_engine(models, version_json)
@@ -194,7 +209,12 @@ class EndpointBackend:
         except openai.APIStatusError as e:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) failed "
                                    f"with {e.status_code}: {scrub(_detail(e))}") from None
-        except (openai.APIError, concurrent.futures.TimeoutError) as e:
+        except (openai.APITimeoutError, concurrent.futures.TimeoutError):  # said as what it is (QA pass: "failed:
+            # TimeoutError: " and nothing more)
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) got no "
+                                   f"answer within the ref's timeout={self.ep.timeout:g} s; raise `timeout=` or "
+                                   "check the server") from None
+        except openai.APIError as e:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) "
                                    f"failed: {scrub(type(e).__name__ + ': ' + str(e))}") from None
         u = getattr(resp, "usage", None)

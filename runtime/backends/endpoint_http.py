@@ -96,16 +96,13 @@ def pin_served_model(ref: str) -> str:
         if ep.model is not None or ep.local is not None:
             return ref  # the ref says what it serves: `ttcl check` bounds it with the server down; a run says why
         raise
-    served = ep.base_url + "?model=" + quote(model_id, safe="/:")
     if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs
         try:
-            twin, served_dir = local_of(ref), local_of(served)
+            if local_of(ref) is None:
+                return ref
         except ModelSpecError:
             return ref  # the check reports a `local=` that is not a model directory
-        if served_dir is not None and twin is not None and _model_dir(twin) != _model_dir(served_dir):
-            raise TtclRuntimeError(f"endpoint {ep.base_url} serves {model_id}, and `local={ep.local}` is another "
-                                   "model: its FLOPs and tokens would be counted for the wrong one; drop `local=` "
-                                   "or name the served model")
+        refuse_wrong_twin(ep, ep.local, models, model_id)
         return ref
     if ep.model is not None:
         return ref
@@ -119,6 +116,50 @@ def pin_served_model(ref: str) -> str:
         return ref
 
 
-def _model_dir(ref: str) -> str:
-    """A local twin's directory, `ttcl:NAME` resolved, so that two spellings of one model compare equal."""
-    return str(Path(resolve_ref(ref)).resolve())
+# what two copies of one model may differ in: none of it changes FLOPs, context or tokens
+_NOT_THE_MODEL = frozenset({"_name_or_path", "transformers_version", "torch_dtype", "dtype"})
+
+
+_SIZE_KEYS = frozenset({"model_type", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "vocab_size",
+                        "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                        "max_position_embeddings"})
+
+
+def _config(ref: str) -> dict[str, Any] | None:
+    """A model directory's config.json (`ttcl:NAME` resolved), None where `ref` is not one on this machine."""
+    from ttcl.errors import TtclError
+
+    try:
+        cfg = json.loads((Path(resolve_ref(ref)) / "config.json").read_text(encoding="utf-8"))
+    except (TtclError, OSError, ValueError):
+        return None
+    return {k: v for k, v in cfg.items() if k not in _NOT_THE_MODEL} if isinstance(cfg, dict) else None
+
+
+def served_paths(models: dict[str, Any], model_id: str) -> list[str]:
+    """Where the server says its model came from: the id, and vLLM's and SGLang's `root` (the path it loaded,
+    which `--served-model-name` hides from the id)."""
+    entry = next((m for m in models.get("data", []) if isinstance(m, dict) and m.get("id") == model_id), {})
+    return [p for p in dict.fromkeys([model_id, entry.get("root")]) if isinstance(p, str) and p]
+
+
+def refuse_wrong_twin(ep: Any, twin: str, models: dict[str, Any], model_id: str) -> None:
+    """A `local=` twin whose config differs from the served model's, where a path the server names is a model
+    directory on this machine, would count another model's FLOPs: refused (QA pass: with `--served-model-name`
+    the id named no directory, so `local=ttcl:arith-s` for a served arith-m was taken, and an item spent 3.8x
+    the FLOPs it was charged, over its budget)."""
+    mine = _config(twin)
+    if mine is None:
+        return
+    for path in served_paths(models, model_id):
+        theirs = _config(path)
+        if theirs is None:
+            continue
+        if theirs != mine:
+            key = min((k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)),
+                      key=lambda k: (k not in _SIZE_KEYS, k))  # a size first: what the FLOPs differ by
+            raise TtclRuntimeError(
+                f"endpoint {ep.base_url} serves {model_id} ({path}), and `local={twin}` is another model "
+                f"({key} {theirs.get(key)!r} there, {mine.get(key)!r} in the twin): its FLOPs and tokens would be "
+                "counted for the wrong one; drop `local=` or name the served model")
+        return

@@ -429,6 +429,26 @@ def test_pools_from_a_trace_charge_a_repeated_text_its_share_once() -> None:
     assert flops_at_k(p, "orm_w", 3) == pytest.approx(90.0 + 14.0)  # the two nodes' ledger
 
 
+@pytest.mark.parametrize("on_server", [False, True])
+def test_a_pool_on_a_server_charges_each_draw_its_own_prefill(on_server: bool) -> None:
+    """On a server every sample prefills its prompt (docs/endpoints.md), so the sample node's FLOPs beyond the
+    decodes are N prefills, not one shared: charged once at every k, k = 1 cost 3x a real single sample on vLLM
+    (QA pass). Locally the prefill is shared and paid once."""
+    from ttcl.runtime.analysis.collect import PoolNodes, pools_from_trace
+    from ttcl.runtime.trace import ItemRecord, NodeRecord, RunHeader, Trace
+
+    ref = "http://127.0.0.1:8000/v1?model=m&engine=vllm" if on_server else "ttcl:arith-m"
+    header = RunHeader(program="p.ttc", program_hash="h", models={"policy": ref},
+                       **({"engines": {ref: {"engine": "vllm"}}} if on_server else {}))
+    gen = [{"prompt": "q", "text": t, "answer": t, "flops": 10.0} for t in "abcd"]
+    prefill = 4 * 5.0 if on_server else 5.0  # the node's cost beyond the 4 decodes
+    trace = Trace(header=header, items={0: ItemRecord(item=0, gold="a")},
+                  nodes={0: [NodeRecord(item=0, node_id="main/d", op="sample", outputs=gen, cost={"flops": 40.0 + prefill})]})
+    (item,) = pools_from_trace(trace, PoolNodes("main/d", {}, "policy"))
+    assert flops_at_k(item.pool, "maj", 4) == pytest.approx(40.0 + prefill)  # the whole node at k = N, either way
+    assert flops_at_k(item.pool, "maj", 1) == pytest.approx(15.0)  # one draw: one prefill and one decode
+
+
 def test_wilson_holds_the_estimate_at_every_count() -> None:
     """At 0 or n successes the textbook formula can miss p by a rounding step (wilson(0, 50) gave a lower
     bound of 7e-18): a figure then asks matplotlib for a negative error bar and `ttcl eval --plot` failed."""

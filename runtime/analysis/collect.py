@@ -27,6 +27,7 @@ class PoolNodes:
 
     sample: str
     verifiers: dict[str, tuple[str, str]]  # verify node id -> (verifier name, kind: check | reward | prm | judge)
+    model: str | None = None  # the sample node's model's name (the trace header maps it to its ref)
 
 
 @dataclass
@@ -50,7 +51,7 @@ def find_pool_nodes(dag: Any) -> PoolNodes:
             if src and src[0] in readers:
                 readers[src[0]][n.id] = (n.args.verifier.name, n.args.verifier.kind)
     best = max(samples, key=lambda s: len(readers[s.id]))
-    return PoolNodes(best.id, readers[best.id])
+    return PoolNodes(best.id, readers[best.id], best.args.model.name if best.args.model is not None else None)
 
 
 def pool_signals(nodes: PoolNodes) -> tuple[list[str], list[str]]:
@@ -66,6 +67,10 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
     Candidates are judged by `judge`, by default the one the trace header names (the run's own)."""
     if judge is None:
         judge = make_judge(getattr(trace.header, "judge", GOLD))
+    # on a server every sample prefills its own prompt (docs/endpoints.md): no prefill is shared, and each
+    # candidate's cost is its share of the node's (QA pass: k = 1 was charged all N prefills, 3x its FLOPs)
+    ref = (trace.header.models or {}).get(nodes.model or "")
+    own_prefill = ref is not None and ref in (getattr(trace.header, "engines", None) or {})
     out: list[PooledItem] = []
     for idx in sorted(trace.items):
         if only is not None and idx not in only:
@@ -88,6 +93,9 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
         correct = [bool(verdicts[a]) for a in answers]
         gen = [float(c.get("flops", 0.0)) for c in cands]
         shared = float(src.cost.get("flops", 0.0)) - sum(gen) if src is not None else 0.0
+        decode = gen  # what a verify node's per-candidate FLOPs add to (its outputs carry the candidate's)
+        if own_prefill and cands and shared > 0:
+            gen, shared = [g + shared / len(cands) for g in gen], 0.0
         ids: dict[tuple[object, object], int] = {}  # the runtime scores each distinct (prompt, text) once
         texts = [ids.setdefault((c.get("prompt"), c.get("text")), len(ids)) for c in cands]
         pool = Pool(answers=answers, correct=correct, gen_flops=gen, shared_flops=max(0.0, shared), texts=texts,
@@ -103,7 +111,7 @@ def pools_from_trace(trace: Trace, nodes: PoolNodes, only: set[int] | None = Non
             pool.scores[name] = [float(c["score"]) if c.get("score") is not None else float("nan") for c in r.outputs]
             # the node's cost: each distinct text's share once (a duplicate carries its twin's share, not charged again)
             share: dict[int, float] = {}
-            for t, v, g in zip(texts, r.outputs, gen, strict=True):
+            for t, v, g in zip(texts, r.outputs, decode, strict=True):
                 share.setdefault(t, float(v.get("flops", 0.0)) - g)
             pool.verifier_flops[name] = sum(share.values())
         out.append(PooledItem(idx, dict(rec.fields), rec.correct, pool, judge_error=error))

@@ -648,3 +648,30 @@ def test_a_pool_the_budget_cuts_is_said(capsys: pytest.CaptureFixture[str], setu
             "(`on_exhaust`; see `ttcl check --set n=4`), so the curves stop at k = 2 (no estimate for k = 4)") in err
     rep = json.loads(out)
     assert rep["pool"]["n"] == 4 and rep["pool"]["drawn"] == 2 and rep["pool"]["ks"] == [1]
+
+
+def test_two_series_of_one_short_name_stay_two(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                               tmp_path: Path) -> None:
+    """A server and its local twin (here: a bundled model by its name and by its directory) were both named
+    `arith-s`: two pools ran and one series was reported, the other dropped without a word (QA pass)."""
+    other = str(Path(__file__).resolve().parent.parent / "ttcl" / "zoo" / "models" / "arith-s")
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                         "--compare", f"policy={other}", "--greedy", f"policy={other}", "--device", "cpu", "--json")
+    assert code == 0, err
+    rep = json.loads(out)
+    series = {r["series"] for r in rep["curves"]}
+    assert series == {"arith-s (ttcl:arith-s)", f"arith-s ({other})"}, series
+    assert {g["model"] for g in rep["greedy"]} == series  # the --greedy one is the --compare one's greedy point
+
+
+def test_a_model_path_with_brackets_is_shown_as_written(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """The progress bar read a series' name as markup: `[red]` vanished, and a closing tag was exit 70."""
+    import shutil
+
+    odd = tmp_path / "m[red]"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "ttcl" / "zoo" / "models" / "arith-s", odd)
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--sweep", "n=1",
+                         "--model", f"policy={odd}", "--device", "cpu")
+    assert code == 0, err
+    assert "m[red]: n=1 (seed 0)" in err, err

@@ -249,6 +249,27 @@ def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote:
     return ", ".join(short_name(r) for r in refs) or program.stem
 
 
+def unique_labels(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
+                  series: list[tuple[str, list[str]]], greedy: list[tuple[str, list[str]]]
+                  ) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """Series are named after their models' short names; two that share one (a server and its local twin, two
+    copies of a model) get the refs they sample from, in full: under one name the second replaced the first
+    without a word (QA pass). A --greedy series of the same refs as a pool series is the same greedy point."""
+    from ttcl.commands.compile import compile_from_cli
+
+    def refs(extra: list[str]) -> str:
+        dag = compile_from_cli(program, sets, rebind_models(binds, extra), None, allow_remote).dag
+        return ", ".join(dict.fromkeys(n.args.model.ref for n in dag
+                                       if n.op in ("sample", "extend", "revise") and n.args.model)) or program.stem
+
+    every = [(label, extra, refs(extra)) for label, extra in series + greedy]
+    taken: dict[str, set[str]] = {}
+    for label, _, r in every:
+        taken.setdefault(label, set()).add(r)
+    named = [(f"{label} ({r})" if len(taken[label]) > 1 else label, extra) for label, extra, r in every]
+    return named[:len(series)], named[len(series):]
+
+
 def check_series(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
                  series: list[tuple[str, tuple[str, list[str]]]]) -> None:
     """Compile every --compare/--greedy series before any sampling, so that a typo in the last one
@@ -376,6 +397,7 @@ def eval_(
                  + [("--greedy", g) for g in greedy_series])
     check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
     series = base + [(label, binds) for label, binds in compare_series]
+    series, greedy_series = unique_labels(program, set_, model, allow_remote, series, greedy_series)
     if pool is not None:
         check_pool(program, set_, model, allow_remote, pool)
     if alloc is not None and pool is not None:

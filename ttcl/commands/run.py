@@ -122,7 +122,10 @@ class _Progress(NodeHook):
             TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(), TimeRemainingColumn(),
             console=Console(stderr=True), transient=False,
         )
-        self.task = self.progress.add_task(label, total=None, items=self._items_text())
+        from rich.markup import escape
+
+        # a label is text, not markup: a model's path may hold brackets (`[/x]` was an internal error)
+        self.task = self.progress.add_task(escape(label), total=None, items=self._items_text())
 
     def items_done(self, n: int) -> None:
         """A wide run's finished items (the items column)."""

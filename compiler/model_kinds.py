@@ -6,13 +6,15 @@ SequenceClassification model, `prm(...)` a TokenClassification one or a generati
 model loaded with the wrong head would run: transformers fills a missing head with random
 numbers, or drops a trained one. The DAG builder refuses the mismatch when the program is
 compiled (exit 2, at the use), so `ttcl check` catches it; the runtime keeps its own checks, on
-the weights themselves, for what the files do not say. A model that is not on disk (an
-endpoint), or whose config names no known head, is left to the run.
+the weights themselves, for what the files do not say. A verifier on a server is refused where
+the ref tells (a PRM or likelihood anywhere, a judge on an engine without chosen-token
+log-probabilities); a model whose config names no known head is left to the run.
 """
 
 from __future__ import annotations
 
 from ttcl.compiler.dag import ModelRef
+from ttcl.compiler.endpoints import is_endpoint, parse_endpoint
 from ttcl.compiler.models import model_head, verifier_role
 
 Problem = tuple[str, str]  # (message, hint)
@@ -38,8 +40,25 @@ def generator_problem(op: str, model: ModelRef) -> Problem | None:
             f'a {_HEADS[head]} scores candidates: `verifier NAME = {ctor}("{model.ref}")`, used through `verify`')
 
 
+def endpoint_problem(name: str, kind: str, model: ModelRef) -> Problem | None:
+    """Why verifier `name = kind(model)` cannot score on the server `model` names, where the ref tells: a run
+    refuses these at start, and `ttcl check` passed them (QA pass)."""
+    if kind in ("prm", "likelihood"):
+        return (f"verifier `{name}`: a {kind} verifier on a server is not supported (reward models on vLLM's "
+                f"/classify and judges on vLLM's logprobs are){_overridden(model)}",
+                f"bind `{model.name}` to a local model (a directory or ttcl:NAME)")
+    engine = parse_endpoint(model.ref).engine
+    if kind == "judge" and engine not in (None, "vllm"):
+        return (f"verifier `{name}`: a judge reads next-token log-probabilities, which {engine} does not return "
+                f"for chosen tokens (only vLLM's `logprob_token_ids` is supported){_overridden(model)}",
+                "serve the judge on vLLM, or bind it to a local model")
+    return None
+
+
 def verifier_problem(name: str, kind: str, model: ModelRef) -> Problem | None:
     """Why verifier `name = kind(model)` cannot score, or None (`check` reads no model)."""
+    if is_endpoint(model.ref):
+        return endpoint_problem(name, kind, model)
     if kind == "judge":  # a judge reads a causal LM's next-token probabilities
         return generator_problem("judge", model)
     if kind not in _CTOR_HEAD:

@@ -304,8 +304,12 @@ def test_judge_on_transformers_serve_is_refused_at_start(ts_url):
     """`transformers serve` ignores `logprobs`: a judge on it is a clear error before any item runs."""
     from ttcl.runtime.backends.endpoint import pin_served_model
 
-    ref = pin_served_model(ts_url)
-    compiled = compile_program(source=JUDGED, file="t.ttc", model_overrides={"policy": ref})
+    ref = pin_served_model(ts_url)  # names its engine: refused when the program is compiled (`ttcl check`)
+    with pytest.raises(TtclError, match="verifier `critic`: a judge reads next-token log-probabilities, which "
+                                        "transformers-serve does not return"):
+        compile_program(source=JUDGED, file="t.ttc", model_overrides={"policy": ref})
+    bare = f"{ts_url}?model={MODEL}&local=ttcl:arith-s"  # no engine in the ref: found when the run starts
+    compiled = compile_program(source=JUDGED, file="t.ttc", model_overrides={"policy": bare})
     with pytest.raises(TtclRuntimeError) as e:
         Runner(compiled, RunOptions(seed=0))
     msg = str(e.value)

@@ -91,3 +91,23 @@ def test_an_unknown_head_is_left_to_the_run(tmp_path: Path) -> None:
     cfg.pop("architectures", None)
     (d / "config.json").write_text(json.dumps(cfg))
     compile_program(source=SRC.format(policy=str(d), verifier=f'reward("{d}")'), file="k.ttc")
+
+
+SERVER = "http://127.0.0.1:9/v1?model=m&local=ttcl:{twin}&engine={engine}"  # compiling contacts no server
+
+
+@pytest.mark.parametrize(("verifier", "says"), [
+    (f'prm("{SERVER.format(twin="arith-prm", engine="vllm")}")', "verifier `v`: a prm verifier on a server is not supported"),
+    (f'likelihood("{SERVER.format(twin="expr-lik", engine="vllm")}")', "a likelihood verifier on a server is not supported"),
+    ('judge(policy, "{{c.text}} ok?")', "a judge reads next-token log-probabilities, which transformers-serve does not"),
+])
+def test_a_verifier_a_server_cannot_run_is_refused_by_check(verifier: str, says: str) -> None:
+    """`ttcl run` refused these at start; `ttcl check` passed them, exit 0 (QA pass)."""
+    d = _error(SERVER.format(twin="arith-s", engine="transformers-serve"), verifier)
+    assert says in d.message, d.message
+
+
+def test_the_verifiers_a_server_runs_compile() -> None:
+    for verifier in (f'reward("{SERVER.format(twin="arith-orm", engine="vllm")}")', 'judge(policy, "{{c.text}} ok?")'):
+        compile_program(source=SRC.format(policy=SERVER.format(twin="arith-s", engine="vllm"), verifier=verifier),
+                        file="k.ttc")

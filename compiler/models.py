@@ -230,9 +230,14 @@ def _spec_from_endpoint(ref: str, base_dir: str | None) -> ModelSpec:
     except EndpointError as e:
         raise ModelSpecError(str(e)) from e
     if local is None:
+        served = parse_endpoint(ref).model
+        what = (f"`{served}`, which is not a model directory on this machine (a server names a model as its own "
+                "command line did: a relative path is relative to the server's working directory)" if served
+                else "a model that is not on this machine")
         raise UnknownSizeError(
-            f"endpoint `{ref}` serves a model that is not on this machine, so its FLOPs cannot be counted",
-            "add `(params = ..., n_layer = ..., d_model = ...)` to the model declaration, or `local=DIR` to the URL",
+            f"endpoint `{ref}` serves {what}, so its FLOPs cannot be counted",
+            "add `local=DIR` (the served model's directory here) to the URL, or `(params = ..., n_layer = ..., "
+            "d_model = ...)` to the model declaration",
         )
     return _spec_from_ref(local, base_dir)
 

@@ -111,3 +111,18 @@ def test_the_verifiers_a_server_runs_compile() -> None:
     for verifier in (f'reward("{SERVER.format(twin="arith-orm", engine="vllm")}")', 'judge(policy, "{{c.text}} ok?")'):
         compile_program(source=SRC.format(policy=SERVER.format(twin="arith-s", engine="vllm"), verifier=verifier),
                         file="k.ttc")
+
+
+def test_a_served_id_that_is_no_directory_here_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`transformers serve ttcl/zoo/models/arith-m` (the README's line) names its model by that relative path;
+    from another directory the check said "a model that is not on this machine" and not which (QA pass)."""
+    from ttcl.errors import TtclError
+
+    monkeypatch.chdir(tmp_path)
+    src = SRC.format(policy="http://127.0.0.1:9/v1?model=ttcl/zoo/models/arith-m&engine=transformers-serve",
+                     verifier='check("arith")').replace("verifier v", "budget per item { flops <= 1e9 }\nverifier v")
+    with pytest.raises(TtclError) as e:
+        compile_program(source=src, file="k.ttc")
+    said = str(e.value)
+    assert "serves `ttcl/zoo/models/arith-m`, which is not a model directory on this machine" in said, said
+    assert "relative to the server's working directory" in said and "local=DIR" in said

@@ -81,8 +81,8 @@ def served_model(ep: Any) -> tuple[dict[str, Any], str]:
 
 
 def pin_served_model(ref: str) -> str:
-    """`URL` -> `URL?model=ID` when the server's only model is ID and ID is a model on this machine
-    (a directory or `ttcl:NAME`), so its config gives FLOPs and its tokenizer counts tokens.
+    """`URL` -> `URL?model=ID&engine=ENGINE` for the server's only model ID: where ID is a model on this machine
+    (a directory or `ttcl:NAME`) its config gives FLOPs and its tokenizer counts tokens.
 
     For refs the user gave on the command line: they are trusted, so asking the server is fine."""
     from urllib.parse import quote
@@ -110,10 +110,7 @@ def pin_served_model(ref: str) -> str:
     engine = detect_engine(models, None)
     if ep.engine is None and engine != "generic":
         pinned += "&engine=" + engine
-    try:
-        return pinned if local_of(pinned) is not None else ref
-    except ModelSpecError:
-        return ref
+    return pinned  # where the id is no model here, the check says which id (QA pass: a relative path was unsaid)
 
 
 # what two copies of one model may differ in: none of it changes FLOPs, context or tokens

@@ -6,6 +6,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -489,13 +492,9 @@ def test_figure_draws_points_at_the_ends_of_the_scale(tmp_path) -> None:
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("xs", "least", "minor_labels"), [
-    ((2.1e6, 4.4e6), 2, True),  # half a decade, no power of ten: every minor tick labelled (had none at all)
-    ((1.5e7, 4.5e8), 3, True),  # one power of ten: its label, and the 2s and 5s
-    ((1e6, 1e9), 3, False),  # several powers of ten: those alone
-])
-def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], least: int, minor_labels: bool) -> None:
-    """A panel whose FLOPs span less than a decade showed no x label, or one (found by a QA pass)."""
+@contextmanager
+def _panel(xs: tuple[float, float]) -> Iterator[Any]:
+    """One panel of `ttcl eval --plot` with a curve over `xs` FLOPs, its axes set and drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -508,32 +507,30 @@ def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], leas
         ax.plot(list(xs), [0.2, 0.8])
         _axes(ax, "t")
         fig.canvas.draw()
+        yield ax
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize(("xs", "least", "minor_labels"), [
+    ((2.1e6, 4.4e6), 2, True),  # half a decade, no power of ten: minor ticks labelled (had none at all)
+    ((1.5e7, 4.5e8), 3, True),  # one power of ten: its label, and minor ones a fifth of the panel apart
+    ((1e6, 1e9), 3, False),  # several powers of ten: those alone
+])
+def test_every_panel_has_at_least_two_flops_labels(xs: tuple[float, float], least: int, minor_labels: bool) -> None:
+    """A panel whose FLOPs span less than a decade showed no x label, or one (found by a QA pass)."""
+    with _panel(xs) as ax:
         major = [t.get_text() for t in ax.xaxis.get_ticklabels() if t.get_text()]
         minor = [t.get_text() for t in ax.xaxis.get_ticklabels(minor=True) if t.get_text()]
         assert len(major) + len(minor) >= least, (major, minor)
         assert bool(minor) is minor_labels, minor
-    finally:
-        plt.close(fig)
 
 
 @pytest.mark.parametrize("xs", [(5.5e6, 1.6e7), (1.1e8, 1.8e8), (1.4e8, 2.7e8), (2.1e6, 4.4e6), (1.5e7, 4.5e8)])
 def test_flops_labels_neither_repeat_nor_crowd(xs: tuple[float, float]) -> None:
     """QA pass: 6x10^6 .. 9x10^6 overprinted one another, and a panel under a decade (matplotlib then spaces
     its minor ticks linearly) read 1x10^8 three times. Labels now differ and keep a fifth of the panel apart."""
-    import math
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ttcl.runtime.analysis.plot import _axes
-
-    fig, ax = plt.subplots()
-    try:
-        ax.plot(list(xs), [0.2, 0.8])
-        _axes(ax, "t")
-        fig.canvas.draw()
+    with _panel(xs) as ax:
         lo, hi = ax.get_xlim()
         shown = sorted((t.get_position()[0], t.get_text()) for minor in (False, True)
                        for t in ax.xaxis.get_ticklabels(minor=minor) if t.get_text() and lo <= t.get_position()[0] <= hi)
@@ -541,8 +538,6 @@ def test_flops_labels_neither_repeat_nor_crowd(xs: tuple[float, float]) -> None:
         assert len({text for _, text in shown}) == len(shown), shown
         gaps = [math.log10(b / a) for (a, _), (b, _) in zip(shown, shown[1:], strict=False)]
         assert min(gaps) >= 0.2 * math.log10(hi / lo) * 0.999, shown
-    finally:
-        plt.close(fig)
 
 
 def test_a_long_title_is_wrapped_to_a_one_panel_figure() -> None:

@@ -243,3 +243,8 @@ def test_a_trailing_comment_after_tab_indentation_keeps_its_column_as_shown() ->
     docstring = 'ttcl 1\n"""aaa\t"""  # c2\nmodel policy = "ttcl:arith-s"\n'
     once = format_source(docstring)
     assert format_source(once) == once and once.splitlines()[1] == '"""aaa\t"""  # c2'
+    # a comment after a docstring of two lines keeps its column, and stays there (it moved on every pass: the
+    # span's column runs on across the string, and the printer measured both of its lines as one)
+    two = 'ttcl 1\n"""ab\ncd""" ;        # c1\n'
+    once = format_source(two)
+    assert format_source(once) == once and once.splitlines()[2] == 'cd"""          # c1'

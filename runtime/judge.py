@@ -39,6 +39,11 @@ class JudgeError(TtclRuntimeError):
     """A judge that cannot be used (no checker under that name), or a user's checker that raised."""
 
 
+def shown(question: str) -> str:
+    """A question as an error quotes it: up to 40 characters."""
+    return question if len(question) <= 40 else question[:37] + "..."
+
+
 class Judge:
     """`judge(question, gold, answer)`: True (right), False (wrong), or None (cannot be judged: no gold).
 
@@ -62,8 +67,8 @@ class Judge:
             return None if gold is None else answer == self.gold_of(gold)
         reads = getattr(self.checker, "reads", None)  # optional: a checker that can tell it cannot read the question
         if reads is not None and not reads(question):  # every answer, the gold one too, scored 0 (QA pass)
-            shown = question if len(question) <= 40 else question[:37] + "..."
-            raise JudgeError(f"--judge {self.name}: the question {shown!r} is not one the `{self.name}` checker reads")
+            raise JudgeError(f"--judge {self.name}: the question {shown(question)!r} is not one the `{self.name}` "
+                             "checker reads")
         if answer is None:
             return False
         try:
@@ -103,4 +108,4 @@ def make_judge(name: str | None) -> Judge:
     return Judge(name, get_checker(name))
 
 
-__all__ = ["GOLD", "Judge", "JudgeError", "failure_line", "judge_failures", "make_judge"]
+__all__ = ["GOLD", "Judge", "JudgeError", "failure_line", "judge_failures", "make_judge", "shown"]

@@ -61,6 +61,7 @@ from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_mod
     pin_served_model,
     refuse_wrong_twin,
     scrub,
+    served_entry,
     served_model,
 )
 from ttcl.runtime.backends.endpoint_http import (
@@ -171,8 +172,7 @@ class EndpointBackend:
     def _refuse_a_shorter_context(self) -> None:
         """A server whose context (vLLM's `max_model_len`) is shorter than the twin's, which bounds every prompt
         and `max_tokens`, would refuse requests item by item (QA pass: every item failed with a 400)."""
-        entry = next((m for m in self.models.get("data", []) if isinstance(m, dict) and m.get("id") == self.model_id), {})
-        served = entry.get("max_model_len")
+        served = served_entry(self.models, self.model_id).get("max_model_len")
         if isinstance(served, int) and self.spec.n_ctx is not None and served < self.spec.n_ctx:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url} serves {self.model_id} with a context of {served} "
                                    f"tokens, and the model's is {self.spec.n_ctx}, which ttcl bounds prompts and "

@@ -133,10 +133,15 @@ def _config(ref: str) -> dict[str, Any] | None:
     return {k: v for k, v in cfg.items() if k not in _NOT_THE_MODEL} if isinstance(cfg, dict) else None
 
 
+def served_entry(models: dict[str, Any], model_id: str) -> dict[str, Any]:
+    """The model list's entry for `model_id` ({} if none)."""
+    return next((m for m in models.get("data", []) if isinstance(m, dict) and m.get("id") == model_id), {})
+
+
 def served_paths(models: dict[str, Any], model_id: str) -> list[str]:
     """Where the server says its model came from: the id, and vLLM's and SGLang's `root` (the path it loaded,
     which `--served-model-name` hides from the id)."""
-    entry = next((m for m in models.get("data", []) if isinstance(m, dict) and m.get("id") == model_id), {})
+    entry = served_entry(models, model_id)
     return [p for p in dict.fromkeys([model_id, entry.get("root")]) if isinstance(p, str) and p]
 
 

@@ -245,8 +245,12 @@ def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote:
     from ttcl.commands.compile import compile_from_cli
 
     dag = compile_from_cli(program, sets, binds, None, allow_remote).dag
-    refs = dict.fromkeys(n.args.model.ref for n in dag if n.op in ("sample", "extend", "revise") and n.args.model)
-    return ", ".join(short_name(r) for r in refs) or program.stem
+    return ", ".join(short_name(r) for r in sampled_refs(dag)) or program.stem
+
+
+def sampled_refs(dag: Any) -> list[str]:
+    """The refs of the models a program generates with, in order, once each."""
+    return list(dict.fromkeys(n.args.model.ref for n in dag if n.op in ("sample", "extend", "revise") and n.args.model))
 
 
 def unique_labels(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
@@ -259,8 +263,7 @@ def unique_labels(program: Path, sets: list[str], binds: list[str], allow_remote
 
     def refs(extra: list[str]) -> str:
         dag = compile_from_cli(program, sets, rebind_models(binds, extra), None, allow_remote).dag
-        return ", ".join(dict.fromkeys(n.args.model.ref for n in dag
-                                       if n.op in ("sample", "extend", "revise") and n.args.model)) or program.stem
+        return ", ".join(sampled_refs(dag)) or program.stem
 
     every = [(label, extra, refs(extra)) for label, extra in series + greedy]
     taken: dict[str, set[str]] = {}

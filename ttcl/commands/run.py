@@ -288,16 +288,15 @@ def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int,
 def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path | None = None) -> None:
     """`--judge NAME`: refuse an unknown checker before any model loads (exit 2, naming the known ones), and one
     that reads none of the items' questions (QA pass: found after all the sampling, and a sweep exited 0)."""
-    from ttcl.runtime.judge import make_judge
+    from ttcl.runtime.judge import make_judge, shown
 
     j = make_judge(judge)
     reads = getattr(j.checker, "reads", None)
     if items and reads is not None and not any(reads(it.question) for it in items):
         it = items[0]
         where = f"{dataset}:{it.line}" if dataset is not None and it.line else "--input"
-        shown = it.question if len(it.question) <= 40 else it.question[:37] + "..."
         raise RunOptionError(f"--judge {judge}: no question of {dataset or '--input'} is one the `{judge}` checker "
-                             f"reads (first: {where}, {shown!r}); judge by the gold answer (leave --judge out) or by "
+                             f"reads (first: {where}, {shown(it.question)!r}); judge by the gold answer (leave --judge out) or by "
                              "the dataset's own task")
 
 

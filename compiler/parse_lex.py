@@ -217,7 +217,8 @@ def check_number(tok: Tok, file: str) -> None:
             hint="the suffixes are k (1e3), M (1e6), G (1e9) and T (1e12), case-sensitive",
         )
     if number_value(tok.value)[0] == float("inf"):
-        raise LexicalError(f"number `{tok.value}` is too large", span,
+        shown = tok.value if len(tok.value) <= 40 else f"{tok.value[:40]}... ({len(tok.value)} characters)"
+        raise LexicalError(f"number `{shown}` is too large", span,
                            hint="numbers must fit a 64-bit float (below about 1.8e308)")
 
 

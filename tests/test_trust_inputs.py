@@ -196,6 +196,14 @@ def test_a_set_value_past_a_float_is_a_clear_error(tmp_path: Path, capsys: pytes
     assert "is past the range of a 64-bit float" in err and "Traceback" not in err
     code, _, err = run(capsys, "check", str(prog), "--set", "threshold=1e999")
     assert code == 2 and "`1e999` is past the range of a 64-bit float" in err
+    # past Python's 4,300 digits an int cannot even be read: exit 70 before (QA pass); the value is shown cut short
+    code, _, err = run(capsys, "check", str(prog), "--set", "threshold=" + "9" * 5000)
+    assert code == 2 and "`--set threshold=9999999999999999999999999999999999999999... (5000 characters)`: " in err
+    assert "is past the range of a 64-bit float" in err and len(err) < 1000
+    big = write(tmp_path / "big.ttc", PROGRAM.replace("ttcl 1\n", "ttcl 1\nparam huge: float = " + "9" * 5000 + "\n", 1))
+    code, _, err = run(capsys, "check", str(big))
+    assert code == 2 and "number `9999999999999999999999999999999999999999... (5000 characters)` is too large" in err
+    assert len(err) < 1000
 
 
 def test_a_thousand_chained_strategy_calls_is_a_diagnostic(tmp_path: Path) -> None:

@@ -41,6 +41,14 @@ SHORT = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\
     ({"inputs": "1 +1", "device": "gpu"}, "device='gpu': expected one of auto, cpu, cuda"),
     ({"inputs": "1 +1", "judge": 3}, "judge: expected a checker's name"),
     ({"inputs": "1 +1", "fields": {"question": "q"}}, "fields= maps a dataset's fields"),
+    # an int past Python's 4,300 digits was a bare ValueError (QA pass)
+    ({"inputs": "1 +1", "seed": 10 ** 4400}, "seed: an int of more than 4,300 digits"),
+    ({"inputs": "1 +1", "set": {"n": 10 ** 4400}}, "set['n']: an int of more than 4,300 digits"),
+    # `ttcl run` options that were no keyword at all (QA pass: TypeError)
+    ({"inputs": "1 +1", "batch_items": 0}, "batch_items=0: expected a positive number of items"),
+    ({"inputs": "1 +1", "schedule": "fast"}, "schedule='fast': expected one of auto, lockstep, stream"),
+    ({"inputs": "1 +1", "allow_remote": "gpu-box"}, "allow_remote: expected a list of host names"),
+    ({"inputs": "1 +1", "allow_remote": ["http://gpu-box:8000"]}, "--allow-remote 'http://gpu-box:8000': expected a host"),
 ])
 def test_api_arguments_are_checked_and_named(tmp_path: Path, kwargs: dict, message: str) -> None:
     """A wrong type or value is a TtclError naming the keyword, never a TypeError/ValidationError or a silent
@@ -141,6 +149,22 @@ def test_api_one_input_over_its_bound_raises_like_input_and_a_list_stops_it(tmp_
     assert out.answers[1] is None and out.summary.stopped == 1 and out.summary.items == 2
 
 
+def test_api_batch_items_and_schedule_keep_the_answers_and_charges(tmp_path: Path) -> None:
+    """`batch_items=` and `schedule=` (QA pass: `ttcl run` options the API lacked) change how items are batched,
+    never what an item answers or is charged."""
+    import ttcl
+
+    inputs = ["3 +4", "12 -5 *2", "7 *3"]
+    base = ttcl.run(ROOT / "programs" / "self_consistency.ttc", inputs=inputs, device="cpu", set={"n": 2}, seed=3)
+    for kw in ({"batch_items": 1}, {"schedule": "stream"}):
+        out = ttcl.run(ROOT / "programs" / "self_consistency.ttc", inputs=inputs, device="cpu", set={"n": 2}, seed=3, **kw)
+        assert out.answers == base.answers
+        def charged(o: ttcl.RunResult) -> list[dict]:  # the ledger less wall time
+            return [{k: v for k, v in r["cost"].items() if k != "seconds"} for r in o.summary.results]
+
+        assert charged(out) == charged(base)
+
+
 def test_api_errors_shared_with_the_cli_say_which_keyword_a_flag_is() -> None:
     import ttcl
     from ttcl.errors import TtclError
@@ -148,6 +172,9 @@ def test_api_errors_shared_with_the_cli_say_which_keyword_a_flag_is() -> None:
     with pytest.raises(TtclError, match="`--set n=0`") as raised:
         ttcl.run("ttcl:self_consistency", inputs="1 +1", set={"n": 0}, device="cpu")
     assert "in ttcl.run(): --set is set={NAME: VALUE}" in getattr(raised.value, "__notes__", [])
+    with pytest.raises(TtclError, match="--allow-remote 'gpu-box:80'") as raised:
+        ttcl.run("ttcl:self_consistency", inputs="1 +1", allow_remote=["gpu-box:80"], device="cpu")
+    assert "in ttcl.run(): --allow-remote is allow_remote=[HOST]" in getattr(raised.value, "__notes__", [])
 
 
 def test_api_docstring_example_prints_what_it_shows() -> None:

@@ -63,6 +63,9 @@ def run(
     retry_failed: bool = False,
     max_input_tokens: int | None = None,
     verifiers: Mapping[str, str] | None = None,
+    allow_remote: Sequence[str] | None = None,
+    batch_items: int | None = None,
+    schedule: str = "auto",
 ) -> RunResult:
     """Compile `path` (a .ttc file or `ttcl:NAME`) and run it on `inputs` (texts) or a JSONL `dataset`.
 
@@ -76,13 +79,15 @@ def run(
     with the gold answer). `retry_failed=True` with `resume=True` runs again the items the trace holds as failed
     (`--retry-failed`). `max_input_tokens=N` bounds an input declared as plain `text` (`--max-input-tokens`).
     `verifiers={"mine": "my_checks:score"}` is `--verifier mine=my_checks:score`: your own checker for
-    `check("mine")` and `judge="mine"`, registered for the rest of this process.
+    `check("mine")` and `judge="mine"`, registered for the rest of this process. `allow_remote=["HOST"]`
+    (`--allow-remote`) lets the program's own endpoints name a host other than this machine, `batch_items=N`
+    (`--batch-items`) keeps at most N items in flight, `schedule="lockstep"` or `"stream"` is `--schedule`.
     Every problem with an argument raises a `TtclError`; see the module docstring."""
     try:
         return _run(path, inputs=inputs, dataset=dataset, sets=set, models=models, seed=seed, device=device,
                     dtype=dtype, trace=trace, resume=resume, overwrite=overwrite, limit=limit, fields=fields,
                     judge=judge, retry_failed=retry_failed, max_input_tokens=max_input_tokens,
-                    verifiers=verifiers)
+                    verifiers=verifiers, allow_remote=allow_remote, batch_items=batch_items, schedule=schedule)
     except TtclError as e:
         _note_keywords(e)
         raise
@@ -90,8 +95,8 @@ def run(
 
 def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: Any, device: Any, dtype: Any,
          trace: Any, resume: Any, overwrite: Any, limit: Any, fields: Any, judge: Any, retry_failed: Any,
-         max_input_tokens: Any, verifiers: Any) -> RunResult:
-    from ttcl.commands.compile import register_verifiers
+         max_input_tokens: Any, verifiers: Any, allow_remote: Any, batch_items: Any, schedule: Any) -> RunResult:
+    from ttcl.commands.compile import allowed_hosts, register_verifiers
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.compiler.pipeline import compile_program
     from ttcl.programs import resolve_program
@@ -118,6 +123,14 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
     retry_failed = _bool("retry_failed", retry_failed)
     if retry_failed and not resume:
         raise RunArgumentError("retry_failed=True reruns the failed items of a resumed trace: add resume=True")
+    batch_items = None if batch_items is None else _int("batch_items", batch_items)
+    if batch_items is not None and batch_items < 1:
+        raise RunArgumentError(f"batch_items={batch_items}: expected a positive number of items")
+    _choice("schedule", schedule, ("auto", "lockstep", "stream"))
+    if isinstance(allow_remote, str) or not (allow_remote is None or isinstance(allow_remote, Sequence)
+                                             and all(isinstance(h, str) for h in allow_remote)):
+        raise RunArgumentError(f"allow_remote: expected a list of host names, e.g. allow_remote=['gpu-box'], "
+                               f"got {_type_name(allow_remote)}")
     _choice("device", device, DEVICES)
     _choice("dtype", dtype, DTYPES)
     if resume and trace_path is None:
@@ -150,9 +163,10 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
 
     # a server URL names the model it serves, as `ttcl run --model NAME=URL` does, so its FLOPs can be counted
     compiled = compile_program(program, overrides=overrides, model_overrides=pin_endpoints(model_overrides),
-                               max_input_tokens=max_input_tokens)
+                               max_input_tokens=max_input_tokens, allow_remote=allowed_hosts(list(allow_remote or [])))
     opts = RunOptions(seed=seed, device=device, dtype=dtype, trace=trace_path, resume=resume, overwrite=overwrite,
-                      dataset=Path(data) if data else None, judge=judge, retry_failed=retry_failed)
+                      dataset=Path(data) if data else None, judge=judge, retry_failed=retry_failed,
+                      max_batch_items=batch_items, schedule=schedule)
     summary = Runner(compiled, opts).run(items)
     if isinstance(inputs, str):  # one input, as `--input`: over its declared bound is bad input, not an answer
         why = input_over_bound(summary.results[0], "inputs")
@@ -201,7 +215,18 @@ def _path_text(name: str, value: Any, expected: str) -> str:
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise RunArgumentError(f"{name}: expected an int, got {_type_name(value)}")
+    _printable(name, value)
     return int(value)
+
+
+def _printable(name: str, value: Any) -> None:
+    """An int past Python's 4,300 digits cannot be written as text (a seed is hashed as text, a param is typed from
+    it): a bare ValueError before (QA pass)."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        try:
+            str(value)
+        except ValueError:
+            raise RunArgumentError(f"{name}: an int of more than 4,300 digits, past what Python writes as text") from None
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -233,6 +258,7 @@ def _set_arg(value: Any) -> dict[str, Any]:
             raise RunArgumentError(f"set={{{k!r}: None}}: expected a number, a string or a bool "
                                    f"(leave {k!r} out to keep the param's default)")
         if isinstance(v, Integral) and not isinstance(v, bool):  # numpy.int64 from a sweep's arange
+            _printable(f"set[{k!r}]", v)
             out[k] = int(v)
         elif isinstance(v, Real) and not isinstance(v, bool):
             out[k] = float(v)
@@ -270,7 +296,8 @@ _KEYWORDS = {"--set": "set={NAME: VALUE}", "--model": "models={NAME: PATH}", "--
              "--resume": "resume=True", "--overwrite": "overwrite=True", "--judge": "judge=NAME",
              "--retry-failed": "retry_failed=True",
              "--field": "fields={NAME: FIELD}", "--input": "inputs=TEXT", "--limit": "limit=N",
-             "--max-input-tokens": "max_input_tokens=N", "--verifier": "verifiers={NAME: 'module:function'}"}
+             "--max-input-tokens": "max_input_tokens=N", "--verifier": "verifiers={NAME: 'module:function'}",
+             "--allow-remote": "allow_remote=[HOST]", "--batch-items": "batch_items=N", "--schedule": "schedule=NAME"}
 
 
 def _note_keywords(e: TtclError) -> None:

@@ -40,11 +40,15 @@ strategy main(question: text[<=40]) -> answer {
 """
 
 
+LOGS: dict[str, Path] = {}  # each module server's log, by its URL: the requests it answered
+
+
 @pytest.fixture(scope="module")
 def ts_url(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ts") / "serve.log"
-    with server(transformers_serve_cmd(MODEL, port), port, log, timeout=180):
+    with server(transformers_serve_cmd(MODEL, port), port, log, timeout=180, env={"PYTHONUNBUFFERED": "1"}):
+        LOGS[f"http://127.0.0.1:{port}/v1"] = log
         yield f"http://127.0.0.1:{port}/v1"
 
 
@@ -384,3 +388,28 @@ def test_a_probe_that_times_out_says_so(ts_url, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "the start-up probe (a 1-token completion) got no answer within the ref's timeout=0.001 s" in err, err
+
+
+def test_a_process_probes_a_server_once_however_many_runs(ts_url):
+    """`ttcl serve` probed the server on every request: a completion no usage counted, and once the server was
+    down an error that blamed "the start-up probe" (QA pass). A later run sends only its items' calls."""
+    import time
+
+    from ttcl.runtime.backends.endpoint import pin_served_model
+
+    ref = pin_served_model(ts_url)
+    runner, first = _run(PROGRAM, ref, ["4 +5"])  # the process's first run on this server probes it, if none did
+    assert first.failed == 0
+
+    def posts() -> int:
+        return LOGS[ts_url].read_text(errors="replace").count("POST /v1/completions")
+
+    before = posts()
+    second = runner.run([Item(index=0, question="7 +1")])
+    calls = int(second.results[0]["cost"]["calls"])
+    deadline = time.monotonic() + 10
+    while posts() < before + calls and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # a probe would be logged by now too
+    assert second.failed == 0 and calls == 2 and posts() == before + calls
+    assert second.header["engines"][ref]["probe"] == first.header["engines"][ref]["probe"]

@@ -195,7 +195,12 @@ class EndpointBackend:
     def probe(self) -> None:
         """One greedy 1-token completion at the start of a run: the server's `system_fingerprint` is only in a
         response, and the trace header (written before any item's request) must record it. It also proves the
-        server can complete before any item is sent. Its usage is in the header (`probe`), charged to no item."""
+        server can complete before any item is sent. Its usage is in the header (`probe`), charged to no item.
+        Once per backend: a `ttcl serve` (or a sweep) runs many times on one, and probed every request, a call
+        no usage counted, and once the server went down blamed "the start-up probe" (QA pass); a later failure is
+        an item's, retried as its own requests are."""
+        if self.probe_usage is not None:
+            return
         async def one() -> Any:
             async with _semaphore(self.ep):
                 return await self.client().completions.create(

@@ -104,8 +104,9 @@ def test_overrides_admission_and_errors(url):
     with pytest.raises(openai.BadRequestError) as e:
         ask(c, "4 +5", extra_body={"ttcl": {"set": {"n": 64}}})
     assert e.value.body["code"] == "over_budget" and "calls: worst case 128 > limit 16 (over by 112)" in e.value.body["message"]
-    with pytest.raises(openai.BadRequestError, match="not_a_param|unknown param"):
+    with pytest.raises(openai.BadRequestError, match="not_a_param|unknown param") as e:
         ask(c, "4 +5", extra_body={"ttcl": {"set": {"not_a_param": 1}}})
+    assert e.value.body["code"] == "invalid_param"  # the client's value, not the program (QA pass: invalid_program)
     with pytest.raises(openai.NotFoundError):
         ask(c, "4 +5", model="nope")
     with pytest.raises(openai.BadRequestError, match="empty"):
@@ -137,6 +138,9 @@ def test_key_budget(url):
             r = ask(c, f"1 +{k}", seed=1)
         except openai.RateLimitError as e:
             assert "pooled budget" in e.body["message"]
+            # nothing is held by a request in flight: spent never comes back, so a client must not retry (QA pass:
+            # the openai client retried twice for nothing)
+            assert e.response.headers.get("x-should-retry") == "false"
             break
         spent += r.usage.model_extra["ttcl"]["calls"]
     else:
@@ -238,6 +242,9 @@ def test_malformed_requests_are_400s_not_500s(url):
     assert (code, body["error"]["message"]) == (400, "a text part's `text` must be a string")
     code, body = _raw(url, b"[" * 100_000 + b"]" * 100_000)
     assert (code, body["error"]["message"]) == (400, "the request body is JSON nested too deeply")
+    code, body = _raw(url, b'{"model": "wbon", "seed": ' + b"7" * 5000 + b', "messages": []}')
+    assert code == 400 and body["error"]["message"].startswith("the request body holds a number ttcl cannot read: "
+                                                                "Exceeds the limit (4300 digits)")  # was a plain 500
     code, body = chat(ttcl={"sett": {"n": 2}})
     assert code == 400 and body["error"]["message"].startswith("ttcl has no field 'sett'")
     assert chat(ttcl=None)[0] == 200

@@ -69,6 +69,25 @@ def test_a_bad_set_at_start_up_names_the_users_flag_and_file(prog):
     assert "ttcl.set" not in r.stderr
 
 
+def test_a_bad_preset_at_start_up_is_named_as_typed(prog):
+    """A preset's own param was reported as `--set n=999` (QA pass); a param given twice in one preset is refused
+    rather than one of the two kept."""
+    prog.write_text(PROGRAM.replace("budget per item", "param n: int = 2 in 1..4\nbudget per item"))
+    r = serve(prog, "--port", "0", "--preset", "fast:n=999")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "`--preset fast:n=999`: 999 is outside the range 1..4 of param `n`" in r.stderr and "--set" not in r.stderr
+    line = one_error_line(serve(prog, "--port", "0", "--preset", "fast:n=1,n=3"))
+    assert line == "error: --preset 'fast:n=1,n=3': param n is given twice"
+
+
+def test_a_presets_params_are_those_it_runs_with():
+    """`/v1/models` listed `["n=8", "n=2"]` for `--set n=8 --preset tiny:n=2`, which runs with n=2 (QA pass)."""
+    from ttcl.commands.serve import with_preset
+
+    assert with_preset(["n=8", "temperature=0.5"], ["n=2"]) == ["n=2", "temperature=0.5"]
+    assert with_preset(["n=8"], ["temperature=0.1"]) == ["n=8", "temperature=0.1"]
+
+
 def test_port_in_use(prog):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -58,9 +58,10 @@ class ApiError(Exception):
     """An OpenAI-style error response."""
 
     def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -115,15 +116,17 @@ class KeyBudgets:
             return
         with self.lock:
             spent, held = self.spent.setdefault(key, {}), self.reserved.setdefault(key, {})
-            over = []
+            over, for_good = [], False
             for unit, limit in self.limits.items():
                 have = spent.get(unit, 0.0) + held.get(unit, 0.0)
                 if have + bound.get(unit, 0.0) > limit:
                     over.append(f"{unit}: worst case {bound.get(unit, 0.0):g} but {max(0.0, limit - have):g} "
                                 f"of {limit:g} left")
-            if over:
+                    for_good = for_good or spent.get(unit, 0.0) + bound.get(unit, 0.0) > limit
+            if over:  # what is spent never comes back: a client's retry could only succeed on held reservations
                 raise ApiError(429, "this API key's pooled budget cannot cover the request's worst case: "
-                               + "; ".join(over), type_="insufficient_quota", code="key_budget_exhausted")
+                               + "; ".join(over), type_="insufficient_quota", code="key_budget_exhausted",
+                               headers={"x-should-retry": "false"} if for_good else None)
             for unit in self.limits:
                 held[unit] = held.get(unit, 0.0) + bound.get(unit, 0.0)
 
@@ -194,7 +197,8 @@ class Server:
             if not self.serving:  # at start-up the user's own --set and path are what went wrong (QA pass)
                 raise
             said = str(e).replace(str(strat.program), strat.id).replace("`--set ", "`ttcl.set ")
-            raise ApiError(400, said, param="ttcl.set", code="invalid_program") from None
+            code = "invalid_param" if "`ttcl.set " in said else "invalid_program"  # a client's value, not the program
+            raise ApiError(400, said, param="ttcl.set", code=code) from None
         if any(b.scope == "pooled" for b in compiled.module.budgets):
             raise ApiError(400, f"{model} declares `budget pooled`, a budget shared over the items of one dataset "
                            "run, and a served request is one item alone: serve a program with a per-item budget "
@@ -383,7 +387,7 @@ def create_app(server: Server) -> Any:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status)
+        return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -416,6 +420,8 @@ def create_app(server: Server) -> Any:
             body = json.loads(await _body(request))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON") from None
+        except ValueError as e:  # an integer past Python's 4,300 digits: a plain 500 and a traceback (QA pass)
+            raise ApiError(400, f"the request body holds a number ttcl cannot read: {str(e).split(';')[0]}") from None
         except RecursionError:  # `[[[...]]]` 100,000 deep: a plain 500 before (QA pass)
             raise ApiError(400, "the request body is JSON nested too deeply") from None
         if not isinstance(body, dict):

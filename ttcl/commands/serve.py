@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from ttcl.errors import EXIT_INTERRUPTED, TtclBudgetError, TtclRuntimeError, TtclSemanticError
+from ttcl.errors import (
+    EXIT_INTERRUPTED,
+    TtclBudgetError,
+    TtclError,
+    TtclRuntimeError,
+    TtclSemanticError,
+)
 
 
 class ServeOptionError(TtclSemanticError):
@@ -22,8 +28,27 @@ def parse_presets(items: list[str]) -> list[tuple[str, list[str]]]:
         binds = [b.strip() for b in sets.split(",") if b.strip()]
         if not colon or not name.strip() or not binds or any("=" not in b for b in binds):
             raise ServeOptionError(f"--preset {item!r}: expected NAME:PARAM=VALUE[,PARAM=VALUE], e.g. --preset fast:n=4")
+        names = [b.split("=", 1)[0].strip() for b in binds]
+        if twice := sorted({k for k in names if names.count(k) > 1}):
+            raise ServeOptionError(f"--preset {item!r}: param {twice[0]} is given twice")
         out.append((name.strip(), binds))
     return out
+
+
+def with_preset(sets: list[str], binds: list[str]) -> list[str]:
+    """The params a preset's model id runs with: the `--set` values, each replaced by the preset's own of the same
+    name (QA pass: `/v1/models` listed `n=8` and `n=2` for `--set n=8 --preset tiny:n=2`, which runs with n=2)."""
+    merged = {b.split("=", 1)[0].strip(): b for b in sets}
+    merged.update({b.split("=", 1)[0].strip(): b for b in binds})
+    return list(merged.values())
+
+
+def in_preset_words(message: str, name: str, binds: list[str]) -> str:
+    """A compile error about a preset's own param in the words the user typed: `--preset fast:n=999`, not the
+    `--set n=999` the preset is compiled as (QA pass)."""
+    for b in binds:
+        message = message.replace(f"`--set {b}`", f"`--preset {name}:{b}`")
+    return message
 
 
 def parse_key_budget(items: list[str]) -> dict[str, float]:
@@ -75,9 +100,11 @@ def serve(
         if not path.is_file():
             raise ServeOptionError(f"{p}: error: no such program file")
         strategies.append(Strategy(path.stem, path, list(set_ or [])))
+    presets: dict[str, tuple[str, list[str]]] = {}
     for name, binds in parse_presets(preset or []):
         first = strategies[0]
-        strategies.append(Strategy(f"{first.id}:{name}", first.program, [*first.sets, *binds]))
+        strategies.append(Strategy(f"{first.id}:{name}", first.program, with_preset(first.sets, binds)))
+        presets[strategies[-1].id] = (name, binds)
     ids = [s.id for s in strategies]
     twice = sorted({i for i in ids if ids.count(i) > 1})
     if twice:
@@ -96,7 +123,12 @@ def serve(
             try:
                 server.admit(s.id, {})
             except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
-                raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(e.message) from None
+                said = in_preset_words(e.message, *presets.get(s.id, ("", [])))
+                raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(said) from None
+            except TtclError as e:
+                if s.id not in presets or (said := in_preset_words(str(e), *presets[s.id])) == str(e):
+                    raise
+                raise ServeOptionError(said) from None
         server.serving = True
     except BaseException:
         for sock in sockets:

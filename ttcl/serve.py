@@ -331,6 +331,24 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def outcome_error(result: dict[str, Any], chat: bool) -> ApiError | None:
+    """A finished request that is an error, not an answer: an input over its bound in a way the counts before the
+    run could not see (a chat template, a server's tokenizer), or a strategy that failed without an answer (QA
+    pass: a 200 with an empty answer and finish_reason "stop")."""
+    why = input_over_bound(result, "messages" if chat else "prompt")
+    if why is not None:
+        return ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
+    if result["status"] == "failed" and result["answer"] is None:
+        return ApiError(500, f"the strategy failed: {result['error']}", type_="server_error", code="strategy_failed")
+    return None
+
+
+def finish_reason(result: dict[str, Any]) -> str:
+    """OpenAI's `finish_reason`: "length" when the budget stopped the strategy (its answer, if any, comes from the
+    steps that ran, as a completion cut at `max_tokens`), else "stop" (QA pass: "stop" either way)."""
+    return "length" if result["status"] == "stopped" else "stop"
+
+
 def usage_of(admitted: Admitted, summary: Any, result: dict[str, Any], seconds: float) -> dict[str, Any]:
     cost = result["cost"]
     prompt, gen = int(cost["prompt_tokens"]), int(cost["gen_tokens"])
@@ -439,6 +457,10 @@ def create_app(server: Server) -> Any:
         if unknown := sorted(set(ttcl) - {"set"}):  # `"sett"` ran the defaults without a word (QA pass)
             raise ApiError(400, f"ttcl has no field {unknown[0]!r}: its one field is `set` (the program's params)",
                            param="ttcl")
+        options = body.get("stream_options")
+        if options is not None and not isinstance(options, dict):
+            raise ApiError(400, "stream_options must be an object", param="stream_options")
+        usage_chunk = (options or {}).get("include_usage") is not False  # sent unless the client declines it
         seed = body.get("seed")
         if seed is None:
             seed = secrets.randbits(31)
@@ -473,7 +495,7 @@ def create_app(server: Server) -> Any:
                 server.budgets.settle(key, bound, bound)
 
         if body.get("stream"):
-            return StreamingResponse(_stream(rid, body["model"], chat, fut, finish, hang_up),
+            return StreamingResponse(_stream(rid, body["model"], chat, fut, finish, hang_up, usage_chunk),
                                      media_type="text/event-stream")
         while not fut.done():
             try:
@@ -485,11 +507,10 @@ def create_app(server: Server) -> Any:
             except Exception:  # the outcome is read (and reported) below
                 break
         _, result, usage = await finish()
-        why = input_over_bound(result, "messages" if chat else "prompt")
-        if why is not None:  # over the bound in a way the counts before the run could not see (a template, a server)
-            raise ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
+        if (err := outcome_error(result, chat)) is not None:
+            raise err
         answer = result["answer"] or ""
-        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "logprobs": None}
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish_reason(result), "logprobs": None}
         if chat:
             choice["message"] = {"role": "assistant", "content": answer}
         else:
@@ -509,9 +530,10 @@ def create_app(server: Server) -> Any:
 
 
 async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish: Any,
-                  hang_up: Callable[[], None]) -> AsyncIterator[str]:
-    """SSE: keep-alive comments while the strategy runs, then the answer, then a usage chunk, then [DONE]. A client
-    that hangs up cancels this generator, which hangs its request up."""
+                  hang_up: Callable[[], None], usage_chunk: bool) -> AsyncIterator[str]:
+    """SSE: keep-alive comments while the strategy runs, then the answer, then a usage chunk (unless the client
+    said `stream_options.include_usage: false`), then [DONE]. A client that hangs up cancels this generator, which
+    hangs its request up."""
     try:
         while not fut.done():
             yield ": keep-alive\n\n"
@@ -528,22 +550,22 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
     base = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "system_fingerprint": None}
     try:
         _, result, usage = await finish()
-        why = input_over_bound(result, "messages" if chat else "prompt")
-        if why is not None:  # as a whole response says it (QA pass: a stream answered "" with finish_reason stop)
-            raise ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
+        if (err := outcome_error(result, chat)) is not None:  # as a whole response says it (QA pass: a stream
+            raise err  # answered "" with finish_reason stop)
     except ApiError as e:
         yield f"data: {json.dumps(e.body())}\n\n"
         return
     answer = result["answer"] or ""
     if chat:
         first = {"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}
-        last = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        last = {"index": 0, "delta": {}, "finish_reason": finish_reason(result)}
     else:
         first = {"index": 0, "text": answer, "finish_reason": None}
-        last = {"index": 0, "text": "", "finish_reason": "stop"}
+        last = {"index": 0, "text": "", "finish_reason": finish_reason(result)}
     yield f"data: {json.dumps({**base, 'choices': [first]})}\n\n"
     yield f"data: {json.dumps({**base, 'choices': [last]})}\n\n"
-    yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+    if usage_chunk:
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
 
 

@@ -228,13 +228,16 @@ def test_refusal_names_an_input_over_its_declared_bound(capsys: pytest.CaptureFi
                     "strategy main(question: text[<=8]) -> answer {\n"
                     '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 16))\n}\n')
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
-    out = " ".join(out.split())  # the table console wraps long lines
-    assert "answer: (none)" in out and "status: stopped" in out
-    assert "input longer than its declared bound: its prompt (the input with the node's template) is" in out
-    assert "the budget itself was not exhausted" in out and "budget exhausted" not in out
     # one --input over its bound is bad input (exit 2, with or without --strict), not a run that succeeded (it was 0)
     assert code == 2 and "error: --input: the input is longer than the strategy's declared bound" in err, err
     assert re.search(r"so main/\S+ did not run: its prompt \(the input with the node's template\) is \d+ tokens", err)
+    assert "the budget itself was not exhausted" in err and "budget exhausted" not in err
+    # and the error alone: the report filed it under "degraded by on_exhaust" and said it three times (QA pass)
+    assert out == "" and err.count("its prompt (the input with the node's template)") == 1
+    code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu", "--json")
+    record = json.loads(out)["results"][0]  # --json keeps the run's record before the error
+    assert code == 2 and record["status"] == "stopped" and record["answer"] is None
+    assert "input longer than its declared bound" in " ".join(record["failures"].values())
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu", "--strict")
     assert code == 2
 
@@ -278,9 +281,8 @@ def test_refusal_names_a_verifier_input_over_the_bound(capsys: pytest.CaptureFix
                     '    drafts = sample(policy, "3 +4\\n", n = 2, max_tokens = 16)\n'
                     "    return vote(verify(orm, drafts), weight = score)\n}\n")
     code, out, err = cli(capsys, "run", str(prog), "--input", LONG, "--device", "cpu")
-    out = " ".join(out.split())
     assert code == 2 and re.search(r"so main/\S+ did not run: the verifier's input", err), err
-    assert "input longer than its declared bound: the verifier's input (its own template, through its own tokenizer)" in out
+    assert "did not run: the verifier's input (its own template, through its own tokenizer) is" in err and out == ""
 
 
 def test_refusal_names_true_exhaustion(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -463,6 +463,8 @@ def run(
     except KeyboardInterrupt as e:
         typer.echo(interrupted_message(trace, len(items), earlier), err=True)
         raise typer.Exit(exit_code(e)) from None
+    if input_ is not None and not as_json:  # the error alone: the report above it filed the refusal under
+        _refuse_over_long_input(summary.results[0])  # "degraded by on_exhaust" and said it three times (QA pass)
     breakdown = by_field(summary.results, by) if by is not None else None
     if as_json:
         out = json.loads(summary.model_dump_json())
@@ -495,7 +497,8 @@ def run(
 
 def _refuse_over_long_input(result: dict[str, Any]) -> None:
     """One `--input` longer than the strategy's declared `text[<=N]` is bad input (exit 2), not a run that
-    succeeded: the item was stopped before the node that reads it (reported above). In a dataset such an item
+    succeeded: the item was stopped before the node that reads it (in the text report, this error is all that is
+    printed; `--json` prints the run's record before it). In a dataset such an item
     is stopped and counted like any other (exit 0, or 3 with --strict), so no item is lost."""
     from ttcl.runtime.accountant import input_over_bound
 

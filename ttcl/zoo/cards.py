@@ -157,7 +157,8 @@ def write_card(out: Path, meta: dict) -> None:
         f"| shape | {meta.get('n_layer')} layers, d_model {meta.get('d_model')}, {meta.get('n_head')} heads, n_ctx {meta.get('n_ctx')} |",
         "| tokenizer | characters (`PreTrainedTokenizerFast`, WordLevel), `<pad>` and `<eos>` |",
         f"| training | {meta.get('train_steps')} steps of {meta.get('batch_size')} sequences, {meta.get('training_tokens'):,} tokens, "
-        f"{meta.get('training_flops'):.3g} FLOPs (6·N·D), {meta.get('wall_seconds')} s on a 2-core CPU, seed {meta.get('seed')} |",
+        f"{meta.get('training_flops'):.3g} FLOPs (6·N·D), {meta.get('wall_seconds')} s on a 2-core CPU in the build that made these weights "
+        f"(a shared machine; `ttcl models` shows the last whole-zoo build's time), seed {meta.get('seed')} |",
     ]
     if meta.get("init_from"):
         lines.append(f"| initialised from | `ttcl:{meta['init_from']}` (its transformer weights) |")

@@ -327,7 +327,8 @@ def write_card(out: Path, meta: dict) -> None:
         "| tokenizer | characters (`PreTrainedTokenizerFast`, WordLevel), `<pad>` and `<eos>` |",
         f"| training | {meta.get('train_steps')} steps of {meta.get('batch_size')} sequences, "
         f"{meta.get('training_tokens'):,} tokens, {meta.get('training_flops'):.3g} FLOPs (6·N·D), "
-        f"{meta.get('wall_seconds')} s on one thread of a shared 2-core CPU, seed {meta.get('seed')} |",
+        f"{meta.get('wall_seconds')} s on one thread of a shared 2-core CPU in the build that made these weights "
+        f"(`ttcl models` shows the last whole-zoo build's time), seed {meta.get('seed')} |",
     ]
     if (g := meta.get("grown_from")):
         lines.append(f"| grown from | `ttcl:{g['name']}` (d_model {g['d_model']}, {g['n_head']} heads), widened by "

@@ -245,6 +245,16 @@ def test_malformed_requests_are_400s_not_500s(url):
     code, body = _raw(url, b'{"model": "wbon", "seed": ' + b"7" * 5000 + b', "messages": []}')
     assert code == 400 and body["error"]["message"].startswith("the request body holds a number ttcl cannot read: "
                                                                 "Exceeds the limit (4300 digits)")  # was a plain 500
+    # fields a strategy cannot honour were accepted and dropped (QA pass): a client would read them as applied
+    for extra, param in (({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+                         ({"tool_choice": "required"}, "tools"),
+                         ({"response_format": {"type": "json_object"}}, "response_format"),
+                         ({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "logprobs"),
+                         ({"stream": "yes"}, "stream")):
+        code, body = chat(**extra)
+        assert (code, body["error"]["param"]) == (400, param), (extra, body)
+    for extra in ({"tools": []}, {"tool_choice": "none"}, {"response_format": {"type": "text"}}, {"logprobs": False}):
+        assert chat(**extra)[0] == 200, extra
     code, body = chat(ttcl={"sett": {"n": 2}})
     assert code == 400 and body["error"]["message"].startswith("ttcl has no field 'sett'")
     assert chat(ttcl=None)[0] == 200

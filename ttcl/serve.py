@@ -47,24 +47,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttcl.errors import TtclError
-from ttcl.runtime.accountant import input_over_bound
-from ttcl.runtime.dataset import not_unicode
+from ttcl.serve_openai import (
+    ApiError,
+    finish_reason,
+    outcome_error,
+    question_of,
+    read_body,
+    refuse_unsupported,
+)
 
 KEEPALIVE_S = 1.0
-MAX_BODY_BYTES = 4 << 20  # a request's body; the input itself is bounded far lower, by the strategy's text[<=N]
-
-
-class ApiError(Exception):
-    """An OpenAI-style error response."""
-
-    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-        self.headers = headers
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 @dataclass
@@ -331,24 +323,6 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-def outcome_error(result: dict[str, Any], chat: bool) -> ApiError | None:
-    """A finished request that is an error, not an answer: an input over its bound in a way the counts before the
-    run could not see (a chat template, a server's tokenizer), or a strategy that failed without an answer (QA
-    pass: a 200 with an empty answer and finish_reason "stop")."""
-    why = input_over_bound(result, "messages" if chat else "prompt")
-    if why is not None:
-        return ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
-    if result["status"] == "failed" and result["answer"] is None:
-        return ApiError(500, f"the strategy failed: {result['error']}", type_="server_error", code="strategy_failed")
-    return None
-
-
-def finish_reason(result: dict[str, Any]) -> str:
-    """OpenAI's `finish_reason`: "length" when the budget stopped the strategy (its answer, if any, comes from the
-    steps that ran, as a completion cut at `max_tokens`), else "stop" (QA pass: "stop" either way)."""
-    return "length" if result["status"] == "stopped" else "stop"
-
-
 def usage_of(admitted: Admitted, summary: Any, result: dict[str, Any], seconds: float) -> dict[str, Any]:
     cost = result["cost"]
     prompt, gen = int(cost["prompt_tokens"]), int(cost["gen_tokens"])
@@ -368,36 +342,6 @@ def usage_of(admitted: Admitted, summary: Any, result: dict[str, Any], seconds: 
             "batch": result.get("batch", 1),  # requests run in the same scheduler batch
         },
     }
-
-
-def _question(body: dict[str, Any], chat: bool) -> str:
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ApiError(400, "messages must be a non-empty list", param="messages")
-        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        if not users:
-            raise ApiError(400, "no user message: the last user message is the strategy's input", param="messages")
-        content = users[-1].get("content")
-        if isinstance(content, list):
-            texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-            if not all(isinstance(t, str) for t in texts):  # `"text": 7` was a TypeError and a plain 500 (QA pass)
-                raise ApiError(400, "a text part's `text` must be a string", param="messages")
-            content = "".join(texts)
-    else:
-        content = body.get("prompt")
-        if isinstance(content, list) and len(content) == 1:
-            content = content[0]
-    if isinstance(content, list) and content and all(isinstance(t, int) or isinstance(t, list) for t in content):
-        raise ApiError(400, "a prompt of token ids is not supported: send the prompt as text", param="prompt")
-    if isinstance(content, list):  # a batch of prompts: one strategy call answers one input
-        raise ApiError(400, f"`prompt` is a list of {len(content)} prompts; send one prompt per request",
-                       param="prompt")
-    if not isinstance(content, str) or not content.strip():
-        raise ApiError(400, "the input text is empty or not text", param="messages" if chat else "prompt")
-    if (why := not_unicode(content)) is not None:
-        raise ApiError(400, f"the input text {why}", param="messages" if chat else "prompt")
-    return content
 
 
 def create_app(server: Server) -> Any:
@@ -435,7 +379,7 @@ def create_app(server: Server) -> Any:
 
     async def handle(request: Request, chat: bool) -> Any:
         try:
-            body = json.loads(await _body(request))
+            body = json.loads(await read_body(request))
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ApiError(400, "the request body is not JSON") from None
         except ValueError as e:  # an integer past Python's 4,300 digits: a plain 500 and a traceback (QA pass)
@@ -444,7 +388,7 @@ def create_app(server: Server) -> Any:
             raise ApiError(400, "the request body is JSON nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        question = _question(body, chat)
+        question = question_of(body, chat)
         n = body.get("n", 1)
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n != 1):
             raise ApiError(400, f"n = {json.dumps(n)}: a strategy returns one answer, so n must be 1 (its own "
@@ -457,6 +401,7 @@ def create_app(server: Server) -> Any:
         if unknown := sorted(set(ttcl) - {"set"}):  # `"sett"` ran the defaults without a word (QA pass)
             raise ApiError(400, f"ttcl has no field {unknown[0]!r}: its one field is `set` (the program's params)",
                            param="ttcl")
+        refuse_unsupported(body)
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise ApiError(400, "stream_options must be an object", param="stream_options")
@@ -567,17 +512,3 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
     if usage_chunk:
         yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"
-
-
-async def _body(request: Request) -> bytes:
-    """The request's body, refused with a 413 past MAX_BODY_BYTES (declared or as it streams in)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is {int(declared):,} bytes, more than {MAX_BODY_BYTES:,}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, f"the request body is more than {MAX_BODY_BYTES:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

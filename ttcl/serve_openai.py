@@ -1,0 +1,107 @@
+"""The OpenAI wire shape of `ttcl serve`: its errors, the fields it refuses, the input it reads from a request,
+and how a strategy's outcome reads as a response (`finish_reason`, or an error). No FastAPI app and no scheduler
+here: those are `ttcl.serve`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ttcl.runtime.accountant import input_over_bound
+from ttcl.runtime.dataset import not_unicode
+
+MAX_BODY_BYTES = 4 << 20  # a request's body; the input itself is bounded far lower, by the strategy's text[<=N]
+
+
+class ApiError(Exception):
+    """An OpenAI-style error response."""
+
+    def __init__(self, status: int, message: str, *, type_: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def refuse_unsupported(body: dict[str, Any]) -> None:
+    """Fields a strategy cannot honour are a 400, not dropped: a client that asks for tool calls, a JSON schema or
+    log-probabilities would read a plain answer as if they had been applied (QA pass: accepted and ignored)."""
+    if body.get("tools") or body.get("tool_choice") not in (None, "none"):
+        raise ApiError(400, "a strategy returns one answer and calls no tools: leave out `tools` and `tool_choice`",
+                       param="tools")
+    fmt = body.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
+        raise ApiError(400, "a strategy's answer is plain text: `response_format` other than {\"type\": \"text\"} "
+                       "is not supported", param="response_format")
+    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
+        raise ApiError(400, "a strategy's answer comes from many samples and has no log-probabilities: leave out "
+                       "`logprobs`", param="logprobs")
+    if not isinstance(body.get("stream", False), bool | None):
+        raise ApiError(400, "stream must be true or false", param="stream")
+
+
+def outcome_error(result: dict[str, Any], chat: bool) -> ApiError | None:
+    """A finished request that is an error, not an answer: an input over its bound in a way the counts before the
+    run could not see (a chat template, a server's tokenizer), or a strategy that failed without an answer (QA
+    pass: a 200 with an empty answer and finish_reason "stop")."""
+    why = input_over_bound(result, "messages" if chat else "prompt")
+    if why is not None:
+        return ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
+    if result["status"] == "failed" and result["answer"] is None:
+        return ApiError(500, f"the strategy failed: {result['error']}", type_="server_error", code="strategy_failed")
+    return None
+
+
+def finish_reason(result: dict[str, Any]) -> str:
+    """OpenAI's `finish_reason`: "length" when the budget stopped the strategy (its answer, if any, comes from the
+    steps that ran, as a completion cut at `max_tokens`), else "stop" (QA pass: "stop" either way)."""
+    return "length" if result["status"] == "stopped" else "stop"
+
+
+def question_of(body: dict[str, Any], chat: bool) -> str:
+    """The strategy's input: the last user message (chat; its text parts joined) or the one `prompt`."""
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ApiError(400, "messages must be a non-empty list", param="messages")
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            raise ApiError(400, "no user message: the last user message is the strategy's input", param="messages")
+        content = users[-1].get("content")
+        if isinstance(content, list):
+            texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            if not all(isinstance(t, str) for t in texts):  # `"text": 7` was a TypeError and a plain 500 (QA pass)
+                raise ApiError(400, "a text part's `text` must be a string", param="messages")
+            content = "".join(texts)
+    else:
+        content = body.get("prompt")
+        if isinstance(content, list) and len(content) == 1:
+            content = content[0]
+    if isinstance(content, list) and content and all(isinstance(t, int) or isinstance(t, list) for t in content):
+        raise ApiError(400, "a prompt of token ids is not supported: send the prompt as text", param="prompt")
+    if isinstance(content, list):  # a batch of prompts: one strategy call answers one input
+        raise ApiError(400, f"`prompt` is a list of {len(content)} prompts; send one prompt per request",
+                       param="prompt")
+    if not isinstance(content, str) or not content.strip():
+        raise ApiError(400, "the input text is empty or not text", param="messages" if chat else "prompt")
+    if (why := not_unicode(content)) is not None:
+        raise ApiError(400, f"the input text {why}", param="messages" if chat else "prompt")
+    return content
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused with a 413 past MAX_BODY_BYTES (declared or as it streams in)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is {int(declared):,} bytes, more than {MAX_BODY_BYTES:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"the request body is more than {MAX_BODY_BYTES:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -8,7 +8,11 @@ time. The static bound adds the template's own text to the prompt's bound: the
 template is rendered once around a marker message, the marker must appear exactly
 once (a template that drops, repeats or rewrites the message cannot be bounded this
 way and is refused), and what surrounds it counts as literal text (its UTF-8 bytes,
-as every literal in a prompt does). Rendering uses Jinja's sandbox; no torch.
+as every literal in a prompt does). It is rendered again around the marker followed
+by text a filter would change (newlines, `<>&"'`, case): the message must
+come through verbatim and the rest stay the same, or the template is refused (QA
+pass: `| e` or `| replace('\n', ...)` passed the marker check and `check` said "fits"
+for prompts the run then refused). Rendering uses Jinja's sandbox; no torch.
 """
 
 from __future__ import annotations
@@ -21,10 +25,18 @@ from typing import Any
 from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_file, read_bounded
 
 _MARK = "\x00ttcl-chat-message\x00"
+# text that escaping, replacing or case filters change, written between two markers on a second render (inside
+# them, so that a `| trim`, which only shortens a message, as Llama 3's template does, passes)
+_PROBE = "\n\n<b>&amp;\"'`{%}#\\ Ab1\t "
 
 
 class ChatTemplateError(ValueError):
-    """A chat model whose template is missing or cannot be bounded."""
+    """A chat model whose template is missing or cannot be bounded; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str = "add a `chat_template` to its tokenizer_config.json, "
+                                                 "or drop `chat = true`") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def chat_overhead(model_dir: Path) -> str:
@@ -47,14 +59,23 @@ def _overhead(path: str) -> str:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     specials = {k: _token_text(config.get(k)) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
-    try:
-        text = env.from_string(template).render(
-            messages=[{"role": "user", "content": _MARK}], add_generation_prompt=True, **specials)
-    except Exception as e:  # a template is data: any failure to render is the model's defect, not ours
-        raise ChatTemplateError(f"its chat template does not render: {type(e).__name__}: {str(e)[:200]}") from None
+    def render(content: str) -> str:
+        try:
+            return env.from_string(template).render(
+                messages=[{"role": "user", "content": content}], add_generation_prompt=True, **specials)
+        except Exception as e:  # a template is data: any failure to render is the model's defect, not ours
+            raise ChatTemplateError(f"its chat template does not render: {type(e).__name__}: {str(e)[:200]}",
+                                    "fix the template, or drop `chat = true`") from None
+
+    text = render(_MARK)
     if text.count(_MARK) != 1:
         raise ChatTemplateError("its chat template does not contain the user's message exactly once, "
-                                "so the prompt's length cannot be bounded")
+                                "so the prompt's length cannot be bounded",
+                                "use a template that writes the message once, or drop `chat = true`")
+    if render(_MARK + _PROBE + _MARK) != text.replace(_MARK, _MARK + _PROBE + _MARK):
+        raise ChatTemplateError("its chat template changes the user's message (a filter on the content, or text "
+                                "that depends on it), so the prompt's length cannot be bounded from the input's",
+                                "use a template that writes the message as it is, or drop `chat = true`")
     return text.replace(_MARK, "")
 
 

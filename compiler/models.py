@@ -109,8 +109,7 @@ def _check_chat(ref: str, base_dir: str | None) -> None:
     try:
         chat_overhead(path)
     except ChatTemplateError as e:
-        raise ModelSpecError(f"model `{ref}` is declared with `chat = true`, but {e}",
-                             "add a `chat_template` to its tokenizer_config.json, or drop `chat = true`") from None
+        raise ModelSpecError(f"model `{ref}` is declared with `chat = true`, but {e}", e.hint) from None
 
 
 def _check_against_disk(ref: str, base_dir: str | None, options: dict[str, float], declared: dict[str, int]) -> None:

@@ -79,3 +79,44 @@ def test_chat_must_be_a_boolean(capsys: pytest.CaptureFixture[str], models: dict
     out = capsys.readouterr()
     said = " ".join((out.out + out.err).split())
     assert code == 2 and "must be `true` or `false`" in said
+
+
+def _with_template(models: dict[str, Path], name: str, template: str) -> Path:
+    d = models["root"] / name
+    if not d.exists():
+        shutil.copytree(models["chat"], d)
+        config = json.loads((d / "tokenizer_config.json").read_text())
+        config["chat_template"] = template
+        (d / "tokenizer_config.json").write_text(json.dumps(config))
+    return d
+
+
+@pytest.mark.parametrize(("name", "template"), [
+    ("escape", "{% for m in messages %}USER: {{ m['content'] | e }}\n{% endfor %}ASSISTANT: "),
+    ("replace", "{% for m in messages %}USER: {{ m['content'] | replace('\\n', '\\n\\n\\n\\n') }}\n{% endfor %}ASSISTANT: "),
+    ("depends", "{% for m in messages %}{% if '<' in m['content'] %}USE THE RULES: {% endif %}USER: {{ m['content'] }}"
+                "\n{% endfor %}ASSISTANT: "),
+])
+def test_a_template_that_changes_the_message_is_refused(capsys: pytest.CaptureFixture[str], models: dict[str, Path],
+                                                        name: str, template: str) -> None:
+    """QA pass: a template that escapes or rewrites the message passed the marker check, so `check` said "fits"
+    and the run then refused a short input as "longer than its declared bound"."""
+    prog = models["root"] / f"{name}.ttc"
+    prog.write_text(_program(_with_template(models, name, template)))
+    code = main(["check", str(prog)])
+    out = capsys.readouterr()
+    said = " ".join((out.out + out.err).split())
+    assert code == 2 and "its chat template changes the user's message" in said, said
+    assert "use a template that writes the message as it is, or drop `chat = true`" in said
+    assert "add a `chat_template`" not in said  # it has one (QA pass: the hint said to add it)
+
+
+def test_a_template_that_trims_the_message_is_bounded(capsys: pytest.CaptureFixture[str], models: dict[str, Path]) -> None:
+    """`| trim` (Llama 3's template) only shortens a message: it is accepted, and what check bounds, run fits."""
+    chat = _with_template(models, "trim", "{% for m in messages %}USER: {{ m['content'] | trim }}\n{% endfor %}"
+                                          "{% if add_generation_prompt %}ASSISTANT: {% endif %}")
+    prog = models["root"] / "trim.ttc"
+    prog.write_text(_program(chat))
+    code = main(["run", str(prog), "--input", " 12 + 30 = ? ", "--device", "cpu", "--strict"])
+    out = capsys.readouterr()
+    assert code == 0, out.out + out.err

@@ -233,7 +233,7 @@ BUILTINS: dict[str, BuiltinSig] = {
             (
                 ParamSpec("model", kind=ArgKind.model, required=True),
                 _cands(),
-                ParamSpec("prompt", kind=ArgKind.template, type=Ty.text, template_fields=("c", "feedback")),
+                ParamSpec("prompt", kind=ArgKind.template, type=Ty.text, template_fields=("c", "feedback", "question")),
                 ParamSpec("feedback", kind=ArgKind.verifier, doc="a verifier whose score (or a judge's verdict) the reviser sees as `{feedback}`"),
                 ParamSpec("rounds", static=True, default=1, min_value=1, max_value=MAX_REPEAT),
                 _max_tokens(256),

@@ -281,11 +281,13 @@ class ExprChecker(CallMixin):
     def template_field(self, part: TemplateField, string_span: Span) -> Ty:
         span = part.span if part.span.line > 0 else string_span
         head, rest = part.path[0], part.path[1:]
-        if head in self.extra and head in self.env.types:
+        # a variable `question` in a revise prompt is what `{question}` always read there (the item's question, or
+        # the text a helper was called with); with none, `{question}` is the item's question, as in a judge's rubric
+        if head in self.extra and head in self.env.types and head != "question":
             self.ctx.error(span, f"template field `{{{head}}}` is ambiguous: `{head}` here is the candidate, but a variable `{head}` is also bound",
                            hint=f"rename the variable `{head}`")
             return Ty.error
-        if head in self.extra:
+        if head in self.extra and not (head == "question" and head in self.env.types):
             ty = self.extra[head]
         elif head in self.env.types and head not in self.env.partial:
             ty = self.env.types[head]
@@ -306,7 +308,10 @@ class ExprChecker(CallMixin):
                 self.ctx.error(span, f"template field `{{{head}}}`: `{head}` is used before it is assigned",
                                hint=f"move the assignment to `{head}` above this line")
                 return Ty.error
-            self.ctx.error(span, f"unknown template field `{{{head}}}`", hint=did_you_mean(head, names) or "write `{{` for a literal brace")
+            hint = did_you_mean(head, names) or (f"the fields here are {', '.join(f'`{{{n}}}`' for n in names)}; "
+                                                 "write `{{` for a literal brace" if names else
+                                                 "write `{{` for a literal brace")
+            self.ctx.error(span, f"unknown template field `{{{head}}}`", hint=hint)
             return Ty.error
         if not rest:
             return ty

@@ -188,3 +188,41 @@ def test_a_judge_rubric_reads_the_item_and_the_candidate_whatever_the_caller_nam
     prog.write_text(JUDGED.replace("{question} A=", "{question} {d} A="))
     with pytest.raises(TtclError, match="unknown template field `{d}`"):  # nor any other variable of a strategy
         ttcl.run(str(prog), inputs="35 *2 -10", device="cpu")
+
+
+REVISE_IN_HELPER = """ttcl 1
+model policy = "ttcl:arith-s"
+model reviser = "ttcl:arith-revise"
+budget per item { calls <= 8 }
+strategy fix(q: text[<=40], d: candidates) -> answer {
+    return vote(revise(reviser, d, prompt = "{question}\\nattempt: {c.text}\\nrevision:\\n", max_tokens = 40,
+                       temperature = 0.0))
+}
+strategy main(question: text[<=40]) -> answer {
+    drafts = sample(policy, "{question}\\n", n = 2, max_tokens = 40, temperature = 0.0)
+    return fix(question, drafts)
+}
+"""
+
+
+def test_a_revise_prompt_reads_the_items_question_in_a_helper(tmp_path):
+    """`{question}` in a revise prompt inside a helper whose input is not named `question` was "unknown template
+    field" (QA pass), though the built-ins table lists it and the runtime fills it with the item's question, as a
+    judge's rubric reads it. It now reads the same text as the same prompt written in the entry strategy."""
+    import ttcl
+    from ttcl.errors import TtclError
+
+    helper = tmp_path / "helper.ttc"
+    helper.write_text(REVISE_IN_HELPER)
+    inline = tmp_path / "inline.ttc"
+    inline.write_text(REVISE_IN_HELPER.replace("    return fix(question, drafts)", "    return fix(question, drafts)")
+                      .replace("strategy fix(q: text[<=40], d: candidates)", "strategy fix(question: text[<=40], d: candidates)"))
+    a = ttcl.run(str(helper), inputs="35 *2 -10", device="cpu")
+    b = ttcl.run(str(inline), inputs="35 *2 -10", device="cpu")
+    assert a.summary.results[0]["status"] == "ok" and a.answers == b.answers
+    assert a.summary.results[0]["cost"]["prompt_tokens"] == b.summary.results[0]["cost"]["prompt_tokens"]
+    assert a.summary.bound_total == b.summary.bound_total
+    helper.write_text(REVISE_IN_HELPER.replace("{question}\\nattempt", "{qestion}\\nattempt"))
+    with pytest.raises(TtclError, match="unknown template field `{qestion}`") as raised:
+        ttcl.run(str(helper), inputs="35 *2 -10", device="cpu")
+    assert "did you mean `question`?" in str(raised.value)

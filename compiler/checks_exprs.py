@@ -210,7 +210,10 @@ class ExprChecker(CallMixin):
         if name in self.assigned_later:
             self.ctx.error(node.span, f"`{name}` is used before it is assigned", hint=f"move the assignment to `{name}` above this line")
             return
-        self.ctx.error(node.span, f"unknown {what} `{name}`", hint=did_you_mean(name, [*self.known_names(), *BUILTINS]))
+        hint = did_you_mean(name, [*self.known_names(), *BUILTINS])
+        if name in ("none", "None", "null") and hint is None:  # the built-ins table writes an unset default as
+            hint = "an argument whose default is `none` is unset: leave it out"  # `none` (QA pass: no hint at all)
+        self.ctx.error(node.span, f"unknown {what} `{name}`", hint=hint)
 
     def visit_Attribute(self, node: Attribute) -> Ty:
         if isinstance(node.value, Attribute) and isinstance(node.value.value, Name) and node.value.value.id == BUDGET_NAME:

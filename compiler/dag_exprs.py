@@ -536,7 +536,12 @@ class ExprMixin:
         try:
             return static_eval(expr, frame, self.static)
         except (NotStatic, OverflowError, ZeroDivisionError) as e:
-            self.fail(expr.span, f"{what} must be static (a literal, a param, or arithmetic on those): {e}")
+            hint = None
+            autos = [n for n, v in frame.info.params.items() if isinstance(v, Auto) and f"param `{n}` is `auto`" in str(e)]
+            if autos and frame.info.inst:  # only the checked program's own `auto` params are solved (QA pass: no hint)
+                hint = (f"`auto` is solved for the program on the command line, not for a module it imports: "
+                        f"give `{frame.info.inst}`'s `{autos[0]}` a value, e.g. `--set {frame.info.inst}.{autos[0]}=4`")
+            self.fail(expr.span, f"{what} must be static (a literal, a param, or arithmetic on those): {e}", hint)
             raise AssertionError from e  # pragma: no cover
 
     def static_int(self, expr: Expr, frame: Frame, what: str) -> int:

@@ -166,6 +166,22 @@ def test_auto_choice_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "auto: n = 4 in 1..64 (n = 5 would give calls 5 > 4)" in out
 
 
+def test_an_auto_param_of_an_imported_module_says_how_to_set_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the checked program's own `auto` params are solved; an imported one was an error at the module's line
+    with no hint (QA pass). The hint names the `--set` that gives it a value, and that `--set` fits."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "sc.ttc").write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param n: int = auto in 1..64"))
+    top = tmp_path / "top.ttc"
+    top.write_text('ttcl 1\nimport "lib/sc.ttc" as sc\nstrategy main(question: text[<=40]) -> answer {\n'
+                   "    return sc.main(question)\n}\n")
+    code, _, err = run(capsys, "check", str(top))
+    assert code == 2 and "param `n` is `auto`" in err
+    assert "hint: `auto` is solved for the program on the command line, not for a module it imports: give `sc`'s " \
+           "`n` a value, e.g. `--set sc.n=4`" in " ".join(err.split())
+    code, out, _ = run(capsys, "check", str(top), "--set", "sc.n=4")
+    assert code == 0 and "fits" in out
+
+
 def test_imported_sub_budget_over(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(GOLDEN)
     code, out, _ = run(capsys, "check", "import_call.ttc", "--set", "bon.n=5")

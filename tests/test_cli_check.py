@@ -182,6 +182,13 @@ def test_an_auto_param_of_an_imported_module_says_how_to_set_it(tmp_path: Path, 
     assert code == 0 and "fits" in out
 
 
+def test_a_bool_param_is_shown_as_the_language_spells_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "b.ttc"
+    path.write_text(PROGRAM.replace("param n: int = 8 in 1..64", "param n: int = 2 in 1..64\nparam loud: bool = true"))
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0 and "loud = true" in out and "True" not in out  # Python's spelling before (QA pass)
+
+
 def test_imported_sub_budget_over(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(GOLDEN)
     code, out, _ = run(capsys, "check", "import_call.ttc", "--set", "bon.n=5")

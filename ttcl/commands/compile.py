@@ -154,7 +154,8 @@ def print_report(report: BudgetReport, console: Console) -> None:
     console.print("? = guarded (runs only on some paths); totals take the dearer arm of each branch")
     console.print(f"FLOPs: {report.formula}")
     if report.params:
-        console.print("params: " + ", ".join(f"{k} = {v}" for k, v in report.params.items()))
+        shown = {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in report.params.items()}
+        console.print("params: " + ", ".join(f"{k} = {v}" for k, v in shown.items()))  # as the program spells them
     for choice in report.auto:
         why = f" ({choice.param} = {choice.value + 1} would give {choice.next_over})" if choice.next_over else " (top of its range)"
         console.print(f"auto: {choice.param} = {choice.value} in {choice.low}..{choice.high}{why}")

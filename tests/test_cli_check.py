@@ -180,6 +180,7 @@ def test_an_auto_param_of_an_imported_module_says_how_to_set_it(tmp_path: Path, 
            "`n` a value, e.g. `--set sc.n=4`" in " ".join(err.split())
     code, out, _ = run(capsys, "check", str(top), "--set", "sc.n=4")
     assert code == 0 and "fits" in out
+    assert "sc.ttc:6 " in out  # the node's line, in its own file, named (QA pass: `6` alone, read as top.ttc's)
 
 
 def test_a_bool_param_is_shown_as_the_language_spells_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

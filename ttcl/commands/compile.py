@@ -144,7 +144,9 @@ def print_report(report: BudgetReport, console: Console) -> None:
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in report.rows:
         b = row.bound
-        table.add_row(str(row.line), row.node + (" ?" if row.guarded else ""), row.op, _num(b["calls"]),
+        # a node of an imported module: its file's name too (QA pass: a line number of another file, unnamed)
+        line = str(row.line) if row.file == report.file else f"{Path(row.file).name}:{row.line}"
+        table.add_row(line, row.node + (" ?" if row.guarded else ""), row.op, _num(b["calls"]),
                       _num(b["prompt_tokens"]), _num(b["gen_tokens"]), _num(b["tokens"]), _flops(b["flops"]))
     t = report.total
     table.add_section()

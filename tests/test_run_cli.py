@@ -353,3 +353,30 @@ def test_one_lookahead_item_is_charged_all_it_computes(capsys: pytest.CaptureFix
     code, out, err = cli(capsys, "run", "ttcl:lookahead", "--input", "35 *2 -10", "--device", "cpu", "--json")
     assert code == 0, err
     assert json.loads(out)["shared_across_items"] == {}  # one item shares with no other, in either direction
+
+
+def test_a_wide_runs_pooled_line_counts_the_attempts_it_lost() -> None:
+    """The pooled budget line of a wide run showed the items' spend alone, 3.9e8 / 6e8 where 5.99e8 had been charged
+    (QA pass): attempts lost with their workers or to a Ctrl-C are charged to the pool too. A real run's summary,
+    with the `distributed` record a wide run adds to it."""
+    import io
+
+    from rich.console import Console
+
+    import ttcl
+    from ttcl.commands.run import print_summary
+
+    prog = Path(__file__).resolve().parents[1] / "programs" / "pooled_adaptive.ttc"
+    out = ttcl.run(prog, inputs=["3 +4", "12 -5 *2"], device="cpu")
+    summary = out.summary
+    flops = summary.actual_total["flops"]
+    summary.distributed = {"workers": 1, "shards": 2, "calls": 9, "restarts": 1,
+                           "lost_spend": {"calls": 3.0, "prompt_tokens": 0.0, "gen_tokens": 0.0, "tokens": 0.0,
+                                          "flops": 2.5e7, "seconds": 0.4}}
+    buf = io.StringIO()
+    print_summary(summary, Console(file=buf, width=200), single=False)
+    text = buf.getvalue()
+    line = next(x for x in text.splitlines() if x.startswith("budget pooled"))
+    assert f"flops {flops + 2.5e7:.3e} / " in line and "(lost attempts 2.500e+07 of it)" in line, line
+    assert "ray: 1 worker, 2 shards, 9 pooled-ledger calls, 1 worker restart, lost attempts spent calls 3, flops " \
+           "2.500e+07" in text, text

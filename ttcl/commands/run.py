@@ -354,10 +354,16 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
     if not single:
         table.add_row("", "mean per item", "", *(_fmt(u, summary.actual_mean[u]) for u in units), "")
     console.print(table)
+    # a wide run's attempts lost with their workers (or a Ctrl-C) were charged to the pool too (QA pass: the line
+    # showed 3.9e8 / 6e8 where 5.99e8 had been charged)
+    lost = {u: v for u, v in (summary.distributed or {}).get("lost_spend", {}).items() if v and u != "seconds"}
     for scope, limits in (("per item", summary.budget_item), ("pooled", summary.budget_pooled)):
         if limits:
-            spent = summary.actual_max if scope == "per item" else summary.actual_total
-            parts = [f"{u} {_fmt(u, spent[u])} / {_fmt(u, lim)}" for u, lim in limits.items()]
+            spent = summary.actual_max if scope == "per item" else {
+                u: summary.actual_total[u] + lost.get(u, 0.0) for u in summary.actual_total}
+            parts = [f"{u} {_fmt(u, spent[u])} / {_fmt(u, lim)}" + (
+                f" (lost attempts {_fmt(u, lost[u])} of it)" if scope == "pooled" and lost.get(u) else "")
+                for u, lim in limits.items()]
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
     for w in summary.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -370,9 +376,13 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                   f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
     if summary.distributed:
         d = summary.distributed
-        lost = {u: v for u, v in d["lost_spend"].items() if v and u != "seconds"}
-        console.print(f"ray: {d['workers']} workers, {d['shards']} shards, {d['calls']} pooled-ledger calls, "
-                      f"{d['restarts']} worker restarts" + (f", lost attempts spent {lost}" if lost else ""))
+        spent = ", ".join(f"{u} {_fmt(u, v)}" for u, v in lost.items())
+        console.print(f"ray: {_n(d['workers'], 'worker')}, {_n(d['shards'], 'shard')}, {d['calls']} pooled-ledger "
+                      f"calls, {_n(d['restarts'], 'worker restart')}" + (f", lost attempts spent {spent}" if lost else ""))
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _accuracy(summary: Any) -> str:

@@ -294,9 +294,12 @@ class RayRunner:
                     prior = prior + Cost(**{u: -v for u, v in rec.cost.items() if u != "tokens"})
                 unattributed = Cost(**{u: max(0.0, prior.get(u)) for u in
                                        ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
-        if self.planner.split == "need" and done_before and any(it.index not in done_before for it in items):
+        lost_before = len(spends)  # attempts lost to a kill or a Ctrl-C: spend a resume could not deal out again
+        if self.planner.split == "need" and (done_before or lost_before) and any(it.index not in done_before for it in items):
             raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "
-                                   f"this trace already holds {len(done_before)} finished items; rerun with --overwrite")
+                                   f"this trace already holds {len(done_before)} finished items"
+                                   + (f" and {lost_before} lost attempts' spend" if lost_before else "")
+                                   + "; rerun with --overwrite")
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]

@@ -192,6 +192,37 @@ def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: di
     assert resumed.actual_total["calls"] + lost <= 22  # the pool, with what the interrupted attempts spent
 
 
+def test_a_need_split_cut_short_before_any_item_is_refused_on_resume(cluster: Any, data: dict[str, Path]) -> None:
+    """`split = need` deals each shard's quota out at once: a Ctrl-C that saved no item but lost attempts' spend was
+    resumed without a word, dealing smaller shares, and 39 of 60 answers moved (QA pass). The lost spend counts as
+    work done: the resume is refused, before the cluster (the CLI) and by the runner."""
+    from ttcl.commands.wide import refuse_need_resume_before_the_cluster
+    from ttcl.errors import TtclError
+
+    compiled = compile_program(ROOT / "programs" / "pooled_adaptive.ttc")
+    items = load_dataset(data["ds"])
+    trace = data["root"] / "need_cut.jsonl"
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt  # at the first look: the items wait at `allot`, their probes in flight or done
+
+    runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(items, progress=interrupt)
+    assert read_trace(trace).lost
+    # The QA pass's Ctrl-C landed before any item record was written; here a fast item may have finished first:
+    # its record is dropped, leaving the trace that Ctrl-C leaves (header, node and lost records, no item)
+    lines = trace.read_text().splitlines(keepends=True)
+    trace.write_text("".join(x for x in lines if json.loads(x)["type"] != "item"))
+    cut = read_trace(trace)
+    assert not cut.items and cut.lost
+    with pytest.raises(TtclError, match=r"already holds 0 finished items and \d+ lost attempts' spend; rerun with "
+                                        "--overwrite"):
+        refuse_need_resume_before_the_cluster(trace, items)
+    with pytest.raises(distributed.DistributedError, match="lost attempts' spend"):
+        distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
+
+
 def _items_in(path: Path) -> list[int]:
     if not path.exists():
         return []

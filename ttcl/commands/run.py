@@ -272,7 +272,7 @@ def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int,
         return f"interrupted: {trace} holds no finished work yet"
     steps = sum(1 for recs in t.partial.values() for r in recs if r.status in ("ok", "shrunk"))
     kept = f"{len(t.items)} of {total} items finished and saved to {trace}"
-    if (t.header.budget or {}).get("split") == "need" and len(t.items) < total and (t.items or t.partial):
+    if (t.header.budget or {}).get("split") == "need" and len(t.items) < total and (t.items or t.partial or t.lost):
         return (f"interrupted: {kept}; `split = need` shares the pool among all items at once, so a run it "
                 "cut short cannot be resumed\n  hint: rerun with --overwrite (docs/language.md, \"Pooled budgets\")")
     args = sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", "PROGRAM", "...same options..."]

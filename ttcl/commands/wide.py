@@ -31,9 +31,15 @@ def refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None
         t = read_trace(trace)
     except TtclRuntimeError:
         return  # the run says what is wrong with it, as before
-    if (t.header.budget or {}).get("split") == "need" and t.items and any(it.index not in t.items for it in items):
+    if (t.header.budget or {}).get("split") == "need" and (t.items or t.lost) and any(it.index not in t.items for it in items):
         raise OptionError(f"--resume: `split = need` shares each shard's quota among its items at once, and "
-                          f"{trace} already holds {len(t.items)} finished items; rerun with --overwrite")
+                          f"{trace} already holds {_held(len(t.items), len(t.lost))}; rerun with --overwrite")
+
+
+def _held(items: int, lost: int) -> str:
+    """What a cut-short `split = need` trace holds: spend after which its shares cannot be dealt again (QA pass:
+    attempts lost to a Ctrl-C, with no item finished, let a resume deal smaller shares without a word)."""
+    return f"{items} finished items" + (f" and {lost} lost attempts' spend" if lost else "")
 
 
 class Wide:

@@ -297,9 +297,8 @@ class RayRunner:
         lost_before = len(spends)  # attempts lost to a kill or a Ctrl-C: spend a resume could not deal out again
         if self.planner.split == "need" and (done_before or lost_before) and any(it.index not in done_before for it in items):
             raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "
-                                   f"this trace already holds {len(done_before)} finished items"
-                                   + (f" and {lost_before} lost attempts' spend" if lost_before else "")
-                                   + "; rerun with --overwrite")
+                                   f"this trace already holds {need_work_held(len(done_before), lost_before)}; rerun "
+                                   "with --overwrite")
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]
@@ -467,6 +466,12 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[-1] if text else type(e).__name__
+
+
+def need_work_held(items: int, lost: int) -> str:
+    """What a cut-short `split = need` trace holds: spend after which its shares cannot be dealt again (QA pass:
+    attempts lost to a Ctrl-C, with no item finished, let a resume deal smaller shares without a word)."""
+    return f"{items} finished items" + (f" and {lost} lost attempts' spend" if lost else "")
 
 
 __all__ = ["DistributedError", "PoolService", "RayRunner", "ShardWorker", "connect", "shutdown", "worker_pids"]

@@ -23,6 +23,7 @@ SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed shar
 def refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None:
     """`--resume` of a `split = need` wide run with items left: refused now, as the cluster would refuse it once
     started (about 6 s later), from the trace's own header (a trace of another program is refused there too)."""
+    from ttcl.runtime.distributed import need_work_held
     from ttcl.runtime.trace import read_trace
 
     if not trace.exists():
@@ -33,13 +34,7 @@ def refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None
         return  # the run says what is wrong with it, as before
     if (t.header.budget or {}).get("split") == "need" and (t.items or t.lost) and any(it.index not in t.items for it in items):
         raise OptionError(f"--resume: `split = need` shares each shard's quota among its items at once, and "
-                          f"{trace} already holds {_held(len(t.items), len(t.lost))}; rerun with --overwrite")
-
-
-def _held(items: int, lost: int) -> str:
-    """What a cut-short `split = need` trace holds: spend after which its shares cannot be dealt again (QA pass:
-    attempts lost to a Ctrl-C, with no item finished, let a resume deal smaller shares without a word)."""
-    return f"{items} finished items" + (f" and {lost} lost attempts' spend" if lost else "")
+                          f"{trace} already holds {need_work_held(len(t.items), len(t.lost))}; rerun with --overwrite")
 
 
 class Wide:

@@ -54,6 +54,7 @@ from ttcl.serve_openai import (
     question_of,
     read_body,
     refuse_unsupported,
+    wants_usage_chunk,
 )
 
 KEEPALIVE_S = 1.0
@@ -402,10 +403,7 @@ def create_app(server: Server) -> Any:
             raise ApiError(400, f"ttcl has no field {unknown[0]!r}: its one field is `set` (the program's params)",
                            param="ttcl")
         refuse_unsupported(body)
-        options = body.get("stream_options")
-        if options is not None and not isinstance(options, dict):
-            raise ApiError(400, "stream_options must be an object", param="stream_options")
-        usage_chunk = (options or {}).get("include_usage") is not False  # sent unless the client declines it
+        usage_chunk = wants_usage_chunk(body)
         seed = body.get("seed")
         if seed is None:
             seed = secrets.randbits(31)

@@ -44,6 +44,14 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
         raise ApiError(400, "stream must be true or false", param="stream")
 
 
+def wants_usage_chunk(body: dict[str, Any]) -> bool:
+    """A stream's usage chunk is sent unless the client declines it (`stream_options.include_usage: false`)."""
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise ApiError(400, "stream_options must be an object", param="stream_options")
+    return (options or {}).get("include_usage") is not False
+
+
 def outcome_error(result: dict[str, Any], chat: bool) -> ApiError | None:
     """A finished request that is an error, not an answer: an input over its bound in a way the counts before the
     run could not see (a chat template, a server's tokenizer), or a strategy that failed without an answer (QA

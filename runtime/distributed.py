@@ -40,6 +40,7 @@ from ttcl.runtime.ray_cluster import (
     _POOL,
     _WORKERS,
     DistributedError,
+    ShardFailedError,
     _ray,
     _uninterrupted,
     connect,
@@ -53,6 +54,7 @@ from ttcl.runtime.trace import (
     LostRecord,
     NodeRecord,
     RunHeader,
+    Trace,
     TraceWriter,
     check_resumable,
     read_trace,
@@ -256,6 +258,31 @@ class RayRunner:
         self.restarts = 0
         self.stats: dict[str, Any] = {}
 
+    def check_trace(self, items: list[Item], header: RunHeader | None = None) -> Trace | None:
+        """Refuse a --trace this run cannot write or resume, and return the trace a --resume continues (None: a
+        fresh run). Needs no cluster: the CLI calls it before one starts (QA pass: a resume with another seed,
+        dataset or shard plan, or an existing trace, started a cluster and was refused 5 s later)."""
+        o = self.options
+        if o.trace is None:
+            return None
+        if not o.resume:
+            refuse_existing_trace(o.trace, overwrite=o.overwrite)
+            return None
+        if not o.trace.exists():
+            return None
+        old = read_trace(o.trace)
+        check_resumable(old, header or self.planner.header(items), o.trace)
+        planned = getattr(old.header, "shards", None)
+        if planned and self.shards_given and int(planned) != self.shards:  # it was dropped without a word (QA)
+            raise DistributedError(f"--resume continues this trace's plan of {planned} shards: drop --shards "
+                                   f"{self.shards}, or give --shards {planned}")
+        if self.planner.split == "need" and (old.items or old.lost) and any(it.index not in old.items for it in items):
+            # attempts lost to a kill or a Ctrl-C spent what a resume could not deal out again
+            raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "
+                                   f"{o.trace} already holds {need_work_held(len(old.items), len(old.lost))}; "
+                                   "rerun with --overwrite")
+        return old
+
     def run(self, items: list[Item], *, progress: Callable[[int], None] | None = None,
             on_workers: Callable[[list[int]], None] | None = None,
             on_steps: Callable[[int, int], None] | None = None) -> RunSummary:
@@ -275,16 +302,9 @@ class RayRunner:
         spends: list[tuple[int | None, dict[str, float]]] = []
         shards = self.shards
         unattributed = Cost()
-        if o.trace is not None and not o.resume:
-            refuse_existing_trace(o.trace, overwrite=o.overwrite)
-        if o.resume and o.trace is not None and o.trace.exists():
-            old = read_trace(o.trace)
-            check_resumable(old, header, o.trace)
-            planned = getattr(old.header, "shards", None)
-            if planned and self.shards_given and int(planned) != self.shards:  # it was dropped without a word (QA)
-                raise DistributedError(f"--resume continues this trace's plan of {planned} shards: drop --shards "
-                                       f"{self.shards}, or give --shards {planned}")
-            shards = int(planned or shards)  # the shard plan is part of the run
+        old = self.check_trace(items, header)
+        if old is not None:
+            shards = int(getattr(old.header, "shards", None) or shards)  # the shard plan is part of the run
             done_before, nodes_before = dict(old.items), dict(old.nodes)
             spends += [(lost.shard, lost.cost) for lost in old.lost]
             if old.spent is not None:  # a single-machine trace: its unfinished attempts spent too
@@ -294,11 +314,6 @@ class RayRunner:
                     prior = prior + Cost(**{u: -v for u, v in rec.cost.items() if u != "tokens"})
                 unattributed = Cost(**{u: max(0.0, prior.get(u)) for u in
                                        ("calls", "prompt_tokens", "gen_tokens", "flops", "seconds")})
-        lost_before = len(spends)  # attempts lost to a kill or a Ctrl-C: spend a resume could not deal out again
-        if self.planner.split == "need" and (done_before or lost_before) and any(it.index not in done_before for it in items):
-            raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "
-                                   f"this trace already holds {need_work_held(len(done_before), lost_before)}; rerun "
-                                   "with --overwrite")
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]
@@ -406,8 +421,7 @@ class RayRunner:
                     finished = set(ray.get(pool.done.remote()))
                     rest = [it for it in task.items if it.index not in finished]
                     if task.attempt + 1 >= MAX_ATTEMPTS:
-                        raise DistributedError(f"shard {task.shard} failed {MAX_ATTEMPTS} times; last error: "
-                                               f"{_first_line(e)}") from e
+                        raise ShardFailedError(task.shard, MAX_ATTEMPTS, [it.index for it in rest], _why_failed(e)) from e
                     self.restarts += 1
                     ray.kill(_WORKERS[slot], no_restart=True)
                     _WORKERS[slot] = _worker_actor()
@@ -461,6 +475,24 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
         for ref in running:
             with contextlib.suppress(Exception):
                 ray.get(ref, timeout=10)
+
+
+def _why_failed(e: BaseException) -> str:
+    """One short line for why a shard's attempt failed: the exception a worker raised, or its process's death."""
+    ray = _ray()
+    cause = getattr(e, "cause", None)
+    if isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
+        lines = str(cause).strip().splitlines()
+        text = lines[-1] if lines else ""
+        return f"the worker raised {type(cause).__name__}" + (f": {_clip(text)}" if text else "")
+    if isinstance(e, ray.exceptions.RayActorError):
+        return ("its worker process died (killed, out of memory, or a crash in native code or in a --verifier, "
+                "e.g. os._exit); the workers' own output above may say more")
+    return _clip(_first_line(e))
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _first_line(e: BaseException) -> str:

@@ -24,6 +24,18 @@ class DistributedError(TtclRuntimeError):
     """A wide run that cannot start (no Ray, no cluster) or cannot finish (a shard keeps failing)."""
 
 
+class ShardFailedError(DistributedError):
+    """A shard whose worker failed on every attempt (a "poison" item: a `--verifier` or a model that crashes
+    the process, or one that runs it out of memory). Names the shard and its unfinished items; the CLI adds what
+    the trace kept and the resume command (QA pass: Ray's raw text, no item, no word of the saved work)."""
+
+    def __init__(self, shard: int, attempts: int, left: list[int], why: str) -> None:
+        self.shard, self.left = shard, left
+        shown = ", ".join(map(str, left[:8])) + (", …" if len(left) > 8 else "")
+        super().__init__(f"shard {shard} failed {attempts} times, leaving {len(left)} items unfinished (items "
+                         f"{shown}: 0-based positions in the input); the last time {why}")
+
+
 def _ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:

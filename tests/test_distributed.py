@@ -171,16 +171,25 @@ def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: di
     """Ctrl-C on a wide run (a KeyboardInterrupt in the driver, where the CLI's SIGINT lands) dropped the spend of
     the attempts in flight: no `lost` record, so a `--resume` could spend past the pool (QA pass: 2.3e8 FLOPs the
     ledger had charged were in no record). Now each in-flight attempt is settled and written, as a dead worker's."""
-    compiled = compile_program(data["pooled"])
+    # a pool of 100 calls (most items run) rather than the module's 22, which stops all but about 5 items at once:
+    # on warm workers such a run could end before the first look found an attempt in flight
+    roomy = data["root"] / "roomy.ttc"
+    roomy.write_text(POOLED.replace("calls <= 22;", "calls <= 100;"))
+    compiled = compile_program(roomy)
     items = load_dataset(data["ds"])
     trace = data["root"] / "ctrl_c.jsonl"
 
-    def interrupt(_: int) -> None:
-        raise KeyboardInterrupt  # at the first look: both workers hold items in flight
+    finished = [0]
+
+    def interrupt(steps: int, _: int) -> None:
+        # at the first look that finds a node step of an unfinished item: its attempt in flight has spent (at the
+        # first look of all, a worker on a loaded box may have spent nothing yet, and there is nothing to record)
+        if steps > finished[0] * len(compiled.dag):
+            raise KeyboardInterrupt
 
     runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1), workers=2)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(items, progress=interrupt)
+        runner.run(items, progress=lambda n: finished.__setitem__(0, n), on_steps=interrupt)
     stats = ray.get(distributed._POOL[0].stats.remote())
     recs = [json.loads(line) for line in trace.read_text().splitlines()]
     kept = sum(r["cost"]["calls"] for r in recs if r["type"] in ("item", "lost"))
@@ -189,26 +198,27 @@ def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: di
     resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
     assert sorted(read_trace(trace).items) == [it.index for it in items]
     lost = sum(r.cost["calls"] for r in read_trace(trace).lost)
-    assert resumed.actual_total["calls"] + lost <= 22  # the pool, with what the interrupted attempts spent
+    assert resumed.actual_total["calls"] + lost <= 100  # the pool, with what the interrupted attempts spent
 
 
 def test_a_need_split_cut_short_before_any_item_is_refused_on_resume(cluster: Any, data: dict[str, Path]) -> None:
     """`split = need` deals each shard's quota out at once: a Ctrl-C that saved no item but lost attempts' spend was
     resumed without a word, dealing smaller shares, and 39 of 60 answers moved (QA pass). The lost spend counts as
     work done: the resume is refused, before the cluster (the CLI) and by the runner."""
-    from ttcl.commands.wide import refuse_need_resume_before_the_cluster
+    from ttcl.commands.wide import Wide, check_trace_before_the_cluster
     from ttcl.errors import TtclError
 
     compiled = compile_program(ROOT / "programs" / "pooled_adaptive.ttc")
     items = load_dataset(data["ds"])
     trace = data["root"] / "need_cut.jsonl"
 
-    def interrupt(_: int) -> None:
-        raise KeyboardInterrupt  # at the first look: the items wait at `allot`, their probes in flight or done
+    def interrupt(done: int, _: int) -> None:
+        if done:  # at the first look after a node step: the items wait at `allot`, their probes spent
+            raise KeyboardInterrupt  # (at the first look of all, a worker on a loaded box may have spent nothing)
 
     runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace), workers=2)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(items, progress=interrupt)
+        runner.run(items, on_steps=interrupt)
     assert read_trace(trace).lost
     # The QA pass's Ctrl-C landed before any item record was written; here a fast item may have finished first:
     # its record is dropped, leaving the trace that Ctrl-C leaves (header, node and lost records, no item)
@@ -218,7 +228,7 @@ def test_a_need_split_cut_short_before_any_item_is_refused_on_resume(cluster: An
     assert not cut.items and cut.lost
     with pytest.raises(TtclError, match=r"already holds 0 finished items and \d+ lost attempts' spend; rerun with "
                                         "--overwrite"):
-        refuse_need_resume_before_the_cluster(trace, items)
+        check_trace_before_the_cluster(compiled, Wide("local", 2, None), items, trace, resume=True)
     with pytest.raises(distributed.DistributedError, match="lost attempts' spend"):
         distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
 
@@ -290,6 +300,23 @@ def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, P
     assert sorted(read_trace(part).items) == [it.index for it in items]
     with pytest.raises(distributed.DistributedError, match="continues this trace's plan of 2 shards"):  # was ignored
         distributed.RayRunner(compiled, RunOptions(device="cpu", trace=part, resume=True), workers=2, shards=3).run(items)
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--resume", "--shards", "3"], "error: --resume continues this trace's plan of 2 shards"),
+    (["--resume", "--seed", "1"], "error: cannot --resume: the seed differs"),
+    ([], "the trace file already exists"),
+])
+def test_a_trace_the_run_cannot_resume_is_refused_before_the_cluster_starts(
+        cluster: Any, data: dict[str, Path], extra: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass: each was refused only after a cluster had started (about 5 s locally, longer on a real one)."""
+    trace = data["root"] / f"refused{''.join(extra)}.jsonl"
+    run = ["run", str(data["pooled"]), "--dataset", str(data["ds"]), "--limit", "4", "--ray", "--trace", str(trace)]
+    assert main(run) == 0 and read_trace(trace).header.shards == 2
+    capsys.readouterr()
+    code = main([*run, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "ray: starting" not in err and says in err, err
 
 
 def test_ray_option_takes_an_optional_address() -> None:
@@ -549,3 +576,35 @@ def test_a_wide_run_charges_items_as_alone_and_says_what_its_caches_shared(clust
     assert _answers(wide) == _answers(one)
     assert one.shared_across_items["prompt_tokens"] > 0
     assert 0 < wide.shared_across_items["prompt_tokens"] <= one.shared_across_items["prompt_tokens"]
+
+
+def test_an_item_that_kills_its_worker_every_time_is_named_with_the_saved_work(
+        cluster: Any, data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
+    """A "poison" item (a --verifier that ends its process on one question) fails its shard 3 times. QA pass:
+    the run ended with Ray's raw text, no item named, and no word of the finished items in the trace."""
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime import tasks
+
+    request.addfinalizer(checks_calls.registered_checkers.cache_clear)
+    first = json.loads(data["ds"].read_text().splitlines()[0])["question"]
+    (tmp_path / "poison_r7.py").write_text(
+        "import os\n\n\ndef longest(question, completion):\n"
+        f"    if question.strip() == {first.strip()!r}:\n        os._exit(1)\n"
+        "    return min(1.0, len(completion) / 100)\n")
+    prog = tmp_path / "mine.ttc"
+    prog.write_text(USERS_CHECKER)
+    trace = tmp_path / "poison.jsonl"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    code = main(["run", str(prog), "--dataset", str(data["ds"]), "--device", "cpu", "--trace", str(trace),
+                 "--verifier", "longest=poison_r7:longest", "--ray", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    line = next(x for x in err.splitlines() if x.startswith("error: shard 0 failed 3 times"))
+    assert "(items 0, " in line and "its worker process died" in line, line
+    saved = len(read_trace(trace).items)
+    assert saved > 0 and 0 not in read_trace(trace).items
+    assert f"  {saved} of {len(load_dataset(data['ds']))} items finished and are saved in {trace}" in err
+    assert "resume with: ttcl run" in err and err.rstrip().endswith("--resume"), err

@@ -214,7 +214,7 @@ def test_a_wide_resume_of_a_need_split_is_refused_before_the_cluster_starts(tmp_
     import json
 
     from ttcl.cli import main
-    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.dataset import load_dataset
     from ttcl.runtime.runner import Runner, RunOptions
 
     prog = _program(tmp_path, "need")
@@ -222,8 +222,7 @@ def test_a_wide_resume_of_a_need_split_is_refused_before_the_cluster_starts(tmp_
     ds = tmp_path / "d.jsonl"
     ds.write_text("".join(json.dumps({"question": q, "answer": "#### 0"}) + "\n" for q in questions))
     trace = tmp_path / "t.jsonl"
-    Runner(compile_program(prog), RunOptions(device="cpu", trace=trace)).run(
-        [Item(index=i, question=q) for i, q in enumerate(questions)])
+    Runner(compile_program(prog), RunOptions(device="cpu", trace=trace, dataset=ds)).run(load_dataset(ds))
     lines = trace.read_text().splitlines()
     first_item_end = next(i for i, line in enumerate(lines) if '"type": "item"' in line or '"type":"item"' in line)
     trace.write_text("\n".join(lines[: first_item_end + 1]) + "\n")

@@ -32,11 +32,12 @@ from ttcl.commands.wide import (
     RAY_HELP,
     SHARDS_HELP,
     Wide,
-    refuse_need_resume_before_the_cluster,
+    check_trace_before_the_cluster,
     show_workers,
 )
 from ttcl.errors import TtclRuntimeError, TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
 from ttcl.safeio import is_dir
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -255,8 +256,6 @@ def _stamp(trace: Path | None) -> tuple[int, int, int] | None:
 def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int, int] | None = None) -> str:
     """What Ctrl-C kept, read back from the trace on disk, and the command that continues the run. `earlier`:
     with --overwrite, the trace file's stamp before the command began (an earlier run's, not this one's)."""
-    import shlex
-    import sys
 
     if trace is None:
         return ("interrupted: nothing was saved (no --trace)\n"
@@ -275,14 +274,38 @@ def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int,
     if (t.header.budget or {}).get("split") == "need" and len(t.items) < total and (t.items or t.partial or t.lost):
         return (f"interrupted: {kept}; `split = need` shares the pool among all items at once, so a run it "
                 "cut short cannot be resumed\n  hint: rerun with --overwrite (docs/language.md, \"Pooled budgets\")")
+    rest = (f"; the {total - len(t.items)} unfinished items run again from the start on --resume (a wide run keeps "
+            "whole items)" if getattr(t.header, "shards", None)  # no step of an unfinished wide item is replayed
+            else f", and {steps} finished steps of {len(t.partial)} unfinished items (--resume replays them)")
+    return f"interrupted: {kept}{rest}\n  resume with: {_resume_command()}"
+
+
+def _resume_command() -> str:
+    """This command line again, with --resume in place of --overwrite."""
+    import shlex
+    import sys
+
     args = sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", "PROGRAM", "...same options..."]
     args = [a for a in args if a != "--overwrite"]
     if "--resume" not in args:
         args.append("--resume")
-    rest = (f"; the {total - len(t.items)} unfinished items run again from the start on --resume (a wide run keeps "
-            "whole items)" if getattr(t.header, "shards", None)  # no step of an unfinished wide item is replayed
-            else f", and {steps} finished steps of {len(t.partial)} unfinished items (--resume replays them)")
-    return f"interrupted: {kept}{rest}\n  resume with: ttcl {shlex.join(args)}"
+    return f"ttcl {shlex.join(args)}"
+
+
+def shard_failed_message(e: Exception, trace: Path | None, total: int) -> str:
+    """A wide run whose shard failed for good: the error, then what the trace kept and how to go on."""
+    if trace is None:
+        return f"{e}\n  nothing was saved (no --trace); with --trace FILE.jsonl the finished items are kept"
+    from ttcl.runtime.trace import read_trace
+
+    try:
+        t = read_trace(trace)
+    except TtclRuntimeError:
+        return f"{e}\n  {trace} holds no finished item"
+    kept = f"{len(t.items)} of {total} items finished and are saved in {trace}"
+    if (t.header.budget or {}).get("split") == "need":
+        return f"{e}\n  {kept}; a `split = need` run cut short cannot be resumed: rerun with --overwrite"
+    return f"{e}\n  {kept}; once the cause is mended (or those items left out), resume with: {_resume_command()}"
 
 
 def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path | None = None) -> None:
@@ -453,14 +476,11 @@ def run(
         check_by(items, by, dataset)
     if resume and trace is not None and not trace.exists():  # a typo in the path would rerun everything unsaid
         typer.echo(f"note: --resume: {trace} does not exist; starting the run from the beginning", err=True)
-    if wide.address is not None and trace is not None:
-        from ttcl.runtime.run_trace import check_trace_writable
-
-        check_trace_writable(trace)
-        if resume:
-            refuse_need_resume_before_the_cluster(trace, items)
-    # a wide run's program is compiled before its cluster starts (seconds), so that an error in it comes first
+    # a wide run's program and trace are checked before its cluster starts (seconds), so that an error comes first
     compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None
+    if wide.address is not None and trace is not None:
+        check_trace_before_the_cluster(compiled, wide, items, trace, seed=seed, dataset=dataset, judge=judge,
+                                       resume=resume, overwrite=overwrite)
     earlier = _stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
     try:
         with wide:
@@ -473,6 +493,8 @@ def run(
     except KeyboardInterrupt as e:
         typer.echo(interrupted_message(trace, len(items), earlier), err=True)
         raise typer.Exit(exit_code(e)) from None
+    except ShardFailedError as e:
+        raise DistributedError(shard_failed_message(e, trace, len(items))) from None
     if input_ is not None and not as_json:  # the error alone: the report above it filed the refusal under
         _refuse_over_long_input(summary.results[0])  # "degraded by on_exhaust" and said it three times (QA pass)
     breakdown = by_field(summary.results, by) if by is not None else None

@@ -1,6 +1,6 @@
 """`ttcl run/eval --ray [ADDRESS] --workers N --shards K`: the Ray cluster a wide run goes to.
 
-Checked before anything starts (options, a `split = need` resume), started with Ctrl-C deferred so that a
+Checked before anything starts (options, the program, the trace a run writes or resumes), started with Ctrl-C deferred so that a
 cluster is never left half-started, and shut down whole however the command ends (SIGTERM included).
 """
 
@@ -13,28 +13,23 @@ import typer
 
 from ttcl.commands.compile import OptionError
 from ttcl.commands.interrupts import DeferCtrlC, terminate
-from ttcl.errors import TtclRuntimeError
 
 RAY_HELP = "Shard the items over Ray workers: --ray starts a local cluster (127.0.0.1), --ray ADDRESS joins one."
 SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed share of a pooled budget, so fix it "
                "to get the same answers with any number of workers.")
 
 
-def refuse_need_resume_before_the_cluster(trace: Path, items: list[Any]) -> None:
-    """`--resume` of a `split = need` wide run with items left: refused now, as the cluster would refuse it once
-    started (about 6 s later), from the trace's own header (a trace of another program is refused there too)."""
-    from ttcl.runtime.distributed import need_work_held
-    from ttcl.runtime.trace import read_trace
+def check_trace_before_the_cluster(compiled: Any, wide: Wide, items: list[Any], trace: Path, **options: Any) -> None:
+    """What the wide runner checks of `--trace` (an existing trace without --resume or --overwrite; a resume with
+    another program, seed, dataset or shard plan; a `split = need` resume with items left), checked before the
+    cluster starts, from the trace on disk (QA pass: each was refused only after a cluster start, 5 s later).
+    `options`: the run's RunOptions that its trace header records (seed, dataset, judge, resume, overwrite)."""
+    from ttcl.runtime.distributed import RayRunner
+    from ttcl.runtime.run_trace import check_trace_writable
+    from ttcl.runtime.runner import RunOptions
 
-    if not trace.exists():
-        return
-    try:
-        t = read_trace(trace)
-    except TtclRuntimeError:
-        return  # the run says what is wrong with it, as before
-    if (t.header.budget or {}).get("split") == "need" and (t.items or t.lost) and any(it.index not in t.items for it in items):
-        raise OptionError(f"--resume: `split = need` shares each shard's quota among its items at once, and "
-                          f"{trace} already holds {need_work_held(len(t.items), len(t.lost))}; rerun with --overwrite")
+    check_trace_writable(trace)
+    RayRunner(compiled, RunOptions(trace=trace, **options), workers=wide.workers, shards=wide.shards).check_trace(items)
 
 
 class Wide:

@@ -101,9 +101,16 @@ class PoolService:
         self.seconds = 0.0  # time inside step(): the accountant's own cost
         self.lost = Cost()  # what attempts lost with their workers spent (charged, or reserved in full)
         self.nodes = 0  # node steps the workers finished (an attempt lost with its worker is redone: counted again)
+        self.draining = False
+
+    def drain(self) -> None:
+        """The driver's first Ctrl-C: from each worker's next step on, its shard starts no more items."""
+        self.draining = True
 
     def step(self, worker: str, ops: list[tuple[str, Key, int, dict[str, float]]],
-             finished: list[tuple[list[dict[str, Any]], dict[str, Any]]], nodes: int = 0) -> list[bool]:
+             finished: list[tuple[list[dict[str, Any]], dict[str, Any]]],
+             nodes: int = 0) -> tuple[list[bool], bool]:
+        """The grants of one scheduler step's reservations, and whether the run is draining."""
         t = time.perf_counter()
         self.nodes += nodes
         granted = self.ledger.step(worker, ops)
@@ -116,7 +123,7 @@ class PoolService:
         if records and self.writer is not None:
             self.writer.write_raw(records)
         self.seconds += time.perf_counter() - t
-        return granted
+        return granted, self.draining
 
     def settle(self, worker: str, shard: int) -> dict[int, dict[str, float]]:
         lost = self.ledger.settle_worker(worker, set(self.items))
@@ -190,16 +197,19 @@ class ShardWorker:
 
         from ttcl.runtime.shard import run_shard
 
+        draining = [False]
+
         def client(w: str, ops: list[Any], finished: list[Any], nodes: int) -> list[bool]:
             ref = pool.step.remote(w, ops, finished, nodes)
             try:
-                return ray.get(ref, timeout=POOL_TIMEOUT_S)
+                granted, draining[0] = ray.get(ref, timeout=POOL_TIMEOUT_S)
             except ray.exceptions.GetTimeoutError as e:
                 # The outcome is unknown: stop here; the driver settles this worker's reservations in full.
                 raise TtclRuntimeError(f"pool call timed out after {POOL_TIMEOUT_S:.0f}s") from e
+            return granted
 
         return run_shard(self.runners[self.key], items, client=client, worker=worker, shard=shard,
-                         attempt=attempt, quota=quota, per_item=per_item)
+                         attempt=attempt, quota=quota, per_item=per_item, should_drain=lambda: draining[0])
 
 
 
@@ -285,9 +295,14 @@ class RayRunner:
 
     def run(self, items: list[Item], *, progress: Callable[[int], None] | None = None,
             on_workers: Callable[[list[int]], None] | None = None,
-            on_steps: Callable[[int, int], None] | None = None) -> RunSummary:
+            on_steps: Callable[[int, int], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> RunSummary:
         """`progress(items finished)` and `on_steps(node steps finished, of)` are called about twice a second
-        (an item in flight counts its node steps, so a shard's items that finish together show progress)."""
+        (an item in flight counts its node steps, so a shard's items that finish together show progress).
+        `should_stop` (a Ctrl-C) is asked as often: once True, the workers finish the items they started and
+        start no more, and the run then raises KeyboardInterrupt (unless that finished every item); their
+        work is in the trace, so nothing is lost or charged twice. An interrupt raised in here instead stops at
+        once, and the attempts in flight are written as lost spend."""
         ray = _ray()
         if not ray.is_initialized():
             raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
@@ -355,9 +370,12 @@ class RayRunner:
                               if shard_of(k, shards) == s and it.index not in done_before])
                     for s in range(shards)]
             report = _reporter(pool, progress, on_steps, len(done_before), len(self.compiled.dag), len(items))
-            batches, steps = self._drive(pool, [t for t in todo if t.items], report)
+            self.drained = False
+            batches, steps = self._drive(pool, [t for t in todo if t.items], report, should_stop)
             found = ray.get(pool.results.remote())
             self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
+            if self.drained and any(it.index not in done_before and it.index not in found for it in items):
+                raise KeyboardInterrupt
         finally:
             try:
                 ray.get(pool.close.remote())
@@ -380,7 +398,8 @@ class RayRunner:
         summary.shared_across_items = dict(self.shared)  # what the workers' caches served across items
         return summary
 
-    def _drive(self, pool: Any, tasks: list[_Task], report: Callable[[], None] | None) -> tuple[int, int]:
+    def _drive(self, pool: Any, tasks: list[_Task], report: Callable[[], None] | None,
+               should_stop: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
         o = self.options
         worker_opts = RunOptions(seed=o.seed, device=o.device, dtype=o.dtype, max_batch_items=o.max_batch_items,
@@ -392,17 +411,21 @@ class RayRunner:
         self.shared: dict[str, float] = {}
         queue = list(tasks)
         try:
-            return self._loop(pool, queue, idle, running, generation, report, worker_opts, checkers)
+            return self._loop(pool, queue, idle, running, generation, report, worker_opts, checkers, should_stop)
         except BaseException:  # Ctrl-C, SIGTERM, a shard that failed for good: nothing in flight goes unrecorded
             _abandon_shards(pool, running)
             raise
 
     def _loop(self, pool: Any, queue: list[_Task], idle: list[int], running: dict[Any, tuple[int, _Task, str]],
               generation: list[int], report: Callable[[], None] | None,
-              worker_opts: RunOptions, checkers: Any) -> tuple[int, int]:
+              worker_opts: RunOptions, checkers: Any, should_stop: Callable[[], bool] | None) -> tuple[int, int]:
         ray = _ray()
         batches = steps = 0
         while queue or running:
+            if not self.drained and should_stop is not None and should_stop():
+                self.drained = True  # the shards running finish their items in flight; the rest never start
+                ray.get(pool.drain.remote())
+                queue.clear()
             while queue and idle:
                 slot, task = idle.pop(0), queue.pop(0)
                 name = f"w{slot}.{generation[slot]}"
@@ -420,6 +443,9 @@ class RayRunner:
                     ray.get(pool.settle.remote(name, task.shard))
                     finished = set(ray.get(pool.done.remote()))
                     rest = [it for it in task.items if it.index not in finished]
+                    if self.drained:  # stopping: its unfinished items wait for a --resume
+                        idle.append(slot)
+                        continue
                     if task.attempt + 1 >= MAX_ATTEMPTS:
                         raise ShardFailedError(task.shard, MAX_ATTEMPTS, [it.index for it in rest], _why_failed(e)) from e
                     self.restarts += 1

@@ -169,13 +169,16 @@ class Scheduler:
 
     def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
             replay: Mapping[int, list[tuple[str, Value, Cost, str | None]]] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
+            should_stop: Callable[[], bool] | None = None,
+            should_drain: Callable[[], bool] | None = None) -> list[ItemResult]:
         """Run every item; results in item order. `on_result` sees each item as it finishes.
 
         `replay` gives, per item, nodes a stopped run already finished (id, value, cost, how it was shrunk):
         they are restored as done, not run again (`--resume`; the accountant already holds their spend).
         `should_stop` is asked after every step; True ends the run there with RunInterrupted, after
         the hooks saw every node and item that finished, so no finished call is lost.
+        `should_drain` is asked before items are taken in; True starts no more of them, finishes the ones
+        started, and then raises RunInterrupted (a wide run's first Ctrl-C: it keeps whole items).
         """
         self.replay = dict(replay or {})
         for h in self.hooks:
@@ -184,10 +187,14 @@ class Scheduler:
         queue: list[Item | _ItemRun] = list(items)
         active: list[_ItemRun] = []
         parked: list[_ItemRun] = []  # waiting at `allot` (runs in item order once released)
+        left = 0  # items a drain did not start
         while queue or active or parked:
             if not queue and not active:  # every item is at `allot` or finished: share the pool out
                 self._release(parked)
                 queue, parked = list(sorted(parked, key=lambda r: r.index)), []
+            if should_drain is not None and any(isinstance(q, Item) for q in queue) and should_drain():
+                left += sum(1 for q in queue if isinstance(q, Item))
+                queue = [q for q in queue if isinstance(q, _ItemRun)]  # items released from `allot` finish too
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
                 nxt = queue.pop(0)
                 active.append(nxt if isinstance(nxt, _ItemRun) else self._new_run(nxt))
@@ -199,6 +206,8 @@ class Scheduler:
             active = self._retire(active, results, on_result)
             if should_stop is not None and (queue or active) and should_stop():
                 raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")
+        if left:
+            raise RunInterrupted(f"{len(results)} items finished, {left} not started")
         ordered = [results[i.index] for i in items]
         for h in self.hooks:
             h.after_run(results=ordered)

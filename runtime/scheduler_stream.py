@@ -35,7 +35,8 @@ class StreamScheduler(Scheduler):
 
     def run(self, items: list[Item], on_result: Callable[[ItemResult], None] | None = None,
             replay: Mapping[int, list[tuple[str, Value, Cost, str | None]]] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> list[ItemResult]:
+            should_stop: Callable[[], bool] | None = None,
+            should_drain: Callable[[], bool] | None = None) -> list[ItemResult]:
         """As `Scheduler.run`; a stop request ends the run at once (calls still in flight are lost,
         and `--resume` charges the pool their grants)."""
         self.replay = dict(replay or {})
@@ -47,7 +48,10 @@ class StreamScheduler(Scheduler):
         flying: dict[Future, tuple[_ItemRun, Job, GenCall]] = {}
         open_calls: dict[int, int] = {}  # id(job) -> its requests still in flight
         touched: list[_ItemRun] = []  # items whose state changed: only they can have new work
+        left = 0  # items a drain did not start
         while queue or active:
+            if should_drain is not None and queue and should_drain():
+                left, queue = left + len(queue), []
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
                 run = self._new_run(queue.pop(0))
                 active.append(run)
@@ -86,6 +90,8 @@ class StreamScheduler(Scheduler):
             active = self._retire(active, results, on_result)
             if should_stop is not None and (queue or active) and should_stop():
                 raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")
+        if left:
+            raise RunInterrupted(f"{len(results)} items finished, {left} not started")
         ordered = [results[i.index] for i in items]
         for h in self.hooks:
             h.after_run(results=ordered)

@@ -30,6 +30,7 @@ from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.pool import Key, PoolError
 from ttcl.runtime.run_trace import TraceHook
 from ttcl.runtime.runner import Runner, content_seeded, shared_across_items
+from ttcl.runtime.scheduler import RunInterrupted
 from ttcl.runtime.trace import ItemRecord, NodeRecord
 
 Op = tuple[str, Key, int, dict[str, float]]
@@ -129,10 +130,12 @@ class ShardAccountant(Accountant):
 
 
 def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str, shard: int, attempt: int,
-              quota: Limits, per_item: Limits | None = None) -> dict[str, Any]:
+              quota: Limits, per_item: Limits | None = None,
+              should_drain: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Run `items` with the shard's pooled `quota`; finished items reach the ledger through `client`. Under
     `split = even | need`, `per_item` is each item's even cap (the run's pool / N) and the items come seeded
-    by their content over the whole run (`content_seeded`, in the driver)."""
+    by their content over the whole run (`content_seeded`, in the driver). `should_drain`: once True, no
+    more items start; the ones started finish and reach the ledger (the driver's first Ctrl-C)."""
     link = ShardLink(client, worker, shard, attempt)
     for be in runner.backends.values():
         be.clear_cache()
@@ -152,7 +155,10 @@ def run_shard(runner: Runner, items: list[Item], *, client: Client, worker: str,
     sched = runner.scheduler(acc, [AccountantHook(acc), trace, link])
     sched.isolate_items = runner.split != "first_come"
     t0 = time.perf_counter()
-    sched.run(items)
+    try:
+        sched.run(items, should_drain=should_drain)
+    except RunInterrupted:  # drained: the items it finished are sent now (a full run sends them in after_run)
+        link.sync()
     return {"worker": worker, "shard": shard, "items": len(items), "batches": len(sched.batches),
             "steps": sched.steps, "pool_calls": link.calls, "pool_seconds": link.seconds,
             "wall": time.perf_counter() - t0, "shared": shared_across_items(runner.backends.values())}

@@ -201,6 +201,36 @@ def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: di
     assert resumed.actual_total["calls"] + lost <= 100  # the pool, with what the interrupted attempts spent
 
 
+def test_a_first_ctrl_c_finishes_the_items_in_flight_and_loses_nothing(cluster: Any, data: dict[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """The first Ctrl-C of a wide run (`should_stop`, as the CLI's handler sets it) stopped at once: the attempts
+    in flight were lost and charged to the pool (QA pass: 54% of a binding pool). Now the workers finish the
+    items they started and start no more; no `lost` record is written, and the resume answers as one run."""
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    ds = tmp_path / "longer.jsonl"  # the module's 8 items can all finish before the second look
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(24, [4, 5, 6], 5))))
+    compiled = compile_program(ADAPTIVE)
+    items = load_dataset(ds)
+    trace = tmp_path / "drained.jsonl"
+    asked = []
+
+    def ctrl_c() -> bool:  # asked before the shards go out, then about twice a second: Ctrl-C at the second look
+        asked.append(True)
+        return len(asked) >= 2
+
+    runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1), workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(items, should_stop=ctrl_c)
+    back = read_trace(trace)
+    assert not back.lost and 1 <= len(back.items) < len(items)
+    stats = ray.get(distributed._POOL[0].stats.remote())
+    assert stats["held"]["calls"] == 0  # every reservation settled as a charge of a finished item
+    assert stats["spent"]["calls"] == pytest.approx(sum(rec.cost["calls"] for rec in back.items.values()))
+    resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
+    assert _answers(resumed) == _answers(Runner(compiled, RunOptions(device="cpu")).run(items))
+
+
 def test_a_need_split_cut_short_before_any_item_is_refused_on_resume(cluster: Any, data: dict[str, Path]) -> None:
     """`split = need` deals each shard's quota out at once: a Ctrl-C that saved no item but lost attempts' spend was
     resumed without a word, dealing smaller shares, and 39 of 60 answers moved (QA pass). The lost spend counts as

@@ -61,3 +61,9 @@ def stop_after_the_running_step() -> DeferCtrlC:
     """A run's Ctrl-C: it stops after the running step (nothing finished is lost); a second one stops at once
     (the running batch is lost; `--resume` charges the pool for it)."""
     return DeferCtrlC("stopping after the running step, keeping its work")
+
+
+def finish_the_items_in_flight() -> DeferCtrlC:
+    """A wide run's Ctrl-C: its workers finish the items they started (a wide run keeps whole items) and start no
+    more; a second one stops at once (the attempts in flight are then lost, and charged to the pool)."""
+    return DeferCtrlC("finishing the items in flight, keeping their work")

@@ -27,7 +27,11 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
 )
-from ttcl.commands.interrupts import exit_code, stop_after_the_running_step
+from ttcl.commands.interrupts import (
+    exit_code,
+    finish_the_items_in_flight,
+    stop_after_the_running_step,
+)
 from ttcl.commands.wide import (
     RAY_HELP,
     SHARDS_HELP,
@@ -210,12 +214,16 @@ def _run_once(
 
         ray_runner = RayRunner(compiled, opts, workers=wide.workers, shards=wide.shards)
         # Ray prints cluster events (a worker died) on stdout: they go to stderr, stdout stays the result.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), finish_the_items_in_flight() as stop:
             if not show_progress:
-                return ray_runner.run(items, on_workers=show_workers)
-            with _Progress(len(items), label) as bar:
-                return ray_runner.run(items, on_workers=show_workers, progress=bar.items_done,
-                                      on_steps=bar.steps_done)
+                summary = ray_runner.run(items, on_workers=show_workers, should_stop=stop)
+            else:
+                with _Progress(len(items), label) as bar:
+                    summary = ray_runner.run(items, on_workers=show_workers, progress=bar.items_done,
+                                             on_steps=bar.steps_done, should_stop=stop)
+        if stop_after and stop.requested:
+            raise KeyboardInterrupt
+        return summary
     runner = Runner(compiled, opts)
     with stop_after_the_running_step() as stop:
         if not show_progress:

@@ -258,12 +258,13 @@ class Accountant:
         have_item = self.spent(item) + self._reserved.get(item, _zero())
         for u in over_units(have_item, need, self.per_item):
             reasons.append(f"per-item {u.value}")
+        have_pool = self._pool_spent + self._pool_reserved
         if self.shares is not None:  # the item's own share of the pool; the shares add up to the pool
             for u in over_units(have_item, need, self.shares.cap(item)):
                 reasons.append(f"pooled {u.value} (this item's share)")
-        else:
-            have_pool = self._pool_spent + self._pool_reserved
-            for u in over_units(have_pool, need, self.pooled):
+        # the pool itself, under a split too: there the shares keep within it, so this binds only if they did not
+        for u in over_units(have_pool, need, self.pooled):
+            if not any(r.startswith(f"pooled {u.value}") for r in reasons):
                 reasons.append(f"pooled {u.value}")
         for ns, lim in self.sub_budgets.items():
             if node_id.startswith(ns):

@@ -35,7 +35,7 @@ from ttcl.errors import TtclError, TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
-from ttcl.runtime.pool_split import even_share
+from ttcl.runtime.pool_split import even_share, other_item_count
 from ttcl.runtime.ray_cluster import (
     _POOL,
     _WORKERS,
@@ -286,6 +286,9 @@ class RayRunner:
         if planned and self.shards_given and int(planned) != self.shards:  # it was dropped without a word (QA)
             raise DistributedError(f"--resume continues this trace's plan of {planned} shards: drop --shards "
                                    f"{self.shards}, or give --shards {planned}")
+        why = other_item_count(self.planner.split, old.header.items, len(items))
+        if why is not None and (old.items or old.lost or old.spent):
+            raise DistributedError(why)
         if self.planner.split == "need" and (old.items or old.lost) and any(it.index not in old.items for it in items):
             # attempts lost to a kill or a Ctrl-C spent what a resume could not deal out again
             raise DistributedError("--resume: `split = need` shares each shard's quota among its items at once, and "

@@ -95,4 +95,15 @@ class PoolShares:
         return frac
 
 
-__all__ = ["SPLITS", "PoolShares", "even_share"]
+def other_item_count(split: str, written: int | None, now: int) -> str | None:
+    """Why a trace of a `split = even | need` run written for `written` items cannot be resumed with `now`: each
+    item's even cap is the pool / N of the whole run, so a resume with more items (`--limit 5`, then all 40) gave
+    the new ones their share of a pool the first ones had already been dealt (QA pass: 90 calls of an 80-call
+    pool). None: it can (first_come, or the same N)."""
+    if split == "first_come" or not written or written == now:  # 0: a header without the count
+        return None
+    return (f"--resume: `split = {split}` gives each of the run's N items pool / N, and this trace was written for "
+            f"{written} items, now {now}; resume with the same items (the same --limit), or rerun with --overwrite")
+
+
+__all__ = ["SPLITS", "PoolShares", "even_share", "other_item_count"]

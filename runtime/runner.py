@@ -29,6 +29,7 @@ from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.judge import MARKER, make_judge
+from ttcl.runtime.pool_split import other_item_count
 from ttcl.runtime.retry import failed_items, resume_note, retry_records
 from ttcl.runtime.run_trace import TraceHook, refuse_existing_trace, restore_from_trace
 from ttcl.runtime.scheduler import ItemResult, Scheduler
@@ -337,6 +338,9 @@ class Runner:
                 wanted = {it.index for it in items}
                 retry = failed_items(old, wanted) if o.retry_failed else []
                 replay = restore_from_trace(old, acc, done, wanted, frozenset(retry))
+                why = other_item_count(self.split, old.header.items, len(items))
+                if why is not None and (done or replay or old.spent):  # refused before the writer opens
+                    raise TtclRuntimeError(why)
                 note = resume_note(old, wanted, o.retry_failed)
                 if note is not None and on_note is not None:
                     on_note(note)

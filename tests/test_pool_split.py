@@ -250,3 +250,42 @@ def test_ctrl_c_on_a_wide_run_says_its_unfinished_items_run_again(tmp_path: Path
     assert message.startswith(f"interrupted: 0 of 3 items finished and saved to {trace}; the 3 unfinished items run "
                               "again from the start on --resume (a wide run keeps whole items)"), message
     assert "replays" not in message and "resume with: ttcl" in message
+
+
+def test_the_pool_binds_under_a_split_even_when_the_shares_would_not() -> None:
+    """A safety net: the shares add up to the pool, so it binds only where they did not (a resume that dealt
+    its new items their share of a pool already dealt out was one such case: 90 calls of 80, QA pass)."""
+    acc = Accountant(pooled=Limits(calls=10), on_exhaust="stop")
+    acc.shares = PoolShares(acc.pooled, "even")
+    acc.shares.begin([0, 1])
+    acc.shares.caps[1] = Limits(calls=8)  # shares that no longer add up to the pool (5 + 8 > 10)
+    a = acc.request(0, "n", Cost(calls=5))
+    acc.charge(a, Cost(calls=5))
+    refused = acc.request(1, "n", Cost(calls=6))
+    assert not refused.granted and "pooled calls" in refused.reason, refused.reason
+    assert acc.request(1, "n", Cost(calls=5)).granted
+
+
+@pytest.mark.skipif(not available("ttcl:arith-s"), reason="needs the shipped arith-s")
+@pytest.mark.parametrize("split", ["even", "need"])
+def test_a_resume_with_other_items_than_its_trace_is_refused_under_a_split(split: str, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`--limit 5`, then `--resume` over all the items: under `split = even` the new items got pool / 40 each on
+    top of the 5 items' pool / 5, and the run spent 90 calls of an 80-call pool (QA pass)."""
+    from ttcl.cli import main
+
+    prog = _program(tmp_path, split)
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{k} +{k + 1}", "answer": f"#### {2 * k + 1}"}) + "\n"
+                          for k in range(8)))
+    trace = tmp_path / "t.jsonl"
+    run = ["run", str(prog), "--dataset", str(ds), "--trace", str(trace), "--device", "cpu"]
+    assert main([*run, "--limit", "3"]) == 0
+    before = trace.read_text()
+    capsys.readouterr()
+    assert main([*run, "--resume"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume: `split = {split}` gives each of the run's N items pool / N, and this trace was written "
+        "for 3 items, now 8; resume with the same items (the same --limit), or rerun with --overwrite")
+    assert trace.read_text() == before  # refused before the trace was touched
+    assert main([*run, "--limit", "3", "--resume"]) == 0  # the same items resume (nothing left to run)

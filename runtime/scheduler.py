@@ -261,6 +261,7 @@ class Scheduler:
             run.values[node_id] = value
             run.completed.append(node_id)
             run.cost = run.cost + cost
+            self._recall_scores(run, self.dag.nodes[node_id], value)
         if run.state:
             run.pending = [n for n in run.pending if n not in run.state]
         return run
@@ -366,6 +367,18 @@ class Scheduler:
             error = str(e)
         self._after_phase(run, node, allow, Cost(), error)
         self._settle(run, node, value, Cost(), error, None, started)
+
+    @staticmethod
+    def _recall_scores(run: _ItemRun, node: DagNode, value: Value) -> None:
+        """A replayed `verify`'s scores go back into the item's score cache, so that a later `verify` of the
+        same candidates reuses them as in the run that was cut short (QA pass: a resume charged those again,
+        74 calls over 200 items of revision.ttc, and under a tight budget stopped items the run had finished)."""
+        ref = node.args.verifier if node.op == "verify" else None
+        if ref is None or not isinstance(value, Candidates):
+            return
+        for c in value.items:
+            if c.score is not None:
+                run.scores.setdefault((ref.name, c.prompt, c.text), (c.score, c.step_scores))
 
     def _start_job(self, run: _ItemRun, node: DagNode) -> None:
         ctx = JobContext(

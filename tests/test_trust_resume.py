@@ -240,3 +240,45 @@ def test_a_ctrl_c_before_an_overwrite_begins_does_not_offer_the_earlier_run(
     assert trace.read_bytes() == before
     assert "interrupted before the run began" in err and "still holds the earlier run" in err, err
     assert "--resume" not in err and "saved" not in err
+
+
+RESCORE = """\
+ttcl 1
+model policy = "ttcl:arith-s"
+model reviser = "ttcl:arith-revise"
+verifier orm = reward("ttcl:arith-orm")
+strategy main(question: text[<=40]) -> answer {
+    d = sample(policy, "{question}\\n", n = 2, max_tokens = 112, temperature = 0.8)
+    s = verify(orm, d)
+    r = revise(reviser, s, prompt = "{question}\\nattempt:\\n{c.text}\\nfix:\\n", max_tokens = 112)
+    f = verify(orm, s + r)
+    return vote(f, weight = score)
+}
+"""
+
+
+def test_a_resume_reuses_the_scores_of_replayed_verifies(tmp_path: Path, data: Path) -> None:
+    """`verify` scores a candidate once per verifier and item; a replayed `verify` did not refill that cache, so
+    the resumed run paid the verifier again for candidates it had scored (QA pass: 74 calls over 200 items of
+    revision.ttc; under a tight budget, items the run had finished were stopped). Cut just before `revise`."""
+    from ttcl.cli import main
+
+    prog = tmp_path / "rescore.ttc"
+    prog.write_text(RESCORE)
+    full, cut = tmp_path / "full.jsonl", tmp_path / "cut.jsonl"
+    base = ["run", str(prog), "--dataset", str(data), "--limit", "6", "--device", "cpu", "--trace"]
+    assert main([*base, str(full)]) == 0
+    lines = full.read_text().splitlines(keepends=True)
+    first = next(k for k, ln in enumerate(lines) if json.loads(ln).get("node_id") == "main/r")
+    cut.write_text("".join(lines[:first]))
+    assert main([*base, str(cut), "--resume"]) == 0
+    resumed, whole = _results(cut), _results(full)
+    assert [{**r, "cost": None} for r in resumed] == [{**r, "cost": None} for r in whole]
+    assert [r["cost"]["calls"] for r in resumed] == [w["cost"]["calls"] for w in whole]  # was 2 more per item
+
+    def reused(path: Path) -> list[int]:
+        from ttcl.runtime.trace import read_trace
+
+        return [n.reused for nodes in read_trace(path).nodes.values() for n in nodes if n.node_id == "main/f"]
+
+    assert reused(cut) == reused(full) and min(reused(full)) >= 2  # s's two candidates, scored once

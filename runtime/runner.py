@@ -11,6 +11,7 @@ per-node table of bound against actual.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -146,10 +147,21 @@ def _limits(module: Any, scope: str) -> Limits:
 
 
 def program_hash(compiled: Compiled) -> str:
+    """The program's text and its imports', named relative to the program's own folder: the same files hash
+    alike however the command spells the path, and a copy elsewhere with its imports beside it does too (QA
+    pass: a resume from another folder, or with the absolute path, was refused as "the program differs")."""
     h = hashlib.blake2b(digest_size=16)
-    for name in sorted(compiled.sources):
-        h.update(name.encode() + b"\x00" + compiled.sources[name].encode() + b"\x00")
+    named = {_beside_root(compiled, name): text for name, text in compiled.sources.items()}
+    for name in sorted(named):
+        h.update(name.encode() + b"\x00" + named[name].encode() + b"\x00")
     return h.hexdigest()
+
+
+def _beside_root(compiled: Compiled, path: str) -> str:
+    """A program file's name relative to the root program's folder ("" for the root itself)."""
+    root = os.path.abspath(compiled.program.root.file)
+    full = os.path.abspath(path)
+    return "" if full == root else os.path.relpath(full, os.path.dirname(root))
 
 
 def models_of(compiled: Compiled) -> dict[str, str]:
@@ -160,7 +172,8 @@ def models_of(compiled: Compiled) -> dict[str, str]:
         for ref in (a.model, a.verifier.model if a.verifier else None, a.feedback.model if a.feedback else None):
             if ref is not None:
                 root = compiled.program.root
-                out[ref.name if ref.module in (root.key, root.file) else f"{ref.module}:{ref.name}"] = ref.ref
+                mine = ref.module in (root.key, root.file)  # an import's models are named by its file, as placed
+                out[ref.name if mine else f"{_beside_root(compiled, ref.module)}:{ref.name}"] = ref.ref
     return out
 
 

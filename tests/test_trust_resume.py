@@ -282,3 +282,30 @@ def test_a_resume_reuses_the_scores_of_replayed_verifies(tmp_path: Path, data: P
         return [n.reused for nodes in read_trace(path).nodes.values() for n in nodes if n.node_id == "main/f"]
 
     assert reused(cut) == reused(full) and min(reused(full)) >= 2  # s's two candidates, scored once
+
+
+def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path: Path, data: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The program's hash took in the path as typed: the same unchanged file resumed from another folder, by
+    its absolute path, or as a copy, was refused as "the program differs" (QA pass). Its imports count by
+    their place beside it; what they say still counts."""
+    from ttcl.cli import main
+
+    (tmp_path / "a").mkdir()
+    prog = tmp_path / "a" / "adaptive.ttc"
+    prog.write_text((ROOT / "programs" / "adaptive.ttc").read_text())
+    (tmp_path / "a" / "weighted_best_of_n.ttc").write_text((ROOT / "programs" / "weighted_best_of_n.ttc").read_text())
+    trace = tmp_path / "t.jsonl"
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "a/adaptive.ttc", "--dataset", str(data), "--limit", "2", "--trace", str(trace)]) == 0
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["run", str(prog), "--dataset", str(data), "--limit", "2", "--trace", str(trace), "--resume"]) == 0
+    copy = tmp_path / "b"
+    copy.mkdir()
+    for f in ("adaptive.ttc", "weighted_best_of_n.ttc"):
+        (copy / f).write_text((tmp_path / "a" / f).read_text())
+    assert main(["run", str(copy / "adaptive.ttc"), "--dataset", str(data), "--limit", "2", "--trace", str(trace),
+                 "--resume"]) == 0
+    (copy / "weighted_best_of_n.ttc").write_text((copy / "weighted_best_of_n.ttc").read_text() + "\n# changed\n")
+    assert main(["run", str(copy / "adaptive.ttc"), "--dataset", str(data), "--limit", "2", "--trace", str(trace),
+                 "--resume"]) == 2

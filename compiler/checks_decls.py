@@ -147,6 +147,13 @@ def _check_budgets(ctx: CheckContext, budgets: list[BudgetDecl]) -> None:
             elif limit.unit in _WHOLE_UNITS and not float(value).is_integer():
                 ctx.error(limit.value.span, f"`{limit.unit}` are counted in whole numbers; {limit.value.text} is not one",
                           expected="a whole number such as `8k`")
+    set_policy = [b for b in seen_scope.values() if b.on_exhaust is not None]
+    if len(set_policy) == 2 and set_policy[0].on_exhaust != set_policy[1].on_exhaust:
+        # one policy acts on every refusal of the run (QA pass: the pooled block's was dropped without a word)
+        first, second = sorted(set_policy, key=lambda b: b.span.line)
+        ctx.error(second.span, f"`on_exhaust = {second.on_exhaust}` here and `on_exhaust = {first.on_exhaust}` in the "
+                  f"`budget {'per item' if first.scope == 'item' else 'pooled'}` block at line {first.span.line}: one "
+                  "policy applies to both budgets of a run", hint="set on_exhaust once, in either block")
 
 
 def _check_extract(ctx: CheckContext, pattern: str, span: Span) -> None:

@@ -32,35 +32,42 @@ def exit_code(e: KeyboardInterrupt) -> int:
 
 class DeferCtrlC:
     """Within the block, the first Ctrl-C sets `requested` and says `why`; the caller acts on it where it is
-    safe (after a run's step, after a cluster's start). A second Ctrl-C raises KeyboardInterrupt at once."""
+    safe (after a run's step, after a cluster's start). A second Ctrl-C raises KeyboardInterrupt at once.
+    `sigterm`: SIGTERM is taken the same way (a scheduler's preemption), and the command then exits 143."""
 
-    def __init__(self, why: str) -> None:
-        self.why, self.requested = why, False
-        self._before: Any = None
+    def __init__(self, why: str, *, sigterm: bool = False) -> None:
+        self.why, self.requested, self.sigterm = why, False, sigterm
+        self._before: dict[int, Any] = {}
 
     def __call__(self) -> bool:
         return self.requested
 
     def _handle(self, signum: int, frame: Any) -> None:
+        term = signum == signal.SIGTERM
+        if term:
+            _TERMINATED.append(True)  # however the command ends now, it ends as SIGTERM ends a process
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated if term else KeyboardInterrupt
         self.requested = True
-        sys.stderr.write(f"\nCtrl-C: {self.why} (Ctrl-C again to stop now)\n")
+        name, again = ("SIGTERM", "Ctrl-C or SIGTERM") if term else ("Ctrl-C", "Ctrl-C")
+        sys.stderr.write(f"\n{name}: {self.why} ({again} again to stop now)\n")
 
     def __enter__(self) -> DeferCtrlC:
         if threading.current_thread() is threading.main_thread():
-            self._before = signal.signal(signal.SIGINT, self._handle)
+            for sig in (signal.SIGINT, signal.SIGTERM) if self.sigterm else (signal.SIGINT,):
+                self._before[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._before is not None:
-            signal.signal(signal.SIGINT, self._before)
+        for sig, before in self._before.items():
+            signal.signal(sig, before)
+        self._before = {}
 
 
 def stop_after_the_running_step() -> DeferCtrlC:
-    """A run's Ctrl-C: it stops after the running step (nothing finished is lost); a second one stops at once
-    (the running batch is lost; `--resume` charges the pool for it)."""
-    return DeferCtrlC("stopping after the running step, keeping its work")
+    """A run's Ctrl-C or SIGTERM: it stops after the running step (nothing finished is lost); a second one stops
+    at once (the running batch is lost; `--resume` charges the pool for it)."""
+    return DeferCtrlC("stopping after the running step, keeping its work", sigterm=True)
 
 
 def finish_the_items_in_flight() -> DeferCtrlC:

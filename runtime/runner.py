@@ -112,6 +112,8 @@ class RunSummary(BaseModel):
     # Prefill charged to items (each as if it ran alone) that the prefix cache served from another item's
     # work: the run computed this much less than `actual_total` says ({"prompt_tokens": .., "flops": ..}).
     shared_across_items: dict[str, float] = {}
+    # one machine: what the pool was charged beyond the items' costs (steps cut short by a kill, at worst case)
+    pool_beyond_items: dict[str, float] = {}
 
 
 def pool_split(module: Any) -> str:
@@ -452,7 +454,15 @@ class Runner:
             verdict=report.verdict,
             wall_seconds=wall, batches=batches, results=[_result_json(r) for r in results],
             shared_across_items=shared_across_items(self.backends.values()),
+            pool_beyond_items=_beyond(acc.pool_spent(), _unitwise(costs, sum), self.pooled.as_dict()),
         )
+
+
+def _beyond(charged: Cost, items: dict[str, float], pooled: dict[str, float]) -> dict[str, float]:
+    """What the pool was charged beyond the items' own costs, per pooled unit (a resumed trace's steps that a
+    kill cut short count at their worst case): QA pass, 191 items stopped for an exhausted pool beside a line
+    that showed 19% of it spent."""
+    return {u: round(charged.get(u) - items[u], 6) for u in pooled if charged.get(u) - items[u] > 1e-6 * max(1.0, items[u])}
 
 
 def shared_across_items(backends: Iterable[Any]) -> dict[str, float]:

@@ -189,7 +189,7 @@ def test_resume_of_a_need_split_with_finished_items_is_refused(tmp_path: Path) -
 @needs_model
 def test_ctrl_c_on_a_need_split_does_not_offer_a_resume_it_would_refuse(tmp_path: Path) -> None:
     """Found by a QA pass: Ctrl-C printed `resume with: ... --resume`, and that command then exited 2."""
-    from ttcl.commands.run import interrupted_message
+    from ttcl.commands.run_interrupted import interrupted_message
     from ttcl.runtime.dataset import Item
     from ttcl.runtime.runner import Runner, RunOptions
 
@@ -237,7 +237,7 @@ def test_a_wide_resume_of_a_need_split_is_refused_before_the_cluster_starts(tmp_
 def test_ctrl_c_on_a_wide_run_says_its_unfinished_items_run_again(tmp_path: Path) -> None:
     """Under --ray the message promised "0 finished steps of 0 unfinished items (--resume replays them)": a wide
     run keeps whole items, so they run again from the start (QA pass)."""
-    from ttcl.commands.run import interrupted_message
+    from ttcl.commands.run_interrupted import interrupted_message
     from ttcl.runtime.dataset import Item
     from ttcl.runtime.runner import Runner, RunOptions
 

@@ -313,3 +313,27 @@ def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path:
     (copy / "weighted_best_of_n.ttc").write_text((copy / "weighted_best_of_n.ttc").read_text() + "\n# changed\n")
     assert main(["run", str(copy / "adaptive.ttc"), "--dataset", str(data), "--limit", "2", "--trace", str(trace),
                  "--resume"]) == 2
+
+
+def test_the_pooled_line_counts_what_a_kill_cut_short(tmp_path: Path, data: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed trace's grants with no spend (a kill cut their step short) are charged to the pool at their
+    worst case; the `budget pooled` line left that out (QA pass: 191 items stopped for an exhausted pool beside
+    `tokens 11,390 / 60,000`). Cut here after the second batch's grants, before their spend."""
+    from ttcl.cli import main
+
+    prog = tmp_path / "pool.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 40\n    on_exhaust = shrink\n}\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    trace = tmp_path / "t.jsonl"
+    run = ["run", str(prog), "--dataset", str(data), "--limit", "6", "--batch-items", "2", "--trace", str(trace)]
+    assert main(run) == 0
+    lines = trace.read_text().splitlines(keepends=True)
+    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
+    trace.write_text("".join(lines[: grants[3] + 1]))  # items 2 and 3 granted 4 calls each, nothing spent
+    capsys.readouterr()
+    assert main([*run, "--resume"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("budget pooled"))
+    assert "(cut short by a kill 8 of it)" in line, line

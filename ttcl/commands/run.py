@@ -32,6 +32,7 @@ from ttcl.commands.interrupts import (
     finish_the_items_in_flight,
     stop_after_the_running_step,
 )
+from ttcl.commands.run_interrupted import interrupted_message, shard_failed_message, stamp
 from ttcl.commands.wide import (
     RAY_HELP,
     SHARDS_HELP,
@@ -39,7 +40,7 @@ from ttcl.commands.wide import (
     check_trace_before_the_cluster,
     show_workers,
 )
-from ttcl.errors import TtclRuntimeError, TtclSemanticError
+from ttcl.errors import TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
 from ttcl.safeio import is_dir
@@ -252,70 +253,6 @@ def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: boo
         return runner.run(items, progress=bar, should_stop=stop, on_note=note)
 
 
-def _stamp(trace: Path | None) -> tuple[int, int, int] | None:
-    """Which file the trace path names, and when it last changed (None: no file)."""
-    try:
-        st = trace.stat() if trace is not None else None
-    except OSError:
-        return None
-    return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int, int] | None = None) -> str:
-    """What Ctrl-C kept, read back from the trace on disk, and the command that continues the run. `earlier`:
-    with --overwrite, the trace file's stamp before the command began (an earlier run's, not this one's)."""
-
-    if trace is None:
-        return ("interrupted: nothing was saved (no --trace)\n"
-                "  hint: run with --trace FILE.jsonl so that Ctrl-C keeps finished work and --resume continues it")
-    if earlier is not None and _stamp(trace) == earlier:
-        return (f"interrupted before the run began: {trace} still holds the earlier run (--overwrite had not yet "
-                "started it over)\n  hint: run the same command again")
-    from ttcl.runtime.trace import read_trace
-
-    try:
-        t = read_trace(trace)
-    except TtclRuntimeError:
-        return f"interrupted: {trace} holds no finished work yet"
-    steps = sum(1 for recs in t.partial.values() for r in recs if r.status in ("ok", "shrunk"))
-    kept = f"{len(t.items)} of {total} items finished and saved to {trace}"
-    if (t.header.budget or {}).get("split") == "need" and len(t.items) < total and (t.items or t.partial or t.lost):
-        return (f"interrupted: {kept}; `split = need` shares the pool among all items at once, so a run it "
-                "cut short cannot be resumed\n  hint: rerun with --overwrite (docs/language.md, \"Pooled budgets\")")
-    rest = (f"; the {total - len(t.items)} unfinished items run again from the start on --resume (a wide run keeps "
-            "whole items)" if getattr(t.header, "shards", None)  # no step of an unfinished wide item is replayed
-            else f", and {steps} finished steps of {len(t.partial)} unfinished items (--resume replays them)")
-    return f"interrupted: {kept}{rest}\n  resume with: {_resume_command()}"
-
-
-def _resume_command() -> str:
-    """This command line again, with --resume in place of --overwrite."""
-    import shlex
-    import sys
-
-    args = sys.argv[1:] if sys.argv[1:2] == ["run"] else ["run", "PROGRAM", "...same options..."]
-    args = [a for a in args if a != "--overwrite"]
-    if "--resume" not in args:
-        args.append("--resume")
-    return f"ttcl {shlex.join(args)}"
-
-
-def shard_failed_message(e: Exception, trace: Path | None, total: int) -> str:
-    """A wide run whose shard failed for good: the error, then what the trace kept and how to go on."""
-    if trace is None:
-        return f"{e}\n  nothing was saved (no --trace); with --trace FILE.jsonl the finished items are kept"
-    from ttcl.runtime.trace import read_trace
-
-    try:
-        t = read_trace(trace)
-    except TtclRuntimeError:
-        return f"{e}\n  {trace} holds no finished item"
-    kept = f"{len(t.items)} of {total} items finished and are saved in {trace}"
-    if (t.header.budget or {}).get("split") == "need":
-        return f"{e}\n  {kept}; a `split = need` run cut short cannot be resumed: rerun with --overwrite"
-    return f"{e}\n  {kept}; once the cause is mended (or those items left out), resume with: {_resume_command()}"
-
-
 def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path | None = None) -> None:
     """`--judge NAME`: refuse an unknown checker before any model loads (exit 2, naming the known ones), and one
     that reads none of the items' questions (QA pass: found after all the sampling, and a sweep exited 0)."""
@@ -388,12 +325,14 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
     # a wide run's attempts lost with their workers (or a Ctrl-C) were charged to the pool too (QA pass: the line
     # showed 3.9e8 / 6e8 where 5.99e8 had been charged)
     lost = {u: v for u, v in (summary.distributed or {}).get("lost_spend", {}).items() if v and u != "seconds"}
+    # one machine: steps a kill cut short, charged at their worst case when the trace was resumed (QA pass)
+    beyond, what = (lost, "lost attempts") if summary.distributed else (summary.pool_beyond_items, "cut short by a kill")
     for scope, limits in (("per item", summary.budget_item), ("pooled", summary.budget_pooled)):
         if limits:
             spent = summary.actual_max if scope == "per item" else {
-                u: summary.actual_total[u] + lost.get(u, 0.0) for u in summary.actual_total}
+                u: summary.actual_total[u] + beyond.get(u, 0.0) for u in summary.actual_total}
             parts = [f"{u} {_fmt(u, spent[u])} / {_fmt(u, lim)}" + (
-                f" (lost attempts {_fmt(u, lost[u])} of it)" if scope == "pooled" and lost.get(u) else "")
+                f" ({what} {_fmt(u, beyond[u])} of it)" if scope == "pooled" and beyond.get(u) else "")
                 for u, lim in limits.items()]
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
     for w in summary.warnings:
@@ -489,7 +428,7 @@ def run(
     if wide.address is not None and trace is not None:
         check_trace_before_the_cluster(compiled, wide, items, trace, seed=seed, dataset=dataset, judge=judge,
                                        resume=resume, overwrite=overwrite)
-    earlier = _stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
+    earlier = stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
     try:
         with wide:
             summary = _run_once(program, set_, model, items, seed=seed, device=device, dtype=dtype, trace=trace,

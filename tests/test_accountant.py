@@ -61,7 +61,7 @@ def test_pooled_budget_spans_items() -> None:
     a = acc.request(0, "x", Cost(prompt_tokens=30, gen_tokens=30))
     b = acc.request(1, "x", Cost(prompt_tokens=30, gen_tokens=30))
     assert a.granted and not b.granted
-    assert b.reason == "budget exhausted: pooled tokens"
+    assert b.reason == "budget exhausted: pooled tokens (the rest is reserved for the worst case of items in flight)"
     acc.charge(a, Cost(prompt_tokens=30, gen_tokens=5))
     assert acc.request(1, "x", Cost(prompt_tokens=30, gen_tokens=30)).granted
 

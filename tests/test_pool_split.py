@@ -289,3 +289,16 @@ def test_a_resume_with_other_items_than_its_trace_is_refused_under_a_split(split
         "for 3 items, now 8; resume with the same items (the same --limit), or rerun with --overwrite")
     assert trace.read_text() == before  # refused before the trace was touched
     assert main([*run, "--limit", "3", "--resume"]) == 0  # the same items resume (nothing left to run)
+
+
+def test_a_refusal_says_when_the_pool_is_only_reserved_by_items_in_flight() -> None:
+    """First come: items in flight hold their worst case; a refusal beside a pool mostly unspent read as a bug
+    (QA pass: "budget exhausted: pooled gen_tokens" beside 458 / 2,000). It now says what holds the rest."""
+    acc = Accountant(pooled=Limits(calls=10), on_exhaust="stop")
+    held = acc.request(0, "n", Cost(calls=8))
+    assert held.granted
+    refused = acc.request(1, "n", Cost(calls=4))
+    assert not refused.granted and "(the rest is reserved for the worst case of items in flight)" in refused.reason
+    acc.charge(held, Cost(calls=8))
+    spent = acc.request(1, "n", Cost(calls=4))
+    assert not spent.granted and "pooled calls" in spent.reason and "reserved" not in spent.reason

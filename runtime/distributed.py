@@ -266,6 +266,7 @@ class RayRunner:
         self.shards_given = shards is not None
         self.planner = Runner(compiled, options, load_models=False)
         self.restarts = 0
+        self.on_note: Callable[[str], None] | None = None
         self.stats: dict[str, Any] = {}
 
     def check_trace(self, items: list[Item], header: RunHeader | None = None) -> Trace | None:
@@ -299,13 +300,16 @@ class RayRunner:
     def run(self, items: list[Item], *, progress: Callable[[int], None] | None = None,
             on_workers: Callable[[list[int]], None] | None = None,
             on_steps: Callable[[int, int], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> RunSummary:
+            should_stop: Callable[[], bool] | None = None,
+            on_note: Callable[[str], None] | None = None) -> RunSummary:
         """`progress(items finished)` and `on_steps(node steps finished, of)` are called about twice a second
         (an item in flight counts its node steps, so a shard's items that finish together show progress).
         `should_stop` (a Ctrl-C) is asked as often: once True, the workers finish the items they started and
         start no more, and the run then raises KeyboardInterrupt (unless that finished every item); their
         work is in the trace, so nothing is lost or charged twice. An interrupt raised in here instead stops at
-        once, and the attempts in flight are written as lost spend."""
+        once, and the attempts in flight are written as lost spend. `on_note` hears of a worker that failed and
+        the items it reruns (QA pass: Ray's own paragraph was the only word of it until the run ended)."""
+        self.on_note = on_note
         ray = _ray()
         if not ray.is_initialized():
             raise DistributedError("no Ray cluster: call ttcl.runtime.distributed.connect() first")
@@ -458,6 +462,10 @@ class RayRunner:
                     _get(_WORKERS[slot].load.remote(self.compiled, worker_opts, checkers))
                     if rest:
                         queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
+                    if self.on_note is not None:
+                        self.on_note(f"ray: shard {task.shard}'s worker failed ({_why_failed(e).split(' (')[0]}); its "
+                                     f"{len(rest)} unfinished items run again on a fresh worker (attempt "
+                                     f"{task.attempt + 2} of {MAX_ATTEMPTS})")
                 else:
                     batches += out["batches"]
                     steps += out["steps"]

@@ -634,6 +634,9 @@ def test_an_item_that_kills_its_worker_every_time_is_named_with_the_saved_work(
     assert code == 2, err
     line = next(x for x in err.splitlines() if x.startswith("error: shard 0 failed 3 times"))
     assert "(items 0, " in line and "its worker process died" in line, line
+    for attempt in (2, 3):  # each restart is said as it happens
+        assert "ray: shard 0's worker failed (its worker process died); its " in err
+        assert f"unfinished items run again on a fresh worker (attempt {attempt} of 3)" in err, err
     saved = len(read_trace(trace).items)
     assert saved > 0 and 0 not in read_trace(trace).items
     assert f"  {saved} of {len(load_dataset(data['ds']))} items finished and are saved in {trace}" in err

@@ -217,11 +217,14 @@ def _run_once(
         # Ray prints cluster events (a worker died) on stdout: they go to stderr, stdout stays the result.
         with contextlib.redirect_stdout(sys.stderr), finish_the_items_in_flight() as stop:
             if not show_progress:
-                summary = ray_runner.run(items, on_workers=show_workers, should_stop=stop)
+                summary = ray_runner.run(items, on_workers=show_workers, should_stop=stop,
+                                         on_note=lambda line: typer.echo(line, err=True))
             else:
                 with _Progress(len(items), label) as bar:
                     summary = ray_runner.run(items, on_workers=show_workers, progress=bar.items_done,
-                                             on_steps=bar.steps_done, should_stop=stop)
+                                             on_steps=bar.steps_done, should_stop=stop, on_note=lambda line: (
+                                                 bar.progress.console.print(line, markup=False, highlight=False,
+                                                                            soft_wrap=True)))
         if stop_after and stop.requested:
             raise KeyboardInterrupt
         return summary

@@ -55,7 +55,7 @@ class Wide:
             before = connected()
             with DeferCtrlC("the cluster is starting; stopping once it has, to shut it down whole") as ctrl_c:
                 typer.echo(f"ray: {'starting a local cluster' if self.address == 'local' else 'joining ' + self.address}"
-                           f" ({self.workers} workers)", err=True)
+                           f" ({self.workers} worker{'' if self.workers == 1 else 's'})", err=True)
                 try:
                     self.started = connect(self.address, num_cpus=self.workers)
                 except BaseException:

@@ -376,6 +376,7 @@ def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.Capt
     (["--workers", "2"], "add --ray"),
     (["--ray", "--workers", "0"], "--workers 0: expected a positive number"),
     (["--ray", "--shards", "-1"], "--shards -1: expected a positive number"),
+    (["--ray", ""], '--ray "": an empty address'),  # was "Got unexpected extra argument(s) ()" (QA pass)
 ])
 def test_bad_wide_options_are_clean_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["run", str(ADAPTIVE), "--input", "3 +4", *args])

@@ -115,7 +115,11 @@ def _ray_option(argv: list[str]) -> list[str]:
     while k < len(argv):
         tok = argv[k]
         if tok == "--ray":
-            nxt = argv[k + 1] if k + 1 < len(argv) else ""
+            nxt = argv[k + 1] if k + 1 < len(argv) else None
+            if nxt == "":  # `--ray ""`: an empty address, refused by name (was "unexpected extra argument ()")
+                out.append("--ray=")
+                k += 2
+                continue
             if nxt and not nxt.startswith("-") and (":" in nxt or nxt in ("auto", "local")):
                 out.append(f"--ray={nxt}")
                 k += 2

@@ -354,7 +354,7 @@ def eval_(
     overlay: Annotated[list[Path] | None, typer.Option("--overlay", help="With --pool: put the rows of a sweep's --json output (same dataset) on the same plane, read at equal FLOPs.")] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP, metavar="[ADDRESS]")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
     shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
 ) -> None:

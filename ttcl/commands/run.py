@@ -393,7 +393,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results and cost table as JSON.")] = False,
     by: Annotated[str | None, typer.Option("--by", help="Accuracy and mean cost per value of a dataset field, e.g. --by steps.")] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
-    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP)] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP, metavar="[ADDRESS]")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Ray worker actors (default 2).")] = None,
     shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
     schedule: Annotated[str, typer.Option("--schedule", help="auto | lockstep | stream (stream: items advance as their own server calls return; auto: stream on a server).")] = "auto",

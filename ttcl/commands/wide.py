@@ -39,6 +39,9 @@ class Wide:
         if address is None and (workers is not None or shards is not None):
             raise OptionError("--workers/--shards shard a run over Ray workers: add --ray (a local cluster) "
                               "or --ray ADDRESS")
+        if address is not None and not address.strip():
+            raise OptionError('--ray "": an empty address; give --ray alone for a local cluster, or --ray HOST:PORT '
+                              "to join one")
         for name, v in (("--workers", workers), ("--shards", shards)):
             if v is not None and v < 1:
                 raise OptionError(f"{name} {v}: expected a positive number")

@@ -339,6 +339,11 @@ class RayRunner:
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]
+        if self.n_workers > shards:  # a worker more than the shards would load the models and wait (QA pass)
+            if self.on_note is not None:
+                self.on_note(f"ray: {shards} shard{'' if shards == 1 else 's'}: {shards} of the {self.n_workers} "
+                             "workers are used (a shard runs on one worker at a time)")
+            self.n_workers = shards
         header = header.model_copy(update={"shards": shards, "workers": self.n_workers})
         ws = workers(self.n_workers)
         infos = []

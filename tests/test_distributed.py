@@ -642,3 +642,14 @@ def test_an_item_that_kills_its_worker_every_time_is_named_with_the_saved_work(
     assert saved > 0 and 0 not in read_trace(trace).items
     assert f"  {saved} of {len(load_dataset(data['ds']))} items finished and are saved in {trace}" in err
     assert "resume with: ttcl run" in err and err.rstrip().endswith("--resume"), err
+
+
+def test_workers_beyond_the_shards_are_not_started(cluster: Any, data: dict[str, Path]) -> None:
+    """`--workers 3 --shards 2` started and loaded a third worker that never had a shard (QA pass); on this
+    2-CPU cluster it could not even be placed. Now 2 start, and the run says so."""
+    notes: list[str] = []
+    summary = distributed.RayRunner(compile_program(ADAPTIVE), RunOptions(device="cpu"), workers=3, shards=2).run(
+        load_dataset(data["ds"])[:4], on_note=notes.append)
+    assert summary.distributed["workers"] == 2 and summary.items == 4
+    assert notes == ["ray: 2 shards: 2 of the 3 workers are used (a shard runs on one worker at a time)"]
+

@@ -147,8 +147,39 @@ def analyze(dag: Dag, module: Module, spec_of: SpecLookup, *, bounds: NodeBounds
     return BudgetReport(
         file=module.path, entry=dag.entry, rows=rows(dag, bounds), total=cost_row(total),
         limits=limits, sub_budgets=subs, verdict=verdict, on_exhaust=on_exhaust,
-        context_over=context_overflows(dag, bounds, spec_of), warnings=list(bounds.notes),
+        context_over=context_overflows(dag, bounds, spec_of), warnings=[*bounds.notes, *unused_model_values(dag)],
     )
+
+
+def unused_model_values(dag: Dag) -> list[str]:
+    """Model calls whose value reaches neither the answer nor a condition: they still run and are charged
+    (QA pass: `e = verify(j, d)`, never read, cost its calls without a word). Once per source line; a name
+    that begins with `_` says it is meant (a pool program's scores, read from the trace by `ttcl eval`)."""
+    used: set[str] = set()
+    todo = [dag.output]
+    while todo:
+        nid = todo.pop()
+        if nid in used or nid not in dag.nodes:
+            continue
+        used.add(nid)
+        node = dag.nodes[nid]
+        todo.extend(node.input_nodes())
+        if node.guard is not None:
+            todo.append(node.guard.node)
+    out: dict[tuple[str, int], str] = {}
+    for node in dag.nodes.values():
+        if node.op not in MODEL_OPS or node.id in used or (node.var or "").startswith("_"):
+            continue
+        # a node of an inlined strategy call is said once, at the outermost call (the callee is not at fault)
+        call = min((c for c in dag.calls if node.id.startswith(c.ns)), key=lambda c: len(c.ns), default=None)
+        span = call.span if call is not None else node.span
+        what = (f"the call of {call.label} (line {span.line})" if call is not None else
+                f"`{node.var}` (line {span.line}, {node.op})" if node.var else f"this {node.op} (line {span.line})")
+        out.setdefault((span.file, span.line),
+                       f"{what} does not reach the answer: its model calls still run and are charged "
+                       "(their output is in the trace); drop it" + ("" if call is not None or not node.var else
+                                                                     f", or name it `_{node.var}` if that is meant"))
+    return list(out.values())
 
 
 def context_overflows(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[ContextOverflow]:

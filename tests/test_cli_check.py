@@ -309,3 +309,22 @@ def test_auto_with_a_bound_that_dips_inside_its_range_is_an_error(tmp_path: Path
     code, _, err = run(capsys, "check", str(path))
     assert code == 2
     assert "with k = 1, calls 1522 > 4" in err and ", but k = " in err and "assuming a larger value never costs" in err
+
+
+def test_a_model_call_that_does_not_reach_the_answer_is_a_warning(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass: `e = verify(orm, d)`, never read, ran and was charged without a word. A leading `_` says it is
+    meant (a pool program's scores, which `ttcl eval --pool` reads from the trace)."""
+    src = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier orm = reward("ttcl:arith-orm")\n'
+           'strategy main(question: text[<=40]) -> answer {\n'
+           '    d = sample(policy, "{question}\\n", n = 4, max_tokens = 40)\n'
+           '    e = verify(orm, d)\n'
+           '    return vote(d)\n}\n')
+    path = tmp_path / "unused.ttc"
+    path.write_text(src)
+    assert main(["check", str(path)]) == 0
+    assert ("warning: `e` (line 6, verify) does not reach the answer: its model calls still run and are charged "
+            "(their output is in the trace); drop it, or name it `_e` if that is meant") in capsys.readouterr().out
+    path.write_text(src.replace("    e = verify", "    _e = verify"))
+    assert main(["check", str(path)]) == 0
+    assert "does not reach the answer" not in capsys.readouterr().out

@@ -110,6 +110,23 @@ def test_reordered_declarations_take_their_comments() -> None:
     )
 
 
+def test_blank_lines_between_comment_groups_are_kept() -> None:
+    """Two comment groups separated by blank lines were merged into one (QA s36 #12); docs/language.md: one
+    blank line is kept where the source had any."""
+    assert format_source("ttcl 1\n# only comment\n\n\n# two\n") == "ttcl 1\n# only comment\n\n# two\n"
+    source = ('ttcl 1\n# models\n\n# the policy\nmodel p = "x"\n'
+              "strategy m() -> answer {\n    # a\n\n    # b\n    x = 1\n\n    # c\n\n    return x\n"
+              "    # d\n\n\n    # e\n}\n# end\n\n# really\n")
+    expected = ('ttcl 1\n\n# models\n\n# the policy\nmodel p = "x"\n\n'
+                "strategy m() -> answer {\n    # a\n\n    # b\n    x = 1\n\n    # c\n\n    return x\n"
+                "    # d\n\n    # e\n}\n# end\n\n# really\n")
+    assert format_source(source) == expected
+    assert format_source(expected) == expected
+    # code between two comments is no blank line: comments moved out of an expression stay together
+    moved = "ttcl 1\nstrategy m() -> answer {\n    x = f(1,  # a\n\n          2,  # c\n          3)\n    return x\n}\n"
+    assert "    # a\n    # c\n    x = f(1, 2, 3)\n" in format_source(moved)
+
+
 # ---------------------------------------------------------------- command line
 
 

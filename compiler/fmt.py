@@ -5,7 +5,8 @@ statement per line, one blank line between top-level groups in a fixed order
 (header and docstring, imports, models, verifiers, params, extract, budgets,
 strategies), minimal parentheses, canonical string escapes, and numbers as
 they were spelled. Inside a group and inside a block, one blank line is kept
-where the source had any.
+where the source had any, between comments and between a comment and the
+code after it included.
 
 Comments are kept, in order. Each belongs to the construct it precedes (an
 own-line comment) or ends (a trailing comment, which keeps its column when
@@ -227,8 +228,25 @@ class _Printer:
             self.lines.append("")
 
     def own_line(self, depth: int, comments: list[ast.Comment]) -> None:
-        for c in comments:
+        """Comments on their own lines; one blank line between two that the source separated by blank lines."""
+        for k, c in enumerate(comments):
+            if k and self.blank_between(comments[k - 1].span.end_pos, c.span.start_pos):
+                self.blank()
             self.emit(depth, c.text)
+
+    def leading(self, depth: int, comments: list[ast.Comment], start: int) -> None:
+        """The own-line comments before the item at `start`, then a blank line where the source had one
+        between them and the item."""
+        self.own_line(depth, comments)
+        if comments and self.blank_between(comments[-1].span.end_pos, start):
+            self.blank()
+
+    def blank_between(self, end: int, start: int) -> bool:
+        """Whether source[end:start] is blank lines only (code between two comments is not a blank line)."""
+        if self.source is None or start < end:
+            return False
+        gap = self.source[end:start]
+        return gap.count("\n") >= 2 and not gap.strip()
 
     def trail(self, comments: list[ast.Comment]) -> None:
         """Append trailing comments to the last line, at their old column when it still fits."""
@@ -309,7 +327,7 @@ class _Printer:
                 first_line = (share.leading[0].span.line if share.leading else decl.span.line)
                 if i == 0 or g == 6 or (first_line - 1) not in occupied:
                     self.blank()
-                self.own_line(0, share.leading)
+                self.leading(0, share.leading, decl.span.start_pos)
                 self.decl(decl, share)
         if tail:
             if (tail[0].span.line - 1) not in occupied:
@@ -438,7 +456,7 @@ class _Printer:
             first = share.leading[0].span.line if share.leading else st.span.line
             if prev_end is not None and first - prev_end >= 2:
                 self.blank()
-            self.own_line(depth, share.leading)
+            self.leading(depth, share.leading, st.span.start_pos)
             self.stmt(st, share, depth)
             prev_end = st.span.end_line
         if tail and prev_end is not None and tail[0].span.line - prev_end >= 2:

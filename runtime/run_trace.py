@@ -26,6 +26,7 @@ from ttcl.runtime.trace import (
     read_trace,
 )
 from ttcl.runtime.values import from_json
+from ttcl.safeio import make_parents
 
 
 class TraceHook(NodeHook):
@@ -117,7 +118,7 @@ def check_trace_writable(path: Path) -> None:
     the writer would make them), so that a typo costs a second, not a cluster's start-up."""
     existed = path.exists()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_parents(path)
         with open(path, "a", encoding="utf-8"):
             pass
     except OSError as e:

@@ -32,6 +32,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ttcl.errors import TtclRuntimeError
+from ttcl.safeio import make_parents
 
 TRACE_VERSION = 1
 
@@ -170,7 +171,7 @@ class TraceWriter:
                 # Node records left by a crashed attempt belong to no item; the marker retires them.
                 self._write([{"type": "resume"}])
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_parents(self.path)
                 self._f = open(self.path, "w", encoding="utf-8")
                 self._write([header.model_dump(mode="json")])
         except OSError as e:

@@ -268,6 +268,21 @@ def test_graph_never_writes_over_the_program_it_draws(prog: Path, tmp_path: Path
     assert code == 0 and (tmp_path / "g.dot").read_text().startswith("digraph")
 
 
+def test_graph_output_makes_its_folders_as_trace_does(prog: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`graph -o nodir/sub/g.dot` failed on the missing folder while `--trace` makes it (QA s36 #11); a part of
+    the path that is a file is named, not "Not a directory"."""
+    target = tmp_path / "nodir" / "sub" / "g.dot"
+    code, _, err = run(capsys, "graph", str(prog), "-o", str(target))
+    assert (code, err) == (0, f"wrote {target}\n") and target.read_text().startswith("digraph")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad in (afile / "g.dot", afile / "sub" / "g.dot"):
+        code, _, err = run(capsys, "graph", str(prog), "-o", str(bad))
+        assert (code, err) == (2, f"error: cannot write `{bad}`: `{afile}` is not a directory\n")
+    assert afile.read_text() == "x"
+
+
 def test_an_option_error_reads_error_first(prog: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Every bad input starts `error:` (a program's diagnostic as `file:line:col: error:`), options too."""
     code, _, err = run(capsys, "graph", str(prog), "--format", "svg")

@@ -110,6 +110,23 @@ def test_reordered_declarations_take_their_comments() -> None:
     )
 
 
+def test_blank_lines_between_comment_groups_are_kept() -> None:
+    """Two comment groups separated by blank lines were merged into one (QA s36 #12); docs/language.md: one
+    blank line is kept where the source had any."""
+    assert format_source("ttcl 1\n# only comment\n\n\n# two\n") == "ttcl 1\n# only comment\n\n# two\n"
+    source = ('ttcl 1\n# models\n\n# the policy\nmodel p = "x"\n'
+              "strategy m() -> answer {\n    # a\n\n    # b\n    x = 1\n\n    # c\n\n    return x\n"
+              "    # d\n\n\n    # e\n}\n# end\n\n# really\n")
+    expected = ('ttcl 1\n\n# models\n\n# the policy\nmodel p = "x"\n\n'
+                "strategy m() -> answer {\n    # a\n\n    # b\n    x = 1\n\n    # c\n\n    return x\n"
+                "    # d\n\n    # e\n}\n# end\n\n# really\n")
+    assert format_source(source) == expected
+    assert format_source(expected) == expected
+    # code between two comments is no blank line: comments moved out of an expression stay together
+    moved = "ttcl 1\nstrategy m() -> answer {\n    x = f(1,  # a\n\n          2,  # c\n          3)\n    return x\n}\n"
+    assert "    # a\n    # c\n    x = f(1, 2, 3)\n" in format_source(moved)
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -225,6 +242,78 @@ def test_cli_a_file_it_cannot_write_is_an_error_and_the_others_are_formatted(tmp
     assert f"{locked}: error: cannot write the formatted file" in err and "internal error" not in err
     assert locked.read_text() == MESSY and later.read_text() == format_source(MESSY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["later.ttc", "locked.ttc"]  # no temporary file left
+
+
+def test_cli_formats_the_file_a_symlink_names_and_keeps_the_link(tmp_path: Path) -> None:
+    """It replaced the link with a formatted regular file and left the file it named unformatted (QA pass)."""
+    import os
+
+    (tmp_path / "shared").mkdir()
+    target, link = tmp_path / "shared" / "target.ttc", tmp_path / "link.ttc"
+    target.write_text(MESSY)
+    target.chmod(0o640)
+    link.symlink_to(os.path.join("shared", "target.ttc"))
+    assert main(["fmt", str(link)]) == 0
+    assert link.is_symlink() and os.readlink(link) == os.path.join("shared", "target.ttc")
+    assert target.read_text() == CANONICAL and target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["target.ttc"]  # no temporary file left
+
+
+def test_cli_keeps_hard_links_and_the_mode(tmp_path: Path) -> None:
+    """A rename gave the formatted name a new inode: its other name kept the old text (QA pass)."""
+    import os
+
+    one, two = tmp_path / "h1.ttc", tmp_path / "h2.ttc"
+    one.write_text(MESSY)
+    one.chmod(0o640)
+    os.link(one, two)
+    inode = one.stat().st_ino
+    assert main(["fmt", str(one)]) == 0
+    assert one.stat().st_ino == two.stat().st_ino == inode and one.stat().st_nlink == 2
+    assert two.read_text() == CANONICAL and one.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h1.ttc", "h2.ttc"]  # the backup is removed
+
+
+@pytest.mark.parametrize("links", [1, 2])
+def test_cli_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path: Path, links: int) -> None:
+    """A real failed write (the file-size limit below the formatted size: EFBIG partway through), in a child
+    process: the old text stays whole, whether it was replaced by a rename (one name) or rewritten in place
+    (hard links), and nothing is left beside it."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "p.ttc"
+    path.write_text(MESSY)
+    if links == 2:
+        os.link(path, tmp_path / "other.ttc")
+    assert len(MESSY.encode()) < 480 < len(CANONICAL.encode())
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (480, 480))
+
+    p = subprocess.run([sys.executable, "-c", "import sys; from ttcl.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "fmt", str(path)], capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert f"{path}: error: cannot write the formatted file: File too large" in p.stderr
+    assert "Traceback" not in p.stderr and path.read_text() == MESSY
+    assert sorted(q.name for q in tmp_path.iterdir()) == sorted(["p.ttc", "other.ttc"][:links])
+
+
+def test_cli_refuses_to_overwrite_a_backup_left_by_an_interrupted_fmt(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    one = tmp_path / "h1.ttc"
+    one.write_text(MESSY)
+    os.link(one, tmp_path / "h2.ttc")
+    backup = tmp_path / "h1.ttc.ttcl-fmt-backup"
+    backup.write_text("the only copy of an old text")
+    assert main(["fmt", str(one)]) == 2
+    err = capsys.readouterr().err
+    assert f"{one}: error: cannot write the formatted file: `{backup}` exists" in err
+    assert backup.read_text() == "the only copy of an old text" and one.read_text() == MESSY
 
 
 def test_a_trailing_comment_after_tab_indentation_keeps_its_column_as_shown() -> None:

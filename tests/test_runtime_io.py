@@ -156,3 +156,22 @@ def test_bad_trace(tmp_path: Path) -> None:
     path.write_text(json.dumps(header) + "\n")
     with pytest.raises(TraceError, match="t.jsonl:1: error: malformed header record: field 'answers': Input should be a valid string"):
         read_trace(path)
+
+
+def test_a_trace_under_a_file_names_that_file(tmp_path: Path) -> None:
+    """`--trace afile/t.jsonl` said "File exists" (QA s36 #11): the part of the path that is a file is named, for
+    a plain run's writer and for a wide run's check before its cluster starts; missing folders are made."""
+    from ttcl.runtime.run_trace import check_trace_writable
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for path in (afile / "t.jsonl", afile / "sub" / "t.jsonl"):
+        with pytest.raises(TraceError) as e:
+            TraceWriter(path, _header())
+        assert str(e.value) == f"{path}: error: cannot write the trace: `{afile}` is not a directory"
+        with pytest.raises(TraceError) as e:
+            check_trace_writable(path)
+        assert str(e.value) == f"{path}: error: cannot write the trace: `{afile}` is not a directory"
+    assert afile.read_text() == "x"
+    TraceWriter(tmp_path / "new" / "sub" / "t.jsonl", _header()).close()
+    assert read_trace(tmp_path / "new" / "sub" / "t.jsonl").items == {}

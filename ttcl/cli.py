@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from ttcl import __version__
 from ttcl.errors import (
@@ -67,8 +68,32 @@ def _click_style_help() -> None:
 
 _click_style_help()
 
+class _Interrupted(BaseException):
+    """A Ctrl-C in a command, carried past typer, which turns a KeyboardInterrupt into a silent `Exit(130)` (an
+    older one: into "Aborted!"), so that `_main` says `interrupted` as docs/trust.md promises."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+class _Group(TyperGroup):
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            raise _Interrupted(e) from e
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as e:
+            raise _Interrupted(e) from e
+
+
 app = typer.Typer(
     name="ttcl",
+    cls=_Group,
     help="ttcl: the test-time compute language. Check, run and evaluate inference-time strategies under a budget.",
     no_args_is_help=True,
     add_completion=False,
@@ -158,14 +183,13 @@ def _main(argv: list[str] | None) -> int:
         return e.exit_code
     except typer.Exit as e:
         return e.exit_code
+    except _Interrupted as e:
+        return _interrupted(e.interrupt)
     except typer.Abort:
         typer.echo("aborted", err=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt as e:
-        from ttcl.commands.interrupts import exit_code
-
-        typer.echo("interrupted", err=True)
-        return exit_code(e)
+        return _interrupted(e)
     except BrokenPipeError:
         return _stdout_closed()
     except SystemExit as e:
@@ -184,6 +208,14 @@ def _main(argv: list[str] | None) -> int:
             return _unwritable(e)  # type: ignore[arg-type]
         return _internal_error(e, argv)
     return 0
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    """A Ctrl-C (or SIGTERM) no command handled itself: the one word `interrupted`, and 130 (143)."""
+    from ttcl.commands.interrupts import exit_code
+
+    typer.echo("interrupted", err=True)
+    return exit_code(e)
 
 
 def _writing_stdout(e: Exception) -> bool:

@@ -15,6 +15,7 @@ and then quote in a diagnostic, `/proc/self/environ` or `/etc/passwd`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -149,6 +150,22 @@ def same_file(a: Path, b: Path) -> bool:
         return a.expanduser().absolute() == b.expanduser().absolute()
     except ValueError:
         return False
+
+
+def make_parents(path: Path) -> None:
+    """Create the folders above the file `path` (as `mkdir -p`), so every output option (`--trace`, `graph -o`)
+    makes them alike. A part of the way that is a file (or a broken symlink) is named: NotADirectoryError
+    "`a` is not a directory" (mkdir says only "File exists")."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        for part in reversed(path.parents):
+            if is_dir(part):
+                continue
+            if _is_link(part) and not part.exists():
+                raise NotADirectoryError(errno.ENOTDIR, f"`{part}` is a broken symlink, not a directory") from None
+            raise NotADirectoryError(errno.ENOTDIR, f"`{part}` is not a directory") from None
+        raise
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

@@ -20,7 +20,7 @@ from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import Compiled, compile_program
 from ttcl.errors import TtclError, TtclSemanticError
-from ttcl.safeio import same_file
+from ttcl.safeio import make_parents, same_file
 
 EXIT_FITS = 0
 EXIT_OVER = 1
@@ -284,7 +284,9 @@ def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, P
 
 
 def _write(path: Path, data: bytes) -> None:
+    """Write an output file, making its folders as `--trace` does."""
     try:
+        make_parents(path)
         path.write_bytes(data)
     except OSError as e:
         raise OptionError(f"cannot write `{path}`: {e.strerror or e}") from e

@@ -11,6 +11,7 @@ import difflib
 import errno
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -97,20 +98,71 @@ def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace `path` whole or not at all (a full disk or a kill mid-write never leaves half a program); a file
-    the user may not write is refused, not replaced behind its permissions."""
-    if not os.access(path, os.W_OK):
+    """Write `text` to the file `path` names, which stays the same file: a symlink is followed and stays a link
+    (the file it points to is formatted), a hard-linked file keeps its inode, so every name sees the new text,
+    and the mode is kept. A file the user may not write is refused, not replaced behind its permissions.
+
+    A file with one name is replaced whole or not at all (a temporary file beside it, renamed over it): a full
+    disk or a kill mid-write never leaves half a program. A rename would give a hard-linked file a new inode, so
+    its other names would keep the old text: it is rewritten in place instead, after its old text is saved beside
+    it as `NAME.ttcl-fmt-backup` (removed once the write is done), so a crash mid-write loses nothing."""
+    real = path.resolve(strict=True)
+    if not os.access(real, os.W_OK):
         raise PermissionError(errno.EACCES, "the file is not writable")
-    tmp = path.with_name(f".{path.name}.ttcl-fmt-{os.getpid()}")
+    st = real.stat()
+    data = text.encode("utf-8")
+    if st.st_nlink > 1:
+        _write_in_place(real, data)
+        return
+    fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".ttcl-fmt")
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.replace(tmp, real)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_in_place(real: Path, data: bytes) -> None:
+    """Overwrite a hard-linked file's content (same inode), its old content saved beside it until the new one is
+    on disk; a write that fails (a full disk, Ctrl-C) puts the old content back."""
+    backup = real.with_name(f"{real.name}.ttcl-fmt-backup")
+    old = real.read_bytes()
+    try:
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never through a planted link
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, f"`{backup}` exists (left by an interrupted `ttcl fmt`?); "
+                              "compare it with the file, then remove it") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(old)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        backup.unlink(missing_ok=True)
+        raise
+    try:
+        _overwrite(real, data)
+    except BaseException as e:
+        try:
+            _overwrite(real, old)
+        except OSError:
+            raise OSError(getattr(e, "errno", None) or errno.EIO,
+                          f"{getattr(e, 'strerror', None) or e}; its old text is saved in `{backup}`") from e
+        backup.unlink(missing_ok=True)
+        raise
+    backup.unlink()
+
+
+def _overwrite(real: Path, data: bytes) -> None:
+    with open(real, "r+b") as f:  # "r+": the old text is cut only after the new text is written over it
+        f.write(data)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def register(app: typer.Typer) -> None:

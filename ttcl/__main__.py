@@ -1,0 +1,79 @@
+"""The `ttcl` console script (pyproject.toml) and `python -m ttcl`: the CLI, with Ctrl-C covered from start-up.
+
+Importing the CLI (ttcl/cli.py: typer, every command module, the compiler) is most of a short command's time,
+and `ttcl.cli.main` can catch a Ctrl-C only once it runs: a Ctrl-C during those imports printed a Python
+traceback. Here only the standard library's `atexit`, `os`, `signal` and `sys` are imported before the CLI's import is
+guarded, so a Ctrl-C at any point of start-up, of the command, or of the exit after it ends the same way: the
+one word `interrupted` on stderr and exit 130 (docs/trust.md). What runs before this module (the interpreter's
+own start-up, a few milliseconds) is outside any Python code's reach.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+
+EXIT_INTERRUPTED = 130  # ttcl.errors.EXIT_INTERRUPTED, not imported: nothing of ttcl runs before the guard
+
+
+def main() -> int:
+    """Run the CLI; a Ctrl-C it does not handle itself (during imports, or at its end) exits 130 quietly."""
+    atexit.register(_ignore_ctrl_c)  # registered first, so it runs last
+    try:
+        from ttcl.cli import main as cli_main
+
+        code = cli_main()
+    except BaseException as e:
+        if not _interrupted(e):
+            raise
+        code = _say_interrupted()
+    # the command is done and its output flushed: a Ctrl-C in an exit handler (a library's atexit) would print
+    # "Exception ignored ... KeyboardInterrupt"; it says `interrupted` and exits 130 instead
+    try:
+        signal.signal(signal.SIGINT, _interrupted_while_exiting)
+    except ValueError:  # not the main thread (main() called from a thread): nothing to cover
+        pass
+    return code
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether `e` is a Ctrl-C, or an error raised while handling one (an import that failed half-way through)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return False
+
+
+def _say_interrupted() -> int:
+    try:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # stderr closed or None
+        pass
+    return EXIT_INTERRUPTED
+
+
+def _ignore_ctrl_c() -> None:
+    """The last exit handler: the interpreter then disables Python's signal handlers and tears its modules down,
+    where a Ctrl-C would kill the process silently (the command's work and output are done by then): ignored."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass
+
+
+def _interrupted_while_exiting(signum: int, frame: object) -> None:
+    try:
+        os.write(2, b"interrupted\n")
+    except OSError:
+        pass
+    os._exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

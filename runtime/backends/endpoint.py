@@ -166,6 +166,7 @@ class EndpointBackend:
             )
         self._client: Any = None
         self.probe_usage: dict[str, int] | None = None
+        self.probe_sent = False
 
     # -- connection ---------------------------------------------------------------------
 
@@ -199,6 +200,7 @@ class EndpointBackend:
         Once per backend: a `ttcl serve` (or a sweep) runs many times on one, and probed every request, a call
         no usage counted, and once the server went down blamed "the start-up probe" (QA pass); a later failure is
         an item's, retried as its own requests are."""
+        self.probe_sent = False  # this run's: a later run on this backend reuses the first run's probe
         if self.probe_usage is not None:
             return
         async def one() -> Any:
@@ -227,6 +229,7 @@ class EndpointBackend:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe's completion has no usage; "
                                    "ttcl charges tokens from the server's usage, so it cannot use this server")
         self.probe_usage = {"prompt_tokens": u.prompt_tokens, "gen_tokens": u.completion_tokens}
+        self.probe_sent = True
         fp = getattr(resp, "system_fingerprint", None)
         self.start_fingerprint = str(fp) if fp else None
         if fp:
@@ -248,6 +251,8 @@ class EndpointBackend:
                 "system_fingerprint": self.start_fingerprint if self.probe_usage is not None
                 else (sorted(self.fingerprints) or [None])[0], "local": self.local,
                 "flops_known": self.flops_known, "concurrency": self.ep.concurrency, "probe": self.probe_usage,
+                # whether this run sent the probe (the engine suite compares the ledger with the server's counters)
+                "probe_sent": self.probe_sent,
                 **({"fingerprints_seen": sorted(self.fingerprints)} if self.fingerprints - {self.start_fingerprint}
                    else {})}
 

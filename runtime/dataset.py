@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def _bad(path: str, line: int, message: str) -> DatasetError:
     return DatasetError(f"{path}:{line}: error: {message}")
 
 
-def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str, str] | None = None) -> Item:
+def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str, str] | None = None,
+               dropped: dict[str, tuple[str, int, int]] | None = None) -> Item:
     """One JSONL line to an Item; raises DatasetError naming file:line and the problem."""
     if len(text) > MAX_LINE_CHARS:
         raise _bad(path, line, f"the line is {len(text):,} characters, more than the {MAX_LINE_CHARS:,} an item may be")
@@ -67,11 +69,14 @@ def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str,
         raise _bad(path, line, "not a dataset item: JSON nested too deeply") from None
     except ValueError as e:  # an integer of more digits than Python converts (4,300)
         raise _bad(path, line, f"not a dataset item: {str(e).split(';')[0]}") from None
-    return parse_obj(obj, path=path, line=line, index=index, fields=fields)
+    return parse_obj(obj, path=path, line=line, index=index, fields=fields, dropped=dropped)
 
 
-def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, str] | None = None) -> Item:
-    """One record (a JSON object, a dataset row) to an Item, after renaming `fields` (item name -> source name)."""
+def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, str] | None = None,
+              dropped: dict[str, tuple[str, int, int]] | None = None) -> Item:
+    """One record (a JSON object, a dataset row) to an Item, after renaming `fields` (item name -> source name).
+    An extra field whose value is not plain JSON is left out (`json_value`); `dropped` collects, per field name,
+    (why, the first line or row, how many items)."""
     if not isinstance(obj, dict):
         raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
     if fields:
@@ -101,9 +106,55 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
         empty = isinstance(answer, str) and not answer.strip()
         raise _bad(path, line, "field \"answer\" is empty (leave it out for an item without a gold answer)"
                    if empty else "field \"answer\" has nothing after \"####\"")
-    extra = {k: v for k, v in obj.items() if k not in ("question", "answer")}
+    extra: dict[str, Any] = {}
+    for k, v in obj.items():
+        if k in ("question", "answer"):
+            continue
+        why = "its name is not valid Unicode" if not isinstance(k, str) or not_unicode(k) else None
+        if why is None:
+            why, v = json_value(v)
+        if why is None:
+            extra[k] = v
+        elif dropped is not None:
+            first = dropped.get(k, (why, line, 0))
+            dropped[k] = (first[0], first[1], first[2] + 1)
     text_answer = answer if isinstance(answer, str) else (None if answer is None else str(answer))
     return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra)
+
+
+def json_value(value: Any) -> tuple[str | None, Any]:
+    """(None, the value as plain JSON) or (why it is not JSON, None), for an item's extra field. Traces, `--json`
+    and `--by` read these fields, so each must be a string, a finite number, a boolean, null, or a list or object
+    of those: a Parquet/Arrow column of bytes or images, a NaN, or a lone surrogate is not. A date or time becomes
+    its ISO text (what a JSON writer would make of it)."""
+    import datetime
+    import math
+
+    if value is None or isinstance(value, bool | int):
+        return None, value
+    if isinstance(value, float):
+        return (None, value) if math.isfinite(value) else (f"a non-finite number ({value})", None)
+    if isinstance(value, str):
+        return (None, value) if not_unicode(value) is None else ("text that is not valid Unicode", None)
+    if isinstance(value, datetime.date | datetime.time):
+        return None, value.isoformat()
+    if isinstance(value, list | tuple):
+        out = []
+        for v in value:
+            why, v = json_value(v)
+            if why is not None:
+                return f"a list holding {why}", None
+            out.append(v)
+        return None, out
+    if isinstance(value, dict):
+        obj = {}
+        for k, v in value.items():
+            why, v = ("a key that is not text", None) if not isinstance(k, str) or not_unicode(k) else json_value(v)
+            if why is not None:
+                return f"an object holding {why}", None
+            obj[k] = v
+        return None, obj
+    return type(value).__name__, None
 
 
 def parse_fields(items: list[str]) -> dict[str, str]:
@@ -119,15 +170,39 @@ def parse_fields(items: list[str]) -> dict[str, str]:
     return out
 
 
-def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str, str] | None = None) -> list[Item]:
-    """Every item of a dataset (see the module docstring for the sources), at most `limit` of them."""
+def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str, str] | None = None,
+                 on_note: Callable[[str], None] | None = None) -> list[Item]:
+    """Every item of a dataset (see the module docstring for the sources), at most `limit` of them. `on_note`
+    gets one line per extra field left out because it is not JSON (default: a Python warning)."""
+    dropped: dict[str, tuple[str, int, int]] = {}
+    items = _load(path, limit, fields, dropped)
+    hf = not _is_text_source(str(path))
+    for name, (why, first, count) in dropped.items():
+        where = f"row {first + 1}" if hf else f"line {first}"
+        note = (f"note: {'<stdin>' if str(path) == '-' else path}: field \"{name}\" is not a JSON value (it holds {why}) in {count} of "
+                f"{len(items)} items (first: {where}); it is left out of the items' fields (traces, --json, --by)")
+        if on_note is not None:
+            on_note(note)
+        else:
+            import warnings
+
+            warnings.warn(note, stacklevel=2)
+    return items
+
+
+def _is_text_source(text_path: str) -> bool:
+    return not (text_path.startswith("hf:") or Path(text_path).is_dir() or text_path.endswith((".parquet", ".arrow")))
+
+
+def _load(path: str | Path, limit: int | None, fields: dict[str, str] | None,
+          dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
     text_path = str(path)
     if text_path == "-":
-        return _from_text(_read_stdin(), "<stdin>", limit, fields)
-    if text_path.startswith("hf:") or Path(path).is_dir() or text_path.endswith((".parquet", ".arrow")):
+        return _from_text(_read_stdin(), "<stdin>", limit, fields, dropped)
+    if not _is_text_source(text_path):
         from ttcl.runtime.dataset_hf import load_hf
 
-        return _from_rows(load_hf(text_path, limit), text_path, limit, fields)
+        return _from_rows(load_hf(text_path, limit), text_path, limit, fields, dropped)
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"{p}: error: dataset file not found")
@@ -139,7 +214,7 @@ def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str
         raise DatasetError(f"{p}: error: {e.reason}") from None
     except OSError as e:
         raise DatasetError(f"{p}: error: cannot read: {e.strerror}") from e
-    return _from_text(raw, str(p), limit, fields)
+    return _from_text(raw, str(p), limit, fields, dropped)
 
 
 def _read_stdin() -> bytes:
@@ -157,7 +232,8 @@ def _read_stdin() -> bytes:
     return data
 
 
-def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str] | None) -> list[Item]:
+def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str] | None,
+               dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -170,14 +246,15 @@ def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str]
             continue
         if limit is not None and len(items) >= limit:
             break
-        items.append(parse_line(line, path=shown, line=lineno, index=len(items), fields=fields))
+        items.append(parse_line(line, path=shown, line=lineno, index=len(items), fields=fields, dropped=dropped))
     if not items:
         raise DatasetError(f"{shown}: error: the dataset has no items")
     return items
 
 
-def _from_rows(rows: list[dict[str, Any]], shown: str, limit: int | None, fields: dict[str, str] | None) -> list[Item]:
-    items = [parse_obj(row, path=f"{shown} row", line=i, index=i, fields=fields)
+def _from_rows(rows: list[dict[str, Any]], shown: str, limit: int | None, fields: dict[str, str] | None,
+               dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
+    items = [parse_obj(row, path=f"{shown} row", line=i, index=i, fields=fields, dropped=dropped)
              for i, row in enumerate(rows[:limit] if limit is not None else rows)]
     if not items:
         raise DatasetError(f"{shown}: error: the dataset has no items")

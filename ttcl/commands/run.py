@@ -98,7 +98,7 @@ def _load_items(input_: str | None, dataset: Path | None, limit: int | None, fie
     if input_ is not None:
         return single_item(input_)
     assert dataset is not None
-    return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []))
+    return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []), on_note=lambda m: typer.echo(m, err=True))
 
 
 class _Progress(NodeHook):

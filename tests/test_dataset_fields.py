@@ -1,0 +1,54 @@
+"""Datasets as `ttcl run` / `ttcl eval` inputs: extra fields that are not JSON, line splitting, gold answers
+(QA pass s36). Every run is on the bundled arith-s, one sample per item, on two or three items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from evalkit import PROG, cli
+
+
+@pytest.fixture(scope="module")
+def prog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    p = tmp_path_factory.mktemp("fields") / "p.ttc"
+    p.write_text(PROG)
+    return p
+
+
+ROWS = [{"question": "2 +3", "answer": "#### 5", "steps": 1}, {"question": "7 -4", "answer": "#### 3", "steps": 1}]
+
+
+def test_a_bytes_column_is_left_out_with_a_note_and_eval_and_traces_work(
+        capsys: pytest.CaptureFixture[str], prog: Path, tmp_path: Path) -> None:
+    """A Parquet column of bytes crashed every trace and --json writer (exit 70): it is now left out at load,
+    with one note naming it, and `ttcl eval` (which always writes traces) runs."""
+    datasets = pytest.importorskip("datasets")
+    src = tmp_path / "blob.parquet"
+    datasets.Dataset.from_list([dict(r, blob=b"\x00\xff") for r in ROWS]).to_parquet(str(src))
+    code, out, err = cli(capsys, "eval", str(prog), "--sweep", "n=1", "--dataset", str(src), "--json",
+                         "--traces", str(tmp_path / "tr"), "--device", "cpu")
+    assert code == 0, err
+    assert (f'note: {src}: field "blob" is not a JSON value (it holds bytes) in 2 of 2 items (first: row 1); '
+            "it is left out of the items' fields (traces, --json, --by)") in err
+    assert "\"blob\"" not in out and "\"steps\": 1" in out
+    code, out, err = cli(capsys, "run", str(prog), "--set", "n=1", "--dataset", str(src), "--json",
+                         "--trace", str(tmp_path / "t.jsonl"), "--device", "cpu")
+    assert code == 0, err
+    assert [r["fields"] for r in json.loads(out)["results"]] == [{"steps": 1}, {"steps": 1}]
+
+
+def test_jsonl_fields_that_are_not_json_are_left_out(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                     tmp_path: Path) -> None:
+    """`json.loads` accepts NaN and a lone surrogate escape; neither can be written back as JSON (UTF-8)."""
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"question": "2 +3", "answer": "5", "score": NaN, "note": "\\ud800", "ok": [1, "a"]}\n'
+                   '{"question": "7 -4", "answer": "3", "score": 1.5, "note": "x", "ok": {"k": null}}\n')
+    code, out, err = cli(capsys, "run", str(prog), "--set", "n=1", "--dataset", str(src), "--json",
+                         "--trace", str(tmp_path / "t.jsonl"), "--device", "cpu")
+    assert code == 0, err
+    assert 'field "score" is not a JSON value (it holds a non-finite number (nan)) in 1 of 2 items (first: line 1)' in err
+    assert 'field "note" is not a JSON value (it holds text that is not valid Unicode) in 1 of 2 items' in err
+    assert [r["fields"] for r in json.loads(out)["results"]] == [
+        {"ok": [1, "a"]}, {"score": 1.5, "note": "x", "ok": {"k": None}}]

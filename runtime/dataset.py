@@ -64,7 +64,8 @@ def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str,
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise _bad(path, line, f"not valid JSON ({e.msg} at column {e.colno})") from e
+        # Python's message for an unterminated string already ends in "at" ("... starting at")
+        raise _bad(path, line, f"not valid JSON ({e.msg.removesuffix(' at')} at column {e.colno})") from e
     except RecursionError:
         raise _bad(path, line, "not a dataset item: JSON nested too deeply") from None
     except ValueError as e:  # an integer of more digits than Python converts (4,300)
@@ -241,7 +242,10 @@ def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str]
         raise _bad(shown, line, "not valid UTF-8") from e
     text = text.removeprefix("\ufeff")  # a byte-order mark (editors on Windows write one): not part of line 1
     items: list[Item] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n (or \r\n) only: str.splitlines() also breaks at U+2028, U+2029, U+0085, \x0b, \x0c and
+    # \x1c-\x1e, which JSON strings may hold raw; line numbers are those of `wc -l`, `sed -n` and editors.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         if limit is not None and len(items) >= limit:

@@ -52,3 +52,23 @@ def test_jsonl_fields_that_are_not_json_are_left_out(capsys: pytest.CaptureFixtu
     assert 'field "note" is not a JSON value (it holds text that is not valid Unicode) in 1 of 2 items' in err
     assert [r["fields"] for r in json.loads(out)["results"]] == [
         {"ok": [1, "a"]}, {"score": 1.5, "note": "x", "ok": {"k": None}}]
+
+
+def test_jsonl_lines_end_at_newline_only(tmp_path: Path) -> None:
+    """U+2028, U+2029, U+0085, \\x0b, \\x0c and \\x1c-\\x1e are legal raw in a JSON string (`json.dumps(...,
+    ensure_ascii=False)` writes them so); `str.splitlines()` broke the line there and the item was refused."""
+    from ttcl.runtime.dataset import DatasetError, load_dataset
+
+    seps = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"
+    src = tmp_path / "d.jsonl"
+    lines = [json.dumps({"question": f"1 +{i}", "answer": str(i + 1), "note": f"a{c}b"}, ensure_ascii=False)
+             for i, c in enumerate(seps)]
+    src.write_text("\r\n".join(lines) + "\n", encoding="utf-8")
+    items = load_dataset(src)
+    assert [it.extra["note"] for it in items] == [f"a{c}b" for c in seps]
+    assert [it.line for it in items] == list(range(1, len(seps) + 1))
+    # the line number of an error is the one `wc -l` and `sed -n` count, whatever the lines before held
+    src.write_text("\n".join(lines) + '\n{"question": "x", "note": "open\n', encoding="utf-8")
+    with pytest.raises(DatasetError) as e:
+        load_dataset(src)
+    assert str(e.value) == f"{src}:9: error: not valid JSON (Unterminated string starting at column 27)"

@@ -72,3 +72,41 @@ def test_jsonl_lines_end_at_newline_only(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as e:
         load_dataset(src)
     assert str(e.value) == f"{src}:9: error: not valid JSON (Unterminated string starting at column 27)"
+
+
+def _items(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_by_value_all_is_its_own_bin_not_the_overall_row(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                         tmp_path: Path) -> None:
+    """A field value "all" was read as the overall row: its group vanished and the total was printed twice."""
+    src = _items(tmp_path / "d.jsonl", [dict(r, group=g) for r, g in zip(ROWS + ROWS[:1], ["all", "rest", "all"],
+                                                                         strict=True)])
+    code, out, err = cli(capsys, "run", str(prog), "--set", "n=1", "--dataset", str(src), "--by", "group",
+                         "--json", "--device", "cpu")
+    assert code == 0, err
+    bins = json.loads(out)["by"]["bins"]
+    assert [(b["bin"], b["items"]) for b in bins] == [('"all"', 2), ("rest", 1), ("all", 3)]
+    code, out, err = cli(capsys, "eval", str(prog), "--sweep", "n=1", "--dataset", str(src), "--by", "group",
+                         "--json", "--traces", str(tmp_path / "tr"), "--device", "cpu")
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["bins"] == ['"all"', "rest", "all"]
+    assert [(b["bin"], b["items"]) for b in rep["rows"][0]["bins"]] == [('"all"', 2), ("rest", 1), ("all", 3)]
+
+
+def test_by_values_of_mixed_types_are_distinct_bins(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                    tmp_path: Path) -> None:
+    """"3" and 3 made two bins both shown as 3; true and 1 made one bin (Python's True == 1). Bins are keyed by
+    the JSON value (3 and 3.0 are one number) and no two labels read the same."""
+    steps = [1, True, 3, "3", 3.0]
+    src = _items(tmp_path / "d.jsonl", [dict(ROWS[i % 2], steps=s) for i, s in enumerate(steps)])
+    code, out, err = cli(capsys, "run", str(prog), "--set", "n=1", "--dataset", str(src), "--by", "steps",
+                         "--device", "cpu")
+    assert code == 0, err
+    shown = [line.split(":")[0] for line in out.splitlines() if " items, FLOPs/item " in line]
+    assert shown == ["steps = 1", "steps = true", "steps = 3", 'steps = "3"', "all"]
+    assert [line.split(" over ")[1].split(" ")[0] for line in out.splitlines() if " items, FLOPs/item " in line] == [
+        "1", "1", "2", "1", "5"]

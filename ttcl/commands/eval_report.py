@@ -334,6 +334,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,
                 fields: list[dict[str, Any]], split_seed: int) -> dict[str, Any]:
     from ttcl.runtime.analysis.allocate import allocate, keeping_table, probe_bins, split_halves
+    from ttcl.runtime.analysis.curves import item_bins
 
     if baseline not in table.signals:
         raise TtclRuntimeError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(table.signals)})")
@@ -341,7 +342,7 @@ def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, b
     kind, probe, verifier = alloc
     policy = table
     if kind == "field":
-        bins, extra = np.array([str(f.get(by)) for f in fields]), None
+        bins, extra = np.array([str(b) for b in item_bins(fields, by)]), None
         source = f"oracle: dataset field {by}"
     else:
         bins, extra = probe_bins(table.pools, probe, select, verifier=verifier)

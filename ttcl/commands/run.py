@@ -519,7 +519,7 @@ def run(
                 acc = ("n/a (no item graded)" if b["accuracy"] is None else
                        f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] (95% Wilson)")
                 over = f"{b['graded']} graded of {b['items']}" if b["graded"] < b["items"] else f"{b['items']}"
-                console.print(f"{by} = {b['bin']}: accuracy {acc} over {over} items, "
+                console.print(f"{f'{by} = ' if b['bin'] != 'all' else ''}{b['bin']}: accuracy {acc} over {over} items, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
     from ttcl.runtime.judge import failure_line, judge_failures
 
@@ -570,13 +570,13 @@ def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     """Accuracy (95% Wilson) and mean cost per value of a dataset field, then "all"."""
-    from ttcl.runtime.analysis.curves import bin_values
+    from ttcl.runtime.analysis.curves import bin_values, in_bin
     from ttcl.runtime.analysis.intervals import wilson
 
     fields = [r.get("fields", {}) for r in results]
     out = []
     for value in bin_values(fields, by):
-        rows = [r for r, f in zip(results, fields, strict=True) if value == "all" or f.get(by) == value]
+        rows = [r for r, m in zip(results, in_bin(fields, by, value), strict=True) if m]
         graded = [r for r in rows if r["correct"] is not None]
         right = sum(1 for r in graded if r["correct"])
         lo, hi = wilson(right, len(graded)) if graded else (None, None)

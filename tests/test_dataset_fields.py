@@ -110,3 +110,29 @@ def test_by_values_of_mixed_types_are_distinct_bins(capsys: pytest.CaptureFixtur
     assert shown == ["steps = 1", "steps = true", "steps = 3", 'steps = "3"', "all"]
     assert [line.split(" over ")[1].split(" ")[0] for line in out.splitlines() if " items, FLOPs/item " in line] == [
         "1", "1", "2", "1", "5"]
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_allocation_intervals_follow_the_interval_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                        n: int) -> None:
+    """The allocation table used a plain percentile bootstrap: [1.000, 1.000] on one report item, and a
+    "3.19x saving [3.19, 3.19]". Its accuracies now take docs/eval.md's interval (Wilson under 30 items), with
+    `interval`; the saving has no interval on one item, and a note says what it is worth on few."""
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(n, [1, 3], seed=5))))
+    code, out, err = cli(capsys, "eval", "ttcl:pool", "--pool", "n=2", "--dataset", str(src), "--by", "steps",
+                         "--allocate", "field", "--json", "--traces", str(tmp_path / "tr"), "--device", "cpu")
+    assert code == 0, err
+    a = json.loads(out)["allocation"]
+    assert a["report_items"] == n // 2
+    for row in a["curve"] + a["uniform"]:
+        assert row["interval"] in ("wilson", "wilson-mean") and row["lo"] < row["hi"], row
+    if n == 2:
+        assert a["saving_lo"] is None and a["saving_hi"] is None
+        assert all(r["vs_uniform_lo"] is None for r in a["curve"])
+        assert a["note"].startswith("the report half has 1 item: the savings have no interval")
+    else:
+        assert a["saving_hi"] is not None
+        assert a["note"].startswith("the report half has 2 items, fewer than 30: the saving intervals are percentile")

@@ -525,6 +525,8 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+        if a.get("note"):
+            console.print(f"note: {a['note']}")
 
 
 def _print_overlay(report: dict[str, Any], console: Console) -> None:
@@ -571,6 +573,8 @@ def _saving_note(saving: float) -> str:
 def _saving_ci(a: dict[str, Any]) -> str:
     """The saving's interval; a lower end that falls on resamples where the policy never reaches the baseline
     is n/a (it used to print 0.00x), with the share of such resamples."""
+    if math.isnan(a["saving_hi"]):  # one report item: no interval
+        return "n/a"
     hi = f"{a['saving_hi']:.2f}" if math.isfinite(a["saving_hi"]) else "inf"
     if math.isfinite(a["saving_lo"]):
         return f"{a['saving_lo']:.2f}, {hi}"
@@ -581,6 +585,8 @@ def _saving_ci(a: dict[str, Any]) -> str:
 def _saving(r: dict[str, Any]) -> str:
     if not math.isfinite(r["vs_uniform"]):  # beyond every uniform configuration: more than its largest over ours
         return f"> {r['uniform_max_flops'] / r['flops']:.2f}x"
+    if math.isnan(r["vs_uniform_hi"]):  # one report item: no interval
+        return f"{r['vs_uniform']:.2f}x [CI n/a]"
     hi = "inf" if not math.isfinite(r["vs_uniform_hi"]) else f"{r['vs_uniform_hi']:.2f}"
     return f"{r['vs_uniform']:.2f}x [{r['vs_uniform_lo']:.2f}, {hi}]"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,8 +101,11 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
     for name, value in (("question", question), ("answer", answer)):
         if isinstance(value, str) and (why := not_unicode(value)) is not None:
             raise _bad(path, line, f"field \"{name}\" {why}")
-    if answer is not None and not isinstance(answer, str | int | float):
+    # a boolean is an int to Python, and json.loads reads NaN and Infinity, which are not JSON: none is a gold answer
+    if answer is not None and (not isinstance(answer, str | int | float) or isinstance(answer, bool)):
         raise _bad(path, line, f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
+    if isinstance(answer, float) and not math.isfinite(answer):
+        raise _bad(path, line, f"field \"answer\" must be a string or a number, got {answer} (not JSON)")
     gold = gold_answer(answer) if answer is not None else None
     if answer is not None and gold is None:
         empty = isinstance(answer, str) and not answer.strip()
@@ -129,7 +133,6 @@ def json_value(value: Any) -> tuple[str | None, Any]:
     of those: a Parquet/Arrow column of bytes or images, a NaN, or a lone surrogate is not. A date or time becomes
     its ISO text (what a JSON writer would make of it)."""
     import datetime
-    import math
 
     if value is None or isinstance(value, bool | int):
         return None, value

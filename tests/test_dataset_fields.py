@@ -136,3 +136,16 @@ def test_allocation_intervals_follow_the_interval_rules(capsys: pytest.CaptureFi
     else:
         assert a["saving_hi"] is not None
         assert a["note"].startswith("the report half has 2 items, fewer than 30: the saving intervals are percentile")
+
+
+@pytest.mark.parametrize(("answer", "got"), [("NaN", "nan (not JSON)"), ("Infinity", "inf (not JSON)"),
+                                             ("-Infinity", "-inf (not JSON)"), ("true", "bool"), ("false", "bool")])
+def test_a_gold_answer_that_is_not_a_string_or_number_is_refused(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                                 tmp_path: Path, answer: str, got: str) -> None:
+    """NaN and Infinity (json.loads reads them) became gold "nan"/"inf", and true (an int to Python) became
+    "true": each item was silently scored wrong."""
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"question": "2 +3", "answer": "5"}\n{"question": "1 +1", "answer": %s}\n' % answer)
+    code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--device", "cpu")
+    assert code == 2 and out == ""
+    assert err.strip() == f'{src}:2: error: field "answer" must be a string or a number, got {got}'

@@ -145,7 +145,7 @@ def test_a_gold_answer_that_is_not_a_string_or_number_is_refused(capsys: pytest.
     """NaN and Infinity (json.loads reads them) became gold "nan"/"inf", and true (an int to Python) became
     "true": each item was silently scored wrong."""
     src = tmp_path / "d.jsonl"
-    src.write_text('{"question": "2 +3", "answer": "5"}\n{"question": "1 +1", "answer": %s}\n' % answer)
+    src.write_text('{"question": "2 +3", "answer": "5"}\n{"question": "1 +1", "answer": ' + answer + "}\n")
     code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--device", "cpu")
     assert code == 2 and out == ""
     assert err.strip() == f'{src}:2: error: field "answer" must be a string or a number, got {got}'

@@ -94,6 +94,10 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
         if not moved and (typo := difflib.get_close_matches("question", list(fields or {}), n=1, cutoff=0.6)):
             moved = f" (--field {typo[0]}={(fields or {})[typo[0]]}: did you mean `question`?)"
         raise _bad(path, line, f"missing field \"question\"{moved} (fields present: {keys})")
+    if "answer" not in obj and (typo := difflib.get_close_matches("answer", list(fields or {}), n=1, cutoff=0.6)):
+        # a misspelt `--field anwser=solution` kept the gold answers as an extra field: every item ungraded
+        raise _bad(path, line, f"no field \"answer\": --field {typo[0]}={(fields or {})[typo[0]]}: did you mean "
+                   f"`answer`? (fields present: {', '.join(sorted(obj))})")
     question = obj["question"]
     if not isinstance(question, str) or not question.strip():
         raise _bad(path, line, "field \"question\" must be a non-empty string")

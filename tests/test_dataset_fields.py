@@ -149,3 +149,18 @@ def test_a_gold_answer_that_is_not_a_string_or_number_is_refused(capsys: pytest.
     code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--device", "cpu")
     assert code == 2 and out == ""
     assert err.strip() == f'{src}:2: error: field "answer" must be a string or a number, got {got}'
+
+
+def test_a_misspelt_field_name_for_the_answer_is_an_error(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                          tmp_path: Path) -> None:
+    """`--field anwser=solution` kept the gold answers as an extra field `anwser`: `ttcl run` printed
+    "accuracy: n/a (no gold answers)" and exited 0. (A misspelt `question` was caught already.)"""
+    src = _items(tmp_path / "d.jsonl", [{"problem": "2 +3", "solution": "#### 5"}])
+    code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--field", "question=problem",
+                         "--field", "anwser=solution", "--device", "cpu")
+    assert code == 2 and out == ""
+    assert err.strip() == (f'{src}:1: error: no field "answer": --field anwser=solution: did you mean `answer`? '
+                           "(fields present: anwser, question)")
+    code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--field", "qestion=problem",
+                         "--field", "answer=solution", "--device", "cpu")
+    assert code == 2 and "--field qestion=problem: did you mean `question`?" in err

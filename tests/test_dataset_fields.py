@@ -164,3 +164,18 @@ def test_a_misspelt_field_name_for_the_answer_is_an_error(capsys: pytest.Capture
     code, out, err = cli(capsys, "run", str(prog), "--dataset", str(src), "--field", "qestion=problem",
                          "--field", "answer=solution", "--device", "cpu")
     assert code == 2 and "--field qestion=problem: did you mean `question`?" in err
+
+
+def test_pretrain_flops_for_a_model_not_in_the_eval_is_an_error(capsys: pytest.CaptureFixture[str], prog: Path,
+                                                                tmp_path: Path) -> None:
+    """`--pretrain-flops ttcl:arith-q=5e12` in an eval of arith-s and arith-m was ignored without a word, and in a
+    --sweep (no table reads it) it was accepted too."""
+    src = _items(tmp_path / "d.jsonl", ROWS)
+    code, out, err = cli(capsys, "eval", "ttcl:pool", "--pool", "n=2", "--dataset", str(src), "--greedy",
+                         "policy=ttcl:arith-m", "--pretrain-flops", "ttcl:arith-q=5e12", "--device", "cpu")
+    assert (code, out) == (2, "")
+    assert err.strip() == "error: --pretrain-flops: arith-q is not a model of this eval (its models: arith-s, arith-m)"
+    code, out, err = cli(capsys, "eval", str(prog), "--sweep", "n=1", "--dataset", str(src),
+                         "--pretrain-flops", "ttcl:arith-s=5e12", "--device", "cpu")
+    assert (code, out) == (2, "")
+    assert "only a --pool report's total-compute table reads pretraining FLOPs" in err

@@ -401,6 +401,12 @@ def eval_(
     check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
     series = base + [(label, binds) for label, binds in compare_series]
     series, greedy_series = unique_labels(program, set_, model, allow_remote, series, greedy_series)
+    models = list(dict.fromkeys(label for label, _ in series + greedy_series))
+    unknown = next((m for m in pretrain if m not in models), None) if pool is not None else next(iter(pretrain), None)
+    if unknown is not None:  # it was ignored without a word, and a --sweep has no table that reads it
+        raise RunOptionError("--pretrain-flops: " + (
+            f"{unknown} is not a model of this eval (its models: {', '.join(models)})" if pool is not None
+            else "only a --pool report's total-compute table reads pretraining FLOPs; a --sweep has none"))
     if pool is not None:
         check_pool(program, set_, model, allow_remote, pool)
     if alloc is not None and pool is not None:

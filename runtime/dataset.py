@@ -219,7 +219,8 @@ def _load(path: str | Path, limit: int | None, fields: dict[str, str] | None,
     try:
         raw = read_bounded(p, MAX_DATASET_BYTES, what="dataset")
     except UnsafeRead as e:
-        raise DatasetError(f"{p}: error: {e.reason}") from None
+        pipe = "\n  hint: to read a pipe, give --dataset - with the data on standard input" if "FIFO" in e.reason else ""
+        raise DatasetError(f"{p}: error: {e.reason}{pipe}") from None
     except OSError as e:
         raise DatasetError(f"{p}: error: cannot read: {e.strerror}") from e
     return _from_text(raw, str(p), limit, fields, dropped)
@@ -240,8 +241,38 @@ def _read_stdin() -> bytes:
     return data
 
 
+# What a file that is not JSONL often is, by its first bytes
+_PACKED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+           b"PK\x03\x04": "zip", b"PAR1": "Parquet", b"ARROW1": "Arrow"}
+
+
+def _not_jsonl(raw: bytes, shown: str) -> str | None:
+    """A hint for a file that is another format, or None."""
+    kind = next((k for magic, k in _PACKED.items() if raw.startswith(magic)), None)
+    if kind in ("Parquet", "Arrow"):
+        return f"a {kind} file: name it FILE.{kind.lower()} (ttcl reads a {kind} file by its extension)"
+    if kind is not None:
+        return f"a {kind}-compressed file: decompress it first (ttcl reads JSONL as plain text)"
+    if shown.lower().endswith((".csv", ".tsv")):
+        return "CSV is not supported: convert it to JSONL (one JSON object per line) or Parquet"
+    if raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        return "this looks like a JSON array; ttcl reads JSONL, one object per line (jq -c '.[]' FILE > FILE.jsonl)"
+    return None
+
+
 def _from_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str] | None,
                dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
+    try:
+        return _parse_text(raw, shown, limit, fields, dropped)
+    except DatasetError as e:
+        hint = _not_jsonl(raw, shown)
+        if hint is None or f"{shown}:1: " not in str(e):  # a hint only where the first line fails
+            raise
+        raise DatasetError(f"{e}\n  hint: {hint}") from None
+
+
+def _parse_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str] | None,
+                dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

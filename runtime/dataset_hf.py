@@ -2,7 +2,8 @@
 
 `DIR` is a dataset written by `save_to_disk` (a DatasetDict picks its `test`
 split, else `validation`, else its only split); `FILE.parquet` and
-`FILE.arrow` are read directly; `hf:NAME[:SPLIT]` (default split `test`)
+`FILE.arrow` (the Arrow stream format `save_to_disk` writes, or an Arrow IPC
+file, Feather v2) are read directly; `hf:NAME[:SPLIT]` (default split `test`)
 loads a dataset already in the local Hugging Face cache with the hub off
 (`HF_DATASETS_OFFLINE=1`, `HF_HUB_OFFLINE=1`), so a missing one is an error,
 not a download.
@@ -42,9 +43,20 @@ def _pick_split(dd: Any, shown: str, split: str | None = None) -> Any:
             return dd[name]
     if not split and len(names) == 1:
         return dd[names[0]]
-    want = f"split {split!r}" if split else "a `test` or `validation` split"
+    want = f"split {split!r}" if split else "`test` or `validation` split"
+    one = names[0] if names else "train"
+    hint = f"hf:NAME:{one}" if shown.startswith("hf:") else f"{Path(shown) / one} (the split's own directory)"
     raise HFDatasetError(f"{shown}: error: no {want} (splits: {', '.join(names) or 'none'})"
-                         + ("" if split else f"\n  hint: name one, e.g. hf:NAME:{names[0] if names else 'train'}"))
+                         + ("" if split else f"\n  hint: name one, e.g. {hint}"))
+
+
+def _arrow_ipc_file(source: str) -> bool:
+    """An Arrow IPC *file* starts with the magic "ARROW1"; the stream format has no magic."""
+    try:
+        with open(source, "rb") as f:
+            return f.read(6) == b"ARROW1"
+    except OSError:
+        return False
 
 
 def load_hf(source: str, limit: int | None) -> list[dict[str, Any]]:
@@ -58,7 +70,12 @@ def load_hf(source: str, limit: int | None) -> list[dict[str, Any]]:
             data = _pick_split(ds_lib.load_dataset(name), source, split or None)
         elif source.endswith(".parquet"):
             data = ds_lib.Dataset.from_parquet(source)
-        elif source.endswith(".arrow"):
+        elif source.endswith(".arrow") and _arrow_ipc_file(source):  # pyarrow's `ipc.new_file`, Feather v2
+            import pyarrow.ipc
+
+            with pyarrow.ipc.open_file(source) as reader:
+                data = ds_lib.Dataset(reader.read_all())
+        elif source.endswith(".arrow"):  # the stream format `save_to_disk` writes
             data = ds_lib.Dataset.from_file(source)
         else:
             if not (Path(source) / "dataset_info.json").exists() and not (Path(source) / "dataset_dict.json").exists():

@@ -179,3 +179,62 @@ def test_pretrain_flops_for_a_model_not_in_the_eval_is_an_error(capsys: pytest.C
                          "--pretrain-flops", "ttcl:arith-s=5e12", "--device", "cpu")
     assert (code, out) == (2, "")
     assert "only a --pool report's total-compute table reads pretraining FLOPs" in err
+
+
+LINE = json.dumps(ROWS[0])
+
+
+@pytest.mark.parametrize(("name", "data", "first", "hint"), [
+    ("d.csv", b"question,answer\n2 +3,5\n", "not valid JSON (Expecting value at column 1)",
+     "CSV is not supported: convert it to JSONL (one JSON object per line) or Parquet"),
+    ("d.jsonl.gz", __import__("gzip").compress(LINE.encode()), "not valid UTF-8",
+     "a gzip-compressed file: decompress it first (ttcl reads JSONL as plain text)"),
+    ("d.json", f"[{LINE}]".encode(), 'expected a JSON object with a "question" field, got list',
+     "this looks like a JSON array; ttcl reads JSONL, one object per line (jq -c '.[]' FILE > FILE.jsonl)"),
+    ("d.jsonl", b"PAR1\x15\x04\xff", "not valid UTF-8",
+     "a Parquet file: name it FILE.parquet (ttcl reads a Parquet file by its extension)"),
+])
+def test_a_file_of_another_format_gets_a_hint(tmp_path: Path, name: str, data: bytes, first: str, hint: str) -> None:
+    """CSV, gzip, a JSON array and a misnamed Parquet file got a bare "not valid JSON"/"not valid UTF-8"."""
+    from ttcl.runtime.dataset import DatasetError, load_dataset
+
+    src = tmp_path / name
+    src.write_bytes(data)
+    with pytest.raises(DatasetError) as e:
+        load_dataset(src)
+    assert str(e.value) == f"{src}:1: error: {first}\n  hint: {hint}"
+
+
+def test_a_fifo_points_to_stdin_and_an_arrow_ipc_file_is_read(tmp_path: Path) -> None:
+    """A pipe given by name is refused (an open could block); the message now names `--dataset -`. An Arrow IPC
+    file (`pyarrow.ipc.new_file`, Feather v2) failed with "Expected to read 1330795073 metadata bytes"."""
+    import os
+
+    from ttcl.runtime.dataset import DatasetError, load_dataset
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match="\n  hint: to read a pipe, give --dataset - with the data on standard input"):
+        load_dataset(fifo)
+    pa = pytest.importorskip("pyarrow")
+    src = tmp_path / "d.arrow"
+    table = pa.Table.from_pylist(ROWS)
+    with pa.OSFile(str(src), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert [(it.question, it.gold, it.extra) for it in load_dataset(src)] == [("2 +3", "5", {"steps": 1}),
+                                                                             ("7 -4", "3", {"steps": 1})]
+
+
+def test_a_dataset_dict_without_a_default_split_hints_at_its_directory(tmp_path: Path) -> None:
+    """"no a `test` or `validation` split", with a hint for the hf:NAME syntax, which a directory cannot use."""
+    datasets = pytest.importorskip("datasets")
+    from ttcl.runtime.dataset import load_dataset
+    from ttcl.runtime.dataset_hf import HFDatasetError
+
+    d = datasets.Dataset.from_list(ROWS)
+    datasets.DatasetDict({"train": d, "dev": d}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(HFDatasetError) as e:
+        load_dataset(tmp_path / "dd")
+    assert str(e.value) == (f"{tmp_path / 'dd'}: error: no `test` or `validation` split (splits: train, dev)\n"
+                            f"  hint: name one, e.g. {tmp_path / 'dd' / 'train'} (the split's own directory)")
+    assert len(load_dataset(tmp_path / "dd" / "train")) == 2

@@ -47,7 +47,12 @@ class Item(BaseModel):
     gold: str | None = None
     answer_text: str | None = None
     line: int = 0
+    row: bool = False  # `line` is a 1-based row of a table (Parquet, Arrow, a dataset directory), not a text line
     extra: dict[str, Any] = {}
+    def where(self, shown: object) -> str:
+        """Where the item is, as errors name it: `FILE:LINE`, or `FILE row N` for a table's row."""
+        return f"{shown} row {self.line}" if self.row else f"{shown}:{self.line}"
+
     # This item's own run seed (a `ttcl serve` request's `seed`). When set, its random streams are
     # keyed by (seed, node) alone, so its samples do not depend on what else runs with it.
     seed: int | None = None
@@ -75,16 +80,19 @@ def parse_line(text: str, *, path: str, line: int, index: int, fields: dict[str,
 
 
 def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, str] | None = None,
-              dropped: dict[str, tuple[str, int, int]] | None = None) -> Item:
+              dropped: dict[str, tuple[str, int, int]] | None = None, row: bool = False) -> Item:
     """One record (a JSON object, a dataset row) to an Item, after renaming `fields` (item name -> source name).
     An extra field whose value is not plain JSON is left out (`json_value`); `dropped` collects, per field name,
     (why, the first line or row, how many items)."""
+    def bad(message: str) -> DatasetError:  # a table's rows are "FILE row N", a text file's lines "FILE:N"
+        return DatasetError(f"{path} row {line}: error: {message}") if row else _bad(path, line, message)
+
     if not isinstance(obj, dict):
-        raise _bad(path, line, f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
+        raise bad(f"expected a JSON object with a \"question\" field, got {type(obj).__name__}")
     if fields:
         missing = [src for src in fields.values() if src not in obj]
         if missing:
-            raise _bad(path, line, f"--field: no field \"{missing[0]}\" (fields present: {', '.join(sorted(obj)) or 'none'})")
+            raise bad(f"--field: no field \"{missing[0]}\" (fields present: {', '.join(sorted(obj)) or 'none'})")
         renamed = {k: v for k, v in obj.items() if k not in fields.values()}
         renamed.update({name: obj[src] for name, src in fields.items()})
         obj = renamed
@@ -93,27 +101,27 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
         moved = next((f" (--field {k}=question reads it as `{k}`)" for k, v in (fields or {}).items() if v == "question"), "")
         if not moved and (typo := difflib.get_close_matches("question", list(fields or {}), n=1, cutoff=0.6)):
             moved = f" (--field {typo[0]}={(fields or {})[typo[0]]}: did you mean `question`?)"
-        raise _bad(path, line, f"missing field \"question\"{moved} (fields present: {keys})")
+        raise bad(f"missing field \"question\"{moved} (fields present: {keys})")
     if "answer" not in obj and (typo := difflib.get_close_matches("answer", list(fields or {}), n=1, cutoff=0.6)):
         # a misspelt `--field anwser=solution` kept the gold answers as an extra field: every item ungraded
-        raise _bad(path, line, f"no field \"answer\": --field {typo[0]}={(fields or {})[typo[0]]}: did you mean "
+        raise bad(f"no field \"answer\": --field {typo[0]}={(fields or {})[typo[0]]}: did you mean "
                    f"`answer`? (fields present: {', '.join(sorted(obj))})")
     question = obj["question"]
     if not isinstance(question, str) or not question.strip():
-        raise _bad(path, line, "field \"question\" must be a non-empty string")
+        raise bad("field \"question\" must be a non-empty string")
     answer = obj.get("answer")
     for name, value in (("question", question), ("answer", answer)):
         if isinstance(value, str) and (why := not_unicode(value)) is not None:
-            raise _bad(path, line, f"field \"{name}\" {why}")
+            raise bad(f"field \"{name}\" {why}")
     # a boolean is an int to Python, and json.loads reads NaN and Infinity, which are not JSON: none is a gold answer
     if answer is not None and (not isinstance(answer, str | int | float) or isinstance(answer, bool)):
-        raise _bad(path, line, f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
+        raise bad(f"field \"answer\" must be a string or a number, got {type(answer).__name__}")
     if isinstance(answer, float) and not math.isfinite(answer):
-        raise _bad(path, line, f"field \"answer\" must be a string or a number, got {answer} (not JSON)")
+        raise bad(f"field \"answer\" must be a string or a number, got {answer} (not JSON)")
     gold = gold_answer(answer) if answer is not None else None
     if answer is not None and gold is None:
         empty = isinstance(answer, str) and not answer.strip()
-        raise _bad(path, line, "field \"answer\" is empty (leave it out for an item without a gold answer)"
+        raise bad("field \"answer\" is empty (leave it out for an item without a gold answer)"
                    if empty else "field \"answer\" has nothing after \"####\"")
     extra: dict[str, Any] = {}
     for k, v in obj.items():
@@ -128,7 +136,8 @@ def parse_obj(obj: Any, *, path: str, line: int, index: int, fields: dict[str, s
             first = dropped.get(k, (why, line, 0))
             dropped[k] = (first[0], first[1], first[2] + 1)
     text_answer = answer if isinstance(answer, str) else (None if answer is None else str(answer))
-    return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra)
+    return Item(index=index, question=question, gold=gold, answer_text=text_answer, line=line, extra=extra,
+                row=row)
 
 
 def json_value(value: Any) -> tuple[str | None, Any]:
@@ -186,7 +195,7 @@ def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str
     items = _load(path, limit, fields, dropped)
     hf = not _is_text_source(str(path))
     for name, (why, first, count) in dropped.items():
-        where = f"row {first + 1}" if hf else f"line {first}"
+        where = f"row {first}" if hf else f"line {first}"
         note = (f"note: {'<stdin>' if str(path) == '-' else path}: field \"{name}\" is not a JSON value (it holds {why}) in {count} of "
                 f"{len(items)} items (first: {where}); it is left out of the items' fields (traces, --json, --by)")
         if on_note is not None:
@@ -296,7 +305,7 @@ def _parse_text(raw: bytes, shown: str, limit: int | None, fields: dict[str, str
 
 def _from_rows(rows: list[dict[str, Any]], shown: str, limit: int | None, fields: dict[str, str] | None,
                dropped: dict[str, tuple[str, int, int]]) -> list[Item]:
-    items = [parse_obj(row, path=f"{shown} row", line=i, index=i, fields=fields, dropped=dropped)
+    items = [parse_obj(row, path=shown, line=i + 1, index=i, fields=fields, dropped=dropped, row=True)
              for i, row in enumerate(rows[:limit] if limit is not None else rows)]
     if not items:
         raise DatasetError(f"{shown}: error: the dataset has no items")

@@ -238,3 +238,19 @@ def test_a_dataset_dict_without_a_default_split_hints_at_its_directory(tmp_path:
     assert str(e.value) == (f"{tmp_path / 'dd'}: error: no `test` or `validation` split (splits: train, dev)\n"
                             f"  hint: name one, e.g. {tmp_path / 'dd' / 'train'} (the split's own directory)")
     assert len(load_dataset(tmp_path / "dd" / "train")) == 2
+
+
+def test_a_table_row_is_named_row_n_from_1(capsys: pytest.CaptureFixture[str], prog: Path, tmp_path: Path) -> None:
+    """Parquet rows were "FILE row:0:" in the loader's errors and "FILE:2:" (0-based, in the form of a JSONL
+    line) in eval's missing-answer error; both are now "FILE row N", counted from 1."""
+    datasets = pytest.importorskip("datasets")
+    from ttcl.runtime.dataset import DatasetError, load_dataset
+
+    src = tmp_path / "d.parquet"
+    datasets.Dataset.from_list([*ROWS, {"question": "", "answer": "1", "steps": 2}]).to_parquet(str(src))
+    with pytest.raises(DatasetError) as e:
+        load_dataset(src)
+    assert str(e.value) == f'{src} row 3: error: field "question" must be a non-empty string'
+    datasets.Dataset.from_list([*ROWS, {"question": "1 +1", "answer": None, "steps": 2}]).to_parquet(str(src))
+    code, out, err = cli(capsys, "eval", str(prog), "--sweep", "n=1", "--dataset", str(src), "--device", "cpu")
+    assert code == 2 and err.splitlines()[-1].startswith(f'{src} row 3: error: the item has no "answer"'), err

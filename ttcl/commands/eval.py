@@ -390,7 +390,7 @@ def eval_(
     check_judge(judge, items, dataset)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
     if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
-        raise RunOptionError(f"{dataset}:{ungraded.line}: error: the item has no \"answer\", and ttcl eval judges every item "
+        raise RunOptionError(f"{ungraded.where(dataset)}: error: the item has no \"answer\", and ttcl eval judges every item "
                              "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
                              "a task's exact checker with --judge TASK")
     if by is not None:

@@ -325,7 +325,7 @@ def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path
     reads = getattr(j.checker, "reads", None)
     if items and reads is not None and not any(reads(it.question) for it in items):
         it = items[0]
-        where = f"{dataset}:{it.line}" if dataset is not None and it.line else "--input"
+        where = it.where(dataset) if dataset is not None and it.line else "--input"
         raise RunOptionError(f"--judge {judge}: no question of {dataset or '--input'} is one the `{judge}` checker "
                              f"reads (first: {where}, {shown(it.question)!r}); judge by the gold answer (leave --judge out) or by "
                              "the dataset's own task")
@@ -558,12 +558,12 @@ def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
     for it in items:
         value = it.extra.get(by)
         if value is not None and not isinstance(value, str | int | float | bool):
-            where = f"{dataset}:{it.line}: error" if dataset is not None and it.line else "error: --input"
+            where = f"{it.where(dataset)}: error" if dataset is not None and it.line else "error: --input"
             raise RunOptionError(f"{where}: --by {by!r}: the field holds a {type(value).__name__}; --by groups by a "
                                  "string, number or boolean")
     missing = [it for it in items if it.extra.get(by) is None]
     if missing:  # grouped as their own bin, `None`: said, since a typo in one line's field name looks alike
-        first = f"{dataset}:{missing[0].line}" if dataset is not None and missing[0].line else f"item {missing[0].index}"
+        first = missing[0].where(dataset) if dataset is not None and missing[0].line else f"item {missing[0].index}"
         typer.echo(f"note: --by {by!r}: {len(missing)} of {len(items)} items have no value for it (first: {first}); "
                    f"they are grouped as {by}=None", err=True)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,19 @@ def test_a_table_row_is_named_row_n_from_1(capsys: pytest.CaptureFixture[str], p
     datasets.Dataset.from_list([*ROWS, {"question": "1 +1", "answer": None, "steps": 2}]).to_parquet(str(src))
     code, out, err = cli(capsys, "eval", str(prog), "--sweep", "n=1", "--dataset", str(src), "--device", "cpu")
     assert code == 2 and err.splitlines()[-1].startswith(f'{src} row 3: error: the item has no "answer"'), err
+
+
+def test_an_overlaid_run_just_outside_the_pool_range_reads_its_end_point() -> None:
+    """Best-of-N at n = 1 cost 0.4% less than its own pool's k = 1 (sampling noise in lengths), so the natural
+    equal-compute check read "-" in every cell. Within 5% of an end point the end point is read, and how far
+    outside the run is, is kept (`outside`) and shown; farther out it still reads "-", with the distance."""
+    from ttcl.commands.eval_report import overlay_points
+
+    curve = [{"series": "p", "signal": "maj", "bin": "all", "flops": f, "accuracy": a} for f, a in ((1e6, 0.5), (4e6, 0.75))]
+    runs = [{"series": "r", "config": {"n": n}, "bins": [{"bin": "all", "items": 2, "accuracy": 0.5, "lo": 0.1,
+                                                          "hi": 0.9, "flops": f}]}
+            for n, f in ((1, 0.996e6), (2, 2e6), (4, 4.0002e6), (0, 0.5e6))]
+    reads = [q for q in overlay_points({"bins": ["all"], "by": None, "curves": curve}, [{"rows": runs}])
+             if q["signal"] is not None]
+    assert [q["pool_accuracy"] for q in reads[:3]] == [0.5, 0.625, 0.75] and math.isnan(reads[3]["pool_accuracy"])
+    assert [round(q["outside"], 6) for q in reads] == [-0.004, 0.0, 0.00005, -0.5]

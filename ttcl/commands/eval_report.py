@@ -367,7 +367,7 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
     run's accuracy on an item against the pool signal's estimate on the same item at the run's FLOPs
     (log-linear in FLOPs between the two k that bracket them, with one weight for every item, so the
     items' mean is the curve's reading), with a paired bootstrap interval."""
-    from ttcl.runtime.analysis.compare import acc_at
+    from ttcl.runtime.analysis.compare import ENDS, acc_at, outside, pool_at
     from ttcl.runtime.analysis.curves import in_bin
     from ttcl.runtime.analysis.intervals import paired_diff
 
@@ -389,12 +389,12 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
                     for signal in dict.fromkeys(c["signal"] for c in report["curves"] if c["series"] == series):
                         pts = [c for c in report["curves"] if c["series"] == series and c["signal"] == signal
                                and c["bin"] == b["bin"]]
-                        read = {**point, "series": series, "signal": signal,
-                                "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"])}
+                        read = {**point, "series": series, "signal": signal, "outside": outside([c["flops"] for c in pts], b["flops"]),
+                                "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"], ends=ENDS)}
                         if run_acc is not None and series in tables:
                             t = tables[series]
                             m = in_bin(t.fields, report["by"], b["bin"])
-                            pool = _pool_at(t, signal, m, b["flops"])
+                            pool = pool_at(t, signal, m, b["flops"], ends=ENDS)
                             both = ~np.isnan(run_acc[m])  # the run's ungraded items leave the pairing
                             read["paired"] = (paired_diff(run_acc[m][both], pool[both]) if pool is not None
                                               else {"diff": math.nan, "lo": math.nan, "hi": math.nan, "items": int(m.sum())})
@@ -416,22 +416,6 @@ def _run_items(row: dict[str, Any], tables: dict[str, Any] | None, total: int | 
         raise TtclRuntimeError(f"--overlay: the run {row['series']!r} covers items {min(by_item)}..{max(by_item)} "
                                f"({len(by_item)} of them), this eval items 0..{n - 1}; use the same dataset and --limit")
     return np.array([float(np.mean(by_item[i])) for i in (table.index or range(n))])
-
-
-def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndarray | None:
-    """The signal's per-item estimate at `flops` (bin mean), by the curve's own log-linear rule (`acc_at`):
-    each k's weight is the curve read through a one-hot accuracy, so the items' mean is the curve's reading.
-    None outside the curve's FLOPs range."""
-    from ttcl.runtime.analysis.compare import acc_at
-
-    ks = [k for k in table.ks if (signal, k) in table.acc]
-    if not ks or not mask.any():
-        return None
-    f = [float(table.flops[(signal, k)][mask].mean()) for k in ks]
-    weights = [acc_at(f, [float(j == i) for j in range(len(ks))], flops) for i in range(len(ks))]
-    if any(math.isnan(w) for w in weights):
-        return None
-    return sum(w * table.acc[(signal, k)][mask] for w, k in zip(weights, ks, strict=True))
 
 
 def print_pool(report: dict[str, Any], console: Console) -> None:
@@ -533,7 +517,7 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
     """One row per overlaid run and bin: its accuracy, and each pool signal read at its FLOPs, with the
     paired difference run - pool over the bin's items."""
     o = Table(title="overlaid runs against the pool at equal FLOPs: the pool signal's accuracy read at the run's "
-                    "FLOPs, and run - pool paired over the same items [95% CI] (- = outside the pool's range)")
+                    "FLOPs, and run - pool paired over the same items [95% CI] (- = outside the pool's FLOPs range, by the % shown; within 5% outside it, the end point is read: `end -0.4%`)")
     o.add_column("run", overflow="fold", min_width=10)
     if report["by"]:
         o.add_column(report["by"], justify="right")
@@ -555,12 +539,14 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
 
 
 def _read(q: dict[str, Any]) -> str:
+    off = f"{q['outside'] * 100:+.2g}%" if q.get("outside") else ""  # how far outside the pool's FLOPs range
     if math.isnan(q["pool_accuracy"]):
-        return "-"
+        return f"- ({off} off)" if off else "-"
+    off = f" (end {off})" if off else ""  # within ENDS of an end point: read there
     d = q.get("paired")
     if d is None or math.isnan(d["diff"]):
-        return f"{q['pool_accuracy']:.3f}"
-    return f"{q['pool_accuracy']:.3f}\n{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+        return f"{q['pool_accuracy']:.3f}{off}"
+    return f"{q['pool_accuracy']:.3f}{off}\n{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
 
 
 def _saving_note(saving: float) -> str:

@@ -68,8 +68,10 @@ def load_hf(source: str, limit: int | None) -> list[dict[str, Any]]:
             if not name:
                 raise HFDatasetError(f"{source}: error: expected hf:NAME or hf:NAME:SPLIT")
             data = _pick_split(ds_lib.load_dataset(name), source, split or None)
-        elif source.endswith(".parquet"):
-            data = ds_lib.Dataset.from_parquet(source)
+        elif source.endswith(".parquet"):  # read in memory: `Dataset.from_parquet` left a converted copy in the cache
+            import pyarrow.parquet
+
+            data = ds_lib.Dataset(pyarrow.parquet.read_table(source))
         elif source.endswith(".arrow") and _arrow_ipc_file(source):  # pyarrow's `ipc.new_file`, Feather v2
             import pyarrow.ipc
 
@@ -89,7 +91,7 @@ def load_hf(source: str, limit: int | None) -> list[dict[str, Any]]:
     except FileNotFoundError as e:
         raise HFDatasetError(f"{source}: error: not found locally ({e}); ttcl never downloads datasets") from None
     except Exception as e:  # the library raises many types for a bad or absent dataset; each is the user's input
-        msg = " ".join(str(e).split())[:300]
+        msg = " ".join(str(e).split()).removeprefix(f"Could not open Parquet input source '{source}': ")[:300]
         raise HFDatasetError(f"{source}: error: cannot read it as a local Hugging Face dataset: {msg}") from None
     n = len(data) if limit is None else min(limit, len(data))
     if n > MAX_ROWS:

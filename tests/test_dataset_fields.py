@@ -271,3 +271,21 @@ def test_an_overlaid_run_just_outside_the_pool_range_reads_its_end_point() -> No
              if q["signal"] is not None]
     assert [q["pool_accuracy"] for q in reads[:3]] == [0.5, 0.625, 0.75] and math.isnan(reads[3]["pool_accuracy"])
     assert [round(q["outside"], 6) for q in reads] == [-0.004, 0.0, 0.00005, -0.5]
+
+
+def test_reading_a_parquet_file_leaves_nothing_in_the_hf_cache(tmp_path: Path) -> None:
+    """`Dataset.from_parquet` wrote a converted copy of every file read into $HF_HOME/datasets/parquet/: a
+    read-only input left disk state behind (and a read-only or full home could break the read)."""
+    import os
+    import subprocess
+    import sys
+
+    datasets = pytest.importorskip("datasets")
+    src = tmp_path / "d.parquet"
+    datasets.Dataset.from_list(ROWS).to_parquet(str(src))
+    home = tmp_path / "hf"
+    code = f"from ttcl.runtime.dataset import load_dataset; print([it.gold for it in load_dataset({str(src)!r})])"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_HOME": str(home), "HF_DATASETS_CACHE": str(home / "datasets")})
+    assert p.returncode == 0 and p.stdout.strip() == "['5', '3']", p.stderr
+    assert not any(home.rglob("*")), sorted(home.rglob("*"))[:5]

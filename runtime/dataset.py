@@ -225,6 +225,9 @@ def _load(path: str | Path, limit: int | None, fields: dict[str, str] | None,
         raise DatasetError(f"{p}: error: dataset file not found")
     if p.is_dir():
         raise DatasetError(f"{p}: error: is a directory, expected a .jsonl file")
+    real = str(p.resolve())
+    if any(real == d or real.startswith(d + "/") for d in ("/proc", "/sys")):  # as for programs (docs/trust.md)
+        raise DatasetError(f"{p}: error: is in a system directory (/proc or /sys), not a dataset")
     try:
         raw = read_bounded(p, MAX_DATASET_BYTES, what="dataset")
     except UnsafeRead as e:

@@ -289,3 +289,15 @@ def test_reading_a_parquet_file_leaves_nothing_in_the_hf_cache(tmp_path: Path) -
                        env={**os.environ, "HF_HOME": str(home), "HF_DATASETS_CACHE": str(home / "datasets")})
     assert p.returncode == 0 and p.stdout.strip() == "['5', '3']", p.stderr
     assert not any(home.rglob("*")), sorted(home.rglob("*"))[:5]
+
+
+def test_a_dataset_in_proc_or_sys_is_refused(tmp_path: Path) -> None:
+    """`/proc/self/environ` was read as a dataset (refused only as bad JSON); programs were fenced already."""
+    from ttcl.runtime.dataset import DatasetError, load_dataset
+
+    link = tmp_path / "d.jsonl"
+    link.symlink_to("/proc/self/environ")
+    for src in (Path("/proc/self/environ"), link):
+        with pytest.raises(DatasetError) as e:
+            load_dataset(src)
+        assert str(e.value) == f"{src}: error: is in a system directory (/proc or /sys), not a dataset"

@@ -107,10 +107,10 @@ def test_by_values_of_mixed_types_are_distinct_bins(capsys: pytest.CaptureFixtur
     code, out, err = cli(capsys, "run", str(prog), "--set", "n=1", "--dataset", str(src), "--by", "steps",
                          "--device", "cpu")
     assert code == 0, err
-    shown = [line.split(":")[0] for line in out.splitlines() if " items, FLOPs/item " in line]
+    shown = [line.split(":")[0] for line in out.splitlines() if ", FLOPs/item " in line]
     assert shown == ["steps = 1", "steps = true", "steps = 3", 'steps = "3"', "all"]
-    assert [line.split(" over ")[1].split(" ")[0] for line in out.splitlines() if " items, FLOPs/item " in line] == [
-        "1", "1", "2", "1", "5"]
+    assert [line.split(" over ")[1].split(",")[0] for line in out.splitlines() if ", FLOPs/item " in line] == [
+        "1 item", "1 item", "2 items", "1 item", "5 items"]
 
 
 @pytest.mark.parametrize("n", [2, 4])

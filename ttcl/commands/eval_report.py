@@ -19,6 +19,10 @@ def _f(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2e}"
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _acc(r: dict[str, Any]) -> str:
     a = r.get("accuracy")
     if a is None or (isinstance(a, float) and math.isnan(a)):
@@ -484,7 +488,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     if "allocation" in report:
         a = report["allocation"]
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
-                      f"{a['select_items']} items, reported on the other {a['report_items']}, split seed {a['split_seed']})")
+                      f"{_items(a['select_items'])}, reported on the other {a['report_items']}, split seed {a['split_seed']})")
         at = Table()
         choice_col = "choice per bin" + (" (0 = easiest)" if a["bins_from"].startswith("predicted") else "")
         for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]"):
@@ -498,7 +502,9 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
             at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), _f(r["uniform_flops"]) if math.isfinite(r["uniform_flops"]) else "-",
                        _saving(r), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
         console.print(at)
-        console.print("uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
+        console.print("budget FLOPs/item: what the policy meets on the choosing half; FLOPs/item (and every other column): "
+                      "the report half's, which can exceed the budget\n"
+                      "uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
                       "chosen on the same half) reaches the row's accuracy; - = no k <= N does (the saving is then more than the largest uniform FLOPs over the row's)")
         b = a["baseline"]
         fp = a["policy_flops_to_match"]

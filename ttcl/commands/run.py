@@ -519,7 +519,7 @@ def run(
                 acc = ("n/a (no item graded)" if b["accuracy"] is None else
                        f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] (95% Wilson)")
                 over = f"{b['graded']} graded of {b['items']}" if b["graded"] < b["items"] else f"{b['items']}"
-                console.print(f"{f'{by} = ' if b['bin'] != 'all' else ''}{b['bin']}: accuracy {acc} over {over} items, "
+                console.print(f"{f'{by} = ' if b['bin'] != 'all' else ''}{b['bin']}: accuracy {acc} over {over} item{'s' * (b['items'] != 1)}, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
     from ttcl.runtime.judge import failure_line, judge_failures
 

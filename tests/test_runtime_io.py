@@ -69,7 +69,8 @@ def test_load_dataset_gsm8k_style(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('{"question": "a"}\n{"question": "b"\n', "d.jsonl:2: error: not valid JSON (Expecting ',' delimiter at column 17)"),
-        ('["a"]\n', 'd.jsonl:1: error: expected a JSON object with a "question" field, got list'),
+        ('["a"]\n', 'd.jsonl:1: error: expected a JSON object with a "question" field, got list\n  hint: this looks '
+                    "like a JSON array; ttcl reads JSONL, one object per line (jq -c '.[]' FILE > FILE.jsonl)"),
         ('{"q": "a", "answer": 1}\n', 'd.jsonl:1: error: missing field "question" (fields present: answer, q)'),
         ('{"question": ""}\n', 'd.jsonl:1: error: field "question" must be a non-empty string'),
         ('{"question": "a", "answer": [1]}\n', 'd.jsonl:1: error: field "answer" must be a string or a number, got list'),

@@ -24,7 +24,13 @@ import numpy as np
 
 from ttcl.runtime.analysis.compare import flops_to_reach
 from ttcl.runtime.analysis.curves import ItemTable
-from ttcl.runtime.analysis.intervals import boot_indices, bootstrap_mean, percentile_interval
+from ttcl.runtime.analysis.intervals import (
+    SMALL,
+    boot_indices,
+    interval,
+    interval_method,
+    percentile_interval,
+)
 from ttcl.runtime.analysis.pool import Pool, estimate_keeping, flops_keeping, pass_flops
 
 ORACLE_SIGNALS = ("pass", "strict")  # need the gold answer: never a deployable choice
@@ -155,10 +161,22 @@ def _against_uniform(table: ItemTable, select: np.ndarray, curve: list[dict[str,
                    uniform_max_flops=float(u_fl.mean(axis=1).max()))
     out = []
     for (_, _, choice), a, f in zip(front, u_acc, u_fl, strict=True):
-        lo, hi = bootstrap_mean(a)
-        out.append({"flops": float(f.mean()), "accuracy": float(a.mean()), "lo": lo, "hi": hi,
+        lo, hi = interval(a)
+        out.append({"flops": float(f.mean()), "accuracy": float(a.mean()), "lo": lo, "hi": hi, "interval": interval_method(a),
                     "choice": "{}@{}".format(*choice[0])})
     return out
+
+
+def _few_items_note(n: int) -> str | None:
+    """What the saving intervals are worth on a small report half (accuracies there are Wilson's, but a ratio of
+    FLOPs has only the percentile bootstrap, which under-covers on few items: docs/eval.md, "Intervals")."""
+    if n >= SMALL:
+        return None
+    if n < 2:
+        return (f"the report half has {n} item: the savings have no interval (n/a), and every number in this "
+                "table is one item's; use more items")
+    return (f"the report half has {n} items, fewer than {SMALL}: the saving intervals are percentile bootstraps "
+            "over them and under-cover (the accuracy intervals are Wilson's); read the savings as rough")
 
 
 def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline: str,
@@ -178,8 +196,9 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
         choice = choose(table, bins, select, float(budget), extra)
         acc, fl = _apply(table, bins, choice, extra)
         applied.append((acc, fl))
-        lo, hi = bootstrap_mean(acc[test])
+        lo, hi = interval(acc[test])  # by docs/eval.md's "Intervals", as every other accuracy
         curve.append({"budget": float(budget), "accuracy": float(acc[test].mean()), "lo": lo, "hi": hi,
+                      "interval": interval_method(acc[test]),
                       "flops": float(fl[test].mean()),
                       "choice": {str(b): f"{s}@{k}" for b, (s, k) in sorted(choice.items(), key=lambda kv: str(kv[0]))}})
     kmax = max(k for s, k in ref.acc if s == baseline)
@@ -204,7 +223,11 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     if lo == 0.0 and unreached > 0:
         lo = math.nan
     uniform = _against_uniform(ref, select, curve, applied, reps)
-    return {"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
+    if idx.size < 2:  # one item has no spread to resample: a bootstrap interval of its ratio has no width
+        lo = hi = math.nan
+        for row in curve:
+            row.update(vs_uniform_lo=math.nan, vs_uniform_hi=math.nan)
+    return {"note": _few_items_note(int(idx.size)),"curve": curve, "uniform": uniform, "baseline": {"signal": baseline, "k": kmax, "accuracy": target, "flops": fb,
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp,
             # never reached (fp infinite): no saving, null in --json like policy_flops_to_match (it printed 0.0)

@@ -32,10 +32,25 @@ def _curve(flops: Sequence[float], acc: Sequence[float]) -> tuple[np.ndarray, np
     return f[order], a[order]
 
 
-def acc_at(flops: Sequence[float], acc: Sequence[float], budget: float) -> float:
-    """Accuracy of the curve at `budget` FLOPs (log-linear between points); NaN outside its range."""
+# An overlaid run this close (relative) outside a pool curve's FLOPs range reads the curve's end point: best-of-N
+# at n = 1 or N costs what the pool's k = 1 or N does but for sampling noise in lengths (0.4% apart in QA s36 #6)
+ENDS = 0.05
+
+
+def outside(flops: Sequence[float], budget: float) -> float:
+    """How far `budget` lies outside the FLOPs range of `flops`, relative to the nearer end: below it < 0, above
+    it > 0, inside it 0."""
+    f = np.sort(np.asarray(flops, dtype=float))
+    if f.size == 0 or f[0] <= budget <= f[-1]:
+        return 0.0
+    return float(budget / f[0] - 1 if budget < f[0] else budget / f[-1] - 1)
+
+
+def acc_at(flops: Sequence[float], acc: Sequence[float], budget: float, *, ends: float = 1e-9) -> float:
+    """Accuracy of the curve at `budget` FLOPs (log-linear between points); NaN outside its range, where within
+    `ends` (relative) of an end point is the end point's."""
     f, a = _curve(flops, acc)
-    if f.size == 0 or budget < f[0] * (1 - 1e-9) or budget > f[-1] * (1 + 1e-9):
+    if f.size == 0 or budget < f[0] * (1 - ends) or budget > f[-1] * (1 + ends):
         return math.nan
     if f.size == 1:
         return float(a[0])
@@ -111,3 +126,17 @@ def total_compute(a_curve: tuple[Sequence[float], Sequence[float]], a_pretrain: 
                     "a_accuracy": a_acc, "a_beyond_curve": beyond, "b_accuracy": ab,
                     "b_total_per_query": b_pretrain / queries + fb})
     return out
+
+
+def pool_at(table: Any, signal: str, mask: np.ndarray, flops: float, *, ends: float = 1e-9) -> np.ndarray | None:
+    """The signal's per-item estimate at `flops` (bin mean), by the curve's own log-linear rule (`acc_at`):
+    each k's weight is the curve read through a one-hot accuracy, so the items' mean is the curve's reading.
+    None outside the curve's FLOPs range (`ends` as in `acc_at`)."""
+    ks = [k for k in table.ks if (signal, k) in table.acc]
+    if not ks or not mask.any():
+        return None
+    f = [float(table.flops[(signal, k)][mask].mean()) for k in ks]
+    weights = [acc_at(f, [float(j == i) for j in range(len(ks))], flops, ends=ends) for i in range(len(ks))]
+    if any(math.isnan(w) for w in weights):
+        return None
+    return sum(w * table.acc[(signal, k)][mask] for w, k in zip(weights, ks, strict=True))

@@ -7,6 +7,7 @@ Breakdowns group items by a dataset field (`--by steps`) plus "all".
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,22 +57,74 @@ def item_table(label: str, runs: Sequence[Sequence[PooledItem]], ks: Sequence[in
     return t
 
 
+def _key(value: Any) -> tuple[str, Any]:
+    """What a bin is keyed by: the JSON value with its type, so "3" and 3 are two bins and true is not 1
+    (Python's True == 1); 3 and 3.0 are one number, as in JSON."""
+    if value is None:
+        return ("null", None)
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    return ("other", json.dumps(value, sort_keys=True, default=str))
+
+
+def bin_labels(fields: Sequence[dict[str, Any]], by: str) -> dict[tuple[str, Any], Any]:
+    """Each bin's key -> its label, sorted (numbers numerically, missing values last). A label is the value
+    itself (a boolean as "true"/"false"), and no two labels, nor a label and the overall row's "all", read the
+    same: a string that would is shown as its JSON text (`"3"` beside 3, `"all"` beside the overall row)."""
+    raw: dict[tuple[str, Any], Any] = {}
+    for f in fields:
+        raw.setdefault(_key(f.get(by)), f.get(by))
+    keys = list(raw)
+    try:
+        keys.sort(key=lambda k: (k[0] == "null", float(raw[k]) if k[0] != "null" else 0.0))
+    except (TypeError, ValueError):
+        keys.sort(key=lambda k: (k[0] == "null", str(raw[k])))
+    labels: dict[tuple[str, Any], Any] = {}
+    for k in keys:
+        if k[0] != "string":
+            labels[k] = ("true" if raw[k] else "false") if k[0] == "bool" else raw[k]
+    taken = {ALL, *(str(v) for v in labels.values())}
+    for k in keys:
+        if k[0] == "string":
+            label = raw[k]
+            if labels and _reads_as_json(label):  # "3.0" beside numbers: not the number 3.0
+                label = json.dumps(label)
+            while label in taken:
+                label = json.dumps(label)
+            taken.add(label)
+            labels[k] = label
+    return {k: labels[k] for k in keys}
+
+
+def _reads_as_json(text: str) -> bool:
+    try:
+        return not isinstance(json.loads(text), str | list | dict)
+    except ValueError:
+        return False
+
+
 def bin_values(fields: Sequence[dict[str, Any]], by: str | None) -> list[Any]:
-    """The sorted values of field `by` (numbers numerically), then "all"."""
+    """The labels of field `by`'s values (`bin_labels`), then "all", which no value's label can be."""
     if by is None:
         return [ALL]
-    vals = list(dict.fromkeys(f.get(by) for f in fields))
-    try:
-        vals.sort(key=lambda v: (v is None, float(v) if v is not None else 0.0))
-    except (TypeError, ValueError):
-        vals.sort(key=lambda v: str(v))
-    return [*vals, ALL]
+    return [*bin_labels(fields, by).values(), ALL]
+
+
+def item_bins(fields: Sequence[dict[str, Any]], by: str) -> list[Any]:
+    """Each item's bin label."""
+    labels = bin_labels(fields, by)
+    return [labels[_key(f.get(by))] for f in fields]
 
 
 def in_bin(fields: Sequence[dict[str, Any]], by: str | None, value: Any) -> np.ndarray:
-    if value == ALL or by is None:
+    """Which items are in the bin labelled `value` (every item for "all")."""
+    if by is None or (isinstance(value, str) and value == ALL):
         return np.ones(len(fields), dtype=bool)
-    return np.array([f.get(by) == value for f in fields], dtype=bool)
+    return np.array([_key(b) == _key(value) for b in item_bins(fields, by)], dtype=bool)
 
 
 def summarize(acc: np.ndarray, flops: np.ndarray, *, seed: int = 0) -> dict[str, float]:

@@ -390,7 +390,7 @@ def eval_(
     check_judge(judge, items, dataset)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
     if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
-        raise RunOptionError(f"{dataset}:{ungraded.line}: error: the item has no \"answer\", and ttcl eval judges every item "
+        raise RunOptionError(f"{ungraded.where(dataset)}: error: the item has no \"answer\", and ttcl eval judges every item "
                              "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
                              "a task's exact checker with --judge TASK")
     if by is not None:
@@ -401,6 +401,12 @@ def eval_(
     check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
     series = base + [(label, binds) for label, binds in compare_series]
     series, greedy_series = unique_labels(program, set_, model, allow_remote, series, greedy_series)
+    models = list(dict.fromkeys(label for label, _ in series + greedy_series))
+    unknown = next((m for m in pretrain if m not in models), None) if pool is not None else next(iter(pretrain), None)
+    if unknown is not None:  # it was ignored without a word, and a --sweep has no table that reads it
+        raise RunOptionError("--pretrain-flops: " + (
+            f"{unknown} is not a model of this eval (its models: {', '.join(models)})" if pool is not None
+            else "only a --pool report's total-compute table reads pretraining FLOPs; a --sweep has none"))
     if pool is not None:
         check_pool(program, set_, model, allow_remote, pool)
     if alloc is not None and pool is not None:

@@ -19,6 +19,10 @@ def _f(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.2e}"
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _acc(r: dict[str, Any]) -> str:
     a = r.get("accuracy")
     if a is None or (isinstance(a, float) and math.isnan(a)):
@@ -334,6 +338,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, by: str | None,
                 fields: list[dict[str, Any]], split_seed: int) -> dict[str, Any]:
     from ttcl.runtime.analysis.allocate import allocate, keeping_table, probe_bins, split_halves
+    from ttcl.runtime.analysis.curves import item_bins
 
     if baseline not in table.signals:
         raise TtclRuntimeError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(table.signals)})")
@@ -341,7 +346,7 @@ def _allocation(table: Any, alloc: tuple[str, int, str | None], baseline: str, b
     kind, probe, verifier = alloc
     policy = table
     if kind == "field":
-        bins, extra = np.array([str(f.get(by)) for f in fields]), None
+        bins, extra = np.array([str(b) for b in item_bins(fields, by)]), None
         source = f"oracle: dataset field {by}"
     else:
         bins, extra = probe_bins(table.pools, probe, select, verifier=verifier)
@@ -366,7 +371,7 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
     run's accuracy on an item against the pool signal's estimate on the same item at the run's FLOPs
     (log-linear in FLOPs between the two k that bracket them, with one weight for every item, so the
     items' mean is the curve's reading), with a paired bootstrap interval."""
-    from ttcl.runtime.analysis.compare import acc_at
+    from ttcl.runtime.analysis.compare import ENDS, acc_at, outside, pool_at
     from ttcl.runtime.analysis.curves import in_bin
     from ttcl.runtime.analysis.intervals import paired_diff
 
@@ -388,12 +393,12 @@ def overlay_points(report: dict[str, Any], sweeps: list[dict[str, Any]],
                     for signal in dict.fromkeys(c["signal"] for c in report["curves"] if c["series"] == series):
                         pts = [c for c in report["curves"] if c["series"] == series and c["signal"] == signal
                                and c["bin"] == b["bin"]]
-                        read = {**point, "series": series, "signal": signal,
-                                "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"])}
+                        read = {**point, "series": series, "signal": signal, "outside": outside([c["flops"] for c in pts], b["flops"]),
+                                "pool_accuracy": acc_at([c["flops"] for c in pts], [c["accuracy"] for c in pts], b["flops"], ends=ENDS)}
                         if run_acc is not None and series in tables:
                             t = tables[series]
                             m = in_bin(t.fields, report["by"], b["bin"])
-                            pool = _pool_at(t, signal, m, b["flops"])
+                            pool = pool_at(t, signal, m, b["flops"], ends=ENDS)
                             both = ~np.isnan(run_acc[m])  # the run's ungraded items leave the pairing
                             read["paired"] = (paired_diff(run_acc[m][both], pool[both]) if pool is not None
                                               else {"diff": math.nan, "lo": math.nan, "hi": math.nan, "items": int(m.sum())})
@@ -415,22 +420,6 @@ def _run_items(row: dict[str, Any], tables: dict[str, Any] | None, total: int | 
         raise TtclRuntimeError(f"--overlay: the run {row['series']!r} covers items {min(by_item)}..{max(by_item)} "
                                f"({len(by_item)} of them), this eval items 0..{n - 1}; use the same dataset and --limit")
     return np.array([float(np.mean(by_item[i])) for i in (table.index or range(n))])
-
-
-def _pool_at(table: Any, signal: str, mask: np.ndarray, flops: float) -> np.ndarray | None:
-    """The signal's per-item estimate at `flops` (bin mean), by the curve's own log-linear rule (`acc_at`):
-    each k's weight is the curve read through a one-hot accuracy, so the items' mean is the curve's reading.
-    None outside the curve's FLOPs range."""
-    from ttcl.runtime.analysis.compare import acc_at
-
-    ks = [k for k in table.ks if (signal, k) in table.acc]
-    if not ks or not mask.any():
-        return None
-    f = [float(table.flops[(signal, k)][mask].mean()) for k in ks]
-    weights = [acc_at(f, [float(j == i) for j in range(len(ks))], flops) for i in range(len(ks))]
-    if any(math.isnan(w) for w in weights):
-        return None
-    return sum(w * table.acc[(signal, k)][mask] for w, k in zip(weights, ks, strict=True))
 
 
 def print_pool(report: dict[str, Any], console: Console) -> None:
@@ -499,7 +488,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     if "allocation" in report:
         a = report["allocation"]
         console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
-                      f"{a['select_items']} items, reported on the other {a['report_items']}, split seed {a['split_seed']})")
+                      f"{_items(a['select_items'])}, reported on the other {a['report_items']}, split seed {a['split_seed']})")
         at = Table()
         choice_col = "choice per bin" + (" (0 = easiest)" if a["bins_from"].startswith("predicted") else "")
         for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]"):
@@ -513,7 +502,9 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
             at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), _f(r["uniform_flops"]) if math.isfinite(r["uniform_flops"]) else "-",
                        _saving(r), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
         console.print(at)
-        console.print("uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
+        console.print("budget FLOPs/item: what the policy meets on the choosing half; FLOPs/item (and every other column): "
+                      "the report half's, which can exceed the budget\n"
+                      "uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
                       "chosen on the same half) reaches the row's accuracy; - = no k <= N does (the saving is then more than the largest uniform FLOPs over the row's)")
         b = a["baseline"]
         fp = a["policy_flops_to_match"]
@@ -524,13 +515,15 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+        if a.get("note"):
+            console.print(f"note: {a['note']}")
 
 
 def _print_overlay(report: dict[str, Any], console: Console) -> None:
     """One row per overlaid run and bin: its accuracy, and each pool signal read at its FLOPs, with the
     paired difference run - pool over the bin's items."""
     o = Table(title="overlaid runs against the pool at equal FLOPs: the pool signal's accuracy read at the run's "
-                    "FLOPs, and run - pool paired over the same items [95% CI] (- = outside the pool's range)")
+                    "FLOPs, and run - pool paired over the same items [95% CI] (- = outside the pool's FLOPs range, by the % shown; within 5% outside it, the end point is read: `end -0.4%`)")
     o.add_column("run", overflow="fold", min_width=10)
     if report["by"]:
         o.add_column(report["by"], justify="right")
@@ -552,12 +545,14 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
 
 
 def _read(q: dict[str, Any]) -> str:
+    off = f"{q['outside'] * 100:+.2g}%" if q.get("outside") else ""  # how far outside the pool's FLOPs range
     if math.isnan(q["pool_accuracy"]):
-        return "-"
+        return f"- ({off} off)" if off else "-"
+    off = f" (end {off})" if off else ""  # within ENDS of an end point: read there
     d = q.get("paired")
     if d is None or math.isnan(d["diff"]):
-        return f"{q['pool_accuracy']:.3f}"
-    return f"{q['pool_accuracy']:.3f}\n{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+        return f"{q['pool_accuracy']:.3f}{off}"
+    return f"{q['pool_accuracy']:.3f}{off}\n{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
 
 
 def _saving_note(saving: float) -> str:
@@ -570,6 +565,8 @@ def _saving_note(saving: float) -> str:
 def _saving_ci(a: dict[str, Any]) -> str:
     """The saving's interval; a lower end that falls on resamples where the policy never reaches the baseline
     is n/a (it used to print 0.00x), with the share of such resamples."""
+    if math.isnan(a["saving_hi"]):  # one report item: no interval
+        return "n/a"
     hi = f"{a['saving_hi']:.2f}" if math.isfinite(a["saving_hi"]) else "inf"
     if math.isfinite(a["saving_lo"]):
         return f"{a['saving_lo']:.2f}, {hi}"
@@ -580,6 +577,8 @@ def _saving_ci(a: dict[str, Any]) -> str:
 def _saving(r: dict[str, Any]) -> str:
     if not math.isfinite(r["vs_uniform"]):  # beyond every uniform configuration: more than its largest over ours
         return f"> {r['uniform_max_flops'] / r['flops']:.2f}x"
+    if math.isnan(r["vs_uniform_hi"]):  # one report item: no interval
+        return f"{r['vs_uniform']:.2f}x [CI n/a]"
     hi = "inf" if not math.isfinite(r["vs_uniform_hi"]) else f"{r['vs_uniform_hi']:.2f}"
     return f"{r['vs_uniform']:.2f}x [{r['vs_uniform_lo']:.2f}, {hi}]"
 

@@ -99,7 +99,7 @@ def _load_items(input_: str | None, dataset: Path | None, limit: int | None, fie
     if input_ is not None:
         return single_item(input_)
     assert dataset is not None
-    return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []))
+    return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []), on_note=lambda m: typer.echo(m, err=True))
 
 
 class _Progress(NodeHook):
@@ -265,7 +265,7 @@ def check_judge(judge: str | None, items: list[Any] | None = None, dataset: Path
     reads = getattr(j.checker, "reads", None)
     if items and reads is not None and not any(reads(it.question) for it in items):
         it = items[0]
-        where = f"{dataset}:{it.line}" if dataset is not None and it.line else "--input"
+        where = it.where(dataset) if dataset is not None and it.line else "--input"
         raise RunOptionError(f"--judge {judge}: no question of {dataset or '--input'} is one the `{judge}` checker "
                              f"reads (first: {where}, {shown(it.question)!r}); judge by the gold answer (leave --judge out) or by "
                              "the dataset's own task")
@@ -461,7 +461,7 @@ def run(
                 acc = ("n/a (no item graded)" if b["accuracy"] is None else
                        f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] (95% Wilson)")
                 over = f"{b['graded']} graded of {b['items']}" if b["graded"] < b["items"] else f"{b['items']}"
-                console.print(f"{by} = {b['bin']}: accuracy {acc} over {over} items, "
+                console.print(f"{f'{by} = ' if b['bin'] != 'all' else ''}{b['bin']}: accuracy {acc} over {over} item{'s' * (b['items'] != 1)}, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
     from ttcl.runtime.judge import failure_line, judge_failures
 
@@ -500,25 +500,25 @@ def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
     for it in items:
         value = it.extra.get(by)
         if value is not None and not isinstance(value, str | int | float | bool):
-            where = f"{dataset}:{it.line}: error" if dataset is not None and it.line else "error: --input"
+            where = f"{it.where(dataset)}: error" if dataset is not None and it.line else "error: --input"
             raise RunOptionError(f"{where}: --by {by!r}: the field holds a {type(value).__name__}; --by groups by a "
                                  "string, number or boolean")
     missing = [it for it in items if it.extra.get(by) is None]
     if missing:  # grouped as their own bin, `None`: said, since a typo in one line's field name looks alike
-        first = f"{dataset}:{missing[0].line}" if dataset is not None and missing[0].line else f"item {missing[0].index}"
+        first = missing[0].where(dataset) if dataset is not None and missing[0].line else f"item {missing[0].index}"
         typer.echo(f"note: --by {by!r}: {len(missing)} of {len(items)} items have no value for it (first: {first}); "
                    f"they are grouped as {by}=None", err=True)
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     """Accuracy (95% Wilson) and mean cost per value of a dataset field, then "all"."""
-    from ttcl.runtime.analysis.curves import bin_values
+    from ttcl.runtime.analysis.curves import bin_values, in_bin
     from ttcl.runtime.analysis.intervals import wilson
 
     fields = [r.get("fields", {}) for r in results]
     out = []
     for value in bin_values(fields, by):
-        rows = [r for r, f in zip(results, fields, strict=True) if value == "all" or f.get(by) == value]
+        rows = [r for r, m in zip(results, in_bin(fields, by, value), strict=True) if m]
         graded = [r for r in rows if r["correct"] is not None]
         right = sum(1 for r in graded if r["correct"])
         lo, hi = wilson(right, len(graded)) if graded else (None, None)

@@ -171,25 +171,27 @@ def test_a_ctrl_c_records_what_the_shards_in_flight_spent(cluster: Any, data: di
     """Ctrl-C on a wide run (a KeyboardInterrupt in the driver, where the CLI's SIGINT lands) dropped the spend of
     the attempts in flight: no `lost` record, so a `--resume` could spend past the pool (QA pass: 2.3e8 FLOPs the
     ledger had charged were in no record). Now each in-flight attempt is settled and written, as a dead worker's."""
-    # a pool of 100 calls (most items run) rather than the module's 22, which stops all but about 5 items at once:
-    # on warm workers such a run could end before the first look found an attempt in flight
+    from ttcl.runtime.tasks.arith import iter_jsonl, make_problems
+
+    # 24 longer items, one at a time per shard, and a pool of 100 calls (every item runs; the module's 8 items
+    # and 22 calls let a run on warm workers end before a look found an attempt in flight: it failed in CI)
     roomy = data["root"] / "roomy.ttc"
     roomy.write_text(POOLED.replace("calls <= 22;", "calls <= 100;"))
+    ds = data["root"] / "longer_ctrl_c.jsonl"
+    ds.write_text("".join(line + "\n" for line in iter_jsonl(make_problems(24, [4, 5, 6], 7))))
     compiled = compile_program(roomy)
-    items = load_dataset(data["ds"])
+    items = load_dataset(ds)
     trace = data["root"] / "ctrl_c.jsonl"
+    looks = []
 
-    finished = [0]
-
-    def interrupt(steps: int, _: int) -> None:
-        # at the first look that finds a node step of an unfinished item: its attempt in flight has spent (at the
-        # first look of all, a worker on a loaded box may have spent nothing yet, and there is nothing to record)
-        if steps > finished[0] * len(compiled.dag):
+    def interrupt(_: int) -> None:
+        looks.append(True)
+        if len(looks) >= 2:  # the second look, half a second in: each worker holds an item's reservation
             raise KeyboardInterrupt
 
     runner = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1), workers=2)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(items, progress=lambda n: finished.__setitem__(0, n), on_steps=interrupt)
+        runner.run(items, progress=interrupt)
     stats = ray.get(distributed._POOL[0].stats.remote())
     recs = [json.loads(line) for line in trace.read_text().splitlines()]
     kept = sum(r["cost"]["calls"] for r in recs if r["type"] in ("item", "lost"))

@@ -414,4 +414,4 @@ def test_a_process_probes_a_server_once_however_many_runs(ts_url):
     time.sleep(0.5)  # a probe would be logged by now too
     assert second.failed == 0 and calls == 2 and posts() == before + calls
     assert second.header["engines"][ref]["probe"] == first.header["engines"][ref]["probe"]
-    assert (first.header["engines"][ref]["probe_sent"], second.header["engines"][ref]["probe_sent"]) == (True, False)
+    assert second.header["engines"][ref]["probe_sent"] is False  # the first run's is True if no earlier test probed

@@ -224,6 +224,10 @@ class EndpointBackend:
         except openai.APIError as e:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) "
                                    f"failed: {scrub(type(e).__name__ + ': ' + str(e))}") from None
+        except json.JSONDecodeError as e:  # a 200 whose body is not JSON (QA pass: exit 70, "internal error")
+            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe (a 1-token completion) got an "
+                                   f"answer that is not JSON ({scrub(str(e))[:120]}); is this an OpenAI-compatible "
+                                   "server, or a proxy in front of one?") from None
         u = getattr(resp, "usage", None)
         if u is None or not isinstance(u.prompt_tokens, int) or not isinstance(u.completion_tokens, int):
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: the start-up probe's completion has no usage; "
@@ -484,6 +488,11 @@ class EndpointBackend:
                         await asyncio.sleep(BACKOFF_S * 2 ** attempt)
                         continue
                     raise EndpointCallError(f"{where} rate-limited (429) {ATTEMPTS} times; nothing was charged") from None
+                except (json.JSONDecodeError, openai.APIResponseValidationError) as e:  # a 200 that is no completion
+                    # (QA pass: a proxy's non-JSON 200 was charged half its worst case, under a bare JSONDecodeError)
+                    raise EndpointCallError(f"{where} sent a malformed completion (not a JSON completion: "
+                                            f"{scrub(str(e))[:120]}); outcome unknown, charged at its worst case",
+                                            worst) from None
                 except openai.APIStatusError as e:
                     detail = scrub(_detail(e))
                     if e.status_code >= 500:

@@ -59,6 +59,7 @@ from ttcl.runtime.backends.decode import trim_at_stop
 from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_model: re-exported
     api_key,
     pin_served_model,
+    refuse_a_shorter_context,
     refuse_wrong_twin,
     scrub,
     served_entry,
@@ -171,14 +172,7 @@ class EndpointBackend:
     # -- connection ---------------------------------------------------------------------
 
     def _refuse_a_shorter_context(self) -> None:
-        """A server whose context (vLLM's `max_model_len`) is shorter than the twin's, which bounds every prompt
-        and `max_tokens`, would refuse requests item by item (QA pass: every item failed with a 400)."""
-        served = served_entry(self.models, self.model_id).get("max_model_len")
-        if isinstance(served, int) and self.spec.n_ctx is not None and served < self.spec.n_ctx:
-            raise TtclRuntimeError(f"endpoint {self.ep.base_url} serves {self.model_id} with a context of {served} "
-                                   f"tokens, and the model's is {self.spec.n_ctx}, which ttcl bounds prompts and "
-                                   f"max_tokens by: start the server with its full context (vLLM: --max-model-len "
-                                   f"{self.spec.n_ctx})")
+        refuse_a_shorter_context(self.ep, self.models, self.model_id, self.spec.n_ctx)
 
     def _connect(self) -> tuple[str, str, str | None]:
         models, model_id = served_model(self.ep)

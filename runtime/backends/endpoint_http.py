@@ -103,6 +103,7 @@ def pin_served_model(ref: str) -> str:
         except ModelSpecError:
             return ref  # the check reports a `local=` that is not a model directory
         refuse_wrong_twin(ep, ep.local, models, model_id)
+        _refuse_a_shorter_context_of(ep, models, model_id, ref)
         return ref
     if ep.model is not None:
         return ref
@@ -110,7 +111,30 @@ def pin_served_model(ref: str) -> str:
     engine = detect_engine(models, None)
     if ep.engine is None and engine != "generic":
         pinned += "&engine=" + engine
+    _refuse_a_shorter_context_of(ep, models, model_id, pinned)
     return pinned  # where the id is no model here, the check says which id (QA pass: a relative path was unsaid)
+
+
+def _refuse_a_shorter_context_of(ep: Any, models: dict[str, Any], model_id: str, ref: str) -> None:
+    """`ttcl check` refuses a server with a shorter context than its twin's, as `ttcl run` does (QA pass: check
+    said "fits" against vLLM's --max-model-len 64, and the run refused it)."""
+    from ttcl.compiler.models import ModelSpecError, model_spec
+
+    try:
+        n_ctx = model_spec(ref).n_ctx
+    except (ModelSpecError, TtclRuntimeError):
+        return  # no twin on this machine: nothing to compare with (the check says what it can)
+    refuse_a_shorter_context(ep, models, model_id, n_ctx)
+
+
+def refuse_a_shorter_context(ep: Any, models: dict[str, Any], model_id: str, n_ctx: int | None) -> None:
+    """A server whose context (vLLM's `max_model_len`) is shorter than the twin's, which bounds every prompt
+    and `max_tokens`, would refuse requests item by item (QA pass: every item failed with a 400)."""
+    served = served_entry(models, model_id).get("max_model_len")
+    if isinstance(served, int) and n_ctx is not None and served < n_ctx:
+        raise TtclRuntimeError(f"endpoint {ep.base_url} serves {model_id} with a context of {served} tokens, and the "
+                               f"model's is {n_ctx}, which ttcl bounds prompts and max_tokens by: start the server "
+                               f"with its full context (vLLM: --max-model-len {n_ctx})")
 
 
 # what two copies of one model may differ in: none of it changes FLOPs, context or tokens

@@ -80,6 +80,18 @@ def test_a_bad_preset_at_start_up_is_named_as_typed(prog):
     assert line == "error: --preset 'fast:n=1,n=3': param n is given twice"
 
 
+def test_defaults_over_budget_at_start_up_say_what_to_give(prog):
+    """Defaults over the budget refused the whole server though a --preset fitted; the error said nothing of
+    why the preset did not help (QA pass on a vLLM policy, where every sample prefills)."""
+    prog.write_text(PROGRAM.replace("budget per item { calls <= 4 }", "param n: int = 4 in 1..4\nbudget per item "
+                                    "{ calls <= 3 }").replace("n = 2,", "n = n,"))
+    r = serve(prog, "--port", "0", "--preset", "small:n=2")
+    assert r.returncode == 1 and "Traceback" not in r.stderr  # a budget verdict (docs/trust.md)
+    line = r.stderr.strip()
+    assert "cannot fit its budget: calls: worst case 4 > limit 3" in line and line.endswith(
+        "the bare model id runs with the --set values (a --preset only adds another id): give --set values that fit")
+
+
 def test_a_presets_params_are_those_it_runs_with():
     """`/v1/models` listed `["n=8", "n=2"]` for `--set n=8 --preset tiny:n=2`, which runs with n=2 (QA pass)."""
     from ttcl.commands.serve import with_preset

@@ -200,8 +200,11 @@ class Server:
         if report.verdict == "over":
             over = [f"{lim.unit}: worst case {lim.bound:g} > limit {lim.limit:g} (over by {lim.over_by:g})"
                     for lim in report.limits if lim.status == "over"]
+            hint = "" if self.serving else (  # at start-up (QA pass: a fitting --preset did not help, unsaid)
+                "; the bare model id runs with the --set values (a --preset only adds another id): give --set "
+                "values that fit")
             raise ApiError(400, f"{model} with {', '.join(overrides) or 'its defaults'} cannot fit its budget: "
-                           + "; ".join(over), param="ttcl.set", code="over_budget")
+                           + "; ".join(over) + hint, param="ttcl.set", code="over_budget")
         runner = Runner(compiled, RunOptions(device=self.device, dtype=self.dtype))
         shared = {id(m): m for m in runner.backends.values()}  # a judge reads through a policy's backend too
         shared.update({id(m): m for sc in runner.scorers.values() if (m := getattr(sc, "backend", None)) is not None})

@@ -159,7 +159,7 @@ class EndpointBackend:
         if local is not None:
             refuse_wrong_twin(self.ep, local, self.models, self.model_id)  # a program's own URL, or the API's
             self._load_local(local)
-            self._refuse_a_shorter_context()
+            refuse_a_shorter_context(self.ep, self.models, self.model_id, self.spec.n_ctx)
         elif self.profile.engine != "vllm":
             raise TtclRuntimeError(
                 f"endpoint {self.ep.base_url} ({self.engine}): cannot count prompt tokens without the model's "
@@ -170,9 +170,6 @@ class EndpointBackend:
         self.probe_sent = False
 
     # -- connection ---------------------------------------------------------------------
-
-    def _refuse_a_shorter_context(self) -> None:
-        refuse_a_shorter_context(self.ep, self.models, self.model_id, self.spec.n_ctx)
 
     def _connect(self) -> tuple[str, str, str | None]:
         models, model_id = served_model(self.ep)
@@ -197,13 +194,19 @@ class EndpointBackend:
         self.probe_sent = False  # this run's: a later run on this backend reuses the first run's probe
         if self.probe_usage is not None:
             return
+        import openai
+
         async def one() -> Any:
             async with _semaphore(self.ep):
-                return await self.client().completions.create(
-                    model=self.model_id, prompt=PROBE_PROMPT, n=1, max_tokens=1, temperature=0.0, seed=0,
-                    extra_body=self.profile.extra_body(SamplingParams(0.0, 1.0, 1, ()), self.local_cfg))
-
-        import openai
+                for attempt in range(ATTEMPTS):  # a 429 is retried, as an item's request is (QA pass: it failed at once)
+                    try:
+                        return await self.client().completions.create(
+                            model=self.model_id, prompt=PROBE_PROMPT, n=1, max_tokens=1, temperature=0.0, seed=0,
+                            extra_body=self.profile.extra_body(SamplingParams(0.0, 1.0, 1, ()), self.local_cfg))
+                    except openai.RateLimitError:
+                        if attempt + 1 == ATTEMPTS:
+                            raise
+                        await asyncio.sleep(BACKOFF_S * 2 ** attempt)
 
         try:
             resp = _Loop.submit(one()).result(timeout=self.ep.timeout)

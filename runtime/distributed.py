@@ -107,6 +107,9 @@ class PoolService:
         """The driver's first Ctrl-C: from each worker's next step on, its shard starts no more items."""
         self.draining = True
 
+    def is_draining(self) -> bool:
+        return self.draining
+
     def step(self, worker: str, ops: list[tuple[str, Key, int, dict[str, float]]],
              finished: list[tuple[list[dict[str, Any]], dict[str, Any]]],
              nodes: int = 0) -> tuple[list[bool], bool]:
@@ -197,7 +200,7 @@ class ShardWorker:
 
         from ttcl.runtime.shard import run_shard
 
-        draining = [False]
+        draining = [False, 0.0]  # as of the last pool call, and when that was
 
         def client(w: str, ops: list[Any], finished: list[Any], nodes: int) -> list[bool]:
             ref = pool.step.remote(w, ops, finished, nodes)
@@ -206,10 +209,18 @@ class ShardWorker:
             except ray.exceptions.GetTimeoutError as e:
                 # The outcome is unknown: stop here; the driver settles this worker's reservations in full.
                 raise TtclRuntimeError(f"pool call timed out after {POOL_TIMEOUT_S:.0f}s") from e
+            draining[1] = time.monotonic()
             return granted
 
+        def should_drain() -> bool:
+            """Asked before items start: a step's answer may be older than a Ctrl-C (QA pass: each worker started
+            one more batch after it), so ask the accountant again unless it answered within 0.1 s."""
+            if not draining[0] and time.monotonic() - draining[1] > 0.1:
+                draining[0], draining[1] = ray.get(pool.is_draining.remote(), timeout=POOL_TIMEOUT_S), time.monotonic()
+            return bool(draining[0])
+
         return run_shard(self.runners[self.key], items, client=client, worker=worker, shard=shard,
-                         attempt=attempt, quota=quota, per_item=per_item, should_drain=lambda: draining[0])
+                         attempt=attempt, quota=quota, per_item=per_item, should_drain=should_drain)
 
 
 
@@ -444,7 +455,9 @@ class RayRunner:
                 quota = ray.get(pool.shard_left.remote(task.shard))
                 ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota, self.per_item)
                 running[ref] = (slot, task, name)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            # short waits: two Ctrl-Cs during one wait reach Python as one (QA pass: a second Ctrl-C 0.3 s after
+            # the first did nothing), and the first is acted on sooner
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.1)
             if report is not None:
                 report()
             for ref in ready:

@@ -192,7 +192,8 @@ class Scheduler:
             if not queue and not active:  # every item is at `allot` or finished: share the pool out
                 self._release(parked)
                 queue, parked = list(sorted(parked, key=lambda r: r.index)), []
-            if should_drain is not None and any(isinstance(q, Item) for q in queue) and should_drain():
+            room = self.max_batch_items is None or len(active) < self.max_batch_items
+            if should_drain is not None and room and any(isinstance(q, Item) for q in queue) and should_drain():
                 left += sum(1 for q in queue if isinstance(q, Item))
                 queue = [q for q in queue if isinstance(q, _ItemRun)]  # items released from `allot` finish too
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):

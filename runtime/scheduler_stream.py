@@ -50,7 +50,8 @@ class StreamScheduler(Scheduler):
         touched: list[_ItemRun] = []  # items whose state changed: only they can have new work
         left = 0  # items a drain did not start
         while queue or active:
-            if should_drain is not None and queue and should_drain():
+            room = self.max_batch_items is None or len(active) < self.max_batch_items
+            if should_drain is not None and queue and room and should_drain():
                 left, queue = left + len(queue), []
             while queue and (self.max_batch_items is None or len(active) < self.max_batch_items):
                 run = self._new_run(queue.pop(0))

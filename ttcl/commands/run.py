@@ -227,6 +227,9 @@ def _run_once(
                                                                             soft_wrap=True)))
         if stop_after and stop.requested:
             raise KeyboardInterrupt
+        if stop.requested:  # the run returned: every item had started before the Ctrl-C (QA pass: said nothing)
+            typer.echo("Ctrl-C: every item had started, so the run finished them (a wide run keeps whole items)",
+                       err=True)
         return summary
     runner = Runner(compiled, opts)
     with stop_after_the_running_step() as stop:

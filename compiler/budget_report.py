@@ -156,7 +156,10 @@ def unused_model_values(dag: Dag) -> list[str]:
     (QA pass: `e = verify(j, d)`, never read, cost its calls without a word). Once per source line; a name
     that begins with `_` says it is meant (a pool program's scores, read from the trace by `ttcl eval`)."""
     used: set[str] = set()
-    todo = [dag.output]
+    # roots: the answer; every condition (an `if`'s, and a loop's `until`/`break`, whose last check guards nothing
+    # yet ran: QA pass, "score until good enough" was warned about); and every value named `_...` (meant)
+    todo = [dag.output, *(n.guard.node for n in dag.nodes.values() if n.guard is not None),
+            *(n.id for n in dag.nodes.values() if n.id.endswith("/stop") or (n.var or "").startswith("_"))]
     while todo:
         nid = todo.pop()
         if nid in used or nid not in dag.nodes:
@@ -167,19 +170,23 @@ def unused_model_values(dag: Dag) -> list[str]:
         if node.guard is not None:
             todo.append(node.guard.node)
     out: dict[tuple[str, int], str] = {}
+    reached: set[tuple[str, int]] = set()  # source places one of whose copies (a loop's iterations, calls) is used
     for node in dag.nodes.values():
-        if node.op not in MODEL_OPS or node.id in used or (node.var or "").startswith("_"):
+        if node.op not in MODEL_OPS:
             continue
         # a node of an inlined strategy call is said once, at the outermost call (the callee is not at fault)
         call = min((c for c in dag.calls if node.id.startswith(c.ns)), key=lambda c: len(c.ns), default=None)
         span = call.span if call is not None else node.span
+        if node.id in used:
+            reached.add((span.file, span.line))
+            continue
         what = (f"the call of {call.label} (line {span.line})" if call is not None else
                 f"`{node.var}` (line {span.line}, {node.op})" if node.var else f"this {node.op} (line {span.line})")
         out.setdefault((span.file, span.line),
                        f"{what} does not reach the answer: its model calls still run and are charged "
                        "(their output is in the trace); drop it" + ("" if call is not None or not node.var else
                                                                      f", or name it `_{node.var}` if that is meant"))
-    return list(out.values())
+    return [text for place, text in out.items() if place not in reached]
 
 
 def context_overflows(dag: Dag, bounds: NodeBounds, spec_of: SpecLookup) -> list[ContextOverflow]:

@@ -205,6 +205,7 @@ class Accountant:
         self._open: dict[int, Cost] = {}  # ticket -> reservation not yet charged
         # `split = even | need`: each item's own cap on the pool replaces the first-come pool (runtime/pool_split.py).
         self.shares: PoolShares | None = None
+        self._share_extra: dict[int, Cost] = {}  # what an item's attempts a kill cut short took from the pool
 
     # ------------------------------------------------------------ queries
 
@@ -221,12 +222,13 @@ class Accountant:
         have_item = self.spent(item) + self._reserved.get(item, _zero())
         have_pool = self._pool_spent + self._pool_reserved
         share = self.shares.cap(item) if self.shares is not None else None
+        have_share = have_item + self._share_extra.get(item, _zero())
         for unit in Unit:
             lefts = []
             if (lim := self.per_item.get(unit)) is not None:
                 lefts.append(lim - have_item.get(unit))
             if share is not None and (lim := share.get(unit)) is not None:
-                lefts.append(lim - have_item.get(unit))
+                lefts.append(lim - have_share.get(unit))
             elif share is None and (lim := self.pooled.get(unit)) is not None:
                 lefts.append(lim - have_pool.get(unit))
             if lefts:
@@ -242,8 +244,9 @@ class Accountant:
         return {u.value: max(0.0, lim - have.get(u)) for u in Unit if (lim := self.pooled.get(u)) is not None}
 
     def used(self, item: int) -> Cost:
-        """Spent plus reserved (what an allotment counts as used)."""
-        return self.spent(item) + self._reserved.get(item, _zero())
+        """Spent plus reserved, plus what its attempts a kill cut short took from the pool (what an allotment
+        counts as used)."""
+        return self.spent(item) + self._reserved.get(item, _zero()) + self._share_extra.get(item, _zero())
 
     def entries(self, item: int) -> list[LedgerEntry]:
         return [e for (i, _), e in self.ledger.items() if i == item]
@@ -260,7 +263,7 @@ class Accountant:
             reasons.append(f"per-item {u.value}")
         have_pool = self._pool_spent + self._pool_reserved
         if self.shares is not None:  # the item's own share of the pool; the shares add up to the pool
-            for u in over_units(have_item, need, self.shares.cap(item)):
+            for u in over_units(have_item + self._share_extra.get(item, _zero()), need, self.shares.cap(item)):
                 reasons.append(f"pooled {u.value} (this item's share)")
         # the pool itself, under a split too: there the shares keep within it, so this binds only if they did not
         spent_only = over_units(self._pool_spent, need, self.pooled)
@@ -445,6 +448,13 @@ class Accountant:
         """Book spend that belongs to no finished item (a lost attempt of a wide run) into the pool."""
         self._pool_spent = self._pool_spent + cost
 
+    def restore_share_use(self, item: int, cost: Cost) -> None:
+        """What `item`'s attempts took from the pool beyond its restored nodes (steps a kill cut short, charged at
+        their worst case): under a split it comes out of the item's own share, not the last items' (QA pass:
+        after three kills under `even`, the 27 items never started got nothing). Negative parts count as 0."""
+        extra = Cost(**{u: max(0.0, cost.get(u)) for u in ("calls", "prompt_tokens", "gen_tokens", "flops")})
+        if _spends(extra):
+            self._share_extra[item] = self._share_extra.get(item, _zero()) + extra
 
 def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
     """Largest k in [lo, hi] with ok(k), for ok monotone (true then false); None if none."""

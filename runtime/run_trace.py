@@ -186,6 +186,10 @@ def restore_from_trace(old: Trace, acc: Accountant, done: dict[int, ItemResult],
         cheap_seconds += sum(n.cost.get("seconds", 0.0) for n in recs if n.op not in MODEL_OPS)
     if not legacy:
         acc.restore_pooled(_cost_of(old.spent or {}) + _cost_of(old.cut_short or {}) + Cost(seconds=cheap_seconds))
+        for idx, charged in old.charged.items():  # what an item's lost attempts cost comes out of its own share
+            restored = acc.spent(idx)
+            acc.restore_share_use(idx, Cost(**{u: charged.get(u, 0.0) - restored.get(u) for u in
+                                               ("calls", "prompt_tokens", "gen_tokens", "flops")}))
     for lost in old.lost:  # attempts a wide run lost with a worker: their spend still counts
         acc.restore_pooled(_cost_of(lost.cost))
     return replay

@@ -238,6 +238,8 @@ class Trace(BaseModel):
     spent: dict[str, float] | None = None
     cut_short: dict[str, float] | None = None
     retired: list[NodeRecord] = []
+    # per item: every `spend` plus every grant cut short, i.e. what the pool was charged for it over its attempts
+    charged: dict[int, dict[str, float]] = {}
 
 
 def read_trace(path: str | Path) -> Trace:
@@ -256,6 +258,7 @@ def read_trace(path: str | Path) -> Trace:
     lost: list[LostRecord] = []
     retired: list[NodeRecord] = []
     spent: dict[str, float] | None = None
+    charged: dict[int, dict[str, float]] = {}
     open_grants: dict[tuple[int, str], list[dict[str, float]]] = {}
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -297,8 +300,10 @@ def read_trace(path: str | Path) -> Trace:
                 else:
                     if open_grants.get(key):
                         open_grants[key].pop(0)
+                    mine = charged.setdefault(sp.item, {})
                     for u, v in sp.cost.items():
                         spent[u] = spent.get(u, 0.0) + v
+                        mine[u] = mine.get(u, 0.0) + v
             elif kind == "item":
                 done = ItemRecord.model_validate(obj)
                 items[done.item] = done
@@ -315,13 +320,15 @@ def read_trace(path: str | Path) -> Trace:
     cut_short: dict[str, float] | None = None
     if spent is not None:
         cut_short = {}
-        for grants in open_grants.values():
+        for (item, _), grants in open_grants.items():
+            mine = charged.setdefault(item, {})
             for g in grants:
                 for u, v in g.items():
                     cut_short[u] = cut_short.get(u, 0.0) + v
+                    mine[u] = mine.get(u, 0.0) + v
     partial = {i: list(recs.values()) for i, recs in pending.items() if i not in items}
     return Trace(header=header, items=items, nodes=nodes, partial=partial, spent=spent, cut_short=cut_short, lost=lost,
-                 retired=retired)
+                 retired=retired, charged=charged)
 
 
 _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of models", "seed": "seed",

@@ -302,3 +302,34 @@ def test_a_refusal_says_when_the_pool_is_only_reserved_by_items_in_flight() -> N
     acc.charge(held, Cost(calls=8))
     spent = acc.request(1, "n", Cost(calls=4))
     assert not spent.granted and "pooled calls" in spent.reason and "reserved" not in spent.reason
+
+
+@pytest.mark.skipif(not available("ttcl:arith-s"), reason="needs the shipped arith-s")
+def test_a_kills_charge_comes_out_of_the_killed_items_share(tmp_path: Path) -> None:
+    """Under `split = even`, the worst case of a step a kill cut short is charged to the pool on resume. It came
+    out of nobody's share, so the killed item ran again on a full share and the last items got nothing (QA pass:
+    27 items never started were stopped at cost 0 after three kills). It now comes out of the killed item's."""
+    from ttcl.cli import main
+    from ttcl.runtime.trace import read_trace
+
+    prog = tmp_path / "even.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 32\n    on_exhaust = stop\n'
+                    '    split = even\n}\nstrategy main(question: text[<=40]) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    ds = tmp_path / "d.jsonl"
+    ds.write_text("".join(json.dumps({"question": f"{k} +{k + 2}", "answer": f"#### {2 * k + 2}"}) + "\n"
+                          for k in range(8)))
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    run = ["run", str(prog), "--dataset", str(ds), "--batch-items", "2", "--device", "cpu", "--trace"]
+    assert main([*run, str(whole)]) == 0
+    lines = whole.read_text().splitlines(keepends=True)
+    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
+    cut.write_text("".join(lines[: grants[2] + 1]))  # the second batch's first item granted 4 calls, then a kill
+    killed = json.loads(lines[grants[2]])["item"]
+    assert main([*run, str(cut), "--resume"]) == 0
+    before, after = read_trace(whole).items, read_trace(cut).items
+    for i in range(8):
+        if i != killed:  # every other item as in the run without the kill; the last ones were stopped before
+            assert (after[i].answer, after[i].status, after[i].cost["calls"]) == (
+                before[i].answer, before[i].status, before[i].cost["calls"]), i
+    assert after[killed].status == "stopped" and after[killed].cost["calls"] == 0  # its share went to the kill

@@ -352,8 +352,8 @@ class RayRunner:
                    for i, rec in done_before.items()]
         if self.n_workers > shards:  # a worker more than the shards would load the models and wait (QA pass)
             if self.on_note is not None:
-                self.on_note(f"ray: {shards} shard{'' if shards == 1 else 's'}: {shards} of the {self.n_workers} "
-                             "workers are used (a shard runs on one worker at a time)")
+                self.on_note(f"ray: {shards} shard{'' if shards == 1 else 's'}, so {shards} of the {self.n_workers} "
+                             f"workers {'is' if shards == 1 else 'are'} used (a shard runs on one worker at a time)")
             self.n_workers = shards
         header = header.model_copy(update={"shards": shards, "workers": self.n_workers})
         ws = workers(self.n_workers)

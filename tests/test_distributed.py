@@ -527,5 +527,5 @@ def test_workers_beyond_the_shards_are_not_started(cluster: Any, data: dict[str,
     summary = distributed.RayRunner(compile_program(ADAPTIVE), RunOptions(device="cpu"), workers=3, shards=2).run(
         load_dataset(data["ds"])[:4], on_note=notes.append)
     assert summary.distributed["workers"] == 2 and summary.items == 4
-    assert notes == ["ray: 2 shards: 2 of the 3 workers are used (a shard runs on one worker at a time)"]
+    assert notes == ["ray: 2 shards, so 2 of the 3 workers are used (a shard runs on one worker at a time)"]
 

@@ -68,4 +68,4 @@ def shard_failed_message(e: Exception, trace: Path | None, total: int) -> str:
     kept = f"{len(t.items)} of {total} items finished and are saved in {trace}"
     if (t.header.budget or {}).get("split") == "need":
         return f"{e}\n  {kept}; a `split = need` run cut short cannot be resumed: rerun with --overwrite"
-    return f"{e}\n  {kept}; once the cause is mended (or those items left out), resume with: {_resume_command()}"
+    return f"{e}\n  {kept}; once the cause is mended, resume with: {_resume_command()}"

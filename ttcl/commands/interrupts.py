@@ -64,10 +64,12 @@ class DeferCtrlC:
         self._before = {}
 
 
-def stop_after_the_running_step() -> DeferCtrlC:
+def stop_after_the_running_step(resumable: bool = True) -> DeferCtrlC:
     """A run's Ctrl-C or SIGTERM: it stops after the running step (nothing finished is lost); a second one stops
-    at once (the running batch is lost; `--resume` charges the pool for it)."""
-    return DeferCtrlC("stopping after the running step, keeping its work", sigterm=True)
+    at once (the running batch is lost; `--resume` charges the pool for it). `resumable` False: a `split = need`
+    run, whose trace cannot be resumed once cut short (QA pass: "keeping its work", then "cannot be resumed")."""
+    return DeferCtrlC("stopping after the running step, keeping its work" if resumable else
+                      "stopping after the running step (a `split = need` run cut short cannot be resumed)", sigterm=True)
 
 
 def finish_the_items_in_flight() -> DeferCtrlC:

@@ -232,7 +232,7 @@ def _run_once(
                        err=True)
         return summary
     runner = Runner(compiled, opts)
-    with stop_after_the_running_step() as stop:
+    with stop_after_the_running_step(resumable=runner.split != "need") as stop:
         if not show_progress:
             note = None if retry_failed is None else (lambda line: typer.echo(line, err=True))
             summary = runner.run(items, should_stop=stop, on_note=note)

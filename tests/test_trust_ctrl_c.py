@@ -50,7 +50,9 @@ def test_ctrl_c_during_start_up_prints_no_traceback(how: str) -> None:
         if code == 0:  # it finished first
             assert out == full.stdout and err == "", (fraction, err)
         else:
-            assert (code, err) == (130, "interrupted\n"), (fraction, code, err)
+            # 130, or killed by the SIGINT itself (-2 here), which a shell also reports as 130: seen once in CI,
+            # after `interrupted` was printed, when the interrupt met the interpreter's exit
+            assert code in (130, -signal.SIGINT) and err == "interrupted\n", (fraction, code, err)
             interrupted += 1
     assert interrupted >= 2  # the early ones land in the start-up on any machine
 

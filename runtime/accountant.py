@@ -266,12 +266,12 @@ class Accountant:
             for u in over_units(have_item + self._share_extra.get(item, _zero()), need, self.shares.cap(item)):
                 reasons.append(f"pooled {u.value} (this item's share)")
         # the pool itself, under a split too: there the shares keep within it, so this binds only if they did not
-        spent_only = over_units(self._pool_spent, need, self.pooled)
         for u in over_units(have_pool, need, self.pooled):
             if not any(r.startswith(f"pooled {u.value}") for r in reasons):
                 # what is only reserved comes back when the items in flight finish (QA pass: "budget exhausted"
                 # beside a pool 23% spent read as a bug; their worst cases held the rest)
-                held = "" if u in spent_only else " (the rest is reserved for the worst case of items in flight)"
+                spent_only = u in over_units(self._pool_spent, need, self.pooled)  # only on a refusal
+                held = "" if spent_only else " (the rest is reserved for the worst case of items in flight)"
                 reasons.append(f"pooled {u.value}{held}")
         for ns, lim in self.sub_budgets.items():
             if node_id.startswith(ns):

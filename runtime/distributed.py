@@ -481,7 +481,7 @@ class RayRunner:
                     if rest:
                         queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
                     if self.on_note is not None:
-                        self.on_note(f"ray: shard {task.shard}'s worker failed ({_why_failed(e).split(' (')[0]}); its "
+                        self.on_note(f"ray: shard {task.shard}'s worker failed ({_why_failed(e, short=True)}); its "
                                      f"{len(rest)} unfinished items run again on a fresh worker (attempt "
                                      f"{task.attempt + 2} of {MAX_ATTEMPTS})")
                 else:
@@ -532,8 +532,9 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
                 ray.get(ref, timeout=10)
 
 
-def _why_failed(e: BaseException) -> str:
-    """One short line for why a shard's attempt failed: the exception a worker raised, or its process's death."""
+def _why_failed(e: BaseException, *, short: bool = False) -> str:
+    """One line for why a shard's attempt failed: the exception a worker raised, or its process's death (`short`:
+    without the likely causes, for the note said at each restart)."""
     ray = _ray()
     cause = getattr(e, "cause", None)
     if isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
@@ -541,8 +542,9 @@ def _why_failed(e: BaseException) -> str:
         text = lines[-1] if lines else ""
         return f"the worker raised {type(cause).__name__}" + (f": {_clip(text)}" if text else "")
     if isinstance(e, ray.exceptions.RayActorError):
-        return ("its worker process died (killed, out of memory, or a crash in native code or in a --verifier, "
-                "e.g. os._exit); the workers' own output above may say more")
+        return "its worker process died" + ("" if short else (
+            " (killed, out of memory, or a crash in native code or in a --verifier, e.g. os._exit); the workers' "
+            "own output above may say more"))
     return _clip(_first_line(e))
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ttcl.compiler.costmodel import Cost
@@ -48,6 +47,7 @@ from ttcl.runtime.ray_cluster import (
 )
 from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
 from ttcl.runtime.runner import Runner, RunOptions, RunSummary, content_seeded
+from ttcl.runtime.shard_failure import Isolation, Task, condemned_record
 from ttcl.runtime.tasks import cli_checker_specs
 from ttcl.runtime.trace import (
     ItemRecord,
@@ -60,7 +60,6 @@ from ttcl.runtime.trace import (
     read_trace,
 )
 
-MAX_ATTEMPTS = 3  # per shard: a worker may die twice; a third failure is the run's error
 POOL_TIMEOUT_S = 60.0  # a pool call this slow counts as lost: the worker stops, its reservations settle in full
 
 
@@ -127,6 +126,14 @@ class PoolService:
             self.writer.write_raw(records)
         self.seconds += time.perf_counter() - t
         return granted, self.draining
+
+    def fail_items(self, records: list[dict[str, Any]]) -> None:
+        """Items that failed their worker alone (runtime/shard_failure.py): finished, as failed, costing nothing."""
+        records = [r for r in records if r["item"] not in self.items]
+        for r in records:
+            self.items[r["item"]] = ([], r)
+        if records and self.writer is not None:
+            self.writer.write_raw(records)
 
     def settle(self, worker: str, shard: int) -> dict[int, dict[str, float]]:
         lost = self.ledger.settle_worker(worker, set(self.items))
@@ -249,13 +256,6 @@ def worker_pids(n: int) -> list[int]:
 
 
 # ---------------------------------------------------------------- the driver
-
-
-@dataclass
-class _Task:
-    shard: int
-    items: list[Item]
-    attempt: int = 0
 
 
 def shard_of(position: int, shards: int) -> int:
@@ -389,11 +389,12 @@ class RayRunner:
             self.per_item = even_share(pool_limits, len(items))
         try:
             ray.get(pool.restore.remote(spends))
-            todo = [_Task(s, [it for k, it in enumerate(items)
+            todo = [Task(s, [it for k, it in enumerate(items)
                               if shard_of(k, shards) == s and it.index not in done_before])
                     for s in range(shards)]
             report = _reporter(pool, progress, on_steps, len(done_before), len(self.compiled.dag), len(items))
             self.drained = False
+            self.isolation = Isolation({t.shard: [it.index for it in t.items] for t in todo})
             batches, steps = self._drive(pool, [t for t in todo if t.items], report, should_stop)
             found = ray.get(pool.results.remote())
             self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
@@ -421,7 +422,7 @@ class RayRunner:
         summary.shared_across_items = dict(self.shared)  # what the workers' caches served across items
         return summary
 
-    def _drive(self, pool: Any, tasks: list[_Task], report: Callable[[], None] | None,
+    def _drive(self, pool: Any, tasks: list[Task], report: Callable[[], None] | None,
                should_stop: Callable[[], bool] | None = None) -> tuple[int, int]:
         """Hand shards to workers until every item is in; replace a worker that dies and rerun its rest."""
         o = self.options
@@ -429,7 +430,7 @@ class RayRunner:
                                  judge=o.judge)
         checkers = cli_checker_specs()
         idle = list(range(self.n_workers))
-        running: dict[Any, tuple[int, _Task, str]] = {}
+        running: dict[Any, tuple[int, Task, str]] = {}
         generation = [0] * self.n_workers
         self.shared: dict[str, float] = {}
         queue = list(tasks)
@@ -439,7 +440,7 @@ class RayRunner:
             _abandon_shards(pool, running)
             raise
 
-    def _loop(self, pool: Any, queue: list[_Task], idle: list[int], running: dict[Any, tuple[int, _Task, str]],
+    def _loop(self, pool: Any, queue: list[Task], idle: list[int], running: dict[Any, tuple[int, Task, str]],
               generation: list[int], report: Callable[[], None] | None,
               worker_opts: RunOptions, checkers: Any, should_stop: Callable[[], bool] | None) -> tuple[int, int]:
         ray = _ray()
@@ -449,8 +450,12 @@ class RayRunner:
                 self.drained = True  # the shards running finish their items in flight; the rest never start
                 ray.get(pool.drain.remote())
                 queue.clear()
-            while queue and idle:
-                slot, task = idle.pop(0), queue.pop(0)
+            while queue and idle:  # a shard runs on one worker at a time: its quota is one local accountant's
+                busy = {t.shard for _, t, _ in running.values()}
+                k = next((k for k, t in enumerate(queue) if t.shard not in busy), None)
+                if k is None:
+                    break
+                slot, task = idle.pop(0), queue.pop(k)
                 name = f"w{slot}.{generation[slot]}"
                 quota = ray.get(pool.shard_left.remote(task.shard))
                 ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota, self.per_item)
@@ -471,28 +476,36 @@ class RayRunner:
                     if self.drained:  # stopping: its unfinished items wait for a --resume
                         idle.append(slot)
                         continue
-                    if task.attempt + 1 >= MAX_ATTEMPTS:
-                        raise ShardFailedError(task.shard, MAX_ATTEMPTS, [it.index for it in rest], _why_failed(e)) from e
+                    try:
+                        again, note = self.isolation.after(task, rest, finished, e)
+                    except ShardFailedError as failed:
+                        raise failed from e
                     self.restarts += 1
                     ray.kill(_WORKERS[slot], no_restart=True)
                     _WORKERS[slot] = _worker_actor()
                     generation[slot] += 1
                     _get(_WORKERS[slot].load.remote(self.compiled, worker_opts, checkers))
-                    if rest:
-                        queue.insert(0, _Task(task.shard, rest, task.attempt + 1))
-                    if self.on_note is not None:
-                        self.on_note(f"ray: shard {task.shard}'s worker failed ({_why_failed(e, short=True)}); its "
-                                     f"{len(rest)} unfinished items run again on a fresh worker (attempt "
-                                     f"{task.attempt + 2} of {MAX_ATTEMPTS})")
+                    queue[:0] = again
+                    self._condemn(pool, self.isolation.ready(task.shard))
+                    if note and self.on_note is not None:
+                        self.on_note(note)
                 else:
                     batches += out["batches"]
                     steps += out["steps"]
                     for unit, v in out["shared"].items():
                         self.shared[unit] = self.shared.get(unit, 0.0) + v
+                    self._condemn(pool, self.isolation.succeeded(task))
                 idle.append(slot)
+        self._condemn(pool, self.isolation.at_end())
         if report is not None:  # the last items finish after the last look above
             report()
         return batches, steps
+
+    def _condemn(self, pool: Any, entries: list[tuple[Item, str]]) -> None:
+        """Record as failed the items that failed their worker alone (runtime/shard_failure.py)."""
+        if entries:
+            judge = self.planner.judge
+            _get(pool.fail_items.remote([condemned_record(it, judge.gold_of(it.gold), why) for it, why in entries]))
 
 
 def _reporter(pool: Any, progress: Callable[[int], None] | None, on_steps: Callable[[int, int], None] | None,
@@ -530,31 +543,6 @@ def _abandon_shards(pool: Any, running: dict[Any, tuple[int, Any, str]]) -> None
         for ref in running:
             with contextlib.suppress(Exception):
                 ray.get(ref, timeout=10)
-
-
-def _why_failed(e: BaseException, *, short: bool = False) -> str:
-    """One line for why a shard's attempt failed: the exception a worker raised, or its process's death (`short`:
-    without the likely causes, for the note said at each restart)."""
-    ray = _ray()
-    cause = getattr(e, "cause", None)
-    if isinstance(e, ray.exceptions.RayTaskError) and isinstance(cause, BaseException):
-        lines = str(cause).strip().splitlines()
-        text = lines[-1] if lines else ""
-        return f"the worker raised {type(cause).__name__}" + (f": {_clip(text)}" if text else "")
-    if isinstance(e, ray.exceptions.RayActorError):
-        return "its worker process died" + ("" if short else (
-            " (killed, out of memory, or a crash in native code or in a --verifier, e.g. os._exit); the workers' "
-            "own output above may say more"))
-    return _clip(_first_line(e))
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[-1] if text else type(e).__name__
 
 
 def need_work_held(items: int, lost: int) -> str:

@@ -29,9 +29,14 @@ class ShardFailedError(DistributedError):
     the process, or one that runs it out of memory). Names the shard and its unfinished items; the CLI adds what
     the trace kept and the resume command (QA pass: Ray's raw text, no item, no word of the saved work)."""
 
-    def __init__(self, shard: int, attempts: int, left: list[int], why: str) -> None:
+    def __init__(self, shard: int, attempts: int, left: list[int], why: str, alone: int = 0) -> None:
         self.shard, self.left = shard, left
         shown = ", ".join(map(str, left[:8])) + (", …" if len(left) > 8 else "")
+        if alone:  # each of these failed its worker alone, and nothing else of the shard finished
+            super().__init__(f"shard {shard} failed {attempts} times, and then {alone} of its items each failed "
+                             f"their worker alone (items {shown}: 0-based positions in the input) while none of "
+                             f"its other items finished: the fault is not in one item; the last time {why}")
+            return
         super().__init__(f"shard {shard} failed {attempts} times, leaving {len(left)} items unfinished (items "
                          f"{shown}: 0-based positions in the input); the last time {why}")
 

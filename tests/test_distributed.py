@@ -485,16 +485,19 @@ def test_a_wide_run_charges_items_as_alone_and_says_what_its_caches_shared(clust
     assert 0 < wide.shared_across_items["prompt_tokens"] <= one.shared_across_items["prompt_tokens"]
 
 
-def test_an_item_that_kills_its_worker_every_time_is_named_with_the_saved_work(
+def test_an_item_that_kills_its_worker_every_time_is_failed_alone_and_the_rest_finish(
         cluster: Any, data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> None:
     """A "poison" item (a --verifier that ends its process on one question) fails its shard 3 times. QA pass:
-    the run ended with Ray's raw text, no item named, and no word of the finished items in the trace."""
+    the run ended with Ray's raw text; then (session 36) with the shard's unfinished items named, 6 of 12 saved.
+    Now the shard's rest is split until the item fails alone: it is recorded as failed, every other item
+    finishes as on one machine, and a resume keeps it failed without running anything."""
     from ttcl.compiler import checks_calls
     from ttcl.runtime import tasks
 
     request.addfinalizer(checks_calls.registered_checkers.cache_clear)
-    first = json.loads(data["ds"].read_text().splitlines()[0])["question"]
+    lines = data["ds"].read_text().splitlines()
+    first = json.loads(lines[0])["question"]
     (tmp_path / "poison_r7.py").write_text(
         "import os\n\n\ndef longest(question, completion):\n"
         f"    if question.strip() == {first.strip()!r}:\n        os._exit(1)\n"
@@ -505,19 +508,33 @@ def test_an_item_that_kills_its_worker_every_time_is_named_with_the_saved_work(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tasks, "_CLI", {})
     monkeypatch.setattr(tasks, "_CLI_SPECS", {})
-    code = main(["run", str(prog), "--dataset", str(data["ds"]), "--device", "cpu", "--trace", str(trace),
-                 "--verifier", "longest=poison_r7:longest", "--ray", "--workers", "2"])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    line = next(x for x in err.splitlines() if x.startswith("error: shard 0 failed 3 times"))
-    assert "(items 0, " in line and "its worker process died" in line, line
+    args = ["run", str(prog), "--dataset", str(data["ds"]), "--device", "cpu", "--verifier",
+            "longest=poison_r7:longest", "--json"]
+    code = main([*args, "--trace", str(trace), "--ray", "--workers", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
     for attempt in (2, 3):  # each restart is said as it happens
-        assert "ray: shard 0's worker failed (its worker process died); its " in err
         assert f"unfinished items run again on a fresh worker (attempt {attempt} of 3)" in err, err
-    saved = len(read_trace(trace).items)
-    assert saved > 0 and 0 not in read_trace(trace).items
-    assert f"  {saved} of {len(load_dataset(data['ds']))} items finished and are saved in {trace}" in err
-    assert "resume with: ttcl run" in err and err.rstrip().endswith("--resume"), err
+    assert "ray: shard 0's worker failed for the last time (its worker process died); its " in err, err
+    assert "ray: item 0 fails its worker when it runs alone (its worker process died): it is recorded as failed" in err
+    wide = {r["item"]: r for r in json.loads(out)["results"]}
+    assert wide[0]["status"] == "failed" and wide[0]["answer"] is None and wide[0]["correct"] is False
+    assert "its worker failed each time it ran this item, the last time alone" in wide[0]["error"]
+    saved = read_trace(trace)
+    assert sorted(saved.items) == list(range(len(lines))) and saved.items[0].status == "failed"
+    assert saved.lost  # what the failed attempts spent is in the trace
+    # every other item is as on one machine, with the same checker less its poison (it would end this process)
+    (tmp_path / "plain_r7.py").write_text(
+        "def longest(question, completion):\n    return min(1.0, len(completion) / 100)\n")
+    code = main([*args[:-2], "longest=plain_r7:longest", "--json"])
+    one, _ = capsys.readouterr()
+    assert code == 0
+    for r in json.loads(one)["results"][1:]:
+        assert (wide[r["item"]]["answer"], wide[r["item"]]["status"]) == (r["answer"], r["status"])
+    code = main([*args, "--trace", str(trace), "--ray", "--workers", "2", "--resume"])
+    again, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(again)["results"] == json.loads(out)["results"]
 
 
 def test_workers_beyond_the_shards_are_not_started(cluster: Any, data: dict[str, Path]) -> None:

@@ -414,7 +414,7 @@ def run(
         raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
     if retry_failed and ray is not None:
         raise RunOptionError("--retry-failed works on one machine only: a wide run (--ray) resumes whole items and "
-                             "cannot replay a failed item's finished steps")
+                             "cannot replay a failed item's finished steps; run --resume --retry-failed without --ray")
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))

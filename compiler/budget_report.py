@@ -177,15 +177,16 @@ def unused_model_values(dag: Dag) -> list[str]:
         # a node of an inlined strategy call is said once, at the outermost call (the callee is not at fault)
         call = min((c for c in dag.calls if node.id.startswith(c.ns)), key=lambda c: len(c.ns), default=None)
         span = call.span if call is not None else node.span
-        if node.id in used:
+        if node.id in used or (call is not None and call.owner.startswith("_")):  # `_h = helper(q)`: meant
             reached.add((span.file, span.line))
             continue
         what = (f"the call of {call.label} (line {span.line})" if call is not None else
                 f"`{node.var}` (line {span.line}, {node.op})" if node.var else f"this {node.op} (line {span.line})")
         out.setdefault((span.file, span.line),
                        f"{what} does not reach the answer: its model calls still run and are charged "
-                       "(their output is in the trace); drop it" + ("" if call is not None or not node.var else
-                                                                     f", or name it `_{node.var}` if that is meant"))
+                       "(their output is in the trace); drop it" + (
+                           f", or name it `_{node.var}` if that is meant" if call is None and node.var else
+                           ", or assign it to a name that begins with `_` if that is meant" if call is not None else ""))
     return [text for place, text in out.items() if place not in reached]
 
 

@@ -115,6 +115,7 @@ class CallSite:
     module: Module
     span: Span
     imported: bool  # the callee lives in another module instance (its own budgets apply as a sub-budget)
+    owner: str = ""  # the statement the call is in: its target variable, `return`, `if`, `until` ("" elsewhere)
 
 
 
@@ -290,7 +291,8 @@ class ExprMixin:
         if self.call_counts[key] > 10_000 or frame.ns.count("/") > 64:
             self.fail(call.span, f"calls to `{label}` nest too deeply")
         sub = Frame(ModuleInfo(info.module, params, info.imports, info.inst), f"{frame.ns}/{label}#{self.call_counts[key]}")
-        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span, info.inst != frame.info.inst))
+        self.calls.append(CallSite(sub.ns, label, info.inst, info.module, call.span, info.inst != frame.info.inst,
+                                   self.owner))
         for inp, node in zip(strat.inputs, args, strict=False):
             sub.env[inp.name] = node
         return self.inline_body(strat, sub, ctx)

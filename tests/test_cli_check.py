@@ -343,6 +343,19 @@ def test_a_model_call_that_does_not_reach_the_answer_is_a_warning(tmp_path: Path
     path.write_text(src.replace("    e = verify", "    _e = verify"))
     assert main(["check", str(path)]) == 0
     assert "does not reach the answer" not in capsys.readouterr().out
+    # a strategy call's value: warned at the call, and a `_` name silences it too (left alone last stop: no way to)
+    call = ('ttcl 1\nmodel policy = "ttcl:arith-s"\n'
+            'strategy helper(q: text[<=40]) -> answer {\n    return vote(sample(policy, "{q}\\n", n = 2, max_tokens = 20))\n}\n'
+            'strategy main(question: text[<=40]) -> answer {\n    h = helper(question)\n'
+            '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 20))\n}\n')
+    path.write_text(call)
+    assert main(["check", str(path)]) == 0
+    assert ("warning: the call of helper (line 7) does not reach the answer: its model calls still run and are "
+            "charged (their output is in the trace); drop it, or assign it to a name that begins with `_` if that is "
+            "meant") in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+    path.write_text(call.replace("    h = helper", "    _h = helper"))
+    assert main(["check", str(path)]) == 0
+    assert "does not reach the answer" not in capsys.readouterr().out
     # read only by a loop's `until` (whose last iteration checks nothing), or inside a `_` name: no warning
     # (QA pass: "score until good enough" was warned about, and `_b = verify(orm, sample(...))` too)
     path.write_text(src.replace("    e = verify(orm, d)\n", "    repeat 3 {\n        _b = verify(orm, sample("

@@ -327,10 +327,12 @@ def test_eval_runs_pass_batch_items_and_remote_options_to_each_run(setup: dict[s
 
 
 def test_an_unwritable_plot_is_refused_before_the_eval(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
-    """A figure that cannot be written (its folder does not exist, or it names a folder) is refused with exit 2
-    before any run (it used to fail only after the whole eval, with its reason printed twice)."""
+    """A figure that cannot be written (a file stands where its folder should, or it names a folder) is refused
+    with exit 2 before any run (it used to fail only after the whole eval, with its reason printed twice)."""
     traces = setup["root"] / "traces-refused"
-    for plot, why in ((setup["root"] / "no-such-dir" / "fig.png", "does not exist"), (setup["root"], "is a directory")):
+    (setup["root"] / "afile").write_text("")
+    for plot, why in ((setup["root"] / "afile" / "fig.png", "`" + str(setup["root"] / "afile") + "` is not a directory"),
+                      (setup["root"], "is a directory")):
         code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
                              "--traces", str(traces), "--plot", str(plot), "--device", "cpu")
         assert code == 2 and f"--plot {plot}" in err and why in err and "Traceback" not in err, err
@@ -338,12 +340,13 @@ def test_an_unwritable_plot_is_refused_before_the_eval(capsys: pytest.CaptureFix
 
 
 def test_the_plot_line_names_the_file_written(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
-    """`--plot NAME` without an image suffix writes NAME.png, and the closing line says so (it said NAME)."""
-    plot = setup["root"] / "myplot"
+    """`--plot NAME` without an image suffix writes NAME.png, and the closing line says so (it said NAME). Its
+    missing folders are made, as --trace's and `graph -o`'s are (it was refused: "create it")."""
+    plot = setup["root"] / "figs" / "new" / "myplot"
     code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
                          "--traces", str(setup["root"] / "traces2"), "--plot", str(plot), "--device", "cpu")
     assert code == 0, err
-    assert f"plot: {plot}.png" in out.replace("\n", "") and (setup["root"] / "myplot.png").is_file()
+    assert f"plot: {plot}.png" in out.replace("\n", "") and (setup["root"] / "figs" / "new" / "myplot.png").is_file()
     assert not plot.exists()
 
 

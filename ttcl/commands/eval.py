@@ -57,6 +57,7 @@ from ttcl.commands.run import (
 from ttcl.commands.wide import RAY_HELP, SHARDS_HELP, Wide
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.dataset import items_digest
+from ttcl.safeio import make_parents
 
 
 def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -480,8 +481,8 @@ def _read_sweep(path: Path, items: list[Any]) -> dict[str, Any]:
 
 def plot_destination(plot: Path) -> Path:
     """The file `--plot` will write, checked before any run: a name without an image suffix gets `.png` (as the
-    figure library would add it, so the path printed is the path written); a folder, a missing folder, or one
-    ttcl cannot write in is refused (exit 2) instead of failing after the whole eval."""
+    figure library would add it, so the path printed is the path written); a folder, a path through a file, or one
+    ttcl cannot write in is refused (exit 2) instead of failing after the whole eval; missing folders are made."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     if plot.is_dir():
@@ -491,8 +492,11 @@ def plot_destination(plot: Path) -> Path:
         if plot.is_dir():
             raise RunOptionError(f"--plot {plot}: is a directory; give a file name")
     parent = plot.parent
-    if not parent.is_dir():
-        raise RunOptionError(f"--plot {plot}: the folder {parent} does not exist; create it or choose another path")
+    if not parent.is_dir():  # made now, as --trace's and `graph -o`'s folders are
+        try:
+            make_parents(plot)
+        except OSError as e:
+            raise RunOptionError(f"--plot {plot}: {e.strerror or e}; choose another path") from None
     if not os.access(parent, os.W_OK | os.X_OK) or (plot.exists() and not os.access(plot, os.W_OK)):
         raise RunOptionError(f"--plot {plot}: cannot write there (permission denied); choose another path")
     return plot

@@ -185,12 +185,16 @@ class ShardWorker:
              checkers: list[tuple[str, str, str]] | None = None) -> dict[str, str]:
         """Build (or reuse) the runner; `checkers` are the driver's `--verifier` checkers
         (`tasks.cli_checker_specs()`), registered here too, since this is another process."""
-        from ttcl.runtime.runner import program_hash
+        from ttcl.runtime.runner import models_of, program_hash
         from ttcl.runtime.tasks import register_cli_checker
 
         for name, target, where in checkers or []:
             register_cli_checker(name, target, where)
-        key = (program_hash(compiled) + repr(sorted(compiled.report.params.items())),
+        # everything the runner is built from: the program, its models after --model/--compare/--greedy
+        # overrides (QA pass: an eval's --compare series reused the first series' runner, so its row was the
+        # first model's run under the other's name), and the compiled report (params, budgets, bounds)
+        key = (program_hash(compiled) + repr(sorted(models_of(compiled).items()))
+               + compiled.report.model_dump_json(),
                f"{options.seed}/{options.device}/{options.dtype}/{options.max_batch_items}/{options.judge}"
                f"/{checkers}")
         if key not in self.runners:

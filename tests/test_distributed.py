@@ -537,6 +537,20 @@ def test_an_item_that_kills_its_worker_every_time_is_failed_alone_and_the_rest_f
     assert json.loads(again)["results"] == json.loads(out)["results"]
 
 
+def test_a_worker_reloads_when_only_the_models_change(cluster: Any, data: dict[str, Path]) -> None:
+    """QA pass: the workers are kept between the runs of one process (an eval's series), and a run that differed
+    only in its models (`--compare policy=ttcl:arith-l`) reused the first run's runner: arith-l's row was
+    arith-s's run. Each run now answers as one machine does with its own models."""
+    items = load_dataset(data["ds"])[:4]
+    opts = RunOptions(device="cpu")
+    for ref in ("ttcl:arith-s", "ttcl:arith-l", "ttcl:arith-s"):
+        compiled = compile_program(ADAPTIVE, model_overrides={"policy": ref})
+        wide = distributed.RayRunner(compiled, opts, workers=1).run(items)
+        one = Runner(compiled, opts).run(items)
+        assert _answers(wide) == _answers(one), ref
+        assert wide.header["models"]["policy"] == ref
+
+
 def test_workers_beyond_the_shards_are_not_started(cluster: Any, data: dict[str, Path]) -> None:
     """`--workers 3 --shards 2` started and loaded a third worker that never had a shard (QA pass); on this
     2-CPU cluster it could not even be placed. Now 2 start, and the run says so."""

@@ -378,6 +378,10 @@ class RayRunner:
         # Spend no shard owns (attempts of a single-machine run cut short) comes off the top before the split.
         quotas = split_quota(left_of(pool_limits, unattributed), weights) if not pool_limits.is_empty() else {}
         spends.append((None, unattributed.as_dict()))
+        # what the pool was charged beyond the finished items before this run: attempts lost to dead workers or
+        # kills, and a single-machine trace's steps cut short (QA pass: a wide --resume's pooled line left it out)
+        earlier = sum((Cost(**{u: v for u, v in lost.cost.items() if u != "tokens"}) for lost in (old.lost if old else [])),
+                      unattributed)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
@@ -423,6 +427,8 @@ class RayRunner:
             acc.restore(it.index, ledger_from_records(nodes))
         summary = self.planner.summary(header, results, acc, time.perf_counter() - t0, batches)
         summary.distributed = {"workers": self.n_workers, "shards": shards, **self.stats}
+        beyond = earlier + Cost(**{u: v for u, v in self.stats.get("lost_spend", {}).items() if u != "tokens"})
+        summary.pool_beyond_items = {u: round(beyond.get(u), 6) for u in summary.budget_pooled if beyond.get(u) > 0}
         summary.shared_across_items = dict(self.shared)  # what the workers' caches served across items
         return summary
 

@@ -328,11 +328,11 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
     if not single:
         table.add_row("", "mean per item", "", *(_fmt(u, summary.actual_mean[u]) for u in units), "")
     console.print(table)
-    # a wide run's attempts lost with their workers (or a Ctrl-C) were charged to the pool too (QA pass: the line
-    # showed 3.9e8 / 6e8 where 5.99e8 had been charged)
-    lost = {u: v for u, v in (summary.distributed or {}).get("lost_spend", {}).items() if v and u != "seconds"}
-    # one machine: steps a kill cut short, charged at their worst case when the trace was resumed (QA pass)
-    beyond, what = (lost, "lost attempts") if summary.distributed else (summary.pool_beyond_items, "cut short by a kill")
+    # what the pool was charged beyond the items' costs: a wide run's attempts lost with their workers (or a Ctrl-C),
+    # this run's and a resumed trace's (QA pass: the line showed 3.9e8 / 6e8 where 5.99e8 had been charged); one
+    # machine's steps a kill cut short, charged at their worst case when the trace was resumed
+    beyond = summary.pool_beyond_items
+    what = "lost attempts" if summary.distributed else "cut short by a kill"
     for scope, limits in (("per item", summary.budget_item), ("pooled", summary.budget_pooled)):
         if limits:
             spent = summary.actual_max if scope == "per item" else {
@@ -352,6 +352,7 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                   f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
     if summary.distributed:
         d = summary.distributed
+        lost = {u: v for u, v in d.get("lost_spend", {}).items() if v and u != "seconds"}  # this run's
         spent = ", ".join(f"{u} {_fmt(u, v)}" for u, v in lost.items())
         console.print(f"ray: {_n(d['workers'], 'worker')}, {_n(d['shards'], 'shard')}, {d['calls']} pooled-ledger "
                       f"calls, {_n(d['restarts'], 'worker restart')}" + (f", lost attempts spent {spent}" if lost else ""))

@@ -102,7 +102,11 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
     for attempt in (1, 2):
         try:
             if address == LOCAL:  # its session files in a folder of its own, removed with the cluster
-                _TEMP.append(tempfile.mkdtemp(prefix="ttcl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None))
+                parent = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+                sweep_stale_sessions(parent)
+                _TEMP.append(tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=parent))
+                with open(os.path.join(_TEMP[-1], DRIVER_PID), "w") as f:
+                    f.write(str(os.getpid()))
                 ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1", include_dashboard=False,
                          log_to_driver=False, configure_logging=False, _temp_dir=_TEMP[-1])
             else:
@@ -112,6 +116,44 @@ def connect(address: str = LOCAL, *, num_cpus: int = 2) -> bool:
             shutdown()
             if attempt == 2 or address != LOCAL or "timed out during startup" not in str(e):
                 raise DistributedError(f"--ray {address}: cannot start or join the Ray cluster: {e}") from e
+    return True
+
+
+SESSION_PREFIX = "ttcl-ray-"
+DRIVER_PID = "ttcl-driver.pid"  # in a local cluster's session folder: the process that started it
+
+
+def sweep_stale_sessions(parent: str, min_age_s: float = 60.0) -> list[str]:
+    """Remove the session folders of local clusters whose driver is gone without its shutdown (a SIGKILL, a
+    power cut: QA pass, their folders stayed in /tmp for good). A folder is stale when its driver pid file names a
+    process that no longer exists and it is older than `min_age_s`; one without the file is left alone. Returns
+    the folders removed."""
+    removed = []
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(SESSION_PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        folder = os.path.join(parent, name)
+        try:
+            with open(os.path.join(folder, DRIVER_PID)) as f:
+                pid = int(f.read().strip())
+            if time.time() - os.path.getmtime(folder) < min_age_s or _alive(pid):
+                continue
+        except (OSError, ValueError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
     return True
 
 

@@ -145,3 +145,45 @@ def test_an_error_in_the_program_comes_before_the_cluster_starts(command: str, t
     code = main([command, str(bad), "--dataset", str(data), "--ray"])
     err = capsys.readouterr().err
     assert code == 2 and "ray: starting" not in err and "bad.ttc:" in err, err
+
+
+def test_a_killed_drivers_session_folder_is_swept_by_the_next_local_cluster(tmp_path: Path) -> None:
+    """A wide run killed with SIGKILL cannot remove its cluster's session folder: it stayed in /tmp for good (QA
+    pass). The next local cluster removes such folders, and only those: a folder whose driver lives, one without a
+    driver pid file, and a fresh one stay."""
+    import subprocess
+    import sys
+
+    from ttcl.runtime.ray_cluster import DRIVER_PID, sweep_stale_sessions
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{k} +{k}", "answer": str(2 * k)}) + "\n" for k in range(40)))
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "ttcl", "run", str(ADAPTIVE), "--dataset", str(data), "--ray",
+                             "--batch-items", "1"], stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    assert proc.stderr is not None
+    while not (line := proc.stderr.readline()).startswith("ray: worker pids"):
+        assert line, "the run ended before its workers started"
+    mine = [p for p in Path("/tmp").glob("ttcl-ray-*") if (p / DRIVER_PID).is_file()
+            and (p / DRIVER_PID).read_text() == str(proc.pid)]
+    assert len(mine) == 1
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert mine[0].is_dir()  # the kill left it
+    os.utime(mine[0], (time.time() - 120, time.time() - 120))
+    alive = parent / "ttcl-ray-alive"
+    alive.mkdir()
+    (alive / DRIVER_PID).write_text(str(os.getpid()))
+    bare = parent / "ttcl-ray-nopid"
+    bare.mkdir()
+    fresh = parent / "ttcl-ray-fresh"
+    fresh.mkdir()
+    (fresh / DRIVER_PID).write_text(str(proc.pid))
+    for p in (alive, bare):
+        os.utime(p, (time.time() - 120, time.time() - 120))
+    assert str(mine[0]) in sweep_stale_sessions("/tmp")  # (with any other stale one a killed run left there)
+    assert not mine[0].exists()
+    assert sweep_stale_sessions(str(parent)) == []
+    assert alive.is_dir() and bare.is_dir() and fresh.is_dir()

@@ -12,7 +12,7 @@ import gc
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ class Compiled:
     params: dict[str, Any]  # the root module's param values, `auto` ones solved
     dag: Dag
     report: BudgetReport
+    # every imported module instance's param values, qualified as `--set` names them (`wbon.temperature`): a run's
+    # trace header pins them too (QA pass: a resume with another `--set wbon.temperature` mixed two runs' answers)
+    imported_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sources(self) -> dict[str, str]:
@@ -197,7 +200,10 @@ def _compile_checked(
     if max_input_tokens is not None and all(d.type.max_len is not None for d in checked.entry.inputs):
         report.warnings.append(f"max_input_tokens {max_input_tokens} is not used: every input of "
                                f"`{checked.entry.name}` declares its own bound (`text[<=N]`)")
-    return Compiled(program=program, checked=checked, params=params, dag=dag, report=report)
+    imported = {f"{inst}.{k}": v for inst, info in instances.items() if inst
+                for k, v in info.params.items() if not isinstance(v, Auto)}
+    return Compiled(program=program, checked=checked, params=params, dag=dag, report=report,
+                    imported_params=dict(sorted(imported.items())))
 
 
 def _check_remote(compiled: Compiled, user_refs: set[str], allowed: frozenset[str]) -> None:

@@ -319,7 +319,7 @@ class Runner:
         engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
-            params={k: v for k, v in self.compiled.report.params.items()}, models=models_of(self.compiled), seed=o.seed,
+            params={**self.compiled.report.params, **self.compiled.imported_params}, models=models_of(self.compiled), seed=o.seed,
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,

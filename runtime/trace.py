@@ -336,6 +336,9 @@ _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of
          "answers": "way answers are read"}
 
 
+_NONE = object()
+
+
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     """Refuse to resume a trace written by a different run: the results would not mean anything."""
     old = trace.header.model_dump()
@@ -345,11 +348,17 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
             was = old.get(key)
             shown = "as written, before 2026-12-06" if key == "answers" and not was else repr(was)
             what = _WHAT[key]
+            now = repr(new.get(key))
             if key == "dataset_hash" and new.get("dataset") is None:  # `--input` / `inputs=`
                 what, shown = "inputs", "not recorded, before 2026-12-07" if was is None else repr(was)
+            if isinstance(was, dict) and isinstance(new.get(key), dict):  # name what changed, not the whole set
+                diff = sorted(set(was) | set(new[key]), key=lambda k: (k not in was, k))
+                diff = [k for k in diff if was.get(k, _NONE) != new[key].get(k, _NONE)]
+                shown = ", ".join(f"{k} {was[k]!r}" if k in was else f"no {k}" for k in diff)
+                now = ", ".join(f"{k} {new[key][k]!r}" if k in new[key] else f"no {k}" for k in diff)
             e = TraceError(
                 f"{path}: error: cannot --resume: the {what} {'differ from those' if what == 'inputs' else 'differs from the one'} this trace was written with "
-                f"({shown}, now {new.get(key)!r})\n"
+                f"({shown}, now {now})\n"
                 "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
             e.changed = what

@@ -218,6 +218,30 @@ def test_a_resume_with_other_inputs_is_refused(tmp_path: Path, capsys: pytest.Ca
     assert ttcl.run("ttcl:self_consistency", inputs=["1 +1", "37 +12 *3"], resume=True, **kw).answers == first.answers
 
 
+def test_a_resume_with_another_value_of_an_imported_param_is_refused(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The header pinned only the entry module's params: a trace written with `--set wbon.temperature=0.1`
+    resumed at 1.9 without a word, its answers a mix of both runs (QA pass). Imported params are pinned too."""
+    import ttcl
+    from ttcl.cli import main
+    from ttcl.runtime.trace import TraceError
+
+    trace = tmp_path / "t.jsonl"
+    base = ["run", "ttcl:adaptive", "--input", "1 +1", "--set", "probe=2", "--device", "cpu", "--trace", str(trace)]
+    assert main([*base, "--set", "wbon.temperature=0.1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--set", "wbon.temperature=1.9", "--resume"]) == 2
+    assert ("cannot --resume: the set of params differs from the one this trace was written with (wbon.temperature "
+            "0.1, now wbon.temperature 1.9)") in capsys.readouterr().err
+    assert main([*base, "--set", "wbon.temperature=0.1", "--resume"]) == 0
+    out = ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.n": 4}, device="cpu",
+                   trace=tmp_path / "api.jsonl")
+    assert out.summary.header["params"]["wbon.n"] == 4 and out.summary.header["params"]["wbon.temperature"] == 0.8
+    with pytest.raises(TraceError, match="wbon.n 4, now wbon.n 8"):
+        ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.n": 8}, device="cpu",
+                 trace=tmp_path / "api.jsonl", resume=True)
+
+
 def test_a_ctrl_c_before_an_overwrite_begins_does_not_offer_the_earlier_run(
         data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A Ctrl-C while the models load (or a Ray cluster starts) under --overwrite said the earlier run's items

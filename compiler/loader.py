@@ -28,6 +28,7 @@ from ttcl.compiler.diagnostics import (
     SyntaxDiagnosticError,
     closest,
 )
+from ttcl.programs import PREFIX, ProgramNameError, resolve_program
 from ttcl.safeio import PROGRAM_LIMIT, UnsafeRead, is_within, program_target, read_bounded
 
 STDIN_NAME = "<input>"
@@ -227,8 +228,18 @@ class _Loader:
             imports[imp.alias] = self._import(imp, file, base, stack)
 
     def _import(self, imp: Import, importer_file: str, base: Path, stack: list[tuple[str, str]]) -> str | None:
-        target = (base / imp.path) if not os.path.isabs(imp.path) else Path(imp.path)
-        shown = _display_join(importer_file, imp.path)
+        bundled = imp.path.startswith(PREFIX)  # `import "ttcl:NAME"`: a bundled program, wherever pip put it
+        if bundled:
+            try:
+                target = resolve_program(imp.path)
+            except ProgramNameError as e:
+                message, _, hint = str(e).partition("\n  hint: ")
+                why = message.partition(": error: ")[2].partition(" (bundled: ")[0]
+                self._fail(imp, imp.path, f"cannot import `{_printable(imp.path)}`: {why}", hint or None)
+                return None
+        else:
+            target = (base / imp.path) if not os.path.isabs(imp.path) else Path(imp.path)
+        shown = imp.path if bundled else _display_join(importer_file, imp.path)
         try:
             key = str(target.resolve()) if target.exists() else str(target.absolute())
         except (OSError, ValueError):  # a NUL byte, a name too long for the file system
@@ -247,7 +258,7 @@ class _Loader:
             return key
         if key in self._bad_keys:
             return None
-        if not imp.path.endswith(".ttc"):
+        if not bundled and not imp.path.endswith(".ttc"):
             self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: imports name .ttc files", None)
             return None
         if len(stack) > MAX_IMPORT_DEPTH:
@@ -259,7 +270,7 @@ class _Loader:
         except UnsafeRead as e:
             self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: `{shown}` {e.reason}", None)
             return None
-        if self.import_roots and not is_within(Path(key), self.import_roots):
+        if self.import_roots and not bundled and not is_within(Path(key), self.import_roots):
             self._fail(imp, key, f"cannot import `{_printable(imp.path)}`: it resolves to `{_printable(key)}`, "
                        f"outside the program's directory `{self.import_roots[0]}`",
                        "imports stay inside the root program's directory tree; list another directory in $TTCL_IMPORT_PATH to allow it")

@@ -160,10 +160,19 @@ def program_hash(compiled: Compiled) -> str:
 
 
 def _beside_root(compiled: Compiled, path: str) -> str:
-    """A program file's name relative to the root program's folder ("" for the root itself)."""
+    """A program file's name relative to the root program's folder ("" for the root itself); a bundled program
+    imported as `ttcl:NAME` is named so, wherever the root and the package are."""
+    from ttcl.programs import BUNDLED_DIR, PREFIX
+
     root = os.path.abspath(compiled.program.root.file)
+    if path.startswith(PREFIX):
+        return path
     full = os.path.abspath(path)
-    return "" if full == root else os.path.relpath(full, os.path.dirname(root))
+    if full == root:
+        return ""
+    if os.path.dirname(full) == str(BUNDLED_DIR) and full.endswith(".ttc"):
+        return PREFIX + os.path.basename(full).removesuffix(".ttc")
+    return os.path.relpath(full, os.path.dirname(root))
 
 
 def models_of(compiled: Compiled) -> dict[str, str]:

@@ -187,3 +187,25 @@ def test_a_missing_import_suggests_only_a_close_stem(tmp_path: Path) -> None:
     with pytest.raises(SemanticDiagnosticError) as e:
         check_program(load_program(root, file="root.ttc"))
     assert "cannot import `missing.ttc`" in e.value.render() and "did you mean" not in e.value.render()
+
+
+def test_a_bundled_program_imports_by_its_ttcl_name_from_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`ttcl programs --show adaptive > mine.ttc` (the documented way to copy and edit a bundled program) gave a
+    program that did not compile: it imported `weighted_best_of_n.ttc` beside it, and `import "ttcl:NAME"` was
+    refused (QA pass). A bundled program now imports as `ttcl:NAME`, wherever the importer is; a misspelt name
+    is a diagnostic at the import with the close name."""
+    from ttcl.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["programs", "--show", "adaptive"]) == 0
+    (tmp_path / "mine.ttc").write_text(capsys.readouterr().out)
+    assert main(["check", "mine.ttc"]) == 0
+    assert "verdict: fits" in capsys.readouterr().out
+    (tmp_path / "typo.ttc").write_text((tmp_path / "mine.ttc").read_text().replace("ttcl:weighted_best_of_n",
+                                                                                  "ttcl:weighted_best_ofn"))
+    with pytest.raises(SemanticDiagnosticError) as e:
+        check_program(load_program(tmp_path / "typo.ttc"))
+    d = e.value.diagnostics[0]
+    assert d.message == "cannot import `ttcl:weighted_best_ofn`: no bundled program named 'weighted_best_ofn'"
+    assert d.hint == "did you mean `ttcl:weighted_best_of_n`?" and d.span.line == 11

@@ -73,7 +73,8 @@ def test_adaptive_imports_weighted_best_of_n() -> None:
 
 def _models_installed(name: str) -> bool:
     """The arith zoo and every other bundled model the program names (`"ttcl:NAME"`) are installed."""
-    refs = set(re.findall(r'"(ttcl:[\w.-]+)"', (PROGRAMS / f"{name}.ttc").read_text(encoding="utf-8")))
+    text = (PROGRAMS / f"{name}.ttc").read_text(encoding="utf-8")
+    refs = set(re.findall(r'"(ttcl:[\w.-]+)"', text)) - set(re.findall(r'import "(ttcl:[\w.-]+)"', text))
     try:
         from ttcl.zoo.registry import resolve_model
 

@@ -321,7 +321,8 @@ def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path:
 
     (tmp_path / "a").mkdir()
     prog = tmp_path / "a" / "adaptive.ttc"
-    prog.write_text((ROOT / "programs" / "adaptive.ttc").read_text())
+    prog.write_text((ROOT / "programs" / "adaptive.ttc").read_text().replace('import "ttcl:weighted_best_of_n"',
+                                                                             'import "weighted_best_of_n.ttc"'))
     (tmp_path / "a" / "weighted_best_of_n.ttc").write_text((ROOT / "programs" / "weighted_best_of_n.ttc").read_text())
     trace = tmp_path / "t.jsonl"
     monkeypatch.chdir(tmp_path)

@@ -47,6 +47,20 @@ def test_table_rows_and_compare() -> None:
     assert shorter.missing == ["| 3 | 10.0 [5.5, 17.4] |"] and not shorter.differ
 
 
+def test_a_card_passes_only_when_every_differing_row_lies_within_its_intervals() -> None:
+    from ttcl.commands.zoo import card_failures
+    from ttcl.zoo.recard import outside_intervals
+
+    def failures(new: str) -> int:
+        c = compare(CARD, new)
+        return card_failures(c, [outside_intervals(a, b) for a, b in c.differ])
+
+    assert failures(CARD.replace("10.0 [5.5, 17.4]", "11.0 [6.2, 18.6]")) == 0  # within the interval
+    assert failures(CARD.replace("10.0 [5.5, 17.4]", "19.0 [12.0, 27.0]")) == 1  # outside it
+    assert failures(CARD.replace("| parameters | 1 |", "| parameters | 2 |")) == 1  # no interval to judge by
+    assert failures(CARD.replace("| 3 | 10.0 [5.5, 17.4] |\n", "")) == 1  # a row missing
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "ttcl.cli", "zoo", "card", *args], capture_output=True, text=True,
                           timeout=600)
@@ -74,7 +88,7 @@ def test_a_card_evaluated_again_names_the_row_that_differs(tmp_path: Path) -> No
     (model / "README.md").write_text(card.replace(row, wrong))
     out = tmp_path / "new"
     proc = _cli("ttcl:countdown-s", "--model", str(model), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # a row outside the card's interval: a verdict (it was exit 0)
     assert "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("countdown-s: ") and "table rows differ from its card" in lines[0]
@@ -84,7 +98,9 @@ def test_a_card_evaluated_again_names_the_row_that_differs(tmp_path: Path) -> No
     verdict = f"        (outside the card's 95% interval: col 2: 99.0 -> {greedy.split(' ')[0]} [95.0, 99.9])"
     if _same_processor_kind(json.loads((model / "ttcl_meta.json").read_text())):
         # the kind of processor that built it: the weights give the shipped card's row back, and only it differs
-        assert lines == [lines[0], f"  card: {wrong}", f"  now:  {row}", verdict]
+        assert lines == [lines[0], f"  card: {wrong}", f"  now:  {row}", verdict,
+                         "countdown-s: 1 of 11 rows lie outside the card's 95% intervals, have none to judge them by, "
+                         "or are missing or new: exit 1"]
         assert lines[0].startswith("countdown-s: 1 of 11 table rows differ")
         assert new_rows == table_rows(card)
 

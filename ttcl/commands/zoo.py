@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -195,7 +195,7 @@ def card(
 ) -> None:
     """Evaluate a model's card tables again from its weights, without training, and compare them with its card.
 
-    Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, with whether its new figures lie within the card's 95% intervals, or that every row came back identical. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
+    Runs the evaluation `ttcl zoo train` runs after training (the card's fixed set, seed and sampling, on the same kernels and one thread as the build), on the shipped weights or on --model DIR, and prints each table row that differs from the card beside the model, with whether its new figures lie within the card's 95% intervals, or that every row came back identical. Exit 0 when every row is identical or within its intervals; 1 when a row lies outside them, has none to judge a difference by, or is missing or new. A verifier's card scores its policies' card samples, drawn again from the shipped policies (or from --model's folder where it holds them). On the kind of processor that built the model the rows come back exactly; elsewhere, within their intervals. Measured here on 2 cores: arith-s 8 s, countdown-s 22 s, countdown-check 74 s and expr-s-narrow8-xlong-lik 101 s (a verifier's card samples its policies first)."""
     import tempfile
 
     from ttcl.zoo.family import set_kernels
@@ -253,6 +253,17 @@ def card(
         typer.echo(f"  card: {a}\n  now:  (no such row)")
     for b in c.added:
         typer.echo(f"  card: (no such row)\n  now:  {b}")
+    failing = card_failures(c, judged)
+    if failing:  # a verdict a script can read, as `check`'s is (QA pass: 9 of 15 rows at 0% against 88%, exit 0)
+        typer.echo(f"{name}: {failing} of {c.rows} rows lie outside the card's 95% intervals, have none to judge "
+                   "them by, or are missing or new: exit 1")
+        raise typer.Exit(1)
+
+
+def card_failures(c: Any, judged: list[list[str] | None]) -> int:
+    """The rows of a card comparison that fail it: outside the card's intervals, with no interval to judge a
+    difference by, or missing or new (a differing row inside every interval passes)."""
+    return sum(1 for out in judged if out is None or out) + len(c.missing) + len(c.added)
 
 
 def _copy_shipped(names: list[str], root: Path) -> None:

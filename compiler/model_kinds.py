@@ -68,6 +68,10 @@ def verifier_problem(name: str, kind: str, model: ModelRef) -> Problem | None:
         return (f"verifier `{name}`: `{model.ref}` is read by its likelihood, not as {_NEEDS[kind]} "
                 f'(its ttcl_meta.json says "verifier": "likelihood"){_overridden(model)}',
                 f'verifier {name} = likelihood("{model.ref}")')
+    if kind != "prm" and role == "generative":  # QA pass: the hint said likelihood(...), which ran without a word
+        return (f"verifier `{name}`: `{model.ref}` is a generative step checker, read as a PRM, not as "
+                f'{_NEEDS[kind]} (its ttcl_meta.json says "verifier": "generative"){_overridden(model)}',
+                f'verifier {name} = prm("{model.ref}")')
     head, arch = model_head(model.ref, model.base_dir)
     if head is None or head == _CTOR_HEAD[kind] or (kind == "prm" and head == "lm" and role == "generative"):
         return None

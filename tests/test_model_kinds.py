@@ -38,6 +38,11 @@ def _error(policy: str, verifier: str, **kw: object):
      'verifier v = reward("ttcl:arith-orm")'),
     ('likelihood("ttcl:arith-orm")', "`likelihood(...)` needs a causal language model, and `ttcl:arith-orm` is a reward model",
      'verifier v = reward("ttcl:arith-orm")'),
+    # a generative step checker is read as a PRM (QA pass: the hint said likelihood(...), which then ran)
+    ('reward("ttcl:countdown-check")', "`ttcl:countdown-check` is a generative step checker, read as a PRM, not as a "
+     'reward model (its ttcl_meta.json says "verifier": "generative")', 'verifier v = prm("ttcl:countdown-check")'),
+    ('likelihood("ttcl:countdown-check")', "`ttcl:countdown-check` is a generative step checker, read as a PRM, not "
+     "as a causal language model", 'verifier v = prm("ttcl:countdown-check")'),
 ])
 def test_a_verifier_of_the_wrong_kind_is_refused_at_its_declaration(verifier: str, says: str, hint: str) -> None:
     d = _error("ttcl:arith-s", verifier)

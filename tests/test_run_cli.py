@@ -381,3 +381,11 @@ def test_a_wide_runs_pooled_line_counts_the_attempts_it_lost() -> None:
     assert f"flops {flops + 2.5e7:.3e} / " in line and "(lost attempts 2.500e+07 of it)" in line, line
     assert "ray: 1 worker, 2 shards, 9 pooled-ledger calls, 1 worker restart, lost attempts spent calls 3, flops " \
            "2.500e+07" in text, text
+
+
+@pytest.mark.parametrize("extra", [("--limit", "2"), ("--field", "question=q")])
+def test_dataset_options_beside_an_input_are_refused(capsys: pytest.CaptureFixture[str], extra: tuple[str, str]) -> None:
+    """`--input TEXT --limit 2` and `--input TEXT --field question=q` ran and ignored the option (QA pass)."""
+    code, out, err = cli(capsys, "run", "ttcl:self_consistency", "--input", "1 +1", *extra)
+    assert code == 2 and out == ""
+    assert f"error: {extra[0]} applies to a --dataset; --input runs one item as it is" in err, err

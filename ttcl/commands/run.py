@@ -96,7 +96,10 @@ def _load_items(input_: str | None, dataset: Path | None, limit: int | None, fie
         raise RunOptionError(f"--limit {limit}: expected a positive number of items")
     if (input_ is None) == (dataset is None):
         raise RunOptionError("give exactly one of --input TEXT or --dataset FILE.jsonl")
-    if input_ is not None:
+    if input_ is not None:  # QA pass: --limit and --field beside --input were accepted and did nothing
+        for opt, given in (("--limit", limit is not None), ("--field", bool(fields))):
+            if given:
+                raise RunOptionError(f"{opt} applies to a --dataset; --input runs one item as it is")
         return single_item(input_)
     assert dataset is not None
     return load_dataset(dataset, limit=limit, fields=parse_fields(fields or []), on_note=lambda m: typer.echo(m, err=True))

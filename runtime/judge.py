@@ -72,7 +72,15 @@ class Judge:
         if answer is None:
             return False
         try:
-            return self.checker.outcome(question, MARKER + answer) == 1.0
+            score = self.checker.outcome(question, MARKER + answer)
+            # an outcome is a number in [0, 1]; NaN or one outside it is the checker's fault, not a wrong answer
+            # (QA pass: NaN and 1.5 were counted wrong without a word, where None or a string failed the judge)
+            if not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+                raise JudgeError(f"--judge {self.name}: its checker returned {score!r} for an answer; an outcome "
+                                 "is a number in [0, 1]")
+            return score == 1.0
+        except JudgeError:
+            raise
         except Exception as e:  # a user's checker raised (FunctionChecker keeps it as the cause), or a plugin
             cause = e.__cause__ if isinstance(e, TtclRuntimeError) and e.__cause__ is not None else e
             what = str(e) if cause is e and isinstance(e, TtclRuntimeError) else f"{type(cause).__name__}: {cause}"

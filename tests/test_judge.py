@@ -86,6 +86,19 @@ def test_a_question_the_checker_cannot_read_is_ungraded_not_wrong(name: str, que
                                                      ("expr", "9+49; 28-21+40")])
 
 
+@pytest.mark.parametrize("score", [float("nan"), 1.5, -0.1])
+def test_a_checker_outcome_outside_0_1_leaves_the_item_ungraded(score: float) -> None:
+    """A user's checker that returned NaN or 1.5 counted the answer wrong without a word, where None or a string
+    failed the judge (QA pass): an outcome outside [0, 1] is the checker's fault, so the item is ungraded."""
+    from ttcl.runtime.judge import Judge
+    from ttcl.runtime.tasks import FunctionChecker
+
+    judge = Judge("odd", FunctionChecker("odd", lambda q, c: score))
+    with pytest.raises(JudgeError, match=r"--judge odd: its checker returned .* an outcome is a number in \[0, 1\]"):
+        judge("3 +4", "7", "7")
+    assert Judge("odd", FunctionChecker("odd", lambda q, c: 1.0))("3 +4", "7", "7") is True
+
+
 def test_unknown_judge_names_the_known_ones() -> None:
     with pytest.raises(JudgeError) as e:
         make_judge("countdwn")

@@ -49,6 +49,10 @@ SHORT = ('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget per item { calls <= 8 }\
     ({"inputs": "1 +1", "schedule": "fast"}, "schedule='fast': expected one of auto, lockstep, stream"),
     ({"inputs": "1 +1", "allow_remote": "gpu-box"}, "allow_remote: expected a list of host names"),
     ({"inputs": "1 +1", "allow_remote": ["http://gpu-box:8000"]}, "--allow-remote 'http://gpu-box:8000': expected a host"),
+    # keys that are one after stripping were merged, the last one winning (QA pass)
+    ({"inputs": "1 +1", "set": {" n ": 2, "n": 3}}, "set: ' n ' and 'n' name the same key; keep one"),
+    ({"inputs": "1 +1", "models": {"policy": "ttcl:arith-s", " policy": "ttcl:arith-m"}},
+     "models: 'policy' and ' policy' name the same key; keep one"),
 ])
 def test_api_arguments_are_checked_and_named(tmp_path: Path, kwargs: dict, message: str) -> None:
     """A wrong type or value is a TtclError naming the keyword, never a TypeError/ValidationError or a silent

@@ -248,7 +248,13 @@ def _mapping(name: str, value: Any, example: str) -> dict[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) and k.strip() and "=" not in k for k in value):
         raise RunArgumentError(f"{name}: expected {example}" + ("" if isinstance(value, Mapping)
                                                                else f", got {_type_name(value)}"))
-    return {k.strip(): v for k, v in value.items()}
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for k, v in value.items():
+        if k.strip() in out:  # `{" n ": 2, "n": 3}` ran with 3 (QA pass); the CLI refuses `--set n=2 --set n=3`
+            raise RunArgumentError(f"{name}: {given[k.strip()]!r} and {k!r} name the same key; keep one")
+        out[k.strip()], given[k.strip()] = v, k
+    return out
 
 
 def _set_arg(value: Any) -> dict[str, Any]:

@@ -249,6 +249,11 @@ def test_reference_builds_name_recipes_that_are_built_but_not_shipped(tmp_path: 
     assert plan.exit_code == 0 and "at least" not in plan.output  # its reference build's seconds
     # what it is grown from is not built here: the plan names it (it said "-"), marked as read from --out
     assert re.search(r"^expr-l-grown +expr-m\* ", plan.output, re.M) and "* not built by this command" in plan.output
+    assert "or copied from the shipped models with --shipped-deps" in plan.output
+    # with --shipped-deps the note says they are copied (QA pass: it offered --shipped-deps to a plan that had it)
+    deps = CliRunner().invoke(app, ["zoo", "train", "--only", "expr-l-grown", "--plan", "--shipped-deps"])
+    assert deps.exit_code == 0 and "copied from the shipped models into --out (--shipped-deps)" in deps.output
+    assert "or copied from the shipped models with --shipped-deps" not in deps.output
     assert build.recorded_seconds(["expr-l-grown"])["expr-l-grown"] == data["models"]["expr-l-grown"]["training_seconds"]
     assert "--quick:" not in plan.output
     # --plan --quick: the full build's seconds, said to be so (it printed them as the quick build's estimate)

@@ -134,7 +134,8 @@ def train(
     full = build.recipe_graph(known, lambda n: dependencies(n, evaluate=not no_eval))
     graph = build.subgraph(full, names)
     if plan:
-        _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph}, quick=quick)
+        _print_plan(graph, n_jobs, {n: tuple(d for d in full[n] if d not in graph) for n in graph}, quick=quick,
+                    shipped_deps=shipped_deps)
         return
     created = not root.exists()
     try:  # before any training: an --out that cannot be written fails now, not after the compute is spent
@@ -284,7 +285,7 @@ def _copy_shipped(names: list[str], root: Path) -> None:
 
 
 def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str, tuple[str, ...]], *,
-                quick: bool = False) -> None:
+                quick: bool = False, shipped_deps: bool = False) -> None:
     """The schedule; `outside`: what each model needs that this build does not make (marked `*`: read from --out)."""
     from ttcl.zoo import build
 
@@ -298,7 +299,10 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str,
         sec = seconds[s.name]
         typer.echo(f"{s.name:<{w}} {needs[s.name]:<{wn}} {f'{sec:.0f}' if sec is not None else '?':>10} "
                    f"{s.worker:>6} {s.start / 60:>9.1f} {s.end / 60:>8.1f}")
-    if any(outside.values()):
+    if any(outside.values()) and shipped_deps:  # QA pass: the note offered --shipped-deps to a plan that had it
+        typer.echo("* not built by this command: copied from the shipped models into --out (--shipped-deps), "
+                   "unless --out holds it trained already")
+    elif any(outside.values()):
         typer.echo("* not built by this command: read from --out, where it must be trained first (add --only NAME), "
                    "or copied from the shipped models with --shipped-deps")
     total = sum(v or 0.0 for v in seconds.values())

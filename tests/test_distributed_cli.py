@@ -187,3 +187,13 @@ def test_a_killed_drivers_session_folder_is_swept_by_the_next_local_cluster(tmp_
     assert not mine[0].exists()
     assert sweep_stale_sessions(str(parent)) == []
     assert alive.is_dir() and bare.is_dir() and fresh.is_dir()
+
+
+def test_the_worker_pids_are_said_once_while_they_stay_the_same(capsys: pytest.CaptureFixture[str]) -> None:
+    """An eval's runs reuse the workers: `ray: worker pids` came once per run (QA pass: 5 times in one command)."""
+    from ttcl.commands.wide import show_workers
+
+    show_workers([11, 12])
+    show_workers([11, 12])
+    show_workers([11, 13])  # a worker replaced
+    assert capsys.readouterr().err.splitlines() == ["ray: worker pids 11, 12", "ray: worker pids 11, 13"]

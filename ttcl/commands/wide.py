@@ -94,5 +94,12 @@ def _terminated(signum: int, frame: Any) -> None:
     terminate()
 
 
+_SHOWN: list[list[int]] = []  # the worker pids said last in this process
+
+
 def show_workers(pids: list[int]) -> None:
+    """Say the workers' pids when they are new: an eval's runs reuse them (QA pass: the line came once per run)."""
+    if _SHOWN and _SHOWN[-1] == list(pids):
+        return
+    _SHOWN[:] = [list(pids)]
     typer.echo(f"ray: worker pids {', '.join(map(str, pids))}", err=True)

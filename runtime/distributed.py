@@ -45,6 +45,7 @@ from ttcl.runtime.ray_cluster import (
     connect,
     shutdown,
 )
+from ttcl.runtime.retry import failed_items
 from ttcl.runtime.run_trace import ledger_from_records, refuse_existing_trace, result_from_record
 from ttcl.runtime.runner import Runner, RunOptions, RunSummary, content_seeded
 from ttcl.runtime.shard_failure import Isolation, Task, condemned_record
@@ -340,6 +341,10 @@ class RayRunner:
         shards = self.shards
         unattributed = Cost()
         old = self.check_trace(items, header)
+        failed = failed_items(old, {it.index for it in items}) if old is not None else []
+        if failed and on_note is not None:  # one machine says so too (runtime/retry.py); --retry-failed is its own
+            on_note(f"{len(failed)} items failed in the earlier run and are kept as failed; `--resume --retry-failed` "
+                    "without --ray runs them again")
         if old is not None:
             shards = int(getattr(old.header, "shards", None) or shards)  # the shard plan is part of the run
             done_before, nodes_before = dict(old.items), dict(old.nodes)

@@ -555,6 +555,8 @@ def test_an_item_that_kills_its_worker_every_time_is_failed_alone_and_the_rest_f
     again, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(again)["results"] == json.loads(out)["results"]
+    assert ("1 items failed in the earlier run and are kept as failed; `--resume --retry-failed` without --ray runs "
+            "them again") in err
 
 
 def test_a_worker_reloads_when_only_the_models_change(cluster: Any, data: dict[str, Path]) -> None:

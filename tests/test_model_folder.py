@@ -1,0 +1,89 @@
+"""A local model folder that transformers would load wrongly is refused in one line, exit 2 (QA pass).
+
+Each bad folder is a copy of a shipped model with one file edited: a
+config.json that no longer matches the weights, weights that lack a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ttcl
+from ttcl.compiler import models
+from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.verifiers import RewardModelVerifier
+from ttcl.zoo.registry import MODELS_DIR
+
+RUN = ["run", "ttcl:self_consistency", "--input", "1 +1", "--set", "n=1", "--device", "cpu"]
+
+
+def copy_model(tmp_path: Path, name: str = "arith-m", **config: object) -> Path:
+    """A copy of shipped model `name` in tmp_path, its config.json updated with `config`."""
+    dst = tmp_path / name
+    shutil.copytree(MODELS_DIR / name, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    (dst / "config.json").write_text(json.dumps({**cfg, **config}))
+    models.clear_cache()
+    return dst
+
+
+def ttcl_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "250"}  # wide enough for transformers' whole LOAD REPORT, were it printed
+    return subprocess.run([sys.executable, "-m", "ttcl", *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_weights_that_do_not_match_the_config_are_refused_in_one_line(tmp_path: Path) -> None:
+    """n_embd 64 -> 48: transformers raised RuntimeError after a 20-line LOAD REPORT; exit 70, "a bug in ttcl"."""
+    bad = copy_model(tmp_path, n_embd=48)
+    proc = ttcl_cli(*RUN, "--model", f"policy={bad}")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"error: cannot load model from '{bad}': its weights do not match config.json (e.g. "
+                           "transformer.wte.weight is 88x64 in the weights, 88x48 by the config; 28 tensors differ)\n")
+
+
+def test_the_api_raises_a_ttcl_error_for_weights_that_do_not_match(tmp_path: Path) -> None:
+    bad = copy_model(tmp_path, n_embd=32)
+    with pytest.raises(TtclRuntimeError, match=r"its weights do not match config.json \(e.g\. "):
+        ttcl.run("ttcl:self_consistency", inputs="1 +1", set={"n": 1}, models={"policy": str(bad)}, device="cpu")
+
+
+def test_weights_that_lack_a_tensor_are_refused_not_filled_with_noise(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    bad = copy_model(tmp_path)
+    weights = load_file(bad / "model.safetensors")
+    del weights["transformer.ln_f.weight"]
+    save_file(weights, bad / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(TtclRuntimeError) as e:
+        ttcl.run("ttcl:self_consistency", inputs="1 +1", set={"n": 1}, models={"policy": str(bad)}, device="cpu")
+    assert str(e.value) == (f"cannot load model from '{bad}': its weights have no transformer.ln_f.weight, which "
+                            "config.json (GPT2LMHeadModel) describes; transformers would fill them with random numbers")
+
+
+@pytest.mark.parametrize(("n_layer", "says"), [
+    (3, "its weights have no transformer.h.2.attn.c_attn.bias and 11 more tensors, which config.json "
+        "(GPT2LMHeadModel) describes; transformers would fill them with random numbers"),
+    (1, "its weights do not match config.json (they hold transformer.h.1.attn.c_attn.weight and 10 more tensors, "
+        "which the model it describes has no place for)"),
+])
+def test_a_config_with_another_depth_than_the_weights_is_refused(tmp_path: Path, n_layer: int, says: str) -> None:
+    """n_layer 2 -> 3 ran a third layer of random numbers, 2 -> 1 dropped a trained layer: both exit 0."""
+    bad = copy_model(tmp_path, n_layer=n_layer)
+    with pytest.raises(TtclRuntimeError) as e:
+        ttcl.run("ttcl:self_consistency", inputs="1 +1", set={"n": 1}, models={"policy": str(bad)}, device="cpu")
+    assert str(e.value) == f"cannot load model from '{bad}': {says}"
+
+
+def test_a_reward_model_whose_config_does_not_match_is_refused(tmp_path: Path) -> None:
+    bad = copy_model(tmp_path, "arith-orm", n_embd=32)
+    with pytest.raises(TtclRuntimeError, match=rf"cannot load AutoModelForSequenceClassification from '{bad}': "
+                       r"its weights do not match config.json \(e\.g\. transformer\.wte\.weight is \d+x\d+ in the weights, "
+                       r"\d+x32 by the config"):
+        RewardModelVerifier(str(bad), device="cpu")

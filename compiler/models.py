@@ -29,8 +29,17 @@ from typing import Any
 from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
+from ttcl.compiler.tokenizer_facts import tokenizer_problem
 from ttcl.errors import TtclSemanticError
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, is_file, read_bounded, unsafe_model_files
+from ttcl.safeio import (
+    JSON_LIMIT,
+    LOADABLE_SAFETENSORS,
+    UnsafeRead,
+    is_dir,
+    is_file,
+    read_bounded,
+    unsafe_model_files,
+)
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
 OPTION_FIELDS: dict[str, str] = {
@@ -87,13 +96,15 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
 
 
 def _refuse_unsafe(ref: str, base_dir: str | None) -> None:
-    """A local model the run would refuse to load (pickled weights, custom code) is refused here too, so
+    """A local model the run would refuse to load (pickled weights, custom code, no tokenizer) is refused here too, so
     that `ttcl check` never says a program fits that `ttcl run` cannot start. An endpoint's model is
     the server's to load: its local twin is read for sizes only."""
     if is_endpoint(ref):
         return
     path = model_dir_of(ref, base_dir)
     why = None if path is None else unsafe_model_files(path, need_weights=False)
+    if why is None and path is not None and any(is_file(path / name) for name in LOADABLE_SAFETENSORS):
+        why = tokenizer_problem(path)  # a folder the run would load (a config alone still checks, for its sizes)
     if why is not None:
         raise ModelSpecError(f"model `{ref}`: {why}")
 

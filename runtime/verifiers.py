@@ -135,22 +135,13 @@ class _Loaded:
 def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
     import transformers
 
-    from ttcl.runtime.backends.hf_load import LOAD_ERRORS, load_weights
+    from ttcl.runtime.backends.hf_load import load_tokenizer, load_weights
     from ttcl.runtime.backends.transformers import model_dir, model_spec, pick_device, pick_dtype
 
     path = model_dir(resolve_ref(ref))
     dev = pick_device(device)
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except LOAD_ERRORS as e:
-        raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
-    finally:
-        hf_logging.set_verbosity(before)
-    # its "MISSING score.weight" report is replaced by the error below
+    tok = load_tokenizer(path, f"cannot load {auto_cls} from {str(path)!r}")
+    # transformers' "MISSING score.weight" report is replaced by the error below
     model, missing = load_weights(getattr(transformers, auto_cls), path, auto_cls)
     if missing:
         archs = ", ".join(getattr(model.config, "architectures", None) or ["unknown"])

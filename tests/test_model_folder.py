@@ -1,7 +1,8 @@
 """A local model folder that transformers would load wrongly is refused in one line, exit 2 (QA pass).
 
-Each bad folder is a copy of a shipped model with one file edited: a
-config.json that no longer matches the weights, weights that lack a tensor.
+Each bad folder is a copy of a shipped model with one file edited or removed:
+a config.json that no longer matches the weights, weights that lack a
+tensor, no tokenizer (or one with an empty vocabulary).
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from pathlib import Path
 import pytest
 
 import ttcl
+from ttcl.cli import main
 from ttcl.compiler import models
+from ttcl.compiler.diagnostics import SemanticDiagnosticError
+from ttcl.compiler.pipeline import compile_program
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.backends.transformers import TransformersBackend
 from ttcl.runtime.verifiers import RewardModelVerifier
 from ttcl.zoo.registry import MODELS_DIR
 
@@ -87,3 +92,60 @@ def test_a_reward_model_whose_config_does_not_match_is_refused(tmp_path: Path) -
                        r"its weights do not match config.json \(e\.g\. transformer\.wte\.weight is \d+x\d+ in the weights, "
                        r"\d+x32 by the config"):
         RewardModelVerifier(str(bad), device="cpu")
+
+
+NO_TOKENIZER = ("it has no tokenizer (no tokenizer.json or tokenizer_config.json): save the model's tokenizer beside it "
+                "(`tokenizer.save_pretrained(DIR)`)")
+
+
+def without_tokenizer(tmp_path: Path) -> Path:
+    bad = copy_model(tmp_path)
+    (bad / "tokenizer.json").unlink()
+    (bad / "tokenizer_config.json").unlink()
+    return bad
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_model_without_a_tokenizer_is_refused_before_it_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               command: str) -> None:
+    """transformers built an empty-vocabulary tokenizer from config.json: every item failed "empty prompt", exit 0."""
+    bad = without_tokenizer(tmp_path)
+    args = RUN if command == "run" else ["check", "ttcl:self_consistency"]
+    code = main([*args, "--model", f"policy={bad}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"error: model `policy`, overridden to `{bad}`: model `{bad}`: {NO_TOKENIZER}\n" in err
+
+
+def test_the_run_refuses_a_model_without_a_tokenizer_before_loading_it(tmp_path: Path) -> None:
+    bad = without_tokenizer(tmp_path)
+    with pytest.raises(TtclRuntimeError) as e:
+        TransformersBackend(bad, device="cpu")
+    assert str(e.value) == f"cannot load model from '{bad}': {NO_TOKENIZER}"
+
+
+def test_a_folder_with_a_config_alone_still_checks_for_its_sizes(tmp_path: Path) -> None:
+    bad = without_tokenizer(tmp_path)
+    (bad / "model.safetensors").unlink()
+    compile_program(source=f'ttcl 1\nmodel policy = "{bad}"\nstrategy main(question: text[<=20]) -> answer {{\n'
+                           '    return vote(sample(policy, "{question}", n = 2, max_tokens = 10))\n}\n')
+
+
+def test_a_tokenizer_with_an_empty_vocabulary_is_refused(tmp_path: Path) -> None:
+    bad = copy_model(tmp_path)
+    tok = json.loads((bad / "tokenizer.json").read_text())
+    (bad / "tokenizer.json").write_text(json.dumps({**tok, "model": {**tok["model"], "vocab": {}}}))
+    with pytest.raises(SemanticDiagnosticError, match=f"model `{bad}`: its tokenizer.json has an empty vocabulary: "):
+        compile_program(source=f'ttcl 1\nmodel policy = "{bad}"\n'
+                               'strategy main(question: text[<=20]) -> answer {\n'
+                               '    return vote(sample(policy, "{question}", n = 2, max_tokens = 10))\n}\n')
+
+
+def test_a_tokenizer_that_only_loading_shows_empty_is_refused_by_the_run(tmp_path: Path) -> None:
+    """A tokenizer_config.json naming a slow tokenizer, with no vocabulary file beside it: it loads, empty."""
+    bad = without_tokenizer(tmp_path)
+    (bad / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GPT2Tokenizer"}))
+    with pytest.raises(TtclRuntimeError) as e:
+        TransformersBackend(bad, device="cpu")
+    assert str(e.value) == (f"cannot load model from '{bad}': its tokenizer has an empty vocabulary: save the model's "
+                            "tokenizer beside it (`tokenizer.save_pretrained(DIR)`)")

@@ -1,4 +1,4 @@
-"""Loading a local model folder's weights with transformers, every fault of the folder a TtclRuntimeError.
+"""Loading a local model folder with transformers, every fault of the folder a TtclRuntimeError.
 
 `from_pretrained` builds the model that config.json describes and then fills
 it from the safetensors file. Where the two disagree (a config edited after
@@ -6,7 +6,8 @@ the weights were saved) transformers raises a plain RuntimeError after
 printing a table of every mismatched tensor; where the weights lack a tensor
 it fills it with random numbers and goes on. Both are faults of the folder,
 not of ttcl: they are read from the loading info and refused in one line
-(exit 2), and transformers' own report is kept off stderr.
+(exit 2), and transformers' own report is kept off stderr. A folder without
+a tokenizer is refused too (`load_tokenizer`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,35 @@ from typing import Any
 
 from safetensors import SafetensorError
 
+from ttcl.compiler.tokenizer_facts import SAVE_TOKENIZER, tokenizer_problem
 from ttcl.errors import TtclRuntimeError
 
 # what from_pretrained raises for a folder it cannot read (a corrupt weights file: exit 70, QA pass)
 LOAD_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, KeyError, SafetensorError)
+_PROBE = "1 + 1 = 2"  # any tokenizer that can encode a prompt makes at least one token of it
+
+
+def load_tokenizer(path: Path, failed: str) -> Any:
+    """The folder's tokenizer, refused (`failed: why`) where it has none or it encodes text to nothing.
+
+    A folder without tokenizer files loads: transformers builds a tokenizer with an empty vocabulary
+    from config.json, and every prompt is then empty (QA pass: each item failed, exit 0). `ttcl
+    check` refuses the missing files too (`tokenizer_problem`); an empty vocabulary that only
+    loading shows is refused here."""
+    from transformers import AutoTokenizer
+
+    why = tokenizer_problem(path)
+    if why is not None:
+        raise TtclRuntimeError(f"{failed}: {why}")
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except LOAD_ERRORS as e:
+        raise TtclRuntimeError(f"{failed}: {e}") from e
+    if not tok.vocab_size:
+        raise TtclRuntimeError(f"{failed}: its tokenizer has an empty vocabulary: {SAVE_TOKENIZER}")
+    if not tok(_PROBE, add_special_tokens=False, verbose=False)["input_ids"]:
+        raise TtclRuntimeError(f"{failed}: its tokenizer encodes text ({_PROBE!r}) to no tokens: {SAVE_TOKENIZER}")
+    return tok
 
 
 def load_weights(auto_cls: Any, path: Path, what: str = "model") -> tuple[Any, list[str]]:

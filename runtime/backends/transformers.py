@@ -51,7 +51,7 @@ from ttcl.runtime.backends.decode import (
     run_batch,
     trim_at_stop,
 )
-from ttcl.runtime.backends.hf_load import LOAD_ERRORS, load_weights, missing_message
+from ttcl.runtime.backends.hf_load import load_tokenizer, load_weights, missing_message
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
 from ttcl.safeio import is_dir, unsafe_model_files
@@ -162,15 +162,12 @@ class TransformersBackend:
         share_prefix: bool = True,
         warm_shared: bool = True,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.path = model_dir(ref_or_path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        except LOAD_ERRORS as e:
-            raise TtclRuntimeError(f"cannot load model from {str(self.path)!r}: {e}") from e
+        self.tokenizer = load_tokenizer(self.path, f"cannot load model from {str(self.path)!r}")
         model, missing = load_weights(AutoModelForCausalLM, self.path)
         if missing:  # the run would sample noise
             raise TtclRuntimeError(missing_message(self.path, missing, model))

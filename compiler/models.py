@@ -10,7 +10,8 @@ in this order, from:
 2. a `ttcl:NAME` ref, resolved to a directory by `ttcl.zoo.registry`;
 3. a local Hugging Face directory: its `ttcl_meta.json`
    (`non_embedding_params`) if present, else its `config.json`, from which N
-   is computed exactly for the GPT-2 and Llama families.
+   is computed exactly for the architectures compiler/model_sizes.py knows
+   (GPT-2, Llama, Mistral, Qwen2), read by the keys of its `model_type`.
 
 No torch import here: `ttcl check` must start fast. Specs are cached per
 (ref, options) because a program names the same model many times and `auto`
@@ -29,8 +30,18 @@ from typing import Any
 from ttcl.compiler.chat import ChatTemplateError, chat_overhead
 from ttcl.compiler.costmodel import ModelSpec
 from ttcl.compiler.endpoints import EndpointError, is_endpoint, parse_endpoint
+from ttcl.compiler.model_sizes import ConfigSizeError, architecture
+from ttcl.compiler.tokenizer_facts import tokenizer_problem
 from ttcl.errors import TtclSemanticError
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_dir, is_file, read_bounded, unsafe_model_files
+from ttcl.safeio import (
+    JSON_LIMIT,
+    LOADABLE_SAFETENSORS,
+    UnsafeRead,
+    is_dir,
+    is_file,
+    read_bounded,
+    unsafe_model_files,
+)
 
 # Option names a model declaration may carry, and the ModelSpec field each sets.
 OPTION_FIELDS: dict[str, str] = {
@@ -87,13 +98,15 @@ def _model_spec_cached(ref: str, opts: tuple[tuple[str, float], ...], base_dir: 
 
 
 def _refuse_unsafe(ref: str, base_dir: str | None) -> None:
-    """A local model the run would refuse to load (pickled weights, custom code) is refused here too, so
+    """A local model the run would refuse to load (pickled weights, custom code, no tokenizer) is refused here too, so
     that `ttcl check` never says a program fits that `ttcl run` cannot start. An endpoint's model is
     the server's to load: its local twin is read for sizes only."""
     if is_endpoint(ref):
         return
     path = model_dir_of(ref, base_dir)
     why = None if path is None else unsafe_model_files(path, need_weights=False)
+    if why is None and path is not None and any(is_file(path / name) for name in LOADABLE_SAFETENSORS):
+        why = tokenizer_problem(path)  # a folder the run would load (a config alone still checks, for its sizes)
     if why is not None:
         raise ModelSpecError(f"model `{ref}`: {why}")
 
@@ -258,9 +271,14 @@ def _resolve_zoo(ref: str) -> Path:
 
 
 def spec_from_dir(path: Path) -> ModelSpec:
-    """Read a model directory: ttcl_meta.json's count if present, else config.json."""
+    """Read a model directory: ttcl_meta.json's count if present, else config.json; its size keys are always
+    checked against its model_type (compiler/model_sizes.py), since that is the model transformers builds."""
     try:
         return _spec_from_dir(path)
+    except ConfigSizeError as e:
+        hint = ("add `non_embedding_params` to its ttcl_meta.json, or " + _PARAMS_HINT if e.uncountable else
+                "make model_type and the size keys of config.json describe the model its weights hold")
+        raise ModelSpecError(str(e), hint) from None
     except (KeyError, TypeError, ValueError) as e:  # a config with missing or non-numeric sizes
         raise ModelSpecError(f"cannot read the model size from `{path}`: bad or missing config field {e}", _PARAMS_HINT) from e
 
@@ -272,7 +290,7 @@ def _spec_from_dir(path: Path) -> ModelSpec:
     if config is None and not meta:
         raise ModelSpecError(f"model directory `{path}` has no config.json", _PARAMS_HINT)
     config = config or {}
-    arch = _architecture(config)
+    arch = architecture(config, path / "config.json")
     n_layer = int(config.get(arch.layers, meta.get("n_layer", 0)) or 0)
     d_model = int(config.get(arch.width, meta.get("d_model", 0)) or 0)
     n_ctx = config.get(arch.positions)
@@ -343,61 +361,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ModelSpecError(f"`{path}` is not a JSON object", _PARAMS_HINT)
     return data
-
-
-class _Arch:
-    """Config key names and the exact non-embedding parameter count of one model family."""
-
-    def __init__(self, layers: str, width: str, positions: str, count: Any):
-        self.layers = layers
-        self.width = width
-        self.positions = positions
-        self.count = count
-
-
-def gpt2_non_embedding_params(config: dict[str, Any]) -> int:
-    """GPT-2 blocks: fused qkv and output projections, a 2-layer MLP, two LayerNorms, plus ln_f; all with biases."""
-    d = int(config["n_embd"])
-    inner = int(config.get("n_inner") or 4 * d)
-    per_layer = (d * 3 * d + 3 * d) + (d * d + d) + (d * inner + inner) + (inner * d + d) + 2 * (2 * d)
-    return int(config["n_layer"]) * per_layer + 2 * d
-
-
-def llama_non_embedding_params(config: dict[str, Any]) -> int:
-    """Llama blocks: q/k/v/o projections (grouped KV heads), a gated 3-matrix MLP, two RMSNorms, plus the final norm."""
-    h = int(config["hidden_size"])
-    inter = int(config["intermediate_size"])
-    heads = int(config["num_attention_heads"])
-    kv_heads = int(config.get("num_key_value_heads") or heads)
-    head_dim = int(config.get("head_dim") or h // heads)
-    q, kv = heads * head_dim, kv_heads * head_dim
-    attn = h * q + 2 * h * kv + q * h
-    if config.get("attention_bias"):
-        attn += q + 2 * kv + h
-    mlp = 3 * h * inter
-    if config.get("mlp_bias"):
-        mlp += 2 * inter + h
-    per_layer = attn + mlp + 2 * h
-    return int(config["num_hidden_layers"]) * per_layer + h
-
-
-_GPT2 = _Arch("n_layer", "n_embd", "n_positions", gpt2_non_embedding_params)
-_LLAMA = _Arch("num_hidden_layers", "hidden_size", "max_position_embeddings", llama_non_embedding_params)
-
-
-def _architecture(config: dict[str, Any]) -> _Arch:
-    if "n_embd" in config:
-        return _GPT2
-    if "hidden_size" in config and "intermediate_size" in config:
-        return _LLAMA
-
-    def unknown(_: dict[str, Any]) -> int:
-        raise ModelSpecError(
-            f"cannot count the parameters of model type `{config.get('model_type', '?')}` from config.json",
-            "add `non_embedding_params` to its ttcl_meta.json, or " + _PARAMS_HINT,
-        )
-
-    return _Arch("num_hidden_layers", "hidden_size", "max_position_embeddings", unknown)
 
 
 _META_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
+from ttcl.safeio import JSON_LIMIT, UnsafeRead, is_file, read_bounded
 
 _MODELS = ("WordLevel", "BPE", "Unigram", "WordPiece")
 _SAFE_NORMALIZERS = (None, "Strip")  # normalizers that never lengthen a text
@@ -160,3 +160,27 @@ def _special_tokens(tok: dict[str, Any]) -> int:
         elif kind in ("BertProcessing", "RobertaProcessing"):
             total += 2
     return total
+
+
+# The files a transformers tokenizer is read from. In a folder with none of them, AutoTokenizer builds one
+# from config.json with an empty vocabulary, and every prompt encodes to no tokens (QA pass: every item
+# failed "empty prompt", exit 0).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                   "spiece.model")
+SAVE_TOKENIZER = "save the model's tokenizer beside it (`tokenizer.save_pretrained(DIR)`)"
+
+
+def tokenizer_problem(path: Path) -> str | None:
+    """Why the model folder `path` has no tokenizer a run could encode a prompt with, or None. Read by
+    `ttcl check` (at the model's declaration) and by the run (before loading), with the same words."""
+    if not any(is_file(path / name) for name in TOKENIZER_FILES):
+        return f"it has no tokenizer (no tokenizer.json or tokenizer_config.json): {SAVE_TOKENIZER}"
+    try:
+        tok = json.loads(read_bounded(path / "tokenizer.json", JSON_LIMIT, what="tokenizer.json"))
+    except (OSError, UnsafeRead, ValueError, RecursionError):
+        return None  # none (a vocabulary file instead), or unreadable: the run's loader says what is wrong with it
+    model = tok.get("model") if isinstance(tok, dict) else None
+    vocab = model.get("vocab") if isinstance(model, dict) else None
+    if isinstance(vocab, (dict, list)) and not vocab:
+        return f"its tokenizer.json has an empty vocabulary: {SAVE_TOKENIZER}"
+    return None

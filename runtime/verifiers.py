@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from safetensors import SafetensorError
-
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
 from ttcl.compiler.models import MetaTemplateError, fill_meta_template, meta_template_parts
 from ttcl.errors import TtclRuntimeError
@@ -137,23 +135,14 @@ class _Loaded:
 def _load(ref: str, auto_cls: str, device: str, dtype: str) -> _Loaded:
     import transformers
 
+    from ttcl.runtime.backends.hf_load import load_tokenizer, load_weights
     from ttcl.runtime.backends.transformers import model_dir, model_spec, pick_device, pick_dtype
 
     path = model_dir(resolve_ref(ref))
     dev = pick_device(device)
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its "MISSING score.weight" report is replaced by the error below
-    try:
-        tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model, info = getattr(transformers, auto_cls).from_pretrained(
-            path, local_files_only=True, use_safetensors=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError, SafetensorError) as e:  # a corrupt weights file: exit 70 (QA)
-        raise TtclRuntimeError(f"cannot load {auto_cls} from {str(path)!r}: {e}") from e
-    finally:
-        hf_logging.set_verbosity(before)
-    missing = sorted(info.get("missing_keys") or [])
+    tok = load_tokenizer(path, f"cannot load {auto_cls} from {str(path)!r}")
+    # transformers' "MISSING score.weight" report is replaced by the error below
+    model, missing = load_weights(getattr(transformers, auto_cls), path, auto_cls)
     if missing:
         archs = ", ".join(getattr(model.config, "architectures", None) or ["unknown"])
         head = auto_cls.removeprefix("AutoModelFor")

@@ -237,14 +237,15 @@ class EndpointBackend:
             self.fingerprints.add(str(fp))
 
     def _load_local(self, local: str) -> None:
-        from transformers import AutoTokenizer
+        from ttcl.runtime.backends.hf_load import load_tokenizer
 
         path = Path(resolve_ref(local))
+        failed = f"endpoint {self.ep.base_url}: cannot load the local twin {local!r}"
+        self.tokenizer = load_tokenizer(path, failed)  # one without a tokenizer would count every prompt as 0 tokens
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             self.local_cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError) as e:
-            raise TtclRuntimeError(f"endpoint {self.ep.base_url}: cannot load the local twin {local!r}: {e}") from e
+        except (OSError, ValueError) as e:
+            raise TtclRuntimeError(f"{failed}: {e}") from e
 
     def info(self) -> dict[str, Any]:
         """What the trace header records about this endpoint."""

@@ -29,7 +29,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 
 from ttcl.compiler.costmodel import ModelSpec, forward_flops
 from ttcl.errors import TtclRuntimeError
@@ -52,6 +51,7 @@ from ttcl.runtime.backends.decode import (
     run_batch,
     trim_at_stop,
 )
+from ttcl.runtime.backends.hf_load import load_tokenizer, load_weights, missing_message
 from ttcl.runtime.backends.prefix_cache import PrefixCache
 from ttcl.runtime.backends.sampling import stream_key
 from ttcl.safeio import is_dir, unsafe_model_files
@@ -162,16 +162,15 @@ class TransformersBackend:
         share_prefix: bool = True,
         warm_shared: bool = True,
     ) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.path = model_dir(ref_or_path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(self.path, local_files_only=True, use_safetensors=True)
-        except (OSError, ValueError, KeyError, SafetensorError) as e:  # a corrupt weights file: exit 70 (QA)
-            raise TtclRuntimeError(f"cannot load model from {str(self.path)!r}: {e}") from e
+        self.tokenizer = load_tokenizer(self.path, f"cannot load model from {str(self.path)!r}")
+        model, missing = load_weights(AutoModelForCausalLM, self.path)
+        if missing:  # the run would sample noise
+            raise TtclRuntimeError(missing_message(self.path, missing, model))
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.spec = model_spec(self.model)
         self.call = ModelCall(self.model)

@@ -257,7 +257,8 @@ def _default_problem(decl: ParamDecl, value: object) -> str | None:
     if decl.type == "int" and isinstance(value, float):
         if value.is_integer():  # `2e3`: whole, but written as a float (an exponent makes a float literal)
             return (f"param `{decl.name}` is int but its default is written as a float ({value:g}); "
-                    f"write it as an int literal: `{int(value)}` or `{_suffixed(int(value))}`")
+                    f"write it as an int literal: `{int(value)}`" + (
+                        f" or `{_suffixed(int(value))}`" if _suffixed(int(value)) != str(int(value)) else ""))
         return f"param `{decl.name}` is int but its default {value!r} is not a whole number"
     return f"param `{decl.name}` is {decl.type} but its default is {_kind_of(value)}"
 

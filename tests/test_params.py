@@ -161,6 +161,8 @@ def test_declarations() -> None:
     assert _decl_messages(decl("w", "int", num("2.5"))) == ["param `w` is int but its default 2.5 is not a whole number"]
     assert _decl_messages(decl("w", "int", num("2e3"))) == [
         "param `w` is int but its default is written as a float (2000); write it as an int literal: `2000` or `2k`"]
+    assert _decl_messages(decl("w", "int", num("3E+2"))) == [  # it said "`300` or `300`" (QA pass)
+        "param `w` is int but its default is written as a float (300); write it as an int literal: `300`"]
     assert _decl_messages(decl("g", "bool", num("1"))) == ["param `g` is bool but its default is a number"]
     assert _decl_messages(decl("s", "int", num("4"), num("10"), num("1"))) == ["empty range 10..1 for param `s`"]
     assert _decl_messages(decl("x", "text", String(parts=[]), num("1"), num("2"))) == ["param `x` is text; only int and float params take a range"]

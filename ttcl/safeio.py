@@ -38,7 +38,9 @@ class UnsafeRead(TtclError):
 
 
 def _size_text(n: int) -> str:
-    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n:,} bytes"
+    if n < MiB:
+        return f"{n:,} bytes"
+    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n / MiB:.2f} MiB"  # 1.19 MiB read "1 MiB, more than 1 MiB"
 
 
 def read_bounded(path: Path | str, limit: int, *, what: str = "file") -> bytes:

@@ -159,6 +159,13 @@ def program_hash(compiled: Compiled) -> str:
     return h.hexdigest()
 
 
+def program_files(compiled: Compiled) -> dict[str, str]:
+    """Each file of the program (named as `program_hash` names it, "" for the root) and a short hash of its text:
+    a refused resume names the file that changed (QA pass: "the program differs" named none)."""
+    return {_beside_root(compiled, name): hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+            for name, text in sorted(compiled.sources.items())}
+
+
 def _beside_root(compiled: Compiled, path: str) -> str:
     """A program file's name relative to the root program's folder ("" for the root itself); a bundled program
     imported as `ttcl:NAME` is named so, wherever the root and the package are."""
@@ -328,6 +335,7 @@ class Runner:
         engines = {ref: be.info() for ref, be in self.backends.items() if hasattr(be, "info")}
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
+            program_files=program_files(self.compiled),
             params={**self.compiled.report.params, **self.compiled.imported_params}, models=models_of(self.compiled), seed=o.seed,
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),

@@ -70,6 +70,7 @@ class RunHeader(BaseModel):
     ttcl_version: str = ""
     program: str
     program_hash: str
+    program_files: dict[str, str] = {}  # each file of the program ("" the root) and a hash of its text; older: {}
     params: dict[str, Any] = {}
     models: dict[str, str] = {}
     seed: int = 0
@@ -339,6 +340,18 @@ _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of
 _NONE = object()
 
 
+def _changed_files(was: dict[str, str], now: dict[str, str]) -> str:
+    """Which files of a program changed between two headers: `changed: weighted_best_of_n.ttc`."""
+    named = {"": "the program itself"}
+    parts = []
+    for what, names in (("changed", [n for n in was if n in now and was[n] != now[n]]),
+                        ("no longer imported", [n for n in was if n not in now]),
+                        ("newly imported", [n for n in now if n not in was])):
+        if names:
+            parts.append(f"{what}: {', '.join(named.get(n, n) for n in sorted(names))}")
+    return "; ".join(parts) or "its files are the same, in other places"
+
+
 def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     """Refuse to resume a trace written by a different run: the results would not mean anything."""
     old = trace.header.model_dump()
@@ -356,9 +369,12 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
                 diff = [k for k in diff if was.get(k, _NONE) != new[key].get(k, _NONE)]
                 shown = ", ".join(f"{k} {was[k]!r}" if k in was else f"no {k}" for k in diff)
                 now = ", ".join(f"{k} {new[key][k]!r}" if k in new[key] else f"no {k}" for k in diff)
+            detail = f"{shown}, now {now}"
+            if key == "program_hash" and old.get("program_files") and new.get("program_files"):
+                detail = _changed_files(old["program_files"], new["program_files"])  # the files, not two hashes
             e = TraceError(
                 f"{path}: error: cannot --resume: the {what} {'differ from those' if what == 'inputs' else 'differs from the one'} this trace was written with "
-                f"({shown}, now {now})\n"
+                f"({detail})\n"
                 "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
             e.changed = what

@@ -313,7 +313,8 @@ def test_a_resume_reuses_the_scores_of_replayed_verifies(tmp_path: Path, data: P
 
 
 def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path: Path, data: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """The program's hash took in the path as typed: the same unchanged file resumed from another folder, by
     its absolute path, or as a copy, was refused as "the program differs" (QA pass). Its imports count by
     their place beside it; what they say still counts."""
@@ -338,6 +339,9 @@ def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path:
     (copy / "weighted_best_of_n.ttc").write_text((copy / "weighted_best_of_n.ttc").read_text() + "\n# changed\n")
     assert main(["run", str(copy / "adaptive.ttc"), "--dataset", str(data), "--limit", "2", "--trace", str(trace),
                  "--resume"]) == 2
+    # the refusal names the file that changed (left alone last stop: "the program differs", two hashes)
+    assert ("cannot --resume: the program differs from the one this trace was written with (changed: "
+            "weighted_best_of_n.ttc)") in capsys.readouterr().err
 
 
 def test_the_pooled_line_counts_what_a_kill_cut_short(tmp_path: Path, data: Path,

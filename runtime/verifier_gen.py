@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 
+from ttcl.compiler.models import model_head
 from ttcl.compiler.tokenizer_facts import is_backward
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.verifiers import Item, ProcessRewardVerifier
@@ -140,7 +141,7 @@ class LikelihoodVerifier(GenerativeStepVerifier):
     def __init__(self, ref: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64) -> None:
         # read from config.json before the weights load: loading a classifier as a causal LM is refused by the
         # loader for its head's tensors, a message about tensors where this one names the kind of model
-        _refuse_a_classifier(ref, _config_architectures(ref))
+        _refuse_a_classifier(ref, [arch for head, arch in [model_head(ref)] if head in ("sequence", "token")])
         ProcessRewardVerifier.__init__(self, ref, agg="last", device=device, dtype=dtype, batch_size=batch_size)
         # a classifier with tied embeddings loads as a causal LM without a missing weight
         _refuse_a_classifier(ref, list(getattr(self.m.model.config, "architectures", None) or []))
@@ -152,19 +153,6 @@ class LikelihoodVerifier(GenerativeStepVerifier):
         # what the policy wrote: no newline after its last line (a finished policy wrote <eos>
         # there, and a newline it never writes would cost each candidate an arbitrary amount)
         return super()._text(question, completion).removesuffix(self.step_end)
-
-
-def _config_architectures(ref: str) -> list[str]:
-    import json
-
-    from ttcl.runtime.backends.transformers import model_dir
-    from ttcl.runtime.verifiers import resolve_ref
-
-    try:
-        archs = json.loads((model_dir(resolve_ref(ref)) / "config.json").read_text()).get("architectures")
-    except (OSError, ValueError, AttributeError, TtclRuntimeError):  # the loader says what is wrong with the folder
-        return []
-    return [a for a in archs if isinstance(a, str)] if isinstance(archs, list) else []
 
 
 def _refuse_a_classifier(ref: str, archs: list[str]) -> None:

@@ -403,7 +403,7 @@ class RayRunner:
         try:
             ray.get(pool.restore.remote(spends))
             todo = [Task(s, [it for k, it in enumerate(items)
-                              if shard_of(k, shards) == s and it.index not in done_before])
+                             if shard_of(k, shards) == s and it.index not in done_before])
                     for s in range(shards)]
             report = _reporter(pool, progress, on_steps, len(done_before), len(self.compiled.dag), len(items))
             self.drained = False

@@ -169,6 +169,7 @@ class Runs:
         self.device, self.dtype, self.quiet = device, dtype, quiet
         self.batch_items, self.wide, self.allow_remote = batch_items, wide, allow_remote
         self.kept = kept  # the traces outlive the command (--traces DIR)
+        self.finished = 0  # runs this command finished (or found finished)
 
     @cached_property
     def data_key(self) -> str:
@@ -177,13 +178,23 @@ class Runs:
 
         return dataset_digest(self.dataset, self.items)
 
-    def interrupted(self) -> str:
-        """What Ctrl-C kept: the finished runs' traces, and a killed run's finished items, where --traces names a
-        directory (a rerun continues from them); nothing without it (the traces were in a temporary one)."""
+    def interrupted(self, trace: Path | None = None) -> str:
+        """What Ctrl-C kept: the finished runs' traces, and the stopped run's finished items (counted, QA pass:
+        the line said neither how many), where --traces names a directory (a rerun continues from them); nothing
+        without it (the traces were in a temporary one)."""
         if not self.kept:
             return "interrupted: nothing was saved (no --traces DIR; with it, a rerun continues where this one stopped)"
-        return (f"interrupted: every finished run and the finished items of the one stopped are kept in {self.root}; "
-                "rerun the same command to continue from them")
+        items = 0
+        if trace is not None and trace.exists():
+            from ttcl.runtime.trace import read_trace
+
+            try:
+                items = len(read_trace(trace).items)
+            except Exception:  # a trace cut mid-line is read by the rerun; the count is only said here
+                items = 0
+        return (f"interrupted: {self.finished} finished run{'' if self.finished == 1 else 's'} and the {items} "
+                f"finished item{'' if items == 1 else 's'} of the one stopped are kept in {self.root}; rerun the same "
+                "command to continue from them")
 
     def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
         import hashlib
@@ -213,8 +224,9 @@ class Runs:
                 summary = _run_once(self.program, sets, binds, self.items, resume=False, overwrite=True,
                                     stop_after=True, **kw)
         except KeyboardInterrupt as e:
-            typer.echo(self.interrupted(), err=True)
+            typer.echo(self.interrupted(trace), err=True)
             raise typer.Exit(exit_code(e)) from None
+        self.finished += 1
         from ttcl.runtime.judge import failure_line, judge_failures
 
         failed = judge_failures(summary.results)

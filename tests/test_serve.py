@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.request
 import uuid
@@ -107,6 +108,8 @@ def test_overrides_admission_and_errors(url):
     with pytest.raises(openai.BadRequestError, match="not_a_param|unknown param") as e:
         ask(c, "4 +5", extra_body={"ttcl": {"set": {"not_a_param": 1}}})
     assert e.value.body["code"] == "invalid_param"  # the client's value, not the program (QA pass: invalid_program)
+    # where in the program: the model id and a line, not `MODEL:17:1`, which read as a file (QA pass)
+    assert re.match(r"\S+, line \d+:\d+: error: `ttcl.set not_a_param=1`", e.value.body["message"]), e.value.body
     with pytest.raises(openai.NotFoundError):
         ask(c, "4 +5", model="nope")
     with pytest.raises(openai.BadRequestError, match="empty"):

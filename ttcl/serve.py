@@ -32,6 +32,7 @@ import asyncio
 import hashlib
 import json
 import queue
+import re
 import secrets
 import threading
 import time
@@ -189,7 +190,10 @@ class Server:
         except TtclError as e:  # in a client's words: its model id, not the server's path; ttcl.set, not --set
             if not self.serving:  # at start-up the user's own --set and path are what went wrong (QA pass)
                 raise
-            said = str(e).replace(str(strat.program), strat.id).replace("`--set ", "`ttcl.set ")
+            # `PROGRAM:17:1: error` reads as a file of the client's model id: `MODEL, line 17:1: error` (QA pass)
+            said = re.sub(re.escape(str(strat.program)) + r":(\d+):(\d+):", lambda m: f"{strat.id}, line {m[1]}:{m[2]}:",
+                          str(e))
+            said = said.replace(str(strat.program), strat.id).replace("`--set ", "`ttcl.set ")
             code = "invalid_param" if "`ttcl.set " in said else "invalid_program"  # a client's value, not the program
             raise ApiError(400, said, param="ttcl.set", code=code) from None
         if any(b.scope == "pooled" for b in compiled.module.budgets):

@@ -364,3 +364,20 @@ def test_a_model_call_that_does_not_reach_the_answer_is_a_warning(tmp_path: Path
                                 "    } until best_score(s) > 0.9\n"))
     assert main(["check", str(path)]) == 0
     assert "does not reach the answer" not in capsys.readouterr().out
+
+
+def test_check_says_when_the_server_of_a_model_url_did_not_answer(capsys: pytest.CaptureFixture[str]) -> None:
+    """`check --model policy=URL?local=...` with the server down bounded the program by the URL and said "fits"
+    without a word, where the docs say check asks the server as run would (QA pass). It still bounds it (a check
+    works with the server down), and says that it could not ask."""
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago, and that nothing listens on now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1?local=ttcl:arith-s"
+    assert main(["check", "ttcl:self_consistency", "--model", f"policy={url}"]) == 0
+    out, err = capsys.readouterr()
+    assert "verdict: fits" in out
+    assert f"note: http://127.0.0.1:{port}/v1 did not answer (" in err
+    assert "without comparing the served model's context and config with it; `ttcl run` asks the server at start" in err

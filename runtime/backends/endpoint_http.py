@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def served_model(ep: Any) -> tuple[dict[str, Any], str]:
                            f"({', '.join(ids) or 'none'}); name one with ?model=ID")
 
 
-def pin_served_model(ref: str) -> str:
+def pin_served_model(ref: str, on_unreached: Callable[[str], None] | None = None) -> str:
     """`URL` -> `URL?model=ID&engine=ENGINE` for the server's only model ID: where ID is a model on this machine
     (a directory or `ttcl:NAME`) its config gives FLOPs and its tokenizer counts tokens.
 
@@ -92,8 +93,12 @@ def pin_served_model(ref: str) -> str:
     ep = parse_endpoint(ref)
     try:
         models, model_id = served_model(ep)  # a wrong path or id is said now, not blamed on FLOPs (QA pass)
-    except Unreachable:
+    except Unreachable as e:
         if ep.model is not None or ep.local is not None:
+            if on_unreached is not None:  # QA pass: check said "fits" with no word that it had asked no server
+                on_unreached(f"note: {ep.base_url} did not answer ({e}): the check bounds `{ref}` by what the URL "
+                             "names, without comparing the served model's context and config with it; `ttcl run` "
+                             "asks the server at start")
             return ref  # the ref says what it serves: `ttcl check` bounds it with the server down; a run says why
         raise
     if ep.local is not None:  # a twin that is provably not the served model would count another model's FLOPs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -73,7 +74,8 @@ VerifierOpt = Annotated[list[str] | None, typer.Option(
 
 
 def compile_from_cli(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
-                     allow_remote: list[str] | None = None) -> Compiled:
+                     allow_remote: list[str] | None = None,
+                     on_unreached: Callable[[str], None] | None = None) -> Compiled:
     """Parse the shared options and compile; every problem is a TtclError."""
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
@@ -82,12 +84,13 @@ def compile_from_cli(program: Path, sets: list[str], models: list[str], max_inpu
     if max_input_tokens is not None and max_input_tokens < 1:  # as `text[<=0]` is refused
         raise OptionError(f"--max-input-tokens {max_input_tokens}: expected a positive number of tokens")
     return compile_program(
-        program, overrides=parse_set_overrides(sets), model_overrides=pin_endpoints(parse_model_overrides(models)),
+        program, overrides=parse_set_overrides(sets),
+        model_overrides=pin_endpoints(parse_model_overrides(models), on_unreached),
         max_input_tokens=max_input_tokens, allow_remote=allowed_hosts(allow_remote),
     )
 
 
-def pin_endpoints(overrides: dict[str, str]) -> dict[str, str]:
+def pin_endpoints(overrides: dict[str, str], on_unreached: Callable[[str], None] | None = None) -> dict[str, str]:
     """A `--model NAME=URL` whose server serves one model that is on this machine names it (`?model=ID`),
     so `ttcl check` counts its FLOPs from the local config. Only the user's own refs are looked up."""
     from ttcl.compiler.endpoints import is_endpoint
@@ -96,7 +99,7 @@ def pin_endpoints(overrides: dict[str, str]) -> dict[str, str]:
         return overrides
     from ttcl.runtime.backends.endpoint import pin_served_model
 
-    return {k: pin_served_model(v) if is_endpoint(v) else v for k, v in overrides.items()}
+    return {k: pin_served_model(v, on_unreached) if is_endpoint(v) else v for k, v in overrides.items()}
 
 
 def allowed_hosts(cli: list[str] | None) -> list[str]:
@@ -224,7 +227,8 @@ def check(
     """Prove that the worst case fits the budget: one row per node, totals, verdict (exit 0 fits, 1 over, 2 invalid)."""
     register_verifiers(verifier or [])
     try:
-        compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
+        compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote,
+                                    on_unreached=lambda line: typer.echo(line, err=True))
     except TtclError as e:
         if not as_json:
             raise

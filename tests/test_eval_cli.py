@@ -425,3 +425,34 @@ def test_one_traces_directory_keeps_the_runs_of_two_datasets(capsys: pytest.Capt
     assert len(kept[0]) == 2 and len(kept[1]) == 4  # a pool and a greedy point per dataset
     assert set(kept[2]) == set(kept[1])
     assert all(kept[2][k].startswith(v) for k, v in kept[0].items())  # the first dataset's runs, kept and reused
+
+
+def test_an_eval_says_how_many_items_failed(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            request: pytest.FixtureRequest) -> None:
+    """A server that died mid-eval left 9 of 24 items failed, counted wrong, with nothing on stderr (QA pass). A
+    failed item is said per run: how many, the first one's error, and how to run them again."""
+    from ttcl.compiler import checks_calls
+    from ttcl.runtime import tasks
+
+    request.addfinalizer(checks_calls.registered_checkers.cache_clear)
+    first = json.loads(setup["ds"].read_text().splitlines()[0])["question"]
+    (tmp_path / "flaky_e1.py").write_text(
+        "def score(question, completion):\n"
+        f"    if question.strip() == {first.strip()!r}:\n        raise RuntimeError('checker down')\n"
+        "    return 0.5\n")
+    prog = tmp_path / "p.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier mine = check("flaky")\nparam n: int = 2 in 1..8\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    d = sample(policy, "{question}\\n", n = n, max_tokens = 40)\n'
+                    '    return best(verify(mine, d))\n}\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--sweep", "n=2",
+                         "--verifier", "flaky=flaky_e1:score", "--device", "cpu")
+    assert code == 0, err
+    n = len(setup["ds"].read_text().splitlines())
+    line = next(x for x in err.splitlines() if "items failed" in x)
+    assert line.startswith(f"arith-s: n=2 (seed 0): 1 of {n} items failed (first: item 0: ") and "checker down" in line
+    assert line.endswith("they count as wrong; with --traces DIR, running the same command again reruns only them")

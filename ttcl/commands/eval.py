@@ -233,6 +233,13 @@ class Runs:
         if failed:  # those items are ungraded: left out of every accuracy, never counted wrong
             typer.echo(f"{label}: {tag} (seed {seed}): {failure_line(self.judge or 'gold', failed, summary.items)}",
                        err=True)
+        broken = [r for r in summary.results if r["status"] == "failed"]
+        if broken:  # QA pass: a server that died mid-eval left 9 of 24 items failed, counted wrong without a word
+            first = broken[0]
+            again = ("run the same command again to rerun them (their traces are kept in --traces)" if self.kept
+                     else "with --traces DIR, running the same command again reruns only them")
+            typer.echo(f"{label}: {tag} (seed {seed}): {len(broken)} of {summary.items} items failed (first: item "
+                       f"{first['item']}: {first.get('error') or 'failed'}); they count as wrong; {again}", err=True)
         return summary, trace
 
 

@@ -235,21 +235,26 @@ def test_a_first_ctrl_c_finishes_the_items_in_flight_and_loses_nothing(cluster: 
 
 def test_a_wide_resume_counts_the_spend_its_trace_lost_in_the_pooled_line(cluster: Any, data: dict[str, Path]) -> None:
     """QA pass: after a Ctrl-C that lost attempts, a wide --resume enforced the lost spend but its `budget pooled`
-    line (and `pool_beyond_items`) left it out, 2.1e9 / 4.5e10 where 4.1e10 was charged; one machine said it."""
+    line (and `pool_beyond_items`) left it out, 2.1e9 / 4.5e10 where 4.1e10 was charged; one machine said it.
+    The trace a kill leaves is made here from a finished run (whether a real Ctrl-C catches an attempt in flight
+    depends on timing): the first two items' records dropped, and a `lost` record of two calls for one of them (as
+    if a kill had cut its attempt short after its first calls)."""
+    from ttcl.runtime.trace import LostRecord
+
     compiled = compile_program(data["pooled"])
     items = load_dataset(data["ds"])
     trace = data["root"] / "lost_then_resumed.jsonl"
-
-    def interrupt(done: int, _: int) -> None:
-        if done:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace), workers=2).run(items, on_steps=interrupt)
-    lost = read_trace(trace).lost
-    assert lost
+    distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace), workers=2).run(items)
+    dropped = {items[0].index, items[1].index}
+    lines = [x for x in trace.read_text().splitlines(keepends=True)
+             if json.loads(x).get("item") not in dropped or json.loads(x)["type"] == "header"]
+    lost = LostRecord(item=items[1].index, worker="w1.0", shard=1,
+                      cost={"calls": 2.0, "prompt_tokens": 0.0, "gen_tokens": 0.0, "flops": 0.0, "seconds": 0.0})
+    trace.write_text("".join(lines) + lost.model_dump_json() + "\n")
+    assert len(read_trace(trace).lost) == 1
     resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True), workers=2).run(items)
-    assert resumed.pool_beyond_items == {"calls": pytest.approx(sum(x.cost.get("calls", 0) for x in lost))}
+    assert resumed.items == len(items)
+    assert resumed.pool_beyond_items == {"calls": 2.0}
     assert resumed.actual_total["calls"] + resumed.pool_beyond_items["calls"] <= 22  # the pool: calls <= 22
 
 

@@ -220,7 +220,7 @@ def test_errors_speak_to_an_http_client(url):
     assert code == 400 and body["error"]["message"].startswith("`model` is required (served: wbon")
     code, body = _raw(url, json.dumps({"model": "wbon", "messages": [{"role": "user", "content": "4 +5"}],
                                        "ttcl": {"set": {"n": 1000}}}).encode())
-    assert code == 400 and body["error"]["message"].startswith("wbon:4:1: error: `ttcl.set n=1000`: 1000 is outside")
+    assert code == 400 and body["error"]["message"].startswith("wbon, line 4:1: error: `ttcl.set n=1000`: 1000 is outside")
     import http.client
     from urllib.parse import urlsplit
 

@@ -71,3 +71,28 @@ def test_ctrl_c_inside_a_command_says_interrupted() -> None:
         if err == "interrupted\n":
             return
     raise AssertionError(f"a Ctrl-C in `fmt -` said {err!r}, not `interrupted`")
+
+
+def test_a_ctrl_c_a_library_turned_into_its_own_error_is_still_an_interrupt() -> None:
+    """CI once sent its SIGINT while pydantic built a schema: pydantic-core raised `SchemaError: Error building
+    "tagged-union" validator: ... KeyboardInterrupt`, the KeyboardInterrupt kept only as text, and the guard
+    printed the traceback. Here a real SIGINT reaches the real entry point while the stand-in for the CLI's
+    imports turns it into such an error, its cause dropped; the command ends `interrupted`, exit 130."""
+    code = (
+        "import os, signal, sys, time, types\n"
+        "import ttcl.__main__ as entry\n"
+        "cli = types.ModuleType('ttcl.cli')\n"
+        "def main():\n"
+        "    caught = False\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "    except KeyboardInterrupt:\n"
+        "        caught = True\n"
+        "    if caught:  # raised outside the handler: no __context__, as from native code\n"
+        "        raise RuntimeError('Error building validator: KeyboardInterrupt: ')\n"
+        "cli.main = main\n"
+        "sys.modules['ttcl.cli'] = cli\n"
+        "sys.exit(entry.main())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 130 and p.stderr == "interrupted\n", (p.returncode, p.stderr)

@@ -18,15 +18,30 @@ import sys
 EXIT_INTERRUPTED = 130  # ttcl.errors.EXIT_INTERRUPTED, not imported: nothing of ttcl runs before the guard
 
 
+_SIGINT_SEEN = [False]  # a Ctrl-C reached Python's own handler (ours, which says so and raises as it does)
+
+
+def _sigint(signum: int, frame: object) -> None:
+    _SIGINT_SEEN[0] = True
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the CLI; a Ctrl-C it does not handle itself (during imports, or at its end) exits 130 quietly."""
     atexit.register(_ignore_ctrl_c)  # registered first, so it runs last
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _sigint)
+    except ValueError:  # not the main thread
+        pass
     try:
         from ttcl.cli import main as cli_main
 
         code = cli_main()
     except BaseException as e:
-        if not _interrupted(e):
+        # a library may turn the KeyboardInterrupt into its own error, its text only (CI: pydantic's SchemaError
+        # "Error building ... validator: KeyboardInterrupt" during the imports printed a traceback)
+        if not (_interrupted(e) or _SIGINT_SEEN[0]):
             raise
         code = _say_interrupted()
     # the command is done and its output flushed: a Ctrl-C in an exit handler (a library's atexit) would print

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ttcl.compiler.checks_exprs import Env
     from ttcl.compiler.params import ParamValue
 
-STATIC_EXPECTED = "an int literal, an int param, or arithmetic on those"
+STATIC_EXPECTED = "a whole number known before the run: a literal, a param, or arithmetic on those"
 
 
 class CallMixin:

@@ -429,7 +429,7 @@ def unknown_param_diagnostic(module: Module, shown: str, name: str, raw: str) ->
         span=module_anchor(module, "param"),
         message=f"`--set {shown}={raw}`: no param `{name}` in {module.path}",
         expected=("one of: " + ", ".join(names)) if names else "no params are declared in this module",
-        hint=did_you_mean(name, names),
+        hint=did_you_mean(name, names) or ("the line shown is where the params are declared" if names else None),
     )
 
 

@@ -245,7 +245,7 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
                      "write `if cond { ... }`; indentation has no meaning in ttcl")
     if prev is not None and prev.type == "REPEAT" and tok.type in ("LBRACE", "_NL", "$END"):
         return named("`repeat` needs a count", "a count, as in `repeat 3 {` or `repeat n {`",
-                     "a loop needs a static bound: an integer literal, an int param, or arithmetic on those")
+                     "a loop needs a bound known before the run: a literal, a param, or arithmetic on those")
     if prev is not None and prev.type in ("IF", "UNTIL") and tok.type in ("LBRACE", "_NL", "$END"):
         return named(f"`{prev_value}` needs a condition", "an expression")
     if tok.type == "NAME" and value in _PY_DEFS and "STRATEGY" in expected:

@@ -55,3 +55,19 @@ def test_arith_steps_have_an_upper_bound(capsys: pytest.CaptureFixture[str]) -> 
     assert "invalid value for --steps: 1 to 1,000 operations, got '1001'" in capsys.readouterr().err
     assert main(["data", "arith", "--steps", "1000", "--n", "1", "--max-value", "999"]) == 0
     assert len(capsys.readouterr().out) < 1 << 20
+
+
+@pytest.mark.parametrize("task", ["arith", "expr", "countdown"])
+def test_data_output_writes_what_stdout_would_and_keeps_the_old_file_on_a_bad_run(
+        task: str, tmp_path: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ttcl data` had no `--output` (left alone in session 37): a shell redirect leaves a cut file on Ctrl-C."""
+    assert main(["data", task, "--n", "5", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    out = tmp_path / "deep" / "d.jsonl"  # type: ignore[operator]
+    assert main(["data", task, "--n", "5", "--seed", "3", "-o", str(out)]) == 0
+    assert out.read_text() == printed and capsys.readouterr().err == f"wrote 5 problems to {out}\n"
+    assert main(["data", task, "--n", "5", "--seed", "x", "-o", str(out)]) == 2  # refused before it writes
+    assert out.read_text() == printed
+    assert main(["data", task, "-o", str(out.parent)]) == 2
+    assert f"invalid value for --output: `{out.parent}` is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["d.jsonl"]  # no temporary file left

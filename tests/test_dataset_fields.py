@@ -301,3 +301,11 @@ def test_a_dataset_in_proc_or_sys_is_refused(tmp_path: Path) -> None:
         with pytest.raises(DatasetError) as e:
             load_dataset(src)
         assert str(e.value) == f"{src}: error: is in a system directory (/proc or /sys), not a dataset"
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_an_empty_dataset_path_is_refused_not_read_as_the_current_folder(capsys: pytest.CaptureFixture[str],
+                                                                        prog: Path, command: str) -> None:
+    """`--dataset ""` became `Path("")`, the current folder, and was reported as "." (left alone in session 37)."""
+    code, out, err = cli(capsys, command, str(prog), "--dataset", "")
+    assert code == 2 and "Invalid value for '--dataset': an empty path" in err and "." + ":" not in err, err

@@ -141,6 +141,13 @@ def test_unknown_override_suggests() -> None:
     )
 
 
+def test_unknown_override_far_from_every_name_says_what_the_caret_shows() -> None:
+    """The caret sits on the first param; with no close name the hint said nothing, so the caret looked like
+    it blamed an unrelated param (left alone in session 37)."""
+    (rendered,) = _messages({"zzz": "3"})
+    assert rendered.endswith("  hint: the line shown is where the params are declared"), rendered
+
+
 def test_resolve_raises_without_sink() -> None:
     with pytest.raises(SemanticDiagnosticError, match="no param `nn`"):
         resolve_params(MODULE, {"nn": "1"})

@@ -22,7 +22,7 @@ CASES = [
     ('unclosed_docstring', 'ttcl 1\n"""abc\n',
      'prog.ttc:2:1: error: unclosed string\n   2 | """abc\n       ^^^\n  expected: `"""` to close the string\n  hint: a `"""` string ends with `"""`'),
     ('repeat_without_count', 'ttcl 1\nstrategy main(q: text) -> answer {\n    repeat {\n        break\n    }\n}\n',
-     'prog.ttc:3:12: error: `repeat` needs a count\n   3 |     repeat {\n                  ^\n  expected: a count, as in `repeat 3 {` or `repeat n {`\n  hint: a loop needs a static bound: an integer literal, an int param, or arithmetic on those'),
+     'prog.ttc:3:12: error: `repeat` needs a count\n   3 |     repeat {\n                  ^\n  expected: a count, as in `repeat 3 {` or `repeat n {`\n  hint: a loop needs a bound known before the run: a literal, a param, or arithmetic on those'),
     ('keyword_as_name', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if = 3\n}\n',
      'prog.ttc:3:5: error: `if` is a reserved word and cannot be used as a name\n   3 |     if = 3\n           ^^\n  expected: an expression\n  hint: choose another name, such as `if_`'),
     ('keyword_as_strategy_name', 'ttcl 1\nstrategy if(q: text) -> answer {}\n',

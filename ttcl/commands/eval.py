@@ -52,6 +52,7 @@ from ttcl.commands.run import (
     _run_once,
     check_by,
     check_judge,
+    dataset_path,
     parse_sweep,
 )
 from ttcl.commands.wide import RAY_HELP, SHARDS_HELP, Wide
@@ -347,7 +348,7 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
 
 def eval_(
     program: ProgramArg,
-    dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP)],
+    dataset: Annotated[Path, typer.Option("--dataset", help=DATASET_HELP, parser=dataset_path)],
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,
     judge: JudgeOpt = None,

@@ -82,6 +82,13 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 DATASET_HELP = ("A dataset: FILE.jsonl (question/answer per line), - (JSONL on stdin), or from local disk a "
                 "Hugging Face dataset DIR (save_to_disk), FILE.parquet, FILE.arrow, hf:NAME[:SPLIT] (the local cache).")
+def dataset_path(text: str) -> Path:
+    """`--dataset`'s value: `""` is refused (as a Path it reads as `.`, the current folder)."""
+    if not text.strip():
+        raise typer.BadParameter("an empty path; give FILE.jsonl, - (stdin), a dataset folder or hf:NAME")
+    return Path(text)
+
+
 JUDGE_HELP = ("How an answer is judged right: `gold` (the default: equal to the dataset's gold answer) or a "
               "registered checker, --judge countdown (its outcome on the answer; for tasks with several right "
               "answers; items without gold are judged too). Your own: --verifier NAME=module:function --judge NAME.")
@@ -381,7 +388,7 @@ def _judged_by(judge: str) -> str:
 def run(
     program: ProgramArg,
     input_: Annotated[str | None, typer.Option("--input", help="One input text (the strategy's question).")] = None,
-    dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP)] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", help=DATASET_HELP, parser=dataset_path)] = None,
     field: Annotated[list[str] | None, typer.Option("--field", help=FIELD_HELP)] = None,
     verifier: VerifierOpt = None,
     judge: JudgeOpt = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -335,6 +336,7 @@ def data_arith(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly), 1..1000.")] = "1..8",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
     max_value: Annotated[str, typer.Option("--max-value", metavar=_INT, help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
 ) -> None:
     """Arith problems: a chain of + - * on small numbers, as JSONL.
@@ -351,8 +353,7 @@ def data_arith(
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     bound = _int_option("--max-value", max_value, minimum=9)
-    for line in iter_jsonl(iter_problems(count, levels, seed_value, bound) if count else []):
-        sys.stdout.write(line + "\n")
+    _emit(iter_jsonl(iter_problems(count, levels, seed_value, bound) if count else []), output)
 
 
 @data_app.command("expr")
@@ -360,6 +361,7 @@ def data_expr(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
     style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line), 'trace' (both: `12+7=19 -> 19*3; 5*8`) or 'subst' (the sub-expression, its operands' values, its value: `(12+7)*3=19*3=57`).")] = "ops",
 ) -> None:
     """Expr problems: two or three expressions with precedence and parentheses, as JSONL.
@@ -369,7 +371,7 @@ def data_expr(
 
     if style not in expr.STYLES:
         raise ZooArgumentError("--style", f"one of {', '.join(expr.STYLES)}, got {style!r}")
-    _write_task_jsonl(expr, steps, n, seed, "operations (one per expression, two expressions at least)",
+    _write_task_jsonl(expr, steps, n, seed, output, "operations (one per expression, two expressions at least)",
                       style=style)
 
 
@@ -378,19 +380,20 @@ def data_countdown(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Difficulty: the count of numbers given minus one, N or A..B (cycled evenly), 2..5.")] = "2..5",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
 ) -> None:
     """Countdown problems: reach a target from 3-6 numbers with + - * /, as JSONL.
 
     Each line is {"question", "answer" (one combination per line, then '#### EXPRESSION'), "steps"}, on stdout."""
     from ttcl.runtime.tasks import countdown
 
-    _write_task_jsonl(countdown, steps, n, seed, "(the count of numbers given minus one: "
+    _write_task_jsonl(countdown, steps, n, seed, output, "(the count of numbers given minus one: "
                       f"{countdown.MIN_STEPS + 1} to {countdown.MAX_STEPS + 1} numbers)")
 
 
-def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **jsonl: str) -> None:
+def _write_task_jsonl(task: object, steps: str, n: str, seed: str, output: Path | None, what: str, **jsonl: str) -> None:
     """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
-    iter_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout."""
+    iter_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout or to `output`."""
     from ttcl.runtime.tasks.arith import parse_steps_spec
 
     lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
@@ -406,8 +409,40 @@ def _write_task_jsonl(task: object, steps: str, n: str, seed: str, what: str, **
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     problems = task.iter_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
-    for line in task.iter_jsonl(problems, **jsonl):  # type: ignore[attr-defined]
-        sys.stdout.write(line + "\n")
+    _emit(task.iter_jsonl(problems, **jsonl), output)  # type: ignore[attr-defined]
+
+
+def _emit(lines: Iterable[str], output: Path | None) -> None:
+    """Write JSONL lines on stdout, or to `output` whole: into a temporary file beside it, renamed over it at the
+    end, so a Ctrl-C or a full disk leaves the file as it was rather than cut short."""
+    if output is None:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        return
+    import os
+    import tempfile
+
+    from ttcl.safeio import is_dir, make_parents
+
+    if is_dir(output):
+        raise ZooArgumentError("--output", f"`{output}` is a folder; give a file path")
+    tmp = None
+    try:
+        make_parents(output)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+        count = 0
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in lines:
+                f.write(line + "\n")
+                count += 1
+        os.replace(tmp, output)
+        tmp = None
+        typer.echo(f"wrote {count:,} problem{'s' if count != 1 else ''} to {output}", err=True)
+    except OSError as e:
+        raise ZooArgumentError("--output", f"cannot write `{output}`: {e.strerror or e}") from e
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

@@ -71,6 +71,7 @@ class NodeRow(BaseModel):
     node: str
     op: str
     line: int
+    file: str = ""  # the file the node is written in (an imported module's, for a node of an imported strategy)
     bound: dict[str, float]
     actual_max: dict[str, float]  # the most any one item spent (what the bound promises)
     actual_mean: dict[str, float]  # per item, over the items run
@@ -97,7 +98,7 @@ class RunSummary(BaseModel):
     judge_failed: int = 0  # items the judge raised on: ungraded (`correct: null`), see `failures["judge"]`
     warnings: list[str] = []  # what the models' own files make doubtful (e.g. no end-of-sequence token)
     rows: list[NodeRow]
-    bound_total: dict[str, float]
+    bound_total: dict[str, float]  # per item: the static worst case `ttcl check` proves (not times the items)
     actual_total: dict[str, float]  # summed over items
     actual_mean: dict[str, float]  # per item
     actual_max: dict[str, float]  # per item
@@ -445,7 +446,7 @@ class Runner:
             spent = [acc.ledger.get((res.index, r.node)) for res in results]
             actuals = [e.actual for e in spent if e is not None]
             rows.append(NodeRow(
-                node=r.node, op=r.op, line=r.line, bound=r.bound,
+                node=r.node, op=r.op, line=r.line, file=r.file, bound=r.bound,
                 actual_max=_unitwise(actuals, max), actual_mean=_unitwise(actuals, lambda xs: sum(xs) / n),
                 ran=sum(1 for e in spent if e is not None and e.status == "charged"),
                 skipped=sum(1 for e in spent if e is not None and e.status == "skipped"),

@@ -188,6 +188,25 @@ def test_contexts_that_begin_alike_prefill_their_common_part_once(tiny_dir, back
     assert backend.shared_prompt_tokens == 2 * common and cold_backend.shared_prompt_tokens == 0
 
 
+def test_a_warmed_common_part_is_charged_to_a_request_that_begins_with_it(backend):
+    """One item's three requests, two sharing a long beginning: the warmed part was booked on the item's
+    first request, whose prompt does not begin with it, so that node went past its static bound (QA pass)."""
+    preamble = "You are a careful calculator; answer with one number only. "
+    reqs = [GenRequest("1+1=", 1, HOT, seed=0, owner=7), GenRequest(preamble + "2+3=", 1, HOT, seed=1, owner=7),
+            GenRequest(preamble + "7*6=", 1, HOT, seed=2, owner=7)]
+    got = backend.generate(reqs)
+    enc = [backend._encode(r.prompt) for r in reqs]
+    assert got[0].usage.prompt_tokens == len(enc[0])  # its own prompt, nothing more
+    assert got[0].usage.flops == forward_flops(backend.spec, 0, len(enc[0])) + forward_flops(
+        backend.spec, len(enc[0]), len(enc[0]) + got[0].usage.gen_tokens)
+    # the two that share the preamble pay it once between them, and each pays no more than its whole prompt
+    common = next(i for i, (a, b) in enumerate(zip(enc[1], enc[2], strict=False)) if a != b)
+    assert common >= 16
+    assert got[1].usage.prompt_tokens + got[2].usage.prompt_tokens == len(enc[1]) + len(enc[2]) - common
+    for r, e in zip(got[1:], enc[1:], strict=True):
+        assert r.usage.prompt_tokens <= len(e)
+
+
 def test_oom_split_gives_identical_results(tiny_dir, backend):
     reqs = [GenRequest(p, 3, HOT, seed=k) for k, p in enumerate(PROMPTS[:3])]
     whole = backend.generate(reqs)

@@ -389,3 +389,30 @@ def test_dataset_options_beside_an_input_are_refused(capsys: pytest.CaptureFixtu
     code, out, err = cli(capsys, "run", "ttcl:self_consistency", "--input", "1 +1", *extra)
     assert code == 2 and out == ""
     assert f"error: {extra[0]} applies to a --dataset; --input runs one item as it is" in err, err
+
+
+def test_an_imported_helper_next_to_nodes_that_share_a_preamble_keeps_its_sub_budget(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass: two nodes sharing a long preamble in one batched call had its warm-up booked on the item's first
+    node (here the helper's), which went past its static bound and its sub-budget; the item failed with
+    "spent more than its allowance". The run's table also named the helper's node by its line alone."""
+    (tmp_path / "h.ttc").write_text(
+        'ttcl 1\nmodel policy = "ttcl:arith-s"\n\nbudget per item {\n    prompt_tokens <= 45\n}\n\n'
+        'strategy h(q: text[<=40]) -> answer {\n    a = sample(policy, "{q}\\n", max_tokens = 8)\n    return vote(a)\n}\n')
+    pre = "+".join("1" * 30)
+    (tmp_path / "main.ttc").write_text(
+        f'ttcl 1\nimport "h.ttc" as h\nmodel policy = "ttcl:arith-s"\n\n'
+        f'strategy main(question: text[<=40]) -> answer {{\n    x = h.h(question)\n'
+        f'    b = sample(policy, "{pre} {{question}}\\n", max_tokens = 8)\n'
+        f'    c = sample(policy, "{pre} {{question}} \\n", max_tokens = 8)\n'
+        f'    if x == "64" {{ return vote(b) }}\n    return vote(c)\n}}\n')
+    code = main(["run", str(tmp_path / "main.ttc"), "--input", "32 *2", "--json", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    res = json.loads(out.out)
+    assert res["results"][0]["status"] == "ok", res["results"][0]
+    helper = next(r for r in res["rows"] if r["node"] == "main/h.h#1/a")
+    assert helper["file"].endswith("h.ttc") and helper["line"] == 9
+    assert all(r["actual_max"][u] <= r["bound"][u] for r in res["rows"] for u in r["bound"]), res["rows"]
+    assert main(["run", str(tmp_path / "main.ttc"), "--input", "32 *2", "--device", "cpu"]) == 0
+    assert "h.ttc:9" in capsys.readouterr().out

@@ -375,7 +375,6 @@ class TransformersBackend:
         # (context, owner) -> (the owner's first job on it, which pays its prefill; the positions the owner would
         # find cached running alone): each item pays as if it ran alone, whatever other items cached
         payers: dict[tuple[int, object], tuple[int, int]] = {}
-        first_job: dict[object, int] = {}  # owner -> its first job in this call
         rows: list[Row] = []
         row_job: list[tuple[int, int]] = []  # row -> (job, position in job)
         for jn, job in enumerate(jobs):
@@ -392,7 +391,6 @@ class TransformersBackend:
                         contexts.append(Context(job.ids))
                 if (c, job.owner) not in payers:
                     payers[(c, job.owner)] = (jn, alone[(job.ids, job.owner)])
-                    first_job.setdefault(job.owner, jn)
                 rows.append(
                     Row(
                         c,
@@ -427,8 +425,10 @@ class TransformersBackend:
         seconds = time.perf_counter() - t0
 
         per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
-        for owner, (tokens, flops) in warmed.items():  # a warmed prefix: each owner's share, on its first job
-            use = per_job[first_job[owner]][1]
+        for (owner, q), (tokens, flops) in warmed.items():  # a warmed prefix: each owner's share, on its first
+            # job whose context begins with it (QA pass: booked on the owner's first job whatever its context, a
+            # node was charged past its static bound for another node's prompt and its item failed)
+            use = per_job[next(jn for jn, j in enumerate(jobs) if j.owner == owner and j.ids[: len(q)] == q)][1]
             use.prompt_tokens += int(tokens)
             use.flops += flops
             self.shared_prompt_tokens += int(tokens)
@@ -456,16 +456,16 @@ class TransformersBackend:
         return [(job, got, use) for job, (got, use) in zip(jobs, per_job, strict=True)]
 
     def _alone(self, owners_of: dict[tuple[int, ...], set[object]]
-               ) -> tuple[dict[tuple[tuple[int, ...], object], int], dict[object, list[float]]]:
+               ) -> tuple[dict[tuple[tuple[int, ...], object], int], dict[tuple[object, tuple[int, ...]], list[float]]]:
         """What each owner (item) would find cached for each of its contexts if it ran this call alone, and
-        what it would pay to warm the prefixes its own contexts share: (context, owner) -> cached positions,
-        owner -> [prompt tokens, FLOPs]. Charges follow these, not what this call computes."""
+        what it would pay to warm each prefix its own contexts share: (context, owner) -> cached positions,
+        (owner, prefix) -> [prompt tokens, FLOPs]. Charges follow these, not what this call computes."""
         mine: dict[object, set[tuple[int, ...]]] = {}
         for ids, owners in owners_of.items():
             for owner in owners:
                 mine.setdefault(owner, set()).add(ids)
         cached: dict[tuple[tuple[int, ...], object], int] = {}
-        warm: dict[object, list[float]] = {}
+        warm: dict[tuple[object, tuple[int, ...]], list[float]] = {}
         for owner, contexts in mine.items():
             if not self.share_prefix:
                 cached.update({(c, owner): 0 for c in contexts})
@@ -474,9 +474,7 @@ class TransformersBackend:
                    if self.prefix_cache.own_length(q, owner) < len(q)]
             for q in own:
                 have = self.prefix_cache.own_hit(q, owner)
-                pay = warm.setdefault(owner, [0, 0.0])
-                pay[0] += len(q) - have
-                pay[1] += forward_flops(self.spec, have, len(q))
+                warm[(owner, q)] = [len(q) - have, forward_flops(self.spec, have, len(q))]
             for c in contexts:
                 cover = max((len(q) for q in own if c[: len(q)] == q), default=0)
                 cached[(c, owner)] = len(c) if cover == len(c) else max(

@@ -331,7 +331,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
         cells = [f"{_fmt(u, row.actual_max[u])} / {_fmt(u, row.bound[u])}" for u in units]
         ran = f"{row.ran}/{summary.items}" + (f" ({row.shrunk} shrunk)" if row.shrunk else "") + (
             f" ({row.refused} refused)" if row.refused else "") + (f" ({row.reused} scores reused)" if row.reused else "")
-        table.add_row(str(row.line), row.node, row.op, *cells, ran)
+        line = str(row.line) if row.file in ("", summary.program) else f"{Path(row.file).name}:{row.line}"
+        table.add_row(line, row.node, row.op, *cells, ran)
     table.add_section()
     table.add_row("", "total per item", "", *(f"{_fmt(u, summary.actual_max[u])} / {_fmt(u, summary.bound_total[u])}"
                                               for u in units), "", style="bold")

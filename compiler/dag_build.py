@@ -346,14 +346,23 @@ class Builder(ExprMixin):
         it_ctx = ctx
         k = self.loop_counts[outer_ns] = self.loop_counts.get(outer_ns, 0) + 1
         loop = "repeat" if k == 1 else f"repeat#{k}"
+        # `chained`: every round so far fell through exactly under a guard arm (`if c { ...; return }`), and the
+        # next round runs under that arm, so the bound takes the max of an exit and the rounds after it, not
+        # their sum (QA pass: `repeat 2 { if c { big; return } } tail` was bounded at big + big + tail)
+        chained, breaks = stmt.until is None, False
         for i in range(max(count, 0)):
             frame.ns = f"{outer_ns}/{loop}[{i}]"
             res = self.block(stmt.body, frame, it_ctx, need_end=True)
             self.scope_read(frame.env, stmt.span)
             ends.append({k: v for k, v in frame.env.items() if k in body_names})
             escapes.extend(e for e in res.escapes if e.kind == "return")
+            breaks = breaks or any(e.kind == "break" for e in res.escapes)
+            chained = chained and not res.always and (not res.escapes or res.end != it_ctx)
             if res.always or i == count - 1:
                 break
+            if chained:
+                it_ctx = res.end  # the next round runs exactly when no exit was taken in this one
+                continue
             stop = self.stop_flag(stmt, res, frame, it_ctx)
             if stop is not None:
                 guard = self.add(frame, "guard", "bool", stmt.span, it_ctx,
@@ -362,7 +371,9 @@ class Builder(ExprMixin):
         frame.ns = outer_ns
         frame.env = self.scope_copy(before, stmt.span)
         self.merge_loop(frame, ctx, before, ends, stmt.span)
-        return BlockResult(escapes, False, ctx)
+        # with returns only, what follows the loop runs exactly when the last round fell through
+        end = res.end if count > 0 and chained and not breaks and escapes else ctx
+        return BlockResult(escapes, False, end)
 
     def stop_flag(self, stmt: Repeat, res: BlockResult, frame: Frame, it_ctx: GuardCond | None) -> str | None:
         """The node whose truth ends the loop after this iteration: `until`, or an exit taken."""

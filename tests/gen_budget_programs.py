@@ -80,16 +80,20 @@ def _block(draw: st.DrawFn, params: list[str], cands: list[str], depth: int, ind
         elif choice == "if":
             lines.append(f"{indent}if agreement({target}) > 0.5 {{")
             lines.extend(draw(_block(params, cands, depth + 1, indent + "    ")))
-            lines.append(f"{indent}}} else {{")
-            lines.extend(draw(_block(params, cands, depth + 1, indent + "    ")))
+            if draw(st.booleans()):  # an early exit with no else: what follows runs on the other arm only
+                lines.append(f"{indent}    return vote({target})")
+            else:
+                lines.append(f"{indent}}} else {{")
+                lines.extend(draw(_block(params, cands, depth + 1, indent + "    ")))
             lines.append(f"{indent}}}")
         else:
             count = draw(static_expr(params))
             lines.append(f"{indent}repeat {count} {{")
             lines.extend(draw(_block(params, cands, depth + 1, indent + "    ")))
-            if draw(st.booleans()):
+            leave = draw(st.sampled_from(["", "break", f"return vote({target})"]))
+            if leave:
                 lines.append(f"{indent}    if best_score({target}) > 0.9 {{")
-                lines.append(f"{indent}        break")
+                lines.append(f"{indent}        {leave}")
                 lines.append(f"{indent}    }}")
             until = draw(st.sampled_from(["", f" until mean_score({target}) > 0.5", f" until all_finished({target})"]))
             lines.append(f"{indent}}}{until}")

@@ -146,6 +146,22 @@ def test_repeat_sums_unrolled_iterations_with_growing_context() -> None:
     assert b["total"]["gen_tokens"] == 4 + 3 * 2
 
 
+@pytest.mark.parametrize("leave", ["return vote(big)", "break"])
+def test_an_exit_in_a_loop_takes_the_dearer_of_the_exit_and_what_follows_it(leave: str) -> None:
+    """QA pass: `repeat 2 { if c { big; return } } tail` was bounded at big + big + tail (131 calls), though a
+    path runs one `big` or the tail; with `break`, at big + big. The rounds after an exit, and what follows the
+    loop after a return, run on its other arm only, as after an `if` outside a loop."""
+    b = bounds(
+        '    d = sample(policy, question, n = 1, max_tokens = 4)\n'
+        '    repeat 2 {\n        if count(d) > 0 {\n'
+        '            big = sample(policy, question, n = 50, max_tokens = 4)\n'
+        f'            {leave}\n        }}\n    }}\n'
+        '    tail = sample(policy, question, n = 30, max_tokens = 4)\n    return vote(tail + d)'
+    )
+    # a return: 1 + 50 (returned in either round) or 1 + 30 (no exit); a break: 1 + 50 then the tail's 30
+    assert b["total"]["calls"] == (1 + 50 + 30 if leave == "break" else 1 + 50)
+
+
 def test_top_and_concat_bound_candidate_counts() -> None:
     b = bounds(
         '    a = sample(policy, question, n = 5, max_tokens = 3)\n    b = sample(policy, question, n = 2, max_tokens = 9)\n'

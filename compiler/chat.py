@@ -28,6 +28,10 @@ _MARK = "\x00ttcl-chat-message\x00"
 # text that escaping, replacing or case filters change, written between two markers on a second render (inside
 # them, so that a `| trim`, which only shortens a message, as Llama 3's template does, passes)
 _PROBE = "\n\n<b>&amp;\"'`{%}#\\ Ab1\t "
+# then every printable ASCII character and some beyond, and that at length, for a template whose text tests the
+# message (QA pass: `{% if '+' in m['content'] %}` and `content|length > 70` passed the first probe)
+_ASCII = "".join(map(chr, range(32, 127))) + "\n\té中🙂"
+_PROBES = (_PROBE, _ASCII, _ASCII * 96)
 
 
 class ChatTemplateError(ValueError):
@@ -41,11 +45,17 @@ class ChatTemplateError(ValueError):
 
 def chat_overhead(model_dir: Path) -> str:
     """The text the chat template adds around a message (the marker removed); raises ChatTemplateError."""
-    return _overhead(str(model_dir.resolve()))
+    return "".join(chat_parts(model_dir))
+
+
+def chat_parts(model_dir: Path) -> tuple[str, str]:
+    """The text the chat template writes before and after a message; raises ChatTemplateError. The run checks
+    each prompt it sends is exactly these around the message, since no probe sees every message."""
+    return _parts(str(model_dir.resolve()))
 
 
 @lru_cache(maxsize=64)
-def _overhead(path: str) -> str:
+def _parts(path: str) -> tuple[str, str]:
     template, config = _template(Path(path))
     try:
         from jinja2.exceptions import TemplateError
@@ -72,11 +82,12 @@ def _overhead(path: str) -> str:
         raise ChatTemplateError("its chat template does not contain the user's message exactly once, "
                                 "so the prompt's length cannot be bounded",
                                 "use a template that writes the message once, or drop `chat = true`")
-    if render(_MARK + _PROBE + _MARK) != text.replace(_MARK, _MARK + _PROBE + _MARK):
+    if any(render(_MARK + probe + _MARK) != text.replace(_MARK, _MARK + probe + _MARK) for probe in _PROBES):
         raise ChatTemplateError("its chat template changes the user's message (a filter on the content, or text "
                                 "that depends on it), so the prompt's length cannot be bounded from the input's",
                                 "use a template that writes the message as it is, or drop `chat = true`")
-    return text.replace(_MARK, "")
+    before, after = text.split(_MARK)
+    return before, after
 
 
 def _token_text(value: Any) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ttcl.compiler.costmodel import Cost, ModelSpec, forward_flops
 from ttcl.compiler.dag import DagNode, PromptPart
 from ttcl.errors import TtclRuntimeError
-from ttcl.runtime.accountant import Allowance, Resize
+from ttcl.runtime.accountant import INPUT_OVER_BOUND, Allowance, Resize
 from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest, GenResult, SamplingParams
 from ttcl.runtime.ops import OpError, fmt_number, render
 from ttcl.runtime.scoring import Scored, Scorer
@@ -155,6 +155,7 @@ class Job:
         self.phases = 0
         self.calls: list[Call] = []
         self.reused = 0  # candidates whose verifier score came from this item's cache, uncharged
+        self.chat_drift: str | None = None  # a chat template that wrote more around a prompt than check measured
 
     @property
     def done(self) -> bool:
@@ -199,6 +200,9 @@ class Job:
         allow = gate(self, worst, n, m, resize)
         self.phases += 1
         if not allow.granted:
+            if self.chat_drift is not None and allow.reason.startswith(INPUT_OVER_BOUND):  # the template's text, not
+                # the input, is what is over (QA pass: a 6-token input was said to be longer than its text[<=40])
+                allow = replace(allow, reason=f"{self.chat_drift}; {allow.reason.removeprefix(INPUT_OVER_BOUND + ': ')}")
             self.refused = allow
             return None
         self.allowance = allow
@@ -209,6 +213,21 @@ class Job:
 
     def _consume(self, calls: list[Call]) -> None:
         raise NotImplementedError
+
+    def as_chat(self, be: Backend, prompt: str) -> str:
+        """`prompt` as a `chat = true` model is sent it, noting in `chat_drift` a template that wrote other text
+        around it than `ttcl check` measured (its text depends on the message, which no probe fully sees)."""
+        sent = as_chat(self.node, be, prompt)
+        parts, ref = getattr(be, "chat_parts", None), self.node.args.model
+        if parts is not None and ref is not None and ref.options.get("chat"):
+            before, after = parts()
+            middle = sent[len(before):len(sent) - len(after)] if len(sent) >= len(before) + len(after) else None
+            if not (sent.startswith(before) and sent.endswith(after) and middle is not None and middle in prompt):
+                self.chat_drift = (f"the chat template of model `{ref.name}` wrote "
+                                   f"{len(sent) - len(prompt):,} characters around this prompt, where `ttcl check` "
+                                   f"measured {len(before) + len(after):,}: its text depends on the message, so no "
+                                   "bound holds for it (use a template that writes the message as it is)")
+        return sent
 
     def backend(self, role: str = "model") -> tuple[str, Backend]:
         ref = self.node.args.model
@@ -242,7 +261,7 @@ class SampleJob(Job):
         prompt = render(a.prompt or [], self.ctx.values)
         if not prompt:
             raise OpError("sample: the prompt is empty")
-        prompt = as_chat(self.node, be, prompt)
+        prompt = self.as_chat(be, prompt)
         self.prompt = prompt
         p = be.count_tokens(prompt)
         self.prompt_len, self.spec = p, be.spec
@@ -402,7 +421,7 @@ class ReviseJob(Job):
             render(template, self.ctx.values, {"c": c, "feedback": fb, "question": self.ctx.question})
             for c, fb in zip(self.current.items, self.feedback, strict=True)
         ]
-        self.prompts = [as_chat(self.node, be, p) for p in self.prompts]
+        self.prompts = [self.as_chat(be, p) for p in self.prompts]
         lengths = [be.count_tokens(p) for p in self.prompts]
         self.lengths, self.spec = lengths, be.spec
         m = a.max_tokens or 256

@@ -96,6 +96,10 @@ def _with_template(models: dict[str, Path], name: str, template: str) -> Path:
     ("replace", "{% for m in messages %}USER: {{ m['content'] | replace('\\n', '\\n\\n\\n\\n') }}\n{% endfor %}ASSISTANT: "),
     ("depends", "{% for m in messages %}{% if '<' in m['content'] %}USE THE RULES: {% endif %}USER: {{ m['content'] }}"
                 "\n{% endfor %}ASSISTANT: "),
+    ("plus", "{% for m in messages %}{% if '+' in m['content'] %}{{ 'p' * 100 }}{% endif %}USER: {{ m['content'] }}"
+             "\n{% endfor %}ASSISTANT: "),  # QA pass: '+' was not in the probe, and every arith question has one
+    ("length", "{% for m in messages %}{% if m['content'] | length > 70 %}LONG: {% endif %}USER: {{ m['content'] }}"
+               "\n{% endfor %}ASSISTANT: "),
 ])
 def test_a_template_that_changes_the_message_is_refused(capsys: pytest.CaptureFixture[str], models: dict[str, Path],
                                                         name: str, template: str) -> None:
@@ -120,3 +124,25 @@ def test_a_template_that_trims_the_message_is_bounded(capsys: pytest.CaptureFixt
     code = main(["run", str(prog), "--input", " 12 + 30 = ? ", "--device", "cpu", "--strict"])
     out = capsys.readouterr()
     assert code == 0, out.out + out.err
+
+
+def test_a_template_whose_text_depends_on_a_message_no_probe_sent_is_named_when_its_prompt_is_over(
+        capsys: pytest.CaptureFixture[str], models: dict[str, Path]) -> None:
+    """No probe sees every message. QA pass: a prompt such a template made longer was refused as "the input is
+    longer than its declared bound" for a 6-token input, blaming the input for the template's text."""
+    chat = _with_template(models, "hidden", "{% for m in messages %}{% if '##' in m['content'] %}{{ 'RULES ' * 9 }}"
+                                            "{% endif %}USER: {{ m['content'] }}\n{% endfor %}ASSISTANT: ")
+    prog = models["root"] / "hidden.ttc"
+    prog.write_text(_program(chat))
+    assert main(["check", str(prog)]) == 0  # no probe has '##'
+    capsys.readouterr()
+    assert main(["run", str(prog), "--input", "1 + 2", "--device", "cpu", "--strict"]) == 0
+    capsys.readouterr()
+    code = main(["run", str(prog), "--input", "1 ## 2", "--device", "cpu", "--json"])
+    out = capsys.readouterr()
+    said = " ".join((out.out + out.err).split())
+    assert "the chat template of model `policy` wrote 72 characters around this prompt, where `ttcl check` measured 18" \
+        in said, said
+    assert "the input is longer" not in said and "Traceback" not in said
+    result = json.loads(out.out)["results"][0]
+    assert result["status"] == "stopped" and result["cost"]["calls"] == 0 and code == 0

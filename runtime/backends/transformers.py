@@ -221,6 +221,15 @@ class TransformersBackend:
         out = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
         return str(out)
 
+    def chat_parts(self) -> tuple[str, str]:
+        """The text `ttcl check` measured the chat template to write before and after a message."""
+        from ttcl.compiler.chat import ChatTemplateError, chat_parts
+
+        try:
+            return chat_parts(self.path)
+        except ChatTemplateError as e:  # refused by `ttcl check` already; said again for a caller that skipped it
+            raise TtclRuntimeError(f"model {self.path.name}: {e}") from None
+
     def _token_pieces(self):
         """Per-token strings for incremental stop detection; exact for tokenizers that decode by concatenation."""
         tok = self.tokenizer

@@ -256,11 +256,18 @@ def test_malformed_requests_are_400s_not_500s(url):
                          ({"tool_choice": "required"}, "tools"),
                          ({"response_format": {"type": "json_object"}}, "response_format"),
                          ({"logprobs": True}, "logprobs"), ({"top_logprobs": 2}, "logprobs"),
-                         ({"stream": "yes"}, "stream")):
+                         ({"stream": "yes"}, "stream"),
+                         # and more such fields, accepted with a 200 until the next QA pass
+                         ({"logprobs": 0}, "logprobs"), ({"echo": True}, "echo"), ({"best_of": 3}, "best_of"),
+                         ({"suffix": "xyz"}, "suffix"), ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+                         ({"function_call": "auto"}, "functions"), ({"modalities": ["text", "audio"]}, "modalities")):
         code, body = chat(**extra)
         assert (code, body["error"]["param"]) == (400, param), (extra, body)
-    for extra in ({"tools": []}, {"tool_choice": "none"}, {"response_format": {"type": "text"}}, {"logprobs": False}):
+    for extra in ({"tools": []}, {"tool_choice": "none"}, {"response_format": {"type": "text"}}, {"logprobs": False},
+                  {"echo": False}, {"best_of": 1}, {"suffix": ""}, {"modalities": ["text"]}, {"function_call": "none"}):
         assert chat(**extra)[0] == 200, extra
+    code, body = chat(ttcl={"set": {"n ": 2, " n": 3}})  # one of them was dropped without a word (QA pass)
+    assert (code, body["error"]["code"]) == (400, "invalid_param") and "names param `n` twice" in body["error"]["message"]
     code, body = chat(ttcl={"sett": {"n": 2}})
     assert code == 400 and body["error"]["message"].startswith("ttcl has no field 'sett'")
     assert chat(ttcl=None)[0] == 200

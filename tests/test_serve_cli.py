@@ -114,6 +114,12 @@ def test_host_not_on_this_machine(prog):
     assert line.startswith("error: cannot listen on 192.0.2.1:0") and "cannot assign requested address" in line
 
 
+def test_an_empty_host_is_refused(prog):
+    """An unset $HOST (`--host ''`) bound every interface and announced http://:PORT/v1 (QA pass)."""
+    line = one_error_line(serve(prog, "--host", "", "--port", "0"))
+    assert line.startswith("error: --host '': an empty listen address"), line
+
+
 def test_port_zero_is_announced_once_listening(prog, tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:

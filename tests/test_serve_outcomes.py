@@ -100,5 +100,10 @@ def test_a_strategy_whose_server_went_away_is_a_500_that_says_why(tmp_path: Path
             assert code == 500 and err["type"] == "server_error" and err["code"] == "strategy_failed", raw
             assert err["message"].startswith("the strategy failed: ") and "unreachable" in err["message"], raw
             assert "probe" not in err["message"]
+            req = urllib.request.Request(url + "/chat/completions", data=json.dumps(_ask("self_consistency")).encode(),
+                                         headers={"content-type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as failed:  # each client retry would run the strategy again
+                urllib.request.urlopen(req, timeout=120)
+            assert failed.value.code == 500 and failed.value.headers["x-should-retry"] == "false"
             code, raw = _post(url, _ask("self_consistency", stream=True))
             assert code == 200 and _chunks(raw)[-1]["error"]["code"] == "strategy_failed", raw

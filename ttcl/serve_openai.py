@@ -33,13 +33,30 @@ def refuse_unsupported(body: dict[str, Any]) -> None:
     if body.get("tools") or body.get("tool_choice") not in (None, "none"):
         raise ApiError(400, "a strategy returns one answer and calls no tools: leave out `tools` and `tool_choice`",
                        param="tools")
+    if body.get("functions") or body.get("function_call") not in (None, "none"):  # the older spelling of tools
+        raise ApiError(400, "a strategy returns one answer and calls no functions: leave out `functions` and "
+                       "`function_call`", param="functions")
     fmt = body.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
         raise ApiError(400, "a strategy's answer is plain text: `response_format` other than {\"type\": \"text\"} "
                        "is not supported", param="response_format")
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
+    if (body.get("logprobs") is not None and body.get("logprobs") is not False) or body.get("top_logprobs") is not None:
+        # (`logprobs: 0` asks /v1/completions for the sampled tokens' log-probabilities; `0 in (None, False)` let
+        # it through, QA pass)
         raise ApiError(400, "a strategy's answer comes from many samples and has no log-probabilities: leave out "
                        "`logprobs`", param="logprobs")
+    if body.get("echo") not in (None, False):
+        raise ApiError(400, "a strategy's answer does not restate the prompt: leave out `echo`", param="echo")
+    if body.get("best_of") not in (None, 1):
+        raise ApiError(400, "`best_of` is the strategy's to choose (its program samples and picks); leave it out, or "
+                       "serve a best-of-n program", param="best_of")
+    if body.get("suffix"):
+        raise ApiError(400, "a strategy answers a prompt and does not fill in text before a `suffix`; leave it out",
+                       param="suffix")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        raise ApiError(400, "a strategy answers in text only: `modalities` other than [\"text\"] is not supported",
+                       param="modalities")
     if not isinstance(body.get("stream", False), bool | None):
         raise ApiError(400, "stream must be true or false", param="stream")
 
@@ -60,7 +77,10 @@ def outcome_error(result: dict[str, Any], chat: bool) -> ApiError | None:
     if why is not None:
         return ApiError(400, why, param="messages" if chat else "prompt", code="input_too_long")
     if result["status"] == "failed" and result["answer"] is None:
-        return ApiError(500, f"the strategy failed: {result['error']}", type_="server_error", code="strategy_failed")
+        # not retried by the client (`x-should-retry: false`): each try runs, and charges, the strategy again; the
+        # openai client retried a 500 twice by default (QA pass)
+        return ApiError(500, f"the strategy failed: {result['error']}", type_="server_error", code="strategy_failed",
+                        headers={"x-should-retry": "false"})
     return None
 
 

@@ -88,6 +88,9 @@ def serve(
 
     if not programs:
         raise ServeOptionError("give at least one program to serve")
+    if not host.strip():  # an unset $HOST: it bound every interface and printed http://:PORT/v1 (QA pass)
+        raise ServeOptionError("--host '': an empty listen address; give one, as 127.0.0.1 (this machine only) or "
+                               "0.0.0.0 (every interface)")
     if not 0 <= port <= 65535:
         raise ServeOptionError(f"--port {port}: expected a port in 0..65535 (0: any free port)")
     if not (batch_window_ms >= 0 and batch_window_ms != float("inf")):

@@ -30,7 +30,10 @@ def human(x: float) -> str:
 
 def node_label(node: DagNode, report: BudgetReport | None) -> str:
     """`sample L6` then, for nodes that spend, `calls≤4 tok≤519 flops≤1.1e+10`."""
-    head = f"{node.op} L{node.span.line}"
+    where = f"L{node.span.line}"
+    if report is not None and node.span.file != report.file:  # an imported strategy's node: its own file's line
+        where = f"{node.span.file.rsplit('/', 1)[-1]}:L{node.span.line}"
+    head = f"{node.op} {where}"
     if node.var:
         head = f"{node.var} = {head}"
     row = report.row(node.id) if report is not None else None

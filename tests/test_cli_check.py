@@ -268,6 +268,33 @@ def test_graph_never_writes_over_the_program_it_draws(prog: Path, tmp_path: Path
     assert code == 0 and (tmp_path / "g.dot").read_text().startswith("digraph")
 
 
+def test_graph_never_writes_over_a_program_named_with_a_colon_or_an_import(prog: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass: the guard compared `-o` with the argument's text after its last `:`, so `ttcl graph v1:p.ttc -o
+    v1:p.ttc` (and `ttcl:dvts` -o the shipped dvts.ttc) wrote the drawing over the program; an imported file was
+    not guarded at all."""
+    from ttcl.programs import BUNDLED_DIR
+
+    colon = tmp_path / "v1:p.ttc"
+    colon.write_text(prog.read_text())
+    (tmp_path / "m.ttc").write_text('ttcl 1\nimport "v1:p.ttc" as p\n'
+                                    "strategy main(question: text[<=20]) -> answer {\n    return p.main(question)\n}\n")
+    shipped = BUNDLED_DIR / "dvts.ttc"
+    before = shipped.read_bytes()
+    for argv, target, what in (([str(colon)], colon, "program"), (["ttcl:dvts"], shipped, "program"),
+                               ([str(tmp_path / "m.ttc")], colon, f"imported file {colon}")):
+        code, _, err = run(capsys, "graph", *argv, "-o", str(target))
+        assert code == 2 and err.startswith(f"error: --output {target}: that is the {what} this command reads"), err
+    assert colon.read_text() == prog.read_text() and shipped.read_bytes() == before
+
+
+def test_graph_names_the_file_of_an_imported_node(capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass: an imported strategy's nodes showed their own file's line numbers as if they were the root's."""
+    code, out, _ = run(capsys, "graph", "ttcl:adaptive")
+    assert code == 0
+    assert 'drafts = sample ttcl:weighted_best_of_n:L29' in out and "probe_paths = sample L27" in out
+
+
 def test_graph_output_makes_its_folders_as_trace_does(prog: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     """`graph -o nodir/sub/g.dot` failed on the missing folder while `--trace` makes it (QA s36 #11); a part of

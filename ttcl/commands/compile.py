@@ -259,21 +259,36 @@ def graph(
         raise OptionError(f"--format {fmt!r}: expected dot, mermaid or png")
     compiled = compile_from_cli(program, set_ or [], model or [], max_input_tokens, allow_remote)
     dag, report = compiled.dag, compiled.report
-    program_file = Path(str(program).rpartition(":")[2])
+    # every file the program reads, however it was named (QA pass: `ttcl graph v1:sc.ttc -o v1:sc.ttc` compared
+    # against `sc.ttc`, and `ttcl:dvts` against `dvts`, and overwrote the program with its drawing)
+    inputs = {"program": program_input(program)} | {f"imported file {name}": Path(name) for name in compiled.sources
+                                                     if not name.startswith("ttcl:")}
     if fmt == "png":
         data = to_png(to_dot(dag, report))
-        target = output or program_file.with_suffix(".png")
-        refuse_input_as_output(target, "--output", {"program": program_file})
+        shown = str(program)
+        target = output or Path(shown.removeprefix("ttcl:") if shown.startswith("ttcl:") else shown).with_suffix(".png")
+        refuse_input_as_output(target, "--output", inputs)
         _write(target, data)
         typer.echo(f"wrote {target}", err=True)
         return
     text = to_dot(dag, report) if fmt == "dot" else to_mermaid(dag, report)
-    refuse_input_as_output(output, "--output", {"program": program_file})
+    refuse_input_as_output(output, "--output", inputs)
     if output is None:
         sys.stdout.write(text)
     else:
         _write(output, text.encode())
         typer.echo(f"wrote {output}", err=True)
+
+
+def program_input(program: Path | str) -> Path:
+    """The file a program argument names: `ttcl:NAME` is the bundled file, anything else a path as written (a `:`
+    in it included)."""
+    from ttcl.programs import ProgramNameError, resolve_program
+
+    try:
+        return resolve_program(program)
+    except ProgramNameError:  # said by the command that reads it
+        return Path(str(program))
 
 
 def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, Path | None]) -> None:

@@ -33,6 +33,7 @@ from rich.console import Console
 from ttcl.commands.compile import (
     ProgramArg,
     VerifierOpt,
+    program_input,
     rebind_models,
     refuse_input_as_output,
     register_verifiers,
@@ -406,7 +407,7 @@ def eval_(
     compare_series = parse_compare(compare)
     register_verifiers(verifier or [])
     plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
-    refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
+    refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": program_input(program)})
     items = _load_items(None, dataset, limit, field)
     check_judge(judge, items, dataset)
     ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None

@@ -24,6 +24,7 @@ from ttcl.commands.compile import (
     MaxInputOpt,
     ProgramArg,
     VerifierOpt,
+    program_input,
     refuse_input_as_output,
     register_verifiers,
 )
@@ -430,7 +431,7 @@ def run(
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
-    refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": Path(str(program).rpartition(":")[2])})
+    refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": program_input(program)})
     if trace is not None and is_dir(trace):
         raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
     wide = Wide(ray, workers, shards)

@@ -150,6 +150,28 @@ def test_a_pool_over_a_program_without_temperature_is_refused_before_sampling(ca
                            "runs the program at temperature=0); its params: n")
 
 
+@pytest.mark.parametrize(("edit", "pool", "message"), [
+    # QA pass: the pool was sampled, then the greedy point failed on a `--set n=1` never given
+    (("n: int = 4 in 1..64", "n: int = 4 in 2..64"), "n=4",
+     "--pool n=4: each series' greedy point runs two.ttc at n=1, temperature=0, which it refuses: `--set n=1`: 1 is "
+     "outside the range 2..64 of param `n`"),
+    # QA pass: `--pool beams=2` on beam search pooled its 8 partial lines as "one pool of 2", every estimate 0
+    (("n = n, max_tokens", "n = 2 * n, max_tokens"), "n=4",
+     "--pool n=4: at n=4 the pool's sample node (main/drafts) draws 8 candidates, not 4: --pool's param must be that "
+     "node's sample count (`n = n`)"),
+])
+def test_a_pool_the_program_cannot_draw_as_asked_is_refused_before_sampling(
+        capsys: pytest.CaptureFixture[str], setup: dict[str, Path], edit: tuple[str, str], pool: str,
+        message: str) -> None:
+    prog = setup["root"] / "two.ttc"
+    prog.write_text(PROG.replace(*edit))
+    traces = setup["root"] / "two-traces"
+    code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--pool", pool, "--traces",
+                         str(traces))
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not traces.exists() or not list(traces.glob("*.jsonl"))  # nothing was sampled
+
+
 @pytest.mark.parametrize("command", [["eval", "--sweep", "n=1,2"], ["run"]])
 def test_by_a_field_holding_a_list_is_refused_before_sampling(capsys: pytest.CaptureFixture[str],
                                                               setup: dict[str, Path], command: list[str]) -> None:

@@ -123,6 +123,14 @@ def test_an_overlay_from_other_items_is_a_clear_error_before_sampling(capsys: py
                          "--traces", str(traces), "--overlay", str(sweep), "--device", "cpu")
     assert code == 2 and "it was run on other items than this eval's" in err, err
     assert not list(traces.glob("*.jsonl"))  # nothing was sampled
+    # the same items, judged otherwise (QA pass: gold-equality rows were paired with a checker-judged pool)
+    sweep.write_text(json.dumps(old | {"judge": "gold"}))
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--limit", "3",
+                         "--pool", "n=4", "--judge", "arith", "--traces", str(traces), "--overlay", str(sweep),
+                         "--device", "cpu")
+    assert code == 2 and "its rows were judged by `gold`, this eval's by `arith`; rerun the sweep with --judge arith" \
+        in err, err
+    assert not list(traces.glob("*.jsonl"))
 
 
 def test_an_overlay_swept_without_by_says_only_its_all_rows_overlay(capsys: pytest.CaptureFixture[str],

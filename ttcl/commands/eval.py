@@ -38,6 +38,14 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
 )
+from ttcl.commands.eval_checks import (
+    check_allocation,
+    check_pool,
+    check_series,
+    check_sweep,
+    parse_pool,
+    read_sweep,
+)
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.interrupts import exit_code
 from ttcl.commands.run import (
@@ -94,14 +102,6 @@ def parse_seeds(seeds: str | None, seed: int) -> list[int]:
     if not out or len(set(out)) != len(out):
         raise RunOptionError(f"--seeds {seeds!r}: expected distinct integers, e.g. --seeds 0,1,2")
     return out
-
-
-def parse_pool(pool: str) -> tuple[str, int]:
-    name, eq, value = pool.partition("=")
-    if not eq or not name.strip() or not value.strip().isdigit() or int(value) < 1:
-        raise RunOptionError(f"--pool {pool!r}: expected PARAM=N, the param that sets the samples per item "
-                              "and N >= 1, e.g. --pool n=16")
-    return name.strip(), int(value)
 
 
 def parse_ks(ks: str | None, n: int) -> list[int] | None:
@@ -245,23 +245,6 @@ class Runs:
         return summary, trace
 
 
-def check_sweep(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
-                configs: list[list[tuple[str, str]]]) -> None:
-    """Compile every --sweep configuration before any sampling; an error names `--sweep k=v`, not the `--set k=v`
-    the user never typed."""
-    from ttcl.commands.compile import compile_from_cli
-    from ttcl.errors import TtclError
-
-    for config in filter(None, configs):  # no --sweep is one empty configuration
-        try:
-            compile_from_cli(program, list(sets) + [f"{k}={v}" for k, v in config], binds, None, allow_remote)
-        except TtclError as e:
-            said = str(e)
-            for k, v in config:
-                said = said.replace(f"`--set {k}={v}`", f"`--sweep {k}={v}`")
-            raise RunOptionError(said) from None
-
-
 def policy_label(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None = None) -> str:
     """The short names of the models the program samples from (after overrides)."""
     from ttcl.commands.compile import compile_from_cli
@@ -293,58 +276,6 @@ def unique_labels(program: Path, sets: list[str], binds: list[str], allow_remote
         taken.setdefault(label, set()).add(r)
     named = [(f"{label} ({r})" if len(taken[label]) > 1 else label, extra) for label, extra, r in every]
     return named[:len(series)], named[len(series):]
-
-
-def check_series(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
-                 series: list[tuple[str, tuple[str, list[str]]]]) -> None:
-    """Compile every --compare/--greedy series before any sampling, so that a typo in the last one
-    fails in a second, not after the whole pool has run; the error names the option."""
-    from ttcl.commands.compile import compile_from_cli
-    from ttcl.errors import TtclError
-
-    for opt, (_, extra) in series:
-        try:
-            compile_from_cli(program, sets, rebind_models(binds, extra), None, allow_remote)
-        except TtclError as e:  # the binding was given as OPT NAME=REF, not --model (QA pass: named --model)
-            said = str(e)
-            for b in extra:
-                said = said.replace(f"`--model {b}`", f"`{opt} {b}`")
-            raise RunOptionError(f"{opt} {','.join(extra)!r}: {said}") from None
-
-
-def check_pool(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None, pool: str) -> None:
-    """`--pool PARAM=N` sets PARAM, and each series' greedy point runs the program at `temperature=0`:
-    both params must exist, which is said before any sampling, in words about --pool."""
-    from ttcl.commands.compile import compile_from_cli
-
-    param = parse_pool(pool)[0]
-    declared = compile_from_cli(program, sets, binds, None, allow_remote).params
-    for name, why in ((param, "the samples per item"),
-                      ("temperature", "each series' greedy point (k = 1) runs the program at temperature=0")):
-        if name not in declared:
-            raise RunOptionError(f"--pool {pool}: {program.name} has no param `{name}` ({why}); its params: "
-                                 f"{', '.join(declared) or 'none'}")
-
-
-def check_allocation(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,
-                     alloc: tuple[str, int, str | None], baseline: str, n: int) -> None:
-    """`--baseline` and a probe's verifier must be signals of the pool the program draws: say so
-    before sampling, not after it."""
-    from ttcl.commands.compile import compile_from_cli
-    from ttcl.runtime.analysis.collect import find_pool_nodes, pool_signals
-
-    try:
-        signals, scorers = pool_signals(find_pool_nodes(compile_from_cli(program, sets, binds, None, allow_remote).dag))
-    except ValueError as e:
-        raise RunOptionError(f"--pool: {e}") from None
-    if baseline not in signals:
-        raise RunOptionError(f"--baseline {baseline!r}: not a signal of this pool (signals: {', '.join(signals)})")
-    kind, probe, verifier = alloc
-    if kind != "field" and probe > n:
-        raise RunOptionError(f"--allocate {kind}:{probe}: the probe needs {probe} samples, the pool draws {n}")
-    if verifier is not None and verifier not in scorers:
-        raise RunOptionError(f"--allocate {kind}:{probe}:{verifier}: no verifier {verifier!r} scores the pool "
-                             f"(verifiers: {', '.join(scorers) or 'none'})")
 
 
 def eval_(
@@ -454,7 +385,7 @@ def eval_(
             _emit(report, as_json, plot, print_sweep, lambda: _plot_sweep(report, plot, by, title))
             return
         param, n = parse_pool(pool)
-        sweeps = [_read_sweep(p, items) for p in overlay or []]  # before any sampling: a bad file fails now
+        sweeps = [read_sweep(p, items, judge or "gold") for p in overlay or []]  # before any sampling: a bad file fails now
         for path, sw in zip(overlay or [], sweeps, strict=True):
             if by is not None and sw.get("by") != by:  # its rows hold that field's bins only, or none
                 how = f"with --by {sw['by']}" if sw.get("by") else "without --by"
@@ -474,30 +405,6 @@ def eval_(
                                         by=by, title=title, allocation=report.get("allocation")), plot)
 
         _emit(report, as_json, plot, print_pool, draw)
-
-
-def _read_sweep(path: Path, items: list[Any]) -> dict[str, Any]:
-    """A `--json` sweep to overlay, refused unless it ran on these very items (their questions and golds, in this
-    order): paired differences over other questions would look like results (QA pass: a same-sized file passed)."""
-    n_items = len(items)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunOptionError(f"--overlay {path}: cannot read it as JSON ({e})") from e
-    if not isinstance(data, dict) or data.get("mode") != "sweep":
-        raise RunOptionError(f"--overlay {path}: expected the --json output of a `ttcl eval --sweep` run")
-    counts = {r.get("items") for r in data.get("rows", [])}
-    if counts != {n_items}:
-        raise RunOptionError(f"--overlay {path}: its rows cover {', '.join(str(c) for c in sorted(counts, key=str))} "
-                             f"items, this eval {n_items}; "
-                             "use the same dataset and --limit")
-    golds = {it.index: it.gold for it in items}
-    other = (data["items_digest"] != items_digest(items) if "items_digest" in data else  # a file before the digest:
-             any(golds.get(r.get("item")) != r.get("gold") for row in data["rows"] for r in row.get("item_rows", [])))
-    if other:
-        raise RunOptionError(f"--overlay {path}: it was run on other items than this eval's ({data.get('dataset')} "
-                             f"against {len(items)} items of this --dataset); use the same dataset and --limit")
-    return data
 
 
 def plot_destination(plot: Path) -> Path:

@@ -205,7 +205,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
                 ks: list[int] | None, alloc: tuple[str, int] | None, baseline: str, pretrain: dict[str, float],
                 split_seed: int, overlays: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     from ttcl.commands.compile import compile_from_cli
-    from ttcl.compiler.params import parse_set_overrides
+    from ttcl.commands.eval_checks import greedy_sets, point_sets
     from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
     from ttcl.runtime.analysis.compare import exchange, total_compute
     from ttcl.runtime.analysis.curves import bin_values, curve_rows, in_bin, item_table, summarize
@@ -214,10 +214,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
 
     def pooled(label: str, binds: list[str], extra_sets: list[str], tag: str,
                override: bool = False) -> tuple[list[Any], list[Any], dict[str, str]]:
-        all_sets = list(sets) + extra_sets
-        if override:  # the greedy point is k = 1 at temperature 0 whatever --set gives the pool (temperature=1.0)
-            fixed = parse_set_overrides(extra_sets)
-            all_sets = [f"{k}={v}" for k, v in parse_set_overrides(sets).items() if k not in fixed] + extra_sets
+        all_sets = point_sets(sets, extra_sets, override=override)
         nodes = find_pool_nodes(compile_from_cli(program, all_sets, rebind_models(models, binds), None, runs.allow_remote).dag)
         out, items, refs = [], [], {}
         for s in seeds:
@@ -228,14 +225,14 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
             refs = summary.header["models"]
         return out, items, refs
 
-    greedy_sets = [f"{param}=1", "temperature=0"]
+    gsets = greedy_sets(param)
     tables, greedy_tables, item_out, refs_of = {}, {}, {}, {}
     pool_runs, greedy_runs = {}, {}
     for label, binds in series:
         pool_runs[label], item_out[f"{label} pool"], refs_of[label] = pooled(label, binds, [f"{param}={n}"],
                                                                             f"pool {param}={n}")
     for label, binds in series + greedy:
-        greedy_runs[label], item_out[f"{label} greedy"], refs = pooled(label, binds, greedy_sets, "greedy",
+        greedy_runs[label], item_out[f"{label} greedy"], refs = pooled(label, binds, gsets, "greedy",
                                                                        override=True)
         refs_of.setdefault(label, refs)
     # an item some candidate of which the judge failed on (in any run) is ungraded: it leaves every table,

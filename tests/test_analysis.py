@@ -236,6 +236,18 @@ def test_a_saving_whose_resamples_do_not_all_reach_the_baseline_has_no_lower_end
     assert _saving_ci(good) == f"{good['saving_lo']:.2f}, {good['saving_hi']:.2f}"
 
 
+def test_no_saving_is_read_against_a_baseline_that_gets_nothing_right() -> None:
+    """Any curve "reaches" 0% at its cheapest point (QA pass: a 3.18x saving [3.14, 3.21] was printed for
+    matching a baseline that got no item right)."""
+    n = 40
+    t, bins = _table(n)
+    select = split_halves(n, 0)
+    t.acc[("maj", 4)] = np.zeros(n)
+    out = allocate(t, bins, select, baseline="maj", points=8, reps=100)
+    assert out["baseline"]["accuracy"] == 0.0
+    assert math.isnan(out["saving"]) and math.isnan(out["saving_lo"]) and math.isnan(out["saving_hi"])
+
+
 def test_each_budget_is_compared_with_the_best_uniform_configuration() -> None:
     """Snell et al.'s view: at each budget, the FLOPs the best one-configuration-for-all policy needs to
     reach the allocated policy's accuracy on the report half, over the policy's own FLOPs."""

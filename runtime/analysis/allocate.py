@@ -222,6 +222,8 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
     lo, hi = percentile_interval(boots)
     if lo == 0.0 and unreached > 0:
         lo = math.nan
+    if target == 0:
+        lo = hi = math.nan
     uniform = _against_uniform(ref, select, curve, applied, reps)
     if idx.size < 2:  # one item has no spread to resample: a bootstrap interval of its ratio has no width
         lo = hi = math.nan
@@ -231,5 +233,6 @@ def allocate(table: ItemTable, bins: np.ndarray, select: np.ndarray, *, baseline
                                          "curve": [{"flops": f, "accuracy": a} for f, a in base_curve]},
             "policy_flops_to_match": fp,
             # never reached (fp infinite): no saving, null in --json like policy_flops_to_match (it printed 0.0)
-            "saving": math.nan if math.isinf(fp) else fb / fp if fp > 0 else math.inf,
+            # a baseline that gets nothing right is "reached" by any curve at its cheapest point: no saving to read
+            "saving": math.nan if math.isinf(fp) or target == 0 else fb / fp if fp > 0 else math.inf,
             "saving_lo": float(lo), "saving_hi": float(hi), "saving_unreached": unreached, "select_items": int(select.sum()), "report_items": int(test.sum())}

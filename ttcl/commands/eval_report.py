@@ -491,21 +491,30 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]"):
             at.add_column(col, justify="right")
         at.add_column(choice_col)
-        shown = None
-        for r in a["curve"]:
-            if r["choice"] == shown:  # a larger budget that buys nothing more: the same row again
-                continue
-            shown = r["choice"]
+        rows = [r for i, r in enumerate(a["curve"]) if i == 0 or r["choice"] != a["curve"][i - 1]["choice"]]
+        for r in rows:  # (a larger budget that buys nothing more, the same row again, is left out)
             at.add_row(_f(r["budget"]), _acc(r), _f(r["flops"]), _f(r["uniform_flops"]) if math.isfinite(r["uniform_flops"]) else "-",
                        _saving(r), " ".join(f"{k}:{v}" for k, v in r["choice"].items()))
         console.print(at)
         console.print("budget FLOPs/item: what the policy meets on the choosing half; FLOPs/item (and every other column): "
                       "the report half's, which can exceed the budget\n"
-                      "uniform needs: FLOPs/item at which the best uniform configuration (one rule and k for every item, "
-                      "chosen on the same half) reaches the row's accuracy; - = no k <= N does (the saving is then more than the largest uniform FLOPs over the row's)")
+                      "uniform needs: FLOPs/item at which the uniform frontier (one rule and k for every item; its corners, "
+                      f"chosen on the choosing half: {', '.join(u['choice'] for u in a['uniform']) or 'none'}) reaches the "
+                      "row's accuracy on the report half; - = none of its corners does (the saving is then more than the "
+                      "largest of their FLOPs over the row's)")
         b = a["baseline"]
+        if a["uniform"] and (unseen := [r for r in rows if not math.isfinite(r["uniform_flops"])
+                                        and b["accuracy"] >= r["accuracy"] - 1e-12]):
+            # QA pass: a policy that is uniform maj@4 read "> 3.65x" while the baseline line measured maj@4 there
+            console.print(f"note: {b['signal']}@{b['k']} (the baseline, a uniform configuration) reaches {len(unseen)} "
+                          "row(s) marked - on the report half, though it is no corner of the frontier chosen on the "
+                          f"choosing half ({a['select_items']} items): read their saving vs uniform as unknown, not as "
+                          "more than shown")
         fp = a["policy_flops_to_match"]
-        if math.isfinite(fp):
+        if b["accuracy"] == 0:  # any curve "reaches" 0% at its cheapest point (QA pass: a 3.18x saving was printed)
+            console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy 0.000 at {_f(b['flops'])} FLOPs/item; "
+                          "saving n/a: the baseline gets no item of the report half right")
+        elif math.isfinite(fp):
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           f"FLOPs/item; the compute-optimal policy matches it at {_f(fp)} FLOPs/item: "
                           f"a saving of {a['saving']:.2f}x [95% CI {_saving_ci(a)}]" + _saving_note(a["saving"]))

@@ -115,7 +115,9 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "probe:0"], "the probe needs M >= 1 samples"),
         (["--pool", "n=4", "--allocate", "probe:8"], "--allocate probe:8: the probe needs 8 samples, the pool draws 4"),
         (["--pool", "n=4", "--allocate", "probe:2:orm"], "--allocate probe:2:orm: no verifier 'orm' scores the pool "
-                                                         "(verifiers: none)"),
+                                                         "(probe verifiers: none)"),
+        (["--pool", "n=4", "--allocate", "probe:2:exact"], "--allocate probe:2:exact: `exact` is an exact checker, which "
+                                                           "reads the gold answer: a difficulty probe must not"),
         (["--pool", "n=4", "--allocate", "keep:8"], "--allocate keep:8: the probe needs 8 samples, the pool draws 4"),
         (["--pool", "n=4", "--allocate", "keep:0"], "the probe needs M >= 1 samples"),
         (["--pool", "n=4", "--allocate", "probe:2", "--limit", "1"], "--allocate needs at least 2 items"),
@@ -372,6 +374,10 @@ def test_the_plot_line_names_the_file_written(capsys: pytest.CaptureFixture[str]
     assert code == 0, err
     assert f"plot: {plot}.png" in out.replace("\n", "") and (setup["root"] / "figs" / "new" / "myplot.png").is_file()
     assert not plot.exists()
+    # under --json the path was named nowhere (QA pass): a `plot` key, and the line on stderr
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
+                         "--traces", str(setup["root"] / "traces2"), "--plot", str(plot), "--device", "cpu", "--json")
+    assert code == 0 and json.loads(out)["plot"] == f"{plot}.png" and f"plot: {plot}.png" in err, err
 
 
 def test_the_greedy_point_stays_greedy_under_set_temperature(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],

@@ -290,7 +290,7 @@ def eval_(
     compare: Annotated[list[str] | None, typer.Option("--compare", help="Another series with other models: --compare policy=ttcl:arith-l.")] = None,
     greedy: Annotated[list[str] | None, typer.Option("--greedy", help="With --pool: a greedy point for another model: --greedy policy=ttcl:arith-m.")] = None,
     by: Annotated[str | None, typer.Option("--by", help="Break results down by a dataset field, e.g. --by steps.")] = None,
-    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M[:VERIFIER]]` (the first M samples' answer agreement, or their mean VERIFIER score, charged on top); `keep[:M[:VERIFIER]]` bins the same way and keeps those M samples in every configuration (k >= M).")] = None,
+    allocate: Annotated[str | None, typer.Option("--allocate", help="With --pool: compute-optimal allocation over bins from `field` (--by) or `probe[:M[:VERIFIER]]` (the first M samples' answer agreement, or their mean VERIFIER score, charged on top; M is 4 when not given); `keep[:M[:VERIFIER]]` bins the same way and keeps those M samples in every configuration (k >= M).")] = None,
     baseline: Annotated[str, typer.Option("--baseline", help="With --allocate: the best-of-N signal to match (e.g. orm_w, maj).")] = "maj",
     pretrain_flops: Annotated[list[str] | None, typer.Option("--pretrain-flops", help="Override a model's pretraining FLOPs: MODEL=FLOPS.")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="Bind a model for every series: --model policy=PATH.")] = None,
@@ -451,15 +451,18 @@ def _plot_sweep(report: dict[str, Any], plot: Path, by: str | None, title: str) 
 def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any, draw: Any) -> None:
     """Print the report, then draw the figure (`draw`, when there is a --plot): what was measured is out
     before anything can go wrong with the figure."""
-    if as_json:
-        typer.echo(json.dumps(_finite(report), indent=1, default=_json_default))
+    if as_json:  # the figure's path, `.png` added or not, for a script (QA pass: named nowhere under --json)
+        typer.echo(json.dumps(_finite(report | ({"plot": str(plot)} if plot is not None else {})), indent=1,
+                              default=_json_default))
     else:
         console = Console(width=max(120, Console().width))
         printer(report, console)
     if plot is None:
         return
     draw()
-    if not as_json:
+    if as_json:
+        typer.echo(f"plot: {plot}", err=True)
+    else:
         console.print(f"plot: {plot}")
 
 

@@ -114,7 +114,8 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
     from ttcl.runtime.analysis.collect import find_pool_nodes, pool_signals
 
     try:
-        signals, scorers = pool_signals(find_pool_nodes(compile_from_cli(program, sets, binds, None, allow_remote).dag))
+        nodes = find_pool_nodes(compile_from_cli(program, sets, binds, None, allow_remote).dag)
+        signals, scorers = pool_signals(nodes)
     except ValueError as e:
         raise RunOptionError(f"--pool: {e}") from None
     if baseline not in signals:
@@ -123,8 +124,11 @@ def check_allocation(program: Path, sets: list[str], binds: list[str], allow_rem
     if kind != "field" and probe > n:
         raise RunOptionError(f"--allocate {kind}:{probe}: the probe needs {probe} samples, the pool draws {n}")
     if verifier is not None and verifier not in scorers:
-        raise RunOptionError(f"--allocate {kind}:{probe}:{verifier}: no verifier {verifier!r} scores the pool "
-                             f"(verifiers: {', '.join(scorers) or 'none'})")
+        exact = [name for name, k in nodes.verifiers.values() if k == "check"]
+        why = (f"`{verifier}` is an exact checker, which reads the gold answer: a difficulty probe must not"
+               if verifier in exact else f"no verifier {verifier!r} scores the pool")  # QA pass: it said the latter
+        raise RunOptionError(f"--allocate {kind}:{probe}:{verifier}: {why} (probe verifiers: "
+                             f"{', '.join(scorers) or 'none'})")
 
 
 def read_sweep(path: Path, items: list[Any], judge: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from functools import cached_property
 from pathlib import Path
@@ -455,7 +456,9 @@ def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any
         typer.echo(json.dumps(_finite(report | ({"plot": str(plot)} if plot is not None else {})), indent=1,
                               default=_json_default))
     else:
-        console = Console(width=max(120, Console().width))
+        # a pipe or a file gets a table as wide as it needs, up to 240 columns (QA pass: the overlay's right
+        # columns were cut at 120)
+        console = Console(width=max(120, Console().width) if sys.stdout.isatty() else 240)
         printer(report, console)
     if plot is None:
         return

@@ -533,11 +533,11 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
     o.add_column("run", overflow="fold", min_width=10)
     if report["by"]:
         o.add_column(report["by"], justify="right")
-    o.add_column("accuracy [95% CI] @ FLOPs", justify="right")
+    o.add_column("accuracy [95% CI] @ FLOPs", justify="right", overflow="fold")
     reads = [q for q in report["overlay"] if q["signal"] is not None]
     sigs = list(dict.fromkeys((q["series"], q["signal"]) for q in reads))
-    for series, signal in sigs:
-        o.add_column(f"{series} {signal}", justify="right")
+    for series, signal in sigs:  # folded, not cut to "…", in a narrow console or a pipe (QA pass)
+        o.add_column(f"{series} {signal}", justify="right", overflow="fold")
     groups: list[tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]] = []
     for q in report["overlay"]:  # each point is followed by its readings
         if q["signal"] is None:
@@ -551,7 +551,8 @@ def _print_overlay(report: dict[str, Any], console: Console) -> None:
 
 
 def _read(q: dict[str, Any]) -> str:
-    off = f"{q['outside'] * 100:+.2g}%" if q.get("outside") else ""  # how far outside the pool's FLOPs range
+    pct = q.get("outside", 0) * 100  # how far outside the pool's FLOPs range (+160%, not +1.6e+02%: QA pass)
+    off = (f"{pct:+.0f}%" if abs(pct) >= 10 else f"{pct:+.2g}%") if pct else ""
     if math.isnan(q["pool_accuracy"]):
         return f"- ({off} off)" if off else "-"
     off = f" (end {off})" if off else ""  # within ENDS of an end point: read there

@@ -32,6 +32,15 @@ strategy main(question: text[<=40]) -> answer {
 }
 """
 FAST = SLOW.replace("n = 256", "n = 1").replace("param rounds: int = 64", "param rounds: int = 1")
+# one step only: a single batched call of 256 samples of up to 117 tokens from the largest bundled model (tens of
+# seconds on a 2-core CPU), so a hang-up can only be acted on inside it
+ONE_STEP = """ttcl 1
+model policy = "ttcl:countdown-l"
+budget per item { calls <= 256 }
+strategy main(question: text[<=40]) -> answer {
+    return vote(sample(policy, "{question}\\n", n = 256, max_tokens = 117, temperature = 1.0))
+}
+"""
 
 
 def _post(url: str, body: dict, timeout: float) -> dict:
@@ -74,8 +83,23 @@ def test_a_client_that_hangs_up_stops_its_work(programs: list[str], tmp_path: Pa
         else:
             with pytest.raises((TimeoutError, urllib.error.URLError, socket.timeout)):
                 _post(url, _ask("slow"), timeout=1.5)  # hangs up after 1.5 s
-        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of slow: every client hung up", timeout=120)
+        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of slow", timeout=120)
         assert _post(url, _ask("fast"), timeout=60)["choices"][0]["message"]["content"]
+
+
+def test_a_hang_up_stops_the_work_inside_a_long_step(tmp_path: Path) -> None:
+    """The scheduler asks after each step; a one-step program ran its whole batched call after its client left
+    (QA pass: a hung-up request went on for 21-26 s). The decode loop now asks too."""
+    (tmp_path / "one.ttc").write_text(ONE_STEP)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with server([sys.executable, "-m", "ttcl.cli", "serve", str(tmp_path / "one.ttc"), "--port", str(port)], port, log):
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        question = {"model": "one", "seed": 3, "messages": [{"role": "user", "content": "7 7 1 5 -> 43"}]}
+        with pytest.raises((TimeoutError, urllib.error.URLError, socket.timeout)):
+            _post(url, question, timeout=1.0)  # hangs up after 1 s, inside the one step
+        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of one, inside a model call: every client hung "
+                       "up", timeout=120)
 
 
 def test_a_long_batch_does_not_hold_up_a_model_id_that_shares_no_model(programs: list[str], tmp_path: Path) -> None:
@@ -95,7 +119,7 @@ def test_a_long_batch_does_not_hold_up_a_model_id_that_shares_no_model(programs:
             answer = _post(url, _ask("other"), timeout=60)
             assert answer["choices"][0]["message"]["content"] and answer["usage"]["ttcl"]["status"] == "ok"
             assert "stopped a batch" not in log.read_text()  # `slow` was still running all along
-        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of slow: every client hung up", timeout=120)
+        _wait_for(log, "ttcl serve: stopped a batch of 1 request(s) of slow", timeout=120)
 
 
 def test_a_second_ctrl_c_stops_at_once_with_130(programs: list[str], tmp_path: Path) -> None:

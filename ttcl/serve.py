@@ -294,13 +294,26 @@ class Server:
                 if all(p.gone for p in group):  # hung up while another lane held a model it needs
                     raise RunInterrupted("every client hung up")
                 self.batches.append(len(items))
-                summary = admitted.runner.run(items, should_stop=lambda: all(p.gone for p in group))
+
+                def abandon() -> None:  # inside a step too: one step can be a long batched call (QA pass: 21 s)
+                    if all(p.gone for p in group):
+                        raise RunInterrupted("every client hung up, inside a model call")
+
+                local = [be for be in admitted.runner.backends.values() if hasattr(be, "on_decode_step")]
+                for be in local:  # this batch holds these models' locks: no other batch decodes on them now
+                    be.on_decode_step = abandon
+                try:
+                    summary = admitted.runner.run(items, should_stop=lambda: all(p.gone for p in group))
+                finally:
+                    for be in local:
+                        be.on_decode_step = None
             outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
-        except RunInterrupted:
+        except RunInterrupted as e:
             import sys
 
-            sys.stderr.write(f"ttcl serve: stopped a batch of {len(group)} request(s) of {group[0].admitted.key[0]}: "
-                             "every client hung up\n")
+            where = ", inside a model call" if str(e).endswith("inside a model call") else ""
+            sys.stderr.write(f"ttcl serve: stopped a batch of {len(group)} request(s) of {group[0].admitted.key[0]}"
+                             f"{where}: every client hung up\n")
             outs = [ApiError(499, "the client closed the request", type_="server_error") for _ in group]
         except Exception as e:  # a failed run fails its requests, never the server
             msg = str(e) if isinstance(e, TtclError) else f"internal error: {type(e).__name__}: {e}"

@@ -189,8 +189,10 @@ def run_batch(
     device: torch.device,
     piece: Callable[[int], str],
     keep_ctx_kv: bool = True,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[list[RowOut], list[tuple[KV, torch.Tensor] | None]]:
-    """Prefill contexts once, expand to rows, decode until every row finishes."""
+    """Prefill contexts once, expand to rows, decode until every row finishes. `on_step` is called before each
+    decode step and may raise to abandon the batch (`ttcl serve`, once every client of it has hung up)."""
     limit = []
     for r in rows:
         room = (
@@ -215,6 +217,8 @@ def run_batch(
     live = list(range(len(rows)))  # batch position -> row index
     dead: set[int] = set()  # batch positions finished but not yet compacted away
     for step in range(max(limit)):
+        if on_step is not None:
+            on_step()
         tokens = sample(logits, temperature, top_p, uniforms(keys, step))  # [B]
         for b, tok in enumerate(tokens.tolist()):
             if b in dead:

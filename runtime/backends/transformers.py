@@ -24,6 +24,7 @@ Accounting (per request, with `ttcl.compiler.costmodel.forward_flops`):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -187,6 +188,8 @@ class TransformersBackend:
         self.max_batch_rows = max_batch_rows  # planned split: never run more rows at once
         self.simulate_oom_rows = simulate_oom_rows  # testing hook: raise OOM above this many rows
         self.oom_splits = 0
+        # called before each decode step; may raise to abandon a batch no one waits for (`ttcl serve` sets it)
+        self.on_decode_step: Callable[[], None] | None = None
         # charged to items as if each ran alone but computed once, for another item (module docstring)
         self.shared_prompt_tokens, self.shared_flops = 0, 0.0
         # False: every sample prefills its own prompt (an ablation for benchmark (c))
@@ -425,6 +428,7 @@ class TransformersBackend:
             device=self.device,
             piece=self._piece,
             keep_ctx_kv=self.share_prefix,
+            on_step=self.on_decode_step,
         )
         for ctx, kept in zip(contexts, ctx_kv, strict=True):
             if kept is not None:

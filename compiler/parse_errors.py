@@ -267,7 +267,11 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
         return named(f"unexpected {_describe_token(tok)}: comparisons do not chain", hint="write `a < b and b < c`")
     if "LBRACE" in expected and tok.type in ("_NL", "$END", "RBRACE"):
         return named("missing `{` to open a block", hint="write the block as `{ ... }`")
-    if tok.type == "RBRACE" and not state.open_braces:
+    if prev_is_name and prev is not None and "EQUAL" in expected and tok.type in ("_NL", "RBRACE", "$END") and \
+            _starts_statement(source, prev):  # `oops` on a line of its own (QA pass: "unmatched `}`" after it)
+        return named(f"`{prev_value}` alone is not a statement", hint=f"assign it (`{prev_value} = ...`), return it, "
+                     "or remove it", where=token_span(prev, file))
+    if tok.type == "RBRACE" and tok.start_pos in state.stray_braces:  # (the layout pass has popped a matched one)
         return named("unmatched `}`", hint="remove it, or add the `{` it closes")
     if tok.type == "STRING" and value.startswith('"""') and "_NL" in expected:
         return named(f"unexpected {_describe_token(tok)}",

@@ -85,6 +85,7 @@ class ParseState:
     comments: list[Tok] = field(default_factory=list)
     open_braces: list[Tok] = field(default_factory=list)
     open_brackets: list[Tok] = field(default_factory=list)
+    stray_braces: set[int] = field(default_factory=set)  # where each `}` that closes no `{` starts
 
 
 def token_span(tok: Tok, file: str) -> ast.Span:
@@ -192,8 +193,11 @@ def layout(tokens: Iterator[Tok], state: ParseState) -> Iterator[Tok]:
                 brackets.pop()
         elif kind == "LBRACE":
             braces.append(tok)
-        elif kind == "RBRACE" and braces:
-            braces.pop()
+        elif kind == "RBRACE":
+            if braces:
+                braces.pop()
+            else:
+                state.stray_braces.add(tok.start_pos)
         if pending is not None:
             if kind not in _NO_SEP_BEFORE:
                 yield pending

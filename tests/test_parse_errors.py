@@ -23,6 +23,11 @@ CASES = [
      'prog.ttc:2:1: error: unclosed string\n   2 | """abc\n       ^^^\n  expected: `"""` to close the string\n  hint: a `"""` string ends with `"""`'),
     ('repeat_without_count', 'ttcl 1\nstrategy main(q: text) -> answer {\n    repeat {\n        break\n    }\n}\n',
      'prog.ttc:3:12: error: `repeat` needs a count\n   3 |     repeat {\n                  ^\n  expected: a count, as in `repeat 3 {` or `repeat n {`\n  hint: a loop needs a bound known before the run: a literal, a param, or arithmetic on those'),
+    # QA pass: a name alone on a line was reported as "unmatched `}`" at the block's (matched) closing brace
+    ('name_alone', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return q\n    oops\n}\n',
+     'prog.ttc:4:5: error: `oops` alone is not a statement\n   4 |     oops\n           ^^^^\n  expected: `=`\n  hint: assign it (`oops = ...`), return it, or remove it'),
+    ('stray_brace', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return q\n}\n}\n',
+     'prog.ttc:5:1: error: unmatched `}`\n   5 | }\n       ^\n  expected: end of statement (newline or `;`) or end of file\n  hint: remove it, or add the `{` it closes'),
     ('keyword_as_name', 'ttcl 1\nstrategy main(q: text) -> answer {\n    if = 3\n}\n',
      'prog.ttc:3:5: error: `if` is a reserved word and cannot be used as a name\n   3 |     if = 3\n           ^^\n  expected: an expression\n  hint: choose another name, such as `if_`'),
     ('keyword_as_strategy_name', 'ttcl 1\nstrategy if(q: text) -> answer {}\n',

@@ -416,3 +416,16 @@ def test_an_imported_helper_next_to_nodes_that_share_a_preamble_keeps_its_sub_bu
     assert all(r["actual_max"][u] <= r["bound"][u] for r in res["rows"] for u in r["bound"]), res["rows"]
     assert main(["run", str(tmp_path / "main.ttc"), "--input", "32 *2", "--device", "cpu"]) == 0
     assert "h.ttc:9" in capsys.readouterr().out
+
+
+def test_tables_printed_to_a_pipe_keep_whole_node_names_and_the_legend_only_where_it_applies(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """QA pass (README walkthrough): to a file, `ttcl run`'s table cut two imported nodes to one `main/wbon.mai…`;
+    `check` printed its `? = guarded` legend under tables with no guarded row."""
+    assert main(["run", "ttcl:adaptive", "--input", "3 +4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "main/wbon.main#1/drafts" in out and "main/wbon.main#1/return.verify" in out and "…" not in out
+    assert main(["check", "ttcl:self_consistency"]) == 0
+    assert "? = guarded" not in capsys.readouterr().out
+    assert main(["check", "ttcl:adaptive"]) == 0
+    assert "? = guarded (runs only on some paths)" in capsys.readouterr().out

@@ -156,7 +156,8 @@ def print_report(report: BudgetReport, console: Console) -> None:
     table.add_row("", "total", "", _num(t["calls"]), _num(t["prompt_tokens"]), _num(t["gen_tokens"]),
                   _num(t["tokens"]), _flops(t["flops"]), style="bold")
     console.print(table)
-    console.print("? = guarded (runs only on some paths); totals take the dearer arm of each branch")
+    if any(row.guarded for row in report.rows):  # said only where a row is marked (QA pass: always printed)
+        console.print("? = guarded (runs only on some paths); totals take the dearer arm of each branch")
     console.print(f"FLOPs: {report.formula}")
     if report.params:
         shown = {k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in report.params.items()}
@@ -278,6 +279,12 @@ def graph(
     else:
         _write(output, text.encode())
         typer.echo(f"wrote {output}", err=True)
+
+
+def report_console() -> Console:
+    """The console a report table prints to: the terminal's width, 120 at least; a pipe or a file gets a table as
+    wide as it needs, up to 240 columns (QA passes: node names and overlay cells were cut to `…` at 120)."""
+    return Console(width=max(120, Console().width) if sys.stdout.isatty() else 240)
 
 
 def program_input(program: Path | str) -> Path:

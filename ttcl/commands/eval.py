@@ -22,14 +22,12 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from ttcl.commands.compile import (
     ProgramArg,
@@ -38,6 +36,7 @@ from ttcl.commands.compile import (
     rebind_models,
     refuse_input_as_output,
     register_verifiers,
+    report_console,
 )
 from ttcl.commands.eval_checks import (
     check_allocation,
@@ -377,7 +376,7 @@ def eval_(
         # progress goes to stderr, so `--json` keeps it: stdout is the report alone, as with `ttcl run --json`
         runs = Runs(program, dataset, items, root, device=device, dtype=dtype, quiet=False,
                     batch_items=batch_items, wide=wide, allow_remote=allow_remote, judge=judge, kept=traces is not None)
-        title = (f"{program.name} on {dataset.name} ({len(items)} items, seeds {','.join(map(str, seed_list))}; "
+        title = (f"{program.name} on {dataset.name} ({len(items)} items, seed{'s' * (len(seed_list) > 1)} {','.join(map(str, seed_list))}; "
                  f"judged by {_judged_by(judge or 'gold')})")
         if pool is None:
             report = sweep_report(runs, series, parse_sweep(sweep), set_, model, seed_list, by)
@@ -456,9 +455,7 @@ def _emit(report: dict[str, Any], as_json: bool, plot: Path | None, printer: Any
         typer.echo(json.dumps(_finite(report | ({"plot": str(plot)} if plot is not None else {})), indent=1,
                               default=_json_default))
     else:
-        # a pipe or a file gets a table as wide as it needs, up to 240 columns (QA pass: the overlay's right
-        # columns were cut at 120)
-        console = Console(width=max(120, Console().width) if sys.stdout.isatty() else 240)
+        console = report_console()
         printer(report, console)
     if plot is None:
         return

@@ -27,6 +27,7 @@ from ttcl.commands.compile import (
     program_input,
     refuse_input_as_output,
     register_verifiers,
+    report_console,
 )
 from ttcl.commands.interrupts import (
     exit_code,
@@ -361,7 +362,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                       f"{_fmt('prompt_tokens', sh['prompt_tokens'])} of those prompt tokens "
                       f"({_fmt('flops', sh['flops'])} FLOPs) from other items' prompts, so the run computed that much less")
     console.print(f"wall {summary.wall_seconds:.2f}s, {summary.batches} batched backend calls, "
-                  f"seed {summary.header['seed']}, device {summary.header['device']} ({summary.header['dtype']})")
+                  f"seed {summary.header['seed']}, device {summary.header['device']}"
+                  + (f" ({dt})" if (dt := summary.header["dtype"]) and dt != summary.header["device"] else ""))
     if summary.distributed:
         d = summary.distributed
         lost = {u: v for u, v in d.get("lost_spend", {}).items() if v and u != "seconds"}  # this run's
@@ -470,7 +472,7 @@ def run(
             out["by"] = {"field": by, "bins": breakdown}
         typer.echo(json.dumps(out, indent=2))
     else:
-        console = Console(width=max(120, Console().width))
+        console = report_console()
         print_summary(summary, console, single=input_ is not None)
         if breakdown is not None:
             for b in breakdown:

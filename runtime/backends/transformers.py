@@ -438,10 +438,13 @@ class TransformersBackend:
         seconds = time.perf_counter() - t0
 
         per_job = [([None] * len(j.indices), Usage(calls=len(j.indices))) for j in jobs]
+        jobs_of: dict[object, list[int]] = {}
+        for jn, job in enumerate(jobs):
+            jobs_of.setdefault(job.owner, []).append(jn)
         for (owner, q), (tokens, flops) in warmed.items():  # a warmed prefix: each owner's share, on its first
             # job whose context begins with it (QA pass: booked on the owner's first job whatever its context, a
             # node was charged past its static bound for another node's prompt and its item failed)
-            use = per_job[next(jn for jn, j in enumerate(jobs) if j.owner == owner and j.ids[: len(q)] == q)][1]
+            use = per_job[next(jn for jn in jobs_of[owner] if jobs[jn].ids[: len(q)] == q)][1]
             use.prompt_tokens += int(tokens)
             use.flops += flops
             self.shared_prompt_tokens += int(tokens)

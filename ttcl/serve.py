@@ -295,15 +295,18 @@ class Server:
                     raise RunInterrupted("every client hung up")
                 self.batches.append(len(items))
 
+                def gone() -> bool:
+                    return all(p.gone for p in group)
+
                 def abandon() -> None:  # inside a step too: one step can be a long batched call (QA pass: 21 s)
-                    if all(p.gone for p in group):
+                    if gone():
                         raise RunInterrupted("every client hung up, inside a model call")
 
                 local = [be for be in admitted.runner.backends.values() if hasattr(be, "on_decode_step")]
                 for be in local:  # this batch holds these models' locks: no other batch decodes on them now
                     be.on_decode_step = abandon
                 try:
-                    summary = admitted.runner.run(items, should_stop=lambda: all(p.gone for p in group))
+                    summary = admitted.runner.run(items, should_stop=gone)
                 finally:
                     for be in local:
                         be.on_decode_step = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import torch
@@ -224,14 +224,19 @@ class TransformersBackend:
         out = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
         return str(out)
 
-    def chat_parts(self) -> tuple[str, str]:
-        """The text `ttcl check` measured the chat template to write before and after a message."""
+    @cached_property
+    def _chat_parts(self) -> tuple[str, str]:
         from ttcl.compiler.chat import ChatTemplateError, chat_parts
 
         try:
             return chat_parts(self.path)
         except ChatTemplateError as e:  # refused by `ttcl check` already; said again for a caller that skipped it
             raise TtclRuntimeError(f"model {self.path.name}: {e}") from None
+
+    def chat_parts(self) -> tuple[str, str]:
+        """The text `ttcl check` measured the chat template to write before and after a message (read once, not
+        per prompt)."""
+        return self._chat_parts
 
     def _token_pieces(self):
         """Per-token strings for incremental stop detection; exact for tokenizers that decode by concatenation."""

@@ -266,8 +266,7 @@ def graph(
                                                      if not name.startswith("ttcl:")}
     if fmt == "png":
         data = to_png(to_dot(dag, report))
-        shown = str(program)
-        target = output or Path(shown.removeprefix("ttcl:") if shown.startswith("ttcl:") else shown).with_suffix(".png")
+        target = output or Path(str(program).removeprefix("ttcl:")).with_suffix(".png")
         refuse_input_as_output(target, "--output", inputs)
         _write(target, data)
         typer.echo(f"wrote {target}", err=True)

@@ -85,25 +85,26 @@ def check_pool(program: Path, sets: list[str], binds: list[str], allow_remote: l
         if name not in declared:
             raise RunOptionError(f"--pool {pool}: {program.name} has no param `{name}` ({why}); its params: "
                                  f"{', '.join(declared) or 'none'}")
-    for extra, what in (([f"{param}={n}"], "the pool"), (greedy_sets(param), "each series' greedy point")):
+    def compiled_at(extra: list[str], what: str, override: bool) -> Any:
         try:  # QA pass: a range that leaves out 1 failed the greedy point after the whole pool was sampled
-            compiled = compile_from_cli(program, point_sets(sets, extra, override=extra != [f"{param}={n}"]), binds,
-                                        None, allow_remote)
+            return compile_from_cli(program, point_sets(sets, extra, override=override), binds, None, allow_remote)
         except TtclError as e:
             said = str(e).strip().splitlines()[0].split(": error: ", 1)[-1]
             raise RunOptionError(f"--pool {pool}: {what} runs {program.name} at {', '.join(extra)}, which it refuses: "
                                  f"{said}") from None
-        if extra[0] == f"{param}={n}":
-            try:
-                node_id = find_pool_nodes(compiled.dag).sample
-            except ValueError as e:
-                raise RunOptionError(f"--pool {pool}: {e}") from None
-            drawn = next(x.args.n for x in compiled.dag if x.id == node_id)
-            if drawn is not None and drawn != n:  # QA pass: `--pool beams=2` on beam search pooled 8 partial lines
-                raise RunOptionError(
-                    f"--pool {pool}: at {param}={n} the pool's sample node ({node_id}) draws {drawn} candidates, not "
-                    f"{n}: --pool's param must be that node's sample count (`n = {param}`), so that its candidates are "
-                    f"the program's {n} samples per item; a search or adaptive program is measured with --sweep")
+
+    dag = compiled_at([f"{param}={n}"], "the pool", override=False).dag
+    compiled_at(greedy_sets(param), "each series' greedy point", override=True)
+    try:
+        node_id = find_pool_nodes(dag).sample
+    except ValueError as e:
+        raise RunOptionError(f"--pool {pool}: {e}") from None
+    drawn = dag[node_id].args.n
+    if drawn is not None and drawn != n:  # QA pass: `--pool beams=2` on beam search pooled 8 partial lines
+        raise RunOptionError(
+            f"--pool {pool}: at {param}={n} the pool's sample node ({node_id}) draws {drawn} candidates, not "
+            f"{n}: --pool's param must be that node's sample count (`n = {param}`), so that its candidates are "
+            f"the program's {n} samples per item; a search or adaptive program is measured with --sweep")
 
 
 def check_allocation(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None,

@@ -415,3 +415,40 @@ def test_a_process_probes_a_server_once_however_many_runs(ts_url):
     assert second.failed == 0 and calls == 2 and posts() == before + calls
     assert second.header["engines"][ref]["probe"] == first.header["engines"][ref]["probe"]
     assert second.header["engines"][ref]["probe_sent"] is False  # the first run's is True if no earlier test probed
+
+
+def test_a_stopped_run_cancels_its_requests_still_out(ts_url):
+    """A stop (a `ttcl serve` client hanging up, a Ctrl-C) ended the run, but the requests already handed to the
+    client library were all sent and generated anyway: the server worked on for no one. Now a stop is heard while
+    requests are out, and those not yet answered are cancelled (at most `concurrency` were on the server). One
+    node's n samples are one call: the stop was only heard once all n were back."""
+    import time
+
+    from ttcl.runtime.backends.endpoint import pin_served_model
+    from ttcl.runtime.scheduler import RunInterrupted
+
+    ref = pin_served_model(ts_url) + "&concurrency=2"
+    n = 96
+    source = (PROGRAM.replace("= 2 in 1..8", f"= {n} in 1..{n}").replace("calls <= 8", f"calls <= {n}")
+              .replace("gen_tokens <= 400", "gen_tokens <= 10k").replace("flops <= 1e9", "flops <= 1e12"))
+    compiled = compile_program(source=source, file="t.ttc", model_overrides={"policy": ref})
+    runner = Runner(compiled, RunOptions(seed=0))
+    log = LOGS[ts_url]
+
+    def posts() -> int:
+        return log.read_text(errors="replace").count("POST /v1/completions")
+
+    start = posts()
+    t0 = time.monotonic()
+    with pytest.raises(RunInterrupted):
+        runner.run([Item(index=0, question="35 *2 -10")], should_stop=lambda: time.monotonic() - t0 > 0.5)
+    stopped = time.monotonic() - t0
+    at_stop = posts() - start
+    last, settled = at_stop, time.monotonic()
+    while time.monotonic() - settled < 3.0:  # until the server's log has been still for 3 s
+        time.sleep(0.2)
+        if (now := posts() - start) != last:
+            last, settled = now, time.monotonic()
+    assert stopped < 1.5  # heard within a poll; before, once all n samples of the node's call were back
+    assert last <= at_stop + 3  # the two on the server (and the start-up probe) at most
+    assert last < n  # before: every sample was generated, for no one

@@ -150,7 +150,6 @@ class Server:
         self.serving = False  # set once every strategy compiled at start-up: errors are then a client's
         self.admitting = threading.Lock()  # one compile and model load at a time: a model is loaded once
         self.model_locks: dict[int, threading.Lock] = {}  # id of a loaded backend -> held while a batch runs on it
-        self.batches: list[int] = []  # requests per scheduler run (for tests and benchmarks)
         self.queues: dict[str, queue.Queue[_Pending | None]] = {}
         for sid in self.strategies:  # one lane per model id: a long batch of one never queues another's
             self.queues[sid] = queue.Queue()
@@ -293,7 +292,6 @@ class Server:
                     held.enter_context(lock)
                 if all(p.gone for p in group):  # hung up while another lane held a model it needs
                     raise RunInterrupted("every client hung up")
-                self.batches.append(len(items))
 
                 def gone() -> bool:
                     return all(p.gone for p in group)

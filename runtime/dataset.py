@@ -180,7 +180,7 @@ def parse_fields(items: list[str]) -> dict[str, str]:
     for item in items:
         name, eq, src = item.partition("=")
         if not eq or not name.strip() or not src.strip():
-            raise DatasetError(f"error: --field {item!r}: expected NAME=SOURCE_FIELD, e.g. --field question=problem")
+            raise DatasetError(f"--field {item!r}: expected NAME=SOURCE_FIELD, e.g. --field question=problem")
         if name.strip() in out:
             raise DatasetError(f"--field {name.strip()} is given twice; keep one")
         out[name.strip()] = src.strip()
@@ -347,9 +347,9 @@ def not_unicode(text: str) -> str | None:
 def single_item(question: str) -> list[Item]:
     """`--input TEXT` as a one-item dataset."""
     if not question.strip():
-        raise DatasetError("error: --input: the input text is empty")
+        raise DatasetError("--input: the input text is empty")
     if (why := not_unicode(question)) is not None:
-        raise DatasetError(f"error: --input: the input text {why} (bytes that are not UTF-8?)")
+        raise DatasetError(f"--input: the input text {why} (bytes that are not UTF-8?)")
     if len(question) > MAX_LINE_CHARS:
-        raise DatasetError(f"error: --input: the input is {len(question):,} characters, more than {MAX_LINE_CHARS:,}")
+        raise DatasetError(f"--input: the input is {len(question):,} characters, more than {MAX_LINE_CHARS:,}")
     return [Item(index=0, question=question)]

@@ -111,7 +111,7 @@ def make_judge(name: str | None) -> Judge:
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise JudgeError(f"error: --judge {name!r}: no checker of that name{hint} (known: {', '.join(known)}; "
+        raise JudgeError(f"--judge {name!r}: no checker of that name{hint} (known: {', '.join(known)}; "
                          "add your own with --verifier NAME=module:function)")
     return Judge(name, get_checker(name))
 

@@ -27,6 +27,17 @@ def test_ray_option_takes_an_optional_address() -> None:
     assert _ray_option(["eval", "p.ttc", "--ray", "--workers", "2"]) == ["eval", "p.ttc", "--ray=local", "--workers", "2"]
     assert _ray_option(["run", "p.ttc", "--ray", "127.0.0.1:6379"]) == ["run", "p.ttc", "--ray=127.0.0.1:6379"]
     assert _ray_option(["run", "p.ttc", "--ray"]) == ["run", "p.ttc", "--ray=local"]
+    # a bundled program after --ray is the program, not an address (it ran no program: "Missing argument")
+    assert _ray_option(["run", "--ray", "ttcl:self_consistency", "--input", "1 +2"]) == [
+        "run", "--ray=local", "ttcl:self_consistency", "--input", "1 +2"]
+    assert _ray_option(["run", "p.ttc", "--ray", "ray://127.0.0.1:10001"]) == ["run", "p.ttc", "--ray=ray://127.0.0.1:10001"]
+
+
+def test_an_address_without_its_port_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ray 127.0.0.1` said "Got unexpected extra argument(s) (127.0.0.1)" (QA pass)."""
+    for host in ("127.0.0.1", "localhost"):
+        assert main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", host]) == 2
+        assert f"--ray {host}: a cluster's address is HOST:PORT (e.g. {host}:6379" in capsys.readouterr().err
 
 
 def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.CaptureFixture[str]) -> None:

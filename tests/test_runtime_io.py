@@ -103,9 +103,9 @@ def test_a_field_that_renames_the_question_away_is_named(tmp_path: Path) -> None
 def test_missing_dataset_and_empty_input(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="nope.jsonl: error: dataset file not found"):
         load_dataset(tmp_path / "nope.jsonl")
-    with pytest.raises(DatasetError, match="error: --input: the input text is empty"):
+    with pytest.raises(DatasetError, match="^--input: the input text is empty"):
         single_item("  ")
-    with pytest.raises(DatasetError, match="error: --input: the input text is not valid Unicode: a lone surrogate U"):
+    with pytest.raises(DatasetError, match="^--input: the input text is not valid Unicode: a lone surrogate U"):
         single_item("1 +1 \udcff")  # a byte that is not UTF-8 on the command line, as Python decodes argv
 
 

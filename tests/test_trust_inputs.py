@@ -318,6 +318,30 @@ def test_a_verifier_class_whose_constructor_fails_is_bad_input(monkeypatch: pyte
     assert err.startswith(f"error: --verifier j=ctor_checks_k5:{attr}: {why}") and err.count("\n") == 1
 
 
+def test_a_verifier_may_not_take_a_built_in_checkers_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`--verifier arith=mine:f` replaced the built-in `arith` without a word: the report still said "judged by
+    check('arith')", a trace could not tell them apart, and through the API every later call in the process used
+    it (QA pass). The API says it as the command line does, without a doubled `error: `."""
+    import ttcl
+    from ttcl.errors import TtclError
+    from ttcl.runtime import tasks
+
+    write(tmp_path / "mine_k6.py", "def f(q, c):\n    return 1.0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    prog = write(tmp_path / "p.ttc", PROGRAM)
+    code, out, err = run(capsys, "run", str(prog), "--input", "1 +2", "--verifier", "arith=mine_k6:f", "--judge", "arith")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("error: --verifier arith=mine_k6:f: `arith` is a built-in checker (check(\"arith\"), "
+                          "--judge arith); give yours another name, e.g. --verifier my_arith=mine_k6:f")
+    with pytest.raises(TtclError) as e:
+        ttcl.run(prog, inputs="1 +2", verifiers={"countdown": "mine_k6:f"})
+    assert str(e.value).startswith("--verifier countdown=mine_k6:f: `countdown` is a built-in checker")
+    assert tasks._CLI == {}  # nothing was registered
+
+
 # ---------------------------------------------------------------- regexes and quadratic passes
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -133,6 +134,12 @@ def _register_all() -> None:
 _register_all()
 
 
+# what `--ray` takes as its ADDRESS: HOST:PORT (the port in digits), ray://..., auto or local. Anything else is the
+# next argument: `--ray ttcl:self_consistency` ran no program ("Missing argument 'program'", QA pass)
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S*|\S*:\d+)$")
+_HOST_ALONE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])$")
+
+
 def _ray_option(argv: list[str]) -> list[str]:
     """`--ray` alone means a local cluster, `--ray ADDRESS` joins one: click has no optional-value option."""
     out: list[str] = []
@@ -145,10 +152,13 @@ def _ray_option(argv: list[str]) -> list[str]:
                 out.append("--ray=")
                 k += 2
                 continue
-            if nxt and not nxt.startswith("-") and (":" in nxt or nxt in ("auto", "local")):
+            if nxt and _RAY_ADDRESS.match(nxt):
                 out.append(f"--ray={nxt}")
                 k += 2
                 continue
+            if nxt and _HOST_ALONE.match(nxt):  # was "unexpected extra argument (127.0.0.1)" (QA pass)
+                raise TtclError(f"--ray {nxt}: a cluster's address is HOST:PORT (e.g. {nxt}:6379, the port `ray "
+                                "start --head` printed); --ray alone starts a local cluster")
             out.append("--ray=local")
         else:
             out.append(tok)

@@ -60,30 +60,33 @@ def register_cli_checker(name: str, target: str, search_dir: str | None = None) 
 
     module, _, attr = target.partition(":")
     if not name.isidentifier() or not module or not attr:
-        raise TtclRuntimeError(f"error: --verifier {name}={target}: expected NAME=module:function, "
+        raise TtclRuntimeError(f"--verifier {name}={target}: expected NAME=module:function, "
                                "e.g. --verifier mine=my_checks:score")
+    if name in _builtins():  # it replaced the built-in silently, and reports still said check('arith') (QA pass)
+        raise TtclRuntimeError(f"--verifier {name}={target}: `{name}` is a built-in checker (check(\"{name}\"), "
+                               f"--judge {name}); give yours another name, e.g. --verifier my_{name}={target}")
     search_dir = search_dir or os.getcwd()
     if search_dir not in sys.path:
         sys.path.insert(0, search_dir)
     try:
         obj = getattr(importlib.import_module(module), attr)
     except ModuleNotFoundError as e:
-        raise TtclRuntimeError(f"error: --verifier {name}={target}: no module {e.name!r} (looked in the current "
+        raise TtclRuntimeError(f"--verifier {name}={target}: no module {e.name!r} (looked in the current "
                                "directory and the Python path)") from None
     except AttributeError:
-        raise TtclRuntimeError(f"error: --verifier {name}={target}: module {module!r} has no {attr!r}") from None
+        raise TtclRuntimeError(f"--verifier {name}={target}: module {module!r} has no {attr!r}") from None
     except Exception as e:  # importing the user's module ran their code
-        raise TtclRuntimeError(f"error: --verifier {name}={target}: importing {module!r} raised "
+        raise TtclRuntimeError(f"--verifier {name}={target}: importing {module!r} raised "
                                f"{type(e).__name__}: {e}") from None
     if isinstance(obj, type):
         try:
             obj = obj()
         except Exception as e:  # constructing the user's class ran their code
-            raise TtclRuntimeError(f"error: --verifier {name}={target}: constructing it raised "
+            raise TtclRuntimeError(f"--verifier {name}={target}: constructing it raised "
                                    f"{type(e).__name__}: {e}") from None
     checker = obj if isinstance(obj, Checker) else FunctionChecker(name, obj) if callable(obj) else None
     if checker is None:
-        raise TtclRuntimeError(f"error: --verifier {name}={target}: {attr!r} is neither a function "
+        raise TtclRuntimeError(f"--verifier {name}={target}: {attr!r} is neither a function "
                                "(question, completion) -> score nor a checker")
     _CLI[name] = checker
     _CLI_SPECS[name] = (target, search_dir)

@@ -34,6 +34,7 @@ from ttcl.errors import TtclError, TtclRuntimeError
 from ttcl.runtime.accountant import Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.pool import Key, PoolLedger, left_of, split_quota
+from ttcl.runtime.pool_loss import accountant_died, charge_attempts_in_flight, pool_alive
 from ttcl.runtime.pool_split import even_share, other_item_count
 from ttcl.runtime.ray_cluster import (
     _POOL,
@@ -408,6 +409,7 @@ class RayRunner:
             report = _reporter(pool, progress, on_steps, len(done_before), len(self.compiled.dag), len(items))
             self.drained = False
             self.isolation = Isolation({t.shard: [it.index for it in t.items] for t in todo})
+            self.header = header  # what the trace holds, should the driver have to write to it (runtime/pool_loss.py)
             batches, steps = self._drive(pool, [t for t in todo if t.items], report, should_stop)
             found = ray.get(pool.results.remote())
             self.stats = {**ray.get(pool.stats.remote()), "steps": steps, "restarts": self.restarts}
@@ -449,11 +451,17 @@ class RayRunner:
         generation = [0] * self.n_workers
         self.shared: dict[str, float] = {}
         queue = list(tasks)
+        self.granted: dict[str, tuple[int, list[int], Limits]] = {}  # worker name -> its attempt's shard, items, quota
         try:
             return self._loop(pool, queue, idle, running, generation, report, worker_opts, checkers, should_stop)
-        except BaseException:  # Ctrl-C, SIGTERM, a shard that failed for good: nothing in flight goes unrecorded
+        except BaseException as e:  # Ctrl-C, SIGTERM, a shard that failed for good: nothing in flight goes unrecorded
+            dead = isinstance(e, _ray().exceptions.RayError) and not pool_alive(pool)
             _abandon_shards(pool, running)
-            raise
+            if not dead:
+                raise
+            in_flight = [(name, *self.granted[name]) for _, _, name in running.values()]
+            finished, lost = charge_attempts_in_flight(o.trace, self.header, self.planner.pooled, in_flight)
+            raise accountant_died(o.trace, finished, lost) from None
 
     def _loop(self, pool: Any, queue: list[Task], idle: list[int], running: dict[Any, tuple[int, Task, str]],
               generation: list[int], report: Callable[[], None] | None,
@@ -474,6 +482,7 @@ class RayRunner:
                 name = f"w{slot}.{generation[slot]}"
                 quota = ray.get(pool.shard_left.remote(task.shard))
                 ref = _WORKERS[slot].run.remote(task.items, pool, name, task.shard, task.attempt, quota, self.per_item)
+                self.granted[name] = (task.shard, [it.index for it in task.items], quota)
                 running[ref] = (slot, task, name)
             # short waits: two Ctrl-Cs during one wait reach Python as one (QA pass: a second Ctrl-C 0.3 s after
             # the first did nothing), and the first is acted on sooner

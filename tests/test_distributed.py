@@ -340,6 +340,47 @@ def test_a_worker_killed_by_pid_mid_run_loses_no_item(cluster: Any, data: dict[s
     assert summary.distributed["spent"]["calls"] == pytest.approx(summary.actual_total["calls"] + lost_calls)
 
 
+def test_an_accountant_killed_mid_run_leaves_its_attempts_in_flight_charged_to_the_pool(
+        cluster: Any, data: dict[str, Path]) -> None:
+    """The accountant actor SIGKILLed (the OOM killer's way): the run ended as "a bug in ttcl" (exit 70), the
+    attempts in flight went unrecorded, and a --resume dealt the pool out again as if they had spent nothing (QA
+    pass). Now they are written as `lost` at their worst case, and the resumed run stays within the pool."""
+    from ttcl.runtime.ray_cluster import DistributedError
+
+    compiled = compile_program(data["pooled"])
+    items = load_dataset(data["ds"])
+    trace = data["root"] / "accountant.jsonl"
+    out: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            out["summary"] = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, max_batch_items=1),
+                                                   workers=2).run(items)
+        except BaseException as e:
+            out["error"] = e
+
+    t = threading.Thread(target=drive)
+    t.start()
+    deadline = time.monotonic() + 900
+    while t.is_alive() and time.monotonic() < deadline and not _items_in(trace):
+        time.sleep(0.05)  # an item is in: both shards are running
+    assert t.is_alive(), out
+    os.kill(ray.get(distributed._POOL[0].pid.remote()), signal.SIGKILL)
+    t.join(timeout=900)
+    assert isinstance(out.get("error"), DistributedError), out
+    said = str(out["error"])
+    assert said.startswith("the run's accountant (the Ray actor ray::PoolService) died: ") and "--resume" in said
+    back = read_trace(trace)
+    assert back.lost and len(back.items) < len(items)
+    assert f"{len(back.items)} finished item" in said and f"the {len(back.lost)} attempt" in said
+    resumed = distributed.RayRunner(compiled, RunOptions(device="cpu", trace=trace, resume=True, max_batch_items=1),
+                                    workers=2).run(items)
+    assert [r["item"] for r in resumed.results] == [it.index for it in items]
+    final = read_trace(trace)
+    recorded = sum(r.cost.get("calls", 0) for r in final.items.values()) + sum(r.cost.get("calls", 0) for r in final.lost)
+    assert recorded <= 22  # `budget pooled { calls <= 22 }`: every attempt, the unknown ones at their worst case
+
+
 def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, Path]) -> None:
     compiled = compile_program(data["pooled"])
     items = load_dataset(data["ds"])

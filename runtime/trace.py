@@ -166,17 +166,27 @@ class TraceWriter:
         self.path = Path(path)
         self._f: IO[str] | None = None
         try:
-            if resume and self.path.exists() and self.path.stat().st_size > 0:
+            if self.path.exists() and not self.path.is_file():  # /dev/null said "cannot write the trace: Invalid argument"
+                raise TraceError(f"{self.path}: error: not a regular file; give --trace a file path")
+            make_parents(self.path)
+            # opened without truncating, and locked before anything is written: a second process on the same
+            # trace (a --resume started while the run still goes) mixed its records into it, tore a line in the
+            # middle, and the trace could no longer be resumed (QA pass)
+            self._f = open(self.path, "a", encoding="utf-8")
+            _lock(self._f, self.path)
+            if resume and self.path.stat().st_size > 0:
                 _drop_torn_tail(self.path)
-                self._f = open(self.path, "a", encoding="utf-8")
                 # Node records left by a crashed attempt belong to no item; the marker retires them.
                 self._write([{"type": "resume"}])
             else:
-                make_parents(self.path)
-                self._f = open(self.path, "w", encoding="utf-8")
+                self._f.truncate(0)
                 self._write([header.model_dump(mode="json")])
         except OSError as e:
+            self.close()
             raise TraceError(f"{self.path}: error: cannot write the trace: {e.strerror}") from e
+        except TraceError:
+            self.close()
+            raise
 
     def _write(self, records: list[dict[str, Any]]) -> None:
         assert self._f is not None
@@ -209,6 +219,19 @@ class TraceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _lock(f: IO[str], path: Path) -> None:
+    """Hold the trace for this writer alone (released when it is closed, or its process ends)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise TraceError(f"{path}: error: another ttcl process is writing this trace now; let it finish (or stop "
+                         "it), then --resume") from None
 
 
 def _drop_torn_tail(path: Path) -> None:

@@ -429,3 +429,48 @@ def test_tables_printed_to_a_pipe_keep_whole_node_names_and_the_legend_only_wher
     assert "? = guarded" not in capsys.readouterr().out
     assert main(["check", "ttcl:adaptive"]) == 0
     assert "? = guarded (runs only on some paths)" in capsys.readouterr().out
+
+
+def test_a_trace_spelled_through_a_folder_not_made_yet_is_guarded_as_the_file_it_names(
+        capsys: pytest.CaptureFixture[str], setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--trace nd/../t.jsonl`, `nd` not there yet: stat() failed on `nd`, every guard took the file as absent,
+    and the writer made `nd` and truncated the finished trace, or the dataset itself (QA pass)."""
+    monkeypatch.chdir(tmp_path)
+    ds = tmp_path / "d.jsonl"
+    ds.write_bytes(setup["ds"].read_bytes())
+    args = ["run", str(setup["prog"]), "--dataset", "d.jsonl", "--model", f"policy={setup['model']}", "--limit", "2"]
+    assert cli(capsys, *args, "--trace", "t.jsonl")[0] == 0
+    finished, data = (tmp_path / "t.jsonl").read_bytes(), ds.read_bytes()
+    code, out, err = cli(capsys, *args, "--trace", "nd/../t.jsonl")
+    assert code == 2 and "the trace file already exists (2 finished items)" in err
+    code, out, err = cli(capsys, *args, "--trace", "nd2/../d.jsonl", "--overwrite")
+    assert code == 2 and "that is the dataset this command reads" in err
+    code, out, err = cli(capsys, *args, "--trace", "nd3/../t.jsonl", "--resume")
+    assert code == 0 and "does not exist" not in err
+    assert (tmp_path / "t.jsonl").read_bytes().startswith(finished) and ds.read_bytes() == data
+    assert not any((tmp_path / d).exists() for d in ("nd", "nd2", "nd3"))
+
+
+def test_a_trace_another_process_is_writing_is_refused(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    """Two runs on one trace (a --resume started while the run still went) interleaved their records, tore a line
+    in the middle, and the next --resume refused the whole trace (QA pass). The writer holds a lock; another is
+    refused before it writes a byte. A device file is refused as what it is."""
+    from ttcl.runtime.trace import RunHeader, TraceWriter
+
+    trace = tmp_path / "t.jsonl"
+    args = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+            "--limit", "2", "--trace", str(trace)]
+    assert cli(capsys, *args)[0] == 0
+    before = trace.read_bytes()
+    holder = TraceWriter(trace, RunHeader(program="p", program_hash="h"), resume=True)  # as the first run would
+    try:
+        for extra in (["--resume"], ["--overwrite"]):
+            code, out, err = cli(capsys, *args, *extra)
+            assert code == 2 and "another ttcl process is writing this trace now; let it finish" in err
+    finally:
+        holder.close()
+    assert trace.read_bytes() == before + b'{"type": "resume"}\n'  # the holder's marker, and nothing of the others
+    assert cli(capsys, *args, "--resume")[0] == 0  # released
+    code, out, err = cli(capsys, *args[:-1], "/dev/null", "--overwrite")
+    assert code == 2 and "/dev/null: error: not a regular file" in err

@@ -366,3 +366,28 @@ def test_the_pooled_line_counts_what_a_kill_cut_short(tmp_path: Path, data: Path
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("budget pooled"))
     assert "(cut short by a kill 8 of it)" in line, line
+
+
+def test_eval_says_when_a_kept_trace_had_pool_charged_for_a_kill(tmp_path: Path, data: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An eval rerun on traces a kill cut short had less of its pool and a lower accuracy, and said only "items
+    stopped" (QA pass: 0.40 where an uninterrupted eval gave 0.50). The row now says what the pool was charged."""
+    from ttcl.cli import main
+
+    prog = tmp_path / "pool.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 40\n    on_exhaust = shrink\n}\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    traces = tmp_path / "traces"
+    ev = ["eval", str(prog), "--dataset", str(data), "--limit", "6", "--batch-items", "2", "--traces", str(traces)]
+    assert main(ev) == 0
+    assert "kill" not in capsys.readouterr().out
+    (trace,) = traces.glob("*.jsonl")
+    lines = trace.read_text().splitlines(keepends=True)
+    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
+    trace.write_text("".join(lines[: grants[3] + 1]))  # items 2 and 3 granted 4 calls each, nothing spent
+    assert main([*ev, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["pool_beyond_items"] == {"calls": 8}
+    assert main(ev) == 0
+    assert "pool charged 8 calls for attempts a kill cut short" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ttcl.errors import TtclError
-from ttcl.safeio import is_dir, same_file
+from ttcl.safeio import is_dir, same_file, where_written
 
 DEVICES = ("auto", "cpu", "cuda")  # and cuda:N, as `ttcl run --device` (ttcl/commands/run.py)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # as `ttcl run --dtype`
@@ -111,7 +111,7 @@ def _run(path: Any, *, inputs: Any, dataset: Any, sets: Any, models: Any, seed: 
         raise RunArgumentError("path: got the text of a program, not a path: save it to a .ttc file and give its path "
                                "(or `ttcl:NAME` for a bundled program)")
     data = None if dataset is None else _path_text("dataset", dataset, "a dataset path (FILE.jsonl, -, hf:NAME)")
-    trace_path = None if trace is None else Path(_path_text("trace", trace, "a file path for the JSONL trace"))
+    trace_path = None if trace is None else where_written(Path(_path_text("trace", trace, "a file path for the JSONL trace")))
     overrides = parse_set_overrides([f"{k}={_as_text(v)}" for k, v in _set_arg(sets).items()])
     model_overrides = _models_arg(models)
     seed = _int("seed", seed)

@@ -154,6 +154,19 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def where_written(path: Path) -> Path:
+    """The file an output path names once its missing folders are made: `nd/../x.jsonl` (no `nd` yet) is
+    `x.jsonl`. Checked as spelled, such a path was not found, so every guard (a trace that holds a run, the
+    dataset itself) let it through, and the file was overwritten (QA pass). Other paths are kept as written."""
+    if ".." not in path.parts:
+        return path
+    real = os.path.realpath(path)  # symlinks resolved where the path exists, `..` taken as the kernel will
+    try:
+        return Path(os.path.relpath(real))
+    except ValueError:
+        return Path(real)
+
+
 def make_parents(path: Path) -> None:
     """Create the folders above the file `path` (as `mkdir -p`), so every output option (`--trace`, `graph -o`)
     makes them alike. A part of the way that is a file (or a broken symlink) is named: NotADirectoryError

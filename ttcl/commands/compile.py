@@ -21,7 +21,7 @@ from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import Compiled, compile_program
 from ttcl.errors import TtclError, TtclSemanticError
-from ttcl.safeio import make_parents, same_file
+from ttcl.safeio import make_parents, same_file, where_written
 
 EXIT_FITS = 0
 EXIT_OVER = 1
@@ -303,7 +303,7 @@ def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, P
     if output is None:
         return
     for what, path in inputs.items():
-        if path is not None and str(path) != "-" and same_file(output, path):
+        if path is not None and str(path) != "-" and same_file(where_written(output), path):
             raise OptionError(f"{option} {output}: that is the {what} this command reads, and writing there would "
                               f"destroy it; give {option} another path")
 

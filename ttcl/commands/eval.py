@@ -67,7 +67,7 @@ from ttcl.commands.run import (
 from ttcl.commands.wide import RAY_HELP, SHARDS_HELP, Wide
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.dataset import items_digest
-from ttcl.safeio import make_parents
+from ttcl.safeio import make_parents, where_written
 
 
 def parse_compare(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -316,6 +316,7 @@ def eval_(
     _check_choice("--device", device, DEVICES)
     _check_choice("--dtype", dtype, DTYPES)
     seed_list = parse_seeds(seeds, seed)
+    traces = None if traces is None else where_written(traces)  # `nd/../tr` reached no trace of tr (QA pass)
     if split_seed < 0:  # numpy's generators take non-negative seeds only
         raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
                              "e.g. --split-seed 0")

@@ -84,6 +84,9 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
                 "wall_seconds": float(sum(su.wall_seconds for su in sums)),
                 "failed": sum(su.failed for su in sums), "stopped": sum(su.stopped for su in sums),
                 "degraded": sum(su.degraded for su in sums),
+                # the pool charged for attempts a kill cut short: a rerun on kept traces has less (QA pass: unsaid)
+                "pool_beyond_items": {u: sum(su.pool_beyond_items.get(u, 0.0) for su in sums)
+                                      for u in sorted({u for su in sums for u in su.pool_beyond_items})},
                 "models": sums[0].header["models"], "shrunk_nodes": sum(r.shrunk for su in sums for r in su.rows),
                 "verdict": sums[0].verdict, "bins": bins, "item_rows": items,
             })
@@ -167,20 +170,13 @@ def _x(ratio: float) -> str:
 
 
 def _note(row: dict[str, Any]) -> str:
-    parts = []
-    if row["verdict"] == "over":
-        parts.append("over budget statically")
-    if row.get("degraded"):
-        parts.append(f"{row['degraded']} items degraded")
-    if row["shrunk_nodes"]:
-        parts.append(f"{row['shrunk_nodes']} nodes shrunk")
-    if row["stopped"]:
-        parts.append(f"{row['stopped']} items stopped")
-    if row["failed"]:
-        parts.append(f"{row['failed']} items failed")
-    if 0 < row["graded"] < row["items"]:
-        parts.append(f"{row['items'] - row['graded']} items ungraded (judge failed)")
-    return "; ".join(parts)
+    lost = ", ".join(f"{_f(v) if u == 'flops' else f'{v:g}'} {u}" for u, v in row.get("pool_beyond_items", {}).items())
+    ungraded = row["items"] - row["graded"] if 0 < row["graded"] < row["items"] else 0
+    return "; ".join(text for text, on in (
+        ("over budget statically", row["verdict"] == "over"), (f"{row.get('degraded')} items degraded", row.get("degraded")),
+        (f"{row['shrunk_nodes']} nodes shrunk", row["shrunk_nodes"]), (f"{row['stopped']} items stopped", row["stopped"]),
+        (f"pool charged {lost} for attempts a kill cut short", lost), (f"{row['failed']} items failed", row["failed"]),
+        (f"{ungraded} items ungraded (judge failed)", ungraded)) if on)
 
 
 # ------------------------------------------------------------------ pool

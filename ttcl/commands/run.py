@@ -45,7 +45,7 @@ from ttcl.commands.wide import (
 from ttcl.errors import TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
-from ttcl.safeio import is_dir
+from ttcl.safeio import is_dir, where_written
 
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
@@ -419,6 +419,7 @@ def run(
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
+    trace = None if trace is None else where_written(trace)
     _check_choice("--device", device, DEVICES)
     _check_choice("--dtype", dtype, DTYPES)
     if resume and trace is None:

@@ -59,6 +59,7 @@ from ttcl.runtime.trace import (
     Trace,
     TraceWriter,
     check_resumable,
+    has_run,
     read_trace,
 )
 
@@ -296,7 +297,7 @@ class RayRunner:
         if not o.resume:
             refuse_existing_trace(o.trace, overwrite=o.overwrite)
             return None
-        if not o.trace.exists():
+        if not has_run(o.trace):
             return None
         old = read_trace(o.trace)
         check_resumable(old, header or self.planner.header(items), o.trace)

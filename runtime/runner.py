@@ -39,6 +39,7 @@ from ttcl.runtime.trace import (
     RunHeader,
     TraceWriter,
     check_resumable,
+    has_run,
     read_trace,
 )
 
@@ -290,6 +291,14 @@ class Runner:
                     out[ref.name] = make_scorer(ref, self._model_scorer)
         return out
 
+    def _user_checkers(self) -> dict[str, str]:
+        """The `--verifier` checkers this run uses (its program's `check("NAME")`s and its judge), NAME -> target."""
+        from ttcl.runtime.tasks import cli_checker_specs
+
+        used = {self.judge.name} | {ref.checker for n in self.compiled.dag for ref in (n.args.verifier, n.args.feedback)
+                                    if ref is not None and ref.kind == "check"}
+        return {name: target for name, target, _ in cli_checker_specs() if name in used}
+
     def _model_scorer(self, ref: Any) -> Scorer:
         from ttcl.runtime.verifier_adapter import model_scorer
 
@@ -328,7 +337,7 @@ class Runner:
                                   "on_exhaust": self.on_exhaust}
         if self.split != "first_come":
             budget["split"] = self.split
-        device = next(iter(self.backends.values())).device.type if self.backends else "cpu"
+        device = next(iter(self.backends.values())).device.type if self.backends else ""
         dtype = str(next(iter(self.backends.values())).dtype).removeprefix("torch.") if self.backends else ""
         for be in self.backends.values():
             if hasattr(be, "probe"):  # a server: its system_fingerprint comes only in a response
@@ -341,7 +350,7 @@ class Runner:
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,
-            judge=self.judge.name, answers=self.answers,
+            judge=self.judge.name, answers=self.answers, checkers=self._user_checkers(),
             **({"engines": engines} if engines else {}),
         )
 
@@ -365,7 +374,7 @@ class Runner:
         if o.trace is not None:
             if not o.resume:
                 refuse_existing_trace(o.trace, overwrite=o.overwrite)
-            if o.resume and o.trace.exists():
+            if o.resume and has_run(o.trace):  # an empty file: a run killed as it started, begun afresh
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)
                 wanted = {it.index for it in items}

@@ -37,7 +37,11 @@ from ttcl.safeio import make_parents
 TRACE_VERSION = 1
 
 # Header fields that must match for `--resume` to continue a trace.
-_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge", "answers")
+_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge", "answers", "device",
+                "dtype", "checkers")
+# compared only where both the trace and the run record them: a wide run's driver knows no dtype before its
+# workers load, older traces hold no `checkers`, and a run without `--verifier` has none
+_WHEN_BOTH = ("device", "dtype", "checkers")
 
 
 class TraceError(TtclRuntimeError):
@@ -85,6 +89,9 @@ class RunHeader(BaseModel):
     # how answers were read, where a task's checker reads them a way of its own ("countdown canonical 1":
     # one computation written in another order is one answer); "" otherwise, and in older traces
     answers: str = ""
+    # `--verifier NAME=module:function` the run's program or judge uses, NAME -> module:function (QA pass: a resume
+    # with another function under the same name went on, and 5 of 20 answers changed)
+    checkers: dict[str, str] = {}
 
 
 class NodeRecord(BaseModel):
@@ -219,6 +226,14 @@ class TraceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def has_run(path: Path) -> bool:
+    """Whether a trace file holds anything to resume: an empty one is what a run killed as it made it leaves."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _lock(f: IO[str], path: Path) -> None:
@@ -357,7 +372,8 @@ def read_trace(path: str | Path) -> Trace:
 
 _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of models", "seed": "seed",
          "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
-         "answers": "way answers are read"}
+         "answers": "way answers are read", "device": "device", "dtype": "dtype",
+         "checkers": "set of --verifier checkers"}
 
 
 _NONE = object()
@@ -380,6 +396,8 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     old = trace.header.model_dump()
     new = header.model_dump()
     for key in _RESUME_KEYS:
+        if key in _WHEN_BOTH and not (old.get(key) and new.get(key)):
+            continue
         if old.get(key) != new.get(key):
             was = old.get(key)
             shown = "as written, before 2026-12-06" if key == "answers" and not was else repr(was)
@@ -395,10 +413,12 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
             detail = f"{shown}, now {now}"
             if key == "program_hash" and old.get("program_files") and new.get("program_files"):
                 detail = _changed_files(old["program_files"], new["program_files"])  # the files, not two hashes
+            # a mix of precisions or devices changed answers, and the header said one of them (QA pass)
+            same = f"give --{key} {was} as the trace was written, or " if key in ("device", "dtype") else ""
             e = TraceError(
                 f"{path}: error: cannot --resume: the {what} {'differ from those' if what == 'inputs' else 'differs from the one'} this trace was written with "
                 f"({detail})\n"
-                "  hint: replace --resume with --overwrite to start this trace over, or use another --trace file"
+                f"  hint: {same}replace --resume with --overwrite to start this trace over, or use another --trace file"
             )
             e.changed = what
             raise e

@@ -55,6 +55,8 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         ([], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
         (["--input", "x", "--dataset", "d.jsonl"], "give exactly one of --input TEXT or --dataset FILE.jsonl"),
         (["--input", "x", "--resume"], "--resume needs --trace FILE (the trace to resume from)"),
+        (["--input", "x", "--overwrite"], "--overwrite starts a --trace file over: add --trace FILE, or drop --overwrite"),
+        (["--input", "x", "--trace", "-"], "--trace -: a trace is written to a file, not to stdout; give a path"),
         (["--input", "x", "--limit", "0"], "--limit 0: expected a positive number of items"),
         (["--input", "x", "--model", "policy"], "--model 'policy': expected NAME=PATH"),
         (["--input", "x", "--model", "policy=/no/such/dir"], "model `policy`, overridden to `/no/such/dir`: model `/no/such/dir` is not a local model directory"),
@@ -474,3 +476,63 @@ def test_a_trace_another_process_is_writing_is_refused(capsys: pytest.CaptureFix
     assert cli(capsys, *args, "--resume")[0] == 0  # released
     code, out, err = cli(capsys, *args[:-1], "/dev/null", "--overwrite")
     assert code == 2 and "/dev/null: error: not a regular file" in err
+
+
+def test_a_resume_keeps_the_dtype_and_the_users_checkers_of_its_trace(
+        capsys: pytest.CaptureFixture[str], setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A float32 trace resumed in bfloat16 went on (one answer changed; the header still said float32), and so did
+    one resumed with another function under the same `--verifier` name (5 of 20 answers changed) (QA pass)."""
+    from ttcl.runtime import tasks
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "_CLI", {})
+    monkeypatch.setattr(tasks, "_CLI_SPECS", {})
+    (tmp_path / "ck_r7.py").write_text("def a(q, c):\n    return 1.0\n\ndef b(q, c):\n    return 0.0\n")
+    trace = tmp_path / "t.jsonl"
+    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}",
+           "--limit", "2", "--trace", str(trace), "--device", "cpu"]
+    assert cli(capsys, *run, "--dtype", "float32", "--verifier", "mine=ck_r7:a", "--judge", "mine")[0] == 0
+    assert json.loads(trace.read_text().splitlines()[0])["checkers"] == {"mine": "ck_r7:a"}
+    code, _, err = cli(capsys, *run, "--resume", "--dtype", "bfloat16", "--verifier", "mine=ck_r7:a", "--judge", "mine")
+    assert code == 2 and "cannot --resume: the dtype differs from the one this trace was written with ('float32', " \
+                          "now 'bfloat16')" in err and "hint: give --dtype float32 as the trace was written" in err
+    code, _, err = cli(capsys, *run, "--resume", "--dtype", "float32", "--verifier", "mine=ck_r7:b", "--judge", "mine")
+    assert code == 2 and ("the set of --verifier checkers differs from the one this trace was written with (mine "
+                          "'ck_r7:a', now mine 'ck_r7:b')") in err
+    assert cli(capsys, *run, "--resume", "--dtype", "float32", "--verifier", "mine=ck_r7:a", "--judge", "mine")[0] == 0
+
+
+def test_an_empty_trace_is_begun_afresh_by_run_and_eval(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """An empty file is what a run killed as it made its trace leaves; `--resume` refused it ("the trace is empty"),
+    and so did every rerun of an eval whose --traces held one, though eval says to rerun (QA pass)."""
+    trace = tmp_path / "t.jsonl"
+    trace.touch()
+    args = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}", "--limit", "2"]
+    code, out, err = cli(capsys, *args, "--trace", str(trace), "--resume")
+    assert code == 0 and f"note: --resume: {trace} is empty (a run killed as it started); starting the run from the " \
+                          "beginning" in err
+    assert '"type": "item"' in trace.read_text()
+    ev = ["eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}", "--limit", "2",
+          "--traces", str(tmp_path / "tr"), "--json"]
+    assert cli(capsys, *ev)[0] == 0
+    (kept,) = (tmp_path / "tr").glob("*.jsonl")
+    kept.write_text("")
+    code, out, err = cli(capsys, *ev)
+    assert code == 0, err
+    assert '"type": "item"' in kept.read_text()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stderr_costs_the_progress_and_notes_only(setup: dict[str, Path], tmp_path: Path) -> None:
+    """stderr on a full disk: the progress bar's write failed, and the run printed no result, blamed stdout, and
+    exited 1 (the over-budget verdict's code) (QA pass)."""
+    cmd = [sys.executable, "-m", "ttcl", "run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model",
+           f"policy={setup['model']}", "--limit", "3", "--json", "--trace", str(tmp_path / "t.jsonl")]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=full, timeout=300)
+    assert done.returncode == 0
+    assert len(json.loads(done.stdout)["results"]) == 3
+    with open("/dev/full", "w") as full:
+        assert subprocess.run([*cmd[:4], str(tmp_path / "nope.ttc"), "--input", "1 +2"], stdout=subprocess.PIPE,
+                              stderr=full, timeout=300).returncode == 2  # an error keeps its code

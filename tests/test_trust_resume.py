@@ -89,9 +89,9 @@ def _check_interrupted_then_resume(prog: Path, ds: Path, tmp: Path, sig: int) ->
     cut = read_trace(part)
     assert len(cut.items) < ITEMS, "interrupted too late to test anything"
     assert sum(len(v) for v in cut.partial.values()) >= 2 * ITEMS  # finished steps reached the trace as they finished
-    if sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM (a scheduler's preemption) is taken as Ctrl-C is
-        assert proc.returncode == 128 + sig, err
-        assert ("SIGTERM: " if sig == signal.SIGTERM else "Ctrl-C: ") + "stopping after the running step" in err
+    if sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGTERM (preemption), SIGHUP (a closed terminal)
+        assert proc.returncode == 128 + sig, err  # are taken as Ctrl-C is
+        assert ("Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name) + ": stopping after the running step" in err
         assert not cut.cut_short, cut.cut_short  # no grant left without its spend: the running step finished
         assert f"of {ITEMS} items finished and saved to {part}" in err
         assert "resume with: ttcl run " in err and err.rstrip().endswith("--resume")
@@ -101,11 +101,12 @@ def _check_interrupted_then_resume(prog: Path, ds: Path, tmp: Path, sig: int) ->
     return _results(full), _results(part), part
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_sigint_all_items_in_flight_pooled_resume_is_identical(sig: int, data: Path, tmp_path: Path) -> None:
     """Ctrl-C stops after the running step: nothing is lost, the message says how to resume, and the
     resumed run ends with exactly the uninterrupted results, even though the pool stops some items. SIGTERM
-    likewise (QA pass: it ended the run at once, silent, its running batch lost and charged at worst case)."""
+    likewise (QA pass: it ended the run at once, silent, its running batch lost and charged at worst case), and
+    SIGHUP (QA pass: exit 129 at once, no word)."""
     full, resumed, part = _check_interrupted_then_resume(_program(tmp_path, pooled=True), data, tmp_path, sig)
     assert len(resumed) == ITEMS
     assert resumed == full

@@ -9,6 +9,7 @@ is EXIT_INTERNAL (70), and the traceback is printed only with `--debug`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -166,11 +167,52 @@ def _ray_option(argv: list[str]) -> list[str]:
     return out
 
 
+class _BestEffort:
+    """stderr that cannot fail a command: progress, notes and errors are written while it takes them, and dropped
+    once it fails (QA pass: with stderr on a full disk the progress bar's write failed, the run printed no result,
+    blamed stdout, and exited 1, the over-budget verdict's code)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except OSError:
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except OSError:
+                self.broken = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning ttcl errors into clean messages and exit codes."""
     if sys.stdout is None:  # started with stdout closed (`ttcl ... >&-`): say so before doing any work
         typer.echo("error: stdout is closed; redirect it to a file (or to /dev/null)", err=True)
         return EXIT_IO
+    stderr = sys.stderr
+    if stderr is not None and not isinstance(stderr, _BestEffort):
+        sys.stderr = _BestEffort(stderr)
+    try:
+        return _main_and_flush(argv)
+    finally:
+        if sys.stderr is not stderr and isinstance(sys.stderr, _BestEffort) and sys.stderr._stream is stderr:
+            if sys.stderr.broken:  # the interpreter's own flush at exit would fail again (and say so nowhere)
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), stderr.fileno())
+            sys.stderr = stderr
+
+
+def _main_and_flush(argv: list[str] | None) -> int:
     code = _main(argv)
     try:  # what is still buffered fails here, not in the interpreter's exit (exit 120, "Exception ignored")
         sys.stdout.flush()

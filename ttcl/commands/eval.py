@@ -201,7 +201,7 @@ class Runs:
     def run(self, label: str, sets: list[str], binds: list[str], seed: int, tag: str) -> tuple[Any, Path]:
         import hashlib
 
-        from ttcl.runtime.trace import TraceError
+        from ttcl.runtime.trace import TraceError, has_run
 
         # the program's file name is part of the key: two programs with the same series, params and seed
         # (beam search guided by two verifiers, say) keep a trace each in one --traces directory; so is the
@@ -214,7 +214,7 @@ class Runs:
                                   batch_items=self.batch_items, wide=self.wide, allow_remote=self.allow_remote)
         # a finished trace of the same run is reused, a killed one continued, and its failed items (a server that
         # was down) run again; a wide run (--ray) cannot replay single steps, so keeps them
-        again = trace.exists()
+        again = has_run(trace)  # an empty file (killed as it was made) is begun afresh (QA pass: every rerun failed)
         try:
             try:
                 summary = _run_once(self.program, sets, binds, self.items, resume=again, stop_after=True,

@@ -16,24 +16,29 @@ class Terminated(KeyboardInterrupt):
     code = 128 + signal.SIGTERM
 
 
-_TERMINATED: list[bool] = []  # set by `terminate`: a library may re-raise the interrupt as a plain one
+_TERMINATED: list[int] = []  # the signal, set by `terminate`: a library may re-raise the interrupt as a plain one
+# taken as SIGTERM is: a closed terminal or a dropped ssh session (SIGHUP) killed a run at once, its batch lost (QA)
+_AS_SIGTERM = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
 def terminate() -> None:
     """Raise the SIGTERM interrupt, remembered for `exit_code`."""
-    _TERMINATED.append(True)
+    _TERMINATED.append(signal.SIGTERM)
     raise Terminated
 
 
 def exit_code(e: KeyboardInterrupt) -> int:
-    """The exit code of an interrupt: 143 for SIGTERM, else 130 (Ctrl-C)."""
-    return Terminated.code if isinstance(e, Terminated) or _TERMINATED else 130
+    """The exit code of an interrupt: 143 for SIGTERM (129 for SIGHUP), else 130 (Ctrl-C)."""
+    if _TERMINATED:
+        return 128 + _TERMINATED[-1]
+    return Terminated.code if isinstance(e, Terminated) else 130
 
 
 class DeferCtrlC:
     """Within the block, the first Ctrl-C sets `requested` and says `why`; the caller acts on it where it is
     safe (after a run's step, after a cluster's start). A second Ctrl-C raises KeyboardInterrupt at once.
-    `sigterm`: SIGTERM is taken the same way (a scheduler's preemption), and the command then exits 143."""
+    `sigterm`: SIGTERM (a scheduler's preemption) and SIGHUP (a closed terminal) are taken the same way, and the
+    command then exits 143 (129)."""
 
     def __init__(self, why: str, *, sigterm: bool = False) -> None:
         self.why, self.requested, self.sigterm = why, False, sigterm
@@ -43,18 +48,19 @@ class DeferCtrlC:
         return self.requested
 
     def _handle(self, signum: int, frame: Any) -> None:
-        term = signum == signal.SIGTERM
+        term = signum in _AS_SIGTERM
         if term:
-            _TERMINATED.append(True)  # however the command ends now, it ends as SIGTERM ends a process
+            _TERMINATED.append(signum)  # however the command ends now, it ends as that signal ends a process
         if self.requested:
             raise Terminated if term else KeyboardInterrupt
         self.requested = True
-        name, again = ("SIGTERM", "Ctrl-C or SIGTERM") if term else ("Ctrl-C", "Ctrl-C")
+        name = signal.Signals(signum).name
+        name, again = (name, f"Ctrl-C or {name}") if term else ("Ctrl-C", "Ctrl-C")
         sys.stderr.write(f"\n{name}: {self.why} ({again} again to stop now)\n")
 
     def __enter__(self) -> DeferCtrlC:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM) if self.sigterm else (signal.SIGINT,):
+            for sig in (signal.SIGINT, *_AS_SIGTERM) if self.sigterm else (signal.SIGINT,):
                 self._before[sig] = signal.signal(sig, self._handle)
         return self
 

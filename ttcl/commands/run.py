@@ -45,6 +45,7 @@ from ttcl.commands.wide import (
 from ttcl.errors import TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
+from ttcl.runtime.trace import has_run
 from ttcl.safeio import is_dir, where_written
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -259,7 +260,7 @@ def _run_once(
 def _run_with_progress(runner: Any, items: list[Any], label: str, *, resume: bool, trace: Path | None,
                        stop: Any, retry_failed: bool | None = None) -> Any:
     done = 0
-    if resume and trace is not None and trace.exists():
+    if resume and trace is not None and has_run(trace):
         from ttcl.runtime.trace import read_trace
 
         wanted = {it.index for it in items}
@@ -426,6 +427,10 @@ def run(
         raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
     if resume and overwrite:
         raise RunOptionError("--resume and --overwrite contradict each other: keep one")
+    if overwrite and trace is None:  # it was taken without a word (QA pass)
+        raise RunOptionError("--overwrite starts a --trace file over: add --trace FILE, or drop --overwrite")
+    if trace is not None and str(trace) == "-":  # a file named `-` was written, where `--dataset -` reads stdin
+        raise RunOptionError("--trace -: a trace is written to a file, not to stdout; give a path, e.g. --trace run.jsonl")
     if retry_failed and not resume:
         raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
     if retry_failed and ray is not None:
@@ -443,8 +448,9 @@ def run(
     check_judge(judge, items, dataset)
     if by is not None:
         check_by(items, by, dataset)
-    if resume and trace is not None and not trace.exists():  # a typo in the path would rerun everything unsaid
-        typer.echo(f"note: --resume: {trace} does not exist; starting the run from the beginning", err=True)
+    if resume and trace is not None and not has_run(trace):  # a typo in the path would rerun everything unsaid
+        why = "is empty (a run killed as it started)" if trace.exists() else "does not exist"
+        typer.echo(f"note: --resume: {trace} {why}; starting the run from the beginning", err=True)
     # a wide run's program and trace are checked before its cluster starts (seconds), so that an error comes first
     compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None
     if wide.address is not None and trace is not None:

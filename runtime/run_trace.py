@@ -5,6 +5,8 @@ items, the ledger, and the finished nodes of items cut short, to replay.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,30 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
                                n=n.n, max_tokens=n.max_tokens, shrunk=n.status == "shrunk", reason=n.reason or "",
                                reused=n.reused))
     return out
+
+
+def model_fingerprint(ref: str) -> str | None:
+    """A short fingerprint of a local model directory's weights (`config.json`, and each weights file's size, first
+    and last MiB: cheap on a model of many GB), or None for what is not a local directory (a server). A resume
+    with other weights at the same path went on, and mixed two models' answers and FLOPs (QA pass)."""
+    from ttcl.runtime.backends.base import resolve_ref
+
+    try:
+        root = Path(resolve_ref(ref))
+        if not root.is_dir():
+            return None
+        h = hashlib.blake2b(digest_size=8)
+        for f in sorted(p for p in root.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin")):
+            size = f.stat().st_size
+            h.update(f"{f.name}\0{size}\0".encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read(1 << 20))
+                if size > 2 << 20:
+                    fh.seek(-(1 << 20), os.SEEK_END)
+                    h.update(fh.read(1 << 20))
+        return h.hexdigest()
+    except (OSError, ValueError, TtclRuntimeError):
+        return None
 
 
 def check_trace_writable(path: Path) -> None:

@@ -32,7 +32,12 @@ from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.judge import MARKER, make_judge
 from ttcl.runtime.pool_split import other_item_count
 from ttcl.runtime.retry import failed_items, resume_note, retry_records
-from ttcl.runtime.run_trace import TraceHook, refuse_existing_trace, restore_from_trace
+from ttcl.runtime.run_trace import (
+    TraceHook,
+    model_fingerprint,
+    refuse_existing_trace,
+    restore_from_trace,
+)
 from ttcl.runtime.scheduler import ItemResult, Scheduler
 from ttcl.runtime.scoring import Scorer, make_scorer
 from ttcl.runtime.trace import (
@@ -346,7 +351,8 @@ class Runner:
         return RunHeader(
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
             program_files=program_files(self.compiled),
-            params={**self.compiled.report.params, **self.compiled.imported_params}, models=models_of(self.compiled), seed=o.seed,
+            params={**self.compiled.report.params, **self.compiled.imported_params}, models=(models := models_of(self.compiled)),
+            model_files={name: fp for name, ref in models.items() if (fp := model_fingerprint(ref))}, seed=o.seed,
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,

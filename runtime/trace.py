@@ -37,11 +37,11 @@ from ttcl.safeio import make_parents
 TRACE_VERSION = 1
 
 # Header fields that must match for `--resume` to continue a trace.
-_RESUME_KEYS = ("program_hash", "params", "models", "seed", "dataset_hash", "budget", "judge", "answers", "device",
-                "dtype", "checkers")
+_RESUME_KEYS = ("program_hash", "params", "models", "model_files", "seed", "dataset_hash", "budget", "judge",
+                "answers", "device", "dtype", "checkers")
 # compared only where both the trace and the run record them: a wide run's driver knows no dtype before its
 # workers load, older traces hold no `checkers`, and a run without `--verifier` has none
-_WHEN_BOTH = ("device", "dtype", "checkers")
+_WHEN_BOTH = ("device", "dtype", "checkers", "model_files")
 
 
 class TraceError(TtclRuntimeError):
@@ -77,6 +77,7 @@ class RunHeader(BaseModel):
     program_files: dict[str, str] = {}  # each file of the program ("" the root) and a hash of its text; older: {}
     params: dict[str, Any] = {}
     models: dict[str, str] = {}
+    model_files: dict[str, str] = {}  # a local model's weights, fingerprinted (runtime/run_trace.py); older: {}
     seed: int = 0
     dataset: str | None = None
     dataset_hash: str | None = None
@@ -373,7 +374,7 @@ def read_trace(path: str | Path) -> Trace:
 _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of models", "seed": "seed",
          "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
          "answers": "way answers are read", "device": "device", "dtype": "dtype",
-         "checkers": "set of --verifier checkers"}
+         "checkers": "set of --verifier checkers", "model_files": "model weights"}
 
 
 _NONE = object()
@@ -416,7 +417,7 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
             # a mix of precisions or devices changed answers, and the header said one of them (QA pass)
             same = f"give --{key} {was} as the trace was written, or " if key in ("device", "dtype") else ""
             e = TraceError(
-                f"{path}: error: cannot --resume: the {what} {'differ from those' if what == 'inputs' else 'differs from the one'} this trace was written with "
+                f"{path}: error: cannot --resume: the {what} {'differ from those' if what in ('inputs', 'model weights') else 'differs from the one'} this trace was written with "
                 f"({detail})\n"
                 f"  hint: {same}replace --resume with --overwrite to start this trace over, or use another --trace file"
             )

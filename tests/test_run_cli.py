@@ -536,3 +536,22 @@ def test_a_full_stderr_costs_the_progress_and_notes_only(setup: dict[str, Path],
     with open("/dev/full", "w") as full:
         assert subprocess.run([*cmd[:4], str(tmp_path / "nope.ttc"), "--input", "1 +2"], stdout=subprocess.PIPE,
                               stderr=full, timeout=300).returncode == 2  # an error keeps its code
+
+
+def test_a_resume_refuses_other_weights_at_the_same_path(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """The header named models by path only: a model folder whose weights changed (a retrained checkpoint) was
+    resumed without a word, and the results mixed two models (QA pass: arith-s's and arith-m's)."""
+    model = tmp_path / "m"
+    shutil.copytree(setup["model"], model)
+    trace = tmp_path / "t.jsonl"
+    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
+           "--trace", str(trace)]
+    assert cli(capsys, *run)[0] == 0
+    assert cli(capsys, *run, "--resume")[0] == 0  # the same weights
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one weight's last bit: another model of the same shape
+    weights.write_bytes(bytes(data))
+    code, _, err = cli(capsys, *run, "--resume")
+    assert code == 2 and "cannot --resume: the model weights differ from those this trace was written with (policy '" in err

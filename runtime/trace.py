@@ -31,6 +31,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ttcl import __version__
 from ttcl.errors import TtclRuntimeError
 from ttcl.safeio import make_parents
 
@@ -314,7 +315,12 @@ def read_trace(path: str | Path) -> Trace:
             raise TraceError(f"{p}:{lineno}: error: no run header; is this a ttcl trace?")
         try:
             if kind == "header":
+                if header is not None:  # `cat a.jsonl b.jsonl > t.jsonl` went on as one run (QA pass)
+                    raise TraceError(f"{p}:{lineno}: error: a second run header: two traces joined into one file?")
                 header = RunHeader.model_validate(obj)
+                if header.version > TRACE_VERSION:
+                    raise TraceError(f"{p}:{lineno}: error: written by a newer ttcl (trace version {header.version}; "
+                                     f"this ttcl {__version__} reads version {TRACE_VERSION})")
             elif kind == "resume":
                 pass
             elif kind == "node":

@@ -157,6 +157,13 @@ def test_bad_trace(tmp_path: Path) -> None:
     path.write_text(json.dumps(header) + "\n")
     with pytest.raises(TraceError, match="t.jsonl:1: error: malformed header record: field 'answers': Input should be a valid string"):
         read_trace(path)
+    # a future format, and two traces joined into one file, went on without a word (QA pass)
+    path.write_text(json.dumps(_header().model_dump() | {"version": 2}) + "\n")
+    with pytest.raises(TraceError, match=r"t.jsonl:1: error: written by a newer ttcl \(trace version 2; this ttcl "):
+        read_trace(path)
+    path.write_text((json.dumps(_header().model_dump()) + "\n") * 2)
+    with pytest.raises(TraceError, match="t.jsonl:2: error: a second run header: two traces joined into one file"):
+        read_trace(path)
 
 
 def test_a_trace_under_a_file_names_that_file(tmp_path: Path) -> None:

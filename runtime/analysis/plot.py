@@ -5,6 +5,7 @@ last panel with the compute-optimal policy against the best uniform configuratio
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,10 +122,15 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1,
                            1 - (0.35 + 0.2 * (len(lines) - 1)) / height))
+    # written beside it, then moved over it: a kill mid-write left a cut PNG over the last good one (QA pass)
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
     try:
-        fig.savefig(path, dpi=110)  # an OSError goes up as it is: the caller says which path and what
+        fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")  # an OSError goes up as it is: the
+        os.replace(tmp, out)  # caller says which path and what
     finally:
         plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return titles
 
 

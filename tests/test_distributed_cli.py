@@ -208,3 +208,17 @@ def test_the_worker_pids_are_said_once_while_they_stay_the_same(capsys: pytest.C
     show_workers([11, 12])
     show_workers([11, 13])  # a worker replaced
     assert capsys.readouterr().err.splitlines() == ["ray: worker pids 11, 12", "ray: worker pids 11, 13"]
+
+
+def test_a_device_this_machine_lacks_is_refused_before_a_local_cluster_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ray --device cuda` on a machine without a GPU started the cluster, then was refused (QA pass)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for cmd in ("run", "eval"):
+        code = main([cmd, str(ADAPTIVE), *(["--input", "3 +4"] if cmd == "run" else ["--dataset", "-"]), "--ray",
+                     "--device", "cuda"])
+        err = capsys.readouterr().err
+        assert code == 2 and "device 'cuda' requested but CUDA is not available" in err and "ray:" not in err, err

@@ -328,6 +328,7 @@ def eval_(
     if batch_items is not None and batch_items < 1:
         raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
     wide = Wide(ray, workers, shards)
+    wide.check_device(device)
     alloc = parse_allocate(allocate, by)
     if alloc is not None and alloc[0] != "field" and len(seed_list) > 1:
         # one run's probe bins an item and (keep) is kept; another seed's pool has its own probe, whose bins

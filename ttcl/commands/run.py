@@ -456,6 +456,7 @@ def run(
     if wide.address is not None and trace is not None:
         check_trace_before_the_cluster(compiled, wide, items, trace, seed=seed, dataset=dataset, judge=judge,
                                        resume=resume, overwrite=overwrite)
+    wide.check_device(device)
     earlier = stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
     try:
         with wide:

@@ -51,6 +51,14 @@ class Wide:
         self.started = False
         self._term: Any = None
 
+    def check_device(self, device: str) -> None:
+        """A local cluster's workers are this machine's: a device it lacks (`--device cuda`, no GPU) is refused
+        before the cluster starts (QA pass: after it). A joined cluster's workers may have what the driver has not."""
+        if self.address == "local" and device != "auto" and device != "cpu":
+            from ttcl.runtime.backends.transformers import pick_device
+
+            pick_device(device)
+
     def __enter__(self) -> Wide:
         if self.address is not None:
             from ttcl.runtime.ray_cluster import connect, connected, shutdown

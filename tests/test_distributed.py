@@ -381,6 +381,20 @@ def test_an_accountant_killed_mid_run_leaves_its_attempts_in_flight_charged_to_t
     assert recorded <= 22  # `budget pooled { calls <= 22 }`: every attempt, the unknown ones at their worst case
 
 
+def test_an_item_a_shards_share_stops_is_said_so(cluster: Any, data: dict[str, Path]) -> None:
+    """Each shard has a fixed share of the pool: items stopped "budget exhausted: pooled calls" beside a pool line of
+    6 / 7 (two shares of 3.5 calls; QA pass). The reason names the shard's share."""
+    prog = data["root"] / "shares.ttc"
+    prog.write_text(POOLED.replace("calls <= 22", "calls <= 7"))
+    summary = distributed.RayRunner(compile_program(prog), RunOptions(device="cpu"), workers=2).run(
+        load_dataset(data["ds"])[:6])
+    stopped = [r for r in summary.results if r["status"] == "stopped"]
+    assert stopped and summary.actual_total["calls"] < 7
+    for r in stopped:
+        shard = 0 if r["item"] % 2 == 0 else 1
+        assert r["failures"]["main/paths"] == f"budget exhausted: pooled calls (shard {shard}'s share of the pool)"
+
+
 def test_resume_rebuilds_the_pool_from_the_trace(cluster: Any, data: dict[str, Path]) -> None:
     compiled = compile_program(data["pooled"])
     items = load_dataset(data["ds"])

@@ -361,11 +361,16 @@ class RayRunner:
         position = {it.index: k for k, it in enumerate(items)}
         spends += [(shard_of(position[i], shards) if i in position else None, rec.cost)
                    for i, rec in done_before.items()]
-        if self.n_workers > shards:  # a worker more than the shards would load the models and wait (QA pass)
+        # a worker more than the shards with items to run would load the models and wait (QA passes: more workers
+        # than shards; a 1-item run on 2 workers)
+        busy = max(1, len({shard_of(k, shards) for k, it in enumerate(items) if it.index not in done_before}))
+        if self.n_workers > busy:
             if self.on_note is not None:
-                self.on_note(f"ray: {shards} shard{'' if shards == 1 else 's'}, so {shards} of the {self.n_workers} "
-                             f"workers {'is' if shards == 1 else 'are'} used (a shard runs on one worker at a time)")
-            self.n_workers = shards
+                some = f"{busy} with items to run" if busy < shards else ""
+                self.on_note(f"ray: {shards} shard{'' if shards == 1 else 's'}{', ' + some if some else ''}, so {busy} of "
+                             f"the {self.n_workers} workers {'is' if busy == 1 else 'are'} used (a shard runs on one "
+                             "worker at a time)")
+            self.n_workers = busy
         header = header.model_copy(update={"shards": shards, "workers": self.n_workers})
         ws = workers(self.n_workers)
         infos = []

@@ -642,3 +642,13 @@ def test_workers_beyond_the_shards_are_not_started(cluster: Any, data: dict[str,
     assert summary.distributed["workers"] == 2 and summary.items == 4
     assert notes == ["ray: 2 shards, so 2 of the 3 workers are used (a shard runs on one worker at a time)"]
 
+
+
+def test_a_shard_with_no_item_gets_no_worker(cluster: Any, data: dict[str, Path]) -> None:
+    """One item on `--workers 2` started a second worker that loaded the models for an empty shard (QA pass)."""
+    notes: list[str] = []
+    summary = distributed.RayRunner(compile_program(ADAPTIVE), RunOptions(device="cpu"), workers=2).run(
+        load_dataset(data["ds"])[:1], on_note=notes.append)
+    assert summary.distributed["workers"] == 1 and summary.items == 1
+    assert notes == ["ray: 2 shards, 1 with items to run, so 1 of the 2 workers is used (a shard runs on one worker "
+                     "at a time)"]

@@ -333,3 +333,23 @@ def test_a_kills_charge_comes_out_of_the_killed_items_share(tmp_path: Path) -> N
             assert (after[i].answer, after[i].status, after[i].cost["calls"]) == (
                 before[i].answer, before[i].status, before[i].cost["calls"]), i
     assert after[killed].status == "stopped" and after[killed].cost["calls"] == 0  # its share went to the kill
+
+
+@needs_model
+def test_ctrl_c_says_what_the_pool_stays_charged_for_work_cut_short(tmp_path: Path) -> None:
+    """After a second Ctrl-C the message read as after one, though the steps it cut short stay charged to the pool
+    at their worst case (QA pass)."""
+    from ttcl.commands.run_interrupted import interrupted_message
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    items = [Item(index=i, question=q) for i, q in enumerate(["5 +3", "7 *2", "9 -4"])]
+    trace = tmp_path / "t.jsonl"
+    Runner(compile_program(_program(tmp_path, "even")), RunOptions(device="cpu", trace=trace, max_batch_items=1)).run(items)
+    lines = trace.read_text().splitlines()
+    grants = [k for k, line in enumerate(lines) if json.loads(line)["type"] == "grant"]
+    trace.write_text("\n".join(lines[: grants[-1] + 1]) + "\n")  # the last item's last step granted, never spent
+    message = interrupted_message(trace, len(items))
+    assert "\n  the pool stays charged " in message and " for work cut short (its worst case)\n  resume with" in message
+    trace.write_text("\n".join(lines[: grants[-1]]) + "\n")
+    assert "stays charged" not in interrupted_message(trace, len(items))

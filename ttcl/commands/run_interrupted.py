@@ -40,7 +40,12 @@ def interrupted_message(trace: Path | None, total: int, earlier: tuple[int, int,
     rest = (f"; the {total - len(t.items)} unfinished items run again from the start on --resume (a wide run keeps "
             "whole items)" if getattr(t.header, "shards", None)  # no step of an unfinished wide item is replayed
             else f", and {steps} finished steps of {len(t.partial)} unfinished items (--resume replays them)")
-    return f"interrupted: {kept}{rest}\n  resume with: {_resume_command()}"
+    # a second Ctrl-C (or a kill) cut work short: under a pooled budget its worst case stays charged (QA pass: unsaid)
+    pooled = (t.header.budget or {}).get("pooled") or {}
+    cut = {u: (t.cut_short or {}).get(u, 0.0) + sum(r.cost.get(u, 0.0) for r in t.lost) for u in pooled}
+    cut_text = ", ".join(f"{v:.4g} {u}" for u, v in cut.items() if v > 0)
+    charged = f"\n  the pool stays charged {cut_text} for work cut short (its worst case)" if cut_text else ""
+    return f"interrupted: {kept}{rest}{charged}\n  resume with: {_resume_command()}"
 
 
 def _resume_command() -> str:

@@ -17,6 +17,7 @@ counts it, as it counts a dead worker's attempt, and the pool holds.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,22 @@ from ttcl.runtime.trace import LostRecord, RunHeader, TraceWriter, read_trace
 
 
 def pool_alive(pool: Any) -> bool:
-    """Whether the accountant actor still answers (a dead one raises at once; a wedged one is as good as dead)."""
+    """Whether the accountant actor still answers. A dead one raises at once; one that does not answer in 10 s is
+    as good as dead, and is killed, so that it lets go of the trace (its writer holds the file's lock)."""
     ray = _ray()
     try:
         ray.get(pool.pid.remote(), timeout=10)
         return True
-    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+    except ray.exceptions.RayActorError:
+        return False
+    except ray.exceptions.GetTimeoutError:
+        ray.kill(pool, no_restart=True)
+        for _ in range(20):
+            try:
+                ray.get(pool.pid.remote(), timeout=1)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return False
+            time.sleep(0.25)
         return False
 
 

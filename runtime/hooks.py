@@ -88,6 +88,14 @@ class NodeHook:
         """Once per scheduler step, after every allowance of the step is granted, before any model call."""
         return None
 
+    def before_completions(self, *, step: int, **future: Any) -> None:
+        """A step's calls are back: its jobs are about to be completed (phases charged, nodes finished)."""
+        return None
+
+    def after_completions(self, *, step: int, **future: Any) -> None:
+        """Every job of the step was completed: what the step did is whole."""
+        return None
+
     def after_item(self, *, item: int, result: Any, **future: Any) -> None:
         return None
 

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ttcl.compiler.costmodel import Cost
 from ttcl.compiler.dag import DagNode
 from ttcl.errors import TtclRuntimeError
@@ -47,12 +49,33 @@ class TraceHook(NodeHook):
         # A writer without `write_progress` (a wide run's shard link) takes an item's node records with its item.
         self.streaming = hasattr(writer, "write_progress")
         self.records: dict[int, list[NodeRecord]] = {}
+        # A step's spend and node records, written in one write once the step is whole: a kill between two of them
+        # kept one sibling's record and not the other's, and the resumed sibling, reserved beside the other's
+        # actual rather than its worst case, drew more samples (QA pass: an answer changed). Grants still go at once.
+        self.step: list[BaseModel] | None = None
+
+    def _progress(self, rec: BaseModel) -> None:
+        if self.step is not None:
+            self.step.append(rec)
+        else:
+            self.writer.write_progress([rec])
 
     def _emit(self, rec: NodeRecord) -> None:
         if self.streaming:
-            self.writer.write_progress([rec])
+            self._progress(rec)
         else:
             self.records.setdefault(rec.item, []).append(rec)
+
+    def before_completions(self, *, step: int, **future: Any) -> None:
+        self.step = [] if self.streaming else None
+
+    def after_completions(self, *, step: int, **future: Any) -> None:
+        held, self.step = self.step, None
+        if held:
+            self.writer.write_progress(held)
+
+    def after_item(self, *, item: int, result: ItemResult, **future: Any) -> None:
+        self.writer.write_item(self.records.pop(item, []), item_record(result))
 
     def granted(self, *, item: int, node_id: str, allowance: Any, **future: Any) -> None:
         if self.streaming:
@@ -62,7 +85,7 @@ class TraceHook(NodeHook):
     def after_phase(self, *, item: int, node_id: str, allowance: Any, actual: Cost, error: str | None,
                     **future: Any) -> None:
         if self.streaming and allowance.granted and allowance.ticket:
-            self.writer.write_progress([SpendRecord(type="spend", item=item, node_id=node_id, cost=actual.as_dict())])
+            self._progress(SpendRecord(type="spend", item=item, node_id=node_id, cost=actual.as_dict()))
 
     def after_node(self, *, item: int, node: DagNode, status: str, actual: Cost, inputs: dict[str, Any],
                    outputs: Any, error: str | None, reason: str | None, started: float, seconds: float,
@@ -81,9 +104,6 @@ class TraceHook(NodeHook):
     def skip_node(self, *, item: int, node: DagNode, reason: str, **future: Any) -> None:
         self._emit(NodeRecord(item=item, node_id=node.id, op=node.op, line=node.span.line, status="skipped",
                               reason=reason))
-
-    def after_item(self, *, item: int, result: ItemResult, **future: Any) -> None:
-        self.writer.write_item(self.records.pop(item, []), item_record(result))
 
 
 def item_record(r: ItemResult) -> ItemRecord:

@@ -537,8 +537,14 @@ class Scheduler:
             self._run_gen(model, kind, calls)
         for name, calls in score.items():
             self._run_score(name, calls)
-        for run, job in pending:
-            self._complete(run, job)
+        for h in self.hooks:
+            h.before_completions(step=self.steps)
+        try:
+            for run, job in pending:
+                self._complete(run, job)
+        finally:
+            for h in self.hooks:
+                h.after_completions(step=self.steps)
 
     def _complete(self, run: _ItemRun, job: Job) -> None:
         """A job's phase has its results: charge it, queue its next phase or finish its node."""

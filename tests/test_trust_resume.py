@@ -392,3 +392,58 @@ def test_eval_says_when_a_kept_trace_had_pool_charged_for_a_kill(tmp_path: Path,
     assert row["pool_beyond_items"] == {"calls": 8}
     assert main(ev) == 0
     assert "pool charged 8 calls for attempts a kill cut short" in capsys.readouterr().out
+
+
+SIBLINGS = """ttcl 1
+model policy = "ttcl:arith-s"
+budget per item {
+    flops <= 4.5e7
+    on_exhaust = shrink
+}
+strategy main(question: text[<=40]) -> answer {
+    probe = sample(policy, "{question}\\n", n = 2, max_tokens = 112, temperature = 0.8)
+    more = sample(policy, "{question}\\n", n = 2, max_tokens = 112, temperature = 0.8)
+    third = sample(policy, "{question}\\n", n = 8, max_tokens = 112, temperature = 0.8)
+    return vote(probe + more + third)
+}
+"""
+
+
+def test_a_kill_at_any_write_resumes_to_the_same_answers_and_costs(tmp_path: Path, data: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three siblings of one step are reserved together; their spend and node records were written one by one, and
+    a kill between two of them left one sibling recorded: on resume it was charged its actual beside the other's
+    reservation, and the other, shrunk less, drew more samples (QA pass: 6 calls for 8, an answer changed). A
+    step's records are now one write. Every point a kill can leave (each write's end) resumes to the run's results."""
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.runtime.dataset import load_dataset
+    from ttcl.runtime.runner import Runner, RunOptions
+    from ttcl.runtime.trace import TraceWriter
+
+    prog = tmp_path / "siblings.ttc"
+    prog.write_text(SIBLINGS)
+    compiled = compile_program(prog)
+    items = load_dataset(data)[:3]
+    full = tmp_path / "full.jsonl"
+    ends: list[int] = []
+    for name in ("write_progress", "write_item"):
+        original = getattr(TraceWriter, name)
+
+        def spy(self: TraceWriter, *args: object, _original=original) -> None:
+            _original(self, *args)
+            ends.append(self.path.stat().st_size)
+
+        monkeypatch.setattr(TraceWriter, name, spy)
+    Runner(compiled, RunOptions(device="cpu", trace=full, max_batch_items=1)).run(items)
+    monkeypatch.undo()
+    text = full.read_bytes()
+    want = _results(full)
+    assert any(r["cost"]["calls"] < 12 for r in want)  # `third` was shrunk: the siblings' reservations bind
+    for k, end in enumerate(sorted(set(ends))[:-1]):
+        cut = tmp_path / f"cut{k}.jsonl"
+        cut.write_bytes(text[:end])
+        Runner(compiled, RunOptions(device="cpu", trace=cut, resume=True, max_batch_items=1)).run(items)
+        got = [{**r, "cost": {u: v for u, v in r["cost"].items() if u not in ("prompt_tokens", "flops")}}
+               for r in _results(cut)]
+        assert got == [{**r, "cost": {u: v for u, v in r["cost"].items() if u not in ("prompt_tokens", "flops")}}
+                       for r in want], f"a kill after byte {end} of {len(text)}"

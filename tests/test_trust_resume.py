@@ -345,6 +345,21 @@ def test_a_resume_accepts_the_same_program_however_its_path_is_spelled(tmp_path:
             "weighted_best_of_n.ttc)") in capsys.readouterr().err
 
 
+def _pool_of_40_calls(tmp_path: Path) -> Path:
+    prog = tmp_path / "pool.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 40\n    on_exhaust = shrink\n}\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    return prog
+
+
+def _cut_after_the_fourth_grant(trace: Path) -> None:
+    """What a kill leaves once the second batch of two items has its grants and no spend."""
+    lines = trace.read_text().splitlines(keepends=True)
+    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
+    trace.write_text("".join(lines[: grants[3] + 1]))
+
+
 def test_the_pooled_line_counts_what_a_kill_cut_short(tmp_path: Path, data: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A resumed trace's grants with no spend (a kill cut their step short) are charged to the pool at their
@@ -352,16 +367,11 @@ def test_the_pooled_line_counts_what_a_kill_cut_short(tmp_path: Path, data: Path
     `tokens 11,390 / 60,000`). Cut here after the second batch's grants, before their spend."""
     from ttcl.cli import main
 
-    prog = tmp_path / "pool.ttc"
-    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 40\n    on_exhaust = shrink\n}\n'
-                    'strategy main(question: text[<=40]) -> answer {\n'
-                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    prog = _pool_of_40_calls(tmp_path)
     trace = tmp_path / "t.jsonl"
     run = ["run", str(prog), "--dataset", str(data), "--limit", "6", "--batch-items", "2", "--trace", str(trace)]
     assert main(run) == 0
-    lines = trace.read_text().splitlines(keepends=True)
-    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
-    trace.write_text("".join(lines[: grants[3] + 1]))  # items 2 and 3 granted 4 calls each, nothing spent
+    _cut_after_the_fourth_grant(trace)  # items 2 and 3 granted 4 calls each, nothing spent
     capsys.readouterr()
     assert main([*run, "--resume"]) == 0
     out = capsys.readouterr().out
@@ -375,18 +385,13 @@ def test_eval_says_when_a_kept_trace_had_pool_charged_for_a_kill(tmp_path: Path,
     stopped" (QA pass: 0.40 where an uninterrupted eval gave 0.50). The row now says what the pool was charged."""
     from ttcl.cli import main
 
-    prog = tmp_path / "pool.ttc"
-    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nbudget pooled {\n    calls <= 40\n    on_exhaust = shrink\n}\n'
-                    'strategy main(question: text[<=40]) -> answer {\n'
-                    '    return vote(sample(policy, "{question}\\n", n = 4, max_tokens = 40, temperature = 0.8))\n}\n')
+    prog = _pool_of_40_calls(tmp_path)
     traces = tmp_path / "traces"
     ev = ["eval", str(prog), "--dataset", str(data), "--limit", "6", "--batch-items", "2", "--traces", str(traces)]
     assert main(ev) == 0
     assert "kill" not in capsys.readouterr().out
     (trace,) = traces.glob("*.jsonl")
-    lines = trace.read_text().splitlines(keepends=True)
-    grants = [k for k, ln in enumerate(lines) if json.loads(ln)["type"] == "grant"]
-    trace.write_text("".join(lines[: grants[3] + 1]))  # items 2 and 3 granted 4 calls each, nothing spent
+    _cut_after_the_fourth_grant(trace)  # items 2 and 3 granted 4 calls each, nothing spent
     assert main([*ev, "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["rows"]
     assert row["pool_beyond_items"] == {"calls": 8}

@@ -203,7 +203,8 @@ class Scheduler:
                 self._advance(run)
             parked += [r for r in active if r.need is not None and not r.jobs and self._allotted is None]
             active = [r for r in active if not (r.need is not None and not r.jobs and self._allotted is None)]
-            self._execute(active)
+            # every queued call of every job, grouped by model / verifier, one batch per group
+            self._execute_jobs([(r, j) for r in active for j in list(r.jobs.values()) if j.calls])
             active = self._retire(active, results, on_result)
             if should_stop is not None and (queue or active) and should_stop():
                 raise RunInterrupted(f"{len(results)} items finished, {len(active) + len(queue)} not")
@@ -511,10 +512,6 @@ class Scheduler:
         )
 
     # ------------------------------------------------------------ batched execution
-
-    def _execute(self, runs: list[_ItemRun]) -> None:
-        """Send every queued call of every job, grouped by model / verifier, one batch per group."""
-        self._execute_jobs([(r, j) for r in runs for j in list(r.jobs.values()) if j.calls])
 
     def _before_calls(self) -> None:
         """Every allowance of this step is granted and no call has gone out yet (a wide run syncs its ledger)."""

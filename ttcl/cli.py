@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stderr is not stderr and isinstance(sys.stderr, _BestEffort) and sys.stderr._stream is stderr:
             if sys.stderr.broken:  # the interpreter's own flush at exit would fail again (and say so nowhere)
                 with contextlib.suppress(OSError, ValueError):
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), stderr.fileno())
+                    null = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(null, stderr.fileno())
+                    os.close(null)
             sys.stderr = stderr
 
 

@@ -351,8 +351,11 @@ def test_a_server_that_dies_mid_run_fails_the_rest_without_backoff_and_is_used_a
     full = [e for e in unreachable if "after 4 tries" in e]
     fast = [e for e in unreachable if "not retried, since every try of an earlier request found it unreachable" in e]
     # concurrency 2: at most the two requests in flight back off through every try, or, when the server's shutdown
-    # answered them first, end with its 503 (outcome unknown); every later request fails at once
-    assert len(fast) >= 8 and len(full) + len(fast) == len(unreachable) and len(failed) - len(fast) <= 2, failed
+    # answered them first, end with its 503 (outcome unknown); then the next request is the first to find it
+    # unreachable, and backs off through every try (a CI run under load); every later request fails at once
+    answered = sum("outcome unknown" in e for e in failed)
+    assert len(fast) >= 8 and len(full) + len(fast) == len(unreachable), failed
+    assert len(full) <= 2 and answered <= 2 and len(failed) - len(fast) <= 2 + (answered > 0), failed
     with server(cmd, port, tmp_path / "b.log", timeout=180):
         back = runner.run([Item(index=0, question="0 +1")])
     assert back.results[0]["status"] == "ok", back.results

@@ -61,6 +61,8 @@ from ttcl.runtime.trace import (
     check_resumable,
     has_run,
     read_trace,
+    refuse_if_being_written,
+    stamp,
 )
 
 POOL_TIMEOUT_S = 60.0  # a pool call this slow counts as lost: the worker stops, its reservations settle in full
@@ -94,12 +96,14 @@ class PoolService:
         return os.getpid()
 
     def start(self, limits: Limits, quotas: dict[int, Limits], header: dict[str, Any] | None,
-              trace: str | None, resume: bool) -> None:
-        """A new run on this actor (one actor serves every run of a driver process, as the workers do)."""
+              trace: str | None, resume: bool, expect: tuple[int, int] | None = None) -> None:
+        """A new run on this actor (one actor serves every run of a driver process, as the workers do). `expect`:
+        the trace's stamp when the driver read it to resume (runtime/trace.py, TraceWriter)."""
         self.close()
         self.ledger = PoolLedger(limits, quotas)
         self.items: dict[int, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
-        self.writer = TraceWriter(trace, RunHeader.model_validate(header), resume=resume) if trace else None
+        self.writer = (TraceWriter(trace, RunHeader.model_validate(header), resume=resume, expect=expect)
+                       if trace else None)
         self.seconds = 0.0  # time inside step(): the accountant's own cost
         self.lost = Cost()  # what attempts lost with their workers spent (charged, or reserved in full)
         self.nodes = 0  # node steps the workers finished (an attempt lost with its worker is redone: counted again)
@@ -299,6 +303,8 @@ class RayRunner:
             return None
         if not has_run(o.trace):
             return None
+        refuse_if_being_written(o.trace)  # a plain run still going: refused before a cluster starts (QA pass)
+        self.seen = stamp(o.trace)
         old = read_trace(o.trace)
         check_resumable(old, header or self.planner.header(items), o.trace)
         planned = getattr(old.header, "shards", None)
@@ -383,6 +389,8 @@ class RayRunner:
         ws = _WORKERS[: self.n_workers]
         info = infos[0]
         header = header.model_copy(update=info)
+        if old is not None:  # the device and dtype are known once the workers have loaded (QA pass: a float32
+            check_resumable(old, header, o.trace)  # trace went on in bfloat16 under --ray)
         if on_workers is not None:
             on_workers(ray.get([w.pid.remote() for w in ws]))
         t0 = time.perf_counter()  # like Runner.run, the wall time excludes loading the models
@@ -402,7 +410,7 @@ class RayRunner:
                 Limits(), {}, None, None, False))
         pool = _POOL[0]
         _get(pool.start.remote(pool_limits, quotas, header.model_dump(mode="json"),
-                               str(o.trace) if o.trace else None, o.resume))
+                               str(o.trace) if o.trace else None, o.resume, self.seen if old is not None else None))
         self.per_item: Limits | None = None
         if self.planner.split != "first_come":  # as one machine: random streams follow content over the whole run,
             items = content_seeded(items, o.seed)  # and each item's even cap is the run's pool / N

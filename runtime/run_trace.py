@@ -27,6 +27,7 @@ from ttcl.runtime.trace import (
     TraceError,
     TraceWriter,
     digest,
+    has_run,
     read_trace,
 )
 from ttcl.runtime.values import from_json
@@ -176,10 +177,7 @@ def check_trace_writable(path: Path) -> None:
 def refuse_existing_trace(path: Path, *, overwrite: bool = False) -> None:
     """A trace that already holds a run is never wiped by accident: resume it, or ask to overwrite it. What is
     not a trace (a dataset named by mistake) is never overwritten, --overwrite or not."""
-    try:
-        if not path.exists() or path.stat().st_size == 0:
-            return
-    except OSError:
+    if not has_run(path):  # nothing, or a header cut mid-write: nothing to keep
         return
     try:
         done = f"{len(read_trace(path).items)} finished items"

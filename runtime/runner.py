@@ -46,6 +46,8 @@ from ttcl.runtime.trace import (
     check_resumable,
     has_run,
     read_trace,
+    refuse_if_being_written,
+    stamp,
 )
 
 COST_UNITS: tuple[Unit, ...] = (*STATIC_UNITS, Unit.seconds)
@@ -380,7 +382,10 @@ class Runner:
         if o.trace is not None:
             if not o.resume:
                 refuse_existing_trace(o.trace, overwrite=o.overwrite)
+            seen = None
             if o.resume and has_run(o.trace):  # an empty file: a run killed as it started, begun afresh
+                refuse_if_being_written(o.trace)
+                seen = stamp(o.trace)
                 old = read_trace(o.trace)
                 check_resumable(old, header, o.trace)
                 wanted = {it.index for it in items}
@@ -397,7 +402,7 @@ class Runner:
                 raise TtclRuntimeError("--resume: `split = need` shares the pool among all items at once, and this "
                                        f"trace already holds {len(done)} finished and {len(replay)} partly run "
                                        "items; rerun with --overwrite")
-            writer = TraceWriter(o.trace, header, resume=o.resume)
+            writer = TraceWriter(o.trace, header, resume=o.resume, expect=seen)
             if retry:  # before any of their new node records: a later read counts only the kept ones
                 writer.write_raw(retry_records(replay, retry))
             trace_hook = TraceHook(writer)

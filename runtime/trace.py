@@ -171,7 +171,10 @@ class SpendRecord(BaseModel):
 class TraceWriter:
     """Appends records to a trace file; `write_item` is atomic per item and flushed."""
 
-    def __init__(self, path: str | Path, header: RunHeader, *, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, header: RunHeader, *, resume: bool = False,
+                 expect: tuple[int, int] | None = None) -> None:
+        """`expect`: the trace's `stamp` when the run read it to resume; another process that wrote it since (a run
+        that was still going, and ended while a wide run's cluster started) is refused, not appended to."""
         self.path = Path(path)
         self._f: IO[str] | None = None
         try:
@@ -183,8 +186,13 @@ class TraceWriter:
             # middle, and the trace could no longer be resumed (QA pass)
             self._f = open(self.path, "a", encoding="utf-8")
             _lock(self._f, self.path)
+            if resume and expect is not None and stamp(self.path) != expect:
+                raise TraceError(f"{self.path}: error: another ttcl process wrote this trace after this run read it "
+                                 "(a run still going as this one started); run this command again to continue "
+                                 "from what it holds now")
             if resume and self.path.stat().st_size > 0:
                 _drop_torn_tail(self.path)
+            if resume and self.path.stat().st_size > 0:  # (a header cut mid-write leaves nothing to resume)
                 # Node records left by a crashed attempt belong to no item; the marker retires them.
                 self._write([{"type": "resume"}])
             else:
@@ -231,11 +239,36 @@ class TraceWriter:
 
 
 def has_run(path: Path) -> bool:
-    """Whether a trace file holds anything to resume: an empty one is what a run killed as it made it leaves."""
+    """Whether a trace file holds anything to resume: an empty one, or one whose header line was cut mid-write, is
+    what a run killed as it made it leaves."""
     try:
-        return path.stat().st_size > 0
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
     except OSError:
         return False
+    return b"\n" in head or not head.startswith(b'{"type": "header"')  # another file is said by what reads it
+
+
+def stamp(path: Path) -> tuple[int, int] | None:
+    """The trace file's size and modification time (None: no file), to tell whether it changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def refuse_if_being_written(path: Path) -> None:
+    """Before a run reads a trace to resume it: refused while another process writes it (it holds the lock)."""
+    if not has_run(path):
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            _lock(f, path)
+    except OSError:
+        return  # unreadable or unwritable: said by what opens it next
 
 
 def _lock(f: IO[str], path: Path) -> None:
@@ -248,7 +281,7 @@ def _lock(f: IO[str], path: Path) -> None:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise TraceError(f"{path}: error: another ttcl process is writing this trace now; let it finish (or stop "
-                         "it), then --resume") from None
+                         "it), then run this command again") from None
 
 
 def _drop_torn_tail(path: Path) -> None:
@@ -402,8 +435,11 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
     """Refuse to resume a trace written by a different run: the results would not mean anything."""
     old = trace.header.model_dump()
     new = header.model_dump()
+    # the same weights named by another path (a copy, or `sub/../m` from another folder) are the same models (QA pass)
+    same_weights = bool(old.get("model_files")) and old.get("model_files") == new.get("model_files") and \
+        set(old["model_files"]) == set(old.get("models") or {}) == set(new.get("models") or {})
     for key in _RESUME_KEYS:
-        if key in _WHEN_BOTH and not (old.get(key) and new.get(key)):
+        if key in _WHEN_BOTH and not (old.get(key) and new.get(key)) or key == "models" and same_weights:
             continue
         if old.get(key) != new.get(key):
             was = old.get(key)

@@ -308,3 +308,20 @@ def test_a_shard_with_no_item_gets_no_worker(cluster: Any, data: dict[str, Path]
     assert summary.distributed["workers"] == 1 and summary.items == 1
     assert notes == ["ray: 2 shards, 1 with items to run, so 1 of the 2 workers is used (a shard runs on one worker "
                      "at a time)"]
+
+
+def test_a_wide_resume_keeps_the_dtype_its_trace_was_written_with(cluster: Any, data: dict[str, Path]) -> None:
+    """The driver knows no dtype before its workers load, so a float32 trace went on in bfloat16 under --ray (QA
+    pass: 2 answers changed); one machine refused it. It is checked once the workers have loaded."""
+    from ttcl.runtime.trace import TraceError
+
+    compiled = compile_program(ADAPTIVE)
+    items = load_dataset(data["ds"])[:2]
+    trace = data["root"] / "dtype.jsonl"
+    Runner(compiled, RunOptions(device="cpu", dtype="float32", trace=trace)).run(items)
+    before = trace.read_bytes()
+    with pytest.raises(TraceError, match=r"the dtype differs from the one this trace was written with \('float32', "
+                                         r"now 'bfloat16'\)"):
+        distributed.RayRunner(compiled, RunOptions(device="cpu", dtype="bfloat16", trace=trace, resume=True),
+                              workers=1).run(items)
+    assert trace.read_bytes() == before

@@ -35,9 +35,10 @@ def test_ray_option_takes_an_optional_address() -> None:
 
 def test_an_address_without_its_port_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     """`--ray 127.0.0.1` said "Got unexpected extra argument(s) (127.0.0.1)" (QA pass)."""
-    for host in ("127.0.0.1", "localhost"):
+    for host in ("127.0.0.1", "localhost", "myhost.example.com", "127.0.0.1:", "10.0.0.5:abc"):
         assert main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", host]) == 2
-        assert f"--ray {host}: a cluster's address is HOST:PORT (e.g. {host}:6379" in capsys.readouterr().err
+        bare = host.rsplit(":", 1)[0]
+        assert f"--ray {host}: a cluster's address is HOST:PORT (e.g. {bare}:6379" in capsys.readouterr().err
 
 
 def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.CaptureFixture[str]) -> None:

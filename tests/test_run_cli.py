@@ -474,8 +474,8 @@ def test_a_trace_another_process_is_writing_is_refused(capsys: pytest.CaptureFix
         holder.close()
     assert trace.read_bytes() == before + b'{"type": "resume"}\n'  # the holder's marker, and nothing of the others
     assert cli(capsys, *args, "--resume")[0] == 0  # released
-    code, out, err = cli(capsys, *args[:-1], "/dev/null", "--overwrite")
-    assert code == 2 and "/dev/null: error: not a regular file" in err
+    code, out, err = cli(capsys, *args[:-1], "/dev/null", "--resume")
+    assert code == 2 and "--trace /dev/null: not a regular file" in err and "is empty" not in err
 
 
 def test_a_resume_keeps_the_dtype_and_the_users_checkers_of_its_trace(
@@ -513,6 +513,11 @@ def test_an_empty_trace_is_begun_afresh_by_run_and_eval(capsys: pytest.CaptureFi
     assert code == 0 and f"note: --resume: {trace} is empty (a run killed as it started); starting the run from the " \
                           "beginning" in err
     assert '"type": "item"' in trace.read_text()
+    for extra in ("--resume", "--overwrite"):  # a header cut mid-write: nothing to keep (it blocked both, QA pass)
+        trace.write_text(trace.read_text().split("\n")[0][:40])
+        code, out, err = cli(capsys, *args, "--trace", str(trace), extra)
+        assert code == 0, err
+        assert trace.read_text().startswith('{"type": "header"') and '"type": "item"' in trace.read_text()
     ev = ["eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={setup['model']}", "--limit", "2",
           "--traces", str(tmp_path / "tr"), "--json"]
     assert cli(capsys, *ev)[0] == 0
@@ -549,6 +554,8 @@ def test_a_resume_refuses_other_weights_at_the_same_path(capsys: pytest.CaptureF
            "--trace", str(trace)]
     assert cli(capsys, *run)[0] == 0
     assert cli(capsys, *run, "--resume")[0] == 0  # the same weights
+    shutil.copytree(model, tmp_path / "copy")  # the same weights at another path: the same model (QA pass: refused)
+    assert cli(capsys, *[f"policy={tmp_path / 'copy'}" if a == f"policy={model}" else a for a in run], "--resume")[0] == 0
     weights = model / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01  # one weight's last bit: another model of the same shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,27 @@ def test_a_trace_under_a_file_names_that_file(tmp_path: Path) -> None:
     assert afile.read_text() == "x"
     TraceWriter(tmp_path / "new" / "sub" / "t.jsonl", _header()).close()
     assert read_trace(tmp_path / "new" / "sub" / "t.jsonl").items == {}
+
+
+def test_a_trace_written_after_it_was_read_is_not_appended_to(tmp_path: Path) -> None:
+    """A wide --resume read the trace while a plain run still wrote it, and once that run ended and let go of its
+    lock, appended a second copy of its items (pooled spend 9.2e8 under a pool of 8e8; QA pass). The writer now
+    refuses a trace that changed since the run read it, and a run refuses to read one another process holds."""
+    from ttcl.runtime.trace import TraceWriter, refuse_if_being_written, stamp
+
+    path = tmp_path / "t.jsonl"
+    TraceWriter(path, _header()).close()
+    seen = stamp(path)
+    time.sleep(0.01)
+    with open(path, "a") as f:
+        f.write('{"type": "resume"}\n')  # what the other run wrote after this one read the trace
+    with pytest.raises(TraceError, match="another ttcl process wrote this trace after this run read it"):
+        TraceWriter(path, _header(), resume=True, expect=seen)
+    TraceWriter(path, _header(), resume=True, expect=stamp(path)).close()  # unchanged since read: resumed
+    holder = TraceWriter(path, _header(), resume=True)
+    try:
+        with pytest.raises(TraceError, match="another ttcl process is writing this trace now"):
+            refuse_if_being_written(path)
+    finally:
+        holder.close()
+    refuse_if_being_written(path)

@@ -138,7 +138,8 @@ _register_all()
 # what `--ray` takes as its ADDRESS: HOST:PORT (the port in digits), ray://..., auto or local. Anything else is the
 # next argument: `--ray ttcl:self_consistency` ran no program ("Missing argument 'program'", QA pass)
 _RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S*|\S*:\d+)$")
-_HOST_ALONE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\])$")
+# a host, or a host and a port that is no number: what follows `--ray` otherwise is the program (`.ttc`, `ttcl:NAME`)
+_HOST_ALONE = re.compile(r"^(localhost|\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)(:\S*)?$")
 
 
 def _ray_option(argv: list[str]) -> list[str]:
@@ -157,8 +158,9 @@ def _ray_option(argv: list[str]) -> list[str]:
                 out.append(f"--ray={nxt}")
                 k += 2
                 continue
-            if nxt and _HOST_ALONE.match(nxt):  # was "unexpected extra argument (127.0.0.1)" (QA pass)
-                raise TtclError(f"--ray {nxt}: a cluster's address is HOST:PORT (e.g. {nxt}:6379, the port `ray "
+            if nxt and _HOST_ALONE.match(nxt) and not nxt.endswith(".ttc") and not os.path.exists(nxt):
+                host = nxt.rsplit(":", 1)[0] if nxt.count(":") == 1 else nxt  # "unexpected extra argument" (QA)
+                raise TtclError(f"--ray {nxt}: a cluster's address is HOST:PORT (e.g. {host}:6379, the port `ray "
                                 "start --head` printed); --ray alone starts a local cluster")
             out.append("--ray=local")
         else:

@@ -317,6 +317,8 @@ def eval_(
     _check_choice("--dtype", dtype, DTYPES)
     seed_list = parse_seeds(seeds, seed)
     traces = None if traces is None else where_written(traces)  # `nd/../tr` reached no trace of tr (QA pass)
+    if traces is not None and str(traces) == "-":  # a folder named `-` was made (QA pass)
+        raise RunOptionError("--traces -: the traces are kept in a folder; give its path, e.g. --traces runs/")
     if split_seed < 0:  # numpy's generators take non-negative seeds only
         raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
                              "e.g. --split-seed 0")

@@ -18,12 +18,12 @@ class Terminated(KeyboardInterrupt):
 
 _TERMINATED: list[int] = []  # the signal, set by `terminate`: a library may re-raise the interrupt as a plain one
 # taken as SIGTERM is: a closed terminal or a dropped ssh session (SIGHUP) killed a run at once, its batch lost (QA)
-_AS_SIGTERM = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
+AS_SIGTERM = (signal.SIGTERM, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
 
-def terminate() -> None:
-    """Raise the SIGTERM interrupt, remembered for `exit_code`."""
-    _TERMINATED.append(signal.SIGTERM)
+def terminate(signum: int = signal.SIGTERM) -> None:
+    """Raise the SIGTERM (or SIGHUP) interrupt, remembered for `exit_code`."""
+    _TERMINATED.append(signum)
     raise Terminated
 
 
@@ -48,7 +48,7 @@ class DeferCtrlC:
         return self.requested
 
     def _handle(self, signum: int, frame: Any) -> None:
-        term = signum in _AS_SIGTERM
+        term = signum in AS_SIGTERM
         if term:
             _TERMINATED.append(signum)  # however the command ends now, it ends as that signal ends a process
         if self.requested:
@@ -60,7 +60,7 @@ class DeferCtrlC:
 
     def __enter__(self) -> DeferCtrlC:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, *_AS_SIGTERM) if self.sigterm else (signal.SIGINT,):
+            for sig in (signal.SIGINT, *AS_SIGTERM) if self.sigterm else (signal.SIGINT,):
                 self._before[sig] = signal.signal(sig, self._handle)
         return self
 

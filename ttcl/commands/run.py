@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,7 +47,7 @@ from ttcl.errors import TtclSemanticError
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
 from ttcl.runtime.trace import has_run
-from ttcl.safeio import is_dir, where_written
+from ttcl.safeio import is_dir, is_file, where_written
 
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
@@ -431,6 +432,8 @@ def run(
         raise RunOptionError("--overwrite starts a --trace file over: add --trace FILE, or drop --overwrite")
     if trace is not None and str(trace) == "-":  # a file named `-` was written, where `--dataset -` reads stdin
         raise RunOptionError("--trace -: a trace is written to a file, not to stdout; give a path, e.g. --trace run.jsonl")
+    if trace is not None and os.path.exists(trace) and not is_file(trace) and not is_dir(trace):  # /dev/null
+        raise RunOptionError(f"--trace {trace}: not a regular file; give a file path, e.g. --trace run.jsonl")
     if retry_failed and not resume:
         raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
     if retry_failed and ray is not None:
@@ -449,7 +452,7 @@ def run(
     if by is not None:
         check_by(items, by, dataset)
     if resume and trace is not None and not has_run(trace):  # a typo in the path would rerun everything unsaid
-        why = "is empty (a run killed as it started)" if trace.exists() else "does not exist"
+        why = "is empty (a run killed as it started)" if os.path.exists(trace) else "does not exist"
         typer.echo(f"note: --resume: {trace} {why}; starting the run from the beginning", err=True)
     # a wide run's program and trace are checked before its cluster starts (seconds), so that an error comes first
     compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ttcl.commands.compile import OptionError
-from ttcl.commands.interrupts import DeferCtrlC, terminate
+from ttcl.commands.interrupts import AS_SIGTERM, DeferCtrlC, terminate
 
 RAY_HELP = "Shard the items over Ray workers: --ray starts a local cluster (127.0.0.1), --ray ADDRESS joins one."
 SHARDS_HELP = ("Shards of the items (default: --workers); each gets a fixed share of a pooled budget, so fix it "
@@ -80,15 +80,16 @@ class Wide:
                 import signal
                 import threading
 
-                if threading.current_thread() is threading.main_thread():
-                    self._term = signal.signal(signal.SIGTERM, _terminated)
+                if threading.current_thread() is threading.main_thread():  # SIGHUP (a closed terminal) too: it
+                    self._term = {sig: signal.signal(sig, _terminated) for sig in AS_SIGTERM}  # died at once (QA)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._term is not None:
             import signal
 
-            signal.signal(signal.SIGTERM, self._term)
+            for sig, before in self._term.items():
+                signal.signal(sig, before)
             self._term = None
         if self.started:  # only what this command started (a cluster a caller holds stays up)
             from ttcl.runtime.ray_cluster import shutdown
@@ -97,9 +98,10 @@ class Wide:
 
 
 def _terminated(signum: int, frame: Any) -> None:
-    """SIGTERM during a wide run: leave through the cluster's shutdown, then end as SIGTERM ends a process (143)."""
+    """SIGTERM (SIGHUP) during a wide run: leave through the cluster's shutdown, then end as that signal ends a
+    process (143, 129)."""
     typer.echo("terminated: stopping the Ray cluster", err=True)
-    terminate()
+    terminate(signum)
 
 
 _SHOWN: list[list[int]] = []  # the worker pids said last in this process

@@ -191,6 +191,7 @@ class Accountant:
         self.per_item = per_item or Limits()
         # A called strategy's own `budget per item`: limits on the nodes under its namespace (`main/bon.main#1/`).
         self.sub_budgets = {ns.rstrip("/") + "/": lim for ns, lim in (sub_budgets or {}).items()}
+        self.pool_share = ""  # what `pooled` is, when a part of a larger pool (a wide run's shard says which)
         self._sub: dict[tuple[int, str], Cost] = {}
         self.pooled = pooled or Limits()
         self.on_exhaust: OnExhaust = on_exhaust
@@ -271,8 +272,8 @@ class Accountant:
                 # what is only reserved comes back when the items in flight finish (QA pass: "budget exhausted"
                 # beside a pool 23% spent read as a bug; their worst cases held the rest)
                 spent_only = u in over_units(self._pool_spent, need, self.pooled)  # only on a refusal
-                held = "" if spent_only else " (the rest is reserved for the worst case of items in flight)"
-                reasons.append(f"pooled {u.value}{held}")
+                held = "" if spent_only or self.pool_share else " (the rest is reserved for the worst case of items in flight)"
+                reasons.append(f"pooled {u.value}{held}{self.pool_share}")
         for ns, lim in self.sub_budgets.items():
             if node_id.startswith(ns):
                 for u in over_units(self._sub.get((item, ns), _zero()), need, lim):

@@ -17,7 +17,7 @@ counts it, as it counts a dead worker's attempt, and the pool holds.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,8 @@ def pool_alive(pool: Any) -> bool:
         return False
     except ray.exceptions.GetTimeoutError:
         ray.kill(pool, no_restart=True)
-        for _ in range(20):
-            try:
-                ray.get(pool.pid.remote(), timeout=1)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                return False
-            time.sleep(0.25)
+        with contextlib.suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            ray.get(pool.pid.remote(), timeout=5)  # returns, or raises, once the kill has taken
         return False
 
 
@@ -55,19 +51,19 @@ def charge_attempts_in_flight(trace: Path | None, header: RunHeader, pooled: Lim
     old = read_trace(trace)
     if pooled.is_empty():
         return len(old.items), 0
-    units = list(pooled.as_dict())
+    limits = pooled.as_dict()
     recorded = {u: sum(rec.cost.get(u, 0.0) for rec in old.items.values())
-                + sum(rec.cost.get(u, 0.0) for rec in old.lost) for u in units}
-    room = {u: max(0.0, pooled.as_dict()[u] - recorded[u]) for u in units}
+                + sum(rec.cost.get(u, 0.0) for rec in old.lost) for u in limits}
+    room = {u: max(0.0, limits[u] - recorded[u]) for u in limits}
     records = []
     for worker, shard, indices, quota in in_flight:
         left = [i for i in indices if i not in old.items]
         if not left:
             continue
-        done = {u: sum(old.items[i].cost.get(u, 0.0) for i in indices if i in old.items) for u in units}
-        cost = {}
-        for u in units:
-            granted = quota.as_dict().get(u, room[u])
+        done = {u: sum(old.items[i].cost.get(u, 0.0) for i in indices if i in old.items) for u in limits}
+        cost, share = {}, quota.as_dict()
+        for u in limits:
+            granted = share.get(u, room[u])
             cost[u] = min(room[u], max(0.0, granted - done[u]))
             room[u] -= cost[u]
         records.append(LostRecord(item=left[0], worker=worker, shard=shard, cost=cost).model_dump())

@@ -93,16 +93,12 @@ class ShardAccountant(Accountant):
     def __init__(self, *, link: ShardLink, **kw: Any) -> None:
         super().__init__(**kw)
         self.link = link
+        # its `pooled` is the shard's fixed share, and a refusal says so (QA pass: "budget exhausted: pooled calls"
+        # beside a pool line of 6 / 7, the last call half in each of two shards' 3.5)
+        self.pool_share = f" (shard {link.shard}'s share of the pool)"
         self._keys: dict[int, Key] = {}
         self._rounds: dict[tuple[int, str], int] = {}
         self._free_rounds = 0
-
-    def _blocked(self, item: int, node_id: str, need: Cost) -> list[str]:
-        """As one machine's, naming the shard's share where the pool is what binds: a wide run splits it into
-        fixed shares (QA pass: "budget exhausted: pooled calls" beside a pool line of 6 / 7, the last call
-        half in each of two shards' 3.5)."""
-        return [f"{r.split(' (')[0]} (shard {self.link.shard}'s share of the pool)"
-                if r.startswith("pooled ") and "share" not in r else r for r in super()._blocked(item, node_id, need)]
 
     def _key(self, item: int, node_id: str) -> Key:
         k = self._rounds.get((item, node_id), 0)

@@ -72,6 +72,10 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
     import socket
 
     host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if sep and port.isdigit() and not host.strip("[]"):  # Ray printed a traceback for ":6379" (QA pass)
+        scheme = "ray://" if address.startswith("ray://") else ""
+        raise DistributedError(f"--ray {address}: no host before the port; give HOST:PORT ({scheme}127.0.0.1:{port} "
+                               "for this machine)")
     if not sep or not port.isdigit() or not host:
         return
     if not 1 <= int(port) <= 65535:

@@ -41,6 +41,16 @@ def test_an_address_without_its_port_is_named(capsys: pytest.CaptureFixture[str]
         assert f"--ray {host}: a cluster's address is HOST:PORT (e.g. {bare}:6379" in capsys.readouterr().err
 
 
+def test_an_address_without_its_host_is_named_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ray :6379` printed Ray's own traceback ("Malformed host") before the error (QA pass)."""
+    for address, hint in ((":6379", "127.0.0.1:6379"), ("ray://:10001", "ray://127.0.0.1:10001"),
+                          ("[]:6379", "127.0.0.1:6379")):
+        assert main(["run", str(ADAPTIVE), "--input", "3 +4", "--ray", address]) == 2
+        err = capsys.readouterr().err
+        assert f"--ray {address}: no host before the port; give HOST:PORT ({hint} for this machine)" in err
+        assert "Traceback" not in err
+
+
 def test_joining_an_address_nothing_listens_on_fails_at_once(capsys: pytest.CaptureFixture[str]) -> None:
     """Ray retried 127.0.0.1:1 for minutes, printing a warning every few seconds (found by a QA pass)."""
     import socket

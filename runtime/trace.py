@@ -334,6 +334,15 @@ def read_trace(path: str | Path) -> Trace:
     spent: dict[str, float] | None = None
     charged: dict[int, dict[str, float]] = {}
     open_grants: dict[tuple[int, str], list[dict[str, float]]] = {}
+    item_line: dict[int, int] = {}  # item -> the line of its item record (a retry record lets a second one in)
+
+    def in_range(kind: str, item: int, lineno: int) -> None:
+        """A record of an item the run does not have was taken as written (QA pass): an edited or mixed-up trace."""
+        n = header.items if header is not None else 0
+        if n and not 0 <= item < n:
+            raise TraceError(f"{p}:{lineno}: error: {'an' if kind == 'item' else 'a'} {kind} record for item {item}, but the run has {n} items "
+                             f"(0..{n - 1}): was the trace edited, or joined with another run's?")
+
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -358,12 +367,16 @@ def read_trace(path: str | Path) -> Trace:
                 pass
             elif kind == "node":
                 rec = NodeRecord.model_validate(obj)
+                in_range(kind, rec.item, lineno)
                 pending.setdefault(rec.item, {})[rec.node_id] = rec
             elif kind == "lost":
                 lost.append(LostRecord.model_validate(obj))
+                in_range(kind, lost[-1].item, lineno)
             elif kind == "retry":  # the failed item runs again: its kept nodes count towards its next record
                 rr = RetryRecord.model_validate(obj)
+                in_range(kind, rr.item, lineno)
                 items.pop(rr.item, None)
+                item_line.pop(rr.item, None)
                 open_recs = pending.setdefault(rr.item, {})
                 for rec in nodes.pop(rr.item, []):
                     if rec.node_id in rr.kept and rec.node_id not in open_recs:
@@ -372,6 +385,7 @@ def read_trace(path: str | Path) -> Trace:
                         retired.append(rec)
             elif kind in ("grant", "spend"):
                 sp = SpendRecord.model_validate(obj)
+                in_range(kind, sp.item, lineno)
                 spent = spent if spent is not None else {}
                 key = (sp.item, sp.node_id)
                 if kind == "grant":
@@ -385,6 +399,12 @@ def read_trace(path: str | Path) -> Trace:
                         mine[u] = mine.get(u, 0.0) + v
             elif kind == "item":
                 done = ItemRecord.model_validate(obj)
+                in_range(kind, done.item, lineno)
+                if done.item in item_line:  # the later record silently replaced the first (QA pass)
+                    raise TraceError(f"{p}:{lineno}: error: a second item record for item {done.item} (the first is "
+                                     f"on line {item_line[done.item]}) with no retry record between: was the trace "
+                                     "edited, or joined with another run's?")
+                item_line[done.item] = lineno
                 items[done.item] = done
                 nodes[done.item] = list(pending.pop(done.item, {}).values())
             else:

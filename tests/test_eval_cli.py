@@ -130,6 +130,7 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--pretrain-flops", "policy=-1"], "--pretrain-flops 'policy=-1': a model's training FLOPs are a positive"),
         (["--pool", "n=4", "--pretrain-flops", "policy=nan"], "--pretrain-flops 'policy=nan': a model's training FLOPs are a positive"),
         (["--pool", "m=4"], "--pool m=4: p.ttc has no param `m` (the samples per item); its params: n, temperature"),
+        (["--sweep", "n=1", "--traces", "/dev/null"], "--traces /dev/null: not a folder; --traces names a folder"),
         (["--pool", "n=4", "--allocate", "probe:2", "--baseline", "orm_w"],
          "--baseline 'orm_w': not a signal of this pool (signals: pass, strict, maj)"),
     ],

@@ -167,6 +167,28 @@ def test_bad_trace(tmp_path: Path) -> None:
         read_trace(path)
 
 
+def test_a_record_of_an_item_the_run_lacks_or_a_second_item_record_is_refused(tmp_path: Path) -> None:
+    """An item record for item 9 of a 4-item run, or a second record of item 0, was taken as written: a resume
+    counted the later record and eval read it (QA pass)."""
+    path = tmp_path / "t.jsonl"
+    head = json.dumps(_header(items=4).model_dump()) + "\n"
+    item = ItemRecord(item=0, answer="3").model_dump()
+    path.write_text(head + json.dumps(item) + "\n" + json.dumps(item | {"answer": "4"}) + "\n")
+    with pytest.raises(TraceError, match=r"t.jsonl:3: error: a second item record for item 0 \(the first is on line "
+                                         r"2\) with no retry record between: was the trace edited"):
+        read_trace(path)
+    for kind, rec in (("an item", item | {"item": 9}), ("a node", NodeRecord(item=4, node_id="a", op="x").model_dump()),
+                      ("a retry", {"type": "retry", "item": -1}), ("a spend", {"type": "spend", "item": 7, "node_id": "a"})):
+        path.write_text(head + json.dumps(rec) + "\n")
+        with pytest.raises(TraceError, match=rf"t.jsonl:2: error: {kind} record for item -?\d, but the run has 4 items "
+                                             r"\(0..3\)"):
+            read_trace(path)
+    # a retry record withdraws the first: the second is the item's record
+    path.write_text(head + json.dumps(item | {"status": "failed"}) + "\n" + json.dumps({"type": "retry", "item": 0})
+                    + "\n" + json.dumps(item | {"answer": "4"}) + "\n")
+    assert read_trace(path).items[0].answer == "4"
+
+
 def test_a_trace_under_a_file_names_that_file(tmp_path: Path) -> None:
     """`--trace afile/t.jsonl` said "File exists" (QA s36 #11): the part of the path that is a file is named, for
     a plain run's writer and for a wide run's check before its cluster starts; missing folders are made."""

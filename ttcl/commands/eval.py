@@ -319,6 +319,9 @@ def eval_(
     traces = None if traces is None else where_written(traces)  # `nd/../tr` reached no trace of tr (QA pass)
     if traces is not None and str(traces) == "-":  # a folder named `-` was made (QA pass)
         raise RunOptionError("--traces -: the traces are kept in a folder; give its path, e.g. --traces runs/")
+    if traces is not None and traces.exists() and not traces.is_dir():  # said "cannot create ...: File exists",
+        raise RunOptionError(f"--traces {traces}: not a folder; --traces names a folder that keeps one trace per "  # late
+                             "run, e.g. --traces runs/")
     if split_seed < 0:  # numpy's generators take non-negative seeds only
         raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
                              "e.g. --split-seed 0")

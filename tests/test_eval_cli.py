@@ -73,6 +73,7 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
     first = rep["rows"][0]
     # two seeds' outcomes averaged per item on 16 items: Wilson on the mean (a bootstrap under-covers this few)
     assert first["seeds"] == [0, 1] and first["interval"] in ("wilson-mean", "wilson")
+    assert first["config"] == {"n": 1}  # the value as the program took it: it was the string "1"
     assert [b["bin"] for b in first["bins"]] == [1, 3, "all"]
     assert len(first["item_rows"]) == 16 and first["item_rows"][0]["fields"]["steps"] in (1, 3)
     acc = sum(r["correct"] for r in first["item_rows"]) / 16

@@ -335,7 +335,7 @@ def test_eval_sweep_counts_no_ungraded_item_as_wrong(capsys: pytest.CaptureFixtu
         acc[row["config"]["n"]] = want
     (d,) = rep["paired_differences"]
     assert d["items"] == n_graded and d["of_items"] == failing["n"]
-    assert d["diff"] == pytest.approx(acc["2"] - acc["1"])
+    assert d["diff"] == pytest.approx(acc[2] - acc[1])
     code, out, err = cli(capsys, *args, "--verifier", "j=judge_fail_q3:odd", "--judge", "j")
     assert code == 0 and f"paired over {n_graded} graded items of {failing['n']}" in out
     # the judge fails on every item: no accuracy, no interval, no difference

@@ -165,7 +165,7 @@ def test_eval_sweep_json_and_plot(capsys: pytest.CaptureFixture[str], setup: dic
     assert code == 0, err
     rows = json.loads(out)["rows"]
     assert [(r["series"], r["config"], r["calls_per_item"]) for r in rows] == [
-        ("rand", {"n": "1"}, 1.0), ("rand", {"n": "2"}, 2.0)]  # a series is named by its model
+        ("rand", {"n": 1}, 1.0), ("rand", {"n": 2}, 2.0)]  # a series is named by its model
     assert rows[0]["flops_per_item"] < rows[1]["flops_per_item"]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

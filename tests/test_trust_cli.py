@@ -344,8 +344,8 @@ def test_eval_marks_degraded_points(capsys: pytest.CaptureFixture[str], tmp_path
     code, out, err = cli(capsys, "eval", str(prog), "--dataset", str(ds), "--sweep", "n=2,64", "--device", "cpu", "--json")
     assert code == 0, err
     rows = {r["config"]["n"]: r for r in json.loads(out)["rows"]}
-    assert rows["2"]["degraded"] == 0 and rows["64"]["degraded"] == 2
-    assert rows["64"]["flops_per_item"] != rows["2"]["flops_per_item"]  # plotted at what it actually spent
+    assert rows[2]["degraded"] == 0 and rows[64]["degraded"] == 2
+    assert rows[64]["flops_per_item"] != rows[2]["flops_per_item"]  # plotted at what it actually spent
     curves = [{"series": "s", "signal": "", "bin": "all", "items": 2, "flops": r["flops_per_item"],
                "accuracy": r["accuracy"], "lo": r["lo"], "hi": r["hi"], "config": f"n={n}", "degraded": r["degraded"]}
               for n, r in rows.items()]

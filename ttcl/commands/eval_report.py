@@ -75,7 +75,9 @@ def sweep_report(runs: Any, series: list[tuple[str, list[str]]], configs: list[l
             allrow = bins[-1]
             graded = int(ok.sum())
             rows.append({
-                "series": label, "config": dict(config), "seeds": seeds, "graded": graded,
+                # the values as the program took them (`n: 4`, not "4": QA pass), from the run's own header
+                "series": label, "config": {k: sums[0].header.get("params", {}).get(k, v) for k, v in config},
+                "seeds": seeds, "graded": graded,
                 "accuracy": allrow["accuracy"] if graded else None, "lo": allrow["lo"], "hi": allrow["hi"],
                 "interval": allrow.get("interval"), "items": len(acc),
                 "flops_per_item": float(fl.mean()),

@@ -189,15 +189,17 @@ def test_by_a_field_holding_a_list_is_refused_before_sampling(capsys: pytest.Cap
 
 
 def test_by_a_field_some_items_lack_is_a_note(capsys: pytest.CaptureFixture[str], setup: dict[str, Path]) -> None:
-    """Those items form a bin `None`, which was said nowhere (QA pass)."""
+    """Those items form a bin `no steps` (it was `None`, said nowhere: QA pass)."""
     lines = setup["ds"].read_text().splitlines()
     ds = setup["root"] / "holes.jsonl"
     ds.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "steps" or i % 3}) + "\n"
                           for i, line in enumerate(lines)))
     code, out, err = cli(capsys, "run", str(setup["prog"]), "--dataset", str(ds), "--by", "steps", "--set", "n=1")
     assert code == 0, err
-    assert f"note: --by 'steps': 3 of 8 items have no value for it (first: {ds}:1); they are grouped as steps=None" in err
-    assert "steps = None: accuracy" in out
+    assert f"note: --by 'steps': 3 of 8 items have no value for it (first: {ds}:1); they are grouped as `no steps`" in err
+    assert "no steps: accuracy" in out and "None" not in out
+    code, out, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(ds), "--by", "steps", "--sweep", "n=1")
+    assert code == 0 and "steps=1" in out and "no steps" in out and "None" not in out  # its column was `steps=None`
 
 
 @pytest.mark.parametrize("keep", [True, False])

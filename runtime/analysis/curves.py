@@ -127,6 +127,11 @@ def in_bin(fields: Sequence[dict[str, Any]], by: str | None, value: Any) -> np.n
     return np.array([_key(b) == _key(value) for b in item_bins(fields, by)], dtype=bool)
 
 
+def bin_label(by: str | None, value: Any) -> str:
+    """A column of a `--by` table: `steps=3`, `all`, and `no steps` for the items that lack the field (was `steps=None`)."""
+    return ALL if isinstance(value, str) and value == ALL else f"no {by}" if value is None else f"{by}={value}"
+
+
 def summarize(acc: np.ndarray, flops: np.ndarray, *, seed: int = 0) -> dict[str, float]:
     """Mean accuracy with its 95% interval (`intervals.interval_method` says which) and mean FLOPs."""
     if acc.size == 0:

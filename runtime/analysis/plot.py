@@ -99,7 +99,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                                 color=GROUP_COLORS[i % len(GROUP_COLORS)], marker=MARKERS[(i + 1) % len(MARKERS)], markersize=6,
                                 linestyle=":", linewidth=1.6, capsize=2)
                 handles.setdefault(f"{g} ({', '.join(dict.fromkeys(p['config'] for p in points if p.get('group') == g))})", h)
-        _axes(ax, f"{by} = {value}" if by else str(value))
+        _axes(ax, (f"no {by}" if value is None else f"{by} = {value}") if by else str(value))
     titles = [ax.get_title() for ax in list(axes.flat)[: len(bins)]]
     if allocation:
         ax = list(axes.flat)[len(bins)]

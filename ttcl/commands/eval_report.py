@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ttcl.commands.compile import rebind_models
 from ttcl.errors import TtclRuntimeError
+from ttcl.runtime.analysis.curves import bin_label
 
 
 def _f(x: float) -> str:
@@ -141,7 +142,7 @@ def print_sweep(report: dict[str, Any], console: Console) -> None:
         t = Table(title=f"by {report['by']}: accuracy [95% CI] / FLOPs per item")
         t.add_column("series / config")
         for b in report["bins"]:
-            t.add_column(f"{report['by']}={b}" if b != "all" else "all", justify="right")
+            t.add_column(bin_label(report["by"], b), justify="right")
         for r in rows:
             name = ", ".join(f"{k}={v}" for k, v in r["config"].items()) or "defaults"
             t.add_row(f"{r['series']} {name}", *(f"{_acc(b)}\n{_f(b['flops'])}" for b in r["bins"]))
@@ -436,7 +437,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     g = Table(title="greedy points: accuracy [95% CI] @ FLOPs per item")
     g.add_column("model")
     for b in report["bins"]:
-        g.add_column(f"{report['by']}={b}" if b != "all" else "all", justify="right")
+        g.add_column(bin_label(report["by"], b), justify="right")
     for label in dict.fromkeys(r["label"] for r in report["greedy"]):
         g.add_row(label, *(f"{_acc(r)}\n@ {_f(r['flops'])}" for r in report["greedy"] if r["label"] == label))
     console.print(g)
@@ -444,7 +445,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         b = Table(title=f"by {report['by']}, at k = {pool['ks'][-1]}: accuracy [95% CI]")
         b.add_column("series / signal")
         for v in report["bins"]:
-            b.add_column(f"{report['by']}={v}" if v != "all" else "all", justify="right")
+            b.add_column(bin_label(report["by"], v), justify="right")
         kmax = pool["ks"][-1]
         for series in dict.fromkeys(r["series"] for r in report["curves"]):
             for signal in dict.fromkeys(r["signal"] for r in report["curves"] if r["series"] == series):
@@ -460,7 +461,7 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
                         "n/a = the reference gets no item right")
         e.add_column("series signal vs reference")
         for v in report["bins"]:
-            e.add_column(f"{report['by']}={v}" if v != "all" else "all", justify="right")
+            e.add_column(bin_label(report["by"], v), justify="right")
         keys = list(dict.fromkeys((r["series"], r["signal"], r["reference"]) for r in report["exchange"]))
         for key in keys:
             cells = [r for r in report["exchange"] if (r["series"], r["signal"], r["reference"]) == key]

@@ -490,7 +490,8 @@ def run(
                 acc = ("n/a (no item graded)" if b["accuracy"] is None else
                        f"{b['accuracy']:.3f} [{b['lo']:.3f}, {b['hi']:.3f}] (95% Wilson)")
                 over = f"{b['graded']} graded of {b['items']}" if b["graded"] < b["items"] else f"{b['items']}"
-                console.print(f"{f'{by} = ' if b['bin'] != 'all' else ''}{b['bin']}: accuracy {acc} over {over} item{'s' * (b['items'] != 1)}, "
+                head = "all" if b["bin"] == "all" else f"no {by}" if b["bin"] is None else f"{by} = {b['bin']}"
+                console.print(f"{head}: accuracy {acc} over {over} item{'s' * (b['items'] != 1)}, "
                               f"FLOPs/item {_flops(b['flops'])}, tokens/item {b['tokens']:.1f}")
     from ttcl.runtime.judge import failure_line, judge_failures
 
@@ -533,10 +534,10 @@ def check_by(items: list[Any], by: str, dataset: Path | None) -> None:
             raise RunOptionError(f"{where}: --by {by!r}: the field holds a {type(value).__name__}; --by groups by a "
                                  "string, number or boolean")
     missing = [it for it in items if it.extra.get(by) is None]
-    if missing:  # grouped as their own bin, `None`: said, since a typo in one line's field name looks alike
+    if missing:  # grouped as their own bin, `no FIELD`: said, since a typo in one line's field name looks alike
         first = missing[0].where(dataset) if dataset is not None and missing[0].line else f"item {missing[0].index}"
         typer.echo(f"note: --by {by!r}: {len(missing)} of {len(items)} items have no value for it (first: {first}); "
-                   f"they are grouped as {by}=None", err=True)
+                   f"they are grouped as `no {by}`", err=True)
 
 
 def by_field(results: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:

@@ -119,13 +119,17 @@ def evaluate_verifier(model, out: Path, meta: dict, out_root: Path, is_quick: bo
 
 
 def _table(rows: list[dict]) -> str:
+    """Accuracy in % with its 95% Wilson interval over the row's n problems (the cards had none: QA pass)."""
+    from ttcl.runtime.analysis.intervals import wilson
+
     if not rows:
         return ""
     cols = list(rows[0])
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = ""
     for r in rows:
-        cells = [str(r[c]) if c in ("steps", "n") else _pct(r[c]) for c in cols]
+        cells = [str(r[c]) if c in ("steps", "n") else
+                 "{} [{}, {}]".format(_pct(r[c]), *map(_pct, wilson(r[c] * r["n"], r["n"], 1.96))) for c in cols]
         body += "| " + " | ".join(cells) + " |\n"
     return head + body
 
@@ -207,12 +211,13 @@ def write_card(out: Path, meta: dict) -> None:
         if kind in ("orm", "prm"):
             lines += ["## Accuracy by difficulty", "",
                       f"Voting over {ev['samples']} samples of `ttcl:{ev['policy']}` (T=0.8) on the card set "
-                      f"(seed 1234), in %: `weighted` sums this verifier's scores per answer, `best` keeps the top-scored sample.", ""]
+                      f"(seed 1234), in % with 95% Wilson intervals over the problems: `weighted` sums this verifier's scores per "
+                      "answer, `best` keeps the top-scored sample.", ""]
         else:
             lines += ["## Accuracy by difficulty", "",
                       f"Fixed evaluation set (`make_problems(.., seed=1234)`), {ev['per_level']} problems per number of "
                       f"steps; `maj@{ev['samples']}` and `pass@{ev['samples']}` from {ev['samples']} samples at "
-                      f"T={ev['temperature']}. Accuracy in %.", ""]
+                      f"T={ev['temperature']}. Accuracy in %, with its 95% Wilson interval over the problems.", ""]
         lines.append(_table(ev["by_steps"]))
     # a model that reads others rebuilds beside the shipped ones
     from ttcl.zoo.family import dependencies

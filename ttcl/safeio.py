@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ttcl.errors import TtclError
@@ -181,6 +182,35 @@ def make_parents(path: Path) -> None:
                 raise NotADirectoryError(errno.ENOTDIR, f"`{part}` is a broken symlink, not a directory") from None
             raise NotADirectoryError(errno.ENOTDIR, f"`{part}` is not a directory") from None
         raise
+
+
+def write_whole(path: Path, write: Callable[[str], None]) -> None:
+    """Write the file `path` names whole or not at all: `write(name)` fills a temporary file beside it, which is
+    then renamed over it, so a kill or a full disk leaves the old file as it was. The file stays what it was (QA
+    pass: run as root, `ttcl data -o /dev/null` replaced the device with a file): a symlink is followed and the file
+    it points to is written; an existing file keeps its mode, a new one gets 0666 less the umask, as `>` gives; a
+    device or FIFO (`/dev/null`, `/dev/full`) is written through, as `>` writes it, never replaced. The temporary
+    file is removed however `write` ends (a caller maps SIGTERM to an exception for that: `interrupts.terminating`)."""
+    import secrets
+
+    real = Path(os.path.realpath(path))
+    try:
+        st: os.stat_result | None = os.stat(real)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        write(str(real))
+        return
+    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as to a new file
+    os.close(fd)
+    try:
+        if st is not None:
+            os.chmod(tmp, st.st_mode & 0o7777)
+        write(str(tmp))
+        os.replace(tmp, real)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

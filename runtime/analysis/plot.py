@@ -5,11 +5,12 @@ last panel with the compute-optimal policy against the best uniform configuratio
 from __future__ import annotations
 
 import math
-import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ttcl.safeio import write_whole
 
 SIGNAL_COLORS = {"pass": "black", "strict": "dimgray", "maj": "tab:blue"}
 PALETTE = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
@@ -122,15 +123,13 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1,
                            1 - (0.35 + 0.2 * (len(lines) - 1)) / height))
-    # written beside it, then moved over it: a kill mid-write left a cut PNG over the last good one (QA pass)
+    # written beside it, then moved over it: a kill mid-write left a cut PNG over the last good one (QA pass); a
+    # link stays a link, a device is written through (safeio.write_whole)
     out = Path(path)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{out.suffix}")
-    try:
-        fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")  # an OSError goes up as it is: the
-        os.replace(tmp, out)  # caller says which path and what
+    try:  # an OSError goes up as it is: the caller says which path and what
+        write_whole(out, lambda name: fig.savefig(name, dpi=110, format=out.suffix.lstrip(".") or "png"))
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return titles
 
 

@@ -21,7 +21,7 @@ from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import Compiled, compile_program
 from ttcl.errors import TtclError, TtclSemanticError
-from ttcl.safeio import make_parents, same_file, where_written
+from ttcl.safeio import make_parents, same_file, where_written, write_whole
 
 EXIT_FITS = 0
 EXIT_OVER = 1
@@ -309,10 +309,11 @@ def refuse_input_as_output(output: Path | None, option: str, inputs: dict[str, P
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write an output file, making its folders as `--trace` does."""
+    """Write an output file whole (a link followed, a device written through), making its folders as `--trace`
+    does."""
     try:
         make_parents(path)
-        path.write_bytes(data)
+        write_whole(path, lambda name: Path(name).write_bytes(data))
     except OSError as e:
         raise OptionError(f"cannot write `{path}`: {e.strerror or e}") from e
 

@@ -419,30 +419,30 @@ def _emit(lines: Iterable[str], output: Path | None) -> None:
         for line in lines:
             sys.stdout.write(line + "\n")
         return
-    import os
-    import tempfile
-
-    from ttcl.safeio import is_dir, make_parents
+    from ttcl.commands.interrupts import terminating
+    from ttcl.safeio import is_dir, make_parents, write_whole
 
     if is_dir(output):
         raise ZooArgumentError("--output", f"`{output}` is a folder; give a file path")
-    tmp = None
-    try:
-        make_parents(output)
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
-        count = 0
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    count = 0
+
+    def write(name: str) -> None:
+        nonlocal count
+        with open(name, "w", encoding="utf-8") as f:
             for line in lines:
                 f.write(line + "\n")
                 count += 1
-        os.replace(tmp, output)
-        tmp = None
-        typer.echo(f"wrote {count:,} problem{'s' if count != 1 else ''} to {output}", err=True)
+
+    try:
+        make_parents(output)
     except OSError as e:
         raise ZooArgumentError("--output", f"cannot write `{output}`: {e.strerror or e}") from e
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    try:
+        with terminating():
+            write_whole(output, write)
+    except OSError as e:  # a full disk, or `-o /dev/full`: not the value's fault
+        raise TtclRuntimeError(f"{output}: error: cannot write the problems: {e.strerror or e}") from e
+    typer.echo(f"wrote {count:,} problem{'s' if count != 1 else ''} to {output}", err=True)
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

@@ -338,7 +338,8 @@ _FLOAT_MAX = sys.float_info.max
 
 def _short(raw: str, limit: int = 40) -> str:
     """A `--set` value as a message shows it: at most `limit` characters."""
-    return raw if len(raw) <= limit else f"{raw[:limit]}... ({len(raw)} characters)"
+    raw = raw.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate shown as `\udcff`: no stream
+    return raw if len(raw) <= limit else f"{raw[:limit]}... ({len(raw)} characters)"  # can write it as it is
 
 
 class ValueProblem(str):
@@ -348,6 +349,11 @@ class ValueProblem(str):
 def parse_param_value(decl: ParamDecl, raw: str) -> ParamValue | ValueProblem:
     """A `--set` value typed by its param's declared type (`auto` only for ranged ints)."""
     if decl.type == "text":
+        try:  # undecodable command-line bytes reach Python as lone surrogates: budget.py's encode was exit 70 (QA)
+            raw.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return ValueProblem(f"the value is not valid Unicode: a lone surrogate U+{ord(raw[e.start]):04X} at "
+                                f"character {e.start + 1} (undecodable bytes?)")
         return raw
     if decl.type == "bool":
         if raw in ("true", "false"):

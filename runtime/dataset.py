@@ -208,7 +208,10 @@ def load_dataset(path: str | Path, *, limit: int | None = None, fields: dict[str
 
 
 def _is_text_source(text_path: str) -> bool:
-    return not (text_path.startswith("hf:") or Path(text_path).is_dir() or text_path.endswith((".parquet", ".arrow")))
+    from ttcl.safeio import is_dir
+
+    # safeio's is_dir: an OSError (a name too long) is for the read to report; it was exit 70 (QA pass)
+    return not (text_path.startswith("hf:") or is_dir(Path(text_path)) or text_path.endswith((".parquet", ".arrow")))
 
 
 def _load(path: str | Path, limit: int | None, fields: dict[str, str] | None,
@@ -221,11 +224,14 @@ def _load(path: str | Path, limit: int | None, fields: dict[str, str] | None,
 
         return _from_rows(load_hf(text_path, limit), text_path, limit, fields, dropped)
     p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"{p}: error: dataset file not found")
-    if p.is_dir():
-        raise DatasetError(f"{p}: error: is a directory, expected a .jsonl file")
-    real = str(p.resolve())
+    try:  # the stat itself may fail (a name too long, a folder ttcl may not search): exit 70 before (QA pass)
+        if not p.exists():
+            raise DatasetError(f"{p}: error: dataset file not found")
+        if p.is_dir():
+            raise DatasetError(f"{p}: error: is a directory, expected a .jsonl file")
+        real = str(p.resolve())
+    except OSError as e:
+        raise DatasetError(f"{p}: error: cannot read: {e.strerror or e}") from e
     if any(real == d or real.startswith(d + "/") for d in ("/proc", "/sys")):  # as for programs (docs/trust.md)
         raise DatasetError(f"{p}: error: is in a system directory (/proc or /sys), not a dataset")
     try:

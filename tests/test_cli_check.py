@@ -408,3 +408,46 @@ def test_check_says_when_the_server_of_a_model_url_did_not_answer(capsys: pytest
     assert "verdict: fits" in out
     assert f"note: http://127.0.0.1:{port}/v1 did not answer (" in err
     assert "without comparing the served model's context and config with it; `ttcl run` asks the server at start" in err
+
+
+MARKUP = '''ttcl 1
+model policy = "ttcl:arith-s"
+param p: text = "[/]"
+strategy main(question: text[<=40]) -> text {
+    d = sample(policy, "{question}{p}\\n", n = 1, max_tokens = 4)
+    if count(d) > 0 {
+        return question
+    }
+    return question
+}
+'''
+
+
+def test_user_text_is_printed_as_text_never_as_markup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`[/]` in a param's value, a path, an answer or a `--by` value was Rich markup: exit 70 after the report
+    (MarkupError), and `[x]` vanished (QA pass)."""
+    folder = tmp_path / "a[" / "b]"
+    folder.mkdir(parents=True)
+    prog = folder / "p.ttc"
+    prog.write_text(MARKUP)
+    assert main(["check", str(prog)]) == 0
+    out = capsys.readouterr().out
+    assert "params: p = [/]" in out and "a[/b]/p.ttc: worst" in out
+    assert main(["check", str(prog), "--set", "p=[x]"]) == 0 and "params: p = [x]" in capsys.readouterr().out
+    assert main(["run", str(prog), "--input", "[/x]"]) == 0
+    assert "answer: [/x]" in capsys.readouterr().out
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1 +2", "answer": "3", "steps": "[/]"}\n')
+    assert main(["run", str(prog), "--dataset", str(data), "--by", "steps"]) == 0
+    assert "steps = [/]: accuracy" in capsys.readouterr().out
+
+
+def test_a_text_param_set_to_undecodable_bytes_is_refused_at_its_declaration(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set p=$'\\xff'` reached the budget's token count as a lone surrogate: exit 70 (QA pass)."""
+    prog = tmp_path / "p.ttc"
+    prog.write_text(MARKUP)
+    for command in (["check", str(prog)], ["run", str(prog), "--input", "1 +2"]):
+        assert main([*command, "--set", "p=\udcff"]) == 2
+        err = capsys.readouterr().err
+        assert "p.ttc:3:1: error: `--set p=\\udcff`: the value is not valid Unicode: a lone surrogate U+DCFF" in err

@@ -337,3 +337,25 @@ def test_a_trailing_comment_after_tab_indentation_keeps_its_column_as_shown() ->
     two = 'ttcl 1\n"""ab\ncd""" ;        # c1\n'
     once = format_source(two)
     assert format_source(once) == once and once.splitlines()[2] == 'cd"""          # c1'
+
+
+def test_an_empty_path_and_a_closed_stdin_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ttcl fmt ""` formatted every program below the working directory; `ttcl fmt - <&-` was exit 70 (QA pass)."""
+    (tmp_path / "x.ttc").write_text("ttcl 1\nstrategy   main(q: text) -> text {\n    return q\n}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["fmt", ""]) == 2
+    assert "'':1:1: error: an empty path names no file" in capsys.readouterr().err
+    assert "strategy   main" in (tmp_path / "x.ttc").read_text()
+    monkeypatch.setattr("sys.stdin", None)
+    assert main(["fmt", "-"]) == 2
+    assert "<stdin>:1:1: error: this process has no standard input to read a program from" in capsys.readouterr().err
+
+
+def test_a_name_too_long_is_a_read_error_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`Path.is_dir()` raised ENAMETOOLONG: exit 70 in fmt and in run/eval --dataset (QA pass)."""
+    long = str(tmp_path / ("a" * 300))
+    assert main(["fmt", "--check", long + ".ttc"]) == 2
+    assert "File name too long" in capsys.readouterr().err
+    assert main(["run", "ttcl:self_consistency", "--dataset", long + ".jsonl"]) == 2
+    assert ".jsonl: error: cannot read: File name too long" in capsys.readouterr().err

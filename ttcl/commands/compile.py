@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
@@ -173,13 +174,13 @@ def print_report(report: BudgetReport, console: Console) -> None:
         console.print(f"sub-budget of {sub.call} (called at {sub.file}:{sub.line}, declared in {sub.module}): "
                       + "; ".join(_limit_text(lim) for lim in sub.limits))
     for warning in report.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(styled("[yellow]warning:[/] ", warning), highlight=False)
     _print_verdict(report, console)
 
 
 def _print_verdict(report: BudgetReport, console: Console) -> None:
     if report.verdict == "fits":
-        console.print("[bold green]verdict: fits[/]: the worst case is within every per-item budget")
+        console.print(styled("[bold green]verdict: fits[/]", ": the worst case is within every per-item budget"))
         return
     if report.verdict == "no budget":
         if any(lim.scope == "item" for lim in report.limits):  # `seconds` alone: nothing a static bound can prove
@@ -187,7 +188,7 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
         else:
             console.print("verdict: no per-item budget declared; nothing to prove")
         return
-    console.print("[bold red]verdict: OVER BUDGET[/]")
+    console.print(styled("[bold red]verdict: OVER BUDGET[/]"))
     groups = [("", report.limits)] + [(f"sub-budget of {sub.call}: ", sub.limits) for sub in report.sub_budgets]
     for prefix, limits in groups:
         for lim in limits:
@@ -240,7 +241,7 @@ def check(
     if as_json:  # every --json answer carries `verdict` and `exit_code`, whatever the verdict
         typer.echo(json.dumps(report.model_dump(mode="json") | {"exit_code": code}, indent=2))
     else:
-        print_report(report, Console(width=None if sys.stdout.isatty() else 200))
+        print_report(report, Console(width=None if sys.stdout.isatty() else 200, markup=False))
     raise typer.Exit(code)
 
 
@@ -283,7 +284,14 @@ def graph(
 def report_console() -> Console:
     """The console a report table prints to: the terminal's width, 120 at least; a pipe or a file gets a table as
     wide as it needs, up to 240 columns (QA passes: node names and overlay cells were cut to `…` at 120)."""
-    return Console(width=max(120, Console().width) if sys.stdout.isatty() else 240)
+    return Console(width=max(120, Console().width) if sys.stdout.isatty() else 240, markup=False)
+
+
+def styled(markup: str, plain: str = "") -> Text:
+    """`[bold]answer:[/] ` as styled text, then `plain` as it is. A report console reads no markup (`markup=False`):
+    user text (a param's value, a path, an answer, a field's value) holding `[/]` was an internal error, and `[x]`
+    vanished (QA pass)."""
+    return Text.from_markup(markup) + Text(plain)
 
 
 def program_input(program: Path | str) -> Path:

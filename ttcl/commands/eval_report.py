@@ -11,7 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ttcl.commands.compile import rebind_models
+from ttcl.commands.compile import rebind_models, styled
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.analysis.curves import bin_label
 
@@ -483,8 +483,9 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         _print_overlay(report, console)
     if "allocation" in report:
         a = report["allocation"]
-        console.print(f"[bold]compute-optimal allocation[/] of {a['series']} (bins: {a['bins_from']}; chosen on "
-                      f"{_items(a['select_items'])}, reported on the other {a['report_items']}, split seed {a['split_seed']})")
+        console.print(styled("[bold]compute-optimal allocation[/]", f" of {a['series']} (bins: {a['bins_from']}; chosen "
+                             f"on {_items(a['select_items'])}, reported on the other {a['report_items']}, split seed "
+                             f"{a['split_seed']})"))
         at = Table()
         choice_col = "choice per bin" + (" (0 = easiest)" if a["bins_from"].startswith("predicted") else "")
         for col in ("budget FLOPs/item", "accuracy [95% CI]", "FLOPs/item", "uniform needs", "saving vs uniform [95% CI]"):

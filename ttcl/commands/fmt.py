@@ -33,15 +33,33 @@ def _expand(paths: list[str]) -> list[str]:
     """Files as given; a directory stands for every .ttc file below it."""
     out: list[str] = []
     for p in paths:
+        if not p:  # `ttcl fmt "$F"` with F empty formatted every program below the working directory (QA pass)
+            raise SyntaxDiagnosticError([Diagnostic(span=Span(file="''", line=1, column=1),
+                                                    message="an empty path names no file")])
         path = Path(p)
-        if p != "-" and path.is_dir():
-            found = [str(f) for f in sorted(path.rglob("*.ttc")) if not is_dir(f)]
+        if p != "-" and is_dir(path):  # safeio's: an OSError (a name too long) was exit 70 (QA pass)
+            found, unreadable = _programs_below(path)
+            if unreadable:  # rglob skipped them without a word, and `fmt --check` passed (QA pass)
+                raise SyntaxDiagnosticError([Diagnostic(span=Span(file=d, line=1, column=1), message=f"cannot read "
+                                                        f"this directory: {why}") for d, why in unreadable])
             if not found:  # as ruff and black do: nothing to format is not an error, but it is said
                 typer.echo(f"{p}: no .ttc files below this directory; nothing to format", err=True)
             out.extend(found)
         else:
             out.append(p)
     return out
+
+
+def _programs_below(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The .ttc files below `root`, sorted, and the folders below it that cannot be read, with why."""
+    import os
+
+    found: list[str] = []
+    unreadable: list[tuple[str, str]] = []
+    for top, dirs, files in os.walk(root, onerror=lambda e: unreadable.append((str(e.filename), e.strerror))):
+        dirs.sort()
+        found.extend(os.path.join(top, f) for f in files if f.endswith(".ttc") and not is_dir(Path(top) / f))
+    return sorted(found, key=lambda f: Path(f).parts), unreadable
 
 
 def _diff(old: str, new: str, name: str) -> str:
@@ -52,9 +70,12 @@ def _diff(old: str, new: str, name: str) -> str:
 
 def _read_stdin() -> str:
     """Standard input, at most a program's size limit."""
+    if sys.stdin is None:  # started with stdin closed (`<&-`): exit 70 before (QA pass)
+        raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=1, column=1),
+                                                message="this process has no standard input to read a program from")])
     text = sys.stdin.read(PROGRAM_LIMIT + 1)
     if len(text) > PROGRAM_LIMIT:
-        raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=0, column=0),
+        raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=1, column=1),
                                                 message=f"standard input is more than {PROGRAM_LIMIT:,} characters")])
     return text
 

@@ -29,6 +29,7 @@ from ttcl.commands.compile import (
     refuse_input_as_output,
     register_verifiers,
     report_console,
+    styled,
 )
 from ttcl.commands.interrupts import (
     exit_code,
@@ -292,7 +293,7 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
     judge = summary.header.get("judge", "gold")
     if single:
         r = summary.results[0]
-        console.print(f"[bold]answer:[/] {r['answer'] if r['answer'] is not None else '(none)'}")
+        console.print(styled("[bold]answer:[/] ", r["answer"] if r["answer"] is not None else "(none)"))
         if r["correct"] is not None:
             console.print(f"judged {'right' if r['correct'] else 'wrong'} by {_judged_by(judge)}")
         if r["status"] != "ok" or r["failures"]:
@@ -300,13 +301,13 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             for node, why in r["failures"].items():
                 console.print(f"  {node}: {why}")
         if r.get("degraded"):
-            console.print(f"[yellow]degraded[/] by on_exhaust = {summary.on_exhaust}:", highlight=False)
+            console.print(styled("[yellow]degraded[/]", f" by on_exhaust = {summary.on_exhaust}:"), highlight=False)
             for line in r["degraded"]:
                 console.print(f"  {line}", highlight=False)
     else:
         acc = _accuracy(summary)
-        console.print(f"[bold]accuracy:[/] {acc} judged by {_judged_by(judge)}   items {summary.items}, answered {summary.answered}, "
-                      f"stopped {summary.stopped}, failed {summary.failed}")
+        console.print(styled("[bold]accuracy:[/]", f" {acc} judged by {_judged_by(judge)}   items {summary.items}, answered "
+                             f"{summary.answered}, stopped {summary.stopped}, failed {summary.failed}"))
         bad = [r for r in summary.results if r["status"] != "ok"]
         for r in bad[:5]:
             console.print(f"  item {r['item']}: {r['status']}: {r['error'] or '; '.join(r['failures'].values())}")
@@ -314,8 +315,8 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
             console.print(f"  ... {len(bad) - 5} more (see --trace / --json)")
         degraded = [r for r in summary.results if r.get("degraded")]
         if degraded:
-            console.print(f"[yellow]degraded[/]: {len(degraded)} of {summary.items} items ran a smaller strategy "
-                          f"than the program's (on_exhaust = {summary.on_exhaust}):", highlight=False)
+            console.print(styled("[yellow]degraded[/]", f": {len(degraded)} of {summary.items} items ran a smaller "
+                                 f"strategy than the program's (on_exhaust = {summary.on_exhaust}):"), highlight=False)
             for r in degraded[:3]:
                 console.print(f"  item {r['item']}: " + "; ".join(r["degraded"]), highlight=False)
             if len(degraded) > 3:
@@ -357,7 +358,7 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
                 for u, lim in limits.items()]
             console.print(f"budget {scope} (on_exhaust = {summary.on_exhaust}): " + "; ".join(parts))
     for w in summary.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(styled("[yellow]warning:[/] ", w), highlight=False)
     if summary.shared_across_items:
         sh = summary.shared_across_items
         console.print(f"each item is charged its prefill as if it ran alone; the prefix cache served "

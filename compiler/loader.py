@@ -201,7 +201,7 @@ def _display_join(importer_file: str, rel: str) -> str:
 
 
 IMPORT_PATH_ENV = "TTCL_IMPORT_PATH"
-MAX_INSTANCES = 10_000  # module instances reached from the root (a file imported twice counts twice)
+MAX_INSTANCES = 1_000  # module instances reached from the root (a file imported twice counts twice); checks.py
 
 
 class _Loader:

@@ -158,6 +158,8 @@ def docstring_literal(text: str) -> str:
             out.append("\\\\" if nxt in _DOC_ESCAPE_AFTER_BACKSLASH or nxt == "" else "\\")
         elif ch == '"' and nxt in ('"', ""):
             out.append('\\"')
+        elif ch == "\n" and i and text[i - 1] == "\r":  # written as it is, CR + newline reads back as a newline
+            out.append("\\n")  # alone: the docstring changed, and fmt of its output changed it again (QA pass)
         else:
             out.append(ch)
     return '"""' + "".join(out) + '"""'

@@ -359,3 +359,19 @@ def test_a_name_too_long_is_a_read_error_not_a_crash(tmp_path: Path, capsys: pyt
     assert "File name too long" in capsys.readouterr().err
     assert main(["run", "ttcl:self_consistency", "--dataset", long + ".jsonl"]) == 2
     assert ".jsonl: error: cannot read: File name too long" in capsys.readouterr().err
+
+
+def test_a_docstring_holding_a_carriage_return_formats_once_and_keeps_its_text(tmp_path: Path) -> None:
+    """A CR before an escaped newline in a docstring was written as CR + newline, which reads back as a newline:
+    the docstring changed and `fmt --check` failed on fmt's own output (QA fuzz; a `\\r\\r\\n` file too)."""
+    from ttcl.compiler.fmt import format_source
+    from ttcl.compiler.parse import parse
+
+    body = ('model policy = "ttcl:arith-s"\nstrategy main(question: text[<=40]) -> answer {\n'
+            '    return vote(sample(policy, "{question}\\n", n = 2, max_tokens = 16))\n}\n')
+    crcrlf = ('ttcl 1\n"""Doc\nmore"""\n' + body).replace("\n", "\r\r\n")
+    for src in ('ttcl 1\n"""Doc: a\r\\nb"""\n' + body, crcrlf):
+        once = format_source(src)
+        assert format_source(once) == once
+    src = 'ttcl 1\n"""Doc: a\r\\nb"""\n' + body
+    assert parse(format_source(src)).docstring == parse(src).docstring == "Doc: a\r\nb"

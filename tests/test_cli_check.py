@@ -451,3 +451,25 @@ def test_a_text_param_set_to_undecodable_bytes_is_refused_at_its_declaration(
         assert main([*command, "--set", "p=\udcff"]) == 2
         err = capsys.readouterr().err
         assert "p.ttc:3:1: error: `--set p=\\udcff`: the value is not valid Unicode: a lone surrogate U+DCFF" in err
+
+
+def test_a_program_ttcl_may_not_read_is_a_positioned_error(tmp_path: Path) -> None:
+    """Click's own check answered first: "Usage: ... Invalid value for 'program': path 'F.ttc' is not readable",
+    with no position and not in ttcl's words (QA pass)."""
+    import os
+    import subprocess
+    import sys
+
+    prog = tmp_path / "p.ttc"
+    prog.write_text(MARKUP)
+    prog.chmod(0)
+    drop = []
+    if os.geteuid() == 0:  # root reads any file: drop the capability that lets it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv")
+        drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    for command in (["check"], ["graph"], ["run", "--input", "1 +2"]):
+        out = subprocess.run([*drop, sys.executable, "-m", "ttcl.cli", command[0], str(prog), *command[1:]],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and f"p.ttc:1:1: error: cannot read `{prog}`: permission denied" in out.stderr, out.stderr
+        assert "Usage:" not in out.stderr

@@ -473,3 +473,23 @@ def test_a_program_ttcl_may_not_read_is_a_positioned_error(tmp_path: Path) -> No
                              capture_output=True, text=True)
         assert out.returncode == 2 and f"p.ttc:1:1: error: cannot read `{prog}`: permission denied" in out.stderr, out.stderr
         assert "Usage:" not in out.stderr
+
+
+def test_a_report_of_many_nodes_shows_the_first_and_counts_the_rest(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """43k rows took 25 s to print (QA pass): the table stops at MAX_ROWS, and --json keeps every node."""
+    from ttcl.commands.compile import MAX_ROWS
+
+    prog = tmp_path / "big.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nstrategy main(question: text[<=4]) -> answer {\n'
+                    '    acc = sample(policy, "{question}\\n", n = 1, max_tokens = 1)\n    repeat 600 {\n'
+                    '        a0 = sample(policy, "{question}\\n", n = 1, max_tokens = 1)\n'
+                    '        acc = top(acc + top(a0, 1), 1)\n    }\n    return vote(acc)\n}\n')
+    assert main(["check", str(prog), "--json"]) == 0
+    rows = len(json.loads(capsys.readouterr().out)["rows"])
+    assert rows > MAX_ROWS
+    assert main(["check", str(prog)]) == 0
+    out = capsys.readouterr().out
+    assert f"... {rows - MAX_ROWS:,} more nodes (--json lists them all)" in out and "total" in out
+    assert main(["run", str(prog), "--input", "1 +2"]) == 0
+    assert f"... {rows - MAX_ROWS:,} more nodes (--json lists them all)" in capsys.readouterr().out

@@ -141,17 +141,23 @@ def _limit_text(lim: LimitCheck) -> str:
     return f"{lim.unit} {fmt(lim.bound or 0)} / {fmt(lim.limit)} {mark}"
 
 
+MAX_ROWS = 500  # nodes a report's table shows; the totals and the verdict count them all
+
+
 def print_report(report: BudgetReport, console: Console) -> None:
     table = Table(title=f"{report.file}: worst case per item ({report.entry})", show_lines=False)
     for col, justify in (("line", "right"), ("node", "left"), ("op", "left"), ("calls", "right"),
                          ("prompt_tokens", "right"), ("gen_tokens", "right"), ("tokens", "right"), ("flops", "right")):
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    for row in report.rows:
+    for row in report.rows[:MAX_ROWS]:
         b = row.bound
         # a node of an imported module: its file's name too (QA pass: a line number of another file, unnamed)
         line = str(row.line) if row.file == report.file else f"{Path(row.file).name}:{row.line}"
         table.add_row(line, row.node + (" ?" if row.guarded else ""), row.op, _num(b["calls"]),
                       _num(b["prompt_tokens"]), _num(b["gen_tokens"]), _num(b["tokens"]), _flops(b["flops"]))
+    if len(report.rows) > MAX_ROWS:  # 43k rows took 25 s to print (QA pass); --json keeps every one
+        table.add_row("", f"... {len(report.rows) - MAX_ROWS:,} more nodes (--json lists them all)", "", "", "", "",
+                      "", "")
     t = report.total
     table.add_section()
     table.add_row("", "total", "", _num(t["calls"]), _num(t["prompt_tokens"]), _num(t["gen_tokens"]),

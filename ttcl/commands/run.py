@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ttcl.commands.compile import (
+    MAX_ROWS,
     MaxInputOpt,
     ProgramArg,
     VerifierOpt,
@@ -332,12 +333,15 @@ def print_summary(summary: Any, console: Console, *, single: bool) -> None:
     for col, justify in (("line", "right"), ("node", "left"), ("op", "left"), *((u, "right") for u in units),
                          ("ran", "right")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for row in summary.rows:
+    for row in summary.rows[:MAX_ROWS]:  # the check's cap: --json and the trace keep every node
         cells = [f"{_fmt(u, row.actual_max[u])} / {_fmt(u, row.bound[u])}" for u in units]
         ran = f"{row.ran}/{summary.items}" + (f" ({row.shrunk} shrunk)" if row.shrunk else "") + (
             f" ({row.refused} refused)" if row.refused else "") + (f" ({row.reused} scores reused)" if row.reused else "")
         line = str(row.line) if row.file in ("", summary.program) else f"{Path(row.file).name}:{row.line}"
         table.add_row(line, row.node, row.op, *cells, ran)
+    if len(summary.rows) > MAX_ROWS:
+        table.add_row("", f"... {len(summary.rows) - MAX_ROWS:,} more nodes (--json lists them all)", "", "", "", "",
+                      "", "")
     table.add_section()
     table.add_row("", "total per item", "", *(f"{_fmt(u, summary.actual_max[u])} / {_fmt(u, summary.bound_total[u])}"
                                               for u in units), "", style="bold")

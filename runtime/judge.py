@@ -66,12 +66,12 @@ class Judge:
         if self.checker is None:
             return None if gold is None else answer == self.gold_of(gold)
         reads = getattr(self.checker, "reads", None)  # optional: a checker that can tell it cannot read the question
-        if reads is not None and not reads(question):  # every answer, the gold one too, scored 0 (QA pass)
-            raise JudgeError(f"--judge {self.name}: the question {shown(question)!r} is not one the `{self.name}` "
-                             "checker reads")
-        if answer is None:
-            return False
-        try:
+        try:  # `reads` too: one that raised ended the whole run, exit 70 (QA pass)
+            if reads is not None and not reads(question):  # every answer, the gold one too, scored 0 (QA pass)
+                raise JudgeError(f"--judge {self.name}: the question {shown(question)!r} is not one the "
+                                 f"`{self.name}` checker reads")
+            if answer is None:
+                return False
             score = self.checker.outcome(question, MARKER + answer)
             # an outcome is a number in [0, 1]; NaN or one outside it is the checker's fault, not a wrong answer
             # (QA pass: NaN and 1.5 were counted wrong without a word, where None or a string failed the judge)

@@ -233,3 +233,35 @@ def test_unknown_checker_did_you_mean() -> None:
         get_checker("arth")
     with pytest.raises(TtclRuntimeError, match="unknown checker 'zzz' \\(known: arith"):
         get_checker("zzz")
+
+
+def test_numbers_past_pythons_digit_limit_are_wrong_never_an_exception() -> None:
+    """int() refuses more than 4,300 digits: `#### 9…9` (a hosted model writes it in about 1.4k tokens) raised
+    ValueError, and `verify(check("arith"))` failed the whole item, right samples and all (QA pass)."""
+    big = "9" * 5000
+    assert checker.outcome(Q, f"#### {big}") == 0.0
+    assert checker.steps(Q, f"37+12={big}\n#### 142") == [0.0, 0.0]
+    assert checker.steps(Q, f"37+12=49\n49*3=147\n147-5=142\n#### {big}") == [1.0, 1.0, 1.0, 0.0]
+    assert checker.first_error(Q, f"#### {big}") == 0
+    # a question with such a number (or whose running value grows past 10**4000) is not an arith question
+    for q in ("1" + "0" * 5000 + " +1", "9" + " *99999" * 1000):
+        assert not checker.reads(q) and checker.solve(q) is None and checker.outcome(q, "#### 1") == 0.0
+
+
+def test_long_questions_take_linear_time_and_little_memory() -> None:
+    """A run of spaces made the question regex backtrack (40k spaces: 4.6 s; a 1 MiB line: about 45 min), and a
+    question of 100k `*9` kept every running value (2 GB) (QA pass)."""
+    import time
+
+    t = time.perf_counter()
+    assert not checker.reads("1 +1" + " " * 200_000 + "x")
+    assert not checker.reads("9" + " *9" * 300_000)  # more operations than a question has (1,000)
+    assert checker.outcome("9" + " *9" * 1000, "#### " + str(9**1001)) == 1.0  # the generator's most
+    assert time.perf_counter() - t < 5
+
+
+def test_the_answer_step_reads_the_answer_as_outcome_does() -> None:
+    """`#### +142` was right by outcome and wrong as the answer step, so a right solution was not strict."""
+    for answer in ("+142", " 142 ", "\u00a0142"):
+        text = f"37+12=49\n49*3=147\n147-5=142\n####{answer}"
+        assert checker.outcome(Q, text) == 1.0 and checker.steps(Q, text) == [1.0] * 4

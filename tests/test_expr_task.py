@@ -371,3 +371,50 @@ def test_subst_style_solutions_are_right() -> None:
         ops = p.solution(random.Random(i), style="ops").split("\n")
         assert [ln.split("=", ln.count("=") - 1)[-1] for ln in sol.split("\n")[:-1]] == ops[:-1]
         assert sol.split("\n")[-1] == ops[-1]
+
+
+def test_a_step_two_ready_operations_read_alike_may_reduce_either() -> None:
+    """`2+2=4` was tied to the first such operation, so a valid order that meant the other was scored wrong from
+    its next line on: about 1 gold solution in 1,000 at 5+ operations, and the oracle PRM pruned them (QA pass)."""
+    q = "(2+2)*3; (2+2)*5"
+    assert checker.steps(q, "2+2=4\n4*5=20\n2+2=4\n4*3=12\n#### 12,20") == [1.0] * 5
+    assert checker.strict(q, "2+2=4\n4*5=20\n2+2=4\n4*3=12\n#### 12,20")
+    assert checker.steps(q, "2+2=4\n4*5=20\n4*5=20") == [1.0, 1.0, 0.0]  # each operation is reduced once
+    q2 = "(3+4)*2+(3+4)*5; 1+1"
+    assert checker.steps(q2, "3+4=7\n7*5=35\n3+4=7\n7*2=14\n14+35=49\n1+1=2\n#### 49,2") == [1.0] * 7
+    assert checker.steps(q, "(2+2)*3; 4*5\n4*3; 4*5\n12; 4*5\n12; 20\n#### 12,20") == [1.0] * 5  # state style
+    assert checker.steps(q, "2+2=2+2=4\n(2+2)*5=4*5=20\n2+2=2+2=4\n(2+2)*3=4*3=12\n#### 12,20") == [1.0] * 5
+
+
+def test_every_valid_order_of_every_generated_question_is_right() -> None:
+    rng = random.Random(7)
+    for p in make_problems(300, range(5, 13), seed=11):
+        for style in ("ops", "subst"):
+            sol = p.solution(rng, style=style)
+            assert checker.strict(p.question, sol), (p.question, sol)
+
+
+def test_numbers_past_pythons_digit_limit_are_wrong_never_an_exception() -> None:
+    big = "9" * 5000
+    assert checker.outcome(Q, f"#### {big},40") == 0.0
+    assert checker.steps(Q, f"12+7={big}") == [0.0]
+    assert checker.steps(Q, f"12+7=19\n30-4=26\n19*3=57\n57-26=31\n5*8=40\n#### {big}") == [1.0] * 5 + [0.0]
+    assert checker.steps(Q, f"12+7={big} -> 19*3-(30-4); 5*8") == [0.0]
+    assert checker.steps(Q, f"12+7=12+7={big}") == [0.0]
+
+
+def test_a_question_with_a_value_below_zero_is_not_read() -> None:
+    """`1-5; 2-3` was read, and its right answer `-4,-1` scored 0 (no step or answer writes a negative value)."""
+    for q in ("1-5; 2-3", "(1-5)*2+9; 1+1"):
+        assert not checker.reads(q) and checker.solve(q) is None
+
+
+def test_the_zoos_labeller_ties_an_ambiguous_line_to_the_first_operation_as_the_shipped_labels_did() -> None:
+    """The zoo's builds label with `labeller`, the checker as it was when the shipped verifiers' labels were made
+    (5 of their 64,000 samples differ), so that `ttcl zoo train --only expr-prm` still gives the shipped weights."""
+    from ttcl.runtime.tasks.expr import labeller
+
+    q = "(2+2)*3; (2+2)*5"
+    text = "2+2=4\n4*5=20\n2+2=4\n4*3=12\n#### 12,20"
+    assert labeller.steps(q, text) == [1.0, 0.0, 0.0, 0.0, 0.0] and checker.steps(q, text) == [1.0] * 5
+    assert labeller.steps(Q, RIGHT_OTHER_ORDER) == checker.steps(Q, RIGHT_OTHER_ORDER) == [1.0] * 6

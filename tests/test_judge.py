@@ -99,6 +99,26 @@ def test_a_checker_outcome_outside_0_1_leaves_the_item_ungraded(score: float) ->
     assert Judge("odd", FunctionChecker("odd", lambda q, c: 1.0))("3 +4", "7", "7") is True
 
 
+def test_a_checker_whose_reads_raises_leaves_the_item_ungraded() -> None:
+    """`reads` was called outside the judge's guard: arith's raised on a 5,000-digit question (now it says it cannot
+    read it) and `ttcl run --judge arith` ended with exit 70, losing every item (QA pass)."""
+    from ttcl.runtime.judge import Judge
+
+    class Raises:
+        name = "raises"
+
+        def reads(self, question: object) -> bool:
+            raise ValueError("no")
+
+        def outcome(self, question: object, completion: object) -> float:
+            return 1.0
+
+    with pytest.raises(JudgeError, match="--judge raises: ValueError: no"):
+        Judge("raises", Raises())("3 +4", "7", "7")  # type: ignore[arg-type]
+    with pytest.raises(JudgeError, match="is not one the `arith` checker reads"):
+        make_judge("arith")("1" + "0" * 5000 + " +1", "1", "1")
+
+
 def test_unknown_judge_names_the_known_ones() -> None:
     with pytest.raises(JudgeError) as e:
         make_judge("countdwn")

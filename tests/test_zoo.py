@@ -327,6 +327,12 @@ def test_cli_data_arith() -> None:
         (("data", "countdown", "--seed", "-7"), "invalid value for --seed: must be >= 0, got -7"),  # drew seed 7's items
         (("data", "arith", "--seed", "-1"), "invalid value for --seed: must be >= 0, got -1"),
         (("data", "expr", "--style", "tree"), "invalid value for --style: one of ops, state"),
+        # the range was built before its ends were checked: exit 70 MemoryError (QA pass)
+        (("data", "arith", "--steps", "3..1000000000000"), "invalid value for --steps: 1 to 1,000 operations"),
+        (("data", "countdown", "--steps", "3..1" + "0" * 5000), "invalid value for --steps: 2 to "),
+        (("data", "arith", "--steps", "\u0663..\u0664"), "invalid value for --steps: steps must be an integer"),
+        (("data", "arith", "--seed", "1" + "0" * 5000), "invalid value for --seed: at most 1,000 digits, got 5,001"),
+        (("data", "arith", "--max-value", "1" + "0" * 1000), "invalid value for --max-value: at most 1,000 digits"),
     ],
 )
 def test_cli_bad_arguments(args: tuple[str, ...], message: str) -> None:

@@ -37,11 +37,18 @@ def add_max(value_max: int) -> int:
     """Largest operand of + and -: 19 at the default bound, a tenth of the bound above it."""
     return max(19, value_max // 10)
 
-_QUESTION_RE = re.compile(r"^\s*(\d+)((?:\s*[+\-*]\s*\d+)+)\s*=?\s*$", re.ASCII)
-_OP_RE = re.compile(r"([+\-*])\s*(\d+)", re.ASCII)
-_STEP_RE = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)\s*$", re.ASCII)
-_ANSWER_LINE_RE = re.compile(r"^\s*####\s*(-?\d+)\s*$", re.ASCII)
-_INT_RE = re.compile(r"^\s*([+-]?\d+)\s*$", re.ASCII)
+# What a checker reads, bounded (QA pass): Python refuses int() on more than 4,300 digits, which a model (or a
+# dataset) can write, and a question of 100k operations kept every running value (gigabytes). A question has at
+# most MAX_OPS operations and every running value stays under 10**MAX_DIGITS; a number of more digits in a
+# completion is wrong, never an exception. `ttcl data arith --max-value` keeps to MAX_VALUE_DIGITS.
+MAX_OPS = 1000  # `ttcl data arith --steps` goes to 1..1000
+MAX_DIGITS = 4000
+MAX_VALUE_DIGITS = 1000
+_N = rf"\d{{1,{MAX_DIGITS}}}"
+_QUESTION_RE = re.compile(rf"^\s*({_N})((?:\s*[+\-*]\s*{_N})+)\s*(?:=\s*)?$", re.ASCII)  # no `\s*=?\s*`: it
+_OP_RE = re.compile(r"([+\-*])\s*(\d+)", re.ASCII)  # backtracked on a run of spaces (quadratic time)
+_STEP_RE = re.compile(rf"^\s*(-?{_N})\s*([+\-*])\s*(-?{_N})\s*=\s*(-?{_N})\s*$", re.ASCII)
+_INT_RE = re.compile(rf"^\s*([+-]?{_N})\s*$", re.ASCII)
 
 
 def apply_op(value: int, op: str, operand: int) -> int:
@@ -146,19 +153,24 @@ def iter_jsonl(problems: Iterable[Problem]) -> Iterator[str]:
 
 def parse_question(question: str) -> Problem | None:
     """The problem a question states, or None when the text is not an arith question."""
-    if not isinstance(question, str):
+    if not isinstance(question, str) or question.count("*") + question.count("+") + question.count("-") > MAX_OPS:
         return None
     m = _QUESTION_RE.match(question.strip())
     if m is None:
         return None
     ops = tuple((op, int(x)) for op, x in _OP_RE.findall(m.group(2)))
+    value, bound = int(m.group(1)), 10**MAX_DIGITS
+    for op, x in ops:
+        value = apply_op(value, op, x)
+        if abs(value) >= bound:
+            return None
     return Problem(int(m.group(1)), ops)
 
 
 def parse_steps_spec(spec: str) -> list[int]:
     """`"3"` -> [3]; `"1..8"` -> [1, ..., 8]. Raises ValueError on anything else."""
     text = spec.strip()
-    m = re.fullmatch(r"(\d+)\s*(?:\.\.\s*(\d+))?", text)
+    m = re.fullmatch(r"([0-9]+)\s*(?:\.\.\s*([0-9]+))?", text)  # ASCII digits, as every other option
     if m is None:
         raise ValueError(f"steps must be an integer N or a range A..B, got {spec!r}")
     lo = int(m.group(1))
@@ -195,8 +207,7 @@ class ArithChecker:
         got = self.extract(completion)
         if p is None or got is None:
             return 0.0
-        m = _INT_RE.match(got)
-        return 1.0 if m is not None and int(m.group(1)) == p.answer else 0.0
+        return 1.0 if _answer_value(got) == p.answer else 0.0
 
     def split_steps(self, completion: str) -> list[str]:
         """Non-empty lines, stripped. The `#### N` line is the last step."""
@@ -234,10 +245,15 @@ class ArithChecker:
             op, x = p.ops[i]
             got = (int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)))
             return got == (vals[i], op, x, vals[i + 1])
-        if i == p.steps:
-            m = _ANSWER_LINE_RE.match(line)
-            return m is not None and int(m.group(1)) == p.answer
+        if i == p.steps:  # read as `outcome` reads it (`#### +98` was right there, wrong here: QA pass)
+            return line.startswith(ANSWER_MARKER) and _answer_value(line[len(ANSWER_MARKER):]) == p.answer
         return False
+
+
+def _answer_value(text: str) -> int | None:
+    """The integer an answer states (`142`, `+142`, `-3`, spaces around it), or None."""
+    m = _INT_RE.match(text.strip())
+    return None if m is None else int(m.group(1))
 
 
 checker = ArithChecker()

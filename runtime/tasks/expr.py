@@ -65,8 +65,10 @@ STYLES = ("ops", "state", "trace", "subst")  # how a chain of thought writes a r
 TRACE_SEPARATOR = " -> "  # style `trace`: the operation, then the state it leaves
 
 _TOKEN_RE = re.compile(r"\s*(?:(\d+)|([+\-*()]))", re.ASCII)
-_STEP_RE = re.compile(r"^\s*(\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$", re.ASCII)
-_ANSWER_RE = re.compile(r"^\s*\+?\d+(?:\s*,\s*\+?\d+)*\s*$", re.ASCII)
+# numbers in a completion are read up to 1,000 digits (a question's values have far fewer): Python refuses int()
+# on more than 4,300, which a model can write (QA pass: the checker raised, and the whole item failed)
+_STEP_RE = re.compile(r"^\s*(\d{1,1000})\s*([+\-*])\s*(\d{1,1000})\s*=\s*(-?\d{1,1000})\s*$", re.ASCII)
+_ANSWER_RE = re.compile(r"^\s*\+?\d{1,1000}(?:\s*,\s*\+?\d{1,1000})*\s*$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ def _check_style(style: str) -> None:
         raise ValueError(f"expr chain style must be one of {', '.join(STYLES)}, not {style!r}")
 
 
-def _ready(n: Node, nodes: list[Node], done: set[int]) -> bool:
+def _ready(n: Node, nodes: list[Node], done: frozenset[int] | set[int]) -> bool:
     def known(c: Node | None) -> bool:
         assert c is not None
         return c.op is None or any(nodes[j] is c for j in done)
@@ -391,7 +393,8 @@ def _parse_part(text: str) -> Node:
 def parse_question(question: object) -> Problem | None:
     """The problem a question states, or None when the text is not an expr question (one to
     MAX_PARTS expressions separated by `;`, MAX_STEPS operations at most, each expression with
-    at least one)."""
+    at least one, no value below 0: a step or an answer cannot write one, so `1-5; 2-3` was read
+    and its right answer `-4,-1` scored 0, QA pass)."""
     if not isinstance(question, str) or len(question) > 400:
         return None
     texts = question.strip().split(";")
@@ -402,6 +405,8 @@ def parse_question(question: object) -> Problem | None:
     except ValueError:
         return None
     if any(part.op is None for part in parts) or sum(len(part.ops()) for part in parts) > MAX_STEPS:
+        return None
+    if any(n.value < 0 for part in parts for n in part.ops()):
         return None
     return Problem(parts)
 
@@ -427,6 +432,12 @@ class ExprChecker:
     name = "expr"
     answer_marker = ANSWER_MARKER
     step_separator = "\n"
+
+    def __init__(self, bind_first: bool = False) -> None:
+        # bind_first: a line two ready operations read alike is tied to the first of them, as the checker did when
+        # the shipped expr verifiers' training labels were made (5 of their 64,000 samples' labels differ, all of
+        # them valid orders scored wrong); the zoo's builds label with it so that they give the shipped weights back
+        self.bind_first = bind_first
 
     def solve(self, question: str) -> str | None:
         p = parse_question(question)
@@ -458,7 +469,11 @@ class ExprChecker:
         if p is None:
             return [0.0] * len(lines)
         nodes = p.ops()
-        done: set[int] = set()
+        # the operations reduced so far, each way the lines can be read: a line `2+2=4` where two ready operations
+        # read the same may reduce either, and only a later line may tell which (QA pass: the first was taken, and
+        # a valid order that meant the other was scored wrong)
+        states: set[frozenset[int]] = {frozenset()}
+        reduced = 0
         finished = False
         scores: list[float] = []
         ok = True
@@ -466,15 +481,15 @@ class ExprChecker:
             if ok:
                 if finished:
                     ok = False
-                elif len(done) == len(nodes):
+                elif reduced == len(nodes):
                     ok = line.startswith(ANSWER_MARKER) and _answer_values(
                         line[len(ANSWER_MARKER) :]) == [part.value for part in p.parts]
                     finished = True
                 else:
-                    hit = _match_step(line, nodes, done, p)
-                    ok = hit is not None
-                    if hit is not None:
-                        done.add(hit)
+                    states = {done | {i} for done in states
+                              for i in _match_step(line, nodes, done, p, first=self.bind_first)}
+                    ok = bool(states)
+                    reduced += 1
             scores.append(1.0 if ok else 0.0)
         return scores
 
@@ -495,43 +510,36 @@ def _answer_values(text: str) -> list[int] | None:
     return [int(x) for x in text.split(",")]
 
 
-def _match_step(line: str, nodes: list[Node], done: set[int], p: Problem) -> int | None:
-    """The index of the operation a right step reduces, or None: `a op b = v` (style `ops`),
-    the question rewritten with one ready operation replaced by its value (style `state`), or
-    both, joined by ` -> ` (style `trace`)."""
+def _match_step(line: str, nodes: list[Node], done: frozenset[int], p: Problem, first: bool = False) -> list[int]:
+    """The indices of the operations a right step may reduce (none: the step is wrong): `a op b = v`
+    (style `ops`), the question rewritten with one ready operation replaced by its value (style
+    `state`), or both, joined by ` -> ` (style `trace`). `first`: the first of them only (bind_first)."""
     if TRACE_SEPARATOR.strip() in line:
         op_text, _, state_text = line.partition(TRACE_SEPARATOR.strip())
-        i = _match_state(state_text, nodes, done, p)
         m = _STEP_RE.match(op_text)
-        return i if i is not None and m is not None and _op_of(m) == _op_of(nodes[i]) else None
+        states = _match_state(state_text, nodes, done, p)
+        return [i for i in (states[:1] if first else states) if m is not None and _op_of(m) == _op_of(nodes[i])]
     m = _STEP_RE.match(line)
     if m is None and line.count("=") == 2:  # style `subst`: the sub-expression, then `a op b = v`
-        return _match_subst(line, nodes, done)
-    if m is None:
-        return _match_state(line, nodes, done, p)
-    a, op, b, v = _op_of(m)
-    for i, n in enumerate(nodes):
-        if i in done or n.op != op or not _ready(n, nodes, done):
-            continue
-        assert n.left is not None and n.right is not None
-        if (n.left.value, n.right.value) == (a, b):
-            return i if v == n.value else None
-    return None
+        hits = _match_subst(line, nodes, done)
+    elif m is None:
+        hits = _match_state(line, nodes, done, p)
+    else:
+        hits = [i for i, n in enumerate(nodes) if i not in done and _ready(n, nodes, done) and _op_of(n) == _op_of(m)]
+    return hits[:1] if first else hits
 
 
-def _match_subst(line: str, nodes: list[Node], done: set[int]) -> int | None:
+def _match_subst(line: str, nodes: list[Node], done: frozenset[int]) -> list[int]:
     sub_text, _, op_text = line.partition("=")
     m = _STEP_RE.match(op_text)
     if m is None or len(sub_text) > 400:
-        return None
+        return []
     try:
         sub = _parse_part(sub_text)
     except ValueError:
-        return None
-    for i, n in enumerate(nodes):
-        if i not in done and n == sub and _ready(n, nodes, done):
-            return i if _op_of(m) == _op_of(n) else None
-    return None
+        return []
+    return [i for i, n in enumerate(nodes)
+            if i not in done and n == sub and _ready(n, nodes, done) and _op_of(m) == _op_of(n)]
 
 
 def _op_of(x: re.Match[str] | Node) -> tuple[int, str, int, int]:
@@ -542,22 +550,20 @@ def _op_of(x: re.Match[str] | Node) -> tuple[int, str, int, int]:
     return int(x.group(1)), x.group(2), int(x.group(3)), int(x.group(4))
 
 
-def _match_state(line: str, nodes: list[Node], done: set[int], p: Problem) -> int | None:
+def _match_state(line: str, nodes: list[Node], done: frozenset[int], p: Problem) -> list[int]:
     texts = line.split(";")
     if len(texts) != len(p.parts) or len(line) > 400:
-        return None
+        return []
     try:
         got = tuple(_parse_part(t) for t in texts)
     except ValueError:
-        return None
+        return []
     ids = {id(nodes[j]) for j in done}
-    for i, n in enumerate(nodes):
-        if i not in done and _ready(n, nodes, done) and p.state(ids | {id(n)}) == got:
-            return i
-    return None
+    return [i for i, n in enumerate(nodes) if i not in done and _ready(n, nodes, done) and p.state(ids | {id(n)}) == got]
 
 
 checker = ExprChecker()
+labeller = ExprChecker(bind_first=True)  # what the zoo's builds label their training samples with (bind_first)
 
 
 # ---------------------------------------------------------------- guessing baseline

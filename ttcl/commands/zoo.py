@@ -78,9 +78,9 @@ def models(
             "?" if secs is None else f"{secs:.0f}",
             _headline(m),
         )
-    console = Console()
+    console = Console(markup=False)  # a card's text is not markup
     if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-        console = Console(width=160)
+        console = Console(width=160, markup=False)
     console.print(table)
     console.print(f"train s: each model's training on one thread, sampling and cards aside; from {last_build()}",
                   highlight=False, soft_wrap=True)
@@ -342,17 +342,12 @@ def data_arith(
     """Arith problems: a chain of + - * on small numbers, as JSONL.
 
     Each line is {"question", "answer" (steps then '#### N'), "steps"}, on stdout."""
-    from ttcl.runtime.tasks.arith import iter_jsonl, iter_problems, parse_steps_spec
+    from ttcl.runtime.tasks.arith import MAX_VALUE_DIGITS, iter_jsonl, iter_problems
 
-    try:
-        levels = parse_steps_spec(steps)
-    except ValueError as e:
-        raise ZooArgumentError("--steps", str(e)) from e
-    if levels[-1] > ARITH_MAX_STEPS:  # a line `ttcl run` can load (at most 1 MiB), made in a blink
-        raise ZooArgumentError("--steps", f"1 to {ARITH_MAX_STEPS:,} operations, got {steps!r}")
+    levels = _levels(steps, 1, ARITH_MAX_STEPS, "operations")  # a line `ttcl run` can load, made in a blink
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
-    bound = _int_option("--max-value", max_value, minimum=9)
+    bound = _int_option("--max-value", max_value, minimum=9, digits=MAX_VALUE_DIGITS)  # what the checker reads
     _emit(iter_jsonl(iter_problems(count, levels, seed_value, bound) if count else []), output)
 
 
@@ -391,21 +386,27 @@ def data_countdown(
                       f"{countdown.MIN_STEPS + 1} to {countdown.MAX_STEPS + 1} numbers)")
 
 
-def _write_task_jsonl(task: object, steps: str, n: str, seed: str, output: Path | None, what: str, **jsonl: str) -> None:
-    """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
-    iter_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout or to `output`."""
+def _levels(steps: str, lo: int, hi: int, what: str) -> list[int]:
+    """`--steps N|A..B` as the task's levels in lo..hi, its ends checked before the range is built (`--steps
+    3..1000000000000` ran out of memory: QA pass); `--steps 0` on expr names the task's range, not arith's."""
     from ttcl.runtime.tasks.arith import parse_steps_spec
 
-    lo, hi = task.MIN_STEPS, task.MAX_STEPS  # type: ignore[attr-defined]
-    ends = [int(x) for x in steps.split("..") if x.strip().isascii() and x.strip().isdigit()]
-    if ends and any(not lo <= x <= hi for x in ends):  # `--steps 0` on expr: the task's range, not arith's 1..
-        raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
+    ends = [e.strip() for e in steps.split("..")]
+    if all(e.isascii() and e.isdigit() for e in ends) and any(len(e) > 7 or not lo <= int(e) <= hi for e in ends):
+        raise ZooArgumentError("--steps", f"{lo} to {hi:,} {what}, got {_shown(steps)}")
     try:
         levels = parse_steps_spec(steps)
     except ValueError as e:
         raise ZooArgumentError("--steps", str(e)) from e
     if levels[0] < lo or levels[-1] > hi:
-        raise ZooArgumentError("--steps", f"{lo} to {hi} {what}, got {steps!r}")
+        raise ZooArgumentError("--steps", f"{lo} to {hi:,} {what}, got {_shown(steps)}")
+    return levels
+
+
+def _write_task_jsonl(task: object, steps: str, n: str, seed: str, output: Path | None, what: str, **jsonl: str) -> None:
+    """Validate the options and write `task`'s problems (a module with MIN_STEPS, MAX_STEPS,
+    iter_problems and iter_jsonl, which takes `jsonl`) as JSONL on stdout or to `output`."""
+    levels = _levels(steps, task.MIN_STEPS, task.MAX_STEPS, what)  # type: ignore[attr-defined]
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     problems = task.iter_problems(count, levels, seed_value) if count else []  # type: ignore[attr-defined]
@@ -454,14 +455,22 @@ def _did_you_mean(name: str, known: list[str]) -> str:
     return f"; did you mean {lowered[close[0]]!r}?" if close else ""
 
 
-def _int_option(option: str, text: str, minimum: int | None = None) -> int:
+def _shown(text: str) -> str:
+    """An option's value as a message quotes it: a long one cut (a 5,000-digit seed was echoed whole)."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _int_option(option: str, text: str, minimum: int | None = None, digits: int = 1000) -> int:
     # Parsed here, not by typer, so a bad value is a one-line ttcl error, never a traceback.
+    t = text.strip()
+    if t.lstrip("+-").isascii() and t.lstrip("+-").isdigit() and len(t.lstrip("+-")) > digits:
+        raise ZooArgumentError(option, f"at most {digits:,} digits, got {len(t.lstrip('+-')):,}")
     try:
         if not text.isascii():  # int() reads any script's digits (`٣`)
             raise ValueError
         value = int(text)
     except ValueError:
-        raise ZooArgumentError(option, f"expected an integer, got {text!r}") from None
+        raise ZooArgumentError(option, f"expected an integer, got {_shown(text)}") from None
     if minimum is not None and value < minimum:
         raise ZooArgumentError(option, f"must be >= {minimum}, got {value}")
     return value

@@ -230,12 +230,12 @@ def _draw_expr(spec: DataSpec, rng: random.Random, n: int,
     out: list[Example] = []
     for _ in range(n):
         if spec.kind == "revise" and rng.random() < spec.revise_frac:
-            q, attempt = _pick_attempt(spec, rng, attempts, expr.checker.strict)  # type: ignore[arg-type]
+            q, attempt = _pick_attempt(spec, rng, attempts, expr.labeller.strict)  # type: ignore[arg-type]
             p = expr.parse_question(q)
             assert p is not None
             attempt = attempt.strip()
             if spec.revise_style == "inline":
-                out.append(_inline_revise(q, attempt, expr.checker.strict(q, attempt),
+                out.append(_inline_revise(q, attempt, expr.labeller.strict(q, attempt),  # the shipped data's labels
                                           lambda p=p: p.solution(rng, spec.style)))
                 continue
             out.append(Example(REVISE_TEMPLATE.format(question=q, attempt=attempt), p.solution(rng, spec.style)))

@@ -83,7 +83,7 @@ def sample_verifier_data(spec: SampleSpec, model_dirs: dict[str, Path], log: Log
         task = BEDS[spec.task].module  # type: ignore[assignment]
         max_new_tokens = BEDS[spec.task].max_new_tokens  # type: ignore[assignment]
         from ttcl.zoo.testbed import chain_style
-    check = task.checker
+    check = getattr(task, "labeller", task.checker)  # expr's: the labels the shipped verifiers were trained on
 
     torch.set_num_threads(THREADS)
     rows: list[dict] = []

@@ -50,7 +50,7 @@ from ttcl.compiler.checks_scope import (
     TooManyErrors,
 )
 from ttcl.compiler.diagnostics import Diagnostic
-from ttcl.compiler.loader import MAX_INSTANCES, Instance, LoadedModule, Program
+from ttcl.compiler.loader import MAX_INSTANCES, TOO_MANY_INSTANCES, Instance, LoadedModule, Program
 from ttcl.compiler.params import (
     AUTO,
     ParamValue,
@@ -159,9 +159,8 @@ def _instances(ctx: CheckContext, program: Program) -> list[Instance]:
     out: list[Instance] = []
     for inst in program.instances():
         if len(out) == MAX_INSTANCES:
-            if not any("module instances" in d.message for d in program.diagnostics):  # the loader's, said once
-                ctx.error(program.root.module.imports[0].span, f"the imports unfold into more than {MAX_INSTANCES:,} "
-                          "module instances (each import of a file is its own instance)")
+            if not any(d.message == TOO_MANY_INSTANCES for d in program.diagnostics):  # the loader's, said once
+                ctx.error(program.root.module.imports[0].span, TOO_MANY_INSTANCES)
             break
         out.append(inst)
     return out

@@ -202,6 +202,8 @@ def _display_join(importer_file: str, rel: str) -> str:
 
 IMPORT_PATH_ENV = "TTCL_IMPORT_PATH"
 MAX_INSTANCES = 1_000  # module instances reached from the root (a file imported twice counts twice); checks.py
+TOO_MANY_INSTANCES = (f"the imports unfold into more than {MAX_INSTANCES:,} module instances (each import of a file "
+                      "is its own instance)")
 
 
 class _Loader:
@@ -381,7 +383,6 @@ def _instance_overflow(modules: dict[str, LoadedModule], root: str) -> Diagnosti
         return None
     imp = next(iter(modules[root].module.imports))
     return Diagnostic(
-        span=imp.span, message=f"the imports unfold into more than {MAX_INSTANCES:,} module instances "
-        "(each import of a file is its own instance)",
+        span=imp.span, message=TOO_MANY_INSTANCES,
         hint="import a shared module once and pass what it needs, rather than importing it from every level",
     )

@@ -257,7 +257,7 @@ def test_long_questions_take_linear_time_and_little_memory() -> None:
     assert not checker.reads("1 +1" + " " * 200_000 + "x")
     assert not checker.reads("9" + " *9" * 300_000)  # more operations than a question has (1,000)
     assert checker.outcome("9" + " *9" * 1000, "#### " + str(9**1001)) == 1.0  # the generator's most
-    assert time.perf_counter() - t < 5
+    assert time.perf_counter() - t < 30  # quadratic before: 144 s on this machine; linear: under 1 s
 
 
 def test_the_answer_step_reads_the_answer_as_outcome_does() -> None:

@@ -139,6 +139,11 @@ def _read(path: Path, shown: str) -> str:
         raise _ReadFailure(f"cannot read `{shown}`: {e.strerror or e}") from None
     except ValueError:  # a NUL byte in the path
         raise _ReadFailure(f"`{_printable(shown)}` is not a valid file name") from None
+    return _decode(data, shown)
+
+
+def _decode(data: bytes, shown: str) -> str:
+    """A program's bytes as text: UTF-8, a byte-order mark dropped, the `ttcl` header first (_ReadFailure if not)."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")  # editors on Windows may add a byte-order mark
     except UnicodeDecodeError as e:
@@ -156,6 +161,16 @@ def _read(path: Path, shown: str) -> str:
             "a .ttc file starts with the line `ttcl 1` (its content is not shown, since it may not be a program)",
         )
     return text
+
+
+def decode_program(data: bytes, file: str) -> str:
+    """Program bytes from elsewhere than a file (`ttcl fmt -`) read as a file's are: the same UTF-8, byte-order
+    mark and header rules and messages (QA pass: stdin passed bytes that are not UTF-8 through, and refused a BOM)."""
+    try:
+        return _decode(data, file)
+    except _ReadFailure as e:
+        span = e.span or Span(file=file, line=1, column=1, end_line=1, end_column=1)
+        raise SemanticDiagnosticError([Diagnostic(span=span, message=e.message, hint=e.hint)]) from None
 
 
 def read_program(path: Path | str, file: str | None = None) -> str:

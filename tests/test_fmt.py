@@ -375,3 +375,19 @@ def test_a_docstring_holding_a_carriage_return_formats_once_and_keeps_its_text(t
         assert format_source(once) == once
     src = 'ttcl 1\n"""Doc: a\r\\nb"""\n' + body
     assert parse(format_source(src)).docstring == parse(src).docstring == "Doc: a\r\nb"
+
+
+def test_standard_input_is_read_as_a_file_is(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fmt -` passed bytes that are not UTF-8 through (`fmt --check -` accepted a program `check` refuses) and
+    refused a byte-order mark a file may carry (QA pass)."""
+    import io
+
+    def stdin(data: bytes) -> None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape"))
+
+    stdin(b"ttcl 1\n# caf\xe9\n")
+    assert main(["fmt", "-"]) == 2
+    assert "<stdin>:2:6: error: `<stdin>` is not UTF-8 text (byte 0xe9 at line 2, column 6)" in capsys.readouterr().err
+    stdin(b'\xef\xbb\xbfttcl 1\nmodel p = "ttcl:arith-s"\n')
+    assert main(["fmt", "-"]) == 0
+    assert capsys.readouterr().out == 'ttcl 1\n\nmodel p = "ttcl:arith-s"\n'

@@ -20,7 +20,7 @@ import typer
 from ttcl.compiler.ast import Span
 from ttcl.compiler.diagnostics import Diagnostic, DiagnosticError, SyntaxDiagnosticError
 from ttcl.compiler.fmt import format_source
-from ttcl.compiler.loader import read_program
+from ttcl.compiler.loader import decode_program, read_program
 from ttcl.programs import ProgramNameError, is_bundled_ref, resolve_program
 from ttcl.safeio import PROGRAM_LIMIT, is_dir
 
@@ -73,11 +73,12 @@ def _read_stdin() -> str:
     if sys.stdin is None:  # started with stdin closed (`<&-`): exit 70 before (QA pass)
         raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=1, column=1),
                                                 message="this process has no standard input to read a program from")])
-    text = sys.stdin.read(PROGRAM_LIMIT + 1)
-    if len(text) > PROGRAM_LIMIT:
+    raw = getattr(sys.stdin, "buffer", None)  # bytes, decoded as a file's are (a test runner's stdin: text only)
+    data = raw.read(PROGRAM_LIMIT + 1) if raw is not None else sys.stdin.read(PROGRAM_LIMIT + 1).encode("utf-8")
+    if len(data) > PROGRAM_LIMIT:
         raise SyntaxDiagnosticError([Diagnostic(span=Span(file="<stdin>", line=1, column=1),
-                                                message=f"standard input is more than {PROGRAM_LIMIT:,} characters")])
-    return text
+                                                message=f"standard input is more than {PROGRAM_LIMIT:,} bytes")])
+    return decode_program(data, "<stdin>")
 
 
 def fmt_files(paths: list[str], check: bool = False, diff: bool = False) -> int:

@@ -58,7 +58,7 @@ def _programs_below(root: Path) -> tuple[list[str], list[tuple[str, str]]]:
     unreadable: list[tuple[str, str]] = []
     for top, dirs, files in os.walk(root, onerror=lambda e: unreadable.append((str(e.filename), e.strerror))):
         dirs.sort()
-        found.extend(os.path.join(top, f) for f in files if f.endswith(".ttc") and not is_dir(Path(top) / f))
+        found.extend(os.path.join(top, f) for f in files if f.endswith(".ttc"))  # a folder named x.ttc is in dirs
     return sorted(found, key=lambda f: Path(f).parts), unreadable
 
 

@@ -328,9 +328,6 @@ def _print_plan(graph: dict[str, tuple[str, ...]], jobs: int, outside: dict[str,
                    "the zoo README's family tables give the seconds measured for experimental recipes")
 
 
-ARITH_MAX_STEPS = 1000
-
-
 @data_app.command("arith")
 def data_arith(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly), 1..1000.")] = "1..8",
@@ -342,9 +339,9 @@ def data_arith(
     """Arith problems: a chain of + - * on small numbers, as JSONL.
 
     Each line is {"question", "answer" (steps then '#### N'), "steps"}, on stdout."""
-    from ttcl.runtime.tasks.arith import MAX_VALUE_DIGITS, iter_jsonl, iter_problems
+    from ttcl.runtime.tasks.arith import MAX_OPS, MAX_VALUE_DIGITS, iter_jsonl, iter_problems
 
-    levels = _levels(steps, 1, ARITH_MAX_STEPS, "operations")  # a line `ttcl run` can load, made in a blink
+    levels = _levels(steps, 1, MAX_OPS, "operations")  # the checker's most: a line `ttcl run` can load, made at once
     count = _int_option("--n", n, minimum=0)
     seed_value = _int_option("--seed", seed, minimum=0)  # random.Random(-n) draws what Random(n) does
     bound = _int_option("--max-value", max_value, minimum=9, digits=MAX_VALUE_DIGITS)  # what the checker reads
@@ -462,9 +459,9 @@ def _shown(text: str) -> str:
 
 def _int_option(option: str, text: str, minimum: int | None = None, digits: int = 1000) -> int:
     # Parsed here, not by typer, so a bad value is a one-line ttcl error, never a traceback.
-    t = text.strip()
-    if t.lstrip("+-").isascii() and t.lstrip("+-").isdigit() and len(t.lstrip("+-")) > digits:
-        raise ZooArgumentError(option, f"at most {digits:,} digits, got {len(t.lstrip('+-')):,}")
+    body = text.strip().lstrip("+-")
+    if body.isascii() and body.isdigit() and len(body) > digits:
+        raise ZooArgumentError(option, f"at most {digits:,} digits, got {len(body):,}")
     try:
         if not text.isascii():  # int() reads any script's digits (`٣`)
             raise ValueError

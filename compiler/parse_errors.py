@@ -181,6 +181,8 @@ def unexpected_token(e: ParseFailure, source: str, state: ParseState) -> SyntaxD
 
 
 _COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+_BARE_CR = re.compile(r"\r(?!\n)")
+_BARE_CR_HINT = "save the file with LF or CRLF line ends (for example `tr '\\r' '\\n' < old.ttc > new.ttc`)"
 
 
 def _compares_before(source: str, tok: Tok) -> bool:
@@ -211,6 +213,10 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
 
     def named(message: str, expected_text: str | None = words, hint: str | None = None, where: ast.Span = span) -> Diagnostic:
         return _diag(where, message, expected=expected_text or None, hint=hint)
+
+    if _BARE_CR.search(source, 0, tok.start_pos if not at_eof else len(source)):
+        return named(f"unexpected {_describe_token(tok)}: this file's lines end with a bare carriage return (CR, "
+                     "as on classic Mac OS), which ttcl does not read as a line end", hint=_BARE_CR_HINT)
 
     if "TTCL" in expected:
         return named("missing version header `ttcl 1`", "`ttcl 1` as the first line", "start the file with the line `ttcl 1`")

@@ -127,6 +127,22 @@ def test_bom_and_crlf_are_accepted(tmp_path: Path) -> None:
     assert module.models[0].span.line == 2
 
 
+def test_bare_carriage_return_line_ends_are_named(tmp_path: Path) -> None:
+    """Classic Mac line ends (CR alone) read as one long line: "unexpected `model`" said nothing of why (QA pass)."""
+    path = tmp_path / "mac.ttc"
+    path.write_bytes(b'ttcl 1\rmodel p = "x"\r')
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        parse_file(path)
+    diagnostic = info.value.diagnostics[0]
+    assert diagnostic.message.startswith("unexpected `model`: this file's lines end with a bare carriage return")
+    assert "LF or CRLF" in (diagnostic.hint or "")
+    # a CRLF file with an unrelated mistake keeps the usual words
+    path.write_bytes(b'ttcl 1\r\nmodel p = "x" y\r\n')
+    with pytest.raises(SyntaxDiagnosticError) as info:
+        parse_file(path)
+    assert "carriage return" not in str(info.value)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_bytes_give_a_positioned_diagnostic(seed: int) -> None:
     rng = random.Random(seed)

@@ -370,6 +370,8 @@ def parse_param_value(decl: ParamDecl, raw: str) -> ParamValue | ValueProblem:
         return ValueProblem(f"`{_short(raw)}` is not {'an' if decl.type == 'int' else 'a'} {decl.type}")
     if not -_FLOAT_MAX <= value <= _FLOAT_MAX:  # exact for ints of any size; false for inf and nan
         return ValueProblem(f"`{_short(raw)}` is past the range of a 64-bit float")
+    if value == 0 and re.search(r"[1-9]", re.split(r"[eE]", raw)[0]):  # `1e-400` read as 0 (QA pass)
+        return ValueProblem(f"`{_short(raw)}` is too small: a 64-bit float reads it as 0; write 0 if 0 is meant")
     if decl.type == "int":
         if not isinstance(value, int):
             if value.is_integer():

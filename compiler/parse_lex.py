@@ -220,10 +220,15 @@ def check_number(tok: Tok, file: str) -> None:
             expected="a number such as `16`, `0.8`, `2e12`, or one with a suffix k, M, G or T (`8k`, `2.5M`)",
             hint="the suffixes are k (1e3), M (1e6), G (1e9) and T (1e12), case-sensitive",
         )
-    if number_value(tok.value)[0] == float("inf"):
-        shown = tok.value if len(tok.value) <= 40 else f"{tok.value[:40]}... ({len(tok.value)} characters)"
+    value = number_value(tok.value)[0]
+    shown = tok.value if len(tok.value) <= 40 else f"{tok.value[:40]}... ({len(tok.value)} characters)"
+    if value == float("inf"):
         raise LexicalError(f"number `{shown}` is too large", span,
                            hint="numbers must fit a 64-bit float (below about 1.8e308)")
+    if value == 0 and re.search(r"[1-9]", re.split(r"[eE]", match.group(1))[0]):
+        # `flops <= 1e-400` was read as 0 without a word (QA pass)
+        raise LexicalError(f"number `{shown}` is too small: a 64-bit float reads it as 0", span,
+                           hint="write 0 if 0 is meant; a nonzero number must be at least about 5e-324")
 
 
 def number_value(text: str) -> tuple[float, bool]:

@@ -203,6 +203,11 @@ def test_a_set_value_past_a_float_is_a_clear_error(tmp_path: Path, capsys: pytes
     code, _, err = run(capsys, "check", str(prog), "--set", "threshold=" + "9" * 5000)
     assert code == 2 and "`--set threshold=9999999999999999999999999999999999999999... (5000 characters)`: " in err
     assert "is past the range of a 64-bit float" in err and len(err) < 1000
+    # a value too small for a float was read as 0 (temperature 1e-400 sampled greedily; QA pass); 0e-400 is 0
+    code, _, err = run(capsys, "check", str(prog), "--set", "threshold=1e-400")
+    assert code == 2 and "`1e-400` is too small: a 64-bit float reads it as 0" in err
+    code, _, err = run(capsys, "check", str(prog), "--set", "threshold=0e-400")
+    assert code == 0, err
     big = write(tmp_path / "big.ttc", PROGRAM.replace("ttcl 1\n", "ttcl 1\nparam huge: float = " + "9" * 5000 + "\n", 1))
     code, _, err = run(capsys, "check", str(big))
     assert code == 2 and "number `9999999999999999999999999999999999999999... (5000 characters)` is too large" in err

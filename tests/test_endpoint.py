@@ -228,6 +228,12 @@ def test_cli_allow_remote_and_api_key_never_shown(tmp_path):
         assert out.returncode == 2 and out.stderr.strip() == (
             f"error: --allow-remote {given!r}: expected a host name or address, not a URL or host:port; "
             "give --allow-remote 203.0.113.9")
+    for given in ("", "a b", "\udcff"):  # accepted before, matching no host (QA pass); argv's \xff is a surrogate
+        out = subprocess.run([*exe, "check", str(prog), "--allow-remote", given], capture_output=True, text=True,
+                             env=env, errors="surrogateescape")
+        assert out.returncode == 2 and out.stderr.strip() == (
+            f"error: --allow-remote {ascii(given)}: expected a host name or address (letters, digits, `.`, `-`), "
+            "such as gpu-box.internal or 10.0.0.5"), out.stderr
     cfg = tmp_path / "c.toml"
     cfg.write_text('allow_remote = ["203.0.113.9"]\n')
     out = subprocess.run([*exe, "check", str(prog)], capture_output=True, text=True, env={**env, "TTCL_CONFIG": str(cfg)})

@@ -122,6 +122,10 @@ def allowed_hosts(cli: list[str] | None) -> list[str]:
             shown = m.group(1).strip("[]") if m else None
             raise OptionError(f"--allow-remote {host!r}: expected a host name or address, not a URL or host:port"
                               + (f"; give --allow-remote {shown}" if shown else ""))
+        if not re.fullmatch(r"[^\W_][\w.-]*", host.strip()) or not host.isprintable():
+            # an empty name, a space, or bytes that are not text (a surrogate) were accepted and never matched (QA pass)
+            raise OptionError(f"--allow-remote {ascii(host)}: expected a host name or address (letters, digits, "
+                              "`.`, `-`), such as gpu-box.internal or 10.0.0.5")
     return [*(cli or []), *user_config().allow_remote]
 
 

@@ -58,9 +58,10 @@ def input_over_bound(result: Mapping[str, Any], given_as: str) -> str | None:
     if result.get("status") != "stopped" or not over:
         return None
     node, why = next(iter(over.items()))
-    return (f"{given_as}: the input is longer than the strategy's declared bound (`text[<=N]`), so {node} did not "
-            f"run: {why.removeprefix(INPUT_OVER_BOUND + ': ')}\n"
-            "  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it")
+    why = why.removeprefix(INPUT_OVER_BOUND + ": ")
+    said = (f"{why}, so {node} did not run" if why.startswith("the input is") else  # counted (runtime/input_bound.py)
+            f"the input is longer than the strategy's declared bound (`text[<=N]`), so {node} did not run: {why}")
+    return f"{given_as}: {said}\n  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it"
 
 
 class Limits(BaseModel):
@@ -207,6 +208,16 @@ class Accountant:
         # `split = even | need`: each item's own cap on the pool replaces the first-come pool (runtime/pool_split.py).
         self.shares: PoolShares | None = None
         self._share_extra: dict[int, Cost] = {}  # what an item's attempts a kill cut short took from the pool
+        # items whose input is longer than its declared `text[<=N]` (runtime/input_bound.py): each model call refused
+        self.over_long: dict[int, str] = {}
+        self.input_check: Callable[[str], str | None] | None = None  # why an input is over its bound (or None)
+
+    def admit(self, item: int, question: str) -> None:
+        """An item starts: one whose input is longer than its declared `text[<=N]` in any model's tokens has each
+        model call refused, and so stops before its first (a node's bound holds a token of slack; QA pass)."""
+        why = self.input_check(question) if self.input_check is not None else None
+        if why is not None:
+            self.over_long[item] = why
 
     # ------------------------------------------------------------ queries
 
@@ -305,6 +316,8 @@ class Accountant:
             if node_id in self.static_bounds and (item, node_id) not in self.ledger:  # a row of the cost table
                 self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _ZERO, _ZERO, status="charged")
             return Allowance(item, node_id, True, _ZERO, n, max_tokens)
+        if item in self.over_long:  # stopped whatever room is left, as `ttcl serve` refuses it (shrink or not)
+            return self._refuse(item, node_id, n, max_tokens, f"{INPUT_OVER_BOUND}: {self.over_long[item]}")
         reasons = self._blocked(item, node_id, worst_case)
         if not reasons:
             return self._reserve(item, node_id, worst_case, n, max_tokens, shrunk=False, reason="")
@@ -315,7 +328,9 @@ class Accountant:
                 what = f"n={n2}, max_tokens={m2}" if n is not None else f"max_tokens={m2}"
                 why = f"shrunk to {what} ({', '.join(reasons)})"
                 return self._reserve(item, node_id, cost, n2 if n is not None else None, m2, shrunk=True, reason=why)
-        why = self._refusal(item, node_id, worst_case, reasons, op)
+        return self._refuse(item, node_id, n, max_tokens, self._refusal(item, node_id, worst_case, reasons, op))
+
+    def _refuse(self, item: int, node_id: str, n: int | None, max_tokens: int | None, why: str) -> Allowance:
         entry = self.ledger.get((item, node_id))
         if entry is None:
             self.ledger[(item, node_id)] = LedgerEntry(item, node_id, _zero(), status="refused", reason=why)

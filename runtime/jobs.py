@@ -200,8 +200,11 @@ class Job:
         allow = gate(self, worst, n, m, resize)
         self.phases += 1
         if not allow.granted:
-            if self.chat_drift is not None and allow.reason.startswith(INPUT_OVER_BOUND):  # the template's text, not
-                # the input, is what is over (QA pass: a 6-token input was said to be longer than its text[<=40])
+            # the template's text, not the input, is what is over (QA pass: a 6-token input was said to be longer
+            # than its text[<=40]); an input counted over its own bound (runtime/input_bound.py) is said as it is
+            prompt_over = allow.reason.startswith(INPUT_OVER_BOUND) and not allow.reason.startswith(
+                f"{INPUT_OVER_BOUND}: the input is")
+            if self.chat_drift is not None and prompt_over:
                 allow = replace(allow, reason=f"{self.chat_drift}; {allow.reason.removeprefix(INPUT_OVER_BOUND + ': ')}")
             self.refused = allow
             return None

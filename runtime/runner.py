@@ -29,6 +29,7 @@ from ttcl.runtime.accountant import Accountant, AccountantHook, Limits
 from ttcl.runtime.dataset import Item
 from ttcl.runtime.extract import make_extractor
 from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.input_bound import declared_bound, over_bound
 from ttcl.runtime.judge import MARKER, make_judge
 from ttcl.runtime.pool_split import other_item_count
 from ttcl.runtime.retry import failed_items, resume_note, retry_records
@@ -451,6 +452,8 @@ class Runner:
             from ttcl.runtime.scheduler_stream import StreamScheduler
 
             cls = StreamScheduler
+        name, bound = declared_bound(self.compiled.dag)
+        acc.input_check = lambda question: over_bound(question, name, bound, self.backends)
         return cls(
             self.compiled.dag, backends=self.backends, scorers=self.scorers, extract=self.extract,
             seed=self.options.seed, hooks=hooks, accountant=acc, scope=dict(self.compiled.report.params),

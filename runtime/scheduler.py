@@ -247,13 +247,11 @@ class Scheduler:
     # ------------------------------------------------------------ per item
 
     def _new_run(self, item: Item) -> _ItemRun:
-        inputs: dict[str, Value] = {}
-        for k, name in enumerate(self._input_names):
-            if k == 0:
-                inputs[name] = item.question
-            elif name in item.extra:
-                inputs[name] = item.extra[name]
+        inputs: dict[str, Value] = {name: item.question if k == 0 else item.extra[name]
+                                    for k, name in enumerate(self._input_names) if k == 0 or name in item.extra}
         run = _ItemRun(item=item, inputs=inputs, pending=list(self._order))
+        if self.accountant is not None:  # an input over its `text[<=N]` stops the item (runtime/input_bound.py)
+            self.accountant.admit(item.index, item.question)
         for node_id, value, cost, shrunk in self.replay.pop(item.index, []):
             if node_id in run.state or node_id not in self.dag.nodes:
                 continue

@@ -146,8 +146,9 @@ def test_api_one_input_over_its_bound_raises_like_input_and_a_list_stops_it(tmp_
 
     prog = tmp_path / "short.ttc"
     prog.write_text(SHORT)
-    with pytest.raises(TtclError, match=r"inputs: the input is longer than the strategy's declared bound "
-                                        r"\(`text\[<=N\]`\), so main/\S+ did not run: its prompt"):
+    with pytest.raises(TtclError, match=r"inputs: the input is 44 tokens \(model ttcl:arith-s's tokenizer\), longer "
+                                        r"than the strategy's declared bound `question: text\[<=8\]`, so main/\S+ did "
+                                        r"not run"):
         ttcl.run(prog, inputs=LONG, device="cpu")
     out = ttcl.run(prog, inputs=["3 +4", LONG], device="cpu")  # a list is a dataset: the long item is stopped
     assert out.answers[1] is None and out.summary.stopped == 1 and out.summary.items == 2

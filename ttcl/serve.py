@@ -48,6 +48,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ttcl.errors import TtclError
+from ttcl.runtime.input_bound import declared_bound, over_bound
 from ttcl.serve_openai import (
     ApiError,
     finish_reason,
@@ -70,9 +71,6 @@ class Strategy:
     sets: list[str] = field(default_factory=list)
 
 
-# An input over this many characters per token of its declared bound is refused without being tokenized: no
-# bundled tokenizer has a token longer than a few characters (a BPE vocabulary's longest are about 16-32)
-CHARS_PER_TOKEN = 64
 MAX_COMPILED = 256  # compiled (model id, ttcl.set) pairs kept; about 70 KB each, and 45 ms to compile one again
 
 
@@ -216,32 +214,18 @@ class Server:
         shared = {id(m): m for m in runner.backends.values()}  # a judge reads through a policy's backend too
         shared.update({id(m): m for sc in runner.scorers.values() if (m := getattr(sc, "backend", None)) is not None})
         locks = tuple(self.model_locks.setdefault(k, threading.Lock()) for k in sorted(shared))
-        return Admitted(runner, compiled, key, *_input_bound(compiled), locks=locks)
+        return Admitted(runner, compiled, key, *declared_bound(compiled.dag), locks=locks)
 
     def check_input(self, admitted: Admitted, question: str, param: str) -> None:
         """An input longer than the strategy's declared `text[<=N]` is refused (400) before anything runs, as
         `ttcl run --input` refuses it (exit 2): each model counts the input in its own tokens, as `ttcl check`
-        bounded it. A model that cannot count (an endpoint without /tokenize) leaves the check to the run."""
-        if admitted.input_bound is None:
-            return
-        if len(question) > admitted.input_bound * CHARS_PER_TOKEN:  # refused before a tokenizer reads it (QA pass: a
-            # 1 MB input took seconds of CPU and stayed in the encode cache, 100 MB of memory per refused request)
-            raise ApiError(400, f"the input is {len(question):,} characters, more than {CHARS_PER_TOKEN} per token of "
-                           f"the strategy's declared bound `{admitted.input_name}: text[<={admitted.input_bound}]`; "
-                           "shorten it", param=param, code="input_too_long")
-        counts: list[tuple[int, str]] = []
-        for ref, be in admitted.runner.backends.items():
-            try:
-                counts.append((int(be.count_tokens(question)), ref))
-            except (TtclError, OSError):  # cannot count here: the run's own check still refuses it
-                continue
-        if not counts:
-            return
-        tokens, ref = max(counts)
-        if tokens > admitted.input_bound:
-            raise ApiError(400, f"the input is {tokens} tokens (model {ref}'s tokenizer), longer than the strategy's "
-                           f"declared bound `{admitted.input_name}: text[<={admitted.input_bound}]`; shorten it",
-                           param=param, code="input_too_long")
+        bounded it; an input of more than 64 characters per token of the bound is refused by its length, before a
+        tokenizer reads it (QA pass: a 1 MB input took seconds of CPU and stayed in the encode cache, 100 MB of
+        memory per refused request). A model that cannot count (an endpoint without /tokenize) leaves the check
+        to the run."""
+        why = over_bound(question, admitted.input_name, admitted.input_bound, admitted.runner.backends)
+        if why is not None:
+            raise ApiError(400, f"{why}; shorten it", param=param, code="input_too_long")
 
     # -- the worker -----------------------------------------------------------------------
 
@@ -321,15 +305,6 @@ class Server:
             outs = [ApiError(500, msg, type_="server_error") for _ in group]
         for p, out in zip(group, outs, strict=True):
             p.loop.call_soon_threadsafe(_resolve, p.future, out)
-
-
-def _input_bound(compiled: Any) -> tuple[str, int | None]:
-    """The name and `text[<=N]` of the entry strategy's first input: the one a request's text fills."""
-    dag = compiled.dag
-    if not dag.inputs:
-        return "question", None
-    node = dag.nodes[dag.inputs[0]]
-    return node.args.name or "question", node.args.max_len if node.type == "text" else None
 
 
 def _resolve(fut: asyncio.Future, out: Any) -> None:

@@ -240,11 +240,7 @@ def load_backend(ref: str, device: str, dtype: str, options: dict[str, float] | 
         return _LOADED[ekey]
     key = (ref, device, dtype)
     if key not in _LOADED:
-        from transformers.utils import logging as hf_logging
-
         from ttcl.runtime.backends.transformers import TransformersBackend
-
-        hf_logging.disable_progress_bar()  # the run's own progress bar is the only one on stderr
 
         _LOADED[key] = TransformersBackend(ref, device=device, dtype=dtype)
     return _LOADED[key]

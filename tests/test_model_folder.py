@@ -149,3 +149,15 @@ def test_a_tokenizer_that_only_loading_shows_empty_is_refused_by_the_run(tmp_pat
         TransformersBackend(bad, device="cpu")
     assert str(e.value) == (f"cannot load model from '{bad}': its tokenizer has an empty vocabulary: save the model's "
                             "tokenizer beside it (`tokenizer.save_pretrained(DIR)`)")
+
+
+def test_a_verifier_loaded_beside_a_server_policy_shows_no_loading_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    """transformers' "Loading weights" bar was turned off only where a local policy loaded: with the policy on a
+    server, a run loading its PRM printed the bar amid the run's own (SGLang pass). Every load is quiet now, and
+    the caller's setting of the bar is left as it was."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    RewardModelVerifier(str(MODELS_DIR / "arith-orm"), device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()

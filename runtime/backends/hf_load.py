@@ -58,15 +58,18 @@ def load_weights(auto_cls: Any, path: Path, what: str = "model") -> tuple[Any, l
     (a causal LM's lm_head beside the missing head of a reward model)."""
     from transformers.utils import logging as hf_logging
 
-    before = hf_logging.get_verbosity()
+    before, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its LOAD REPORT table: the error below says what is wrong, in one line
-    try:
+    hf_logging.disable_progress_bar()  # a run's own bar is the only one on stderr (a verifier's load showed one
+    try:  # when the policy was a server, which loads nothing here)
         model, info = auto_cls.from_pretrained(path, local_files_only=True, use_safetensors=True,
                                                output_loading_info=True, ignore_mismatched_sizes=True)
     except LOAD_ERRORS as e:
         raise TtclRuntimeError(f"cannot load {what} from {str(path)!r}: {e}") from e
     finally:
         hf_logging.set_verbosity(before)
+        if bar:
+            hf_logging.enable_progress_bar()
     mismatched = list(info.get("mismatched_keys") or [])
     if mismatched:
         order = {name: k for k, (name, _) in enumerate(model.named_parameters())}

@@ -58,6 +58,7 @@ from ttcl.runtime.backends.base import (
 from ttcl.runtime.backends.decode import trim_at_stop
 from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_model: re-exported
     api_key,
+    engine_facts,
     pin_served_model,
     refuse_a_shorter_context,
     refuse_wrong_twin,
@@ -181,7 +182,7 @@ class EndpointBackend:
         if self.ep.engine not in (None, "generic") and detected != "generic" and detected != self.ep.engine:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: declared engine={self.ep.engine} "
                                    f"but the server is {detected}")
-        ver = str(version_json["version"]) if version_json and "version" in version_json else None
+        ver, self.seeded = engine_facts(self.ep.root_url, engine, version_json)
         return model_id, engine, ver
 
     def probe(self) -> None:
@@ -254,7 +255,7 @@ class EndpointBackend:
                 else (sorted(self.fingerprints) or [None])[0], "local": self.local,
                 "flops_known": self.flops_known, "concurrency": self.ep.concurrency, "probe": self.probe_usage,
                 # whether this run sent the probe (the engine suite compares the ledger with the server's counters)
-                "probe_sent": self.probe_sent,
+                "probe_sent": self.probe_sent, "seeded": self.seeded,  # False: --seed does not fix its samples
                 **({"fingerprints_seen": sorted(self.fingerprints)} if self.fingerprints - {self.start_fingerprint}
                    else {})}
 
@@ -318,7 +319,7 @@ class EndpointBackend:
 
     def require_logprobs(self) -> None:
         """A judge on this server: refused at start unless the engine returns chosen tokens' log-probabilities."""
-        if not (self.profile.logprobs and self.profile.engine == "vllm"):
+        if not self.profile.logprobs:
             raise TtclRuntimeError(
                 f"endpoint {self.ep.base_url} ({self.engine}): a judge reads next-token log-probabilities, which "
                 "this engine does not return for chosen tokens (only vLLM's `logprob_token_ids` is supported); "

@@ -60,6 +60,33 @@ def get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
     return http_json(url, None, timeout)
 
 
+def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None) -> tuple[str | None, bool]:
+    """The server's version, and whether a request's `seed` fixes its samples there. vLLM answers `/version`
+    and honours seeds. SGLang (0.5.23, measured) has no `/version`: its `/server_info` holds the version and
+    `enable_deterministic_inference`, without which it ignores a request's seed. `transformers serve` has one
+    global seed; another engine's seeds are assumed to hold."""
+    from ttcl.runtime.backends.profiles import profile
+
+    version = str(version_json["version"]) if version_json and "version" in version_json else None
+    if engine != "sglang":
+        return version, profile(engine).seeds_per_request
+    for path in ("/server_info", "/get_server_info"):  # the second: its older name
+        status, info = get_json(root_url + path)
+        if status == 200 and isinstance(info, dict):
+            return version or (str(info["version"]) if info.get("version") else None), \
+                info.get("enable_deterministic_inference") is True
+    return version, False
+
+
+def unseeded(backends: dict[str, Any]) -> dict[str, str]:
+    """Per server whose samples a run's `--seed` does not fix (`engine_facts`), why, as a note says it."""
+    how = {"sglang": "it was started without --enable-deterministic-inference",
+           "transformers-serve": "it has one global seed"}
+    return {be.ep.base_url: f"{be.ep.base_url} ({be.engine}) ignores a request's seed, since "
+            f"{how.get(be.engine, 'it says so')}: --seed does not fix this run's samples, and a rerun draws others"
+            for be in backends.values() if getattr(be, "seeded", True) is False}
+
+
 def served_model(ep: Any) -> tuple[dict[str, Any], str]:
     """The server's model list and the id a request names: `?model=ID` when it is served, else its only model.
     Every way it can be wrong is said as such (a URL without /v1, an id it does not serve)."""

@@ -7,7 +7,11 @@ on the engines themselves (issue #9): `transformers serve` ignores `n`,
 `logprobs` and `echo`, keeps stop strings, and has one global seed; vLLM
 has native `n` with per-sample seeds (seed + j), keeps stop strings on
 request, reports `cached_tokens`, and scores sequence classifiers on
-`/classify`.
+`/classify`. SGLang (0.5.23 on CPU, 2026-12-07) keeps stop strings with
+`no_stop_trim`, honours a request's seed only when started with
+`--enable-deterministic-inference`, and there gives its native `n` samples
+one seed, so that all n are the same text: ttcl sends it n requests seeded
+seed + j, diverse on every server and reproducible on a deterministic one.
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "vllm": Profile("vllm", native_n=True, seeds_per_request=True, keeps_stop=True, trust_cached=True,
                     classify=True, logprobs=True, token_ids=True),
-    "sglang": Profile("sglang", native_n=True, seeds_per_request=True, keeps_stop=True, trust_cached=False,
-                      classify=False, logprobs=True, token_ids=False),
+    "sglang": Profile("sglang", native_n=False, seeds_per_request=True, keeps_stop=True, trust_cached=False,
+                      classify=False, logprobs=False, token_ids=False),  # seeds: on a deterministic server only
     "transformers-serve": Profile("transformers-serve", native_n=False, seeds_per_request=False, keeps_stop=True,
                                   trust_cached=False, classify=False, logprobs=False, token_ids=False),
     "generic": Profile("generic", native_n=False, seeds_per_request=True, keeps_stop=False, trust_cached=False,

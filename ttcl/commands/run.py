@@ -46,6 +46,7 @@ from ttcl.commands.wide import (
     show_workers,
 )
 from ttcl.errors import TtclSemanticError
+from ttcl.runtime.backends.endpoint_http import unseeded
 from ttcl.runtime.hooks import NodeHook
 from ttcl.runtime.ray_cluster import DistributedError, ShardFailedError
 from ttcl.runtime.trace import has_run
@@ -54,6 +55,7 @@ from ttcl.safeio import is_dir, is_file, where_written
 DEVICES = ("auto", "cpu", "cuda")
 # `ttcl run --strict`: the run finished, but some item failed or was stopped (CI should fail).
 EXIT_ITEMS_NOT_OK = 3
+_SAID_UNSEEDED: set[str] = set()  # servers whose ignored seeds this process has noted
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 DTYPES = ("auto", "float32", "bfloat16", "float16", "fp32", "bf16", "fp16")  # the short names: as the backend takes them
 
@@ -248,6 +250,10 @@ def _run_once(
                        err=True)
         return summary
     runner = Runner(compiled, opts)
+    for url, why in unseeded(runner.backends).items():  # once a process: an eval's runs share the servers
+        if url not in _SAID_UNSEEDED:
+            _SAID_UNSEEDED.add(url)
+            typer.echo(f"note: {why}", err=True)
     with stop_after_the_running_step(resumable=runner.split != "need") as stop:
         if not show_progress:
             note = None if retry_failed is None else (lambda line: typer.echo(line, err=True))

@@ -47,14 +47,18 @@ def vllm_cmd(py: str, port: int) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vllm-url", help="a running vLLM serving ttcl/zoo/models/arith-m (http://127.0.0.1:PORT/v1)")
     ap.add_argument("--vllm-python", help="start vLLM with this interpreter instead")
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--beam-items", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the local contender (OMP_NUM_THREADS)")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)  # as BENCHMARKS.md's set-up, and the server's OMP_NUM_THREADS (QA pass)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         url = args.vllm_url
         if url is None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 
 import torch
 
@@ -108,3 +109,8 @@ def naive_loop(
             )
             gen += out.shape[1] - enc["input_ids"].shape[1]
     return gen
+
+
+if __name__ == "__main__":
+    print("error: bench/baselines.py is a library of bench_generate.py and bench_run.py, not a script", file=sys.stderr)
+    sys.exit(2)

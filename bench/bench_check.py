@@ -16,6 +16,8 @@ import statistics
 import time
 from collections.abc import Callable
 
+from cli import main_guarded, positive_int
+
 from ttcl.compiler.budget import spec_lookup
 from ttcl.compiler.budget_report import analyze
 from ttcl.compiler.checks import check_program
@@ -81,8 +83,8 @@ def _stages(source: str, clock: Callable[[], float]) -> tuple[dict[str, float], 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=15)
-    ap.add_argument("--blocks", type=int, default=20, help="20 blocks: 604 DAG nodes")
+    ap.add_argument("--runs", type=positive_int, default=15, help="timed runs per clock, after one warm-up (the median is printed)")
+    ap.add_argument("--blocks", type=positive_int, default=20, help="blocks of the generated program (20 blocks: 604 DAG nodes)")
     args = ap.parse_args()
     source = program(args.blocks)
     gc.collect()
@@ -98,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

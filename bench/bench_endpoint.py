@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -29,9 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from cli import main_guarded, positive_int  # noqa: E402
 from servers import ZOO, free_port, server  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
+from ttcl.errors import TtclRuntimeError  # noqa: E402
 from ttcl.runtime.dataset import load_dataset  # noqa: E402
 from ttcl.runtime.runner import Runner, RunOptions  # noqa: E402
 from ttcl.runtime.tasks.arith import iter_jsonl, make_problems  # noqa: E402
@@ -50,23 +53,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vllm-url", help="a running vLLM serving ttcl/zoo/models/arith-m (http://127.0.0.1:PORT/v1)")
     ap.add_argument("--vllm-python", help="start vLLM with this interpreter instead")
-    ap.add_argument("--items", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--beam-items", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the local contender (OMP_NUM_THREADS)")
+    ap.add_argument("--items", type=positive_int, default=64, help="arith items of the best-of-16 job")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the items and of the runs")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per contender (the median is printed)")
+    ap.add_argument("--beam-items", type=positive_int, default=32,
+                    help="items of the multi-step job (adaptive, beam_search); at most --items")
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch threads of the local contender (OMP_NUM_THREADS)")
     args = ap.parse_args()
+    if args.vllm_url is None and not args.vllm_python:
+        ap.error("give --vllm-url or --vllm-python")
+    if args.vllm_url is None and not (os.path.isfile(args.vllm_python) and os.access(args.vllm_python, os.X_OK)):
+        ap.error(f"--vllm-python {args.vllm_python}: not an executable file")
     import torch
 
     torch.set_num_threads(args.threads)  # as BENCHMARKS.md's set-up, and the server's OMP_NUM_THREADS (QA pass)
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         url = args.vllm_url
         if url is None:
-            if not args.vllm_python:
-                ap.error("give --vllm-url or --vllm-python")
             port = free_port()
-            stack.enter_context(server(vllm_cmd(args.vllm_python, port), port, Path(tmp) / "vllm.log", timeout=900,
-                                       env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
+            try:
+                stack.enter_context(server(vllm_cmd(args.vllm_python, port), port, Path(tmp) / "vllm.log", timeout=900,
+                                           env={"VLLM_CPU_KVCACHE_SPACE": "1"}))
+            except RuntimeError as e:  # it exited (no vllm in that interpreter?) or never answered: its log's tail
+                raise TtclRuntimeError(f"vLLM from --vllm-python {args.vllm_python} did not start: {e}") from None
             url = f"http://127.0.0.1:{port}/v1"
         url = url.rstrip("/") + f"?model={MODEL}&engine=vllm"
         data = Path(tmp) / "arith.jsonl"
@@ -111,4 +120,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

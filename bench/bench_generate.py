@@ -13,7 +13,7 @@
 Timings alternate the contenders and report the median of --repeats runs after a
 warm-up. The backend's prefix cache is cleared before every timed run.
 
-    python bench/bench_generate.py                      # all four, default model
+    python bench/bench_generate.py                      # all four, default model (minutes: the naive loop of (b))
     python bench/bench_generate.py --only a --repeats 5
 """
 
@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import handwritten_batched, hf_generate_batched, naive_loop  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int, positive_int_list  # noqa: E402
 
 from ttcl.runtime.backends import GenRequest, SamplingParams  # noqa: E402
 from ttcl.runtime.backends.transformers import TransformersBackend  # noqa: E402
@@ -118,12 +119,14 @@ def bench_a_b(args) -> None:
             f"    ttcl / hf generate batched = {med(t_ours) / med(t_hf):.3f} wall, "
             f"{cpu_median('ours') / cpu_median('hf'):.3f} CPU"
         )
-    if "b" in args.only:
+    if "b" in args.only and args.naive_items == 0:
+        print("(b) skipped: --naive-items 0")
+    elif "b" in args.only:
         sub = prompts[: args.naive_items]
         t_naive, naive_gen = timed(lambda: naive_loop(model, tok, sub, n, m, temp), "naive")
         scale = len(prompts) / len(sub)
         est, est_cpu = t_naive * scale, cpu_median("naive") * scale
-        note = "" if scale == 1 else f" (measured on {len(sub)} items, x{scale:g})"
+        note = "" if scale == 1 else f" (measured on {len(sub)} item{'s' * (len(sub) != 1)}, x{scale:g})"
         print(
             f"  naive generate loop   {est:7.2f} s wall, {est_cpu:.2f} s CPU{note}; "
             f"{naive_gen} gen tokens measured"
@@ -156,7 +159,7 @@ def long_model(args, need: int) -> tuple[object, str]:
     else:
         from ttcl.runtime.backends.random_model import save_random_gpt2
 
-        tmp = tempfile.mkdtemp(prefix="ttcl-bench-c-")
+        tmp = tempfile.mkdtemp(dir=args.tmp)  # inside main's temporary directory, removed at the end
         path = save_random_gpt2(
             Path(tmp) / "wide",
             n_layer=cfg.n_layer,
@@ -245,31 +248,37 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="ttcl:arith-s")
-    ap.add_argument("--only", default="abcd", help="which benchmarks: any of a, b, c, d")
-    ap.add_argument("--items", type=int, default=64)
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--steps", default="2,3,4", help="arith difficulty levels of the items")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
-    ap.add_argument("--naive-items", type=int, default=64, help="(b): items the naive loop runs")
-    ap.add_argument("--skip-hf-generate", action="store_true")
-    ap.add_argument("--long-prompt", type=int, default=512)
-    ap.add_argument("--long-gen", type=int, default=32)
+    ap.add_argument("--model", default="ttcl:arith-s", help="the model: ttcl:NAME or a model directory")
+    ap.add_argument("--only", default="abcd", help="which benchmarks: any of a, b, c, d (e.g. ab or a,b)")
+    ap.add_argument("--items", type=positive_int, default=64, help="arith items of (a), (b) and (d)")
+    ap.add_argument("--n", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--max-tokens", type=positive_int, default=64, help="generated tokens per sample at most")
+    ap.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    ap.add_argument("--steps", type=positive_int_list, default="2,3,4", help="arith difficulty levels of the items")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the items")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per contender (the median is printed)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (both sides)")
+    ap.add_argument("--naive-items", type=nonnegative_int, default=64,
+                    help="(b): items the naive loop runs, scaled up to --items (0: skip (b); the default 64 "
+                         "makes 1,024 generate calls, minutes)")
+    ap.add_argument("--skip-hf-generate", action="store_true", help="(a): do not time model.generate on the batch")
+    ap.add_argument("--long-prompt", type=positive_int, default=512, help="(c), (d): tokens of the long prompt")
+    ap.add_argument("--long-gen", type=positive_int, default=32, help="(c), (d): generated tokens per sample at most")
     args = ap.parse_args()
-    args.steps = [int(s) for s in args.steps.split(",")]
+    letters = args.only.replace(",", "")
+    if not letters or set(letters) - set("abcd"):
+        ap.error(f"--only {args.only!r}: expected letters among a, b, c, d")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, python {sys.version.split()[0]}")
-    if "a" in args.only or "b" in args.only:
-        bench_a_b(args)
-    if "c" in args.only:
-        bench_c(args)
-    if "d" in args.only:
-        bench_d(args)
+    with tempfile.TemporaryDirectory(prefix="ttcl-bench-c-") as tmp:  # (c)'s and (d)'s random model, if any
+        args.tmp = tmp
+        if "a" in args.only or "b" in args.only:
+            bench_a_b(args)
+        if "c" in args.only:
+            bench_c(args)
+        if "d" in args.only:
+            bench_d(args)
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

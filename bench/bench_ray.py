@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
 from ttcl.runtime import distributed  # noqa: E402
@@ -191,21 +194,25 @@ def quota_cost(items: list[Item]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--job-items", type=int, default=96)
-    ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--record", type=int, default=16)
-    ap.add_argument("--items", type=int, default=10_000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--skip-overhead", action="store_true")
+    ap.add_argument("--job-items", type=positive_int, default=96, help="(1), (4): arith items of the job")
+    ap.add_argument("--seed", type=int, default=11, help="seed of the items")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="(1): timed runs per contender (the median is printed)")
+    ap.add_argument("--record", type=positive_int, default=16, help="(2): items of the recorded shard")
+    ap.add_argument("--items", type=positive_int, default=10_000,
+                    help="(2): items replayed, rounded down to a multiple of --record (said when it is)")
+    ap.add_argument("--workers", type=positive_int, default=2, help="(2): worker threads replaying at once")
+    ap.add_argument("--skip-overhead", action="store_true", help="skip part (1)")
     ap.add_argument("--quota-cost", action="store_true", help="only part (4)")
     a = ap.parse_args()
+    if not a.quota_cost and a.items < a.record:
+        ap.error(f"--items {a.items}: expected at least --record ({a.record}), the items of one replayed shard")
     if a.quota_cost:
         try:
             quota_cost(items_of(a.job_items, a.seed))
         finally:
             distributed.shutdown()
         return
+    tmp: Path | None = None
     try:
         if not a.skip_overhead:
             r = overhead(items_of(a.job_items, a.seed), a.repeats)
@@ -219,9 +226,10 @@ def main() -> None:
         else:
             distributed.connect(num_cpus=2)
         calls = record(items_of(a.record, a.seed))
-        import tempfile
-
-        tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+        if a.items % a.record:
+            print(f"(2) --items {a.items} is rounded down to {a.items - a.items % a.record}, a multiple of "
+                  f"--record {a.record}")
+        tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))  # the merged trace, removed at the end
         for with_items, trace in ((False, None), (True, None), (True, tmp / "trace.jsonl")):
             r2 = accountant_cost(calls, a.record, a.items, a.workers, with_items=with_items, trace=trace)
             what = ("reservations/charges only" if not with_items else
@@ -240,7 +248,9 @@ def main() -> None:
             print(f"(3) ledger in-process, {per_call} ops per call: {us:.1f} us per op (median of 3)")
     finally:
         distributed.shutdown()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

@@ -40,6 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import handwritten_batched, naive_loop  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int, positive_int_list  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
 from ttcl.runtime.dataset import load_dataset  # noqa: E402
@@ -106,23 +107,26 @@ def cli_run(args: argparse.Namespace, dataset: Path) -> tuple[float, float, str]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="ttcl:arith-s")
-    ap.add_argument("--items", type=int, default=64)
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--steps", default="2,3,4", help="arith difficulty levels of the items")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both sides)")
-    ap.add_argument("--naive-items", type=int, default=8, help="items the naive loop runs (0: skip)")
+    ap.add_argument("--model", default="ttcl:arith-s", help="the policy: ttcl:NAME or a model directory")
+    ap.add_argument("--items", type=positive_int, default=64, help="arith items of the job")
+    ap.add_argument("--n", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--max-tokens", type=positive_int, default=64, help="generated tokens per sample at most")
+    ap.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    ap.add_argument("--steps", type=positive_int_list, default="2,3,4", help="arith difficulty levels of the items")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the items and of the run")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per contender (the median is printed)")
+    ap.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (both sides)")
+    ap.add_argument("--naive-items", type=nonnegative_int, default=8, help="items the naive loop runs (0: skip)")
     ap.add_argument("--skip-cli", action="store_true", help="do not time the `ttcl run` subprocess")
     args = ap.parse_args()
-    steps = [int(s) for s in args.steps.split(",")]
+    steps = args.steps
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="ttcl-bench-run-") as tmp:  # the dataset, removed at the end
+        bench(args, steps, Path(tmp))
 
-    tmp = Path(tempfile.mkdtemp(prefix="ttcl-bench-run-"))
+
+def bench(args: argparse.Namespace, steps: list[int], tmp: Path) -> None:
     dataset = tmp / f"arith{args.items}.jsonl"
     prompts = write_dataset(dataset, args.items, steps, args.seed)
     overrides = {"n": str(args.n), "temperature": str(args.temperature), "max_tokens": str(args.max_tokens)}
@@ -177,7 +181,9 @@ def main() -> None:
         f"(a) ttcl / hand-written = {t_ours.med_wall / t_hand.med_wall:.3f} wall, "
         f"{t_ours.med_cpu / t_hand.med_cpu:.3f} CPU   (target <= 1.10)"
     )
-    if args.naive_items > 0:
+    if args.naive_items == 0:
+        print("(b) skipped: --naive-items 0")
+    else:
         sub = prompts[: args.naive_items]
         t_naive = Timings()
         naive_gen = t_naive.add(lambda: naive_loop(model, tok, sub, n, m, temp, seed=args.seed))
@@ -199,4 +205,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections import Counter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.runtime.tasks import countdown as C  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -68,11 +68,11 @@ def first_failure(problem: C.Problem, completion: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", default="ttcl:countdown-s")
-    ap.add_argument("--per-level", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=777001)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--policy", default="ttcl:countdown-s", help="ttcl:NAME or a model directory")
+    ap.add_argument("--per-level", type=positive_int, default=40, help="items per difficulty bin")
+    ap.add_argument("--seed", type=int, default=777001, help="the dataset seed")
+    ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -100,4 +100,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

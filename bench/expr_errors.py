@@ -29,6 +29,7 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.runtime.tasks import expr as E  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
@@ -65,11 +66,11 @@ def first_failure(p: E.Problem, sample: str, check: E.ExprChecker) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--policy", default="ttcl:expr-s")
-    ap.add_argument("--per-level", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=555)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--policy", default="ttcl:expr-s", help="ttcl:NAME or a model directory")
+    ap.add_argument("--per-level", type=positive_int, default=40, help="items per difficulty bin")
+    ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
+    ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -94,4 +95,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main_guarded(main)

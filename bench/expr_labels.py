@@ -20,6 +20,8 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from cli import main_guarded  # noqa: E402
+
 from ttcl.runtime.tasks import expr  # noqa: E402
 from ttcl.zoo.family import EXPR_SAMPLES  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR  # noqa: E402
@@ -48,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -20,6 +20,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -34,17 +35,16 @@ def _diff(xs: list[float], seed: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
-    ap.add_argument("--policy", default="ttcl:expr-s")
-    ap.add_argument("--seeds", required=True, help="comma-separated evaluation-set seeds")
-    ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--policy", default="ttcl:expr-s", help="ttcl:NAME or a model directory")
+    ap.add_argument("--seeds", required=True, help="comma-separated evaluation-set seeds, each named once")
+    ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
+    ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     a = ap.parse_args()
     try:
         seeds = T.seed_list(a.seeds)
     except ValueError as e:
-        print(f"--seeds: {e}", file=sys.stderr)
-        return 2
+        ap.error(f"--seeds: {e}")
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,4 +83,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

@@ -42,6 +42,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
 from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative, likelihood_verifier  # noqa: E402
@@ -76,34 +77,36 @@ def main() -> int:
         return pair(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
-    ap.add_argument("--policy", default="ttcl:expr-s")
-    ap.add_argument("--verifier", default="ttcl:expr-prm")
-    ap.add_argument("--large", default=None)
-    ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, pooled")
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--guess-reference", type=int, default=20000, metavar="N",
+    ap.add_argument("--policy", default="ttcl:expr-s", help="ttcl:NAME or a model directory")
+    ap.add_argument("--verifier", default="ttcl:expr-prm", help="the PRM (or, with --likelihood, any causal LM)")
+    ap.add_argument("--large", default=None, help="the large policy of gate (c)")
+    ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
+    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, each named once, pooled")
+    ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    ap.add_argument("--json", default=None, help="write the per-bin figures here")
+    ap.add_argument("--guess-reference", type=positive_int, default=20000, metavar="N",
                     help="reference answers per bin for the question-blind guesser's bound (expr; default 20000)")
     ap.add_argument("--likelihood", action="store_true",
                     help="score with likelihood(VERIFIER): the verifier is any causal LM, and a sample's "
                          "score is its probability of the sample's lines")
     a = ap.parse_args()
+    try:
+        seeds = T.seed_list(a.seed)
+    except ValueError as e:
+        ap.error(f"--seed: {e}")
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
     from ttcl.zoo.data import build_tokenizer
     from ttcl.zoo.sampling import score_steps
 
-    try:
-        seeds = T.seed_list(a.seed)
-    except ValueError as e:
-        print(f"--seed: {e}", file=sys.stderr)
-        return 2
     a.seed = seeds[0]  # the guesser's reference answers and the bootstrap draws
     bed = T.BEDS[a.task]
     pdir = resolve_model(a.policy)
+    for ref in (a.verifier, a.large):  # a bad reference is said now, not after the policy's sampling
+        if ref is not None:
+            resolve_model(ref)
     pmeta = _meta(pdir)
     t0 = time.time()
     model = AutoModelForCausalLM.from_pretrained(str(pdir)).eval()
@@ -279,4 +282,4 @@ def pair(paths: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

@@ -25,6 +25,7 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.runtime.tasks.base import text_after_marker  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
@@ -47,11 +48,11 @@ def _wrong_spread(item: T.Item) -> tuple[int, int, int, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
-    ap.add_argument("--policy", default="ttcl:expr-s")
-    ap.add_argument("--per-level", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=555)
-    ap.add_argument("--k", type=int, default=16)
-    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--policy", default="ttcl:expr-s", help="ttcl:NAME or the directory `ttcl zoo train --out` wrote")
+    ap.add_argument("--per-level", type=positive_int, default=60, help="items per difficulty bin")
+    ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
+    ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
+    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -116,4 +117,4 @@ def _as_written(items: list[T.Item], k: int, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

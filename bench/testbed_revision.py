@@ -51,11 +51,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -68,28 +68,26 @@ def _gate(d: tuple[float, float, float]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="expr", choices=sorted(T.BEDS))
-    ap.add_argument("--policy", default="ttcl:expr-s")
-    ap.add_argument("--reviser", default="ttcl:expr-revise")
-    ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, pooled")
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--policy", default="ttcl:expr-s", help="the policy whose attempts are revised")
+    ap.add_argument("--reviser", default="ttcl:expr-revise", help="the revising model")
+    ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
+    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, each named once, pooled")
+    ap.add_argument("--rounds", type=positive_int, default=2, help="revision rounds")
     ap.add_argument("--inline", action="store_true",
                     help="the reviser drafts its own attempts and revises in the draft's context (no --policy)")
-    ap.add_argument("--fresh", type=int, default=1, help="fresh samples per item, their mean accuracy reported")
+    ap.add_argument("--fresh", type=positive_int, default=1, help="fresh samples per item, their mean accuracy reported")
     ap.add_argument("--revise-temperature", type=float, default=0.0,
                     help="sample the revisions at this temperature (seeded) instead of greedily")
     ap.add_argument("--draft", default="sample", choices=["sample", "greedy"],
                     help="the attempt round 1 revises: the first T=0.7 sample (default) or the greedy decode")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the per-bin figures here")
     a = ap.parse_args()
     if a.revise_temperature < 0:
-        print("--revise-temperature: must be 0 (greedy) or more", file=sys.stderr)
-        return 2
+        ap.error("--revise-temperature: must be 0 (greedy) or more")
     try:
         seeds = T.seed_list(a.seed)
     except ValueError as e:
-        print(f"--seed: {e}", file=sys.stderr)
-        return 2
+        ap.error(f"--seed: {e}")
     a.seed = seeds[0]  # the bootstrap draws
     if a.inline:
         a.policy, a.rounds = a.reviser, 1
@@ -219,4 +217,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

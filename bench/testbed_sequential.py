@@ -31,6 +31,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -46,20 +47,17 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="countdown", choices=sorted(T.BEDS))
     ap.add_argument("--reviser", required=True, help="a model that drafts and revises in its own draft's context")
-    ap.add_argument("--per-level", type=int, default=150)
-    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, pooled")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--context", default="history", choices=["history", "last"])
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
+    ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, each named once, pooled")
+    ap.add_argument("--rounds", type=positive_int, default=3, help="revision rounds")
+    ap.add_argument("--context", default="history", choices=["history", "last"],
+                    help="what a revision sees: every earlier attempt (history) or the last one")
+    ap.add_argument("--json", default=None, help="write the per-bin figures here")
     a = ap.parse_args()
-    if a.rounds < 1:
-        print("--rounds: must be 1 or more", file=sys.stderr)
-        return 2
     try:
         seeds = T.seed_list(a.seed)
     except ValueError as e:
-        print(f"--seed: {e}", file=sys.stderr)
-        return 2
+        ap.error(f"--seed: {e}")
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -194,4 +192,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

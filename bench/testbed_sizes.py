@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR, resolve_model  # noqa: E402
@@ -48,7 +49,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=sorted(T.BEDS), default="expr")
     ap.add_argument("--policies", required=True, help="comma-separated, smallest first")
-    ap.add_argument("--per-level", type=int, default=150)
+    ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin")
     ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
     ap.add_argument("--json", help="write the per-item greedy outcomes and the table here")
     a = ap.parse_args()
@@ -56,10 +57,11 @@ def main() -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     refs = [r.strip() for r in a.policies.split(",") if r.strip()]
+    if not refs:
+        ap.error("--policies: name at least one policy")
     for ref in refs:
         if not (_path(ref) / "config.json").is_file():
-            print(f"--policies: {ref!r} is not a model directory (no config.json)", file=sys.stderr)
-            return 2
+            ap.error(f"--policies: {ref!r} is not a model directory (no config.json)")
     bed = T.BEDS[a.task]
     problems = bed.problems(a.per_level, seed=a.seed)
     bins = sorted({p.steps for p in problems})
@@ -108,4 +110,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

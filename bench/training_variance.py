@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model, shipped_names  # noqa: E402
@@ -28,25 +28,31 @@ from ttcl.zoo.registry import resolve_model, shipped_names  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="expr-s")
+    ap.add_argument("--recipe", default="expr-s", help="the zoo recipe (a policy trained from scratch)")
     ap.add_argument("--seeds", default="", help="comma-separated training seeds to train (none: only evaluate)")
     ap.add_argument("--out", default="training-variance", help="where the retrained runs are written")
-    ap.add_argument("--per-level", type=int, default=150)
+    ap.add_argument("--per-level", type=positive_int, default=150, help="held-out items per difficulty bin")
     ap.add_argument("--seed", type=int, default=T.EVAL_SEED, help="the held-out dataset seed")
     ap.add_argument("--eval-only", action="store_true", help="train nothing; evaluate the shipped model and DIR's runs")
     a = ap.parse_args()
+    try:
+        seeds = [int(s) for s in a.seeds.split(",")] if a.seeds.strip() else []
+    except ValueError:
+        ap.error(f"--seeds: expected comma-separated integers, got {a.seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        ap.error(f"--seeds {a.seeds!r}: a seed is named twice")
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ttcl.zoo.family import LM_RECIPES
     from ttcl.zoo.train import train_lm, write_meta
 
+    if a.recipe not in LM_RECIPES:
+        ap.error(f"--recipe {a.recipe!r}: not a zoo recipe (ttcl.zoo.family.LM_RECIPES: {', '.join(sorted(LM_RECIPES))})")
     base = LM_RECIPES[a.recipe]
     if base.init_from or base.kind != "policy":
-        print(f"{a.recipe}: only policies trained from scratch are supported here", file=sys.stderr)
-        return 2
+        ap.error(f"--recipe {a.recipe}: only policies trained from scratch are supported here")
     out = Path(a.out)
-    seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     if not a.eval_only:
         for s in seeds:
             r = replace(base, seed=s, name=f"{a.recipe}-seed{s}")
@@ -55,6 +61,8 @@ def main() -> int:
     # an experimental recipe has no shipped model: its runs are all in DIR (the recipe's own seed as DIR/NAME-seedS too)
     runs = [(f"{a.recipe} (shipped, seed {base.seed})", resolve_model(f"ttcl:{a.recipe}"))] if a.recipe in shipped_names() else []
     runs += sorted((p.name, p) for p in out.glob(f"{a.recipe}-seed*") if (p / "config.json").is_file())
+    if not runs:
+        ap.error(f"nothing to evaluate: {a.recipe} has no shipped model and {out} holds no {a.recipe}-seed* run")
     bed = T.BEDS[base.data.task]
     problems = bed.problems(a.per_level, seed=a.seed)
     bins = sorted({p.steps for p in problems})
@@ -83,4 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+
+from cli import main_guarded, positive_int
 
 CHILD = r"""
 import hashlib, json, resource, sys, dataclasses
@@ -45,14 +48,26 @@ def run(name: str, steps: int, tuned: bool, concurrent: int = 1) -> dict:
     env.pop("GLIBC_TUNABLES", None)
     if tuned:
         env["GLIBC_TUNABLES"] = ALLOCATOR_TUNABLES
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, name, str(steps)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(concurrent)]
+    procs: list[subprocess.Popen] = []
     got = []
-    for p in procs:
-        out, err = p.communicate()
-        if p.returncode != 0:
-            raise SystemExit(f"{name}: the training process failed:\n{err[-2000:]}")
-        got.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for _ in range(concurrent):  # each in its own session, stopped below however this ends (Ctrl-C, SIGTERM)
+            procs.append(subprocess.Popen([sys.executable, "-c", CHILD, name, str(steps)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                          start_new_session=True))
+        for p in procs:
+            out, err = p.communicate()
+            if p.returncode != 0:
+                raise SystemExit(f"{name}: the training process failed:\n{err[-2000:]}")
+            got.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
     if len({g["digest"] for g in got}) != 1:
         raise SystemExit(f"{name}: concurrent runs of one setting trained different weights")
     return {"train_s": statistics.mean(g["train_s"] for g in got), "sys_s": statistics.mean(g["sys_s"] for g in got),
@@ -61,13 +76,23 @@ def run(name: str, steps: int, tuned: bool, concurrent: int = 1) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipes", default="expr-s:300,countdown-m:60,arith-s:400", help="NAME:STEPS,...")
-    ap.add_argument("--rounds", type=int, default=2, help="runs per setting and recipe, alternating")
-    ap.add_argument("--concurrent", type=int, default=1, help="identical processes per run, started at once")
+    ap.add_argument("--recipes", default="expr-s:300,countdown-m:60,arith-s:400",
+                    help="NAME:STEPS,...: zoo recipes and the training steps to run of each")
+    ap.add_argument("--rounds", type=positive_int, default=2, help="runs per setting and recipe, alternating")
+    ap.add_argument("--concurrent", type=positive_int, default=1, help="identical processes per run, started at once")
     a = ap.parse_args()
-    rows = []
+    from ttcl.zoo.family import LM_RECIPES
+
+    jobs = []
     for item in a.recipes.split(","):
-        name, steps = item.split(":")
+        name, _, steps = item.strip().partition(":")
+        if name not in LM_RECIPES:
+            ap.error(f"--recipes: {name!r} is not a zoo recipe (ttcl.zoo.family.LM_RECIPES: {', '.join(sorted(LM_RECIPES))})")
+        if not (steps.isdigit() and int(steps) > 0):
+            ap.error(f"--recipes: {item.strip()!r}: expected NAME:STEPS, STEPS a positive number of training steps")
+        jobs.append((name, steps))
+    rows = []
+    for name, steps in jobs:
         got: dict[bool, list[dict]] = {False: [], True: []}
         for _ in range(a.rounds):
             for tuned in (False, True):
@@ -87,4 +112,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guarded(main)

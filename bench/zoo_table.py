@@ -19,6 +19,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+from cli import main_guarded, positive_int  # noqa: E402
 
 from ttcl.zoo.cards import _cache_path, load_records, save_records  # noqa: E402
 from ttcl.zoo.evaluate import Record, by_level, eval_problems, greedy_acc, mean_metric, run_policy  # noqa: E402
@@ -74,15 +75,20 @@ def score(recs: list[Record], kind: str) -> list[list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-level", type=int, default=50)
-    ap.add_argument("--models", default="arith-s,arith-m,arith-l,arith-revise,arith-direct")
-    ap.add_argument("--verifiers", default="orm,prm")
+    ap.add_argument("--per-level", type=positive_int, default=50, help="problems per difficulty level")
+    ap.add_argument("--models", default="arith-s,arith-m,arith-l,arith-revise,arith-direct",
+                    help="bundled policies (names without ttcl:), comma-separated")
+    ap.add_argument("--verifiers", default="orm,prm", help="any of orm, prm, comma-separated ('' for none)")
     ap.add_argument("--revise-sources", default="arith-s,arith-m,arith-revise",
                     help="policies whose greedy attempts arith-revise revises ('' to skip)")
     args = ap.parse_args()
+    verifiers = [v for v in args.verifiers.split(",") if v]
+    if set(verifiers) - {"orm", "prm"}:
+        ap.error(f"--verifiers {args.verifiers!r}: expected any of orm, prm")
+    for name in dict.fromkeys([*args.models.split(","), *(args.revise_sources.split(",") if args.revise_sources else [])]):
+        resolve_model(f"ttcl:{name}")  # an unknown name: one line (main_guarded) before any table is begun
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     k = max(NS)
-    verifiers = [v for v in args.verifiers.split(",") if v]
     cols = ["greedy"] + [f"{m}@{n}" for m in ("maj", *verifiers, "pass") for n in NS]
     print("| model | params | steps | " + " | ".join(cols) + " |")
     print("|---|---|---|" + "---|" * len(cols))
@@ -147,4 +153,4 @@ def revision_table(per_level: int, sources: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -299,8 +299,25 @@ def test_expr_pool_program_answers_tuples_judged_by_the_checker(tmp_path, capsys
 
 def test_seed_list_reads_one_or_several_seeds_and_names_bad_input() -> None:
     assert T.seed_list("777001") == [777001]
-    assert T.seed_list("777001, 20261203,") == [777001, 20261203]
+    assert T.seed_list("777001, 20261203") == [777001, 20261203]
     with pytest.raises(ValueError, match="'5,x'"):
         T.seed_list("5,x")
     with pytest.raises(ValueError, match="at least one"):
         T.seed_list(" , ")
+    with pytest.raises(ValueError, match="at least one"):
+        T.seed_list("")
+
+
+@pytest.mark.parametrize("text", ["1,,2", "1,", ",1", "777001, 20261203,", "1, ,2"])
+def test_seed_list_refuses_an_empty_element(text: str) -> None:
+    with pytest.raises(ValueError, match="empty element") as e:
+        T.seed_list(text)
+    assert repr(text) in str(e.value)
+
+
+@pytest.mark.parametrize("text", ["777001,777001", "1,2,1", "5, 5"])
+def test_seed_list_refuses_a_repeated_seed(text: str) -> None:
+    """A seed given twice would sample the same items twice and pool them as independent (QA pass)."""
+    seed = text.split(",")[0].strip()
+    with pytest.raises(ValueError, match=f"seed {seed} is given twice: a repeated seed would pool the same items"):
+        T.seed_list(text)

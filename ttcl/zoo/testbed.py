@@ -67,13 +67,21 @@ BEDS = {
 
 
 def seed_list(text: str) -> list[int]:
-    """Evaluation-set seeds from a comma-separated list ("777001,20261203"); ValueError names what is wrong."""
+    """Evaluation-set seeds from a comma-separated list ("777001,20261203"); ValueError names what is wrong:
+    not an integer, an empty element (`1,,2`, `1,`), or a seed given twice (its items would be pooled as
+    though they were another, independent set: QA pass)."""
+    parts = [x.strip() for x in text.split(",")]
+    if not any(parts):
+        raise ValueError("name at least one evaluation seed")
+    if not all(parts):
+        raise ValueError(f"an empty element in {text!r}: expected an integer or comma-separated integers")
     try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
+        seeds = [int(x) for x in parts]
     except ValueError:
         raise ValueError(f"expected an integer or comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise ValueError("name at least one evaluation seed")
+    for i, s in enumerate(seeds):
+        if s in seeds[:i]:
+            raise ValueError(f"seed {s} is given twice: a repeated seed would pool the same items as if independent")
     return seeds
 
 

@@ -132,3 +132,15 @@ def test_the_language_references_first_example_checks_clean(tmp_path: Path) -> N
     from ttcl.compiler.fmt import format_source
 
     assert format_source(first) == first  # shown as `ttcl fmt` writes it (QA pass: it was not)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("countdown_")])
+def test_a_countdown_program_takes_the_longest_question(name: str) -> None:
+    """An input over its declared `text[<=N]` stops its item (docs/runtime.md): the countdown programs must take
+    the longest question `ttcl data countdown` can write, six 10s and a two-digit target (23 characters, one
+    token each), which `text[<=22]` refused."""
+    from ttcl.runtime.tasks.countdown import NUMBER_MAX, TARGET_SEPARATOR, VALUE_MAX
+
+    longest = " ".join([str(NUMBER_MAX)] * 6) + TARGET_SEPARATOR + str(VALUE_MAX)
+    bounds = [int(b) for b in re.findall(r"question: text\[<=(\d+)\]", (PROGRAMS / f"{name}.ttc").read_text())]
+    assert bounds and min(bounds) >= len(longest), (name, bounds, len(longest))

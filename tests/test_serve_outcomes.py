@@ -94,6 +94,9 @@ def test_a_strategy_whose_server_went_away_is_a_500_that_says_why(tmp_path: Path
             url = f"http://127.0.0.1:{front}/v1"
             code, raw = _post(url, _ask("self_consistency"))
             assert code == 200 and json.loads(raw)["usage"]["ttcl"]["status"] == "ok", raw
+            code, raw = _post(url, {**_ask("self_consistency"), "messages": [{"role": "user", "content": "1" * 41}]})
+            said = json.loads(raw)["error"]["message"]  # the server by its URL, not ttcl's `?model=...&engine=...`
+            assert code == 400 and f"41 tokens (model http://127.0.0.1:{backend}/v1's tokenizer)" in said, raw
             stop(ts)
             code, raw = _post(url, _ask("self_consistency"))
             err = json.loads(raw)["error"]
@@ -107,3 +110,7 @@ def test_a_strategy_whose_server_went_away_is_a_500_that_says_why(tmp_path: Path
             assert failed.value.code == 500 and failed.value.headers["x-should-retry"] == "false"
             code, raw = _post(url, _ask("self_consistency", stream=True))
             assert code == 200 and _chunks(raw)[-1]["error"]["code"] == "strategy_failed", raw
+            # the log says the outage (it said nothing: QA pass), and at start that this server's seed is global
+            log = (tmp_path / "serve.log").read_text()
+            assert "ttcl serve: 1 of 1 request(s) of self_consistency failed: main/paths: endpoint" in log, log
+            assert "(transformers-serve) ignores a request's seed, since it has one global seed" in log, log

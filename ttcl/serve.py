@@ -60,6 +60,9 @@ from ttcl.serve_openai import (
 )
 
 KEEPALIVE_S = 1.0
+# how often a request that does not stream asks whether its client is still there (QA pass: at 1 s, a hang-up was
+# seen after a vLLM-backed batch had finished, so its work was never stopped)
+DISCONNECT_POLL_S = 0.1
 
 
 @dataclass
@@ -293,6 +296,12 @@ class Server:
                     for be in local:
                         be.on_decode_step = None
             outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
+            failed = [r for r in summary.results if r["status"] == "failed"]
+            if failed:  # an inference server down failed every request, and the log said nothing (QA pass)
+                import sys
+
+                sys.stderr.write(f"ttcl serve: {len(failed)} of {len(group)} request(s) of {admitted.key[0]} failed: "
+                                 f"{(str(failed[0]['error'] or '').splitlines() or ['no error said'])[0][:300]}\n")
         except RunInterrupted as e:
             import sys
 
@@ -301,8 +310,13 @@ class Server:
                              f"{where}: every client hung up\n")
             outs = [ApiError(499, "the client closed the request", type_="server_error") for _ in group]
         except Exception as e:  # a failed run fails its requests, never the server
+            import sys
+
             msg = str(e) if isinstance(e, TtclError) else f"internal error: {type(e).__name__}: {e}"
             outs = [ApiError(500, msg, type_="server_error") for _ in group]
+            first = msg.splitlines()[0] if msg else type(e).__name__  # the log said nothing of an outage (QA pass)
+            sys.stderr.write(f"ttcl serve: a batch of {len(group)} request(s) of {group[0].admitted.key[0]} failed: "
+                             f"{first[:300]}\n")
         for p, out in zip(group, outs, strict=True):
             p.loop.call_soon_threadsafe(_resolve, p.future, out)
 
@@ -447,7 +461,7 @@ def create_app(server: Server) -> Any:
                                      media_type="text/event-stream")
         while not fut.done():
             try:
-                await asyncio.wait_for(asyncio.shield(fut), KEEPALIVE_S)
+                await asyncio.wait_for(asyncio.shield(fut), DISCONNECT_POLL_S)
             except TimeoutError:
                 if await request.is_disconnected():
                     hang_up()

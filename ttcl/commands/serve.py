@@ -83,6 +83,7 @@ def serve(
     from ttcl.commands.compile import parse_model_overrides
     from ttcl.compiler.params import parse_set_overrides
     from ttcl.programs import resolve_program
+    from ttcl.runtime.backends.endpoint_http import unseeded
     from ttcl.serve import ApiError, Server, Strategy
     from ttcl.serve_listen import bind, run_uvicorn
 
@@ -122,9 +123,13 @@ def serve(
     try:
         server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
                         key_budget=budgets, batch_window_s=batch_window_ms / 1000)
+        said: set[str] = set()
         for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
             try:
-                server.admit(s.id, {})
+                for url, why in unseeded(server.admit(s.id, {}).runner.backends).items():  # said as `ttcl run` says
+                    if url not in said:  # it (QA pass: a seed's answers varied on SGLang, and serve said nothing)
+                        said.add(url)
+                        typer.echo(f"ttcl serve: note: {why}; a request's `seed` does not fix its answer", err=True)
             except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
                 said = in_preset_words(e.message, *presets.get(s.id, ("", [])))
                 raise (TtclBudgetError if e.code == "over_budget" else ServeOptionError)(said) from None

@@ -34,6 +34,7 @@ import json
 import queue
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -298,20 +299,14 @@ class Server:
             outs: list[Any] = [(summary, {**summary.results[k], "batch": len(group)}) for k in range(len(group))]
             failed = [r for r in summary.results if r["status"] == "failed"]
             if failed:  # an inference server down failed every request, and the log said nothing (QA pass)
-                import sys
-
                 sys.stderr.write(f"ttcl serve: {len(failed)} of {len(group)} request(s) of {admitted.key[0]} failed: "
                                  f"{(str(failed[0]['error'] or '').splitlines() or ['no error said'])[0][:300]}\n")
         except RunInterrupted as e:
-            import sys
-
             where = ", inside a model call" if str(e).endswith("inside a model call") else ""
             sys.stderr.write(f"ttcl serve: stopped a batch of {len(group)} request(s) of {group[0].admitted.key[0]}"
                              f"{where}: every client hung up\n")
             outs = [ApiError(499, "the client closed the request", type_="server_error") for _ in group]
         except Exception as e:  # a failed run fails its requests, never the server
-            import sys
-
             msg = str(e) if isinstance(e, TtclError) else f"internal error: {type(e).__name__}: {e}"
             outs = [ApiError(500, msg, type_="server_error") for _ in group]
             first = msg.splitlines()[0] if msg else type(e).__name__  # the log said nothing of an outage (QA pass)

@@ -123,12 +123,12 @@ def serve(
     try:
         server = Server(strategies, models=list(model or []), allow_remote=allow_remote, device=device, dtype=dtype,
                         key_budget=budgets, batch_window_s=batch_window_ms / 1000)
-        said: set[str] = set()
+        noted: set[str] = set()
         for s in strategies:  # compile and load every model up front: a bad program or model fails now, not per request
             try:
                 for url, why in unseeded(server.admit(s.id, {}).runner.backends).items():  # said as `ttcl run` says
-                    if url not in said:  # it (QA pass: a seed's answers varied on SGLang, and serve said nothing)
-                        said.add(url)
+                    if url not in noted:  # it (QA pass: a seed's answers varied on SGLang, and serve said nothing)
+                        noted.add(url)
                         typer.echo(f"ttcl serve: note: {why}; a request's `seed` does not fix its answer", err=True)
             except ApiError as e:  # a budget verdict (exit 1) or bad input (exit 2), not an internal error
                 said = in_preset_words(e.message, *presets.get(s.id, ("", [])))

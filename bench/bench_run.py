@@ -119,14 +119,14 @@ def main() -> None:
     ap.add_argument("--naive-items", type=nonnegative_int, default=8, help="items the naive loop runs (0: skip)")
     ap.add_argument("--skip-cli", action="store_true", help="do not time the `ttcl run` subprocess")
     args = ap.parse_args()
-    steps = args.steps
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="ttcl-bench-run-") as tmp:  # the dataset, removed at the end
-        bench(args, steps, Path(tmp))
+        bench(args, Path(tmp))
 
 
-def bench(args: argparse.Namespace, steps: list[int], tmp: Path) -> None:
+def bench(args: argparse.Namespace, tmp: Path) -> None:
+    steps = args.steps
     dataset = tmp / f"arith{args.items}.jsonl"
     prompts = write_dataset(dataset, args.items, steps, args.seed)
     overrides = {"n": str(args.n), "temperature": str(args.temperature), "max_tokens": str(args.max_tokens)}

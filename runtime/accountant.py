@@ -32,6 +32,7 @@ from ttcl.compiler.costmodel import Cost, Unit
 from ttcl.compiler.dag import DagNode
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.hooks import NodeHook
+from ttcl.runtime.input_bound import INPUT_IS
 
 if TYPE_CHECKING:
     from ttcl.runtime.pool_split import PoolShares
@@ -59,7 +60,7 @@ def input_over_bound(result: Mapping[str, Any], given_as: str) -> str | None:
         return None
     node, why = next(iter(over.items()))
     why = why.removeprefix(INPUT_OVER_BOUND + ": ")
-    said = (f"{why}, so {node} did not run" if why.startswith("the input is") else  # counted (runtime/input_bound.py)
+    said = (f"{why}, so {node} did not run" if why.startswith(INPUT_IS) else  # counted (runtime/input_bound.py)
             f"the input is longer than the strategy's declared bound (`text[<=N]`), so {node} did not run: {why}")
     return f"{given_as}: {said}\n  hint: shorten the input, or raise N in the program's `text[<=N]` and `ttcl check` it"
 

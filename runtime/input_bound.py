@@ -17,6 +17,7 @@ from ttcl.errors import TtclError
 # An input over this many characters per token of its bound is refused without being tokenized: no bundled
 # tokenizer has a token longer than a few characters (a BPE vocabulary's longest are about 16-32)
 CHARS_PER_TOKEN = 64
+INPUT_IS = "the input is"  # how every reason here begins: a refusal's text says which check made it
 
 
 def declared_bound(dag: Any) -> tuple[str, int | None]:
@@ -46,8 +47,8 @@ def over_bound(question: str, name: str, bound: int | None, backends: Mapping[st
         return None
     declared = f"the strategy's declared bound `{name}: text[<={bound}]`"
     if len(question) > bound * CHARS_PER_TOKEN:
-        return f"the input is {len(question):,} characters, more than {CHARS_PER_TOKEN} per token of {declared}"
+        return f"{INPUT_IS} {len(question):,} characters, more than {CHARS_PER_TOKEN} per token of {declared}"
     counted = count_input(question, backends)
     if counted is None or counted[0] <= bound:
         return None
-    return f"the input is {counted[0]} tokens (model {counted[1]}'s tokenizer), longer than {declared}"
+    return f"{INPUT_IS} {counted[0]} tokens (model {counted[1]}'s tokenizer), longer than {declared}"

@@ -22,6 +22,7 @@ from ttcl.compiler.dag import DagNode, PromptPart
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.accountant import INPUT_OVER_BOUND, Allowance, Resize
 from ttcl.runtime.backends.base import Backend, ExtendRequest, GenRequest, GenResult, SamplingParams
+from ttcl.runtime.input_bound import INPUT_IS
 from ttcl.runtime.ops import OpError, fmt_number, render
 from ttcl.runtime.scoring import Scored, Scorer
 from ttcl.runtime.values import Candidate, Candidates, Value
@@ -203,7 +204,7 @@ class Job:
             # the template's text, not the input, is what is over (QA pass: a 6-token input was said to be longer
             # than its text[<=40]); an input counted over its own bound (runtime/input_bound.py) is said as it is
             prompt_over = allow.reason.startswith(INPUT_OVER_BOUND) and not allow.reason.startswith(
-                f"{INPUT_OVER_BOUND}: the input is")
+                f"{INPUT_OVER_BOUND}: {INPUT_IS}")
             if self.chat_drift is not None and prompt_over:
                 allow = replace(allow, reason=f"{self.chat_drift}; {allow.reason.removeprefix(INPUT_OVER_BOUND + ': ')}")
             self.refused = allow

@@ -14,7 +14,7 @@ from typing import Any
 from ttcl.compiler.endpoints import API_KEY_VARS, parse_endpoint
 from ttcl.errors import TtclRuntimeError
 from ttcl.runtime.backends.base import resolve_ref
-from ttcl.runtime.backends.profiles import detect_engine
+from ttcl.runtime.backends.profiles import detect_engine, profile
 
 
 class Unreachable(TtclRuntimeError):
@@ -65,8 +65,6 @@ def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None
     and honours seeds. SGLang (0.5.23, measured) has no `/version`: its `/server_info` holds the version and
     `enable_deterministic_inference`, without which it ignores a request's seed. `transformers serve` has one
     global seed; another engine's seeds are assumed to hold."""
-    from ttcl.runtime.backends.profiles import profile
-
     version = str(version_json["version"]) if version_json and "version" in version_json else None
     if engine != "sglang":
         return version, profile(engine).seeds_per_request

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -136,10 +137,27 @@ def ledger_from_records(nodes: list[NodeRecord]) -> list[LedgerEntry]:
     return out
 
 
+# what turns text into tokens and back; `generation_config.json` is not read by ttcl (it passes its own settings)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model", "spiece.model", "chat_template.jinja",
+                   "chat_template.json")
+
+
 def model_fingerprint(ref: str) -> str | None:
     """A short fingerprint of a local model directory's weights (`config.json`, and each weights file's size, first
     and last MiB: cheap on a model of many GB), or None for what is not a local directory (a server). A resume
     with other weights at the same path went on, and mixed two models' answers and FLOPs (QA pass)."""
+    return _fingerprint(ref, lambda p: p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
+
+
+def tokenizer_fingerprint(ref: str) -> str | None:
+    """The same for a local model's tokenizer files (TOKENIZER_FILES): another vocabulary or chat template at the
+    same path reads the same answers into other tokens, and a resume would mix the two (kept apart from
+    `model_fingerprint` so that traces written before it resume as they did); None where there is none."""
+    return _fingerprint(ref, lambda p: p.name in TOKENIZER_FILES)
+
+
+def _fingerprint(ref: str, take: Callable[[Path], bool]) -> str | None:
     from ttcl.runtime.backends.base import resolve_ref
 
     try:
@@ -147,7 +165,10 @@ def model_fingerprint(ref: str) -> str | None:
         if not root.is_dir():
             return None
         h = hashlib.blake2b(digest_size=8)
-        for f in sorted(p for p in root.iterdir() if p.name == "config.json" or p.suffix in (".safetensors", ".bin")):
+        files = sorted(p for p in root.iterdir() if take(p) and p.is_file())
+        if not files:
+            return None
+        for f in files:
             size = f.stat().st_size
             h.update(f"{f.name}\0{size}\0".encode())
             with open(f, "rb") as fh:

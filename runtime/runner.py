@@ -36,6 +36,7 @@ from ttcl.runtime.retry import failed_items, resume_note, retry_records
 from ttcl.runtime.run_trace import (
     TraceHook,
     model_fingerprint,
+    tokenizer_fingerprint,
     refuse_existing_trace,
     restore_from_trace,
 )
@@ -351,7 +352,8 @@ class Runner:
             ttcl_version=__version__, program=str(self.compiled.report.file), program_hash=program_hash(self.compiled),
             program_files=program_files(self.compiled),
             params={**self.compiled.report.params, **self.compiled.imported_params}, models=(models := models_of(self.compiled)),
-            model_files={name: fp for name, ref in models.items() if (fp := model_fingerprint(ref))}, seed=o.seed,
+            model_files={name: fp for name, ref in models.items() if (fp := model_fingerprint(ref))},
+            tokenizer_files={name: fp for name, ref in models.items() if (fp := tokenizer_fingerprint(ref))}, seed=o.seed,
             dataset=str(o.dataset) if o.dataset else None,
             input=None if o.dataset else (items[0].question if len(items) == 1 else None),
             dataset_hash=ds_hash, items=len(items), budget=budget, flops_formula=FORMULA, device=device, dtype=dtype,

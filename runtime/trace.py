@@ -38,11 +38,11 @@ from ttcl.safeio import make_parents
 TRACE_VERSION = 1
 
 # Header fields that must match for `--resume` to continue a trace.
-_RESUME_KEYS = ("program_hash", "params", "models", "model_files", "seed", "dataset_hash", "budget", "judge",
-                "answers", "device", "dtype", "checkers")
+_RESUME_KEYS = ("program_hash", "params", "models", "model_files", "tokenizer_files", "seed", "dataset_hash",
+                "budget", "judge", "answers", "device", "dtype", "checkers")
 # compared only where both the trace and the run record them: a wide run's driver knows no dtype before its
 # workers load, older traces hold no `checkers`, and a run without `--verifier` has none
-_WHEN_BOTH = ("device", "dtype", "checkers", "model_files")
+_WHEN_BOTH = ("device", "dtype", "checkers", "model_files", "tokenizer_files")
 
 
 class TraceError(TtclRuntimeError):
@@ -79,6 +79,7 @@ class RunHeader(BaseModel):
     params: dict[str, Any] = {}
     models: dict[str, str] = {}
     model_files: dict[str, str] = {}  # a local model's weights, fingerprinted (runtime/run_trace.py); older: {}
+    tokenizer_files: dict[str, str] = {}  # a local model's tokenizer files, fingerprinted; before 2026-12-08: {}
     seed: int = 0
     dataset: str | None = None
     dataset_hash: str | None = None
@@ -433,7 +434,8 @@ def read_trace(path: str | Path) -> Trace:
 _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of models", "seed": "seed",
          "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
          "answers": "way answers are read", "device": "device", "dtype": "dtype",
-         "checkers": "set of --verifier checkers", "model_files": "model weights"}
+         "checkers": "set of --verifier checkers", "model_files": "model weights",
+         "tokenizer_files": "tokenizer files"}
 
 
 _NONE = object()
@@ -479,7 +481,7 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
             # a mix of precisions or devices changed answers, and the header said one of them (QA pass)
             same = f"give --{key} {was} as the trace was written, or " if key in ("device", "dtype") else ""
             e = TraceError(
-                f"{path}: error: cannot --resume: the {what} {'differ from those' if what in ('inputs', 'model weights') else 'differs from the one'} this trace was written with "
+                f"{path}: error: cannot --resume: the {what} {'differ from those' if what in ('inputs', 'model weights', 'tokenizer files') else 'differs from the one'} this trace was written with "
                 f"({detail})\n"
                 f"  hint: {same}replace --resume with --overwrite to start this trace over, or use another --trace file"
             )

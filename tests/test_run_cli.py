@@ -562,3 +562,27 @@ def test_a_resume_refuses_other_weights_at_the_same_path(capsys: pytest.CaptureF
     weights.write_bytes(bytes(data))
     code, _, err = cli(capsys, *run, "--resume")
     assert code == 2 and "cannot --resume: the model weights differ from those this trace was written with (policy '" in err
+
+
+def test_a_resume_refuses_another_tokenizer_at_the_same_path(capsys: pytest.CaptureFixture[str],
+                                                             setup: dict[str, Path], tmp_path: Path) -> None:
+    """The fingerprint read the weights and config.json only: a tokenizer whose vocabulary changed (two digits
+    swapped, the same weights) was resumed without a word, and its answers read other tokens."""
+    model = tmp_path / "m"
+    shutil.copytree(setup["model"], model)
+    trace = tmp_path / "t.jsonl"
+    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
+           "--trace", str(trace)]
+    assert cli(capsys, *run)[0] == 0
+    assert json.loads(trace.read_text().splitlines()[0])["tokenizer_files"].keys() == {"policy"}
+    tok = model / "tokenizer.json"
+    spec = json.loads(tok.read_text())
+    vocab = spec["model"]["vocab"]
+    vocab["3"], vocab["4"] = vocab["4"], vocab["3"]
+    tok.write_text(json.dumps(spec))
+    code, _, err = cli(capsys, *run, "--resume")
+    assert code == 2 and "cannot --resume: the tokenizer files differ from those this trace was written with (policy '" in err
+    header = json.loads(trace.read_text().splitlines()[0])
+    header.pop("tokenizer_files")  # a trace written before tokenizers were fingerprinted resumes as it did
+    trace.write_text("\n".join([json.dumps(header), *trace.read_text().splitlines()[1:]]) + "\n")
+    assert cli(capsys, *run, "--resume")[0] == 0

@@ -36,9 +36,9 @@ from ttcl.runtime.retry import failed_items, resume_note, retry_records
 from ttcl.runtime.run_trace import (
     TraceHook,
     model_fingerprint,
-    tokenizer_fingerprint,
     refuse_existing_trace,
     restore_from_trace,
+    tokenizer_fingerprint,
 )
 from ttcl.runtime.scheduler import ItemResult, Scheduler
 from ttcl.runtime.scoring import Scorer, make_scorer

@@ -133,6 +133,20 @@ def test_completions_and_stream(url):
     assert raw.startswith(": keep-alive") and raw.rstrip().endswith("data: [DONE]")
 
 
+def test_system_fingerprint_names_what_an_answer_depends_on(url):
+    """It was null: a client that logs it could not tell two configurations apart. One id gives one fingerprint
+    whatever the seed or question, streamed or not; other params (a preset, ttcl.set) give another."""
+    c = client(url, f"k-fp-{uuid.uuid4()}")
+    fps = {ask(c, q, seed=s).system_fingerprint for q, s in (("4 +5", 1), ("9 *3", 2))}
+    assert len(fps) == 1 and re.fullmatch(r"ttcl-\S+-[0-9a-f]{12}", fp := fps.pop())
+    chunks = list(c.chat.completions.create(model="wbon", messages=[{"role": "user", "content": "9 *3"}], seed=3,
+                                            stream=True, stream_options={"include_usage": True}))
+    assert {ch.system_fingerprint for ch in chunks} == {fp}
+    two = ask(c, "4 +5", model="wbon:two", seed=1).system_fingerprint
+    set_n = ask(c, "4 +5", seed=1, extra_body={"ttcl": {"set": {"n": 3}}}).system_fingerprint
+    assert len({fp, two, set_n}) == 3
+
+
 def test_key_budget(url):
     c = client(url, "k-pooled")  # 40 calls per key; a request reserves its worst case, 8 calls
     spent = 0.0

@@ -57,6 +57,7 @@ from ttcl.serve_openai import (
     question_of,
     read_body,
     refuse_unsupported,
+    system_fingerprint,
     wants_usage_chunk,
 )
 
@@ -463,7 +464,7 @@ def create_app(server: Server) -> Any:
                     return Response(status_code=499)
             except Exception:  # the outcome is read (and reported) below
                 break
-        _, result, usage = await finish()
+        summary, result, usage = await finish()
         if (err := outcome_error(result, chat)) is not None:
             raise err
         answer = result["answer"] or ""
@@ -473,7 +474,8 @@ def create_app(server: Server) -> Any:
         else:
             choice["text"] = answer
         return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
-                "model": body["model"], "system_fingerprint": None, "choices": [choice], "usage": usage}
+                "model": body["model"], "system_fingerprint": system_fingerprint(summary.header), "choices": [choice],
+                "usage": usage}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -504,14 +506,15 @@ async def _stream(rid: str, model: str, chat: bool, fut: asyncio.Future, finish:
         hang_up()
         raise
     obj = "chat.completion.chunk" if chat else "text_completion"
-    base = {"id": rid, "object": obj, "created": int(time.time()), "model": model, "system_fingerprint": None}
     try:
-        _, result, usage = await finish()
+        summary, result, usage = await finish()
         if (err := outcome_error(result, chat)) is not None:  # as a whole response says it (QA pass: a stream
             raise err  # answered "" with finish_reason stop)
     except ApiError as e:
         yield f"data: {json.dumps(e.body())}\n\n"
         return
+    base = {"id": rid, "object": obj, "created": int(time.time()), "model": model,
+            "system_fingerprint": system_fingerprint(summary.header)}
     answer = result["answer"] or ""
     if chat:
         first = {"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}

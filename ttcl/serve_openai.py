@@ -4,6 +4,8 @@ here: those are `ttcl.serve`."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from fastapi import Request
@@ -133,3 +135,21 @@ async def read_body(request: Request) -> bytes:
             raise ApiError(413, f"the request body is more than {MAX_BODY_BYTES:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# what a served answer depends on, other than the request: the program (its files), its params, the models (their
+# weights and tokenizers, or each inference server's own fingerprint and version), device, dtype, how answers are
+# read and judged; the seed is the request's own
+_FINGERPRINTED = ("program_hash", "params", "models", "model_files", "tokenizer_files", "device", "dtype", "answers",
+                  "judge", "checkers")
+
+
+def system_fingerprint(header: dict[str, Any]) -> str:
+    """OpenAI's `system_fingerprint` for a served strategy: `ttcl-VERSION-HASH`, the hash over what the answer
+    depends on besides the request (_FINGERPRINTED, and each engine's fingerprint and version), so that a client
+    that logs it sees when the same request can answer otherwise. It was null (QA pass)."""
+    engines = {ref: {k: (e or {}).get(k) for k in ("engine", "version", "system_fingerprint")}
+               for ref, e in (header.get("engines") or {}).items()}
+    what = {k: header.get(k) for k in _FINGERPRINTED} | {"engines": engines}
+    digest = hashlib.blake2b(json.dumps(what, sort_keys=True, default=str).encode(), digest_size=6).hexdigest()
+    return f"ttcl-{header.get('ttcl_version') or 'dev'}-{digest}"

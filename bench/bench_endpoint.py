@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 from servers import ZOO, free_port, server  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--vllm-url", help="a running vLLM serving ttcl/zoo/models/arith-m (http://127.0.0.1:PORT/v1)")
     ap.add_argument("--vllm-python", help="start vLLM with this interpreter instead")
     ap.add_argument("--items", type=positive_int, default=64, help="arith items of the best-of-16 job")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the items and of the runs")
+    ap.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the items and of the runs")
     ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per contender (the median is printed)")
     ap.add_argument("--beam-items", type=positive_int, default=32,
                     help="items of the multi-step job (adaptive, beam_search); at most --items")

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
 from ttcl.runtime import distributed  # noqa: E402
@@ -195,7 +195,7 @@ def quota_cost(items: list[Item]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--job-items", type=positive_int, default=96, help="(1), (4): arith items of the job")
-    ap.add_argument("--seed", type=int, default=11, help="seed of the items")
+    ap.add_argument("--seed", type=nonnegative_int, default=11, help="seed of the items")
     ap.add_argument("--repeats", type=positive_int, default=3, help="(1): timed runs per contender (the median is printed)")
     ap.add_argument("--record", type=positive_int, default=16, help="(2): items of the recorded shard")
     ap.add_argument("--items", type=positive_int, default=10_000,

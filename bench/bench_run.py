@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import handwritten_batched, naive_loop  # noqa: E402
-from cli import main_guarded, nonnegative_int, positive_int, positive_int_list  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int, positive_int_list, temperature  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
 from ttcl.runtime.dataset import load_dataset  # noqa: E402
@@ -111,9 +111,9 @@ def main() -> None:
     ap.add_argument("--items", type=positive_int, default=64, help="arith items of the job")
     ap.add_argument("--n", type=positive_int, default=16, help="samples per item")
     ap.add_argument("--max-tokens", type=positive_int, default=64, help="generated tokens per sample at most")
-    ap.add_argument("--temperature", type=float, default=0.8, help="sampling temperature")
+    ap.add_argument("--temperature", type=temperature, default=0.8, help="sampling temperature")
     ap.add_argument("--steps", type=positive_int_list, default="2,3,4", help="arith difficulty levels of the items")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the items and of the run")
+    ap.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the items and of the run")
     ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per contender (the median is printed)")
     ap.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads (both sides)")
     ap.add_argument("--naive-items", type=nonnegative_int, default=8, help="items the naive loop runs (0: skip)")

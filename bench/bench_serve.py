@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 from servers import free_port, server  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
@@ -59,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=positive_int, default=32, help="concurrent client threads (and the in-process batch)")
     ap.add_argument("--per-client", type=positive_int, default=4, help="requests each client sends back to back")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the arith questions and of each request")
+    ap.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the arith questions and of each request")
     ap.add_argument("--threads", type=positive_int, default=1, help="torch threads of every contender (OMP_NUM_THREADS)")
     args = ap.parse_args()
     import torch

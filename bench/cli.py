@@ -1,6 +1,7 @@
 """Command-line helpers shared by the bench scripts, so that bad input reads as `ttcl`'s own does.
 
-- `positive_int`, `nonnegative_int`, `positive_int_list`: argparse `type=`s for counts, which refuse
+- `positive_int`, `nonnegative_int`, `positive_int_list`, `temperature`: argparse `type=`s for counts, seeds
+  and temperatures, which refuse
   nonsense at parse time (usage, then `argument --items: expected a positive integer, got -5`, exit 2)
   instead of running an empty job or crashing in the middle of one;
 - `main_guarded(main)`: runs a script's `main` and ends it as the ttcl CLI ends (ttcl/cli.py): a
@@ -41,6 +42,17 @@ def positive_int(text: str) -> int:
 def nonnegative_int(text: str) -> int:
     """A count where 0 means something (0: skip that part)."""
     return _int_at_least(text, 0, "a non-negative integer")
+
+
+def temperature(text: str) -> float:
+    """A sampling temperature: a finite number, 0 (greedy) or more (QA pass: -1 ran, and failed inside a model)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a temperature (a number, 0 or more), got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a temperature (a number, 0 or more), got {value:g}")
+    return value
 
 
 def positive_int_list(text: str) -> list[int]:

@@ -31,7 +31,7 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int, temperature  # noqa: E402
 
 from ttcl.runtime.tasks import countdown as C  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -70,9 +70,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default="ttcl:countdown-s", help="ttcl:NAME or a model directory")
     ap.add_argument("--per-level", type=positive_int, default=40, help="items per difficulty bin")
-    ap.add_argument("--seed", type=int, default=777001, help="the dataset seed")
+    ap.add_argument("--seed", type=nonnegative_int, default=777001, help="the dataset seed")
     ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
-    ap.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
+    ap.add_argument("--temperature", type=temperature, default=1.0, help="sampling temperature")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -29,7 +29,7 @@ from collections import Counter
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int, temperature  # noqa: E402
 
 from ttcl.runtime.tasks import expr as E  # noqa: E402
 from ttcl.zoo import testbed as T  # noqa: E402
@@ -68,9 +68,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--policy", default="ttcl:expr-s", help="ttcl:NAME or a model directory")
     ap.add_argument("--per-level", type=positive_int, default=40, help="items per difficulty bin")
-    ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
+    ap.add_argument("--seed", type=nonnegative_int, default=555, help="the dataset seed (555 is the dev seed)")
     ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
-    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    ap.add_argument("--temperature", type=temperature, default=0.7, help="sampling temperature")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -20,7 +20,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, positive_int, temperature  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--seeds", required=True, help="comma-separated evaluation-set seeds, each named once")
     ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
     ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
-    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    ap.add_argument("--temperature", type=temperature, default=0.7, help="sampling temperature")
     a = ap.parse_args()
     try:
         seeds = T.seed_list(a.seeds)

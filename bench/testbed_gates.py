@@ -42,7 +42,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, positive_int, temperature  # noqa: E402
 
 from ttcl.runtime.tasks.expr import guess_pass_bound, make_problems  # noqa: E402
 from ttcl.runtime.verifier_gen import GenerativeStepVerifier, is_generative, likelihood_verifier  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> int:
     ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin and seed")
     ap.add_argument("--seed", default=str(T.EVAL_SEED), help="the evaluation set's seed, or several, comma-separated, each named once, pooled")
     ap.add_argument("--k", type=positive_int, default=16, help="samples per item")
-    ap.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    ap.add_argument("--temperature", type=temperature, default=0.7, help="sampling temperature")
     ap.add_argument("--json", default=None, help="write the per-bin figures here")
     ap.add_argument("--guess-reference", type=positive_int, default=20000, metavar="N",
                     help="reference answers per bin for the question-blind guesser's bound (expr; default 20000)")

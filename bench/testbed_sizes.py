@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import MODELS_DIR, resolve_model  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> int:
     ap.add_argument("--task", choices=sorted(T.BEDS), default="expr")
     ap.add_argument("--policies", required=True, help="comma-separated, smallest first")
     ap.add_argument("--per-level", type=positive_int, default=150, help="items per difficulty bin")
-    ap.add_argument("--seed", type=int, default=555, help="the dataset seed (555 is the dev seed)")
+    ap.add_argument("--seed", type=nonnegative_int, default=555, help="the dataset seed (555 is the dev seed)")
     ap.add_argument("--json", help="write the per-item greedy outcomes and the table here")
     a = ap.parse_args()
     torch.set_num_threads(1)

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from cli import main_guarded, positive_int  # noqa: E402
+from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 
 from ttcl.zoo import testbed as T  # noqa: E402
 from ttcl.zoo.registry import resolve_model, shipped_names  # noqa: E402
@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="", help="comma-separated training seeds to train (none: only evaluate)")
     ap.add_argument("--out", default="training-variance", help="where the retrained runs are written")
     ap.add_argument("--per-level", type=positive_int, default=150, help="held-out items per difficulty bin")
-    ap.add_argument("--seed", type=int, default=T.EVAL_SEED, help="the held-out dataset seed")
+    ap.add_argument("--seed", type=nonnegative_int, default=T.EVAL_SEED, help="the held-out dataset seed")
     ap.add_argument("--eval-only", action="store_true", help="train nothing; evaluate the shipped model and DIR's runs")
     a = ap.parse_args()
     try:

@@ -53,6 +53,9 @@ USAGE = [
     ("gate_a_replication.py", ["--seeds", "777001,777001"], "--seeds: seed 777001 is given twice"),
     ("testbed_gates.py", ["--seed", "1,,2"], "--seed: an empty element in '1,,2'"),
     ("training_variance.py", ["--seeds", "1,,x", "--out", "unused"], "--seeds: expected comma-separated integers"),
+    ("bench_generate.py", ["--temperature", "-1"], "argument --temperature: expected a temperature (a number, 0 or more), got -1"),
+    ("testbed_gates.py", ["--temperature", "nan"], "argument --temperature: expected a temperature (a number, 0 or more), got nan"),
+    ("testbed_policy.py", ["--seed", "-2"], "argument --seed: expected a non-negative integer, got -2"),
 ]
 
 
@@ -94,6 +97,7 @@ def test_the_library_module_is_not_a_script() -> None:
 @pytest.mark.parametrize(("fn", "text", "value"), [
     (cli.positive_int, "1", 1), (cli.positive_int, "64", 64), (cli.nonnegative_int, "0", 0),
     (cli.positive_int_list, "2,3,4", [2, 3, 4]), (cli.positive_int_list, "5", [5]),
+    (cli.temperature, "0", 0.0), (cli.temperature, "0.7", 0.7),
 ])
 def test_count_types_read_what_they_should(fn, text: str, value) -> None:
     assert fn(text) == value
@@ -107,6 +111,8 @@ def test_count_types_read_what_they_should(fn, text: str, value) -> None:
     (cli.positive_int_list, "2,,3", "expected comma-separated positive integers"),
     (cli.positive_int_list, "0,1", "expected comma-separated positive integers"),
     (cli.positive_int_list, "", "expected comma-separated positive integers"),
+    (cli.temperature, "-0.5", "expected a temperature"), (cli.temperature, "inf", "expected a temperature"),
+    (cli.temperature, "hot", "expected a temperature"),
 ])
 def test_count_types_refuse_with_a_message(fn, text: str, message: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=message):

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,7 @@ from cli import main_guarded, nonnegative_int, positive_int  # noqa: E402
 from servers import free_port, server  # noqa: E402
 
 from ttcl.compiler.pipeline import compile_program  # noqa: E402
+from ttcl.errors import TtclRuntimeError  # noqa: E402
 from ttcl.runtime.dataset import Item  # noqa: E402
 from ttcl.runtime.runner import Runner, RunOptions  # noqa: E402
 from ttcl.runtime.tasks.arith import make_problems  # noqa: E402
@@ -73,8 +75,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         cmd = [sys.executable, "-m", "ttcl.cli", "serve", str(PROGRAM), "--port", str(port), "--device", "cpu"]
-        with server(cmd, port, Path(tmp) / "serve.log", timeout=300,
-                    env={"OMP_NUM_THREADS": str(args.threads)}) as proc:
+        with ExitStack() as started:
+            try:
+                proc = started.enter_context(server(cmd, port, Path(tmp) / "serve.log", timeout=300,
+                                                    env={"OMP_NUM_THREADS": str(args.threads)}))
+            except RuntimeError as e:  # its log's tail in one error, not a traceback (QA pass)
+                raise TtclRuntimeError(f"`ttcl serve` did not start: {e}") from None
             url = f"http://127.0.0.1:{port}/v1"
 
             local = threading.local()

@@ -63,7 +63,7 @@ class EndpointRewardVerifier:
         t0 = time.perf_counter()
         try:
             status, got = _http_json(self.be.ep.root_url + "/classify",
-                                     {"model": self.be.model_id, "input": texts}, timeout=600.0)
+                                     {"model": self.be.model_id, "input": texts}, timeout=self.be.ep.timeout)
         except TtclRuntimeError as e:  # the connection failed: whether it was computed is unknown
             raise EndpointCallError(f"{self.where}: {e}; charged in full", full) from None
         if status != 200 or not isinstance(got, dict) or not isinstance(got.get("data"), list):

@@ -58,6 +58,7 @@ from ttcl.runtime.backends.base import (
 from ttcl.runtime.backends.decode import trim_at_stop
 from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_model: re-exported
     api_key,
+    control_timeout,
     engine_facts,
     pin_served_model,
     refuse_a_shorter_context,
@@ -175,14 +176,14 @@ class EndpointBackend:
     def _connect(self) -> tuple[str, str, str | None]:
         models, model_id = served_model(self.ep)
         self.models = models
-        version_status, version = _get_json(self.ep.root_url + "/version")
+        version_status, version = _get_json(self.ep.root_url + "/version", control_timeout(self.ep))
         version_json = version if version_status == 200 and isinstance(version, dict) else None
         detected = detect_engine(models, version_json)
         engine = self.ep.engine or detected
         if self.ep.engine not in (None, "generic") and detected != "generic" and detected != self.ep.engine:
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: declared engine={self.ep.engine} "
                                    f"but the server is {detected}")
-        ver, self.seeded = engine_facts(self.ep.root_url, engine, version_json)
+        ver, self.seeded = engine_facts(self.ep.root_url, engine, version_json, control_timeout(self.ep))
         return model_id, engine, ver
 
     def probe(self) -> None:
@@ -275,7 +276,8 @@ class EndpointBackend:
         return self._remote_count(text)
 
     def _remote_count(self, text: str) -> int:
-        status, got = _http_json(self.ep.root_url + "/tokenize", {"model": self.model_id, "prompt": text}, 30.0)
+        status, got = _http_json(self.ep.root_url + "/tokenize", {"model": self.model_id, "prompt": text},
+                                 min(30.0, self.ep.timeout))
         if status != 200 or not isinstance(got, dict) or not isinstance(got.get("count"), int):
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: /tokenize answered {status} without a count")
         return got["count"]

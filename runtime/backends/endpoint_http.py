@@ -60,7 +60,17 @@ def get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
     return http_json(url, None, timeout)
 
 
-def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None) -> tuple[str | None, bool]:
+CONTROL_TIMEOUT_S = 10.0  # a question about the server (its models, version, a token count), not a completion
+
+
+def control_timeout(ep: Any) -> float:
+    """How long such a question waits: 10 s, or the ref's own `timeout=` where that is shorter (QA pass: a server
+    that accepted connections and never answered took 25 s to refuse a run with `timeout=3`, two 10 s waits)."""
+    return min(CONTROL_TIMEOUT_S, float(ep.timeout))
+
+
+def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None,
+                 timeout: float = CONTROL_TIMEOUT_S) -> tuple[str | None, bool]:
     """The server's version, and whether a request's `seed` fixes its samples there. vLLM answers `/version`
     and honours seeds. SGLang (0.5.23, measured) has no `/version`: its `/server_info` holds the version and
     `enable_deterministic_inference`, without which it ignores a request's seed. `transformers serve` has one
@@ -69,7 +79,7 @@ def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None
     if engine != "sglang":
         return version, profile(engine).seeds_per_request
     for path in ("/server_info", "/get_server_info"):  # the second: its older name
-        status, info = get_json(root_url + path)
+        status, info = get_json(root_url + path, timeout)
         if status == 200 and isinstance(info, dict):
             return version or (str(info["version"]) if info.get("version") else None), \
                 info.get("enable_deterministic_inference") is True
@@ -88,7 +98,7 @@ def unseeded(backends: dict[str, Any]) -> dict[str, str]:
 def served_model(ep: Any) -> tuple[dict[str, Any], str]:
     """The server's model list and the id a request names: `?model=ID` when it is served, else its only model.
     Every way it can be wrong is said as such (a URL without /v1, an id it does not serve)."""
-    status, models = get_json(ep.base_url + "/models")
+    status, models = get_json(ep.base_url + "/models", control_timeout(ep))
     if status != 200 or not isinstance(models, dict) or not isinstance(models.get("data"), list):
         raise TtclRuntimeError(
             f"endpoint {ep.base_url}: GET /models answered {status} without a model list; "

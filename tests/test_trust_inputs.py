@@ -408,3 +408,24 @@ def test_a_model_name_too_long_for_the_file_system_is_a_diagnostic() -> None:
            "strategy main(question: text[<=5]) -> answer {\n    return vote(sample(p, question, n = 2, max_tokens = 3))\n}\n")
     with pytest.raises(SemanticDiagnosticError, match=r"is not a local model directory \(no such directory\), so its size"):
         compile_program(source=src)
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "arith", "--steps", "1..2", "--n", "2", "-o", ""],
+    ["run", "PROG", "--input", "1 +2", "--trace", ""],
+    ["eval", "PROG", "--dataset", "d.jsonl", "--plot", " "],
+    ["eval", "PROG", "--dataset", "d.jsonl", "--traces", ""],
+    ["graph", "PROG", "-o", ""],
+    ["zoo", "train", "--only", "arith-s", "--out", ""],
+    ["zoo", "card", "arith-s", "--out", ""],
+], ids=lambda a: " ".join(a[:2]) + " " + next(x for x in a if x.startswith("-") and x != "--input"))
+def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(tmp_path: Path, monkeypatch, capsys,
+                                                                        args: list[str]) -> None:
+    """`--trace ''` was blamed on a folder never named (`--trace .: is a directory`); `--out ''` and `--traces ''`
+    wrote into the current folder without a word. Refused before anything runs or is written."""
+    monkeypatch.chdir(tmp_path)
+    prog = Path(__file__).resolve().parents[1] / "programs" / "best_of_n.ttc"
+    code = main([str(prog) if a == "PROG" else a for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and "an empty path names no file or folder" in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ttcl.commands.paths import named_path
 from ttcl.compiler.budget_report import BudgetReport, LimitCheck
 from ttcl.compiler.diagnostics import DiagnosticError
 from ttcl.compiler.pipeline import Compiled, compile_program
@@ -258,7 +259,7 @@ def check(
 def graph(
     program: ProgramArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="dot | mermaid | png")] = "dot",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout; PROGRAM.png for png).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here (default: stdout; PROGRAM.png for png).", parser=named_path)] = None,
     set_: SetOpt = None,
     model: ModelOpt = None,
     max_input_tokens: MaxInputOpt = None,

@@ -48,6 +48,7 @@ from ttcl.commands.eval_checks import (
 )
 from ttcl.commands.eval_report import pool_report, print_pool, print_sweep, sweep_report
 from ttcl.commands.interrupts import exit_code
+from ttcl.commands.paths import named_path
 from ttcl.commands.run import (
     DATASET_HELP,
     DEVICES,
@@ -301,8 +302,8 @@ def eval_(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
     limit: Annotated[int | None, typer.Option("--limit", help="Use only the first N dataset items.")] = None,
-    traces: Annotated[Path | None, typer.Option("--traces", help="Keep every run's trace in this directory (reused on rerun).")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x), a panel per bin, as a PNG.")] = None,
+    traces: Annotated[Path | None, typer.Option("--traces", help="Keep every run's trace in this directory (reused on rerun).", parser=named_path)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x), a panel per bin, as a PNG.", parser=named_path)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything (per-item rows included) as JSON.")] = False,
     overlay: Annotated[list[Path] | None, typer.Option("--overlay", help="With --pool: put the rows of a sweep's --json output (same dataset) on the same plane, read at equal FLOPs.")] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,

@@ -37,6 +37,7 @@ from ttcl.commands.interrupts import (
     finish_the_items_in_flight,
     stop_after_the_running_step,
 )
+from ttcl.commands.paths import named_path
 from ttcl.commands.run_interrupted import interrupted_message, shard_failed_message, stamp
 from ttcl.commands.wide import (
     RAY_HELP,
@@ -414,7 +415,7 @@ def run(
     seed: Annotated[int, typer.Option("--seed", help="Run seed; every sample's randomness derives from it.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
-    trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).")] = None,
+    trace: Annotated[Path | None, typer.Option("--trace", help="Write a JSONL trace (one record per node per item).", parser=named_path)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip items the --trace file already finished.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: run the items the trace holds as failed again (their finished steps are replayed).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the --trace file over if it already holds a run.")] = False,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ttcl.commands.paths import named_path
 from ttcl.errors import TtclError, TtclRuntimeError
 
 
@@ -95,7 +96,7 @@ def models(
 def train(
     only: Annotated[list[str] | None, typer.Option("--only", help="Train only this model (repeatable); what it needs must be in --out already or named too. Also builds the recipes the default build leaves out: expr-l-grown (the expr family's third size, too large for the package; with --shipped-deps) and the experimental ones.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A few steps per model: checks the pipeline, not for shipping.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help=f"Write the models here (default: ./{DEFAULT_OUT}).", parser=named_path)] = None,
     into_package: Annotated[bool, typer.Option("--into-package", help="Overwrite the shipped models inside the installed package (for maintainers).")] = False,
     no_eval: Annotated[bool, typer.Option("--no-eval", help="Skip the card evaluation.")] = False,
     jobs: Annotated[str | None, typer.Option("--jobs", "-j", metavar="N", help="Models trained at once, each in its own process on one thread (default: the CPU cores this process may use). The bytes of a model do not depend on it.")] = None,
@@ -192,8 +193,8 @@ def train(
 @zoo_app.command("card")
 def card(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The model whose card to evaluate again (e.g. countdown-s or ttcl:countdown-s).")],
-    model: Annotated[Path | None, typer.Option("--model", help="A built model's folder (e.g. ./ttcl-zoo/NAME from `ttcl zoo train`) instead of the shipped one.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the new card (README.md) here.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="A built model's folder (e.g. ./ttcl-zoo/NAME from `ttcl zoo train`) instead of the shipped one.", parser=named_path)] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the new card (README.md) here.", parser=named_path)] = None,
 ) -> None:
     """Evaluate a model's card tables again from its weights, without training, and compare them with its card.
 
@@ -333,7 +334,7 @@ def data_arith(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations: N or A..B (cycled evenly), 1..1000.")] = "1..8",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
-    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.", parser=named_path)] = None,
     max_value: Annotated[str, typer.Option("--max-value", metavar=_INT, help="Bound on every running value (99: what the bundled models learned; 999: harder).")] = "99",
 ) -> None:
     """Arith problems: a chain of + - * on small numbers, as JSONL.
@@ -353,7 +354,7 @@ def data_expr(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Number of operations over all expressions: N or A..B (cycled evenly), 2..12.")] = "2..8",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
-    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.", parser=named_path)] = None,
     style: Annotated[str, typer.Option("--style", help="How the answer writes a reduction: 'ops' (`12+7=19` per line), 'state' (the question rewritten with one operation reduced per line), 'trace' (both: `12+7=19 -> 19*3; 5*8`) or 'subst' (the sub-expression, its operands' values, its value: `(12+7)*3=19*3=57`).")] = "ops",
 ) -> None:
     """Expr problems: two or three expressions with precedence and parentheses, as JSONL.
@@ -372,7 +373,7 @@ def data_countdown(
     steps: Annotated[str, typer.Option("--steps", metavar="N|A..B", help="Difficulty: the count of numbers given minus one, N or A..B (cycled evenly), 2..5.")] = "2..5",
     n: Annotated[str, typer.Option("--n", metavar=_INT, help="How many problems.")] = "500",
     seed: Annotated[str, typer.Option("--seed", metavar=_INT, help="Generator seed.")] = "0",
-    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the JSONL here (folders made; written whole or not at all) instead of stdout.", parser=named_path)] = None,
 ) -> None:
     """Countdown problems: reach a target from 3-6 numbers with + - * /, as JSONL.
 

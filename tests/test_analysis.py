@@ -591,3 +591,17 @@ def test_weighted_at_k_picks_as_the_runtime_vote_on_zero_and_tied_weights() -> N
         assert vote_at_k(["a", "a", "b"], [True, True, False], 3, weights=scores) == 1.0
     # a tie in weight and votes is still a uniform pick (the runtime takes the earliest; the estimate has no order)
     assert vote_at_k(["a", "b"], [True, False], 2, weights=[0.4, 0.4]) == 0.5
+
+
+def test_no_curve_is_drawn_in_the_greedy_markers_red() -> None:
+    """A verifier's weighted@k was tab:red beside the red greedy markers (the third signal of a pool)."""
+    import colorsys
+
+    from matplotlib.colors import to_rgb
+
+    from ttcl.runtime.analysis.plot import GROUP_COLORS, PALETTE, SIGNAL_COLORS
+
+    for c in [*PALETTE, *GROUP_COLORS, *SIGNAL_COLORS.values()]:
+        h, lightness, s = colorsys.rgb_to_hls(*to_rgb(c))
+        reddish = s > 0.4 and (h < 0.04 or h > 0.94)  # red's hue, saturated
+        assert not reddish, c

@@ -13,10 +13,11 @@ from typing import Any
 from ttcl.safeio import write_whole
 
 SIGNAL_COLORS = {"pass": "black", "strict": "dimgray", "maj": "tab:blue"}
-PALETTE = ["tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+# no red: red is the greedy markers' alone (QA pass: a verifier's weighted@k was drawn red beside them)
+PALETTE = ["tab:orange", "tab:green", "navy", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 STYLES = ["-", "--", ":", "-."]
 MARKERS = ["X", "^", "*", "s", "D", "P", "v", "o"]
-GROUP_COLORS = ["deeppink", "darkcyan", "goldenrod", "navy", "olive", "slategray"]
+GROUP_COLORS = ["deeppink", "darkcyan", "goldenrod", "chocolate", "olive", "slategray"]
 
 
 def _color(signal: str, seen: dict[str, str]) -> str:

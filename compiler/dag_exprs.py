@@ -336,7 +336,7 @@ class ExprMixin:
         if "weight" in bound:
             values["weight"] = _name_of(bound["weight"])
         if "pred" in bound:
-            values["predicate"] = self.predicate(bound["pred"], frame, ports)
+            values["predicate"] = self.predicate(bound["pred"], frame, ctx, ports)
         if "need" in bound:
             ports.append(Port.make(role="need", node=self.expr(bound["need"], frame, ctx)))
         if "rollouts" in bound:
@@ -347,8 +347,10 @@ class ExprMixin:
             values["value"] = total.get("total")
         return self.add(frame, op, sig.returns.value, call.span, ctx, args=NodeArgs.make(**values), inputs=ports, var=var)
 
-    def predicate(self, expr: Expr, frame: Frame, ports: list[Port]) -> Expr:
-        """A filter predicate with this call's params folded in; variables it reads become `pred:<name>` ports."""
+    def predicate(self, expr: Expr, frame: Frame, ctx: GuardCond | None, ports: list[Port]) -> Expr:
+        """A filter predicate with this call's params folded in; variables it reads become `pred:<name>` ports, and
+        each call in it (`best_score(d)`) a node of its own, read as the port `pred:@K` (a name no program can
+        write)."""
         def fold(node: Any) -> Any:
             if isinstance(node, Name):
                 if node.id in B.PREDICATE_NAMES:
@@ -368,6 +370,10 @@ class ExprMixin:
                 return node.model_copy(update={"left": fold(node.left), "right": fold(node.right)})
             if isinstance(node, UnaryOp):
                 return node.model_copy(update={"operand": fold(node.operand)})
+            if isinstance(node, Call | Attribute):  # a value per item, the same for every candidate
+                name = f"@{sum(p.role.startswith('pred:@') for p in ports)}"
+                ports.append(Port.make(role=f"pred:{name}", node=self.expr(node, frame, ctx)))
+                return Name(id=name, span=node.span)
             return node
 
         return fold(expr)

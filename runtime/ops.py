@@ -225,9 +225,12 @@ def run_cheap(
             if a.predicate is None:
                 raise OpError("filter: no predicate")
             pred = a.predicate
+            # the variables it reads, and the calls in it, come in as `pred:NAME` ports (QA pass: they were
+            # never read, and every item failed with "unknown name 'm'" where `ttcl check` had said nothing)
+            read = {p.role.removeprefix("pred:"): values.get(p.node) for p in node.inputs if p.role.startswith("pred:")}
 
             def keep(c: Candidate) -> bool:
-                local = {**scope, "score": c.score if c.score is not None else 0.0, "length": float(c.tokens),
+                local = {**scope, **read, "score": c.score if c.score is not None else 0.0, "length": float(c.tokens),
                          "finished": c.finished}
                 return bool(eval_predicate(pred, local))
 

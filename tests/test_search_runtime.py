@@ -116,3 +116,43 @@ def test_lookahead_rolls_out_and_hands_scores_back(tmp_path: Path) -> None:
         continued = [a for a in ahead if a["text"].startswith(s["text"])]
         assert continued and b["score"] == max(a["score"] for a in continued)
     assert any(a["text"] != s["text"] for a, s in zip(ahead, steps, strict=True))  # rollouts went further
+
+
+FILTER_PROGRAM = """ttcl 1
+model policy = "ttcl:arith-s"
+verifier prm = prm("ttcl:arith-prm")
+param thr: float = 0.05 in 0.0..1.0
+strategy main(question: text[<=40]) -> answer {
+    d = verify(prm, sample(policy, "{question}\\n", n = 6, max_tokens = 100, temperature = 1.0))
+    m = mean_score(d)
+    above = filter(d, score >= m)
+    near = filter(d, score > best_score(d) - 0.1 and count(d) > 2 or score < thr)
+    return vote(above + near)
+}
+"""
+
+
+@pytest.mark.skipif(not (available("ttcl:arith-s") and available("ttcl:arith-prm")), reason="bundled models not installed")
+def test_a_filter_predicate_reads_variables_and_calls(tmp_path: Path) -> None:
+    """`filter(d, score >= m)` with `m` a variable, and a call in a predicate, passed `ttcl check` and failed every
+    item at run time ("unknown name 'm'", "unsupported expression Call"): the runtime never read them (QA pass)."""
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+    from ttcl.runtime.trace import read_trace
+
+    prog = tmp_path / "filter.ttc"
+    prog.write_text(FILTER_PROGRAM)
+    trace = tmp_path / "t.jsonl"
+    items = [Item(index=i, question=q) for i, q in enumerate(["3 +4 *2", "43 +13", "9 *3 -2"])]
+    summary = Runner(compile_program(prog), RunOptions(device="cpu", trace=trace, seed=3)).run(items)
+    assert [r["status"] for r in summary.results] == ["ok"] * 3, summary.results
+    for nodes in read_trace(trace).nodes.values():
+        out = {n.node_id: n.outputs for n in nodes}
+        d, m = out["main/d"], out["main/m"]
+        scores = [c["score"] for c in d]
+        assert m == pytest.approx(sum(scores) / len(scores))
+        assert [c["uid"] for c in out["main/above"]] == [c["uid"] for c in d if c["score"] >= m]
+        near = [c["uid"] for c in d if c["score"] > max(scores) - 0.1 and len(d) > 2 or c["score"] < 0.05]
+        assert [c["uid"] for c in out["main/near"]] == near
+        assert 0 < len(out["main/above"]) < len(d) or len(set(scores)) == 1

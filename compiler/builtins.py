@@ -104,7 +104,7 @@ class ParamSpec:
             case ArgKind.stop:
                 return "a string or a list of strings"
             case ArgKind.predicate:
-                return "a bool expression over `score`, `length` and `finished`"
+                return "a bool expression over `score`, `length`, `finished` and the values in scope"
             case ArgKind.template:
                 return "text (a string template)"
         return "a value"  # pragma: no cover

@@ -235,8 +235,28 @@ def _context_diagnostic(dag: Dag, over: ContextOverflow) -> Diagnostic:
         span=node.span,
         message=f"{over.node} ({over.op}) may need {over.need:,} tokens of context; model `{over.model}` has {over.n_ctx:,}",
         expected=f"a worst-case sequence of at most {over.n_ctx:,} tokens (prompt bound + max_tokens)",
-        hint="lower max_tokens or the input's `text[<=N]` bound, or use a model with a longer context",
+        hint=_context_hint(node, over),
     )
+
+
+def _context_hint(node: Any, over: ContextOverflow) -> str:
+    """What to change, in the node's own terms (QA pass: "lower max_tokens" where the program wrote none, the
+    built-in's default of 256 being the cause, and on a `verify`, which has no max_tokens)."""
+    from ttcl.compiler.builtins import BUILTINS
+
+    rest = "lower the input's `text[<=N]` bound, or use a model with a longer context"
+    if node.id.count("repeat[") and node.op in ("extend", "verify", "revise"):
+        rest = "run fewer rounds of the loop, " + rest
+    mt = node.args.max_tokens
+    if mt is None:  # verify, judge, likelihood: they read the candidates as generated
+        return f"lower the `max_tokens` of the calls whose candidates it reads; or {rest}"
+    spec = BUILTINS[node.op].param("max_tokens") if node.op in BUILTINS else None
+    room = over.n_ctx - (over.need - mt)
+    fix = f"`max_tokens = {room}` or less (a verifier reading its candidates may need less)" if room > 0 \
+        else "a lower `max_tokens`"
+    if spec is not None and spec.default == mt:
+        return f"`max_tokens` is {mt}, `{node.op}`'s default where a call gives none: give {fix}; or {rest}"
+    return f"give {fix}; or {rest}"
 
 
 def root_info(compiled: Compiled) -> ModuleInfo:

@@ -493,3 +493,22 @@ def test_a_report_of_many_nodes_shows_the_first_and_counts_the_rest(tmp_path: Pa
     assert f"... {rows - MAX_ROWS:,} more nodes (--json lists them all)" in out and "total" in out
     assert main(["run", str(prog), "--input", "1 +2"]) == 0
     assert f"... {rows - MAX_ROWS:,} more nodes (--json lists them all)" in capsys.readouterr().out
+
+
+def test_a_context_overflow_hint_names_the_default_max_tokens_and_the_verifier(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A first program with no `max_tokens` on a bundled model (160 tokens of context) was told to "lower
+    max_tokens", which it never wrote, and so was its `verify`, which has none (QA pass)."""
+    path = tmp_path / "p.ttc"
+    path.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nverifier prm = prm("ttcl:arith-prm")\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    d = verify(prm, sample(policy, "{question}\\n", n = 4, temperature = 0.7))\n'
+                    '    return best(d)\n}\n')
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2
+    assert "main/d.sample (sample) may need 298 tokens of context; model `policy` has 160" in err
+    assert "hint: `max_tokens` is 256, `sample`'s default where a call gives none: give `max_tokens = 118` or less" in err
+    assert "hint: lower the `max_tokens` of the calls whose candidates it reads; or lower the input's" in err
+    path.write_text(path.read_text().replace("temperature = 0.7", "temperature = 0.7, max_tokens = 150"))
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 2 and "hint: give `max_tokens = 118` or less" in err and "default" not in err

@@ -284,6 +284,9 @@ class Dag:
         self.inputs = inputs
         self.entry = entry
         self.calls: list[Any] = []  # dag_build.CallSite per inlined strategy call, in order
+        # per imported module instance, the names of its params whose own value some call read (a call's keyword
+        # hides the instance's value): `--set ALIAS.NAME` of a name outside it changes nothing
+        self.params_read: dict[str, set[str]] = {}
         self._graph: nx.DiGraph | None = None
 
     @property

@@ -105,6 +105,7 @@ class Builder(ExprMixin):
         self.refs: dict[tuple[str, str, str], object] = {}  # (kind, instance, name) -> ModelRef / VerifierRef
         self.param_nodes: dict[tuple[str, str], str] = {}
         self.calls: list[CallSite] = []
+        self.params_read: dict[str, set[str]] = {}  # per imported instance: its own param values a call read
         # The statement an anonymous expression belongs to (`drafts`, `return`, `if`, `until`): its id is
         # `owner.op`, so an edit elsewhere in the file never renames it (no line or column in ids).
         self.owner = ""
@@ -129,6 +130,7 @@ class Builder(ExprMixin):
         self.check_allot(info)
         dag = Dag(self.nodes, output, inputs, strat.name)
         dag.calls = self.calls
+        dag.params_read = self.params_read
         return dag
 
     def check_allot(self, info: ModuleInfo) -> None:

@@ -6,7 +6,7 @@ mixin relies on the builder's `add`, `fail`, `inline_body` and its maps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,12 +83,38 @@ class BuildError(SemanticDiagnosticError):
 
 
 
+class CallParams(Mapping[str, Any]):
+    """A module instance's params as one call of its strategy sees them: the call's keywords over the instance's
+    own values. Which own values were read goes into `read` (one set per instance): `--set ALIAS.NAME` of a
+    name no call reads changed nothing, and was reported as if it had (QA pass: a sweep of it read "+0.000 at
+    1.00x the FLOPs")."""
+
+    def __init__(self, own: Mapping[str, Any], given: dict[str, Any], read: set[str]) -> None:
+        self.own, self.given, self.read = own, given, read
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.given:
+            return self.given[name]
+        value = self.own[name]
+        self.read.add(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.given or name in self.own
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.own), **dict.fromkeys(self.given)})
+
+    def __len__(self) -> int:
+        return len(set(self.own) | set(self.given))
+
+
 @dataclass
 class ModuleInfo:
     """What the builder needs about one module instance."""
 
     module: Module
-    params: dict[str, Any]
+    params: Mapping[str, Any]
     imports: dict[str, str]  # alias -> instance path of the imported module
     inst: str  # instance path ("" for the root, "bon", "bon.inner")
 
@@ -283,9 +309,8 @@ class ExprMixin:
     def inline(self, strat: Strategy, info: ModuleInfo, label: str, call: Call, frame: Frame,
                ctx: GuardCond | None, var: str | None) -> str:
         args = [self.expr(a, frame, ctx) for a in call.args]
-        params = dict(info.params)
-        for kw in call.keywords:
-            params[kw.name] = self.static_value(kw.value, frame, f"`{kw.name}`")
+        given = {kw.name: self.static_value(kw.value, frame, f"`{kw.name}`") for kw in call.keywords}
+        params = CallParams(info.params, given, self.params_read.setdefault(info.inst, set()))
         key = (frame.ns, label)
         self.call_counts[key] = self.call_counts.get(key, 0) + 1
         if self.call_counts[key] > 10_000 or frame.ns.count("/") > 64:

@@ -82,6 +82,7 @@ def compile_program(
             sources = program.sources
             try:
                 compiled = _compile_checked(program, checked, model_overrides, max_input_tokens)
+                _refuse_unread_sets(compiled, overrides or {})
                 _check_remote(compiled, set((model_overrides or {}).values()), frozenset(allow_remote))
                 return compiled
             except DiagnosticError as e:
@@ -225,6 +226,27 @@ def _check_remote(compiled: Compiled, user_refs: set[str], allowed: frozenset[st
                     hint=f"run with `--allow-remote {host}`, add it to `allow_remote` in your ttcl config, "
                          "or give the endpoint yourself with `--model NAME=URL`",
                 ))
+    if diagnostics:
+        raise SemanticDiagnosticError(diagnostics, compiled.sources)
+
+
+def _refuse_unread_sets(compiled: Compiled, overrides: Mapping[str, str]) -> None:
+    """`--set ALIAS.NAME=V` where every call of the imported module's strategies gives NAME itself (or none is
+    called) changes nothing: refused, since a run, its trace header and a sweep would report V as if it had
+    mattered (QA pass: `--sweep s1.more=2,30` read "+0.000 at 1.00x the FLOPs")."""
+    dag = compiled.dag
+    diagnostics = []
+    for key, raw in overrides.items():
+        inst, _, name = key.rpartition(".")
+        if not inst or name in dag.params_read.get(inst, set()):
+            continue
+        calls = [c for c in dag.calls if c.inst == inst]
+        lines = sorted({c.span.line for c in calls})
+        where = (f"every call of `{inst}`'s strategies gives `{name}` itself (line{'s' if len(lines) > 1 else ''} "
+                 f"{', '.join(map(str, lines))})") if calls else f"no strategy of `{inst}` is called"
+        span = calls[0].span if calls else compiled.checked.entry.span
+        diagnostics.append(Diagnostic(span=span, message=f"`--set {key}={raw}` changes nothing: {where}",
+                                      hint=f"set it where it is used (the call's `{name} = ...`), or drop it"))
     if diagnostics:
         raise SemanticDiagnosticError(diagnostics, compiled.sources)
 

@@ -512,3 +512,28 @@ def test_a_context_overflow_hint_names_the_default_max_tokens_and_the_verifier(t
     path.write_text(path.read_text().replace("temperature = 0.7", "temperature = 0.7, max_tokens = 150"))
     code, _, err = run(capsys, "check", str(path))
     assert code == 2 and "hint: give `max_tokens = 118` or less" in err and "default" not in err
+
+
+def test_a_set_of_an_imported_param_every_call_overrides_is_refused(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set s1.more=30` where both calls give `more = ...` themselves changed nothing, and the trace header,
+    the summary and a sweep (`+0.000 at 1.00x the FLOPs`) reported it as if it had (QA pass)."""
+    (tmp_path / "s1.ttc").write_text(
+        'ttcl 1\nmodel policy = "ttcl:arith-s"\nparam more: int = 4 in 1..16\nparam t: float = 0.8 in 0.0..2.0\n'
+        'strategy main(question: text[<=40]) -> answer {\n'
+        '    return vote(sample(policy, "{question}\\n", n = more, max_tokens = 100, temperature = t))\n}\n')
+    top = tmp_path / "top.ttc"
+    top.write_text('ttcl 1\nimport "s1.ttc" as s1\nimport "s1.ttc" as unused\n'
+                   'strategy main(question: text[<=40]) -> answer {\n'
+                   '    a = s1.main(question, more = 12)\n    b = s1.main(question, more = 2, t = 1.2)\n'
+                   '    if a == b {\n        return a\n    }\n    return b\n}\n')
+    code, _, err = run(capsys, "check", str(top), "--set", "s1.more=9")
+    assert code == 2
+    assert (f"{top}:5:9: error: `--set s1.more=9` changes nothing: every call of `s1`'s strategies gives `more` "
+            "itself (lines 5, 6)") in err
+    assert run(capsys, "check", str(top), "--set", "s1.t=0.5")[0] == 0  # the first call reads s1's own `t`
+    code, _, err = run(capsys, "check", str(top), "--set", "unused.more=3")
+    assert code == 2 and "`--set unused.more=3` changes nothing: no strategy of `unused` is called" in err
+    (tmp_path / "d.jsonl").write_text('{"question": "1 +2", "answer": "#### 3"}\n')
+    code, _, err = run(capsys, "eval", str(top), "--dataset", str(tmp_path / "d.jsonl"), "--sweep", "s1.more=2,9")
+    assert code == 2 and "`--sweep s1.more=2` changes nothing" in err, err

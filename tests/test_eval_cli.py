@@ -488,3 +488,17 @@ def test_an_eval_says_how_many_items_failed(capsys: pytest.CaptureFixture[str], 
     line = next(x for x in err.splitlines() if "items failed" in x)
     assert line.startswith(f"arith-s: n=2 (seed 0): 1 of {n} items failed (first: item 0: ") and "checker down" in line
     assert line.endswith("they count as wrong; with --traces DIR, running the same command again reruns only them")
+
+
+@pytest.mark.parametrize("args", [["--sweep", "n=0,2"], ["--set", "n=0"], ["--dataset", "missing.jsonl"]],
+                         ids=["sweep", "set", "dataset"])
+def test_an_error_before_any_run_is_json_under_json(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                                    args: list[str]) -> None:
+    """`ttcl run --json` printed its diagnostics as JSON on stdout; `ttcl eval --json` printed nothing there, and
+    a script's json.load of its output failed on an empty string (QA pass)."""
+    dataset = ["--dataset", str(setup["ds"])] if "--dataset" not in args else []
+    code, out, _ = cli(capsys, "eval", str(setup["prog"]), *dataset, *args, "--json")
+    report = json.loads(out)
+    assert code == 2 and report["verdict"] == "invalid" and report["exit_code"] == 2
+    message = report["diagnostics"][0]["message"]
+    assert ("`--sweep n=0`" if args[0] == "--sweep" else "`--set n=0`" if args[0] == "--set" else "not found") in message

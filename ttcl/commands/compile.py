@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -210,6 +211,19 @@ def _print_verdict(report: BudgetReport, console: Console) -> None:
             for dom in lim.dominating:
                 console.print(f"    {dom.node} ({dom.op}, line {dom.line}): {fmt(dom.amount)} ({dom.share:.0%})")
     console.print("  fix: lower params with --set (e.g. n, max_tokens), or raise the budget")
+
+
+@contextmanager
+def errors_as_json(on: bool) -> Iterator[None]:
+    """With --json, a TtclError raised within is printed on stdout as `ttcl check --json` prints diagnostics, and
+    the command exits with its code; without, it goes on up (one line on stderr)."""
+    try:
+        yield
+    except TtclError as e:
+        if not on:
+            raise
+        typer.echo(json.dumps(diagnostics_json(e), indent=2))
+        raise typer.Exit(e.exit_code) from None
 
 
 def diagnostics_json(err: TtclError) -> dict[str, object]:

@@ -32,6 +32,7 @@ import typer
 from ttcl.commands.compile import (
     ProgramArg,
     VerifierOpt,
+    errors_as_json,
     program_input,
     rebind_models,
     refuse_input_as_output,
@@ -313,68 +314,71 @@ def eval_(
     shards: Annotated[int | None, typer.Option("--shards", help=SHARDS_HELP)] = None,
 ) -> None:
     """Accuracy against compute: sweeps or one-pool estimators, per difficulty bin, with intervals."""
-    sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
-    _check_choice("--device", device, DEVICES)
-    _check_choice("--dtype", dtype, DTYPES)
-    seed_list = parse_seeds(seeds, seed)
-    traces = None if traces is None else where_written(traces)  # `nd/../tr` reached no trace of tr (QA pass)
-    if traces is not None and str(traces) == "-":  # a folder named `-` was made (QA pass)
-        raise RunOptionError("--traces -: the traces are kept in a folder; give its path, e.g. --traces runs/")
-    if traces is not None and traces.exists() and not traces.is_dir():  # said "cannot create ...: File exists",
-        raise RunOptionError(f"--traces {traces}: not a folder; --traces names a folder that keeps one trace per "  # late
-                             "run, e.g. --traces runs/")
-    if split_seed < 0:  # numpy's generators take non-negative seeds only
-        raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
-                             "e.g. --split-seed 0")
-    if pool is not None and sweep:
-        raise RunOptionError("give --sweep or --pool, not both (a pool already covers every k <= N)")
-    for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks), ("--overlay", overlay)):
-        if val and pool is None:
-            raise RunOptionError(f"{opt} needs --pool PARAM=N")
-    if batch_items is not None and batch_items < 1:
-        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
-    wide = Wide(ray, workers, shards)
-    wide.check_device(device)
-    alloc = parse_allocate(allocate, by)
-    if alloc is not None and alloc[0] != "field" and len(seed_list) > 1:
-        # one run's probe bins an item and (keep) is kept; another seed's pool has its own probe, whose bins
-        # the allocation does not model, so several seeds would mix runs under one run's bins
-        raise RunOptionError(f"--allocate {allocate}: a probe bins each item from one run's first samples; give one "
-                             f"seed (--seed S), not --seeds {seeds} (--allocate field works with several)")
-    pretrain = parse_pretrain(pretrain_flops or [])
-    greedy_series = parse_compare(greedy or [])
-    compare_series = parse_compare(compare)
-    register_verifiers(verifier or [])
-    plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
-    refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": program_input(program)})
-    items = _load_items(None, dataset, limit, field)
-    check_judge(judge, items, dataset)
-    ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
-    if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
-        raise RunOptionError(f"{ungraded.where(dataset)}: error: the item has no \"answer\", and ttcl eval judges every item "
-                             "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
-                             "a task's exact checker with --judge TASK")
-    if by is not None:
-        check_by(items, by, dataset)
-    base = [(policy_label(program, set_, model, allow_remote), [])]
-    check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
-                 + [("--greedy", g) for g in greedy_series])
-    check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
-    series = base + [(label, binds) for label, binds in compare_series]
-    series, greedy_series = unique_labels(program, set_, model, allow_remote, series, greedy_series)
-    models = list(dict.fromkeys(label for label, _ in series + greedy_series))
-    unknown = next((m for m in pretrain if m not in models), None) if pool is not None else next(iter(pretrain), None)
-    if unknown is not None:  # it was ignored without a word, and a --sweep has no table that reads it
-        raise RunOptionError("--pretrain-flops: " + (
-            f"{unknown} is not a model of this eval (its models: {', '.join(models)})" if pool is not None
-            else "only a --pool report's total-compute table reads pretraining FLOPs; a --sweep has none"))
-    if pool is not None:
-        check_pool(program, set_, model, allow_remote, pool)
-    if alloc is not None and pool is not None:
-        if len(items) < 2:
-            raise RunOptionError(f"--allocate needs at least 2 items (half to choose the policy on, half to report it "
-                                 f"on); {dataset} gives {len(items)}")
-        check_allocation(program, set_, model, allow_remote, alloc, baseline, parse_pool(pool)[1])
+    # before any run, an error (a bad option, a program that does not compile) is the JSON `ttcl run --json` and
+    # `ttcl check --json` print, with --json (QA pass: stdout was empty, and a script's json.load failed)
+    with errors_as_json(as_json):
+        sweep, compare, model, set_ = sweep or [], compare or [], model or [], set_ or []
+        _check_choice("--device", device, DEVICES)
+        _check_choice("--dtype", dtype, DTYPES)
+        seed_list = parse_seeds(seeds, seed)
+        traces = None if traces is None else where_written(traces)  # `nd/../tr` reached no trace of tr (QA pass)
+        if traces is not None and str(traces) == "-":  # a folder named `-` was made (QA pass)
+            raise RunOptionError("--traces -: the traces are kept in a folder; give its path, e.g. --traces runs/")
+        if traces is not None and traces.exists() and not traces.is_dir():  # said "cannot create ...: File exists",
+            raise RunOptionError(f"--traces {traces}: not a folder; --traces names a folder that keeps one trace per "  # late
+                                 "run, e.g. --traces runs/")
+        if split_seed < 0:  # numpy's generators take non-negative seeds only
+            raise RunOptionError(f"--split-seed {split_seed}: expected a non-negative integer (0 or more), "
+                                 "e.g. --split-seed 0")
+        if pool is not None and sweep:
+            raise RunOptionError("give --sweep or --pool, not both (a pool already covers every k <= N)")
+        for opt, val in (("--greedy", greedy), ("--allocate", allocate), ("--ks", ks), ("--overlay", overlay)):
+            if val and pool is None:
+                raise RunOptionError(f"{opt} needs --pool PARAM=N")
+        if batch_items is not None and batch_items < 1:
+            raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+        wide = Wide(ray, workers, shards)
+        wide.check_device(device)
+        alloc = parse_allocate(allocate, by)
+        if alloc is not None and alloc[0] != "field" and len(seed_list) > 1:
+            # one run's probe bins an item and (keep) is kept; another seed's pool has its own probe, whose bins
+            # the allocation does not model, so several seeds would mix runs under one run's bins
+            raise RunOptionError(f"--allocate {allocate}: a probe bins each item from one run's first samples; give one "
+                                 f"seed (--seed S), not --seeds {seeds} (--allocate field works with several)")
+        pretrain = parse_pretrain(pretrain_flops or [])
+        greedy_series = parse_compare(greedy or [])
+        compare_series = parse_compare(compare)
+        register_verifiers(verifier or [])
+        plot = plot_destination(plot) if plot is not None else None  # an unwritable figure is refused before any run
+        refuse_input_as_output(plot, "--plot", {"dataset": dataset, "program": program_input(program)})
+        items = _load_items(None, dataset, limit, field)
+        check_judge(judge, items, dataset)
+        ungraded = next((it for it in items if it.gold is None), None) if judge in (None, "gold") else None
+        if ungraded is not None:  # scored as wrong, it would pull every accuracy towards 0 without a word
+            raise RunOptionError(f"{ungraded.where(dataset)}: error: the item has no \"answer\", and ttcl eval judges every item "
+                                 "by its gold answer: add one (`--field answer=NAME` names another field), or judge by "
+                                 "a task's exact checker with --judge TASK")
+        if by is not None:
+            check_by(items, by, dataset)
+        base = [(policy_label(program, set_, model, allow_remote), [])]
+        check_series(program, set_, model, allow_remote, [("--compare", c) for c in compare_series]
+                     + [("--greedy", g) for g in greedy_series])
+        check_sweep(program, set_, model, allow_remote, parse_sweep(sweep))
+        series = base + [(label, binds) for label, binds in compare_series]
+        series, greedy_series = unique_labels(program, set_, model, allow_remote, series, greedy_series)
+        models = list(dict.fromkeys(label for label, _ in series + greedy_series))
+        unknown = next((m for m in pretrain if m not in models), None) if pool is not None else next(iter(pretrain), None)
+        if unknown is not None:  # it was ignored without a word, and a --sweep has no table that reads it
+            raise RunOptionError("--pretrain-flops: " + (
+                f"{unknown} is not a model of this eval (its models: {', '.join(models)})" if pool is not None
+                else "only a --pool report's total-compute table reads pretraining FLOPs; a --sweep has none"))
+        if pool is not None:
+            check_pool(program, set_, model, allow_remote, pool)
+        if alloc is not None and pool is not None:
+            if len(items) < 2:
+                raise RunOptionError(f"--allocate needs at least 2 items (half to choose the policy on, half to report it "
+                                     f"on); {dataset} gives {len(items)}")
+            check_allocation(program, set_, model, allow_remote, alloc, baseline, parse_pool(pool)[1])
     with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
         root = traces if traces is not None else Path(tmp)
         try:

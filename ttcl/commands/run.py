@@ -196,18 +196,12 @@ class _Progress(NodeHook):
 
 
 def _compile(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
-             allow_remote: list[str] | None, json_errors: bool) -> Any:
+             allow_remote: list[str] | None, as_json: bool) -> Any:
     """The program as the command line binds it; with --json its errors are printed as JSON diagnostics."""
-    from ttcl.commands.compile import compile_from_cli, diagnostics_json
-    from ttcl.errors import TtclError
+    from ttcl.commands.compile import compile_from_cli, errors_as_json
 
-    try:
+    with errors_as_json(as_json):
         return compile_from_cli(program, sets, models, max_input_tokens, allow_remote)
-    except TtclError as e:
-        if not json_errors:
-            raise
-        typer.echo(json.dumps(diagnostics_json(e), indent=2))
-        raise typer.Exit(e.exit_code) from None
 
 
 def _run_once(

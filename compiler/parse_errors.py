@@ -200,6 +200,9 @@ def _starts_statement(source: str, tok: Tok) -> bool:
     return before == "" or before.endswith(("{", ";"))
 
 
+_PY_STRING_PREFIXES = ("f", "r", "b", "u", "rf", "fr", "br", "rb")  # Python's, not ttcl's
+
+
 def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagnostic:
     tok, prev, file = e.tok, e.prev, state.file
     expected = expected_after(e.states)
@@ -269,6 +272,11 @@ def _unexpected_token(e: ParseFailure, source: str, state: ParseState) -> Diagno
     if tok.type == "NAME" and value == "elif" or prev_is_name and prev_value == "elif" and prev is not None:
         where = span if value == "elif" else token_span(prev, file)  # type: ignore[arg-type]
         return named("ttcl has no `elif`", None, "write `else if cond { ... }`", where=where)
+    if tok.type == "STRING" and prev_is_name and prev is not None and prev_value.lower() in _PY_STRING_PREFIXES \
+            and prev.end_pos == tok.start_pos:  # `f"{question}\n"`: a Python f-string (QA pass: no hint)
+        return named(f"ttcl strings have no `{prev_value}` prefix", None,
+                     "write the string without it: every string is a template, `\"{question}\\n\"` fills in "
+                     "`question`", where=token_span(prev, file))
     if value in _COMPARISONS and not at_eof and _compares_before(source, tok):
         return named(f"unexpected {_describe_token(tok)}: comparisons do not chain", hint="write `a < b and b < c`")
     if "LBRACE" in expected and tok.type in ("_NL", "$END", "RBRACE"):

@@ -342,10 +342,13 @@ def template_parts(tok: Tok, file: str) -> list[ast.TemplateText | ast.TemplateF
             body = raw[i + 1 : close] if close != -1 else ""
             if close == -1 or not _FIELD_RE.fullmatch(body):
                 end = close + 1 if close != -1 and "\n" not in body else i + 1
+                spaced = close != -1 and body.strip() != body and _FIELD_RE.fullmatch(body.strip())
                 raise LexicalError(
                     "bad template field in string", span(i, end),
                     expected="a field such as `{question}` or `{c.text}`",
-                    hint="write `{{` and `}}` for literal braces",
+                    # `{question }` (QA pass: told only about literal braces)
+                    hint=f"a field has no spaces: write `{{{body.strip()}}}`" if spaced
+                    else "write `{{` and `}}` for literal braces",
                 )
             if text:
                 parts.append(ast.TemplateText.model_construct(span=span(text_start, i), text="".join(text)))

@@ -128,6 +128,7 @@ def test_sweep_by_field_with_seeds_and_paired_difference(capsys: pytest.CaptureF
         (["--pool", "n=4", "--allocate", "field", "--by", "steps", "--split-seed", "-1"],
          "--split-seed -1: expected a non-negative integer (0 or more)"),
         (["--sweep", "n=1,2,1"], "--sweep 'n=1,2,1': n = 1 is given twice; keep one"),
+        (["--sweep", "n=1,,2"], "--sweep 'n=1,,2': an empty value between commas"),
         (["--pool", "n=4", "--pretrain-flops", "policy=-1"], "--pretrain-flops 'policy=-1': a model's training FLOPs are a positive"),
         (["--pool", "n=4", "--pretrain-flops", "policy=nan"], "--pretrain-flops 'policy=nan': a model's training FLOPs are a positive"),
         (["--pool", "m=4"], "--pool m=4: p.ttc has no param `m` (the samples per item); its params: n, temperature"),

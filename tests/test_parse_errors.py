@@ -92,6 +92,13 @@ CASES = [
      'prog.ttc:2:1: error: unexpected `stratgy`\n   2 | stratgy main(q: text) -> answer { }\n       ^^^^^^^\n'
      '  expected: a declaration (`import`, `model`, `verifier`, `param`, `extract`, `budget`, `strategy`) or a string\n'
      '  hint: did you mean `strategy`?'),
+    # QA pass: a Python f-string, and a field with a space, got no hint that said so
+    ('python_f_string', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return f"{q}\\n"\n}\n',
+     'prog.ttc:3:12: error: ttcl strings have no `f` prefix\n   3 |     return f"{q}\\n"\n                  ^\n'
+     '  hint: write the string without it: every string is a template, `"{question}\\n"` fills in `question`'),
+    ('spaced_field', 'ttcl 1\nstrategy main(q: text) -> answer {\n    return "{q }"\n}\n',
+     'prog.ttc:3:13: error: bad template field in string\n   3 |     return "{q }"\n                   ^^^^\n'
+     '  expected: a field such as `{question}` or `{c.text}`\n  hint: a field has no spaces: write `{q}`'),
     ('unmatched_close', 'ttcl 1\n}\n',
      'prog.ttc:2:1: error: unmatched `}`\n   2 | }\n       ^\n  expected: end of statement (newline or `;`) or end of file\n  hint: remove it, or add the `{` it closes'),
 ]

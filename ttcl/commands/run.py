@@ -573,9 +573,11 @@ def parse_sweep(items: list[str]) -> list[list[tuple[str, str]]]:
     axes: list[list[tuple[str, str]]] = []
     for item in items:
         name, eq, values = item.partition("=")
-        vals = [v.strip() for v in values.split(",") if v.strip()]
-        if not eq or not name.strip() or not vals:
+        vals = [v.strip() for v in values.split(",")]
+        if not eq or not name.strip() or not any(vals):
             raise RunOptionError(f"--sweep {item!r}: expected NAME=V1,V2,..., e.g. --sweep n=1,4,16")
+        if "" in vals:  # `n=1,,2` dropped its empty value without a word (QA pass)
+            raise RunOptionError(f"--sweep {item!r}: an empty value between commas; give V1,V2,..., e.g. --sweep n=1,4,16")
         twice = next((v for i, v in enumerate(vals) if v in vals[:i]), None)
         if twice is not None:
             raise RunOptionError(f"--sweep {item!r}: {name.strip()} = {twice} is given twice; keep one")

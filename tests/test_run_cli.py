@@ -586,3 +586,16 @@ def test_a_resume_refuses_another_tokenizer_at_the_same_path(capsys: pytest.Capt
     header.pop("tokenizer_files")  # a trace written before tokenizers were fingerprinted resumes as it did
     trace.write_text("\n".join([json.dumps(header), *trace.read_text().splitlines()[1:]]) + "\n")
     assert cli(capsys, *run, "--resume")[0] == 0
+
+
+def test_a_seconds_budget_overrun_is_marked(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
+                                            tmp_path: Path) -> None:
+    """`seconds` is the one soft unit (checked before each model node): a run over it printed `seconds 0.22 /
+    0.05` with nothing to say it was over (QA pass)."""
+    prog = tmp_path / "s.ttc"
+    prog.write_text(PROG.replace("gen_tokens <= 400 }", "gen_tokens <= 400; seconds <= 0.000001 }"))
+    code, out, _ = cli(capsys, "run", str(prog), "--input", "2 +3", "--model", f"policy={setup['model']}")
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("budget per item"))
+    assert "seconds" in line and "(over: seconds is checked before each model node, not within it)" in line, out
+    assert line.count("(over:") == 1  # calls and gen_tokens are not over

@@ -503,3 +503,15 @@ def test_an_error_before_any_run_is_json_under_json(setup: dict[str, Path], caps
     assert code == 2 and report["verdict"] == "invalid" and report["exit_code"] == 2
     message = report["diagnostics"][0]["message"]
     assert ("`--sweep n=0`" if args[0] == "--sweep" else "`--set n=0`" if args[0] == "--set" else "not found") in message
+
+
+def test_a_sweep_value_refused_where_it_is_used_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         setup: dict[str, Path]) -> None:
+    """`param more: int = 4 in 0..16` used as `n`: `--sweep more=0,4` said "`n` of `sample` is 0", not which
+    sweep value (QA pass)."""
+    prog = tmp_path / "sw.ttc"
+    prog.write_text('ttcl 1\nmodel policy = "ttcl:arith-s"\nparam more: int = 4 in 0..16\n'
+                    'strategy main(question: text[<=40]) -> answer {\n'
+                    '    return vote(sample(policy, "{question}\\n", n = more, max_tokens = 100))\n}\n')
+    code, _, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--sweep", "more=0,4")
+    assert code == 2 and err.startswith(f"--sweep more=0: {prog}:5:52: error: `n` of `sample` is 0"), err

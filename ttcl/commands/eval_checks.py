@@ -51,6 +51,8 @@ def check_sweep(program: Path, sets: list[str], binds: list[str], allow_remote: 
             said = str(e)
             for k, v in config:
                 said = said.replace(f"`--set {k}={v}`", f"`--sweep {k}={v}`")
+            if "`--sweep " not in said:  # refused where the value is used (`n` of `sample` is 0): which value (QA pass)
+                said = f"--sweep {','.join(f'{k}={v}' for k, v in config)}: {said}"
             raise RunOptionError(said) from None
 
 

@@ -437,8 +437,21 @@ def unknown_param_diagnostic(module: Module, shown: str, name: str, raw: str) ->
         span=module_anchor(module, "param"),
         message=f"`--set {shown}={raw}`: no param `{name}` in {module.path}",
         expected=("one of: " + ", ".join(names)) if names else "no params are declared in this module",
-        hint=did_you_mean(name, names) or ("the line shown is where the params are declared" if names else None),
+        hint=_other_kind(module, shown, name) or did_you_mean(name, names)
+        or ("the line shown is where the params are declared" if names else None),
     )
+
+
+def _other_kind(module: Module, shown: str, name: str) -> str | None:
+    """`--set orm=3` names a model or verifier, which `--model` binds (QA pass: told only "no param")."""
+    if any(m.name == name for m in module.models):
+        return f"`{name}` is a model, not a param: `--model {shown}=PATH` loads another model for it"
+    v = next((v for v in module.verifiers if v.name == name), None)
+    if v is None:
+        return None
+    if getattr(v.call.func, "id", None) == "check":
+        return f"`{name}` is a verifier (an exact checker), not a param"
+    return f"`{name}` is a verifier, not a param: `--model {shown}=PATH` loads another model for it"
 
 
 def unknown_alias_diagnostic(module: Module, shown: str, alias: str) -> Diagnostic:

@@ -537,3 +537,12 @@ def test_a_set_of_an_imported_param_every_call_overrides_is_refused(tmp_path: Pa
     (tmp_path / "d.jsonl").write_text('{"question": "1 +2", "answer": "#### 3"}\n')
     code, _, err = run(capsys, "eval", str(top), "--dataset", str(tmp_path / "d.jsonl"), "--sweep", "s1.more=2,9")
     assert code == 2 and "`--sweep s1.more=2` changes nothing" in err, err
+
+
+def test_a_set_of_a_model_or_verifier_name_says_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--set orm=3` was told only "no param `orm`" (QA pass)."""
+    program = Path(__file__).resolve().parent.parent / "programs" / "weighted_best_of_n.ttc"
+    code, _, err = run(capsys, "check", str(program), "--set", "orm=3")
+    assert code == 2 and "hint: `orm` is a verifier, not a param: `--model orm=PATH` loads another model for it" in err
+    code, _, err = run(capsys, "check", str(program), "--set", "policy=3")
+    assert code == 2 and "hint: `policy` is a model, not a param: `--model policy=PATH`" in err

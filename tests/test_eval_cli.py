@@ -267,6 +267,7 @@ def test_a_bad_model_in_a_series_fails_before_any_sampling(capsys: pytest.Captur
                          "--traces", str(traces), option, "polcy=ttcl:arith-m")
     assert code == 2 and f"`{option} polcy=ttcl:arith-m`: no model or verifier `polcy`" in err, err
     assert "--model" not in err
+    assert err.count(f"{option} polcy") + err.count(f"{option} 'polcy") == 1  # said once (QA pass: twice)
 
 
 def _orm_allocation(capsys: pytest.CaptureFixture[str], setup: dict[str, Path], spec: str) -> tuple[dict, list]:

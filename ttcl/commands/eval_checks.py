@@ -70,7 +70,8 @@ def check_series(program: Path, sets: list[str], binds: list[str], allow_remote:
             said = str(e)
             for b in extra:
                 said = said.replace(f"`--model {b}`", f"`{opt} {b}`")
-            raise RunOptionError(f"{opt} {','.join(extra)!r}: {said}") from None
+            named = any(f"`{opt} {b}`" in said for b in extra)  # said once, not twice (QA pass)
+            raise RunOptionError(said if named else f"{opt} {','.join(extra)!r}: {said}") from None
 
 
 def check_pool(program: Path, sets: list[str], binds: list[str], allow_remote: list[str] | None, pool: str) -> None:

@@ -235,12 +235,16 @@ def test_a_resume_with_another_value_of_an_imported_param_is_refused(tmp_path: P
     assert ("cannot --resume: the set of params differs from the one this trace was written with (wbon.temperature "
             "0.1, now wbon.temperature 1.9)") in capsys.readouterr().err
     assert main([*base, "--set", "wbon.temperature=0.1", "--resume"]) == 0
-    out = ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.n": 4}, device="cpu",
+    out = ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.max_tokens": 100}, device="cpu",
                    trace=tmp_path / "api.jsonl")
-    assert out.summary.header["params"]["wbon.n"] == 4 and out.summary.header["params"]["wbon.temperature"] == 0.8
-    with pytest.raises(TraceError, match="wbon.n 4, now wbon.n 8"):
-        ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.n": 8}, device="cpu",
+    assert out.summary.header["params"]["wbon.max_tokens"] == 100
+    assert out.summary.header["params"]["wbon.temperature"] == 0.8
+    with pytest.raises(TraceError, match="wbon.max_tokens 100, now wbon.max_tokens 96"):
+        ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.max_tokens": 96}, device="cpu",
                  trace=tmp_path / "api.jsonl", resume=True)
+    # `wbon.n` is no such param to pin: adaptive's one call gives `n = hard_n` itself
+    with pytest.raises(ttcl.TtclError, match="`--set wbon.n=4` changes nothing"):
+        ttcl.run("ttcl:adaptive", inputs="1 +1", set={"probe": 2, "wbon.n": 4}, device="cpu")
 
 
 def test_a_ctrl_c_before_an_overwrite_begins_does_not_offer_the_earlier_run(

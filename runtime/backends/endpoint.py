@@ -277,7 +277,7 @@ class EndpointBackend:
 
     def _remote_count(self, text: str) -> int:
         status, got = _http_json(self.ep.root_url + "/tokenize", {"model": self.model_id, "prompt": text},
-                                 min(30.0, self.ep.timeout))
+                                 min(30.0, max(1.0, self.ep.timeout)))
         if status != 200 or not isinstance(got, dict) or not isinstance(got.get("count"), int):
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: /tokenize answered {status} without a count")
         return got["count"]

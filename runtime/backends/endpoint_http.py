@@ -61,12 +61,14 @@ def get_json(url: str, timeout: float = 10.0) -> tuple[int, Any]:
 
 
 CONTROL_TIMEOUT_S = 10.0  # a question about the server (its models, version, a token count), not a completion
+CONTROL_FLOOR_S = 1.0  # but never less: a `timeout=` far under a second is for completions
 
 
 def control_timeout(ep: Any) -> float:
-    """How long such a question waits: 10 s, or the ref's own `timeout=` where that is shorter (QA pass: a server
-    that accepted connections and never answered took 25 s to refuse a run with `timeout=3`, two 10 s waits)."""
-    return min(CONTROL_TIMEOUT_S, float(ep.timeout))
+    """How long such a question waits: 10 s, or the ref's own `timeout=` where that is shorter, down to 1 s (QA
+    pass: a server that accepted connections and never answered took 25 s to refuse a run with `timeout=3`, two
+    10 s waits)."""
+    return min(CONTROL_TIMEOUT_S, max(CONTROL_FLOOR_S, float(ep.timeout)))
 
 
 def engine_facts(root_url: str, engine: str, version_json: dict[str, Any] | None,

@@ -143,3 +143,23 @@ def test_every_shipped_card_is_what_the_card_writer_writes_from_its_meta(tmp_pat
         out.mkdir()
         (cards if meta.get("task") == "arith" else expr_cards).write_card(out, meta)
         assert (out / "README.md").read_text() == (MODELS_DIR / name / "README.md").read_text(), name
+
+
+def test_within_question_auroc_averages_inside_each_mixed_question() -> None:
+    """The arith verifier cards' within-question table: per problem with right and wrong samples, the AUROC of
+    its samples' scores; a problem with only right (or only wrong) samples has none and is counted apart."""
+    from ttcl.runtime.tasks.arith import make_problems
+    from ttcl.zoo.cards import within_question
+    from ttcl.zoo.evaluate import Record
+
+    p1, p2 = make_problems(2, [1], seed=3)
+    right = [f"{p.question.replace(' ', '')}={p.answer}\n#### {p.answer}" for p in (p1, p2)]
+    wrong = [f"{p.question.replace(' ', '')}={p.answer + 1}\n#### {p.answer + 1}" for p in (p1, p2)]
+    recs = [Record(p1, samples=[right[0], wrong[0], wrong[0]], scores=[0.9, 0.2, 0.95]),  # AUROC 0.5
+            Record(p2, samples=[right[1], right[1]], scores=[0.1, 0.3])]  # only right: no within figure
+    assert [r.outcomes() for r in recs] == [[1.0, 0.0, 0.0], [1.0, 1.0]]
+    rows = within_question(recs)
+    assert [r["steps"] for r in rows] == [1, "all"]
+    row = rows[-1]
+    assert (row["questions"], row["mixed"], row["within"], row["lo"], row["hi"]) == (2, 1, 0.5, 0.5, 0.5)
+    assert row["pooled"] == 0.3333  # right 0.9, 0.1, 0.3 against wrong 0.2, 0.95: 2 of 6 pairs in order

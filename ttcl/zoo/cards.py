@@ -112,10 +112,52 @@ def evaluate_verifier(model, out: Path, meta: dict, out_root: Path, is_quick: bo
                      f"weighted@{k}": round(mean_metric(rs, k, "weighted"), 4),
                      f"best@{k}": round(mean_metric(rs, k, "best"), 4),
                      f"pass@{k}": round(mean_metric(rs, k, "pass"), 4)})
-    extra = {"eval": {"policy": CARD_POLICY, "samples": k, "by_steps": rows}}
+    extra = {"eval": {"policy": CARD_POLICY, "samples": k, "by_steps": rows, "within": within_question(recs)}}
     log(f"[{meta['name']}] weighted@{k} on {CARD_POLICY}: " + " ".join(f"{r['steps']}:{r[f'weighted@{k}']:.2f}" for r in rows))
     write_card(out, meta | extra)
     return extra
+
+
+WITHIN_RESAMPLES = 2000  # bootstrap resamples of the questions, seeded: the card's interval is reproducible
+
+
+def within_question(recs: list[Record]) -> list[dict]:
+    """Per difficulty (and all): the verifier's AUROC inside each question that has right and wrong samples,
+    averaged over those questions, with a 95% bootstrap interval over them; and the pooled AUROC over every
+    sample, which mostly measures how hard the question is. The arith verifier cards gave the pooled figure
+    only (QA pass; issue 7 asks every verifier card for the within-question one)."""
+    import numpy as np
+
+    from ttcl.zoo.evaluate import auroc, by_level
+
+    out = []
+    for steps, rs in [*by_level(recs).items(), ("all", recs)]:
+        per_q, flat_s, flat_y = [], [], []
+        for r in rs:
+            ys = r.outcomes()
+            flat_s += list(r.scores or [])
+            flat_y += ys
+            if 0 < sum(ys) < len(ys):
+                per_q.append(auroc(r.scores or [], ys))
+        row: dict = {"steps": steps, "questions": len(rs), "mixed": len(per_q),
+                     "pooled": round(auroc(flat_s, flat_y), 4) if 0 < sum(flat_y) < len(flat_y) else None}
+        if per_q:
+            rng = np.random.default_rng(0)
+            v = np.asarray(per_q)
+            boot = v[rng.integers(0, len(v), size=(WITHIN_RESAMPLES, len(v)))].mean(axis=1)
+            row |= {"within": round(float(v.mean()), 4), "lo": round(float(np.quantile(boot, 0.025)), 4),
+                    "hi": round(float(np.quantile(boot, 0.975)), 4)}
+        out.append(row)
+    return out
+
+
+def _within_table(rows: list[dict]) -> str:
+    head = ("| steps | questions | with right and wrong samples | within-question AUROC [95% CI] | pooled AUROC |\n"
+            "|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['steps']} | {r['questions']} | {r['mixed']} | "
+        + (f"{r['within']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" if "within" in r else "-")
+        + f" | {'-' if r['pooled'] is None else format(r['pooled'], '.3f')} |\n" for r in rows)
 
 
 def _table(rows: list[dict]) -> str:
@@ -219,6 +261,13 @@ def write_card(out: Path, meta: dict) -> None:
                       f"steps; `maj@{ev['samples']}` and `pass@{ev['samples']}` from {ev['samples']} samples at "
                       f"T={ev['temperature']}. Accuracy in %, with its 95% Wilson interval over the problems.", ""]
         lines.append(_table(ev["by_steps"]))
+        if ev.get("within"):
+            lines += ["## Within-question AUROC", "",
+                      f"Against the exact checker, on the same {ev['samples']} samples per problem of "
+                      f"`ttcl:{ev['policy']}`: the AUROC inside each problem that has both right and wrong samples, "
+                      "averaged over those problems (95% bootstrap interval over them, seed 0), beside the pooled "
+                      "AUROC over all samples, which mostly measures how hard the problem is.", "",
+                      _within_table(ev["within"])]
     # a model that reads others rebuilds beside the shipped ones
     from ttcl.zoo.family import dependencies
 

@@ -210,7 +210,7 @@ def test_allocation_spends_where_it_pays_and_is_chosen_on_the_other_half() -> No
 def test_a_saving_whose_resamples_do_not_all_reach_the_baseline_has_no_lower_end() -> None:
     """A resample in which the policy never reaches the baseline's accuracy has no saving; its ratio (0) made the
     interval's lower end 0.00x. That end is now undefined (NaN), with the share of such resamples."""
-    from ttcl.commands.eval_report import _saving_ci
+    from ttcl.commands.eval_cells import _saving_ci
 
     n = 40
     t, bins = _table(n)

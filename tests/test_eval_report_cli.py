@@ -34,7 +34,7 @@ def test_a_late_plot_failure_keeps_the_table_and_says_why_once() -> None:
 
 
 def test_exchange_cells_say_when_the_reference_gets_nothing_right() -> None:
-    from ttcl.commands.eval_report import _ratio
+    from ttcl.commands.eval_cells import _ratio
 
     assert _ratio({"reference_zero": True, "ratio": math.nan, "ratio_lo": math.nan, "ratio_hi": math.nan}) == "n/a: ref. 0"
     assert _ratio({"reference_zero": False, "ratio": math.inf, "ratio_lo": 0.5, "ratio_hi": math.inf}) == "-"
@@ -44,7 +44,7 @@ def test_exchange_cells_say_when_the_reference_gets_nothing_right() -> None:
 def test_the_saving_line_says_no_saving_within_float_noise_of_1x() -> None:
     """A policy that matches the baseline only at k = N costs the baseline's FLOPs up to float rounding:
     that is no saving, not "below 1x"."""
-    from ttcl.commands.eval_report import _saving_note
+    from ttcl.commands.eval_cells import _saving_note
 
     assert _saving_note(1.0 - 1e-15) == " (no saving)"
     assert _saving_note(0.8) == " (below 1x: it costs more than the baseline)"

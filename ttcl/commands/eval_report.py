@@ -278,6 +278,17 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
         b = model_meta("policy", refs_of[other]).get("params_non_embedding")
         return other != label and (a is None or b is None or b > a)
 
+    # What compute must buy: each larger model's greedy accuracy over the series' own, paired per bin (QA pass:
+    # an "all" exchange of 0.24x read as a win where the larger model was not distinguishably better at all)
+    gaps = []
+    for label in tables:
+        own = greedy_tables[label].acc[("maj", 1)]
+        for other, g in greedy_tables.items():
+            if larger(other, label):
+                for value in bins:
+                    m = in_bin(fields, by, value)
+                    gaps.append({"series": label, "reference": f"{other} greedy", "bin": value,
+                                 **paired_diff(g.acc[("maj", 1)][m], own[m])})
     exch = []
     for label, t in tables.items():
         for other, g in greedy_tables.items():
@@ -315,7 +326,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     report: dict[str, Any] = {
         "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "drawn": drawn, "ks": first.ks},
         "seeds": seeds,
-        "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "exchange": exch, "total_compute": totals,
+        "curves": curves, "greedy": greedy_rows, "greedy_vs_pool": diffs, "greedy_gap": gaps, "exchange": exch, "total_compute": totals,
         "item_rows": item_out, "items": total, "graded": total - len(ungraded), "ungraded_items": sorted(ungraded),
         "short_pool_items": sorted(short),
     }
@@ -450,6 +461,17 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
     for d in report["greedy_vs_pool"]:
         console.print(f"{d['series']} {d['signal']}@{d['k']} - {d['vs']}: {d['diff']:+.3f} "
                       f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {_over({**d, 'of_items': report.get('items')})}")
+    if report.get("greedy_gap"):
+        gt = Table(title="the gap compute must close: the larger model's greedy accuracy minus the series' own "
+                         "greedy accuracy, paired over the same items [95% CI]; an interval that holds 0 leaves "
+                         "nothing shown to close")
+        gt.add_column("reference - series greedy")
+        for v in report["bins"]:
+            gt.add_column(bin_label(report["by"], v), justify="right")
+        for key in dict.fromkeys((r["series"], r["reference"]) for r in report["greedy_gap"]):
+            cells = [r for r in report["greedy_gap"] if (r["series"], r["reference"]) == key]
+            gt.add_row(f"{key[1]} - {key[0]} greedy", *(_diff(r) for r in cells))
+        console.print(gt)
     if report["exchange"]:
         e = Table(title="exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, "
                         "over the reference's FLOPs [95% CI]; - = not reached within k <= N; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,19 +14,44 @@ from typing import Any
 from ttcl.safeio import write_whole
 
 SIGNAL_COLORS = {"pass": "black", "strict": "dimgray", "maj": "tab:blue"}
-# no red: red is the greedy markers' alone (QA pass: a verifier's weighted@k was drawn red beside them)
-PALETTE = ["tab:orange", "tab:green", "navy", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
-STYLES = ["-", "--", ":", "-."]
+# One hue per verifier, the same in every figure (QA pass: a verifier's colour followed the order its signals
+# came in, so one figure's orange was another's navy): its weighted@k (`NAME_w`) the dark shade, its best@k
+# (`NAME_best`) the light one. No red: red is the greedy markers' alone (QA pass: a verifier's weighted@k was
+# drawn red beside them); no blue or grey, maj's and pass/strict's.
+PAIRS = [("tab:orange", "#ffbb78"), ("tab:green", "#98df8a"), ("tab:purple", "#c5b0d5"), ("tab:brown", "#c49c94"),
+         ("tab:pink", "#f7b6d2"), ("tab:olive", "#dbdb8d"), ("tab:cyan", "#9edae5"), ("navy", "#8c8cd9")]
+PALETTE = [dark for dark, _ in PAIRS] + [light for _, light in PAIRS]
+STYLES = ["-", "--", ":", "-."]  # one per series (model): the legend's line samples are long enough to show it
 MARKERS = ["X", "^", "*", "s", "D", "P", "v", "o"]
 GROUP_COLORS = ["deeppink", "darkcyan", "goldenrod", "chocolate", "olive", "slategray"]
 
 
-def _color(signal: str, seen: dict[str, str]) -> str:
-    if signal in SIGNAL_COLORS:
-        return SIGNAL_COLORS[signal]
-    if signal not in seen:
-        seen[signal] = PALETTE[len(seen) % len(PALETTE)]
-    return seen[signal]
+def _family(signal: str) -> tuple[str, int]:
+    """`orm_w` -> ("orm", 0), `orm_best` -> ("orm", 1): the verifier a rule reads, and its shade."""
+    for suffix, shade in (("_w", 0), ("_best", 1)):
+        if signal.endswith(suffix):
+            return signal[: -len(suffix)], shade
+    return signal, 0
+
+
+def signal_colors(signals: Sequence[str]) -> dict[str, str]:
+    """Each signal's colour: fixed for pass, strict and maj; for a verifier's rules a pair chosen by the
+    verifier's name (a stable hash, the next free pair on a clash within one figure, in name order)."""
+    out: dict[str, str] = {}
+    taken: dict[str, int] = {}
+    for signal in sorted(set(signals)):
+        if signal in SIGNAL_COLORS:
+            out[signal] = SIGNAL_COLORS[signal]
+            continue
+        family, shade = _family(signal)
+        if family not in taken:
+            i = zlib.crc32(family.encode()) % len(PAIRS)
+            free = [j for j in range(len(PAIRS)) if j not in taken.values()]
+            if free and i not in free:
+                i = min(free, key=lambda j: (j - i) % len(PAIRS))
+            taken[family] = i
+        out[signal] = PAIRS[taken[family]][shade]
+    return out
 
 
 def _bar(length: float) -> float:
@@ -54,7 +80,7 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     series = list(dict.fromkeys(r["series"] for r in curves))
     labels = list(dict.fromkeys(p["label"] for p in points))
     groups = list(dict.fromkeys(p["group"] for p in points if p.get("group")))
-    colors: dict[str, str] = {}
+    colors = signal_colors([r["signal"] or f"series {r['series']}" for r in curves])
     handles: dict[str, Any] = {}
     for ax, value in zip(axes.flat, bins, strict=False):
         for r_series in series:
@@ -64,11 +90,11 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                               and r["bin"] == value and r["items"]), key=lambda r: r["flops"])
                 if not pts:
                     continue
-                # a verifier's best@k is dashed, so that where it equals its weighted@k both stay visible
-                dash = (0, (4, 2)) if signal.endswith("_best") and style == "-" else style
-                # a sweep's curves (no signal): one color per series, not only a dash (QA pass)
-                color = _color(signal or f"series {r_series}", colors)
-                handles.setdefault(f"{r_series} {signal}".strip(), _line(ax, pts, color, dash))
+                # the line's style is the series (model); a verifier's best@k has triangles, so that where it
+                # equals its weighted@k both stay visible (QA pass: best@k was dashed, as the second model is)
+                color = colors[signal or f"series {r_series}"]  # a sweep's curves: one colour per series
+                marker = "v" if signal.endswith("_best") else "."
+                handles.setdefault(f"{r_series} {signal}".strip(), _line(ax, pts, color, style, marker))
                 if len({p.get("config") for p in pts}) > 1:  # a sweep: which configuration each point is
                     for p in pts:
                         if not p.get("degraded"):
@@ -119,7 +145,9 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
     # as many legend columns as the longest entry leaves room for (about 4.2 pt a character at size 7)
     widest = max((len(k) for k in handles), default=1) * 4.2 + 40
     ncol = max(1, min(6, len(handles), int(fig.get_figwidth() * 72 // widest)))
-    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol, fontsize=7, frameon=True)
+    # line samples long enough to show a series' dash (QA pass: too short, two models' entries looked alike)
+    fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=ncol, fontsize=7, frameon=True,
+               handlelength=3.5)
     legend_rows = math.ceil(len(handles) / ncol)
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, min(0.4, (0.19 * legend_rows + 0.25) / height), 1,
@@ -140,12 +168,12 @@ def title_lines(title: str, width_in: float) -> list[str]:
     return textwrap.wrap(title, max(30, int(width_in * 72 / 6.2))) or [""]
 
 
-def _line(ax: Any, pts: Sequence[dict[str, Any]], color: str, style: str) -> Any:
+def _line(ax: Any, pts: Sequence[dict[str, Any]], color: str, style: str, marker: str = ".") -> Any:
     """One curve (points sorted by FLOPs) with its 95% error bars."""
     ys = [p["accuracy"] for p in pts]
     err = [[_bar(y - p["lo"]) for y, p in zip(ys, pts, strict=True)], [_bar(p["hi"] - y) for y, p in zip(ys, pts, strict=True)]]
-    return ax.errorbar([p["flops"] for p in pts], ys, yerr=err, color=color, linestyle=style, marker=".", markersize=4,
-                       capsize=2, linewidth=1.3, elinewidth=0.8)
+    return ax.errorbar([p["flops"] for p in pts], ys, yerr=err, color=color, linestyle=style, marker=marker,
+                       markersize=4 if marker == "." else 5, capsize=2, linewidth=1.3, elinewidth=0.8)
 
 
 def _axes(ax: Any, title: str) -> None:

@@ -390,12 +390,16 @@ class ExprMixin:
                     return Bool(value=value, span=node.span)
                 if isinstance(value, int | float):
                     return Number(value=float(value), text=format_static(value), is_int=isinstance(value, int), span=node.span)
+                if isinstance(value, str):  # this module's value, this call's keyword (QA pass: read at run time
+                    # from the root program's params, so another module's text param was the root's, or unknown)
+                    return String(parts=[TemplateText(text=value, span=node.span)], span=node.span)
                 return node
             if isinstance(node, BinOp | Compare | BoolOp):
                 return node.model_copy(update={"left": fold(node.left), "right": fold(node.right)})
             if isinstance(node, UnaryOp):
                 return node.model_copy(update={"operand": fold(node.operand)})
-            if isinstance(node, Call | Attribute):  # a value per item, the same for every candidate
+            if isinstance(node, Call | Attribute) or isinstance(node, String) and node.is_template:  # a value per
+                # item, the same for every candidate
                 name = f"@{sum(p.role.startswith('pred:@') for p in ports)}"
                 ports.append(Port.make(role=f"pred:{name}", node=self.expr(node, frame, ctx)))
                 return Name(id=name, span=node.span)

@@ -140,6 +140,8 @@ def eval_predicate(expr: ast.Expr, scope: Mapping[str, Any]) -> Any:
             return v
         case ast.Bool(value=v):
             return v
+        case ast.String(parts=parts) if not expr.is_template:  # a literal, or a text param folded in
+            return "".join(p.text for p in parts)
         case ast.Name(id=name):
             if name not in scope:
                 raise OpError(f"filter predicate: unknown name {name!r}")

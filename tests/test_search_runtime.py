@@ -156,3 +156,40 @@ def test_a_filter_predicate_reads_variables_and_calls(tmp_path: Path) -> None:
         near = [c["uid"] for c in d if c["score"] > max(scores) - 0.1 and len(d) > 2 or c["score"] < 0.05]
         assert [c["uid"] for c in out["main/near"]] == near
         assert 0 < len(out["main/above"]) < len(d) or len(set(scores)) == 1
+
+
+LIB = """ttcl 1
+model policy = "ttcl:arith-s"
+param tag: text = "zzz"
+strategy go(question: text[<=40]) -> answer {
+    d = sample(policy, "{question}\\n", n = 2, max_tokens = 32)
+    return vote(filter(d, tag != question and "1 +2" == question))
+}
+"""
+
+
+@pytest.mark.skipif(not available("ttcl:arith-s"), reason="bundled models not installed")
+@pytest.mark.parametrize(("root", "kept"), [
+    ('import "lib.ttc" as tl\nstrategy main(question: text[<=40]) -> answer {\n    return tl.go(question)\n}\n', True),
+    # the root's own `tag`, equal to the question: the library's predicate reads the library's "zzz"
+    ('import "lib.ttc" as tl\nparam tag: text = "1 +2"\n'
+     'strategy main(question: text[<=40]) -> answer {\n    return tl.go(question)\n}\n', True),
+    # the call's keyword is the value the predicate reads
+    ('import "lib.ttc" as tl\nstrategy main(question: text[<=40]) -> answer {\n    return tl.go(question, tag = "1 +2")\n}\n',
+     False),
+], ids=["library", "root-has-its-own", "call-keyword"])
+def test_a_filter_predicate_reads_its_own_modules_text_params(tmp_path: Path, root: str, kept: bool) -> None:
+    """A text param in a predicate was read at run time from the root program's params: unknown where only the
+    library had it, the root's value where both had one, and blind to a call's keyword; a string literal failed
+    every item ("unsupported expression String") where check had passed it (QA pass)."""
+    from ttcl.compiler.pipeline import compile_program
+    from ttcl.runtime.dataset import Item
+    from ttcl.runtime.runner import Runner, RunOptions
+
+    (tmp_path / "lib.ttc").write_text(LIB)
+    (tmp_path / "main.ttc").write_text("ttcl 1\n" + root)
+    summary = Runner(compile_program(tmp_path / "main.ttc"), RunOptions(device="cpu", seed=1)).run(
+        [Item(index=0, question="1 +2")])
+    result = summary.results[0]
+    assert result["status"] == "ok", result
+    assert (result["answer"] is not None) == kept, result

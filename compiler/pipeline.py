@@ -242,8 +242,9 @@ def _refuse_unread_sets(compiled: Compiled, overrides: Mapping[str, str]) -> Non
             continue
         calls = [c for c in dag.calls if c.inst == inst]
         lines = sorted({c.span.line for c in calls})
-        where = (f"every call of `{inst}`'s strategies gives `{name}` itself (line{'s' if len(lines) > 1 else ''} "
-                 f"{', '.join(map(str, lines))})") if calls else f"no strategy of `{inst}` is called"
+        where = (f"no call of `{inst}`'s strategies (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}) "
+                 f"reads its own `{name}`: each gives `{name} = ...` itself, or does not use it") if calls \
+            else f"no strategy of `{inst}` is called"
         span = calls[0].span if calls else compiled.checked.entry.span
         diagnostics.append(Diagnostic(span=span, message=f"`--set {key}={raw}` changes nothing: {where}",
                                       hint=f"set it where it is used (the call's `{name} = ...`), or drop it"))

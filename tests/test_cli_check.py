@@ -529,8 +529,8 @@ def test_a_set_of_an_imported_param_every_call_overrides_is_refused(tmp_path: Pa
                    '    if a == b {\n        return a\n    }\n    return b\n}\n')
     code, _, err = run(capsys, "check", str(top), "--set", "s1.more=9")
     assert code == 2
-    assert (f"{top}:5:9: error: `--set s1.more=9` changes nothing: every call of `s1`'s strategies gives `more` "
-            "itself (lines 5, 6)") in err
+    assert (f"{top}:5:9: error: `--set s1.more=9` changes nothing: no call of `s1`'s strategies (lines 5, 6) reads "
+            "its own `more`: each gives `more = ...` itself, or does not use it") in err
     assert run(capsys, "check", str(top), "--set", "s1.t=0.5")[0] == 0  # the first call reads s1's own `t`
     code, _, err = run(capsys, "check", str(top), "--set", "unused.more=3")
     assert code == 2 and "`--set unused.more=3` changes nothing: no strategy of `unused` is called" in err

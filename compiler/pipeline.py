@@ -258,11 +258,26 @@ def _context_diagnostic(dag: Dag, over: ContextOverflow) -> Diagnostic:
         span=node.span,
         message=f"{over.node} ({over.op}) may need {over.need:,} tokens of context; model `{over.model}` has {over.n_ctx:,}",
         expected=f"a worst-case sequence of at most {over.n_ctx:,} tokens (prompt bound + max_tokens)",
-        hint=_context_hint(node, over),
+        hint=_context_hint(node, over, dag),
     )
 
 
-def _context_hint(node: Any, over: ContextOverflow) -> str:
+def _makers(dag: Dag, node: Any) -> list[Any]:
+    """The generating nodes (sample, extend, revise) whose candidates reach `node`, through cheap ones."""
+    seen, out, todo = set(), [], [p.node for p in node.inputs if p.role == "cands"]
+    while todo:
+        n = dag.nodes[todo.pop()]
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if n.args.max_tokens is not None:
+            out.append(n)
+        else:
+            todo += [p.node for p in n.inputs if p.role in ("cands", "left", "right")]
+    return sorted(out, key=lambda n: (n.span.line, n.id))
+
+
+def _context_hint(node: Any, over: ContextOverflow, dag: Dag) -> str:
     """What to change, in the node's own terms (QA pass: "lower max_tokens" where the program wrote none, the
     built-in's default of 256 being the cause, and on a `verify`, which has no max_tokens)."""
     from ttcl.compiler.builtins import BUILTINS
@@ -272,13 +287,15 @@ def _context_hint(node: Any, over: ContextOverflow) -> str:
         rest = "run fewer rounds of the loop, " + rest
     mt = node.args.max_tokens
     if mt is None:  # verify, judge, likelihood: they read the candidates as generated
-        return f"lower the `max_tokens` of the calls whose candidates it reads; or {rest}"
+        makers = _makers(dag, node)
+        named = ", ".join(f"`{m.op}` at line {m.span.line}" for m in makers[:3]) + (", ..." if len(makers) > 3 else "")
+        return f"lower the `max_tokens` of {named or 'the calls'}, whose candidates it reads; or {rest}"
     spec = BUILTINS[node.op].param("max_tokens") if node.op in BUILTINS else None
     room = over.n_ctx - (over.need - mt)
     fix = f"`max_tokens = {room}` or less (a verifier reading its candidates may need less)" if room > 0 \
         else "a lower `max_tokens`"
     if spec is not None and spec.default == mt:
-        return f"`max_tokens` is {mt}, `{node.op}`'s default where a call gives none: give {fix}; or {rest}"
+        return f"`max_tokens` is {mt} (`{node.op}`'s default where a call gives none): give {fix}; or {rest}"
     return f"give {fix}; or {rest}"
 
 

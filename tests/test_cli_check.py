@@ -507,8 +507,8 @@ def test_a_context_overflow_hint_names_the_default_max_tokens_and_the_verifier(t
     code, _, err = run(capsys, "check", str(path))
     assert code == 2
     assert "main/d.sample (sample) may need 298 tokens of context; model `policy` has 160" in err
-    assert "hint: `max_tokens` is 256, `sample`'s default where a call gives none: give `max_tokens = 118` or less" in err
-    assert "hint: lower the `max_tokens` of the calls whose candidates it reads; or lower the input's" in err
+    assert "hint: `max_tokens` is 256 (`sample`'s default where a call gives none): give `max_tokens = 118` or less" in err
+    assert "hint: lower the `max_tokens` of `sample` at line 5, whose candidates it reads; or lower the input's" in err
     path.write_text(path.read_text().replace("temperature = 0.7", "temperature = 0.7, max_tokens = 150"))
     code, _, err = run(capsys, "check", str(path))
     assert code == 2 and "hint: give `max_tokens = 118` or less" in err and "default" not in err

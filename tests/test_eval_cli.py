@@ -492,8 +492,8 @@ def test_an_eval_says_how_many_items_failed(capsys: pytest.CaptureFixture[str], 
     assert line.endswith("they count as wrong; with --traces DIR, running the same command again reruns only them")
 
 
-@pytest.mark.parametrize("args", [["--sweep", "n=0,2"], ["--set", "n=0"], ["--dataset", "missing.jsonl"]],
-                         ids=["sweep", "set", "dataset"])
+@pytest.mark.parametrize("args", [["--sweep", "n=0,2"], ["--set", "n=0"], ["--dataset", "missing.jsonl"],
+                                  ["--pool", "n=4", "--ks", "9"]], ids=["sweep", "set", "dataset", "ks"])
 def test_an_error_before_any_run_is_json_under_json(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
                                                     args: list[str]) -> None:
     """`ttcl run --json` printed its diagnostics as JSON on stdout; `ttcl eval --json` printed nothing there, and
@@ -503,7 +503,8 @@ def test_an_error_before_any_run_is_json_under_json(setup: dict[str, Path], caps
     report = json.loads(out)
     assert code == 2 and report["verdict"] == "invalid" and report["exit_code"] == 2
     message = report["diagnostics"][0]["message"]
-    assert ("`--sweep n=0`" if args[0] == "--sweep" else "`--set n=0`" if args[0] == "--set" else "not found") in message
+    assert {"--sweep": "`--sweep n=0`", "--set": "`--set n=0`", "--dataset": "not found", "--pool": "--ks"}[args[0]] \
+        in message
 
 
 def test_a_sweep_value_refused_where_it_is_used_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],

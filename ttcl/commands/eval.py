@@ -379,6 +379,15 @@ def eval_(
                 raise RunOptionError(f"--allocate needs at least 2 items (half to choose the policy on, half to report it "
                                      f"on); {dataset} gives {len(items)}")
             check_allocation(program, set_, model, allow_remote, alloc, baseline, parse_pool(pool)[1])
+        # the rest of what can be refused before any run, inside the --json cover too (review: a bad --ks,
+        # --overlay or --traces printed nothing on stdout)
+        ks_list = parse_ks(ks, parse_pool(pool)[1]) if pool is not None else None
+        sweeps = [read_sweep(p, items, judge or "gold") for p in overlay or []]  # a bad file fails now
+        if traces is not None:
+            try:
+                traces.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise TtclRuntimeError(f"{traces}: error: cannot create the traces directory: {e.strerror}") from e
     with tempfile.TemporaryDirectory(prefix="ttcl-eval-") as tmp, wide:
         root = traces if traces is not None else Path(tmp)
         try:
@@ -397,14 +406,13 @@ def eval_(
             _emit(report, as_json, plot, print_sweep, lambda: _plot_sweep(report, plot, by, title))
             return
         param, n = parse_pool(pool)
-        sweeps = [read_sweep(p, items, judge or "gold") for p in overlay or []]  # before any sampling: a bad file fails now
         for path, sw in zip(overlay or [], sweeps, strict=True):
             if by is not None and sw.get("by") != by:  # its rows hold that field's bins only, or none
                 how = f"with --by {sw['by']}" if sw.get("by") else "without --by"
                 typer.echo(f"--overlay {path}: that sweep was run {how}, so only its `all` rows are overlaid; "
                            f"rerun it with --by {by} for the per-bin panels", err=True)
         report = pool_report(runs, program, series, greedy_series, set_, model, seed_list, by, param=param, n=n,
-                             ks=parse_ks(ks, n), alloc=alloc, baseline=baseline, pretrain=pretrain,
+                             ks=ks_list, alloc=alloc, baseline=baseline, pretrain=pretrain,
                              split_seed=split_seed, overlays=sweeps)
         report.update(program=str(program), dataset=str(dataset), title=title, judge=judge or "gold",
                       items_digest=items_digest(items))

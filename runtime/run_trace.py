@@ -150,11 +150,37 @@ def model_fingerprint(ref: str) -> str | None:
     return _fingerprint(ref, lambda p: p.name == "config.json" or p.suffix in (".safetensors", ".bin"))
 
 
+# what the runtime reads of a model's ttcl_meta.json to build its inputs and read its outputs (the rest, a card's
+# figures or training seconds, changes nothing a run does)
+META_READ = ("verifier", "input_template", "verdict_prompt", "verdict_yes", "verdict_no", "score", "positive_label",
+             "step_end_token", "result_marker", "answer_marker", "direction", "revise_template")
+
+
 def tokenizer_fingerprint(ref: str) -> str | None:
-    """The same for a local model's tokenizer files (TOKENIZER_FILES): another vocabulary or chat template at the
-    same path reads the same answers into other tokens, and a resume would mix the two (kept apart from
-    `model_fingerprint` so that traces written before it resume as they did); None where there is none."""
-    return _fingerprint(ref, lambda p: p.name in TOKENIZER_FILES)
+    """The same for a local model's tokenizer files (TOKENIZER_FILES) and what the runtime reads of its
+    ttcl_meta.json (META_READ): another vocabulary, chat template or input template at the same path reads the same
+    answers otherwise, and a resume would mix the two (review: a reward model's input_template edited, the resumed
+    scores were 0.017 beside 0.718; kept apart from `model_fingerprint` so that traces written before it resume as
+    they did); None where there is none."""
+    files = _fingerprint(ref, lambda p: p.name in TOKENIZER_FILES)
+    meta = _meta_read(ref)
+    if meta is None:
+        return files
+    return hashlib.blake2b(f"{files}\0{meta}".encode(), digest_size=8).hexdigest()
+
+
+def _meta_read(ref: str) -> str | None:
+    import json
+
+    from ttcl.runtime.backends.base import resolve_ref
+    from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
+
+    try:
+        meta = json.loads(read_bounded(Path(resolve_ref(ref)) / "ttcl_meta.json", JSON_LIMIT, what="ttcl_meta.json"))
+    except (OSError, ValueError, RecursionError, UnsafeRead, TtclRuntimeError):
+        return None
+    read = {k: meta[k] for k in META_READ if isinstance(meta, dict) and k in meta}
+    return json.dumps(read, sort_keys=True) if read else None
 
 
 def _fingerprint(ref: str, take: Callable[[Path], bool]) -> str | None:

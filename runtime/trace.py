@@ -435,7 +435,7 @@ _WHAT = {"program_hash": "program", "params": "set of params", "models": "set of
          "dataset_hash": "dataset's content", "budget": "budget", "judge": "judge",
          "answers": "way answers are read", "device": "device", "dtype": "dtype",
          "checkers": "set of --verifier checkers", "model_files": "model weights",
-         "tokenizer_files": "tokenizer files"}
+         "tokenizer_files": "tokenizer files or card templates"}
 
 
 _NONE = object()
@@ -481,7 +481,7 @@ def check_resumable(trace: Trace, header: RunHeader, path: str | Path) -> None:
             # a mix of precisions or devices changed answers, and the header said one of them (QA pass)
             same = f"give --{key} {was} as the trace was written, or " if key in ("device", "dtype") else ""
             e = TraceError(
-                f"{path}: error: cannot --resume: the {what} {'differ from those' if what in ('inputs', 'model weights', 'tokenizer files') else 'differs from the one'} this trace was written with "
+                f"{path}: error: cannot --resume: the {what} {'differ from those' if what in ('inputs', 'model weights', 'tokenizer files or card templates') else 'differs from the one'} this trace was written with "
                 f"({detail})\n"
                 f"  hint: {same}replace --resume with --overwrite to start this trace over, or use another --trace file"
             )

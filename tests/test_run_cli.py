@@ -581,7 +581,7 @@ def test_a_resume_refuses_another_tokenizer_at_the_same_path(capsys: pytest.Capt
     vocab["3"], vocab["4"] = vocab["4"], vocab["3"]
     tok.write_text(json.dumps(spec))
     code, _, err = cli(capsys, *run, "--resume")
-    assert code == 2 and "cannot --resume: the tokenizer files differ from those this trace was written with (policy '" in err
+    assert code == 2 and "cannot --resume: the tokenizer files or card templates differ from those this trace was written with (policy '" in err
     header = json.loads(trace.read_text().splitlines()[0])
     header.pop("tokenizer_files")  # a trace written before tokenizers were fingerprinted resumes as it did
     trace.write_text("\n".join([json.dumps(header), *trace.read_text().splitlines()[1:]]) + "\n")
@@ -599,3 +599,22 @@ def test_a_seconds_budget_overrun_is_marked(capsys: pytest.CaptureFixture[str], 
     line = next(x for x in out.splitlines() if x.startswith("budget per item"))
     assert "seconds" in line and "(over: seconds is checked before each model node, not within it)" in line, out
     assert line.count("(over:") == 1  # calls and gen_tokens are not over
+
+
+def test_a_resume_refuses_a_model_card_that_reads_inputs_otherwise(capsys: pytest.CaptureFixture[str],
+                                                                   setup: dict[str, Path], tmp_path: Path) -> None:
+    """A reward model's `input_template` edited at the same path resumed without a word, and its scores mixed
+    0.718 with 0.017 (review). What the runtime reads of ttcl_meta.json is fingerprinted; a card's figures are
+    not, so re-carding a model does not refuse its traces."""
+    model = tmp_path / "m"
+    shutil.copytree(setup["model"], model)
+    meta = {"input_template": "{question}\n{completion}", "wall_seconds": 1.0}
+    (model / "ttcl_meta.json").write_text(json.dumps(meta))
+    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
+           "--trace", str(tmp_path / "t.jsonl")]
+    assert cli(capsys, *run)[0] == 0
+    (model / "ttcl_meta.json").write_text(json.dumps({**meta, "wall_seconds": 2.0}))
+    assert cli(capsys, *run, "--resume")[0] == 0  # a card's figure: the same model
+    (model / "ttcl_meta.json").write_text(json.dumps({**meta, "input_template": "Q: {question}\nA: {completion}"}))
+    code, _, err = cli(capsys, *run, "--resume")
+    assert code == 2 and "cannot --resume: the tokenizer files or card templates differ from those this trace was written with" in err

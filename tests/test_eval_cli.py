@@ -517,3 +517,13 @@ def test_a_sweep_value_refused_where_it_is_used_is_named(tmp_path: Path, capsys:
                     '    return vote(sample(policy, "{question}\\n", n = more, max_tokens = 100))\n}\n')
     code, _, err = cli(capsys, "eval", str(prog), "--dataset", str(setup["ds"]), "--sweep", "more=0,4")
     assert code == 2 and err.startswith(f"--sweep more=0: {prog}:5:52: error: `n` of `sample` is 0"), err
+
+
+@pytest.mark.parametrize("args", [["--input", ""], ["--input", "1 +2", "--device", "tpu"]], ids=["input", "device"])
+def test_run_json_says_an_option_error_as_json(setup: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                              args: list[str]) -> None:
+    """`ttcl run --json` printed JSON for an invalid program only; a bad --input or --device printed nothing on
+    stdout (review)."""
+    code, out, _ = cli(capsys, "run", str(setup["prog"]), *args, "--json")
+    report = json.loads(out)
+    assert code == 2 and report["verdict"] == "invalid" and report["diagnostics"][0]["message"]

@@ -26,6 +26,7 @@ from ttcl.commands.compile import (
     MaxInputOpt,
     ProgramArg,
     VerifierOpt,
+    errors_as_json,
     program_input,
     refuse_input_as_output,
     register_verifiers,
@@ -198,7 +199,7 @@ class _Progress(NodeHook):
 def _compile(program: Path, sets: list[str], models: list[str], max_input_tokens: int | None,
              allow_remote: list[str] | None, as_json: bool) -> Any:
     """The program as the command line binds it; with --json its errors are printed as JSON diagnostics."""
-    from ttcl.commands.compile import compile_from_cli, errors_as_json
+    from ttcl.commands.compile import compile_from_cli
 
     with errors_as_json(as_json):
         return compile_from_cli(program, sets, models, max_input_tokens, allow_remote)
@@ -429,45 +430,46 @@ def run(
 ) -> None:
     """Run a strategy on an input or a dataset; print the answer or accuracy and bound-vs-actual cost per node."""
     model, set_ = model or [], set_ or []
-    trace = None if trace is None else where_written(trace)
-    _check_choice("--device", device, DEVICES)
-    _check_choice("--dtype", dtype, DTYPES)
-    if resume and trace is None:
-        raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
-    if resume and overwrite:
-        raise RunOptionError("--resume and --overwrite contradict each other: keep one")
-    if overwrite and trace is None:  # it was taken without a word (QA pass)
-        raise RunOptionError("--overwrite starts a --trace file over: add --trace FILE, or drop --overwrite")
-    if trace is not None and str(trace) == "-":  # a file named `-` was written, where `--dataset -` reads stdin
-        raise RunOptionError("--trace -: a trace is written to a file, not to stdout; give a path, e.g. --trace run.jsonl")
-    if trace is not None and os.path.exists(trace) and not is_file(trace) and not is_dir(trace):  # /dev/null
-        raise RunOptionError(f"--trace {trace}: not a regular file; give a file path, e.g. --trace run.jsonl")
-    if retry_failed and not resume:
-        raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
-    if retry_failed and ray is not None:
-        raise RunOptionError("--retry-failed works on one machine only: a wide run (--ray) resumes whole items and "
-                             "cannot replay a failed item's finished steps; run --resume --retry-failed without --ray")
-    if batch_items is not None and batch_items < 1:
-        raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
-    _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
-    refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": program_input(program)})
-    if trace is not None and is_dir(trace):
-        raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
-    wide = Wide(ray, workers, shards)
-    register_verifiers(verifier or [])
-    items = _load_items(input_, dataset, limit, field)
-    check_judge(judge, items, dataset)
-    if by is not None:
-        check_by(items, by, dataset)
-    if resume and trace is not None and not has_run(trace):  # a typo in the path would rerun everything unsaid
-        why = "is empty (a run killed as it started)" if os.path.exists(trace) else "does not exist"
-        typer.echo(f"note: --resume: {trace} {why}; starting the run from the beginning", err=True)
-    # a wide run's program and trace are checked before its cluster starts (seconds), so that an error comes first
-    compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None
-    if wide.address is not None and trace is not None:
-        check_trace_before_the_cluster(compiled, wide, items, trace, seed=seed, dataset=dataset, judge=judge,
-                                       resume=resume, overwrite=overwrite)
-    wide.check_device(device)
+    with errors_as_json(as_json):  # an error before the run is JSON under --json, as eval's (review)
+        trace = None if trace is None else where_written(trace)
+        _check_choice("--device", device, DEVICES)
+        _check_choice("--dtype", dtype, DTYPES)
+        if resume and trace is None:
+            raise RunOptionError("--resume needs --trace FILE (the trace to resume from)")
+        if resume and overwrite:
+            raise RunOptionError("--resume and --overwrite contradict each other: keep one")
+        if overwrite and trace is None:  # it was taken without a word (QA pass)
+            raise RunOptionError("--overwrite starts a --trace file over: add --trace FILE, or drop --overwrite")
+        if trace is not None and str(trace) == "-":  # a file named `-` was written, where `--dataset -` reads stdin
+            raise RunOptionError("--trace -: a trace is written to a file, not to stdout; give a path, e.g. --trace run.jsonl")
+        if trace is not None and os.path.exists(trace) and not is_file(trace) and not is_dir(trace):  # /dev/null
+            raise RunOptionError(f"--trace {trace}: not a regular file; give a file path, e.g. --trace run.jsonl")
+        if retry_failed and not resume:
+            raise RunOptionError("--retry-failed reruns the failed items of a resumed run: add --resume (and --trace FILE)")
+        if retry_failed and ray is not None:
+            raise RunOptionError("--retry-failed works on one machine only: a wide run (--ray) resumes whole items and "
+                                 "cannot replay a failed item's finished steps; run --resume --retry-failed without --ray")
+        if batch_items is not None and batch_items < 1:
+            raise RunOptionError(f"--batch-items {batch_items}: expected a positive number of items")
+        _check_choice("--schedule", schedule, ("auto", "lockstep", "stream"))
+        refuse_input_as_output(trace, "--trace", {"dataset": dataset, "program": program_input(program)})
+        if trace is not None and is_dir(trace):
+            raise RunOptionError(f"--trace {trace}: is a directory; give a file name, e.g. --trace {trace / 'run.jsonl'}")
+        wide = Wide(ray, workers, shards)
+        register_verifiers(verifier or [])
+        items = _load_items(input_, dataset, limit, field)
+        check_judge(judge, items, dataset)
+        if by is not None:
+            check_by(items, by, dataset)
+        if resume and trace is not None and not has_run(trace):  # a typo in the path would rerun everything unsaid
+            why = "is empty (a run killed as it started)" if os.path.exists(trace) else "does not exist"
+            typer.echo(f"note: --resume: {trace} {why}; starting the run from the beginning", err=True)
+        # a wide run's program and trace are checked before its cluster starts (seconds), so that an error comes first
+        compiled = _compile(program, set_, model, max_input_tokens, allow_remote, as_json) if wide.address else None
+        if wide.address is not None and trace is not None:
+            check_trace_before_the_cluster(compiled, wide, items, trace, seed=seed, dataset=dataset, judge=judge,
+                                           resume=resume, overwrite=overwrite)
+        wide.check_device(device)
     earlier = stamp(trace) if overwrite else None  # a Ctrl-C before the run starts the trace over keeps it
     try:
         with wide:

@@ -418,7 +418,10 @@ def test_a_model_name_too_long_for_the_file_system_is_a_diagnostic() -> None:
     ["graph", "PROG", "-o", ""],
     ["zoo", "train", "--only", "arith-s", "--out", ""],
     ["zoo", "card", "arith-s", "--out", ""],
-], ids=lambda a: " ".join(a[:2]) + " " + next(x for x in a if x.startswith("-") and x != "--input"))
+    ["check", ""],
+    ["eval", "PROG", "--dataset", "d.jsonl", "--pool", "n=2", "--overlay", ""],
+], ids=lambda a: " ".join(a[:2]) + " " + next((x for x in a if x.startswith("-") and x not in ("--input", "--dataset",
+                                                                                                  "--pool")), "PROGRAM"))
 def test_an_empty_output_path_is_refused_not_read_as_the_current_folder(tmp_path: Path, monkeypatch, capsys,
                                                                         args: list[str]) -> None:
     """`--trace ''` was blamed on a folder never named (`--trace .: is a directory`); `--out ''` and `--traces ''`

@@ -235,7 +235,7 @@ def diagnostics_json(err: TtclError) -> dict[str, object]:
     return {"verdict": "invalid" if err.exit_code == EXIT_INVALID else "over", "exit_code": err.exit_code, "diagnostics": diags}
 
 
-ProgramArg = Annotated[Path, typer.Argument(readable=False, help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).")]
+ProgramArg = Annotated[Path, typer.Argument(readable=False, help="The .ttc program: a path, or ttcl:NAME for a bundled one (`ttcl programs` lists them).", parser=named_path)]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set n=64 (repeatable; bon.n=8 for an import).")]
 ModelOpt = Annotated[list[str] | None, typer.Option("--model", help="Bind a model: --model policy=PATH or policy=http://HOST:PORT/v1 (repeatable).")]
 MaxInputOpt = Annotated[int | None, typer.Option("--max-input-tokens", help="Length bound for inputs declared without one.")]

@@ -306,7 +306,7 @@ def eval_(
     traces: Annotated[Path | None, typer.Option("--traces", help="Keep every run's trace in this directory (reused on rerun).", parser=named_path)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write accuracy against FLOPs per item (log x), a panel per bin, as a PNG.", parser=named_path)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print everything (per-item rows included) as JSON.")] = False,
-    overlay: Annotated[list[Path] | None, typer.Option("--overlay", help="With --pool: put the rows of a sweep's --json output (same dataset) on the same plane, read at equal FLOPs.")] = None,
+    overlay: Annotated[list[Path] | None, typer.Option("--overlay", help="With --pool: put the rows of a sweep's --json output (same dataset) on the same plane, read at equal FLOPs.", parser=named_path)] = None,
     allow_remote: Annotated[list[str] | None, typer.Option("--allow-remote", help="A host the program's own endpoints may name (repeatable).")] = None,
     batch_items: Annotated[int | None, typer.Option("--batch-items", help="Items in flight at once per process (default: all).")] = None,
     ray: Annotated[str | None, typer.Option("--ray", help=RAY_HELP, metavar="[ADDRESS]")] = None,

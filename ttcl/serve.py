@@ -353,7 +353,7 @@ def usage_of(admitted: Admitted, summary: Any, result: dict[str, Any], seconds: 
             "calls": int(cost["calls"]), "flops": cost["flops"], "seconds": cost["seconds"],
             "wall_seconds": seconds, "status": result["status"], "error": result["error"],
             "failures": result["failures"], "budget": summary.budget_item, "static_bound": summary.bound_total,
-            "params": dict(admitted.compiled.report.params), "engines": summary.header.get("engines"),
+            "params": {**admitted.compiled.report.params, **admitted.compiled.imported_params}, "engines": summary.header.get("engines"),
             "batch": result.get("batch", 1),  # requests run in the same scheduler batch
         },
     }

@@ -274,3 +274,21 @@ def test_a_pool_report_shows_the_gap_to_a_larger_models_greedy(capsys: pytest.Ca
     _, text, _ = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=2",
                      "--by", "steps", "--greedy", "policy=ttcl:arith-l", "--device", "cpu")
     assert "the gap compute must close" in text and "arith-l greedy - arith-s greedy" in text
+
+
+def test_total_compute_charges_a_verifiers_rule_its_verifiers_training() -> None:
+    """Only the policy's pretraining was charged, where a verifier's rule also needs the verifier (and the model it
+    was initialised from): on expr that lineage costs about what the reference's pretraining did (QA pass)."""
+    from ttcl.commands.eval_report import model_meta, verifier_training
+
+    def flops(name: str) -> float:
+        return float(model_meta("m", {"m": f"ttcl:{name}"})["training_flops"])
+
+    assert verifier_training("maj", {"policy": "ttcl:countdown-s"}, "countdown-s") == (0.0, [])
+    refs = {"policy": "ttcl:countdown-s", "check_lm": "ttcl:countdown-check"}
+    # countdown-check was initialised from countdown-s, the series' own policy: counted once, as the policy
+    assert verifier_training("check_lm_best", refs, "countdown-s") == (flops("countdown-check"), ["countdown-check"])
+    refs = {"policy": "ttcl:expr-s", "lik": "ttcl:expr-s-narrow8-xlong-lik"}
+    got, trained = verifier_training("lik_w", refs, "expr-s")
+    assert trained == ["expr-s-narrow8-xlong-lik", "expr-s-narrow8-xlong"]
+    assert got == pytest.approx(flops("expr-s-narrow8-xlong-lik") + flops("expr-s-narrow8-xlong"))

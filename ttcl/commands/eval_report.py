@@ -194,6 +194,31 @@ def model_meta(ref_label: str, refs: dict[str, str]) -> dict[str, Any]:
         return {}
 
 
+def verifier_training(signal: str, refs: dict[str, str], policy: str | None) -> tuple[float | None, list[str]]:
+    """The training FLOPs a rule adds to its series' pretraining: none for pass, strict and maj; for a verifier's
+    rule (`NAME_w`, `NAME_best`) the verifier's `training_flops` and those of the models it was initialised from
+    (`init_from`, a bundled model's name), each counted once and the series' own policy not again; None where a
+    model of it says no training FLOPs. Also the models counted."""
+    family = signal.rsplit("_", 1)[0] if signal.endswith(("_w", "_best")) else None
+    if family is None or family not in refs:
+        return 0.0, []
+    total, trained, seen = 0.0, [], {policy}
+    meta = model_meta(family, refs)
+    while meta:
+        name = meta.get("name") or family
+        if name in seen:
+            break
+        flops = meta.get("training_flops")
+        if not isinstance(flops, int | float):
+            return None, trained
+        total += float(flops)
+        trained.append(name)
+        seen.add(name)
+        init = meta.get("init_from")
+        meta = model_meta("init", {"init": f"ttcl:{init}"}) if init else {}
+    return total, trained
+
+
 def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], greedy: list[tuple[str, list[str]]],
                 sets: list[str], models: list[str], seeds: list[int], by: str | None, *, param: str, n: int,
                 ks: list[int] | None, alloc: tuple[str, int] | None, baseline: str, pretrain: dict[str, float],
@@ -318,11 +343,18 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
             per_query = float(np.mean([p.pool.tokens for run in greedy_runs[other] for p in run
                                        if p.index not in out_of_tables]))
             for signal in t.signals:
+                # a verifier's rule is charged the verifier's training too, and its lineage's not counted yet
+                # (QA pass: on expr the verifier's lineage cost about what the reference's pretraining did)
+                extra, trained = verifier_training(signal, refs_of[label], meta_a.get("name"))
+                unknown = extra is None  # a verifier that says no training FLOPs: the policy's alone, said so
+                extra = extra or 0.0
                 curve = ([float(t.flops[(signal, k)].mean()) for k in t.ks], [float(t.acc[(signal, k)].mean()) for k in t.ks])
-                for row in total_compute(curve, pa, (float(g.flops[("maj", 1)].mean()), float(g.acc[("maj", 1)].mean())),
+                for row in total_compute(curve, pa + extra,
+                                         (float(g.flops[("maj", 1)].mean()), float(g.acc[("maj", 1)].mean())),
                                          pb, tokens_b, per_query):
                     totals.append({"series": label, "signal": signal, "reference": f"{other} greedy",
-                                   "pretrain_flops_a": pa, "pretrain_flops_b": pb, **row})
+                                   "pretrain_flops_a": pa + extra, "pretrain_flops_b": pb, "trained": trained,
+                                   "verifier_training_unknown": unknown, **row})
     report: dict[str, Any] = {
         "mode": "pool", "by": by, "bins": bins, "pool": {"param": param, "n": n, "drawn": drawn, "ks": first.ks},
         "seeds": seeds,
@@ -486,12 +518,17 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         console.print(e)
     if report["total_compute"]:
         tc = Table(title="total compute (Snell et al. 2024): pretraining + inference at R = inference/pretraining "
-                         "tokens; the series' inference budget that matches the reference's total")
-        for col in ("series signal vs reference", "R", "budget FLOPs/query", "x its k = 1", "series acc", "reference acc"):
+                         "tokens; the series' inference budget that matches the reference's total (a verifier's "
+                         "rule is charged the verifier's training too, and its lineage's)")
+        for col in ("series signal vs reference", "training FLOPs (series / reference)", "R", "budget FLOPs/query",
+                    "x its k = 1", "series acc", "reference acc"):
             tc.add_column(col, justify="left" if col.startswith("series signal") else "right")
         for r in report["total_compute"]:
             left = r["a_budget_flops"] > 0  # else the series' pretraining alone is over the reference's total
-            tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}", f"{r['R']:g}",
+            counted = (" (verifier's unknown)" if r.get("verifier_training_unknown")
+                       else f" (+ {', '.join(r['trained'])})" if r.get("trained") else "")
+            tc.add_row(f"{r['series']} {r['signal']} vs {r['reference']}",
+                       f"{_f(r['pretrain_flops_a'])}{counted} / {_f(r['pretrain_flops_b'])}", f"{r['R']:g}",
                        _f(r["a_budget_flops"]) if left else "-", f"{r['multiplier']:.3g}" if left else "none left",
                        "-" if math.isnan(r["a_accuracy"]) else ("≥" if r["a_beyond_curve"] else "") + f"{r['a_accuracy']:.3f}",
                        f"{r['b_accuracy']:.3f}")

@@ -6,7 +6,7 @@ mixin relies on the builder's `add`, `fail`, `inline_body` and its maps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ from ttcl.compiler.dag import (
 )
 from ttcl.compiler.dag_static import NotStatic, StaticValue, format_static, static_eval
 from ttcl.compiler.dag_util import (
+    CallParams,
     _append_text,
     _bind,
     _find_model,
@@ -81,32 +82,6 @@ _STAT_OPS = ("agreement", "best_score", "mean_score", "count", "entropy")
 class BuildError(SemanticDiagnosticError):
     """The checked program cannot be turned into a DAG (too large, or something the checks let through)."""
 
-
-
-class CallParams(Mapping[str, Any]):
-    """A module instance's params as one call of its strategy sees them: the call's keywords over the instance's
-    own values. Which own values were read goes into `read` (one set per instance): `--set ALIAS.NAME` of a
-    name no call reads changed nothing, and was reported as if it had (QA pass: a sweep of it read "+0.000 at
-    1.00x the FLOPs")."""
-
-    def __init__(self, own: Mapping[str, Any], given: dict[str, Any], read: set[str]) -> None:
-        self.own, self.given, self.read = own, given, read
-
-    def __getitem__(self, name: str) -> Any:
-        if name in self.given:
-            return self.given[name]
-        value = self.own[name]
-        self.read.add(name)
-        return value
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.given or name in self.own
-
-    def __iter__(self) -> Iterator[str]:
-        return iter({**dict.fromkeys(self.own), **dict.fromkeys(self.given)})
-
-    def __len__(self) -> int:
-        return len(set(self.own) | set(self.given))
 
 
 @dataclass

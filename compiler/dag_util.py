@@ -5,6 +5,7 @@ Split from `dag_exprs.py` so that module stays one stage at a sitting; none of t
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ttcl.compiler import builtins as B
@@ -88,3 +89,28 @@ def _find_model(module: Module, name: str) -> ModelDecl | None:
 def _find_verifier(module: Module, name: str) -> Any:
     return next((v for v in module.verifiers if v.name == name), None)
 
+
+class CallParams(Mapping[str, Any]):
+    """A module instance's params as one call of its strategy sees them: the call's keywords over the instance's
+    own values. Which own values were read goes into `read` (one set per instance): `--set ALIAS.NAME` of a
+    name no call reads changed nothing, and was reported as if it had (QA pass: a sweep of it read "+0.000 at
+    1.00x the FLOPs")."""
+
+    def __init__(self, own: Mapping[str, Any], given: dict[str, Any], read: set[str]) -> None:
+        self.own, self.given, self.read = own, given, read
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.given:
+            return self.given[name]
+        value = self.own[name]
+        self.read.add(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.given or name in self.own
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self.own), **dict.fromkeys(self.given)})
+
+    def __len__(self) -> int:
+        return len(set(self.own) | set(self.given))

@@ -543,51 +543,6 @@ def test_a_full_stderr_costs_the_progress_and_notes_only(setup: dict[str, Path],
                               stderr=full, timeout=300).returncode == 2  # an error keeps its code
 
 
-def test_a_resume_refuses_other_weights_at_the_same_path(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
-                                                         tmp_path: Path) -> None:
-    """The header named models by path only: a model folder whose weights changed (a retrained checkpoint) was
-    resumed without a word, and the results mixed two models (QA pass: arith-s's and arith-m's)."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
-    trace = tmp_path / "t.jsonl"
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(trace)]
-    assert cli(capsys, *run)[0] == 0
-    assert cli(capsys, *run, "--resume")[0] == 0  # the same weights
-    shutil.copytree(model, tmp_path / "copy")  # the same weights at another path: the same model (QA pass: refused)
-    assert cli(capsys, *[f"policy={tmp_path / 'copy'}" if a == f"policy={model}" else a for a in run], "--resume")[0] == 0
-    weights = model / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0x01  # one weight's last bit: another model of the same shape
-    weights.write_bytes(bytes(data))
-    code, _, err = cli(capsys, *run, "--resume")
-    assert code == 2 and "cannot --resume: the model weights differ from those this trace was written with (policy '" in err
-
-
-def test_a_resume_refuses_another_tokenizer_at_the_same_path(capsys: pytest.CaptureFixture[str],
-                                                             setup: dict[str, Path], tmp_path: Path) -> None:
-    """The fingerprint read the weights and config.json only: a tokenizer whose vocabulary changed (two digits
-    swapped, the same weights) was resumed without a word, and its answers read other tokens."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
-    trace = tmp_path / "t.jsonl"
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(trace)]
-    assert cli(capsys, *run)[0] == 0
-    assert json.loads(trace.read_text().splitlines()[0])["tokenizer_files"].keys() == {"policy"}
-    tok = model / "tokenizer.json"
-    spec = json.loads(tok.read_text())
-    vocab = spec["model"]["vocab"]
-    vocab["3"], vocab["4"] = vocab["4"], vocab["3"]
-    tok.write_text(json.dumps(spec))
-    code, _, err = cli(capsys, *run, "--resume")
-    assert code == 2 and "cannot --resume: the tokenizer files or card templates differ from those this trace was written with (policy '" in err
-    header = json.loads(trace.read_text().splitlines()[0])
-    header.pop("tokenizer_files")  # a trace written before tokenizers were fingerprinted resumes as it did
-    trace.write_text("\n".join([json.dumps(header), *trace.read_text().splitlines()[1:]]) + "\n")
-    assert cli(capsys, *run, "--resume")[0] == 0
-
-
 def test_a_seconds_budget_overrun_is_marked(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
                                             tmp_path: Path) -> None:
     """`seconds` is the one soft unit (checked before each model node): a run over it printed `seconds 0.22 /
@@ -599,22 +554,3 @@ def test_a_seconds_budget_overrun_is_marked(capsys: pytest.CaptureFixture[str], 
     line = next(x for x in out.splitlines() if x.startswith("budget per item"))
     assert "seconds" in line and "(over: seconds is checked before each model node, not within it)" in line, out
     assert line.count("(over:") == 1  # calls and gen_tokens are not over
-
-
-def test_a_resume_refuses_a_model_card_that_reads_inputs_otherwise(capsys: pytest.CaptureFixture[str],
-                                                                   setup: dict[str, Path], tmp_path: Path) -> None:
-    """A reward model's `input_template` edited at the same path resumed without a word, and its scores mixed
-    0.718 with 0.017 (review). What the runtime reads of ttcl_meta.json is fingerprinted; a card's figures are
-    not, so re-carding a model does not refuse its traces."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
-    meta = {"input_template": "{question}\n{completion}", "wall_seconds": 1.0}
-    (model / "ttcl_meta.json").write_text(json.dumps(meta))
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(tmp_path / "t.jsonl")]
-    assert cli(capsys, *run)[0] == 0
-    (model / "ttcl_meta.json").write_text(json.dumps({**meta, "wall_seconds": 2.0}))
-    assert cli(capsys, *run, "--resume")[0] == 0  # a card's figure: the same model
-    (model / "ttcl_meta.json").write_text(json.dumps({**meta, "input_template": "Q: {question}\nA: {completion}"}))
-    code, _, err = cli(capsys, *run, "--resume")
-    assert code == 2 and "cannot --resume: the tokenizer files or card templates differ from those this trace was written with" in err

@@ -67,12 +67,8 @@ from ttcl.runtime.backends.endpoint_http import (  # noqa: F401 - pin_served_mod
     served_entry,
     served_model,
 )
-from ttcl.runtime.backends.endpoint_http import (
-    get_json as _get_json,
-)
-from ttcl.runtime.backends.endpoint_http import (
-    http_json as _http_json,
-)
+from ttcl.runtime.backends.endpoint_http import get_json as _get_json
+from ttcl.runtime.backends.endpoint_http import http_json as _http_json
 from ttcl.runtime.backends.profiles import Profile, detect_engine, profile
 
 ATTEMPTS = 4  # tries of a request that never reached the server
@@ -276,8 +272,8 @@ class EndpointBackend:
         return self._remote_count(text)
 
     def _remote_count(self, text: str) -> int:
-        status, got = _http_json(self.ep.root_url + "/tokenize", {"model": self.model_id, "prompt": text},
-                                 min(30.0, max(1.0, self.ep.timeout)))
+        body, wait = {"model": self.model_id, "prompt": text}, min(30.0, max(1.0, self.ep.timeout))
+        status, got = _http_json(self.ep.root_url + "/tokenize", body, wait)
         if status != 200 or not isinstance(got, dict) or not isinstance(got.get("count"), int):
             raise TtclRuntimeError(f"endpoint {self.ep.base_url}: /tokenize answered {status} without a count")
         return got["count"]

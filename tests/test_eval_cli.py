@@ -53,6 +53,13 @@ def test_pool_estimates_agree_with_the_traces(capsys: pytest.CaptureFixture[str]
     assert all("flops" in it["cost"] for it in items)
     assert {g["label"] for g in rep["greedy"]} == {"arith-s greedy"}
     assert rep["allocation"]["report_items"] == 4
+    # the series' greedy answer on the same report half (QA pass: a saving was read against a baseline below it)
+    from ttcl.runtime.analysis.allocate import split_halves
+
+    half = ~split_halves(8, 0)
+    greedy = {it["item"]: it["correct"] for it in rep["item_rows"]["arith-s greedy"]}
+    g = rep["allocation"]["greedy"]
+    assert g["items"] == 4 and g["accuracy"] == pytest.approx(sum(greedy[i] for i in range(8) if half[i]) / 4)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a rerun reuses the traces (no new sampling) and prints the same figures
     code, out2, err = cli(capsys, "eval", str(setup["prog"]), "--dataset", str(setup["ds"]), "--pool", "n=4",

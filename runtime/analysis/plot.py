@@ -136,7 +136,12 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
                                            "(report half)", "magenta", "-")):
             if rows:
                 handles.setdefault(label, _line(ax, sorted(rows, key=lambda r: r["flops"]), color, style))
-        _axes(ax, f"allocation ({allocation['report_items']} report items)")
+        g = allocation.get("greedy")
+        if g and g.get("items"):  # the series' own greedy answer on the same half (QA pass: not drawn)
+            h = ax.errorbar([g["flops"]], [g["accuracy"]], yerr=[[_bar(g["accuracy"] - g["lo"])], [_bar(g["hi"] - g["accuracy"])]],
+                            color="red", marker="X", markersize=9, linestyle="none", capsize=2)
+            handles.setdefault(f"{allocation.get('series', 'series')} greedy (report half)", h)
+        _axes(ax, f"allocation of {allocation.get('series', 'the series')} ({allocation['report_items']} report items)")
         titles.append(ax.get_title())
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)

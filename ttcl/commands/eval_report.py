@@ -225,6 +225,7 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
                 split_seed: int, overlays: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     from ttcl.commands.compile import compile_from_cli
     from ttcl.commands.eval_checks import greedy_sets, point_sets
+    from ttcl.runtime.analysis.allocate import split_halves
     from ttcl.runtime.analysis.collect import find_pool_nodes, pools_from_trace
     from ttcl.runtime.analysis.compare import exchange, total_compute
     from ttcl.runtime.analysis.curves import bin_values, curve_rows, in_bin, item_table, summarize
@@ -364,6 +365,11 @@ def pool_report(runs: Any, program: Any, series: list[tuple[str, list[str]]], gr
     }
     if alloc is not None:
         report["allocation"] = _allocation(first, alloc, baseline, by, fields, split_seed)
+        # the series' own greedy answer on the report half, the cheapest reference a policy must beat (QA pass:
+        # a 6.27x saving against a baseline below greedy decoding, which no line or panel showed)
+        half = ~split_halves(len(fields), split_seed)
+        g = greedy_tables[first.label]
+        report["allocation"]["greedy"] = summarize(g.acc[("maj", 1)][half], g.flops[("maj", 1)][half])
     if overlays:
         report["overlay"] = overlay_points(report, overlays, tables)
     return report
@@ -575,5 +581,11 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         else:
             console.print(f"best-of-N baseline {b['signal']}@{b['k']}: accuracy {b['accuracy']:.3f} at {_f(b['flops'])} "
                           "FLOPs/item; the compute-optimal policy does not reach it on the report half")
+        gr = a.get("greedy")
+        if gr and gr["items"]:
+            below = " (above the baseline: a policy that only matches the baseline is worse than greedy decoding)" \
+                if gr["accuracy"] > b["accuracy"] + 1e-12 else ""
+            console.print(f"{a['series']} greedy on the report half: accuracy {_acc(gr)} at {_f(gr['flops'])} "
+                          f"FLOPs/item{below}")
         if a.get("note"):
             console.print(f"note: {a['note']}")

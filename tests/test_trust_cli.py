@@ -450,11 +450,14 @@ def test_datasets_from_local_disk_with_field_mapping(capsys: pytest.CaptureFixtu
     assert [g for _, g, _ in got["jsonl"]] == ["2", "4", "6"]
     assert json.loads(out)["results"][0]["fields"] == {"level": 0}
     code, out, err = cli(capsys, *base[:-4], "--dataset", str(jsonl))
-    assert code == 2 and 'missing field "question" (fields present: level, problem, solution)' in err
+    # under --json the error is JSON on stdout (a bad dataset is found before the run)
+    said = json.loads(out)["diagnostics"][0]["message"]
+    assert code == 2 and 'missing field "question" (fields present: level, problem, solution)' in said
     code, out, err = cli(capsys, *base[:-2], "--field", "answer=answr", "--dataset", str(jsonl))
-    assert code == 2 and '--field: no field "answr"' in err
+    assert code == 2 and '--field: no field "answr"' in json.loads(out)["diagnostics"][0]["message"]
     code, out, err = cli(capsys, *base, "--dataset", "hf:ttcl-no-such-dataset-xyz")
-    assert code == 2 and "hf:ttcl-no-such-dataset-xyz: error:" in err and "Traceback" not in err
+    said = json.loads(out)["diagnostics"][0]["message"]
+    assert code == 2 and "hf:ttcl-no-such-dataset-xyz: error:" in said and "Traceback" not in err + said
 
 
 def test_a_corrupt_parquet_file_is_one_line(tmp_path: Path) -> None:

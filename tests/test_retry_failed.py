@@ -208,9 +208,18 @@ def test_retry_failed_without_failed_items_is_a_no_op(capsys: pytest.CaptureFixt
 ])
 def test_retry_failed_needs_resume_and_one_machine(capsys: pytest.CaptureFixture[str], work: Path, tmp_path: Path,
                                                     extra: tuple[str, ...], message: str) -> None:
-    code, _, err = run(capsys, work, "per_item", tmp_path / "t.jsonl", "--retry-failed", *extra)
+    code = main(["run", str(work / "per_item.ttc"), "--dataset", str(work / "d.jsonl"), "--verifier",
+                 "rfj=rf_flaky_checks:score", "--device", "cpu", "--trace", str(tmp_path / "t.jsonl"),
+                 "--retry-failed", *extra])
     assert code == 2
+    err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+    # under --json the same error is JSON on stdout
+    code = main(["run", str(work / "per_item.ttc"), "--dataset", str(work / "d.jsonl"), "--verifier",
+                 "rfj=rf_flaky_checks:score", "--device", "cpu", "--trace", str(tmp_path / "t.jsonl"),
+                 "--retry-failed", *extra, "--json"])
+    said = json.loads(capsys.readouterr().out)["diagnostics"][0]["message"]
+    assert code == 2 and message in said
     assert not (tmp_path / "t.jsonl").exists()
 
 

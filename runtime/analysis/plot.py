@@ -141,7 +141,8 @@ def write_figure(path: Path, *, curves: Sequence[dict[str, Any]], points: Sequen
             h = ax.errorbar([g["flops"]], [g["accuracy"]], yerr=[[_bar(g["accuracy"] - g["lo"])], [_bar(g["hi"] - g["accuracy"])]],
                             color="red", marker="X", markersize=9, linestyle="none", capsize=2)
             handles.setdefault(f"{allocation.get('series', 'series')} greedy (report half)", h)
-        _axes(ax, f"allocation of {allocation.get('series', 'the series')} ({allocation['report_items']} report items)")
+        named = f" of {allocation['series']}" if allocation.get("series") else ""
+        _axes(ax, f"allocation{named} ({allocation['report_items']} report items)")
         titles.append(ax.get_title())
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)

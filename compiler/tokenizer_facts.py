@@ -63,7 +63,7 @@ def _facts(path: str) -> TextFacts | None:
         return None
     if not isinstance(tok, dict) or not isinstance(tok.get("model"), dict):
         return None
-    meta = _meta(Path(path))
+    meta = read_meta(Path(path))
     template = _meta_template(meta)
     special = {t.get("content") for t in tok.get("added_tokens") or [] if isinstance(t, dict) and t.get("special")}
     return TextFacts(
@@ -82,7 +82,8 @@ def is_backward(meta: dict) -> bool:
     return str(meta.get("direction", "")).lower() == "backward"
 
 
-def _meta(path: Path) -> dict:
+def read_meta(path: Path) -> dict:
+    """A model folder's ttcl_meta.json as a dict, read within JSON_LIMIT; {} where it is missing or not one."""
     try:
         meta = json.loads(read_bounded(path / "ttcl_meta.json", JSON_LIMIT, what="ttcl_meta.json"))
     except (OSError, UnsafeRead, ValueError, RecursionError):

@@ -172,14 +172,14 @@ def tokenizer_fingerprint(ref: str) -> str | None:
 def _meta_read(ref: str) -> str | None:
     import json
 
+    from ttcl.compiler.tokenizer_facts import read_meta
     from ttcl.runtime.backends.base import resolve_ref
-    from ttcl.safeio import JSON_LIMIT, UnsafeRead, read_bounded
 
     try:
-        meta = json.loads(read_bounded(Path(resolve_ref(ref)) / "ttcl_meta.json", JSON_LIMIT, what="ttcl_meta.json"))
-    except (OSError, ValueError, RecursionError, UnsafeRead, TtclRuntimeError):
+        meta = read_meta(Path(resolve_ref(ref)))
+    except TtclRuntimeError:
         return None
-    read = {k: meta[k] for k in META_READ if isinstance(meta, dict) and k in meta}
+    read = {k: meta[k] for k in META_READ if k in meta}
     return json.dumps(read, sort_keys=True) if read else None
 
 

@@ -31,15 +31,19 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def copied_run(setup: dict[str, Path], tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """A copy of the test model (edited by the test), a trace, and the `ttcl run` arguments that use both."""
+    model, trace = tmp_path / "m", tmp_path / "t.jsonl"
+    shutil.copytree(setup["model"], model)
+    return model, trace, ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}",
+                          "--limit", "2", "--trace", str(trace)]
+
+
 def test_a_resume_refuses_other_weights_at_the_same_path(capsys: pytest.CaptureFixture[str], setup: dict[str, Path],
                                                          tmp_path: Path) -> None:
     """The header named models by path only: a model folder whose weights changed (a retrained checkpoint) was
     resumed without a word, and the results mixed two models (QA pass: arith-s's and arith-m's)."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
-    trace = tmp_path / "t.jsonl"
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(trace)]
+    model, trace, run = copied_run(setup, tmp_path)
     assert cli(capsys, *run)[0] == 0
     assert cli(capsys, *run, "--resume")[0] == 0  # the same weights
     shutil.copytree(model, tmp_path / "copy")  # the same weights at another path: the same model (QA pass: refused)
@@ -56,11 +60,7 @@ def test_a_resume_refuses_another_tokenizer_at_the_same_path(capsys: pytest.Capt
                                                              setup: dict[str, Path], tmp_path: Path) -> None:
     """The fingerprint read the weights and config.json only: a tokenizer whose vocabulary changed (two digits
     swapped, the same weights) was resumed without a word, and its answers read other tokens."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
-    trace = tmp_path / "t.jsonl"
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(trace)]
+    model, trace, run = copied_run(setup, tmp_path)
     assert cli(capsys, *run)[0] == 0
     assert json.loads(trace.read_text().splitlines()[0])["tokenizer_files"].keys() == {"policy"}
     tok = model / "tokenizer.json"
@@ -81,12 +81,9 @@ def test_a_resume_refuses_a_model_card_that_reads_inputs_otherwise(capsys: pytes
     """A reward model's `input_template` edited at the same path resumed without a word, and its scores mixed
     0.718 with 0.017 (review). What the runtime reads of ttcl_meta.json is fingerprinted; a card's figures are
     not, so re-carding a model does not refuse its traces."""
-    model = tmp_path / "m"
-    shutil.copytree(setup["model"], model)
+    model, _, run = copied_run(setup, tmp_path)
     meta = {"input_template": "{question}\n{completion}", "wall_seconds": 1.0}
     (model / "ttcl_meta.json").write_text(json.dumps(meta))
-    run = ["run", str(setup["prog"]), "--dataset", str(setup["ds"]), "--model", f"policy={model}", "--limit", "2",
-           "--trace", str(tmp_path / "t.jsonl")]
     assert cli(capsys, *run)[0] == 0
     (model / "ttcl_meta.json").write_text(json.dumps({**meta, "wall_seconds": 2.0}))
     assert cli(capsys, *run, "--resume")[0] == 0  # a card's figure: the same model

@@ -462,6 +462,18 @@ def _run_items(row: dict[str, Any], tables: dict[str, Any] | None, total: int | 
     return np.array([float(np.mean(by_item[i])) for i in (table.index or range(n))])
 
 
+def _bin_table(report: dict[str, Any], rows: str, key: tuple[str, ...], head: str, label: Any, cell: Any,
+               title: str) -> Table:
+    """A table of `report[rows]`, a row per distinct `key` fields (labelled by `label(key)`) and a column per bin."""
+    t = Table(title=title)
+    t.add_column(head)
+    for v in report["bins"]:
+        t.add_column(bin_label(report["by"], v), justify="right")
+    for k in dict.fromkeys(tuple(r[f] for f in key) for r in report[rows]):
+        t.add_row(label(k), *(cell(r) for r in report[rows] if tuple(r[f] for f in key) == k))
+    return t
+
+
 def print_pool(report: dict[str, Any], console: Console) -> None:
     pool = report["pool"]
     over = "all items" if report.get("graded", 0) == report.get("items", 0) else \
@@ -500,28 +512,17 @@ def print_pool(report: dict[str, Any], console: Console) -> None:
         console.print(f"{d['series']} {d['signal']}@{d['k']} - {d['vs']}: {d['diff']:+.3f} "
                       f"[{d['lo']:+.3f}, {d['hi']:+.3f}] paired over {_over({**d, 'of_items': report.get('items')})}")
     if report.get("greedy_gap"):
-        gt = Table(title="the gap compute must close: the larger model's greedy accuracy minus the series' own "
-                         "greedy accuracy, paired over the same items [95% CI]; an interval that holds 0 leaves "
-                         "nothing shown to close")
-        gt.add_column("reference - series greedy")
-        for v in report["bins"]:
-            gt.add_column(bin_label(report["by"], v), justify="right")
-        for key in dict.fromkeys((r["series"], r["reference"]) for r in report["greedy_gap"]):
-            cells = [r for r in report["greedy_gap"] if (r["series"], r["reference"]) == key]
-            gt.add_row(f"{key[1]} - {key[0]} greedy", *(_diff(r) for r in cells))
-        console.print(gt)
+        console.print(_bin_table(
+            report, "greedy_gap", ("series", "reference"), "reference - series greedy",
+            lambda k: f"{k[1]} - {k[0]} greedy", _diff,
+            "the gap compute must close: the larger model's greedy accuracy minus the series' own greedy accuracy, "
+            "paired over the same items [95% CI]; an interval that holds 0 leaves nothing shown to close"))
     if report["exchange"]:
-        e = Table(title="exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, "
-                        "over the reference's FLOPs [95% CI]; - = not reached within k <= N; "
-                        "n/a = the reference gets no item right")
-        e.add_column("series signal vs reference")
-        for v in report["bins"]:
-            e.add_column(bin_label(report["by"], v), justify="right")
-        keys = list(dict.fromkeys((r["series"], r["signal"], r["reference"]) for r in report["exchange"]))
-        for key in keys:
-            cells = [r for r in report["exchange"] if (r["series"], r["signal"], r["reference"]) == key]
-            e.add_row(f"{key[0]} {key[1]} vs {key[2]}", *(_ratio(r) for r in cells))
-        console.print(e)
+        console.print(_bin_table(
+            report, "exchange", ("series", "signal", "reference"), "series signal vs reference",
+            lambda k: f"{k[0]} {k[1]} vs {k[2]}", _ratio,
+            "exchange at equal FLOPs: FLOPs at which the series first reaches the reference's accuracy, over the "
+            "reference's FLOPs [95% CI]; - = not reached within k <= N; n/a = the reference gets no item right"))
     if report["total_compute"]:
         tc = Table(title="total compute (Snell et al. 2024): pretraining + inference at R = inference/pretraining "
                          "tokens; the series' inference budget that matches the reference's total (a verifier's "
